@@ -1,0 +1,67 @@
+import { status as GrpcStatus } from '@grpc/grpc-js';
+
+/** What went wrong, independent of the transport that reports it. */
+export type ErrorCode =
+  | 'invalid_argument'
+  | 'not_found'
+  | 'already_exists'
+  | 'permission_denied'
+  | 'unauthenticated'
+  | 'failed_precondition'
+  | 'resource_exhausted'
+  | 'unavailable'
+  | 'internal';
+
+/**
+ * The one error class of isthmus. `field` names the offending input path (e.g.
+ * `Proxy.Upstreams[2].LocalBindPort`) when the error is about user input. Mapped to gRPC or HTTP
+ * status only at the boundary.
+ */
+export class IsthmusError extends Error {
+  override readonly name = 'IsthmusError';
+  constructor(
+    readonly code: ErrorCode,
+    message: string,
+    readonly field?: string,
+  ) {
+    super(message);
+  }
+
+  static from(err: unknown): IsthmusError {
+    if (err instanceof IsthmusError) return err;
+    const message = err instanceof Error ? err.message : String(err);
+    return new IsthmusError('internal', message);
+  }
+}
+
+const grpcCodes: Record<ErrorCode, GrpcStatus> = {
+  invalid_argument: GrpcStatus.INVALID_ARGUMENT,
+  not_found: GrpcStatus.NOT_FOUND,
+  already_exists: GrpcStatus.ALREADY_EXISTS,
+  permission_denied: GrpcStatus.PERMISSION_DENIED,
+  unauthenticated: GrpcStatus.UNAUTHENTICATED,
+  failed_precondition: GrpcStatus.FAILED_PRECONDITION,
+  resource_exhausted: GrpcStatus.RESOURCE_EXHAUSTED,
+  unavailable: GrpcStatus.UNAVAILABLE,
+  internal: GrpcStatus.INTERNAL,
+};
+
+const httpCodes: Record<ErrorCode, number> = {
+  invalid_argument: 400,
+  not_found: 404,
+  already_exists: 409,
+  permission_denied: 403,
+  unauthenticated: 401,
+  failed_precondition: 412,
+  resource_exhausted: 429,
+  unavailable: 503,
+  internal: 500,
+};
+
+export function grpcStatusOf(err: IsthmusError): GrpcStatus {
+  return grpcCodes[err.code];
+}
+
+export function httpStatusOf(err: IsthmusError): number {
+  return httpCodes[err.code];
+}
