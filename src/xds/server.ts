@@ -37,6 +37,11 @@ export class XdsServer {
     return this.port;
   }
 
+  /** The per-proxy summary served as `GET /v1/xds/proxies` (same data as CSDS). */
+  proxyStatus(): unknown[] {
+    return [];
+  }
+
   get listening(): boolean {
     return this.port !== undefined;
   }
