@@ -1,0 +1,253 @@
+import fs from 'node:fs';
+import { open, type Database, type RootDatabase } from 'lmdb';
+import { IsthmusError } from '../errors.js';
+import { silentLogger, type Logger } from '../log.js';
+import type { JsonValue, KeyValue, Store, StoreEvent, StoreTxn } from './store.js';
+
+/**
+ * The embedded store: one LMDB environment in `dir`, owned by exactly one isthmus server.
+ *
+ * - `kv` holds `{ r, v }` records (revision of the last write, value) under string keys; LMDB keeps
+ *   them in UTF-8 byte order, which is the order `list` returns.
+ * - `meta` holds the store revision, bumped in the same LMDB write transaction as the data, so it
+ *   survives restarts and never goes backwards.
+ * - Every transaction (and plain put/delete) runs through one in-process queue, so read-modify-writes
+ *   never interleave, and commits with `transactionSync` (durable: flushed before it returns).
+ *
+ * LMDB locks the environment across processes, but a second process writing the same dir would
+ * break serializability; the commit detects that (the revision moved under us) and fails loudly
+ * instead of losing an update. Run one isthmus server per data dir.
+ */
+export async function openLmdbStore(dir: string, opts: { logger?: Logger } = {}): Promise<Store> {
+  fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const realDir = fs.realpathSync(dir);
+  if (openDirs.has(realDir)) {
+    throw new IsthmusError('failed_precondition', `store directory ${realDir} is already open in this process`);
+  }
+  openDirs.add(realDir);
+  let env: RootDatabase | undefined;
+  try {
+    // noSubdir: false, or LMDB treats a dir name containing '.' as a file name.
+    env = open({ path: realDir, maxDbs: 4, noSubdir: false });
+    const store = new LmdbStore(realDir, env, opts.logger ?? silentLogger());
+    opts.logger?.info({ dir: realDir, revision: store.currentRevision() }, 'store opened');
+    return store;
+  } catch (err) {
+    openDirs.delete(realDir);
+    await env?.close();
+    throw err;
+  }
+}
+
+/** Directories with an open store in this process (LMDB must not be opened twice by one process). */
+const openDirs = new Set<string>();
+
+const revisionKey = 'revision';
+
+interface StoredRecord {
+  readonly r: number;
+  readonly v: JsonValue;
+}
+
+/** A buffered write: the value to put, or `undefined` for a delete. */
+type PendingWrites = Map<string, JsonValue | undefined>;
+
+interface Watcher {
+  readonly prefix: string;
+  readonly onEvent: (event: StoreEvent) => void;
+}
+
+class LmdbStore implements Store {
+  private readonly kv: Database<StoredRecord, string>;
+  private readonly meta: Database<number, string>;
+  private readonly queue = new SerialQueue();
+  private readonly watchers = new Set<Watcher>();
+  private closed = false;
+
+  constructor(
+    private readonly dir: string,
+    private readonly env: RootDatabase,
+    private readonly logger: Logger,
+  ) {
+    this.kv = env.openDB<StoredRecord, string>({ name: 'kv', encoding: 'json' });
+    this.meta = env.openDB<number, string>({ name: 'meta', encoding: 'json' });
+  }
+
+  async get<V extends JsonValue = JsonValue>(key: string): Promise<V | undefined> {
+    this.assertOpen();
+    return this.kv.get(key)?.v as V | undefined;
+  }
+
+  async list<V extends JsonValue = JsonValue>(prefix: string): Promise<KeyValue<V>[]> {
+    this.assertOpen();
+    return this.committedList(prefix) as KeyValue<V>[];
+  }
+
+  put(key: string, value: JsonValue): Promise<void> {
+    return this.txn(async (tx) => tx.put(key, value));
+  }
+
+  delete(key: string): Promise<boolean> {
+    return this.txn(async (tx) => {
+      const existed = (await tx.get(key)) !== undefined;
+      tx.delete(key);
+      return existed;
+    });
+  }
+
+  async txn<T>(fn: (tx: StoreTxn) => Promise<T>): Promise<T> {
+    this.assertOpen();
+    return this.queue.run(async () => {
+      const startRevision = this.currentRevision();
+      const writes: PendingWrites = new Map();
+      const result = await fn(this.txnView(writes, startRevision + 1));
+      this.commit(writes, startRevision);
+      return result;
+    });
+  }
+
+  watch(prefix: string, onEvent: (event: StoreEvent) => void): () => void {
+    const watcher: Watcher = { prefix, onEvent };
+    this.watchers.add(watcher);
+    return () => this.watchers.delete(watcher);
+  }
+
+  async revision(): Promise<number> {
+    this.assertOpen();
+    return this.currentRevision();
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    // Transactions queued before close still run; anything submitted after it rejects.
+    await this.queue.run(async () => undefined);
+    this.watchers.clear();
+    try {
+      await this.env.close();
+    } finally {
+      openDirs.delete(this.dir);
+    }
+  }
+
+  currentRevision(): number {
+    return this.meta.get(revisionKey) ?? 0;
+  }
+
+  private assertOpen(): void {
+    if (this.closed) throw new IsthmusError('unavailable', `store at ${this.dir} is closed`);
+  }
+
+  private committedList(prefix: string): KeyValue[] {
+    const out: KeyValue[] = [];
+    for (const { key, value } of this.kv.getRange(prefix === '' ? {} : { start: prefix })) {
+      if (!key.startsWith(prefix)) break;
+      out.push({ key, value: value.v, revision: value.r });
+    }
+    return out;
+  }
+
+  /** Reads see committed state overlaid with `writes`; puts show the revision they will commit at. */
+  private txnView(writes: PendingWrites, pendingRevision: number): StoreTxn {
+    const store = this;
+    return {
+      async get<V extends JsonValue = JsonValue>(key: string): Promise<V | undefined> {
+        return (writes.has(key) ? writes.get(key) : store.kv.get(key)?.v) as V | undefined;
+      },
+      async list<V extends JsonValue = JsonValue>(prefix: string): Promise<KeyValue<V>[]> {
+        return overlay(store.committedList(prefix), writes, prefix, pendingRevision) as KeyValue<V>[];
+      },
+      put(key: string, value: JsonValue): void {
+        writes.set(checkKey(key), copyJson(key, value));
+      },
+      delete(key: string): void {
+        writes.set(checkKey(key), undefined);
+      },
+    };
+  }
+
+  /** Applies `writes` and the revision bump in one durable LMDB transaction, then notifies watchers. */
+  private commit(writes: PendingWrites, startRevision: number): void {
+    if (writes.size === 0) return;
+    const events = this.kv.transactionSync(() => {
+      const revision = this.currentRevision();
+      if (revision !== startRevision) {
+        throw new IsthmusError(
+          'failed_precondition',
+          `store at ${this.dir} was written by another process (revision ${startRevision} → ${revision}); only one isthmus server may own a data dir`,
+        );
+      }
+      const changes = this.applyWrites(writes, revision + 1);
+      if (changes.length > 0) this.meta.putSync(revisionKey, revision + 1);
+      return changes;
+    });
+    this.notify(events);
+  }
+
+  /** Must run inside the write transaction. Deletes of absent keys are not changes. */
+  private applyWrites(writes: PendingWrites, revision: number): StoreEvent[] {
+    const events: StoreEvent[] = [];
+    for (const [key, value] of writes) {
+      if (value !== undefined) {
+        this.kv.putSync(key, { r: revision, v: value });
+        events.push({ kind: 'put', key, value, revision });
+      } else if (this.kv.removeSync(key)) {
+        events.push({ kind: 'delete', key, revision });
+      }
+    }
+    return events;
+  }
+
+  private notify(events: readonly StoreEvent[]): void {
+    for (const event of events) {
+      for (const watcher of [...this.watchers]) {
+        if (!this.watchers.has(watcher) || !event.key.startsWith(watcher.prefix)) continue;
+        try {
+          watcher.onEvent(event);
+        } catch (err) {
+          this.logger.error({ err, key: event.key, prefix: watcher.prefix }, 'store watcher threw');
+        }
+      }
+    }
+  }
+}
+
+/** Runs async tasks one at a time, in submission order; a failed task does not stop the queue. */
+class SerialQueue {
+  private tail: Promise<unknown> = Promise.resolve();
+
+  run<T>(task: () => Promise<T>): Promise<T> {
+    const result = this.tail.then(task);
+    this.tail = result.catch(() => undefined);
+    return result;
+  }
+}
+
+function overlay(committed: KeyValue[], writes: PendingWrites, prefix: string, revision: number): KeyValue[] {
+  const byKey = new Map(committed.map((kv) => [kv.key, kv]));
+  for (const [key, value] of writes) {
+    if (!key.startsWith(prefix)) continue;
+    if (value === undefined) byKey.delete(key);
+    else byKey.set(key, { key, value, revision });
+  }
+  return [...byKey.values()].sort((a, b) => compareUtf8(a.key, b.key));
+}
+
+/** LMDB's order for string keys: UTF-8 bytes (differs from `<` on UTF-16 for astral characters). */
+function compareUtf8(a: string, b: string): number {
+  return Buffer.compare(Buffer.from(a, 'utf8'), Buffer.from(b, 'utf8'));
+}
+
+function checkKey(key: string): string {
+  if (typeof key !== 'string' || key === '') {
+    throw new IsthmusError('invalid_argument', 'store key must be a non-empty string');
+  }
+  return key;
+}
+
+/** Snapshots the value as it will be stored, so later caller mutations cannot leak into the commit. */
+function copyJson(key: string, value: JsonValue): JsonValue {
+  const text = JSON.stringify(value);
+  if (text === undefined) throw new IsthmusError('invalid_argument', `value for ${key} is not JSON`, key);
+  return JSON.parse(text) as JsonValue;
+}
