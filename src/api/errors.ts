@@ -1,0 +1,32 @@
+import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
+import { IsthmusError, httpStatusOf } from '../errors.js';
+
+/** The JSON body of every HTTP error: `field` names the offending input when there is one. */
+export interface HttpErrorBody {
+  readonly error: string;
+  readonly field?: string;
+}
+
+/**
+ * Maps errors to JSON at the boundary: IsthmusError by its code, fastify's own client errors
+ * (bad JSON, body too large) by their status; anything else is a 500 whose details stay in the log.
+ */
+export function handleHttpError(err: FastifyError | Error, request: FastifyRequest, reply: FastifyReply): FastifyReply {
+  if (err instanceof IsthmusError) {
+    const status = httpStatusOf(err);
+    if (status >= 500) request.log.error({ err, url: request.url }, 'request failed');
+    return reply.status(status).send(errorBody(err.message, err.field));
+  }
+  const status = 'statusCode' in err && typeof err.statusCode === 'number' ? err.statusCode : 500;
+  if (status >= 400 && status < 500) return reply.status(status).send(errorBody(err.message));
+  request.log.error({ err, url: request.url }, 'request failed');
+  return reply.status(500).send(errorBody('internal error'));
+}
+
+export function handleNotFound(request: FastifyRequest, reply: FastifyReply): FastifyReply {
+  return reply.status(404).send(errorBody(`no route for ${request.method} ${request.url}`));
+}
+
+function errorBody(error: string, field?: string): HttpErrorBody {
+  return field === undefined ? { error } : { error, field };
+}

@@ -1,0 +1,33 @@
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
+import type { Logger } from '../log.js';
+import type { Metrics } from '../metrics.js';
+import { handleHttpError, handleNotFound } from './errors.js';
+import { type Health, registerProbeRoutes } from './probe-routes.js';
+import { type XdsStatusSource, registerXdsRoutes } from './xds-routes.js';
+
+export type { Health } from './probe-routes.js';
+export type { XdsStatusSource } from './xds-routes.js';
+
+export interface HttpApiDeps {
+  readonly logger: Logger;
+  readonly metrics: Metrics;
+  readonly health: Health;
+  readonly xds: XdsStatusSource;
+}
+
+/**
+ * The HTTP API (not yet listening: the caller calls `listen`). Fastify logs through our pino
+ * instance but not per request: probes and scrapes arrive every few seconds.
+ */
+export function createHttpApi(deps: HttpApiDeps): FastifyInstance {
+  const app = Fastify({
+    loggerInstance: deps.logger.child({ component: 'http' }) as FastifyBaseLogger,
+    logController: new LogController({ disableRequestLogging: true }),
+    forceCloseConnections: 'idle',
+  });
+  app.setErrorHandler(handleHttpError);
+  app.setNotFoundHandler(handleNotFound);
+  registerProbeRoutes(app, deps.health, deps.metrics);
+  registerXdsRoutes(app, deps.xds);
+  return app;
+}

@@ -1,0 +1,26 @@
+import type { FastifyInstance } from 'fastify';
+import type { Metrics } from '../metrics.js';
+
+/** What `/readyz` asks. `notReady` explains a `false` from `ready()` in the 503 body. */
+export interface Health {
+  ready(): boolean;
+  notReady?(): readonly string[];
+}
+
+/**
+ * `/healthz` (liveness: the process serves HTTP), `/readyz` (readiness: route traffic here) and
+ * `/metrics` (Prometheus text exposition).
+ */
+export function registerProbeRoutes(app: FastifyInstance, health: Health, metrics: Metrics): void {
+  app.get('/healthz', async () => ({ status: 'ok' }));
+
+  app.get('/readyz', async (_request, reply) => {
+    if (health.ready()) return { status: 'ok' };
+    return reply.status(503).send({ status: 'not ready', not_ready: health.notReady?.() ?? ['unknown'] });
+  });
+
+  app.get('/metrics', async (_request, reply) => {
+    const text = await metrics.registry.metrics();
+    return reply.type(metrics.registry.contentType).send(text);
+  });
+}

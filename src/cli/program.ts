@@ -1,0 +1,23 @@
+import { Command } from 'commander';
+import { isthmusVersion } from '../config/version.js';
+import { registerServerCommand } from './server-command.js';
+
+/**
+ * The `isthmus` command tree. Each command lives in its own `*-command.ts` exporting a
+ * `register*Command(program)`; add new ones to `commands` below.
+ */
+const commands: readonly ((program: Command) => void)[] = [registerServerCommand];
+
+export function buildProgram(): Command {
+  const program = new Command('isthmus')
+    .description('Envoy xDS control plane for service meshes joined by cluster peering and mesh gateways')
+    .version(isthmusVersion(), '-V, --version', 'print the version')
+    .helpOption('-h, --help', 'show help')
+    .helpCommand(false)
+    // Errors are printed once, as one line, by main.ts; these settings are inherited by subcommands.
+    .exitOverride()
+    .configureOutput({ outputError: () => undefined })
+    .showSuggestionAfterError(true);
+  for (const register of commands) register(program);
+  return program;
+}

@@ -1,0 +1,4 @@
+export { type ServerConfig, type ConfigSources, type ConfigResult, loadServerConfig, resolveServerConfig } from './server-config.js';
+export { type HostPort, parseHostPort, formatHostPort } from './host-port.js';
+export { serverSettings, type SettingSpec } from './settings.js';
+export { isthmusVersion } from './version.js';

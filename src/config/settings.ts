@@ -1,0 +1,91 @@
+import type { LevelWithSilent } from 'pino';
+import { logLevels } from '../log.js';
+import { type HostPort, parseHostPort } from './host-port.js';
+
+/** The validated configuration of `isthmus server`. */
+export interface ServerConfig {
+  readonly dataDir: string;
+  readonly datacenter: string;
+  readonly httpAddr: HostPort;
+  readonly xdsAddr: HostPort;
+  /** Validated now, served by the peering work (not bound yet). */
+  readonly peeringAddr: HostPort;
+  readonly logLevel: LevelWithSilent;
+  readonly xdsMaxStreams: number;
+}
+
+/** A parsed value, or what is wrong with the raw one (the caller prefixes the setting's name). */
+export type ParseResult<T> = { readonly ok: true; readonly value: T } | { readonly ok: false; readonly problem: string };
+
+export interface SettingSpec<T> {
+  /** Commander's attribute name for the flag (camelCase of the flag). */
+  readonly key: string;
+  readonly flag: string;
+  readonly env: string;
+  readonly fileKey: string;
+  readonly valueName: string;
+  readonly description: string;
+  readonly defaultText: string;
+  readonly parse: (raw: unknown) => ParseResult<T>;
+}
+
+export type SettingsTable = { readonly [K in keyof ServerConfig]: SettingSpec<ServerConfig[K]> };
+
+const datacenterPattern = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
+const maxStreamsLimit = 1_000_000;
+
+const ok = <T>(value: T): ParseResult<T> => ({ ok: true, value });
+const bad = <T>(problem: string): ParseResult<T> => ({ ok: false, problem });
+const show = (raw: unknown): string => JSON.stringify(raw) ?? String(raw);
+
+function parseNonEmptyString(raw: unknown): ParseResult<string> {
+  return typeof raw === 'string' && raw !== '' ? ok(raw) : bad(`${show(raw)} is not a non-empty string`);
+}
+
+function parseDatacenter(raw: unknown): ParseResult<string> {
+  if (typeof raw === 'string' && datacenterPattern.test(raw)) return ok(raw);
+  return bad(`${show(raw)} is not a datacenter name (1-63 lowercase letters, digits or '-', starting and ending with a letter or digit)`);
+}
+
+function parseAddr(raw: unknown): ParseResult<HostPort> {
+  const addr = typeof raw === 'string' ? parseHostPort(raw) : undefined;
+  return addr ? ok(addr) : bad(`${show(raw)} is not HOST:PORT (port 0-65535)`);
+}
+
+function parseLogLevel(raw: unknown): ParseResult<LevelWithSilent> {
+  const level = logLevels.find((l) => l === raw);
+  return level ? ok(level) : bad(`${show(raw)} is not one of ${logLevels.join(', ')}`);
+}
+
+function parseMaxStreams(raw: unknown): ParseResult<number> {
+  const n = typeof raw === 'number' ? raw : typeof raw === 'string' && /^\d+$/.test(raw) ? Number(raw) : NaN;
+  if (Number.isInteger(n) && n >= 1 && n <= maxStreamsLimit) return ok(n);
+  return bad(`${show(raw)} is not a whole number from 1 to ${maxStreamsLimit}`);
+}
+
+function spec<T>(flag: string, valueName: string, defaultText: string, description: string, parse: (raw: unknown) => ParseResult<T>): SettingSpec<T> {
+  const words = flag.replace(/^--/, '').split('-');
+  return {
+    key: words.map((w, i) => (i === 0 ? w : w[0]!.toUpperCase() + w.slice(1))).join(''),
+    flag,
+    env: `ISTHMUS_${words.join('_').toUpperCase()}`,
+    fileKey: words.join('_'),
+    valueName,
+    description,
+    defaultText,
+    parse,
+  };
+}
+
+/** Every server setting: flag, environment variable, config-file key, default and parser. */
+export const serverSettings: SettingsTable = {
+  dataDir: spec('--data-dir', 'DIR', './data', 'directory of the embedded store', parseNonEmptyString),
+  datacenter: spec('--datacenter', 'NAME', 'dc1', 'name of this cluster\'s datacenter', parseDatacenter),
+  httpAddr: spec('--http-addr', 'HOST:PORT', '127.0.0.1:8500', 'HTTP API listen address', parseAddr),
+  xdsAddr: spec('--xds-addr', 'HOST:PORT', '127.0.0.1:8502', 'xDS (gRPC) listen address', parseAddr),
+  peeringAddr: spec('--peering-addr', 'HOST:PORT', '127.0.0.1:8503', 'peering (gRPC over TLS) listen address', parseAddr),
+  logLevel: spec('--log-level', 'LEVEL', 'info', `log level: ${logLevels.join('|')}`, parseLogLevel),
+  xdsMaxStreams: spec('--xds-max-streams', 'N', '10000', 'xDS streams accepted at most', parseMaxStreams),
+};
+
+export const settingKeys = Object.keys(serverSettings) as (keyof ServerConfig)[];

@@ -1,0 +1,112 @@
+import type { FastifyInstance } from 'fastify';
+import { createHttpApi, type Health } from './api/http.js';
+import { type ServerConfig, formatHostPort, isthmusVersion } from './config/index.js';
+import { createLogger, type Logger } from './log.js';
+import { Metrics } from './metrics.js';
+import { openLmdbStore, type Store } from './store/index.js';
+import { XdsServer } from './xds/server.js';
+
+export interface RunningServer {
+  readonly httpPort: number;
+  readonly xdsPort: number;
+  /** Graceful stop: readiness fails at once, then xDS streams, HTTP and the store are closed. */
+  stop(): Promise<void>;
+}
+
+/** How long xDS streams get to end on their own before they are cut (part of the 10 s budget). */
+const xdsGraceMs = 5_000;
+
+/** What a server consists of; parts are set as they are created, so a failed start closes only those. */
+interface Parts {
+  store?: Store;
+  xds?: XdsServer;
+  http?: FastifyInstance;
+  shuttingDown: boolean;
+}
+
+/**
+ * The composition root of `isthmus server`. Signal handling belongs to the caller (the CLI), so
+ * tests can run several servers in one process. The peering port is validated but not bound yet.
+ */
+export async function startServer(config: ServerConfig, opts: { logger?: Logger } = {}): Promise<RunningServer> {
+  const logger = opts.logger ?? createLogger(config.logLevel);
+  const parts: Parts = { shuttingDown: false };
+  try {
+    const { httpPort, xdsPort } = await startParts(config, logger, parts);
+    logStarted(logger, config, httpPort, xdsPort);
+    let stopping: Promise<void> | undefined;
+    const stop = (): Promise<void> => (stopping ??= stopParts(parts, logger));
+    return { httpPort, xdsPort, stop };
+  } catch (err) {
+    await stopParts(parts, logger).catch(() => undefined);
+    throw err;
+  }
+}
+
+async function startParts(config: ServerConfig, logger: Logger, parts: Parts): Promise<{ httpPort: number; xdsPort: number }> {
+  const metrics = new Metrics({ defaultMetrics: true, version: isthmusVersion() });
+  parts.store = await openLmdbStore(config.dataDir, { logger });
+  const xds = new XdsServer({ logger, metrics, maxStreams: config.xdsMaxStreams });
+  parts.xds = xds;
+  const xdsPort = await xds.listen(formatHostPort(config.xdsAddr));
+  const http = createHttpApi({ logger, metrics, health: healthOf(parts), xds });
+  parts.http = http;
+  await http.listen({ host: config.httpAddr.host, port: config.httpAddr.port });
+  const address = http.server.address();
+  const httpPort = typeof address === 'object' && address !== null ? address.port : config.httpAddr.port;
+  return { httpPort, xdsPort };
+}
+
+/** Ready = the store is open, xDS is listening and no shutdown has begun. */
+function healthOf(parts: Parts): Health {
+  const notReady = (): string[] => {
+    const reasons: string[] = [];
+    if (!parts.store) reasons.push('store not open');
+    if (!parts.xds?.listening) reasons.push('xds server not listening');
+    if (parts.shuttingDown) reasons.push('shutting down');
+    return reasons;
+  };
+  return { ready: () => notReady().length === 0, notReady };
+}
+
+function logStarted(logger: Logger, config: ServerConfig, httpPort: number, xdsPort: number): void {
+  logger.info(
+    {
+      version: isthmusVersion(),
+      datacenter: config.datacenter,
+      dataDir: config.dataDir,
+      httpAddr: formatHostPort(config.httpAddr, httpPort),
+      xdsAddr: formatHostPort(config.xdsAddr, xdsPort),
+      httpPort,
+      xdsPort,
+    },
+    'server started',
+  );
+}
+
+/**
+ * Shutdown order: readiness first (load balancers stop sending), then xDS (GOAWAY, so proxies
+ * reconnect to another server), then HTTP, then the store. Every step runs even if one fails.
+ */
+async function stopParts(parts: Parts, logger: Logger): Promise<void> {
+  parts.shuttingDown = true;
+  logger.info('server stopping');
+  const { xds, http, store } = parts;
+  const steps: [string, (() => Promise<void>) | undefined][] = [
+    ['xds', xds && (() => xds.shutdown(xdsGraceMs))],
+    ['http', http && (() => http.close())],
+    ['store', store && (() => store.close())],
+  ];
+  let failure: unknown;
+  for (const [part, step] of steps) {
+    try {
+      await step?.();
+    } catch (err) {
+      failure ??= err;
+      logger.error({ err, part }, 'shutdown step failed');
+    }
+  }
+  parts.store = undefined;
+  if (failure !== undefined) throw failure;
+  logger.info('server stopped');
+}

@@ -1,0 +1,136 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { createInterface } from 'node:readline';
+import { withDeadline } from './wait.js';
+
+/** Spawns the real `isthmus` CLI (`node bin/isthmus.js`) for integration tests. */
+
+const repoRoot = resolve(import.meta.dirname, '../..');
+const bin = join(repoRoot, 'bin/isthmus.js');
+
+export interface ExitInfo {
+  readonly code: number | null;
+  readonly signal: NodeJS.Signals | null;
+}
+
+export interface CliProcess {
+  readonly child: ChildProcess;
+  /** stdout split into lines (JSON log lines for `server`), growing while the process runs. */
+  readonly stdoutLines: string[];
+  /** Calls `fn` for every stdout line, those already seen included. */
+  onLine(fn: (line: string) => void): void;
+  stderr(): string;
+  /** Resolves once the process has exited and its output is fully read. */
+  readonly exited: Promise<ExitInfo>;
+}
+
+export interface ServerProcess extends CliProcess {
+  readonly httpPort: number;
+  readonly xdsPort: number;
+  readonly dataDir: string;
+  /** The parsed `server started` log line. */
+  readonly started: Readonly<Record<string, unknown>>;
+  url(path: string): string;
+}
+
+export interface SpawnOptions {
+  readonly env?: Readonly<Record<string, string>>;
+  readonly timeoutMs?: number;
+}
+
+const running = new Set<ChildProcess>();
+const tempDirs: string[] = [];
+
+/** A fresh temporary directory, removed by `cleanupProcesses`. */
+export function tempDir(prefix = 'isthmus-test-'): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  tempDirs.push(dir);
+  return dir;
+}
+
+/** The environment of a child: the test runner's, minus any ISTHMUS_* setting, plus `env`. */
+function childEnv(env: Readonly<Record<string, string>> = {}): NodeJS.ProcessEnv {
+  const base = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('ISTHMUS_')));
+  return { ...base, ...env };
+}
+
+export function spawnCli(args: readonly string[], opts: SpawnOptions = {}): CliProcess {
+  const child = spawn(process.execPath, [bin, ...args], { cwd: repoRoot, env: childEnv(opts.env), stdio: ['ignore', 'pipe', 'pipe'] });
+  running.add(child);
+  const stdoutLines: string[] = [];
+  const listeners: ((line: string) => void)[] = [];
+  let stderr = '';
+  createInterface({ input: child.stdout! }).on('line', (line) => {
+    stdoutLines.push(line);
+    for (const fn of listeners) fn(line);
+  });
+  child.stderr!.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+  child.on('exit', () => running.delete(child));
+  const exited = new Promise<ExitInfo>((resolveExit) => child.on('close', (code, signal) => resolveExit({ code, signal })));
+  const onLine = (fn: (line: string) => void): void => {
+    stdoutLines.forEach(fn);
+    listeners.push(fn);
+  };
+  return { child, stdoutLines, onLine, stderr: () => stderr, exited };
+}
+
+/** Runs the CLI to completion (bounded by `timeoutMs`, default 20 s). */
+export async function runCli(args: readonly string[], opts: SpawnOptions = {}): Promise<ExitInfo & { stdout: string; stderr: string }> {
+  const proc = spawnCli(args, opts);
+  const exit = await withDeadline(proc.exited, { timeoutMs: opts.timeoutMs ?? 20_000, what: `isthmus ${args.join(' ')} to exit` });
+  return { ...exit, stdout: proc.stdoutLines.join('\n'), stderr: proc.stderr() };
+}
+
+/**
+ * Starts `isthmus server` on 127.0.0.1 port 0 (HTTP and xDS) with a fresh data dir, and resolves
+ * once its `server started` line reports the bound ports.
+ */
+export async function startServerProcess(args: readonly string[] = [], opts: SpawnOptions = {}): Promise<ServerProcess> {
+  const dataDir = tempDir('isthmus-data-');
+  const fullArgs = ['server', '--http-addr', '127.0.0.1:0', '--xds-addr', '127.0.0.1:0', '--data-dir', dataDir, ...args];
+  const proc = spawnCli(fullArgs, opts);
+  const started = await withDeadline(startedLine(proc), { timeoutMs: opts.timeoutMs ?? 20_000, what: 'the "server started" log line' }).catch(
+    (err: unknown) => {
+      proc.child.kill('SIGKILL');
+      throw new Error(`${(err as Error).message}; stderr: ${proc.stderr()}; stdout: ${proc.stdoutLines.join('\n')}`);
+    },
+  );
+  const httpPort = Number(started['httpPort']);
+  const xdsPort = Number(started['xdsPort']);
+  return { ...proc, httpPort, xdsPort, dataDir, started, url: (path) => `http://127.0.0.1:${httpPort}${path}` };
+}
+
+function startedLine(proc: CliProcess): Promise<Record<string, unknown>> {
+  return new Promise((resolveLine, reject) => {
+    const check = (line: string): void => {
+      const parsed = parseJsonLine(line);
+      if (parsed?.['msg'] === 'server started') resolveLine(parsed);
+    };
+    proc.onLine(check);
+    void proc.exited.then((exit) => reject(new Error(`server exited before starting (code ${exit.code}, signal ${exit.signal})`)));
+  });
+}
+
+export function parseJsonLine(line: string): Record<string, unknown> | undefined {
+  try {
+    const value: unknown = JSON.parse(line);
+    return typeof value === 'object' && value !== null ? (value as Record<string, unknown>) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Kills every child still running (SIGKILL), waits for them, removes temp dirs. For afterEach/afterAll. */
+export async function cleanupProcesses(): Promise<void> {
+  const children = [...running];
+  await Promise.all(
+    children.map((child) => {
+      const gone = new Promise<void>((resolveGone) => child.once('exit', () => resolveGone()));
+      child.kill('SIGKILL');
+      return withDeadline(gone, { timeoutMs: 5_000, what: `child ${child.pid} to die` });
+    }),
+  );
+  for (const dir of tempDirs.splice(0)) rmSync(dir, { recursive: true, force: true });
+}
