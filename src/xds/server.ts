@@ -1,29 +1,94 @@
 import * as grpc from '@grpc/grpc-js';
+import { AggregatedDiscoveryServiceService } from '../gen/envoy/service/discovery/v3/ads.js';
+import type { DeltaDiscoveryRequest, DiscoveryRequest } from '../gen/envoy/service/discovery/v3/discovery.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
+import { XdsCache } from './cache/xds-cache.js';
+import { AdsSession, type AdsApi, type SessionContext } from './ads/session.js';
+import { SotwSession } from './ads/sotw-session.js';
+import { DeltaSession } from './ads/delta-session.js';
+import { ClientStatusDiscoveryServiceService, csdsService } from './csds.js';
+import { proxyStatusJson, type ProxyStatusJson } from './status.js';
 
 export interface XdsServerOptions {
   readonly logger: Logger;
   readonly metrics: Metrics;
+  /** The cache proxies' views are published to (the composition root shares it with the builders). */
+  readonly cache?: XdsCache;
   /** Streams beyond this many get RESOURCE_EXHAUSTED. */
   readonly maxStreams?: number;
+  /** Largest Delta response before it is split (bytes, default 4 MiB). */
+  readonly maxResponseBytes?: number;
+  /** Longest wait for endpoint subscriptions of new clusters before listeners are sent (ms). */
+  readonly warmingTimeoutMs?: number;
+  /** Checks a stream may act as `nodeId` (issue: xDS auth); throws IsthmusError to refuse. */
+  readonly authorize?: SessionContext['authorize'];
 }
 
 /**
- * The xDS gRPC server: ADS (SotW and Delta) and CSDS. (Skeleton: services are added by the ADS work.)
+ * Responses are assembled from cached bytes (see wire.ts), so the ADS service writes Buffers as-is
+ * instead of re-encoding a DiscoveryResponse per proxy.
  */
+const passThrough = (value: Buffer): Buffer => value;
+const adsServiceDefinition = {
+  streamAggregatedResources: { ...AggregatedDiscoveryServiceService.streamAggregatedResources, responseSerialize: passThrough },
+  deltaAggregatedResources: { ...AggregatedDiscoveryServiceService.deltaAggregatedResources, responseSerialize: passThrough },
+} as unknown as grpc.ServiceDefinition;
+
+/** The xDS gRPC server: ADS (SotW and Delta) and CSDS on one port. */
 export class XdsServer {
   private readonly server: grpc.Server;
+  private readonly sessions = new Set<AdsSession>();
+  private readonly ctx: SessionContext;
   private port: number | undefined;
+  private openStreams = 0;
+  readonly cache: XdsCache;
 
   constructor(private readonly opts: XdsServerOptions) {
     this.server = new grpc.Server({
       'grpc.max_receive_message_length': 64 * 1024 * 1024,
+      'grpc.max_send_message_length': -1,
       'grpc.keepalive_time_ms': 30_000,
       'grpc.keepalive_timeout_ms': 10_000,
       'grpc.http2.min_ping_interval_without_data_ms': 5_000,
       'grpc.keepalive_permit_without_calls': 1,
     });
+    this.cache = opts.cache ?? new XdsCache(opts.metrics);
+    this.ctx = {
+      cache: this.cache,
+      metrics: opts.metrics,
+      logger: opts.logger,
+      maxResponseBytes: opts.maxResponseBytes ?? 4 * 1024 * 1024,
+      warmingTimeoutMs: opts.warmingTimeoutMs ?? 1_000,
+      authorize: opts.authorize ?? (() => undefined),
+      onReady: (s) => opts.logger.debug({ nodeId: s.nodeId, api: s.api, stream: s.id }, 'xds stream opened'),
+      onClose: (s) => this.forget(s),
+    };
+    this.server.addService(adsServiceDefinition, {
+      streamAggregatedResources: (call: grpc.ServerDuplexStream<DiscoveryRequest, Buffer>) =>
+        this.accept('sotw', call, () => new SotwSession('sotw', this.ctx, call)),
+      deltaAggregatedResources: (call: grpc.ServerDuplexStream<DeltaDiscoveryRequest, Buffer>) =>
+        this.accept('delta', call, () => new DeltaSession('delta', this.ctx, call)),
+    });
+    this.server.addService(ClientStatusDiscoveryServiceService, csdsService(() => this.sessions));
+  }
+
+  private accept(api: AdsApi, call: grpc.ServerDuplexStream<unknown, Buffer>, create: () => AdsSession): void {
+    const max = this.opts.maxStreams ?? 10_000;
+    if (this.openStreams >= max) {
+      this.opts.metrics.xdsStreamsRefused.inc({ reason: 'limit' });
+      call.emit('error', { code: grpc.status.RESOURCE_EXHAUSTED, details: `xDS stream limit reached (${max}); retry later or raise --xds-max-streams` });
+      return;
+    }
+    this.openStreams++;
+    this.opts.metrics.xdsStreams.inc({ api });
+    this.sessions.add(create());
+  }
+
+  private forget(session: AdsSession): void {
+    if (!this.sessions.delete(session)) return;
+    this.openStreams--;
+    this.opts.metrics.xdsStreams.dec({ api: session.api });
   }
 
   /** Binds `host:port` (port 0 picks a free one) and resolves with the bound port. */
@@ -37,30 +102,39 @@ export class XdsServer {
     return this.port;
   }
 
-  /** The per-proxy summary served as `GET /v1/xds/proxies` (same data as CSDS). */
-  proxyStatus(): unknown[] {
-    return [];
-  }
-
   get listening(): boolean {
     return this.port !== undefined;
   }
 
+  /** Open ADS streams that completed admission. */
+  connectedSessions(): AdsSession[] {
+    return [...this.sessions].filter((s) => s.nodeId !== undefined);
+  }
+
+  /** The per-proxy summary served as `GET /v1/xds/proxies` (same data as CSDS). */
+  proxyStatus(): ProxyStatusJson[] {
+    return this.connectedSessions()
+      .map(proxyStatusJson)
+      .sort((a, b) => (a.ID < b.ID ? -1 : a.ID > b.ID ? 1 : a.ConnectedAt < b.ConnectedAt ? -1 : 1));
+  }
+
   /**
-   * Stops accepting streams (GOAWAY), ends open streams so clients reconnect elsewhere, and
-   * force-closes whatever is left after `graceMs`.
+   * Stops accepting streams (GOAWAY), ends open streams with UNAVAILABLE so proxies reconnect
+   * (to another replica), and force-closes whatever is left after `graceMs`.
    */
   async shutdown(graceMs = 5_000): Promise<void> {
-    await new Promise<void>((resolve) => {
-      const timer = setTimeout(() => {
+    if (this.port === undefined) return;
+    this.port = undefined;
+    const done = new Promise<void>((resolve) => this.server.tryShutdown(() => resolve()));
+    for (const s of [...this.sessions]) s.end();
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<void>((resolve) => {
+      timer = setTimeout(() => {
         this.server.forceShutdown();
         resolve();
       }, graceMs);
-      this.server.tryShutdown(() => {
-        clearTimeout(timer);
-        resolve();
-      });
     });
-    this.port = undefined;
+    await Promise.race([done, timeout]);
+    clearTimeout(timer);
   }
 }

@@ -1,0 +1,112 @@
+import type { DeltaDiscoveryRequest } from '../../gen/envoy/service/discovery/v3/discovery.js';
+import type { CacheEntry } from '../cache/entry.js';
+import { entriesOf } from '../cache/proxy-view.js';
+import { TypeUrl, type PushPhase } from '../types.js';
+import { encodeDeltaResponse } from '../wire.js';
+import { AdsSession, type PlannedResponse } from './session.js';
+import type { TypeState } from './type-state.js';
+
+/**
+ * Incremental ADS (`DeltaAggregatedResources`). `ts.sent` is the version of each resource the
+ * client holds as far as we know: seeded from `initial_resource_versions` on reconnect (rule 10),
+ * updated as responses are written.
+ */
+export class DeltaSession extends AdsSession<DeltaDiscoveryRequest> {
+  protected applyRequest(ts: TypeState, req: DeltaDiscoveryRequest, isFirst: boolean): void {
+    // Rule 4: ACK/NACK bookkeeping needs the matching nonce; subscription changes apply regardless.
+    if (req.responseNonce !== '') this.settle(ts, req.responseNonce, req.errorDetail);
+    if (isFirst) {
+      for (const [name, version] of Object.entries(req.initialResourceVersions)) {
+        ts.sent.set(name, version);
+        ts.acked.set(name, version);
+      }
+    }
+    const added = ts.applyDeltaChanges(req.resourceNamesSubscribe, req.resourceNamesUnsubscribe);
+    const entries = entriesOf(this.view, ts.typeUrl);
+    for (const name of added) {
+      // Rule 7: a newly subscribed name is always answered, with the resource or with its removal.
+      if (!isFirst || ts.sent.get(name) !== entries.get(name)?.version) ts.sent.delete(name);
+      if (!entries.has(name) && this.view) ts.notFound.add(name);
+    }
+  }
+
+  protected plan(ts: TypeState, phase: PushPhase): PlannedResponse | undefined {
+    if (!this.view) return undefined;
+    return phase === 'upsert' ? this.planUpserts(ts) : this.planRemovals(ts);
+  }
+
+  private planUpserts(ts: TypeState): PlannedResponse | undefined {
+    const changed = ts.desired(entriesOf(this.view, ts.typeUrl)).filter((e) => {
+      if (ts.forced.has(e.name)) return true;
+      if (ts.sent.get(e.name) === e.version) return false;
+      return ts.nacked.get(e.name)?.version !== e.version; // rule 5: never re-send rejected content
+    });
+    if (changed.length === 0 && !ts.owesInitialResponse) return undefined;
+    return this.response(ts, changed, []);
+  }
+
+  private planRemovals(ts: TypeState): PlannedResponse | undefined {
+    const entries = entriesOf(this.view, ts.typeUrl);
+    const removed = new Set<string>();
+    for (const name of ts.sent.keys()) if (!entries.has(name) || !ts.inScope(name)) removed.add(name);
+    for (const name of ts.notFound) if (!entries.has(name) && ts.inScope(name)) removed.add(name);
+    if (removed.size === 0) return undefined;
+    return this.response(ts, [], [...removed].sort());
+  }
+
+  private response(ts: TypeState, entries: CacheEntry[], removed: string[]): PlannedResponse {
+    const viewRevision = this.view!.revision;
+    const chunks = splitBySize(entries, this.ctx.maxResponseBytes).map((part, i) => {
+      const removedHere = i === 0 ? removed : [];
+      const resources = new Map(part.map((e) => [e.name, e.version]));
+      return {
+        bytes: (nonce: string) => encodeDeltaResponse(ts.typeUrl, nonce, part.map((e) => e.deltaField), removedHere),
+        record: (nonce: string) => ({ nonce, versionInfo: '', resources, removed: removedHere, fullState: false, viewRevision }),
+      };
+    });
+    return {
+      chunks,
+      commit: () => {
+        if (ts.typeUrl === TypeUrl.cluster) this.forceEndpointsOfChanged(ts, entries);
+        for (const e of entries) {
+          ts.sent.set(e.name, e.version);
+          ts.forced.delete(e.name);
+          ts.notFound.delete(e.name);
+        }
+        for (const name of removed) {
+          ts.sent.delete(name);
+          ts.notFound.delete(name);
+        }
+      },
+    };
+  }
+
+  /** Rule 9: a changed cluster gets its endpoints re-sent, or Envoy keeps it warming. */
+  private forceEndpointsOfChanged(ts: TypeState, entries: readonly CacheEntry[]): void {
+    const eds = this.types.get(TypeUrl.endpoint);
+    if (!eds) return;
+    for (const e of entries) {
+      const before = ts.sent.get(e.name);
+      if (before === undefined || before === e.version) continue;
+      for (const ref of e.refs) if (ref.typeUrl === TypeUrl.endpoint) eds.forced.add(ref.name);
+    }
+  }
+}
+
+/** Rule 14: large responses are split so no single message approaches the client's limit. */
+function splitBySize(entries: CacheEntry[], maxBytes: number): CacheEntry[][] {
+  if (entries.length === 0) return [[]];
+  const parts: CacheEntry[][] = [[]];
+  let size = 0;
+  for (const e of entries) {
+    const current = parts[parts.length - 1]!;
+    if (current.length > 0 && size + e.size > maxBytes) {
+      parts.push([e]);
+      size = e.size;
+    } else {
+      current.push(e);
+      size += e.size;
+    }
+  }
+  return parts;
+}

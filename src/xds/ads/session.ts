@@ -1,0 +1,277 @@
+import { performance } from 'node:perf_hooks';
+import type * as grpc from '@grpc/grpc-js';
+import { status as GrpcStatus } from '@grpc/grpc-js';
+import type { Node } from '../../gen/envoy/config/core/v3/base.js';
+import { IsthmusError, grpcStatusOf } from '../../errors.js';
+import type { Logger } from '../../log.js';
+import type { Metrics } from '../../metrics.js';
+import type { XdsCache } from '../cache/xds-cache.js';
+import type { ProxyView } from '../cache/proxy-view.js';
+import { isXdsTypeUrl, pushOrder, shortName, TypeUrl, type PushPhase, type XdsTypeUrl } from '../types.js';
+import { entriesOf } from '../cache/proxy-view.js';
+import { TypeState, type SentResponse } from './type-state.js';
+
+export type AdsApi = 'sotw' | 'delta';
+
+export interface SessionContext {
+  readonly cache: XdsCache;
+  readonly metrics: Metrics;
+  readonly logger: Logger;
+  /** Largest Delta response before it is split in several (bytes). */
+  readonly maxResponseBytes: number;
+  /** Longest wait for a client to subscribe to the endpoints of new clusters before LDS/RDS go out. */
+  readonly warmingTimeoutMs: number;
+  /** Checks the stream may act as `nodeId`; throws an IsthmusError (e.g. permission_denied). */
+  authorize(nodeId: string, metadata: grpc.Metadata): void | Promise<void>;
+  onReady(session: AdsSession): void;
+  onClose(session: AdsSession): void;
+}
+
+/** A response ready to write: bytes and the bookkeeping to apply once it is written. */
+export interface PlannedResponse {
+  readonly chunks: readonly { readonly bytes: (nonce: string) => Buffer; readonly record: (nonce: string) => SentResponse }[];
+  readonly commit: () => void;
+}
+
+interface BaseRequest {
+  readonly node?: Node | undefined;
+  readonly typeUrl: string;
+  readonly responseNonce: string;
+  readonly errorDetail?: { readonly message: string } | undefined;
+}
+
+let nextSessionId = 1;
+
+const usesClusters = (t: XdsTypeUrl) => t === TypeUrl.listener || t === TypeUrl.route;
+
+/**
+ * One ADS stream. The base class owns what SotW and Delta share: node admission, per-type state,
+ * the flush loop that writes in make-before-break order and waits for ACKs, backpressure, NACK
+ * bookkeeping. Subclasses turn requests into subscription changes and plan responses.
+ */
+export abstract class AdsSession<Req extends BaseRequest = BaseRequest> {
+  readonly id = nextSessionId++;
+  readonly connectedAt = new Date();
+  node: Node | undefined;
+  protected view: ProxyView | undefined;
+  protected readonly types = new Map<XdsTypeUrl, TypeState>();
+  private unwatch: (() => void) | undefined;
+  private nonceCounter = 0;
+  private writable = true;
+  private flushQueued = false;
+  private closed = false;
+  private warmingSince: number | undefined;
+
+  constructor(
+    readonly api: AdsApi,
+    protected readonly ctx: SessionContext,
+    private readonly call: grpc.ServerDuplexStream<Req, Buffer>,
+  ) {
+    call.on('data', (req: Req) => this.receive(req));
+    call.on('end', () => this.close());
+    call.on('error', () => this.close());
+    call.on('close', () => this.close());
+  }
+
+  get nodeId(): string | undefined {
+    return this.node?.id;
+  }
+
+  typeStates(): ReadonlyMap<XdsTypeUrl, TypeState> {
+    return this.types;
+  }
+
+  currentView(): ProxyView | undefined {
+    return this.view;
+  }
+
+  /** Ends the stream (server shutdown): clients reconnect, to this replica or another. */
+  end(code: GrpcStatus = GrpcStatus.UNAVAILABLE, details = 'server shutting down'): void {
+    if (this.closed) return;
+    this.call.emit('error', { code, details });
+    this.close();
+  }
+
+  protected abstract applyRequest(ts: TypeState, req: Req, isFirst: boolean): void;
+  protected abstract plan(ts: TypeState, phase: PushPhase): PlannedResponse | undefined;
+  protected onViewChanged(): void {}
+
+  /** Requests that arrive while the first one is being admitted, handled in order afterwards. */
+  private backlog: Req[] | undefined;
+
+  private receive(req: Req): void {
+    if (this.closed) return;
+    if (this.backlog) this.backlog.push(req);
+    else if (!this.node) {
+      this.backlog = [];
+      void this.admit(req);
+    } else this.processSafely(req);
+  }
+
+  private async admit(req: Req): Promise<void> {
+    try {
+      const node = req.node;
+      if (!node || !node.id) throw new IsthmusError('invalid_argument', 'the first request of a stream must carry node.id', 'node.id');
+      await this.ctx.authorize(node.id, this.call.metadata);
+      if (this.closed) return;
+      this.node = node;
+      this.view = this.ctx.cache.view(node.id);
+      this.unwatch = this.ctx.cache.watch(node.id, (view) => {
+        this.view = view;
+        this.onViewChanged();
+        this.scheduleFlush();
+      });
+      this.ctx.onReady(this);
+    } catch (err) {
+      this.fail(IsthmusError.from(err));
+      return;
+    }
+    const backlog = this.backlog ?? [];
+    this.backlog = undefined;
+    for (const r of [req, ...backlog]) this.processSafely(r);
+  }
+
+  private processSafely(req: Req): void {
+    if (this.closed) return;
+    try {
+      this.process(req);
+    } catch (err) {
+      this.fail(IsthmusError.from(err));
+    }
+  }
+
+  private process(req: Req): void {
+    if (!req.typeUrl) throw new IsthmusError('invalid_argument', 'an ADS request must carry type_url', 'type_url');
+    // Types we do not serve (ECDS, runtime, ...) are left unanswered, as Envoy expects.
+    if (!isXdsTypeUrl(req.typeUrl)) return;
+    let ts = this.types.get(req.typeUrl);
+    const isFirst = !ts;
+    if (!ts) {
+      ts = new TypeState(req.typeUrl);
+      ts.observedRevision = this.view?.revision ?? 0;
+      this.types.set(req.typeUrl, ts);
+    }
+    this.applyRequest(ts, req, isFirst);
+    this.scheduleFlush();
+  }
+
+  /** ACK or NACK of an outstanding response, identified by its nonce. */
+  protected settle(ts: TypeState, nonce: string, errorDetail: { readonly message: string } | undefined): void {
+    const res = ts.outstanding.get(nonce);
+    if (!res) return;
+    ts.outstanding.delete(nonce);
+    const type = shortName[ts.typeUrl];
+    if (errorDetail) {
+      ts.onNack(res, errorDetail.message);
+      this.ctx.metrics.xdsRejects.inc({ type });
+      this.ctx.logger.warn({ nodeId: this.nodeId, type, nonce, error: errorDetail.message }, 'xds config rejected by proxy');
+      return;
+    }
+    ts.onAck(res);
+    if (res.viewRevision > ts.observedRevision && this.view) {
+      ts.observedRevision = res.viewRevision;
+      if (res.viewRevision === this.view.revision) {
+        this.ctx.metrics.xdsConvergence.observe((performance.now() - this.view.publishedAt) / 1000);
+      }
+    }
+  }
+
+  protected scheduleFlush(): void {
+    if (this.flushQueued || this.closed) return;
+    this.flushQueued = true;
+    setImmediate(() => {
+      this.flushQueued = false;
+      this.flush();
+    });
+  }
+
+  /**
+   * Writes what is pending in the order of `pushOrder`. A type awaiting an ACK blocks every later
+   * step, and listeners/routes wait until the clusters they may name are warm (their endpoints
+   * subscribed and sent), so a listener never arrives before the cluster it routes to.
+   */
+  private flush(): void {
+    if (this.closed || !this.node || !this.writable) return;
+    for (const step of pushOrder) {
+      const ts = this.types.get(step.typeUrl);
+      if (!ts?.requested) continue;
+      if (step.phase === 'upsert' && usesClusters(step.typeUrl) && this.clustersWarming()) return;
+      const planned = this.plan(ts, step.phase);
+      if (planned) {
+        if (ts.outstanding.size > 0) return;
+        this.write(ts, planned);
+        if (!this.writable) return;
+      }
+      if (ts.outstanding.size > 0) return;
+    }
+  }
+
+  /**
+   * True while a cluster the client holds names endpoints it has not been sent (Envoy subscribes
+   * to them only after it applied the cluster). Bounded by `warmingTimeoutMs` so a client that
+   * never asks for endpoints still gets its listeners.
+   */
+  private clustersWarming(): boolean {
+    const cds = this.types.get(TypeUrl.cluster);
+    const eds = this.types.get(TypeUrl.endpoint);
+    const clusters = entriesOf(this.view, TypeUrl.cluster);
+    let missing = false;
+    for (const [name, version] of cds?.sent ?? []) {
+      const entry = clusters.get(name);
+      if (entry?.version !== version) continue;
+      if (entry.refs.some((r) => r.typeUrl === TypeUrl.endpoint && !eds?.sent.has(r.name))) missing = true;
+    }
+    if (!missing) {
+      this.warmingSince = undefined;
+      return false;
+    }
+    const now = performance.now();
+    if (this.warmingSince === undefined) {
+      this.warmingSince = now;
+      setTimeout(() => this.scheduleFlush(), this.ctx.warmingTimeoutMs).unref();
+    }
+    return now - this.warmingSince < this.ctx.warmingTimeoutMs;
+  }
+
+  private write(ts: TypeState, planned: PlannedResponse): void {
+    const started = performance.now();
+    planned.commit();
+    for (const chunk of planned.chunks) {
+      const nonce = String(++this.nonceCounter);
+      const record = chunk.record(nonce);
+      ts.outstanding.set(nonce, record);
+      ts.lastNonce = nonce;
+      ts.answered = true;
+      const ok = this.call.write(chunk.bytes(nonce));
+      this.ctx.metrics.xdsPushes.inc({ type: shortName[ts.typeUrl] });
+      if (!ok) this.waitForDrain();
+    }
+    this.ctx.metrics.xdsPushDuration.observe((performance.now() - started) / 1000);
+  }
+
+  private waitForDrain(): void {
+    if (!this.writable) return;
+    this.writable = false;
+    this.call.once('drain', () => {
+      this.writable = true;
+      this.scheduleFlush();
+    });
+  }
+
+  protected fail(err: IsthmusError): void {
+    this.ctx.logger.info({ nodeId: this.nodeId, api: this.api, code: err.code, error: err.message }, 'xds stream refused');
+    if (err.code === 'permission_denied' || err.code === 'unauthenticated') {
+      this.ctx.metrics.xdsStreamsRefused.inc({ reason: 'unauthenticated' });
+    } else if (err.code === 'invalid_argument') {
+      this.ctx.metrics.xdsStreamsRefused.inc({ reason: 'invalid' });
+    }
+    this.end(grpcStatusOf(err), err.message);
+  }
+
+  private close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.unwatch?.();
+    this.ctx.onClose(this);
+  }
+}

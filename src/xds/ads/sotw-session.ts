@@ -1,0 +1,131 @@
+import { createHash } from 'node:crypto';
+import type { DiscoveryRequest } from '../../gen/envoy/service/discovery/v3/discovery.js';
+import type { CacheEntry } from '../cache/entry.js';
+import { entriesOf } from '../cache/proxy-view.js';
+import { isFullStateType, TypeUrl, type PushPhase } from '../types.js';
+import { encodeSotwResponse } from '../wire.js';
+import { AdsSession, type PlannedResponse } from './session.js';
+import type { TypeState } from './type-state.js';
+
+/** version_info of a SotW state: a content hash of its (name, version) pairs, stable everywhere. */
+export function stateVersion(entries: readonly CacheEntry[]): string {
+  const h = createHash('sha256');
+  for (const e of entries) h.update(e.name).update('\0').update(e.version).update('\n');
+  return h.digest('base64url').slice(0, 22);
+}
+
+/**
+ * State-of-the-world ADS (`StreamAggregatedResources`). CDS and LDS responses carry the complete
+ * state; EDS, RDS and SDS responses carry the named resources that changed.
+ */
+export class SotwSession extends AdsSession<DiscoveryRequest> {
+  protected applyRequest(ts: TypeState, req: DiscoveryRequest, isFirst: boolean): void {
+    const nonce = req.responseNonce;
+    // Rule 4: a request answering anything but the newest response is stale and ignored.
+    if (!isFirst && nonce !== '' && nonce !== ts.lastNonce) return;
+    if (nonce !== '') this.settle(ts, nonce, req.errorDetail);
+    ts.applySotwNames(req.resourceNames);
+    if (isFirst && req.versionInfo !== '') this.resume(ts, req.versionInfo);
+  }
+
+  /**
+   * A reconnecting client names the version it holds; versions are content hashes, so when it
+   * equals ours the client is already up to date and nothing is re-sent (rule 12).
+   */
+  private resume(ts: TypeState, clientVersion: string): void {
+    if (!this.view) return;
+    const desired = ts.desired(entriesOf(this.view, ts.typeUrl));
+    if (stateVersion(desired) !== clientVersion) return;
+    for (const e of desired) {
+      ts.sent.set(e.name, e.version);
+      ts.acked.set(e.name, e.version);
+    }
+    ts.lastState = new Map(desired.map((e) => [e.name, e]));
+    ts.sentVersionInfo = ts.ackedVersionInfo = clientVersion;
+  }
+
+  protected override onViewChanged(): void {
+    // Per-name types cannot express removal in SotW; forget what is gone so it is sent if it returns.
+    for (const ts of this.types.values()) {
+      if (isFullStateType(ts.typeUrl)) continue;
+      const entries = entriesOf(this.view, ts.typeUrl);
+      for (const name of [...ts.sent.keys()]) if (!entries.has(name)) ts.sent.delete(name);
+    }
+  }
+
+  protected plan(ts: TypeState, phase: PushPhase): PlannedResponse | undefined {
+    if (!this.view) return undefined;
+    if (isFullStateType(ts.typeUrl)) return this.planFullState(ts, phase);
+    return phase === 'upsert' ? this.planNamed(ts) : undefined;
+  }
+
+  /**
+   * CDS/LDS. The upsert step keeps names that are gone (make-before-break); the remove step, later
+   * in the push order, sends the state without them.
+   */
+  private planFullState(ts: TypeState, phase: PushPhase): PlannedResponse | undefined {
+    const desired = ts.desired(entriesOf(this.view, ts.typeUrl));
+    const desiredNames = new Set(desired.map((e) => e.name));
+    const gone = [...ts.lastState.values()].filter((e) => !desiredNames.has(e.name));
+    let state: CacheEntry[];
+    if (phase === 'upsert') {
+      const changed = desired.some((e) => ts.lastState.get(e.name)?.version !== e.version || ts.forced.has(e.name));
+      if (!changed && ts.sentVersionInfo !== '') return undefined;
+      state = [...desired, ...gone].sort((a, b) => (a.name < b.name ? -1 : 1));
+    } else {
+      if (gone.length === 0) return undefined;
+      state = desired;
+    }
+    const version = stateVersion(state);
+    if (version === ts.sentVersionInfo) return undefined;
+    return this.response(ts, state, version, true);
+  }
+
+  /** EDS/RDS/SDS: only resources whose version the client has not been sent (or forced ones). */
+  private planNamed(ts: TypeState): PlannedResponse | undefined {
+    const desired = ts.desired(entriesOf(this.view, ts.typeUrl));
+    const changed = desired.filter((e) => {
+      if (ts.forced.has(e.name)) return true;
+      if (ts.sent.get(e.name) === e.version) return false;
+      return ts.nacked.get(e.name)?.version !== e.version; // rule 5: never re-send rejected content
+    });
+    if (changed.length === 0 && !ts.owesInitialResponse) return undefined;
+    return this.response(ts, changed, stateVersion(desired), false);
+  }
+
+  private response(ts: TypeState, entries: CacheEntry[], version: string, fullState: boolean): PlannedResponse {
+    const viewRevision = this.view!.revision;
+    const resources = new Map(entries.map((e) => [e.name, e.version]));
+    return {
+      chunks: [
+        {
+          bytes: (nonce) => encodeSotwResponse(version, ts.typeUrl, nonce, entries.map((e) => e.sotwField)),
+          record: (nonce) => ({ nonce, versionInfo: version, resources, removed: [], fullState, viewRevision }),
+        },
+      ],
+      commit: () => {
+        if (ts.typeUrl === TypeUrl.cluster) this.forceEndpointsOfChanged(ts, entries);
+        if (fullState) {
+          ts.lastState = new Map(entries.map((e) => [e.name, e]));
+          ts.sent.clear();
+        }
+        for (const e of entries) {
+          ts.sent.set(e.name, e.version);
+          ts.forced.delete(e.name);
+        }
+        ts.sentVersionInfo = version;
+      },
+    };
+  }
+
+  /** Rule 9: a changed cluster gets its endpoints re-sent, or Envoy keeps it warming. */
+  protected forceEndpointsOfChanged(ts: TypeState, entries: readonly CacheEntry[]): void {
+    const eds = this.types.get(TypeUrl.endpoint);
+    if (!eds) return;
+    for (const e of entries) {
+      const before = ts.sent.get(e.name);
+      if (before === undefined || before === e.version) continue;
+      for (const ref of e.refs) if (ref.typeUrl === TypeUrl.endpoint) eds.forced.add(ref.name);
+    }
+  }
+}

@@ -1,0 +1,147 @@
+import type { XdsTypeUrl } from '../types.js';
+import type { CacheEntry } from '../cache/entry.js';
+
+/** A response written to the stream and not yet ACKed or NACKed. */
+export interface SentResponse {
+  readonly nonce: string;
+  /** SotW: the response's version_info. */
+  readonly versionInfo: string;
+  /** name → version of each resource the response carried. */
+  readonly resources: ReadonlyMap<string, string>;
+  /** Delta removed_resources. */
+  readonly removed: readonly string[];
+  /** SotW CDS/LDS: names absent from `resources` are removed once this is applied. */
+  readonly fullState: boolean;
+  readonly viewRevision: number;
+}
+
+export interface NackRecord {
+  readonly version: string;
+  readonly message: string;
+  readonly nonce: string;
+  readonly at: Date;
+}
+
+/** Per stream and type: subscriptions, what was sent, ACKed and NACKed (DESIGN.md §7 rule 3). */
+export class TypeState {
+  /** The client has asked for this type at least once on this stream. */
+  requested = false;
+  /** Wildcard from an empty first request: ends at the first explicit subscription (rule 6). */
+  legacyWildcard = false;
+  /** Wildcard from an explicit `*`. */
+  explicitWildcard = false;
+  readonly subscribed = new Set<string>();
+  /** name → version last sent (Delta: the version the client holds as far as we know). */
+  readonly sent = new Map<string, string>();
+  readonly acked = new Map<string, string>();
+  readonly nacked = new Map<string, NackRecord>();
+  /** Names to send even though their version did not change (endpoints of a changed cluster). */
+  readonly forced = new Set<string>();
+  /** Delta: subscribed names that do not exist, to report in removed_resources. */
+  readonly notFound = new Set<string>();
+  readonly outstanding = new Map<string, SentResponse>();
+  lastNonce = '';
+  /** Any response for this type was written on this stream. */
+  answered = false;
+  /** SotW: version_info of the last response sent, and of the last one ACKed. */
+  sentVersionInfo = '';
+  ackedVersionInfo = '';
+  /** SotW CDS/LDS: the complete state last sent (kept for make-before-break removals). */
+  lastState: ReadonlyMap<string, CacheEntry> = new Map();
+  lastNack: NackRecord | undefined;
+  /** The newest view revision whose ACK fed the convergence metric. */
+  observedRevision = 0;
+
+  constructor(readonly typeUrl: XdsTypeUrl) {}
+
+  get wildcard(): boolean {
+    return this.legacyWildcard || this.explicitWildcard;
+  }
+
+  inScope(name: string): boolean {
+    return this.wildcard || this.subscribed.has(name);
+  }
+
+  /**
+   * A first wildcard subscription is answered even when it matches nothing: Envoy's initial fetch
+   * waits for that response before it finishes initialising.
+   */
+  get owesInitialResponse(): boolean {
+    return this.wildcard && !this.answered;
+  }
+
+  /** The names this stream wants that exist in `entries`, sorted. */
+  desired(entries: ReadonlyMap<string, CacheEntry>): CacheEntry[] {
+    const names = this.wildcard ? [...entries.keys()] : [...this.subscribed].filter((n) => entries.has(n));
+    return names.sort().map((n) => entries.get(n)!);
+  }
+
+  /**
+   * SotW: the request's resource_names replace the subscription. An empty list is a wildcard only
+   * while no explicit name was ever asked for (legacy wildcard). Returns the newly added names.
+   */
+  applySotwNames(names: readonly string[]): string[] {
+    const explicit = names.filter((n) => n !== '*');
+    const wasFirst = !this.requested;
+    this.requested = true;
+    this.legacyWildcard = names.length === 0 && (wasFirst || this.legacyWildcard);
+    this.explicitWildcard = names.includes('*');
+    const next = new Set(explicit);
+    for (const old of [...this.subscribed]) if (!next.has(old)) this.forget(old);
+    return this.addNames(explicit);
+  }
+
+  /** Delta: subscribe / unsubscribe lists; an empty first request is a legacy wildcard. */
+  applyDeltaChanges(subscribe: readonly string[], unsubscribe: readonly string[]): string[] {
+    const wasFirst = !this.requested;
+    this.requested = true;
+    if (wasFirst && subscribe.length === 0) this.legacyWildcard = true;
+    if (subscribe.includes('*')) this.explicitWildcard = true;
+    if (unsubscribe.includes('*')) {
+      this.explicitWildcard = false;
+      this.legacyWildcard = false;
+    }
+    const explicit = subscribe.filter((n) => n !== '*');
+    if (explicit.length > 0) this.legacyWildcard = false;
+    for (const name of unsubscribe) if (name !== '*') this.forget(name);
+    return this.addNames(explicit);
+  }
+
+  private addNames(names: readonly string[]): string[] {
+    const added: string[] = [];
+    for (const name of names) {
+      if (this.subscribed.has(name)) continue;
+      this.subscribed.add(name);
+      added.push(name);
+    }
+    return added;
+  }
+
+  private forget(name: string): void {
+    this.subscribed.delete(name);
+    if (this.wildcard) return;
+    this.sent.delete(name);
+    this.acked.delete(name);
+    this.nacked.delete(name);
+    this.forced.delete(name);
+    this.notFound.delete(name);
+  }
+
+  onAck(res: SentResponse): void {
+    if (res.fullState) this.acked.clear();
+    for (const [name, version] of res.resources) {
+      this.acked.set(name, version);
+      if (this.nacked.get(name)?.version !== version) continue;
+      this.nacked.delete(name);
+    }
+    for (const name of res.removed) this.acked.delete(name);
+    if (res.versionInfo) this.ackedVersionInfo = res.versionInfo;
+  }
+
+  onNack(res: SentResponse, message: string): NackRecord {
+    const record = { version: '', message, nonce: res.nonce, at: new Date() };
+    for (const [name, version] of res.resources) this.nacked.set(name, { ...record, version });
+    this.lastNack = { ...record, version: res.versionInfo };
+    return this.lastNack;
+  }
+}

@@ -1,0 +1,94 @@
+import { createHash } from 'node:crypto';
+import '../registry.js';
+import { messageTypeRegistry } from '../../gen/typeRegistry.js';
+import { IsthmusError } from '../../errors.js';
+import { isXdsTypeUrl, type XdsTypeUrl } from '../types.js';
+import { encodeAny, encodeDeltaResource, lenField } from '../wire.js';
+import { extractRefs, type ResourceRef } from './refs.js';
+
+const typePrefix = 'type.googleapis.com/';
+
+/** A resource encoded once: its type, name, bytes and content-hash version. */
+export interface EncodedResource {
+  readonly typeUrl: XdsTypeUrl;
+  readonly name: string;
+  /** The serialized resource message (not wrapped in Any). */
+  readonly bytes: Uint8Array;
+  /** Content hash of `bytes`: equal content has an equal version on every replica and restart. */
+  readonly version: string;
+}
+
+/** A ts-proto Envoy resource message (Cluster, ClusterLoadAssignment, Listener, ...). */
+export interface EnvoyMessage {
+  readonly $type?: string;
+}
+
+const nameFields: Readonly<Record<string, string>> = {
+  'envoy.config.cluster.v3.Cluster': 'name',
+  'envoy.config.endpoint.v3.ClusterLoadAssignment': 'clusterName',
+  'envoy.config.listener.v3.Listener': 'name',
+  'envoy.config.route.v3.RouteConfiguration': 'name',
+  'envoy.extensions.transport_sockets.tls.v3.Secret': 'name',
+};
+
+export function contentVersion(bytes: Uint8Array): string {
+  return createHash('sha256').update(bytes).digest('base64url').slice(0, 22);
+}
+
+/** Encodes a resource message once; callers may keep the result and publish it many times. */
+export function encodeResource(message: EnvoyMessage, onEncode?: (typeUrl: XdsTypeUrl) => void): EncodedResource {
+  const typeName = message.$type ?? '';
+  const typeUrl = typePrefix + typeName;
+  const nameField = nameFields[typeName];
+  const fns = messageTypeRegistry.get(typeName);
+  if (!isXdsTypeUrl(typeUrl) || !nameField || !fns) {
+    throw new IsthmusError('invalid_argument', `not an xDS resource message: ${typeName || '(no $type)'}`);
+  }
+  const name = (message as Record<string, unknown>)[nameField];
+  if (typeof name !== 'string' || name === '') {
+    throw new IsthmusError('invalid_argument', `${typeName} has an empty ${nameField}`);
+  }
+  const bytes = fns.encode(message).finish();
+  onEncode?.(typeUrl);
+  return { typeUrl, name, bytes, version: contentVersion(bytes) };
+}
+
+/**
+ * One distinct resource content in the shared cache. Its wire fields are built lazily, once, and
+ * shared by every proxy view and stream that carries it.
+ */
+export class CacheEntry {
+  readonly typeUrl: XdsTypeUrl;
+  readonly name: string;
+  readonly version: string;
+  readonly refs: readonly ResourceRef[];
+  readonly size: number;
+  private sotw: Buffer | undefined;
+  private delta: Buffer | undefined;
+  private readonly bytes: Uint8Array;
+
+  constructor(resource: EncodedResource) {
+    this.typeUrl = resource.typeUrl;
+    this.name = resource.name;
+    this.version = resource.version;
+    this.bytes = resource.bytes;
+    this.size = resource.bytes.length;
+    const typeName = resource.typeUrl.slice(typePrefix.length);
+    this.refs = extractRefs(messageTypeRegistry.get(typeName)!.decode(resource.bytes));
+  }
+
+  /** `DiscoveryResponse.resources` field (2) carrying this resource as an Any. */
+  get sotwField(): Buffer {
+    return (this.sotw ??= lenField(2, encodeAny(this.typeUrl, this.bytes)));
+  }
+
+  /** `DeltaDiscoveryResponse.resources` field (2) carrying this resource as a Resource. */
+  get deltaField(): Buffer {
+    return (this.delta ??= lenField(2, encodeDeltaResource(this.name, this.version, encodeAny(this.typeUrl, this.bytes))));
+  }
+
+  /** The resource message bytes (for CSDS and debugging). */
+  get messageBytes(): Uint8Array {
+    return this.bytes;
+  }
+}

@@ -1,0 +1,61 @@
+/**
+ * xDS resource types as literal data: type URLs, short names, and the make-before-break push order
+ * (Envoy xDS protocol "Eventual consistency considerations"; Consul agent/xds/delta.go
+ * xDSUpdateOrder). The order of these tables matters.
+ */
+export const TypeUrl = {
+  secret: 'type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret',
+  cluster: 'type.googleapis.com/envoy.config.cluster.v3.Cluster',
+  endpoint: 'type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment',
+  listener: 'type.googleapis.com/envoy.config.listener.v3.Listener',
+  route: 'type.googleapis.com/envoy.config.route.v3.RouteConfiguration',
+} as const;
+
+export type XdsTypeUrl = (typeof TypeUrl)[keyof typeof TypeUrl];
+
+/** Short names used in metrics labels, proxy status and the CLI. */
+export const shortName: Readonly<Record<XdsTypeUrl, 'SDS' | 'CDS' | 'EDS' | 'LDS' | 'RDS'>> = {
+  [TypeUrl.secret]: 'SDS',
+  [TypeUrl.cluster]: 'CDS',
+  [TypeUrl.endpoint]: 'EDS',
+  [TypeUrl.listener]: 'LDS',
+  [TypeUrl.route]: 'RDS',
+};
+
+export const allTypeUrls: readonly XdsTypeUrl[] = Object.values(TypeUrl);
+
+export function isXdsTypeUrl(url: string): url is XdsTypeUrl {
+  return (allTypeUrls as readonly string[]).includes(url);
+}
+
+/**
+ * SotW: LDS and CDS responses carry the complete state; an omitted name is a removal. EDS, RDS and
+ * SDS responses carry only the named resources they contain.
+ */
+export function isFullStateType(url: XdsTypeUrl): boolean {
+  return url === TypeUrl.listener || url === TypeUrl.cluster;
+}
+
+export type PushPhase = 'upsert' | 'remove';
+
+export interface PushStep {
+  readonly typeUrl: XdsTypeUrl;
+  readonly phase: PushPhase;
+}
+
+/**
+ * Make-before-break: secrets, then clusters, then their endpoints, then listeners that use them,
+ * then routes; removals last, each after whatever referenced it is gone.
+ */
+export const pushOrder: readonly PushStep[] = [
+  { typeUrl: TypeUrl.secret, phase: 'upsert' },
+  { typeUrl: TypeUrl.cluster, phase: 'upsert' },
+  { typeUrl: TypeUrl.endpoint, phase: 'upsert' },
+  { typeUrl: TypeUrl.listener, phase: 'upsert' },
+  { typeUrl: TypeUrl.route, phase: 'upsert' },
+  { typeUrl: TypeUrl.listener, phase: 'remove' },
+  { typeUrl: TypeUrl.route, phase: 'remove' },
+  { typeUrl: TypeUrl.endpoint, phase: 'remove' },
+  { typeUrl: TypeUrl.cluster, phase: 'remove' },
+  { typeUrl: TypeUrl.secret, phase: 'remove' },
+];

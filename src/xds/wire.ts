@@ -1,0 +1,79 @@
+/**
+ * Hand-assembled protobuf wire format for the hot path: a response is a small header plus the
+ * cached, already-encoded resource fields concatenated, so the bytes of a resource are produced
+ * once and shared by every proxy that receives it (DESIGN.md §7 rule 13).
+ */
+const WIRE_LEN = 2;
+
+function varintSize(n: number): number {
+  let size = 1;
+  while (n >= 0x80) {
+    n = Math.floor(n / 128);
+    size++;
+  }
+  return size;
+}
+
+function writeVarint(buf: Buffer, offset: number, n: number): number {
+  while (n >= 0x80) {
+    buf[offset++] = (n & 0x7f) | 0x80;
+    n = Math.floor(n / 128);
+  }
+  buf[offset++] = n;
+  return offset;
+}
+
+/** One length-delimited field: tag, length, payload. */
+export function lenField(fieldNumber: number, payload: Uint8Array): Buffer {
+  const tag = (fieldNumber << 3) | WIRE_LEN;
+  const out = Buffer.allocUnsafe(varintSize(tag) + varintSize(payload.length) + payload.length);
+  let o = writeVarint(out, 0, tag);
+  o = writeVarint(out, o, payload.length);
+  out.set(payload, o);
+  return out;
+}
+
+export function stringField(fieldNumber: number, value: string): Buffer {
+  return value === '' ? Buffer.alloc(0) : lenField(fieldNumber, Buffer.from(value, 'utf8'));
+}
+
+/** `google.protobuf.Any { type_url = 1; value = 2; }` */
+export function encodeAny(typeUrl: string, value: Uint8Array): Buffer {
+  return Buffer.concat([stringField(1, typeUrl), lenField(2, value)]);
+}
+
+/** `envoy.service.discovery.v3.Resource { version = 1; resource = 2; name = 3; }` */
+export function encodeDeltaResource(name: string, version: string, anyBytes: Uint8Array): Buffer {
+  return Buffer.concat([stringField(1, version), lenField(2, anyBytes), stringField(3, name)]);
+}
+
+/**
+ * `DiscoveryResponse { version_info = 1; resources = 2 (Any); type_url = 4; nonce = 5; }`.
+ * `resourceFields` are pre-encoded field-2 entries from the cache.
+ */
+export function encodeSotwResponse(
+  versionInfo: string,
+  typeUrl: string,
+  nonce: string,
+  resourceFields: readonly Buffer[],
+): Buffer {
+  return Buffer.concat([stringField(1, versionInfo), ...resourceFields, stringField(4, typeUrl), stringField(5, nonce)]);
+}
+
+/**
+ * `DeltaDiscoveryResponse { system_version_info = 1; resources = 2 (Resource); type_url = 4;
+ * nonce = 5; removed_resources = 6; }`.
+ */
+export function encodeDeltaResponse(
+  typeUrl: string,
+  nonce: string,
+  resourceFields: readonly Buffer[],
+  removed: readonly string[],
+): Buffer {
+  return Buffer.concat([
+    ...resourceFields,
+    stringField(4, typeUrl),
+    stringField(5, nonce),
+    ...removed.map((name) => lenField(6, Buffer.from(name, 'utf8'))),
+  ]);
+}
