@@ -5,6 +5,7 @@ import { createLogger, type Logger } from './log.js';
 import { Metrics } from './metrics.js';
 import { openLmdbStore, type Store } from './store/index.js';
 import { XdsServer } from './xds/server.js';
+import { XdsCache } from './xds/cache/xds-cache.js';
 
 export interface RunningServer {
   readonly httpPort: number;
@@ -46,7 +47,8 @@ export async function startServer(config: ServerConfig, opts: { logger?: Logger 
 async function startParts(config: ServerConfig, logger: Logger, parts: Parts): Promise<{ httpPort: number; xdsPort: number }> {
   const metrics = new Metrics({ defaultMetrics: true, version: isthmusVersion() });
   parts.store = await openLmdbStore(config.dataDir, { logger });
-  const xds = new XdsServer({ logger, metrics, maxStreams: config.xdsMaxStreams });
+  const cache = new XdsCache(metrics);
+  const xds = new XdsServer({ logger, metrics, cache, maxStreams: config.xdsMaxStreams });
   parts.xds = xds;
   const xdsPort = await xds.listen(formatHostPort(config.xdsAddr));
   const http = createHttpApi({ logger, metrics, health: healthOf(parts), xds });

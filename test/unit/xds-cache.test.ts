@@ -1,0 +1,87 @@
+import { describe, expect, it } from 'vitest';
+import { Metrics } from '../../src/metrics.js';
+import { XdsCache } from '../../src/xds/cache/xds-cache.js';
+import { TypeUrl } from '../../src/xds/types.js';
+import { edsCluster, endpoints, httpListener, route, secret, tcpListener } from '../helpers/resources.js';
+import { metricValue } from '../helpers/xds-harness.js';
+
+const view = (port = 1) => [edsCluster('a'), endpoints('a', [port]), tcpListener('l', 10000, 'a')];
+
+describe('XdsCache', () => {
+  it('shares one encoded entry among 1,000 proxies with the same resource', () => {
+    const cache = new XdsCache();
+    const shared = view().map((m) => cache.encode(m));
+    for (let i = 0; i < 1000; i++) cache.setProxyResources(`p${i}`, shared);
+    expect(cache.entryCount).toBe(3);
+    const a = cache.view('p1')!.resources.get(TypeUrl.cluster)!.get('a')!;
+    const b = cache.view('p999')!.resources.get(TypeUrl.cluster)!.get('a')!;
+    expect(a).toBe(b);
+    expect(a.sotwField).toBe(b.sotwField); // the same bytes object, encoded once
+  });
+
+  it('counts encodes: publishing pre-encoded resources encodes nothing again', async () => {
+    const metrics = new Metrics();
+    const cache = new XdsCache(metrics);
+    const shared = view().map((m) => cache.encode(m));
+    for (let i = 0; i < 50; i++) cache.setProxyResources(`p${i}`, shared);
+    expect(await metricValue(metrics, 'isthmus_xds_resource_encodes_total', { type: 'CDS' })).toBe(1);
+  });
+
+  it('gives equal content an equal version in another cache (content hash)', () => {
+    const v1 = new XdsCache().setProxyResources('n', view()).resources.get(TypeUrl.endpoint)!.get('a')!.version;
+    const v2 = new XdsCache().setProxyResources('other', view()).resources.get(TypeUrl.endpoint)!.get('a')!.version;
+    const v3 = new XdsCache().setProxyResources('n', view(2)).resources.get(TypeUrl.endpoint)!.get('a')!.version;
+    expect(v1).toBe(v2);
+    expect(v3).not.toBe(v1);
+  });
+
+  it('refuses an inconsistent view, names each dangling reference, and keeps the last good one', () => {
+    const cache = new XdsCache();
+    const good = cache.setProxyResources('n', view());
+    expect(() =>
+      cache.setProxyResources('n', [edsCluster('a', { secret: 'leaf' }), httpListener('l', 10000, 'r1')]),
+    ).toThrow(/Cluster "a" references ClusterLoadAssignment "a".*Cluster "a" references Secret "leaf".*Listener "l" references RouteConfiguration "r1"/);
+    expect(cache.view('n')).toBe(good);
+  });
+
+  it('accepts a view whose references all resolve (cluster → secret, listener → route)', () => {
+    const cache = new XdsCache();
+    const v = cache.setProxyResources('n', [
+      secret('leaf'),
+      edsCluster('a', { secret: 'leaf' }),
+      endpoints('a', [1]),
+      httpListener('l', 10000, 'r1'),
+      route('r1', 'a'),
+    ]);
+    expect([...v.resources.keys()].length).toBe(5);
+  });
+
+  it('refuses duplicate names in one view', () => {
+    const cache = new XdsCache();
+    expect(() => cache.setProxyResources('n', [secret('s'), secret('s', 'b')])).toThrow(/duplicate SDS resource "s"/);
+    expect(cache.view('n')).toBeUndefined();
+  });
+
+  it('does not republish identical content, and notifies watchers of real changes only', () => {
+    const cache = new XdsCache();
+    const seen: number[] = [];
+    cache.watch('n', (v) => seen.push(v.revision));
+    const first = cache.setProxyResources('n', view());
+    expect(cache.setProxyResources('n', view())).toBe(first);
+    cache.updateProxyResources('n', { upsert: [endpoints('a', [2])] });
+    expect(seen).toHaveLength(2);
+  });
+
+  it('updates and removes single resources, and releases entries of removed proxies', () => {
+    const cache = new XdsCache();
+    cache.setProxyResources('n', [...view(), secret('s')]);
+    const v = cache.updateProxyResources('n', { remove: [{ typeUrl: TypeUrl.secret, name: 's' }] });
+    expect(v.resources.get(TypeUrl.secret)?.size ?? 0).toBe(0);
+    expect(() => cache.updateProxyResources('n', { remove: [{ typeUrl: TypeUrl.endpoint, name: 'a' }] })).toThrow(/references/);
+    let last: number | undefined;
+    cache.watch('n', (x) => (last = [...x.resources.values()].reduce((acc, m) => acc + m.size, 0)));
+    cache.removeProxy('n');
+    expect(last).toBe(0);
+    expect(cache.entryCount).toBe(0);
+  });
+});
