@@ -258,3 +258,19 @@ describe('stream admission, CSDS and shutdown', () => {
     expect(await metricValue(metrics, 'isthmus_xds_streams', { api: 'sotw' })).toBe(0);
   });
 });
+
+describe('Delta before the proxy is known', () => {
+  it('rule 7: a name subscribed before the view exists is reported removed once the view arrives', async () => {
+    const { cache, client } = await harness();
+    const e = connectDelta(client, 'late');
+    e.send(TypeUrl.secret, { subscribe: ['missing', 'present'] });
+    expect(await e.quietFor(200)).toBe(true); // nothing is known about the proxy yet
+    cache.setProxyResources('late', [secret('present')]);
+    const up = await e.next();
+    expect(names(up)).toEqual(['present']);
+    e.ack(up);
+    const rm = await e.next();
+    expect(rm.removed).toEqual(['missing']);
+    e.close();
+  });
+});

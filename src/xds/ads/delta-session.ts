@@ -26,7 +26,7 @@ export class DeltaSession extends AdsSession<DeltaDiscoveryRequest> {
     for (const name of added) {
       // Rule 7: a newly subscribed name is always answered, with the resource or with its removal.
       if (!isFirst || ts.sent.get(name) !== entries.get(name)?.version) ts.sent.delete(name);
-      if (!entries.has(name) && this.view) ts.notFound.add(name);
+      if (!entries.has(name)) ts.notFound.add(name);
     }
   }
 

@@ -68,7 +68,11 @@ export abstract class AdsSession<Req extends BaseRequest = BaseRequest> {
     private readonly call: grpc.ServerDuplexStream<Req, Buffer>,
   ) {
     call.on('data', (req: Req) => this.receive(req));
-    call.on('end', () => this.close());
+    call.on('end', () => {
+      // The client half-closed: finish our side with OK, as Envoy does on a graceful drain.
+      if (!this.closed) this.call.end();
+      this.close();
+    });
     call.on('error', () => this.close());
     call.on('close', () => this.close());
   }
