@@ -11,6 +11,9 @@ import { onShutdownSignal } from '../../src/cli/shutdown.js';
 import { startServer } from '../../src/server.js';
 import { cleanupProcesses, parseJsonLine, runCli, startServerProcess, tempDir } from '../helpers/process.js';
 import { waitFor, withDeadline } from '../helpers/wait.js';
+import { status as grpcStatus } from '@grpc/grpc-js';
+import { adsClient, connectDelta } from '../helpers/fake-envoy.js';
+import { TypeUrl } from '../../src/xds/types.js';
 
 afterEach(cleanupProcesses);
 afterAll(cleanupProcesses);
@@ -49,6 +52,25 @@ describe('isthmus server (real process)', () => {
     expect(messages).toEqual(expect.arrayContaining(['shutdown requested', 'server stopping', 'server stopped']));
     expect(server.stderr()).toBe('');
     await expect(fetch(server.url('/healthz'))).rejects.toThrow();
+  });
+
+  it('on SIGTERM ends open xDS streams with UNAVAILABLE (proxies reconnect elsewhere) and exits 0', async () => {
+    const server = await startServerProcess();
+    const client = adsClient(`127.0.0.1:${server.xdsPort}`);
+    try {
+      const envoy = connectDelta(client, 'sidecar-1');
+      envoy.send(TypeUrl.cluster, { subscribe: ['*'] });
+      await waitFor(async () => ((await getJson(server.url('/v1/xds/proxies'))).body as unknown[]).length === 1, {
+        timeoutMs: 5_000,
+        what: 'the proxy to show in /v1/xds/proxies',
+      });
+      server.child.kill('SIGTERM');
+      const ended = await withDeadline(envoy.ended, { timeoutMs: 10_000, what: 'the xDS stream to end' });
+      expect(ended.code).toBe(grpcStatus.UNAVAILABLE);
+      expect(await withDeadline(server.exited, { timeoutMs: 10_000, what: 'exit after SIGTERM' })).toEqual({ code: 0, signal: null });
+    } finally {
+      client.close();
+    }
   });
 
   it('exits 0 on SIGINT too', async () => {
