@@ -126,6 +126,8 @@ describe.each(['sotw', 'delta'] as const)('ADS %s', (api) => {
     expect(names(fixed)).toEqual(['s1']);
     expect(fixed.resources[0]!.version).not.toBe(bad.resources[0]!.version);
     await waitUntil(() => h.server.proxyStatus().find((p) => p.ID === 'n1')?.Types['SDS']?.status === 'SYNCED');
+    // The ACK of the fixed version clears the resource's error state.
+    expect(h.server.proxyStatus().find((p) => p.ID === 'n1')!.Resources.find((r) => r.Name === 's1')!.Error).toBeUndefined();
     e.close();
   });
 

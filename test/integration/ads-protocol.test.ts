@@ -79,6 +79,20 @@ describe('SotW', () => {
     e2.close();
   });
 
+  it('a reconnect subscribing by name is answered even with a matching version_info', async () => {
+    const { cache, client } = await harness();
+    cache.setProxyResources('n', [secret('a')]);
+    const e1 = connectSotw(client, 'n');
+    e1.request(TypeUrl.secret, ['a']);
+    const r = await e1.next();
+    e1.close();
+    // grpc-js-xds keeps its per-type version after dropping its cache: answer named requests anyway.
+    const e2 = connectSotw(client, 'n');
+    e2.request(TypeUrl.secret, ['a'], { versionInfo: r.versionInfo });
+    expect(names(await e2.next())).toEqual(['a']);
+    e2.close();
+  });
+
   it('a removed proxy gets empty CDS and LDS (full state)', async () => {
     const { cache, client } = await harness();
     cache.setProxyResources('n', [edsCluster('a'), endpoints('a', [1]), tcpListener('l', 10000, 'a')]);
@@ -272,5 +286,35 @@ describe('Delta before the proxy is known', () => {
     const rm = await e.next();
     expect(rm.removed).toEqual(['missing']);
     e.close();
+  });
+});
+
+describe('cluster warming', () => {
+  it('listeners wait for the endpoints of new clusters, and go out anyway after the warming timeout', async () => {
+    const { cache, client } = await harness({ warmingTimeoutMs: 300 });
+    cache.setProxyResources('n', [edsCluster('a'), endpoints('a', [1]), tcpListener('l', 10000, 'a')]);
+    const e = connectDelta(client, 'n');
+    e.send(TypeUrl.cluster, { subscribe: ['*'] });
+    e.send(TypeUrl.listener, { subscribe: ['*'] });
+    const cds = await e.next();
+    expect(cds.typeUrl).toBe(TypeUrl.cluster);
+    e.ack(cds);
+    // The client has not subscribed to endpoints "a": the listener is held back...
+    expect(await e.quietFor(150)).toBe(true);
+    // ...until it does, and the endpoints went out first.
+    e.send(TypeUrl.endpoint, { subscribe: ['a'] });
+    const eds = await e.next();
+    expect(eds.typeUrl).toBe(TypeUrl.endpoint);
+    e.ack(eds);
+    expect((await e.next()).typeUrl).toBe(TypeUrl.listener);
+    e.close();
+
+    // A client that never asks for endpoints still gets its listener after the timeout.
+    const e2 = connectDelta(client, 'n');
+    e2.send(TypeUrl.cluster, { subscribe: ['*'] });
+    e2.send(TypeUrl.listener, { subscribe: ['*'] });
+    e2.ack(await e2.next());
+    expect((await e2.next(3_000)).typeUrl).toBe(TypeUrl.listener);
+    e2.close();
   });
 });

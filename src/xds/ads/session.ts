@@ -61,6 +61,7 @@ export abstract class AdsSession<Req extends BaseRequest = BaseRequest> {
   private flushQueued = false;
   private closed = false;
   private warmingSince: number | undefined;
+  private warmingTimer: NodeJS.Timeout | undefined;
 
   constructor(
     readonly api: AdsApi,
@@ -230,11 +231,18 @@ export abstract class AdsSession<Req extends BaseRequest = BaseRequest> {
       return false;
     }
     const now = performance.now();
-    if (this.warmingSince === undefined) {
-      this.warmingSince = now;
-      setTimeout(() => this.scheduleFlush(), this.ctx.warmingTimeoutMs).unref();
+    this.warmingSince ??= now;
+    const remaining = this.warmingSince + this.ctx.warmingTimeoutMs - now;
+    if (remaining <= 0) return false;
+    // Timers may fire a little early against performance.now(): re-arm for whatever remains.
+    if (!this.warmingTimer) {
+      this.warmingTimer = setTimeout(() => {
+        this.warmingTimer = undefined;
+        this.scheduleFlush();
+      }, Math.ceil(remaining));
+      this.warmingTimer.unref();
     }
-    return now - this.warmingSince < this.ctx.warmingTimeoutMs;
+    return true;
   }
 
   private write(ts: TypeState, planned: PlannedResponse): void {
@@ -275,6 +283,7 @@ export abstract class AdsSession<Req extends BaseRequest = BaseRequest> {
   private close(): void {
     if (this.closed) return;
     this.closed = true;
+    clearTimeout(this.warmingTimer);
     this.unwatch?.();
     this.ctx.onClose(this);
   }

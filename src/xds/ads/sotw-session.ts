@@ -30,10 +30,12 @@ export class SotwSession extends AdsSession<DiscoveryRequest> {
 
   /**
    * A reconnecting client names the version it holds; versions are content hashes, so when it
-   * equals ours the client is already up to date and nothing is re-sent (rule 12).
+   * equals ours the client is already up to date and nothing is re-sent (rule 12). Only for a
+   * wildcard subscription: a client subscribing by name may have dropped its cache and keep its
+   * per-type version (grpc-js-xds does), so named subscriptions are always answered.
    */
   private resume(ts: TypeState, clientVersion: string): void {
-    if (!this.view) return;
+    if (!this.view || !ts.wildcard) return;
     const desired = ts.desired(entriesOf(this.view, ts.typeUrl));
     if (stateVersion(desired) !== clientVersion) return;
     for (const e of desired) {

@@ -129,9 +129,10 @@ export class TypeState {
 
   onAck(res: SentResponse): void {
     if (res.fullState) this.acked.clear();
+    // An ACK clears the resource's error state (envoy.admin.v3.UpdateFailureState: cleared after
+    // the next successful update).
     for (const [name, version] of res.resources) {
       this.acked.set(name, version);
-      if (this.nacked.get(name)?.version !== version) continue;
       this.nacked.delete(name);
     }
     for (const name of res.removed) this.acked.delete(name);
