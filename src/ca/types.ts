@@ -1,0 +1,53 @@
+/** The built-in CA's public surface, as the snapshot layer, the HTTP API and peering use it. */
+
+export interface CaRoot {
+  readonly id: string;
+  readonly certPem: string;
+  readonly active: boolean;
+  readonly notBefore: Date;
+  readonly notAfter: Date;
+}
+
+export interface CaRoots {
+  readonly trustDomain: string;
+  readonly activeRootId: string;
+  /** Every root proxies must trust now (two during a rotation), active first. */
+  readonly roots: readonly CaRoot[];
+}
+
+/** Who a leaf certificate is for: its SPIFFE URI SAN, and DNS SANs for TLS servers (peering). */
+export interface LeafIdentity {
+  readonly spiffeId: string;
+  readonly dnsSans?: readonly string[] | undefined;
+}
+
+export interface Leaf {
+  readonly spiffeId: string;
+  readonly certPem: string;
+  /** PKCS#8 PEM; never logged. */
+  readonly keyPem: string;
+  readonly serial: string;
+  /** The root that signed it. */
+  readonly rootId: string;
+  readonly notBefore: Date;
+  readonly notAfter: Date;
+}
+
+export type CaEvent =
+  | { readonly kind: 'roots-changed'; readonly roots: CaRoots }
+  | { readonly kind: 'leaf-renewed'; readonly leaf: Leaf };
+
+export interface CertificateAuthority {
+  readonly clusterId: string;
+  readonly trustDomain: string;
+  roots(): CaRoots;
+  /**
+   * The current leaf for an identity: issued on first use, cached, renewed well before expiry and
+   * re-issued under a new root during rotation (each renewal is a `leaf-renewed` event).
+   */
+  leaf(identity: LeafIdentity): Promise<Leaf>;
+  /** Starts a root rotation that never breaks a connection (see ca/README or the code). */
+  rotate(): Promise<void>;
+  subscribe(listener: (event: CaEvent) => void): () => void;
+  close(): Promise<void>;
+}

@@ -1,0 +1,155 @@
+/**
+ * The catalog's internal model (camelCase). The HTTP API speaks Consul's PascalCase JSON and
+ * converts at the boundary (src/api). Values are readonly: they flow into snapshots unchanged.
+ */
+export type ServiceKind = 'typical' | 'connect-proxy' | 'mesh-gateway';
+export type HealthStatus = 'passing' | 'warning' | 'critical';
+export type MeshGatewayMode = '' | 'none' | 'local' | 'remote';
+
+export interface ServiceAddress {
+  readonly address: string;
+  readonly port: number;
+}
+
+export interface Upstream {
+  readonly destinationName: string;
+  readonly destinationNamespace: string;
+  readonly destinationPartition: string;
+  /** Set for an upstream imported from a cluster peer (the local name of the peering). */
+  readonly destinationPeer: string;
+  /** Empty: the local datacenter. */
+  readonly datacenter: string;
+  readonly localBindAddress: string;
+  readonly localBindPort: number;
+  readonly meshGateway: { readonly mode: MeshGatewayMode };
+}
+
+export interface ProxyConfig {
+  readonly destinationServiceName: string;
+  readonly destinationServiceId: string;
+  readonly localServiceAddress: string;
+  readonly localServicePort: number;
+  readonly upstreams: readonly Upstream[];
+  readonly meshGateway: { readonly mode: MeshGatewayMode };
+}
+
+export interface HealthCheck {
+  readonly checkId: string;
+  readonly name: string;
+  readonly serviceId: string;
+  readonly status: HealthStatus;
+  readonly output: string;
+  /** TTL checks turn critical when not updated within ttlSeconds. */
+  readonly ttlSeconds?: number | undefined;
+  /** Epoch ms at which a TTL check expires (persisted so expiry survives restarts). */
+  readonly expiresAt?: number | undefined;
+}
+
+export interface ServiceInstance {
+  readonly id: string;
+  readonly name: string;
+  readonly kind: ServiceKind;
+  readonly address: string;
+  readonly port: number;
+  readonly tags: readonly string[];
+  readonly meta: Readonly<Record<string, string>>;
+  readonly namespace: string;
+  readonly partition: string;
+  /** The datacenter the instance runs in (a remote one for gateways of other datacenters). */
+  readonly datacenter: string;
+  readonly taggedAddresses: { readonly lan?: ServiceAddress | undefined; readonly wan?: ServiceAddress | undefined };
+  readonly proxy?: ProxyConfig | undefined;
+  readonly checks: readonly HealthCheck[];
+  readonly createIndex: number;
+  readonly modifyIndex: number;
+}
+
+/** Aggregated health of an instance: the worst of its checks (no checks = passing). */
+export function instanceHealth(instance: ServiceInstance): HealthStatus {
+  if (instance.checks.some((c) => c.status === 'critical')) return 'critical';
+  if (instance.checks.some((c) => c.status === 'warning')) return 'warning';
+  return 'passing';
+}
+
+/** Changes the snapshot layer reacts to; discriminated by `kind`. */
+export type CatalogEvent =
+  | { readonly kind: 'instance-upserted'; readonly instance: ServiceInstance; readonly previous?: ServiceInstance | undefined }
+  | { readonly kind: 'instance-removed'; readonly instance: ServiceInstance }
+  | { readonly kind: 'config-entry-changed'; readonly entryKind: ConfigEntryKind; readonly name: string };
+
+export type ConfigEntryKind = 'proxy-defaults' | 'service-defaults' | 'mesh' | 'service-intentions' | 'exported-services';
+export type Protocol = 'tcp' | 'http' | 'http2' | 'grpc';
+
+export interface ProxyDefaultsEntry {
+  readonly kind: 'proxy-defaults';
+  readonly name: 'global';
+  readonly config: { readonly protocol?: Protocol | undefined };
+  readonly meshGateway: { readonly mode: MeshGatewayMode };
+}
+
+export interface ServiceDefaultsEntry {
+  readonly kind: 'service-defaults';
+  readonly name: string;
+  readonly namespace: string;
+  readonly partition: string;
+  readonly protocol: Protocol;
+  readonly meshGateway: { readonly mode: MeshGatewayMode };
+}
+
+export interface MeshEntry {
+  readonly kind: 'mesh';
+  readonly name: 'mesh';
+  /** Whether traffic with no matching intention is allowed (Consul: default allow w/o ACLs). */
+  readonly defaultIntentionAction: 'allow' | 'deny';
+  readonly peering: { readonly peerThroughMeshGateways: boolean };
+}
+
+export interface IntentionSource {
+  readonly name: string; // service name or '*'
+  readonly namespace: string;
+  readonly partition: string;
+  /** Set when the source is a service of a cluster peer. */
+  readonly peer: string;
+  readonly action: 'allow' | 'deny';
+}
+
+export interface ServiceIntentionsEntry {
+  readonly kind: 'service-intentions';
+  /** The destination service, or '*'. */
+  readonly name: string;
+  readonly namespace: string;
+  readonly partition: string;
+  readonly sources: readonly IntentionSource[];
+}
+
+export interface ExportedServicesEntry {
+  readonly kind: 'exported-services';
+  /** The partition name ('default'). */
+  readonly name: string;
+  readonly services: readonly {
+    readonly name: string; // or '*'
+    readonly namespace: string;
+    readonly consumers: readonly { readonly peer: string }[];
+  }[];
+}
+
+export type ConfigEntry = ProxyDefaultsEntry | ServiceDefaultsEntry | MeshEntry | ServiceIntentionsEntry | ExportedServicesEntry;
+
+/**
+ * What the snapshot layer reads: synchronous lookups over the catalog's in-memory index (kept in
+ * step with the Store), plus change events.
+ */
+export interface CatalogReader {
+  instance(id: string): ServiceInstance | undefined;
+  /** Every instance of a service (any kind with that name), sorted by id. */
+  instancesOf(name: string, namespace?: string, partition?: string): readonly ServiceInstance[];
+  /** Connect proxies whose destination is the named service, sorted by id. */
+  sidecarsOf(name: string, namespace?: string, partition?: string): readonly ServiceInstance[];
+  /** Every instance of a kind, sorted by id (e.g. all mesh gateways). */
+  instancesOfKind(kind: ServiceKind): readonly ServiceInstance[];
+  allInstances(): readonly ServiceInstance[];
+  configEntry<K extends ConfigEntryKind>(kind: K, name: string): Extract<ConfigEntry, { kind: K }> | undefined;
+  configEntries<K extends ConfigEntryKind>(kind: K): readonly Extract<ConfigEntry, { kind: K }>[];
+  /** Calls `listener` after every committed change; returns the unsubscribe function. */
+  subscribe(listener: (event: CatalogEvent) => void): () => void;
+}

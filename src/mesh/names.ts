@@ -1,0 +1,116 @@
+/**
+ * Every SNI, SPIFFE ID, and cluster / listener / secret name isthmus produces, and nowhere else
+ * (DESIGN.md §4). The forms are Consul's, so Envoy stats and dashboards read the same.
+ */
+
+export const defaultNamespace = 'default';
+export const defaultPartition = 'default';
+
+/** A service's identity within its cluster. */
+export interface ServiceName {
+  readonly name: string;
+  readonly namespace?: string;
+  readonly partition?: string;
+}
+
+const ns = (s: ServiceName) => s.namespace || defaultNamespace;
+const ap = (s: ServiceName) => s.partition || defaultPartition;
+const isDefaultPartition = (s: ServiceName) => ap(s) === defaultPartition;
+
+/** `<cluster-uuid>.consul`: the trust domain of a cluster. */
+export function trustDomainFor(clusterId: string): string {
+  return `${clusterId}.consul`;
+}
+
+/** `spiffe://<td>/ns/<ns>/dc/<dc>/svc/<svc>` (`/ap/<ap>` first when the partition is not default). */
+export function serviceSpiffeId(td: string, dc: string, s: ServiceName): string {
+  const partition = isDefaultPartition(s) ? '' : `/ap/${ap(s)}`;
+  return `spiffe://${td}${partition}/ns/${ns(s)}/dc/${dc}/svc/${s.name}`;
+}
+
+/** `spiffe://<td>/gateway/mesh/dc/<dc>` */
+export function meshGatewaySpiffeId(td: string, dc: string): string {
+  return `spiffe://${td}/gateway/mesh/dc/${dc}`;
+}
+
+/** The CA root's URI SAN: `spiffe://<td>`. */
+export function rootSpiffeId(td: string): string {
+  return `spiffe://${td}`;
+}
+
+/**
+ * SNI of a local service, and the name of its cluster in sidecars and gateways:
+ * `<svc>.<ns>.<dc>.internal.<td>`, or `<svc>.<ns>.<ap>.<dc>.internal-v1.<td>` outside the default
+ * partition.
+ */
+export function serviceSni(td: string, dc: string, s: ServiceName): string {
+  if (isDefaultPartition(s)) return `${s.name}.${ns(s)}.${dc}.internal.${td}`;
+  return `${s.name}.${ns(s)}.${ap(s)}.${dc}.internal-v1.${td}`;
+}
+
+/** SNI that routes to a remote datacenter's mesh gateways: `<dc>.internal.<td>`. */
+export function datacenterSni(td: string, dc: string): string {
+  return `${dc}.internal.${td}`;
+}
+
+/** Gateway `server_names` wildcard for everything in one datacenter: `*.<dc>.internal.<td>`. */
+export function datacenterWildcardSni(td: string, dc: string): string {
+  return `*.${datacenterSni(td, dc)}`;
+}
+
+/**
+ * SNI of a service exported to a peer: `<svc>.<ns>.<ap>.<peer>.external.<td>`, where `<peer>` is
+ * the exporter's name for the importing cluster and `<td>` the exporter's trust domain.
+ */
+export function peeredServiceSni(exporterTd: string, peerName: string, s: ServiceName): string {
+  return `${s.name}.${ns(s)}.${ap(s)}.${peerName}.external.${exporterTd}`;
+}
+
+/** The importer's sidecar cluster for a peered upstream: `<svc>.<ns>.<peer>.external.<peer-td>`. */
+export function peeredUpstreamClusterName(peerTd: string, localPeerName: string, s: ServiceName): string {
+  return `${s.name}.${ns(s)}.${localPeerName}.external.${peerTd}`;
+}
+
+/** Exporting gateway cluster of local instances exported to peers: `exported~<local sni>`. */
+export function exportedClusterName(td: string, dc: string, s: ServiceName): string {
+  return `exported~${serviceSni(td, dc, s)}`;
+}
+
+/** TLS name of the peering server: `server.<dc>.peering.<td>`. */
+export function peeringServerName(td: string, dc: string): string {
+  return `server.${dc}.peering.${td}`;
+}
+
+export const localAppClusterName = 'local_app';
+
+export function publicListenerName(address: string, port: number): string {
+  return `public_listener:${address}:${port}`;
+}
+
+/** `<svc>:<addr>:<port>`, or `<svc>?peer=<peer>:<addr>:<port>` for a peered upstream. */
+export function upstreamListenerName(service: string, address: string, port: number, peer?: string): string {
+  return peer ? `${service}?peer=${peer}:${address}:${port}` : `${service}:${address}:${port}`;
+}
+
+/** `default:<addr>:<port>` (or `lan:` / `wan:` for the bind variants). */
+export function meshGatewayListenerName(address: string, port: number, variant: 'default' | 'lan' | 'wan' = 'default'): string {
+  return `${variant}:${address}:${port}`;
+}
+
+/** SDS secret of a proxy identity's leaf certificate. */
+export function leafSecretName(spiffeId: string): string {
+  return `leaf:${spiffeId}`;
+}
+
+/** SDS validation-context secret of the local roots. */
+export const localRootsSecretName = 'roots:local';
+
+/** SDS validation-context secret of a peer's trust bundle. */
+export function peerBundleSecretName(peerName: string): string {
+  return `roots:peer:${peerName}`;
+}
+
+/** RDS route configuration of an HTTP upstream listener: the upstream service name. */
+export function upstreamRouteName(service: string, peer?: string): string {
+  return peer ? `${service}?peer=${peer}` : service;
+}
