@@ -1,0 +1,136 @@
+/**
+ * A client worker process of the fan-out benchmark (forked by main.ts through bin/run-ts.js).
+ * It opens the xDS streams (or raw streams) the parent asks for and reports, in batches over IPC,
+ * the wall-clock time at which each proxy finished each step. Batching delays the reports, never
+ * the timestamps in them.
+ */
+import * as grpc from '@grpc/grpc-js';
+import { DeltaProxy, SotwProxy, type ProxyHooks } from './proxies.js';
+import { rawPath, wallClockMs, type ConnectionMode, type FromWorker, type ReportKey, type ToWorker } from './protocol.js';
+
+const identity = (b: Buffer): Buffer => b;
+
+/** Collects timestamps per report key and sends them a few milliseconds later in one message. */
+class Reporter {
+  private readonly pending = new Map<ReportKey, number[]>();
+  private timer: NodeJS.Timeout | undefined;
+
+  add(key: ReportKey, at: number): void {
+    let times = this.pending.get(key);
+    if (!times) this.pending.set(key, (times = []));
+    times.push(at);
+    this.timer ??= setTimeout(() => this.flush(), 5);
+  }
+
+  flush(): void {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    for (const [key, times] of this.pending) send({ kind: 'report', key, times });
+    this.pending.clear();
+  }
+}
+
+function send(msg: FromWorker): void {
+  process.send?.(msg);
+}
+
+const reporter = new Reporter();
+const xdsClients: grpc.Client[] = [];
+const rawClients: grpc.Client[] = [];
+let proxies: { close(): void }[] = [];
+let rawStreams: grpc.ClientDuplexStream<Buffer, Buffer>[] = [];
+let closingRaw = false;
+
+const hooks: ProxyHooks = {
+  synced: (at) => reporter.add('synced', at),
+  acked: (round, at) => reporter.add(`acked:${round}`, at),
+  failed: (message) => send({ kind: 'error', message }),
+};
+
+/** One client per proxy (its own TCP connection, like an Envoy) or one shared by the worker. */
+function clientFactory(address: string, conn: ConnectionMode, clients: grpc.Client[]): () => grpc.Client {
+  const make = () => {
+    const c = new grpc.Client(address, grpc.credentials.createInsecure(), {
+      'grpc.use_local_subchannel_pool': 1,
+      'grpc.max_receive_message_length': 64 * 1024 * 1024,
+      // Envoy does not buffer what it sent for retries; grpc-js would, per message.
+      'grpc.enable_retries': 0,
+    });
+    clients.push(c);
+    return c;
+  };
+  if (conn === 'proxy') return make;
+  const shared = make();
+  return () => shared;
+}
+
+/** Opens streams a few at a time so connection setup does not overflow the server's accept backlog. */
+async function inBatches(count: number, open: (i: number) => void): Promise<void> {
+  for (let i = 0; i < count; i++) {
+    open(i);
+    if (i % 25 === 24) await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+function closeClients(clients: grpc.Client[]): void {
+  for (const c of clients.splice(0)) c.close();
+}
+
+async function handle(msg: ToWorker): Promise<void> {
+  switch (msg.kind) {
+    case 'connect-xds': {
+      const client = clientFactory(msg.address, msg.conn, xdsClients);
+      const Proxy = msg.api === 'delta' ? DeltaProxy : SotwProxy;
+      await inBatches(msg.ids.length, (i) => proxies.push(new Proxy(client(), `proxy-${msg.ids[i]}`, msg.expected, hooks).start()));
+      return;
+    }
+    case 'close-xds':
+      for (const p of proxies) p.close();
+      proxies = [];
+      closeClients(xdsClients);
+      reporter.add('closed', wallClockMs());
+      reporter.flush();
+      return;
+    case 'connect-raw':
+      closingRaw = false;
+      await openRaw(msg.address, msg.conn, msg.count);
+      return;
+    case 'cpu': {
+      const u = process.cpuUsage();
+      reporter.add(msg.key, (u.user + u.system) / 1000);
+      reporter.flush();
+      return;
+    }
+    case 'close-raw':
+      closingRaw = true;
+      for (const s of rawStreams) s.cancel();
+      rawStreams = [];
+      closeClients(rawClients);
+      reporter.add('closed', wallClockMs());
+      reporter.flush();
+      return;
+  }
+}
+
+/** Raw streams announce themselves with one byte, then count what they receive: message k is round k. */
+async function openRaw(address: string, conn: ConnectionMode, count: number): Promise<void> {
+  const client = clientFactory(address, conn, rawClients);
+  await inBatches(count, () => {
+    const stream = client().makeBidiStreamRequest<Buffer, Buffer>(rawPath, identity, identity);
+    let received = 0;
+    stream.on('data', () => reporter.add(`raw:${++received}`, wallClockMs()));
+    stream.on('error', (err: Error) => {
+      if (!closingRaw) send({ kind: 'error', message: `raw stream failed: ${err.message}` });
+    });
+    stream.write(Buffer.from([1]));
+    rawStreams.push(stream);
+  });
+}
+
+process.on('message', (msg: ToWorker) => {
+  handle(msg).catch((err: unknown) => send({ kind: 'error', message: String((err as Error)?.stack ?? err) }));
+});
+// The parent owns this process: when it goes away (even killed), so do we.
+process.on('disconnect', () => process.exit(0));
+reporter.add('ready', wallClockMs());
+reporter.flush();

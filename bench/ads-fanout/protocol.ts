@@ -1,0 +1,53 @@
+/**
+ * What the benchmark parent (the xDS server under test) and its client worker processes say to
+ * each other over the fork IPC channel. Every timestamp is wall-clock milliseconds taken with
+ * `performance.timeOrigin + performance.now()`, comparable across processes on one machine.
+ */
+import { performance } from 'node:perf_hooks';
+
+export type Api = 'delta' | 'sotw';
+
+/** `proxy`: one HTTP/2 connection per proxy, as Envoy has; `worker`: one per worker process. */
+export type ConnectionMode = 'proxy' | 'worker';
+
+/**
+ * Round r's endpoint change puts port `markerPortBase + r` first in the ClusterLoadAssignment of
+ * `markerCluster`; a client knows which round it has applied by reading that port.
+ */
+export const markerPortBase = 20_000;
+export const markerCluster = 'cluster-0';
+
+/** The view every proxy is given: how many resources of each type make it "synced". */
+export interface Expected {
+  readonly clusters: number;
+  readonly endpoints: number;
+  readonly secrets: number;
+  readonly listeners: number;
+  /** The SDS secret every cluster's transport socket names (subscribed when clusters arrive). */
+  readonly secretName: string;
+}
+
+/** The raw reference's one bidi method (identity serializers on both sides). */
+export const rawPath = '/isthmus.bench.RawFanout/Stream';
+
+export type ToWorker =
+  | { readonly kind: 'connect-xds'; readonly address: string; readonly api: Api; readonly conn: ConnectionMode; readonly ids: readonly number[]; readonly expected: Expected }
+  | { readonly kind: 'close-xds' }
+  | { readonly kind: 'connect-raw'; readonly address: string; readonly conn: ConnectionMode; readonly count: number }
+  | { readonly kind: 'close-raw' }
+  | { readonly kind: 'cpu'; readonly key: `cpu:${number}` };
+
+/**
+ * `synced`: a proxy received and ACKed its whole initial view; `acked:<r>`: a proxy ACKed round r's
+ * endpoint change; `raw:<r>`: a raw stream received its r-th message; `ready`/`closed`: one per worker;
+ * `cpu:<n>`: answers query n with the worker's CPU time so far (ms) instead of a timestamp.
+ */
+export type ReportKey = 'ready' | 'synced' | 'closed' | `acked:${number}` | `raw:${number}` | `cpu:${number}`;
+
+export type FromWorker =
+  | { readonly kind: 'report'; readonly key: ReportKey; readonly times: readonly number[] }
+  | { readonly kind: 'error'; readonly message: string };
+
+export function wallClockMs(): number {
+  return performance.timeOrigin + performance.now();
+}

@@ -1,0 +1,98 @@
+/**
+ * The physical reference: a bare grpc-js server with one bidi method and identity serializers
+ * writes one prebuilt Buffer, the size of a real EDS push, to N open streams in the same client
+ * workers. Nothing is planned, encoded or ACKed: this is the floor for the push path.
+ */
+import * as grpc from '@grpc/grpc-js';
+import { rawPath, wallClockMs, type ConnectionMode } from './protocol.js';
+import { collectGarbage, cpuMs, max, median, until } from './stats.js';
+import type { WorkerPool } from './workers.js';
+
+export interface RawRound {
+  readonly round: number;
+  /** The first round warms up the JIT and is left out of the summary. */
+  readonly warmup: boolean;
+  /** The write loop over all streams (ms). */
+  readonly writeMs: number;
+  /** From the start of the write loop to the median / last client receipt (ms). */
+  readonly p50Ms: number;
+  readonly lastMs: number;
+  readonly cpuMs: number;
+  /** CPU the client workers used meanwhile, summed (ms). */
+  readonly clientCpuMs: number;
+}
+
+const identity = (b: Buffer): Buffer => b;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+const rawService: grpc.ServiceDefinition = {
+  stream: {
+    path: rawPath,
+    requestStream: true,
+    responseStream: true,
+    requestSerialize: identity,
+    requestDeserialize: identity,
+    responseSerialize: identity,
+    responseDeserialize: identity,
+  },
+};
+
+/** A bare grpc-js server holding N raw streams from the workers; `round` writes to all of them. */
+export class RawBench {
+  private readonly calls: grpc.ServerDuplexStream<Buffer, Buffer>[] = [];
+  // The same channel options as XdsServer.
+  private readonly server = new grpc.Server({
+    'grpc.max_receive_message_length': 64 * 1024 * 1024,
+    'grpc.max_send_message_length': -1,
+    'grpc.keepalive_time_ms': 30_000,
+    'grpc.keepalive_timeout_ms': 10_000,
+    'grpc.http2.min_ping_interval_without_data_ms': 5_000,
+    'grpc.keepalive_permit_without_calls': 1,
+  });
+
+  constructor(private readonly pool: WorkerPool, private readonly payload: Buffer) {
+    this.server.addService(rawService, {
+      stream: (call: grpc.ServerDuplexStream<Buffer, Buffer>) => {
+        call.once('data', () => this.calls.push(call));
+        call.on('error', () => undefined);
+      },
+    });
+  }
+
+  async open(clients: number, conn: ConnectionMode): Promise<void> {
+    const port = await new Promise<number>((resolve, reject) =>
+      this.server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
+    );
+    const per = Math.ceil(clients / this.pool.size);
+    for (let w = 0; w < this.pool.size; w++) {
+      this.pool.send(w, { kind: 'connect-raw', address: `127.0.0.1:${port}`, conn, count: Math.max(0, Math.min(per, clients - w * per)) });
+    }
+    await until(() => this.calls.length >= clients, `${clients} raw streams to open`, 120_000, 10);
+  }
+
+  async round(round: number): Promise<RawRound> {
+    collectGarbage();
+    await sleep(100);
+    const clientCpu0 = await this.pool.cpuMs();
+    const cpu0 = process.cpuUsage();
+    const start = wallClockMs();
+    for (const call of this.calls) call.write(this.payload);
+    const writeMs = wallClockMs() - start;
+    const times = await this.pool.gather(`raw:${round}`, this.calls.length);
+    const cpu = cpuMs(process.cpuUsage(cpu0));
+    const clientCpuMs = (await this.pool.cpuMs()) - clientCpu0;
+    const rel = times.map((t) => t - start);
+    return { round, warmup: round === 1, writeMs, p50Ms: median(rel), lastMs: max(rel), cpuMs: cpu, clientCpuMs };
+  }
+
+  async close(): Promise<void> {
+    this.pool.broadcast({ kind: 'close-raw' });
+    await this.pool.gather('closed', this.pool.size);
+    this.pool.reset('closed');
+    this.server.forceShutdown();
+  }
+
+  abort(): void {
+    this.server.forceShutdown();
+  }
+}

@@ -1,0 +1,192 @@
+/**
+ * The push path under test: an XdsServer in this process (so process.cpuUsage() and RSS are the
+ * server's alone), N proxies in the client workers, one endpoint change per round published to
+ * every proxy.
+ */
+import { performance } from 'node:perf_hooks';
+import { Metrics } from '../../src/metrics.js';
+import { silentLogger } from '../../src/log.js';
+import { XdsCache } from '../../src/xds/cache/xds-cache.js';
+import { XdsServer } from '../../src/xds/server.js';
+import { TypeUrl } from '../../src/xds/types.js';
+import { encodeDeltaResponse, encodeSotwResponse } from '../../src/xds/wire.js';
+import { stateVersion } from '../../src/xds/ads/sotw-session.js';
+import { entriesOf } from '../../src/xds/cache/proxy-view.js';
+import { Fixture } from './fixture.js';
+import { markerCluster, wallClockMs, type Api, type ConnectionMode } from './protocol.js';
+import { collectGarbage, cpuMs, max, median, sampleMemory, until, type MemorySample } from './stats.js';
+import type { WorkerPool } from './workers.js';
+import type { RoundProfiler } from './profile.js';
+
+export interface RunOptions {
+  readonly clients: number;
+  readonly workers: number;
+  readonly rounds: number;
+  readonly api: Api;
+  readonly conn: ConnectionMode;
+  /** Write CPU profiles of the server during each push round, named after this prefix. */
+  readonly profile: string | undefined;
+}
+
+export interface XdsRound {
+  readonly round: number;
+  /** The first round warms up the JIT and is left out of the summary. */
+  readonly warmup: boolean;
+  /** The publish loop itself: setProxyResources for every proxy (ms). */
+  readonly publishMs: number;
+  /** From the start of publishing until the server wrote its first / last response (ms). */
+  readonly firstWriteMs: number;
+  readonly lastWriteMs: number;
+  /** From the start of publishing to the median / last client having ACKed (client clocks, ms). */
+  readonly p50AckMs: number;
+  readonly lastAckMs: number;
+  /** From the start of publishing until the server had processed the last ACK (ms). */
+  readonly serverAckedMs: number;
+  /** Server CPU from the start of publishing until the last ACK was processed (ms). */
+  readonly cpuMs: number;
+  /** CPU the client workers used meanwhile, summed (ms). */
+  readonly clientCpuMs: number;
+}
+
+export interface XdsSetup {
+  /** From the first connection until every proxy had received and ACKed its whole view (ms). */
+  readonly syncMs: number;
+  readonly memBefore: MemorySample;
+  readonly memViews: MemorySample;
+  readonly memSynced: MemorySample;
+  /** The bytes of one round's EDS response as a stream writes them (for the raw reference). */
+  readonly edsResponse: Buffer;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Responses the server wrote and has not yet seen ACKed, over all streams and types. */
+function pendingAcks(server: XdsServer): number {
+  let n = 0;
+  for (const s of server.connectedSessions()) for (const ts of s.typeStates().values()) n += ts.outstanding.size;
+  return n;
+}
+
+/** When the server wrote its first and last response, and processed its last ACK, in a round. */
+interface ServerClock {
+  pushes: number;
+  firstPushAt: number;
+  lastPushAt: number;
+  acks: number;
+  lastAckAt: number;
+}
+
+/**
+ * The server counts isthmus_xds_pushes_total once per response written and observes
+ * isthmus_xds_convergence_seconds once per ACK of a proxy's newest view. Wrapping those two calls
+ * times the server's side of a round without polling its sessions.
+ */
+function serverClock(metrics: Metrics): ServerClock {
+  const clock: ServerClock = { pushes: 0, firstPushAt: 0, lastPushAt: 0, acks: 0, lastAckAt: 0 };
+  const counter = metrics.xdsPushes;
+  const inc = counter.inc.bind(counter);
+  counter.inc = ((...args: Parameters<typeof inc>) => {
+    clock.lastPushAt = wallClockMs();
+    if (clock.pushes++ === 0) clock.firstPushAt = clock.lastPushAt;
+    return inc(...args);
+  }) as typeof counter.inc;
+  const histogram = metrics.xdsConvergence;
+  const observe = histogram.observe.bind(histogram);
+  histogram.observe = ((...args: Parameters<typeof observe>) => {
+    clock.acks++;
+    clock.lastAckAt = wallClockMs();
+    return observe(...args);
+  }) as typeof histogram.observe;
+  return clock;
+}
+
+function assign(pool: WorkerPool, clients: number): number[][] {
+  const per = Math.ceil(clients / pool.size);
+  return Array.from({ length: pool.size }, (_, w) => Array.from({ length: Math.max(0, Math.min(per, clients - w * per)) }, (_, i) => w * per + i));
+}
+
+/**
+ * The server with N synced proxies. `open` publishes every proxy's view, connects the proxies and
+ * waits until all have ACKed it; `round` publishes one endpoint change to all of them.
+ */
+export class XdsBench {
+  private readonly metrics = new Metrics();
+  private readonly cache = new XdsCache(this.metrics);
+  private readonly server = new XdsServer({ logger: silentLogger(), metrics: this.metrics, cache: this.cache });
+  private readonly clock = serverClock(this.metrics);
+  private readonly fixture = new Fixture(this.cache);
+  private readonly nodeIds: readonly string[];
+
+  constructor(private readonly pool: WorkerPool, private readonly opts: RunOptions) {
+    this.nodeIds = Array.from({ length: opts.clients }, (_, i) => `proxy-${i}`);
+    for (let r = 0; r <= opts.rounds + 1; r++) this.fixture.markerEndpoints(r); // builder work, not push path
+  }
+
+  /** Memory is sampled before anything is published, after the views, and after all proxies synced. */
+  async open(): Promise<XdsSetup> {
+    const address = `127.0.0.1:${await this.server.listen('127.0.0.1:0')}`;
+    const memBefore = await sampleMemory();
+    for (const id of this.nodeIds) this.cache.setProxyResources(id, this.fixture.view(0));
+    const memViews = await sampleMemory();
+    const start = wallClockMs();
+    const { api, conn, clients } = this.opts;
+    assign(this.pool, clients).forEach((ids, w) => this.pool.send(w, { kind: 'connect-xds', address, api, conn, ids, expected: this.fixture.expected }));
+    const synced = await this.pool.gather('synced', clients, 120_000);
+    await until(() => pendingAcks(this.server) === 0, 'the server to process every initial ACK');
+    const syncMs = max(synced) - start;
+    return { syncMs, memBefore, memViews, memSynced: await sampleMemory(), edsResponse: oneEdsResponse(this.cache, api) };
+  }
+
+  async round(round: number, profiler: RoundProfiler): Promise<XdsRound> {
+    collectGarbage();
+    await sleep(100);
+    const view = this.fixture.view(round);
+    Object.assign(this.clock, { pushes: 0, acks: 0 });
+    const clientCpu0 = await this.pool.cpuMs();
+    await profiler.begin();
+    const cpu0 = process.cpuUsage();
+    const start = wallClockMs();
+    const t0 = performance.now();
+    for (const id of this.nodeIds) this.cache.setProxyResources(id, view);
+    const publishMs = performance.now() - t0;
+    const acks = await this.pool.gather(`acked:${round}`, this.nodeIds.length);
+    const n = this.nodeIds.length;
+    await until(() => pendingAcks(this.server) === 0, `the server to process round ${round}'s ACKs`);
+    const cpu = cpuMs(process.cpuUsage(cpu0));
+    await profiler.end(round);
+    const clientCpuMs = (await this.pool.cpuMs()) - clientCpu0;
+    const rel = acks.map((t) => t - start);
+    // The clock's figures are n/a if the server stops counting pushes / ACKs the way serverClock expects.
+    const c = this.clock;
+    const pushed = c.pushes >= n;
+    return {
+      round, warmup: round === 1, publishMs,
+      firstWriteMs: pushed ? c.firstPushAt - start : NaN, lastWriteMs: pushed ? c.lastPushAt - start : NaN,
+      p50AckMs: median(rel), lastAckMs: max(rel), serverAckedMs: c.acks >= n ? c.lastAckAt - start : NaN, cpuMs: cpu, clientCpuMs,
+    };
+  }
+
+  async close(): Promise<void> {
+    this.pool.broadcast({ kind: 'close-xds' });
+    await this.pool.gather('closed', this.pool.size);
+    this.pool.reset('closed');
+    await until(() => this.server.connectedSessions().length === 0, 'the xDS streams to close', 30_000, 10);
+    await this.server.shutdown(1_000);
+  }
+
+  /** Stops the server without waiting for clients (error paths). */
+  async abort(): Promise<void> {
+    await this.server.shutdown(0);
+  }
+}
+
+/** A round's EDS response exactly as a session assembles it from the cached entry. */
+function oneEdsResponse(cache: XdsCache, api: Api): Buffer {
+  const view = cache.view('proxy-0')!;
+  const all = entriesOf(view, TypeUrl.endpoint);
+  const entry = all.get(markerCluster)!;
+  const nonce = '42';
+  if (api === 'delta') return encodeDeltaResponse(TypeUrl.endpoint, nonce, [entry.deltaField], []);
+  const desired = [...all.keys()].sort().map((n) => all.get(n)!);
+  return encodeSotwResponse(stateVersion(desired), TypeUrl.endpoint, nonce, [entry.sotwField]);
+}
