@@ -6,6 +6,14 @@ export interface CaRoot {
   readonly active: boolean;
   readonly notBefore: Date;
   readonly notAfter: Date;
+  /** Consul's descriptive fields, served by `GET /v1/connect/ca/roots` (optional for test fakes). */
+  readonly name?: string;
+  readonly serialNumber?: number;
+  /** Subject key identifier, colon-hex. */
+  readonly signingKeyId?: string;
+  /** Store revisions at which the root was created and last changed. */
+  readonly createIndex?: number;
+  readonly modifyIndex?: number;
 }
 
 export interface CaRoots {

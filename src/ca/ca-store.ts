@@ -1,0 +1,165 @@
+import { randomUUID } from 'node:crypto';
+import { IsthmusError } from '../errors.js';
+import { trustDomainFor } from '../mesh/names.js';
+import type { KeyValue, Store, StoreTxn } from '../store/index.js';
+import type { CaRoot, CaRoots } from './types.js';
+import type { RootMaterial } from './x509.js';
+
+/**
+ * The CA's persisted state (keys under `ca/`). Root records hold certificates only; private keys
+ * are files (root-key-files.ts). Every state change is one store transaction, so a crash leaves
+ * either the old or the new state, and an interrupted rotation resumes from its recorded phase.
+ */
+export const caKeys = {
+  cluster: 'ca/cluster',
+  rootPrefix: 'ca/roots/',
+  root: (id: string) => `ca/roots/${id}`,
+  rotation: 'ca/rotation',
+} as const;
+
+export type ClusterRecord = {
+  readonly clusterId: string;
+  readonly trustDomain: string;
+};
+
+export type RootRecord = {
+  readonly id: string;
+  readonly name: string;
+  readonly serialNumber: number;
+  readonly signingKeyId: string;
+  readonly certPem: string;
+  readonly notBefore: string;
+  readonly notAfter: string;
+  readonly active: boolean;
+  /** Set when the record is rewritten (activation): the revision of its first write. */
+  readonly createIndex?: number;
+};
+
+/**
+ * Rotation phases (DESIGN/issue 3 §2): `trust-both` — the new root is trusted, the old one still
+ * signs; `reissue` — the new root signs and every leaf is re-issued, the old one is still trusted.
+ * Leaving `reissue` retires the old root and ends the rotation.
+ */
+export type RotationPhase = 'trust-both' | 'reissue';
+
+export type RotationRecord = {
+  readonly phase: RotationPhase;
+  readonly oldRootId: string;
+  readonly newRootId: string;
+  /** When the phase began (ms since the epoch): the next step is due `phaseMs` later. */
+  readonly since: number;
+};
+
+export interface CaRecords {
+  readonly roots: readonly KeyValue<RootRecord>[];
+  readonly rotation: RotationRecord | undefined;
+}
+
+/** The cluster ID and trust domain, created on first use and never changed afterwards. */
+export async function ensureCluster(store: Store, trustDomain?: string): Promise<ClusterRecord> {
+  return store.txn(async (tx) => {
+    const existing = await tx.get<ClusterRecord>(caKeys.cluster);
+    if (existing) return existing;
+    const clusterId = randomUUID();
+    const record: ClusterRecord = { clusterId, trustDomain: trustDomain ?? trustDomainFor(clusterId) };
+    tx.put(caKeys.cluster, record);
+    return record;
+  });
+}
+
+export async function loadRecords(store: Store): Promise<CaRecords> {
+  const roots = await store.list<RootRecord>(caKeys.rootPrefix);
+  return { roots, rotation: await store.get<RotationRecord>(caKeys.rotation) };
+}
+
+export function rootRecordOf(root: RootMaterial, active: boolean): RootRecord {
+  const { id, name, serialNumber, signingKeyId, certPem } = root;
+  return { id, name, serialNumber, signingKeyId, certPem, notBefore: root.notBefore.toISOString(), notAfter: root.notAfter.toISOString(), active };
+}
+
+/** Stores the first root, unless a root exists already (then resolves false). */
+export async function commitFirstRoot(store: Store, root: RootMaterial): Promise<boolean> {
+  return store.txn(async (tx) => {
+    if ((await tx.list(caKeys.rootPrefix)).length > 0) return false;
+    tx.put(caKeys.root(root.id), rootRecordOf(root, true));
+    return true;
+  });
+}
+
+/** Phase 1: trust the new root beside the active one. Refused while a rotation is under way. */
+export async function commitRotationStart(store: Store, newRoot: RootMaterial, now: number): Promise<RotationRecord> {
+  return store.txn(async (tx) => {
+    if (await tx.get(caKeys.rotation)) throw rotationInProgress();
+    const active = (await tx.list<RootRecord>(caKeys.rootPrefix)).find((kv) => kv.value.active);
+    if (!active) throw new IsthmusError('internal', 'the CA has no active root');
+    const rotation: RotationRecord = { phase: 'trust-both', oldRootId: active.value.id, newRootId: newRoot.id, since: now };
+    tx.put(caKeys.root(newRoot.id), rootRecordOf(newRoot, false));
+    tx.put(caKeys.rotation, rotation);
+    return rotation;
+  });
+}
+
+/** Phase 2: the new root signs; both stay trusted. */
+export async function commitActivate(store: Store, rotation: RotationRecord, now: number): Promise<RotationRecord> {
+  return store.txn(async (tx) => {
+    const roots = await tx.list<RootRecord>(caKeys.rootPrefix);
+    await expectPhase(tx, rotation);
+    setActive(tx, roots, rotation.oldRootId, false);
+    setActive(tx, roots, rotation.newRootId, true);
+    const next: RotationRecord = { ...rotation, phase: 'reissue', since: now };
+    tx.put(caKeys.rotation, next);
+    return next;
+  });
+}
+
+/** Phase 3: the old root is no longer trusted; the rotation is over. */
+export async function commitRetire(store: Store, rotation: RotationRecord): Promise<void> {
+  await store.txn(async (tx) => {
+    await expectPhase(tx, rotation);
+    tx.delete(caKeys.root(rotation.oldRootId));
+    tx.delete(caKeys.rotation);
+  });
+}
+
+export function rotationInProgress(): IsthmusError {
+  return new IsthmusError('failed_precondition', 'a CA root rotation is already in progress; wait for it to finish');
+}
+
+async function expectPhase(tx: StoreTxn, rotation: RotationRecord): Promise<void> {
+  const current = await tx.get<RotationRecord>(caKeys.rotation);
+  if (current?.phase !== rotation.phase || current.newRootId !== rotation.newRootId) {
+    throw new IsthmusError('failed_precondition', `CA rotation state changed underneath (expected phase ${rotation.phase})`);
+  }
+}
+
+function setActive(tx: StoreTxn, roots: readonly KeyValue<RootRecord>[], id: string, active: boolean): void {
+  const kv = roots.find((r) => r.value.id === id);
+  if (!kv) throw new IsthmusError('internal', `CA root ${id} is missing from the store`);
+  tx.put(caKeys.root(id), { ...kv.value, active, createIndex: kv.value.createIndex ?? kv.revision });
+}
+
+/** The public view: active root first, then the others by age. */
+export function caRootsOf(trustDomain: string, records: CaRecords): CaRoots {
+  const roots: CaRoot[] = records.roots
+    .map((kv) => caRootOf(kv))
+    .sort((a, b) => Number(b.active) - Number(a.active) || a.notBefore.getTime() - b.notBefore.getTime() || (a.id < b.id ? -1 : 1));
+  const active = roots.find((r) => r.active);
+  if (!active) throw new IsthmusError('internal', 'the CA has no active root');
+  return Object.freeze({ trustDomain, activeRootId: active.id, roots: Object.freeze(roots) });
+}
+
+function caRootOf(kv: KeyValue<RootRecord>): CaRoot {
+  const r = kv.value;
+  return Object.freeze({
+    id: r.id,
+    certPem: r.certPem,
+    active: r.active,
+    notBefore: new Date(r.notBefore),
+    notAfter: new Date(r.notAfter),
+    name: r.name,
+    serialNumber: r.serialNumber,
+    signingKeyId: r.signingKeyId,
+    createIndex: r.createIndex ?? kv.revision,
+    modifyIndex: kv.revision,
+  });
+}

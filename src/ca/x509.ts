@@ -1,0 +1,158 @@
+// @peculiar/x509 uses decorators that need the reflect-metadata polyfill loaded first.
+import 'reflect-metadata';
+import * as x509 from '@peculiar/x509';
+import { X509Certificate, createHash, randomBytes, webcrypto } from 'node:crypto';
+
+/**
+ * Certificate building for the built-in CA: ECDSA P-256 keys on Node's WebCrypto, SHA-256
+ * signatures, SPIFFE URI SANs. Pure apart from randomness (keys, serial numbers); dates are inputs.
+ */
+
+x509.cryptoProvider.set(webcrypto as unknown as ReturnType<typeof x509.cryptoProvider.get>);
+
+type CryptoKey = webcrypto.CryptoKey;
+type CryptoKeyPair = webcrypto.CryptoKeyPair;
+
+const ecdsa = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' } as const;
+/** Certificates are backdated so a peer whose clock is slightly behind accepts them at once. */
+export const backdateMs = 60_000;
+
+export interface RootMaterial {
+  /** SHA-1 fingerprint of the DER, lowercase colon-hex (the form of Consul's root IDs). */
+  readonly id: string;
+  readonly name: string;
+  readonly serialNumber: number;
+  /** Subject key identifier, lowercase colon-hex. */
+  readonly signingKeyId: string;
+  readonly certPem: string;
+  /** PKCS#8 PEM. Never logged. */
+  readonly keyPem: string;
+  readonly notBefore: Date;
+  readonly notAfter: Date;
+}
+
+export interface IssuedLeaf {
+  readonly certPem: string;
+  readonly keyPem: string;
+  readonly serial: string;
+  readonly notBefore: Date;
+  readonly notAfter: Date;
+}
+
+/** What signs leaves: the active root's certificate and private key. */
+export interface Signer {
+  readonly rootId: string;
+  readonly cert: x509.X509Certificate;
+  readonly key: CryptoKey;
+}
+
+export interface LeafRequest {
+  readonly spiffeId: string;
+  readonly dnsSans?: readonly string[] | undefined;
+  readonly now: number;
+  readonly ttlMs: number;
+}
+
+const colonHex = (bytes: Uint8Array | Buffer): string => Buffer.from(bytes).toString('hex').match(/../g)!.join(':');
+
+async function generateKeys(): Promise<CryptoKeyPair> {
+  return (await webcrypto.subtle.generateKey(ecdsa, true, ['sign', 'verify'])) as CryptoKeyPair;
+}
+
+async function pkcs8Pem(key: CryptoKey): Promise<string> {
+  return x509.PemConverter.encode(await webcrypto.subtle.exportKey('pkcs8', key), 'PRIVATE KEY');
+}
+
+/** A positive serial of `bytes` random bytes, as hex (the top bit cleared so DER keeps it positive). */
+function randomSerialHex(bytes: number): string {
+  const b = randomBytes(bytes);
+  b[0] = (b[0]! & 0x7f) | 0x01;
+  return b.toString('hex');
+}
+
+/**
+ * A self-signed CA root: CA:true (critical), keyCertSign + cRLSign, URI SAN `rootUri`
+ * (`spiffe://<td>`), valid for `validityMs` from `now` (backdated a minute).
+ */
+export async function createRoot(opts: { rootUri: string; name: string; now: number; validityMs: number }): Promise<RootMaterial> {
+  const keys = await generateKeys();
+  // 6 random bytes: Consul's SerialNumber is a JSON number, and this stays a safe integer.
+  const serialHex = randomSerialHex(6);
+  const cert = await x509.X509CertificateGenerator.createSelfSigned({
+    serialNumber: serialHex,
+    name: [{ CN: [opts.name] }],
+    notBefore: new Date(opts.now - backdateMs),
+    notAfter: new Date(opts.now + opts.validityMs),
+    keys,
+    signingAlgorithm: ecdsa,
+    extensions: [
+      new x509.BasicConstraintsExtension(true, undefined, true),
+      new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
+      new x509.SubjectAlternativeNameExtension([{ type: 'url', value: opts.rootUri }]),
+      await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
+      await x509.AuthorityKeyIdentifierExtension.create(keys.publicKey),
+    ],
+  });
+  const certPem = cert.toString('pem');
+  const ski = cert.getExtension(x509.SubjectKeyIdentifierExtension)!.keyId;
+  return {
+    id: colonHex(createHash('sha1').update(Buffer.from(cert.rawData)).digest()),
+    name: opts.name,
+    serialNumber: parseInt(serialHex, 16),
+    signingKeyId: colonHex(Buffer.from(ski, 'hex')),
+    certPem,
+    keyPem: await pkcs8Pem(keys.privateKey),
+    ...validity(certPem),
+  };
+}
+
+/** Loads a root's certificate and PKCS#8 key as a leaf signer. */
+export async function loadSigner(rootId: string, certPem: string, keyPem: string): Promise<Signer> {
+  const der = x509.PemConverter.decodeFirst(keyPem);
+  const key = await webcrypto.subtle.importKey('pkcs8', der, ecdsa, false, ['sign']);
+  return { rootId, cert: new x509.X509Certificate(certPem), key };
+}
+
+/**
+ * A leaf for a workload identity: CA:false, digitalSignature + keyAgreement (what TLS needs from an
+ * ECDSA key; Consul adds RSA-only bits that mean nothing for EC), serverAuth + clientAuth (every
+ * sidecar is both), URI SAN = the SPIFFE ID plus optional DNS SANs, AKI = the root's SKI.
+ */
+export async function issueLeaf(signer: Signer, req: LeafRequest): Promise<IssuedLeaf> {
+  const keys = await generateKeys();
+  const serialHex = randomSerialHex(16);
+  const names: x509.JsonGeneralName[] = [{ type: 'url', value: req.spiffeId }, ...(req.dnsSans ?? []).map((value) => ({ type: 'dns' as const, value }))];
+  const cert = await x509.X509CertificateGenerator.create({
+    serialNumber: serialHex,
+    subject: [{ CN: [commonNameOf(req)] }],
+    issuer: signer.cert.subject,
+    notBefore: new Date(req.now - backdateMs),
+    notAfter: new Date(req.now + req.ttlMs),
+    publicKey: keys.publicKey,
+    signingKey: signer.key,
+    signingAlgorithm: ecdsa,
+    extensions: [
+      new x509.BasicConstraintsExtension(false, undefined, true),
+      new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyAgreement, true),
+      new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth, x509.ExtendedKeyUsage.clientAuth]),
+      new x509.SubjectAlternativeNameExtension(names),
+      await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
+      new x509.AuthorityKeyIdentifierExtension(signer.cert.getExtension(x509.SubjectKeyIdentifierExtension)!.keyId),
+    ],
+  });
+  const certPem = cert.toString('pem');
+  return { certPem, keyPem: await pkcs8Pem(keys.privateKey), serial: colonHex(Buffer.from(serialHex, 'hex')), ...validity(certPem) };
+}
+
+/** The CN is informational (peers match URI SANs): the service or gateway name, or the first DNS SAN. */
+function commonNameOf(req: LeafRequest): string {
+  const dns = req.dnsSans?.[0];
+  if (dns) return dns;
+  return req.spiffeId.split('/').filter(Boolean).pop() ?? req.spiffeId;
+}
+
+/** Validity as encoded (X.509 times have whole seconds). */
+function validity(certPem: string): { notBefore: Date; notAfter: Date } {
+  const cert = new X509Certificate(certPem);
+  return { notBefore: new Date(cert.validFrom), notAfter: new Date(cert.validTo) };
+}
