@@ -63,6 +63,21 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly snapshotBuilds = new Counter({
+    name: 'isthmus_snapshot_builds_total',
+    help: 'Proxy config snapshots built and published, by proxy kind and result (ok, error).',
+    labelNames: ['kind', 'result'] as const,
+    registers: [this.registry],
+  });
+
+  readonly snapshotBuildDuration = new Histogram({
+    name: 'isthmus_snapshot_build_duration_seconds',
+    help: 'Time to build one proxy snapshot and generate its resources.',
+    labelNames: ['kind'] as const,
+    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25],
+    registers: [this.registry],
+  });
+
   constructor(opts: { defaultMetrics?: boolean; version?: string } = {}) {
     if (opts.defaultMetrics) collectDefaultMetrics({ register: this.registry });
     this.buildInfo.set({ version: opts.version ?? '0.0.0', node_version: process.version }, 1);

@@ -1,0 +1,50 @@
+import { instanceHealth, type CatalogReader, type MeshGatewayMode, type Protocol, type ServiceInstance } from '../catalog/types.js';
+import type { EndpointIR } from './types.js';
+
+/** A service's protocol: service-defaults, else proxy-defaults, else tcp (Consul's order). */
+export function serviceProtocol(catalog: CatalogReader, name: string): Protocol {
+  const sd = catalog.configEntry('service-defaults', name);
+  if (sd) return sd.protocol;
+  return catalog.configEntry('proxy-defaults', 'global')?.config.protocol ?? 'tcp';
+}
+
+/** The first mode that is set: upstream, proxy, service-defaults, proxy-defaults; else `fallback`. */
+export function meshGatewayMode(modes: readonly (MeshGatewayMode | undefined)[], fallback: MeshGatewayMode): MeshGatewayMode {
+  return modes.find((m) => m !== undefined && m !== '') ?? fallback;
+}
+
+/**
+ * Endpoints of a local service: its sidecars, healthy unless the sidecar or the instance it fronts
+ * is critical (then left out) or warning (degraded).
+ */
+export function sidecarEndpoints(catalog: CatalogReader, service: string, namespace: string, partition: string): EndpointIR[] {
+  const out: EndpointIR[] = [];
+  for (const sidecar of catalog.sidecarsOf(service, namespace, partition)) {
+    const fronted = sidecar.proxy?.destinationServiceId ? catalog.instance(sidecar.proxy.destinationServiceId) : undefined;
+    const statuses = [instanceHealth(sidecar), fronted ? instanceHealth(fronted) : 'passing'];
+    if (statuses.includes('critical')) continue;
+    const lan = sidecar.taggedAddresses.lan;
+    out.push({
+      address: lan?.address || sidecar.address,
+      port: lan?.port || sidecar.port,
+      health: statuses.includes('warning') ? 'degraded' : 'healthy',
+    });
+  }
+  return sortEndpoints(out);
+}
+
+/** Gateways' addresses: WAN for gateways of another datacenter, LAN for our own. */
+export function gatewayEndpoints(gateways: readonly ServiceInstance[], side: 'lan' | 'wan'): EndpointIR[] {
+  const out: EndpointIR[] = [];
+  for (const g of gateways) {
+    const health = instanceHealth(g);
+    if (health === 'critical') continue;
+    const tagged = g.taggedAddresses[side];
+    out.push({ address: tagged?.address || g.address, port: tagged?.port || g.port, health: health === 'warning' ? 'degraded' : 'healthy' });
+  }
+  return sortEndpoints(out);
+}
+
+function sortEndpoints(endpoints: EndpointIR[]): EndpointIR[] {
+  return endpoints.sort((a, b) => (a.address === b.address ? a.port - b.port : a.address < b.address ? -1 : 1));
+}

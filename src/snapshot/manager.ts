@@ -1,0 +1,150 @@
+import { performance } from 'node:perf_hooks';
+import type { CatalogEvent, CatalogReader, ServiceInstance } from '../catalog/types.js';
+import type { CaEvent, CertificateAuthority } from '../ca/types.js';
+import type { Logger } from '../log.js';
+import type { Metrics } from '../metrics.js';
+import type { XdsCache } from '../xds/cache/xds-cache.js';
+import { resourcesFromSnapshot, ResourceEncoder } from '../xds/resources/index.js';
+import type { BuildContext, Built } from './context.js';
+import { buildMeshGatewaySnapshot } from './mesh-gateway.js';
+import { buildSidecarSnapshot, sidecarSpiffeId } from './sidecar.js';
+import type { ConfigSnapshot } from './types.js';
+
+export interface SnapshotManagerOptions {
+  readonly catalog: CatalogReader;
+  readonly ca: CertificateAuthority;
+  readonly cache: XdsCache;
+  readonly datacenter: string;
+  readonly logger: Logger;
+  readonly metrics: Metrics;
+  /** Bursts of changes within this window become one rebuild (ms, default 100). */
+  readonly coalesceMs?: number;
+  readonly peerTrustDomain?: (peer: string) => string | undefined;
+}
+
+const isProxy = (i: ServiceInstance) => i.kind === 'connect-proxy' || i.kind === 'mesh-gateway';
+
+/**
+ * Keeps every registered proxy's xDS view current: catalog, config entry and CA events mark the
+ * proxies that depend on them dirty; after a short coalescing window each dirty proxy's snapshot
+ * is rebuilt and its resources published (only changed resources are built and encoded). A build
+ * that fails publishes nothing, so the proxy keeps its last good config.
+ */
+export class SnapshotManager {
+  private readonly encoder: ResourceEncoder;
+  private readonly deps = new Map<string, ReadonlySet<string>>();
+  private readonly dirty = new Set<string>();
+  private timer: NodeJS.Timeout | undefined;
+  private flushing: Promise<void> = Promise.resolve();
+  private readonly unsubscribe: (() => void)[] = [];
+
+  constructor(private readonly opts: SnapshotManagerOptions) {
+    this.encoder = new ResourceEncoder(opts.cache);
+  }
+
+  /** Subscribes to changes and builds every registered proxy. */
+  start(): void {
+    this.unsubscribe.push(this.opts.catalog.subscribe((e) => this.onCatalogEvent(e)));
+    this.unsubscribe.push(this.opts.ca.subscribe((e) => this.onCaEvent(e)));
+    for (const i of this.opts.catalog.allInstances()) if (isProxy(i)) this.markDirty(i.id);
+  }
+
+  async stop(): Promise<void> {
+    for (const u of this.unsubscribe.splice(0)) u();
+    clearTimeout(this.timer);
+    await this.flushing;
+  }
+
+  /** Resolves when every change seen so far is published (tests, benchmarks). */
+  async settled(): Promise<void> {
+    while (this.dirty.size > 0 || this.timer) {
+      clearTimeout(this.timer);
+      this.timer = undefined;
+      await this.flush();
+    }
+    await this.flushing;
+  }
+
+  private onCatalogEvent(e: CatalogEvent): void {
+    if (e.kind === 'config-entry-changed') return this.markAll();
+    const names = new Set([e.instance.name, e.instance.proxy?.destinationServiceName ?? '']);
+    if (e.kind === 'instance-upserted' && e.previous) names.add(e.previous.proxy?.destinationServiceName ?? '');
+    if (e.kind === 'instance-removed' && isProxy(e.instance)) this.forget(e.instance.id);
+    else if (isProxy(e.instance)) this.markDirty(e.instance.id);
+    if (e.instance.kind === 'mesh-gateway') return this.markAll();
+    for (const [id, deps] of this.deps) {
+      if (deps.has('*') || [...names].some((n) => deps.has(n))) this.markDirty(id);
+    }
+  }
+
+  private onCaEvent(e: CaEvent): void {
+    if (e.kind === 'roots-changed') return this.markAll();
+    for (const i of this.opts.catalog.instancesOfKind('connect-proxy')) {
+      if (sidecarSpiffeId(i, this.context()) === e.leaf.spiffeId) this.markDirty(i.id);
+    }
+  }
+
+  private markAll(): void {
+    for (const i of this.opts.catalog.allInstances()) if (isProxy(i)) this.markDirty(i.id);
+  }
+
+  private markDirty(id: string): void {
+    this.dirty.add(id);
+    this.timer ??= setTimeout(() => {
+      this.timer = undefined;
+      void this.flush();
+    }, this.opts.coalesceMs ?? 100);
+  }
+
+  private forget(id: string): void {
+    this.deps.delete(id);
+    this.dirty.delete(id);
+    this.encoder.release(id);
+    this.opts.cache.removeProxy(id);
+  }
+
+  private flush(): Promise<void> {
+    this.flushing = this.flushing.then(async () => {
+      const ids = [...this.dirty].sort();
+      this.dirty.clear();
+      for (const id of ids) await this.rebuild(id);
+    });
+    return this.flushing;
+  }
+
+  private context(): BuildContext {
+    return {
+      catalog: this.opts.catalog,
+      datacenter: this.opts.datacenter,
+      trustDomain: this.opts.ca.trustDomain,
+      roots: this.opts.ca.roots(),
+      peerTrustDomain: this.opts.peerTrustDomain ?? (() => undefined),
+    };
+  }
+
+  private async rebuild(id: string): Promise<void> {
+    const instance = this.opts.catalog.instance(id);
+    if (!instance || !isProxy(instance)) return this.forget(id);
+    const started = performance.now();
+    try {
+      const built = await this.build(instance);
+      const encoded = this.encoder.encodeFor(id, resourcesFromSnapshot(built.snapshot));
+      this.opts.cache.setProxyResources(id, encoded);
+      this.deps.set(id, built.deps);
+      this.opts.metrics.snapshotBuilds.inc({ kind: instance.kind, result: 'ok' });
+    } catch (err) {
+      this.opts.metrics.snapshotBuilds.inc({ kind: instance.kind, result: 'error' });
+      this.opts.logger.error({ proxyId: id, error: (err as Error).message }, 'proxy config not published; it keeps its last good config');
+    } finally {
+      this.opts.metrics.snapshotBuildDuration.observe({ kind: instance.kind }, (performance.now() - started) / 1000);
+    }
+  }
+
+  /** Builds a snapshot only once everything it needs is known (the leaf is issued on demand). */
+  private async build(instance: ServiceInstance): Promise<Built<ConfigSnapshot>> {
+    const ctx = this.context();
+    if (instance.kind === 'mesh-gateway') return buildMeshGatewaySnapshot(instance, ctx);
+    const leaf = await this.opts.ca.leaf({ spiffeId: sidecarSpiffeId(instance, ctx) });
+    return buildSidecarSnapshot(instance, leaf, this.context());
+  }
+}

@@ -1,0 +1,113 @@
+/**
+ * The config snapshot: isthmus's own intermediate representation of everything one proxy needs,
+ * with no Envoy types (DESIGN.md §2). Built by the per-kind builders, consumed by the pure
+ * generators in src/xds/resources. Plain JSON-able data: generators key their memo on it.
+ */
+import type { Protocol } from '../catalog/types.js';
+
+export interface SecretIR {
+  readonly name: string;
+}
+
+export interface LeafSecretIR extends SecretIR {
+  readonly certPem: string;
+  readonly keyPem: string;
+}
+
+export interface RootsSecretIR extends SecretIR {
+  /** Concatenated PEM roots the holder trusts. */
+  readonly pems: readonly string[];
+}
+
+export interface EndpointIR {
+  readonly address: string;
+  readonly port: number;
+  readonly health: 'healthy' | 'degraded';
+}
+
+/** A cluster reached over mTLS with Envoy's own leaf (a sidecar upstream). */
+export interface UpstreamTlsIR {
+  readonly sni: string;
+  readonly leafSecret: string;
+  readonly rootsSecret: string;
+  /** Exact URI SANs the peer certificate must carry (one of). */
+  readonly spiffeIds: readonly string[];
+}
+
+export interface EdsClusterIR {
+  readonly name: string;
+  readonly protocol: Protocol;
+  readonly connectTimeoutMs: number;
+  readonly tls?: UpstreamTlsIR | undefined;
+  readonly endpoints: readonly EndpointIR[];
+}
+
+export interface UpstreamIR {
+  readonly listenerName: string;
+  readonly bindAddress: string;
+  readonly bindPort: number;
+  /** The destination service name (stat prefixes, route names). */
+  readonly service: string;
+  readonly protocol: Protocol;
+  readonly cluster: EdsClusterIR;
+  /** RDS route configuration name, for HTTP-family protocols. */
+  readonly routeName?: string | undefined;
+}
+
+/** An RBAC principal: a URI SAN matching this regular expression (RE2, anchored). */
+export interface PrincipalIR {
+  readonly spiffeRegex: string;
+}
+
+export interface RbacPolicyIR {
+  readonly name: string;
+  readonly principals: readonly PrincipalIR[];
+  /** Principals that, when matched, exclude the connection from this policy (higher precedence). */
+  readonly notPrincipals: readonly PrincipalIR[];
+}
+
+/** Envoy RBAC: `action` applies to connections matching any policy; others get the opposite. */
+export interface RbacIR {
+  readonly action: 'ALLOW' | 'DENY';
+  readonly policies: readonly RbacPolicyIR[];
+}
+
+export interface PublicListenerIR {
+  readonly name: string;
+  readonly address: string;
+  readonly port: number;
+  readonly protocol: Protocol;
+  readonly leafSecret: string;
+  readonly rootsSecret: string;
+  readonly rbac: RbacIR;
+  readonly localApp: { readonly clusterName: string; readonly address: string; readonly port: number };
+}
+
+export interface SidecarSnapshot {
+  readonly kind: 'connect-proxy';
+  readonly proxyId: string;
+  readonly service: string;
+  readonly spiffeId: string;
+  readonly leaf: LeafSecretIR;
+  readonly roots: readonly RootsSecretIR[];
+  readonly publicListener: PublicListenerIR;
+  readonly upstreams: readonly UpstreamIR[];
+}
+
+/** A mesh gateway filter chain: SNI names → a TCP pass-through cluster (or the SNI catch-all). */
+export interface GatewayChainIR {
+  readonly serverNames: readonly string[];
+  /** Absent: the catch-all routing by SNI = cluster name (`sni_cluster`). */
+  readonly cluster?: string | undefined;
+  readonly statPrefix: string;
+}
+
+export interface MeshGatewaySnapshot {
+  readonly kind: 'mesh-gateway';
+  readonly proxyId: string;
+  readonly listener: { readonly name: string; readonly address: string; readonly port: number; readonly chains: readonly GatewayChainIR[] };
+  /** Plain TCP clusters (mesh TLS passes through the gateway). */
+  readonly clusters: readonly EdsClusterIR[];
+}
+
+export type ConfigSnapshot = SidecarSnapshot | MeshGatewaySnapshot;

@@ -1,0 +1,99 @@
+import { Cluster, Cluster_DiscoveryType, Cluster_LbPolicy } from '../../gen/envoy/config/cluster/v3/cluster.js';
+import { ClusterLoadAssignment } from '../../gen/envoy/config/endpoint/v3/endpoint.js';
+import { UpstreamTlsContext } from '../../gen/envoy/extensions/transport_sockets/tls/v3/tls.js';
+import { SubjectAltNameMatcher_SanType } from '../../gen/envoy/extensions/transport_sockets/tls/v3/common.js';
+import { HttpProtocolOptions } from '../../gen/envoy/extensions/upstreams/http/v3/http_protocol_options.js';
+import type { Protocol } from '../../catalog/types.js';
+import type { ConfigSnapshot, EdsClusterIR, SidecarSnapshot, UpstreamTlsIR } from '../../snapshot/types.js';
+import { packAny } from '../any.js';
+import { TypeUrl } from '../types.js';
+import { adsConfigSource, durationMs, sdsSecret, socketAddress, spec, type ResourceSpec } from './common.js';
+
+/** CDS for a proxy: one function per proxy kind (Consul agent/xds/clusters.go reads the same way). */
+export function clustersFromSnapshot(s: ConfigSnapshot): ResourceSpec[] {
+  switch (s.kind) {
+    case 'connect-proxy':
+      return sidecarClusters(s);
+    case 'mesh-gateway':
+      return s.clusters.map(edsClusterSpec);
+  }
+}
+
+function sidecarClusters(s: SidecarSnapshot): ResourceSpec[] {
+  const app = s.publicListener.localApp;
+  const local = spec(TypeUrl.cluster, app.clusterName, app, () => buildLocalAppCluster(app.clusterName, app.address, app.port));
+  return [local, ...s.upstreams.map((u) => edsClusterSpec(u.cluster))];
+}
+
+export function edsClusterSpec(c: EdsClusterIR): ResourceSpec {
+  // Endpoints are their own (EDS) resource: they do not belong in the cluster's key.
+  const { endpoints: _endpoints, ...input } = c;
+  return spec(TypeUrl.cluster, c.name, input, () => buildEdsCluster(c));
+}
+
+function buildLocalAppCluster(name: string, address: string, port: number): Cluster {
+  return Cluster.fromPartial({
+    name,
+    clusterDiscoveryType: { $case: 'type', value: Cluster_DiscoveryType.STATIC },
+    connectTimeout: durationMs(5_000),
+    loadAssignment: ClusterLoadAssignment.fromPartial({
+      clusterName: name,
+      endpoints: [
+        {
+          lbEndpoints: [{ hostIdentifier: { $case: 'endpoint', value: { address: socketAddress(address, port) } } }],
+        },
+      ],
+    }),
+  });
+}
+
+function buildEdsCluster(c: EdsClusterIR): Cluster {
+  return Cluster.fromPartial({
+    name: c.name,
+    altStatName: c.name,
+    clusterDiscoveryType: { $case: 'type', value: Cluster_DiscoveryType.EDS },
+    edsClusterConfig: { edsConfig: adsConfigSource(), serviceName: c.name },
+    connectTimeout: durationMs(c.connectTimeoutMs),
+    lbPolicy: Cluster_LbPolicy.ROUND_ROBIN,
+    outlierDetection: {},
+    typedExtensionProtocolOptions: httpProtocolOptions(c.protocol),
+    transportSocket: c.tls
+      ? { name: 'envoy.transport_sockets.tls', configType: { $case: 'typedConfig', value: packAny(upstreamTls(c.tls)) } }
+      : undefined,
+  });
+}
+
+/** HTTP/2 to the upstream for http2 and grpc (Envoy: explicit_http_config). */
+function httpProtocolOptions(protocol: Protocol): Record<string, ReturnType<typeof packAny>> {
+  if (protocol !== 'http2' && protocol !== 'grpc') return {};
+  const options = HttpProtocolOptions.fromPartial({
+    upstreamProtocolOptions: { $case: 'explicitHttpConfig', value: { protocolConfig: { $case: 'http2ProtocolOptions', value: {} } } },
+  });
+  return { 'envoy.extensions.upstreams.http.v3.HttpProtocolOptions': packAny(options) };
+}
+
+/**
+ * mTLS to the upstream: our leaf, the roots we trust for it, its SNI, and the exact SPIFFE IDs it
+ * may present (DESIGN.md §5).
+ */
+function upstreamTls(t: UpstreamTlsIR): UpstreamTlsContext {
+  return UpstreamTlsContext.fromPartial({
+    sni: t.sni,
+    commonTlsContext: {
+      tlsParams: { tlsMinimumProtocolVersion: 3 /* TLSv1_2 */ },
+      tlsCertificateSdsSecretConfigs: [sdsSecret(t.leafSecret)],
+      validationContextType: {
+        $case: 'combinedValidationContext',
+        value: {
+          defaultValidationContext: {
+            matchTypedSubjectAltNames: t.spiffeIds.map((id) => ({
+              sanType: SubjectAltNameMatcher_SanType.URI,
+              matcher: { matchPattern: { $case: 'exact', value: id } },
+            })),
+          },
+          validationContextSdsSecretConfig: sdsSecret(t.rootsSecret),
+        },
+      },
+    },
+  });
+}

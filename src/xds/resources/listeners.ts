@@ -1,0 +1,107 @@
+import { Listener } from '../../gen/envoy/config/listener/v3/listener.js';
+import type { Filter, FilterChain } from '../../gen/envoy/config/listener/v3/listener_components.js';
+import { TrafficDirection } from '../../gen/envoy/config/core/v3/base.js';
+import { DownstreamTlsContext } from '../../gen/envoy/extensions/transport_sockets/tls/v3/tls.js';
+import { TcpProxy } from '../../gen/envoy/extensions/filters/network/tcp_proxy/v3/tcp_proxy.js';
+import { SniCluster } from '../../gen/envoy/extensions/filters/network/sni_cluster/v3/sni_cluster.js';
+import { TlsInspector } from '../../gen/envoy/extensions/filters/listener/tls_inspector/v3/tls_inspector.js';
+import type { ConfigSnapshot, GatewayChainIR, MeshGatewaySnapshot, PublicListenerIR, SidecarSnapshot, UpstreamIR } from '../../snapshot/types.js';
+import { packAny } from '../any.js';
+import { TypeUrl } from '../types.js';
+import { sdsSecret, socketAddress, spec, statPrefix, type ResourceSpec } from './common.js';
+import { httpConnectionManager, isHttp } from './http.js';
+import { rbacFilter } from './rbac.js';
+
+/** LDS for a proxy: one function per proxy kind. */
+export function listenersFromSnapshot(s: ConfigSnapshot): ResourceSpec[] {
+  switch (s.kind) {
+    case 'connect-proxy':
+      return sidecarListeners(s);
+    case 'mesh-gateway':
+      return [gatewayListener(s)];
+  }
+}
+
+function sidecarListeners(s: SidecarSnapshot): ResourceSpec[] {
+  const pl = s.publicListener;
+  const pub = spec(TypeUrl.listener, pl.name, pl, () => buildPublicListener(pl));
+  return [pub, ...s.upstreams.map((u) => upstreamListenerSpec(u))];
+}
+
+function upstreamListenerSpec(u: UpstreamIR): ResourceSpec {
+  const { cluster, ...rest } = u;
+  return spec(TypeUrl.listener, u.listenerName, { ...rest, cluster: cluster.name }, () => buildUpstreamListener(u));
+}
+
+function typed(name: string, message: Parameters<typeof packAny>[0]): Filter {
+  return { name, configType: { $case: 'typedConfig', value: packAny(message) } } as Filter;
+}
+
+function tcpProxy(prefix: string, cluster: string): Filter {
+  const config = TcpProxy.fromPartial({ statPrefix: statPrefix(prefix), clusterSpecifier: { $case: 'cluster', value: cluster } });
+  return typed('envoy.filters.network.tcp_proxy', config);
+}
+
+/**
+ * Inbound: mTLS requiring a client certificate from a trusted root, intentions as RBAC, then the
+ * local application (DESIGN.md §5).
+ */
+function buildPublicListener(pl: PublicListenerIR): Listener {
+  const tls = DownstreamTlsContext.fromPartial({
+    requireClientCertificate: true,
+    commonTlsContext: {
+      tlsParams: { tlsMinimumProtocolVersion: 3 /* TLSv1_2 */ },
+      tlsCertificateSdsSecretConfigs: [sdsSecret(pl.leafSecret)],
+      validationContextType: { $case: 'validationContextSdsSecretConfig', value: sdsSecret(pl.rootsSecret) },
+    },
+  });
+  const app = isHttp(pl.protocol)
+    ? httpConnectionManager('public_listener', { inline: { cluster: pl.localApp.clusterName } }, pl.protocol)
+    : tcpProxy('public_listener', pl.localApp.clusterName);
+  const chain: FilterChain = {
+    filters: [rbacFilter(pl.rbac), app],
+    transportSocket: { name: 'envoy.transport_sockets.tls', configType: { $case: 'typedConfig', value: packAny(tls) } },
+  } as FilterChain;
+  return Listener.fromPartial({
+    name: pl.name,
+    address: socketAddress(pl.address, pl.port),
+    trafficDirection: TrafficDirection.INBOUND,
+    filterChains: [chain],
+  });
+}
+
+function buildUpstreamListener(u: UpstreamIR): Listener {
+  const filter =
+    isHttp(u.protocol) && u.routeName
+      ? httpConnectionManager(`upstream.${u.service}`, { rds: u.routeName }, u.protocol)
+      : tcpProxy(`upstream.${u.service}`, u.cluster.name);
+  return Listener.fromPartial({
+    name: u.listenerName,
+    address: socketAddress(u.bindAddress, u.bindPort),
+    trafficDirection: TrafficDirection.OUTBOUND,
+    filterChains: [{ filters: [filter] }],
+  });
+}
+
+function gatewayListener(s: MeshGatewaySnapshot): ResourceSpec {
+  const l = s.listener;
+  return spec(TypeUrl.listener, l.name, l, () =>
+    Listener.fromPartial({
+      name: l.name,
+      address: socketAddress(l.address, l.port),
+      trafficDirection: TrafficDirection.UNSPECIFIED,
+      listenerFilters: [
+        { name: 'envoy.filters.listener.tls_inspector', configType: { $case: 'typedConfig', value: packAny(TlsInspector.fromPartial({})) } },
+      ],
+      filterChains: l.chains.map(gatewayChain),
+    }),
+  );
+}
+
+/** The gateway never terminates mesh TLS for TCP: it reads the SNI and passes bytes through. */
+function gatewayChain(c: GatewayChainIR): FilterChain {
+  const filters = c.cluster
+    ? [tcpProxy(c.statPrefix, c.cluster)]
+    : [typed('envoy.filters.network.sni_cluster', SniCluster.fromPartial({})), tcpProxy(c.statPrefix, '')];
+  return { filterChainMatch: c.serverNames.length ? { serverNames: [...c.serverNames] } : undefined, filters } as FilterChain;
+}

@@ -1,0 +1,14 @@
+import type { ConfigSnapshot } from '../../snapshot/types.js';
+import { TypeUrl } from '../types.js';
+import { spec, type ResourceSpec } from './common.js';
+import { singleClusterRoute } from './http.js';
+
+/** RDS for a proxy: one route configuration per HTTP-family upstream. */
+export function routesFromSnapshot(s: ConfigSnapshot): ResourceSpec[] {
+  if (s.kind !== 'connect-proxy') return [];
+  return s.upstreams.flatMap((u) =>
+    u.routeName
+      ? [spec(TypeUrl.route, u.routeName, { cluster: u.cluster.name }, () => singleClusterRoute(u.routeName!, u.cluster.name))]
+      : [],
+  );
+}
