@@ -491,3 +491,250 @@ export function assertValid(typeName: string, bytes: Uint8Array): void {
     throw new Error(`${typeName} violates ${errors.length} validate.rules constraint(s):\n  ${errors.join('\n  ')}`);
   }
 }
+
+// ---- proto3 JSON (Envoy bootstrap files) ------------------------------------------------------
+// Envoy reads a JSON bootstrap with protobuf's JSON parser (`MessageUtil::loadFromJson`), which
+// rejects unknown fields, accepts a field's proto name or its lowerCamel JSON name, and writes the
+// well-known types in their canonical JSON forms (Duration "1.5s", Any with an inline "@type",
+// Struct as a plain object, wrappers as bare values). protobufjs `fromObject` silently drops
+// unknown keys and knows none of these forms, so the JSON is converted here, field by field.
+
+type JsonObject = { readonly [key: string]: unknown };
+interface JsonCtx {
+  readonly typeName: string;
+  readonly errors: string[];
+}
+
+const MAX_DURATION_SECONDS = 315_576_000_000n;
+const INT32 = new Set(['int32', 'sint32', 'sfixed32']);
+const UINT32 = new Set(['uint32', 'fixed32']);
+const jsonFieldCache = new WeakMap<protobuf.Type, ReadonlyMap<string, protobuf.Field>>();
+
+function jsonErr(ctx: JsonCtx, at: string, message: string): void {
+  ctx.errors.push(`${ctx.typeName}: ${at === '' ? '(root)' : at}: ${message}`);
+}
+
+const isJsonObject = (v: unknown): v is JsonObject => v !== null && typeof v === 'object' && !Array.isArray(v);
+const jsonKind = (v: unknown) => (v === null ? 'null' : Array.isArray(v) ? 'an array' : `a ${typeof v}`);
+const camel = (name: string) => name.replace(/_([a-z0-9])/g, (_m, c: string) => c.toUpperCase());
+
+/** A type's fields by proto name and by JSON name (`json_name`, or lowerCamel of the proto name). */
+function jsonFields(type: protobuf.Type): ReadonlyMap<string, protobuf.Field> {
+  let fields = jsonFieldCache.get(type);
+  if (!fields) {
+    const map = new Map<string, protobuf.Field>();
+    for (const field of type.fieldsArray) {
+      map.set(field.name, field);
+      const jsonName = field.options?.['json_name'];
+      map.set(typeof jsonName === 'string' ? jsonName : camel(field.name), field);
+    }
+    fields = map;
+    jsonFieldCache.set(type, fields);
+  }
+  return fields;
+}
+
+function fromJsonInteger(ctx: JsonCtx, kind: string, v: unknown, at: string): unknown {
+  const text = typeof v === 'number' ? String(v) : typeof v === 'string' ? v : undefined;
+  if (text === undefined || !/^-?\d+$/.test(text)) return jsonErr(ctx, at, `${kind} must be an integer number or string, got ${jsonKind(v)} ${quote(v)}`);
+  const n = BigInt(text);
+  const [lo, hi] = INT32.has(kind) ? [-(2n ** 31n), 2n ** 31n - 1n]
+    : UINT32.has(kind) ? [0n, 2n ** 32n - 1n]
+      : kind === 'uint64' || kind === 'fixed64' ? [0n, 2n ** 64n - 1n] : [-(2n ** 63n), 2n ** 63n - 1n];
+  if (n < lo || n > hi) return jsonErr(ctx, at, `${text} is out of range for ${kind}`);
+  return BIG.has(kind) ? text : Number(n);
+}
+
+function fromJsonScalar(ctx: JsonCtx, kind: string, v: unknown, at: string): unknown {
+  if (kind === 'string') return typeof v === 'string' ? v : jsonErr(ctx, at, `must be a string, got ${jsonKind(v)}`);
+  if (kind === 'bool') return typeof v === 'boolean' ? v : jsonErr(ctx, at, `must be true or false, got ${jsonKind(v)}`);
+  if (kind === 'bytes') {
+    if (typeof v === 'string' && /^[A-Za-z0-9+/_-]*={0,2}$/.test(v)) return new Uint8Array(Buffer.from(v, 'base64'));
+    return jsonErr(ctx, at, 'must be a base64 string');
+  }
+  if (kind === 'float' || kind === 'double') {
+    if (typeof v === 'number') return v;
+    if (typeof v === 'string' && (['NaN', 'Infinity', '-Infinity'].includes(v) || (v.trim() !== '' && Number.isFinite(Number(v))))) return Number(v);
+    return jsonErr(ctx, at, `${kind} must be a number, got ${jsonKind(v)}`);
+  }
+  if (NUMERIC.has(kind)) return fromJsonInteger(ctx, kind, v, at);
+  return jsonErr(ctx, at, `unsupported scalar type ${kind}`);
+}
+
+function fromJsonEnum(ctx: JsonCtx, e: protobuf.Enum, v: unknown, at: string): unknown {
+  if (e.fullName === '.google.protobuf.NullValue' && v === null) return 0;
+  if (typeof v === 'string') return e.values[v] ?? jsonErr(ctx, at, `${quote(v)} is not a ${e.name} value (${Object.keys(e.values).join(', ')})`);
+  if (typeof v === 'number' && Number.isInteger(v)) return v;
+  return jsonErr(ctx, at, `must be a ${e.name} name or number, got ${jsonKind(v)}`);
+}
+
+function fromJsonDuration(ctx: JsonCtx, v: unknown, at: string): unknown {
+  const m = typeof v === 'string' ? /^(-)?(\d+)(?:\.(\d{1,9}))?s$/.exec(v) : null;
+  if (!m) return jsonErr(ctx, at, `a Duration must be a string like "1.5s", got ${quote(v)}`);
+  const seconds = BigInt(m[2]!);
+  if (seconds > MAX_DURATION_SECONDS) return jsonErr(ctx, at, `Duration ${v} is out of range`);
+  const sign = m[1] ? -1 : 1;
+  const nanos = Number((m[3] ?? '').padEnd(9, '0'));
+  return { seconds: String(BigInt(sign) * seconds), nanos: sign * nanos };
+}
+
+function fromJsonTimestamp(ctx: JsonCtx, v: unknown, at: string): unknown {
+  const m = typeof v === 'string' ? /^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(?:\.(\d{1,9}))?(Z|[+-]\d{2}:\d{2})$/.exec(v) : null;
+  const ms = m ? Date.parse(`${m[1]}${m[3]}`) : NaN;
+  if (!m || Number.isNaN(ms)) return jsonErr(ctx, at, `a Timestamp must be an RFC 3339 string, got ${quote(v)}`);
+  return { seconds: String(ms / 1000), nanos: Number((m[2] ?? '').padEnd(9, '0')) };
+}
+
+function fromJsonValue(ctx: JsonCtx, v: unknown, at: string): unknown {
+  if (v === null) return { null_value: 0 };
+  if (typeof v === 'number') return { number_value: v };
+  if (typeof v === 'string') return { string_value: v };
+  if (typeof v === 'boolean') return { bool_value: v };
+  if (Array.isArray(v)) return { list_value: { values: v.map((item, i) => fromJsonValue(ctx, item, `${at}[${i}]`)) } };
+  if (isJsonObject(v)) return { struct_value: fromJsonStruct(ctx, v, at) };
+  return jsonErr(ctx, at, `${jsonKind(v)} is not a JSON value`);
+}
+
+function fromJsonStruct(ctx: JsonCtx, v: unknown, at: string): unknown {
+  if (!isJsonObject(v)) return jsonErr(ctx, at, `a Struct must be an object, got ${jsonKind(v)}`);
+  return { fields: Object.fromEntries(Object.entries(v).map(([k, item]) => [k, fromJsonValue(ctx, item, `${at}[${quote(k)}]`)])) };
+}
+
+/** Types whose JSON form is not an object of their fields; an Any carries them under "value". */
+function wellKnownFromJson(ctx: JsonCtx, type: protobuf.Type, v: unknown, at: string): { value: unknown } | undefined {
+  const name = type.fullName;
+  if (name === '.google.protobuf.Duration') return { value: fromJsonDuration(ctx, v, at) };
+  if (name === '.google.protobuf.Timestamp') return { value: fromJsonTimestamp(ctx, v, at) };
+  if (name === '.google.protobuf.Struct') return { value: fromJsonStruct(ctx, v, at) };
+  if (name === '.google.protobuf.Value') return { value: fromJsonValue(ctx, v, at) };
+  if (name === '.google.protobuf.ListValue') {
+    if (!Array.isArray(v)) return { value: jsonErr(ctx, at, `a ListValue must be an array, got ${jsonKind(v)}`) };
+    return { value: { values: v.map((item, i) => fromJsonValue(ctx, item, `${at}[${i}]`)) } };
+  }
+  if (name === '.google.protobuf.FieldMask') {
+    if (typeof v !== 'string') return { value: jsonErr(ctx, at, `a FieldMask must be a string, got ${jsonKind(v)}`) };
+    const paths = v === '' ? [] : v.split(',').map((p) => p.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`));
+    return { value: { paths } };
+  }
+  if (WRAPPERS.has(name)) return { value: { value: fromJsonScalar(ctx, type.fields.value!.type, v, at) } };
+  return undefined;
+}
+
+/** An Any: `{"@type": url, ...fields}`, or `{"@type": url, "value": json}` for well-known types. */
+function fromJsonAny(ctx: JsonCtx, v: unknown, at: string): unknown {
+  if (!isJsonObject(v)) return jsonErr(ctx, at, `an Any must be an object, got ${jsonKind(v)}`);
+  const url = v['@type'];
+  if (typeof url !== 'string' || url === '') return jsonErr(ctx, at, 'an Any needs an "@type"');
+  const name = url.slice(url.lastIndexOf('/') + 1);
+  const inner = lookupType(name);
+  // Envoy can only parse an Any whose type it links in; here, one whose fields proto/ can check.
+  if (!inner) return jsonErr(ctx, at, `Any type ${name} is not in proto/, so its fields cannot be checked`);
+  const innerAt = `${at}(${name})`;
+  const { '@type': _url, ...rest } = v;
+  let plain: unknown;
+  const special = wellKnownFromJson(ctx, inner, rest['value'], `${innerAt}.value`);
+  if (special) {
+    for (const key of Object.keys(rest)) if (key !== 'value') jsonErr(ctx, `${innerAt}.${key}`, `unknown field (an Any of ${name} has only "@type" and "value")`);
+    plain = special.value;
+  } else {
+    plain = fromJsonMessage(ctx, inner, rest, innerAt);
+  }
+  if (plain === undefined) return undefined;
+  try {
+    return { type_url: url, value: inner.encode(inner.fromObject(plain as JsonObject)).finish() };
+  } catch (e) {
+    return jsonErr(ctx, innerAt, `cannot encode: ${(e as Error).message}`);
+  }
+}
+
+function fromJsonSingle(ctx: JsonCtx, slot: Slot, v: unknown, at: string): unknown {
+  const t = slot.resolved;
+  if (t instanceof protobuf.Enum) return fromJsonEnum(ctx, t, v, at);
+  if (!(t instanceof protobuf.Type)) return fromJsonScalar(ctx, slot.type, v, at);
+  if (t.fullName === '.google.protobuf.Any') return fromJsonAny(ctx, v, at);
+  const special = wellKnownFromJson(ctx, t, v, at);
+  return special ? special.value : fromJsonMessage(ctx, t, v, at);
+}
+
+function fromJsonMapKey(ctx: JsonCtx, keyType: string, key: string, at: string): string | undefined {
+  if (keyType === 'string') return key;
+  if (keyType === 'bool') return key === 'true' || key === 'false' ? key : jsonErr(ctx, at, 'a bool map key must be "true" or "false"') as undefined;
+  return fromJsonInteger(ctx, keyType, key, at) === undefined ? undefined : key;
+}
+
+function fromJsonField(ctx: JsonCtx, field: protobuf.Field, v: unknown, at: string): unknown {
+  const slot = slotOf(field);
+  if (field instanceof protobuf.MapField) {
+    if (!isJsonObject(v)) return jsonErr(ctx, at, `a map must be an object, got ${jsonKind(v)}`);
+    const out: Record<string, unknown> = {};
+    for (const [key, item] of Object.entries(v)) {
+      const entryAt = `${at}[${quote(key)}]`;
+      const k = fromJsonMapKey(ctx, field.keyType, key, entryAt);
+      const value = item === null ? jsonErr(ctx, entryAt, 'a map value must not be null') : fromJsonSingle(ctx, slot, item, entryAt);
+      if (k !== undefined && value !== undefined) out[k] = value;
+    }
+    return out;
+  }
+  if (field.repeated) {
+    if (!Array.isArray(v)) return jsonErr(ctx, at, `a repeated field must be an array, got ${jsonKind(v)}`);
+    return v.map((item, i) => (item === null ? jsonErr(ctx, `${at}[${i}]`, 'a list item must not be null') : fromJsonSingle(ctx, slot, item, `${at}[${i}]`)))
+      .filter((item) => item !== undefined);
+  }
+  return fromJsonSingle(ctx, slot, v, at);
+}
+
+/** A message object as protobufjs `fromObject` takes it (proto field names, numbers for enums). */
+function fromJsonMessage(ctx: JsonCtx, type: protobuf.Type, v: unknown, at: string): JsonObject | undefined {
+  if (!isJsonObject(v)) return jsonErr(ctx, at, `${type.name} must be an object, got ${jsonKind(v)}`) as undefined;
+  const prefix = at === '' ? '' : `${at}.`;
+  const fields = jsonFields(type);
+  const out: Record<string, unknown> = {};
+  const oneofs = new Map<string, string>();
+  for (const [key, value] of Object.entries(v)) {
+    const field = fields.get(key);
+    if (!field) {
+      jsonErr(ctx, `${prefix}${key}`, `unknown field of ${type.fullName.slice(1)}`);
+      continue;
+    }
+    const fieldAt = `${prefix}${field.name}`;
+    if (Object.prototype.hasOwnProperty.call(out, field.name)) {
+      jsonErr(ctx, fieldAt, 'set twice (by its proto name and its JSON name)');
+      continue;
+    }
+    // null is "unset" in proto3 JSON, except for google.protobuf.Value, where it is NullValue.
+    if (value === null && field.resolvedType?.fullName !== '.google.protobuf.Value') continue;
+    if (field.partOf) {
+      const other = oneofs.get(field.partOf.name);
+      if (other) jsonErr(ctx, fieldAt, `oneof ${field.partOf.name} already set by ${other}`);
+      oneofs.set(field.partOf.name, field.name);
+    }
+    const converted = fromJsonField(ctx, field, value, fieldAt);
+    if (converted !== undefined) out[field.name] = converted;
+  }
+  return out;
+}
+
+/**
+ * Checks a proto3 JSON document (as Envoy reads a bootstrap file) as `typeName`: every key must be
+ * a field (proto name or JSON name) of its message, values must have the field's JSON form, every
+ * Any's type must be in proto/ (its fields are checked too), and, once all that holds, the encoded
+ * message must satisfy every `validate.rules` constraint. Returns every problem of the first stage
+ * that has any (`<type>: <path>: <problem>`); empty when valid. Throws only for a type name not in
+ * proto/.
+ */
+export function validateJson(typeName: string, json: unknown): string[] {
+  const type = lookupType(typeName);
+  if (!type) throw new Error(`pgv: unknown message type ${typeName}`);
+  const ctx: JsonCtx = { typeName, errors: [] };
+  const plain = fromJsonMessage(ctx, type, json, '');
+  // Like Envoy, which parses before it validates: rules are checked on a well-formed document only
+  // (a dropped misspelled field would otherwise also show up as a missing required one).
+  if (plain === undefined || ctx.errors.length > 0) return ctx.errors;
+  let bytes: Uint8Array;
+  try {
+    bytes = type.encode(type.fromObject(plain)).finish();
+  } catch (e) {
+    return [`${typeName}: cannot encode: ${(e as Error).message}`];
+  }
+  return validateMessage(typeName, bytes);
+}

@@ -1,0 +1,71 @@
+import { type Command, Option } from 'commander';
+import { type HostPort, parseHostPort } from '../config/host-port.js';
+import { type BootstrapOptions, buildBootstrap } from '../mesh/bootstrap.js';
+
+/** `isthmus envoy bootstrap`: prints the Envoy bootstrap of a sidecar or mesh gateway. */
+export function registerEnvoyCommand(program: Command): void {
+  const envoy = program.command('envoy').description('Envoy helpers');
+  envoy
+    .command('bootstrap')
+    .description('print an Envoy v3 bootstrap (JSON) for a sidecar, or a mesh gateway with --gateway mesh')
+    .requiredOption('--proxy-id <ID>', 'registered proxy service ID (becomes node.id)')
+    .addOption(new Option('--gateway <KIND>', 'bootstrap a gateway instead of a sidecar').choices(['mesh']))
+    .addOption(new Option('--admin-bind <HOST:PORT>', 'Envoy admin listener').default('127.0.0.1:19000'))
+    .addOption(new Option('--xds-addr <HOST:PORT>', 'isthmus xDS (gRPC) address Envoy dials').env('ISTHMUS_XDS_ADDR').default('127.0.0.1:8502'))
+    .addOption(new Option('--token <TOKEN>', 'proxy token sent as x-isthmus-token on the xDS stream').env('ISTHMUS_PROXY_TOKEN'))
+    .option('--cluster <NAME>', 'node.cluster (default: the proxy ID)')
+    .option('--datacenter <NAME>', 'datacenter of the proxy (node metadata)', 'dc1')
+    .action((_opts: unknown, cmd: Command) => {
+      const bootstrap = buildBootstrap(bootstrapOptions(cmd));
+      // Holds the token when one is given: Envoy needs it there. It goes to stdout only, never a log.
+      process.stdout.write(`${JSON.stringify(bootstrap, null, 2)}\n`);
+    });
+}
+
+interface EnvoyBootstrapFlags {
+  readonly proxyId: string;
+  readonly gateway?: 'mesh';
+  readonly adminBind: string;
+  readonly xdsAddr: string;
+  readonly token?: string;
+  readonly cluster?: string;
+  readonly datacenter: string;
+}
+
+// The same rules the server applies to proxy IDs (acl proxy tokens) and datacenter names (config).
+const proxyIdPattern = /^[^\s\p{Cc}]{1,256}$/u;
+const datacenterPattern = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
+// gRPC ASCII metadata values are visible ASCII; the server trims, so spaces could never match.
+const tokenPattern = /^[\x21-\x7e]+$/;
+
+/** Flags → builder options; a bad flag is a usage error (exit 2, one line via main.ts). */
+function bootstrapOptions(cmd: Command): BootstrapOptions {
+  const flags = cmd.opts<EnvoyBootstrapFlags>();
+  const usage = (message: string): never => cmd.error(message, { exitCode: 2, code: 'isthmus.usage' });
+  if (!proxyIdPattern.test(flags.proxyId)) usage('--proxy-id must be 1-256 characters without spaces or control characters');
+  if (flags.cluster !== undefined && !proxyIdPattern.test(flags.cluster)) usage('--cluster must be 1-256 characters without spaces or control characters');
+  if (!datacenterPattern.test(flags.datacenter)) usage(`--datacenter: ${JSON.stringify(flags.datacenter)} must be lowercase letters, digits and hyphens (at most 63)`);
+  // Never echo the token: a malformed one may still be most of a secret.
+  if (flags.token !== undefined && !tokenPattern.test(flags.token)) usage('--token must be non-empty visible ASCII without spaces');
+  return {
+    proxyId: flags.proxyId,
+    kind: flags.gateway === 'mesh' ? 'mesh-gateway' : 'connect-proxy',
+    cluster: flags.cluster,
+    datacenter: flags.datacenter,
+    xdsAddr: dialAddress(flags.xdsAddr, usage),
+    adminAddr: hostPortOrUsage('--admin-bind', flags.adminBind, usage),
+    token: flags.token,
+  };
+}
+
+function hostPortOrUsage(flag: string, text: string, usage: (message: string) => never): HostPort {
+  return parseHostPort(text) ?? usage(`${flag}: ${JSON.stringify(text)} is not HOST:PORT or [IPv6]:PORT`);
+}
+
+/** Envoy connects to this address, so neither a wildcard host nor port 0 makes sense. */
+function dialAddress(text: string, usage: (message: string) => never): HostPort {
+  const addr = hostPortOrUsage('--xds-addr', text, usage);
+  if (addr.port === 0) usage(`--xds-addr: ${JSON.stringify(text)} needs a port Envoy can dial, not 0`);
+  if (addr.host === '0.0.0.0' || addr.host === '::') usage(`--xds-addr: ${JSON.stringify(text)} is a wildcard listen address; give one Envoy can dial (env ISTHMUS_XDS_ADDR is also the server's listen setting)`);
+  return addr;
+}

@@ -1,0 +1,97 @@
+import { isIP } from 'node:net';
+import type { HostPort } from '../config/host-port.js';
+
+/**
+ * The Envoy v3 bootstrap of a sidecar or mesh gateway: who the proxy is (`node`), where its xDS
+ * server is (one static cluster), and that everything else comes over one Delta ADS stream. Plain
+ * proto3 JSON with proto field names, exactly what `envoy -c bootstrap.json` reads.
+ */
+
+/** The proxy kinds, named as Consul names them (`Kind` of the registered proxy service). */
+export type BootstrapProxyKind = 'connect-proxy' | 'mesh-gateway';
+
+export interface BootstrapOptions {
+  /** The registered proxy service ID: the server looks the proxy up by `node.id`. */
+  readonly proxyId: string;
+  readonly kind: BootstrapProxyKind;
+  /** `node.cluster` (Envoy's service cluster, the prefix of some stats); default the proxy ID. */
+  readonly cluster?: string | undefined;
+  readonly datacenter: string;
+  /** The isthmus xDS (gRPC) address; a host name makes the cluster STRICT_DNS. */
+  readonly xdsAddr: HostPort;
+  readonly adminAddr: HostPort;
+  /** A proxy token, sent as `x-isthmus-token` gRPC metadata on the ADS stream. */
+  readonly token?: string | undefined;
+}
+
+export type BootstrapJson = { readonly [key: string]: unknown };
+
+/** The static cluster that reaches the isthmus xDS server. */
+export const xdsClusterName = 'isthmus_xds';
+/** Must equal the header the server's xDS authorizer reads (src/acl/proxy-tokens.ts). */
+const tokenMetadataKey = 'x-isthmus-token';
+const httpProtocolOptionsType = 'envoy.extensions.upstreams.http.v3.HttpProtocolOptions';
+
+export function buildBootstrap(opts: BootstrapOptions): BootstrapJson {
+  return {
+    node: buildNode(opts),
+    static_resources: { clusters: [buildXdsCluster(opts.xdsAddr)] },
+    dynamic_resources: buildDynamicResources(opts.token),
+    admin: { address: socketAddress(opts.adminAddr) },
+  };
+}
+
+function buildNode(opts: BootstrapOptions): BootstrapJson {
+  return {
+    id: opts.proxyId,
+    cluster: opts.cluster ?? opts.proxyId,
+    metadata: { isthmus_kind: opts.kind, isthmus_datacenter: opts.datacenter },
+  };
+}
+
+/** ADS is gRPC, so the cluster speaks HTTP/2; keepalive PINGs detect a dead server behind a NAT or LB. */
+function buildXdsCluster(addr: HostPort): BootstrapJson {
+  return {
+    name: xdsClusterName,
+    // STATIC needs an IP literal; a name (docker-compose service, k8s Service) is resolved by DNS.
+    type: isIP(addr.host) === 0 ? 'STRICT_DNS' : 'STATIC',
+    connect_timeout: '1s',
+    typed_extension_protocol_options: {
+      [httpProtocolOptionsType]: {
+        '@type': `type.googleapis.com/${httpProtocolOptionsType}`,
+        explicit_http_config: {
+          http2_protocol_options: { connection_keepalive: { interval: '30s', timeout: '5s' } },
+        },
+      },
+    },
+    upstream_connection_options: { tcp_keepalive: {} },
+    load_assignment: {
+      cluster_name: xdsClusterName,
+      endpoints: [{ lb_endpoints: [{ endpoint: { address: socketAddress(addr) } }] }],
+    },
+  };
+}
+
+function buildDynamicResources(token: string | undefined): BootstrapJson {
+  const grpcService = {
+    envoy_grpc: { cluster_name: xdsClusterName },
+    ...(token === undefined ? {} : { initial_metadata: [{ key: tokenMetadataKey, value: token }] }),
+  };
+  const viaAds = { ads: {}, resource_api_version: 'V3' };
+  return {
+    ads_config: {
+      api_type: 'DELTA_GRPC',
+      transport_api_version: 'V3',
+      grpc_services: [grpcService],
+      // The server keeps the node of a stream's first request (DESIGN.md §7 rule 2).
+      set_node_on_first_message_only: true,
+    },
+    cds_config: viaAds,
+    lds_config: viaAds,
+  };
+}
+
+/** `host` is bare (no IPv6 brackets), as `parseHostPort` returns it and SocketAddress wants it. */
+function socketAddress(addr: HostPort): BootstrapJson {
+  return { socket_address: { address: addr.host, port_value: addr.port } };
+}
