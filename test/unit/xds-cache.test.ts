@@ -85,3 +85,30 @@ describe('XdsCache', () => {
     expect(cache.entryCount).toBe(0);
   });
 });
+
+describe('XdsCache pool accounting', () => {
+  it('shares one entry for equal content encoded twice, and frees it when the last view goes', () => {
+    const cache = new XdsCache();
+    const a = cache.encode(secret('s'));
+    const b = cache.encode(secret('s')); // equal content, another object
+    cache.setProxyResources('p1', [a]);
+    cache.setProxyResources('p2', [b]);
+    expect(cache.entryCount).toBe(1);
+    expect(cache.view('p1')!.resources.get(TypeUrl.secret)!.get('s')).toBe(cache.view('p2')!.resources.get(TypeUrl.secret)!.get('s'));
+    cache.removeProxy('p1');
+    expect(cache.entryCount).toBe(1);
+    cache.removeProxy('p2');
+    expect(cache.entryCount).toBe(0);
+  });
+
+  it('a refused view leaves no entries behind; an unchanged type keeps its Map', () => {
+    const cache = new XdsCache();
+    const v1 = cache.setProxyResources('n', view());
+    expect(() => cache.setProxyResources('n', [edsCluster('zzz')])).toThrow();
+    expect(cache.entryCount).toBe(3);
+    const v2 = cache.setProxyResources('n', view(7));
+    expect(v2.resources.get(TypeUrl.cluster)).toBe(v1.resources.get(TypeUrl.cluster));
+    expect(v2.resources.get(TypeUrl.endpoint)).not.toBe(v1.resources.get(TypeUrl.endpoint));
+    expect(cache.entryCount).toBe(3);
+  });
+});

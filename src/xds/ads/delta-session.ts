@@ -88,7 +88,11 @@ export class DeltaSession extends AdsSession<DeltaDiscoveryRequest> {
     for (const e of entries) {
       const before = ts.sent.get(e.name);
       if (before === undefined || before === e.version) continue;
-      for (const ref of e.refs) if (ref.typeUrl === TypeUrl.endpoint) eds.forced.add(ref.name);
+      for (const ref of e.refs) {
+        if (ref.typeUrl !== TypeUrl.endpoint) continue;
+        eds.forced.add(ref.name);
+        eds.invalidate();
+      }
     }
   }
 }

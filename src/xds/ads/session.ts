@@ -157,6 +157,7 @@ export abstract class AdsSession<Req extends BaseRequest = BaseRequest> {
       this.types.set(req.typeUrl, ts);
     }
     this.applyRequest(ts, req, isFirst);
+    ts.invalidate();
     this.scheduleFlush();
   }
 
@@ -165,6 +166,7 @@ export abstract class AdsSession<Req extends BaseRequest = BaseRequest> {
     const res = ts.outstanding.get(nonce);
     if (!res) return;
     ts.outstanding.delete(nonce);
+    ts.invalidate();
     const type = shortName[ts.typeUrl];
     if (errorDetail) {
       ts.onNack(res, errorDetail.message);
@@ -201,14 +203,27 @@ export abstract class AdsSession<Req extends BaseRequest = BaseRequest> {
       const ts = this.types.get(step.typeUrl);
       if (!ts?.requested) continue;
       if (step.phase === 'upsert' && usesClusters(step.typeUrl) && this.clustersWarming()) return;
-      const planned = this.plan(ts, step.phase);
+      const planned = this.planUnlessUnchanged(ts, step.phase);
       if (planned) {
         if (ts.outstanding.size > 0) return;
         this.write(ts, planned);
+        ts.invalidate();
         if (!this.writable) return;
       }
       if (ts.outstanding.size > 0) return;
     }
+  }
+
+  /** Plans a step unless neither the type's entries nor the stream's state changed since it last had nothing to send. */
+  private planUnlessUnchanged(ts: TypeState, phase: PushPhase): PlannedResponse | undefined {
+    const entries = entriesOf(this.view, ts.typeUrl);
+    if ((phase === 'upsert' ? ts.plannedUpsert : ts.plannedRemove) === entries) return undefined;
+    const planned = this.plan(ts, phase);
+    if (!planned && this.view) {
+      if (phase === 'upsert') ts.plannedUpsert = entries;
+      else ts.plannedRemove = entries;
+    }
+    return planned;
   }
 
   /**

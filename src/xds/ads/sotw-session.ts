@@ -51,7 +51,11 @@ export class SotwSession extends AdsSession<DiscoveryRequest> {
     for (const ts of this.types.values()) {
       if (isFullStateType(ts.typeUrl)) continue;
       const entries = entriesOf(this.view, ts.typeUrl);
-      for (const name of [...ts.sent.keys()]) if (!entries.has(name)) ts.sent.delete(name);
+      for (const name of [...ts.sent.keys()]) {
+        if (entries.has(name)) continue;
+        ts.sent.delete(name);
+        ts.invalidate();
+      }
     }
   }
 
@@ -127,7 +131,11 @@ export class SotwSession extends AdsSession<DiscoveryRequest> {
     for (const e of entries) {
       const before = ts.sent.get(e.name);
       if (before === undefined || before === e.version) continue;
-      for (const ref of e.refs) if (ref.typeUrl === TypeUrl.endpoint) eds.forced.add(ref.name);
+      for (const ref of e.refs) {
+        if (ref.typeUrl !== TypeUrl.endpoint) continue;
+        eds.forced.add(ref.name);
+        eds.invalidate();
+      }
     }
   }
 }

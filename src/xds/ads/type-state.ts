@@ -51,8 +51,20 @@ export class TypeState {
   lastNack: NackRecord | undefined;
   /** The newest view revision whose ACK fed the convergence metric. */
   observedRevision = 0;
+  /**
+   * The entries map each phase was last planned against with nothing to send. Views keep a type's
+   * Map when it did not change, so an equal reference means nothing new to plan for this type.
+   */
+  plannedUpsert: ReadonlyMap<string, CacheEntry> | undefined;
+  plannedRemove: ReadonlyMap<string, CacheEntry> | undefined;
 
   constructor(readonly typeUrl: XdsTypeUrl) {}
+
+  /** Stream-side state changed (request, ACK, NACK, forced re-send, write): plan again. */
+  invalidate(): void {
+    this.plannedUpsert = undefined;
+    this.plannedRemove = undefined;
+  }
 
   get wildcard(): boolean {
     return this.legacyWildcard || this.explicitWildcard;

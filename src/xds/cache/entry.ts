@@ -63,6 +63,8 @@ export class CacheEntry {
   readonly version: string;
   readonly refs: readonly ResourceRef[];
   readonly size: number;
+  /** Proxy views holding this entry (maintained by the cache). */
+  users = 0;
   private sotw: Buffer | undefined;
   private delta: Buffer | undefined;
   private readonly bytes: Uint8Array;

@@ -13,6 +13,7 @@ export interface ViewUpdate {
 }
 
 type Listener = (view: ProxyView) => void;
+type TypeMap = Map<string, CacheEntry>;
 
 function isEncoded(r: ResourceInput): r is EncodedResource {
   return (r as EncodedResource).bytes instanceof Uint8Array;
@@ -23,12 +24,17 @@ function isEncoded(r: ResourceInput): r is EncodedResource {
  * entries. Publishing a view checks it for consistency first and refuses an inconsistent one, so a
  * proxy keeps its last good config. This is the only seam between config generation and streams:
  * streams `watch` a node id and read its current view.
+ *
+ * A type whose entries did not change keeps its Map object across publishes, so streams can skip
+ * it by identity and the pool's use counts are touched only for types that changed.
  */
 export class XdsCache {
-  private readonly pool = new Map<string, { entry: CacheEntry; users: number }>();
+  /** type → version → entry, for entries some view uses. */
+  private readonly pool = new Map<XdsTypeUrl, Map<string, CacheEntry>>();
   private readonly views = new Map<string, ProxyView>();
   private readonly listeners = new Map<string, Set<Listener>>();
   private revisionCounter = 0;
+  private entries = 0;
 
   constructor(private readonly metrics?: Metrics) {}
 
@@ -47,7 +53,7 @@ export class XdsCache {
 
   /** Distinct encoded resources held (shared across all proxies). */
   get entryCount(): number {
-    return this.pool.size;
+    return this.entries;
   }
 
   /** Replaces the proxy's whole view. Throws (and changes nothing) when it is inconsistent. */
@@ -57,9 +63,8 @@ export class XdsCache {
 
   /** Upserts and removes some resources of the proxy's view. Throws when the result is inconsistent. */
   updateProxyResources(nodeId: string, update: ViewUpdate): ProxyView {
-    const current: ProxyView['resources'] = this.views.get(nodeId)?.resources ?? new Map();
-    const base = new Map<XdsTypeUrl, Map<string, CacheEntry>>();
-    for (const [t, byName] of current) base.set(t, new Map(byName));
+    const base = new Map<XdsTypeUrl, TypeMap>();
+    for (const [t, byName] of this.views.get(nodeId)?.resources ?? []) base.set(t, new Map(byName));
     return this.publish(nodeId, base, update);
   }
 
@@ -68,7 +73,7 @@ export class XdsCache {
     const old = this.views.get(nodeId);
     if (!old) return;
     this.views.delete(nodeId);
-    this.release(old);
+    for (const byName of old.resources.values()) this.release(byName);
     this.notify(nodeId, this.makeView(nodeId, new Map()));
   }
 
@@ -83,62 +88,100 @@ export class XdsCache {
     };
   }
 
-  private publish(nodeId: string, base: Map<XdsTypeUrl, Map<string, CacheEntry>>, update: ViewUpdate): ProxyView {
-    const seen = new Set<string>();
+  private publish(nodeId: string, base: Map<XdsTypeUrl, TypeMap>, update: ViewUpdate): ProxyView {
+    const created: CacheEntry[] = [];
+    try {
+      return this.publishWith(nodeId, base, update, created);
+    } finally {
+      // Entries made for this publish that no view took (refused view, unchanged type) go again.
+      for (const entry of created) if (entry.users === 0) this.unpool(entry);
+    }
+  }
+
+  private publishWith(nodeId: string, base: Map<XdsTypeUrl, TypeMap>, update: ViewUpdate, created: CacheEntry[]): ProxyView {
     const errors: string[] = [];
     for (const r of update.remove ?? []) base.get(r.typeUrl)?.delete(r.name);
+    const upserted = new Map<XdsTypeUrl, Set<string>>();
     for (const input of update.upsert ?? []) {
       const encoded = isEncoded(input) ? input : this.encode(input);
-      const key = `${encoded.typeUrl} ${encoded.name}`;
-      if (seen.has(key)) errors.push(`duplicate ${shortName[encoded.typeUrl]} resource "${encoded.name}"`);
-      seen.add(key);
+      let names = upserted.get(encoded.typeUrl);
+      if (!names) upserted.set(encoded.typeUrl, (names = new Set()));
+      if (names.has(encoded.name)) errors.push(`duplicate ${shortName[encoded.typeUrl]} resource "${encoded.name}"`);
+      names.add(encoded.name);
       let byName = base.get(encoded.typeUrl);
       if (!byName) base.set(encoded.typeUrl, (byName = new Map()));
-      byName.set(encoded.name, this.peekOrCreate(encoded));
+      byName.set(encoded.name, this.entryFor(encoded, created));
     }
     errors.push(...checkConsistency(base));
     if (errors.length > 0) {
       throw new IsthmusError('failed_precondition', `inconsistent xDS view for proxy "${nodeId}": ${errors.join('; ')}`);
     }
     const old = this.views.get(nodeId);
-    if (old && sameResources(old.resources, base)) return old;
-    const view = this.makeView(nodeId, base);
-    this.acquire(view);
+    const { resources, changed } = this.reuseUnchanged(old, base);
+    if (old && !changed) return old;
+    const view = this.makeView(nodeId, resources);
     this.views.set(nodeId, view);
-    if (old) this.release(old);
     this.notify(nodeId, view);
     return view;
   }
 
-  private makeView(nodeId: string, resources: Map<XdsTypeUrl, Map<string, CacheEntry>>): ProxyView {
+  /**
+   * Keeps the old Map of every type whose entries are the same objects, and moves use counts only
+   * for the types that changed.
+   */
+  private reuseUnchanged(old: ProxyView | undefined, next: Map<XdsTypeUrl, TypeMap>): { resources: Map<XdsTypeUrl, TypeMap>; changed: boolean } {
+    const resources = new Map<XdsTypeUrl, TypeMap>();
+    let changed = false;
+    for (const [t, byName] of next) {
+      if (byName.size === 0) continue;
+      const previous = old?.resources.get(t) as TypeMap | undefined;
+      if (previous && sameEntries(previous, byName)) {
+        resources.set(t, previous);
+        continue;
+      }
+      changed = true;
+      this.acquire(byName);
+      if (previous) this.release(previous);
+      resources.set(t, byName);
+    }
+    for (const [t, previous] of old?.resources ?? []) {
+      if (resources.has(t)) continue;
+      changed = true;
+      this.release(previous);
+    }
+    return { resources, changed };
+  }
+
+  private makeView(nodeId: string, resources: Map<XdsTypeUrl, TypeMap>): ProxyView {
     return Object.freeze({ nodeId, revision: ++this.revisionCounter, publishedAt: performance.now(), resources });
   }
 
-  /** The pooled entry for this content, or a new one (not yet counted as used). */
-  private peekOrCreate(encoded: EncodedResource): CacheEntry {
-    const pooled = this.pool.get(`${encoded.typeUrl} ${encoded.version}`);
-    return pooled ? pooled.entry : new CacheEntry(encoded);
+  /** The pooled entry for this content, or a new pooled one (kept once a view uses it). */
+  private entryFor(encoded: EncodedResource, created: CacheEntry[]): CacheEntry {
+    let versions = this.pool.get(encoded.typeUrl);
+    if (!versions) this.pool.set(encoded.typeUrl, (versions = new Map()));
+    let entry = versions.get(encoded.version);
+    if (!entry) {
+      versions.set(encoded.version, (entry = new CacheEntry(encoded)));
+      this.entries++;
+      created.push(entry);
+    }
+    return entry;
   }
 
-  private acquire(view: ProxyView): void {
-    for (const byName of view.resources.values()) {
-      for (const entry of byName.values()) {
-        const key = `${entry.typeUrl} ${entry.version}`;
-        const pooled = this.pool.get(key);
-        if (pooled) pooled.users++;
-        else this.pool.set(key, { entry, users: 1 });
-      }
-    }
+  private acquire(byName: TypeMap): void {
+    for (const entry of byName.values()) entry.users++;
   }
 
-  private release(view: ProxyView): void {
-    for (const byName of view.resources.values()) {
-      for (const entry of byName.values()) {
-        const key = `${entry.typeUrl} ${entry.version}`;
-        const pooled = this.pool.get(key);
-        if (pooled && --pooled.users === 0) this.pool.delete(key);
-      }
-    }
+  private release(byName: ReadonlyMap<string, CacheEntry>): void {
+    for (const entry of byName.values()) if (--entry.users === 0) this.unpool(entry);
+  }
+
+  private unpool(entry: CacheEntry): void {
+    const versions = this.pool.get(entry.typeUrl);
+    if (versions?.get(entry.version) !== entry) return;
+    versions.delete(entry.version);
+    this.entries--;
   }
 
   private notify(nodeId: string, view: ProxyView): void {
@@ -146,13 +189,8 @@ export class XdsCache {
   }
 }
 
-function sameResources(a: ProxyView['resources'], b: ProxyView['resources']): boolean {
-  const types = new Set([...a.keys(), ...b.keys()]);
-  for (const t of types) {
-    const x = a.get(t) ?? new Map<string, CacheEntry>();
-    const y = b.get(t) ?? new Map<string, CacheEntry>();
-    if (x.size !== y.size) return false;
-    for (const [name, entry] of x) if (y.get(name)?.version !== entry.version) return false;
-  }
+function sameEntries(a: ReadonlyMap<string, CacheEntry>, b: ReadonlyMap<string, CacheEntry>): boolean {
+  if (a.size !== b.size) return false;
+  for (const [name, entry] of a) if (b.get(name) !== entry) return false;
   return true;
 }
