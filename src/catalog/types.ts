@@ -43,6 +43,11 @@ export interface HealthCheck {
   readonly ttlSeconds?: number | undefined;
   /** Epoch ms at which a TTL check expires (persisted so expiry survives restarts). */
   readonly expiresAt?: number | undefined;
+  /**
+   * An alias check (Consul's default check of a `Connect` sidecar): its status follows the health
+   * of the instance with this ID, so a sidecar is unhealthy when its service is.
+   */
+  readonly aliasOf?: string | undefined;
 }
 
 export interface ServiceInstance {

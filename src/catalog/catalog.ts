@@ -1,0 +1,266 @@
+import { IsthmusError } from '../errors.js';
+import type { Logger } from '../log.js';
+import type { JsonValue, Store, StoreTxn } from '../store/store.js';
+import type { CatalogEvent, CatalogReader, ConfigEntry, ConfigEntryKind, HealthStatus, ServiceInstance, ServiceKind } from './types.js';
+import { CatalogIndex, type ConfigRecord, type StoredInstance } from './catalog-index.js';
+import { type Clock, TtlTimers, systemClock } from './checks.js';
+import { parseConfigEntry, parseConfigKind } from './config-entries.js';
+import { type FieldError, describeError } from './input.js';
+import { type InstanceChanges, type PlanContext, planCheckUpdate, planDeregistration, planExpiry, planRegistration } from './instance-changes.js';
+import { parseRegistration } from './registration.js';
+
+export type { ConfigRecord, StoredInstance } from './catalog-index.js';
+
+export interface CatalogOptions {
+  /** This server's datacenter (the default `Datacenter` of registrations). */
+  readonly datacenter: string;
+  readonly logger: Logger;
+  readonly clock?: Clock;
+}
+
+const instancePrefix = 'catalog/instances/';
+const configPrefix = 'catalog/config/';
+const asJson = (value: unknown): JsonValue => value as JsonValue;
+
+/** Every failed input check as one `invalid_argument` error; `field` is the first offending path. */
+export function invalidInput(errors: readonly FieldError[]): IsthmusError {
+  return new IsthmusError('invalid_argument', errors.map(describeError).join('; '), errors[0]?.field || undefined);
+}
+
+/**
+ * Services, instances, health checks and config entries of this cluster. Writes are serialized:
+ * each validates against the committed state, commits one Store transaction (a failed write
+ * changes nothing), updates the in-memory index, then emits `CatalogEvent`s. Reads are synchronous
+ * lookups over the index, for the snapshot layer.
+ */
+export class Catalog implements CatalogReader {
+  private readonly index = new CatalogIndex();
+  private readonly listeners = new Set<(event: CatalogEvent) => void>();
+  private readonly timers: TtlTimers;
+  private readonly clock: Clock;
+  private queue: Promise<unknown> = Promise.resolve();
+  private closed = false;
+
+  private constructor(
+    private readonly store: Store,
+    private readonly opts: CatalogOptions,
+  ) {
+    this.clock = opts.clock ?? systemClock;
+    this.timers = new TtlTimers(this.clock, (checkId) => void this.expire(checkId));
+  }
+
+  /** Loads every instance and config entry, and re-arms TTL timers (overdue ones fire at once). */
+  static async open(store: Store, opts: CatalogOptions): Promise<Catalog> {
+    const catalog = new Catalog(store, opts);
+    for (const { value } of await store.list<JsonValue>(instancePrefix)) catalog.index.put(value as unknown as StoredInstance);
+    for (const { value } of await store.list<JsonValue>(configPrefix)) catalog.index.putConfig(value as unknown as ConfigRecord);
+    for (const instance of catalog.index.allInstances()) catalog.timers.sync(instance.checks);
+    opts.logger.info({ instances: catalog.index.allInstances().length }, 'catalog loaded');
+    return catalog;
+  }
+
+  get datacenter(): string {
+    return this.opts.datacenter;
+  }
+
+  /** Registers a service (and its `Connect` sidecar); resolves with the instances written. */
+  async register(input: unknown): Promise<readonly ServiceInstance[]> {
+    const parsed = parseRegistration(input, { datacenter: this.opts.datacenter });
+    if (!parsed.ok) throw invalidInput(parsed.errors);
+    const changes = await this.write(
+      (tx, ctx) => {
+        const plan = planRegistration(parsed.value, ctx);
+        if (!plan.ok) throw invalidInput(plan.errors);
+        return this.stage(tx, plan.value);
+      },
+      (committed) => this.applyInstances(committed),
+    );
+    return changes.upserts.map((s) => s.instance);
+  }
+
+  /** Removes an instance and the sidecar registered through its `Connect`; resolves with what was removed. */
+  async deregister(id: string): Promise<readonly ServiceInstance[]> {
+    const changes = await this.write(
+      (tx, ctx) => {
+        const plan = planDeregistration(id, ctx.index);
+        if (!plan) throw new IsthmusError('not_found', `Unknown service ID ${JSON.stringify(id)}. Ensure that the service ID is passed, not the service name.`);
+        return this.stage(tx, plan);
+      },
+      (committed) => this.applyInstances(committed),
+    );
+    return changes.removals;
+  }
+
+  /** A TTL check heartbeat (`/v1/agent/check/{pass,warn,fail}`). */
+  async updateTtlCheck(checkId: string, status: HealthStatus, output: string): Promise<ServiceInstance> {
+    const update = await this.write(
+      (tx, ctx) => {
+        const plan = planCheckUpdate(checkId, status, output, ctx);
+        if (!plan) throw new IsthmusError('not_found', `Unknown check ID ${JSON.stringify(checkId)}`);
+        this.stage(tx, { upserts: plan.upserts, removals: [] });
+        return plan;
+      },
+      (committed) => this.applyInstances({ upserts: committed.upserts, removals: [] }, committed.changed),
+    );
+    return update.upserts[0]!.instance;
+  }
+
+  async putConfigEntry(input: unknown): Promise<ConfigRecord> {
+    const parsed = parseConfigEntry(input);
+    if (!parsed.ok) throw invalidInput(parsed.errors);
+    const entry = parsed.value;
+    return this.write(
+      (tx, ctx) => {
+        const existing = ctx.index.config(entry.kind, entry.name);
+        const rec: ConfigRecord = { entry, createIndex: existing?.createIndex ?? ctx.revision, modifyIndex: ctx.revision };
+        tx.put(configKey(entry.kind, entry.name), asJson(rec));
+        return rec;
+      },
+      (rec) => {
+        this.index.putConfig(rec);
+        this.emit({ kind: 'config-entry-changed', entryKind: entry.kind, name: entry.name });
+      },
+    );
+  }
+
+  async deleteConfigEntry(kind: string, name: string): Promise<void> {
+    const parsedKind = parseConfigKind(kind);
+    if (!parsedKind.ok) throw invalidInput(parsedKind.errors);
+    const entryKind = parsedKind.value;
+    await this.write(
+      (tx, ctx) => {
+        if (!ctx.index.config(entryKind, name)) throw new IsthmusError('not_found', `config entry ${entryKind}/${name} not found`);
+        tx.delete(configKey(entryKind, name));
+      },
+      () => {
+        this.index.removeConfig(entryKind, name);
+        this.emit({ kind: 'config-entry-changed', entryKind, name });
+      },
+    );
+  }
+
+  instance(id: string): ServiceInstance | undefined {
+    return this.index.get(id)?.instance;
+  }
+
+  instancesOf(name: string, namespace?: string, partition?: string): readonly ServiceInstance[] {
+    return this.index.instancesOf(name, namespace, partition);
+  }
+
+  sidecarsOf(name: string, namespace?: string, partition?: string): readonly ServiceInstance[] {
+    return this.index.sidecarsOf(name, namespace, partition);
+  }
+
+  instancesOfKind(kind: ServiceKind): readonly ServiceInstance[] {
+    return this.index.instancesOfKind(kind);
+  }
+
+  allInstances(): readonly ServiceInstance[] {
+    return this.index.allInstances();
+  }
+
+  configEntry<K extends ConfigEntryKind>(kind: K, name: string): Extract<ConfigEntry, { kind: K }> | undefined {
+    return this.index.config(kind, name)?.entry as Extract<ConfigEntry, { kind: K }> | undefined;
+  }
+
+  configEntries<K extends ConfigEntryKind>(kind: K): readonly Extract<ConfigEntry, { kind: K }>[] {
+    return this.index.configsOf(kind).map((r) => r.entry as Extract<ConfigEntry, { kind: K }>);
+  }
+
+  /** A config entry with its CreateIndex/ModifyIndex (for the HTTP API). */
+  configRecord(kind: ConfigEntryKind, name: string): ConfigRecord | undefined {
+    return this.index.config(kind, name);
+  }
+
+  configRecords(kind: ConfigEntryKind): readonly ConfigRecord[] {
+    return this.index.configsOf(kind);
+  }
+
+  subscribe(listener: (event: CatalogEvent) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  /** Stops TTL timers and waits for writes in flight; later writes fail `unavailable`. */
+  async close(): Promise<void> {
+    this.closed = true;
+    this.timers.clear();
+    await this.queue.catch(() => undefined);
+    this.listeners.clear();
+  }
+
+  /**
+   * Runs `fn` in one Store transaction, then `after` with its result once committed; writes run one
+   * at a time, so `ctx.index` is the committed state. The revision is read inside the transaction
+   * (Store transactions are serialized too), so it is exactly the one the write commits at.
+   */
+  private write<T>(fn: (tx: StoreTxn, ctx: PlanContext) => T, after: (result: T) => void): Promise<T> {
+    if (this.closed) return Promise.reject(new IsthmusError('unavailable', 'catalog is closed'));
+    const run = this.queue.then(async () => {
+      const result = await this.store.txn(async (tx) => {
+        const revision = (await this.store.revision()) + 1;
+        return fn(tx, { index: this.index, now: this.clock.now(), revision });
+      });
+      after(result);
+      return result;
+    });
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+
+  private stage(tx: StoreTxn, changes: InstanceChanges): InstanceChanges {
+    for (const stored of changes.upserts) tx.put(instancePrefix + stored.instance.id, asJson(stored));
+    for (const instance of changes.removals) tx.delete(instancePrefix + instance.id);
+    return changes;
+  }
+
+  /** After a commit: index first, then timers, then events (listeners see the index they were told about). */
+  private applyInstances(changes: InstanceChanges, notify = true): void {
+    const previous = new Map(changes.upserts.map((s) => [s.instance.id, this.index.get(s.instance.id)?.instance]));
+    for (const instance of changes.removals) {
+      this.index.remove(instance.id);
+      this.timers.disarmAll(instance.checks);
+    }
+    for (const stored of changes.upserts) {
+      if (previous.get(stored.instance.id)) this.timers.disarmAll(previous.get(stored.instance.id)!.checks);
+      this.index.put(stored);
+      this.timers.sync(stored.instance.checks);
+    }
+    if (!notify) return;
+    for (const instance of changes.removals) this.emit({ kind: 'instance-removed', instance });
+    for (const { instance } of changes.upserts) this.emit({ kind: 'instance-upserted', instance, previous: previous.get(instance.id) });
+  }
+
+  private async expire(checkId: string): Promise<void> {
+    try {
+      await this.write(
+        (tx, ctx) => {
+          const plan = planExpiry(checkId, ctx);
+          if (plan) this.stage(tx, { upserts: plan.upserts, removals: [] });
+          return plan;
+        },
+        (plan) => {
+          if (!plan) return;
+          this.opts.logger.info({ checkId, serviceId: plan.upserts[0]!.instance.id }, 'TTL check expired');
+          this.applyInstances({ upserts: plan.upserts, removals: [] });
+        },
+      );
+    } catch (err) {
+      if (!this.closed) this.opts.logger.error({ err, checkId }, 'failed to expire TTL check');
+    }
+  }
+
+  private emit(event: CatalogEvent): void {
+    for (const listener of [...this.listeners]) {
+      try {
+        listener(event);
+      } catch (err) {
+        this.opts.logger.error({ err, event: event.kind }, 'catalog listener threw');
+      }
+    }
+  }
+}
+
+function configKey(kind: ConfigEntryKind, name: string): string {
+  return `${configPrefix}${kind}/${name}`;
+}

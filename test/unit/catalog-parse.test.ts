@@ -1,0 +1,119 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { parseDurationSeconds } from '../../src/catalog/checks.js';
+import { parseConfigEntry } from '../../src/catalog/config-entries.js';
+import { type Registration, parseRegistration } from '../../src/catalog/registration.js';
+
+const ctx = { datacenter: 'dc1' };
+
+function registration(input: unknown): Registration {
+  const parsed = parseRegistration(input, ctx);
+  if (!parsed.ok) throw new Error(JSON.stringify(parsed.errors));
+  return parsed.value;
+}
+
+function errorsOf(input: unknown): string[] {
+  const parsed = parseRegistration(input, ctx);
+  return parsed.ok ? [] : parsed.errors.map((e) => `${e.field}: ${e.problem}`);
+}
+
+describe('parseRegistration', () => {
+  it('fills Consul defaults', () => {
+    const { service, sidecar } = registration({ Name: 'web' });
+    expect(sidecar).toBeUndefined();
+    expect(service).toEqual({
+      id: 'web', name: 'web', kind: 'typical', address: '', port: 0, tags: [], meta: {}, namespace: 'default', partition: 'default',
+      datacenter: 'dc1', taggedAddresses: {}, proxy: undefined, checks: [],
+    });
+  });
+
+  it('builds the Connect sidecar like Consul: ID, name, address, proxy destination and local port', () => {
+    const { service, sidecar } = registration({
+      ID: 'web-1', Name: 'web', Address: '10.0.0.5', Port: 8080, Tags: ['a'],
+      Connect: { SidecarService: { Proxy: { Upstreams: [{ DestinationName: 'db', LocalBindPort: 9191, Datacenter: 'dc2' }] } } },
+    });
+    expect(service.id).toBe('web-1');
+    expect(sidecar!.port).toBeUndefined();
+    expect(sidecar!.instance).toMatchObject({ id: 'web-1-sidecar-proxy', name: 'web-sidecar-proxy', kind: 'connect-proxy', address: '10.0.0.5', tags: ['a'] });
+    expect(sidecar!.instance.proxy).toEqual({
+      destinationServiceName: 'web', destinationServiceId: 'web-1', localServiceAddress: '127.0.0.1', localServicePort: 8080,
+      upstreams: [{
+        destinationName: 'db', destinationNamespace: 'default', destinationPartition: 'default', destinationPeer: '', datacenter: 'dc2',
+        localBindAddress: '127.0.0.1', localBindPort: 9191, meshGateway: { mode: '' },
+      }],
+      meshGateway: { mode: '' },
+    });
+    expect(sidecar!.instance.checks.map((c) => [c.checkId, c.aliasOf])).toEqual([['service:web-1-sidecar-proxy:2', 'web-1']]);
+    expect(registration({ Name: 'web', Address: '10.0.0.5', Port: 1, Connect: { SidecarService: { Port: 21999 } } }).sidecar!.port).toBe(21999);
+  });
+
+  it('names checks service:<id>, or service:<id>:<n> when there are several; TTL checks start critical', () => {
+    expect(registration({ Name: 'web', Check: { TTL: '10s' } }).service.checks).toEqual([
+      expect.objectContaining({ checkId: 'service:web', name: "Service 'web' check", status: 'critical', ttlSeconds: 10, serviceId: 'web' }),
+    ]);
+    const many = registration({ Name: 'web', Checks: [{ TTL: '1m' }, { TTL: '1m30s', Status: 'passing', CheckID: 'mine' }, { TTL: '500ms' }] });
+    expect(many.service.checks.map((c) => [c.checkId, c.ttlSeconds, c.status])).toEqual([
+      ['service:web:1', 60, 'critical'], ['mine', 90, 'passing'], ['service:web:3', 0.5, 'critical'],
+    ]);
+  });
+
+  it('accepts remote-datacenter mesh gateways with tagged addresses', () => {
+    const { service } = registration({
+      Name: 'mesh-gateway', Kind: 'mesh-gateway', Datacenter: 'dc2', Address: '10.1.0.1', Port: 8443,
+      TaggedAddresses: { lan: { Address: '10.1.0.1', Port: 8443 }, wan: { Address: '203.0.113.7', Port: 443 } },
+    });
+    expect(service).toMatchObject({ kind: 'mesh-gateway', datacenter: 'dc2', taggedAddresses: { wan: { address: '203.0.113.7', port: 443 } } });
+  });
+
+  it('reports every problem at once, each with its path', () => {
+    expect(errorsOf({ Name: 'Web', Port: -1, Tags: [1], Check: { TTL: 'x' } })).toEqual([
+      'Name: "Web" is not allowed: 1-63 lowercase letters, digits or "-", starting and ending with a letter or digit',
+      'Port: must be an integer 0-65535 (got -1)',
+      'Tags[0]: must be a string',
+      'Check.TTL: "x" is not allowed: a duration like "10s", "1m" or "1m30s", from 100ms to 24h',
+    ]);
+    expect(errorsOf('nope')).toEqual([': must be a JSON object']);
+  });
+
+  it('never throws, whatever the input', () => {
+    fc.assert(fc.property(fc.jsonValue(), (value) => {
+      parseRegistration(value, ctx);
+      parseConfigEntry(value);
+    }), { numRuns: 500 });
+    const valid = { Name: 'web', Address: '10.0.0.1', Port: 80, Connect: { SidecarService: { Proxy: { Upstreams: [{ DestinationName: 'db', LocalBindPort: 1 }] } } } };
+    const keys = ['Name', 'Address', 'Port', 'Connect', 'Check', 'Checks', 'Proxy', 'TaggedAddresses', 'Meta', 'Kind'];
+    fc.assert(fc.property(fc.constantFrom(...keys), fc.jsonValue(), (key, value) => {
+      const result = parseRegistration({ ...valid, [key]: value }, ctx);
+      if (!result.ok) expect(result.errors.length).toBeGreaterThan(0);
+    }), { numRuns: 500 });
+  });
+});
+
+describe('parseDurationSeconds', () => {
+  it('reads Go durations', () => {
+    expect(parseDurationSeconds('10s')).toBe(10);
+    expect(parseDurationSeconds('1h2m3s')).toBe(3723);
+    expect(parseDurationSeconds('250ms')).toBe(0.25);
+    for (const bad of ['', '10', 's', '10 s', '-1s', '1d']) expect(parseDurationSeconds(bad), bad).toBeUndefined();
+  });
+});
+
+describe('parseConfigEntry', () => {
+  it('fills defaults per kind', () => {
+    const parse = (v: unknown) => {
+      const r = parseConfigEntry(v);
+      if (!r.ok) throw new Error(JSON.stringify(r.errors));
+      return r.value;
+    };
+    expect(parse({ Kind: 'service-defaults', Name: 'web' })).toEqual({ kind: 'service-defaults', name: 'web', namespace: 'default', partition: 'default', protocol: 'tcp', meshGateway: { mode: '' } });
+    expect(parse({ Kind: 'proxy-defaults' })).toEqual({ kind: 'proxy-defaults', name: 'global', config: {}, meshGateway: { mode: '' } });
+    expect(parse({ Kind: 'mesh', AllowEnablingPermissiveMutualTLS: true })).toEqual({ kind: 'mesh', name: 'mesh', defaultIntentionAction: 'allow', peering: { peerThroughMeshGateways: false } });
+    expect(parse({ Kind: 'service-intentions', Name: '*', Sources: [{ Name: 'api', Peer: 'east', Action: 'deny', Type: 'consul' }] })).toEqual({
+      kind: 'service-intentions', name: '*', namespace: 'default', partition: 'default',
+      sources: [{ name: 'api', namespace: 'default', partition: 'default', peer: 'east', action: 'deny' }],
+    });
+    expect(parse({ Kind: 'exported-services', Name: 'default', Services: [{ Name: '*', Consumers: [{ Peer: 'east' }] }], CreateIndex: 4, ModifyIndex: 5 })).toEqual({
+      kind: 'exported-services', name: 'default', services: [{ name: '*', namespace: 'default', consumers: [{ peer: 'east' }] }],
+    });
+  });
+});
