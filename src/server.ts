@@ -6,10 +6,18 @@ import { Metrics } from './metrics.js';
 import { openLmdbStore, type Store } from './store/index.js';
 import { XdsServer } from './xds/server.js';
 import { XdsCache } from './xds/cache/xds-cache.js';
+import { Catalog } from './catalog/catalog.js';
+import { installHttpAuth } from './api/auth.js';
+import { registerCatalogRoutes } from './api/catalog-routes.js';
+import { registerConfigRoutes } from './api/config-routes.js';
+import { httpExposureProblem } from './config/index.js';
+import { IsthmusError } from './errors.js';
 
 export interface RunningServer {
   readonly httpPort: number;
   readonly xdsPort: number;
+  /** Services, health and config entries (what the snapshot layer reads). */
+  readonly catalog: Catalog;
   /** Graceful stop: readiness fails at once, then xDS streams, HTTP and the store are closed. */
   stop(): Promise<void>;
 }
@@ -20,6 +28,7 @@ const xdsGraceMs = 5_000;
 /** What a server consists of; parts are set as they are created, so a failed start closes only those. */
 interface Parts {
   store?: Store;
+  catalog?: Catalog;
   xds?: XdsServer;
   http?: FastifyInstance;
   shuttingDown: boolean;
@@ -37,7 +46,7 @@ export async function startServer(config: ServerConfig, opts: { logger?: Logger 
     logStarted(logger, config, httpPort, xdsPort);
     let stopping: Promise<void> | undefined;
     const stop = (): Promise<void> => (stopping ??= stopParts(parts, logger));
-    return { httpPort, xdsPort, stop };
+    return { httpPort, xdsPort, catalog: parts.catalog!, stop };
   } catch (err) {
     await stopParts(parts, logger).catch(() => undefined);
     throw err;
@@ -46,13 +55,19 @@ export async function startServer(config: ServerConfig, opts: { logger?: Logger 
 
 async function startParts(config: ServerConfig, logger: Logger, parts: Parts): Promise<{ httpPort: number; xdsPort: number }> {
   const metrics = new Metrics({ defaultMetrics: true, version: isthmusVersion() });
+  const exposure = httpExposureProblem(config);
+  if (exposure) throw new IsthmusError('failed_precondition', exposure);
   parts.store = await openLmdbStore(config.dataDir, { logger });
+  parts.catalog = await Catalog.open(parts.store, { datacenter: config.datacenter, logger: logger.child({ component: 'catalog' }) });
   const cache = new XdsCache(metrics);
   const xds = new XdsServer({ logger, metrics, cache, maxStreams: config.xdsMaxStreams });
   parts.xds = xds;
   const xdsPort = await xds.listen(formatHostPort(config.xdsAddr));
   const http = createHttpApi({ logger, metrics, health: healthOf(parts), xds });
   parts.http = http;
+  installHttpAuth(http, config.httpToken);
+  registerCatalogRoutes(http, { catalog: parts.catalog });
+  registerConfigRoutes(http, parts.catalog);
   await http.listen({ host: config.httpAddr.host, port: config.httpAddr.port });
   const address = http.server.address();
   const httpPort = typeof address === 'object' && address !== null ? address.port : config.httpAddr.port;
@@ -93,10 +108,11 @@ function logStarted(logger: Logger, config: ServerConfig, httpPort: number, xdsP
 async function stopParts(parts: Parts, logger: Logger): Promise<void> {
   parts.shuttingDown = true;
   logger.info('server stopping');
-  const { xds, http, store } = parts;
+  const { xds, http, catalog, store } = parts;
   const steps: [string, (() => Promise<void>) | undefined][] = [
     ['xds', xds && (() => xds.shutdown(xdsGraceMs))],
     ['http', http && (() => http.close())],
+    ['catalog', catalog && (() => catalog.close())],
     ['store', store && (() => store.close())],
   ];
   let failure: unknown;

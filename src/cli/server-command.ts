@@ -10,7 +10,8 @@ export function registerServerCommand(program: Command): void {
     .command('server')
     .description('run the isthmus server (HTTP API and xDS); stops gracefully on SIGTERM/SIGINT');
   for (const spec of Object.values(serverSettings)) {
-    cmd.option(`${spec.flag} <${spec.valueName}>`, `${spec.description} (env ${spec.env}, file key ${spec.fileKey}, default ${spec.defaultText})`);
+    const flag = spec.valueName === '' ? spec.flag : `${spec.flag} <${spec.valueName}>`;
+    cmd.option(flag, `${spec.description} (env ${spec.env}, file key ${spec.fileKey}, default ${spec.defaultText || 'none'})`);
   }
   cmd.option('--config <FILE>', 'YAML or JSON config file with the snake_case keys above (flags > env > file > defaults)');
   cmd.action(async (flags: Record<string, unknown>, command: Command) => {

@@ -2,3 +2,4 @@ export { type ServerConfig, type ConfigSources, type ConfigResult, loadServerCon
 export { type HostPort, parseHostPort, formatHostPort } from './host-port.js';
 export { serverSettings, type SettingSpec } from './settings.js';
 export { isthmusVersion } from './version.js';
+export { httpExposureProblem, isLoopbackHost } from './http-access.js';

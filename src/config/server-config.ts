@@ -1,5 +1,6 @@
 import { IsthmusError } from '../errors.js';
 import { readConfigFile } from './config-file.js';
+import { httpExposureProblem } from './http-access.js';
 import { type ServerConfig, type SettingSpec, serverSettings, settingKeys } from './settings.js';
 
 export type { ServerConfig } from './settings.js';
@@ -41,6 +42,8 @@ export function resolveServerConfig(sources: ConfigSources): ConfigResult {
     if (parsed.ok) config[key] = parsed.value;
     else errors.push(`${picked.origin}: ${parsed.problem}`);
   }
+  const exposure = errors.length > 0 ? undefined : httpExposureProblem(config as unknown as ServerConfig);
+  if (exposure) errors.push(exposure);
   return errors.length > 0 ? { ok: false, errors } : { ok: true, config: config as unknown as ServerConfig };
 }
 

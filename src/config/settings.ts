@@ -12,6 +12,10 @@ export interface ServerConfig {
   readonly peeringAddr: HostPort;
   readonly logLevel: LevelWithSilent;
   readonly xdsMaxStreams: number;
+  /** Required by HTTP writes and secret reads when set (src/api/auth.ts). */
+  readonly httpToken: string | undefined;
+  /** Allows a non-loopback HTTP address without a token. */
+  readonly insecureHttp: boolean;
 }
 
 /** A parsed value, or what is wrong with the raw one (the caller prefixes the setting's name). */
@@ -63,6 +67,20 @@ function parseMaxStreams(raw: unknown): ParseResult<number> {
   return bad(`${show(raw)} is not a whole number from 1 to ${maxStreamsLimit}`);
 }
 
+const tokenPattern = /^[\x21-\x7e]{16,256}$/;
+
+function parseHttpToken(raw: unknown): ParseResult<string | undefined> {
+  if (raw === '' || raw === undefined) return ok(undefined);
+  if (typeof raw === 'string' && tokenPattern.test(raw)) return ok(raw);
+  return bad('must be 16-256 visible ASCII characters (no spaces)');
+}
+
+function parseFlag(raw: unknown): ParseResult<boolean> {
+  if (raw === true || raw === 'true' || raw === '1') return ok(true);
+  if (raw === false || raw === 'false' || raw === '0') return ok(false);
+  return bad(`${show(raw)} is not true or false`);
+}
+
 function spec<T>(flag: string, valueName: string, defaultText: string, description: string, parse: (raw: unknown) => ParseResult<T>): SettingSpec<T> {
   const words = flag.replace(/^--/, '').split('-');
   return {
@@ -86,6 +104,9 @@ export const serverSettings: SettingsTable = {
   peeringAddr: spec('--peering-addr', 'HOST:PORT', '127.0.0.1:8503', 'peering (gRPC over TLS) listen address', parseAddr),
   logLevel: spec('--log-level', 'LEVEL', 'info', `log level: ${logLevels.join('|')}`, parseLogLevel),
   xdsMaxStreams: spec('--xds-max-streams', 'N', '10000', 'xDS streams accepted at most', parseMaxStreams),
+  httpToken: spec('--http-token', 'TOKEN', '', 'token that HTTP API writes and peering/secret reads must carry (Authorization: Bearer or X-Isthmus-Token)', parseHttpToken),
+  // No value name: a boolean flag (`--insecure-http`), "true"/"false" in env and file.
+  insecureHttp: spec('--insecure-http', '', 'false', 'allow a non-loopback --http-addr without --http-token', parseFlag),
 };
 
 export const settingKeys = Object.keys(serverSettings) as (keyof ServerConfig)[];

@@ -34,11 +34,13 @@ describe('loadServerConfig', () => {
       peeringAddr: { host: '127.0.0.1', port: 8503 },
       logLevel: 'info',
       xdsMaxStreams: 10000,
+      insecureHttp: false,
     });
   });
 
   it('takes flag over env over file over default, per setting', () => {
-    const configFile = file('prec.yaml', 'datacenter: from-file\nhttp_addr: 10.0.0.1:1\nlog_level: warn\nxds_max_streams: 7\n');
+    // A non-loopback HTTP address needs a token or insecure_http (tested in http-token.test.ts).
+    const configFile = file('prec.yaml', 'datacenter: from-file\nhttp_addr: 10.0.0.1:1\nlog_level: warn\nxds_max_streams: 7\ninsecure_http: true\n');
     const config = configOf({
       flags: { datacenter: 'from-flag' },
       env: { ISTHMUS_DATACENTER: 'from-env', ISTHMUS_HTTP_ADDR: '10.0.0.2:2' },

@@ -1,0 +1,185 @@
+import { createHash } from 'node:crypto';
+import type { ConfigRecord } from '../catalog/catalog.js';
+import type { ConfigEntry, HealthCheck, MeshGatewayMode, ProxyConfig, ServiceInstance, Upstream } from '../catalog/types.js';
+
+/**
+ * The catalog model → Consul's JSON shapes (PascalCase, Consul's field names), so Consul users,
+ * scripts and tools read isthmus responses as they read Consul's. isthmus has no agents: every
+ * instance sits on one synthetic node named after the server's datacenter.
+ */
+export interface SyntheticNode {
+  readonly ID: string;
+  readonly Node: string;
+  readonly Address: string;
+  readonly Datacenter: string;
+}
+
+/** `isthmus-<dc>`, with a stable UUID derived from the name (same on every replica and restart). */
+export function syntheticNode(datacenter: string): SyntheticNode {
+  const name = `isthmus-${datacenter}`;
+  const h = createHash('sha256').update(name).digest('hex');
+  const id = `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20, 32)}`;
+  return { ID: id, Node: name, Address: '127.0.0.1', Datacenter: datacenter };
+}
+
+type Json = Record<string, unknown>;
+
+function meshGatewayJson(mg: { readonly mode: MeshGatewayMode }): Json {
+  return mg.mode === '' ? {} : { Mode: mg.mode };
+}
+
+function upstreamJson(u: Upstream): Json {
+  return {
+    DestinationType: 'service',
+    DestinationName: u.destinationName,
+    DestinationNamespace: u.destinationNamespace,
+    DestinationPartition: u.destinationPeer ? '' : u.destinationPartition,
+    ...(u.destinationPeer && { DestinationPeer: u.destinationPeer }),
+    Datacenter: u.datacenter,
+    LocalBindAddress: u.localBindAddress,
+    LocalBindPort: u.localBindPort,
+    MeshGateway: meshGatewayJson(u.meshGateway),
+  };
+}
+
+/** `Proxy` of a connect-proxy; what Consul shows for other kinds when there is none. */
+export function proxyJson(proxy: ProxyConfig | undefined): Json {
+  if (!proxy) return { Mode: '', MeshGateway: {}, Expose: {} };
+  return {
+    DestinationServiceName: proxy.destinationServiceName,
+    DestinationServiceID: proxy.destinationServiceId,
+    LocalServiceAddress: proxy.localServiceAddress,
+    LocalServicePort: proxy.localServicePort,
+    Mode: '',
+    Upstreams: proxy.upstreams.map(upstreamJson),
+    MeshGateway: meshGatewayJson(proxy.meshGateway),
+    Expose: {},
+  };
+}
+
+function taggedAddressesJson(i: ServiceInstance): Json | undefined {
+  const out: Json = {};
+  if (i.taggedAddresses.lan) out['lan'] = { Address: i.taggedAddresses.lan.address, Port: i.taggedAddresses.lan.port };
+  if (i.taggedAddresses.wan) out['wan'] = { Address: i.taggedAddresses.wan.address, Port: i.taggedAddresses.wan.port };
+  return Object.keys(out).length > 0 ? out : undefined;
+}
+
+const consulKind = (i: ServiceInstance): string => (i.kind === 'typical' ? '' : i.kind);
+
+/** One element of `GET /v1/catalog/service/:name` (Consul's `CatalogService`). */
+export function catalogServiceJson(i: ServiceInstance, node: SyntheticNode): Json {
+  const tagged = taggedAddressesJson(i);
+  return {
+    ID: node.ID,
+    Node: node.Node,
+    Address: node.Address,
+    Datacenter: i.datacenter,
+    TaggedAddresses: { lan: node.Address, wan: node.Address },
+    NodeMeta: {},
+    ServiceKind: consulKind(i),
+    ServiceID: i.id,
+    ServiceName: i.name,
+    ServiceTags: [...i.tags],
+    ServiceAddress: i.address,
+    ...(tagged && { ServiceTaggedAddresses: tagged }),
+    ServiceWeights: { Passing: 1, Warning: 1 },
+    ServiceMeta: { ...i.meta },
+    ServicePort: i.port,
+    ServiceEnableTagOverride: false,
+    ServiceProxy: proxyJson(i.proxy),
+    ServiceConnect: {},
+    Namespace: i.namespace,
+    Partition: i.partition,
+    CreateIndex: i.createIndex,
+    ModifyIndex: i.modifyIndex,
+  };
+}
+
+/** The `Service` of a health entry (Consul's `NodeService`). */
+export function nodeServiceJson(i: ServiceInstance): Json {
+  const tagged = taggedAddressesJson(i);
+  return {
+    ...(i.kind !== 'typical' && { Kind: i.kind }),
+    ID: i.id,
+    Service: i.name,
+    Tags: [...i.tags],
+    Address: i.address,
+    ...(tagged && { TaggedAddresses: tagged }),
+    Meta: { ...i.meta },
+    Port: i.port,
+    Weights: { Passing: 1, Warning: 1 },
+    EnableTagOverride: false,
+    Proxy: proxyJson(i.proxy),
+    Connect: {},
+    Datacenter: i.datacenter,
+    Namespace: i.namespace,
+    Partition: i.partition,
+    CreateIndex: i.createIndex,
+    ModifyIndex: i.modifyIndex,
+  };
+}
+
+export function healthCheckJson(c: HealthCheck, i: ServiceInstance, node: SyntheticNode): Json {
+  return {
+    Node: node.Node,
+    CheckID: c.checkId,
+    Name: c.name,
+    Status: c.status,
+    Notes: '',
+    Output: c.output,
+    ServiceID: i.id,
+    ServiceName: i.name,
+    ServiceTags: [...i.tags],
+    Type: c.aliasOf === undefined ? 'ttl' : 'alias',
+    Definition: c.ttlSeconds === undefined ? {} : { TTL: `${c.ttlSeconds}s` },
+    Namespace: i.namespace,
+    Partition: i.partition,
+    CreateIndex: i.createIndex,
+    ModifyIndex: i.modifyIndex,
+  };
+}
+
+/** One element of `GET /v1/health/service/:name`. */
+export function healthEntryJson(i: ServiceInstance, node: SyntheticNode): Json {
+  return {
+    Node: { ...node, TaggedAddresses: { lan: node.Address, wan: node.Address }, Meta: {} },
+    Service: nodeServiceJson(i),
+    Checks: i.checks.map((c) => healthCheckJson(c, i, node)),
+  };
+}
+
+/** A config entry in Consul's shape; everything in it is accepted back by `PUT /v1/config`. */
+export function configEntryJson(record: ConfigRecord): Json {
+  return { ...entryFields(record.entry), CreateIndex: record.createIndex, ModifyIndex: record.modifyIndex };
+}
+
+const nonDefault = (key: string, value: string): Json => (value && value !== 'default' ? { [key]: value } : {});
+
+function entryFields(e: ConfigEntry): Json {
+  switch (e.kind) {
+    case 'proxy-defaults':
+      return { Kind: e.kind, Name: e.name, Config: e.config.protocol ? { protocol: e.config.protocol } : {}, MeshGateway: meshGatewayJson(e.meshGateway) };
+    case 'service-defaults':
+      return { Kind: e.kind, Name: e.name, Protocol: e.protocol, MeshGateway: meshGatewayJson(e.meshGateway) };
+    case 'mesh':
+      return { Kind: e.kind, Name: e.name, DefaultIntentionAction: e.defaultIntentionAction, Peering: { PeerThroughMeshGateways: e.peering.peerThroughMeshGateways } };
+    case 'service-intentions':
+      return {
+        Kind: e.kind,
+        Name: e.name,
+        Sources: e.sources.map((s) => ({
+          Name: s.name,
+          ...nonDefault('Namespace', s.namespace),
+          ...(s.peer ? { Peer: s.peer } : nonDefault('Partition', s.partition)),
+          Action: s.action,
+          Type: 'consul',
+        })),
+      };
+    case 'exported-services':
+      return {
+        Kind: e.kind,
+        Name: e.name,
+        Services: e.services.map((s) => ({ Name: s.name, ...nonDefault('Namespace', s.namespace), Consumers: s.consumers.map((c) => ({ Peer: c.peer })) })),
+      };
+  }
+}
