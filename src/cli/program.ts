@@ -2,12 +2,14 @@ import { Command } from 'commander';
 import { isthmusVersion } from '../config/version.js';
 import { registerServerCommand } from './server-command.js';
 import { registerEnvoyCommand } from './envoy-command.js';
+import { registerServicesCommand } from './services-command.js';
+import { registerConfigCommand } from './config-command.js';
 
 /**
  * The `isthmus` command tree. Each command lives in its own `*-command.ts` exporting a
  * `register*Command(program)`; add new ones to `commands` below.
  */
-const commands: readonly ((program: Command) => void)[] = [registerServerCommand, registerEnvoyCommand];
+const commands: readonly ((program: Command) => void)[] = [registerServerCommand, registerEnvoyCommand, registerServicesCommand, registerConfigCommand];
 
 export function buildProgram(): Command {
   const program = new Command('isthmus')
