@@ -73,11 +73,11 @@ export class SotwSession extends AdsSession<DiscoveryRequest> {
     const desired = ts.desired(entriesOf(this.view, ts.typeUrl));
     const desiredNames = new Set(desired.map((e) => e.name));
     const gone = [...ts.lastState.values()].filter((e) => !desiredNames.has(e.name));
-    let state: CacheEntry[];
+    let state: readonly CacheEntry[];
     if (phase === 'upsert') {
       const changed = desired.some((e) => ts.lastState.get(e.name)?.version !== e.version || ts.forced.has(e.name));
       if (!changed && ts.sentVersionInfo !== '') return undefined;
-      state = [...desired, ...gone].sort((a, b) => (a.name < b.name ? -1 : 1));
+      state = gone.length === 0 ? desired : [...desired, ...gone].sort((a, b) => (a.name < b.name ? -1 : 1));
     } else {
       if (gone.length === 0) return undefined;
       state = desired;
@@ -99,7 +99,7 @@ export class SotwSession extends AdsSession<DiscoveryRequest> {
     return this.response(ts, changed, stateVersion(desired), false);
   }
 
-  private response(ts: TypeState, entries: CacheEntry[], version: string, fullState: boolean): PlannedResponse {
+  private response(ts: TypeState, entries: readonly CacheEntry[], version: string, fullState: boolean): PlannedResponse {
     const viewRevision = this.view!.revision;
     const resources = new Map(entries.map((e) => [e.name, e.version]));
     return {

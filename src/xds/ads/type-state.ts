@@ -1,6 +1,18 @@
 import type { XdsTypeUrl } from '../types.js';
 import type { CacheEntry } from '../cache/entry.js';
 
+/** Published views never mutate a type's Map, so its sorted entries are computed once per Map. */
+const sortedCache = new WeakMap<ReadonlyMap<string, CacheEntry>, readonly CacheEntry[]>();
+
+function sortedEntries(entries: ReadonlyMap<string, CacheEntry>): readonly CacheEntry[] {
+  let sorted = sortedCache.get(entries);
+  if (!sorted) {
+    sorted = [...entries.values()].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    sortedCache.set(entries, sorted);
+  }
+  return sorted;
+}
+
 /** A response written to the stream and not yet ACKed or NACKed. */
 export interface SentResponse {
   readonly nonce: string;
@@ -82,10 +94,10 @@ export class TypeState {
     return this.wildcard && !this.answered;
   }
 
-  /** The names this stream wants that exist in `entries`, sorted. */
-  desired(entries: ReadonlyMap<string, CacheEntry>): CacheEntry[] {
-    const names = this.wildcard ? [...entries.keys()] : [...this.subscribed].filter((n) => entries.has(n));
-    return names.sort().map((n) => entries.get(n)!);
+  /** The entries this stream wants, sorted by name (do not mutate: may be shared). */
+  desired(entries: ReadonlyMap<string, CacheEntry>): readonly CacheEntry[] {
+    const all = sortedEntries(entries);
+    return this.wildcard ? all : all.filter((e) => this.subscribed.has(e.name));
   }
 
   /**
