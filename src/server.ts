@@ -12,12 +12,18 @@ import { registerCatalogRoutes } from './api/catalog-routes.js';
 import { registerConfigRoutes } from './api/config-routes.js';
 import { httpExposureProblem } from './config/index.js';
 import { IsthmusError } from './errors.js';
+import { type CertificateAuthority, openCa } from './ca/index.js';
+import { type ProxyTokens, openProxyTokens, xdsAuthorizer } from './acl/index.js';
+import { registerCaRoutes } from './api/ca-routes.js';
+import { registerAclRoutes } from './api/acl-routes.js';
 
 export interface RunningServer {
   readonly httpPort: number;
   readonly xdsPort: number;
   /** Services, health and config entries (what the snapshot layer reads). */
   readonly catalog: Catalog;
+  /** The cluster's built-in CA (roots, leaves, rotation events). */
+  readonly ca: CertificateAuthority;
   /** Graceful stop: readiness fails at once, then xDS streams, HTTP and the store are closed. */
   stop(): Promise<void>;
 }
@@ -29,6 +35,8 @@ const xdsGraceMs = 5_000;
 interface Parts {
   store?: Store;
   catalog?: Catalog;
+  ca?: CertificateAuthority;
+  tokens?: ProxyTokens;
   xds?: XdsServer;
   http?: FastifyInstance;
   shuttingDown: boolean;
@@ -46,7 +54,7 @@ export async function startServer(config: ServerConfig, opts: { logger?: Logger 
     logStarted(logger, config, httpPort, xdsPort);
     let stopping: Promise<void> | undefined;
     const stop = (): Promise<void> => (stopping ??= stopParts(parts, logger));
-    return { httpPort, xdsPort, catalog: parts.catalog!, stop };
+    return { httpPort, xdsPort, catalog: parts.catalog!, ca: parts.ca!, stop };
   } catch (err) {
     await stopParts(parts, logger).catch(() => undefined);
     throw err;
@@ -59,8 +67,11 @@ async function startParts(config: ServerConfig, logger: Logger, parts: Parts): P
   if (exposure) throw new IsthmusError('failed_precondition', exposure);
   parts.store = await openLmdbStore(config.dataDir, { logger });
   parts.catalog = await Catalog.open(parts.store, { datacenter: config.datacenter, logger: logger.child({ component: 'catalog' }) });
+  parts.ca = await openCa(parts.store, { datacenter: config.datacenter, dataDir: config.dataDir, logger: logger.child({ component: 'ca' }) });
+  parts.tokens = await openProxyTokens(parts.store, { logger: logger.child({ component: 'acl' }) });
+  const authorize = xdsAuthorizer(config.xdsAuth, parts.tokens, logger);
   const cache = new XdsCache(metrics);
-  const xds = new XdsServer({ logger, metrics, cache, maxStreams: config.xdsMaxStreams });
+  const xds = new XdsServer({ logger, metrics, cache, maxStreams: config.xdsMaxStreams, authorize });
   parts.xds = xds;
   const xdsPort = await xds.listen(formatHostPort(config.xdsAddr));
   const http = createHttpApi({ logger, metrics, health: healthOf(parts), xds });
@@ -68,6 +79,8 @@ async function startParts(config: ServerConfig, logger: Logger, parts: Parts): P
   installHttpAuth(http, config.httpToken);
   registerCatalogRoutes(http, { catalog: parts.catalog });
   registerConfigRoutes(http, parts.catalog);
+  registerCaRoutes(http, parts.ca);
+  registerAclRoutes(http, parts.tokens);
   await http.listen({ host: config.httpAddr.host, port: config.httpAddr.port });
   const address = http.server.address();
   const httpPort = typeof address === 'object' && address !== null ? address.port : config.httpAddr.port;
@@ -108,11 +121,13 @@ function logStarted(logger: Logger, config: ServerConfig, httpPort: number, xdsP
 async function stopParts(parts: Parts, logger: Logger): Promise<void> {
   parts.shuttingDown = true;
   logger.info('server stopping');
-  const { xds, http, catalog, store } = parts;
+  const { xds, http, catalog, ca, tokens, store } = parts;
   const steps: [string, (() => Promise<void>) | undefined][] = [
     ['xds', xds && (() => xds.shutdown(xdsGraceMs))],
     ['http', http && (() => http.close())],
     ['catalog', catalog && (() => catalog.close())],
+    ['ca', ca && (() => ca.close())],
+    ['acl', tokens && (async () => tokens.close())],
     ['store', store && (() => store.close())],
   ];
   let failure: unknown;

@@ -12,6 +12,8 @@ export interface ServerConfig {
   readonly peeringAddr: HostPort;
   readonly logLevel: LevelWithSilent;
   readonly xdsMaxStreams: number;
+  /** How xDS streams authenticate: `token` (proxy tokens, src/acl) or `off` (local experiments). */
+  readonly xdsAuth: 'token' | 'off';
   /** Required by HTTP writes and secret reads when set (src/api/auth.ts). */
   readonly httpToken: string | undefined;
   /** Allows a non-loopback HTTP address without a token. */
@@ -67,6 +69,10 @@ function parseMaxStreams(raw: unknown): ParseResult<number> {
   return bad(`${show(raw)} is not a whole number from 1 to ${maxStreamsLimit}`);
 }
 
+function parseXdsAuth(raw: unknown): ParseResult<'token' | 'off'> {
+  return raw === 'token' || raw === 'off' ? ok(raw) : bad(`${show(raw)} is not one of token, off`);
+}
+
 const tokenPattern = /^[\x21-\x7e]{16,256}$/;
 
 function parseHttpToken(raw: unknown): ParseResult<string | undefined> {
@@ -104,6 +110,7 @@ export const serverSettings: SettingsTable = {
   peeringAddr: spec('--peering-addr', 'HOST:PORT', '127.0.0.1:8503', 'peering (gRPC over TLS) listen address', parseAddr),
   logLevel: spec('--log-level', 'LEVEL', 'info', `log level: ${logLevels.join('|')}`, parseLogLevel),
   xdsMaxStreams: spec('--xds-max-streams', 'N', '10000', 'xDS streams accepted at most', parseMaxStreams),
+  xdsAuth: spec('--xds-auth', 'MODE', 'token', 'xDS stream authentication: token (x-isthmus-token proxy tokens) | off (any client may act as any proxy; local experiments only)', parseXdsAuth),
   httpToken: spec('--http-token', 'TOKEN', '', 'token that HTTP API writes and peering/secret reads must carry (Authorization: Bearer or X-Isthmus-Token)', parseHttpToken),
   // No value name: a boolean flag (`--insecure-http`), "true"/"false" in env and file.
   insecureHttp: spec('--insecure-http', '', 'false', 'allow a non-loopback --http-addr without --http-token', parseFlag),

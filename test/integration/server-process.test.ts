@@ -11,7 +11,7 @@ import { onShutdownSignal } from '../../src/cli/shutdown.js';
 import { startServer } from '../../src/server.js';
 import { cleanupProcesses, parseJsonLine, runCli, startServerProcess, tempDir } from '../helpers/process.js';
 import { waitFor, withDeadline } from '../helpers/wait.js';
-import { status as grpcStatus } from '@grpc/grpc-js';
+import { Metadata, status as grpcStatus } from '@grpc/grpc-js';
 import { adsClient, connectDelta } from '../helpers/fake-envoy.js';
 import { TypeUrl } from '../../src/xds/types.js';
 
@@ -58,7 +58,11 @@ describe('isthmus server (real process)', () => {
     const server = await startServerProcess();
     const client = adsClient(`127.0.0.1:${server.xdsPort}`);
     try {
-      const envoy = connectDelta(client, 'sidecar-1');
+      // xDS streams need a proxy token (--xds-auth token is the default).
+      const created = await fetch(server.url('/v1/acl/token'), { method: 'POST', body: JSON.stringify({ ProxyID: 'sidecar-1' }) });
+      const metadata = new Metadata();
+      metadata.set('x-isthmus-token', ((await created.json()) as { SecretID: string }).SecretID);
+      const envoy = connectDelta(client, 'sidecar-1', metadata);
       envoy.send(TypeUrl.cluster, { subscribe: ['*'] });
       await waitFor(async () => ((await getJson(server.url('/v1/xds/proxies'))).body as unknown[]).length === 1, {
         timeoutMs: 5_000,

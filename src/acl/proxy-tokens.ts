@@ -1,0 +1,147 @@
+import { randomUUID } from 'node:crypto';
+import type { Metadata } from '@grpc/grpc-js';
+import { IsthmusError } from '../errors.js';
+import type { Logger } from '../log.js';
+import type { Store, StoreEvent } from '../store/index.js';
+import { hashMatches, hashSecret, newSecret } from './token-secret.js';
+
+/** A proxy token as listed: never with its secret. */
+export interface ProxyToken {
+  readonly accessorId: string;
+  readonly proxyId: string;
+  /** ISO 8601. */
+  readonly createTime: string;
+}
+
+/** Returned once, at creation: the only time the secret is known to the server. */
+export interface CreatedProxyToken extends ProxyToken {
+  readonly secretId: string;
+}
+
+type TokenRecord = {
+  readonly accessorId: string;
+  readonly proxyId: string;
+  /** SHA-256 of the secret, hex. */
+  readonly secretHash: string;
+  readonly createTime: string;
+};
+
+const tokenPrefix = 'acl/tokens/';
+const tokenKey = (accessorId: string) => `${tokenPrefix}${accessorId}`;
+export const xdsTokenHeader = 'x-isthmus-token';
+const maxProxyIdLength = 256;
+
+/** Opens the token index: loaded from the store, then kept current by a watch on `acl/tokens/`. */
+export async function openProxyTokens(store: Store, opts: { logger: Logger; clock?: () => number }): Promise<ProxyTokens> {
+  const tokens = new ProxyTokens(store, opts.logger, opts.clock ?? Date.now);
+  await tokens.load();
+  return tokens;
+}
+
+/**
+ * Proxy tokens bind an xDS stream to one proxy ID (issue 3 §3): a proxy must never receive another
+ * identity's private key. The store holds accessor ID, proxy ID and the secret's SHA-256 only.
+ */
+export class ProxyTokens {
+  private readonly byHash = new Map<string, TokenRecord>();
+  private readonly byAccessor = new Map<string, TokenRecord>();
+  private unwatch: (() => void) | undefined;
+
+  constructor(
+    private readonly store: Store,
+    private readonly logger: Logger,
+    private readonly now: () => number,
+  ) {}
+
+  async load(): Promise<void> {
+    this.unwatch = this.store.watch(tokenPrefix, (event) => this.apply(event));
+    for (const kv of await this.store.list<TokenRecord>(tokenPrefix)) this.index(kv.value);
+  }
+
+  async create(proxyId: unknown): Promise<CreatedProxyToken> {
+    const id = parseProxyId(proxyId);
+    const secretId = newSecret();
+    const record: TokenRecord = { accessorId: randomUUID(), proxyId: id, secretHash: hashSecret(secretId).toString('hex'), createTime: new Date(this.now()).toISOString() };
+    await this.store.put(tokenKey(record.accessorId), record);
+    this.index(record);
+    this.logger.info({ accessorId: record.accessorId, proxyId: id }, 'proxy token created');
+    return { ...publicView(record), secretId };
+  }
+
+  /** Every token, oldest first. */
+  list(): ProxyToken[] {
+    return [...this.byAccessor.values()]
+      .sort((a, b) => a.createTime.localeCompare(b.createTime) || a.accessorId.localeCompare(b.accessorId))
+      .map(publicView);
+  }
+
+  async delete(accessorId: string): Promise<void> {
+    const record = this.byAccessor.get(accessorId);
+    if (!record || !(await this.store.delete(tokenKey(accessorId)))) {
+      throw new IsthmusError('not_found', `no proxy token with AccessorID ${accessorId}`, 'AccessorID');
+    }
+    this.unindex(record);
+    this.logger.info({ accessorId, proxyId: record.proxyId }, 'proxy token deleted');
+  }
+
+  /**
+   * The XdsServer admission check: the stream's `x-isthmus-token` metadata must carry a token bound
+   * to `nodeId`. Errors name proxy IDs, never the secret. Lookup is by the secret's SHA-256 (timing
+   * can reveal nothing useful about a hash's preimage), then confirmed in constant time.
+   */
+  authorizeXds(nodeId: string, metadata: Metadata): void {
+    const secret = tokenFrom(metadata);
+    if (!secret) {
+      throw new IsthmusError('permission_denied', `xDS stream needs an ${xdsTokenHeader} metadata entry with a proxy token for node "${nodeId}" (isthmus acl token create --proxy-id ${nodeId})`);
+    }
+    const hash = hashSecret(secret);
+    const record = this.byHash.get(hash.toString('hex'));
+    if (!record || !hashMatches(hash, record.secretHash)) {
+      throw new IsthmusError('permission_denied', `the ${xdsTokenHeader} of the xDS stream for node "${nodeId}" is not a valid proxy token`);
+    }
+    if (record.proxyId !== nodeId) {
+      throw new IsthmusError('permission_denied', `the ${xdsTokenHeader} belongs to proxy "${record.proxyId}", not to node "${nodeId}"`);
+    }
+  }
+
+  close(): void {
+    this.unwatch?.();
+    this.unwatch = undefined;
+  }
+
+  private apply(event: StoreEvent): void {
+    const old = this.byAccessor.get(event.key.slice(tokenPrefix.length));
+    if (old) this.unindex(old);
+    if (event.kind === 'put') this.index(event.value as TokenRecord);
+  }
+
+  private index(record: TokenRecord): void {
+    this.byAccessor.set(record.accessorId, record);
+    this.byHash.set(record.secretHash, record);
+  }
+
+  private unindex(record: TokenRecord): void {
+    this.byAccessor.delete(record.accessorId);
+    if (this.byHash.get(record.secretHash) === record) this.byHash.delete(record.secretHash);
+  }
+}
+
+function publicView(record: TokenRecord): ProxyToken {
+  return { accessorId: record.accessorId, proxyId: record.proxyId, createTime: record.createTime };
+}
+
+function tokenFrom(metadata: Metadata): string | undefined {
+  const value = metadata.get(xdsTokenHeader)[0];
+  const text = typeof value === 'string' ? value : value?.toString('utf8');
+  return text?.trim() || undefined;
+}
+
+function parseProxyId(raw: unknown): string {
+  if (typeof raw !== 'string' || raw === '') {
+    throw new IsthmusError('invalid_argument', 'ProxyID must be a non-empty string: the registered service ID the proxy uses as its node.id', 'ProxyID');
+  }
+  if (raw.length > maxProxyIdLength || /[\s\p{Cc}]/u.test(raw)) {
+    throw new IsthmusError('invalid_argument', `ProxyID must be at most ${maxProxyIdLength} characters without spaces or control characters`, 'ProxyID');
+  }
+  return raw;
+}
