@@ -1,0 +1,135 @@
+/**
+ * The snapshot benchmark (bench/README.md): how long one proxy's rebuild takes from catalog to
+ * published view, for a sidecar with many upstreams and for a mesh gateway over a large
+ * datacenter, and how many resources a one-endpoint change encodes. One process, no network.
+ * Prints a report and exits 0 whatever the figures, 1 if something breaks.
+ */
+import { parseArgs } from 'node:util';
+import type { CatalogReader } from '../../src/catalog/types.js';
+import { serviceSni } from '../../src/mesh/names.js';
+import type { FakeCatalog } from '../../test/helpers/fake-catalog.js';
+import { hasGc, sampleMemory, type MemorySample } from '../ads-fanout/stats.js';
+import { datacenter, gatewayCatalog, gatewayId, mustGet, protocolOf, sidecarCatalog, sidecarId, sidecarProxyId, trustDomain } from './catalogs.js';
+import { IndexedCatalog } from './indexed-catalog.js';
+import { ProxyPipeline, Server } from './pipeline.js';
+import { cpuProfiler, type Profiler } from './profile.js';
+import { printReport, type CaseReport } from './report.js';
+import { runCold, runWarm, type LoopOptions } from './scenario.js';
+
+interface Options extends LoopOptions {
+  readonly upstreams: number;
+  readonly upstreamInstances: number;
+  readonly services: number;
+  readonly instances: number;
+  readonly catalog: 'indexed' | 'fake';
+  readonly only: 'sidecar' | 'gateway' | 'both';
+  readonly profile: string | undefined;
+}
+
+function positive(name: string, value: string, limit: number): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1 || n > limit) throw new Error(`--${name} must be an integer from 1 to ${limit}, got "${value}"`);
+  return n;
+}
+
+function oneOf<T extends string>(name: string, value: string, allowed: readonly T[]): T {
+  if (!(allowed as readonly string[]).includes(value)) throw new Error(`--${name} must be one of ${allowed.join(', ')}, got "${value}"`);
+  return value as T;
+}
+
+function parseOptions(argv: readonly string[]): Options {
+  const { values } = parseArgs({
+    args: [...argv],
+    options: {
+      iterations: { type: 'string', default: '50' },
+      warmup: { type: 'string', default: '10' },
+      upstreams: { type: 'string', default: '100' },
+      'upstream-instances': { type: 'string', default: '3' },
+      services: { type: 'string', default: '1000' },
+      instances: { type: 'string', default: '10' },
+      catalog: { type: 'string', default: 'indexed' },
+      only: { type: 'string', default: 'both' },
+      profile: { type: 'string' },
+    },
+  });
+  return {
+    iterations: positive('iterations', values.iterations, 10_000),
+    warmup: positive('warmup', values.warmup, 10_000),
+    upstreams: positive('upstreams', values.upstreams, 5_000),
+    upstreamInstances: positive('upstream-instances', values['upstream-instances'], 100),
+    services: positive('services', values.services, 20_000),
+    instances: positive('instances', values.instances, 100),
+    catalog: oneOf('catalog', values.catalog, ['indexed', 'fake'] as const),
+    only: oneOf('only', values.only, ['sidecar', 'gateway', 'both'] as const),
+    profile: values.profile,
+  };
+}
+
+const reader = (data: FakeCatalog, opts: Options): CatalogReader => (opts.catalog === 'indexed' ? new IndexedCatalog(data) : data);
+
+/**
+ * Moves instance (k mod instances) of service (k mod services) to a port no earlier iteration
+ * used: a re-registration that changes exactly one endpoint. Returns that service's cluster name.
+ */
+function mover(data: FakeCatalog, services: number, instances: number) {
+  return (k: number): string => {
+    const i = k % services;
+    const sidecar = mustGet(data, sidecarId(i, k % instances));
+    data.upsert({ ...sidecar, port: 22_000 + k });
+    return serviceSni(trustDomain, datacenter, { name: sidecar.proxy!.destinationServiceName });
+  };
+}
+
+async function sidecarCase(opts: Options, profiler: Profiler): Promise<CaseReport> {
+  const n = opts.upstreams;
+  const data = sidecarCatalog(n, opts.upstreamInstances);
+  const pipeline = new ProxyPipeline(reader(data, opts), sidecarProxyId);
+  const count = (p: string) => Array.from({ length: n }, (_, i) => protocolOf(i)).filter((x) => x === p).length;
+  return {
+    title: 'sidecar',
+    topology:
+      `${n} upstreams (${count('tcp')} tcp, ${count('http')} http, ${count('grpc')} grpc via service-defaults), ` +
+      `${opts.upstreamInstances} healthy sidecar-fronted instances each, 11 intentions on the subject`,
+    cold: await runCold(pipeline, opts, { profiler, label: 'sidecar-cold' }),
+    warm: await runWarm(pipeline, new Server(), mover(data, n, opts.upstreamInstances), opts, { profiler, label: 'sidecar-warm' }),
+  };
+}
+
+async function gatewayCase(opts: Options, profiler: Profiler): Promise<CaseReport> {
+  const heap: [string, MemorySample][] = [['before the catalog', await sampleMemory(3)]];
+  const data = gatewayCatalog(opts.services, opts.instances);
+  const pipeline = new ProxyPipeline(reader(data, opts), gatewayId);
+  heap.push(['catalog registered', await sampleMemory(3)]);
+  const cold = await runCold(pipeline, opts, { profiler, label: 'gateway-cold' });
+  const server = new Server();
+  const warm = await runWarm(pipeline, server, mover(data, opts.services, opts.instances), opts, { profiler, label: 'gateway-warm' });
+  heap.push(['after the rebuilds, one view published', await sampleMemory(3)]);
+  // Also keeps `server` (and the view it holds) alive until the sample above is taken.
+  if (server.cache.entryCount === 0) throw new Error('the gateway view is not in the cache');
+  return {
+    title: 'mesh gateway',
+    topology:
+      `${opts.services} services × ${opts.instances} instances, each instance with its sidecar ` +
+      `(${2 * opts.services * opts.instances} catalog instances), plus a gateway of dc2`,
+    cold,
+    warm,
+    heap,
+  };
+}
+
+async function main(): Promise<void> {
+  const opts = parseOptions(process.argv.slice(2));
+  const profiler = await cpuProfiler(opts.profile);
+  const cases: CaseReport[] = [];
+  if (opts.only !== 'gateway') cases.push(await sidecarCase(opts, profiler));
+  if (opts.only !== 'sidecar') cases.push(await gatewayCase(opts, profiler));
+  printReport({ opts, gc: hasGc, cases });
+}
+
+main().then(
+  () => process.exit(0),
+  (err: unknown) => {
+    console.error(`bench:snapshot failed: ${(err as Error)?.stack ?? String(err)}`);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,104 @@
+/** Prints the benchmark's figures as plain-text tables, with each target and PASS/FAIL beside it. */
+import { availableParallelism } from 'node:os';
+import type { MemorySample } from '../ads-fanout/stats.js';
+import { median, percentile } from '../ads-fanout/stats.js';
+import type { Timing } from './pipeline.js';
+import type { ColdResult, LoopOptions, WarmResult } from './scenario.js';
+
+/** Targets (issue 3, bench/README.md). */
+export const targets = { rebuildMs: 50, encodesPerChange: 1 };
+
+export interface CaseReport {
+  readonly title: string;
+  /** What the topology is, one line. */
+  readonly topology: string;
+  readonly cold: ColdResult;
+  readonly warm: WarmResult;
+  /** Heap used after GC at named points (gateway case). */
+  readonly heap?: readonly (readonly [string, MemorySample])[];
+}
+
+export interface Report {
+  readonly opts: LoopOptions & { readonly catalog: string };
+  readonly gc: boolean;
+  readonly cases: readonly CaseReport[];
+}
+
+function table(headers: readonly string[], rows: readonly (readonly string[])[]): string {
+  const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const line = (cells: readonly string[]) =>
+    cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ').trimEnd();
+  return [line(headers), ...rows.map(line)].join('\n');
+}
+
+const f = (n: number, digits = 2) => (Number.isFinite(n) ? n.toFixed(digits) : 'n/a');
+const verdict = (ok: boolean) => (ok ? 'PASS' : 'FAIL');
+const mb = (bytes: number) => `${f(bytes / 1024 / 1024, 1)} MB`;
+const p50 = (ts: readonly Timing[], k: keyof Timing) => median(ts.map((t) => t[k]));
+const p95 = (ts: readonly Timing[], k: keyof Timing) => percentile(ts.map((t) => t[k]), 95);
+
+function range(values: readonly number[]): string {
+  const lo = Math.min(...values);
+  const hi = Math.max(...values);
+  return lo === hi ? String(lo) : `${lo}–${hi}`;
+}
+
+function caseTable(c: CaseReport): string {
+  const row = (label: string, ts: readonly Timing[], encodes: readonly number[]) => [
+    label,
+    f(p50(ts, 'buildMs')),
+    f(p50(ts, 'generateMs')),
+    f(p50(ts, 'encodeMs')),
+    f(p50(ts, 'publishMs')),
+    f(p50(ts, 'totalMs')),
+    f(p95(ts, 'totalMs')),
+    f(p50(ts, 'cpuMs')),
+    range(encodes),
+  ];
+  return table(
+    ['', 'build', 'generate', 'encode', 'publish', 'total p50', 'total p95', 'CPU p50', 'encodes'],
+    [row('(a) cold: fresh encoder and cache', c.cold.timings, c.cold.encodes), row('(b) rebuild after one endpoint moved', c.warm.timings, c.warm.encodes)],
+  );
+}
+
+function heapLine(c: CaseReport): string[] {
+  if (!c.heap) return [];
+  return [`  heap used after GC: ${c.heap.map(([label, m]) => `${label} ${mb(m.heapUsed)}`).join(' · ')}`];
+}
+
+function summaryRows(c: CaseReport): string[][] {
+  const cold = p50(c.cold.timings, 'totalMs');
+  const warm = p50(c.warm.timings, 'totalMs');
+  const badEncodes = c.warm.encodes.filter((n) => n !== targets.encodesPerChange).length;
+  const n = c.warm.encodes.length;
+  return [
+    [`${c.title} (a) cold build → publish, p50 (p95)`, `${f(cold)} ms (${f(p95(c.cold.timings, 'totalMs'))})`, `≤ ${targets.rebuildMs} ms`, verdict(cold <= targets.rebuildMs)],
+    [`${c.title} (b) rebuild → publish, p50 (p95)`, `${f(warm)} ms (${f(p95(c.warm.timings, 'totalMs'))})`, `≤ ${targets.rebuildMs} ms`, verdict(warm <= targets.rebuildMs)],
+    [`${c.title} (b) encodes per change`, `${range(c.warm.encodes)} (${n - badEncodes} of ${n} changes = 1)`, `= ${targets.encodesPerChange}`, verdict(badEncodes === 0)],
+    [`${c.title} (b) changed resources = the moved service's EDS`, `${n - c.warm.wrongChanges.length} of ${n}`, `all`, verdict(c.warm.wrongChanges.length === 0)],
+  ];
+}
+
+export function printReport(r: Report): void {
+  const o = r.opts;
+  const lines = [
+    'isthmus snapshot benchmark',
+    `  iterations ${o.iterations} (+${o.warmup} warm-up) per figure · catalog reader: ${o.catalog} · node ${process.version} · ` +
+      `${availableParallelism()} CPUs · forced GC ${r.gc ? 'yes' : 'no'}`,
+    '  each figure is SnapshotManager.rebuild: build snapshot → resourcesFromSnapshot (generate) → ResourceEncoder.encodeFor (encode) →',
+    '  XdsCache.setProxyResources (publish). Times in ms: per-step medians, the total\'s median and p95 (wall clock), and the',
+    '  median process CPU time of a rebuild (less sensitive to a loaded machine). encodes = isthmus_xds_resource_encodes_total delta',
+  ];
+  for (const c of r.cases) {
+    lines.push(
+      '',
+      `${c.title}: ${c.topology}`,
+      `  view: ${c.cold.view.byType} = ${c.cold.view.resources} resources, ${f(c.cold.view.bytes / 1024, 1)} KB encoded`,
+      ...heapLine(c),
+      caseTable(c),
+    );
+    for (const w of c.warm.wrongChanges.slice(0, 5)) lines.push(`  unexpected change: ${w}`);
+  }
+  lines.push('', table(['figure', 'value', 'target', 'result'], r.cases.flatMap(summaryRows)));
+  console.log(lines.join('\n'));
+}

@@ -1,0 +1,108 @@
+/**
+ * The two measurements of one proxy: (a) cold, a first build on a server that has nothing yet
+ * (a fresh cache and encoder per iteration, so every resource is built, encoded and pooled), and
+ * (b) warm, a rebuild after one endpoint moved, on a server that holds the proxy's last view.
+ */
+import { allTypeUrls, shortName, TypeUrl } from '../../src/xds/types.js';
+import type { EncodedResource } from '../../src/xds/cache/entry.js';
+import type { ProxyView } from '../../src/xds/cache/proxy-view.js';
+import { ProxyPipeline, Server, type Timing } from './pipeline.js';
+import { noProfiler, type Profiler } from './profile.js';
+
+export interface LoopOptions {
+  readonly iterations: number;
+  readonly warmup: number;
+}
+
+/** Where a loop's profile goes: `label` names the file (see profile.ts). */
+export interface Profiling {
+  readonly profiler: Profiler;
+  readonly label: string;
+}
+
+const unprofiled: Profiling = { profiler: noProfiler, label: '' };
+
+export interface ViewSummary {
+  /** "2 SDS, 101 CDS, ..." in push order. */
+  readonly byType: string;
+  readonly resources: number;
+  readonly bytes: number;
+}
+
+export interface ColdResult {
+  readonly timings: readonly Timing[];
+  readonly encodes: readonly number[];
+  readonly view: ViewSummary;
+}
+
+export interface WarmResult {
+  readonly timings: readonly Timing[];
+  readonly encodes: readonly number[];
+  /** Iterations whose changed resources were not exactly the moved service's EDS, as "expected → got". */
+  readonly wrongChanges: readonly string[];
+}
+
+/** A catalog change: returns the one EDS resource (cluster name) it must change. */
+export type Move = (k: number) => string;
+
+function summarize(view: ProxyView): ViewSummary {
+  const parts: string[] = [];
+  let resources = 0;
+  let bytes = 0;
+  for (const t of allTypeUrls) {
+    const byName = view.resources.get(t);
+    if (!byName?.size) continue;
+    parts.push(`${byName.size} ${shortName[t]}`);
+    resources += byName.size;
+    for (const e of byName.values()) bytes += e.size;
+  }
+  return { byType: parts.join(', '), resources, bytes };
+}
+
+export async function runCold(pipeline: ProxyPipeline, opts: LoopOptions, prof = unprofiled): Promise<ColdResult> {
+  const timings: Timing[] = [];
+  const encodes: number[] = [];
+  let view: ProxyView | undefined;
+  for (let i = 0; i < opts.warmup + opts.iterations; i++) {
+    if (i === opts.warmup) await prof.profiler.begin();
+    const server = new Server();
+    const r = pipeline.rebuild(server);
+    if (i < opts.warmup) continue;
+    timings.push(r.timing);
+    encodes.push(await server.encodes());
+    view = r.view;
+  }
+  await prof.profiler.end(prof.label);
+  return { timings, encodes, view: summarize(view!) };
+}
+
+const versions = (encoded: readonly EncodedResource[]) => new Map(encoded.map((e) => [`${shortName[e.typeUrl]} ${e.name}`, e.version]));
+
+function changedNames(before: ReadonlyMap<string, string>, after: ReadonlyMap<string, string>): string[] {
+  const names = new Set([...before.keys(), ...after.keys()]);
+  return [...names].filter((n) => before.get(n) !== after.get(n)).sort();
+}
+
+/** Publishes the proxy on `server` once, then moves an endpoint and rebuilds, iteration after iteration. */
+export async function runWarm(pipeline: ProxyPipeline, server: Server, move: Move, opts: LoopOptions, prof = unprofiled): Promise<WarmResult> {
+  let last = versions(pipeline.rebuild(server).encoded);
+  const timings: Timing[] = [];
+  const encodes: number[] = [];
+  const wrongChanges: string[] = [];
+  for (let k = 0; k < opts.warmup + opts.iterations; k++) {
+    if (k === opts.warmup) await prof.profiler.begin();
+    const expected = `${shortName[TypeUrl.endpoint]} ${move(k)}`;
+    const n0 = await server.encodes();
+    const r = pipeline.rebuild(server);
+    const n = (await server.encodes()) - n0;
+    const now = versions(r.encoded);
+    const changed = changedNames(last, now);
+    last = now;
+    if (k < opts.warmup) continue;
+    timings.push(r.timing);
+    encodes.push(n);
+    if (changed.length !== 1 || changed[0] !== expected) wrongChanges.push(`${expected} → [${changed.join(', ')}]`);
+  }
+  await prof.profiler.end(prof.label);
+  return { timings, encodes, wrongChanges };
+}
