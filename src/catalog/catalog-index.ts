@@ -42,10 +42,6 @@ class Groups {
     }
     return list;
   }
-
-  keys(): IterableIterator<string> {
-    return this.groups.keys();
-  }
 }
 
 /**
