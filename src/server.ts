@@ -6,6 +6,7 @@ import { Metrics } from './metrics.js';
 import { openLmdbStore, type Store } from './store/index.js';
 import { XdsServer } from './xds/server.js';
 import { XdsCache } from './xds/cache/xds-cache.js';
+import { SnapshotManager } from './snapshot/manager.js';
 import { Catalog } from './catalog/catalog.js';
 import { installHttpAuth } from './api/auth.js';
 import { registerCatalogRoutes } from './api/catalog-routes.js';
@@ -24,6 +25,8 @@ export interface RunningServer {
   readonly catalog: Catalog;
   /** The cluster's built-in CA (roots, leaves, rotation events). */
   readonly ca: CertificateAuthority;
+  /** Keeps every registered proxy's xDS view current (tests await `snapshots.settled()`). */
+  readonly snapshots: SnapshotManager;
   /** Graceful stop: readiness fails at once, then xDS streams, HTTP and the store are closed. */
   stop(): Promise<void>;
 }
@@ -38,6 +41,7 @@ interface Parts {
   ca?: CertificateAuthority;
   tokens?: ProxyTokens;
   xds?: XdsServer;
+  snapshots?: SnapshotManager;
   http?: FastifyInstance;
   shuttingDown: boolean;
 }
@@ -54,7 +58,7 @@ export async function startServer(config: ServerConfig, opts: { logger?: Logger 
     logStarted(logger, config, httpPort, xdsPort);
     let stopping: Promise<void> | undefined;
     const stop = (): Promise<void> => (stopping ??= stopParts(parts, logger));
-    return { httpPort, xdsPort, catalog: parts.catalog!, ca: parts.ca!, stop };
+    return { httpPort, xdsPort, catalog: parts.catalog!, ca: parts.ca!, snapshots: parts.snapshots!, stop };
   } catch (err) {
     await stopParts(parts, logger).catch(() => undefined);
     throw err;
@@ -73,6 +77,16 @@ async function startParts(config: ServerConfig, logger: Logger, parts: Parts): P
   const cache = new XdsCache(metrics);
   const xds = new XdsServer({ logger, metrics, cache, maxStreams: config.xdsMaxStreams, authorize });
   parts.xds = xds;
+  parts.snapshots = new SnapshotManager({
+    catalog: parts.catalog,
+    ca: parts.ca,
+    cache,
+    datacenter: config.datacenter,
+    logger: logger.child({ component: 'snapshot' }),
+    metrics,
+    coalesceMs: config.coalesceMs,
+  });
+  parts.snapshots.start();
   const xdsPort = await xds.listen(formatHostPort(config.xdsAddr));
   const http = createHttpApi({ logger, metrics, health: healthOf(parts), xds });
   parts.http = http;
@@ -121,9 +135,10 @@ function logStarted(logger: Logger, config: ServerConfig, httpPort: number, xdsP
 async function stopParts(parts: Parts, logger: Logger): Promise<void> {
   parts.shuttingDown = true;
   logger.info('server stopping');
-  const { xds, http, catalog, ca, tokens, store } = parts;
+  const { xds, http, catalog, ca, tokens, store, snapshots } = parts;
   const steps: [string, (() => Promise<void>) | undefined][] = [
     ['xds', xds && (() => xds.shutdown(xdsGraceMs))],
+    ['snapshots', snapshots && (() => snapshots.stop())],
     ['http', http && (() => http.close())],
     ['catalog', catalog && (() => catalog.close())],
     ['ca', ca && (() => ca.close())],

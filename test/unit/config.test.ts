@@ -34,6 +34,7 @@ describe('loadServerConfig', () => {
       peeringAddr: { host: '127.0.0.1', port: 8503 },
       logLevel: 'info',
       xdsMaxStreams: 10000,
+      coalesceMs: 100,
       xdsAuth: 'token',
       insecureHttp: false,
     });
