@@ -46,11 +46,11 @@ function localServiceClusters(ctx: BuildContext): EdsClusterIR[] {
   const services = new Map<string, { name: string; namespace: string; partition: string }>();
   for (const p of ctx.catalog.instancesOfKind('connect-proxy')) {
     if (p.datacenter !== ctx.datacenter || !p.proxy) continue;
-    const svc = { name: p.proxy.destinationServiceName, namespace: p.namespace, partition: p.partition };
-    services.set(serviceSni(ctx.trustDomain, ctx.datacenter, svc), svc);
+    const key = `${p.proxy.destinationServiceName}/${p.namespace}/${p.partition}`;
+    if (!services.has(key)) services.set(key, { name: p.proxy.destinationServiceName, namespace: p.namespace, partition: p.partition });
   }
-  return [...services.entries()].map(([name, svc]) => ({
-    name,
+  return [...services.values()].map((svc) => ({
+    name: serviceSni(ctx.trustDomain, ctx.datacenter, svc),
     protocol: 'tcp' as const,
     connectTimeoutMs,
     endpoints: sidecarEndpoints(ctx.catalog, svc.name, svc.namespace, svc.partition),

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import '../registry.js';
 import { messageTypeRegistry } from '../../gen/typeRegistry.js';
 import { IsthmusError } from '../../errors.js';
-import { isXdsTypeUrl, type XdsTypeUrl } from '../types.js';
+import { isXdsTypeUrl, TypeUrl, type XdsTypeUrl } from '../types.js';
 import { encodeAny, encodeDeltaResource, lenField } from '../wire.js';
 import { extractRefs, type ResourceRef } from './refs.js';
 
@@ -75,8 +75,10 @@ export class CacheEntry {
     this.version = resource.version;
     this.bytes = resource.bytes;
     this.size = resource.bytes.length;
+    // Only clusters (EDS, SDS) and listeners (RDS, SDS) can name another ADS resource.
+    const mayRefer = resource.typeUrl === TypeUrl.cluster || resource.typeUrl === TypeUrl.listener;
     const typeName = resource.typeUrl.slice(typePrefix.length);
-    this.refs = extractRefs(messageTypeRegistry.get(typeName)!.decode(resource.bytes));
+    this.refs = mayRefer ? extractRefs(messageTypeRegistry.get(typeName)!.decode(resource.bytes)) : [];
   }
 
   /** `DiscoveryResponse.resources` field (2) carrying this resource as an Any. */

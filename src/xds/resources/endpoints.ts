@@ -1,8 +1,10 @@
-import { ClusterLoadAssignment } from '../../gen/envoy/config/endpoint/v3/endpoint.js';
+import type { ClusterLoadAssignment } from '../../gen/envoy/config/endpoint/v3/endpoint.js';
+import type { LbEndpoint } from '../../gen/envoy/config/endpoint/v3/endpoint_components.js';
+import { SocketAddress_Protocol, type Address } from '../../gen/envoy/config/core/v3/address.js';
 import { HealthStatus } from '../../gen/envoy/config/core/v3/health_check.js';
 import type { ConfigSnapshot, EdsClusterIR } from '../../snapshot/types.js';
 import { TypeUrl } from '../types.js';
-import { socketAddress, spec, type ResourceSpec } from './common.js';
+import { spec, type ResourceSpec } from './common.js';
 
 /** EDS for a proxy: one ClusterLoadAssignment per EDS cluster. */
 export function endpointsFromSnapshot(s: ConfigSnapshot): ResourceSpec[] {
@@ -14,21 +16,50 @@ function loadAssignmentSpec(c: EdsClusterIR): ResourceSpec {
   return spec(TypeUrl.endpoint, c.name, c.endpoints, () => buildLoadAssignment(c));
 }
 
-/** Critical instances never get here; warning ones are routed to as DEGRADED (Envoy's last choice). */
+/**
+ * Critical instances never get here; warning ones are routed to as DEGRADED (Envoy's last choice).
+ * Built as plain literals: this is the hot path of large gateways, and fromPartial deep-copies.
+ */
 function buildLoadAssignment(c: EdsClusterIR): ClusterLoadAssignment {
-  return ClusterLoadAssignment.fromPartial({
+  const lbEndpoints: LbEndpoint[] = c.endpoints.map((e) => ({
+    $type: 'envoy.config.endpoint.v3.LbEndpoint',
+    hostIdentifier: {
+      $case: 'endpoint',
+      value: { $type: 'envoy.config.endpoint.v3.Endpoint', address: plainSocketAddress(e.address, e.port), hostname: '', additionalAddresses: [] },
+    },
+    healthStatus: e.health === 'healthy' ? HealthStatus.HEALTHY : HealthStatus.DEGRADED,
+    loadBalancingWeight: 1,
+  }));
+  return {
+    $type: 'envoy.config.endpoint.v3.ClusterLoadAssignment',
     clusterName: c.name,
+    namedEndpoints: {},
     endpoints: [
       {
+        $type: 'envoy.config.endpoint.v3.LocalityLbEndpoints',
         // Proxyless gRPC clients need a locality with a weight (gRFC A27).
-        locality: { region: '', zone: '', subZone: '' },
+        locality: { $type: 'envoy.config.core.v3.Locality', region: '', zone: '', subZone: '' },
         loadBalancingWeight: 1,
-        lbEndpoints: c.endpoints.map((e) => ({
-          hostIdentifier: { $case: 'endpoint' as const, value: { address: socketAddress(e.address, e.port) } },
-          healthStatus: e.health === 'healthy' ? HealthStatus.HEALTHY : HealthStatus.DEGRADED,
-          loadBalancingWeight: 1,
-        })),
+        lbEndpoints,
+        priority: 0,
       },
     ],
-  });
+  };
+}
+
+function plainSocketAddress(address: string, port: number): Address {
+  return {
+    $type: 'envoy.config.core.v3.Address',
+    address: {
+      $case: 'socketAddress',
+      value: {
+        $type: 'envoy.config.core.v3.SocketAddress',
+        protocol: SocketAddress_Protocol.TCP,
+        address,
+        portSpecifier: { $case: 'portValue', value: port },
+        resolverName: '',
+        ipv4Compat: false,
+      },
+    },
+  };
 }
