@@ -71,7 +71,12 @@ async function startParts(config: ServerConfig, logger: Logger, parts: Parts): P
   if (exposure) throw new IsthmusError('failed_precondition', exposure);
   parts.store = await openLmdbStore(config.dataDir, { logger });
   parts.catalog = await Catalog.open(parts.store, { datacenter: config.datacenter, logger: logger.child({ component: 'catalog' }) });
-  parts.ca = await openCa(parts.store, { datacenter: config.datacenter, dataDir: config.dataDir, logger: logger.child({ component: 'ca' }) });
+  parts.ca = await openCa(parts.store, {
+    datacenter: config.datacenter,
+    dataDir: config.dataDir,
+    logger: logger.child({ component: 'ca' }),
+    rotation: { phaseMs: config.caRotationPhaseMs },
+  });
   parts.tokens = await openProxyTokens(parts.store, { logger: logger.child({ component: 'acl' }) });
   const authorize = xdsAuthorizer(config.xdsAuth, parts.tokens, logger);
   const cache = new XdsCache(metrics);

@@ -14,6 +14,8 @@ export interface ServerConfig {
   readonly xdsMaxStreams: number;
   /** Changes within this window (ms) become one rebuild of each affected proxy's config. */
   readonly coalesceMs: number;
+  /** How long each phase of a CA root rotation lasts (ms) before the next begins. */
+  readonly caRotationPhaseMs: number;
   /** How xDS streams authenticate: `token` (proxy tokens, src/acl) or `off` (local experiments). */
   readonly xdsAuth: 'token' | 'off';
   /** Required by HTTP writes and secret reads when set (src/api/auth.ts). */
@@ -77,6 +79,12 @@ function parseCoalesceMs(raw: unknown): ParseResult<number> {
   return bad(`${show(raw)} is not a whole number of milliseconds from 0 to 10000`);
 }
 
+function parseRotationPhaseMs(raw: unknown): ParseResult<number> {
+  const n = typeof raw === 'number' ? raw : typeof raw === 'string' && /^\d+$/.test(raw) ? Number(raw) : NaN;
+  if (Number.isInteger(n) && n >= 10 && n <= 86_400_000) return ok(n);
+  return bad(`${show(raw)} is not a whole number of milliseconds from 10 to 86400000`);
+}
+
 function parseXdsAuth(raw: unknown): ParseResult<'token' | 'off'> {
   return raw === 'token' || raw === 'off' ? ok(raw) : bad(`${show(raw)} is not one of token, off`);
 }
@@ -119,6 +127,7 @@ export const serverSettings: SettingsTable = {
   logLevel: spec('--log-level', 'LEVEL', 'info', `log level: ${logLevels.join('|')}`, parseLogLevel),
   xdsMaxStreams: spec('--xds-max-streams', 'N', '10000', 'xDS streams accepted at most', parseMaxStreams),
   coalesceMs: spec('--coalesce-ms', 'MS', '100', 'window in which catalog, config and CA changes are coalesced into one rebuild per proxy', parseCoalesceMs),
+  caRotationPhaseMs: spec('--ca-rotation-phase-ms', 'MS', '60000', 'length of each CA root rotation phase (trust both roots, re-issue leaves, retire the old root)', parseRotationPhaseMs),
   xdsAuth: spec('--xds-auth', 'MODE', 'token', 'xDS stream authentication: token (x-isthmus-token proxy tokens) | off (any client may act as any proxy; local experiments only)', parseXdsAuth),
   httpToken: spec('--http-token', 'TOKEN', '', 'token that HTTP API writes and peering/secret reads must carry (Authorization: Bearer or X-Isthmus-Token)', parseHttpToken),
   // No value name: a boolean flag (`--insecure-http`), "true"/"false" in env and file.

@@ -35,6 +35,7 @@ describe('loadServerConfig', () => {
       logLevel: 'info',
       xdsMaxStreams: 10000,
       coalesceMs: 100,
+      caRotationPhaseMs: 60000,
       xdsAuth: 'token',
       insecureHttp: false,
     });
