@@ -1,0 +1,112 @@
+/**
+ * Golden files of complete proxy configs, built through the real HTTP API, snapshot builder and
+ * xDS server and received by a Delta fake Envoy (STYLE.md, issue 3). Each resource also passes
+ * Envoy's validate.rules and the cross-resource lint; so does each proxy's bootstrap.
+ * `UPDATE_GOLDEN=1 npx vitest run test/golden` rewrites the files.
+ */
+import { afterAll, describe, expect, it } from 'vitest';
+import { messageTypeRegistry } from '../../src/gen/typeRegistry.js';
+import { buildBootstrap } from '../../src/mesh/bootstrap.js';
+import { allTypeUrls, shortName } from '../../src/xds/types.js';
+import type { EnvoyLike } from '../helpers/envoy-like.js';
+import { expandedJson, expectGolden, orphanedGoldens } from '../helpers/golden.js';
+import { startMeshServer, type MeshServer } from '../helpers/mesh-server.js';
+import { validateJson, validateMessage } from '../helpers/pgv.js';
+import { lintResources } from '../helpers/xds-lint.js';
+
+const servers: MeshServer[] = [];
+afterAll(async () => {
+  for (const s of servers) await s.close();
+});
+
+/** Trust domains and PEM material differ per run; everything else must be byte-stable. */
+function masker(td: string) {
+  // In RBAC regexes the trust domain's dots are escaped (`\\.` once serialized as JSON text).
+  const escaped = td.replace(/\./g, '\\\\.');
+  return (text: string) =>
+    text
+      .split(td)
+      .join('<trust-domain>')
+      .split(escaped)
+      .join('<trust-domain>')
+      .replace(/-----BEGIN ([A-Z ]+)-----[^-]*-----END \1-----(\\n)?/g, '<$1 PEM>');
+}
+
+async function checkProxy(caseName: string, mesh: MeshServer, envoy: EnvoyLike, kind: 'connect-proxy' | 'mesh-gateway'): Promise<void> {
+  const mask = masker(mesh.server.ca.trustDomain);
+  const lint: { typeUrl: string; name: string; message: Record<string, unknown> }[] = [];
+  for (const typeUrl of allTypeUrls) {
+    const typeName = typeUrl.slice(typeUrl.lastIndexOf('/') + 1);
+    const resources = envoy.names(typeUrl).map((name) => {
+      const message = envoy.get(typeUrl, name)!;
+      const bytes = messageTypeRegistry.get(typeName)!.encode(message as never).finish();
+      expect(validateMessage(typeName, bytes), `${shortName[typeUrl]} ${name}`).toEqual([]);
+      lint.push({ typeUrl, name, message });
+      return expandedJson(typeName, bytes);
+    });
+    if (resources.length === 0) continue;
+    const { actual, expected } = expectGolden(`mesh/${caseName}/${shortName[typeUrl].toLowerCase()}.json`, resources, mask);
+    expect(actual).toBe(expected);
+  }
+  expect(lintResources(lint)).toEqual([]);
+  const bootstrap = buildBootstrap({
+    proxyId: envoy.nodeId,
+    kind,
+    datacenter: 'dc1',
+    xdsAddr: { host: '127.0.0.1', port: 8502 },
+    adminAddr: { host: '127.0.0.1', port: 19000 },
+    token: '00000000-0000-4000-8000-000000000000',
+  });
+  expect(validateJson('envoy.config.bootstrap.v3.Bootstrap', bootstrap)).toEqual([]);
+  const golden = expectGolden(`mesh/${caseName}/bootstrap.json`, bootstrap);
+  expect(golden.actual).toBe(golden.expected);
+}
+
+function withSidecar(name: string, port: number, upstreams: unknown[] = []) {
+  return { Name: name, Address: '127.0.0.1', Port: port, Connect: { SidecarService: { Proxy: { Upstreams: upstreams } } } };
+}
+
+describe('golden proxy configs', () => {
+  it('sidecar with a TCP and an HTTP upstream and intentions', async () => {
+    const mesh = await startMeshServer();
+    servers.push(mesh);
+    await mesh.putConfig({ Kind: 'service-defaults', Name: 'api', Protocol: 'http' });
+    await mesh.putConfig({ Kind: 'service-defaults', Name: 'web', Protocol: 'http' });
+    await mesh.putConfig({
+      Kind: 'service-intentions',
+      Name: 'web',
+      Sources: [
+        { Name: 'frontend', Action: 'allow' },
+        { Name: 'db', Action: 'deny' },
+        { Name: '*', Action: 'deny' },
+      ],
+    });
+    await mesh.putConfig({ Kind: 'mesh', Name: 'mesh', DefaultIntentionAction: 'allow' });
+    await mesh.register(withSidecar('api', 9090));
+    await mesh.register(withSidecar('db', 5432));
+    await mesh.register(withSidecar('web', 8080, [
+      { DestinationName: 'api', LocalBindPort: 19090 },
+      { DestinationName: 'db', LocalBindPort: 15432 },
+    ]));
+    const web = await mesh.connect('web-sidecar-proxy');
+    await web.until((e) => e.names('type.googleapis.com/envoy.config.route.v3.RouteConfiguration').length === 1 && e.names('type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret').length === 2 && e.names('type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment').length === 2, 'full config');
+    await web.settle();
+    await checkProxy('sidecar-tcp-http-intentions', mesh, web, 'connect-proxy');
+  });
+
+  it('mesh gateway with three local services and a remote datacenter', async () => {
+    const mesh = await startMeshServer();
+    servers.push(mesh);
+    for (const [name, port] of [['api', 9090], ['db', 5432], ['web', 8080]] as const) await mesh.register(withSidecar(name, port));
+    await mesh.register({ ID: 'mesh-gateway', Name: 'mesh-gateway', Kind: 'mesh-gateway', Address: '127.0.0.1', Port: 8443, TaggedAddresses: { lan: { Address: '127.0.0.1', Port: 8443 }, wan: { Address: '192.0.2.10', Port: 443 } } });
+    await mesh.register({ ID: 'mesh-gateway-dc2', Name: 'mesh-gateway', Kind: 'mesh-gateway', Datacenter: 'dc2', Address: '10.2.0.5', Port: 8443, TaggedAddresses: { wan: { Address: '198.51.100.20', Port: 443 } } });
+    const gw = await mesh.connect('mesh-gateway');
+    await gw.until((e) => e.names('type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment').length === 4 && e.names('type.googleapis.com/envoy.config.listener.v3.Listener').length === 1, 'gateway config');
+    await gw.settle();
+    await checkProxy('mesh-gateway-remote-dc', mesh, gw, 'mesh-gateway');
+  });
+
+  it('leaves no orphaned golden files', () => {
+    expect(orphanedGoldens('mesh')).toEqual([]);
+  });
+});
