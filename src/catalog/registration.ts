@@ -116,7 +116,10 @@ function parseConnect(obj: JsonObject, service: InstanceDraft, p: Problems): Reg
   if (service.kind !== 'typical') return p.add(base, 'only a typical service (Kind "") can have a sidecar');
   const id = `${service.id}-sidecar-proxy`;
   const name = `${service.name}-sidecar-proxy`;
-  const address = readIp(sc, 'Address', base, p, isIP(service.address) !== 0 ? service.address : undefined);
+  // Consul falls back to the service's address, then the agent's; with no agent, a service
+  // registered without an address is taken to be local (127.0.0.1).
+  const fallback = service.address === '' ? '127.0.0.1' : isIP(service.address) !== 0 ? service.address : undefined;
+  const address = readIp(sc, 'Address', base, p, fallback);
   const port = sc['Port'] === undefined || sc['Port'] === null ? undefined : readInt(sc, 'Port', base, p, 1, 65535);
   const tags = sc['Tags'] === undefined ? service.tags : readArray(sc, 'Tags', base, p, (v, f) => checkString(v, f, p, { maxLength: 512 }), 256);
   const meta = sc['Meta'] === undefined ? service.meta : readMeta(sc, 'Meta', base, p);

@@ -95,3 +95,12 @@ describe('a sidecar in one cluster', () => {
     expect(pushes).toEqual([{ type: 'Listener', names: ['public_listener:127.0.0.1:21002'], removed: [] }]);
   });
 });
+
+describe('minimal Consul registrations', () => {
+  it('a service with neither address nor sidecar address gets a local sidecar (127.0.0.1)', async () => {
+    await mesh.register({ Name: 'minimal', Port: 7070, Connect: { SidecarService: {} } });
+    const res = await mesh.api<{ Service: { Address: string; Port: number } }[]>('GET', '/v1/health/service/minimal-sidecar-proxy');
+    expect(res.status).toBe(200);
+    expect(res.body[0]!.Service).toMatchObject({ Address: '127.0.0.1' });
+  });
+});
