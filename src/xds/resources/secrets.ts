@@ -31,7 +31,12 @@ function rootsSpec(roots: RootsSecretIR): ResourceSpec {
   return spec(TypeUrl.secret, roots.name, roots, () =>
     Secret.fromPartial({
       name: roots.name,
-      type: { $case: 'validationContext', value: { trustedCa: { specifier: { $case: 'inlineString', value: roots.pems.join('') } } } },
+      type: { $case: 'validationContext', value: { trustedCa: { specifier: { $case: 'inlineString', value: pemBundle(roots.pems) } } } },
     }),
   );
+}
+
+/** One PEM block per line group: every certificate ends with a newline before the next begins. */
+export function pemBundle(pems: readonly string[]): string {
+  return pems.map((p) => (p.endsWith('\n') ? p : `${p}\n`)).join('');
 }
