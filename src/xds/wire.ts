@@ -47,6 +47,14 @@ export function encodeDeltaResource(name: string, version: string, anyBytes: Uin
   return Buffer.concat([stringField(1, version), lenField(2, anyBytes), stringField(3, name)]);
 }
 
+/** The type_url field (4) is the same bytes for every response of a type: encoded once. */
+const typeUrlFields = new Map<string, Buffer>();
+function typeUrlField(typeUrl: string): Buffer {
+  let field = typeUrlFields.get(typeUrl);
+  if (!field) typeUrlFields.set(typeUrl, (field = stringField(4, typeUrl)));
+  return field;
+}
+
 /**
  * `DiscoveryResponse { version_info = 1; resources = 2 (Any); type_url = 4; nonce = 5; }`.
  * `resourceFields` are pre-encoded field-2 entries from the cache.
@@ -57,7 +65,7 @@ export function encodeSotwResponse(
   nonce: string,
   resourceFields: readonly Buffer[],
 ): Buffer {
-  return Buffer.concat([stringField(1, versionInfo), ...resourceFields, stringField(4, typeUrl), stringField(5, nonce)]);
+  return Buffer.concat([stringField(1, versionInfo), ...resourceFields, typeUrlField(typeUrl), stringField(5, nonce)]);
 }
 
 /**
@@ -72,7 +80,7 @@ export function encodeDeltaResponse(
 ): Buffer {
   return Buffer.concat([
     ...resourceFields,
-    stringField(4, typeUrl),
+    typeUrlField(typeUrl),
     stringField(5, nonce),
     ...removed.map((name) => lenField(6, Buffer.from(name, 'utf8'))),
   ]);

@@ -42,6 +42,16 @@ interface BaseRequest {
 
 let nextSessionId = 1;
 
+/** Labelled children of the push counter, resolved once per metrics registry and type. */
+const pushCounters = new WeakMap<Metrics, Map<XdsTypeUrl, { inc(): void }>>();
+function pushCounter(metrics: Metrics, typeUrl: XdsTypeUrl): { inc(): void } {
+  let byType = pushCounters.get(metrics);
+  if (!byType) pushCounters.set(metrics, (byType = new Map()));
+  let child = byType.get(typeUrl);
+  if (!child) byType.set(typeUrl, (child = metrics.xdsPushes.labels({ type: shortName[typeUrl] })));
+  return child;
+}
+
 const usesClusters = (t: XdsTypeUrl) => t === TypeUrl.listener || t === TypeUrl.route;
 
 /**
@@ -166,9 +176,10 @@ export abstract class AdsSession<Req extends BaseRequest = BaseRequest> {
     const res = ts.outstanding.get(nonce);
     if (!res) return;
     ts.outstanding.delete(nonce);
-    ts.invalidate();
     const type = shortName[ts.typeUrl];
     if (errorDetail) {
+      // A NACK changes what may be re-sent; an ACK only unblocks what was already planned.
+      ts.invalidate();
       ts.onNack(res, errorDetail.message);
       this.ctx.metrics.xdsRejects.inc({ type });
       this.ctx.logger.warn({ nodeId: this.nodeId, type, nonce, error: errorDetail.message }, 'xds config rejected by proxy');
@@ -270,7 +281,7 @@ export abstract class AdsSession<Req extends BaseRequest = BaseRequest> {
       ts.lastNonce = nonce;
       ts.answered = true;
       const ok = this.call.write(chunk.bytes(nonce));
-      this.ctx.metrics.xdsPushes.inc({ type: shortName[ts.typeUrl] });
+      pushCounter(this.ctx.metrics, ts.typeUrl).inc();
       if (!ok) this.waitForDrain();
     }
     this.ctx.metrics.xdsPushDuration.observe((performance.now() - started) / 1000);
