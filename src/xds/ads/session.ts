@@ -42,6 +42,25 @@ interface BaseRequest {
 
 let nextSessionId = 1;
 
+/**
+ * Sessions due a flush. A publish to a thousand proxies (or a burst of their ACKs) becomes one
+ * immediate that flushes them in turn, not a thousand.
+ */
+const dueFlush = new Set<AdsSession>();
+let drainScheduled = false;
+
+function enqueueFlush(session: AdsSession): void {
+  dueFlush.add(session);
+  if (drainScheduled) return;
+  drainScheduled = true;
+  setImmediate(() => {
+    drainScheduled = false;
+    const batch = [...dueFlush];
+    dueFlush.clear();
+    for (const s of batch) s.runScheduledFlush();
+  });
+}
+
 /** Labelled children of the push counter, resolved once per metrics registry and type. */
 const pushCounters = new WeakMap<Metrics, Map<XdsTypeUrl, { inc(): void }>>();
 function pushCounter(metrics: Metrics, typeUrl: XdsTypeUrl): { inc(): void } {
@@ -197,10 +216,13 @@ export abstract class AdsSession<Req extends BaseRequest = BaseRequest> {
   protected scheduleFlush(): void {
     if (this.flushQueued || this.closed) return;
     this.flushQueued = true;
-    setImmediate(() => {
-      this.flushQueued = false;
-      this.flush();
-    });
+    enqueueFlush(this);
+  }
+
+  /** Called by the shared scheduler: one immediate drains every session due a flush. */
+  runScheduledFlush(): void {
+    this.flushQueued = false;
+    this.flush();
   }
 
   /**
