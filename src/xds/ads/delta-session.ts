@@ -80,21 +80,6 @@ export class DeltaSession extends AdsSession<DeltaDiscoveryRequest> {
       },
     };
   }
-
-  /** Rule 9: a changed cluster gets its endpoints re-sent, or Envoy keeps it warming. */
-  private forceEndpointsOfChanged(ts: TypeState, entries: readonly CacheEntry[]): void {
-    const eds = this.types.get(TypeUrl.endpoint);
-    if (!eds) return;
-    for (const e of entries) {
-      const before = ts.sent.get(e.name);
-      if (before === undefined || before === e.version) continue;
-      for (const ref of e.refs) {
-        if (ref.typeUrl !== TypeUrl.endpoint) continue;
-        eds.forced.add(ref.name);
-        eds.invalidate();
-      }
-    }
-  }
 }
 
 /** Rule 14: large responses are split so no single message approaches the client's limit. */

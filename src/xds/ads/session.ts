@@ -7,6 +7,7 @@ import type { Logger } from '../../log.js';
 import type { Metrics } from '../../metrics.js';
 import type { XdsCache } from '../cache/xds-cache.js';
 import type { ProxyView } from '../cache/proxy-view.js';
+import type { CacheEntry } from '../cache/entry.js';
 import { isXdsTypeUrl, pushOrder, shortName, TypeUrl, type PushPhase, type XdsTypeUrl } from '../types.js';
 import { entriesOf } from '../cache/proxy-view.js';
 import { TypeState, type SentResponse } from './type-state.js';
@@ -209,6 +210,21 @@ export abstract class AdsSession<Req extends BaseRequest = BaseRequest> {
       ts.observedRevision = res.viewRevision;
       if (res.viewRevision === this.view.revision) {
         this.ctx.metrics.xdsConvergence.observe((performance.now() - this.view.publishedAt) / 1000);
+      }
+    }
+  }
+
+  /** Rule 9: a changed cluster gets its endpoints re-sent, or Envoy keeps it warming. */
+  protected forceEndpointsOfChanged(ts: TypeState, entries: readonly CacheEntry[]): void {
+    const eds = this.types.get(TypeUrl.endpoint);
+    if (!eds) return;
+    for (const e of entries) {
+      const before = ts.sent.get(e.name);
+      if (before === undefined || before === e.version) continue;
+      for (const ref of e.refs) {
+        if (ref.typeUrl !== TypeUrl.endpoint) continue;
+        eds.forced.add(ref.name);
+        eds.invalidate();
       }
     }
   }

@@ -123,19 +123,4 @@ export class SotwSession extends AdsSession<DiscoveryRequest> {
       },
     };
   }
-
-  /** Rule 9: a changed cluster gets its endpoints re-sent, or Envoy keeps it warming. */
-  protected forceEndpointsOfChanged(ts: TypeState, entries: readonly CacheEntry[]): void {
-    const eds = this.types.get(TypeUrl.endpoint);
-    if (!eds) return;
-    for (const e of entries) {
-      const before = ts.sent.get(e.name);
-      if (before === undefined || before === e.version) continue;
-      for (const ref of e.refs) {
-        if (ref.typeUrl !== TypeUrl.endpoint) continue;
-        eds.forced.add(ref.name);
-        eds.invalidate();
-      }
-    }
-  }
 }
