@@ -81,6 +81,15 @@ export function peeringServerName(td: string, dc: string): string {
   return `server.${dc}.peering.${td}`;
 }
 
+/**
+ * Identity of a cluster's peering server: its TLS server certificate on the peering port (DNS SAN
+ * `peeringServerName`) and its client certificate when it dials a peer:
+ * `spiffe://<td>/peering/server/dc/<dc>`.
+ */
+export function peeringServerSpiffeId(td: string, dc: string): string {
+  return `spiffe://${td}/peering/server/dc/${dc}`;
+}
+
 export const localAppClusterName = 'local_app';
 
 export function publicListenerName(address: string, port: number): string {

@@ -1,0 +1,36 @@
+import { X509Certificate } from 'node:crypto';
+import type { PeerCertificate } from 'node:tls';
+
+/**
+ * The peering port requests but does not require client certificates (ExchangeSecret comes before
+ * the acceptor knows the dialer's roots), so the TLS layer's own verdict is not per peering. The
+ * stream checks the client certificate itself against the roots pinned for the peering it opens.
+ */
+export type ClientCertCheck = { readonly ok: true; readonly uris: readonly string[] } | { readonly ok: false; readonly error: string };
+
+/**
+ * Whether `peer` (grpc-js `call.getAuthContext().sslPeerCertificate`) is valid now and signed by
+ * one of `rootPems` (isthmus leaves are signed by a root directly: no intermediates). Its URI SANs
+ * are returned for the caller to match the expected trust domain.
+ */
+export function checkClientCertificate(peer: PeerCertificate | undefined, rootPems: readonly string[], now = Date.now()): ClientCertCheck {
+  if (!peer?.raw || peer.raw.length === 0) return { ok: false, error: 'no client certificate was presented' };
+  let cert: X509Certificate;
+  try {
+    cert = new X509Certificate(peer.raw);
+  } catch {
+    return { ok: false, error: 'the client certificate does not parse' };
+  }
+  if (now < Date.parse(cert.validFrom) || now > Date.parse(cert.validTo)) return { ok: false, error: 'the client certificate is expired or not yet valid' };
+  const signed = rootPems.some((pem) => {
+    try {
+      const root = new X509Certificate(pem);
+      return cert.checkIssued(root) && cert.verify(root.publicKey);
+    } catch {
+      return false;
+    }
+  });
+  if (!signed) return { ok: false, error: 'the client certificate does not chain to the roots pinned for this peering' };
+  const uris = (cert.subjectAltName ?? '').split(/,\s*/).filter((s) => s.startsWith('URI:')).map((s) => s.slice(4));
+  return { ok: true, uris };
+}

@@ -1,0 +1,201 @@
+import { X509Certificate } from 'node:crypto';
+import * as grpc from '@grpc/grpc-js';
+import type { CaEvent, CertificateAuthority, Leaf, LeafIdentity } from '../ca/index.js';
+import { IsthmusError, grpcStatusOf } from '../errors.js';
+import {
+  type ExchangeSecretRequest, type ExchangeSecretResponse, type PeeringServiceServer, PeeringServiceService, type ReplicationMessage,
+} from '../gen/isthmus/peering/v1/peering.js';
+import type { Logger } from '../log.js';
+import { peeringServerName, peeringServerSpiffeId } from '../mesh/names.js';
+import type { Peerings } from './peerings.js';
+import { isDialer } from './types.js';
+
+/** The StreamResources handler the stream engine provides (until one is set: UNIMPLEMENTED). */
+export type StreamHandler = grpc.handleBidiStreamingCall<ReplicationMessage, ReplicationMessage>;
+
+export interface PeeringServerOptions {
+  readonly peerings: Peerings;
+  readonly ca: CertificateAuthority;
+  readonly datacenter: string;
+  readonly logger: Logger;
+  readonly streamHandler?: StreamHandler | undefined;
+}
+
+/** This cluster's peering identity: server certificate on the peering port, client certificate when dialing. */
+export function peeringIdentity(ca: Pick<CertificateAuthority, 'trustDomain'>, datacenter: string): LeafIdentity {
+  return { spiffeId: peeringServerSpiffeId(ca.trustDomain, datacenter), dnsSans: [peeringServerName(ca.trustDomain, datacenter)] };
+}
+
+const maxDialerRoots = 16;
+
+/**
+ * The peering port: gRPC over TLS with a CA leaf whose DNS SAN is `server.<dc>.peering.<td>`.
+ *
+ * Certificates are hot-swapped without a restart through grpc-js's certificate-provider server
+ * credentials (`grpc.experimental.createCertificateProviderServerCredentials`): the server calls
+ * `setSecureContext` on every provider update, so a renewed leaf (CA `leaf-renewed`) or a new set
+ * of trusted client roots applies to new connections while open ones continue.
+ *
+ * Client certificates are requested but not required (`rejectUnauthorized: false`): ExchangeSecret
+ * comes before the acceptor knows the dialer's roots. The trusted list offered is the local roots
+ * plus every pinned dialer root; the stream checks the presented certificate against the roots
+ * pinned for its own peering (see client-cert.ts).
+ */
+export class PeeringServer {
+  private readonly server = new grpc.Server({ 'grpc.max_receive_message_length': 16 * 1024 * 1024 });
+  private readonly certs = new PeeringCertificates();
+  private readonly unsubscribe: (() => void)[] = [];
+  private streamHandler: StreamHandler | undefined;
+  private boundPort: number | undefined;
+
+  constructor(private readonly opts: PeeringServerOptions) {
+    this.streamHandler = opts.streamHandler;
+    const impl: PeeringServiceServer = {
+      exchangeSecret: (call, callback) => void this.exchangeSecret(call, callback),
+      streamResources: (call) => this.streamResources(call),
+    };
+    this.server.addService(PeeringServiceService, impl);
+  }
+
+  /** Where the stream engine plugs in; may be called before or after `listen`. */
+  setStreamHandler(handler: StreamHandler | undefined): void {
+    this.streamHandler = handler;
+  }
+
+  get port(): number | undefined {
+    return this.boundPort;
+  }
+
+  async listen(hostPort: string): Promise<number> {
+    const { ca, datacenter, peerings } = this.opts;
+    const identity = peeringIdentity(ca, datacenter);
+    this.certs.setIdentity(await ca.leaf(identity));
+    this.certs.setTrusted(this.trustedRoots());
+    this.unsubscribe.push(
+      ca.subscribe((event) => this.onCaEvent(event, identity)),
+      // setTrusted ignores a list that did not change (most events are stream status updates).
+      peerings.subscribe(() => this.certs.setTrusted(this.trustedRoots())),
+    );
+    const creds = grpc.experimental.createCertificateProviderServerCredentials(this.certs, this.certs, false);
+    this.boundPort = await new Promise<number>((resolve, reject) => {
+      this.server.bindAsync(hostPort, creds, (err, port) => (err ? reject(err) : resolve(port)));
+    });
+    this.opts.logger.info({ addr: hostPort, port: this.boundPort, serverName: identity.dnsSans?.[0] }, 'peering server listening');
+    return this.boundPort;
+  }
+
+  async shutdown(graceMs = 5_000): Promise<void> {
+    for (const stop of this.unsubscribe.splice(0)) stop();
+    if (this.boundPort === undefined) return;
+    this.boundPort = undefined;
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      new Promise<void>((resolve) => this.server.tryShutdown(() => resolve())),
+      new Promise<void>((resolve) => (timer = setTimeout(resolve, graceMs))),
+    ]);
+    clearTimeout(timer);
+    this.server.forceShutdown();
+  }
+
+  private onCaEvent(event: CaEvent, identity: LeafIdentity): void {
+    if (event.kind === 'roots-changed') this.certs.setTrusted(this.trustedRoots());
+    else if (event.leaf.spiffeId === identity.spiffeId) {
+      this.certs.setIdentity(event.leaf);
+      this.opts.logger.info({ serial: event.leaf.serial, rootId: event.leaf.rootId }, 'peering server certificate renewed');
+    }
+  }
+
+  /** Local roots, then the pinned roots of every peering this cluster accepts, without repeats. */
+  private trustedRoots(): string[] {
+    const pems = this.opts.ca.roots().roots.map((r) => r.certPem.trimEnd());
+    for (const p of this.opts.peerings.list()) if (!isDialer(p)) pems.push(...p.PeerCAPems.map((pem) => pem.trimEnd()));
+    return [...new Set(pems)];
+  }
+
+  private streamResources(call: grpc.ServerDuplexStream<ReplicationMessage, ReplicationMessage>): void {
+    const handler = this.streamHandler;
+    if (handler) return handler(call);
+    call.emit('error', { code: grpc.status.UNIMPLEMENTED, details: 'the replication stream is not served yet' });
+  }
+
+  private async exchangeSecret(
+    call: grpc.ServerUnaryCall<ExchangeSecretRequest, ExchangeSecretResponse>,
+    callback: grpc.sendUnaryData<ExchangeSecretResponse>,
+  ): Promise<void> {
+    const req = call.request;
+    try {
+      validateExchange(req);
+      const { streamSecret } = await this.opts.peerings.exchangeSecret({
+        peerId: req.peerId,
+        establishmentSecret: req.establishmentSecret,
+        dialerRootPems: req.dialerRootPems,
+        dialerTrustDomain: req.dialerTrustDomain,
+        dialerRemote: { Partition: req.dialer?.partition ?? '', Datacenter: req.dialer?.datacenter ?? '' },
+      });
+      callback(null, { streamSecret });
+    } catch (err) {
+      const e = IsthmusError.from(err);
+      // IDs and the caller's address only: never the secret.
+      this.opts.logger.warn({ peeringId: req.peerId.slice(0, 64), from: call.getPeer(), code: e.code, reason: e.message }, 'peering secret exchange refused');
+      callback({ code: grpcStatusOf(e), details: e.message });
+    }
+  }
+}
+
+function validateExchange(req: ExchangeSecretRequest): void {
+  const missing = (field: string) => new IsthmusError('invalid_argument', `${field}: missing`, field);
+  if (!req.peerId) throw missing('peer_id');
+  if (!req.establishmentSecret) throw missing('establishment_secret');
+  if (!req.dialerTrustDomain) throw missing('dialer_trust_domain');
+  if (req.dialerRootPems.length === 0) throw missing('dialer_root_pems');
+  if (req.dialerRootPems.length > maxDialerRoots) throw new IsthmusError('invalid_argument', `dialer_root_pems: more than ${maxDialerRoots} roots`, 'dialer_root_pems');
+  req.dialerRootPems.forEach((pem, i) => {
+    try {
+      if (!new X509Certificate(pem).ca) throw new Error('not a CA');
+    } catch {
+      throw new IsthmusError('invalid_argument', `dialer_root_pems[${i}]: not a PEM CA certificate`, `dialer_root_pems[${i}]`);
+    }
+  });
+}
+
+/**
+ * One grpc-js CertificateProvider serving both the identity (our leaf) and the CA list (trusted
+ * client roots). Listeners hear the latest value on the next tick after subscribing, as grpc-js's
+ * own providers do (the server registers its watcher after subscribing).
+ */
+class PeeringCertificates implements grpc.experimental.CertificateProvider {
+  private identity: grpc.experimental.IdentityCertificateUpdate | undefined;
+  private trusted: grpc.experimental.CaCertificateUpdate | undefined;
+  private readonly identityListeners = new Set<grpc.experimental.IdentityCertificateUpdateListener>();
+  private readonly caListeners = new Set<grpc.experimental.CaCertificateUpdateListener>();
+
+  setIdentity(leaf: Leaf): void {
+    this.identity = { certificate: Buffer.from(leaf.certPem), privateKey: Buffer.from(leaf.keyPem) };
+    for (const l of this.identityListeners) l(this.identity);
+  }
+
+  setTrusted(pems: readonly string[]): void {
+    const caCertificate = Buffer.from(pems.join('\n') + '\n');
+    if (this.trusted?.caCertificate.equals(caCertificate)) return;
+    this.trusted = { caCertificate };
+    for (const l of this.caListeners) l(this.trusted);
+  }
+
+  addCaCertificateListener(listener: grpc.experimental.CaCertificateUpdateListener): void {
+    this.caListeners.add(listener);
+    if (this.trusted) process.nextTick(listener, this.trusted);
+  }
+
+  removeCaCertificateListener(listener: grpc.experimental.CaCertificateUpdateListener): void {
+    this.caListeners.delete(listener);
+  }
+
+  addIdentityCertificateListener(listener: grpc.experimental.IdentityCertificateUpdateListener): void {
+    this.identityListeners.add(listener);
+    if (this.identity) process.nextTick(listener, this.identity);
+  }
+
+  removeIdentityCertificateListener(listener: grpc.experimental.IdentityCertificateUpdateListener): void {
+    this.identityListeners.delete(listener);
+  }
+}
