@@ -1,0 +1,86 @@
+import {
+  ReplicationMessage,
+  ReplicationMessage_Operation as Operation,
+  type ReplicationMessage_Response,
+} from '../../gen/isthmus/peering/v1/peering.js';
+import { messageTypeRegistry } from '../../gen/typeRegistry.js';
+import { IsthmusError } from '../../errors.js';
+import type { StreamOpen, ReplicatedResource, ResourceChange } from './types.js';
+import type { ResourceUrl } from './resources.js';
+
+/** Pure builders and decoders for `ReplicationMessage`s. */
+
+const typePrefix = 'type.googleapis.com/';
+
+export function buildOpen(open: StreamOpen): ReplicationMessage {
+  return ReplicationMessage.fromPartial({ payload: { $case: 'open', value: { peerId: open.peerId, streamSecret: open.streamSecret, remote: open.remote } } });
+}
+
+export function buildSubscribe(resourceUrl: string): ReplicationMessage {
+  return ReplicationMessage.fromPartial({ payload: { $case: 'request', value: { resourceUrl } } });
+}
+
+/** The ACK (no error) or NACK of the response with `nonce`. */
+export function buildAck(resourceUrl: string, nonce: string, error?: { code: number; message: string }): ReplicationMessage {
+  return ReplicationMessage.fromPartial({ payload: { $case: 'request', value: { resourceUrl, responseNonce: nonce, error } } });
+}
+
+export function buildResponse(nonce: string, resourceUrl: ResourceUrl, change: ResourceChange): ReplicationMessage {
+  const upsert = change.operation === 'upsert';
+  return {
+    payload: {
+      $case: 'response',
+      value: {
+        nonce,
+        resourceUrl,
+        resourceId: change.resourceId,
+        resource: upsert ? packResource(resourceUrl, change.resource) : undefined,
+        operation: upsert ? Operation.OPERATION_UPSERT : Operation.OPERATION_DELETE,
+      },
+    },
+  };
+}
+
+export const heartbeatMessage: ReplicationMessage = { payload: { $case: 'heartbeat', value: {} } };
+export const terminatedMessage: ReplicationMessage = { payload: { $case: 'terminated', value: {} } };
+
+/** Encodes by the resource URL's type, so a source may emit plain objects without `$type`. */
+function packResource(resourceUrl: ResourceUrl, resource: ReplicatedResource | undefined) {
+  if (!resource) throw new IsthmusError('internal', `upsert of ${resourceUrl} without a resource`);
+  const typeName = resourceUrl.slice(typePrefix.length);
+  if (resource.$type !== undefined && resource.$type !== typeName) {
+    throw new IsthmusError('internal', `a ${resource.$type} cannot be sent as ${resourceUrl}`);
+  }
+  const fns = messageTypeRegistry.get(typeName)!;
+  return { typeUrl: resourceUrl, value: Buffer.from(fns.encode(resource).finish()) };
+}
+
+/**
+ * Turns a received Response into a change for the sink, or throws an IsthmusError
+ * (invalid_argument) that becomes the NACK's message.
+ */
+export function parseResponse(res: ReplicationMessage_Response): ResourceChange {
+  if (!res.resourceId) throw new IsthmusError('invalid_argument', 'response without resource_id', 'resource_id');
+  if (res.operation === Operation.OPERATION_DELETE) return { resourceId: res.resourceId, operation: 'delete' };
+  if (res.operation !== Operation.OPERATION_UPSERT) {
+    throw new IsthmusError('invalid_argument', `unknown operation ${res.operation}`, 'operation');
+  }
+  if (!res.resource) throw new IsthmusError('invalid_argument', 'upsert without resource', 'resource');
+  if (res.resource.typeUrl !== res.resourceUrl) {
+    throw new IsthmusError('invalid_argument', `resource type ${res.resource.typeUrl} does not match resource_url ${res.resourceUrl}`, 'resource');
+  }
+  const fns = messageTypeRegistry.get(res.resourceUrl.slice(typePrefix.length));
+  if (!fns) throw new IsthmusError('invalid_argument', `unknown resource type ${res.resourceUrl}`, 'resource');
+  let resource: ReplicatedResource;
+  try {
+    resource = fns.decode(res.resource.value) as ReplicatedResource;
+  } catch (err) {
+    throw new IsthmusError('invalid_argument', `resource does not decode as ${res.resourceUrl}: ${(err as Error).message}`, 'resource');
+  }
+  return { resourceId: res.resourceId, operation: 'upsert', resource };
+}
+
+/** Which kind of message this is, for protocol errors and logs (never the content). */
+export function payloadKind(msg: ReplicationMessage): string {
+  return msg.payload?.$case ?? 'empty';
+}

@@ -1,0 +1,331 @@
+import type {
+  ReplicationMessage,
+  ReplicationMessage_Request,
+  ReplicationMessage_Response,
+} from '../../gen/isthmus/peering/v1/peering.js';
+import { IsthmusError, grpcStatusOf } from '../../errors.js';
+import type { Logger } from '../../log.js';
+import { Liveness } from './liveness.js';
+import { guardObserver } from './observer.js';
+import { buildAck, buildOpen, buildResponse, buildSubscribe, heartbeatMessage, parseResponse, terminatedMessage } from './messages.js';
+import { exportsOf, importsOf, isResourceUrl, type ResourceUrl, type StreamRole } from './resources.js';
+import {
+  defaultTimings,
+  timingsOf,
+  type ResourceChange,
+  type ResourceSink,
+  type ResourceSource,
+  type StreamObserver,
+  type StreamOpen,
+  type StreamTimings,
+} from './types.js';
+
+/** The two ends of a gRPC stream look alike to a session: messages out, and one way to end. */
+export interface StreamTransport {
+  write(msg: ReplicationMessage): void;
+  /** Ends the stream: gracefully (OK / half-close) when `error` is undefined, else with its status. */
+  end(error?: IsthmusError): void;
+}
+
+/** How a session ended. Only `failed` and `terminated` by the peer reach the observer. */
+export type SessionEnd =
+  | { readonly kind: 'terminated'; readonly by: 'local' | 'peer' }
+  | { readonly kind: 'stopped' }
+  | { readonly kind: 'failed'; readonly error: string };
+
+export interface SessionOptions extends StreamTimings {
+  readonly role: StreamRole;
+  /** For logs and errors. */
+  readonly peeringName: string;
+  readonly source: ResourceSource;
+  readonly sink: ResourceSink;
+  readonly observer: StreamObserver;
+  /** What this side subscribes to (default: `importsOf[role]`). */
+  readonly imports?: readonly ResourceUrl[];
+  /** What the peer may subscribe to (default: `exportsOf[role]`); other subscriptions are ignored. */
+  readonly exports?: readonly ResourceUrl[];
+  /** Dialer: the Open written before anything else. */
+  readonly open?: StreamOpen;
+  readonly logger: Logger;
+}
+
+export interface SessionStats {
+  readonly active: boolean;
+  /** Resource URLs the peer subscribed to. */
+  readonly peerSubscriptions: readonly ResourceUrl[];
+  readonly responsesSent: number;
+  readonly acked: number;
+  readonly nacked: number;
+  /** Responses sent and not yet ACKed or NACKed. */
+  readonly outstanding: number;
+  readonly responsesReceived: number;
+  readonly nacksSent: number;
+  readonly lastNack?: { readonly message: string; readonly at: Date } | undefined;
+}
+
+interface SentResponse {
+  readonly resourceUrl: ResourceUrl;
+  readonly resourceId: string;
+}
+
+type Payload = NonNullable<ReplicationMessage['payload']>;
+type Handlers = { readonly [K in Payload['$case']]: (value: Extract<Payload, { $case: K }>['value']) => void };
+
+class ApplyTimeout extends Error {}
+
+/**
+ * One replication stream after Open, the same at both ends (DESIGN.md §6 "Stream"): subscribes to
+ * what it imports, answers the peer's subscriptions from its source with one Response per change,
+ * applies the peer's responses to its sink in order and ACKs or NACKs each, tracks its own
+ * outstanding nonces, and keeps the heartbeat and silence deadline. It never reconnects: the
+ * dialer starts a new session for that.
+ */
+export class PeerStreamSession {
+  readonly ended: Promise<SessionEnd>;
+  private resolveEnded!: (end: SessionEnd) => void;
+  private readonly timings: Required<StreamTimings>;
+  private readonly liveness: Liveness;
+  private readonly imports: ReadonlySet<ResourceUrl>;
+  private readonly exports: ReadonlySet<ResourceUrl>;
+  private readonly subscriptions = new Map<ResourceUrl, () => void>();
+  private readonly outstanding = new Map<string, SentResponse>();
+  private readonly handlers: Handlers;
+  private readonly observer: Required<StreamObserver>;
+  /** Responses are applied one at a time; each task catches its own errors. */
+  private applyQueue: Promise<void> = Promise.resolve();
+  private nonceCounter = 0;
+  private active = false;
+  private closed = false;
+  private counts = { responsesSent: 0, acked: 0, nacked: 0, responsesReceived: 0, nacksSent: 0 };
+  private lastNack: SessionStats['lastNack'];
+
+  constructor(
+    private readonly opts: SessionOptions,
+    private readonly transport: StreamTransport,
+  ) {
+    this.ended = new Promise((resolve) => (this.resolveEnded = resolve));
+    this.timings = { ...defaultTimings, ...definedOnly(timingsOf(opts)) };
+    this.observer = guardObserver(opts.observer, opts.logger, { peering: opts.peeringName, role: opts.role });
+    this.imports = new Set(opts.imports ?? importsOf[opts.role]);
+    this.exports = new Set(opts.exports ?? exportsOf[opts.role]);
+    this.liveness = new Liveness({
+      intervalMs: this.timings.heartbeatIntervalMs,
+      timeoutMs: this.timings.heartbeatTimeoutMs,
+      // A dialer waits for the acceptor's first message as the sign its Open was accepted.
+      firstTimeoutMs: opts.role === 'dialer' ? this.timings.openTimeoutMs : this.timings.heartbeatTimeoutMs,
+      sendHeartbeat: () => this.write(heartbeatMessage),
+      onSilence: (ms, heardAny) => this.onSilence(ms, heardAny),
+    });
+    this.handlers = {
+      open: () => this.protocolError('Open sent twice'),
+      request: (req) => (req.responseNonce === '' ? this.onSubscribe(req.resourceUrl) : this.onAck(req)),
+      response: (res) => this.enqueue(() => this.applyResponse(res)),
+      heartbeat: () => this.observer.onHeartbeat(new Date()),
+      terminated: () => this.onPeerTerminated(),
+    };
+  }
+
+  get isActive(): boolean {
+    return this.active && !this.closed;
+  }
+
+  /** Whether the stream was ever active (a dialer resets its backoff after such a stream). */
+  get wasActive(): boolean {
+    return this.active;
+  }
+
+  /** Writes the Open (dialer), subscribes to every import and starts heartbeats. */
+  start(): void {
+    if (this.opts.open) this.write(buildOpen(this.opts.open));
+    for (const url of this.imports) this.write(buildSubscribe(url));
+    this.liveness.start();
+    if (this.opts.role === 'acceptor') this.markActive();
+  }
+
+  /** A message from the peer. */
+  receive(msg: ReplicationMessage): void {
+    if (this.closed) return;
+    this.liveness.received();
+    this.observer.onReceive(new Date());
+    const payload = msg.payload;
+    // The acceptor only writes after it verified our Open; a Terminated instead means it was deleted.
+    if (this.opts.role === 'dialer' && payload?.$case !== 'terminated') this.markActive();
+    // A payload this version does not know (a newer peer) decodes as empty: ignore it.
+    if (!payload) return;
+    (this.handlers[payload.$case] as (value: unknown) => void)(payload.value);
+  }
+
+  /** The transport ended or failed underneath (the peer went away, the connection broke). */
+  transportClosed(reason: string): void {
+    this.close({ kind: 'failed', error: reason }, 'none');
+  }
+
+  /** The local side deleted the peering: tell the peer, then end the stream. */
+  terminate(): void {
+    if (this.closed) return;
+    this.write(terminatedMessage);
+    this.close({ kind: 'terminated', by: 'local' }, 'ok');
+  }
+
+  /** Ends the stream without Terminated (shutdown, or the stream was replaced). */
+  stop(error?: IsthmusError): void {
+    this.close({ kind: 'stopped' }, error ?? 'ok');
+  }
+
+  stats(): SessionStats {
+    return {
+      active: this.isActive,
+      peerSubscriptions: [...this.subscriptions.keys()],
+      ...this.counts,
+      outstanding: this.outstanding.size,
+      lastNack: this.lastNack,
+    };
+  }
+
+  private markActive(): void {
+    if (this.active) return;
+    this.active = true;
+    this.opts.logger.info({ peering: this.opts.peeringName, role: this.opts.role }, 'peering stream active');
+    this.observer.onActive();
+  }
+
+  private onSubscribe(url: string): void {
+    if (!isResourceUrl(url) || !this.exports.has(url)) {
+      // A newer peer may ask for types we do not export yet; leaving them unanswered is compatible.
+      this.opts.logger.warn({ peering: this.opts.peeringName, resourceUrl: url }, 'peer subscribed to a resource we do not export');
+      return;
+    }
+    if (this.subscriptions.has(url)) return;
+    this.subscriptions.set(url, () => undefined);
+    try {
+      const unsubscribe = this.opts.source.subscribe(url, (change) => this.sendChange(url, change));
+      if (this.closed) unsubscribe();
+      else this.subscriptions.set(url, unsubscribe);
+    } catch (err) {
+      const message = `exporting ${url} failed: ${IsthmusError.from(err).message}`;
+      this.close({ kind: 'failed', error: message }, new IsthmusError('internal', message));
+    }
+  }
+
+  private sendChange(url: ResourceUrl, change: ResourceChange): void {
+    if (this.closed) return;
+    const nonce = String(++this.nonceCounter);
+    let msg: ReplicationMessage;
+    try {
+      msg = buildResponse(nonce, url, change);
+    } catch (err) {
+      this.opts.logger.error({ peering: this.opts.peeringName, resourceUrl: url, resourceId: change.resourceId, error: (err as Error).message }, 'peering resource not sent');
+      return;
+    }
+    this.outstanding.set(nonce, { resourceUrl: url, resourceId: change.resourceId });
+    this.counts.responsesSent++;
+    this.write(msg);
+  }
+
+  private onAck(req: ReplicationMessage_Request): void {
+    const sent = this.outstanding.get(req.responseNonce);
+    // Unknown nonces (never sent, or already settled) carry nothing to record.
+    if (!sent) return;
+    this.outstanding.delete(req.responseNonce);
+    if (!req.error) {
+      this.counts.acked++;
+      return;
+    }
+    this.counts.nacked++;
+    this.lastNack = { message: req.error.message, at: new Date() };
+    this.opts.logger.warn(
+      { peering: this.opts.peeringName, resourceUrl: sent.resourceUrl, resourceId: sent.resourceId, nonce: req.responseNonce, error: req.error.message },
+      'peer rejected a replicated resource',
+    );
+    this.observer.onNack(req.error.message, { ...sent, nonce: req.responseNonce, code: req.error.code });
+  }
+
+  private enqueue(task: () => Promise<void>): void {
+    this.applyQueue = this.applyQueue.then(task);
+  }
+
+  /** Applies one response to the sink and ACKs it, or NACKs it with the reason. */
+  private async applyResponse(res: ReplicationMessage_Response): Promise<void> {
+    if (this.closed) return;
+    this.counts.responsesReceived++;
+    let error: IsthmusError | undefined;
+    try {
+      if (!isResourceUrl(res.resourceUrl) || !this.imports.has(res.resourceUrl)) {
+        throw new IsthmusError('invalid_argument', `not subscribed to ${res.resourceUrl || '(empty resource_url)'}`, 'resource_url');
+      }
+      const url = res.resourceUrl;
+      const change = parseResponse(res);
+      await this.withApplyDeadline(async () => this.opts.sink.apply(url, change));
+    } catch (err) {
+      if (err instanceof ApplyTimeout) {
+        const message = `applying ${res.resourceUrl} ${res.resourceId} took longer than ${this.timings.applyTimeoutMs} ms`;
+        this.close({ kind: 'failed', error: message }, new IsthmusError('unavailable', message));
+        return;
+      }
+      error = IsthmusError.from(err);
+    }
+    if (this.closed) return;
+    if (error) {
+      this.counts.nacksSent++;
+      this.opts.logger.warn({ peering: this.opts.peeringName, resourceUrl: res.resourceUrl, resourceId: res.resourceId, error: error.message }, 'replicated resource rejected');
+    }
+    this.write(buildAck(res.resourceUrl, res.nonce, error && { code: grpcStatusOf(error), message: error.message }));
+  }
+
+  private async withApplyDeadline(apply: () => Promise<void>): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_resolve, reject) => {
+      timer = setTimeout(() => reject(new ApplyTimeout()), this.timings.applyTimeoutMs);
+    });
+    try {
+      await Promise.race([apply(), timeout]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  private onPeerTerminated(): void {
+    this.opts.logger.info({ peering: this.opts.peeringName, role: this.opts.role }, 'peer terminated the peering');
+    this.close({ kind: 'terminated', by: 'peer' }, 'ok');
+  }
+
+  private onSilence(ms: number, heardAny: boolean): void {
+    const message = heardAny || this.opts.role === 'acceptor' ? `no heartbeat for ${ms} ms` : `no answer to Open within ${ms} ms`;
+    this.close({ kind: 'failed', error: message }, new IsthmusError('unavailable', message));
+  }
+
+  private protocolError(message: string): void {
+    this.close({ kind: 'failed', error: `protocol error: ${message}` }, new IsthmusError('invalid_argument', message));
+  }
+
+  private write(msg: ReplicationMessage): void {
+    if (this.closed) return;
+    this.transport.write(msg);
+    this.observer.onSend(new Date());
+  }
+
+  /**
+   * Stops everything at once (queued responses are no longer applied), ends the transport, then
+   * reports the end once a response being applied has finished, so an observer that drops imports
+   * on `onTerminated` never races a late apply.
+   */
+  private close(end: SessionEnd, transportEnd: 'ok' | 'none' | IsthmusError): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.liveness.stop();
+    for (const unsubscribe of this.subscriptions.values()) unsubscribe();
+    if (transportEnd !== 'none') this.transport.end(transportEnd === 'ok' ? undefined : transportEnd);
+    const log = { peering: this.opts.peeringName, role: this.opts.role, end: end.kind, error: end.kind === 'failed' ? end.error : undefined };
+    this.opts.logger.info(log, 'peering stream ended');
+    void this.applyQueue.then(() => {
+      if (end.kind === 'failed') this.observer.onFailing(end.error);
+      else if (end.kind === 'terminated' && end.by === 'peer') this.observer.onTerminated();
+      this.resolveEnded(end);
+    });
+  }
+}
+
+/** Settings with `undefined` values dropped, so they do not override defaults. */
+function definedOnly(timings: StreamTimings): StreamTimings {
+  return Object.fromEntries(Object.entries(timings).filter(([, v]) => v !== undefined));
+}
