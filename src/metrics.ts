@@ -78,8 +78,49 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  /** One row per peering, read at scrape time by the isthmus_peering_* gauges (set by the server). */
+  peeringRows: () => readonly PeeringMetricRow[] = () => [];
+
+  readonly peeringHealthy = this.peeringGauge('isthmus_peering_healthy', 'Whether the peering is ACTIVE with a fresh heartbeat (1) or not (0).', (r) => (r.healthy ? 1 : 0));
+
+  readonly peeringExportedServices = this.peeringGauge('isthmus_peering_exported_services', 'Services exported to the peer.', (r) => r.exportedServices);
+
+  readonly peeringImportedServices = this.peeringGauge('isthmus_peering_imported_services', 'Services imported from the peer.', (r) => r.importedServices);
+
+  readonly peeringHeartbeatAge = this.peeringGauge(
+    'isthmus_peering_last_heartbeat_age_seconds',
+    'Seconds since the last heartbeat from the peer (absent until one arrives).',
+    (r) => r.lastHeartbeatAgeSeconds,
+  );
+
   constructor(opts: { defaultMetrics?: boolean; version?: string } = {}) {
     if (opts.defaultMetrics) collectDefaultMetrics({ register: this.registry });
     this.buildInfo.set({ version: opts.version ?? '0.0.0', node_version: process.version }, 1);
   }
+
+  /** A gauge labelled by `peer_name` only, recomputed from `peeringRows` at every scrape. */
+  private peeringGauge(name: string, help: string, value: (row: PeeringMetricRow) => number | undefined): Gauge<'peer_name'> {
+    const rows = () => this.peeringRows();
+    return new Gauge({
+      name,
+      help,
+      labelNames: ['peer_name'] as const,
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        for (const row of rows()) {
+          const v = value(row);
+          if (v !== undefined) this.set({ peer_name: row.peerName }, v);
+        }
+      },
+    });
+  }
+}
+
+export interface PeeringMetricRow {
+  readonly peerName: string;
+  readonly healthy: boolean;
+  readonly exportedServices: number;
+  readonly importedServices: number;
+  readonly lastHeartbeatAgeSeconds: number | undefined;
 }

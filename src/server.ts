@@ -17,16 +17,27 @@ import { type CertificateAuthority, openCa } from './ca/index.js';
 import { type ProxyTokens, openProxyTokens, xdsAuthorizer } from './acl/index.js';
 import { registerCaRoutes } from './api/ca-routes.js';
 import { registerAclRoutes } from './api/acl-routes.js';
+import { registerPeeringRoutes } from './api/peering-routes.js';
+import { Peerings, type LocalPeeringInfo } from './peering/peerings.js';
+import { PeeringServer } from './peering/server.js';
+import { establishPeering } from './peering/establish.js';
+import { heartbeatAgeSeconds, isHealthy } from './peering/types.js';
+import { peeringServerName } from './mesh/names.js';
 
 export interface RunningServer {
   readonly httpPort: number;
   readonly xdsPort: number;
+  readonly peeringPort: number;
   /** Services, health and config entries (what the snapshot layer reads). */
   readonly catalog: Catalog;
   /** The cluster's built-in CA (roots, leaves, rotation events). */
   readonly ca: CertificateAuthority;
   /** Keeps every registered proxy's xDS view current (tests await `snapshots.settled()`). */
   readonly snapshots: SnapshotManager;
+  /** Peering records and secrets (tokens, exchange, stream status, events). */
+  readonly peerings: Peerings;
+  /** The TLS peering port (ExchangeSecret; the stream engine plugs in with `setStreamHandler`). */
+  readonly peeringServer: PeeringServer;
   /** Graceful stop: readiness fails at once, then xDS streams, HTTP and the store are closed. */
   stop(): Promise<void>;
 }
@@ -42,30 +53,33 @@ interface Parts {
   tokens?: ProxyTokens;
   xds?: XdsServer;
   snapshots?: SnapshotManager;
+  peerings?: Peerings;
+  peeringServer?: PeeringServer;
   http?: FastifyInstance;
   shuttingDown: boolean;
 }
 
 /**
  * The composition root of `isthmus server`. Signal handling belongs to the caller (the CLI), so
- * tests can run several servers in one process. The peering port is validated but not bound yet.
+ * tests can run several servers in one process.
  */
 export async function startServer(config: ServerConfig, opts: { logger?: Logger } = {}): Promise<RunningServer> {
   const logger = opts.logger ?? createLogger(config.logLevel);
   const parts: Parts = { shuttingDown: false };
   try {
-    const { httpPort, xdsPort } = await startParts(config, logger, parts);
-    logStarted(logger, config, httpPort, xdsPort);
+    const { httpPort, xdsPort, peeringPort } = await startParts(config, logger, parts);
+    logStarted(logger, config, httpPort, xdsPort, peeringPort);
     let stopping: Promise<void> | undefined;
     const stop = (): Promise<void> => (stopping ??= stopParts(parts, logger));
-    return { httpPort, xdsPort, catalog: parts.catalog!, ca: parts.ca!, snapshots: parts.snapshots!, stop };
+    const { catalog, ca, snapshots, peerings, peeringServer } = parts as Required<Parts>;
+    return { httpPort, xdsPort, peeringPort, catalog, ca, snapshots, peerings, peeringServer, stop };
   } catch (err) {
     await stopParts(parts, logger).catch(() => undefined);
     throw err;
   }
 }
 
-async function startParts(config: ServerConfig, logger: Logger, parts: Parts): Promise<{ httpPort: number; xdsPort: number }> {
+async function startParts(config: ServerConfig, logger: Logger, parts: Parts): Promise<{ httpPort: number; xdsPort: number; peeringPort: number }> {
   const metrics = new Metrics({ defaultMetrics: true, version: isthmusVersion() });
   const exposure = httpExposureProblem(config);
   if (exposure) throw new IsthmusError('failed_precondition', exposure);
@@ -93,6 +107,7 @@ async function startParts(config: ServerConfig, logger: Logger, parts: Parts): P
   });
   parts.snapshots.start();
   const xdsPort = await xds.listen(formatHostPort(config.xdsAddr));
+  const peeringPort = await startPeering(config, logger, parts, metrics);
   const http = createHttpApi({ logger, metrics, health: healthOf(parts), xds });
   parts.http = http;
   installHttpAuth(http, config.httpToken);
@@ -100,10 +115,57 @@ async function startParts(config: ServerConfig, logger: Logger, parts: Parts): P
   registerConfigRoutes(http, parts.catalog);
   registerCaRoutes(http, parts.ca);
   registerAclRoutes(http, parts.tokens);
+  const peerings = parts.peerings!;
+  const ca = parts.ca;
+  const establishLogger = logger.child({ component: 'peering' });
+  registerPeeringRoutes(http, {
+    peerings,
+    catalog: parts.catalog,
+    establish: (input) => establishPeering({ peerings, ca, datacenter: config.datacenter, logger: establishLogger }, input),
+  });
   await http.listen({ host: config.httpAddr.host, port: config.httpAddr.port });
   const address = http.server.address();
   const httpPort = typeof address === 'object' && address !== null ? address.port : config.httpAddr.port;
-  return { httpPort, xdsPort };
+  return { httpPort, xdsPort, peeringPort };
+}
+
+/** Opens the peering records, serves the peering port and feeds the isthmus_peering_* gauges. */
+async function startPeering(config: ServerConfig, logger: Logger, parts: Parts, metrics: Metrics): Promise<number> {
+  const ca = parts.ca!;
+  const peeringLogger = logger.child({ component: 'peering' });
+  let boundPort = config.peeringAddr.port;
+  const local: LocalPeeringInfo = {
+    datacenter: config.datacenter,
+    partition: 'default',
+    serverName: peeringServerName(ca.trustDomain, config.datacenter),
+    rootPems: () => ca.roots().roots.map((r) => r.certPem),
+    serverAddresses: () => advertisedPeeringAddresses(config, boundPort),
+  };
+  const peerings = await Peerings.open(parts.store!, { local, logger: peeringLogger });
+  parts.peerings = peerings;
+  // The stream engine's deletion hook (telling the peer) goes in before this.
+  peerings.resumeDeletions();
+  parts.peeringServer = new PeeringServer({ peerings, ca, datacenter: config.datacenter, logger: peeringLogger });
+  boundPort = await parts.peeringServer.listen(formatHostPort(config.peeringAddr));
+  metrics.peeringRows = () => {
+    const now = Date.now();
+    return peerings.list().map((p) => ({
+      peerName: p.Name,
+      healthy: isHealthy(p, now),
+      exportedServices: p.StreamStatus.ExportedServices.length,
+      importedServices: p.StreamStatus.ImportedServices.length,
+      lastHeartbeatAgeSeconds: heartbeatAgeSeconds(p, now),
+    }));
+  };
+  return boundPort;
+}
+
+/** `--advertise-addr`, else the bound peering address unless it is a wildcard (not dialable). */
+function advertisedPeeringAddresses(config: ServerConfig, boundPort: number): string[] {
+  if (config.advertiseAddr) return [formatHostPort(config.advertiseAddr)];
+  const host = config.peeringAddr.host;
+  if (host === '0.0.0.0' || host === '::') return [];
+  return [formatHostPort(config.peeringAddr, boundPort)];
 }
 
 /** Ready = the store is open, xDS is listening and no shutdown has begun. */
@@ -118,7 +180,7 @@ function healthOf(parts: Parts): Health {
   return { ready: () => notReady().length === 0, notReady };
 }
 
-function logStarted(logger: Logger, config: ServerConfig, httpPort: number, xdsPort: number): void {
+function logStarted(logger: Logger, config: ServerConfig, httpPort: number, xdsPort: number, peeringPort: number): void {
   logger.info(
     {
       version: isthmusVersion(),
@@ -126,8 +188,10 @@ function logStarted(logger: Logger, config: ServerConfig, httpPort: number, xdsP
       dataDir: config.dataDir,
       httpAddr: formatHostPort(config.httpAddr, httpPort),
       xdsAddr: formatHostPort(config.xdsAddr, xdsPort),
+      peeringAddr: formatHostPort(config.peeringAddr, peeringPort),
       httpPort,
       xdsPort,
+      peeringPort,
     },
     'server started',
   );
@@ -140,12 +204,14 @@ function logStarted(logger: Logger, config: ServerConfig, httpPort: number, xdsP
 async function stopParts(parts: Parts, logger: Logger): Promise<void> {
   parts.shuttingDown = true;
   logger.info('server stopping');
-  const { xds, http, catalog, ca, tokens, store, snapshots } = parts;
+  const { xds, http, catalog, ca, tokens, store, snapshots, peerings, peeringServer } = parts;
   const steps: [string, (() => Promise<void>) | undefined][] = [
     ['xds', xds && (() => xds.shutdown(xdsGraceMs))],
+    ['peering server', peeringServer && (() => peeringServer.shutdown(xdsGraceMs))],
     ['snapshots', snapshots && (() => snapshots.stop())],
     ['http', http && (() => http.close())],
     ['catalog', catalog && (() => catalog.close())],
+    ['peerings', peerings && (() => peerings.close())],
     ['ca', ca && (() => ca.close())],
     ['acl', tokens && (async () => tokens.close())],
     ['store', store && (() => store.close())],

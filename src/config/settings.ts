@@ -8,7 +8,7 @@ export interface ServerConfig {
   readonly datacenter: string;
   readonly httpAddr: HostPort;
   readonly xdsAddr: HostPort;
-  /** Validated now, served by the peering work (not bound yet). */
+  /** The peering port: gRPC over TLS for the servers of peered clusters (src/peering/server.ts). */
   readonly peeringAddr: HostPort;
   readonly logLevel: LevelWithSilent;
   readonly xdsMaxStreams: number;
@@ -22,6 +22,8 @@ export interface ServerConfig {
   readonly httpToken: string | undefined;
   /** Allows a non-loopback HTTP address without a token. */
   readonly insecureHttp: boolean;
+  /** The peering address put into tokens (`ServerAddresses`); default: the bound peering address. */
+  readonly advertiseAddr: HostPort | undefined;
 }
 
 /** A parsed value, or what is wrong with the raw one (the caller prefixes the setting's name). */
@@ -60,6 +62,12 @@ function parseDatacenter(raw: unknown): ParseResult<string> {
 function parseAddr(raw: unknown): ParseResult<HostPort> {
   const addr = typeof raw === 'string' ? parseHostPort(raw) : undefined;
   return addr ? ok(addr) : bad(`${show(raw)} is not HOST:PORT (port 0-65535)`);
+}
+
+function parseOptionalDialAddr(raw: unknown): ParseResult<HostPort | undefined> {
+  if (raw === '' || raw === undefined) return ok(undefined);
+  const addr = typeof raw === 'string' ? parseHostPort(raw) : undefined;
+  return addr && addr.port > 0 ? ok(addr) : bad(`${show(raw)} is not HOST:PORT (port 1-65535)`);
 }
 
 function parseLogLevel(raw: unknown): ParseResult<LevelWithSilent> {
@@ -132,6 +140,7 @@ export const serverSettings: SettingsTable = {
   httpToken: spec('--http-token', 'TOKEN', '', 'token that HTTP API writes and peering/secret reads must carry (Authorization: Bearer or X-Isthmus-Token)', parseHttpToken),
   // No value name: a boolean flag (`--insecure-http`), "true"/"false" in env and file.
   insecureHttp: spec('--insecure-http', '', 'false', 'allow a non-loopback --http-addr without --http-token', parseFlag),
+  advertiseAddr: spec('--advertise-addr', 'HOST:PORT', '', 'peering address other clusters dial, put into peering tokens (default: the bound --peering-addr)', parseOptionalDialAddr),
 };
 
 export const settingKeys = Object.keys(serverSettings) as (keyof ServerConfig)[];

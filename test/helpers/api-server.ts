@@ -20,7 +20,7 @@ export interface ApiResponse {
 
 export async function startApiServer(opts: { dataDir?: string; flags?: Record<string, unknown> } = {}): Promise<ApiServer> {
   const dataDir = opts.dataDir ?? tempDir('isthmus-data-');
-  const flags = { dataDir, httpAddr: '127.0.0.1:0', xdsAddr: '127.0.0.1:0', ...opts.flags };
+  const flags = { dataDir, httpAddr: '127.0.0.1:0', xdsAddr: '127.0.0.1:0', peeringAddr: '127.0.0.1:0', ...opts.flags };
   const server = await startServer(loadServerConfig({ flags, env: {} }), { logger: silentLogger() });
   const base = `http://127.0.0.1:${server.httpPort}`;
   return {

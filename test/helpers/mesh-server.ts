@@ -31,7 +31,7 @@ export interface MeshServer {
 export async function startMeshServer(flags: Record<string, string> = {}): Promise<MeshServer> {
   const dataDir = mkdtempSync(join(tmpdir(), 'isthmus-mesh-'));
   const config = loadServerConfig({
-    flags: { dataDir, httpAddr: '127.0.0.1:0', xdsAddr: '127.0.0.1:0', coalesceMs: '20', ...flags },
+    flags: { dataDir, httpAddr: '127.0.0.1:0', xdsAddr: '127.0.0.1:0', peeringAddr: '127.0.0.1:0', coalesceMs: '20', ...flags },
     env: {},
   });
   const server = await startServer(config, { logger: silentLogger() });

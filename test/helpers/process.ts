@@ -89,7 +89,7 @@ export async function runCli(args: readonly string[], opts: SpawnOptions = {}): 
  */
 export async function startServerProcess(args: readonly string[] = [], opts: SpawnOptions = {}): Promise<ServerProcess> {
   const dataDir = tempDir('isthmus-data-');
-  const fullArgs = ['server', '--http-addr', '127.0.0.1:0', '--xds-addr', '127.0.0.1:0', '--data-dir', dataDir, ...args];
+  const fullArgs = ['server', '--http-addr', '127.0.0.1:0', '--xds-addr', '127.0.0.1:0', '--peering-addr', '127.0.0.1:0', '--data-dir', dataDir, ...args];
   const proc = spawnCli(fullArgs, opts);
   const started = await withDeadline(startedLine(proc), { timeoutMs: opts.timeoutMs ?? 20_000, what: 'the "server started" log line' }).catch(
     (err: unknown) => {

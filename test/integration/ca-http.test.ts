@@ -16,7 +16,7 @@ afterAll(cleanupProcesses);
 const httpToken = 'test-http-token-0123456789';
 
 async function start(flags: Record<string, string> = {}): Promise<RunningServer> {
-  const config = loadServerConfig({ flags: { dataDir: tempDir(), httpAddr: '127.0.0.1:0', xdsAddr: '127.0.0.1:0', ...flags }, env: {} });
+  const config = loadServerConfig({ flags: { dataDir: tempDir(), httpAddr: '127.0.0.1:0', xdsAddr: '127.0.0.1:0', peeringAddr: '127.0.0.1:0', ...flags }, env: {} });
   const server = await startServer(config, { logger: silentLogger() });
   servers.push(server);
   return server;

@@ -128,7 +128,7 @@ describe('isthmus CLI errors', () => {
     await new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', resolve));
     try {
       const port = (blocker.address() as { port: number }).port;
-      const res = await runCli(['server', '--http-addr', `127.0.0.1:${port}`, '--xds-addr', '127.0.0.1:0', '--data-dir', tempDir()]);
+      const res = await runCli(['server', '--http-addr', `127.0.0.1:${port}`, '--xds-addr', '127.0.0.1:0', '--peering-addr', '127.0.0.1:0', '--data-dir', tempDir()]);
       expect(res.code).toBe(1);
       expect(res.stderr).toMatch(/^isthmus: .*EADDRINUSE.*\n$/);
     } finally {
@@ -182,7 +182,7 @@ describe('HTTP API (in process)', () => {
   });
 
   it('startServer binds port 0, is ready, and stop() closes everything', async () => {
-    const config = loadServerConfig({ flags: { dataDir: tempDir(), httpAddr: '127.0.0.1:0', xdsAddr: '127.0.0.1:0' }, env: {} });
+    const config = loadServerConfig({ flags: { dataDir: tempDir(), httpAddr: '127.0.0.1:0', xdsAddr: '127.0.0.1:0', peeringAddr: '127.0.0.1:0' }, env: {} });
     const server = await startServer(config, { logger: silentLogger() });
     const url = `http://127.0.0.1:${server.httpPort}/readyz`;
     expect((await fetch(url)).status).toBe(200);

@@ -86,7 +86,7 @@ describe('xDS admission with proxy tokens (xDS server + token index)', () => {
 
 describe('xDS auth in the server (startServer)', () => {
   async function start(dataDir: string, flags: Record<string, string> = {}, logger = silentLogger()): Promise<RunningServer> {
-    const config = loadServerConfig({ flags: { dataDir, httpAddr: '127.0.0.1:0', xdsAddr: '127.0.0.1:0', ...flags }, env: {} });
+    const config = loadServerConfig({ flags: { dataDir, httpAddr: '127.0.0.1:0', xdsAddr: '127.0.0.1:0', peeringAddr: '127.0.0.1:0', ...flags }, env: {} });
     const server = await startServer(config, { logger });
     cleanups.push(() => server.stop());
     return server;

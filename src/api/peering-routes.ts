@@ -1,0 +1,138 @@
+import type { FastifyInstance } from 'fastify';
+import type { Catalog } from '../catalog/catalog.js';
+import { IsthmusError } from '../errors.js';
+import type { EstablishInput } from '../peering/establish.js';
+import type { Peerings } from '../peering/peerings.js';
+import { orThrow, parseEstablishRequest, parseGenerateTokenRequest } from '../peering/requests.js';
+import { encodeToken } from '../peering/token.js';
+import { type Peering, type PeeringState, defaultHealthyWindowMs, isHealthy } from '../peering/types.js';
+import { acceptJsonBodies } from './json-body.js';
+
+export interface PeeringRoutesDeps {
+  readonly peerings: Pick<Peerings, 'generateToken' | 'list' | 'read' | 'delete'>;
+  /** Dialer side of `POST /v1/peering/establish` (src/peering/establish.ts). */
+  establish(input: EstablishInput): Promise<Peering>;
+  readonly catalog: Pick<Catalog, 'configEntry' | 'allInstances'>;
+  readonly now?: () => number;
+  readonly healthyWindowMs?: number;
+}
+
+/** A peering in Consul's `api.Peering` JSON, plus LastError, LastNack and Healthy. Never a secret. */
+export interface PeeringJson {
+  readonly ID: string;
+  readonly Name: string;
+  readonly State: PeeringState;
+  readonly PeerID: string;
+  readonly PeerServerName: string;
+  readonly PeerServerAddresses: readonly string[];
+  readonly PeerCAPems: readonly string[];
+  readonly Meta: Readonly<Record<string, string>>;
+  readonly Remote: { readonly Partition: string; readonly Datacenter: string };
+  readonly StreamStatus: {
+    readonly ImportedServices: readonly string[];
+    readonly ExportedServices: readonly string[];
+    readonly LastHeartbeat: string | null;
+    readonly LastReceive: string | null;
+    readonly LastSend: string | null;
+    readonly LastError: string;
+    readonly LastNack: string;
+  };
+  readonly Healthy: boolean;
+  readonly CreateIndex: number;
+  readonly ModifyIndex: number;
+  readonly DeletedAt?: string;
+}
+
+/** `GET /v1/exported-services`: Consul's resolved shape. */
+export interface ExportedServiceJson {
+  readonly Service: string;
+  readonly Consumers: { readonly Peers: readonly string[] };
+}
+
+export function peeringJson(p: Peering, now: number, healthyWindowMs = defaultHealthyWindowMs): PeeringJson {
+  const s = p.StreamStatus;
+  const json: PeeringJson = {
+    ID: p.ID,
+    Name: p.Name,
+    State: p.State,
+    PeerID: p.PeerID,
+    PeerServerName: p.PeerServerName,
+    PeerServerAddresses: p.PeerServerAddresses,
+    PeerCAPems: p.PeerCAPems,
+    Meta: p.Meta,
+    Remote: { Partition: p.Remote.Partition, Datacenter: p.Remote.Datacenter },
+    StreamStatus: {
+      ImportedServices: s.ImportedServices,
+      ExportedServices: s.ExportedServices,
+      LastHeartbeat: s.LastHeartbeat ?? null,
+      LastReceive: s.LastReceive ?? null,
+      LastSend: s.LastSend ?? null,
+      LastError: s.LastError ?? '',
+      LastNack: s.LastNack ?? '',
+    },
+    Healthy: isHealthy(p, now, healthyWindowMs),
+    CreateIndex: p.CreateIndex,
+    ModifyIndex: p.ModifyIndex,
+  };
+  return p.DeletedAt ? { ...json, DeletedAt: p.DeletedAt } : json;
+}
+
+type NameParams = { Params: { name: string } };
+
+/**
+ * Consul's peering API: `POST /v1/peering/token` → `{PeeringToken}`, `POST /v1/peering/establish`
+ * → `{}`, `GET /v1/peerings`, `GET|DELETE /v1/peering/:name` (404 when unknown; DELETE answers at
+ * once, the peering shows DELETING until the peer is told), `GET /v1/exported-services`. With
+ * `--http-token`, every one of them needs it (src/api/auth.ts) except exported-services.
+ */
+export function registerPeeringRoutes(app: FastifyInstance, deps: PeeringRoutesDeps): void {
+  const now = deps.now ?? Date.now;
+  const json = (p: Peering) => peeringJson(p, now(), deps.healthyWindowMs);
+  const found = (name: string): Peering => {
+    const p = deps.peerings.read(name);
+    if (!p) throw new IsthmusError('not_found', `peering ${JSON.stringify(name)} not found`);
+    return p;
+  };
+  void app.register(async (scope) => {
+    acceptJsonBodies(scope);
+    scope.post('/v1/peering/token', async (request) => {
+      const { token } = await deps.peerings.generateToken(orThrow(parseGenerateTokenRequest(request.body)));
+      return { PeeringToken: encodeToken(token) };
+    });
+    scope.post('/v1/peering/establish', async (request) => {
+      await deps.establish(orThrow(parseEstablishRequest(request.body)));
+      return {};
+    });
+    scope.get('/v1/peerings', async () => deps.peerings.list().map(json));
+    scope.get<NameParams>('/v1/peering/:name', async (request) => json(found(request.params.name)));
+    scope.delete<NameParams>('/v1/peering/:name', async (request) => {
+      found(request.params.name);
+      await deps.peerings.delete(request.params.name);
+      return {};
+    });
+    scope.get('/v1/exported-services', async () => exportedServices(deps.catalog));
+  });
+}
+
+/**
+ * The `exported-services` entry resolved against the catalog: `*` stands for every registered
+ * service (sidecars and gateways are not exported by name), consumers merged, sorted.
+ */
+export function exportedServices(catalog: PeeringRoutesDeps['catalog']): ExportedServiceJson[] {
+  const entry = catalog.configEntry('exported-services', 'default');
+  if (!entry) return [];
+  const registered = new Set(catalog.allInstances().filter((i) => i.kind === 'typical' && i.namespace === 'default').map((i) => i.name));
+  const peers = new Map<string, Set<string>>();
+  for (const service of entry.services) {
+    if (service.namespace !== 'default') continue;
+    const names = service.name === '*' ? [...registered] : [service.name];
+    for (const name of names) {
+      const set = peers.get(name) ?? new Set<string>();
+      for (const c of service.consumers) set.add(c.peer);
+      peers.set(name, set);
+    }
+  }
+  return [...peers]
+    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+    .map(([Service, set]) => ({ Service, Consumers: { Peers: [...set].sort() } }));
+}
