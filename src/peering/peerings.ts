@@ -243,15 +243,18 @@ export class Peerings {
    * Acceptor, for the stream engine's `Open`: the peering whose ID is `peerId` if `streamSecret`
    * is its active or pending stream secret (compared in constant time); else permission_denied and
    * nothing changes. Opening with the pending secret makes it the active one. Returns the record in
-   * whatever state it is (DELETING and TERMINATED included: the caller decides).
+   * whatever state it is (DELETING and TERMINATED included: the caller decides). `check` runs after
+   * the secret matched and before anything is written: throw from it (e.g. a client certificate
+   * that does not chain to `PeerCAPems`) to refuse with nothing changed.
    */
-  async verifyStream(peerId: string, streamSecret: string): Promise<Peering> {
+  async verifyStream(peerId: string, streamSecret: string, check?: (peering: Peering) => void): Promise<Peering> {
     const known = this.byId(peerId);
     const secrets = known ? await this.store.get<JsonValue>(secretsKey(known.ID)) as unknown as PeeringSecrets | undefined : undefined;
     const acceptor = secrets?.role === 'acceptor' ? secrets : undefined;
     const active = secretMatches(streamSecret, acceptor?.activeStreamSha256);
     const pending = secretMatches(streamSecret, acceptor?.pendingStreamSha256);
     if (!known || !acceptor || !(active || pending)) throw badStreamSecret();
+    check?.(known);
     if (pending) await this.promotePendingSecret(known.ID, acceptor.pendingStreamSha256!);
     return this.byName.get(known.Name) ?? known;
   }

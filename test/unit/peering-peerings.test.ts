@@ -130,7 +130,13 @@ describe('Peerings: acceptor', () => {
     await peerings.verifyStream(peering.ID, oldSecret);
 
     const { streamSecret: newSecret } = await exchange(peerings, again);
-    // Until the new secret opens a stream, both are valid; then only the new one.
+    // Until the new secret opens a stream, both are valid; then only the new one. A refusal by the
+    // caller's check (client certificate) promotes nothing.
+    await peerings.verifyStream(peering.ID, oldSecret);
+    const refuse = () => {
+      throw new IsthmusError('permission_denied', 'client certificate does not chain to the pinned roots');
+    };
+    await expect(peerings.verifyStream(peering.ID, newSecret, refuse)).rejects.toMatchObject({ code: 'permission_denied' });
     await peerings.verifyStream(peering.ID, oldSecret);
     await peerings.verifyStream(peering.ID, newSecret);
     await expect(peerings.verifyStream(peering.ID, oldSecret)).rejects.toMatchObject({ code: 'permission_denied' });
