@@ -6,12 +6,13 @@ import { registerServicesCommand } from './services-command.js';
 import { registerConfigCommand } from './config-command.js';
 import { registerCaCommand } from './ca-command.js';
 import { registerAclCommand } from './acl-command.js';
+import { registerPeeringCommand } from './peering-command.js';
 
 /**
  * The `isthmus` command tree. Each command lives in its own `*-command.ts` exporting a
  * `register*Command(program)`; add new ones to `commands` below.
  */
-const commands: readonly ((program: Command) => void)[] = [registerServerCommand, registerEnvoyCommand, registerServicesCommand, registerConfigCommand, registerCaCommand, registerAclCommand];
+const commands: readonly ((program: Command) => void)[] = [registerServerCommand, registerEnvoyCommand, registerServicesCommand, registerConfigCommand, registerCaCommand, registerAclCommand, registerPeeringCommand];
 
 export function buildProgram(): Command {
   const program = new Command('isthmus')

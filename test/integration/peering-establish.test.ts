@@ -17,7 +17,7 @@ import { peeringIdentity } from '../../src/peering/server.js';
 import { type PeeringToken, encodeToken, parseToken } from '../../src/peering/token.js';
 import { type RunningServer, startServer } from '../../src/server.js';
 import type { PeeringJson } from '../../src/api/peering-routes.js';
-import { cleanupProcesses, tempDir } from '../helpers/process.js';
+import { cleanupProcesses, runCli, tempDir } from '../helpers/process.js';
 import { waitFor, withDeadline } from '../helpers/wait.js';
 
 interface Cluster {
@@ -362,5 +362,47 @@ describe('the peering port\'s certificate', () => {
     // And establishing against the rotated cluster works with a fresh token.
     const token = await tokenFor(rotating, 'cluster-b');
     expect((await establish(b, 'cluster-r', token)).status).toBe(200);
+  });
+});
+
+describe('isthmus peering CLI', () => {
+  const cli = (c: Cluster, args: string[]) => runCli(['peering', ...args, '--http-addr', `127.0.0.1:${c.server.httpPort}`]);
+
+  it('generate-token prints the token and the next command; establish, list, read, exported-services, delete', async () => {
+    const gen = await cli(a, ['generate-token', '--name', 'cluster-b', '--meta', 'team=core']);
+    expect(gen.code, gen.stderr).toBe(0);
+    const token = gen.stdout.trim();
+    expect(parseToken(token).ok).toBe(true);
+    expect(gen.stderr).toBe(`Next, on the other cluster run:\n  isthmus peering establish --name dc-a --peering-token ${token}\n`);
+
+    const est = await cli(b, ['establish', '--name', 'dc-a', '--peering-token', token]);
+    expect(est.code, est.stderr).toBe(0);
+    expect(est.stdout).toMatch(/^Peering "dc-a" established with server\.dc-a\.peering\..*; state ESTABLISHING/);
+
+    const list = await cli(b, ['list']);
+    expect(list.stdout.split('\n')[0]).toMatch(/^NAME\s+STATE\s+HEALTHY\s+REMOTE DC\s+IMPORTED\s+EXPORTED$/);
+    expect(list.stdout).toMatch(/dc-a\s+ESTABLISHING\s+no\s+dc-a\s+0\s+0/);
+    const json = await cli(a, ['read', '--name', 'cluster-b', '--format', 'json']);
+    expect(JSON.parse(json.stdout)).toMatchObject({ Name: 'cluster-b', Meta: { team: 'core' }, PeerCAPems: rootsOf(b) });
+    const read = await cli(a, ['read', '--name', 'cluster-b']);
+    expect(read.stdout).toMatch(/^Name:\s+cluster-b$/m);
+    expect(read.stdout).toMatch(/^Peer CA roots:\s+1$/m);
+    expect((await cli(a, ['exported-services'])).stdout).toBe('No exported services.');
+
+    const reused = await cli(b, ['establish', '--name', 'again', '--peering-token', token]);
+    expect(reused.code).toBe(1);
+    expect(reused.stderr).toMatch(/^isthmus: the peer refused the token: establishment secret already used or unknown: generate a new token \(HTTP 403\)\n$/);
+    const badToken = await cli(b, ['establish', '--name', 'again', '--peering-token', 'zzz']);
+    expect(badToken.code).toBe(1);
+    expect(badToken.stderr).toMatch(/^isthmus: PeeringToken: invalid peering token: not base64.*\(HTTP 400\)\n$/);
+    const badMeta = await cli(a, ['generate-token', '--name', 'x', '--meta', 'novalue']);
+    expect(badMeta.code).toBe(2);
+    expect(badMeta.stderr.split('\n')).toHaveLength(2);
+
+    const del = await cli(a, ['delete', '--name', 'cluster-b']);
+    expect(del.stdout).toBe('Peering "cluster-b" is being deleted');
+    const missing = await cli(a, ['read', '--name', 'nobody']);
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toBe('isthmus: peering "nobody" not found (HTTP 404)\n');
   });
 });
