@@ -23,6 +23,8 @@ import { PeeringServer } from './peering/server.js';
 import { establishPeering } from './peering/establish.js';
 import { heartbeatAgeSeconds, isHealthy } from './peering/types.js';
 import { peeringServerName } from './mesh/names.js';
+import { ImportedServices } from './peering/imported.js';
+import { PeeringManager } from './peering/manager.js';
 
 export interface RunningServer {
   readonly httpPort: number;
@@ -36,8 +38,12 @@ export interface RunningServer {
   readonly snapshots: SnapshotManager;
   /** Peering records and secrets (tokens, exchange, stream status, events). */
   readonly peerings: Peerings;
-  /** The TLS peering port (ExchangeSecret; the stream engine plugs in with `setStreamHandler`). */
+  /** The TLS peering port (ExchangeSecret, and the replication stream's acceptor end). */
   readonly peeringServer: PeeringServer;
+  /** Services imported from cluster peers, by the local name of the peering. */
+  readonly imported: ImportedServices;
+  /** The replication streams: the acceptor end, one dialer per established peering. */
+  readonly peeringManager: PeeringManager;
   /** Graceful stop: readiness fails at once, then xDS streams, HTTP and the store are closed. */
   stop(): Promise<void>;
 }
@@ -55,6 +61,8 @@ interface Parts {
   snapshots?: SnapshotManager;
   peerings?: Peerings;
   peeringServer?: PeeringServer;
+  imported?: ImportedServices;
+  peeringManager?: PeeringManager;
   http?: FastifyInstance;
   shuttingDown: boolean;
 }
@@ -71,8 +79,8 @@ export async function startServer(config: ServerConfig, opts: { logger?: Logger 
     logStarted(logger, config, httpPort, xdsPort, peeringPort);
     let stopping: Promise<void> | undefined;
     const stop = (): Promise<void> => (stopping ??= stopParts(parts, logger));
-    const { catalog, ca, snapshots, peerings, peeringServer } = parts as Required<Parts>;
-    return { httpPort, xdsPort, peeringPort, catalog, ca, snapshots, peerings, peeringServer, stop };
+    const { catalog, ca, snapshots, peerings, peeringServer, imported, peeringManager } = parts as Required<Parts>;
+    return { httpPort, xdsPort, peeringPort, catalog, ca, snapshots, peerings, peeringServer, imported, peeringManager, stop };
   } catch (err) {
     await stopParts(parts, logger).catch(() => undefined);
     throw err;
@@ -111,7 +119,12 @@ async function startParts(config: ServerConfig, logger: Logger, parts: Parts): P
   const http = createHttpApi({ logger, metrics, health: healthOf(parts), xds });
   parts.http = http;
   installHttpAuth(http, config.httpToken);
-  registerCatalogRoutes(http, { catalog: parts.catalog });
+  const imported = parts.imported!;
+  registerCatalogRoutes(http, {
+    catalog: parts.catalog,
+    importedInstances: (peer, name, namespace) => imported.instancesOf(peer, name, namespace),
+    importedServices: (peer) => imported.allOf(peer),
+  });
   registerConfigRoutes(http, parts.catalog);
   registerCaRoutes(http, parts.ca);
   registerAclRoutes(http, parts.tokens);
@@ -122,6 +135,7 @@ async function startParts(config: ServerConfig, logger: Logger, parts: Parts): P
     peerings,
     catalog: parts.catalog,
     establish: (input) => establishPeering({ peerings, ca, datacenter: config.datacenter, logger: establishLogger }, input),
+    healthyWindowMs: config.peeringHeartbeatTimeoutMs,
   });
   await http.listen({ host: config.httpAddr.host, port: config.httpAddr.port });
   const address = http.server.address();
@@ -143,15 +157,29 @@ async function startPeering(config: ServerConfig, logger: Logger, parts: Parts, 
   };
   const peerings = await Peerings.open(parts.store!, { local, logger: peeringLogger });
   parts.peerings = peerings;
-  // The stream engine's deletion hook (telling the peer) goes in before this.
-  peerings.resumeDeletions();
+  parts.imported = await ImportedServices.open(parts.store!);
   parts.peeringServer = new PeeringServer({ peerings, ca, datacenter: config.datacenter, logger: peeringLogger });
+  parts.peeringManager = new PeeringManager({
+    peerings,
+    peeringServer: parts.peeringServer,
+    catalog: parts.catalog!,
+    ca,
+    imported: parts.imported,
+    datacenter: config.datacenter,
+    logger: peeringLogger,
+    serverAddresses: local.serverAddresses,
+    heartbeatIntervalMs: config.peeringHeartbeatMs,
+    heartbeatTimeoutMs: config.peeringHeartbeatTimeoutMs,
+  });
   boundPort = await parts.peeringServer.listen(formatHostPort(config.peeringAddr));
+  // The manager's deletion hook (telling the peer) is installed before deletions resume.
+  await parts.peeringManager.start();
+  peerings.resumeDeletions();
   metrics.peeringRows = () => {
     const now = Date.now();
     return peerings.list().map((p) => ({
       peerName: p.Name,
-      healthy: isHealthy(p, now),
+      healthy: isHealthy(p, now, config.peeringHeartbeatTimeoutMs),
       exportedServices: p.StreamStatus.ExportedServices.length,
       importedServices: p.StreamStatus.ImportedServices.length,
       lastHeartbeatAgeSeconds: heartbeatAgeSeconds(p, now),
@@ -204,9 +232,10 @@ function logStarted(logger: Logger, config: ServerConfig, httpPort: number, xdsP
 async function stopParts(parts: Parts, logger: Logger): Promise<void> {
   parts.shuttingDown = true;
   logger.info('server stopping');
-  const { xds, http, catalog, ca, tokens, store, snapshots, peerings, peeringServer } = parts;
+  const { xds, http, catalog, ca, tokens, store, snapshots, peerings, peeringServer, peeringManager } = parts;
   const steps: [string, (() => Promise<void>) | undefined][] = [
     ['xds', xds && (() => xds.shutdown(xdsGraceMs))],
+    ['peering streams', peeringManager && (() => peeringManager.close())],
     ['peering server', peeringServer && (() => peeringServer.shutdown(xdsGraceMs))],
     ['snapshots', snapshots && (() => snapshots.stop())],
     ['http', http && (() => http.close())],

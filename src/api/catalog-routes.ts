@@ -13,6 +13,8 @@ export interface CatalogRoutesDeps {
    * queries answer `[]`, as Consul does for a peer that exports nothing.
    */
   readonly importedInstances?: (peer: string, name: string, namespace: string) => readonly ServiceInstance[] | undefined;
+  /** Every instance imported from `peer` (`GET /v1/catalog/services?peer=`). */
+  readonly importedServices?: (peer: string) => readonly ServiceInstance[];
 }
 
 type Params<K extends string> = { Params: Record<K, string> };
@@ -61,7 +63,10 @@ function registerAgentRoutes(app: FastifyInstance, catalog: Catalog): void {
 function registerReadRoutes(app: FastifyInstance, deps: CatalogRoutesDeps): void {
   const { catalog } = deps;
   const node = syntheticNode(catalog.datacenter);
-  app.get('/v1/catalog/services', async () => servicesWithTags(catalog.allInstances()));
+  app.get<{ Querystring: { peer?: string } }>('/v1/catalog/services', async (request) => {
+    const { peer } = request.query;
+    return servicesWithTags(peer ? (deps.importedServices?.(peer) ?? []) : catalog.allInstances());
+  });
   app.get<Params<'name'> & { Querystring: Scope }>('/v1/catalog/service/:name', async (request) =>
     catalog.instancesOf(request.params.name, request.query.ns, request.query.partition).map((i) => catalogServiceJson(i, node)),
   );

@@ -1,3 +1,4 @@
+import type { PeeredFields } from '../peering/imported.js';
 import { createHash } from 'node:crypto';
 import type { ConfigRecord } from '../catalog/catalog.js';
 import type { ConfigEntry, HealthCheck, MeshGatewayMode, ProxyConfig, ServiceInstance, Upstream } from '../catalog/types.js';
@@ -96,8 +97,9 @@ export function catalogServiceJson(i: ServiceInstance, node: SyntheticNode): Jso
 }
 
 /** The `Service` of a health entry (Consul's `NodeService`). */
-export function nodeServiceJson(i: ServiceInstance): Json {
+export function nodeServiceJson(i: ServiceInstance & Partial<PeeredFields>): Json {
   const tagged = taggedAddressesJson(i);
+  const peerMeta = i.peerMeta && { PeerMeta: { SNI: [...i.peerMeta.sni], SpiffeID: [...i.peerMeta.spiffeId], Protocol: i.peerMeta.protocol } };
   return {
     ...(i.kind !== 'typical' && { Kind: i.kind }),
     ID: i.id,
@@ -110,7 +112,8 @@ export function nodeServiceJson(i: ServiceInstance): Json {
     Weights: { Passing: 1, Warning: 1 },
     EnableTagOverride: false,
     Proxy: proxyJson(i.proxy),
-    Connect: {},
+    Connect: { ...peerMeta },
+    ...(i.peerName && { PeerName: i.peerName }),
     Datacenter: i.datacenter,
     Namespace: i.namespace,
     Partition: i.partition,

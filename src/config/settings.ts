@@ -24,6 +24,10 @@ export interface ServerConfig {
   readonly insecureHttp: boolean;
   /** The peering address put into tokens (`ServerAddresses`); default: the bound peering address. */
   readonly advertiseAddr: HostPort | undefined;
+  /** How often each end of a peering stream sends a Heartbeat (ms). */
+  readonly peeringHeartbeatMs: number;
+  /** A peering stream silent this long is torn down, and the peering is no longer Healthy (ms). */
+  readonly peeringHeartbeatTimeoutMs: number;
 }
 
 /** A parsed value, or what is wrong with the raw one (the caller prefixes the setting's name). */
@@ -93,6 +97,12 @@ function parseRotationPhaseMs(raw: unknown): ParseResult<number> {
   return bad(`${show(raw)} is not a whole number of milliseconds from 10 to 86400000`);
 }
 
+function parseHeartbeatMs(raw: unknown): ParseResult<number> {
+  const n = typeof raw === 'number' ? raw : typeof raw === 'string' && /^\d+$/.test(raw) ? Number(raw) : NaN;
+  if (Number.isInteger(n) && n >= 10 && n <= 3_600_000) return ok(n);
+  return bad(`${show(raw)} is not a whole number of milliseconds from 10 to 3600000`);
+}
+
 function parseXdsAuth(raw: unknown): ParseResult<'token' | 'off'> {
   return raw === 'token' || raw === 'off' ? ok(raw) : bad(`${show(raw)} is not one of token, off`);
 }
@@ -141,6 +151,8 @@ export const serverSettings: SettingsTable = {
   // No value name: a boolean flag (`--insecure-http`), "true"/"false" in env and file.
   insecureHttp: spec('--insecure-http', '', 'false', 'allow a non-loopback --http-addr without --http-token', parseFlag),
   advertiseAddr: spec('--advertise-addr', 'HOST:PORT', '', 'peering address other clusters dial, put into peering tokens (default: the bound --peering-addr)', parseOptionalDialAddr),
+  peeringHeartbeatMs: spec('--peering-heartbeat-ms', 'MS', '15000', 'how often each end of a peering stream sends a heartbeat', parseHeartbeatMs),
+  peeringHeartbeatTimeoutMs: spec('--peering-heartbeat-timeout-ms', 'MS', '120000', 'a peering stream silent this long is torn down and the peering reported unhealthy', parseHeartbeatMs),
 };
 
 export const settingKeys = Object.keys(serverSettings) as (keyof ServerConfig)[];

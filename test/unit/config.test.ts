@@ -38,6 +38,8 @@ describe('loadServerConfig', () => {
       caRotationPhaseMs: 60000,
       xdsAuth: 'token',
       insecureHttp: false,
+      peeringHeartbeatMs: 15000,
+      peeringHeartbeatTimeoutMs: 120000,
     });
   });
 

@@ -1,0 +1,78 @@
+import { instanceHealth, type CatalogReader, type ServiceInstance } from '../catalog/types.js';
+import type { ExportedService, ServiceInstance as PeerInstance } from '../gen/isthmus/peering/v1/peering.js';
+import { meshGatewaySpiffeId, peeredServiceSni, serviceSpiffeId } from '../mesh/names.js';
+import { serviceProtocol } from '../snapshot/lookups.js';
+
+/**
+ * What this cluster exports to one peer, as pure functions of the catalog (DESIGN.md §6
+ * "Replicated"). `peerName` is our local name for the peering: the `exported-services` entry names
+ * consumers by it.
+ */
+
+export interface ExportContext {
+  readonly catalog: CatalogReader;
+  /** Our trust domain and datacenter. */
+  readonly trustDomain: string;
+  readonly datacenter: string;
+}
+
+/** Names of the services exported to `peerName` (`*` = every registered service), sorted. */
+export function exportedNamesFor(catalog: CatalogReader, peerName: string): string[] {
+  const entry = catalog.configEntry('exported-services', 'default');
+  if (!entry) return [];
+  const names = new Set<string>();
+  for (const service of entry.services) {
+    if (service.namespace !== 'default' || !service.consumers.some((c) => c.peer === peerName)) continue;
+    if (service.name !== '*') names.add(service.name);
+    else for (const i of catalog.allInstances()) if (i.kind === 'typical' && i.namespace === 'default') names.add(i.name);
+  }
+  return [...names].sort();
+}
+
+/**
+ * Full state of one exported service: its non-critical instances (health flattened) and, when it
+ * has Connect sidecars, one synthetic `<svc>-sidecar-proxy` per healthy mesh gateway, reachable at
+ * the gateway's WAN address, with the PeerMeta the importer dials it by.
+ */
+export function exportedServiceFor(ctx: ExportContext, peerName: string, name: string): ExportedService {
+  const { catalog } = ctx;
+  const instances: PeerInstance[] = catalog
+    .instancesOf(name, 'default', 'default')
+    .filter((i) => i.kind === 'typical' && instanceHealth(i) !== 'critical')
+    .map((i) => ({ id: i.id, name: i.name, kind: 'typical', address: i.address, port: i.port, meta: { ...i.meta }, health: instanceHealth(i), destinationServiceName: '' }));
+  if (catalog.sidecarsOf(name, 'default', 'default').length > 0) instances.push(...syntheticSidecars(ctx, peerName, name));
+  return { service: { name, namespace: 'default', partition: 'default' }, instances };
+}
+
+function syntheticSidecars(ctx: ExportContext, peerName: string, name: string): PeerInstance[] {
+  const { trustDomain: td, datacenter: dc, catalog } = ctx;
+  const peerMeta = {
+    sni: [peeredServiceSni(td, peerName, { name })],
+    spiffeId: [serviceSpiffeId(td, dc, { name }), meshGatewaySpiffeId(td, dc)],
+    protocol: serviceProtocol(catalog, name),
+  };
+  return localMeshGateways(catalog, dc).map((gw) => {
+    const { address, port } = wanAddressOf(gw);
+    return {
+      id: `${name}-sidecar-proxy:${address}:${port}`,
+      name: `${name}-sidecar-proxy`,
+      kind: 'connect-proxy',
+      address,
+      port,
+      meta: {},
+      health: instanceHealth(gw),
+      peerMeta,
+      destinationServiceName: name,
+    };
+  });
+}
+
+/** Healthy mesh gateways of this datacenter (gateways registered for remote datacenters are not ours). */
+function localMeshGateways(catalog: CatalogReader, datacenter: string): ServiceInstance[] {
+  return catalog.instancesOfKind('mesh-gateway').filter((gw) => instanceHealth(gw) !== 'critical' && (!gw.datacenter || gw.datacenter === datacenter));
+}
+
+function wanAddressOf(gw: ServiceInstance): { address: string; port: number } {
+  const wan = gw.taggedAddresses.wan;
+  return wan?.address ? { address: wan.address, port: wan.port || gw.port } : { address: gw.address, port: gw.port };
+}

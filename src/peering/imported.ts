@@ -1,0 +1,124 @@
+import type { HealthStatus, ServiceInstance } from '../catalog/types.js';
+import type { ExportedService } from '../gen/isthmus/peering/v1/peering.js';
+import type { JsonValue, Store } from '../store/index.js';
+
+/**
+ * Services imported from cluster peers, in the Store under the local name of the peering (they
+ * survive a restart) with an in-memory copy for the catalog API. Each service is replaced as a
+ * whole by the latest payload (DESIGN.md §6 "Importer": full-state reconcile per service).
+ */
+
+const prefix = 'peering/imported/';
+const peerPrefix = (peer: string) => `${prefix}${peer}/`;
+const keyOf = (peer: string, service: string) => `${peerPrefix(peer)}${service}`;
+
+/** What the catalog API shows of a peered instance beyond a local one. */
+export interface PeeredFields {
+  readonly peerName: string;
+  readonly peerMeta?: { readonly sni: readonly string[]; readonly spiffeId: readonly string[]; readonly protocol: string } | undefined;
+}
+
+export type ImportedInstance = ServiceInstance & PeeredFields;
+
+export class ImportedServices {
+  /** peer → service → instances */
+  private readonly byPeer = new Map<string, Map<string, readonly ImportedInstance[]>>();
+
+  private constructor(private readonly store: Store) {}
+
+  static async open(store: Store): Promise<ImportedServices> {
+    const imported = new ImportedServices(store);
+    for (const { key, value } of await store.list<JsonValue>(prefix)) {
+      const [peer, service] = splitKey(key);
+      if (peer && service) imported.services(peer).set(service, value as unknown as ImportedInstance[]);
+    }
+    return imported;
+  }
+
+  /** Instances of `name` imported from `peer` (empty when none). */
+  instancesOf(peer: string, name: string, namespace = 'default'): readonly ImportedInstance[] {
+    return (this.byPeer.get(peer)?.get(name) ?? []).filter((i) => i.namespace === namespace);
+  }
+
+  /** Every instance imported from `peer`. */
+  allOf(peer: string): readonly ImportedInstance[] {
+    return [...(this.byPeer.get(peer)?.values() ?? [])].flat();
+  }
+
+  /** Names of the services imported from `peer`, sorted. */
+  serviceNames(peer: string): string[] {
+    return [...(this.byPeer.get(peer)?.keys() ?? [])].sort();
+  }
+
+  /** Replaces what is imported of one service with exactly `instances`. */
+  async replace(peer: string, service: string, instances: readonly ImportedInstance[]): Promise<void> {
+    await this.store.put(keyOf(peer, service), JSON.parse(JSON.stringify(instances)) as JsonValue);
+    this.services(peer).set(service, instances);
+  }
+
+  async remove(peer: string, service: string): Promise<void> {
+    await this.store.delete(keyOf(peer, service));
+    this.byPeer.get(peer)?.delete(service);
+  }
+
+  /** Removes every service of `peer` not in `keep` (the peer's latest exported-services list). */
+  async retain(peer: string, keep: ReadonlySet<string>): Promise<void> {
+    for (const name of this.serviceNames(peer)) if (!keep.has(name)) await this.remove(peer, name);
+  }
+
+  /** Everything imported from `peer` (the peering was deleted or terminated). */
+  async dropPeer(peer: string): Promise<void> {
+    const keys = (await this.store.list(peerPrefix(peer))).map((kv) => kv.key);
+    if (keys.length > 0) await this.store.txn(async (tx) => keys.forEach((k) => tx.delete(k)));
+    this.byPeer.delete(peer);
+  }
+
+  private services(peer: string): Map<string, readonly ImportedInstance[]> {
+    let m = this.byPeer.get(peer);
+    if (!m) this.byPeer.set(peer, (m = new Map()));
+    return m;
+  }
+}
+
+function splitKey(key: string): [string | undefined, string | undefined] {
+  const rest = key.slice(prefix.length);
+  const slash = rest.indexOf('/');
+  return slash < 0 ? [undefined, undefined] : [rest.slice(0, slash), rest.slice(slash + 1)];
+}
+
+const healthStatuses: readonly HealthStatus[] = ['passing', 'warning', 'critical'];
+
+/**
+ * The catalog form of a replicated service: one instance per replicated instance, its flattened
+ * health as a single check, and `PeerMeta` on synthetic sidecars. Throws on a payload the
+ * importer cannot use (the stream NACKs it).
+ */
+export function importedInstancesOf(peer: string, datacenter: string, service: ExportedService): ImportedInstance[] {
+  return service.instances.map((i, index) => {
+    if (!i.id || !i.name) throw new Error(`instances[${index}]: id and name are required`);
+    const health = (healthStatuses as readonly string[]).includes(i.health) ? (i.health as HealthStatus) : 'passing';
+    const kind = i.kind === 'connect-proxy' ? 'connect-proxy' : 'typical';
+    const instance: ImportedInstance = {
+      id: i.id,
+      name: i.name,
+      kind,
+      address: i.address,
+      port: i.port,
+      tags: [],
+      meta: { ...i.meta },
+      namespace: service.service?.namespace || 'default',
+      partition: 'default',
+      datacenter,
+      taggedAddresses: {},
+      proxy: kind === 'connect-proxy'
+        ? { destinationServiceName: i.destinationServiceName, destinationServiceId: '', localServiceAddress: '', localServicePort: 0, upstreams: [], meshGateway: { mode: '' } }
+        : undefined,
+      checks: [{ checkId: `peer-health:${i.id}`, name: 'Peered service health', serviceId: i.id, status: health, output: '' }],
+      createIndex: 0,
+      modifyIndex: 0,
+      peerName: peer,
+      peerMeta: i.peerMeta ? { sni: [...i.peerMeta.sni], spiffeId: [...i.peerMeta.spiffeId], protocol: i.peerMeta.protocol } : undefined,
+    };
+    return instance;
+  });
+}

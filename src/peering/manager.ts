@@ -1,0 +1,211 @@
+import type { CertificateAuthority, Leaf } from '../ca/index.js';
+import type { CatalogReader } from '../catalog/types.js';
+import { IsthmusError } from '../errors.js';
+import type { Logger } from '../log.js';
+import type { ImportedServices } from './imported.js';
+import type { Peerings } from './peerings.js';
+import { ExportSource, ImportSink } from './replication.js';
+import { type PeeringServer, peeringIdentity } from './server.js';
+import { statusObserver } from './status.js';
+import { StreamAcceptor, type AcceptedPeer, type PeerBinding } from './stream/acceptor.js';
+import type { BackoffOptions } from './stream/backoff.js';
+import { StreamDialer, type DialOptions } from './stream/dialer.js';
+import { certificateChainsTo } from './stream/tls.js';
+import type { OpenVerdict, StreamOpen, StreamTimings } from './stream/types.js';
+import { type Peering, type PeeringEvent, isDialer } from './types.js';
+import type { X509Certificate } from 'node:crypto';
+
+export interface PeeringManagerOptions extends StreamTimings {
+  readonly peerings: Peerings;
+  readonly peeringServer: PeeringServer;
+  readonly catalog: CatalogReader;
+  readonly ca: CertificateAuthority;
+  readonly imported: ImportedServices;
+  readonly datacenter: string;
+  readonly logger: Logger;
+  /** Acceptor: the addresses replicated to dialers (`--advertise-addr` or the bound address). */
+  serverAddresses(): readonly string[];
+  readonly backoff?: BackoffOptions;
+}
+
+/**
+ * Reconnect delays: a short base so a restarted acceptor is dialed again within seconds (issue 4:
+ * ACTIVE within 5 s of its restart after 10 s down), growing by 1.4 up to the 64 s cap.
+ */
+export const peeringBackoff: BackoffOptions = { baseMs: 250, factor: 1.4, maxMs: 64_000, jitter: 0.5 };
+
+/** States in which a dialer keeps its stream open. */
+const dialingStates = new Set(['ESTABLISHING', 'ACTIVE', 'FAILING']);
+
+interface DialerEntry {
+  /** The peering record the dialer was started for (its ID and stream secret). */
+  readonly id: string;
+  dialer?: StreamDialer;
+}
+
+/**
+ * Joins the peering records to the stream engine: serves the acceptor end on the peering port,
+ * runs one dialer per peering this cluster established, binds each stream to its exporter,
+ * importer and status observer, and tells the peer when a peering is deleted here.
+ */
+export class PeeringManager {
+  private readonly acceptor: StreamAcceptor;
+  private readonly dialers = new Map<string, DialerEntry>();
+  private readonly unsubscribe: (() => void)[] = [];
+  private leaf: Leaf | undefined;
+  private closed = false;
+
+  constructor(private readonly opts: PeeringManagerOptions) {
+    this.acceptor = new StreamAcceptor({
+      ...this.timings(),
+      authority: { verifyOpen: (open, cert) => this.verifyOpen(open, cert) },
+      bind: (peer) => this.bindAccepted(peer),
+      logger: opts.logger.child({ role: 'acceptor' }),
+    });
+  }
+
+  /** Installs the stream handler and the deletion hook, and starts a dialer per established peering. */
+  async start(): Promise<void> {
+    const { peerings, peeringServer, ca } = this.opts;
+    this.leaf = await ca.leaf(peeringIdentity(ca, this.opts.datacenter));
+    peeringServer.setStreamHandler(this.acceptor.handler);
+    peerings.setDeletionHook((p) => this.onDeleting(p));
+    this.unsubscribe.push(
+      peerings.subscribe((event) => this.onPeeringEvent(event)),
+      ca.subscribe((event) => {
+        if (event.kind !== 'leaf-renewed' || event.leaf.spiffeId !== this.leaf?.spiffeId) return;
+        this.leaf = event.leaf;
+        for (const entry of this.dialers.values()) entry.dialer?.update({ certPem: event.leaf.certPem, keyPem: event.leaf.keyPem });
+      }),
+    );
+    for (const p of peerings.list()) this.reconcile(p);
+  }
+
+  /** Ends every stream without Terminated (the peers reconnect once this server is back). */
+  async close(): Promise<void> {
+    this.closed = true;
+    for (const stop of this.unsubscribe.splice(0)) stop();
+    this.opts.peeringServer.setStreamHandler(undefined);
+    this.opts.peerings.setDeletionHook(undefined);
+    const dialers = [...this.dialers.values()].map((e) => e.dialer);
+    this.dialers.clear();
+    await Promise.all([this.acceptor.close(), ...dialers.map((d) => d?.stop({ graceMs: 1_000 }))]);
+  }
+
+  isActive(name: string): boolean {
+    return this.acceptor.isActive(name) || (this.dialers.get(name)?.dialer?.isActive ?? false);
+  }
+
+  private timings(): StreamTimings {
+    const { heartbeatIntervalMs, heartbeatTimeoutMs, openTimeoutMs, applyTimeoutMs } = this.opts;
+    return { heartbeatIntervalMs, heartbeatTimeoutMs, openTimeoutMs, applyTimeoutMs };
+  }
+
+  private async verifyOpen(open: StreamOpen, cert: X509Certificate | undefined): Promise<OpenVerdict> {
+    const p = await this.opts.peerings.verifyStream(open.peerId, open.streamSecret, (p) => {
+      if (!cert || !certificateChainsTo(cert, p.PeerCAPems)) {
+        throw new IsthmusError('permission_denied', 'the client certificate does not chain to the roots pinned for this peering');
+      }
+      if (p.State === 'TERMINATED') throw new IsthmusError('failed_precondition', `peering ${JSON.stringify(p.Name)} was terminated: establish it again with a new token`);
+      if (this.acceptor.isActive(p.Name)) throw new IsthmusError('already_exists', `peering ${JSON.stringify(p.Name)} already has an active stream`);
+    });
+    return { peeringName: p.Name, deleting: p.State === 'DELETING' };
+  }
+
+  private bindAccepted(peer: AcceptedPeer): PeerBinding {
+    return this.binding(peer.peeringName, () => this.opts.serverAddresses());
+  }
+
+  private binding(name: string, serverAddresses: () => readonly string[]): PeerBinding {
+    const { peerings, imported, catalog, ca, datacenter, logger } = this.opts;
+    const onExported = (names: readonly string[]) => {
+      const current = peerings.read(name)?.StreamStatus.ExportedServices ?? [];
+      if (current.join('\n') === names.join('\n')) return;
+      peerings.setStreamStatus(name, { ExportedServices: [...names] }).catch(() => undefined);
+    };
+    return {
+      source: new ExportSource({ catalog, ca, datacenter, peeringName: name, serverAddresses, onExported }),
+      sink: new ImportSink({ peerings, imported, peeringName: name }),
+      observer: statusObserver({ peerings, peeringName: name, logger, onTerminated: () => imported.dropPeer(name) }),
+    };
+  }
+
+  private onPeeringEvent(event: PeeringEvent): void {
+    if (this.closed) return;
+    if (event.kind === 'peering-removed') return void this.stopDialer(event.peering.Name);
+    this.reconcile(event.peering, event.previous);
+  }
+
+  /** Starts, updates or stops the dialer of one peering to match its record. */
+  private reconcile(p: Peering, previous?: Peering): void {
+    if (!isDialer(p) || p.State === 'DELETING') return; // the deletion hook owns a DELETING dialer
+    const entry = this.dialers.get(p.Name);
+    if (!dialingStates.has(p.State)) return void this.stopDialer(p.Name);
+    const reEstablished = previous !== undefined && p.State === 'ESTABLISHING' && previous.State !== 'ESTABLISHING';
+    if (!entry || entry.id !== p.ID || reEstablished) {
+      void this.stopDialer(p.Name).then(() => this.startDialer(p));
+      return;
+    }
+    if (previous && (previous.PeerCAPems !== p.PeerCAPems || previous.PeerServerAddresses !== p.PeerServerAddresses)) {
+      entry.dialer?.update({ caPems: p.PeerCAPems, addresses: p.PeerServerAddresses });
+    }
+  }
+
+  private async startDialer(p: Peering): Promise<void> {
+    if (this.closed || this.dialers.has(p.Name)) return;
+    const entry: DialerEntry = { id: p.ID };
+    this.dialers.set(p.Name, entry);
+    try {
+      const options = await this.dialOptions(p);
+      if (this.dialers.get(p.Name) !== entry || this.closed) return;
+      entry.dialer = new StreamDialer(options);
+      entry.dialer.start();
+      this.opts.logger.info({ peering: p.Name, peerServerName: p.PeerServerName }, 'peering stream dialer started');
+    } catch (err) {
+      if (this.dialers.get(p.Name) === entry) this.dialers.delete(p.Name);
+      this.opts.logger.error({ peering: p.Name, error: (err as Error).message }, 'peering stream dialer could not start');
+    }
+  }
+
+  private async dialOptions(p: Peering): Promise<DialOptions> {
+    const { peerings, logger, datacenter } = this.opts;
+    const current = peerings.read(p.Name) ?? p;
+    const streamSecret = await peerings.streamSecretOf(p.Name);
+    const leaf = this.leaf ?? (await this.opts.ca.leaf(peeringIdentity(this.opts.ca, datacenter)));
+    const binding = this.binding(p.Name, () => []);
+    return {
+      ...this.timings(),
+      ...binding,
+      peeringName: p.Name,
+      addresses: current.PeerServerAddresses,
+      serverName: current.PeerServerName,
+      caPems: current.PeerCAPems,
+      certPem: leaf.certPem,
+      keyPem: leaf.keyPem,
+      open: { peerId: current.PeerID, streamSecret, remote: { partition: 'default', datacenter } },
+      backoff: this.opts.backoff ?? peeringBackoff,
+      logger: logger.child({ role: 'dialer' }),
+    };
+  }
+
+  private async stopDialer(name: string, terminate = false): Promise<void> {
+    const entry = this.dialers.get(name);
+    if (!entry) return;
+    this.dialers.delete(name);
+    await entry.dialer?.stop({ terminate, graceMs: 2_000 });
+  }
+
+  /**
+   * The deletion hook: tell the peer (Terminated on the acceptor's stream, or from the dialer,
+   * opening a stream just for it when none is up), then drop what was imported from it.
+   */
+  private async onDeleting(p: Peering): Promise<void> {
+    try {
+      if (!isDialer(p)) await this.acceptor.terminate(p.Name);
+      else if (this.dialers.has(p.Name)) await this.stopDialer(p.Name, true);
+      else await new StreamDialer(await this.dialOptions(p)).stop({ terminate: true, graceMs: 2_000 });
+    } finally {
+      await this.opts.imported.dropPeer(p.Name);
+    }
+  }
+}

@@ -1,0 +1,187 @@
+import { X509Certificate } from 'node:crypto';
+import type { CertificateAuthority } from '../ca/index.js';
+import type { CatalogReader } from '../catalog/types.js';
+import type { ExportedService, ExportedServiceList, ServerAddresses, TrustBundle } from '../gen/isthmus/peering/v1/peering.js';
+import { exportedNamesFor, exportedServiceFor } from './exports.js';
+import { type ImportedServices, importedInstancesOf } from './imported.js';
+import type { Peerings } from './peerings.js';
+import { ResourceUrl } from './stream/resources.js';
+import type { ResourceChange, ResourceSink, ResourceSource } from './stream/types.js';
+
+/** The one-resource IDs (a list, the addresses); a trust bundle's ID is its trust domain. */
+const exportedListId = 'exported-services';
+const serverAddressesId = 'server-addresses';
+
+export interface ExportSourceDeps {
+  readonly catalog: CatalogReader;
+  readonly ca: Pick<CertificateAuthority, 'trustDomain' | 'roots' | 'subscribe'>;
+  readonly datacenter: string;
+  /** Our name for the peering (the consumer name in `exported-services`). */
+  readonly peeringName: string;
+  /** Acceptor: the advertised peering addresses (the dialer imports them). */
+  serverAddresses(): readonly string[];
+  /** The names exported right now, for StreamStatus.ExportedServices. */
+  onExported?(names: readonly string[]): void;
+}
+
+type Emit = (change: ResourceChange) => void;
+
+/**
+ * The exporter of one peering: answers each subscription with the current state and then every
+ * change, recomputed from the catalog on each catalog event and sent only when it differs from
+ * what was last sent (a service no longer exported is deleted).
+ */
+export class ExportSource implements ResourceSource {
+  constructor(private readonly deps: ExportSourceDeps) {}
+
+  subscribe(resourceUrl: ResourceUrl, emit: Emit): () => void {
+    switch (resourceUrl) {
+      case ResourceUrl.trustBundle:
+        return this.trustBundle(emit);
+      case ResourceUrl.serverAddresses:
+        return this.serverAddresses(emit);
+      case ResourceUrl.exportedServiceList:
+        return this.onCatalog(() => this.listChange(), emit);
+      case ResourceUrl.exportedService:
+        return this.services(emit);
+    }
+  }
+
+  private trustBundle(emit: Emit): () => void {
+    const { ca } = this.deps;
+    const send = () => {
+      const bundle: TrustBundle = { trustDomain: ca.trustDomain, rootPems: ca.roots().roots.map((r) => r.certPem) };
+      emit({ resourceId: ca.trustDomain, operation: 'upsert', resource: bundle });
+    };
+    send();
+    return ca.subscribe((event) => {
+      if (event.kind === 'roots-changed') send();
+    });
+  }
+
+  private serverAddresses(emit: Emit): () => void {
+    const addresses = [...this.deps.serverAddresses()];
+    if (addresses.length > 0) emit({ resourceId: serverAddressesId, operation: 'upsert', resource: { addresses } satisfies ServerAddresses });
+    return () => undefined;
+  }
+
+  private listChange(): ResourceChange {
+    const names = exportedNamesFor(this.deps.catalog, this.deps.peeringName);
+    this.deps.onExported?.(names);
+    const list: ExportedServiceList = { services: names.map((name) => ({ name, namespace: 'default', partition: 'default' })) };
+    return { resourceId: exportedListId, operation: 'upsert', resource: list };
+  }
+
+  /** Emits `compute()` now and after each catalog change, when it differs from the last one. */
+  private onCatalog(compute: () => ResourceChange, emit: Emit): () => void {
+    let last = '';
+    const send = () => {
+      const change = compute();
+      const key = JSON.stringify(change);
+      if (key !== last) emit(change);
+      last = key;
+    };
+    send();
+    return this.deps.catalog.subscribe(send);
+  }
+
+  private services(emit: Emit): () => void {
+    const { catalog, peeringName } = this.deps;
+    const ctx = { catalog, trustDomain: this.deps.ca.trustDomain, datacenter: this.deps.datacenter };
+    const sent = new Map<string, string>();
+    const send = () => {
+      const names = exportedNamesFor(catalog, peeringName);
+      for (const name of names) {
+        const service = exportedServiceFor(ctx, peeringName, name);
+        const key = JSON.stringify(service);
+        if (sent.get(name) === key) continue;
+        sent.set(name, key);
+        emit({ resourceId: name, operation: 'upsert', resource: service });
+      }
+      for (const name of [...sent.keys()]) {
+        if (names.includes(name)) continue;
+        sent.delete(name);
+        emit({ resourceId: name, operation: 'delete' });
+      }
+    };
+    send();
+    return catalog.subscribe(send);
+  }
+}
+
+export interface ImportSinkDeps {
+  readonly peerings: Pick<Peerings, 'read' | 'updatePeer' | 'setStreamStatus'>;
+  readonly imported: ImportedServices;
+  /** Our name for the peering: imported data is kept under it. */
+  readonly peeringName: string;
+}
+
+/**
+ * The importer of one peering: the peer's trust bundle and server addresses go into the peering
+ * record (the dialer dials with them), its services into ImportedServices, each replaced by
+ * exactly the latest payload and removed once it leaves the peer's exported list.
+ */
+export class ImportSink implements ResourceSink {
+  constructor(private readonly deps: ImportSinkDeps) {}
+
+  async apply(resourceUrl: ResourceUrl, change: ResourceChange): Promise<void> {
+    switch (resourceUrl) {
+      case ResourceUrl.trustBundle:
+        return this.trustBundle(change);
+      case ResourceUrl.serverAddresses:
+        return this.serverAddresses(change);
+      case ResourceUrl.exportedServiceList:
+        return this.exportedList(change);
+      case ResourceUrl.exportedService:
+        return this.exportedService(change);
+    }
+  }
+
+  private async trustBundle(change: ResourceChange): Promise<void> {
+    if (change.operation === 'delete') return; // a peer always has roots: keep the last ones
+    const bundle = change.resource as TrustBundle;
+    if (!bundle.trustDomain) throw new Error('trust_domain: missing');
+    if (bundle.rootPems.length === 0) throw new Error('root_pems: a trust bundle needs at least one root');
+    bundle.rootPems.forEach((pem, i) => {
+      try {
+        if (!new X509Certificate(pem).ca) throw new Error('not a CA');
+      } catch {
+        throw new Error(`root_pems[${i}]: not a PEM CA certificate`);
+      }
+    });
+    await this.deps.peerings.updatePeer(this.deps.peeringName, { PeerCAPems: [...bundle.rootPems], PeerTrustDomain: bundle.trustDomain });
+  }
+
+  private async serverAddresses(change: ResourceChange): Promise<void> {
+    const addresses = change.operation === 'upsert' ? (change.resource as ServerAddresses).addresses : [];
+    // An acceptor with nothing dialable to advertise: keep dialing the token's addresses.
+    if (addresses.length === 0) return;
+    const bad = addresses.find((a) => !/^[^\s]+:\d{1,5}$/.test(a));
+    if (bad !== undefined) throw new Error(`addresses: ${JSON.stringify(bad)} is not host:port`);
+    await this.deps.peerings.updatePeer(this.deps.peeringName, { PeerServerAddresses: [...addresses] });
+  }
+
+  private async exportedList(change: ResourceChange): Promise<void> {
+    const names = change.operation === 'upsert' ? (change.resource as ExportedServiceList).services.map((s) => s.name) : [];
+    await this.deps.imported.retain(this.deps.peeringName, new Set(names));
+    await this.recordCounts();
+  }
+
+  private async exportedService(change: ResourceChange): Promise<void> {
+    const { imported, peeringName } = this.deps;
+    if (change.operation === 'delete') await imported.remove(peeringName, change.resourceId);
+    else {
+      const service = change.resource as ExportedService;
+      const datacenter = this.deps.peerings.read(peeringName)?.Remote.Datacenter ?? '';
+      await imported.replace(peeringName, change.resourceId, importedInstancesOf(peeringName, datacenter, service));
+    }
+    await this.recordCounts();
+  }
+
+  private async recordCounts(): Promise<void> {
+    const { imported, peeringName, peerings } = this.deps;
+    const names = imported.serviceNames(peeringName);
+    const current = peerings.read(peeringName)?.StreamStatus.ImportedServices ?? [];
+    if (current.join('\n') !== names.join('\n')) await peerings.setStreamStatus(peeringName, { ImportedServices: names });
+  }
+}

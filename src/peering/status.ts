@@ -1,0 +1,57 @@
+import type { Logger } from '../log.js';
+import type { Peerings } from './peerings.js';
+import type { StreamObserver } from './stream/types.js';
+import type { PeeringState, StreamStatus } from './types.js';
+
+/** LastReceive / LastSend are written at most this often per peering (each is a Store write). */
+const activityWriteMs = 1_000;
+
+export interface StatusObserverOptions {
+  readonly peerings: Pick<Peerings, 'setState' | 'setStreamStatus' | 'read'>;
+  readonly peeringName: string;
+  readonly logger: Logger;
+  /** The peer deleted the peering: drop what was imported from it. */
+  onTerminated(): Promise<void>;
+}
+
+/**
+ * A stream's events → the peering's state and StreamStatus in the Store (DESIGN.md §6 "States"):
+ * ACTIVE when the stream is up, FAILING with the error when it is down, TERMINATED when the peer
+ * deleted the peering. Writes are serialized per stream, and a failed write (the peering is being
+ * deleted or is gone) is only logged.
+ */
+export function statusObserver(opts: StatusObserverOptions): StreamObserver {
+  const { peerings, peeringName: name, logger } = opts;
+  let chain: Promise<unknown> = Promise.resolve();
+  const write = (what: string, fn: () => Promise<unknown>) => {
+    chain = chain.then(fn).catch((err: unknown) => logger.debug({ peering: name, what, error: (err as Error).message }, 'peering status not recorded'));
+  };
+  const setState = (state: PeeringState, error?: string) => write('state', () => peerings.setState(name, state, error));
+  const lastWrite = { LastReceive: 0, LastSend: 0 };
+  const activity = (field: 'LastReceive' | 'LastSend', at: Date) => {
+    if (at.getTime() - lastWrite[field] < activityWriteMs) return;
+    lastWrite[field] = at.getTime();
+    write(field, () => peerings.setStreamStatus(name, { [field]: at.toISOString() } as Partial<StreamStatus>));
+  };
+  return {
+    onActive: () => {
+      lastWrite.LastReceive = lastWrite.LastSend = 0;
+      const now = new Date().toISOString();
+      write('active', () => peerings.setStreamStatus(name, { LastReceive: now }));
+      setState('ACTIVE');
+    },
+    onFailing: (error) => setState('FAILING', error),
+    onHeartbeat: (at) => write('heartbeat', () => peerings.setStreamStatus(name, { LastHeartbeat: at.toISOString(), LastReceive: at.toISOString() })),
+    onReceive: (at) => activity('LastReceive', at),
+    onSend: (at) => activity('LastSend', at),
+    onNack: (message) => write('nack', () => peerings.setStreamStatus(name, { LastNack: message })),
+    onTerminated: () => {
+      logger.info({ peering: name }, 'the peer deleted the peering: terminated');
+      setState('TERMINATED');
+      write('terminated', async () => {
+        await opts.onTerminated();
+        await peerings.setStreamStatus(name, { ImportedServices: [], ExportedServices: [] });
+      });
+    },
+  };
+}
