@@ -1,5 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
+import { type AddressInfo, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -29,6 +30,7 @@ export interface CliProcess {
 export interface ServerProcess extends CliProcess {
   readonly httpPort: number;
   readonly xdsPort: number;
+  readonly peeringPort: number;
   readonly dataDir: string;
   /** The parsed `server started` log line. */
   readonly started: Readonly<Record<string, unknown>>;
@@ -38,6 +40,11 @@ export interface ServerProcess extends CliProcess {
 export interface SpawnOptions {
   readonly env?: Readonly<Record<string, string>>;
   readonly timeoutMs?: number;
+}
+
+export interface ServerProcessOptions extends SpawnOptions {
+  /** Reuse a data dir (a restart); default: a fresh one. */
+  readonly dataDir?: string;
 }
 
 const running = new Set<ChildProcess>();
@@ -87,8 +94,8 @@ export async function runCli(args: readonly string[], opts: SpawnOptions = {}): 
  * Starts `isthmus server` on 127.0.0.1 port 0 (HTTP and xDS) with a fresh data dir, and resolves
  * once its `server started` line reports the bound ports.
  */
-export async function startServerProcess(args: readonly string[] = [], opts: SpawnOptions = {}): Promise<ServerProcess> {
-  const dataDir = tempDir('isthmus-data-');
+export async function startServerProcess(args: readonly string[] = [], opts: ServerProcessOptions = {}): Promise<ServerProcess> {
+  const dataDir = opts.dataDir ?? tempDir('isthmus-data-');
   const fullArgs = ['server', '--http-addr', '127.0.0.1:0', '--xds-addr', '127.0.0.1:0', '--peering-addr', '127.0.0.1:0', '--data-dir', dataDir, ...args];
   const proc = spawnCli(fullArgs, opts);
   const started = await withDeadline(startedLine(proc), { timeoutMs: opts.timeoutMs ?? 20_000, what: 'the "server started" log line' }).catch(
@@ -99,7 +106,8 @@ export async function startServerProcess(args: readonly string[] = [], opts: Spa
   );
   const httpPort = Number(started['httpPort']);
   const xdsPort = Number(started['xdsPort']);
-  return { ...proc, httpPort, xdsPort, dataDir, started, url: (path) => `http://127.0.0.1:${httpPort}${path}` };
+  const peeringPort = Number(started['peeringPort']);
+  return { ...proc, httpPort, xdsPort, peeringPort, dataDir, started, url: (path) => `http://127.0.0.1:${httpPort}${path}` };
 }
 
 function startedLine(proc: CliProcess): Promise<Record<string, unknown>> {
@@ -120,6 +128,15 @@ export function parseJsonLine(line: string): Record<string, unknown> | undefined
   } catch {
     return undefined;
   }
+}
+
+/** A port that was free a moment ago on 127.0.0.1 (for a server that must come back on the same port). */
+export async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolveListen) => server.listen(0, '127.0.0.1', resolveListen));
+  const port = (server.address() as AddressInfo).port;
+  await new Promise<void>((resolveClose) => server.close(() => resolveClose()));
+  return port;
 }
 
 /** Kills every child still running (SIGKILL), waits for them, removes temp dirs. For afterEach/afterAll. */
