@@ -52,6 +52,8 @@ export class PeeringManager {
   private readonly acceptor: StreamAcceptor;
   private readonly dialers = new Map<string, DialerEntry>();
   private readonly unsubscribe: (() => void)[] = [];
+  /** Acceptor deletions waiting for their dialer to come back and be told (see onDeleting). */
+  private readonly awaitingDialer = new Map<string, () => void>();
   private leaf: Leaf | undefined;
   private closed = false;
 
@@ -89,6 +91,7 @@ export class PeeringManager {
     this.opts.peerings.setDeletionHook(undefined);
     const dialers = [...this.dialers.values()].map((e) => e.dialer);
     this.dialers.clear();
+    for (const told of this.awaitingDialer.values()) told();
     await Promise.all([this.acceptor.close(), ...dialers.map((d) => d?.stop({ graceMs: 1_000 }))]);
   }
 
@@ -109,6 +112,11 @@ export class PeeringManager {
       if (p.State === 'TERMINATED') throw new IsthmusError('failed_precondition', `peering ${JSON.stringify(p.Name)} was terminated: establish it again with a new token`);
       if (this.acceptor.isActive(p.Name)) throw new IsthmusError('already_exists', `peering ${JSON.stringify(p.Name)} already has an active stream`);
     });
+    if (p.State === 'DELETING') {
+      // The acceptor answers this Open with Terminated; give the write a moment before the record goes.
+      const told = this.awaitingDialer.get(p.Name);
+      if (told) setTimeout(told, 200).unref();
+    }
     return { peeringName: p.Name, deleting: p.State === 'DELETING' };
   }
 
@@ -195,13 +203,26 @@ export class PeeringManager {
     await entry.dialer?.stop({ terminate, graceMs: 2_000 });
   }
 
+  private dialerTold(name: string): Promise<void> {
+    return new Promise<void>((resolve) => {
+      this.awaitingDialer.set(name, () => {
+        this.awaitingDialer.delete(name);
+        resolve();
+      });
+    });
+  }
+
   /**
    * The deletion hook: tell the peer (Terminated on the acceptor's stream, or from the dialer,
    * opening a stream just for it when none is up), then drop what was imported from it.
    */
   private async onDeleting(p: Peering): Promise<void> {
     try {
-      if (!isDialer(p)) await this.acceptor.terminate(p.Name);
+      if (!isDialer(p)) {
+        // No stream up: keep the peering DELETING until the dialer reconnects and is told, within
+        // the deletion hook's bound (Peerings removes the record anyway after it).
+        if (!(await this.acceptor.terminate(p.Name))) await this.dialerTold(p.Name);
+      }
       else if (this.dialers.has(p.Name)) await this.stopDialer(p.Name, true);
       else await new StreamDialer(await this.dialOptions(p)).stop({ terminate: true, graceMs: 2_000 });
     } finally {

@@ -14,14 +14,15 @@ import { waitFor } from '../helpers/wait.js';
 
 interface Cluster {
   readonly server: RunningServer;
+  readonly dataDir: string;
   api<T = any>(method: string, path: string, body?: unknown): Promise<{ status: number; body: T; text: string }>;
 }
 
 const running: Cluster[] = [];
 
-async function startCluster(datacenter: string, flags: Record<string, string> = {}): Promise<Cluster> {
+async function startCluster(datacenter: string, flags: Record<string, string> = {}, dataDir = tempDir('isthmus-repl-')): Promise<Cluster> {
   const config = loadServerConfig({
-    flags: { dataDir: tempDir('isthmus-repl-'), datacenter, httpAddr: '127.0.0.1:0', xdsAddr: '127.0.0.1:0', peeringAddr: '127.0.0.1:0', ...flags },
+    flags: { dataDir, datacenter, httpAddr: '127.0.0.1:0', xdsAddr: '127.0.0.1:0', peeringAddr: '127.0.0.1:0', ...flags },
     env: {},
   });
   const server = await startServer(config, { logger: silentLogger() });
@@ -33,7 +34,7 @@ async function startCluster(datacenter: string, flags: Record<string, string> = 
     const text = await res.text();
     return { status: res.status, body: text && res.headers.get('content-type')?.includes('json') ? JSON.parse(text) : undefined, text };
   };
-  const cluster = { server, api };
+  const cluster = { server, dataDir, api };
   running.push(cluster);
   return cluster;
 }
@@ -157,6 +158,22 @@ describe('peering replication between two servers', () => {
 
     await peer(a, b);
     await waitFor(async () => (await importedApi(b)).length === 3, { timeoutMs: 2_000, intervalMs: 20, what: 'api in B again' });
+  });
+
+  it('delete on A while B is down: A stays DELETING until B reconnects, B is told and shows TERMINATED', async () => {
+    await peer(a, b);
+    await exportApi(a);
+    await waitFor(async () => (await importedApi(b)).length === 3, { timeoutMs: 2_000, intervalMs: 20, what: 'api in B' });
+    running.splice(running.indexOf(b), 1);
+    await b.server.stop();
+    await waitFor(stateIs(a, 'cluster-b', 'FAILING'), { timeoutMs: 2_000, intervalMs: 20, what: 'A to see the dialer gone' });
+    expect((await a.api('DELETE', '/v1/peering/cluster-b')).status).toBe(200);
+    expect((await peering(a, 'cluster-b'))?.State).toBe('DELETING');
+
+    b = await startCluster('dc-b', {}, b.dataDir);
+    await waitFor(stateIs(b, 'cluster-a', 'TERMINATED'), { timeoutMs: 5_000, intervalMs: 20, what: 'the restarted B to be told' });
+    await waitFor(async () => (await peering(a, 'cluster-b')) === undefined, { timeoutMs: 5_000, what: 'A to remove the peering' });
+    expect(await importedApi(b)).toEqual([]);
   });
 
   it('delete on B (the dialer) → A shows TERMINATED and stops exporting to it', async () => {
