@@ -80,6 +80,10 @@ export class PeeringManager {
         for (const entry of this.dialers.values()) entry.dialer?.update({ certPem: event.leaf.certPem, keyPem: event.leaf.keyPem });
       }),
     );
+    // A stream does not survive a restart: a stored ACTIVE is stale until the stream is back.
+    for (const p of peerings.list()) {
+      if (p.State === 'ACTIVE') await peerings.setState(p.Name, 'FAILING', 'no replication stream since this server restarted').catch(() => undefined);
+    }
     for (const p of peerings.list()) this.reconcile(p);
   }
 
@@ -221,7 +225,8 @@ export class PeeringManager {
       if (!isDialer(p)) {
         // No stream up: keep the peering DELETING until the dialer reconnects and is told, within
         // the deletion hook's bound (Peerings removes the record anyway after it).
-        if (!(await this.acceptor.terminate(p.Name))) await this.dialerTold(p.Name);
+        const established = p.PeerCAPems.length > 0; // a PENDING peering has no dialer to tell
+        if (!(await this.acceptor.terminate(p.Name)) && established) await this.dialerTold(p.Name);
       }
       else if (this.dialers.has(p.Name)) await this.stopDialer(p.Name, true);
       else await new StreamDialer(await this.dialOptions(p)).stop({ terminate: true, graceMs: 2_000 });
