@@ -3,14 +3,17 @@
  * TLS peering port on 127.0.0.1:0): A generates the token and exports, B establishes, dials the
  * stream and imports. Everything is observed through the HTTP API, as a user would.
  */
+import * as grpc from '@grpc/grpc-js';
 import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { dialPeer } from '../../src/peering/dial.js';
+import { peeringIdentity } from '../../src/peering/server.js';
 import { loadServerConfig } from '../../src/config/index.js';
 import { silentLogger } from '../../src/log.js';
 import { meshGatewaySpiffeId, peeredServiceSni, serviceSpiffeId } from '../../src/mesh/names.js';
 import { type RunningServer, startServer } from '../../src/server.js';
 import type { PeeringJson } from '../../src/api/peering-routes.js';
 import { cleanupProcesses, tempDir } from '../helpers/process.js';
-import { waitFor } from '../helpers/wait.js';
+import { waitFor, withDeadline } from '../helpers/wait.js';
 
 interface Cluster {
   readonly server: RunningServer;
@@ -124,6 +127,38 @@ describe('peering replication between two servers', () => {
     expect((await b.api('GET', '/v1/catalog/services?peer=cluster-a')).body).toEqual({});
     // `other` is exported by name though nothing is registered under it (Consul does the same).
     await waitFor(async () => (await peering(b, 'cluster-a'))?.StreamStatus.ImportedServices.join() === 'other', { timeoutMs: 2_000, what: 'B to count only other' });
+  });
+
+  it('the acceptor refuses a second stream (ALREADY_EXISTS) and one without the pinned client certificate (PERMISSION_DENIED), and the first stream carries on', async () => {
+    await peer(a, b);
+    const before = await peering(a, 'cluster-b');
+    const p = b.server.peerings.read('cluster-a')!;
+    const streamSecret = await b.server.peerings.streamSecretOf('cluster-a');
+    const leaf = await b.server.ca.leaf(peeringIdentity(b.server.ca, 'dc-b'));
+    const openWith = async (withCert: boolean, secret = streamSecret) => {
+      const client = dialPeer({ address: p.PeerServerAddresses[0]!, caPems: p.PeerCAPems, serverName: p.PeerServerName, leaf: withCert ? leaf : undefined });
+      try {
+        const stream = client.streamResources();
+        const status = withDeadline(new Promise<grpc.StatusObject>((resolve) => {
+          stream.on('status', resolve);
+          stream.on('error', () => undefined);
+          stream.on('data', () => undefined);
+        }), { timeoutMs: 5_000, what: 'the refused stream to end' });
+        stream.write({ payload: { $case: 'open', value: { peerId: p.PeerID, streamSecret: secret, remote: { partition: 'default', datacenter: 'dc-b' } } } });
+        return (await status).code;
+      } finally {
+        client.close();
+      }
+    };
+    expect(await openWith(true)).toBe(grpc.status.ALREADY_EXISTS);
+    expect(await openWith(false)).toBe(grpc.status.PERMISSION_DENIED);
+    expect(await openWith(true, 'wrong')).toBe(grpc.status.PERMISSION_DENIED);
+    const after = await peering(a, 'cluster-b');
+    expect(after?.State).toBe('ACTIVE');
+    expect(after?.PeerCAPems).toEqual(before?.PeerCAPems);
+    // The first stream still replicates.
+    await exportApi(a);
+    await waitFor(async () => (await importedApi(b)).length === 3, { timeoutMs: 2_000, intervalMs: 20, what: 'api in B over the first stream' });
   });
 
   it('a CA rotation in A leaves B holding both roots, then only the new one', async () => {

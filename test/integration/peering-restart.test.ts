@@ -39,6 +39,7 @@ describe('peering across restarts (two server processes)', () => {
     const bArgs = ['--datacenter', 'dc-b', ...heartbeatArgs];
     let a = await startServerProcess(aArgs);
     let b = await startServerProcess(bArgs);
+    const firstRun = [a, b];
     expect(a.peeringPort).toBe(port);
 
     const token = await call(a, 'POST', '/v1/peering/token', { PeerName: 'cluster-b' });
@@ -89,5 +90,14 @@ describe('peering across restarts (two server processes)', () => {
       a.child.kill('SIGCONT');
     }
     await waitFor(async () => (await read(b, 'cluster-a')).State === 'ACTIVE', { timeoutMs: 10_000, intervalMs: 50, what: 'B ACTIVE after the acceptor resumed' });
+
+    // Logs never carry the token, its establishment secret or a private key.
+    const secret = (JSON.parse(Buffer.from(token.body.PeeringToken, 'base64').toString()) as { EstablishmentSecret: string }).EstablishmentSecret;
+    for (const s of [...firstRun, a, b]) {
+      const logs = s.stdoutLines.join('\n') + s.stderr();
+      expect(logs).not.toContain(token.body.PeeringToken);
+      expect(logs).not.toContain(secret);
+      expect(logs).not.toContain('PRIVATE KEY');
+    }
   }, 60_000);
 });
