@@ -180,6 +180,25 @@ describe('peering replication between two servers', () => {
     expect((await peering(b, 'cluster-a'))?.State).toBe('ACTIVE');
   });
 
+  it('a CA rotation in B (the dialer) re-pins its roots in A, so B reconnects with a leaf from its new root', async () => {
+    running.splice(running.indexOf(b), 1);
+    await b.server.stop();
+    b = await startCluster('dc-b', { caRotationPhaseMs: '300' });
+    await peer(a, b);
+    const oldRoot = b.server.ca.roots().roots[0]!.certPem;
+    expect((await b.api('POST', '/v1/connect/ca/rotate')).status).toBe(200);
+    const newRoot = await waitFor(async () => {
+      const pems = (await peering(a, 'cluster-b'))?.PeerCAPems ?? [];
+      return pems.length === 1 && pems[0] !== oldRoot && pems[0];
+    }, { timeoutMs: 10_000, intervalMs: 20, what: 'A to pin only B\'s new root' });
+    expect(b.server.ca.roots().roots.map((r) => r.certPem)).toEqual([newRoot]);
+    // A restart of B dials with a leaf under the new root: only the re-pinned root lets it in.
+    running.splice(running.indexOf(b), 1);
+    await b.server.stop();
+    b = await startCluster('dc-b', { caRotationPhaseMs: '300' }, b.dataDir);
+    await waitFor(stateIs(b, 'cluster-a', 'ACTIVE'), { timeoutMs: 5_000, intervalMs: 20, what: 'the restarted B ACTIVE' });
+  });
+
   it('delete on A → B shows TERMINATED and drops what it imported; a new token re-establishes', async () => {
     await peer(a, b);
     await exportApi(a);
