@@ -223,6 +223,7 @@ export class Peerings {
         PeerID: token.PeerID,
         PeerServerName: token.ServerName,
         PeerServerAddresses: [...dialAddressesOf(token)],
+        ...(token.ManualServerAddresses.length > 0 && { ManualServerAddresses: true }),
         PeerCAPems: [...token.CA],
         PeerTrustDomain: trustDomainOf(token),
         Meta: { ...(input.meta ?? existing?.Meta ?? {}) },

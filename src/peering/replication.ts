@@ -156,6 +156,8 @@ export class ImportSink implements ResourceSink {
     const addresses = change.operation === 'upsert' ? (change.resource as ServerAddresses).addresses : [];
     // An acceptor with nothing dialable to advertise: keep dialing the token's addresses.
     if (addresses.length === 0) return;
+    // The operator's addresses from the token win over what the acceptor reports (Consul's rule).
+    if (this.deps.peerings.read(this.deps.peeringName)?.ManualServerAddresses) return;
     const bad = addresses.find((a) => !/^[^\s]+:\d{1,5}$/.test(a));
     if (bad !== undefined) throw new Error(`addresses: ${JSON.stringify(bad)} is not host:port`);
     await this.deps.peerings.updatePeer(this.deps.peeringName, { PeerServerAddresses: [...addresses] });

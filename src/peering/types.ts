@@ -49,6 +49,12 @@ export interface Peering {
    */
   readonly PeerCAPems: readonly string[];
   readonly PeerTrustDomain: string;
+  /**
+   * Dialer: the token named the addresses to dial (`ManualServerAddresses`, from the acceptor's
+   * `ServerExternalAddresses`), so the acceptor's replicated server addresses do not replace them
+   * (as in Consul). Internal, like PeerTrustDomain.
+   */
+  readonly ManualServerAddresses?: boolean | undefined;
   readonly Meta: Readonly<Record<string, string>>;
   readonly Remote: RemoteInfo;
   readonly StreamStatus: StreamStatus;

@@ -213,6 +213,9 @@ describe('peering establish between two servers', () => {
     expect(token.ManualServerAddresses).toEqual([`localhost:${a.server.peeringPort}`]);
     expect((await establish(b, 'cluster-a', encodeToken(token))).status).toBe(200);
     expect(b.server.peerings.read('cluster-a')?.PeerServerAddresses).toEqual([`localhost:${a.server.peeringPort}`]);
+    // Once the stream is up, the acceptor's replicated addresses do not replace the operator's.
+    await waitFor(() => b.server.peerings.read('cluster-a')?.State === 'ACTIVE', { timeoutMs: 2_000, what: 'B ACTIVE' });
+    expect(b.server.peerings.read('cluster-a')?.PeerServerAddresses).toEqual([`localhost:${a.server.peeringPort}`]);
   });
 
   it('the peering port: INVALID_ARGUMENT for missing fields, PERMISSION_DENIED for a bad secret; a stream with a wrong stream secret is refused', async () => {

@@ -107,9 +107,10 @@ describe('ImportSink', () => {
     store = await openLmdbStore(dir);
     const imported = await ImportedServices.open(store);
     let record = { Name: 'east', Remote: { Datacenter: 'dc-e', Partition: 'default' }, StreamStatus: { ImportedServices: [] as string[], ExportedServices: [] } } as unknown as Peering;
+    const patches: object[] = [];
     const peerings = {
       read: () => record,
-      updatePeer: async () => record,
+      updatePeer: async (_n: string, patch: object) => (patches.push(patch), record),
       setStreamStatus: async (_n: string, patch: object) => (record = { ...record, StreamStatus: { ...record.StreamStatus, ...patch } }),
     };
     const sink = new ImportSink({ peerings, imported, peeringName: 'east' });
@@ -124,6 +125,15 @@ describe('ImportSink', () => {
     expect((await ImportedServices.open(store)).instancesOf('east', 'api').map((i) => i.id)).toEqual(['b', 'c']);
 
     await expect(sink.apply(ResourceUrl.trustBundle, { resourceId: 'e.consul', operation: 'upsert', resource: { trustDomain: 'e.consul', rootPems: ['not a pem'] } })).rejects.toThrow(/root_pems\[0\]/);
+
+    const addresses = (list: string[]): ResourceChange => ({ resourceId: 'server-addresses', operation: 'upsert', resource: { addresses: list } });
+    await sink.apply(ResourceUrl.serverAddresses, addresses(['10.9.9.9:8503']));
+    await sink.apply(ResourceUrl.serverAddresses, addresses([]));
+    expect(patches).toEqual([{ PeerServerAddresses: ['10.9.9.9:8503'] }]);
+    record = { ...record, ManualServerAddresses: true };
+    await sink.apply(ResourceUrl.serverAddresses, addresses(['10.9.9.8:8503']));
+    expect(patches).toHaveLength(1); // the token's manual addresses stay
+    await expect(sink.apply(ResourceUrl.serverAddresses, addresses(['nope']))).resolves.toBeUndefined();
 
     await sink.apply(ResourceUrl.exportedServiceList, { resourceId: 'exported-services', operation: 'upsert', resource: { services: [] } });
     expect(imported.instancesOf('east', 'api')).toEqual([]);
