@@ -7,6 +7,7 @@ import { openLmdbStore, type Store } from './store/index.js';
 import { XdsServer } from './xds/server.js';
 import { XdsCache } from './xds/cache/xds-cache.js';
 import { SnapshotManager } from './snapshot/manager.js';
+import { peeringView } from './snapshot/peering-view.js';
 import { Catalog } from './catalog/catalog.js';
 import { installHttpAuth } from './api/auth.js';
 import { registerCatalogRoutes } from './api/catalog-routes.js';
@@ -104,6 +105,9 @@ async function startParts(config: ServerConfig, logger: Logger, parts: Parts): P
   const cache = new XdsCache(metrics);
   const xds = new XdsServer({ logger, metrics, cache, maxStreams: config.xdsMaxStreams, authorize });
   parts.xds = xds;
+  const xdsPort = await xds.listen(formatHostPort(config.xdsAddr));
+  const peeringPort = await startPeering(config, logger, parts, metrics);
+  // After peering: proxies are built from local state, imported services and peer bundles together.
   parts.snapshots = new SnapshotManager({
     catalog: parts.catalog,
     ca: parts.ca,
@@ -112,10 +116,9 @@ async function startParts(config: ServerConfig, logger: Logger, parts: Parts): P
     logger: logger.child({ component: 'snapshot' }),
     metrics,
     coalesceMs: config.coalesceMs,
+    peering: peeringView(parts.peerings!, parts.imported!),
   });
   parts.snapshots.start();
-  const xdsPort = await xds.listen(formatHostPort(config.xdsAddr));
-  const peeringPort = await startPeering(config, logger, parts, metrics);
   const http = createHttpApi({ logger, metrics, health: healthOf(parts), xds });
   parts.http = http;
   installHttpAuth(http, config.httpToken);

@@ -20,9 +20,13 @@ export interface PeeredFields {
 
 export type ImportedInstance = ServiceInstance & PeeredFields;
 
+/** What changed among a peer's imports (the snapshot layer rebuilds the proxies that use them). */
+export type ImportedEvent = { readonly kind: 'imported-changed'; readonly peer: string; readonly service?: string | undefined };
+
 export class ImportedServices {
   /** peer → service → instances */
   private readonly byPeer = new Map<string, Map<string, readonly ImportedInstance[]>>();
+  private readonly listeners = new Set<(event: ImportedEvent) => void>();
 
   private constructor(private readonly store: Store) {}
 
@@ -50,15 +54,23 @@ export class ImportedServices {
     return [...(this.byPeer.get(peer)?.keys() ?? [])].sort();
   }
 
+  /** Calls `listener` after every change; returns the unsubscribe function. */
+  subscribe(listener: (event: ImportedEvent) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
   /** Replaces what is imported of one service with exactly `instances`. */
   async replace(peer: string, service: string, instances: readonly ImportedInstance[]): Promise<void> {
     await this.store.put(keyOf(peer, service), JSON.parse(JSON.stringify(instances)) as JsonValue);
     this.services(peer).set(service, instances);
+    this.emit({ kind: 'imported-changed', peer, service });
   }
 
   async remove(peer: string, service: string): Promise<void> {
     await this.store.delete(keyOf(peer, service));
     this.byPeer.get(peer)?.delete(service);
+    this.emit({ kind: 'imported-changed', peer, service });
   }
 
   /** Removes every service of `peer` not in `keep` (the peer's latest exported-services list). */
@@ -70,7 +82,12 @@ export class ImportedServices {
   async dropPeer(peer: string): Promise<void> {
     const keys = (await this.store.list(peerPrefix(peer))).map((kv) => kv.key);
     if (keys.length > 0) await this.store.txn(async (tx) => keys.forEach((k) => tx.delete(k)));
-    this.byPeer.delete(peer);
+    const had = this.byPeer.delete(peer);
+    if (had) this.emit({ kind: 'imported-changed', peer });
+  }
+
+  private emit(event: ImportedEvent): void {
+    for (const l of this.listeners) l(event);
   }
 
   private services(peer: string): Map<string, readonly ImportedInstance[]> {

@@ -1,5 +1,31 @@
 import type { CatalogReader } from '../catalog/types.js';
 import type { CaRoots } from '../ca/types.js';
+import type { ImportedInstance } from '../peering/imported.js';
+
+/** A peer's trust bundle as the peering record holds it (replicated from the peer). */
+export interface PeerBundle {
+  readonly peer: string;
+  readonly trustDomain: string;
+  readonly pems: readonly string[];
+}
+
+/** What the builders read of cluster peering: live peers, their bundles, and what they export to us. */
+export interface PeeringView {
+  /** Local names of the peerings that are neither deleting nor terminated, sorted. */
+  peerNames(): readonly string[];
+  /** The peer's bundle; undefined until both its trust domain and roots are known. */
+  bundle(peer: string): PeerBundle | undefined;
+  /** Names of the services imported from `peer`, sorted. */
+  importedServiceNames(peer: string): readonly string[];
+  importedInstances(peer: string, service: string, namespace?: string): readonly ImportedInstance[];
+}
+
+export const noPeering: PeeringView = {
+  peerNames: () => [],
+  bundle: () => undefined,
+  importedServiceNames: () => [],
+  importedInstances: () => [],
+};
 
 /** What every builder reads: the catalog, this cluster's names, and the CA roots. */
 export interface BuildContext {
@@ -9,11 +35,13 @@ export interface BuildContext {
   readonly roots: CaRoots;
   /** A peer's trust domain by its local name (undefined while unknown). */
   readonly peerTrustDomain: (peer: string) => string | undefined;
+  /** Cluster peering (absent: no peers). */
+  readonly peering?: PeeringView | undefined;
 }
 
 /** A built snapshot and the service names whose changes must rebuild it. */
 export interface Built<S> {
   readonly snapshot: S;
-  /** Service names this proxy depends on; `*` means every change. */
+  /** Service names this proxy depends on; `*` means every change; `peer:<name>` a peer's imports. */
   readonly deps: ReadonlySet<string>;
 }

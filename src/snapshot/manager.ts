@@ -9,6 +9,7 @@ import type { BuildContext, Built } from './context.js';
 import { buildMeshGatewaySnapshot } from './mesh-gateway.js';
 import { buildSidecarSnapshot, sidecarSpiffeId } from './sidecar.js';
 import type { ConfigSnapshot } from './types.js';
+import type { LivePeeringView, PeeringViewEvent } from './peering-view.js';
 
 export interface SnapshotManagerOptions {
   readonly catalog: CatalogReader;
@@ -19,7 +20,8 @@ export interface SnapshotManagerOptions {
   readonly metrics: Metrics;
   /** Bursts of changes within this window become one rebuild (ms, default 100). */
   readonly coalesceMs?: number;
-  readonly peerTrustDomain?: (peer: string) => string | undefined;
+  /** Cluster peering: peers, their bundles and imported services (absent: no peers). */
+  readonly peering?: LivePeeringView | undefined;
 }
 
 const isProxy = (i: ServiceInstance) => i.kind === 'connect-proxy' || i.kind === 'mesh-gateway';
@@ -46,6 +48,7 @@ export class SnapshotManager {
   start(): void {
     this.unsubscribe.push(this.opts.catalog.subscribe((e) => this.onCatalogEvent(e)));
     this.unsubscribe.push(this.opts.ca.subscribe((e) => this.onCaEvent(e)));
+    if (this.opts.peering) this.unsubscribe.push(this.opts.peering.subscribe((e) => this.onPeeringEvent(e)));
     for (const i of this.opts.catalog.allInstances()) if (isProxy(i)) this.markDirty(i.id);
   }
 
@@ -84,6 +87,16 @@ export class SnapshotManager {
     }
   }
 
+  /**
+   * A peer's bundle or liveness touches upstreams, inbound trust and RBAC anywhere; its imports
+   * only the proxies with an upstream to that peer, and gateways.
+   */
+  private onPeeringEvent(e: PeeringViewEvent): void {
+    if (e.kind === 'peer-bundle-changed') return this.markAll();
+    const key = `peer:${e.peer}`;
+    for (const [id, deps] of this.deps) if (deps.has('*') || deps.has(key)) this.markDirty(id);
+  }
+
   private markAll(): void {
     for (const i of this.opts.catalog.allInstances()) if (isProxy(i)) this.markDirty(i.id);
   }
@@ -118,7 +131,8 @@ export class SnapshotManager {
       datacenter: this.opts.datacenter,
       trustDomain: this.opts.ca.trustDomain,
       roots: this.opts.ca.roots(),
-      peerTrustDomain: this.opts.peerTrustDomain ?? (() => undefined),
+      peerTrustDomain: (peer) => this.opts.peering?.bundle(peer)?.trustDomain,
+      peering: this.opts.peering,
     };
   }
 
