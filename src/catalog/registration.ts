@@ -53,7 +53,7 @@ function parseService(obj: JsonObject, ctx: RegistrationContext, p: Problems): I
   if (datacenter !== undefined && datacenter !== ctx.datacenter && kind !== 'mesh-gateway') {
     p.add('Datacenter', `must be ${JSON.stringify(ctx.datacenter)} (this server's datacenter): only mesh gateways may be registered for another datacenter`);
   }
-  const taggedAddresses = parseTaggedAddresses(obj, p, mesh);
+  const taggedAddresses = parseTaggedAddresses(obj, p, mesh, kind === 'mesh-gateway');
   const proxy = parseProxyOf(obj, kind, p);
   const checks = parseChecks(obj, '', { id: id ?? '', name: name ?? '' }, p);
   if (name === undefined || id === undefined || address === undefined || port === undefined || datacenter === undefined) return undefined;
@@ -83,15 +83,20 @@ function parseCommon(obj: JsonObject, base: string, p: Problems): Pick<InstanceD
   return { tags, meta, namespace, partition };
 }
 
-/** `{lan, wan}`, each `{Address, Port}`; proxies and gateways need IP addresses (they become EDS endpoints). */
-function parseTaggedAddresses(obj: JsonObject, p: Problems, needIp: boolean): InstanceDraft['taggedAddresses'] | undefined {
+/**
+ * `{lan, wan}`, each `{Address, Port}`; proxies and gateways need IP addresses (they become EDS
+ * endpoints), except a mesh gateway's WAN address, which may be a hostname (Consul allows it; the
+ * clusters that reach it are STRICT_DNS).
+ */
+function parseTaggedAddresses(obj: JsonObject, p: Problems, needIp: boolean, wanHostname = false): InstanceDraft['taggedAddresses'] | undefined {
   const tagged = readOptionalObject(obj, 'TaggedAddresses', '', ['lan', 'wan'], p);
   if (!tagged) return {};
   const one = (key: 'lan' | 'wan'): ServiceAddress | undefined | null => {
     const base = at('TaggedAddresses', key);
     const o = readOptionalObject(tagged, key, 'TaggedAddresses', ['Address', 'Port'], p);
     if (!o) return tagged[key] === undefined || tagged[key] === null ? undefined : null;
-    const address = needIp ? readIp(o, 'Address', base, p) : readAddress(o, 'Address', base, p);
+    const ipOnly = needIp && !(key === 'wan' && wanHostname);
+    const address = ipOnly ? readIp(o, 'Address', base, p) : readAddress(o, 'Address', base, p);
     const port = readInt(o, 'Port', base, p, 1, 65535);
     return address === undefined || port === undefined ? null : { address, port };
   };

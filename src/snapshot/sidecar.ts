@@ -15,7 +15,9 @@ import {
 import type { BuildContext, Built } from './context.js';
 import { rbacForDestination } from './intentions.js';
 import { gatewayEndpoints, meshGatewayMode, serviceProtocol, sidecarEndpoints } from './lookups.js';
-import type { EndpointIR, SidecarSnapshot, UpstreamIR } from './types.js';
+import { needsDns, peeredUpstream, peerRootsSecret } from './peered.js';
+import { exportedNamesFor } from '../peering/exports.js';
+import type { EndpointIR, RootsSecretIR, SidecarSnapshot, TrustDomainIR, UpstreamIR } from './types.js';
 
 const connectTimeoutMs = 5_000;
 
@@ -28,24 +30,34 @@ export function sidecarSpiffeId(proxy: ServiceInstance, ctx: Pick<BuildContext, 
   });
 }
 
-/** A connect-proxy's snapshot (DESIGN.md §5 "Sidecar"). Peered upstreams come with peering. */
+/** A connect-proxy's snapshot (DESIGN.md §5 "Sidecar"), with peered upstreams and inbound peer trust. */
 export function buildSidecarSnapshot(proxy: ServiceInstance, leaf: Leaf, ctx: BuildContext): Built<SidecarSnapshot> {
   const destination = proxy.proxy?.destinationServiceName ?? proxy.name;
   const address = proxy.address || '0.0.0.0';
   const deps = new Set<string>([destination]);
   const upstreams: UpstreamIR[] = [];
+  const peerRoots = new Map<string, RootsSecretIR>();
   for (const u of proxy.proxy?.upstreams ?? []) {
-    if (u.destinationPeer) continue; // built by the peering-aware builder (issue: peered traffic)
+    if (u.destinationPeer) {
+      deps.add(`peer:${u.destinationPeer}`);
+      const peered = peeredUpstream(proxy, u, leaf, ctx);
+      if (!peered) continue;
+      upstreams.push(peered.upstream);
+      peerRoots.set(peered.bundle.peer, peerRootsSecret(peered.bundle));
+      continue;
+    }
     deps.add(u.destinationName);
     upstreams.push(localUpstream(proxy, u, leaf, ctx));
   }
+  const localRoots: RootsSecretIR = { name: localRootsSecretName, pems: ctx.roots.roots.map((r) => r.certPem) };
+  const trustDomains = inboundTrustDomains(destination, localRoots, ctx);
   const snapshot: SidecarSnapshot = {
     kind: 'connect-proxy',
     proxyId: proxy.id,
     service: destination,
     spiffeId: leaf.spiffeId,
     leaf: { name: leafSecretName(leaf.spiffeId), certPem: leaf.certPem, keyPem: leaf.keyPem },
-    roots: [{ name: localRootsSecretName, pems: ctx.roots.roots.map((r) => r.certPem) }],
+    roots: [localRoots, ...[...peerRoots.values()].sort((a, b) => (a.name < b.name ? -1 : 1))],
     publicListener: {
       name: publicListenerName(address, proxy.port),
       address,
@@ -53,6 +65,7 @@ export function buildSidecarSnapshot(proxy: ServiceInstance, leaf: Leaf, ctx: Bu
       protocol: serviceProtocol(ctx.catalog, destination),
       leafSecret: leafSecretName(leaf.spiffeId),
       rootsSecret: localRootsSecretName,
+      ...(trustDomains ? { trustDomains } : {}),
       rbac: rbacForDestination(ctx.catalog, destination, ctx.trustDomain, ctx.peerTrustDomain),
       localApp: {
         clusterName: localAppClusterName,
@@ -88,9 +101,14 @@ function localUpstream(proxy: ServiceInstance, u: Upstream, leaf: Leaf, ctx: Bui
         rootsSecret: localRootsSecretName,
         spiffeIds: [serviceSpiffeId(ctx.trustDomain, dc, svc)],
       },
-      endpoints: upstreamEndpoints(proxy, u, dc, svc, ctx),
+      ...withEndpoints(upstreamEndpoints(proxy, u, dc, svc, ctx)),
     },
   };
+}
+
+/** A remote datacenter's gateway WAN address may be a hostname: then Envoy resolves it. */
+function withEndpoints(endpoints: EndpointIR[]): { endpoints: EndpointIR[]; dns?: true } {
+  return needsDns(endpoints) ? { endpoints, dns: true } : { endpoints };
 }
 
 /**
@@ -111,4 +129,22 @@ function upstreamEndpoints(
   const gateways = ctx.catalog.instancesOfKind('mesh-gateway');
   if (mode === 'local') return gatewayEndpoints(gateways.filter((g) => g.datacenter === ctx.datacenter), 'lan');
   return gatewayEndpoints(gateways.filter((g) => g.datacenter === dc), 'wan');
+}
+
+/**
+ * The trust domains the public listener accepts when its service is exported to peers: ours and
+ * each consuming peer's whose bundle is known (DESIGN.md §5). Undefined when no peer is involved,
+ * so the listener keeps validating with the local roots secret.
+ */
+function inboundTrustDomains(service: string, localRoots: RootsSecretIR, ctx: BuildContext): TrustDomainIR[] | undefined {
+  const out: TrustDomainIR[] = [];
+  for (const peer of ctx.peering?.peerNames() ?? []) {
+    const bundle = ctx.peering?.bundle(peer);
+    if (!bundle || !exportedNamesFor(ctx.catalog, peer).includes(service)) continue;
+    if (bundle.trustDomain === ctx.trustDomain || out.some((t) => t.name === bundle.trustDomain)) continue;
+    out.push({ name: bundle.trustDomain, pems: [...bundle.pems] });
+  }
+  if (out.length === 0) return undefined;
+  // In peer-name order (peerNames is sorted): stable, unlike the peers' generated trust domains.
+  return [{ name: ctx.trustDomain, pems: localRoots.pems }, ...out];
 }

@@ -40,6 +40,11 @@ export interface EdsClusterIR {
   readonly connectTimeoutMs: number;
   readonly tls?: UpstreamTlsIR | undefined;
   readonly endpoints: readonly EndpointIR[];
+  /**
+   * Some endpoint is a hostname (a peer's gateway WAN address): Envoy resolves it, so the cluster
+   * is STRICT_DNS (every host kept) with its load assignment inline instead of EDS.
+   */
+  readonly dns?: boolean | undefined;
 }
 
 export interface UpstreamIR {
@@ -72,6 +77,12 @@ export interface RbacIR {
   readonly policies: readonly RbacPolicyIR[];
 }
 
+/** A trust domain and the roots its certificates must chain to (SPIFFE validator entry). */
+export interface TrustDomainIR {
+  readonly name: string;
+  readonly pems: readonly string[];
+}
+
 export interface PublicListenerIR {
   readonly name: string;
   readonly address: string;
@@ -79,6 +90,11 @@ export interface PublicListenerIR {
   readonly protocol: Protocol;
   readonly leafSecret: string;
   readonly rootsSecret: string;
+  /**
+   * Set when the service is exported to peers: the local trust domain plus each consuming peer's,
+   * validated by Envoy's SPIFFE validator instead of the roots secret (DESIGN.md §5).
+   */
+  readonly trustDomains?: readonly TrustDomainIR[] | undefined;
   readonly rbac: RbacIR;
   readonly localApp: { readonly clusterName: string; readonly address: string; readonly port: number };
 }

@@ -1,4 +1,4 @@
-import { Cluster, Cluster_DiscoveryType, Cluster_LbPolicy } from '../../gen/envoy/config/cluster/v3/cluster.js';
+import { Cluster, Cluster_DiscoveryType, Cluster_DnsLookupFamily, Cluster_LbPolicy } from '../../gen/envoy/config/cluster/v3/cluster.js';
 import { ClusterLoadAssignment } from '../../gen/envoy/config/endpoint/v3/endpoint.js';
 import { UpstreamTlsContext } from '../../gen/envoy/extensions/transport_sockets/tls/v3/tls.js';
 import { SubjectAltNameMatcher_SanType } from '../../gen/envoy/extensions/transport_sockets/tls/v3/common.js';
@@ -7,6 +7,7 @@ import type { Protocol } from '../../catalog/types.js';
 import type { ConfigSnapshot, EdsClusterIR, SidecarSnapshot, UpstreamTlsIR } from '../../snapshot/types.js';
 import { packAny } from '../any.js';
 import { TypeUrl } from '../types.js';
+import { buildLoadAssignment } from './endpoints.js';
 import { adsConfigSource, durationMs, sdsSecret, socketAddress, spec, type ResourceSpec } from './common.js';
 
 /** CDS for a proxy: one function per proxy kind (Consul agent/xds/clusters.go reads the same way). */
@@ -26,6 +27,7 @@ function sidecarClusters(s: SidecarSnapshot): ResourceSpec[] {
 }
 
 export function edsClusterSpec(c: EdsClusterIR): ResourceSpec {
+  if (c.dns) return spec(TypeUrl.cluster, c.name, c, () => buildDnsCluster(c));
   // Endpoints are their own (EDS) resource: they do not belong in the cluster's key.
   const { endpoints: _endpoints, ...input } = c;
   return spec(TypeUrl.cluster, c.name, input, () => buildEdsCluster(c));
@@ -49,10 +51,30 @@ function buildLocalAppCluster(name: string, address: string, port: number): Clus
 
 function buildEdsCluster(c: EdsClusterIR): Cluster {
   return Cluster.fromPartial({
-    name: c.name,
-    altStatName: c.name,
+    ...commonCluster(c),
     clusterDiscoveryType: { $case: 'type', value: Cluster_DiscoveryType.EDS },
     edsClusterConfig: { edsConfig: adsConfigSource(), serviceName: c.name },
+  });
+}
+
+/**
+ * Endpoints that are hostnames (a peer gateway's WAN name): STRICT_DNS keeps every resolved host
+ * of every name, unlike LOGICAL_DNS which takes one (issue 5: "a DNS cluster type that supports
+ * several hosts"); the load assignment is inline because EDS cannot carry hostnames to resolve.
+ */
+function buildDnsCluster(c: EdsClusterIR): Cluster {
+  return Cluster.fromPartial({
+    ...commonCluster(c),
+    clusterDiscoveryType: { $case: 'type', value: Cluster_DiscoveryType.STRICT_DNS },
+    dnsLookupFamily: Cluster_DnsLookupFamily.V4_ONLY,
+    loadAssignment: buildLoadAssignment(c),
+  });
+}
+
+function commonCluster(c: EdsClusterIR): Cluster {
+  return Cluster.fromPartial({
+    name: c.name,
+    altStatName: c.name,
     connectTimeout: durationMs(c.connectTimeoutMs),
     lbPolicy: Cluster_LbPolicy.ROUND_ROBIN,
     outlierDetection: {},

@@ -9,7 +9,8 @@ import { spec, type ResourceSpec } from './common.js';
 /** EDS for a proxy: one ClusterLoadAssignment per EDS cluster. */
 export function endpointsFromSnapshot(s: ConfigSnapshot): ResourceSpec[] {
   const clusters = s.kind === 'connect-proxy' ? s.upstreams.map((u) => u.cluster) : s.clusters;
-  return clusters.map(loadAssignmentSpec);
+  // A DNS cluster carries its hosts inline: it has no EDS resource.
+  return clusters.filter((c) => !c.dns).map(loadAssignmentSpec);
 }
 
 function loadAssignmentSpec(c: EdsClusterIR): ResourceSpec {
@@ -20,7 +21,7 @@ function loadAssignmentSpec(c: EdsClusterIR): ResourceSpec {
  * Critical instances never get here; warning ones are routed to as DEGRADED (Envoy's last choice).
  * Built as plain literals: this is the hot path of large gateways, and fromPartial deep-copies.
  */
-function buildLoadAssignment(c: EdsClusterIR): ClusterLoadAssignment {
+export function buildLoadAssignment(c: EdsClusterIR): ClusterLoadAssignment {
   const lbEndpoints: LbEndpoint[] = c.endpoints.map((e) => ({
     $type: 'envoy.config.endpoint.v3.LbEndpoint',
     hostIdentifier: {

@@ -5,7 +5,9 @@ import { DownstreamTlsContext } from '../../gen/envoy/extensions/transport_socke
 import { TcpProxy } from '../../gen/envoy/extensions/filters/network/tcp_proxy/v3/tcp_proxy.js';
 import { SniCluster } from '../../gen/envoy/extensions/filters/network/sni_cluster/v3/sni_cluster.js';
 import { TlsInspector } from '../../gen/envoy/extensions/filters/listener/tls_inspector/v3/tls_inspector.js';
-import type { ConfigSnapshot, GatewayChainIR, MeshGatewaySnapshot, PublicListenerIR, SidecarSnapshot, UpstreamIR } from '../../snapshot/types.js';
+import { SPIFFECertValidatorConfig } from '../../gen/envoy/extensions/transport_sockets/tls/v3/tls_spiffe_validator_config.js';
+import type { ConfigSnapshot, GatewayChainIR, MeshGatewaySnapshot, PublicListenerIR, SidecarSnapshot, TrustDomainIR, UpstreamIR } from '../../snapshot/types.js';
+import { pemBundle } from './secrets.js';
 import { packAny } from '../any.js';
 import { TypeUrl } from '../types.js';
 import { sdsSecret, socketAddress, spec, statPrefix, type ResourceSpec } from './common.js';
@@ -52,7 +54,9 @@ function buildPublicListener(pl: PublicListenerIR): Listener {
     commonTlsContext: {
       tlsParams: { tlsMinimumProtocolVersion: 3 /* TLSv1_2 */ },
       tlsCertificateSdsSecretConfigs: [sdsSecret(pl.leafSecret)],
-      validationContextType: { $case: 'validationContextSdsSecretConfig', value: sdsSecret(pl.rootsSecret) },
+      validationContextType: pl.trustDomains
+        ? { $case: 'validationContext', value: { customValidatorConfig: spiffeValidator(pl.trustDomains) } }
+        : { $case: 'validationContextSdsSecretConfig', value: sdsSecret(pl.rootsSecret) },
     },
   });
   const app = isHttp(pl.protocol)
@@ -68,6 +72,17 @@ function buildPublicListener(pl: PublicListenerIR): Listener {
     trafficDirection: TrafficDirection.INBOUND,
     filterChains: [chain],
   });
+}
+
+/**
+ * Envoy's SPIFFE certificate validator: a client certificate is checked against the bundle of the
+ * trust domain in its URI SAN only, so a peer's CA can never vouch for our identities (DESIGN.md §5).
+ */
+function spiffeValidator(trustDomains: readonly TrustDomainIR[]): { name: string; typedConfig: ReturnType<typeof packAny> } {
+  const config = SPIFFECertValidatorConfig.fromPartial({
+    trustDomains: trustDomains.map((t) => ({ name: t.name, trustBundle: { specifier: { $case: 'inlineString', value: pemBundle(t.pems) } } })),
+  });
+  return { name: 'envoy.tls.cert_validator.spiffe', typedConfig: packAny(config) };
 }
 
 function buildUpstreamListener(u: UpstreamIR): Listener {

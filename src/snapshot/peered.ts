@@ -1,0 +1,107 @@
+import { isIP } from 'node:net';
+import { instanceHealth, type Protocol, type ServiceInstance, type Upstream } from '../catalog/types.js';
+import type { Leaf } from '../ca/types.js';
+import type { ImportedInstance } from '../peering/imported.js';
+import {
+  defaultNamespace,
+  leafSecretName,
+  peerBundleSecretName,
+  peeredUpstreamClusterName,
+  upstreamListenerName,
+  upstreamRouteName,
+} from '../mesh/names.js';
+import type { BuildContext, PeerBundle } from './context.js';
+import { gatewayEndpoints, meshGatewayMode } from './lookups.js';
+import type { EdsClusterIR, EndpointIR, RootsSecretIR, UpstreamIR } from './types.js';
+
+const connectTimeoutMs = 5_000;
+const protocols: readonly Protocol[] = ['tcp', 'http', 'http2', 'grpc'];
+
+/** A peered service's synthetic sidecars: the exporter's gateways, each with the PeerMeta to dial by. */
+export type PeeredSidecar = ImportedInstance & { readonly peerMeta: NonNullable<ImportedInstance['peerMeta']> };
+
+/** The non-critical synthetic sidecars of a service imported from `peer`, sorted by id. */
+export function peeredSidecars(ctx: BuildContext, peer: string, service: string, namespace = defaultNamespace): PeeredSidecar[] {
+  return (ctx.peering?.importedInstances(peer, service, namespace) ?? [])
+    .filter((i): i is PeeredSidecar => i.kind === 'connect-proxy' && i.peerMeta !== undefined && i.peerMeta.sni.length > 0)
+    .filter((i) => instanceHealth(i) !== 'critical')
+    .sort((a, b) => (a.id < b.id ? -1 : 1));
+}
+
+/** The peer gateways' WAN addresses behind the synthetic sidecars. */
+export function peeredEndpoints(sidecars: readonly PeeredSidecar[]): EndpointIR[] {
+  const seen = new Set<string>();
+  const out: EndpointIR[] = [];
+  for (const s of sidecars) {
+    const key = `${s.address}:${s.port}`;
+    if (seen.has(key)) continue;
+    seen.add(key);
+    out.push({ address: s.address, port: s.port, health: instanceHealth(s) === 'warning' ? 'degraded' : 'healthy' });
+  }
+  return out.sort((a, b) => (a.address === b.address ? a.port - b.port : a.address < b.address ? -1 : 1));
+}
+
+/** Hostnames cannot go into EDS: such a cluster is resolved by Envoy (STRICT_DNS). */
+export function needsDns(endpoints: readonly EndpointIR[]): boolean {
+  return endpoints.some((e) => isIP(e.address) === 0);
+}
+
+export function protocolOf(raw: string): Protocol {
+  return (protocols as readonly string[]).includes(raw) ? (raw as Protocol) : 'tcp';
+}
+
+export function peerRootsSecret(bundle: PeerBundle): RootsSecretIR {
+  return { name: peerBundleSecretName(bundle.peer), pems: [...bundle.pems] };
+}
+
+/**
+ * A sidecar upstream with `DestinationPeer` (DESIGN.md §5, issue 5): SNI, SAN list and protocol
+ * come from the exporter's replicated PeerMeta, never recomputed here; the peer's bundle is the
+ * trusted CA. Undefined until both the peer's instances and its bundle are known, so the upstream
+ * is left out rather than half-rendered (Consul's "received" flags).
+ */
+export function peeredUpstream(
+  proxy: ServiceInstance,
+  u: Upstream,
+  leaf: Leaf,
+  ctx: BuildContext,
+): { upstream: UpstreamIR; bundle: PeerBundle } | undefined {
+  const peer = u.destinationPeer;
+  const bundle = peer ? ctx.peering?.bundle(peer) : undefined;
+  if (!peer || !bundle) return undefined;
+  const namespace = u.destinationNamespace || defaultNamespace;
+  const sidecars = peeredSidecars(ctx, peer, u.destinationName, namespace);
+  const meta = sidecars[0]?.peerMeta;
+  if (!meta) return undefined;
+  const endpoints = peeredUpstreamEndpoints(proxy, u, sidecars, ctx);
+  const protocol = protocolOf(meta.protocol);
+  const bindAddress = u.localBindAddress || '127.0.0.1';
+  const cluster: EdsClusterIR = {
+    name: peeredUpstreamClusterName(bundle.trustDomain, peer, { name: u.destinationName, namespace }),
+    protocol,
+    connectTimeoutMs,
+    tls: { sni: meta.sni[0]!, leafSecret: leafSecretName(leaf.spiffeId), rootsSecret: peerBundleSecretName(peer), spiffeIds: [...meta.spiffeId] },
+    endpoints,
+    ...(needsDns(endpoints) ? { dns: true } : {}),
+  };
+  const upstream: UpstreamIR = {
+    listenerName: upstreamListenerName(u.destinationName, bindAddress, u.localBindPort, peer),
+    bindAddress,
+    bindPort: u.localBindPort,
+    service: u.destinationName,
+    protocol,
+    routeName: protocol === 'tcp' ? undefined : upstreamRouteName(u.destinationName, peer),
+    cluster,
+  };
+  return { upstream, bundle };
+}
+
+/** Mode `remote` (default): the exporter's gateways (WAN). Mode `local`: our own gateways (LAN). */
+function peeredUpstreamEndpoints(proxy: ServiceInstance, u: Upstream, sidecars: readonly PeeredSidecar[], ctx: BuildContext): EndpointIR[] {
+  const sd = ctx.catalog.configEntry('service-defaults', u.destinationName);
+  const pd = ctx.catalog.configEntry('proxy-defaults', 'global');
+  const mode = meshGatewayMode([u.meshGateway.mode, proxy.proxy?.meshGateway.mode, sd?.meshGateway.mode, pd?.meshGateway.mode], 'remote');
+  if (mode !== 'local') return peeredEndpoints(sidecars);
+  const local = ctx.catalog.instancesOfKind('mesh-gateway').filter((g) => !g.datacenter || g.datacenter === ctx.datacenter);
+  return gatewayEndpoints(local, 'lan');
+}
