@@ -1,7 +1,7 @@
-import type { PeeredFields } from '../peering/imported.js';
 import { createHash } from 'node:crypto';
 import type { ConfigRecord } from '../catalog/catalog.js';
 import type { ConfigEntry, HealthCheck, MeshGatewayMode, ProxyConfig, ServiceInstance, Upstream } from '../catalog/types.js';
+import type { PeeredFields } from '../peering/imported.js';
 
 /**
  * The catalog model → Consul's JSON shapes (PascalCase, Consul's field names), so Consul users,
