@@ -6,7 +6,9 @@
  */
 import 'reflect-metadata';
 import * as x509 from '@peculiar/x509';
-import type { X509Certificate } from 'node:crypto';
+import { X509Certificate as NodeX509Certificate, type X509Certificate } from 'node:crypto';
+import type { TypedExtensionConfig } from '../../src/gen/envoy/config/core/v3/extension.js';
+import type { SPIFFECertValidatorConfig } from '../../src/gen/envoy/extensions/transport_sockets/tls/v3/tls_spiffe_validator_config.js';
 import tls from 'node:tls';
 import type { AddressInfo } from 'node:net';
 import type { Cluster } from '../../src/gen/envoy/config/cluster/v3/cluster.js';
@@ -47,6 +49,12 @@ export interface ServerTls {
   readonly rejectUnauthorized: true;
   readonly minVersion: TlsVersion;
   readonly maxVersion: TlsVersion;
+  /**
+   * Envoy's SPIFFE validator (`envoy.tls.cert_validator.spiffe`): `ca` is the union of the bundles,
+   * and the client's URI SAN trust domain must be one of these, with its certificate issued by a
+   * root of that trust domain's own bundle.
+   */
+  readonly trustDomains?: readonly { readonly name: string; readonly pems: string }[];
 }
 
 export type HandshakeResult =
@@ -164,6 +172,17 @@ export function serverFromPublicListener(envoy: EnvoyLike, listenerName: string)
   const common = ctx.commonTlsContext ?? fail(`${where}: no common_tls_context`);
   const validation = common.validationContextType;
   let rootsSecret: string;
+  if (validation?.$case === 'validationContext' && validation.value.customValidatorConfig) {
+    const trustDomains = spiffeTrustDomains(validation.value.customValidatorConfig, where);
+    return {
+      ...leafOf(envoy, common, where),
+      ca: trustDomains.map((t) => t.pems).join(''),
+      trustDomains,
+      requestCert: true,
+      rejectUnauthorized: true,
+      ...versions(common.tlsParams, 'server'),
+    };
+  }
   if (validation?.$case === 'validationContextSdsSecretConfig') rootsSecret = validation.value.name;
   else if (validation?.$case === 'combinedValidationContext' && validation.value.validationContextSdsSecretConfig) {
     if ((validation.value.defaultValidationContext?.matchTypedSubjectAltNames.length ?? 0) > 0) fail(`${where}: SAN matchers on the server side are not modelled`);
@@ -176,6 +195,36 @@ export function serverFromPublicListener(envoy: EnvoyLike, listenerName: string)
     rejectUnauthorized: true,
     ...versions(common.tlsParams, 'server'),
   };
+}
+
+/** The trust domains and inline bundles of a SPIFFE validator config. */
+function spiffeTrustDomains(config: TypedExtensionConfig, where: string): { name: string; pems: string }[] {
+  if (config.name !== 'envoy.tls.cert_validator.spiffe') fail(`${where}: custom validator ${config.name} is not modelled`);
+  const any = config.typedConfig ?? fail(`${where}: SPIFFE validator without typed_config`);
+  const spiffe = unpackAny(any) as SPIFFECertValidatorConfig;
+  if (spiffe.trustDomains.length === 0) fail(`${where}: SPIFFE validator with no trust domain`);
+  return spiffe.trustDomains.map((t, i) => {
+    const pems = text(t.trustBundle, `${where} trust_domains[${i}].trust_bundle`);
+    if (splitPems(pems).length === 0) fail(`${where}: trust domain ${t.name} holds no certificate`);
+    return { name: t.name, pems: pems.endsWith('\n') ? pems : `${pems}\n` };
+  });
+}
+
+/**
+ * The SPIFFE validator's check after chain verification against the union: the certificate's
+ * trust domain is configured and a root of that trust domain's bundle issued it.
+ */
+function spiffeCheck(trustDomains: readonly { name: string; pems: string }[], cert: X509Certificate): string | undefined {
+  const uris = uriSans(cert).filter((u) => u.startsWith('spiffe://'));
+  if (uris.length !== 1) return `client certificate has ${uris.length} SPIFFE URI SANs, expected 1`;
+  const td = new URL(uris[0]!).host;
+  const entry = trustDomains.find((t) => t.name === td);
+  if (!entry) return `trust domain ${td} is not one of ${JSON.stringify(trustDomains.map((t) => t.name))}`;
+  const issued = splitPems(entry.pems).some((pem) => {
+    const root = new NodeX509Certificate(pem);
+    return cert.checkIssued(root) && cert.verify(root.publicKey);
+  });
+  return issued ? undefined : `client certificate of ${td} was not issued by that trust domain's bundle`;
 }
 
 /** Every certificate in a PEM bundle, each as its own PEM block. */
@@ -251,11 +300,15 @@ async function listenTls(server: ServerTls): Promise<TlsServerUnderTest> {
   const done = new Promise<void>((resolve) => (finish = resolve));
   // Node's own rejectUnauthorized destroys an unauthorized client's socket after the handshake
   // without saying why; doing the same check here keeps the semantics and records the reason.
-  const { rejectUnauthorized, ...options } = server;
+  const { rejectUnauthorized, trustDomains, ...options } = server;
   const srv = tls.createServer({ ...options, rejectUnauthorized: false }, (socket) => {
     socket.on('error', () => undefined);
+    const spiffeError = trustDomains && socket.authorized ? spiffeCheck(trustDomains, socket.getPeerX509Certificate()!) : undefined;
     if (rejectUnauthorized && !socket.authorized) {
       error = `client certificate rejected: ${String(socket.authorizationError)}`;
+      socket.destroy();
+    } else if (spiffeError) {
+      error = `client certificate rejected by the SPIFFE validator: ${spiffeError}`;
       socket.destroy();
     } else {
       saw = uriSans(socket.getPeerX509Certificate());
