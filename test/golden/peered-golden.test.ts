@@ -1,0 +1,141 @@
+/**
+ * Golden files of peer-derived proxy config (issue 5), built by real servers peered over their
+ * peering ports, received by Delta fake Envoys: a sidecar with peered upstreams in `remote` mode
+ * (through the exporter's gateways, one of them a hostname: STRICT_DNS) and `local` mode (through
+ * our own gateway), the importing gateway's clusters, and a gateway exporting to two peers. Every
+ * resource passes validate.rules and the cross-resource lint.
+ */
+import { afterAll, describe, expect, it } from 'vitest';
+import { messageTypeRegistry } from '../../src/gen/typeRegistry.js';
+import { exportedClusterName, peerBundleSecretName, peeredServiceSni } from '../../src/mesh/names.js';
+import { allTypeUrls, shortName, TypeUrl } from '../../src/xds/types.js';
+import type { EnvoyLike } from '../helpers/envoy-like.js';
+import { expandedJson, expectGolden, orphanedGoldens } from '../helpers/golden.js';
+import { startMeshServer, type MeshServer } from '../helpers/mesh-server.js';
+import { exportEntry, startPeeredMeshes, type PeeredMeshes } from '../helpers/peered-mesh.js';
+import { validateMessage } from '../helpers/pgv.js';
+import { waitFor } from '../helpers/wait.js';
+import { lintResources } from '../helpers/xds-lint.js';
+
+const open: PeeredMeshes[] = [];
+const extra: MeshServer[] = [];
+afterAll(async () => {
+  for (const m of extra) await m.close();
+  for (const m of open) await m.close();
+});
+
+/** Each cluster's trust domain by a stable label; PEMs differ per run. */
+function masker(tds: Record<string, string>) {
+  return (text: string) => {
+    let out = text;
+    for (const [label, td] of Object.entries(tds)) {
+      out = out.split(td).join(`<${label}>`).split(td.replace(/\./g, '\\\\.')).join(`<${label}>`);
+    }
+    return out.replace(/-----BEGIN ([A-Z ]+)-----[^-]*-----END \1-----(\\n)?/g, '<$1 PEM>');
+  };
+}
+
+async function checkProxy(caseName: string, envoy: EnvoyLike, tds: Record<string, string>): Promise<void> {
+  const mask = masker(tds);
+  const lint: { typeUrl: string; name: string; message: Record<string, unknown> }[] = [];
+  for (const typeUrl of allTypeUrls) {
+    const typeName = typeUrl.slice(typeUrl.lastIndexOf('/') + 1);
+    const resources = envoy.names(typeUrl).map((name) => {
+      const message = envoy.get(typeUrl, name)!;
+      const bytes = messageTypeRegistry.get(typeName)!.encode(message as never).finish();
+      expect(validateMessage(typeName, bytes), `${shortName[typeUrl]} ${name}`).toEqual([]);
+      lint.push({ typeUrl, name, message });
+      return expandedJson(typeName, bytes);
+    });
+    if (resources.length === 0) continue;
+    const { actual, expected } = expectGolden(`peered/${caseName}/${shortName[typeUrl].toLowerCase()}.json`, resources, mask);
+    expect(actual).toBe(expected);
+  }
+  expect(lintResources(lint)).toEqual([]);
+}
+
+function withSidecar(name: string, port: number, upstreams: unknown[] = []) {
+  return { ID: name, Name: name, Address: '127.0.0.1', Port: port, Connect: { SidecarService: { Proxy: { Upstreams: upstreams } } } };
+}
+
+const gateway = (id: string, lan: string, wan: string) => ({
+  ID: id,
+  Name: 'mesh-gateway',
+  Kind: 'mesh-gateway',
+  Address: lan,
+  Port: 8443,
+  TaggedAddresses: { lan: { Address: lan, Port: 8443 }, wan: { Address: wan, Port: 443 } },
+});
+
+async function peered(): Promise<{ a: MeshServer; b: MeshServer }> {
+  const m = await startPeeredMeshes();
+  open.push(m);
+  return m;
+}
+
+describe('golden peered proxy configs', () => {
+  it('sidecar with peered upstreams in remote mode (an IP and a hostname gateway) and local mode; the importing gateway', async () => {
+    const { a, b } = await peered();
+    const tds = { 'trust-domain-a': a.server.ca.trustDomain, 'trust-domain-b': b.server.ca.trustDomain };
+    await a.register(withSidecar('api', 9090));
+    await a.register(withSidecar('db', 5432));
+    await a.register(gateway('gw-1', '10.0.0.2', '203.0.113.7'));
+    await a.register(gateway('gw-2', '10.0.0.3', 'gw.dc-a.example.com'));
+    await a.putConfig({ Kind: 'service-defaults', Name: 'api', Protocol: 'http' });
+    await a.putConfig(exportEntry({ api: ['cluster-b'], db: ['cluster-b'] }));
+    await b.register(gateway('gw-b', '10.1.0.2', '198.51.100.9'));
+    await b.putConfig({
+      Kind: 'service-intentions',
+      Name: 'web',
+      Sources: [{ Name: 'frontend', Peer: 'cluster-a', Action: 'deny' }],
+    });
+    await b.register(
+      withSidecar('web', 8080, [
+        { DestinationName: 'api', DestinationPeer: 'cluster-a', LocalBindPort: 19090 },
+        { DestinationName: 'db', DestinationPeer: 'cluster-a', LocalBindPort: 15432, MeshGateway: { Mode: 'local' } },
+      ]),
+    );
+    const web = await b.connect('web-sidecar-proxy');
+    const gw = await b.connect('gw-b');
+    const dbSni = peeredServiceSni(tds['trust-domain-a'], 'cluster-b', { name: 'db' });
+    await web.until(
+      (e) => e.names(TypeUrl.listener).length === 3 && e.get(TypeUrl.secret, peerBundleSecretName('cluster-a')) !== undefined && e.names(TypeUrl.route).length === 1,
+      'both peered upstreams with the peer bundle',
+    );
+    await gw.until((e) => e.get(TypeUrl.cluster, dbSni) !== undefined && e.names(TypeUrl.listener).length === 1, "B's gateway cluster for db's peered SNI");
+    await b.server.snapshots.settled();
+    await checkProxy('sidecar-peered-upstreams', web, tds);
+    await checkProxy('mesh-gateway-importing', gw, tds);
+  }, 30_000);
+
+  it('gateway exporting a TCP and an HTTP service to two peers, and the exported service sidecar trusting both', async () => {
+    const { a, b } = await peered();
+    // A third cluster, peered with A as well.
+    const c = await startMeshServer({ datacenter: 'dc-c' });
+    extra.push(c);
+    const token = await a.api<{ PeeringToken: string }>('POST', '/v1/peering/token', { PeerName: 'cluster-c' });
+    expect((await c.api('POST', '/v1/peering/establish', { PeerName: 'cluster-a', PeeringToken: token.body.PeeringToken })).status).toBe(200);
+    await waitFor(async () => (await a.api<{ State: string }>('GET', '/v1/peering/cluster-c')).body?.State === 'ACTIVE', { timeoutMs: 5_000, intervalMs: 20, what: 'A–C ACTIVE' });
+    const tds = { 'trust-domain-a': a.server.ca.trustDomain, 'trust-domain-b': b.server.ca.trustDomain, 'trust-domain-c': c.server.ca.trustDomain };
+    await a.register(withSidecar('api', 9090));
+    await a.register(withSidecar('db', 5432));
+    await a.register(gateway('gw-1', '10.0.0.2', '203.0.113.7'));
+    await a.putConfig({ Kind: 'service-defaults', Name: 'api', Protocol: 'http' });
+    await a.putConfig(exportEntry({ api: ['cluster-b', 'cluster-c'], db: ['cluster-b'] }));
+    const gw = await a.connect('gw-1');
+    const api = await a.connect('api-sidecar-proxy');
+    const exportedDb = exportedClusterName(tds['trust-domain-a'], 'dc-a', { name: 'db' });
+    await gw.until(
+      (e) => e.get(TypeUrl.endpoint, exportedDb) !== undefined && e.names(TypeUrl.listener).some((n) => e.json(TypeUrl.listener, n).includes(exportedDb)),
+      'exported clusters and their chains',
+    );
+    await api.until((e) => e.names(TypeUrl.listener).some((n) => e.json(TypeUrl.listener, n).includes(tds['trust-domain-c'])), 'api trusting C');
+    await a.server.snapshots.settled();
+    await checkProxy('mesh-gateway-exporting-two-peers', gw, tds);
+    await checkProxy('sidecar-exported-to-two-peers', api, tds);
+  }, 30_000);
+
+  it('leaves no orphaned golden files', () => {
+    expect(orphanedGoldens('peered')).toEqual([]);
+  });
+});
