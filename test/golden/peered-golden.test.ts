@@ -104,6 +104,7 @@ describe('golden peered proxy configs', () => {
     );
     await gw.until((e) => e.get(TypeUrl.cluster, dbSni) !== undefined && e.names(TypeUrl.listener).length === 1, "B's gateway cluster for db's peered SNI");
     await b.server.snapshots.settled();
+    await Promise.all([web.settle(), gw.settle()]);
     await checkProxy('sidecar-peered-upstreams', web, tds);
     await checkProxy('mesh-gateway-importing', gw, tds);
   }, 30_000);
@@ -131,6 +132,7 @@ describe('golden peered proxy configs', () => {
     );
     await api.until((e) => e.names(TypeUrl.listener).some((n) => e.json(TypeUrl.listener, n).includes(tds['trust-domain-c'])), 'api trusting C');
     await a.server.snapshots.settled();
+    await Promise.all([gw.settle(), api.settle()]);
     await checkProxy('mesh-gateway-exporting-two-peers', gw, tds);
     await checkProxy('sidecar-exported-to-two-peers', api, tds);
   }, 30_000);

@@ -60,10 +60,20 @@ beforeAll(async () => {
     ]),
   );
   [webB, apiA, secretA, gwA] = await Promise.all([b.connect('web-sidecar-proxy'), a.connect('api-sidecar-proxy'), a.connect('secret-sidecar-proxy'), a.connect('gw-1')]);
-  await webB.until((e) => e.get(TypeUrl.endpoint, apiCluster()) !== undefined && e.get(TypeUrl.secret, peerBundleSecretName('cluster-a')) !== undefined, "web's peered api upstream");
+  // Pushes arrive SDS, CDS, EDS, LDS: wait for the listeners too, not only what precedes them.
+  await webB.until(
+    (e) =>
+      e.get(TypeUrl.listener, 'api?peer=cluster-a:127.0.0.1:19090') !== undefined &&
+      e.get(TypeUrl.endpoint, apiCluster()) !== undefined &&
+      e.get(TypeUrl.secret, peerBundleSecretName('cluster-a')) !== undefined,
+    "web's peered api upstream",
+  );
   await apiA.until((e) => publicListener(e) !== undefined && e.json(TypeUrl.listener, publicListener(e)!).includes(tdB), "api's public listener trusting B");
   await secretA.until((e) => publicListener(e) !== undefined, "secret's public listener");
-  await gwA.until((e) => e.get(TypeUrl.endpoint, exportedClusterName(tdA, 'dc-a', { name: 'api' })) !== undefined, "A's gateway exported api cluster");
+  await gwA.until(
+    (e) => e.get(TypeUrl.endpoint, exportedClusterName(tdA, 'dc-a', { name: 'api' })) !== undefined && e.names(TypeUrl.listener).some((n) => e.json(TypeUrl.listener, n).includes(sniForB('api'))),
+    "A's gateway exported api cluster and chain",
+  );
 }, 30_000);
 
 afterAll(async () => {
