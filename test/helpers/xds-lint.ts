@@ -69,9 +69,20 @@ export function lintResources(resources: readonly LintResource[]): string[] {
 
 function lintCluster(r: LintResource): string[] {
   const kind = r.message['clusterDiscoveryType'] as { value: unknown } | undefined;
+  if (kind?.value === 1 /* STRICT_DNS */) return lintDnsCluster(r);
   if (kind?.value !== 3 /* EDS */) return [];
   const eds = r.message['edsClusterConfig'] as { edsConfig?: { configSourceSpecifier?: { $case: string } } } | undefined;
   return eds?.edsConfig?.configSourceSpecifier?.$case === 'ads' ? [] : [`${r.name}: EDS cluster does not use ADS`];
+}
+
+/** A DNS cluster resolves its inline hosts: it needs some, and an EDS config would be ignored. */
+function lintDnsCluster(r: LintResource): string[] {
+  const errors: string[] = [];
+  if (r.message['edsClusterConfig'] !== undefined) errors.push(`${r.name}: STRICT_DNS cluster with an eds_cluster_config`);
+  const la = r.message['loadAssignment'] as { endpoints?: { lbEndpoints?: unknown[] }[] } | undefined;
+  const hosts = (la?.endpoints ?? []).reduce((n, l) => n + (l.lbEndpoints?.length ?? 0), 0);
+  if (hosts === 0) errors.push(`${r.name}: STRICT_DNS cluster without inline hosts`);
+  return errors;
 }
 
 function lintListener(r: LintResource): string[] {
