@@ -7,6 +7,7 @@ import type { XdsCache } from '../xds/cache/xds-cache.js';
 import { resourcesFromSnapshot, ResourceEncoder } from '../xds/resources/index.js';
 import type { BuildContext, Built } from './context.js';
 import { buildMeshGatewaySnapshot } from './mesh-gateway.js';
+import { meshGatewaySpiffeId } from '../mesh/names.js';
 import { buildSidecarSnapshot, sidecarSpiffeId } from './sidecar.js';
 import type { ConfigSnapshot } from './types.js';
 import type { LivePeeringView, PeeringViewEvent } from './peering-view.js';
@@ -82,6 +83,9 @@ export class SnapshotManager {
 
   private onCaEvent(e: CaEvent): void {
     if (e.kind === 'roots-changed') return this.markAll();
+    if (e.leaf.spiffeId === meshGatewaySpiffeId(this.opts.ca.trustDomain, this.opts.datacenter)) {
+      for (const g of this.opts.catalog.instancesOfKind('mesh-gateway')) this.markDirty(g.id);
+    }
     for (const i of this.opts.catalog.instancesOfKind('connect-proxy')) {
       if (sidecarSpiffeId(i, this.context()) === e.leaf.spiffeId) this.markDirty(i.id);
     }
@@ -157,7 +161,11 @@ export class SnapshotManager {
   /** Builds a snapshot only once everything it needs is known (the leaf is issued on demand). */
   private async build(instance: ServiceInstance): Promise<Built<ConfigSnapshot>> {
     const ctx = this.context();
-    if (instance.kind === 'mesh-gateway') return buildMeshGatewaySnapshot(instance, ctx);
+    if (instance.kind === 'mesh-gateway') {
+      // Its own identity, used only where it terminates peers' mTLS for HTTP-family exports.
+      const leaf = await this.opts.ca.leaf({ spiffeId: meshGatewaySpiffeId(ctx.trustDomain, ctx.datacenter) });
+      return buildMeshGatewaySnapshot(instance, ctx, leaf);
+    }
     const leaf = await this.opts.ca.leaf({ spiffeId: sidecarSpiffeId(instance, ctx) });
     return buildSidecarSnapshot(instance, leaf, this.context());
   }

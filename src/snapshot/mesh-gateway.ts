@@ -1,10 +1,21 @@
 import type { ServiceInstance } from '../catalog/types.js';
-import { datacenterSni, datacenterWildcardSni, exportedClusterName, meshGatewayListenerName, peeredServiceSni, serviceSni } from '../mesh/names.js';
+import type { Leaf } from '../ca/types.js';
+import {
+  datacenterSni,
+  datacenterWildcardSni,
+  exportedClusterName,
+  leafSecretName,
+  localRootsSecretName,
+  meshGatewayListenerName,
+  peeredServiceSni,
+  serviceSni,
+  serviceSpiffeId,
+} from '../mesh/names.js';
 import { exportedNamesFor } from '../peering/exports.js';
 import type { BuildContext, Built } from './context.js';
-import { gatewayEndpoints, sidecarEndpoints } from './lookups.js';
+import { gatewayEndpoints, serviceProtocol, sidecarEndpoints } from './lookups.js';
 import { needsDns, peeredEndpoints, peeredSidecars } from './peered.js';
-import type { EdsClusterIR, GatewayChainIR, MeshGatewaySnapshot } from './types.js';
+import type { EdsClusterIR, GatewayChainIR, MeshGatewaySnapshot, TrustDomainIR } from './types.js';
 
 const connectTimeoutMs = 5_000;
 
@@ -13,15 +24,19 @@ const connectTimeoutMs = 5_000;
  * by SNI; chains for services exported to peers, then for remote datacenters, then the
  * `sni_cluster` catch-all for local services and services imported from peers (mode `local`).
  */
-export function buildMeshGatewaySnapshot(gateway: ServiceInstance, ctx: BuildContext): Built<MeshGatewaySnapshot> {
+export function buildMeshGatewaySnapshot(gateway: ServiceInstance, ctx: BuildContext, leaf?: Leaf): Built<MeshGatewaySnapshot> {
   const lan = gateway.taggedAddresses.lan;
   const address = lan?.address || gateway.address || '0.0.0.0';
   const port = lan?.port || gateway.port;
   const chains: GatewayChainIR[] = [];
   const clusters: EdsClusterIR[] = [];
+  let terminates = false;
   for (const e of exportedServices(ctx)) {
-    chains.push({ serverNames: e.serverNames, cluster: e.cluster.name, statPrefix: `mesh_gateway_exported.${e.service}` });
-    clusters.push(e.cluster);
+    const terminated = leaf ? terminatedExport(e, leaf, ctx) : undefined;
+    terminates ||= terminated !== undefined;
+    const { chain, cluster } = terminated ?? { chain: { serverNames: e.serverNames, cluster: e.cluster.name, statPrefix: `mesh_gateway_exported.${e.service}` }, cluster: e.cluster };
+    chains.push(chain);
+    clusters.push(cluster);
   }
   for (const [dc, gateways] of remoteGatewaysByDatacenter(ctx)) {
     const name = datacenterSni(ctx.trustDomain, dc);
@@ -36,6 +51,12 @@ export function buildMeshGatewaySnapshot(gateway: ServiceInstance, ctx: BuildCon
     proxyId: gateway.id,
     listener: { name: meshGatewayListenerName(address, port), address, port, chains },
     clusters: clusters.sort((a, b) => (a.name < b.name ? -1 : 1)),
+    ...(terminates && leaf
+      ? {
+          leaf: { name: leafSecretName(leaf.spiffeId), certPem: leaf.certPem, keyPem: leaf.keyPem },
+          roots: [{ name: localRootsSecretName, pems: ctx.roots.roots.map((r) => r.certPem) }],
+        }
+      : {}),
   };
   return { snapshot, deps: new Set(['*']) };
 }
@@ -70,16 +91,50 @@ function localServiceClusters(ctx: BuildContext): EdsClusterIR[] {
  * `server_names` are the peered SNI per consuming peer (`<peer>` is our name for it), passing TCP
  * through to the `exported~` cluster of the local sidecars (mesh TLS ends at the sidecar).
  */
-function exportedServices(ctx: BuildContext): { service: string; serverNames: string[]; cluster: EdsClusterIR }[] {
+interface ExportedChain {
+  readonly service: string;
+  readonly peers: readonly string[];
+  readonly serverNames: string[];
+  readonly cluster: EdsClusterIR;
+}
+
+/**
+ * HTTP-family exports: TLS ends at the gateway (its leaf, the consuming peers' trust domains), HTTP
+ * is routed with x-forwarded-client-cert set, and new mTLS goes to the local sidecars (local SNI,
+ * the service's SPIFFE ID). Undefined for TCP, or while no consuming peer's bundle is known.
+ */
+function terminatedExport(e: ExportedChain, leaf: Leaf, ctx: BuildContext): { chain: GatewayChainIR; cluster: EdsClusterIR } | undefined {
+  const protocol = serviceProtocol(ctx.catalog, e.service);
+  if (protocol === 'tcp') return undefined;
+  const trustDomains: TrustDomainIR[] = [];
+  for (const peer of e.peers) {
+    const bundle = ctx.peering?.bundle(peer);
+    if (bundle && !trustDomains.some((t) => t.name === bundle.trustDomain)) trustDomains.push({ name: bundle.trustDomain, pems: [...bundle.pems] });
+  }
+  if (trustDomains.length === 0) return undefined;
+  const svc = { name: e.service };
+  const leafSecret = leafSecretName(leaf.spiffeId);
+  return {
+    chain: { serverNames: e.serverNames, cluster: e.cluster.name, statPrefix: `mesh_gateway_exported.${e.service}`, terminate: { leafSecret, trustDomains, protocol } },
+    cluster: {
+      ...e.cluster,
+      protocol,
+      tls: { sni: serviceSni(ctx.trustDomain, ctx.datacenter, svc), leafSecret, rootsSecret: localRootsSecretName, spiffeIds: [serviceSpiffeId(ctx.trustDomain, ctx.datacenter, svc)] },
+    },
+  };
+}
+
+function exportedServices(ctx: BuildContext): ExportedChain[] {
   const consumers = new Map<string, string[]>();
   for (const peer of ctx.peering?.peerNames() ?? []) {
     for (const name of exportedNamesFor(ctx.catalog, peer)) consumers.set(name, [...(consumers.get(name) ?? []), peer]);
   }
-  const out: { service: string; serverNames: string[]; cluster: EdsClusterIR }[] = [];
+  const out: ExportedChain[] = [];
   for (const [service, peers] of [...consumers.entries()].sort(([a], [b]) => (a < b ? -1 : 1))) {
     if (ctx.catalog.sidecarsOf(service, 'default', 'default').length === 0) continue;
     out.push({
       service,
+      peers,
       serverNames: peers.map((p) => peeredServiceSni(ctx.trustDomain, p, { name: service })).sort(),
       cluster: {
         name: exportedClusterName(ctx.trustDomain, ctx.datacenter, { name: service }),

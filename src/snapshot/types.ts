@@ -110,20 +110,36 @@ export interface SidecarSnapshot {
   readonly upstreams: readonly UpstreamIR[];
 }
 
+/**
+ * An HTTP-family service exported to peers: the gateway terminates the peer's mTLS with its own
+ * leaf (trusting the consuming peers' trust domains), routes, sets x-forwarded-client-cert, and its
+ * cluster originates new mTLS to the local service (issue 5).
+ */
+export interface GatewayTerminationIR {
+  readonly leafSecret: string;
+  readonly trustDomains: readonly TrustDomainIR[];
+  readonly protocol: Protocol;
+}
+
 /** A mesh gateway filter chain: SNI names → a TCP pass-through cluster (or the SNI catch-all). */
 export interface GatewayChainIR {
   readonly serverNames: readonly string[];
   /** Absent: the catch-all routing by SNI = cluster name (`sni_cluster`). */
   readonly cluster?: string | undefined;
   readonly statPrefix: string;
+  /** Set: TLS ends here and HTTP is routed to `cluster` (which originates mTLS). */
+  readonly terminate?: GatewayTerminationIR | undefined;
 }
 
 export interface MeshGatewaySnapshot {
   readonly kind: 'mesh-gateway';
   readonly proxyId: string;
   readonly listener: { readonly name: string; readonly address: string; readonly port: number; readonly chains: readonly GatewayChainIR[] };
-  /** Plain TCP clusters (mesh TLS passes through the gateway). */
+  /** Plain TCP clusters (mesh TLS passes through the gateway), and mTLS ones for terminated chains. */
   readonly clusters: readonly EdsClusterIR[];
+  /** The gateway's own identity and the local roots: only when some chain terminates TLS. */
+  readonly leaf?: LeafSecretIR | undefined;
+  readonly roots?: readonly RootsSecretIR[] | undefined;
 }
 
 export type ConfigSnapshot = SidecarSnapshot | MeshGatewaySnapshot;

@@ -109,7 +109,7 @@ describe('golden peered proxy configs', () => {
     await checkProxy('mesh-gateway-importing', gw, tds);
   }, 30_000);
 
-  it('gateway exporting a TCP and an HTTP service to two peers, and the exported service sidecar trusting both', async () => {
+  it('gateway exporting a TCP service (pass-through) and an HTTP service (terminated, XFCC, new mTLS) to two peers, and the exported sidecar trusting both', async () => {
     const { a, b } = await peered();
     // A third cluster, peered with A as well.
     const c = await startMeshServer({ datacenter: 'dc-c' });
@@ -127,8 +127,11 @@ describe('golden peered proxy configs', () => {
     const api = await a.connect('api-sidecar-proxy');
     const exportedDb = exportedClusterName(tds['trust-domain-a'], 'dc-a', { name: 'db' });
     await gw.until(
-      (e) => e.get(TypeUrl.endpoint, exportedDb) !== undefined && e.names(TypeUrl.listener).some((n) => e.json(TypeUrl.listener, n).includes(exportedDb)),
-      'exported clusters and their chains',
+      (e) =>
+        e.get(TypeUrl.endpoint, exportedDb) !== undefined &&
+        e.names(TypeUrl.listener).some((n) => e.json(TypeUrl.listener, n).includes(exportedDb) && e.json(TypeUrl.listener, n).includes(tds['trust-domain-c'])) &&
+        e.names(TypeUrl.secret).length === 2,
+      'exported chains, the HTTP one terminating for B and C',
     );
     await api.until((e) => e.names(TypeUrl.listener).some((n) => e.json(TypeUrl.listener, n).includes(tds['trust-domain-c'])), 'api trusting C');
     await a.server.snapshots.settled();

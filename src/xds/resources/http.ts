@@ -1,6 +1,7 @@
 import {
   HttpConnectionManager,
   HttpConnectionManager_CodecType,
+  HttpConnectionManager_ForwardClientCertDetails,
 } from '../../gen/envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.js';
 import { RouteConfiguration } from '../../gen/envoy/config/route/v3/route.js';
 import { Router } from '../../gen/envoy/extensions/filters/http/router/v3/router.js';
@@ -38,8 +39,16 @@ export function httpConnectionManager(
   prefix: string,
   routes: { readonly rds: string } | { readonly inline: { readonly cluster: string } },
   protocol: Protocol,
+  /** Set x-forwarded-client-cert from the verified client certificate (a gateway terminating mTLS). */
+  xfcc = false,
 ): Filter {
   const hcm = HttpConnectionManager.fromPartial({
+    ...(xfcc
+      ? {
+          forwardClientCertDetails: HttpConnectionManager_ForwardClientCertDetails.SANITIZE_SET,
+          setCurrentClientCertDetails: { uri: true, cert: true, chain: false, dns: false, subject: true },
+        }
+      : {}),
     statPrefix: statPrefix(prefix),
     codecType: protocol === 'http' ? HttpConnectionManager_CodecType.AUTO : HttpConnectionManager_CodecType.HTTP2,
     routeSpecifier:

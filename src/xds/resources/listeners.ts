@@ -113,8 +113,28 @@ function gatewayListener(s: MeshGatewaySnapshot): ResourceSpec {
   );
 }
 
-/** The gateway never terminates mesh TLS for TCP: it reads the SNI and passes bytes through. */
+/**
+ * The gateway never terminates mesh TLS for TCP: it reads the SNI and passes bytes through. For an
+ * HTTP-family export it terminates the peer's mTLS (client certificate required, checked by the
+ * SPIFFE validator against the consuming peers) and routes HTTP with x-forwarded-client-cert set.
+ */
 function gatewayChain(c: GatewayChainIR): FilterChain {
+  if (c.terminate && c.cluster) {
+    const t = c.terminate;
+    const tls = DownstreamTlsContext.fromPartial({
+      requireClientCertificate: true,
+      commonTlsContext: {
+        tlsParams: { tlsMinimumProtocolVersion: 3 /* TLSv1_2 */ },
+        tlsCertificateSdsSecretConfigs: [sdsSecret(t.leafSecret)],
+        validationContextType: { $case: 'validationContext', value: { customValidatorConfig: spiffeValidator(t.trustDomains) } },
+      },
+    });
+    return {
+      filterChainMatch: { serverNames: [...c.serverNames] },
+      filters: [httpConnectionManager(c.statPrefix, { inline: { cluster: c.cluster } }, t.protocol, true)],
+      transportSocket: { name: 'envoy.transport_sockets.tls', configType: { $case: 'typedConfig', value: packAny(tls) } },
+    } as FilterChain;
+  }
   const filters = c.cluster
     ? [tcpProxy(c.statPrefix, c.cluster)]
     : [typed('envoy.filters.network.sni_cluster', SniCluster.fromPartial({})), tcpProxy(c.statPrefix, '')];

@@ -8,7 +8,7 @@ import { spec, type ResourceSpec } from './common.js';
  * secrets only, not the clusters and listeners that name them (DESIGN.md §5).
  */
 export function secretsFromSnapshot(s: ConfigSnapshot): ResourceSpec[] {
-  if (s.kind !== 'connect-proxy') return [];
+  if (s.kind === 'mesh-gateway') return s.leaf ? [leafSpec(s.leaf), ...(s.roots ?? []).map(rootsSpec)] : [];
   return [leafSpec(s.leaf), ...s.roots.map(rootsSpec)];
 }
 
