@@ -168,8 +168,12 @@ describe('peered traffic: B web → A api through A mesh gateway', () => {
       5_000,
     );
     await apiA.until((e) => !e.json(TypeUrl.listener, publicListener(e)!).includes(tdB), "A's api no longer trusting B", 5_000);
-    await gwA.until((e) => !e.json(TypeUrl.listener, e.names(TypeUrl.listener)[0]!).includes(sniForB('api')), "A's gateway chain for B gone", 5_000);
-    expect(gwA.get(TypeUrl.cluster, exportedClusterName(tdA, 'dc-a', { name: 'api' }))).toBeUndefined();
+    // Removals are pushed last (after LDS): wait for the cluster to go too.
+    await gwA.until(
+      (e) => !e.json(TypeUrl.listener, e.names(TypeUrl.listener)[0]!).includes(sniForB('api')) && e.get(TypeUrl.cluster, exportedClusterName(tdA, 'dc-a', { name: 'api' })) === undefined,
+      "A's gateway chain and exported cluster for B gone",
+      5_000,
+    );
   });
 });
 
