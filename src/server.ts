@@ -125,7 +125,9 @@ async function startParts(config: ServerConfig, logger: Logger, parts: Parts): P
   const imported = parts.imported!;
   registerCatalogRoutes(http, {
     catalog: parts.catalog,
-    importedInstances: (peer, name, namespace) => imported.instancesOf(peer, name, namespace),
+    // By instance name, as Consul answers: `api?peer=` gives api's instances and
+    // `api-sidecar-proxy?peer=` the synthetic sidecars (both are replicated under `api`).
+    importedInstances: (peer, name, namespace) => imported.allOf(peer).filter((i) => i.name === name && i.namespace === namespace),
     importedServices: (peer) => imported.allOf(peer),
   });
   registerConfigRoutes(http, parts.catalog);

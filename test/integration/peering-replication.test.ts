@@ -68,7 +68,10 @@ const putConfig = async (c: Cluster, body: unknown) => expect((await c.api('PUT'
 const exportTo = (...services: string[]) => ({ Kind: 'exported-services', Name: 'default', Services: services.map((Name) => ({ Name, Consumers: [{ Peer: 'cluster-b' }] })) });
 
 /** B's view of `api` imported from A. */
-const importedApi = async (b: Cluster) => (await b.api<any[]>('GET', '/v1/health/service/api?peer=cluster-a')).body ?? [];
+const importedApi = async (b: Cluster) => [
+  ...((await b.api<any[]>('GET', '/v1/health/service/api?peer=cluster-a')).body ?? []),
+  ...((await b.api<any[]>('GET', '/v1/health/service/api-sidecar-proxy?peer=cluster-a')).body ?? []),
+];
 
 async function exportApi(a: Cluster): Promise<void> {
   await register(a, { ID: 'api-1', Name: 'api', Address: '10.0.1.1', Port: 8080, Check: { CheckID: 'api-1-ttl', TTL: '600s', Status: 'passing' }, Connect: { SidecarService: {} } });
@@ -97,6 +100,9 @@ describe('peering replication between two servers', () => {
     const byId = Object.fromEntries(entries.map((e: any) => [e.Service.ID, e.Service]));
     expect(Object.keys(byId).sort()).toEqual(['api-1', 'api-2', 'api-sidecar-proxy:203.0.113.7:443']);
     expect(byId['api-1']).toMatchObject({ Service: 'api', Address: '10.0.1.1', Port: 8080, PeerName: 'cluster-a' });
+    // Each name answers with its own instances, as Consul does.
+    const apiOnly = (await b.api<any[]>('GET', '/v1/health/service/api?peer=cluster-a')).body.map((e: any) => e.Service.Service);
+    expect(apiOnly).toEqual(['api', 'api']);
     expect(byId['api-sidecar-proxy:203.0.113.7:443']).toMatchObject({
       Kind: 'connect-proxy',
       Service: 'api-sidecar-proxy',
