@@ -156,6 +156,39 @@ describe('peered traffic: B web → A api through A mesh gateway', () => {
     expect(endpointsOf(webB, apiCluster())).toEqual(['203.0.113.7:443', '203.0.113.8:443']);
   });
 
+  it("an HTTP export is terminated at A's gateway: B's upstream handshakes with the gateway, which handshakes anew with A's sidecar", async () => {
+    await a.register(withSidecar('orders', 9092));
+    await a.putConfig({ Kind: 'service-defaults', Name: 'orders', Protocol: 'http' });
+    await a.putConfig(exportEntry({ api: ['cluster-b'], orders: ['cluster-b'] }));
+    await b.register(
+      withSidecar('web', 8080, [
+        { DestinationName: 'api', DestinationPeer: 'cluster-a', LocalBindPort: 19090 },
+        { DestinationName: 'secret', DestinationPeer: 'cluster-a', LocalBindPort: 19091 },
+        { DestinationName: 'orders', DestinationPeer: 'cluster-a', LocalBindPort: 19092 },
+      ]),
+    );
+    const ordersCluster = peeredUpstreamClusterName(tdA, 'cluster-a', { name: 'orders' });
+    const exportedOrders = exportedClusterName(tdA, 'dc-a', { name: 'orders' });
+    const ordersA = await a.connect('orders-sidecar-proxy');
+    await webB.until((e) => e.get(TypeUrl.cluster, ordersCluster) !== undefined && e.get(TypeUrl.endpoint, ordersCluster) !== undefined, "web's orders upstream", 5_000);
+    const gwName = () => gwA.names(TypeUrl.listener)[0]!;
+    await gwA.until((e) => e.json(TypeUrl.listener, gwName()).includes('http_connection_manager') && e.get(TypeUrl.endpoint, exportedOrders) !== undefined && e.names(TypeUrl.secret).length === 2, "A's gateway terminating orders", 5_000);
+    await ordersA.until((e) => publicListener(e) !== undefined && e.json(TypeUrl.listener, publicListener(e)!).includes(tdB), "orders' public listener", 5_000);
+
+    // Leg 1: B's sidecar → A's gateway (the gateway's leaf is in the replicated SAN list).
+    const chain = json(gwA, TypeUrl.listener, gwName()).filterChains.find((c: Json) => c.transportSocket);
+    expect(chain.filterChainMatch.serverNames).toEqual([sniForB('orders')]);
+    const hcm = chain.filters[0].typedConfig;
+    expect(hcm.forwardClientCertDetails).toBe('SANITIZE_SET');
+    expect(hcm.routeConfig.virtualHosts[0].routes[0].route.cluster).toBe(exportedOrders);
+    const leg1 = await handshake(clientFromUpstream(webB, ordersCluster), serverFromPublicListener(gwA, gwName()));
+    expect(leg1).toMatchObject({ ok: true, serverSawClientUris: [serviceSpiffeId(tdB, 'dc-b', { name: 'web' })], clientSawServerUris: [meshGatewaySpiffeId(tdA, 'dc-a')] });
+
+    // Leg 2: A's gateway → A's orders sidecar, new mTLS under A's CA.
+    const leg2 = await handshake(clientFromUpstream(gwA, exportedOrders), serverFromPublicListener(ordersA, publicListener(ordersA)!));
+    expect(leg2).toMatchObject({ ok: true, serverSawClientUris: [meshGatewaySpiffeId(tdA, 'dc-a')], clientSawServerUris: [serviceSpiffeId(tdA, 'dc-a', { name: 'orders' })] });
+  });
+
   it('deleting the peering removes every peer-derived resource on both sides', async () => {
     expect((await b.api('DELETE', '/v1/peering/cluster-a')).status).toBe(200);
     await webB.until(
