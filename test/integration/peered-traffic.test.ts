@@ -189,6 +189,23 @@ describe('peered traffic: B web → A api through A mesh gateway', () => {
     expect(leg2).toMatchObject({ ok: true, serverSawClientUris: [meshGatewaySpiffeId(tdA, 'dc-a')], clientSawServerUris: [serviceSpiffeId(tdA, 'dc-a', { name: 'orders' })] });
   });
 
+  it("unexporting orders removes B's upstream and A's gateway chain and cluster within 1 s", async () => {
+    await a.putConfig(exportEntry({ api: ['cluster-b'] }));
+    const ordersCluster = peeredUpstreamClusterName(tdA, 'cluster-a', { name: 'orders' });
+    await webB.until(
+      (e) => e.get(TypeUrl.cluster, ordersCluster) === undefined && e.get(TypeUrl.endpoint, ordersCluster) === undefined && !e.names(TypeUrl.listener).some((n) => n.startsWith('orders?peer=')),
+      "web's orders upstream gone",
+      1_000,
+    );
+    await gwA.until(
+      (e) => !e.json(TypeUrl.listener, e.names(TypeUrl.listener)[0]!).includes(sniForB('orders')) && e.get(TypeUrl.cluster, exportedClusterName(tdA, 'dc-a', { name: 'orders' })) === undefined,
+      "A's gateway orders chain gone",
+      1_000,
+    );
+    // api is still exported: B's api upstream stays.
+    expect(webB.get(TypeUrl.cluster, apiCluster())).toBeDefined();
+  });
+
   it('deleting the peering removes every peer-derived resource on both sides', async () => {
     expect((await b.api('DELETE', '/v1/peering/cluster-a')).status).toBe(200);
     await webB.until(
