@@ -1,4 +1,5 @@
 import type { FastifyInstance } from 'fastify';
+import { meshGatewayPeeringAddresses } from './peering/through-gateways.js';
 import { createHttpApi, type Health } from './api/http.js';
 import { type ServerConfig, formatHostPort, isthmusVersion } from './config/index.js';
 import { createLogger, type Logger } from './log.js';
@@ -117,6 +118,7 @@ async function startParts(config: ServerConfig, logger: Logger, parts: Parts): P
     metrics,
     coalesceMs: config.coalesceMs,
     peering: peeringView(parts.peerings!, parts.imported!),
+    localPeeringAddresses: () => advertisedPeeringAddresses(config, peeringPort),
   });
   parts.snapshots.start();
   const http = createHttpApi({ logger, metrics, health: healthOf(parts), xds });
@@ -139,7 +141,7 @@ async function startParts(config: ServerConfig, logger: Logger, parts: Parts): P
   registerPeeringRoutes(http, {
     peerings,
     catalog: parts.catalog,
-    establish: (input) => establishPeering({ peerings, ca, datacenter: config.datacenter, logger: establishLogger }, input),
+    establish: (input) => establishPeering({ peerings, ca, datacenter: config.datacenter, logger: establishLogger, localGatewayAddresses: () => meshGatewayPeeringAddresses(parts.catalog!, config.datacenter, 'lan') }, input),
     healthyWindowMs: config.peeringHeartbeatTimeoutMs,
   });
   await http.listen({ host: config.httpAddr.host, port: config.httpAddr.port });
@@ -159,7 +161,9 @@ async function startPeering(config: ServerConfig, logger: Logger, parts: Parts, 
     serverName: peeringServerName(ca.trustDomain, config.datacenter),
     rootPems: () => ca.roots().roots.map((r) => r.certPem),
     serverAddresses: () => advertisedPeeringAddresses(config, boundPort),
+    meshGatewayAddresses: () => meshGatewayPeeringAddresses(parts.catalog!, config.datacenter, 'wan'),
   };
+  const localGatewayAddresses = () => meshGatewayPeeringAddresses(parts.catalog!, config.datacenter, 'lan');
   const peerings = await Peerings.open(parts.store!, { local, logger: peeringLogger });
   parts.peerings = peerings;
   parts.imported = await ImportedServices.open(parts.store!);
@@ -172,7 +176,12 @@ async function startPeering(config: ServerConfig, logger: Logger, parts: Parts, 
     imported: parts.imported,
     datacenter: config.datacenter,
     logger: peeringLogger,
-    serverAddresses: local.serverAddresses,
+    // Replicated to dialers: our gateways' WAN addresses when peering through them.
+    serverAddresses: () => {
+      const viaGateways = local.meshGatewayAddresses!();
+      return viaGateways.length > 0 ? viaGateways : local.serverAddresses();
+    },
+    localGatewayAddresses,
     heartbeatIntervalMs: config.peeringHeartbeatMs,
     heartbeatTimeoutMs: config.peeringHeartbeatTimeoutMs,
   });

@@ -5,6 +5,7 @@ import type { ExchangeSecretResponse } from '../gen/isthmus/peering/v1/peering.j
 import type { Logger } from '../log.js';
 import { peeringServerName } from '../mesh/names.js';
 import { dialPeer } from './dial.js';
+import { withLocalGatewaysFirst } from './through-gateways.js';
 import type { Peerings } from './peerings.js';
 import { peeringIdentity } from './server.js';
 import { type PeeringToken, dialAddressesOf, parseToken } from './token.js';
@@ -17,6 +18,8 @@ export interface EstablishDeps {
   readonly logger: Logger;
   /** Per acceptor address (default 10 s). */
   readonly exchangeTimeoutMs?: number;
+  /** Our mesh gateways' LAN addresses when peering through them (tried first, SNI = the token's ServerName). */
+  readonly localGatewayAddresses?: () => readonly string[];
 }
 
 export interface EstablishInput {
@@ -55,7 +58,7 @@ function tokenFor(deps: EstablishDeps, text: string): PeeringToken {
  */
 async function exchangeWithAny(deps: EstablishDeps, token: PeeringToken, leaf: { certPem: string; keyPem: string }): Promise<ExchangeSecretResponse> {
   const failures: string[] = [];
-  for (const address of dialAddressesOf(token)) {
+  for (const address of withLocalGatewaysFirst(deps.localGatewayAddresses?.() ?? [], dialAddressesOf(token))) {
     try {
       return await exchangeAt(deps, token, leaf, address);
     } catch (err) {

@@ -1,4 +1,5 @@
 import type { CertificateAuthority, Leaf } from '../ca/index.js';
+import { withLocalGatewaysFirst } from './through-gateways.js';
 import type { CatalogReader } from '../catalog/types.js';
 import { IsthmusError } from '../errors.js';
 import type { Logger } from '../log.js';
@@ -25,6 +26,8 @@ export interface PeeringManagerOptions extends StreamTimings {
   readonly logger: Logger;
   /** Acceptor: the addresses replicated to dialers (`--advertise-addr` or the bound address). */
   serverAddresses(): readonly string[];
+  /** Dialer: our mesh gateways' LAN addresses when peering through them, dialed before the peer's. */
+  localGatewayAddresses?(): readonly string[];
   readonly backoff?: BackoffOptions;
 }
 
@@ -159,7 +162,7 @@ export class PeeringManager {
       return;
     }
     if (previous && (previous.PeerCAPems !== p.PeerCAPems || previous.PeerServerAddresses !== p.PeerServerAddresses)) {
-      entry.dialer?.update({ caPems: p.PeerCAPems, addresses: p.PeerServerAddresses });
+      entry.dialer?.update({ caPems: p.PeerCAPems, addresses: this.dialAddresses(p.PeerServerAddresses) });
     }
   }
 
@@ -179,6 +182,10 @@ export class PeeringManager {
     }
   }
 
+  private dialAddresses(peer: readonly string[]): string[] {
+    return withLocalGatewaysFirst(this.opts.localGatewayAddresses?.() ?? [], peer);
+  }
+
   private async dialOptions(p: Peering): Promise<DialOptions> {
     const { peerings, logger, datacenter } = this.opts;
     const current = peerings.read(p.Name) ?? p;
@@ -189,7 +196,7 @@ export class PeeringManager {
       ...this.timings(),
       ...binding,
       peeringName: p.Name,
-      addresses: current.PeerServerAddresses,
+      addresses: this.dialAddresses(current.PeerServerAddresses),
       serverName: current.PeerServerName,
       caPems: current.PeerCAPems,
       certPem: leaf.certPem,

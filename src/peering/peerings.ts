@@ -15,6 +15,11 @@ export interface LocalPeeringInfo {
   rootPems(): readonly string[];
   /** `--advertise-addr`, else the bound peering address; empty when neither is dialable. */
   serverAddresses(): readonly string[];
+  /**
+   * The local mesh gateways' WAN addresses when the `mesh` config entry peers through them
+   * (`Peering.PeerThroughMeshGateways`), else empty: tokens then carry these instead.
+   */
+  meshGatewayAddresses?(): readonly string[];
 }
 
 export interface PeeringsOptions {
@@ -139,7 +144,8 @@ export class Peerings {
   async generateToken(input: GenerateTokenInput): Promise<{ readonly token: PeeringToken; readonly peering: Peering }> {
     const local = this.opts.local;
     const external = input.ServerExternalAddresses ?? [];
-    const serverAddresses = external.length > 0 ? external : local.serverAddresses();
+    const viaGateways = local.meshGatewayAddresses?.() ?? [];
+    const serverAddresses = external.length > 0 ? external : viaGateways.length > 0 ? viaGateways : local.serverAddresses();
     if (serverAddresses.length === 0) {
       throw new IsthmusError('failed_precondition', 'this server has no dialable peering address (it listens on a wildcard address): start it with --advertise-addr HOST:PORT or pass ServerExternalAddresses');
     }

@@ -18,6 +18,16 @@ export interface PeeringView {
   /** Names of the services imported from `peer`, sorted. */
   importedServiceNames(peer: string): readonly string[];
   importedInstances(peer: string, service: string, namespace?: string): readonly ImportedInstance[];
+  /** Peerings this cluster dialed: the peer's server name and addresses (gateways route them when peering through gateways). */
+  peerServers?(): readonly PeerServer[];
+}
+
+export interface PeerServer {
+  readonly peer: string;
+  /** `server.<dc>.peering.<td>` of the peer */
+  readonly serverName: string;
+  /** `host:port` */
+  readonly addresses: readonly string[];
 }
 
 export const noPeering: PeeringView = {
@@ -37,6 +47,8 @@ export interface BuildContext {
   readonly peerTrustDomain: (peer: string) => string | undefined;
   /** Cluster peering (absent: no peers). */
   readonly peering?: PeeringView | undefined;
+  /** This server's own peering port (`host:port`), where a gateway routes `server.<dc>.peering.<td>`. */
+  readonly localPeeringAddresses?: readonly string[] | undefined;
 }
 
 /** A built snapshot and the service names whose changes must rebuild it. */

@@ -23,6 +23,8 @@ export interface SnapshotManagerOptions {
   readonly coalesceMs?: number;
   /** Cluster peering: peers, their bundles and imported services (absent: no peers). */
   readonly peering?: LivePeeringView | undefined;
+  /** This server's peering port (`host:port`), for gateways peering through themselves. */
+  readonly localPeeringAddresses?: (() => readonly string[]) | undefined;
 }
 
 const isProxy = (i: ServiceInstance) => i.kind === 'connect-proxy' || i.kind === 'mesh-gateway';
@@ -137,6 +139,7 @@ export class SnapshotManager {
       roots: this.opts.ca.roots(),
       peerTrustDomain: (peer) => this.opts.peering?.bundle(peer)?.trustDomain,
       peering: this.opts.peering,
+      localPeeringAddresses: this.opts.localPeeringAddresses?.(),
     };
   }
 

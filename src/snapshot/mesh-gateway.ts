@@ -8,14 +8,17 @@ import {
   localRootsSecretName,
   meshGatewayListenerName,
   peeredServiceSni,
+  peeringServerName,
   serviceSni,
   serviceSpiffeId,
 } from '../mesh/names.js';
+import { parseHostPort } from '../config/host-port.js';
 import { exportedNamesFor } from '../peering/exports.js';
+import { peerThroughMeshGateways } from '../peering/through-gateways.js';
 import type { BuildContext, Built } from './context.js';
 import { gatewayEndpoints, serviceProtocol, sidecarEndpoints } from './lookups.js';
 import { needsDns, peeredEndpoints, peeredSidecars } from './peered.js';
-import type { EdsClusterIR, GatewayChainIR, MeshGatewaySnapshot, TrustDomainIR } from './types.js';
+import type { EdsClusterIR, EndpointIR, GatewayChainIR, MeshGatewaySnapshot, TrustDomainIR } from './types.js';
 
 const connectTimeoutMs = 5_000;
 
@@ -43,6 +46,10 @@ export function buildMeshGatewaySnapshot(gateway: ServiceInstance, ctx: BuildCon
     chains.push({ serverNames: [datacenterWildcardSni(ctx.trustDomain, dc)], cluster: name, statPrefix: `mesh_gateway_remote.${dc}` });
     const endpoints = gatewayEndpoints(gateways, 'wan');
     clusters.push({ name, protocol: 'tcp', connectTimeoutMs, endpoints, ...(needsDns(endpoints) ? { dns: true } : {}) });
+  }
+  for (const s of peeringServers(ctx)) {
+    chains.push({ serverNames: [s.serverName], cluster: s.serverName, statPrefix: s.statPrefix });
+    clusters.push({ name: s.serverName, protocol: 'tcp', connectTimeoutMs, endpoints: s.endpoints, ...(needsDns(s.endpoints) ? { dns: true } : {}) });
   }
   chains.push({ serverNames: [], statPrefix: 'mesh_gateway_local' });
   clusters.push(...localServiceClusters(ctx), ...importedServiceClusters(ctx));
@@ -164,4 +171,32 @@ function importedServiceClusters(ctx: BuildContext): EdsClusterIR[] {
     }
   }
   return [...out.values()];
+}
+
+/**
+ * Peering control-plane traffic through the gateway (`mesh` entry `Peering.PeerThroughMeshGateways`):
+ * `server.<dc>.peering.<td>` (ours) to this server's peering port, so peering TLS passes through to
+ * it; and each peer we dialed, by its server name, to its server addresses. TLS is never terminated.
+ */
+function peeringServers(ctx: BuildContext): { serverName: string; statPrefix: string; endpoints: EndpointIR[] }[] {
+  if (!peerThroughMeshGateways(ctx.catalog)) return [];
+  const out = new Map<string, { serverName: string; statPrefix: string; endpoints: EndpointIR[] }>();
+  const own = peeringServerName(ctx.trustDomain, ctx.datacenter);
+  const local = toEndpoints(ctx.localPeeringAddresses ?? []);
+  if (local.length > 0) out.set(own, { serverName: own, statPrefix: 'mesh_gateway_peering_local', endpoints: local });
+  for (const s of ctx.peering?.peerServers?.() ?? []) {
+    const endpoints = toEndpoints(s.addresses);
+    if (endpoints.length === 0 || out.has(s.serverName)) continue;
+    out.set(s.serverName, { serverName: s.serverName, statPrefix: `mesh_gateway_peering.${s.peer}`, endpoints });
+  }
+  return [...out.values()];
+}
+
+function toEndpoints(addresses: readonly string[]): EndpointIR[] {
+  const out: EndpointIR[] = [];
+  for (const a of addresses) {
+    const hp = parseHostPort(a);
+    if (hp && hp.port > 0) out.push({ address: hp.host, port: hp.port, health: 'healthy' });
+  }
+  return out;
 }

@@ -1,6 +1,6 @@
 import type { ImportedServices } from '../peering/imported.js';
 import type { Peerings } from '../peering/peerings.js';
-import type { Peering } from '../peering/types.js';
+import { type Peering, isDialer } from '../peering/types.js';
 import type { PeerBundle, PeeringView } from './context.js';
 
 /** A change that may alter peer-derived config: a peer's imports, or its bundle / existence. */
@@ -15,7 +15,7 @@ export interface LivePeeringView extends PeeringView {
 const live = (p: Peering | undefined): p is Peering => p !== undefined && p.State !== 'DELETING' && p.State !== 'TERMINATED';
 
 /** What a peering contributes to proxies: it is live, and its trust domain and roots. */
-const bundleKey = (p: Peering | undefined) => (live(p) ? JSON.stringify([p.PeerTrustDomain, p.PeerCAPems]) : '');
+const bundleKey = (p: Peering | undefined) => (live(p) ? JSON.stringify([p.PeerTrustDomain, p.PeerCAPems, p.PeerServerName, p.PeerServerAddresses]) : '');
 
 /**
  * The snapshot layer's window on the peering records and the imported services. Stream status
@@ -32,6 +32,12 @@ export function peeringView(peerings: Peerings, imported: ImportedServices): Liv
     },
     importedServiceNames: (peer) => imported.serviceNames(peer),
     importedInstances: (peer, service, namespace) => imported.instancesOf(peer, service, namespace),
+    peerServers: () =>
+      peerings
+        .list()
+        .filter((p) => live(p) && isDialer(p) && p.PeerServerName !== '' && p.PeerServerAddresses.length > 0)
+        .map((p) => ({ peer: p.Name, serverName: p.PeerServerName, addresses: [...p.PeerServerAddresses] }))
+        .sort((x, y) => (x.peer < y.peer ? -1 : 1)),
     subscribe(listener) {
       const offImported = imported.subscribe((e) => listener({ kind: 'peer-imports-changed', peer: e.peer }));
       const offPeerings = peerings.subscribe((e) => {
