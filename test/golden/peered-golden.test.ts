@@ -7,7 +7,7 @@
  */
 import { afterAll, describe, expect, it } from 'vitest';
 import { messageTypeRegistry } from '../../src/gen/typeRegistry.js';
-import { exportedClusterName, peerBundleSecretName, peeredServiceSni } from '../../src/mesh/names.js';
+import { exportedClusterName, peerBundleSecretName, peeredServiceSni, peeringServerName } from '../../src/mesh/names.js';
 import { allTypeUrls, shortName, TypeUrl } from '../../src/xds/types.js';
 import type { EnvoyLike } from '../helpers/envoy-like.js';
 import { expandedJson, expectGolden, orphanedGoldens } from '../helpers/golden.js';
@@ -138,6 +138,37 @@ describe('golden peered proxy configs', () => {
     await Promise.all([gw.settle(), api.settle()]);
     await checkProxy('mesh-gateway-exporting-two-peers', gw, tds);
     await checkProxy('sidecar-exported-to-two-peers', api, tds);
+  }, 30_000);
+
+  it('peering through mesh gateways: the acceptor gateway routes its server name to its peering port, the dialer gateway the peer server name to the peer server addresses', async () => {
+    const [a, b] = await Promise.all([startMeshServer({ datacenter: 'dc-a' }), startMeshServer({ datacenter: 'dc-b' })]);
+    extra.push(a, b);
+    const meshEntry = { Kind: 'mesh', Name: 'mesh', Peering: { PeerThroughMeshGateways: true } };
+    await a.putConfig(meshEntry);
+    await b.putConfig(meshEntry);
+    // A's gateway WAN address is A's peering port itself (no Envoy here to pass it through); B's
+    // gateway refuses connections, so B falls back to the token's addresses.
+    await a.register({ ...gateway('gw-a', '127.0.0.1', '127.0.0.1'), TaggedAddresses: { lan: { Address: '127.0.0.1', Port: 8443 }, wan: { Address: '127.0.0.1', Port: a.server.peeringPort } } });
+    await b.register({ ...gateway('gw-b', '127.0.0.1', '198.51.100.9'), Port: 1, TaggedAddresses: { lan: { Address: '127.0.0.1', Port: 1 }, wan: { Address: '198.51.100.9', Port: 443 } } });
+    const token = await a.api<{ PeeringToken: string }>('POST', '/v1/peering/token', { PeerName: 'cluster-b' });
+    expect(JSON.parse(Buffer.from(token.body.PeeringToken, 'base64').toString()).ServerAddresses).toEqual([`127.0.0.1:${a.server.peeringPort}`]);
+    expect((await b.api('POST', '/v1/peering/establish', { PeerName: 'cluster-a', PeeringToken: token.body.PeeringToken })).status).toBe(200);
+    await waitFor(async () => (await a.api<{ State: string }>('GET', '/v1/peering/cluster-b')).body?.State === 'ACTIVE', { timeoutMs: 10_000, intervalMs: 20, what: 'A–B ACTIVE' });
+    const tds = {
+      'trust-domain-a': a.server.ca.trustDomain,
+      'trust-domain-b': b.server.ca.trustDomain,
+      'peering-port-a': `"portValue": ${a.server.peeringPort}`,
+      'peering-port-b': `"portValue": ${b.server.peeringPort}`,
+    };
+    const gwA = await a.connect('gw-a');
+    const gwB = await b.connect('gw-b');
+    const serverA = peeringServerName(tds['trust-domain-a'], 'dc-a');
+    await gwA.until((e) => e.get(TypeUrl.endpoint, serverA) !== undefined && e.names(TypeUrl.listener).length === 1, "A's gateway peering server chain");
+    await gwB.until((e) => e.get(TypeUrl.endpoint, serverA) !== undefined && e.get(TypeUrl.endpoint, peeringServerName(tds['trust-domain-b'], 'dc-b')) !== undefined && e.names(TypeUrl.listener).length === 1, "B's gateway chain for A's server name");
+    await Promise.all([a.server.snapshots.settled(), b.server.snapshots.settled()]);
+    await Promise.all([gwA.settle(), gwB.settle()]);
+    await checkProxy('mesh-gateway-peering-acceptor', gwA, tds);
+    await checkProxy('mesh-gateway-peering-dialer', gwB, tds);
   }, 30_000);
 
   it('leaves no orphaned golden files', () => {
