@@ -10,13 +10,12 @@ import { loadServerConfig } from '../../src/config/index.js';
 import { silentLogger } from '../../src/log.js';
 import { startServer, type RunningServer } from '../../src/server.js';
 import { adsClient } from './fake-envoy.js';
+import { startServerProcess } from './process.js';
 import { EnvoyLike } from './envoy-like.js';
 import type { AggregatedDiscoveryServiceClient } from '../../src/gen/envoy/service/discovery/v3/ads.js';
 
-export interface MeshServer {
-  readonly server: RunningServer;
-  readonly dataDir: string;
-  readonly xds: AggregatedDiscoveryServiceClient;
+/** What tests drive, whether the server runs in-process or as its own process. */
+export interface MeshNode {
   api<T = unknown>(method: string, path: string, body?: unknown): Promise<{ status: number; body: T }>;
   /** Registers (Consul JSON) and fails the test on a non-200. */
   register(body: unknown): Promise<void>;
@@ -25,20 +24,23 @@ export interface MeshServer {
   token(proxyId: string): Promise<string>;
   /** An Envoy-like Delta client for the proxy, authenticated with its own token. */
   connect(proxyId: string): Promise<EnvoyLike>;
+  /** The cluster's trust domain, as `GET /v1/connect/ca/roots` reports it. */
+  trustDomain(): Promise<string>;
   close(): Promise<void>;
 }
 
-export async function startMeshServer(flags: Record<string, string> = {}): Promise<MeshServer> {
-  const dataDir = mkdtempSync(join(tmpdir(), 'isthmus-mesh-'));
-  const config = loadServerConfig({
-    flags: { dataDir, httpAddr: '127.0.0.1:0', xdsAddr: '127.0.0.1:0', peeringAddr: '127.0.0.1:0', coalesceMs: '20', ...flags },
-    env: {},
-  });
-  const server = await startServer(config, { logger: silentLogger() });
-  const xds = adsClient(`127.0.0.1:${server.xdsPort}`);
+export interface MeshServer extends MeshNode {
+  readonly server: RunningServer;
+  readonly dataDir: string;
+  readonly xds: AggregatedDiscoveryServiceClient;
+}
+
+/** The HTTP and xDS side of a mesh node on the given ports. */
+function nodeOver(httpPort: number, xdsPort: number, stop: () => Promise<void>): MeshNode & { xds: AggregatedDiscoveryServiceClient } {
+  const xds = adsClient(`127.0.0.1:${xdsPort}`);
   const envoys: EnvoyLike[] = [];
   const api = async <T>(method: string, path: string, body?: unknown) => {
-    const res = await fetch(`http://127.0.0.1:${server.httpPort}${path}`, {
+    const res = await fetch(`http://127.0.0.1:${httpPort}${path}`, {
       method,
       ...(body === undefined ? {} : { body: JSON.stringify(body), headers: { 'content-type': 'application/json' } }),
     });
@@ -55,8 +57,6 @@ export async function startMeshServer(flags: Record<string, string> = {}): Promi
     return res.body.SecretID;
   };
   return {
-    server,
-    dataDir,
     xds,
     api,
     register: (body) => ok('PUT', '/v1/agent/service/register', body),
@@ -69,11 +69,40 @@ export async function startMeshServer(flags: Record<string, string> = {}): Promi
       envoys.push(envoy);
       return envoy;
     },
+    async trustDomain() {
+      return (await api<{ TrustDomain: string }>('GET', '/v1/connect/ca/roots')).body.TrustDomain;
+    },
     async close() {
       for (const e of envoys) e.close();
       xds.close();
-      await server.stop();
-      rmSync(dataDir, { recursive: true, force: true });
+      await stop();
     },
   };
+}
+
+/**
+ * A real `isthmus server` process on 127.0.0.1:0 (its own data dir), driven like a user would:
+ * flags are the same camelCase keys as startMeshServer's (`datacenter`, `caRotationPhaseMs`, …).
+ */
+export async function startMeshProcess(flags: Record<string, string> = {}): Promise<MeshNode> {
+  const args = Object.entries({ coalesceMs: '20', ...flags }).flatMap(([k, v]) => [`--${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`, v]);
+  const proc = await startServerProcess(args);
+  return nodeOver(proc.httpPort, proc.xdsPort, async () => {
+    proc.child.kill('SIGTERM');
+    await proc.exited;
+  });
+}
+
+export async function startMeshServer(flags: Record<string, string> = {}): Promise<MeshServer> {
+  const dataDir = mkdtempSync(join(tmpdir(), 'isthmus-mesh-'));
+  const config = loadServerConfig({
+    flags: { dataDir, httpAddr: '127.0.0.1:0', xdsAddr: '127.0.0.1:0', peeringAddr: '127.0.0.1:0', coalesceMs: '20', ...flags },
+    env: {},
+  });
+  const server = await startServer(config, { logger: silentLogger() });
+  const node = nodeOver(server.httpPort, server.xdsPort, async () => {
+    await server.stop();
+    rmSync(dataDir, { recursive: true, force: true });
+  });
+  return { ...node, server, dataDir };
 }

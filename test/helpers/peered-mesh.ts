@@ -2,19 +2,24 @@
  * Two in-process mesh servers peered over their real peering ports, the way a user does it: A
  * generates a token for `cluster-b`, B establishes with it as `cluster-a`, both wait for ACTIVE.
  */
-import { startMeshServer, type MeshServer } from './mesh-server.js';
+import { startMeshServer, type MeshNode, type MeshServer } from './mesh-server.js';
 import { waitFor } from './wait.js';
 
-export interface PeeredMeshes {
-  readonly a: MeshServer;
-  readonly b: MeshServer;
+export interface PeeredMeshes<N extends MeshNode = MeshServer> {
+  readonly a: N;
+  readonly b: N;
   close(): Promise<void>;
 }
 
-const active = (m: MeshServer, name: string) => async () => (await m.api<{ State: string }>('GET', `/v1/peering/${name}`)).body?.State === 'ACTIVE';
+const active = (m: MeshNode, name: string) => async () => (await m.api<{ State: string }>('GET', `/v1/peering/${name}`)).body?.State === 'ACTIVE';
 
-export async function startPeeredMeshes(flagsA: Record<string, string> = {}, flagsB: Record<string, string> = {}): Promise<PeeredMeshes> {
-  const [a, b] = await Promise.all([startMeshServer({ datacenter: 'dc-a', ...flagsA }), startMeshServer({ datacenter: 'dc-b', ...flagsB })]);
+/** In-process servers by default; pass `startMeshProcess` for real server processes. */
+export async function startPeeredMeshes<N extends MeshNode = MeshServer>(
+  flagsA: Record<string, string> = {},
+  flagsB: Record<string, string> = {},
+  start: (flags: Record<string, string>) => Promise<N> = startMeshServer as unknown as (flags: Record<string, string>) => Promise<N>,
+): Promise<PeeredMeshes<N>> {
+  const [a, b] = await Promise.all([start({ datacenter: 'dc-a', ...flagsA }), start({ datacenter: 'dc-b', ...flagsB })]);
   const close = async () => {
     await Promise.all([a.close(), b.close()]);
   };

@@ -1,6 +1,6 @@
 /**
- * Peered traffic end to end (issue 5 "What must be shown"): two in-process servers peered over
- * their real peering ports; A exports `api` (sidecar + a mesh gateway with a WAN address) to B; B's
+ * Peered traffic end to end (issue 5 "What must be shown"): two real server processes peered over
+ * their peering ports; A exports `api` (sidecar + a mesh gateway with a WAN address) to B; B's
  * `web` sidecar has an upstream with DestinationPeer. Fake Envoys fetch over Delta, the pushed config
  * is walked the way Envoy would walk it, and a real TLS handshake uses exactly the pushed material.
  */
@@ -8,21 +8,23 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { exportedClusterName, meshGatewaySpiffeId, peerBundleSecretName, peeredServiceSni, peeredUpstreamClusterName, serviceSpiffeId } from '../../src/mesh/names.js';
 import { TypeUrl } from '../../src/xds/types.js';
 import type { EnvoyLike } from '../helpers/envoy-like.js';
-import type { MeshServer } from '../helpers/mesh-server.js';
+import { startMeshProcess, type MeshNode } from '../helpers/mesh-server.js';
 import { exportEntry, startPeeredMeshes, type PeeredMeshes } from '../helpers/peered-mesh.js';
 import { clientFromUpstream, handshake, serverFromPublicListener } from '../helpers/pushed-tls.js';
 
 type Json = any; // Envoy-style JSON with Any expanded, walked like Envoy reads it
 
-let meshes: PeeredMeshes;
-let a: MeshServer;
-let b: MeshServer;
+let meshes: PeeredMeshes<MeshNode>;
+let a: MeshNode;
+let b: MeshNode;
 let tdA: string;
 let tdB: string;
 let webB: EnvoyLike;
 let apiA: EnvoyLike;
 let secretA: EnvoyLike;
 let gwA: EnvoyLike;
+let localB: EnvoyLike;
+let gwB: EnvoyLike;
 
 const json = (e: EnvoyLike, t: string, name: string): Json => JSON.parse(e.json(t, name) || 'null');
 const publicListener = (e: EnvoyLike) => e.names(TypeUrl.listener).find((n) => n.startsWith('public_listener:'));
@@ -45,10 +47,9 @@ function withSidecar(name: string, port: number, upstreams: unknown[] = []) {
 }
 
 beforeAll(async () => {
-  meshes = await startPeeredMeshes();
+  meshes = await startPeeredMeshes({}, {}, startMeshProcess);
   ({ a, b } = meshes);
-  tdA = a.server.ca.trustDomain;
-  tdB = b.server.ca.trustDomain;
+  [tdA, tdB] = await Promise.all([a.trustDomain(), b.trustDomain()]);
   await a.register(withSidecar('api', 9090));
   await a.register(withSidecar('secret', 9091));
   await a.register({ ID: 'gw-1', Name: 'mesh-gateway', Kind: 'mesh-gateway', Address: '127.0.0.1', Port: 8443, TaggedAddresses: { lan: { Address: '127.0.0.1', Port: 8443 }, wan: { Address: '203.0.113.7', Port: 443 } } });
@@ -59,7 +60,17 @@ beforeAll(async () => {
       { DestinationName: 'secret', DestinationPeer: 'cluster-a', LocalBindPort: 19091 },
     ]),
   );
-  [webB, apiA, secretA, gwA] = await Promise.all([b.connect('web-sidecar-proxy'), a.connect('api-sidecar-proxy'), a.connect('secret-sidecar-proxy'), a.connect('gw-1')]);
+  // A local-mode client in B reaches A through B's own mesh gateway.
+  await b.register({ ID: 'gw-b', Name: 'mesh-gateway', Kind: 'mesh-gateway', Address: '127.0.0.1', Port: 9443, TaggedAddresses: { lan: { Address: '127.0.0.1', Port: 9443 }, wan: { Address: '198.51.100.9', Port: 443 } } });
+  await b.register(withSidecar('reports', 8081, [{ DestinationName: 'api', DestinationPeer: 'cluster-a', LocalBindPort: 19190, MeshGateway: { Mode: 'local' } }]));
+  [webB, apiA, secretA, gwA, localB, gwB] = await Promise.all([
+    b.connect('web-sidecar-proxy'),
+    a.connect('api-sidecar-proxy'),
+    a.connect('secret-sidecar-proxy'),
+    a.connect('gw-1'),
+    b.connect('reports-sidecar-proxy'),
+    b.connect('gw-b'),
+  ]);
   // Pushes arrive SDS, CDS, EDS, LDS: wait for the listeners too, not only what precedes them.
   await webB.until(
     (e) =>
@@ -81,7 +92,7 @@ afterAll(async () => {
 });
 
 describe('peered traffic: B web → A api through A mesh gateway', () => {
-  it("walks B's upstream listener → cluster → A's gateway WAN address with SNI S, and A's gateway chain for S → A's api sidecar", () => {
+  it("walks B's upstream listener → cluster → A's gateway WAN address with SNI S, and A's gateway chain for S → A's api sidecar", async () => {
     const listener = json(webB, TypeUrl.listener, 'api?peer=cluster-a:127.0.0.1:19090');
     expect(listener, 'B holds the peered upstream listener').not.toBeNull();
     expect(tcpCluster(listener.filterChains[0])).toBe(apiCluster());
@@ -104,9 +115,21 @@ describe('peered traffic: B web → A api through A mesh gateway', () => {
     expect(chain, `A's gateway has a chain for ${S}`).toBeDefined();
     const exported = tcpCluster(chain);
     expect(exported).toBe(exportedClusterName(tdA, 'dc-a', { name: 'api' }));
-    const apiSidecar = a.server.catalog.instance('api-sidecar-proxy')!;
-    expect(endpointsOf(gwA, exported)).toEqual([`${apiSidecar.address}:${apiSidecar.port}`]);
+    const [apiSidecar] = (await a.api<Json[]>('GET', '/v1/catalog/service/api-sidecar-proxy')).body;
+    expect(endpointsOf(gwA, exported)).toEqual([`${apiSidecar.ServiceAddress}:${apiSidecar.ServicePort}`]);
     expect(gwListener.filterChains.some((c: Json) => c.filterChainMatch?.serverNames?.includes(sniForB('secret')))).toBe(false);
+  });
+
+  it("a local-mode client goes through B's gateway: its endpoint is B's gateway (same SNI S), whose SNI-named cluster reaches A's gateway", async () => {
+    const cluster = apiCluster();
+    await localB.until((e) => endpointsOf(e, cluster).length > 0, "the local-mode client's api endpoints");
+    expect(endpointsOf(localB, cluster)).toEqual(['127.0.0.1:9443']);
+    expect(json(localB, TypeUrl.cluster, cluster).transportSocket.typedConfig.sni).toBe(sniForB('api'));
+    await gwB.until((e) => e.get(TypeUrl.endpoint, sniForB('api')) !== undefined, "B's gateway cluster for the imported api");
+    expect(endpointsOf(gwB, sniForB('api'))).toEqual(['203.0.113.7:443']);
+    const gwListener = json(gwB, TypeUrl.listener, gwB.names(TypeUrl.listener)[0]!);
+    const catchAll = gwListener.filterChains.find((c: Json) => !c.filterChainMatch?.serverNames?.length);
+    expect(catchAll.filters.map((f: Json) => f.name)).toEqual(['envoy.filters.network.sni_cluster', 'envoy.filters.network.tcp_proxy']);
   });
 
   it("a real mTLS handshake with exactly the pushed material: B's upstream against A's api public_listener succeeds", async () => {
