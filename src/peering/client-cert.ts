@@ -1,5 +1,6 @@
 import { X509Certificate } from 'node:crypto';
 import type { PeerCertificate } from 'node:tls';
+import { certificateChainsTo } from './stream/tls.js';
 
 /**
  * The peering port requests but does not require client certificates (ExchangeSecret comes before
@@ -22,15 +23,7 @@ export function checkClientCertificate(peer: PeerCertificate | undefined, rootPe
     return { ok: false, error: 'the client certificate does not parse' };
   }
   if (now < Date.parse(cert.validFrom) || now > Date.parse(cert.validTo)) return { ok: false, error: 'the client certificate is expired or not yet valid' };
-  const signed = rootPems.some((pem) => {
-    try {
-      const root = new X509Certificate(pem);
-      return cert.checkIssued(root) && cert.verify(root.publicKey);
-    } catch {
-      return false;
-    }
-  });
-  if (!signed) return { ok: false, error: 'the client certificate does not chain to the roots pinned for this peering' };
+  if (!certificateChainsTo(cert, rootPems, new Date(now))) return { ok: false, error: 'the client certificate does not chain to the roots pinned for this peering' };
   const uris = (cert.subjectAltName ?? '').split(/,\s*/).filter((s) => s.startsWith('URI:')).map((s) => s.slice(4));
   return { ok: true, uris };
 }

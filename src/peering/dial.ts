@@ -1,7 +1,8 @@
-import { type PeerCertificate, checkServerIdentity } from 'node:tls';
+import type { PeerCertificate } from 'node:tls';
 import * as grpc from '@grpc/grpc-js';
 import type { Leaf } from '../ca/index.js';
 import { PeeringServiceClient } from '../gen/isthmus/peering/v1/peering.js';
+import { requireDnsSan } from './stream/tls.js';
 
 /** How a dialer reaches an acceptor's peering port. */
 export interface PeerDialTarget {
@@ -25,17 +26,8 @@ export function peerChannelCredentials(target: Omit<PeerDialTarget, 'address'>):
   const key = target.leaf ? Buffer.from(target.leaf.keyPem) : null;
   const cert = target.leaf ? Buffer.from(target.leaf.certPem) : null;
   return grpc.credentials.createSsl(roots, key, cert, {
-    checkServerIdentity: (_host: string, peer: PeerCertificate) => serverNameProblem(target.serverName, peer),
+    checkServerIdentity: (_host: string, peer: PeerCertificate) => requireDnsSan(target.serverName, peer),
   });
-}
-
-/** Undefined when `cert` carries `serverName` as a DNS SAN, else the error that fails the handshake. */
-export function serverNameProblem(serverName: string, cert: PeerCertificate): Error | undefined {
-  const dnsSans = (cert.subjectaltname ?? '').split(/,\s*/).filter((s) => s.startsWith('DNS:')).map((s) => s.slice(4));
-  if (!dnsSans.includes(serverName)) {
-    return new Error(`the peer's certificate is not for ${serverName} (its DNS SANs: ${dnsSans.join(', ') || 'none'})`);
-  }
-  return checkServerIdentity(serverName, cert);
 }
 
 /** A client for one acceptor address; the caller closes it. */
