@@ -20,6 +20,7 @@ import { type ProxyTokens, openProxyTokens, xdsAuthorizer } from './acl/index.js
 import { registerCaRoutes } from './api/ca-routes.js';
 import { registerAclRoutes } from './api/acl-routes.js';
 import { registerPeeringRoutes } from './api/peering-routes.js';
+import { registerTroubleshootRoutes } from './api/troubleshoot-routes.js';
 import { Peerings, type LocalPeeringInfo } from './peering/peerings.js';
 import { PeeringServer } from './peering/server.js';
 import { establishPeering } from './peering/establish.js';
@@ -143,6 +144,15 @@ async function startParts(config: ServerConfig, logger: Logger, parts: Parts): P
     catalog: parts.catalog,
     establish: (input) => establishPeering({ peerings, ca, datacenter: config.datacenter, logger: establishLogger, localGatewayAddresses: () => meshGatewayPeeringAddresses(parts.catalog!, config.datacenter, 'lan') }, input),
     healthyWindowMs: config.peeringHeartbeatTimeoutMs,
+  });
+  registerTroubleshootRoutes(http, {
+    datacenter: config.datacenter,
+    catalog: parts.catalog,
+    ca,
+    peerings,
+    imported,
+    xds,
+    heartbeatTimeoutMs: config.peeringHeartbeatTimeoutMs,
   });
   await http.listen({ host: config.httpAddr.host, port: config.httpAddr.port });
   const address = http.server.address();

@@ -7,12 +7,15 @@ import { registerConfigCommand } from './config-command.js';
 import { registerCaCommand } from './ca-command.js';
 import { registerAclCommand } from './acl-command.js';
 import { registerPeeringCommand } from './peering-command.js';
+import { registerProxyCommands } from './proxy-command.js';
+import { registerTroubleshootCommand } from './troubleshoot-command.js';
+import { registerDemoCommand } from './demo-command.js';
 
 /**
  * The `isthmus` command tree. Each command lives in its own `*-command.ts` exporting a
  * `register*Command(program)`; add new ones to `commands` below.
  */
-const commands: readonly ((program: Command) => void)[] = [registerServerCommand, registerEnvoyCommand, registerServicesCommand, registerConfigCommand, registerCaCommand, registerAclCommand, registerPeeringCommand];
+const commands: readonly ((program: Command) => void)[] = [registerServerCommand, registerEnvoyCommand, registerServicesCommand, registerConfigCommand, registerCaCommand, registerAclCommand, registerPeeringCommand, registerProxyCommands, registerTroubleshootCommand, registerDemoCommand];
 
 export function buildProgram(): Command {
   const program = new Command('isthmus')

@@ -7,33 +7,11 @@
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { messageTypeRegistry } from '../../src/gen/typeRegistry.js';
-import '../../src/xds/registry.js';
+export { expandedJson } from '../../src/xds/envoy-json.js';
 
 export const goldenRoot = join(dirname(fileURLToPath(import.meta.url)), '..', 'golden');
 const update = process.env['UPDATE_GOLDEN'] === '1';
 const written = new Set<string>();
-
-/** Proto JSON of a message with Any values expanded recursively. */
-export function expandedJson(typeName: string, bytes: Uint8Array): unknown {
-  const fns = messageTypeRegistry.get(typeName);
-  if (!fns) throw new Error(`unknown type ${typeName}`);
-  return expandAny(fns.toJSON(fns.decode(bytes)));
-}
-
-function expandAny(value: unknown): unknown {
-  if (Array.isArray(value)) return value.map(expandAny);
-  if (value === null || typeof value !== 'object') return value;
-  const o = value as Record<string, unknown>;
-  if (typeof o['typeUrl'] === 'string' && typeof o['value'] === 'string' && Object.keys(o).length === 2) {
-    const typeName = (o['typeUrl'] as string).slice((o['typeUrl'] as string).lastIndexOf('/') + 1);
-    if (messageTypeRegistry.has(typeName)) {
-      const inner = expandedJson(typeName, Buffer.from(o['value'] as string, 'base64')) as Record<string, unknown>;
-      return { '@type': o['typeUrl'], ...inner };
-    }
-  }
-  return Object.fromEntries(Object.entries(o).map(([k, v]) => [k, expandAny(v)]));
-}
 
 /** Replaces values that differ run to run (trust domain, PEMs, ports) with stable placeholders. */
 export type Masker = (text: string) => string;
