@@ -18,9 +18,14 @@ export type Masker = (text: string) => string;
 
 /** Compares (or with UPDATE_GOLDEN=1 writes) test/golden/<file>. Returns the expected text. */
 export function expectGolden(file: string, data: unknown, mask: Masker = (t) => t): { actual: string; expected: string } {
+  return expectGoldenText(file, JSON.stringify(data, null, 2), mask);
+}
+
+/** The same for text output (a CLI's stdout, say): compare `actual` with `expected`. */
+export function expectGoldenText(file: string, text: string, mask: Masker = (t) => t): { actual: string; expected: string } {
   const path = join(goldenRoot, file);
   written.add(path);
-  const actual = mask(JSON.stringify(data, null, 2)) + '\n';
+  const actual = mask(text).replace(/\n*$/, '') + '\n';
   if (update || !existsSync(path)) {
     if (!update && process.env['CI']) throw new Error(`golden file missing: ${relative(goldenRoot, path)} (run UPDATE_GOLDEN=1 locally)`);
     mkdirSync(dirname(path), { recursive: true });
