@@ -3,13 +3,13 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 
 /**
  * HTTP API access (`--http-token`). With a token set, every write (any method but GET, HEAD and
- * OPTIONS) and every read of peering, ACL or CA endpoints (CA roots excepted: they are public) must
- * carry it as `Authorization: Bearer <token>` or `X-Isthmus-Token: <token>`. Catalog, health and
- * config reads, probes and metrics stay open. Without a token nothing is checked (the server only
+ * OPTIONS) and every read of peering, ACL, CA, xDS status or troubleshooting endpoints (CA roots
+ * excepted: they are public) must carry it as `Authorization: Bearer <token>` or
+ * `X-Isthmus-Token: <token>`. Catalog, health and config reads, probes and metrics stay open. Without a token nothing is checked (the server only
  * starts that way on loopback, or with --insecure-http: see config/http-access.ts).
  */
 const readMethods = new Set(['GET', 'HEAD', 'OPTIONS']);
-const secretReads = [/^\/v1\/peerings?(\/|$)/, /^\/v1\/acl(\/|$)/, /^\/v1\/connect\/ca(\/|$)/];
+const secretReads = [/^\/v1\/peerings?(\/|$)/, /^\/v1\/acl(\/|$)/, /^\/v1\/connect\/ca(\/|$)/, /^\/v1\/xds(\/|$)/, /^\/v1\/troubleshoot(\/|$)/];
 const publicReads = [/^\/v1\/connect\/ca\/roots\/?$/];
 
 /** Whether a request needs the token; `path` is the matched route pattern when there is one. */

@@ -4,6 +4,7 @@ import type { CertificateAuthority } from '../ca/index.js';
 import type { ImportedServices } from '../peering/imported.js';
 import type { Peerings } from '../peering/peerings.js';
 import type { XdsServer } from '../xds/server.js';
+import { type Checklist, gatherPeeringFacts, gatherProxyFacts, peeringChecklist, proxyChecklist } from '../troubleshoot/index.js';
 
 /** What the troubleshoot checklists read: live server state, never secrets. */
 export interface TroubleshootDeps {
@@ -18,5 +19,16 @@ export interface TroubleshootDeps {
   readonly now?: () => number;
 }
 
-/** `GET /v1/troubleshoot/peering/:name` and `GET /v1/troubleshoot/proxy/:id` (placeholder). */
-export function registerTroubleshootRoutes(_app: FastifyInstance, _deps: TroubleshootDeps): void {}
+/**
+ * `GET /v1/troubleshoot/peering/:name` and `GET /v1/troubleshoot/proxy/:id`: the checklist
+ * (`{Subject, Checks: [{Name, OK, Detail, Fix?, Skipped?}], OK}`), 200 whether or not checks fail.
+ * 404 `{error}` only when the subject does not exist at all: no peering with that name, or a proxy
+ * ID that is neither registered nor connected over xDS. Like catalog reads these
+ * need no `--http-token` (src/api/auth.ts): they show states and names, never a secret or a PEM.
+ */
+export function registerTroubleshootRoutes(app: FastifyInstance, deps: TroubleshootDeps): void {
+  app.get<{ Params: { name: string } }>('/v1/troubleshoot/peering/:name', async (request): Promise<Checklist> =>
+    peeringChecklist(gatherPeeringFacts(deps, request.params.name)));
+  app.get<{ Params: { id: string } }>('/v1/troubleshoot/proxy/:id', async (request): Promise<Checklist> =>
+    proxyChecklist(gatherProxyFacts(deps, request.params.id)));
+}

@@ -1,4 +1,31 @@
 import type { Command } from 'commander';
+import { type Checklist, renderChecklist } from '../troubleshoot/index.js';
+import { apiClientFor, withApiOptions } from './api-client.js';
+import { print } from './output.js';
 
-/** `isthmus troubleshoot peering / proxy (owned by the troubleshoot work)`: placeholder, filled in by its issue-6 work package. */
-export function registerTroubleshootCommand(_program: Command): void {}
+/**
+ * `isthmus troubleshoot peering --name P` and `isthmus troubleshoot proxy ID`: a ✓/✗ checklist
+ * where every ✗ says how to fix it. Exit 0 when every check passes, 1 when any fails (either
+ * format), so scripts can branch on it.
+ */
+export function registerTroubleshootCommand(program: Command): void {
+  const troubleshoot = program.command('troubleshoot').description('check a peering or a proxy step by step and say how to fix what fails (HTTP API)');
+  withApiOptions(troubleshoot.command('peering'))
+    .description('token used, stream up, heartbeats, peer CA, exports and imports, mesh gateway, NACKs, certificates')
+    .requiredOption('--name <NAME>', 'the peering\'s local name (see isthmus peering list)')
+    .action(async (opts: { name: string }, cmd: Command) => {
+      await show(cmd, `/v1/troubleshoot/peering/${encodeURIComponent(opts.name)}`);
+    });
+  withApiOptions(troubleshoot.command('proxy').argument('<ID>', 'the proxy\'s registered service ID (its node.id)'))
+    .description('registered, connected over xDS, each type synced, NACKs, certificates, peered and cross-datacenter upstreams')
+    .action(async (id: string, _opts: unknown, cmd: Command) => {
+      await show(cmd, `/v1/troubleshoot/proxy/${encodeURIComponent(id)}`);
+    });
+}
+
+async function show(cmd: Command, path: string): Promise<void> {
+  const { client, format } = apiClientFor(cmd);
+  const list = await client.get<Checklist>(path);
+  print(format === 'json' ? list : renderChecklist(list));
+  if (!list.OK) process.exitCode = 1;
+}

@@ -54,6 +54,8 @@ describe('--http-token', () => {
     expect(requiresToken('GET', '/v1/acl/token/:id')).toBe(true);
     expect(requiresToken('GET', '/v1/connect/ca/roots')).toBe(false);
     expect(requiresToken('GET', '/v1/connect/ca/configuration')).toBe(true);
+    expect(requiresToken('GET', '/v1/xds/proxies')).toBe(true);
+    expect(requiresToken('GET', '/v1/troubleshoot/peering/:name')).toBe(true);
     expect(requiresToken('GET', '/v1/aclx')).toBe(false);
     expect(tokensEqual(token, token)).toBe(true);
     expect(tokensEqual(token, `${token}x`)).toBe(false);
