@@ -5,6 +5,28 @@ export type { Logger };
 export const logLevels: readonly LevelWithSilent[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 
 /**
+ * Field names that hold secrets wherever they appear in the code or on the wire: tokens (HTTP API,
+ * proxy SecretID, peering token), peering secrets, private keys, auth headers.
+ */
+const secretFields = [
+  'token',
+  'secret',
+  'httpToken',
+  'SecretID',
+  'secretId',
+  'PeeringToken',
+  'peeringToken',
+  'EstablishmentSecret',
+  'establishmentSecret',
+  'streamSecret',
+  'privateKey',
+  'keyPem',
+  'authorization',
+  'x-isthmus-token',
+];
+const redactPaths = secretFields.flatMap((f) => (/^\w+$/.test(f) ? [f, `*.${f}`] : [`["${f}"]`, `*["${f}"]`]));
+
+/**
  * Structured JSON logs on stdout (one object per line). Secrets never reach a log line: callers log
  * identifiers, never token or key material, and the redact list is a second line of defence.
  */
@@ -14,10 +36,7 @@ export function createLogger(level: LevelWithSilent = 'info', destination?: pino
       level,
       base: { svc: 'isthmus' },
       timestamp: pino.stdTimeFunctions.isoTime,
-      redact: {
-        paths: ['token', '*.token', 'secret', '*.secret', 'privateKey', '*.privateKey', 'authorization', '*.authorization'],
-        censor: '[redacted]',
-      },
+      redact: { paths: redactPaths, censor: '[redacted]' },
     },
     destination ?? pino.destination({ fd: 1, sync: false }),
   );

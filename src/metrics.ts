@@ -9,7 +9,7 @@ export class Metrics {
 
   readonly buildInfo = new Gauge({
     name: 'isthmus_build_info',
-    help: 'Build information; the value is always 1.',
+    help: 'Build information (isthmus and Node.js versions as labels); the value is always 1.',
     labelNames: ['version', 'node_version'] as const,
     registers: [this.registry],
   });
@@ -37,14 +37,14 @@ export class Metrics {
 
   readonly xdsPushDuration = new Histogram({
     name: 'isthmus_xds_push_duration_seconds',
-    help: 'Time to assemble and write one xDS response from the cache.',
+    help: 'Seconds to assemble and write one xDS response from the cache.',
     buckets: [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1],
     registers: [this.registry],
   });
 
   readonly xdsConvergence = new Histogram({
     name: 'isthmus_xds_convergence_seconds',
-    help: 'Time from publishing a proxy view to the client acknowledging it.',
+    help: 'Seconds from publishing a proxy view to the client acknowledging it.',
     buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
     registers: [this.registry],
   });
@@ -72,7 +72,7 @@ export class Metrics {
 
   readonly snapshotBuildDuration = new Histogram({
     name: 'isthmus_snapshot_build_duration_seconds',
-    help: 'Time to build one proxy snapshot and generate its resources.',
+    help: 'Seconds to build one proxy snapshot and generate its resources.',
     labelNames: ['kind'] as const,
     buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25],
     registers: [this.registry],
@@ -94,7 +94,13 @@ export class Metrics {
   );
 
   constructor(opts: { defaultMetrics?: boolean; version?: string } = {}) {
-    if (opts.defaultMetrics) collectDefaultMetrics({ register: this.registry });
+    if (opts.defaultMetrics) {
+      collectDefaultMetrics({ register: this.registry });
+      // prom-client's `nodejs_active_{handles,requests,resources}_total` are gauges named like
+      // counters, which Prometheus' naming rules forbid (`promtool check metrics`). Each is the sum
+      // of the per-type gauge of the same name without the suffix, so nothing is lost.
+      for (const name of nonCounterTotals) this.registry.removeSingleMetric(name);
+    }
     this.buildInfo.set({ version: opts.version ?? '0.0.0', node_version: process.version }, 1);
   }
 
@@ -116,6 +122,8 @@ export class Metrics {
     });
   }
 }
+
+const nonCounterTotals = ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total'] as const;
 
 export interface PeeringMetricRow {
   readonly peerName: string;

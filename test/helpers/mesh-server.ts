@@ -10,7 +10,7 @@ import { loadServerConfig } from '../../src/config/index.js';
 import { silentLogger } from '../../src/log.js';
 import { startServer, type RunningServer } from '../../src/server.js';
 import { adsClient } from './fake-envoy.js';
-import { startServerProcess } from './process.js';
+import { startServerProcess, type ServerProcess } from './process.js';
 import { EnvoyLike } from './envoy-like.js';
 import type { AggregatedDiscoveryServiceClient } from '../../src/gen/envoy/service/discovery/v3/ads.js';
 
@@ -26,7 +26,14 @@ export interface MeshNode {
   connect(proxyId: string): Promise<EnvoyLike>;
   /** The cluster's trust domain, as `GET /v1/connect/ca/roots` reports it. */
   trustDomain(): Promise<string>;
+  /** The HTTP API's `127.0.0.1:<port>` (what a Prometheus scrape target names). */
+  readonly httpAddress: string;
   close(): Promise<void>;
+}
+
+/** A mesh node that is a real `isthmus server` process (its output, ports and data dir). */
+export interface MeshProcess extends MeshNode {
+  readonly proc: ServerProcess;
 }
 
 export interface MeshServer extends MeshNode {
@@ -35,14 +42,19 @@ export interface MeshServer extends MeshNode {
   readonly xds: AggregatedDiscoveryServiceClient;
 }
 
-/** The HTTP and xDS side of a mesh node on the given ports. */
-function nodeOver(httpPort: number, xdsPort: number, stop: () => Promise<void>): MeshNode & { xds: AggregatedDiscoveryServiceClient } {
+/**
+ * The HTTP and xDS side of a mesh node on the given ports. With `httpToken` (the server's
+ * `--http-token`), every API call carries it as `Authorization: Bearer`.
+ */
+function nodeOver(httpPort: number, xdsPort: number, stop: () => Promise<void>, httpToken?: string): MeshNode & { xds: AggregatedDiscoveryServiceClient } {
   const xds = adsClient(`127.0.0.1:${xdsPort}`);
   const envoys: EnvoyLike[] = [];
+  const auth: Record<string, string> = httpToken ? { authorization: `Bearer ${httpToken}` } : {};
   const api = async <T>(method: string, path: string, body?: unknown) => {
     const res = await fetch(`http://127.0.0.1:${httpPort}${path}`, {
       method,
-      ...(body === undefined ? {} : { body: JSON.stringify(body), headers: { 'content-type': 'application/json' } }),
+      headers: body === undefined ? auth : { ...auth, 'content-type': 'application/json' },
+      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
     });
     const text = await res.text();
     return { status: res.status, body: (text ? JSON.parse(text) : undefined) as T };
@@ -72,6 +84,7 @@ function nodeOver(httpPort: number, xdsPort: number, stop: () => Promise<void>):
     async trustDomain() {
       return (await api<{ TrustDomain: string }>('GET', '/v1/connect/ca/roots')).body.TrustDomain;
     },
+    httpAddress: `127.0.0.1:${httpPort}`,
     async close() {
       for (const e of envoys) e.close();
       xds.close();
@@ -84,13 +97,19 @@ function nodeOver(httpPort: number, xdsPort: number, stop: () => Promise<void>):
  * A real `isthmus server` process on 127.0.0.1:0 (its own data dir), driven like a user would:
  * flags are the same camelCase keys as startMeshServer's (`datacenter`, `caRotationPhaseMs`, …).
  */
-export async function startMeshProcess(flags: Record<string, string> = {}): Promise<MeshNode> {
+export async function startMeshProcess(flags: Record<string, string> = {}): Promise<MeshProcess> {
   const args = Object.entries({ coalesceMs: '20', ...flags }).flatMap(([k, v]) => [`--${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`, v]);
   const proc = await startServerProcess(args);
-  return nodeOver(proc.httpPort, proc.xdsPort, async () => {
-    proc.child.kill('SIGTERM');
-    await proc.exited;
-  });
+  const node = nodeOver(
+    proc.httpPort,
+    proc.xdsPort,
+    async () => {
+      proc.child.kill('SIGTERM');
+      await proc.exited;
+    },
+    flags['httpToken'],
+  );
+  return { ...node, proc };
 }
 
 export async function startMeshServer(flags: Record<string, string> = {}): Promise<MeshServer> {
@@ -100,9 +119,14 @@ export async function startMeshServer(flags: Record<string, string> = {}): Promi
     env: {},
   });
   const server = await startServer(config, { logger: silentLogger() });
-  const node = nodeOver(server.httpPort, server.xdsPort, async () => {
-    await server.stop();
-    rmSync(dataDir, { recursive: true, force: true });
-  });
+  const node = nodeOver(
+    server.httpPort,
+    server.xdsPort,
+    async () => {
+      await server.stop();
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+    flags['httpToken'],
+  );
   return { ...node, server, dataDir };
 }
