@@ -14,7 +14,9 @@ export interface HttpErrorBody {
 export function handleHttpError(err: FastifyError | Error, request: FastifyRequest, reply: FastifyReply): FastifyReply {
   if (err instanceof IsthmusError) {
     const status = httpStatusOf(err);
-    if (status >= 500) request.log.error({ err, url: request.url }, 'request failed');
+    // A peer or dependency that cannot be reached is an operational condition, not a bug: no stack.
+    if (err.code === 'unavailable') request.log.warn({ url: request.url, error: err.message }, 'request failed: dependency unavailable');
+    else if (status >= 500) request.log.error({ err, url: request.url }, 'request failed');
     return reply.status(status).send(errorBody(err.message, err.field));
   }
   const status = 'statusCode' in err && typeof err.statusCode === 'number' ? err.statusCode : 500;

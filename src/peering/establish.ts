@@ -69,7 +69,11 @@ async function exchangeWithAny(deps: EstablishDeps, token: PeeringToken, leaf: {
       deps.logger.warn({ address, peerId: token.PeerID, code: e.code }, 'peering secret exchange failed at this address');
     }
   }
-  throw new IsthmusError('unavailable', `cannot exchange the peering secret with ${token.ServerName}: ${failures.join('; ')}`);
+  const certificateProblem = failures.some((f) => /certificate|self.signed|unable to verify/i.test(f));
+  const hint = certificateProblem
+    ? ' (the peer server\'s certificate does not chain to the CA in the token: if the peer rotated its CA after generating the token, generate a new token there)'
+    : ' (check that the peer server is running and its peering address is reachable from here)';
+  throw new IsthmusError('unavailable', `cannot exchange the peering secret with ${token.ServerName}: ${failures.join('; ')}${hint}`);
 }
 
 function exchangeAt(deps: EstablishDeps, token: PeeringToken, leaf: { certPem: string; keyPem: string }, address: string): Promise<ExchangeSecretResponse> {

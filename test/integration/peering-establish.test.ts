@@ -187,6 +187,7 @@ describe('peering establish between two servers', () => {
     const wrongCa = await establish(b, 'cluster-a', encodeToken({ ...good, CA: rootsOf(b) }));
     expect(wrongCa.status).toBe(503);
     expect(wrongCa.body.error).toMatch(/cannot exchange the peering secret with server\.dc-a\.peering\./);
+    expect(wrongCa.body.error, 'says what to do about it').toMatch(/generate a new token there/);
     const wrongName = await establish(b, 'cluster-a', encodeToken({ ...good, ServerName: 'server.dc-x.peering.example.consul' }));
     expect(wrongName.status).toBe(503);
     expect((await establish(b, 'cluster-a', encodeToken(good))).status).toBe(200);
