@@ -122,7 +122,7 @@ async function startParts(config: ServerConfig, logger: Logger, parts: Parts): P
     localPeeringAddresses: () => advertisedPeeringAddresses(config, peeringPort),
   });
   parts.snapshots.start();
-  const http = createHttpApi({ logger, metrics, health: healthOf(parts), xds });
+  const http = createHttpApi({ logger, metrics, health: healthOf(parts), xds, catalog: parts.catalog });
   parts.http = http;
   installHttpAuth(http, config.httpToken);
   const imported = parts.imported!;

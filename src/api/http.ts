@@ -3,16 +3,18 @@ import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import { handleHttpError, handleNotFound } from './errors.js';
 import { type Health, registerProbeRoutes } from './probe-routes.js';
-import { type XdsStatusSource, registerXdsRoutes } from './xds-routes.js';
+import { type ProxyKindSource, type XdsStatusSource, registerXdsRoutes } from './xds-routes.js';
 
 export type { Health } from './probe-routes.js';
-export type { XdsStatusSource } from './xds-routes.js';
+export type { ProxyKindSource, XdsStatusSource } from './xds-routes.js';
 
 export interface HttpApiDeps {
   readonly logger: Logger;
   readonly metrics: Metrics;
   readonly health: Health;
   readonly xds: XdsStatusSource;
+  /** Tells each connected proxy's kind in `/v1/xds/proxies` (the catalog); absent: no `Kind`. */
+  readonly catalog?: ProxyKindSource | undefined;
 }
 
 /**
@@ -28,6 +30,6 @@ export function createHttpApi(deps: HttpApiDeps): FastifyInstance {
   app.setErrorHandler(handleHttpError);
   app.setNotFoundHandler(handleNotFound);
   registerProbeRoutes(app, deps.health, deps.metrics);
-  registerXdsRoutes(app, deps.xds);
+  registerXdsRoutes(app, deps.xds, deps.catalog);
   return app;
 }

@@ -1,11 +1,112 @@
 import type { FastifyInstance } from 'fastify';
+import { IsthmusError } from '../errors.js';
+import type { AdsSession } from '../xds/ads/session.js';
+import { entriesOf } from '../xds/cache/proxy-view.js';
+import { expandedJson } from '../xds/envoy-json.js';
+import { redactSecrets } from '../xds/redact.js';
+import { proxyStatusJson, resourceStatuses, type ProxyStatusJson, type ResourceSyncStatus } from '../xds/status.js';
+import { TypeUrl, type XdsTypeUrl } from '../xds/types.js';
 
 /** The part of the xDS server the HTTP API reads. */
 export interface XdsStatusSource {
   proxyStatus(): unknown[];
+  /** Open, admitted ADS streams (per-proxy routes read their views); absent: none is connected. */
+  connectedSessions?(): readonly AdsSession[];
 }
 
-/** `GET /v1/xds/proxies`: one entry per connected proxy (the same data CSDS serves). */
-export function registerXdsRoutes(app: FastifyInstance, xds: XdsStatusSource): void {
-  app.get('/v1/xds/proxies', async () => xds.proxyStatus());
+/** What tells a proxy's kind: the catalog (`Catalog.instance`). */
+export interface ProxyKindSource {
+  instance(id: string): { readonly kind: string } | undefined;
+}
+
+/** `sidecar` for a connect-proxy, `mesh-gateway`, or `unknown` when the node id is no registered proxy. */
+export type ProxyKind = 'sidecar' | 'mesh-gateway' | 'unknown';
+
+export type ProxyJson = ProxyStatusJson & { readonly Kind: ProxyKind };
+
+/** The `:type` of `GET /v1/xds/proxies/:id/config/:type`, as `istioctl proxy-config` names them. */
+export const configTypes = {
+  clusters: TypeUrl.cluster,
+  listeners: TypeUrl.listener,
+  endpoints: TypeUrl.endpoint,
+  routes: TypeUrl.route,
+  secrets: TypeUrl.secret,
+} as const satisfies Record<string, XdsTypeUrl>;
+
+export type ConfigType = keyof typeof configTypes;
+
+const aliases: Readonly<Record<string, ConfigType>> = { cds: 'clusters', lds: 'listeners', eds: 'endpoints', rds: 'routes', sds: 'secrets' };
+
+/** A config type by its name or its xDS short name (`CDS`, `lds`, …; troubleshoot hints use those). */
+export function configTypeOf(name: string): ConfigType | undefined {
+  const lower = name.toLowerCase();
+  return Object.hasOwn(configTypes, lower) ? (lower as ConfigType) : aliases[lower];
+}
+
+export interface ProxyConfigJson {
+  readonly ID: string;
+  readonly Type: ConfigType;
+  readonly Resources: readonly {
+    readonly Name: string;
+    readonly Version: string;
+    readonly Status: ResourceSyncStatus;
+    /** Envoy JSON with `@type` and every Any expanded; secret material is "[redacted]". */
+    readonly Resource: unknown;
+  }[];
+}
+
+/**
+ * `GET /v1/xds/proxies` (one entry per connected proxy, the same data as CSDS),
+ * `GET /v1/xds/proxies/:id` and `GET /v1/xds/proxies/:id/config/:type` (what the server wants the
+ * proxy to hold, as Envoy JSON, private keys redacted here: they never leave the server over HTTP).
+ */
+export function registerXdsRoutes(app: FastifyInstance, xds: XdsStatusSource, catalog?: ProxyKindSource): void {
+  const withKind = (p: ProxyStatusJson): ProxyJson => {
+    const { ID, ...rest } = p;
+    return { ID, Kind: kindOf(catalog, ID), ...rest };
+  };
+  // Without a catalog (a bare API in tests) the list is served as the xDS server gives it.
+  app.get('/v1/xds/proxies', async () => (catalog ? (xds.proxyStatus() as ProxyStatusJson[]).map(withKind) : xds.proxyStatus()));
+  app.get<{ Params: { id: string } }>('/v1/xds/proxies/:id', async (req) => withKind(proxyStatusJson(sessionOf(xds, req.params.id))));
+  app.get<{ Params: { id: string; type: string } }>('/v1/xds/proxies/:id/config/:type', async (req) => {
+    const type = parseConfigType(req.params.type);
+    return proxyConfigJson(sessionOf(xds, req.params.id), type);
+  });
+}
+
+function kindOf(catalog: ProxyKindSource | undefined, id: string): ProxyKind {
+  const kind = catalog?.instance(id)?.kind;
+  return kind === 'connect-proxy' ? 'sidecar' : kind === 'mesh-gateway' ? 'mesh-gateway' : 'unknown';
+}
+
+/** The newest stream of the proxy; 404 when it has none. */
+function sessionOf(xds: XdsStatusSource, id: string): AdsSession {
+  const mine = (xds.connectedSessions?.() ?? []).filter((s) => s.nodeId === id);
+  const newest = mine.sort((a, b) => a.connectedAt.getTime() - b.connectedAt.getTime() || a.id - b.id).at(-1);
+  if (!newest) throw new IsthmusError('not_found', `proxy ${JSON.stringify(id)} is not connected to this server (\`isthmus proxy-status\` lists connected proxies)`);
+  return newest;
+}
+
+function parseConfigType(type: string): ConfigType {
+  const parsed = configTypeOf(type);
+  if (parsed) return parsed;
+  throw new IsthmusError('invalid_argument', `type: ${JSON.stringify(type)} is not one of ${Object.keys(configTypes).join(', ')}`, 'type');
+}
+
+/** The resources of one type in the proxy's current view, in name order, redacted. */
+export function proxyConfigJson(session: AdsSession, type: ConfigType): ProxyConfigJson {
+  const typeUrl = configTypes[type];
+  const typeName = typeUrl.slice(typeUrl.lastIndexOf('/') + 1);
+  const statuses = new Map(resourceStatuses(session).filter((s) => s.typeUrl === typeUrl).map((s) => [s.name, s.status]));
+  const entries = [...entriesOf(session.currentView(), typeUrl).values()].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  return {
+    ID: session.nodeId ?? '',
+    Type: type,
+    Resources: entries.map((e) => ({
+      Name: e.name,
+      Version: e.version,
+      Status: statuses.get(e.name) ?? 'NOT_SENT',
+      Resource: redactSecrets({ '@type': typeUrl, ...(expandedJson(typeName, e.messageBytes) as Record<string, unknown>) }),
+    })),
+  };
 }

@@ -1,7 +1,8 @@
 import { entriesOf } from './cache/proxy-view.js';
 import type { AdsSession } from './ads/session.js';
-import { allTypeUrls, shortName, type XdsTypeUrl } from './types.js';
-import type { CacheEntry } from './cache/entry.js';
+import { allTypeUrls, shortName, TypeUrl, type XdsTypeUrl } from './types.js';
+import type { TypeState } from './ads/type-state.js';
+import { contentVersion, type CacheEntry } from './cache/entry.js';
 
 /** CSDS ConfigStatus names: SYNCED, NOT_SENT, STALE, ERROR (the NACK detail is kept). */
 export type ResourceSyncStatus = 'SYNCED' | 'NOT_SENT' | 'STALE' | 'ERROR';
@@ -20,14 +21,25 @@ export interface ResourceStatus {
 
 const severity: Record<ResourceSyncStatus, number> = { SYNCED: 0, NOT_SENT: 1, STALE: 2, ERROR: 3 };
 
-/** Every resource the proxy should have or still holds, with its sync status, sorted. */
+/**
+ * Whether the proxy asks for a resource: a wildcard or by-name subscription, or the resource was
+ * sent. Envoy always asks for clusters and listeners, so those count before its first request;
+ * endpoints, secrets and routes only once a cluster or listener names them. A resource nobody
+ * asked for is never sent, so it is not "NOT_SENT" (CSDS: requested but not yet sent).
+ */
+function requested(ts: TypeState | undefined, typeUrl: XdsTypeUrl, name: string): boolean {
+  if (!ts?.requested) return typeUrl === TypeUrl.cluster || typeUrl === TypeUrl.listener;
+  return ts.legacyWildcard || ts.explicitWildcard || ts.subscribed.has(name) || ts.sent.has(name) || ts.acked.has(name);
+}
+
+/** Every resource the proxy asks for or still holds, with its sync status, sorted. */
 export function resourceStatuses(session: AdsSession): ResourceStatus[] {
   const out: ResourceStatus[] = [];
   const view = session.currentView();
   for (const typeUrl of allTypeUrls) {
     const ts = session.typeStates().get(typeUrl);
     const entries = entriesOf(view, typeUrl);
-    const names = new Set<string>([...entries.keys()]);
+    const names = new Set<string>([...entries.keys()].filter((n) => requested(ts, typeUrl, n)));
     for (const n of ts?.acked.keys() ?? []) names.add(n);
     for (const name of [...names].sort()) {
       const entry = entries.get(name);
@@ -56,6 +68,8 @@ export interface TypeSummary {
   readonly status: ResourceSyncStatus | 'NONE';
   readonly resources: number;
   readonly synced: number;
+  /** The content version the proxy should hold for the type ('' when it should hold none): see typeVersion. */
+  readonly version: string;
   readonly lastNack?: { readonly message: string; readonly at: string } | undefined;
 }
 
@@ -65,7 +79,11 @@ export interface ProxyStatusJson {
   readonly API: string;
   readonly ConnectedAt: string;
   readonly ViewRevision: number;
+  /** Content version of the whole config the proxy should hold (a hash of the per-type versions). */
+  readonly Version: string;
   readonly Types: Readonly<Record<string, TypeSummary>>;
+  /** The newest NACK on this stream, of any type (it stays after a later ACK, like Envoy's last_update_attempt). */
+  readonly LastNack?: { readonly Type: string; readonly Message: string; readonly At: string } | undefined;
   readonly Resources: readonly {
     Type: string;
     Name: string;
@@ -91,16 +109,20 @@ export function proxyStatusJson(session: AdsSession): ProxyStatusJson {
       status: worst,
       resources: mine.length,
       synced: mine.filter((s) => s.status === 'SYNCED').length,
+      version: typeVersion(entriesOf(session.currentView(), typeUrl)),
       lastNack: lastNack ? { message: lastNack.message, at: lastNack.at.toISOString() } : undefined,
     };
   }
+  const newest = newestNack(session);
   return {
     ID: session.nodeId ?? '',
     Cluster: session.node?.cluster ?? '',
     API: session.api,
     ConnectedAt: session.connectedAt.toISOString(),
     ViewRevision: session.currentView()?.revision ?? 0,
+    Version: versionOf(allTypeUrls.map((t) => `${shortName[t]}\0${types[shortName[t]]!.version}`)),
     Types: types,
+    ...(newest ? { LastNack: newest } : {}),
     Resources: statuses.map((s) => ({
       Type: shortName[s.typeUrl],
       Name: s.name,
@@ -110,4 +132,27 @@ export function proxyStatusJson(session: AdsSession): ProxyStatusJson {
       ...(s.error ? { Error: s.error.message } : {}),
     })),
   };
+}
+
+/**
+ * The version of one type's content: a content hash over the sorted `name` + resource version
+ * pairs the proxy should hold ('' for none). Like resource versions it depends on content only, so
+ * it is equal on every replica and restart, and two proxies with equal versions hold equal config.
+ */
+export function typeVersion(entries: ReadonlyMap<string, CacheEntry>): string {
+  if (entries.size === 0) return '';
+  return versionOf([...entries.values()].map((e) => `${e.name}\0${e.version}`).sort());
+}
+
+function versionOf(lines: readonly string[]): string {
+  return contentVersion(Buffer.from(lines.join('\n')));
+}
+
+function newestNack(session: AdsSession): ProxyStatusJson['LastNack'] {
+  let newest: { typeUrl: XdsTypeUrl; message: string; at: Date } | undefined;
+  for (const [typeUrl, ts] of session.typeStates()) {
+    const n = ts.lastNack;
+    if (n && (!newest || n.at.getTime() >= newest.at.getTime())) newest = { typeUrl, message: n.message, at: n.at };
+  }
+  return newest ? { Type: shortName[newest.typeUrl], Message: newest.message, At: newest.at.toISOString() } : undefined;
 }
