@@ -1,4 +1,5 @@
 /** Deadline-bounded waits for tests: every wait says what it waited for when it gives up. */
+import { timeoutError } from '../../src/probe/deadline.js';
 
 export interface WaitOptions {
   readonly timeoutMs: number;
@@ -26,20 +27,4 @@ export async function waitFor<T>(fn: () => T | Promise<T>, opts: WaitOptions): P
   }
 }
 
-/** Resolves or rejects like `promise`, or rejects with a descriptive error after `timeoutMs`. */
-export async function withDeadline<T>(promise: Promise<T>, opts: Omit<WaitOptions, 'intervalMs'>): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_resolve, reject) => {
-    timer = setTimeout(() => reject(timeoutError(opts, undefined)), opts.timeoutMs);
-  });
-  try {
-    return await Promise.race([promise, timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-function timeoutError(opts: Pick<WaitOptions, 'timeoutMs' | 'what'>, lastError: unknown): Error {
-  const cause = lastError === undefined ? '' : ` (last error: ${lastError instanceof Error ? lastError.message : String(lastError)})`;
-  return new Error(`timed out after ${opts.timeoutMs} ms waiting for ${opts.what}${cause}`);
-}
+export { withDeadline } from '../../src/probe/deadline.js';
