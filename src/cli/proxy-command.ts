@@ -19,8 +19,8 @@ function registerProxyStatus(program: Command): void {
     .description('sync status of connected proxies per xDS type (SYNCED, NOT SENT, STALE, NACKED; "-" for a type with no resources)')
     .addHelpText(
       'after',
-      '\nSYNCED: the proxy ACKed what the server wants it to hold. NOT SENT: newer config is not sent yet\n' +
-        '(e.g. the proxy has not subscribed). STALE: sent, not ACKed yet, or held but no longer wanted.\n' +
+      '\nSYNCED: the proxy ACKed what the server wants it to hold. NOT SENT: the proxy asked for it but the\n' +
+        'newest version waits (behind an earlier type\'s ACK). STALE: sent, not ACKed yet, or held but no longer wanted.\n' +
         'NACKED: the proxy rejected the version it should hold; LAST NACK shows why.\n' +
         'VERSION: the start of the content version of the config the proxy should hold (a hash: equal\n' +
         'versions, equal config, on every server). With an ID: each resource, its version and any NACK.',
