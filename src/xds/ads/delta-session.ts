@@ -12,9 +12,12 @@ import type { TypeState } from './type-state.js';
  * updated as responses are written.
  */
 export class DeltaSession extends AdsSession<DeltaDiscoveryRequest> {
-  protected applyRequest(ts: TypeState, req: DeltaDiscoveryRequest, isFirst: boolean): void {
+  protected applyRequest(ts: TypeState, req: DeltaDiscoveryRequest, isFirst: boolean): boolean {
     // Rule 4: ACK/NACK bookkeeping needs the matching nonce; subscription changes apply regardless.
     if (req.responseNonce !== '') this.settle(ts, req.responseNonce, req.errorDetail);
+    const plainAck =
+      !isFirst && req.responseNonce !== '' && !req.errorDetail && req.resourceNamesSubscribe.length === 0 && req.resourceNamesUnsubscribe.length === 0;
+    if (plainAck) return false;
     if (isFirst) {
       for (const [name, version] of Object.entries(req.initialResourceVersions)) {
         ts.sent.set(name, version);
@@ -28,6 +31,7 @@ export class DeltaSession extends AdsSession<DeltaDiscoveryRequest> {
       if (!isFirst || ts.sent.get(name) !== entries.get(name)?.version) ts.sent.delete(name);
       if (!entries.has(name)) ts.notFound.add(name);
     }
+    return true;
   }
 
   protected plan(ts: TypeState, phase: PushPhase): PlannedResponse | undefined {

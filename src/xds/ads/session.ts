@@ -89,6 +89,8 @@ export abstract class AdsSession<Req extends BaseRequest = BaseRequest> {
   private nonceCounter = 0;
   private writable = true;
   private flushQueued = false;
+  /** The last flush stopped early (awaiting an ACK, warming clusters, backpressure): an ACK may unblock it. */
+  private blocked = false;
   private closed = false;
   private warmingSince: number | undefined;
   private warmingTimer: NodeJS.Timeout | undefined;
@@ -127,7 +129,11 @@ export abstract class AdsSession<Req extends BaseRequest = BaseRequest> {
     this.close();
   }
 
-  protected abstract applyRequest(ts: TypeState, req: Req, isFirst: boolean): void;
+  /**
+   * Applies a request to the type's state. Returns false only for a plain ACK (no subscription
+   * change, no NACK): that changes nothing a plan reads, so the stream need not plan again.
+   */
+  protected abstract applyRequest(ts: TypeState, req: Req, isFirst: boolean): boolean;
   protected abstract plan(ts: TypeState, phase: PushPhase): PlannedResponse | undefined;
   protected onViewChanged(): void {}
 
@@ -186,9 +192,13 @@ export abstract class AdsSession<Req extends BaseRequest = BaseRequest> {
       ts.observedRevision = this.view?.revision ?? 0;
       this.types.set(req.typeUrl, ts);
     }
-    this.applyRequest(ts, req, isFirst);
-    ts.invalidate();
-    this.scheduleFlush();
+    if (this.applyRequest(ts, req, isFirst)) {
+      ts.invalidate();
+      this.scheduleFlush();
+    } else if (this.blocked) {
+      // A plain ACK: it only matters to a flush that was waiting for it (one ACK per push to 1,000s of proxies).
+      this.scheduleFlush();
+    }
   }
 
   /** ACK or NACK of an outstanding response, identified by its nonce. */
@@ -247,20 +257,27 @@ export abstract class AdsSession<Req extends BaseRequest = BaseRequest> {
    * subscribed and sent), so a listener never arrives before the cluster it routes to.
    */
   private flush(): void {
-    if (this.closed || !this.node || !this.writable) return;
+    if (this.closed || !this.node) return;
+    this.blocked = !this.flushSteps();
+  }
+
+  /** Runs the push steps; false when it stopped early (see `blocked`). */
+  private flushSteps(): boolean {
+    if (!this.writable) return false;
     for (const step of pushOrder) {
       const ts = this.types.get(step.typeUrl);
       if (!ts?.requested) continue;
-      if (step.phase === 'upsert' && usesClusters(step.typeUrl) && this.clustersWarming()) return;
+      if (step.phase === 'upsert' && usesClusters(step.typeUrl) && this.clustersWarming()) return false;
       const planned = this.planUnlessUnchanged(ts, step.phase);
       if (planned) {
-        if (ts.outstanding.size > 0) return;
+        if (ts.outstanding.size > 0) return false;
         this.write(ts, planned);
         ts.invalidate();
-        if (!this.writable) return;
+        if (!this.writable) return false;
       }
-      if (ts.outstanding.size > 0) return;
+      if (ts.outstanding.size > 0) return false;
     }
+    return true;
   }
 
   /** Plans a step unless neither the type's entries nor the stream's state changed since it last had nothing to send. */

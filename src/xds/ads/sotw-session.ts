@@ -19,13 +19,14 @@ export function stateVersion(entries: readonly CacheEntry[]): string {
  * state; EDS, RDS and SDS responses carry the named resources that changed.
  */
 export class SotwSession extends AdsSession<DiscoveryRequest> {
-  protected applyRequest(ts: TypeState, req: DiscoveryRequest, isFirst: boolean): void {
+  protected applyRequest(ts: TypeState, req: DiscoveryRequest, isFirst: boolean): boolean {
     const nonce = req.responseNonce;
     // Rule 4: a request answering anything but the newest response is stale and ignored.
-    if (!isFirst && nonce !== '' && nonce !== ts.lastNonce) return;
+    if (!isFirst && nonce !== '' && nonce !== ts.lastNonce) return true;
     if (nonce !== '') this.settle(ts, nonce, req.errorDetail);
     ts.applySotwNames(req.resourceNames);
     if (isFirst && req.versionInfo !== '') this.resume(ts, req.versionInfo);
+    return true;
   }
 
   /**
