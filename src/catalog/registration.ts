@@ -5,6 +5,7 @@ import {
   type JsonObject, type Parsed, Problems, at, checkString, idRule, nameRule, readAddress, readArray, readEnum, readInt, readMeta,
   readObject, readOptionalObject, readString,
 } from './input.js';
+import { parseGatewayProxy } from './registration-gateway.js';
 import { parseProxy, readIp } from './registration-proxy.js';
 
 /**
@@ -54,11 +55,12 @@ function parseService(obj: JsonObject, ctx: RegistrationContext, p: Problems): I
     p.add('Datacenter', `must be ${JSON.stringify(ctx.datacenter)} (this server's datacenter): only mesh gateways may be registered for another datacenter`);
   }
   const taggedAddresses = parseTaggedAddresses(obj, p, mesh, kind === 'mesh-gateway');
-  const proxy = parseProxyOf(obj, kind, p);
+  const proxy = kind === 'mesh-gateway' ? undefined : parseProxyOf(obj, kind, p);
+  const gatewayConfig = kind === 'mesh-gateway' ? parseGatewayProxy(obj['Proxy'], taggedAddresses, p) : undefined;
   const checks = parseChecks(obj, '', { id: id ?? '', name: name ?? '' }, p);
   if (name === undefined || id === undefined || address === undefined || port === undefined || datacenter === undefined) return undefined;
   if (!rest || !taggedAddresses || (kind === 'connect-proxy' && !proxy)) return undefined;
-  return { id, name, kind, address, port, ...rest, datacenter, taggedAddresses, proxy, checks };
+  return { id, name, kind, address, port, ...rest, datacenter, taggedAddresses, proxy, ...(gatewayConfig && { gatewayConfig }), checks };
 }
 
 function parseProxyOf(obj: JsonObject, kind: ServiceKind, p: Problems): InstanceDraft['proxy'] {
@@ -68,7 +70,7 @@ function parseProxyOf(obj: JsonObject, kind: ServiceKind, p: Problems): Instance
     return parseProxy(value, 'Proxy', { destination: 'required' }, p);
   }
   if (value !== undefined && value !== null) {
-    p.add('Proxy', `only allowed when Kind is "connect-proxy" (to give a service a sidecar, use Connect.SidecarService)`);
+    p.add('Proxy', `only allowed when Kind is "connect-proxy" or "mesh-gateway" (to give a service a sidecar, use Connect.SidecarService)`);
   }
   return undefined;
 }

@@ -33,6 +33,26 @@ export interface ProxyConfig {
   readonly meshGateway: { readonly mode: MeshGatewayMode };
 }
 
+/** A named extra listener address of a mesh gateway (`envoy_mesh_gateway_bind_addresses`). */
+export interface GatewayBindAddress {
+  readonly name: string;
+  readonly address: string;
+  readonly port: number;
+}
+
+/**
+ * Where a mesh gateway's listeners bind: the keys of Consul's opaque `Proxy.Config` that isthmus
+ * reads for a gateway (Consul `agent/xds/config.go` `GatewayConfig`). Absent: one `default` listener.
+ */
+export interface GatewayConfig {
+  /** One more listener per tagged address (`lan:…`, `wan:…`). */
+  readonly bindTaggedAddresses: boolean;
+  /** No `default:…` listener. */
+  readonly noDefaultBind: boolean;
+  /** One more listener per entry (`<name>:…`), sorted by name. */
+  readonly bindAddresses: readonly GatewayBindAddress[];
+}
+
 export interface HealthCheck {
   readonly checkId: string;
   readonly name: string;
@@ -64,6 +84,8 @@ export interface ServiceInstance {
   readonly datacenter: string;
   readonly taggedAddresses: { readonly lan?: ServiceAddress | undefined; readonly wan?: ServiceAddress | undefined };
   readonly proxy?: ProxyConfig | undefined;
+  /** Mesh gateways only, and only when `Proxy.Config` asks for other listeners than the default. */
+  readonly gatewayConfig?: GatewayConfig | undefined;
   readonly checks: readonly HealthCheck[];
   readonly createIndex: number;
   readonly modifyIndex: number;

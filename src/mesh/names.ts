@@ -101,8 +101,11 @@ export function upstreamListenerName(service: string, address: string, port: num
   return peer ? `${service}?peer=${peer}:${address}:${port}` : `${service}:${address}:${port}`;
 }
 
-/** `default:<addr>:<port>` (or `lan:` / `wan:` for the bind variants). */
-export function meshGatewayListenerName(address: string, port: number, variant: 'default' | 'lan' | 'wan' = 'default'): string {
+/**
+ * `default:<addr>:<port>`; `lan:` / `wan:` for the tagged-address bind variants, `<name>:` for a
+ * `Proxy.Config` bind address.
+ */
+export function meshGatewayListenerName(address: string, port: number, variant: 'default' | 'lan' | 'wan' | (string & {}) = 'default'): string {
   return `${variant}:${address}:${port}`;
 }
 

@@ -1,4 +1,4 @@
-import type { ServiceInstance } from '../catalog/types.js';
+import type { GatewayBindAddress, ServiceInstance } from '../catalog/types.js';
 import type { Leaf } from '../ca/types.js';
 import {
   datacenterSni,
@@ -23,14 +23,11 @@ import type { EdsClusterIR, EndpointIR, GatewayChainIR, MeshGatewaySnapshot, Tru
 const connectTimeoutMs = 5_000;
 
 /**
- * A mesh gateway's snapshot (DESIGN.md §5): a TLS-inspecting listener that passes mesh TLS through
+ * A mesh gateway's snapshot (DESIGN.md §5): TLS-inspecting listeners that pass mesh TLS through
  * by SNI; chains for services exported to peers, then for remote datacenters, then the
  * `sni_cluster` catch-all for local services and services imported from peers (mode `local`).
  */
 export function buildMeshGatewaySnapshot(gateway: ServiceInstance, ctx: BuildContext, leaf?: Leaf): Built<MeshGatewaySnapshot> {
-  const lan = gateway.taggedAddresses.lan;
-  const address = lan?.address || gateway.address || '0.0.0.0';
-  const port = lan?.port || gateway.port;
   const chains: GatewayChainIR[] = [];
   const clusters: EdsClusterIR[] = [];
   let terminates = false;
@@ -56,7 +53,7 @@ export function buildMeshGatewaySnapshot(gateway: ServiceInstance, ctx: BuildCon
   const snapshot: MeshGatewaySnapshot = {
     kind: 'mesh-gateway',
     proxyId: gateway.id,
-    listener: { name: meshGatewayListenerName(address, port), address, port, chains },
+    listeners: gatewayBinds(gateway).map((b) => ({ name: meshGatewayListenerName(b.address, b.port, b.name), address: b.address, port: b.port, chains })),
     clusters: clusters.sort((a, b) => (a.name < b.name ? -1 : 1)),
     ...(terminates && leaf
       ? {
@@ -66,6 +63,37 @@ export function buildMeshGatewaySnapshot(gateway: ServiceInstance, ctx: BuildCon
       : {}),
   };
   return { snapshot, deps: new Set(['*']) };
+}
+
+/**
+ * Where the gateway's listeners bind, as Consul does it (`listenersFromSnapshotGateway`): `default`
+ * (the LAN address, else the service address) unless `no_default_bind`; `lan` and `wan` with
+ * `bind_tagged_addresses`; each `bind_addresses` entry by its name. Sorted by name, and where two
+ * share an address and port the first one is kept: Envoy rejects a second listener on an address.
+ */
+function gatewayBinds(gateway: ServiceInstance): GatewayBindAddress[] {
+  const cfg = gateway.gatewayConfig;
+  const all: GatewayBindAddress[] = [];
+  if (!cfg?.noDefaultBind) {
+    const lan = gateway.taggedAddresses.lan;
+    all.push({ name: 'default', address: lan?.address || gateway.address || '0.0.0.0', port: lan?.port || gateway.port });
+  }
+  if (cfg?.bindTaggedAddresses) {
+    for (const name of ['lan', 'wan'] as const) {
+      const tagged = gateway.taggedAddresses[name];
+      if (tagged) all.push({ name, address: tagged.address, port: tagged.port });
+    }
+  }
+  all.push(...(cfg?.bindAddresses ?? []));
+  const seen = new Set<string>();
+  return all
+    .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
+    .filter((b) => {
+      const key = `${b.address}:${b.port}`;
+      if (seen.has(key)) return false;
+      seen.add(key);
+      return true;
+    });
 }
 
 function remoteGatewaysByDatacenter(ctx: BuildContext): [string, ServiceInstance[]][] {

@@ -131,10 +131,21 @@ export interface GatewayChainIR {
   readonly terminate?: GatewayTerminationIR | undefined;
 }
 
+export interface GatewayListenerIR {
+  readonly name: string;
+  readonly address: string;
+  readonly port: number;
+  readonly chains: readonly GatewayChainIR[];
+}
+
 export interface MeshGatewaySnapshot {
   readonly kind: 'mesh-gateway';
   readonly proxyId: string;
-  readonly listener: { readonly name: string; readonly address: string; readonly port: number; readonly chains: readonly GatewayChainIR[] };
+  /**
+   * One per bind address (`default`, the tagged addresses, `Proxy.Config` bind addresses), sorted
+   * by name and never two on the same address and port; each carries the same chains.
+   */
+  readonly listeners: readonly GatewayListenerIR[];
   /** Plain TCP clusters (mesh TLS passes through the gateway), and mTLS ones for terminated chains. */
   readonly clusters: readonly EdsClusterIR[];
   /** The gateway's own identity and the local roots: only when some chain terminates TLS. */

@@ -106,6 +106,23 @@ describe('golden proxy configs', () => {
     await checkProxy('mesh-gateway-remote-dc', mesh, gw, 'mesh-gateway');
   });
 
+  it('mesh gateway binding its tagged addresses (envoy_mesh_gateway_bind_tagged_addresses): a LAN and a WAN listener with the same chains', async () => {
+    const mesh = await startMeshServer();
+    servers.push(mesh);
+    await mesh.register(withSidecar('api', 9090));
+    await mesh.register({
+      ID: 'mesh-gateway', Name: 'mesh-gateway', Kind: 'mesh-gateway', Address: '127.0.0.1', Port: 8443,
+      TaggedAddresses: { lan: { Address: '127.0.0.1', Port: 8443 }, wan: { Address: '192.0.2.10', Port: 443 } },
+      Proxy: { Config: { envoy_mesh_gateway_bind_tagged_addresses: true } },
+    });
+    await mesh.register({ ID: 'mesh-gateway-dc2', Name: 'mesh-gateway', Kind: 'mesh-gateway', Datacenter: 'dc2', Address: '10.2.0.5', Port: 8443, TaggedAddresses: { wan: { Address: '198.51.100.20', Port: 443 } } });
+    const gw = await mesh.connect('mesh-gateway');
+    await gw.until((e) => e.names('type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment').length === 2 && e.names('type.googleapis.com/envoy.config.listener.v3.Listener').length === 2, 'gateway config');
+    await gw.settle();
+    expect(gw.names('type.googleapis.com/envoy.config.listener.v3.Listener').sort()).toEqual(['default:127.0.0.1:8443', 'wan:192.0.2.10:443']);
+    await checkProxy('mesh-gateway-bind-tagged-addresses', mesh, gw, 'mesh-gateway');
+  });
+
   it('leaves no orphaned golden files', () => {
     expect(orphanedGoldens('mesh')).toEqual([]);
   });

@@ -398,13 +398,41 @@ describe.skipIf(skipWithout('docker-compose', 'promtool'))('docker-compose two-c
       return cluster.loadAssignment.endpoints.flatMap((l: Json) => l.lbEndpoints.map((lb: Json) => socket(lb.endpoint.address)));
     }
 
-    it("A's gateway listens on its WAN address and sends the exported api to api's sidecar, which it can reach", async () => {
+    /** The mesh gateway containers: the Envoys whose proxy ID a setup job lists in GATEWAYS. */
+    const gatewayIds = setups.flatMap((s) => (environment(services[s])['GATEWAYS'] ?? '').split(/\s+/).filter((id) => id !== ''));
+    const gateways = envoys.filter((e) => gatewayIds.includes(envoyContainer(e).proxyId));
+
+    it('there is a mesh gateway container per cluster', () => {
+      expect(gateways.map((g) => envoyContainer(g).server).sort()).toEqual([...isthmusServers].sort());
+    });
+
+    it.each(gateways)('%s is registered with its cluster-network (LAN) and its wan address, binds both, and listens on each: addresses its container has', async (name) => {
+      const e = envoyContainer(name);
+      const registered = (await registeredInstances(e.server)).find((i) => i.ServiceID === e.proxyId) ?? expect.fail(`${e.proxyId} is not registered`);
+      const [lanNet, ...others] = [...networksOf(name).keys()].filter((n) => n !== 'wan');
+      expect(others, `${name} is on one cluster network besides wan`).toEqual([]);
+      const lan = `${ipOf(name, lanNet!)}:${registered.ServicePort}`;
+      const wan = `${ipOf(name, 'wan')}:${registered.ServiceTaggedAddresses?.wan?.Port}`;
+      expect(`${registered.ServiceAddress}:${registered.ServicePort}`).toBe(lan);
+      expect(registered.ServiceTaggedAddresses).toEqual({ lan: { Address: ipOf(name, lanNet!), Port: registered.ServicePort }, wan: { Address: ipOf(name, 'wan'), Port: 8443 } });
+      const gateway = probe(name);
+      await gateway.until((g) => g.names(TypeUrl.listener).length >= 2, `${name}'s LAN and WAN listeners`, 15_000);
+      await gateway.settle();
+      const listening = listenerAddresses(gateway);
+      const own = [...networksOf(name).values()];
+      for (const address of listening) expect(own, `${name} listens on ${address}`).toContain(address.slice(0, address.lastIndexOf(':')));
+      expect(listening.sort()).toEqual([lan, wan].sort());
+      expect(gateway.names(TypeUrl.listener).sort()).toEqual([`default:${lan}`, `wan:${wan}`]);
+      // Both listeners route alike: the same filter chains.
+      const chains = gateway.names(TypeUrl.listener).map((n) => JSON.stringify(json(gateway, TypeUrl.listener, n).filterChains));
+      expect(new Set(chains).size).toBe(1);
+    });
+
+    it("A's gateway sends the exported api to api's sidecar, which it can reach", async () => {
       const gateway = probe('gateway-a');
       const tdA = await tdOf(isthmusServers[0]!);
       const exported = exportedClusterName(tdA, serverFlag(isthmusServers[0]!, '--datacenter'), { name: 'api' });
       await gateway.until((e) => e.names(TypeUrl.listener).length > 0 && endpointsOf(e, exported).length > 0, "A's gateway exported api", 15_000);
-      const wanIp = ipOf('gateway-a', 'wan');
-      expect(listenerAddresses(gateway)).toEqual([`${wanIp}:8443`]);
       const [sidecar] = endpointsOf(gateway, exported);
       expect(sidecar).toBe(`${ipOf('api-sidecar', 'net-a')}:21000`);
       expect(canReach('gateway-a', ipOf('api-sidecar', 'net-a'))).toBe(true);
@@ -423,18 +451,29 @@ describe.skipIf(skipWithout('docker-compose', 'promtool'))('docker-compose two-c
       expect(canReach('web-sidecar', ipOf('gateway-b', 'net-b'))).toBe(true);
     });
 
-    it("B's gateway listens where web's sidecar dials it and sends api's peered SNI to A's gateway WAN address, over the wan network", async () => {
+    it("B's gateway listens where web's sidecar dials it and sends api's peered SNI to A's gateway WAN address, where A's gateway listens, over the wan network", async () => {
       const gateway = probe('gateway-b');
       const tdA = await tdOf(isthmusServers[0]!);
       const sni = peeredServiceSni(tdA, 'cluster-b', { name: 'api' });
       await gateway.until((e) => e.names(TypeUrl.listener).length > 0 && endpointsOf(e, sni).length > 0, "B's gateway cluster for the imported api", 15_000);
-      expect(listenerAddresses(gateway)).toEqual([`${ipOf('gateway-b', 'net-b')}:8443`]);
+      expect(listenerAddresses(gateway)).toContain(`${ipOf('gateway-b', 'net-b')}:8443`);
       const wanA = `${ipOf('gateway-a', 'wan')}:8443`;
       expect(endpointsOf(gateway, sni)).toEqual([wanA]);
       expect(canReach('gateway-b', ipOf('gateway-a', 'wan'))).toBe(true);
+      const gatewayA = probe('gateway-a');
+      await gatewayA.until((e) => e.names(TypeUrl.listener).length >= 2, "A's gateway listeners", 15_000);
+      expect(listenerAddresses(gatewayA)).toContain(wanA);
+    });
+
+    it("the reverse direction has what it needs: B's gateway is registered with its WAN address (what B gives its peers), listens there, and A's gateway can reach it", async () => {
       const [, b] = isthmusServers as [string, string];
       const registered = (await registeredInstances(b)).find((i) => i.ServiceID === envoyContainer('gateway-b').proxyId);
-      expect(registered?.ServiceTaggedAddresses?.wan).toEqual({ Address: ipOf('gateway-b', 'wan'), Port: 8443 });
+      const wanB = `${ipOf('gateway-b', 'wan')}:8443`;
+      expect(`${registered?.ServiceTaggedAddresses?.wan?.Address}:${registered?.ServiceTaggedAddresses?.wan?.Port}`).toBe(wanB);
+      const gateway = probe('gateway-b');
+      await gateway.until((e) => e.names(TypeUrl.listener).length >= 2, "B's gateway listeners", 15_000);
+      expect(listenerAddresses(gateway)).toContain(wanB);
+      expect(canReach('gateway-a', ipOf('gateway-b', 'wan'))).toBe(true);
     });
 
     it('a setup job fails with the reason, and writes no bootstrap, when its server is not there or refuses its token', async () => {

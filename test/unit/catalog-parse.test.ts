@@ -117,3 +117,63 @@ describe('parseConfigEntry', () => {
     });
   });
 });
+
+describe('mesh gateway Proxy.Config (where its listeners bind)', () => {
+  const tagged = { lan: { Address: '10.0.1.1', Port: 8443 }, wan: { Address: '192.0.2.1', Port: 443 } };
+  const gateway = (config: Record<string, unknown> | undefined, extra: Record<string, unknown> = {}) => ({
+    ID: 'gw', Name: 'mesh-gateway', Kind: 'mesh-gateway', Address: '10.0.1.1', Port: 8443, TaggedAddresses: tagged,
+    ...(config && { Proxy: { Config: config } }),
+    ...extra,
+  });
+
+  it('keeps the typed config on the instance, and nothing when it asks for the default', () => {
+    const parse = (g: Record<string, unknown>) => {
+      const r = parseRegistration(g, ctx);
+      return r.ok ? r.value.service : undefined;
+    };
+    expect(parse(gateway({ envoy_mesh_gateway_bind_addresses: { b: { Address: '10.0.0.2', Port: 2 }, a: { Address: '10.0.0.1', Port: 1 } } }))?.gatewayConfig).toEqual({
+      bindTaggedAddresses: false, noDefaultBind: false, bindAddresses: [{ name: 'a', address: '10.0.0.1', port: 1 }, { name: 'b', address: '10.0.0.2', port: 2 }],
+    });
+    expect(parse(gateway({ envoy_mesh_gateway_bind_tagged_addresses: false }))).not.toHaveProperty('gatewayConfig');
+    expect(parse(gateway(undefined))).not.toHaveProperty('gatewayConfig');
+  });
+
+  it.each([
+    ['a non-boolean flag', { envoy_mesh_gateway_bind_tagged_addresses: 'yes' }, 'Proxy.Config.envoy_mesh_gateway_bind_tagged_addresses: must be true or false (got "yes")'],
+    ['a non-boolean no_default_bind', { envoy_gateway_no_default_bind: 1 }, 'Proxy.Config.envoy_gateway_no_default_bind: must be true or false (got 1)'],
+    ['a bad port', { envoy_mesh_gateway_bind_addresses: { foo: { Address: '10.0.0.1', Port: 70000 } } }, 'Proxy.Config.envoy_mesh_gateway_bind_addresses.foo.Port: must be an integer 1-65535 (got 70000)'],
+    ['a missing port', { envoy_mesh_gateway_bind_addresses: { foo: { Address: '10.0.0.1' } } }, 'Proxy.Config.envoy_mesh_gateway_bind_addresses.foo.Port: required (an integer 1-65535)'],
+    ['a hostname to bind', { envoy_mesh_gateway_bind_addresses: { foo: { Address: 'gw.example.com', Port: 1 } } }, 'Proxy.Config.envoy_mesh_gateway_bind_addresses.foo.Address: "gw.example.com" is not an IP address'],
+    ['an unknown address field', { envoy_mesh_gateway_bind_addresses: { foo: { Address: '10.0.0.1', Port: 1, port: 2 } } }, 'Proxy.Config.envoy_mesh_gateway_bind_addresses.foo.port: unknown field (allowed here: Address, Port)'],
+    ['a bad listener name', { envoy_mesh_gateway_bind_addresses: { 'a:b': { Address: '10.0.0.1', Port: 1 } } }, 'Proxy.Config.envoy_mesh_gateway_bind_addresses.a:b: the listener name must be 1-63 letters, digits, "_", "." or "-", starting with a letter or digit'],
+    ['bind addresses not an object', { envoy_mesh_gateway_bind_addresses: [] }, 'Proxy.Config.envoy_mesh_gateway_bind_addresses: must be a JSON object like {"<listener name>": {"Address": "<IP>", "Port": <port>}}'],
+    ['no listener left', { envoy_mesh_gateway_no_default_bind: true }, 'Proxy.Config.envoy_mesh_gateway_no_default_bind: leaves the gateway no listener: also set envoy_mesh_gateway_bind_tagged_addresses to true (with TaggedAddresses) or list envoy_mesh_gateway_bind_addresses'],
+  ])('%s', (_, config, error) => {
+    expect(errorsOf(gateway(config))).toEqual([error]);
+  });
+
+  it('an unknown Config key lists the supported ones; other Proxy fields are not for gateways', () => {
+    expect(errorsOf(gateway({ connect_timeout_ms: 1000 }))).toEqual([expect.stringMatching(/^Proxy\.Config\.connect_timeout_ms: unknown field \(allowed here: envoy_gateway_bind_tagged_addresses, .*envoy_mesh_gateway_bind_addresses\)$/)]);
+    expect(errorsOf(gateway(undefined, { Proxy: { Upstreams: [] } }))).toEqual(['Proxy.Upstreams: unknown field (allowed here: Config)']);
+  });
+
+  it('no_default_bind with tagged addresses to bind but none registered leaves no listener either', () => {
+    expect(errorsOf(gateway({ envoy_mesh_gateway_no_default_bind: true, envoy_mesh_gateway_bind_tagged_addresses: true }, { TaggedAddresses: undefined }))).toEqual([
+      expect.stringMatching(/^Proxy\.Config\.envoy_mesh_gateway_no_default_bind: leaves the gateway no listener/),
+    ]);
+  });
+
+  it('binding tagged addresses needs an IP WAN address (a hostname is fine otherwise)', () => {
+    const wanHost = { TaggedAddresses: { wan: { Address: 'gw.example.com', Port: 443 } } };
+    expect(errorsOf(gateway(undefined, wanHost))).toEqual([]);
+    expect(errorsOf(gateway({ envoy_gateway_bind_tagged_addresses: true }, wanHost))).toEqual([
+      'TaggedAddresses.wan.Address: must be an IP address when Proxy.Config.envoy_gateway_bind_tagged_addresses is true: the gateway binds a listener to it (got "gw.example.com")',
+    ]);
+  });
+
+  it('Proxy stays refused on a typical service', () => {
+    expect(errorsOf({ Name: 'web', Proxy: { Config: { envoy_mesh_gateway_no_default_bind: true } } })).toEqual([
+      'Proxy: only allowed when Kind is "connect-proxy" or "mesh-gateway" (to give a service a sidecar, use Connect.SidecarService)',
+    ]);
+  });
+});

@@ -34,7 +34,7 @@ function setup(on: boolean) {
 describe('peering through mesh gateways', () => {
   it('off: no peering server chains or clusters, and no gateway addresses', () => {
     const { c, snapshot } = setup(false);
-    expect(snapshot.listener.chains.map((ch) => ch.serverNames)).toEqual([[]]);
+    expect(snapshot.listeners[0]!.chains.map((ch) => ch.serverNames)).toEqual([[]]);
     expect(snapshot.clusters).toEqual([]);
     expect(meshGatewayPeeringAddresses(c, 'dc1', 'wan')).toEqual([]);
   });
@@ -42,7 +42,7 @@ describe('peering through mesh gateways', () => {
   it('on: our server name to our peering port, the dialed peer server name to its addresses (hostname: DNS), before the catch-all', () => {
     const { c, snapshot } = setup(true);
     const own = `server.dc1.peering.${td}`;
-    expect(snapshot.listener.chains.map((ch) => [ch.serverNames, ch.cluster, ch.terminate])).toEqual([
+    expect(snapshot.listeners[0]!.chains.map((ch) => [ch.serverNames, ch.cluster, ch.terminate])).toEqual([
       [[own], own, undefined],
       [['server.dc-a.peering.peer.consul'], 'server.dc-a.peering.peer.consul', undefined],
       [[], undefined, undefined],

@@ -6,7 +6,7 @@ import { TcpProxy } from '../../gen/envoy/extensions/filters/network/tcp_proxy/v
 import { SniCluster } from '../../gen/envoy/extensions/filters/network/sni_cluster/v3/sni_cluster.js';
 import { TlsInspector } from '../../gen/envoy/extensions/filters/listener/tls_inspector/v3/tls_inspector.js';
 import { SPIFFECertValidatorConfig } from '../../gen/envoy/extensions/transport_sockets/tls/v3/tls_spiffe_validator_config.js';
-import type { ConfigSnapshot, GatewayChainIR, MeshGatewaySnapshot, PublicListenerIR, SidecarSnapshot, TrustDomainIR, UpstreamIR } from '../../snapshot/types.js';
+import type { ConfigSnapshot, GatewayChainIR, GatewayListenerIR, PublicListenerIR, SidecarSnapshot, TrustDomainIR, UpstreamIR } from '../../snapshot/types.js';
 import { pemBundle } from './secrets.js';
 import { packAny } from '../any.js';
 import { TypeUrl } from '../types.js';
@@ -20,7 +20,7 @@ export function listenersFromSnapshot(s: ConfigSnapshot): ResourceSpec[] {
     case 'connect-proxy':
       return sidecarListeners(s);
     case 'mesh-gateway':
-      return [gatewayListener(s)];
+      return s.listeners.map(gatewayListener);
   }
 }
 
@@ -98,8 +98,8 @@ function buildUpstreamListener(u: UpstreamIR): Listener {
   });
 }
 
-function gatewayListener(s: MeshGatewaySnapshot): ResourceSpec {
-  const l = s.listener;
+/** Every listener of a gateway carries the same chains; only name and address differ. */
+function gatewayListener(l: GatewayListenerIR): ResourceSpec {
   return spec(TypeUrl.listener, l.name, l, () =>
     Listener.fromPartial({
       name: l.name,
