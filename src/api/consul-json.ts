@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { ConfigRecord } from '../catalog/catalog.js';
-import type { ConfigEntry, HealthCheck, MeshGatewayMode, ProxyConfig, ServiceInstance, Upstream } from '../catalog/types.js';
+import type { ConfigEntry, GatewayConfig, HealthCheck, MeshGatewayMode, ProxyConfig, ServiceInstance, Upstream } from '../catalog/types.js';
 import type { PeeredFields } from '../peering/imported.js';
 
 /**
@@ -44,8 +44,8 @@ function upstreamJson(u: Upstream): Json {
 }
 
 /** `Proxy` of a connect-proxy; what Consul shows for other kinds when there is none. */
-export function proxyJson(proxy: ProxyConfig | undefined): Json {
-  if (!proxy) return { Mode: '', MeshGateway: {}, Expose: {} };
+export function proxyJson(proxy: ProxyConfig | undefined, gateway?: GatewayConfig): Json {
+  if (!proxy) return { Mode: '', MeshGateway: {}, Expose: {}, ...(gateway && { Config: gatewayConfigJson(gateway) }) };
   return {
     DestinationServiceName: proxy.destinationServiceName,
     DestinationServiceID: proxy.destinationServiceId,
@@ -55,6 +55,15 @@ export function proxyJson(proxy: ProxyConfig | undefined): Json {
     Upstreams: proxy.upstreams.map(upstreamJson),
     MeshGateway: meshGatewayJson(proxy.meshGateway),
     Expose: {},
+  };
+}
+
+/** A gateway's bind settings as registered (`Proxy.Config`), under Consul's current key names. */
+function gatewayConfigJson(g: GatewayConfig): Json {
+  return {
+    ...(g.bindTaggedAddresses && { envoy_gateway_bind_tagged_addresses: true }),
+    ...(g.noDefaultBind && { envoy_gateway_no_default_bind: true }),
+    ...(g.bindAddresses.length > 0 && { envoy_gateway_bind_addresses: Object.fromEntries(g.bindAddresses.map((b) => [b.name, { Address: b.address, Port: b.port }])) }),
   };
 }
 
@@ -87,7 +96,7 @@ export function catalogServiceJson(i: ServiceInstance, node: SyntheticNode): Jso
     ServiceMeta: { ...i.meta },
     ServicePort: i.port,
     ServiceEnableTagOverride: false,
-    ServiceProxy: proxyJson(i.proxy),
+    ServiceProxy: proxyJson(i.proxy, i.gatewayConfig),
     ServiceConnect: {},
     Namespace: i.namespace,
     Partition: i.partition,
@@ -111,7 +120,7 @@ export function nodeServiceJson(i: ServiceInstance & Partial<PeeredFields>): Jso
     Port: i.port,
     Weights: { Passing: 1, Warning: 1 },
     EnableTagOverride: false,
-    Proxy: proxyJson(i.proxy),
+    Proxy: proxyJson(i.proxy, i.gatewayConfig),
     Connect: { ...peerMeta },
     ...(i.peerName && { PeerName: i.peerName }),
     Datacenter: i.datacenter,

@@ -118,6 +118,28 @@ describe('catalog over HTTP', () => {
     expect(api.server.catalog.instance('web-sidecar-proxy')).toBeUndefined();
   });
 
+  it("a mesh gateway's bind settings (Proxy.Config) read back under Consul's key names, and the read-back registers the same gateway", async () => {
+    const api = await start();
+    const gateway = {
+      ID: 'gw-1',
+      Name: 'mesh-gateway',
+      Kind: 'mesh-gateway',
+      Address: '10.0.1.10',
+      Port: 8443,
+      TaggedAddresses: { lan: { Address: '10.0.1.10', Port: 8443 }, wan: { Address: '192.0.2.10', Port: 443 } },
+      Proxy: { Config: { envoy_mesh_gateway_bind_tagged_addresses: true, envoy_mesh_gateway_bind_addresses: { extra: { Address: '10.0.1.10', Port: 9443 } } } },
+    };
+    expect((await api.call('PUT', '/v1/agent/service/register', gateway)).status).toBe(200);
+    const [entry] = (await api.call('GET', '/v1/catalog/service/mesh-gateway')).json;
+    const config = { envoy_gateway_bind_tagged_addresses: true, envoy_gateway_bind_addresses: { extra: { Address: '10.0.1.10', Port: 9443 } } };
+    expect(entry.ServiceProxy.Config).toEqual(config);
+    const before = api.server.catalog.instance('gw-1')?.gatewayConfig;
+    expect((await api.call('PUT', '/v1/agent/service/register', { ...gateway, Proxy: { Config: entry.ServiceProxy.Config } })).status).toBe(200);
+    expect(api.server.catalog.instance('gw-1')?.gatewayConfig).toEqual(before);
+    const [health] = (await api.call('GET', '/v1/health/service/mesh-gateway')).json;
+    expect(health.Service.Proxy.Config).toEqual(config);
+  });
+
   it('TTL checks: pass/warn/fail change health, ?passing filters, the sidecar follows, an expired TTL turns critical', async () => {
     const api = await start();
     await api.call('PUT', '/v1/agent/service/register', { ...web, Check: { TTL: '1s' } });
