@@ -6,7 +6,7 @@
 import { X509Certificate } from 'node:crypto';
 import type { Secret } from '../gen/envoy/extensions/transport_sockets/tls/v3/secret.js';
 import type { DataSource } from '../gen/envoy/config/core/v3/base.js';
-import { splitPems, uriSans } from '../probe/pushed-tls.js';
+import { inlineText, splitPems, uriSans } from '../probe/pushed-tls.js';
 import type { XdsProbe } from '../probe/xds-probe.js';
 import { TypeUrl } from '../xds/types.js';
 
@@ -78,14 +78,7 @@ function summariseSecret(probe: XdsProbe, name: string): SecretSummary | undefin
 }
 
 function pemOf(source: DataSource | undefined): string {
-  switch (source?.specifier?.$case) {
-    case 'inlineString':
-      return source.specifier.value;
-    case 'inlineBytes':
-      return Buffer.from(source.specifier.value).toString('utf8');
-    default:
-      return '';
-  }
+  return inlineText(source) ?? '';
 }
 
 function describePems(bundle: string): string[] {

@@ -86,15 +86,20 @@ function tlsContextOf<T>(socket: TransportSocket | undefined, expected: string, 
   return unpackAny(any) as T;
 }
 
-function text(source: DataSource | undefined, where: string): string {
+/** The text of an inline DataSource (string or bytes), undefined for a file or env reference. */
+export function inlineText(source: DataSource | undefined): string | undefined {
   switch (source?.specifier?.$case) {
     case 'inlineString':
       return source.specifier.value;
     case 'inlineBytes':
       return Buffer.from(source.specifier.value).toString('utf8');
     default:
-      return fail(`${where}: expected inline PEM data, got ${source?.specifier?.$case ?? 'nothing'}`);
+      return undefined;
   }
+}
+
+function text(source: DataSource | undefined, where: string): string {
+  return inlineText(source) ?? fail(`${where}: expected inline PEM data, got ${source?.specifier?.$case ?? 'nothing'}`);
 }
 
 /** The leaf certificate and key of the context's one SDS certificate secret. */
