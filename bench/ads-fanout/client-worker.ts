@@ -39,6 +39,8 @@ const xdsClients: grpc.Client[] = [];
 const rawClients: grpc.Client[] = [];
 let proxies: { close(): void }[] = [];
 let rawStreams: grpc.ClientDuplexStream<Buffer, Buffer>[] = [];
+/** The answer raw streams write to each message they receive (ACK mode), if any. */
+let rawAck: Buffer | undefined;
 let closingRaw = false;
 
 const hooks: ProxyHooks = {
@@ -101,6 +103,11 @@ async function handle(msg: ToWorker): Promise<void> {
       reporter.flush();
       return;
     }
+    case 'raw-ack':
+      rawAck = msg.bytes > 0 ? Buffer.alloc(msg.bytes, 0x0a) : undefined;
+      reporter.add('raw-ack', wallClockMs());
+      reporter.flush();
+      return;
     case 'close-raw':
       closingRaw = true;
       for (const s of rawStreams) s.cancel();
@@ -118,7 +125,11 @@ async function openRaw(address: string, conn: ConnectionMode, count: number): Pr
   await inBatches(count, () => {
     const stream = client().makeBidiStreamRequest<Buffer, Buffer>(rawPath, identity, identity);
     let received = 0;
-    stream.on('data', () => reporter.add(`raw:${++received}`, wallClockMs()));
+    stream.on('data', () => {
+      // In ACK mode the stream answers like a proxy ACKing, and the time is taken after that write, as a proxy's is.
+      if (rawAck) stream.write(rawAck);
+      reporter.add(`raw:${++received}`, wallClockMs());
+    });
     stream.on('error', (err: Error) => {
       if (!closingRaw) send({ kind: 'error', message: `raw stream failed: ${err.message}` });
     });

@@ -9,6 +9,8 @@ import { roundProfiler } from './profile.js';
 import { RawBench, type RawRound } from './raw-phase.js';
 import { printReport, type Report } from './report.js';
 import { hasGc } from './stats.js';
+import { deltaRequest } from './proxies.js';
+import { TypeUrl } from '../../src/xds/types.js';
 import { WorkerPool } from './workers.js';
 import { XdsBench, type RunOptions, type XdsRound } from './xds-phase.js';
 
@@ -72,15 +74,19 @@ async function run(pool: WorkerPool, opts: RunOptions): Promise<Omit<Report, 'cd
     await raw.open(opts.clients, opts.conn);
     const pushRounds: XdsRound[] = [];
     const rawRounds: RawRound[] = [];
+    const rawAckRounds: RawRound[] = [];
+    // What a proxy writes to ACK an endpoint push (Delta: type URL and nonce).
+    const ackBytes = deltaRequest(undefined, TypeUrl.endpoint, [], '1000').length;
     const profiler = await roundProfiler(opts.profile);
     for (let r = 1; r <= opts.rounds + 1; r++) {
       pushRounds.push(await xds.round(r, profiler));
       rawRounds.push(await raw.round(r));
+      rawAckRounds.push(await raw.round(r, ackBytes));
     }
     profiler.close();
     await raw.close();
     await xds.close();
-    return { opts, gc: hasGc, setup, push: pushRounds, raw: rawRounds };
+    return { opts, gc: hasGc, setup, push: pushRounds, raw: rawRounds, rawAck: rawAckRounds, ackBytes };
   } catch (err) {
     raw?.abort();
     await xds.abort();

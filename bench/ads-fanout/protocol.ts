@@ -35,14 +35,17 @@ export type ToWorker =
   | { readonly kind: 'close-xds' }
   | { readonly kind: 'connect-raw'; readonly address: string; readonly conn: ConnectionMode; readonly count: number }
   | { readonly kind: 'close-raw' }
+  /** Raw streams answer each message with this many bytes (an ACK-sized request), or not at all (0). */
+  | { readonly kind: 'raw-ack'; readonly bytes: number }
   | { readonly kind: 'cpu'; readonly key: `cpu:${number}` };
 
 /**
  * `synced`: a proxy received and ACKed its whole initial view; `acked:<r>`: a proxy ACKed round r's
- * endpoint change; `raw:<r>`: a raw stream received its r-th message; `ready`/`closed`: one per worker;
+ * endpoint change; `raw:<r>`: a raw stream received its r-th message (and, in ACK mode, wrote its
+ * answer); `raw-ack`: a worker switched ACK mode; `ready`/`closed`: one per worker;
  * `cpu:<n>`: answers query n with the worker's CPU time so far (ms) instead of a timestamp.
  */
-export type ReportKey = 'ready' | 'synced' | 'closed' | `acked:${number}` | `raw:${number}` | `cpu:${number}`;
+export type ReportKey = 'ready' | 'synced' | 'closed' | 'raw-ack' | `acked:${number}` | `raw:${number}` | `cpu:${number}`;
 
 export type FromWorker =
   | { readonly kind: 'report'; readonly key: ReportKey; readonly times: readonly number[] }

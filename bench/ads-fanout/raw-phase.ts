@@ -1,7 +1,8 @@
 /**
  * The physical reference: a bare grpc-js server with one bidi method and identity serializers
  * writes one prebuilt Buffer, the size of a real EDS push, to N open streams in the same client
- * workers. Nothing is planned, encoded or ACKed: this is the floor for the push path.
+ * workers. Nothing is planned or encoded: this is the floor for the push path. A second kind of
+ * round has every client answer with an ACK-sized message, the floor for a push that is ACKed.
  */
 import * as grpc from '@grpc/grpc-js';
 import { rawPath, wallClockMs, type ConnectionMode } from './protocol.js';
@@ -20,6 +21,8 @@ export interface RawRound {
   readonly cpuMs: number;
   /** CPU the client workers used meanwhile, summed (ms). */
   readonly clientCpuMs: number;
+  /** ACK mode: when the server had read every answer (ms from the write loop start). */
+  readonly serverDoneMs?: number | undefined;
 }
 
 const identity = (b: Buffer): Buffer => b;
@@ -40,6 +43,10 @@ const rawService: grpc.ServiceDefinition = {
 /** A bare grpc-js server holding N raw streams from the workers; `round` writes to all of them. */
 export class RawBench {
   private readonly calls: grpc.ServerDuplexStream<Buffer, Buffer>[] = [];
+  /** Messages written to every stream so far: message k is counted by the clients as `raw:<k>`. */
+  private sent = 0;
+  /** Answers (ACK mode) the server has read. */
+  private answersRead = 0;
   // The same channel options as XdsServer.
   private readonly server = new grpc.Server({
     'grpc.max_receive_message_length': 64 * 1024 * 1024,
@@ -53,7 +60,12 @@ export class RawBench {
   constructor(private readonly pool: WorkerPool, private readonly payload: Buffer) {
     this.server.addService(rawService, {
       stream: (call: grpc.ServerDuplexStream<Buffer, Buffer>) => {
-        call.once('data', () => this.calls.push(call));
+        let first = true;
+        call.on('data', () => {
+          if (first) this.calls.push(call);
+          else this.answersRead++;
+          first = false;
+        });
         call.on('error', () => undefined);
       },
     });
@@ -70,19 +82,33 @@ export class RawBench {
     await until(() => this.calls.length >= clients, `${clients} raw streams to open`, 120_000, 10);
   }
 
-  async round(round: number): Promise<RawRound> {
+  /**
+   * One round: the payload to every stream. With `ackBytes`, each client answers every message with
+   * that many bytes (the size of a proxy's ACK) before it takes its time, and the round lasts until
+   * the server has read every answer: the physical floor of a push that must be acknowledged.
+   */
+  async round(round: number, ackBytes = 0): Promise<RawRound> {
+    this.pool.broadcast({ kind: 'raw-ack', bytes: ackBytes });
+    await this.pool.gather('raw-ack', this.pool.size);
+    this.pool.reset('raw-ack');
     collectGarbage();
     await sleep(100);
     const clientCpu0 = await this.pool.cpuMs();
     const cpu0 = process.cpuUsage();
+    const answers0 = this.answersRead;
     const start = wallClockMs();
     for (const call of this.calls) call.write(this.payload);
     const writeMs = wallClockMs() - start;
-    const times = await this.pool.gather(`raw:${round}`, this.calls.length);
+    const times = await this.pool.gather(`raw:${++this.sent}`, this.calls.length);
+    let serverDoneMs: number | undefined;
+    if (ackBytes > 0) {
+      await until(() => this.answersRead - answers0 >= this.calls.length, 'the raw server to read every answer', 60_000, 1);
+      serverDoneMs = wallClockMs() - start;
+    }
     const cpu = cpuMs(process.cpuUsage(cpu0));
     const clientCpuMs = (await this.pool.cpuMs()) - clientCpu0;
     const rel = times.map((t) => t - start);
-    return { round, warmup: round === 1, writeMs, p50Ms: median(rel), lastMs: max(rel), cpuMs: cpu, clientCpuMs };
+    return { round, warmup: round === 1, writeMs, p50Ms: median(rel), lastMs: max(rel), cpuMs: cpu, clientCpuMs, serverDoneMs };
   }
 
   async close(): Promise<void> {
