@@ -66,10 +66,18 @@ beforeAll(async () => {
   mesh = await startMeshServer();
   trustDomain = await mesh.trustDomain();
   await mesh.register(withSidecar('api', 9090));
-  await mesh.register(withSidecar('web', 8080, [{ DestinationName: 'api', LocalBindPort: 19090 }]));
+  // An HTTP upstream gives web a route configuration too.
+  await mesh.putConfig({ Kind: 'service-defaults', Name: 'orders', Protocol: 'http' });
+  await mesh.register(withSidecar('orders', 7070));
+  await mesh.register(
+    withSidecar('web', 8080, [
+      { DestinationName: 'api', LocalBindPort: 19090 },
+      { DestinationName: 'orders', LocalBindPort: 19091 },
+    ]),
+  );
   await mesh.register({ ID: 'gw-1', Name: 'mesh-gateway', Kind: 'mesh-gateway', Address: '127.0.0.1', Port: 8443, TaggedAddresses: { lan: { Address: '127.0.0.1', Port: 8443 }, wan: { Address: '203.0.113.7', Port: 443 } } });
   [web, api, gw] = await Promise.all([mesh.connect('web-sidecar-proxy'), mesh.connect('api-sidecar-proxy'), mesh.connect('gw-1')]);
-  await web.until((e) => e.names(TypeUrl.listener).some((n) => n.includes('19090')), "web's api upstream listener");
+  await web.until((e) => e.names(TypeUrl.listener).some((n) => n.includes('19090')) && e.names(TypeUrl.route).length > 0, "web's api and orders upstreams");
   await api.until((e) => e.names(TypeUrl.listener).some((n) => n.startsWith('public_listener')), "api's public listener");
   await gw.until((e) => e.names(TypeUrl.listener).length > 0, "the gateway's listener");
   await Promise.all([web.settle(), api.settle(), gw.settle()]);
@@ -109,8 +117,9 @@ describe('isthmus proxy-status', () => {
       ['web-sidecar-proxy', 'sidecar'],
     ]);
     const webStatus = list.find((p) => p.ID === 'web-sidecar-proxy')!;
-    expect(webStatus.Types['CDS']).toMatchObject({ status: 'SYNCED', resources: 2, version: expect.stringMatching(/^[\w-]{22}$/) });
-    expect(webStatus.Types['RDS']).toMatchObject({ status: 'NONE', version: '' });
+    expect(webStatus.Types['CDS']).toMatchObject({ status: 'SYNCED', resources: 3, version: expect.stringMatching(/^[\w-]{22}$/) });
+    expect(webStatus.Types['RDS']).toMatchObject({ status: 'SYNCED', resources: 1, version: expect.stringMatching(/^[\w-]{22}$/) });
+    expect(list.find((p) => p.ID === 'api-sidecar-proxy')!.Types['RDS']).toMatchObject({ status: 'NONE', version: '' });
     // Both sidecars hold the same roots secret only, but different leaves: their SDS versions differ.
     const apiStatus = list.find((p) => p.ID === 'api-sidecar-proxy')!;
     expect(apiStatus.Types['SDS']!.version).not.toBe(webStatus.Types['SDS']!.version);
@@ -181,8 +190,8 @@ describe('proxy-status for proxies that NACK or never ACK', () => {
 });
 
 describe('isthmus proxy-config', () => {
-  it("prints web's clusters, listeners and secrets as tables (the key only as [redacted])", async () => {
-    const types = ['clusters', 'listeners', 'secrets'] as const;
+  it("prints web's clusters, listeners, endpoints, routes and secrets as tables (the key only as [redacted])", async () => {
+    const types = ['clusters', 'listeners', 'endpoints', 'routes', 'secrets'] as const;
     const outs = await Promise.all(types.map((type) => cli('proxy-config', 'web-sidecar-proxy', type)));
     types.forEach((type, i) => {
       expect(outs[i]).toMatchObject({ code: 0, stderr: '' });
@@ -226,7 +235,7 @@ describe('isthmus proxy-config', () => {
   it('takes xDS short names too (troubleshoot hints use them): eds lists endpoints with their health', async () => {
     const out = await cli('proxy-config', 'web-sidecar-proxy', 'eds');
     expect(out).toMatchObject({ code: 0, stderr: '' });
-    expect(out.stdout).toMatch(/^CLUSTER +ENDPOINT +HEALTH\napi\.default\.dc1\.internal\.\S+ +127\.0\.0\.1:\d+ +HEALTHY$/);
+    expect(out.stdout).toMatch(/^CLUSTER +ENDPOINT +HEALTH\napi\.default\.dc1\.internal\.\S+ +127\.0\.0\.1:\d+ +HEALTHY\norders\.default\.dc1\.internal\.\S+ +127\.0\.0\.1:\d+ +HEALTHY$/);
     const http = await mesh.api<ProxyConfigJson>('GET', '/v1/xds/proxies/web-sidecar-proxy/config/CDS');
     expect(http.status).toBe(200);
     expect(http.body.Type).toBe('clusters');
