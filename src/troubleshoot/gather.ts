@@ -40,6 +40,7 @@ export function gatherPeeringFacts(src: TroubleshootSources, name: string): Peer
     exportEntryExists: src.catalog.configEntry('exported-services', 'default') !== undefined,
     imported: src.imported.serviceNames(name),
     localGateways: localGateways(src.catalog, src.datacenter),
+    localModeUpstreams: localModeUpstreamsTo(src.catalog, name),
     localRoots: roots.map((r) => certFact(`local root ${r.id}`, r.certPem)),
     peerRoots: peering.PeerCAPems.map((pem, i) => certFact(`peer root #${i + 1}`, pem)),
   };
@@ -70,6 +71,21 @@ export function gatherProxyFacts(src: TroubleshootSources, id: string): ProxyFac
     upstreams: (instance?.proxy?.upstreams ?? []).map((u) => upstreamFact(src, instance!, u)),
     localGateways: localGateways(src.catalog, src.datacenter),
   };
+}
+
+/** `<proxy> → <service>` for each local upstream to the peer whose traffic leaves through our own gateway (mode local). */
+function localModeUpstreamsTo(catalog: CatalogReader, peer: string): string[] {
+  const pd = catalog.configEntry('proxy-defaults', 'global');
+  const out: string[] = [];
+  for (const proxy of catalog.instancesOfKind('connect-proxy')) {
+    for (const u of proxy.proxy?.upstreams ?? []) {
+      if (u.destinationPeer !== peer) continue;
+      const sd = catalog.configEntry('service-defaults', u.destinationName);
+      const mode = meshGatewayMode([u.meshGateway.mode, proxy.proxy?.meshGateway.mode, sd?.meshGateway.mode, pd?.meshGateway.mode], 'remote');
+      if (mode === 'local') out.push(`${proxy.id} → ${u.destinationName}`);
+    }
+  }
+  return out.sort();
 }
 
 function localGateways(catalog: CatalogReader, datacenter: string): GatewayFact[] {

@@ -23,6 +23,8 @@ export interface PeeringFacts {
   /** Services imported from the peer, sorted. */
   readonly imported: readonly string[];
   readonly localGateways: readonly GatewayFact[];
+  /** Local upstreams to this peer that leave through our own gateway (mode local), as `<proxy> → <service>`. */
+  readonly localModeUpstreams: readonly string[];
   readonly localRoots: readonly CertFact[];
   readonly peerRoots: readonly CertFact[];
 }
@@ -122,15 +124,20 @@ export function peerCaPresent(f: PeeringFacts): Check {
   return pass(name, `${f.peerRoots.length} root${f.peerRoots.length === 1 ? '' : 's'}${td}`);
 }
 
+/**
+ * A one-way peering (the peer exports, we only import) is healthy: this fails only when nothing
+ * flows either way, since such a peering carries no traffic at all.
+ */
 export function exportsNonEmpty(f: PeeringFacts): Check {
   const name = 'exports non-empty';
   const peer = f.peering.Name;
   if (f.exported.length > 0) return pass(name, `exports ${f.exported.join(', ')} to ${peer}`);
+  if (f.imported.length > 0) return pass(name, `exports nothing to ${peer}; it is a one-way peering (this cluster imports only)`);
   const entry = JSON.stringify({ Kind: 'exported-services', Name: 'default', Services: [{ Name: '<SERVICE>', Consumers: [{ Peer: peer }] }] });
   const how = f.exportEntryExists
     ? `add ${peer} to the Consumers of a service in the exported-services entry (isthmus config read exported-services default), then write it back:`
     : 'export a service to it with an exported-services entry:';
-  return fail(name, `nothing is exported to ${peer}`, `${how}\necho '${entry}' | isthmus config write -`);
+  return fail(name, `nothing is exported to ${peer}, and nothing is imported from it`, `${how}\necho '${entry}' | isthmus config write -`);
 }
 
 /** Informational: what the peer exports to us is the peer's decision, so this never fails. */
@@ -145,7 +152,15 @@ export function meshGateway(f: PeeringFacts): Check {
   const fix = 'peered traffic enters and leaves through mesh gateways: register one with a wan tagged address, e.g.\n'
     + 'echo \'{"Name":"mesh-gateway","Kind":"mesh-gateway","Port":8443,"TaggedAddresses":{"wan":{"Address":"<PUBLIC IP>","Port":443}}}\' | isthmus services register -\n'
     + 'and run its Envoy: isthmus envoy bootstrap --gateway mesh --proxy-id mesh-gateway';
-  if (f.localGateways.length === 0) return fail(name, `no mesh gateway is registered in ${f.datacenter}`, fix);
+  // Our gateway carries what we export (the peer dials it) and local-mode upstreams to the peer.
+  const needs = [
+    ...(f.exported.length > 0 ? [`the peer reaches ${f.exported.join(', ')} through it`] : []),
+    ...(f.localModeUpstreams.length > 0 ? [`upstreams in mode local leave through it (${f.localModeUpstreams.join(', ')})`] : []),
+  ];
+  if (f.localGateways.length === 0 && needs.length === 0) {
+    return pass(name, `none registered, none needed: nothing is exported to ${f.peering.Name} and upstreams to it use mode remote`);
+  }
+  if (f.localGateways.length === 0) return fail(name, `no mesh gateway is registered in ${f.datacenter}, but ${needs.join('; ')}`, fix);
   const usable = f.localGateways.filter((g) => g.health !== 'critical');
   if (usable.length === 0) return fail(name, `every mesh gateway of ${f.datacenter} is critical: ${f.localGateways.map((g) => g.id).join(', ')}`, `make a gateway's health checks pass; ${fix}`);
   return pass(name, usable.map((g) => `${g.id} (${g.wan ? `wan ${g.wan}` : 'no wan address: peers get its LAN address'}, ${g.health})`).join('; '));

@@ -105,7 +105,6 @@ beforeAll(async () => {
   await a.register(withSidecar('api', 9090));
   await a.register(withSidecar('secret', 9091));
   await a.register({ ID: 'gw-1', Name: 'mesh-gateway', Kind: 'mesh-gateway', Address: '127.0.0.1', Port: 8443, TaggedAddresses: { lan: { Address: '127.0.0.1', Port: 8443 }, wan: { Address: '203.0.113.7', Port: 443 } } });
-  await a.putConfig(exportEntry({ api: ['cluster-b'] }));
   await b.register(withSidecar('web', 8080, [{ DestinationName: 'api', DestinationPeer: 'cluster-a', LocalBindPort: 19090 }]));
   await b.register(gatewayB);
 }, 30_000);
@@ -117,14 +116,18 @@ afterAll(async () => {
 });
 
 describe('isthmus troubleshoot peering', () => {
-  it('✗ exports non-empty: B exports nothing to cluster-a; the fix is the exported-services entry to write', async () => {
+  it('✗ exports non-empty: neither side exports anything, so nothing flows; the fix is the exported-services entry to write', async () => {
     await untilFailing(b, '/v1/troubleshoot/peering/cluster-a', ['exports non-empty']);
     const out = await expectChecklist(b, ['peering', '--name', 'cluster-a'], 'peering-no-exports', 1);
     expect(out).toContain(`echo '{"Kind":"exported-services","Name":"default","Services":[{"Name":"<SERVICE>","Consumers":[{"Peer":"cluster-a"}]}]}' | isthmus config write -`);
+    // A one-way peering is healthy: once A exports api, B (importing only) passes.
+    await a.putConfig(exportEntry({ api: ['cluster-b'] }));
+    const oneWay = await untilFailing(b, '/v1/troubleshoot/peering/cluster-a', []);
+    expect(oneWay.Checks.find((c) => c.Name === 'exports non-empty')?.Detail).toMatch(/one-way peering/);
     await b.putConfig(exportEntry({ web: ['cluster-a'] }));
   });
 
-  it('✗ mesh gateway registered: B deregistered its gateway', async () => {
+  it('✗ mesh gateway registered: B exports web but deregistered its gateway', async () => {
     expect((await b.api('PUT', '/v1/agent/service/deregister/gw-b')).status).toBe(200);
     await untilFailing(b, '/v1/troubleshoot/peering/cluster-a', ['mesh gateway registered']);
     await expectChecklist(b, ['peering', '--name', 'cluster-a'], 'peering-no-gateway', 1);

@@ -43,6 +43,7 @@ const healthyPeering: PeeringFacts = {
   exportEntryExists: true,
   imported: ['web'],
   localGateways: [{ id: 'gw-1', health: 'passing', wan: '203.0.113.7:443' }],
+  localModeUpstreams: [],
   localRoots: [cert('local root r1', 'spiffe://aaaa.consul')],
   peerRoots: [cert('peer root #1', 'spiffe://bbbb.consul')],
 };
@@ -76,9 +77,10 @@ describe('peering checklist', () => {
     ['heartbeat-never', { peering: withStatus(acceptor, { LastHeartbeat: undefined }) }, 'heartbeat age', /no heartbeat received yet \(last message 2s ago\)/, /network between the servers/],
     ['peer-ca-missing', { peering: { ...dialer, PeerCAPems: [] }, peerRoots: [], datacenter: 'dc-b' }, 'peer CA present', /no CA roots of the peer/, /new token from the peer/],
     ['peer-ca-garbage', { peerRoots: [{ label: 'peer root #1', identity: '', notBefore: '', notAfter: '', error: 'does not parse: bad PEM' }] }, 'peer CA present', /peer root #1 does not parse/, /have the peer establish again/],
-    ['no-exports', { exported: [], exportEntryExists: false }, 'exports non-empty', /nothing is exported to cluster-b/, /export a service to it[\s\S]*"Consumers":\[\{"Peer":"cluster-b"\}\][\s\S]*isthmus config write -/],
-    ['no-exports-entry-exists', { exported: [] }, 'exports non-empty', /nothing is exported/, /add cluster-b to the Consumers/],
-    ['no-gateway', { localGateways: [] }, 'mesh gateway registered', /no mesh gateway is registered in dc-a/, /"Kind":"mesh-gateway"[\s\S]*"wan"[\s\S]*isthmus services register -/],
+    ['no-exports', { exported: [], imported: [], exportEntryExists: false }, 'exports non-empty', /nothing is exported to cluster-b, and nothing is imported from it/, /export a service to it[\s\S]*"Consumers":\[\{"Peer":"cluster-b"\}\][\s\S]*isthmus config write -/],
+    ['no-exports-entry-exists', { exported: [], imported: [] }, 'exports non-empty', /nothing is exported/, /add cluster-b to the Consumers/],
+    ['no-gateway', { localGateways: [] }, 'mesh gateway registered', /no mesh gateway is registered in dc-a, but the peer reaches api through it/, /"Kind":"mesh-gateway"[\s\S]*"wan"[\s\S]*isthmus services register -/],
+    ['no-gateway-local-mode', { localGateways: [], exported: [], localModeUpstreams: ['web-sidecar-proxy → api'] }, 'mesh gateway registered', /upstreams in mode local leave through it \(web-sidecar-proxy → api\)/, /"Kind":"mesh-gateway"/],
     ['gateway-critical', { localGateways: [{ id: 'gw-1', health: 'critical' }] }, 'mesh gateway registered', /every mesh gateway of dc-a is critical: gw-1/, /health checks pass/],
     ['peer-nack', { peering: withStatus(acceptor, { LastNack: 'instances[0]: id and name are required' }) }, 'last NACK', /the peer rejected .*id and name are required/, /peer's server log/],
     ['local-root-expired', { localRoots: [cert('local root r1', 'spiffe://aaaa.consul', ago(400 * day), ago(day))] }, 'certificates valid', /local root r1 spiffe:\/\/aaaa\.consul expired at/, /isthmus ca rotate/],
@@ -96,6 +98,13 @@ describe('peering checklist', () => {
       golden(`peering-${file}`, list);
     });
   }
+
+  it('a one-way peering (this side only imports) and no gateway where none is needed pass', () => {
+    const list = peeringChecklist({ ...healthyPeering, exported: [], localGateways: [] });
+    expect(failed(list)).toEqual([]);
+    expect(list.Checks.find((c) => c.Name === 'exports non-empty')!.Detail).toMatch(/one-way peering/);
+    expect(list.Checks.find((c) => c.Name === 'mesh gateway registered')!.Detail).toMatch(/none needed/);
+  });
 
   it('an unused token skips (-) what needs the stream instead of failing it again', () => {
     const list = peeringChecklist({ ...healthyPeering, peering: { ...acceptor, State: 'PENDING' } });
