@@ -20,6 +20,7 @@ import type { JsonValue, KeyValue, Store, StoreEvent, StoreTxn } from './store.j
  */
 export async function openLmdbStore(dir: string, opts: { logger?: Logger } = {}): Promise<Store> {
   fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+  restrictToOwner(dir, opts.logger);
   const realDir = fs.realpathSync(dir);
   if (openDirs.has(realDir)) {
     throw new IsthmusError('failed_precondition', `store directory ${realDir} is already open in this process`);
@@ -250,4 +251,20 @@ function copyJson(key: string, value: JsonValue): JsonValue {
   const text = JSON.stringify(value);
   if (text === undefined) throw new IsthmusError('invalid_argument', `value for ${key} is not JSON`, key);
   return JSON.parse(text) as JsonValue;
+}
+
+/**
+ * The store holds peering stream secrets and the CA key sits beside it: an existing data directory
+ * (mkdir's mode applies only to one it creates) is narrowed to its owner too. A directory we do not
+ * own (a mounted volume, say) is left alone with a warning.
+ */
+function restrictToOwner(dir: string, logger: Logger | undefined): void {
+  const mode = fs.statSync(dir).mode & 0o777;
+  if ((mode & 0o077) === 0) return;
+  try {
+    fs.chmodSync(dir, mode & 0o700);
+    logger?.info({ dir, was: `0${mode.toString(8)}` }, 'data directory narrowed to owner-only access (0700)');
+  } catch (err) {
+    logger?.warn({ dir, mode: `0${mode.toString(8)}`, error: (err as Error).message }, 'data directory is readable by others and cannot be changed: restrict it (chmod 700)');
+  }
 }

@@ -53,6 +53,13 @@ describe('LMDB store: basic operations', () => {
     expect(await store.list('zz/')).toEqual([]);
   });
 
+  it('narrows an existing data directory that others can read to 0700 (it holds stream secrets)', async () => {
+    fs.chmodSync(dir, 0o755);
+    const store = await openStore();
+    await store.put('k', 'v');
+    expect(fs.statSync(dir).mode & 0o777).toBe(0o700);
+  });
+
   it('keeps values and a rising revision across close and reopen', async () => {
     const first = await openStore();
     await first.put('k/1', { v: 1 });
