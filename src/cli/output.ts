@@ -1,9 +1,13 @@
+import { printable } from '../terminal.js';
+
 /** What CLI commands print on stdout: a line of text, a JSON document, or an aligned table. */
 export function print(value: unknown): void {
   process.stdout.write(typeof value === 'string' ? `${value}\n` : `${JSON.stringify(value, null, 2)}\n`);
 }
 
-export function printTable(headers: readonly string[], rows: readonly (readonly string[])[]): void {
+/** Cells are one line each: control and bidi characters in them are shown escaped (see terminal.ts). */
+export function printTable(headers: readonly string[], unsafeRows: readonly (readonly string[])[]): void {
+  const rows = unsafeRows.map((r) => r.map(printable));
   const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
   const line = (cells: readonly string[]): string => cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]!))).join('  ').trimEnd();
   print([line(headers), ...rows.map(line)].join('\n'));

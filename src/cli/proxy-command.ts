@@ -3,6 +3,7 @@ import { Argument, type Command, InvalidArgumentError } from 'commander';
 import type { ConfigType, ProxyConfigJson, ProxyJson } from '../api/xds-routes.js';
 import { apiClientFor, withApiOptions } from './api-client.js';
 import { print, printTable } from './output.js';
+import { printable } from '../terminal.js';
 
 /**
  * `isthmus proxy-status [ID]` and `isthmus proxy-config ID TYPE` (issue 6), after `istioctl
@@ -119,7 +120,7 @@ function printProxy(p: ProxyJson): void {
     ['Last NACK', p.LastNack ? `${lastNack(p)} (at ${p.LastNack.At})` : '-'],
   ];
   const width = Math.max(...rows.map(([k]) => k.length)) + 1;
-  print(rows.map(([k, v]) => `${`${k}:`.padEnd(width)} ${v}`).join('\n'));
+  print(rows.map(([k, v]) => `${`${k}:`.padEnd(width)} ${printable(v)}`).join('\n'));
   print('');
   if (p.Resources.length === 0) return print('No resources.');
   printTable(

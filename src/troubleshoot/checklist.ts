@@ -2,6 +2,7 @@
  * The troubleshoot checklists' result: the HTTP JSON of `GET /v1/troubleshoot/*` and what
  * `isthmus troubleshoot` prints. Every failed check says how to fix it.
  */
+import { printable } from '../terminal.js';
 
 export interface Check {
   readonly Name: string;
@@ -50,8 +51,9 @@ export function renderChecklist(list: Checklist): string {
   const lines = [list.Subject];
   for (const c of list.Checks) {
     const mark = c.Skipped ? '-' : c.OK ? '✓' : '✗';
-    lines.push(`${mark} ${c.Name}: ${c.Detail}`);
-    if (!c.OK && c.Fix) lines.push(...c.Fix.split('\n').map((l, i) => `    ${i === 0 ? 'fix: ' : '     '}${l}`));
+    // Details may quote a proxy's NACK message: never let it steer the operator's terminal.
+    lines.push(`${mark} ${printable(c.Name)}: ${printable(c.Detail)}`);
+    if (!c.OK && c.Fix) lines.push(...c.Fix.split('\n').map((l, i) => `    ${i === 0 ? 'fix: ' : '     '}${printable(l)}`));
   }
   const failed = list.Checks.filter((c) => !c.OK).length;
   lines.push(failed === 0 ? 'All checks passed.' : `${failed} of ${list.Checks.length} checks failed.`);
