@@ -19,7 +19,6 @@ RUN printf '#!/bin/sh\nexec node /app/bin/isthmus.js "$@"\n' > /usr/local/bin/is
 # docker-compose.yml mounts named volumes here, which take this ownership when first mounted.
 RUN mkdir -p /data /bootstrap && chown node:node /data /bootstrap
 USER node
-VOLUME ["/data"]
 # HTTP API, xDS (gRPC), peering (gRPC over TLS)
 EXPOSE 8500 8502 8503
 ENTRYPOINT ["isthmus"]

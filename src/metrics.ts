@@ -16,7 +16,7 @@ export class Metrics {
 
   readonly xdsStreams = new Gauge({
     name: 'isthmus_xds_streams',
-    help: 'Open xDS streams by API (sotw, delta, csds).',
+    help: 'Open ADS streams by API (sotw, delta).',
     labelNames: ['api'] as const,
     registers: [this.registry],
   });

@@ -1,6 +1,7 @@
 /**
- * Envoy resources as proto3 JSON (the form Envoy accepts in a bootstrap or file-based config) with
- * every `Any` expanded into `@type` plus its fields, as Envoy's config dump shows them.
+ * Envoy resources as canonical proto3 JSON (lowerCamelCase names; the form Envoy accepts in a
+ * bootstrap or file-based config) with every `Any` expanded into `@type` plus its fields, as in
+ * Envoy's config dump (which prints the same fields in snake_case).
  */
 import { messageTypeRegistry } from '../gen/typeRegistry.js';
 import './registry.js';

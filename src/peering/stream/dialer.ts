@@ -75,7 +75,7 @@ export class StreamDialer {
   constructor(private readonly opts: DialOptions) {
     this.target = pickTarget(opts);
     this.logger = opts.logger ?? silentLogger();
-    this.observer = guardObserver(opts.observer, this.logger, { peering: opts.peeringName, role: 'dialer' });
+    this.observer = guardObserver(opts.observer, this.logger, { peering: opts.peeringName });
   }
 
   start(): void {

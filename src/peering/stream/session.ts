@@ -105,7 +105,8 @@ export class PeerStreamSession {
   ) {
     this.ended = new Promise((resolve) => (this.resolveEnded = resolve));
     this.timings = { ...defaultTimings, ...definedOnly(timingsOf(opts)) };
-    this.observer = guardObserver(opts.observer, opts.logger, { peering: opts.peeringName, role: opts.role });
+    // `role` is bound on the logger by whoever runs the stream (PeeringManager), so it is not repeated here.
+    this.observer = guardObserver(opts.observer, opts.logger, { peering: opts.peeringName });
     this.imports = new Set(opts.imports ?? importsOf[opts.role]);
     this.exports = new Set(opts.exports ?? exportsOf[opts.role]);
     this.liveness = new Liveness({
@@ -185,7 +186,7 @@ export class PeerStreamSession {
   private markActive(): void {
     if (this.active) return;
     this.active = true;
-    this.opts.logger.info({ peering: this.opts.peeringName, role: this.opts.role }, 'peering stream active');
+    this.opts.logger.info({ peering: this.opts.peeringName }, 'peering stream active');
     this.observer.onActive();
   }
 
