@@ -9,8 +9,16 @@ import {
 } from '../gen/envoy/service/status/v3/csds.js';
 import { ClientResourceStatus } from '../gen/envoy/admin/v3/config_dump_shared.js';
 import type { StringMatcher } from '../gen/envoy/type/matcher/v3/string.js';
+import type { NodeMatcher } from '../gen/envoy/type/matcher/v3/node.js';
+import { Secret } from '../gen/envoy/extensions/transport_sockets/tls/v3/secret.js';
+import { presentedToken, tokensEqual } from '../api/auth.js';
+import { IsthmusError, grpcStatusOf } from '../errors.js';
+import type { Logger } from '../log.js';
 import type { AdsSession } from './ads/session.js';
+import type { CacheEntry } from './cache/entry.js';
+import { containsPrivateKey, redactSecretMessage } from './redact.js';
 import { resourceStatuses, type ResourceSyncStatus } from './status.js';
+import { TypeUrl } from './types.js';
 
 export { ClientStatusDiscoveryServiceService };
 
@@ -28,11 +36,15 @@ const clientStatus: Record<ResourceSyncStatus, ClientResourceStatus> = {
   ERROR: ClientResourceStatus.NACKED,
 };
 
+/**
+ * Whether `value` matches. Only the linear-time patterns: a client-supplied `safe_regex` would run
+ * on a backtracking RegExp (Envoy uses RE2), so validateNodeMatchers refuses it before this runs.
+ */
 export function matchString(m: StringMatcher | undefined, value: string): boolean {
   const p = m?.matchPattern;
   if (!p) return true;
-  const v = m.ignoreCase ? value.toLowerCase() : value;
   const norm = (s: string) => (m.ignoreCase ? s.toLowerCase() : s);
+  const v = norm(value);
   switch (p.$case) {
     case 'exact':
       return v === norm(p.value);
@@ -42,11 +54,43 @@ export function matchString(m: StringMatcher | undefined, value: string): boolea
       return v.endsWith(norm(p.value));
     case 'contains':
       return v.includes(norm(p.value));
-    case 'safeRegex':
-      return new RegExp(`^(?:${p.value.regex})$`).test(value);
     default:
       return false;
   }
+}
+
+const supported = 'use exact, prefix, suffix or contains';
+
+/** Every node matcher CSDS cannot evaluate, as `node_matchers[i].<field> ...` messages. */
+export function validateNodeMatchers(matchers: readonly NodeMatcher[]): string[] {
+  const errors: string[] = [];
+  matchers.forEach((m, i) => {
+    const p = m.nodeId?.matchPattern;
+    if (p?.$case === 'safeRegex') errors.push(`node_matchers[${i}].node_id.safe_regex is not supported; ${supported}`);
+    else if (p?.$case === 'custom') errors.push(`node_matchers[${i}].node_id.custom is not supported; ${supported}`);
+  });
+  return errors;
+}
+
+/**
+ * The resource bytes CSDS may show, per cache entry (entries are immutable, so once each): SDS
+ * Secrets re-encoded with their keys "[redacted]" (redact.ts). Bytes that still hold a PEM private
+ * key are withheld (undefined): keys only travel in Secrets, so that is a last line of defence.
+ */
+const shownBytes = new WeakMap<CacheEntry, Buffer | null>();
+
+function contentsOf(entry: CacheEntry): Buffer | undefined {
+  let shown = shownBytes.get(entry);
+  if (shown === undefined) {
+    const bytes =
+      entry.typeUrl === TypeUrl.secret
+        ? Secret.encode(redactSecretMessage(Secret.decode(entry.messageBytes))).finish()
+        : entry.messageBytes;
+    // A view, not a copy: the memo must not double the cache's memory.
+    shown = containsPrivateKey(bytes) ? null : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    shownBytes.set(entry, shown);
+  }
+  return shown ?? undefined;
 }
 
 function clientConfig(session: AdsSession, excludeContents: boolean): ClientConfig {
@@ -58,8 +102,7 @@ function clientConfig(session: AdsSession, excludeContents: boolean): ClientConf
       typeUrl: s.typeUrl,
       name: s.name,
       versionInfo: s.ackedVersion || s.version,
-      xdsConfig:
-        excludeContents || !s.entry ? undefined : { typeUrl: s.typeUrl, value: Buffer.from(s.entry.messageBytes) },
+      xdsConfig: excludeContents || !s.entry ? undefined : anyOf(s.typeUrl, contentsOf(s.entry)),
       lastUpdated: undefined,
       configStatus: configStatus[s.status],
       clientStatus: clientStatus[s.status],
@@ -71,8 +114,17 @@ function clientConfig(session: AdsSession, excludeContents: boolean): ClientConf
   };
 }
 
-/** CSDS over the connected proxies (one entry per proxy: its newest stream). */
+function anyOf(typeUrl: string, value: Buffer | undefined) {
+  return value === undefined ? undefined : { typeUrl, value };
+}
+
+/**
+ * CSDS over the connected proxies (one entry per proxy: its newest stream). Throws IsthmusError
+ * (invalid_argument) for a node matcher it cannot evaluate.
+ */
 export function buildClientStatus(sessions: () => Iterable<AdsSession>, req: ClientStatusRequest): ClientStatusResponse {
+  const invalid = validateNodeMatchers(req.nodeMatchers);
+  if (invalid.length > 0) throw new IsthmusError('invalid_argument', invalid.join('; '), 'node_matchers');
   const newest = new Map<string, AdsSession>();
   for (const s of sessions()) {
     if (!s.nodeId) continue;
@@ -88,15 +140,70 @@ export function buildClientStatus(sessions: () => Iterable<AdsSession>, req: Cli
   return { config };
 }
 
-export function csdsService(sessions: () => Iterable<AdsSession>): ClientStatusDiscoveryServiceServer {
+export interface CsdsOptions {
+  readonly logger: Logger;
+  /**
+   * The HTTP API token (`--http-token`). When set, every call must carry it as gRPC metadata
+   * `authorization: Bearer <token>` or `x-isthmus-token: <token>`, as xDS-status reads over HTTP
+   * do (api/auth.ts); without it CSDS is open, like `GET /v1/xds/proxies`.
+   */
+  readonly token?: string | undefined;
+}
+
+const hint = 'send it as gRPC metadata "authorization: Bearer <token>" or "x-isthmus-token: <token>"';
+
+/** Throws permission_denied unless the call carries the configured token. */
+function checkToken(metadata: grpc.Metadata, token: string | undefined): void {
+  if (!token) return;
+  const header = (key: string) => {
+    const v = metadata.get(key)[0];
+    return typeof v === 'string' ? v : undefined;
+  };
+  const presented = presentedToken({ headers: { authorization: header('authorization'), 'x-isthmus-token': header('x-isthmus-token') } });
+  if (presented !== undefined && tokensEqual(presented, token)) return;
+  const why = presented === undefined ? 'CSDS needs the HTTP API token' : 'the HTTP API token is not valid';
+  throw new IsthmusError('permission_denied', `Permission denied: ${why}; ${hint}`);
+}
+
+export function csdsService(sessions: () => Iterable<AdsSession>, opts: CsdsOptions): ClientStatusDiscoveryServiceServer {
+  const refused = (call: { getPeer(): string }, e: unknown) => {
+    const err = IsthmusError.from(e);
+    opts.logger.info({ peer: call.getPeer(), code: err.code, error: err.message }, 'csds call refused');
+    return { code: grpcStatusOf(err), details: err.message };
+  };
   return {
     fetchClientStatus(call: grpc.ServerUnaryCall<ClientStatusRequest, ClientStatusResponse>, callback) {
-      callback(null, buildClientStatus(sessions, call.request));
+      try {
+        checkToken(call.metadata, opts.token);
+        callback(null, buildClientStatus(sessions, call.request));
+      } catch (e) {
+        callback(refused(call, e));
+      }
     },
     streamClientStatus(call: grpc.ServerDuplexStream<ClientStatusRequest, ClientStatusResponse>) {
-      call.on('data', (req: ClientStatusRequest) => call.write(buildClientStatus(sessions, req)));
-      call.on('end', () => call.end());
+      let ended = false;
+      const fail = (e: unknown) => {
+        ended = true;
+        call.emit('error', refused(call, e));
+      };
       call.on('error', () => undefined);
+      try {
+        checkToken(call.metadata, opts.token);
+      } catch (e) {
+        fail(e);
+        return;
+      }
+      call.on('data', (req: ClientStatusRequest) => {
+        if (ended) return;
+        try {
+          call.write(buildClientStatus(sessions, req));
+        } catch (e) {
+          fail(e);
+        }
+      });
+      call.on('end', () => {
+        if (!ended) call.end();
+      });
     },
   };
 }

@@ -23,6 +23,8 @@ export interface XdsServerOptions {
   readonly warmingTimeoutMs?: number;
   /** Checks a stream may act as `nodeId` (issue: xDS auth); throws IsthmusError to refuse. */
   readonly authorize?: SessionContext['authorize'];
+  /** The HTTP API token (`--http-token`): when set, CSDS calls must carry it (see csds.ts). */
+  readonly httpToken?: string | undefined;
 }
 
 /**
@@ -72,7 +74,7 @@ export class XdsServer {
       deltaAggregatedResources: (call: grpc.ServerDuplexStream<DeltaDiscoveryRequest, Buffer>) =>
         this.accept('delta', call, () => new DeltaSession('delta', this.ctx, call)),
     });
-    this.server.addService(ClientStatusDiscoveryServiceService, csdsService(() => this.sessions));
+    this.server.addService(ClientStatusDiscoveryServiceService, csdsService(() => this.sessions, { logger: opts.logger, token: opts.httpToken }));
   }
 
   private accept(api: AdsApi, call: grpc.ServerDuplexStream<unknown, Buffer>, create: () => AdsSession): void {
