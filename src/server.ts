@@ -105,7 +105,7 @@ async function startParts(config: ServerConfig, logger: Logger, parts: Parts): P
   parts.tokens = await openProxyTokens(parts.store, { logger: logger.child({ component: 'acl' }) });
   const authorize = xdsAuthorizer(config.xdsAuth, parts.tokens, logger);
   const cache = new XdsCache(metrics);
-  const xds = new XdsServer({ logger, metrics, cache, maxStreams: config.xdsMaxStreams, authorize });
+  const xds = new XdsServer({ logger, metrics, cache, maxStreams: config.xdsMaxStreams, authorize, httpToken: config.httpToken });
   parts.xds = xds;
   const xdsPort = await xds.listen(formatHostPort(config.xdsAddr));
   const peeringPort = await startPeering(config, logger, parts, metrics);
@@ -201,7 +201,8 @@ async function startPeering(config: ServerConfig, logger: Logger, parts: Parts, 
   peerings.resumeDeletions();
   metrics.peeringRows = () => {
     const now = Date.now();
-    return peerings.list().map((p) => ({
+    // A generated token nobody used yet is not a broken peering: no series until it is established.
+    return peerings.list().filter((p) => p.State !== 'PENDING').map((p) => ({
       peerName: p.Name,
       healthy: isHealthy(p, now, config.peeringHeartbeatTimeoutMs),
       exportedServices: p.StreamStatus.ExportedServices.length,

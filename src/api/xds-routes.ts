@@ -49,7 +49,8 @@ export interface ProxyConfigJson {
   readonly Resources: readonly {
     readonly Name: string;
     readonly Version: string;
-    readonly Status: ResourceSyncStatus;
+    /** NOT_REQUESTED: in the proxy's config, but nothing the proxy holds refers to it yet, so it never asked for it. */
+    readonly Status: ResourceSyncStatus | 'NOT_REQUESTED';
     /** Envoy JSON with `@type` and every Any expanded; secret material is "[redacted]". */
     readonly Resource: unknown;
   }[];
@@ -105,7 +106,7 @@ export function proxyConfigJson(session: AdsSession, type: ConfigType): ProxyCon
     Resources: entries.map((e) => ({
       Name: e.name,
       Version: e.version,
-      Status: statuses.get(e.name) ?? 'NOT_SENT',
+      Status: statuses.get(e.name) ?? 'NOT_REQUESTED',
       Resource: redactSecrets({ '@type': typeUrl, ...(expandedJson(typeName, e.messageBytes) as Record<string, unknown>) }),
     })),
   };

@@ -87,6 +87,8 @@ function statusWord(status: string | undefined): string {
       return status;
     case 'NOT_SENT':
       return 'NOT SENT';
+    case 'NOT_REQUESTED':
+      return 'NOT REQUESTED';
     case 'ERROR':
       return 'NACKED';
     default:

@@ -319,7 +319,10 @@ describe('peering establish between two servers', () => {
     ]);
 
     await tokenFor(a, 'cluster-b');
+    // An unused token is not a broken peering: no series while it is PENDING.
+    expect((await a.api('GET', '/metrics')).text).not.toMatch(/isthmus_peering_\w+\{peer_name="cluster-b"\}/);
     await a.server.peerings.setStreamStatus('cluster-b', { ExportedServices: ['web'], ImportedServices: ['x', 'y'] });
+    await a.server.peerings.setState('cluster-b', 'FAILING');
     const metrics = (await a.api('GET', '/metrics')).text;
     expect(metrics).toContain('isthmus_peering_healthy{peer_name="cluster-b"} 0');
     expect(metrics).toContain('isthmus_peering_exported_services{peer_name="cluster-b"} 1');
