@@ -68,6 +68,8 @@ export function validateNodeMatchers(matchers: readonly NodeMatcher[]): string[]
     const p = m.nodeId?.matchPattern;
     if (p?.$case === 'safeRegex') errors.push(`node_matchers[${i}].node_id.safe_regex is not supported; ${supported}`);
     else if (p?.$case === 'custom') errors.push(`node_matchers[${i}].node_id.custom is not supported; ${supported}`);
+    // Ignoring them would match every proxy, the opposite of what was asked.
+    if (m.nodeMetadatas.length > 0) errors.push(`node_matchers[${i}].node_metadatas is not supported; match on node_id`);
   });
   return errors;
 }

@@ -72,10 +72,12 @@ describe('CSDS node matchers', () => {
         m({ $case: 'custom', value: { name: 'x', typedConfig: undefined } }),
         m({ $case: 'contains', value: 'b' }),
         { nodeId: undefined, nodeMetadatas: [] },
+        { nodeId: undefined, nodeMetadatas: [{ path: [{ segment: { $case: 'key', value: 'k' } }], value: undefined }] },
       ]),
     ).toEqual([
       'node_matchers[1].node_id.safe_regex is not supported; use exact, prefix, suffix or contains',
       'node_matchers[2].node_id.custom is not supported; use exact, prefix, suffix or contains',
+      'node_matchers[5].node_metadatas is not supported; match on node_id',
     ]);
   });
 
