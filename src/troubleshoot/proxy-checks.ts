@@ -97,6 +97,8 @@ export function connected(f: ProxyFacts): Check {
   const name = 'connected over xDS';
   const s = f.session;
   if (s) return pass(name, `${s.api === 'delta' ? 'Delta' : 'SotW'} ADS stream open for ${formatAge(f.now - Date.parse(s.connectedAt))}`);
+  // A typical service has no Envoy of its own (its sidecar does): one ✗ above says so.
+  if (f.instance?.kind === 'typical') return skip(name, `${f.id} is not a proxy, so no Envoy connects as it`);
   const gateway = f.instance?.kind === 'mesh-gateway' ? ' --gateway mesh' : '';
   return fail(
     name,

@@ -190,6 +190,12 @@ describe('proxy checklist', () => {
     golden('proxy-not-connected', list);
   });
 
+  it('a typical service (not a proxy, nothing connected): the one ✗ points at its sidecar; no bootstrap is suggested for the app', () => {
+    const list = proxyChecklist({ ...healthyProxy, id: 'web', instance: { kind: 'typical', name: 'web', destination: '' }, upstreams: [], session: undefined });
+    expect(failed(list)).toEqual(['registered as a proxy']);
+    expect(list.Checks.find((c) => c.Name === 'connected over xDS')).toMatchObject({ Skipped: true, Detail: 'web is not a proxy, so no Envoy connects as it' });
+  });
+
   it('✗ last NACK and ✗ LDS synced: a rejected listener names the type, the resource and Envoy\'s message', () => {
     const lds = [{ name: 'public_listener:127.0.0.1:8080', status: 'ERROR' as const }];
     const nack = { type: 'LDS' as const, message: 'Error adding/updating listener(s) public_listener: bad filter', resources: ['public_listener:127.0.0.1:8080'], at: ago(5_000) };
