@@ -107,6 +107,8 @@ async function startParts(config: ServerConfig, logger: Logger, parts: Parts): P
   const cache = new XdsCache(metrics);
   const xds = new XdsServer({ logger, metrics, cache, maxStreams: config.xdsMaxStreams, authorize, httpToken: config.httpToken });
   parts.xds = xds;
+  // A deleted token ends the streams it admitted, not only future ones.
+  parts.tokens.onRevoked((proxyId) => xds.reauthorize(proxyId));
   const xdsPort = await xds.listen(formatHostPort(config.xdsAddr));
   const peeringPort = await startPeering(config, logger, parts, metrics);
   // After peering: proxies are built from local state, imported services and peer bundles together.

@@ -45,6 +45,7 @@ export async function openProxyTokens(store: Store, opts: { logger: Logger; cloc
 export class ProxyTokens {
   private readonly byHash = new Map<string, TokenRecord>();
   private readonly byAccessor = new Map<string, TokenRecord>();
+  private readonly revokedListeners = new Set<(proxyId: string) => void>();
   private unwatch: (() => void) | undefined;
 
   constructor(
@@ -104,15 +105,26 @@ export class ProxyTokens {
     }
   }
 
+  /**
+   * Calls `listener` with the proxy ID of every deleted token (here or, through the store watch, on
+   * another server): streams it admitted must be checked again (XdsServer.reauthorize).
+   */
+  onRevoked(listener: (proxyId: string) => void): () => void {
+    this.revokedListeners.add(listener);
+    return () => this.revokedListeners.delete(listener);
+  }
+
   close(): void {
     this.unwatch?.();
     this.unwatch = undefined;
+    this.revokedListeners.clear();
   }
 
   private apply(event: StoreEvent): void {
     const old = this.byAccessor.get(event.key.slice(tokenPrefix.length));
     if (old) this.unindex(old);
     if (event.kind === 'put') this.index(event.value as TokenRecord);
+    else if (old) for (const listener of this.revokedListeners) listener(old.proxyId);
   }
 
   private index(record: TokenRecord): void {

@@ -115,6 +115,11 @@ export class XdsServer {
     return [...this.sessions].filter((s) => s.nodeId !== undefined);
   }
 
+  /** Checks the open streams of `nodeId` again (a token was revoked): those no longer admitted end. */
+  reauthorize(nodeId: string): void {
+    for (const s of this.connectedSessions()) if (s.nodeId === nodeId) void s.reauthorize();
+  }
+
   /** The per-proxy summary served as `GET /v1/xds/proxies` (same data as CSDS). */
   proxyStatus(): ProxyStatusJson[] {
     return this.connectedSessions()

@@ -128,10 +128,18 @@ describe('xDS auth in the server (startServer)', () => {
     // Tokens persist: the same secret is accepted after a restart.
     await server.stop();
     server = await start(dataDir);
-    connect(server, 'web', created.body.SecretID);
+    const admitted = connect(server, 'web', created.body.SecretID);
     await waitFor(async () => (await proxies(server)).includes('web'), { timeoutMs: 5_000, what: 'web admitted after the restart' });
+    const other = await api<{ SecretID: string }>(server, 'POST', '/v1/acl/token', { ProxyID: 'api' });
+    const api1 = connect(server, 'api', other.body.SecretID);
+    await waitFor(async () => (await proxies(server)).includes('api'), { timeoutMs: 5_000, what: 'api admitted' });
 
+    // Deleting a token ends the open streams it admitted (only those), not just future ones.
     expect((await api(server, 'DELETE', `/v1/acl/token/${created.body.AccessorID}`)).body).toBe(true);
+    const cut = await withDeadline(admitted.ended, { timeoutMs: 5_000, what: 'the open stream of the deleted token to end' });
+    expect(cut.code).toBe(grpc.status.PERMISSION_DENIED);
+    expect(await proxies(server)).toEqual(['api']);
+    expect(await api1.quietFor(200)).toBe(true);
     expect((await api(server, 'DELETE', `/v1/acl/token/${created.body.AccessorID}`)).status).toBe(404);
     const refused = await withDeadline(connect(server, 'web', created.body.SecretID).ended, { timeoutMs: 5_000, what: 'refusal after delete' });
     expect(refused.code).toBe(grpc.status.PERMISSION_DENIED);

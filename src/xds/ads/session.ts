@@ -122,6 +122,19 @@ export abstract class AdsSession<Req extends BaseRequest = BaseRequest> {
     return this.view;
   }
 
+  /**
+   * Runs the admission check again with the stream's own metadata (its token was deleted, say):
+   * a stream that would no longer be admitted ends with the check's error (PERMISSION_DENIED).
+   */
+  async reauthorize(): Promise<void> {
+    if (this.closed || !this.node) return;
+    try {
+      await this.ctx.authorize(this.node.id, this.call.metadata);
+    } catch (err) {
+      this.fail(IsthmusError.from(err));
+    }
+  }
+
   /** Ends the stream (server shutdown): clients reconnect, to this replica or another. */
   end(code: GrpcStatus = GrpcStatus.UNAVAILABLE, details = 'server shutting down'): void {
     if (this.closed) return;
