@@ -27,5 +27,21 @@ async function show(cmd: Command, path: string): Promise<void> {
   const { client, format } = apiClientFor(cmd);
   const list = await client.get<Checklist>(path);
   print(format === 'json' ? list : renderChecklist(list));
-  if (!list.OK) process.exitCode = 1;
+  if (!list.OK) {
+    process.exitCode = 1;
+    if (format !== 'json') print(addressHint(cmd));
+  }
+}
+
+/**
+ * The fix commands are written for the default API address (or ISTHMUS_HTTP_ADDR / _TOKEN, which
+ * they inherit). With the address or token given as flags they would talk to another server, so
+ * say which flags to add ('' when none).
+ */
+function addressHint(cmd: Command): string {
+  const flags: string[] = [];
+  if (cmd.getOptionValueSource('httpAddr') === 'cli') flags.push(`--http-addr ${cmd.opts<{ httpAddr: string }>().httpAddr}`);
+  if (cmd.getOptionValueSource('token') === 'cli') flags.push('--token <TOKEN>');
+  if (flags.length === 0) return '';
+  return `(run the isthmus commands above that are for this cluster with ${flags.join(' ')})`;
 }
