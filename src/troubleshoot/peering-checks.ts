@@ -92,7 +92,8 @@ export function streamUp(f: PeeringFacts): Check {
     ? `check that the peer's server is running and reachable from here at ${p.PeerServerAddresses.join(', ')} `
       + `(its peering port, TLS name ${p.PeerServerName}); this cluster redials on its own`
     : `this cluster accepts: check that the peer's server (${p.Remote.Datacenter || 'the dialer'}) is running and reaches `
-      + 'this server\'s peering port (--peering-addr / --advertise-addr, TLS); the peer redials on its own';
+      + 'this server\'s peering port (--peering-addr / --advertise-addr, TLS); the peer redials on its own. '
+      + `If the peer deleted this peering while this server was down, it never will: delete it here too (isthmus peering delete --name ${p.Name})`;
   return fail(name, `${p.State}${why}`, fix);
 }
 
