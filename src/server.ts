@@ -101,6 +101,9 @@ async function startParts(config: ServerConfig, logger: Logger, parts: Parts): P
     dataDir: config.dataDir,
     logger: logger.child({ component: 'ca' }),
     rotation: { phaseMs: config.caRotationPhaseMs },
+    // Leaves of services no proxy uses any more are not renewed. Identities with DNS SANs (the
+    // peering server's) and any asked for before the snapshots exist are always kept.
+    leafInUse: (identity) => (identity.dnsSans?.length ?? 0) > 0 || parts.snapshots === undefined || parts.snapshots.usesIdentity(identity.spiffeId),
   });
   parts.tokens = await openProxyTokens(parts.store, { logger: logger.child({ component: 'acl' }) });
   const authorize = xdsAuthorizer(config.xdsAuth, parts.tokens, logger);

@@ -33,6 +33,8 @@ export interface CaOptions {
   readonly trustDomain?: string;
   /** Milliseconds since the epoch (tests). */
   readonly clock?: () => number;
+  /** Whether a leaf identity is still used; unused ones are not renewed (LeafCacheDeps.inUse). */
+  readonly leafInUse?: (identity: LeafIdentity) => boolean;
 }
 
 export const defaultLeafTtlMs = 72 * 3600_000;
@@ -113,6 +115,7 @@ class BuiltInCa implements CertificateAuthority {
       now: this.now,
       ttlMs: opts.leafTtlMs ?? defaultLeafTtlMs,
       onRenewed: (leaf) => this.emit({ kind: 'leaf-renewed', leaf }),
+      ...(opts.leafInUse ? { inUse: opts.leafInUse } : {}),
       logger: opts.logger,
     });
     this.scheduleStep();

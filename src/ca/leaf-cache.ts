@@ -9,6 +9,12 @@ export interface LeafCacheDeps {
   readonly ttlMs: number;
   /** Called when a leaf replaces an earlier one for the same identity. */
   onRenewed(leaf: Leaf): void;
+  /**
+   * Whether anything still uses the identity, asked when its leaf is due for renewal or
+   * re-issuance: an unused identity is forgotten instead (the next `get` issues it anew), so
+   * services that came and went do not keep being renewed. Absent: every identity is kept.
+   */
+  inUse?(identity: LeafIdentity): boolean;
   readonly logger: Logger;
 }
 
@@ -61,7 +67,9 @@ export class LeafCache {
     await Promise.all(
       [...this.entries].map(async ([key, entry]) => {
         if (entry.pending) await entry.pending.catch(() => undefined);
-        if (entry.leaf && entry.leaf.rootId !== active) await this.refresh(entry, key);
+        if (!entry.leaf || entry.leaf.rootId === active) return;
+        if (this.forgetUnused(entry, key)) return;
+        await this.refresh(entry, key);
       }),
     );
   }
@@ -105,6 +113,15 @@ export class LeafCache {
     return leaf;
   }
 
+  /** Drops the entry if nothing uses its identity any more (see `inUse`); true if it did. */
+  private forgetUnused(entry: Entry, key: string): boolean {
+    if (!this.deps.inUse || this.deps.inUse(entry.identity) || entry.pending) return false;
+    clearTimeout(entry.timer);
+    this.entries.delete(key);
+    this.deps.logger.debug({ spiffeId: entry.identity.spiffeId }, 'leaf certificate not renewed: nothing uses its identity any more');
+    return true;
+  }
+
   private schedule(entry: Entry, delayMs: number): void {
     clearTimeout(entry.timer);
     entry.timer = setTimeout(() => this.onTimer(entry), Math.min(Math.max(0, delayMs), maxTimerMs));
@@ -117,6 +134,7 @@ export class LeafCache {
     if (this.entries.get(key) !== entry) return;
     const wait = this.renewAt(entry) - this.deps.now();
     if (wait > 0 && entry.leaf.rootId === this.deps.activeRootId()) return this.schedule(entry, wait);
+    if (this.forgetUnused(entry, key)) return;
     this.refresh(entry, key).catch((err: unknown) => {
       // Keep the current leaf (still valid for 40% of its life) and try again soon.
       const retryMs = Math.min(30_000, Math.max(1_000, this.deps.ttlMs / 50));

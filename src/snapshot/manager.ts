@@ -38,6 +38,9 @@ const isProxy = (i: ServiceInstance) => i.kind === 'connect-proxy' || i.kind ===
 export class SnapshotManager {
   private readonly encoder: ResourceEncoder;
   private readonly deps = new Map<string, ReadonlySet<string>>();
+  /** proxy ID → the SPIFFE ID of its leaf, and how many proxies use each SPIFFE ID. */
+  private readonly identityOf = new Map<string, string>();
+  private readonly identityUsers = new Map<string, number>();
   private readonly dirty = new Set<string>();
   private timer: NodeJS.Timeout | undefined;
   private flushing: Promise<void> = Promise.resolve();
@@ -115,7 +118,29 @@ export class SnapshotManager {
     }, this.opts.coalesceMs ?? 100);
   }
 
+  /** Whether a proxy's config is built with the leaf of this SPIFFE ID (the CA renews only those). */
+  usesIdentity(spiffeId: string): boolean {
+    return (this.identityUsers.get(spiffeId) ?? 0) > 0;
+  }
+
+  /** Records which leaf identity a proxy is built with, counting the proxies of each identity. */
+  private useIdentity(id: string, spiffeId: string | undefined): void {
+    const before = this.identityOf.get(id);
+    if (before === spiffeId) return;
+    if (before !== undefined) {
+      const n = (this.identityUsers.get(before) ?? 1) - 1;
+      if (n > 0) this.identityUsers.set(before, n);
+      else this.identityUsers.delete(before);
+    }
+    if (spiffeId === undefined) this.identityOf.delete(id);
+    else {
+      this.identityOf.set(id, spiffeId);
+      this.identityUsers.set(spiffeId, (this.identityUsers.get(spiffeId) ?? 0) + 1);
+    }
+  }
+
   private forget(id: string): void {
+    this.useIdentity(id, undefined);
     this.deps.delete(id);
     this.dirty.delete(id);
     this.encoder.release(id);
@@ -166,10 +191,14 @@ export class SnapshotManager {
     const ctx = this.context();
     if (instance.kind === 'mesh-gateway') {
       // Its own identity, used only where it terminates peers' mTLS for HTTP-family exports.
-      const leaf = await this.opts.ca.leaf({ spiffeId: meshGatewaySpiffeId(ctx.trustDomain, ctx.datacenter) });
+      const spiffeId = meshGatewaySpiffeId(ctx.trustDomain, ctx.datacenter);
+      this.useIdentity(instance.id, spiffeId);
+      const leaf = await this.opts.ca.leaf({ spiffeId });
       return buildMeshGatewaySnapshot(instance, ctx, leaf);
     }
-    const leaf = await this.opts.ca.leaf({ spiffeId: sidecarSpiffeId(instance, ctx) });
+    const spiffeId = sidecarSpiffeId(instance, ctx);
+    this.useIdentity(instance.id, spiffeId);
+    const leaf = await this.opts.ca.leaf({ spiffeId });
     return buildSidecarSnapshot(instance, leaf, this.context());
   }
 }

@@ -6,6 +6,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TypeUrl } from '../../src/xds/types.js';
 import { startMeshServer, type MeshServer } from '../helpers/mesh-server.js';
+import { serviceSpiffeId } from '../../src/mesh/names.js';
 import type { EnvoyLike } from '../helpers/envoy-like.js';
 
 let mesh: MeshServer;
@@ -102,5 +103,19 @@ describe('minimal Consul registrations', () => {
     const res = await mesh.api<{ Service: { Address: string; Port: number } }[]>('GET', '/v1/health/service/minimal-sidecar-proxy');
     expect(res.status).toBe(200);
     expect(res.body[0]!.Service).toMatchObject({ Address: '127.0.0.1' });
+  });
+
+  it('a leaf identity counts as used while a proxy is built with it (the CA stops renewing it after)', async () => {
+    const spiffeId = serviceSpiffeId(td, 'dc1', { name: 'ephemeral' });
+    await mesh.register({ ID: 'ephemeral-1', Name: 'ephemeral', Port: 7071, Connect: { SidecarService: {} } });
+    await mesh.register({ ID: 'ephemeral-2', Name: 'ephemeral', Port: 7072, Connect: { SidecarService: {} } });
+    await mesh.server.snapshots.settled();
+    expect(mesh.server.snapshots.usesIdentity(spiffeId)).toBe(true);
+    expect((await mesh.api('PUT', '/v1/agent/service/deregister/ephemeral-1')).status).toBe(200);
+    await mesh.server.snapshots.settled();
+    expect(mesh.server.snapshots.usesIdentity(spiffeId), 'the other instance still uses it').toBe(true);
+    expect((await mesh.api('PUT', '/v1/agent/service/deregister/ephemeral-2')).status).toBe(200);
+    await mesh.server.snapshots.settled();
+    expect(mesh.server.snapshots.usesIdentity(spiffeId)).toBe(false);
   });
 });

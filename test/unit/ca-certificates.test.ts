@@ -159,6 +159,28 @@ describe('built-in CA: leaves', () => {
   });
 });
 
+describe('built-in CA: leaves nothing uses', () => {
+  it('are not renewed: the identity is forgotten at its renewal time, and issued anew if asked for again', async () => {
+    const used = new Set<string>();
+    const ca = await open({ leafTtlMs: 1_000, leafInUse: (id) => used.has(id.spiffeId) });
+    const events: CaEvent[] = [];
+    ca.subscribe((e) => events.push(e));
+    const api = serviceSpiffeId(ca.trustDomain, 'dc1', { name: 'api' });
+    used.add(web(ca));
+    const first = await ca.leaf({ spiffeId: web(ca) });
+    const gone = await ca.leaf({ spiffeId: api });
+    await waitFor(() => events.filter((e) => e.kind === 'leaf-renewed').length >= 2, { timeoutMs: 5_000, what: 'two renewals of web' });
+    // web was renewed; api, used by nothing, never was.
+    const renewed = events.flatMap((e) => (e.kind === 'leaf-renewed' ? [e.leaf.spiffeId] : []));
+    expect(new Set(renewed)).toEqual(new Set([web(ca)]));
+    expect((await ca.leaf({ spiffeId: web(ca) })).serial).not.toBe(first.serial);
+    // Asked for again (a proxy of api registers): a new leaf, issued on demand.
+    const again = await ca.leaf({ spiffeId: api });
+    expect(again.serial).not.toBe(gone.serial);
+    expect(again.spiffeId).toBe(api);
+  });
+});
+
 describe('built-in CA: logs', () => {
   it('never writes key material to the log', async () => {
     let output = '';
