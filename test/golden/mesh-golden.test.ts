@@ -5,50 +5,20 @@
  * `UPDATE_GOLDEN=1 npx vitest run test/golden` rewrites the files.
  */
 import { afterAll, describe, expect, it } from 'vitest';
-import { messageTypeRegistry } from '../../src/gen/typeRegistry.js';
 import { buildBootstrap } from '../../src/mesh/bootstrap.js';
-import { allTypeUrls, shortName } from '../../src/xds/types.js';
 import type { EnvoyLike } from '../helpers/envoy-like.js';
-import { expandedJson, expectGolden, orphanedGoldens } from '../helpers/golden.js';
+import { expectGolden, orphanedGoldens } from '../helpers/golden.js';
+import { expectProxyGoldens, trustDomainMasker } from '../helpers/proxy-golden.js';
 import { startMeshServer, type MeshServer } from '../helpers/mesh-server.js';
-import { validateJson, validateMessage } from '../helpers/pgv.js';
-import { lintResources } from '../helpers/xds-lint.js';
+import { validateJson } from '../helpers/pgv.js';
 
 const servers: MeshServer[] = [];
 afterAll(async () => {
   for (const s of servers) await s.close();
 });
 
-/** Trust domains and PEM material differ per run; everything else must be byte-stable. */
-function masker(td: string) {
-  // In RBAC regexes the trust domain's dots are escaped (`\\.` once serialized as JSON text).
-  const escaped = td.replace(/\./g, '\\\\.');
-  return (text: string) =>
-    text
-      .split(td)
-      .join('<trust-domain>')
-      .split(escaped)
-      .join('<trust-domain>')
-      .replace(/-----BEGIN ([A-Z ]+)-----[^-]*-----END \1-----(\\n)?/g, '<$1 PEM>');
-}
-
 async function checkProxy(caseName: string, mesh: MeshServer, envoy: EnvoyLike, kind: 'connect-proxy' | 'mesh-gateway'): Promise<void> {
-  const mask = masker(mesh.server.ca.trustDomain);
-  const lint: { typeUrl: string; name: string; message: Record<string, unknown> }[] = [];
-  for (const typeUrl of allTypeUrls) {
-    const typeName = typeUrl.slice(typeUrl.lastIndexOf('/') + 1);
-    const resources = envoy.names(typeUrl).map((name) => {
-      const message = envoy.get(typeUrl, name)!;
-      const bytes = messageTypeRegistry.get(typeName)!.encode(message as never).finish();
-      expect(validateMessage(typeName, bytes), `${shortName[typeUrl]} ${name}`).toEqual([]);
-      lint.push({ typeUrl, name, message });
-      return expandedJson(typeName, bytes);
-    });
-    if (resources.length === 0) continue;
-    const { actual, expected } = expectGolden(`mesh/${caseName}/${shortName[typeUrl].toLowerCase()}.json`, resources, mask);
-    expect(actual).toBe(expected);
-  }
-  expect(lintResources(lint)).toEqual([]);
+  expectProxyGoldens(`mesh/${caseName}`, envoy, trustDomainMasker({ 'trust-domain': mesh.server.ca.trustDomain }));
   const bootstrap = buildBootstrap({
     proxyId: envoy.nodeId,
     kind,

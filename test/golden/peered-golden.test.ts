@@ -6,16 +6,14 @@
  * resource passes validate.rules and the cross-resource lint.
  */
 import { afterAll, describe, expect, it } from 'vitest';
-import { messageTypeRegistry } from '../../src/gen/typeRegistry.js';
 import { exportedClusterName, peerBundleSecretName, peeredServiceSni, peeringServerName } from '../../src/mesh/names.js';
-import { allTypeUrls, shortName, TypeUrl } from '../../src/xds/types.js';
+import { TypeUrl } from '../../src/xds/types.js';
 import type { EnvoyLike } from '../helpers/envoy-like.js';
-import { expandedJson, expectGolden, orphanedGoldens } from '../helpers/golden.js';
+import { orphanedGoldens } from '../helpers/golden.js';
+import { expectProxyGoldens, trustDomainMasker } from '../helpers/proxy-golden.js';
 import { startMeshServer, type MeshServer } from '../helpers/mesh-server.js';
 import { exportEntry, startPeeredMeshes, type PeeredMeshes } from '../helpers/peered-mesh.js';
-import { validateMessage } from '../helpers/pgv.js';
 import { waitFor } from '../helpers/wait.js';
-import { lintResources } from '../helpers/xds-lint.js';
 
 const open: PeeredMeshes[] = [];
 const extra: MeshServer[] = [];
@@ -24,34 +22,8 @@ afterAll(async () => {
   for (const m of open) await m.close();
 });
 
-/** Each cluster's trust domain by a stable label; PEMs differ per run. */
-function masker(tds: Record<string, string>) {
-  return (text: string) => {
-    let out = text;
-    for (const [label, td] of Object.entries(tds)) {
-      out = out.split(td).join(`<${label}>`).split(td.replace(/\./g, '\\\\.')).join(`<${label}>`);
-    }
-    return out.replace(/-----BEGIN ([A-Z ]+)-----[^-]*-----END \1-----(\\n)?/g, '<$1 PEM>');
-  };
-}
-
 async function checkProxy(caseName: string, envoy: EnvoyLike, tds: Record<string, string>): Promise<void> {
-  const mask = masker(tds);
-  const lint: { typeUrl: string; name: string; message: Record<string, unknown> }[] = [];
-  for (const typeUrl of allTypeUrls) {
-    const typeName = typeUrl.slice(typeUrl.lastIndexOf('/') + 1);
-    const resources = envoy.names(typeUrl).map((name) => {
-      const message = envoy.get(typeUrl, name)!;
-      const bytes = messageTypeRegistry.get(typeName)!.encode(message as never).finish();
-      expect(validateMessage(typeName, bytes), `${shortName[typeUrl]} ${name}`).toEqual([]);
-      lint.push({ typeUrl, name, message });
-      return expandedJson(typeName, bytes);
-    });
-    if (resources.length === 0) continue;
-    const { actual, expected } = expectGolden(`peered/${caseName}/${shortName[typeUrl].toLowerCase()}.json`, resources, mask);
-    expect(actual).toBe(expected);
-  }
-  expect(lintResources(lint)).toEqual([]);
+  expectProxyGoldens(`peered/${caseName}`, envoy, trustDomainMasker(tds));
 }
 
 function withSidecar(name: string, port: number, upstreams: unknown[] = []) {

@@ -1,0 +1,45 @@
+/**
+ * Golden files of a whole proxy config as an Envoy-like client holds it: one file per xDS type
+ * under test/golden/<dir>/, every resource checked against Envoy's validate.rules on the way and
+ * all of them together against the cross-resource lint.
+ */
+import { expect } from 'vitest';
+import { messageTypeRegistry } from '../../src/gen/typeRegistry.js';
+import { allTypeUrls, shortName } from '../../src/xds/types.js';
+import type { EnvoyLike } from './envoy-like.js';
+import { expandedJson, expectGolden, type Masker } from './golden.js';
+import { validateMessage } from './pgv.js';
+import { lintResources } from './xds-lint.js';
+
+/**
+ * Trust domains (by a stable label) and PEM material differ per run; everything else must be
+ * byte-stable. In RBAC regexes a trust domain's dots are escaped (`\\.` once serialized as JSON).
+ */
+export function trustDomainMasker(tds: Readonly<Record<string, string>>): Masker {
+  return (text) => {
+    let out = text;
+    for (const [label, td] of Object.entries(tds)) {
+      out = out.split(td).join(`<${label}>`).split(td.replace(/\./g, '\\\\.')).join(`<${label}>`);
+    }
+    return out.replace(/-----BEGIN ([A-Z ]+)-----[^-]*-----END \1-----(\\n)?/g, '<$1 PEM>');
+  };
+}
+
+/** Compares what `envoy` holds with test/golden/<dir>/<type>.json (types it holds nothing of are skipped). */
+export function expectProxyGoldens(dir: string, envoy: EnvoyLike, mask: Masker): void {
+  const lint: { typeUrl: string; name: string; message: Record<string, unknown> }[] = [];
+  for (const typeUrl of allTypeUrls) {
+    const typeName = typeUrl.slice(typeUrl.lastIndexOf('/') + 1);
+    const resources = envoy.names(typeUrl).map((name) => {
+      const message = envoy.get(typeUrl, name)!;
+      const bytes = messageTypeRegistry.get(typeName)!.encode(message as never).finish();
+      expect(validateMessage(typeName, bytes), `${shortName[typeUrl]} ${name}`).toEqual([]);
+      lint.push({ typeUrl, name, message });
+      return expandedJson(typeName, bytes);
+    });
+    if (resources.length === 0) continue;
+    const { actual, expected } = expectGolden(`${dir}/${shortName[typeUrl].toLowerCase()}.json`, resources, mask);
+    expect(actual).toBe(expected);
+  }
+  expect(lintResources(lint)).toEqual([]);
+}
