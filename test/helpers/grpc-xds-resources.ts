@@ -60,32 +60,6 @@ export function grpcEdsCluster(name: string, opts: { serviceName?: string; lbPol
   });
 }
 
-/** One locality (weight 1) in the bootstrap's region/zone holding one endpoint per port. */
-export function grpcEndpoints(serviceName: string, ports: readonly number[], host = '127.0.0.1'): ClusterLoadAssignment {
-  return ClusterLoadAssignment.fromPartial({
-    clusterName: serviceName,
-    endpoints: [
-      {
-        locality: { region: 'r1', zone: 'z1', subZone: '' },
-        loadBalancingWeight: 1,
-        lbEndpoints: ports.map((port) => ({
-          hostIdentifier: {
-            $case: 'endpoint' as const,
-            value: {
-              address: {
-                address: {
-                  $case: 'socketAddress' as const,
-                  value: { address: host, portSpecifier: { $case: 'portValue' as const, value: port } },
-                },
-              },
-            },
-          },
-        })),
-      },
-    ],
-  });
-}
-
 type XdsResource = Cluster | ClusterLoadAssignment | Listener | RouteConfiguration;
 
 const codecs = {

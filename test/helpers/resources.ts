@@ -42,6 +42,10 @@ export function edsCluster(name: string, opts: { secret?: string; timeoutSeconds
   });
 }
 
+/**
+ * One locality (weight 1, region r1 / zone z1) holding one endpoint per port: @grpc/grpc-js-xds
+ * needs the locality weight and matches the locality its bootstrap names.
+ */
 export function endpoints(clusterName: string, ports: readonly number[], host = '127.0.0.1'): ClusterLoadAssignment {
   return ClusterLoadAssignment.fromPartial({
     clusterName,

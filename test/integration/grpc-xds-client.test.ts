@@ -24,7 +24,8 @@ import { ClientResourceStatus } from '../../src/gen/envoy/admin/v3/config_dump_s
 import type { ProxyStatusJson } from '../../src/xds/status.js';
 import { TypeUrl } from '../../src/xds/types.js';
 import { callWho, EchoClient, startBackend, type GrpcBackend } from '../helpers/grpc-backend.js';
-import { grpcApiListener, grpcEdsCluster, grpcEndpoints, grpcRoute, pgvViolations } from '../helpers/grpc-xds-resources.js';
+import { grpcApiListener, grpcEdsCluster, grpcRoute, pgvViolations } from '../helpers/grpc-xds-resources.js';
+import { endpoints } from '../helpers/resources.js';
 import { metricValue, startXds, type XdsHarness } from '../helpers/xds-harness.js';
 import { waitFor } from '../helpers/wait.js';
 
@@ -83,7 +84,7 @@ function publish(spec: ViewSpec): void {
     grpcApiListener(TARGET, ROUTE),
     route,
     grpcEdsCluster(CLUSTER, { serviceName: spec.serviceName ?? CLUSTER, lbPolicy: spec.lbPolicy ?? Cluster_LbPolicy.ROUND_ROBIN }),
-    ...Object.entries(spec.endpoints).map(([service, port]) => grpcEndpoints(service, [port])),
+    ...Object.entries(spec.endpoints).map(([service, port]) => endpoints(service, [port])),
   ];
   // Envoy would accept every resource served here: a NACK is the client's own decision.
   expect(pgvViolations(resources)).toEqual([]);
