@@ -1,4 +1,4 @@
-import { instanceHealth, type CatalogReader, type MeshGatewayMode, type Protocol, type ServiceInstance } from '../catalog/types.js';
+import { instanceHealth, type CatalogReader, type MeshGatewayMode, type Protocol, type ServiceInstance, type Upstream } from '../catalog/types.js';
 import type { EndpointIR } from './types.js';
 
 /** A service's protocol: service-defaults, else proxy-defaults, else tcp (Consul's order). */
@@ -8,9 +8,18 @@ export function serviceProtocol(catalog: CatalogReader, name: string): Protocol 
   return catalog.configEntry('proxy-defaults', 'global')?.config.protocol ?? 'tcp';
 }
 
-/** The first mode that is set: upstream, proxy, service-defaults, proxy-defaults; else `fallback`. */
-export function meshGatewayMode(modes: readonly (MeshGatewayMode | undefined)[], fallback: MeshGatewayMode): MeshGatewayMode {
-  return modes.find((m) => m !== undefined && m !== '') ?? fallback;
+/**
+ * An upstream's mesh gateway mode: the first one set on the upstream, its proxy, the destination's
+ * service-defaults, proxy-defaults; else `remote` (Consul's default).
+ */
+export function upstreamGatewayMode(catalog: CatalogReader, proxy: ServiceInstance, u: Upstream): MeshGatewayMode {
+  const modes = [
+    u.meshGateway.mode,
+    proxy.proxy?.meshGateway.mode,
+    catalog.configEntry('service-defaults', u.destinationName)?.meshGateway.mode,
+    catalog.configEntry('proxy-defaults', 'global')?.meshGateway.mode,
+  ];
+  return modes.find((m) => m !== undefined && m !== '') ?? 'remote';
 }
 
 /**

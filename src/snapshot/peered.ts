@@ -11,7 +11,7 @@ import {
   upstreamRouteName,
 } from '../mesh/names.js';
 import type { BuildContext, PeerBundle } from './context.js';
-import { gatewayEndpoints, meshGatewayMode } from './lookups.js';
+import { gatewayEndpoints, upstreamGatewayMode } from './lookups.js';
 import type { EdsClusterIR, EndpointIR, RootsSecretIR, UpstreamIR } from './types.js';
 
 const connectTimeoutMs = 5_000;
@@ -98,10 +98,7 @@ export function peeredUpstream(
 
 /** Mode `remote` (default): the exporter's gateways (WAN). Mode `local`: our own gateways (LAN). */
 function peeredUpstreamEndpoints(proxy: ServiceInstance, u: Upstream, sidecars: readonly PeeredSidecar[], ctx: BuildContext): EndpointIR[] {
-  const sd = ctx.catalog.configEntry('service-defaults', u.destinationName);
-  const pd = ctx.catalog.configEntry('proxy-defaults', 'global');
-  const mode = meshGatewayMode([u.meshGateway.mode, proxy.proxy?.meshGateway.mode, sd?.meshGateway.mode, pd?.meshGateway.mode], 'remote');
-  if (mode !== 'local') return peeredEndpoints(sidecars);
+  if (upstreamGatewayMode(ctx.catalog, proxy, u) !== 'local') return peeredEndpoints(sidecars);
   const local = ctx.catalog.instancesOfKind('mesh-gateway').filter((g) => !g.datacenter || g.datacenter === ctx.datacenter);
   return gatewayEndpoints(local, 'lan');
 }

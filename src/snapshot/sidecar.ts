@@ -14,7 +14,7 @@ import {
 } from '../mesh/names.js';
 import type { BuildContext, Built } from './context.js';
 import { rbacForDestination } from './intentions.js';
-import { gatewayEndpoints, meshGatewayMode, serviceProtocol, sidecarEndpoints } from './lookups.js';
+import { gatewayEndpoints, upstreamGatewayMode, serviceProtocol, sidecarEndpoints } from './lookups.js';
 import { needsDns, peeredUpstream, peerRootsSecret } from './peered.js';
 import { exportedNamesFor } from '../peering/exports.js';
 import type { EndpointIR, RootsSecretIR, SidecarSnapshot, TrustDomainIR, UpstreamIR } from './types.js';
@@ -123,9 +123,7 @@ function upstreamEndpoints(
   ctx: BuildContext,
 ): EndpointIR[] {
   if (dc === ctx.datacenter) return sidecarEndpoints(ctx.catalog, svc.name, svc.namespace, svc.partition);
-  const sd = ctx.catalog.configEntry('service-defaults', svc.name);
-  const pd = ctx.catalog.configEntry('proxy-defaults', 'global');
-  const mode = meshGatewayMode([u.meshGateway.mode, proxy.proxy?.meshGateway.mode, sd?.meshGateway.mode, pd?.meshGateway.mode], 'remote');
+  const mode = upstreamGatewayMode(ctx.catalog, proxy, u);
   const gateways = ctx.catalog.instancesOfKind('mesh-gateway');
   if (mode === 'local') return gatewayEndpoints(gateways.filter((g) => g.datacenter === ctx.datacenter), 'lan');
   return gatewayEndpoints(gateways.filter((g) => g.datacenter === dc), 'wan');

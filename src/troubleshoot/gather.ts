@@ -5,7 +5,7 @@ import { Secret } from '../gen/envoy/extensions/transport_sockets/tls/v3/secret.
 import { exportedNamesFor } from '../peering/exports.js';
 import type { ImportedServices } from '../peering/imported.js';
 import type { Peerings } from '../peering/peerings.js';
-import { meshGatewayMode } from '../snapshot/lookups.js';
+import { upstreamGatewayMode } from '../snapshot/lookups.js';
 import type { AdsSession } from '../xds/ads/session.js';
 import { entriesOf } from '../xds/cache/proxy-view.js';
 import { resourceStatuses } from '../xds/status.js';
@@ -75,14 +75,10 @@ export function gatherProxyFacts(src: TroubleshootSources, id: string): ProxyFac
 
 /** `<proxy> → <service>` for each local upstream to the peer whose traffic leaves through our own gateway (mode local). */
 function localModeUpstreamsTo(catalog: CatalogReader, peer: string): string[] {
-  const pd = catalog.configEntry('proxy-defaults', 'global');
   const out: string[] = [];
   for (const proxy of catalog.instancesOfKind('connect-proxy')) {
     for (const u of proxy.proxy?.upstreams ?? []) {
-      if (u.destinationPeer !== peer) continue;
-      const sd = catalog.configEntry('service-defaults', u.destinationName);
-      const mode = meshGatewayMode([u.meshGateway.mode, proxy.proxy?.meshGateway.mode, sd?.meshGateway.mode, pd?.meshGateway.mode], 'remote');
-      if (mode === 'local') out.push(`${proxy.id} → ${u.destinationName}`);
+      if (u.destinationPeer === peer && upstreamGatewayMode(catalog, proxy, u) === 'local') out.push(`${proxy.id} → ${u.destinationName}`);
     }
   }
   return out.sort();
@@ -139,9 +135,7 @@ function leafPemOf(bytes: Uint8Array): string | undefined {
 /** The mesh gateway mode in force for an upstream (upstream, proxy, service-defaults, proxy-defaults). */
 function upstreamFact(src: TroubleshootSources, proxy: ServiceInstance, u: Upstream): UpstreamFact {
   const { catalog } = src;
-  const sd = catalog.configEntry('service-defaults', u.destinationName);
-  const pd = catalog.configEntry('proxy-defaults', 'global');
-  const gatewayMode = meshGatewayMode([u.meshGateway.mode, proxy.proxy?.meshGateway.mode, sd?.meshGateway.mode, pd?.meshGateway.mode], 'remote');
+  const gatewayMode = upstreamGatewayMode(catalog, proxy, u);
   const namespace = u.destinationNamespace || 'default';
   const imported = u.destinationPeer ? src.imported.instancesOf(u.destinationPeer, u.destinationName, namespace) : [];
   return {
