@@ -5,6 +5,7 @@
  * round has every client answer with an ACK-sized message, the floor for a push that is ACKed.
  */
 import * as grpc from '@grpc/grpc-js';
+import { xdsChannelOptions } from '../../src/xds/server.js';
 import { rawPath, wallClockMs, type ConnectionMode } from './protocol.js';
 import { collectGarbage, cpuMs, max, median, until } from './stats.js';
 import type { WorkerPool } from './workers.js';
@@ -47,15 +48,7 @@ export class RawBench {
   private sent = 0;
   /** Answers (ACK mode) the server has read. */
   private answersRead = 0;
-  // The same channel options as XdsServer.
-  private readonly server = new grpc.Server({
-    'grpc.max_receive_message_length': 64 * 1024 * 1024,
-    'grpc.max_send_message_length': -1,
-    'grpc.keepalive_time_ms': 30_000,
-    'grpc.keepalive_timeout_ms': 10_000,
-    'grpc.http2.min_ping_interval_without_data_ms': 5_000,
-    'grpc.keepalive_permit_without_calls': 1,
-  });
+  private readonly server = new grpc.Server(xdsChannelOptions);
 
   constructor(private readonly pool: WorkerPool, private readonly payload: Buffer) {
     this.server.addService(rawService, {

@@ -38,25 +38,27 @@ const adsServiceDefinition = {
 } as unknown as grpc.ServiceDefinition;
 
 /** The xDS gRPC server: ADS (SotW and Delta) and CSDS on one port. */
+/** The xDS server's gRPC channel options (the fan-out benchmark's raw reference uses them too). */
+export const xdsChannelOptions: grpc.ServerOptions = {
+  'grpc.max_receive_message_length': 64 * 1024 * 1024,
+  'grpc.max_send_message_length': -1,
+  'grpc.keepalive_time_ms': 30_000,
+  'grpc.keepalive_timeout_ms': 10_000,
+  'grpc.http2.min_ping_interval_without_data_ms': 5_000,
+  'grpc.keepalive_permit_without_calls': 1,
+  // Channelz is not served; its per-message bookkeeping is pure overhead at fan-out.
+  'grpc.enable_channelz': 0,
+};
+
 export class XdsServer {
   private readonly server: grpc.Server;
   private readonly sessions = new Set<AdsSession>();
   private readonly ctx: SessionContext;
   private port: number | undefined;
-  private openStreams = 0;
   readonly cache: XdsCache;
 
   constructor(private readonly opts: XdsServerOptions) {
-    this.server = new grpc.Server({
-      'grpc.max_receive_message_length': 64 * 1024 * 1024,
-      'grpc.max_send_message_length': -1,
-      'grpc.keepalive_time_ms': 30_000,
-      'grpc.keepalive_timeout_ms': 10_000,
-      'grpc.http2.min_ping_interval_without_data_ms': 5_000,
-      'grpc.keepalive_permit_without_calls': 1,
-      // Channelz is not served; its per-message bookkeeping is pure overhead at fan-out.
-      'grpc.enable_channelz': 0,
-    });
+    this.server = new grpc.Server(xdsChannelOptions);
     this.cache = opts.cache ?? new XdsCache(opts.metrics);
     this.ctx = {
       cache: this.cache,
@@ -79,19 +81,17 @@ export class XdsServer {
 
   private accept(api: AdsApi, call: grpc.ServerDuplexStream<unknown, Buffer>, create: () => AdsSession): void {
     const max = this.opts.maxStreams ?? 10_000;
-    if (this.openStreams >= max) {
+    if (this.sessions.size >= max) {
       this.opts.metrics.xdsStreamsRefused.inc({ reason: 'limit' });
       call.emit('error', { code: grpc.status.RESOURCE_EXHAUSTED, details: `xDS stream limit reached (${max}); retry later or raise --xds-max-streams` });
       return;
     }
-    this.openStreams++;
     this.opts.metrics.xdsStreams.inc({ api });
     this.sessions.add(create());
   }
 
   private forget(session: AdsSession): void {
     if (!this.sessions.delete(session)) return;
-    this.openStreams--;
     this.opts.metrics.xdsStreams.dec({ api: session.api });
   }
 
