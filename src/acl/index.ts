@@ -1,2 +1,2 @@
-export { type CreatedProxyToken, type ProxyToken, ProxyTokens, openProxyTokens, xdsTokenHeader } from './proxy-tokens.js';
-export { type XdsAuthMode, type XdsAuthorize, xdsAuthModes, xdsAuthorizer } from './xds-auth.js';
+export { type CreatedProxyToken, type ProxyToken, ProxyTokens, openProxyTokens } from './proxy-tokens.js';
+export { type XdsAuthMode, type XdsAuthorize, xdsAuthModes, xdsAuthorizer, xdsTokenHeader } from './xds-auth.js';

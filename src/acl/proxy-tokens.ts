@@ -4,6 +4,7 @@ import { IsthmusError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Store, StoreEvent } from '../store/index.js';
 import { hashMatches, hashSecret, newSecret } from './token-secret.js';
+import { xdsTokenHeader } from './xds-auth.js';
 
 /** A proxy token as listed: never with its secret. */
 export interface ProxyToken {
@@ -28,7 +29,6 @@ type TokenRecord = {
 
 const tokenPrefix = 'acl/tokens/';
 const tokenKey = (accessorId: string) => `${tokenPrefix}${accessorId}`;
-export const xdsTokenHeader = 'x-isthmus-token';
 const maxProxyIdLength = 256;
 
 /** Opens the token index: loaded from the store, then kept current by a watch on `acl/tokens/`. */

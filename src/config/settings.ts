@@ -1,4 +1,5 @@
 import type { LevelWithSilent } from 'pino';
+import { type XdsAuthMode, xdsAuthModes } from '../acl/xds-auth.js';
 import { logLevels } from '../log.js';
 import { type HostPort, parseHostPort } from './host-port.js';
 
@@ -17,7 +18,7 @@ export interface ServerConfig {
   /** How long each phase of a CA root rotation lasts (ms) before the next begins. */
   readonly caRotationPhaseMs: number;
   /** How xDS streams authenticate: `token` (proxy tokens, src/acl) or `off` (local experiments). */
-  readonly xdsAuth: 'token' | 'off';
+  readonly xdsAuth: XdsAuthMode;
   /** Required by HTTP writes and secret reads when set (src/api/auth.ts). */
   readonly httpToken: string | undefined;
   /** Allows a non-loopback HTTP address without a token. */
@@ -103,8 +104,8 @@ function parseHeartbeatMs(raw: unknown): ParseResult<number> {
   return bad(`${show(raw)} is not a whole number of milliseconds from 10 to 3600000`);
 }
 
-function parseXdsAuth(raw: unknown): ParseResult<'token' | 'off'> {
-  return raw === 'token' || raw === 'off' ? ok(raw) : bad(`${show(raw)} is not one of token, off`);
+function parseXdsAuth(raw: unknown): ParseResult<XdsAuthMode> {
+  return xdsAuthModes.includes(raw as XdsAuthMode) ? ok(raw as XdsAuthMode) : bad(`${show(raw)} is not one of ${xdsAuthModes.join(', ')}`);
 }
 
 const tokenPattern = /^[\x21-\x7e]{16,256}$/;

@@ -1,5 +1,6 @@
 import { isIP } from 'node:net';
 import type { HostPort } from '../config/host-port.js';
+import { xdsTokenHeader } from '../acl/xds-auth.js';
 
 /**
  * The Envoy v3 bootstrap of a sidecar or mesh gateway: who the proxy is (`node`), where its xDS
@@ -28,8 +29,6 @@ export type BootstrapJson = { readonly [key: string]: unknown };
 
 /** The static cluster that reaches the isthmus xDS server. */
 export const xdsClusterName = 'isthmus_xds';
-/** Must equal the header the server's xDS authorizer reads (src/acl/proxy-tokens.ts). */
-const tokenMetadataKey = 'x-isthmus-token';
 const httpProtocolOptionsType = 'envoy.extensions.upstreams.http.v3.HttpProtocolOptions';
 
 export function buildBootstrap(opts: BootstrapOptions): BootstrapJson {
@@ -75,7 +74,7 @@ function buildXdsCluster(addr: HostPort): BootstrapJson {
 function buildDynamicResources(token: string | undefined): BootstrapJson {
   const grpcService = {
     envoy_grpc: { cluster_name: xdsClusterName },
-    ...(token === undefined ? {} : { initial_metadata: [{ key: tokenMetadataKey, value: token }] }),
+    ...(token === undefined ? {} : { initial_metadata: [{ key: xdsTokenHeader, value: token }] }),
   };
   const viaAds = { ads: {}, resource_api_version: 'V3' };
   return {

@@ -1,3 +1,4 @@
+import { healthStatuses } from '../catalog/checks.js';
 import type { HealthStatus, ServiceInstance } from '../catalog/types.js';
 import type { ExportedService } from '../gen/isthmus/peering/v1/peering.js';
 import type { JsonValue, Store } from '../store/index.js';
@@ -103,7 +104,6 @@ function splitKey(key: string): [string | undefined, string | undefined] {
   return slash < 0 ? [undefined, undefined] : [rest.slice(0, slash), rest.slice(slash + 1)];
 }
 
-const healthStatuses: readonly HealthStatus[] = ['passing', 'warning', 'critical'];
 
 /**
  * The catalog form of a replicated service: one instance per replicated instance, its flattened

@@ -12,8 +12,8 @@ import { StreamAcceptor, type AcceptedPeer, type PeerBinding } from './stream/ac
 import type { BackoffOptions } from './stream/backoff.js';
 import { StreamDialer, type DialOptions } from './stream/dialer.js';
 import { certificateChainsTo } from './stream/tls.js';
-import type { OpenVerdict, StreamOpen, StreamTimings } from './stream/types.js';
-import { type Peering, type PeeringEvent, isDialer } from './types.js';
+import { type OpenVerdict, type StreamOpen, type StreamTimings, timingsOf } from './stream/types.js';
+import { type Peering, type PeeringEvent, establishedStates, isDialer } from './types.js';
 import type { X509Certificate } from 'node:crypto';
 
 export interface PeeringManagerOptions extends StreamTimings {
@@ -38,7 +38,6 @@ export interface PeeringManagerOptions extends StreamTimings {
 export const peeringBackoff: BackoffOptions = { baseMs: 250, factor: 1.4, maxMs: 64_000, jitter: 0.5 };
 
 /** States in which a dialer keeps its stream open. */
-const dialingStates = new Set(['ESTABLISHING', 'ACTIVE', 'FAILING']);
 
 interface DialerEntry {
   /** The peering record the dialer was started for (its ID and stream secret). */
@@ -62,7 +61,7 @@ export class PeeringManager {
 
   constructor(private readonly opts: PeeringManagerOptions) {
     this.acceptor = new StreamAcceptor({
-      ...this.timings(),
+      ...timingsOf(this.opts),
       authority: { verifyOpen: (open, cert) => this.verifyOpen(open, cert) },
       bind: (peer) => this.bindAccepted(peer),
       logger: opts.logger.child({ role: 'acceptor' }),
@@ -104,11 +103,6 @@ export class PeeringManager {
 
   isActive(name: string): boolean {
     return this.acceptor.isActive(name) || (this.dialers.get(name)?.dialer?.isActive ?? false);
-  }
-
-  private timings(): StreamTimings {
-    const { heartbeatIntervalMs, heartbeatTimeoutMs, openTimeoutMs, applyTimeoutMs } = this.opts;
-    return { heartbeatIntervalMs, heartbeatTimeoutMs, openTimeoutMs, applyTimeoutMs };
   }
 
   private async verifyOpen(open: StreamOpen, cert: X509Certificate | undefined): Promise<OpenVerdict> {
@@ -155,7 +149,7 @@ export class PeeringManager {
   private reconcile(p: Peering, previous?: Peering): void {
     if (!isDialer(p) || p.State === 'DELETING') return; // the deletion hook owns a DELETING dialer
     const entry = this.dialers.get(p.Name);
-    if (!dialingStates.has(p.State)) return void this.stopDialer(p.Name);
+    if (!establishedStates.has(p.State)) return void this.stopDialer(p.Name);
     const reEstablished = previous !== undefined && p.State === 'ESTABLISHING' && previous.State !== 'ESTABLISHING';
     if (!entry || entry.id !== p.ID || reEstablished) {
       void this.stopDialer(p.Name).then(() => this.startDialer(p));
@@ -193,7 +187,7 @@ export class PeeringManager {
     const leaf = this.leaf ?? (await this.opts.ca.leaf(peeringIdentity(this.opts.ca, datacenter)));
     const binding = this.binding(p.Name, () => []);
     return {
-      ...this.timings(),
+      ...timingsOf(this.opts),
       ...binding,
       peeringName: p.Name,
       addresses: this.dialAddresses(current.PeerServerAddresses),

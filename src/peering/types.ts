@@ -12,7 +12,8 @@
  */
 export type PeeringState = 'PENDING' | 'ESTABLISHING' | 'ACTIVE' | 'FAILING' | 'DELETING' | 'TERMINATED';
 
-export const peeringStates: readonly PeeringState[] = ['PENDING', 'ESTABLISHING', 'ACTIVE', 'FAILING', 'DELETING', 'TERMINATED'];
+/** States in which the token was used: the dialer keeps a stream, the acceptor expects one. */
+export const establishedStates: ReadonlySet<PeeringState> = new Set<PeeringState>(['ESTABLISHING', 'ACTIVE', 'FAILING']);
 
 export interface RemoteInfo {
   readonly Partition: string;

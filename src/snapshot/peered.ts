@@ -1,6 +1,7 @@
 import { isIP } from 'node:net';
 import { instanceHealth, type Protocol, type ServiceInstance, type Upstream } from '../catalog/types.js';
 import type { Leaf } from '../ca/types.js';
+import { protocols } from '../catalog/config-entries.js';
 import type { ImportedInstance } from '../peering/imported.js';
 import {
   defaultNamespace,
@@ -15,7 +16,6 @@ import { gatewayEndpoints, upstreamGatewayMode } from './lookups.js';
 import type { EdsClusterIR, EndpointIR, RootsSecretIR, UpstreamIR } from './types.js';
 
 const connectTimeoutMs = 5_000;
-const protocols: readonly Protocol[] = ['tcp', 'http', 'http2', 'grpc'];
 
 /** A peered service's synthetic sidecars: the exporter's gateways, each with the PeerMeta to dial by. */
 export type PeeredSidecar = ImportedInstance & { readonly peerMeta: NonNullable<ImportedInstance['peerMeta']> };

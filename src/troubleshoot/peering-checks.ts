@@ -1,4 +1,4 @@
-import { type Peering, isDialer } from '../peering/types.js';
+import { type Peering, establishedStates, isDialer } from '../peering/types.js';
 import { type CertFact, certProblem, earliestExpiry } from './certs.js';
 import { type Check, type Checklist, checklist, fail, formatAge, formatDuration, pass, skip } from './checklist.js';
 
@@ -29,8 +29,6 @@ export interface PeeringFacts {
   readonly peerRoots: readonly CertFact[];
 }
 
-/** States in which the peer has used the token (or this cluster used the peer's). */
-const establishedStates = new Set(['ESTABLISHING', 'ACTIVE', 'FAILING']);
 
 /**
  * The peering checklist (issue 6): token used, stream up, heartbeat age, peer CA present, exports,
