@@ -97,7 +97,6 @@ async function startParts(config: ServerConfig, logger: Logger, parts: Parts): P
   parts.store = await openLmdbStore(config.dataDir, { logger });
   parts.catalog = await Catalog.open(parts.store, { datacenter: config.datacenter, logger: logger.child({ component: 'catalog' }) });
   parts.ca = await openCa(parts.store, {
-    datacenter: config.datacenter,
     dataDir: config.dataDir,
     logger: logger.child({ component: 'ca' }),
     rotation: { phaseMs: config.caRotationPhaseMs },

@@ -106,7 +106,7 @@ export function registerPeeringRoutes(app: FastifyInstance, deps: PeeringRoutesD
     scope.get('/v1/peerings', async () => deps.peerings.list().map(json));
     scope.get<NameParams>('/v1/peering/:name', async (request) => json(found(request.params.name)));
     scope.delete<NameParams>('/v1/peering/:name', async (request) => {
-      found(request.params.name);
+      // An unknown name is the store update's not_found (404), with the same message as reads.
       await deps.peerings.delete(request.params.name);
       return {};
     });

@@ -21,7 +21,6 @@ import type { CaEvent, CaRoots, CertificateAuthority, Leaf, LeafIdentity } from 
 import { type RootMaterial, type Signer, createRoot, issueLeaf, loadSigner } from './x509.js';
 
 export interface CaOptions {
-  readonly datacenter: string;
   /** Root private keys are kept under `<dataDir>/ca/`. */
   readonly dataDir: string;
   readonly logger: Logger;

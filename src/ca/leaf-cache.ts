@@ -44,10 +44,6 @@ export class LeafCache {
 
   constructor(private readonly deps: LeafCacheDeps) {}
 
-  get size(): number {
-    return this.entries.size;
-  }
-
   get ttlMs(): number {
     return this.deps.ttlMs;
   }

@@ -88,7 +88,6 @@ function exchangeAt(deps: EstablishDeps, token: PeeringToken, leaf: { certPem: s
   };
   return new Promise<ExchangeSecretResponse>((resolve, reject) => {
     client.exchangeSecret(request, new grpc.Metadata(), { deadline }, (err, res) => {
-      client.close();
       if (err) reject(err);
       else resolve(res);
     });

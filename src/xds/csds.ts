@@ -40,7 +40,7 @@ const clientStatus: Record<ResourceSyncStatus, ClientResourceStatus> = {
  * Whether `value` matches. Only the linear-time patterns: a client-supplied `safe_regex` would run
  * on a backtracking RegExp (Envoy uses RE2), so validateNodeMatchers refuses it before this runs.
  */
-export function matchString(m: StringMatcher | undefined, value: string): boolean {
+function matchString(m: StringMatcher | undefined, value: string): boolean {
   const p = m?.matchPattern;
   if (!p) return true;
   const norm = (s: string) => (m.ignoreCase ? s.toLowerCase() : s);

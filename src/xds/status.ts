@@ -29,7 +29,7 @@ const severity: Record<ResourceSyncStatus, number> = { SYNCED: 0, NOT_SENT: 1, S
  */
 function requested(ts: TypeState | undefined, typeUrl: XdsTypeUrl, name: string): boolean {
   if (!ts?.requested) return typeUrl === TypeUrl.cluster || typeUrl === TypeUrl.listener;
-  return ts.legacyWildcard || ts.explicitWildcard || ts.subscribed.has(name) || ts.sent.has(name) || ts.acked.has(name);
+  return ts.wildcard || ts.subscribed.has(name) || ts.sent.has(name) || ts.acked.has(name);
 }
 
 /** Every resource the proxy asks for or still holds, with its sync status, sorted. */

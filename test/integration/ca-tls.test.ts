@@ -30,7 +30,7 @@ async function newCa(phaseMs = 200): Promise<CertificateAuthority> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'isthmus-ca-tls-'));
   dirs.push(dir);
   const store = await openLmdbStore(dir);
-  const ca = await openCa(store, { datacenter: 'dc1', dataDir: dir, logger: silentLogger(), rotation: { phaseMs } });
+  const ca = await openCa(store, { dataDir: dir, logger: silentLogger(), rotation: { phaseMs } });
   closers.push(() => store.close(), () => ca.close());
   return ca;
 }

@@ -29,7 +29,7 @@ afterEach(async () => {
 });
 
 async function open(opts: Partial<CaOptions> = {}): Promise<CertificateAuthority> {
-  const ca = await openCa(store, { datacenter: 'dc1', dataDir: dir, logger: silentLogger(), ...opts });
+  const ca = await openCa(store, { dataDir: dir, logger: silentLogger(), ...opts });
   cas.push(ca);
   return ca;
 }

@@ -25,7 +25,7 @@ afterEach(async () => {
 });
 
 async function open(opts: Partial<CaOptions> = {}): Promise<CertificateAuthority> {
-  const ca = await openCa(store, { datacenter: 'dc1', dataDir: dir, logger: silentLogger(), rotation: { phaseMs: 150 }, ...opts });
+  const ca = await openCa(store, { dataDir: dir, logger: silentLogger(), rotation: { phaseMs: 150 }, ...opts });
   cas.push(ca);
   return ca;
 }

@@ -47,10 +47,6 @@ export class XdsCache {
     return this.views.get(nodeId);
   }
 
-  nodeIds(): string[] {
-    return [...this.views.keys()].sort();
-  }
-
   /** Distinct encoded resources held (shared across all proxies). */
   get entryCount(): number {
     return this.entries;
