@@ -88,12 +88,16 @@ export class SnapshotManager {
 
   private onCaEvent(e: CaEvent): void {
     if (e.kind === 'roots-changed') return this.markAll();
-    if (e.leaf.spiffeId === meshGatewaySpiffeId(this.opts.ca.trustDomain, this.opts.datacenter)) {
-      for (const g of this.opts.catalog.instancesOfKind('mesh-gateway')) this.markDirty(g.id);
+    for (const kind of ['mesh-gateway', 'connect-proxy'] as const) {
+      for (const i of this.opts.catalog.instancesOfKind(kind)) if (this.leafIdentityOf(i) === e.leaf.spiffeId) this.markDirty(i.id);
     }
-    for (const i of this.opts.catalog.instancesOfKind('connect-proxy')) {
-      if (sidecarSpiffeId(i, this.context()) === e.leaf.spiffeId) this.markDirty(i.id);
-    }
+  }
+
+  /** The SPIFFE ID of the leaf a proxy is built with: the gateways' shared one, or its service's. */
+  private leafIdentityOf(proxy: ServiceInstance): string {
+    const { trustDomain } = this.opts.ca;
+    const { datacenter } = this.opts;
+    return proxy.kind === 'mesh-gateway' ? meshGatewaySpiffeId(trustDomain, datacenter) : sidecarSpiffeId(proxy, { trustDomain, datacenter });
   }
 
   /**
@@ -188,17 +192,12 @@ export class SnapshotManager {
 
   /** Builds a snapshot only once everything it needs is known (the leaf is issued on demand). */
   private async build(instance: ServiceInstance): Promise<Built<ConfigSnapshot>> {
-    const ctx = this.context();
-    if (instance.kind === 'mesh-gateway') {
-      // Its own identity, used only where it terminates peers' mTLS for HTTP-family exports.
-      const spiffeId = meshGatewaySpiffeId(ctx.trustDomain, ctx.datacenter);
-      this.useIdentity(instance.id, spiffeId);
-      const leaf = await this.opts.ca.leaf({ spiffeId });
-      return buildMeshGatewaySnapshot(instance, ctx, leaf);
-    }
-    const spiffeId = sidecarSpiffeId(instance, ctx);
+    // A gateway's own identity is used only where it terminates peers' mTLS for HTTP-family exports.
+    const spiffeId = this.leafIdentityOf(instance);
     this.useIdentity(instance.id, spiffeId);
     const leaf = await this.opts.ca.leaf({ spiffeId });
-    return buildSidecarSnapshot(instance, leaf, this.context());
+    // The context is read after the leaf, so the snapshot has the roots current when it is built.
+    const ctx = this.context();
+    return instance.kind === 'mesh-gateway' ? buildMeshGatewaySnapshot(instance, ctx, leaf) : buildSidecarSnapshot(instance, leaf, ctx);
   }
 }
