@@ -40,11 +40,7 @@ export class DeltaSession extends AdsSession<DeltaDiscoveryRequest> {
   }
 
   private planUpserts(ts: TypeState): PlannedResponse | undefined {
-    const changed = ts.desired(entriesOf(this.view, ts.typeUrl)).filter((e) => {
-      if (ts.forced.has(e.name)) return true;
-      if (ts.sent.get(e.name) === e.version) return false;
-      return ts.nacked.get(e.name)?.version !== e.version; // rule 5: never re-send rejected content
-    });
+    const changed = ts.unsent(ts.desired(entriesOf(this.view, ts.typeUrl)));
     if (changed.length === 0 && !ts.owesInitialResponse) return undefined;
     return this.response(ts, changed, []);
   }

@@ -274,21 +274,22 @@ export abstract class AdsSession<Req extends BaseRequest = BaseRequest> {
     this.blocked = !this.flushSteps();
   }
 
-  /** Runs the push steps; false when it stopped early (see `blocked`). */
+  /**
+   * Runs the push steps; false when it stopped early (see `blocked`): at a type still awaiting its
+   * ACK, at listeners while clusters warm, or after writing one response (which awaits its ACK).
+   */
   private flushSteps(): boolean {
     if (!this.writable) return false;
     for (const step of pushOrder) {
       const ts = this.types.get(step.typeUrl);
       if (!ts?.requested) continue;
       if (step.phase === 'upsert' && usesClusters(step.typeUrl) && this.clustersWarming()) return false;
-      const planned = this.planUnlessUnchanged(ts, step.phase);
-      if (planned) {
-        if (ts.outstanding.size > 0) return false;
-        this.write(ts, planned);
-        ts.invalidate();
-        if (!this.writable) return false;
-      }
       if (ts.outstanding.size > 0) return false;
+      const planned = this.planUnlessUnchanged(ts, step.phase);
+      if (!planned) continue;
+      this.write(ts, planned);
+      ts.invalidate();
+      return false;
     }
     return true;
   }

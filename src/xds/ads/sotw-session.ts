@@ -91,11 +91,7 @@ export class SotwSession extends AdsSession<DiscoveryRequest> {
   /** EDS/RDS/SDS: only resources whose version the client has not been sent (or forced ones). */
   private planNamed(ts: TypeState): PlannedResponse | undefined {
     const desired = ts.desired(entriesOf(this.view, ts.typeUrl));
-    const changed = desired.filter((e) => {
-      if (ts.forced.has(e.name)) return true;
-      if (ts.sent.get(e.name) === e.version) return false;
-      return ts.nacked.get(e.name)?.version !== e.version; // rule 5: never re-send rejected content
-    });
+    const changed = ts.unsent(desired);
     if (changed.length === 0 && !ts.owesInitialResponse) return undefined;
     return this.response(ts, changed, stateVersion(desired), false);
   }

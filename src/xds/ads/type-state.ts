@@ -101,6 +101,18 @@ export class TypeState {
   }
 
   /**
+   * Of `desired`, what to send: forced resources, and those whose version the client was not sent,
+   * unless it rejected that very version (rule 5: never re-send NACKed content).
+   */
+  unsent(desired: readonly CacheEntry[]): CacheEntry[] {
+    return desired.filter((e) => {
+      if (this.forced.has(e.name)) return true;
+      if (this.sent.get(e.name) === e.version) return false;
+      return this.nacked.get(e.name)?.version !== e.version;
+    });
+  }
+
+  /**
    * SotW: the request's resource_names replace the subscription. An empty list is a wildcard only
    * while no explicit name was ever asked for (legacy wildcard). Returns the newly added names.
    */
