@@ -5,7 +5,7 @@ import { entriesOf } from '../xds/cache/proxy-view.js';
 import { expandedJson } from '../xds/envoy-json.js';
 import { redactSecrets } from '../xds/redact.js';
 import { proxyStatusJson, resourceStatuses, type ProxyStatusJson, type ResourceSyncStatus } from '../xds/status.js';
-import { TypeUrl, type XdsTypeUrl } from '../xds/types.js';
+import { type ConfigType, configTypeOf, configTypes } from '../xds/types.js';
 
 /** The part of the xDS server the HTTP API reads. */
 export interface XdsStatusSource {
@@ -24,24 +24,6 @@ export type ProxyKind = 'sidecar' | 'mesh-gateway' | 'unknown';
 
 export type ProxyJson = ProxyStatusJson & { readonly Kind: ProxyKind };
 
-/** The `:type` of `GET /v1/xds/proxies/:id/config/:type`, as `istioctl proxy-config` names them. */
-export const configTypes = {
-  clusters: TypeUrl.cluster,
-  listeners: TypeUrl.listener,
-  endpoints: TypeUrl.endpoint,
-  routes: TypeUrl.route,
-  secrets: TypeUrl.secret,
-} as const satisfies Record<string, XdsTypeUrl>;
-
-export type ConfigType = keyof typeof configTypes;
-
-const aliases: Readonly<Record<string, ConfigType>> = { cds: 'clusters', lds: 'listeners', eds: 'endpoints', rds: 'routes', sds: 'secrets' };
-
-/** A config type by its name or its xDS short name (`CDS`, `lds`, …; troubleshoot hints use those). */
-export function configTypeOf(name: string): ConfigType | undefined {
-  const lower = name.toLowerCase();
-  return Object.hasOwn(configTypes, lower) ? (lower as ConfigType) : aliases[lower];
-}
 
 export interface ProxyConfigJson {
   readonly ID: string;

@@ -1,6 +1,7 @@
 import { X509Certificate } from 'node:crypto';
 import { Argument, type Command, InvalidArgumentError } from 'commander';
-import type { ConfigType, ProxyConfigJson, ProxyJson } from '../api/xds-routes.js';
+import type { ProxyConfigJson, ProxyJson } from '../api/xds-routes.js';
+import { type ConfigType, configTypeOf, configTypes } from '../xds/types.js';
 import { apiClientFor, withApiOptions } from './api-client.js';
 import { print, printTable } from './output.js';
 import { printable } from '../terminal.js';
@@ -43,7 +44,7 @@ function registerProxyConfig(program: Command): void {
     program
       .command('proxy-config')
       .argument('<ID>', 'the proxy ID (as `isthmus proxy-status` lists it)')
-      .addArgument(new Argument('<TYPE>', `which resources: ${configTypeNames.join(', ')} (or cds, lds, eds, rds, sds)`).argParser(parseType)),
+      .addArgument(new Argument('<TYPE>', `which resources: ${Object.keys(configTypes).join(', ')} (or cds, lds, eds, rds, sds)`).argParser(parseType)),
   )
     .description('the config this server wants a connected proxy to hold, by type; --format json gives the Envoy JSON (private keys "[redacted]")')
     .addHelpText(
@@ -66,14 +67,9 @@ function registerProxyConfig(program: Command): void {
     });
 }
 
-const configTypeNames: readonly ConfigType[] = ['clusters', 'listeners', 'endpoints', 'routes', 'secrets'];
-/** xDS short names as aliases (troubleshoot hints say `proxy-config ID cds`); the server takes both too. */
-const shortNames: Readonly<Record<string, ConfigType>> = { cds: 'clusters', lds: 'listeners', eds: 'endpoints', rds: 'routes', sds: 'secrets' };
-
 function parseType(value: string): ConfigType {
-  const lower = value.toLowerCase();
-  const type = (configTypeNames as readonly string[]).includes(lower) ? (lower as ConfigType) : shortNames[lower];
-  if (!type) throw new InvalidArgumentError(`${JSON.stringify(value)} is not one of ${configTypeNames.join(', ')}`);
+  const type = configTypeOf(value);
+  if (!type) throw new InvalidArgumentError(`${JSON.stringify(value)} is not one of ${Object.keys(configTypes).join(', ')}`);
   return type;
 }
 

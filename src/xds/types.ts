@@ -59,3 +59,25 @@ export const pushOrder: readonly PushStep[] = [
   { typeUrl: TypeUrl.cluster, phase: 'remove' },
   { typeUrl: TypeUrl.secret, phase: 'remove' },
 ];
+
+/**
+ * Resource types by the names `istioctl proxy-config` uses: the `:type` of
+ * `GET /v1/xds/proxies/:id/config/:type` and of `isthmus proxy-config` (both take xDS short names too).
+ */
+export const configTypes = {
+  clusters: TypeUrl.cluster,
+  listeners: TypeUrl.listener,
+  endpoints: TypeUrl.endpoint,
+  routes: TypeUrl.route,
+  secrets: TypeUrl.secret,
+} as const satisfies Record<string, XdsTypeUrl>;
+
+export type ConfigType = keyof typeof configTypes;
+
+const aliases: Readonly<Record<string, ConfigType>> = { cds: 'clusters', lds: 'listeners', eds: 'endpoints', rds: 'routes', sds: 'secrets' };
+
+/** A config type by its name or its xDS short name (`CDS`, `lds`, …; troubleshoot hints use those). */
+export function configTypeOf(name: string): ConfigType | undefined {
+  const lower = name.toLowerCase();
+  return Object.hasOwn(configTypes, lower) ? (lower as ConfigType) : aliases[lower];
+}
