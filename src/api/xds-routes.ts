@@ -4,7 +4,7 @@ import type { AdsSession } from '../xds/ads/session.js';
 import { entriesOf } from '../xds/cache/proxy-view.js';
 import { expandedJson } from '../xds/envoy-json.js';
 import { redactSecrets } from '../xds/redact.js';
-import { proxyStatusJson, resourceStatuses, type ProxyStatusJson, type ResourceSyncStatus } from '../xds/status.js';
+import { newestSessions, proxyStatusJson, resourceStatuses, type ProxyStatusJson, type ResourceSyncStatus } from '../xds/status.js';
 import { type ConfigType, configTypeOf, configTypes } from '../xds/types.js';
 
 /** The part of the xDS server the HTTP API reads. */
@@ -64,8 +64,7 @@ function kindOf(catalog: ProxyKindSource | undefined, id: string): ProxyKind {
 
 /** The newest stream of the proxy; 404 when it has none. */
 function sessionOf(xds: XdsStatusSource, id: string): AdsSession {
-  const mine = (xds.connectedSessions?.() ?? []).filter((s) => s.nodeId === id);
-  const newest = mine.sort((a, b) => a.connectedAt.getTime() - b.connectedAt.getTime() || a.id - b.id).at(-1);
+  const newest = newestSessions(xds.connectedSessions?.() ?? []).get(id);
   if (!newest) throw new IsthmusError('not_found', `proxy ${JSON.stringify(id)} is not connected to this server (\`isthmus proxy-status\` lists connected proxies)`);
   return newest;
 }

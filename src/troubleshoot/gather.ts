@@ -8,7 +8,7 @@ import type { Peerings } from '../peering/peerings.js';
 import { upstreamGatewayMode } from '../snapshot/lookups.js';
 import type { AdsSession } from '../xds/ads/session.js';
 import { entriesOf } from '../xds/cache/proxy-view.js';
-import { resourceStatuses } from '../xds/status.js';
+import { newestSessions, resourceStatuses } from '../xds/status.js';
 import { TypeUrl, shortName } from '../xds/types.js';
 import { certFact } from './certs.js';
 import type { GatewayFact, PeeringFacts } from './peering-checks.js';
@@ -52,8 +52,7 @@ export function gatherPeeringFacts(src: TroubleshootSources, name: string): Peer
  */
 export function gatherProxyFacts(src: TroubleshootSources, id: string): ProxyFacts {
   const instance = src.catalog.instance(id);
-  const sessions = src.xds.connectedSessions().filter((s) => s.nodeId === id);
-  const session = sessions.sort((a, b) => b.connectedAt.getTime() - a.connectedAt.getTime())[0];
+  const session = newestSessions(src.xds.connectedSessions()).get(id);
   if (!instance && !session) {
     throw new IsthmusError('not_found', `proxy ${JSON.stringify(id)} is neither registered nor connected (see isthmus services list)`);
   }

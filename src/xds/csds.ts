@@ -17,7 +17,7 @@ import type { Logger } from '../log.js';
 import type { AdsSession } from './ads/session.js';
 import type { CacheEntry } from './cache/entry.js';
 import { containsPrivateKey, redactSecretMessage } from './redact.js';
-import { resourceStatuses, type ResourceSyncStatus } from './status.js';
+import { newestSessions, resourceStatuses, type ResourceSyncStatus } from './status.js';
 import { TypeUrl } from './types.js';
 
 export { ClientStatusDiscoveryServiceService };
@@ -127,12 +127,7 @@ function anyOf(typeUrl: string, value: Buffer | undefined) {
 export function buildClientStatus(sessions: () => Iterable<AdsSession>, req: ClientStatusRequest): ClientStatusResponse {
   const invalid = validateNodeMatchers(req.nodeMatchers);
   if (invalid.length > 0) throw new IsthmusError('invalid_argument', invalid.join('; '), 'node_matchers');
-  const newest = new Map<string, AdsSession>();
-  for (const s of sessions()) {
-    if (!s.nodeId) continue;
-    const prev = newest.get(s.nodeId);
-    if (!prev || prev.connectedAt <= s.connectedAt) newest.set(s.nodeId, s);
-  }
+  const newest = newestSessions(sessions());
   const matches = (id: string) =>
     req.nodeMatchers.length === 0 || req.nodeMatchers.some((m) => matchString(m.nodeId, id));
   const config = [...newest.entries()]

@@ -156,3 +156,14 @@ function newestNack(session: AdsSession): ProxyStatusJson['LastNack'] {
   }
   return newest ? { Type: shortName[newest.typeUrl], Message: newest.message, At: newest.at.toISOString() } : undefined;
 }
+
+/** Each proxy's newest admitted stream (a proxy may briefly hold two while it reconnects). */
+export function newestSessions(sessions: Iterable<AdsSession>): Map<string, AdsSession> {
+  const newest = new Map<string, AdsSession>();
+  for (const s of sessions) {
+    if (!s.nodeId) continue;
+    const prev = newest.get(s.nodeId);
+    if (!prev || prev.connectedAt.getTime() < s.connectedAt.getTime() || (prev.connectedAt.getTime() === s.connectedAt.getTime() && prev.id < s.id)) newest.set(s.nodeId, s);
+  }
+  return newest;
+}
