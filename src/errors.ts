@@ -65,3 +65,10 @@ export function grpcStatusOf(err: IsthmusError): GrpcStatus {
 export function httpStatusOf(err: IsthmusError): number {
   return httpCodes[err.code];
 }
+
+const codesOfHttp = new Map<number, ErrorCode>(Object.entries(httpCodes).map(([code, status]) => [status, code as ErrorCode]));
+
+/** The error code an HTTP status stands for (the inverse of httpStatusOf); `internal` for others. */
+export function errorCodeOfHttpStatus(status: number): ErrorCode {
+  return codesOfHttp.get(status) ?? 'internal';
+}

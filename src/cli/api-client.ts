@@ -1,6 +1,6 @@
 import { type Command, Option } from 'commander';
-import { parseHostPort } from '../config/host-port.js';
-import { type ErrorCode, IsthmusError } from '../errors.js';
+import { formatHostPort, parseHostPort } from '../config/host-port.js';
+import { IsthmusError, errorCodeOfHttpStatus } from '../errors.js';
 
 /**
  * What CLI commands over the HTTP API share: the `--http-addr`, `--token` and `--format` options
@@ -41,20 +41,8 @@ function baseUrl(addr: string): string | undefined {
     }
   }
   const hp = parseHostPort(addr);
-  if (!hp) return undefined;
-  return hp.host.includes(':') ? `http://[${hp.host}]:${hp.port}` : `http://${hp.host}:${hp.port}`;
+  return hp && `http://${formatHostPort(hp)}`;
 }
-
-const codeOfStatus: Readonly<Record<number, ErrorCode>> = {
-  400: 'invalid_argument',
-  401: 'unauthenticated',
-  403: 'permission_denied',
-  404: 'not_found',
-  409: 'already_exists',
-  412: 'failed_precondition',
-  429: 'resource_exhausted',
-  503: 'unavailable',
-};
 
 export class ApiClient {
   constructor(
@@ -108,7 +96,7 @@ function apiError(status: number, text: string): IsthmusError {
     // not JSON: keep the text
   }
   const message = field && !error.startsWith(field) ? `${field}: ${error}` : error;
-  return new IsthmusError(codeOfStatus[status] ?? 'internal', `${message} (HTTP ${status})`, field);
+  return new IsthmusError(errorCodeOfHttpStatus(status), `${message} (HTTP ${status})`, field);
 }
 
 function causeOf(err: unknown): string {

@@ -80,29 +80,20 @@ function parseLogLevel(raw: unknown): ParseResult<LevelWithSilent> {
   return level ? ok(level) : bad(`${show(raw)} is not one of ${logLevels.join(', ')}`);
 }
 
-function parseMaxStreams(raw: unknown): ParseResult<number> {
-  const n = typeof raw === 'number' ? raw : typeof raw === 'string' && /^\d+$/.test(raw) ? Number(raw) : NaN;
-  if (Number.isInteger(n) && n >= 1 && n <= maxStreamsLimit) return ok(n);
-  return bad(`${show(raw)} is not a whole number from 1 to ${maxStreamsLimit}`);
+/** A parser of whole numbers from `min` to `max` (a number, or digits in a string); `unit` words the error. */
+function wholeNumber(min: number, max: number, unit: '' | 'milliseconds' = ''): (raw: unknown) => ParseResult<number> {
+  const what = unit ? `a whole number of ${unit}` : 'a whole number';
+  return (raw) => {
+    const n = typeof raw === 'number' ? raw : typeof raw === 'string' && /^\d+$/.test(raw) ? Number(raw) : NaN;
+    if (Number.isInteger(n) && n >= min && n <= max) return ok(n);
+    return bad(`${show(raw)} is not ${what} from ${min} to ${max}`);
+  };
 }
 
-function parseCoalesceMs(raw: unknown): ParseResult<number> {
-  const n = typeof raw === 'number' ? raw : typeof raw === 'string' && /^\d+$/.test(raw) ? Number(raw) : NaN;
-  if (Number.isInteger(n) && n >= 0 && n <= 10_000) return ok(n);
-  return bad(`${show(raw)} is not a whole number of milliseconds from 0 to 10000`);
-}
-
-function parseRotationPhaseMs(raw: unknown): ParseResult<number> {
-  const n = typeof raw === 'number' ? raw : typeof raw === 'string' && /^\d+$/.test(raw) ? Number(raw) : NaN;
-  if (Number.isInteger(n) && n >= 10 && n <= 86_400_000) return ok(n);
-  return bad(`${show(raw)} is not a whole number of milliseconds from 10 to 86400000`);
-}
-
-function parseHeartbeatMs(raw: unknown): ParseResult<number> {
-  const n = typeof raw === 'number' ? raw : typeof raw === 'string' && /^\d+$/.test(raw) ? Number(raw) : NaN;
-  if (Number.isInteger(n) && n >= 10 && n <= 3_600_000) return ok(n);
-  return bad(`${show(raw)} is not a whole number of milliseconds from 10 to 3600000`);
-}
+const parseMaxStreams = wholeNumber(1, maxStreamsLimit);
+const parseCoalesceMs = wholeNumber(0, 10_000, 'milliseconds');
+const parseRotationPhaseMs = wholeNumber(10, 86_400_000, 'milliseconds');
+const parseHeartbeatMs = wholeNumber(10, 3_600_000, 'milliseconds');
 
 function parseXdsAuth(raw: unknown): ParseResult<XdsAuthMode> {
   return xdsAuthModes.includes(raw as XdsAuthMode) ? ok(raw as XdsAuthMode) : bad(`${show(raw)} is not one of ${xdsAuthModes.join(', ')}`);
