@@ -63,7 +63,8 @@ export class ImportedServices {
 
   /** Replaces what is imported of one service with exactly `instances`. */
   async replace(peer: string, service: string, instances: readonly ImportedInstance[]): Promise<void> {
-    await this.store.put(keyOf(peer, service), JSON.parse(JSON.stringify(instances)) as JsonValue);
+    // The store keeps a JSON copy of what it is given (undefined fields dropped).
+    await this.store.put(keyOf(peer, service), instances as unknown as JsonValue);
     this.services(peer).set(service, instances);
     this.emit({ kind: 'imported-changed', peer, service });
   }

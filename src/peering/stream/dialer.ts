@@ -156,7 +156,8 @@ export class StreamDialer {
         sink: this.opts.sink,
         imports: this.opts.imports,
         open: this.target.open,
-        observer: this.observer,
+        // The session guards the observer itself.
+        observer: this.opts.observer,
         logger: this.logger,
       },
       clientTransport(call),
