@@ -14,15 +14,20 @@ export interface DialerTlsOptions {
   readonly caPems: readonly string[];
   /** The acceptor's peering server name (token `ServerName`). */
   readonly serverName: string;
-  /** The dialer's own certificate, chaining to the roots it handed over at ExchangeSecret. */
-  readonly certPem: string;
-  readonly keyPem: string;
+  /** The dialer's own certificate, chaining to the roots it handed over at ExchangeSecret (absent: none is presented). */
+  readonly certPem?: string | undefined;
+  readonly keyPem?: string | undefined;
 }
 
-/** Channel credentials that trust only `caPems` and accept only a certificate naming `serverName`. */
+/**
+ * Channel credentials that trust only `caPems` and accept only a certificate naming `serverName`
+ * as a DNS SAN (the address dialed is usually an IP, so the default hostname check cannot serve).
+ */
 export function dialerCredentials(opts: DialerTlsOptions): grpc.ChannelCredentials {
   if (opts.caPems.length === 0) throw new Error('the acceptor has no CA roots: refusing to dial without verifying it');
-  return grpc.credentials.createSsl(Buffer.from(opts.caPems.join('\n')), Buffer.from(opts.keyPem), Buffer.from(opts.certPem), {
+  const key = opts.keyPem === undefined ? null : Buffer.from(opts.keyPem);
+  const cert = opts.certPem === undefined ? null : Buffer.from(opts.certPem);
+  return grpc.credentials.createSsl(Buffer.from(opts.caPems.join('\n')), key, cert, {
     checkServerIdentity: (_host, cert) => requireDnsSan(opts.serverName, cert),
   });
 }
