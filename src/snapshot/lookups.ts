@@ -1,3 +1,4 @@
+import { isIP } from 'node:net';
 import { instanceHealth, type CatalogReader, type MeshGatewayMode, type Protocol, type ServiceInstance, type Upstream } from '../catalog/types.js';
 import type { EndpointIR } from './types.js';
 
@@ -54,6 +55,20 @@ export function gatewayEndpoints(gateways: readonly ServiceInstance[], side: 'la
   return sortEndpoints(out);
 }
 
-function sortEndpoints(endpoints: EndpointIR[]): EndpointIR[] {
+/** Envoy's connect timeout for every cluster isthmus generates. */
+export const connectTimeoutMs = 5_000;
+
+/** Hostnames cannot go into EDS: such a cluster is resolved by Envoy (STRICT_DNS). */
+export function needsDns(endpoints: readonly EndpointIR[]): boolean {
+  return endpoints.some((e) => isIP(e.address) === 0);
+}
+
+/** A cluster's endpoints, marked for DNS resolution when one is a hostname (a gateway's WAN name, say). */
+export function withEndpoints(endpoints: EndpointIR[]): { endpoints: EndpointIR[]; dns?: true } {
+  return needsDns(endpoints) ? { endpoints, dns: true } : { endpoints };
+}
+
+/** By address, then port. */
+export function sortEndpoints(endpoints: EndpointIR[]): EndpointIR[] {
   return endpoints.sort((a, b) => (a.address === b.address ? a.port - b.port : a.address < b.address ? -1 : 1));
 }

@@ -16,11 +16,10 @@ import { parseHostPort } from '../config/host-port.js';
 import { exportedNamesFor } from '../peering/exports.js';
 import { peerThroughMeshGateways } from '../peering/through-gateways.js';
 import type { BuildContext, Built } from './context.js';
-import { gatewayEndpoints, serviceProtocol, sidecarEndpoints } from './lookups.js';
-import { needsDns, peeredEndpoints, peeredSidecars } from './peered.js';
+import { connectTimeoutMs, gatewayEndpoints, serviceProtocol, sidecarEndpoints, withEndpoints } from './lookups.js';
+import { peeredEndpoints, peeredSidecars } from './peered.js';
 import type { EdsClusterIR, EndpointIR, GatewayChainIR, MeshGatewaySnapshot, TrustDomainIR } from './types.js';
 
-const connectTimeoutMs = 5_000;
 
 /**
  * A mesh gateway's snapshot (DESIGN.md §5): TLS-inspecting listeners that pass mesh TLS through
@@ -42,11 +41,11 @@ export function buildMeshGatewaySnapshot(gateway: ServiceInstance, ctx: BuildCon
     const name = datacenterSni(ctx.trustDomain, dc);
     chains.push({ serverNames: [datacenterWildcardSni(ctx.trustDomain, dc)], cluster: name, statPrefix: `mesh_gateway_remote.${dc}` });
     const endpoints = gatewayEndpoints(gateways, 'wan');
-    clusters.push({ name, protocol: 'tcp', connectTimeoutMs, endpoints, ...(needsDns(endpoints) ? { dns: true } : {}) });
+    clusters.push({ name, protocol: 'tcp', connectTimeoutMs, ...withEndpoints(endpoints) });
   }
   for (const s of peeringServers(ctx)) {
     chains.push({ serverNames: [s.serverName], cluster: s.serverName, statPrefix: s.statPrefix });
-    clusters.push({ name: s.serverName, protocol: 'tcp', connectTimeoutMs, endpoints: s.endpoints, ...(needsDns(s.endpoints) ? { dns: true } : {}) });
+    clusters.push({ name: s.serverName, protocol: 'tcp', connectTimeoutMs, ...withEndpoints(s.endpoints) });
   }
   chains.push({ serverNames: [], statPrefix: 'mesh_gateway_local' });
   clusters.push(...localServiceClusters(ctx), ...importedServiceClusters(ctx));
@@ -195,7 +194,7 @@ function importedServiceClusters(ctx: BuildContext): EdsClusterIR[] {
       const sni = sidecars[0]?.peerMeta.sni[0];
       if (!sni || out.has(sni)) continue;
       const endpoints = peeredEndpoints(sidecars);
-      out.set(sni, { name: sni, protocol: 'tcp', connectTimeoutMs, endpoints, ...(needsDns(endpoints) ? { dns: true } : {}) });
+      out.set(sni, { name: sni, protocol: 'tcp', connectTimeoutMs, ...withEndpoints(endpoints) });
     }
   }
   return [...out.values()];

@@ -1,4 +1,3 @@
-import { isIP } from 'node:net';
 import { instanceHealth, type Protocol, type ServiceInstance, type Upstream } from '../catalog/types.js';
 import type { Leaf } from '../ca/types.js';
 import { protocols } from '../catalog/config-entries.js';
@@ -12,10 +11,9 @@ import {
   upstreamRouteName,
 } from '../mesh/names.js';
 import type { BuildContext, PeerBundle } from './context.js';
-import { gatewayEndpoints, upstreamGatewayMode } from './lookups.js';
+import { connectTimeoutMs, gatewayEndpoints, sortEndpoints, upstreamGatewayMode, withEndpoints } from './lookups.js';
 import type { EdsClusterIR, EndpointIR, RootsSecretIR, UpstreamIR } from './types.js';
 
-const connectTimeoutMs = 5_000;
 
 /** A peered service's synthetic sidecars: the exporter's gateways, each with the PeerMeta to dial by. */
 export type PeeredSidecar = ImportedInstance & { readonly peerMeta: NonNullable<ImportedInstance['peerMeta']> };
@@ -38,12 +36,7 @@ export function peeredEndpoints(sidecars: readonly PeeredSidecar[]): EndpointIR[
     seen.add(key);
     out.push({ address: s.address, port: s.port, health: instanceHealth(s) === 'warning' ? 'degraded' : 'healthy' });
   }
-  return out.sort((a, b) => (a.address === b.address ? a.port - b.port : a.address < b.address ? -1 : 1));
-}
-
-/** Hostnames cannot go into EDS: such a cluster is resolved by Envoy (STRICT_DNS). */
-export function needsDns(endpoints: readonly EndpointIR[]): boolean {
-  return endpoints.some((e) => isIP(e.address) === 0);
+  return sortEndpoints(out);
 }
 
 export function protocolOf(raw: string): Protocol {
@@ -81,8 +74,7 @@ export function peeredUpstream(
     protocol,
     connectTimeoutMs,
     tls: { sni: meta.sni[0]!, leafSecret: leafSecretName(leaf.spiffeId), rootsSecret: peerBundleSecretName(peer), spiffeIds: [...meta.spiffeId] },
-    endpoints,
-    ...(needsDns(endpoints) ? { dns: true } : {}),
+    ...withEndpoints(endpoints),
   };
   const upstream: UpstreamIR = {
     listenerName: upstreamListenerName(u.destinationName, bindAddress, u.localBindPort, peer),

@@ -14,12 +14,11 @@ import {
 } from '../mesh/names.js';
 import type { BuildContext, Built } from './context.js';
 import { rbacForDestination } from './intentions.js';
-import { gatewayEndpoints, upstreamGatewayMode, serviceProtocol, sidecarEndpoints } from './lookups.js';
-import { needsDns, peeredUpstream, peerRootsSecret } from './peered.js';
+import { connectTimeoutMs, gatewayEndpoints, upstreamGatewayMode, serviceProtocol, sidecarEndpoints, withEndpoints } from './lookups.js';
+import { peeredUpstream, peerRootsSecret } from './peered.js';
 import { exportedNamesFor } from '../peering/exports.js';
 import type { EndpointIR, RootsSecretIR, SidecarSnapshot, TrustDomainIR, UpstreamIR } from './types.js';
 
-const connectTimeoutMs = 5_000;
 
 /** The destination service's SPIFFE ID: the identity a sidecar's leaf is issued for. */
 export function sidecarSpiffeId(proxy: ServiceInstance, ctx: Pick<BuildContext, 'trustDomain' | 'datacenter'>): string {
@@ -104,11 +103,6 @@ function localUpstream(proxy: ServiceInstance, u: Upstream, leaf: Leaf, ctx: Bui
       ...withEndpoints(upstreamEndpoints(proxy, u, dc, svc, ctx)),
     },
   };
-}
-
-/** A remote datacenter's gateway WAN address may be a hostname: then Envoy resolves it. */
-function withEndpoints(endpoints: EndpointIR[]): { endpoints: EndpointIR[]; dns?: true } {
-  return needsDns(endpoints) ? { endpoints, dns: true } : { endpoints };
 }
 
 /**
