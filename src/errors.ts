@@ -1,5 +1,3 @@
-import { status as GrpcStatus } from '@grpc/grpc-js';
-
 /** What went wrong, independent of the transport that reports it. */
 export type ErrorCode =
   | 'invalid_argument'
@@ -34,18 +32,6 @@ export class IsthmusError extends Error {
   }
 }
 
-const grpcCodes: Record<ErrorCode, GrpcStatus> = {
-  invalid_argument: GrpcStatus.INVALID_ARGUMENT,
-  not_found: GrpcStatus.NOT_FOUND,
-  already_exists: GrpcStatus.ALREADY_EXISTS,
-  permission_denied: GrpcStatus.PERMISSION_DENIED,
-  unauthenticated: GrpcStatus.UNAUTHENTICATED,
-  failed_precondition: GrpcStatus.FAILED_PRECONDITION,
-  resource_exhausted: GrpcStatus.RESOURCE_EXHAUSTED,
-  unavailable: GrpcStatus.UNAVAILABLE,
-  internal: GrpcStatus.INTERNAL,
-};
-
 const httpCodes: Record<ErrorCode, number> = {
   invalid_argument: 400,
   not_found: 404,
@@ -57,10 +43,6 @@ const httpCodes: Record<ErrorCode, number> = {
   unavailable: 503,
   internal: 500,
 };
-
-export function grpcStatusOf(err: IsthmusError): GrpcStatus {
-  return grpcCodes[err.code];
-}
 
 export function httpStatusOf(err: IsthmusError): number {
   return httpCodes[err.code];

@@ -1,7 +1,8 @@
 import { X509Certificate } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
 import type { CaEvent, CertificateAuthority, Leaf, LeafIdentity } from '../ca/index.js';
-import { IsthmusError, grpcStatusOf } from '../errors.js';
+import { IsthmusError } from '../errors.js';
+import { grpcStatusOf } from '../grpc-status.js';
 import {
   type ExchangeSecretRequest, type ExchangeSecretResponse, type PeeringServiceServer, PeeringServiceService, type ReplicationMessage,
 } from '../gen/isthmus/peering/v1/peering.js';

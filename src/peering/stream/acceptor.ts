@@ -1,7 +1,8 @@
 import type * as grpc from '@grpc/grpc-js';
 import { status as GrpcStatus } from '@grpc/grpc-js';
 import type { ReplicationMessage } from '../../gen/isthmus/peering/v1/peering.js';
-import { IsthmusError, grpcStatusOf } from '../../errors.js';
+import { IsthmusError } from '../../errors.js';
+import { grpcStatusOf } from '../../grpc-status.js';
 import { silentLogger, type Logger } from '../../log.js';
 import { payloadKind, terminatedMessage } from './messages.js';
 import type { ResourceUrl } from './resources.js';

@@ -3,7 +3,8 @@ import type {
   ReplicationMessage_Request,
   ReplicationMessage_Response,
 } from '../../gen/isthmus/peering/v1/peering.js';
-import { IsthmusError, grpcStatusOf } from '../../errors.js';
+import { IsthmusError } from '../../errors.js';
+import { grpcStatusOf } from '../../grpc-status.js';
 import type { Logger } from '../../log.js';
 import { Liveness } from './liveness.js';
 import { guardObserver } from './observer.js';
