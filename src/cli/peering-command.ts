@@ -2,7 +2,7 @@ import { type Command, InvalidArgumentError } from 'commander';
 import type { ExportedServiceJson, PeeringJson } from '../api/peering-routes.js';
 import { parseToken } from '../peering/token.js';
 import { type OutputFormat, apiClientFor, withApiOptions } from './api-client.js';
-import { print, printTable } from './output.js';
+import { print, printFields, printTable } from './output.js';
 
 /**
  * `isthmus peering generate-token | establish | list | read | delete | exported-services`: Consul's
@@ -111,6 +111,6 @@ function printPeering(p: PeeringJson): void {
     ['Last NACK', s.LastNack || '-'],
   ];
   if (p.DeletedAt) rows.push(['Deleted at', p.DeletedAt]);
-  const width = Math.max(...rows.map(([k]) => k.length)) + 1;
-  print(rows.map(([k, v]) => `${`${k}:`.padEnd(width)} ${v}`).join('\n'));
+  // LastError and LastNack are the peer's words: printFields shows control characters escaped.
+  printFields(rows);
 }

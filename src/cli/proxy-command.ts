@@ -3,8 +3,7 @@ import { Argument, type Command, InvalidArgumentError } from 'commander';
 import type { ProxyConfigJson, ProxyJson } from '../api/xds-routes.js';
 import { type ConfigType, configTypeOf, configTypes } from '../xds/types.js';
 import { apiClientFor, withApiOptions } from './api-client.js';
-import { print, printTable } from './output.js';
-import { printable } from '../terminal.js';
+import { print, printFields, printTable } from './output.js';
 
 /**
  * `isthmus proxy-status [ID]` and `isthmus proxy-config ID TYPE` (issue 6), after `istioctl
@@ -117,8 +116,7 @@ function printProxy(p: ProxyJson): void {
     ['Version', p.Version || '-'],
     ['Last NACK', p.LastNack ? `${lastNack(p)} (at ${p.LastNack.At})` : '-'],
   ];
-  const width = Math.max(...rows.map(([k]) => k.length)) + 1;
-  print(rows.map(([k, v]) => `${`${k}:`.padEnd(width)} ${printable(v)}`).join('\n'));
+  printFields(rows);
   print('');
   if (p.Resources.length === 0) return print('No resources.');
   printTable(
