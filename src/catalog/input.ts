@@ -1,4 +1,5 @@
 import { isIP } from 'node:net';
+import { dnsHostname, dnsLabel } from '../dns-names.js';
 
 /**
  * Small readers for untrusted JSON (registrations, config entries). They never throw: every
@@ -128,7 +129,7 @@ export function readArray<T>(obj: JsonObject, key: string, base: string, p: Prob
 
 /** Names of services, namespaces, partitions and peers: they end up in SNIs and SPIFFE IDs. */
 export const nameRule: StringRule = {
-  pattern: /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/,
+  pattern: dnsLabel,
   patternText: '1-63 lowercase letters, digits or "-", starting and ending with a letter or digit',
 };
 
@@ -138,7 +139,7 @@ export const idRule: StringRule = {
   patternText: '1-128 letters, digits, ".", "_", ":" or "-", starting with a letter or digit',
 };
 
-const hostnamePattern = /^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
+const hostnamePattern = dnsHostname;
 
 /** An IP address or a DNS hostname. */
 export function checkAddress(value: unknown, field: string, p: Problems): string | undefined {

@@ -1,6 +1,7 @@
 import { type Command, Option } from 'commander';
 import { type HostPort, parseHostPort } from '../config/host-port.js';
 import { type BootstrapOptions, buildBootstrap } from '../mesh/bootstrap.js';
+import { dnsLabel } from '../dns-names.js';
 
 /** `isthmus envoy bootstrap`: prints the Envoy bootstrap of a sidecar or mesh gateway. */
 export function registerEnvoyCommand(program: Command): void {
@@ -34,7 +35,6 @@ interface EnvoyBootstrapFlags {
 
 // The same rules the server applies to proxy IDs (acl proxy tokens) and datacenter names (config).
 const proxyIdPattern = /^[^\s\p{Cc}]{1,256}$/u;
-const datacenterPattern = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
 // gRPC ASCII metadata values are visible ASCII; the server trims, so spaces could never match.
 const tokenPattern = /^[\x21-\x7e]+$/;
 
@@ -44,7 +44,7 @@ function bootstrapOptions(cmd: Command): BootstrapOptions {
   const usage = (message: string): never => cmd.error(message, { exitCode: 2, code: 'isthmus.usage' });
   if (!proxyIdPattern.test(flags.proxyId)) usage('--proxy-id must be 1-256 characters without spaces or control characters');
   if (flags.cluster !== undefined && !proxyIdPattern.test(flags.cluster)) usage('--cluster must be 1-256 characters without spaces or control characters');
-  if (!datacenterPattern.test(flags.datacenter)) usage(`--datacenter: ${JSON.stringify(flags.datacenter)} must be lowercase letters, digits and hyphens (at most 63)`);
+  if (!dnsLabel.test(flags.datacenter)) usage(`--datacenter: ${JSON.stringify(flags.datacenter)} must be lowercase letters, digits and hyphens (at most 63)`);
   // Never echo the token: a malformed one may still be most of a secret.
   if (flags.token !== undefined && !tokenPattern.test(flags.token)) usage('--token must be non-empty visible ASCII without spaces');
   return {

@@ -1,4 +1,5 @@
 import { isIP } from 'node:net';
+import { dnsHostname } from '../dns-names.js';
 
 /** A listen address: `host` without IPv6 brackets, as `net` and fastify expect it. */
 export interface HostPort {
@@ -8,7 +9,6 @@ export interface HostPort {
 
 const bracketed = /^\[([^\]]+)\]:(\d{1,5})$/;
 const plain = /^([^:[\]]+):(\d{1,5})$/;
-const hostname = /^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
 
 /** Parses `HOST:PORT` or `[IPv6]:PORT` (port 0-65535, 0 = any free port); undefined when malformed. */
 export function parseHostPort(text: string): HostPort | undefined {
@@ -17,7 +17,7 @@ export function parseHostPort(text: string): HostPort | undefined {
   const v4 = plain.exec(text);
   if (!v4) return undefined;
   const host = v4[1]!;
-  return isIP(host) === 4 || hostname.test(host) ? withPort(host, v4[2]!) : undefined;
+  return isIP(host) === 4 || dnsHostname.test(host) ? withPort(host, v4[2]!) : undefined;
 }
 
 function withPort(host: string, digits: string): HostPort | undefined {

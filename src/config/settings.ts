@@ -2,6 +2,7 @@ import type { LevelWithSilent } from 'pino';
 import { type XdsAuthMode, xdsAuthModes } from '../acl/xds-auth.js';
 import { logLevels } from '../log.js';
 import { type HostPort, parseHostPort } from './host-port.js';
+import { dnsLabel } from '../dns-names.js';
 
 /** The validated configuration of `isthmus server`. */
 export interface ServerConfig {
@@ -48,7 +49,6 @@ export interface SettingSpec<T> {
 
 export type SettingsTable = { readonly [K in keyof ServerConfig]: SettingSpec<ServerConfig[K]> };
 
-const datacenterPattern = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
 const maxStreamsLimit = 1_000_000;
 
 const ok = <T>(value: T): ParseResult<T> => ({ ok: true, value });
@@ -60,7 +60,7 @@ function parseNonEmptyString(raw: unknown): ParseResult<string> {
 }
 
 function parseDatacenter(raw: unknown): ParseResult<string> {
-  if (typeof raw === 'string' && datacenterPattern.test(raw)) return ok(raw);
+  if (typeof raw === 'string' && dnsLabel.test(raw)) return ok(raw);
   return bad(`${show(raw)} is not a datacenter name (1-63 lowercase letters, digits or '-', starting and ending with a letter or digit)`);
 }
 

@@ -2,6 +2,7 @@ import { parseHostPort } from '../config/host-port.js';
 import { IsthmusError } from '../errors.js';
 import type { EstablishInput } from './establish.js';
 import type { GenerateTokenInput } from './peerings.js';
+import { dnsLabel } from '../dns-names.js';
 
 /**
  * Bodies of `POST /v1/peering/token` and `POST /v1/peering/establish` (Consul's field names) →
@@ -9,7 +10,6 @@ import type { GenerateTokenInput } from './peerings.js';
  */
 export type ParsedRequest<T> = { readonly ok: true; readonly value: T } | { readonly ok: false; readonly field: string; readonly error: string };
 
-const peerNamePattern = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
 const metaKeyPattern = /^[A-Za-z0-9_-]{1,128}$/;
 const maxMetaPairs = 64;
 const maxMetaValue = 512;
@@ -70,7 +70,7 @@ function objectOf(body: unknown, example: string): ParsedRequest<Record<string, 
 
 function peerName(value: unknown, p: Problems): string {
   if (value === undefined || value === '') p.add('PeerName', 'required');
-  else if (typeof value !== 'string' || !peerNamePattern.test(value)) {
+  else if (typeof value !== 'string' || !dnsLabel.test(value)) {
     p.add('PeerName', `${JSON.stringify(value)} is not a peer name (1-63 lowercase letters, digits or "-", starting and ending with a letter or digit)`);
   }
   return typeof value === 'string' ? value : '';

@@ -1,5 +1,6 @@
 import { X509Certificate } from 'node:crypto';
 import { parseHostPort } from '../config/host-port.js';
+import { dnsHostname } from '../dns-names.js';
 
 /**
  * The peering token (DESIGN.md §6): standard base64 of JSON with Consul's field names, so a token
@@ -43,7 +44,6 @@ export function encodeToken(token: PeeringToken): string {
 }
 
 const base64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
-const dnsName = /^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
 const maxTokenChars = 256 * 1024;
 
 const fail = (error: string): ParsedToken => ({ ok: false, error: `invalid peering token: ${error}` });
@@ -91,7 +91,7 @@ function validateToken(obj: Record<string, unknown>): string[] {
   }
   const serverName = obj['ServerName'];
   if (serverName === undefined || serverName === '') problems.push('ServerName: missing');
-  else if (typeof serverName !== 'string' || !dnsName.test(serverName)) problems.push(`ServerName: ${show(serverName)} is not a DNS name`);
+  else if (typeof serverName !== 'string' || !dnsHostname.test(serverName)) problems.push(`ServerName: ${show(serverName)} is not a DNS name`);
   problems.push(...requiredString(obj, 'PeerID', 128), ...requiredString(obj, 'EstablishmentSecret', 512));
   problems.push(...remoteProblems(obj['Remote']));
   return problems;
