@@ -23,8 +23,8 @@ import { registerPeeringRoutes } from './api/peering-routes.js';
 import { registerTroubleshootRoutes } from './api/troubleshoot-routes.js';
 import { Peerings, type LocalPeeringInfo } from './peering/peerings.js';
 import { PeeringServer } from './peering/server.js';
-import { establishPeering } from './peering/establish.js';
-import { heartbeatAgeSeconds, isHealthy } from './peering/types.js';
+import { type EstablishInput, establishPeering } from './peering/establish.js';
+import { type Peering, heartbeatAgeSeconds, isHealthy } from './peering/types.js';
 import { peeringServerName } from './mesh/names.js';
 import { ImportedServices } from './peering/imported.js';
 import { PeeringManager } from './peering/manager.js';
@@ -66,6 +66,8 @@ interface Parts {
   peeringServer?: PeeringServer;
   imported?: ImportedServices;
   peeringManager?: PeeringManager;
+  /** The dialer side of `POST /v1/peering/establish`. */
+  establish?: (input: EstablishInput) => Promise<Peering>;
   http?: FastifyInstance;
   shuttingDown: boolean;
 }
@@ -142,11 +144,10 @@ async function startParts(config: ServerConfig, logger: Logger, parts: Parts): P
   registerAclRoutes(http, parts.tokens);
   const peerings = parts.peerings!;
   const ca = parts.ca;
-  const establishLogger = logger.child({ component: 'peering' });
   registerPeeringRoutes(http, {
     peerings,
     catalog: parts.catalog,
-    establish: (input) => establishPeering({ peerings, ca, datacenter: config.datacenter, logger: establishLogger, localGatewayAddresses: () => meshGatewayPeeringAddresses(parts.catalog!, config.datacenter, 'lan') }, input),
+    establish: parts.establish!,
     healthyWindowMs: config.peeringHeartbeatTimeoutMs,
   });
   registerTroubleshootRoutes(http, {
@@ -180,6 +181,7 @@ async function startPeering(config: ServerConfig, logger: Logger, parts: Parts, 
   const localGatewayAddresses = () => meshGatewayPeeringAddresses(parts.catalog!, config.datacenter, 'lan');
   const peerings = await Peerings.open(parts.store!, { local, logger: peeringLogger });
   parts.peerings = peerings;
+  parts.establish = (input) => establishPeering({ peerings, ca, datacenter: config.datacenter, logger: peeringLogger, localGatewayAddresses }, input);
   parts.imported = await ImportedServices.open(parts.store!);
   parts.peeringServer = new PeeringServer({ peerings, ca, datacenter: config.datacenter, logger: peeringLogger });
   parts.peeringManager = new PeeringManager({
