@@ -6,6 +6,7 @@ import { expandedJson } from '../xds/envoy-json.js';
 import { redactSecrets } from '../xds/redact.js';
 import { newestSessions, proxyStatusJson, resourceStatuses, type ProxyStatusJson, type ResourceSyncStatus } from '../xds/status.js';
 import { type ConfigType, configTypeOf, configTypes } from '../xds/types.js';
+import { typeNameOf } from '../xds/any.js';
 
 /** The part of the xDS server the HTTP API reads. */
 export interface XdsStatusSource {
@@ -78,7 +79,7 @@ function parseConfigType(type: string): ConfigType {
 /** The resources of one type in the proxy's current view, in name order, redacted. */
 export function proxyConfigJson(session: AdsSession, type: ConfigType): ProxyConfigJson {
   const typeUrl = configTypes[type];
-  const typeName = typeUrl.slice(typeUrl.lastIndexOf('/') + 1);
+  const typeName = typeNameOf(typeUrl);
   const statuses = new Map(resourceStatuses(session).filter((s) => s.typeUrl === typeUrl).map((s) => [s.name, s.status]));
   const entries = [...entriesOf(session.currentView(), typeUrl).values()].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   return {

@@ -12,6 +12,7 @@ import { extractRefs } from '../xds/cache/refs.js';
 import { expandedJson } from '../xds/envoy-json.js';
 import { TypeUrl } from '../xds/types.js';
 import { type ClientOptions, connectDelta, type DeltaClient, NoResponseError, type Received } from './delta-client.js';
+import { typeNameOf } from '../xds/any.js';
 
 export type Config = Map<string, Map<string, Record<string, unknown>>>;
 
@@ -95,7 +96,7 @@ export class XdsProbe implements HeldConfig {
   json(typeUrl: string, name: string): string {
     const message = this.get(typeUrl, name);
     if (!message) return '';
-    const typeName = typeUrl.slice(typeUrl.lastIndexOf('/') + 1);
+    const typeName = typeNameOf(typeUrl);
     return JSON.stringify(expandedJson(typeName, messageTypeRegistry.get(typeName)!.encode(message as never).finish()));
   }
 

@@ -1,7 +1,8 @@
 import { messageTypeRegistry, type UnknownMessage } from '../gen/typeRegistry.js';
 import type { Any } from '../gen/google/protobuf/any.js';
 
-const typePrefix = 'type.googleapis.com/';
+/** The prefix of every type URL isthmus writes. */
+export const typePrefix = 'type.googleapis.com/';
 
 /** Packs a ts-proto message (its `$type` names the proto) into a `google.protobuf.Any`. */
 export function packAny(message: UnknownMessage & { $type?: string }): Any {
@@ -14,11 +15,15 @@ export function packAny(message: UnknownMessage & { $type?: string }): Any {
 
 /** Decodes an Any whose type is in the registry; undefined for unknown types. */
 export function unpackAny(any: Any): (UnknownMessage & { $type?: string }) | undefined {
-  const typeName = any.typeUrl.slice(any.typeUrl.lastIndexOf('/') + 1);
-  const fns = messageTypeRegistry.get(typeName);
+  const fns = messageTypeRegistry.get(typeNameOf(any.typeUrl));
   return fns?.decode(any.value);
 }
 
 export function typeUrlOf(typeName: string): string {
   return typePrefix + typeName;
+}
+
+/** The message type a type URL names: what follows its last "/". */
+export function typeNameOf(typeUrl: string): string {
+  return typeUrl.slice(typeUrl.lastIndexOf('/') + 1);
 }

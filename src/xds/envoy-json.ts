@@ -5,6 +5,7 @@
  */
 import { messageTypeRegistry } from '../gen/typeRegistry.js';
 import './registry.js';
+import { typeNameOf } from './any.js';
 
 /** Proto JSON of an encoded message with Any values expanded recursively. */
 export function expandedJson(typeName: string, bytes: Uint8Array): unknown {
@@ -19,7 +20,7 @@ function expandAny(value: unknown): unknown {
   const o = value as Record<string, unknown>;
   if (typeof o['typeUrl'] === 'string' && typeof o['value'] === 'string' && Object.keys(o).length === 2) {
     const typeUrl = o['typeUrl'];
-    const typeName = typeUrl.slice(typeUrl.lastIndexOf('/') + 1);
+    const typeName = typeNameOf(typeUrl);
     if (messageTypeRegistry.has(typeName)) {
       const inner = expandedJson(typeName, Buffer.from(o['value'] as string, 'base64')) as Record<string, unknown>;
       return { '@type': typeUrl, ...inner };

@@ -7,10 +7,10 @@ import { messageTypeRegistry } from '../../gen/typeRegistry.js';
 import { IsthmusError } from '../../errors.js';
 import type { StreamOpen, ReplicatedResource, ResourceChange } from './types.js';
 import type { ResourceUrl } from './resources.js';
+import { typePrefix } from '../../xds/any.js';
 
 /** Pure builders and decoders for `ReplicationMessage`s. */
 
-const typePrefix = 'type.googleapis.com/';
 
 export function buildOpen(open: StreamOpen): ReplicationMessage {
   return ReplicationMessage.fromPartial({ payload: { $case: 'open', value: { peerId: open.peerId, streamSecret: open.streamSecret, remote: open.remote } } });

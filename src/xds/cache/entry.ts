@@ -5,8 +5,8 @@ import { IsthmusError } from '../../errors.js';
 import { isXdsTypeUrl, TypeUrl, type XdsTypeUrl } from '../types.js';
 import { encodeAny, encodeDeltaResource, lenField } from '../wire.js';
 import { extractRefs, type ResourceRef } from './refs.js';
+import { typeNameOf, typeUrlOf } from '../any.js';
 
-const typePrefix = 'type.googleapis.com/';
 
 /** A resource encoded once: its type, name, bytes and content-hash version. */
 export interface EncodedResource {
@@ -38,7 +38,7 @@ export function contentVersion(bytes: Uint8Array): string {
 /** Encodes a resource message once; callers may keep the result and publish it many times. */
 export function encodeResource(message: EnvoyMessage, onEncode?: (typeUrl: XdsTypeUrl) => void): EncodedResource {
   const typeName = message.$type ?? '';
-  const typeUrl = typePrefix + typeName;
+  const typeUrl = typeUrlOf(typeName);
   const nameField = nameFields[typeName];
   const fns = messageTypeRegistry.get(typeName);
   if (!isXdsTypeUrl(typeUrl) || !nameField || !fns) {
@@ -77,7 +77,7 @@ export class CacheEntry {
     this.size = resource.bytes.length;
     // Only clusters (EDS, SDS) and listeners (RDS, SDS) can name another ADS resource.
     const mayRefer = resource.typeUrl === TypeUrl.cluster || resource.typeUrl === TypeUrl.listener;
-    const typeName = resource.typeUrl.slice(typePrefix.length);
+    const typeName = typeNameOf(resource.typeUrl);
     this.refs = mayRefer ? extractRefs(messageTypeRegistry.get(typeName)!.decode(resource.bytes)) : [];
   }
 
