@@ -100,9 +100,15 @@ function serverClock(metrics: Metrics): ServerClock {
   return clock;
 }
 
+/**
+ * Proxy i goes to worker i mod W. Rounds publish proxy-0, proxy-1, … in order, so responses go to
+ * the workers in turn, as the raw reference's writes do (its streams are in the order they
+ * opened, which interleaves the workers).
+ */
 function assign(pool: WorkerPool, clients: number): number[][] {
-  const per = Math.ceil(clients / pool.size);
-  return Array.from({ length: pool.size }, (_, w) => Array.from({ length: Math.max(0, Math.min(per, clients - w * per)) }, (_, i) => w * per + i));
+  const ids: number[][] = Array.from({ length: pool.size }, () => []);
+  for (let i = 0; i < clients; i++) ids[i % pool.size]!.push(i);
+  return ids;
 }
 
 /**

@@ -28,6 +28,17 @@ export function isXdsTypeUrl(url: string): url is XdsTypeUrl {
   return (allTypeUrls as readonly string[]).includes(url);
 }
 
+const canonicalTypeUrls = new Map<string, XdsTypeUrl>(allTypeUrls.map((u) => [u, u]));
+
+/**
+ * The `TypeUrl` constant equal to `url` (undefined if it is not an ADS type). Maps keyed by type
+ * URL are keyed by these constants, so lookups on the push path compare one pointer, not the
+ * characters of a type URL decoded from a request.
+ */
+export function xdsTypeUrl(url: string): XdsTypeUrl | undefined {
+  return canonicalTypeUrls.get(url);
+}
+
 /**
  * SotW: LDS and CDS responses carry the complete state; an omitted name is a removal. EDS, RDS and
  * SDS responses carry only the named resources they contain.

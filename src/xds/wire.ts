@@ -68,9 +68,19 @@ export function encodeSotwResponse(
   return Buffer.concat([stringField(1, versionInfo), ...resourceFields, typeUrlField(typeUrl), stringField(5, nonce)]);
 }
 
+/** A string field (tag `fieldNumber`, wire type 2) written at `offset`; returns the offset after it. */
+function writeStringField(buf: Buffer, offset: number, fieldNumber: number, value: string, byteLength: number): number {
+  offset = writeVarint(buf, offset, (fieldNumber << 3) | WIRE_LEN);
+  offset = writeVarint(buf, offset, byteLength);
+  return offset + buf.write(value, offset, 'utf8');
+}
+
+const stringFieldSize = (fieldNumber: number, byteLength: number) =>
+  byteLength === 0 ? 0 : varintSize((fieldNumber << 3) | WIRE_LEN) + varintSize(byteLength) + byteLength;
+
 /**
  * `DeltaDiscoveryResponse { system_version_info = 1; resources = 2 (Resource); type_url = 4;
- * nonce = 5; removed_resources = 6; }`.
+ * nonce = 5; removed_resources = 6; }`, written into one buffer: this runs once per stream per push.
  */
 export function encodeDeltaResponse(
   typeUrl: string,
@@ -78,10 +88,19 @@ export function encodeDeltaResponse(
   resourceFields: readonly Buffer[],
   removed: readonly string[],
 ): Buffer {
-  return Buffer.concat([
-    ...resourceFields,
-    typeUrlField(typeUrl),
-    stringField(5, nonce),
-    ...removed.map((name) => lenField(6, Buffer.from(name, 'utf8'))),
-  ]);
+  const typeField = typeUrlField(typeUrl);
+  const nonceBytes = Buffer.byteLength(nonce, 'utf8');
+  const removedBytes = removed.map((name) => Buffer.byteLength(name, 'utf8'));
+  let size = typeField.length + stringFieldSize(5, nonceBytes);
+  for (const f of resourceFields) size += f.length;
+  for (const n of removedBytes) size += varintSize((6 << 3) | WIRE_LEN) + varintSize(n) + n;
+  const out = Buffer.allocUnsafe(size);
+  let o = 0;
+  for (const f of resourceFields) o += f.copy(out, o);
+  o += typeField.copy(out, o);
+  if (nonceBytes > 0) o = writeStringField(out, o, 5, nonce, nonceBytes);
+  removed.forEach((name, i) => {
+    o = writeStringField(out, o, 6, name, removedBytes[i]!);
+  });
+  return out;
 }

@@ -111,4 +111,33 @@ describe('XdsCache pool accounting', () => {
     expect(v2.resources.get(TypeUrl.endpoint)).not.toBe(v1.resources.get(TypeUrl.endpoint));
     expect(cache.entryCount).toBe(3);
   });
+
+  it('gives proxies with equal resources of a type one Map, and keeps counting uses per proxy', () => {
+    const cache = new XdsCache();
+    const shared = view().map((m) => cache.encode(m));
+    const views = Array.from({ length: 3 }, (_, i) => cache.setProxyResources(`p${i}`, shared));
+    expect(views[1]!.resources.get(TypeUrl.endpoint)).toBe(views[0]!.resources.get(TypeUrl.endpoint));
+    const moved = cache.setProxyResources('p0', [...shared.slice(0, 1), cache.encode(endpoints('a', [9])), shared[2]!]);
+    expect(moved.resources.get(TypeUrl.cluster)).toBe(views[0]!.resources.get(TypeUrl.cluster));
+    expect(cache.view('p1')!.resources.get(TypeUrl.endpoint)!.get('a')!.version).toBe(shared[1]!.version);
+    expect(cache.entryCount).toBe(4);
+    cache.removeProxy('p0');
+    expect(cache.entryCount).toBe(3);
+    for (const id of ['p1', 'p2']) cache.removeProxy(id);
+    expect(cache.entryCount).toBe(0);
+  });
+
+  it('checks references again when a shared Map they point into changes', () => {
+    const cache = new XdsCache();
+    cache.setProxyResources('p1', [...view(), secret('s')]);
+    // The same clusters (and their Map) over endpoints that no longer include the cluster's own.
+    expect(() => cache.setProxyResources('p2', [edsCluster('a'), endpoints('b', [1]), tcpListener('l', 10000, 'a'), secret('s')])).toThrow(
+      /Cluster "a" references ClusterLoadAssignment "a"/,
+    );
+    expect(() => cache.updateProxyResources('p1', { remove: [{ typeUrl: TypeUrl.endpoint, name: 'a' }], upsert: [endpoints('b', [1])] })).toThrow(
+      /Cluster "a" references ClusterLoadAssignment "a"/,
+    );
+    expect(cache.view('p2')).toBeUndefined();
+    expect(cache.view('p1')!.resources.get(TypeUrl.endpoint)!.has('a')).toBe(true);
+  });
 });

@@ -42,7 +42,7 @@ export class DeltaSession extends AdsSession<DeltaDiscoveryRequest> {
   private planUpserts(ts: TypeState): PlannedResponse | undefined {
     const changed = ts.unsent(ts.desired(entriesOf(this.view, ts.typeUrl)));
     if (changed.length === 0 && !ts.owesInitialResponse) return undefined;
-    return this.response(ts, changed, []);
+    return this.response(changed, []);
   }
 
   private planRemovals(ts: TypeState): PlannedResponse | undefined {
@@ -51,40 +51,36 @@ export class DeltaSession extends AdsSession<DeltaDiscoveryRequest> {
     for (const name of ts.sent.keys()) if (!entries.has(name) || !ts.inScope(name)) removed.add(name);
     for (const name of ts.notFound) if (!entries.has(name) && ts.inScope(name)) removed.add(name);
     if (removed.size === 0) return undefined;
-    return this.response(ts, [], [...removed].sort());
+    return this.response([], [...removed].sort());
   }
 
-  private response(ts: TypeState, entries: CacheEntry[], removed: string[]): PlannedResponse {
-    const viewRevision = this.view!.revision;
-    const chunks = splitBySize(entries, this.ctx.maxResponseBytes).map((part, i) => {
-      const removedHere = i === 0 ? removed : [];
-      const resources = new Map(part.map((e) => [e.name, e.version]));
-      return {
-        bytes: (nonce: string) => encodeDeltaResponse(ts.typeUrl, nonce, part.map((e) => e.deltaField), removedHere),
-        record: (nonce: string) => ({ nonce, versionInfo: '', resources, removed: removedHere, fullState: false, viewRevision }),
-      };
-    });
-    return {
-      chunks,
-      commit: () => {
-        if (ts.typeUrl === TypeUrl.cluster) this.forceEndpointsOfChanged(ts, entries);
-        for (const e of entries) {
-          ts.sent.set(e.name, e.version);
-          ts.forced.delete(e.name);
-          ts.notFound.delete(e.name);
-        }
-        for (const name of removed) {
-          ts.sent.delete(name);
-          ts.notFound.delete(name);
-        }
-      },
-    };
+  private response(entries: CacheEntry[], removed: string[]): PlannedResponse {
+    return { parts: splitBySize(entries, this.ctx.maxResponseBytes), removed, versionInfo: '', fullState: false };
+  }
+
+  protected encode(ts: TypeState, planned: PlannedResponse, part: number, nonce: string): Buffer {
+    return encodeDeltaResponse(ts.typeUrl, nonce, planned.parts[part]!.map((e) => e.deltaField), part === 0 ? planned.removed : []);
+  }
+
+  protected commitPlan(ts: TypeState, planned: PlannedResponse): void {
+    for (const entries of planned.parts) {
+      if (ts.typeUrl === TypeUrl.cluster) this.forceEndpointsOfChanged(ts, entries);
+      for (const e of entries) {
+        ts.sent.set(e.name, e.version);
+        ts.forced.delete(e.name);
+        ts.notFound.delete(e.name);
+      }
+    }
+    for (const name of planned.removed) {
+      ts.sent.delete(name);
+      ts.notFound.delete(name);
+    }
   }
 }
 
 /** Rule 14: large responses are split so no single message approaches the client's limit. */
 function splitBySize(entries: CacheEntry[], maxBytes: number): CacheEntry[][] {
-  if (entries.length === 0) return [[]];
+  if (entries.length <= 1) return [entries];
   const parts: CacheEntry[][] = [[]];
   let size = 0;
   for (const e of entries) {

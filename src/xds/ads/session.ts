@@ -9,9 +9,9 @@ import type { Metrics } from '../../metrics.js';
 import type { XdsCache } from '../cache/xds-cache.js';
 import type { ProxyView } from '../cache/proxy-view.js';
 import type { CacheEntry } from '../cache/entry.js';
-import { isXdsTypeUrl, pushOrder, shortName, TypeUrl, type PushPhase, type XdsTypeUrl } from '../types.js';
+import { xdsTypeUrl, pushOrder, shortName, TypeUrl, type PushPhase, type XdsTypeUrl } from '../types.js';
 import { entriesOf } from '../cache/proxy-view.js';
-import { TypeState, type SentResponse } from './type-state.js';
+import { TypeState } from './type-state.js';
 
 export type AdsApi = 'sotw' | 'delta';
 
@@ -29,10 +29,20 @@ export interface SessionContext {
   onClose(session: AdsSession): void;
 }
 
-/** A response ready to write: bytes and the bookkeeping to apply once it is written. */
+/**
+ * A response ready to write, as data: the session numbers, encodes and records its messages, then
+ * applies `commitPlan`. Planning happens on every flush of thousands of streams, so it allocates
+ * no closures.
+ */
 export interface PlannedResponse {
-  readonly chunks: readonly { readonly bytes: (nonce: string) => Buffer; readonly record: (nonce: string) => SentResponse }[];
-  readonly commit: () => void;
+  /** The resources of each message to write (a large Delta response is split in several). */
+  readonly parts: readonly (readonly CacheEntry[])[];
+  /** Delta removed_resources (carried by the first message). */
+  readonly removed: readonly string[];
+  /** SotW version_info ('' for Delta). */
+  readonly versionInfo: string;
+  /** SotW CDS/LDS: the response is the type's complete state. */
+  readonly fullState: boolean;
 }
 
 interface BaseRequest {
@@ -95,6 +105,13 @@ export abstract class AdsSession<Req extends BaseRequest = BaseRequest> {
   private closed = false;
   private warmingSince: number | undefined;
   private warmingTimer: NodeJS.Timeout | undefined;
+  /**
+   * Counts changes that can start clusters warming (a request that was more than a plain ACK, a
+   * cluster sent, endpoints removed). With the clusters Map, it decides whether to check again.
+   */
+  private stateEpoch = 0;
+  /** The clusters and epoch at which clusters were last found warm. */
+  private warmAt: { clusters: ReadonlyMap<string, CacheEntry>; epoch: number } | undefined;
 
   constructor(
     readonly api: AdsApi,
@@ -149,7 +166,16 @@ export abstract class AdsSession<Req extends BaseRequest = BaseRequest> {
    */
   protected abstract applyRequest(ts: TypeState, req: Req, isFirst: boolean): boolean;
   protected abstract plan(ts: TypeState, phase: PushPhase): PlannedResponse | undefined;
+  /** The bytes of message `part` of a planned response. */
+  protected abstract encode(ts: TypeState, planned: PlannedResponse, part: number, nonce: string): Buffer;
+  /** What the client holds once the planned response is written (the sent-state bookkeeping). */
+  protected abstract commitPlan(ts: TypeState, planned: PlannedResponse): void;
   protected onViewChanged(): void {}
+
+  /** A subclass changed what the client is taken to hold outside a request or a write. */
+  protected clientStateChanged(): void {
+    this.stateEpoch++;
+  }
 
   /** Requests that arrive while the first one is being admitted, handled in order afterwards. */
   private backlog: Req[] | undefined;
@@ -198,15 +224,17 @@ export abstract class AdsSession<Req extends BaseRequest = BaseRequest> {
   private process(req: Req): void {
     if (!req.typeUrl) throw new IsthmusError('invalid_argument', 'an ADS request must carry type_url', 'type_url');
     // Types we do not serve (ECDS, runtime, ...) are left unanswered, as Envoy expects.
-    if (!isXdsTypeUrl(req.typeUrl)) return;
-    let ts = this.types.get(req.typeUrl);
+    const typeUrl = xdsTypeUrl(req.typeUrl);
+    if (!typeUrl) return;
+    let ts = this.types.get(typeUrl);
     const isFirst = !ts;
     if (!ts) {
-      ts = new TypeState(req.typeUrl);
+      ts = new TypeState(typeUrl);
       ts.observedRevision = this.view?.revision ?? 0;
-      this.types.set(req.typeUrl, ts);
+      this.types.set(typeUrl, ts);
     }
     if (this.applyRequest(ts, req, isFirst)) {
+      this.stateEpoch++;
       ts.invalidate();
       this.scheduleFlush();
     } else if (this.blocked) {
@@ -276,28 +304,35 @@ export abstract class AdsSession<Req extends BaseRequest = BaseRequest> {
   }
 
   /**
-   * Runs the push steps; false when it stopped early (see `blocked`): at a type still awaiting its
-   * ACK, at listeners while clusters warm, or after writing one response (which awaits its ACK).
+   * Runs the push steps; false when it stopped early (see `blocked`): at listeners while clusters
+   * warm, or at a step with something to send behind a response still awaiting its ACK (one
+   * written by this flush or before). When nothing waits behind the unanswered response, its ACK
+   * has nothing to unblock and the stream is not flushed again for it.
    */
   private flushSteps(): boolean {
     if (!this.writable) return false;
+    let awaitingAck = false;
     for (const step of pushOrder) {
       const ts = this.types.get(step.typeUrl);
       if (!ts?.requested) continue;
       if (step.phase === 'upsert' && usesClusters(step.typeUrl) && this.clustersWarming()) return false;
-      if (ts.outstanding.size > 0) return false;
-      const planned = this.planUnlessUnchanged(ts, step.phase);
+      awaitingAck ||= ts.outstanding.size > 0;
+      const entries = entriesOf(this.view, ts.typeUrl);
+      const planned = this.planUnlessUnchanged(ts, step.phase, entries);
       if (!planned) continue;
+      if (awaitingAck) return false;
       this.write(ts, planned);
-      ts.invalidate();
-      return false;
+      // A plan sends everything its phase had to send against these entries, and one phase's
+      // response never gives the other phase something to send: only this phase's memo moves.
+      if (step.phase === 'upsert') ts.plannedUpsert = entries;
+      else ts.plannedRemove = entries;
+      awaitingAck = true;
     }
     return true;
   }
 
   /** Plans a step unless neither the type's entries nor the stream's state changed since it last had nothing to send. */
-  private planUnlessUnchanged(ts: TypeState, phase: PushPhase): PlannedResponse | undefined {
-    const entries = entriesOf(this.view, ts.typeUrl);
+  private planUnlessUnchanged(ts: TypeState, phase: PushPhase, entries: ReadonlyMap<string, CacheEntry>): PlannedResponse | undefined {
     if ((phase === 'upsert' ? ts.plannedUpsert : ts.plannedRemove) === entries) return undefined;
     const planned = this.plan(ts, phase);
     if (!planned && this.view) {
@@ -313,9 +348,10 @@ export abstract class AdsSession<Req extends BaseRequest = BaseRequest> {
    * never asks for endpoints still gets its listeners.
    */
   private clustersWarming(): boolean {
+    const clusters = entriesOf(this.view, TypeUrl.cluster);
+    if (this.warmAt?.clusters === clusters && this.warmAt.epoch === this.stateEpoch) return false;
     const cds = this.types.get(TypeUrl.cluster);
     const eds = this.types.get(TypeUrl.endpoint);
-    const clusters = entriesOf(this.view, TypeUrl.cluster);
     let missing = false;
     for (const [name, version] of cds?.sent ?? []) {
       const entry = clusters.get(name);
@@ -324,6 +360,7 @@ export abstract class AdsSession<Req extends BaseRequest = BaseRequest> {
     }
     if (!missing) {
       this.warmingSince = undefined;
+      this.warmAt = { clusters, epoch: this.stateEpoch };
       return false;
     }
     const now = performance.now();
@@ -343,14 +380,19 @@ export abstract class AdsSession<Req extends BaseRequest = BaseRequest> {
 
   private write(ts: TypeState, planned: PlannedResponse): void {
     const started = performance.now();
-    planned.commit();
-    for (const chunk of planned.chunks) {
+    this.commitPlan(ts, planned);
+    // Only a cluster sent or endpoints taken away can leave a cluster without its endpoints.
+    if (ts.typeUrl === TypeUrl.cluster || (ts.typeUrl === TypeUrl.endpoint && planned.removed.length > 0)) this.stateEpoch++;
+    const viewRevision = this.view?.revision ?? 0;
+    const { parts, removed, versionInfo, fullState } = planned;
+    for (let i = 0; i < parts.length; i++) {
       const nonce = String(++this.nonceCounter);
-      const record = chunk.record(nonce);
-      ts.outstanding.set(nonce, record);
+      const resources = new Map<string, string>();
+      for (const e of parts[i]!) resources.set(e.name, e.version);
+      ts.outstanding.set(nonce, { nonce, versionInfo, resources, removed: i === 0 ? removed : [], fullState, viewRevision });
       ts.lastNonce = nonce;
       ts.answered = true;
-      const ok = this.call.write(chunk.bytes(nonce));
+      const ok = this.call.write(this.encode(ts, planned, i, nonce));
       pushCounter(this.ctx.metrics, ts.typeUrl).inc();
       if (!ok) this.waitForDrain();
     }

@@ -56,6 +56,7 @@ export class SotwSession extends AdsSession<DiscoveryRequest> {
         if (entries.has(name)) continue;
         ts.sent.delete(name);
         ts.invalidate();
+        this.clientStateChanged();
       }
     }
   }
@@ -85,7 +86,7 @@ export class SotwSession extends AdsSession<DiscoveryRequest> {
     }
     const version = stateVersion(state);
     if (version === ts.sentVersionInfo) return undefined;
-    return this.response(ts, state, version, true);
+    return this.response(state, version, true);
   }
 
   /** EDS/RDS/SDS: only resources whose version the client has not been sent (or forced ones). */
@@ -93,31 +94,28 @@ export class SotwSession extends AdsSession<DiscoveryRequest> {
     const desired = ts.desired(entriesOf(this.view, ts.typeUrl));
     const changed = ts.unsent(desired);
     if (changed.length === 0 && !ts.owesInitialResponse) return undefined;
-    return this.response(ts, changed, stateVersion(desired), false);
+    return this.response(changed, stateVersion(desired), false);
   }
 
-  private response(ts: TypeState, entries: readonly CacheEntry[], version: string, fullState: boolean): PlannedResponse {
-    const viewRevision = this.view!.revision;
-    const resources = new Map(entries.map((e) => [e.name, e.version]));
-    return {
-      chunks: [
-        {
-          bytes: (nonce) => encodeSotwResponse(version, ts.typeUrl, nonce, entries.map((e) => e.sotwField)),
-          record: (nonce) => ({ nonce, versionInfo: version, resources, removed: [], fullState, viewRevision }),
-        },
-      ],
-      commit: () => {
-        if (ts.typeUrl === TypeUrl.cluster) this.forceEndpointsOfChanged(ts, entries);
-        if (fullState) {
-          ts.lastState = new Map(entries.map((e) => [e.name, e]));
-          ts.sent.clear();
-        }
-        for (const e of entries) {
-          ts.sent.set(e.name, e.version);
-          ts.forced.delete(e.name);
-        }
-        ts.sentVersionInfo = version;
-      },
-    };
+  private response(entries: readonly CacheEntry[], versionInfo: string, fullState: boolean): PlannedResponse {
+    return { parts: [entries], removed: [], versionInfo, fullState };
+  }
+
+  protected encode(ts: TypeState, planned: PlannedResponse, part: number, nonce: string): Buffer {
+    return encodeSotwResponse(planned.versionInfo, ts.typeUrl, nonce, planned.parts[part]!.map((e) => e.sotwField));
+  }
+
+  protected commitPlan(ts: TypeState, planned: PlannedResponse): void {
+    const entries = planned.parts[0]!;
+    if (ts.typeUrl === TypeUrl.cluster) this.forceEndpointsOfChanged(ts, entries);
+    if (planned.fullState) {
+      ts.lastState = new Map(entries.map((e) => [e.name, e]));
+      ts.sent.clear();
+    }
+    for (const e of entries) {
+      ts.sent.set(e.name, e.version);
+      ts.forced.delete(e.name);
+    }
+    ts.sentVersionInfo = planned.versionInfo;
   }
 }

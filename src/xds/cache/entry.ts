@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import '../registry.js';
 import { messageTypeRegistry } from '../../gen/typeRegistry.js';
 import { IsthmusError } from '../../errors.js';
-import { isXdsTypeUrl, TypeUrl, type XdsTypeUrl } from '../types.js';
+import { TypeUrl, xdsTypeUrl, type XdsTypeUrl } from '../types.js';
 import { encodeAny, encodeDeltaResource, lenField } from '../wire.js';
 import { extractRefs, type ResourceRef } from './refs.js';
 import { typeNameOf, typeUrlOf } from '../any.js';
@@ -38,10 +38,10 @@ export function contentVersion(bytes: Uint8Array): string {
 /** Encodes a resource message once; callers may keep the result and publish it many times. */
 export function encodeResource(message: EnvoyMessage, onEncode?: (typeUrl: XdsTypeUrl) => void): EncodedResource {
   const typeName = message.$type ?? '';
-  const typeUrl = typeUrlOf(typeName);
+  const typeUrl = xdsTypeUrl(typeUrlOf(typeName));
   const nameField = nameFields[typeName];
   const fns = messageTypeRegistry.get(typeName);
-  if (!isXdsTypeUrl(typeUrl) || !nameField || !fns) {
+  if (!typeUrl || !nameField || !fns) {
     throw new IsthmusError('invalid_argument', `not an xDS resource message: ${typeName || '(no $type)'}`);
   }
   const name = (message as Record<string, unknown>)[nameField];

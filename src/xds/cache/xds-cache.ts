@@ -33,6 +33,8 @@ export class XdsCache {
   private readonly pool = new Map<XdsTypeUrl, Map<string, CacheEntry>>();
   private readonly views = new Map<string, ProxyView>();
   private readonly listeners = new Map<string, Set<Listener>>();
+  /** Per type, the Map most recently published (see `shared`). */
+  private readonly recent = new Map<XdsTypeUrl, TypeMap>();
   private revisionCounter = 0;
   private entries = 0;
 
@@ -54,14 +56,14 @@ export class XdsCache {
 
   /** Replaces the proxy's whole view. Throws (and changes nothing) when it is inconsistent. */
   setProxyResources(nodeId: string, resources: readonly ResourceInput[]): ProxyView {
-    return this.publish(nodeId, new Map(), { upsert: resources });
+    return this.publish(nodeId, new Map(), { upsert: resources }, true);
   }
 
   /** Upserts and removes some resources of the proxy's view. Throws when the result is inconsistent. */
   updateProxyResources(nodeId: string, update: ViewUpdate): ProxyView {
     const base = new Map<XdsTypeUrl, TypeMap>();
     for (const [t, byName] of this.views.get(nodeId)?.resources ?? []) base.set(t, new Map(byName));
-    return this.publish(nodeId, base, update);
+    return this.publish(nodeId, base, update, false);
   }
 
   /** Forgets the proxy: its open streams see an empty view (every resource removed). */
@@ -84,37 +86,42 @@ export class XdsCache {
     };
   }
 
-  private publish(nodeId: string, base: Map<XdsTypeUrl, TypeMap>, update: ViewUpdate): ProxyView {
+  /** `fresh`: `base` starts empty, so a name already in it was upserted twice. */
+  private publish(nodeId: string, base: Map<XdsTypeUrl, TypeMap>, update: ViewUpdate, fresh: boolean): ProxyView {
     const created: CacheEntry[] = [];
     try {
-      return this.publishWith(nodeId, base, update, created);
+      return this.publishWith(nodeId, base, update, fresh, created);
     } finally {
       // Entries made for this publish that no view took (refused view, unchanged type) go again.
       for (const entry of created) if (entry.users === 0) this.unpool(entry);
     }
   }
 
-  private publishWith(nodeId: string, base: Map<XdsTypeUrl, TypeMap>, update: ViewUpdate, created: CacheEntry[]): ProxyView {
+  private publishWith(nodeId: string, base: Map<XdsTypeUrl, TypeMap>, update: ViewUpdate, fresh: boolean, created: CacheEntry[]): ProxyView {
     const errors: string[] = [];
     for (const r of update.remove ?? []) base.get(r.typeUrl)?.delete(r.name);
-    const upserted = new Map<XdsTypeUrl, Set<string>>();
+    const upserted = fresh ? undefined : new Map<XdsTypeUrl, Set<string>>();
     for (const input of update.upsert ?? []) {
       const encoded = isEncoded(input) ? input : this.encode(input);
-      let names = upserted.get(encoded.typeUrl);
-      if (!names) upserted.set(encoded.typeUrl, (names = new Set()));
-      if (names.has(encoded.name)) errors.push(`duplicate ${shortName[encoded.typeUrl]} resource "${encoded.name}"`);
-      names.add(encoded.name);
       let byName = base.get(encoded.typeUrl);
       if (!byName) base.set(encoded.typeUrl, (byName = new Map()));
+      if (upserted) {
+        let names = upserted.get(encoded.typeUrl);
+        if (!names) upserted.set(encoded.typeUrl, (names = new Set()));
+        if (names.has(encoded.name)) errors.push(duplicate(encoded));
+        names.add(encoded.name);
+      } else if (byName.has(encoded.name)) errors.push(duplicate(encoded));
       byName.set(encoded.name, this.entryFor(encoded, created));
     }
-    errors.push(...checkConsistency(base));
+    const old = this.views.get(nodeId);
+    const resources = new Map<XdsTypeUrl, TypeMap>();
+    for (const [t, byName] of base) if (byName.size > 0) resources.set(t, this.shared(t, byName, old?.resources.get(t) as TypeMap | undefined));
+    errors.push(...checkConsistency(resources));
     if (errors.length > 0) {
       throw new IsthmusError('failed_precondition', `inconsistent xDS view for proxy "${nodeId}": ${errors.join('; ')}`);
     }
-    const old = this.views.get(nodeId);
-    const { resources, changed } = this.reuseUnchanged(old, base);
-    if (old && !changed) return old;
+    if (!old) for (const byName of resources.values()) this.acquire(byName);
+    else if (!this.moveUseCounts(old, resources)) return old;
     const view = this.makeView(nodeId, resources);
     this.views.set(nodeId, view);
     this.notify(nodeId, view);
@@ -122,30 +129,36 @@ export class XdsCache {
   }
 
   /**
-   * Keeps the old Map of every type whose entries are the same objects, and moves use counts only
-   * for the types that changed.
+   * A published type Map is never mutated, so equal Maps can be one object: the proxy's previous
+   * Map of the type when its entries are the same, else the Map last published for the type (to
+   * any proxy) when equal, else `byName`, which becomes that. A thousand proxies given the same
+   * endpoints then share one Map, and whatever streams derive from a Map (its sorted entries, its
+   * consistency) is computed once for all of them.
    */
-  private reuseUnchanged(old: ProxyView | undefined, next: Map<XdsTypeUrl, TypeMap>): { resources: Map<XdsTypeUrl, TypeMap>; changed: boolean } {
-    const resources = new Map<XdsTypeUrl, TypeMap>();
+  private shared(t: XdsTypeUrl, byName: TypeMap, previous: TypeMap | undefined): TypeMap {
+    if (previous && sameEntries(previous, byName)) return previous;
+    const recent = this.recent.get(t);
+    if (recent && sameEntries(recent, byName)) return recent;
+    this.recent.set(t, byName);
+    return byName;
+  }
+
+  /** Moves use counts from the old view's Maps to the new one's, for types whose Map changed; true if any did. */
+  private moveUseCounts(old: ProxyView, next: ReadonlyMap<XdsTypeUrl, TypeMap>): boolean {
     let changed = false;
     for (const [t, byName] of next) {
-      if (byName.size === 0) continue;
-      const previous = old?.resources.get(t) as TypeMap | undefined;
-      if (previous && sameEntries(previous, byName)) {
-        resources.set(t, previous);
-        continue;
-      }
+      const previous = old.resources.get(t);
+      if (previous === byName) continue;
       changed = true;
       this.acquire(byName);
       if (previous) this.release(previous);
-      resources.set(t, byName);
     }
-    for (const [t, previous] of old?.resources ?? []) {
-      if (resources.has(t)) continue;
+    for (const [t, previous] of old.resources) {
+      if (next.has(t)) continue;
       changed = true;
       this.release(previous);
     }
-    return { resources, changed };
+    return changed;
   }
 
   private makeView(nodeId: string, resources: Map<XdsTypeUrl, TypeMap>): ProxyView {
@@ -183,6 +196,10 @@ export class XdsCache {
   private notify(nodeId: string, view: ProxyView): void {
     for (const listener of this.listeners.get(nodeId) ?? []) listener(view);
   }
+}
+
+function duplicate(r: EncodedResource): string {
+  return `duplicate ${shortName[r.typeUrl]} resource "${r.name}"`;
 }
 
 function sameEntries(a: ReadonlyMap<string, CacheEntry>, b: ReadonlyMap<string, CacheEntry>): boolean {
