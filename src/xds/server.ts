@@ -7,6 +7,7 @@ import { XdsCache } from './cache/xds-cache.js';
 import { AdsSession, type AdsApi, type SessionContext } from './ads/session.js';
 import { SotwSession } from './ads/sotw-session.js';
 import { DeltaSession } from './ads/delta-session.js';
+import { decodeDeltaRequest } from './ads/delta-request.js';
 import { ClientStatusDiscoveryServiceService, csdsService } from './csds.js';
 import { proxyStatusJson, type ProxyStatusJson } from './status.js';
 
@@ -29,12 +30,16 @@ export interface XdsServerOptions {
 
 /**
  * Responses are assembled from cached bytes (see wire.ts), so the ADS service writes Buffers as-is
- * instead of re-encoding a DiscoveryResponse per proxy.
+ * instead of re-encoding a DiscoveryResponse per proxy. Delta ACKs are read by a fast path.
  */
 const passThrough = (value: Buffer): Buffer => value;
 const adsServiceDefinition = {
   streamAggregatedResources: { ...AggregatedDiscoveryServiceService.streamAggregatedResources, responseSerialize: passThrough },
-  deltaAggregatedResources: { ...AggregatedDiscoveryServiceService.deltaAggregatedResources, responseSerialize: passThrough },
+  deltaAggregatedResources: {
+    ...AggregatedDiscoveryServiceService.deltaAggregatedResources,
+    requestDeserialize: decodeDeltaRequest,
+    responseSerialize: passThrough,
+  },
 } as unknown as grpc.ServiceDefinition;
 
 /** The xDS gRPC server: ADS (SotW and Delta) and CSDS on one port. */

@@ -62,6 +62,14 @@ describe('XdsCache', () => {
     expect(cache.view('n')).toBeUndefined();
   });
 
+  it('refuses a duplicate that would look like an unchanged type (same count as before)', () => {
+    const cache = new XdsCache();
+    const before = cache.setProxyResources('n', [secret('s'), secret('t')]);
+    expect(() => cache.setProxyResources('n', [secret('s'), secret('s')])).toThrow(/duplicate SDS resource "s"/);
+    expect(cache.view('n')).toBe(before);
+    expect(cache.setProxyResources('n', [secret('t'), secret('s')])).toBe(before); // same content, other order
+  });
+
   it('does not republish identical content, and notifies watchers of real changes only', () => {
     const cache = new XdsCache();
     const seen: number[] = [];

@@ -47,10 +47,10 @@ export class DeltaSession extends AdsSession<DeltaDiscoveryRequest> {
 
   private planRemovals(ts: TypeState): PlannedResponse | undefined {
     const entries = entriesOf(this.view, ts.typeUrl);
-    const removed = new Set<string>();
-    for (const name of ts.sent.keys()) if (!entries.has(name) || !ts.inScope(name)) removed.add(name);
-    for (const name of ts.notFound) if (!entries.has(name) && ts.inScope(name)) removed.add(name);
-    if (removed.size === 0) return undefined;
+    let removed: Set<string> | undefined;
+    for (const name of ts.sent.keys()) if (!entries.has(name) || !ts.inScope(name)) (removed ??= new Set()).add(name);
+    for (const name of ts.notFound) if (!entries.has(name) && ts.inScope(name)) (removed ??= new Set()).add(name);
+    if (!removed) return undefined;
     return this.response([], [...removed].sort());
   }
 

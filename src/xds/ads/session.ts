@@ -387,9 +387,7 @@ export abstract class AdsSession<Req extends BaseRequest = BaseRequest> {
     const { parts, removed, versionInfo, fullState } = planned;
     for (let i = 0; i < parts.length; i++) {
       const nonce = String(++this.nonceCounter);
-      const resources = new Map<string, string>();
-      for (const e of parts[i]!) resources.set(e.name, e.version);
-      ts.outstanding.set(nonce, { nonce, versionInfo, resources, removed: i === 0 ? removed : [], fullState, viewRevision });
+      ts.outstanding.set(nonce, { nonce, versionInfo, resources: parts[i]!, removed: i === 0 ? removed : [], fullState, viewRevision });
       ts.lastNonce = nonce;
       ts.answered = true;
       const ok = this.call.write(this.encode(ts, planned, i, nonce));

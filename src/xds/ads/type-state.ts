@@ -18,8 +18,8 @@ export interface SentResponse {
   readonly nonce: string;
   /** SotW: the response's version_info. */
   readonly versionInfo: string;
-  /** name → version of each resource the response carried. */
-  readonly resources: ReadonlyMap<string, string>;
+  /** The resources the response carried (each names its version). */
+  readonly resources: readonly CacheEntry[];
   /** Delta removed_resources. */
   readonly removed: readonly string[];
   /** SotW CDS/LDS: names absent from `resources` are removed once this is applied. */
@@ -167,7 +167,7 @@ export class TypeState {
     if (res.fullState) this.acked.clear();
     // An ACK clears the resource's error state (envoy.admin.v3.UpdateFailureState: cleared after
     // the next successful update).
-    for (const [name, version] of res.resources) {
+    for (const { name, version } of res.resources) {
       this.acked.set(name, version);
       this.nacked.delete(name);
     }
@@ -177,7 +177,7 @@ export class TypeState {
 
   onNack(res: SentResponse, message: string): NackRecord {
     const record = { version: '', message, nonce: res.nonce, at: new Date() };
-    for (const [name, version] of res.resources) this.nacked.set(name, { ...record, version });
+    for (const { name, version } of res.resources) this.nacked.set(name, { ...record, version });
     this.lastNack = { ...record, version: res.versionInfo };
     return this.lastNack;
   }

@@ -1,7 +1,7 @@
 import { performance } from 'node:perf_hooks';
 import { IsthmusError } from '../../errors.js';
 import type { Metrics } from '../../metrics.js';
-import { shortName, type XdsTypeUrl } from '../types.js';
+import { allTypeUrls, shortName, type XdsTypeUrl } from '../types.js';
 import { CacheEntry, encodeResource, type EncodedResource, type EnvoyMessage } from './entry.js';
 import { checkConsistency, type ProxyView } from './proxy-view.js';
 
@@ -36,6 +36,7 @@ export class XdsCache {
   /** Per type, the Map most recently published (see `shared`). */
   private readonly recent = new Map<XdsTypeUrl, TypeMap>();
   private revisionCounter = 0;
+  private publishCount = 0;
   private entries = 0;
 
   constructor(private readonly metrics?: Metrics) {}
@@ -54,9 +55,17 @@ export class XdsCache {
     return this.entries;
   }
 
-  /** Replaces the proxy's whole view. Throws (and changes nothing) when it is inconsistent. */
+  /**
+   * Replaces the proxy's whole view. Throws (and changes nothing) when it is inconsistent. Callers
+   * republish whole views on every change, so the types that did not change are recognised first
+   * and keep their Map without it being rebuilt.
+   */
   setProxyResources(nodeId: string, resources: readonly ResourceInput[]): ProxyView {
-    return this.publish(nodeId, new Map(), { upsert: resources }, true);
+    const encoded = resources.map((r) => (isEncoded(r) ? r : this.encode(r)));
+    const old = this.views.get(nodeId);
+    const kept = old ? this.unchangedTypes(old, encoded) : new Map<XdsTypeUrl, TypeMap>();
+    const rest = kept.size === 0 ? encoded : encoded.filter((r) => !kept.has(r.typeUrl));
+    return this.publish(nodeId, kept, { upsert: rest }, true);
   }
 
   /** Upserts and removes some resources of the proxy's view. Throws when the result is inconsistent. */
@@ -86,7 +95,37 @@ export class XdsCache {
     };
   }
 
-  /** `fresh`: `base` starts empty, so a name already in it was upserted twice. */
+  /**
+   * The types whose resources in `encoded` are exactly the old view's: the same names with the
+   * same versions, none given twice. Two Map lookups per resource.
+   */
+  private unchangedTypes(old: ProxyView, encoded: readonly EncodedResource[]): Map<XdsTypeUrl, TypeMap> {
+    const publish = ++this.publishCount;
+    // Per type (allTypeUrls order): resources matched so far, or -1 once one did not match.
+    const matched = allTypeUrls.map(() => 0);
+    for (const r of encoded) {
+      const i = allTypeUrls.indexOf(r.typeUrl);
+      if (matched[i]! < 0) continue;
+      const entry = old.resources.get(r.typeUrl)?.get(r.name);
+      if (entry?.version !== r.version || entry.matchedIn === publish) {
+        matched[i] = -1;
+        continue;
+      }
+      entry.matchedIn = publish;
+      matched[i]!++;
+    }
+    const kept = new Map<XdsTypeUrl, TypeMap>();
+    allTypeUrls.forEach((t, i) => {
+      const previous = old.resources.get(t) as TypeMap | undefined;
+      if (previous && matched[i] === previous.size) kept.set(t, previous);
+    });
+    return kept;
+  }
+
+  /**
+   * `fresh`: `base` holds only Maps kept whole from the old view, and no input is of their types,
+   * so a name already in a Map being built was upserted twice.
+   */
   private publish(nodeId: string, base: Map<XdsTypeUrl, TypeMap>, update: ViewUpdate, fresh: boolean): ProxyView {
     const created: CacheEntry[] = [];
     try {
@@ -115,7 +154,11 @@ export class XdsCache {
     }
     const old = this.views.get(nodeId);
     const resources = new Map<XdsTypeUrl, TypeMap>();
-    for (const [t, byName] of base) if (byName.size > 0) resources.set(t, this.shared(t, byName, old?.resources.get(t) as TypeMap | undefined));
+    for (const [t, byName] of base) {
+      if (byName.size === 0) continue;
+      const previous = old?.resources.get(t) as TypeMap | undefined;
+      resources.set(t, byName === previous ? previous : this.shared(t, byName, previous));
+    }
     errors.push(...checkConsistency(resources));
     if (errors.length > 0) {
       throw new IsthmusError('failed_precondition', `inconsistent xDS view for proxy "${nodeId}": ${errors.join('; ')}`);
