@@ -147,6 +147,66 @@ describe('Delta', () => {
     e2.close();
   });
 
+  /** ACKs every response until the stream is quiet for `quietMs`; returns them in order. */
+  async function settleDelta(e: ReturnType<typeof connectDelta>, quietMs = 300): Promise<Received<unknown>[]> {
+    const got: Received<unknown>[] = [];
+    for (;;) {
+      let r: Awaited<ReturnType<typeof e.next>>;
+      try {
+        r = await e.next(quietMs);
+      } catch {
+        return got;
+      }
+      got.push(r);
+      e.ack(r);
+    }
+  }
+
+  it('a push to many proxies carries what changed, within each one\'s subscription', async () => {
+    const { cache, client } = await harness();
+    const view = (port: number) => [endpoints('a', [port]), endpoints('b', [1]), endpoints('c', [port])];
+    const ids = ['n0', 'n1', 'n2'];
+    for (const id of ids) cache.setProxyResources(id, view(1));
+    const streams = ids.map((id) => connectDelta(client, id));
+    streams[0]!.send(TypeUrl.endpoint, { subscribe: ['*'] });
+    streams[1]!.send(TypeUrl.endpoint, { subscribe: ['a', 'b'] });
+    streams[2]!.send(TypeUrl.endpoint, { subscribe: ['b'] });
+    for (const e of streams) await settleDelta(e);
+    for (let port = 2; port <= 3; port++) {
+      for (const id of ids) cache.setProxyResources(id, view(port));
+      const got = await Promise.all(streams.map((e) => settleDelta(e)));
+      expect(got.map((rs) => rs.flatMap((r) => r.resources.map((x) => x.name)))).toEqual([['a', 'c'], ['a'], []]);
+    }
+    for (const e of streams) e.close();
+  });
+
+  it('endpoints that go back to earlier names after a detour remove what the detour added', async () => {
+    const { cache, client } = await harness({ warmingTimeoutMs: 10_000 });
+    const before = [edsCluster('c'), endpoints('c', [1]), endpoints('e1', [1]), tcpListener('l', 10000, 'c')];
+    for (const id of ['n1', 'n2']) cache.setProxyResources(id, before);
+    const e = connectDelta(client, 'n1');
+    e.send(TypeUrl.cluster, { subscribe: ['*'] });
+    e.send(TypeUrl.endpoint, { subscribe: ['c', 'e1', 'b'] });
+    e.send(TypeUrl.listener, { subscribe: ['*'] });
+    await settleDelta(e);
+    // The detour: endpoints "b" appear (and are sent) while a new cluster's endpoints hold the listener back.
+    cache.setProxyResources('n1', [
+      edsCluster('c'), edsCluster('c2'), endpoints('c', [1]), endpoints('e1', [1]), endpoints('b', [1]), endpoints('c2', [1]),
+      tcpListener('l', 10000, 'c2'),
+    ]);
+    const detour = await settleDelta(e);
+    expect(detour.flatMap((r) => r.resources.map((x) => x.name))).toContain('b');
+    // Back to the first names (as another proxy publishes them first, so the Map is shared).
+    const after = [edsCluster('c'), endpoints('c', [2]), endpoints('e1', [1]), tcpListener('l', 10000, 'c')];
+    cache.setProxyResources('n2', after);
+    cache.setProxyResources('n1', after);
+    const back = await settleDelta(e);
+    const eds = back.filter((r) => r.typeUrl === TypeUrl.endpoint);
+    expect(eds.flatMap((r) => r.resources.map((x) => x.name))).toEqual(['c']);
+    expect(eds.flatMap((r) => r.removed)).toEqual(['b']);
+    e.close();
+  });
+
   it('unsubscribed names are no longer sent', async () => {
     const { cache, client } = await harness();
     cache.setProxyResources('n', [secret('a'), secret('b')]);

@@ -1,6 +1,6 @@
 import type { DeltaDiscoveryRequest } from '../../gen/envoy/service/discovery/v3/discovery.js';
 import type { CacheEntry } from '../cache/entry.js';
-import { entriesOf } from '../cache/proxy-view.js';
+import { changedSince, entriesOf } from '../cache/proxy-view.js';
 import { TypeUrl, type PushPhase } from '../types.js';
 import { encodeDeltaResponse } from '../wire.js';
 import { AdsSession, type PlannedResponse } from './session.js';
@@ -39,14 +39,24 @@ export class DeltaSession extends AdsSession<DeltaDiscoveryRequest> {
     return phase === 'upsert' ? this.planUpserts(ts) : this.planRemovals(ts);
   }
 
+  /**
+   * When the entries are a derivation of the Map this type last had nothing to send against, only
+   * the entries that differ can be unsent (see Derivation): nothing else changed for this stream
+   * since, or the plan memo would have been cleared.
+   */
   private planUpserts(ts: TypeState): PlannedResponse | undefined {
-    const changed = ts.unsent(ts.desired(entriesOf(this.view, ts.typeUrl)));
+    const entries = entriesOf(this.view, ts.typeUrl);
+    const changedOnly = changedSince(entries, ts.plannedUpsert);
+    const candidates = changedOnly ? ts.inScopeOf(changedOnly) : ts.desired(entries);
+    const changed = ts.unsent(candidates);
     if (changed.length === 0 && !ts.owesInitialResponse) return undefined;
     return this.response(changed, []);
   }
 
+  /** A removal plan reads only the names of the entries: the same names as a Map with nothing to remove, nothing to remove. */
   private planRemovals(ts: TypeState): PlannedResponse | undefined {
     const entries = entriesOf(this.view, ts.typeUrl);
+    if (changedSince(entries, ts.plannedRemove)) return undefined;
     let removed: Set<string> | undefined;
     for (const name of ts.sent.keys()) if (!entries.has(name) || !ts.inScope(name)) (removed ??= new Set()).add(name);
     for (const name of ts.notFound) if (!entries.has(name) && ts.inScope(name)) (removed ??= new Set()).add(name);
@@ -66,6 +76,8 @@ export class DeltaSession extends AdsSession<DeltaDiscoveryRequest> {
     for (const entries of planned.parts) {
       if (ts.typeUrl === TypeUrl.cluster) this.forceEndpointsOfChanged(ts, entries);
       for (const e of entries) {
+        // A name the client did not hold may have to go again later: removals are planned anew.
+        if (!ts.sent.has(e.name)) ts.plannedRemove = undefined;
         ts.sent.set(e.name, e.version);
         ts.forced.delete(e.name);
         ts.notFound.delete(e.name);

@@ -96,8 +96,12 @@ export class TypeState {
 
   /** The entries this stream wants, sorted by name (do not mutate: may be shared). */
   desired(entries: ReadonlyMap<string, CacheEntry>): readonly CacheEntry[] {
-    const all = sortedEntries(entries);
-    return this.wildcard ? all : all.filter((e) => this.subscribed.has(e.name));
+    return this.inScopeOf(sortedEntries(entries));
+  }
+
+  /** Those of `entries` this stream wants (the same array when it wants all). */
+  inScopeOf(entries: readonly CacheEntry[]): readonly CacheEntry[] {
+    return this.wildcard ? entries : entries.filter((e) => this.subscribed.has(e.name));
   }
 
   /**
@@ -105,10 +109,12 @@ export class TypeState {
    * unless it rejected that very version (rule 5: never re-send NACKed content).
    */
   unsent(desired: readonly CacheEntry[]): CacheEntry[] {
+    const anyForced = this.forced.size > 0;
+    const anyNacked = this.nacked.size > 0;
     return desired.filter((e) => {
-      if (this.forced.has(e.name)) return true;
+      if (anyForced && this.forced.has(e.name)) return true;
       if (this.sent.get(e.name) === e.version) return false;
-      return this.nacked.get(e.name)?.version !== e.version;
+      return !anyNacked || this.nacked.get(e.name)?.version !== e.version;
     });
   }
 

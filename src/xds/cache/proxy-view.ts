@@ -58,6 +58,39 @@ export function checkConsistency(resources: ProxyView['resources']): string[] {
   return errors;
 }
 
+/**
+ * A type Map published as a change of another Map with exactly the same names (new endpoints for
+ * the same clusters, say): the entries that differ, sorted by name. Streams that had nothing left
+ * to send against `from` plan against `changed` alone, so a push costs what changed, not what the
+ * proxy holds.
+ */
+interface Derivation {
+  /** Weak: a chain of Maps, each derived from the one before, must not keep all of them alive. */
+  readonly from: WeakRef<TypeMap>;
+  readonly changed: readonly CacheEntry[];
+}
+
+const derivations = new WeakMap<TypeMap, Derivation>();
+
+/** The entries of `entries` that differ from `from`, if `entries` was published as a change of it. */
+export function changedSince(entries: TypeMap, from: TypeMap | undefined): readonly CacheEntry[] | undefined {
+  const d = derivations.get(entries);
+  return from && d?.from.deref() === from ? d.changed : undefined;
+}
+
+/** Records `next` as a change of `from` when both have the same names (published Maps only). */
+export function recordDerivation(next: TypeMap, from: TypeMap): void {
+  if (next.size !== from.size || next === from) return;
+  const changed: CacheEntry[] = [];
+  for (const [name, entry] of next) {
+    const before = from.get(name);
+    if (!before) return;
+    if (before !== entry) changed.push(entry);
+  }
+  changed.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  derivations.set(next, { from: new WeakRef(from), changed });
+}
+
 function shortTypeName(typeUrl: string): string {
   return typeUrl.slice(typeUrl.lastIndexOf('.') + 1);
 }

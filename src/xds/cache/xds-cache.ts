@@ -3,7 +3,7 @@ import { IsthmusError } from '../../errors.js';
 import type { Metrics } from '../../metrics.js';
 import { allTypeUrls, shortName, type XdsTypeUrl } from '../types.js';
 import { CacheEntry, encodeResource, type EncodedResource, type EnvoyMessage } from './entry.js';
-import { checkConsistency, type ProxyView } from './proxy-view.js';
+import { checkConsistency, recordDerivation, type ProxyView } from './proxy-view.js';
 
 export type ResourceInput = EncodedResource | EnvoyMessage;
 
@@ -183,6 +183,7 @@ export class XdsCache {
     const recent = this.recent.get(t);
     if (recent && sameEntries(recent, byName)) return recent;
     this.recent.set(t, byName);
+    if (previous) recordDerivation(byName, previous);
     return byName;
   }
 
