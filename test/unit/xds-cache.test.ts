@@ -148,4 +148,18 @@ describe('XdsCache pool accounting', () => {
     expect(cache.view('p2')).toBeUndefined();
     expect(cache.view('p1')!.resources.get(TypeUrl.endpoint)!.has('a')).toBe(true);
   });
+
+  it('does not hand out a Map whose entries left the pool when its last proxy went', () => {
+    const cache = new XdsCache();
+    const shared = view().map((m) => cache.encode(m));
+    cache.setProxyResources('p1', shared);
+    cache.removeProxy('p1');
+    expect(cache.entryCount).toBe(0);
+    const v2 = cache.setProxyResources('p2', shared);
+    const v3 = cache.setProxyResources('p3', shared);
+    expect(cache.entryCount).toBe(3);
+    expect(v3.resources.get(TypeUrl.endpoint)!.get('a')).toBe(v2.resources.get(TypeUrl.endpoint)!.get('a'));
+    for (const id of ['p2', 'p3']) cache.removeProxy(id);
+    expect(cache.entryCount).toBe(0);
+  });
 });

@@ -36,7 +36,7 @@ export class XdsCache {
   /** Per type, the Map most recently published (see `shared`). */
   private readonly recent = new Map<XdsTypeUrl, TypeMap>();
   private revisionCounter = 0;
-  private publishCount = 0;
+  private matchPass = 0;
   private entries = 0;
 
   constructor(private readonly metrics?: Metrics) {}
@@ -57,13 +57,16 @@ export class XdsCache {
 
   /**
    * Replaces the proxy's whole view. Throws (and changes nothing) when it is inconsistent. Callers
-   * republish whole views on every change, so the types that did not change are recognised first
-   * and keep their Map without it being rebuilt.
+   * republish whole views on every change, so a type whose resources are exactly those of a Map
+   * already published (the proxy's own, or the one last published for the type to any proxy) is
+   * recognised first and takes that Map without one being built.
    */
   setProxyResources(nodeId: string, resources: readonly ResourceInput[]): ProxyView {
     const encoded = resources.map((r) => (isEncoded(r) ? r : this.encode(r)));
     const old = this.views.get(nodeId);
-    const kept = old ? this.unchangedTypes(old, encoded) : new Map<XdsTypeUrl, TypeMap>();
+    const kept = new Map<XdsTypeUrl, TypeMap>();
+    if (old) this.keepMatching(old.resources as ReadonlyMap<XdsTypeUrl, TypeMap>, encoded, kept);
+    if (kept.size < (old?.resources.size ?? allTypeUrls.length)) this.keepMatching(this.recent, encoded, kept);
     const rest = kept.size === 0 ? encoded : encoded.filter((r) => !kept.has(r.typeUrl));
     return this.publish(nodeId, kept, { upsert: rest }, true);
   }
@@ -96,35 +99,35 @@ export class XdsCache {
   }
 
   /**
-   * The types whose resources in `encoded` are exactly the old view's: the same names with the
-   * same versions, none given twice. Two Map lookups per resource.
+   * Adds to `kept` each type not in it yet whose resources in `encoded` are exactly the Map
+   * `candidates` holds for it: the same names with the same versions, none given twice. Two Map
+   * lookups per resource.
    */
-  private unchangedTypes(old: ProxyView, encoded: readonly EncodedResource[]): Map<XdsTypeUrl, TypeMap> {
-    const publish = ++this.publishCount;
+  private keepMatching(candidates: ReadonlyMap<XdsTypeUrl, TypeMap>, encoded: readonly EncodedResource[], kept: Map<XdsTypeUrl, TypeMap>): void {
+    const pass = ++this.matchPass;
     // Per type (allTypeUrls order): resources matched so far, or -1 once one did not match.
-    const matched = allTypeUrls.map(() => 0);
+    const matched = allTypeUrls.map((t) => (kept.has(t) || !candidates.has(t) ? -1 : 0));
     for (const r of encoded) {
       const i = allTypeUrls.indexOf(r.typeUrl);
       if (matched[i]! < 0) continue;
-      const entry = old.resources.get(r.typeUrl)?.get(r.name);
-      if (entry?.version !== r.version || entry.matchedIn === publish) {
+      const entry = candidates.get(r.typeUrl)!.get(r.name);
+      // An entry no view uses any more has left the pool (the last published Map may hold such).
+      if (entry?.version !== r.version || entry.matchedIn === pass || entry.users === 0) {
         matched[i] = -1;
         continue;
       }
-      entry.matchedIn = publish;
+      entry.matchedIn = pass;
       matched[i]!++;
     }
-    const kept = new Map<XdsTypeUrl, TypeMap>();
     allTypeUrls.forEach((t, i) => {
-      const previous = old.resources.get(t) as TypeMap | undefined;
-      if (previous && matched[i] === previous.size) kept.set(t, previous);
+      const candidate = candidates.get(t);
+      if (candidate && matched[i] === candidate.size) kept.set(t, candidate);
     });
-    return kept;
   }
 
   /**
-   * `fresh`: `base` holds only Maps kept whole from the old view, and no input is of their types,
-   * so a name already in a Map being built was upserted twice.
+   * `fresh`: `base` holds only published Maps kept whole (see setProxyResources), and no input is
+   * of their types, so a name already in a Map being built was upserted twice.
    */
   private publish(nodeId: string, base: Map<XdsTypeUrl, TypeMap>, update: ViewUpdate, fresh: boolean): ProxyView {
     const created: CacheEntry[] = [];
@@ -179,8 +182,9 @@ export class XdsCache {
    * consistency) is computed once for all of them.
    */
   private shared(t: XdsTypeUrl, byName: TypeMap, previous: TypeMap | undefined): TypeMap {
-    if (previous && sameEntries(previous, byName)) return previous;
     const recent = this.recent.get(t);
+    if (byName === recent) return recent;
+    if (previous && sameEntries(previous, byName)) return previous;
     if (recent && sameEntries(recent, byName)) return recent;
     this.recent.set(t, byName);
     if (previous) recordDerivation(byName, previous);
