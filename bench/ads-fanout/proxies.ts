@@ -29,6 +29,23 @@ function nodeField(fieldNumber: number, id: string): Buffer {
 /**
  * `DeltaDiscoveryRequest { node = 1; type_url = 2; resource_names_subscribe = 3; response_nonce = 6 }`.
  */
+/** `type_url` (field 2 of a DeltaDiscoveryRequest) per type: the same bytes in every ACK. */
+const deltaTypeUrlFields = new Map<string, Buffer>();
+
+/** A Delta ACK: `DeltaDiscoveryRequest { type_url = 2; response_nonce = 6 }`, built into one buffer. */
+export function deltaAck(typeUrl: string, nonce: string): Buffer {
+  let typeField = deltaTypeUrlFields.get(typeUrl);
+  if (!typeField) deltaTypeUrlFields.set(typeUrl, (typeField = stringField(2, typeUrl)));
+  const nonceLength = Buffer.byteLength(nonce);
+  if (nonceLength === 0 || nonceLength > 127) return Buffer.concat([typeField, stringField(6, nonce)]);
+  const out = Buffer.allocUnsafe(typeField.length + 2 + nonceLength);
+  typeField.copy(out, 0);
+  out[typeField.length] = (6 << 3) | 2;
+  out[typeField.length + 1] = nonceLength;
+  out.write(nonce, typeField.length + 2);
+  return out;
+}
+
 export function deltaRequest(nodeId: string | undefined, typeUrl: string, subscribe: readonly string[], nonce: string): Buffer {
   return Buffer.concat([
     nodeId === undefined ? Buffer.alloc(0) : nodeField(1, nodeId),
@@ -169,7 +186,8 @@ export class DeltaProxy extends BenchProxy {
   }
 
   protected ack(res: ParsedResponse): void {
-    this.send(res.typeUrl, [], res.nonce);
+    if (!this.sentNode) this.send(res.typeUrl, [], res.nonce);
+    else this.stream.write(deltaAck(res.typeUrl, res.nonce));
   }
 }
 

@@ -1,71 +1,63 @@
 /**
  * Just enough protobuf reading for the client workers to pick the fields they need (type_url,
  * nonce, resource names, one port) out of a response without decoding it into objects: the
- * workers share the machine's cores with the server under test and must stay cheap.
+ * workers share the machine's cores with the server under test and must stay cheap, so fields are
+ * walked in place with no object per field.
  */
 
-/** A field of a message: its number and wire type; `value` for varints, `start`/`end` for bytes. */
-export interface WireField {
-  readonly no: number;
-  readonly wire: number;
-  readonly value: number;
-  readonly start: number;
-  readonly end: number;
-}
+/** The field `nextField` read last: its number, wire type, varint value, and where its bytes are. */
+let fieldNo = 0;
+let fieldWire = 0;
+let fieldValue = 0;
+let fieldStart = 0;
+let fieldEnd = 0;
 
-function readVarint(buf: Uint8Array, pos: number): [value: number, next: number] {
+function readVarint(buf: Uint8Array, pos: number): number {
   let value = 0;
   let scale = 1;
   for (;;) {
     if (pos >= buf.length) throw new Error('truncated varint');
     const byte = buf[pos++]!;
     value += (byte & 0x7f) * scale;
-    if (byte < 0x80) return [value, pos];
+    if (byte < 0x80) {
+      fieldEnd = pos; // where the varint ended; callers read it before the next call
+      return value;
+    }
     scale *= 128;
   }
 }
 
-/** The fields of the message in `buf[start, end)`, in wire order. */
-export function readFields(buf: Uint8Array, start = 0, end = buf.length): WireField[] {
-  const out: WireField[] = [];
-  let pos = start;
-  while (pos < end) {
-    const [tag, afterTag] = readVarint(buf, pos);
-    const no = Math.floor(tag / 8);
-    const wire = tag & 7;
-    pos = afterTag;
-    if (wire === 0) {
-      const [value, next] = readVarint(buf, pos);
-      out.push({ no, wire, value, start: pos, end: next });
-      pos = next;
-    } else if (wire === 2) {
-      const [len, next] = readVarint(buf, pos);
-      out.push({ no, wire, value: len, start: next, end: next + len });
-      pos = next + len;
-    } else if (wire === 1 || wire === 5) {
-      const size = wire === 1 ? 8 : 4;
-      out.push({ no, wire, value: 0, start: pos, end: pos + size });
-      pos += size;
-    } else throw new Error(`unsupported wire type ${wire}`);
-  }
-  if (pos !== end) throw new Error('message overruns its bounds');
-  return out;
+/** Reads the field starting at `pos` (sets field*); returns where the next one starts. */
+function nextField(buf: Uint8Array, pos: number, end: number): number {
+  const tag = readVarint(buf, pos);
+  fieldNo = Math.floor(tag / 8);
+  fieldWire = tag & 7;
+  pos = fieldEnd;
+  if (fieldWire === 0) {
+    fieldValue = readVarint(buf, pos);
+    fieldStart = pos;
+  } else if (fieldWire === 2) {
+    fieldValue = readVarint(buf, pos);
+    fieldStart = fieldEnd;
+    fieldEnd = fieldStart + fieldValue;
+  } else if (fieldWire === 1 || fieldWire === 5) {
+    fieldValue = 0;
+    fieldStart = pos;
+    fieldEnd = pos + (fieldWire === 1 ? 8 : 4);
+  } else throw new Error(`unsupported wire type ${fieldWire}`);
+  if (fieldEnd > end) throw new Error('message overruns its bounds');
+  return fieldEnd;
 }
 
-/** The first field numbered `no`, following a path of nested message fields. */
-export function fieldAt(buf: Uint8Array, path: readonly number[], start = 0, end = buf.length): WireField | undefined {
-  let field: WireField | undefined;
-  for (const no of path) {
-    field = readFields(buf, start, end).find((f) => f.no === no);
-    if (!field) return undefined;
-    start = field.start;
-    end = field.end;
+/**
+ * Finds the first field numbered `no` in `buf[start, end)` and leaves it in field*; false if absent.
+ */
+function findField(buf: Uint8Array, no: number, start: number, end: number): boolean {
+  for (let pos = start; pos < end; ) {
+    pos = nextField(buf, pos, end);
+    if (fieldNo === no) return true;
   }
-  return field;
-}
-
-export function text(buf: Buffer, f: WireField): string {
-  return buf.toString('utf8', f.start, f.end);
+  return false;
 }
 
 /** A resource in a response: its name and where its message bytes are. */
@@ -83,14 +75,31 @@ export interface ParsedResponse {
   readonly removed: readonly string[];
 }
 
-/** Every resource type the benchmark serves names itself in field 1 (name / cluster_name). */
-function resourceInAny(buf: Buffer, anyStart: number, anyEnd: number, name?: string): ResourceRef {
-  const value = readFields(buf, anyStart, anyEnd).find((f) => f.no === 2);
-  const start = value?.start ?? anyStart;
-  const end = value?.end ?? anyStart;
+const text = (buf: Buffer, start: number, end: number) => buf.toString('utf8', start, end);
+
+/**
+ * The resource message inside an Any at `[anyStart, anyEnd)`. Every resource type the benchmark
+ * serves names itself in field 1 (name / cluster_name); `name` is used when already known.
+ */
+function resourceInAny(buf: Buffer, anyStart: number, anyEnd: number, name: string | undefined): ResourceRef {
+  const found = findField(buf, 2, anyStart, anyEnd);
+  const start = found ? fieldStart : anyStart;
+  const end = found ? fieldEnd : anyStart;
   if (name !== undefined) return { name, start, end };
-  const nameField = readFields(buf, start, end).find((f) => f.no === 1);
-  return { name: nameField ? text(buf, nameField) : '', start, end };
+  return { name: findField(buf, 1, start, end) ? text(buf, fieldStart, fieldEnd) : '', start, end };
+}
+
+/** Delta `Resource { resource = 2 (Any); name = 3 }` at `[start, end)`. */
+function deltaResource(buf: Buffer, start: number, end: number): ResourceRef {
+  let anyStart = 0;
+  let anyEnd = 0;
+  let name = '';
+  for (let pos = start; pos < end; ) {
+    pos = nextField(buf, pos, end);
+    if (fieldNo === 2) [anyStart, anyEnd] = [fieldStart, fieldEnd];
+    else if (fieldNo === 3) name = text(buf, fieldStart, fieldEnd);
+  }
+  return resourceInAny(buf, anyStart, anyEnd, name);
 }
 
 /**
@@ -104,18 +113,14 @@ export function parseResponse(buf: Buffer, delta: boolean): ParsedResponse {
   let versionInfo = '';
   const resources: ResourceRef[] = [];
   const removed: string[] = [];
-  for (const f of readFields(buf)) {
-    if (f.no === 1) versionInfo = text(buf, f);
-    else if (f.no === 4) typeUrl = text(buf, f);
-    else if (f.no === 5) nonce = text(buf, f);
-    else if (f.no === 6) removed.push(text(buf, f));
-    else if (f.no === 2 && !delta) resources.push(resourceInAny(buf, f.start, f.end));
-    else if (f.no === 2) {
-      const inner = readFields(buf, f.start, f.end);
-      const any = inner.find((x) => x.no === 2);
-      const name = inner.find((x) => x.no === 3);
-      resources.push(resourceInAny(buf, any?.start ?? 0, any?.end ?? 0, name ? text(buf, name) : ''));
-    }
+  for (let pos = 0; pos < buf.length; ) {
+    pos = nextField(buf, pos, buf.length);
+    const [start, end] = [fieldStart, fieldEnd];
+    if (fieldNo === 1) versionInfo = text(buf, start, end);
+    else if (fieldNo === 4) typeUrl = text(buf, start, end);
+    else if (fieldNo === 5) nonce = text(buf, start, end);
+    else if (fieldNo === 6) removed.push(text(buf, start, end));
+    else if (fieldNo === 2) resources.push(delta ? deltaResource(buf, start, end) : resourceInAny(buf, start, end, undefined));
   }
   return { typeUrl, nonce, versionInfo, resources, removed };
 }
@@ -125,5 +130,11 @@ export function parseResponse(buf: Buffer, delta: boolean): ParsedResponse {
  * endpoint(1) → address(1) → socket_address(1) → port_value(3).
  */
 export function firstEndpointPort(buf: Buffer, r: ResourceRef): number | undefined {
-  return fieldAt(buf, [2, 2, 1, 1, 1, 3], r.start, r.end)?.value;
+  let start = r.start;
+  let end = r.end;
+  for (const no of [2, 2, 1, 1, 1, 3]) {
+    if (!findField(buf, no, start, end)) return undefined;
+    [start, end] = [fieldStart, fieldEnd];
+  }
+  return fieldWire === 0 ? fieldValue : undefined;
 }
