@@ -29,6 +29,12 @@ export function isXdsTypeUrl(url: string): url is XdsTypeUrl {
 }
 
 const canonicalTypeUrls = new Map<string, XdsTypeUrl>(allTypeUrls.map((u) => [u, u]));
+const typeIndexes = new Map<XdsTypeUrl, number>(allTypeUrls.map((u, i) => [u, i]));
+
+/** The position of an ADS type in `allTypeUrls`. */
+export function typeIndex(typeUrl: XdsTypeUrl): number {
+  return typeIndexes.get(typeUrl)!;
+}
 
 /**
  * The `TypeUrl` constant equal to `url` (undefined if it is not an ADS type). Maps keyed by type
@@ -51,6 +57,8 @@ export type PushPhase = 'upsert' | 'remove';
 
 export interface PushStep {
   readonly typeUrl: XdsTypeUrl;
+  /** The type's position in `allTypeUrls` (sessions and views index their per-type state by it). */
+  readonly index: number;
   readonly phase: PushPhase;
 }
 
@@ -58,7 +66,7 @@ export interface PushStep {
  * Make-before-break: secrets, then clusters, then their endpoints, then listeners that use them,
  * then routes; removals last, each after whatever referenced it is gone.
  */
-export const pushOrder: readonly PushStep[] = [
+export const pushOrder: readonly PushStep[] = ([
   { typeUrl: TypeUrl.secret, phase: 'upsert' },
   { typeUrl: TypeUrl.cluster, phase: 'upsert' },
   { typeUrl: TypeUrl.endpoint, phase: 'upsert' },
@@ -69,7 +77,7 @@ export const pushOrder: readonly PushStep[] = [
   { typeUrl: TypeUrl.endpoint, phase: 'remove' },
   { typeUrl: TypeUrl.cluster, phase: 'remove' },
   { typeUrl: TypeUrl.secret, phase: 'remove' },
-];
+] as const).map((s) => ({ ...s, index: typeIndex(s.typeUrl) }));
 
 /**
  * Resource types by the names `istioctl proxy-config` uses: the `:type` of

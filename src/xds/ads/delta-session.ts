@@ -34,9 +34,9 @@ export class DeltaSession extends AdsSession<DeltaDiscoveryRequest> {
     return true;
   }
 
-  protected plan(ts: TypeState, phase: PushPhase): PlannedResponse | undefined {
+  protected plan(ts: TypeState, phase: PushPhase, entries: ReadonlyMap<string, CacheEntry>): PlannedResponse | undefined {
     if (!this.view) return undefined;
-    return phase === 'upsert' ? this.planUpserts(ts) : this.planRemovals(ts);
+    return phase === 'upsert' ? this.planUpserts(ts, entries) : this.planRemovals(ts, entries);
   }
 
   /**
@@ -44,8 +44,7 @@ export class DeltaSession extends AdsSession<DeltaDiscoveryRequest> {
    * the entries that differ can be unsent (see Derivation): nothing else changed for this stream
    * since, or the plan memo would have been cleared.
    */
-  private planUpserts(ts: TypeState): PlannedResponse | undefined {
-    const entries = entriesOf(this.view, ts.typeUrl);
+  private planUpserts(ts: TypeState, entries: ReadonlyMap<string, CacheEntry>): PlannedResponse | undefined {
     const changedOnly = changedSince(entries, ts.plannedUpsert);
     const candidates = changedOnly ? ts.inScopeOf(changedOnly) : ts.desired(entries);
     const changed = ts.unsent(candidates);
@@ -54,8 +53,7 @@ export class DeltaSession extends AdsSession<DeltaDiscoveryRequest> {
   }
 
   /** A removal plan reads only the names of the entries: the same names as a Map with nothing to remove, nothing to remove. */
-  private planRemovals(ts: TypeState): PlannedResponse | undefined {
-    const entries = entriesOf(this.view, ts.typeUrl);
+  private planRemovals(ts: TypeState, entries: ReadonlyMap<string, CacheEntry>): PlannedResponse | undefined {
     if (changedSince(entries, ts.plannedRemove)) return undefined;
     let removed: Set<string> | undefined;
     for (const name of ts.sent.keys()) if (!entries.has(name) || !ts.inScope(name)) (removed ??= new Set()).add(name);

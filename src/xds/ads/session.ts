@@ -9,8 +9,8 @@ import type { Metrics } from '../../metrics.js';
 import type { XdsCache } from '../cache/xds-cache.js';
 import type { ProxyView } from '../cache/proxy-view.js';
 import type { CacheEntry } from '../cache/entry.js';
-import { xdsTypeUrl, pushOrder, shortName, TypeUrl, type PushPhase, type XdsTypeUrl } from '../types.js';
-import { entriesOf } from '../cache/proxy-view.js';
+import { xdsTypeUrl, pushOrder, shortName, typeIndex, TypeUrl, type PushPhase, type XdsTypeUrl } from '../types.js';
+import { entriesAt } from '../cache/proxy-view.js';
 import { TypeState } from './type-state.js';
 
 export type AdsApi = 'sotw' | 'delta';
@@ -84,6 +84,8 @@ function pushCounter(metrics: Metrics, typeUrl: XdsTypeUrl): { inc(): void } {
 }
 
 const usesClusters = (t: XdsTypeUrl) => t === TypeUrl.listener || t === TypeUrl.route;
+const clusterIndex = typeIndex(TypeUrl.cluster);
+const endpointIndex = typeIndex(TypeUrl.endpoint);
 
 /**
  * One ADS stream. The base class owns what SotW and Delta share: node admission, per-type state,
@@ -96,6 +98,8 @@ export abstract class AdsSession<Req extends BaseRequest = BaseRequest> {
   node: Node | undefined;
   protected view: ProxyView | undefined;
   protected readonly types = new Map<XdsTypeUrl, TypeState>();
+  /** The same states by type index (see PushStep.index), for the push path. */
+  private readonly typeAt: (TypeState | undefined)[] = [];
   private unwatch: (() => void) | undefined;
   private nonceCounter = 0;
   private writable = true;
@@ -165,7 +169,8 @@ export abstract class AdsSession<Req extends BaseRequest = BaseRequest> {
    * change, no NACK): that changes nothing a plan reads, so the stream need not plan again.
    */
   protected abstract applyRequest(ts: TypeState, req: Req, isFirst: boolean): boolean;
-  protected abstract plan(ts: TypeState, phase: PushPhase): PlannedResponse | undefined;
+  /** Plans `phase` of the type against `entries`, the view's entries of the type. */
+  protected abstract plan(ts: TypeState, phase: PushPhase, entries: ReadonlyMap<string, CacheEntry>): PlannedResponse | undefined;
   /** The bytes of message `part` of a planned response. */
   protected abstract encode(ts: TypeState, planned: PlannedResponse, part: number, nonce: string): Buffer;
   /** What the client holds once the planned response is written (the sent-state bookkeeping). */
@@ -232,6 +237,7 @@ export abstract class AdsSession<Req extends BaseRequest = BaseRequest> {
       ts = new TypeState(typeUrl);
       ts.observedRevision = this.view?.revision ?? 0;
       this.types.set(typeUrl, ts);
+      this.typeAt[typeIndex(typeUrl)] = ts;
     }
     if (this.applyRequest(ts, req, isFirst)) {
       this.stateEpoch++;
@@ -248,8 +254,8 @@ export abstract class AdsSession<Req extends BaseRequest = BaseRequest> {
     const res = ts.outstanding.get(nonce);
     if (!res) return;
     ts.outstanding.delete(nonce);
-    const type = shortName[ts.typeUrl];
     if (errorDetail) {
+      const type = shortName[ts.typeUrl];
       // A NACK changes what may be re-sent; an ACK only unblocks what was already planned.
       ts.invalidate();
       ts.onNack(res, errorDetail.message);
@@ -313,11 +319,11 @@ export abstract class AdsSession<Req extends BaseRequest = BaseRequest> {
     if (!this.writable) return false;
     let awaitingAck = false;
     for (const step of pushOrder) {
-      const ts = this.types.get(step.typeUrl);
+      const ts = this.typeAt[step.index];
       if (!ts?.requested) continue;
       if (step.phase === 'upsert' && usesClusters(step.typeUrl) && this.clustersWarming()) return false;
       awaitingAck ||= ts.outstanding.size > 0;
-      const entries = entriesOf(this.view, ts.typeUrl);
+      const entries = entriesAt(this.view, step.index);
       const planned = this.planUnlessUnchanged(ts, step.phase, entries);
       if (!planned) continue;
       if (awaitingAck) return false;
@@ -334,7 +340,7 @@ export abstract class AdsSession<Req extends BaseRequest = BaseRequest> {
   /** Plans a step unless neither the type's entries nor the stream's state changed since it last had nothing to send. */
   private planUnlessUnchanged(ts: TypeState, phase: PushPhase, entries: ReadonlyMap<string, CacheEntry>): PlannedResponse | undefined {
     if ((phase === 'upsert' ? ts.plannedUpsert : ts.plannedRemove) === entries) return undefined;
-    const planned = this.plan(ts, phase);
+    const planned = this.plan(ts, phase, entries);
     if (!planned && this.view) {
       if (phase === 'upsert') ts.plannedUpsert = entries;
       else ts.plannedRemove = entries;
@@ -348,10 +354,10 @@ export abstract class AdsSession<Req extends BaseRequest = BaseRequest> {
    * never asks for endpoints still gets its listeners.
    */
   private clustersWarming(): boolean {
-    const clusters = entriesOf(this.view, TypeUrl.cluster);
+    const clusters = entriesAt(this.view, clusterIndex);
     if (this.warmAt?.clusters === clusters && this.warmAt.epoch === this.stateEpoch) return false;
-    const cds = this.types.get(TypeUrl.cluster);
-    const eds = this.types.get(TypeUrl.endpoint);
+    const cds = this.typeAt[clusterIndex];
+    const eds = this.typeAt[endpointIndex];
     let missing = false;
     for (const [name, version] of cds?.sent ?? []) {
       const entry = clusters.get(name);

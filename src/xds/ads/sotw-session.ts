@@ -61,18 +61,18 @@ export class SotwSession extends AdsSession<DiscoveryRequest> {
     }
   }
 
-  protected plan(ts: TypeState, phase: PushPhase): PlannedResponse | undefined {
+  protected plan(ts: TypeState, phase: PushPhase, entries: ReadonlyMap<string, CacheEntry>): PlannedResponse | undefined {
     if (!this.view) return undefined;
-    if (isFullStateType(ts.typeUrl)) return this.planFullState(ts, phase);
-    return phase === 'upsert' ? this.planNamed(ts) : undefined;
+    if (isFullStateType(ts.typeUrl)) return this.planFullState(ts, phase, entries);
+    return phase === 'upsert' ? this.planNamed(ts, entries) : undefined;
   }
 
   /**
    * CDS/LDS. The upsert step keeps names that are gone (make-before-break); the remove step, later
    * in the push order, sends the state without them.
    */
-  private planFullState(ts: TypeState, phase: PushPhase): PlannedResponse | undefined {
-    const desired = ts.desired(entriesOf(this.view, ts.typeUrl));
+  private planFullState(ts: TypeState, phase: PushPhase, entries: ReadonlyMap<string, CacheEntry>): PlannedResponse | undefined {
+    const desired = ts.desired(entries);
     const desiredNames = new Set(desired.map((e) => e.name));
     const gone = [...ts.lastState.values()].filter((e) => !desiredNames.has(e.name));
     let state: readonly CacheEntry[];
@@ -90,8 +90,8 @@ export class SotwSession extends AdsSession<DiscoveryRequest> {
   }
 
   /** EDS/RDS/SDS: only resources whose version the client has not been sent (or forced ones). */
-  private planNamed(ts: TypeState): PlannedResponse | undefined {
-    const desired = ts.desired(entriesOf(this.view, ts.typeUrl));
+  private planNamed(ts: TypeState, entries: ReadonlyMap<string, CacheEntry>): PlannedResponse | undefined {
+    const desired = ts.desired(entries);
     const changed = ts.unsent(desired);
     if (changed.length === 0 && !ts.owesInitialResponse) return undefined;
     return this.response(changed, stateVersion(desired), false);

@@ -173,9 +173,10 @@ export class TypeState {
     if (res.fullState) this.acked.clear();
     // An ACK clears the resource's error state (envoy.admin.v3.UpdateFailureState: cleared after
     // the next successful update).
+    const anyNacked = this.nacked.size > 0;
     for (const { name, version } of res.resources) {
       this.acked.set(name, version);
-      this.nacked.delete(name);
+      if (anyNacked) this.nacked.delete(name);
     }
     for (const name of res.removed) this.acked.delete(name);
     if (res.versionInfo) this.ackedVersionInfo = res.versionInfo;

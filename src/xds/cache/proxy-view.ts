@@ -11,12 +11,19 @@ export interface ProxyView {
   readonly revision: number;
   readonly publishedAt: number;
   readonly resources: ReadonlyMap<XdsTypeUrl, ReadonlyMap<string, CacheEntry>>;
+  /** The same Maps by type index (`allTypeUrls` order), for the push path. */
+  readonly byIndex: readonly (ReadonlyMap<string, CacheEntry> | undefined)[];
 }
 
 const emptyMap: ReadonlyMap<string, CacheEntry> = new Map();
 
 export function entriesOf(view: ProxyView | undefined, typeUrl: XdsTypeUrl): ReadonlyMap<string, CacheEntry> {
   return view?.resources.get(typeUrl) ?? emptyMap;
+}
+
+/** `entriesOf` by type index (see PushStep.index). */
+export function entriesAt(view: ProxyView | undefined, index: number): ReadonlyMap<string, CacheEntry> {
+  return view?.byIndex[index] ?? emptyMap;
 }
 
 type TypeMap = ReadonlyMap<string, CacheEntry>;

@@ -210,7 +210,8 @@ export class XdsCache {
   }
 
   private makeView(nodeId: string, resources: Map<XdsTypeUrl, TypeMap>): ProxyView {
-    return Object.freeze({ nodeId, revision: ++this.revisionCounter, publishedAt: performance.now(), resources });
+    const byIndex = allTypeUrls.map((t) => resources.get(t));
+    return Object.freeze({ nodeId, revision: ++this.revisionCounter, publishedAt: performance.now(), resources, byIndex });
   }
 
   /** The pooled entry for this content, or a new pooled one (kept once a view uses it). */
