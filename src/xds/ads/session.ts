@@ -69,7 +69,10 @@ function enqueueFlush(session: AdsSession): void {
     drainScheduled = false;
     const batch = [...dueFlush];
     dueFlush.clear();
-    for (const s of batch) s.runScheduledFlush();
+    // Every stream's response goes out before any stream's bookkeeping after it: the last write
+    // of a push to thousands of proxies is not held up by work its ACK will not wait for.
+    const wrote = batch.filter((s) => s.runScheduledFlush());
+    for (const s of wrote) s.flushRest();
   });
 }
 
@@ -293,48 +296,55 @@ export abstract class AdsSession<Req extends BaseRequest = BaseRequest> {
     enqueueFlush(this);
   }
 
-  /** Called by the shared scheduler: one immediate drains every session due a flush. */
-  runScheduledFlush(): void {
+  /**
+   * Called by the shared scheduler: one immediate drains every session due a flush. True when the
+   * flush stopped right after writing a response; the scheduler then calls `flushRest`.
+   */
+  runScheduledFlush(): boolean {
     this.flushQueued = false;
-    this.flush();
+    if (this.closed || !this.node) return false;
+    const result = this.flushSteps(true);
+    this.blocked = result !== 'done';
+    return result === 'wrote';
+  }
+
+  /** The rest of a flush `runScheduledFlush` stopped after a write: whether anything waits behind it. */
+  flushRest(): void {
+    if (this.closed || !this.node) return;
+    this.blocked = this.flushSteps(false) !== 'done';
   }
 
   /**
    * Writes what is pending in the order of `pushOrder`. A type awaiting an ACK blocks every later
    * step, and listeners/routes wait until the clusters they may name are warm (their endpoints
    * subscribed and sent), so a listener never arrives before the cluster it routes to.
+   *
+   * Returns 'blocked' when it stopped early (warming clusters, or something to send behind a
+   * response still awaiting its ACK, written by this flush or before), 'done' when nothing waits,
+   * so the ACK of what is outstanding has nothing to unblock and the stream is not flushed again
+   * for it. With `stopAfterWrite`, 'wrote' right after writing a response (see `flushRest`).
    */
-  private flush(): void {
-    if (this.closed || !this.node) return;
-    this.blocked = !this.flushSteps();
-  }
-
-  /**
-   * Runs the push steps; false when it stopped early (see `blocked`): at listeners while clusters
-   * warm, or at a step with something to send behind a response still awaiting its ACK (one
-   * written by this flush or before). When nothing waits behind the unanswered response, its ACK
-   * has nothing to unblock and the stream is not flushed again for it.
-   */
-  private flushSteps(): boolean {
-    if (!this.writable) return false;
+  private flushSteps(stopAfterWrite: boolean): 'done' | 'blocked' | 'wrote' {
+    if (!this.writable) return 'blocked';
     let awaitingAck = false;
     for (const step of pushOrder) {
       const ts = this.typeAt[step.index];
       if (!ts?.requested) continue;
-      if (step.phase === 'upsert' && usesClusters(step.typeUrl) && this.clustersWarming()) return false;
+      if (step.phase === 'upsert' && usesClusters(step.typeUrl) && this.clustersWarming()) return 'blocked';
       awaitingAck ||= ts.outstanding.size > 0;
       const entries = entriesAt(this.view, step.index);
       const planned = this.planUnlessUnchanged(ts, step.phase, entries);
       if (!planned) continue;
-      if (awaitingAck) return false;
+      if (awaitingAck) return 'blocked';
       this.write(ts, planned);
       // A plan sends everything its phase had to send against these entries, and one phase's
       // response never gives the other phase something to send: only this phase's memo moves.
       if (step.phase === 'upsert') ts.plannedUpsert = entries;
       else ts.plannedRemove = entries;
+      if (stopAfterWrite) return 'wrote';
       awaitingAck = true;
     }
-    return true;
+    return 'done';
   }
 
   /** Plans a step unless neither the type's entries nor the stream's state changed since it last had nothing to send. */
