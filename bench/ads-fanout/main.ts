@@ -5,6 +5,7 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { runCdsMicro } from './cds-micro.js';
+import { runPushMicro } from './push-micro.js';
 import { roundProfiler } from './profile.js';
 import { RawBench, type RawRound } from './raw-phase.js';
 import { printReport, type Report } from './report.js';
@@ -26,7 +27,7 @@ function parseOptions(argv: readonly string[]): RunOptions {
     options: {
       clients: { type: 'string', default: '1000' },
       workers: { type: 'string', default: '4' },
-      rounds: { type: 'string', default: '5' },
+      rounds: { type: 'string', default: '15' },
       api: { type: 'string', default: 'delta' },
       conn: { type: 'string', default: 'proxy' },
       profile: { type: 'string' },
@@ -65,7 +66,7 @@ function warnAboutFileLimit(opts: RunOptions): void {
  * Push rounds and raw rounds alternate, so the ratio compares rounds run back to back under the
  * same machine load (the machine may be shared).
  */
-async function run(pool: WorkerPool, opts: RunOptions): Promise<Omit<Report, 'cds'>> {
+async function run(pool: WorkerPool, opts: RunOptions): Promise<Omit<Report, 'cds' | 'own'>> {
   const xds = new XdsBench(pool, opts);
   let raw: RawBench | undefined;
   try {
@@ -111,7 +112,7 @@ async function main(): Promise<void> {
   try {
     const fanout = await run(pool, opts);
     await pool.close();
-    printReport({ ...fanout, cds: await runCdsMicro() });
+    printReport({ ...fanout, cds: await runCdsMicro(), own: await runPushMicro(opts.clients) });
   } finally {
     pool.stop();
     process.off('exit', stop);

@@ -1,6 +1,7 @@
 /** Prints the benchmark's figures as plain-text tables, with each target and PASS/FAIL beside it. */
 import { availableParallelism } from 'node:os';
 import type { CdsMicroResult } from './cds-micro.js';
+import type { PushMicroResult } from './push-micro.js';
 import type { RawRound } from './raw-phase.js';
 import { max, median } from './stats.js';
 import type { RunOptions, XdsRound, XdsSetup } from './xds-phase.js';
@@ -15,6 +16,8 @@ export interface Report {
   readonly rawAck: readonly RawRound[];
   readonly ackBytes: number;
   readonly cds: CdsMicroResult;
+  /** The server's own work per push, in-process (push-micro.ts). */
+  readonly own: PushMicroResult;
 }
 
 /** Targets (bench/README.md). */
@@ -83,6 +86,12 @@ function summaryTable(r: Report): string {
       ['push path / raw fan-out (p50 / p50)', `${f(ratio, 2)}×`, `≤ ${targets.rawRatio}×`, verdict(ratio <= targets.rawRatio)],
       ['raw fan-out with the ACK leg: last answer, p50 / max', `${f(median(rawAckLast))} / ${f(max(rawAckLast))} ms`, '', ''],
       ['push path / raw fan-out with the ACK leg (p50 / p50)', `${f(ackRatio, 2)}×`, '', ''],
+      [
+        `isthmus's own work per push, in-process, ${r.own.proxies} proxies: publish + flush + ACK`,
+        `${f(r.own.publishUs + r.own.flushUs + r.own.ackUs, 1)} µs (${f(r.own.publishUs)} + ${f(r.own.flushUs)} + ${f(r.own.ackUs)})`,
+        '',
+        '',
+      ],
       [`${r.cds.clusters}-cluster SotW CDS assembly, median (p90)`, `${f(r.cds.assemblyP50Us, 0)} µs (${f(r.cds.assemblyP90Us, 0)})`, `≤ ${targets.cdsUs} µs`, verdict(r.cds.assemblyP50Us <= targets.cdsUs)],
       ['  via a SotwSession: publish → response written, median', `${f(r.cds.sessionP50Us, 0)} µs`, '', ''],
       ['  the publish itself (one cluster changed), median', `${f(r.cds.publishP50Us, 0)} µs`, '', ''],
