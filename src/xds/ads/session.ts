@@ -55,8 +55,9 @@ interface BaseRequest {
 let nextSessionId = 1;
 
 /**
- * Sessions due a flush. A publish to a thousand proxies (or a burst of their ACKs) becomes one
- * immediate that flushes them in turn, not a thousand.
+ * Sessions due a flush for a request, an ACK that unblocks one, a timer or a drained socket. A
+ * burst of those from a thousand proxies becomes one immediate that flushes them in turn, not a
+ * thousand. (A published view is flushed as it is published: see `flushNow`.)
  */
 const dueFlush = new Set<AdsSession>();
 let drainScheduled = false;
@@ -208,7 +209,7 @@ export abstract class AdsSession<Req extends BaseRequest = BaseRequest> {
       this.unwatch = this.ctx.cache.watch(node.id, (view) => {
         this.view = view;
         this.onViewChanged();
-        this.scheduleFlush();
+        this.flushNow();
       });
       this.ctx.onReady(this);
     } catch (err) {
@@ -297,13 +298,35 @@ export abstract class AdsSession<Req extends BaseRequest = BaseRequest> {
   }
 
   /**
+   * A new view is pushed as it is published (as go-control-plane answers open watches in
+   * SetSnapshot): the publisher's loop over thousands of proxies writes each one's response right
+   * away instead of after the loop. What cannot go yet waits for its ACK, and then the latest view
+   * is sent. A flush already scheduled for this stream covers the new view.
+   */
+  private flushNow(): void {
+    if (this.flushQueued || this.closed || !this.node) return;
+    this.blocked = this.guardedSteps(false) !== 'done';
+  }
+
+  /** `flushSteps`, where a failure ends this stream (INTERNAL) rather than the publisher or the scheduler. */
+  private guardedSteps(stopAfterWrite: boolean): 'done' | 'blocked' | 'wrote' {
+    try {
+      return this.flushSteps(stopAfterWrite);
+    } catch (err) {
+      this.ctx.logger.error({ nodeId: this.nodeId, error: (err as Error).message }, 'xds flush failed');
+      this.end(GrpcStatus.INTERNAL, 'internal error while pushing config');
+      return 'blocked';
+    }
+  }
+
+  /**
    * Called by the shared scheduler: one immediate drains every session due a flush. True when the
    * flush stopped right after writing a response; the scheduler then calls `flushRest`.
    */
   runScheduledFlush(): boolean {
     this.flushQueued = false;
     if (this.closed || !this.node) return false;
-    const result = this.flushSteps(true);
+    const result = this.guardedSteps(true);
     this.blocked = result !== 'done';
     return result === 'wrote';
   }
@@ -311,7 +334,7 @@ export abstract class AdsSession<Req extends BaseRequest = BaseRequest> {
   /** The rest of a flush `runScheduledFlush` stopped after a write: whether anything waits behind it. */
   flushRest(): void {
     if (this.closed || !this.node) return;
-    this.blocked = this.flushSteps(false) !== 'done';
+    this.blocked = this.guardedSteps(false) !== 'done';
   }
 
   /**
