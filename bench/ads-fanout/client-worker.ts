@@ -43,9 +43,17 @@ let rawStreams: grpc.ClientDuplexStream<Buffer, Buffer>[] = [];
 let rawAck: Buffer | undefined;
 let closingRaw = false;
 
+/** The report key of message `n` (a round): the same string for every stream, so not built per message. */
+function keyCache<P extends 'acked' | 'raw'>(prefix: P): (n: number) => `${P}:${number}` {
+  const keys: `${P}:${number}`[] = [];
+  return (n) => (keys[n] ??= `${prefix}:${n}`);
+}
+const ackedKey = keyCache('acked');
+const rawKey = keyCache('raw');
+
 const hooks: ProxyHooks = {
   synced: (at) => reporter.add('synced', at),
-  acked: (round, at) => reporter.add(`acked:${round}`, at),
+  acked: (round, at) => reporter.add(ackedKey(round), at),
   failed: (message) => send({ kind: 'error', message }),
 };
 
@@ -128,7 +136,7 @@ async function openRaw(address: string, conn: ConnectionMode, count: number): Pr
     stream.on('data', () => {
       // In ACK mode the stream answers like a proxy ACKing, and the time is taken after that write, as a proxy's is.
       if (rawAck) stream.write(rawAck);
-      reporter.add(`raw:${++received}`, wallClockMs());
+      reporter.add(rawKey(++received), wallClockMs());
     });
     stream.on('error', (err: Error) => {
       if (!closingRaw) send({ kind: 'error', message: `raw stream failed: ${err.message}` });

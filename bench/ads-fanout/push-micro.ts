@@ -1,8 +1,8 @@
 /**
  * Micro-benchmark (one process, no network): the server's own work on the push path. N Delta
  * sessions on in-process fake calls, synced like the fan-out proxies; each round publishes one
- * endpoint change to all of them, runs the flush that writes the N responses, then applies the N
- * ACKs decoded from their bytes. Per proxy, median over the rounds after a warm-up: what isthmus
+ * endpoint change to all of them (each publish writes that proxy's response), runs whatever the
+ * scheduler flushes after that, then applies the N ACKs decoded from their bytes. Per proxy, median over the rounds after a warm-up: what isthmus
  * adds to what grpc-js and HTTP/2 cost, without the machine's other processes in the figure.
  */
 import { EventEmitter } from 'node:events';
@@ -23,7 +23,10 @@ import { parseResponse } from './wire-reader.js';
 
 export interface PushMicroResult {
   readonly proxies: number;
-  /** µs per proxy: setProxyResources, the flush that writes, decoding and applying the ACK. */
+  /**
+   * µs per proxy: setProxyResources (which writes the response: a view is pushed as it is
+   * published), what the scheduler flushes after it, decoding and applying the ACK.
+   */
   readonly publishUs: number;
   readonly flushUs: number;
   readonly ackUs: number;

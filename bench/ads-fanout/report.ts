@@ -87,7 +87,7 @@ function summaryTable(r: Report): string {
       ['raw fan-out with the ACK leg: last answer, p50 / max', `${f(median(rawAckLast))} / ${f(max(rawAckLast))} ms`, '', ''],
       ['push path / raw fan-out with the ACK leg (p50 / p50)', `${f(ackRatio, 2)}×`, '', ''],
       [
-        `isthmus's own work per push, in-process, ${r.own.proxies} proxies: publish + flush + ACK`,
+        `isthmus's own work per push, in-process, ${r.own.proxies} proxies: publish and write + later flush + ACK`,
         `${f(r.own.publishUs + r.own.flushUs + r.own.ackUs, 1)} µs (${f(r.own.publishUs)} + ${f(r.own.flushUs)} + ${f(r.own.ackUs)})`,
         '',
         '',
