@@ -162,4 +162,24 @@ describe('XdsCache pool accounting', () => {
     for (const id of ['p2', 'p3']) cache.removeProxy(id);
     expect(cache.entryCount).toBe(0);
   });
+
+  it('republishing the same encoded resources keeps each Map; any change of object, order or type is seen', () => {
+    const cache = new XdsCache();
+    const [cluster, eds, listener] = view().map((m) => cache.encode(m));
+    const first = cache.setProxyResources('n', [cluster!, eds!, listener!]);
+    const names = (v: ReturnType<XdsCache['setProxyResources']>) =>
+      [...v.resources].map(([t, m]) => `${t.slice(t.lastIndexOf('.') + 1)}:${[...m.keys()].join(',')}`).sort();
+    expect(cache.setProxyResources('n', [cluster!, eds!, listener!])).toBe(first);
+    // The same resources in another order: the same view.
+    expect(cache.setProxyResources('n', [listener!, cluster!, eds!])).toBe(first);
+    // A resource of another type in the place of one: both types are read again.
+    const s = cache.encode(secret('s'));
+    const swapped = cache.setProxyResources('n', [s, cluster!, eds!, listener!]);
+    expect(names(swapped)).toEqual(['Cluster:a', 'ClusterLoadAssignment:a', 'Listener:l', 'Secret:s']);
+    const replaced = cache.setProxyResources('n', [s, cluster!, eds!, cache.encode(tcpListener('l2', 10001, 'a'))]);
+    expect(names(replaced)).toEqual(['Cluster:a', 'ClusterLoadAssignment:a', 'Listener:l2', 'Secret:s']);
+    expect(replaced.resources.get(TypeUrl.cluster)).toBe(first.resources.get(TypeUrl.cluster));
+    // An equal resource encoded again (another object) is the same content.
+    expect(cache.setProxyResources('n', [s, cluster!, cache.encode(endpoints('a', [1])), cache.encode(tcpListener('l2', 10001, 'a'))])).toBe(replaced);
+  });
 });

@@ -1,5 +1,5 @@
 import type { XdsTypeUrl } from '../types.js';
-import type { CacheEntry } from './entry.js';
+import type { CacheEntry, EncodedResource } from './entry.js';
 
 /**
  * What one proxy should have: per type, name → shared cache entry. Immutable once published;
@@ -13,6 +13,8 @@ export interface ProxyView {
   readonly resources: ReadonlyMap<XdsTypeUrl, ReadonlyMap<string, CacheEntry>>;
   /** The same Maps by type index (`allTypeUrls` order), for the push path. */
   readonly byIndex: readonly (ReadonlyMap<string, CacheEntry> | undefined)[];
+  /** What `setProxyResources` was given for this view (its next call compares against it). */
+  readonly inputs?: readonly EncodedResource[] | undefined;
 }
 
 const emptyMap: ReadonlyMap<string, CacheEntry> = new Map();

@@ -1,7 +1,7 @@
 import { performance } from 'node:perf_hooks';
 import { IsthmusError } from '../../errors.js';
 import type { Metrics } from '../../metrics.js';
-import { allTypeUrls, shortName, type XdsTypeUrl } from '../types.js';
+import { allTypeUrls, shortName, typeIndex, type XdsTypeUrl } from '../types.js';
 import { CacheEntry, encodeResource, type EncodedResource, type EnvoyMessage } from './entry.js';
 import { checkConsistency, recordDerivation, type ProxyView } from './proxy-view.js';
 
@@ -65,10 +65,31 @@ export class XdsCache {
     const encoded = resources.map((r) => (isEncoded(r) ? r : this.encode(r)));
     const old = this.views.get(nodeId);
     const kept = new Map<XdsTypeUrl, TypeMap>();
-    if (old) this.keepMatching(old.resources as ReadonlyMap<XdsTypeUrl, TypeMap>, encoded, kept);
+    if (old?.inputs?.length === encoded.length) this.keepIdentical(old, old.inputs, encoded, kept);
+    else if (old) this.keepMatching(old.resources as ReadonlyMap<XdsTypeUrl, TypeMap>, encoded, kept);
     if (kept.size < (old?.resources.size ?? allTypeUrls.length)) this.keepMatching(this.recent, encoded, kept);
     const rest = kept.size === 0 ? encoded : encoded.filter((r) => !kept.has(r.typeUrl));
-    return this.publish(nodeId, kept, { upsert: rest }, true);
+    return this.publish(nodeId, kept, { upsert: rest }, true, encoded);
+  }
+
+  /**
+   * Adds to `kept` the old view's Map of each type whose resources are, position by position, the
+   * very objects the old view was published from (EncodedResources do not change): a pointer
+   * comparison per resource, where callers republish mostly the same encoded resources.
+   */
+  private keepIdentical(old: ProxyView, before: readonly EncodedResource[], encoded: readonly EncodedResource[], kept: Map<XdsTypeUrl, TypeMap>): void {
+    const changed = allTypeUrls.map(() => false);
+    for (let i = 0; i < encoded.length; i++) {
+      const now = encoded[i]!;
+      const then = before[i]!;
+      if (now === then) continue;
+      changed[typeIndex(now.typeUrl)] = true;
+      changed[typeIndex(then.typeUrl)] = true;
+    }
+    allTypeUrls.forEach((t, i) => {
+      const previous = old.resources.get(t) as TypeMap | undefined;
+      if (previous && !changed[i]) kept.set(t, previous);
+    });
   }
 
   /** Upserts and removes some resources of the proxy's view. Throws when the result is inconsistent. */
@@ -129,17 +150,24 @@ export class XdsCache {
    * `fresh`: `base` holds only published Maps kept whole (see setProxyResources), and no input is
    * of their types, so a name already in a Map being built was upserted twice.
    */
-  private publish(nodeId: string, base: Map<XdsTypeUrl, TypeMap>, update: ViewUpdate, fresh: boolean): ProxyView {
+  private publish(nodeId: string, base: Map<XdsTypeUrl, TypeMap>, update: ViewUpdate, fresh: boolean, inputs?: readonly EncodedResource[]): ProxyView {
     const created: CacheEntry[] = [];
     try {
-      return this.publishWith(nodeId, base, update, fresh, created);
+      return this.publishWith(nodeId, base, update, fresh, created, inputs);
     } finally {
       // Entries made for this publish that no view took (refused view, unchanged type) go again.
       for (const entry of created) if (entry.users === 0) this.unpool(entry);
     }
   }
 
-  private publishWith(nodeId: string, base: Map<XdsTypeUrl, TypeMap>, update: ViewUpdate, fresh: boolean, created: CacheEntry[]): ProxyView {
+  private publishWith(
+    nodeId: string,
+    base: Map<XdsTypeUrl, TypeMap>,
+    update: ViewUpdate,
+    fresh: boolean,
+    created: CacheEntry[],
+    inputs: readonly EncodedResource[] | undefined,
+  ): ProxyView {
     const errors: string[] = [];
     for (const r of update.remove ?? []) base.get(r.typeUrl)?.delete(r.name);
     const upserted = fresh ? undefined : new Map<XdsTypeUrl, Set<string>>();
@@ -168,7 +196,7 @@ export class XdsCache {
     }
     if (!old) for (const byName of resources.values()) this.acquire(byName);
     else if (!this.moveUseCounts(old, resources)) return old;
-    const view = this.makeView(nodeId, resources);
+    const view = this.makeView(nodeId, resources, inputs);
     this.views.set(nodeId, view);
     this.notify(nodeId, view);
     return view;
@@ -209,9 +237,9 @@ export class XdsCache {
     return changed;
   }
 
-  private makeView(nodeId: string, resources: Map<XdsTypeUrl, TypeMap>): ProxyView {
+  private makeView(nodeId: string, resources: Map<XdsTypeUrl, TypeMap>, inputs?: readonly EncodedResource[]): ProxyView {
     const byIndex = allTypeUrls.map((t) => resources.get(t));
-    return Object.freeze({ nodeId, revision: ++this.revisionCounter, publishedAt: performance.now(), resources, byIndex });
+    return Object.freeze({ nodeId, revision: ++this.revisionCounter, publishedAt: performance.now(), resources, byIndex, inputs });
   }
 
   /** The pooled entry for this content, or a new pooled one (kept once a view uses it). */
