@@ -40,6 +40,26 @@ describe('SotW', () => {
     e.close();
   });
 
+  it('an ACK that names other resources changes the subscription; one that names the same changes nothing', async () => {
+    const { cache, client } = await harness();
+    cache.setProxyResources('n', [secret('a', '1'), secret('b', '1'), secret('c', '1')]);
+    const e = connectSotw(client, 'n');
+    e.request(TypeUrl.secret, ['a', 'b']);
+    const first = await e.next();
+    expect(names(first)).toEqual(['a', 'b']);
+    e.ack(first); // the same names: nothing is sent
+    expect(await e.quietFor(200)).toBe(true);
+    e.ack(first, ['a', 'b', 'c']); // the ACK adds "c"
+    const withC = await e.next();
+    expect(names(withC)).toEqual(['c']);
+    // Three names, but one of them twice: "b" is no longer subscribed, so its change is not sent.
+    e.ack(withC, ['a', 'a', 'c']);
+    expect(await e.quietFor(200)).toBe(true);
+    cache.setProxyResources('n', [secret('a', '2'), secret('b', '2'), secret('c', '2')]);
+    expect(names(await e.next())).toEqual(['a', 'c']);
+    e.close();
+  });
+
   it('rule 8: CDS is full state (removal by omission); EDS carries only what changed', async () => {
     const { cache, client } = await harness();
     const both = [edsCluster('a'), endpoints('a', [1]), edsCluster('b'), endpoints('b', [2])];

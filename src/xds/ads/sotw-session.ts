@@ -19,11 +19,14 @@ export function stateVersion(entries: readonly CacheEntry[]): string {
  * state; EDS, RDS and SDS responses carry the named resources that changed.
  */
 export class SotwSession extends AdsSession<DiscoveryRequest> {
+  /** False for what changes nothing a plan reads: a stale request, or a plain ACK naming the same resources. */
   protected applyRequest(ts: TypeState, req: DiscoveryRequest, isFirst: boolean): boolean {
     const nonce = req.responseNonce;
     // Rule 4: a request answering anything but the newest response is stale and ignored.
-    if (!isFirst && nonce !== '' && nonce !== ts.lastNonce) return true;
+    if (!isFirst && nonce !== '' && nonce !== ts.lastNonce) return false;
+    const plainAck = !isFirst && nonce !== '' && !req.errorDetail && ts.sameSotwNames(req.resourceNames);
     if (nonce !== '') this.settle(ts, nonce, req.errorDetail);
+    if (plainAck) return false;
     ts.applySotwNames(req.resourceNames);
     if (isFirst && req.versionInfo !== '') this.resume(ts, req.versionInfo);
     return true;

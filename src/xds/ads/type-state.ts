@@ -133,6 +133,17 @@ export class TypeState {
     return this.addNames(explicit);
   }
 
+  /** SotW: whether `applySotwNames(names)` would leave the subscription as it is (a request after the first). */
+  sameSotwNames(names: readonly string[]): boolean {
+    if (names.length === 0) return !this.explicitWildcard && this.subscribed.size === 0;
+    if (this.legacyWildcard || names.includes('*') !== this.explicitWildcard) return false;
+    const explicit = new Set(names);
+    explicit.delete('*');
+    if (explicit.size !== this.subscribed.size) return false;
+    for (const name of explicit) if (!this.subscribed.has(name)) return false;
+    return true;
+  }
+
   /** Delta: subscribe / unsubscribe lists; an empty first request is a legacy wildcard. */
   applyDeltaChanges(subscribe: readonly string[], unsubscribe: readonly string[]): string[] {
     const wasFirst = !this.requested;
