@@ -4,7 +4,7 @@
  * workers share the machine's cores with the server under test and must stay cheap, so fields are
  * walked in place with no object per field.
  */
-import { allTypeUrls } from '../../src/xds/types.js';
+import { xdsTypeUrlAt } from '../../src/xds/types.js';
 
 /** The field `nextField` read last: its number, wire type, varint value, and where its bytes are. */
 let fieldNo = 0;
@@ -78,16 +78,6 @@ export interface ParsedResponse {
 
 const text = (buf: Buffer, start: number, end: number) => buf.toString('utf8', start, end);
 
-/** The ADS type URLs as bytes: a response's type_url is one of them, returned as the constant itself. */
-const knownTypeUrls = allTypeUrls.map((url) => ({ url, bytes: Buffer.from(url) }));
-
-function typeUrlAt(buf: Buffer, start: number, end: number): string {
-  for (const { url, bytes } of knownTypeUrls) {
-    if (bytes.length === end - start && buf.compare(bytes, 0, bytes.length, start, end) === 0) return url;
-  }
-  return text(buf, start, end);
-}
-
 /**
  * The resource message inside an Any at `[anyStart, anyEnd)`. Every resource type the benchmark
  * serves names itself in field 1 (name / cluster_name); `name` is used when already known.
@@ -128,7 +118,7 @@ export function parseResponse(buf: Buffer, delta: boolean): ParsedResponse {
     pos = nextField(buf, pos, buf.length);
     const [start, end] = [fieldStart, fieldEnd];
     if (fieldNo === 1) versionInfo = text(buf, start, end);
-    else if (fieldNo === 4) typeUrl = typeUrlAt(buf, start, end);
+    else if (fieldNo === 4) typeUrl = xdsTypeUrlAt(buf, start, end) ?? text(buf, start, end);
     else if (fieldNo === 5) nonce = text(buf, start, end);
     else if (fieldNo === 6) removed.push(text(buf, start, end));
     else if (fieldNo === 2) resources.push(delta ? deltaResource(buf, start, end) : resourceInAny(buf, start, end, undefined));

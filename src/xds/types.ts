@@ -24,12 +24,8 @@ export const shortName: Readonly<Record<XdsTypeUrl, 'SDS' | 'CDS' | 'EDS' | 'LDS
 
 export const allTypeUrls: readonly XdsTypeUrl[] = Object.values(TypeUrl);
 
-export function isXdsTypeUrl(url: string): url is XdsTypeUrl {
-  return (allTypeUrls as readonly string[]).includes(url);
-}
-
-const canonicalTypeUrls = new Map<string, XdsTypeUrl>(allTypeUrls.map((u) => [u, u]));
-const typeIndexes = new Map<XdsTypeUrl, number>(allTypeUrls.map((u, i) => [u, i]));
+/** Each ADS type URL and its position in `allTypeUrls`. */
+const typeIndexes = new Map<string, number>(allTypeUrls.map((u, i) => [u, i]));
 
 /** The position of an ADS type in `allTypeUrls`. */
 export function typeIndex(typeUrl: XdsTypeUrl): number {
@@ -42,7 +38,18 @@ export function typeIndex(typeUrl: XdsTypeUrl): number {
  * characters of a type URL decoded from a request.
  */
 export function xdsTypeUrl(url: string): XdsTypeUrl | undefined {
-  return canonicalTypeUrls.get(url);
+  const i = typeIndexes.get(url);
+  return i === undefined ? undefined : allTypeUrls[i];
+}
+
+const typeUrlBytes = allTypeUrls.map((url) => ({ url, bytes: Buffer.from(url) }));
+
+/** `xdsTypeUrl` of the UTF-8 bytes `buf[start, end)`, recognised without decoding them into a string. */
+export function xdsTypeUrlAt(buf: Buffer, start: number, end: number): XdsTypeUrl | undefined {
+  for (const { url, bytes } of typeUrlBytes) {
+    if (bytes.length === end - start && buf.compare(bytes, 0, bytes.length, start, end) === 0) return url;
+  }
+  return undefined;
 }
 
 /**

@@ -1,21 +1,12 @@
 import { DeltaDiscoveryRequest } from '../../gen/envoy/service/discovery/v3/discovery.js';
-import { allTypeUrls, type XdsTypeUrl } from '../types.js';
+import { xdsTypeUrlAt, type XdsTypeUrl } from '../types.js';
 
-/** The type URLs as bytes, to recognise one on the wire without decoding it into a string. */
-const typeUrlBytes: readonly { readonly url: XdsTypeUrl; readonly bytes: Buffer }[] = allTypeUrls.map((url) => ({ url, bytes: Buffer.from(url) }));
 const noNames: string[] = Object.freeze([]) as unknown as string[];
 const noLocators: DeltaDiscoveryRequest['resourceLocatorsSubscribe'] = Object.freeze([]) as unknown as DeltaDiscoveryRequest['resourceLocatorsSubscribe'];
 const noVersions: Record<string, string> = Object.freeze({});
 
 const TYPE_URL_TAG = (2 << 3) | 2;
 const NONCE_TAG = (6 << 3) | 2;
-
-function knownTypeUrl(buf: Buffer, start: number, end: number): XdsTypeUrl | undefined {
-  for (const { url, bytes } of typeUrlBytes) {
-    if (bytes.length === end - start && buf.compare(bytes, 0, bytes.length, start, end) === 0) return url;
-  }
-  return undefined;
-}
 
 /**
  * `DeltaDiscoveryRequest { type_url = 2; response_nonce = 6 }` and nothing else: a plain ACK, the
@@ -38,7 +29,7 @@ function plainAck(buf: Buffer): DeltaDiscoveryRequest | undefined {
     const end = pos + len;
     if (end > buf.length) return undefined;
     if (tag === TYPE_URL_TAG) {
-      typeUrl = knownTypeUrl(buf, pos, end);
+      typeUrl = xdsTypeUrlAt(buf, pos, end);
       if (!typeUrl) return undefined;
     } else nonce = buf.toString('utf8', pos, end);
     pos = end;

@@ -304,8 +304,7 @@ export abstract class AdsSession<Req extends BaseRequest = BaseRequest> {
    * is sent. A flush already scheduled for this stream covers the new view.
    */
   private flushNow(): void {
-    if (this.flushQueued || this.closed || !this.node) return;
-    this.blocked = this.guardedSteps(false) !== 'done';
+    if (!this.flushQueued) this.flushRest();
   }
 
   /** `flushSteps`, where a failure ends this stream (INTERNAL) rather than the publisher or the scheduler. */
@@ -331,7 +330,10 @@ export abstract class AdsSession<Req extends BaseRequest = BaseRequest> {
     return result === 'wrote';
   }
 
-  /** The rest of a flush `runScheduledFlush` stopped after a write: whether anything waits behind it. */
+  /**
+   * Runs every push step: for `flushNow`, and for the rest of a flush `runScheduledFlush` stopped
+   * after a write (whether anything waits behind it).
+   */
   flushRest(): void {
     if (this.closed || !this.node) return;
     this.blocked = this.guardedSteps(false) !== 'done';

@@ -69,7 +69,7 @@ export class XdsCache {
     else if (old) this.keepMatching(old.resources as ReadonlyMap<XdsTypeUrl, TypeMap>, encoded, kept);
     if (kept.size < (old?.resources.size ?? allTypeUrls.length)) this.keepMatching(this.recent, encoded, kept);
     const rest = kept.size === 0 ? encoded : encoded.filter((r) => !kept.has(r.typeUrl));
-    return this.publish(nodeId, kept, { upsert: rest }, true, encoded);
+    return this.publish(nodeId, old, kept, { upsert: rest }, true, encoded);
   }
 
   /**
@@ -94,9 +94,10 @@ export class XdsCache {
 
   /** Upserts and removes some resources of the proxy's view. Throws when the result is inconsistent. */
   updateProxyResources(nodeId: string, update: ViewUpdate): ProxyView {
+    const old = this.views.get(nodeId);
     const base = new Map<XdsTypeUrl, TypeMap>();
-    for (const [t, byName] of this.views.get(nodeId)?.resources ?? []) base.set(t, new Map(byName));
-    return this.publish(nodeId, base, update, false);
+    for (const [t, byName] of old?.resources ?? []) base.set(t, new Map(byName));
+    return this.publish(nodeId, old, base, update, false);
   }
 
   /** Forgets the proxy: its open streams see an empty view (every resource removed). */
@@ -129,7 +130,7 @@ export class XdsCache {
     // Per type (allTypeUrls order): resources matched so far, or -1 once one did not match.
     const matched = allTypeUrls.map((t) => (kept.has(t) || !candidates.has(t) ? -1 : 0));
     for (const r of encoded) {
-      const i = allTypeUrls.indexOf(r.typeUrl);
+      const i = typeIndex(r.typeUrl);
       if (matched[i]! < 0) continue;
       const entry = candidates.get(r.typeUrl)!.get(r.name);
       // An entry no view uses any more has left the pool (the last published Map may hold such).
@@ -150,10 +151,17 @@ export class XdsCache {
    * `fresh`: `base` holds only published Maps kept whole (see setProxyResources), and no input is
    * of their types, so a name already in a Map being built was upserted twice.
    */
-  private publish(nodeId: string, base: Map<XdsTypeUrl, TypeMap>, update: ViewUpdate, fresh: boolean, inputs?: readonly EncodedResource[]): ProxyView {
+  private publish(
+    nodeId: string,
+    old: ProxyView | undefined,
+    base: Map<XdsTypeUrl, TypeMap>,
+    update: ViewUpdate,
+    fresh: boolean,
+    inputs?: readonly EncodedResource[],
+  ): ProxyView {
     const created: CacheEntry[] = [];
     try {
-      return this.publishWith(nodeId, base, update, fresh, created, inputs);
+      return this.publishWith(nodeId, old, base, update, fresh, created, inputs);
     } finally {
       // Entries made for this publish that no view took (refused view, unchanged type) go again.
       for (const entry of created) if (entry.users === 0) this.unpool(entry);
@@ -162,6 +170,7 @@ export class XdsCache {
 
   private publishWith(
     nodeId: string,
+    old: ProxyView | undefined,
     base: Map<XdsTypeUrl, TypeMap>,
     update: ViewUpdate,
     fresh: boolean,
@@ -183,13 +192,8 @@ export class XdsCache {
       } else if (byName.has(encoded.name)) errors.push(duplicate(encoded));
       byName.set(encoded.name, this.entryFor(encoded, created));
     }
-    const old = this.views.get(nodeId);
     const resources = new Map<XdsTypeUrl, TypeMap>();
-    for (const [t, byName] of base) {
-      if (byName.size === 0) continue;
-      const previous = old?.resources.get(t) as TypeMap | undefined;
-      resources.set(t, byName === previous ? previous : this.shared(t, byName, previous));
-    }
+    for (const [t, byName] of base) if (byName.size > 0) resources.set(t, this.shared(t, byName, old?.resources.get(t) as TypeMap | undefined));
     errors.push(...checkConsistency(resources));
     if (errors.length > 0) {
       throw new IsthmusError('failed_precondition', `inconsistent xDS view for proxy "${nodeId}": ${errors.join('; ')}`);
@@ -211,7 +215,7 @@ export class XdsCache {
    */
   private shared(t: XdsTypeUrl, byName: TypeMap, previous: TypeMap | undefined): TypeMap {
     const recent = this.recent.get(t);
-    if (byName === recent) return recent;
+    if (byName === previous || byName === recent) return byName; // kept whole by setProxyResources
     if (previous && sameEntries(previous, byName)) return previous;
     if (recent && sameEntries(recent, byName)) return recent;
     this.recent.set(t, byName);
