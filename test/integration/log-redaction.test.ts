@@ -163,10 +163,14 @@ describe('log redaction over a full peering lifecycle (two real servers at --log
     caKeyFiles(b.proc.dataDir, caKeys);
 
     // Peering: A generates, B establishes, both ACTIVE.
+    /** B establishes with `token`; both sides turn ACTIVE; the stream secret B stored is kept. */
+    const establish = async (token: string, what: string) => {
+      await ok(b!, 'POST', '/v1/peering/establish', { PeerName: 'cluster-a', PeeringToken: token });
+      await waitFor(async () => (await state(a!, 'cluster-b')) === 'ACTIVE' && (await state(b!, 'cluster-a')) === 'ACTIVE', { timeoutMs: 10_000, what });
+      for (const s of streamSecretsIn(b!.proc.dataDir)) streamSecrets.add(s);
+    };
     const first = await generateToken('first');
-    await ok(b, 'POST', '/v1/peering/establish', { PeerName: 'cluster-a', PeeringToken: first });
-    await waitFor(async () => (await state(a!, 'cluster-b')) === 'ACTIVE' && (await state(b!, 'cluster-a')) === 'ACTIVE', { timeoutMs: 10_000, what: 'both sides ACTIVE' });
-    for (const s of streamSecretsIn(b.proc.dataDir)) streamSecrets.add(s);
+    await establish(first, 'both sides ACTIVE');
     // Establishing again with the same (now spent) token is refused, and logged by A.
     const spent = await b.api<{ error: string }>('POST', '/v1/peering/establish', { PeerName: 'cluster-a', PeeringToken: first });
     expect(spent.status, `the spent token is refused: ${JSON.stringify(spent.body)}`).toBe(403);
@@ -224,10 +228,7 @@ describe('log redaction over a full peering lifecycle (two real servers at --log
     caKeyFiles(b.proc.dataDir, caKeys);
 
     // A regenerated token, re-established; then the peering is deleted.
-    const second = await generateToken('regenerated');
-    await ok(b, 'POST', '/v1/peering/establish', { PeerName: 'cluster-a', PeeringToken: second });
-    await waitFor(async () => (await state(b!, 'cluster-a')) === 'ACTIVE' && (await state(a!, 'cluster-b')) === 'ACTIVE', { timeoutMs: 10_000, what: 'ACTIVE again after re-establishing' });
-    for (const s of streamSecretsIn(b.proc.dataDir)) streamSecrets.add(s);
+    await establish(await generateToken('regenerated'), 'ACTIVE again after re-establishing');
     await ok(a, 'DELETE', '/v1/peering/cluster-b');
     await waitFor(async () => (await state(a!, 'cluster-b')) === 'GONE' && ['GONE', 'TERMINATED'].includes(await state(b!, 'cluster-a')), {
       timeoutMs: 10_000,
