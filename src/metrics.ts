@@ -1,4 +1,5 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { LeanHistogram } from './lean-histogram.js';
 
 /**
  * The one metrics registry and every metric isthmus exports. Labels never carry per-proxy or
@@ -35,14 +36,14 @@ export class Metrics {
     registers: [this.registry],
   });
 
-  readonly xdsPushDuration = new Histogram({
+  readonly xdsPushDuration = new LeanHistogram({
     name: 'isthmus_xds_push_duration_seconds',
     help: 'Seconds to assemble and write one xDS response from the cache.',
     buckets: [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1],
     registers: [this.registry],
   });
 
-  readonly xdsConvergence = new Histogram({
+  readonly xdsConvergence = new LeanHistogram({
     name: 'isthmus_xds_convergence_seconds',
     help: 'Seconds from publishing a proxy view to the client acknowledging it.',
     buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],

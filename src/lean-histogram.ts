@@ -1,0 +1,65 @@
+import type { Metric, Registry } from 'prom-client';
+
+interface Sample {
+  readonly labels: Readonly<Record<string, string | number>>;
+  readonly value: number;
+  readonly metricName: string;
+}
+
+/**
+ * A histogram without labels for the xDS push path, exported like prom-client's own. prom-client's
+ * `observe` builds and validates a label object, hashes it and keys the bucket by the bound's
+ * string on every call: at a thousand pushes a round, about a microsecond a push and its ACK, a
+ * tenth of isthmus's own work on that path. This one finds the bucket and adds to three numbers.
+ * Its exposition is prom-client's (checked against a prom-client Histogram in the tests).
+ */
+export class LeanHistogram {
+  readonly type = 'histogram';
+  readonly aggregator = 'sum';
+  private readonly bounds: readonly number[];
+  /** Observations per bucket (not cumulative); the last one is +Inf. */
+  private counts: Float64Array;
+  private sum = 0;
+  private count = 0;
+
+  constructor(opts: { name: string; help: string; buckets: readonly number[]; registers: readonly Registry[] }) {
+    this.name = opts.name;
+    this.help = opts.help;
+    this.bounds = [...opts.buckets].sort((a, b) => a - b);
+    this.counts = new Float64Array(this.bounds.length + 1);
+    for (const r of opts.registers) r.registerMetric(this as unknown as Metric);
+  }
+
+  readonly name: string;
+  readonly help: string;
+
+  observe(value: number): void {
+    if (!Number.isFinite(value)) throw new TypeError(`${this.name}: value is not a valid number: ${value}`);
+    const bounds = this.bounds;
+    let i = 0;
+    while (i < bounds.length && value > bounds[i]!) i++;
+    this.counts[i]!++;
+    this.sum += value;
+    this.count++;
+  }
+
+  reset(): void {
+    this.counts = new Float64Array(this.bounds.length + 1);
+    this.sum = 0;
+    this.count = 0;
+  }
+
+  /** What prom-client's registry reads (the shape of its Histogram's `get`). */
+  async get(): Promise<{ name: string; help: string; type: 'histogram'; values: Sample[]; aggregator: 'sum' }> {
+    const values: Sample[] = [];
+    let cumulative = 0;
+    this.bounds.forEach((le, i) => {
+      cumulative += this.counts[i]!;
+      values.push({ labels: { le }, value: cumulative, metricName: `${this.name}_bucket` });
+    });
+    values.push({ labels: { le: '+Inf' }, value: this.count, metricName: `${this.name}_bucket` });
+    values.push({ labels: {}, value: this.sum, metricName: `${this.name}_sum` });
+    values.push({ labels: {}, value: this.count, metricName: `${this.name}_count` });
+    return { name: this.name, help: this.help, type: this.type, values, aggregator: this.aggregator };
+  }
+}
