@@ -11,7 +11,7 @@ import type { ProxyView } from '../cache/proxy-view.js';
 import type { CacheEntry } from '../cache/entry.js';
 import { xdsTypeUrl, pushOrder, shortName, typeIndex, TypeUrl, type PushPhase, type XdsTypeUrl } from '../types.js';
 import { entriesAt } from '../cache/proxy-view.js';
-import { TypeState } from './type-state.js';
+import { TypeState, type PlanMemo } from './type-state.js';
 
 export type AdsApi = 'sotw' | 'delta';
 
@@ -104,6 +104,15 @@ export abstract class AdsSession<Req extends BaseRequest = BaseRequest> {
   protected readonly types = new Map<XdsTypeUrl, TypeState>();
   /** The same states by type index (see PushStep.index), for the push path. */
   private readonly typeAt: (TypeState | undefined)[] = [];
+  /**
+   * What a flush reads of every type, kept on the stream so a push to thousands of streams touches
+   * one type's state, the one it writes, not all of them: bit `index` set once the type was
+   * requested (`requestedTypes`) and while a response of it awaits its ACK (`awaitingTypes`), and
+   * the types' plan memos by push step.
+   */
+  private requestedTypes = 0;
+  private awaitingTypes = 0;
+  private readonly planMemo: PlanMemo = pushOrder.map(() => undefined);
   private unwatch: (() => void) | undefined;
   private nonceCounter = 0;
   private writable = true;
@@ -238,12 +247,14 @@ export abstract class AdsSession<Req extends BaseRequest = BaseRequest> {
     let ts = this.types.get(typeUrl);
     const isFirst = !ts;
     if (!ts) {
-      ts = new TypeState(typeUrl);
+      ts = new TypeState(typeUrl, this.planMemo);
       ts.observedRevision = this.view?.revision ?? 0;
       this.types.set(typeUrl, ts);
       this.typeAt[typeIndex(typeUrl)] = ts;
     }
-    if (this.applyRequest(ts, req, isFirst)) {
+    const changed = this.applyRequest(ts, req, isFirst);
+    if (ts.requested) this.requestedTypes |= 1 << typeIndex(typeUrl);
+    if (changed) {
       this.stateEpoch++;
       ts.invalidate();
       this.scheduleFlush();
@@ -258,6 +269,7 @@ export abstract class AdsSession<Req extends BaseRequest = BaseRequest> {
     const res = ts.outstanding.get(nonce);
     if (!res) return;
     ts.outstanding.delete(nonce);
+    if (ts.outstanding.size === 0) this.awaitingTypes &= ~(1 << typeIndex(ts.typeUrl));
     if (errorDetail) {
       const type = shortName[ts.typeUrl];
       // A NACK changes what may be re-sent; an ACK only unblocks what was already planned.
@@ -352,35 +364,31 @@ export abstract class AdsSession<Req extends BaseRequest = BaseRequest> {
   private flushSteps(stopAfterWrite: boolean): 'done' | 'blocked' | 'wrote' {
     if (!this.writable) return 'blocked';
     let awaitingAck = false;
-    for (const step of pushOrder) {
-      const ts = this.typeAt[step.index];
-      if (!ts?.requested) continue;
+    const memo = this.planMemo;
+    for (let slot = 0; slot < pushOrder.length; slot++) {
+      const step = pushOrder[slot]!;
+      const bit = 1 << step.index;
+      if ((this.requestedTypes & bit) === 0) continue;
       if (step.phase === 'upsert' && usesClusters(step.typeUrl) && this.clustersWarming()) return 'blocked';
-      awaitingAck ||= ts.outstanding.size > 0;
+      awaitingAck ||= (this.awaitingTypes & bit) !== 0;
       const entries = entriesAt(this.view, step.index);
-      const planned = this.planUnlessUnchanged(ts, step.phase, entries);
-      if (!planned) continue;
+      // Neither the type's entries nor the stream's state changed since this step last had nothing to send.
+      if (memo[slot] === entries) continue;
+      const ts = this.typeAt[step.index]!;
+      const planned = this.plan(ts, step.phase, entries);
+      if (!planned) {
+        if (this.view) memo[slot] = entries;
+        continue;
+      }
       if (awaitingAck) return 'blocked';
       this.write(ts, planned);
       // A plan sends everything its phase had to send against these entries, and one phase's
       // response never gives the other phase something to send: only this phase's memo moves.
-      if (step.phase === 'upsert') ts.plannedUpsert = entries;
-      else ts.plannedRemove = entries;
+      memo[slot] = entries;
       if (stopAfterWrite) return 'wrote';
       awaitingAck = true;
     }
     return 'done';
-  }
-
-  /** Plans a step unless neither the type's entries nor the stream's state changed since it last had nothing to send. */
-  private planUnlessUnchanged(ts: TypeState, phase: PushPhase, entries: ReadonlyMap<string, CacheEntry>): PlannedResponse | undefined {
-    if ((phase === 'upsert' ? ts.plannedUpsert : ts.plannedRemove) === entries) return undefined;
-    const planned = this.plan(ts, phase, entries);
-    if (!planned && this.view) {
-      if (phase === 'upsert') ts.plannedUpsert = entries;
-      else ts.plannedRemove = entries;
-    }
-    return planned;
   }
 
   /**
@@ -429,6 +437,7 @@ export abstract class AdsSession<Req extends BaseRequest = BaseRequest> {
     for (let i = 0; i < parts.length; i++) {
       const nonce = String(++this.nonceCounter);
       ts.outstanding.set(nonce, { nonce, versionInfo, resources: parts[i]!, removed: i === 0 ? removed : [], fullState, viewRevision });
+      this.awaitingTypes |= 1 << typeIndex(ts.typeUrl);
       ts.lastNonce = nonce;
       ts.answered = true;
       const ok = this.call.write(this.encode(ts, planned, i, nonce));

@@ -1,4 +1,4 @@
-import type { XdsTypeUrl } from '../types.js';
+import { pushOrder, typeIndex, type PushPhase, type XdsTypeUrl } from '../types.js';
 import type { CacheEntry } from '../cache/entry.js';
 
 /** Published views never mutate a type's Map, so its sorted entries are computed once per Map. */
@@ -11,6 +11,14 @@ function sortedEntries(entries: ReadonlyMap<string, CacheEntry>): readonly Cache
     sortedCache.set(entries, sorted);
   }
   return sorted;
+}
+
+/** A stream's plan memos, one slot per step of `pushOrder` (see TypeState.plannedUpsert). */
+export type PlanMemo = (ReadonlyMap<string, CacheEntry> | undefined)[];
+
+/** The slot in a PlanMemo of a type's phase: that step's position in `pushOrder`. */
+export function memoSlot(index: number, phase: PushPhase): number {
+  return pushOrder.findIndex((s) => s.index === index && s.phase === phase);
 }
 
 /** A response written to the stream and not yet ACKed or NACKed. */
@@ -64,13 +72,42 @@ export class TypeState {
   /** The newest view revision whose ACK fed the convergence metric. */
   observedRevision = 0;
   /**
-   * The entries map each phase was last planned against with nothing to send. Views keep a type's
+   * Where the plan memo of each phase lives (see `plannedUpsert`): the stream's one array for all
+   * its types, so its flush reads one array rather than every type's state.
+   */
+  private readonly memo: PlanMemo;
+  private readonly upsertSlot: number;
+  private readonly removeSlot: number;
+
+  constructor(
+    readonly typeUrl: XdsTypeUrl,
+    memo?: PlanMemo,
+  ) {
+    this.memo = memo ?? [];
+    const i = typeIndex(typeUrl);
+    this.upsertSlot = memoSlot(i, 'upsert');
+    this.removeSlot = memoSlot(i, 'remove');
+  }
+
+  /**
+   * The entries Map each phase was last planned against with nothing to send. Views keep a type's
    * Map when it did not change, so an equal reference means nothing new to plan for this type.
    */
-  plannedUpsert: ReadonlyMap<string, CacheEntry> | undefined;
-  plannedRemove: ReadonlyMap<string, CacheEntry> | undefined;
+  get plannedUpsert(): ReadonlyMap<string, CacheEntry> | undefined {
+    return this.memo[this.upsertSlot];
+  }
 
-  constructor(readonly typeUrl: XdsTypeUrl) {}
+  set plannedUpsert(entries: ReadonlyMap<string, CacheEntry> | undefined) {
+    this.memo[this.upsertSlot] = entries;
+  }
+
+  get plannedRemove(): ReadonlyMap<string, CacheEntry> | undefined {
+    return this.memo[this.removeSlot];
+  }
+
+  set plannedRemove(entries: ReadonlyMap<string, CacheEntry> | undefined) {
+    this.memo[this.removeSlot] = entries;
+  }
 
   /** Stream-side state changed (request, ACK, NACK, forced re-send, write): plan again. */
   invalidate(): void {
