@@ -49,7 +49,7 @@ function assembleCds(view: ProxyView, ts: TypeState, nonce: string): { bytes: Bu
   const desired = ts.desired(entriesOf(view, ts.typeUrl));
   const desiredNames = new Set(desired.map((e) => e.name));
   const gone = [...ts.lastState.values()].filter((e) => !desiredNames.has(e.name));
-  const changed = desired.some((e) => ts.lastState.get(e.name)?.version !== e.version || ts.forced.has(e.name));
+  const changed = desired.some((e) => ts.lastState.get(e.name)?.version !== e.version || ts.forced?.has(e.name));
   if (!changed && ts.sentVersionInfo !== '') throw new Error('nothing to send');
   const state = [...desired, ...gone].sort((a, b) => (a.name < b.name ? -1 : 1));
   const version = stateVersion(state);

@@ -44,7 +44,7 @@ export function resourceStatuses(session: AdsSession): ResourceStatus[] {
     for (const name of [...names].sort()) {
       const entry = entries.get(name);
       const acked = ts?.acked.get(name) ?? '';
-      const nack = ts?.nacked.get(name);
+      const nack = ts?.nacked?.get(name);
       let status: ResourceSyncStatus;
       if (nack && entry && nack.version === entry.version) status = 'ERROR';
       else if (entry && acked === entry.version) status = 'SYNCED';

@@ -29,7 +29,7 @@ export class DeltaSession extends AdsSession<DeltaDiscoveryRequest> {
     for (const name of added) {
       // Rule 7: a newly subscribed name is always answered, with the resource or with its removal.
       if (!isFirst || ts.sent.get(name) !== entries.get(name)?.version) ts.sent.delete(name);
-      if (!entries.has(name)) ts.notFound.add(name);
+      if (!entries.has(name)) ts.missing(name);
     }
     return true;
   }
@@ -57,7 +57,7 @@ export class DeltaSession extends AdsSession<DeltaDiscoveryRequest> {
     if (changedSince(entries, ts.plannedRemove)) return undefined;
     let removed: Set<string> | undefined;
     for (const name of ts.sent.keys()) if (!entries.has(name) || !ts.inScope(name)) (removed ??= new Set()).add(name);
-    for (const name of ts.notFound) if (!entries.has(name) && ts.inScope(name)) (removed ??= new Set()).add(name);
+    for (const name of ts.notFound ?? []) if (!entries.has(name) && ts.inScope(name)) (removed ??= new Set()).add(name);
     if (!removed) return undefined;
     return this.response([], [...removed].sort());
   }
@@ -77,13 +77,12 @@ export class DeltaSession extends AdsSession<DeltaDiscoveryRequest> {
         // A name the client did not hold may have to go again later: removals are planned anew.
         if (!ts.sent.has(e.name)) ts.plannedRemove = undefined;
         ts.sent.set(e.name, e.version);
-        ts.forced.delete(e.name);
-        ts.notFound.delete(e.name);
+        ts.written(e.name);
       }
     }
     for (const name of planned.removed) {
       ts.sent.delete(name);
-      ts.notFound.delete(name);
+      ts.written(name);
     }
   }
 }

@@ -266,10 +266,14 @@ export abstract class AdsSession<Req extends BaseRequest = BaseRequest> {
 
   /** ACK or NACK of an outstanding response, identified by its nonce. */
   protected settle(ts: TypeState, nonce: string, errorDetail: { readonly message: string } | undefined): void {
-    const res = ts.outstanding.get(nonce);
-    if (!res) return;
-    ts.outstanding.delete(nonce);
-    if (ts.outstanding.size === 0) this.awaitingTypes &= ~(1 << typeIndex(ts.typeUrl));
+    const pending = ts.outstanding;
+    let i = 0;
+    while (i < pending.length && pending[i]!.nonce !== nonce) i++;
+    if (i === pending.length) return;
+    const res = pending[i]!;
+    if (pending.length === 1) pending.pop();
+    else pending.splice(i, 1);
+    if (pending.length === 0) this.awaitingTypes &= ~(1 << typeIndex(ts.typeUrl));
     if (errorDetail) {
       const type = shortName[ts.typeUrl];
       // A NACK changes what may be re-sent; an ACK only unblocks what was already planned.
@@ -297,7 +301,7 @@ export abstract class AdsSession<Req extends BaseRequest = BaseRequest> {
       if (before === undefined || before === e.version) continue;
       for (const ref of e.refs) {
         if (ref.typeUrl !== TypeUrl.endpoint) continue;
-        eds.forced.add(ref.name);
+        eds.force(ref.name);
         eds.invalidate();
       }
     }
@@ -436,7 +440,7 @@ export abstract class AdsSession<Req extends BaseRequest = BaseRequest> {
     const { parts, removed, versionInfo, fullState } = planned;
     for (let i = 0; i < parts.length; i++) {
       const nonce = String(++this.nonceCounter);
-      ts.outstanding.set(nonce, { nonce, versionInfo, resources: parts[i]!, removed: i === 0 ? removed : [], fullState, viewRevision });
+      ts.outstanding.push({ nonce, versionInfo, resources: parts[i]!, removed: i === 0 ? removed : [], fullState, viewRevision });
       this.awaitingTypes |= 1 << typeIndex(ts.typeUrl);
       ts.lastNonce = nonce;
       ts.answered = true;

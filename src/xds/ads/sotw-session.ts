@@ -80,7 +80,7 @@ export class SotwSession extends AdsSession<DiscoveryRequest> {
     const gone = [...ts.lastState.values()].filter((e) => !desiredNames.has(e.name));
     let state: readonly CacheEntry[];
     if (phase === 'upsert') {
-      const changed = desired.some((e) => ts.lastState.get(e.name)?.version !== e.version || ts.forced.has(e.name));
+      const changed = desired.some((e) => ts.lastState.get(e.name)?.version !== e.version || ts.forced?.has(e.name));
       if (!changed && ts.sentVersionInfo !== '') return undefined;
       state = gone.length === 0 ? desired : [...desired, ...gone].sort((a, b) => (a.name < b.name ? -1 : 1));
     } else {
@@ -117,7 +117,7 @@ export class SotwSession extends AdsSession<DiscoveryRequest> {
     }
     for (const e of entries) {
       ts.sent.set(e.name, e.version);
-      ts.forced.delete(e.name);
+      ts.written(e.name);
     }
     ts.sentVersionInfo = planned.versionInfo;
   }

@@ -54,12 +54,22 @@ export class TypeState {
   /** name → version last sent (Delta: the version the client holds as far as we know). */
   readonly sent = new Map<string, string>();
   readonly acked = new Map<string, string>();
-  readonly nacked = new Map<string, NackRecord>();
+  /*
+   * The three collections below are mostly empty, and absent while empty: a push or an ACK to
+   * thousands of streams then reads a field of this state instead of three more cold objects.
+   */
+  /** name → the client's rejection of the version it was last sent. */
+  nacked: Map<string, NackRecord> | undefined;
   /** Names to send even though their version did not change (endpoints of a changed cluster). */
-  readonly forced = new Set<string>();
+  forced: Set<string> | undefined;
   /** Delta: subscribed names that do not exist, to report in removed_resources. */
-  readonly notFound = new Set<string>();
-  readonly outstanding = new Map<string, SentResponse>();
+  notFound: Set<string> | undefined;
+  /**
+   * Responses written and not yet ACKed or NACKed, oldest first (few: a type waits for its ACK
+   * before it is written again, unless a large response was split). An array, not a Map keyed by
+   * nonce: one set and one delete a push made the Map grow and shrink its table every time.
+   */
+  readonly outstanding: SentResponse[] = [];
   lastNonce = '';
   /** Any response for this type was written on this stream. */
   answered = false;
@@ -146,13 +156,28 @@ export class TypeState {
    * unless it rejected that very version (rule 5: never re-send NACKed content).
    */
   unsent(desired: readonly CacheEntry[]): CacheEntry[] {
-    const anyForced = this.forced.size > 0;
-    const anyNacked = this.nacked.size > 0;
+    const { forced, nacked } = this;
     return desired.filter((e) => {
-      if (anyForced && this.forced.has(e.name)) return true;
+      if (forced?.has(e.name)) return true;
       if (this.sent.get(e.name) === e.version) return false;
-      return !anyNacked || this.nacked.get(e.name)?.version !== e.version;
+      return nacked?.get(e.name)?.version !== e.version;
     });
+  }
+
+  /** Sends `name` at the next push even if the client holds its version. */
+  force(name: string): void {
+    (this.forced ??= new Set()).add(name);
+  }
+
+  /** Delta: `name` is subscribed and does not exist (answered with its removal). */
+  missing(name: string): void {
+    (this.notFound ??= new Set()).add(name);
+  }
+
+  /** `name` was written (sent or removed): it is no longer forced or reported missing. */
+  written(name: string): void {
+    if (this.forced?.delete(name) && this.forced.size === 0) this.forced = undefined;
+    if (this.notFound?.delete(name) && this.notFound.size === 0) this.notFound = undefined;
   }
 
   /**
@@ -212,19 +237,21 @@ export class TypeState {
     if (this.wildcard) return;
     this.sent.delete(name);
     this.acked.delete(name);
-    this.nacked.delete(name);
-    this.forced.delete(name);
-    this.notFound.delete(name);
+    this.clearNack(name);
+    this.written(name);
+  }
+
+  private clearNack(name: string): void {
+    if (this.nacked?.delete(name) && this.nacked.size === 0) this.nacked = undefined;
   }
 
   onAck(res: SentResponse): void {
     if (res.fullState) this.acked.clear();
     // An ACK clears the resource's error state (envoy.admin.v3.UpdateFailureState: cleared after
     // the next successful update).
-    const anyNacked = this.nacked.size > 0;
     for (const { name, version } of res.resources) {
       this.acked.set(name, version);
-      if (anyNacked) this.nacked.delete(name);
+      if (this.nacked) this.clearNack(name);
     }
     for (const name of res.removed) this.acked.delete(name);
     if (res.versionInfo) this.ackedVersionInfo = res.versionInfo;
@@ -232,7 +259,8 @@ export class TypeState {
 
   onNack(res: SentResponse, message: string): NackRecord {
     const record = { version: '', message, nonce: res.nonce, at: new Date() };
-    for (const { name, version } of res.resources) this.nacked.set(name, { ...record, version });
+    const nacked = (this.nacked ??= new Map());
+    for (const { name, version } of res.resources) nacked.set(name, { ...record, version });
     this.lastNack = { ...record, version: res.versionInfo };
     return this.lastNack;
   }
