@@ -1,4 +1,4 @@
-import type { XdsTypeUrl } from '../types.js';
+import { allTypeUrls, typeIndex, type XdsTypeUrl } from '../types.js';
 import type { CacheEntry, EncodedResource } from './entry.js';
 
 /**
@@ -17,10 +17,41 @@ export interface ProxyView {
   readonly inputs?: readonly EncodedResource[] | undefined;
 }
 
+/** A type's Maps by type index, as `ProxyView.byIndex`. */
+export type TypeMaps = readonly (ReadonlyMap<string, CacheEntry> | undefined)[];
+
+/**
+ * A published view. The push path reads `byIndex`; the Map by type URL is built when something
+ * else (status, tests) first asks for it.
+ */
+export class PublishedView implements ProxyView {
+  private byType: ReadonlyMap<XdsTypeUrl, ReadonlyMap<string, CacheEntry>> | undefined;
+
+  constructor(
+    readonly nodeId: string,
+    readonly revision: number,
+    readonly publishedAt: number,
+    readonly byIndex: TypeMaps,
+    readonly inputs?: readonly EncodedResource[],
+  ) {}
+
+  get resources(): ReadonlyMap<XdsTypeUrl, ReadonlyMap<string, CacheEntry>> {
+    if (!this.byType) {
+      const byType = new Map<XdsTypeUrl, ReadonlyMap<string, CacheEntry>>();
+      allTypeUrls.forEach((t, i) => {
+        const entries = this.byIndex[i];
+        if (entries) byType.set(t, entries);
+      });
+      this.byType = byType;
+    }
+    return this.byType;
+  }
+}
+
 const emptyMap: ReadonlyMap<string, CacheEntry> = new Map();
 
 export function entriesOf(view: ProxyView | undefined, typeUrl: XdsTypeUrl): ReadonlyMap<string, CacheEntry> {
-  return view?.resources.get(typeUrl) ?? emptyMap;
+  return view?.byIndex[typeIndex(typeUrl)] ?? emptyMap;
 }
 
 /** `entriesOf` by type index (see PushStep.index). */
@@ -31,34 +62,38 @@ export function entriesAt(view: ProxyView | undefined, index: number): ReadonlyM
 type TypeMap = ReadonlyMap<string, CacheEntry>;
 
 /**
- * A type Map found consistent, with the Maps of the types its references point into at the time.
- * Published Maps never mutate (views share them), so the same Maps are consistent again.
+ * A type Map found consistent, with the Maps of the types its references point into at the time
+ * (by type index). Published Maps never mutate (views share them), so the same Maps are
+ * consistent again.
  */
-const verified = new WeakMap<TypeMap, ReadonlyMap<XdsTypeUrl, TypeMap | undefined>>();
+const verified = new WeakMap<TypeMap, TypeMaps>();
 
-function stillVerified(byName: TypeMap, resources: ProxyView['resources']): boolean {
+function stillVerified(byName: TypeMap, maps: TypeMaps): boolean {
   const targets = verified.get(byName);
   if (!targets) return false;
-  for (const [t, target] of targets) if (resources.get(t) !== target) return false;
+  for (let i = 0; i < targets.length; i++) if (targets[i] !== undefined && maps[i] !== targets[i]) return false;
   return true;
 }
 
 /**
  * Every reference of every resource in the view resolves inside the view; errors otherwise.
- * `resources` must hold only Maps that are no longer mutated.
+ * `maps` (by type index) must hold only Maps that are no longer mutated.
  */
-export function checkConsistency(resources: ProxyView['resources']): string[] {
+export function checkConsistency(maps: TypeMaps): string[] {
   const errors: string[] = [];
-  for (const [typeUrl, byName] of resources) {
-    if (stillVerified(byName, resources)) continue;
-    const targets = new Map<XdsTypeUrl, TypeMap | undefined>();
+  for (let i = 0; i < maps.length; i++) {
+    const byName = maps[i];
+    if (!byName || stillVerified(byName, maps)) continue;
+    // Found consistent only if every reference resolved, so each referenced type has its Map here.
+    const targets: (TypeMap | undefined)[] = [];
     const before = errors.length;
     for (const entry of byName.values()) {
       for (const ref of entry.refs) {
-        const target = resources.get(ref.typeUrl);
-        targets.set(ref.typeUrl, target);
+        const t = typeIndex(ref.typeUrl);
+        const target = maps[t];
+        targets[t] = target;
         if (!target?.has(ref.name)) {
-          errors.push(`${shortTypeName(typeUrl)} "${entry.name}" references ${shortTypeName(ref.typeUrl)} "${ref.name}", which is not in the view`);
+          errors.push(`${shortTypeName(allTypeUrls[i]!)} "${entry.name}" references ${shortTypeName(ref.typeUrl)} "${ref.name}", which is not in the view`);
         }
       }
     }

@@ -3,7 +3,7 @@ import { IsthmusError } from '../../errors.js';
 import type { Metrics } from '../../metrics.js';
 import { allTypeUrls, shortName, typeIndex, type XdsTypeUrl } from '../types.js';
 import { CacheEntry, encodeResource, type EncodedResource, type EnvoyMessage } from './entry.js';
-import { checkConsistency, recordDerivation, type ProxyView } from './proxy-view.js';
+import { checkConsistency, PublishedView, recordDerivation, type ProxyView, type TypeMaps } from './proxy-view.js';
 
 export type ResourceInput = EncodedResource | EnvoyMessage;
 
@@ -31,10 +31,10 @@ function isEncoded(r: ResourceInput): r is EncodedResource {
 export class XdsCache {
   /** type → version → entry, for entries some view uses. */
   private readonly pool = new Map<XdsTypeUrl, Map<string, CacheEntry>>();
-  private readonly views = new Map<string, ProxyView>();
-  private readonly listeners = new Map<string, Set<Listener>>();
-  /** Per type, the Map most recently published (see `shared`). */
-  private readonly recent = new Map<XdsTypeUrl, TypeMap>();
+  /** Per node id, its view and watchers: a publish finds both with one lookup. */
+  private readonly nodes = new Map<string, NodeSlot>();
+  /** Per type index, the Map most recently published (see `shared`). */
+  private readonly recent: (TypeMap | undefined)[] = allTypeUrls.map(() => undefined);
   private revisionCounter = 0;
   private matchPass = 0;
   private entries = 0;
@@ -47,7 +47,7 @@ export class XdsCache {
   }
 
   view(nodeId: string): ProxyView | undefined {
-    return this.views.get(nodeId);
+    return this.nodes.get(nodeId)?.view;
   }
 
   /** Distinct encoded resources held (shared across all proxies). */
@@ -62,77 +62,69 @@ export class XdsCache {
    * recognised first and takes that Map without one being built.
    */
   setProxyResources(nodeId: string, resources: readonly ResourceInput[]): ProxyView {
-    const encoded = resources.map((r) => (isEncoded(r) ? r : this.encode(r)));
-    const old = this.views.get(nodeId);
-    const kept = new Map<XdsTypeUrl, TypeMap>();
-    if (old?.inputs?.length === encoded.length) this.keepIdentical(old, old.inputs, encoded, kept);
-    else if (old) this.keepMatching(old.resources as ReadonlyMap<XdsTypeUrl, TypeMap>, encoded, kept);
-    if (kept.size < (old?.resources.size ?? allTypeUrls.length)) this.keepMatching(this.recent, encoded, kept);
-    const rest = kept.size === 0 ? encoded : encoded.filter((r) => !kept.has(r.typeUrl));
-    return this.publish(nodeId, old, kept, { upsert: rest }, true, encoded);
-  }
-
-  /**
-   * Adds to `kept` the old view's Map of each type whose resources are, position by position, the
-   * very objects the old view was published from (EncodedResources do not change): a pointer
-   * comparison per resource, where callers republish mostly the same encoded resources.
-   */
-  private keepIdentical(old: ProxyView, before: readonly EncodedResource[], encoded: readonly EncodedResource[], kept: Map<XdsTypeUrl, TypeMap>): void {
-    const changed = allTypeUrls.map(() => false);
-    for (let i = 0; i < encoded.length; i++) {
-      const now = encoded[i]!;
-      const then = before[i]!;
-      if (now === then) continue;
-      changed[typeIndex(now.typeUrl)] = true;
-      changed[typeIndex(then.typeUrl)] = true;
+    const encoded: EncodedResource[] = new Array(resources.length);
+    for (let i = 0; i < resources.length; i++) {
+      const r = resources[i]!;
+      encoded[i] = isEncoded(r) ? r : this.encode(r);
     }
-    allTypeUrls.forEach((t, i) => {
-      const previous = old.resources.get(t) as TypeMap | undefined;
-      if (previous && !changed[i]) kept.set(t, previous);
-    });
+    const slot = this.nodes.get(nodeId);
+    const old = slot?.view;
+    const kept: (TypeMap | undefined)[] = allTypeUrls.map(() => undefined);
+    let keptCount = 0;
+    if (old?.inputs?.length === encoded.length) keptCount = keepIdentical(old, old.inputs, encoded, kept);
+    else if (old) keptCount = this.keepMatching(old.byIndex, encoded, kept);
+    if (keptCount < (old ? typeCount(old.byIndex) : allTypeUrls.length)) keptCount += this.keepMatching(this.recent, encoded, kept);
+    const rest = keptCount === 0 ? encoded : encoded.filter((r) => kept[typeIndex(r.typeUrl)] === undefined);
+    return this.publish(nodeId, slot, kept, { upsert: rest }, true, encoded);
   }
 
   /** Upserts and removes some resources of the proxy's view. Throws when the result is inconsistent. */
   updateProxyResources(nodeId: string, update: ViewUpdate): ProxyView {
-    const old = this.views.get(nodeId);
-    const base = new Map<XdsTypeUrl, TypeMap>();
-    for (const [t, byName] of old?.resources ?? []) base.set(t, new Map(byName));
-    return this.publish(nodeId, old, base, update, false);
+    const slot = this.nodes.get(nodeId);
+    const base = allTypeUrls.map((_, i) => {
+      const byName = slot?.view?.byIndex[i];
+      return byName && new Map(byName);
+    });
+    return this.publish(nodeId, slot, base, update, false);
   }
 
   /** Forgets the proxy: its open streams see an empty view (every resource removed). */
   removeProxy(nodeId: string): void {
-    const old = this.views.get(nodeId);
-    if (!old) return;
-    this.views.delete(nodeId);
-    for (const byName of old.resources.values()) this.release(byName);
-    this.notify(nodeId, this.makeView(nodeId, new Map()));
+    const slot = this.nodes.get(nodeId);
+    const old = slot?.view;
+    if (!slot || !old) return;
+    slot.view = undefined;
+    if (slot.listeners.length === 0) this.nodes.delete(nodeId);
+    for (const byName of old.byIndex) if (byName) this.release(byName);
+    this.notify(slot, this.makeView(nodeId, allTypeUrls.map(() => undefined)));
   }
 
   /** Calls `listener` with every view published for the node id from now on. */
   watch(nodeId: string, listener: Listener): () => void {
-    let set = this.listeners.get(nodeId);
-    if (!set) this.listeners.set(nodeId, (set = new Set()));
-    set.add(listener);
+    let slot = this.nodes.get(nodeId);
+    if (!slot) this.nodes.set(nodeId, (slot = { view: undefined, listeners: [] }));
+    const watched = slot;
+    watched.listeners = [...watched.listeners, listener];
     return () => {
-      set.delete(listener);
-      if (set.size === 0) this.listeners.delete(nodeId);
+      watched.listeners = watched.listeners.filter((l) => l !== listener);
+      if (watched.listeners.length === 0 && !watched.view && this.nodes.get(nodeId) === watched) this.nodes.delete(nodeId);
     };
   }
 
   /**
-   * Adds to `kept` each type not in it yet whose resources in `encoded` are exactly the Map
-   * `candidates` holds for it: the same names with the same versions, none given twice. Two Map
-   * lookups per resource.
+   * Sets in `kept` each type not in it yet whose resources in `encoded` are exactly the Map
+   * `candidates` holds for it (by type index): the same names with the same versions, none given
+   * twice. Two Map lookups per resource. Returns how many types it set.
    */
-  private keepMatching(candidates: ReadonlyMap<XdsTypeUrl, TypeMap>, encoded: readonly EncodedResource[], kept: Map<XdsTypeUrl, TypeMap>): void {
+  private keepMatching(candidates: TypeMaps, encoded: readonly EncodedResource[], kept: (TypeMap | undefined)[]): number {
     const pass = ++this.matchPass;
-    // Per type (allTypeUrls order): resources matched so far, or -1 once one did not match.
-    const matched = allTypeUrls.map((t) => (kept.has(t) || !candidates.has(t) ? -1 : 0));
+    // Per type index: resources matched so far, or -1 once one did not match.
+    const matched: number[] = [];
+    for (let i = 0; i < allTypeUrls.length; i++) matched.push(kept[i] !== undefined || candidates[i] === undefined ? -1 : 0);
     for (const r of encoded) {
       const i = typeIndex(r.typeUrl);
       if (matched[i]! < 0) continue;
-      const entry = candidates.get(r.typeUrl)!.get(r.name);
+      const entry = candidates[i]!.get(r.name);
       // An entry no view uses any more has left the pool (the last published Map may hold such).
       if (entry?.version !== r.version || entry.matchedIn === pass || entry.users === 0) {
         matched[i] = -1;
@@ -141,10 +133,15 @@ export class XdsCache {
       entry.matchedIn = pass;
       matched[i]!++;
     }
-    allTypeUrls.forEach((t, i) => {
-      const candidate = candidates.get(t);
-      if (candidate && matched[i] === candidate.size) kept.set(t, candidate);
-    });
+    let count = 0;
+    for (let i = 0; i < allTypeUrls.length; i++) {
+      const candidate = candidates[i];
+      if (candidate && matched[i] === candidate.size) {
+        kept[i] = candidate as TypeMap;
+        count++;
+      }
+    }
+    return count;
   }
 
   /**
@@ -153,15 +150,15 @@ export class XdsCache {
    */
   private publish(
     nodeId: string,
-    old: ProxyView | undefined,
-    base: Map<XdsTypeUrl, TypeMap>,
+    slot: NodeSlot | undefined,
+    base: (TypeMap | undefined)[],
     update: ViewUpdate,
     fresh: boolean,
     inputs?: readonly EncodedResource[],
   ): ProxyView {
     const created: CacheEntry[] = [];
     try {
-      return this.publishWith(nodeId, old, base, update, fresh, created, inputs);
+      return this.publishWith(nodeId, slot, base, update, fresh, created, inputs);
     } finally {
       // Entries made for this publish that no view took (refused view, unchanged type) go again.
       for (const entry of created) if (entry.users === 0) this.unpool(entry);
@@ -170,20 +167,21 @@ export class XdsCache {
 
   private publishWith(
     nodeId: string,
-    old: ProxyView | undefined,
-    base: Map<XdsTypeUrl, TypeMap>,
+    slot: NodeSlot | undefined,
+    base: (TypeMap | undefined)[],
     update: ViewUpdate,
     fresh: boolean,
     created: CacheEntry[],
     inputs: readonly EncodedResource[] | undefined,
   ): ProxyView {
+    const old = slot?.view;
     const errors: string[] = [];
-    for (const r of update.remove ?? []) base.get(r.typeUrl)?.delete(r.name);
+    for (const r of update.remove ?? []) base[typeIndex(r.typeUrl)]?.delete(r.name);
     const upserted = fresh ? undefined : new Map<XdsTypeUrl, Set<string>>();
     for (const input of update.upsert ?? []) {
       const encoded = isEncoded(input) ? input : this.encode(input);
-      let byName = base.get(encoded.typeUrl);
-      if (!byName) base.set(encoded.typeUrl, (byName = new Map()));
+      const i = typeIndex(encoded.typeUrl);
+      const byName = (base[i] ??= new Map());
       if (upserted) {
         let names = upserted.get(encoded.typeUrl);
         if (!names) upserted.set(encoded.typeUrl, (names = new Set()));
@@ -192,17 +190,22 @@ export class XdsCache {
       } else if (byName.has(encoded.name)) errors.push(duplicate(encoded));
       byName.set(encoded.name, this.entryFor(encoded, created));
     }
-    const resources = new Map<XdsTypeUrl, TypeMap>();
-    for (const [t, byName] of base) if (byName.size > 0) resources.set(t, this.shared(t, byName, old?.resources.get(t) as TypeMap | undefined));
-    errors.push(...checkConsistency(resources));
+    const maps: (TypeMap | undefined)[] = [];
+    for (let i = 0; i < allTypeUrls.length; i++) {
+      const byName = base[i];
+      maps.push(byName && byName.size > 0 ? this.shared(i, byName, old?.byIndex[i] as TypeMap | undefined) : undefined);
+    }
+    errors.push(...checkConsistency(maps));
     if (errors.length > 0) {
       throw new IsthmusError('failed_precondition', `inconsistent xDS view for proxy "${nodeId}": ${errors.join('; ')}`);
     }
-    if (!old) for (const byName of resources.values()) this.acquire(byName);
-    else if (!this.moveUseCounts(old, resources)) return old;
-    const view = this.makeView(nodeId, resources, inputs);
-    this.views.set(nodeId, view);
-    this.notify(nodeId, view);
+    if (!old) {
+      for (const byName of maps) if (byName) this.acquire(byName);
+    } else if (!this.moveUseCounts(old.byIndex, maps)) return old;
+    const view = this.makeView(nodeId, maps, inputs);
+    if (slot) slot.view = view;
+    else this.nodes.set(nodeId, { view, listeners: [] });
+    if (slot) this.notify(slot, view);
     return view;
   }
 
@@ -213,37 +216,32 @@ export class XdsCache {
    * endpoints then share one Map, and whatever streams derive from a Map (its sorted entries, its
    * consistency) is computed once for all of them.
    */
-  private shared(t: XdsTypeUrl, byName: TypeMap, previous: TypeMap | undefined): TypeMap {
-    const recent = this.recent.get(t);
+  private shared(i: number, byName: TypeMap, previous: TypeMap | undefined): TypeMap {
+    const recent = this.recent[i];
     if (byName === previous || byName === recent) return byName; // kept whole by setProxyResources
     if (previous && sameEntries(previous, byName)) return previous;
     if (recent && sameEntries(recent, byName)) return recent;
-    this.recent.set(t, byName);
+    this.recent[i] = byName;
     if (previous) recordDerivation(byName, previous);
     return byName;
   }
 
   /** Moves use counts from the old view's Maps to the new one's, for types whose Map changed; true if any did. */
-  private moveUseCounts(old: ProxyView, next: ReadonlyMap<XdsTypeUrl, TypeMap>): boolean {
+  private moveUseCounts(old: TypeMaps, next: TypeMaps): boolean {
     let changed = false;
-    for (const [t, byName] of next) {
-      const previous = old.resources.get(t);
+    for (let i = 0; i < allTypeUrls.length; i++) {
+      const previous = old[i];
+      const byName = next[i];
       if (previous === byName) continue;
       changed = true;
-      this.acquire(byName);
+      if (byName) this.acquire(byName);
       if (previous) this.release(previous);
-    }
-    for (const [t, previous] of old.resources) {
-      if (next.has(t)) continue;
-      changed = true;
-      this.release(previous);
     }
     return changed;
   }
 
-  private makeView(nodeId: string, resources: Map<XdsTypeUrl, TypeMap>, inputs?: readonly EncodedResource[]): ProxyView {
-    const byIndex = allTypeUrls.map((t) => resources.get(t));
-    return Object.freeze({ nodeId, revision: ++this.revisionCounter, publishedAt: performance.now(), resources, byIndex, inputs });
+  private makeView(nodeId: string, byIndex: TypeMaps, inputs?: readonly EncodedResource[]): ProxyView {
+    return new PublishedView(nodeId, ++this.revisionCounter, performance.now(), byIndex, inputs);
   }
 
   /** The pooled entry for this content, or a new pooled one (kept once a view uses it). */
@@ -259,7 +257,7 @@ export class XdsCache {
     return entry;
   }
 
-  private acquire(byName: TypeMap): void {
+  private acquire(byName: ReadonlyMap<string, CacheEntry>): void {
     for (const entry of byName.values()) entry.users++;
   }
 
@@ -274,9 +272,47 @@ export class XdsCache {
     this.entries--;
   }
 
-  private notify(nodeId: string, view: ProxyView): void {
-    for (const listener of this.listeners.get(nodeId) ?? []) listener(view);
+  private notify(slot: NodeSlot, view: ProxyView): void {
+    // The array is replaced, never changed, when watchers come and go: a listener that unwatches
+    // during the loop does not disturb it.
+    for (const listener of slot.listeners) listener(view);
   }
+}
+
+/** One node id's view and the streams watching it. */
+interface NodeSlot {
+  view: ProxyView | undefined;
+  listeners: readonly Listener[];
+}
+
+/**
+ * Sets in `kept` the old view's Map of each type whose resources are, position by position, the
+ * very objects the old view was published from (EncodedResources do not change): a pointer
+ * comparison per resource, where callers republish mostly the same encoded resources. Returns how
+ * many types it set.
+ */
+function keepIdentical(old: ProxyView, before: readonly EncodedResource[], encoded: readonly EncodedResource[], kept: (TypeMap | undefined)[]): number {
+  let changed = 0; // bit per type index
+  for (let i = 0; i < encoded.length; i++) {
+    const now = encoded[i]!;
+    const then = before[i]!;
+    if (now !== then) changed |= (1 << typeIndex(now.typeUrl)) | (1 << typeIndex(then.typeUrl));
+  }
+  let count = 0;
+  for (let i = 0; i < allTypeUrls.length; i++) {
+    const previous = old.byIndex[i];
+    if (previous && (changed & (1 << i)) === 0) {
+      kept[i] = previous as TypeMap;
+      count++;
+    }
+  }
+  return count;
+}
+
+function typeCount(maps: TypeMaps): number {
+  let n = 0;
+  for (const m of maps) if (m) n++;
+  return n;
 }
 
 function duplicate(r: EncodedResource): string {
