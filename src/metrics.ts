@@ -1,5 +1,5 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import { LeanHistogram } from './lean-histogram.js';
+import { LeanCounter, LeanHistogram } from './lean-metrics.js';
 
 /**
  * The one metrics registry and every metric isthmus exports. Labels never carry per-proxy or
@@ -22,7 +22,7 @@ export class Metrics {
     registers: [this.registry],
   });
 
-  readonly xdsPushes = new Counter({
+  readonly xdsPushes = new LeanCounter({
     name: 'isthmus_xds_pushes_total',
     help: 'xDS responses sent, by resource type.',
     labelNames: ['type'] as const,

@@ -7,6 +7,13 @@ interface Sample {
 }
 
 /**
+ * Metrics for the xDS push path, which runs once per proxy per change: at a thousand proxies, the
+ * label handling of prom-client's own Counter and Histogram was a tenth of isthmus's work per
+ * push. These keep their values in plain numbers and hand prom-client's registry the same
+ * samples its own classes do (checked against them in the tests).
+ */
+
+/**
  * A histogram without labels for the xDS push path, exported like prom-client's own. prom-client's
  * `observe` builds and validates a label object, hashes it and keys the bucket by the bound's
  * string on every call: at a thousand pushes a round, about a microsecond a push and its ACK, a
@@ -60,6 +67,51 @@ export class LeanHistogram {
     values.push({ labels: { le: '+Inf' }, value: this.count, metricName: `${this.name}_bucket` });
     values.push({ labels: {}, value: this.sum, metricName: `${this.name}_sum` });
     values.push({ labels: {}, value: this.count, metricName: `${this.name}_count` });
+    return { name: this.name, help: this.help, type: this.type, values, aggregator: this.aggregator };
+  }
+}
+
+/**
+ * A counter whose samples are kept per label values in a Map: `inc` reads the label values and
+ * adds, where prom-client's validates, sorts and hashes the label object. `labels(...)` returns a
+ * child that calls `inc` (looked up at call time, so a wrapper installed on `inc` sees it).
+ */
+export class LeanCounter<L extends string> {
+  readonly type = 'counter';
+  readonly aggregator = 'sum';
+  readonly name: string;
+  readonly help: string;
+  private readonly labelNames: readonly L[];
+  private readonly values = new Map<string, { labels: Readonly<Record<L, string>>; value: number }>();
+
+  constructor(opts: { name: string; help: string; labelNames: readonly L[]; registers: readonly Registry[] }) {
+    this.name = opts.name;
+    this.help = opts.help;
+    this.labelNames = opts.labelNames;
+    for (const r of opts.registers) r.registerMetric(this as unknown as Metric);
+  }
+
+  inc(labels: Readonly<Record<L, string>>, value = 1): void {
+    if (!Number.isFinite(value) || value < 0) throw new TypeError(`${this.name}: a counter only goes up, by a finite number (${value})`);
+    const names = this.labelNames;
+    const key = names.length === 1 ? labels[names[0]!] : names.map((n) => labels[n]).join('\u0000');
+    if (typeof key !== 'string') throw new TypeError(`${this.name}: label "${names.find((n) => typeof labels[n] !== 'string')}" is missing`);
+    const sample = this.values.get(key);
+    if (sample) sample.value += value;
+    else this.values.set(key, { labels: Object.fromEntries(names.map((n) => [n, labels[n]])) as Record<L, string>, value });
+  }
+
+  labels(labels: Readonly<Record<L, string>>): { inc(value?: number): void } {
+    return { inc: (value = 1) => this.inc(labels, value) };
+  }
+
+  reset(): void {
+    this.values.clear();
+  }
+
+  /** What prom-client's registry reads (the shape of its Counter's `get`). */
+  async get(): Promise<{ name: string; help: string; type: 'counter'; values: { labels: Record<string, string>; value: number }[]; aggregator: 'sum' }> {
+    const values = [...this.values.values()].map((s) => ({ labels: { ...s.labels }, value: s.value }));
     return { name: this.name, help: this.help, type: this.type, values, aggregator: this.aggregator };
   }
 }
