@@ -72,6 +72,12 @@ export function encodeSotwResponse(
 function writeStringField(buf: Buffer, offset: number, fieldNumber: number, value: string, byteLength: number): number {
   offset = writeVarint(buf, offset, (fieldNumber << 3) | WIRE_LEN);
   offset = writeVarint(buf, offset, byteLength);
+  // A short ASCII string (a nonce: one per response) is copied here; a call into the UTF-8
+  // encoder costs more than the copy.
+  if (byteLength === value.length && byteLength <= 32) {
+    for (let i = 0; i < byteLength; i++) buf[offset + i] = value.charCodeAt(i);
+    return offset + byteLength;
+  }
   return offset + buf.write(value, offset, 'utf8');
 }
 

@@ -10,6 +10,9 @@ import { secret } from '../helpers/resources.js';
 const cache = new XdsCache();
 const entry = (name: string, marker: string) => new CacheEntry(cache.encode(secret(name, marker)));
 const names = fc.uniqueArray(fc.string({ minLength: 1, maxLength: 40 }), { maxLength: 8 });
+/** Nonces and removed names: ASCII (short ones are copied byte by byte) and any Unicode, short and long. */
+const text = fc.oneof(fc.string(), fc.string({ unit: 'grapheme', maxLength: 20 }), fc.string({ minLength: 30, maxLength: 60 }));
+const texts = fc.uniqueArray(text.filter((t) => t !== ''), { maxLength: 8 });
 
 describe('hand-assembled xDS responses', () => {
   it('SotW bytes decode to the same response the generated encoder describes', () => {
@@ -30,7 +33,7 @@ describe('hand-assembled xDS responses', () => {
 
   it('Delta bytes carry name, version, body and removals exactly', () => {
     fc.assert(
-      fc.property(names, names, fc.string(), (ns, removed, nonce) => {
+      fc.property(names, texts, text, (ns, removed, nonce) => {
         const entries = ns.map((n, i) => entry(n, String(i)));
         const bytes = encodeDeltaResponse(TypeUrl.secret, nonce, entries.map((e) => e.deltaField), removed);
         const decoded = DeltaDiscoveryResponse.decode(bytes);
