@@ -6,7 +6,7 @@ import { IsthmusError } from '../../errors.js';
 import { grpcStatusOf } from '../../grpc-status.js';
 import type { Logger } from '../../log.js';
 import type { Metrics } from '../../metrics.js';
-import type { XdsCache } from '../cache/xds-cache.js';
+import type { ViewWatcher, XdsCache } from '../cache/xds-cache.js';
 import type { ProxyView } from '../cache/proxy-view.js';
 import type { CacheEntry } from '../cache/entry.js';
 import { xdsTypeUrl, pushOrder, shortName, typeIndex, TypeUrl, type PushPhase, type XdsTypeUrl } from '../types.js';
@@ -96,7 +96,7 @@ const endpointIndex = typeIndex(TypeUrl.endpoint);
  * the flush loop that writes in make-before-break order and waits for ACKs, backpressure, NACK
  * bookkeeping. Subclasses turn requests into subscription changes and plan responses.
  */
-export abstract class AdsSession<Req extends BaseRequest = BaseRequest> {
+export abstract class AdsSession<Req extends BaseRequest = BaseRequest> implements ViewWatcher {
   readonly id = nextSessionId++;
   readonly connectedAt = new Date();
   node: Node | undefined;
@@ -215,11 +215,7 @@ export abstract class AdsSession<Req extends BaseRequest = BaseRequest> {
       if (this.closed) return;
       this.node = node;
       this.view = this.ctx.cache.view(node.id);
-      this.unwatch = this.ctx.cache.watch(node.id, (view) => {
-        this.view = view;
-        this.onViewChanged();
-        this.flushNow();
-      });
+      this.unwatch = this.ctx.cache.watch(node.id, this);
       this.ctx.onReady(this);
     } catch (err) {
       this.fail(IsthmusError.from(err));
@@ -311,6 +307,13 @@ export abstract class AdsSession<Req extends BaseRequest = BaseRequest> {
     if (this.flushQueued || this.closed) return;
     this.flushQueued = true;
     enqueueFlush(this);
+  }
+
+  /** The cache published a new view for the stream's node (see ViewWatcher). */
+  viewPublished(view: ProxyView): void {
+    this.view = view;
+    this.onViewChanged();
+    this.flushNow();
   }
 
   /**

@@ -12,7 +12,10 @@ export interface ViewUpdate {
   readonly remove?: readonly { readonly typeUrl: XdsTypeUrl; readonly name: string }[];
 }
 
-type Listener = (view: ProxyView) => void;
+/** Told of every view published for the node id it watches. */
+export interface ViewWatcher {
+  viewPublished(view: ProxyView): void;
+}
 type TypeMap = Map<string, CacheEntry>;
 
 function isEncoded(r: ResourceInput): r is EncodedResource {
@@ -94,20 +97,25 @@ export class XdsCache {
     const old = slot?.view;
     if (!slot || !old) return;
     slot.view = undefined;
-    if (slot.listeners.length === 0) this.nodes.delete(nodeId);
+    if (slot.watchers.length === 0) this.nodes.delete(nodeId);
     for (const byName of old.byIndex) if (byName) this.release(byName);
     this.notify(slot, this.makeView(nodeId, allTypeUrls.map(() => undefined)));
   }
 
-  /** Calls `listener` with every view published for the node id from now on. */
-  watch(nodeId: string, listener: Listener): () => void {
+  /**
+   * Tells `watcher` of every view published for the node id from now on (a function is called
+   * with it). Streams watch as themselves: a publish to thousands of them reaches each without a
+   * closure in between.
+   */
+  watch(nodeId: string, watcher: ViewWatcher | ((view: ProxyView) => void)): () => void {
     let slot = this.nodes.get(nodeId);
-    if (!slot) this.nodes.set(nodeId, (slot = { view: undefined, listeners: [] }));
+    if (!slot) this.nodes.set(nodeId, (slot = { view: undefined, watchers: [] }));
     const watched = slot;
-    watched.listeners = [...watched.listeners, listener];
+    const w: ViewWatcher = typeof watcher === 'function' ? { viewPublished: watcher } : watcher;
+    watched.watchers = [...watched.watchers, w];
     return () => {
-      watched.listeners = watched.listeners.filter((l) => l !== listener);
-      if (watched.listeners.length === 0 && !watched.view && this.nodes.get(nodeId) === watched) this.nodes.delete(nodeId);
+      watched.watchers = watched.watchers.filter((x) => x !== w);
+      if (watched.watchers.length === 0 && !watched.view && this.nodes.get(nodeId) === watched) this.nodes.delete(nodeId);
     };
   }
 
@@ -204,7 +212,7 @@ export class XdsCache {
     } else if (!this.moveUseCounts(old.byIndex, maps)) return old;
     const view = this.makeView(nodeId, maps, inputs);
     if (slot) slot.view = view;
-    else this.nodes.set(nodeId, { view, listeners: [] });
+    else this.nodes.set(nodeId, { view, watchers: [] });
     if (slot) this.notify(slot, view);
     return view;
   }
@@ -273,16 +281,16 @@ export class XdsCache {
   }
 
   private notify(slot: NodeSlot, view: ProxyView): void {
-    // The array is replaced, never changed, when watchers come and go: a listener that unwatches
-    // during the loop does not disturb it.
-    for (const listener of slot.listeners) listener(view);
+    // The array is replaced, never changed, when watchers come and go: one that unwatches during
+    // the loop does not disturb it.
+    for (const watcher of slot.watchers) watcher.viewPublished(view);
   }
 }
 
 /** One node id's view and the streams watching it. */
 interface NodeSlot {
   view: ProxyView | undefined;
-  listeners: readonly Listener[];
+  watchers: readonly ViewWatcher[];
 }
 
 /**
