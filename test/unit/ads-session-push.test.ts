@@ -95,6 +95,23 @@ describe('pushing a published view', () => {
     expect(call!.written.map(firstPort).slice(before)).toEqual([2, 4]);
   });
 
+  it('settles a response only by its exact nonce: a number written another way is no ACK', async () => {
+    const cache = new XdsCache();
+    const [call] = await connected(cache, ['n']);
+    cache.setProxyResources('n', [endpoints('a', [2])]);
+    const nonce = call!.written.at(-1)!.nonce;
+    expect(nonce).toMatch(/^[1-9][0-9]*$/);
+    cache.setProxyResources('n', [endpoints('a', [3])]); // waits for the ACK of port 2
+    for (const lookalike of [`0${nonce}`, `${nonce} `, `+${nonce}`, `${nonce}.0`, `${Number(nonce) + 1}`, '']) {
+      call!.request({ typeUrl: TypeUrl.endpoint, responseNonce: lookalike });
+      await settle();
+    }
+    expect(call!.written.map(firstPort).at(-1)).toBe(2);
+    call!.request({ typeUrl: TypeUrl.endpoint, responseNonce: nonce });
+    await settle();
+    expect(call!.written.map(firstPort).at(-1)).toBe(3);
+  });
+
   it('ends only the stream whose write fails; the publish and the other streams go on', async () => {
     const cache = new XdsCache();
     const [bad, good] = await connected(cache, ['bad', 'good']);

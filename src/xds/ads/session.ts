@@ -87,6 +87,22 @@ function pushCounter(metrics: Metrics, typeUrl: XdsTypeUrl): { inc(): void } {
   return child;
 }
 
+/**
+ * The counter value a nonce of ours stands for (our nonces are the decimal strings of a per-stream
+ * counter from 1), or -1 for any other string, which matches no response.
+ */
+function nonceSeq(nonce: string): number {
+  const n = nonce.length;
+  if (n === 0 || n > 15 || nonce.charCodeAt(0) === 48) return -1;
+  let value = 0;
+  for (let i = 0; i < n; i++) {
+    const digit = nonce.charCodeAt(i) - 48;
+    if (digit < 0 || digit > 9) return -1;
+    value = value * 10 + digit;
+  }
+  return value;
+}
+
 const usesClusters = (t: XdsTypeUrl) => t === TypeUrl.listener || t === TypeUrl.route;
 const clusterIndex = typeIndex(TypeUrl.cluster);
 const endpointIndex = typeIndex(TypeUrl.endpoint);
@@ -240,7 +256,7 @@ export abstract class AdsSession<Req extends BaseRequest = BaseRequest> implemen
     // Types we do not serve (ECDS, runtime, ...) are left unanswered, as Envoy expects.
     const typeUrl = xdsTypeUrl(req.typeUrl);
     if (!typeUrl) return;
-    let ts = this.types.get(typeUrl);
+    let ts = this.typeAt[typeIndex(typeUrl)];
     const isFirst = !ts;
     if (!ts) {
       ts = new TypeState(typeUrl, this.planMemo);
@@ -263,8 +279,9 @@ export abstract class AdsSession<Req extends BaseRequest = BaseRequest> implemen
   /** ACK or NACK of an outstanding response, identified by its nonce. */
   protected settle(ts: TypeState, nonce: string, errorDetail: { readonly message: string } | undefined): void {
     const pending = ts.outstanding;
+    const seq = nonceSeq(nonce);
     let i = 0;
-    while (i < pending.length && pending[i]!.nonce !== nonce) i++;
+    while (i < pending.length && pending[i]!.seq !== seq) i++;
     if (i === pending.length) return;
     const res = pending[i]!;
     if (pending.length === 1) pending.pop();
@@ -442,8 +459,9 @@ export abstract class AdsSession<Req extends BaseRequest = BaseRequest> implemen
     const viewRevision = this.view?.revision ?? 0;
     const { parts, removed, versionInfo, fullState } = planned;
     for (let i = 0; i < parts.length; i++) {
-      const nonce = String(++this.nonceCounter);
-      ts.outstanding.push({ nonce, versionInfo, resources: parts[i]!, removed: i === 0 ? removed : [], fullState, viewRevision });
+      const seq = ++this.nonceCounter;
+      const nonce = String(seq);
+      ts.outstanding.push({ nonce, seq, versionInfo, resources: parts[i]!, removed: i === 0 ? removed : [], fullState, viewRevision });
       this.awaitingTypes |= 1 << typeIndex(ts.typeUrl);
       ts.lastNonce = nonce;
       ts.answered = true;

@@ -24,6 +24,8 @@ export function memoSlot(index: number, phase: PushPhase): number {
 /** A response written to the stream and not yet ACKed or NACKed. */
 export interface SentResponse {
   readonly nonce: string;
+  /** The stream's counter value `nonce` is the decimal of (matched on ACK without reading the string). */
+  readonly seq: number;
   /** SotW: the response's version_info. */
   readonly versionInfo: string;
   /** The resources the response carried (each names its version). */
