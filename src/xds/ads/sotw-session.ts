@@ -7,11 +7,23 @@ import { encodeSotwResponse } from '../wire.js';
 import { AdsSession, type PlannedResponse } from './session.js';
 import type { TypeState } from './type-state.js';
 
+/**
+ * The version of each state array already hashed. Desired states are shared arrays (a type Map's
+ * sorted entries, or all of them a subscription keeps), never mutated: a push to thousands of SotW
+ * streams hashes each once, not once per stream.
+ */
+const hashedStates = new WeakMap<readonly CacheEntry[], string>();
+
 /** version_info of a SotW state: a content hash of its (name, version) pairs, stable everywhere. */
 export function stateVersion(entries: readonly CacheEntry[]): string {
-  const h = createHash('sha256');
-  for (const e of entries) h.update(e.name).update('\0').update(e.version).update('\n');
-  return h.digest('base64url').slice(0, 22);
+  let version = hashedStates.get(entries);
+  if (version === undefined) {
+    const h = createHash('sha256');
+    for (const e of entries) h.update(e.name).update('\0').update(e.version).update('\n');
+    version = h.digest('base64url').slice(0, 22);
+    hashedStates.set(entries, version);
+  }
+  return version;
 }
 
 /**

@@ -148,9 +148,11 @@ export class TypeState {
     return this.inScopeOf(sortedEntries(entries));
   }
 
-  /** Those of `entries` this stream wants (the same array when it wants all). */
+  /** Those of `entries` this stream wants (the same array when it wants all of them). */
   inScopeOf(entries: readonly CacheEntry[]): readonly CacheEntry[] {
-    return this.wildcard ? entries : entries.filter((e) => this.subscribed.has(e.name));
+    if (this.wildcard) return entries;
+    const wanted = entries.filter((e) => this.subscribed.has(e.name));
+    return wanted.length === entries.length ? entries : wanted;
   }
 
   /**
