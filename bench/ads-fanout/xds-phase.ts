@@ -63,7 +63,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 /** Responses the server wrote and has not yet seen ACKed, over all streams and types. */
 function pendingAcks(server: XdsServer): number {
   let n = 0;
-  for (const s of server.connectedSessions()) for (const ts of s.typeStates().values()) n += ts.outstanding.length;
+  for (const s of server.connectedSessions()) for (const ts of s.typeStates().values()) n += ts.outstandingCount;
   return n;
 }
 

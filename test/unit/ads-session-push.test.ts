@@ -14,6 +14,7 @@ import { XdsCache } from '../../src/xds/cache/xds-cache.js';
 import { DeltaSession } from '../../src/xds/ads/delta-session.js';
 import type { SessionContext } from '../../src/xds/ads/session.js';
 import { TypeUrl } from '../../src/xds/types.js';
+import { resourceStatuses } from '../../src/xds/status.js';
 import { endpoints } from '../helpers/resources.js';
 
 class FakeCall extends EventEmitter {
@@ -59,7 +60,7 @@ function firstPort(r: DeltaDiscoveryResponse): number | undefined {
     : undefined;
 }
 
-async function connected(cache: XdsCache, ids: readonly string[]): Promise<FakeCall[]> {
+async function connected(cache: XdsCache, ids: readonly string[], sessions: DeltaSession[] = []): Promise<FakeCall[]> {
   const metrics = new Metrics();
   const ctx: SessionContext = {
     cache, metrics, logger: silentLogger(), maxResponseBytes: 4 * 1024 * 1024, warmingTimeoutMs: 1_000,
@@ -68,7 +69,7 @@ async function connected(cache: XdsCache, ids: readonly string[]): Promise<FakeC
   const calls = ids.map((id) => {
     cache.setProxyResources(id, [endpoints('a', [1])]);
     const call = new FakeCall();
-    new DeltaSession('delta', ctx, call as unknown as grpc.ServerDuplexStream<DeltaDiscoveryRequest, Buffer>);
+    sessions.push(new DeltaSession('delta', ctx, call as unknown as grpc.ServerDuplexStream<DeltaDiscoveryRequest, Buffer>));
     call.request({ node: { id }, typeUrl: TypeUrl.endpoint, resourceNamesSubscribe: ['a'] });
     return call;
   });
@@ -110,6 +111,41 @@ describe('pushing a published view', () => {
     call!.request({ typeUrl: TypeUrl.endpoint, responseNonce: nonce });
     await settle();
     expect(call!.written.map(firstPort).at(-1)).toBe(3);
+  });
+
+  it('reports what the client ACKed after many ACKs, removals and NACKs (ACKs are applied in order, in batches)', async () => {
+    const cache = new XdsCache();
+    const sessions: DeltaSession[] = [];
+    const [call] = await connected(cache, ['n'], sessions);
+    call!.request({ typeUrl: TypeUrl.endpoint, resourceNamesSubscribe: ['b'] });
+    await settle();
+    call!.ackLast();
+    await settle();
+    const ackedPorts = () => {
+      const statuses = resourceStatuses(sessions[0]!).filter((r) => r.typeUrl === TypeUrl.endpoint);
+      return Object.fromEntries(statuses.map((r) => [r.name, [r.status, r.ackedVersion === '' ? '' : r.entry && r.ackedVersion === r.entry.version ? 'current' : 'older']]));
+    };
+    for (let port = 2; port <= 40; port++) {
+      // b goes away for a while at 20 and comes back at 30; 25 is NACKed, then 26 is ACKed.
+      const view = port >= 20 && port < 30 ? [endpoints('a', [port])] : [endpoints('a', [port]), endpoints('b', [port])];
+      const before = call!.written.length;
+      cache.setProxyResources('n', view);
+      const pushed = call!.written.at(-1)!;
+      expect([call!.written.length - before, firstPort(pushed)]).toEqual([1, port]);
+      if (port === 25) call!.request({ typeUrl: pushed.typeUrl, responseNonce: pushed.nonce, errorDetail: { code: 3, message: 'bad endpoints' } });
+      else call!.ackLast();
+      await settle();
+      // b's removal goes once a's new endpoints are ACKed (make-before-break): ACK it too.
+      if (call!.written.length > before + 1) {
+        expect(call!.written.at(-1)!.removedResources).toEqual(['b']);
+        call!.ackLast();
+        await settle();
+      }
+      if (port === 25) expect(ackedPorts()['a']).toEqual(['ERROR', 'older']);
+      if (port === 27) expect(ackedPorts()).toEqual({ a: ['SYNCED', 'current'] });
+    }
+    expect(ackedPorts()).toEqual({ a: ['SYNCED', 'current'], b: ['SYNCED', 'current'] });
+    expect(sessions[0]!.typeStates().get(TypeUrl.endpoint)!.acked.get('a')).toBe(cache.view('n')!.resources.get(TypeUrl.endpoint)!.get('a')!.version);
   });
 
   it('ends only the stream whose write fails; the publish and the other streams go on', async () => {

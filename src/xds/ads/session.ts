@@ -117,6 +117,9 @@ export abstract class AdsSession<Req extends BaseRequest = BaseRequest> implemen
   readonly connectedAt = new Date();
   node: Node | undefined;
   protected view: ProxyView | undefined;
+  /** The view's revision and publish time, read by every ACK without reading the view itself. */
+  private viewRevision = 0;
+  private viewPublishedAt = 0;
   protected readonly types = new Map<XdsTypeUrl, TypeState>();
   /** The same states by type index (see PushStep.index), for the push path. */
   private readonly typeAt: (TypeState | undefined)[] = [];
@@ -230,7 +233,7 @@ export abstract class AdsSession<Req extends BaseRequest = BaseRequest> implemen
       await this.ctx.authorize(node.id, this.call.metadata);
       if (this.closed) return;
       this.node = node;
-      this.view = this.ctx.cache.view(node.id);
+      this.setView(this.ctx.cache.view(node.id));
       this.unwatch = this.ctx.cache.watch(node.id, this);
       this.ctx.onReady(this);
     } catch (err) {
@@ -278,15 +281,9 @@ export abstract class AdsSession<Req extends BaseRequest = BaseRequest> implemen
 
   /** ACK or NACK of an outstanding response, identified by its nonce. */
   protected settle(ts: TypeState, nonce: string, errorDetail: { readonly message: string } | undefined): void {
-    const pending = ts.outstanding;
-    const seq = nonceSeq(nonce);
-    let i = 0;
-    while (i < pending.length && pending[i]!.seq !== seq) i++;
-    if (i === pending.length) return;
-    const res = pending[i]!;
-    if (pending.length === 1) pending.pop();
-    else pending.splice(i, 1);
-    if (pending.length === 0) this.awaitingTypes &= ~(1 << typeIndex(ts.typeUrl));
+    const res = ts.takePending(nonceSeq(nonce));
+    if (!res) return;
+    if (ts.outstandingCount === 0) this.awaitingTypes &= ~(1 << typeIndex(ts.typeUrl));
     if (errorDetail) {
       const type = shortName[ts.typeUrl];
       // A NACK changes what may be re-sent; an ACK only unblocks what was already planned.
@@ -299,8 +296,8 @@ export abstract class AdsSession<Req extends BaseRequest = BaseRequest> implemen
     ts.onAck(res);
     if (res.viewRevision > ts.observedRevision && this.view) {
       ts.observedRevision = res.viewRevision;
-      if (res.viewRevision === this.view.revision) {
-        this.ctx.metrics.xdsConvergence.observe((performance.now() - this.view.publishedAt) / 1000);
+      if (res.viewRevision === this.viewRevision) {
+        this.ctx.metrics.xdsConvergence.observe((performance.now() - this.viewPublishedAt) / 1000);
       }
     }
   }
@@ -326,9 +323,15 @@ export abstract class AdsSession<Req extends BaseRequest = BaseRequest> implemen
     enqueueFlush(this);
   }
 
+  private setView(view: ProxyView | undefined): void {
+    this.view = view;
+    this.viewRevision = view?.revision ?? 0;
+    this.viewPublishedAt = view?.publishedAt ?? 0;
+  }
+
   /** The cache published a new view for the stream's node (see ViewWatcher). */
   viewPublished(view: ProxyView): void {
-    this.view = view;
+    this.setView(view);
     this.onViewChanged();
     this.flushNow();
   }
@@ -461,7 +464,7 @@ export abstract class AdsSession<Req extends BaseRequest = BaseRequest> implemen
     for (let i = 0; i < parts.length; i++) {
       const seq = ++this.nonceCounter;
       const nonce = String(seq);
-      ts.outstanding.push({ nonce, seq, versionInfo, resources: parts[i]!, removed: i === 0 ? removed : [], fullState, viewRevision });
+      ts.awaitAck({ nonce, seq, ackedBefore: undefined, versionInfo, resources: parts[i]!, removed: i === 0 ? removed : [], fullState, viewRevision });
       this.awaitingTypes |= 1 << typeIndex(ts.typeUrl);
       ts.lastNonce = nonce;
       ts.answered = true;
