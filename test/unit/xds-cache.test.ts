@@ -80,6 +80,32 @@ describe('XdsCache', () => {
     expect(seen).toHaveLength(2);
   });
 
+  it('tells every watcher of a node, in the order they came, as watchers come and go (also during a publish)', () => {
+    const cache = new XdsCache();
+    const seen: string[] = [];
+    const stopA = cache.watch('n', (v) => seen.push(`a${v.revision}`));
+    const stopB = cache.watch('n', (v) => {
+      seen.push(`b${v.revision}`);
+      stopC(); // C goes while B is being told: it still hears of this view, not the next
+    });
+    const stopC = cache.watch('n', (v) => seen.push(`c${v.revision}`));
+    cache.watch('other', (v) => seen.push(`other${v.revision}`));
+    const r1 = cache.setProxyResources('n', view()).revision;
+    expect(seen).toEqual([`a${r1}`, `b${r1}`, `c${r1}`]);
+    seen.length = 0;
+    stopA();
+    const r2 = cache.updateProxyResources('n', { upsert: [endpoints('a', [2])] }).revision;
+    expect(seen).toEqual([`b${r2}`]);
+    seen.length = 0;
+    stopB();
+    const stopD = cache.watch('n', (v) => seen.push(`d${v.revision}`));
+    const r3 = cache.updateProxyResources('n', { upsert: [endpoints('a', [3])] }).revision;
+    expect(seen).toEqual([`d${r3}`]);
+    stopD();
+    cache.removeProxy('n');
+    expect(cache.view('n')).toBeUndefined();
+  });
+
   it('updates and removes single resources, and releases entries of removed proxies', () => {
     const cache = new XdsCache();
     cache.setProxyResources('n', [...view(), secret('s')]);

@@ -97,7 +97,7 @@ export class XdsCache {
     const old = slot?.view;
     if (!slot || !old) return;
     slot.view = undefined;
-    if (slot.watchers.length === 0) this.nodes.delete(nodeId);
+    if (!slot.watcher) this.nodes.delete(nodeId);
     for (const byName of old.byIndex) if (byName) this.release(byName);
     this.notify(slot, this.makeView(nodeId, allTypeUrls.map(() => undefined)));
   }
@@ -109,13 +109,17 @@ export class XdsCache {
    */
   watch(nodeId: string, watcher: ViewWatcher | ((view: ProxyView) => void)): () => void {
     let slot = this.nodes.get(nodeId);
-    if (!slot) this.nodes.set(nodeId, (slot = { view: undefined, watchers: [] }));
+    if (!slot) this.nodes.set(nodeId, (slot = { view: undefined, watcher: undefined, others: noWatchers }));
     const watched = slot;
     const w: ViewWatcher = typeof watcher === 'function' ? { viewPublished: watcher } : watcher;
-    watched.watchers = [...watched.watchers, w];
+    if (!watched.watcher) watched.watcher = w;
+    else watched.others = [...watched.others, w];
     return () => {
-      watched.watchers = watched.watchers.filter((x) => x !== w);
-      if (watched.watchers.length === 0 && !watched.view && this.nodes.get(nodeId) === watched) this.nodes.delete(nodeId);
+      if (watched.watcher === w) {
+        watched.watcher = watched.others[0];
+        watched.others = watched.others.slice(1);
+      } else watched.others = watched.others.filter((x) => x !== w);
+      if (!watched.watcher && !watched.view && this.nodes.get(nodeId) === watched) this.nodes.delete(nodeId);
     };
   }
 
@@ -212,7 +216,7 @@ export class XdsCache {
     } else if (!this.moveUseCounts(old.byIndex, maps)) return old;
     const view = this.makeView(nodeId, maps, inputs);
     if (slot) slot.view = view;
-    else this.nodes.set(nodeId, { view, watchers: [] });
+    else this.nodes.set(nodeId, { view, watcher: undefined, others: noWatchers });
     if (slot) this.notify(slot, view);
     return view;
   }
@@ -281,17 +285,25 @@ export class XdsCache {
   }
 
   private notify(slot: NodeSlot, view: ProxyView): void {
-    // The array is replaced, never changed, when watchers come and go: one that unwatches during
+    // `others` is replaced, never changed, when watchers come and go: one that unwatches during
     // the loop does not disturb it.
-    for (const watcher of slot.watchers) watcher.viewPublished(view);
+    const others = slot.others;
+    slot.watcher?.viewPublished(view);
+    for (const watcher of others) watcher.viewPublished(view);
   }
 }
 
-/** One node id's view and the streams watching it. */
+/**
+ * One node id's view and the streams watching it: mostly one, kept in a field, so a publish to
+ * thousands of streams does not read an array per stream.
+ */
 interface NodeSlot {
   view: ProxyView | undefined;
-  watchers: readonly ViewWatcher[];
+  watcher: ViewWatcher | undefined;
+  others: readonly ViewWatcher[];
 }
+
+const noWatchers: readonly ViewWatcher[] = Object.freeze([]);
 
 /**
  * Sets in `kept` the old view's Map of each type whose resources are, position by position, the
