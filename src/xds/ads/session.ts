@@ -494,7 +494,7 @@ export abstract class AdsSession<Req extends BaseRequest = BaseRequest> implemen
     for (let i = 0; i < parts.length; i++) {
       const seq = ++this.nonceCounter;
       const nonce = String(seq);
-      ts.awaitAck({ nonce, seq, ackedBefore: undefined, versionInfo, resources: parts[i]!, removed: i === 0 ? removed : [], fullState, viewRevision });
+      ts.awaitAck({ nonce, seq, versionInfo, resources: parts[i]!, removed: i === 0 ? removed : [], fullState, viewRevision });
       this.awaitingTypes |= 1 << typeIndex(ts.typeUrl);
       ts.lastNonce = nonce;
       ts.answered = true;

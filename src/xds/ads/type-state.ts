@@ -13,9 +13,6 @@ function sortedEntries(entries: ReadonlyMap<string, CacheEntry>): readonly Cache
   return sorted;
 }
 
-/** ACKed responses held before they are applied to a type's ACKed versions (bounds the memory they hold). */
-const maxUnfoldedAcks = 16;
-
 /** A stream's plan memos, one slot per step of `pushOrder` (see TypeState.plannedUpsert). */
 export type PlanMemo = (ReadonlyMap<string, CacheEntry> | undefined)[];
 
@@ -26,8 +23,6 @@ export function memoSlot(index: number, phase: PushPhase): number {
 
 /** A response written to the stream and not yet ACKed or NACKed. */
 export interface SentResponse {
-  /** Once ACKed: the response ACKed before it whose resources are not yet in `TypeState.acked`. */
-  ackedBefore?: SentResponse | undefined;
   readonly nonce: string;
   /** The stream's counter value `nonce` is the decimal of (matched on ACK without reading the string). */
   readonly seq: number;
@@ -60,16 +55,8 @@ export class TypeState {
   readonly subscribed = new Set<string>();
   /** name → version last sent (Delta: the version the client holds as far as we know). */
   readonly sent = new Map<string, string>();
-  /** name → version ACKed; see `acked`. */
-  private readonly ackedVersions = new Map<string, string>();
-  /**
-   * ACKed responses not yet applied to `ackedVersions`, newest first, chained through
-   * `SentResponse.ackedBefore`: an ACK links its response (already in hand) instead of updating a
-   * Map no ACK of thousands of streams finds in the CPU cache. Applied when `acked` is read (status,
-   * CSDS) or once `maxUnfoldedAcks` pile up.
-   */
-  private unfoldedAcks: SentResponse | undefined;
-  private unfoldedCount = 0;
+  /** name → the version the client ACKed last. */
+  readonly acked = new Map<string, string>();
   /*
    * The three collections below are mostly empty, and absent while empty: a push or an ACK to
    * thousands of streams then reads a field of this state instead of three more cold objects.
@@ -134,12 +121,6 @@ export class TypeState {
 
   set plannedRemove(entries: ReadonlyMap<string, CacheEntry> | undefined) {
     this.memo[this.removeSlot] = entries;
-  }
-
-  /** name → the version the client ACKed last. */
-  get acked(): Map<string, string> {
-    if (this.unfoldedAcks) this.foldAcks();
-    return this.ackedVersions;
   }
 
   /** Responses awaiting their ACK or NACK, oldest first. */
@@ -305,29 +286,15 @@ export class TypeState {
   }
 
   onAck(res: SentResponse): void {
+    if (res.fullState) this.acked.clear();
     // An ACK clears the resource's error state (envoy.admin.v3.UpdateFailureState: cleared after
     // the next successful update).
-    if (this.nacked) for (const { name } of res.resources) this.clearNack(name);
-    if (res.versionInfo) this.ackedVersionInfo = res.versionInfo;
-    res.ackedBefore = this.unfoldedAcks;
-    this.unfoldedAcks = res;
-    if (++this.unfoldedCount >= maxUnfoldedAcks) this.foldAcks();
-  }
-
-  /** Applies the ACKed responses not yet in `ackedVersions`, oldest first. */
-  private foldAcks(): void {
-    const newestFirst: SentResponse[] = [];
-    for (let r = this.unfoldedAcks; r; r = r.ackedBefore) newestFirst.push(r);
-    this.unfoldedAcks = undefined;
-    this.unfoldedCount = 0;
-    const acked = this.ackedVersions;
-    for (let i = newestFirst.length - 1; i >= 0; i--) {
-      const res = newestFirst[i]!;
-      res.ackedBefore = undefined;
-      if (res.fullState) acked.clear();
-      for (const { name, version } of res.resources) acked.set(name, version);
-      for (const name of res.removed) acked.delete(name);
+    for (const { name, version } of res.resources) {
+      this.acked.set(name, version);
+      if (this.nacked) this.clearNack(name);
     }
+    for (const name of res.removed) this.acked.delete(name);
+    if (res.versionInfo) this.ackedVersionInfo = res.versionInfo;
   }
 
   onNack(res: SentResponse, message: string): NackRecord {
