@@ -103,6 +103,9 @@ function nonceSeq(nonce: string): number {
   return value;
 }
 
+// A stream keeps a plan memo per push step in fields p0..p9 (see planAt).
+if (pushOrder.length !== 10) throw new Error(`AdsSession keeps 10 plan memos, and the push order has ${pushOrder.length} steps`);
+
 const usesClusters = (t: XdsTypeUrl) => t === TypeUrl.listener || t === TypeUrl.route;
 const clusterIndex = typeIndex(TypeUrl.cluster);
 const endpointIndex = typeIndex(TypeUrl.endpoint);
@@ -112,7 +115,7 @@ const endpointIndex = typeIndex(TypeUrl.endpoint);
  * the flush loop that writes in make-before-break order and waits for ACKs, backpressure, NACK
  * bookkeeping. Subclasses turn requests into subscription changes and plan responses.
  */
-export abstract class AdsSession<Req extends BaseRequest = BaseRequest> implements ViewWatcher {
+export abstract class AdsSession<Req extends BaseRequest = BaseRequest> implements ViewWatcher, PlanMemo {
   readonly id = nextSessionId++;
   readonly connectedAt = new Date();
   node: Node | undefined;
@@ -134,11 +137,20 @@ export abstract class AdsSession<Req extends BaseRequest = BaseRequest> implemen
    * What a flush reads of every type, kept on the stream so a push to thousands of streams touches
    * one type's state, the one it writes, not all of them: bit `index` set once the type was
    * requested (`requestedTypes`) and while a response of it awaits its ACK (`awaitingTypes`), and
-   * the types' plan memos by push step.
+   * the types' plan memos by push step (`planAt`: fields, not an array, for the same reason).
    */
   private requestedTypes = 0;
   private awaitingTypes = 0;
-  private readonly planMemo: PlanMemo = pushOrder.map(() => undefined);
+  private p0: ReadonlyMap<string, CacheEntry> | undefined;
+  private p1: ReadonlyMap<string, CacheEntry> | undefined;
+  private p2: ReadonlyMap<string, CacheEntry> | undefined;
+  private p3: ReadonlyMap<string, CacheEntry> | undefined;
+  private p4: ReadonlyMap<string, CacheEntry> | undefined;
+  private p5: ReadonlyMap<string, CacheEntry> | undefined;
+  private p6: ReadonlyMap<string, CacheEntry> | undefined;
+  private p7: ReadonlyMap<string, CacheEntry> | undefined;
+  private p8: ReadonlyMap<string, CacheEntry> | undefined;
+  private p9: ReadonlyMap<string, CacheEntry> | undefined;
   private unwatch: (() => void) | undefined;
   private nonceCounter = 0;
   private writable = true;
@@ -169,6 +181,66 @@ export abstract class AdsSession<Req extends BaseRequest = BaseRequest> implemen
     });
     call.on('error', () => this.close());
     call.on('close', () => this.close());
+  }
+
+  /** The plan memo of push step `slot` (PlanMemo; see TypeState.plannedUpsert). */
+  planAt(slot: number): ReadonlyMap<string, CacheEntry> | undefined {
+    switch (slot) {
+      case 0:
+        return this.p0;
+      case 1:
+        return this.p1;
+      case 2:
+        return this.p2;
+      case 3:
+        return this.p3;
+      case 4:
+        return this.p4;
+      case 5:
+        return this.p5;
+      case 6:
+        return this.p6;
+      case 7:
+        return this.p7;
+      case 8:
+        return this.p8;
+      default:
+        return this.p9;
+    }
+  }
+
+  setPlanAt(slot: number, entries: ReadonlyMap<string, CacheEntry> | undefined): void {
+    switch (slot) {
+      case 0:
+        this.p0 = entries;
+        break;
+      case 1:
+        this.p1 = entries;
+        break;
+      case 2:
+        this.p2 = entries;
+        break;
+      case 3:
+        this.p3 = entries;
+        break;
+      case 4:
+        this.p4 = entries;
+        break;
+      case 5:
+        this.p5 = entries;
+        break;
+      case 6:
+        this.p6 = entries;
+        break;
+      case 7:
+        this.p7 = entries;
+        break;
+      case 8:
+        this.p8 = entries;
+        break;
+      default:
+        this.p9 = entries;
+    }
   }
 
   private typeAt(index: number): TypeState | undefined {
@@ -292,7 +364,7 @@ export abstract class AdsSession<Req extends BaseRequest = BaseRequest> implemen
     let ts = this.typeAt(typeIndex(typeUrl));
     const isFirst = !ts;
     if (!ts) {
-      ts = new TypeState(typeUrl, this.planMemo);
+      ts = new TypeState(typeUrl, this);
       ts.observedRevision = this.view?.revision ?? 0;
       this.types.set(typeUrl, ts);
       this.setTypeAt(typeIndex(typeUrl), ts);
@@ -421,7 +493,6 @@ export abstract class AdsSession<Req extends BaseRequest = BaseRequest> implemen
   private flushSteps(stopAfterWrite: boolean): 'done' | 'blocked' | 'wrote' {
     if (!this.writable) return 'blocked';
     let awaitingAck = false;
-    const memo = this.planMemo;
     for (let slot = 0; slot < pushOrder.length; slot++) {
       const step = pushOrder[slot]!;
       const bit = 1 << step.index;
@@ -430,18 +501,18 @@ export abstract class AdsSession<Req extends BaseRequest = BaseRequest> implemen
       awaitingAck ||= (this.awaitingTypes & bit) !== 0;
       const entries = entriesAt(this.view, step.index);
       // Neither the type's entries nor the stream's state changed since this step last had nothing to send.
-      if (memo[slot] === entries) continue;
+      if (this.planAt(slot) === entries) continue;
       const ts = this.typeAt(step.index)!;
       const planned = this.plan(ts, step.phase, entries);
       if (!planned) {
-        if (this.view) memo[slot] = entries;
+        if (this.view) this.setPlanAt(slot, entries);
         continue;
       }
       if (awaitingAck) return 'blocked';
       this.write(ts, planned);
       // A plan sends everything its phase had to send against these entries, and one phase's
       // response never gives the other phase something to send: only this phase's memo moves.
-      memo[slot] = entries;
+      this.setPlanAt(slot, entries);
       if (stopAfterWrite) return 'wrote';
       awaitingAck = true;
     }

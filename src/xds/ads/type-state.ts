@@ -14,7 +14,23 @@ function sortedEntries(entries: ReadonlyMap<string, CacheEntry>): readonly Cache
 }
 
 /** A stream's plan memos, one slot per step of `pushOrder` (see TypeState.plannedUpsert). */
-export type PlanMemo = (ReadonlyMap<string, CacheEntry> | undefined)[];
+export interface PlanMemo {
+  planAt(slot: number): ReadonlyMap<string, CacheEntry> | undefined;
+  setPlanAt(slot: number, entries: ReadonlyMap<string, CacheEntry> | undefined): void;
+}
+
+/** A PlanMemo of its own, for a TypeState used outside a stream. */
+class ArrayPlanMemo implements PlanMemo {
+  private readonly slots: (ReadonlyMap<string, CacheEntry> | undefined)[] = [];
+
+  planAt(slot: number): ReadonlyMap<string, CacheEntry> | undefined {
+    return this.slots[slot];
+  }
+
+  setPlanAt(slot: number, entries: ReadonlyMap<string, CacheEntry> | undefined): void {
+    this.slots[slot] = entries;
+  }
+}
 
 /** The slot in a PlanMemo of a type's phase: that step's position in `pushOrder`. */
 export function memoSlot(index: number, phase: PushPhase): number {
@@ -86,7 +102,7 @@ export class TypeState {
   /** The newest view revision whose ACK fed the convergence metric. */
   observedRevision = 0;
   /**
-   * Where the plan memo of each phase lives (see `plannedUpsert`): the stream's one array for all
+   * Where the plan memo of each phase lives (see `plannedUpsert`): on the stream itself, for all
    * its types, so its flush reads one array rather than every type's state.
    */
   private readonly memo: PlanMemo;
@@ -97,7 +113,7 @@ export class TypeState {
     readonly typeUrl: XdsTypeUrl,
     memo?: PlanMemo,
   ) {
-    this.memo = memo ?? [];
+    this.memo = memo ?? new ArrayPlanMemo();
     const i = typeIndex(typeUrl);
     this.upsertSlot = memoSlot(i, 'upsert');
     this.removeSlot = memoSlot(i, 'remove');
@@ -108,19 +124,19 @@ export class TypeState {
    * Map when it did not change, so an equal reference means nothing new to plan for this type.
    */
   get plannedUpsert(): ReadonlyMap<string, CacheEntry> | undefined {
-    return this.memo[this.upsertSlot];
+    return this.memo.planAt(this.upsertSlot);
   }
 
   set plannedUpsert(entries: ReadonlyMap<string, CacheEntry> | undefined) {
-    this.memo[this.upsertSlot] = entries;
+    this.memo.setPlanAt(this.upsertSlot, entries);
   }
 
   get plannedRemove(): ReadonlyMap<string, CacheEntry> | undefined {
-    return this.memo[this.removeSlot];
+    return this.memo.planAt(this.removeSlot);
   }
 
   set plannedRemove(entries: ReadonlyMap<string, CacheEntry> | undefined) {
-    this.memo[this.removeSlot] = entries;
+    this.memo.setPlanAt(this.removeSlot, entries);
   }
 
   /** Responses awaiting their ACK or NACK, oldest first. */

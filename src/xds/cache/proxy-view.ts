@@ -11,35 +11,73 @@ export interface ProxyView {
   readonly revision: number;
   readonly publishedAt: number;
   readonly resources: ReadonlyMap<XdsTypeUrl, ReadonlyMap<string, CacheEntry>>;
-  /** The same Maps by type index (`allTypeUrls` order), for the push path. */
+  /** The same Maps by type index (`allTypeUrls` order). */
   readonly byIndex: readonly (ReadonlyMap<string, CacheEntry> | undefined)[];
+  /** `byIndex[index]`, for the push path (no array to read). */
+  mapAt(index: number): ReadonlyMap<string, CacheEntry> | undefined;
   /** What `setProxyResources` was given for this view (its next call compares against it). */
   readonly inputs?: readonly EncodedResource[] | undefined;
 }
+
+type TypeMap = ReadonlyMap<string, CacheEntry>;
 
 /** A type's Maps by type index, as `ProxyView.byIndex`. */
 export type TypeMaps = readonly (ReadonlyMap<string, CacheEntry> | undefined)[];
 
 /**
- * A published view. The push path reads `byIndex`; the Map by type URL is built when something
- * else (status, tests) first asks for it.
+ * A published view. Its Maps are fields, read by type index through `mapAt`: a publish to
+ * thousands of proxies reads each one's previous view, and an array beside it would be one more
+ * object to fetch per proxy. The Map by type URL and the array are built when something else
+ * (status, tests) asks for them.
  */
 export class PublishedView implements ProxyView {
-  private byType: ReadonlyMap<XdsTypeUrl, ReadonlyMap<string, CacheEntry>> | undefined;
+  private readonly m0: TypeMap | undefined;
+  private readonly m1: TypeMap | undefined;
+  private readonly m2: TypeMap | undefined;
+  private readonly m3: TypeMap | undefined;
+  private readonly m4: TypeMap | undefined;
+  private byType: ReadonlyMap<XdsTypeUrl, TypeMap> | undefined;
 
   constructor(
     readonly nodeId: string,
     readonly revision: number,
     readonly publishedAt: number,
-    readonly byIndex: TypeMaps,
+    maps: TypeMaps,
     readonly inputs?: readonly EncodedResource[],
-  ) {}
+  ) {
+    if (maps.length !== allTypeUrls.length) throw new Error(`a view has ${allTypeUrls.length} type slots, not ${maps.length}`);
+    this.m0 = maps[0];
+    this.m1 = maps[1];
+    this.m2 = maps[2];
+    this.m3 = maps[3];
+    this.m4 = maps[4];
+  }
 
-  get resources(): ReadonlyMap<XdsTypeUrl, ReadonlyMap<string, CacheEntry>> {
+  mapAt(index: number): TypeMap | undefined {
+    switch (index) {
+      case 0:
+        return this.m0;
+      case 1:
+        return this.m1;
+      case 2:
+        return this.m2;
+      case 3:
+        return this.m3;
+      case 4:
+        return this.m4;
+    }
+    return undefined;
+  }
+
+  get byIndex(): TypeMaps {
+    return allTypeUrls.map((_, i) => this.mapAt(i));
+  }
+
+  get resources(): ReadonlyMap<XdsTypeUrl, TypeMap> {
     if (!this.byType) {
-      const byType = new Map<XdsTypeUrl, ReadonlyMap<string, CacheEntry>>();
+      const byType = new Map<XdsTypeUrl, TypeMap>();
       allTypeUrls.forEach((t, i) => {
-        const entries = this.byIndex[i];
+        const entries = this.mapAt(i);
         if (entries) byType.set(t, entries);
       });
       this.byType = byType;
@@ -51,15 +89,14 @@ export class PublishedView implements ProxyView {
 const emptyMap: ReadonlyMap<string, CacheEntry> = new Map();
 
 export function entriesOf(view: ProxyView | undefined, typeUrl: XdsTypeUrl): ReadonlyMap<string, CacheEntry> {
-  return view?.byIndex[typeIndex(typeUrl)] ?? emptyMap;
+  return view?.mapAt(typeIndex(typeUrl)) ?? emptyMap;
 }
 
 /** `entriesOf` by type index (see PushStep.index). */
 export function entriesAt(view: ProxyView | undefined, index: number): ReadonlyMap<string, CacheEntry> {
-  return view?.byIndex[index] ?? emptyMap;
+  return view?.mapAt(index) ?? emptyMap;
 }
 
-type TypeMap = ReadonlyMap<string, CacheEntry>;
 
 /**
  * A type Map found consistent, with the Maps of the types its references point into at the time

@@ -76,7 +76,7 @@ export class XdsCache {
     let keptCount = 0;
     if (old?.inputs?.length === encoded.length) keptCount = keepIdentical(old, old.inputs, encoded, kept);
     else if (old) keptCount = this.keepMatching(old.byIndex, encoded, kept);
-    if (keptCount < (old ? typeCount(old.byIndex) : allTypeUrls.length)) keptCount += this.keepMatching(this.recent, encoded, kept);
+    if (keptCount < (old ? typeCount(old) : allTypeUrls.length)) keptCount += this.keepMatching(this.recent, encoded, kept);
     const rest = keptCount === 0 ? encoded : encoded.filter((r) => kept[typeIndex(r.typeUrl)] === undefined);
     return this.publish(nodeId, slot, kept, { upsert: rest }, true, encoded);
   }
@@ -85,7 +85,7 @@ export class XdsCache {
   updateProxyResources(nodeId: string, update: ViewUpdate): ProxyView {
     const slot = this.nodes.get(nodeId);
     const base = allTypeUrls.map((_, i) => {
-      const byName = slot?.view?.byIndex[i];
+      const byName = slot?.view?.mapAt(i);
       return byName && new Map(byName);
     });
     return this.publish(nodeId, slot, base, update, false);
@@ -98,7 +98,10 @@ export class XdsCache {
     if (!slot || !old) return;
     slot.view = undefined;
     if (!slot.watcher) this.nodes.delete(nodeId);
-    for (const byName of old.byIndex) if (byName) this.release(byName);
+    for (let i = 0; i < allTypeUrls.length; i++) {
+      const byName = old.mapAt(i);
+      if (byName) this.release(byName);
+    }
     this.notify(slot, this.makeView(nodeId, allTypeUrls.map(() => undefined)));
   }
 
@@ -205,7 +208,7 @@ export class XdsCache {
     const maps: (TypeMap | undefined)[] = [];
     for (let i = 0; i < allTypeUrls.length; i++) {
       const byName = base[i];
-      maps.push(byName && byName.size > 0 ? this.shared(i, byName, old?.byIndex[i] as TypeMap | undefined) : undefined);
+      maps.push(byName && byName.size > 0 ? this.shared(i, byName, old?.mapAt(i) as TypeMap | undefined) : undefined);
     }
     errors.push(...checkConsistency(maps));
     if (errors.length > 0) {
@@ -213,7 +216,7 @@ export class XdsCache {
     }
     if (!old) {
       for (const byName of maps) if (byName) this.acquire(byName);
-    } else if (!this.moveUseCounts(old.byIndex, maps)) return old;
+    } else if (!this.moveUseCounts(old, maps)) return old;
     const view = this.makeView(nodeId, maps, inputs);
     if (slot) slot.view = view;
     else this.nodes.set(nodeId, { view, watcher: undefined, others: noWatchers });
@@ -239,10 +242,10 @@ export class XdsCache {
   }
 
   /** Moves use counts from the old view's Maps to the new one's, for types whose Map changed; true if any did. */
-  private moveUseCounts(old: TypeMaps, next: TypeMaps): boolean {
+  private moveUseCounts(old: ProxyView, next: TypeMaps): boolean {
     let changed = false;
     for (let i = 0; i < allTypeUrls.length; i++) {
-      const previous = old[i];
+      const previous = old.mapAt(i);
       const byName = next[i];
       if (previous === byName) continue;
       changed = true;
@@ -320,7 +323,7 @@ function keepIdentical(old: ProxyView, before: readonly EncodedResource[], encod
   }
   let count = 0;
   for (let i = 0; i < allTypeUrls.length; i++) {
-    const previous = old.byIndex[i];
+    const previous = old.mapAt(i);
     if (previous && (changed & (1 << i)) === 0) {
       kept[i] = previous as TypeMap;
       count++;
@@ -329,9 +332,9 @@ function keepIdentical(old: ProxyView, before: readonly EncodedResource[], encod
   return count;
 }
 
-function typeCount(maps: TypeMaps): number {
+function typeCount(view: ProxyView): number {
   let n = 0;
-  for (const m of maps) if (m) n++;
+  for (let i = 0; i < allTypeUrls.length; i++) if (view.mapAt(i)) n++;
   return n;
 }
 
