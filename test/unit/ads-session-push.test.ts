@@ -148,6 +148,36 @@ describe('pushing a published view', () => {
     expect(sessions[0]!.typeStates().get(TypeUrl.endpoint)!.acked.get('a')).toBe(cache.view('n')!.resources.get(TypeUrl.endpoint)!.get('a')!.version);
   });
 
+  it('pushes a change only of what the stream still subscribes to, as names come and go between pushes', async () => {
+    const cache = new XdsCache();
+    const [call] = await connected(cache, ['n']);
+    const pushedNames = async (port: number): Promise<string[]> => {
+      const before = call!.written.length;
+      cache.setProxyResources('n', [endpoints('a', [port]), endpoints('b', [port])]);
+      await settle();
+      const names = call!.written.slice(before).flatMap((r) => r.resources.map((x) => x.name));
+      call!.ackLast();
+      await settle();
+      return names;
+    };
+    const subscription = async (change: { resourceNamesSubscribe?: string[]; resourceNamesUnsubscribe?: string[] }) => {
+      const before = call!.written.length;
+      call!.request({ typeUrl: TypeUrl.endpoint, ...change });
+      await settle();
+      if (call!.written.length > before) call!.ackLast();
+      await settle();
+    };
+    await subscription({ resourceNamesSubscribe: ['b'] });
+    expect(await pushedNames(2)).toEqual(['a', 'b']);
+    expect(await pushedNames(3)).toEqual(['a', 'b']);
+    await subscription({ resourceNamesUnsubscribe: ['b'] });
+    expect(await pushedNames(4)).toEqual(['a']);
+    expect(await pushedNames(5)).toEqual(['a']);
+    await subscription({ resourceNamesSubscribe: ['b'] });
+    expect(await pushedNames(6)).toEqual(['a', 'b']);
+    expect(await pushedNames(7)).toEqual(['a', 'b']);
+  });
+
   it('ends only the stream whose write fails; the publish and the other streams go on', async () => {
     const cache = new XdsCache();
     const [bad, good] = await connected(cache, ['bad', 'good']);

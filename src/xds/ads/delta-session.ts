@@ -45,8 +45,9 @@ export class DeltaSession extends AdsSession<DeltaDiscoveryRequest> {
    * since, or the plan memo would have been cleared.
    */
   private planUpserts(ts: TypeState, entries: ReadonlyMap<string, CacheEntry>): PlannedResponse | undefined {
-    const changedOnly = changedSince(entries, ts.plannedUpsert);
-    const candidates = changedOnly ? ts.inScopeOf(changedOnly) : ts.desired(entries);
+    const from = ts.plannedUpsert;
+    const changedOnly = changedSince(entries, from);
+    const candidates = changedOnly ? ts.changedInScope(entries, from!, changedOnly) : ts.desired(entries);
     const changed = ts.unsent(candidates);
     if (changed.length === 0 && !ts.owesInitialResponse) return undefined;
     return this.response(changed, []);

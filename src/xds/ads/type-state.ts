@@ -195,9 +195,29 @@ export class TypeState {
     return this.wildcard && !this.answered;
   }
 
+  /**
+   * A type Map every name of which this stream wants under its current subscription: a Map
+   * published as a change of it (same names) needs no check by name, which would read the
+   * subscription Set, cold, on every push to thousands of streams.
+   */
+  private scopeCovers: ReadonlyMap<string, CacheEntry> | undefined;
+
   /** The entries this stream wants, sorted by name (do not mutate: may be shared). */
   desired(entries: ReadonlyMap<string, CacheEntry>): readonly CacheEntry[] {
-    return this.inScopeOf(sortedEntries(entries));
+    const sorted = sortedEntries(entries);
+    const wanted = this.inScopeOf(sorted);
+    if (wanted === sorted) this.scopeCovers = entries;
+    return wanted;
+  }
+
+  /**
+   * Of `changed`, the entries of `entries` that differ from `from`, a Map with the same names
+   * (see changedSince), those this stream wants.
+   */
+  changedInScope(entries: ReadonlyMap<string, CacheEntry>, from: ReadonlyMap<string, CacheEntry>, changed: readonly CacheEntry[]): readonly CacheEntry[] {
+    if (this.scopeCovers !== from) return this.inScopeOf(changed);
+    this.scopeCovers = entries;
+    return changed;
   }
 
   /** Those of `entries` this stream wants (the same array when it wants all of them). */
@@ -241,6 +261,7 @@ export class TypeState {
    * while no explicit name was ever asked for (legacy wildcard). Returns the newly added names.
    */
   applySotwNames(names: readonly string[]): string[] {
+    this.scopeCovers = undefined;
     const explicit = names.filter((n) => n !== '*');
     const wasFirst = !this.requested;
     this.requested = true;
@@ -264,6 +285,7 @@ export class TypeState {
 
   /** Delta: subscribe / unsubscribe lists; an empty first request is a legacy wildcard. */
   applyDeltaChanges(subscribe: readonly string[], unsubscribe: readonly string[]): string[] {
+    this.scopeCovers = undefined;
     const wasFirst = !this.requested;
     this.requested = true;
     if (wasFirst && subscribe.length === 0) this.legacyWildcard = true;
