@@ -36,6 +36,7 @@ describe('LeanHistogram', () => {
     expect(withoutExemplars(await leanRegistry.getMetricsAsJSON())).toEqual(withoutExemplars(await referenceRegistry.getMetricsAsJSON()));
     leanRegistry.resetMetrics();
     referenceRegistry.resetMetrics();
+    expect(await leanRegistry.metrics()).toBe(await referenceRegistry.metrics());
     lean.observe(0.02);
     reference.observe(0.02);
     expect(await leanRegistry.metrics()).toBe(await referenceRegistry.metrics());
@@ -76,6 +77,7 @@ describe('LeanCounter', () => {
     expect(await leanRegistry.getMetricsAsJSON()).toEqual(await referenceRegistry.getMetricsAsJSON());
     leanRegistry.resetMetrics();
     referenceRegistry.resetMetrics();
+    expect(await leanRegistry.metrics()).toBe(await referenceRegistry.metrics());
     lean.inc({ type: 'LDS' });
     reference.inc({ type: 'LDS' });
     expect(await leanRegistry.metrics()).toBe(await referenceRegistry.metrics());
@@ -94,11 +96,13 @@ describe('LeanCounter', () => {
     expect(seen).toEqual(['EDS']);
   });
 
-  it('refuses a decrease, a non-finite amount and a missing label, and records nothing for them', async () => {
+  it('refuses a decrease, a non-finite amount, a missing label and an unknown one, and records nothing for them', async () => {
     const { lean, leanRegistry } = counters();
     expect(() => lean.inc({ type: 'EDS' }, -1)).toThrow(/isthmus_test_total.*only goes up/);
     expect(() => lean.inc({ type: 'EDS' }, Number.NaN)).toThrow(TypeError);
     expect(() => lean.inc({} as { type: string })).toThrow(/label "type" is missing/);
+    expect(() => lean.inc({ type: 'EDS', proxy: 'p1' } as { type: string })).toThrow(/label "proxy" is not included/);
     expect(await leanRegistry.metrics()).not.toMatch(/^isthmus_test_total\{/m);
+    expect(() => new LeanCounter({ name: 'isthmus_unlabelled_total', help: 'h', labelNames: [], registers: [] })).toThrow(/has labels/);
   });
 });

@@ -83,7 +83,7 @@ export class DeltaSession extends AdsSession<DeltaDiscoveryRequest> {
     }
     for (const name of planned.removed) {
       ts.sent.delete(name);
-      ts.written(name);
+      ts.removalWritten(name);
     }
   }
 }

@@ -9,7 +9,7 @@ import type { Metrics } from '../../metrics.js';
 import type { ViewWatcher, XdsCache } from '../cache/xds-cache.js';
 import type { ProxyView } from '../cache/proxy-view.js';
 import type { CacheEntry } from '../cache/entry.js';
-import { xdsTypeUrl, pushOrder, shortName, typeIndex, TypeUrl, type PushPhase, type XdsTypeUrl } from '../types.js';
+import { allTypeUrls, xdsTypeUrl, pushOrder, shortName, typeIndex, TypeUrl, type PushPhase, type XdsTypeUrl } from '../types.js';
 import { entriesAt } from '../cache/proxy-view.js';
 import { TypeState, type PlanMemo } from './type-state.js';
 
@@ -103,8 +103,9 @@ function nonceSeq(nonce: string): number {
   return value;
 }
 
-// A stream keeps a plan memo per push step in fields p0..p9 (see planAt).
+// A stream keeps a plan memo per push step in fields p0..p9 (see planAt), and a state per type in ts0..ts4 (see typeAt).
 if (pushOrder.length !== 10) throw new Error(`AdsSession keeps 10 plan memos, and the push order has ${pushOrder.length} steps`);
+if (allTypeUrls.length !== 5) throw new Error(`AdsSession keeps 5 type states, and there are ${allTypeUrls.length} ADS types`);
 
 const usesClusters = (t: XdsTypeUrl) => t === TypeUrl.listener || t === TypeUrl.route;
 const clusterIndex = typeIndex(TypeUrl.cluster);

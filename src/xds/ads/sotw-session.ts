@@ -14,7 +14,10 @@ import type { TypeState } from './type-state.js';
  */
 const hashedStates = new WeakMap<readonly CacheEntry[], string>();
 
-/** version_info of a SotW state: a content hash of its (name, version) pairs, stable everywhere. */
+/**
+ * version_info of a SotW state: a content hash of its (name, version) pairs, stable everywhere.
+ * Remembered per array: an array passed here must not change afterwards.
+ */
 export function stateVersion(entries: readonly CacheEntry[]): string {
   let version = hashedStates.get(entries);
   if (version === undefined) {

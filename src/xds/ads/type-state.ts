@@ -33,7 +33,7 @@ class ArrayPlanMemo implements PlanMemo {
 }
 
 /** The slot in a PlanMemo of a type's phase: that step's position in `pushOrder`. */
-export function memoSlot(index: number, phase: PushPhase): number {
+function memoSlot(index: number, phase: PushPhase): number {
   return pushOrder.findIndex((s) => s.index === index && s.phase === phase);
 }
 
@@ -86,7 +86,7 @@ export class TypeState {
   /**
    * Responses written and not yet ACKed or NACKed, oldest first: mostly one (a type waits for its
    * ACK before it is written again, unless a large response was split), kept in a field; any more
-   * in an array (see `outstanding`).
+   * in an array.
    */
   private firstPending: SentResponse | undefined;
   private morePending: SentResponse[] | undefined;
@@ -103,7 +103,7 @@ export class TypeState {
   observedRevision = 0;
   /**
    * Where the plan memo of each phase lives (see `plannedUpsert`): on the stream itself, for all
-   * its types, so its flush reads one array rather than every type's state.
+   * its types, so its flush reads the stream's fields rather than every type's state.
    */
   private readonly memo: PlanMemo;
   private readonly upsertSlot: number;
@@ -137,12 +137,6 @@ export class TypeState {
 
   set plannedRemove(entries: ReadonlyMap<string, CacheEntry> | undefined) {
     this.memo.setPlanAt(this.removeSlot, entries);
-  }
-
-  /** Responses awaiting their ACK or NACK, oldest first. */
-  get outstanding(): readonly SentResponse[] {
-    if (!this.firstPending) return [];
-    return this.morePending ? [this.firstPending, ...this.morePending] : [this.firstPending];
   }
 
   get outstandingCount(): number {
@@ -250,9 +244,14 @@ export class TypeState {
     (this.notFound ??= new Set()).add(name);
   }
 
-  /** `name` was written (sent or removed): it is no longer forced or reported missing. */
+  /** `name` was sent: it is no longer forced or reported missing. */
   written(name: string): void {
     if (this.forced?.delete(name) && this.forced.size === 0) this.forced = undefined;
+    this.removalWritten(name);
+  }
+
+  /** Delta: the removal of `name` was sent: it is no longer reported missing (a force stays). */
+  removalWritten(name: string): void {
     if (this.notFound?.delete(name) && this.notFound.size === 0) this.notFound = undefined;
   }
 
@@ -337,8 +336,10 @@ export class TypeState {
 
   onNack(res: SentResponse, message: string): NackRecord {
     const record = { version: '', message, nonce: res.nonce, at: new Date() };
-    const nacked = (this.nacked ??= new Map());
-    for (const { name, version } of res.resources) nacked.set(name, { ...record, version });
+    if (res.resources.length > 0) {
+      const nacked = (this.nacked ??= new Map());
+      for (const { name, version } of res.resources) nacked.set(name, { ...record, version });
+    }
     this.lastNack = { ...record, version: res.versionInfo };
     return this.lastNack;
   }

@@ -21,14 +21,18 @@ export interface ProxyView {
 
 type TypeMap = ReadonlyMap<string, CacheEntry>;
 
+// A view keeps one Map per ADS type in fields m0..m4 (see mapAt).
+if (allTypeUrls.length !== 5) throw new Error(`PublishedView keeps 5 type Maps, and there are ${allTypeUrls.length} ADS types`);
+
 /** A type's Maps by type index, as `ProxyView.byIndex`. */
 export type TypeMaps = readonly (ReadonlyMap<string, CacheEntry> | undefined)[];
 
 /**
  * A published view. Its Maps are fields, read by type index through `mapAt`: a publish to
  * thousands of proxies reads each one's previous view, and an array beside it would be one more
- * object to fetch per proxy. The Map by type URL and the array are built when something else
- * (status, tests) asks for them.
+ * object to fetch per proxy. `byIndex` builds the array each time it is read, and `resources` the
+ * Map by type URL the first time; the push path reads neither. Immutable through its types (not
+ * frozen: `resources` is built on demand).
  */
 export class PublishedView implements ProxyView {
   private readonly m0: TypeMap | undefined;
@@ -96,7 +100,6 @@ export function entriesOf(view: ProxyView | undefined, typeUrl: XdsTypeUrl): Rea
 export function entriesAt(view: ProxyView | undefined, index: number): ReadonlyMap<string, CacheEntry> {
   return view?.mapAt(index) ?? emptyMap;
 }
-
 
 /**
  * A type Map found consistent, with the Maps of the types its references point into at the time

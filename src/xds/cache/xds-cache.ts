@@ -16,6 +16,7 @@ export interface ViewUpdate {
 export interface ViewWatcher {
   viewPublished(view: ProxyView): void;
 }
+
 type TypeMap = Map<string, CacheEntry>;
 
 function isEncoded(r: ResourceInput): r is EncodedResource {
@@ -108,7 +109,9 @@ export class XdsCache {
   /**
    * Tells `watcher` of every view published for the node id from now on (a function is called
    * with it). Streams watch as themselves: a publish to thousands of them reaches each without a
-   * closure in between.
+   * closure in between. As with an EventEmitter, a view goes to the watchers there were when it
+   * was published: one that stops watching meanwhile still hears of it, one that starts does not,
+   * and watching twice means being told twice.
    */
   watch(nodeId: string, watcher: ViewWatcher | ((view: ProxyView) => void)): () => void {
     let slot = this.nodes.get(nodeId);
