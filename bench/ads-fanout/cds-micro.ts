@@ -9,7 +9,7 @@ import * as grpc from '@grpc/grpc-js';
 import { DiscoveryRequest } from '../../src/gen/envoy/service/discovery/v3/discovery.js';
 import { Metrics } from '../../src/metrics.js';
 import { silentLogger } from '../../src/log.js';
-import type { EncodedResource } from '../../src/xds/cache/entry.js';
+import { byName, type EncodedResource } from '../../src/xds/cache/entry.js';
 import { entriesOf, type ProxyView } from '../../src/xds/cache/proxy-view.js';
 import { XdsCache } from '../../src/xds/cache/xds-cache.js';
 import { SotwSession, stateVersion } from '../../src/xds/ads/sotw-session.js';
@@ -51,7 +51,7 @@ function assembleCds(view: ProxyView, ts: TypeState, nonce: string): { bytes: Bu
   const gone = [...ts.lastState.values()].filter((e) => !desiredNames.has(e.name));
   const changed = desired.some((e) => ts.lastState.get(e.name)?.version !== e.version || ts.forced?.has(e.name));
   if (!changed && ts.sentVersionInfo !== '') throw new Error('nothing to send');
-  const state = [...desired, ...gone].sort((a, b) => (a.name < b.name ? -1 : 1));
+  const state = [...desired, ...gone].sort(byName);
   const version = stateVersion(state);
   const resources = new Map(state.map((e) => [e.name, e.version]));
   return { bytes: encodeSotwResponse(version, ts.typeUrl, nonce, state.map((e) => e.sotwField)), resources };

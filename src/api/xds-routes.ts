@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import { IsthmusError } from '../errors.js';
 import type { AdsSession } from '../xds/ads/session.js';
-import { entriesOf } from '../xds/cache/proxy-view.js';
+import { entriesOf, sortedEntries } from '../xds/cache/proxy-view.js';
 import { expandedJson } from '../xds/envoy-json.js';
 import { redactSecrets } from '../xds/redact.js';
 import { newestSessions, proxyStatusJson, resourceStatuses, type ProxyStatusJson, type ResourceSyncStatus } from '../xds/status.js';
@@ -81,7 +81,7 @@ export function proxyConfigJson(session: AdsSession, type: ConfigType): ProxyCon
   const typeUrl = configTypes[type];
   const typeName = typeNameOf(typeUrl);
   const statuses = new Map(resourceStatuses(session).filter((s) => s.typeUrl === typeUrl).map((s) => [s.name, s.status]));
-  const entries = [...entriesOf(session.currentView(), typeUrl).values()].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  const entries = sortedEntries(entriesOf(session.currentView(), typeUrl));
   return {
     ID: session.nodeId ?? '',
     Type: type,

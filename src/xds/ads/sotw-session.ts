@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { DiscoveryRequest } from '../../gen/envoy/service/discovery/v3/discovery.js';
-import type { CacheEntry } from '../cache/entry.js';
+import { byName, type CacheEntry } from '../cache/entry.js';
 import { entriesOf } from '../cache/proxy-view.js';
 import { isFullStateType, TypeUrl, type PushPhase } from '../types.js';
 import { encodeSotwResponse } from '../wire.js';
@@ -97,7 +97,7 @@ export class SotwSession extends AdsSession<DiscoveryRequest> {
     if (phase === 'upsert') {
       const changed = desired.some((e) => ts.lastState.get(e.name)?.version !== e.version || ts.forced?.has(e.name));
       if (!changed && ts.sentVersionInfo !== '') return undefined;
-      state = gone.length === 0 ? desired : [...desired, ...gone].sort((a, b) => (a.name < b.name ? -1 : 1));
+      state = gone.length === 0 ? desired : [...desired, ...gone].sort(byName);
     } else {
       if (gone.length === 0) return undefined;
       state = desired;

@@ -1,17 +1,6 @@
 import { pushOrder, typeIndex, type PushPhase, type XdsTypeUrl } from '../types.js';
 import type { CacheEntry } from '../cache/entry.js';
-
-/** Published views never mutate a type's Map, so its sorted entries are computed once per Map. */
-const sortedCache = new WeakMap<ReadonlyMap<string, CacheEntry>, readonly CacheEntry[]>();
-
-function sortedEntries(entries: ReadonlyMap<string, CacheEntry>): readonly CacheEntry[] {
-  let sorted = sortedCache.get(entries);
-  if (!sorted) {
-    sorted = [...entries.values()].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
-    sortedCache.set(entries, sorted);
-  }
-  return sorted;
-}
+import { sortedEntries } from '../cache/proxy-view.js';
 
 /** A stream's plan memos, one slot per step of `pushOrder` (see TypeState.plannedUpsert). */
 export interface PlanMemo {

@@ -53,6 +53,11 @@ export function encodeResource(message: EnvoyMessage, onEncode?: (typeUrl: XdsTy
   return { typeUrl, name, bytes, version: contentVersion(bytes) };
 }
 
+/** Orders entries by name (responses, states and listings are sorted so). */
+export function byName(a: CacheEntry, b: CacheEntry): number {
+  return a.name < b.name ? -1 : a.name > b.name ? 1 : 0;
+}
+
 /**
  * One distinct resource content in the shared cache. Its wire fields are built lazily, once, and
  * shared by every proxy view and stream that carries it.

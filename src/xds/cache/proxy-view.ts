@@ -1,5 +1,5 @@
 import { allTypeUrls, typeIndex, type XdsTypeUrl } from '../types.js';
-import type { CacheEntry, EncodedResource } from './entry.js';
+import { byName, type CacheEntry, type EncodedResource } from './entry.js';
 
 /**
  * What one proxy should have: per type, name → shared cache entry. Immutable once published;
@@ -101,6 +101,19 @@ export function entriesAt(view: ProxyView | undefined, index: number): ReadonlyM
   return view?.mapAt(index) ?? emptyMap;
 }
 
+/** Published views never mutate a type's Map, so its sorted entries are computed once per Map. */
+const sortedCache = new WeakMap<TypeMap, readonly CacheEntry[]>();
+
+/** The entries of a published type Map sorted by name (shared: do not mutate). */
+export function sortedEntries(entries: TypeMap): readonly CacheEntry[] {
+  let sorted = sortedCache.get(entries);
+  if (!sorted) {
+    sorted = [...entries.values()].sort(byName);
+    sortedCache.set(entries, sorted);
+  }
+  return sorted;
+}
+
 /**
  * A type Map found consistent, with the Maps of the types its references point into at the time
  * (by type index). Published Maps never mutate (views share them), so the same Maps are
@@ -171,7 +184,7 @@ export function recordDerivation(next: TypeMap, from: TypeMap): void {
     if (!before) return;
     if (before !== entry) changed.push(entry);
   }
-  changed.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  changed.sort(byName);
   derivations.set(next, { from: new WeakRef(from), changed });
 }
 
