@@ -24,8 +24,8 @@ export const shortName: Readonly<Record<XdsTypeUrl, 'SDS' | 'CDS' | 'EDS' | 'LDS
 
 export const allTypeUrls: readonly XdsTypeUrl[] = Object.values(TypeUrl);
 
-/** Each ADS type URL and its position in `allTypeUrls`. */
-const typeIndexes = new Map<string, number>(allTypeUrls.map((u, i) => [u, i]));
+/** Each ADS type URL, to its `TypeUrl` constant. */
+const canonicalTypeUrls = new Map<string, XdsTypeUrl>(allTypeUrls.map((u) => [u, u]));
 
 /**
  * The position of an ADS type in `allTypeUrls`. Called many times per push, so it compares the
@@ -54,8 +54,7 @@ export function typeIndex(typeUrl: XdsTypeUrl): number {
  * characters of a type URL decoded from a request.
  */
 export function xdsTypeUrl(url: string): XdsTypeUrl | undefined {
-  const i = typeIndexes.get(url);
-  return i === undefined ? undefined : allTypeUrls[i];
+  return canonicalTypeUrls.get(url);
 }
 
 const typeUrlBytes = allTypeUrls.map((url) => ({ url, bytes: Buffer.from(url) }));

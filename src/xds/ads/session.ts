@@ -362,16 +362,17 @@ export abstract class AdsSession<Req extends BaseRequest = BaseRequest> implemen
     // Types we do not serve (ECDS, runtime, ...) are left unanswered, as Envoy expects.
     const typeUrl = xdsTypeUrl(req.typeUrl);
     if (!typeUrl) return;
-    let ts = this.typeAt(typeIndex(typeUrl));
+    const index = typeIndex(typeUrl);
+    let ts = this.typeAt(index);
     const isFirst = !ts;
     if (!ts) {
       ts = new TypeState(typeUrl, this);
-      ts.observedRevision = this.view?.revision ?? 0;
+      ts.observedRevision = this.viewRevision;
       this.types.set(typeUrl, ts);
-      this.setTypeAt(typeIndex(typeUrl), ts);
+      this.setTypeAt(index, ts);
     }
     const changed = this.applyRequest(ts, req, isFirst);
-    if (ts.requested) this.requestedTypes |= 1 << typeIndex(typeUrl);
+    if (ts.requested) this.requestedTypes |= 1 << index;
     if (changed) {
       this.stateEpoch++;
       ts.invalidate();
@@ -386,7 +387,7 @@ export abstract class AdsSession<Req extends BaseRequest = BaseRequest> implemen
   protected settle(ts: TypeState, nonce: string, errorDetail: { readonly message: string } | undefined): void {
     const res = ts.takePending(nonceSeq(nonce));
     if (!res) return;
-    if (ts.outstandingCount === 0) this.awaitingTypes &= ~(1 << typeIndex(ts.typeUrl));
+    if (ts.outstandingCount === 0) this.awaitingTypes &= ~(1 << ts.index);
     if (errorDetail) {
       const type = shortName[ts.typeUrl];
       // A NACK changes what may be re-sent; an ACK only unblocks what was already planned.
@@ -407,7 +408,7 @@ export abstract class AdsSession<Req extends BaseRequest = BaseRequest> implemen
 
   /** Rule 9: a changed cluster gets its endpoints re-sent, or Envoy keeps it warming. */
   protected forceEndpointsOfChanged(ts: TypeState, entries: readonly CacheEntry[]): void {
-    const eds = this.types.get(TypeUrl.endpoint);
+    const eds = this.typeAt(endpointIndex);
     if (!eds) return;
     for (const e of entries) {
       const before = ts.sent.get(e.name);
@@ -561,13 +562,13 @@ export abstract class AdsSession<Req extends BaseRequest = BaseRequest> implemen
     this.commitPlan(ts, planned);
     // Only a cluster sent or endpoints taken away can leave a cluster without its endpoints.
     if (ts.typeUrl === TypeUrl.cluster || (ts.typeUrl === TypeUrl.endpoint && planned.removed.length > 0)) this.stateEpoch++;
-    const viewRevision = this.view?.revision ?? 0;
+    const viewRevision = this.viewRevision;
     const { parts, removed, versionInfo, fullState } = planned;
+    this.awaitingTypes |= 1 << ts.index;
     for (let i = 0; i < parts.length; i++) {
       const seq = ++this.nonceCounter;
       const nonce = String(seq);
       ts.awaitAck({ nonce, seq, versionInfo, resources: parts[i]!, removed: i === 0 ? removed : [], fullState, viewRevision });
-      this.awaitingTypes |= 1 << typeIndex(ts.typeUrl);
       ts.lastNonce = nonce;
       ts.answered = true;
       const ok = this.call.write(this.encode(ts, planned, i, nonce));

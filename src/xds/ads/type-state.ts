@@ -97,15 +97,17 @@ export class TypeState {
   private readonly memo: PlanMemo;
   private readonly upsertSlot: number;
   private readonly removeSlot: number;
+  /** The type's position in `allTypeUrls` (see PushStep.index). */
+  readonly index: number;
 
   constructor(
     readonly typeUrl: XdsTypeUrl,
     memo?: PlanMemo,
   ) {
     this.memo = memo ?? new ArrayPlanMemo();
-    const i = typeIndex(typeUrl);
-    this.upsertSlot = memoSlot(i, 'upsert');
-    this.removeSlot = memoSlot(i, 'remove');
+    this.index = typeIndex(typeUrl);
+    this.upsertSlot = memoSlot(this.index, 'upsert');
+    this.removeSlot = memoSlot(this.index, 'remove');
   }
 
   /**
