@@ -240,7 +240,7 @@ export class Catalog implements CatalogReader {
           return plan;
         },
         (plan) => {
-          if (!plan) return;
+          if (!plan) return this.rearmIfPending(checkId);
           this.opts.logger.info({ checkId, serviceId: plan.upserts[0]!.instance.id }, 'TTL check expired');
           this.applyInstances({ upserts: plan.upserts, removals: [] });
         },
@@ -248,6 +248,12 @@ export class Catalog implements CatalogReader {
     } catch (err) {
       if (!this.closed) this.opts.logger.error({ err, checkId }, 'failed to expire TTL check');
     }
+  }
+
+  /** An expiry that found its check not yet due (a clock that moved back) must not drop the timer. */
+  private rearmIfPending(checkId: string): void {
+    const check = this.index.checkOwner(checkId)?.checks.find((c) => c.checkId === checkId);
+    if (check && !this.closed) this.timers.sync([check]);
   }
 
   private emit(event: CatalogEvent): void {

@@ -126,12 +126,22 @@ export class TtlTimers {
     for (const check of checks) {
       this.disarm(check.checkId);
       if (check.expiresAt === undefined || check.status === 'critical') continue;
-      const cancel = this.clock.setTimer(() => {
-        this.timers.delete(check.checkId);
-        this.onExpire(check.checkId);
-      }, check.expiresAt - this.clock.now());
-      this.timers.set(check.checkId, cancel);
+      this.arm(check.checkId, check.expiresAt);
     }
+  }
+
+  /**
+   * Node's timers may fire up to a millisecond before `Date.now()` reaches the deadline (they run
+   * on a monotonic clock and round): a timer that fires early arms again for what is left, so
+   * `onExpire` only ever sees a check that is due.
+   */
+  private arm(checkId: string, expiresAt: number): void {
+    const cancel = this.clock.setTimer(() => {
+      this.timers.delete(checkId);
+      if (this.clock.now() < expiresAt) this.arm(checkId, expiresAt);
+      else this.onExpire(checkId);
+    }, expiresAt - this.clock.now());
+    this.timers.set(checkId, cancel);
   }
 
   disarmAll(checks: readonly HealthCheck[]): void {

@@ -83,10 +83,16 @@ export function spawnCli(args: readonly string[], opts: SpawnOptions = {}): CliP
   return { child, stdoutLines, onLine, stderr: () => stderr, exited };
 }
 
-/** Runs the CLI to completion (bounded by `timeoutMs`, default 20 s). */
+/**
+ * A bound on one CLI run or server start that only catches hangs: a start takes about a second
+ * on an idle machine and has taken over 20 s on one running two suites at once.
+ */
+const processDeadlineMs = 60_000;
+
+/** Runs the CLI to completion (bounded by `timeoutMs`, default 60 s). */
 export async function runCli(args: readonly string[], opts: SpawnOptions = {}): Promise<ExitInfo & { stdout: string; stderr: string }> {
   const proc = spawnCli(args, opts);
-  const exit = await withDeadline(proc.exited, { timeoutMs: opts.timeoutMs ?? 20_000, what: `isthmus ${args.join(' ')} to exit` });
+  const exit = await withDeadline(proc.exited, { timeoutMs: opts.timeoutMs ?? processDeadlineMs, what: `isthmus ${args.join(' ')} to exit` });
   return { ...exit, stdout: proc.stdoutLines.join('\n'), stderr: proc.stderr() };
 }
 
@@ -98,7 +104,7 @@ export async function startServerProcess(args: readonly string[] = [], opts: Ser
   const dataDir = opts.dataDir ?? tempDir('isthmus-data-');
   const fullArgs = ['server', '--http-addr', '127.0.0.1:0', '--xds-addr', '127.0.0.1:0', '--peering-addr', '127.0.0.1:0', '--data-dir', dataDir, ...args];
   const proc = spawnCli(fullArgs, opts);
-  const started = await withDeadline(startedLine(proc), { timeoutMs: opts.timeoutMs ?? 20_000, what: 'the "server started" log line' }).catch(
+  const started = await withDeadline(startedLine(proc), { timeoutMs: opts.timeoutMs ?? processDeadlineMs, what: 'the "server started" log line' }).catch(
     (err: unknown) => {
       proc.child.kill('SIGKILL');
       throw new Error(`${(err as Error).message}; stderr: ${proc.stderr()}; stdout: ${proc.stdoutLines.join('\n')}`);

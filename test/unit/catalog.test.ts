@@ -34,6 +34,13 @@ class ManualClock implements Clock {
   }
 }
 
+/** Node's timers fire up to a millisecond before `Date.now()` reaches their deadline; this one always does. */
+class EarlyClock extends ManualClock {
+  override setTimer(fn: () => void, ms: number): () => void {
+    return super.setTimer(fn, Math.max(0, ms - 1));
+  }
+}
+
 const dirs: string[] = [];
 const open: { store: Store; catalog: Catalog }[] = [];
 afterEach(async () => {
@@ -85,6 +92,18 @@ describe('Catalog', () => {
     expect(catalog.instance('web')!.checks[0]).toMatchObject({ status: 'critical', output: 'TTL expired' });
     expect(instanceHealth(catalog.instance('web-sidecar-proxy')!)).toBe('critical');
     expect(events.map((e) => e.kind === 'instance-upserted' && e.instance.id)).toEqual(['web', 'web-sidecar-proxy']);
+    expect(clock.pending()).toBe(0);
+  });
+
+  it('expires a TTL check whose timer fires before the deadline', async () => {
+    const clock = new EarlyClock();
+    const { catalog } = await openCatalog(clock);
+    await catalog.register({ ...web, Check: { TTL: '1s', Status: 'passing' } });
+    await clock.advance(999); // the timer fires 1 ms early: not due yet, so it must arm again
+    expect(catalog.instance('web')!.checks[0]!.status).toBe('passing');
+    expect(clock.pending()).toBe(1);
+    await clock.advance(1);
+    expect(catalog.instance('web')!.checks[0]).toMatchObject({ status: 'critical', output: 'TTL expired' });
     expect(clock.pending()).toBe(0);
   });
 

@@ -20,6 +20,7 @@ import {
   type SessionOptions,
   type StreamTransport,
 } from '../../src/peering/stream/index.js';
+import { peeringBackoff } from '../../src/peering/manager.js';
 import { parseResponse } from '../../src/peering/stream/messages.js';
 import { MemorySource, RecordingObserver, RecordingSink } from '../helpers/peering-stream.js';
 import { waitFor } from '../helpers/wait.js';
@@ -237,5 +238,16 @@ describe('backoffDelay', () => {
     for (const d of samples) expect(d).toBeGreaterThanOrEqual(16_000);
     expect(backoffDelay(0, { baseMs: 20, maxMs: 100, factor: 3, random: () => 0 })).toBe(20);
     expect(backoffDelay(2, { baseMs: 20, maxMs: 100, factor: 3, random: () => 0 })).toBe(100);
+  });
+
+  it("a peering's dialer retries at most 2.5 s apart however long the acceptor was away", () => {
+    let elapsed = 0;
+    for (let n = 0; n < 200; n++) {
+      const delay = backoffDelay(n, { ...peeringBackoff, random: () => 0 });
+      expect(delay).toBeLessThanOrEqual(2_500);
+      elapsed += delay;
+    }
+    expect(backoffDelay(0, { ...peeringBackoff, random: () => 0 })).toBe(250);
+    expect(elapsed).toBeGreaterThan(400_000); // it does keep retrying
   });
 });
