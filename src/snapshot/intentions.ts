@@ -22,7 +22,9 @@ export function sourcePrincipal(
   const ap = source.partition && source.partition !== 'default' ? `/ap/${escapeRegex(source.partition)}` : '';
   const ns = source.namespace && source.namespace !== '*' ? escapeRegex(source.namespace) : '[^/]+';
   const svc = source.name === '*' ? '[^/]+' : escapeRegex(source.name);
-  return { spiffeRegex: `^spiffe://${escapeRegex(td)}${ap}/ns/${ns}/dc/[^/]+/svc/${svc}$` };
+  const spiffeRegex = `^spiffe://${escapeRegex(td)}${ap}/ns/${ns}/dc/[^/]+/svc/${svc}$`;
+  if (!source.peer) return { spiffeRegex };
+  return { spiffeRegex, viaGatewayRegex: `^spiffe://${escapeRegex(localTd)}/gateway/mesh/dc/[^/]+$` };
 }
 
 /**

@@ -62,6 +62,13 @@ export interface UpstreamIR {
 /** An RBAC principal: a URI SAN matching this regular expression (RE2, anchored). */
 export interface PrincipalIR {
   readonly spiffeRegex: string;
+  /**
+   * Set for a peer's source: the SPIFFE pattern of our own mesh gateways. HTTP-family traffic from
+   * a peer reaches the sidecar through our gateway, which terminates the peer's mTLS and names the
+   * caller in `x-forwarded-client-cert`, so on an HTTP listener such a principal is "the
+   * connection is from our gateway and the XFCC it set names the source" (Consul's rule).
+   */
+  readonly viaGatewayRegex?: string | undefined;
 }
 
 export interface RbacPolicyIR {

@@ -22,7 +22,8 @@ export function clustersFromSnapshot(s: ConfigSnapshot): ResourceSpec[] {
 
 function sidecarClusters(s: SidecarSnapshot): ResourceSpec[] {
   const app = s.publicListener.localApp;
-  const local = spec(TypeUrl.cluster, app.clusterName, app, () => buildLocalAppCluster(app.clusterName, app.address, app.port));
+  const protocol = s.publicListener.protocol;
+  const local = spec(TypeUrl.cluster, app.clusterName, { ...app, protocol }, () => buildLocalAppCluster(app.clusterName, app.address, app.port, protocol));
   return [local, ...s.upstreams.map((u) => edsClusterSpec(u.cluster))];
 }
 
@@ -33,11 +34,13 @@ export function edsClusterSpec(c: EdsClusterIR): ResourceSpec {
   return spec(TypeUrl.cluster, c.name, input, () => buildEdsCluster(c));
 }
 
-function buildLocalAppCluster(name: string, address: string, port: number): Cluster {
+/** The app behind the sidecar, spoken to in its own protocol (HTTP/2 for http2 and grpc). */
+function buildLocalAppCluster(name: string, address: string, port: number, protocol: Protocol): Cluster {
   return Cluster.fromPartial({
     name,
     clusterDiscoveryType: { $case: 'type', value: Cluster_DiscoveryType.STATIC },
     connectTimeout: durationMs(5_000),
+    typedExtensionProtocolOptions: httpProtocolOptions(protocol),
     loadAssignment: ClusterLoadAssignment.fromPartial({
       clusterName: name,
       endpoints: [

@@ -2,6 +2,7 @@ import {
   HttpConnectionManager,
   HttpConnectionManager_CodecType,
   HttpConnectionManager_ForwardClientCertDetails,
+  type HttpFilter,
 } from '../../gen/envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.js';
 import { RouteConfiguration } from '../../gen/envoy/config/route/v3/route.js';
 import { Router } from '../../gen/envoy/extensions/filters/http/router/v3/router.js';
@@ -34,28 +35,62 @@ export function singleClusterRoute(name: string, cluster: string): RouteConfigur
   });
 }
 
-/** An HTTP connection manager with routes from RDS, or inline to one cluster. */
+/**
+ * How a connection manager treats `x-forwarded-client-cert`: a sidecar's public listener appends
+ * the verified caller to what came in (APPEND_FORWARD, Consul's choice: the app sees who called,
+ * and behind a gateway also who the gateway let in); a gateway terminating a peer's mTLS replaces
+ * whatever the peer sent with the caller's URI (SANITIZE_SET), which the sidecar's RBAC trusts
+ * only from our own gateway. Outbound listeners leave it alone.
+ */
+export type XfccMode = 'none' | 'append-forward' | 'sanitize-set';
+
+export interface HttpConnectionManagerOptions {
+  readonly xfcc?: XfccMode;
+  /** HTTP filters before the router (the RBAC filter of a public listener). */
+  readonly filters?: readonly HttpFilter[];
+}
+
+function xfccFields(mode: XfccMode): Partial<HttpConnectionManager> {
+  switch (mode) {
+    case 'none':
+      return {};
+    case 'append-forward':
+      return {
+        forwardClientCertDetails: HttpConnectionManager_ForwardClientCertDetails.APPEND_FORWARD,
+        setCurrentClientCertDetails: { uri: true, cert: true, chain: true, dns: true, subject: true },
+      };
+    case 'sanitize-set':
+      // Only the URI: a subject may hold commas, and the sidecar reads the first element by them.
+      return {
+        forwardClientCertDetails: HttpConnectionManager_ForwardClientCertDetails.SANITIZE_SET,
+        setCurrentClientCertDetails: { uri: true, cert: false, chain: false, dns: false, subject: false },
+      };
+  }
+}
+
+/**
+ * An HTTP connection manager with routes from RDS, or inline to one cluster. WebSocket upgrades
+ * are proxied (Envoy answers an upgrade it was not told about with 403); HTTP/2 listeners take
+ * extended CONNECT so WebSockets over HTTP/2 (RFC 8441) pass too.
+ */
 export function httpConnectionManager(
   prefix: string,
   routes: { readonly rds: string } | { readonly inline: { readonly cluster: string } },
   protocol: Protocol,
-  /** Set x-forwarded-client-cert from the verified client certificate (a gateway terminating mTLS). */
-  xfcc = false,
+  opts: HttpConnectionManagerOptions = {},
 ): Filter {
+  const router: HttpFilter = { name: 'envoy.filters.http.router', configType: { $case: 'typedConfig', value: packAny(Router.fromPartial({})) } } as HttpFilter;
   const hcm = HttpConnectionManager.fromPartial({
-    ...(xfcc
-      ? {
-          forwardClientCertDetails: HttpConnectionManager_ForwardClientCertDetails.SANITIZE_SET,
-          setCurrentClientCertDetails: { uri: true, cert: true, chain: false, dns: false, subject: true },
-        }
-      : {}),
+    ...xfccFields(opts.xfcc ?? 'none'),
     statPrefix: statPrefix(prefix),
     codecType: protocol === 'http' ? HttpConnectionManager_CodecType.AUTO : HttpConnectionManager_CodecType.HTTP2,
+    ...(protocol === 'http' ? {} : { http2ProtocolOptions: { allowConnect: true } }),
+    upgradeConfigs: [{ upgradeType: 'websocket' }],
     routeSpecifier:
       'rds' in routes
         ? { $case: 'rds', value: { configSource: adsConfigSource(), routeConfigName: routes.rds } }
         : { $case: 'routeConfig', value: singleClusterRoute(prefix, routes.inline.cluster) },
-    httpFilters: [{ name: 'envoy.filters.http.router', configType: { $case: 'typedConfig', value: packAny(Router.fromPartial({})) } }],
+    httpFilters: [...(opts.filters ?? []), router],
     tracing: undefined,
   });
   return { name: 'envoy.filters.network.http_connection_manager', configType: { $case: 'typedConfig', value: packAny(hcm) } } as Filter;

@@ -12,7 +12,7 @@ import { packAny } from '../any.js';
 import { TypeUrl } from '../types.js';
 import { sdsSecret, socketAddress, spec, statPrefix, type ResourceSpec } from './common.js';
 import { httpConnectionManager, isHttp } from './http.js';
-import { rbacFilter } from './rbac.js';
+import { httpRbacFilter, rbacFilter } from './rbac.js';
 
 /** LDS for a proxy: one function per proxy kind. */
 export function listenersFromSnapshot(s: ConfigSnapshot): ResourceSpec[] {
@@ -59,11 +59,12 @@ function buildPublicListener(pl: PublicListenerIR): Listener {
         : { $case: 'validationContextSdsSecretConfig', value: sdsSecret(pl.rootsSecret) },
     },
   });
-  const app = isHttp(pl.protocol)
-    ? httpConnectionManager('public_listener', { inline: { cluster: pl.localApp.clusterName } }, pl.protocol)
-    : tcpProxy('public_listener', pl.localApp.clusterName);
+  // HTTP-family traffic is authorized per request (403 to the caller); TCP per connection.
+  const filters = isHttp(pl.protocol)
+    ? [httpConnectionManager('public_listener', { inline: { cluster: pl.localApp.clusterName } }, pl.protocol, { xfcc: 'append-forward', filters: [httpRbacFilter(pl.rbac)] })]
+    : [rbacFilter(pl.rbac), tcpProxy('public_listener', pl.localApp.clusterName)];
   const chain: FilterChain = {
-    filters: [rbacFilter(pl.rbac), app],
+    filters,
     transportSocket: { name: 'envoy.transport_sockets.tls', configType: { $case: 'typedConfig', value: packAny(tls) } },
   } as FilterChain;
   return Listener.fromPartial({
@@ -131,7 +132,7 @@ function gatewayChain(c: GatewayChainIR): FilterChain {
     });
     return {
       filterChainMatch: { serverNames: [...c.serverNames] },
-      filters: [httpConnectionManager(c.statPrefix, { inline: { cluster: c.cluster } }, t.protocol, true)],
+      filters: [httpConnectionManager(c.statPrefix, { inline: { cluster: c.cluster } }, t.protocol, { xfcc: 'sanitize-set' })],
       transportSocket: { name: 'envoy.transport_sockets.tls', configType: { $case: 'typedConfig', value: packAny(tls) } },
     } as FilterChain;
   }

@@ -1,42 +1,78 @@
 import { RBAC as NetworkRbac } from '../../gen/envoy/extensions/filters/network/rbac/v3/rbac.js';
-import { RBAC_Action, type Principal } from '../../gen/envoy/config/rbac/v3/rbac.js';
+import { RBAC as HttpRbac } from '../../gen/envoy/extensions/filters/http/rbac/v3/rbac.js';
+import { RBAC_Action, type Principal, type RBAC as RbacRules } from '../../gen/envoy/config/rbac/v3/rbac.js';
 import type { PrincipalIR, RbacIR } from '../../snapshot/types.js';
 import { packAny } from '../any.js';
 import type { Filter } from '../../gen/envoy/config/listener/v3/listener_components.js';
+import type { HttpFilter } from '../../gen/envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.js';
 
-function principal(p: PrincipalIR): Principal {
+/** Where a listener reads the caller's identity: its TLS peer certificate, or (L7) also XFCC. */
+type Layer = 'l4' | 'l7';
+
+function authenticated(regex: string): Principal {
   return {
     identifier: {
       $case: 'authenticated',
-      value: { principalName: { matchPattern: { $case: 'safeRegex', value: { regex: p.spiffeRegex } }, ignoreCase: false } },
+      value: { principalName: { matchPattern: { $case: 'safeRegex', value: { regex } }, ignoreCase: false } },
     },
   };
 }
 
-function orOf(ps: readonly PrincipalIR[]): Principal {
-  return ps.length === 1 ? principal(ps[0]!) : { identifier: { $case: 'orIds', value: { ids: ps.map(principal) } } };
+/**
+ * The first element of `x-forwarded-client-cert` (the one our gateway set, SANITIZE_SET) names a
+ * URI matching `spiffeRegex`; later elements are what hops after it appended. The URI may be
+ * followed by more `;Key=value` fields of the same element.
+ */
+export function xfccRegex(spiffeRegex: string): string {
+  const id = spiffeRegex.replace(/^\^/, '').replace(/\$$/, '');
+  return `^[^,]+;URI=${id}(?:;[^,]*)?(?:,.*)?$`;
+}
+
+function principal(p: PrincipalIR, layer: Layer): Principal {
+  if (layer === 'l4' || !p.viaGatewayRegex) return authenticated(p.spiffeRegex);
+  const xfcc: Principal = {
+    identifier: {
+      $case: 'header',
+      value: { name: 'x-forwarded-client-cert', headerMatchSpecifier: { $case: 'stringMatch', value: { matchPattern: { $case: 'safeRegex', value: { regex: xfccRegex(p.spiffeRegex) } }, ignoreCase: false } }, invertMatch: false, treatMissingHeaderAsEmpty: false },
+    },
+  };
+  return { identifier: { $case: 'andIds', value: { ids: [authenticated(p.viaGatewayRegex), xfcc] } } };
+}
+
+function orOf(ps: readonly PrincipalIR[], layer: Layer): Principal {
+  return ps.length === 1 ? principal(ps[0]!, layer) : { identifier: { $case: 'orIds', value: { ids: ps.map((p) => principal(p, layer)) } } };
 }
 
 /** A source principal that no higher-precedence intention of the opposite action matches. */
-function policyPrincipal(p: PrincipalIR, exclude: readonly PrincipalIR[]): Principal {
-  if (exclude.length === 0) return principal(p);
-  return { identifier: { $case: 'andIds', value: { ids: [principal(p), { identifier: { $case: 'notId', value: orOf(exclude) } }] } } };
+function policyPrincipal(p: PrincipalIR, exclude: readonly PrincipalIR[], layer: Layer): Principal {
+  if (exclude.length === 0) return principal(p, layer);
+  return { identifier: { $case: 'andIds', value: { ids: [principal(p, layer), { identifier: { $case: 'notId', value: orOf(exclude, layer) } }] } } };
 }
 
-/** The network RBAC filter enforcing intentions on the public listener (L4, by client SPIFFE ID). */
+function rules(rbac: RbacIR, layer: Layer): RbacRules {
+  const policies: RbacRules['policies'] = {};
+  for (const p of rbac.policies) {
+    policies[p.name] = {
+      permissions: [{ rule: { $case: 'any', value: true } }],
+      principals: p.principals.map((x) => policyPrincipal(x, p.notPrincipals, layer)),
+    } as RbacRules['policies'][string];
+  }
+  return { action: rbac.action === 'ALLOW' ? RBAC_Action.ALLOW : RBAC_Action.DENY, policies } as RbacRules;
+}
+
+/** The network RBAC filter enforcing intentions on a TCP public listener (L4, by client SPIFFE ID). */
 export function rbacFilter(rbac: RbacIR): Filter {
-  const policies: Record<string, ReturnType<typeof buildPolicy>> = {};
-  for (const p of rbac.policies) policies[p.name] = buildPolicy(p.principals, p.notPrincipals);
-  const config = NetworkRbac.fromPartial({
-    statPrefix: 'connect_authz',
-    rules: { action: rbac.action === 'ALLOW' ? RBAC_Action.ALLOW : RBAC_Action.DENY, policies },
-  });
+  const config = NetworkRbac.fromPartial({ statPrefix: 'connect_authz', rules: rules(rbac, 'l4') });
   return { name: 'envoy.filters.network.rbac', configType: { $case: 'typedConfig', value: packAny(config) } } as Filter;
 }
 
-function buildPolicy(principals: readonly PrincipalIR[], notPrincipals: readonly PrincipalIR[]) {
-  return {
-    permissions: [{ rule: { $case: 'any' as const, value: true } }],
-    principals: principals.map((p) => policyPrincipal(p, notPrincipals)),
-  };
+/**
+ * The HTTP RBAC filter enforcing intentions on an HTTP-family public listener: a denied request
+ * gets 403 (gRPC: PERMISSION_DENIED) from the sidecar and never reaches the app, where the
+ * network filter would reset the connection and the caller would see a 503. Peer sources match
+ * through the XFCC our gateway set (see `PrincipalIR.viaGatewayRegex`).
+ */
+export function httpRbacFilter(rbac: RbacIR): HttpFilter {
+  const config = HttpRbac.fromPartial({ rules: rules(rbac, 'l7') });
+  return { name: 'envoy.filters.http.rbac', configType: { $case: 'typedConfig', value: packAny(config) } } as HttpFilter;
 }
