@@ -37,6 +37,25 @@ export function buildBootstrap(opts: BootstrapOptions): BootstrapJson {
     static_resources: { clusters: [buildXdsCluster(opts.xdsAddr)] },
     dynamic_resources: buildDynamicResources(opts.token),
     admin: { address: socketAddress(opts.adminAddr) },
+    layered_runtime: buildRuntime(),
+  };
+}
+
+/**
+ * Envoy refuses a config holding a regex whose RE2 program is larger than the runtime's
+ * `re2.max_program_size.error_level` (100 by default). Intentions match SPIFFE IDs by regex, and
+ * one with a long trust domain and service name (a UUID trust domain is 43 characters, a service
+ * name up to 63) exceeds 100, so Envoy would reject the whole listener. Consul's bootstrap raises
+ * the same limit; the patterns isthmus writes are anchored and linear, so the size only costs a
+ * little memory.
+ */
+function buildRuntime(): BootstrapJson {
+  return {
+    layers: [
+      { name: 'static_layer', static_layer: { 're2.max_program_size.error_level': 1_048_576, 're2.max_program_size.warn_level': 1_048_576 } },
+      // Keeps Envoy's admin /runtime_modify working, as without a layered_runtime.
+      { name: 'admin_layer', admin_layer: {} },
+    ],
   };
 }
 

@@ -83,6 +83,14 @@ describe('buildBootstrap', () => {
     expect(json.admin).toEqual({ address: { socket_address: { address: '::1', port_value: 19001 } } });
   });
 
+  it("raises the runtime's RE2 program size limit, which intention regexes with long names exceed", () => {
+    const runtime = bootstrapJson() as unknown as { layered_runtime: { layers: { name: string; static_layer?: Record<string, number> }[] } };
+    const layer = runtime.layered_runtime.layers.find((l) => l.static_layer);
+    // Envoy's default error level is 100: `^spiffe://<43-char trust domain>/ns/default/dc/[^/]+/svc/<63-char name>$` is larger.
+    expect(layer?.static_layer?.['re2.max_program_size.error_level']).toBeGreaterThanOrEqual(100_000);
+    expect(runtime.layered_runtime.layers.map((l) => l.name)).toContain('admin_layer');
+  });
+
   it('binds the admin listener where asked', () => {
     expect(bootstrapJson().admin).toEqual({ address: { socket_address: { address: '127.0.0.1', port_value: 19000 } } });
   });

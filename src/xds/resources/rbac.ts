@@ -20,12 +20,13 @@ function authenticated(regex: string): Principal {
 
 /**
  * The first element of `x-forwarded-client-cert` (the one our gateway set, SANITIZE_SET) names a
- * URI matching `spiffeRegex`; later elements are what hops after it appended. The URI may be
- * followed by more `;Key=value` fields of the same element.
+ * URI matching `spiffeRegex`; what follows the URI is the rest of that element (`;Key=value`) or
+ * the elements later hops appended (`,…`). Envoy's safe_regex matches the whole value, so the
+ * pattern needs no anchors, and it is kept short: RE2 program size is limited by Envoy's runtime.
  */
 export function xfccRegex(spiffeRegex: string): string {
   const id = spiffeRegex.replace(/^\^/, '').replace(/\$$/, '');
-  return `^[^,]+;URI=${id}(?:;[^,]*)?(?:,.*)?$`;
+  return `[^,]+;URI=${id}(?:[;,].*)?`;
 }
 
 function principal(p: PrincipalIR, layer: Layer): Principal {

@@ -1,0 +1,149 @@
+/**
+ * Two peered clusters (two `isthmus server` processes), every proxy a real Envoy: A exports
+ * `api-tcp`, `api-http` and `api-grpc` (each behind a sidecar) to B through A's mesh gateway; B's
+ * `web` calls them in gateway mode `remote` (straight to A's gateway) and `reports` in mode `local`
+ * (through B's gateway, then A's), over TCP, HTTP, gRPC and WebSocket. Intentions in A name B's
+ * services as peer sources and hold at L4 (TCP) and L7 (HTTP, through A's gateway terminating the
+ * peer's mTLS): with the mesh default `deny` an `allow` admits exactly B's `web`; with the default
+ * `allow` a `deny` refuses B's `intruder`. The called app sees who called.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type MeshProcess, startMeshProcess } from '../helpers/mesh-server.js';
+import { exportEntry, startPeeredMeshes } from '../helpers/peered-mesh.js';
+import { cleanupProcesses } from '../helpers/process.js';
+import { waitFor } from '../helpers/wait.js';
+import { type App, closeApps, grpcStream, grpcUnary, httpCall, listenPort, startApp, tcpCall, webSocketCall } from './apps.js';
+import { cleanupEnvoys, type EnvoyProcess, showEnvoyLogsOnFailure, skipWithoutEnvoy, waitHealthy } from './harness.js';
+import { eventually, meshGateway, startProxy, waitSynced, withSidecar } from './mesh.js';
+
+const services = ['api-tcp', 'api-http', 'api-grpc'] as const;
+type Service = (typeof services)[number];
+const protocolOf = { 'api-tcp': 'tcp', 'api-http': 'http', 'api-grpc': 'grpc' } as const;
+const callers = ['web', 'reports', 'intruder'] as const;
+type Caller = (typeof callers)[number];
+
+describe.skipIf(skipWithoutEnvoy())('two peered clusters with real Envoy gateways and sidecars', () => {
+  let a: MeshProcess;
+  let b: MeshProcess;
+  let tdB: string;
+  const apps = new Map<Service, App>();
+  /** Local bind port of each caller's upstream to each service. */
+  const ports = new Map<Caller, Map<Service, number>>();
+  const envoys: { node: MeshProcess; envoy: EnvoyProcess }[] = [];
+  let gwB: EnvoyProcess;
+  const port = (caller: Caller, service: Service) => ports.get(caller)!.get(service)!;
+  const webIdentity = () => `spiffe://${tdB}/ns/default/dc/dc-b/svc/web`;
+
+  showEnvoyLogsOnFailure();
+
+  beforeAll(async () => {
+    ({ a, b } = await startPeeredMeshes({}, {}, startMeshProcess));
+    tdB = await b.trustDomain();
+    const [gwPortA, gwPortB] = [await listenPort(), await listenPort()];
+    await a.register(meshGateway('gw-a', gwPortA));
+    await b.register(meshGateway('gw-b', gwPortB));
+    for (const service of services) {
+      apps.set(service, await startApp(protocolOf[service], service));
+      if (protocolOf[service] !== 'tcp') await a.putConfig({ Kind: 'service-defaults', Name: service, Protocol: protocolOf[service] });
+      await a.register(withSidecar(service, apps.get(service)!.port, await listenPort()));
+    }
+    await a.putConfig(exportEntry(Object.fromEntries(services.map((s) => [s, ['cluster-b']]))));
+    for (const caller of callers) {
+      const mine = new Map<Service, number>();
+      for (const service of services) mine.set(service, await listenPort());
+      ports.set(caller, mine);
+      const mode = caller === 'reports' ? 'local' : 'remote';
+      const upstreams = services.map((s) => ({ DestinationName: s, DestinationPeer: 'cluster-a', LocalBindPort: mine.get(s), MeshGateway: { Mode: mode } }));
+      await b.register(withSidecar(caller, await listenPort(), await listenPort(), upstreams));
+    }
+    // Mesh default deny in A: only B's web and reports are allowed, by name and peer.
+    await a.putConfig({ Kind: 'mesh', DefaultIntentionAction: 'deny' });
+    for (const service of services) {
+      await a.putConfig({ Kind: 'service-intentions', Name: service, Sources: ['web', 'reports'].map((Name) => ({ Name, Peer: 'cluster-b', Action: 'allow' })) });
+    }
+    const started = await Promise.all([
+      startProxy(a, 'gw-a', { kind: 'mesh-gateway', datacenter: 'dc-a' }).then((envoy) => ({ node: a, envoy })),
+      startProxy(b, 'gw-b', { kind: 'mesh-gateway', datacenter: 'dc-b' }).then((envoy) => ({ node: b, envoy })),
+      ...services.map((s) => startProxy(a, `${s}-sidecar-proxy`, { datacenter: 'dc-a' }).then((envoy) => ({ node: a, envoy }))),
+      ...callers.map((c) => startProxy(b, `${c}-sidecar-proxy`, { datacenter: 'dc-b' }).then((envoy) => ({ node: b, envoy }))),
+    ]);
+    envoys.push(...started);
+    gwB = started[1]!.envoy;
+  });
+
+  afterAll(async () => {
+    await cleanupEnvoys();
+    await closeApps();
+    await Promise.all([a?.close(), b?.close()]);
+    await cleanupProcesses();
+  });
+
+  it('every Envoy (two gateways, six sidecars) is LIVE with nothing rejected or warming, and SYNCED', async () => {
+    expect(envoys).toHaveLength(8);
+    for (const { node, envoy } of envoys) {
+      await waitHealthy(envoy);
+      await waitSynced(node, envoy.name);
+    }
+  });
+
+  for (const caller of ['web', 'reports'] as const) {
+    const mode = caller === 'web' ? 'remote' : 'local';
+    describe(`B's ${caller} → A (gateway mode ${mode})`, () => {
+      it('TCP', async () => {
+        expect(await eventually(() => tcpCall(port(caller, 'api-tcp')), `TCP ${caller} → api-tcp`)).toEqual({ greeting: 'api-tcp', echo: 'ping' });
+      });
+
+      it('HTTP: the app sees the caller in B as the first x-forwarded-client-cert element', async () => {
+        const res = await eventually(() => httpCall(port(caller, 'api-http'), '/peered'), `HTTP ${caller} → api-http`);
+        expect(res.status).toBe(200);
+        expect(res.seen).toMatchObject({ app: 'api-http', path: '/peered' });
+        const first = res.seen!.headers['x-forwarded-client-cert']!.split(',')[0]!;
+        expect(first).toContain(`URI=spiffe://${tdB}/ns/default/dc/dc-b/svc/${caller}`);
+      });
+
+      it('gRPC unary and streaming', async () => {
+        const seen = await eventually(() => grpcUnary(port(caller, 'api-grpc')), `gRPC ${caller} → api-grpc`);
+        expect(seen.app).toBe('api-grpc');
+        expect(seen.headers['x-forwarded-client-cert']).toContain(`URI=spiffe://${tdB}/ns/default/dc/dc-b/svc/${caller}`);
+        expect(await grpcStream(port(caller, 'api-grpc'), ['x', 'y'])).toEqual(['api-grpc:x', 'api-grpc:y']);
+      });
+
+      it('WebSocket', async () => {
+        expect(await eventually(() => webSocketCall(port(caller, 'api-http'), ['hi']), `WebSocket ${caller} → api-http`)).toEqual(['api-http:hi']);
+      });
+    });
+  }
+
+  it("local mode really crosses B's gateway; remote mode does not", async () => {
+    const stats = await gwB.stats();
+    const through = Object.entries(stats).filter(([k, v]) => k.startsWith('cluster.') && k.endsWith('.upstream_cx_total') && k.includes('.external.') && v > 0);
+    expect(through.length, "B's gateway opened connections to A's exported services").toBeGreaterThan(0);
+  });
+
+  it('default deny: an allow for exactly B\'s web admits it; B\'s intruder is refused at L4 and L7 and no app sees a request or byte from it', async () => {
+    const before = new Map([...apps].map(([s, app]) => [s, app.seen.length]));
+    await expect(tcpCall(port('intruder', 'api-tcp'))).rejects.toThrow();
+    expect((await httpCall(port('intruder', 'api-http'), '/nope')).status).toBe(403);
+    await expect(grpcUnary(port('intruder', 'api-grpc'))).rejects.toMatchObject({ code: 7 });
+    for (const [s, app] of apps) expect(app.seen.length, `${s} saw intruder`).toBe(before.get(s));
+    expect((await httpCall(port('web', 'api-http'))).seen?.headers['x-forwarded-client-cert']).toContain(webIdentity());
+  });
+
+  it("default allow: a deny for B's intruder refuses exactly it, at L4 and L7", async () => {
+    await a.putConfig({ Kind: 'mesh', DefaultIntentionAction: 'allow' });
+    for (const service of services) {
+      await a.putConfig({ Kind: 'service-intentions', Name: service, Sources: [{ Name: 'intruder', Peer: 'cluster-b', Action: 'deny' }] });
+    }
+    // The change reaches A's sidecars; until then the old rules (which also refuse intruder) hold.
+    await waitFor(async () => (await Promise.all(services.map((s) => waitSynced(a, `${s}-sidecar-proxy`)))).length === services.length, { timeoutMs: 30_000, what: "A's sidecars synced" });
+    const before = new Map([...apps].map(([s, app]) => [s, app.seen.length]));
+    await expect(tcpCall(port('intruder', 'api-tcp'))).rejects.toThrow();
+    expect((await httpCall(port('intruder', 'api-http'), '/nope')).status).toBe(403);
+    await expect(grpcUnary(port('intruder', 'api-grpc'))).rejects.toMatchObject({ code: 7 });
+    for (const [s, app] of apps) expect(app.seen.length, `${s} saw intruder`).toBe(before.get(s));
+    // Anyone else is allowed by the default: web still passes on every protocol.
+    expect(await tcpCall(port('web', 'api-tcp'))).toEqual({ greeting: 'api-tcp', echo: 'ping' });
+    expect((await httpCall(port('web', 'api-http'))).status).toBe(200);
+    expect((await grpcUnary(port('web', 'api-grpc'))).app).toBe('api-grpc');
+  });
+});
