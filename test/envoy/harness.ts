@@ -1,7 +1,7 @@
 /**
  * Real Envoy processes for tests: each one starts from an `isthmus envoy bootstrap` document, with
- * its admin on 127.0.0.1 at a port Envoy picks (read back through `--admin-address-path`), a base
- * id of its own (`--use-dynamic-base-id`), its log captured to a file and printed when a test
+ * its admin on 127.0.0.1 at a port Envoy picks (read back through `--admin-address-path`), hot
+ * restart off (no shared memory a parallel Envoy could collide on), its log kept and printed when a test
  * fails, and it is always stopped (`cleanupEnvoys`). Envoy's own admin endpoints are the judge:
  * `/ready`, `/config_dump`, `/clusters`, `/stats`.
  *
@@ -58,7 +58,7 @@ export async function validateBootstrap(bootstrap: Bootstrap | string): Promise<
   const dir = scratchDir();
   const file = join(dir, 'bootstrap.json');
   writeFileSync(file, typeof bootstrap === 'string' ? bootstrap : JSON.stringify(bootstrap));
-  const child = spawn(requireEnvoy(), ['--mode', 'validate', '-c', file, '-l', 'warning', '--use-dynamic-base-id'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(requireEnvoy(), ['--mode', 'validate', '-c', file, '-l', 'warning', '--disable-hot-restart'], { stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
   child.stdout.setEncoding('utf8').on('data', (c: string) => (output += c));
   child.stderr.setEncoding('utf8').on('data', (c: string) => (output += c));
@@ -114,7 +114,9 @@ export async function startEnvoy(name: string, bootstrap: Bootstrap, opts: { log
   const config = join(dir, 'bootstrap.json');
   const adminPath = join(dir, 'admin-address');
   writeFileSync(config, JSON.stringify(bootstrap));
-  const args = ['-c', config, '--use-dynamic-base-id', '--admin-address-path', adminPath, '-l', opts.logLevel ?? 'warning', '--drain-time-s', '1', '--parent-shutdown-time-s', '2'];
+  // No hot restart: no shared memory or domain sockets, so Envoys started at the same moment by
+  // parallel test files never compete for a base id (what `--base-id` exists to separate).
+  const args = ['-c', config, '--disable-hot-restart', '--admin-address-path', adminPath, '-l', opts.logLevel ?? 'warning', '--drain-time-s', '1', '--parent-shutdown-time-s', '2'];
   const child = spawn(requireEnvoy(), args, { stdio: ['ignore', 'pipe', 'pipe'] });
   let log = '';
   const keep = (chunk: string): void => {
@@ -124,10 +126,15 @@ export async function startEnvoy(name: string, bootstrap: Bootstrap, opts: { log
   child.stdout!.setEncoding('utf8').on('data', keep);
   child.stderr!.setEncoding('utf8').on('data', keep);
   const closed = new Promise<void>((resolve) => child.on('close', () => resolve()));
+  // Envoy writes the file once its admin listener is bound, but not atomically: a read may catch
+  // half an address. It counts once the admin answers there.
   const address = await waitFor(
-    () => {
+    async () => {
       if (child.exitCode !== null) throw new Error(`envoy ${name} exited with ${child.exitCode}:\n${tail(log)}`);
-      return existsSync(adminPath) && readFileSync(adminPath, 'utf8').trim();
+      const text = existsSync(adminPath) ? readFileSync(adminPath, 'utf8').trim() : '';
+      if (!/^(\d+\.\d+\.\d+\.\d+|\[[0-9a-f:]+\]):\d+$/i.test(text)) return undefined;
+      await fetch(`http://${text}/ready`);
+      return text;
     },
     { timeoutMs: 60_000, intervalMs: 20, what: `envoy ${name}'s admin address` },
   ).catch((err: unknown) => {
@@ -136,8 +143,14 @@ export async function startEnvoy(name: string, bootstrap: Bootstrap, opts: { log
   });
   const adminUrl = `http://${address}`;
   const admin = async (path: string): Promise<string> => {
-    const res = await fetch(`${adminUrl}${path}`);
-    return res.text();
+    try {
+      const res = await fetch(`${adminUrl}${path}`);
+      return await res.text();
+    } catch (err) {
+      // fetch's own message is only "fetch failed": name the URL and the socket error behind it.
+      const cause = (err as { cause?: { message?: string } }).cause?.message ?? String(err);
+      throw new Error(`envoy ${name} admin ${adminUrl}${path}: ${cause}`);
+    }
   };
   const proc: EnvoyProcess = {
     name,
@@ -212,7 +225,7 @@ export async function waitHealthy(envoy: EnvoyProcess, timeoutMs = 60_000): Prom
       if (bad.some(([k]) => k.endsWith('update_rejected'))) throw new Error(`envoy ${envoy.name} rejected an update: ${last}\n${rejections(envoy.log())}`);
       return state === 'LIVE' && bad.length === 0 && stats;
     },
-    { timeoutMs, intervalMs: 100, what: `envoy ${envoy.name} LIVE with nothing rejected or warming (last: ${last})` },
+    { timeoutMs, intervalMs: 100, what: `envoy ${envoy.name} (admin ${envoy.adminUrl}) LIVE with nothing rejected or warming` },
   ).catch((err: unknown) => {
     throw new Error(`${(err as Error).message}\nlast state: ${last}\n--- envoy ${envoy.name} log (tail) ---\n${tail(envoy.log())}`);
   });
