@@ -11,7 +11,6 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type MeshProcess, startMeshProcess } from '../helpers/mesh-server.js';
 import { exportEntry, startPeeredMeshes } from '../helpers/peered-mesh.js';
 import { cleanupProcesses } from '../helpers/process.js';
-import { waitFor } from '../helpers/wait.js';
 import { type App, closeApps, grpcStream, grpcUnary, httpCall, listenPort, startApp, tcpCall, webSocketCall } from './apps.js';
 import { cleanupEnvoys, type EnvoyProcess, showEnvoyLogsOnFailure, skipWithoutEnvoy, waitHealthy } from './harness.js';
 import { eventually, meshGateway, startProxy, waitSynced, withSidecar } from './mesh.js';
@@ -129,21 +128,25 @@ describe.skipIf(skipWithoutEnvoy())('two peered clusters with real Envoy gateway
     expect((await httpCall(port('web', 'api-http'))).seen?.headers['x-forwarded-client-cert']).toContain(webIdentity());
   });
 
-  it("default allow: a deny for B's intruder refuses exactly it, at L4 and L7", async () => {
+  it("default allow: a deny for exactly B's web refuses it at L4 and L7; B's intruder, with no intention, now passes", async () => {
     await a.putConfig({ Kind: 'mesh', DefaultIntentionAction: 'allow' });
     for (const service of services) {
-      await a.putConfig({ Kind: 'service-intentions', Name: service, Sources: [{ Name: 'intruder', Peer: 'cluster-b', Action: 'deny' }] });
+      await a.putConfig({ Kind: 'service-intentions', Name: service, Sources: [{ Name: 'web', Peer: 'cluster-b', Action: 'deny' }] });
     }
-    // The change reaches A's sidecars; until then the old rules (which also refuse intruder) hold.
-    await waitFor(async () => (await Promise.all(services.map((s) => waitSynced(a, `${s}-sidecar-proxy`)))).length === services.length, { timeoutMs: 30_000, what: "A's sidecars synced" });
+    // Each of A's sidecars applies the change on its own: wait for each service to refuse web.
+    await eventually(async () => expect(await httpCall(port('web', 'api-http'))).toMatchObject({ status: 403 }), 'api-http refusing web');
+    await eventually(() => expect(tcpCall(port('web', 'api-tcp'))).rejects.toThrow(), 'api-tcp refusing web');
+    await eventually(() => expect(grpcUnary(port('web', 'api-grpc'))).rejects.toMatchObject({ code: 7 }), 'api-grpc refusing web');
     const before = new Map([...apps].map(([s, app]) => [s, app.seen.length]));
-    await expect(tcpCall(port('intruder', 'api-tcp'))).rejects.toThrow();
-    expect((await httpCall(port('intruder', 'api-http'), '/nope')).status).toBe(403);
-    await expect(grpcUnary(port('intruder', 'api-grpc'))).rejects.toMatchObject({ code: 7 });
-    for (const [s, app] of apps) expect(app.seen.length, `${s} saw intruder`).toBe(before.get(s));
-    // Anyone else is allowed by the default: web still passes on every protocol.
-    expect(await tcpCall(port('web', 'api-tcp'))).toEqual({ greeting: 'api-tcp', echo: 'ping' });
-    expect((await httpCall(port('web', 'api-http'))).status).toBe(200);
-    expect((await grpcUnary(port('web', 'api-grpc'))).app).toBe('api-grpc');
+    await expect(tcpCall(port('web', 'api-tcp'))).rejects.toThrow();
+    expect((await httpCall(port('web', 'api-http'), '/nope')).status).toBe(403);
+    await expect(grpcUnary(port('web', 'api-grpc'))).rejects.toMatchObject({ code: 7 });
+    for (const [s, app] of apps) expect(app.seen.length, `${s} saw web`).toBe(before.get(s));
+    // The default admits everyone else, the intruder of the previous step included.
+    expect(await tcpCall(port('intruder', 'api-tcp'))).toEqual({ greeting: 'api-tcp', echo: 'ping' });
+    const http = await httpCall(port('intruder', 'api-http'));
+    expect(http.status).toBe(200);
+    expect(http.seen!.headers['x-forwarded-client-cert']!.split(',')[0]).toContain(`URI=spiffe://${tdB}/ns/default/dc/dc-b/svc/intruder`);
+    expect((await grpcUnary(port('intruder', 'api-grpc'))).app).toBe('api-grpc');
   });
 });
