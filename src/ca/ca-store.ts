@@ -36,9 +36,9 @@ export type RootRecord = {
 };
 
 /**
- * Rotation phases (DESIGN/issue 3 §2): `trust-both` — the new root is trusted, the old one still
- * signs; `reissue` — the new root signs and every leaf is re-issued, the old one is still trusted.
- * Leaving `reissue` retires the old root and ends the rotation.
+ * Rotation phases (docs/architecture.md §2 "Built-in CA"): `trust-both` — the new root is trusted,
+ * the old one still signs; `reissue` — the new root signs and every leaf is re-issued, the old one
+ * is still trusted. Leaving `reissue` retires the old root and ends the rotation.
  */
 export type RotationPhase = 'trust-both' | 'reissue';
 

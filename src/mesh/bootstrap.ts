@@ -101,7 +101,7 @@ function buildDynamicResources(token: string | undefined): BootstrapJson {
       api_type: 'DELTA_GRPC',
       transport_api_version: 'V3',
       grpc_services: [grpcService],
-      // The server keeps the node of a stream's first request (DESIGN.md §7 rule 2).
+      // The server keeps the node of a stream's first request (docs/architecture.md §7 rule 2).
       set_node_on_first_message_only: true,
     },
     cds_config: viaAds,

@@ -1,6 +1,6 @@
 /**
  * Every SNI, SPIFFE ID, and cluster / listener / secret name isthmus produces, and nowhere else
- * (DESIGN.md §4). The forms are Consul's, so Envoy stats and dashboards read the same.
+ * (docs/architecture.md §4). The forms are Consul's, so Envoy stats and dashboards read the same.
  */
 
 export const defaultNamespace = 'default';

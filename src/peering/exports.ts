@@ -4,7 +4,7 @@ import { meshGatewaySpiffeId, peeredServiceSni, serviceSpiffeId } from '../mesh/
 import { serviceProtocol } from '../snapshot/lookups.js';
 
 /**
- * What this cluster exports to one peer, as pure functions of the catalog (DESIGN.md §6
+ * What this cluster exports to one peer, as pure functions of the catalog (docs/architecture.md §6
  * "Replicated"). `peerName` is our local name for the peering: the `exported-services` entry names
  * consumers by it.
  */

@@ -6,7 +6,8 @@ import type { JsonValue, Store } from '../store/index.js';
 /**
  * Services imported from cluster peers, in the Store under the local name of the peering (they
  * survive a restart) with an in-memory copy for the catalog API. Each service is replaced as a
- * whole by the latest payload (DESIGN.md §6 "Importer": full-state reconcile per service).
+ * whole by the latest payload (docs/architecture.md §6 "Importer": full-state reconcile per
+ * service).
  */
 
 const prefix = 'peering/imported/';

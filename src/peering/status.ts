@@ -15,10 +15,10 @@ export interface StatusObserverOptions {
 }
 
 /**
- * A stream's events → the peering's state and StreamStatus in the Store (DESIGN.md §6 "States"):
- * ACTIVE when the stream is up, FAILING with the error when it is down, TERMINATED when the peer
- * deleted the peering. Writes are serialized per stream, and a failed write (the peering is being
- * deleted or is gone) is only logged.
+ * A stream's events → the peering's state and StreamStatus in the Store (docs/architecture.md §6
+ * "States"): ACTIVE when the stream is up, FAILING with the error when it is down, TERMINATED when
+ * the peer deleted the peering. Writes are serialized per stream, and a failed write (the peering
+ * is being deleted or is gone) is only logged.
  */
 export function statusObserver(opts: StatusObserverOptions): StreamObserver {
   const { peerings, peeringName: name, logger } = opts;

@@ -3,9 +3,10 @@ import { parseHostPort } from '../config/host-port.js';
 import { dnsHostname } from '../dns-names.js';
 
 /**
- * The peering token (DESIGN.md §6): standard base64 of JSON with Consul's field names, so a token
- * reads the same as Consul's `peering generate-token` output. It carries the acceptor's CA roots,
- * where and under which TLS name to reach it, and the one-time establishment secret.
+ * The peering token (docs/architecture.md §6 "Token"): standard base64 of JSON with Consul's field
+ * names, so a token reads the same as Consul's `peering generate-token` output. It carries the
+ * acceptor's CA roots, where and under which TLS name to reach it, and the one-time establishment
+ * secret.
  */
 export interface PeeringToken {
   /** The acceptor's CA root certificates (PEM). Never empty: there is no plaintext fallback. */

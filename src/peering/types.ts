@@ -76,7 +76,10 @@ export function isDialer(p: Peering): boolean {
   return p.PeerServerAddresses.length > 0;
 }
 
-/** Default: the stream is torn down after 2 min without a heartbeat (DESIGN.md §6). */
+/**
+ * Default: the stream is torn down after 2 min without a heartbeat (docs/architecture.md §6
+ * "Stream").
+ */
 export const defaultHealthyWindowMs = 120_000;
 
 /**

@@ -10,7 +10,8 @@ const escapeRegex = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 
 /**
  * The URI SAN pattern of an intention source. Peer sources match the peer's trust domain and any
- * datacenter (DESIGN.md §5); `peerTrustDomain` resolves a peer name (undefined: unknown yet).
+ * datacenter (docs/architecture.md §5 "Intentions → RBAC"); `peerTrustDomain` resolves a peer name
+ * (undefined: unknown yet).
  */
 export function sourcePrincipal(
   source: IntentionSource,

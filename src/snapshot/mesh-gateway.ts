@@ -22,9 +22,10 @@ import type { EdsClusterIR, EndpointIR, GatewayChainIR, MeshGatewaySnapshot, Tru
 
 
 /**
- * A mesh gateway's snapshot (DESIGN.md §5): TLS-inspecting listeners that pass mesh TLS through
- * by SNI; chains for services exported to peers, then for remote datacenters, then the
- * `sni_cluster` catch-all for local services and services imported from peers (mode `local`).
+ * A mesh gateway's snapshot (docs/architecture.md §5 "Mesh gateway"): TLS-inspecting listeners that
+ * pass mesh TLS through by SNI; chains for services exported to peers, then for remote datacenters,
+ * then the `sni_cluster` catch-all for local services and services imported from peers (mode
+ * `local`).
  */
 export function buildMeshGatewaySnapshot(gateway: ServiceInstance, ctx: BuildContext, leaf?: Leaf): Built<MeshGatewaySnapshot> {
   const chains: GatewayChainIR[] = [];

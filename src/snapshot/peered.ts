@@ -48,10 +48,11 @@ export function peerRootsSecret(bundle: PeerBundle): RootsSecretIR {
 }
 
 /**
- * A sidecar upstream with `DestinationPeer` (DESIGN.md §5, issue 5): SNI, SAN list and protocol
- * come from the exporter's replicated PeerMeta, never recomputed here; the peer's bundle is the
- * trusted CA. Undefined until both the peer's instances and its bundle are known, so the upstream
- * is left out rather than half-rendered (Consul's "received" flags).
+ * A sidecar upstream with `DestinationPeer` (docs/architecture.md §5 "Sidecar" and §6 "Replicated";
+ * issue 5): SNI, SAN list and protocol come from the exporter's replicated PeerMeta, never
+ * recomputed here; the peer's bundle is the trusted CA. Undefined until both the peer's instances
+ * and its bundle are known, so the upstream is left out rather than half-rendered (Consul's
+ * "received" flags).
  */
 export function peeredUpstream(
   proxy: ServiceInstance,

@@ -29,7 +29,10 @@ export function sidecarSpiffeId(proxy: ServiceInstance, ctx: Pick<BuildContext, 
   });
 }
 
-/** A connect-proxy's snapshot (DESIGN.md §5 "Sidecar"), with peered upstreams and inbound peer trust. */
+/**
+ * A connect-proxy's snapshot (docs/architecture.md §5 "Sidecar"), with peered upstreams and inbound
+ * peer trust.
+ */
 export function buildSidecarSnapshot(proxy: ServiceInstance, leaf: Leaf, ctx: BuildContext): Built<SidecarSnapshot> {
   const destination = proxy.proxy?.destinationServiceName ?? proxy.name;
   const address = proxy.address || '0.0.0.0';
@@ -125,8 +128,8 @@ function upstreamEndpoints(
 
 /**
  * The trust domains the public listener accepts when its service is exported to peers: ours and
- * each consuming peer's whose bundle is known (DESIGN.md §5). Undefined when no peer is involved,
- * so the listener keeps validating with the local roots secret.
+ * each consuming peer's whose bundle is known (docs/architecture.md §5 "Sidecar"). Undefined when
+ * no peer is involved, so the listener keeps validating with the local roots secret.
  */
 function inboundTrustDomains(service: string, localRoots: RootsSecretIR, ctx: BuildContext): TrustDomainIR[] | undefined {
   const out: TrustDomainIR[] = [];

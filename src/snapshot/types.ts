@@ -1,7 +1,8 @@
 /**
  * The config snapshot: isthmus's own intermediate representation of everything one proxy needs,
- * with no Envoy types (DESIGN.md §2). Built by the per-kind builders, consumed by the pure
- * generators in src/xds/resources. Plain JSON-able data: generators key their memo on it.
+ * with no Envoy types (docs/architecture.md §2 "Snapshot"). Built by the per-kind builders,
+ * consumed by the pure generators in src/xds/resources. Plain JSON-able data: generators key their
+ * memo on it.
  */
 import type { Protocol } from '../catalog/types.js';
 
@@ -99,7 +100,8 @@ export interface PublicListenerIR {
   readonly rootsSecret: string;
   /**
    * Set when the service is exported to peers: the local trust domain plus each consuming peer's,
-   * validated by Envoy's SPIFFE validator instead of the roots secret (DESIGN.md §5).
+   * validated by Envoy's SPIFFE validator instead of the roots secret (docs/architecture.md §5
+   * "Sidecar").
    */
   readonly trustDomains?: readonly TrustDomainIR[] | undefined;
   readonly rbac: RbacIR;

@@ -1,7 +1,7 @@
 /**
  * Hand-assembled protobuf wire format for the hot path: a response is a small header plus the
  * cached, already-encoded resource fields concatenated, so the bytes of a resource are produced
- * once and shared by every proxy that receives it (DESIGN.md §7 rule 13).
+ * once and shared by every proxy that receives it (docs/architecture.md §7 rule 13).
  */
 const WIRE_LEN = 2;
 

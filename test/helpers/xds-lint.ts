@@ -1,8 +1,9 @@
 /**
- * Envoy's cross-resource rules over one proxy's resources (DESIGN.md §9.2): names are unique per
- * type; every cluster a listener or route names exists; every RDS route configuration, SDS secret
- * and EDS load assignment referenced exists; EDS clusters take endpoints from ADS; filter chain
- * matches are unique within a listener; a tcp_proxy without a cluster follows sni_cluster.
+ * Envoy's cross-resource rules over one proxy's resources (docs/architecture.md §9 item 2): names
+ * are unique per type; every cluster a listener or route names exists; every RDS route
+ * configuration, SDS secret and EDS load assignment referenced exists; EDS clusters take endpoints
+ * from ADS; filter chain matches are unique within a listener; a tcp_proxy without a cluster
+ * follows sni_cluster.
  */
 import { unpackAny } from '../../src/xds/any.js';
 import { extractRefs } from '../../src/xds/cache/refs.js';

@@ -1,6 +1,6 @@
 /**
- * Conformance of the ADS server to DESIGN.md §7, with a generated client acting as Envoy, over SotW
- * and Delta. Each test names the rule it shows.
+ * Conformance of the ADS server to docs/architecture.md §7, with a generated client acting as
+ * Envoy, over SotW and Delta. Each test names the rule it shows.
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { status } from '@grpc/grpc-js';

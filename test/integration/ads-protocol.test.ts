@@ -1,6 +1,6 @@
 /**
- * Protocol-specific ADS rules (DESIGN.md §7) that differ between SotW and Delta, plus stream
- * admission, CSDS over gRPC and shutdown.
+ * Protocol-specific ADS rules (docs/architecture.md §7) that differ between SotW and Delta, plus
+ * stream admission, CSDS over gRPC and shutdown.
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import * as grpc from '@grpc/grpc-js';

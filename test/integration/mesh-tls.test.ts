@@ -2,7 +2,7 @@
  * Real mutual-TLS handshakes (Node `tls` on 127.0.0.1) built only from what isthmus pushed to two
  * Delta fake Envoys: the client from web's sidecar upstream cluster for api (SDS leaf, SDS roots,
  * SNI, exact SPIFFE SAN matcher), the server from api's sidecar public_listener (SDS leaf, SDS roots,
- * client certificate required). Issue 3 "What must be shown"; DESIGN.md §9 item 6.
+ * client certificate required). Issue 3 "What must be shown"; docs/architecture.md §9 item 6.
  */
 import { X509Certificate } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -171,7 +171,8 @@ describe('mTLS from pushed config', () => {
     expect((await handshake(before.client, retired.server)).ok).toBe(false);
     expect((await handshake(retired.client, before.server)).ok).toBe(false);
 
-    // A rotation re-sends secrets only (DESIGN.md §5): no cluster, listener, endpoint or route push.
+    // A rotation re-sends secrets only (docs/architecture.md §5 "Secrets"): no cluster, listener,
+    // endpoint or route push.
     await web.settle();
     await api.settle();
     for (const [envoy, mark, leaf] of [[web, marks.web, 'web'], [api, marks.api, 'api']] as const) {

@@ -57,9 +57,9 @@ interface Connection {
 }
 
 /**
- * The dialer end (DESIGN.md §6): connects over TLS, sends Open, runs a session, and after any
- * failure reconnects with jittered exponential backoff, trying the acceptor's addresses in turn.
- * A Terminated from the acceptor stops it for good.
+ * The dialer end (docs/architecture.md §6 "Stream"): connects over TLS, sends Open, runs a session,
+ * and after any failure reconnects with jittered exponential backoff, trying the acceptor's
+ * addresses in turn. A Terminated from the acceptor stops it for good.
  */
 export class StreamDialer {
   private target: DialTarget;

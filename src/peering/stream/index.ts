@@ -1,4 +1,4 @@
-/** The peering replication stream engine (DESIGN.md §6 "Stream"), both ends. */
+/** The peering replication stream engine (docs/architecture.md §6 "Stream"), both ends. */
 export { StreamAcceptor, type AcceptedPeer, type AcceptorOptions, type PeerBinding, type StreamCall } from './acceptor.js';
 export { backoffDelay, defaultBackoff, type BackoffOptions } from './backoff.js';
 export { dialStream, StreamDialer, type DialOptions, type DialTarget, type StopOptions } from './dialer.js';

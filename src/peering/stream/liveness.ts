@@ -1,7 +1,8 @@
 /**
- * Heartbeats and the silence deadline of one stream (DESIGN.md §6: a Heartbeat every 15 s, the
- * stream torn down after 2 min without one). Any message from the peer proves it alive; before the
- * first one the deadline is `firstTimeoutMs` (a dialer waiting for the acceptor to answer its Open).
+ * Heartbeats and the silence deadline of one stream (docs/architecture.md §6 "Stream": a Heartbeat
+ * every 15 s, the stream torn down after 2 min of silence). Any message from the peer proves it
+ * alive; before the first one the deadline is `firstTimeoutMs` (a dialer waiting for the acceptor
+ * to answer its Open).
  */
 export class Liveness {
   private interval: NodeJS.Timeout | undefined;

@@ -1,7 +1,7 @@
 /**
- * What a peering stream replicates, as literal data (DESIGN.md §6 "Replicated"). A resource URL is
- * the type URL of the message in `Response.resource`, so a response whose `Any` names another type
- * is refused.
+ * What a peering stream replicates, as literal data (docs/architecture.md §6 "Replicated"). A
+ * resource URL is the type URL of the message in `Response.resource`, so a response whose `Any`
+ * names another type is refused.
  */
 export const ResourceUrl = {
   /** The sender's CA roots `{TrustDomain, RootPEMs}`; resource_id = the trust domain. */

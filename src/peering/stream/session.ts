@@ -75,10 +75,10 @@ type Handlers = { readonly [K in Payload['$case']]: (value: Extract<Payload, { $
 class ApplyTimeout extends Error {}
 
 /**
- * One replication stream after Open, the same at both ends (DESIGN.md §6 "Stream"): subscribes to
- * what it imports, answers the peer's subscriptions from its source with one Response per change,
- * applies the peer's responses to its sink in order and ACKs or NACKs each, tracks its own
- * outstanding nonces, and keeps the heartbeat and silence deadline. It never reconnects: the
+ * One replication stream after Open, the same at both ends (docs/architecture.md §6 "Stream"):
+ * subscribes to what it imports, answers the peer's subscriptions from its source with one Response
+ * per change, applies the peer's responses to its sink in order and ACKs or NACKs each, tracks its
+ * own outstanding nonces, and keeps the heartbeat and silence deadline. It never reconnects: the
  * dialer starts a new session for that.
  */
 export class PeerStreamSession {

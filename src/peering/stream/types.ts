@@ -95,7 +95,7 @@ export interface NackDetail {
 
 /** Heartbeat and deadline settings shared by both ends (milliseconds). */
 export interface StreamTimings {
-  /** How often a Heartbeat is sent (DESIGN.md §6: 15 s). */
+  /** How often a Heartbeat is sent (docs/architecture.md §6 "Stream": 15 s). */
   readonly heartbeatIntervalMs?: number;
   /** The stream is torn down after this long without any message from the peer (2 min). */
   readonly heartbeatTimeoutMs?: number;

@@ -9,7 +9,7 @@ import type { TypeState } from './type-state.js';
 /**
  * Incremental ADS (`DeltaAggregatedResources`). `ts.sent` is the version of each resource the
  * client holds as far as we know: seeded from `initial_resource_versions` on reconnect (rule 10),
- * updated as responses are written.
+ * updated as responses are written. Rule numbers in this file are those of docs/architecture.md §7.
  */
 export class DeltaSession extends AdsSession<DeltaDiscoveryRequest> {
   protected applyRequest(ts: TypeState, req: DeltaDiscoveryRequest, isFirst: boolean): boolean {

@@ -114,7 +114,8 @@ const endpointIndex = typeIndex(TypeUrl.endpoint);
 /**
  * One ADS stream. The base class owns what SotW and Delta share: node admission, per-type state,
  * the flush loop that writes in make-before-break order and waits for ACKs, backpressure, NACK
- * bookkeeping. Subclasses turn requests into subscription changes and plan responses.
+ * bookkeeping. Subclasses turn requests into subscription changes and plan responses. Rules are
+ * numbered as in docs/architecture.md §7; the invariants this push path relies on are §10 there.
  */
 export abstract class AdsSession<Req extends BaseRequest = BaseRequest> implements ViewWatcher, PlanMemo {
   readonly id = nextSessionId++;

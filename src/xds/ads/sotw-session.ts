@@ -31,7 +31,8 @@ export function stateVersion(entries: readonly CacheEntry[]): string {
 
 /**
  * State-of-the-world ADS (`StreamAggregatedResources`). CDS and LDS responses carry the complete
- * state; EDS, RDS and SDS responses carry the named resources that changed.
+ * state; EDS, RDS and SDS responses carry the named resources that changed. Rule numbers in this
+ * file are those of docs/architecture.md §7.
  */
 export class SotwSession extends AdsSession<DiscoveryRequest> {
   /** False for what changes nothing a plan reads: a stale request, or a plain ACK naming the same resources. */

@@ -49,7 +49,10 @@ export interface NackRecord {
   readonly at: Date;
 }
 
-/** Per stream and type: subscriptions, what was sent, ACKed and NACKed (DESIGN.md §7 rule 3). */
+/**
+ * Per stream and type: subscriptions, what was sent, ACKed and NACKed (docs/architecture.md §7
+ * rule 3).
+ */
 export class TypeState {
   /** The client has asked for this type at least once on this stream. */
   requested = false;

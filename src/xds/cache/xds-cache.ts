@@ -27,7 +27,8 @@ function isEncoded(r: ResourceInput): r is EncodedResource {
  * The xDS cache: proxy views (node id → names → entries) over one pool of shared, encoded-once
  * entries. Publishing a view checks it for consistency first and refuses an inconsistent one, so a
  * proxy keeps its last good config. This is the only seam between config generation and streams:
- * streams `watch` a node id and read its current view.
+ * streams `watch` a node id and read its current view. What the push path may assume of the views
+ * published here is listed in docs/architecture.md §10.
  *
  * A type whose entries did not change keeps its Map object across publishes, so streams can skip
  * it by identity and the pool's use counts are touched only for types that changed.

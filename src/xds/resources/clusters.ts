@@ -99,7 +99,7 @@ function httpProtocolOptions(protocol: Protocol): Record<string, ReturnType<type
 
 /**
  * mTLS to the upstream: our leaf, the roots we trust for it, its SNI, and the exact SPIFFE IDs it
- * may present (DESIGN.md §5).
+ * may present (docs/architecture.md §5 "Sidecar").
  */
 function upstreamTls(t: UpstreamTlsIR): UpstreamTlsContext {
   return UpstreamTlsContext.fromPartial({

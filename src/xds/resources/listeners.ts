@@ -46,7 +46,7 @@ function tcpProxy(prefix: string, cluster: string): Filter {
 
 /**
  * Inbound: mTLS requiring a client certificate from a trusted root, intentions as RBAC, then the
- * local application (DESIGN.md §5).
+ * local application (docs/architecture.md §5 "Sidecar").
  */
 function buildPublicListener(pl: PublicListenerIR): Listener {
   const tls = DownstreamTlsContext.fromPartial({
@@ -77,7 +77,8 @@ function buildPublicListener(pl: PublicListenerIR): Listener {
 
 /**
  * Envoy's SPIFFE certificate validator: a client certificate is checked against the bundle of the
- * trust domain in its URI SAN only, so a peer's CA can never vouch for our identities (DESIGN.md §5).
+ * trust domain in its URI SAN only, so a peer's CA can never vouch for our identities
+ * (docs/architecture.md §5 "Sidecar").
  */
 function spiffeValidator(trustDomains: readonly TrustDomainIR[]): { name: string; typedConfig: ReturnType<typeof packAny> } {
   const config = SPIFFECertValidatorConfig.fromPartial({

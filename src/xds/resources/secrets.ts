@@ -5,7 +5,7 @@ import { spec, type ResourceSpec } from './common.js';
 
 /**
  * SDS: the proxy's leaf certificate and the root bundles it trusts. A rotation re-sends these
- * secrets only, not the clusters and listeners that name them (DESIGN.md §5).
+ * secrets only, not the clusters and listeners that name them (docs/architecture.md §5 "Secrets").
  */
 export function secretsFromSnapshot(s: ConfigSnapshot): ResourceSpec[] {
   if (s.kind === 'mesh-gateway') return s.leaf ? [leafSpec(s.leaf), ...(s.roots ?? []).map(rootsSpec)] : [];
