@@ -1,5 +1,5 @@
 /**
- * Golden files for generated Envoy config (STYLE.md): resources serialized as Envoy-style JSON
+ * Golden files for generated Envoy config: resources serialized as Envoy-style JSON
  * with every `Any` expanded (`@type` + fields), one file per proxy and xDS type under
  * test/golden/<case>/. `UPDATE_GOLDEN=1 npx vitest run test/golden` rewrites them; a test fails on
  * golden files no case produces (orphans).
