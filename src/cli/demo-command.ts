@@ -1,4 +1,5 @@
-import type { Command } from 'commander';
+import { type Command, Option } from 'commander';
+import { parseEnvoyChoice, type EnvoyChoice } from '../demo/envoy-binary.js';
 import { withDeadline } from '../probe/deadline.js';
 
 /** How long stopping may take before the process exits anyway. */
@@ -6,23 +7,30 @@ const hardExitMs = 10_000;
 
 /**
  * `isthmus demo`: two clusters on loopback in this process, peered, with a guided tour on stdout
- * (issue 6). Exit 0 only if every step worked; a failed step prints `✗ <step>: <reason>` and exits 1.
- * SIGINT/SIGTERM stop everything and remove the temporary directory: exit 130 during the tour, 0
- * once `--keep-running` holds the clusters up after a successful tour.
+ * (issue 6). With Envoy (`--envoy`, default: `envoy` on the PATH if there is one) every proxy is a
+ * real Envoy process and the tour ends with a real request through both mesh gateways; without,
+ * the proxies are stand-ins. Exit 0 only if every step worked; a failed step prints
+ * `✗ <step>: <reason>` (and, for an Envoy, its last log lines) and exits 1; a bad `--envoy` is a
+ * usage error (exit 2). SIGINT/SIGTERM stop everything (Envoys and apps too) and remove the
+ * temporary directory: exit 130 during the tour, 0 once `--keep-running` holds it all up after a
+ * successful tour.
  */
 export function registerDemoCommand(program: Command): void {
   program
     .command('demo')
-    .description('run two peered clusters on 127.0.0.1 and print a guided tour (no Docker, no Envoy)')
-    .option('--keep-running', 'keep both clusters up after the tour until Ctrl-C')
-    .action(async (opts: { keepRunning?: boolean }) => {
-      process.exit(await runDemo(opts.keepRunning === true));
+    .description('run two peered clusters on 127.0.0.1 and print a guided tour, with real Envoy proxies when envoy is found')
+    .option('--keep-running', 'keep everything up after the tour until Ctrl-C')
+    .addOption(new Option('--envoy <auto|off|PATH>', 'auto: envoy on the PATH if there is one; off: stand-ins for the proxies; PATH: that envoy binary').default('auto'))
+    .action(async (opts: { keepRunning?: boolean; envoy: string }, cmd: Command) => {
+      const envoy = parseEnvoyChoice(opts.envoy);
+      if (envoy.kind === 'error') cmd.error(envoy.message, { exitCode: 2, code: 'isthmus.usage' });
+      process.exit(await runDemo(opts.keepRunning === true, envoy));
     });
 }
 
-async function runDemo(keepRunning: boolean): Promise<number> {
+async function runDemo(keepRunning: boolean, envoy: EnvoyChoice): Promise<number> {
   // Loaded lazily so `isthmus --help` does not pay for fastify, gRPC and LMDB.
-  const { DemoRun, runTour, StepFailure, whereToLookNext } = await import('../demo/index.js');
+  const { DemoRun, getEnvoyHint, runEnvoyTour, runTour, StepFailure, whereToLookNext } = await import('../demo/index.js');
   // A closed stdout (`isthmus demo | head`) must not crash the demo before it has cleaned up.
   let stdoutOpen = true;
   process.stdout.on('error', () => (stdoutOpen = false));
@@ -39,7 +47,8 @@ async function runDemo(keepRunning: boolean): Promise<number> {
     process.on('SIGINT', onSignal);
     process.on('SIGTERM', onSignal);
   });
-  const tour = runTour(run, out).then(
+  if (envoy.kind === 'none') out(getEnvoyHint(envoy.why));
+  const tour = (envoy.kind === 'envoy' ? runEnvoyTour(run, envoy, out) : runTour(run, out)).then(
     (result) => ({ ok: true as const, result }),
     (err: unknown) => ({ ok: false as const, err }),
   );
@@ -50,11 +59,12 @@ async function runDemo(keepRunning: boolean): Promise<number> {
     const step = outcome.err instanceof StepFailure ? outcome.err.step : 'demo';
     const reason = outcome.err instanceof Error ? outcome.err.message : String(outcome.err);
     out(`✗ ${step}: ${reason.replace(/\s*\n\s*/g, ' ')}`);
+    if (outcome.err instanceof StepFailure) for (const line of outcome.err.details) out(`    ${line}`);
     return stopThen(1);
   }
-  for (const line of whereToLookNext(outcome.result, keepRunning, run.logFile)) out(line);
+  for (const line of whereToLookNext(outcome.result, keepRunning, run.workDir)) out(line);
   if (!keepRunning) return stopThen(0);
   touring = false;
-  out('Both clusters keep running; press Ctrl-C to stop them.');
+  out(`${envoy.kind === 'envoy' ? 'The clusters, Envoys and apps' : 'Both clusters'} keep running; press Ctrl-C to stop them.`);
   return finished;
 }

@@ -21,9 +21,13 @@ export class DemoRun {
     this.logger = createLogger('info', pino.destination({ dest: this.logFile, sync: true }));
   }
 
-  /** Registers something to stop; stopped in reverse order of registration. */
+  /**
+   * Registers something to stop; stopped in reverse order of registration. Something that comes up
+   * after the run began to stop (a step still under way at Ctrl-C) is stopped at once.
+   */
   own<T>(thing: T, stop: (t: T) => Promise<void> | void): T {
-    this.stops.push(async () => stop(thing));
+    if (this.stopping) void (async () => stop(thing))().catch(() => undefined);
+    else this.stops.push(async () => stop(thing));
     return thing;
   }
 

@@ -12,15 +12,14 @@ import { chainTarget, type GatewayStandIn, startGatewayStandIn } from './gateway
 import { openSocketSlot, type SocketSlot } from './socket-slot.js';
 import { summariseUpstream, type UpstreamSummary } from './upstream-summary.js';
 
-export const stepTimeoutMs = 15_000;
 /** Inner waits give up first, so their message (what was awaited, the last error) is the one shown. */
 const pollTimeoutMs = 12_000;
 export const upstreamBindPort = 19090;
 const upstreamListener = upstreamListenerName('api', '127.0.0.1', upstreamBindPort, 'cluster-a');
 
-/** Polls `fn` until it returns a value (not undefined), for at most `pollTimeoutMs`. */
-async function until<T>(what: string, fn: () => Promise<T | undefined> | T | undefined): Promise<T> {
-  const deadline = Date.now() + pollTimeoutMs;
+/** Polls `fn` until it returns a value (not undefined), for at most `timeoutMs`. */
+export async function until<T>(what: string, fn: () => Promise<T | undefined> | T | undefined, timeoutMs = pollTimeoutMs): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
   let last: unknown;
   for (;;) {
     try {
@@ -29,7 +28,7 @@ async function until<T>(what: string, fn: () => Promise<T | undefined> | T | und
     } catch (err) {
       last = err;
     }
-    if (Date.now() > deadline) throw new Error(`${what} not reached within ${pollTimeoutMs / 1000} s${last instanceof Error ? ` (${last.message})` : ''}`);
+    if (Date.now() > deadline) throw new Error(`${what} not reached within ${timeoutMs / 1000} s${last instanceof Error ? ` (${last.message})` : ''}`);
     await new Promise((r) => setTimeout(r, 50));
   }
 }

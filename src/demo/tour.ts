@@ -6,37 +6,20 @@
  * step that fails throws a `StepFailure` naming it.
  */
 import { serviceSpiffeId } from '../mesh/names.js';
-import { withDeadline } from '../probe/deadline.js';
 import { TypeUrl } from '../xds/types.js';
 import type { DemoCluster } from './demo-cluster.js';
 import type { DemoRun } from './demo-run.js';
-import { exportApi, handshakeThroughGateway, peerClusters, readUpstream, registerServices, startClusters, stepTimeoutMs, upstreamBindPort } from './tour-steps.js';
+import { StepFailure, step } from './step.js';
+import { exportApi, handshakeThroughGateway, peerClusters, readUpstream, registerServices, startClusters, upstreamBindPort } from './tour-steps.js';
 import { formatUpstreamSummary } from './upstream-summary.js';
-
-export class StepFailure extends Error {
-  constructor(
-    readonly step: string,
-    reason: string,
-  ) {
-    super(reason);
-  }
-}
 
 export interface TourResult {
   readonly a: DemoCluster;
   readonly b: DemoCluster;
 }
 
-async function step<T>(name: string, fn: () => Promise<T>): Promise<T> {
-  try {
-    return await withDeadline(fn(), { timeoutMs: stepTimeoutMs, what: name });
-  } catch (err) {
-    throw new StepFailure(name, err instanceof Error ? err.message : String(err));
-  }
-}
-
-const where = (c: DemoCluster) => `http ${c.httpAddr}, xDS ${c.xdsAddr}, peering ${c.peeringAddr}`;
-const plural = (n: number, what: string) => `${n} ${n === 1 ? what : `${what}s`}`;
+export const where = (c: DemoCluster) => `http ${c.httpAddr}, xDS ${c.xdsAddr}, peering ${c.peeringAddr}`;
+export const plural = (n: number, what: string) => `${n} ${n === 1 ? what : `${what}s`}`;
 
 export async function runTour(run: DemoRun, out: (line: string) => void): Promise<TourResult> {
   const { a, b } = await step('start the clusters', () => startClusters(run));

