@@ -35,7 +35,7 @@ export function planRegistration(reg: Registration, ctx: PlanContext): Parsed<In
   const drafts = reg.sidecar ? [reg.service, reg.sidecar.instance] : [reg.service];
   const replaced = new Set([...drafts.map((d) => d.id), ...(previousSidecar ? [previousSidecar.id] : [])]);
   checkCheckIds(drafts.flatMap((d) => d.checks), replaced, ctx.index, p);
-  const sidecarPort = reg.sidecar && (reg.sidecar.port ?? freeSidecarPort(ctx.index, previousSidecar, p));
+  const sidecarPort = reg.sidecar && (reg.sidecar.port ?? freeSidecarPort(ctx.index, previousSidecar, upstreamPorts(reg.sidecar.instance), p));
   if (p.list.length > 0) return p.result<InstanceChanges>(undefined);
   const service = stamp(reg.service, ctx);
   const upserts: StoredInstance[] = [{ instance: service }];
@@ -62,11 +62,22 @@ function checkCheckIds(checks: readonly CheckDraft[], replaced: ReadonlySet<stri
   }
 }
 
-/** Keeps the port of the sidecar being replaced; otherwise the first port no other sidecar has. */
-function freeSidecarPort(index: CatalogIndex, previous: ServiceInstance | undefined, p: Problems): number | undefined {
+/**
+ * Ports the sidecar's own upstreams bind on its address: its public listener cannot have them
+ * (Envoy refuses a second listener on an address).
+ */
+function upstreamPorts(sidecar: InstanceDraft): ReadonlySet<number> {
+  return new Set((sidecar.proxy?.upstreams ?? []).filter((u) => u.localBindAddress === sidecar.address).map((u) => u.localBindPort));
+}
+
+/**
+ * Keeps the port of the sidecar being replaced unless one of its upstreams now binds it; otherwise
+ * the first port no other sidecar has and none of its upstreams binds.
+ */
+function freeSidecarPort(index: CatalogIndex, previous: ServiceInstance | undefined, taken: ReadonlySet<number>, p: Problems): number | undefined {
   const { min, max } = sidecarPortRange;
-  if (previous && previous.port >= min && previous.port <= max) return previous.port;
-  const used = new Set(index.instancesOfKind('connect-proxy').map((i) => i.port));
+  if (previous && previous.port >= min && previous.port <= max && !taken.has(previous.port)) return previous.port;
+  const used = new Set([...index.instancesOfKind('connect-proxy').map((i) => i.port), ...taken]);
   for (let port = min; port <= max; port++) if (!used.has(port)) return port;
   return p.add('Connect.SidecarService.Port', `no free port left in ${min}-${max} for the sidecar: set Connect.SidecarService.Port`);
 }

@@ -19,6 +19,13 @@ export interface ProxyRules {
   /** The service's port for a sidecar (LocalServicePort's default); none for connect-proxy. */
   readonly defaultLocalServicePort?: number;
   readonly service?: { readonly id: string; readonly name: string };
+  /** The datacenter of the proxy: an upstream with no `Datacenter` targets it. */
+  readonly datacenter: string;
+  /**
+   * Where the proxy's own public listener binds, when the registration says: `Address` and `Port`
+   * of a connect-proxy, or of a sidecar with an explicit `Port`.
+   */
+  readonly publicListener?: { readonly address: string; readonly port: number } | undefined;
 }
 
 /** `{Mode}`; absent → mode "". */
@@ -50,7 +57,8 @@ export function parseProxy(value: unknown, base: string, rules: ProxyRules, p: P
   const localServiceAddress = readIp(obj, 'LocalServiceAddress', base, p, defaultLocalAddress);
   const localServicePort = readInt(obj, 'LocalServicePort', base, p, 1, 65535, rules.defaultLocalServicePort || undefined);
   const upstreams = readArray(obj, 'Upstreams', base, p, (v, f) => parseUpstream(v, f, p), 4096);
-  checkBindConflicts(upstreams, p);
+  checkBindConflicts(upstreams, rules.publicListener, p);
+  checkDuplicateDestinations(upstreams, rules.datacenter, p);
   const meshGateway = readMeshGateway(obj, base, p);
   if (!dest || localServiceAddress === undefined || localServicePort === undefined) return undefined;
   return { ...dest, localServiceAddress, localServicePort, upstreams: upstreams.map((u) => u.upstream), meshGateway };
@@ -97,13 +105,34 @@ function parseUpstream(value: unknown, field: string, p: Problems): ParsedUpstre
   return { upstream, field };
 }
 
-/** Two upstream listeners cannot bind the same address and port. */
-function checkBindConflicts(upstreams: readonly ParsedUpstream[], p: Problems): void {
+/**
+ * No two listeners of one proxy on the same address and port: Envoy refuses the second ("has
+ * duplicate address ... as existing listener") and NACKs the whole listener update.
+ */
+function checkBindConflicts(upstreams: readonly ParsedUpstream[], own: ProxyRules['publicListener'], p: Problems): void {
   const seen = new Map<string, string>();
   for (const { upstream, field } of upstreams) {
     const key = `${upstream.localBindAddress}:${upstream.localBindPort}`;
     const first = seen.get(key);
-    if (first !== undefined) p.add(at(field, 'LocalBindPort'), `${key} is already used by ${first}; each upstream needs its own LocalBindAddress:LocalBindPort`);
+    if (own && upstream.localBindAddress === own.address && upstream.localBindPort === own.port) {
+      p.add(at(field, 'LocalBindPort'), `${key} is the proxy's own public listener (its Address and Port); give the upstream another LocalBindPort`);
+    } else if (first !== undefined) p.add(at(field, 'LocalBindPort'), `${key} is already used by ${first}; each upstream needs its own LocalBindAddress:LocalBindPort`);
+    else seen.set(key, field);
+  }
+}
+
+/**
+ * One upstream per destination, as in Consul (`upstreams cannot contain duplicates`): both would
+ * get the same cluster (named by the destination), and a proxy cannot hold two clusters of one
+ * name, so its config could never be built. An upstream without `Datacenter` targets the proxy's.
+ */
+function checkDuplicateDestinations(upstreams: readonly ParsedUpstream[], datacenter: string, p: Problems): void {
+  const seen = new Map<string, string>();
+  for (const { upstream: u, field } of upstreams) {
+    const where = u.destinationPeer ? `peer ${u.destinationPeer}` : `datacenter ${u.datacenter || datacenter}`;
+    const key = `${u.destinationName} (namespace ${u.destinationNamespace}, partition ${u.destinationPartition}, ${where})`;
+    const first = seen.get(key);
+    if (first !== undefined) p.add(at(field, 'DestinationName'), `${key} is already the destination of ${first}; one upstream per destination`);
     else seen.set(key, field);
   }
 }

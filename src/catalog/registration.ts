@@ -6,7 +6,7 @@ import {
   readObject, readOptionalObject, readString,
 } from './input.js';
 import { parseGatewayProxy } from './registration-gateway.js';
-import { parseProxy, readIp } from './registration-proxy.js';
+import { type ProxyRules, parseProxy, readIp } from './registration-proxy.js';
 
 /**
  * Consul's service registration body (`PUT /v1/agent/service/register`), parsed into catalog
@@ -55,7 +55,8 @@ function parseService(obj: JsonObject, ctx: RegistrationContext, p: Problems): I
     p.add('Datacenter', `must be ${JSON.stringify(ctx.datacenter)} (this server's datacenter): only mesh gateways may be registered for another datacenter`);
   }
   const taggedAddresses = parseTaggedAddresses(obj, p, mesh, kind === 'mesh-gateway');
-  const proxy = kind === 'mesh-gateway' ? undefined : parseProxyOf(obj, kind, p);
+  const publicListener = address !== undefined && port !== undefined ? { address, port } : undefined;
+  const proxy = kind === 'mesh-gateway' ? undefined : parseProxyOf(obj, kind, { datacenter: ctx.datacenter, publicListener }, p);
   const gatewayConfig = kind === 'mesh-gateway' ? parseGatewayProxy(obj['Proxy'], taggedAddresses, p) : undefined;
   const checks = parseChecks(obj, '', { id: id ?? '', name: name ?? '' }, p);
   if (name === undefined || id === undefined || address === undefined || port === undefined || datacenter === undefined) return undefined;
@@ -63,11 +64,11 @@ function parseService(obj: JsonObject, ctx: RegistrationContext, p: Problems): I
   return { id, name, kind, address, port, ...rest, datacenter, taggedAddresses, proxy, ...(gatewayConfig && { gatewayConfig }), checks };
 }
 
-function parseProxyOf(obj: JsonObject, kind: ServiceKind, p: Problems): InstanceDraft['proxy'] {
+function parseProxyOf(obj: JsonObject, kind: ServiceKind, where: Pick<ProxyRules, 'datacenter' | 'publicListener'>, p: Problems): InstanceDraft['proxy'] {
   const value = obj['Proxy'];
   if (kind === 'connect-proxy') {
     if (value === undefined || value === null) return p.add('Proxy', 'required for Kind "connect-proxy" (at least Proxy.DestinationServiceName)');
-    return parseProxy(value, 'Proxy', { destination: 'required' }, p);
+    return parseProxy(value, 'Proxy', { destination: 'required', ...where }, p);
   }
   if (value !== undefined && value !== null) {
     p.add('Proxy', `only allowed when Kind is "connect-proxy" or "mesh-gateway" (to give a service a sidecar, use Connect.SidecarService)`);
@@ -130,7 +131,9 @@ function parseConnect(obj: JsonObject, service: InstanceDraft, p: Problems): Reg
   const port = sc['Port'] === undefined || sc['Port'] === null ? undefined : readInt(sc, 'Port', base, p, 1, 65535);
   const tags = sc['Tags'] === undefined ? service.tags : readArray(sc, 'Tags', base, p, (v, f) => checkString(v, f, p, { maxLength: 512 }), 256);
   const meta = sc['Meta'] === undefined ? service.meta : readMeta(sc, 'Meta', base, p);
-  const proxy = parseProxy(sc['Proxy'], at(base, 'Proxy'), { destination: 'from-service', defaultLocalServicePort: service.port, service }, p);
+  const publicListener = address !== undefined && port !== undefined ? { address, port } : undefined;
+  const rules: ProxyRules = { destination: 'from-service', defaultLocalServicePort: service.port, service, datacenter: service.datacenter, publicListener };
+  const proxy = parseProxy(sc['Proxy'], at(base, 'Proxy'), rules, p);
   const given = sc['Check'] !== undefined || sc['Checks'] !== undefined;
   const checks = given ? parseChecks(sc, base, { id, name }, p) : [aliasCheckDraft({ id }, service, base)];
   if (address === undefined || !proxy || (sc['Port'] !== undefined && sc['Port'] !== null && port === undefined)) return undefined;

@@ -1,3 +1,4 @@
+import { isIP } from 'node:net';
 import { type Command, Option } from 'commander';
 import { type HostPort, parseHostPort } from '../config/host-port.js';
 import { type BootstrapOptions, buildBootstrap } from '../mesh/bootstrap.js';
@@ -11,7 +12,7 @@ export function registerEnvoyCommand(program: Command): void {
     .description('print an Envoy v3 bootstrap (JSON) for a sidecar, or a mesh gateway with --gateway mesh')
     .requiredOption('--proxy-id <ID>', 'registered proxy service ID (becomes node.id)')
     .addOption(new Option('--gateway <KIND>', 'bootstrap a gateway instead of a sidecar').choices(['mesh']))
-    .addOption(new Option('--admin-bind <HOST:PORT>', 'Envoy admin listener').default('127.0.0.1:19000'))
+    .addOption(new Option('--admin-bind <IP:PORT>', 'Envoy admin listener (an IP, as Envoy binds it)').default('127.0.0.1:19000'))
     .addOption(new Option('--xds-addr <HOST:PORT>', 'isthmus xDS (gRPC) address Envoy dials').env('ISTHMUS_XDS_ADDR').default('127.0.0.1:8502'))
     .addOption(new Option('--token <TOKEN>', 'proxy token sent as x-isthmus-token on the xDS stream').env('ISTHMUS_PROXY_TOKEN'))
     .option('--cluster <NAME>', 'node.cluster (default: the proxy ID)')
@@ -53,13 +54,23 @@ function bootstrapOptions(cmd: Command): BootstrapOptions {
     cluster: flags.cluster,
     datacenter: flags.datacenter,
     xdsAddr: dialAddress(flags.xdsAddr, usage),
-    adminAddr: hostPortOrUsage('--admin-bind', flags.adminBind, usage),
+    adminAddr: adminAddress(flags.adminBind, usage),
     token: flags.token,
   };
 }
 
 function hostPortOrUsage(flag: string, text: string, usage: (message: string) => never): HostPort {
   return parseHostPort(text) ?? usage(`${flag}: ${JSON.stringify(text)} is not HOST:PORT or [IPv6]:PORT`);
+}
+
+/**
+ * Envoy binds its admin listener to a SocketAddress, which must name an IP: a host name passes our
+ * parser but `envoy --mode validate` refuses the bootstrap ("malformed IP address: localhost").
+ */
+function adminAddress(text: string, usage: (message: string) => never): HostPort {
+  const addr = hostPortOrUsage('--admin-bind', text, usage);
+  if (isIP(addr.host) === 0) usage(`--admin-bind: ${JSON.stringify(text)} must be an IP address and port, not a host name (Envoy binds its admin listener to an IP; e.g. 127.0.0.1:${addr.port})`);
+  return addr;
 }
 
 /** Envoy connects to this address, so neither a wildcard host nor port 0 makes sense. */

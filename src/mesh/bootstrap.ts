@@ -69,10 +69,15 @@ function buildNode(opts: BootstrapOptions): BootstrapJson {
 
 /** ADS is gRPC, so the cluster speaks HTTP/2; keepalive PINGs detect a dead server behind a NAT or LB. */
 function buildXdsCluster(addr: HostPort): BootstrapJson {
+  // STATIC needs an IP literal; a name (docker-compose service, k8s Service) is resolved by DNS.
+  const byName = isIP(addr.host) === 0;
   return {
     name: xdsClusterName,
-    // STATIC needs an IP literal; a name (docker-compose service, k8s Service) is resolved by DNS.
-    type: isIP(addr.host) === 0 ? 'STRICT_DNS' : 'STATIC',
+    type: byName ? 'STRICT_DNS' : 'STATIC',
+    // Envoy's default (AUTO) takes the IPv6 answer when there is one: `localhost` becomes ::1
+    // even where /etc/hosts maps it to 127.0.0.1 only, and the server listens on 127.0.0.1 unless
+    // told otherwise, so Envoy never connected. IPv4 first, IPv6 when a name has no IPv4 address.
+    ...(byName ? { dns_lookup_family: 'V4_PREFERRED' } : {}),
     connect_timeout: '1s',
     typed_extension_protocol_options: {
       [httpProtocolOptionsType]: {

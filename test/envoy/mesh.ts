@@ -62,7 +62,7 @@ export async function startProxy(node: MeshProcess, proxyId: string, opts: { kin
   return envoy;
 }
 
-/** The API's proxy status: per xDS type its status (SYNCED, STALE, NACKED, NOT_SENT, NONE). */
+/** The API's proxy status: per xDS type its status (SYNCED, NOT_SENT, STALE, ERROR for NACKED, NONE). */
 export async function proxyTypeStates(node: MeshProcess, proxyId: string): Promise<Record<string, string>> {
   const res = await node.api<{ Types?: Record<string, { status: string }> }>('GET', `/v1/xds/proxies/${encodeURIComponent(proxyId)}`);
   if (res.status !== 200) throw new Error(`proxy status of ${proxyId}: HTTP ${res.status} ${JSON.stringify(res.body)}`);

@@ -203,6 +203,42 @@ describe.each(['sotw', 'delta'] as const)('ADS %s', (api) => {
     e.close();
   });
 
+  it('rule 9: endpoints do not wait for the CDS ACK, which Envoy withholds while a new or changed cluster warms', async () => {
+    basicView('n1');
+    const e = connect('n1');
+    subscribe(e, TypeUrl.cluster, []);
+    await ack(e);
+    subscribe(e, TypeUrl.endpoint, ['a']);
+    await ack(e);
+    subscribe(e, TypeUrl.listener, []);
+    await ack(e);
+    // Cluster a changes, cluster b is new and a new listener routes to it.
+    h.cache.setProxyResources('n1', [
+      edsCluster('a', { timeoutSeconds: 9 }), endpoints('a', [9000]), edsCluster('b'), endpoints('b', [9001]),
+      tcpListener('l1', 10001, 'a'), tcpListener('l2', 10002, 'b'),
+    ]);
+    const cds = await e.next();
+    expect(short(cds.typeUrl)).toBe('CDS');
+    // Like a running Envoy: apply the clusters, subscribe to b's endpoints, and keep the CDS ACK
+    // until both clusters are warm, i.e. have their endpoints (a's re-sent, as it changed).
+    if (e instanceof SotwEnvoy_) e.request(TypeUrl.endpoint, ['a', 'b'], { nonce: e.lastNonceOf(TypeUrl.endpoint) });
+    else (e as DeltaEnvoy).send(TypeUrl.endpoint, { subscribe: ['b'] });
+    const warm = new Set<string>();
+    while (!(warm.has('a') && warm.has('b'))) {
+      const eds = await ack(e);
+      expect(short(eds.typeUrl)).toBe('EDS');
+      for (const name of names(eds)) warm.add(name);
+    }
+    // Nothing that names the clusters goes before their ACK...
+    expect(await e.quietFor(200)).toBe(true);
+    (e as SotwEnvoy).ack(cds as never);
+    // ...and then the listener does.
+    const lds = await ack(e);
+    expect(short(lds.typeUrl)).toBe('LDS');
+    expect(names(lds)).toContain('l2');
+    e.close();
+  });
+
   it('backpressure: without an ACK nothing more is sent for the type, then the latest content wins', async () => {
     h.cache.setProxyResources('n1', [secret('s1', 'v1')]);
     const e = connect('n1');

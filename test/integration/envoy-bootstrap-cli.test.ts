@@ -52,6 +52,7 @@ describe('isthmus envoy bootstrap', () => {
     [['--proxy-id', 'web', '--xds-addr', '127.0.0.1:0'], /--xds-addr: "127\.0\.0\.1:0" needs a port Envoy can dial/],
     [['--proxy-id', 'web', '--xds-addr', '0.0.0.0:8502'], /--xds-addr: "0\.0\.0\.0:8502" is a wildcard listen address/],
     [['--proxy-id', 'web', '--admin-bind', '127.0.0.1:70000'], /--admin-bind: "127\.0\.0\.1:70000" is not HOST:PORT/],
+    [['--proxy-id', 'web', '--admin-bind', 'localhost:19000'], /--admin-bind: "localhost:19000" must be an IP address and port, not a host name .*e\.g\. 127\.0\.0\.1:19000/],
     [['--proxy-id', 'web', '--datacenter', 'DC 1'], /--datacenter: "DC 1" must be lowercase/],
     [['--proxy-id', 'web', '--bogus'], /unknown option '--bogus'/],
   ])('%j is a usage error: exit 2, one line, nothing on stdout', async (args, message) => {

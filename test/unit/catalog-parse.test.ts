@@ -47,6 +47,22 @@ describe('parseRegistration', () => {
     expect(registration({ Name: 'web', Address: '10.0.0.5', Port: 1, Connect: { SidecarService: { Port: 21999 } } }).sidecar!.port).toBe(21999);
   });
 
+  it('takes one upstream per destination: the same service in another datacenter, peer or namespace is another destination', () => {
+    const up = (port: number, u: Record<string, unknown> = {}) => ({ DestinationName: 'db', LocalBindPort: port, ...u });
+    const sidecar = (upstreams: unknown[], extra: Record<string, unknown> = {}) => ({ Name: 'web', Address: '127.0.0.1', Port: 80, Connect: { SidecarService: { ...extra, Proxy: { Upstreams: upstreams } } } });
+    const many = [up(9001), up(9002, { Datacenter: 'dc2' }), up(9003, { DestinationPeer: 'east' }), up(9004, { DestinationNamespace: 'team-a' })];
+    expect(registration(sidecar(many)).sidecar!.instance.proxy!.upstreams).toHaveLength(4);
+    // Datacenter "" is this server's: the same cluster as naming dc1.
+    expect(errorsOf(sidecar([up(9001), up(9002, { Datacenter: 'dc1' })]))).toEqual([
+      'Connect.SidecarService.Proxy.Upstreams[1].DestinationName: db (namespace default, partition default, datacenter dc1) is already the destination of Connect.SidecarService.Proxy.Upstreams[0]; one upstream per destination',
+    ]);
+    // The sidecar's own public listener is no upstream's; on another address the port is free.
+    expect(errorsOf(sidecar([up(21500)], { Port: 21500 }))).toEqual([
+      "Connect.SidecarService.Proxy.Upstreams[0].LocalBindPort: 127.0.0.1:21500 is the proxy's own public listener (its Address and Port); give the upstream another LocalBindPort",
+    ]);
+    expect(errorsOf(sidecar([up(21500, { LocalBindAddress: '127.0.0.2' })], { Port: 21500 }))).toEqual([]);
+  });
+
   it('names checks service:<id>, or service:<id>:<n> when there are several; TTL checks start critical', () => {
     expect(registration({ Name: 'web', Check: { TTL: '10s' } }).service.checks).toEqual([
       expect.objectContaining({ checkId: 'service:web', name: "Service 'web' check", status: 'critical', ttlSeconds: 10, serviceId: 'web' }),

@@ -150,6 +150,19 @@ describe('Catalog', () => {
     expect(catalog.instancesOfKind('typical').map((i) => i.id)).toEqual(['a', 'a-2', 'c', 'd']);
   });
 
+  it('never gives a sidecar the port one of its own upstreams binds on its address', async () => {
+    const { catalog } = await openCatalog(new ManualClock());
+    const up = (port: number) => ({ DestinationName: 'db', LocalBindAddress: '10.0.0.1', LocalBindPort: port });
+    await catalog.register({ Name: 'a', Address: '10.0.0.1', Port: 80, Connect: { SidecarService: { Proxy: { Upstreams: [up(21000)] } } } });
+    expect(catalog.instance('a-sidecar-proxy')!.port).toBe(21001);
+    // A re-registration whose upstream now binds the sidecar's port moves the sidecar.
+    await catalog.register({ Name: 'a', Address: '10.0.0.1', Port: 80, Connect: { SidecarService: { Proxy: { Upstreams: [up(21001)] } } } });
+    expect(catalog.instance('a-sidecar-proxy')!.port).toBe(21000);
+    // Bound on another address (127.0.0.1 by default), the same port is no conflict.
+    await catalog.register({ Name: 'a', Address: '10.0.0.1', Port: 80, Connect: { SidecarService: { Proxy: { Upstreams: [{ DestinationName: 'db', LocalBindPort: 21000 }] } } } });
+    expect(catalog.instance('a-sidecar-proxy')!.port).toBe(21000);
+  });
+
   it('after a restart, a TTL that ran out while the server was down turns critical at once', async () => {
     const clock = new ManualClock();
     const first = await openCatalog(clock);

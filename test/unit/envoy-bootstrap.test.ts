@@ -65,6 +65,7 @@ describe('buildBootstrap', () => {
     const [cluster, ...others] = bootstrapJson().static_resources.clusters;
     expect(others).toEqual([]);
     expect(cluster).toMatchObject({ name: 'isthmus_xds', type: 'STATIC', connect_timeout: '1s' });
+    expect(cluster.dns_lookup_family).toBeUndefined();
     expect(cluster.load_assignment).toEqual({
       cluster_name: 'isthmus_xds',
       endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: '10.1.2.3', port_value: 8502 } } } }] }],
@@ -79,6 +80,8 @@ describe('buildBootstrap', () => {
     const json = bootstrapJson({ xdsAddr: { host: 'isthmus-server', port: 9502 }, adminAddr: { host: '::1', port: 19001 } });
     const [cluster] = json.static_resources.clusters;
     expect(cluster.type).toBe('STRICT_DNS');
+    // Envoy's default family would dial ::1 for `localhost` while the server listens on 127.0.0.1.
+    expect(cluster.dns_lookup_family).toBe('V4_PREFERRED');
     expect(cluster.load_assignment.endpoints[0].lb_endpoints[0].endpoint.address.socket_address).toEqual({ address: 'isthmus-server', port_value: 9502 });
     expect(json.admin).toEqual({ address: { socket_address: { address: '::1', port_value: 19001 } } });
   });

@@ -110,6 +110,7 @@ if (allTypeUrls.length !== 5) throw new Error(`AdsSession keeps 5 type states, a
 const usesClusters = (t: XdsTypeUrl) => t === TypeUrl.listener || t === TypeUrl.route;
 const clusterIndex = typeIndex(TypeUrl.cluster);
 const endpointIndex = typeIndex(TypeUrl.endpoint);
+const clusterBit = 1 << clusterIndex;
 
 /**
  * One ADS stream. The base class owns what SotW and Delta share: node admission, per-type state,
@@ -485,8 +486,15 @@ export abstract class AdsSession<Req extends BaseRequest = BaseRequest> implemen
 
   /**
    * Writes what is pending in the order of `pushOrder`. A type awaiting an ACK blocks every later
-   * step, and listeners/routes wait until the clusters they may name are warm (their endpoints
-   * subscribed and sent), so a listener never arrives before the cluster it routes to.
+   * step, but endpoints do not wait for the ACK of clusters, and listeners/routes wait until the
+   * clusters they may name are warm (their endpoints subscribed and sent), so a listener never
+   * arrives before the cluster it routes to.
+   *
+   * A running Envoy withholds its CDS ACK while any cluster warms, and a new or changed EDS cluster
+   * warms until its endpoints arrive (Envoy `ClusterManagerImpl::updateClusterCounts` pauses CDS
+   * while warming clusters exist). Held behind that ACK, the endpoints came only after Envoy's
+   * 15 s initial-fetch timeout, and the cluster warmed empty. The xDS protocol asks only that CDS
+   * go out before the EDS of its clusters (xds_protocol, "Eventual consistency considerations").
    *
    * Returns 'blocked' when it stopped early (warming clusters, or something to send behind a
    * response still awaiting its ACK, written by this flush or before), 'done' when nothing waits,
@@ -495,13 +503,14 @@ export abstract class AdsSession<Req extends BaseRequest = BaseRequest> implemen
    */
   private flushSteps(stopAfterWrite: boolean): 'done' | 'blocked' | 'wrote' {
     if (!this.writable) return 'blocked';
-    let awaitingAck = false;
+    /** Bits of the types met so far (this step's included) with a response awaiting its ACK. */
+    let awaiting = 0;
     for (let slot = 0; slot < pushOrder.length; slot++) {
       const step = pushOrder[slot]!;
       const bit = 1 << step.index;
       if ((this.requestedTypes & bit) === 0) continue;
       if (step.phase === 'upsert' && usesClusters(step.typeUrl) && this.clustersWarming()) return 'blocked';
-      awaitingAck ||= (this.awaitingTypes & bit) !== 0;
+      awaiting |= this.awaitingTypes & bit;
       const entries = entriesAt(this.view, step.index);
       // Neither the type's entries nor the stream's state changed since this step last had nothing to send.
       if (this.planAt(slot) === entries) continue;
@@ -511,13 +520,14 @@ export abstract class AdsSession<Req extends BaseRequest = BaseRequest> implemen
         if (this.view) this.setPlanAt(slot, entries);
         continue;
       }
-      if (awaitingAck) return 'blocked';
+      const endpointUpsert = step.phase === 'upsert' && step.index === endpointIndex;
+      if ((endpointUpsert ? awaiting & ~clusterBit : awaiting) !== 0) return 'blocked';
       this.write(ts, planned);
       // A plan sends everything its phase had to send against these entries, and one phase's
       // response never gives the other phase something to send: only this phase's memo moves.
       this.setPlanAt(slot, entries);
       if (stopAfterWrite) return 'wrote';
-      awaitingAck = true;
+      awaiting |= bit;
     }
     return 'done';
   }
