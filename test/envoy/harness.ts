@@ -199,10 +199,17 @@ function parseClusters(text: string): Map<string, EnvoyHost[]> {
   return out;
 }
 
-/** The `update_rejected` counters of CDS, LDS, RDS and SDS, and the warming gauges, in one object. */
+/**
+ * The `update_rejected` counters of CDS, LDS, RDS and SDS, the warming gauges, and whether the
+ * proxy took its clusters and listeners from isthmus at all (`cds_accepted`, `lds_accepted`: an
+ * Envoy that never reached its server also goes LIVE, empty, once its initial fetches time out).
+ */
 export async function rejectionStats(envoy: EnvoyProcess): Promise<Record<string, number>> {
   const stats = await envoy.stats();
-  const out: Record<string, number> = {};
+  const out: Record<string, number> = {
+    cds_accepted: stats['cluster_manager.cds.update_success'] ?? 0,
+    lds_accepted: stats['listener_manager.lds.update_success'] ?? 0,
+  };
   for (const [name, value] of Object.entries(stats)) {
     if (name.endsWith('.update_rejected') && /^(cluster_manager\.cds|listener_manager\.lds|http\.[^.]+\.rds|sds)\./.test(name)) out[name] = value;
     if (name === 'cluster_manager.warming_clusters' || name === 'listener_manager.total_listeners_warming') out[name] = value;
@@ -211,8 +218,8 @@ export async function rejectionStats(envoy: EnvoyProcess): Promise<Record<string
 }
 
 /**
- * Waits until Envoy is LIVE with every update accepted: no rejected CDS/LDS/RDS/SDS update and
- * nothing warming. Resolves with the stats it checked; the timeout names what was still wrong.
+ * Waits until Envoy is LIVE with its clusters and listeners from isthmus and every update accepted:
+ * no rejected CDS/LDS/RDS/SDS update and nothing warming. Resolves with the stats it checked; the timeout names what was still wrong.
  */
 export async function waitHealthy(envoy: EnvoyProcess, timeoutMs = 60_000): Promise<Record<string, number>> {
   let last = '';
@@ -220,12 +227,12 @@ export async function waitHealthy(envoy: EnvoyProcess, timeoutMs = 60_000): Prom
     async () => {
       const state = await envoy.state();
       const stats = await rejectionStats(envoy);
-      const bad = Object.entries(stats).filter(([, v]) => v !== 0);
+      const bad = Object.entries(stats).filter(([k, v]) => (k.endsWith('_accepted') ? v === 0 : v !== 0));
       last = `${state} ${JSON.stringify(Object.fromEntries(bad))}`;
       if (bad.some(([k]) => k.endsWith('update_rejected'))) throw new Error(`envoy ${envoy.name} rejected an update: ${last}\n${rejections(envoy.log())}`);
       return state === 'LIVE' && bad.length === 0 && stats;
     },
-    { timeoutMs, intervalMs: 100, what: `envoy ${envoy.name} (admin ${envoy.adminUrl}) LIVE with nothing rejected or warming` },
+    { timeoutMs, intervalMs: 100, what: `envoy ${envoy.name} (admin ${envoy.adminUrl}) LIVE with its config from isthmus, nothing rejected or warming` },
   ).catch((err: unknown) => {
     throw new Error(`${(err as Error).message}\nlast state: ${last}\n--- envoy ${envoy.name} log (tail) ---\n${tail(envoy.log())}`);
   });
