@@ -127,7 +127,10 @@ export async function startEnvoy(name: string, bootstrap: Bootstrap, opts: { log
   const address = await waitFor(
     () => {
       if (child.exitCode !== null) throw new Error(`envoy ${name} exited with ${child.exitCode}:\n${tail(log)}`);
-      return existsSync(adminPath) && readFileSync(adminPath, 'utf8').trim();
+      // Envoy creates the file before it writes `host:port` into it: an empty file is "not yet"
+      // ('' would end waitFor, which stops only at undefined, null and false, with an empty URL).
+      const text = existsSync(adminPath) ? readFileSync(adminPath, 'utf8').trim() : '';
+      return /^\S+:\d+$/.test(text) ? text : undefined;
     },
     { timeoutMs: 60_000, intervalMs: 20, what: `envoy ${name}'s admin address` },
   ).catch((err: unknown) => {
@@ -136,8 +139,15 @@ export async function startEnvoy(name: string, bootstrap: Bootstrap, opts: { log
   });
   const adminUrl = `http://${address}`;
   const admin = async (path: string): Promise<string> => {
-    const res = await fetch(`${adminUrl}${path}`);
-    return res.text();
+    try {
+      const res = await fetch(`${adminUrl}${path}`);
+      return await res.text();
+    } catch (err) {
+      // fetch says only "fetch failed"; the cause (ECONNREFUSED, …) and whether Envoy is gone say why.
+      const cause = (err as { cause?: { message?: string } }).cause?.message ?? (err as Error).message;
+      const gone = child.exitCode !== null || child.signalCode !== null ? `; envoy exited (${child.exitCode ?? child.signalCode})` : '';
+      throw new Error(`envoy ${name} admin ${adminUrl}${path}: ${cause}${gone}`);
+    }
   };
   const proc: EnvoyProcess = {
     name,
@@ -203,19 +213,26 @@ export async function rejectionStats(envoy: EnvoyProcess): Promise<Record<string
  */
 export async function waitHealthy(envoy: EnvoyProcess, timeoutMs = 60_000): Promise<Record<string, number>> {
   let last = '';
-  return waitFor(
+  // A rejection is final: it ends the wait at once (a throw inside waitFor would only mean "not yet").
+  let rejected: string | undefined;
+  const stats = await waitFor(
     async () => {
       const state = await envoy.state();
       const stats = await rejectionStats(envoy);
       const bad = Object.entries(stats).filter(([, v]) => v !== 0);
       last = `${state} ${JSON.stringify(Object.fromEntries(bad))}`;
-      if (bad.some(([k]) => k.endsWith('update_rejected'))) throw new Error(`envoy ${envoy.name} rejected an update: ${last}\n${rejections(envoy.log())}`);
+      if (bad.some(([k]) => k.endsWith('update_rejected'))) {
+        rejected = `envoy ${envoy.name} rejected an update: ${last}\n${rejections(envoy.log())}`;
+        return stats;
+      }
       return state === 'LIVE' && bad.length === 0 && stats;
     },
-    { timeoutMs, intervalMs: 100, what: `envoy ${envoy.name} LIVE with nothing rejected or warming (last: ${last})` },
+    { timeoutMs, intervalMs: 100, what: `envoy ${envoy.name} LIVE with nothing rejected or warming` },
   ).catch((err: unknown) => {
     throw new Error(`${(err as Error).message}\nlast state: ${last}\n--- envoy ${envoy.name} log (tail) ---\n${tail(envoy.log())}`);
   });
+  if (rejected !== undefined) throw new Error(rejected);
+  return stats;
 }
 
 /** The lines of an Envoy log that carry a rejection message. */
