@@ -203,6 +203,39 @@ describe.each(['sotw', 'delta'] as const)('ADS %s', (api) => {
     e.close();
   });
 
+  /**
+   * Once initialized, Envoy keeps CDS paused while a cluster it was sent warms
+   * (ClusterManagerImpl::updateClusterCounts), so its CDS ACK comes only after the new cluster's
+   * endpoints. Endpoints that waited for that ACK sat until Envoy's initial_fetch_timeout (15 s),
+   * the cluster went active with no hosts, and only then came the ACK and the endpoints (a real
+   * Envoy found it: a mesh gateway's cluster for a new peer's server name). Listeners, which may
+   * name the cluster, still wait for the ACK: it says the cluster is warm.
+   */
+  it('rule 9: endpoints of a new cluster go before its CDS ACK, listeners after it', async () => {
+    basicView('n1');
+    const e = connect('n1');
+    subscribe(e, TypeUrl.cluster, []);
+    await ack(e);
+    subscribe(e, TypeUrl.endpoint, ['a']);
+    await ack(e);
+    subscribe(e, TypeUrl.listener, []);
+    await ack(e);
+    h.cache.setProxyResources('n1', [edsCluster('a'), endpoints('a', [9000]), edsCluster('b'), endpoints('b', [9001]), tcpListener('l1', 10001, 'a'), tcpListener('l2', 10002, 'b')]);
+    const cds = await e.next();
+    expect(short(cds.typeUrl)).toBe('CDS');
+    // As Envoy does: subscribe to the new cluster's endpoints, and hold the CDS ACK until they came.
+    if (e instanceof SotwEnvoy_) e.request(TypeUrl.endpoint, ['a', 'b'], { nonce: e.lastNonceOf(TypeUrl.endpoint) });
+    else (e as DeltaEnvoy).send(TypeUrl.endpoint, { subscribe: ['b'] });
+    const eds = await ack(e);
+    expect(short(eds.typeUrl)).toBe('EDS');
+    expect(names(eds)).toContain('b');
+    expect(await e.quietFor(300)).toBe(true);
+    (e as SotwEnvoy).ack(cds as never);
+    const lds = await ack(e);
+    expect(short(lds.typeUrl)).toBe('LDS');
+    e.close();
+  });
+
   it('backpressure: without an ACK nothing more is sent for the type, then the latest content wins', async () => {
     h.cache.setProxyResources('n1', [secret('s1', 'v1')]);
     const e = connect('n1');

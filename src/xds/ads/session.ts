@@ -487,6 +487,11 @@ export abstract class AdsSession<Req extends BaseRequest = BaseRequest> implemen
    * step, and listeners/routes wait until the clusters they may name are warm (their endpoints
    * subscribed and sent), so a listener never arrives before the cluster it routes to.
    *
+   * But endpoints never wait for a CDS ACK: once initialized, Envoy keeps CDS paused while a
+   * cluster it was sent warms (`ClusterManagerImpl::updateClusterCounts`), so it ACKs new or
+   * changed EDS clusters only after their endpoints came; waiting for it stalled both until
+   * Envoy's initial_fetch_timeout (15 s). Consul's delta server holds back only LDS and RDS.
+   *
    * Returns 'blocked' when it stopped early (warming clusters, or something to send behind a
    * response still awaiting its ACK, written by this flush or before), 'done' when nothing waits,
    * so the ACK of what is outstanding has nothing to unblock and the stream is not flushed again
@@ -494,13 +499,17 @@ export abstract class AdsSession<Req extends BaseRequest = BaseRequest> implemen
    */
   private flushSteps(stopAfterWrite: boolean): 'done' | 'blocked' | 'wrote' {
     if (!this.writable) return 'blocked';
+    // Whether a response of this or an earlier step awaits its ACK: all of them, and all but CDS.
     let awaitingAck = false;
+    let awaitingOtherThanClusters = false;
     for (let slot = 0; slot < pushOrder.length; slot++) {
       const step = pushOrder[slot]!;
       const bit = 1 << step.index;
       if ((this.requestedTypes & bit) === 0) continue;
       if (step.phase === 'upsert' && usesClusters(step.typeUrl) && this.clustersWarming()) return 'blocked';
-      awaitingAck ||= (this.awaitingTypes & bit) !== 0;
+      const awaiting = (this.awaitingTypes & bit) !== 0;
+      awaitingAck ||= awaiting;
+      if (step.index !== clusterIndex) awaitingOtherThanClusters ||= awaiting;
       const entries = entriesAt(this.view, step.index);
       // Neither the type's entries nor the stream's state changed since this step last had nothing to send.
       if (this.planAt(slot) === entries) continue;
@@ -510,13 +519,14 @@ export abstract class AdsSession<Req extends BaseRequest = BaseRequest> implemen
         if (this.view) this.setPlanAt(slot, entries);
         continue;
       }
-      if (awaitingAck) return 'blocked';
+      if (step.index === endpointIndex && step.phase === 'upsert' ? awaitingOtherThanClusters : awaitingAck) return 'blocked';
       this.write(ts, planned);
       // A plan sends everything its phase had to send against these entries, and one phase's
       // response never gives the other phase something to send: only this phase's memo moves.
       this.setPlanAt(slot, entries);
       if (stopAfterWrite) return 'wrote';
       awaitingAck = true;
+      if (step.index !== clusterIndex) awaitingOtherThanClusters = true;
     }
     return 'done';
   }
