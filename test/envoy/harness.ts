@@ -149,7 +149,8 @@ export async function startEnvoy(name: string, bootstrap: Bootstrap, opts: { log
     } catch (err) {
       // fetch's own message is only "fetch failed": name the URL and the socket error behind it.
       const cause = (err as { cause?: { message?: string } }).cause?.message ?? String(err);
-      throw new Error(`envoy ${name} admin ${adminUrl}${path}: ${cause}`);
+      const gone = child.exitCode !== null || child.signalCode !== null ? `; envoy exited (${child.exitCode ?? child.signalCode})` : '';
+      throw new Error(`envoy ${name} admin ${adminUrl}${path}: ${cause}${gone}`);
     }
   };
   const proc: EnvoyProcess = {
@@ -223,19 +224,26 @@ export async function rejectionStats(envoy: EnvoyProcess): Promise<Record<string
  */
 export async function waitHealthy(envoy: EnvoyProcess, timeoutMs = 60_000): Promise<Record<string, number>> {
   let last = '';
-  return waitFor(
+  // A rejection is final: it ends the wait at once (a throw inside waitFor only means "not yet").
+  let rejected: string | undefined;
+  const stats = await waitFor(
     async () => {
       const state = await envoy.state();
       const stats = await rejectionStats(envoy);
       const bad = Object.entries(stats).filter(([k, v]) => (k.endsWith('_accepted') ? v === 0 : v !== 0));
       last = `${state} ${JSON.stringify(Object.fromEntries(bad))}`;
-      if (bad.some(([k]) => k.endsWith('update_rejected'))) throw new Error(`envoy ${envoy.name} rejected an update: ${last}\n${rejections(envoy.log())}`);
+      if (bad.some(([k]) => k.endsWith('update_rejected'))) {
+        rejected = `envoy ${envoy.name} rejected an update: ${last}\n${rejections(envoy.log())}`;
+        return stats;
+      }
       return state === 'LIVE' && bad.length === 0 && stats;
     },
     { timeoutMs, intervalMs: 100, what: `envoy ${envoy.name} (admin ${envoy.adminUrl}) LIVE with its config from isthmus, nothing rejected or warming` },
   ).catch((err: unknown) => {
     throw new Error(`${(err as Error).message}\nlast state: ${last}\n--- envoy ${envoy.name} log (tail) ---\n${tail(envoy.log())}`);
   });
+  if (rejected !== undefined) throw new Error(rejected);
+  return stats;
 }
 
 /** The lines of an Envoy log that carry a rejection message. */
