@@ -12,6 +12,7 @@ import type { DemoRun } from './demo-run.js';
 import { type DemoApp, startApiApp, startWebApp } from './demo-apps.js';
 import { type DemoEnvoy, startDemoEnvoy } from './envoy-process.js';
 import { freePort } from './free-port.js';
+import { gateway } from './tour-steps.js';
 
 export interface EnvoyMeshPorts {
   readonly apiSidecar: number;
@@ -43,15 +44,6 @@ const withSidecar = (name: string, appPort: number, sidecarPort: number, upstrea
   Port: appPort,
   Connect: { SidecarService: { Port: sidecarPort, Proxy: { Upstreams: upstreams } } },
 });
-/** LAN and WAN on one loopback address: each gateway gets one listener. */
-const meshGateway = (id: string, port: number) => ({
-  ID: id,
-  Name: 'mesh-gateway',
-  Kind: 'mesh-gateway',
-  Address: '127.0.0.1',
-  Port: port,
-  TaggedAddresses: { lan: { Address: '127.0.0.1', Port: port }, wan: { Address: '127.0.0.1', Port: port } },
-});
 
 /** Starts both apps and registers the services, sidecars and gateways on ports picked now. */
 export async function registerEnvoyMesh(run: DemoRun, a: DemoCluster, b: DemoCluster): Promise<EnvoyMesh> {
@@ -67,10 +59,10 @@ export async function registerEnvoyMesh(run: DemoRun, a: DemoCluster, b: DemoClu
   const web = run.own(await startWebApp(ports.upstream), (app) => app.close());
   await a.api.put('/v1/config', { Kind: 'service-defaults', Name: 'api', Protocol: 'http' });
   await a.api.put('/v1/agent/service/register', withSidecar('api', api.port, ports.apiSidecar));
-  await a.api.put('/v1/agent/service/register', meshGateway('gw-a', ports.gatewayA));
+  await a.api.put('/v1/agent/service/register', gateway('gw-a', ports.gatewayA));
   const upstream = { DestinationName: 'api', DestinationPeer: 'cluster-a', LocalBindPort: ports.upstream, MeshGateway: { Mode: 'local' } };
   await b.api.put('/v1/agent/service/register', withSidecar('web', web.port, ports.webSidecar, [upstream]));
-  await b.api.put('/v1/agent/service/register', meshGateway('gw-b', ports.gatewayB));
+  await b.api.put('/v1/agent/service/register', gateway('gw-b', ports.gatewayB));
   return { api, web, ports };
 }
 

@@ -57,7 +57,8 @@ const sidecar = (name: string, port: number, upstreams: unknown[], sidecarPort?:
   Port: port,
   Connect: { SidecarService: { ...(sidecarPort === undefined ? {} : { Port: sidecarPort }), Proxy: { Upstreams: upstreams } } },
 });
-const gateway = (id: string, port: number) => ({
+/** A mesh gateway with LAN and WAN on one loopback address (one listener). */
+export const gateway = (id: string, port: number) => ({
   ID: id,
   Name: 'mesh-gateway',
   Kind: 'mesh-gateway',
