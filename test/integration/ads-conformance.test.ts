@@ -203,6 +203,36 @@ describe.each(['sotw', 'delta'] as const)('ADS %s', (api) => {
     e.close();
   });
 
+  it("rule 9: a new cluster's endpoints go out before its CDS is ACKed (Envoy holds that ACK while the cluster warms), its listener after the ACK", async () => {
+    basicView('n1');
+    const e = connect('n1');
+    subscribe(e, TypeUrl.cluster, []);
+    await ack(e);
+    subscribe(e, TypeUrl.endpoint, ['a']);
+    await ack(e);
+    subscribe(e, TypeUrl.listener, []);
+    await ack(e);
+    // A running proxy gets a new cluster "b" and a listener that uses it.
+    h.cache.setProxyResources('n1', [edsCluster('a'), endpoints('a', [9000]), edsCluster('b'), endpoints('b', [9001]), tcpListener('l1', 10001, 'a'), tcpListener('l2', 10002, 'b')]);
+    const cds = await e.next();
+    expect(short(cds.typeUrl)).toBe('CDS');
+    expect(names(cds)).toContain('b');
+    // Like an initialized Envoy: "b" warms, so the CDS ACK waits for b's endpoints; it asks for them.
+    if (e instanceof SotwEnvoy_) e.request(TypeUrl.endpoint, ['a', 'b'], { nonce: e.lastNonceOf(TypeUrl.endpoint) });
+    else (e as DeltaEnvoy).send(TypeUrl.endpoint, { subscribe: ['b'] });
+    const eds = await e.next(3_000);
+    expect(short(eds.typeUrl)).toBe('EDS');
+    expect(names(eds)).toContain('b');
+    (e as SotwEnvoy).ack(eds as never);
+    // The listener naming "b" still waits: the CDS ACK is what says "b" is warm.
+    expect(await e.quietFor(300)).toBe(true);
+    (e as SotwEnvoy).ack(cds as never);
+    const lds = await e.next();
+    expect(short(lds.typeUrl)).toBe('LDS');
+    expect(names(lds)).toContain('l2');
+    e.close();
+  });
+
   it('backpressure: without an ACK nothing more is sent for the type, then the latest content wins', async () => {
     h.cache.setProxyResources('n1', [secret('s1', 'v1')]);
     const e = connect('n1');

@@ -494,13 +494,14 @@ export abstract class AdsSession<Req extends BaseRequest = BaseRequest> implemen
    */
   private flushSteps(stopAfterWrite: boolean): 'done' | 'blocked' | 'wrote' {
     if (!this.writable) return 'blocked';
-    let awaitingAck = false;
+    /** Bits of the types so far in the order that await an ACK (written by this flush or before). */
+    let awaiting = 0;
     for (let slot = 0; slot < pushOrder.length; slot++) {
       const step = pushOrder[slot]!;
       const bit = 1 << step.index;
       if ((this.requestedTypes & bit) === 0) continue;
       if (step.phase === 'upsert' && usesClusters(step.typeUrl) && this.clustersWarming()) return 'blocked';
-      awaitingAck ||= (this.awaitingTypes & bit) !== 0;
+      awaiting |= this.awaitingTypes & bit;
       const entries = entriesAt(this.view, step.index);
       // Neither the type's entries nor the stream's state changed since this step last had nothing to send.
       if (this.planAt(slot) === entries) continue;
@@ -510,13 +511,13 @@ export abstract class AdsSession<Req extends BaseRequest = BaseRequest> implemen
         if (this.view) this.setPlanAt(slot, entries);
         continue;
       }
-      if (awaitingAck) return 'blocked';
+      if ((awaiting & ~step.notBehind) !== 0) return 'blocked';
       this.write(ts, planned);
       // A plan sends everything its phase had to send against these entries, and one phase's
       // response never gives the other phase something to send: only this phase's memo moves.
       this.setPlanAt(slot, entries);
       if (stopAfterWrite) return 'wrote';
-      awaitingAck = true;
+      awaiting |= bit;
     }
     return 'done';
   }
