@@ -122,6 +122,17 @@ export function peerBundleSecretName(peerName: string): string {
   return `roots:peer:${peerName}`;
 }
 
+/**
+ * SDS validation-context secret (SPIFFE validator) of a sidecar's public listener when its service
+ * is exported to peers: the local trust domain and each consuming peer's.
+ */
+export const inboundRootsSecretName = 'roots:inbound';
+
+/** SDS validation-context secret (SPIFFE validator) of a mesh gateway terminating a peer's mTLS: that peer's trust domain. */
+export function peerInboundSecretName(peerName: string): string {
+  return `roots:inbound:peer:${peerName}`;
+}
+
 /** RDS route configuration of an HTTP upstream listener: the upstream service name. */
 export function upstreamRouteName(service: string, peer?: string): string {
   return peer ? `${service}?peer=${peer}` : service;

@@ -164,17 +164,16 @@ export function serverFromPublicListener(envoy: HeldConfig, listenerName: string
   const validation = common.validationContextType;
   let rootsSecret: string;
   if (validation?.$case === 'validationContext' && validation.value.customValidatorConfig) {
-    const trustDomains = spiffeTrustDomains(validation.value.customValidatorConfig, where);
-    return {
-      ...leafOf(envoy, common, where),
-      ca: trustDomains.map((t) => t.pems).join(''),
-      trustDomains,
-      requestCert: true,
-      rejectUnauthorized: true,
-      ...versions(common.tlsParams, 'server'),
-    };
+    return spiffeServer(envoy, common, spiffeTrustDomains(validation.value.customValidatorConfig, where), where);
   }
-  if (validation?.$case === 'validationContextSdsSecretConfig') rootsSecret = validation.value.name;
+  if (validation?.$case === 'validationContextSdsSecretConfig') {
+    // The SPIFFE validator may come in the SDS secret (the public listener of an exported service).
+    const name = validation.value.name;
+    const secret = held<Secret>(envoy, TypeUrl.secret, name, 'secret');
+    const custom = secret.type?.$case === 'validationContext' ? secret.type.value.customValidatorConfig : undefined;
+    if (custom) return spiffeServer(envoy, common, spiffeTrustDomains(custom, `secret ${name}`), where);
+    rootsSecret = name;
+  }
   else if (validation?.$case === 'combinedValidationContext' && validation.value.validationContextSdsSecretConfig) {
     if ((validation.value.defaultValidationContext?.matchTypedSubjectAltNames.length ?? 0) > 0) fail(`${where}: SAN matchers on the server side are not modelled`);
     rootsSecret = validation.value.validationContextSdsSecretConfig.name;
@@ -182,6 +181,17 @@ export function serverFromPublicListener(envoy: HeldConfig, listenerName: string
   return {
     ...leafOf(envoy, common, where),
     ca: rootsOf(envoy, rootsSecret),
+    requestCert: true,
+    rejectUnauthorized: true,
+    ...versions(common.tlsParams, 'server'),
+  };
+}
+
+function spiffeServer(envoy: HeldConfig, common: CommonTlsContext, trustDomains: { name: string; pems: string }[], where: string): ServerTls {
+  return {
+    ...leafOf(envoy, common, where),
+    ca: trustDomains.map((t) => t.pems).join(''),
+    trustDomains,
     requestCert: true,
     rejectUnauthorized: true,
     ...versions(common.tlsParams, 'server'),

@@ -8,6 +8,7 @@ import {
   localRootsSecretName,
   meshGatewayListenerName,
   peeredServiceSni,
+  peerInboundSecretName,
   peeringServerName,
   serviceSni,
   serviceSpiffeId,
@@ -18,7 +19,7 @@ import { peerThroughMeshGateways } from '../peering/through-gateways.js';
 import type { BuildContext, Built } from './context.js';
 import { connectTimeoutMs, gatewayEndpoints, serviceProtocol, sidecarEndpoints, withEndpoints } from './lookups.js';
 import { peeredEndpoints, peeredSidecars } from './peered.js';
-import type { EdsClusterIR, EndpointIR, GatewayChainIR, MeshGatewaySnapshot, TrustDomainIR } from './types.js';
+import type { EdsClusterIR, EndpointIR, GatewayChainIR, MeshGatewaySnapshot, TrustDomainsSecretIR } from './types.js';
 
 
 /**
@@ -30,12 +31,13 @@ import type { EdsClusterIR, EndpointIR, GatewayChainIR, MeshGatewaySnapshot, Tru
 export function buildMeshGatewaySnapshot(gateway: ServiceInstance, ctx: BuildContext, leaf?: Leaf): Built<MeshGatewaySnapshot> {
   const chains: GatewayChainIR[] = [];
   const clusters: EdsClusterIR[] = [];
-  let terminates = false;
+  const peerInbound = new Map<string, TrustDomainsSecretIR>();
   for (const e of exportedServices(ctx)) {
     const terminated = leaf ? terminatedExport(e, leaf, ctx) : undefined;
-    terminates ||= terminated !== undefined;
-    const { chain, cluster } = terminated ?? { chain: { serverNames: e.serverNames, cluster: e.cluster.name, statPrefix: `mesh_gateway_exported.${e.service}` }, cluster: e.cluster };
-    chains.push(chain);
+    if (terminated) for (const secret of terminated.secrets) peerInbound.set(secret.name, secret);
+    const statPrefix = `mesh_gateway_exported.${e.service}`;
+    const { chains: own, cluster } = terminated ?? { chains: e.peers.map((p) => ({ serverNames: [p.sni], cluster: e.cluster.name, statPrefix })), cluster: e.cluster };
+    chains.push(...own);
     clusters.push(cluster);
   }
   for (const [dc, gateways] of remoteGatewaysByDatacenter(ctx)) {
@@ -55,10 +57,11 @@ export function buildMeshGatewaySnapshot(gateway: ServiceInstance, ctx: BuildCon
     proxyId: gateway.id,
     listeners: gatewayBinds(gateway).map((b) => ({ name: meshGatewayListenerName(b.address, b.port, b.name), address: b.address, port: b.port, chains })),
     clusters: clusters.sort((a, b) => (a.name < b.name ? -1 : 1)),
-    ...(terminates && leaf
+    ...(peerInbound.size > 0 && leaf
       ? {
           leaf: { name: leafSecretName(leaf.spiffeId), certPem: leaf.certPem, keyPem: leaf.keyPem },
           roots: [{ name: localRootsSecretName, pems: ctx.roots.roots.map((r) => r.certPem) }],
+          peerInbound: [...peerInbound.values()].sort((a, b) => (a.name < b.name ? -1 : 1)),
         }
       : {}),
   };
@@ -122,35 +125,43 @@ function localServiceClusters(ctx: BuildContext): EdsClusterIR[] {
 }
 
 /**
- * Local services exported to peers that have sidecars here: one chain per service whose
- * `server_names` are the peered SNI per consuming peer (`<peer>` is our name for it), passing TCP
- * through to the `exported~` cluster of the local sidecars (mesh TLS ends at the sidecar).
+ * A local service exported to peers that has sidecars here. Its gateway chains are one per
+ * consuming peer, `server_names` that peer's peered SNI (`<peer>` is our name for it), so adding,
+ * removing or re-keying one peer changes only that peer's chain: Envoy drains and closes the
+ * connections of a filter chain that changes, and another peer's must not be among them. A TCP
+ * chain passes through to the `exported~` cluster of the local sidecars (mesh TLS ends there).
  */
-interface ExportedChain {
+interface ExportedService {
   readonly service: string;
-  readonly peers: readonly string[];
-  readonly serverNames: string[];
+  /** The consuming peers (sorted by name) and the SNI each one dials. */
+  readonly peers: readonly { readonly peer: string; readonly sni: string }[];
   readonly cluster: EdsClusterIR;
 }
 
 /**
- * HTTP-family exports: TLS ends at the gateway (its leaf, the consuming peers' trust domains), HTTP
- * is routed with x-forwarded-client-cert set, and new mTLS goes to the local sidecars (local SNI,
- * the service's SPIFFE ID). Undefined for TCP, or while no consuming peer's bundle is known.
+ * HTTP-family exports: TLS ends at the gateway (its leaf; for each consuming peer whose bundle is
+ * known, a chain trusting that peer's trust domain through its SPIFFE secret), HTTP is routed with
+ * x-forwarded-client-cert set, and new mTLS goes to the local sidecars (local SNI, the service's
+ * SPIFFE ID). Undefined for TCP, or while no consuming peer's bundle is known.
  */
-function terminatedExport(e: ExportedChain, leaf: Leaf, ctx: BuildContext): { chain: GatewayChainIR; cluster: EdsClusterIR } | undefined {
+function terminatedExport(e: ExportedService, leaf: Leaf, ctx: BuildContext): { chains: GatewayChainIR[]; cluster: EdsClusterIR; secrets: TrustDomainsSecretIR[] } | undefined {
   const protocol = serviceProtocol(ctx.catalog, e.service);
   if (protocol === 'tcp') return undefined;
-  const trustDomains: TrustDomainIR[] = [];
-  for (const peer of e.peers) {
-    const bundle = ctx.peering?.bundle(peer);
-    if (bundle && !trustDomains.some((t) => t.name === bundle.trustDomain)) trustDomains.push({ name: bundle.trustDomain, pems: [...bundle.pems] });
-  }
-  if (trustDomains.length === 0) return undefined;
-  const svc = { name: e.service };
   const leafSecret = leafSecretName(leaf.spiffeId);
+  const chains: GatewayChainIR[] = [];
+  const secrets: TrustDomainsSecretIR[] = [];
+  for (const { peer, sni } of e.peers) {
+    const bundle = ctx.peering?.bundle(peer);
+    if (!bundle) continue;
+    const rootsSecret = peerInboundSecretName(peer);
+    secrets.push({ name: rootsSecret, trustDomains: [{ name: bundle.trustDomain, pems: [...bundle.pems] }] });
+    chains.push({ serverNames: [sni], cluster: e.cluster.name, statPrefix: `mesh_gateway_exported.${e.service}`, terminate: { leafSecret, rootsSecret, protocol } });
+  }
+  if (chains.length === 0) return undefined;
+  const svc = { name: e.service };
   return {
-    chain: { serverNames: e.serverNames, cluster: e.cluster.name, statPrefix: `mesh_gateway_exported.${e.service}`, terminate: { leafSecret, trustDomains, protocol } },
+    chains,
+    secrets,
     cluster: {
       ...e.cluster,
       protocol,
@@ -159,18 +170,17 @@ function terminatedExport(e: ExportedChain, leaf: Leaf, ctx: BuildContext): { ch
   };
 }
 
-function exportedServices(ctx: BuildContext): ExportedChain[] {
+function exportedServices(ctx: BuildContext): ExportedService[] {
   const consumers = new Map<string, string[]>();
   for (const peer of ctx.peering?.peerNames() ?? []) {
     for (const name of exportedNamesFor(ctx.catalog, peer)) consumers.set(name, [...(consumers.get(name) ?? []), peer]);
   }
-  const out: ExportedChain[] = [];
+  const out: ExportedService[] = [];
   for (const [service, peers] of [...consumers.entries()].sort(([a], [b]) => (a < b ? -1 : 1))) {
     if (ctx.catalog.sidecarsOf(service, 'default', 'default').length === 0) continue;
     out.push({
       service,
-      peers,
-      serverNames: peers.map((p) => peeredServiceSni(ctx.trustDomain, p, { name: service })).sort(),
+      peers: [...peers].sort().map((peer) => ({ peer, sni: peeredServiceSni(ctx.trustDomain, peer, { name: service }) })),
       cluster: {
         name: exportedClusterName(ctx.trustDomain, ctx.datacenter, { name: service }),
         protocol: 'tcp',

@@ -3,6 +3,7 @@ import type { Leaf } from '../ca/types.js';
 import {
   defaultNamespace,
   defaultPartition,
+  inboundRootsSecretName,
   leafSecretName,
   localAppClusterName,
   localRootsSecretName,
@@ -17,7 +18,7 @@ import { rbacForDestination } from './intentions.js';
 import { connectTimeoutMs, gatewayEndpoints, upstreamGatewayMode, serviceProtocol, sidecarEndpoints, withEndpoints } from './lookups.js';
 import { peeredUpstream, peerRootsSecret } from './peered.js';
 import { exportedNamesFor } from '../peering/exports.js';
-import type { EndpointIR, RootsSecretIR, SidecarSnapshot, TrustDomainIR, UpstreamIR } from './types.js';
+import type { EndpointIR, RootsSecretIR, SidecarSnapshot, TrustDomainIR, TrustDomainsSecretIR, UpstreamIR } from './types.js';
 
 
 /** The destination service's SPIFFE ID: the identity a sidecar's leaf is issued for. */
@@ -53,6 +54,7 @@ export function buildSidecarSnapshot(proxy: ServiceInstance, leaf: Leaf, ctx: Bu
   }
   const localRoots: RootsSecretIR = { name: localRootsSecretName, pems: ctx.roots.roots.map((r) => r.certPem) };
   const trustDomains = inboundTrustDomains(destination, localRoots, ctx);
+  const inbound: TrustDomainsSecretIR | undefined = trustDomains && { name: inboundRootsSecretName, trustDomains };
   const snapshot: SidecarSnapshot = {
     kind: 'connect-proxy',
     proxyId: proxy.id,
@@ -60,14 +62,14 @@ export function buildSidecarSnapshot(proxy: ServiceInstance, leaf: Leaf, ctx: Bu
     spiffeId: leaf.spiffeId,
     leaf: { name: leafSecretName(leaf.spiffeId), certPem: leaf.certPem, keyPem: leaf.keyPem },
     roots: [localRoots, ...[...peerRoots.values()].sort((a, b) => (a.name < b.name ? -1 : 1))],
+    ...(inbound ? { inbound } : {}),
     publicListener: {
       name: publicListenerName(address, proxy.port),
       address,
       port: proxy.port,
       protocol: serviceProtocol(ctx.catalog, destination),
       leafSecret: leafSecretName(leaf.spiffeId),
-      rootsSecret: localRootsSecretName,
-      ...(trustDomains ? { trustDomains } : {}),
+      rootsSecret: inbound?.name ?? localRootsSecretName,
       rbac: rbacForDestination(ctx.catalog, destination, ctx.trustDomain, ctx.peerTrustDomain),
       localApp: {
         clusterName: localAppClusterName,
@@ -128,8 +130,8 @@ function upstreamEndpoints(
 
 /**
  * The trust domains the public listener accepts when its service is exported to peers: ours and
- * each consuming peer's whose bundle is known (docs/architecture.md §5 "Sidecar"). Undefined when
- * no peer is involved, so the listener keeps validating with the local roots secret.
+ * each consuming peer's whose bundle is known (docs/architecture.md §5), for its `inbound` SPIFFE secret.
+ * Undefined when no peer is involved, so the listener keeps validating with the local roots secret.
  */
 function inboundTrustDomains(service: string, localRoots: RootsSecretIR, ctx: BuildContext): TrustDomainIR[] | undefined {
   const out: TrustDomainIR[] = [];

@@ -91,19 +91,28 @@ export interface TrustDomainIR {
   readonly pems: readonly string[];
 }
 
+/**
+ * A validation-context secret for Envoy's SPIFFE validator: a client certificate is checked
+ * against the roots of the trust domain in its URI SAN only. An SDS secret, not inline in the
+ * listener, so a CA rotation or another peer's bundle changes the secret and never the listener
+ * (Envoy drains and closes the connections of a filter chain that changes).
+ */
+export interface TrustDomainsSecretIR extends SecretIR {
+  readonly trustDomains: readonly TrustDomainIR[];
+}
+
 export interface PublicListenerIR {
   readonly name: string;
   readonly address: string;
   readonly port: number;
   readonly protocol: Protocol;
   readonly leafSecret: string;
-  readonly rootsSecret: string;
   /**
-   * Set when the service is exported to peers: the local trust domain plus each consuming peer's,
-   * validated by Envoy's SPIFFE validator instead of the roots secret (docs/architecture.md §5
-   * "Sidecar").
+   * The validation-context secret callers are checked with: the local roots, or, when the service
+   * is exported to peers, the sidecar's `inbound` SPIFFE secret (the local trust domain plus each
+   * consuming peer's, docs/architecture.md §5).
    */
-  readonly trustDomains?: readonly TrustDomainIR[] | undefined;
+  readonly rootsSecret: string;
   readonly rbac: RbacIR;
   readonly localApp: { readonly clusterName: string; readonly address: string; readonly port: number };
 }
@@ -115,18 +124,21 @@ export interface SidecarSnapshot {
   readonly spiffeId: string;
   readonly leaf: LeafSecretIR;
   readonly roots: readonly RootsSecretIR[];
+  /** The public listener's SPIFFE secret, when the service is exported to peers. */
+  readonly inbound?: TrustDomainsSecretIR | undefined;
   readonly publicListener: PublicListenerIR;
   readonly upstreams: readonly UpstreamIR[];
 }
 
 /**
- * An HTTP-family service exported to peers: the gateway terminates the peer's mTLS with its own
- * leaf (trusting the consuming peers' trust domains), routes, sets x-forwarded-client-cert, and its
- * cluster originates new mTLS to the local service (issue 5).
+ * An HTTP-family service exported to a peer: the gateway terminates the peer's mTLS with its own
+ * leaf (trusting that peer's trust domain, `rootsSecret`), routes, sets x-forwarded-client-cert,
+ * and its cluster originates new mTLS to the local service (issue 5).
  */
 export interface GatewayTerminationIR {
   readonly leafSecret: string;
-  readonly trustDomains: readonly TrustDomainIR[];
+  /** The SPIFFE secret of the consuming peer's trust domain. */
+  readonly rootsSecret: string;
   readonly protocol: Protocol;
 }
 
@@ -160,6 +172,8 @@ export interface MeshGatewaySnapshot {
   /** The gateway's own identity and the local roots: only when some chain terminates TLS. */
   readonly leaf?: LeafSecretIR | undefined;
   readonly roots?: readonly RootsSecretIR[] | undefined;
+  /** The SPIFFE secret of each peer whose mTLS some chain terminates, by name. */
+  readonly peerInbound?: readonly TrustDomainsSecretIR[] | undefined;
 }
 
 export type ConfigSnapshot = SidecarSnapshot | MeshGatewaySnapshot;

@@ -82,16 +82,27 @@ export interface PushStep {
   /** The type's position in `allTypeUrls` (sessions and views index their per-type state by it). */
   readonly index: number;
   readonly phase: PushPhase;
+  /**
+   * Bits (1 << index) of earlier types whose outstanding ACK this step does not wait for; every
+   * other earlier type awaiting its ACK holds the step back.
+   */
+  readonly notBehind: number;
 }
 
 /**
  * Make-before-break: secrets, then clusters, then their endpoints, then listeners that use them,
- * then routes; removals last, each after whatever referenced it is gone.
+ * then routes; removals last, each after whatever referenced it is gone. A step waits for the ACKs
+ * of the earlier ones, except that endpoints go while CDS awaits its ACK: once initialized, Envoy
+ * keeps CDS paused, and so holds back the CDS ACK, for as long as any cluster is warming
+ * (ClusterManagerImpl::updateClusterCounts), and a new EDS cluster warms until its endpoints come.
+ * Waiting for that ACK deadlocked until Envoy's initial_fetch_timeout (15 s) warmed the cluster
+ * with no endpoints. Envoy applies an ADS stream's responses in order, so endpoints sent right
+ * behind the clusters still reach the clusters that response created.
  */
 export const pushOrder: readonly PushStep[] = ([
   { typeUrl: TypeUrl.secret, phase: 'upsert' },
   { typeUrl: TypeUrl.cluster, phase: 'upsert' },
-  { typeUrl: TypeUrl.endpoint, phase: 'upsert' },
+  { typeUrl: TypeUrl.endpoint, phase: 'upsert', notBehind: [TypeUrl.cluster] },
   { typeUrl: TypeUrl.listener, phase: 'upsert' },
   { typeUrl: TypeUrl.route, phase: 'upsert' },
   { typeUrl: TypeUrl.listener, phase: 'remove' },
@@ -99,7 +110,12 @@ export const pushOrder: readonly PushStep[] = ([
   { typeUrl: TypeUrl.endpoint, phase: 'remove' },
   { typeUrl: TypeUrl.cluster, phase: 'remove' },
   { typeUrl: TypeUrl.secret, phase: 'remove' },
-] as const).map((s) => ({ ...s, index: typeIndex(s.typeUrl) }));
+] as const).map((s: { typeUrl: XdsTypeUrl; phase: PushPhase; notBehind?: readonly XdsTypeUrl[] }) => ({
+  typeUrl: s.typeUrl,
+  phase: s.phase,
+  index: typeIndex(s.typeUrl),
+  notBehind: (s.notBehind ?? []).reduce((bits, t) => bits | (1 << typeIndex(t)), 0),
+}));
 
 /**
  * Resource types by the names `istioctl proxy-config` uses: the `:type` of

@@ -126,8 +126,8 @@ export async function startEnvoy(name: string, bootstrap: Bootstrap, opts: { log
   child.stdout!.setEncoding('utf8').on('data', keep);
   child.stderr!.setEncoding('utf8').on('data', keep);
   const closed = new Promise<void>((resolve) => child.on('close', () => resolve()));
-  // Envoy writes the file once its admin listener is bound, but not atomically: a read may catch
-  // half an address. It counts once the admin answers there.
+  // Envoy creates the file before it writes the address into it, and waitFor would take an empty
+  // read ('') as the answer: only a whole address counts, once the admin answers there.
   const address = await waitFor(
     async () => {
       if (child.exitCode !== null) throw new Error(`envoy ${name} exited with ${child.exitCode}:\n${tail(log)}`);

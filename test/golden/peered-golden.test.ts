@@ -6,7 +6,7 @@
  * resource passes validate.rules and the cross-resource lint.
  */
 import { afterAll, describe, expect, it } from 'vitest';
-import { exportedClusterName, peerBundleSecretName, peeredServiceSni, peeringServerName } from '../../src/mesh/names.js';
+import { exportedClusterName, inboundRootsSecretName, peerBundleSecretName, peeredServiceSni, peerInboundSecretName, peeringServerName } from '../../src/mesh/names.js';
 import { TypeUrl } from '../../src/xds/types.js';
 import type { EnvoyLike } from '../helpers/envoy-like.js';
 import { orphanedGoldens } from '../helpers/golden.js';
@@ -101,11 +101,13 @@ describe('golden peered proxy configs', () => {
     await gw.until(
       (e) =>
         e.get(TypeUrl.endpoint, exportedDb) !== undefined &&
-        e.names(TypeUrl.listener).some((n) => e.json(TypeUrl.listener, n).includes(exportedDb) && e.json(TypeUrl.listener, n).includes(tds['trust-domain-c'])) &&
-        e.names(TypeUrl.secret).length === 2,
+        e.names(TypeUrl.listener).some((n) => e.json(TypeUrl.listener, n).includes(exportedDb) && e.json(TypeUrl.listener, n).includes(peerInboundSecretName('cluster-c'))) &&
+        e.get(TypeUrl.secret, peerInboundSecretName('cluster-c')) !== undefined &&
+        e.json(TypeUrl.secret, peerInboundSecretName('cluster-c')).includes(tds['trust-domain-c']) &&
+        e.names(TypeUrl.secret).length === 4,
       'exported chains, the HTTP one terminating for B and C',
     );
-    await api.until((e) => e.names(TypeUrl.listener).some((n) => e.json(TypeUrl.listener, n).includes(tds['trust-domain-c'])), 'api trusting C');
+    await api.until((e) => e.get(TypeUrl.secret, inboundRootsSecretName) !== undefined && e.json(TypeUrl.secret, inboundRootsSecretName).includes(tds['trust-domain-c']), 'api trusting C');
     await a.server.snapshots.settled();
     await Promise.all([gw.settle(), api.settle()]);
     await checkProxy('mesh-gateway-exporting-two-peers', gw, tds);

@@ -24,17 +24,26 @@ export async function startPeeredMeshes<N extends MeshNode = MeshServer>(
     await Promise.all([a.close(), b.close()]);
   };
   try {
-    const token = await a.api<{ PeeringToken: string }>('POST', '/v1/peering/token', { PeerName: 'cluster-b' });
-    if (token.status !== 200) throw new Error(`token: ${token.status} ${JSON.stringify(token.body)}`);
-    const est = await b.api('POST', '/v1/peering/establish', { PeerName: 'cluster-a', PeeringToken: token.body.PeeringToken });
-    if (est.status !== 200) throw new Error(`establish: ${est.status} ${JSON.stringify(est.body)}`);
-    await waitFor(active(b, 'cluster-a'), { timeoutMs: 5_000, intervalMs: 20, what: 'B to be ACTIVE' });
-    await waitFor(active(a, 'cluster-b'), { timeoutMs: 5_000, intervalMs: 20, what: 'A to be ACTIVE' });
+    await peerClusters(a, b, { dialerName: 'cluster-b', acceptorName: 'cluster-a' });
     return { a, b, close };
   } catch (err) {
     await close();
     throw err;
   }
+}
+
+/**
+ * Peers two running mesh nodes the way a user does it: the acceptor generates a token naming the
+ * dialer `dialerName`, the dialer establishes with it naming the acceptor `acceptorName`, and both
+ * sides wait for ACTIVE.
+ */
+export async function peerClusters(acceptor: MeshNode, dialer: MeshNode, names: { readonly dialerName: string; readonly acceptorName: string }, timeoutMs = 5_000): Promise<void> {
+  const token = await acceptor.api<{ PeeringToken: string }>('POST', '/v1/peering/token', { PeerName: names.dialerName });
+  if (token.status !== 200) throw new Error(`token: ${token.status} ${JSON.stringify(token.body)}`);
+  const est = await dialer.api('POST', '/v1/peering/establish', { PeerName: names.acceptorName, PeeringToken: token.body.PeeringToken });
+  if (est.status !== 200) throw new Error(`establish: ${est.status} ${JSON.stringify(est.body)}`);
+  await waitFor(active(dialer, names.acceptorName), { timeoutMs, intervalMs: 20, what: `the dialer's peering ${names.acceptorName} to be ACTIVE` });
+  await waitFor(active(acceptor, names.dialerName), { timeoutMs, intervalMs: 20, what: `the acceptor's peering ${names.dialerName} to be ACTIVE` });
 }
 
 /** `exported-services` exporting each service to the given peers (A's names for them). */

@@ -10,6 +10,7 @@ import { TypeUrl } from '../../src/xds/types.js';
 import type { EnvoyLike } from '../helpers/envoy-like.js';
 import type { MeshServer } from '../helpers/mesh-server.js';
 import { exportEntry, startPeeredMeshes, type PeeredMeshes } from '../helpers/peered-mesh.js';
+import { acceptedTrustDomains } from '../helpers/pushed-tls.js';
 
 type Json = any;
 const phaseMs = 1500;
@@ -56,7 +57,7 @@ beforeAll(async () => {
   );
   await localB.until((e) => e.get(TypeUrl.endpoint, apiCluster()) !== undefined && e.names(TypeUrl.listener).some((n) => n.includes('?peer=')), "local's peered api upstream");
   await gwA.until((e) => e.names(TypeUrl.listener).some((n) => e.json(TypeUrl.listener, n).includes('exported~')), "A's gateway exported chain");
-  await apiA.until((e) => e.json(TypeUrl.listener, e.names(TypeUrl.listener).find((n) => n.startsWith('public_listener:')) ?? '').includes(b.server.ca.trustDomain), "A's api roots and public listener trusting B");
+  await apiA.until((e) => acceptedTrustDomains(e, e.names(TypeUrl.listener).find((n) => n.startsWith('public_listener:'))).includes(b.server.ca.trustDomain), "A's api roots and public listener trusting B");
   await gwB.until((e) => e.names(TypeUrl.cluster).some((n) => n.includes('.external.') || n.includes(tdA)), "B's gateway imported cluster");
 }, 30_000);
 
@@ -162,7 +163,8 @@ describe('peered convergence', () => {
         throw new Error(`${err.message}: ${leftovers(e).join(', ')}`);
       });
     }
-    // And A's api no longer trusts B's trust domain.
+    // And A's api no longer trusts B's trust domain: neither its listener nor any secret names it.
+    await apiA.until((e) => !e.names(TypeUrl.secret).some((n) => e.json(TypeUrl.secret, n).includes(b.server.ca.trustDomain)), "A's api secrets free of B's trust domain", 5_000);
     expect(apiA.json(TypeUrl.listener, apiA.names(TypeUrl.listener).find((n) => n.startsWith('public_listener:'))!)).not.toContain(b.server.ca.trustDomain);
   }, 30_000);
 });

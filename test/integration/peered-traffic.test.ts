@@ -10,7 +10,7 @@ import { TypeUrl } from '../../src/xds/types.js';
 import type { EnvoyLike } from '../helpers/envoy-like.js';
 import { startMeshProcess, type MeshNode } from '../helpers/mesh-server.js';
 import { exportEntry, startPeeredMeshes, type PeeredMeshes } from '../helpers/peered-mesh.js';
-import { clientFromUpstream, handshake, serverFromPublicListener } from '../helpers/pushed-tls.js';
+import { acceptedTrustDomains, clientFromUpstream, handshake, serverFromPublicListener } from '../helpers/pushed-tls.js';
 
 type Json = any; // Envoy-style JSON with Any expanded, walked like Envoy reads it
 
@@ -79,7 +79,7 @@ beforeAll(async () => {
       e.get(TypeUrl.secret, peerBundleSecretName('cluster-a')) !== undefined,
     "web's peered api upstream",
   );
-  await apiA.until((e) => publicListener(e) !== undefined && e.json(TypeUrl.listener, publicListener(e)!).includes(tdB), "api's public listener trusting B");
+  await apiA.until((e) => acceptedTrustDomains(e, publicListener(e)).includes(tdB), "api's public listener trusting B");
   await secretA.until((e) => publicListener(e) !== undefined, "secret's public listener");
   await gwA.until(
     (e) => e.get(TypeUrl.endpoint, exportedClusterName(tdA, 'dc-a', { name: 'api' })) !== undefined && e.names(TypeUrl.listener).some((n) => e.json(TypeUrl.listener, n).includes(sniForB('api'))),
@@ -195,8 +195,8 @@ describe('peered traffic: B web → A api through A mesh gateway', () => {
     const ordersA = await a.connect('orders-sidecar-proxy');
     await webB.until((e) => e.get(TypeUrl.cluster, ordersCluster) !== undefined && e.get(TypeUrl.endpoint, ordersCluster) !== undefined, "web's orders upstream", 5_000);
     const gwName = () => gwA.names(TypeUrl.listener)[0]!;
-    await gwA.until((e) => e.json(TypeUrl.listener, gwName()).includes('http_connection_manager') && e.get(TypeUrl.endpoint, exportedOrders) !== undefined && e.names(TypeUrl.secret).length === 2, "A's gateway terminating orders", 5_000);
-    await ordersA.until((e) => publicListener(e) !== undefined && e.json(TypeUrl.listener, publicListener(e)!).includes(tdB), "orders' public listener", 5_000);
+    await gwA.until((e) => e.json(TypeUrl.listener, gwName()).includes('http_connection_manager') && e.get(TypeUrl.endpoint, exportedOrders) !== undefined && e.names(TypeUrl.secret).length === 3, "A's gateway terminating orders", 5_000);
+    await ordersA.until((e) => acceptedTrustDomains(e, publicListener(e)).includes(tdB), "orders' public listener", 5_000);
 
     // Leg 1: B's sidecar → A's gateway (the gateway's leaf is in the replicated SAN list).
     const chain = json(gwA, TypeUrl.listener, gwName()).filterChains.find((c: Json) => c.transportSocket);
@@ -240,7 +240,7 @@ describe('peered traffic: B web → A api through A mesh gateway', () => {
       "B's peered upstream gone",
       5_000,
     );
-    await apiA.until((e) => !e.json(TypeUrl.listener, publicListener(e)!).includes(tdB), "A's api no longer trusting B", 5_000);
+    await apiA.until((e) => publicListener(e) !== undefined && !e.json(TypeUrl.listener, publicListener(e)!).includes(tdB) && !acceptedTrustDomains(e, publicListener(e)).includes(tdB) && !JSON.stringify(e.names(TypeUrl.secret).map((n) => e.json(TypeUrl.secret, n))).includes(tdB), "A's api no longer trusting B", 5_000);
     // Removals are pushed last (after LDS): wait for the cluster to go too.
     await gwA.until(
       (e) => !e.json(TypeUrl.listener, e.names(TypeUrl.listener)[0]!).includes(sniForB('api')) && e.get(TypeUrl.cluster, exportedClusterName(tdA, 'dc-a', { name: 'api' })) === undefined,

@@ -110,7 +110,6 @@ if (allTypeUrls.length !== 5) throw new Error(`AdsSession keeps 5 type states, a
 const usesClusters = (t: XdsTypeUrl) => t === TypeUrl.listener || t === TypeUrl.route;
 const clusterIndex = typeIndex(TypeUrl.cluster);
 const endpointIndex = typeIndex(TypeUrl.endpoint);
-const clusterBit = 1 << clusterIndex;
 
 /**
  * One ADS stream. The base class owns what SotW and Delta share: node admission, per-type state,
@@ -503,7 +502,7 @@ export abstract class AdsSession<Req extends BaseRequest = BaseRequest> implemen
    */
   private flushSteps(stopAfterWrite: boolean): 'done' | 'blocked' | 'wrote' {
     if (!this.writable) return 'blocked';
-    /** Bits of the types met so far (this step's included) with a response awaiting its ACK. */
+    /** Bits of the types so far in the order that await an ACK (written by this flush or before). */
     let awaiting = 0;
     for (let slot = 0; slot < pushOrder.length; slot++) {
       const step = pushOrder[slot]!;
@@ -520,8 +519,7 @@ export abstract class AdsSession<Req extends BaseRequest = BaseRequest> implemen
         if (this.view) this.setPlanAt(slot, entries);
         continue;
       }
-      const endpointUpsert = step.phase === 'upsert' && step.index === endpointIndex;
-      if ((endpointUpsert ? awaiting & ~clusterBit : awaiting) !== 0) return 'blocked';
+      if ((awaiting & ~step.notBehind) !== 0) return 'blocked';
       this.write(ts, planned);
       // A plan sends everything its phase had to send against these entries, and one phase's
       // response never gives the other phase something to send: only this phase's memo moves.

@@ -5,9 +5,7 @@ import { DownstreamTlsContext } from '../../gen/envoy/extensions/transport_socke
 import { TcpProxy } from '../../gen/envoy/extensions/filters/network/tcp_proxy/v3/tcp_proxy.js';
 import { SniCluster } from '../../gen/envoy/extensions/filters/network/sni_cluster/v3/sni_cluster.js';
 import { TlsInspector } from '../../gen/envoy/extensions/filters/listener/tls_inspector/v3/tls_inspector.js';
-import { SPIFFECertValidatorConfig } from '../../gen/envoy/extensions/transport_sockets/tls/v3/tls_spiffe_validator_config.js';
-import type { ConfigSnapshot, GatewayChainIR, GatewayListenerIR, PublicListenerIR, SidecarSnapshot, TrustDomainIR, UpstreamIR } from '../../snapshot/types.js';
-import { pemBundle } from './secrets.js';
+import type { ConfigSnapshot, GatewayChainIR, GatewayListenerIR, PublicListenerIR, SidecarSnapshot, UpstreamIR } from '../../snapshot/types.js';
 import { packAny } from '../any.js';
 import { TypeUrl } from '../types.js';
 import { sdsSecret, socketAddress, spec, statPrefix, type ResourceSpec } from './common.js';
@@ -45,8 +43,9 @@ function tcpProxy(prefix: string, cluster: string): Filter {
 }
 
 /**
- * Inbound: mTLS requiring a client certificate from a trusted root, intentions as RBAC, then the
- * local application (docs/architecture.md §5 "Sidecar").
+ * Inbound: mTLS requiring a client certificate from a trusted root (the local roots, or the SPIFFE
+ * secret over ours and the consuming peers' trust domains), intentions as RBAC, then the local
+ * application (docs/architecture.md §5).
  */
 function buildPublicListener(pl: PublicListenerIR): Listener {
   const tls = DownstreamTlsContext.fromPartial({
@@ -54,9 +53,7 @@ function buildPublicListener(pl: PublicListenerIR): Listener {
     commonTlsContext: {
       tlsParams: { tlsMinimumProtocolVersion: 3 /* TLSv1_2 */ },
       tlsCertificateSdsSecretConfigs: [sdsSecret(pl.leafSecret)],
-      validationContextType: pl.trustDomains
-        ? { $case: 'validationContext', value: { customValidatorConfig: spiffeValidator(pl.trustDomains) } }
-        : { $case: 'validationContextSdsSecretConfig', value: sdsSecret(pl.rootsSecret) },
+      validationContextType: { $case: 'validationContextSdsSecretConfig', value: sdsSecret(pl.rootsSecret) },
     },
   });
   // HTTP-family traffic is authorized per request (403 to the caller); TCP per connection.
@@ -73,18 +70,6 @@ function buildPublicListener(pl: PublicListenerIR): Listener {
     trafficDirection: TrafficDirection.INBOUND,
     filterChains: [chain],
   });
-}
-
-/**
- * Envoy's SPIFFE certificate validator: a client certificate is checked against the bundle of the
- * trust domain in its URI SAN only, so a peer's CA can never vouch for our identities
- * (docs/architecture.md §5 "Sidecar").
- */
-function spiffeValidator(trustDomains: readonly TrustDomainIR[]): { name: string; typedConfig: ReturnType<typeof packAny> } {
-  const config = SPIFFECertValidatorConfig.fromPartial({
-    trustDomains: trustDomains.map((t) => ({ name: t.name, trustBundle: { specifier: { $case: 'inlineString', value: pemBundle(t.pems) } } })),
-  });
-  return { name: 'envoy.tls.cert_validator.spiffe', typedConfig: packAny(config) };
 }
 
 function buildUpstreamListener(u: UpstreamIR): Listener {
@@ -118,7 +103,7 @@ function gatewayListener(l: GatewayListenerIR): ResourceSpec {
 /**
  * The gateway never terminates mesh TLS for TCP: it reads the SNI and passes bytes through. For an
  * HTTP-family export it terminates the peer's mTLS (client certificate required, checked by the
- * SPIFFE validator against the consuming peers) and routes HTTP with x-forwarded-client-cert set.
+ * SPIFFE validator in the peer's SDS secret) and routes HTTP with x-forwarded-client-cert set.
  */
 function gatewayChain(c: GatewayChainIR): FilterChain {
   if (c.terminate && c.cluster) {
@@ -128,7 +113,7 @@ function gatewayChain(c: GatewayChainIR): FilterChain {
       commonTlsContext: {
         tlsParams: { tlsMinimumProtocolVersion: 3 /* TLSv1_2 */ },
         tlsCertificateSdsSecretConfigs: [sdsSecret(t.leafSecret)],
-        validationContextType: { $case: 'validationContext', value: { customValidatorConfig: spiffeValidator(t.trustDomains) } },
+        validationContextType: { $case: 'validationContextSdsSecretConfig', value: sdsSecret(t.rootsSecret) },
       },
     });
     return {

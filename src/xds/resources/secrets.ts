@@ -1,15 +1,19 @@
 import { Secret } from '../../gen/envoy/extensions/transport_sockets/tls/v3/secret.js';
-import type { ConfigSnapshot, LeafSecretIR, RootsSecretIR } from '../../snapshot/types.js';
+import { SPIFFECertValidatorConfig } from '../../gen/envoy/extensions/transport_sockets/tls/v3/tls_spiffe_validator_config.js';
+import type { ConfigSnapshot, LeafSecretIR, RootsSecretIR, TrustDomainsSecretIR } from '../../snapshot/types.js';
+import { packAny } from '../any.js';
 import { TypeUrl } from '../types.js';
 import { spec, type ResourceSpec } from './common.js';
 
 /**
- * SDS: the proxy's leaf certificate and the root bundles it trusts. A rotation re-sends these
- * secrets only, not the clusters and listeners that name them (docs/architecture.md §5 "Secrets").
+ * SDS: the proxy's leaf certificate and the root bundles it trusts, plain or per trust domain for
+ * the SPIFFE validator. A rotation, or a peer's new bundle, re-sends these secrets only, not the
+ * clusters and listeners that name them (docs/architecture.md §5): Envoy takes a new secret into the TLS
+ * contexts that use it, while a changed listener filter chain is drained and its connections closed.
  */
 export function secretsFromSnapshot(s: ConfigSnapshot): ResourceSpec[] {
-  if (s.kind === 'mesh-gateway') return s.leaf ? [leafSpec(s.leaf), ...(s.roots ?? []).map(rootsSpec)] : [];
-  return [leafSpec(s.leaf), ...s.roots.map(rootsSpec)];
+  if (s.kind === 'mesh-gateway') return s.leaf ? [leafSpec(s.leaf), ...(s.roots ?? []).map(rootsSpec), ...(s.peerInbound ?? []).map(trustDomainsSpec)] : [];
+  return [leafSpec(s.leaf), ...s.roots.map(rootsSpec), ...(s.inbound ? [trustDomainsSpec(s.inbound)] : [])];
 }
 
 function leafSpec(leaf: LeafSecretIR): ResourceSpec {
@@ -34,6 +38,23 @@ function rootsSpec(roots: RootsSecretIR): ResourceSpec {
       type: { $case: 'validationContext', value: { trustedCa: { specifier: { $case: 'inlineString', value: pemBundle(roots.pems) } } } },
     }),
   );
+}
+
+/**
+ * Envoy's SPIFFE certificate validator as a validation-context secret: a client certificate is
+ * checked against the bundle of the trust domain in its URI SAN only, so a peer's CA can never
+ * vouch for our identities (docs/architecture.md §5).
+ */
+function trustDomainsSpec(secret: TrustDomainsSecretIR): ResourceSpec {
+  return spec(TypeUrl.secret, secret.name, secret, () => {
+    const config = SPIFFECertValidatorConfig.fromPartial({
+      trustDomains: secret.trustDomains.map((t) => ({ name: t.name, trustBundle: { specifier: { $case: 'inlineString', value: pemBundle(t.pems) } } })),
+    });
+    return Secret.fromPartial({
+      name: secret.name,
+      type: { $case: 'validationContext', value: { customValidatorConfig: { name: 'envoy.tls.cert_validator.spiffe', typedConfig: packAny(config) } } },
+    });
+  });
 }
 
 /** One PEM block per line group: every certificate ends with a newline before the next begins. */
