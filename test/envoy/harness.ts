@@ -127,7 +127,9 @@ export async function startEnvoy(name: string, bootstrap: Bootstrap, opts: { log
   const address = await waitFor(
     () => {
       if (child.exitCode !== null) throw new Error(`envoy ${name} exited with ${child.exitCode}:\n${tail(log)}`);
-      return existsSync(adminPath) && readFileSync(adminPath, 'utf8').trim();
+      // Envoy creates the file before it writes the address: an empty file is "not yet".
+      const written = existsSync(adminPath) ? readFileSync(adminPath, 'utf8').trim() : '';
+      return /^[\d.]+:\d+$/.test(written) && written;
     },
     { timeoutMs: 60_000, intervalMs: 20, what: `envoy ${name}'s admin address` },
   ).catch((err: unknown) => {
