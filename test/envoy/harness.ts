@@ -42,7 +42,8 @@ export function skipWithoutEnvoy(): boolean {
 /** The version line of the binary, e.g. `1.40.0`. */
 export function envoyVersion(): string {
   const out = spawnSync(requireEnvoy(), ['--version'], { encoding: 'utf8' }).stdout;
-  return /\/(\d+\.\d+\.\d+)\//.exec(out)?.[1] ?? out.trim();
+  // `<path to the binary>  version: <sha>/1.40.0/Clean/RELEASE/BoringSSL`: the path may hold versions too.
+  return /version: \S*?\/(\d+\.\d+\.\d+)\//.exec(out)?.[1] ?? out.trim();
 }
 
 function requireEnvoy(): string {
