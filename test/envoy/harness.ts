@@ -110,12 +110,12 @@ function scratchDir(): string {
 }
 
 /** Starts Envoy with `bootstrap` and resolves once its admin port is known (not yet LIVE). */
-export async function startEnvoy(name: string, bootstrap: Bootstrap, opts: { logLevel?: string } = {}): Promise<EnvoyProcess> {
+export async function startEnvoy(name: string, bootstrap: Bootstrap, opts: { logLevel?: string; args?: readonly string[] } = {}): Promise<EnvoyProcess> {
   const dir = scratchDir();
   const config = join(dir, 'bootstrap.json');
   const adminPath = join(dir, 'admin-address');
   writeFileSync(config, JSON.stringify(bootstrap));
-  const args = ['-c', config, '--use-dynamic-base-id', '--admin-address-path', adminPath, '-l', opts.logLevel ?? 'warning', '--drain-time-s', '1', '--parent-shutdown-time-s', '2'];
+  const args = ['-c', config, '--use-dynamic-base-id', '--admin-address-path', adminPath, '-l', opts.logLevel ?? 'warning', '--drain-time-s', '1', '--parent-shutdown-time-s', '2', ...(opts.args ?? [])];
   const child = spawn(requireEnvoy(), args, { stdio: ['ignore', 'pipe', 'pipe'] });
   let log = '';
   const keep = (chunk: string): void => {
