@@ -42,7 +42,8 @@ export function skipWithoutEnvoy(): boolean {
 /** The version line of the binary, e.g. `1.40.0`. */
 export function envoyVersion(): string {
   const out = spawnSync(requireEnvoy(), ['--version'], { encoding: 'utf8' }).stdout;
-  return /\/(\d+\.\d+\.\d+)\//.exec(out)?.[1] ?? out.trim();
+  // `<path to the binary>  version: <sha>/1.40.0/Clean/RELEASE/BoringSSL`: the path may hold versions too.
+  return /version: \S*?\/(\d+\.\d+\.\d+)\//.exec(out)?.[1] ?? out.trim();
 }
 
 function requireEnvoy(): string {
@@ -109,14 +110,14 @@ function scratchDir(): string {
 }
 
 /** Starts Envoy with `bootstrap` and resolves once its admin port is known (not yet LIVE). */
-export async function startEnvoy(name: string, bootstrap: Bootstrap, opts: { logLevel?: string } = {}): Promise<EnvoyProcess> {
+export async function startEnvoy(name: string, bootstrap: Bootstrap, opts: { logLevel?: string; args?: readonly string[] } = {}): Promise<EnvoyProcess> {
   const dir = scratchDir();
   const config = join(dir, 'bootstrap.json');
   const adminPath = join(dir, 'admin-address');
   writeFileSync(config, JSON.stringify(bootstrap));
   // No hot restart: no shared memory or domain sockets, so Envoys started at the same moment by
   // parallel test files never compete for a base id (what `--base-id` exists to separate).
-  const args = ['-c', config, '--disable-hot-restart', '--admin-address-path', adminPath, '-l', opts.logLevel ?? 'warning', '--drain-time-s', '1', '--parent-shutdown-time-s', '2'];
+  const args = ['-c', config, '--disable-hot-restart', '--admin-address-path', adminPath, '-l', opts.logLevel ?? 'warning', '--drain-time-s', '1', '--parent-shutdown-time-s', '2', ...(opts.args ?? [])];
   const child = spawn(requireEnvoy(), args, { stdio: ['ignore', 'pipe', 'pipe'] });
   let log = '';
   const keep = (chunk: string): void => {

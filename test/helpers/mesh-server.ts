@@ -10,7 +10,7 @@ import { loadServerConfig } from '../../src/config/index.js';
 import { silentLogger } from '../../src/log.js';
 import { startServer, type RunningServer } from '../../src/server.js';
 import { adsClient } from './fake-envoy.js';
-import { startServerProcess, type ServerProcess } from './process.js';
+import { startServerProcess, type ServerProcess, type SpawnOptions } from './process.js';
 import { EnvoyLike } from './envoy-like.js';
 import type { AggregatedDiscoveryServiceClient } from '../../src/gen/envoy/service/discovery/v3/ads.js';
 
@@ -95,11 +95,12 @@ function nodeOver(httpPort: number, xdsPort: number, stop: () => Promise<void>, 
 
 /**
  * A real `isthmus server` process on 127.0.0.1:0 (its own data dir), driven like a user would:
- * flags are the same camelCase keys as startMeshServer's (`datacenter`, `caRotationPhaseMs`, …).
+ * flags are the same camelCase keys as startMeshServer's (`datacenter`, `caRotationPhaseMs`, …),
+ * `opts.env` is added to its environment (e.g. NODE_OPTIONS).
  */
-export async function startMeshProcess(flags: Record<string, string> = {}): Promise<MeshProcess> {
+export async function startMeshProcess(flags: Record<string, string> = {}, opts: SpawnOptions = {}): Promise<MeshProcess> {
   const args = Object.entries({ coalesceMs: '20', ...flags }).flatMap(([k, v]) => [`--${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`, v]);
-  const proc = await startServerProcess(args);
+  const proc = await startServerProcess(args, opts);
   const node = nodeOver(
     proc.httpPort,
     proc.xdsPort,
