@@ -201,17 +201,13 @@ function parseClusters(text: string): Map<string, EnvoyHost[]> {
   return out;
 }
 
-/**
- * The `update_rejected` counters of CDS, LDS, RDS and SDS, the warming gauges, and whether the
- * proxy took its clusters and listeners from isthmus at all (`cds_accepted`, `lds_accepted`: an
- * Envoy that never reached its server also goes LIVE, empty, once its initial fetches time out).
- */
+/** The `update_rejected` counters of CDS, LDS, RDS and SDS, and the warming gauges, in one object. */
 export async function rejectionStats(envoy: EnvoyProcess): Promise<Record<string, number>> {
-  const stats = await envoy.stats();
-  const out: Record<string, number> = {
-    cds_accepted: stats['cluster_manager.cds.update_success'] ?? 0,
-    lds_accepted: stats['listener_manager.lds.update_success'] ?? 0,
-  };
+  return rejectionsOf(await envoy.stats());
+}
+
+function rejectionsOf(stats: EnvoyStats): Record<string, number> {
+  const out: Record<string, number> = {};
   for (const [name, value] of Object.entries(stats)) {
     if (name.endsWith('.update_rejected') && /^(cluster_manager\.cds|listener_manager\.lds|http\.[^.]+\.rds|sds)\./.test(name)) out[name] = value;
     if (name === 'cluster_manager.warming_clusters' || name === 'listener_manager.total_listeners_warming') out[name] = value;
@@ -220,8 +216,10 @@ export async function rejectionStats(envoy: EnvoyProcess): Promise<Record<string
 }
 
 /**
- * Waits until Envoy is LIVE with its clusters and listeners from isthmus and every update accepted:
- * no rejected CDS/LDS/RDS/SDS update and nothing warming. Resolves with the stats it checked; the timeout names what was still wrong.
+ * Waits until Envoy is LIVE with its clusters and listeners from isthmus (an Envoy that never
+ * reached its server also goes LIVE, empty, once its initial fetches time out) and every update
+ * accepted: no rejected CDS/LDS/RDS/SDS update and nothing warming. Resolves with the rejection
+ * and warming stats it checked; a rejection ends the wait at once, with Envoy's message.
  */
 export async function waitHealthy(envoy: EnvoyProcess, timeoutMs = 60_000): Promise<Record<string, number>> {
   let last = '';
@@ -230,14 +228,16 @@ export async function waitHealthy(envoy: EnvoyProcess, timeoutMs = 60_000): Prom
   const stats = await waitFor(
     async () => {
       const state = await envoy.state();
-      const stats = await rejectionStats(envoy);
-      const bad = Object.entries(stats).filter(([k, v]) => (k.endsWith('_accepted') ? v === 0 : v !== 0));
-      last = `${state} ${JSON.stringify(Object.fromEntries(bad))}`;
+      const all = await envoy.stats();
+      const stats = rejectionsOf(all);
+      const configured = (all['cluster_manager.cds.update_success'] ?? 0) > 0 && (all['listener_manager.lds.update_success'] ?? 0) > 0;
+      const bad = Object.entries(stats).filter(([, v]) => v !== 0);
+      last = `${state}${configured ? '' : ' (no CDS and LDS from isthmus yet)'} ${JSON.stringify(Object.fromEntries(bad))}`;
       if (bad.some(([k]) => k.endsWith('update_rejected'))) {
         rejected = `envoy ${envoy.name} rejected an update: ${last}\n${rejections(envoy.log())}`;
         return stats;
       }
-      return state === 'LIVE' && bad.length === 0 && stats;
+      return state === 'LIVE' && configured && bad.length === 0 && stats;
     },
     { timeoutMs, intervalMs: 100, what: `envoy ${envoy.name} (admin ${envoy.adminUrl}) LIVE with its config from isthmus, nothing rejected or warming` },
   ).catch((err: unknown) => {
