@@ -8,6 +8,7 @@ import {
   type RotationRecord,
   caRootsOf,
   commitActivate,
+  commitReissued,
   commitFirstRoot,
   commitRetire,
   commitRotationStart,
@@ -202,6 +203,7 @@ class BuiltInCa implements CertificateAuthority {
       this.rotation = await commitActivate(this.store, rotation, this.now());
       this.signer = signer;
       await this.leaves.reissueAll();
+      this.rotation = await commitReissued(this.store, this.rotation, this.now());
       await this.changed('CA rotation: the new root signs and every leaf was re-issued; the old root is still trusted');
     } else {
       // Again, in case a re-issue failed or a leaf was requested while activation was committing.

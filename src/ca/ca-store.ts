@@ -112,6 +112,20 @@ export async function commitActivate(store: Store, rotation: RotationRecord, now
   });
 }
 
+/**
+ * Phase 2's clock starts again once every leaf was re-issued: proxies get a whole phase to receive
+ * their new leaves before the old root goes. Re-issuing thousands of leaves can outlast a phase, and
+ * timed from activation the old root was retired before any proxy held a leaf of the new one.
+ */
+export async function commitReissued(store: Store, rotation: RotationRecord, now: number): Promise<RotationRecord> {
+  return store.txn(async (tx) => {
+    await expectPhase(tx, rotation);
+    const next: RotationRecord = { ...rotation, since: now };
+    tx.put(caKeys.rotation, next);
+    return next;
+  });
+}
+
 /** Phase 3: the old root is no longer trusted; the rotation is over. */
 export async function commitRetire(store: Store, rotation: RotationRecord): Promise<void> {
   await store.txn(async (tx) => {

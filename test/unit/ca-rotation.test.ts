@@ -85,6 +85,27 @@ describe('CA root rotation', () => {
     expect(await store.get('ca/rotation')).toBeUndefined();
   });
 
+  it('gives proxies a whole phase with their new leaves when re-issuing took longer than a phase', async () => {
+    let t = Date.now();
+    const phaseMs = 300;
+    const ca = await open({ rotation: { phaseMs }, clock: () => t });
+    await ca.leaf({ spiffeId: serviceSpiffeId(ca.trustDomain, 'dc1', { name: 'web' }) });
+    const events = record(ca);
+    // Re-issuing thousands of leaves can take longer than a phase: this clock jumps 10 phases per leaf.
+    ca.subscribe((e) => {
+      if (e.kind === 'leaf-renewed') t += 10 * phaseMs;
+    });
+    const seen: number[] = [];
+    ca.subscribe((e) => {
+      if (e.kind === 'roots-changed') seen.push(performance.now());
+    });
+    await ca.rotate();
+    await waitFor(() => rootsEvents(events).length >= 3, { timeoutMs: 10_000, what: 'the old root retired' });
+    // Timed from activation, the retire step was already due when the leaves went out (0 ms later).
+    expect(seen[2]! - seen[1]!).toBeGreaterThanOrEqual(phaseMs - 20);
+    expect(await store.get('ca/rotation')).toBeUndefined();
+  });
+
   it('refuses a rotation while one is in progress, and allows the next one after', async () => {
     const ca = await open({ rotation: { phaseMs: 50 } });
     const events = record(ca);
