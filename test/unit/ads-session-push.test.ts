@@ -60,12 +60,15 @@ function firstPort(r: DeltaDiscoveryResponse): number | undefined {
     : undefined;
 }
 
-async function connected(cache: XdsCache, ids: readonly string[], sessions: DeltaSession[] = []): Promise<FakeCall[]> {
-  const metrics = new Metrics();
-  const ctx: SessionContext = {
-    cache, metrics, logger: silentLogger(), maxResponseBytes: 4 * 1024 * 1024, warmingTimeoutMs: 1_000,
+function sessionContext(cache: XdsCache): SessionContext {
+  return {
+    cache, metrics: new Metrics(), logger: silentLogger(), maxResponseBytes: 4 * 1024 * 1024, warmingTimeoutMs: 1_000,
     authorize: () => undefined, onReady: () => undefined, onClose: () => undefined,
   };
+}
+
+async function connected(cache: XdsCache, ids: readonly string[], sessions: DeltaSession[] = []): Promise<FakeCall[]> {
+  const ctx = sessionContext(cache);
   const calls = ids.map((id) => {
     cache.setProxyResources(id, [endpoints('a', [1])]);
     const call = new FakeCall();
@@ -186,5 +189,18 @@ describe('pushing a published view', () => {
     expect(bad!.ended).toMatchObject({ code: grpc.status.INTERNAL });
     cache.setProxyResources('good', [endpoints('a', [5])]);
     expect(firstPort(good!.written.at(-1)!)).toBe(5);
+  });
+});
+
+describe('admitting a stream', () => {
+  it("keeps the node's identity and metadata but not its list of built-in extensions (Envoy 1.40 sends 500-odd)", async () => {
+    const call = new FakeCall();
+    const session = new DeltaSession('delta', sessionContext(new XdsCache()), call as unknown as grpc.ServerDuplexStream<DeltaDiscoveryRequest, Buffer>);
+    const extensions = Array.from({ length: 500 }, (_, i) => ({ name: `envoy.filters.x${i}`, category: 'envoy.filters.network' }));
+    call.request({ node: { id: 'web-sidecar-proxy', cluster: 'web', userAgentName: 'envoy', extensions }, typeUrl: TypeUrl.endpoint, resourceNamesSubscribe: ['a'] });
+    await settle();
+    const node = session.node!;
+    expect(node).toMatchObject({ id: 'web-sidecar-proxy', cluster: 'web', userAgentName: 'envoy' });
+    expect(node.extensions).toEqual([]);
   });
 });
