@@ -187,7 +187,8 @@ function routeSummary(route: Json): string {
   return `${match} → ${target || (route.directResponse ? `direct ${route.directResponse.status}` : '-')}`;
 }
 
-function secretRow(name: string, s: Json): string[] {
+/** One row of `proxy-config secrets`: NAME, KIND, SUBJECT / URI SAN, NOT AFTER, KEY. */
+export function secretRow(name: string, s: Json): string[] {
   if (s.tlsCertificate) {
     const [leaf] = certificates(s.tlsCertificate.certificateChain);
     const san = leaf?.subjectAltName?.split(', ').find((x) => x.startsWith('URI:'))?.slice(4);
@@ -195,9 +196,14 @@ function secretRow(name: string, s: Json): string[] {
   }
   const validation = s.validationContext;
   if (validation) {
-    const roots = certificates(validation.trustedCa);
+    // A SPIFFE validator (an exported sidecar's or gateway's inbound trust) holds a bundle per trust domain.
+    const trustDomains: Json[] = validation.customValidatorConfig?.typedConfig?.trustDomains ?? [];
+    const roots = trustDomains.length > 0 ? trustDomains.flatMap((t) => certificates(t.trustBundle)) : certificates(validation.trustedCa);
     const first = roots[0]?.subject.split('\n').find((x) => x.startsWith('CN='));
-    const subject = first ? `${first}${roots.length > 1 ? ` (+${roots.length - 1} more)` : ''}` : '-';
+    const subject =
+      trustDomains.length > 0
+        ? `SPIFFE: ${trustDomains.map((t) => String(t.name)).join(', ')}`
+        : first ? `${first}${roots.length > 1 ? ` (+${roots.length - 1} more)` : ''}` : '-';
     const earliest = roots.reduce<X509Certificate | undefined>((a, c) => (!a || Date.parse(c.validTo) < Date.parse(a.validTo) ? c : a), undefined);
     return [name, 'validation', subject, notAfter(earliest), '-'];
   }
