@@ -10,6 +10,7 @@ import { connect as http2Connect, createServer as createHttp2Server, constants a
 import { type AddressInfo, type Server as NetServer, type Socket, connect as netConnect, createServer as createNetServer } from 'node:net';
 import * as grpc from '@grpc/grpc-js';
 import { WebSocket, WebSocketServer } from 'ws';
+import { freePort } from '../../src/demo/free-port.js';
 import { withDeadline } from '../helpers/wait.js';
 
 export type AppProtocol = 'tcp' | 'http' | 'http2' | 'grpc';
@@ -360,19 +361,13 @@ export async function webSocketCall(port: number, messages: readonly string[], p
   }
 }
 
-/** A port from 20000–31999 that is free on 127.0.0.1 now: below Linux's ephemeral range, so an outgoing connection will not take it before Envoy binds it. */
-export async function listenPort(): Promise<number> {
-  for (let i = 0; i < 100; i++) {
-    const port = 20_000 + Math.floor(Math.random() * 12_000);
-    const server = createNetServer();
-    const ok = await new Promise<boolean>((resolve) => {
-      server.once('error', () => resolve(false));
-      server.listen(port, '127.0.0.1', () => resolve(true));
-    });
-    if (ok) {
-      await new Promise<void>((resolve) => server.close(() => resolve()));
-      return port;
-    }
-  }
-  throw new Error('no free port in 20000-31999 on 127.0.0.1');
+/** Ports handed out in this test process: two Envoys of one file must never be given the same one. */
+const handedOut = new Set<number>();
+
+/**
+ * A port from 20000–31999 that is free on 127.0.0.1 now (below Linux's ephemeral range, so an
+ * outgoing connection will not take it before Envoy binds it), the demo's own picker.
+ */
+export function listenPort(): Promise<number> {
+  return freePort(handedOut);
 }

@@ -23,7 +23,7 @@ import type { BootstrapProxyKind } from '../../src/mesh/bootstrap.js';
 import { peeringServerName } from '../../src/mesh/names.js';
 import { goldenRoot } from '../helpers/golden.js';
 import { exportEntry, startPeeredMeshes } from '../helpers/peered-mesh.js';
-import { trustDomainMasker } from '../helpers/proxy-golden.js';
+import { trustDomainMasker, webIntentionsConfig } from '../helpers/proxy-golden.js';
 import { cleanupProcesses, runCli } from '../helpers/process.js';
 import { startMeshProcess } from '../helpers/mesh-server.js';
 import { waitFor } from '../helpers/wait.js';
@@ -69,17 +69,8 @@ const otherProxies = ['dc1/api-sidecar-proxy', 'dc1/db-sidecar-proxy', 'dc1-bind
 const proxies = new Map<string, Proxy>();
 const nodes: MeshProcess[] = [];
 
-/** Free loopback ports, never the same one twice in this file (two Envoys must not bind one port). */
-const taken = new Set<number>();
-async function port(): Promise<number> {
-  for (;;) {
-    const p = await listenPort();
-    if (!taken.has(p)) {
-      taken.add(p);
-      return p;
-    }
-  }
-}
+/** Free loopback ports; listenPort never hands out one twice in a test process. */
+const port = listenPort;
 
 const loopback = (p: number) => `127.0.0.1:${p}`;
 
@@ -121,18 +112,7 @@ async function meshTopology(): Promise<void> {
   const dc = await startCluster('dc1');
   nodes.push(dc);
   const tds = { 'trust-domain': await dc.trustDomain() };
-  await dc.putConfig({ Kind: 'service-defaults', Name: 'api', Protocol: 'http' });
-  await dc.putConfig({ Kind: 'service-defaults', Name: 'web', Protocol: 'http' });
-  await dc.putConfig({
-    Kind: 'service-intentions',
-    Name: 'web',
-    Sources: [
-      { Name: 'frontend', Action: 'allow' },
-      { Name: 'db', Action: 'deny' },
-      { Name: '*', Action: 'deny' },
-    ],
-  });
-  await dc.putConfig({ Kind: 'mesh', Name: 'mesh', DefaultIntentionAction: 'allow' });
+  for (const entry of webIntentionsConfig) await dc.putConfig(entry);
   await dc.register(withSidecar('api', await port(), await port()));
   await dc.register(withSidecar('db', await port(), await port()));
   const [webSidecar, apiBind, dbBind, gw] = [await port(), await port(), await port(), await port()];
