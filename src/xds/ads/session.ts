@@ -487,15 +487,9 @@ export abstract class AdsSession<Req extends BaseRequest = BaseRequest> implemen
 
   /**
    * Writes what is pending in the order of `pushOrder`. A type awaiting an ACK blocks every later
-   * step, but endpoints do not wait for the ACK of clusters, and listeners/routes wait until the
-   * clusters they may name are warm (their endpoints subscribed and sent), so a listener never
-   * arrives before the cluster it routes to.
-   *
-   * A running Envoy withholds its CDS ACK while any cluster warms, and a new or changed EDS cluster
-   * warms until its endpoints arrive (Envoy `ClusterManagerImpl::updateClusterCounts` pauses CDS
-   * while warming clusters exist). Held behind that ACK, the endpoints came only after Envoy's
-   * 15 s initial-fetch timeout, and the cluster warmed empty. The xDS protocol asks only that CDS
-   * go out before the EDS of its clusters (xds_protocol, "Eventual consistency considerations").
+   * step except those whose `notBehind` names it (endpoints go while clusters await their ACK; the
+   * table says why), and listeners/routes wait until the clusters they may name are warm (their
+   * endpoints subscribed and sent), so a listener never arrives before the cluster it routes to.
    *
    * Returns 'blocked' when it stopped early (warming clusters, or something to send behind a
    * response still awaiting its ACK, written by this flush or before), 'done' when nothing waits,
