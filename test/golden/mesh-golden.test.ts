@@ -8,7 +8,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { buildBootstrap } from '../../src/mesh/bootstrap.js';
 import type { EnvoyLike } from '../helpers/envoy-like.js';
 import { expectGolden, orphanedGoldens } from '../helpers/golden.js';
-import { expectProxyGoldens, trustDomainMasker } from '../helpers/proxy-golden.js';
+import { expectProxyGoldens, trustDomainMasker, webIntentionsConfig } from '../helpers/proxy-golden.js';
 import { startMeshServer, type MeshServer } from '../helpers/mesh-server.js';
 import { validateJson } from '../helpers/pgv.js';
 
@@ -40,18 +40,7 @@ describe('golden proxy configs', () => {
   it('sidecar with a TCP and an HTTP upstream and intentions', async () => {
     const mesh = await startMeshServer();
     servers.push(mesh);
-    await mesh.putConfig({ Kind: 'service-defaults', Name: 'api', Protocol: 'http' });
-    await mesh.putConfig({ Kind: 'service-defaults', Name: 'web', Protocol: 'http' });
-    await mesh.putConfig({
-      Kind: 'service-intentions',
-      Name: 'web',
-      Sources: [
-        { Name: 'frontend', Action: 'allow' },
-        { Name: 'db', Action: 'deny' },
-        { Name: '*', Action: 'deny' },
-      ],
-    });
-    await mesh.putConfig({ Kind: 'mesh', Name: 'mesh', DefaultIntentionAction: 'allow' });
+    for (const entry of webIntentionsConfig) await mesh.putConfig(entry);
     await mesh.register(withSidecar('api', 9090));
     await mesh.register(withSidecar('db', 5432));
     await mesh.register(withSidecar('web', 8080, [

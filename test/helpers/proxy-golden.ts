@@ -43,3 +43,23 @@ export function expectProxyGoldens(dir: string, envoy: EnvoyLike, mask: Masker):
   }
   expect(lintResources(lint)).toEqual([]);
 }
+
+/**
+ * The config entries of the golden case `mesh/sidecar-tcp-http-intentions` (web and api speak
+ * HTTP; intentions on web), in the order they are written. The real-Envoy test of the golden
+ * topologies writes the same ones, so the two cannot drift apart.
+ */
+export const webIntentionsConfig = [
+  { Kind: 'service-defaults', Name: 'api', Protocol: 'http' },
+  { Kind: 'service-defaults', Name: 'web', Protocol: 'http' },
+  {
+    Kind: 'service-intentions',
+    Name: 'web',
+    Sources: [
+      { Name: 'frontend', Action: 'allow' },
+      { Name: 'db', Action: 'deny' },
+      { Name: '*', Action: 'deny' },
+    ],
+  },
+  { Kind: 'mesh', Name: 'mesh', DefaultIntentionAction: 'allow' },
+] as const;
