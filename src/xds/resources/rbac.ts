@@ -1,6 +1,6 @@
 import { RBAC as NetworkRbac } from '../../gen/envoy/extensions/filters/network/rbac/v3/rbac.js';
 import { RBAC as HttpRbac } from '../../gen/envoy/extensions/filters/http/rbac/v3/rbac.js';
-import { RBAC_Action, type Principal, type RBAC as RbacRules } from '../../gen/envoy/config/rbac/v3/rbac.js';
+import { RBAC_Action, type DeepPartial, type Policy, type Principal, type RBAC as RbacRules } from '../../gen/envoy/config/rbac/v3/rbac.js';
 import type { PrincipalIR, RbacIR } from '../../snapshot/types.js';
 import { packAny } from '../any.js';
 import type { Filter } from '../../gen/envoy/config/listener/v3/listener_components.js';
@@ -50,15 +50,15 @@ function policyPrincipal(p: PrincipalIR, exclude: readonly PrincipalIR[], layer:
   return { identifier: { $case: 'andIds', value: { ids: [principal(p, layer), { identifier: { $case: 'notId', value: orOf(exclude, layer) } }] } } };
 }
 
-function rules(rbac: RbacIR, layer: Layer): RbacRules {
-  const policies: RbacRules['policies'] = {};
+function rules(rbac: RbacIR, layer: Layer): DeepPartial<RbacRules> {
+  const policies: Record<string, DeepPartial<Policy>> = {};
   for (const p of rbac.policies) {
     policies[p.name] = {
       permissions: [{ rule: { $case: 'any', value: true } }],
       principals: p.principals.map((x) => policyPrincipal(x, p.notPrincipals, layer)),
-    } as RbacRules['policies'][string];
+    };
   }
-  return { action: rbac.action === 'ALLOW' ? RBAC_Action.ALLOW : RBAC_Action.DENY, policies } as RbacRules;
+  return { action: rbac.action === 'ALLOW' ? RBAC_Action.ALLOW : RBAC_Action.DENY, policies };
 }
 
 /** The network RBAC filter enforcing intentions on a TCP public listener (L4, by client SPIFFE ID). */
