@@ -14,11 +14,15 @@ let added = 0;
 for (const [name, version] of Object.entries(parent.optionalDependencies ?? {})) {
   const key = `node_modules/${name}`;
   if (lock.packages[key]) continue;
-  const [os, cpu] = name.slice(name.lastIndexOf('msgpackr-extract-') + 'msgpackr-extract-'.length).split('-');
+  const [os, cpu] = name
+    .slice(name.lastIndexOf('msgpackr-extract-') + 'msgpackr-extract-'.length)
+    .split('-');
   lock.packages[key] = { version, cpu: [cpu], license: 'MIT', optional: true, os: [os] };
   added++;
 }
-const entries = Object.entries(lock.packages).sort(([a], [b]) => (a === '' ? -1 : b === '' ? 1 : a < b ? -1 : 1));
+const entries = Object.entries(lock.packages).sort(([a], [b]) =>
+  a === '' ? -1 : b === '' ? 1 : a < b ? -1 : 1,
+);
 lock.packages = Object.fromEntries(entries);
-writeFileSync(path, JSON.stringify(lock, null, 2) + '\n');
+writeFileSync(path, `${JSON.stringify(lock, null, 2)}\n`);
 console.log(`package-lock.json: ${added} optional platform entries added`);

@@ -9,7 +9,9 @@ import { createRequire } from 'node:module';
 
 const require = createRequire(import.meta.url);
 const depsDir = join(dirname(require.resolve('@grpc/grpc-js-xds/package.json')), 'deps');
-const roots = ['envoy-api', 'xds', 'googleapis', 'protoc-gen-validate'].map((r) => join(depsDir, r));
+const roots = ['envoy-api', 'xds', 'googleapis', 'protoc-gen-validate'].map((r) =>
+  join(depsDir, r),
+);
 const outDir = new URL('../proto/', import.meta.url).pathname;
 
 /** The entry points; everything they import (transitively) is copied too. */
@@ -47,22 +49,41 @@ function locate(path) {
 }
 
 function patchValidate(text) {
-  const numeric = ['Float', 'Double', 'Int32', 'Int64', 'UInt32', 'UInt64', 'SInt32', 'SInt64',
-    'Fixed32', 'Fixed64', 'SFixed32', 'SFixed64'];
+  const numeric = [
+    'Float',
+    'Double',
+    'Int32',
+    'Int64',
+    'UInt32',
+    'UInt64',
+    'SInt32',
+    'SInt64',
+    'Fixed32',
+    'Fixed64',
+    'SFixed32',
+    'SFixed64',
+  ];
   const ignoreEmpty = { String: 26, Bytes: 14, Repeated: 5, Map: 6 };
   for (const n of numeric) ignoreEmpty[n] = 8;
   for (const [rule, tag] of Object.entries(ignoreEmpty)) {
     const re = new RegExp(`(message ${rule}Rules \\{\\n)`);
     if (!re.test(text)) throw new Error(`validate.proto: message ${rule}Rules not found`);
-    text = text.replace(re, `$1    // Added by scripts/sync-protos.mjs (protoc-gen-validate v1.0.4).\n    optional bool ignore_empty = ${tag};\n\n`);
+    text = text.replace(
+      re,
+      `$1    // Added by scripts/sync-protos.mjs (protoc-gen-validate v1.0.4).\n    optional bool ignore_empty = ${tag};\n\n`,
+    );
   }
   const ext = 'optional bool disabled = 1071;\n';
   if (!text.includes(ext)) throw new Error('validate.proto: disabled option not found');
-  return text.replace(ext, `${ext}\n    // Ignore skips generation of validation for this message (protoc-gen-validate v1.0.4).\n    optional bool ignored = 1072;\n`);
+  return text.replace(
+    ext,
+    `${ext}\n    // Ignore skips generation of validation for this message (protoc-gen-validate v1.0.4).\n    optional bool ignored = 1072;\n`,
+  );
 }
 
 // proto/isthmus/ is ours; only the synced trees are replaced.
-for (const tree of ['envoy', 'google', 'udpa', 'validate', 'xds']) rmSync(join(outDir, tree), { recursive: true, force: true });
+for (const tree of ['envoy', 'google', 'udpa', 'validate', 'xds'])
+  rmSync(join(outDir, tree), { recursive: true, force: true });
 const seen = new Set();
 const queue = [...entries];
 while (queue.length > 0) {

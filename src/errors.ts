@@ -48,7 +48,9 @@ export function httpStatusOf(err: IsthmusError): number {
   return httpCodes[err.code];
 }
 
-const codesOfHttp = new Map<number, ErrorCode>(Object.entries(httpCodes).map(([code, status]) => [status, code as ErrorCode]));
+const codesOfHttp = new Map<number, ErrorCode>(
+  Object.entries(httpCodes).map(([code, status]) => [status, code as ErrorCode]),
+);
 
 /** The error code an HTTP status stands for (the inverse of httpStatusOf); `internal` for others. */
 export function errorCodeOfHttpStatus(status: number): ErrorCode {

@@ -31,7 +31,12 @@ export class LeanHistogram {
   /** After `reset`, prom-client exports no sample until the next observation. */
   private cleared = false;
 
-  constructor(opts: { name: string; help: string; buckets: readonly number[]; registers: readonly Registry[] }) {
+  constructor(opts: {
+    name: string;
+    help: string;
+    buckets: readonly number[];
+    registers: readonly Registry[];
+  }) {
     this.name = opts.name;
     this.help = opts.help;
     this.bounds = [...opts.buckets].sort((a, b) => a - b);
@@ -40,7 +45,8 @@ export class LeanHistogram {
   }
 
   observe(value: number): void {
-    if (!Number.isFinite(value)) throw new TypeError(`${this.name}: value is not a valid number: ${value}`);
+    if (!Number.isFinite(value))
+      throw new TypeError(`${this.name}: value is not a valid number: ${value}`);
     const bounds = this.bounds;
     let i = 0;
     while (i < bounds.length && value > bounds[i]!) i++;
@@ -58,9 +64,22 @@ export class LeanHistogram {
   }
 
   /** What prom-client's registry reads (the shape of its Histogram's `get`). */
-  async get(): Promise<{ name: string; help: string; type: 'histogram'; values: Sample[]; aggregator: 'sum' }> {
+  async get(): Promise<{
+    name: string;
+    help: string;
+    type: 'histogram';
+    values: Sample[];
+    aggregator: 'sum';
+  }> {
     const values: Sample[] = [];
-    if (this.cleared) return { name: this.name, help: this.help, type: this.type, values, aggregator: this.aggregator };
+    if (this.cleared)
+      return {
+        name: this.name,
+        help: this.help,
+        type: this.type,
+        values,
+        aggregator: this.aggregator,
+      };
     let cumulative = 0;
     this.bounds.forEach((le, i) => {
       cumulative += this.counts[i]!;
@@ -69,7 +88,13 @@ export class LeanHistogram {
     values.push({ labels: { le: '+Inf' }, value: this.count, metricName: `${this.name}_bucket` });
     values.push({ labels: {}, value: this.sum, metricName: `${this.name}_sum` });
     values.push({ labels: {}, value: this.count, metricName: `${this.name}_count` });
-    return { name: this.name, help: this.help, type: this.type, values, aggregator: this.aggregator };
+    return {
+      name: this.name,
+      help: this.help,
+      type: this.type,
+      values,
+      aggregator: this.aggregator,
+    };
   }
 }
 
@@ -85,10 +110,21 @@ export class LeanCounter<L extends string> {
   readonly name: string;
   readonly help: string;
   private readonly labelNames: readonly L[];
-  private readonly values = new Map<string, { labels: Readonly<Record<L, string>>; value: number }>();
+  private readonly values = new Map<
+    string,
+    { labels: Readonly<Record<L, string>>; value: number }
+  >();
 
-  constructor(opts: { name: string; help: string; labelNames: readonly L[]; registers: readonly Registry[] }) {
-    if (opts.labelNames.length === 0) throw new Error(`${opts.name}: a LeanCounter has labels (use prom-client's Counter for one without)`);
+  constructor(opts: {
+    name: string;
+    help: string;
+    labelNames: readonly L[];
+    registers: readonly Registry[];
+  }) {
+    if (opts.labelNames.length === 0)
+      throw new Error(
+        `${opts.name}: a LeanCounter has labels (use prom-client's Counter for one without)`,
+      );
     this.name = opts.name;
     this.help = opts.help;
     this.labelNames = opts.labelNames;
@@ -96,9 +132,11 @@ export class LeanCounter<L extends string> {
   }
 
   inc(labels: Readonly<Record<L, string>>, value = 1): void {
-    if (!Number.isFinite(value) || value < 0) throw new TypeError(`${this.name}: a counter only goes up, by a finite number (${value})`);
+    if (!Number.isFinite(value) || value < 0)
+      throw new TypeError(`${this.name}: a counter only goes up, by a finite number (${value})`);
     const names = this.labelNames;
-    const key = names.length === 1 ? labels[names[0]!] : JSON.stringify(names.map((n) => labels[n]));
+    const key =
+      names.length === 1 ? labels[names[0]!] : JSON.stringify(names.map((n) => labels[n]));
     const sample = this.values.get(key);
     if (sample) sample.value += value;
     else this.values.set(key, { labels: this.checkedLabels(labels), value });
@@ -107,10 +145,16 @@ export class LeanCounter<L extends string> {
   /** The labels of a new sample: every label name given, as a string, and no other. */
   private checkedLabels(labels: Readonly<Record<L, string>>): Record<L, string> {
     for (const n of this.labelNames) {
-      if (typeof labels[n] !== 'string') throw new TypeError(`${this.name}: label "${n}" is missing or not a string`);
+      if (typeof labels[n] !== 'string')
+        throw new TypeError(`${this.name}: label "${n}" is missing or not a string`);
     }
-    const extra = Object.keys(labels).find((k) => !(this.labelNames as readonly string[]).includes(k));
-    if (extra !== undefined) throw new TypeError(`${this.name}: added label "${extra}" is not included in the label names`);
+    const extra = Object.keys(labels).find(
+      (k) => !(this.labelNames as readonly string[]).includes(k),
+    );
+    if (extra !== undefined)
+      throw new TypeError(
+        `${this.name}: added label "${extra}" is not included in the label names`,
+      );
     return Object.fromEntries(this.labelNames.map((n) => [n, labels[n]])) as Record<L, string>;
   }
 
@@ -123,8 +167,23 @@ export class LeanCounter<L extends string> {
   }
 
   /** What prom-client's registry reads (the shape of its Counter's `get`). */
-  async get(): Promise<{ name: string; help: string; type: 'counter'; values: { labels: Record<string, string>; value: number }[]; aggregator: 'sum' }> {
-    const values = [...this.values.values()].map((s) => ({ labels: { ...s.labels }, value: s.value }));
-    return { name: this.name, help: this.help, type: this.type, values, aggregator: this.aggregator };
+  async get(): Promise<{
+    name: string;
+    help: string;
+    type: 'counter';
+    values: { labels: Record<string, string>; value: number }[];
+    aggregator: 'sum';
+  }> {
+    const values = [...this.values.values()].map((s) => ({
+      labels: { ...s.labels },
+      value: s.value,
+    }));
+    return {
+      name: this.name,
+      help: this.help,
+      type: this.type,
+      values,
+      aggregator: this.aggregator,
+    };
   }
 }

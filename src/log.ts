@@ -2,7 +2,15 @@ import { pino, type Logger, type LevelWithSilent } from 'pino';
 
 export type { Logger };
 
-export const logLevels: readonly LevelWithSilent[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+export const logLevels: readonly LevelWithSilent[] = [
+  'fatal',
+  'error',
+  'warn',
+  'info',
+  'debug',
+  'trace',
+  'silent',
+];
 
 /**
  * Field names that hold secrets wherever they appear in the code or on the wire: tokens (HTTP API,
@@ -24,13 +32,18 @@ const secretFields = [
   'authorization',
   'x-isthmus-token',
 ];
-const redactPaths = secretFields.flatMap((f) => (/^\w+$/.test(f) ? [f, `*.${f}`] : [`["${f}"]`, `*["${f}"]`]));
+const redactPaths = secretFields.flatMap((f) =>
+  /^\w+$/.test(f) ? [f, `*.${f}`] : [`["${f}"]`, `*["${f}"]`],
+);
 
 /**
  * Structured JSON logs on stdout (one object per line). Secrets never reach a log line: callers log
  * identifiers, never token or key material, and the redact list is a second line of defence.
  */
-export function createLogger(level: LevelWithSilent = 'info', destination?: pino.DestinationStream): Logger {
+export function createLogger(
+  level: LevelWithSilent = 'info',
+  destination?: pino.DestinationStream,
+): Logger {
   return pino(
     {
       level,

@@ -82,11 +82,23 @@ export class Metrics {
   /** One row per peering, read at scrape time by the isthmus_peering_* gauges (set by the server). */
   peeringRows: () => readonly PeeringMetricRow[] = () => [];
 
-  readonly peeringHealthy = this.peeringGauge('isthmus_peering_healthy', 'Whether the peering is ACTIVE with a fresh heartbeat (1) or not (0).', (r) => (r.healthy ? 1 : 0));
+  readonly peeringHealthy = this.peeringGauge(
+    'isthmus_peering_healthy',
+    'Whether the peering is ACTIVE with a fresh heartbeat (1) or not (0).',
+    (r) => (r.healthy ? 1 : 0),
+  );
 
-  readonly peeringExportedServices = this.peeringGauge('isthmus_peering_exported_services', 'Services exported to the peer.', (r) => r.exportedServices);
+  readonly peeringExportedServices = this.peeringGauge(
+    'isthmus_peering_exported_services',
+    'Services exported to the peer.',
+    (r) => r.exportedServices,
+  );
 
-  readonly peeringImportedServices = this.peeringGauge('isthmus_peering_imported_services', 'Services imported from the peer.', (r) => r.importedServices);
+  readonly peeringImportedServices = this.peeringGauge(
+    'isthmus_peering_imported_services',
+    'Services imported from the peer.',
+    (r) => r.importedServices,
+  );
 
   readonly peeringHeartbeatAge = this.peeringGauge(
     'isthmus_peering_last_heartbeat_age_seconds',
@@ -106,7 +118,11 @@ export class Metrics {
   }
 
   /** A gauge labelled by `peer_name` only, recomputed from `peeringRows` at every scrape. */
-  private peeringGauge(name: string, help: string, value: (row: PeeringMetricRow) => number | undefined): Gauge<'peer_name'> {
+  private peeringGauge(
+    name: string,
+    help: string,
+    value: (row: PeeringMetricRow) => number | undefined,
+  ): Gauge<'peer_name'> {
     const rows = () => this.peeringRows();
     return new Gauge({
       name,
@@ -124,7 +140,11 @@ export class Metrics {
   }
 }
 
-const nonCounterTotals = ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total'] as const;
+const nonCounterTotals = [
+  'nodejs_active_handles_total',
+  'nodejs_active_requests_total',
+  'nodejs_active_resources_total',
+] as const;
 
 export interface PeeringMetricRow {
   readonly peerName: string;

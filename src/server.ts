@@ -76,7 +76,10 @@ interface Parts {
  * The composition root of `isthmus server`. Signal handling belongs to the caller (the CLI), so
  * tests can run several servers in one process.
  */
-export async function startServer(config: ServerConfig, opts: { logger?: Logger } = {}): Promise<RunningServer> {
+export async function startServer(
+  config: ServerConfig,
+  opts: { logger?: Logger } = {},
+): Promise<RunningServer> {
   const logger = opts.logger ?? createLogger(config.logLevel);
   const parts: Parts = { shuttingDown: false };
   try {
@@ -84,32 +87,62 @@ export async function startServer(config: ServerConfig, opts: { logger?: Logger 
     logStarted(logger, config, httpPort, xdsPort, peeringPort);
     let stopping: Promise<void> | undefined;
     const stop = (): Promise<void> => (stopping ??= stopParts(parts, logger));
-    const { catalog, ca, snapshots, peerings, peeringServer, imported, peeringManager } = parts as Required<Parts>;
-    return { httpPort, xdsPort, peeringPort, catalog, ca, snapshots, peerings, peeringServer, imported, peeringManager, stop };
+    const { catalog, ca, snapshots, peerings, peeringServer, imported, peeringManager } =
+      parts as Required<Parts>;
+    return {
+      httpPort,
+      xdsPort,
+      peeringPort,
+      catalog,
+      ca,
+      snapshots,
+      peerings,
+      peeringServer,
+      imported,
+      peeringManager,
+      stop,
+    };
   } catch (err) {
     await stopParts(parts, logger).catch(() => undefined);
     throw err;
   }
 }
 
-async function startParts(config: ServerConfig, logger: Logger, parts: Parts): Promise<{ httpPort: number; xdsPort: number; peeringPort: number }> {
+async function startParts(
+  config: ServerConfig,
+  logger: Logger,
+  parts: Parts,
+): Promise<{ httpPort: number; xdsPort: number; peeringPort: number }> {
   const metrics = new Metrics({ defaultMetrics: true, version: isthmusVersion() });
   const exposure = httpExposureProblem(config);
   if (exposure) throw new IsthmusError('failed_precondition', exposure);
   parts.store = await openLmdbStore(config.dataDir, { logger });
-  parts.catalog = await Catalog.open(parts.store, { datacenter: config.datacenter, logger: logger.child({ component: 'catalog' }) });
+  parts.catalog = await Catalog.open(parts.store, {
+    datacenter: config.datacenter,
+    logger: logger.child({ component: 'catalog' }),
+  });
   parts.ca = await openCa(parts.store, {
     dataDir: config.dataDir,
     logger: logger.child({ component: 'ca' }),
     rotation: { phaseMs: config.caRotationPhaseMs },
     // Leaves of services no proxy uses any more are not renewed. Identities with DNS SANs (the
     // peering server's) and any asked for before the snapshots exist are always kept.
-    leafInUse: (identity) => (identity.dnsSans?.length ?? 0) > 0 || parts.snapshots === undefined || parts.snapshots.usesIdentity(identity.spiffeId),
+    leafInUse: (identity) =>
+      (identity.dnsSans?.length ?? 0) > 0 ||
+      parts.snapshots === undefined ||
+      parts.snapshots.usesIdentity(identity.spiffeId),
   });
   parts.tokens = await openProxyTokens(parts.store, { logger: logger.child({ component: 'acl' }) });
   const authorize = xdsAuthorizer(config.xdsAuth, parts.tokens, logger);
   const cache = new XdsCache(metrics);
-  const xds = new XdsServer({ logger, metrics, cache, maxStreams: config.xdsMaxStreams, authorize, httpToken: config.httpToken });
+  const xds = new XdsServer({
+    logger,
+    metrics,
+    cache,
+    maxStreams: config.xdsMaxStreams,
+    authorize,
+    httpToken: config.httpToken,
+  });
   parts.xds = xds;
   // A deleted token ends the streams it admitted, not only future ones.
   parts.tokens.onRevoked((proxyId) => xds.reauthorize(proxyId));
@@ -128,7 +161,13 @@ async function startParts(config: ServerConfig, logger: Logger, parts: Parts): P
     localPeeringAddresses: () => advertisedPeeringAddresses(config, peeringPort),
   });
   parts.snapshots.start();
-  const http = createHttpApi({ logger, metrics, health: healthOf(parts), xds, catalog: parts.catalog });
+  const http = createHttpApi({
+    logger,
+    metrics,
+    health: healthOf(parts),
+    xds,
+    catalog: parts.catalog,
+  });
   parts.http = http;
   installHttpAuth(http, config.httpToken);
   const imported = parts.imported!;
@@ -136,7 +175,8 @@ async function startParts(config: ServerConfig, logger: Logger, parts: Parts): P
     catalog: parts.catalog,
     // By instance name, as Consul answers: `api?peer=` gives api's instances and
     // `api-sidecar-proxy?peer=` the synthetic sidecars (both are replicated under `api`).
-    importedInstances: (peer, name, namespace) => imported.allOf(peer).filter((i) => i.name === name && i.namespace === namespace),
+    importedInstances: (peer, name, namespace) =>
+      imported.allOf(peer).filter((i) => i.name === name && i.namespace === namespace),
     importedServices: (peer) => imported.allOf(peer),
   });
   registerConfigRoutes(http, parts.catalog);
@@ -161,12 +201,18 @@ async function startParts(config: ServerConfig, logger: Logger, parts: Parts): P
   });
   await http.listen({ host: config.httpAddr.host, port: config.httpAddr.port });
   const address = http.server.address();
-  const httpPort = typeof address === 'object' && address !== null ? address.port : config.httpAddr.port;
+  const httpPort =
+    typeof address === 'object' && address !== null ? address.port : config.httpAddr.port;
   return { httpPort, xdsPort, peeringPort };
 }
 
 /** Opens the peering records, serves the peering port and feeds the isthmus_peering_* gauges. */
-async function startPeering(config: ServerConfig, logger: Logger, parts: Parts, metrics: Metrics): Promise<number> {
+async function startPeering(
+  config: ServerConfig,
+  logger: Logger,
+  parts: Parts,
+  metrics: Metrics,
+): Promise<number> {
   const ca = parts.ca!;
   const peeringLogger = logger.child({ component: 'peering' });
   let boundPort = config.peeringAddr.port;
@@ -176,14 +222,25 @@ async function startPeering(config: ServerConfig, logger: Logger, parts: Parts, 
     serverName: peeringServerName(ca.trustDomain, config.datacenter),
     rootPems: () => ca.roots().roots.map((r) => r.certPem),
     serverAddresses: () => advertisedPeeringAddresses(config, boundPort),
-    meshGatewayAddresses: () => meshGatewayPeeringAddresses(parts.catalog!, config.datacenter, 'wan'),
+    meshGatewayAddresses: () =>
+      meshGatewayPeeringAddresses(parts.catalog!, config.datacenter, 'wan'),
   };
-  const localGatewayAddresses = () => meshGatewayPeeringAddresses(parts.catalog!, config.datacenter, 'lan');
+  const localGatewayAddresses = () =>
+    meshGatewayPeeringAddresses(parts.catalog!, config.datacenter, 'lan');
   const peerings = await Peerings.open(parts.store!, { local, logger: peeringLogger });
   parts.peerings = peerings;
-  parts.establish = (input) => establishPeering({ peerings, ca, datacenter: config.datacenter, logger: peeringLogger, localGatewayAddresses }, input);
+  parts.establish = (input) =>
+    establishPeering(
+      { peerings, ca, datacenter: config.datacenter, logger: peeringLogger, localGatewayAddresses },
+      input,
+    );
   parts.imported = await ImportedServices.open(parts.store!);
-  parts.peeringServer = new PeeringServer({ peerings, ca, datacenter: config.datacenter, logger: peeringLogger });
+  parts.peeringServer = new PeeringServer({
+    peerings,
+    ca,
+    datacenter: config.datacenter,
+    logger: peeringLogger,
+  });
   parts.peeringManager = new PeeringManager({
     peerings,
     peeringServer: parts.peeringServer,
@@ -208,13 +265,16 @@ async function startPeering(config: ServerConfig, logger: Logger, parts: Parts, 
   metrics.peeringRows = () => {
     const now = Date.now();
     // A generated token nobody used yet is not a broken peering: no series until it is established.
-    return peerings.list().filter((p) => p.State !== 'PENDING').map((p) => ({
-      peerName: p.Name,
-      healthy: isHealthy(p, now, config.peeringHeartbeatTimeoutMs),
-      exportedServices: p.StreamStatus.ExportedServices.length,
-      importedServices: p.StreamStatus.ImportedServices.length,
-      lastHeartbeatAgeSeconds: heartbeatAgeSeconds(p, now),
-    }));
+    return peerings
+      .list()
+      .filter((p) => p.State !== 'PENDING')
+      .map((p) => ({
+        peerName: p.Name,
+        healthy: isHealthy(p, now, config.peeringHeartbeatTimeoutMs),
+        exportedServices: p.StreamStatus.ExportedServices.length,
+        importedServices: p.StreamStatus.ImportedServices.length,
+        lastHeartbeatAgeSeconds: heartbeatAgeSeconds(p, now),
+      }));
   };
   return boundPort;
 }
@@ -239,7 +299,13 @@ function healthOf(parts: Parts): Health {
   return { ready: () => notReady().length === 0, notReady };
 }
 
-function logStarted(logger: Logger, config: ServerConfig, httpPort: number, xdsPort: number, peeringPort: number): void {
+function logStarted(
+  logger: Logger,
+  config: ServerConfig,
+  httpPort: number,
+  xdsPort: number,
+  peeringPort: number,
+): void {
   logger.info(
     {
       version: isthmusVersion(),
@@ -263,7 +329,18 @@ function logStarted(logger: Logger, config: ServerConfig, httpPort: number, xdsP
 async function stopParts(parts: Parts, logger: Logger): Promise<void> {
   parts.shuttingDown = true;
   logger.info('server stopping');
-  const { xds, http, catalog, ca, tokens, store, snapshots, peerings, peeringServer, peeringManager } = parts;
+  const {
+    xds,
+    http,
+    catalog,
+    ca,
+    tokens,
+    store,
+    snapshots,
+    peerings,
+    peeringServer,
+    peeringManager,
+  } = parts;
   const steps: [string, (() => Promise<void>) | undefined][] = [
     ['xds', xds && (() => xds.shutdown(xdsGraceMs))],
     ['peering streams', peeringManager && (() => peeringManager.close())],

@@ -39,25 +39,45 @@ function bigView(cache: XdsCache, clusters: number): EncodedResource[] {
   const out: EncodedResource[] = [cache.encode(secret('ca-bundle'))];
   for (let i = 0; i < clusters; i++) {
     out.push(cache.encode(edsCluster(clusterName(i), { secret: 'ca-bundle' })));
-    out.push(cache.encode(endpoints(clusterName(i), [8080, 8081, 8082], `10.${i >> 8}.${i & 255}.1`)));
+    out.push(
+      cache.encode(endpoints(clusterName(i), [8080, 8081, 8082], `10.${i >> 8}.${i & 255}.1`)),
+    );
   }
   return out;
 }
 
 /** sotw-session.ts planFullState('upsert') followed by response(): the same steps in the same order. */
-function assembleCds(view: ProxyView, ts: TypeState, nonce: string): { bytes: Buffer; resources: Map<string, string> } {
+function assembleCds(
+  view: ProxyView,
+  ts: TypeState,
+  nonce: string,
+): { bytes: Buffer; resources: Map<string, string> } {
   const desired = ts.desired(entriesOf(view, ts.typeUrl));
   const desiredNames = new Set(desired.map((e) => e.name));
   const gone = [...ts.lastState.values()].filter((e) => !desiredNames.has(e.name));
-  const changed = desired.some((e) => ts.lastState.get(e.name)?.version !== e.version || ts.forced?.has(e.name));
+  const changed = desired.some(
+    (e) => ts.lastState.get(e.name)?.version !== e.version || ts.forced?.has(e.name),
+  );
   if (!changed && ts.sentVersionInfo !== '') throw new Error('nothing to send');
   const state = [...desired, ...gone].sort(byName);
   const version = stateVersion(state);
   const resources = new Map(state.map((e) => [e.name, e.version]));
-  return { bytes: encodeSotwResponse(version, ts.typeUrl, nonce, state.map((e) => e.sotwField)), resources };
+  return {
+    bytes: encodeSotwResponse(
+      version,
+      ts.typeUrl,
+      nonce,
+      state.map((e) => e.sotwField),
+    ),
+    resources,
+  };
 }
 
-function timeAssembly(view: ProxyView, warmup: number, iterations: number): { samples: number[]; bytes: number } {
+function timeAssembly(
+  view: ProxyView,
+  warmup: number,
+  iterations: number,
+): { samples: number[]; bytes: number } {
   const ts = new TypeState(TypeUrl.cluster);
   ts.applySotwNames([]); // the wildcard CDS request Envoy sends
   let bytes = 0;
@@ -89,7 +109,10 @@ class FakeCall extends EventEmitter {
 
   nextWrite(timeoutMs = 10_000): Promise<Buffer> {
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`no SotW CDS response within ${timeoutMs} ms`)), timeoutMs);
+      const timer = setTimeout(
+        () => reject(new Error(`no SotW CDS response within ${timeoutMs} ms`)),
+        timeoutMs,
+      );
       this.waiter = (b) => {
         clearTimeout(timer);
         resolve(b);
@@ -98,21 +121,45 @@ class FakeCall extends EventEmitter {
   }
 }
 
-async function timeSession(cache: XdsCache, nodeId: string, warmup: number, iterations: number): Promise<{ flush: number[]; publish: number[] }> {
+async function timeSession(
+  cache: XdsCache,
+  nodeId: string,
+  warmup: number,
+  iterations: number,
+): Promise<{ flush: number[]; publish: number[] }> {
   const call = new FakeCall();
   const ctx: SessionContext = {
-    cache, metrics: new Metrics(), logger: silentLogger(), maxResponseBytes: 4 * 1024 * 1024, warmingTimeoutMs: 1_000,
-    authorize: () => undefined, onReady: () => undefined, onClose: () => undefined,
+    cache,
+    metrics: new Metrics(),
+    logger: silentLogger(),
+    maxResponseBytes: 4 * 1024 * 1024,
+    warmingTimeoutMs: 1_000,
+    authorize: () => undefined,
+    onReady: () => undefined,
+    onClose: () => undefined,
   };
-  new SotwSession('sotw', ctx, call as unknown as grpc.ServerDuplexStream<DiscoveryRequest, Buffer>);
+  new SotwSession(
+    'sotw',
+    ctx,
+    call as unknown as grpc.ServerDuplexStream<DiscoveryRequest, Buffer>,
+  );
   const ackOf = (b: Buffer) => {
     const r = parseResponse(b, false);
-    return DiscoveryRequest.fromPartial({ typeUrl: TypeUrl.cluster, versionInfo: r.versionInfo, responseNonce: r.nonce });
+    return DiscoveryRequest.fromPartial({
+      typeUrl: TypeUrl.cluster,
+      versionInfo: r.versionInfo,
+      responseNonce: r.nonce,
+    });
   };
   let written = call.nextWrite();
-  call.emit('data', DiscoveryRequest.fromPartial({ node: { id: nodeId }, typeUrl: TypeUrl.cluster }));
+  call.emit(
+    'data',
+    DiscoveryRequest.fromPartial({ node: { id: nodeId }, typeUrl: TypeUrl.cluster }),
+  );
   call.emit('data', ackOf(await written));
-  const variants = [0, 1].map((v) => cache.encode(edsCluster(clusterName(0), { secret: 'ca-bundle', timeoutSeconds: 5 + v })));
+  const variants = [0, 1].map((v) =>
+    cache.encode(edsCluster(clusterName(0), { secret: 'ca-bundle', timeoutSeconds: 5 + v })),
+  );
   const flush: number[] = [];
   const publish: number[] = [];
   for (let i = 0; i < warmup + iterations; i++) {
@@ -132,7 +179,11 @@ async function timeSession(cache: XdsCache, nodeId: string, warmup: number, iter
   return { flush, publish };
 }
 
-export async function runCdsMicro(clusters = 1_000, warmup = 50, iterations = 200): Promise<CdsMicroResult> {
+export async function runCdsMicro(
+  clusters = 1_000,
+  warmup = 50,
+  iterations = 200,
+): Promise<CdsMicroResult> {
   const cache = new XdsCache();
   const view = cache.setProxyResources('cds-bench', bigView(cache, clusters));
   const a = timeAssembly(view, warmup, iterations);

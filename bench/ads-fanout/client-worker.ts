@@ -6,7 +6,14 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import { DeltaProxy, SotwProxy, type ProxyHooks } from './proxies.js';
-import { rawPath, wallClockMs, type ConnectionMode, type FromWorker, type ReportKey, type ToWorker } from './protocol.js';
+import {
+  rawPath,
+  wallClockMs,
+  type ConnectionMode,
+  type FromWorker,
+  type ReportKey,
+  type ToWorker,
+} from './protocol.js';
 
 const identity = (b: Buffer): Buffer => b;
 
@@ -58,7 +65,11 @@ const hooks: ProxyHooks = {
 };
 
 /** One client per proxy (its own TCP connection, like an Envoy) or one shared by the worker. */
-function clientFactory(address: string, conn: ConnectionMode, clients: grpc.Client[]): () => grpc.Client {
+function clientFactory(
+  address: string,
+  conn: ConnectionMode,
+  clients: grpc.Client[],
+): () => grpc.Client {
   const make = () => {
     const c = new grpc.Client(address, grpc.credentials.createInsecure(), {
       'grpc.use_local_subchannel_pool': 1,
@@ -91,7 +102,9 @@ async function handle(msg: ToWorker): Promise<void> {
     case 'connect-xds': {
       const client = clientFactory(msg.address, msg.conn, xdsClients);
       const Proxy = msg.api === 'delta' ? DeltaProxy : SotwProxy;
-      await inBatches(msg.ids.length, (i) => proxies.push(new Proxy(client(), `proxy-${msg.ids[i]}`, msg.expected, hooks).start()));
+      await inBatches(msg.ids.length, (i) =>
+        proxies.push(new Proxy(client(), `proxy-${msg.ids[i]}`, msg.expected, hooks).start()),
+      );
       return;
     }
     case 'close-xds':
@@ -147,7 +160,9 @@ async function openRaw(address: string, conn: ConnectionMode, count: number): Pr
 }
 
 process.on('message', (msg: ToWorker) => {
-  handle(msg).catch((err: unknown) => send({ kind: 'error', message: String((err as Error)?.stack ?? err) }));
+  handle(msg).catch((err: unknown) =>
+    send({ kind: 'error', message: String((err as Error)?.stack ?? err) }),
+  );
 });
 // The parent owns this process: when it goes away (even killed), so do we.
 process.on('disconnect', () => process.exit(0));

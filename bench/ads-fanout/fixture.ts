@@ -13,7 +13,13 @@ const secretName = 'ca-bundle';
 const clusterName = (i: number) => `cluster-${i}`;
 
 export class Fixture {
-  readonly expected: Expected = { clusters: clusterCount, endpoints: clusterCount, secrets: 1, listeners: 1, secretName };
+  readonly expected: Expected = {
+    clusters: clusterCount,
+    endpoints: clusterCount,
+    secrets: 1,
+    listeners: 1,
+    secretName,
+  };
   private readonly shared: readonly EncodedResource[];
   private readonly marker = new Map<number, EncodedResource>();
 
@@ -22,7 +28,9 @@ export class Fixture {
     this.shared = [
       cache.encode(secret(secretName)),
       ...names.map((n) => cache.encode(edsCluster(n, { secret: secretName }))),
-      ...names.filter((n) => n !== markerCluster).map((n, i) => cache.encode(endpoints(n, [8080, 8081, 8082], `10.1.${i}.1`))),
+      ...names
+        .filter((n) => n !== markerCluster)
+        .map((n, i) => cache.encode(endpoints(n, [8080, 8081, 8082], `10.1.${i}.1`))),
       cache.encode(tcpListener('public-listener', 15001, markerCluster)),
     ];
   }
@@ -30,7 +38,13 @@ export class Fixture {
   /** The endpoints of the marker cluster at round `round` (0 is the initial config). */
   markerEndpoints(round: number): EncodedResource {
     let r = this.marker.get(round);
-    if (!r) this.marker.set(round, (r = this.cache.encode(endpoints(markerCluster, [markerPortBase + round, 8081, 8082], '10.0.0.1'))));
+    if (!r)
+      this.marker.set(
+        round,
+        (r = this.cache.encode(
+          endpoints(markerCluster, [markerPortBase + round, 8081, 8082], '10.0.0.1'),
+        )),
+      );
     return r;
   }
 

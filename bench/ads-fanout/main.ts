@@ -17,7 +17,8 @@ import { XdsBench, type RunOptions, type XdsRound } from './xds-phase.js';
 
 function positive(name: string, value: string, limit: number): number {
   const n = Number(value);
-  if (!Number.isInteger(n) || n < 1 || n > limit) throw new Error(`--${name} must be an integer from 1 to ${limit}, got "${value}"`);
+  if (!Number.isInteger(n) || n < 1 || n > limit)
+    throw new Error(`--${name} must be an integer from 1 to ${limit}, got "${value}"`);
   return n;
 }
 
@@ -33,8 +34,10 @@ function parseOptions(argv: readonly string[]): RunOptions {
       profile: { type: 'string' },
     },
   });
-  if (values.api !== 'delta' && values.api !== 'sotw') throw new Error(`--api must be delta or sotw, got "${values.api}"`);
-  if (values.conn !== 'proxy' && values.conn !== 'worker') throw new Error(`--conn must be proxy or worker, got "${values.conn}"`);
+  if (values.api !== 'delta' && values.api !== 'sotw')
+    throw new Error(`--api must be delta or sotw, got "${values.api}"`);
+  if (values.conn !== 'proxy' && values.conn !== 'worker')
+    throw new Error(`--conn must be proxy or worker, got "${values.conn}"`);
   const clients = positive('clients', values.clients, 10_000);
   return {
     clients,
@@ -59,7 +62,10 @@ function warnAboutFileLimit(opts: RunOptions): void {
   }
   const soft = Number(/^Max open files\s+(\d+)/m.exec(limits)?.[1] ?? Infinity);
   const need = (opts.conn === 'proxy' ? 2 * opts.clients : 2 * opts.workers) + 200;
-  if (soft < need) console.error(`warning: the open-file limit is ${soft}, the server needs about ${need}; raise it (ulimit -n ${need}) or use --conn worker`);
+  if (soft < need)
+    console.error(
+      `warning: the open-file limit is ${soft}, the server needs about ${need}; raise it (ulimit -n ${need}) or use --conn worker`,
+    );
 }
 
 /**
@@ -87,7 +93,15 @@ async function run(pool: WorkerPool, opts: RunOptions): Promise<Omit<Report, 'cd
     profiler.close();
     await raw.close();
     await xds.close();
-    return { opts, gc: hasGc, setup, push: pushRounds, raw: rawRounds, rawAck: rawAckRounds, ackBytes };
+    return {
+      opts,
+      gc: hasGc,
+      setup,
+      push: pushRounds,
+      raw: rawRounds,
+      rawAck: rawAckRounds,
+      ackBytes,
+    };
   } catch (err) {
     raw?.abort();
     await xds.abort();
@@ -95,7 +109,8 @@ async function run(pool: WorkerPool, opts: RunOptions): Promise<Omit<Report, 'cd
   }
 }
 
-const usage = 'usage: npm run bench:ads-fanout -- [--clients N] [--workers W] [--rounds R] [--api delta|sotw] [--conn proxy|worker] [--profile PREFIX]';
+const usage =
+  'usage: npm run bench:ads-fanout -- [--clients N] [--workers W] [--rounds R] [--api delta|sotw] [--conn proxy|worker] [--profile PREFIX]';
 
 async function main(): Promise<void> {
   let opts: RunOptions;

@@ -12,7 +12,11 @@ export interface RoundProfiler {
   close(): void;
 }
 
-const off: RoundProfiler = { begin: async () => undefined, end: async () => undefined, close: () => undefined };
+const off: RoundProfiler = {
+  begin: async () => undefined,
+  end: async () => undefined,
+  close: () => undefined,
+};
 
 export async function roundProfiler(prefix: string | undefined): Promise<RoundProfiler> {
   if (!prefix) return off;

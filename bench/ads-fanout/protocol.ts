@@ -31,9 +31,21 @@ export interface Expected {
 export const rawPath = '/isthmus.bench.RawFanout/Stream';
 
 export type ToWorker =
-  | { readonly kind: 'connect-xds'; readonly address: string; readonly api: Api; readonly conn: ConnectionMode; readonly ids: readonly number[]; readonly expected: Expected }
+  | {
+      readonly kind: 'connect-xds';
+      readonly address: string;
+      readonly api: Api;
+      readonly conn: ConnectionMode;
+      readonly ids: readonly number[];
+      readonly expected: Expected;
+    }
   | { readonly kind: 'close-xds' }
-  | { readonly kind: 'connect-raw'; readonly address: string; readonly conn: ConnectionMode; readonly count: number }
+  | {
+      readonly kind: 'connect-raw';
+      readonly address: string;
+      readonly conn: ConnectionMode;
+      readonly count: number;
+    }
   | { readonly kind: 'close-raw' }
   /** Raw streams answer each message with this many bytes (an ACK-sized request), or not at all (0). */
   | { readonly kind: 'raw-ack'; readonly bytes: number }
@@ -45,7 +57,14 @@ export type ToWorker =
  * answer); `raw-ack`: a worker switched ACK mode; `ready`/`closed`: one per worker;
  * `cpu:<n>`: answers query n with the worker's CPU time so far (ms) instead of a timestamp.
  */
-export type ReportKey = 'ready' | 'synced' | 'closed' | 'raw-ack' | `acked:${number}` | `raw:${number}` | `cpu:${number}`;
+export type ReportKey =
+  | 'ready'
+  | 'synced'
+  | 'closed'
+  | 'raw-ack'
+  | `acked:${number}`
+  | `raw:${number}`
+  | `cpu:${number}`;
 
 export type FromWorker =
   | { readonly kind: 'report'; readonly key: ReportKey; readonly times: readonly number[] }

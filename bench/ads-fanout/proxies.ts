@@ -6,7 +6,7 @@
  * src/xds/wire.ts: the workers share the cores with the server under test, and ts-proto's
  * fromPartial + encode of every ACK was a large part of their CPU.
  */
-import * as grpc from '@grpc/grpc-js';
+import type * as grpc from '@grpc/grpc-js';
 import { AggregatedDiscoveryServiceService as Ads } from '../../src/gen/envoy/service/discovery/v3/ads.js';
 import { TypeUrl } from '../../src/xds/types.js';
 import { lenField, stringField } from '../../src/xds/wire.js';
@@ -23,7 +23,10 @@ const identity = (b: Buffer): Buffer => b;
 
 /** `envoy.config.core.v3.Node { id = 1; cluster = 2; user_agent_name = 6 }` as field `fieldNumber`. */
 function nodeField(fieldNumber: number, id: string): Buffer {
-  return lenField(fieldNumber, Buffer.concat([stringField(1, id), stringField(2, 'bench'), stringField(6, 'isthmus-bench')]));
+  return lenField(
+    fieldNumber,
+    Buffer.concat([stringField(1, id), stringField(2, 'bench'), stringField(6, 'isthmus-bench')]),
+  );
 }
 
 /**
@@ -37,7 +40,8 @@ export function deltaAck(typeUrl: string, nonce: string): Buffer {
   let typeField = deltaTypeUrlFields.get(typeUrl);
   if (!typeField) deltaTypeUrlFields.set(typeUrl, (typeField = stringField(2, typeUrl)));
   const nonceLength = Buffer.byteLength(nonce);
-  if (nonceLength === 0 || nonceLength > 127) return Buffer.concat([typeField, stringField(6, nonce)]);
+  if (nonceLength === 0 || nonceLength > 127)
+    return Buffer.concat([typeField, stringField(6, nonce)]);
   const out = Buffer.allocUnsafe(typeField.length + 2 + nonceLength);
   typeField.copy(out, 0);
   out[typeField.length] = (6 << 3) | 2;
@@ -46,7 +50,12 @@ export function deltaAck(typeUrl: string, nonce: string): Buffer {
   return out;
 }
 
-export function deltaRequest(nodeId: string | undefined, typeUrl: string, subscribe: readonly string[], nonce: string): Buffer {
+export function deltaRequest(
+  nodeId: string | undefined,
+  typeUrl: string,
+  subscribe: readonly string[],
+  nonce: string,
+): Buffer {
   return Buffer.concat([
     nodeId === undefined ? Buffer.alloc(0) : nodeField(1, nodeId),
     stringField(2, typeUrl),
@@ -56,7 +65,13 @@ export function deltaRequest(nodeId: string | undefined, typeUrl: string, subscr
 }
 
 /** `DiscoveryRequest { version_info = 1; node = 2; resource_names = 3; type_url = 4; response_nonce = 5 }`. */
-export function sotwRequest(nodeId: string | undefined, typeUrl: string, names: readonly string[], version: string, nonce: string): Buffer {
+export function sotwRequest(
+  nodeId: string | undefined,
+  typeUrl: string,
+  names: readonly string[],
+  version: string,
+  nonce: string,
+): Buffer {
   return Buffer.concat([
     stringField(1, version),
     nodeId === undefined ? Buffer.alloc(0) : nodeField(2, nodeId),
@@ -130,7 +145,8 @@ abstract class BenchProxy {
     let names = this.held.get(res.typeUrl);
     if (!names) this.held.set(res.typeUrl, (names = new Set()));
     // SotW CDS and LDS responses carry the complete state.
-    const fullState = !this.delta && (res.typeUrl === TypeUrl.cluster || res.typeUrl === TypeUrl.listener);
+    const fullState =
+      !this.delta && (res.typeUrl === TypeUrl.cluster || res.typeUrl === TypeUrl.listener);
     if (fullState) names.clear();
     for (const r of res.resources) names.add(r.name);
     for (const name of res.removed) names.delete(name);
@@ -139,7 +155,9 @@ abstract class BenchProxy {
   /** Envoy subscribes to a new cluster's endpoints and secrets while it warms the cluster. */
   private onClusters(res: ParsedResponse): void {
     const eds = this.held.get(TypeUrl.endpoint);
-    const fresh = res.resources.map((r) => r.name).filter((n) => !this.requested.has(`eds ${n}`) && !eds?.has(n));
+    const fresh = res.resources
+      .map((r) => r.name)
+      .filter((n) => !this.requested.has(`eds ${n}`) && !eds?.has(n));
     for (const n of fresh) this.requested.add(`eds ${n}`);
     if (fresh.length > 0) this.subscribe(TypeUrl.endpoint, fresh);
     if (res.resources.length > 0) this.requestOnce(TypeUrl.secret, [this.expected.secretName]);
@@ -205,7 +223,15 @@ export class SotwProxy extends BenchProxy {
     const withNode = !this.sentNode;
     this.sentNode = true;
     const names = this.names.get(typeUrl) ?? [];
-    this.stream.write(sotwRequest(withNode ? this.nodeId : undefined, typeUrl, names, this.versions.get(typeUrl) ?? '', this.nonces.get(typeUrl) ?? ''));
+    this.stream.write(
+      sotwRequest(
+        withNode ? this.nodeId : undefined,
+        typeUrl,
+        names,
+        this.versions.get(typeUrl) ?? '',
+        this.nonces.get(typeUrl) ?? '',
+      ),
+    );
   }
 
   /** A SotW request names the complete subscription, with the type's current version and nonce. */

@@ -49,19 +49,36 @@ class FakeCall extends EventEmitter {
 
 const nextImmediate = () => new Promise((r) => setImmediate(r));
 
-export async function runPushMicro(proxies = 1_000, rounds = 40, warmup = 5): Promise<PushMicroResult> {
+export async function runPushMicro(
+  proxies = 1_000,
+  rounds = 40,
+  warmup = 5,
+): Promise<PushMicroResult> {
   const metrics = new Metrics();
   const cache = new XdsCache(metrics);
   const ctx: SessionContext = {
-    cache, metrics, logger: silentLogger(), maxResponseBytes: 4 * 1024 * 1024, warmingTimeoutMs: 1_000,
-    authorize: () => undefined, onReady: () => undefined, onClose: () => undefined,
+    cache,
+    metrics,
+    logger: silentLogger(),
+    maxResponseBytes: 4 * 1024 * 1024,
+    warmingTimeoutMs: 1_000,
+    authorize: () => undefined,
+    onReady: () => undefined,
+    onClose: () => undefined,
   };
   const fixture = new Fixture(cache);
   for (let r = 0; r <= rounds; r++) fixture.markerEndpoints(r);
   const ids = Array.from({ length: proxies }, (_, i) => `proxy-${i}`);
   for (const id of ids) cache.setProxyResources(id, fixture.view(0));
   const calls = ids.map(() => new FakeCall());
-  ids.forEach((_, i) => new DeltaSession('delta', ctx, calls[i] as unknown as grpc.ServerDuplexStream<DeltaDiscoveryRequest, Buffer>));
+  ids.forEach(
+    (_, i) =>
+      new DeltaSession(
+        'delta',
+        ctx,
+        calls[i] as unknown as grpc.ServerDuplexStream<DeltaDiscoveryRequest, Buffer>,
+      ),
+  );
   const send = (i: number, b: Buffer) => calls[i]!.emit('data', decodeDeltaRequest(b));
   /** The ACK of every response written so far, built before the clock starts (client work). */
   const acksOfWritten = () =>
@@ -76,13 +93,16 @@ export async function runPushMicro(proxies = 1_000, rounds = 40, warmup = 5): Pr
   const clusters = Array.from({ length: fixture.expected.clusters }, (_, k) => `cluster-${k}`);
   ids.forEach((id, i) => send(i, deltaRequest(id, TypeUrl.cluster, [], '')));
   ids.forEach((_, i) => send(i, deltaRequest(undefined, TypeUrl.endpoint, clusters, '')));
-  ids.forEach((_, i) => send(i, deltaRequest(undefined, TypeUrl.secret, [fixture.expected.secretName], '')));
+  ids.forEach((_, i) =>
+    send(i, deltaRequest(undefined, TypeUrl.secret, [fixture.expected.secretName], '')),
+  );
   ids.forEach((_, i) => send(i, deltaRequest(undefined, TypeUrl.listener, [], '')));
   for (let k = 0; k < 20; k++) {
     await nextImmediate();
     for (const [i, ack] of acksOfWritten()) send(i, ack);
   }
-  if (acksOfWritten().length > 0) throw new Error('push micro-benchmark: the sessions did not settle');
+  if (acksOfWritten().length > 0)
+    throw new Error('push micro-benchmark: the sessions did not settle');
 
   const publish: number[] = [];
   const flush: number[] = [];
@@ -95,12 +115,16 @@ export async function runPushMicro(proxies = 1_000, rounds = 40, warmup = 5): Pr
     await nextImmediate();
     const t2 = performance.now();
     const acks = acksOfWritten();
-    if (acks.length !== proxies) throw new Error(`push micro-benchmark: round ${r} wrote ${acks.length} responses, not ${proxies}`);
+    if (acks.length !== proxies)
+      throw new Error(
+        `push micro-benchmark: round ${r} wrote ${acks.length} responses, not ${proxies}`,
+      );
     const t3 = performance.now();
     for (const [i, b] of acks) send(i, b);
     const t4 = performance.now();
     await nextImmediate();
-    if (calls.some((c) => c.written.length > 0)) throw new Error(`push micro-benchmark: round ${r} wrote more than one response per proxy`);
+    if (calls.some((c) => c.written.length > 0))
+      throw new Error(`push micro-benchmark: round ${r} wrote more than one response per proxy`);
     if (r > warmup) {
       publish.push(((t1 - t0) * 1000) / proxies);
       flush.push(((t2 - t1) * 1000) / proxies);

@@ -50,7 +50,10 @@ export class RawBench {
   private answersRead = 0;
   private readonly server = new grpc.Server(xdsChannelOptions);
 
-  constructor(private readonly pool: WorkerPool, private readonly payload: Buffer) {
+  constructor(
+    private readonly pool: WorkerPool,
+    private readonly payload: Buffer,
+  ) {
     this.server.addService(rawService, {
       stream: (call: grpc.ServerDuplexStream<Buffer, Buffer>) => {
         let first = true;
@@ -66,11 +69,18 @@ export class RawBench {
 
   async open(clients: number, conn: ConnectionMode): Promise<void> {
     const port = await new Promise<number>((resolve, reject) =>
-      this.server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
+      this.server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, p) =>
+        err ? reject(err) : resolve(p),
+      ),
     );
     const per = Math.ceil(clients / this.pool.size);
     for (let w = 0; w < this.pool.size; w++) {
-      this.pool.send(w, { kind: 'connect-raw', address: `127.0.0.1:${port}`, conn, count: Math.max(0, Math.min(per, clients - w * per)) });
+      this.pool.send(w, {
+        kind: 'connect-raw',
+        address: `127.0.0.1:${port}`,
+        conn,
+        count: Math.max(0, Math.min(per, clients - w * per)),
+      });
     }
     await until(() => this.calls.length >= clients, `${clients} raw streams to open`, 120_000, 10);
   }
@@ -95,13 +105,27 @@ export class RawBench {
     const times = await this.pool.gather(`raw:${++this.sent}`, this.calls.length);
     let serverDoneMs: number | undefined;
     if (ackBytes > 0) {
-      await until(() => this.answersRead - answers0 >= this.calls.length, 'the raw server to read every answer', 60_000, 1);
+      await until(
+        () => this.answersRead - answers0 >= this.calls.length,
+        'the raw server to read every answer',
+        60_000,
+        1,
+      );
       serverDoneMs = wallClockMs() - start;
     }
     const cpu = cpuMs(process.cpuUsage(cpu0));
     const clientCpuMs = (await this.pool.cpuMs()) - clientCpu0;
     const rel = times.map((t) => t - start);
-    return { round, warmup: round === 1, writeMs, p50Ms: median(rel), lastMs: max(rel), cpuMs: cpu, clientCpuMs, serverDoneMs };
+    return {
+      round,
+      warmup: round === 1,
+      writeMs,
+      p50Ms: median(rel),
+      lastMs: max(rel),
+      cpuMs: cpu,
+      clientCpuMs,
+      serverDoneMs,
+    };
   }
 
   async close(): Promise<void> {

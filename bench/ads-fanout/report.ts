@@ -26,35 +26,95 @@ const targets = { convergenceMs: 1_000, kbPerProxy: 100, rawRatio: 2, cdsUs: 2_0
 function table(headers: readonly string[], rows: readonly (readonly string[])[]): string {
   const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
   const line = (cells: readonly string[]) =>
-    cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ').trimEnd();
+    cells
+      .map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!)))
+      .join('  ')
+      .trimEnd();
   return [line(headers), ...rows.map(line)].join('\n');
 }
 
 const f = (n: number, digits = 1) => (Number.isFinite(n) ? n.toFixed(digits) : 'n/a');
 const verdict = (ok: boolean) => (ok ? 'PASS' : 'FAIL');
-const roundLabel = (x: { round: number; warmup: boolean }) => (x.warmup ? `${x.round} (warm-up)` : String(x.round));
+const roundLabel = (x: { round: number; warmup: boolean }) =>
+  x.warmup ? `${x.round} (warm-up)` : String(x.round);
 
 function pushTable(r: Report): string {
   const n = r.opts.clients;
   return table(
-    ['round', 'publish ms', '1st write ms', 'last write ms', 'p50 ACK ms', 'last ACK ms', 'server done ms', 'server CPU ms', 'CPU ms/push', 'client CPU ms'],
-    r.push.map((x) => [roundLabel(x), f(x.publishMs, 2), f(x.firstWriteMs), f(x.lastWriteMs), f(x.p50AckMs), f(x.lastAckMs), f(x.serverAckedMs), f(x.cpuMs), f(x.cpuMs / n, 3), f(x.clientCpuMs, 0)]),
+    [
+      'round',
+      'publish ms',
+      '1st write ms',
+      'last write ms',
+      'p50 ACK ms',
+      'last ACK ms',
+      'server done ms',
+      'server CPU ms',
+      'CPU ms/push',
+      'client CPU ms',
+    ],
+    r.push.map((x) => [
+      roundLabel(x),
+      f(x.publishMs, 2),
+      f(x.firstWriteMs),
+      f(x.lastWriteMs),
+      f(x.p50AckMs),
+      f(x.lastAckMs),
+      f(x.serverAckedMs),
+      f(x.cpuMs),
+      f(x.cpuMs / n, 3),
+      f(x.clientCpuMs, 0),
+    ]),
   );
 }
 
 function rawTable(r: Report): string {
   const n = r.opts.clients;
   return table(
-    ['round', 'write loop ms', 'p50 recv ms', 'last recv ms', 'server CPU ms', 'CPU ms/write', 'client CPU ms'],
-    r.raw.map((x) => [roundLabel(x), f(x.writeMs, 2), f(x.p50Ms), f(x.lastMs), f(x.cpuMs), f(x.cpuMs / n, 3), f(x.clientCpuMs, 0)]),
+    [
+      'round',
+      'write loop ms',
+      'p50 recv ms',
+      'last recv ms',
+      'server CPU ms',
+      'CPU ms/write',
+      'client CPU ms',
+    ],
+    r.raw.map((x) => [
+      roundLabel(x),
+      f(x.writeMs, 2),
+      f(x.p50Ms),
+      f(x.lastMs),
+      f(x.cpuMs),
+      f(x.cpuMs / n, 3),
+      f(x.clientCpuMs, 0),
+    ]),
   );
 }
 
 function rawAckTable(r: Report): string {
   const n = r.opts.clients;
   return table(
-    ['round', 'write loop ms', 'p50 answer ms', 'last answer ms', 'server read all ms', 'server CPU ms', 'CPU ms/write', 'client CPU ms'],
-    r.rawAck.map((x) => [roundLabel(x), f(x.writeMs, 2), f(x.p50Ms), f(x.lastMs), f(x.serverDoneMs ?? NaN), f(x.cpuMs), f(x.cpuMs / n, 3), f(x.clientCpuMs, 0)]),
+    [
+      'round',
+      'write loop ms',
+      'p50 answer ms',
+      'last answer ms',
+      'server read all ms',
+      'server CPU ms',
+      'CPU ms/write',
+      'client CPU ms',
+    ],
+    r.rawAck.map((x) => [
+      roundLabel(x),
+      f(x.writeMs, 2),
+      f(x.p50Ms),
+      f(x.lastMs),
+      f(x.serverDoneMs ?? NaN),
+      f(x.cpuMs),
+      f(x.cpuMs / n, 3),
+      f(x.clientCpuMs, 0),
+    ]),
   );
 }
 
@@ -76,15 +136,60 @@ function summaryTable(r: Report): string {
   return table(
     ['figure', 'value', 'target', 'result'],
     [
-      ['convergence: last ACK after publish, p50 / max (warm-up incl.)', `${f(median(last))} / ${f(worst)} ms`, `max ≤ ${targets.convergenceMs} ms`, verdict(worst <= targets.convergenceMs)],
-      ['publish call (setProxyResources × N), p50 / max', `${f(median(publish), 2)} / ${f(max(publish), 2)} ms`, '', ''],
-      ['server CPU per push, p50 / max', `${f(median(cpuPerPush), 3)} / ${f(max(cpuPerPush), 3)} ms`, '', ''],
-      ['RSS per connected proxy (views + streams)', `${f(rssKb)} KB`, `≤ ${targets.kbPerProxy} KB`, verdict(rssKb <= targets.kbPerProxy)],
-      ['  of which RSS for published views alone', `${f(kb(memViews.rss - memBefore.rss))} KB`, '', ''],
-      ['  JS heap / external+buffers per proxy', `${f(kb(memSynced.heapUsed - memBefore.heapUsed))} / ${f(kb(memSynced.external - memBefore.external))} KB`, '', ''],
-      ['raw fan-out: last receipt, p50 / max', `${f(median(rawLast))} / ${f(max(rawLast))} ms`, '', ''],
-      ['push path / raw fan-out (p50 / p50)', `${f(ratio, 2)}×`, `≤ ${targets.rawRatio}×`, verdict(ratio <= targets.rawRatio)],
-      ['raw fan-out with the ACK leg: last answer, p50 / max', `${f(median(rawAckLast))} / ${f(max(rawAckLast))} ms`, '', ''],
+      [
+        'convergence: last ACK after publish, p50 / max (warm-up incl.)',
+        `${f(median(last))} / ${f(worst)} ms`,
+        `max ≤ ${targets.convergenceMs} ms`,
+        verdict(worst <= targets.convergenceMs),
+      ],
+      [
+        'publish call (setProxyResources × N), p50 / max',
+        `${f(median(publish), 2)} / ${f(max(publish), 2)} ms`,
+        '',
+        '',
+      ],
+      [
+        'server CPU per push, p50 / max',
+        `${f(median(cpuPerPush), 3)} / ${f(max(cpuPerPush), 3)} ms`,
+        '',
+        '',
+      ],
+      [
+        'RSS per connected proxy (views + streams)',
+        `${f(rssKb)} KB`,
+        `≤ ${targets.kbPerProxy} KB`,
+        verdict(rssKb <= targets.kbPerProxy),
+      ],
+      [
+        '  of which RSS for published views alone',
+        `${f(kb(memViews.rss - memBefore.rss))} KB`,
+        '',
+        '',
+      ],
+      [
+        '  JS heap / external+buffers per proxy',
+        `${f(kb(memSynced.heapUsed - memBefore.heapUsed))} / ${f(kb(memSynced.external - memBefore.external))} KB`,
+        '',
+        '',
+      ],
+      [
+        'raw fan-out: last receipt, p50 / max',
+        `${f(median(rawLast))} / ${f(max(rawLast))} ms`,
+        '',
+        '',
+      ],
+      [
+        'push path / raw fan-out (p50 / p50)',
+        `${f(ratio, 2)}×`,
+        `≤ ${targets.rawRatio}×`,
+        verdict(ratio <= targets.rawRatio),
+      ],
+      [
+        'raw fan-out with the ACK leg: last answer, p50 / max',
+        `${f(median(rawAckLast))} / ${f(max(rawAckLast))} ms`,
+        '',
+        '',
+      ],
       ['push path / raw fan-out with the ACK leg (p50 / p50)', `${f(ackRatio, 2)}×`, '', ''],
       [
         `isthmus's own work per push, in-process, ${r.own.proxies} proxies: publish and write + later flush + ACK`,
@@ -92,9 +197,24 @@ function summaryTable(r: Report): string {
         '',
         '',
       ],
-      [`${r.cds.clusters}-cluster SotW CDS assembly, median (p90)`, `${f(r.cds.assemblyP50Us, 0)} µs (${f(r.cds.assemblyP90Us, 0)})`, `≤ ${targets.cdsUs} µs`, verdict(r.cds.assemblyP50Us <= targets.cdsUs)],
-      ['  via a SotwSession: publish → response written, median', `${f(r.cds.sessionP50Us, 0)} µs`, '', ''],
-      ['  the publish itself (one cluster changed), median', `${f(r.cds.publishP50Us, 0)} µs`, '', ''],
+      [
+        `${r.cds.clusters}-cluster SotW CDS assembly, median (p90)`,
+        `${f(r.cds.assemblyP50Us, 0)} µs (${f(r.cds.assemblyP90Us, 0)})`,
+        `≤ ${targets.cdsUs} µs`,
+        verdict(r.cds.assemblyP50Us <= targets.cdsUs),
+      ],
+      [
+        '  via a SotwSession: publish → response written, median',
+        `${f(r.cds.sessionP50Us, 0)} µs`,
+        '',
+        '',
+      ],
+      [
+        '  the publish itself (one cluster changed), median',
+        `${f(r.cds.publishP50Us, 0)} µs`,
+        '',
+        '',
+      ],
     ],
   );
 }

@@ -5,11 +5,14 @@ import { runInNewContext } from 'node:vm';
 export function percentile(values: readonly number[], p: number): number {
   if (values.length === 0) return NaN;
   const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]!;
+  return sorted[
+    Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))
+  ]!;
 }
 
 export const median = (values: readonly number[]) => percentile(values, 50);
-export const max = (values: readonly number[]) => values.reduce((a, b) => Math.max(a, b), -Infinity);
+export const max = (values: readonly number[]) =>
+  values.reduce((a, b) => Math.max(a, b), -Infinity);
 
 /**
  * `global.gc` when node runs with --expose-gc; otherwise the flag is turned on at run time and
@@ -58,10 +61,16 @@ export function collectGarbage(): void {
 }
 
 /** Polls `done` every `everyMs` until it is true; rejects with `what` at the deadline. */
-export async function until(done: () => boolean, what: string, timeoutMs = 60_000, everyMs = 1): Promise<void> {
+export async function until(
+  done: () => boolean,
+  what: string,
+  timeoutMs = 60_000,
+  everyMs = 1,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!done()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs / 1000} s waiting for ${what}`);
+    if (Date.now() > deadline)
+      throw new Error(`timed out after ${timeoutMs / 1000} s waiting for ${what}`);
     await sleep(everyMs);
   }
 }

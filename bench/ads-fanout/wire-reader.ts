@@ -82,7 +82,12 @@ const text = (buf: Buffer, start: number, end: number) => buf.toString('utf8', s
  * The resource message inside an Any at `[anyStart, anyEnd)`. Every resource type the benchmark
  * serves names itself in field 1 (name / cluster_name); `name` is used when already known.
  */
-function resourceInAny(buf: Buffer, anyStart: number, anyEnd: number, name: string | undefined): ResourceRef {
+function resourceInAny(
+  buf: Buffer,
+  anyStart: number,
+  anyEnd: number,
+  name: string | undefined,
+): ResourceRef {
   const found = findField(buf, 2, anyStart, anyEnd);
   const start = found ? fieldStart : anyStart;
   const end = found ? fieldEnd : anyStart;
@@ -121,7 +126,10 @@ export function parseResponse(buf: Buffer, delta: boolean): ParsedResponse {
     else if (fieldNo === 4) typeUrl = xdsTypeUrlAt(buf, start, end) ?? text(buf, start, end);
     else if (fieldNo === 5) nonce = text(buf, start, end);
     else if (fieldNo === 6) removed.push(text(buf, start, end));
-    else if (fieldNo === 2) resources.push(delta ? deltaResource(buf, start, end) : resourceInAny(buf, start, end, undefined));
+    else if (fieldNo === 2)
+      resources.push(
+        delta ? deltaResource(buf, start, end) : resourceInAny(buf, start, end, undefined),
+      );
   }
   return { typeUrl, nonce, versionInfo, resources, removed };
 }

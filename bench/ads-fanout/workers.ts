@@ -26,7 +26,8 @@ export class WorkerPool {
       child.on('message', (msg: FromWorker) => this.receive(i, msg));
       child.on('error', (err) => this.fail(new Error(`client worker ${i}: ${err.message}`)));
       child.on('exit', (code, signal) => {
-        if (!this.stopping) this.fail(new Error(`client worker ${i} exited (code ${code}, signal ${signal})`));
+        if (!this.stopping)
+          this.fail(new Error(`client worker ${i} exited (code ${code}, signal ${signal})`));
       });
     });
   }
@@ -34,7 +35,11 @@ export class WorkerPool {
   /** Forks `count` workers and waits until each has loaded. */
   static async start(count: number, timeoutMs = 60_000): Promise<WorkerPool> {
     const children = Array.from({ length: count }, () =>
-      fork('bin/run-ts.js', ['bench/ads-fanout/client-worker.ts'], { cwd: repoRoot, execArgv: [], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] }),
+      fork('bin/run-ts.js', ['bench/ads-fanout/client-worker.ts'], {
+        cwd: repoRoot,
+        execArgv: [],
+        stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+      }),
     );
     const pool = new WorkerPool(children);
     try {
@@ -88,7 +93,11 @@ export class WorkerPool {
       };
       const timer = setTimeout(() => {
         const have = this.buckets.get(key)?.length ?? 0;
-        waiter.fail(new Error(`timed out after ${timeoutMs / 1000} s waiting for "${key}" reports: ${have} of ${count} arrived`));
+        waiter.fail(
+          new Error(
+            `timed out after ${timeoutMs / 1000} s waiting for "${key}" reports: ${have} of ${count} arrived`,
+          ),
+        );
       }, timeoutMs);
       const done = () => {
         clearTimeout(timer);
@@ -107,10 +116,15 @@ export class WorkerPool {
   async close(graceMs = 5_000): Promise<void> {
     this.stopping = true;
     const alive = this.children.filter((c) => c.exitCode === null && c.signalCode === null);
-    const exited = alive.map((c) => new Promise<void>((resolve) => c.once('exit', () => resolve())));
+    const exited = alive.map(
+      (c) => new Promise<void>((resolve) => c.once('exit', () => resolve())),
+    );
     for (const c of alive) if (c.connected) c.disconnect();
     let timer: NodeJS.Timeout | undefined;
-    await Promise.race([Promise.all(exited), new Promise<void>((resolve) => (timer = setTimeout(resolve, graceMs)))]);
+    await Promise.race([
+      Promise.all(exited),
+      new Promise<void>((resolve) => (timer = setTimeout(resolve, graceMs))),
+    ]);
     clearTimeout(timer);
     this.stop();
   }
@@ -118,7 +132,8 @@ export class WorkerPool {
   /** Kills every worker at once (error paths and process exit). */
   stop(): void {
     this.stopping = true;
-    for (const child of this.children) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    for (const child of this.children)
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
   }
 
   private receive(worker: number, msg: FromWorker): void {

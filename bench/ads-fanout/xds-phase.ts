@@ -14,7 +14,15 @@ import { stateVersion } from '../../src/xds/ads/sotw-session.js';
 import { entriesOf } from '../../src/xds/cache/proxy-view.js';
 import { Fixture } from './fixture.js';
 import { markerCluster, wallClockMs, type Api, type ConnectionMode } from './protocol.js';
-import { collectGarbage, cpuMs, max, median, sampleMemory, until, type MemorySample } from './stats.js';
+import {
+  collectGarbage,
+  cpuMs,
+  max,
+  median,
+  sampleMemory,
+  until,
+  type MemorySample,
+} from './stats.js';
 import type { WorkerPool } from './workers.js';
 import type { RoundProfiler } from './profile.js';
 
@@ -63,7 +71,8 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 /** Responses the server wrote and has not yet seen ACKed, over all streams and types. */
 function pendingAcks(server: XdsServer): number {
   let n = 0;
-  for (const s of server.connectedSessions()) for (const ts of s.typeStates().values()) n += ts.outstandingCount;
+  for (const s of server.connectedSessions())
+    for (const ts of s.typeStates().values()) n += ts.outstandingCount;
   return n;
 }
 
@@ -118,12 +127,19 @@ function assign(pool: WorkerPool, clients: number): number[][] {
 export class XdsBench {
   private readonly metrics = new Metrics();
   private readonly cache = new XdsCache(this.metrics);
-  private readonly server = new XdsServer({ logger: silentLogger(), metrics: this.metrics, cache: this.cache });
+  private readonly server = new XdsServer({
+    logger: silentLogger(),
+    metrics: this.metrics,
+    cache: this.cache,
+  });
   private readonly clock = serverClock(this.metrics);
   private readonly fixture = new Fixture(this.cache);
   private readonly nodeIds: readonly string[];
 
-  constructor(private readonly pool: WorkerPool, private readonly opts: RunOptions) {
+  constructor(
+    private readonly pool: WorkerPool,
+    private readonly opts: RunOptions,
+  ) {
     this.nodeIds = Array.from({ length: opts.clients }, (_, i) => `proxy-${i}`);
     for (let r = 0; r <= opts.rounds + 1; r++) this.fixture.markerEndpoints(r); // builder work, not push path
   }
@@ -136,11 +152,26 @@ export class XdsBench {
     const memViews = await sampleMemory();
     const start = wallClockMs();
     const { api, conn, clients } = this.opts;
-    assign(this.pool, clients).forEach((ids, w) => this.pool.send(w, { kind: 'connect-xds', address, api, conn, ids, expected: this.fixture.expected }));
+    assign(this.pool, clients).forEach((ids, w) =>
+      this.pool.send(w, {
+        kind: 'connect-xds',
+        address,
+        api,
+        conn,
+        ids,
+        expected: this.fixture.expected,
+      }),
+    );
     const synced = await this.pool.gather('synced', clients, 120_000);
     await until(() => pendingAcks(this.server) === 0, 'the server to process every initial ACK');
     const syncMs = max(synced) - start;
-    return { syncMs, memBefore, memViews, memSynced: await sampleMemory(), edsResponse: oneEdsResponse(this.cache, api) };
+    return {
+      syncMs,
+      memBefore,
+      memViews,
+      memSynced: await sampleMemory(),
+      edsResponse: oneEdsResponse(this.cache, api),
+    };
   }
 
   async round(round: number, profiler: RoundProfiler): Promise<XdsRound> {
@@ -160,7 +191,10 @@ export class XdsBench {
     // The ACK count is cheap to poll; every session's state is walked once it is complete (or every
     // 20 ms, should the count ever miss an ACK), not every millisecond beside the ACKs being read.
     let polls = 0;
-    await until(() => (this.clock.acks >= n || ++polls % 20 === 0) && pendingAcks(this.server) === 0, `the server to process round ${round}'s ACKs`);
+    await until(
+      () => (this.clock.acks >= n || ++polls % 20 === 0) && pendingAcks(this.server) === 0,
+      `the server to process round ${round}'s ACKs`,
+    );
     const cpu = cpuMs(process.cpuUsage(cpu0));
     await profiler.end(round);
     const clientCpuMs = (await this.pool.cpuMs()) - clientCpu0;
@@ -169,9 +203,16 @@ export class XdsBench {
     const c = this.clock;
     const pushed = c.pushes >= n;
     return {
-      round, warmup: round === 1, publishMs,
-      firstWriteMs: pushed ? c.firstPushAt - start : NaN, lastWriteMs: pushed ? c.lastPushAt - start : NaN,
-      p50AckMs: median(rel), lastAckMs: max(rel), serverAckedMs: c.acks >= n ? c.lastAckAt - start : NaN, cpuMs: cpu, clientCpuMs,
+      round,
+      warmup: round === 1,
+      publishMs,
+      firstWriteMs: pushed ? c.firstPushAt - start : NaN,
+      lastWriteMs: pushed ? c.lastPushAt - start : NaN,
+      p50AckMs: median(rel),
+      lastAckMs: max(rel),
+      serverAckedMs: c.acks >= n ? c.lastAckAt - start : NaN,
+      cpuMs: cpu,
+      clientCpuMs,
     };
   }
 
@@ -179,7 +220,12 @@ export class XdsBench {
     this.pool.broadcast({ kind: 'close-xds' });
     await this.pool.gather('closed', this.pool.size);
     this.pool.reset('closed');
-    await until(() => this.server.connectedSessions().length === 0, 'the xDS streams to close', 30_000, 10);
+    await until(
+      () => this.server.connectedSessions().length === 0,
+      'the xDS streams to close',
+      30_000,
+      10,
+    );
     await this.server.shutdown(1_000);
   }
 

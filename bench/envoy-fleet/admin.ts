@@ -15,7 +15,13 @@ export function adminGet(envoy: EnvoyProcess, path: string): Promise<string> {
       let body = '';
       res.setEncoding('utf8');
       res.on('data', (chunk: string) => (body += chunk));
-      res.on('end', () => (res.statusCode === 200 ? resolve(body) : reject(new Error(`${envoy.name} ${path}: HTTP ${res.statusCode} ${body.slice(0, 200)}`))));
+      res.on('end', () =>
+        res.statusCode === 200
+          ? resolve(body)
+          : reject(
+              new Error(`${envoy.name} ${path}: HTTP ${res.statusCode} ${body.slice(0, 200)}`),
+            ),
+      );
       res.on('error', reject);
     }).on('error', reject);
   });
@@ -31,7 +37,10 @@ export function closeAdminConnections(): void {
  * `ClusterLoadAssignment`, `Secret`); returns the function that stops listening. Envoy writes a
  * log line in one write, so the type and "accepted" arrive in one chunk.
  */
-export function acceptedHints(envoys: readonly EnvoyProcess[], typeName: string): (hint: (i: number) => void) => () => void {
+export function acceptedHints(
+  envoys: readonly EnvoyProcess[],
+  typeName: string,
+): (hint: (i: number) => void) => () => void {
   const needle = `.${typeName} accepted`;
   return (hint) => {
     const listeners = envoys.map((e, i) => {

@@ -72,18 +72,33 @@ const pemText = (source: { inline_string?: string; inline_bytes?: string } | und
 
 /** The base64 bodies of the PEM certificates in `text`, whitespace removed. */
 function pemBodies(text: string): string[] {
-  return [...text.matchAll(/-----BEGIN CERTIFICATE-----([\s\S]*?)-----END CERTIFICATE-----/g)].map((m) => m[1]!.replace(/\s+/g, ''));
+  return [...text.matchAll(/-----BEGIN CERTIFICATE-----([\s\S]*?)-----END CERTIFICATE-----/g)].map(
+    (m) => m[1]!.replace(/\s+/g, ''),
+  );
 }
 
 async function heldSecrets(envoy: EnvoyProcess): Promise<HeldSecrets> {
-  const dump = JSON.parse(await adminGet(envoy, '/config_dump?resource=dynamic_active_secrets')) as { configs: DumpedSecret[] };
+  const dump = JSON.parse(
+    await adminGet(envoy, '/config_dump?resource=dynamic_active_secrets'),
+  ) as { configs: DumpedSecret[] };
   let held: Partial<HeldSecrets> = {};
   for (const c of dump.configs) {
     const updated = Date.parse(c.last_updated ?? '');
-    if (c.secret.tls_certificate) held = { ...held, leafPem: pemText(c.secret.tls_certificate.certificate_chain), leafUpdated: updated };
-    if (c.secret.validation_context) held = { ...held, roots: new Set(pemBodies(pemText(c.secret.validation_context.trusted_ca))), rootsUpdated: updated };
+    if (c.secret.tls_certificate)
+      held = {
+        ...held,
+        leafPem: pemText(c.secret.tls_certificate.certificate_chain),
+        leafUpdated: updated,
+      };
+    if (c.secret.validation_context)
+      held = {
+        ...held,
+        roots: new Set(pemBodies(pemText(c.secret.validation_context.trusted_ca))),
+        rootsUpdated: updated,
+      };
   }
-  if (held.leafPem === undefined || held.roots === undefined) throw new Error(`${envoy.name} holds no leaf or no roots secret`);
+  if (held.leafPem === undefined || held.roots === undefined)
+    throw new Error(`${envoy.name} holds no leaf or no roots secret`);
   return held as HeldSecrets;
 }
 
@@ -91,8 +106,12 @@ const normalSerial = (hex: string) => hex.toLowerCase().replace(/^0+/, '');
 
 /** True when every TLS context of the Envoy (`/certs`) presents the certificate with this serial. */
 async function presents(envoy: EnvoyProcess, serial: string): Promise<boolean> {
-  const certs = JSON.parse(await adminGet(envoy, '/certs')) as { certificates: { cert_chain?: { serial_number: string }[] }[] };
-  const chains = certs.certificates.flatMap((c) => (c.cert_chain?.[0] ? [normalSerial(c.cert_chain[0].serial_number)] : []));
+  const certs = JSON.parse(await adminGet(envoy, '/certs')) as {
+    certificates: { cert_chain?: { serial_number: string }[] }[];
+  };
+  const chains = certs.certificates.flatMap((c) =>
+    c.cert_chain?.[0] ? [normalSerial(c.cert_chain[0].serial_number)] : [],
+  );
   return chains.length > 0 && chains.every((s) => s === serial);
 }
 
@@ -103,7 +122,10 @@ interface Root {
 }
 
 async function trustedRoots(server: ServerUnderTest): Promise<Root[]> {
-  const res = await server.node.api<{ Roots: { ID: string; RootCert: string }[] }>('GET', '/v1/connect/ca/roots');
+  const res = await server.node.api<{ Roots: { ID: string; RootCert: string }[] }>(
+    'GET',
+    '/v1/connect/ca/roots',
+  );
   return res.body.Roots.map((r) => ({ id: r.ID, body: pemBodies(r.RootCert)[0]! }));
 }
 
@@ -128,12 +150,17 @@ type PhaseCheck = (held: HeldSecrets, envoy: EnvoyProcess) => Promise<number | u
 
 /** Per phase: when the Envoy holds what the phase brings, the `last_updated` of that secret. */
 function phaseChecks(oldRoot: Root, newRoot: Root): Record<Phase, PhaseCheck> {
-  const newRootCert = new X509Certificate(`-----BEGIN CERTIFICATE-----\n${newRoot.body}\n-----END CERTIFICATE-----`);
+  const newRootCert = new X509Certificate(
+    `-----BEGIN CERTIFICATE-----\n${newRoot.body}\n-----END CERTIFICATE-----`,
+  );
   const leafSerial = new Map<string, string | undefined>(); // leaf PEM → its serial when the new root signed it
   const signedByNew = (pem: string): string | undefined => {
     if (!leafSerial.has(pem)) {
       const leaf = new X509Certificate(pem);
-      leafSerial.set(pem, leaf.verify(newRootCert.publicKey) ? normalSerial(leaf.serialNumber) : undefined);
+      leafSerial.set(
+        pem,
+        leaf.verify(newRootCert.publicKey) ? normalSerial(leaf.serialNumber) : undefined,
+      );
     }
     return leafSerial.get(pem);
   };
@@ -148,7 +175,10 @@ function phaseChecks(oldRoot: Root, newRoot: Root): Record<Phase, PhaseCheck> {
 }
 
 /** Starts a rotation once the previous one is over (one root trusted); returns both roots and the start. */
-async function startRotation(server: ServerUnderTest, opts: RotationOptions): Promise<{ oldRoot: Root; newRoot: Root; start: number }> {
+async function startRotation(
+  server: ServerUnderTest,
+  opts: RotationOptions,
+): Promise<{ oldRoot: Root; newRoot: Root; start: number }> {
   const before = await waitFor(
     async () => {
       const roots = await trustedRoots(server);
@@ -159,13 +189,21 @@ async function startRotation(server: ServerUnderTest, opts: RotationOptions): Pr
   const oldRoot = before[0]!;
   const start = Date.now();
   const res = await server.node.api('POST', '/v1/connect/ca/rotate');
-  if (res.status !== 200) throw new Error(`POST /v1/connect/ca/rotate → ${res.status} ${JSON.stringify(res.body)}`);
+  if (res.status !== 200)
+    throw new Error(`POST /v1/connect/ca/rotate → ${res.status} ${JSON.stringify(res.body)}`);
   const newRoot = (await trustedRoots(server)).find((r) => r.id !== oldRoot.id)!;
   return { oldRoot, newRoot, start };
 }
 
 /** Polls the fleet through one phase that starts at `phaseStart` (wall-clock ms). */
-async function runPhase(server: ServerUnderTest, envoys: readonly EnvoyProcess[], phase: Phase, check: PhaseCheck, phaseStart: number, opts: RotationOptions) {
+async function runPhase(
+  server: ServerUnderTest,
+  envoys: readonly EnvoyProcess[],
+  phase: Phase,
+  check: PhaseCheck,
+  phaseStart: number,
+  opts: RotationOptions,
+) {
   // Reading the fleet's CPU takes a moment: the window opens shortly before the phase starts.
   await sleep(phaseStart - 100 - Date.now());
   const pushes0 = await server.metric('isthmus_xds_pushes_total');
@@ -202,13 +240,20 @@ async function runPhase(server: ServerUnderTest, envoys: readonly EnvoyProcess[]
   };
 }
 
-export async function rotationRounds(server: ServerUnderTest, envoys: readonly EnvoyProcess[], opts: RotationOptions): Promise<PhaseResult[]> {
+export async function rotationRounds(
+  server: ServerUnderTest,
+  envoys: readonly EnvoyProcess[],
+  opts: RotationOptions,
+): Promise<PhaseResult[]> {
   const out: PhaseResult[] = [];
   for (let rotation = 1; rotation <= opts.rotations; rotation++) {
     const { oldRoot, newRoot, start } = await startRotation(server, opts);
     const checks = phaseChecks(oldRoot, newRoot);
     for (const [k, phase] of phases.entries()) {
-      out.push({ rotation, ...(await runPhase(server, envoys, phase, checks[phase], start + k * opts.phaseMs, opts)) });
+      out.push({
+        rotation,
+        ...(await runPhase(server, envoys, phase, checks[phase], start + k * opts.phaseMs, opts)),
+      });
     }
   }
   return out;

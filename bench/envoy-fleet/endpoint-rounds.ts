@@ -46,7 +46,13 @@ export async function showsEndpoint(envoy: EnvoyProcess, port: number): Promise<
   return (await adminGet(envoy, '/clusters')).includes(`::127.0.0.1:${port}::`);
 }
 
-export async function endpointRounds(server: ServerUnderTest, envoys: readonly EnvoyProcess[], topology: Topology, addresses: AddressPorts, opts: RoundOptions): Promise<ChangeRound[]> {
+export async function endpointRounds(
+  server: ServerUnderTest,
+  envoys: readonly EnvoyProcess[],
+  topology: Topology,
+  addresses: AddressPorts,
+  opts: RoundOptions,
+): Promise<ChangeRound[]> {
   const out: ChangeRound[] = [];
   for (let round = 1; round <= opts.rounds + 1; round++) {
     await sleep(settleMs);
@@ -69,7 +75,9 @@ export async function endpointRounds(server: ServerUnderTest, envoys: readonly E
       round,
       warmup: round === 1,
       registerMs,
-      appliedMs: envoys.map((e, i) => acceptedAt(e.log(), 'ClusterLoadAssignment', t0, poll.seenAt[i]!) - t0),
+      appliedMs: envoys.map(
+        (e, i) => acceptedAt(e.log(), 'ClusterLoadAssignment', t0, poll.seenAt[i]!) - t0,
+      ),
       visibleMs: poll.seenAt.map((t) => t - t0),
       requests: poll.requests,
       responses,

@@ -43,20 +43,28 @@ function ports(cla: ClusterLoadAssignment): number[] {
     l.lbEndpoints.flatMap((lb) => {
       if (lb.hostIdentifier?.$case !== 'endpoint') return [];
       const address = lb.hostIdentifier.value.address?.address;
-      return address?.$case === 'socketAddress' && address.value.portSpecifier?.$case === 'portValue' ? [address.value.portSpecifier.value] : [];
+      return address?.$case === 'socketAddress' &&
+        address.value.portSpecifier?.$case === 'portValue'
+        ? [address.value.portSpecifier.value]
+        : [];
     }),
   );
 }
 
 function holdsEndpoint(probe: XdsProbe, port: number): boolean {
-  for (const cla of probe.config.get(TypeUrl.endpoint)?.values() ?? []) if (ports(cla as unknown as ClusterLoadAssignment).includes(port)) return true;
+  for (const cla of probe.config.get(TypeUrl.endpoint)?.values() ?? [])
+    if (ports(cla as unknown as ClusterLoadAssignment).includes(port)) return true;
   return false;
 }
 
 /** Holds both listeners, both secrets and `api`'s endpoints as registered now. */
 function synced(probe: XdsProbe, topology: Topology): boolean {
   const count = (t: string) => probe.config.get(t)?.size ?? 0;
-  return count(TypeUrl.listener) >= 2 && count(TypeUrl.secret) >= 2 && topology.api.every((a) => holdsEndpoint(probe, a.sidecarPort));
+  return (
+    count(TypeUrl.listener) >= 2 &&
+    count(TypeUrl.secret) >= 2 &&
+    topology.api.every((a) => holdsEndpoint(probe, a.sidecarPort))
+  );
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -74,14 +82,25 @@ async function connect(server: ServerUnderTest, topology: Topology): Promise<Fak
     const md = new grpc.Metadata();
     md.set(xdsTokenHeader, await server.node.token(id));
     // A client of its own with a local subchannel pool: one HTTP/2 connection per proxy.
-    const client = new AggregatedDiscoveryServiceClient(address, grpc.credentials.createInsecure(), { 'grpc.use_local_subchannel_pool': 1 });
+    const client = new AggregatedDiscoveryServiceClient(
+      address,
+      grpc.credentials.createInsecure(),
+      { 'grpc.use_local_subchannel_pool': 1 },
+    );
     fakes.push({ client, probe: new XdsProbe(client, id, md) });
   }
   return fakes;
 }
 
 /** Moves one `api` endpoint and waits until every fake client holds it. */
-async function fakeRound(server: ServerUnderTest, probes: readonly XdsProbe[], topology: Topology, port: number, round: number, boundMs: number): Promise<FakeRound> {
+async function fakeRound(
+  server: ServerUnderTest,
+  probes: readonly XdsProbe[],
+  topology: Topology,
+  port: number,
+  round: number,
+  boundMs: number,
+): Promise<FakeRound> {
   const heldAt = new Array<number>(probes.length).fill(NaN);
   const pushes0 = await server.metric('isthmus_xds_pushes_total');
   const clients0 = process.cpuUsage();
@@ -90,10 +109,16 @@ async function fakeRound(server: ServerUnderTest, probes: readonly XdsProbe[], t
   await moveApiInstance(server.node, topology, round % topology.api.length, port);
   await waitFor(
     () => {
-      probes.forEach((p, i) => Number.isNaN(heldAt[i]) && holdsEndpoint(p, port) && (heldAt[i] = Date.now()));
+      probes.forEach(
+        (p, i) => Number.isNaN(heldAt[i]) && holdsEndpoint(p, port) && (heldAt[i] = Date.now()),
+      );
       return heldAt.every((t) => !Number.isNaN(t));
     },
-    { timeoutMs: boundMs, intervalMs: 2, what: `round ${round}: every fake client to hold the new endpoint` },
+    {
+      timeoutMs: boundMs,
+      intervalMs: 2,
+      what: `round ${round}: every fake client to hold the new endpoint`,
+    },
   ).catch(() => undefined); // the ones missing are counted
   await sleep(tailMs);
   return {
@@ -107,13 +132,22 @@ async function fakeRound(server: ServerUnderTest, probes: readonly XdsProbe[], t
 }
 
 /** Connects a fake client for every sidecar, measures, runs the endpoint rounds, disconnects. */
-export async function fakeFleet(server: ServerUnderTest, topology: Topology, addresses: AddressPorts, opts: RoundOptions & { idleMs: number }): Promise<FakeResult> {
+export async function fakeFleet(
+  server: ServerUnderTest,
+  topology: Topology,
+  addresses: AddressPorts,
+  opts: RoundOptions & { idleMs: number },
+): Promise<FakeResult> {
   await server.settle();
   const memBefore = await server.memoryAfterGc();
   const fakes = await connect(server, topology);
   const probes = fakes.map((f) => f.probe);
   try {
-    await waitFor(() => probes.every((p) => synced(p, topology)), { timeoutMs: 120_000, intervalMs: 50, what: 'every fake client to hold its whole view' });
+    await waitFor(() => probes.every((p) => synced(p, topology)), {
+      timeoutMs: 120_000,
+      intervalMs: 50,
+      what: 'every fake client to hold its whole view',
+    });
     await server.settle();
     const idle0 = await server.cpuMs();
     await sleep(opts.idleMs);

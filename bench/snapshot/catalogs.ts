@@ -15,12 +15,21 @@ export const trustDomain = '11111111-2222-3333-4444-555555555555.consul';
 export const sidecarProxyId = 'subject-1-sidecar-proxy';
 export const gatewayId = 'mesh-gateway-1';
 
-const pem = (label: string, body: string) => `-----BEGIN ${label}-----\n${body}\n-----END ${label}-----\n`;
+const pem = (label: string, body: string) =>
+  `-----BEGIN ${label}-----\n${body}\n-----END ${label}-----\n`;
 
 export const roots: CaRoots = {
   trustDomain,
   activeRootId: 'r1',
-  roots: [{ id: 'r1', certPem: pem('CERTIFICATE', 'root'), active: true, notBefore: new Date(0), notAfter: new Date(0) }],
+  roots: [
+    {
+      id: 'r1',
+      certPem: pem('CERTIFICATE', 'root'),
+      active: true,
+      notBefore: new Date(0),
+      notAfter: new Date(0),
+    },
+  ],
 };
 
 export const leafFor = (spiffeId: string): Leaf => ({
@@ -46,13 +55,20 @@ const serviceName = (i: number) => `svc-${String(i).padStart(4, '0')}`;
 const ip = (n: number) => `10.${(n >> 16) & 255}.${(n >> 8) & 255}.${n & 255}`;
 
 /** Upstream i's protocol: half tcp, a quarter http, a quarter grpc (HTTP/2 to the upstream). */
-export const protocolOf = (i: number): Protocol => (i % 2 === 0 ? 'tcp' : i % 4 === 1 ? 'http' : 'grpc');
+export const protocolOf = (i: number): Protocol =>
+  i % 2 === 0 ? 'tcp' : i % 4 === 1 ? 'http' : 'grpc';
 
 /** The id of the sidecar of instance `j` of service `i`: its address and port are an endpoint. */
 export const sidecarId = (i: number, j: number) => `${serviceName(i)}-${j}-sidecar-proxy`;
 
 /** A service instance and its sidecar, the sidecar at `port` (the endpoint the benchmark moves). */
-export function registerInstance(c: FakeCatalog, i: number, j: number, instances: number, port = 21000): void {
+export function registerInstance(
+  c: FakeCatalog,
+  i: number,
+  j: number,
+  instances: number,
+  port = 21000,
+): void {
   const svc = serviceName(i);
   const n = i * instances + j + 1;
   c.upsert({ id: `${svc}-${j}`, name: svc, address: ip(n), port: 8080 });
@@ -92,7 +108,15 @@ export function sidecarCatalog(upstreams: number, instances: number): FakeCatalo
   for (let i = 0; i < upstreams; i++) {
     for (let j = 0; j < instances; j++) registerInstance(c, i, j, instances);
     const protocol = protocolOf(i);
-    if (protocol !== 'tcp') c.putEntry({ kind: 'service-defaults', name: serviceName(i), namespace: 'default', partition: 'default', protocol, meshGateway: { mode: '' } });
+    if (protocol !== 'tcp')
+      c.putEntry({
+        kind: 'service-defaults',
+        name: serviceName(i),
+        namespace: 'default',
+        partition: 'default',
+        protocol,
+        meshGateway: { mode: '' },
+      });
   }
   c.upsert({ id: 'subject-1', name: 'subject', address: '10.200.0.1', port: 8080 });
   c.upsert({
@@ -117,7 +141,13 @@ export function sidecarCatalog(upstreams: number, instances: number): FakeCatalo
     namespace: 'default',
     partition: 'default',
     sources: [
-      ...Array.from({ length: 10 }, (_, i) => ({ name: serviceName(i), namespace: 'default', partition: 'default', peer: '', action: 'allow' as const })),
+      ...Array.from({ length: 10 }, (_, i) => ({
+        name: serviceName(i),
+        namespace: 'default',
+        partition: 'default',
+        peer: '',
+        action: 'allow' as const,
+      })),
       { name: '*', namespace: 'default', partition: 'default', peer: '', action: 'deny' },
     ],
   });
@@ -127,14 +157,33 @@ export function sidecarCatalog(upstreams: number, instances: number): FakeCatalo
 /** `services` × `instances` sidecar-fronted instances, our mesh gateway, and a gateway of dc2. */
 export function gatewayCatalog(services: number, instances: number): FakeCatalog {
   const c = new FakeCatalog(datacenter);
-  for (let i = 0; i < services; i++) for (let j = 0; j < instances; j++) registerInstance(c, i, j, instances);
-  c.upsert({ id: gatewayId, name: 'mesh-gateway', kind: 'mesh-gateway', address: '10.250.0.1', port: 8443, taggedAddresses: { wan: { address: '192.0.2.1', port: 443 } } });
-  c.upsert({ id: 'mesh-gateway-dc2', name: 'mesh-gateway', kind: 'mesh-gateway', datacenter: 'dc2', address: '10.9.0.1', port: 8443, taggedAddresses: { wan: { address: '198.51.100.7', port: 443 } } });
+  for (let i = 0; i < services; i++)
+    for (let j = 0; j < instances; j++) registerInstance(c, i, j, instances);
+  c.upsert({
+    id: gatewayId,
+    name: 'mesh-gateway',
+    kind: 'mesh-gateway',
+    address: '10.250.0.1',
+    port: 8443,
+    taggedAddresses: { wan: { address: '192.0.2.1', port: 443 } },
+  });
+  c.upsert({
+    id: 'mesh-gateway-dc2',
+    name: 'mesh-gateway',
+    kind: 'mesh-gateway',
+    datacenter: 'dc2',
+    address: '10.9.0.1',
+    port: 8443,
+    taggedAddresses: { wan: { address: '198.51.100.7', port: 443 } },
+  });
   return c;
 }
 
 /** The instance of `c` with this id (the benchmark only asks for ids it registered). */
-export function mustGet(c: { instance(id: string): ServiceInstance | undefined }, id: string): ServiceInstance {
+export function mustGet(
+  c: { instance(id: string): ServiceInstance | undefined },
+  id: string,
+): ServiceInstance {
   const i = c.instance(id);
   if (!i) throw new Error(`no instance "${id}" in the benchmark catalog`);
   return i;

@@ -13,7 +13,11 @@ import { parseArgs } from 'node:util';
 
 interface ProfileNode {
   readonly id: number;
-  readonly callFrame: { readonly functionName: string; readonly url: string; readonly lineNumber: number };
+  readonly callFrame: {
+    readonly functionName: string;
+    readonly url: string;
+    readonly lineNumber: number;
+  };
   readonly children?: readonly number[];
 }
 
@@ -48,16 +52,23 @@ function print(title: string, times: Map<string, number>, top: number): void {
   const total = [...times.values()].reduce((a, b) => a + b, 0);
   console.log(`${title} (total ${(total / 1000).toFixed(1)} ms sampled)`);
   for (const [key, us] of [...times].sort((a, b) => b[1] - a[1]).slice(0, top)) {
-    console.log(`  ${(us / 1000).toFixed(1).padStart(8)} ms  ${((100 * us) / total).toFixed(1).padStart(5)} %  ${key}`);
+    console.log(
+      `  ${(us / 1000).toFixed(1).padStart(8)} ms  ${((100 * us) / total).toFixed(1).padStart(5)} %  ${key}`,
+    );
   }
 }
 
-const { values, positionals } = parseArgs({ allowPositionals: true, options: { top: { type: 'string', default: '25' } } });
+const { values, positionals } = parseArgs({
+  allowPositionals: true,
+  options: { top: { type: 'string', default: '25' } },
+});
 const top = Number(values.top);
 for (const file of positionals) {
   const profile = JSON.parse(readFileSync(file, 'utf8')) as CpuProfile;
   const fn: KeyOf = (n, parent) => {
-    const name = n.callFrame.functionName || `(anonymous in ${parent?.callFrame.functionName || '(anonymous)'})`;
+    const name =
+      n.callFrame.functionName ||
+      `(anonymous in ${parent?.callFrame.functionName || '(anonymous)'})`;
     return `${name}  ${where(n.callFrame.url)}`.trim();
   };
   const byFile: KeyOf = (n) => where(n.callFrame.url) || n.callFrame.functionName;

@@ -9,7 +9,12 @@
  * `--catalog fake` runs the benchmark on the bare FakeCatalog anyway.
  */
 import { CatalogIndex } from '../../src/catalog/catalog-index.js';
-import type { CatalogEvent, CatalogReader, ServiceInstance, ServiceKind } from '../../src/catalog/types.js';
+import type {
+  CatalogEvent,
+  CatalogReader,
+  ServiceInstance,
+  ServiceKind,
+} from '../../src/catalog/types.js';
 import type { FakeCatalog } from '../../test/helpers/fake-catalog.js';
 
 export class IndexedCatalog implements CatalogReader {

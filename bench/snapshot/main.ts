@@ -9,7 +9,17 @@ import type { CatalogReader } from '../../src/catalog/types.js';
 import { serviceSni } from '../../src/mesh/names.js';
 import type { FakeCatalog } from '../../test/helpers/fake-catalog.js';
 import { hasGc, sampleMemory, type MemorySample } from '../ads-fanout/stats.js';
-import { datacenter, gatewayCatalog, gatewayId, mustGet, protocolOf, sidecarCatalog, sidecarId, sidecarProxyId, trustDomain } from './catalogs.js';
+import {
+  datacenter,
+  gatewayCatalog,
+  gatewayId,
+  mustGet,
+  protocolOf,
+  sidecarCatalog,
+  sidecarId,
+  sidecarProxyId,
+  trustDomain,
+} from './catalogs.js';
 import { IndexedCatalog } from './indexed-catalog.js';
 import { ProxyPipeline, Server } from './pipeline.js';
 import { cpuProfiler, type Profiler } from './profile.js';
@@ -28,12 +38,14 @@ interface Options extends LoopOptions {
 
 function positive(name: string, value: string, limit: number): number {
   const n = Number(value);
-  if (!Number.isInteger(n) || n < 1 || n > limit) throw new Error(`--${name} must be an integer from 1 to ${limit}, got "${value}"`);
+  if (!Number.isInteger(n) || n < 1 || n > limit)
+    throw new Error(`--${name} must be an integer from 1 to ${limit}, got "${value}"`);
   return n;
 }
 
 function oneOf<T extends string>(name: string, value: string, allowed: readonly T[]): T {
-  if (!(allowed as readonly string[]).includes(value)) throw new Error(`--${name} must be one of ${allowed.join(', ')}, got "${value}"`);
+  if (!(allowed as readonly string[]).includes(value))
+    throw new Error(`--${name} must be one of ${allowed.join(', ')}, got "${value}"`);
   return value as T;
 }
 
@@ -65,7 +77,8 @@ function parseOptions(argv: readonly string[]): Options {
   };
 }
 
-const reader = (data: FakeCatalog, opts: Options): CatalogReader => (opts.catalog === 'indexed' ? new IndexedCatalog(data) : data);
+const reader = (data: FakeCatalog, opts: Options): CatalogReader =>
+  opts.catalog === 'indexed' ? new IndexedCatalog(data) : data;
 
 /**
  * Moves instance (k mod instances) of service (k mod services) to a port no earlier iteration
@@ -84,14 +97,18 @@ async function sidecarCase(opts: Options, profiler: Profiler): Promise<CaseRepor
   const n = opts.upstreams;
   const data = sidecarCatalog(n, opts.upstreamInstances);
   const pipeline = new ProxyPipeline(reader(data, opts), sidecarProxyId);
-  const count = (p: string) => Array.from({ length: n }, (_, i) => protocolOf(i)).filter((x) => x === p).length;
+  const count = (p: string) =>
+    Array.from({ length: n }, (_, i) => protocolOf(i)).filter((x) => x === p).length;
   return {
     title: 'sidecar',
     topology:
       `${n} upstreams (${count('tcp')} tcp, ${count('http')} http, ${count('grpc')} grpc via service-defaults), ` +
       `${opts.upstreamInstances} healthy sidecar-fronted instances each, 11 intentions on the subject`,
     cold: await runCold(pipeline, opts, { profiler, label: 'sidecar-cold' }),
-    warm: await runWarm(pipeline, new Server(), mover(data, n, opts.upstreamInstances), opts, { profiler, label: 'sidecar-warm' }),
+    warm: await runWarm(pipeline, new Server(), mover(data, n, opts.upstreamInstances), opts, {
+      profiler,
+      label: 'sidecar-warm',
+    }),
   };
 }
 
@@ -102,7 +119,10 @@ async function gatewayCase(opts: Options, profiler: Profiler): Promise<CaseRepor
   heap.push(['catalog registered', await sampleMemory(3)]);
   const cold = await runCold(pipeline, opts, { profiler, label: 'gateway-cold' });
   const server = new Server();
-  const warm = await runWarm(pipeline, server, mover(data, opts.services, opts.instances), opts, { profiler, label: 'gateway-warm' });
+  const warm = await runWarm(pipeline, server, mover(data, opts.services, opts.instances), opts, {
+    profiler,
+    label: 'gateway-warm',
+  });
   heap.push(['after the rebuilds, one view published', await sampleMemory(3)]);
   // Also keeps `server` (and the view it holds) alive until the sample above is taken.
   if (server.cache.entryCount === 0) throw new Error('the gateway view is not in the cache');

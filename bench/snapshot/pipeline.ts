@@ -54,7 +54,10 @@ export class ProxyPipeline {
     readonly proxyId: string,
   ) {
     const proxy = mustGet(catalog, proxyId);
-    this.leaf = proxy.kind === 'connect-proxy' ? leafFor(sidecarSpiffeId(proxy, contextFor(catalog))) : undefined;
+    this.leaf =
+      proxy.kind === 'connect-proxy'
+        ? leafFor(sidecarSpiffeId(proxy, contextFor(catalog)))
+        : undefined;
   }
 
   private build(): Built<ConfigSnapshot> {
@@ -77,7 +80,14 @@ export class ProxyPipeline {
     const view = server.cache.setProxyResources(this.proxyId, encoded);
     const t4 = performance.now();
     const cpu = process.cpuUsage(cpu0);
-    const timing = { buildMs: t1 - t0, generateMs: t2 - t1, encodeMs: t3 - t2, publishMs: t4 - t3, totalMs: t4 - t0, cpuMs: (cpu.user + cpu.system) / 1000 };
+    const timing = {
+      buildMs: t1 - t0,
+      generateMs: t2 - t1,
+      encodeMs: t3 - t2,
+      publishMs: t4 - t3,
+      totalMs: t4 - t0,
+      cpuMs: (cpu.user + cpu.system) / 1000,
+    };
     return { timing, encoded, view };
   }
 }

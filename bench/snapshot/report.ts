@@ -27,7 +27,10 @@ export interface Report {
 function table(headers: readonly string[], rows: readonly (readonly string[])[]): string {
   const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
   const line = (cells: readonly string[]) =>
-    cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ').trimEnd();
+    cells
+      .map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!)))
+      .join('  ')
+      .trimEnd();
   return [line(headers), ...rows.map(line)].join('\n');
 }
 
@@ -35,7 +38,11 @@ const f = (n: number, digits = 2) => (Number.isFinite(n) ? n.toFixed(digits) : '
 const verdict = (ok: boolean) => (ok ? 'PASS' : 'FAIL');
 const mb = (bytes: number) => `${f(bytes / 1024 / 1024, 1)} MB`;
 const p50 = (ts: readonly Timing[], k: keyof Timing) => median(ts.map((t) => t[k]));
-const p95 = (ts: readonly Timing[], k: keyof Timing) => percentile(ts.map((t) => t[k]), 95);
+const p95 = (ts: readonly Timing[], k: keyof Timing) =>
+  percentile(
+    ts.map((t) => t[k]),
+    95,
+  );
 
 function range(values: readonly number[]): string {
   const lo = Math.min(...values);
@@ -57,13 +64,18 @@ function caseTable(c: CaseReport): string {
   ];
   return table(
     ['', 'build', 'generate', 'encode', 'publish', 'total p50', 'total p95', 'CPU p50', 'encodes'],
-    [row('(a) cold: fresh encoder and cache', c.cold.timings, c.cold.encodes), row('(b) rebuild after one endpoint moved', c.warm.timings, c.warm.encodes)],
+    [
+      row('(a) cold: fresh encoder and cache', c.cold.timings, c.cold.encodes),
+      row('(b) rebuild after one endpoint moved', c.warm.timings, c.warm.encodes),
+    ],
   );
 }
 
 function heapLine(c: CaseReport): string[] {
   if (!c.heap) return [];
-  return [`  heap used after GC: ${c.heap.map(([label, m]) => `${label} ${mb(m.heapUsed)}`).join(' · ')}`];
+  return [
+    `  heap used after GC: ${c.heap.map(([label, m]) => `${label} ${mb(m.heapUsed)}`).join(' · ')}`,
+  ];
 }
 
 function summaryRows(c: CaseReport): string[][] {
@@ -72,10 +84,30 @@ function summaryRows(c: CaseReport): string[][] {
   const badEncodes = c.warm.encodes.filter((n) => n !== targets.encodesPerChange).length;
   const n = c.warm.encodes.length;
   return [
-    [`${c.title} (a) cold build → publish, p50 (p95)`, `${f(cold)} ms (${f(p95(c.cold.timings, 'totalMs'))})`, `≤ ${targets.rebuildMs} ms`, verdict(cold <= targets.rebuildMs)],
-    [`${c.title} (b) rebuild → publish, p50 (p95)`, `${f(warm)} ms (${f(p95(c.warm.timings, 'totalMs'))})`, `≤ ${targets.rebuildMs} ms`, verdict(warm <= targets.rebuildMs)],
-    [`${c.title} (b) encodes per change`, `${range(c.warm.encodes)} (${n - badEncodes} of ${n} changes = 1)`, `= ${targets.encodesPerChange}`, verdict(badEncodes === 0)],
-    [`${c.title} (b) changed resources = the moved service's EDS`, `${n - c.warm.wrongChanges.length} of ${n}`, `all`, verdict(c.warm.wrongChanges.length === 0)],
+    [
+      `${c.title} (a) cold build → publish, p50 (p95)`,
+      `${f(cold)} ms (${f(p95(c.cold.timings, 'totalMs'))})`,
+      `≤ ${targets.rebuildMs} ms`,
+      verdict(cold <= targets.rebuildMs),
+    ],
+    [
+      `${c.title} (b) rebuild → publish, p50 (p95)`,
+      `${f(warm)} ms (${f(p95(c.warm.timings, 'totalMs'))})`,
+      `≤ ${targets.rebuildMs} ms`,
+      verdict(warm <= targets.rebuildMs),
+    ],
+    [
+      `${c.title} (b) encodes per change`,
+      `${range(c.warm.encodes)} (${n - badEncodes} of ${n} changes = 1)`,
+      `= ${targets.encodesPerChange}`,
+      verdict(badEncodes === 0),
+    ],
+    [
+      `${c.title} (b) changed resources = the moved service's EDS`,
+      `${n - c.warm.wrongChanges.length} of ${n}`,
+      `all`,
+      verdict(c.warm.wrongChanges.length === 0),
+    ],
   ];
 }
 
@@ -86,7 +118,7 @@ export function printReport(r: Report): void {
     `  iterations ${o.iterations} (+${o.warmup} warm-up) per figure · catalog reader: ${o.catalog} · node ${process.version} · ` +
       `${availableParallelism()} CPUs · forced GC ${r.gc ? 'yes' : 'no'}`,
     '  each figure is SnapshotManager.rebuild: build snapshot → resourcesFromSnapshot (generate) → ResourceEncoder.encodeFor (encode) →',
-    '  XdsCache.setProxyResources (publish). Times in ms: per-step medians, the total\'s median and p95 (wall clock), and the',
+    "  XdsCache.setProxyResources (publish). Times in ms: per-step medians, the total's median and p95 (wall clock), and the",
     '  median process CPU time of a rebuild (less sensitive to a loaded machine). encodes = isthmus_xds_resource_encodes_total delta',
   ];
   for (const c of r.cases) {

@@ -6,7 +6,7 @@
 import { allTypeUrls, shortName, TypeUrl } from '../../src/xds/types.js';
 import type { EncodedResource } from '../../src/xds/cache/entry.js';
 import type { ProxyView } from '../../src/xds/cache/proxy-view.js';
-import { ProxyPipeline, Server, type Timing } from './pipeline.js';
+import { type ProxyPipeline, Server, type Timing } from './pipeline.js';
 import { noProfiler, type Profiler } from './profile.js';
 
 export interface LoopOptions {
@@ -59,7 +59,11 @@ function summarize(view: ProxyView): ViewSummary {
   return { byType: parts.join(', '), resources, bytes };
 }
 
-export async function runCold(pipeline: ProxyPipeline, opts: LoopOptions, prof = unprofiled): Promise<ColdResult> {
+export async function runCold(
+  pipeline: ProxyPipeline,
+  opts: LoopOptions,
+  prof = unprofiled,
+): Promise<ColdResult> {
   const timings: Timing[] = [];
   const encodes: number[] = [];
   let view: ProxyView | undefined;
@@ -76,15 +80,25 @@ export async function runCold(pipeline: ProxyPipeline, opts: LoopOptions, prof =
   return { timings, encodes, view: summarize(view!) };
 }
 
-const versions = (encoded: readonly EncodedResource[]) => new Map(encoded.map((e) => [`${shortName[e.typeUrl]} ${e.name}`, e.version]));
+const versions = (encoded: readonly EncodedResource[]) =>
+  new Map(encoded.map((e) => [`${shortName[e.typeUrl]} ${e.name}`, e.version]));
 
-function changedNames(before: ReadonlyMap<string, string>, after: ReadonlyMap<string, string>): string[] {
+function changedNames(
+  before: ReadonlyMap<string, string>,
+  after: ReadonlyMap<string, string>,
+): string[] {
   const names = new Set([...before.keys(), ...after.keys()]);
   return [...names].filter((n) => before.get(n) !== after.get(n)).sort();
 }
 
 /** Publishes the proxy on `server` once, then moves an endpoint and rebuilds, iteration after iteration. */
-export async function runWarm(pipeline: ProxyPipeline, server: Server, move: Move, opts: LoopOptions, prof = unprofiled): Promise<WarmResult> {
+export async function runWarm(
+  pipeline: ProxyPipeline,
+  server: Server,
+  move: Move,
+  opts: LoopOptions,
+  prof = unprofiled,
+): Promise<WarmResult> {
   let last = versions(pipeline.rebuild(server).encoded);
   const timings: Timing[] = [];
   const encodes: number[] = [];
@@ -101,7 +115,8 @@ export async function runWarm(pipeline: ProxyPipeline, server: Server, move: Mov
     if (k < opts.warmup) continue;
     timings.push(r.timing);
     encodes.push(n);
-    if (changed.length !== 1 || changed[0] !== expected) wrongChanges.push(`${expected} → [${changed.join(', ')}]`);
+    if (changed.length !== 1 || changed[0] !== expected)
+      wrongChanges.push(`${expected} → [${changed.join(', ')}]`);
   }
   await prof.profiler.end(prof.label);
   return { timings, encodes, wrongChanges };

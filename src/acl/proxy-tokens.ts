@@ -32,7 +32,10 @@ const tokenKey = (accessorId: string) => `${tokenPrefix}${accessorId}`;
 const maxProxyIdLength = 256;
 
 /** Opens the token index: loaded from the store, then kept current by a watch on `acl/tokens/`. */
-export async function openProxyTokens(store: Store, opts: { logger: Logger; clock?: () => number }): Promise<ProxyTokens> {
+export async function openProxyTokens(
+  store: Store,
+  opts: { logger: Logger; clock?: () => number },
+): Promise<ProxyTokens> {
   const tokens = new ProxyTokens(store, opts.logger, opts.clock ?? Date.now);
   await tokens.load();
   return tokens;
@@ -62,7 +65,12 @@ export class ProxyTokens {
   async create(proxyId: unknown): Promise<CreatedProxyToken> {
     const id = parseProxyId(proxyId);
     const secretId = newSecret();
-    const record: TokenRecord = { accessorId: randomUUID(), proxyId: id, secretHash: hashSecret(secretId).toString('hex'), createTime: new Date(this.now()).toISOString() };
+    const record: TokenRecord = {
+      accessorId: randomUUID(),
+      proxyId: id,
+      secretHash: hashSecret(secretId).toString('hex'),
+      createTime: new Date(this.now()).toISOString(),
+    };
     await this.store.put(tokenKey(record.accessorId), record);
     this.index(record);
     this.logger.info({ accessorId: record.accessorId, proxyId: id }, 'proxy token created');
@@ -72,14 +80,21 @@ export class ProxyTokens {
   /** Every token, oldest first. */
   list(): ProxyToken[] {
     return [...this.byAccessor.values()]
-      .sort((a, b) => a.createTime.localeCompare(b.createTime) || a.accessorId.localeCompare(b.accessorId))
+      .sort(
+        (a, b) =>
+          a.createTime.localeCompare(b.createTime) || a.accessorId.localeCompare(b.accessorId),
+      )
       .map(publicView);
   }
 
   async delete(accessorId: string): Promise<void> {
     const record = this.byAccessor.get(accessorId);
     if (!record || !(await this.store.delete(tokenKey(accessorId)))) {
-      throw new IsthmusError('not_found', `no proxy token with AccessorID ${accessorId}`, 'AccessorID');
+      throw new IsthmusError(
+        'not_found',
+        `no proxy token with AccessorID ${accessorId}`,
+        'AccessorID',
+      );
     }
     this.unindex(record);
     this.logger.info({ accessorId, proxyId: record.proxyId }, 'proxy token deleted');
@@ -93,15 +108,24 @@ export class ProxyTokens {
   authorizeXds(nodeId: string, metadata: Metadata): void {
     const secret = tokenFrom(metadata);
     if (!secret) {
-      throw new IsthmusError('permission_denied', `xDS stream needs an ${xdsTokenHeader} metadata entry with a proxy token for node "${nodeId}" (isthmus acl token create --proxy-id ${nodeId})`);
+      throw new IsthmusError(
+        'permission_denied',
+        `xDS stream needs an ${xdsTokenHeader} metadata entry with a proxy token for node "${nodeId}" (isthmus acl token create --proxy-id ${nodeId})`,
+      );
     }
     const hash = hashSecret(secret);
     const record = this.byHash.get(hash.toString('hex'));
     if (!record || !hashMatches(hash, record.secretHash)) {
-      throw new IsthmusError('permission_denied', `the ${xdsTokenHeader} of the xDS stream for node "${nodeId}" is not a valid proxy token`);
+      throw new IsthmusError(
+        'permission_denied',
+        `the ${xdsTokenHeader} of the xDS stream for node "${nodeId}" is not a valid proxy token`,
+      );
     }
     if (record.proxyId !== nodeId) {
-      throw new IsthmusError('permission_denied', `the ${xdsTokenHeader} belongs to proxy "${record.proxyId}", not to node "${nodeId}"`);
+      throw new IsthmusError(
+        'permission_denied',
+        `the ${xdsTokenHeader} belongs to proxy "${record.proxyId}", not to node "${nodeId}"`,
+      );
     }
   }
 
@@ -150,10 +174,18 @@ function tokenFrom(metadata: Metadata): string | undefined {
 
 function parseProxyId(raw: unknown): string {
   if (typeof raw !== 'string' || raw === '') {
-    throw new IsthmusError('invalid_argument', 'ProxyID must be a non-empty string: the registered service ID the proxy uses as its node.id', 'ProxyID');
+    throw new IsthmusError(
+      'invalid_argument',
+      'ProxyID must be a non-empty string: the registered service ID the proxy uses as its node.id',
+      'ProxyID',
+    );
   }
   if (raw.length > maxProxyIdLength || /[\s\p{Cc}]/u.test(raw)) {
-    throw new IsthmusError('invalid_argument', `ProxyID must be at most ${maxProxyIdLength} characters without spaces or control characters`, 'ProxyID');
+    throw new IsthmusError(
+      'invalid_argument',
+      `ProxyID must be at most ${maxProxyIdLength} characters without spaces or control characters`,
+      'ProxyID',
+    );
   }
   return raw;
 }

@@ -31,18 +31,26 @@ function createdJson(t: CreatedProxyToken): CreatedProxyTokenJson {
 export function registerAclRoutes(app: FastifyInstance, tokens: AclRoutesSource): void {
   void app.register(async (scope) => {
     acceptJsonBodies(scope);
-    scope.post('/v1/acl/token', async (request) => createdJson(await tokens.create(proxyIdOf(request.body))));
+    scope.post('/v1/acl/token', async (request) =>
+      createdJson(await tokens.create(proxyIdOf(request.body))),
+    );
     scope.get('/v1/acl/tokens', async () => tokens.list().map(tokenJson));
-    scope.delete<{ Params: { accessorId: string } }>('/v1/acl/token/:accessorId', async (request) => {
-      await tokens.delete(request.params.accessorId);
-      return true;
-    });
+    scope.delete<{ Params: { accessorId: string } }>(
+      '/v1/acl/token/:accessorId',
+      async (request) => {
+        await tokens.delete(request.params.accessorId);
+        return true;
+      },
+    );
   });
 }
 
 function proxyIdOf(body: unknown): unknown {
   if (typeof body !== 'object' || body === null || Array.isArray(body)) {
-    throw new IsthmusError('invalid_argument', 'the request body must be a JSON object like {"ProxyID": "web-sidecar-proxy"}');
+    throw new IsthmusError(
+      'invalid_argument',
+      'the request body must be a JSON object like {"ProxyID": "web-sidecar-proxy"}',
+    );
   }
-  return (body as Record<string, unknown>)['ProxyID'];
+  return (body as Record<string, unknown>).ProxyID;
 }

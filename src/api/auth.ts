@@ -9,7 +9,13 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
  * starts that way on loopback, or with --insecure-http: see config/http-access.ts).
  */
 const readMethods = new Set(['GET', 'HEAD', 'OPTIONS']);
-const secretReads = [/^\/v1\/peerings?(\/|$)/, /^\/v1\/acl(\/|$)/, /^\/v1\/connect\/ca(\/|$)/, /^\/v1\/xds(\/|$)/, /^\/v1\/troubleshoot(\/|$)/];
+const secretReads = [
+  /^\/v1\/peerings?(\/|$)/,
+  /^\/v1\/acl(\/|$)/,
+  /^\/v1\/connect\/ca(\/|$)/,
+  /^\/v1\/xds(\/|$)/,
+  /^\/v1\/troubleshoot(\/|$)/,
+];
 const publicReads = [/^\/v1\/connect\/ca\/roots\/?$/];
 
 /** Whether a request needs the token; `path` is the matched route pattern when there is one. */
@@ -34,7 +40,8 @@ export function tokensEqual(presented: string, expected: string): boolean {
   return timingSafeEqual(a, b);
 }
 
-const hint = 'send it as "Authorization: Bearer <token>" or "X-Isthmus-Token: <token>" (CLI: --token or ISTHMUS_HTTP_TOKEN)';
+const hint =
+  'send it as "Authorization: Bearer <token>" or "X-Isthmus-Token: <token>" (CLI: --token or ISTHMUS_HTTP_TOKEN)';
 
 /**
  * Installs the check as a root `onRequest` hook, so it covers every route, including those other
@@ -48,7 +55,10 @@ export function installHttpAuth(app: FastifyInstance, token: string | undefined)
     if (!requiresToken(request.method, path)) return;
     const presented = presentedToken(request);
     if (presented !== undefined && tokensEqual(presented, token)) return;
-    const why = presented === undefined ? 'this request needs the HTTP API token' : 'the HTTP API token is not valid';
+    const why =
+      presented === undefined
+        ? 'this request needs the HTTP API token'
+        : 'the HTTP API token is not valid';
     await reply.status(403).send({ error: `Permission denied: ${why}; ${hint}` });
   });
 }

@@ -27,7 +27,11 @@ export interface CaRootsJson {
 }
 
 export function caRootsJson(roots: CaRoots): CaRootsJson {
-  return { ActiveRootID: roots.activeRootId, TrustDomain: roots.trustDomain, Roots: roots.roots.map(caRootJson) };
+  return {
+    ActiveRootID: roots.activeRootId,
+    TrustDomain: roots.trustDomain,
+    Roots: roots.roots.map(caRootJson),
+  };
 }
 
 function caRootJson(root: CaRoot): CaRootJson {

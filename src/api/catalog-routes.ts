@@ -12,7 +12,11 @@ export interface CatalogRoutesDeps {
    * undefined when no such peer exists. Until peering provides it, every peer is unknown and such
    * queries answer `[]`, as Consul does for a peer that exports nothing.
    */
-  readonly importedInstances?: (peer: string, name: string, namespace: string) => readonly ServiceInstance[] | undefined;
+  readonly importedInstances?: (
+    peer: string,
+    name: string,
+    namespace: string,
+  ) => readonly ServiceInstance[] | undefined;
   /** Every instance imported from `peer` (`GET /v1/catalog/services?peer=`). */
   readonly importedServices?: (peer: string) => readonly ServiceInstance[];
 }
@@ -45,12 +49,19 @@ function registerAgentRoutes(app: FastifyInstance, catalog: Catalog): void {
     await catalog.deregister(request.params.id);
     return empty(reply);
   });
-  const ttlUpdates: Readonly<Record<string, HealthStatus>> = { pass: 'passing', warn: 'warning', fail: 'critical' };
+  const ttlUpdates: Readonly<Record<string, HealthStatus>> = {
+    pass: 'passing',
+    warn: 'warning',
+    fail: 'critical',
+  };
   for (const [verb, status] of Object.entries(ttlUpdates)) {
-    app.put<Params<'checkId'> & { Querystring: { note?: string } }>(`/v1/agent/check/${verb}/:checkId`, async (request, reply) => {
-      await catalog.updateTtlCheck(request.params.checkId, status, request.query.note ?? '');
-      return empty(reply);
-    });
+    app.put<Params<'checkId'> & { Querystring: { note?: string } }>(
+      `/v1/agent/check/${verb}/:checkId`,
+      async (request, reply) => {
+        await catalog.updateTtlCheck(request.params.checkId, status, request.query.note ?? '');
+        return empty(reply);
+      },
+    );
   }
   // Consul's general form: `{Status, Output}` in the body.
   app.put<Params<'checkId'>>('/v1/agent/check/update/:checkId', async (request, reply) => {
@@ -68,19 +79,26 @@ function registerReadRoutes(app: FastifyInstance, deps: CatalogRoutesDeps): void
     return servicesWithTags(peer ? (deps.importedServices?.(peer) ?? []) : catalog.allInstances());
   });
   app.get<Params<'name'> & { Querystring: Scope }>('/v1/catalog/service/:name', async (request) =>
-    catalog.instancesOf(request.params.name, request.query.ns, request.query.partition).map((i) => catalogServiceJson(i, node)),
+    catalog
+      .instancesOf(request.params.name, request.query.ns, request.query.partition)
+      .map((i) => catalogServiceJson(i, node)),
   );
   app.get<Params<'name'> & HealthQuery>('/v1/health/service/:name', async (request) => {
     const { ns, partition, peer } = request.query;
     const instances = peer
       ? (deps.importedInstances?.(peer, request.params.name, ns ?? 'default') ?? [])
       : catalog.instancesOf(request.params.name, ns, partition);
-    return healthEntries(instances, isSet(request.query.passing)).map((i) => healthEntryJson(i, node));
+    return healthEntries(instances, isSet(request.query.passing)).map((i) =>
+      healthEntryJson(i, node),
+    );
   });
   // The proxies that front a service (what a Consul client dials for a Connect-enabled service).
   app.get<Params<'name'> & HealthQuery>('/v1/health/connect/:name', async (request) => {
     const { ns, partition } = request.query;
-    return healthEntries(catalog.sidecarsOf(request.params.name, ns, partition), isSet(request.query.passing)).map((i) => healthEntryJson(i, node));
+    return healthEntries(
+      catalog.sidecarsOf(request.params.name, ns, partition),
+      isSet(request.query.passing),
+    ).map((i) => healthEntryJson(i, node));
   });
 }
 
@@ -97,7 +115,10 @@ function servicesWithTags(instances: readonly ServiceInstance[]): Record<string,
 }
 
 /** `?passing` keeps instances whose checks all pass (a warning is not passing, as in Consul). */
-function healthEntries(instances: readonly ServiceInstance[], passingOnly: boolean): readonly ServiceInstance[] {
+function healthEntries(
+  instances: readonly ServiceInstance[],
+  passingOnly: boolean,
+): readonly ServiceInstance[] {
   return passingOnly ? instances.filter((i) => instanceHealth(i) === 'passing') : instances;
 }
 
@@ -108,12 +129,17 @@ function isSet(value: string | undefined): boolean {
 
 function parseCheckUpdate(body: unknown): { status: HealthStatus; output: string } {
   const obj = (typeof body === 'object' && body !== null ? body : {}) as Record<string, unknown>;
-  const status = obj['Status'];
+  const status = obj.Status;
   if (status !== 'passing' && status !== 'warning' && status !== 'critical') {
-    throw new IsthmusError('invalid_argument', 'Status: must be one of "passing", "warning", "critical"', 'Status');
+    throw new IsthmusError(
+      'invalid_argument',
+      'Status: must be one of "passing", "warning", "critical"',
+      'Status',
+    );
   }
-  const output = obj['Output'] ?? '';
-  if (typeof output !== 'string') throw new IsthmusError('invalid_argument', 'Output: must be a string', 'Output');
+  const output = obj.Output ?? '';
+  if (typeof output !== 'string')
+    throw new IsthmusError('invalid_argument', 'Output: must be a string', 'Output');
   return { status, output };
 }
 

@@ -22,11 +22,17 @@ export function registerConfigRoutes(app: FastifyInstance, catalog: Catalog): vo
       await catalog.putConfigEntry(request.body);
       return true;
     });
-    scope.get<KindParams>('/v1/config/:kind', async (request) => catalog.configRecords(kindOf(request.params.kind)).map(configEntryJson));
+    scope.get<KindParams>('/v1/config/:kind', async (request) =>
+      catalog.configRecords(kindOf(request.params.kind)).map(configEntryJson),
+    );
     scope.get<EntryParams>('/v1/config/:kind/:name', async (request) => {
       const kind = kindOf(request.params.kind);
       const record = catalog.configRecord(kind, request.params.name);
-      if (!record) throw new IsthmusError('not_found', `config entry ${kind}/${request.params.name} not found`);
+      if (!record)
+        throw new IsthmusError(
+          'not_found',
+          `config entry ${kind}/${request.params.name} not found`,
+        );
       return configEntryJson(record);
     });
     scope.delete<EntryParams>('/v1/config/:kind/:name', async (request) => {

@@ -1,6 +1,14 @@
 import { createHash } from 'node:crypto';
 import type { ConfigRecord } from '../catalog/catalog.js';
-import type { ConfigEntry, GatewayConfig, HealthCheck, MeshGatewayMode, ProxyConfig, ServiceInstance, Upstream } from '../catalog/types.js';
+import type {
+  ConfigEntry,
+  GatewayConfig,
+  HealthCheck,
+  MeshGatewayMode,
+  ProxyConfig,
+  ServiceInstance,
+  Upstream,
+} from '../catalog/types.js';
 import type { PeeredFields } from '../peering/imported.js';
 
 /**
@@ -45,7 +53,13 @@ function upstreamJson(u: Upstream): Json {
 
 /** `Proxy` of a connect-proxy; what Consul shows for other kinds when there is none. */
 export function proxyJson(proxy: ProxyConfig | undefined, gateway?: GatewayConfig): Json {
-  if (!proxy) return { Mode: '', MeshGateway: {}, Expose: {}, ...(gateway && { Config: gatewayConfigJson(gateway) }) };
+  if (!proxy)
+    return {
+      Mode: '',
+      MeshGateway: {},
+      Expose: {},
+      ...(gateway && { Config: gatewayConfigJson(gateway) }),
+    };
   return {
     DestinationServiceName: proxy.destinationServiceName,
     DestinationServiceID: proxy.destinationServiceId,
@@ -63,14 +77,20 @@ function gatewayConfigJson(g: GatewayConfig): Json {
   return {
     ...(g.bindTaggedAddresses && { envoy_gateway_bind_tagged_addresses: true }),
     ...(g.noDefaultBind && { envoy_gateway_no_default_bind: true }),
-    ...(g.bindAddresses.length > 0 && { envoy_gateway_bind_addresses: Object.fromEntries(g.bindAddresses.map((b) => [b.name, { Address: b.address, Port: b.port }])) }),
+    ...(g.bindAddresses.length > 0 && {
+      envoy_gateway_bind_addresses: Object.fromEntries(
+        g.bindAddresses.map((b) => [b.name, { Address: b.address, Port: b.port }]),
+      ),
+    }),
   };
 }
 
 function taggedAddressesJson(i: ServiceInstance): Json | undefined {
   const out: Json = {};
-  if (i.taggedAddresses.lan) out['lan'] = { Address: i.taggedAddresses.lan.address, Port: i.taggedAddresses.lan.port };
-  if (i.taggedAddresses.wan) out['wan'] = { Address: i.taggedAddresses.wan.address, Port: i.taggedAddresses.wan.port };
+  if (i.taggedAddresses.lan)
+    out.lan = { Address: i.taggedAddresses.lan.address, Port: i.taggedAddresses.lan.port };
+  if (i.taggedAddresses.wan)
+    out.wan = { Address: i.taggedAddresses.wan.address, Port: i.taggedAddresses.wan.port };
   return Object.keys(out).length > 0 ? out : undefined;
 }
 
@@ -108,7 +128,13 @@ export function catalogServiceJson(i: ServiceInstance, node: SyntheticNode): Jso
 /** The `Service` of a health entry (Consul's `NodeService`). */
 export function nodeServiceJson(i: ServiceInstance & Partial<PeeredFields>): Json {
   const tagged = taggedAddressesJson(i);
-  const peerMeta = i.peerMeta && { PeerMeta: { SNI: [...i.peerMeta.sni], SpiffeID: [...i.peerMeta.spiffeId], Protocol: i.peerMeta.protocol } };
+  const peerMeta = i.peerMeta && {
+    PeerMeta: {
+      SNI: [...i.peerMeta.sni],
+      SpiffeID: [...i.peerMeta.spiffeId],
+      Protocol: i.peerMeta.protocol,
+    },
+  };
   return {
     ...(i.kind !== 'typical' && { Kind: i.kind }),
     ID: i.id,
@@ -162,19 +188,39 @@ export function healthEntryJson(i: ServiceInstance, node: SyntheticNode): Json {
 
 /** A config entry in Consul's shape; everything in it is accepted back by `PUT /v1/config`. */
 export function configEntryJson(record: ConfigRecord): Json {
-  return { ...entryFields(record.entry), CreateIndex: record.createIndex, ModifyIndex: record.modifyIndex };
+  return {
+    ...entryFields(record.entry),
+    CreateIndex: record.createIndex,
+    ModifyIndex: record.modifyIndex,
+  };
 }
 
-const nonDefault = (key: string, value: string): Json => (value && value !== 'default' ? { [key]: value } : {});
+const nonDefault = (key: string, value: string): Json =>
+  value && value !== 'default' ? { [key]: value } : {};
 
 function entryFields(e: ConfigEntry): Json {
   switch (e.kind) {
     case 'proxy-defaults':
-      return { Kind: e.kind, Name: e.name, Config: e.config.protocol ? { protocol: e.config.protocol } : {}, MeshGateway: meshGatewayJson(e.meshGateway) };
+      return {
+        Kind: e.kind,
+        Name: e.name,
+        Config: e.config.protocol ? { protocol: e.config.protocol } : {},
+        MeshGateway: meshGatewayJson(e.meshGateway),
+      };
     case 'service-defaults':
-      return { Kind: e.kind, Name: e.name, Protocol: e.protocol, MeshGateway: meshGatewayJson(e.meshGateway) };
+      return {
+        Kind: e.kind,
+        Name: e.name,
+        Protocol: e.protocol,
+        MeshGateway: meshGatewayJson(e.meshGateway),
+      };
     case 'mesh':
-      return { Kind: e.kind, Name: e.name, DefaultIntentionAction: e.defaultIntentionAction, Peering: { PeerThroughMeshGateways: e.peering.peerThroughMeshGateways } };
+      return {
+        Kind: e.kind,
+        Name: e.name,
+        DefaultIntentionAction: e.defaultIntentionAction,
+        Peering: { PeerThroughMeshGateways: e.peering.peerThroughMeshGateways },
+      };
     case 'service-intentions':
       return {
         Kind: e.kind,
@@ -191,7 +237,11 @@ function entryFields(e: ConfigEntry): Json {
       return {
         Kind: e.kind,
         Name: e.name,
-        Services: e.services.map((s) => ({ Name: s.name, ...nonDefault('Namespace', s.namespace), Consumers: s.consumers.map((c) => ({ Peer: c.peer })) })),
+        Services: e.services.map((s) => ({
+          Name: s.name,
+          ...nonDefault('Namespace', s.namespace),
+          Consumers: s.consumers.map((c) => ({ Peer: c.peer })),
+        })),
       };
   }
 }

@@ -11,11 +11,19 @@ export interface HttpErrorBody {
  * Maps errors to JSON at the boundary: IsthmusError by its code, fastify's own client errors
  * (bad JSON, body too large) by their status; anything else is a 500 whose details stay in the log.
  */
-export function handleHttpError(err: FastifyError | Error, request: FastifyRequest, reply: FastifyReply): FastifyReply {
+export function handleHttpError(
+  err: FastifyError | Error,
+  request: FastifyRequest,
+  reply: FastifyReply,
+): FastifyReply {
   if (err instanceof IsthmusError) {
     const status = httpStatusOf(err);
     // A peer or dependency that cannot be reached is an operational condition, not a bug: no stack.
-    if (err.code === 'unavailable') request.log.warn({ url: request.url, error: err.message }, 'request failed: dependency unavailable');
+    if (err.code === 'unavailable')
+      request.log.warn(
+        { url: request.url, error: err.message },
+        'request failed: dependency unavailable',
+      );
     else if (status >= 500) request.log.error({ err, url: request.url }, 'request failed');
     return reply.status(status).send(errorBody(err.message, err.field));
   }

@@ -17,7 +17,13 @@ export function acceptJsonBodies(scope: FastifyInstance): void {
     try {
       done(null, JSON.parse(text));
     } catch (err) {
-      done(new IsthmusError('invalid_argument', `request body is not valid JSON: ${(err as Error).message}`), undefined);
+      done(
+        new IsthmusError(
+          'invalid_argument',
+          `request body is not valid JSON: ${(err as Error).message}`,
+        ),
+        undefined,
+      );
     }
   });
 }

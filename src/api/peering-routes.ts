@@ -5,7 +5,12 @@ import type { EstablishInput } from '../peering/establish.js';
 import type { Peerings } from '../peering/peerings.js';
 import { orThrow, parseEstablishRequest, parseGenerateTokenRequest } from '../peering/requests.js';
 import { encodeToken } from '../peering/token.js';
-import { type Peering, type PeeringState, defaultHealthyWindowMs, isHealthy } from '../peering/types.js';
+import {
+  type Peering,
+  type PeeringState,
+  defaultHealthyWindowMs,
+  isHealthy,
+} from '../peering/types.js';
 import { acceptJsonBodies } from './json-body.js';
 
 export interface PeeringRoutesDeps {
@@ -49,7 +54,11 @@ export interface ExportedServiceJson {
   readonly Consumers: { readonly Peers: readonly string[] };
 }
 
-export function peeringJson(p: Peering, now: number, healthyWindowMs = defaultHealthyWindowMs): PeeringJson {
+export function peeringJson(
+  p: Peering,
+  now: number,
+  healthyWindowMs = defaultHealthyWindowMs,
+): PeeringJson {
   const s = p.StreamStatus;
   const json: PeeringJson = {
     ID: p.ID,
@@ -96,7 +105,9 @@ export function registerPeeringRoutes(app: FastifyInstance, deps: PeeringRoutesD
   void app.register(async (scope) => {
     acceptJsonBodies(scope);
     scope.post('/v1/peering/token', async (request) => {
-      const { token } = await deps.peerings.generateToken(orThrow(parseGenerateTokenRequest(request.body)));
+      const { token } = await deps.peerings.generateToken(
+        orThrow(parseGenerateTokenRequest(request.body)),
+      );
       return { PeeringToken: encodeToken(token) };
     });
     scope.post('/v1/peering/establish', async (request) => {
@@ -121,7 +132,12 @@ export function registerPeeringRoutes(app: FastifyInstance, deps: PeeringRoutesD
 export function exportedServices(catalog: PeeringRoutesDeps['catalog']): ExportedServiceJson[] {
   const entry = catalog.configEntry('exported-services', 'default');
   if (!entry) return [];
-  const registered = new Set(catalog.allInstances().filter((i) => i.kind === 'typical' && i.namespace === 'default').map((i) => i.name));
+  const registered = new Set(
+    catalog
+      .allInstances()
+      .filter((i) => i.kind === 'typical' && i.namespace === 'default')
+      .map((i) => i.name),
+  );
   const peers = new Map<string, Set<string>>();
   for (const service of entry.services) {
     if (service.namespace !== 'default') continue;

@@ -16,7 +16,9 @@ export function registerProbeRoutes(app: FastifyInstance, health: Health, metric
 
   app.get('/readyz', async (_request, reply) => {
     if (health.ready()) return { status: 'ok' };
-    return reply.status(503).send({ status: 'not ready', not_ready: health.notReady?.() ?? ['unknown'] });
+    return reply
+      .status(503)
+      .send({ status: 'not ready', not_ready: health.notReady?.() ?? ['unknown'] });
   });
 
   app.get('/metrics', async (_request, reply) => {

@@ -4,7 +4,13 @@ import type { CertificateAuthority } from '../ca/index.js';
 import type { ImportedServices } from '../peering/imported.js';
 import type { Peerings } from '../peering/peerings.js';
 import type { XdsServer } from '../xds/server.js';
-import { type Checklist, gatherPeeringFacts, gatherProxyFacts, peeringChecklist, proxyChecklist } from '../troubleshoot/index.js';
+import {
+  type Checklist,
+  gatherPeeringFacts,
+  gatherProxyFacts,
+  peeringChecklist,
+  proxyChecklist,
+} from '../troubleshoot/index.js';
 
 /** What the troubleshoot checklists read: live server state, never secrets. */
 export interface TroubleshootDeps {
@@ -27,8 +33,14 @@ export interface TroubleshootDeps {
  * need no `--http-token` (src/api/auth.ts): they show states and names, never a secret or a PEM.
  */
 export function registerTroubleshootRoutes(app: FastifyInstance, deps: TroubleshootDeps): void {
-  app.get<{ Params: { name: string } }>('/v1/troubleshoot/peering/:name', async (request): Promise<Checklist> =>
-    peeringChecklist(gatherPeeringFacts(deps, request.params.name)));
-  app.get<{ Params: { id: string } }>('/v1/troubleshoot/proxy/:id', async (request): Promise<Checklist> =>
-    proxyChecklist(gatherProxyFacts(deps, request.params.id)));
+  app.get<{ Params: { name: string } }>(
+    '/v1/troubleshoot/peering/:name',
+    async (request): Promise<Checklist> =>
+      peeringChecklist(gatherPeeringFacts(deps, request.params.name)),
+  );
+  app.get<{ Params: { id: string } }>(
+    '/v1/troubleshoot/proxy/:id',
+    async (request): Promise<Checklist> =>
+      proxyChecklist(gatherProxyFacts(deps, request.params.id)),
+  );
 }

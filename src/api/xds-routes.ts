@@ -4,7 +4,13 @@ import type { AdsSession } from '../xds/ads/session.js';
 import { entriesOf, sortedEntries } from '../xds/cache/proxy-view.js';
 import { expandedJson } from '../xds/envoy-json.js';
 import { redactSecrets } from '../xds/redact.js';
-import { newestSessions, proxyStatusJson, resourceStatuses, type ProxyStatusJson, type ResourceSyncStatus } from '../xds/status.js';
+import {
+  newestSessions,
+  proxyStatusJson,
+  resourceStatuses,
+  type ProxyStatusJson,
+  type ResourceSyncStatus,
+} from '../xds/status.js';
 import { type ConfigType, configTypeOf, configTypes } from '../xds/types.js';
 import { typeNameOf } from '../xds/any.js';
 
@@ -25,7 +31,6 @@ export type ProxyKind = 'sidecar' | 'mesh-gateway' | 'unknown';
 
 export type ProxyJson = ProxyStatusJson & { readonly Kind: ProxyKind };
 
-
 export interface ProxyConfigJson {
   readonly ID: string;
   readonly Type: ConfigType;
@@ -44,43 +49,70 @@ export interface ProxyConfigJson {
  * `GET /v1/xds/proxies/:id` and `GET /v1/xds/proxies/:id/config/:type` (what the server wants the
  * proxy to hold, as Envoy JSON, private keys redacted here: they never leave the server over HTTP).
  */
-export function registerXdsRoutes(app: FastifyInstance, xds: XdsStatusSource, catalog?: ProxyKindSource): void {
+export function registerXdsRoutes(
+  app: FastifyInstance,
+  xds: XdsStatusSource,
+  catalog?: ProxyKindSource,
+): void {
   const withKind = (p: ProxyStatusJson): ProxyJson => {
     const { ID, ...rest } = p;
     return { ID, Kind: kindOf(catalog, ID), ...rest };
   };
   // Without a catalog (a bare API in tests) the list is served as the xDS server gives it.
-  app.get('/v1/xds/proxies', async () => (catalog ? (xds.proxyStatus() as ProxyStatusJson[]).map(withKind) : xds.proxyStatus()));
-  app.get<{ Params: { id: string } }>('/v1/xds/proxies/:id', async (req) => withKind(proxyStatusJson(sessionOf(xds, req.params.id))));
-  app.get<{ Params: { id: string; type: string } }>('/v1/xds/proxies/:id/config/:type', async (req) => {
-    const type = parseConfigType(req.params.type);
-    return proxyConfigJson(sessionOf(xds, req.params.id), type);
-  });
+  app.get('/v1/xds/proxies', async () =>
+    catalog ? (xds.proxyStatus() as ProxyStatusJson[]).map(withKind) : xds.proxyStatus(),
+  );
+  app.get<{ Params: { id: string } }>('/v1/xds/proxies/:id', async (req) =>
+    withKind(proxyStatusJson(sessionOf(xds, req.params.id))),
+  );
+  app.get<{ Params: { id: string; type: string } }>(
+    '/v1/xds/proxies/:id/config/:type',
+    async (req) => {
+      const type = parseConfigType(req.params.type);
+      return proxyConfigJson(sessionOf(xds, req.params.id), type);
+    },
+  );
 }
 
 function kindOf(catalog: ProxyKindSource | undefined, id: string): ProxyKind {
   const kind = catalog?.instance(id)?.kind;
-  return kind === 'connect-proxy' ? 'sidecar' : kind === 'mesh-gateway' ? 'mesh-gateway' : 'unknown';
+  return kind === 'connect-proxy'
+    ? 'sidecar'
+    : kind === 'mesh-gateway'
+      ? 'mesh-gateway'
+      : 'unknown';
 }
 
 /** The newest stream of the proxy; 404 when it has none. */
 function sessionOf(xds: XdsStatusSource, id: string): AdsSession {
   const newest = newestSessions(xds.connectedSessions?.() ?? []).get(id);
-  if (!newest) throw new IsthmusError('not_found', `proxy ${JSON.stringify(id)} is not connected to this server (\`isthmus proxy-status\` lists connected proxies)`);
+  if (!newest)
+    throw new IsthmusError(
+      'not_found',
+      `proxy ${JSON.stringify(id)} is not connected to this server (\`isthmus proxy-status\` lists connected proxies)`,
+    );
   return newest;
 }
 
 function parseConfigType(type: string): ConfigType {
   const parsed = configTypeOf(type);
   if (parsed) return parsed;
-  throw new IsthmusError('invalid_argument', `type: ${JSON.stringify(type)} is not one of ${Object.keys(configTypes).join(', ')}`, 'type');
+  throw new IsthmusError(
+    'invalid_argument',
+    `type: ${JSON.stringify(type)} is not one of ${Object.keys(configTypes).join(', ')}`,
+    'type',
+  );
 }
 
 /** The resources of one type in the proxy's current view, in name order, redacted. */
 export function proxyConfigJson(session: AdsSession, type: ConfigType): ProxyConfigJson {
   const typeUrl = configTypes[type];
   const typeName = typeNameOf(typeUrl);
-  const statuses = new Map(resourceStatuses(session).filter((s) => s.typeUrl === typeUrl).map((s) => [s.name, s.status]));
+  const statuses = new Map(
+    resourceStatuses(session)
+      .filter((s) => s.typeUrl === typeUrl)
+      .map((s) => [s.name, s.status]),
+  );
   const entries = sortedEntries(entriesOf(session.currentView(), typeUrl));
   return {
     ID: session.nodeId ?? '',
@@ -89,7 +121,10 @@ export function proxyConfigJson(session: AdsSession, type: ConfigType): ProxyCon
       Name: e.name,
       Version: e.version,
       Status: statuses.get(e.name) ?? 'NOT_REQUESTED',
-      Resource: redactSecrets({ '@type': typeUrl, ...(expandedJson(typeName, e.messageBytes) as Record<string, unknown>) }),
+      Resource: redactSecrets({
+        '@type': typeUrl,
+        ...(expandedJson(typeName, e.messageBytes) as Record<string, unknown>),
+      }),
     })),
   };
 }

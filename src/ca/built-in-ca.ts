@@ -46,23 +46,33 @@ export async function openCa(store: Store, opts: CaOptions): Promise<Certificate
   const now = opts.clock ?? Date.now;
   const cluster = await ensureCluster(store, opts.trustDomain);
   if (opts.trustDomain !== undefined && opts.trustDomain !== cluster.trustDomain) {
-    throw new IsthmusError('failed_precondition', `this cluster's trust domain is ${cluster.trustDomain}; it cannot change to ${opts.trustDomain}`);
+    throw new IsthmusError(
+      'failed_precondition',
+      `this cluster's trust domain is ${cluster.trustDomain}; it cannot change to ${opts.trustDomain}`,
+    );
   }
   const keys = new RootKeyFiles(opts.dataDir);
   let records = await loadRecords(store);
   if (records.roots.length === 0) {
     const root = await newRoot(cluster.trustDomain, now());
     await keys.write(root.id, root.keyPem);
-    if (await commitFirstRoot(store, root)) opts.logger.info({ rootId: root.id, trustDomain: cluster.trustDomain }, 'CA root created');
+    if (await commitFirstRoot(store, root))
+      opts.logger.info({ rootId: root.id, trustDomain: cluster.trustDomain }, 'CA root created');
     records = await loadRecords(store);
   }
   const removed = await keys.removeAllExcept(records.roots.map((r) => r.value.id));
-  if (removed.length > 0) opts.logger.info({ files: removed }, 'removed key files of retired CA roots');
+  if (removed.length > 0)
+    opts.logger.info({ files: removed }, 'removed key files of retired CA roots');
   const roots = caRootsOf(cluster.trustDomain, records);
   const signer = await signerFor(roots, roots.activeRootId, keys);
   const ca = new BuiltInCa(store, opts, cluster, keys, roots, signer, records.rotation);
   opts.logger.info(
-    { clusterId: cluster.clusterId, trustDomain: cluster.trustDomain, activeRootId: roots.activeRootId, rotationPhase: records.rotation?.phase },
+    {
+      clusterId: cluster.clusterId,
+      trustDomain: cluster.trustDomain,
+      activeRootId: roots.activeRootId,
+      rotationPhase: records.rotation?.phase,
+    },
     'CA ready',
   );
   return ca;
@@ -129,7 +139,13 @@ class BuiltInCa implements CertificateAuthority {
     if (this.closed) return Promise.reject(new IsthmusError('unavailable', 'the CA is closed'));
     const prefix = `${rootSpiffeId(this.trustDomain)}/`;
     if (!identity.spiffeId.startsWith(prefix) || identity.spiffeId.length === prefix.length) {
-      return Promise.reject(new IsthmusError('invalid_argument', `leaf identity ${identity.spiffeId} is not in this CA's trust domain ${this.trustDomain}`, 'spiffeId'));
+      return Promise.reject(
+        new IsthmusError(
+          'invalid_argument',
+          `leaf identity ${identity.spiffeId} is not in this CA's trust domain ${this.trustDomain}`,
+          'spiffeId',
+        ),
+      );
     }
     return this.leaves.get(identity);
   }
@@ -141,10 +157,12 @@ class BuiltInCa implements CertificateAuthority {
     try {
       const root = await newRoot(this.trustDomain, this.now());
       await this.keys.write(root.id, root.keyPem);
-      this.rotation = await commitRotationStart(this.store, root, this.now()).catch(async (err: unknown) => {
-        await this.keys.remove(root.id);
-        throw err;
-      });
+      this.rotation = await commitRotationStart(this.store, root, this.now()).catch(
+        async (err: unknown) => {
+          await this.keys.remove(root.id);
+          throw err;
+        },
+      );
       await this.changed('CA rotation started: both roots trusted, the old root still signs');
     } finally {
       this.starting = false;
@@ -167,7 +185,11 @@ class BuiltInCa implements CertificateAuthority {
 
   private async issue(identity: LeafIdentity): Promise<Leaf> {
     const signer = this.signer;
-    const issued = await issueLeaf(signer, { ...identity, now: this.now(), ttlMs: this.leaves.ttlMs });
+    const issued = await issueLeaf(signer, {
+      ...identity,
+      now: this.now(),
+      ttlMs: this.leaves.ttlMs,
+    });
     return Object.freeze({ spiffeId: identity.spiffeId, rootId: signer.rootId, ...issued });
   }
 
@@ -186,7 +208,10 @@ class BuiltInCa implements CertificateAuthority {
     } catch (err) {
       if (this.closed) return;
       const retryMs = Math.min(this.phaseMs, 10_000);
-      this.opts.logger.error({ err, phase: this.rotation?.phase, retryMs }, 'CA rotation step failed; retrying');
+      this.opts.logger.error(
+        { err, phase: this.rotation?.phase, retryMs },
+        'CA rotation step failed; retrying',
+      );
       clearTimeout(this.rotationTimer);
       this.rotationTimer = setTimeout(() => void (this.step = this.runStep()), retryMs);
       this.rotationTimer.unref();
@@ -204,7 +229,9 @@ class BuiltInCa implements CertificateAuthority {
       this.signer = signer;
       await this.leaves.reissueAll();
       this.rotation = await commitReissued(this.store, this.rotation, this.now());
-      await this.changed('CA rotation: the new root signs and every leaf was re-issued; the old root is still trusted');
+      await this.changed(
+        'CA rotation: the new root signs and every leaf was re-issued; the old root is still trusted',
+      );
     } else {
       // Again, in case a re-issue failed or a leaf was requested while activation was committing.
       await this.leaves.reissueAll();
@@ -219,7 +246,10 @@ class BuiltInCa implements CertificateAuthority {
   private async changed(message: string): Promise<void> {
     this.current = caRootsOf(this.trustDomain, await loadRecords(this.store));
     const { activeRootId } = this.current;
-    this.opts.logger.info({ activeRootId, trusted: this.current.roots.map((r) => r.id), phase: this.rotation?.phase }, message);
+    this.opts.logger.info(
+      { activeRootId, trusted: this.current.roots.map((r) => r.id), phase: this.rotation?.phase },
+      message,
+    );
     this.emit({ kind: 'roots-changed', roots: this.current });
   }
 

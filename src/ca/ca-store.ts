@@ -61,7 +61,10 @@ export async function ensureCluster(store: Store, trustDomain?: string): Promise
     const existing = await tx.get<ClusterRecord>(caKeys.cluster);
     if (existing) return existing;
     const clusterId = randomUUID();
-    const record: ClusterRecord = { clusterId, trustDomain: trustDomain ?? trustDomainFor(clusterId) };
+    const record: ClusterRecord = {
+      clusterId,
+      trustDomain: trustDomain ?? trustDomainFor(clusterId),
+    };
     tx.put(caKeys.cluster, record);
     return record;
   });
@@ -74,7 +77,16 @@ export async function loadRecords(store: Store): Promise<CaRecords> {
 
 export function rootRecordOf(root: RootMaterial, active: boolean): RootRecord {
   const { id, name, serialNumber, signingKeyId, certPem } = root;
-  return { id, name, serialNumber, signingKeyId, certPem, notBefore: root.notBefore.toISOString(), notAfter: root.notAfter.toISOString(), active };
+  return {
+    id,
+    name,
+    serialNumber,
+    signingKeyId,
+    certPem,
+    notBefore: root.notBefore.toISOString(),
+    notAfter: root.notAfter.toISOString(),
+    active,
+  };
 }
 
 /** Stores the first root, unless a root exists already (then resolves false). */
@@ -87,12 +99,21 @@ export async function commitFirstRoot(store: Store, root: RootMaterial): Promise
 }
 
 /** Phase 1: trust the new root beside the active one. Refused while a rotation is under way. */
-export async function commitRotationStart(store: Store, newRoot: RootMaterial, now: number): Promise<RotationRecord> {
+export async function commitRotationStart(
+  store: Store,
+  newRoot: RootMaterial,
+  now: number,
+): Promise<RotationRecord> {
   return store.txn(async (tx) => {
     if (await tx.get(caKeys.rotation)) throw rotationInProgress();
     const active = (await tx.list<RootRecord>(caKeys.rootPrefix)).find((kv) => kv.value.active);
     if (!active) throw new IsthmusError('internal', 'the CA has no active root');
-    const rotation: RotationRecord = { phase: 'trust-both', oldRootId: active.value.id, newRootId: newRoot.id, since: now };
+    const rotation: RotationRecord = {
+      phase: 'trust-both',
+      oldRootId: active.value.id,
+      newRootId: newRoot.id,
+      since: now,
+    };
     tx.put(caKeys.root(newRoot.id), rootRecordOf(newRoot, false));
     tx.put(caKeys.rotation, rotation);
     return rotation;
@@ -100,7 +121,11 @@ export async function commitRotationStart(store: Store, newRoot: RootMaterial, n
 }
 
 /** Phase 2: the new root signs; both stay trusted. */
-export async function commitActivate(store: Store, rotation: RotationRecord, now: number): Promise<RotationRecord> {
+export async function commitActivate(
+  store: Store,
+  rotation: RotationRecord,
+  now: number,
+): Promise<RotationRecord> {
   return store.txn(async (tx) => {
     const roots = await tx.list<RootRecord>(caKeys.rootPrefix);
     await expectPhase(tx, rotation);
@@ -117,7 +142,11 @@ export async function commitActivate(store: Store, rotation: RotationRecord, now
  * their new leaves before the old root goes. Re-issuing thousands of leaves can outlast a phase, and
  * timed from activation the old root was retired before any proxy held a leaf of the new one.
  */
-export async function commitReissued(store: Store, rotation: RotationRecord, now: number): Promise<RotationRecord> {
+export async function commitReissued(
+  store: Store,
+  rotation: RotationRecord,
+  now: number,
+): Promise<RotationRecord> {
   return store.txn(async (tx) => {
     await expectPhase(tx, rotation);
     const next: RotationRecord = { ...rotation, since: now };
@@ -136,27 +165,47 @@ export async function commitRetire(store: Store, rotation: RotationRecord): Prom
 }
 
 export function rotationInProgress(): IsthmusError {
-  return new IsthmusError('failed_precondition', 'a CA root rotation is already in progress; wait for it to finish');
+  return new IsthmusError(
+    'failed_precondition',
+    'a CA root rotation is already in progress; wait for it to finish',
+  );
 }
 
 async function expectPhase(tx: StoreTxn, rotation: RotationRecord): Promise<void> {
   const current = await tx.get<RotationRecord>(caKeys.rotation);
   if (current?.phase !== rotation.phase || current.newRootId !== rotation.newRootId) {
-    throw new IsthmusError('failed_precondition', `CA rotation state changed underneath (expected phase ${rotation.phase})`);
+    throw new IsthmusError(
+      'failed_precondition',
+      `CA rotation state changed underneath (expected phase ${rotation.phase})`,
+    );
   }
 }
 
-function setActive(tx: StoreTxn, roots: readonly KeyValue<RootRecord>[], id: string, active: boolean): void {
+function setActive(
+  tx: StoreTxn,
+  roots: readonly KeyValue<RootRecord>[],
+  id: string,
+  active: boolean,
+): void {
   const kv = roots.find((r) => r.value.id === id);
   if (!kv) throw new IsthmusError('internal', `CA root ${id} is missing from the store`);
-  tx.put(caKeys.root(id), { ...kv.value, active, createIndex: kv.value.createIndex ?? kv.revision });
+  tx.put(caKeys.root(id), {
+    ...kv.value,
+    active,
+    createIndex: kv.value.createIndex ?? kv.revision,
+  });
 }
 
 /** The public view: active root first, then the others by age. */
 export function caRootsOf(trustDomain: string, records: CaRecords): CaRoots {
   const roots: CaRoot[] = records.roots
     .map((kv) => caRootOf(kv))
-    .sort((a, b) => Number(b.active) - Number(a.active) || a.notBefore.getTime() - b.notBefore.getTime() || (a.id < b.id ? -1 : 1));
+    .sort(
+      (a, b) =>
+        Number(b.active) - Number(a.active) ||
+        a.notBefore.getTime() - b.notBefore.getTime() ||
+        (a.id < b.id ? -1 : 1),
+    );
   const active = roots.find((r) => r.active);
   if (!active) throw new IsthmusError('internal', 'the CA has no active root');
   return Object.freeze({ trustDomain, activeRootId: active.id, roots: Object.freeze(roots) });

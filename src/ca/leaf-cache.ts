@@ -31,7 +31,8 @@ export const renewAfterFraction = 0.6;
 /** setTimeout's largest delay; longer waits are taken in steps. */
 const maxTimerMs = 2 ** 31 - 1;
 
-const identityKey = (id: LeafIdentity): string => `${id.spiffeId}|${[...(id.dnsSans ?? [])].sort().join(',')}`;
+const identityKey = (id: LeafIdentity): string =>
+  `${id.spiffeId}|${[...(id.dnsSans ?? [])].sort().join(',')}`;
 
 /**
  * The current leaf per identity: issued on first use, then kept fresh by one unref'd timer per
@@ -104,7 +105,15 @@ export class LeafCache {
     entry.leaf = leaf;
     entry.issuedAt = issuedAt;
     this.schedule(entry, this.renewAt(entry) - this.deps.now());
-    this.deps.logger.debug({ spiffeId: leaf.spiffeId, serial: leaf.serial, rootId: leaf.rootId, notAfter: leaf.notAfter }, 'leaf certificate issued');
+    this.deps.logger.debug(
+      {
+        spiffeId: leaf.spiffeId,
+        serial: leaf.serial,
+        rootId: leaf.rootId,
+        notAfter: leaf.notAfter,
+      },
+      'leaf certificate issued',
+    );
     if (replaced) this.deps.onRenewed(leaf);
     return leaf;
   }
@@ -114,7 +123,10 @@ export class LeafCache {
     if (!this.deps.inUse || this.deps.inUse(entry.identity) || entry.pending) return false;
     clearTimeout(entry.timer);
     this.entries.delete(key);
-    this.deps.logger.debug({ spiffeId: entry.identity.spiffeId }, 'leaf certificate not renewed: nothing uses its identity any more');
+    this.deps.logger.debug(
+      { spiffeId: entry.identity.spiffeId },
+      'leaf certificate not renewed: nothing uses its identity any more',
+    );
     return true;
   }
 
@@ -129,12 +141,16 @@ export class LeafCache {
     const key = identityKey(entry.identity);
     if (this.entries.get(key) !== entry) return;
     const wait = this.renewAt(entry) - this.deps.now();
-    if (wait > 0 && entry.leaf.rootId === this.deps.activeRootId()) return this.schedule(entry, wait);
+    if (wait > 0 && entry.leaf.rootId === this.deps.activeRootId())
+      return this.schedule(entry, wait);
     if (this.forgetUnused(entry, key)) return;
     this.refresh(entry, key).catch((err: unknown) => {
       // Keep the current leaf (still valid for 40% of its life) and try again soon.
       const retryMs = Math.min(30_000, Math.max(1_000, this.deps.ttlMs / 50));
-      this.deps.logger.error({ err, spiffeId: entry.identity.spiffeId, retryMs }, 'leaf certificate renewal failed; retrying');
+      this.deps.logger.error(
+        { err, spiffeId: entry.identity.spiffeId, retryMs },
+        'leaf certificate renewal failed; retrying',
+      );
       if (!this.closed) this.schedule(entry, retryMs);
     });
   }

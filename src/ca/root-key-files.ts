@@ -55,7 +55,9 @@ export class RootKeyFiles {
   async removeAllExcept(rootIds: readonly string[]): Promise<string[]> {
     const keep = new Set(rootIds.map((id) => path.basename(this.pathOf(id))));
     const names = await fs.readdir(this.dir).catch(() => [] as string[]);
-    const stale = names.filter((n) => (n.endsWith('.key') || n.includes('.key.tmp-')) && !keep.has(n));
+    const stale = names.filter(
+      (n) => (n.endsWith('.key') || n.includes('.key.tmp-')) && !keep.has(n),
+    );
     await Promise.all(stale.map((n) => fs.rm(path.join(this.dir, n), { force: true })));
     return stale;
   }

@@ -53,7 +53,8 @@ export interface LeafRequest {
   readonly ttlMs: number;
 }
 
-const colonHex = (bytes: Uint8Array | Buffer): string => Buffer.from(bytes).toString('hex').match(/../g)!.join(':');
+const colonHex = (bytes: Uint8Array | Buffer): string =>
+  Buffer.from(bytes).toString('hex').match(/../g)!.join(':');
 
 async function generateKeys(): Promise<CryptoKeyPair> {
   return (await webcrypto.subtle.generateKey(ecdsa, true, ['sign', 'verify'])) as CryptoKeyPair;
@@ -74,7 +75,12 @@ function randomSerialHex(bytes: number): string {
  * A self-signed CA root: CA:true (critical), keyCertSign + cRLSign, URI SAN `rootUri`
  * (`spiffe://<td>`), valid for `validityMs` from `now` (backdated a minute).
  */
-export async function createRoot(opts: { rootUri: string; name: string; now: number; validityMs: number }): Promise<RootMaterial> {
+export async function createRoot(opts: {
+  rootUri: string;
+  name: string;
+  now: number;
+  validityMs: number;
+}): Promise<RootMaterial> {
   const keys = await generateKeys();
   // 6 random bytes: Consul's SerialNumber is a JSON number, and this stays a safe integer.
   const serialHex = randomSerialHex(6);
@@ -87,7 +93,10 @@ export async function createRoot(opts: { rootUri: string; name: string; now: num
     signingAlgorithm: ecdsa,
     extensions: [
       new x509.BasicConstraintsExtension(true, undefined, true),
-      new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
+      new x509.KeyUsagesExtension(
+        x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign,
+        true,
+      ),
       new x509.SubjectAlternativeNameExtension([{ type: 'url', value: opts.rootUri }]),
       await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
       await x509.AuthorityKeyIdentifierExtension.create(keys.publicKey),
@@ -121,7 +130,10 @@ export async function loadSigner(rootId: string, certPem: string, keyPem: string
 export async function issueLeaf(signer: Signer, req: LeafRequest): Promise<IssuedLeaf> {
   const keys = await generateKeys();
   const serialHex = randomSerialHex(16);
-  const names: x509.JsonGeneralName[] = [{ type: 'url', value: req.spiffeId }, ...(req.dnsSans ?? []).map((value) => ({ type: 'dns' as const, value }))];
+  const names: x509.JsonGeneralName[] = [
+    { type: 'url', value: req.spiffeId },
+    ...(req.dnsSans ?? []).map((value) => ({ type: 'dns' as const, value })),
+  ];
   const cert = await x509.X509CertificateGenerator.create({
     serialNumber: serialHex,
     subject: [{ CN: [commonNameOf(req)] }],
@@ -133,15 +145,28 @@ export async function issueLeaf(signer: Signer, req: LeafRequest): Promise<Issue
     signingAlgorithm: ecdsa,
     extensions: [
       new x509.BasicConstraintsExtension(false, undefined, true),
-      new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyAgreement, true),
-      new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth, x509.ExtendedKeyUsage.clientAuth]),
+      new x509.KeyUsagesExtension(
+        x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyAgreement,
+        true,
+      ),
+      new x509.ExtendedKeyUsageExtension([
+        x509.ExtendedKeyUsage.serverAuth,
+        x509.ExtendedKeyUsage.clientAuth,
+      ]),
       new x509.SubjectAlternativeNameExtension(names),
       await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
-      new x509.AuthorityKeyIdentifierExtension(signer.cert.getExtension(x509.SubjectKeyIdentifierExtension)!.keyId),
+      new x509.AuthorityKeyIdentifierExtension(
+        signer.cert.getExtension(x509.SubjectKeyIdentifierExtension)!.keyId,
+      ),
     ],
   });
   const certPem = cert.toString('pem');
-  return { certPem, keyPem: await pkcs8Pem(keys.privateKey), serial: colonHex(Buffer.from(serialHex, 'hex')), ...validity(certPem) };
+  return {
+    certPem,
+    keyPem: await pkcs8Pem(keys.privateKey),
+    serial: colonHex(Buffer.from(serialHex, 'hex')),
+    ...validity(certPem),
+  };
 }
 
 /** The CN is informational (peers match URI SANs): the service or gateway name, or the first DNS SAN. */

@@ -12,8 +12,10 @@ export interface ConfigRecord<E extends ConfigEntry = ConfigEntry> {
   readonly modifyIndex: number;
 }
 
-const byId = (a: ServiceInstance, b: ServiceInstance): number => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
-const nameKey = (name: string, namespace = 'default', partition = 'default'): string => `${partition}/${namespace}/${name}`;
+const byId = (a: ServiceInstance, b: ServiceInstance): number =>
+  a.id < b.id ? -1 : a.id > b.id ? 1 : 0;
+const nameKey = (name: string, namespace = 'default', partition = 'default'): string =>
+  `${partition}/${namespace}/${name}`;
 
 /** Instances grouped by a key, each group's sorted array built once per change. */
 class Groups {
@@ -80,7 +82,10 @@ export class CatalogIndex {
     for (const check of instance.checks) this.checkOwners.set(check.checkId, instance.id);
     this.byName.set(nameKey(instance.name, instance.namespace, instance.partition), instance);
     if (instance.kind === 'connect-proxy' && instance.proxy) {
-      this.byDestination.set(nameKey(instance.proxy.destinationServiceName, instance.namespace, instance.partition), instance);
+      this.byDestination.set(
+        nameKey(instance.proxy.destinationServiceName, instance.namespace, instance.partition),
+        instance,
+      );
     }
     this.byKind.set(instance.kind, instance);
     this.all.set('', instance);
@@ -93,7 +98,11 @@ export class CatalogIndex {
     this.instances.delete(id);
     for (const check of instance.checks) this.checkOwners.delete(check.checkId);
     this.byName.remove(nameKey(instance.name, instance.namespace, instance.partition), id);
-    if (instance.proxy) this.byDestination.remove(nameKey(instance.proxy.destinationServiceName, instance.namespace, instance.partition), id);
+    if (instance.proxy)
+      this.byDestination.remove(
+        nameKey(instance.proxy.destinationServiceName, instance.namespace, instance.partition),
+        id,
+      );
     this.byKind.remove(instance.kind, id);
     this.all.remove('', id);
     return stored;
@@ -131,6 +140,8 @@ export class CatalogIndex {
 
   /** Every entry of a kind, sorted by name. */
   configsOf(kind: ConfigEntryKind): ConfigRecord[] {
-    return [...this.configs.values()].filter((r) => r.entry.kind === kind).sort((a, b) => (a.entry.name < b.entry.name ? -1 : a.entry.name > b.entry.name ? 1 : 0));
+    return [...this.configs.values()]
+      .filter((r) => r.entry.kind === kind)
+      .sort((a, b) => (a.entry.name < b.entry.name ? -1 : a.entry.name > b.entry.name ? 1 : 0));
   }
 }

@@ -1,12 +1,27 @@
 import { IsthmusError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { JsonValue, Store, StoreTxn } from '../store/store.js';
-import type { CatalogEvent, CatalogReader, ConfigEntry, ConfigEntryKind, HealthStatus, ServiceInstance, ServiceKind } from './types.js';
+import type {
+  CatalogEvent,
+  CatalogReader,
+  ConfigEntry,
+  ConfigEntryKind,
+  HealthStatus,
+  ServiceInstance,
+  ServiceKind,
+} from './types.js';
 import { CatalogIndex, type ConfigRecord, type StoredInstance } from './catalog-index.js';
 import { type Clock, TtlTimers, systemClock } from './checks.js';
 import { parseConfigEntry, parseConfigKind } from './config-entries.js';
 import { type FieldError, describeError } from './input.js';
-import { type InstanceChanges, type PlanContext, planCheckUpdate, planDeregistration, planExpiry, planRegistration } from './instance-changes.js';
+import {
+  type InstanceChanges,
+  type PlanContext,
+  planCheckUpdate,
+  planDeregistration,
+  planExpiry,
+  planRegistration,
+} from './instance-changes.js';
 import { parseRegistration } from './registration.js';
 
 export type { ConfigRecord, StoredInstance } from './catalog-index.js';
@@ -24,7 +39,11 @@ const asJson = (value: unknown): JsonValue => value as JsonValue;
 
 /** Every failed input check as one `invalid_argument` error; `field` is the first offending path. */
 export function invalidInput(errors: readonly FieldError[]): IsthmusError {
-  return new IsthmusError('invalid_argument', errors.map(describeError).join('; '), errors[0]?.field || undefined);
+  return new IsthmusError(
+    'invalid_argument',
+    errors.map(describeError).join('; '),
+    errors[0]?.field || undefined,
+  );
 }
 
 /**
@@ -52,8 +71,10 @@ export class Catalog implements CatalogReader {
   /** Loads every instance and config entry, and re-arms TTL timers (overdue ones fire at once). */
   static async open(store: Store, opts: CatalogOptions): Promise<Catalog> {
     const catalog = new Catalog(store, opts);
-    for (const { value } of await store.list<JsonValue>(instancePrefix)) catalog.index.put(value as unknown as StoredInstance);
-    for (const { value } of await store.list<JsonValue>(configPrefix)) catalog.index.putConfig(value as unknown as ConfigRecord);
+    for (const { value } of await store.list<JsonValue>(instancePrefix))
+      catalog.index.put(value as unknown as StoredInstance);
+    for (const { value } of await store.list<JsonValue>(configPrefix))
+      catalog.index.putConfig(value as unknown as ConfigRecord);
     for (const instance of catalog.index.allInstances()) catalog.timers.sync(instance.checks);
     opts.logger.info({ instances: catalog.index.allInstances().length }, 'catalog loaded');
     return catalog;
@@ -83,7 +104,11 @@ export class Catalog implements CatalogReader {
     const changes = await this.write(
       (tx, ctx) => {
         const plan = planDeregistration(id, ctx.index);
-        if (!plan) throw new IsthmusError('not_found', `Unknown service ID ${JSON.stringify(id)}. Ensure that the service ID is passed, not the service name.`);
+        if (!plan)
+          throw new IsthmusError(
+            'not_found',
+            `Unknown service ID ${JSON.stringify(id)}. Ensure that the service ID is passed, not the service name.`,
+          );
         return this.stage(tx, plan);
       },
       (committed) => this.applyInstances(committed),
@@ -92,15 +117,21 @@ export class Catalog implements CatalogReader {
   }
 
   /** A TTL check heartbeat (`/v1/agent/check/{pass,warn,fail}`). */
-  async updateTtlCheck(checkId: string, status: HealthStatus, output: string): Promise<ServiceInstance> {
+  async updateTtlCheck(
+    checkId: string,
+    status: HealthStatus,
+    output: string,
+  ): Promise<ServiceInstance> {
     const update = await this.write(
       (tx, ctx) => {
         const plan = planCheckUpdate(checkId, status, output, ctx);
-        if (!plan) throw new IsthmusError('not_found', `Unknown check ID ${JSON.stringify(checkId)}`);
+        if (!plan)
+          throw new IsthmusError('not_found', `Unknown check ID ${JSON.stringify(checkId)}`);
         this.stage(tx, { upserts: plan.upserts, removals: [] });
         return plan;
       },
-      (committed) => this.applyInstances({ upserts: committed.upserts, removals: [] }, committed.changed),
+      (committed) =>
+        this.applyInstances({ upserts: committed.upserts, removals: [] }, committed.changed),
     );
     return update.upserts[0]!.instance;
   }
@@ -112,7 +143,11 @@ export class Catalog implements CatalogReader {
     return this.write(
       (tx, ctx) => {
         const existing = ctx.index.config(entry.kind, entry.name);
-        const rec: ConfigRecord = { entry, createIndex: existing?.createIndex ?? ctx.revision, modifyIndex: ctx.revision };
+        const rec: ConfigRecord = {
+          entry,
+          createIndex: existing?.createIndex ?? ctx.revision,
+          modifyIndex: ctx.revision,
+        };
         tx.put(configKey(entry.kind, entry.name), asJson(rec));
         return rec;
       },
@@ -129,7 +164,8 @@ export class Catalog implements CatalogReader {
     const entryKind = parsedKind.value;
     await this.write(
       (tx, ctx) => {
-        if (!ctx.index.config(entryKind, name)) throw new IsthmusError('not_found', `config entry ${entryKind}/${name} not found`);
+        if (!ctx.index.config(entryKind, name))
+          throw new IsthmusError('not_found', `config entry ${entryKind}/${name} not found`);
         tx.delete(configKey(entryKind, name));
       },
       () => {
@@ -159,7 +195,10 @@ export class Catalog implements CatalogReader {
     return this.index.allInstances();
   }
 
-  configEntry<K extends ConfigEntryKind>(kind: K, name: string): Extract<ConfigEntry, { kind: K }> | undefined {
+  configEntry<K extends ConfigEntryKind>(
+    kind: K,
+    name: string,
+  ): Extract<ConfigEntry, { kind: K }> | undefined {
     return this.index.config(kind, name)?.entry as Extract<ConfigEntry, { kind: K }> | undefined;
   }
 
@@ -194,7 +233,10 @@ export class Catalog implements CatalogReader {
    * at a time, so `ctx.index` is the committed state. The revision is read inside the transaction
    * (Store transactions are serialized too), so it is exactly the one the write commits at.
    */
-  private write<T>(fn: (tx: StoreTxn, ctx: PlanContext) => T, after: (result: T) => void): Promise<T> {
+  private write<T>(
+    fn: (tx: StoreTxn, ctx: PlanContext) => T,
+    after: (result: T) => void,
+  ): Promise<T> {
     if (this.closed) return Promise.reject(new IsthmusError('unavailable', 'catalog is closed'));
     const run = this.queue.then(async () => {
       const result = await this.store.txn(async (tx) => {
@@ -209,26 +251,31 @@ export class Catalog implements CatalogReader {
   }
 
   private stage(tx: StoreTxn, changes: InstanceChanges): InstanceChanges {
-    for (const stored of changes.upserts) tx.put(instancePrefix + stored.instance.id, asJson(stored));
+    for (const stored of changes.upserts)
+      tx.put(instancePrefix + stored.instance.id, asJson(stored));
     for (const instance of changes.removals) tx.delete(instancePrefix + instance.id);
     return changes;
   }
 
   /** After a commit: index first, then timers, then events (listeners see the index they were told about). */
   private applyInstances(changes: InstanceChanges, notify = true): void {
-    const previous = new Map(changes.upserts.map((s) => [s.instance.id, this.index.get(s.instance.id)?.instance]));
+    const previous = new Map(
+      changes.upserts.map((s) => [s.instance.id, this.index.get(s.instance.id)?.instance]),
+    );
     for (const instance of changes.removals) {
       this.index.remove(instance.id);
       this.timers.disarmAll(instance.checks);
     }
     for (const stored of changes.upserts) {
-      if (previous.get(stored.instance.id)) this.timers.disarmAll(previous.get(stored.instance.id)!.checks);
+      if (previous.get(stored.instance.id))
+        this.timers.disarmAll(previous.get(stored.instance.id)!.checks);
       this.index.put(stored);
       this.timers.sync(stored.instance.checks);
     }
     if (!notify) return;
     for (const instance of changes.removals) this.emit({ kind: 'instance-removed', instance });
-    for (const { instance } of changes.upserts) this.emit({ kind: 'instance-upserted', instance, previous: previous.get(instance.id) });
+    for (const { instance } of changes.upserts)
+      this.emit({ kind: 'instance-upserted', instance, previous: previous.get(instance.id) });
   }
 
   private async expire(checkId: string): Promise<void> {
@@ -241,7 +288,10 @@ export class Catalog implements CatalogReader {
         },
         (plan) => {
           if (!plan) return this.rearmIfPending(checkId);
-          this.opts.logger.info({ checkId, serviceId: plan.upserts[0]!.instance.id }, 'TTL check expired');
+          this.opts.logger.info(
+            { checkId, serviceId: plan.upserts[0]!.instance.id },
+            'TTL check expired',
+          );
           this.applyInstances({ upserts: plan.upserts, removals: [] });
         },
       );

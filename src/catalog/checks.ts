@@ -1,5 +1,13 @@
 import type { HealthCheck, HealthStatus } from './types.js';
-import { type JsonObject, Problems, at, idRule, readEnum, readObject, readString } from './input.js';
+import {
+  type JsonObject,
+  type Problems,
+  at,
+  idRule,
+  readEnum,
+  readObject,
+  readString,
+} from './input.js';
 
 /**
  * Health checks. isthmus runs no probes itself: every check is a TTL check that the service (or
@@ -18,7 +26,20 @@ export type CheckDraft = Omit<HealthCheck, 'expiresAt'> & {
 
 const checkFields = ['CheckID', 'Name', 'Status', 'TTL', 'Notes'] as const;
 /** Consul check kinds isthmus does not run; named so the error says so rather than "unknown field". */
-const unsupportedCheckFields = ['HTTP', 'TCP', 'GRPC', 'UDP', 'H2PING', 'Args', 'ScriptArgs', 'DockerContainerID', 'AliasService', 'AliasNode', 'OSService', 'Interval'];
+const unsupportedCheckFields = [
+  'HTTP',
+  'TCP',
+  'GRPC',
+  'UDP',
+  'H2PING',
+  'Args',
+  'ScriptArgs',
+  'DockerContainerID',
+  'AliasService',
+  'AliasNode',
+  'OSService',
+  'Interval',
+];
 
 const minTtlSeconds = 0.1;
 const maxTtlSeconds = 24 * 3600;
@@ -38,12 +59,20 @@ export function parseDurationSeconds(text: string): number | undefined {
  * `Check` and `Checks` of a registration. Default IDs follow Consul: `service:<id>`, or
  * `service:<id>:<n>` (n from 1) when the registration has more than one check.
  */
-export function parseChecks(obj: JsonObject, base: string, service: { id: string; name: string }, p: Problems): CheckDraft[] {
+export function parseChecks(
+  obj: JsonObject,
+  base: string,
+  service: { id: string; name: string },
+  p: Problems,
+): CheckDraft[] {
   const raw: { value: unknown; field: string }[] = [];
-  if (obj['Check'] !== undefined && obj['Check'] !== null) raw.push({ value: obj['Check'], field: at(base, 'Check') });
-  const list = obj['Checks'];
-  if (Array.isArray(list)) list.forEach((value: unknown, i) => raw.push({ value, field: at(at(base, 'Checks'), i) }));
-  else if (list !== undefined && list !== null) p.add(at(base, 'Checks'), 'must be a JSON array of checks');
+  if (obj.Check !== undefined && obj.Check !== null)
+    raw.push({ value: obj.Check, field: at(base, 'Check') });
+  const list = obj.Checks;
+  if (Array.isArray(list))
+    list.forEach((value: unknown, i) => raw.push({ value, field: at(at(base, 'Checks'), i) }));
+  else if (list !== undefined && list !== null)
+    p.add(at(base, 'Checks'), 'must be a JSON array of checks');
   const parsed = raw.map(({ value, field }, i) => {
     const defaultId = raw.length > 1 ? `service:${service.id}:${i + 1}` : `service:${service.id}`;
     return parseCheck(value, field, defaultId, service, p);
@@ -52,28 +81,59 @@ export function parseChecks(obj: JsonObject, base: string, service: { id: string
   parsed.forEach((check, i) => {
     if (check === undefined) return;
     const field = raw[i]!.field;
-    if (seen.has(check.checkId)) p.add(at(field, 'CheckID'), `${JSON.stringify(check.checkId)} is already used by ${seen.get(check.checkId)}`);
+    if (seen.has(check.checkId))
+      p.add(
+        at(field, 'CheckID'),
+        `${JSON.stringify(check.checkId)} is already used by ${seen.get(check.checkId)}`,
+      );
     else seen.set(check.checkId, field);
   });
   return parsed.filter((c): c is CheckDraft => c !== undefined);
 }
 
-function parseCheck(value: unknown, field: string, defaultId: string, service: { id: string; name: string }, p: Problems): CheckDraft | undefined {
+function parseCheck(
+  value: unknown,
+  field: string,
+  defaultId: string,
+  service: { id: string; name: string },
+  p: Problems,
+): CheckDraft | undefined {
   if (typeof value === 'object' && value !== null) {
     for (const key of unsupportedCheckFields) {
-      if (key in value) p.add(at(field, key), 'not supported: isthmus runs TTL checks only (set TTL and refresh it via /v1/agent/check/pass/:checkId)');
+      if (key in value)
+        p.add(
+          at(field, key),
+          'not supported: isthmus runs TTL checks only (set TTL and refresh it via /v1/agent/check/pass/:checkId)',
+        );
     }
   }
   const obj = readObject(value, field, [...checkFields, ...unsupportedCheckFields], p);
   if (!obj) return undefined;
   const checkId = readString(obj, 'CheckID', field, p, defaultId, idRule);
-  const name = readString(obj, 'Name', field, p, `Service '${service.name}' check`, { maxLength: 256 });
+  const name = readString(obj, 'Name', field, p, `Service '${service.name}' check`, {
+    maxLength: 256,
+  });
   const status = readEnum(obj, 'Status', field, p, healthStatuses, 'critical');
   readString(obj, 'Notes', field, p, '', { maxLength: 1024 });
   const ttlSeconds = readTtl(obj, field, p);
-  if (checkId === undefined || name === undefined || status === undefined || ttlSeconds === undefined) return undefined;
-  const statusExplicit = obj['Status'] !== undefined && obj['Status'] !== null;
-  return { checkId, name, serviceId: service.id, status, output: '', ttlSeconds, field, statusExplicit };
+  if (
+    checkId === undefined ||
+    name === undefined ||
+    status === undefined ||
+    ttlSeconds === undefined
+  )
+    return undefined;
+  const statusExplicit = obj.Status !== undefined && obj.Status !== null;
+  return {
+    checkId,
+    name,
+    serviceId: service.id,
+    status,
+    output: '',
+    ttlSeconds,
+    field,
+    statusExplicit,
+  };
 }
 
 function readTtl(obj: JsonObject, field: string, p: Problems): number | undefined {
@@ -91,9 +151,22 @@ function readTtl(obj: JsonObject, field: string, p: Problems): number | undefine
  * Consul gives a `Connect` sidecar registered without checks an alias of its service (and a TCP
  * check isthmus cannot run): `service:<sidecar-id>:2`, named as in Consul.
  */
-export function aliasCheckDraft(sidecar: { id: string }, service: { id: string; name: string }, field: string): CheckDraft {
+export function aliasCheckDraft(
+  sidecar: { id: string },
+  service: { id: string; name: string },
+  field: string,
+): CheckDraft {
   const checkId = `service:${sidecar.id}:2`;
-  return { checkId, name: `Connect Sidecar Aliasing ${service.name}`, serviceId: sidecar.id, status: 'critical', output: '', aliasOf: service.id, field, statusExplicit: false };
+  return {
+    checkId,
+    name: `Connect Sidecar Aliasing ${service.name}`,
+    serviceId: sidecar.id,
+    status: 'critical',
+    output: '',
+    aliasOf: service.id,
+    field,
+    statusExplicit: false,
+  };
 }
 
 /** Time as the catalog sees it; tests inject a manual clock. */

@@ -1,8 +1,27 @@
 import type {
-  ConfigEntry, ConfigEntryKind, ExportedServicesEntry, IntentionSource, MeshEntry, Protocol, ProxyDefaultsEntry, ServiceDefaultsEntry,
+  ConfigEntry,
+  ConfigEntryKind,
+  ExportedServicesEntry,
+  IntentionSource,
+  MeshEntry,
+  Protocol,
+  ProxyDefaultsEntry,
+  ServiceDefaultsEntry,
   ServiceIntentionsEntry,
 } from './types.js';
-import { type JsonObject, type Parsed, Problems, at, nameRule, readArray, readBool, readEnum, readObject, readOptionalObject, readString } from './input.js';
+import {
+  type JsonObject,
+  type Parsed,
+  Problems,
+  at,
+  nameRule,
+  readArray,
+  readBool,
+  readEnum,
+  readObject,
+  readOptionalObject,
+  readString,
+} from './input.js';
 import { readMeshGateway } from './registration-proxy.js';
 
 /**
@@ -10,7 +29,13 @@ import { readMeshGateway } from './registration-proxy.js';
  * CE, entries live in the default namespace and partition. Unknown fields are errors.
  * `CreateIndex`/`ModifyIndex` are accepted and ignored, so `config read` output can be written back.
  */
-export const configEntryKinds: readonly ConfigEntryKind[] = ['proxy-defaults', 'service-defaults', 'mesh', 'service-intentions', 'exported-services'];
+export const configEntryKinds: readonly ConfigEntryKind[] = [
+  'proxy-defaults',
+  'service-defaults',
+  'mesh',
+  'service-intentions',
+  'exported-services',
+];
 export const protocols: readonly Protocol[] = ['tcp', 'http', 'http2', 'grpc'];
 
 const meta = ['Kind', 'Name', 'Namespace', 'Partition', 'CreateIndex', 'ModifyIndex'];
@@ -22,28 +47,53 @@ const fieldsOf: Readonly<Record<ConfigEntryKind, readonly string[]>> = {
   'exported-services': [...meta, 'Services'],
 };
 const kindList = configEntryKinds.map((k) => JSON.stringify(k)).join(', ');
-const wildcardName = { ...nameRule, pattern: /^(\*|[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)$/, patternText: `"*" or ${nameRule.patternText}` };
+const wildcardName = {
+  ...nameRule,
+  pattern: /^(\*|[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)$/,
+  patternText: `"*" or ${nameRule.patternText}`,
+};
 
 export function parseConfigKind(value: unknown, field = 'Kind'): Parsed<ConfigEntryKind> {
   const p = new Problems();
   const kind = configEntryKinds.find((k) => k === value);
-  if (!kind) p.add(field, value === undefined || value === '' ? `required (one of ${kindList})` : `${JSON.stringify(value)} is not one of ${kindList}`);
+  if (!kind)
+    p.add(
+      field,
+      value === undefined || value === ''
+        ? `required (one of ${kindList})`
+        : `${JSON.stringify(value)} is not one of ${kindList}`,
+    );
   return p.result(kind);
 }
 
 export function parseConfigEntry(input: unknown): Parsed<ConfigEntry> {
   const p = new Problems();
-  const raw = typeof input === 'object' && input !== null && !Array.isArray(input) ? (input as JsonObject) : undefined;
-  if (!raw) return p.add('', 'must be a JSON object with Kind and Name') ?? p.result<ConfigEntry>(undefined);
-  const kind = parseConfigKind(raw['Kind']);
+  const raw =
+    typeof input === 'object' && input !== null && !Array.isArray(input)
+      ? (input as JsonObject)
+      : undefined;
+  if (!raw)
+    return (
+      p.add('', 'must be a JSON object with Kind and Name') ?? p.result<ConfigEntry>(undefined)
+    );
+  const kind = parseConfigKind(raw.Kind);
   if (!kind.ok) return kind;
   const obj = readObject(raw, '', fieldsOf[kind.value], p);
   if (!obj) return p.result<ConfigEntry>(undefined);
-  for (const key of ['Namespace', 'Partition']) readString(obj, key, '', p, 'default', { pattern: /^default$/, patternText: 'only "default" (config entries live in the default namespace and partition)' });
+  for (const key of ['Namespace', 'Partition'])
+    readString(obj, key, '', p, 'default', {
+      pattern: /^default$/,
+      patternText: 'only "default" (config entries live in the default namespace and partition)',
+    });
   return p.result(parsers[kind.value](obj, p));
 }
 
-const parsers: { readonly [K in ConfigEntryKind]: (obj: JsonObject, p: Problems) => Extract<ConfigEntry, { kind: K }> | undefined } = {
+const parsers: {
+  readonly [K in ConfigEntryKind]: (
+    obj: JsonObject,
+    p: Problems,
+  ) => Extract<ConfigEntry, { kind: K }> | undefined;
+} = {
   'proxy-defaults': parseProxyDefaults,
   'service-defaults': parseServiceDefaults,
   mesh: parseMesh,
@@ -60,10 +110,18 @@ function fixedName<N extends string>(obj: JsonObject, name: N, p: Problems): N |
 function parseProxyDefaults(obj: JsonObject, p: Problems): ProxyDefaultsEntry | undefined {
   const name = fixedName(obj, 'global', p);
   const config = readOptionalObject(obj, 'Config', '', ['protocol'], p);
-  const protocol = config && config['protocol'] !== undefined ? readEnum(config, 'protocol', 'Config', p, protocols) : undefined;
+  const protocol =
+    config && config.protocol !== undefined
+      ? readEnum(config, 'protocol', 'Config', p, protocols)
+      : undefined;
   const meshGateway = readMeshGateway(obj, '', p);
   if (name === undefined) return undefined;
-  return { kind: 'proxy-defaults', name, config: protocol === undefined ? {} : { protocol }, meshGateway };
+  return {
+    kind: 'proxy-defaults',
+    name,
+    config: protocol === undefined ? {} : { protocol },
+    meshGateway,
+  };
 }
 
 function parseServiceDefaults(obj: JsonObject, p: Problems): ServiceDefaultsEntry | undefined {
@@ -71,52 +129,105 @@ function parseServiceDefaults(obj: JsonObject, p: Problems): ServiceDefaultsEntr
   const protocol = readEnum(obj, 'Protocol', '', p, protocols, 'tcp');
   const meshGateway = readMeshGateway(obj, '', p);
   if (name === undefined || protocol === undefined) return undefined;
-  return { kind: 'service-defaults', name, namespace: 'default', partition: 'default', protocol, meshGateway };
+  return {
+    kind: 'service-defaults',
+    name,
+    namespace: 'default',
+    partition: 'default',
+    protocol,
+    meshGateway,
+  };
 }
 
 function parseMesh(obj: JsonObject, p: Problems): MeshEntry | undefined {
   const name = fixedName(obj, 'mesh', p);
   // Consul decides unmatched traffic by the ACL default policy; isthmus has this field instead.
-  const defaultIntentionAction = readEnum(obj, 'DefaultIntentionAction', '', p, ['allow', 'deny'] as const, 'allow');
+  const defaultIntentionAction = readEnum(
+    obj,
+    'DefaultIntentionAction',
+    '',
+    p,
+    ['allow', 'deny'] as const,
+    'allow',
+  );
   // Accepted for compatibility with Consul configs; isthmus always requires mutual TLS.
   readBool(obj, 'AllowEnablingPermissiveMutualTLS', '', p, false);
   const peering = readOptionalObject(obj, 'Peering', '', ['PeerThroughMeshGateways'], p);
-  const peerThroughMeshGateways = peering ? readBool(peering, 'PeerThroughMeshGateways', 'Peering', p, false) : false;
-  if (name === undefined || defaultIntentionAction === undefined || peerThroughMeshGateways === undefined) return undefined;
+  const peerThroughMeshGateways = peering
+    ? readBool(peering, 'PeerThroughMeshGateways', 'Peering', p, false)
+    : false;
+  if (
+    name === undefined ||
+    defaultIntentionAction === undefined ||
+    peerThroughMeshGateways === undefined
+  )
+    return undefined;
   return { kind: 'mesh', name, defaultIntentionAction, peering: { peerThroughMeshGateways } };
 }
 
 function parseIntentions(obj: JsonObject, p: Problems): ServiceIntentionsEntry | undefined {
   const name = readString(obj, 'Name', '', p, undefined, wildcardName);
-  if (obj['Sources'] === undefined) p.add('Sources', 'required (a JSON array of {Name, Peer?, Action})');
+  if (obj.Sources === undefined)
+    p.add('Sources', 'required (a JSON array of {Name, Peer?, Action})');
   const sources = readArray(obj, 'Sources', '', p, (v, f) => parseSource(v, f, p));
   const seen = new Map<string, string>();
   sources.forEach(({ source, field }) => {
     const key = `${source.peer}/${source.partition}/${source.namespace}/${source.name}`;
-    if (seen.has(key)) p.add(field, `duplicate of ${seen.get(key)} (same Name, Namespace, Partition and Peer)`);
+    if (seen.has(key))
+      p.add(field, `duplicate of ${seen.get(key)} (same Name, Namespace, Partition and Peer)`);
     else seen.set(key, field);
   });
   if (name === undefined) return undefined;
-  return { kind: 'service-intentions', name, namespace: 'default', partition: 'default', sources: sources.map((s) => s.source) };
+  return {
+    kind: 'service-intentions',
+    name,
+    namespace: 'default',
+    partition: 'default',
+    sources: sources.map((s) => s.source),
+  };
 }
 
-function parseSource(value: unknown, field: string, p: Problems): { source: IntentionSource; field: string } | undefined {
-  const obj = readObject(value, field, ['Name', 'Namespace', 'Partition', 'Peer', 'Action', 'Type', 'Permissions'], p);
+function parseSource(
+  value: unknown,
+  field: string,
+  p: Problems,
+): { source: IntentionSource; field: string } | undefined {
+  const obj = readObject(
+    value,
+    field,
+    ['Name', 'Namespace', 'Partition', 'Peer', 'Action', 'Type', 'Permissions'],
+    p,
+  );
   if (!obj) return undefined;
-  if (obj['Permissions'] !== undefined) p.add(at(field, 'Permissions'), 'not supported (L7 intentions): use Action "allow" or "deny"');
-  if (obj['Type'] !== undefined) readEnum(obj, 'Type', field, p, ['consul'] as const);
+  if (obj.Permissions !== undefined)
+    p.add(at(field, 'Permissions'), 'not supported (L7 intentions): use Action "allow" or "deny"');
+  if (obj.Type !== undefined) readEnum(obj, 'Type', field, p, ['consul'] as const);
   const name = readString(obj, 'Name', field, p, undefined, wildcardName);
   const namespace = readString(obj, 'Namespace', field, p, 'default', nameRule);
   const peer = readString(obj, 'Peer', field, p, '', nameRule);
-  if (peer && obj['Partition']) p.add(at(field, 'Partition'), 'must be empty when Peer is set (a source is either a peer\'s service or a partition\'s)');
+  if (peer && obj.Partition)
+    p.add(
+      at(field, 'Partition'),
+      "must be empty when Peer is set (a source is either a peer's service or a partition's)",
+    );
   const partition = readString(obj, 'Partition', field, p, 'default', nameRule);
   const action = readEnum(obj, 'Action', field, p, ['allow', 'deny'] as const);
-  if (name === undefined || namespace === undefined || peer === undefined || partition === undefined || action === undefined) return undefined;
+  if (
+    name === undefined ||
+    namespace === undefined ||
+    peer === undefined ||
+    partition === undefined ||
+    action === undefined
+  )
+    return undefined;
   return { source: { name, namespace, partition, peer, action }, field };
 }
 
 function parseExportedServices(obj: JsonObject, p: Problems): ExportedServicesEntry | undefined {
-  const name = readString(obj, 'Name', '', p, undefined, { pattern: /^default$/, patternText: 'must be "default" (the partition whose services are exported)' });
+  const name = readString(obj, 'Name', '', p, undefined, {
+    pattern: /^default$/,
+    patternText: 'must be "default" (the partition whose services are exported)',
+  });
   const services = readArray(obj, 'Services', '', p, (v, f) => parseExportedService(v, f, p));
   const seen = new Map<string, string>();
   services.forEach(({ service, field }) => {
@@ -130,13 +241,18 @@ function parseExportedServices(obj: JsonObject, p: Problems): ExportedServicesEn
 
 type ExportedService = ExportedServicesEntry['services'][number];
 
-function parseExportedService(value: unknown, field: string, p: Problems): { service: ExportedService; field: string } | undefined {
+function parseExportedService(
+  value: unknown,
+  field: string,
+  p: Problems,
+): { service: ExportedService; field: string } | undefined {
   const obj = readObject(value, field, ['Name', 'Namespace', 'Consumers'], p);
   if (!obj) return undefined;
   const name = readString(obj, 'Name', field, p, undefined, wildcardName);
   const namespace = readString(obj, 'Namespace', field, p, 'default', nameRule);
-  const raw = obj['Consumers'];
-  if (raw === undefined || raw === null || (Array.isArray(raw) && raw.length === 0)) p.add(at(field, 'Consumers'), 'required: at least one {Peer}');
+  const raw = obj.Consumers;
+  if (raw === undefined || raw === null || (Array.isArray(raw) && raw.length === 0))
+    p.add(at(field, 'Consumers'), 'required: at least one {Peer}');
   const consumers = readArray(obj, 'Consumers', field, p, (v, f) => parseConsumer(v, f, p));
   const peers = new Set<string>();
   for (const c of consumers) {
@@ -144,14 +260,22 @@ function parseExportedService(value: unknown, field: string, p: Problems): { ser
     peers.add(c.peer);
   }
   if (name === undefined || namespace === undefined) return undefined;
-  return { service: { name, namespace, consumers: consumers.map((c) => ({ peer: c.peer })) }, field };
+  return {
+    service: { name, namespace, consumers: consumers.map((c) => ({ peer: c.peer })) },
+    field,
+  };
 }
 
-function parseConsumer(value: unknown, field: string, p: Problems): { peer: string; field: string } | undefined {
+function parseConsumer(
+  value: unknown,
+  field: string,
+  p: Problems,
+): { peer: string; field: string } | undefined {
   const obj = readObject(value, field, ['Peer', 'Partition', 'SamenessGroup'], p);
   if (!obj) return undefined;
   for (const key of ['Partition', 'SamenessGroup']) {
-    if (obj[key] !== undefined) p.add(at(field, key), 'not supported: isthmus exports to cluster peers only; use Peer');
+    if (obj[key] !== undefined)
+      p.add(at(field, key), 'not supported: isthmus exports to cluster peers only; use Peer');
   }
   const peer = readString(obj, 'Peer', field, p, undefined, nameRule);
   return peer === undefined ? undefined : { peer, field };

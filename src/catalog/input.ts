@@ -13,7 +13,9 @@ export interface FieldError {
   readonly problem: string;
 }
 
-export type Parsed<T> = { readonly ok: true; readonly value: T } | { readonly ok: false; readonly errors: readonly FieldError[] };
+export type Parsed<T> =
+  | { readonly ok: true; readonly value: T }
+  | { readonly ok: false; readonly errors: readonly FieldError[] };
 
 /** `Field: problem` (or `request body: problem`), the text users see. */
 export function describeError(e: FieldError): string {
@@ -43,17 +45,30 @@ export function at(base: string, key: string | number): string {
 export type JsonObject = Readonly<Record<string, unknown>>;
 
 /** An object whose keys are all in `allowed`; unknown keys are errors naming the allowed ones. */
-export function readObject(value: unknown, field: string, allowed: readonly string[], p: Problems): JsonObject | undefined {
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) return p.add(field, 'must be a JSON object');
+export function readObject(
+  value: unknown,
+  field: string,
+  allowed: readonly string[],
+  p: Problems,
+): JsonObject | undefined {
+  if (typeof value !== 'object' || value === null || Array.isArray(value))
+    return p.add(field, 'must be a JSON object');
   const obj = value as JsonObject;
   for (const key of Object.keys(obj)) {
-    if (!allowed.includes(key)) p.add(at(field, key), `unknown field (allowed here: ${allowed.join(', ')})`);
+    if (!allowed.includes(key))
+      p.add(at(field, key), `unknown field (allowed here: ${allowed.join(', ')})`);
   }
   return obj;
 }
 
 /** An optional nested object (absent or null = `undefined`, no error). */
-export function readOptionalObject(obj: JsonObject, key: string, base: string, allowed: readonly string[], p: Problems): JsonObject | undefined {
+export function readOptionalObject(
+  obj: JsonObject,
+  key: string,
+  base: string,
+  allowed: readonly string[],
+  p: Problems,
+): JsonObject | undefined {
   const value = obj[key];
   if (value === undefined || value === null) return undefined;
   return readObject(value, at(base, key), allowed, p);
@@ -67,7 +82,14 @@ export interface StringRule {
 }
 
 /** A string field; absent → `fallback` (or an error `required` when no fallback is given). */
-export function readString(obj: JsonObject, key: string, base: string, p: Problems, fallback?: string, rule: StringRule = {}): string | undefined {
+export function readString(
+  obj: JsonObject,
+  key: string,
+  base: string,
+  p: Problems,
+  fallback?: string,
+  rule: StringRule = {},
+): string | undefined {
   const field = at(base, key);
   const value = obj[key];
   if (value === undefined || value === null || value === '') {
@@ -77,43 +99,87 @@ export function readString(obj: JsonObject, key: string, base: string, p: Proble
   return checkString(value, field, p, rule);
 }
 
-export function checkString(value: unknown, field: string, p: Problems, rule: StringRule = {}): string | undefined {
-  if (typeof value !== 'string') return p.add(field, `must be a string${rule.patternText ? ` (${rule.patternText})` : ''}`);
-  if (rule.maxLength !== undefined && value.length > rule.maxLength) return p.add(field, `must be at most ${rule.maxLength} characters`);
-  if (rule.pattern && !rule.pattern.test(value)) return p.add(field, `${JSON.stringify(value)} is not allowed: ${rule.patternText ?? 'bad format'}`);
+export function checkString(
+  value: unknown,
+  field: string,
+  p: Problems,
+  rule: StringRule = {},
+): string | undefined {
+  if (typeof value !== 'string')
+    return p.add(field, `must be a string${rule.patternText ? ` (${rule.patternText})` : ''}`);
+  if (rule.maxLength !== undefined && value.length > rule.maxLength)
+    return p.add(field, `must be at most ${rule.maxLength} characters`);
+  if (rule.pattern && !rule.pattern.test(value))
+    return p.add(
+      field,
+      `${JSON.stringify(value)} is not allowed: ${rule.patternText ?? 'bad format'}`,
+    );
   return value;
 }
 
 /** An integer in [min, max]; absent → `fallback` (or `required`). */
-export function readInt(obj: JsonObject, key: string, base: string, p: Problems, min: number, max: number, fallback?: number): number | undefined {
+export function readInt(
+  obj: JsonObject,
+  key: string,
+  base: string,
+  p: Problems,
+  min: number,
+  max: number,
+  fallback?: number,
+): number | undefined {
   const field = at(base, key);
   const value = obj[key];
-  if (value === undefined || value === null) return fallback !== undefined ? fallback : p.add(field, `required (an integer ${min}-${max})`);
+  if (value === undefined || value === null)
+    return fallback !== undefined ? fallback : p.add(field, `required (an integer ${min}-${max})`);
   if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
     return p.add(field, `must be an integer ${min}-${max} (got ${JSON.stringify(value)})`);
   }
   return value;
 }
 
-export function readBool(obj: JsonObject, key: string, base: string, p: Problems, fallback: boolean): boolean | undefined {
+export function readBool(
+  obj: JsonObject,
+  key: string,
+  base: string,
+  p: Problems,
+  fallback: boolean,
+): boolean | undefined {
   const value = obj[key];
   if (value === undefined || value === null) return fallback;
-  if (typeof value !== 'boolean') return p.add(at(base, key), `must be true or false (got ${JSON.stringify(value)})`);
+  if (typeof value !== 'boolean')
+    return p.add(at(base, key), `must be true or false (got ${JSON.stringify(value)})`);
   return value;
 }
 
 /** One of `allowed`; absent or null → `fallback` (or `required`). */
-export function readEnum<T extends string>(obj: JsonObject, key: string, base: string, p: Problems, allowed: readonly T[], fallback?: T): T | undefined {
+export function readEnum<T extends string>(
+  obj: JsonObject,
+  key: string,
+  base: string,
+  p: Problems,
+  allowed: readonly T[],
+  fallback?: T,
+): T | undefined {
   const field = at(base, key);
   const value = obj[key];
   const shown = allowed.map((a) => JSON.stringify(a)).join(', ');
-  if (value === undefined || value === null) return fallback !== undefined ? fallback : p.add(field, `required (one of ${shown})`);
+  if (value === undefined || value === null)
+    return fallback !== undefined ? fallback : p.add(field, `required (one of ${shown})`);
   const hit = allowed.find((a) => a === value);
-  return hit !== undefined ? hit : p.add(field, `must be one of ${shown} (got ${JSON.stringify(value)})`);
+  return hit !== undefined
+    ? hit
+    : p.add(field, `must be one of ${shown} (got ${JSON.stringify(value)})`);
 }
 
 /** An array (absent or null → []), each element read by `item`. */
-export function readArray<T>(obj: JsonObject, key: string, base: string, p: Problems, item: (value: unknown, field: string) => T | undefined, maxItems = 1024): T[] {
+export function readArray<T>(
+  obj: JsonObject,
+  key: string,
+  base: string,
+  p: Problems,
+  item: (value: unknown, field: string) => T | undefined,
+  maxItems = 1024,
+): T[] {
   const field = at(base, key);
   const value = obj[key];
   if (value === undefined || value === null) return [];
@@ -149,26 +215,43 @@ export function checkAddress(value: unknown, field: string, p: Problems): string
   return p.add(field, `${JSON.stringify(s)} is not an IP address or hostname`);
 }
 
-export function readAddress(obj: JsonObject, key: string, base: string, p: Problems, fallback?: string): string | undefined {
+export function readAddress(
+  obj: JsonObject,
+  key: string,
+  base: string,
+  p: Problems,
+  fallback?: string,
+): string | undefined {
   const value = obj[key];
-  if (value === undefined || value === null || value === '') return fallback !== undefined ? fallback : p.add(at(base, key), 'required (an IP address or hostname)');
+  if (value === undefined || value === null || value === '')
+    return fallback !== undefined
+      ? fallback
+      : p.add(at(base, key), 'required (an IP address or hostname)');
   return checkAddress(value, at(base, key), p);
 }
 
 const metaKeyPattern = /^[A-Za-z0-9_-]+$/;
 
 /** Consul's metadata rules: ≤ 64 pairs, keys ≤ 128 chars of [A-Za-z0-9_-] not starting `consul-`, values ≤ 512. */
-export function readMeta(obj: JsonObject, key: string, base: string, p: Problems): Record<string, string> {
+export function readMeta(
+  obj: JsonObject,
+  key: string,
+  base: string,
+  p: Problems,
+): Record<string, string> {
   const field = at(base, key);
   const value = obj[key];
   if (value === undefined || value === null) return {};
-  if (typeof value !== 'object' || Array.isArray(value)) return p.add(field, 'must be a JSON object of string values') ?? {};
+  if (typeof value !== 'object' || Array.isArray(value))
+    return p.add(field, 'must be a JSON object of string values') ?? {};
   const entries = Object.entries(value as JsonObject);
-  if (entries.length > 64) return p.add(field, `must have at most 64 entries (got ${entries.length})`) ?? {};
+  if (entries.length > 64)
+    return p.add(field, `must have at most 64 entries (got ${entries.length})`) ?? {};
   const out: Record<string, string> = {};
   for (const [k, v] of entries) {
     const f = at(field, k);
-    if (k.length > 128 || !metaKeyPattern.test(k)) p.add(f, 'key must be 1-128 letters, digits, "_" or "-"');
+    if (k.length > 128 || !metaKeyPattern.test(k))
+      p.add(f, 'key must be 1-128 letters, digits, "_" or "-"');
     else if (k.startsWith('consul-')) p.add(f, 'keys starting "consul-" are reserved');
     else if (typeof v !== 'string') p.add(f, 'must be a string');
     else if (v.length > 512) p.add(f, 'must be at most 512 characters');

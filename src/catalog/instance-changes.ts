@@ -1,5 +1,10 @@
 import { IsthmusError } from '../errors.js';
-import { type HealthCheck, type HealthStatus, type ServiceInstance, instanceHealth } from './types.js';
+import {
+  type HealthCheck,
+  type HealthStatus,
+  type ServiceInstance,
+  instanceHealth,
+} from './types.js';
 import type { CatalogIndex, StoredInstance } from './catalog-index.js';
 import type { CheckDraft } from './checks.js';
 import { type Parsed, Problems } from './input.js';
@@ -33,14 +38,28 @@ export function planRegistration(reg: Registration, ctx: PlanContext): Parsed<In
   const p = new Problems();
   const previousSidecar = ctx.index.connectSidecarOf(reg.service.id);
   const drafts = reg.sidecar ? [reg.service, reg.sidecar.instance] : [reg.service];
-  const replaced = new Set([...drafts.map((d) => d.id), ...(previousSidecar ? [previousSidecar.id] : [])]);
-  checkCheckIds(drafts.flatMap((d) => d.checks), replaced, ctx.index, p);
-  const sidecarPort = reg.sidecar && (reg.sidecar.port ?? freeSidecarPort(ctx.index, previousSidecar, upstreamPorts(reg.sidecar.instance), p));
+  const replaced = new Set([
+    ...drafts.map((d) => d.id),
+    ...(previousSidecar ? [previousSidecar.id] : []),
+  ]);
+  checkCheckIds(
+    drafts.flatMap((d) => d.checks),
+    replaced,
+    ctx.index,
+    p,
+  );
+  const sidecarPort =
+    reg.sidecar &&
+    (reg.sidecar.port ??
+      freeSidecarPort(ctx.index, previousSidecar, upstreamPorts(reg.sidecar.instance), p));
   if (p.list.length > 0) return p.result<InstanceChanges>(undefined);
   const service = stamp(reg.service, ctx);
   const upserts: StoredInstance[] = [{ instance: service }];
   if (reg.sidecar && sidecarPort !== undefined) {
-    const sidecar = withAliasStatus(stamp({ ...reg.sidecar.instance, port: sidecarPort }, ctx), service);
+    const sidecar = withAliasStatus(
+      stamp({ ...reg.sidecar.instance, port: sidecarPort }, ctx),
+      service,
+    );
     upserts.push({ instance: sidecar, sidecarFor: reg.service.id });
   }
   const removals = previousSidecar && !reg.sidecar ? [previousSidecar] : [];
@@ -48,16 +67,27 @@ export function planRegistration(reg: Registration, ctx: PlanContext): Parsed<In
 }
 
 /** Check IDs are unique across this server's catalog, as on one Consul agent. */
-function checkCheckIds(checks: readonly CheckDraft[], replaced: ReadonlySet<string>, index: CatalogIndex, p: Problems): void {
+function checkCheckIds(
+  checks: readonly CheckDraft[],
+  replaced: ReadonlySet<string>,
+  index: CatalogIndex,
+  p: Problems,
+): void {
   const seen = new Map<string, string>();
   for (const check of checks) {
     const owner = index.checkOwner(check.checkId);
     const first = seen.get(check.checkId);
     seen.set(check.checkId, check.field);
     if (first !== undefined && first !== check.field) {
-      p.add(`${check.field}.CheckID`, `${JSON.stringify(check.checkId)} is already used by ${first}`);
+      p.add(
+        `${check.field}.CheckID`,
+        `${JSON.stringify(check.checkId)} is already used by ${first}`,
+      );
     } else if (owner && !replaced.has(owner.id)) {
-      p.add(`${check.field}.CheckID`, `${JSON.stringify(check.checkId)} is already a check of service ${JSON.stringify(owner.id)}; check IDs must be unique`);
+      p.add(
+        `${check.field}.CheckID`,
+        `${JSON.stringify(check.checkId)} is already a check of service ${JSON.stringify(owner.id)}; check IDs must be unique`,
+      );
     }
   }
 }
@@ -67,39 +97,75 @@ function checkCheckIds(checks: readonly CheckDraft[], replaced: ReadonlySet<stri
  * (Envoy refuses a second listener on an address).
  */
 function upstreamPorts(sidecar: InstanceDraft): ReadonlySet<number> {
-  return new Set((sidecar.proxy?.upstreams ?? []).filter((u) => u.localBindAddress === sidecar.address).map((u) => u.localBindPort));
+  return new Set(
+    (sidecar.proxy?.upstreams ?? [])
+      .filter((u) => u.localBindAddress === sidecar.address)
+      .map((u) => u.localBindPort),
+  );
 }
 
 /**
  * Keeps the port of the sidecar being replaced unless one of its upstreams now binds it; otherwise
  * the first port no other sidecar has and none of its upstreams binds.
  */
-function freeSidecarPort(index: CatalogIndex, previous: ServiceInstance | undefined, taken: ReadonlySet<number>, p: Problems): number | undefined {
+function freeSidecarPort(
+  index: CatalogIndex,
+  previous: ServiceInstance | undefined,
+  taken: ReadonlySet<number>,
+  p: Problems,
+): number | undefined {
   const { min, max } = sidecarPortRange;
-  if (previous && previous.port >= min && previous.port <= max && !taken.has(previous.port)) return previous.port;
+  if (previous && previous.port >= min && previous.port <= max && !taken.has(previous.port))
+    return previous.port;
   const used = new Set([...index.instancesOfKind('connect-proxy').map((i) => i.port), ...taken]);
   for (let port = min; port <= max; port++) if (!used.has(port)) return port;
-  return p.add('Connect.SidecarService.Port', `no free port left in ${min}-${max} for the sidecar: set Connect.SidecarService.Port`);
+  return p.add(
+    'Connect.SidecarService.Port',
+    `no free port left in ${min}-${max} for the sidecar: set Connect.SidecarService.Port`,
+  );
 }
 
 function stamp(draft: InstanceDraft, ctx: PlanContext): ServiceInstance {
   const existing = ctx.index.get(draft.id)?.instance;
-  const checks = draft.checks.map((c) => stampCheck(c, existing?.checks.find((e) => e.checkId === c.checkId), ctx.now));
-  return { ...draft, checks, createIndex: existing?.createIndex ?? ctx.revision, modifyIndex: ctx.revision };
+  const checks = draft.checks.map((c) =>
+    stampCheck(
+      c,
+      existing?.checks.find((e) => e.checkId === c.checkId),
+      ctx.now,
+    ),
+  );
+  return {
+    ...draft,
+    checks,
+    createIndex: existing?.createIndex ?? ctx.revision,
+    modifyIndex: ctx.revision,
+  };
 }
 
-function stampCheck(draft: CheckDraft, existing: HealthCheck | undefined, now: number): HealthCheck {
+function stampCheck(
+  draft: CheckDraft,
+  existing: HealthCheck | undefined,
+  now: number,
+): HealthCheck {
   const { field: _field, statusExplicit, ...check } = draft;
   if (draft.ttlSeconds === undefined) return check;
   const expiresAt = now + draft.ttlSeconds * 1000;
   if (!existing || statusExplicit) return { ...check, expiresAt };
-  return { ...check, status: existing.status, output: existing.output, expiresAt: Math.min(existing.expiresAt ?? expiresAt, expiresAt) };
+  return {
+    ...check,
+    status: existing.status,
+    output: existing.output,
+    expiresAt: Math.min(existing.expiresAt ?? expiresAt, expiresAt),
+  };
 }
 
 /** Sets the alias checks of `instance` that follow `target` to its health; same object when nothing changes. */
 function withAliasStatus(instance: ServiceInstance, target: ServiceInstance): ServiceInstance {
   const status = instanceHealth(target);
-  const output = status === 'passing' ? 'All checks passing.' : `Aliased service ${JSON.stringify(target.id)} is ${status}`;
+  const output =
+    status === 'passing'
+      ? 'All checks passing.'
+      : `Aliased service ${JSON.stringify(target.id)} is ${status}`;
   let changed = false;
   const checks = instance.checks.map((c) => {
     if (c.aliasOf !== target.id || (c.status === status && c.output === output)) return c;
@@ -125,10 +191,18 @@ export interface CheckUpdate {
 }
 
 /** A TTL refresh: new status and output, expiry pushed out by the TTL. */
-export function planCheckUpdate(checkId: string, status: HealthStatus, output: string, ctx: PlanContext): CheckUpdate | undefined {
+export function planCheckUpdate(
+  checkId: string,
+  status: HealthStatus,
+  output: string,
+  ctx: PlanContext,
+): CheckUpdate | undefined {
   const aliasOf = ctx.index.checkOwner(checkId)?.checks.find((c) => c.checkId === checkId)?.aliasOf;
   if (aliasOf !== undefined) {
-    throw new IsthmusError('failed_precondition', `check ${JSON.stringify(checkId)} is an alias check: its status follows service ${JSON.stringify(aliasOf)}`);
+    throw new IsthmusError(
+      'failed_precondition',
+      `check ${JSON.stringify(checkId)} is an alias check: its status follows service ${JSON.stringify(aliasOf)}`,
+    );
   }
   return updateCheck(checkId, ctx, (check) => ({
     ...check,
@@ -142,11 +216,21 @@ export function planCheckUpdate(checkId: string, status: HealthStatus, output: s
 export function planExpiry(checkId: string, ctx: PlanContext): CheckUpdate | undefined {
   const owner = ctx.index.checkOwner(checkId);
   const check = owner?.checks.find((c) => c.checkId === checkId);
-  if (!check || check.status === 'critical' || check.expiresAt === undefined || check.expiresAt > ctx.now) return undefined;
+  if (
+    !check ||
+    check.status === 'critical' ||
+    check.expiresAt === undefined ||
+    check.expiresAt > ctx.now
+  )
+    return undefined;
   return updateCheck(checkId, ctx, (c) => ({ ...c, status: 'critical', output: 'TTL expired' }));
 }
 
-function updateCheck(checkId: string, ctx: PlanContext, update: (check: HealthCheck) => HealthCheck): CheckUpdate | undefined {
+function updateCheck(
+  checkId: string,
+  ctx: PlanContext,
+  update: (check: HealthCheck) => HealthCheck,
+): CheckUpdate | undefined {
   const owner = ctx.index.checkOwner(checkId);
   const stored = owner && ctx.index.get(owner.id);
   if (!owner || !stored) return undefined;
@@ -157,7 +241,11 @@ function updateCheck(checkId: string, ctx: PlanContext, update: (check: HealthCh
     changed = next.status !== c.status || next.output !== c.output;
     return next;
   });
-  const instance: ServiceInstance = { ...owner, checks, modifyIndex: changed ? ctx.revision : owner.modifyIndex };
+  const instance: ServiceInstance = {
+    ...owner,
+    checks,
+    modifyIndex: changed ? ctx.revision : owner.modifyIndex,
+  };
   const upserts: StoredInstance[] = [{ ...stored, instance }];
   const sidecar = ctx.index.connectSidecarOf(owner.id);
   const aliased = sidecar && withAliasStatus(sidecar, instance);

@@ -82,7 +82,10 @@ export interface ServiceInstance {
   readonly partition: string;
   /** The datacenter the instance runs in (a remote one for gateways of other datacenters). */
   readonly datacenter: string;
-  readonly taggedAddresses: { readonly lan?: ServiceAddress | undefined; readonly wan?: ServiceAddress | undefined };
+  readonly taggedAddresses: {
+    readonly lan?: ServiceAddress | undefined;
+    readonly wan?: ServiceAddress | undefined;
+  };
   readonly proxy?: ProxyConfig | undefined;
   /** Mesh gateways only, and only when `Proxy.Config` asks for other listeners than the default. */
   readonly gatewayConfig?: GatewayConfig | undefined;
@@ -100,11 +103,24 @@ export function instanceHealth(instance: ServiceInstance): HealthStatus {
 
 /** Changes the snapshot layer reacts to; discriminated by `kind`. */
 export type CatalogEvent =
-  | { readonly kind: 'instance-upserted'; readonly instance: ServiceInstance; readonly previous?: ServiceInstance | undefined }
+  | {
+      readonly kind: 'instance-upserted';
+      readonly instance: ServiceInstance;
+      readonly previous?: ServiceInstance | undefined;
+    }
   | { readonly kind: 'instance-removed'; readonly instance: ServiceInstance }
-  | { readonly kind: 'config-entry-changed'; readonly entryKind: ConfigEntryKind; readonly name: string };
+  | {
+      readonly kind: 'config-entry-changed';
+      readonly entryKind: ConfigEntryKind;
+      readonly name: string;
+    };
 
-export type ConfigEntryKind = 'proxy-defaults' | 'service-defaults' | 'mesh' | 'service-intentions' | 'exported-services';
+export type ConfigEntryKind =
+  | 'proxy-defaults'
+  | 'service-defaults'
+  | 'mesh'
+  | 'service-intentions'
+  | 'exported-services';
 export type Protocol = 'tcp' | 'http' | 'http2' | 'grpc';
 
 export interface ProxyDefaultsEntry {
@@ -160,7 +176,12 @@ export interface ExportedServicesEntry {
   }[];
 }
 
-export type ConfigEntry = ProxyDefaultsEntry | ServiceDefaultsEntry | MeshEntry | ServiceIntentionsEntry | ExportedServicesEntry;
+export type ConfigEntry =
+  | ProxyDefaultsEntry
+  | ServiceDefaultsEntry
+  | MeshEntry
+  | ServiceIntentionsEntry
+  | ExportedServicesEntry;
 
 /**
  * What the snapshot layer reads: synchronous lookups over the catalog's in-memory index (kept in
@@ -175,7 +196,10 @@ export interface CatalogReader {
   /** Every instance of a kind, sorted by id (e.g. all mesh gateways). */
   instancesOfKind(kind: ServiceKind): readonly ServiceInstance[];
   allInstances(): readonly ServiceInstance[];
-  configEntry<K extends ConfigEntryKind>(kind: K, name: string): Extract<ConfigEntry, { kind: K }> | undefined;
+  configEntry<K extends ConfigEntryKind>(
+    kind: K,
+    name: string,
+  ): Extract<ConfigEntry, { kind: K }> | undefined;
   configEntries<K extends ConfigEntryKind>(kind: K): readonly Extract<ConfigEntry, { kind: K }>[];
   /** Calls `listener` after every committed change; returns the unsubscribe function. */
   subscribe(listener: (event: CatalogEvent) => void): () => void;

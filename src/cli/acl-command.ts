@@ -12,10 +12,15 @@ export function registerAclCommand(program: Command): void {
     .description('create, list and delete proxy tokens');
   withApiOptions(token.command('create'))
     .description('create a token bound to one proxy ID and print its SecretID (shown only once)')
-    .requiredOption('--proxy-id <ID>', 'the proxy\'s registered service ID, which it sends as node.id')
+    .requiredOption(
+      '--proxy-id <ID>',
+      "the proxy's registered service ID, which it sends as node.id",
+    )
     .action(async (opts: { proxyId: string }, cmd: Command) => {
       const { client, format } = apiClientFor(cmd);
-      const created = await client.post<CreatedProxyTokenJson>('/v1/acl/token', { ProxyID: opts.proxyId });
+      const created = await client.post<CreatedProxyTokenJson>('/v1/acl/token', {
+        ProxyID: opts.proxyId,
+      });
       print(format === 'json' ? created : created.SecretID);
     });
   withApiOptions(token.command('list'))
@@ -25,9 +30,16 @@ export function registerAclCommand(program: Command): void {
       const tokens = await client.get<ProxyTokenJson[]>('/v1/acl/tokens');
       if (format === 'json') return print(tokens);
       if (tokens.length === 0) return print('No proxy tokens.');
-      printTable(['ACCESSOR ID', 'PROXY ID', 'CREATED'], tokens.map((t) => [t.AccessorID, t.ProxyID, t.CreateTime]));
+      printTable(
+        ['ACCESSOR ID', 'PROXY ID', 'CREATED'],
+        tokens.map((t) => [t.AccessorID, t.ProxyID, t.CreateTime]),
+      );
     });
-  withApiOptions(token.command('delete').argument('<ACCESSOR_ID>', 'the token\'s AccessorID (from `acl token list`)'))
+  withApiOptions(
+    token
+      .command('delete')
+      .argument('<ACCESSOR_ID>', "the token's AccessorID (from `acl token list`)"),
+  )
     .description('delete a proxy token; new xDS streams with it are refused')
     .action(async (accessorId: string, _opts: unknown, cmd: Command) => {
       const { client, format } = apiClientFor(cmd);

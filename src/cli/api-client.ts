@@ -19,16 +19,32 @@ const requestTimeoutMs = 30_000;
 /** Adds the API options to a leaf command (call before `.action`). */
 export function withApiOptions(cmd: Command): Command {
   return cmd
-    .addOption(new Option('--http-addr <HOST:PORT>', 'isthmus HTTP API address (or http://HOST:PORT)').env('ISTHMUS_HTTP_ADDR').default('127.0.0.1:8500'))
-    .addOption(new Option('--token <TOKEN>', 'HTTP API token (the server\'s --http-token)').env('ISTHMUS_HTTP_TOKEN'))
-    .addOption(new Option('--format <FORMAT>', 'output format').choices(['pretty', 'json']).default('pretty'));
+    .addOption(
+      new Option('--http-addr <HOST:PORT>', 'isthmus HTTP API address (or http://HOST:PORT)')
+        .env('ISTHMUS_HTTP_ADDR')
+        .default('127.0.0.1:8500'),
+    )
+    .addOption(
+      new Option('--token <TOKEN>', "HTTP API token (the server's --http-token)").env(
+        'ISTHMUS_HTTP_TOKEN',
+      ),
+    )
+    .addOption(
+      new Option('--format <FORMAT>', 'output format')
+        .choices(['pretty', 'json'])
+        .default('pretty'),
+    );
 }
 
 /** The client for a command's options; a malformed --http-addr is a usage error (exit 2). */
 export function apiClientFor(cmd: Command): { client: ApiClient; format: OutputFormat } {
   const opts = cmd.opts<ApiOptions>();
   const base = baseUrl(opts.httpAddr);
-  if (!base) return cmd.error(`--http-addr: ${JSON.stringify(opts.httpAddr)} is not HOST:PORT or http(s)://HOST:PORT`, { exitCode: 2, code: 'isthmus.usage' });
+  if (!base)
+    return cmd.error(
+      `--http-addr: ${JSON.stringify(opts.httpAddr)} is not HOST:PORT or http(s)://HOST:PORT`,
+      { exitCode: 2, code: 'isthmus.usage' },
+    );
   return { client: new ApiClient(base, opts.token || undefined), format: opts.format };
 }
 
@@ -70,14 +86,17 @@ export class ApiClient {
   async request<T = unknown>(method: string, path: string, body?: unknown): Promise<T> {
     const headers: Record<string, string> = {};
     if (body !== undefined) headers['content-type'] = 'application/json';
-    if (this.token) headers['authorization'] = `Bearer ${this.token}`;
+    if (this.token) headers.authorization = `Bearer ${this.token}`;
     let res: Response;
     try {
       const init: RequestInit = { method, headers, signal: AbortSignal.timeout(requestTimeoutMs) };
       if (body !== undefined) init.body = JSON.stringify(body);
       res = await fetch(this.baseUrl + path, init);
     } catch (err) {
-      throw new IsthmusError('unavailable', `cannot reach the isthmus HTTP API at ${this.baseUrl}: ${causeOf(err)}`);
+      throw new IsthmusError(
+        'unavailable',
+        `cannot reach the isthmus HTTP API at ${this.baseUrl}: ${causeOf(err)}`,
+      );
     }
     const text = await res.text();
     if (!res.ok) throw apiError(res.status, text);
@@ -102,6 +121,7 @@ function apiError(status: number, text: string): IsthmusError {
 function causeOf(err: unknown): string {
   const cause = (err as { cause?: { code?: string; message?: string } }).cause;
   if (cause?.code) return cause.code;
-  if (err instanceof Error && err.name === 'TimeoutError') return `no answer within ${requestTimeoutMs / 1000} s`;
+  if (err instanceof Error && err.name === 'TimeoutError')
+    return `no answer within ${requestTimeoutMs / 1000} s`;
   return cause?.message ?? (err instanceof Error ? err.message : String(err));
 }

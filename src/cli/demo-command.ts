@@ -18,9 +18,16 @@ const hardExitMs = 10_000;
 export function registerDemoCommand(program: Command): void {
   program
     .command('demo')
-    .description('run two peered clusters on 127.0.0.1 and print a guided tour, with real Envoy proxies when envoy is found')
+    .description(
+      'run two peered clusters on 127.0.0.1 and print a guided tour, with real Envoy proxies when envoy is found',
+    )
     .option('--keep-running', 'keep everything up after the tour until Ctrl-C')
-    .addOption(new Option('--envoy <auto|off|PATH>', 'auto: envoy on the PATH if there is one; off: stand-ins for the proxies; PATH: that envoy binary').default('auto'))
+    .addOption(
+      new Option(
+        '--envoy <auto|off|PATH>',
+        'auto: envoy on the PATH if there is one; off: stand-ins for the proxies; PATH: that envoy binary',
+      ).default('auto'),
+    )
     .action(async (opts: { keepRunning?: boolean; envoy: string }, cmd: Command) => {
       const envoy = parseEnvoyChoice(opts.envoy);
       if (envoy.kind === 'error') cmd.error(envoy.message, { exitCode: 2, code: 'isthmus.usage' });
@@ -30,14 +37,19 @@ export function registerDemoCommand(program: Command): void {
 
 async function runDemo(keepRunning: boolean, envoy: EnvoyChoice): Promise<number> {
   // Loaded lazily so `isthmus --help` does not pay for fastify, gRPC and LMDB.
-  const { DemoRun, getEnvoyHint, runEnvoyTour, runTour, StepFailure, whereToLookNext } = await import('../demo/index.js');
+  const { DemoRun, getEnvoyHint, runEnvoyTour, runTour, StepFailure, whereToLookNext } =
+    await import('../demo/index.js');
   // A closed stdout (`isthmus demo | head`) must not crash the demo before it has cleaned up.
   let stdoutOpen = true;
   process.stdout.on('error', () => (stdoutOpen = false));
   const out = (line: string) => void (stdoutOpen && process.stdout.write(`${line}\n`));
   const run = new DemoRun();
   /** Stops everything; a stop that outlives `hardExitMs` makes the exit code 1. */
-  const stopThen = (code: number) => withDeadline(run.stop(), { timeoutMs: hardExitMs, what: 'the demo to stop' }).then(() => code, () => 1);
+  const stopThen = (code: number) =>
+    withDeadline(run.stop(), { timeoutMs: hardExitMs, what: 'the demo to stop' }).then(
+      () => code,
+      () => 1,
+    );
   let touring = true;
   const finished = new Promise<number>((resolve) => {
     const onSignal = () => {
@@ -52,19 +64,25 @@ async function runDemo(keepRunning: boolean, envoy: EnvoyChoice): Promise<number
     (result) => ({ ok: true as const, result }),
     (err: unknown) => ({ ok: false as const, err }),
   );
-  const outcome = await Promise.race([tour, finished.then((code) => ({ ok: false as const, code }))]);
+  const outcome = await Promise.race([
+    tour,
+    finished.then((code) => ({ ok: false as const, code })),
+  ]);
   if ('code' in outcome) return outcome.code;
   if (!outcome.ok) {
     if (run.stopped) return finished;
     const step = outcome.err instanceof StepFailure ? outcome.err.step : 'demo';
     const reason = outcome.err instanceof Error ? outcome.err.message : String(outcome.err);
     out(`✗ ${step}: ${reason.replace(/\s*\n\s*/g, ' ')}`);
-    if (outcome.err instanceof StepFailure) for (const line of outcome.err.details) out(`    ${line}`);
+    if (outcome.err instanceof StepFailure)
+      for (const line of outcome.err.details) out(`    ${line}`);
     return stopThen(1);
   }
   for (const line of whereToLookNext(outcome.result, keepRunning, run.workDir)) out(line);
   if (!keepRunning) return stopThen(0);
   touring = false;
-  out(`${envoy.kind === 'envoy' ? 'The clusters, Envoys and apps' : 'Both clusters'} keep running; press Ctrl-C to stop them.`);
+  out(
+    `${envoy.kind === 'envoy' ? 'The clusters, Envoys and apps' : 'Both clusters'} keep running; press Ctrl-C to stop them.`,
+  );
   return finished;
 }

@@ -9,12 +9,29 @@ export function registerEnvoyCommand(program: Command): void {
   const envoy = program.command('envoy').description('Envoy helpers');
   envoy
     .command('bootstrap')
-    .description('print an Envoy v3 bootstrap (JSON) for a sidecar, or a mesh gateway with --gateway mesh')
+    .description(
+      'print an Envoy v3 bootstrap (JSON) for a sidecar, or a mesh gateway with --gateway mesh',
+    )
     .requiredOption('--proxy-id <ID>', 'registered proxy service ID (becomes node.id)')
-    .addOption(new Option('--gateway <KIND>', 'bootstrap a gateway instead of a sidecar').choices(['mesh']))
-    .addOption(new Option('--admin-bind <IP:PORT>', 'Envoy admin listener (an IP, as Envoy binds it)').default('127.0.0.1:19000'))
-    .addOption(new Option('--xds-addr <HOST:PORT>', 'isthmus xDS (gRPC) address Envoy dials').env('ISTHMUS_XDS_ADDR').default('127.0.0.1:8502'))
-    .addOption(new Option('--token <TOKEN>', 'proxy token sent as x-isthmus-token on the xDS stream').env('ISTHMUS_PROXY_TOKEN'))
+    .addOption(
+      new Option('--gateway <KIND>', 'bootstrap a gateway instead of a sidecar').choices(['mesh']),
+    )
+    .addOption(
+      new Option(
+        '--admin-bind <IP:PORT>',
+        'Envoy admin listener (an IP, as Envoy binds it)',
+      ).default('127.0.0.1:19000'),
+    )
+    .addOption(
+      new Option('--xds-addr <HOST:PORT>', 'isthmus xDS (gRPC) address Envoy dials')
+        .env('ISTHMUS_XDS_ADDR')
+        .default('127.0.0.1:8502'),
+    )
+    .addOption(
+      new Option('--token <TOKEN>', 'proxy token sent as x-isthmus-token on the xDS stream').env(
+        'ISTHMUS_PROXY_TOKEN',
+      ),
+    )
     .option('--cluster <NAME>', 'node.cluster (default: the proxy ID)')
     .option('--datacenter <NAME>', 'datacenter of the proxy (node metadata)', 'dc1')
     .action((_opts: unknown, cmd: Command) => {
@@ -42,12 +59,19 @@ const tokenPattern = /^[\x21-\x7e]+$/;
 /** Flags → builder options; a bad flag is a usage error (exit 2, one line via main.ts). */
 function bootstrapOptions(cmd: Command): BootstrapOptions {
   const flags = cmd.opts<EnvoyBootstrapFlags>();
-  const usage = (message: string): never => cmd.error(message, { exitCode: 2, code: 'isthmus.usage' });
-  if (!proxyIdPattern.test(flags.proxyId)) usage('--proxy-id must be 1-256 characters without spaces or control characters');
-  if (flags.cluster !== undefined && !proxyIdPattern.test(flags.cluster)) usage('--cluster must be 1-256 characters without spaces or control characters');
-  if (!dnsLabel.test(flags.datacenter)) usage(`--datacenter: ${JSON.stringify(flags.datacenter)} must be lowercase letters, digits and hyphens (at most 63)`);
+  const usage = (message: string): never =>
+    cmd.error(message, { exitCode: 2, code: 'isthmus.usage' });
+  if (!proxyIdPattern.test(flags.proxyId))
+    usage('--proxy-id must be 1-256 characters without spaces or control characters');
+  if (flags.cluster !== undefined && !proxyIdPattern.test(flags.cluster))
+    usage('--cluster must be 1-256 characters without spaces or control characters');
+  if (!dnsLabel.test(flags.datacenter))
+    usage(
+      `--datacenter: ${JSON.stringify(flags.datacenter)} must be lowercase letters, digits and hyphens (at most 63)`,
+    );
   // Never echo the token: a malformed one may still be most of a secret.
-  if (flags.token !== undefined && !tokenPattern.test(flags.token)) usage('--token must be non-empty visible ASCII without spaces');
+  if (flags.token !== undefined && !tokenPattern.test(flags.token))
+    usage('--token must be non-empty visible ASCII without spaces');
   return {
     proxyId: flags.proxyId,
     kind: flags.gateway === 'mesh' ? 'mesh-gateway' : 'connect-proxy',
@@ -60,7 +84,9 @@ function bootstrapOptions(cmd: Command): BootstrapOptions {
 }
 
 function hostPortOrUsage(flag: string, text: string, usage: (message: string) => never): HostPort {
-  return parseHostPort(text) ?? usage(`${flag}: ${JSON.stringify(text)} is not HOST:PORT or [IPv6]:PORT`);
+  return (
+    parseHostPort(text) ?? usage(`${flag}: ${JSON.stringify(text)} is not HOST:PORT or [IPv6]:PORT`)
+  );
 }
 
 /**
@@ -69,14 +95,21 @@ function hostPortOrUsage(flag: string, text: string, usage: (message: string) =>
  */
 function adminAddress(text: string, usage: (message: string) => never): HostPort {
   const addr = hostPortOrUsage('--admin-bind', text, usage);
-  if (isIP(addr.host) === 0) usage(`--admin-bind: ${JSON.stringify(text)} must be an IP address and port, not a host name (Envoy binds its admin listener to an IP; e.g. 127.0.0.1:${addr.port})`);
+  if (isIP(addr.host) === 0)
+    usage(
+      `--admin-bind: ${JSON.stringify(text)} must be an IP address and port, not a host name (Envoy binds its admin listener to an IP; e.g. 127.0.0.1:${addr.port})`,
+    );
   return addr;
 }
 
 /** Envoy connects to this address, so neither a wildcard host nor port 0 makes sense. */
 function dialAddress(text: string, usage: (message: string) => never): HostPort {
   const addr = hostPortOrUsage('--xds-addr', text, usage);
-  if (addr.port === 0) usage(`--xds-addr: ${JSON.stringify(text)} needs a port Envoy can dial, not 0`);
-  if (addr.host === '0.0.0.0' || addr.host === '::') usage(`--xds-addr: ${JSON.stringify(text)} is a wildcard listen address; give one Envoy can dial (env ISTHMUS_XDS_ADDR is also the server's listen setting)`);
+  if (addr.port === 0)
+    usage(`--xds-addr: ${JSON.stringify(text)} needs a port Envoy can dial, not 0`);
+  if (addr.host === '0.0.0.0' || addr.host === '::')
+    usage(
+      `--xds-addr: ${JSON.stringify(text)} is a wildcard listen address; give one Envoy can dial (env ISTHMUS_XDS_ADDR is also the server's listen setting)`,
+    );
   return addr;
 }

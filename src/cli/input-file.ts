@@ -15,7 +15,10 @@ export async function readDocument(file: string): Promise<unknown> {
     return looksJson ? JSON.parse(text) : parseYaml(text);
   } catch (err) {
     const first = (err instanceof Error ? err.message : String(err)).split('\n')[0];
-    throw new IsthmusError('invalid_argument', `${name} is not valid ${looksJson ? 'JSON' : 'YAML'}: ${first}`);
+    throw new IsthmusError(
+      'invalid_argument',
+      `${name} is not valid ${looksJson ? 'JSON' : 'YAML'}: ${first}`,
+    );
   }
 }
 
@@ -23,7 +26,10 @@ function readFile(file: string): string {
   try {
     return readFileSync(file, 'utf8');
   } catch (err) {
-    throw new IsthmusError('invalid_argument', `cannot read "${file}": ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
+    throw new IsthmusError(
+      'invalid_argument',
+      `cannot read "${file}": ${(err as NodeJS.ErrnoException).code ?? String(err)}`,
+    );
   }
 }
 

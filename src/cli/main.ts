@@ -8,7 +8,12 @@ const quietExits = new Set(['commander.helpDisplayed', 'commander.version', 'com
 
 /** One line on stderr, `isthmus: <message>`, whatever the error. */
 function report(message: string): void {
-  process.stderr.write(`isthmus: ${message.replace(/^error: /, '').replace(/\s*\n\s*/g, ' ').trim()}\n`);
+  process.stderr.write(
+    `isthmus: ${message
+      .replace(/^error: /, '')
+      .replace(/\s*\n\s*/g, ' ')
+      .trim()}\n`,
+  );
 }
 
 function exitCodeOf(err: unknown): number {

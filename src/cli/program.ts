@@ -15,11 +15,24 @@ import { registerDemoCommand } from './demo-command.js';
  * The `isthmus` command tree. Each command lives in its own `*-command.ts` exporting a
  * `register*Command(program)`; add new ones to `commands` below.
  */
-const commands: readonly ((program: Command) => void)[] = [registerServerCommand, registerEnvoyCommand, registerServicesCommand, registerConfigCommand, registerCaCommand, registerAclCommand, registerPeeringCommand, registerProxyCommands, registerTroubleshootCommand, registerDemoCommand];
+const commands: readonly ((program: Command) => void)[] = [
+  registerServerCommand,
+  registerEnvoyCommand,
+  registerServicesCommand,
+  registerConfigCommand,
+  registerCaCommand,
+  registerAclCommand,
+  registerPeeringCommand,
+  registerProxyCommands,
+  registerTroubleshootCommand,
+  registerDemoCommand,
+];
 
 export function buildProgram(): Command {
   const program = new Command('isthmus')
-    .description('Envoy xDS control plane for service meshes joined by cluster peering and mesh gateways')
+    .description(
+      'Envoy xDS control plane for service meshes joined by cluster peering and mesh gateways',
+    )
     .version(isthmusVersion(), '-V, --version', 'print the version')
     .helpOption('-h, --help', 'show help')
     .helpCommand(false)

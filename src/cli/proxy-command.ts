@@ -16,12 +16,16 @@ export function registerProxyCommands(program: Command): void {
 }
 
 function registerProxyStatus(program: Command): void {
-  withApiOptions(program.command('proxy-status').argument('[ID]', 'a proxy ID: show its resources one by one'))
-    .description('sync status of connected proxies per xDS type (SYNCED, NOT SENT, STALE, NACKED; "-" for a type with no resources)')
+  withApiOptions(
+    program.command('proxy-status').argument('[ID]', 'a proxy ID: show its resources one by one'),
+  )
+    .description(
+      'sync status of connected proxies per xDS type (SYNCED, NOT SENT, STALE, NACKED; "-" for a type with no resources)',
+    )
     .addHelpText(
       'after',
       '\nSYNCED: the proxy ACKed what the server wants it to hold. NOT SENT: the proxy asked for it but the\n' +
-        'newest version waits (behind an earlier type\'s ACK). STALE: sent, not ACKed yet, or held but no longer wanted.\n' +
+        "newest version waits (behind an earlier type's ACK). STALE: sent, not ACKed yet, or held but no longer wanted.\n" +
         'NACKED: the proxy rejected the version it should hold; LAST NACK shows why.\n' +
         'VERSION: the start of the content version of the config the proxy should hold (a hash: equal\n' +
         'versions, equal config, on every server). With an ID: each resource, its version and any NACK.',
@@ -43,9 +47,16 @@ function registerProxyConfig(program: Command): void {
     program
       .command('proxy-config')
       .argument('<ID>', 'the proxy ID (as `isthmus proxy-status` lists it)')
-      .addArgument(new Argument('<TYPE>', `which resources: ${Object.keys(configTypes).join(', ')} (or cds, lds, eds, rds, sds)`).argParser(parseType)),
+      .addArgument(
+        new Argument(
+          '<TYPE>',
+          `which resources: ${Object.keys(configTypes).join(', ')} (or cds, lds, eds, rds, sds)`,
+        ).argParser(parseType),
+      ),
   )
-    .description('the config this server wants a connected proxy to hold, by type; --format json gives the Envoy JSON (private keys "[redacted]")')
+    .description(
+      'the config this server wants a connected proxy to hold, by type; --format json gives the Envoy JSON (private keys "[redacted]")',
+    )
     .addHelpText(
       'after',
       '\nExamples:\n' +
@@ -58,7 +69,9 @@ function registerProxyConfig(program: Command): void {
     )
     .action(async (id: string, type: ConfigType, _opts: unknown, cmd: Command) => {
       const { client, format } = apiClientFor(cmd);
-      const config = await client.get<ProxyConfigJson>(`/v1/xds/proxies/${encodeURIComponent(id)}/config/${type}`);
+      const config = await client.get<ProxyConfigJson>(
+        `/v1/xds/proxies/${encodeURIComponent(id)}/config/${type}`,
+      );
       if (format === 'json') return print(config.Resources.map((r) => r.Resource));
       if (config.Resources.length === 0) return print(`No ${type} for ${config.ID}.`);
       const table = configTables[type](config.Resources);
@@ -68,7 +81,10 @@ function registerProxyConfig(program: Command): void {
 
 function parseType(value: string): ConfigType {
   const type = configTypeOf(value);
-  if (!type) throw new InvalidArgumentError(`${JSON.stringify(value)} is not one of ${Object.keys(configTypes).join(', ')}`);
+  if (!type)
+    throw new InvalidArgumentError(
+      `${JSON.stringify(value)} is not one of ${Object.keys(configTypes).join(', ')}`,
+    );
   return type;
 }
 
@@ -103,7 +119,13 @@ function printStatusTable(proxies: readonly ProxyJson[]): void {
   const sorted = [...proxies].sort((a, b) => (a.ID < b.ID ? -1 : a.ID > b.ID ? 1 : 0));
   printTable(
     ['NAME', 'KIND', ...typeColumns, 'VERSION', 'LAST NACK'],
-    sorted.map((p) => [p.ID, p.Kind ?? 'unknown', ...typeColumns.map((t) => statusWord(p.Types[t]?.status)), shortVersion(p.Version), lastNack(p)]),
+    sorted.map((p) => [
+      p.ID,
+      p.Kind ?? 'unknown',
+      ...typeColumns.map((t) => statusWord(p.Types[t]?.status)),
+      shortVersion(p.Version),
+      lastNack(p),
+    ]),
   );
 }
 
@@ -121,7 +143,14 @@ function printProxy(p: ProxyJson): void {
   if (p.Resources.length === 0) return print('No resources.');
   printTable(
     ['TYPE', 'NAME', 'STATUS', 'VERSION', 'ACKED', 'NACK'],
-    p.Resources.map((r) => [r.Type, r.Name, statusWord(r.Status), shortVersion(r.Version), shortVersion(r.AckedVersion), r.Error ? oneLine(r.Error) : '-']),
+    p.Resources.map((r) => [
+      r.Type,
+      r.Name,
+      statusWord(r.Status),
+      shortVersion(r.Version),
+      shortVersion(r.AckedVersion),
+      r.Error ? oneLine(r.Error) : '-',
+    ]),
   );
 }
 
@@ -138,7 +167,12 @@ const configTables: Readonly<Record<ConfigType, (resources: Resources) => Table>
     rows: resources.map((r) => {
       const c = r.Resource as Json;
       const type = c.type ?? c.clusterType?.name ?? 'STATIC';
-      return [r.Name, String(type), c.transportSocket?.typedConfig?.sni || '-', statusWord(r.Status)];
+      return [
+        r.Name,
+        String(type),
+        c.transportSocket?.typedConfig?.sni || '-',
+        statusWord(r.Status),
+      ];
     }),
   }),
   listeners: (resources) => ({
@@ -152,9 +186,15 @@ const configTables: Readonly<Record<ConfigType, (resources: Resources) => Table>
   endpoints: (resources) => ({
     headers: ['CLUSTER', 'ENDPOINT', 'HEALTH'],
     rows: resources.flatMap((r) => {
-      const lbs: Json[] = ((r.Resource as Json).endpoints ?? []).flatMap((l: Json) => l.lbEndpoints ?? []);
+      const lbs: Json[] = ((r.Resource as Json).endpoints ?? []).flatMap(
+        (l: Json) => l.lbEndpoints ?? [],
+      );
       if (lbs.length === 0) return [[r.Name, '-', '-']];
-      return lbs.map((lb) => [r.Name, socketAddress(lb.endpoint?.address), lb.healthStatus ?? 'UNKNOWN']);
+      return lbs.map((lb) => [
+        r.Name,
+        socketAddress(lb.endpoint?.address),
+        lb.healthStatus ?? 'UNKNOWN',
+      ]);
     }),
   }),
   routes: (resources) => ({
@@ -162,7 +202,12 @@ const configTables: Readonly<Record<ConfigType, (resources: Resources) => Table>
     rows: resources.flatMap((r) => {
       const hosts: Json[] = (r.Resource as Json).virtualHosts ?? [];
       if (hosts.length === 0) return [[r.Name, '-', '-', '-']];
-      return hosts.map((h) => [r.Name, h.name ?? '-', (h.domains ?? []).join(',') || '-', (h.routes ?? []).map(routeSummary).join(', ') || '-']);
+      return hosts.map((h) => [
+        r.Name,
+        h.name ?? '-',
+        (h.domains ?? []).join(',') || '-',
+        (h.routes ?? []).map(routeSummary).join(', ') || '-',
+      ]);
     }),
   }),
   secrets: (resources) => ({
@@ -181,9 +226,21 @@ function socketAddress(address: Json): string {
 /** `prefix /api → cluster` (weighted: each cluster with its weight). */
 function routeSummary(route: Json): string {
   const m = route.match ?? {};
-  const match = m.prefix !== undefined ? `prefix ${m.prefix}` : m.path !== undefined ? `path ${m.path}` : m.safeRegex ? `regex ${m.safeRegex.regex}` : 'any';
+  const match =
+    m.prefix !== undefined
+      ? `prefix ${m.prefix}`
+      : m.path !== undefined
+        ? `path ${m.path}`
+        : m.safeRegex
+          ? `regex ${m.safeRegex.regex}`
+          : 'any';
   const a = route.route ?? {};
-  const target = a.cluster ?? (a.weightedClusters?.clusters ?? []).map((c: Json) => `${c.name}:${c.weight ?? ''}`).join('+') ?? '';
+  const target =
+    a.cluster ??
+    (a.weightedClusters?.clusters ?? [])
+      .map((c: Json) => `${c.name}:${c.weight ?? ''}`)
+      .join('+') ??
+    '';
   return `${match} → ${target || (route.directResponse ? `direct ${route.directResponse.status}` : '-')}`;
 }
 
@@ -191,28 +248,55 @@ function routeSummary(route: Json): string {
 export function secretRow(name: string, s: Json): string[] {
   if (s.tlsCertificate) {
     const [leaf] = certificates(s.tlsCertificate.certificateChain);
-    const san = leaf?.subjectAltName?.split(', ').find((x) => x.startsWith('URI:'))?.slice(4);
-    return [name, 'certificate', san ?? leaf?.subject.replace(/\n/g, ',') ?? '-', notAfter(leaf), s.tlsCertificate.privateKey === undefined ? '-' : `key: ${String(s.tlsCertificate.privateKey)}`];
+    const san = leaf?.subjectAltName
+      ?.split(', ')
+      .find((x) => x.startsWith('URI:'))
+      ?.slice(4);
+    return [
+      name,
+      'certificate',
+      san ?? leaf?.subject.replace(/\n/g, ',') ?? '-',
+      notAfter(leaf),
+      s.tlsCertificate.privateKey === undefined
+        ? '-'
+        : `key: ${String(s.tlsCertificate.privateKey)}`,
+    ];
   }
   const validation = s.validationContext;
   if (validation) {
     // A SPIFFE validator (an exported sidecar's or gateway's inbound trust) holds a bundle per trust domain.
     const trustDomains: Json[] = validation.customValidatorConfig?.typedConfig?.trustDomains ?? [];
-    const roots = trustDomains.length > 0 ? trustDomains.flatMap((t) => certificates(t.trustBundle)) : certificates(validation.trustedCa);
+    const roots =
+      trustDomains.length > 0
+        ? trustDomains.flatMap((t) => certificates(t.trustBundle))
+        : certificates(validation.trustedCa);
     const first = roots[0]?.subject.split('\n').find((x) => x.startsWith('CN='));
     const subject =
       trustDomains.length > 0
         ? `SPIFFE: ${trustDomains.map((t) => String(t.name)).join(', ')}`
-        : first ? `${first}${roots.length > 1 ? ` (+${roots.length - 1} more)` : ''}` : '-';
-    const earliest = roots.reduce<X509Certificate | undefined>((a, c) => (!a || Date.parse(c.validTo) < Date.parse(a.validTo) ? c : a), undefined);
+        : first
+          ? `${first}${roots.length > 1 ? ` (+${roots.length - 1} more)` : ''}`
+          : '-';
+    const earliest = roots.reduce<X509Certificate | undefined>(
+      (a, c) => (!a || Date.parse(c.validTo) < Date.parse(a.validTo) ? c : a),
+      undefined,
+    );
     return [name, 'validation', subject, notAfter(earliest), '-'];
   }
-  return [name, s.genericSecret ? 'generic' : s.sessionTicketKeys ? 'session ticket keys' : '-', '-', '-', s.genericSecret || s.sessionTicketKeys ? 'key: [redacted]' : '-'];
+  return [
+    name,
+    s.genericSecret ? 'generic' : s.sessionTicketKeys ? 'session ticket keys' : '-',
+    '-',
+    '-',
+    s.genericSecret || s.sessionTicketKeys ? 'key: [redacted]' : '-',
+  ];
 }
 
 /** The certificates of an inline PEM DataSource (a file or env source is not shown). */
 function certificates(source: Json): X509Certificate[] {
-  const pem: string = source?.inlineString ?? (source?.inlineBytes ? Buffer.from(source.inlineBytes, 'base64').toString('utf8') : '');
+  const pem: string =
+    source?.inlineString ??
+    (source?.inlineBytes ? Buffer.from(source.inlineBytes, 'base64').toString('utf8') : '');
   const blocks = pem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
   return blocks.flatMap((b) => {
     try {

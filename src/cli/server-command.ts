@@ -11,9 +11,15 @@ export function registerServerCommand(program: Command): void {
     .description('run the isthmus server (HTTP API and xDS); stops gracefully on SIGTERM/SIGINT');
   for (const spec of Object.values(serverSettings)) {
     const flag = spec.valueName === '' ? spec.flag : `${spec.flag} <${spec.valueName}>`;
-    cmd.option(flag, `${spec.description} (env ${spec.env}, file key ${spec.fileKey}, default ${spec.defaultText || 'none'})`);
+    cmd.option(
+      flag,
+      `${spec.description} (env ${spec.env}, file key ${spec.fileKey}, default ${spec.defaultText || 'none'})`,
+    );
   }
-  cmd.option('--config <FILE>', 'YAML or JSON config file with the snake_case keys above (flags > env > file > defaults)');
+  cmd.option(
+    '--config <FILE>',
+    'YAML or JSON config file with the snake_case keys above (flags > env > file > defaults)',
+  );
   cmd.action(async (flags: Record<string, unknown>, command: Command) => {
     const code = await runServer(configOrUsageError(flags, command));
     process.exit(code);
@@ -22,7 +28,7 @@ export function registerServerCommand(program: Command): void {
 
 function configOrUsageError(flags: Record<string, unknown>, command: Command): ServerConfig {
   try {
-    const configFile = typeof flags['config'] === 'string' ? flags['config'] : undefined;
+    const configFile = typeof flags.config === 'string' ? flags.config : undefined;
     return loadServerConfig({ flags, env: process.env, configFile });
   } catch (err) {
     if (!(err instanceof IsthmusError)) throw err;

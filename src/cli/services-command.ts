@@ -5,8 +5,14 @@ import { print, printTable } from './output.js';
 
 /** `isthmus services register|deregister|list`, over the HTTP API. */
 export function registerServicesCommand(program: Command): void {
-  const services = program.command('services').description('register, deregister and list services (HTTP API)');
-  withApiOptions(services.command('register').argument('<FILE|->', 'Consul service registration, JSON or YAML (- = stdin)'))
+  const services = program
+    .command('services')
+    .description('register, deregister and list services (HTTP API)');
+  withApiOptions(
+    services
+      .command('register')
+      .argument('<FILE|->', 'Consul service registration, JSON or YAML (- = stdin)'),
+  )
     .description('register a service (and its Connect sidecar) from a Consul registration body')
     .action(async (file: string, _opts: unknown, cmd: Command) => {
       const { client, format } = apiClientFor(cmd);
@@ -42,7 +48,14 @@ interface InstanceRow {
 }
 
 interface HealthEntry {
-  readonly Service: { ID: string; Service: string; Kind?: string; Address: string; Port: number; Tags: string[] };
+  readonly Service: {
+    ID: string;
+    Service: string;
+    Kind?: string;
+    Address: string;
+    Port: number;
+    Tags: string[];
+  };
   readonly Checks: readonly { Status: string }[];
 }
 
@@ -50,23 +63,38 @@ async function listInstances(client: ApiClient): Promise<InstanceRow[]> {
   const names = Object.keys(await client.get<Record<string, string[]>>('/v1/catalog/services'));
   const rows: InstanceRow[] = [];
   for (const name of names) {
-    for (const { Service: s, Checks } of await client.get<HealthEntry[]>(`/v1/health/service/${encodeURIComponent(name)}`)) {
-      rows.push({ ID: s.ID, Name: s.Service, Kind: s.Kind || 'typical', Address: s.Address, Port: s.Port, Health: worst(Checks), Tags: s.Tags });
+    for (const { Service: s, Checks } of await client.get<HealthEntry[]>(
+      `/v1/health/service/${encodeURIComponent(name)}`,
+    )) {
+      rows.push({
+        ID: s.ID,
+        Name: s.Service,
+        Kind: s.Kind || 'typical',
+        Address: s.Address,
+        Port: s.Port,
+        Health: worst(Checks),
+        Tags: s.Tags,
+      });
     }
   }
   return rows.sort((a, b) => (a.ID < b.ID ? -1 : a.ID > b.ID ? 1 : 0));
 }
 
 function worst(checks: readonly { Status: string }[]): string {
-  for (const status of ['critical', 'warning']) if (checks.some((c) => c.Status === status)) return status;
+  for (const status of ['critical', 'warning'])
+    if (checks.some((c) => c.Status === status)) return status;
   return 'passing';
 }
 
 function printInstances(rows: readonly InstanceRow[], format: OutputFormat): void {
   if (format === 'json') return print(rows);
   if (rows.length === 0) return print('No services registered.');
-  const address = (r: InstanceRow): string => (r.Address.includes(':') ? `[${r.Address}]:${r.Port}` : `${r.Address || '-'}:${r.Port}`);
-  printTable(['ID', 'NAME', 'KIND', 'ADDRESS', 'HEALTH', 'TAGS'], rows.map((r) => [r.ID, r.Name, r.Kind, address(r), r.Health, r.Tags.join(',')]));
+  const address = (r: InstanceRow): string =>
+    r.Address.includes(':') ? `[${r.Address}]:${r.Port}` : `${r.Address || '-'}:${r.Port}`;
+  printTable(
+    ['ID', 'NAME', 'KIND', 'ADDRESS', 'HEALTH', 'TAGS'],
+    rows.map((r) => [r.ID, r.Name, r.Kind, address(r), r.Health, r.Tags.join(',')]),
+  );
 }
 
 /** The IDs a registration body creates: the service's (ID, or Name) and its Connect sidecar's. */

@@ -14,7 +14,13 @@ export interface ShutdownOptions {
  * A second signal, or a stop that outlives `hardExitMs`, exits at once with code 1.
  */
 export function onShutdownSignal(opts: ShutdownOptions): Promise<number> {
-  const { logger, stop, hardExitMs = 10_000, signals = ['SIGTERM', 'SIGINT'], exit = (code) => process.exit(code) } = opts;
+  const {
+    logger,
+    stop,
+    hardExitMs = 10_000,
+    signals = ['SIGTERM', 'SIGINT'],
+    exit = (code) => process.exit(code),
+  } = opts;
   return new Promise<number>((resolve) => {
     let stopping = false;
     const onSignal = (signal: NodeJS.Signals): void => {
@@ -29,13 +35,15 @@ export function onShutdownSignal(opts: ShutdownOptions): Promise<number> {
         logger.error({ hardExitMs }, 'shutdown did not finish in time; exiting');
         exit(1);
       }, hardExitMs);
-      stop().then(
-        () => resolve(0),
-        (err: unknown) => {
-          logger.error({ err }, 'shutdown failed');
-          resolve(1);
-        },
-      ).finally(() => clearTimeout(timer));
+      stop()
+        .then(
+          () => resolve(0),
+          (err: unknown) => {
+            logger.error({ err }, 'shutdown failed');
+            resolve(1);
+          },
+        )
+        .finally(() => clearTimeout(timer));
     };
     for (const signal of signals) process.on(signal, onSignal);
   });

@@ -10,15 +10,27 @@ import { print } from './output.js';
  * format), so scripts can branch on it.
  */
 export function registerTroubleshootCommand(program: Command): void {
-  const troubleshoot = program.command('troubleshoot').description('check a peering or a proxy step by step and say how to fix what fails (HTTP API)');
+  const troubleshoot = program
+    .command('troubleshoot')
+    .description(
+      'check a peering or a proxy step by step and say how to fix what fails (HTTP API)',
+    );
   withApiOptions(troubleshoot.command('peering'))
-    .description('token used, stream up, heartbeats, peer CA, exports and imports, mesh gateway, NACKs, certificates')
-    .requiredOption('--name <NAME>', 'the peering\'s local name (see isthmus peering list)')
+    .description(
+      'token used, stream up, heartbeats, peer CA, exports and imports, mesh gateway, NACKs, certificates',
+    )
+    .requiredOption('--name <NAME>', "the peering's local name (see isthmus peering list)")
     .action(async (opts: { name: string }, cmd: Command) => {
       await show(cmd, `/v1/troubleshoot/peering/${encodeURIComponent(opts.name)}`);
     });
-  withApiOptions(troubleshoot.command('proxy').argument('<ID>', 'the proxy\'s registered service ID (its node.id)'))
-    .description('registered, connected over xDS, each type synced, NACKs, certificates, peered and cross-datacenter upstreams')
+  withApiOptions(
+    troubleshoot
+      .command('proxy')
+      .argument('<ID>', "the proxy's registered service ID (its node.id)"),
+  )
+    .description(
+      'registered, connected over xDS, each type synced, NACKs, certificates, peered and cross-datacenter upstreams',
+    )
     .action(async (id: string, _opts: unknown, cmd: Command) => {
       await show(cmd, `/v1/troubleshoot/proxy/${encodeURIComponent(id)}`);
     });
@@ -41,7 +53,8 @@ async function show(cmd: Command, path: string): Promise<void> {
  */
 function addressHint(cmd: Command): string {
   const flags: string[] = [];
-  if (cmd.getOptionValueSource('httpAddr') === 'cli') flags.push(`--http-addr ${cmd.opts<{ httpAddr: string }>().httpAddr}`);
+  if (cmd.getOptionValueSource('httpAddr') === 'cli')
+    flags.push(`--http-addr ${cmd.opts<{ httpAddr: string }>().httpAddr}`);
   if (cmd.getOptionValueSource('token') === 'cli') flags.push('--token <TOKEN>');
   if (flags.length === 0) return '';
   return `(run the isthmus commands above that are for this cluster with ${flags.join(' ')})`;

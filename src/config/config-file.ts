@@ -7,7 +7,11 @@ export type ConfigFileResult =
   | { readonly ok: true; readonly values: Readonly<Record<string, unknown>> }
   | { readonly ok: false; readonly errors: readonly string[] };
 
-const formats: Readonly<Record<string, 'yaml' | 'json'>> = { '.yaml': 'yaml', '.yml': 'yaml', '.json': 'json' };
+const formats: Readonly<Record<string, 'yaml' | 'json'>> = {
+  '.yaml': 'yaml',
+  '.yml': 'yaml',
+  '.json': 'json',
+};
 
 /**
  * Reads a YAML or JSON config file (chosen by extension). Keys outside `allowedKeys` are errors:
@@ -20,7 +24,9 @@ export function readConfigFile(path: string, allowedKeys: readonly string[]): Co
   try {
     text = readFileSync(path, 'utf8');
   } catch (err) {
-    return fail(`--config: cannot read "${path}": ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
+    return fail(
+      `--config: cannot read "${path}": ${(err as NodeJS.ErrnoException).code ?? String(err)}`,
+    );
   }
   let doc: unknown;
   try {
@@ -39,7 +45,9 @@ function checkKeys(path: string, doc: unknown, allowedKeys: readonly string[]): 
   if (unknown.length > 0) {
     return {
       ok: false,
-      errors: unknown.map((k) => `config file "${path}": unknown key "${k}" (allowed: ${allowedKeys.join(', ')})`),
+      errors: unknown.map(
+        (k) => `config file "${path}": unknown key "${k}" (allowed: ${allowedKeys.join(', ')})`,
+      ),
     };
   }
   return { ok: true, values: doc as Record<string, unknown> };

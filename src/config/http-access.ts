@@ -22,7 +22,8 @@ export interface HttpExposure {
  * the one-line refusal, or undefined when the combination is allowed.
  */
 export function httpExposureProblem(config: HttpExposure): string | undefined {
-  if (config.httpToken || config.insecureHttp || isLoopbackHost(config.httpAddr.host)) return undefined;
+  if (config.httpToken || config.insecureHttp || isLoopbackHost(config.httpAddr.host))
+    return undefined;
   return (
     `--http-addr: ${formatHostPort(config.httpAddr)} is not a loopback address and no --http-token is set; ` +
     'set --http-token (or ISTHMUS_HTTP_TOKEN) so writes and secret reads need it, or pass --insecure-http to serve the API without one'

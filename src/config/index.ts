@@ -1,4 +1,10 @@
-export { type ServerConfig, type ConfigSources, type ConfigResult, loadServerConfig, resolveServerConfig } from './server-config.js';
+export {
+  type ServerConfig,
+  type ConfigSources,
+  type ConfigResult,
+  loadServerConfig,
+  resolveServerConfig,
+} from './server-config.js';
 export { type HostPort, parseHostPort, formatHostPort } from './host-port.js';
 export { serverSettings, type SettingSpec } from './settings.js';
 export { isthmusVersion } from './version.js';

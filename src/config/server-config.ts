@@ -29,7 +29,8 @@ interface RawSetting {
  */
 export function resolveServerConfig(sources: ConfigSources): ConfigResult {
   const fileKeys = settingKeys.map((k) => serverSettings[k].fileKey);
-  const file = sources.configFile === undefined ? undefined : readConfigFile(sources.configFile, fileKeys);
+  const file =
+    sources.configFile === undefined ? undefined : readConfigFile(sources.configFile, fileKeys);
   if (file && !file.ok) return { ok: false, errors: file.errors };
   const fileValues = file?.values ?? {};
   const errors: string[] = [];
@@ -42,12 +43,19 @@ export function resolveServerConfig(sources: ConfigSources): ConfigResult {
     if (parsed.ok) config[key] = parsed.value;
     else errors.push(`${picked.origin}: ${parsed.problem}`);
   }
-  const exposure = errors.length > 0 ? undefined : httpExposureProblem(config as unknown as ServerConfig);
+  const exposure =
+    errors.length > 0 ? undefined : httpExposureProblem(config as unknown as ServerConfig);
   if (exposure) errors.push(exposure);
-  return errors.length > 0 ? { ok: false, errors } : { ok: true, config: config as unknown as ServerConfig };
+  return errors.length > 0
+    ? { ok: false, errors }
+    : { ok: true, config: config as unknown as ServerConfig };
 }
 
-function pick(spec: SettingSpec<unknown>, sources: ConfigSources, fileValues: Readonly<Record<string, unknown>>): RawSetting | undefined {
+function pick(
+  spec: SettingSpec<unknown>,
+  sources: ConfigSources,
+  fileValues: Readonly<Record<string, unknown>>,
+): RawSetting | undefined {
   const flag = sources.flags[spec.key];
   if (flag !== undefined) return { raw: flag, origin: spec.flag };
   const env = sources.env[spec.env];

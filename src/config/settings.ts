@@ -33,7 +33,9 @@ export interface ServerConfig {
 }
 
 /** A parsed value, or what is wrong with the raw one (the caller prefixes the setting's name). */
-export type ParseResult<T> = { readonly ok: true; readonly value: T } | { readonly ok: false; readonly problem: string };
+export type ParseResult<T> =
+  | { readonly ok: true; readonly value: T }
+  | { readonly ok: false; readonly problem: string };
 
 export interface SettingSpec<T> {
   /** Commander's attribute name for the flag (camelCase of the flag). */
@@ -56,12 +58,16 @@ const bad = <T>(problem: string): ParseResult<T> => ({ ok: false, problem });
 const show = (raw: unknown): string => JSON.stringify(raw) ?? String(raw);
 
 function parseNonEmptyString(raw: unknown): ParseResult<string> {
-  return typeof raw === 'string' && raw !== '' ? ok(raw) : bad(`${show(raw)} is not a non-empty string`);
+  return typeof raw === 'string' && raw !== ''
+    ? ok(raw)
+    : bad(`${show(raw)} is not a non-empty string`);
 }
 
 function parseDatacenter(raw: unknown): ParseResult<string> {
   if (typeof raw === 'string' && dnsLabel.test(raw)) return ok(raw);
-  return bad(`${show(raw)} is not a datacenter name (1-63 lowercase letters, digits or '-', starting and ending with a letter or digit)`);
+  return bad(
+    `${show(raw)} is not a datacenter name (1-63 lowercase letters, digits or '-', starting and ending with a letter or digit)`,
+  );
 }
 
 function parseAddr(raw: unknown): ParseResult<HostPort> {
@@ -81,10 +87,19 @@ function parseLogLevel(raw: unknown): ParseResult<LevelWithSilent> {
 }
 
 /** A parser of whole numbers from `min` to `max` (a number, or digits in a string); `unit` words the error. */
-function wholeNumber(min: number, max: number, unit: '' | 'milliseconds' = ''): (raw: unknown) => ParseResult<number> {
+function wholeNumber(
+  min: number,
+  max: number,
+  unit: '' | 'milliseconds' = '',
+): (raw: unknown) => ParseResult<number> {
   const what = unit ? `a whole number of ${unit}` : 'a whole number';
   return (raw) => {
-    const n = typeof raw === 'number' ? raw : typeof raw === 'string' && /^\d+$/.test(raw) ? Number(raw) : NaN;
+    const n =
+      typeof raw === 'number'
+        ? raw
+        : typeof raw === 'string' && /^\d+$/.test(raw)
+          ? Number(raw)
+          : NaN;
     if (Number.isInteger(n) && n >= min && n <= max) return ok(n);
     return bad(`${show(raw)} is not ${what} from ${min} to ${max}`);
   };
@@ -96,7 +111,9 @@ const parseRotationPhaseMs = wholeNumber(10, 86_400_000, 'milliseconds');
 const parseHeartbeatMs = wholeNumber(10, 3_600_000, 'milliseconds');
 
 function parseXdsAuth(raw: unknown): ParseResult<XdsAuthMode> {
-  return xdsAuthModes.includes(raw as XdsAuthMode) ? ok(raw as XdsAuthMode) : bad(`${show(raw)} is not one of ${xdsAuthModes.join(', ')}`);
+  return xdsAuthModes.includes(raw as XdsAuthMode)
+    ? ok(raw as XdsAuthMode)
+    : bad(`${show(raw)} is not one of ${xdsAuthModes.join(', ')}`);
 }
 
 const tokenPattern = /^[\x21-\x7e]{16,256}$/;
@@ -113,7 +130,13 @@ function parseFlag(raw: unknown): ParseResult<boolean> {
   return bad(`${show(raw)} is not true or false`);
 }
 
-function spec<T>(flag: string, valueName: string, defaultText: string, description: string, parse: (raw: unknown) => ParseResult<T>): SettingSpec<T> {
+function spec<T>(
+  flag: string,
+  valueName: string,
+  defaultText: string,
+  description: string,
+  parse: (raw: unknown) => ParseResult<T>,
+): SettingSpec<T> {
   const words = flag.replace(/^--/, '').split('-');
   return {
     key: words.map((w, i) => (i === 0 ? w : w[0]!.toUpperCase() + w.slice(1))).join(''),
@@ -129,22 +152,112 @@ function spec<T>(flag: string, valueName: string, defaultText: string, descripti
 
 /** Every server setting: flag, environment variable, config-file key, default and parser. */
 export const serverSettings: SettingsTable = {
-  dataDir: spec('--data-dir', 'DIR', './data', 'directory of the embedded store', parseNonEmptyString),
-  datacenter: spec('--datacenter', 'NAME', 'dc1', 'name of this cluster\'s datacenter', parseDatacenter),
-  httpAddr: spec('--http-addr', 'HOST:PORT', '127.0.0.1:8500', 'HTTP API listen address', parseAddr),
-  xdsAddr: spec('--xds-addr', 'HOST:PORT', '127.0.0.1:8502', 'xDS (gRPC) listen address', parseAddr),
-  peeringAddr: spec('--peering-addr', 'HOST:PORT', '127.0.0.1:8503', 'peering (gRPC over TLS) listen address', parseAddr),
-  logLevel: spec('--log-level', 'LEVEL', 'info', `log level: ${logLevels.join('|')}`, parseLogLevel),
-  xdsMaxStreams: spec('--xds-max-streams', 'N', '10000', 'xDS streams accepted at most', parseMaxStreams),
-  coalesceMs: spec('--coalesce-ms', 'MS', '100', 'window in which catalog, config and CA changes are coalesced into one rebuild per proxy', parseCoalesceMs),
-  caRotationPhaseMs: spec('--ca-rotation-phase-ms', 'MS', '60000', 'length of each CA root rotation phase (trust both roots, re-issue leaves, retire the old root)', parseRotationPhaseMs),
-  xdsAuth: spec('--xds-auth', 'MODE', 'token', 'xDS stream authentication: token (x-isthmus-token proxy tokens) | off (any client may act as any proxy; local experiments only)', parseXdsAuth),
-  httpToken: spec('--http-token', 'TOKEN', '', 'token that HTTP API writes and peering/secret reads must carry (Authorization: Bearer or X-Isthmus-Token)', parseHttpToken),
+  dataDir: spec(
+    '--data-dir',
+    'DIR',
+    './data',
+    'directory of the embedded store',
+    parseNonEmptyString,
+  ),
+  datacenter: spec(
+    '--datacenter',
+    'NAME',
+    'dc1',
+    "name of this cluster's datacenter",
+    parseDatacenter,
+  ),
+  httpAddr: spec(
+    '--http-addr',
+    'HOST:PORT',
+    '127.0.0.1:8500',
+    'HTTP API listen address',
+    parseAddr,
+  ),
+  xdsAddr: spec(
+    '--xds-addr',
+    'HOST:PORT',
+    '127.0.0.1:8502',
+    'xDS (gRPC) listen address',
+    parseAddr,
+  ),
+  peeringAddr: spec(
+    '--peering-addr',
+    'HOST:PORT',
+    '127.0.0.1:8503',
+    'peering (gRPC over TLS) listen address',
+    parseAddr,
+  ),
+  logLevel: spec(
+    '--log-level',
+    'LEVEL',
+    'info',
+    `log level: ${logLevels.join('|')}`,
+    parseLogLevel,
+  ),
+  xdsMaxStreams: spec(
+    '--xds-max-streams',
+    'N',
+    '10000',
+    'xDS streams accepted at most',
+    parseMaxStreams,
+  ),
+  coalesceMs: spec(
+    '--coalesce-ms',
+    'MS',
+    '100',
+    'window in which catalog, config and CA changes are coalesced into one rebuild per proxy',
+    parseCoalesceMs,
+  ),
+  caRotationPhaseMs: spec(
+    '--ca-rotation-phase-ms',
+    'MS',
+    '60000',
+    'length of each CA root rotation phase (trust both roots, re-issue leaves, retire the old root)',
+    parseRotationPhaseMs,
+  ),
+  xdsAuth: spec(
+    '--xds-auth',
+    'MODE',
+    'token',
+    'xDS stream authentication: token (x-isthmus-token proxy tokens) | off (any client may act as any proxy; local experiments only)',
+    parseXdsAuth,
+  ),
+  httpToken: spec(
+    '--http-token',
+    'TOKEN',
+    '',
+    'token that HTTP API writes and peering/secret reads must carry (Authorization: Bearer or X-Isthmus-Token)',
+    parseHttpToken,
+  ),
   // No value name: a boolean flag (`--insecure-http`), "true"/"false" in env and file.
-  insecureHttp: spec('--insecure-http', '', 'false', 'allow a non-loopback --http-addr without --http-token', parseFlag),
-  advertiseAddr: spec('--advertise-addr', 'HOST:PORT', '', 'peering address other clusters dial, put into peering tokens (default: the bound --peering-addr)', parseOptionalDialAddr),
-  peeringHeartbeatMs: spec('--peering-heartbeat-ms', 'MS', '15000', 'how often each end of a peering stream sends a heartbeat', parseHeartbeatMs),
-  peeringHeartbeatTimeoutMs: spec('--peering-heartbeat-timeout-ms', 'MS', '120000', 'a peering stream silent this long is torn down and the peering reported unhealthy', parseHeartbeatMs),
+  insecureHttp: spec(
+    '--insecure-http',
+    '',
+    'false',
+    'allow a non-loopback --http-addr without --http-token',
+    parseFlag,
+  ),
+  advertiseAddr: spec(
+    '--advertise-addr',
+    'HOST:PORT',
+    '',
+    'peering address other clusters dial, put into peering tokens (default: the bound --peering-addr)',
+    parseOptionalDialAddr,
+  ),
+  peeringHeartbeatMs: spec(
+    '--peering-heartbeat-ms',
+    'MS',
+    '15000',
+    'how often each end of a peering stream sends a heartbeat',
+    parseHeartbeatMs,
+  ),
+  peeringHeartbeatTimeoutMs: spec(
+    '--peering-heartbeat-timeout-ms',
+    'MS',
+    '120000',
+    'a peering stream silent this long is torn down and the peering reported unhealthy',
+    parseHeartbeatMs,
+  ),
 };
 
 export const settingKeys = Object.keys(serverSettings) as (keyof ServerConfig)[];

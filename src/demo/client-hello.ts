@@ -3,7 +3,10 @@
  * before any byte is forwarded (RFC 8446 §4.1.2, RFC 6066 §3). `parseClientHelloSni` never throws:
  * `{kind: 'more'}` asks for more bytes, `{kind: 'none'}` means a complete hello without SNI or not TLS.
  */
-export type SniResult = { readonly kind: 'sni'; readonly serverName: string } | { readonly kind: 'none'; readonly reason: string } | { readonly kind: 'more' };
+export type SniResult =
+  | { readonly kind: 'sni'; readonly serverName: string }
+  | { readonly kind: 'none'; readonly reason: string }
+  | { readonly kind: 'more' };
 
 const handshakeRecord = 0x16;
 const clientHello = 0x01;
@@ -40,7 +43,10 @@ export function parseClientHelloSni(buf: Buffer): SniResult {
     }
     break;
   }
-  return { kind: 'none', reason: r.failed ? 'truncated ClientHello' : 'ClientHello without a server name' };
+  return {
+    kind: 'none',
+    reason: r.failed ? 'truncated ClientHello' : 'ClientHello without a server name',
+  };
 }
 
 /** Bounds-checked big-endian reads; a read past the end sets `failed` instead of throwing. */

@@ -32,7 +32,13 @@ export interface WebAnswer {
 
 export function startApiApp(datacenter: string): Promise<DemoApp> {
   return serve('api', (req, res) => {
-    const answer: ApiAnswer = { app: 'api', datacenter, method: req.method ?? '', path: req.url ?? '', headers: flatHeaders(req.headers) };
+    const answer: ApiAnswer = {
+      app: 'api',
+      datacenter,
+      method: req.method ?? '',
+      path: req.url ?? '',
+      headers: flatHeaders(req.headers),
+    };
     req.resume();
     req.on('end', () => {
       res.writeHead(200, { 'content-type': 'application/json' });
@@ -78,18 +84,24 @@ export function httpGet(url: string): Promise<{ status: number; body: string }> 
 
 function flatHeaders(headers: IncomingHttpHeaders): Record<string, string> {
   const out: Record<string, string> = {};
-  for (const [k, v] of Object.entries(headers).sort(([x], [y]) => x.localeCompare(y))) if (v !== undefined) out[k] = Array.isArray(v) ? v.join(', ') : v;
+  for (const [k, v] of Object.entries(headers).sort(([x], [y]) => x.localeCompare(y)))
+    if (v !== undefined) out[k] = Array.isArray(v) ? v.join(', ') : v;
   return out;
 }
 
-async function serve(name: string, handler: Parameters<typeof createServer>[1] & {}): Promise<DemoApp> {
+async function serve(
+  name: string,
+  handler: Parameters<typeof createServer>[1] & {},
+): Promise<DemoApp> {
   const server: Server = createServer(handler);
   const sockets = new Set<Socket>();
   server.on('connection', (s: Socket) => {
     sockets.add(s);
     s.on('close', () => sockets.delete(s));
   });
-  await new Promise<void>((resolve, reject) => server.once('error', reject).listen(0, '127.0.0.1', resolve));
+  await new Promise<void>((resolve, reject) =>
+    server.once('error', reject).listen(0, '127.0.0.1', resolve),
+  );
   return {
     name,
     port: (server.address() as AddressInfo).port,

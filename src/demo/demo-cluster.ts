@@ -26,12 +26,26 @@ export interface DemoCluster {
   stop(): Promise<void>;
 }
 
-export async function startDemoCluster(label: 'A' | 'B', datacenter: string, workDir: string, logger: Logger): Promise<DemoCluster> {
+export async function startDemoCluster(
+  label: 'A' | 'B',
+  datacenter: string,
+  workDir: string,
+  logger: Logger,
+): Promise<DemoCluster> {
   const config = loadServerConfig({
-    flags: { dataDir: join(workDir, datacenter), datacenter, httpAddr: '127.0.0.1:0', xdsAddr: '127.0.0.1:0', peeringAddr: '127.0.0.1:0', coalesceMs: '20' },
+    flags: {
+      dataDir: join(workDir, datacenter),
+      datacenter,
+      httpAddr: '127.0.0.1:0',
+      xdsAddr: '127.0.0.1:0',
+      peeringAddr: '127.0.0.1:0',
+      coalesceMs: '20',
+    },
     env: {},
   });
-  const server = await startServer(config, { logger: logger.child({ cluster: label, datacenter }) });
+  const server = await startServer(config, {
+    logger: logger.child({ cluster: label, datacenter }),
+  });
   const httpAddr = `127.0.0.1:${server.httpPort}`;
   const api = new ApiClient(`http://${httpAddr}`);
   const probes: XdsProbe[] = [];
@@ -45,11 +59,16 @@ export async function startDemoCluster(label: 'A' | 'B', datacenter: string, wor
     xdsAddr: `127.0.0.1:${server.xdsPort}`,
     peeringAddr: `127.0.0.1:${server.peeringPort}`,
     async probe(proxyId) {
-      const { SecretID } = await api.post<{ SecretID: string }>('/v1/acl/token', { ProxyID: proxyId });
+      const { SecretID } = await api.post<{ SecretID: string }>('/v1/acl/token', {
+        ProxyID: proxyId,
+      });
       const md = new grpc.Metadata();
       md.set('x-isthmus-token', SecretID);
       ads ??= adsClient(`127.0.0.1:${server.xdsPort}`);
-      const probe = new XdsProbe(ads, proxyId, md, { cluster: `demo-${datacenter}`, userAgentName: 'isthmus-demo' });
+      const probe = new XdsProbe(ads, proxyId, md, {
+        cluster: `demo-${datacenter}`,
+        userAgentName: 'isthmus-demo',
+      });
       probes.push(probe);
       return probe;
     },

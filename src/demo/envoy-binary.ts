@@ -26,20 +26,30 @@ export type EnvoyChoice =
 export function parseEnvoyChoice(flag: string, env: NodeJS.ProcessEnv = process.env): EnvoyChoice {
   if (flag === 'off') return { kind: 'none', why: '--envoy off' };
   if (flag === 'auto') {
-    const found = findOnPath('envoy', env['PATH'] ?? '');
+    const found = findOnPath('envoy', env.PATH ?? '');
     if (!found) return { kind: 'none', why: 'envoy is not on the PATH' };
     const checked = checkEnvoy(found, `envoy on the PATH (${found})`);
-    return checked.kind === 'error' ? { kind: 'error', message: `${checked.message}; give --envoy PATH, or --envoy off for the tour without Envoy` } : checked;
+    return checked.kind === 'error'
+      ? {
+          kind: 'error',
+          message: `${checked.message}; give --envoy PATH, or --envoy off for the tour without Envoy`,
+        }
+      : checked;
   }
-  if (flag === '') return { kind: 'error', message: '--envoy: give auto, off or the path of an envoy binary' };
+  if (flag === '')
+    return { kind: 'error', message: '--envoy: give auto, off or the path of an envoy binary' };
   const path = resolve(flag);
   let isFile: boolean;
   try {
     isFile = statSync(path).isFile();
   } catch {
-    return { kind: 'error', message: `--envoy ${flag}: no such file (give auto, off or the path of an envoy binary)` };
+    return {
+      kind: 'error',
+      message: `--envoy ${flag}: no such file (give auto, off or the path of an envoy binary)`,
+    };
   }
-  if (!isFile || !executable(path)) return { kind: 'error', message: `--envoy ${flag}: not an executable file` };
+  if (!isFile || !executable(path))
+    return { kind: 'error', message: `--envoy ${flag}: not an executable file` };
   return checkEnvoy(path, `--envoy ${flag}`);
 }
 
@@ -67,14 +77,22 @@ function findOnPath(name: string, pathVar: string): string | undefined {
 
 /** Runs `<path> --version` (10 s at most) and reads the version from Envoy's version line. */
 function checkEnvoy(path: string, what: string): EnvoyChoice {
-  const res = spawnSync(path, ['--version'], { encoding: 'utf8', timeout: 10_000, stdio: ['ignore', 'pipe', 'pipe'] });
-  if (res.error) return { kind: 'error', message: `${what}: could not run it: ${res.error.message}` };
+  const res = spawnSync(path, ['--version'], {
+    encoding: 'utf8',
+    timeout: 10_000,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  if (res.error)
+    return { kind: 'error', message: `${what}: could not run it: ${res.error.message}` };
   const output = `${res.stdout ?? ''}${res.stderr ?? ''}`;
   const version = /\bversion: [0-9a-f]+\/(\d+\.\d+\.\d+)\//.exec(output)?.[1];
   if (res.status !== 0 || !version) {
     const said = output.trim().split('\n')[0]?.slice(0, 120) ?? '';
     const printed = said ? JSON.stringify(said) : 'nothing';
-    return { kind: 'error', message: `${what} is not an Envoy: \`--version\` ${res.status === 0 ? `printed ${printed}` : `exited ${res.status ?? res.signal}, printing ${printed}`}` };
+    return {
+      kind: 'error',
+      message: `${what} is not an Envoy: \`--version\` ${res.status === 0 ? `printed ${printed}` : `exited ${res.status ?? res.signal}, printing ${printed}`}`,
+    };
   }
   return { kind: 'envoy', path, version };
 }

@@ -37,7 +37,12 @@ export const proxies = [
 ] as const satisfies readonly { id: string; cluster: 'A' | 'B'; kind: BootstrapProxyKind }[];
 export type ProxyId = (typeof proxies)[number]['id'];
 
-const withSidecar = (name: string, appPort: number, sidecarPort: number, upstreams: readonly unknown[] = []) => ({
+const withSidecar = (
+  name: string,
+  appPort: number,
+  sidecarPort: number,
+  upstreams: readonly unknown[] = [],
+) => ({
   ID: name,
   Name: name,
   Address: '127.0.0.1',
@@ -46,7 +51,11 @@ const withSidecar = (name: string, appPort: number, sidecarPort: number, upstrea
 });
 
 /** Starts both apps and registers the services, sidecars and gateways on ports picked now. */
-export async function registerEnvoyMesh(run: DemoRun, a: DemoCluster, b: DemoCluster): Promise<EnvoyMesh> {
+export async function registerEnvoyMesh(
+  run: DemoRun,
+  a: DemoCluster,
+  b: DemoCluster,
+): Promise<EnvoyMesh> {
   const taken = new Set<number>();
   const ports: EnvoyMeshPorts = {
     apiSidecar: await freePort(taken),
@@ -60,8 +69,16 @@ export async function registerEnvoyMesh(run: DemoRun, a: DemoCluster, b: DemoClu
   await a.api.put('/v1/config', { Kind: 'service-defaults', Name: 'api', Protocol: 'http' });
   await a.api.put('/v1/agent/service/register', withSidecar('api', api.port, ports.apiSidecar));
   await a.api.put('/v1/agent/service/register', gateway('gw-a', ports.gatewayA));
-  const upstream = { DestinationName: 'api', DestinationPeer: 'cluster-a', LocalBindPort: ports.upstream, MeshGateway: { Mode: 'local' } };
-  await b.api.put('/v1/agent/service/register', withSidecar('web', web.port, ports.webSidecar, [upstream]));
+  const upstream = {
+    DestinationName: 'api',
+    DestinationPeer: 'cluster-a',
+    LocalBindPort: ports.upstream,
+    MeshGateway: { Mode: 'local' },
+  };
+  await b.api.put(
+    '/v1/agent/service/register',
+    withSidecar('web', web.port, ports.webSidecar, [upstream]),
+  );
   await b.api.put('/v1/agent/service/register', gateway('gw-b', ports.gatewayB));
   return { api, web, ports };
 }
@@ -70,13 +87,19 @@ export async function registerEnvoyMesh(run: DemoRun, a: DemoCluster, b: DemoClu
  * One Envoy per proxy, in parallel, each owned by the run (stopped on any exit). Resolves once all
  * have an admin address; a failure to start names the Envoy.
  */
-export async function startEnvoys(run: DemoRun, binary: string, clusters: { A: DemoCluster; B: DemoCluster }): Promise<Map<ProxyId, DemoEnvoy>> {
+export async function startEnvoys(
+  run: DemoRun,
+  binary: string,
+  clusters: { A: DemoCluster; B: DemoCluster },
+): Promise<Map<ProxyId, DemoEnvoy>> {
   const dir = join(run.workDir, 'envoy');
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   const started = await Promise.allSettled(
     proxies.map(async (p) => {
       const c = clusters[p.cluster];
-      const { SecretID } = await c.api.post<{ SecretID: string }>('/v1/acl/token', { ProxyID: p.id });
+      const { SecretID } = await c.api.post<{ SecretID: string }>('/v1/acl/token', {
+        ProxyID: p.id,
+      });
       const bootstrap = buildBootstrap({
         proxyId: p.id,
         kind: p.kind,
@@ -90,5 +113,7 @@ export async function startEnvoys(run: DemoRun, binary: string, clusters: { A: D
   );
   const failed = started.find((s) => s.status === 'rejected');
   if (failed) throw failed.reason;
-  return new Map(started.map((s, i) => [proxies[i]!.id, (s as PromiseFulfilledResult<DemoEnvoy>).value]));
+  return new Map(
+    started.map((s, i) => [proxies[i]!.id, (s as PromiseFulfilledResult<DemoEnvoy>).value]),
+  );
 }

@@ -55,7 +55,19 @@ export async function startDemoEnvoy(launch: EnvoyLaunch, timeoutMs = 30_000): P
   const adminPath = join(dir, `${name}.admin-address`);
   const logFile = join(dir, `${name}.log`);
   writeFileSync(config, JSON.stringify(launch.bootstrap), { mode: 0o600 });
-  const args = ['-c', config, '--use-dynamic-base-id', '--admin-address-path', adminPath, '-l', 'info', '--drain-time-s', '1', '--parent-shutdown-time-s', '2'];
+  const args = [
+    '-c',
+    config,
+    '--use-dynamic-base-id',
+    '--admin-address-path',
+    adminPath,
+    '-l',
+    'info',
+    '--drain-time-s',
+    '1',
+    '--parent-shutdown-time-s',
+    '2',
+  ];
   const log = openSync(logFile, 'a', 0o600);
   let child: ChildProcess;
   try {
@@ -78,7 +90,8 @@ export async function startDemoEnvoy(launch: EnvoyLaunch, timeoutMs = 30_000): P
       done(null, null);
     });
   });
-  const logTail = (lines = 20) => (existsSync(logFile) ? readFileSync(logFile, 'utf8').trimEnd().split('\n').slice(-lines) : []);
+  const logTail = (lines = 20) =>
+    existsSync(logFile) ? readFileSync(logFile, 'utf8').trimEnd().split('\n').slice(-lines) : [];
   const stop = async () => {
     if (exit !== undefined) return;
     child.kill('SIGTERM');
@@ -86,10 +99,12 @@ export async function startDemoEnvoy(launch: EnvoyLaunch, timeoutMs = 30_000): P
     await closed;
     clearTimeout(killer);
   };
-  const address = await readAdminAddress(adminPath, () => exit, timeoutMs).catch(async (err: unknown) => {
-    await stop();
-    throw new EnvoyFailure(name, `${(err as Error).message}`, logTail());
-  });
+  const address = await readAdminAddress(adminPath, () => exit, timeoutMs).catch(
+    async (err: unknown) => {
+      await stop();
+      throw new EnvoyFailure(name, `${(err as Error).message}`, logTail());
+    },
+  );
   const adminUrl = `http://${address}`;
   const admin = async (path: string) => {
     const res = await fetch(`${adminUrl}${path}`, { signal: AbortSignal.timeout(5_000) });
@@ -105,7 +120,10 @@ export async function startDemoEnvoy(launch: EnvoyLaunch, timeoutMs = 30_000): P
     exited: () => exit,
     logTail,
     admin,
-    stats: async (filter) => parseStats(await admin(`/stats?format=json${filter ? `&filter=${encodeURIComponent(filter)}` : ''}`)),
+    stats: async (filter) =>
+      parseStats(
+        await admin(`/stats?format=json${filter ? `&filter=${encodeURIComponent(filter)}` : ''}`),
+      ),
     stop,
   };
 }
@@ -121,7 +139,11 @@ export class EnvoyFailure extends Error {
   }
 }
 
-async function readAdminAddress(path: string, exited: () => string | undefined, timeoutMs: number): Promise<string> {
+async function readAdminAddress(
+  path: string,
+  exited: () => string | undefined,
+  timeoutMs: number,
+): Promise<string> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const why = exited();
@@ -136,6 +158,7 @@ async function readAdminAddress(path: string, exited: () => string | undefined, 
 function parseStats(text: string): ReadonlyMap<string, number> {
   const parsed = JSON.parse(text) as { stats?: { name?: string; value?: number }[] };
   const out = new Map<string, number>();
-  for (const s of parsed.stats ?? []) if (s.name !== undefined && typeof s.value === 'number') out.set(s.name, s.value);
+  for (const s of parsed.stats ?? [])
+    if (s.name !== undefined && typeof s.value === 'number') out.set(s.name, s.value);
   return out;
 }

@@ -27,7 +27,10 @@ export async function clusterHosts(envoy: DemoEnvoy): Promise<Map<string, EnvoyH
     const hosts = (c.host_statuses ?? []).map((h: Json): EnvoyHost => {
       const sa = h.address?.socket_address;
       const eds = h.health_status?.eds_health_status ?? 'HEALTHY';
-      return { address: sa ? `${sa.address}:${sa.port_value}` : '?', healthy: eds === 'HEALTHY' && !h.health_status?.failed_outlier_check };
+      return {
+        address: sa ? `${sa.address}:${sa.port_value}` : '?',
+        healthy: eds === 'HEALTHY' && !h.health_status?.failed_outlier_check,
+      };
     });
     out.set(String(c.name), hosts);
   }
@@ -35,13 +38,25 @@ export async function clusterHosts(envoy: DemoEnvoy): Promise<Map<string, EnvoyH
 }
 
 /** The active dynamic cluster `name` as Envoy holds it, with its hosts; undefined until it has one. */
-export async function heldUpstream(envoy: DemoEnvoy, name: string): Promise<HeldUpstream | undefined> {
+export async function heldUpstream(
+  envoy: DemoEnvoy,
+  name: string,
+): Promise<HeldUpstream | undefined> {
   const dump: Json = JSON.parse(await envoy.admin('/config_dump?resource=dynamic_active_clusters'));
-  const cluster = (dump.configs ?? []).map((c: Json) => c.cluster).find((c: Json) => c?.name === name);
+  const cluster = (dump.configs ?? [])
+    .map((c: Json) => c.cluster)
+    .find((c: Json) => c?.name === name);
   if (!cluster) return undefined;
   const hosts = (await clusterHosts(envoy)).get(name) ?? [];
   if (hosts.length === 0) return undefined;
   const tls = cluster.transport_socket?.typed_config ?? {};
-  const matchers: Json[] = tls.common_tls_context?.combined_validation_context?.default_validation_context?.match_typed_subject_alt_names ?? [];
-  return { cluster: name, sni: tls.sni ?? '', sanMatchers: matchers.map((m) => m.matcher?.exact ?? JSON.stringify(m.matcher)), hosts };
+  const matchers: Json[] =
+    tls.common_tls_context?.combined_validation_context?.default_validation_context
+      ?.match_typed_subject_alt_names ?? [];
+  return {
+    cluster: name,
+    sni: tls.sni ?? '',
+    sanMatchers: matchers.map((m) => m.matcher?.exact ?? JSON.stringify(m.matcher)),
+    hosts,
+  };
 }

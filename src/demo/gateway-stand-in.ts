@@ -33,8 +33,11 @@ type Json = any; // Envoy-style JSON with Any expanded
 export function chainTarget(gw: XdsProbe, serverName: string): HostPort | undefined {
   for (const name of gw.names(TypeUrl.listener)) {
     const listener: Json = JSON.parse(gw.json(TypeUrl.listener, name));
-    const chain = (listener.filterChains ?? []).find((c: Json) => (c.filterChainMatch?.serverNames ?? []).includes(serverName));
-    const cluster = chain?.filters?.find((f: Json) => f.name === 'envoy.filters.network.tcp_proxy')?.typedConfig?.cluster;
+    const chain = (listener.filterChains ?? []).find((c: Json) =>
+      (c.filterChainMatch?.serverNames ?? []).includes(serverName),
+    );
+    const cluster = chain?.filters?.find((f: Json) => f.name === 'envoy.filters.network.tcp_proxy')
+      ?.typedConfig?.cluster;
     if (!cluster) continue;
     const cla: Json = JSON.parse(gw.json(TypeUrl.endpoint, cluster) || 'null');
     const sa = cla?.endpoints?.[0]?.lbEndpoints?.[0]?.endpoint?.address?.socketAddress;
@@ -44,7 +47,9 @@ export function chainTarget(gw: XdsProbe, serverName: string): HostPort | undefi
 }
 
 /** Listens on 127.0.0.1:0; `config()` is the gateway's probe once connected (undefined before). */
-export async function startGatewayStandIn(config: () => XdsProbe | undefined): Promise<GatewayStandIn> {
+export async function startGatewayStandIn(
+  config: () => XdsProbe | undefined,
+): Promise<GatewayStandIn> {
   const sockets = new Set<net.Socket>();
   const routed: RoutedConnection[] = [];
   const track = (s: net.Socket) => {
@@ -76,7 +81,9 @@ export async function startGatewayStandIn(config: () => XdsProbe | undefined): P
     };
     down.on('data', onData);
   });
-  await new Promise<void>((resolve, reject) => server.once('error', reject).listen(0, '127.0.0.1', resolve));
+  await new Promise<void>((resolve, reject) =>
+    server.once('error', reject).listen(0, '127.0.0.1', resolve),
+  );
   const { port } = server.address() as net.AddressInfo;
   return {
     address: { host: '127.0.0.1', port },

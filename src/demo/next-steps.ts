@@ -3,7 +3,11 @@ import type { EnvoyTourResult } from './envoy-tour.js';
 import type { TourResult } from './tour.js';
 
 /** The tour's closing lines: commands with the clusters' (and Envoys') real addresses. */
-export function whereToLookNext(result: TourResult | EnvoyTourResult, keepRunning: boolean, workDir: string): string[] {
+export function whereToLookNext(
+  result: TourResult | EnvoyTourResult,
+  keepRunning: boolean,
+  workDir: string,
+): string[] {
   const { a, b } = result;
   const lines = ['', 'Where to look next:'];
   if ('envoys' in result) lines.push(...envoyLines(result));
@@ -18,15 +22,27 @@ export function whereToLookNext(result: TourResult | EnvoyTourResult, keepRunnin
   if (keepRunning) {
     lines.push(`  server logs: ${join(workDir, 'isthmus.log')}`);
     if ('envoys' in result) lines.push(`  Envoy logs:  ${join(workDir, 'envoy')}/<proxy>.log`);
-  } else lines.push(`${what} stop now; run \`isthmus demo --keep-running\` to keep them up and try the commands above.`);
+  } else
+    lines.push(
+      `${what} stop now; run \`isthmus demo --keep-running\` to keep them up and try the commands above.`,
+    );
   return lines;
 }
 
 function envoyLines({ mesh, envoys }: EnvoyTourResult): string[] {
   const lines: [string, string][] = [
-    [`curl http://127.0.0.1:${mesh.web.port}/hello`, "B's web app calls api through the mesh again"],
-    [`curl http://127.0.0.1:${mesh.ports.upstream}/hello`, "what web's app does: into its sidecar's upstream listener for api"],
-    ...[...envoys].map(([name, e]): [string, string] => [`curl ${e.adminUrl}/clusters`, `${name}'s Envoy admin (also /config_dump, /stats, /certs)`]),
+    [
+      `curl http://127.0.0.1:${mesh.web.port}/hello`,
+      "B's web app calls api through the mesh again",
+    ],
+    [
+      `curl http://127.0.0.1:${mesh.ports.upstream}/hello`,
+      "what web's app does: into its sidecar's upstream listener for api",
+    ],
+    ...[...envoys].map(([name, e]): [string, string] => [
+      `curl ${e.adminUrl}/clusters`,
+      `${name}'s Envoy admin (also /config_dump, /stats, /certs)`,
+    ]),
   ];
   const width = Math.max(...lines.map(([cmd]) => cmd.length));
   return lines.map(([cmd, what]) => `  ${cmd.padEnd(width)}  # ${what}`);

@@ -22,7 +22,9 @@ export async function openSocketSlot(): Promise<SocketSlot> {
     if (handler) handler(socket);
     else socket.destroy();
   });
-  await new Promise<void>((resolve, reject) => server.once('error', reject).listen(0, '127.0.0.1', resolve));
+  await new Promise<void>((resolve, reject) =>
+    server.once('error', reject).listen(0, '127.0.0.1', resolve),
+  );
   return {
     port: (server.address() as net.AddressInfo).port,
     serve: (h) => (handler = h),

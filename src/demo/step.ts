@@ -19,12 +19,20 @@ export class StepFailure extends Error {
   }
 }
 
-export async function step<T>(name: string, fn: () => Promise<T>, timeoutMs = stepTimeoutMs): Promise<T> {
+export async function step<T>(
+  name: string,
+  fn: () => Promise<T>,
+  timeoutMs = stepTimeoutMs,
+): Promise<T> {
   try {
     return await withDeadline(fn(), { timeoutMs, what: name });
   } catch (err) {
     if (err instanceof StepFailure) throw err;
-    if (err instanceof EnvoyFailure) throw new StepFailure(name, err.message, [`last lines of envoy ${err.envoy}'s log:`, ...err.logLines.map((l) => `  ${printable(l)}`)]);
+    if (err instanceof EnvoyFailure)
+      throw new StepFailure(name, err.message, [
+        `last lines of envoy ${err.envoy}'s log:`,
+        ...err.logLines.map((l) => `  ${printable(l)}`),
+      ]);
     throw new StepFailure(name, err instanceof Error ? err.message : String(err));
   }
 }

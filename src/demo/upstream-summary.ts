@@ -21,19 +21,27 @@ export interface SecretSummary {
 
 export interface UpstreamSummary {
   readonly listener: { readonly name: string; readonly address: string; readonly cluster: string };
-  readonly cluster: { readonly name: string; readonly type: string; readonly sni: string; readonly sanMatchers: readonly string[] };
+  readonly cluster: {
+    readonly name: string;
+    readonly type: string;
+    readonly sni: string;
+    readonly sanMatchers: readonly string[];
+  };
   readonly endpoints: readonly string[];
   readonly secrets: readonly SecretSummary[];
 }
 
-const parse = (probe: XdsProbe, typeUrl: string, name: string): Json => JSON.parse(probe.json(typeUrl, name) || 'null');
+const parse = (probe: XdsProbe, typeUrl: string, name: string): Json =>
+  JSON.parse(probe.json(typeUrl, name) || 'null');
 
 /** The summary once everything the listener leads to is held, else a description of what is missing. */
 export function summariseUpstream(probe: XdsProbe, listenerName: string): UpstreamSummary | string {
   const listener = parse(probe, TypeUrl.listener, listenerName);
   if (!listener) return `no listener ${listenerName}`;
   const sa = listener.address?.socketAddress ?? {};
-  const tcp = listener.filterChains?.[0]?.filters?.find((f: Json) => f.name === 'envoy.filters.network.tcp_proxy');
+  const tcp = listener.filterChains?.[0]?.filters?.find(
+    (f: Json) => f.name === 'envoy.filters.network.tcp_proxy',
+  );
   const clusterName: string | undefined = tcp?.typedConfig?.cluster;
   if (!clusterName) return `listener ${listenerName} has no tcp_proxy cluster`;
   const cluster = parse(probe, TypeUrl.cluster, clusterName);
@@ -47,17 +55,27 @@ export function summariseUpstream(probe: XdsProbe, listenerName: string): Upstre
   const secrets = secretNames.map((n) => summariseSecret(probe, n));
   const missing = secretNames.filter((_n, i) => secrets[i] === undefined);
   if (missing.length > 0) return `secrets ${missing.join(', ')} not received yet`;
-  const endpoints = (parse(probe, TypeUrl.endpoint, clusterName)?.endpoints ?? []).flatMap((l: Json) =>
-    (l.lbEndpoints ?? []).map((lb: Json) => `${lb.endpoint.address.socketAddress.address}:${lb.endpoint.address.socketAddress.portValue}`),
+  const endpoints = (parse(probe, TypeUrl.endpoint, clusterName)?.endpoints ?? []).flatMap(
+    (l: Json) =>
+      (l.lbEndpoints ?? []).map(
+        (lb: Json) =>
+          `${lb.endpoint.address.socketAddress.address}:${lb.endpoint.address.socketAddress.portValue}`,
+      ),
   );
   if (endpoints.length === 0) return `no endpoints for ${clusterName} yet`;
   return {
-    listener: { name: listenerName, address: `${sa.address}:${sa.portValue}`, cluster: clusterName },
+    listener: {
+      name: listenerName,
+      address: `${sa.address}:${sa.portValue}`,
+      cluster: clusterName,
+    },
     cluster: {
       name: clusterName,
       type: cluster.type ?? 'STATIC',
       sni: tls.sni ?? '',
-      sanMatchers: (common.combinedValidationContext?.defaultValidationContext?.matchTypedSubjectAltNames ?? []).map((m: Json) => m.matcher?.exact ?? JSON.stringify(m.matcher)),
+      sanMatchers: (
+        common.combinedValidationContext?.defaultValidationContext?.matchTypedSubjectAltNames ?? []
+      ).map((m: Json) => m.matcher?.exact ?? JSON.stringify(m.matcher)),
     },
     endpoints,
     secrets: secrets as SecretSummary[],
@@ -69,9 +87,17 @@ function summariseSecret(probe: XdsProbe, name: string): SecretSummary | undefin
   if (!secret) return undefined;
   switch (secret.type?.$case) {
     case 'tlsCertificate':
-      return { name, kind: 'tls_certificate', certificates: describePems(pemOf(secret.type.value.certificateChain)).slice(0, 1) };
+      return {
+        name,
+        kind: 'tls_certificate',
+        certificates: describePems(pemOf(secret.type.value.certificateChain)).slice(0, 1),
+      };
     case 'validationContext':
-      return { name, kind: 'validation_context', certificates: describePems(pemOf(secret.type.value.trustedCa)) };
+      return {
+        name,
+        kind: 'validation_context',
+        certificates: describePems(pemOf(secret.type.value.trustedCa)),
+      };
     default:
       return { name, kind: 'other', certificates: [] };
   }
@@ -84,7 +110,8 @@ function pemOf(source: DataSource | undefined): string {
 function describePems(bundle: string): string[] {
   return splitPems(bundle).map((pem) => {
     const cert = new X509Certificate(pem);
-    const id = uriSans(pem).find((u) => u.startsWith('spiffe://')) ?? cert.subject.replace(/\n/g, ', ');
+    const id =
+      uriSans(pem).find((u) => u.startsWith('spiffe://')) ?? cert.subject.replace(/\n/g, ', ');
     return `${id}, not after ${new Date(cert.validTo).toISOString()}`;
   });
 }
@@ -94,7 +121,9 @@ export function formatUpstreamSummary(s: UpstreamSummary): string[] {
   const lines = [
     `listener   ${s.listener.name} on ${s.listener.address} → cluster ${s.listener.cluster}`,
     `cluster    type ${s.cluster.type}, SNI ${s.cluster.sni}`,
-    ...s.cluster.sanMatchers.map((m, i) => `${i === 0 ? '           SAN matchers ' : '                        '}${m}`),
+    ...s.cluster.sanMatchers.map(
+      (m, i) => `${i === 0 ? '           SAN matchers ' : '                        '}${m}`,
+    ),
     `endpoints  ${s.endpoints.join(', ')}  (A's mesh gateway, WAN address)`,
   ];
   for (const secret of s.secrets) {

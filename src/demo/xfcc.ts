@@ -18,12 +18,17 @@ export function parseXfcc(header: string): XfccElement[] {
   let quoted = false;
   const endPair = () => {
     const eq = token.indexOf('=');
-    if (eq > 0) pairs[token.slice(0, eq).trim().toLowerCase()] = unquote(token.slice(eq + 1).trim());
+    if (eq > 0)
+      pairs[token.slice(0, eq).trim().toLowerCase()] = unquote(token.slice(eq + 1).trim());
     token = '';
   };
   const endElement = () => {
     endPair();
-    if (pairs['by'] !== undefined || pairs['uri'] !== undefined) elements.push({ ...(pairs['by'] ? { by: pairs['by'] } : {}), ...(pairs['uri'] ? { uri: pairs['uri'] } : {}) });
+    if (pairs.by !== undefined || pairs.uri !== undefined)
+      elements.push({
+        ...(pairs.by ? { by: pairs.by } : {}),
+        ...(pairs.uri ? { uri: pairs.uri } : {}),
+      });
     pairs = {};
   };
   for (let i = 0; i < header.length; i++) {
@@ -42,5 +47,7 @@ export function parseXfcc(header: string): XfccElement[] {
 }
 
 function unquote(v: string): string {
-  return v.length >= 2 && v.startsWith('"') && v.endsWith('"') ? v.slice(1, -1).replace(/\\(.)/g, '$1') : v;
+  return v.length >= 2 && v.startsWith('"') && v.endsWith('"')
+    ? v.slice(1, -1).replace(/\\(.)/g, '$1')
+    : v;
 }

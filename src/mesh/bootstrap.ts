@@ -52,7 +52,13 @@ export function buildBootstrap(opts: BootstrapOptions): BootstrapJson {
 function buildRuntime(): BootstrapJson {
   return {
     layers: [
-      { name: 'static_layer', static_layer: { 're2.max_program_size.error_level': 1_048_576, 're2.max_program_size.warn_level': 1_048_576 } },
+      {
+        name: 'static_layer',
+        static_layer: {
+          're2.max_program_size.error_level': 1_048_576,
+          're2.max_program_size.warn_level': 1_048_576,
+        },
+      },
       // Keeps Envoy's admin /runtime_modify working, as without a layered_runtime.
       { name: 'admin_layer', admin_layer: {} },
     ],

@@ -67,7 +67,11 @@ export function peeredServiceSni(exporterTd: string, peerName: string, s: Servic
 }
 
 /** The importer's sidecar cluster for a peered upstream: `<svc>.<ns>.<peer>.external.<peer-td>`. */
-export function peeredUpstreamClusterName(peerTd: string, localPeerName: string, s: ServiceName): string {
+export function peeredUpstreamClusterName(
+  peerTd: string,
+  localPeerName: string,
+  s: ServiceName,
+): string {
   return `${s.name}.${ns(s)}.${localPeerName}.external.${peerTd}`;
 }
 
@@ -97,7 +101,12 @@ export function publicListenerName(address: string, port: number): string {
 }
 
 /** `<svc>:<addr>:<port>`, or `<svc>?peer=<peer>:<addr>:<port>` for a peered upstream. */
-export function upstreamListenerName(service: string, address: string, port: number, peer?: string): string {
+export function upstreamListenerName(
+  service: string,
+  address: string,
+  port: number,
+  peer?: string,
+): string {
   return peer ? `${service}?peer=${peer}:${address}:${port}` : `${service}:${address}:${port}`;
 }
 
@@ -105,7 +114,11 @@ export function upstreamListenerName(service: string, address: string, port: num
  * `default:<addr>:<port>`; `lan:` / `wan:` for the tagged-address bind variants, `<name>:` for a
  * `Proxy.Config` bind address.
  */
-export function meshGatewayListenerName(address: string, port: number, variant: 'default' | 'lan' | 'wan' | (string & {}) = 'default'): string {
+export function meshGatewayListenerName(
+  address: string,
+  port: number,
+  variant: 'default' | 'lan' | 'wan' | (string & {}) = 'default',
+): string {
   return `${variant}:${address}:${port}`;
 }
 

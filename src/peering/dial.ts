@@ -16,7 +16,18 @@ export interface PeerDialTarget {
 }
 
 /** A client for one acceptor address, with the replication stream's TLS rules; the caller closes it. */
-export function dialPeer(target: PeerDialTarget, options: Partial<grpc.ChannelOptions> = {}): PeeringServiceClient {
-  const credentials = dialerCredentials({ caPems: target.caPems, serverName: target.serverName, certPem: target.leaf?.certPem, keyPem: target.leaf?.keyPem });
-  return new PeeringServiceClient(target.address, credentials, { ...dialerChannelOptions(target.serverName), ...options });
+export function dialPeer(
+  target: PeerDialTarget,
+  options: Partial<grpc.ChannelOptions> = {},
+): PeeringServiceClient {
+  const credentials = dialerCredentials({
+    caPems: target.caPems,
+    serverName: target.serverName,
+    certPem: target.leaf?.certPem,
+    keyPem: target.leaf?.keyPem,
+  });
+  return new PeeringServiceClient(target.address, credentials, {
+    ...dialerChannelOptions(target.serverName),
+    ...options,
+  });
 }

@@ -34,12 +34,20 @@ export interface EstablishInput {
  * requires its ServerName, trade the establishment secret for a stream secret (handing over our
  * roots for the acceptor to pin), then store the peering as ESTABLISHING.
  */
-export async function establishPeering(deps: EstablishDeps, input: EstablishInput): Promise<Peering> {
+export async function establishPeering(
+  deps: EstablishDeps,
+  input: EstablishInput,
+): Promise<Peering> {
   const token = tokenFor(deps, input.PeeringToken);
   deps.peerings.checkCanEstablish(input.PeerName, token);
   const leaf = await deps.ca.leaf(peeringIdentity(deps.ca, deps.datacenter));
   const response = await exchangeWithAny(deps, token, leaf);
-  return deps.peerings.recordEstablished({ name: input.PeerName, token, streamSecret: response.streamSecret, meta: input.Meta });
+  return deps.peerings.recordEstablished({
+    name: input.PeerName,
+    token,
+    streamSecret: response.streamSecret,
+    meta: input.Meta,
+  });
 }
 
 function tokenFor(deps: EstablishDeps, text: string): PeeringToken {
@@ -47,7 +55,11 @@ function tokenFor(deps: EstablishDeps, text: string): PeeringToken {
   if (!parsed.ok) throw new IsthmusError('invalid_argument', parsed.error, 'PeeringToken');
   const own = peeringServerName(deps.ca.trustDomain, deps.datacenter);
   if (parsed.token.ServerName === own) {
-    throw new IsthmusError('invalid_argument', `invalid peering token: ServerName ${own} is this cluster's own: establish with it on the other cluster`, 'PeeringToken');
+    throw new IsthmusError(
+      'invalid_argument',
+      `invalid peering token: ServerName ${own} is this cluster's own: establish with it on the other cluster`,
+      'PeeringToken',
+    );
   }
   return parsed.token;
 }
@@ -56,27 +68,54 @@ function tokenFor(deps: EstablishDeps, text: string): PeeringToken {
  * Tries each address until one answers. The acceptor's verdicts (permission denied, invalid
  * argument) are final; transport failures (unreachable, TLS refused) move on to the next address.
  */
-async function exchangeWithAny(deps: EstablishDeps, token: PeeringToken, leaf: { certPem: string; keyPem: string }): Promise<ExchangeSecretResponse> {
+async function exchangeWithAny(
+  deps: EstablishDeps,
+  token: PeeringToken,
+  leaf: { certPem: string; keyPem: string },
+): Promise<ExchangeSecretResponse> {
   const failures: string[] = [];
-  for (const address of withLocalGatewaysFirst(deps.localGatewayAddresses?.() ?? [], dialAddressesOf(token))) {
+  for (const address of withLocalGatewaysFirst(
+    deps.localGatewayAddresses?.() ?? [],
+    dialAddressesOf(token),
+  )) {
     try {
       return await exchangeAt(deps, token, leaf, address);
     } catch (err) {
       const e = err as Partial<grpc.ServiceError>;
-      if (e.code === grpc.status.PERMISSION_DENIED) throw new IsthmusError('permission_denied', `the peer refused the token: ${e.details}`);
-      if (e.code === grpc.status.INVALID_ARGUMENT) throw new IsthmusError('invalid_argument', `the peer refused the secret exchange: ${e.details}`);
-      failures.push(`${address}: ${e.details ?? (err instanceof Error ? err.message : String(err))}`);
-      deps.logger.warn({ address, peerId: token.PeerID, code: e.code }, 'peering secret exchange failed at this address');
+      if (e.code === grpc.status.PERMISSION_DENIED)
+        throw new IsthmusError('permission_denied', `the peer refused the token: ${e.details}`);
+      if (e.code === grpc.status.INVALID_ARGUMENT)
+        throw new IsthmusError(
+          'invalid_argument',
+          `the peer refused the secret exchange: ${e.details}`,
+        );
+      failures.push(
+        `${address}: ${e.details ?? (err instanceof Error ? err.message : String(err))}`,
+      );
+      deps.logger.warn(
+        { address, peerId: token.PeerID, code: e.code },
+        'peering secret exchange failed at this address',
+      );
     }
   }
-  const certificateProblem = failures.some((f) => /certificate|self.signed|unable to verify/i.test(f));
+  const certificateProblem = failures.some((f) =>
+    /certificate|self.signed|unable to verify/i.test(f),
+  );
   const hint = certificateProblem
-    ? ' (the peer server\'s certificate does not chain to the CA in the token: if the peer rotated its CA after generating the token, generate a new token there)'
+    ? " (the peer server's certificate does not chain to the CA in the token: if the peer rotated its CA after generating the token, generate a new token there)"
     : ' (check that the peer server is running and its peering address is reachable from here)';
-  throw new IsthmusError('unavailable', `cannot exchange the peering secret with ${token.ServerName}: ${failures.join('; ')}${hint}`);
+  throw new IsthmusError(
+    'unavailable',
+    `cannot exchange the peering secret with ${token.ServerName}: ${failures.join('; ')}${hint}`,
+  );
 }
 
-function exchangeAt(deps: EstablishDeps, token: PeeringToken, leaf: { certPem: string; keyPem: string }, address: string): Promise<ExchangeSecretResponse> {
+function exchangeAt(
+  deps: EstablishDeps,
+  token: PeeringToken,
+  leaf: { certPem: string; keyPem: string },
+  address: string,
+): Promise<ExchangeSecretResponse> {
   const client = dialPeer({ address, caPems: token.CA, serverName: token.ServerName, leaf });
   const deadline = Date.now() + (deps.exchangeTimeoutMs ?? 10_000);
   const request = {

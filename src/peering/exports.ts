@@ -1,5 +1,8 @@
 import { instanceHealth, type CatalogReader, type ServiceInstance } from '../catalog/types.js';
-import type { ExportedService, ServiceInstance as PeerInstance } from '../gen/isthmus/peering/v1/peering.js';
+import type {
+  ExportedService,
+  ServiceInstance as PeerInstance,
+} from '../gen/isthmus/peering/v1/peering.js';
 import { meshGatewaySpiffeId, peeredServiceSni, serviceSpiffeId } from '../mesh/names.js';
 import { serviceProtocol } from '../snapshot/lookups.js';
 
@@ -22,9 +25,12 @@ export function exportedNamesFor(catalog: CatalogReader, peerName: string): stri
   if (!entry) return [];
   const names = new Set<string>();
   for (const service of entry.services) {
-    if (service.namespace !== 'default' || !service.consumers.some((c) => c.peer === peerName)) continue;
+    if (service.namespace !== 'default' || !service.consumers.some((c) => c.peer === peerName))
+      continue;
     if (service.name !== '*') names.add(service.name);
-    else for (const i of catalog.allInstances()) if (i.kind === 'typical' && i.namespace === 'default') names.add(i.name);
+    else
+      for (const i of catalog.allInstances())
+        if (i.kind === 'typical' && i.namespace === 'default') names.add(i.name);
   }
   return [...names].sort();
 }
@@ -34,13 +40,27 @@ export function exportedNamesFor(catalog: CatalogReader, peerName: string): stri
  * has Connect sidecars, one synthetic `<svc>-sidecar-proxy` per healthy mesh gateway, reachable at
  * the gateway's WAN address, with the PeerMeta the importer dials it by.
  */
-export function exportedServiceFor(ctx: ExportContext, peerName: string, name: string): ExportedService {
+export function exportedServiceFor(
+  ctx: ExportContext,
+  peerName: string,
+  name: string,
+): ExportedService {
   const { catalog } = ctx;
   const instances: PeerInstance[] = catalog
     .instancesOf(name, 'default', 'default')
     .filter((i) => i.kind === 'typical' && instanceHealth(i) !== 'critical')
-    .map((i) => ({ id: i.id, name: i.name, kind: 'typical', address: i.address, port: i.port, meta: { ...i.meta }, health: instanceHealth(i), destinationServiceName: '' }));
-  if (catalog.sidecarsOf(name, 'default', 'default').length > 0) instances.push(...syntheticSidecars(ctx, peerName, name));
+    .map((i) => ({
+      id: i.id,
+      name: i.name,
+      kind: 'typical',
+      address: i.address,
+      port: i.port,
+      meta: { ...i.meta },
+      health: instanceHealth(i),
+      destinationServiceName: '',
+    }));
+  if (catalog.sidecarsOf(name, 'default', 'default').length > 0)
+    instances.push(...syntheticSidecars(ctx, peerName, name));
   return { service: { name, namespace: 'default', partition: 'default' }, instances };
 }
 
@@ -69,10 +89,16 @@ function syntheticSidecars(ctx: ExportContext, peerName: string, name: string): 
 
 /** Healthy mesh gateways of this datacenter (gateways registered for remote datacenters are not ours). */
 function localMeshGateways(catalog: CatalogReader, datacenter: string): ServiceInstance[] {
-  return catalog.instancesOfKind('mesh-gateway').filter((gw) => instanceHealth(gw) !== 'critical' && (!gw.datacenter || gw.datacenter === datacenter));
+  return catalog
+    .instancesOfKind('mesh-gateway')
+    .filter(
+      (gw) => instanceHealth(gw) !== 'critical' && (!gw.datacenter || gw.datacenter === datacenter),
+    );
 }
 
 function wanAddressOf(gw: ServiceInstance): { address: string; port: number } {
   const wan = gw.taggedAddresses.wan;
-  return wan?.address ? { address: wan.address, port: wan.port || gw.port } : { address: gw.address, port: gw.port };
+  return wan?.address
+    ? { address: wan.address, port: wan.port || gw.port }
+    : { address: gw.address, port: gw.port };
 }

@@ -17,13 +17,23 @@ const keyOf = (peer: string, service: string) => `${peerPrefix(peer)}${service}`
 /** What the catalog API shows of a peered instance beyond a local one. */
 export interface PeeredFields {
   readonly peerName: string;
-  readonly peerMeta?: { readonly sni: readonly string[]; readonly spiffeId: readonly string[]; readonly protocol: string } | undefined;
+  readonly peerMeta?:
+    | {
+        readonly sni: readonly string[];
+        readonly spiffeId: readonly string[];
+        readonly protocol: string;
+      }
+    | undefined;
 }
 
 export type ImportedInstance = ServiceInstance & PeeredFields;
 
 /** What changed among a peer's imports (the snapshot layer rebuilds the proxies that use them). */
-export type ImportedEvent = { readonly kind: 'imported-changed'; readonly peer: string; readonly service?: string | undefined };
+export type ImportedEvent = {
+  readonly kind: 'imported-changed';
+  readonly peer: string;
+  readonly service?: string | undefined;
+};
 
 export class ImportedServices {
   /** peer → service → instances */
@@ -36,7 +46,8 @@ export class ImportedServices {
     const imported = new ImportedServices(store);
     for (const { key, value } of await store.list<JsonValue>(prefix)) {
       const [peer, service] = splitKey(key);
-      if (peer && service) imported.services(peer).set(service, value as unknown as ImportedInstance[]);
+      if (peer && service)
+        imported.services(peer).set(service, value as unknown as ImportedInstance[]);
     }
     return imported;
   }
@@ -63,7 +74,11 @@ export class ImportedServices {
   }
 
   /** Replaces what is imported of one service with exactly `instances`. */
-  async replace(peer: string, service: string, instances: readonly ImportedInstance[]): Promise<void> {
+  async replace(
+    peer: string,
+    service: string,
+    instances: readonly ImportedInstance[],
+  ): Promise<void> {
     // The store keeps a JSON copy of what it is given (undefined fields dropped).
     await this.store.put(keyOf(peer, service), instances as unknown as JsonValue);
     this.services(peer).set(service, instances);
@@ -106,16 +121,21 @@ function splitKey(key: string): [string | undefined, string | undefined] {
   return slash < 0 ? [undefined, undefined] : [rest.slice(0, slash), rest.slice(slash + 1)];
 }
 
-
 /**
  * The catalog form of a replicated service: one instance per replicated instance, its flattened
  * health as a single check, and `PeerMeta` on synthetic sidecars. Throws on a payload the
  * importer cannot use (the stream NACKs it).
  */
-export function importedInstancesOf(peer: string, datacenter: string, service: ExportedService): ImportedInstance[] {
+export function importedInstancesOf(
+  peer: string,
+  datacenter: string,
+  service: ExportedService,
+): ImportedInstance[] {
   return service.instances.map((i, index) => {
     if (!i.id || !i.name) throw new Error(`instances[${index}]: id and name are required`);
-    const health = (healthStatuses as readonly string[]).includes(i.health) ? (i.health as HealthStatus) : 'passing';
+    const health = (healthStatuses as readonly string[]).includes(i.health)
+      ? (i.health as HealthStatus)
+      : 'passing';
     const kind = i.kind === 'connect-proxy' ? 'connect-proxy' : 'typical';
     const instance: ImportedInstance = {
       id: i.id,
@@ -129,14 +149,36 @@ export function importedInstancesOf(peer: string, datacenter: string, service: E
       partition: 'default',
       datacenter,
       taggedAddresses: {},
-      proxy: kind === 'connect-proxy'
-        ? { destinationServiceName: i.destinationServiceName, destinationServiceId: '', localServiceAddress: '', localServicePort: 0, upstreams: [], meshGateway: { mode: '' } }
-        : undefined,
-      checks: [{ checkId: `peer-health:${i.id}`, name: 'Peered service health', serviceId: i.id, status: health, output: '' }],
+      proxy:
+        kind === 'connect-proxy'
+          ? {
+              destinationServiceName: i.destinationServiceName,
+              destinationServiceId: '',
+              localServiceAddress: '',
+              localServicePort: 0,
+              upstreams: [],
+              meshGateway: { mode: '' },
+            }
+          : undefined,
+      checks: [
+        {
+          checkId: `peer-health:${i.id}`,
+          name: 'Peered service health',
+          serviceId: i.id,
+          status: health,
+          output: '',
+        },
+      ],
       createIndex: 0,
       modifyIndex: 0,
       peerName: peer,
-      peerMeta: i.peerMeta ? { sni: [...i.peerMeta.sni], spiffeId: [...i.peerMeta.spiffeId], protocol: i.peerMeta.protocol } : undefined,
+      peerMeta: i.peerMeta
+        ? {
+            sni: [...i.peerMeta.sni],
+            spiffeId: [...i.peerMeta.spiffeId],
+            protocol: i.peerMeta.protocol,
+          }
+        : undefined,
     };
     return instance;
   });

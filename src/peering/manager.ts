@@ -12,7 +12,12 @@ import { StreamAcceptor, type AcceptedPeer, type PeerBinding } from './stream/ac
 import type { BackoffOptions } from './stream/backoff.js';
 import { StreamDialer, type DialOptions } from './stream/dialer.js';
 import { certificateChainsTo } from './stream/tls.js';
-import { type OpenVerdict, type StreamOpen, type StreamTimings, timingsOf } from './stream/types.js';
+import {
+  type OpenVerdict,
+  type StreamOpen,
+  type StreamTimings,
+  timingsOf,
+} from './stream/types.js';
 import { type Peering, type PeeringEvent, establishedStates, isDialer } from './types.js';
 import type { X509Certificate } from 'node:crypto';
 
@@ -37,7 +42,12 @@ export interface PeeringManagerOptions extends StreamTimings {
  * return even on a loaded machine. A 64 s cap let the delay grow past 5 s after about 12 s down.
  * One TLS connection attempt every 1.25–2.5 s to a peer that is away costs next to nothing.
  */
-export const peeringBackoff: BackoffOptions = { baseMs: 250, factor: 1.4, maxMs: 2_500, jitter: 0.5 };
+export const peeringBackoff: BackoffOptions = {
+  baseMs: 250,
+  factor: 1.4,
+  maxMs: 2_500,
+  jitter: 0.5,
+};
 
 /** States in which a dialer keeps its stream open. */
 
@@ -81,12 +91,16 @@ export class PeeringManager {
       ca.subscribe((event) => {
         if (event.kind !== 'leaf-renewed' || event.leaf.spiffeId !== this.leaf?.spiffeId) return;
         this.leaf = event.leaf;
-        for (const entry of this.dialers.values()) entry.dialer?.update({ certPem: event.leaf.certPem, keyPem: event.leaf.keyPem });
+        for (const entry of this.dialers.values())
+          entry.dialer?.update({ certPem: event.leaf.certPem, keyPem: event.leaf.keyPem });
       }),
     );
     // A stream does not survive a restart: a stored ACTIVE is stale until the stream is back.
     for (const p of peerings.list()) {
-      if (p.State === 'ACTIVE') await peerings.setState(p.Name, 'FAILING', 'no replication stream since this server restarted').catch(() => undefined);
+      if (p.State === 'ACTIVE')
+        await peerings
+          .setState(p.Name, 'FAILING', 'no replication stream since this server restarted')
+          .catch(() => undefined);
     }
     for (const p of peerings.list()) this.reconcile(p);
   }
@@ -107,13 +121,27 @@ export class PeeringManager {
     return this.acceptor.isActive(name) || (this.dialers.get(name)?.dialer?.isActive ?? false);
   }
 
-  private async verifyOpen(open: StreamOpen, cert: X509Certificate | undefined): Promise<OpenVerdict> {
+  private async verifyOpen(
+    open: StreamOpen,
+    cert: X509Certificate | undefined,
+  ): Promise<OpenVerdict> {
     const p = await this.opts.peerings.verifyStream(open.peerId, open.streamSecret, (p) => {
       if (!cert || !certificateChainsTo(cert, p.PeerCAPems)) {
-        throw new IsthmusError('permission_denied', 'the client certificate does not chain to the roots pinned for this peering');
+        throw new IsthmusError(
+          'permission_denied',
+          'the client certificate does not chain to the roots pinned for this peering',
+        );
       }
-      if (p.State === 'TERMINATED') throw new IsthmusError('failed_precondition', `peering ${JSON.stringify(p.Name)} was terminated: establish it again with a new token`);
-      if (this.acceptor.isActive(p.Name)) throw new IsthmusError('already_exists', `peering ${JSON.stringify(p.Name)} already has an active stream`);
+      if (p.State === 'TERMINATED')
+        throw new IsthmusError(
+          'failed_precondition',
+          `peering ${JSON.stringify(p.Name)} was terminated: establish it again with a new token`,
+        );
+      if (this.acceptor.isActive(p.Name))
+        throw new IsthmusError(
+          'already_exists',
+          `peering ${JSON.stringify(p.Name)} already has an active stream`,
+        );
     });
     if (p.State === 'DELETING') {
       // The acceptor answers this Open with Terminated; give the write a moment before the record goes.
@@ -135,9 +163,21 @@ export class PeeringManager {
       peerings.setStreamStatus(name, { ExportedServices: [...names] }).catch(() => undefined);
     };
     return {
-      source: new ExportSource({ catalog, ca, datacenter, peeringName: name, serverAddresses, onExported }),
+      source: new ExportSource({
+        catalog,
+        ca,
+        datacenter,
+        peeringName: name,
+        serverAddresses,
+        onExported,
+      }),
       sink: new ImportSink({ peerings, imported, peeringName: name }),
-      observer: statusObserver({ peerings, peeringName: name, logger, onTerminated: () => imported.dropPeer(name) }),
+      observer: statusObserver({
+        peerings,
+        peeringName: name,
+        logger,
+        onTerminated: () => imported.dropPeer(name),
+      }),
     };
   }
 
@@ -152,13 +192,21 @@ export class PeeringManager {
     if (!isDialer(p) || p.State === 'DELETING') return; // the deletion hook owns a DELETING dialer
     const entry = this.dialers.get(p.Name);
     if (!establishedStates.has(p.State)) return void this.stopDialer(p.Name);
-    const reEstablished = previous !== undefined && p.State === 'ESTABLISHING' && previous.State !== 'ESTABLISHING';
+    const reEstablished =
+      previous !== undefined && p.State === 'ESTABLISHING' && previous.State !== 'ESTABLISHING';
     if (!entry || entry.id !== p.ID || reEstablished) {
       void this.stopDialer(p.Name).then(() => this.startDialer(p));
       return;
     }
-    if (previous && (previous.PeerCAPems !== p.PeerCAPems || previous.PeerServerAddresses !== p.PeerServerAddresses)) {
-      entry.dialer?.update({ caPems: p.PeerCAPems, addresses: this.dialAddresses(p.PeerServerAddresses) });
+    if (
+      previous &&
+      (previous.PeerCAPems !== p.PeerCAPems ||
+        previous.PeerServerAddresses !== p.PeerServerAddresses)
+    ) {
+      entry.dialer?.update({
+        caPems: p.PeerCAPems,
+        addresses: this.dialAddresses(p.PeerServerAddresses),
+      });
     }
   }
 
@@ -171,10 +219,16 @@ export class PeeringManager {
       if (this.dialers.get(p.Name) !== entry || this.closed) return;
       entry.dialer = new StreamDialer(options);
       entry.dialer.start();
-      this.opts.logger.info({ peering: p.Name, peerServerName: p.PeerServerName }, 'peering stream dialer started');
+      this.opts.logger.info(
+        { peering: p.Name, peerServerName: p.PeerServerName },
+        'peering stream dialer started',
+      );
     } catch (err) {
       if (this.dialers.get(p.Name) === entry) this.dialers.delete(p.Name);
-      this.opts.logger.error({ peering: p.Name, error: (err as Error).message }, 'peering stream dialer could not start');
+      this.opts.logger.error(
+        { peering: p.Name, error: (err as Error).message },
+        'peering stream dialer could not start',
+      );
     }
   }
 
@@ -230,9 +284,9 @@ export class PeeringManager {
         // the deletion hook's bound (Peerings removes the record anyway after it).
         const established = p.PeerCAPems.length > 0; // a PENDING peering has no dialer to tell
         if (!(await this.acceptor.terminate(p.Name)) && established) await this.dialerTold(p.Name);
-      }
-      else if (this.dialers.has(p.Name)) await this.stopDialer(p.Name, true);
-      else await new StreamDialer(await this.dialOptions(p)).stop({ terminate: true, graceMs: 2_000 });
+      } else if (this.dialers.has(p.Name)) await this.stopDialer(p.Name, true);
+      else
+        await new StreamDialer(await this.dialOptions(p)).stop({ terminate: true, graceMs: 2_000 });
     } finally {
       await this.opts.imported.dropPeer(p.Name);
     }

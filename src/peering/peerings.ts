@@ -2,9 +2,23 @@ import { X509Certificate, randomUUID } from 'node:crypto';
 import { IsthmusError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { JsonValue, Store, StoreEvent, StoreTxn } from '../store/index.js';
-import { type AcceptorSecrets, type PeeringSecrets, newSecret, secretMatches, sha256Hex } from './secrets.js';
+import {
+  type AcceptorSecrets,
+  type PeeringSecrets,
+  newSecret,
+  secretMatches,
+  sha256Hex,
+} from './secrets.js';
 import { type PeeringToken, dialAddressesOf } from './token.js';
-import { type Peering, type PeeringEvent, type PeeringState, type RemoteInfo, type StreamStatus, emptyStreamStatus, isDialer } from './types.js';
+import {
+  type Peering,
+  type PeeringEvent,
+  type PeeringState,
+  type RemoteInfo,
+  type StreamStatus,
+  emptyStreamStatus,
+  isDialer,
+} from './types.js';
 
 /** What goes into this cluster's tokens. */
 export interface LocalPeeringInfo {
@@ -55,16 +69,24 @@ export interface EstablishedInput {
 /** Runs before a DELETING peering is removed (the stream engine sends `Terminated`, drops imports). */
 export type DeletionHook = (peering: Peering) => Promise<void>;
 
-export type PeeringPatch = Partial<Pick<Peering, 'PeerCAPems' | 'PeerTrustDomain' | 'PeerServerAddresses'>>;
+export type PeeringPatch = Partial<
+  Pick<Peering, 'PeerCAPems' | 'PeerTrustDomain' | 'PeerServerAddresses'>
+>;
 
 const recordPrefix = 'peering/peerings/';
 const secretsPrefix = 'peering/secrets/';
 const recordKey = (name: string) => recordPrefix + name;
 const secretsKey = (id: string) => secretsPrefix + id;
 
-const usedSecret = () => new IsthmusError('permission_denied', 'establishment secret already used or unknown: generate a new token');
-const badStreamSecret = () => new IsthmusError('permission_denied', 'stream secret is not valid for this peering');
-const notFound = (name: string) => new IsthmusError('not_found', `peering ${JSON.stringify(name)} not found`);
+const usedSecret = () =>
+  new IsthmusError(
+    'permission_denied',
+    'establishment secret already used or unknown: generate a new token',
+  );
+const badStreamSecret = () =>
+  new IsthmusError('permission_denied', 'stream secret is not valid for this peering');
+const notFound = (name: string) =>
+  new IsthmusError('not_found', `peering ${JSON.stringify(name)} not found`);
 
 /**
  * Peering records and their secrets, in the Store (everything survives a restart), with an
@@ -106,7 +128,9 @@ export class Peerings {
   }
 
   list(): readonly Peering[] {
-    return [...this.byName.values()].sort((a, b) => (a.Name < b.Name ? -1 : a.Name > b.Name ? 1 : 0));
+    return [...this.byName.values()].sort((a, b) =>
+      a.Name < b.Name ? -1 : a.Name > b.Name ? 1 : 0,
+    );
   }
 
   read(name: string): Peering | undefined {
@@ -141,32 +165,52 @@ export class Peerings {
    * establishment secret, which invalidates any unused token. An established stream is left alone:
    * its state and stream secrets stay (a TERMINATED peering starts over as PENDING).
    */
-  async generateToken(input: GenerateTokenInput): Promise<{ readonly token: PeeringToken; readonly peering: Peering }> {
+  async generateToken(
+    input: GenerateTokenInput,
+  ): Promise<{ readonly token: PeeringToken; readonly peering: Peering }> {
     const local = this.opts.local;
     const external = input.ServerExternalAddresses ?? [];
     const viaGateways = local.meshGatewayAddresses?.() ?? [];
-    const serverAddresses = external.length > 0 ? external : viaGateways.length > 0 ? viaGateways : local.serverAddresses();
+    const serverAddresses =
+      external.length > 0
+        ? external
+        : viaGateways.length > 0
+          ? viaGateways
+          : local.serverAddresses();
     if (serverAddresses.length === 0) {
-      throw new IsthmusError('failed_precondition', 'this server has no dialable peering address (it listens on a wildcard address): start it with --advertise-addr HOST:PORT or pass ServerExternalAddresses');
+      throw new IsthmusError(
+        'failed_precondition',
+        'this server has no dialable peering address (it listens on a wildcard address): start it with --advertise-addr HOST:PORT or pass ServerExternalAddresses',
+      );
     }
     const secret = newSecret();
     const peering = await this.write(async (tx, revision) => {
-      const existing = await tx.get<JsonValue>(recordKey(input.PeerName)) as unknown as Peering | undefined;
+      const existing = (await tx.get<JsonValue>(recordKey(input.PeerName))) as unknown as
+        | Peering
+        | undefined;
       if (existing && isDialer(existing)) {
-        throw new IsthmusError('already_exists', `peering ${JSON.stringify(input.PeerName)} was established from this cluster with the peer's token: delete it before generating a token for that name`, 'PeerName');
+        throw new IsthmusError(
+          'already_exists',
+          `peering ${JSON.stringify(input.PeerName)} was established from this cluster with the peer's token: delete it before generating a token for that name`,
+          'PeerName',
+        );
       }
       if (existing?.State === 'DELETING') throw deleting(input.PeerName);
       const next = existing ? regenerated(existing, input, revision) : created(input, revision);
       const secrets = existing ? await this.acceptorSecrets(tx, existing.ID) : undefined;
       const keepStream = existing !== undefined && existing.State !== 'TERMINATED';
-      const nextSecrets: AcceptorSecrets = keepStream && secrets
-        ? { ...secrets, establishmentSha256: sha256Hex(secret) }
-        : { role: 'acceptor', establishmentSha256: sha256Hex(secret) };
+      const nextSecrets: AcceptorSecrets =
+        keepStream && secrets
+          ? { ...secrets, establishmentSha256: sha256Hex(secret) }
+          : { role: 'acceptor', establishmentSha256: sha256Hex(secret) };
       tx.put(recordKey(next.Name), next as unknown as JsonValue);
       tx.put(secretsKey(next.ID), nextSecrets as unknown as JsonValue);
       return next;
     });
-    this.opts.logger.info({ peering: peering.Name, peeringId: peering.ID, state: peering.State }, 'peering token generated');
+    this.opts.logger.info(
+      { peering: peering.Name, peeringId: peering.ID, state: peering.State },
+      'peering token generated',
+    );
     const token: PeeringToken = {
       CA: [...local.rootPems()],
       ServerAddresses: [...serverAddresses],
@@ -185,27 +229,48 @@ export class Peerings {
    * and pins the dialer's roots as the peering's PeerCAPems. The state stays as it is until the
    * stream opens.
    */
-  async exchangeSecret(input: ExchangeSecretInput): Promise<{ readonly streamSecret: string; readonly peering: Peering }> {
+  async exchangeSecret(
+    input: ExchangeSecretInput,
+  ): Promise<{ readonly streamSecret: string; readonly peering: Peering }> {
     const streamSecret = newSecret();
     const peering = await this.write(async (tx, revision) => {
       const name = this.byId(input.peerId)?.Name;
-      const record = name === undefined ? undefined : (await tx.get<JsonValue>(recordKey(name)) as unknown as Peering | undefined);
+      const record =
+        name === undefined
+          ? undefined
+          : ((await tx.get<JsonValue>(recordKey(name))) as unknown as Peering | undefined);
       const secrets = record ? await this.acceptorSecrets(tx, record.ID) : undefined;
       const valid = secretMatches(input.establishmentSecret, secrets?.establishmentSha256);
-      if (!record || record.ID !== input.peerId || !secrets || !valid || record.State === 'DELETING') throw usedSecret();
+      if (
+        !record ||
+        record.ID !== input.peerId ||
+        !secrets ||
+        !valid ||
+        record.State === 'DELETING'
+      )
+        throw usedSecret();
       const { establishmentSha256: _consumed, ...rest } = secrets;
-      tx.put(secretsKey(record.ID), { ...rest, pendingStreamSha256: sha256Hex(streamSecret) } as unknown as JsonValue);
+      tx.put(secretsKey(record.ID), {
+        ...rest,
+        pendingStreamSha256: sha256Hex(streamSecret),
+      } as unknown as JsonValue);
       const next: Peering = {
         ...record,
         PeerCAPems: [...input.dialerRootPems],
         PeerTrustDomain: input.dialerTrustDomain,
-        Remote: { Partition: input.dialerRemote.Partition || 'default', Datacenter: input.dialerRemote.Datacenter },
+        Remote: {
+          Partition: input.dialerRemote.Partition || 'default',
+          Datacenter: input.dialerRemote.Datacenter,
+        },
         ModifyIndex: revision,
       };
       tx.put(recordKey(next.Name), next as unknown as JsonValue);
       return next;
     });
-    this.opts.logger.info({ peering: peering.Name, peeringId: peering.ID, peerTrustDomain: peering.PeerTrustDomain }, 'peering secret exchanged; dialer roots pinned');
+    this.opts.logger.info(
+      { peering: peering.Name, peeringId: peering.ID, peerTrustDomain: peering.PeerTrustDomain },
+      'peering secret exchanged; dialer roots pinned',
+    );
     return { streamSecret, peering };
   }
 
@@ -219,7 +284,7 @@ export class Peerings {
   async recordEstablished(input: EstablishedInput): Promise<Peering> {
     const { name, token } = input;
     const peering = await this.write(async (tx, revision) => {
-      const existing = await tx.get<JsonValue>(recordKey(name)) as unknown as Peering | undefined;
+      const existing = (await tx.get<JsonValue>(recordKey(name))) as unknown as Peering | undefined;
       if (existing) establishConflict(existing, token);
       const samePeer = existing?.PeerID === token.PeerID && existing.State !== 'TERMINATED';
       const next: Peering = {
@@ -233,7 +298,10 @@ export class Peerings {
         PeerCAPems: [...token.CA],
         PeerTrustDomain: trustDomainOf(token),
         Meta: { ...(input.meta ?? existing?.Meta ?? {}) },
-        Remote: { Partition: token.Remote.Partition || 'default', Datacenter: token.Remote.Datacenter },
+        Remote: {
+          Partition: token.Remote.Partition || 'default',
+          Datacenter: token.Remote.Datacenter,
+        },
         StreamStatus: samePeer && existing ? existing.StreamStatus : emptyStreamStatus,
         CreateIndex: existing?.CreateIndex ?? revision,
         ModifyIndex: revision,
@@ -242,7 +310,15 @@ export class Peerings {
       tx.put(secretsKey(next.ID), { role: 'dialer', streamSecret: input.streamSecret });
       return next;
     });
-    this.opts.logger.info({ peering: peering.Name, peeringId: peering.ID, peerId: peering.PeerID, peerServerName: peering.PeerServerName }, 'peering established; secret exchanged');
+    this.opts.logger.info(
+      {
+        peering: peering.Name,
+        peeringId: peering.ID,
+        peerId: peering.PeerID,
+        peerServerName: peering.PeerServerName,
+      },
+      'peering established; secret exchanged',
+    );
     return peering;
   }
 
@@ -254,9 +330,17 @@ export class Peerings {
    * the secret matched and before anything is written: throw from it (e.g. a client certificate
    * that does not chain to `PeerCAPems`) to refuse with nothing changed.
    */
-  async verifyStream(peerId: string, streamSecret: string, check?: (peering: Peering) => void): Promise<Peering> {
+  async verifyStream(
+    peerId: string,
+    streamSecret: string,
+    check?: (peering: Peering) => void,
+  ): Promise<Peering> {
     const known = this.byId(peerId);
-    const secrets = known ? await this.store.get<JsonValue>(secretsKey(known.ID)) as unknown as PeeringSecrets | undefined : undefined;
+    const secrets = known
+      ? ((await this.store.get<JsonValue>(secretsKey(known.ID))) as unknown as
+          | PeeringSecrets
+          | undefined)
+      : undefined;
     const acceptor = secrets?.role === 'acceptor' ? secrets : undefined;
     const active = secretMatches(streamSecret, acceptor?.activeStreamSha256);
     const pending = secretMatches(streamSecret, acceptor?.pendingStreamSha256);
@@ -269,8 +353,16 @@ export class Peerings {
   /** Dialer, for the stream engine's `Open`: the stream secret to send (never log it). */
   async streamSecretOf(name: string): Promise<string> {
     const p = this.byName.get(name);
-    const secrets = p ? await this.store.get<JsonValue>(secretsKey(p.ID)) as unknown as PeeringSecrets | undefined : undefined;
-    if (!p || secrets?.role !== 'dialer') throw new IsthmusError('not_found', `peering ${JSON.stringify(name)} has no dialer stream secret`);
+    const secrets = p
+      ? ((await this.store.get<JsonValue>(secretsKey(p.ID))) as unknown as
+          | PeeringSecrets
+          | undefined)
+      : undefined;
+    if (!p || secrets?.role !== 'dialer')
+      throw new IsthmusError(
+        'not_found',
+        `peering ${JSON.stringify(name)} has no dialer stream secret`,
+      );
     return secrets.streamSecret;
   }
 
@@ -286,7 +378,8 @@ export class Peerings {
   async setState(name: string, state: PeeringState, lastError?: string): Promise<Peering> {
     return this.update(name, (p) => {
       if (p.State === 'DELETING' && state !== 'DELETING') return p;
-      const status = lastError === undefined ? p.StreamStatus : { ...p.StreamStatus, LastError: lastError };
+      const status =
+        lastError === undefined ? p.StreamStatus : { ...p.StreamStatus, LastError: lastError };
       return { ...p, State: state, StreamStatus: status };
     });
   }
@@ -302,7 +395,9 @@ export class Peerings {
    */
   async delete(name: string): Promise<Peering> {
     const deletedAt = new Date(this.now()).toISOString();
-    const p = await this.update(name, (p) => (p.State === 'DELETING' ? p : { ...p, State: 'DELETING', DeletedAt: deletedAt }));
+    const p = await this.update(name, (p) =>
+      p.State === 'DELETING' ? p : { ...p, State: 'DELETING', DeletedAt: deletedAt },
+    );
     this.opts.logger.info({ peering: p.Name, peeringId: p.ID }, 'peering deleting');
     this.finishDeletion(name);
     return p;
@@ -335,35 +430,50 @@ export class Peerings {
       let timer: NodeJS.Timeout | undefined;
       const timeout = new Promise<void>((resolve) => (timer = setTimeout(resolve, timeoutMs)));
       await Promise.race([hook(p), timeout])
-        .catch((err: unknown) => this.opts.logger.warn({ err, peering: name }, 'peering deletion hook failed; removing the peering anyway'))
+        .catch((err: unknown) =>
+          this.opts.logger.warn(
+            { err, peering: name },
+            'peering deletion hook failed; removing the peering anyway',
+          ),
+        )
         .finally(() => clearTimeout(timer));
     }
     if (this.closed) return;
-    await this.store.txn(async (tx) => {
-      const current = await tx.get<JsonValue>(recordKey(name)) as unknown as Peering | undefined;
-      if (current?.ID !== p.ID || current.State !== 'DELETING') return;
-      tx.delete(recordKey(name));
-      tx.delete(secretsKey(p.ID));
-    }).catch((err: unknown) => this.opts.logger.error({ err, peering: name }, 'removing a deleted peering failed'));
+    await this.store
+      .txn(async (tx) => {
+        const current = (await tx.get<JsonValue>(recordKey(name))) as unknown as
+          | Peering
+          | undefined;
+        if (current?.ID !== p.ID || current.State !== 'DELETING') return;
+        tx.delete(recordKey(name));
+        tx.delete(secretsKey(p.ID));
+      })
+      .catch((err: unknown) =>
+        this.opts.logger.error({ err, peering: name }, 'removing a deleted peering failed'),
+      );
     this.opts.logger.info({ peering: name, peeringId: p.ID }, 'peering deleted');
   }
 
   private async promotePendingSecret(id: string, pendingSha256: string): Promise<void> {
     await this.store.txn(async (tx) => {
-      const s = await tx.get<JsonValue>(secretsKey(id)) as unknown as AcceptorSecrets | undefined;
+      const s = (await tx.get<JsonValue>(secretsKey(id))) as unknown as AcceptorSecrets | undefined;
       if (s?.role !== 'acceptor' || s.pendingStreamSha256 !== pendingSha256) return;
-      tx.put(secretsKey(id), { role: 'acceptor', establishmentSha256: s.establishmentSha256, activeStreamSha256: pendingSha256 } as unknown as JsonValue);
+      tx.put(secretsKey(id), {
+        role: 'acceptor',
+        establishmentSha256: s.establishmentSha256,
+        activeStreamSha256: pendingSha256,
+      } as unknown as JsonValue);
     });
   }
 
   private async acceptorSecrets(tx: StoreTxn, id: string): Promise<AcceptorSecrets | undefined> {
-    const s = await tx.get<JsonValue>(secretsKey(id)) as unknown as PeeringSecrets | undefined;
+    const s = (await tx.get<JsonValue>(secretsKey(id))) as unknown as PeeringSecrets | undefined;
     return s?.role === 'acceptor' ? s : undefined;
   }
 
   private async update(name: string, fn: (p: Peering) => Peering): Promise<Peering> {
     return this.write(async (tx, revision) => {
-      const p = await tx.get<JsonValue>(recordKey(name)) as unknown as Peering | undefined;
+      const p = (await tx.get<JsonValue>(recordKey(name))) as unknown as Peering | undefined;
       if (!p) throw notFound(name);
       const next = fn(p);
       if (next === p) return p;
@@ -424,21 +534,39 @@ function created(input: GenerateTokenInput, revision: number): Peering {
 function regenerated(existing: Peering, input: GenerateTokenInput, revision: number): Peering {
   const meta = { ...(input.Meta ?? existing.Meta) };
   if (existing.State !== 'TERMINATED') return { ...existing, Meta: meta, ModifyIndex: revision };
-  return { ...created(input, revision), ID: existing.ID, Meta: meta, CreateIndex: existing.CreateIndex };
+  return {
+    ...created(input, revision),
+    ID: existing.ID,
+    Meta: meta,
+    CreateIndex: existing.CreateIndex,
+  };
 }
 
 function establishConflict(existing: Peering, token: PeeringToken): void {
   const name = JSON.stringify(existing.Name);
   if (!isDialer(existing)) {
-    throw new IsthmusError('already_exists', `peering ${name} was created here by generating a token (this cluster accepts it): use another name or delete it first`, 'PeerName');
+    throw new IsthmusError(
+      'already_exists',
+      `peering ${name} was created here by generating a token (this cluster accepts it): use another name or delete it first`,
+      'PeerName',
+    );
   }
   if (existing.State === 'DELETING') throw deleting(existing.Name);
   if (existing.PeerID !== token.PeerID && existing.State !== 'TERMINATED') {
-    throw new IsthmusError('already_exists', `peering ${name} already exists with another peer: delete it first or use another name`, 'PeerName');
+    throw new IsthmusError(
+      'already_exists',
+      `peering ${name} already exists with another peer: delete it first or use another name`,
+      'PeerName',
+    );
   }
 }
 
-const deleting = (name: string) => new IsthmusError('failed_precondition', `peering ${JSON.stringify(name)} is being deleted: wait until it is gone`, 'PeerName');
+const deleting = (name: string) =>
+  new IsthmusError(
+    'failed_precondition',
+    `peering ${JSON.stringify(name)} is being deleted: wait until it is gone`,
+    'PeerName',
+  );
 
 /** The acceptor's trust domain: its root's `spiffe://<td>` URI SAN, else from `server.<dc>.peering.<td>`. */
 function trustDomainOf(token: PeeringToken): string {
@@ -454,5 +582,7 @@ function trustDomainOf(token: PeeringToken): string {
 }
 
 function definedOnly(patch: PeeringPatch): PeeringPatch {
-  return Object.fromEntries(Object.entries(patch).filter(([, v]) => v !== undefined)) as PeeringPatch;
+  return Object.fromEntries(
+    Object.entries(patch).filter(([, v]) => v !== undefined),
+  ) as PeeringPatch;
 }

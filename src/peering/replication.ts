@@ -1,7 +1,12 @@
 import { X509Certificate } from 'node:crypto';
 import type { CertificateAuthority } from '../ca/index.js';
 import type { CatalogReader } from '../catalog/types.js';
-import type { ExportedService, ExportedServiceList, ServerAddresses, TrustBundle } from '../gen/isthmus/peering/v1/peering.js';
+import type {
+  ExportedService,
+  ExportedServiceList,
+  ServerAddresses,
+  TrustBundle,
+} from '../gen/isthmus/peering/v1/peering.js';
 import { exportedNamesFor, exportedServiceFor } from './exports.js';
 import { type ImportedServices, importedInstancesOf } from './imported.js';
 import type { Peerings } from './peerings.js';
@@ -50,7 +55,10 @@ export class ExportSource implements ResourceSource {
   private trustBundle(emit: Emit): () => void {
     const { ca } = this.deps;
     const send = () => {
-      const bundle: TrustBundle = { trustDomain: ca.trustDomain, rootPems: ca.roots().roots.map((r) => r.certPem) };
+      const bundle: TrustBundle = {
+        trustDomain: ca.trustDomain,
+        rootPems: ca.roots().roots.map((r) => r.certPem),
+      };
       emit({ resourceId: ca.trustDomain, operation: 'upsert', resource: bundle });
     };
     send();
@@ -61,14 +69,21 @@ export class ExportSource implements ResourceSource {
 
   private serverAddresses(emit: Emit): () => void {
     const addresses = [...this.deps.serverAddresses()];
-    if (addresses.length > 0) emit({ resourceId: serverAddressesId, operation: 'upsert', resource: { addresses } satisfies ServerAddresses });
+    if (addresses.length > 0)
+      emit({
+        resourceId: serverAddressesId,
+        operation: 'upsert',
+        resource: { addresses } satisfies ServerAddresses,
+      });
     return () => undefined;
   }
 
   private listChange(): ResourceChange {
     const names = exportedNamesFor(this.deps.catalog, this.deps.peeringName);
     this.deps.onExported?.(names);
-    const list: ExportedServiceList = { services: names.map((name) => ({ name, namespace: 'default', partition: 'default' })) };
+    const list: ExportedServiceList = {
+      services: names.map((name) => ({ name, namespace: 'default', partition: 'default' })),
+    };
     return { resourceId: exportedListId, operation: 'upsert', resource: list };
   }
 
@@ -87,7 +102,11 @@ export class ExportSource implements ResourceSource {
 
   private services(emit: Emit): () => void {
     const { catalog, peeringName } = this.deps;
-    const ctx = { catalog, trustDomain: this.deps.ca.trustDomain, datacenter: this.deps.datacenter };
+    const ctx = {
+      catalog,
+      trustDomain: this.deps.ca.trustDomain,
+      datacenter: this.deps.datacenter,
+    };
     const sent = new Map<string, string>();
     const send = () => {
       const names = exportedNamesFor(catalog, peeringName);
@@ -141,7 +160,8 @@ export class ImportSink implements ResourceSink {
     if (change.operation === 'delete') return; // a peer always has roots: keep the last ones
     const bundle = change.resource as TrustBundle;
     if (!bundle.trustDomain) throw new Error('trust_domain: missing');
-    if (bundle.rootPems.length === 0) throw new Error('root_pems: a trust bundle needs at least one root');
+    if (bundle.rootPems.length === 0)
+      throw new Error('root_pems: a trust bundle needs at least one root');
     bundle.rootPems.forEach((pem, i) => {
       try {
         if (!new X509Certificate(pem).ca) throw new Error('not a CA');
@@ -149,22 +169,31 @@ export class ImportSink implements ResourceSink {
         throw new Error(`root_pems[${i}]: not a PEM CA certificate`);
       }
     });
-    await this.deps.peerings.updatePeer(this.deps.peeringName, { PeerCAPems: [...bundle.rootPems], PeerTrustDomain: bundle.trustDomain });
+    await this.deps.peerings.updatePeer(this.deps.peeringName, {
+      PeerCAPems: [...bundle.rootPems],
+      PeerTrustDomain: bundle.trustDomain,
+    });
   }
 
   private async serverAddresses(change: ResourceChange): Promise<void> {
-    const addresses = change.operation === 'upsert' ? (change.resource as ServerAddresses).addresses : [];
+    const addresses =
+      change.operation === 'upsert' ? (change.resource as ServerAddresses).addresses : [];
     // An acceptor with nothing dialable to advertise: keep dialing the token's addresses.
     if (addresses.length === 0) return;
     // The operator's addresses from the token win over what the acceptor reports (Consul's rule).
     if (this.deps.peerings.read(this.deps.peeringName)?.ManualServerAddresses) return;
     const bad = addresses.find((a) => !/^[^\s]+:\d{1,5}$/.test(a));
     if (bad !== undefined) throw new Error(`addresses: ${JSON.stringify(bad)} is not host:port`);
-    await this.deps.peerings.updatePeer(this.deps.peeringName, { PeerServerAddresses: [...addresses] });
+    await this.deps.peerings.updatePeer(this.deps.peeringName, {
+      PeerServerAddresses: [...addresses],
+    });
   }
 
   private async exportedList(change: ResourceChange): Promise<void> {
-    const names = change.operation === 'upsert' ? (change.resource as ExportedServiceList).services.map((s) => s.name) : [];
+    const names =
+      change.operation === 'upsert'
+        ? (change.resource as ExportedServiceList).services.map((s) => s.name)
+        : [];
     await this.deps.imported.retain(this.deps.peeringName, new Set(names));
     await this.recordCounts();
   }
@@ -175,7 +204,11 @@ export class ImportSink implements ResourceSink {
     else {
       const service = change.resource as ExportedService;
       const datacenter = this.deps.peerings.read(peeringName)?.Remote.Datacenter ?? '';
-      await imported.replace(peeringName, change.resourceId, importedInstancesOf(peeringName, datacenter, service));
+      await imported.replace(
+        peeringName,
+        change.resourceId,
+        importedInstancesOf(peeringName, datacenter, service),
+      );
     }
     await this.recordCounts();
   }
@@ -184,6 +217,7 @@ export class ImportSink implements ResourceSink {
     const { imported, peeringName, peerings } = this.deps;
     const names = imported.serviceNames(peeringName);
     const current = peerings.read(peeringName)?.StreamStatus.ImportedServices ?? [];
-    if (current.join('\n') !== names.join('\n')) await peerings.setStreamStatus(peeringName, { ImportedServices: names });
+    if (current.join('\n') !== names.join('\n'))
+      await peerings.setStreamStatus(peeringName, { ImportedServices: names });
   }
 }

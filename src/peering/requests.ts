@@ -8,7 +8,9 @@ import { dnsLabel } from '../dns-names.js';
  * Bodies of `POST /v1/peering/token` and `POST /v1/peering/establish` (Consul's field names) →
  * typed input. Every problem is collected; the error names the first field and lists them all.
  */
-export type ParsedRequest<T> = { readonly ok: true; readonly value: T } | { readonly ok: false; readonly field: string; readonly error: string };
+export type ParsedRequest<T> =
+  | { readonly ok: true; readonly value: T }
+  | { readonly ok: false; readonly field: string; readonly error: string };
 
 const metaKeyPattern = /^[A-Za-z0-9_-]{1,128}$/;
 const maxMetaPairs = 64;
@@ -19,10 +21,10 @@ export function parseGenerateTokenRequest(body: unknown): ParsedRequest<Generate
   if (!obj.ok) return obj;
   const p = new Problems();
   p.unknown(obj.value, ['PeerName', 'Meta', 'ServerExternalAddresses', 'Partition']);
-  const name = peerName(obj.value['PeerName'], p);
-  partitionOf(obj.value['Partition'], p);
-  const meta = metaOf(obj.value['Meta'], p);
-  const addresses = addressesOf(obj.value['ServerExternalAddresses'], p);
+  const name = peerName(obj.value.PeerName, p);
+  partitionOf(obj.value.Partition, p);
+  const meta = metaOf(obj.value.Meta, p);
+  const addresses = addressesOf(obj.value.ServerExternalAddresses, p);
   return p.result({ PeerName: name, Meta: meta, ServerExternalAddresses: addresses });
 }
 
@@ -31,12 +33,20 @@ export function parseEstablishRequest(body: unknown): ParsedRequest<EstablishInp
   if (!obj.ok) return obj;
   const p = new Problems();
   p.unknown(obj.value, ['PeerName', 'PeeringToken', 'Meta', 'Partition']);
-  const name = peerName(obj.value['PeerName'], p);
-  partitionOf(obj.value['Partition'], p);
-  const token = obj.value['PeeringToken'];
-  if (typeof token !== 'string' || token.trim() === '') p.add('PeeringToken', 'required (the token printed by `isthmus peering generate-token` on the other cluster)');
-  const meta = metaOf(obj.value['Meta'], p);
-  return p.result({ PeerName: name, PeeringToken: typeof token === 'string' ? token : '', Meta: meta });
+  const name = peerName(obj.value.PeerName, p);
+  partitionOf(obj.value.Partition, p);
+  const token = obj.value.PeeringToken;
+  if (typeof token !== 'string' || token.trim() === '')
+    p.add(
+      'PeeringToken',
+      'required (the token printed by `isthmus peering generate-token` on the other cluster)',
+    );
+  const meta = metaOf(obj.value.Meta, p);
+  return p.result({
+    PeerName: name,
+    PeeringToken: typeof token === 'string' ? token : '',
+    Meta: meta,
+  });
 }
 
 /** Throws the parse problem as invalid_argument (for the HTTP boundary). */
@@ -53,32 +63,42 @@ class Problems {
   }
 
   unknown(obj: Record<string, unknown>, allowed: readonly string[]): void {
-    for (const key of Object.keys(obj)) if (!allowed.includes(key)) this.add(key, `unknown field (allowed: ${allowed.join(', ')})`);
+    for (const key of Object.keys(obj))
+      if (!allowed.includes(key)) this.add(key, `unknown field (allowed: ${allowed.join(', ')})`);
   }
 
   result<T>(value: T): ParsedRequest<T> {
     const first = this.list[0];
     if (!first) return { ok: true, value };
-    return { ok: false, field: first.field, error: this.list.map((e) => `${e.field}: ${e.problem}`).join('; ') };
+    return {
+      ok: false,
+      field: first.field,
+      error: this.list.map((e) => `${e.field}: ${e.problem}`).join('; '),
+    };
   }
 }
 
 function objectOf(body: unknown, example: string): ParsedRequest<Record<string, unknown>> {
-  if (typeof body === 'object' && body !== null && !Array.isArray(body)) return { ok: true, value: body as Record<string, unknown> };
+  if (typeof body === 'object' && body !== null && !Array.isArray(body))
+    return { ok: true, value: body as Record<string, unknown> };
   return { ok: false, field: '', error: `the request body must be a JSON object like ${example}` };
 }
 
 function peerName(value: unknown, p: Problems): string {
   if (value === undefined || value === '') p.add('PeerName', 'required');
   else if (typeof value !== 'string' || !dnsLabel.test(value)) {
-    p.add('PeerName', `${JSON.stringify(value)} is not a peer name (1-63 lowercase letters, digits or "-", starting and ending with a letter or digit)`);
+    p.add(
+      'PeerName',
+      `${JSON.stringify(value)} is not a peer name (1-63 lowercase letters, digits or "-", starting and ending with a letter or digit)`,
+    );
   }
   return typeof value === 'string' ? value : '';
 }
 
 /** Accepted for Consul compatibility: isthmus has only the default partition. */
 function partitionOf(value: unknown, p: Problems): void {
-  if (value !== undefined && value !== null && value !== '' && value !== 'default') p.add('Partition', 'only "default" (isthmus has no admin partitions)');
+  if (value !== undefined && value !== null && value !== '' && value !== 'default')
+    p.add('Partition', 'only "default" (isthmus has no admin partitions)');
 }
 
 function metaOf(value: unknown, p: Problems): Record<string, string> | undefined {
@@ -94,7 +114,10 @@ function metaOf(value: unknown, p: Problems): Record<string, string> | undefined
     if (typeof v !== 'string') p.add(`Meta.${k}`, 'must be a string');
     else if (v.length > maxMetaValue) p.add(`Meta.${k}`, `longer than ${maxMetaValue} characters`);
   }
-  return Object.fromEntries(entries.filter(([, v]) => typeof v === 'string')) as Record<string, string>;
+  return Object.fromEntries(entries.filter(([, v]) => typeof v === 'string')) as Record<
+    string,
+    string
+  >;
 }
 
 function addressesOf(value: unknown, p: Problems): string[] | undefined {
@@ -105,7 +128,11 @@ function addressesOf(value: unknown, p: Problems): string[] | undefined {
   }
   value.forEach((addr: unknown, i) => {
     const hp = typeof addr === 'string' ? parseHostPort(addr) : undefined;
-    if (!hp || hp.port === 0) p.add(`ServerExternalAddresses[${i}]`, `${JSON.stringify(addr)} is not host:port (port 1-65535)`);
+    if (!hp || hp.port === 0)
+      p.add(
+        `ServerExternalAddresses[${i}]`,
+        `${JSON.stringify(addr)} is not host:port (port 1-65535)`,
+      );
   });
   return value.filter((v): v is string => typeof v === 'string');
 }

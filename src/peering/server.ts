@@ -4,7 +4,11 @@ import type { CaEvent, CertificateAuthority, Leaf, LeafIdentity } from '../ca/in
 import { IsthmusError } from '../errors.js';
 import { grpcStatusOf } from '../grpc-status.js';
 import {
-  type ExchangeSecretRequest, type ExchangeSecretResponse, type PeeringServiceServer, PeeringServiceService, type ReplicationMessage,
+  type ExchangeSecretRequest,
+  type ExchangeSecretResponse,
+  type PeeringServiceServer,
+  PeeringServiceService,
+  type ReplicationMessage,
 } from '../gen/isthmus/peering/v1/peering.js';
 import type { Logger } from '../log.js';
 import { peeringServerName, peeringServerSpiffeId } from '../mesh/names.js';
@@ -23,8 +27,14 @@ export interface PeeringServerOptions {
 }
 
 /** This cluster's peering identity: server certificate on the peering port, client certificate when dialing. */
-export function peeringIdentity(ca: Pick<CertificateAuthority, 'trustDomain'>, datacenter: string): LeafIdentity {
-  return { spiffeId: peeringServerSpiffeId(ca.trustDomain, datacenter), dnsSans: [peeringServerName(ca.trustDomain, datacenter)] };
+export function peeringIdentity(
+  ca: Pick<CertificateAuthority, 'trustDomain'>,
+  datacenter: string,
+): LeafIdentity {
+  return {
+    spiffeId: peeringServerSpiffeId(ca.trustDomain, datacenter),
+    dnsSans: [peeringServerName(ca.trustDomain, datacenter)],
+  };
 }
 
 const maxDialerRoots = 16;
@@ -43,7 +53,9 @@ const maxDialerRoots = 16;
  * pinned for its own peering (see client-cert.ts).
  */
 export class PeeringServer {
-  private readonly server = new grpc.Server({ 'grpc.max_receive_message_length': 16 * 1024 * 1024 });
+  private readonly server = new grpc.Server({
+    'grpc.max_receive_message_length': 16 * 1024 * 1024,
+  });
   private readonly certs = new PeeringCertificates();
   private readonly unsubscribe: (() => void)[] = [];
   private streamHandler: StreamHandler | undefined;
@@ -77,11 +89,18 @@ export class PeeringServer {
       // setTrusted ignores a list that did not change (most events are stream status updates).
       peerings.subscribe(() => this.certs.setTrusted(this.trustedRoots())),
     );
-    const creds = grpc.experimental.createCertificateProviderServerCredentials(this.certs, this.certs, false);
+    const creds = grpc.experimental.createCertificateProviderServerCredentials(
+      this.certs,
+      this.certs,
+      false,
+    );
     this.boundPort = await new Promise<number>((resolve, reject) => {
       this.server.bindAsync(hostPort, creds, (err, port) => (err ? reject(err) : resolve(port)));
     });
-    this.opts.logger.info({ addr: hostPort, port: this.boundPort, serverName: identity.dnsSans?.[0] }, 'peering server listening');
+    this.opts.logger.info(
+      { addr: hostPort, port: this.boundPort, serverName: identity.dnsSans?.[0] },
+      'peering server listening',
+    );
     return this.boundPort;
   }
 
@@ -102,21 +121,30 @@ export class PeeringServer {
     if (event.kind === 'roots-changed') this.certs.setTrusted(this.trustedRoots());
     else if (event.leaf.spiffeId === identity.spiffeId) {
       this.certs.setIdentity(event.leaf);
-      this.opts.logger.info({ serial: event.leaf.serial, rootId: event.leaf.rootId }, 'peering server certificate renewed');
+      this.opts.logger.info(
+        { serial: event.leaf.serial, rootId: event.leaf.rootId },
+        'peering server certificate renewed',
+      );
     }
   }
 
   /** Local roots, then the pinned roots of every peering this cluster accepts, without repeats. */
   private trustedRoots(): string[] {
     const pems = this.opts.ca.roots().roots.map((r) => r.certPem.trimEnd());
-    for (const p of this.opts.peerings.list()) if (!isDialer(p)) pems.push(...p.PeerCAPems.map((pem) => pem.trimEnd()));
+    for (const p of this.opts.peerings.list())
+      if (!isDialer(p)) pems.push(...p.PeerCAPems.map((pem) => pem.trimEnd()));
     return [...new Set(pems)];
   }
 
-  private streamResources(call: grpc.ServerDuplexStream<ReplicationMessage, ReplicationMessage>): void {
+  private streamResources(
+    call: grpc.ServerDuplexStream<ReplicationMessage, ReplicationMessage>,
+  ): void {
     const handler = this.streamHandler;
     if (handler) return handler(call);
-    call.emit('error', { code: grpc.status.UNIMPLEMENTED, details: 'the replication stream is not served yet' });
+    call.emit('error', {
+      code: grpc.status.UNIMPLEMENTED,
+      details: 'the replication stream is not served yet',
+    });
   }
 
   private async exchangeSecret(
@@ -131,30 +159,51 @@ export class PeeringServer {
         establishmentSecret: req.establishmentSecret,
         dialerRootPems: req.dialerRootPems,
         dialerTrustDomain: req.dialerTrustDomain,
-        dialerRemote: { Partition: req.dialer?.partition ?? '', Datacenter: req.dialer?.datacenter ?? '' },
+        dialerRemote: {
+          Partition: req.dialer?.partition ?? '',
+          Datacenter: req.dialer?.datacenter ?? '',
+        },
       });
       callback(null, { streamSecret });
     } catch (err) {
       const e = IsthmusError.from(err);
       // IDs and the caller's address only: never the secret.
-      this.opts.logger.warn({ peeringId: req.peerId.slice(0, 64), from: call.getPeer(), code: e.code, reason: e.message }, 'peering secret exchange refused');
+      this.opts.logger.warn(
+        {
+          peeringId: req.peerId.slice(0, 64),
+          from: call.getPeer(),
+          code: e.code,
+          reason: e.message,
+        },
+        'peering secret exchange refused',
+      );
       callback({ code: grpcStatusOf(e), details: e.message });
     }
   }
 }
 
 function validateExchange(req: ExchangeSecretRequest): void {
-  const missing = (field: string) => new IsthmusError('invalid_argument', `${field}: missing`, field);
+  const missing = (field: string) =>
+    new IsthmusError('invalid_argument', `${field}: missing`, field);
   if (!req.peerId) throw missing('peer_id');
   if (!req.establishmentSecret) throw missing('establishment_secret');
   if (!req.dialerTrustDomain) throw missing('dialer_trust_domain');
   if (req.dialerRootPems.length === 0) throw missing('dialer_root_pems');
-  if (req.dialerRootPems.length > maxDialerRoots) throw new IsthmusError('invalid_argument', `dialer_root_pems: more than ${maxDialerRoots} roots`, 'dialer_root_pems');
+  if (req.dialerRootPems.length > maxDialerRoots)
+    throw new IsthmusError(
+      'invalid_argument',
+      `dialer_root_pems: more than ${maxDialerRoots} roots`,
+      'dialer_root_pems',
+    );
   req.dialerRootPems.forEach((pem, i) => {
     try {
       if (!new X509Certificate(pem).ca) throw new Error('not a CA');
     } catch {
-      throw new IsthmusError('invalid_argument', `dialer_root_pems[${i}]: not a PEM CA certificate`, `dialer_root_pems[${i}]`);
+      throw new IsthmusError(
+        'invalid_argument',
+        `dialer_root_pems[${i}]: not a PEM CA certificate`,
+        `dialer_root_pems[${i}]`,
+      );
     }
   });
 }
@@ -167,16 +216,20 @@ function validateExchange(req: ExchangeSecretRequest): void {
 class PeeringCertificates implements grpc.experimental.CertificateProvider {
   private identity: grpc.experimental.IdentityCertificateUpdate | undefined;
   private trusted: grpc.experimental.CaCertificateUpdate | undefined;
-  private readonly identityListeners = new Set<grpc.experimental.IdentityCertificateUpdateListener>();
+  private readonly identityListeners =
+    new Set<grpc.experimental.IdentityCertificateUpdateListener>();
   private readonly caListeners = new Set<grpc.experimental.CaCertificateUpdateListener>();
 
   setIdentity(leaf: Leaf): void {
-    this.identity = { certificate: Buffer.from(leaf.certPem), privateKey: Buffer.from(leaf.keyPem) };
+    this.identity = {
+      certificate: Buffer.from(leaf.certPem),
+      privateKey: Buffer.from(leaf.keyPem),
+    };
     for (const l of this.identityListeners) l(this.identity);
   }
 
   setTrusted(pems: readonly string[]): void {
-    const caCertificate = Buffer.from(pems.join('\n') + '\n');
+    const caCertificate = Buffer.from(`${pems.join('\n')}\n`);
     if (this.trusted?.caCertificate.equals(caCertificate)) return;
     this.trusted = { caCertificate };
     for (const l of this.caListeners) l(this.trusted);
@@ -191,12 +244,16 @@ class PeeringCertificates implements grpc.experimental.CertificateProvider {
     this.caListeners.delete(listener);
   }
 
-  addIdentityCertificateListener(listener: grpc.experimental.IdentityCertificateUpdateListener): void {
+  addIdentityCertificateListener(
+    listener: grpc.experimental.IdentityCertificateUpdateListener,
+  ): void {
     this.identityListeners.add(listener);
     if (this.identity) process.nextTick(listener, this.identity);
   }
 
-  removeIdentityCertificateListener(listener: grpc.experimental.IdentityCertificateUpdateListener): void {
+  removeIdentityCertificateListener(
+    listener: grpc.experimental.IdentityCertificateUpdateListener,
+  ): void {
     this.identityListeners.delete(listener);
   }
 }

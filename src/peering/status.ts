@@ -24,14 +24,24 @@ export function statusObserver(opts: StatusObserverOptions): StreamObserver {
   const { peerings, peeringName: name, logger } = opts;
   let chain: Promise<unknown> = Promise.resolve();
   const write = (what: string, fn: () => Promise<unknown>) => {
-    chain = chain.then(fn).catch((err: unknown) => logger.debug({ peering: name, what, error: (err as Error).message }, 'peering status not recorded'));
+    chain = chain
+      .then(fn)
+      .catch((err: unknown) =>
+        logger.debug(
+          { peering: name, what, error: (err as Error).message },
+          'peering status not recorded',
+        ),
+      );
   };
-  const setState = (state: PeeringState, error?: string) => write('state', () => peerings.setState(name, state, error));
+  const setState = (state: PeeringState, error?: string) =>
+    write('state', () => peerings.setState(name, state, error));
   const lastWrite = { LastReceive: 0, LastSend: 0 };
   const activity = (field: 'LastReceive' | 'LastSend', at: Date) => {
     if (at.getTime() - lastWrite[field] < activityWriteMs) return;
     lastWrite[field] = at.getTime();
-    write(field, () => peerings.setStreamStatus(name, { [field]: at.toISOString() } as Partial<StreamStatus>));
+    write(field, () =>
+      peerings.setStreamStatus(name, { [field]: at.toISOString() } as Partial<StreamStatus>),
+    );
   };
   return {
     onActive: () => {
@@ -41,7 +51,13 @@ export function statusObserver(opts: StatusObserverOptions): StreamObserver {
       setState('ACTIVE');
     },
     onFailing: (error) => setState('FAILING', error),
-    onHeartbeat: (at) => write('heartbeat', () => peerings.setStreamStatus(name, { LastHeartbeat: at.toISOString(), LastReceive: at.toISOString() })),
+    onHeartbeat: (at) =>
+      write('heartbeat', () =>
+        peerings.setStreamStatus(name, {
+          LastHeartbeat: at.toISOString(),
+          LastReceive: at.toISOString(),
+        }),
+      ),
     onReceive: (at) => activity('LastReceive', at),
     onSend: (at) => activity('LastSend', at),
     onNack: (message) => write('nack', () => peerings.setStreamStatus(name, { LastNack: message })),

@@ -12,13 +12,22 @@ export function peerThroughMeshGateways(catalog: CatalogReader): boolean {
 }
 
 /** `host:port` of this datacenter's passing/warning mesh gateways on one side; empty unless peering through them. */
-export function meshGatewayPeeringAddresses(catalog: CatalogReader, datacenter: string, side: 'lan' | 'wan'): string[] {
+export function meshGatewayPeeringAddresses(
+  catalog: CatalogReader,
+  datacenter: string,
+  side: 'lan' | 'wan',
+): string[] {
   if (!peerThroughMeshGateways(catalog)) return [];
   const local = catalog.instancesOfKind('mesh-gateway').filter((g) => g.datacenter === datacenter);
-  return gatewayEndpoints(local, side).map((e) => formatHostPort({ host: e.address, port: e.port }));
+  return gatewayEndpoints(local, side).map((e) =>
+    formatHostPort({ host: e.address, port: e.port }),
+  );
 }
 
 /** The addresses to dial a peer at: our own gateways first (when peering through them), then the peer's. */
-export function withLocalGatewaysFirst(local: readonly string[], peer: readonly string[]): string[] {
+export function withLocalGatewaysFirst(
+  local: readonly string[],
+  peer: readonly string[],
+): string[] {
   return [...new Set([...local, ...peer])];
 }

@@ -24,11 +24,15 @@ export interface PeeringToken {
   readonly Remote: { readonly Partition: string; readonly Datacenter: string };
 }
 
-export type ParsedToken = { readonly ok: true; readonly token: PeeringToken } | { readonly ok: false; readonly error: string };
+export type ParsedToken =
+  | { readonly ok: true; readonly token: PeeringToken }
+  | { readonly ok: false; readonly error: string };
 
 /** The addresses a dialer tries, in order: the operator's, else the acceptor's own. */
 export function dialAddressesOf(token: PeeringToken): readonly string[] {
-  return token.ManualServerAddresses.length > 0 ? token.ManualServerAddresses : token.ServerAddresses;
+  return token.ManualServerAddresses.length > 0
+    ? token.ManualServerAddresses
+    : token.ServerAddresses;
 }
 
 export function encodeToken(token: PeeringToken): string {
@@ -47,21 +51,26 @@ export function encodeToken(token: PeeringToken): string {
 const base64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
 const maxTokenChars = 256 * 1024;
 
-const fail = (error: string): ParsedToken => ({ ok: false, error: `invalid peering token: ${error}` });
+const fail = (error: string): ParsedToken => ({
+  ok: false,
+  error: `invalid peering token: ${error}`,
+});
 
 /**
  * Untrusted input (pasted by an operator) → a token, or every problem found, in one line. Never
  * throws. The CA certificates must parse as X.509; addresses must be `host:port` with a port ≥ 1.
  */
 export function parseToken(text: unknown): ParsedToken {
-  if (typeof text !== 'string' || text.trim() === '') return fail('empty (expected the base64 text printed by `isthmus peering generate-token`)');
+  if (typeof text !== 'string' || text.trim() === '')
+    return fail('empty (expected the base64 text printed by `isthmus peering generate-token`)');
   if (text.length > maxTokenChars) return fail(`longer than ${maxTokenChars} characters`);
   const compact = text.replace(/\s+/g, '');
   if (!base64.test(compact)) return fail('not base64 (standard alphabet with padding)');
   const decoded = decodeJson(Buffer.from(compact, 'base64'));
   if (!decoded.ok) return decoded;
   const obj = decoded.value;
-  if (typeof obj !== 'object' || obj === null || Array.isArray(obj)) return fail('the decoded JSON is not an object');
+  if (typeof obj !== 'object' || obj === null || Array.isArray(obj))
+    return fail('the decoded JSON is not an object');
   const problems = validateToken(obj as Record<string, unknown>);
   if (problems.length > 0) return fail(problems.join('; '));
   return { ok: true, token: tokenOf(obj as Record<string, unknown>) };
@@ -72,29 +81,44 @@ function decodeJson(bytes: Buffer): { ok: true; value: unknown } | { ok: false; 
   try {
     text = new TextDecoder('utf-8', { fatal: true }).decode(bytes);
   } catch {
-    return { ok: false, error: 'invalid peering token: not JSON (the decoded bytes are not UTF-8 text)' };
+    return {
+      ok: false,
+      error: 'invalid peering token: not JSON (the decoded bytes are not UTF-8 text)',
+    };
   }
   try {
     return { ok: true, value: JSON.parse(text) as unknown };
   } catch {
-    return { ok: false, error: 'invalid peering token: not JSON (the base64 decodes to something else)' };
+    return {
+      ok: false,
+      error: 'invalid peering token: not JSON (the base64 decodes to something else)',
+    };
   }
 }
 
 function validateToken(obj: Record<string, unknown>): string[] {
   const problems: string[] = [];
-  problems.push(...caProblems(obj['CA']));
+  problems.push(...caProblems(obj.CA));
   const server = addressProblems(obj, 'ServerAddresses');
   const manual = addressProblems(obj, 'ManualServerAddresses');
   problems.push(...server, ...manual);
-  if (server.length === 0 && manual.length === 0 && strings(obj['ServerAddresses']).length === 0 && strings(obj['ManualServerAddresses']).length === 0) {
+  if (
+    server.length === 0 &&
+    manual.length === 0 &&
+    strings(obj.ServerAddresses).length === 0 &&
+    strings(obj.ManualServerAddresses).length === 0
+  ) {
     problems.push('ServerAddresses: missing (at least one host:port of the acceptor)');
   }
-  const serverName = obj['ServerName'];
+  const serverName = obj.ServerName;
   if (serverName === undefined || serverName === '') problems.push('ServerName: missing');
-  else if (typeof serverName !== 'string' || !dnsHostname.test(serverName)) problems.push(`ServerName: ${show(serverName)} is not a DNS name`);
-  problems.push(...requiredString(obj, 'PeerID', 128), ...requiredString(obj, 'EstablishmentSecret', 512));
-  problems.push(...remoteProblems(obj['Remote']));
+  else if (typeof serverName !== 'string' || !dnsHostname.test(serverName))
+    problems.push(`ServerName: ${show(serverName)} is not a DNS name`);
+  problems.push(
+    ...requiredString(obj, 'PeerID', 128),
+    ...requiredString(obj, 'EstablishmentSecret', 512),
+  );
+  problems.push(...remoteProblems(obj.Remote));
   return problems;
 }
 
@@ -118,14 +142,18 @@ function caProblems(ca: unknown): string[] {
   return problems;
 }
 
-function addressProblems(obj: Record<string, unknown>, field: 'ServerAddresses' | 'ManualServerAddresses'): string[] {
+function addressProblems(
+  obj: Record<string, unknown>,
+  field: 'ServerAddresses' | 'ManualServerAddresses',
+): string[] {
   const value = obj[field];
   if (value === undefined || value === null) return [];
   if (!Array.isArray(value)) return [`${field}: must be a JSON array of host:port strings`];
   const problems: string[] = [];
   value.forEach((addr: unknown, i) => {
     const hp = typeof addr === 'string' ? parseHostPort(addr) : undefined;
-    if (!hp || hp.port === 0) problems.push(`${field}[${i}]: ${show(addr)} is not host:port (port 1-65535)`);
+    if (!hp || hp.port === 0)
+      problems.push(`${field}[${i}]: ${show(addr)} is not host:port (port 1-65535)`);
   });
   return problems;
 }
@@ -140,23 +168,30 @@ function requiredString(obj: Record<string, unknown>, field: string, maxLength: 
 
 function remoteProblems(remote: unknown): string[] {
   if (remote === undefined || remote === null) return [];
-  if (typeof remote !== 'object' || Array.isArray(remote)) return ['Remote: must be an object {Partition, Datacenter}'];
+  if (typeof remote !== 'object' || Array.isArray(remote))
+    return ['Remote: must be an object {Partition, Datacenter}'];
   const r = remote as Record<string, unknown>;
-  return ['Partition', 'Datacenter'].filter((k) => r[k] !== undefined && typeof r[k] !== 'string').map((k) => `Remote.${k}: must be a string`);
+  return ['Partition', 'Datacenter']
+    .filter((k) => r[k] !== undefined && typeof r[k] !== 'string')
+    .map((k) => `Remote.${k}: must be a string`);
 }
 
-const strings = (value: unknown): string[] => (Array.isArray(value) ? value.filter((v): v is string => typeof v === 'string') : []);
+const strings = (value: unknown): string[] =>
+  Array.isArray(value) ? value.filter((v): v is string => typeof v === 'string') : [];
 
 function tokenOf(obj: Record<string, unknown>): PeeringToken {
-  const remote = (obj['Remote'] ?? {}) as Record<string, unknown>;
+  const remote = (obj.Remote ?? {}) as Record<string, unknown>;
   return {
-    CA: strings(obj['CA']),
-    ServerAddresses: strings(obj['ServerAddresses']),
-    ManualServerAddresses: strings(obj['ManualServerAddresses']),
-    ServerName: obj['ServerName'] as string,
-    PeerID: obj['PeerID'] as string,
-    EstablishmentSecret: obj['EstablishmentSecret'] as string,
-    Remote: { Partition: (remote['Partition'] as string | undefined) || 'default', Datacenter: (remote['Datacenter'] as string | undefined) ?? '' },
+    CA: strings(obj.CA),
+    ServerAddresses: strings(obj.ServerAddresses),
+    ManualServerAddresses: strings(obj.ManualServerAddresses),
+    ServerName: obj.ServerName as string,
+    PeerID: obj.PeerID as string,
+    EstablishmentSecret: obj.EstablishmentSecret as string,
+    Remote: {
+      Partition: (remote.Partition as string | undefined) || 'default',
+      Datacenter: (remote.Datacenter as string | undefined) ?? '',
+    },
   };
 }
 

@@ -10,10 +10,20 @@
  * DELETING: deleted here, the peer is being told. TERMINATED: the peer deleted it (re-establish
  * with a new token).
  */
-export type PeeringState = 'PENDING' | 'ESTABLISHING' | 'ACTIVE' | 'FAILING' | 'DELETING' | 'TERMINATED';
+export type PeeringState =
+  | 'PENDING'
+  | 'ESTABLISHING'
+  | 'ACTIVE'
+  | 'FAILING'
+  | 'DELETING'
+  | 'TERMINATED';
 
 /** States in which the token was used: the dialer keeps a stream, the acceptor expects one. */
-export const establishedStates: ReadonlySet<PeeringState> = new Set<PeeringState>(['ESTABLISHING', 'ACTIVE', 'FAILING']);
+export const establishedStates: ReadonlySet<PeeringState> = new Set<PeeringState>([
+  'ESTABLISHING',
+  'ACTIVE',
+  'FAILING',
+]);
 
 export interface RemoteInfo {
   readonly Partition: string;
@@ -66,7 +76,11 @@ export interface Peering {
 }
 
 export type PeeringEvent =
-  | { readonly kind: 'peering-upserted'; readonly peering: Peering; readonly previous?: Peering | undefined }
+  | {
+      readonly kind: 'peering-upserted';
+      readonly peering: Peering;
+      readonly previous?: Peering | undefined;
+    }
   | { readonly kind: 'peering-removed'; readonly peering: Peering };
 
 export const emptyStreamStatus: StreamStatus = { ImportedServices: [], ExportedServices: [] };

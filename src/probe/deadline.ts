@@ -20,6 +20,9 @@ export async function withDeadline<T>(promise: Promise<T>, opts: DeadlineOptions
 }
 
 export function timeoutError(opts: DeadlineOptions, lastError: unknown): Error {
-  const cause = lastError === undefined ? '' : ` (last error: ${lastError instanceof Error ? lastError.message : String(lastError)})`;
+  const cause =
+    lastError === undefined
+      ? ''
+      : ` (last error: ${lastError instanceof Error ? lastError.message : String(lastError)})`;
   return new Error(`timed out after ${opts.timeoutMs} ms waiting for ${opts.what}${cause}`);
 }

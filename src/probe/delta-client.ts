@@ -6,7 +6,10 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import { AggregatedDiscoveryServiceClient } from '../gen/envoy/service/discovery/v3/ads.js';
-import { DeltaDiscoveryRequest, type DeltaDiscoveryResponse } from '../gen/envoy/service/discovery/v3/discovery.js';
+import {
+  DeltaDiscoveryRequest,
+  type DeltaDiscoveryResponse,
+} from '../gen/envoy/service/discovery/v3/discovery.js';
 import { Status } from '../gen/google/rpc/status.js';
 import { unpackAny } from '../xds/any.js';
 import '../xds/registry.js';
@@ -39,7 +42,7 @@ export interface ClientOptions {
   readonly userAgentName?: string;
 }
 
-export const nameOf = (m: Record<string, unknown>) => String(m['name'] ?? m['clusterName'] ?? '');
+export const nameOf = (m: Record<string, unknown>) => String(m.name ?? m.clusterName ?? '');
 
 /** `next()` found nothing within its deadline (the stream may still be healthy). */
 export class NoResponseError extends Error {}
@@ -76,12 +79,19 @@ export abstract class XdsStreamClient<Req, Res> {
   protected abstract decode(res: Res): Received<Res>;
 
   protected node(withNode: boolean) {
-    return withNode ? { id: this.nodeId, cluster: this.options.cluster ?? 'isthmus-probe', userAgentName: this.options.userAgentName ?? 'isthmus-probe' } : undefined;
+    return withNode
+      ? {
+          id: this.nodeId,
+          cluster: this.options.cluster ?? 'isthmus-probe',
+          userAgentName: this.options.userAgentName ?? 'isthmus-probe',
+        }
+      : undefined;
   }
 
   protected decodeAny(any: EncodedAny): Record<string, unknown> {
     const violations = this.options.validate?.(any) ?? [];
-    if (violations.length > 0) throw new Error(`resource violates Envoy validate.rules:\n${violations.join('\n')}`);
+    if (violations.length > 0)
+      throw new Error(`resource violates Envoy validate.rules:\n${violations.join('\n')}`);
     const message = unpackAny(any as never);
     if (!message) throw new Error(`unknown resource type ${any.typeUrl}`);
     return message as Record<string, unknown>;
@@ -102,7 +112,9 @@ export abstract class XdsStreamClient<Req, Res> {
       (await new Promise<Received<Res> | Error>((resolve) => {
         const timer = setTimeout(() => {
           this.waiter = undefined;
-          resolve(new NoResponseError(`xds client ${this.nodeId}: no response within ${timeoutMs} ms`));
+          resolve(
+            new NoResponseError(`xds client ${this.nodeId}: no response within ${timeoutMs} ms`),
+          );
         }, timeoutMs);
         this.waiter = (r) => {
           clearTimeout(timer);
@@ -152,24 +164,36 @@ export class DeltaClient extends XdsStreamClient<DeltaDiscoveryRequest, DeltaDis
     const resources = raw.resources.map((r) => {
       if (!r.resource) throw new Error(`delta resource ${r.name} has no body`);
       const message = this.decodeAny(r.resource);
-      if (nameOf(message) !== r.name) throw new Error(`delta resource name ${r.name} != ${nameOf(message)}`);
+      if (nameOf(message) !== r.name)
+        throw new Error(`delta resource name ${r.name} != ${nameOf(message)}`);
       return { name: r.name, version: r.version, message };
     });
-    return { raw, typeUrl: raw.typeUrl, nonce: raw.nonce, versionInfo: raw.systemVersionInfo, resources, removed: raw.removedResources };
+    return {
+      raw,
+      typeUrl: raw.typeUrl,
+      nonce: raw.nonce,
+      versionInfo: raw.systemVersionInfo,
+      resources,
+      removed: raw.removedResources,
+    };
   }
 
   send(typeUrl: string, opts: DeltaSendOptions = {}): void {
     const withNode = opts.withNode ?? this.first;
     this.first = false;
-    this.stream.write(DeltaDiscoveryRequest.fromPartial({
-      node: this.node(withNode),
-      typeUrl,
-      resourceNamesSubscribe: [...(opts.subscribe ?? [])],
-      resourceNamesUnsubscribe: [...(opts.unsubscribe ?? [])],
-      initialResourceVersions: opts.initial ?? {},
-      responseNonce: opts.nonce ?? '',
-      errorDetail: opts.errorDetail ? Status.fromPartial({ code: 3, message: opts.errorDetail }) : undefined,
-    }));
+    this.stream.write(
+      DeltaDiscoveryRequest.fromPartial({
+        node: this.node(withNode),
+        typeUrl,
+        resourceNamesSubscribe: [...(opts.subscribe ?? [])],
+        resourceNamesUnsubscribe: [...(opts.unsubscribe ?? [])],
+        initialResourceVersions: opts.initial ?? {},
+        responseNonce: opts.nonce ?? '',
+        errorDetail: opts.errorDetail
+          ? Status.fromPartial({ code: 3, message: opts.errorDetail })
+          : undefined,
+      }),
+    );
   }
 
   ack(r: Received<DeltaDiscoveryResponse>): void {
@@ -187,6 +211,11 @@ export function adsClient(address: string): AggregatedDiscoveryServiceClient {
   return new AggregatedDiscoveryServiceClient(address, grpc.credentials.createInsecure());
 }
 
-export function connectDelta(client: AggregatedDiscoveryServiceClient, nodeId: string, metadata = new grpc.Metadata(), options: ClientOptions = {}): DeltaClient {
+export function connectDelta(
+  client: AggregatedDiscoveryServiceClient,
+  nodeId: string,
+  metadata = new grpc.Metadata(),
+  options: ClientOptions = {},
+): DeltaClient {
   return new DeltaClient(client.deltaAggregatedResources(metadata), nodeId, options);
 }

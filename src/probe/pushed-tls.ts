@@ -18,7 +18,11 @@ import {
   TlsParameters_TlsProtocol,
 } from '../gen/envoy/extensions/transport_sockets/tls/v3/common.js';
 import type { Secret } from '../gen/envoy/extensions/transport_sockets/tls/v3/secret.js';
-import type { CommonTlsContext, DownstreamTlsContext, UpstreamTlsContext } from '../gen/envoy/extensions/transport_sockets/tls/v3/tls.js';
+import type {
+  CommonTlsContext,
+  DownstreamTlsContext,
+  UpstreamTlsContext,
+} from '../gen/envoy/extensions/transport_sockets/tls/v3/tls.js';
 import { unpackAny } from '../xds/any.js';
 import { TypeUrl } from '../xds/types.js';
 import type { HeldConfig } from './xds-probe.js';
@@ -62,9 +66,14 @@ const nodeVersion: Record<number, TlsVersion | undefined> = {
   [TlsParameters_TlsProtocol.TLSv1_3]: 'TLSv1.3',
 };
 
-function versions(params: TlsParameters | undefined, side: 'client' | 'server'): { minVersion: TlsVersion; maxVersion: TlsVersion } {
+function versions(
+  params: TlsParameters | undefined,
+  side: 'client' | 'server',
+): { minVersion: TlsVersion; maxVersion: TlsVersion } {
   const pick = (v: TlsParameters_TlsProtocol | undefined, auto: TlsVersion): TlsVersion =>
-    v === undefined || v === TlsParameters_TlsProtocol.TLS_AUTO ? auto : (nodeVersion[v] ?? fail(`unsupported TLS protocol version ${v}`));
+    v === undefined || v === TlsParameters_TlsProtocol.TLS_AUTO
+      ? auto
+      : (nodeVersion[v] ?? fail(`unsupported TLS protocol version ${v}`));
   return {
     minVersion: pick(params?.tlsMinimumProtocolVersion, 'TLSv1.2'),
     maxVersion: pick(params?.tlsMaximumProtocolVersion, side === 'client' ? 'TLSv1.2' : 'TLSv1.3'),
@@ -76,13 +85,16 @@ function fail(message: string): never {
 }
 
 function held<T>(envoy: HeldConfig, typeUrl: string, name: string, what: string): T {
-  return (envoy.get(typeUrl, name) as T | undefined) ?? fail(`${envoy.nodeId} holds no ${what} ${name}`);
+  return (
+    (envoy.get(typeUrl, name) as T | undefined) ?? fail(`${envoy.nodeId} holds no ${what} ${name}`)
+  );
 }
 
 function tlsContextOf<T>(socket: TransportSocket | undefined, expected: string, where: string): T {
   if (socket?.configType?.$case !== 'typedConfig') fail(`${where} has no TLS transport socket`);
   const any = socket.configType.value;
-  if (!any.typeUrl.endsWith(`/${expected}`)) fail(`${where}: transport socket is ${any.typeUrl}, not ${expected}`);
+  if (!any.typeUrl.endsWith(`/${expected}`))
+    fail(`${where}: transport socket is ${any.typeUrl}, not ${expected}`);
   return unpackAny(any) as T;
 }
 
@@ -99,24 +111,37 @@ export function inlineText(source: DataSource | undefined): string | undefined {
 }
 
 function text(source: DataSource | undefined, where: string): string {
-  return inlineText(source) ?? fail(`${where}: expected inline PEM data, got ${source?.specifier?.$case ?? 'nothing'}`);
+  return (
+    inlineText(source) ??
+    fail(`${where}: expected inline PEM data, got ${source?.specifier?.$case ?? 'nothing'}`)
+  );
 }
 
 /** The leaf certificate and key of the context's one SDS certificate secret. */
-function leafOf(envoy: HeldConfig, common: CommonTlsContext, where: string): { cert: string; key: string } {
+function leafOf(
+  envoy: HeldConfig,
+  common: CommonTlsContext,
+  where: string,
+): { cert: string; key: string } {
   if (common.tlsCertificates.length > 0) fail(`${where}: inline tls_certificates instead of SDS`);
-  if (common.tlsCertificateSdsSecretConfigs.length !== 1) fail(`${where}: ${common.tlsCertificateSdsSecretConfigs.length} SDS certificates, expected 1`);
+  if (common.tlsCertificateSdsSecretConfigs.length !== 1)
+    fail(`${where}: ${common.tlsCertificateSdsSecretConfigs.length} SDS certificates, expected 1`);
   const name = common.tlsCertificateSdsSecretConfigs[0]!.name;
   const secret = held<Secret>(envoy, TypeUrl.secret, name, 'secret');
-  if (secret.type?.$case !== 'tlsCertificate') fail(`secret ${name} is ${secret.type?.$case ?? 'empty'}, not a tls_certificate`);
+  if (secret.type?.$case !== 'tlsCertificate')
+    fail(`secret ${name} is ${secret.type?.$case ?? 'empty'}, not a tls_certificate`);
   const c = secret.type.value;
-  return { cert: text(c.certificateChain, `secret ${name} certificate_chain`), key: text(c.privateKey, `secret ${name} private_key`) };
+  return {
+    cert: text(c.certificateChain, `secret ${name} certificate_chain`),
+    key: text(c.privateKey, `secret ${name} private_key`),
+  };
 }
 
 /** The trusted CA bundle of a validation-context SDS secret. */
 function rootsOf(envoy: HeldConfig, name: string): string {
   const secret = held<Secret>(envoy, TypeUrl.secret, name, 'secret');
-  if (secret.type?.$case !== 'validationContext') fail(`secret ${name} is ${secret.type?.$case ?? 'empty'}, not a validation_context`);
+  if (secret.type?.$case !== 'validationContext')
+    fail(`secret ${name} is ${secret.type?.$case ?? 'empty'}, not a validation_context`);
   const pem = text(secret.type.value.trustedCa, `secret ${name} trusted_ca`);
   if (splitPems(pem).length === 0) fail(`secret ${name}: trusted_ca holds no certificate`);
   return pem;
@@ -129,17 +154,28 @@ function rootsOf(envoy: HeldConfig, name: string): string {
 export function clientFromUpstream(envoy: HeldConfig, clusterName: string): ClientTls {
   const where = `cluster ${clusterName}`;
   const cluster = held<Cluster>(envoy, TypeUrl.cluster, clusterName, 'cluster');
-  const ctx = tlsContextOf<UpstreamTlsContext>(cluster.transportSocket, 'envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext', where);
+  const ctx = tlsContextOf<UpstreamTlsContext>(
+    cluster.transportSocket,
+    'envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext',
+    where,
+  );
   const common = ctx.commonTlsContext ?? fail(`${where}: no common_tls_context`);
   const validation = common.validationContextType;
-  if (validation?.$case !== 'combinedValidationContext') fail(`${where}: validation is ${validation?.$case ?? 'missing'}, expected combined_validation_context`);
-  const { defaultValidationContext: defaults, validationContextSdsSecretConfig: sds } = validation.value;
+  if (validation?.$case !== 'combinedValidationContext')
+    fail(
+      `${where}: validation is ${validation?.$case ?? 'missing'}, expected combined_validation_context`,
+    );
+  const { defaultValidationContext: defaults, validationContextSdsSecretConfig: sds } =
+    validation.value;
   const sanMatchers = (defaults?.matchTypedSubjectAltNames ?? []).map((m, i) => {
-    if (m.sanType !== SubjectAltNameMatcher_SanType.URI) fail(`${where}: SAN matcher ${i} is not of type URI`);
-    if (m.matcher?.matchPattern?.$case !== 'exact' || m.matcher.ignoreCase) fail(`${where}: SAN matcher ${i} is not a case-sensitive exact match`);
+    if (m.sanType !== SubjectAltNameMatcher_SanType.URI)
+      fail(`${where}: SAN matcher ${i} is not of type URI`);
+    if (m.matcher?.matchPattern?.$case !== 'exact' || m.matcher.ignoreCase)
+      fail(`${where}: SAN matcher ${i} is not a case-sensitive exact match`);
     return m.matcher.matchPattern.value;
   });
-  if (sanMatchers.length === 0) fail(`${where}: no SAN matcher, so any certificate of the trusted roots would be accepted`);
+  if (sanMatchers.length === 0)
+    fail(`${where}: no SAN matcher, so any certificate of the trusted roots would be accepted`);
   return {
     ...leafOf(envoy, common, where),
     ca: rootsOf(envoy, sds?.name ?? fail(`${where}: no validation context SDS secret`)),
@@ -156,28 +192,50 @@ export function clientFromUpstream(envoy: HeldConfig, clusterName: string): Clie
 export function serverFromPublicListener(envoy: HeldConfig, listenerName: string): ServerTls {
   const listener = held<Listener>(envoy, TypeUrl.listener, listenerName, 'listener');
   const chains = listener.filterChains.filter((c) => c.transportSocket);
-  if (chains.length !== 1) fail(`listener ${listenerName}: ${chains.length} filter chains with a transport socket, expected 1`);
+  if (chains.length !== 1)
+    fail(
+      `listener ${listenerName}: ${chains.length} filter chains with a transport socket, expected 1`,
+    );
   const where = `listener ${listenerName}`;
-  const ctx = tlsContextOf<DownstreamTlsContext>(chains[0]!.transportSocket, 'envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext', where);
+  const ctx = tlsContextOf<DownstreamTlsContext>(
+    chains[0]!.transportSocket,
+    'envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext',
+    where,
+  );
   if (ctx.requireClientCertificate !== true) fail(`${where}: client certificates are not required`);
   const common = ctx.commonTlsContext ?? fail(`${where}: no common_tls_context`);
   const validation = common.validationContextType;
   let rootsSecret: string;
   if (validation?.$case === 'validationContext' && validation.value.customValidatorConfig) {
-    return spiffeServer(envoy, common, spiffeTrustDomains(validation.value.customValidatorConfig, where), where);
+    return spiffeServer(
+      envoy,
+      common,
+      spiffeTrustDomains(validation.value.customValidatorConfig, where),
+      where,
+    );
   }
   if (validation?.$case === 'validationContextSdsSecretConfig') {
     // The SPIFFE validator may come in the SDS secret (the public listener of an exported service).
     const name = validation.value.name;
     const secret = held<Secret>(envoy, TypeUrl.secret, name, 'secret');
-    const custom = secret.type?.$case === 'validationContext' ? secret.type.value.customValidatorConfig : undefined;
-    if (custom) return spiffeServer(envoy, common, spiffeTrustDomains(custom, `secret ${name}`), where);
+    const custom =
+      secret.type?.$case === 'validationContext'
+        ? secret.type.value.customValidatorConfig
+        : undefined;
+    if (custom)
+      return spiffeServer(envoy, common, spiffeTrustDomains(custom, `secret ${name}`), where);
     rootsSecret = name;
-  }
-  else if (validation?.$case === 'combinedValidationContext' && validation.value.validationContextSdsSecretConfig) {
-    if ((validation.value.defaultValidationContext?.matchTypedSubjectAltNames.length ?? 0) > 0) fail(`${where}: SAN matchers on the server side are not modelled`);
+  } else if (
+    validation?.$case === 'combinedValidationContext' &&
+    validation.value.validationContextSdsSecretConfig
+  ) {
+    if ((validation.value.defaultValidationContext?.matchTypedSubjectAltNames.length ?? 0) > 0)
+      fail(`${where}: SAN matchers on the server side are not modelled`);
     rootsSecret = validation.value.validationContextSdsSecretConfig.name;
-  } else fail(`${where}: validation is ${validation?.$case ?? 'missing'}, expected an SDS validation context`);
+  } else
+    fail(
+      `${where}: validation is ${validation?.$case ?? 'missing'}, expected an SDS validation context`,
+    );
   return {
     ...leafOf(envoy, common, where),
     ca: rootsOf(envoy, rootsSecret),
@@ -187,7 +245,12 @@ export function serverFromPublicListener(envoy: HeldConfig, listenerName: string
   };
 }
 
-function spiffeServer(envoy: HeldConfig, common: CommonTlsContext, trustDomains: { name: string; pems: string }[], where: string): ServerTls {
+function spiffeServer(
+  envoy: HeldConfig,
+  common: CommonTlsContext,
+  trustDomains: { name: string; pems: string }[],
+  where: string,
+): ServerTls {
   return {
     ...leafOf(envoy, common, where),
     ca: trustDomains.map((t) => t.pems).join(''),
@@ -199,8 +262,12 @@ function spiffeServer(envoy: HeldConfig, common: CommonTlsContext, trustDomains:
 }
 
 /** The trust domains and inline bundles of a SPIFFE validator config. */
-function spiffeTrustDomains(config: TypedExtensionConfig, where: string): { name: string; pems: string }[] {
-  if (config.name !== 'envoy.tls.cert_validator.spiffe') fail(`${where}: custom validator ${config.name} is not modelled`);
+function spiffeTrustDomains(
+  config: TypedExtensionConfig,
+  where: string,
+): { name: string; pems: string }[] {
+  if (config.name !== 'envoy.tls.cert_validator.spiffe')
+    fail(`${where}: custom validator ${config.name} is not modelled`);
   const any = config.typedConfig ?? fail(`${where}: SPIFFE validator without typed_config`);
   const spiffe = unpackAny(any) as SPIFFECertValidatorConfig;
   if (spiffe.trustDomains.length === 0) fail(`${where}: SPIFFE validator with no trust domain`);
@@ -219,7 +286,9 @@ export function splitPems(bundle: string): string[] {
 /** The URI SANs of a certificate, read from its SAN extension (not from Node's display string). */
 export function uriSans(cert: X509Certificate | Buffer | string | undefined): string[] {
   if (cert === undefined) return [];
-  const parsed = new x509.X509Certificate(typeof cert === 'string' || Buffer.isBuffer(cert) ? cert : cert.raw);
+  const parsed = new x509.X509Certificate(
+    typeof cert === 'string' || Buffer.isBuffer(cert) ? cert : cert.raw,
+  );
   const san = parsed.getExtension(x509.SubjectAlternativeNameExtension);
   return (san?.names.items ?? []).filter((n) => n.type === 'url').map((n) => n.value);
 }

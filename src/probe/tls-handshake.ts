@@ -18,24 +18,34 @@ export type HandshakeResult =
       readonly clientSawServerUris: readonly string[];
       readonly protocol: string | null;
     }
-  | { readonly ok: false; readonly error: string; readonly clientError?: string; readonly serverError?: string };
-
+  | {
+      readonly ok: false;
+      readonly error: string;
+      readonly clientError?: string;
+      readonly serverError?: string;
+    };
 
 /**
  * The SPIFFE validator's check after chain verification against the union: the certificate's
  * trust domain is configured and a root of that trust domain's bundle issued it.
  */
-function spiffeCheck(trustDomains: readonly { name: string; pems: string }[], cert: X509Certificate): string | undefined {
+function spiffeCheck(
+  trustDomains: readonly { name: string; pems: string }[],
+  cert: X509Certificate,
+): string | undefined {
   const uris = uriSans(cert).filter((u) => u.startsWith('spiffe://'));
   if (uris.length !== 1) return `client certificate has ${uris.length} SPIFFE URI SANs, expected 1`;
   const td = new URL(uris[0]!).host;
   const entry = trustDomains.find((t) => t.name === td);
-  if (!entry) return `trust domain ${td} is not one of ${JSON.stringify(trustDomains.map((t) => t.name))}`;
+  if (!entry)
+    return `trust domain ${td} is not one of ${JSON.stringify(trustDomains.map((t) => t.name))}`;
   const issued = splitPems(entry.pems).some((pem) => {
     const root = new NodeX509Certificate(pem);
     return cert.checkIssued(root) && cert.verify(root.publicKey);
   });
-  return issued ? undefined : `client certificate of ${td} was not issued by that trust domain's bundle`;
+  return issued
+    ? undefined
+    : `client certificate of ${td} was not issued by that trust domain's bundle`;
 }
 
 /** Envoy's match_typed_subject_alt_names for URI matchers: some URI SAN equals some matcher exactly. */
@@ -43,7 +53,9 @@ function checkSans(matchers: readonly string[]) {
   return (_host: string, cert: tls.PeerCertificate): Error | undefined => {
     const uris = cert.raw ? uriSans(cert.raw) : [];
     if (uris.some((u) => matchers.includes(u))) return undefined;
-    return new Error(`server URI SANs ${JSON.stringify(uris)} match none of the SAN matchers ${JSON.stringify(matchers)}`);
+    return new Error(
+      `server URI SANs ${JSON.stringify(uris)} match none of the SAN matchers ${JSON.stringify(matchers)}`,
+    );
   };
 }
 
@@ -54,11 +66,22 @@ function checkSans(matchers: readonly string[]) {
  * handshake before the server has judged the client certificate, so the handshake alone proves
  * nothing. Everything is closed before it resolves; each side gets at most `timeoutMs`.
  */
-export async function handshake(client: ClientTls, server: ServerTls, timeoutMs = 5_000): Promise<HandshakeResult> {
+export async function handshake(
+  client: ClientTls,
+  server: ServerTls,
+  timeoutMs = 5_000,
+): Promise<HandshakeResult> {
   const acceptor = tlsAcceptor(server);
   try {
-    await new Promise<void>((resolve, reject) => acceptor.server.once('error', reject).listen(0, '127.0.0.1', resolve));
-    return await handshakeVia(client, { host: '127.0.0.1', port: (acceptor.server.address() as AddressInfo).port }, acceptor, timeoutMs);
+    await new Promise<void>((resolve, reject) =>
+      acceptor.server.once('error', reject).listen(0, '127.0.0.1', resolve),
+    );
+    return await handshakeVia(
+      client,
+      { host: '127.0.0.1', port: (acceptor.server.address() as AddressInfo).port },
+      acceptor,
+      timeoutMs,
+    );
   } finally {
     await acceptor.close();
   }
@@ -69,22 +92,42 @@ export async function handshake(client: ClientTls, server: ServerTls, timeoutMs 
  * connection must arrive at `acceptor`, which the caller feeds (listening, or by emitting
  * 'connection' with sockets it accepted elsewhere) and closes.
  */
-export async function handshakeVia(client: ClientTls, target: { host: string; port: number }, acceptor: TlsAcceptor, timeoutMs = 5_000): Promise<HandshakeResult> {
-  const outcome = await withDeadline(dialTls(client, target, acceptor.sockets), { timeoutMs, what: 'the TLS client to finish' }).catch(
-    (err: Error) => ({ error: err.message }) as const,
-  );
+export async function handshakeVia(
+  client: ClientTls,
+  target: { host: string; port: number },
+  acceptor: TlsAcceptor,
+  timeoutMs = 5_000,
+): Promise<HandshakeResult> {
+  const outcome = await withDeadline(dialTls(client, target, acceptor.sockets), {
+    timeoutMs,
+    what: 'the TLS client to finish',
+  }).catch((err: Error) => ({ error: err.message }) as const);
   // The server's verdict on the client certificate (or the disconnect) follows promptly.
-  await withDeadline(acceptor.done, { timeoutMs, what: 'the TLS server to finish' }).catch(() => undefined);
+  await withDeadline(acceptor.done, { timeoutMs, what: 'the TLS server to finish' }).catch(
+    () => undefined,
+  );
   const { saw, error: serverError } = acceptor.verdict();
   const serverPart = serverError === undefined ? {} : { serverError };
   if ('error' in outcome) {
-    const error = serverError === undefined ? `client: ${outcome.error}` : `client: ${outcome.error}; server: ${serverError}`;
+    const error =
+      serverError === undefined
+        ? `client: ${outcome.error}`
+        : `client: ${outcome.error}; server: ${serverError}`;
     return { ok: false, error, clientError: outcome.error, ...serverPart };
   }
   if (saw === undefined || outcome.reply !== acceptedReply(saw)) {
-    return { ok: false, error: `the server did not accept the client (reply ${JSON.stringify(outcome.reply)}): ${serverError ?? 'no reason given'}`, ...serverPart };
+    return {
+      ok: false,
+      error: `the server did not accept the client (reply ${JSON.stringify(outcome.reply)}): ${serverError ?? 'no reason given'}`,
+      ...serverPart,
+    };
   }
-  return { ok: true, serverSawClientUris: saw, clientSawServerUris: outcome.serverUris, protocol: outcome.protocol };
+  return {
+    ok: true,
+    serverSawClientUris: saw,
+    clientSawServerUris: outcome.serverUris,
+    protocol: outcome.protocol,
+  };
 }
 
 const acceptedReply = (clientUris: readonly string[]) => `accepted ${JSON.stringify(clientUris)}`;
@@ -112,7 +155,10 @@ export function tlsAcceptor(server: ServerTls): TlsAcceptor {
   const { rejectUnauthorized, trustDomains, ...options } = server;
   const srv = tls.createServer({ ...options, rejectUnauthorized: false }, (socket) => {
     socket.on('error', () => undefined);
-    const spiffeError = trustDomains && socket.authorized ? spiffeCheck(trustDomains, socket.getPeerX509Certificate()!) : undefined;
+    const spiffeError =
+      trustDomains && socket.authorized
+        ? spiffeCheck(trustDomains, socket.getPeerX509Certificate()!)
+        : undefined;
     if (rejectUnauthorized && !socket.authorized) {
       error = `client certificate rejected: ${String(socket.authorizationError)}`;
       socket.destroy();
@@ -146,12 +192,23 @@ export function tlsAcceptor(server: ServerTls): TlsAcceptor {
   };
 }
 
-type ClientOutcome = { readonly reply: string; readonly serverUris: string[]; readonly protocol: string | null } | { readonly error: string };
+type ClientOutcome =
+  | { readonly reply: string; readonly serverUris: string[]; readonly protocol: string | null }
+  | { readonly error: string };
 
-function dialTls(client: ClientTls, target: { host: string; port: number }, sockets: Set<{ destroy(): void }>): Promise<ClientOutcome> {
+function dialTls(
+  client: ClientTls,
+  target: { host: string; port: number },
+  sockets: Set<{ destroy(): void }>,
+): Promise<ClientOutcome> {
   return new Promise((resolve) => {
     const { sanMatchers, ...options } = client;
-    const socket = tls.connect({ ...options, host: target.host, port: target.port, checkServerIdentity: checkSans(sanMatchers) });
+    const socket = tls.connect({
+      ...options,
+      host: target.host,
+      port: target.port,
+      checkServerIdentity: checkSans(sanMatchers),
+    });
     sockets.add(socket);
     let reply = '';
     let serverUris: string[] = [];
@@ -163,6 +220,10 @@ function dialTls(client: ClientTls, target: { host: string; port: number }, sock
     socket.setEncoding('utf8').on('data', (chunk: string) => (reply += chunk));
     socket.on('error', (err) => resolve({ error: err.message }));
     socket.on('end', () => resolve({ reply, serverUris, protocol }));
-    socket.on('close', () => resolve({ error: `connection closed before the server's reply (got ${JSON.stringify(reply)})` }));
+    socket.on('close', () =>
+      resolve({
+        error: `connection closed before the server's reply (got ${JSON.stringify(reply)})`,
+      }),
+    );
   });
 }

@@ -11,7 +11,13 @@ import { messageTypeRegistry } from '../gen/typeRegistry.js';
 import { extractRefs } from '../xds/cache/refs.js';
 import { expandedJson } from '../xds/envoy-json.js';
 import { TypeUrl } from '../xds/types.js';
-import { type ClientOptions, connectDelta, type DeltaClient, NoResponseError, type Received } from './delta-client.js';
+import {
+  type ClientOptions,
+  connectDelta,
+  type DeltaClient,
+  NoResponseError,
+  type Received,
+} from './delta-client.js';
 import { typeNameOf } from '../xds/any.js';
 
 export type Config = Map<string, Map<string, Record<string, unknown>>>;
@@ -32,7 +38,12 @@ export class XdsProbe implements HeldConfig {
   private streamEnded: grpc.StatusObject | undefined;
   private failure: Error | undefined;
 
-  constructor(ads: AggregatedDiscoveryServiceClient, readonly nodeId: string, metadata: grpc.Metadata, options: ClientOptions = {}) {
+  constructor(
+    ads: AggregatedDiscoveryServiceClient,
+    readonly nodeId: string,
+    metadata: grpc.Metadata,
+    options: ClientOptions = {},
+  ) {
     this.client = connectDelta(ads, nodeId, metadata, options);
     void this.client.ended.then((s) => (this.streamEnded = s));
     this.client.send(TypeUrl.cluster, { subscribe: ['*'] });
@@ -51,7 +62,12 @@ export class XdsProbe implements HeldConfig {
         r = await this.client.next(1_000);
       } catch (err) {
         if (err instanceof NoResponseError && !this.streamEnded) continue;
-        if (!this.closed) this.failure = this.streamEnded ? new Error(`${this.nodeId}: xDS stream ended: ${this.streamEnded.details || `code ${this.streamEnded.code}`}`) : (err as Error);
+        if (!this.closed)
+          this.failure = this.streamEnded
+            ? new Error(
+                `${this.nodeId}: xDS stream ended: ${this.streamEnded.details || `code ${this.streamEnded.code}`}`,
+              )
+            : (err as Error);
         return;
       }
       this.apply(r);
@@ -65,14 +81,23 @@ export class XdsProbe implements HeldConfig {
     if (!byName) this.config.set(r.typeUrl, (byName = new Map()));
     for (const res of r.resources) byName.set(res.name, res.message);
     for (const name of r.removed) byName.delete(name);
-    this.log.push({ typeUrl: r.typeUrl, names: r.resources.map((x) => x.name).sort(), removed: [...r.removed] });
+    this.log.push({
+      typeUrl: r.typeUrl,
+      names: r.resources.map((x) => x.name).sort(),
+      removed: [...r.removed],
+    });
   }
 
   /** Subscribe to what the held clusters and listeners name; drop what they no longer name. */
   private follow(): void {
-    const wanted = new Map<string, Set<string>>([[TypeUrl.endpoint, new Set()], [TypeUrl.secret, new Set()], [TypeUrl.route, new Set()]]);
+    const wanted = new Map<string, Set<string>>([
+      [TypeUrl.endpoint, new Set()],
+      [TypeUrl.secret, new Set()],
+      [TypeUrl.route, new Set()],
+    ]);
     for (const t of [TypeUrl.cluster, TypeUrl.listener]) {
-      for (const m of this.config.get(t)?.values() ?? []) for (const ref of extractRefs(m)) wanted.get(ref.typeUrl)?.add(ref.name);
+      for (const m of this.config.get(t)?.values() ?? [])
+        for (const ref of extractRefs(m)) wanted.get(ref.typeUrl)?.add(ref.name);
     }
     for (const [t, names] of wanted) {
       const have = this.subscribed.get(t) ?? new Set<string>();
@@ -97,7 +122,15 @@ export class XdsProbe implements HeldConfig {
     const message = this.get(typeUrl, name);
     if (!message) return '';
     const typeName = typeNameOf(typeUrl);
-    return JSON.stringify(expandedJson(typeName, messageTypeRegistry.get(typeName)!.encode(message as never).finish()));
+    return JSON.stringify(
+      expandedJson(
+        typeName,
+        messageTypeRegistry
+          .get(typeName)!
+          .encode(message as never)
+          .finish(),
+      ),
+    );
   }
 
   /** Waits until `check` holds for the config, or throws at the deadline with what was held. */
@@ -106,8 +139,12 @@ export class XdsProbe implements HeldConfig {
     while (!check(this)) {
       if (this.failure) throw this.failure;
       if (Date.now() > deadline) {
-        const held = Object.fromEntries([...this.config].map(([t, m]) => [t.split('.').pop(), [...m.keys()]]));
-        throw new Error(`${this.nodeId}: ${what} not reached within ${timeoutMs} ms; holds ${JSON.stringify(held)}`);
+        const held = Object.fromEntries(
+          [...this.config].map(([t, m]) => [t.split('.').pop(), [...m.keys()]]),
+        );
+        throw new Error(
+          `${this.nodeId}: ${what} not reached within ${timeoutMs} ms; holds ${JSON.stringify(held)}`,
+        );
       }
       await new Promise((r) => setTimeout(r, 20));
     }
@@ -119,7 +156,8 @@ export class XdsProbe implements HeldConfig {
     let seen = this.log.length;
     let since = Date.now();
     while (Date.now() - since < quietMs) {
-      if (Date.now() > deadline) throw new Error(`${this.nodeId}: pushes did not settle within ${timeoutMs} ms`);
+      if (Date.now() > deadline)
+        throw new Error(`${this.nodeId}: pushes did not settle within ${timeoutMs} ms`);
       await new Promise((r) => setTimeout(r, 25));
       if (this.log.length !== seen) {
         seen = this.log.length;

@@ -20,12 +20,18 @@ export function sourcePrincipal(
 ): PrincipalIR | undefined {
   const td = source.peer ? peerTrustDomain(source.peer) : localTd;
   if (!td) return undefined;
-  const ap = source.partition && source.partition !== 'default' ? `/ap/${escapeRegex(source.partition)}` : '';
+  const ap =
+    source.partition && source.partition !== 'default'
+      ? `/ap/${escapeRegex(source.partition)}`
+      : '';
   const ns = source.namespace && source.namespace !== '*' ? escapeRegex(source.namespace) : '[^/]+';
   const svc = source.name === '*' ? '[^/]+' : escapeRegex(source.name);
   const spiffeRegex = `^spiffe://${escapeRegex(td)}${ap}/ns/${ns}/dc/[^/]+/svc/${svc}$`;
   if (!source.peer) return { spiffeRegex };
-  return { spiffeRegex, viaGatewayRegex: `^spiffe://${escapeRegex(localTd)}/gateway/mesh/dc/[^/]+$` };
+  return {
+    spiffeRegex,
+    viaGatewayRegex: `^spiffe://${escapeRegex(localTd)}/gateway/mesh/dc/[^/]+$`,
+  };
 }
 
 /**
@@ -43,10 +49,12 @@ export function rbacForDestination(
   for (const entry of catalog.configEntries('service-intentions')) {
     if (entry.name !== destination && entry.name !== '*') continue;
     const destRank = entry.name === '*' ? 0 : 2;
-    for (const source of entry.sources) ranked.push({ source, precedence: destRank + (source.name === '*' ? 0 : 1) });
+    for (const source of entry.sources)
+      ranked.push({ source, precedence: destRank + (source.name === '*' ? 0 : 1) });
   }
   ranked.sort((a, b) => b.precedence - a.precedence);
-  const defaultAllow = (catalog.configEntry('mesh', 'mesh')?.defaultIntentionAction ?? 'allow') === 'allow';
+  const defaultAllow =
+    (catalog.configEntry('mesh', 'mesh')?.defaultIntentionAction ?? 'allow') === 'allow';
   const target = defaultAllow ? 'deny' : 'allow';
   const policies: RbacPolicyIR[] = [];
   const overriding: PrincipalIR[] = [];
@@ -54,7 +62,11 @@ export function rbacForDestination(
     const p = sourcePrincipal(source, localTd, peerTrustDomain);
     if (!p) continue;
     if (source.action === target) {
-      policies.push({ name: `consul-intentions-layer4-${policies.length}`, principals: [p], notPrincipals: [...overriding] });
+      policies.push({
+        name: `consul-intentions-layer4-${policies.length}`,
+        principals: [p],
+        notPrincipals: [...overriding],
+      });
     } else overriding.push(p);
   }
   return { action: defaultAllow ? 'DENY' : 'ALLOW', policies };

@@ -1,5 +1,12 @@
 import { isIP } from 'node:net';
-import { instanceHealth, type CatalogReader, type MeshGatewayMode, type Protocol, type ServiceInstance, type Upstream } from '../catalog/types.js';
+import {
+  instanceHealth,
+  type CatalogReader,
+  type MeshGatewayMode,
+  type Protocol,
+  type ServiceInstance,
+  type Upstream,
+} from '../catalog/types.js';
 import type { EndpointIR } from './types.js';
 
 /** A service's protocol: service-defaults, else proxy-defaults, else tcp (Consul's order). */
@@ -13,7 +20,11 @@ export function serviceProtocol(catalog: CatalogReader, name: string): Protocol 
  * An upstream's mesh gateway mode: the first one set on the upstream, its proxy, the destination's
  * service-defaults, proxy-defaults; else `remote` (Consul's default).
  */
-export function upstreamGatewayMode(catalog: CatalogReader, proxy: ServiceInstance, u: Upstream): MeshGatewayMode {
+export function upstreamGatewayMode(
+  catalog: CatalogReader,
+  proxy: ServiceInstance,
+  u: Upstream,
+): MeshGatewayMode {
   const modes = [
     u.meshGateway.mode,
     proxy.proxy?.meshGateway.mode,
@@ -27,10 +38,17 @@ export function upstreamGatewayMode(catalog: CatalogReader, proxy: ServiceInstan
  * Endpoints of a local service: its sidecars, healthy unless the sidecar or the instance it fronts
  * is critical (then left out) or warning (degraded).
  */
-export function sidecarEndpoints(catalog: CatalogReader, service: string, namespace: string, partition: string): EndpointIR[] {
+export function sidecarEndpoints(
+  catalog: CatalogReader,
+  service: string,
+  namespace: string,
+  partition: string,
+): EndpointIR[] {
   const out: EndpointIR[] = [];
   for (const sidecar of catalog.sidecarsOf(service, namespace, partition)) {
-    const fronted = sidecar.proxy?.destinationServiceId ? catalog.instance(sidecar.proxy.destinationServiceId) : undefined;
+    const fronted = sidecar.proxy?.destinationServiceId
+      ? catalog.instance(sidecar.proxy.destinationServiceId)
+      : undefined;
     const statuses = [instanceHealth(sidecar), fronted ? instanceHealth(fronted) : 'passing'];
     if (statuses.includes('critical')) continue;
     const lan = sidecar.taggedAddresses.lan;
@@ -44,13 +62,20 @@ export function sidecarEndpoints(catalog: CatalogReader, service: string, namesp
 }
 
 /** Gateways' addresses: WAN for gateways of another datacenter, LAN for our own. */
-export function gatewayEndpoints(gateways: readonly ServiceInstance[], side: 'lan' | 'wan'): EndpointIR[] {
+export function gatewayEndpoints(
+  gateways: readonly ServiceInstance[],
+  side: 'lan' | 'wan',
+): EndpointIR[] {
   const out: EndpointIR[] = [];
   for (const g of gateways) {
     const health = instanceHealth(g);
     if (health === 'critical') continue;
     const tagged = g.taggedAddresses[side];
-    out.push({ address: tagged?.address || g.address, port: tagged?.port || g.port, health: health === 'warning' ? 'degraded' : 'healthy' });
+    out.push({
+      address: tagged?.address || g.address,
+      port: tagged?.port || g.port,
+      health: health === 'warning' ? 'degraded' : 'healthy',
+    });
   }
   return sortEndpoints(out);
 }
@@ -70,5 +95,7 @@ export function withEndpoints(endpoints: EndpointIR[]): { endpoints: EndpointIR[
 
 /** By address, then port. */
 export function sortEndpoints(endpoints: EndpointIR[]): EndpointIR[] {
-  return endpoints.sort((a, b) => (a.address === b.address ? a.port - b.port : a.address < b.address ? -1 : 1));
+  return endpoints.sort((a, b) =>
+    a.address === b.address ? a.port - b.port : a.address < b.address ? -1 : 1,
+  );
 }

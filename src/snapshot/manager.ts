@@ -54,7 +54,8 @@ export class SnapshotManager {
   start(): void {
     this.unsubscribe.push(this.opts.catalog.subscribe((e) => this.onCatalogEvent(e)));
     this.unsubscribe.push(this.opts.ca.subscribe((e) => this.onCaEvent(e)));
-    if (this.opts.peering) this.unsubscribe.push(this.opts.peering.subscribe((e) => this.onPeeringEvent(e)));
+    if (this.opts.peering)
+      this.unsubscribe.push(this.opts.peering.subscribe((e) => this.onPeeringEvent(e)));
     for (const i of this.opts.catalog.allInstances()) if (isProxy(i)) this.markDirty(i.id);
   }
 
@@ -77,7 +78,8 @@ export class SnapshotManager {
   private onCatalogEvent(e: CatalogEvent): void {
     if (e.kind === 'config-entry-changed') return this.markAll();
     const names = new Set([e.instance.name, e.instance.proxy?.destinationServiceName ?? '']);
-    if (e.kind === 'instance-upserted' && e.previous) names.add(e.previous.proxy?.destinationServiceName ?? '');
+    if (e.kind === 'instance-upserted' && e.previous)
+      names.add(e.previous.proxy?.destinationServiceName ?? '');
     if (e.kind === 'instance-removed' && isProxy(e.instance)) this.forget(e.instance.id);
     else if (isProxy(e.instance)) this.markDirty(e.instance.id);
     if (e.instance.kind === 'mesh-gateway') return this.markAll();
@@ -89,7 +91,8 @@ export class SnapshotManager {
   private onCaEvent(e: CaEvent): void {
     if (e.kind === 'roots-changed') return this.markAll();
     for (const kind of ['mesh-gateway', 'connect-proxy'] as const) {
-      for (const i of this.opts.catalog.instancesOfKind(kind)) if (this.leafIdentityOf(i) === e.leaf.spiffeId) this.markDirty(i.id);
+      for (const i of this.opts.catalog.instancesOfKind(kind))
+        if (this.leafIdentityOf(i) === e.leaf.spiffeId) this.markDirty(i.id);
     }
   }
 
@@ -97,7 +100,9 @@ export class SnapshotManager {
   private leafIdentityOf(proxy: ServiceInstance): string {
     const { trustDomain } = this.opts.ca;
     const { datacenter } = this.opts;
-    return proxy.kind === 'mesh-gateway' ? meshGatewaySpiffeId(trustDomain, datacenter) : sidecarSpiffeId(proxy, { trustDomain, datacenter });
+    return proxy.kind === 'mesh-gateway'
+      ? meshGatewaySpiffeId(trustDomain, datacenter)
+      : sidecarSpiffeId(proxy, { trustDomain, datacenter });
   }
 
   /**
@@ -184,9 +189,15 @@ export class SnapshotManager {
       this.opts.metrics.snapshotBuilds.inc({ kind: instance.kind, result: 'ok' });
     } catch (err) {
       this.opts.metrics.snapshotBuilds.inc({ kind: instance.kind, result: 'error' });
-      this.opts.logger.error({ proxyId: id, error: (err as Error).message }, 'proxy config not published; it keeps its last good config');
+      this.opts.logger.error(
+        { proxyId: id, error: (err as Error).message },
+        'proxy config not published; it keeps its last good config',
+      );
     } finally {
-      this.opts.metrics.snapshotBuildDuration.observe({ kind: instance.kind }, (performance.now() - started) / 1000);
+      this.opts.metrics.snapshotBuildDuration.observe(
+        { kind: instance.kind },
+        (performance.now() - started) / 1000,
+      );
     }
   }
 
@@ -198,6 +209,8 @@ export class SnapshotManager {
     const leaf = await this.opts.ca.leaf({ spiffeId });
     // The context is read after the leaf, so the snapshot has the roots current when it is built.
     const ctx = this.context();
-    return instance.kind === 'mesh-gateway' ? buildMeshGatewaySnapshot(instance, ctx, leaf) : buildSidecarSnapshot(instance, leaf, ctx);
+    return instance.kind === 'mesh-gateway'
+      ? buildMeshGatewaySnapshot(instance, ctx, leaf)
+      : buildSidecarSnapshot(instance, leaf, ctx);
   }
 }

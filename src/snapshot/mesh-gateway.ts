@@ -17,10 +17,21 @@ import { parseHostPort } from '../config/host-port.js';
 import { exportedNamesFor } from '../peering/exports.js';
 import { peerThroughMeshGateways } from '../peering/through-gateways.js';
 import type { BuildContext, Built } from './context.js';
-import { connectTimeoutMs, gatewayEndpoints, serviceProtocol, sidecarEndpoints, withEndpoints } from './lookups.js';
+import {
+  connectTimeoutMs,
+  gatewayEndpoints,
+  serviceProtocol,
+  sidecarEndpoints,
+  withEndpoints,
+} from './lookups.js';
 import { peeredEndpoints, peeredSidecars } from './peered.js';
-import type { EdsClusterIR, EndpointIR, GatewayChainIR, MeshGatewaySnapshot, TrustDomainsSecretIR } from './types.js';
-
+import type {
+  EdsClusterIR,
+  EndpointIR,
+  GatewayChainIR,
+  MeshGatewaySnapshot,
+  TrustDomainsSecretIR,
+} from './types.js';
 
 /**
  * A mesh gateway's snapshot (docs/architecture.md §5 "Mesh gateway"): TLS-inspecting listeners that
@@ -28,7 +39,11 @@ import type { EdsClusterIR, EndpointIR, GatewayChainIR, MeshGatewaySnapshot, Tru
  * then the `sni_cluster` catch-all for local services and services imported from peers (mode
  * `local`).
  */
-export function buildMeshGatewaySnapshot(gateway: ServiceInstance, ctx: BuildContext, leaf?: Leaf): Built<MeshGatewaySnapshot> {
+export function buildMeshGatewaySnapshot(
+  gateway: ServiceInstance,
+  ctx: BuildContext,
+  leaf?: Leaf,
+): Built<MeshGatewaySnapshot> {
   const chains: GatewayChainIR[] = [];
   const clusters: EdsClusterIR[] = [];
   const peerInbound = new Map<string, TrustDomainsSecretIR>();
@@ -36,26 +51,43 @@ export function buildMeshGatewaySnapshot(gateway: ServiceInstance, ctx: BuildCon
     const terminated = leaf ? terminatedExport(e, leaf, ctx) : undefined;
     if (terminated) for (const secret of terminated.secrets) peerInbound.set(secret.name, secret);
     const statPrefix = `mesh_gateway_exported.${e.service}`;
-    const { chains: own, cluster } = terminated ?? { chains: e.peers.map((p) => ({ serverNames: [p.sni], cluster: e.cluster.name, statPrefix })), cluster: e.cluster };
+    const { chains: own, cluster } = terminated ?? {
+      chains: e.peers.map((p) => ({ serverNames: [p.sni], cluster: e.cluster.name, statPrefix })),
+      cluster: e.cluster,
+    };
     chains.push(...own);
     clusters.push(cluster);
   }
   for (const [dc, gateways] of remoteGatewaysByDatacenter(ctx)) {
     const name = datacenterSni(ctx.trustDomain, dc);
-    chains.push({ serverNames: [datacenterWildcardSni(ctx.trustDomain, dc)], cluster: name, statPrefix: `mesh_gateway_remote.${dc}` });
+    chains.push({
+      serverNames: [datacenterWildcardSni(ctx.trustDomain, dc)],
+      cluster: name,
+      statPrefix: `mesh_gateway_remote.${dc}`,
+    });
     const endpoints = gatewayEndpoints(gateways, 'wan');
     clusters.push({ name, protocol: 'tcp', connectTimeoutMs, ...withEndpoints(endpoints) });
   }
   for (const s of peeringServers(ctx)) {
     chains.push({ serverNames: [s.serverName], cluster: s.serverName, statPrefix: s.statPrefix });
-    clusters.push({ name: s.serverName, protocol: 'tcp', connectTimeoutMs, ...withEndpoints(s.endpoints) });
+    clusters.push({
+      name: s.serverName,
+      protocol: 'tcp',
+      connectTimeoutMs,
+      ...withEndpoints(s.endpoints),
+    });
   }
   chains.push({ serverNames: [], statPrefix: 'mesh_gateway_local' });
   clusters.push(...localServiceClusters(ctx), ...importedServiceClusters(ctx));
   const snapshot: MeshGatewaySnapshot = {
     kind: 'mesh-gateway',
     proxyId: gateway.id,
-    listeners: gatewayBinds(gateway).map((b) => ({ name: meshGatewayListenerName(b.address, b.port, b.name), address: b.address, port: b.port, chains })),
+    listeners: gatewayBinds(gateway).map((b) => ({
+      name: meshGatewayListenerName(b.address, b.port, b.name),
+      address: b.address,
+      port: b.port,
+      chains,
+    })),
     clusters: clusters.sort((a, b) => (a.name < b.name ? -1 : 1)),
     ...(peerInbound.size > 0 && leaf
       ? {
@@ -79,7 +111,11 @@ function gatewayBinds(gateway: ServiceInstance): GatewayBindAddress[] {
   const all: GatewayBindAddress[] = [];
   if (!cfg?.noDefaultBind) {
     const lan = gateway.taggedAddresses.lan;
-    all.push({ name: 'default', address: lan?.address || gateway.address || '0.0.0.0', port: lan?.port || gateway.port });
+    all.push({
+      name: 'default',
+      address: lan?.address || gateway.address || '0.0.0.0',
+      port: lan?.port || gateway.port,
+    });
   }
   if (cfg?.bindTaggedAddresses) {
     for (const name of ['lan', 'wan'] as const) {
@@ -114,7 +150,12 @@ function localServiceClusters(ctx: BuildContext): EdsClusterIR[] {
   for (const p of ctx.catalog.instancesOfKind('connect-proxy')) {
     if (p.datacenter !== ctx.datacenter || !p.proxy) continue;
     const key = `${p.proxy.destinationServiceName}/${p.namespace}/${p.partition}`;
-    if (!services.has(key)) services.set(key, { name: p.proxy.destinationServiceName, namespace: p.namespace, partition: p.partition });
+    if (!services.has(key))
+      services.set(key, {
+        name: p.proxy.destinationServiceName,
+        namespace: p.namespace,
+        partition: p.partition,
+      });
   }
   return [...services.values()].map((svc) => ({
     name: serviceSni(ctx.trustDomain, ctx.datacenter, svc),
@@ -144,7 +185,13 @@ interface ExportedService {
  * x-forwarded-client-cert set, and new mTLS goes to the local sidecars (local SNI, the service's
  * SPIFFE ID). Undefined for TCP, or while no consuming peer's bundle is known.
  */
-function terminatedExport(e: ExportedService, leaf: Leaf, ctx: BuildContext): { chains: GatewayChainIR[]; cluster: EdsClusterIR; secrets: TrustDomainsSecretIR[] } | undefined {
+function terminatedExport(
+  e: ExportedService,
+  leaf: Leaf,
+  ctx: BuildContext,
+):
+  | { chains: GatewayChainIR[]; cluster: EdsClusterIR; secrets: TrustDomainsSecretIR[] }
+  | undefined {
   const protocol = serviceProtocol(ctx.catalog, e.service);
   if (protocol === 'tcp') return undefined;
   const leafSecret = leafSecretName(leaf.spiffeId);
@@ -154,8 +201,16 @@ function terminatedExport(e: ExportedService, leaf: Leaf, ctx: BuildContext): { 
     const bundle = ctx.peering?.bundle(peer);
     if (!bundle) continue;
     const rootsSecret = peerInboundSecretName(peer);
-    secrets.push({ name: rootsSecret, trustDomains: [{ name: bundle.trustDomain, pems: [...bundle.pems] }] });
-    chains.push({ serverNames: [sni], cluster: e.cluster.name, statPrefix: `mesh_gateway_exported.${e.service}`, terminate: { leafSecret, rootsSecret, protocol } });
+    secrets.push({
+      name: rootsSecret,
+      trustDomains: [{ name: bundle.trustDomain, pems: [...bundle.pems] }],
+    });
+    chains.push({
+      serverNames: [sni],
+      cluster: e.cluster.name,
+      statPrefix: `mesh_gateway_exported.${e.service}`,
+      terminate: { leafSecret, rootsSecret, protocol },
+    });
   }
   if (chains.length === 0) return undefined;
   const svc = { name: e.service };
@@ -165,7 +220,12 @@ function terminatedExport(e: ExportedService, leaf: Leaf, ctx: BuildContext): { 
     cluster: {
       ...e.cluster,
       protocol,
-      tls: { sni: serviceSni(ctx.trustDomain, ctx.datacenter, svc), leafSecret, rootsSecret: localRootsSecretName, spiffeIds: [serviceSpiffeId(ctx.trustDomain, ctx.datacenter, svc)] },
+      tls: {
+        sni: serviceSni(ctx.trustDomain, ctx.datacenter, svc),
+        leafSecret,
+        rootsSecret: localRootsSecretName,
+        spiffeIds: [serviceSpiffeId(ctx.trustDomain, ctx.datacenter, svc)],
+      },
     },
   };
 }
@@ -173,14 +233,17 @@ function terminatedExport(e: ExportedService, leaf: Leaf, ctx: BuildContext): { 
 function exportedServices(ctx: BuildContext): ExportedService[] {
   const consumers = new Map<string, string[]>();
   for (const peer of ctx.peering?.peerNames() ?? []) {
-    for (const name of exportedNamesFor(ctx.catalog, peer)) consumers.set(name, [...(consumers.get(name) ?? []), peer]);
+    for (const name of exportedNamesFor(ctx.catalog, peer))
+      consumers.set(name, [...(consumers.get(name) ?? []), peer]);
   }
   const out: ExportedService[] = [];
   for (const [service, peers] of [...consumers.entries()].sort(([a], [b]) => (a < b ? -1 : 1))) {
     if (ctx.catalog.sidecarsOf(service, 'default', 'default').length === 0) continue;
     out.push({
       service,
-      peers: [...peers].sort().map((peer) => ({ peer, sni: peeredServiceSni(ctx.trustDomain, peer, { name: service }) })),
+      peers: [...peers]
+        .sort()
+        .map((peer) => ({ peer, sni: peeredServiceSni(ctx.trustDomain, peer, { name: service }) })),
       cluster: {
         name: exportedClusterName(ctx.trustDomain, ctx.datacenter, { name: service }),
         protocol: 'tcp',
@@ -216,16 +279,26 @@ function importedServiceClusters(ctx: BuildContext): EdsClusterIR[] {
  * `server.<dc>.peering.<td>` (ours) to this server's peering port, so peering TLS passes through to
  * it; and each peer we dialed, by its server name, to its server addresses. TLS is never terminated.
  */
-function peeringServers(ctx: BuildContext): { serverName: string; statPrefix: string; endpoints: EndpointIR[] }[] {
+function peeringServers(
+  ctx: BuildContext,
+): { serverName: string; statPrefix: string; endpoints: EndpointIR[] }[] {
   if (!peerThroughMeshGateways(ctx.catalog)) return [];
-  const out = new Map<string, { serverName: string; statPrefix: string; endpoints: EndpointIR[] }>();
+  const out = new Map<
+    string,
+    { serverName: string; statPrefix: string; endpoints: EndpointIR[] }
+  >();
   const own = peeringServerName(ctx.trustDomain, ctx.datacenter);
   const local = toEndpoints(ctx.localPeeringAddresses ?? []);
-  if (local.length > 0) out.set(own, { serverName: own, statPrefix: 'mesh_gateway_peering_local', endpoints: local });
+  if (local.length > 0)
+    out.set(own, { serverName: own, statPrefix: 'mesh_gateway_peering_local', endpoints: local });
   for (const s of ctx.peering?.peerServers?.() ?? []) {
     const endpoints = toEndpoints(s.addresses);
     if (endpoints.length === 0 || out.has(s.serverName)) continue;
-    out.set(s.serverName, { serverName: s.serverName, statPrefix: `mesh_gateway_peering.${s.peer}`, endpoints });
+    out.set(s.serverName, {
+      serverName: s.serverName,
+      statPrefix: `mesh_gateway_peering.${s.peer}`,
+      endpoints,
+    });
   }
   return [...out.values()];
 }

@@ -1,4 +1,9 @@
-import { instanceHealth, type Protocol, type ServiceInstance, type Upstream } from '../catalog/types.js';
+import {
+  instanceHealth,
+  type Protocol,
+  type ServiceInstance,
+  type Upstream,
+} from '../catalog/types.js';
 import type { Leaf } from '../ca/types.js';
 import { protocols } from '../catalog/config-entries.js';
 import type { ImportedInstance } from '../peering/imported.js';
@@ -11,17 +16,32 @@ import {
   upstreamRouteName,
 } from '../mesh/names.js';
 import type { BuildContext, PeerBundle } from './context.js';
-import { connectTimeoutMs, gatewayEndpoints, sortEndpoints, upstreamGatewayMode, withEndpoints } from './lookups.js';
+import {
+  connectTimeoutMs,
+  gatewayEndpoints,
+  sortEndpoints,
+  upstreamGatewayMode,
+  withEndpoints,
+} from './lookups.js';
 import type { EdsClusterIR, EndpointIR, RootsSecretIR, UpstreamIR } from './types.js';
 
-
 /** A peered service's synthetic sidecars: the exporter's gateways, each with the PeerMeta to dial by. */
-export type PeeredSidecar = ImportedInstance & { readonly peerMeta: NonNullable<ImportedInstance['peerMeta']> };
+export type PeeredSidecar = ImportedInstance & {
+  readonly peerMeta: NonNullable<ImportedInstance['peerMeta']>;
+};
 
 /** The non-critical synthetic sidecars of a service imported from `peer`, sorted by id. */
-export function peeredSidecars(ctx: BuildContext, peer: string, service: string, namespace = defaultNamespace): PeeredSidecar[] {
+export function peeredSidecars(
+  ctx: BuildContext,
+  peer: string,
+  service: string,
+  namespace = defaultNamespace,
+): PeeredSidecar[] {
   return (ctx.peering?.importedInstances(peer, service, namespace) ?? [])
-    .filter((i): i is PeeredSidecar => i.kind === 'connect-proxy' && i.peerMeta !== undefined && i.peerMeta.sni.length > 0)
+    .filter(
+      (i): i is PeeredSidecar =>
+        i.kind === 'connect-proxy' && i.peerMeta !== undefined && i.peerMeta.sni.length > 0,
+    )
     .filter((i) => instanceHealth(i) !== 'critical')
     .sort((a, b) => (a.id < b.id ? -1 : 1));
 }
@@ -34,7 +54,11 @@ export function peeredEndpoints(sidecars: readonly PeeredSidecar[]): EndpointIR[
     const key = `${s.address}:${s.port}`;
     if (seen.has(key)) continue;
     seen.add(key);
-    out.push({ address: s.address, port: s.port, health: instanceHealth(s) === 'warning' ? 'degraded' : 'healthy' });
+    out.push({
+      address: s.address,
+      port: s.port,
+      health: instanceHealth(s) === 'warning' ? 'degraded' : 'healthy',
+    });
   }
   return sortEndpoints(out);
 }
@@ -71,10 +95,18 @@ export function peeredUpstream(
   const protocol = protocolOf(meta.protocol);
   const bindAddress = u.localBindAddress || '127.0.0.1';
   const cluster: EdsClusterIR = {
-    name: peeredUpstreamClusterName(bundle.trustDomain, peer, { name: u.destinationName, namespace }),
+    name: peeredUpstreamClusterName(bundle.trustDomain, peer, {
+      name: u.destinationName,
+      namespace,
+    }),
     protocol,
     connectTimeoutMs,
-    tls: { sni: meta.sni[0]!, leafSecret: leafSecretName(leaf.spiffeId), rootsSecret: peerBundleSecretName(peer), spiffeIds: [...meta.spiffeId] },
+    tls: {
+      sni: meta.sni[0]!,
+      leafSecret: leafSecretName(leaf.spiffeId),
+      rootsSecret: peerBundleSecretName(peer),
+      spiffeIds: [...meta.spiffeId],
+    },
     ...withEndpoints(endpoints),
   };
   const upstream: UpstreamIR = {
@@ -90,8 +122,15 @@ export function peeredUpstream(
 }
 
 /** Mode `remote` (default): the exporter's gateways (WAN). Mode `local`: our own gateways (LAN). */
-function peeredUpstreamEndpoints(proxy: ServiceInstance, u: Upstream, sidecars: readonly PeeredSidecar[], ctx: BuildContext): EndpointIR[] {
+function peeredUpstreamEndpoints(
+  proxy: ServiceInstance,
+  u: Upstream,
+  sidecars: readonly PeeredSidecar[],
+  ctx: BuildContext,
+): EndpointIR[] {
   if (upstreamGatewayMode(ctx.catalog, proxy, u) !== 'local') return peeredEndpoints(sidecars);
-  const local = ctx.catalog.instancesOfKind('mesh-gateway').filter((g) => !g.datacenter || g.datacenter === ctx.datacenter);
+  const local = ctx.catalog
+    .instancesOfKind('mesh-gateway')
+    .filter((g) => !g.datacenter || g.datacenter === ctx.datacenter);
   return gatewayEndpoints(local, 'lan');
 }

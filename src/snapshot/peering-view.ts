@@ -12,10 +12,14 @@ export interface LivePeeringView extends PeeringView {
   subscribe(listener: (event: PeeringViewEvent) => void): () => void;
 }
 
-const live = (p: Peering | undefined): p is Peering => p !== undefined && p.State !== 'DELETING' && p.State !== 'TERMINATED';
+const live = (p: Peering | undefined): p is Peering =>
+  p !== undefined && p.State !== 'DELETING' && p.State !== 'TERMINATED';
 
 /** What a peering contributes to proxies: it is live, and its trust domain and roots. */
-const bundleKey = (p: Peering | undefined) => (live(p) ? JSON.stringify([p.PeerTrustDomain, p.PeerCAPems, p.PeerServerName, p.PeerServerAddresses]) : '');
+const bundleKey = (p: Peering | undefined) =>
+  live(p)
+    ? JSON.stringify([p.PeerTrustDomain, p.PeerCAPems, p.PeerServerName, p.PeerServerAddresses])
+    : '';
 
 /**
  * The snapshot layer's window on the peering records and the imported services. Stream status
@@ -24,7 +28,12 @@ const bundleKey = (p: Peering | undefined) => (live(p) ? JSON.stringify([p.PeerT
  */
 export function peeringView(peerings: Peerings, imported: ImportedServices): LivePeeringView {
   return {
-    peerNames: () => peerings.list().filter(live).map((p) => p.Name).sort(),
+    peerNames: () =>
+      peerings
+        .list()
+        .filter(live)
+        .map((p) => p.Name)
+        .sort(),
     bundle(peer: string): PeerBundle | undefined {
       const p = peerings.read(peer);
       if (!live(p) || !p.PeerTrustDomain || p.PeerCAPems.length === 0) return undefined;
@@ -35,15 +44,25 @@ export function peeringView(peerings: Peerings, imported: ImportedServices): Liv
     peerServers: () =>
       peerings
         .list()
-        .filter((p) => live(p) && isDialer(p) && p.PeerServerName !== '' && p.PeerServerAddresses.length > 0)
-        .map((p) => ({ peer: p.Name, serverName: p.PeerServerName, addresses: [...p.PeerServerAddresses] }))
+        .filter(
+          (p) =>
+            live(p) && isDialer(p) && p.PeerServerName !== '' && p.PeerServerAddresses.length > 0,
+        )
+        .map((p) => ({
+          peer: p.Name,
+          serverName: p.PeerServerName,
+          addresses: [...p.PeerServerAddresses],
+        }))
         .sort((x, y) => (x.peer < y.peer ? -1 : 1)),
     subscribe(listener) {
-      const offImported = imported.subscribe((e) => listener({ kind: 'peer-imports-changed', peer: e.peer }));
+      const offImported = imported.subscribe((e) =>
+        listener({ kind: 'peer-imports-changed', peer: e.peer }),
+      );
       const offPeerings = peerings.subscribe((e) => {
         const before = e.kind === 'peering-upserted' ? e.previous : e.peering;
         const after = e.kind === 'peering-upserted' ? e.peering : undefined;
-        if (bundleKey(before) !== bundleKey(after)) listener({ kind: 'peer-bundle-changed', peer: e.peering.Name });
+        if (bundleKey(before) !== bundleKey(after))
+          listener({ kind: 'peer-bundle-changed', peer: e.peering.Name });
       });
       return () => {
         offImported();

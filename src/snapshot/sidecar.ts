@@ -15,14 +15,30 @@ import {
 } from '../mesh/names.js';
 import type { BuildContext, Built } from './context.js';
 import { rbacForDestination } from './intentions.js';
-import { connectTimeoutMs, gatewayEndpoints, upstreamGatewayMode, serviceProtocol, sidecarEndpoints, withEndpoints } from './lookups.js';
+import {
+  connectTimeoutMs,
+  gatewayEndpoints,
+  upstreamGatewayMode,
+  serviceProtocol,
+  sidecarEndpoints,
+  withEndpoints,
+} from './lookups.js';
 import { peeredUpstream, peerRootsSecret } from './peered.js';
 import { exportedNamesFor } from '../peering/exports.js';
-import type { EndpointIR, RootsSecretIR, SidecarSnapshot, TrustDomainIR, TrustDomainsSecretIR, UpstreamIR } from './types.js';
-
+import type {
+  EndpointIR,
+  RootsSecretIR,
+  SidecarSnapshot,
+  TrustDomainIR,
+  TrustDomainsSecretIR,
+  UpstreamIR,
+} from './types.js';
 
 /** The destination service's SPIFFE ID: the identity a sidecar's leaf is issued for. */
-export function sidecarSpiffeId(proxy: ServiceInstance, ctx: Pick<BuildContext, 'trustDomain' | 'datacenter'>): string {
+export function sidecarSpiffeId(
+  proxy: ServiceInstance,
+  ctx: Pick<BuildContext, 'trustDomain' | 'datacenter'>,
+): string {
   return serviceSpiffeId(ctx.trustDomain, ctx.datacenter, {
     name: proxy.proxy?.destinationServiceName ?? proxy.name,
     namespace: proxy.namespace,
@@ -34,7 +50,11 @@ export function sidecarSpiffeId(proxy: ServiceInstance, ctx: Pick<BuildContext, 
  * A connect-proxy's snapshot (docs/architecture.md §5 "Sidecar"), with peered upstreams and inbound
  * peer trust.
  */
-export function buildSidecarSnapshot(proxy: ServiceInstance, leaf: Leaf, ctx: BuildContext): Built<SidecarSnapshot> {
+export function buildSidecarSnapshot(
+  proxy: ServiceInstance,
+  leaf: Leaf,
+  ctx: BuildContext,
+): Built<SidecarSnapshot> {
   const destination = proxy.proxy?.destinationServiceName ?? proxy.name;
   const address = proxy.address || '0.0.0.0';
   const deps = new Set<string>([destination]);
@@ -52,9 +72,15 @@ export function buildSidecarSnapshot(proxy: ServiceInstance, leaf: Leaf, ctx: Bu
     deps.add(u.destinationName);
     upstreams.push(localUpstream(proxy, u, leaf, ctx));
   }
-  const localRoots: RootsSecretIR = { name: localRootsSecretName, pems: ctx.roots.roots.map((r) => r.certPem) };
+  const localRoots: RootsSecretIR = {
+    name: localRootsSecretName,
+    pems: ctx.roots.roots.map((r) => r.certPem),
+  };
   const trustDomains = inboundTrustDomains(destination, localRoots, ctx);
-  const inbound: TrustDomainsSecretIR | undefined = trustDomains && { name: inboundRootsSecretName, trustDomains };
+  const inbound: TrustDomainsSecretIR | undefined = trustDomains && {
+    name: inboundRootsSecretName,
+    trustDomains,
+  };
   const snapshot: SidecarSnapshot = {
     kind: 'connect-proxy',
     proxyId: proxy.id,
@@ -82,9 +108,18 @@ export function buildSidecarSnapshot(proxy: ServiceInstance, leaf: Leaf, ctx: Bu
   return { snapshot, deps };
 }
 
-function localUpstream(proxy: ServiceInstance, u: Upstream, leaf: Leaf, ctx: BuildContext): UpstreamIR {
+function localUpstream(
+  proxy: ServiceInstance,
+  u: Upstream,
+  leaf: Leaf,
+  ctx: BuildContext,
+): UpstreamIR {
   const dc = u.datacenter || ctx.datacenter;
-  const svc = { name: u.destinationName, namespace: u.destinationNamespace || defaultNamespace, partition: u.destinationPartition || defaultPartition };
+  const svc = {
+    name: u.destinationName,
+    namespace: u.destinationNamespace || defaultNamespace,
+    partition: u.destinationPartition || defaultPartition,
+  };
   const protocol = serviceProtocol(ctx.catalog, u.destinationName);
   const sni = serviceSni(ctx.trustDomain, dc, svc);
   const bindAddress = u.localBindAddress || '127.0.0.1';
@@ -121,11 +156,19 @@ function upstreamEndpoints(
   svc: { name: string; namespace: string; partition: string },
   ctx: BuildContext,
 ): EndpointIR[] {
-  if (dc === ctx.datacenter) return sidecarEndpoints(ctx.catalog, svc.name, svc.namespace, svc.partition);
+  if (dc === ctx.datacenter)
+    return sidecarEndpoints(ctx.catalog, svc.name, svc.namespace, svc.partition);
   const mode = upstreamGatewayMode(ctx.catalog, proxy, u);
   const gateways = ctx.catalog.instancesOfKind('mesh-gateway');
-  if (mode === 'local') return gatewayEndpoints(gateways.filter((g) => g.datacenter === ctx.datacenter), 'lan');
-  return gatewayEndpoints(gateways.filter((g) => g.datacenter === dc), 'wan');
+  if (mode === 'local')
+    return gatewayEndpoints(
+      gateways.filter((g) => g.datacenter === ctx.datacenter),
+      'lan',
+    );
+  return gatewayEndpoints(
+    gateways.filter((g) => g.datacenter === dc),
+    'wan',
+  );
 }
 
 /**
@@ -133,12 +176,17 @@ function upstreamEndpoints(
  * each consuming peer's whose bundle is known (docs/architecture.md §5), for its `inbound` SPIFFE secret.
  * Undefined when no peer is involved, so the listener keeps validating with the local roots secret.
  */
-function inboundTrustDomains(service: string, localRoots: RootsSecretIR, ctx: BuildContext): TrustDomainIR[] | undefined {
+function inboundTrustDomains(
+  service: string,
+  localRoots: RootsSecretIR,
+  ctx: BuildContext,
+): TrustDomainIR[] | undefined {
   const out: TrustDomainIR[] = [];
   for (const peer of ctx.peering?.peerNames() ?? []) {
     const bundle = ctx.peering?.bundle(peer);
     if (!bundle || !exportedNamesFor(ctx.catalog, peer).includes(service)) continue;
-    if (bundle.trustDomain === ctx.trustDomain || out.some((t) => t.name === bundle.trustDomain)) continue;
+    if (bundle.trustDomain === ctx.trustDomain || out.some((t) => t.name === bundle.trustDomain))
+      continue;
     out.push({ name: bundle.trustDomain, pems: [...bundle.pems] });
   }
   if (out.length === 0) return undefined;

@@ -114,7 +114,11 @@ export interface PublicListenerIR {
    */
   readonly rootsSecret: string;
   readonly rbac: RbacIR;
-  readonly localApp: { readonly clusterName: string; readonly address: string; readonly port: number };
+  readonly localApp: {
+    readonly clusterName: string;
+    readonly address: string;
+    readonly port: number;
+  };
 }
 
 export interface SidecarSnapshot {

@@ -23,7 +23,10 @@ export async function openLmdbStore(dir: string, opts: { logger?: Logger } = {})
   restrictToOwner(dir, opts.logger);
   const realDir = fs.realpathSync(dir);
   if (openDirs.has(realDir)) {
-    throw new IsthmusError('failed_precondition', `store directory ${realDir} is already open in this process`);
+    throw new IsthmusError(
+      'failed_precondition',
+      `store directory ${realDir} is already open in this process`,
+    );
   }
   openDirs.add(realDir);
   let env: RootDatabase | undefined;
@@ -156,7 +159,12 @@ class LmdbStore implements Store {
         return (writes.has(key) ? writes.get(key) : store.kv.get(key)?.v) as V | undefined;
       },
       async list<V extends JsonValue = JsonValue>(prefix: string): Promise<KeyValue<V>[]> {
-        return overlay(store.committedList(prefix), writes, prefix, pendingRevision) as KeyValue<V>[];
+        return overlay(
+          store.committedList(prefix),
+          writes,
+          prefix,
+          pendingRevision,
+        ) as KeyValue<V>[];
       },
       put(key: string, value: JsonValue): void {
         writes.set(checkKey(key), copyJson(key, value));
@@ -224,7 +232,12 @@ class SerialQueue {
   }
 }
 
-function overlay(committed: KeyValue[], writes: PendingWrites, prefix: string, revision: number): KeyValue[] {
+function overlay(
+  committed: KeyValue[],
+  writes: PendingWrites,
+  prefix: string,
+  revision: number,
+): KeyValue[] {
   const byKey = new Map(committed.map((kv) => [kv.key, kv]));
   for (const [key, value] of writes) {
     if (!key.startsWith(prefix)) continue;
@@ -249,7 +262,8 @@ function checkKey(key: string): string {
 /** Snapshots the value as it will be stored, so later caller mutations cannot leak into the commit. */
 function copyJson(key: string, value: JsonValue): JsonValue {
   const text = JSON.stringify(value);
-  if (text === undefined) throw new IsthmusError('invalid_argument', `value for ${key} is not JSON`, key);
+  if (text === undefined)
+    throw new IsthmusError('invalid_argument', `value for ${key} is not JSON`, key);
   return JSON.parse(text) as JsonValue;
 }
 
@@ -263,8 +277,14 @@ function restrictToOwner(dir: string, logger: Logger | undefined): void {
   if ((mode & 0o077) === 0) return;
   try {
     fs.chmodSync(dir, mode & 0o700);
-    logger?.info({ dir, was: `0${mode.toString(8)}` }, 'data directory narrowed to owner-only access (0700)');
+    logger?.info(
+      { dir, was: `0${mode.toString(8)}` },
+      'data directory narrowed to owner-only access (0700)',
+    );
   } catch (err) {
-    logger?.warn({ dir, mode: `0${mode.toString(8)}`, error: (err as Error).message }, 'data directory is readable by others and cannot be changed: restrict it (chmod 700)');
+    logger?.warn(
+      { dir, mode: `0${mode.toString(8)}`, error: (err as Error).message },
+      'data directory is readable by others and cannot be changed: restrict it (chmod 700)',
+    );
   }
 }

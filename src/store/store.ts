@@ -3,7 +3,13 @@
  * values are JSON-compatible data. Implementations: embedded LMDB (default, `lmdb-store.ts`) and,
  * later, etcd. Callers depend only on this interface.
  */
-export type JsonValue = null | boolean | number | string | readonly JsonValue[] | { readonly [k: string]: JsonValue };
+export type JsonValue =
+  | null
+  | boolean
+  | number
+  | string
+  | readonly JsonValue[]
+  | { readonly [k: string]: JsonValue };
 
 export interface KeyValue<V = JsonValue> {
   readonly key: string;
@@ -14,7 +20,12 @@ export interface KeyValue<V = JsonValue> {
 
 /** A change observed by a prefix watch: discriminated by `kind`. */
 export type StoreEvent =
-  | { readonly kind: 'put'; readonly key: string; readonly value: JsonValue; readonly revision: number }
+  | {
+      readonly kind: 'put';
+      readonly key: string;
+      readonly value: JsonValue;
+      readonly revision: number;
+    }
   | { readonly kind: 'delete'; readonly key: string; readonly revision: number };
 
 /**

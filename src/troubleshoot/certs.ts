@@ -20,7 +20,13 @@ export function certFact(label: string, pem: string, roots?: readonly string[]):
   try {
     cert = new X509Certificate(pem);
   } catch (err) {
-    return { label, identity: '', notBefore: '', notAfter: '', error: `does not parse: ${(err as Error).message}` };
+    return {
+      label,
+      identity: '',
+      notBefore: '',
+      notAfter: '',
+      error: `does not parse: ${(err as Error).message}`,
+    };
   }
   const uri = (cert.subjectAltName ?? '').split(', ').find((s) => s.startsWith('URI:'));
   const fact: CertFact = {
@@ -44,14 +50,19 @@ function issuedBy(cert: X509Certificate, rootPem: string): boolean {
 /** Why a certificate is not usable at `now`, or undefined when it is. */
 export function certProblem(c: CertFact, now: number): string | undefined {
   if (c.error) return `${c.label} ${c.error}`;
-  if (now < Date.parse(c.notBefore)) return `${c.label} ${c.identity} is not valid before ${c.notBefore}`;
+  if (now < Date.parse(c.notBefore))
+    return `${c.label} ${c.identity} is not valid before ${c.notBefore}`;
   if (now > Date.parse(c.notAfter)) return `${c.label} ${c.identity} expired at ${c.notAfter}`;
-  if (c.chainsToRoots === false) return `${c.label} ${c.identity} is not signed by a current CA root`;
+  if (c.chainsToRoots === false)
+    return `${c.label} ${c.identity} is not signed by a current CA root`;
   return undefined;
 }
 
 /** The earliest expiry among usable certificates (for a ✓ detail). */
 export function earliestExpiry(certs: readonly CertFact[]): string | undefined {
-  const times = certs.filter((c) => !c.error).map((c) => c.notAfter).sort();
+  const times = certs
+    .filter((c) => !c.error)
+    .map((c) => c.notAfter)
+    .sort();
   return times[0];
 }

@@ -23,8 +23,18 @@ export interface Checklist {
 }
 
 export const pass = (Name: string, Detail: string): Check => ({ Name, OK: true, Detail });
-export const fail = (Name: string, Detail: string, Fix: string): Check => ({ Name, OK: false, Detail, Fix });
-export const skip = (Name: string, Detail: string): Check => ({ Name, OK: true, Detail, Skipped: true });
+export const fail = (Name: string, Detail: string, Fix: string): Check => ({
+  Name,
+  OK: false,
+  Detail,
+  Fix,
+});
+export const skip = (Name: string, Detail: string): Check => ({
+  Name,
+  OK: true,
+  Detail,
+  Skipped: true,
+});
 
 export function checklist(Subject: string, Checks: readonly Check[]): Checklist {
   return { Subject, Checks, OK: Checks.every((c) => c.OK) };
@@ -53,9 +63,14 @@ export function renderChecklist(list: Checklist): string {
     const mark = c.Skipped ? '-' : c.OK ? '✓' : '✗';
     // Details may quote a proxy's NACK message: never let it steer the operator's terminal.
     lines.push(`${mark} ${printable(c.Name)}: ${printable(c.Detail)}`);
-    if (!c.OK && c.Fix) lines.push(...c.Fix.split('\n').map((l, i) => `    ${i === 0 ? 'fix: ' : '     '}${printable(l)}`));
+    if (!c.OK && c.Fix)
+      lines.push(
+        ...c.Fix.split('\n').map((l, i) => `    ${i === 0 ? 'fix: ' : '     '}${printable(l)}`),
+      );
   }
   const failed = list.Checks.filter((c) => !c.OK).length;
-  lines.push(failed === 0 ? 'All checks passed.' : `${failed} of ${list.Checks.length} checks failed.`);
+  lines.push(
+    failed === 0 ? 'All checks passed.' : `${failed} of ${list.Checks.length} checks failed.`,
+  );
   return lines.join('\n');
 }

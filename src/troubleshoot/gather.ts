@@ -1,5 +1,10 @@
 import type { CertificateAuthority } from '../ca/index.js';
-import { instanceHealth, type CatalogReader, type ServiceInstance, type Upstream } from '../catalog/types.js';
+import {
+  instanceHealth,
+  type CatalogReader,
+  type ServiceInstance,
+  type Upstream,
+} from '../catalog/types.js';
 import { IsthmusError } from '../errors.js';
 import { Secret } from '../gen/envoy/extensions/transport_sockets/tls/v3/secret.js';
 import { exportedNamesFor } from '../peering/exports.js';
@@ -12,7 +17,15 @@ import { newestSessions, resourceStatuses } from '../xds/status.js';
 import { TypeUrl, shortName } from '../xds/types.js';
 import { certFact } from './certs.js';
 import type { GatewayFact, PeeringFacts } from './peering-checks.js';
-import { type NackFact, type ProxyFacts, type ResourceFact, type SessionFact, type UpstreamFact, type XdsShortType, checkedTypes } from './proxy-checks.js';
+import {
+  type NackFact,
+  type ProxyFacts,
+  type ResourceFact,
+  type SessionFact,
+  type UpstreamFact,
+  type XdsShortType,
+  checkedTypes,
+} from './proxy-checks.js';
 
 /** The live state the checklists read (the composition root passes the server's parts). */
 export interface TroubleshootSources {
@@ -29,7 +42,11 @@ export interface TroubleshootSources {
 /** Facts for the peering checklist; not_found (with a hint) when no peering has that name. */
 export function gatherPeeringFacts(src: TroubleshootSources, name: string): PeeringFacts {
   const peering = src.peerings.read(name);
-  if (!peering) throw new IsthmusError('not_found', `peering ${JSON.stringify(name)} not found (see isthmus peering list)`);
+  if (!peering)
+    throw new IsthmusError(
+      'not_found',
+      `peering ${JSON.stringify(name)} not found (see isthmus peering list)`,
+    );
   const roots = src.ca.roots().roots;
   return {
     datacenter: src.datacenter,
@@ -54,7 +71,10 @@ export function gatherProxyFacts(src: TroubleshootSources, id: string): ProxyFac
   const instance = src.catalog.instance(id);
   const session = newestSessions(src.xds.connectedSessions()).get(id);
   if (!instance && !session) {
-    throw new IsthmusError('not_found', `proxy ${JSON.stringify(id)} is neither registered nor connected (see isthmus services list)`);
+    throw new IsthmusError(
+      'not_found',
+      `proxy ${JSON.stringify(id)} is neither registered nor connected (see isthmus services list)`,
+    );
   }
   const roots = src.ca.roots().roots.map((r) => r.certPem);
   return {
@@ -77,7 +97,8 @@ function localModeUpstreamsTo(catalog: CatalogReader, peer: string): string[] {
   const out: string[] = [];
   for (const proxy of catalog.instancesOfKind('connect-proxy')) {
     for (const u of proxy.proxy?.upstreams ?? []) {
-      if (u.destinationPeer === peer && upstreamGatewayMode(catalog, proxy, u) === 'local') out.push(`${proxy.id} → ${u.destinationName}`);
+      if (u.destinationPeer === peer && upstreamGatewayMode(catalog, proxy, u) === 'local')
+        out.push(`${proxy.id} → ${u.destinationName}`);
     }
   }
   return out.sort();
@@ -89,13 +110,19 @@ function localGateways(catalog: CatalogReader, datacenter: string): GatewayFact[
     .filter((g) => !g.datacenter || g.datacenter === datacenter)
     .map((g) => {
       const wan = g.taggedAddresses.wan;
-      return { id: g.id, health: instanceHealth(g), wan: wan?.address ? `${wan.address}:${wan.port || g.port}` : undefined };
+      return {
+        id: g.id,
+        health: instanceHealth(g),
+        wan: wan?.address ? `${wan.address}:${wan.port || g.port}` : undefined,
+      };
     });
 }
 
 function sessionFact(session: AdsSession, roots: readonly string[]): SessionFact {
   const statuses = resourceStatuses(session);
-  const resources = Object.fromEntries(checkedTypes.map((t) => [t, [] as ResourceFact[]])) as Record<XdsShortType, ResourceFact[]>;
+  const resources = Object.fromEntries(
+    checkedTypes.map((t) => [t, [] as ResourceFact[]]),
+  ) as Record<XdsShortType, ResourceFact[]>;
   for (const s of statuses) {
     // EDS, RDS and SDS are asked for by name: what Envoy never asked for is not owed to it.
     const asked = session.typeStates().get(s.typeUrl)?.inScope(s.name) ?? false;
@@ -106,8 +133,15 @@ function sessionFact(session: AdsSession, roots: readonly string[]): SessionFact
   for (const [typeUrl, ts] of session.typeStates()) {
     if (!ts.lastNack) continue;
     const type = shortName[typeUrl];
-    const rejected = statuses.filter((s) => s.typeUrl === typeUrl && s.status === 'ERROR').map((s) => s.name);
-    nacks.push({ type, message: ts.lastNack.message, resources: rejected, at: ts.lastNack.at.toISOString() });
+    const rejected = statuses
+      .filter((s) => s.typeUrl === typeUrl && s.status === 'ERROR')
+      .map((s) => s.name);
+    nacks.push({
+      type,
+      message: ts.lastNack.message,
+      resources: rejected,
+      at: ts.lastNack.at.toISOString(),
+    });
   }
   const secrets = entriesOf(session.currentView(), TypeUrl.secret);
   const leafEntry = [...secrets.values()].find((e) => e.name.startsWith('leaf:'));
@@ -136,7 +170,9 @@ function upstreamFact(src: TroubleshootSources, proxy: ServiceInstance, u: Upstr
   const { catalog } = src;
   const gatewayMode = upstreamGatewayMode(catalog, proxy, u);
   const namespace = u.destinationNamespace || 'default';
-  const imported = u.destinationPeer ? src.imported.instancesOf(u.destinationPeer, u.destinationName, namespace) : [];
+  const imported = u.destinationPeer
+    ? src.imported.instancesOf(u.destinationPeer, u.destinationName, namespace)
+    : [];
   return {
     service: u.destinationName,
     peer: u.destinationPeer,
@@ -144,7 +180,16 @@ function upstreamFact(src: TroubleshootSources, proxy: ServiceInstance, u: Upstr
     gatewayMode,
     peeringState: u.destinationPeer ? src.peerings.read(u.destinationPeer)?.State : undefined,
     imported: imported.length > 0,
-    importedWithMesh: imported.some((i) => i.kind === 'connect-proxy' && (i.peerMeta?.sni.length ?? 0) > 0 && instanceHealth(i) !== 'critical'),
-    remoteGateways: u.datacenter ? catalog.instancesOfKind('mesh-gateway').filter((g) => g.datacenter === u.datacenter && instanceHealth(g) !== 'critical').length : 0,
+    importedWithMesh: imported.some(
+      (i) =>
+        i.kind === 'connect-proxy' &&
+        (i.peerMeta?.sni.length ?? 0) > 0 &&
+        instanceHealth(i) !== 'critical',
+    ),
+    remoteGateways: u.datacenter
+      ? catalog
+          .instancesOfKind('mesh-gateway')
+          .filter((g) => g.datacenter === u.datacenter && instanceHealth(g) !== 'critical').length
+      : 0,
   };
 }

@@ -1,6 +1,15 @@
 import { type Peering, establishedStates, isDialer } from '../peering/types.js';
 import { type CertFact, certProblem, earliestExpiry } from './certs.js';
-import { type Check, type Checklist, checklist, fail, formatAge, formatDuration, pass, skip } from './checklist.js';
+import {
+  type Check,
+  type Checklist,
+  checklist,
+  fail,
+  formatAge,
+  formatDuration,
+  pass,
+  skip,
+} from './checklist.js';
 
 /** A mesh gateway of this datacenter as the checks see it. */
 export interface GatewayFact {
@@ -29,7 +38,6 @@ export interface PeeringFacts {
   readonly peerRoots: readonly CertFact[];
 }
 
-
 /**
  * The peering checklist (issue 6): token used, stream up, heartbeat age, peer CA present, exports,
  * imports, mesh gateway, last NACK, certificates. Checks that need the stream are skipped while the
@@ -42,14 +50,19 @@ export function peeringChecklist(f: PeeringFacts): Checklist {
     tokenUsed(f),
     established ? streamUp(f) : skip('stream up', `not applicable while the peering is ${p.State}`),
     established ? heartbeatAge(f) : skip('heartbeat age', 'no stream yet'),
-    established ? peerCaPresent(f) : skip('peer CA present', 'the peer\'s roots arrive when it establishes'),
+    established
+      ? peerCaPresent(f)
+      : skip('peer CA present', "the peer's roots arrive when it establishes"),
     exportsNonEmpty(f),
     imports(f),
     meshGateway(f),
     established ? lastNack(f) : skip('last NACK', 'no stream yet'),
     certificatesValid(f),
   ];
-  return checklist(`Peering ${p.Name} (${isDialer(p) ? 'this cluster dials' : 'this cluster accepts'}, ${f.datacenter} ↔ ${p.Remote.Datacenter || 'unknown peer'})`, checks);
+  return checklist(
+    `Peering ${p.Name} (${isDialer(p) ? 'this cluster dials' : 'this cluster accepts'}, ${f.datacenter} ↔ ${p.Remote.Datacenter || 'unknown peer'})`,
+    checks,
+  );
 }
 
 export function tokenUsed(f: PeeringFacts): Check {
@@ -59,8 +72,8 @@ export function tokenUsed(f: PeeringFacts): Check {
     return fail(
       name,
       `a token was generated for ${p.Name} but the peer has not established with it`,
-      `on the other cluster run: isthmus peering establish --name ${f.datacenter} --peering-token <TOKEN>\n`
-        + `or generate a new token (the unused one stops working): isthmus peering generate-token --name ${p.Name}`,
+      `on the other cluster run: isthmus peering establish --name ${f.datacenter} --peering-token <TOKEN>\n` +
+        `or generate a new token (the unused one stops working): isthmus peering generate-token --name ${p.Name}`,
     );
   }
   if (p.State === 'TERMINATED') {
@@ -71,10 +84,18 @@ export function tokenUsed(f: PeeringFacts): Check {
     );
   }
   if (p.State === 'DELETING') {
-    return fail(name, `the peering is being deleted here (since ${p.DeletedAt ?? 'now'})`, 'wait for the peer to be told, then peer again with a new token if you still want it');
+    return fail(
+      name,
+      `the peering is being deleted here (since ${p.DeletedAt ?? 'now'})`,
+      'wait for the peer to be told, then peer again with a new token if you still want it',
+    );
   }
-  if (isDialer(p)) return pass(name, `this cluster established with the peer's token (${p.PeerServerName})`);
-  return pass(name, `the peer (${p.Remote.Datacenter || 'unknown'}) established with this cluster's token`);
+  if (isDialer(p))
+    return pass(name, `this cluster established with the peer's token (${p.PeerServerName})`);
+  return pass(
+    name,
+    `the peer (${p.Remote.Datacenter || 'unknown'}) established with this cluster's token`,
+  );
 }
 
 export function streamUp(f: PeeringFacts): Check {
@@ -82,16 +103,18 @@ export function streamUp(f: PeeringFacts): Check {
   const s = p.StreamStatus;
   const name = 'stream up';
   if (p.State === 'ACTIVE') {
-    const receive = s.LastReceive ? `, last receive ${formatAge(f.now - Date.parse(s.LastReceive))} ago` : '';
+    const receive = s.LastReceive
+      ? `, last receive ${formatAge(f.now - Date.parse(s.LastReceive))} ago`
+      : '';
     return pass(name, `ACTIVE${receive}`);
   }
   const why = s.LastError ? `: ${s.LastError}` : '';
   const fix = isDialer(p)
-    ? `check that the peer's server is running and reachable from here at ${p.PeerServerAddresses.join(', ')} `
-      + `(its peering port, TLS name ${p.PeerServerName}); this cluster redials on its own`
-    : `this cluster accepts: check that the peer's server (${p.Remote.Datacenter || 'the dialer'}) is running and reaches `
-      + 'this server\'s peering port (--peering-addr / --advertise-addr, TLS); the peer redials on its own. '
-      + `If the peer deleted this peering while this server was down, it never will: delete it here too (isthmus peering delete --name ${p.Name})`;
+    ? `check that the peer's server is running and reachable from here at ${p.PeerServerAddresses.join(', ')} ` +
+      `(its peering port, TLS name ${p.PeerServerName}); this cluster redials on its own`
+    : `this cluster accepts: check that the peer's server (${p.Remote.Datacenter || 'the dialer'}) is running and reaches ` +
+      "this server's peering port (--peering-addr / --advertise-addr, TLS); the peer redials on its own. " +
+      `If the peer deleted this peering while this server was down, it never will: delete it here too (isthmus peering delete --name ${p.Name})`;
   return fail(name, `${p.State}${why}`, fix);
 }
 
@@ -99,14 +122,22 @@ export function heartbeatAge(f: PeeringFacts): Check {
   const s = f.peering.StreamStatus;
   const name = 'heartbeat age';
   const timeout = formatDuration(f.heartbeatTimeoutMs);
-  const fix = `heartbeats come every --peering-heartbeat-ms; the stream is torn down after ${timeout} without one: `
-    + 'check that the peer\'s server is running and the network between the servers';
+  const fix =
+    `heartbeats come every --peering-heartbeat-ms; the stream is torn down after ${timeout} without one: ` +
+    "check that the peer's server is running and the network between the servers";
   if (!s.LastHeartbeat) {
-    const receive = s.LastReceive ? ` (last message ${formatAge(f.now - Date.parse(s.LastReceive))} ago)` : '';
+    const receive = s.LastReceive
+      ? ` (last message ${formatAge(f.now - Date.parse(s.LastReceive))} ago)`
+      : '';
     return fail(name, `no heartbeat received yet${receive}`, fix);
   }
   const age = f.now - Date.parse(s.LastHeartbeat);
-  if (age > f.heartbeatTimeoutMs) return fail(name, `last heartbeat ${formatAge(age)} ago, more than the ${timeout} timeout`, fix);
+  if (age > f.heartbeatTimeoutMs)
+    return fail(
+      name,
+      `last heartbeat ${formatAge(age)} ago, more than the ${timeout} timeout`,
+      fix,
+    );
   return pass(name, `last heartbeat ${formatAge(age)} ago (timeout ${timeout})`);
 }
 
@@ -114,8 +145,8 @@ export function peerCaPresent(f: PeeringFacts): Check {
   const p = f.peering;
   const name = 'peer CA present';
   const fix = isDialer(p)
-    ? 'the peer\'s roots come with its token, then over the stream: establish again with a new token from the peer'
-    : 'the dialer\'s roots are pinned when it establishes: have the peer establish again with a new token';
+    ? "the peer's roots come with its token, then over the stream: establish again with a new token from the peer"
+    : "the dialer's roots are pinned when it establishes: have the peer establish again with a new token";
   if (f.peerRoots.length === 0) return fail(name, 'no CA roots of the peer are known', fix);
   const broken = f.peerRoots.find((c) => c.error);
   if (broken) return fail(name, `${broken.label} ${broken.error}`, fix);
@@ -131,38 +162,78 @@ export function exportsNonEmpty(f: PeeringFacts): Check {
   const name = 'exports non-empty';
   const peer = f.peering.Name;
   if (f.exported.length > 0) return pass(name, `exports ${f.exported.join(', ')} to ${peer}`);
-  if (f.imported.length > 0) return pass(name, `exports nothing to ${peer}; it is a one-way peering (this cluster imports only)`);
-  const entry = JSON.stringify({ Kind: 'exported-services', Name: 'default', Services: [{ Name: '<SERVICE>', Consumers: [{ Peer: peer }] }] });
+  if (f.imported.length > 0)
+    return pass(
+      name,
+      `exports nothing to ${peer}; it is a one-way peering (this cluster imports only)`,
+    );
+  const entry = JSON.stringify({
+    Kind: 'exported-services',
+    Name: 'default',
+    Services: [{ Name: '<SERVICE>', Consumers: [{ Peer: peer }] }],
+  });
   const how = f.exportEntryExists
     ? `add ${peer} to the Consumers of a service in the exported-services entry (isthmus config read exported-services default), then write it back:`
     : 'export a service to it with an exported-services entry:';
-  return fail(name, `nothing is exported to ${peer}, and nothing is imported from it`, `${how}\necho '${entry}' | isthmus config write -`);
+  return fail(
+    name,
+    `nothing is exported to ${peer}, and nothing is imported from it`,
+    `${how}\necho '${entry}' | isthmus config write -`,
+  );
 }
 
 /** Informational: what the peer exports to us is the peer's decision, so this never fails. */
 export function imports(f: PeeringFacts): Check {
   const peer = f.peering.Name;
-  if (f.imported.length > 0) return pass('imports', `imports ${f.imported.join(', ')} from ${peer}`);
-  return pass('imports', `nothing is imported from ${peer} (the peer exports nothing to this cluster)`);
+  if (f.imported.length > 0)
+    return pass('imports', `imports ${f.imported.join(', ')} from ${peer}`);
+  return pass(
+    'imports',
+    `nothing is imported from ${peer} (the peer exports nothing to this cluster)`,
+  );
 }
 
 export function meshGateway(f: PeeringFacts): Check {
   const name = 'mesh gateway registered';
-  const fix = 'peered traffic enters and leaves through mesh gateways: register one with a wan tagged address, e.g.\n'
-    + 'echo \'{"Name":"mesh-gateway","Kind":"mesh-gateway","Port":8443,"TaggedAddresses":{"wan":{"Address":"<PUBLIC IP>","Port":443}}}\' | isthmus services register -\n'
-    + 'and run its Envoy: isthmus envoy bootstrap --gateway mesh --proxy-id mesh-gateway';
+  const fix =
+    'peered traffic enters and leaves through mesh gateways: register one with a wan tagged address, e.g.\n' +
+    'echo \'{"Name":"mesh-gateway","Kind":"mesh-gateway","Port":8443,"TaggedAddresses":{"wan":{"Address":"<PUBLIC IP>","Port":443}}}\' | isthmus services register -\n' +
+    'and run its Envoy: isthmus envoy bootstrap --gateway mesh --proxy-id mesh-gateway';
   // Our gateway carries what we export (the peer dials it) and local-mode upstreams to the peer.
   const needs = [
     ...(f.exported.length > 0 ? [`the peer reaches ${f.exported.join(', ')} through it`] : []),
-    ...(f.localModeUpstreams.length > 0 ? [`upstreams in mode local leave through it (${f.localModeUpstreams.join(', ')})`] : []),
+    ...(f.localModeUpstreams.length > 0
+      ? [`upstreams in mode local leave through it (${f.localModeUpstreams.join(', ')})`]
+      : []),
   ];
   if (f.localGateways.length === 0 && needs.length === 0) {
-    return pass(name, `none registered, none needed: nothing is exported to ${f.peering.Name} and upstreams to it use mode remote`);
+    return pass(
+      name,
+      `none registered, none needed: nothing is exported to ${f.peering.Name} and upstreams to it use mode remote`,
+    );
   }
-  if (f.localGateways.length === 0) return fail(name, `no mesh gateway is registered in ${f.datacenter}, but ${needs.join('; ')}`, fix);
+  if (f.localGateways.length === 0)
+    return fail(
+      name,
+      `no mesh gateway is registered in ${f.datacenter}, but ${needs.join('; ')}`,
+      fix,
+    );
   const usable = f.localGateways.filter((g) => g.health !== 'critical');
-  if (usable.length === 0) return fail(name, `every mesh gateway of ${f.datacenter} is critical: ${f.localGateways.map((g) => g.id).join(', ')}`, `make a gateway's health checks pass; ${fix}`);
-  return pass(name, usable.map((g) => `${g.id} (${g.wan ? `wan ${g.wan}` : 'no wan address: peers get its LAN address'}, ${g.health})`).join('; '));
+  if (usable.length === 0)
+    return fail(
+      name,
+      `every mesh gateway of ${f.datacenter} is critical: ${f.localGateways.map((g) => g.id).join(', ')}`,
+      `make a gateway's health checks pass; ${fix}`,
+    );
+  return pass(
+    name,
+    usable
+      .map(
+        (g) =>
+          `${g.id} (${g.wan ? `wan ${g.wan}` : 'no wan address: peers get its LAN address'}, ${g.health})`,
+      )
+      .join('; '),
+  );
 }
 
 export function lastNack(f: PeeringFacts): Check {
@@ -171,7 +242,7 @@ export function lastNack(f: PeeringFacts): Check {
   return fail(
     'last NACK',
     `the peer rejected what this cluster replicated: ${nack}`,
-    'the peer\'s server log says why; fix the exported service it names (its registration or config entries): it is replicated again on the next change',
+    "the peer's server log says why; fix the exported service it names (its registration or config entries): it is replicated again on the next change",
   );
 }
 
@@ -179,10 +250,16 @@ export function certificatesValid(f: PeeringFacts): Check {
   const name = 'certificates valid';
   // A peer root that does not parse is the peer CA check's failure, not this one's.
   const peerParsed = f.peerRoots.filter((c) => !c.error);
-  const problems = [...f.localRoots, ...peerParsed].map((c) => certProblem(c, f.now)).filter((x) => x !== undefined);
+  const problems = [...f.localRoots, ...peerParsed]
+    .map((c) => certProblem(c, f.now))
+    .filter((x) => x !== undefined);
   if (f.localRoots.length === 0) problems.unshift('this cluster has no CA roots');
   if (problems.length > 0) {
-    return fail(name, problems.join('; '), 'this cluster\'s roots: check `isthmus ca roots` and rotate with `isthmus ca rotate`; the peer\'s: they are replicated when the peer rotates, else establish again with a new token');
+    return fail(
+      name,
+      problems.join('; '),
+      "this cluster's roots: check `isthmus ca roots` and rotate with `isthmus ca rotate`; the peer's: they are replicated when the peer rotates, else establish again with a new token",
+    );
   }
   const local = earliestExpiry(f.localRoots);
   const peer = earliestExpiry(f.peerRoots);

@@ -58,7 +58,9 @@ export interface ProxyFacts {
   readonly datacenter: string;
   readonly now: number;
   /** The catalog instance with this ID (undefined when none). */
-  readonly instance?: { readonly kind: ServiceKind; readonly name: string; readonly destination: string } | undefined;
+  readonly instance?:
+    | { readonly kind: ServiceKind; readonly name: string; readonly destination: string }
+    | undefined;
   readonly session?: SessionFact | undefined;
   readonly upstreams: readonly UpstreamFact[];
   readonly localGateways: readonly GatewayFact[];
@@ -78,7 +80,9 @@ export function proxyChecklist(f: ProxyFacts): Checklist {
     s ? certificatesValid(f, s) : skip('certificates valid', 'not connected'),
     ...f.upstreams.flatMap((u) => upstreamChecks(f, u)),
   ];
-  const what = f.instance ? `${f.instance.kind}${f.instance.destination ? ` for ${f.instance.destination}` : ''}, ` : '';
+  const what = f.instance
+    ? `${f.instance.kind}${f.instance.destination ? ` for ${f.instance.destination}` : ''}, `
+    : '';
   return checklist(`Proxy ${f.id} (${what}${f.datacenter})`, checks);
 }
 
@@ -88,39 +92,62 @@ export function registered(f: ProxyFacts): Check {
   const i = f.instance;
   if (!i) return fail(name, `no service instance with ID ${f.id} is registered`, fix);
   if (i.kind === 'typical') {
-    return fail(name, `${f.id} is a typical service, not a proxy`, `troubleshoot its sidecar (usually ${f.id}-sidecar-proxy); ${fix}`);
+    return fail(
+      name,
+      `${f.id} is a typical service, not a proxy`,
+      `troubleshoot its sidecar (usually ${f.id}-sidecar-proxy); ${fix}`,
+    );
   }
-  return pass(name, i.kind === 'connect-proxy' ? `connect-proxy for ${i.destination}` : `${i.kind}, service ${i.name}`);
+  return pass(
+    name,
+    i.kind === 'connect-proxy'
+      ? `connect-proxy for ${i.destination}`
+      : `${i.kind}, service ${i.name}`,
+  );
 }
 
 export function connected(f: ProxyFacts): Check {
   const name = 'connected over xDS';
   const s = f.session;
-  if (s) return pass(name, `${s.api === 'delta' ? 'Delta' : 'SotW'} ADS stream open for ${formatAge(f.now - Date.parse(s.connectedAt))}`);
+  if (s)
+    return pass(
+      name,
+      `${s.api === 'delta' ? 'Delta' : 'SotW'} ADS stream open for ${formatAge(f.now - Date.parse(s.connectedAt))}`,
+    );
   // A typical service has no Envoy of its own (its sidecar does): one ✗ above says so.
-  if (f.instance?.kind === 'typical') return skip(name, `${f.id} is not a proxy, so no Envoy connects as it`);
+  if (f.instance?.kind === 'typical')
+    return skip(name, `${f.id} is not a proxy, so no Envoy connects as it`);
   const gateway = f.instance?.kind === 'mesh-gateway' ? ' --gateway mesh' : '';
   return fail(
     name,
     `no xDS stream with node.id ${f.id}`,
-    `start its Envoy with a bootstrap for it: isthmus envoy bootstrap${gateway} --proxy-id ${f.id} --token <TOKEN> `
-      + `(a token from: isthmus acl token create --proxy-id ${f.id}); check that Envoy reaches this server's --xds-addr and the token is this proxy's`,
+    `start its Envoy with a bootstrap for it: isthmus envoy bootstrap${gateway} --proxy-id ${f.id} --token <TOKEN> ` +
+      `(a token from: isthmus acl token create --proxy-id ${f.id}); check that Envoy reaches this server's --xds-addr and the token is this proxy's`,
   );
 }
 
 export function typeSynced(f: ProxyFacts, type: XdsShortType, s: SessionFact): Check {
   const name = `${type} synced`;
-  const unrequested = s.resources[type].filter((r) => r.status === 'NOT_REQUESTED').map((r) => r.name);
+  const unrequested = s.resources[type]
+    .filter((r) => r.status === 'NOT_REQUESTED')
+    .map((r) => r.name);
   const all = s.resources[type].filter((r) => r.status !== 'NOT_REQUESTED');
-  const aside = unrequested.length > 0 ? ` (not requested by Envoy: ${unrequested.join(', ')})` : '';
+  const aside =
+    unrequested.length > 0 ? ` (not requested by Envoy: ${unrequested.join(', ')})` : '';
   if (all.length === 0) return pass(name, `nothing to send${aside}`);
   const behind = all.filter((r) => r.status !== 'SYNCED');
-  if (behind.length === 0) return pass(name, `${all.length} resource${all.length === 1 ? '' : 's'} ACKed${aside}`);
+  if (behind.length === 0)
+    return pass(name, `${all.length} resource${all.length === 1 ? '' : 's'} ACKed${aside}`);
   const list = behind.map((r) => `${r.name} (${r.status})`).join(', ');
   const fixes: string[] = [];
-  if (behind.some((r) => r.status === 'ERROR')) fixes.push('ERROR: Envoy rejected it (see last NACK)');
-  if (behind.some((r) => r.status === 'NOT_SENT')) fixes.push('NOT_SENT: not sent yet (Envoy has not subscribed to it, or an earlier response is not ACKed)');
-  if (behind.some((r) => r.status === 'STALE')) fixes.push('STALE: sent but not ACKed, or Envoy holds a version that is no longer wanted');
+  if (behind.some((r) => r.status === 'ERROR'))
+    fixes.push('ERROR: Envoy rejected it (see last NACK)');
+  if (behind.some((r) => r.status === 'NOT_SENT'))
+    fixes.push(
+      'NOT_SENT: not sent yet (Envoy has not subscribed to it, or an earlier response is not ACKed)',
+    );
+  if (behind.some((r) => r.status === 'STALE'))
+    fixes.push('STALE: sent but not ACKed, or Envoy holds a version that is no longer wanted');
   return fail(
     name,
     `${behind.length} of ${all.length} not synced: ${list}`,
@@ -136,12 +163,17 @@ export function lastNack(f: ProxyFacts, s: SessionFact): Check {
     return fail(
       name,
       `Envoy rejected ${current.type} ${current.resources.join(', ')}: ${current.message}`,
-      `see what was sent: isthmus proxy-config ${f.id} ${current.type.toLowerCase()}; the server does not re-send the same content, `
-        + 'so fix the registration or config entry it comes from (or Envoy, if it is too old for it)',
+      `see what was sent: isthmus proxy-config ${f.id} ${current.type.toLowerCase()}; the server does not re-send the same content, ` +
+        'so fix the registration or config entry it comes from (or Envoy, if it is too old for it)',
     );
   }
   const newest = nacks[0];
-  return pass(name, newest ? `none outstanding (an earlier ${newest.type} NACK is resolved: ${newest.message})` : 'none');
+  return pass(
+    name,
+    newest
+      ? `none outstanding (an earlier ${newest.type} NACK is resolved: ${newest.message})`
+      : 'none',
+  );
 }
 
 export function certificatesValid(f: ProxyFacts, s: SessionFact): Check {
@@ -149,13 +181,22 @@ export function certificatesValid(f: ProxyFacts, s: SessionFact): Check {
   const gateway = f.instance?.kind === 'mesh-gateway';
   if (!s.leaf) {
     if (gateway) return skip(name, 'no certificate pushed (this gateway passes TLS through)');
-    return fail(name, 'no leaf certificate in the proxy\'s config', 'the server issues one with the proxy\'s snapshot: check the server log for CA or snapshot errors');
+    return fail(
+      name,
+      "no leaf certificate in the proxy's config",
+      "the server issues one with the proxy's snapshot: check the server log for CA or snapshot errors",
+    );
   }
   const problem = certProblem(s.leaf, f.now);
-  const fix = 'leaves are renewed before they expire and re-issued after a CA rotation; if this persists check `isthmus ca roots` and the server log';
+  const fix =
+    'leaves are renewed before they expire and re-issued after a CA rotation; if this persists check `isthmus ca roots` and the server log';
   if (problem) return fail(name, problem, fix);
-  if (!s.rootsSecrets.includes('roots:local')) return fail(name, 'the local CA roots (roots:local) are not in the proxy\'s config', fix);
-  return pass(name, `leaf ${s.leaf.identity} valid until ${s.leaf.notAfter}, signed by a current root; roots pushed: ${s.rootsSecrets.join(', ')}`);
+  if (!s.rootsSecrets.includes('roots:local'))
+    return fail(name, "the local CA roots (roots:local) are not in the proxy's config", fix);
+  return pass(
+    name,
+    `leaf ${s.leaf.identity} valid until ${s.leaf.notAfter}, signed by a current root; roots pushed: ${s.rootsSecrets.join(', ')}`,
+  );
 }
 
 function upstreamChecks(f: ProxyFacts, u: UpstreamFact): Check[] {
@@ -169,27 +210,46 @@ function upstreamChecks(f: ProxyFacts, u: UpstreamFact): Check[] {
 export function peeredUpstream(f: ProxyFacts, u: UpstreamFact): Check {
   const name = `upstream ${u.service} (peer ${u.peer})`;
   if (!u.peeringState) {
-    return fail(name, `no peering named ${u.peer}`, `establish it (isthmus peering establish --name ${u.peer} --peering-token <TOKEN from the peer>), or fix the upstream's DestinationPeer (see isthmus peering list)`);
+    return fail(
+      name,
+      `no peering named ${u.peer}`,
+      `establish it (isthmus peering establish --name ${u.peer} --peering-token <TOKEN from the peer>), or fix the upstream's DestinationPeer (see isthmus peering list)`,
+    );
   }
   if (u.peeringState !== 'ACTIVE') {
-    return fail(name, `peering ${u.peer} is ${u.peeringState}`, `isthmus troubleshoot peering --name ${u.peer}`);
+    return fail(
+      name,
+      `peering ${u.peer} is ${u.peeringState}`,
+      `isthmus troubleshoot peering --name ${u.peer}`,
+    );
   }
   if (!u.imported) {
     return fail(
       name,
       `${u.service} is not imported from ${u.peer}`,
-      `on the peer, export ${u.service} to this cluster: add it with this cluster's name as a consumer to its exported-services entry (isthmus config write); `
-        + `then isthmus peering read --name ${u.peer} lists it under Imported services`,
+      `on the peer, export ${u.service} to this cluster: add it with this cluster's name as a consumer to its exported-services entry (isthmus config write); ` +
+        `then isthmus peering read --name ${u.peer} lists it under Imported services`,
     );
   }
   if (!u.importedWithMesh) {
-    return fail(name, `${u.service} is imported from ${u.peer} without mesh endpoints`, `on the peer, ${u.service} needs a Connect sidecar and the peer needs a mesh gateway`);
+    return fail(
+      name,
+      `${u.service} is imported from ${u.peer} without mesh endpoints`,
+      `on the peer, ${u.service} needs a Connect sidecar and the peer needs a mesh gateway`,
+    );
   }
   const bundle = `roots:peer:${u.peer}`;
   if (f.session && !f.session.rootsSecrets.includes(bundle)) {
-    return fail(name, `the peer's CA bundle (${bundle}) is not in the proxy's config`, `it arrives over the peering stream: isthmus troubleshoot peering --name ${u.peer}`);
+    return fail(
+      name,
+      `the peer's CA bundle (${bundle}) is not in the proxy's config`,
+      `it arrives over the peering stream: isthmus troubleshoot peering --name ${u.peer}`,
+    );
   }
-  return pass(name, `imported from ${u.peer} (ACTIVE)${f.session ? `, peer CA bundle ${bundle} pushed` : ''}`);
+  return pass(
+    name,
+    `imported from ${u.peer} (ACTIVE)${f.session ? `, peer CA bundle ${bundle} pushed` : ''}`,
+  );
 }
 
 export function upstreamGateway(f: ProxyFacts, u: UpstreamFact, remoteDc: boolean): Check {
@@ -197,11 +257,23 @@ export function upstreamGateway(f: ProxyFacts, u: UpstreamFact, remoteDc: boolea
   const name = `mesh gateway for upstream ${u.service} (${target})`;
   if (u.gatewayMode === 'local') {
     const usable = f.localGateways.filter((g) => g.health !== 'critical');
-    if (usable.length > 0) return pass(name, `mode local through ${usable.map((g) => g.id).join(', ')}`);
-    return fail(name, `mode local, but no healthy mesh gateway is registered in ${f.datacenter}`, 'register a mesh gateway in this datacenter (Kind "mesh-gateway", with a wan tagged address) and run its Envoy, or use mode remote');
+    if (usable.length > 0)
+      return pass(name, `mode local through ${usable.map((g) => g.id).join(', ')}`);
+    return fail(
+      name,
+      `mode local, but no healthy mesh gateway is registered in ${f.datacenter}`,
+      'register a mesh gateway in this datacenter (Kind "mesh-gateway", with a wan tagged address) and run its Envoy, or use mode remote',
+    );
   }
   if (remoteDc && u.remoteGateways === 0) {
-    return fail(name, `no mesh gateway of ${u.datacenter} is known`, `register ${u.datacenter}'s mesh gateways here (Kind "mesh-gateway", Datacenter "${u.datacenter}", wan tagged address), or use mode local`);
+    return fail(
+      name,
+      `no mesh gateway of ${u.datacenter} is known`,
+      `register ${u.datacenter}'s mesh gateways here (Kind "mesh-gateway", Datacenter "${u.datacenter}", wan tagged address), or use mode local`,
+    );
   }
-  return pass(name, `mode remote through ${u.remoteGateways} gateway${u.remoteGateways === 1 ? '' : 's'} of ${u.datacenter}`);
+  return pass(
+    name,
+    `mode remote through ${u.remoteGateways} gateway${u.remoteGateways === 1 ? '' : 's'} of ${u.datacenter}`,
+  );
 }

@@ -10,7 +10,11 @@ export function packAny(message: UnknownMessage & { $type?: string }): Any {
   if (!typeName) throw new Error('packAny: message has no $type');
   const fns = messageTypeRegistry.get(typeName);
   if (!fns) throw new Error(`packAny: ${typeName} is not in the type registry`);
-  return { $type: 'google.protobuf.Any', typeUrl: typePrefix + typeName, value: Buffer.from(fns.encode(message).finish()) };
+  return {
+    $type: 'google.protobuf.Any',
+    typeUrl: typePrefix + typeName,
+    value: Buffer.from(fns.encode(message).finish()),
+  };
 }
 
 /** Decodes an Any whose type is in the registry; undefined for unknown types. */

@@ -67,10 +67,13 @@ export function validateNodeMatchers(matchers: readonly NodeMatcher[]): string[]
   const errors: string[] = [];
   matchers.forEach((m, i) => {
     const p = m.nodeId?.matchPattern;
-    if (p?.$case === 'safeRegex') errors.push(`node_matchers[${i}].node_id.safe_regex is not supported; ${supported}`);
-    else if (p?.$case === 'custom') errors.push(`node_matchers[${i}].node_id.custom is not supported; ${supported}`);
+    if (p?.$case === 'safeRegex')
+      errors.push(`node_matchers[${i}].node_id.safe_regex is not supported; ${supported}`);
+    else if (p?.$case === 'custom')
+      errors.push(`node_matchers[${i}].node_id.custom is not supported; ${supported}`);
     // Ignoring them would match every proxy, the opposite of what was asked.
-    if (m.nodeMetadatas.length > 0) errors.push(`node_matchers[${i}].node_metadatas is not supported; match on node_id`);
+    if (m.nodeMetadatas.length > 0)
+      errors.push(`node_matchers[${i}].node_metadatas is not supported; match on node_id`);
   });
   return errors;
 }
@@ -90,7 +93,9 @@ function contentsOf(entry: CacheEntry): Buffer | undefined {
         ? Secret.encode(redactSecretMessage(Secret.decode(entry.messageBytes))).finish()
         : entry.messageBytes;
     // A view, not a copy: the memo must not double the cache's memory.
-    shown = containsPrivateKey(bytes) ? null : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    shown = containsPrivateKey(bytes)
+      ? null
+      : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
     shownBytes.set(entry, shown);
   }
   return shown ?? undefined;
@@ -110,7 +115,12 @@ function clientConfig(session: AdsSession, excludeContents: boolean): ClientConf
       configStatus: configStatus[s.status],
       clientStatus: clientStatus[s.status],
       errorState: s.error
-        ? { details: s.error.message, versionInfo: s.error.version, lastUpdateAttempt: s.error.at, failedConfiguration: undefined }
+        ? {
+            details: s.error.message,
+            versionInfo: s.error.version,
+            lastUpdateAttempt: s.error.at,
+            failedConfiguration: undefined,
+          }
         : undefined,
       isStaticResource: false,
     })),
@@ -125,9 +135,13 @@ function anyOf(typeUrl: string, value: Buffer | undefined) {
  * CSDS over the connected proxies (one entry per proxy: its newest stream). Throws IsthmusError
  * (invalid_argument) for a node matcher it cannot evaluate.
  */
-export function buildClientStatus(sessions: () => Iterable<AdsSession>, req: ClientStatusRequest): ClientStatusResponse {
+export function buildClientStatus(
+  sessions: () => Iterable<AdsSession>,
+  req: ClientStatusRequest,
+): ClientStatusResponse {
   const invalid = validateNodeMatchers(req.nodeMatchers);
-  if (invalid.length > 0) throw new IsthmusError('invalid_argument', invalid.join('; '), 'node_matchers');
+  if (invalid.length > 0)
+    throw new IsthmusError('invalid_argument', invalid.join('; '), 'node_matchers');
   const newest = newestSessions(sessions());
   const matches = (id: string) =>
     req.nodeMatchers.length === 0 || req.nodeMatchers.some((m) => matchString(m.nodeId, id));
@@ -148,7 +162,8 @@ export interface CsdsOptions {
   readonly token?: string | undefined;
 }
 
-const hint = 'send it as gRPC metadata "authorization: Bearer <token>" or "x-isthmus-token: <token>"';
+const hint =
+  'send it as gRPC metadata "authorization: Bearer <token>" or "x-isthmus-token: <token>"';
 
 /** Throws permission_denied unless the call carries the configured token. */
 function checkToken(metadata: grpc.Metadata, token: string | undefined): void {
@@ -157,20 +172,35 @@ function checkToken(metadata: grpc.Metadata, token: string | undefined): void {
     const v = metadata.get(key)[0];
     return typeof v === 'string' ? v : undefined;
   };
-  const presented = presentedToken({ headers: { authorization: header('authorization'), 'x-isthmus-token': header('x-isthmus-token') } });
+  const presented = presentedToken({
+    headers: {
+      authorization: header('authorization'),
+      'x-isthmus-token': header('x-isthmus-token'),
+    },
+  });
   if (presented !== undefined && tokensEqual(presented, token)) return;
-  const why = presented === undefined ? 'CSDS needs the HTTP API token' : 'the HTTP API token is not valid';
+  const why =
+    presented === undefined ? 'CSDS needs the HTTP API token' : 'the HTTP API token is not valid';
   throw new IsthmusError('permission_denied', `Permission denied: ${why}; ${hint}`);
 }
 
-export function csdsService(sessions: () => Iterable<AdsSession>, opts: CsdsOptions): ClientStatusDiscoveryServiceServer {
+export function csdsService(
+  sessions: () => Iterable<AdsSession>,
+  opts: CsdsOptions,
+): ClientStatusDiscoveryServiceServer {
   const refused = (call: { getPeer(): string }, e: unknown) => {
     const err = IsthmusError.from(e);
-    opts.logger.info({ peer: call.getPeer(), code: err.code, error: err.message }, 'csds call refused');
+    opts.logger.info(
+      { peer: call.getPeer(), code: err.code, error: err.message },
+      'csds call refused',
+    );
     return { code: grpcStatusOf(err), details: err.message };
   };
   return {
-    fetchClientStatus(call: grpc.ServerUnaryCall<ClientStatusRequest, ClientStatusResponse>, callback) {
+    fetchClientStatus(
+      call: grpc.ServerUnaryCall<ClientStatusRequest, ClientStatusResponse>,
+      callback,
+    ) {
       try {
         checkToken(call.metadata, opts.token);
         callback(null, buildClientStatus(sessions, call.request));

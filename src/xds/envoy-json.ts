@@ -18,11 +18,14 @@ function expandAny(value: unknown): unknown {
   if (Array.isArray(value)) return value.map(expandAny);
   if (value === null || typeof value !== 'object') return value;
   const o = value as Record<string, unknown>;
-  if (typeof o['typeUrl'] === 'string' && typeof o['value'] === 'string' && Object.keys(o).length === 2) {
-    const typeUrl = o['typeUrl'];
+  if (typeof o.typeUrl === 'string' && typeof o.value === 'string' && Object.keys(o).length === 2) {
+    const typeUrl = o.typeUrl;
     const typeName = typeNameOf(typeUrl);
     if (messageTypeRegistry.has(typeName)) {
-      const inner = expandedJson(typeName, Buffer.from(o['value'] as string, 'base64')) as Record<string, unknown>;
+      const inner = expandedJson(typeName, Buffer.from(o.value as string, 'base64')) as Record<
+        string,
+        unknown
+      >;
       return { '@type': typeUrl, ...inner };
     }
   }

@@ -44,7 +44,10 @@ export function redactSecrets(value: unknown): unknown {
   if (typeof value === 'string') return looksLikePrivateKey(value) ? redacted : value;
   if (value === null || typeof value !== 'object') return value;
   return Object.fromEntries(
-    Object.entries(value as Record<string, unknown>).map(([k, v]) => [k, sensitiveFields.has(k) && v !== null && v !== undefined ? redacted : redactSecrets(v)]),
+    Object.entries(value as Record<string, unknown>).map(([k, v]) => [
+      k,
+      sensitiveFields.has(k) && v !== null && v !== undefined ? redacted : redactSecrets(v),
+    ]),
   );
 }
 
@@ -66,9 +69,21 @@ export function redactSecretMessage(secret: Secret): Secret {
     case 'tlsCertificate':
       return { ...secret, type: { $case: 'tlsCertificate', value: redactTlsCertificate(t.value) } };
     case 'sessionTicketKeys':
-      return { ...secret, type: { $case: 'sessionTicketKeys', value: { ...t.value, keys: t.value.keys.map(redactedSource) } } };
+      return {
+        ...secret,
+        type: {
+          $case: 'sessionTicketKeys',
+          value: { ...t.value, keys: t.value.keys.map(redactedSource) },
+        },
+      };
     case 'genericSecret':
-      return { ...secret, type: { $case: 'genericSecret', value: { ...t.value, secret: redactSource(t.value.secret) } } };
+      return {
+        ...secret,
+        type: {
+          $case: 'genericSecret',
+          value: { ...t.value, secret: redactSource(t.value.secret) },
+        },
+      };
     case 'validationContext':
     case undefined:
       return secret;
@@ -85,13 +100,19 @@ function redactTlsCertificate(c: TlsCertificate): TlsCertificate {
     pkcs12: redactSource(c.pkcs12),
     privateKeyProvider: provider && {
       ...provider,
-      configType: config && { $case: 'typedConfig', value: { ...config.value, value: Buffer.alloc(0) } },
+      configType: config && {
+        $case: 'typedConfig',
+        value: { ...config.value, value: Buffer.alloc(0) },
+      },
     },
   };
 }
 
 function redactedSource(): DataSource {
-  return { $type: 'envoy.config.core.v3.DataSource', specifier: { $case: 'inlineString', value: redacted } };
+  return {
+    $type: 'envoy.config.core.v3.DataSource',
+    specifier: { $case: 'inlineString', value: redacted },
+  };
 }
 
 function redactSource(d: DataSource | undefined): DataSource | undefined {
@@ -100,5 +121,7 @@ function redactSource(d: DataSource | undefined): DataSource | undefined {
 
 /** Whether encoded bytes hold a PEM private key anywhere (a last check before bytes leave the server). */
 export function containsPrivateKey(bytes: Uint8Array): boolean {
-  return pemKey.test(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('latin1'));
+  return pemKey.test(
+    Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('latin1'),
+  );
 }

@@ -1,10 +1,13 @@
 import * as grpc from '@grpc/grpc-js';
 import { AggregatedDiscoveryServiceService } from '../gen/envoy/service/discovery/v3/ads.js';
-import type { DeltaDiscoveryRequest, DiscoveryRequest } from '../gen/envoy/service/discovery/v3/discovery.js';
+import type {
+  DeltaDiscoveryRequest,
+  DiscoveryRequest,
+} from '../gen/envoy/service/discovery/v3/discovery.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import { XdsCache } from './cache/xds-cache.js';
-import { AdsSession, type AdsApi, type SessionContext } from './ads/session.js';
+import type { AdsSession, AdsApi, SessionContext } from './ads/session.js';
 import { SotwSession } from './ads/sotw-session.js';
 import { DeltaSession } from './ads/delta-session.js';
 import { decodeDeltaRequest } from './ads/delta-request.js';
@@ -34,7 +37,10 @@ export interface XdsServerOptions {
  */
 const passThrough = (value: Buffer): Buffer => value;
 const adsServiceDefinition = {
-  streamAggregatedResources: { ...AggregatedDiscoveryServiceService.streamAggregatedResources, responseSerialize: passThrough },
+  streamAggregatedResources: {
+    ...AggregatedDiscoveryServiceService.streamAggregatedResources,
+    responseSerialize: passThrough,
+  },
   deltaAggregatedResources: {
     ...AggregatedDiscoveryServiceService.deltaAggregatedResources,
     requestDeserialize: decodeDeltaRequest,
@@ -72,7 +78,8 @@ export class XdsServer {
       maxResponseBytes: opts.maxResponseBytes ?? 4 * 1024 * 1024,
       warmingTimeoutMs: opts.warmingTimeoutMs ?? 1_000,
       authorize: opts.authorize ?? (() => undefined),
-      onReady: (s) => opts.logger.debug({ nodeId: s.nodeId, api: s.api, stream: s.id }, 'xds stream opened'),
+      onReady: (s) =>
+        opts.logger.debug({ nodeId: s.nodeId, api: s.api, stream: s.id }, 'xds stream opened'),
       onClose: (s) => this.forget(s),
     };
     this.server.addService(adsServiceDefinition, {
@@ -81,14 +88,24 @@ export class XdsServer {
       deltaAggregatedResources: (call: grpc.ServerDuplexStream<DeltaDiscoveryRequest, Buffer>) =>
         this.accept('delta', call, () => new DeltaSession('delta', this.ctx, call)),
     });
-    this.server.addService(ClientStatusDiscoveryServiceService, csdsService(() => this.sessions, { logger: opts.logger, token: opts.httpToken }));
+    this.server.addService(
+      ClientStatusDiscoveryServiceService,
+      csdsService(() => this.sessions, { logger: opts.logger, token: opts.httpToken }),
+    );
   }
 
-  private accept(api: AdsApi, call: grpc.ServerDuplexStream<unknown, Buffer>, create: () => AdsSession): void {
+  private accept(
+    api: AdsApi,
+    call: grpc.ServerDuplexStream<unknown, Buffer>,
+    create: () => AdsSession,
+  ): void {
     const max = this.opts.maxStreams ?? 10_000;
     if (this.sessions.size >= max) {
       this.opts.metrics.xdsStreamsRefused.inc({ reason: 'limit' });
-      call.emit('error', { code: grpc.status.RESOURCE_EXHAUSTED, details: `xDS stream limit reached (${max}); retry later or raise --xds-max-streams` });
+      call.emit('error', {
+        code: grpc.status.RESOURCE_EXHAUSTED,
+        details: `xDS stream limit reached (${max}); retry later or raise --xds-max-streams`,
+      });
       return;
     }
     this.opts.metrics.xdsStreams.inc({ api });
@@ -129,7 +146,9 @@ export class XdsServer {
   proxyStatus(): ProxyStatusJson[] {
     return this.connectedSessions()
       .map(proxyStatusJson)
-      .sort((a, b) => (a.ID < b.ID ? -1 : a.ID > b.ID ? 1 : a.ConnectedAt < b.ConnectedAt ? -1 : 1));
+      .sort((a, b) =>
+        a.ID < b.ID ? -1 : a.ID > b.ID ? 1 : a.ConnectedAt < b.ConnectedAt ? -1 : 1,
+      );
   }
 
   /**

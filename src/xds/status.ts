@@ -15,7 +15,9 @@ export interface ResourceStatus {
   /** The version the proxy last ACKed ('' if none). */
   readonly ackedVersion: string;
   readonly status: ResourceSyncStatus;
-  readonly error?: { readonly message: string; readonly version: string; readonly at: Date } | undefined;
+  readonly error?:
+    | { readonly message: string; readonly version: string; readonly at: Date }
+    | undefined;
   readonly entry?: CacheEntry | undefined;
 }
 
@@ -83,7 +85,9 @@ export interface ProxyStatusJson {
   readonly Version: string;
   readonly Types: Readonly<Record<string, TypeSummary>>;
   /** The newest NACK on this stream, of any type (it stays after a later ACK, like Envoy's last_update_attempt). */
-  readonly LastNack?: { readonly Type: string; readonly Message: string; readonly At: string } | undefined;
+  readonly LastNack?:
+    | { readonly Type: string; readonly Message: string; readonly At: string }
+    | undefined;
   readonly Resources: readonly {
     Type: string;
     Name: string;
@@ -152,9 +156,12 @@ function newestNack(session: AdsSession): ProxyStatusJson['LastNack'] {
   let newest: { typeUrl: XdsTypeUrl; message: string; at: Date } | undefined;
   for (const [typeUrl, ts] of session.typeStates()) {
     const n = ts.lastNack;
-    if (n && (!newest || n.at.getTime() >= newest.at.getTime())) newest = { typeUrl, message: n.message, at: n.at };
+    if (n && (!newest || n.at.getTime() >= newest.at.getTime()))
+      newest = { typeUrl, message: n.message, at: n.at };
   }
-  return newest ? { Type: shortName[newest.typeUrl], Message: newest.message, At: newest.at.toISOString() } : undefined;
+  return newest
+    ? { Type: shortName[newest.typeUrl], Message: newest.message, At: newest.at.toISOString() }
+    : undefined;
 }
 
 /** Each proxy's newest admitted stream (a proxy may briefly hold two while it reconnects). */
@@ -163,7 +170,12 @@ export function newestSessions(sessions: Iterable<AdsSession>): Map<string, AdsS
   for (const s of sessions) {
     if (!s.nodeId) continue;
     const prev = newest.get(s.nodeId);
-    if (!prev || prev.connectedAt.getTime() < s.connectedAt.getTime() || (prev.connectedAt.getTime() === s.connectedAt.getTime() && prev.id < s.id)) newest.set(s.nodeId, s);
+    if (
+      !prev ||
+      prev.connectedAt.getTime() < s.connectedAt.getTime() ||
+      (prev.connectedAt.getTime() === s.connectedAt.getTime() && prev.id < s.id)
+    )
+      newest.set(s.nodeId, s);
   }
   return newest;
 }

@@ -62,7 +62,8 @@ const typeUrlBytes = allTypeUrls.map((url) => ({ url, bytes: Buffer.from(url) })
 /** `xdsTypeUrl` of the UTF-8 bytes `buf[start, end)`, recognised without decoding them into a string. */
 export function xdsTypeUrlAt(buf: Buffer, start: number, end: number): XdsTypeUrl | undefined {
   for (const { url, bytes } of typeUrlBytes) {
-    if (bytes.length === end - start && buf.compare(bytes, 0, bytes.length, start, end) === 0) return url;
+    if (bytes.length === end - start && buf.compare(bytes, 0, bytes.length, start, end) === 0)
+      return url;
   }
   return undefined;
 }
@@ -99,18 +100,20 @@ export interface PushStep {
  * with no endpoints. Envoy applies an ADS stream's responses in order, so endpoints sent right
  * behind the clusters still reach the clusters that response created.
  */
-export const pushOrder: readonly PushStep[] = ([
-  { typeUrl: TypeUrl.secret, phase: 'upsert' },
-  { typeUrl: TypeUrl.cluster, phase: 'upsert' },
-  { typeUrl: TypeUrl.endpoint, phase: 'upsert', notBehind: [TypeUrl.cluster] },
-  { typeUrl: TypeUrl.listener, phase: 'upsert' },
-  { typeUrl: TypeUrl.route, phase: 'upsert' },
-  { typeUrl: TypeUrl.listener, phase: 'remove' },
-  { typeUrl: TypeUrl.route, phase: 'remove' },
-  { typeUrl: TypeUrl.endpoint, phase: 'remove' },
-  { typeUrl: TypeUrl.cluster, phase: 'remove' },
-  { typeUrl: TypeUrl.secret, phase: 'remove' },
-] as const).map((s: { typeUrl: XdsTypeUrl; phase: PushPhase; notBehind?: readonly XdsTypeUrl[] }) => ({
+export const pushOrder: readonly PushStep[] = (
+  [
+    { typeUrl: TypeUrl.secret, phase: 'upsert' },
+    { typeUrl: TypeUrl.cluster, phase: 'upsert' },
+    { typeUrl: TypeUrl.endpoint, phase: 'upsert', notBehind: [TypeUrl.cluster] },
+    { typeUrl: TypeUrl.listener, phase: 'upsert' },
+    { typeUrl: TypeUrl.route, phase: 'upsert' },
+    { typeUrl: TypeUrl.listener, phase: 'remove' },
+    { typeUrl: TypeUrl.route, phase: 'remove' },
+    { typeUrl: TypeUrl.endpoint, phase: 'remove' },
+    { typeUrl: TypeUrl.cluster, phase: 'remove' },
+    { typeUrl: TypeUrl.secret, phase: 'remove' },
+  ] as const
+).map((s: { typeUrl: XdsTypeUrl; phase: PushPhase; notBehind?: readonly XdsTypeUrl[] }) => ({
   typeUrl: s.typeUrl,
   phase: s.phase,
   index: typeIndex(s.typeUrl),
@@ -131,7 +134,13 @@ export const configTypes = {
 
 export type ConfigType = keyof typeof configTypes;
 
-const aliases: Readonly<Record<string, ConfigType>> = { cds: 'clusters', lds: 'listeners', eds: 'endpoints', rds: 'routes', sds: 'secrets' };
+const aliases: Readonly<Record<string, ConfigType>> = {
+  cds: 'clusters',
+  lds: 'listeners',
+  eds: 'endpoints',
+  rds: 'routes',
+  sds: 'secrets',
+};
 
 /** A config type by its name or its xDS short name (`CDS`, `lds`, …; troubleshoot hints use those). */
 export function configTypeOf(name: string): ConfigType | undefined {

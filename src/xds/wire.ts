@@ -65,11 +65,22 @@ export function encodeSotwResponse(
   nonce: string,
   resourceFields: readonly Buffer[],
 ): Buffer {
-  return Buffer.concat([stringField(1, versionInfo), ...resourceFields, typeUrlField(typeUrl), stringField(5, nonce)]);
+  return Buffer.concat([
+    stringField(1, versionInfo),
+    ...resourceFields,
+    typeUrlField(typeUrl),
+    stringField(5, nonce),
+  ]);
 }
 
 /** A string field (tag `fieldNumber`, wire type 2) written at `offset`; returns the offset after it. */
-function writeStringField(buf: Buffer, offset: number, fieldNumber: number, value: string, byteLength: number): number {
+function writeStringField(
+  buf: Buffer,
+  offset: number,
+  fieldNumber: number,
+  value: string,
+  byteLength: number,
+): number {
   offset = writeVarint(buf, offset, (fieldNumber << 3) | WIRE_LEN);
   offset = writeVarint(buf, offset, byteLength);
   // A short ASCII string (a nonce: one per response) is copied here; a call into the UTF-8
@@ -82,7 +93,9 @@ function writeStringField(buf: Buffer, offset: number, fieldNumber: number, valu
 }
 
 const stringFieldSize = (fieldNumber: number, byteLength: number) =>
-  byteLength === 0 ? 0 : varintSize((fieldNumber << 3) | WIRE_LEN) + varintSize(byteLength) + byteLength;
+  byteLength === 0
+    ? 0
+    : varintSize((fieldNumber << 3) | WIRE_LEN) + varintSize(byteLength) + byteLength;
 
 /**
  * `DeltaDiscoveryResponse { system_version_info = 1; resources = 2 (Resource); type_url = 4;

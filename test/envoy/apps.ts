@@ -5,9 +5,23 @@
  * streaming, and WebSocket. They stand for the user's apps; every proxy between them is Envoy.
  */
 import { once } from 'node:events';
-import { createServer as createHttpServer, request as httpRequest, type IncomingHttpHeaders } from 'node:http';
-import { connect as http2Connect, createServer as createHttp2Server, constants as h2 } from 'node:http2';
-import { type AddressInfo, type Server as NetServer, type Socket, connect as netConnect, createServer as createNetServer } from 'node:net';
+import {
+  createServer as createHttpServer,
+  request as httpRequest,
+  type IncomingHttpHeaders,
+} from 'node:http';
+import {
+  connect as http2Connect,
+  createServer as createHttp2Server,
+  constants as h2,
+} from 'node:http2';
+import {
+  type AddressInfo,
+  type Server as NetServer,
+  type Socket,
+  connect as netConnect,
+  createServer as createNetServer,
+} from 'node:net';
 import * as grpc from '@grpc/grpc-js';
 import { WebSocket, WebSocketServer } from 'ws';
 import { freePort } from '../../src/demo/free-port.js';
@@ -41,7 +55,8 @@ export async function closeApps(): Promise<void> {
 
 function flatHeaders(headers: IncomingHttpHeaders): Record<string, string> {
   const out: Record<string, string> = {};
-  for (const [k, v] of Object.entries(headers)) if (v !== undefined && !k.startsWith(':')) out[k] = Array.isArray(v) ? v.join(', ') : v;
+  for (const [k, v] of Object.entries(headers))
+    if (v !== undefined && !k.startsWith(':')) out[k] = Array.isArray(v) ? v.join(', ') : v;
   return out;
 }
 
@@ -84,7 +99,13 @@ export async function startTcpApp(name: string, port = 0): Promise<App> {
     });
   });
   const bound = await listen(server, port);
-  const app: App = { name, protocol: 'tcp', port: bound, seen, close: closer(server, sockets, () => app) };
+  const app: App = {
+    name,
+    protocol: 'tcp',
+    port: bound,
+    seen,
+    close: closer(server, sockets, () => app),
+  };
   return track(app);
 }
 
@@ -96,7 +117,12 @@ export async function startHttpApp(name: string, port = 0): Promise<App> {
   const seen: Seen[] = [];
   const sockets = new Set<Socket>();
   const server = createHttpServer((req, res) => {
-    const entry: Seen = { app: name, method: req.method ?? '', path: req.url ?? '', headers: flatHeaders(req.headers) };
+    const entry: Seen = {
+      app: name,
+      method: req.method ?? '',
+      path: req.url ?? '',
+      headers: flatHeaders(req.headers),
+    };
     seen.push(entry);
     req.resume();
     req.on('end', () => {
@@ -111,8 +137,15 @@ export async function startHttpApp(name: string, port = 0): Promise<App> {
   });
   const wss = new WebSocketServer({ noServer: true });
   server.on('upgrade', (req, socket, head) => {
-    seen.push({ app: name, method: 'UPGRADE', path: req.url ?? '', headers: flatHeaders(req.headers) });
-    wss.handleUpgrade(req, socket, head, (ws) => ws.on('message', (data) => ws.send(`${name}:${String(data)}`)));
+    seen.push({
+      app: name,
+      method: 'UPGRADE',
+      path: req.url ?? '',
+      headers: flatHeaders(req.headers),
+    });
+    wss.handleUpgrade(req, socket, head, (ws) =>
+      ws.on('message', (data) => ws.send(`${name}:${String(data)}`)),
+    );
   });
   const bound = await listen(server, port);
   const app: App = {
@@ -134,7 +167,12 @@ export async function startHttp2App(name: string, port = 0): Promise<App> {
   const sockets = new Set<Socket>();
   const server = createHttp2Server();
   server.on('stream', (stream, headers) => {
-    const entry: Seen = { app: name, method: String(headers[h2.HTTP2_HEADER_METHOD]), path: String(headers[h2.HTTP2_HEADER_PATH]), headers: flatHeaders(headers) };
+    const entry: Seen = {
+      app: name,
+      method: String(headers[h2.HTTP2_HEADER_METHOD]),
+      path: String(headers[h2.HTTP2_HEADER_PATH]),
+      headers: flatHeaders(headers),
+    };
     seen.push(entry);
     stream.on('error', () => undefined);
     stream.respond({ ':status': 200, 'content-type': 'application/json' });
@@ -145,14 +183,36 @@ export async function startHttp2App(name: string, port = 0): Promise<App> {
     s.on('close', () => sockets.delete(s));
   });
   const bound = await listen(server as unknown as NetServer, port);
-  const app: App = { name, protocol: 'http2', port: bound, seen, close: closer(server as unknown as NetServer, sockets, () => app) };
+  const app: App = {
+    name,
+    protocol: 'http2',
+    port: bound,
+    seen,
+    close: closer(server as unknown as NetServer, sockets, () => app),
+  };
   return track(app);
 }
 
 const identity = (b: Buffer): Buffer => b;
 const echoDefinition = {
-  who: { path: '/test.Echo/Who', requestStream: false, responseStream: false, requestSerialize: identity, requestDeserialize: identity, responseSerialize: identity, responseDeserialize: identity },
-  count: { path: '/test.Echo/Count', requestStream: true, responseStream: true, requestSerialize: identity, requestDeserialize: identity, responseSerialize: identity, responseDeserialize: identity },
+  who: {
+    path: '/test.Echo/Who',
+    requestStream: false,
+    responseStream: false,
+    requestSerialize: identity,
+    requestDeserialize: identity,
+    responseSerialize: identity,
+    responseDeserialize: identity,
+  },
+  count: {
+    path: '/test.Echo/Count',
+    requestStream: true,
+    responseStream: true,
+    requestSerialize: identity,
+    requestDeserialize: identity,
+    responseSerialize: identity,
+    responseDeserialize: identity,
+  },
 } satisfies grpc.ServiceDefinition;
 
 /**
@@ -162,22 +222,35 @@ const echoDefinition = {
 export async function startGrpcApp(name: string, port = 0): Promise<App> {
   const seen: Seen[] = [];
   const server = new grpc.Server();
-  const headersOf = (md: grpc.Metadata): Record<string, string> => Object.fromEntries(Object.entries(md.getMap()).map(([k, v]) => [k, String(v)]));
+  const headersOf = (md: grpc.Metadata): Record<string, string> =>
+    Object.fromEntries(Object.entries(md.getMap()).map(([k, v]) => [k, String(v)]));
   server.addService(echoDefinition, {
     who: (call: grpc.ServerUnaryCall<Buffer, Buffer>, callback: grpc.sendUnaryData<Buffer>) => {
-      const entry = { app: name, method: 'POST', path: '/test.Echo/Who', headers: headersOf(call.metadata) };
+      const entry = {
+        app: name,
+        method: 'POST',
+        path: '/test.Echo/Who',
+        headers: headersOf(call.metadata),
+      };
       seen.push(entry);
       callback(null, Buffer.from(JSON.stringify(entry)));
     },
     count: (call: grpc.ServerDuplexStream<Buffer, Buffer>) => {
-      seen.push({ app: name, method: 'POST', path: '/test.Echo/Count', headers: headersOf(call.metadata) });
+      seen.push({
+        app: name,
+        method: 'POST',
+        path: '/test.Echo/Count',
+        headers: headersOf(call.metadata),
+      });
       call.on('data', (m: Buffer) => call.write(Buffer.from(`${name}:${m.toString()}`)));
       call.on('end', () => call.end());
       call.on('error', () => undefined);
     },
   });
   const bound = await new Promise<number>((resolve, reject) =>
-    server.bindAsync(`127.0.0.1:${port}`, grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
+    server.bindAsync(`127.0.0.1:${port}`, grpc.ServerCredentials.createInsecure(), (err, p) =>
+      err ? reject(err) : resolve(p),
+    ),
   );
   const app: App = {
     name,
@@ -226,10 +299,17 @@ export async function tcpCall(port: number): Promise<{ greeting: string; echo: s
     });
     socket.on('connect', () => socket.write('ping'));
     socket.on('error', reject);
-    socket.on('close', () => reject(new Error(`TCP connection to 127.0.0.1:${port} closed after ${JSON.stringify(received)}`)));
+    socket.on('close', () =>
+      reject(
+        new Error(`TCP connection to 127.0.0.1:${port} closed after ${JSON.stringify(received)}`),
+      ),
+    );
   });
   try {
-    return await withDeadline(done, { timeoutMs: clientDeadlineMs, what: `a TCP exchange through 127.0.0.1:${port}` });
+    return await withDeadline(done, {
+      timeoutMs: clientDeadlineMs,
+      what: `a TCP exchange through 127.0.0.1:${port}`,
+    });
   } finally {
     socket.destroy();
   }
@@ -253,23 +333,51 @@ function parseSeen(body: string): Seen | undefined {
 }
 
 /** One HTTP/1.1 request on a fresh connection. */
-export async function httpCall(port: number, path = '/', opts: { method?: string; headers?: Record<string, string> } = {}): Promise<HttpResult> {
+export async function httpCall(
+  port: number,
+  path = '/',
+  opts: { method?: string; headers?: Record<string, string> } = {},
+): Promise<HttpResult> {
   const done = new Promise<HttpResult>((resolve, reject) => {
-    const req = httpRequest({ host: '127.0.0.1', port, path, method: opts.method ?? 'GET', headers: opts.headers ?? {}, agent: false }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (c: string) => (body += c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body, headers: res.headers, seen: parseSeen(body) }));
-      res.on('error', reject);
-    });
+    const req = httpRequest(
+      {
+        host: '127.0.0.1',
+        port,
+        path,
+        method: opts.method ?? 'GET',
+        headers: opts.headers ?? {},
+        agent: false,
+      },
+      (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (c: string) => (body += c));
+        res.on('end', () =>
+          resolve({
+            status: res.statusCode ?? 0,
+            body,
+            headers: res.headers,
+            seen: parseSeen(body),
+          }),
+        );
+        res.on('error', reject);
+      },
+    );
     req.on('error', reject);
     req.end();
   });
-  return withDeadline(done, { timeoutMs: clientDeadlineMs, what: `HTTP/1.1 ${path} through 127.0.0.1:${port}` });
+  return withDeadline(done, {
+    timeoutMs: clientDeadlineMs,
+    what: `HTTP/1.1 ${path} through 127.0.0.1:${port}`,
+  });
 }
 
 /** One HTTP/2 (h2c prior knowledge) request. */
-export async function http2Call(port: number, path = '/', headers: Record<string, string> = {}): Promise<HttpResult> {
+export async function http2Call(
+  port: number,
+  path = '/',
+  headers: Record<string, string> = {},
+): Promise<HttpResult> {
   const session = http2Connect(`http://127.0.0.1:${port}`);
   const done = new Promise<HttpResult>((resolve, reject) => {
     session.on('error', reject);
@@ -288,18 +396,32 @@ export async function http2Call(port: number, path = '/', headers: Record<string
     req.end();
   });
   try {
-    return await withDeadline(done, { timeoutMs: clientDeadlineMs, what: `HTTP/2 ${path} through 127.0.0.1:${port}` });
+    return await withDeadline(done, {
+      timeoutMs: clientDeadlineMs,
+      what: `HTTP/2 ${path} through 127.0.0.1:${port}`,
+    });
   } finally {
     session.destroy();
   }
 }
 
-const EchoClient = grpc.makeGenericClientConstructor(echoDefinition, 'test.Echo') as unknown as new (
+const EchoClient = grpc.makeGenericClientConstructor(
+  echoDefinition,
+  'test.Echo',
+) as unknown as new (
   address: string,
   credentials: grpc.ChannelCredentials,
 ) => grpc.Client & {
-  who(req: Buffer, md: grpc.Metadata, opts: Partial<grpc.CallOptions>, cb: (err: grpc.ServiceError | null, res?: Buffer) => void): void;
-  count(md: grpc.Metadata, opts: Partial<grpc.CallOptions>): grpc.ClientDuplexStream<Buffer, Buffer>;
+  who(
+    req: Buffer,
+    md: grpc.Metadata,
+    opts: Partial<grpc.CallOptions>,
+    cb: (err: grpc.ServiceError | null, res?: Buffer) => void,
+  ): void;
+  count(
+    md: grpc.Metadata,
+    opts: Partial<grpc.CallOptions>,
+  ): grpc.ClientDuplexStream<Buffer, Buffer>;
 };
 
 /** A unary gRPC call; resolves with the app's `Seen` or rejects with the gRPC error. */
@@ -307,7 +429,12 @@ export async function grpcUnary(port: number): Promise<Seen> {
   const client = new EchoClient(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
   try {
     const res = await new Promise<Buffer>((resolve, reject) =>
-      client.who(Buffer.from('who'), new grpc.Metadata(), { deadline: Date.now() + clientDeadlineMs }, (err, r) => (err ? reject(err) : resolve(r!))),
+      client.who(
+        Buffer.from('who'),
+        new grpc.Metadata(),
+        { deadline: Date.now() + clientDeadlineMs },
+        (err, r) => (err ? reject(err) : resolve(r!)),
+      ),
     );
     return JSON.parse(res.toString()) as Seen;
   } finally {
@@ -340,7 +467,11 @@ export async function grpcStream(port: number, messages: readonly string[]): Pro
 }
 
 /** Opens a WebSocket, sends each message and collects the echoes; resolves with them and the upgrade status. */
-export async function webSocketCall(port: number, messages: readonly string[], path = '/ws'): Promise<string[]> {
+export async function webSocketCall(
+  port: number,
+  messages: readonly string[],
+  path = '/ws',
+): Promise<string[]> {
   const ws = new WebSocket(`ws://127.0.0.1:${port}${path}`);
   const answers: string[] = [];
   const done = new Promise<string[]>((resolve, reject) => {
@@ -351,11 +482,16 @@ export async function webSocketCall(port: number, messages: readonly string[], p
       if (next !== undefined) ws.send(next);
       else resolve(answers);
     });
-    ws.on('unexpected-response', (_req, res) => reject(new Error(`WebSocket upgrade refused: HTTP ${res.statusCode}`)));
+    ws.on('unexpected-response', (_req, res) =>
+      reject(new Error(`WebSocket upgrade refused: HTTP ${res.statusCode}`)),
+    );
     ws.on('error', reject);
   });
   try {
-    return await withDeadline(done, { timeoutMs: clientDeadlineMs, what: `a WebSocket exchange through 127.0.0.1:${port}` });
+    return await withDeadline(done, {
+      timeoutMs: clientDeadlineMs,
+      what: `a WebSocket exchange through 127.0.0.1:${port}`,
+    });
   } finally {
     ws.terminate();
   }

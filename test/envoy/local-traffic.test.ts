@@ -6,9 +6,33 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cleanupProcesses } from '../helpers/process.js';
-import { type App, closeApps, grpcStream, grpcUnary, http2Call, httpCall, listenPort, startApp, tcpCall, webSocketCall } from './apps.js';
-import { cleanupEnvoys, type EnvoyProcess, showEnvoyLogsOnFailure, skipWithoutEnvoy, waitHealthy } from './harness.js';
-import { eventually, type MeshProcess, startCluster, startProxy, waitSynced, withSidecar } from './mesh.js';
+import {
+  type App,
+  closeApps,
+  grpcStream,
+  grpcUnary,
+  http2Call,
+  httpCall,
+  listenPort,
+  startApp,
+  tcpCall,
+  webSocketCall,
+} from './apps.js';
+import {
+  cleanupEnvoys,
+  type EnvoyProcess,
+  showEnvoyLogsOnFailure,
+  skipWithoutEnvoy,
+  waitHealthy,
+} from './harness.js';
+import {
+  eventually,
+  type MeshProcess,
+  startCluster,
+  startProxy,
+  waitSynced,
+  withSidecar,
+} from './mesh.js';
 
 const protocols = ['tcp', 'http', 'http2', 'grpc'] as const;
 type Protocol = (typeof protocols)[number];
@@ -27,20 +51,39 @@ describe.skipIf(skipWithoutEnvoy())('one cluster with real Envoy sidecars', () =
   beforeAll(async () => {
     dc = await startCluster('dc1');
     td = await dc.trustDomain();
-    await dc.putConfig({ Kind: 'mesh', DefaultIntentionAction: 'deny' } as const).catch(async () => undefined);
+    await dc
+      .putConfig({ Kind: 'mesh', DefaultIntentionAction: 'deny' } as const)
+      .catch(async () => undefined);
     for (const protocol of protocols) {
       const name = `api-${protocol}`;
       apps.set(protocol, await startApp(protocol, name));
-      if (protocol !== 'tcp') await dc.putConfig({ Kind: 'service-defaults', Name: name, Protocol: protocol });
+      if (protocol !== 'tcp')
+        await dc.putConfig({ Kind: 'service-defaults', Name: name, Protocol: protocol });
       await dc.register(withSidecar(name, apps.get(protocol)!.port, await listenPort()));
-      await dc.putConfig({ Kind: 'service-intentions', Name: name, Sources: [{ Name: 'web', Action: 'allow' }, { Name: 'intruder', Action: 'deny' }] });
+      await dc.putConfig({
+        Kind: 'service-intentions',
+        Name: name,
+        Sources: [
+          { Name: 'web', Action: 'allow' },
+          { Name: 'intruder', Action: 'deny' },
+        ],
+      });
       webPorts.set(protocol, await listenPort());
       intruderPorts.set(protocol, await listenPort());
     }
-    const upstreams = (ports: Map<Protocol, number>) => protocols.map((p) => ({ DestinationName: `api-${p}`, LocalBindPort: ports.get(p) }));
-    await dc.register(withSidecar('web', await listenPort(), await listenPort(), upstreams(webPorts)));
-    await dc.register(withSidecar('intruder', await listenPort(), await listenPort(), upstreams(intruderPorts)));
-    const ids = [...protocols.map((p) => `api-${p}-sidecar-proxy`), 'web-sidecar-proxy', 'intruder-sidecar-proxy'];
+    const upstreams = (ports: Map<Protocol, number>) =>
+      protocols.map((p) => ({ DestinationName: `api-${p}`, LocalBindPort: ports.get(p) }));
+    await dc.register(
+      withSidecar('web', await listenPort(), await listenPort(), upstreams(webPorts)),
+    );
+    await dc.register(
+      withSidecar('intruder', await listenPort(), await listenPort(), upstreams(intruderPorts)),
+    );
+    const ids = [
+      ...protocols.map((p) => `api-${p}-sidecar-proxy`),
+      'web-sidecar-proxy',
+      'intruder-sidecar-proxy',
+    ];
     envoys.push(...(await Promise.all(ids.map((id) => startProxy(dc, id, { datacenter: 'dc1' })))));
   });
 
@@ -64,31 +107,55 @@ describe.skipIf(skipWithoutEnvoy())('one cluster with real Envoy sidecars', () =
   });
 
   it('HTTP/1.1: the app sees the request and the caller identity in x-forwarded-client-cert', async () => {
-    const res = await eventually(() => httpCall(webPorts.get('http')!, '/hello?x=1'), 'HTTP through web → api-http');
+    const res = await eventually(
+      () => httpCall(webPorts.get('http')!, '/hello?x=1'),
+      'HTTP through web → api-http',
+    );
     expect(res.status).toBe(200);
     expect(res.seen).toMatchObject({ app: 'api-http', method: 'GET', path: '/hello?x=1' });
-    expect(res.seen!.headers['x-forwarded-client-cert']).toContain(`URI=spiffe://${td}/ns/default/dc/dc1/svc/web`);
+    expect(res.seen!.headers['x-forwarded-client-cert']).toContain(
+      `URI=spiffe://${td}/ns/default/dc/dc1/svc/web`,
+    );
   });
 
   it('HTTP/2: h2c from the app to its sidecar, h2 to the app behind the other one', async () => {
-    const res = await eventually(() => http2Call(webPorts.get('http2')!, '/two'), 'HTTP/2 through web → api-http2');
+    const res = await eventually(
+      () => http2Call(webPorts.get('http2')!, '/two'),
+      'HTTP/2 through web → api-http2',
+    );
     expect(res.status).toBe(200);
     expect(res.seen).toMatchObject({ app: 'api-http2', path: '/two' });
-    expect(res.seen!.headers['x-forwarded-client-cert']).toContain(`URI=spiffe://${td}/ns/default/dc/dc1/svc/web`);
+    expect(res.seen!.headers['x-forwarded-client-cert']).toContain(
+      `URI=spiffe://${td}/ns/default/dc/dc1/svc/web`,
+    );
   });
 
   it('gRPC unary and bidirectional streaming', async () => {
-    const seen = await eventually(() => grpcUnary(webPorts.get('grpc')!), 'gRPC through web → api-grpc');
+    const seen = await eventually(
+      () => grpcUnary(webPorts.get('grpc')!),
+      'gRPC through web → api-grpc',
+    );
     expect(seen.app).toBe('api-grpc');
-    expect(seen.headers['x-forwarded-client-cert']).toContain(`URI=spiffe://${td}/ns/default/dc/dc1/svc/web`);
-    expect(await grpcStream(webPorts.get('grpc')!, ['1', '2', '3'])).toEqual(['api-grpc:1', 'api-grpc:2', 'api-grpc:3']);
+    expect(seen.headers['x-forwarded-client-cert']).toContain(
+      `URI=spiffe://${td}/ns/default/dc/dc1/svc/web`,
+    );
+    expect(await grpcStream(webPorts.get('grpc')!, ['1', '2', '3'])).toEqual([
+      'api-grpc:1',
+      'api-grpc:2',
+      'api-grpc:3',
+    ]);
   });
 
   it('WebSocket: an HTTP/1.1 upgrade through both sidecars', async () => {
-    const answers = await eventually(() => webSocketCall(webPorts.get('http')!, ['a', 'b']), 'WebSocket through web → api-http');
+    const answers = await eventually(
+      () => webSocketCall(webPorts.get('http')!, ['a', 'b']),
+      'WebSocket through web → api-http',
+    );
     expect(answers).toEqual(['api-http:a', 'api-http:b']);
     const upgrade = apps.get('http')!.seen.find((s) => s.method === 'UPGRADE');
-    expect(upgrade?.headers['x-forwarded-client-cert']).toContain(`URI=spiffe://${td}/ns/default/dc/dc1/svc/web`);
+    expect(upgrade?.headers['x-forwarded-client-cert']).toContain(
+      `URI=spiffe://${td}/ns/default/dc/dc1/svc/web`,
+    );
   });
 
   it('an intention denying intruder refuses it on every protocol, and no request or byte of it reaches an app', async () => {
@@ -100,6 +167,7 @@ describe.skipIf(skipWithoutEnvoy())('one cluster with real Envoy sidecars', () =
     expect(h2.status).toBe(403);
     await expect(grpcUnary(intruderPorts.get('grpc')!)).rejects.toMatchObject({ code: 7 }); // PERMISSION_DENIED
     await expect(webSocketCall(intruderPorts.get('http')!, ['x'])).rejects.toThrow(/403/);
-    for (const [p, app] of apps) expect(app.seen.length, `${app.name} saw intruder`).toBe(before.get(p));
+    for (const [p, app] of apps)
+      expect(app.seen.length, `${app.name} saw intruder`).toBe(before.get(p));
   });
 });

@@ -10,7 +10,10 @@ import { type EnvoyProcess, startEnvoy, waitHealthy } from './harness.js';
 export type { MeshProcess };
 
 /** A cluster's server process (fast coalescing, so tests see changes quickly). */
-export function startCluster(datacenter: string, flags: Record<string, string> = {}): Promise<MeshProcess> {
+export function startCluster(
+  datacenter: string,
+  flags: Record<string, string> = {},
+): Promise<MeshProcess> {
   return startMeshProcess({ datacenter, ...flags });
 }
 
@@ -18,7 +21,13 @@ export function startCluster(datacenter: string, flags: Record<string, string> =
  * A registration of `name` on 127.0.0.1:`appPort` with a sidecar on `sidecarPort`, its TTL check
  * passing, and the given upstreams (Consul's JSON).
  */
-export function withSidecar(name: string, appPort: number, sidecarPort: number, upstreams: readonly unknown[] = [], extra: Record<string, unknown> = {}) {
+export function withSidecar(
+  name: string,
+  appPort: number,
+  sidecarPort: number,
+  upstreams: readonly unknown[] = [],
+  extra: Record<string, unknown> = {},
+) {
   return {
     ID: name,
     Name: name,
@@ -39,12 +48,20 @@ export function meshGateway(id: string, port: number, meta: Record<string, strin
     Address: '127.0.0.1',
     Port: port,
     Meta: meta,
-    TaggedAddresses: { lan: { Address: '127.0.0.1', Port: port }, wan: { Address: '127.0.0.1', Port: port } },
+    TaggedAddresses: {
+      lan: { Address: '127.0.0.1', Port: port },
+      wan: { Address: '127.0.0.1', Port: port },
+    },
   };
 }
 
 /** The bootstrap `isthmus envoy bootstrap` prints for this proxy (same builder), with a fresh token. */
-export async function bootstrapFor(node: MeshProcess, proxyId: string, kind: BootstrapProxyKind, datacenter: string) {
+export async function bootstrapFor(
+  node: MeshProcess,
+  proxyId: string,
+  kind: BootstrapProxyKind,
+  datacenter: string,
+) {
   return buildBootstrap({
     proxyId,
     kind,
@@ -56,21 +73,38 @@ export async function bootstrapFor(node: MeshProcess, proxyId: string, kind: Boo
 }
 
 /** Starts a real Envoy for a registered proxy and waits until it is LIVE with nothing rejected. */
-export async function startProxy(node: MeshProcess, proxyId: string, opts: { kind?: BootstrapProxyKind; datacenter: string }): Promise<EnvoyProcess> {
-  const envoy = await startEnvoy(proxyId, await bootstrapFor(node, proxyId, opts.kind ?? 'connect-proxy', opts.datacenter));
+export async function startProxy(
+  node: MeshProcess,
+  proxyId: string,
+  opts: { kind?: BootstrapProxyKind; datacenter: string },
+): Promise<EnvoyProcess> {
+  const envoy = await startEnvoy(
+    proxyId,
+    await bootstrapFor(node, proxyId, opts.kind ?? 'connect-proxy', opts.datacenter),
+  );
   await waitHealthy(envoy);
   return envoy;
 }
 
 /** The API's proxy status: per xDS type its status (SYNCED, NOT_SENT, STALE, ERROR for NACKED, NONE). */
-export async function proxyTypeStates(node: MeshProcess, proxyId: string): Promise<Record<string, string>> {
-  const res = await node.api<{ Types?: Record<string, { status: string }> }>('GET', `/v1/xds/proxies/${encodeURIComponent(proxyId)}`);
-  if (res.status !== 200) throw new Error(`proxy status of ${proxyId}: HTTP ${res.status} ${JSON.stringify(res.body)}`);
+export async function proxyTypeStates(
+  node: MeshProcess,
+  proxyId: string,
+): Promise<Record<string, string>> {
+  const res = await node.api<{ Types?: Record<string, { status: string }> }>(
+    'GET',
+    `/v1/xds/proxies/${encodeURIComponent(proxyId)}`,
+  );
+  if (res.status !== 200)
+    throw new Error(`proxy status of ${proxyId}: HTTP ${res.status} ${JSON.stringify(res.body)}`);
   return Object.fromEntries(Object.entries(res.body.Types ?? {}).map(([t, s]) => [t, s.status]));
 }
 
 /** Waits until every type the proxy holds is SYNCED in the server's proxy status (NONE: nothing of it). */
-export async function waitSynced(node: MeshProcess, proxyId: string): Promise<Record<string, string>> {
+export async function waitSynced(
+  node: MeshProcess,
+  proxyId: string,
+): Promise<Record<string, string>> {
   let last: Record<string, string> = {};
   return waitFor(
     async () => {
@@ -78,11 +112,17 @@ export async function waitSynced(node: MeshProcess, proxyId: string): Promise<Re
       const values = Object.values(last);
       return values.length > 0 && values.every((s) => s === 'SYNCED' || s === 'NONE') && last;
     },
-    { timeoutMs: 30_000, intervalMs: 100, what: `${proxyId} SYNCED for every type in proxy-status` },
+    {
+      timeoutMs: 30_000,
+      intervalMs: 100,
+      what: `${proxyId} SYNCED for every type in proxy-status`,
+    },
   );
 }
 
 /** Polls `fn` until it resolves without throwing; for "traffic flows now" checks. */
 export function eventually<T>(fn: () => Promise<T>, what: string, timeoutMs = 30_000): Promise<T> {
-  return waitFor(async () => ({ value: await fn() }), { timeoutMs, intervalMs: 200, what }).then((r) => r.value);
+  return waitFor(async () => ({ value: await fn() }), { timeoutMs, intervalMs: 200, what }).then(
+    (r) => r.value,
+  );
 }

@@ -11,8 +11,24 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type MeshProcess, startMeshProcess } from '../helpers/mesh-server.js';
 import { exportEntry, startPeeredMeshes } from '../helpers/peered-mesh.js';
 import { cleanupProcesses } from '../helpers/process.js';
-import { type App, closeApps, grpcStream, grpcUnary, httpCall, listenPort, startApp, tcpCall, webSocketCall } from './apps.js';
-import { cleanupEnvoys, type EnvoyProcess, showEnvoyLogsOnFailure, skipWithoutEnvoy, waitHealthy } from './harness.js';
+import {
+  type App,
+  closeApps,
+  grpcStream,
+  grpcUnary,
+  httpCall,
+  listenPort,
+  startApp,
+  tcpCall,
+  webSocketCall,
+} from './apps.js';
+import {
+  cleanupEnvoys,
+  type EnvoyProcess,
+  showEnvoyLogsOnFailure,
+  skipWithoutEnvoy,
+  waitHealthy,
+} from './harness.js';
 import { eventually, meshGateway, startProxy, waitSynced, withSidecar } from './mesh.js';
 
 const services = ['api-tcp', 'api-http', 'api-grpc'] as const;
@@ -21,132 +37,212 @@ const protocolOf = { 'api-tcp': 'tcp', 'api-http': 'http', 'api-grpc': 'grpc' } 
 const callers = ['web', 'reports', 'intruder'] as const;
 type Caller = (typeof callers)[number];
 
-describe.skipIf(skipWithoutEnvoy())('two peered clusters with real Envoy gateways and sidecars', () => {
-  let a: MeshProcess;
-  let b: MeshProcess;
-  let tdB: string;
-  const apps = new Map<Service, App>();
-  /** Local bind port of each caller's upstream to each service. */
-  const ports = new Map<Caller, Map<Service, number>>();
-  const envoys: { node: MeshProcess; envoy: EnvoyProcess }[] = [];
-  let gwB: EnvoyProcess;
-  const port = (caller: Caller, service: Service) => ports.get(caller)!.get(service)!;
-  const webIdentity = () => `spiffe://${tdB}/ns/default/dc/dc-b/svc/web`;
+describe.skipIf(skipWithoutEnvoy())(
+  'two peered clusters with real Envoy gateways and sidecars',
+  () => {
+    let a: MeshProcess;
+    let b: MeshProcess;
+    let tdB: string;
+    const apps = new Map<Service, App>();
+    /** Local bind port of each caller's upstream to each service. */
+    const ports = new Map<Caller, Map<Service, number>>();
+    const envoys: { node: MeshProcess; envoy: EnvoyProcess }[] = [];
+    let gwB: EnvoyProcess;
+    const port = (caller: Caller, service: Service) => ports.get(caller)!.get(service)!;
+    const webIdentity = () => `spiffe://${tdB}/ns/default/dc/dc-b/svc/web`;
 
-  showEnvoyLogsOnFailure();
+    showEnvoyLogsOnFailure();
 
-  beforeAll(async () => {
-    ({ a, b } = await startPeeredMeshes({}, {}, startMeshProcess));
-    tdB = await b.trustDomain();
-    const [gwPortA, gwPortB] = [await listenPort(), await listenPort()];
-    await a.register(meshGateway('gw-a', gwPortA));
-    await b.register(meshGateway('gw-b', gwPortB));
-    for (const service of services) {
-      apps.set(service, await startApp(protocolOf[service], service));
-      if (protocolOf[service] !== 'tcp') await a.putConfig({ Kind: 'service-defaults', Name: service, Protocol: protocolOf[service] });
-      await a.register(withSidecar(service, apps.get(service)!.port, await listenPort()));
-    }
-    await a.putConfig(exportEntry(Object.fromEntries(services.map((s) => [s, ['cluster-b']]))));
-    for (const caller of callers) {
-      const mine = new Map<Service, number>();
-      for (const service of services) mine.set(service, await listenPort());
-      ports.set(caller, mine);
-      const mode = caller === 'reports' ? 'local' : 'remote';
-      const upstreams = services.map((s) => ({ DestinationName: s, DestinationPeer: 'cluster-a', LocalBindPort: mine.get(s), MeshGateway: { Mode: mode } }));
-      await b.register(withSidecar(caller, await listenPort(), await listenPort(), upstreams));
-    }
-    // Mesh default deny in A: only B's web and reports are allowed, by name and peer.
-    await a.putConfig({ Kind: 'mesh', DefaultIntentionAction: 'deny' });
-    for (const service of services) {
-      await a.putConfig({ Kind: 'service-intentions', Name: service, Sources: ['web', 'reports'].map((Name) => ({ Name, Peer: 'cluster-b', Action: 'allow' })) });
-    }
-    const started = await Promise.all([
-      startProxy(a, 'gw-a', { kind: 'mesh-gateway', datacenter: 'dc-a' }).then((envoy) => ({ node: a, envoy })),
-      startProxy(b, 'gw-b', { kind: 'mesh-gateway', datacenter: 'dc-b' }).then((envoy) => ({ node: b, envoy })),
-      ...services.map((s) => startProxy(a, `${s}-sidecar-proxy`, { datacenter: 'dc-a' }).then((envoy) => ({ node: a, envoy }))),
-      ...callers.map((c) => startProxy(b, `${c}-sidecar-proxy`, { datacenter: 'dc-b' }).then((envoy) => ({ node: b, envoy }))),
-    ]);
-    envoys.push(...started);
-    gwB = started[1]!.envoy;
-  });
-
-  afterAll(async () => {
-    await cleanupEnvoys();
-    await closeApps();
-    await Promise.all([a?.close(), b?.close()]);
-    await cleanupProcesses();
-  });
-
-  it('every Envoy (two gateways, six sidecars) is LIVE with nothing rejected or warming, and SYNCED', async () => {
-    expect(envoys).toHaveLength(8);
-    for (const { node, envoy } of envoys) {
-      await waitHealthy(envoy);
-      await waitSynced(node, envoy.name);
-    }
-  });
-
-  for (const caller of ['web', 'reports'] as const) {
-    const mode = caller === 'web' ? 'remote' : 'local';
-    describe(`B's ${caller} → A (gateway mode ${mode})`, () => {
-      it('TCP', async () => {
-        expect(await eventually(() => tcpCall(port(caller, 'api-tcp')), `TCP ${caller} → api-tcp`)).toEqual({ greeting: 'api-tcp', echo: 'ping' });
-      });
-
-      it('HTTP: the app sees the caller in B as the first x-forwarded-client-cert element', async () => {
-        const res = await eventually(() => httpCall(port(caller, 'api-http'), '/peered'), `HTTP ${caller} → api-http`);
-        expect(res.status).toBe(200);
-        expect(res.seen).toMatchObject({ app: 'api-http', path: '/peered' });
-        const first = res.seen!.headers['x-forwarded-client-cert']!.split(',')[0]!;
-        expect(first).toContain(`URI=spiffe://${tdB}/ns/default/dc/dc-b/svc/${caller}`);
-      });
-
-      it('gRPC unary and streaming', async () => {
-        const seen = await eventually(() => grpcUnary(port(caller, 'api-grpc')), `gRPC ${caller} → api-grpc`);
-        expect(seen.app).toBe('api-grpc');
-        expect(seen.headers['x-forwarded-client-cert']).toContain(`URI=spiffe://${tdB}/ns/default/dc/dc-b/svc/${caller}`);
-        expect(await grpcStream(port(caller, 'api-grpc'), ['x', 'y'])).toEqual(['api-grpc:x', 'api-grpc:y']);
-      });
-
-      it('WebSocket', async () => {
-        expect(await eventually(() => webSocketCall(port(caller, 'api-http'), ['hi']), `WebSocket ${caller} → api-http`)).toEqual(['api-http:hi']);
-      });
+    beforeAll(async () => {
+      ({ a, b } = await startPeeredMeshes({}, {}, startMeshProcess));
+      tdB = await b.trustDomain();
+      const [gwPortA, gwPortB] = [await listenPort(), await listenPort()];
+      await a.register(meshGateway('gw-a', gwPortA));
+      await b.register(meshGateway('gw-b', gwPortB));
+      for (const service of services) {
+        apps.set(service, await startApp(protocolOf[service], service));
+        if (protocolOf[service] !== 'tcp')
+          await a.putConfig({
+            Kind: 'service-defaults',
+            Name: service,
+            Protocol: protocolOf[service],
+          });
+        await a.register(withSidecar(service, apps.get(service)!.port, await listenPort()));
+      }
+      await a.putConfig(exportEntry(Object.fromEntries(services.map((s) => [s, ['cluster-b']]))));
+      for (const caller of callers) {
+        const mine = new Map<Service, number>();
+        for (const service of services) mine.set(service, await listenPort());
+        ports.set(caller, mine);
+        const mode = caller === 'reports' ? 'local' : 'remote';
+        const upstreams = services.map((s) => ({
+          DestinationName: s,
+          DestinationPeer: 'cluster-a',
+          LocalBindPort: mine.get(s),
+          MeshGateway: { Mode: mode },
+        }));
+        await b.register(withSidecar(caller, await listenPort(), await listenPort(), upstreams));
+      }
+      // Mesh default deny in A: only B's web and reports are allowed, by name and peer.
+      await a.putConfig({ Kind: 'mesh', DefaultIntentionAction: 'deny' });
+      for (const service of services) {
+        await a.putConfig({
+          Kind: 'service-intentions',
+          Name: service,
+          Sources: ['web', 'reports'].map((Name) => ({ Name, Peer: 'cluster-b', Action: 'allow' })),
+        });
+      }
+      const started = await Promise.all([
+        startProxy(a, 'gw-a', { kind: 'mesh-gateway', datacenter: 'dc-a' }).then((envoy) => ({
+          node: a,
+          envoy,
+        })),
+        startProxy(b, 'gw-b', { kind: 'mesh-gateway', datacenter: 'dc-b' }).then((envoy) => ({
+          node: b,
+          envoy,
+        })),
+        ...services.map((s) =>
+          startProxy(a, `${s}-sidecar-proxy`, { datacenter: 'dc-a' }).then((envoy) => ({
+            node: a,
+            envoy,
+          })),
+        ),
+        ...callers.map((c) =>
+          startProxy(b, `${c}-sidecar-proxy`, { datacenter: 'dc-b' }).then((envoy) => ({
+            node: b,
+            envoy,
+          })),
+        ),
+      ]);
+      envoys.push(...started);
+      gwB = started[1]!.envoy;
     });
-  }
 
-  it("local mode really crosses B's gateway; remote mode does not", async () => {
-    const stats = await gwB.stats();
-    const through = Object.entries(stats).filter(([k, v]) => k.startsWith('cluster.') && k.endsWith('.upstream_cx_total') && k.includes('.external.') && v > 0);
-    expect(through.length, "B's gateway opened connections to A's exported services").toBeGreaterThan(0);
-  });
+    afterAll(async () => {
+      await cleanupEnvoys();
+      await closeApps();
+      await Promise.all([a?.close(), b?.close()]);
+      await cleanupProcesses();
+    });
 
-  it('default deny: an allow for exactly B\'s web admits it; B\'s intruder is refused at L4 and L7 and no app sees a request or byte from it', async () => {
-    const before = new Map([...apps].map(([s, app]) => [s, app.seen.length]));
-    await expect(tcpCall(port('intruder', 'api-tcp'))).rejects.toThrow();
-    expect((await httpCall(port('intruder', 'api-http'), '/nope')).status).toBe(403);
-    await expect(grpcUnary(port('intruder', 'api-grpc'))).rejects.toMatchObject({ code: 7 });
-    for (const [s, app] of apps) expect(app.seen.length, `${s} saw intruder`).toBe(before.get(s));
-    expect((await httpCall(port('web', 'api-http'))).seen?.headers['x-forwarded-client-cert']).toContain(webIdentity());
-  });
+    it('every Envoy (two gateways, six sidecars) is LIVE with nothing rejected or warming, and SYNCED', async () => {
+      expect(envoys).toHaveLength(8);
+      for (const { node, envoy } of envoys) {
+        await waitHealthy(envoy);
+        await waitSynced(node, envoy.name);
+      }
+    });
 
-  it("default allow: a deny for exactly B's web refuses it at L4 and L7; B's intruder, with no intention, now passes", async () => {
-    await a.putConfig({ Kind: 'mesh', DefaultIntentionAction: 'allow' });
-    for (const service of services) {
-      await a.putConfig({ Kind: 'service-intentions', Name: service, Sources: [{ Name: 'web', Peer: 'cluster-b', Action: 'deny' }] });
+    for (const caller of ['web', 'reports'] as const) {
+      const mode = caller === 'web' ? 'remote' : 'local';
+      describe(`B's ${caller} → A (gateway mode ${mode})`, () => {
+        it('TCP', async () => {
+          expect(
+            await eventually(() => tcpCall(port(caller, 'api-tcp')), `TCP ${caller} → api-tcp`),
+          ).toEqual({ greeting: 'api-tcp', echo: 'ping' });
+        });
+
+        it('HTTP: the app sees the caller in B as the first x-forwarded-client-cert element', async () => {
+          const res = await eventually(
+            () => httpCall(port(caller, 'api-http'), '/peered'),
+            `HTTP ${caller} → api-http`,
+          );
+          expect(res.status).toBe(200);
+          expect(res.seen).toMatchObject({ app: 'api-http', path: '/peered' });
+          const first = res.seen!.headers['x-forwarded-client-cert']!.split(',')[0]!;
+          expect(first).toContain(`URI=spiffe://${tdB}/ns/default/dc/dc-b/svc/${caller}`);
+        });
+
+        it('gRPC unary and streaming', async () => {
+          const seen = await eventually(
+            () => grpcUnary(port(caller, 'api-grpc')),
+            `gRPC ${caller} → api-grpc`,
+          );
+          expect(seen.app).toBe('api-grpc');
+          expect(seen.headers['x-forwarded-client-cert']).toContain(
+            `URI=spiffe://${tdB}/ns/default/dc/dc-b/svc/${caller}`,
+          );
+          expect(await grpcStream(port(caller, 'api-grpc'), ['x', 'y'])).toEqual([
+            'api-grpc:x',
+            'api-grpc:y',
+          ]);
+        });
+
+        it('WebSocket', async () => {
+          expect(
+            await eventually(
+              () => webSocketCall(port(caller, 'api-http'), ['hi']),
+              `WebSocket ${caller} → api-http`,
+            ),
+          ).toEqual(['api-http:hi']);
+        });
+      });
     }
-    // Each of A's sidecars applies the change on its own: wait for each service to refuse web.
-    await eventually(async () => expect(await httpCall(port('web', 'api-http'))).toMatchObject({ status: 403 }), 'api-http refusing web');
-    await eventually(() => expect(tcpCall(port('web', 'api-tcp'))).rejects.toThrow(), 'api-tcp refusing web');
-    await eventually(() => expect(grpcUnary(port('web', 'api-grpc'))).rejects.toMatchObject({ code: 7 }), 'api-grpc refusing web');
-    const before = new Map([...apps].map(([s, app]) => [s, app.seen.length]));
-    await expect(tcpCall(port('web', 'api-tcp'))).rejects.toThrow();
-    expect((await httpCall(port('web', 'api-http'), '/nope')).status).toBe(403);
-    await expect(grpcUnary(port('web', 'api-grpc'))).rejects.toMatchObject({ code: 7 });
-    for (const [s, app] of apps) expect(app.seen.length, `${s} saw web`).toBe(before.get(s));
-    // The default admits everyone else, the intruder of the previous step included.
-    expect(await tcpCall(port('intruder', 'api-tcp'))).toEqual({ greeting: 'api-tcp', echo: 'ping' });
-    const http = await httpCall(port('intruder', 'api-http'));
-    expect(http.status).toBe(200);
-    expect(http.seen!.headers['x-forwarded-client-cert']!.split(',')[0]).toContain(`URI=spiffe://${tdB}/ns/default/dc/dc-b/svc/intruder`);
-    expect((await grpcUnary(port('intruder', 'api-grpc'))).app).toBe('api-grpc');
-  });
-});
+
+    it("local mode really crosses B's gateway; remote mode does not", async () => {
+      const stats = await gwB.stats();
+      const through = Object.entries(stats).filter(
+        ([k, v]) =>
+          k.startsWith('cluster.') &&
+          k.endsWith('.upstream_cx_total') &&
+          k.includes('.external.') &&
+          v > 0,
+      );
+      expect(
+        through.length,
+        "B's gateway opened connections to A's exported services",
+      ).toBeGreaterThan(0);
+    });
+
+    it("default deny: an allow for exactly B's web admits it; B's intruder is refused at L4 and L7 and no app sees a request or byte from it", async () => {
+      const before = new Map([...apps].map(([s, app]) => [s, app.seen.length]));
+      await expect(tcpCall(port('intruder', 'api-tcp'))).rejects.toThrow();
+      expect((await httpCall(port('intruder', 'api-http'), '/nope')).status).toBe(403);
+      await expect(grpcUnary(port('intruder', 'api-grpc'))).rejects.toMatchObject({ code: 7 });
+      for (const [s, app] of apps) expect(app.seen.length, `${s} saw intruder`).toBe(before.get(s));
+      expect(
+        (await httpCall(port('web', 'api-http'))).seen?.headers['x-forwarded-client-cert'],
+      ).toContain(webIdentity());
+    });
+
+    it("default allow: a deny for exactly B's web refuses it at L4 and L7; B's intruder, with no intention, now passes", async () => {
+      await a.putConfig({ Kind: 'mesh', DefaultIntentionAction: 'allow' });
+      for (const service of services) {
+        await a.putConfig({
+          Kind: 'service-intentions',
+          Name: service,
+          Sources: [{ Name: 'web', Peer: 'cluster-b', Action: 'deny' }],
+        });
+      }
+      // Each of A's sidecars applies the change on its own: wait for each service to refuse web.
+      await eventually(
+        async () => expect(await httpCall(port('web', 'api-http'))).toMatchObject({ status: 403 }),
+        'api-http refusing web',
+      );
+      await eventually(
+        () => expect(tcpCall(port('web', 'api-tcp'))).rejects.toThrow(),
+        'api-tcp refusing web',
+      );
+      await eventually(
+        () => expect(grpcUnary(port('web', 'api-grpc'))).rejects.toMatchObject({ code: 7 }),
+        'api-grpc refusing web',
+      );
+      const before = new Map([...apps].map(([s, app]) => [s, app.seen.length]));
+      await expect(tcpCall(port('web', 'api-tcp'))).rejects.toThrow();
+      expect((await httpCall(port('web', 'api-http'), '/nope')).status).toBe(403);
+      await expect(grpcUnary(port('web', 'api-grpc'))).rejects.toMatchObject({ code: 7 });
+      for (const [s, app] of apps) expect(app.seen.length, `${s} saw web`).toBe(before.get(s));
+      // The default admits everyone else, the intruder of the previous step included.
+      expect(await tcpCall(port('intruder', 'api-tcp'))).toEqual({
+        greeting: 'api-tcp',
+        echo: 'ping',
+      });
+      const http = await httpCall(port('intruder', 'api-http'));
+      expect(http.status).toBe(200);
+      expect(http.seen!.headers['x-forwarded-client-cert']!.split(',')[0]).toContain(
+        `URI=spiffe://${tdB}/ns/default/dc/dc-b/svc/intruder`,
+      );
+      expect((await grpcUnary(port('intruder', 'api-grpc'))).app).toBe('api-grpc');
+    });
+  },
+);

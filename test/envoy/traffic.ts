@@ -71,7 +71,14 @@ export class LoadLoop {
     private readonly port: number,
     opts: LoadLoopOptions = {},
   ) {
-    this.opts = { path: '/load', keepAliveWorkers: 1, freshWorkers: 1, pauseMs: 20, requestTimeoutMs: 10_000, ...opts };
+    this.opts = {
+      path: '/load',
+      keepAliveWorkers: 1,
+      freshWorkers: 1,
+      pauseMs: 20,
+      requestTimeoutMs: 10_000,
+      ...opts,
+    };
     this.phase('start');
     for (let i = 0; i < this.opts.keepAliveWorkers; i++) {
       const agent = new Agent({ keepAlive: true, maxSockets: 1 });
@@ -99,9 +106,18 @@ export class LoadLoop {
    * Waits until the current phase holds `n` successful answers (from `app`, when given) of each
    * kind of connection, and resolves with the phase's counts.
    */
-  async waitForSuccesses(n: number, opts: { app?: string; timeoutMs?: number } = {}): Promise<PhaseCounts> {
+  async waitForSuccesses(
+    n: number,
+    opts: { app?: string; timeoutMs?: number } = {},
+  ): Promise<PhaseCounts> {
     const bucket = this.current;
-    const ok = (keepAlive: boolean) => bucket.filter((o) => o.keepAlive === keepAlive && o.app !== undefined && (opts.app === undefined || o.app === opts.app)).length;
+    const ok = (keepAlive: boolean) =>
+      bucket.filter(
+        (o) =>
+          o.keepAlive === keepAlive &&
+          o.app !== undefined &&
+          (opts.app === undefined || o.app === opts.app),
+      ).length;
     const wantKeepAlive = this.opts.keepAliveWorkers > 0 ? n : 0;
     const wantFresh = this.opts.freshWorkers > 0 ? n : 0;
     await waitFor(() => ok(true) >= wantKeepAlive && ok(false) >= wantFresh, {
@@ -115,7 +131,11 @@ export class LoadLoop {
   /** Waits until the current phase holds `n` failures (e.g. while a service is unexported). */
   async waitForFailures(n: number, timeoutMs = 60_000): Promise<PhaseCounts> {
     const bucket = this.current;
-    await waitFor(() => countOutcomes(bucket).failed >= n, { timeoutMs, intervalMs: 50, what: `${n} failed requests (so far ${JSON.stringify(countOutcomes(bucket))})` });
+    await waitFor(() => countOutcomes(bucket).failed >= n, {
+      timeoutMs,
+      intervalMs: 50,
+      what: `${n} failed requests (so far ${JSON.stringify(countOutcomes(bucket))})`,
+    });
     return countOutcomes(bucket);
   }
 
@@ -130,7 +150,8 @@ export class LoadLoop {
       const outcome = await this.once(agent);
       // A request that was under way when the phase changed belongs to the phase it completed in.
       this.current.push(outcome);
-      if (this.opts.pauseMs > 0) await new Promise((resolve) => setTimeout(resolve, this.opts.pauseMs));
+      if (this.opts.pauseMs > 0)
+        await new Promise((resolve) => setTimeout(resolve, this.opts.pauseMs));
     }
   }
 
@@ -144,17 +165,24 @@ export class LoadLoop {
         clearTimeout(timer);
         resolve({ at: Date.now(), keepAlive, ...o });
       };
-      const req = httpRequest({ host: '127.0.0.1', port: this.port, path: this.opts.path, agent: agent ?? false }, (res) => {
-        let body = '';
-        res.setEncoding('utf8');
-        res.on('data', (c: string) => (body += c));
-        res.on('error', (err: NodeJS.ErrnoException) => done({ failure: err.code ?? err.message }));
-        res.on('end', () => {
-          if (res.statusCode !== 200) return done({ failure: `HTTP ${res.statusCode}` });
-          const app = appOf(body);
-          done(app ? { app } : { failure: `HTTP 200 without an app's answer: ${body.slice(0, 80)}` });
-        });
-      });
+      const req = httpRequest(
+        { host: '127.0.0.1', port: this.port, path: this.opts.path, agent: agent ?? false },
+        (res) => {
+          let body = '';
+          res.setEncoding('utf8');
+          res.on('data', (c: string) => (body += c));
+          res.on('error', (err: NodeJS.ErrnoException) =>
+            done({ failure: err.code ?? err.message }),
+          );
+          res.on('end', () => {
+            if (res.statusCode !== 200) return done({ failure: `HTTP ${res.statusCode}` });
+            const app = appOf(body);
+            done(
+              app ? { app } : { failure: `HTTP 200 without an app's answer: ${body.slice(0, 80)}` },
+            );
+          });
+        },
+      );
       const timer = setTimeout(() => {
         done({ failure: 'timeout' });
         req.destroy();
@@ -200,12 +228,19 @@ interface Transport {
   close(): void;
 }
 
-function longLived(transport: Transport, echoOf: (message: string) => string, opts: { intervalMs: number; timeoutMs: number }): LongLived {
+function longLived(
+  transport: Transport,
+  echoOf: (message: string) => string,
+  opts: { intervalMs: number; timeoutMs: number },
+): LongLived {
   let exchanges = 0;
   let ended: LongLivedState['ended'];
   let seq = 0;
   let received = '';
-  const waiting = new Map<string, { resolve: () => void; reject: (err: Error) => void; timer: NodeJS.Timeout }>();
+  const waiting = new Map<
+    string,
+    { resolve: () => void; reject: (err: Error) => void; timer: NodeJS.Timeout }
+  >();
   const end = (why: string) => {
     if (ended) return;
     ended = { at: Date.now(), why };
@@ -234,7 +269,10 @@ function longLived(transport: Transport, echoOf: (message: string) => string, op
     new Promise<void>((resolve, reject) => {
       if (ended) return reject(new Error(`connection ended: ${ended.why}`));
       const message = `m${++seq};`;
-      const timer = setTimeout(() => end(`no echo of ${message} within ${opts.timeoutMs} ms`), opts.timeoutMs);
+      const timer = setTimeout(
+        () => end(`no echo of ${message} within ${opts.timeoutMs} ms`),
+        opts.timeoutMs,
+      );
       waiting.set(echoOf(message), { resolve, reject, timer });
       transport.send(message);
     });
@@ -249,7 +287,11 @@ function longLived(transport: Transport, echoOf: (message: string) => string, op
 const longLivedDefaults = { intervalMs: 250, timeoutMs: 10_000 };
 
 /** A WebSocket to 127.0.0.1:`port` (an HTTP app echoing `<app>:<message>`), open once this resolves. */
-export async function openWebSocket(port: number, app: string, opts = longLivedDefaults): Promise<LongLived> {
+export async function openWebSocket(
+  port: number,
+  app: string,
+  opts = longLivedDefaults,
+): Promise<LongLived> {
   const ws = new WebSocket(`ws://127.0.0.1:${port}/long-lived`);
   // A refused connection ends in an error, then CLOSED: the wait below reports it.
   ws.on('error', () => undefined);
@@ -276,7 +318,11 @@ export async function openWebSocket(port: number, app: string, opts = longLivedD
 }
 
 /** A TCP connection to 127.0.0.1:`port` (a TCP echo app), open once the app's greeting arrived. */
-export async function openTcp(port: number, app: string, opts = longLivedDefaults): Promise<LongLived> {
+export async function openTcp(
+  port: number,
+  app: string,
+  opts = longLivedDefaults,
+): Promise<LongLived> {
   const socket: Socket = netConnect(port, '127.0.0.1');
   socket.setEncoding('utf8');
   let greeting = '';
@@ -285,7 +331,8 @@ export async function openTcp(port: number, app: string, opts = longLivedDefault
   socket.on('error', () => undefined);
   await waitFor(
     () => {
-      if (socket.destroyed) throw new Error(`TCP connection closed after ${JSON.stringify(greeting)}`);
+      if (socket.destroyed)
+        throw new Error(`TCP connection closed after ${JSON.stringify(greeting)}`);
       return greeting.includes('\n');
     },
     { timeoutMs: 20_000, intervalMs: 20, what: `the greeting of ${app} through 127.0.0.1:${port}` },
@@ -294,7 +341,8 @@ export async function openTcp(port: number, app: string, opts = longLivedDefault
     throw err;
   });
   socket.off('data', onGreeting);
-  if (greeting.trim() !== app) throw new Error(`expected ${app}'s greeting, got ${JSON.stringify(greeting)}`);
+  if (greeting.trim() !== app)
+    throw new Error(`expected ${app}'s greeting, got ${JSON.stringify(greeting)}`);
   const transport: Transport = {
     send: (m) => socket.write(m),
     onMessage: (fn) => socket.on('data', (chunk: string) => fn(chunk)),
@@ -314,21 +362,39 @@ export async function openTcp(port: number, app: string, opts = longLivedDefault
  * the error when the TLS handshake or the first read failed. The server's certificate is not
  * checked: this is about whom Envoy admits.
  */
-export async function mtlsRequest(port: number, client: { certPem: string; keyPem: string; servername?: string }): Promise<{ answered: string } | { refused: string }> {
-  const socket = tlsConnect({ host: '127.0.0.1', port, cert: client.certPem, key: client.keyPem, rejectUnauthorized: false, ...(client.servername ? { servername: client.servername } : {}) });
+export async function mtlsRequest(
+  port: number,
+  client: { certPem: string; keyPem: string; servername?: string },
+): Promise<{ answered: string } | { refused: string }> {
+  const socket = tlsConnect({
+    host: '127.0.0.1',
+    port,
+    cert: client.certPem,
+    key: client.keyPem,
+    rejectUnauthorized: false,
+    ...(client.servername ? { servername: client.servername } : {}),
+  });
   let received = '';
   const done = new Promise<{ answered: string } | { refused: string }>((resolve) => {
     socket.setEncoding('utf8');
-    socket.on('secureConnect', () => socket.write('GET /mtls HTTP/1.1\r\nHost: api\r\nConnection: close\r\n\r\n'));
+    socket.on('secureConnect', () =>
+      socket.write('GET /mtls HTTP/1.1\r\nHost: api\r\nConnection: close\r\n\r\n'),
+    );
     socket.on('data', (chunk: string) => {
       received += chunk;
-      if (received.includes('\r\n')) resolve({ answered: received.slice(0, received.indexOf('\r\n')) });
+      if (received.includes('\r\n'))
+        resolve({ answered: received.slice(0, received.indexOf('\r\n')) });
     });
-    socket.on('error', (err: NodeJS.ErrnoException) => resolve({ refused: err.code ?? err.message }));
+    socket.on('error', (err: NodeJS.ErrnoException) =>
+      resolve({ refused: err.code ?? err.message }),
+    );
     socket.on('close', () => resolve({ refused: `closed after ${JSON.stringify(received)}` }));
   });
   try {
-    return await withDeadline(done, { timeoutMs: 10_000, what: `an mTLS request to 127.0.0.1:${port}` });
+    return await withDeadline(done, {
+      timeoutMs: 10_000,
+      what: `an mTLS request to 127.0.0.1:${port}`,
+    });
   } finally {
     socket.destroy();
   }

@@ -8,7 +8,11 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { buildBootstrap } from '../../src/mesh/bootstrap.js';
 import type { EnvoyLike } from '../helpers/envoy-like.js';
 import { expectGolden, orphanedGoldens } from '../helpers/golden.js';
-import { expectProxyGoldens, trustDomainMasker, webIntentionsConfig } from '../helpers/proxy-golden.js';
+import {
+  expectProxyGoldens,
+  trustDomainMasker,
+  webIntentionsConfig,
+} from '../helpers/proxy-golden.js';
 import { startMeshServer, type MeshServer } from '../helpers/mesh-server.js';
 import { validateJson } from '../helpers/pgv.js';
 
@@ -17,8 +21,17 @@ afterAll(async () => {
   for (const s of servers) await s.close();
 });
 
-async function checkProxy(caseName: string, mesh: MeshServer, envoy: EnvoyLike, kind: 'connect-proxy' | 'mesh-gateway'): Promise<void> {
-  expectProxyGoldens(`mesh/${caseName}`, envoy, trustDomainMasker({ 'trust-domain': mesh.server.ca.trustDomain }));
+async function checkProxy(
+  caseName: string,
+  mesh: MeshServer,
+  envoy: EnvoyLike,
+  kind: 'connect-proxy' | 'mesh-gateway',
+): Promise<void> {
+  expectProxyGoldens(
+    `mesh/${caseName}`,
+    envoy,
+    trustDomainMasker({ 'trust-domain': mesh.server.ca.trustDomain }),
+  );
   const bootstrap = buildBootstrap({
     proxyId: envoy.nodeId,
     kind,
@@ -33,7 +46,12 @@ async function checkProxy(caseName: string, mesh: MeshServer, envoy: EnvoyLike, 
 }
 
 function withSidecar(name: string, port: number, upstreams: unknown[] = []) {
-  return { Name: name, Address: '127.0.0.1', Port: port, Connect: { SidecarService: { Proxy: { Upstreams: upstreams } } } };
+  return {
+    Name: name,
+    Address: '127.0.0.1',
+    Port: port,
+    Connect: { SidecarService: { Proxy: { Upstreams: upstreams } } },
+  };
 }
 
 describe('golden proxy configs', () => {
@@ -43,12 +61,21 @@ describe('golden proxy configs', () => {
     for (const entry of webIntentionsConfig) await mesh.putConfig(entry);
     await mesh.register(withSidecar('api', 9090));
     await mesh.register(withSidecar('db', 5432));
-    await mesh.register(withSidecar('web', 8080, [
-      { DestinationName: 'api', LocalBindPort: 19090 },
-      { DestinationName: 'db', LocalBindPort: 15432 },
-    ]));
+    await mesh.register(
+      withSidecar('web', 8080, [
+        { DestinationName: 'api', LocalBindPort: 19090 },
+        { DestinationName: 'db', LocalBindPort: 15432 },
+      ]),
+    );
     const web = await mesh.connect('web-sidecar-proxy');
-    await web.until((e) => e.names('type.googleapis.com/envoy.config.route.v3.RouteConfiguration').length === 1 && e.names('type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret').length === 2 && e.names('type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment').length === 2, 'full config');
+    await web.until(
+      (e) =>
+        e.names('type.googleapis.com/envoy.config.route.v3.RouteConfiguration').length === 1 &&
+        e.names('type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret').length ===
+          2 &&
+        e.names('type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment').length === 2,
+      'full config',
+    );
     await web.settle();
     await checkProxy('sidecar-tcp-http-intentions', mesh, web, 'connect-proxy');
   });
@@ -56,11 +83,39 @@ describe('golden proxy configs', () => {
   it('mesh gateway with three local services and a remote datacenter', async () => {
     const mesh = await startMeshServer();
     servers.push(mesh);
-    for (const [name, port] of [['api', 9090], ['db', 5432], ['web', 8080]] as const) await mesh.register(withSidecar(name, port));
-    await mesh.register({ ID: 'mesh-gateway', Name: 'mesh-gateway', Kind: 'mesh-gateway', Address: '127.0.0.1', Port: 8443, TaggedAddresses: { lan: { Address: '127.0.0.1', Port: 8443 }, wan: { Address: '192.0.2.10', Port: 443 } } });
-    await mesh.register({ ID: 'mesh-gateway-dc2', Name: 'mesh-gateway', Kind: 'mesh-gateway', Datacenter: 'dc2', Address: '10.2.0.5', Port: 8443, TaggedAddresses: { wan: { Address: '198.51.100.20', Port: 443 } } });
+    for (const [name, port] of [
+      ['api', 9090],
+      ['db', 5432],
+      ['web', 8080],
+    ] as const)
+      await mesh.register(withSidecar(name, port));
+    await mesh.register({
+      ID: 'mesh-gateway',
+      Name: 'mesh-gateway',
+      Kind: 'mesh-gateway',
+      Address: '127.0.0.1',
+      Port: 8443,
+      TaggedAddresses: {
+        lan: { Address: '127.0.0.1', Port: 8443 },
+        wan: { Address: '192.0.2.10', Port: 443 },
+      },
+    });
+    await mesh.register({
+      ID: 'mesh-gateway-dc2',
+      Name: 'mesh-gateway',
+      Kind: 'mesh-gateway',
+      Datacenter: 'dc2',
+      Address: '10.2.0.5',
+      Port: 8443,
+      TaggedAddresses: { wan: { Address: '198.51.100.20', Port: 443 } },
+    });
     const gw = await mesh.connect('mesh-gateway');
-    await gw.until((e) => e.names('type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment').length === 4 && e.names('type.googleapis.com/envoy.config.listener.v3.Listener').length === 1, 'gateway config');
+    await gw.until(
+      (e) =>
+        e.names('type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment').length ===
+          4 && e.names('type.googleapis.com/envoy.config.listener.v3.Listener').length === 1,
+      'gateway config',
+    );
     await gw.settle();
     await checkProxy('mesh-gateway-remote-dc', mesh, gw, 'mesh-gateway');
   });
@@ -70,15 +125,38 @@ describe('golden proxy configs', () => {
     servers.push(mesh);
     await mesh.register(withSidecar('api', 9090));
     await mesh.register({
-      ID: 'mesh-gateway', Name: 'mesh-gateway', Kind: 'mesh-gateway', Address: '127.0.0.1', Port: 8443,
-      TaggedAddresses: { lan: { Address: '127.0.0.1', Port: 8443 }, wan: { Address: '192.0.2.10', Port: 443 } },
+      ID: 'mesh-gateway',
+      Name: 'mesh-gateway',
+      Kind: 'mesh-gateway',
+      Address: '127.0.0.1',
+      Port: 8443,
+      TaggedAddresses: {
+        lan: { Address: '127.0.0.1', Port: 8443 },
+        wan: { Address: '192.0.2.10', Port: 443 },
+      },
       Proxy: { Config: { envoy_mesh_gateway_bind_tagged_addresses: true } },
     });
-    await mesh.register({ ID: 'mesh-gateway-dc2', Name: 'mesh-gateway', Kind: 'mesh-gateway', Datacenter: 'dc2', Address: '10.2.0.5', Port: 8443, TaggedAddresses: { wan: { Address: '198.51.100.20', Port: 443 } } });
+    await mesh.register({
+      ID: 'mesh-gateway-dc2',
+      Name: 'mesh-gateway',
+      Kind: 'mesh-gateway',
+      Datacenter: 'dc2',
+      Address: '10.2.0.5',
+      Port: 8443,
+      TaggedAddresses: { wan: { Address: '198.51.100.20', Port: 443 } },
+    });
     const gw = await mesh.connect('mesh-gateway');
-    await gw.until((e) => e.names('type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment').length === 2 && e.names('type.googleapis.com/envoy.config.listener.v3.Listener').length === 2, 'gateway config');
+    await gw.until(
+      (e) =>
+        e.names('type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment').length ===
+          2 && e.names('type.googleapis.com/envoy.config.listener.v3.Listener').length === 2,
+      'gateway config',
+    );
     await gw.settle();
-    expect(gw.names('type.googleapis.com/envoy.config.listener.v3.Listener').sort()).toEqual(['default:127.0.0.1:8443', 'wan:192.0.2.10:443']);
+    expect(gw.names('type.googleapis.com/envoy.config.listener.v3.Listener').sort()).toEqual([
+      'default:127.0.0.1:8443',
+      'wan:192.0.2.10:443',
+    ]);
     await checkProxy('mesh-gateway-bind-tagged-addresses', mesh, gw, 'mesh-gateway');
   });
 

@@ -6,7 +6,14 @@
  * resource passes validate.rules and the cross-resource lint.
  */
 import { afterAll, describe, expect, it } from 'vitest';
-import { exportedClusterName, inboundRootsSecretName, peerBundleSecretName, peeredServiceSni, peerInboundSecretName, peeringServerName } from '../../src/mesh/names.js';
+import {
+  exportedClusterName,
+  inboundRootsSecretName,
+  peerBundleSecretName,
+  peeredServiceSni,
+  peerInboundSecretName,
+  peeringServerName,
+} from '../../src/mesh/names.js';
 import { TypeUrl } from '../../src/xds/types.js';
 import type { EnvoyLike } from '../helpers/envoy-like.js';
 import { orphanedGoldens } from '../helpers/golden.js';
@@ -22,12 +29,22 @@ afterAll(async () => {
   for (const m of open) await m.close();
 });
 
-async function checkProxy(caseName: string, envoy: EnvoyLike, tds: Record<string, string>): Promise<void> {
+async function checkProxy(
+  caseName: string,
+  envoy: EnvoyLike,
+  tds: Record<string, string>,
+): Promise<void> {
   expectProxyGoldens(`peered/${caseName}`, envoy, trustDomainMasker(tds));
 }
 
 function withSidecar(name: string, port: number, upstreams: unknown[] = []) {
-  return { ID: name, Name: name, Address: '127.0.0.1', Port: port, Connect: { SidecarService: { Proxy: { Upstreams: upstreams } } } };
+  return {
+    ID: name,
+    Name: name,
+    Address: '127.0.0.1',
+    Port: port,
+    Connect: { SidecarService: { Proxy: { Upstreams: upstreams } } },
+  };
 }
 
 const gateway = (id: string, lan: string, wan: string) => ({
@@ -48,7 +65,10 @@ async function peered(): Promise<{ a: MeshServer; b: MeshServer }> {
 describe('golden peered proxy configs', () => {
   it('sidecar with peered upstreams in remote mode (an IP and a hostname gateway) and local mode; the importing gateway', async () => {
     const { a, b } = await peered();
-    const tds = { 'trust-domain-a': a.server.ca.trustDomain, 'trust-domain-b': b.server.ca.trustDomain };
+    const tds = {
+      'trust-domain-a': a.server.ca.trustDomain,
+      'trust-domain-b': b.server.ca.trustDomain,
+    };
     await a.register(withSidecar('api', 9090));
     await a.register(withSidecar('db', 5432));
     await a.register(gateway('gw-1', '10.0.0.2', '203.0.113.7'));
@@ -64,17 +84,28 @@ describe('golden peered proxy configs', () => {
     await b.register(
       withSidecar('web', 8080, [
         { DestinationName: 'api', DestinationPeer: 'cluster-a', LocalBindPort: 19090 },
-        { DestinationName: 'db', DestinationPeer: 'cluster-a', LocalBindPort: 15432, MeshGateway: { Mode: 'local' } },
+        {
+          DestinationName: 'db',
+          DestinationPeer: 'cluster-a',
+          LocalBindPort: 15432,
+          MeshGateway: { Mode: 'local' },
+        },
       ]),
     );
     const web = await b.connect('web-sidecar-proxy');
     const gw = await b.connect('gw-b');
     const dbSni = peeredServiceSni(tds['trust-domain-a'], 'cluster-b', { name: 'db' });
     await web.until(
-      (e) => e.names(TypeUrl.listener).length === 3 && e.get(TypeUrl.secret, peerBundleSecretName('cluster-a')) !== undefined && e.names(TypeUrl.route).length === 1,
+      (e) =>
+        e.names(TypeUrl.listener).length === 3 &&
+        e.get(TypeUrl.secret, peerBundleSecretName('cluster-a')) !== undefined &&
+        e.names(TypeUrl.route).length === 1,
       'both peered upstreams with the peer bundle',
     );
-    await gw.until((e) => e.get(TypeUrl.cluster, dbSni) !== undefined && e.names(TypeUrl.listener).length === 1, "B's gateway cluster for db's peered SNI");
+    await gw.until(
+      (e) => e.get(TypeUrl.cluster, dbSni) !== undefined && e.names(TypeUrl.listener).length === 1,
+      "B's gateway cluster for db's peered SNI",
+    );
     await b.server.snapshots.settled();
     await Promise.all([web.settle(), gw.settle()]);
     await checkProxy('sidecar-peered-upstreams', web, tds);
@@ -86,10 +117,27 @@ describe('golden peered proxy configs', () => {
     // A third cluster, peered with A as well.
     const c = await startMeshServer({ datacenter: 'dc-c' });
     extra.push(c);
-    const token = await a.api<{ PeeringToken: string }>('POST', '/v1/peering/token', { PeerName: 'cluster-c' });
-    expect((await c.api('POST', '/v1/peering/establish', { PeerName: 'cluster-a', PeeringToken: token.body.PeeringToken })).status).toBe(200);
-    await waitFor(async () => (await a.api<{ State: string }>('GET', '/v1/peering/cluster-c')).body?.State === 'ACTIVE', { timeoutMs: 5_000, intervalMs: 20, what: 'A–C ACTIVE' });
-    const tds = { 'trust-domain-a': a.server.ca.trustDomain, 'trust-domain-b': b.server.ca.trustDomain, 'trust-domain-c': c.server.ca.trustDomain };
+    const token = await a.api<{ PeeringToken: string }>('POST', '/v1/peering/token', {
+      PeerName: 'cluster-c',
+    });
+    expect(
+      (
+        await c.api('POST', '/v1/peering/establish', {
+          PeerName: 'cluster-a',
+          PeeringToken: token.body.PeeringToken,
+        })
+      ).status,
+    ).toBe(200);
+    await waitFor(
+      async () =>
+        (await a.api<{ State: string }>('GET', '/v1/peering/cluster-c')).body?.State === 'ACTIVE',
+      { timeoutMs: 5_000, intervalMs: 20, what: 'A–C ACTIVE' },
+    );
+    const tds = {
+      'trust-domain-a': a.server.ca.trustDomain,
+      'trust-domain-b': b.server.ca.trustDomain,
+      'trust-domain-c': c.server.ca.trustDomain,
+    };
     await a.register(withSidecar('api', 9090));
     await a.register(withSidecar('db', 5432));
     await a.register(gateway('gw-1', '10.0.0.2', '203.0.113.7'));
@@ -101,13 +149,26 @@ describe('golden peered proxy configs', () => {
     await gw.until(
       (e) =>
         e.get(TypeUrl.endpoint, exportedDb) !== undefined &&
-        e.names(TypeUrl.listener).some((n) => e.json(TypeUrl.listener, n).includes(exportedDb) && e.json(TypeUrl.listener, n).includes(peerInboundSecretName('cluster-c'))) &&
+        e
+          .names(TypeUrl.listener)
+          .some(
+            (n) =>
+              e.json(TypeUrl.listener, n).includes(exportedDb) &&
+              e.json(TypeUrl.listener, n).includes(peerInboundSecretName('cluster-c')),
+          ) &&
         e.get(TypeUrl.secret, peerInboundSecretName('cluster-c')) !== undefined &&
-        e.json(TypeUrl.secret, peerInboundSecretName('cluster-c')).includes(tds['trust-domain-c']) &&
+        e
+          .json(TypeUrl.secret, peerInboundSecretName('cluster-c'))
+          .includes(tds['trust-domain-c']) &&
         e.names(TypeUrl.secret).length === 4,
       'exported chains, the HTTP one terminating for B and C',
     );
-    await api.until((e) => e.get(TypeUrl.secret, inboundRootsSecretName) !== undefined && e.json(TypeUrl.secret, inboundRootsSecretName).includes(tds['trust-domain-c']), 'api trusting C');
+    await api.until(
+      (e) =>
+        e.get(TypeUrl.secret, inboundRootsSecretName) !== undefined &&
+        e.json(TypeUrl.secret, inboundRootsSecretName).includes(tds['trust-domain-c']),
+      'api trusting C',
+    );
     await a.server.snapshots.settled();
     await Promise.all([gw.settle(), api.settle()]);
     await checkProxy('mesh-gateway-exporting-two-peers', gw, tds);
@@ -115,19 +176,50 @@ describe('golden peered proxy configs', () => {
   }, 30_000);
 
   it('peering through mesh gateways: the acceptor gateway routes its server name to its peering port, the dialer gateway the peer server name to the peer server addresses', async () => {
-    const [a, b] = await Promise.all([startMeshServer({ datacenter: 'dc-a' }), startMeshServer({ datacenter: 'dc-b' })]);
+    const [a, b] = await Promise.all([
+      startMeshServer({ datacenter: 'dc-a' }),
+      startMeshServer({ datacenter: 'dc-b' }),
+    ]);
     extra.push(a, b);
     const meshEntry = { Kind: 'mesh', Name: 'mesh', Peering: { PeerThroughMeshGateways: true } };
     await a.putConfig(meshEntry);
     await b.putConfig(meshEntry);
     // A's gateway WAN address is A's peering port itself (no Envoy here to pass it through); B's
     // gateway refuses connections, so B falls back to the token's addresses.
-    await a.register({ ...gateway('gw-a', '127.0.0.1', '127.0.0.1'), TaggedAddresses: { lan: { Address: '127.0.0.1', Port: 8443 }, wan: { Address: '127.0.0.1', Port: a.server.peeringPort } } });
-    await b.register({ ...gateway('gw-b', '127.0.0.1', '198.51.100.9'), Port: 1, TaggedAddresses: { lan: { Address: '127.0.0.1', Port: 1 }, wan: { Address: '198.51.100.9', Port: 443 } } });
-    const token = await a.api<{ PeeringToken: string }>('POST', '/v1/peering/token', { PeerName: 'cluster-b' });
-    expect(JSON.parse(Buffer.from(token.body.PeeringToken, 'base64').toString()).ServerAddresses).toEqual([`127.0.0.1:${a.server.peeringPort}`]);
-    expect((await b.api('POST', '/v1/peering/establish', { PeerName: 'cluster-a', PeeringToken: token.body.PeeringToken })).status).toBe(200);
-    await waitFor(async () => (await a.api<{ State: string }>('GET', '/v1/peering/cluster-b')).body?.State === 'ACTIVE', { timeoutMs: 10_000, intervalMs: 20, what: 'A–B ACTIVE' });
+    await a.register({
+      ...gateway('gw-a', '127.0.0.1', '127.0.0.1'),
+      TaggedAddresses: {
+        lan: { Address: '127.0.0.1', Port: 8443 },
+        wan: { Address: '127.0.0.1', Port: a.server.peeringPort },
+      },
+    });
+    await b.register({
+      ...gateway('gw-b', '127.0.0.1', '198.51.100.9'),
+      Port: 1,
+      TaggedAddresses: {
+        lan: { Address: '127.0.0.1', Port: 1 },
+        wan: { Address: '198.51.100.9', Port: 443 },
+      },
+    });
+    const token = await a.api<{ PeeringToken: string }>('POST', '/v1/peering/token', {
+      PeerName: 'cluster-b',
+    });
+    expect(
+      JSON.parse(Buffer.from(token.body.PeeringToken, 'base64').toString()).ServerAddresses,
+    ).toEqual([`127.0.0.1:${a.server.peeringPort}`]);
+    expect(
+      (
+        await b.api('POST', '/v1/peering/establish', {
+          PeerName: 'cluster-a',
+          PeeringToken: token.body.PeeringToken,
+        })
+      ).status,
+    ).toBe(200);
+    await waitFor(
+      async () =>
+        (await a.api<{ State: string }>('GET', '/v1/peering/cluster-b')).body?.State === 'ACTIVE',
+      { timeoutMs: 10_000, intervalMs: 20, what: 'A–B ACTIVE' },
+    );
     const tds = {
       'trust-domain-a': a.server.ca.trustDomain,
       'trust-domain-b': b.server.ca.trustDomain,
@@ -137,8 +229,18 @@ describe('golden peered proxy configs', () => {
     const gwA = await a.connect('gw-a');
     const gwB = await b.connect('gw-b');
     const serverA = peeringServerName(tds['trust-domain-a'], 'dc-a');
-    await gwA.until((e) => e.get(TypeUrl.endpoint, serverA) !== undefined && e.names(TypeUrl.listener).length === 1, "A's gateway peering server chain");
-    await gwB.until((e) => e.get(TypeUrl.endpoint, serverA) !== undefined && e.get(TypeUrl.endpoint, peeringServerName(tds['trust-domain-b'], 'dc-b')) !== undefined && e.names(TypeUrl.listener).length === 1, "B's gateway chain for A's server name");
+    await gwA.until(
+      (e) =>
+        e.get(TypeUrl.endpoint, serverA) !== undefined && e.names(TypeUrl.listener).length === 1,
+      "A's gateway peering server chain",
+    );
+    await gwB.until(
+      (e) =>
+        e.get(TypeUrl.endpoint, serverA) !== undefined &&
+        e.get(TypeUrl.endpoint, peeringServerName(tds['trust-domain-b'], 'dc-b')) !== undefined &&
+        e.names(TypeUrl.listener).length === 1,
+      "B's gateway chain for A's server name",
+    );
     await Promise.all([a.server.snapshots.settled(), b.server.snapshots.settled()]);
     await Promise.all([gwA.settle(), gwB.settle()]);
     await checkProxy('mesh-gateway-peering-acceptor', gwA, tds);

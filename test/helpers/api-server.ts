@@ -8,7 +8,12 @@ export interface ApiServer {
   readonly server: RunningServer;
   readonly dataDir: string;
   readonly base: string;
-  call(method: string, path: string, body?: unknown, headers?: Record<string, string>): Promise<ApiResponse>;
+  call(
+    method: string,
+    path: string,
+    body?: unknown,
+    headers?: Record<string, string>,
+  ): Promise<ApiResponse>;
   stop(): Promise<void>;
 }
 
@@ -18,10 +23,20 @@ export interface ApiResponse {
   readonly json: any;
 }
 
-export async function startApiServer(opts: { dataDir?: string; flags?: Record<string, unknown> } = {}): Promise<ApiServer> {
+export async function startApiServer(
+  opts: { dataDir?: string; flags?: Record<string, unknown> } = {},
+): Promise<ApiServer> {
   const dataDir = opts.dataDir ?? tempDir('isthmus-data-');
-  const flags = { dataDir, httpAddr: '127.0.0.1:0', xdsAddr: '127.0.0.1:0', peeringAddr: '127.0.0.1:0', ...opts.flags };
-  const server = await startServer(loadServerConfig({ flags, env: {} }), { logger: silentLogger() });
+  const flags = {
+    dataDir,
+    httpAddr: '127.0.0.1:0',
+    xdsAddr: '127.0.0.1:0',
+    peeringAddr: '127.0.0.1:0',
+    ...opts.flags,
+  };
+  const server = await startServer(loadServerConfig({ flags, env: {} }), {
+    logger: silentLogger(),
+  });
   const base = `http://127.0.0.1:${server.httpPort}`;
   return {
     server,
@@ -32,7 +47,13 @@ export async function startApiServer(opts: { dataDir?: string; flags?: Record<st
   };
 }
 
-async function call(base: string, method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<ApiResponse> {
+async function call(
+  base: string,
+  method: string,
+  path: string,
+  body?: unknown,
+  headers: Record<string, string> = {},
+): Promise<ApiResponse> {
   const init: RequestInit = { method, headers: { ...headers } };
   if (body !== undefined) {
     init.body = typeof body === 'string' ? body : JSON.stringify(body);

@@ -59,7 +59,9 @@ export class FakeCatalog implements CatalogReader {
     return this.allInstances().filter((i) => i.name === name);
   }
   sidecarsOf(name: string): readonly ServiceInstance[] {
-    return this.allInstances().filter((i) => i.kind === 'connect-proxy' && i.proxy?.destinationServiceName === name);
+    return this.allInstances().filter(
+      (i) => i.kind === 'connect-proxy' && i.proxy?.destinationServiceName === name,
+    );
   }
   instancesOfKind(kind: ServiceKind): readonly ServiceInstance[] {
     return this.allInstances().filter((i) => i.kind === kind);
@@ -67,11 +69,17 @@ export class FakeCatalog implements CatalogReader {
   allInstances(): readonly ServiceInstance[] {
     return [...this.instances.values()].sort((a, b) => (a.id < b.id ? -1 : 1));
   }
-  configEntry<K extends ConfigEntryKind>(kind: K, name: string): Extract<ConfigEntry, { kind: K }> | undefined {
+  configEntry<K extends ConfigEntryKind>(
+    kind: K,
+    name: string,
+  ): Extract<ConfigEntry, { kind: K }> | undefined {
     return this.entries.get(`${kind}/${name}`) as Extract<ConfigEntry, { kind: K }> | undefined;
   }
   configEntries<K extends ConfigEntryKind>(kind: K): readonly Extract<ConfigEntry, { kind: K }>[] {
-    return [...this.entries.values()].filter((e) => e.kind === kind) as Extract<ConfigEntry, { kind: K }>[];
+    return [...this.entries.values()].filter((e) => e.kind === kind) as Extract<
+      ConfigEntry,
+      { kind: K }
+    >[];
   }
   subscribe(listener: (event: CatalogEvent) => void): () => void {
     this.listeners.add(listener);

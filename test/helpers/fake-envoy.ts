@@ -5,15 +5,30 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import type { AggregatedDiscoveryServiceClient } from '../../src/gen/envoy/service/discovery/v3/ads.js';
-import { DiscoveryRequest, type DeltaDiscoveryRequest, type DeltaDiscoveryResponse, type DiscoveryResponse } from '../../src/gen/envoy/service/discovery/v3/discovery.js';
+import {
+  DiscoveryRequest,
+  type DeltaDiscoveryRequest,
+  type DeltaDiscoveryResponse,
+  type DiscoveryResponse,
+} from '../../src/gen/envoy/service/discovery/v3/discovery.js';
 import { Status } from '../../src/gen/google/rpc/status.js';
-import { type ClientOptions, DeltaClient, nameOf, type Received, XdsStreamClient } from '../../src/probe/delta-client.js';
+import {
+  type ClientOptions,
+  DeltaClient,
+  nameOf,
+  type Received,
+  XdsStreamClient,
+} from '../../src/probe/delta-client.js';
 import { validateAny } from './pgv.js';
 
 export { adsClient, type Received, type ReceivedResource } from '../../src/probe/delta-client.js';
 
 /** What every fake Envoy sends and checks: validate.rules on each resource, node cluster `test`. */
-export const fakeEnvoyOptions: ClientOptions = { validate: (any) => validateAny(any), cluster: 'test', userAgentName: 'fake-envoy' };
+export const fakeEnvoyOptions: ClientOptions = {
+  validate: (any) => validateAny(any),
+  cluster: 'test',
+  userAgentName: 'fake-envoy',
+};
 
 export class SotwEnvoy extends XdsStreamClient<DiscoveryRequest, DiscoveryResponse> {
   private readonly names = new Map<string, string[]>();
@@ -22,7 +37,10 @@ export class SotwEnvoy extends XdsStreamClient<DiscoveryRequest, DiscoveryRespon
   private lastSeenNonce = '';
   private readonly nonceByType = new Map<string, string>();
 
-  constructor(stream: grpc.ClientDuplexStream<DiscoveryRequest, DiscoveryResponse>, nodeId: string) {
+  constructor(
+    stream: grpc.ClientDuplexStream<DiscoveryRequest, DiscoveryResponse>,
+    nodeId: string,
+  ) {
     super(stream, nodeId, fakeEnvoyOptions);
   }
 
@@ -33,28 +51,47 @@ export class SotwEnvoy extends XdsStreamClient<DiscoveryRequest, DiscoveryRespon
       const message = this.decodeAny(any);
       return { name: nameOf(message), version: raw.versionInfo, message };
     });
-    return { raw, typeUrl: raw.typeUrl, nonce: raw.nonce, versionInfo: raw.versionInfo, resources, removed: [] };
+    return {
+      raw,
+      typeUrl: raw.typeUrl,
+      nonce: raw.nonce,
+      versionInfo: raw.versionInfo,
+      resources,
+      removed: [],
+    };
   }
 
-  request(typeUrl: string, names: readonly string[], opts: { versionInfo?: string; nonce?: string; errorDetail?: string; withNode?: boolean } = {}): void {
+  request(
+    typeUrl: string,
+    names: readonly string[],
+    opts: { versionInfo?: string; nonce?: string; errorDetail?: string; withNode?: boolean } = {},
+  ): void {
     this.names.set(typeUrl, [...names]);
     const withNode = opts.withNode ?? this.first;
     this.first = false;
-    this.stream.write(DiscoveryRequest.fromPartial({
-      versionInfo: opts.versionInfo ?? this.acked.get(typeUrl) ?? '',
-      node: this.node(withNode),
-      resourceNames: [...names],
-      typeUrl,
-      responseNonce: opts.nonce ?? '',
-      errorDetail: opts.errorDetail ? Status.fromPartial({ code: 3, message: opts.errorDetail }) : undefined,
-    }));
+    this.stream.write(
+      DiscoveryRequest.fromPartial({
+        versionInfo: opts.versionInfo ?? this.acked.get(typeUrl) ?? '',
+        node: this.node(withNode),
+        resourceNames: [...names],
+        typeUrl,
+        responseNonce: opts.nonce ?? '',
+        errorDetail: opts.errorDetail
+          ? Status.fromPartial({ code: 3, message: opts.errorDetail })
+          : undefined,
+      }),
+    );
   }
 
   ack(r: Received<DiscoveryResponse>, names?: readonly string[]): void {
     this.acked.set(r.typeUrl, r.versionInfo);
-    if (r.typeUrl.endsWith('Cluster') || r.typeUrl.endsWith('Listener')) this.held.set(r.typeUrl, new Map());
+    if (r.typeUrl.endsWith('Cluster') || r.typeUrl.endsWith('Listener'))
+      this.held.set(r.typeUrl, new Map());
     this.apply(r);
-    this.request(r.typeUrl, names ?? this.names.get(r.typeUrl) ?? [], { versionInfo: r.versionInfo, nonce: r.nonce });
+    this.request(r.typeUrl, names ?? this.names.get(r.typeUrl) ?? [], {
+      versionInfo: r.versionInfo,
+      nonce: r.nonce,
+    });
   }
 
   /** The nonce of the newest response of a type (a SotW subscription change carries it). */
@@ -68,20 +105,34 @@ export class SotwEnvoy extends XdsStreamClient<DiscoveryRequest, DiscoveryRespon
   }
 
   nack(r: Received<DiscoveryResponse>, message: string): void {
-    this.request(r.typeUrl, this.names.get(r.typeUrl) ?? [], { nonce: r.nonce, errorDetail: message });
+    this.request(r.typeUrl, this.names.get(r.typeUrl) ?? [], {
+      nonce: r.nonce,
+      errorDetail: message,
+    });
   }
 }
 
 export class DeltaEnvoy extends DeltaClient {
-  constructor(stream: grpc.ClientDuplexStream<DeltaDiscoveryRequest, DeltaDiscoveryResponse>, nodeId: string) {
+  constructor(
+    stream: grpc.ClientDuplexStream<DeltaDiscoveryRequest, DeltaDiscoveryResponse>,
+    nodeId: string,
+  ) {
     super(stream, nodeId, fakeEnvoyOptions);
   }
 }
 
-export function connectSotw(client: AggregatedDiscoveryServiceClient, nodeId: string, metadata = new grpc.Metadata()): SotwEnvoy {
+export function connectSotw(
+  client: AggregatedDiscoveryServiceClient,
+  nodeId: string,
+  metadata = new grpc.Metadata(),
+): SotwEnvoy {
   return new SotwEnvoy(client.streamAggregatedResources(metadata), nodeId);
 }
 
-export function connectDelta(client: AggregatedDiscoveryServiceClient, nodeId: string, metadata = new grpc.Metadata()): DeltaEnvoy {
+export function connectDelta(
+  client: AggregatedDiscoveryServiceClient,
+  nodeId: string,
+  metadata = new grpc.Metadata(),
+): DeltaEnvoy {
   return new DeltaEnvoy(client.deltaAggregatedResources(metadata), nodeId);
 }

@@ -10,24 +10,35 @@ import { fileURLToPath } from 'node:url';
 export { expandedJson } from '../../src/xds/envoy-json.js';
 
 export const goldenRoot = join(dirname(fileURLToPath(import.meta.url)), '..', 'golden');
-const update = process.env['UPDATE_GOLDEN'] === '1';
+const update = process.env.UPDATE_GOLDEN === '1';
 const written = new Set<string>();
 
 /** Replaces values that differ run to run (trust domain, PEMs, ports) with stable placeholders. */
 export type Masker = (text: string) => string;
 
 /** Compares (or with UPDATE_GOLDEN=1 writes) test/golden/<file>. Returns the expected text. */
-export function expectGolden(file: string, data: unknown, mask: Masker = (t) => t): { actual: string; expected: string } {
+export function expectGolden(
+  file: string,
+  data: unknown,
+  mask: Masker = (t) => t,
+): { actual: string; expected: string } {
   return expectGoldenText(file, JSON.stringify(data, null, 2), mask);
 }
 
 /** The same for text output (a CLI's stdout, say): compare `actual` with `expected`. */
-export function expectGoldenText(file: string, text: string, mask: Masker = (t) => t): { actual: string; expected: string } {
+export function expectGoldenText(
+  file: string,
+  text: string,
+  mask: Masker = (t) => t,
+): { actual: string; expected: string } {
   const path = join(goldenRoot, file);
   written.add(path);
-  const actual = mask(text).replace(/\n*$/, '') + '\n';
+  const actual = `${mask(text).replace(/\n*$/, '')}\n`;
   if (update || !existsSync(path)) {
-    if (!update && process.env['CI']) throw new Error(`golden file missing: ${relative(goldenRoot, path)} (run UPDATE_GOLDEN=1 locally)`);
+    if (!update && process.env.CI)
+      throw new Error(
+        `golden file missing: ${relative(goldenRoot, path)} (run UPDATE_GOLDEN=1 locally)`,
+      );
     mkdirSync(dirname(path), { recursive: true });
     writeFileSync(path, actual);
   }

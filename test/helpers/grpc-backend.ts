@@ -28,7 +28,10 @@ export interface EchoClient extends grpc.Client {
   ): grpc.ClientUnaryCall;
 }
 
-export const EchoClient = grpc.makeGenericClientConstructor(echoService, 'test.Echo') as unknown as new (
+export const EchoClient = grpc.makeGenericClientConstructor(
+  echoService,
+  'test.Echo',
+) as unknown as new (
   address: string,
   credentials: grpc.ChannelCredentials,
   options?: Partial<grpc.ChannelOptions>,
@@ -53,7 +56,9 @@ export async function startBackend(name: string): Promise<GrpcBackend> {
     },
   });
   const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
+    server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, p) =>
+      err ? reject(err) : resolve(p),
+    ),
   );
   return {
     name,
@@ -76,8 +81,11 @@ export async function startBackend(name: string): Promise<GrpcBackend> {
 /** One `Who` call; resolves with the name of the backend that answered. */
 export function callWho(client: EchoClient, timeoutMs = 2_000): Promise<string> {
   return new Promise((resolve, reject) => {
-    client.who(Buffer.alloc(0), new grpc.Metadata(), { deadline: Date.now() + timeoutMs }, (err, res) =>
-      err ? reject(err) : resolve(res!.toString()),
+    client.who(
+      Buffer.alloc(0),
+      new grpc.Metadata(),
+      { deadline: Date.now() + timeoutMs },
+      (err, res) => (err ? reject(err) : resolve(res!.toString())),
     );
   });
 }

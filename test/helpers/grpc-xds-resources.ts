@@ -4,7 +4,11 @@
  * HttpConnectionManager gets its routes over ADS and ends with the router filter; EDS clusters over
  * ADS with ROUND_ROBIN; endpoints with a locality, a locality weight and IP addresses.
  */
-import { Cluster, Cluster_DiscoveryType, Cluster_LbPolicy } from '../../src/gen/envoy/config/cluster/v3/cluster.js';
+import {
+  Cluster,
+  Cluster_DiscoveryType,
+  Cluster_LbPolicy,
+} from '../../src/gen/envoy/config/cluster/v3/cluster.js';
 import { ClusterLoadAssignment } from '../../src/gen/envoy/config/endpoint/v3/endpoint.js';
 import { Listener } from '../../src/gen/envoy/config/listener/v3/listener.js';
 import { RouteConfiguration } from '../../src/gen/envoy/config/route/v3/route.js';
@@ -14,14 +18,22 @@ import { Router } from '../../src/gen/envoy/extensions/filters/http/router/v3/ro
 import { packAny } from '../../src/xds/any.js';
 import { validateMessage } from './pgv.js';
 
-const ads = { configSourceSpecifier: { $case: 'ads' as const, value: {} }, resourceApiVersion: ApiVersion.V3 };
+const ads = {
+  configSourceSpecifier: { $case: 'ads' as const, value: {} },
+  resourceApiVersion: ApiVersion.V3,
+};
 
 /** The listener gRPC looks up by the target's name (`xds:///<name>`): an API listener, no address. */
 export function grpcApiListener(name: string, routeConfigName: string): Listener {
   const hcm = HttpConnectionManager.fromPartial({
     statPrefix: name,
     routeSpecifier: { $case: 'rds', value: { configSource: ads, routeConfigName } },
-    httpFilters: [{ name: 'envoy.filters.http.router', configType: { $case: 'typedConfig', value: packAny(Router.fromPartial({})) } }],
+    httpFilters: [
+      {
+        name: 'envoy.filters.http.router',
+        configType: { $case: 'typedConfig', value: packAny(Router.fromPartial({})) },
+      },
+    ],
   });
   return Listener.fromPartial({ name, apiListener: { apiListener: packAny(hcm) } });
 }
@@ -37,7 +49,10 @@ export function grpcRoute(name: string, cluster: string): RouteConfiguration {
         routes: [
           {
             match: { pathSpecifier: { $case: 'prefix', value: '/' } },
-            action: { $case: 'route', value: { clusterSpecifier: { $case: 'cluster', value: cluster } } },
+            action: {
+              $case: 'route',
+              value: { clusterSpecifier: { $case: 'cluster', value: cluster } },
+            },
           },
         ],
       },
@@ -50,7 +65,10 @@ export function grpcRoute(name: string, cluster: string): RouteConfiguration {
  * supports besides RING_HASH; LEAST_REQUEST is valid Envoy config that gRPC rejects
  * ("unsupported lb_policy").
  */
-export function grpcEdsCluster(name: string, opts: { serviceName?: string; lbPolicy?: Cluster_LbPolicy } = {}): Cluster {
+export function grpcEdsCluster(
+  name: string,
+  opts: { serviceName?: string; lbPolicy?: Cluster_LbPolicy } = {},
+): Cluster {
   return Cluster.fromPartial({
     name,
     clusterDiscoveryType: { $case: 'type', value: Cluster_DiscoveryType.EDS },
@@ -64,9 +82,11 @@ type XdsResource = Cluster | ClusterLoadAssignment | Listener | RouteConfigurati
 
 const codecs = {
   'envoy.config.cluster.v3.Cluster': (m: XdsResource) => Cluster.encode(m as Cluster).finish(),
-  'envoy.config.endpoint.v3.ClusterLoadAssignment': (m: XdsResource) => ClusterLoadAssignment.encode(m as ClusterLoadAssignment).finish(),
+  'envoy.config.endpoint.v3.ClusterLoadAssignment': (m: XdsResource) =>
+    ClusterLoadAssignment.encode(m as ClusterLoadAssignment).finish(),
   'envoy.config.listener.v3.Listener': (m: XdsResource) => Listener.encode(m as Listener).finish(),
-  'envoy.config.route.v3.RouteConfiguration': (m: XdsResource) => RouteConfiguration.encode(m as RouteConfiguration).finish(),
+  'envoy.config.route.v3.RouteConfiguration': (m: XdsResource) =>
+    RouteConfiguration.encode(m as RouteConfiguration).finish(),
 } as const;
 
 /** Every Envoy validate.rules violation of the resources, as `<type>: <path>: <problem>`. */

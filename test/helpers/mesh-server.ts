@@ -16,7 +16,11 @@ import type { AggregatedDiscoveryServiceClient } from '../../src/gen/envoy/servi
 
 /** What tests drive, whether the server runs in-process or as its own process. */
 export interface MeshNode {
-  api<T = unknown>(method: string, path: string, body?: unknown): Promise<{ status: number; body: T }>;
+  api<T = unknown>(
+    method: string,
+    path: string,
+    body?: unknown,
+  ): Promise<{ status: number; body: T }>;
   /** Registers (Consul JSON) and fails the test on a non-200. */
   register(body: unknown): Promise<void>;
   putConfig(body: unknown): Promise<void>;
@@ -46,7 +50,12 @@ export interface MeshServer extends MeshNode {
  * The HTTP and xDS side of a mesh node on the given ports. With `httpToken` (the server's
  * `--http-token`), every API call carries it as `Authorization: Bearer`.
  */
-function nodeOver(httpPort: number, xdsPort: number, stop: () => Promise<void>, httpToken?: string): MeshNode & { xds: AggregatedDiscoveryServiceClient } {
+function nodeOver(
+  httpPort: number,
+  xdsPort: number,
+  stop: () => Promise<void>,
+  httpToken?: string,
+): MeshNode & { xds: AggregatedDiscoveryServiceClient } {
   const xds = adsClient(`127.0.0.1:${xdsPort}`);
   const envoys: EnvoyLike[] = [];
   const auth: Record<string, string> = httpToken ? { authorization: `Bearer ${httpToken}` } : {};
@@ -61,11 +70,13 @@ function nodeOver(httpPort: number, xdsPort: number, stop: () => Promise<void>, 
   };
   const ok = async (method: string, path: string, body: unknown) => {
     const res = await api(method, path, body);
-    if (res.status !== 200) throw new Error(`${method} ${path} → ${res.status} ${JSON.stringify(res.body)}`);
+    if (res.status !== 200)
+      throw new Error(`${method} ${path} → ${res.status} ${JSON.stringify(res.body)}`);
   };
   const token = async (proxyId: string) => {
     const res = await api<{ SecretID: string }>('POST', '/v1/acl/token', { ProxyID: proxyId });
-    if (res.status !== 200) throw new Error(`token for ${proxyId}: ${res.status} ${JSON.stringify(res.body)}`);
+    if (res.status !== 200)
+      throw new Error(`token for ${proxyId}: ${res.status} ${JSON.stringify(res.body)}`);
     return res.body.SecretID;
   };
   return {
@@ -98,8 +109,14 @@ function nodeOver(httpPort: number, xdsPort: number, stop: () => Promise<void>, 
  * flags are the same camelCase keys as startMeshServer's (`datacenter`, `caRotationPhaseMs`, …),
  * `opts.env` is added to its environment (e.g. NODE_OPTIONS).
  */
-export async function startMeshProcess(flags: Record<string, string> = {}, opts: SpawnOptions = {}): Promise<MeshProcess> {
-  const args = Object.entries({ coalesceMs: '20', ...flags }).flatMap(([k, v]) => [`--${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`, v]);
+export async function startMeshProcess(
+  flags: Record<string, string> = {},
+  opts: SpawnOptions = {},
+): Promise<MeshProcess> {
+  const args = Object.entries({ coalesceMs: '20', ...flags }).flatMap(([k, v]) => [
+    `--${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`,
+    v,
+  ]);
   const proc = await startServerProcess(args, opts);
   const node = nodeOver(
     proc.httpPort,
@@ -108,7 +125,7 @@ export async function startMeshProcess(flags: Record<string, string> = {}, opts:
       proc.child.kill('SIGTERM');
       await proc.exited;
     },
-    flags['httpToken'],
+    flags.httpToken,
   );
   return { ...node, proc };
 }
@@ -116,7 +133,14 @@ export async function startMeshProcess(flags: Record<string, string> = {}, opts:
 export async function startMeshServer(flags: Record<string, string> = {}): Promise<MeshServer> {
   const dataDir = mkdtempSync(join(tmpdir(), 'isthmus-mesh-'));
   const config = loadServerConfig({
-    flags: { dataDir, httpAddr: '127.0.0.1:0', xdsAddr: '127.0.0.1:0', peeringAddr: '127.0.0.1:0', coalesceMs: '20', ...flags },
+    flags: {
+      dataDir,
+      httpAddr: '127.0.0.1:0',
+      xdsAddr: '127.0.0.1:0',
+      peeringAddr: '127.0.0.1:0',
+      coalesceMs: '20',
+      ...flags,
+    },
     env: {},
   });
   const server = await startServer(config, { logger: silentLogger() });
@@ -127,7 +151,7 @@ export async function startMeshServer(flags: Record<string, string> = {}): Promi
       await server.stop();
       rmSync(dataDir, { recursive: true, force: true });
     },
-    flags['httpToken'],
+    flags.httpToken,
   );
   return { ...node, server, dataDir };
 }

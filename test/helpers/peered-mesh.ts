@@ -11,15 +11,21 @@ export interface PeeredMeshes<N extends MeshNode = MeshServer> {
   close(): Promise<void>;
 }
 
-const active = (m: MeshNode, name: string) => async () => (await m.api<{ State: string }>('GET', `/v1/peering/${name}`)).body?.State === 'ACTIVE';
+const active = (m: MeshNode, name: string) => async () =>
+  (await m.api<{ State: string }>('GET', `/v1/peering/${name}`)).body?.State === 'ACTIVE';
 
 /** In-process servers by default; pass `startMeshProcess` for real server processes. */
 export async function startPeeredMeshes<N extends MeshNode = MeshServer>(
   flagsA: Record<string, string> = {},
   flagsB: Record<string, string> = {},
-  start: (flags: Record<string, string>) => Promise<N> = startMeshServer as unknown as (flags: Record<string, string>) => Promise<N>,
+  start: (flags: Record<string, string>) => Promise<N> = startMeshServer as unknown as (
+    flags: Record<string, string>,
+  ) => Promise<N>,
 ): Promise<PeeredMeshes<N>> {
-  const [a, b] = await Promise.all([start({ datacenter: 'dc-a', ...flagsA }), start({ datacenter: 'dc-b', ...flagsB })]);
+  const [a, b] = await Promise.all([
+    start({ datacenter: 'dc-a', ...flagsA }),
+    start({ datacenter: 'dc-b', ...flagsB }),
+  ]);
   const close = async () => {
     await Promise.all([a.close(), b.close()]);
   };
@@ -37,13 +43,31 @@ export async function startPeeredMeshes<N extends MeshNode = MeshServer>(
  * dialer `dialerName`, the dialer establishes with it naming the acceptor `acceptorName`, and both
  * sides wait for ACTIVE.
  */
-export async function peerClusters(acceptor: MeshNode, dialer: MeshNode, names: { readonly dialerName: string; readonly acceptorName: string }, timeoutMs = 5_000): Promise<void> {
-  const token = await acceptor.api<{ PeeringToken: string }>('POST', '/v1/peering/token', { PeerName: names.dialerName });
+export async function peerClusters(
+  acceptor: MeshNode,
+  dialer: MeshNode,
+  names: { readonly dialerName: string; readonly acceptorName: string },
+  timeoutMs = 5_000,
+): Promise<void> {
+  const token = await acceptor.api<{ PeeringToken: string }>('POST', '/v1/peering/token', {
+    PeerName: names.dialerName,
+  });
   if (token.status !== 200) throw new Error(`token: ${token.status} ${JSON.stringify(token.body)}`);
-  const est = await dialer.api('POST', '/v1/peering/establish', { PeerName: names.acceptorName, PeeringToken: token.body.PeeringToken });
+  const est = await dialer.api('POST', '/v1/peering/establish', {
+    PeerName: names.acceptorName,
+    PeeringToken: token.body.PeeringToken,
+  });
   if (est.status !== 200) throw new Error(`establish: ${est.status} ${JSON.stringify(est.body)}`);
-  await waitFor(active(dialer, names.acceptorName), { timeoutMs, intervalMs: 20, what: `the dialer's peering ${names.acceptorName} to be ACTIVE` });
-  await waitFor(active(acceptor, names.dialerName), { timeoutMs, intervalMs: 20, what: `the acceptor's peering ${names.dialerName} to be ACTIVE` });
+  await waitFor(active(dialer, names.acceptorName), {
+    timeoutMs,
+    intervalMs: 20,
+    what: `the dialer's peering ${names.acceptorName} to be ACTIVE`,
+  });
+  await waitFor(active(acceptor, names.dialerName), {
+    timeoutMs,
+    intervalMs: 20,
+    what: `the acceptor's peering ${names.dialerName} to be ACTIVE`,
+  });
 }
 
 /** `exported-services` exporting each service to the given peers (A's names for them). */
@@ -51,6 +75,9 @@ export function exportEntry(services: Record<string, readonly string[]>) {
   return {
     Kind: 'exported-services',
     Name: 'default',
-    Services: Object.entries(services).map(([Name, peers]) => ({ Name, Consumers: peers.map((Peer) => ({ Peer })) })),
+    Services: Object.entries(services).map(([Name, peers]) => ({
+      Name,
+      Consumers: peers.map((Peer) => ({ Peer })),
+    })),
   };
 }

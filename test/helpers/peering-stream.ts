@@ -37,7 +37,8 @@ export class MemorySource implements ResourceSource {
 
   subscribe(url: ResourceUrl, emit: (change: ResourceChange) => void): () => void {
     this.subscriptions.push(url);
-    for (const [resourceId, resource] of this.entries(url)) emit({ resourceId, operation: 'upsert', resource });
+    for (const [resourceId, resource] of this.entries(url))
+      emit({ resourceId, operation: 'upsert', resource });
     const set = this.watchers.get(url) ?? new Set();
     this.watchers.set(url, set);
     set.add(emit);
@@ -72,7 +73,8 @@ export class RecordingSink implements ResourceSink {
     if (refusal) throw new Error(refusal);
     if (this.gate) await this.gate;
     this.applied.push({ url, change });
-    if (change.operation === 'upsert') this.state.set(`${url} ${change.resourceId}`, change.resource!);
+    if (change.operation === 'upsert')
+      this.state.set(`${url} ${change.resourceId}`, change.resource!);
     else this.state.delete(`${url} ${change.resourceId}`);
   }
 
@@ -124,7 +126,9 @@ export class RecordingObserver implements StreamObserver {
   }
 
   last<K extends ObservedEvent['kind']>(kind: K): Extract<ObservedEvent, { kind: K }> | undefined {
-    return this.events.filter((e): e is Extract<ObservedEvent, { kind: K }> => e.kind === kind).pop();
+    return this.events
+      .filter((e): e is Extract<ObservedEvent, { kind: K }> => e.kind === kind)
+      .pop();
   }
 }
 
@@ -146,9 +150,13 @@ export class FakeAuthority implements StreamAuthority {
     if (!p) throw new IsthmusError('not_found', `no peering with ID ${open.peerId}`);
     const a = Buffer.from(open.streamSecret);
     const b = Buffer.from(p.secret);
-    if (a.length !== b.length || !timingSafeEqual(a, b)) throw new IsthmusError('permission_denied', 'invalid stream secret');
+    if (a.length !== b.length || !timingSafeEqual(a, b))
+      throw new IsthmusError('permission_denied', 'invalid stream secret');
     if (!peerCert || !certificateChainsTo(peerCert, p.rootPems)) {
-      throw new IsthmusError('permission_denied', 'the client certificate does not chain to the roots pinned for this peering');
+      throw new IsthmusError(
+        'permission_denied',
+        'the client certificate does not chain to the roots pinned for this peering',
+      );
     }
     this.verified++;
     return { peeringName: p.name, deleting: p.deleting };
@@ -169,8 +177,18 @@ const hour = 3_600_000;
 
 export async function makePki(serverName = 'server.dc1.peering.acceptor.consul'): Promise<Pki> {
   const now = Date.now();
-  const acceptorRoot = await createRoot({ rootUri: 'spiffe://acceptor.consul', name: 'Acceptor CA', now, validityMs: 24 * hour });
-  const dialerRoot = await createRoot({ rootUri: 'spiffe://dialer.consul', name: 'Dialer CA', now, validityMs: 24 * hour });
+  const acceptorRoot = await createRoot({
+    rootUri: 'spiffe://acceptor.consul',
+    name: 'Acceptor CA',
+    now,
+    validityMs: 24 * hour,
+  });
+  const dialerRoot = await createRoot({
+    rootUri: 'spiffe://dialer.consul',
+    name: 'Dialer CA',
+    now,
+    validityMs: 24 * hour,
+  });
   const server = await issueLeaf(await loadSigner('a', acceptorRoot.certPem, acceptorRoot.keyPem), {
     spiffeId: 'spiffe://acceptor.consul/gateway/mesh/dc/dc1',
     dnsSans: [serverName],
@@ -187,9 +205,21 @@ export async function makePki(serverName = 'server.dc1.peering.acceptor.consul')
 }
 
 /** A certificate pair from a CA nobody pinned. */
-export async function strangerLeaf(dnsSans: string[] = []): Promise<{ certPem: string; keyPem: string; rootPem: string }> {
+export async function strangerLeaf(
+  dnsSans: string[] = [],
+): Promise<{ certPem: string; keyPem: string; rootPem: string }> {
   const now = Date.now();
-  const root = await createRoot({ rootUri: 'spiffe://stranger.consul', name: 'Stranger CA', now, validityMs: 24 * hour });
-  const leaf = await issueLeaf(await loadSigner('s', root.certPem, root.keyPem), { spiffeId: 'spiffe://stranger.consul/svc/x', dnsSans, now, ttlMs: hour });
+  const root = await createRoot({
+    rootUri: 'spiffe://stranger.consul',
+    name: 'Stranger CA',
+    now,
+    validityMs: 24 * hour,
+  });
+  const leaf = await issueLeaf(await loadSigner('s', root.certPem, root.keyPem), {
+    spiffeId: 'spiffe://stranger.consul/svc/x',
+    dnsSans,
+    now,
+    ttlMs: hour,
+  });
   return { certPem: leaf.certPem, keyPem: leaf.keyPem, rootPem: root.certPem };
 }

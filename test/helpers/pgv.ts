@@ -25,11 +25,26 @@ interface Ctx {
 }
 
 const protoDir = fileURLToPath(new URL('../../proto/', import.meta.url));
-const NUMERIC = new Set(['float', 'double', 'int32', 'int64', 'uint32', 'uint64', 'sint32', 'sint64',
-  'fixed32', 'fixed64', 'sfixed32', 'sfixed64']);
+const NUMERIC = new Set([
+  'float',
+  'double',
+  'int32',
+  'int64',
+  'uint32',
+  'uint64',
+  'sint32',
+  'sint64',
+  'fixed32',
+  'fixed64',
+  'sfixed32',
+  'sfixed64',
+]);
 const BIG = new Set(['int64', 'uint64', 'sint64', 'fixed64', 'sfixed64']);
-const WRAPPERS = new Set(['Double', 'Float', 'Int64', 'UInt64', 'Int32', 'UInt32', 'Bool', 'String',
-  'Bytes'].map((n) => `.google.protobuf.${n}Value`));
+const WRAPPERS = new Set(
+  ['Double', 'Float', 'Int64', 'UInt64', 'Int32', 'UInt32', 'Bool', 'String', 'Bytes'].map(
+    (n) => `.google.protobuf.${n}Value`,
+  ),
+);
 const NANOS = 1_000_000_000n;
 
 // ---- loading ----------------------------------------------------------------------------------
@@ -49,7 +64,9 @@ function protoFiles(dir: string): string[] {
 /** proto/ omits google/protobuf/* (buf supplies them): protobufjs bundles all but descriptor.proto. */
 function loadRoot(): protobuf.Root {
   if (cachedRoot) return cachedRoot;
-  const descriptor = createRequire(import.meta.url).resolve('protobufjs/google/protobuf/descriptor.proto');
+  const descriptor = createRequire(import.meta.url).resolve(
+    'protobufjs/google/protobuf/descriptor.proto',
+  );
   const root = new protobuf.Root();
   root.resolvePath = (_origin, target) => {
     if (target === 'google/protobuf/descriptor.proto') return descriptor;
@@ -135,8 +152,12 @@ function err(ctx: Ctx, at: string, message: string): void {
 // ---- numbers, durations, timestamps -----------------------------------------------------------
 
 /** PGV's lt/lte/gt/gte: when the upper bound is not above the lower one the range is exclusive. */
-function rangeError<T extends number | bigint>(v: T, r: Rules, conv: (x: unknown) => T,
-  show: (x: T) => string): string | undefined {
+function rangeError<T extends number | bigint>(
+  v: T,
+  r: Rules,
+  conv: (x: unknown) => T,
+  show: (x: T) => string,
+): string | undefined {
   const loIncl = r.gte !== undefined;
   const hiIncl = r.lte !== undefined;
   const lo = loIncl ? conv(r.gte) : r.gt !== undefined ? conv(r.gt) : undefined;
@@ -156,19 +177,31 @@ function rangeError<T extends number | bigint>(v: T, r: Rules, conv: (x: unknown
   return `must be outside range ${hiIncl ? '(' : '['}${show(hi)}, ${show(lo)}${loIncl ? ')' : ']'}`;
 }
 
-function checkOrdered<T extends number | bigint>(ctx: Ctx, at: string, v: T, r: Rules,
-  conv: (x: unknown) => T, show: (x: T) => string): void {
-  if (r.const !== undefined && v !== conv(r.const)) err(ctx, at, `must equal ${show(conv(r.const))}`);
+function checkOrdered<T extends number | bigint>(
+  ctx: Ctx,
+  at: string,
+  v: T,
+  r: Rules,
+  conv: (x: unknown) => T,
+  show: (x: T) => string,
+): void {
+  if (r.const !== undefined && v !== conv(r.const))
+    err(ctx, at, `must equal ${show(conv(r.const))}`);
   const range = rangeError(v, r, conv, show);
   if (range) err(ctx, at, range);
   const allowed = list(r.in).map(conv);
-  if (allowed.length > 0 && !allowed.includes(v)) err(ctx, at, `must be in [${allowed.map(show).join(', ')}]`);
-  if (list(r.not_in).map(conv).includes(v)) err(ctx, at, `must not be in [${list(r.not_in).join(', ')}]`);
+  if (allowed.length > 0 && !allowed.includes(v))
+    err(ctx, at, `must be in [${allowed.map(show).join(', ')}]`);
+  if (list(r.not_in).map(conv).includes(v))
+    err(ctx, at, `must not be in [${list(r.not_in).join(', ')}]`);
 }
 
 function checkNumber(ctx: Ctx, kind: string, raw: unknown, r: Rules, at: string): void {
-  const conv = BIG.has(kind) ? toBig
-    : kind === 'float' ? (x: unknown) => Math.fround(Number(x)) : (x: unknown) => Number(x);
+  const conv = BIG.has(kind)
+    ? toBig
+    : kind === 'float'
+      ? (x: unknown) => Math.fround(Number(x))
+      : (x: unknown) => Number(x);
   const v = conv(raw);
   if (r.ignore_empty === true && (v === 0 || v === 0n)) return;
   checkOrdered<number | bigint>(ctx, at, v, r, conv, String);
@@ -194,7 +227,8 @@ function checkTimestamp(ctx: Ctx, t: Msg, r: Rules, at: string): void {
   if (r.gt_now === true && !(v > now)) err(ctx, at, 'must be after now');
   if (r.within !== undefined) {
     const diff = v > now ? v - now : now - v;
-    if (diff > nanosOf(r.within)) err(ctx, at, `must be within ${showDuration(nanosOf(r.within))} of now`);
+    if (diff > nanosOf(r.within))
+      err(ctx, at, `must be within ${showDuration(nanosOf(r.within))} of now`);
   }
 }
 
@@ -218,8 +252,13 @@ function isEmail(s: string): boolean {
   const addr = /<([^<>]*)>\s*$/.exec(s)?.[1] ?? s;
   const at = addr.lastIndexOf('@');
   const local = addr.slice(0, at);
-  return at > 0 && addr.length <= 254 && local.length <= 64 && !/\s/.test(local)
-    && isHostname(addr.slice(at + 1));
+  return (
+    at > 0 &&
+    addr.length <= 254 &&
+    local.length <= 64 &&
+    !/\s/.test(local) &&
+    isHostname(addr.slice(at + 1))
+  );
 }
 
 function parsesAsUrl(s: string, base?: string): boolean {
@@ -239,17 +278,31 @@ function headerRegex(which: unknown, strict: boolean): RegExp | undefined {
   return undefined;
 }
 
-const wellKnown = (ok: (s: string) => boolean, what: string): Check<string> =>
-  (s, want) => (want !== true || ok(s) ? undefined : `must be a valid ${what}`);
+const wellKnown =
+  (ok: (s: string) => boolean, what: string): Check<string> =>
+  (s, want) =>
+    want !== true || ok(s) ? undefined : `must be a valid ${what}`;
 
 const STRING_CHECKS: ReadonlyArray<readonly [string, Check<string>]> = [
   ['const', (s, w) => (s === w ? undefined : `must equal ${quote(w)}`)],
   ['len', (s, w) => (codePoints(s) === Number(w) ? undefined : `must be ${w} characters`)],
-  ['min_len', (s, w) => (codePoints(s) >= Number(w) ? undefined : `must be at least ${w} characters`)],
-  ['max_len', (s, w) => (codePoints(s) <= Number(w) ? undefined : `must be at most ${w} characters`)],
+  [
+    'min_len',
+    (s, w) => (codePoints(s) >= Number(w) ? undefined : `must be at least ${w} characters`),
+  ],
+  [
+    'max_len',
+    (s, w) => (codePoints(s) <= Number(w) ? undefined : `must be at most ${w} characters`),
+  ],
   ['len_bytes', (s, w) => (Buffer.byteLength(s) === Number(w) ? undefined : `must be ${w} bytes`)],
-  ['min_bytes', (s, w) => (Buffer.byteLength(s) >= Number(w) ? undefined : `must be at least ${w} bytes`)],
-  ['max_bytes', (s, w) => (Buffer.byteLength(s) <= Number(w) ? undefined : `must be at most ${w} bytes`)],
+  [
+    'min_bytes',
+    (s, w) => (Buffer.byteLength(s) >= Number(w) ? undefined : `must be at least ${w} bytes`),
+  ],
+  [
+    'max_bytes',
+    (s, w) => (Buffer.byteLength(s) <= Number(w) ? undefined : `must be at most ${w} bytes`),
+  ],
   ['pattern', (s, w) => (regex(String(w)).test(s) ? undefined : `must match pattern ${quote(w)}`)],
   ['prefix', (s, w) => (s.startsWith(String(w)) ? undefined : `must start with ${quote(w)}`)],
   ['suffix', (s, w) => (s.endsWith(String(w)) ? undefined : `must end with ${quote(w)}`)],
@@ -275,22 +328,48 @@ function checkString(ctx: Ctx, s: string, r: Rules, at: string): void {
     if (problem) err(ctx, at, problem);
   }
   const header = headerRegex(r.well_known_regex, r.strict !== false);
-  if (header && !header.test(s)) err(ctx, at, `must be a valid ${String(r.well_known_regex)} (strict: ${r.strict !== false})`);
+  if (header && !header.test(s))
+    err(ctx, at, `must be a valid ${String(r.well_known_regex)} (strict: ${r.strict !== false})`);
 }
 
-const bytesIn = (b: Uint8Array, w: unknown) => list(w).some((x) => Buffer.from(b).equals(toBytes(x)));
+const bytesIn = (b: Uint8Array, w: unknown) =>
+  list(w).some((x) => Buffer.from(b).equals(toBytes(x)));
 const BYTES_CHECKS: ReadonlyArray<readonly [string, Check<Uint8Array>]> = [
-  ['const', (b, w) => (Buffer.from(b).equals(toBytes(w)) ? undefined : `must equal 0x${hexOf(toBytes(w))}`)],
+  [
+    'const',
+    (b, w) => (Buffer.from(b).equals(toBytes(w)) ? undefined : `must equal 0x${hexOf(toBytes(w))}`),
+  ],
   ['len', (b, w) => (b.length === Number(w) ? undefined : `must be ${w} bytes`)],
   ['min_len', (b, w) => (b.length >= Number(w) ? undefined : `must be at least ${w} bytes`)],
   ['max_len', (b, w) => (b.length <= Number(w) ? undefined : `must be at most ${w} bytes`)],
-  ['pattern', (b, w) => (regex(String(w)).test(Buffer.from(b).toString('utf8')) ? undefined : `must match pattern ${quote(w)}`)],
-  ['prefix', (b, w) => (hexOf(b).startsWith(hexOf(toBytes(w))) ? undefined : 'must start with the given prefix')],
-  ['suffix', (b, w) => (hexOf(b).endsWith(hexOf(toBytes(w))) ? undefined : 'must end with the given suffix')],
-  ['contains', (b, w) => (Buffer.from(b).includes(Buffer.from(toBytes(w))) ? undefined : 'must contain the given bytes')],
+  [
+    'pattern',
+    (b, w) =>
+      regex(String(w)).test(Buffer.from(b).toString('utf8'))
+        ? undefined
+        : `must match pattern ${quote(w)}`,
+  ],
+  [
+    'prefix',
+    (b, w) =>
+      hexOf(b).startsWith(hexOf(toBytes(w))) ? undefined : 'must start with the given prefix',
+  ],
+  [
+    'suffix',
+    (b, w) => (hexOf(b).endsWith(hexOf(toBytes(w))) ? undefined : 'must end with the given suffix'),
+  ],
+  [
+    'contains',
+    (b, w) =>
+      Buffer.from(b).includes(Buffer.from(toBytes(w))) ? undefined : 'must contain the given bytes',
+  ],
   ['in', (b, w) => (bytesIn(b, w) ? undefined : 'must be one of the allowed values')],
   ['not_in', (b, w) => (bytesIn(b, w) ? 'must not be one of the disallowed values' : undefined)],
-  ['ip', (b, w) => (w !== true || b.length === 4 || b.length === 16 ? undefined : 'must be a valid IP address')],
+  [
+    'ip',
+    (b, w) =>
+      w !== true || b.length === 4 || b.length === 16 ? undefined : 'must be a valid IP address',
+  ],
   ['ipv4', (b, w) => (w !== true || b.length === 4 ? undefined : 'must be a valid IPv4 address')],
   ['ipv6', (b, w) => (w !== true || b.length === 16 ? undefined : 'must be a valid IPv6 address')],
 ];
@@ -321,14 +400,21 @@ function typeRules(rules: Rules | null | undefined): readonly [string, Rules] | 
   return undefined;
 }
 
-function checkScalar(ctx: Ctx, slot: Slot, v: unknown, rules: Rules | null | undefined, at: string): void {
+function checkScalar(
+  ctx: Ctx,
+  slot: Slot,
+  v: unknown,
+  rules: Rules | null | undefined,
+  at: string,
+): void {
   const typed = typeRules(rules);
   if (!typed) return;
   const [kind, r] = typed;
   if (NUMERIC.has(kind)) checkNumber(ctx, kind, v, r, at);
   else if (kind === 'string') checkString(ctx, String(v), r, at);
   else if (kind === 'bytes') checkBytes(ctx, toBytes(v), r, at);
-  else if (kind === 'bool' && r.const !== undefined && v !== r.const) err(ctx, at, `must equal ${String(r.const)}`);
+  else if (kind === 'bool' && r.const !== undefined && v !== r.const)
+    err(ctx, at, `must equal ${String(r.const)}`);
   else if (kind === 'enum') {
     checkEnum(ctx, slot.resolved instanceof protobuf.Enum ? slot.resolved : null, Number(v), r, at);
   }
@@ -342,8 +428,10 @@ function checkScalar(ctx: Ctx, slot: Slot, v: unknown, rules: Rules | null | und
 function checkAny(ctx: Ctx, any: Msg, r: Rules | undefined, at: string): void {
   const url = String(any.type_url ?? '');
   const allowed = list(r?.in);
-  if (allowed.length > 0 && !allowed.includes(url)) err(ctx, at, `type URL must be in ${quote(allowed)}`);
-  if (list(r?.not_in).includes(url)) err(ctx, at, `type URL must not be in ${quote(list(r?.not_in))}`);
+  if (allowed.length > 0 && !allowed.includes(url))
+    err(ctx, at, `type URL must be in ${quote(allowed)}`);
+  if (list(r?.not_in).includes(url))
+    err(ctx, at, `type URL must not be in ${quote(list(r?.not_in))}`);
   const name = url.slice(url.lastIndexOf('/') + 1);
   const type = lookupType(name);
   if (!type) return;
@@ -357,8 +445,13 @@ function checkAny(ctx: Ctx, any: Msg, r: Rules | undefined, at: string): void {
   checkMessage(ctx, type, inner, `${at}(${name})`);
 }
 
-function checkEmbedded(ctx: Ctx, type: protobuf.Type, v: Msg | undefined, rules: Rules | null | undefined,
-  at: string): void {
+function checkEmbedded(
+  ctx: Ctx,
+  type: protobuf.Type,
+  v: Msg | undefined,
+  rules: Rules | null | undefined,
+  at: string,
+): void {
   const typed = typeRules(rules);
   const message = asRules(rules?.message);
   if (v === undefined) {
@@ -367,14 +460,24 @@ function checkEmbedded(ctx: Ctx, type: protobuf.Type, v: Msg | undefined, rules:
   }
   if (message?.skip === true) return;
   if (type.fullName === '.google.protobuf.Any') checkAny(ctx, v, asRules(rules?.any), at);
-  else if (type.fullName === '.google.protobuf.Duration') checkDuration(ctx, v, asRules(rules?.duration) ?? {}, at);
-  else if (type.fullName === '.google.protobuf.Timestamp') checkTimestamp(ctx, v, asRules(rules?.timestamp) ?? {}, at);
-  else if (WRAPPERS.has(type.fullName)) checkScalar(ctx, slotOf(type.fields.value!), v.value, rules, at);
+  else if (type.fullName === '.google.protobuf.Duration')
+    checkDuration(ctx, v, asRules(rules?.duration) ?? {}, at);
+  else if (type.fullName === '.google.protobuf.Timestamp')
+    checkTimestamp(ctx, v, asRules(rules?.timestamp) ?? {}, at);
+  else if (WRAPPERS.has(type.fullName))
+    checkScalar(ctx, slotOf(type.fields.value!), v.value, rules, at);
   else checkMessage(ctx, type, v, at);
 }
 
-function checkValue(ctx: Ctx, slot: Slot, v: unknown, rules: Rules | null | undefined, at: string): void {
-  if (slot.resolved instanceof protobuf.Type) checkEmbedded(ctx, slot.resolved, (v ?? undefined) as Msg | undefined, rules, at);
+function checkValue(
+  ctx: Ctx,
+  slot: Slot,
+  v: unknown,
+  rules: Rules | null | undefined,
+  at: string,
+): void {
+  if (slot.resolved instanceof protobuf.Type)
+    checkEmbedded(ctx, slot.resolved, (v ?? undefined) as Msg | undefined, rules, at);
   else checkScalar(ctx, slot, v, rules, at);
 }
 
@@ -384,16 +487,24 @@ function uniqueKey(v: unknown): string {
   return v instanceof Uint8Array ? `b:${hexOf(v)}` : String(v);
 }
 
-function checkRepeated(ctx: Ctx, field: protobuf.Field, items: readonly unknown[], r: Rules | undefined,
-  at: string): void {
+function checkRepeated(
+  ctx: Ctx,
+  field: protobuf.Field,
+  items: readonly unknown[],
+  r: Rules | undefined,
+  at: string,
+): void {
   if (r?.ignore_empty === true && items.length === 0) return;
-  if (r?.min_items !== undefined && items.length < Number(r.min_items)) err(ctx, at, `must contain at least ${r.min_items} item(s)`);
-  if (r?.max_items !== undefined && items.length > Number(r.max_items)) err(ctx, at, `must contain at most ${r.max_items} item(s)`);
+  if (r?.min_items !== undefined && items.length < Number(r.min_items))
+    err(ctx, at, `must contain at least ${r.min_items} item(s)`);
+  if (r?.max_items !== undefined && items.length > Number(r.max_items))
+    err(ctx, at, `must contain at most ${r.max_items} item(s)`);
   const seen = new Set<string>();
   const itemRules = asRules(r?.items);
   items.forEach((item, i) => {
     const key = uniqueKey(item);
-    if (r?.unique === true && seen.has(key)) err(ctx, `${at}[${i}]`, 'repeats an earlier item; items must be unique');
+    if (r?.unique === true && seen.has(key))
+      err(ctx, `${at}[${i}]`, 'repeats an earlier item; items must be unique');
     seen.add(key);
     checkValue(ctx, slotOf(field), item, itemRules, `${at}[${i}]`);
   });
@@ -403,22 +514,39 @@ function checkRepeated(ctx: Ctx, field: protobuf.Field, items: readonly unknown[
 function mapKey(keyType: string, key: string): unknown {
   if (keyType === 'bool') return key === 'true';
   if (BIG.has(keyType)) {
-    return protobuf.util.LongBits.fromHash(key).toLong(keyType === 'uint64' || keyType === 'fixed64').toString();
+    return protobuf.util.LongBits.fromHash(key)
+      .toLong(keyType === 'uint64' || keyType === 'fixed64')
+      .toString();
   }
   return keyType === 'string' ? key : Number(key);
 }
 
-function checkMap(ctx: Ctx, field: protobuf.MapField, entries: Msg, r: Rules | undefined, at: string): void {
+function checkMap(
+  ctx: Ctx,
+  field: protobuf.MapField,
+  entries: Msg,
+  r: Rules | undefined,
+  at: string,
+): void {
   const keys = Object.keys(entries);
   if (r?.ignore_empty === true && keys.length === 0) return;
-  if (r?.min_pairs !== undefined && keys.length < Number(r.min_pairs)) err(ctx, at, `must contain at least ${r.min_pairs} pair(s)`);
-  if (r?.max_pairs !== undefined && keys.length > Number(r.max_pairs)) err(ctx, at, `must contain at most ${r.max_pairs} pair(s)`);
+  if (r?.min_pairs !== undefined && keys.length < Number(r.min_pairs))
+    err(ctx, at, `must contain at least ${r.min_pairs} pair(s)`);
+  if (r?.max_pairs !== undefined && keys.length > Number(r.max_pairs))
+    err(ctx, at, `must contain at most ${r.max_pairs} pair(s)`);
   for (const raw of keys) {
     const key = mapKey(field.keyType, raw);
     const entryAt = `${at}[${typeof key === 'string' ? quote(key) : String(key)}]`;
-    checkScalar(ctx, { type: field.keyType, resolved: null }, key, asRules(r?.keys), `${entryAt}.key`);
+    checkScalar(
+      ctx,
+      { type: field.keyType, resolved: null },
+      key,
+      asRules(r?.keys),
+      `${entryAt}.key`,
+    );
     const value = entries[raw];
-    if (value == null && r?.no_sparse === true) err(ctx, entryAt, 'value must not be unset (no_sparse)');
+    if (value == null && r?.no_sparse === true)
+      err(ctx, entryAt, 'value must not be unset (no_sparse)');
     else checkValue(ctx, slotOf(field), value, asRules(r?.values), entryAt);
   }
 }
@@ -427,30 +555,38 @@ function checkMap(ctx: Ctx, field: protobuf.MapField, entries: Msg, r: Rules | u
 
 function slotOf(field: protobuf.FieldBase): Slot {
   const resolved = field.resolvedType;
-  return { type: field.type, resolved: resolved instanceof protobuf.Type || resolved instanceof protobuf.Enum ? resolved : null };
+  return {
+    type: field.type,
+    resolved:
+      resolved instanceof protobuf.Type || resolved instanceof protobuf.Enum ? resolved : null,
+  };
 }
 
 function checkField(ctx: Ctx, field: protobuf.Field, msg: Msg, at: string): void {
   const rules = fieldRules(field);
   const value = msg[field.name];
-  if (field instanceof protobuf.MapField) return checkMap(ctx, field, (value ?? {}) as Msg, asRules(rules?.map), at);
-  if (field.repeated) return checkRepeated(ctx, field, (value ?? []) as unknown[], asRules(rules?.repeated), at);
-  const present = Object.prototype.hasOwnProperty.call(msg, field.name) && value != null;
+  if (field instanceof protobuf.MapField)
+    return checkMap(ctx, field, (value ?? {}) as Msg, asRules(rules?.map), at);
+  if (field.repeated)
+    return checkRepeated(ctx, field, (value ?? []) as unknown[], asRules(rules?.repeated), at);
+  const present = Object.hasOwn(msg, field.name) && value != null;
   const slot = slotOf(field);
   // PGV renders a oneof member's rules (even `required`) only inside the case that selects it.
   if (!present && field.partOf) return;
-  if (slot.resolved instanceof protobuf.Type) return checkEmbedded(ctx, slot.resolved, present ? (value as Msg) : undefined, rules, at);
+  if (slot.resolved instanceof protobuf.Type)
+    return checkEmbedded(ctx, slot.resolved, present ? (value as Msg) : undefined, rules, at);
   // proto2 and proto3 `optional` scalars have presence too: rules apply only when set.
   if (!present && field.hasPresence) return;
   checkScalar(ctx, slot, value, rules, at);
 }
 
 function checkMessage(ctx: Ctx, type: protobuf.Type, msg: Msg, at: string): void {
-  if (option(type, '(validate.disabled)') === true || option(type, '(validate.ignored)') === true) return;
+  if (option(type, '(validate.disabled)') === true || option(type, '(validate.ignored)') === true)
+    return;
   const prefix = at === '' ? '' : `${at}.`;
   for (const oneof of type.oneofsArray) {
     if (option(oneof, '(validate.required)') !== true) continue;
-    if (!oneof.oneof.some((name) => Object.prototype.hasOwnProperty.call(msg, name) && msg[name] != null)) {
+    if (!oneof.oneof.some((name) => Object.hasOwn(msg, name) && msg[name] != null)) {
       err(ctx, `${prefix}${oneof.name}`, `one of [${oneof.oneof.join(', ')}] is required`);
     }
   }
@@ -479,7 +615,10 @@ export function validateMessage(typeName: string, bytes: Uint8Array): string[] {
 }
 
 /** Validates a packed Any by its type URL; a type not in proto/ yields no errors. */
-export function validateAny(any: { readonly typeUrl: string; readonly value: Uint8Array }): string[] {
+export function validateAny(any: {
+  readonly typeUrl: string;
+  readonly value: Uint8Array;
+}): string[] {
   const name = any.typeUrl.slice(any.typeUrl.lastIndexOf('/') + 1);
   return lookupType(name) ? validateMessage(name, any.value) : [];
 }
@@ -488,7 +627,9 @@ export function validateAny(any: { readonly typeUrl: string; readonly value: Uin
 export function assertValid(typeName: string, bytes: Uint8Array): void {
   const errors = validateMessage(typeName, bytes);
   if (errors.length > 0) {
-    throw new Error(`${typeName} violates ${errors.length} validate.rules constraint(s):\n  ${errors.join('\n  ')}`);
+    throw new Error(
+      `${typeName} violates ${errors.length} validate.rules constraint(s):\n  ${errors.join('\n  ')}`,
+    );
   }
 }
 
@@ -514,8 +655,10 @@ function jsonErr(ctx: JsonCtx, at: string, message: string): void {
   ctx.errors.push(`${ctx.typeName}: ${at === '' ? '(root)' : at}: ${message}`);
 }
 
-const isJsonObject = (v: unknown): v is JsonObject => v !== null && typeof v === 'object' && !Array.isArray(v);
-const jsonKind = (v: unknown) => (v === null ? 'null' : Array.isArray(v) ? 'an array' : `a ${typeof v}`);
+const isJsonObject = (v: unknown): v is JsonObject =>
+  v !== null && typeof v === 'object' && !Array.isArray(v);
+const jsonKind = (v: unknown) =>
+  v === null ? 'null' : Array.isArray(v) ? 'an array' : `a ${typeof v}`;
 const camel = (name: string) => name.replace(/_([a-z0-9])/g, (_m, c: string) => c.toUpperCase());
 
 /** A type's fields by proto name and by JSON name (`json_name`, or lowerCamel of the proto name). */
@@ -525,7 +668,7 @@ function jsonFields(type: protobuf.Type): ReadonlyMap<string, protobuf.Field> {
     const map = new Map<string, protobuf.Field>();
     for (const field of type.fieldsArray) {
       map.set(field.name, field);
-      const jsonName = field.options?.['json_name'];
+      const jsonName = field.options?.json_name;
       map.set(typeof jsonName === 'string' ? jsonName : camel(field.name), field);
     }
     fields = map;
@@ -536,25 +679,44 @@ function jsonFields(type: protobuf.Type): ReadonlyMap<string, protobuf.Field> {
 
 function fromJsonInteger(ctx: JsonCtx, kind: string, v: unknown, at: string): unknown {
   const text = typeof v === 'number' ? String(v) : typeof v === 'string' ? v : undefined;
-  if (text === undefined || !/^-?\d+$/.test(text)) return jsonErr(ctx, at, `${kind} must be an integer number or string, got ${jsonKind(v)} ${quote(v)}`);
+  if (text === undefined || !/^-?\d+$/.test(text))
+    return jsonErr(
+      ctx,
+      at,
+      `${kind} must be an integer number or string, got ${jsonKind(v)} ${quote(v)}`,
+    );
   const n = BigInt(text);
-  const [lo, hi] = INT32.has(kind) ? [-(2n ** 31n), 2n ** 31n - 1n]
-    : UINT32.has(kind) ? [0n, 2n ** 32n - 1n]
-      : kind === 'uint64' || kind === 'fixed64' ? [0n, 2n ** 64n - 1n] : [-(2n ** 63n), 2n ** 63n - 1n];
+  const [lo, hi] = INT32.has(kind)
+    ? [-(2n ** 31n), 2n ** 31n - 1n]
+    : UINT32.has(kind)
+      ? [0n, 2n ** 32n - 1n]
+      : kind === 'uint64' || kind === 'fixed64'
+        ? [0n, 2n ** 64n - 1n]
+        : [-(2n ** 63n), 2n ** 63n - 1n];
   if (n < lo || n > hi) return jsonErr(ctx, at, `${text} is out of range for ${kind}`);
   return BIG.has(kind) ? text : Number(n);
 }
 
 function fromJsonScalar(ctx: JsonCtx, kind: string, v: unknown, at: string): unknown {
-  if (kind === 'string') return typeof v === 'string' ? v : jsonErr(ctx, at, `must be a string, got ${jsonKind(v)}`);
-  if (kind === 'bool') return typeof v === 'boolean' ? v : jsonErr(ctx, at, `must be true or false, got ${jsonKind(v)}`);
+  if (kind === 'string')
+    return typeof v === 'string' ? v : jsonErr(ctx, at, `must be a string, got ${jsonKind(v)}`);
+  if (kind === 'bool')
+    return typeof v === 'boolean'
+      ? v
+      : jsonErr(ctx, at, `must be true or false, got ${jsonKind(v)}`);
   if (kind === 'bytes') {
-    if (typeof v === 'string' && /^[A-Za-z0-9+/_-]*={0,2}$/.test(v)) return new Uint8Array(Buffer.from(v, 'base64'));
+    if (typeof v === 'string' && /^[A-Za-z0-9+/_-]*={0,2}$/.test(v))
+      return new Uint8Array(Buffer.from(v, 'base64'));
     return jsonErr(ctx, at, 'must be a base64 string');
   }
   if (kind === 'float' || kind === 'double') {
     if (typeof v === 'number') return v;
-    if (typeof v === 'string' && (['NaN', 'Infinity', '-Infinity'].includes(v) || (v.trim() !== '' && Number.isFinite(Number(v))))) return Number(v);
+    if (
+      typeof v === 'string' &&
+      (['NaN', 'Infinity', '-Infinity'].includes(v) ||
+        (v.trim() !== '' && Number.isFinite(Number(v))))
+    )
+      return Number(v);
     return jsonErr(ctx, at, `${kind} must be a number, got ${jsonKind(v)}`);
   }
   if (NUMERIC.has(kind)) return fromJsonInteger(ctx, kind, v, at);
@@ -563,7 +725,11 @@ function fromJsonScalar(ctx: JsonCtx, kind: string, v: unknown, at: string): unk
 
 function fromJsonEnum(ctx: JsonCtx, e: protobuf.Enum, v: unknown, at: string): unknown {
   if (e.fullName === '.google.protobuf.NullValue' && v === null) return 0;
-  if (typeof v === 'string') return e.values[v] ?? jsonErr(ctx, at, `${quote(v)} is not a ${e.name} value (${Object.keys(e.values).join(', ')})`);
+  if (typeof v === 'string')
+    return (
+      e.values[v] ??
+      jsonErr(ctx, at, `${quote(v)} is not a ${e.name} value (${Object.keys(e.values).join(', ')})`)
+    );
   if (typeof v === 'number' && Number.isInteger(v)) return v;
   return jsonErr(ctx, at, `must be a ${e.name} name or number, got ${jsonKind(v)}`);
 }
@@ -579,9 +745,13 @@ function fromJsonDuration(ctx: JsonCtx, v: unknown, at: string): unknown {
 }
 
 function fromJsonTimestamp(ctx: JsonCtx, v: unknown, at: string): unknown {
-  const m = typeof v === 'string' ? /^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(?:\.(\d{1,9}))?(Z|[+-]\d{2}:\d{2})$/.exec(v) : null;
+  const m =
+    typeof v === 'string'
+      ? /^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(?:\.(\d{1,9}))?(Z|[+-]\d{2}:\d{2})$/.exec(v)
+      : null;
   const ms = m ? Date.parse(`${m[1]}${m[3]}`) : NaN;
-  if (!m || Number.isNaN(ms)) return jsonErr(ctx, at, `a Timestamp must be an RFC 3339 string, got ${quote(v)}`);
+  if (!m || Number.isNaN(ms))
+    return jsonErr(ctx, at, `a Timestamp must be an RFC 3339 string, got ${quote(v)}`);
   return { seconds: String(ms / 1000), nanos: Number((m[2] ?? '').padEnd(9, '0')) };
 }
 
@@ -590,33 +760,47 @@ function fromJsonValue(ctx: JsonCtx, v: unknown, at: string): unknown {
   if (typeof v === 'number') return { number_value: v };
   if (typeof v === 'string') return { string_value: v };
   if (typeof v === 'boolean') return { bool_value: v };
-  if (Array.isArray(v)) return { list_value: { values: v.map((item, i) => fromJsonValue(ctx, item, `${at}[${i}]`)) } };
+  if (Array.isArray(v))
+    return { list_value: { values: v.map((item, i) => fromJsonValue(ctx, item, `${at}[${i}]`)) } };
   if (isJsonObject(v)) return { struct_value: fromJsonStruct(ctx, v, at) };
   return jsonErr(ctx, at, `${jsonKind(v)} is not a JSON value`);
 }
 
 function fromJsonStruct(ctx: JsonCtx, v: unknown, at: string): unknown {
   if (!isJsonObject(v)) return jsonErr(ctx, at, `a Struct must be an object, got ${jsonKind(v)}`);
-  return { fields: Object.fromEntries(Object.entries(v).map(([k, item]) => [k, fromJsonValue(ctx, item, `${at}[${quote(k)}]`)])) };
+  return {
+    fields: Object.fromEntries(
+      Object.entries(v).map(([k, item]) => [k, fromJsonValue(ctx, item, `${at}[${quote(k)}]`)]),
+    ),
+  };
 }
 
 /** Types whose JSON form is not an object of their fields; an Any carries them under "value". */
-function wellKnownFromJson(ctx: JsonCtx, type: protobuf.Type, v: unknown, at: string): { value: unknown } | undefined {
+function wellKnownFromJson(
+  ctx: JsonCtx,
+  type: protobuf.Type,
+  v: unknown,
+  at: string,
+): { value: unknown } | undefined {
   const name = type.fullName;
   if (name === '.google.protobuf.Duration') return { value: fromJsonDuration(ctx, v, at) };
   if (name === '.google.protobuf.Timestamp') return { value: fromJsonTimestamp(ctx, v, at) };
   if (name === '.google.protobuf.Struct') return { value: fromJsonStruct(ctx, v, at) };
   if (name === '.google.protobuf.Value') return { value: fromJsonValue(ctx, v, at) };
   if (name === '.google.protobuf.ListValue') {
-    if (!Array.isArray(v)) return { value: jsonErr(ctx, at, `a ListValue must be an array, got ${jsonKind(v)}`) };
+    if (!Array.isArray(v))
+      return { value: jsonErr(ctx, at, `a ListValue must be an array, got ${jsonKind(v)}`) };
     return { value: { values: v.map((item, i) => fromJsonValue(ctx, item, `${at}[${i}]`)) } };
   }
   if (name === '.google.protobuf.FieldMask') {
-    if (typeof v !== 'string') return { value: jsonErr(ctx, at, `a FieldMask must be a string, got ${jsonKind(v)}`) };
-    const paths = v === '' ? [] : v.split(',').map((p) => p.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`));
+    if (typeof v !== 'string')
+      return { value: jsonErr(ctx, at, `a FieldMask must be a string, got ${jsonKind(v)}`) };
+    const paths =
+      v === '' ? [] : v.split(',').map((p) => p.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`));
     return { value: { paths } };
   }
-  if (WRAPPERS.has(name)) return { value: { value: fromJsonScalar(ctx, type.fields.value!.type, v, at) } };
+  if (WRAPPERS.has(name))
+    return { value: { value: fromJsonScalar(ctx, type.fields.value!.type, v, at) } };
   return undefined;
 }
 
@@ -628,13 +812,20 @@ function fromJsonAny(ctx: JsonCtx, v: unknown, at: string): unknown {
   const name = url.slice(url.lastIndexOf('/') + 1);
   const inner = lookupType(name);
   // Envoy can only parse an Any whose type it links in; here, one whose fields proto/ can check.
-  if (!inner) return jsonErr(ctx, at, `Any type ${name} is not in proto/, so its fields cannot be checked`);
+  if (!inner)
+    return jsonErr(ctx, at, `Any type ${name} is not in proto/, so its fields cannot be checked`);
   const innerAt = `${at}(${name})`;
   const { '@type': _url, ...rest } = v;
   let plain: unknown;
-  const special = wellKnownFromJson(ctx, inner, rest['value'], `${innerAt}.value`);
+  const special = wellKnownFromJson(ctx, inner, rest.value, `${innerAt}.value`);
   if (special) {
-    for (const key of Object.keys(rest)) if (key !== 'value') jsonErr(ctx, `${innerAt}.${key}`, `unknown field (an Any of ${name} has only "@type" and "value")`);
+    for (const key of Object.keys(rest))
+      if (key !== 'value')
+        jsonErr(
+          ctx,
+          `${innerAt}.${key}`,
+          `unknown field (an Any of ${name} has only "@type" and "value")`,
+        );
     plain = special.value;
   } else {
     plain = fromJsonMessage(ctx, inner, rest, innerAt);
@@ -656,9 +847,17 @@ function fromJsonSingle(ctx: JsonCtx, slot: Slot, v: unknown, at: string): unkno
   return special ? special.value : fromJsonMessage(ctx, t, v, at);
 }
 
-function fromJsonMapKey(ctx: JsonCtx, keyType: string, key: string, at: string): string | undefined {
+function fromJsonMapKey(
+  ctx: JsonCtx,
+  keyType: string,
+  key: string,
+  at: string,
+): string | undefined {
   if (keyType === 'string') return key;
-  if (keyType === 'bool') return key === 'true' || key === 'false' ? key : jsonErr(ctx, at, 'a bool map key must be "true" or "false"') as undefined;
+  if (keyType === 'bool')
+    return key === 'true' || key === 'false'
+      ? key
+      : (jsonErr(ctx, at, 'a bool map key must be "true" or "false"') as undefined);
   return fromJsonInteger(ctx, keyType, key, at) === undefined ? undefined : key;
 }
 
@@ -670,22 +869,37 @@ function fromJsonField(ctx: JsonCtx, field: protobuf.Field, v: unknown, at: stri
     for (const [key, item] of Object.entries(v)) {
       const entryAt = `${at}[${quote(key)}]`;
       const k = fromJsonMapKey(ctx, field.keyType, key, entryAt);
-      const value = item === null ? jsonErr(ctx, entryAt, 'a map value must not be null') : fromJsonSingle(ctx, slot, item, entryAt);
+      const value =
+        item === null
+          ? jsonErr(ctx, entryAt, 'a map value must not be null')
+          : fromJsonSingle(ctx, slot, item, entryAt);
       if (k !== undefined && value !== undefined) out[k] = value;
     }
     return out;
   }
   if (field.repeated) {
-    if (!Array.isArray(v)) return jsonErr(ctx, at, `a repeated field must be an array, got ${jsonKind(v)}`);
-    return v.map((item, i) => (item === null ? jsonErr(ctx, `${at}[${i}]`, 'a list item must not be null') : fromJsonSingle(ctx, slot, item, `${at}[${i}]`)))
+    if (!Array.isArray(v))
+      return jsonErr(ctx, at, `a repeated field must be an array, got ${jsonKind(v)}`);
+    return v
+      .map((item, i) =>
+        item === null
+          ? jsonErr(ctx, `${at}[${i}]`, 'a list item must not be null')
+          : fromJsonSingle(ctx, slot, item, `${at}[${i}]`),
+      )
       .filter((item) => item !== undefined);
   }
   return fromJsonSingle(ctx, slot, v, at);
 }
 
 /** A message object as protobufjs `fromObject` takes it (proto field names, numbers for enums). */
-function fromJsonMessage(ctx: JsonCtx, type: protobuf.Type, v: unknown, at: string): JsonObject | undefined {
-  if (!isJsonObject(v)) return jsonErr(ctx, at, `${type.name} must be an object, got ${jsonKind(v)}`) as undefined;
+function fromJsonMessage(
+  ctx: JsonCtx,
+  type: protobuf.Type,
+  v: unknown,
+  at: string,
+): JsonObject | undefined {
+  if (!isJsonObject(v))
+    return jsonErr(ctx, at, `${type.name} must be an object, got ${jsonKind(v)}`) as undefined;
   const prefix = at === '' ? '' : `${at}.`;
   const fields = jsonFields(type);
   const out: Record<string, unknown> = {};
@@ -697,7 +911,7 @@ function fromJsonMessage(ctx: JsonCtx, type: protobuf.Type, v: unknown, at: stri
       continue;
     }
     const fieldAt = `${prefix}${field.name}`;
-    if (Object.prototype.hasOwnProperty.call(out, field.name)) {
+    if (Object.hasOwn(out, field.name)) {
       jsonErr(ctx, fieldAt, 'set twice (by its proto name and its JSON name)');
       continue;
     }

@@ -59,12 +59,18 @@ export function tempDir(prefix = 'isthmus-test-'): string {
 
 /** The environment of a child: the test runner's, minus any ISTHMUS_* setting, plus `env`. */
 function childEnv(env: Readonly<Record<string, string>> = {}): NodeJS.ProcessEnv {
-  const base = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('ISTHMUS_')));
+  const base = Object.fromEntries(
+    Object.entries(process.env).filter(([k]) => !k.startsWith('ISTHMUS_')),
+  );
   return { ...base, ...env };
 }
 
 export function spawnCli(args: readonly string[], opts: SpawnOptions = {}): CliProcess {
-  const child = spawn(process.execPath, [bin, ...args], { cwd: repoRoot, env: childEnv(opts.env), stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [bin, ...args], {
+    cwd: repoRoot,
+    env: childEnv(opts.env),
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   running.add(child);
   const stdoutLines: string[] = [];
   const listeners: ((line: string) => void)[] = [];
@@ -75,7 +81,9 @@ export function spawnCli(args: readonly string[], opts: SpawnOptions = {}): CliP
   });
   child.stderr!.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
   child.on('exit', () => running.delete(child));
-  const exited = new Promise<ExitInfo>((resolveExit) => child.on('close', (code, signal) => resolveExit({ code, signal })));
+  const exited = new Promise<ExitInfo>((resolveExit) =>
+    child.on('close', (code, signal) => resolveExit({ code, signal })),
+  );
   const onLine = (fn: (line: string) => void): void => {
     stdoutLines.forEach(fn);
     listeners.push(fn);
@@ -90,9 +98,15 @@ export function spawnCli(args: readonly string[], opts: SpawnOptions = {}): CliP
 const processDeadlineMs = 60_000;
 
 /** Runs the CLI to completion (bounded by `timeoutMs`, default 60 s). */
-export async function runCli(args: readonly string[], opts: SpawnOptions = {}): Promise<ExitInfo & { stdout: string; stderr: string }> {
+export async function runCli(
+  args: readonly string[],
+  opts: SpawnOptions = {},
+): Promise<ExitInfo & { stdout: string; stderr: string }> {
   const proc = spawnCli(args, opts);
-  const exit = await withDeadline(proc.exited, { timeoutMs: opts.timeoutMs ?? processDeadlineMs, what: `isthmus ${args.join(' ')} to exit` });
+  const exit = await withDeadline(proc.exited, {
+    timeoutMs: opts.timeoutMs ?? processDeadlineMs,
+    what: `isthmus ${args.join(' ')} to exit`,
+  });
   return { ...exit, stdout: proc.stdoutLines.join('\n'), stderr: proc.stderr() };
 }
 
@@ -100,37 +114,66 @@ export async function runCli(args: readonly string[], opts: SpawnOptions = {}): 
  * Starts `isthmus server` on 127.0.0.1 port 0 (HTTP and xDS) with a fresh data dir, and resolves
  * once its `server started` line reports the bound ports.
  */
-export async function startServerProcess(args: readonly string[] = [], opts: ServerProcessOptions = {}): Promise<ServerProcess> {
+export async function startServerProcess(
+  args: readonly string[] = [],
+  opts: ServerProcessOptions = {},
+): Promise<ServerProcess> {
   const dataDir = opts.dataDir ?? tempDir('isthmus-data-');
-  const fullArgs = ['server', '--http-addr', '127.0.0.1:0', '--xds-addr', '127.0.0.1:0', '--peering-addr', '127.0.0.1:0', '--data-dir', dataDir, ...args];
+  const fullArgs = [
+    'server',
+    '--http-addr',
+    '127.0.0.1:0',
+    '--xds-addr',
+    '127.0.0.1:0',
+    '--peering-addr',
+    '127.0.0.1:0',
+    '--data-dir',
+    dataDir,
+    ...args,
+  ];
   const proc = spawnCli(fullArgs, opts);
-  const started = await withDeadline(startedLine(proc), { timeoutMs: opts.timeoutMs ?? processDeadlineMs, what: 'the "server started" log line' }).catch(
-    (err: unknown) => {
-      proc.child.kill('SIGKILL');
-      throw new Error(`${(err as Error).message}; stderr: ${proc.stderr()}; stdout: ${proc.stdoutLines.join('\n')}`);
-    },
-  );
-  const httpPort = Number(started['httpPort']);
-  const xdsPort = Number(started['xdsPort']);
-  const peeringPort = Number(started['peeringPort']);
-  return { ...proc, httpPort, xdsPort, peeringPort, dataDir, started, url: (path) => `http://127.0.0.1:${httpPort}${path}` };
+  const started = await withDeadline(startedLine(proc), {
+    timeoutMs: opts.timeoutMs ?? processDeadlineMs,
+    what: 'the "server started" log line',
+  }).catch((err: unknown) => {
+    proc.child.kill('SIGKILL');
+    throw new Error(
+      `${(err as Error).message}; stderr: ${proc.stderr()}; stdout: ${proc.stdoutLines.join('\n')}`,
+    );
+  });
+  const httpPort = Number(started.httpPort);
+  const xdsPort = Number(started.xdsPort);
+  const peeringPort = Number(started.peeringPort);
+  return {
+    ...proc,
+    httpPort,
+    xdsPort,
+    peeringPort,
+    dataDir,
+    started,
+    url: (path) => `http://127.0.0.1:${httpPort}${path}`,
+  };
 }
 
 function startedLine(proc: CliProcess): Promise<Record<string, unknown>> {
   return new Promise((resolveLine, reject) => {
     const check = (line: string): void => {
       const parsed = parseJsonLine(line);
-      if (parsed?.['msg'] === 'server started') resolveLine(parsed);
+      if (parsed?.msg === 'server started') resolveLine(parsed);
     };
     proc.onLine(check);
-    void proc.exited.then((exit) => reject(new Error(`server exited before starting (code ${exit.code}, signal ${exit.signal})`)));
+    void proc.exited.then((exit) =>
+      reject(new Error(`server exited before starting (code ${exit.code}, signal ${exit.signal})`)),
+    );
   });
 }
 
 export function parseJsonLine(line: string): Record<string, unknown> | undefined {
   try {
     const value: unknown = JSON.parse(line);
-    return typeof value === 'object' && value !== null ? (value as Record<string, unknown>) : undefined;
+    return typeof value === 'object' && value !== null
+      ? (value as Record<string, unknown>)
+      : undefined;
   } catch {
     return undefined;
   }

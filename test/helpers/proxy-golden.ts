@@ -32,13 +32,20 @@ export function expectProxyGoldens(dir: string, envoy: EnvoyLike, mask: Masker):
     const typeName = typeUrl.slice(typeUrl.lastIndexOf('/') + 1);
     const resources = envoy.names(typeUrl).map((name) => {
       const message = envoy.get(typeUrl, name)!;
-      const bytes = messageTypeRegistry.get(typeName)!.encode(message as never).finish();
+      const bytes = messageTypeRegistry
+        .get(typeName)!
+        .encode(message as never)
+        .finish();
       expect(validateMessage(typeName, bytes), `${shortName[typeUrl]} ${name}`).toEqual([]);
       lint.push({ typeUrl, name, message });
       return expandedJson(typeName, bytes);
     });
     if (resources.length === 0) continue;
-    const { actual, expected } = expectGolden(`${dir}/${shortName[typeUrl].toLowerCase()}.json`, resources, mask);
+    const { actual, expected } = expectGolden(
+      `${dir}/${shortName[typeUrl].toLowerCase()}.json`,
+      resources,
+      mask,
+    );
     expect(actual).toBe(expected);
   }
   expect(lintResources(lint)).toEqual([]);

@@ -1,5 +1,9 @@
 /** Small, valid Envoy resources for xDS tests (ts-proto messages). */
-import { Cluster, Cluster_DiscoveryType, Cluster_LbPolicy } from '../../src/gen/envoy/config/cluster/v3/cluster.js';
+import {
+  Cluster,
+  Cluster_DiscoveryType,
+  Cluster_LbPolicy,
+} from '../../src/gen/envoy/config/cluster/v3/cluster.js';
 import { ClusterLoadAssignment } from '../../src/gen/envoy/config/endpoint/v3/endpoint.js';
 import { Listener } from '../../src/gen/envoy/config/listener/v3/listener.js';
 import { RouteConfiguration } from '../../src/gen/envoy/config/route/v3/route.js';
@@ -14,9 +18,15 @@ import { Router } from '../../src/gen/envoy/extensions/filters/http/router/v3/ro
 import { ApiVersion } from '../../src/gen/envoy/config/core/v3/config_source.js';
 import { packAny } from '../../src/xds/any.js';
 
-const ads = { configSourceSpecifier: { $case: 'ads' as const, value: {} }, resourceApiVersion: ApiVersion.V3 };
+const ads = {
+  configSourceSpecifier: { $case: 'ads' as const, value: {} },
+  resourceApiVersion: ApiVersion.V3,
+};
 
-export function edsCluster(name: string, opts: { secret?: string; timeoutSeconds?: number } = {}): Cluster {
+export function edsCluster(
+  name: string,
+  opts: { secret?: string; timeoutSeconds?: number } = {},
+): Cluster {
   return Cluster.fromPartial({
     name,
     clusterDiscoveryType: { $case: 'type', value: Cluster_DiscoveryType.EDS },
@@ -31,7 +41,9 @@ export function edsCluster(name: string, opts: { secret?: string; timeoutSeconds
               $case: 'typedConfig',
               value: packAny(
                 UpstreamTlsContext.fromPartial({
-                  commonTlsContext: { tlsCertificateSdsSecretConfigs: [{ name: opts.secret, sdsConfig: ads }] },
+                  commonTlsContext: {
+                    tlsCertificateSdsSecretConfigs: [{ name: opts.secret, sdsConfig: ads }],
+                  },
                   sni: name,
                 }),
               ),
@@ -46,7 +58,11 @@ export function edsCluster(name: string, opts: { secret?: string; timeoutSeconds
  * One locality (weight 1, region r1 / zone z1) holding one endpoint per port: @grpc/grpc-js-xds
  * needs the locality weight and matches the locality its bootstrap names.
  */
-export function endpoints(clusterName: string, ports: readonly number[], host = '127.0.0.1'): ClusterLoadAssignment {
+export function endpoints(
+  clusterName: string,
+  ports: readonly number[],
+  host = '127.0.0.1',
+): ClusterLoadAssignment {
   return ClusterLoadAssignment.fromPartial({
     clusterName,
     endpoints: [
@@ -60,7 +76,10 @@ export function endpoints(clusterName: string, ports: readonly number[], host = 
               address: {
                 address: {
                   $case: 'socketAddress' as const,
-                  value: { address: host, portSpecifier: { $case: 'portValue' as const, value: port } },
+                  value: {
+                    address: host,
+                    portSpecifier: { $case: 'portValue' as const, value: port },
+                  },
                 },
               },
             },
@@ -72,11 +91,28 @@ export function endpoints(clusterName: string, ports: readonly number[], host = 
 }
 
 export function tcpListener(name: string, port: number, cluster: string): Listener {
-  const tcp = TcpProxy.fromPartial({ statPrefix: name, clusterSpecifier: { $case: 'cluster', value: cluster } });
+  const tcp = TcpProxy.fromPartial({
+    statPrefix: name,
+    clusterSpecifier: { $case: 'cluster', value: cluster },
+  });
   return Listener.fromPartial({
     name,
-    address: { address: { $case: 'socketAddress', value: { address: '127.0.0.1', portSpecifier: { $case: 'portValue', value: port } } } },
-    filterChains: [{ filters: [{ name: 'envoy.filters.network.tcp_proxy', configType: { $case: 'typedConfig', value: packAny(tcp) } }] }],
+    address: {
+      address: {
+        $case: 'socketAddress',
+        value: { address: '127.0.0.1', portSpecifier: { $case: 'portValue', value: port } },
+      },
+    },
+    filterChains: [
+      {
+        filters: [
+          {
+            name: 'envoy.filters.network.tcp_proxy',
+            configType: { $case: 'typedConfig', value: packAny(tcp) },
+          },
+        ],
+      },
+    ],
   });
 }
 
@@ -85,18 +121,39 @@ export function httpListener(name: string, port: number, routeName: string): Lis
     statPrefix: name,
     codecType: HttpConnectionManager_CodecType.AUTO,
     routeSpecifier: { $case: 'rds', value: { configSource: ads, routeConfigName: routeName } },
-    httpFilters: [{ name: 'envoy.filters.http.router', configType: { $case: 'typedConfig', value: packAny(Router.fromPartial({})) } }],
+    httpFilters: [
+      {
+        name: 'envoy.filters.http.router',
+        configType: { $case: 'typedConfig', value: packAny(Router.fromPartial({})) },
+      },
+    ],
   });
   return Listener.fromPartial({
     name,
-    address: { address: { $case: 'socketAddress', value: { address: '127.0.0.1', portSpecifier: { $case: 'portValue', value: port } } } },
+    address: {
+      address: {
+        $case: 'socketAddress',
+        value: { address: '127.0.0.1', portSpecifier: { $case: 'portValue', value: port } },
+      },
+    },
     filterChains: [
-      { filters: [{ name: 'envoy.filters.network.http_connection_manager', configType: { $case: 'typedConfig', value: packAny(hcm) } }] },
+      {
+        filters: [
+          {
+            name: 'envoy.filters.network.http_connection_manager',
+            configType: { $case: 'typedConfig', value: packAny(hcm) },
+          },
+        ],
+      },
     ],
   });
 }
 
-export function route(name: string, cluster: string, domains: readonly string[] = ['*']): RouteConfiguration {
+export function route(
+  name: string,
+  cluster: string,
+  domains: readonly string[] = ['*'],
+): RouteConfiguration {
   return RouteConfiguration.fromPartial({
     name,
     virtualHosts: [
@@ -106,7 +163,10 @@ export function route(name: string, cluster: string, domains: readonly string[] 
         routes: [
           {
             match: { pathSpecifier: { $case: 'prefix', value: '/' } },
-            action: { $case: 'route', value: { clusterSpecifier: { $case: 'cluster', value: cluster } } },
+            action: {
+              $case: 'route',
+              value: { clusterSpecifier: { $case: 'cluster', value: cluster } },
+            },
           },
         ],
       },
@@ -119,7 +179,14 @@ export function secret(name: string, marker = 'a'): Secret {
     name,
     type: {
       $case: 'validationContext',
-      value: { trustedCa: { specifier: { $case: 'inlineString', value: `-----BEGIN CERTIFICATE-----\n${marker}\n-----END CERTIFICATE-----\n` } } },
+      value: {
+        trustedCa: {
+          specifier: {
+            $case: 'inlineString',
+            value: `-----BEGIN CERTIFICATE-----\n${marker}\n-----END CERTIFICATE-----\n`,
+          },
+        },
+      },
     },
   });
 }

@@ -13,7 +13,12 @@ export function hasTool(name: string): boolean {
 export function skipWithout(...tools: string[]): boolean {
   const missing = tools.filter((t) => !hasTool(t));
   if (missing.length === 0) return false;
-  if (process.env['CI']) throw new Error(`${missing.join(', ')} missing: .ci/run installs them (apt-get install docker-compose prometheus)`);
-  console.warn(`skipping: ${missing.join(', ')} not installed (apt-get install docker-compose prometheus)`);
+  if (process.env.CI)
+    throw new Error(
+      `${missing.join(', ')} missing: .ci/run installs them (apt-get install docker-compose prometheus)`,
+    );
+  console.warn(
+    `skipping: ${missing.join(', ')} not installed (apt-get install docker-compose prometheus)`,
+  );
   return true;
 }

@@ -15,7 +15,9 @@ export interface XdsHarness {
 }
 
 /** An in-process xDS server on 127.0.0.1:0 with its own cache and metrics. */
-export async function startXds(opts: Partial<Omit<XdsServerOptions, 'cache' | 'logger' | 'metrics'>> = {}): Promise<XdsHarness> {
+export async function startXds(
+  opts: Partial<Omit<XdsServerOptions, 'cache' | 'logger' | 'metrics'>> = {},
+): Promise<XdsHarness> {
   const metrics = new Metrics();
   const cache = new XdsCache(metrics);
   const server = new XdsServer({ logger: silentLogger(), metrics, cache, ...opts });
@@ -36,9 +38,18 @@ export async function startXds(opts: Partial<Omit<XdsServerOptions, 'cache' | 'l
 }
 
 /** Current value of a counter/gauge with the given labels. */
-export async function metricValue(metrics: Metrics, name: string, labels: Record<string, string> = {}): Promise<number> {
+export async function metricValue(
+  metrics: Metrics,
+  name: string,
+  labels: Record<string, string> = {},
+): Promise<number> {
   const metric = (await metrics.registry.getMetricsAsJSON()).find((m) => m.name === name);
-  const values = (metric?.values ?? []) as { value: number; labels: Record<string, string | number> }[];
-  const hit = values.find((v) => Object.entries(labels).every(([k, val]) => String(v.labels[k]) === val));
+  const values = (metric?.values ?? []) as {
+    value: number;
+    labels: Record<string, string | number>;
+  }[];
+  const hit = values.find((v) =>
+    Object.entries(labels).every(([k, val]) => String(v.labels[k]) === val),
+  );
   return hit?.value ?? 0;
 }

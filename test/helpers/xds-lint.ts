@@ -26,7 +26,7 @@ function* walk(value: unknown): Generator<Obj> {
     return;
   }
   const o = value as Obj;
-  if (o['$type'] === 'google.protobuf.Any') {
+  if (o.$type === 'google.protobuf.Any') {
     const inner = unpackAny(o as never);
     if (inner) yield* walk(inner);
     return;
@@ -38,9 +38,13 @@ function* walk(value: unknown): Generator<Obj> {
 function clusterRefs(message: Obj): string[] {
   const out: string[] = [];
   for (const o of walk(message)) {
-    const t = o['$type'];
-    const spec = o['clusterSpecifier'] as { $case: string; value: unknown } | undefined;
-    if ((t === 'envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy' || t === 'envoy.config.route.v3.RouteAction') && spec?.$case === 'cluster') {
+    const t = o.$type;
+    const spec = o.clusterSpecifier as { $case: string; value: unknown } | undefined;
+    if (
+      (t === 'envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy' ||
+        t === 'envoy.config.route.v3.RouteAction') &&
+      spec?.$case === 'cluster'
+    ) {
       out.push(spec.value as string);
     }
   }
@@ -59,9 +63,12 @@ export function lintResources(resources: readonly LintResource[]): string[] {
   const has = (t: string, n: string) => byType.get(t)?.has(n) ?? false;
   for (const r of resources) {
     for (const ref of extractRefs(r.message)) {
-      if (!has(ref.typeUrl, ref.name)) errors.push(`${r.name}: references missing ${ref.typeUrl.split('.').pop()} "${ref.name}"`);
+      if (!has(ref.typeUrl, ref.name))
+        errors.push(`${r.name}: references missing ${ref.typeUrl.split('.').pop()} "${ref.name}"`);
     }
-    for (const c of clusterRefs(r.message)) if (c !== '' && !has(TypeUrl.cluster, c)) errors.push(`${r.name}: routes to missing cluster "${c}"`);
+    for (const c of clusterRefs(r.message))
+      if (c !== '' && !has(TypeUrl.cluster, c))
+        errors.push(`${r.name}: routes to missing cluster "${c}"`);
     if (r.typeUrl === TypeUrl.cluster) errors.push(...lintCluster(r));
     if (r.typeUrl === TypeUrl.listener) errors.push(...lintListener(r));
   }
@@ -69,18 +76,23 @@ export function lintResources(resources: readonly LintResource[]): string[] {
 }
 
 function lintCluster(r: LintResource): string[] {
-  const kind = r.message['clusterDiscoveryType'] as { value: unknown } | undefined;
+  const kind = r.message.clusterDiscoveryType as { value: unknown } | undefined;
   if (kind?.value === 1 /* STRICT_DNS */) return lintDnsCluster(r);
   if (kind?.value !== 3 /* EDS */) return [];
-  const eds = r.message['edsClusterConfig'] as { edsConfig?: { configSourceSpecifier?: { $case: string } } } | undefined;
-  return eds?.edsConfig?.configSourceSpecifier?.$case === 'ads' ? [] : [`${r.name}: EDS cluster does not use ADS`];
+  const eds = r.message.edsClusterConfig as
+    | { edsConfig?: { configSourceSpecifier?: { $case: string } } }
+    | undefined;
+  return eds?.edsConfig?.configSourceSpecifier?.$case === 'ads'
+    ? []
+    : [`${r.name}: EDS cluster does not use ADS`];
 }
 
 /** A DNS cluster resolves its inline hosts: it needs some, and an EDS config would be ignored. */
 function lintDnsCluster(r: LintResource): string[] {
   const errors: string[] = [];
-  if (r.message['edsClusterConfig'] !== undefined) errors.push(`${r.name}: STRICT_DNS cluster with an eds_cluster_config`);
-  const la = r.message['loadAssignment'] as { endpoints?: { lbEndpoints?: unknown[] }[] } | undefined;
+  if (r.message.edsClusterConfig !== undefined)
+    errors.push(`${r.name}: STRICT_DNS cluster with an eds_cluster_config`);
+  const la = r.message.loadAssignment as { endpoints?: { lbEndpoints?: unknown[] }[] } | undefined;
   const hosts = (la?.endpoints ?? []).reduce((n, l) => n + (l.lbEndpoints?.length ?? 0), 0);
   if (hosts === 0) errors.push(`${r.name}: STRICT_DNS cluster without inline hosts`);
   return errors;
@@ -89,15 +101,19 @@ function lintDnsCluster(r: LintResource): string[] {
 function lintListener(r: LintResource): string[] {
   const errors: string[] = [];
   const seen = new Set<string>();
-  for (const chain of (r.message['filterChains'] as Obj[] | undefined) ?? []) {
-    const match = JSON.stringify(chain['filterChainMatch'] ?? null);
+  for (const chain of (r.message.filterChains as Obj[] | undefined) ?? []) {
+    const match = JSON.stringify(chain.filterChainMatch ?? null);
     if (seen.has(match)) errors.push(`${r.name}: two filter chains with the same match ${match}`);
     seen.add(match);
-    const filters = (chain['filters'] as Obj[] | undefined) ?? [];
+    const filters = (chain.filters as Obj[] | undefined) ?? [];
     filters.forEach((f, i) => {
       for (const o of walk(f)) {
-        const spec = o['clusterSpecifier'] as { $case: string; value: unknown } | undefined;
-        if (o['$type'] === 'envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy' && spec?.value === '' && filters[i - 1]?.['name'] !== 'envoy.filters.network.sni_cluster') {
+        const spec = o.clusterSpecifier as { $case: string; value: unknown } | undefined;
+        if (
+          o.$type === 'envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy' &&
+          spec?.value === '' &&
+          filters[i - 1]?.name !== 'envoy.filters.network.sni_cluster'
+        ) {
           errors.push(`${r.name}: tcp_proxy without a cluster and no sni_cluster before it`);
         }
       }

@@ -5,9 +5,22 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { status } from '@grpc/grpc-js';
 import { TypeUrl } from '../../src/xds/types.js';
-import { connectDelta, connectSotw, type DeltaEnvoy, type Received, type SotwEnvoy } from '../helpers/fake-envoy.js';
+import {
+  connectDelta,
+  connectSotw,
+  type DeltaEnvoy,
+  type Received,
+  type SotwEnvoy,
+} from '../helpers/fake-envoy.js';
 import { startXds, metricValue, type XdsHarness } from '../helpers/xds-harness.js';
-import { edsCluster, endpoints, httpListener, route, secret, tcpListener } from '../helpers/resources.js';
+import {
+  edsCluster,
+  endpoints,
+  httpListener,
+  route,
+  secret,
+  tcpListener,
+} from '../helpers/resources.js';
 
 let h: XdsHarness;
 beforeEach(async () => {
@@ -23,18 +36,25 @@ const names = (r: Received<unknown>) => r.resources.map((x) => x.name);
 function checkShape(r: Received<unknown>): void {
   expect(new Set(names(r)).size).toBe(r.resources.length);
   const typeName = r.typeUrl.slice(r.typeUrl.lastIndexOf('/') + 1);
-  for (const res of r.resources) expect(res.message['$type']).toBe(typeName);
+  for (const res of r.resources) expect(res.message.$type).toBe(typeName);
 }
 
 function basicView(nodeId: string, port = 9000) {
-  h.cache.setProxyResources(nodeId, [edsCluster('a'), endpoints('a', [port]), tcpListener('l1', 10001, 'a')]);
+  h.cache.setProxyResources(nodeId, [
+    edsCluster('a'),
+    endpoints('a', [port]),
+    tcpListener('l1', 10001, 'a'),
+  ]);
 }
 
 describe.each(['sotw', 'delta'] as const)('ADS %s', (api) => {
-  const connect = (nodeId: string) => (api === 'sotw' ? connectSotw(h.client, nodeId) : connectDelta(h.client, nodeId));
+  const connect = (nodeId: string) =>
+    api === 'sotw' ? connectSotw(h.client, nodeId) : connectDelta(h.client, nodeId);
   /** Subscribe to a type: SotW with resource names, Delta with subscribe lists. */
   const subscribe = (e: SotwEnvoy | DeltaEnvoy, typeUrl: string, subs: readonly string[]) =>
-    e instanceof SotwEnvoy_ ? e.request(typeUrl, subs) : (e as DeltaEnvoy).send(typeUrl, { subscribe: subs });
+    e instanceof SotwEnvoy_
+      ? e.request(typeUrl, subs)
+      : (e as DeltaEnvoy).send(typeUrl, { subscribe: subs });
   const ack = async (e: SotwEnvoy | DeltaEnvoy) => {
     const r = await e.next();
     checkShape(r);
@@ -66,7 +86,12 @@ describe.each(['sotw', 'delta'] as const)('ADS %s', (api) => {
   });
 
   it('rule 6: an empty first request is a wildcard; `*` is an explicit wildcard', async () => {
-    h.cache.setProxyResources('n1', [edsCluster('a'), endpoints('a', [1]), edsCluster('b'), endpoints('b', [2])]);
+    h.cache.setProxyResources('n1', [
+      edsCluster('a'),
+      endpoints('a', [1]),
+      edsCluster('b'),
+      endpoints('b', [2]),
+    ]);
     const e = connect('n1');
     subscribe(e, TypeUrl.cluster, []);
     expect(names(await ack(e))).toEqual(['a', 'b']);
@@ -117,22 +142,42 @@ describe.each(['sotw', 'delta'] as const)('ADS %s', (api) => {
     // Unrelated change for the proxy: must not bring back the rejected secret.
     h.cache.setProxyResources('n1', [secret('s1', 'bad'), edsCluster('x'), endpoints('x', [1])]);
     expect(await e.quietFor(300)).toBe(true);
-    await waitUntil(async () => (await metricValue(h.metrics, 'isthmus_xds_rejects_total', { type: 'SDS' })) === 1);
+    await waitUntil(
+      async () =>
+        (await metricValue(h.metrics, 'isthmus_xds_rejects_total', { type: 'SDS' })) === 1,
+    );
     const st = h.server.proxyStatus().find((p) => p.ID === 'n1')!;
-    expect(st.Types['SDS']).toMatchObject({ status: 'ERROR', lastNack: { message: 'certificate is malformed' } });
-    expect(st.Resources.find((r) => r.Name === 's1')).toMatchObject({ Status: 'ERROR', Error: 'certificate is malformed' });
+    expect(st.Types.SDS).toMatchObject({
+      status: 'ERROR',
+      lastNack: { message: 'certificate is malformed' },
+    });
+    expect(st.Resources.find((r) => r.Name === 's1')).toMatchObject({
+      Status: 'ERROR',
+      Error: 'certificate is malformed',
+    });
     h.cache.setProxyResources('n1', [secret('s1', 'fixed')]);
     const fixed = await ack(e);
     expect(names(fixed)).toEqual(['s1']);
     expect(fixed.resources[0]!.version).not.toBe(bad.resources[0]!.version);
-    await waitUntil(() => h.server.proxyStatus().find((p) => p.ID === 'n1')?.Types['SDS']?.status === 'SYNCED');
+    await waitUntil(
+      () => h.server.proxyStatus().find((p) => p.ID === 'n1')?.Types.SDS?.status === 'SYNCED',
+    );
     // The ACK of the fixed version clears the resource's error state.
-    expect(h.server.proxyStatus().find((p) => p.ID === 'n1')!.Resources.find((r) => r.Name === 's1')!.Error).toBeUndefined();
+    expect(
+      h.server
+        .proxyStatus()
+        .find((p) => p.ID === 'n1')!
+        .Resources.find((r) => r.Name === 's1')!.Error,
+    ).toBeUndefined();
     e.close();
   });
 
   it('rule 9: a cluster + listener change is pushed SDS, CDS, EDS, LDS, RDS with removals last', async () => {
-    h.cache.setProxyResources('n1', [edsCluster('old'), endpoints('old', [1]), tcpListener('l1', 10001, 'old')]);
+    h.cache.setProxyResources('n1', [
+      edsCluster('old'),
+      endpoints('old', [1]),
+      tcpListener('l1', 10001, 'old'),
+    ]);
     const e = connect('n1');
     subscribe(e, TypeUrl.cluster, []);
     await ack(e);
@@ -168,7 +213,8 @@ describe.each(['sotw', 'delta'] as const)('ADS %s', (api) => {
       (e as SotwEnvoy).ack(r as never);
       if (r.typeUrl !== TypeUrl.cluster) continue;
       const held = [...(e.held.get(TypeUrl.cluster)?.keys() ?? [])].sort();
-      if (e instanceof SotwEnvoy_) e.request(TypeUrl.endpoint, held, { nonce: e.lastNonceOf(TypeUrl.endpoint) });
+      if (e instanceof SotwEnvoy_)
+        e.request(TypeUrl.endpoint, held, { nonce: e.lastNonceOf(TypeUrl.endpoint) });
       else {
         const added = held.filter((n) => !edsNames.includes(n));
         const gone = edsNames.filter((n) => !held.includes(n));
@@ -193,7 +239,11 @@ describe.each(['sotw', 'delta'] as const)('ADS %s', (api) => {
     await ack(e);
     subscribe(e, TypeUrl.endpoint, ['a']);
     const eds1 = await ack(e);
-    h.cache.setProxyResources('n1', [edsCluster('a', { timeoutSeconds: 9 }), endpoints('a', [9000]), tcpListener('l1', 10001, 'a')]);
+    h.cache.setProxyResources('n1', [
+      edsCluster('a', { timeoutSeconds: 9 }),
+      endpoints('a', [9000]),
+      tcpListener('l1', 10001, 'a'),
+    ]);
     const cds = await ack(e);
     expect(short(cds.typeUrl)).toBe('CDS');
     const eds2 = await ack(e);
@@ -214,14 +264,19 @@ describe.each(['sotw', 'delta'] as const)('ADS %s', (api) => {
     await ack(e);
     // Cluster a changes, cluster b is new and a new listener routes to it.
     h.cache.setProxyResources('n1', [
-      edsCluster('a', { timeoutSeconds: 9 }), endpoints('a', [9000]), edsCluster('b'), endpoints('b', [9001]),
-      tcpListener('l1', 10001, 'a'), tcpListener('l2', 10002, 'b'),
+      edsCluster('a', { timeoutSeconds: 9 }),
+      endpoints('a', [9000]),
+      edsCluster('b'),
+      endpoints('b', [9001]),
+      tcpListener('l1', 10001, 'a'),
+      tcpListener('l2', 10002, 'b'),
     ]);
     const cds = await e.next();
     expect(short(cds.typeUrl)).toBe('CDS');
     // Like a running Envoy: apply the clusters, subscribe to b's endpoints, and keep the CDS ACK
     // until both clusters are warm, i.e. have their endpoints (a's re-sent, as it changed).
-    if (e instanceof SotwEnvoy_) e.request(TypeUrl.endpoint, ['a', 'b'], { nonce: e.lastNonceOf(TypeUrl.endpoint) });
+    if (e instanceof SotwEnvoy_)
+      e.request(TypeUrl.endpoint, ['a', 'b'], { nonce: e.lastNonceOf(TypeUrl.endpoint) });
     else (e as DeltaEnvoy).send(TypeUrl.endpoint, { subscribe: ['b'] });
     const warm = new Set<string>();
     while (!(warm.has('a') && warm.has('b'))) {
@@ -257,9 +312,14 @@ describe.each(['sotw', 'delta'] as const)('ADS %s', (api) => {
     const other = await startXds();
     try {
       basicView('n1');
-      other.cache.setProxyResources('n1', [edsCluster('a'), endpoints('a', [9000]), tcpListener('l1', 10001, 'a')]);
+      other.cache.setProxyResources('n1', [
+        edsCluster('a'),
+        endpoints('a', [9000]),
+        tcpListener('l1', 10001, 'a'),
+      ]);
       const e1 = connect('n1');
-      const e2 = api === 'sotw' ? connectSotw(other.client, 'n1') : connectDelta(other.client, 'n1');
+      const e2 =
+        api === 'sotw' ? connectSotw(other.client, 'n1') : connectDelta(other.client, 'n1');
       subscribe(e1, TypeUrl.cluster, []);
       subscribe(e2, TypeUrl.cluster, []);
       const [r1, r2] = [await e1.next(), await e2.next()];
@@ -279,18 +339,27 @@ describe.each(['sotw', 'delta'] as const)('ADS %s', (api) => {
     await ack(e);
     subscribe(e, TypeUrl.endpoint, ['a']);
     await e.next(); // not ACKed: STALE
-    await waitUntil(() => h.server.proxyStatus().find((p) => p.ID === 'n1')?.Types['CDS']?.status === 'SYNCED');
+    await waitUntil(
+      () => h.server.proxyStatus().find((p) => p.ID === 'n1')?.Types.CDS?.status === 'SYNCED',
+    );
     const st = h.server.proxyStatus().find((p) => p.ID === 'n1')!;
     expect(st.API).toBe(api);
-    expect(st.Types['EDS']!.status).toBe('STALE');
-    expect(st.Types['LDS']!.status).toBe('NOT_SENT');
+    expect(st.Types.EDS!.status).toBe('STALE');
+    expect(st.Types.LDS!.status).toBe('NOT_SENT');
     e.close();
   });
 });
 
 // Helpers local to this file.
 import { SotwEnvoy as SotwEnvoy_ } from '../helpers/fake-envoy.js';
-const short = (t: string) => ({ [TypeUrl.secret]: 'SDS', [TypeUrl.cluster]: 'CDS', [TypeUrl.endpoint]: 'EDS', [TypeUrl.listener]: 'LDS', [TypeUrl.route]: 'RDS' })[t] ?? t;
+const short = (t: string) =>
+  ({
+    [TypeUrl.secret]: 'SDS',
+    [TypeUrl.cluster]: 'CDS',
+    [TypeUrl.endpoint]: 'EDS',
+    [TypeUrl.listener]: 'LDS',
+    [TypeUrl.route]: 'RDS',
+  })[t] ?? t;
 async function waitUntil(cond: () => boolean | Promise<boolean>, timeoutMs = 5_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!(await cond())) {

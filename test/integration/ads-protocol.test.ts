@@ -5,7 +5,10 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import * as grpc from '@grpc/grpc-js';
 import { IsthmusError } from '../../src/errors.js';
-import { ClientStatusDiscoveryServiceClient, ConfigStatus } from '../../src/gen/envoy/service/status/v3/csds.js';
+import {
+  ClientStatusDiscoveryServiceClient,
+  ConfigStatus,
+} from '../../src/gen/envoy/service/status/v3/csds.js';
 import { TypeUrl } from '../../src/xds/types.js';
 import { connectDelta, connectSotw, type Received } from '../helpers/fake-envoy.js';
 import { metricValue, startXds, type XdsHarness } from '../helpers/xds-harness.js';
@@ -71,7 +74,12 @@ describe('SotW', () => {
     const eds = await e.next();
     expect(names(eds)).toEqual(['a', 'b']);
     e.ack(eds);
-    cache.setProxyResources('n', [edsCluster('a'), endpoints('a', [1]), edsCluster('b'), endpoints('b', [3])]);
+    cache.setProxyResources('n', [
+      edsCluster('a'),
+      endpoints('a', [1]),
+      edsCluster('b'),
+      endpoints('b', [3]),
+    ]);
     const edsChange = await e.next();
     expect(edsChange.typeUrl).toBe(TypeUrl.endpoint);
     expect(names(edsChange)).toEqual(['b']);
@@ -115,7 +123,11 @@ describe('SotW', () => {
 
   it('a removed proxy gets empty CDS and LDS (full state)', async () => {
     const { cache, client } = await harness();
-    cache.setProxyResources('n', [edsCluster('a'), endpoints('a', [1]), tcpListener('l', 10000, 'a')]);
+    cache.setProxyResources('n', [
+      edsCluster('a'),
+      endpoints('a', [1]),
+      tcpListener('l', 10000, 'a'),
+    ]);
     const e = connectSotw(client, 'n');
     e.request(TypeUrl.cluster, []);
     e.ack(await e.next());
@@ -168,7 +180,10 @@ describe('Delta', () => {
   });
 
   /** ACKs every response until the stream is quiet for `quietMs`; returns them in order. */
-  async function settleDelta(e: ReturnType<typeof connectDelta>, quietMs = 300): Promise<Received<unknown>[]> {
+  async function settleDelta(
+    e: ReturnType<typeof connectDelta>,
+    quietMs = 300,
+  ): Promise<Received<unknown>[]> {
     const got: Received<unknown>[] = [];
     for (;;) {
       let r: Awaited<ReturnType<typeof e.next>>;
@@ -182,9 +197,13 @@ describe('Delta', () => {
     }
   }
 
-  it('a push to many proxies carries what changed, within each one\'s subscription', async () => {
+  it("a push to many proxies carries what changed, within each one's subscription", async () => {
     const { cache, client } = await harness();
-    const view = (port: number) => [endpoints('a', [port]), endpoints('b', [1]), endpoints('c', [port])];
+    const view = (port: number) => [
+      endpoints('a', [port]),
+      endpoints('b', [1]),
+      endpoints('c', [port]),
+    ];
     const ids = ['n0', 'n1', 'n2'];
     for (const id of ids) cache.setProxyResources(id, view(1));
     const streams = ids.map((id) => connectDelta(client, id));
@@ -195,14 +214,23 @@ describe('Delta', () => {
     for (let port = 2; port <= 3; port++) {
       for (const id of ids) cache.setProxyResources(id, view(port));
       const got = await Promise.all(streams.map((e) => settleDelta(e)));
-      expect(got.map((rs) => rs.flatMap((r) => r.resources.map((x) => x.name)))).toEqual([['a', 'c'], ['a'], []]);
+      expect(got.map((rs) => rs.flatMap((r) => r.resources.map((x) => x.name)))).toEqual([
+        ['a', 'c'],
+        ['a'],
+        [],
+      ]);
     }
     for (const e of streams) e.close();
   });
 
   it('endpoints that go back to earlier names after a detour remove what the detour added', async () => {
     const { cache, client } = await harness({ warmingTimeoutMs: 10_000 });
-    const before = [edsCluster('c'), endpoints('c', [1]), endpoints('e1', [1]), tcpListener('l', 10000, 'c')];
+    const before = [
+      edsCluster('c'),
+      endpoints('c', [1]),
+      endpoints('e1', [1]),
+      tcpListener('l', 10000, 'c'),
+    ];
     for (const id of ['n1', 'n2']) cache.setProxyResources(id, before);
     const e = connectDelta(client, 'n1');
     e.send(TypeUrl.cluster, { subscribe: ['*'] });
@@ -211,13 +239,23 @@ describe('Delta', () => {
     await settleDelta(e);
     // The detour: endpoints "b" appear (and are sent) while a new cluster's endpoints hold the listener back.
     cache.setProxyResources('n1', [
-      edsCluster('c'), edsCluster('c2'), endpoints('c', [1]), endpoints('e1', [1]), endpoints('b', [1]), endpoints('c2', [1]),
+      edsCluster('c'),
+      edsCluster('c2'),
+      endpoints('c', [1]),
+      endpoints('e1', [1]),
+      endpoints('b', [1]),
+      endpoints('c2', [1]),
       tcpListener('l', 10000, 'c2'),
     ]);
     const detour = await settleDelta(e);
     expect(detour.flatMap((r) => r.resources.map((x) => x.name))).toContain('b');
     // Back to the first names (as another proxy publishes them first, so the Map is shared).
-    const after = [edsCluster('c'), endpoints('c', [2]), endpoints('e1', [1]), tcpListener('l', 10000, 'c')];
+    const after = [
+      edsCluster('c'),
+      endpoints('c', [2]),
+      endpoints('e1', [1]),
+      tcpListener('l', 10000, 'c'),
+    ];
     cache.setProxyResources('n2', after);
     cache.setProxyResources('n1', after);
     const back = await settleDelta(e);
@@ -242,7 +280,9 @@ describe('Delta', () => {
 
   it('rule 14: a large response is split into several, each under the limit', async () => {
     const { cache, client } = await harness({ maxResponseBytes: 2_000 });
-    const many = Array.from({ length: 60 }, (_, i) => secret(`s${String(i).padStart(2, '0')}`, 'x'.repeat(100)));
+    const many = Array.from({ length: 60 }, (_, i) =>
+      secret(`s${String(i).padStart(2, '0')}`, 'x'.repeat(100)),
+    );
     cache.setProxyResources('n', many);
     const e = connectDelta(client, 'n');
     e.send(TypeUrl.secret, { subscribe: ['*'] });
@@ -251,8 +291,12 @@ describe('Delta', () => {
     while (got.size < 60) {
       const r = await e.next();
       responses++;
-      expect(Buffer.byteLength(JSON.stringify(r.raw.resources.map((x) => x.resource?.value.length)))).toBeGreaterThan(0);
-      expect(r.raw.resources.reduce((acc, x) => acc + (x.resource?.value.length ?? 0), 0)).toBeLessThanOrEqual(2_000);
+      expect(
+        Buffer.byteLength(JSON.stringify(r.raw.resources.map((x) => x.resource?.value.length))),
+      ).toBeGreaterThan(0);
+      expect(
+        r.raw.resources.reduce((acc, x) => acc + (x.resource?.value.length ?? 0), 0),
+      ).toBeLessThanOrEqual(2_000);
       for (const n of names(r)) got.add(n);
       e.ack(r);
     }
@@ -273,7 +317,9 @@ describe('stream admission, CSDS and shutdown', () => {
     const s = await e2.ended;
     expect(s.code).toBe(grpc.status.RESOURCE_EXHAUSTED);
     expect(s.details).toContain('--xds-max-streams');
-    expect(await metricValue(metrics, 'isthmus_xds_streams_refused_total', { reason: 'limit' })).toBe(1);
+    expect(
+      await metricValue(metrics, 'isthmus_xds_streams_refused_total', { reason: 'limit' }),
+    ).toBe(1);
     cache.setProxyResources('n', [secret('a', 'changed')]);
     expect(names(await e1.next())).toEqual(['a']);
     e1.close();
@@ -316,22 +362,42 @@ describe('stream admission, CSDS and shutdown', () => {
     const csds = new ClientStatusDiscoveryServiceClient(address, grpc.credentials.createInsecure());
     try {
       const fetch = (prefix: string) =>
-        new Promise<import('../../src/gen/envoy/service/status/v3/csds.js').ClientStatusResponse>((resolve, reject) =>
-          csds.fetchClientStatus(
-            { nodeMatchers: [{ nodeId: { matchPattern: { $case: 'prefix', value: prefix }, ignoreCase: false }, nodeMetadatas: [] }], excludeResourceContents: false },
-            (err, res) => (err ? reject(err) : resolve(res!)),
-          ),
+        new Promise<import('../../src/gen/envoy/service/status/v3/csds.js').ClientStatusResponse>(
+          (resolve, reject) =>
+            csds.fetchClientStatus(
+              {
+                nodeMatchers: [
+                  {
+                    nodeId: { matchPattern: { $case: 'prefix', value: prefix }, ignoreCase: false },
+                    nodeMetadatas: [],
+                  },
+                ],
+                excludeResourceContents: false,
+              },
+              (err, res) => (err ? reject(err) : resolve(res!)),
+            ),
         );
       let web = await fetch('web-');
-      for (let i = 0; i < 50 && web.config[0]?.genericXdsConfigs[0]?.configStatus !== ConfigStatus.SYNCED; i++) {
+      for (
+        let i = 0;
+        i < 50 && web.config[0]?.genericXdsConfigs[0]?.configStatus !== ConfigStatus.SYNCED;
+        i++
+      ) {
         await new Promise((r) => setTimeout(r, 20));
         web = await fetch('web-');
       }
       expect(web.config.map((c) => c.node?.id)).toEqual(['web-1']);
-      expect(web.config[0]!.genericXdsConfigs[0]).toMatchObject({ name: 'a', typeUrl: TypeUrl.secret, configStatus: ConfigStatus.SYNCED });
+      expect(web.config[0]!.genericXdsConfigs[0]).toMatchObject({
+        name: 'a',
+        typeUrl: TypeUrl.secret,
+        configStatus: ConfigStatus.SYNCED,
+      });
       expect(web.config[0]!.genericXdsConfigs[0]!.xdsConfig?.typeUrl).toBe(TypeUrl.secret);
       const db = await fetch('db-');
-      expect(db.config[0]!.genericXdsConfigs[0]).toMatchObject({ name: 'b', configStatus: ConfigStatus.STALE });
+      expect(db.config[0]!.genericXdsConfigs[0]).toMatchObject({
+        name: 'b',
+        configStatus: ConfigStatus.STALE,
+      });
     } finally {
       csds.close();
       e1.close();
@@ -372,7 +438,11 @@ describe('Delta before the proxy is known', () => {
 describe('cluster warming', () => {
   it('listeners wait for the endpoints of new clusters, and go out anyway after the warming timeout', async () => {
     const { cache, client } = await harness({ warmingTimeoutMs: 300 });
-    cache.setProxyResources('n', [edsCluster('a'), endpoints('a', [1]), tcpListener('l', 10000, 'a')]);
+    cache.setProxyResources('n', [
+      edsCluster('a'),
+      endpoints('a', [1]),
+      tcpListener('l', 10000, 'a'),
+    ]);
     const e = connectDelta(client, 'n');
     e.send(TypeUrl.cluster, { subscribe: ['*'] });
     e.send(TypeUrl.listener, { subscribe: ['*'] });

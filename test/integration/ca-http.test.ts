@@ -16,21 +16,36 @@ afterAll(cleanupProcesses);
 const httpToken = 'test-http-token-0123456789';
 
 async function start(flags: Record<string, string> = {}): Promise<RunningServer> {
-  const config = loadServerConfig({ flags: { dataDir: tempDir(), httpAddr: '127.0.0.1:0', xdsAddr: '127.0.0.1:0', peeringAddr: '127.0.0.1:0', ...flags }, env: {} });
+  const config = loadServerConfig({
+    flags: {
+      dataDir: tempDir(),
+      httpAddr: '127.0.0.1:0',
+      xdsAddr: '127.0.0.1:0',
+      peeringAddr: '127.0.0.1:0',
+      ...flags,
+    },
+    env: {},
+  });
   const server = await startServer(config, { logger: silentLogger() });
   servers.push(server);
   return server;
 }
 
-async function call(server: RunningServer, method: string, path: string, headers: Record<string, string> = {}): Promise<{ status: number; body: unknown }> {
+async function call(
+  server: RunningServer,
+  method: string,
+  path: string,
+  headers: Record<string, string> = {},
+): Promise<{ status: number; body: unknown }> {
   const res = await fetch(`http://127.0.0.1:${server.httpPort}${path}`, { method, headers });
   return { status: res.status, body: await res.json() };
 }
 
-const cli = (server: RunningServer, ...args: string[]) => runCli([...args, '--http-addr', `127.0.0.1:${server.httpPort}`]);
+const cli = (server: RunningServer, ...args: string[]) =>
+  runCli([...args, '--http-addr', `127.0.0.1:${server.httpPort}`]);
 
 describe('GET /v1/connect/ca/roots and POST /v1/connect/ca/rotate', () => {
-  it('serves the roots in Consul\'s shape and starts a rotation once', async () => {
+  it("serves the roots in Consul's shape and starts a rotation once", async () => {
     const server = await start();
     const { status, body } = await call(server, 'GET', '/v1/connect/ca/roots');
     expect(status).toBe(200);
@@ -57,7 +72,10 @@ describe('GET /v1/connect/ca/roots and POST /v1/connect/ca/rotate', () => {
     expect(roots.activeRootId).toMatch(/^([0-9a-f]{2}:){19}[0-9a-f]{2}$/);
 
     expect(await call(server, 'POST', '/v1/connect/ca/rotate')).toEqual({ status: 200, body: {} });
-    const during = (await call(server, 'GET', '/v1/connect/ca/roots')).body as { ActiveRootID: string; Roots: { ID: string; Active: boolean }[] };
+    const during = (await call(server, 'GET', '/v1/connect/ca/roots')).body as {
+      ActiveRootID: string;
+      Roots: { ID: string; Active: boolean }[];
+    };
     expect(during.ActiveRootID).toBe(roots.activeRootId);
     expect(during.Roots.map((r) => r.Active)).toEqual([true, false]);
     const again = await call(server, 'POST', '/v1/connect/ca/rotate');
@@ -82,12 +100,22 @@ describe('isthmus ca / isthmus acl (CLI)', () => {
   it('ca roots (pretty, json, --pem) and ca rotate', async () => {
     const server = await start();
     const roots = server.ca.roots();
-    const [pretty, json, pem] = await Promise.all([cli(server, 'ca', 'roots'), cli(server, 'ca', 'roots', '--format', 'json'), cli(server, 'ca', 'roots', '--pem')]);
+    const [pretty, json, pem] = await Promise.all([
+      cli(server, 'ca', 'roots'),
+      cli(server, 'ca', 'roots', '--format', 'json'),
+      cli(server, 'ca', 'roots', '--pem'),
+    ]);
     expect(pretty).toMatchObject({ code: 0, stderr: '' });
     expect(pretty.stdout).toContain(`Trust domain: ${roots.trustDomain}`);
-    expect(pretty.stdout).toMatch(new RegExp(`^${roots.activeRootId}\\s+isthmus CA \\S+\\s+yes\\s`, 'm'));
-    expect(JSON.parse(json.stdout)).toEqual((await call(server, 'GET', '/v1/connect/ca/roots')).body);
-    expect(new X509Certificate(pem.stdout).subjectAltName).toBe(`URI:spiffe://${roots.trustDomain}`);
+    expect(pretty.stdout).toMatch(
+      new RegExp(`^${roots.activeRootId}\\s+isthmus CA \\S+\\s+yes\\s`, 'm'),
+    );
+    expect(JSON.parse(json.stdout)).toEqual(
+      (await call(server, 'GET', '/v1/connect/ca/roots')).body,
+    );
+    expect(new X509Certificate(pem.stdout).subjectAltName).toBe(
+      `URI:spiffe://${roots.trustDomain}`,
+    );
 
     const rotated = await cli(server, 'ca', 'rotate');
     expect(rotated).toMatchObject({ code: 0, stderr: '' });
@@ -95,23 +123,29 @@ describe('isthmus ca / isthmus acl (CLI)', () => {
     expect(server.ca.roots().roots).toHaveLength(2);
     const refused = await cli(server, 'ca', 'rotate');
     expect(refused.code).toBe(1);
-    expect(refused.stderr).toMatch(/^isthmus: a CA root rotation is already in progress.*\(HTTP 412\)\n$/);
+    expect(refused.stderr).toMatch(
+      /^isthmus: a CA root rotation is already in progress.*\(HTTP 412\)\n$/,
+    );
   });
 
   it('acl token create / list / delete', async () => {
     const server = await start();
     const created = await cli(server, 'acl', 'token', 'create', '--proxy-id', 'web-sidecar-proxy');
     expect(created).toMatchObject({ code: 0, stderr: '' });
-    expect(created.stdout).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/);
-    const json = JSON.parse((await cli(server, 'acl', 'token', 'create', '--proxy-id', 'api', '--format', 'json')).stdout) as Record<string, string>;
+    expect(created.stdout).toMatch(
+      /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/,
+    );
+    const json = JSON.parse(
+      (await cli(server, 'acl', 'token', 'create', '--proxy-id', 'api', '--format', 'json')).stdout,
+    ) as Record<string, string>;
     expect(Object.keys(json).sort()).toEqual(['AccessorID', 'CreateTime', 'ProxyID', 'SecretID']);
     const list = await cli(server, 'acl', 'token', 'list');
     expect(list.stdout).toMatch(/^ACCESSOR ID\s+PROXY ID\s+CREATED$/m);
     expect(list.stdout).toContain('web-sidecar-proxy');
     expect(list.stdout).not.toContain(created.stdout);
-    const deleted = await cli(server, 'acl', 'token', 'delete', json['AccessorID']!);
-    expect(deleted).toMatchObject({ code: 0, stdout: `Deleted proxy token ${json['AccessorID']}` });
-    const missing = await cli(server, 'acl', 'token', 'delete', json['AccessorID']!);
+    const deleted = await cli(server, 'acl', 'token', 'delete', json.AccessorID!);
+    expect(deleted).toMatchObject({ code: 0, stdout: `Deleted proxy token ${json.AccessorID}` });
+    const missing = await cli(server, 'acl', 'token', 'delete', json.AccessorID!);
     expect(missing.code).toBe(1);
     expect(missing.stderr).toMatch(/^isthmus: .*no proxy token with AccessorID.*\(HTTP 404\)\n$/);
     expect((await runCli(['acl', 'token', 'create'])).code).toBe(2);
@@ -122,7 +156,16 @@ describe('isthmus ca / isthmus acl (CLI)', () => {
     const denied = await cli(server, 'acl', 'token', 'create', '--proxy-id', 'web');
     expect(denied.code).toBe(1);
     expect(denied.stderr).toMatch(/^isthmus: Permission denied/);
-    const ok = await cli(server, 'acl', 'token', 'create', '--proxy-id', 'web', '--token', httpToken);
+    const ok = await cli(
+      server,
+      'acl',
+      'token',
+      'create',
+      '--proxy-id',
+      'web',
+      '--token',
+      httpToken,
+    );
     expect(ok.code).toBe(0);
   });
 });

@@ -27,7 +27,12 @@ const web = {
       Proxy: {
         Upstreams: [
           { DestinationName: 'db', LocalBindPort: 9191 },
-          { DestinationName: 'api', DestinationPeer: 'east', LocalBindPort: 9192, MeshGateway: { Mode: 'local' } },
+          {
+            DestinationName: 'api',
+            DestinationPeer: 'east',
+            LocalBindPort: 9192,
+            MeshGateway: { Mode: 'local' },
+          },
         ],
       },
     },
@@ -42,7 +47,10 @@ describe('catalog over HTTP', () => {
     const reg = await api.call('PUT', '/v1/agent/service/register', web);
     expect(reg).toMatchObject({ status: 200, text: '' });
 
-    expect((await api.call('GET', '/v1/catalog/services')).json).toEqual({ web: ['v1'], 'web-sidecar-proxy': ['v1'] });
+    expect((await api.call('GET', '/v1/catalog/services')).json).toEqual({
+      web: ['v1'],
+      'web-sidecar-proxy': ['v1'],
+    });
     const [svc] = (await api.call('GET', '/v1/catalog/service/web')).json;
     expect(svc).toMatchObject({
       Node: 'isthmus-dc1',
@@ -73,8 +81,20 @@ describe('catalog over HTTP', () => {
         LocalServiceAddress: '127.0.0.1',
         LocalServicePort: 8080,
         Upstreams: [
-          { DestinationType: 'service', DestinationName: 'db', DestinationNamespace: 'default', LocalBindAddress: '127.0.0.1', LocalBindPort: 9191, MeshGateway: {} },
-          { DestinationName: 'api', DestinationPeer: 'east', LocalBindPort: 9192, MeshGateway: { Mode: 'local' } },
+          {
+            DestinationType: 'service',
+            DestinationName: 'db',
+            DestinationNamespace: 'default',
+            LocalBindAddress: '127.0.0.1',
+            LocalBindPort: 9191,
+            MeshGateway: {},
+          },
+          {
+            DestinationName: 'api',
+            DestinationPeer: 'east',
+            LocalBindPort: 9192,
+            MeshGateway: { Mode: 'local' },
+          },
         ],
       },
     });
@@ -82,14 +102,39 @@ describe('catalog over HTTP', () => {
     const health = (await api.call('GET', '/v1/health/service/web')).json;
     expect(health).toHaveLength(1);
     expect(health[0].Node).toMatchObject({ Node: 'isthmus-dc1', Datacenter: 'dc1' });
-    expect(health[0].Service).toMatchObject({ ID: 'web', Service: 'web', Port: 8080, Address: '10.0.0.5', Tags: ['v1'] });
+    expect(health[0].Service).toMatchObject({
+      ID: 'web',
+      Service: 'web',
+      Port: 8080,
+      Address: '10.0.0.5',
+      Tags: ['v1'],
+    });
     expect(health[0].Service.Kind).toBeUndefined();
-    expect(health[0].Checks).toEqual([expect.objectContaining({ CheckID: 'service:web', Status: 'critical', ServiceID: 'web', Type: 'ttl' })]);
+    expect(health[0].Checks).toEqual([
+      expect.objectContaining({
+        CheckID: 'service:web',
+        Status: 'critical',
+        ServiceID: 'web',
+        Type: 'ttl',
+      }),
+    ]);
     const sideHealth = (await api.call('GET', '/v1/health/service/web-sidecar-proxy')).json;
-    expect(sideHealth[0].Service).toMatchObject({ Kind: 'connect-proxy', ID: 'web-sidecar-proxy', Proxy: { DestinationServiceName: 'web' } });
+    expect(sideHealth[0].Service).toMatchObject({
+      Kind: 'connect-proxy',
+      ID: 'web-sidecar-proxy',
+      Proxy: { DestinationServiceName: 'web' },
+    });
     // Consul's default sidecar check aliases the service, so a sidecar is unhealthy with its service.
-    expect(sideHealth[0].Checks).toEqual([expect.objectContaining({ CheckID: 'service:web-sidecar-proxy:2', Type: 'alias', Status: 'critical' })]);
-    expect((await api.call('GET', '/v1/health/connect/web')).json.map((e: any) => e.Service.ID)).toEqual(['web-sidecar-proxy']);
+    expect(sideHealth[0].Checks).toEqual([
+      expect.objectContaining({
+        CheckID: 'service:web-sidecar-proxy:2',
+        Type: 'alias',
+        Status: 'critical',
+      }),
+    ]);
+    expect(
+      (await api.call('GET', '/v1/health/connect/web')).json.map((e: any) => e.Service.ID),
+    ).toEqual(['web-sidecar-proxy']);
     expect(api.server.catalog.sidecarsOf('web').map((i) => i.id)).toEqual(['web-sidecar-proxy']);
     expect(events.map((e) => e.kind)).toEqual(['instance-upserted', 'instance-upserted']);
 
@@ -105,11 +150,15 @@ describe('catalog over HTTP', () => {
   it('accepts form-encoded and untyped bodies (curl --data), gives sidecars the next free port, and keeps it on re-registration', async () => {
     const api = await start();
     const form = { 'content-type': 'application/x-www-form-urlencoded' };
-    expect((await api.call('PUT', '/v1/agent/service/register', JSON.stringify(web), form)).status).toBe(200);
+    expect(
+      (await api.call('PUT', '/v1/agent/service/register', JSON.stringify(web), form)).status,
+    ).toBe(200);
     const second = { ...web, Name: 'billing', Connect: { SidecarService: {} } };
     expect((await api.call('PUT', '/v1/agent/service/register', second)).status).toBe(200);
     expect(api.server.catalog.instance('billing-sidecar-proxy')?.port).toBe(21001);
-    expect((await api.call('PUT', '/v1/agent/service/register', { ...web, Tags: ['v2'] })).status).toBe(200);
+    expect(
+      (await api.call('PUT', '/v1/agent/service/register', { ...web, Tags: ['v2'] })).status,
+    ).toBe(200);
     expect(api.server.catalog.instance('web-sidecar-proxy')?.port).toBe(21000);
     expect(api.server.catalog.instance('web-sidecar-proxy')?.tags).toEqual(['v2']);
     // Re-registering without the sidecar removes it (the service no longer declares one).
@@ -126,15 +175,33 @@ describe('catalog over HTTP', () => {
       Kind: 'mesh-gateway',
       Address: '10.0.1.10',
       Port: 8443,
-      TaggedAddresses: { lan: { Address: '10.0.1.10', Port: 8443 }, wan: { Address: '192.0.2.10', Port: 443 } },
-      Proxy: { Config: { envoy_mesh_gateway_bind_tagged_addresses: true, envoy_mesh_gateway_bind_addresses: { extra: { Address: '10.0.1.10', Port: 9443 } } } },
+      TaggedAddresses: {
+        lan: { Address: '10.0.1.10', Port: 8443 },
+        wan: { Address: '192.0.2.10', Port: 443 },
+      },
+      Proxy: {
+        Config: {
+          envoy_mesh_gateway_bind_tagged_addresses: true,
+          envoy_mesh_gateway_bind_addresses: { extra: { Address: '10.0.1.10', Port: 9443 } },
+        },
+      },
     };
     expect((await api.call('PUT', '/v1/agent/service/register', gateway)).status).toBe(200);
     const [entry] = (await api.call('GET', '/v1/catalog/service/mesh-gateway')).json;
-    const config = { envoy_gateway_bind_tagged_addresses: true, envoy_gateway_bind_addresses: { extra: { Address: '10.0.1.10', Port: 9443 } } };
+    const config = {
+      envoy_gateway_bind_tagged_addresses: true,
+      envoy_gateway_bind_addresses: { extra: { Address: '10.0.1.10', Port: 9443 } },
+    };
     expect(entry.ServiceProxy.Config).toEqual(config);
     const before = api.server.catalog.instance('gw-1')?.gatewayConfig;
-    expect((await api.call('PUT', '/v1/agent/service/register', { ...gateway, Proxy: { Config: entry.ServiceProxy.Config } })).status).toBe(200);
+    expect(
+      (
+        await api.call('PUT', '/v1/agent/service/register', {
+          ...gateway,
+          Proxy: { Config: entry.ServiceProxy.Config },
+        })
+      ).status,
+    ).toBe(200);
     expect(api.server.catalog.instance('gw-1')?.gatewayConfig).toEqual(before);
     const [health] = (await api.call('GET', '/v1/health/service/mesh-gateway')).json;
     expect(health.Service.Proxy.Config).toEqual(config);
@@ -143,14 +210,30 @@ describe('catalog over HTTP', () => {
   it('TTL checks: pass/warn/fail change health, ?passing filters, the sidecar follows, an expired TTL turns critical', async () => {
     const api = await start();
     await api.call('PUT', '/v1/agent/service/register', { ...web, Check: { TTL: '1s' } });
-    await api.call('PUT', '/v1/agent/service/register', { Name: 'web', ID: 'web-2', Address: '10.0.0.6', Port: 8080, Check: { TTL: '30s', Status: 'passing' } });
+    await api.call('PUT', '/v1/agent/service/register', {
+      Name: 'web',
+      ID: 'web-2',
+      Address: '10.0.0.6',
+      Port: 8080,
+      Check: { TTL: '30s', Status: 'passing' },
+    });
     const statuses = async (): Promise<Record<string, string>> =>
-      Object.fromEntries((await api.call('GET', '/v1/health/service/web')).json.map((e: any) => [e.Service.ID, e.Checks[0].Status]));
-    const passingIds = async (name: string): Promise<string[]> => (await api.call('GET', `/v1/health/service/${name}?passing`)).json.map((e: any) => e.Service.ID);
+      Object.fromEntries(
+        (await api.call('GET', '/v1/health/service/web')).json.map((e: any) => [
+          e.Service.ID,
+          e.Checks[0].Status,
+        ]),
+      );
+    const passingIds = async (name: string): Promise<string[]> =>
+      (await api.call('GET', `/v1/health/service/${name}?passing`)).json.map(
+        (e: any) => e.Service.ID,
+      );
 
     expect(await statuses()).toEqual({ web: 'critical', 'web-2': 'passing' });
     expect(await passingIds('web')).toEqual(['web-2']);
-    expect((await api.call('PUT', '/v1/agent/check/pass/service:web?note=all%20good')).status).toBe(200);
+    expect((await api.call('PUT', '/v1/agent/check/pass/service:web?note=all%20good')).status).toBe(
+      200,
+    );
     const entry = (await api.call('GET', '/v1/health/service/web')).json[0];
     expect(entry.Checks[0]).toMatchObject({ Status: 'passing', Output: 'all good' });
     expect(await passingIds('web')).toEqual(['web', 'web-2']);
@@ -158,13 +241,20 @@ describe('catalog over HTTP', () => {
     expect((await api.call('PUT', '/v1/agent/check/warn/service:web-2')).status).toBe(200);
     expect(await statuses()).toEqual({ web: 'passing', 'web-2': 'warning' });
     expect(await passingIds('web')).toEqual(['web']);
-    expect((await api.call('PUT', '/v1/agent/check/fail/service:web-2?note=down')).status).toBe(200);
+    expect((await api.call('PUT', '/v1/agent/check/fail/service:web-2?note=down')).status).toBe(
+      200,
+    );
     expect(await statuses()).toEqual({ web: 'passing', 'web-2': 'critical' });
     expect((await api.call('GET', '/v1/health/service/web?passing=false')).json).toHaveLength(2);
 
     // Not refreshed within its 1 s TTL: critical, and the sidecar with it.
-    await waitFor(async () => (await statuses())['web'] === 'critical', { timeoutMs: 5_000, what: 'the TTL check of web to expire' });
-    expect((await api.call('GET', '/v1/health/service/web')).json[0].Checks[0].Output).toBe('TTL expired');
+    await waitFor(async () => (await statuses()).web === 'critical', {
+      timeoutMs: 5_000,
+      what: 'the TTL check of web to expire',
+    });
+    expect((await api.call('GET', '/v1/health/service/web')).json[0].Checks[0].Output).toBe(
+      'TTL expired',
+    );
     expect(await passingIds('web-sidecar-proxy')).toEqual([]);
 
     expect((await api.call('PUT', '/v1/agent/check/pass/service:nope')).status).toBe(404);
@@ -176,11 +266,33 @@ describe('catalog over HTTP', () => {
   it('config entries: write, read, list and delete every kind', async () => {
     const api = await start();
     const entries = [
-      { Kind: 'proxy-defaults', Name: 'global', Config: { protocol: 'http' }, MeshGateway: { Mode: 'local' } },
+      {
+        Kind: 'proxy-defaults',
+        Name: 'global',
+        Config: { protocol: 'http' },
+        MeshGateway: { Mode: 'local' },
+      },
       { Kind: 'service-defaults', Name: 'web', Protocol: 'grpc' },
-      { Kind: 'mesh', Name: 'mesh', DefaultIntentionAction: 'deny', Peering: { PeerThroughMeshGateways: true } },
-      { Kind: 'service-intentions', Name: 'db', Sources: [{ Name: 'web', Action: 'allow' }, { Name: 'web', Peer: 'east', Action: 'deny' }, { Name: '*', Action: 'deny' }] },
-      { Kind: 'exported-services', Name: 'default', Services: [{ Name: 'db', Consumers: [{ Peer: 'east' }, { Peer: 'west' }] }] },
+      {
+        Kind: 'mesh',
+        Name: 'mesh',
+        DefaultIntentionAction: 'deny',
+        Peering: { PeerThroughMeshGateways: true },
+      },
+      {
+        Kind: 'service-intentions',
+        Name: 'db',
+        Sources: [
+          { Name: 'web', Action: 'allow' },
+          { Name: 'web', Peer: 'east', Action: 'deny' },
+          { Name: '*', Action: 'deny' },
+        ],
+      },
+      {
+        Kind: 'exported-services',
+        Name: 'default',
+        Services: [{ Name: 'db', Consumers: [{ Peer: 'east' }, { Peer: 'west' }] }],
+      },
     ];
     for (const entry of entries) {
       const put = await api.call('PUT', '/v1/config', entry);
@@ -191,17 +303,36 @@ describe('catalog over HTTP', () => {
       expect(read.json.ModifyIndex).toBeGreaterThan(0);
       // What `read` prints can be written back unchanged.
       expect((await api.call('PUT', '/v1/config', read.json)).status, entry.Kind).toBe(200);
-      expect((await api.call('GET', `/v1/config/${entry.Kind}`)).json.map((e: any) => e.Name)).toEqual([entry.Name]);
+      expect(
+        (await api.call('GET', `/v1/config/${entry.Kind}`)).json.map((e: any) => e.Name),
+      ).toEqual([entry.Name]);
     }
-    expect(api.server.catalog.configEntry('mesh', 'mesh')).toEqual({ kind: 'mesh', name: 'mesh', defaultIntentionAction: 'deny', peering: { peerThroughMeshGateways: true } });
+    expect(api.server.catalog.configEntry('mesh', 'mesh')).toEqual({
+      kind: 'mesh',
+      name: 'mesh',
+      defaultIntentionAction: 'deny',
+      peering: { peerThroughMeshGateways: true },
+    });
     expect(api.server.catalog.configEntry('service-defaults', 'web')?.protocol).toBe('grpc');
     const sd = (await api.call('GET', '/v1/config/service-defaults/web')).json;
-    await api.call('PUT', '/v1/config', { Kind: 'service-defaults', Name: 'web', Protocol: 'http' });
+    await api.call('PUT', '/v1/config', {
+      Kind: 'service-defaults',
+      Name: 'web',
+      Protocol: 'http',
+    });
     const sd2 = (await api.call('GET', '/v1/config/service-defaults/web')).json;
     expect(sd2.CreateIndex).toBe(sd.CreateIndex);
     expect(sd2.ModifyIndex).toBeGreaterThan(sd.ModifyIndex);
     await api.call('PUT', '/v1/config', { Kind: 'service-defaults', Name: 'api' });
-    expect((await api.call('GET', '/v1/config/service-defaults')).json.map((e: any) => [e.Name, e.Protocol])).toEqual([['api', 'tcp'], ['web', 'http']]);
+    expect(
+      (await api.call('GET', '/v1/config/service-defaults')).json.map((e: any) => [
+        e.Name,
+        e.Protocol,
+      ]),
+    ).toEqual([
+      ['api', 'tcp'],
+      ['web', 'http'],
+    ]);
 
     for (const entry of entries) {
       expect((await api.call('DELETE', `/v1/config/${entry.Kind}/${entry.Name}`)).status).toBe(200);
@@ -213,23 +344,39 @@ describe('catalog over HTTP', () => {
 
   it('keeps the catalog, config entries and TTL deadlines across a restart', async () => {
     const first = await start();
-    await first.call('PUT', '/v1/agent/service/register', { ...web, Check: { TTL: '2s', Status: 'passing' } });
-    await first.call('PUT', '/v1/config', { Kind: 'service-defaults', Name: 'web', Protocol: 'http' });
+    await first.call('PUT', '/v1/agent/service/register', {
+      ...web,
+      Check: { TTL: '2s', Status: 'passing' },
+    });
+    await first.call('PUT', '/v1/config', {
+      Kind: 'service-defaults',
+      Name: 'web',
+      Protocol: 'http',
+    });
     const before = (await first.call('GET', '/v1/catalog/service/web-sidecar-proxy')).text;
     await first.stop();
     servers.splice(servers.indexOf(first), 1);
 
     const second = await start({ dataDir: first.dataDir });
     expect((await second.call('GET', '/v1/catalog/service/web-sidecar-proxy')).text).toBe(before);
-    expect((await second.call('GET', '/v1/config/service-defaults/web')).json).toMatchObject({ Protocol: 'http' });
+    expect((await second.call('GET', '/v1/config/service-defaults/web')).json).toMatchObject({
+      Protocol: 'http',
+    });
     expect(second.server.catalog.configEntry('service-defaults', 'web')?.protocol).toBe('http');
     // The persisted deadline still runs after the restart.
-    await waitFor(async () => (await second.call('GET', '/v1/health/service/web')).json[0].Checks[0].Status === 'critical', {
-      timeoutMs: 6_000,
-      what: 'the TTL to expire after a restart',
-    });
+    await waitFor(
+      async () =>
+        (await second.call('GET', '/v1/health/service/web')).json[0].Checks[0].Status ===
+        'critical',
+      {
+        timeoutMs: 6_000,
+        what: 'the TTL to expire after a restart',
+      },
+    );
     const next = await second.call('PUT', '/v1/agent/service/register', { Name: 'other', Port: 1 });
     expect(next.status).toBe(200);
-    expect(second.server.catalog.instance('other')!.createIndex).toBeGreaterThan(second.server.catalog.instance('web')!.modifyIndex);
+    expect(second.server.catalog.instance('other')!.createIndex).toBeGreaterThan(
+      second.server.catalog.instance('web')!.modifyIndex,
+    );
   });
 });

@@ -33,12 +33,20 @@ function metadata(headers: Record<string, string>): grpc.Metadata {
 
 const bearer = () => metadata({ authorization: `Bearer ${HTTP_TOKEN}` });
 
-function request(nodeId: StringMatcher['matchPattern'] = { $case: 'exact', value: PROXY }): ClientStatusRequest {
-  return { nodeMatchers: [{ nodeId: { matchPattern: nodeId, ignoreCase: false }, nodeMetadatas: [] }], excludeResourceContents: false };
+function request(
+  nodeId: StringMatcher['matchPattern'] = { $case: 'exact', value: PROXY },
+): ClientStatusRequest {
+  return {
+    nodeMatchers: [{ nodeId: { matchPattern: nodeId, ignoreCase: false }, nodeMetadatas: [] }],
+    excludeResourceContents: false,
+  };
 }
 
 /** FetchClientStatus; resolves with the response or the gRPC error (code and details). */
-function fetchStatus(md: grpc.Metadata, req: ClientStatusRequest = request()): Promise<ClientStatusResponse | grpc.ServiceError> {
+function fetchStatus(
+  md: grpc.Metadata,
+  req: ClientStatusRequest = request(),
+): Promise<ClientStatusResponse | grpc.ServiceError> {
   return withDeadline(
     new Promise((resolve) => csds.fetchClientStatus(req, md, (err, res) => resolve(err ?? res!))),
     { timeoutMs: 5_000, what: 'CSDS FetchClientStatus' },
@@ -46,7 +54,10 @@ function fetchStatus(md: grpc.Metadata, req: ClientStatusRequest = request()): P
 }
 
 /** One StreamClientStatus exchange: the first response, or the status the stream ended with. */
-function streamStatus(md: grpc.Metadata, req: ClientStatusRequest = request()): Promise<ClientStatusResponse | grpc.StatusObject> {
+function streamStatus(
+  md: grpc.Metadata,
+  req: ClientStatusRequest = request(),
+): Promise<ClientStatusResponse | grpc.StatusObject> {
   const call = csds.streamClientStatus(md);
   const answer = new Promise<ClientStatusResponse | grpc.StatusObject>((resolve) => {
     call.on('data', (res: ClientStatusResponse) => resolve(res));
@@ -54,7 +65,9 @@ function streamStatus(md: grpc.Metadata, req: ClientStatusRequest = request()): 
     call.on('error', () => undefined);
   });
   call.write(req);
-  return withDeadline(answer, { timeoutMs: 5_000, what: 'CSDS StreamClientStatus' }).finally(() => call.cancel());
+  return withDeadline(answer, { timeoutMs: 5_000, what: 'CSDS StreamClientStatus' }).finally(() =>
+    call.cancel(),
+  );
 }
 
 /** FetchClientStatus's response exactly as it came over the wire. */
@@ -62,22 +75,41 @@ function fetchRawBytes(md: grpc.Metadata): Promise<Buffer> {
   const method = ClientStatusDiscoveryServiceService.fetchClientStatus;
   return withDeadline(
     new Promise((resolve, reject) =>
-      csds.makeUnaryRequest(method.path, method.requestSerialize, (b: Buffer) => b, request(), md, (err, res) => (err ? reject(err) : resolve(res!))),
+      csds.makeUnaryRequest(
+        method.path,
+        method.requestSerialize,
+        (b: Buffer) => b,
+        request(),
+        md,
+        (err, res) => (err ? reject(err) : resolve(res!)),
+      ),
     ),
     { timeoutMs: 5_000, what: 'CSDS FetchClientStatus (raw)' },
   );
 }
 
-function isError(r: ClientStatusResponse | grpc.ServiceError | grpc.StatusObject): r is grpc.ServiceError | grpc.StatusObject {
+function isError(
+  r: ClientStatusResponse | grpc.ServiceError | grpc.StatusObject,
+): r is grpc.ServiceError | grpc.StatusObject {
   return 'code' in r;
 }
 
 beforeAll(async () => {
   mesh = await startMeshServer({ httpToken: HTTP_TOKEN });
-  await mesh.register({ ID: 'web', Name: 'web', Address: '127.0.0.1', Port: 8080, Check: { TTL: '600s', Status: 'passing' }, Connect: { SidecarService: {} } });
+  await mesh.register({
+    ID: 'web',
+    Name: 'web',
+    Address: '127.0.0.1',
+    Port: 8080,
+    Check: { TTL: '600s', Status: 'passing' },
+    Connect: { SidecarService: {} },
+  });
   web = await mesh.connect(PROXY);
   await web.until((e) => e.names(TypeUrl.secret).length >= 2, "web's leaf and roots secrets");
-  csds = new ClientStatusDiscoveryServiceClient(`127.0.0.1:${mesh.server.xdsPort}`, grpc.credentials.createInsecure());
+  csds = new ClientStatusDiscoveryServiceClient(
+    `127.0.0.1:${mesh.server.xdsPort}`,
+    grpc.credentials.createInsecure(),
+  );
 }, 30_000);
 
 afterAll(async () => {
@@ -92,7 +124,9 @@ describe('CSDS resource contents', () => {
     const res = ClientStatusResponse.decode(bytes);
     const secrets = res.config[0]!.genericXdsConfigs.filter((g) => g.typeUrl === TypeUrl.secret);
     expect(secrets.length).toBeGreaterThanOrEqual(2);
-    const leaves = secrets.map((g) => Secret.decode(g.xdsConfig!.value)).filter((s) => s.type?.$case === 'tlsCertificate');
+    const leaves = secrets
+      .map((g) => Secret.decode(g.xdsConfig!.value))
+      .filter((s) => s.type?.$case === 'tlsCertificate');
     expect(leaves).toHaveLength(1);
     const cert = leaves[0]!.type!.$case === 'tlsCertificate' ? leaves[0]!.type!.value : undefined;
     expect(cert?.privateKey?.specifier).toEqual({ $case: 'inlineString', value: '[redacted]' });
@@ -142,7 +176,9 @@ describe('CSDS node matchers', () => {
     const res = await fetchStatus(bearer(), request(redos));
     expect(performance.now() - started).toBeLessThan(1_000);
     expect(isError(res) && res.code).toBe(grpc.status.INVALID_ARGUMENT);
-    expect(isError(res) && res.details).toBe('node_matchers[0].node_id.safe_regex is not supported; use exact, prefix, suffix or contains');
+    expect(isError(res) && res.details).toBe(
+      'node_matchers[0].node_id.safe_regex is not supported; use exact, prefix, suffix or contains',
+    );
     const streamed = await streamStatus(bearer(), request(redos));
     expect(isError(streamed) && streamed.code).toBe(grpc.status.INVALID_ARGUMENT);
     expect(performance.now() - started).toBeLessThan(1_000);
@@ -152,10 +188,16 @@ describe('CSDS node matchers', () => {
     const prefix = await fetchStatus(bearer(), request({ $case: 'prefix', value: 'web-' }));
     expect(!isError(prefix) && prefix.config.map((c) => c.node?.id)).toEqual([PROXY]);
     const req = request();
-    req.nodeMatchers[0]!.nodeId = { matchPattern: { $case: 'suffix', value: '-SIDECAR-PROXY' }, ignoreCase: true };
+    req.nodeMatchers[0]!.nodeId = {
+      matchPattern: { $case: 'suffix', value: '-SIDECAR-PROXY' },
+      ignoreCase: true,
+    };
     const suffix = await fetchStatus(bearer(), req);
     expect(!isError(suffix) && suffix.config.map((c) => c.node?.id)).toEqual([PROXY]);
-    const other = await fetchStatus(bearer(), request({ $case: 'exact', value: 'api-sidecar-proxy' }));
+    const other = await fetchStatus(
+      bearer(),
+      request({ $case: 'exact', value: 'api-sidecar-proxy' }),
+    );
     expect(!isError(other) && other.config).toEqual([]);
   });
 });

@@ -24,7 +24,12 @@ import { ClientResourceStatus } from '../../src/gen/envoy/admin/v3/config_dump_s
 import type { ProxyStatusJson } from '../../src/xds/status.js';
 import { TypeUrl } from '../../src/xds/types.js';
 import { callWho, EchoClient, startBackend, type GrpcBackend } from '../helpers/grpc-backend.js';
-import { grpcApiListener, grpcEdsCluster, grpcRoute, pgvViolations } from '../helpers/grpc-xds-resources.js';
+import {
+  grpcApiListener,
+  grpcEdsCluster,
+  grpcRoute,
+  pgvViolations,
+} from '../helpers/grpc-xds-resources.js';
 import { endpoints } from '../helpers/resources.js';
 import { metricValue, startXds, type XdsHarness } from '../helpers/xds-harness.js';
 import { waitFor } from '../helpers/wait.js';
@@ -46,8 +51,10 @@ beforeAll(async () => {
   h = await startXds();
   [backendA, backendB] = await Promise.all([startBackend('A'), startBackend('B')]);
   // Read by grpc-js-xds when the first xds: channel resolves; the port is only known now.
-  process.env['GRPC_XDS_BOOTSTRAP_CONFIG'] = JSON.stringify({
-    xds_servers: [{ server_uri: h.address, channel_creds: [{ type: 'insecure' }], server_features: ['xds_v3'] }],
+  process.env.GRPC_XDS_BOOTSTRAP_CONFIG = JSON.stringify({
+    xds_servers: [
+      { server_uri: h.address, channel_creds: [{ type: 'insecure' }], server_features: ['xds_v3'] },
+    ],
     node: { id: NODE_ID, locality: { region: 'r1', zone: 'z1' } },
   });
   grpcJsXds.register();
@@ -63,7 +70,7 @@ afterAll(async () => {
   client?.close();
   await h?.close();
   await Promise.all([backendA?.close(), backendB?.close()]);
-  delete process.env['GRPC_XDS_BOOTSTRAP_CONFIG'];
+  delete process.env.GRPC_XDS_BOOTSTRAP_CONFIG;
 });
 
 interface ViewSpec {
@@ -83,7 +90,10 @@ function publish(spec: ViewSpec): void {
   const resources = [
     grpcApiListener(TARGET, ROUTE),
     route,
-    grpcEdsCluster(CLUSTER, { serviceName: spec.serviceName ?? CLUSTER, lbPolicy: spec.lbPolicy ?? Cluster_LbPolicy.ROUND_ROBIN }),
+    grpcEdsCluster(CLUSTER, {
+      serviceName: spec.serviceName ?? CLUSTER,
+      lbPolicy: spec.lbPolicy ?? Cluster_LbPolicy.ROUND_ROBIN,
+    }),
     ...Object.entries(spec.endpoints).map(([service, port]) => endpoints(service, [port])),
   ];
   // Envoy would accept every resource served here: a NACK is the client's own decision.
@@ -93,7 +103,10 @@ function publish(spec: ViewSpec): void {
 
 /** Polls calls until one is answered by `backend` (earlier ones may fail or reach the other). */
 async function waitForBackend(channel: EchoClient, backend: GrpcBackend): Promise<void> {
-  await waitFor(async () => (await callWho(channel, 1_000)) === backend.name, { ...WAIT, what: `a call answered by backend ${backend.name}` });
+  await waitFor(async () => (await callWho(channel, 1_000)) === backend.name, {
+    ...WAIT,
+    what: `a call answered by backend ${backend.name}`,
+  });
 }
 
 function proxy(): ProxyStatusJson | undefined {
@@ -111,24 +124,41 @@ const rejects = (type: string) => metricValue(h.metrics, 'isthmus_xds_rejects_to
 
 /** The listener, route, cluster and `serviceName` endpoints ACKed at the versions the cache holds. */
 async function waitSynced(serviceName: string): Promise<void> {
-  const wanted: [string, string][] = [['LDS', TARGET], ['RDS', ROUTE], ['CDS', CLUSTER], ['EDS', serviceName]];
+  const wanted: [string, string][] = [
+    ['LDS', TARGET],
+    ['RDS', ROUTE],
+    ['CDS', CLUSTER],
+    ['EDS', serviceName],
+  ];
   await waitFor(
-    () => wanted.every(([type, name]) => {
-      const r = resourceOf(type, name);
-      return r?.Status === 'SYNCED' && r.AckedVersion === r.Version && r.Version !== '';
-    }),
-    { ...WAIT, what: `${wanted.map(([t, n]) => `${t} ${n}`).join(', ')} SYNCED; proxy status: ${JSON.stringify(proxy()?.Resources)}` },
+    () =>
+      wanted.every(([type, name]) => {
+        const r = resourceOf(type, name);
+        return r?.Status === 'SYNCED' && r.AckedVersion === r.Version && r.Version !== '';
+      }),
+    {
+      ...WAIT,
+      what: `${wanted.map(([t, n]) => `${t} ${n}`).join(', ')} SYNCED; proxy status: ${JSON.stringify(proxy()?.Resources)}`,
+    },
   );
 }
 
 /** CSDS FetchClientStatus for exactly NODE_ID, over gRPC; the entry of one resource. */
-async function csdsEntry(typeUrl: string, name: string): Promise<ClientConfig_GenericXdsConfig | undefined> {
+async function csdsEntry(
+  typeUrl: string,
+  name: string,
+): Promise<ClientConfig_GenericXdsConfig | undefined> {
   const csds = new ClientStatusDiscoveryServiceClient(h.address, grpc.credentials.createInsecure());
   try {
     const res = await new Promise<ClientStatusResponse>((resolve, reject) =>
       csds.fetchClientStatus(
         {
-          nodeMatchers: [{ nodeId: { matchPattern: { $case: 'exact', value: NODE_ID }, ignoreCase: false }, nodeMetadatas: [] }],
+          nodeMatchers: [
+            {
+              nodeId: { matchPattern: { $case: 'exact', value: NODE_ID }, ignoreCase: false },
+              nodeMetadatas: [],
+            },
+          ],
           excludeResourceContents: true,
         },
         new grpc.Metadata(),
@@ -166,53 +196,82 @@ describe('grpc-js-xds client against the ADS server', () => {
     const cdsPushes = await pushes('CDS');
     const cdsRejects = await rejects('CDS');
     publish({ lbPolicy: Cluster_LbPolicy.LEAST_REQUEST, endpoints: { [CLUSTER]: backendB.port } });
-    const broken = await waitFor(() => {
-      const r = resourceOf('CDS', CLUSTER);
-      return r?.Status === 'ERROR' ? r : undefined;
-    }, { ...WAIT, what: `CDS ${CLUSTER} in ERROR; proxy status: ${JSON.stringify(proxy()?.Resources)}` });
+    const broken = await waitFor(
+      () => {
+        const r = resourceOf('CDS', CLUSTER);
+        return r?.Status === 'ERROR' ? r : undefined;
+      },
+      {
+        ...WAIT,
+        what: `CDS ${CLUSTER} in ERROR; proxy status: ${JSON.stringify(proxy()?.Resources)}`,
+      },
+    );
     expect(broken.Version).not.toBe(goodVersion);
     expect(broken.AckedVersion).toBe(goodVersion);
-    for (const message of [broken.Error, proxy()!.Types['CDS']!.lastNack?.message]) {
+    for (const message of [broken.Error, proxy()!.Types.CDS!.lastNack?.message]) {
       expect(message).toContain('Cluster message validation failed');
       expect(message).toContain('unsupported lb_policy: LEAST_REQUEST');
     }
-    expect(proxy()!.Types['CDS']!.status).toBe('ERROR');
+    expect(proxy()!.Types.CDS!.status).toBe('ERROR');
     expect(await rejects('CDS')).toBe(cdsRejects + 1);
     expect(await pushes('CDS')).toBe(cdsPushes + 1);
 
     const csdsCluster = await csdsEntry(TypeUrl.cluster, CLUSTER);
-    expect(csdsCluster).toMatchObject({ configStatus: ConfigStatus.ERROR, clientStatus: ClientResourceStatus.NACKED, versionInfo: goodVersion });
+    expect(csdsCluster).toMatchObject({
+      configStatus: ConfigStatus.ERROR,
+      clientStatus: ClientResourceStatus.NACKED,
+      versionInfo: goodVersion,
+    });
     expect(csdsCluster!.errorState?.versionInfo).toBe(broken.Version);
     expect(csdsCluster!.errorState?.details).toContain('unsupported lb_policy: LEAST_REQUEST');
 
     // Rule 5: the rejected content is not sent again, neither while nothing changes nor when
     // another resource of the view changes (RDS goes out, CDS stays put).
     const sinceNack = pushLog.length;
-    await expectUnchangedFor(() => pushes('CDS'), 300, 'isthmus_xds_pushes_total{type="CDS"} after the NACK');
+    await expectUnchangedFor(
+      () => pushes('CDS'),
+      300,
+      'isthmus_xds_pushes_total{type="CDS"} after the NACK',
+    );
     const rdsBefore = resourceOf('RDS', ROUTE)!.Version;
-    publish({ lbPolicy: Cluster_LbPolicy.LEAST_REQUEST, endpoints: { [CLUSTER]: backendB.port }, vhostSuffix: '-2' });
-    await waitFor(() => {
-      const r = resourceOf('RDS', ROUTE);
-      return r !== undefined && r.Version !== rdsBefore && r.Status === 'SYNCED';
-    }, { ...WAIT, what: `the changed RDS ${ROUTE} SYNCED` });
+    publish({
+      lbPolicy: Cluster_LbPolicy.LEAST_REQUEST,
+      endpoints: { [CLUSTER]: backendB.port },
+      vhostSuffix: '-2',
+    });
+    await waitFor(
+      () => {
+        const r = resourceOf('RDS', ROUTE);
+        return r !== undefined && r.Version !== rdsBefore && r.Status === 'SYNCED';
+      },
+      { ...WAIT, what: `the changed RDS ${ROUTE} SYNCED` },
+    );
     expect(pushLog.slice(sinceNack)).toContain('RDS');
     expect(pushLog.slice(sinceNack)).not.toContain('CDS');
     expect(await pushes('CDS')).toBe(cdsPushes + 1);
-    expect(resourceOf('CDS', CLUSTER)).toMatchObject({ Status: 'ERROR', Version: broken.Version, AckedVersion: goodVersion });
+    expect(resourceOf('CDS', CLUSTER)).toMatchObject({
+      Status: 'ERROR',
+      Version: broken.Version,
+      AckedVersion: goodVersion,
+    });
     // The client keeps its last good cluster.
     for (let i = 0; i < 3; i++) expect(await callWho(client)).toBe('B');
 
     // 4. The next good version names a new EDS service whose only endpoint is A: calls reaching A
     // show the client applied this cluster version.
     const serviceV2 = `${CLUSTER}-v2`;
-    publish({ serviceName: serviceV2, endpoints: { [serviceV2]: backendA.port }, vhostSuffix: '-2' });
+    publish({
+      serviceName: serviceV2,
+      endpoints: { [serviceV2]: backendA.port },
+      vhostSuffix: '-2',
+    });
     await waitForBackend(client, backendA);
     await waitSynced(serviceV2);
     const fixed = resourceOf('CDS', CLUSTER)!;
     expect(fixed).toMatchObject({ Status: 'SYNCED', AckedVersion: fixed.Version });
     expect([goodVersion, broken.Version]).not.toContain(fixed.Version);
     expect(proxy()!.Resources.filter((r) => r.Status !== 'SYNCED')).toEqual([]);
-    expect(proxy()!.Types['CDS']!.status).toBe('SYNCED');
+    expect(proxy()!.Types.CDS!.status).toBe('SYNCED');
     expect(await rejects('CDS')).toBe(cdsRejects + 1);
     expect(await csdsEntry(TypeUrl.cluster, CLUSTER)).toMatchObject({
       configStatus: ConfigStatus.SYNCED,
@@ -224,7 +283,11 @@ describe('grpc-js-xds client against the ADS server', () => {
 });
 
 /** Fails if `read` changes value during `ms` (a check beside a positive one, not a wait). */
-async function expectUnchangedFor(read: () => Promise<number>, ms: number, what: string): Promise<void> {
+async function expectUnchangedFor(
+  read: () => Promise<number>,
+  ms: number,
+  what: string,
+): Promise<void> {
   const initial = await read();
   const until = Date.now() + ms;
   while (Date.now() < until) {

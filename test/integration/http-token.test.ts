@@ -1,5 +1,10 @@
 import { afterAll, describe, expect, it } from 'vitest';
-import { httpExposureProblem, isLoopbackHost, loadServerConfig, resolveServerConfig } from '../../src/config/index.js';
+import {
+  httpExposureProblem,
+  isLoopbackHost,
+  loadServerConfig,
+  resolveServerConfig,
+} from '../../src/config/index.js';
 import { requiresToken, tokensEqual } from '../../src/api/auth.js';
 import { silentLogger } from '../../src/log.js';
 import { startServer } from '../../src/server.js';
@@ -17,25 +22,58 @@ describe('--http-token', () => {
     try {
       const denied = [
         await api.call('PUT', '/v1/agent/service/register', svc),
-        await api.call('PUT', '/v1/agent/service/register', svc, { authorization: 'Bearer wrong-token-0123456789' }),
-        await api.call('PUT', '/v1/agent/service/register', svc, { 'x-isthmus-token': `${token}x` }),
+        await api.call('PUT', '/v1/agent/service/register', svc, {
+          authorization: 'Bearer wrong-token-0123456789',
+        }),
+        await api.call('PUT', '/v1/agent/service/register', svc, {
+          'x-isthmus-token': `${token}x`,
+        }),
         await api.call('PUT', '/v1/agent/service/register', svc, { authorization: token }),
         await api.call('PUT', '/v1/config', { Kind: 'service-defaults', Name: 'web' }),
         await api.call('DELETE', '/v1/config/service-defaults/web'),
       ];
       for (const res of denied) {
         expect(res.status).toBe(403);
-        expect(res.json.error).toMatch(/^Permission denied: .*Authorization: Bearer <token>.*X-Isthmus-Token/);
+        expect(res.json.error).toMatch(
+          /^Permission denied: .*Authorization: Bearer <token>.*X-Isthmus-Token/,
+        );
       }
       expect(api.server.catalog.allInstances()).toEqual([]);
 
-      expect((await api.call('PUT', '/v1/agent/service/register', svc, { authorization: `Bearer ${token}` })).status).toBe(200);
-      expect((await api.call('PUT', '/v1/config', { Kind: 'service-defaults', Name: 'web' }, { 'x-isthmus-token': token })).status).toBe(200);
-      for (const path of ['/v1/catalog/services', '/v1/catalog/service/web', '/v1/health/service/web', '/v1/config/service-defaults', '/v1/config/service-defaults/web', '/healthz']) {
+      expect(
+        (
+          await api.call('PUT', '/v1/agent/service/register', svc, {
+            authorization: `Bearer ${token}`,
+          })
+        ).status,
+      ).toBe(200);
+      expect(
+        (
+          await api.call(
+            'PUT',
+            '/v1/config',
+            { Kind: 'service-defaults', Name: 'web' },
+            { 'x-isthmus-token': token },
+          )
+        ).status,
+      ).toBe(200);
+      for (const path of [
+        '/v1/catalog/services',
+        '/v1/catalog/service/web',
+        '/v1/health/service/web',
+        '/v1/config/service-defaults',
+        '/v1/config/service-defaults/web',
+        '/healthz',
+      ]) {
         expect((await api.call('GET', path)).status, path).toBe(200);
       }
       // Secret reads: refused without the token (whatever the route answers with it).
-      for (const path of ['/v1/peerings', '/v1/peering/east', '/v1/acl/tokens', '/v1/connect/ca/configuration']) {
+      for (const path of [
+        '/v1/peerings',
+        '/v1/peering/east',
+        '/v1/acl/tokens',
+        '/v1/connect/ca/configuration',
+      ]) {
         expect((await api.call('GET', path)).status, path).toBe(403);
       }
       expect((await api.call('GET', '/v1/connect/ca/roots')).status).not.toBe(403);
@@ -71,27 +109,64 @@ describe('HTTP exposure', () => {
     expect(result.ok).toBe(false);
     const errors = result.ok ? [] : result.errors;
     expect(errors).toHaveLength(1);
-    expect(errors[0]).toMatch(/^--http-addr: 0\.0\.0\.0:8500 is not a loopback address and no --http-token is set; .*--insecure-http/);
-    expect(resolveServerConfig({ flags: { ...base, httpAddr: '[::]:8500' }, env: {} }).ok).toBe(false);
-    expect(resolveServerConfig({ flags: { ...base, httpAddr: 'api.example.com:8500' }, env: {} }).ok).toBe(false);
+    expect(errors[0]).toMatch(
+      /^--http-addr: 0\.0\.0\.0:8500 is not a loopback address and no --http-token is set; .*--insecure-http/,
+    );
+    expect(resolveServerConfig({ flags: { ...base, httpAddr: '[::]:8500' }, env: {} }).ok).toBe(
+      false,
+    );
+    expect(
+      resolveServerConfig({ flags: { ...base, httpAddr: 'api.example.com:8500' }, env: {} }).ok,
+    ).toBe(false);
     // startServer checks again (for configs built in code) and fails before opening or binding.
-    const unchecked = { ...loadServerConfig({ flags: { ...base, httpAddr: '127.0.0.1:0' }, env: {} }), httpAddr: { host: '0.0.0.0', port: 0 } };
-    await expect(startServer(unchecked, { logger: silentLogger() })).rejects.toThrow(/--http-addr: 0\.0\.0\.0:0 is not a loopback address/);
+    const unchecked = {
+      ...loadServerConfig({ flags: { ...base, httpAddr: '127.0.0.1:0' }, env: {} }),
+      httpAddr: { host: '0.0.0.0', port: 0 },
+    };
+    await expect(startServer(unchecked, { logger: silentLogger() })).rejects.toThrow(
+      /--http-addr: 0\.0\.0\.0:0 is not a loopback address/,
+    );
   });
 
   it('allows it with a token (flag, env or file), or with --insecure-http', () => {
-    expect(resolveServerConfig({ flags: { ...base, httpAddr: '0.0.0.0:8500', httpToken: token }, env: {} }).ok).toBe(true);
-    expect(resolveServerConfig({ flags: { ...base, httpAddr: '0.0.0.0:8500' }, env: { ISTHMUS_HTTP_TOKEN: token } }).ok).toBe(true);
-    expect(resolveServerConfig({ flags: { ...base, httpAddr: '0.0.0.0:8500', insecureHttp: true }, env: {} }).ok).toBe(true);
-    expect(resolveServerConfig({ flags: { ...base, httpAddr: '0.0.0.0:8500' }, env: { ISTHMUS_INSECURE_HTTP: 'true' } }).ok).toBe(true);
-    for (const host of ['127.0.0.1', '127.1.2.3', 'localhost', '::1']) expect(isLoopbackHost(host), host).toBe(true);
-    for (const host of ['0.0.0.0', '::', '10.0.0.1', 'example.com', '128.0.0.1']) expect(isLoopbackHost(host), host).toBe(false);
-    expect(httpExposureProblem({ httpAddr: { host: '127.0.0.1', port: 8500 }, insecureHttp: false })).toBeUndefined();
+    expect(
+      resolveServerConfig({
+        flags: { ...base, httpAddr: '0.0.0.0:8500', httpToken: token },
+        env: {},
+      }).ok,
+    ).toBe(true);
+    expect(
+      resolveServerConfig({
+        flags: { ...base, httpAddr: '0.0.0.0:8500' },
+        env: { ISTHMUS_HTTP_TOKEN: token },
+      }).ok,
+    ).toBe(true);
+    expect(
+      resolveServerConfig({
+        flags: { ...base, httpAddr: '0.0.0.0:8500', insecureHttp: true },
+        env: {},
+      }).ok,
+    ).toBe(true);
+    expect(
+      resolveServerConfig({
+        flags: { ...base, httpAddr: '0.0.0.0:8500' },
+        env: { ISTHMUS_INSECURE_HTTP: 'true' },
+      }).ok,
+    ).toBe(true);
+    for (const host of ['127.0.0.1', '127.1.2.3', 'localhost', '::1'])
+      expect(isLoopbackHost(host), host).toBe(true);
+    for (const host of ['0.0.0.0', '::', '10.0.0.1', 'example.com', '128.0.0.1'])
+      expect(isLoopbackHost(host), host).toBe(false);
+    expect(
+      httpExposureProblem({ httpAddr: { host: '127.0.0.1', port: 8500 }, insecureHttp: false }),
+    ).toBeUndefined();
   });
 
   it('rejects a short token without echoing it', () => {
     const result = resolveServerConfig({ flags: { ...base, httpToken: 'short' }, env: {} });
     expect(result.ok).toBe(false);
-    expect(result.ok ? '' : result.errors.join()).toBe('--http-token: must be 16-256 visible ASCII characters (no spaces)');
+    expect(result.ok ? '' : result.errors.join()).toBe(
+      '--http-token: must be 16-256 visible ASCII characters (no spaces)',
+    );
   });
 });

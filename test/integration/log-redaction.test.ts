@@ -36,7 +36,8 @@ const keep = (what: string, value: string | undefined): void => {
 function privateKeysIn(value: unknown, found: string[] = []): string[] {
   if (typeof value === 'string' && value.includes('PRIVATE KEY-----')) found.push(value);
   else if (Array.isArray(value)) for (const v of value) privateKeysIn(v, found);
-  else if (typeof value === 'object' && value !== null) for (const v of Object.values(value)) privateKeysIn(v, found);
+  else if (typeof value === 'object' && value !== null)
+    for (const v of Object.values(value)) privateKeysIn(v, found);
   return found;
 }
 
@@ -63,7 +64,8 @@ function keepPem(what: string, pem: string): void {
 function caKeyFiles(dataDir: string, into: Map<string, string>): void {
   const dir = join(dataDir, 'ca');
   if (!existsSync(dir)) return;
-  for (const name of readdirSync(dir).filter((n) => n.endsWith('.key'))) into.set(`${dataDir}:${name}`, readFileSync(join(dir, name), 'utf8'));
+  for (const name of readdirSync(dir).filter((n) => n.endsWith('.key')))
+    into.set(`${dataDir}:${name}`, readFileSync(join(dir, name), 'utf8'));
 }
 
 /**
@@ -93,7 +95,11 @@ afterAll(async () => {
 });
 
 /** A Delta proxy authenticated with a token we hold, its SDS recorded. */
-async function proxy(node: MeshProcess, proxyId: string, label: string): Promise<{ envoy: EnvoyLike; keys: Set<string> }> {
+async function proxy(
+  node: MeshProcess,
+  proxyId: string,
+  label: string,
+): Promise<{ envoy: EnvoyLike; keys: Set<string> }> {
   const secretId = await node.token(proxyId);
   keep(`${label} proxy token SecretID of ${proxyId}`, secretId);
   const md = new grpc.Metadata();
@@ -108,7 +114,14 @@ async function proxy(node: MeshProcess, proxyId: string, label: string): Promise
 }
 
 function withSidecar(name: string, port: number, upstreams: unknown[] = []) {
-  return { ID: name, Name: name, Address: '127.0.0.1', Port: port, Check: { TTL: '600s', Status: 'passing' }, Connect: { SidecarService: { Proxy: { Upstreams: upstreams } } } };
+  return {
+    ID: name,
+    Name: name,
+    Address: '127.0.0.1',
+    Port: port,
+    Check: { TTL: '600s', Status: 'passing' },
+    Connect: { SidecarService: { Proxy: { Upstreams: upstreams } } },
+  };
 }
 
 const gateway = (id: string, port: number, wan: string) => ({
@@ -122,7 +135,8 @@ const gateway = (id: string, port: number, wan: string) => ({
 
 async function ok<T>(node: MeshProcess, method: string, path: string, body?: unknown): Promise<T> {
   const res = await node.api<T>(method, path, body);
-  if (res.status !== 200) throw new Error(`${method} ${path} → ${res.status} ${JSON.stringify(res.body)}`);
+  if (res.status !== 200)
+    throw new Error(`${method} ${path} → ${res.status} ${JSON.stringify(res.body)}`);
   return res.body;
 }
 
@@ -134,11 +148,16 @@ const peerIds: string[] = [];
  * certificates, addresses, the server name and the PeerID.
  */
 async function generateToken(label: string): Promise<string> {
-  const { PeeringToken } = await ok<{ PeeringToken: string }>(a!, 'POST', '/v1/peering/token', { PeerName: 'cluster-b' });
+  const { PeeringToken } = await ok<{ PeeringToken: string }>(a!, 'POST', '/v1/peering/token', {
+    PeerName: 'cluster-b',
+  });
   keep(`${label} peering token`, PeeringToken);
-  const decoded = JSON.parse(Buffer.from(PeeringToken, 'base64').toString('utf8')) as Record<string, unknown>;
-  keep(`${label} peering token EstablishmentSecret`, decoded['EstablishmentSecret'] as string);
-  peerIds.push(decoded['PeerID'] as string);
+  const decoded = JSON.parse(Buffer.from(PeeringToken, 'base64').toString('utf8')) as Record<
+    string,
+    unknown
+  >;
+  keep(`${label} peering token EstablishmentSecret`, decoded.EstablishmentSecret as string);
+  peerIds.push(decoded.PeerID as string);
   return PeeringToken;
 }
 
@@ -147,7 +166,10 @@ const state = async (node: MeshProcess, name: string) => {
   return res.status === 404 ? 'GONE' : res.body.State;
 };
 
-const rootIds = async (node: MeshProcess) => (await ok<{ Roots: { ID: string }[] }>(node, 'GET', '/v1/connect/ca/roots')).Roots.map((r) => r.ID);
+const rootIds = async (node: MeshProcess) =>
+  (await ok<{ Roots: { ID: string }[] }>(node, 'GET', '/v1/connect/ca/roots')).Roots.map(
+    (r) => r.ID,
+  );
 
 describe('log redaction over a full peering lifecycle (two real servers at --log-level debug)', () => {
   it('no token, secret or private key appears in any log line of either server', async () => {
@@ -166,27 +188,58 @@ describe('log redaction over a full peering lifecycle (two real servers at --log
     /** B establishes with `token`; both sides turn ACTIVE; the stream secret B stored is kept. */
     const establish = async (token: string, what: string) => {
       await ok(b!, 'POST', '/v1/peering/establish', { PeerName: 'cluster-a', PeeringToken: token });
-      await waitFor(async () => (await state(a!, 'cluster-b')) === 'ACTIVE' && (await state(b!, 'cluster-a')) === 'ACTIVE', { timeoutMs: 10_000, what });
+      await waitFor(
+        async () =>
+          (await state(a!, 'cluster-b')) === 'ACTIVE' &&
+          (await state(b!, 'cluster-a')) === 'ACTIVE',
+        { timeoutMs: 10_000, what },
+      );
       for (const s of streamSecretsIn(b!.proc.dataDir)) streamSecrets.add(s);
     };
     const first = await generateToken('first');
     await establish(first, 'both sides ACTIVE');
     // Establishing again with the same (now spent) token is refused, and logged by A.
-    const spent = await b.api<{ error: string }>('POST', '/v1/peering/establish', { PeerName: 'cluster-a', PeeringToken: first });
+    const spent = await b.api<{ error: string }>('POST', '/v1/peering/establish', {
+      PeerName: 'cluster-a',
+      PeeringToken: first,
+    });
     expect(spent.status, `the spent token is refused: ${JSON.stringify(spent.body)}`).toBe(403);
 
     // A exports api behind its mesh gateway; B's web reaches it through B's gateway.
     await a.register(withSidecar('api', 9090));
     await a.register(gateway('gw-a', 8443, '203.0.113.7'));
     await a.putConfig(exportEntry({ api: ['cluster-b'] }));
-    await b.register(withSidecar('web', 8080, [{ DestinationName: 'api', DestinationPeer: 'cluster-a', LocalBindPort: 19090, MeshGateway: { Mode: 'local' } }]));
+    await b.register(
+      withSidecar('web', 8080, [
+        {
+          DestinationName: 'api',
+          DestinationPeer: 'cluster-a',
+          LocalBindPort: 19090,
+          MeshGateway: { Mode: 'local' },
+        },
+      ]),
+    );
     await b.register(gateway('gw-b', 9443, '198.51.100.9'));
-    const proxies = await Promise.all([proxy(a, 'api-sidecar-proxy', 'A'), proxy(a, 'gw-a', 'A'), proxy(b, 'web-sidecar-proxy', 'B'), proxy(b, 'gw-b', 'B')]);
+    const proxies = await Promise.all([
+      proxy(a, 'api-sidecar-proxy', 'A'),
+      proxy(a, 'gw-a', 'A'),
+      proxy(b, 'web-sidecar-proxy', 'B'),
+      proxy(b, 'gw-b', 'B'),
+    ]);
     const [apiA, , webB] = proxies;
-    await apiA!.envoy.until((e) => e.names(TypeUrl.listener).some((n) => n.startsWith('public_listener:')), "api's public listener");
-    await webB!.envoy.until((e) => e.names(TypeUrl.listener).some((n) => n.startsWith('api?peer=cluster-a')), "web's peered upstream listener");
+    await apiA!.envoy.until(
+      (e) => e.names(TypeUrl.listener).some((n) => n.startsWith('public_listener:')),
+      "api's public listener",
+    );
+    await webB!.envoy.until(
+      (e) => e.names(TypeUrl.listener).some((n) => n.startsWith('api?peer=cluster-a')),
+      "web's peered upstream listener",
+    );
     // The leaf secret follows the listener that names it.
-    await waitFor(() => apiA!.keys.size === 1 && webB!.keys.size === 1, { timeoutMs: 10_000, what: 'both sidecars to receive their leaf key over SDS' });
+    await waitFor(() => apiA!.keys.size === 1 && webB!.keys.size === 1, {
+      timeoutMs: 10_000,
+      what: 'both sidecars to receive their leaf key over SDS',
+    });
 
     // A wrong proxy token is refused (and logged); so is a wrong HTTP token.
     const wrongProxyToken = randomBytes(32).toString('base64url');
@@ -197,11 +250,16 @@ describe('log redaction over a full peering lifecycle (two real servers at --log
     clients.push(badClient);
     const refused = new EnvoyLike(badClient, 'api-sidecar-proxy', md);
     envoys.push(refused);
-    const ended = await withDeadline(refused.ended, { timeoutMs: 5_000, what: 'the wrong-token stream to end' });
+    const ended = await withDeadline(refused.ended, {
+      timeoutMs: 5_000,
+      what: 'the wrong-token stream to end',
+    });
     expect(ended.code).toBe(grpc.status.PERMISSION_DENIED);
     const wrongHttpToken = `x-http-${randomUUID()}`;
     keep('wrong HTTP token', wrongHttpToken);
-    const denied = await fetch(`http://${a.httpAddress}/v1/peerings`, { headers: { authorization: `Bearer ${wrongHttpToken}` } });
+    const denied = await fetch(`http://${a.httpAddress}/v1/peerings`, {
+      headers: { authorization: `Bearer ${wrongHttpToken}` },
+    });
     expect(denied.status).toBe(403);
     const deniedWrite = await fetch(`http://${b.httpAddress}/v1/acl/token`, {
       method: 'POST',
@@ -219,39 +277,66 @@ describe('log redaction over a full peering lifecycle (two real servers at --log
     await waitFor(
       async () => {
         const [ra, rb] = [await rootIds(a!), await rootIds(b!)];
-        return ra.length === 1 && !oldRoots.a.includes(ra[0]!) && rb.length === 1 && !oldRoots.b.includes(rb[0]!);
+        return (
+          ra.length === 1 &&
+          !oldRoots.a.includes(ra[0]!) &&
+          rb.length === 1 &&
+          !oldRoots.b.includes(rb[0]!)
+        );
       },
       { timeoutMs: 10_000, what: 'both rotations to retire the old root' },
     );
-    await waitFor(() => apiA!.keys.size >= 2 && webB!.keys.size >= 2, { timeoutMs: 10_000, what: 'new leaf keys pushed after the rotation' });
+    await waitFor(() => apiA!.keys.size >= 2 && webB!.keys.size >= 2, {
+      timeoutMs: 10_000,
+      what: 'new leaf keys pushed after the rotation',
+    });
     caKeyFiles(a.proc.dataDir, caKeys);
     caKeyFiles(b.proc.dataDir, caKeys);
 
     // A regenerated token, re-established; then the peering is deleted.
     await establish(await generateToken('regenerated'), 'ACTIVE again after re-establishing');
     await ok(a, 'DELETE', '/v1/peering/cluster-b');
-    await waitFor(async () => (await state(a!, 'cluster-b')) === 'GONE' && ['GONE', 'TERMINATED'].includes(await state(b!, 'cluster-a')), {
-      timeoutMs: 10_000,
-      what: 'the peering deleted on A and terminated on B',
-    });
+    await waitFor(
+      async () =>
+        (await state(a!, 'cluster-b')) === 'GONE' &&
+        ['GONE', 'TERMINATED'].includes(await state(b!, 'cluster-a')),
+      {
+        timeoutMs: 10_000,
+        what: 'the peering deleted on A and terminated on B',
+      },
+    );
 
     // Stop both (their last lines flushed), then gather what must never have been logged.
     for (const e of envoys) e.close();
     await Promise.all([a.close(), b.close()]);
     for (const s of streamSecretsIn(b.proc.dataDir)) streamSecrets.add(s);
-    expect(streamSecrets.size, "B's stream secret was found in its store").toBeGreaterThanOrEqual(1);
+    expect(streamSecrets.size, "B's stream secret was found in its store").toBeGreaterThanOrEqual(
+      1,
+    );
     [...streamSecrets].forEach((s, i) => keep(`peering stream secret ${i + 1}`, s));
-    expect(caKeys.size, 'CA root keys of both servers, before and after rotation').toBeGreaterThanOrEqual(4);
+    expect(
+      caKeys.size,
+      'CA root keys of both servers, before and after rotation',
+    ).toBeGreaterThanOrEqual(4);
     for (const [file, pem] of caKeys) keepPem(`CA root key ${file}`, pem);
     const leafKeys = new Set(proxies.flatMap((p) => [...p.keys]));
-    expect(leafKeys.size, 'leaf keys received over SDS (before and after rotation)').toBeGreaterThanOrEqual(4);
+    expect(
+      leafKeys.size,
+      'leaf keys received over SDS (before and after rotation)',
+    ).toBeGreaterThanOrEqual(4);
     [...leafKeys].forEach((pem, i) => keepPem(`leaf private key ${i + 1}`, pem));
 
     const logs = [
       ...a.proc.stdoutLines.map((line) => ({ server: 'A stdout', line })),
-      ...a.proc.stderr().split('\n').map((line) => ({ server: 'A stderr', line })),
+      ...a.proc
+        .stderr()
+        .split('\n')
+        .map((line) => ({ server: 'A stderr', line })),
       ...b.proc.stdoutLines.map((line) => ({ server: 'B stdout', line })),
-      ...b.proc.stderr().split('\n').map((line) => ({ server: 'B stderr', line })),
+      ...b.proc
+        .stderr()
+        .split('\n')
+        .map((line) => ({ server: 'B stderr', line })),
     ].filter((l) => l.line !== '');
     // The logs are worth checking: long, at debug level, and about the lifecycle we drove.
     expect(a.proc.stdoutLines.length + b.proc.stdoutLines.length).toBeGreaterThan(30);
@@ -263,13 +348,20 @@ describe('log redaction over a full peering lifecycle (two real servers at --log
     // The scan sees what is logged: the token's (public) PeerID is there, the same way a leak would be.
     expect(logs.filter((l) => l.line.includes(peerIds[0]!)).length).toBeGreaterThan(0);
 
-    const leaks = secrets.flatMap((s) => logs.filter((l) => l.line.includes(s.value)).map((l) => `${s.what} in ${l.server}: ${l.line.slice(0, 300)}`));
+    const leaks = secrets.flatMap((s) =>
+      logs
+        .filter((l) => l.line.includes(s.value))
+        .map((l) => `${s.what} in ${l.server}: ${l.line.slice(0, 300)}`),
+    );
     expect(leaks).toEqual([]);
   }, 60_000);
 
   it('the logger censors secret fields wherever a caller puts them (the second line of defence)', async () => {
     let output = '';
-    const logger = createLogger('debug', new Writable({ write: (chunk, _enc, done) => void ((output += String(chunk)), done()) }));
+    const logger = createLogger(
+      'debug',
+      new Writable({ write: (chunk, _enc, done) => void ((output += String(chunk)), done()) }),
+    );
     const secretValues = {
       token: 'v-token',
       httpToken: 'v-http',
@@ -283,7 +375,7 @@ describe('log redaction over a full peering lifecycle (two real servers at --log
     logger.debug({ ...secretValues, peeringId: 'kept' }, 'fields');
     logger.flush();
     const line = JSON.parse(output.trim()) as Record<string, unknown>;
-    expect(line['peeringId']).toBe('kept');
+    expect(line.peeringId).toBe('kept');
     expect(output).not.toMatch(/v-[a-z-]+/);
     expect((output.match(/\[redacted\]/g) ?? []).length).toBe(10);
   });

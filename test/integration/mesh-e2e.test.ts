@@ -26,13 +26,19 @@ function withSidecar(name: string, port: number, id = name, upstreams: unknown[]
 }
 
 /** The responses the sidecar receives while `action` runs and pushes settle. */
-async function pushesDuring(action: () => Promise<void>, until: (e: EnvoyLike) => boolean, what: string) {
+async function pushesDuring(
+  action: () => Promise<void>,
+  until: (e: EnvoyLike) => boolean,
+  what: string,
+) {
   await web.settle();
   const mark = web.log.length;
   await action();
   await web.until(until, what);
   await web.settle();
-  return web.log.slice(mark).map((r) => ({ type: r.typeUrl.split('.').pop(), names: r.names, removed: r.removed }));
+  return web.log
+    .slice(mark)
+    .map((r) => ({ type: r.typeUrl.split('.').pop(), names: r.names, removed: r.removed }));
 }
 
 beforeAll(async () => {
@@ -56,13 +62,28 @@ afterAll(async () => {
 
 describe('a sidecar in one cluster', () => {
   it('receives its complete config: clusters, endpoints, listeners, routes, secrets', async () => {
-    await web.until((e) => e.names(TypeUrl.route).length === 1 && e.names(TypeUrl.secret).length === 2 && e.names(TypeUrl.endpoint).length === 2, 'full config');
+    await web.until(
+      (e) =>
+        e.names(TypeUrl.route).length === 1 &&
+        e.names(TypeUrl.secret).length === 2 &&
+        e.names(TypeUrl.endpoint).length === 2,
+      'full config',
+    );
     expect(web.names(TypeUrl.cluster)).toEqual([sni('api'), sni('db'), 'local_app']);
     expect(web.names(TypeUrl.endpoint)).toEqual([sni('api'), sni('db')]);
-    expect(web.names(TypeUrl.listener)).toEqual(['api:127.0.0.1:19090', 'db:127.0.0.1:15432', 'public_listener:127.0.0.1:21002']);
+    expect(web.names(TypeUrl.listener)).toEqual([
+      'api:127.0.0.1:19090',
+      'db:127.0.0.1:15432',
+      'public_listener:127.0.0.1:21002',
+    ]);
     expect(web.names(TypeUrl.route)).toEqual(['api']);
-    expect(web.names(TypeUrl.secret)).toEqual([`leaf:spiffe://${td}/ns/default/dc/dc1/svc/web`, 'roots:local']);
-    const leaf = JSON.stringify(web.get(TypeUrl.secret, `leaf:spiffe://${td}/ns/default/dc/dc1/svc/web`));
+    expect(web.names(TypeUrl.secret)).toEqual([
+      `leaf:spiffe://${td}/ns/default/dc/dc1/svc/web`,
+      'roots:local',
+    ]);
+    const leaf = JSON.stringify(
+      web.get(TypeUrl.secret, `leaf:spiffe://${td}/ns/default/dc/dc1/svc/web`),
+    );
     expect(leaf).toContain('BEGIN CERTIFICATE');
   });
 
@@ -89,31 +110,53 @@ describe('a sidecar in one cluster', () => {
 
   it('an intention deny re-sends only the public listener (its RBAC filter)', async () => {
     const pushes = await pushesDuring(
-      () => mesh.putConfig({ Kind: 'service-intentions', Name: 'web', Sources: [{ Name: 'db', Action: 'deny' }] }),
+      () =>
+        mesh.putConfig({
+          Kind: 'service-intentions',
+          Name: 'web',
+          Sources: [{ Name: 'db', Action: 'deny' }],
+        }),
       (e) => e.json(TypeUrl.listener, 'public_listener:127.0.0.1:21002').includes('svc/db$'),
       'the deny rule in the public listener',
     );
-    expect(pushes).toEqual([{ type: 'Listener', names: ['public_listener:127.0.0.1:21002'], removed: [] }]);
+    expect(pushes).toEqual([
+      { type: 'Listener', names: ['public_listener:127.0.0.1:21002'], removed: [] },
+    ]);
   });
 });
 
 describe('minimal Consul registrations', () => {
   it('a service with neither address nor sidecar address gets a local sidecar (127.0.0.1)', async () => {
     await mesh.register({ Name: 'minimal', Port: 7070, Connect: { SidecarService: {} } });
-    const res = await mesh.api<{ Service: { Address: string; Port: number } }[]>('GET', '/v1/health/service/minimal-sidecar-proxy');
+    const res = await mesh.api<{ Service: { Address: string; Port: number } }[]>(
+      'GET',
+      '/v1/health/service/minimal-sidecar-proxy',
+    );
     expect(res.status).toBe(200);
     expect(res.body[0]!.Service).toMatchObject({ Address: '127.0.0.1' });
   });
 
   it('a leaf identity counts as used while a proxy is built with it (the CA stops renewing it after)', async () => {
     const spiffeId = serviceSpiffeId(td, 'dc1', { name: 'ephemeral' });
-    await mesh.register({ ID: 'ephemeral-1', Name: 'ephemeral', Port: 7071, Connect: { SidecarService: {} } });
-    await mesh.register({ ID: 'ephemeral-2', Name: 'ephemeral', Port: 7072, Connect: { SidecarService: {} } });
+    await mesh.register({
+      ID: 'ephemeral-1',
+      Name: 'ephemeral',
+      Port: 7071,
+      Connect: { SidecarService: {} },
+    });
+    await mesh.register({
+      ID: 'ephemeral-2',
+      Name: 'ephemeral',
+      Port: 7072,
+      Connect: { SidecarService: {} },
+    });
     await mesh.server.snapshots.settled();
     expect(mesh.server.snapshots.usesIdentity(spiffeId)).toBe(true);
     expect((await mesh.api('PUT', '/v1/agent/service/deregister/ephemeral-1')).status).toBe(200);
     await mesh.server.snapshots.settled();
-    expect(mesh.server.snapshots.usesIdentity(spiffeId), 'the other instance still uses it').toBe(true);
+    expect(mesh.server.snapshots.usesIdentity(spiffeId), 'the other instance still uses it').toBe(
+      true,
+    );
     expect((await mesh.api('PUT', '/v1/agent/service/deregister/ephemeral-2')).status).toBe(200);
     await mesh.server.snapshots.settled();
     expect(mesh.server.snapshots.usesIdentity(spiffeId)).toBe(false);

@@ -10,7 +10,14 @@ import { createRoot, issueLeaf, loadSigner } from '../../src/ca/x509.js';
 import { TypeUrl } from '../../src/xds/types.js';
 import type { EnvoyLike } from '../helpers/envoy-like.js';
 import { startMeshServer, type MeshServer } from '../helpers/mesh-server.js';
-import { type ClientTls, type ServerTls, clientFromUpstream, handshake, serverFromPublicListener, splitPems } from '../helpers/pushed-tls.js';
+import {
+  type ClientTls,
+  type ServerTls,
+  clientFromUpstream,
+  handshake,
+  serverFromPublicListener,
+  splitPems,
+} from '../helpers/pushed-tls.js';
 import { waitFor } from '../helpers/wait.js';
 
 /** Each rotation phase lasts this long; long enough to observe every phase's pushes on both proxies. */
@@ -37,11 +44,18 @@ function withSidecar(name: string, port: number, upstreams: unknown[] = []) {
 
 /** What the two proxies hold now: web's client side for api, and api's server side. */
 function pushed(): { client: ClientTls; server: ServerTls } {
-  return { client: clientFromUpstream(web, sni('api')), server: serverFromPublicListener(api, apiListener) };
+  return {
+    client: clientFromUpstream(web, sni('api')),
+    server: serverFromPublicListener(api, apiListener),
+  };
 }
 
 /** Waits (deadline) until the pushed material satisfies `ready`, and returns it. */
-function pushedWhen(ready: (m: ReturnType<typeof pushed>) => boolean, what: string, timeoutMs = 10_000) {
+function pushedWhen(
+  ready: (m: ReturnType<typeof pushed>) => boolean,
+  what: string,
+  timeoutMs = 10_000,
+) {
   return waitFor(
     () => {
       const m = pushed();
@@ -56,10 +70,14 @@ function pushedWhen(ready: (m: ReturnType<typeof pushed>) => boolean, what: stri
  * the previous END line is not a certificate, and the whole bundle fails to load.
  */
 function expectPemBundle(bundle: string, what: string): void {
-  expect(bundle, `${what}: every certificate of the trusted_ca bundle starts on its own line`).not.toMatch(/[^\n]-----BEGIN /);
+  expect(
+    bundle,
+    `${what}: every certificate of the trusted_ca bundle starts on its own line`,
+  ).not.toMatch(/[^\n]-----BEGIN /);
 }
 
-const issuedBy = (certPem: string, rootPem: string) => new X509Certificate(certPem).verify(new X509Certificate(rootPem).publicKey);
+const issuedBy = (certPem: string, rootPem: string) =>
+  new X509Certificate(certPem).verify(new X509Certificate(rootPem).publicKey);
 
 beforeAll(async () => {
   mesh = await startMeshServer({ caRotationPhaseMs: String(phaseMs) });
@@ -74,10 +92,16 @@ beforeAll(async () => {
   );
   web = await mesh.connect('web-sidecar-proxy');
   api = await mesh.connect('api-sidecar-proxy');
-  await api.until((e) => e.names(TypeUrl.listener).some((n) => n.startsWith('public_listener:')), 'api public listener');
+  await api.until(
+    (e) => e.names(TypeUrl.listener).some((n) => n.startsWith('public_listener:')),
+    'api public listener',
+  );
   apiListener = api.names(TypeUrl.listener).find((n) => n.startsWith('public_listener:'))!;
   await pushedWhen(() => true, 'TLS material for web → api on both proxies');
-  await waitFor(() => clientFromUpstream(web, sni('db')), { timeoutMs: 10_000, what: "web's db upstream TLS material" });
+  await waitFor(() => clientFromUpstream(web, sni('db')), {
+    timeoutMs: 10_000,
+    what: "web's db upstream TLS material",
+  });
 });
 
 afterAll(async () => {
@@ -91,7 +115,11 @@ describe('mTLS from pushed config', () => {
     expect(client.sanMatchers).toEqual([spiffe('api')]);
 
     const result = await handshake(client, server);
-    expect(result).toMatchObject({ ok: true, serverSawClientUris: [spiffe('web')], clientSawServerUris: [spiffe('api')] });
+    expect(result).toMatchObject({
+      ok: true,
+      serverSawClientUris: [spiffe('web')],
+      clientSawServerUris: [spiffe('api')],
+    });
   });
 
   it('fails on identity when the SAN matcher names another service', async () => {
@@ -103,7 +131,9 @@ describe('mTLS from pushed config', () => {
     // web's db upstream dialled at api: the chain is trusted, the identity is not db's.
     const result = await handshake(toDb, server);
     expect(result.ok).toBe(false);
-    expect(result).toMatchObject({ clientError: expect.stringMatching(/match none of the SAN matchers/) });
+    expect(result).toMatchObject({
+      clientError: expect.stringMatching(/match none of the SAN matchers/),
+    });
     expect(JSON.stringify(result)).toContain(spiffe('api'));
   });
 
@@ -111,13 +141,24 @@ describe('mTLS from pushed config', () => {
     const { client, server } = pushed();
     // An impostor CA claiming the same trust domain, issuing web's identity.
     const now = Date.now();
-    const root = await createRoot({ rootUri: `spiffe://${td}`, name: 'impostor', now, validityMs: 3600_000 });
-    const leaf = await issueLeaf(await loadSigner(root.id, root.certPem, root.keyPem), { spiffeId: spiffe('web'), now, ttlMs: 3600_000 });
+    const root = await createRoot({
+      rootUri: `spiffe://${td}`,
+      name: 'impostor',
+      now,
+      validityMs: 3600_000,
+    });
+    const leaf = await issueLeaf(await loadSigner(root.id, root.certPem, root.keyPem), {
+      spiffeId: spiffe('web'),
+      now,
+      ttlMs: 3600_000,
+    });
     const impostor: ClientTls = { ...client, cert: leaf.certPem, key: leaf.keyPem };
 
     const result = await handshake(impostor, server);
     expect(result.ok).toBe(false);
-    expect(result).toMatchObject({ serverError: expect.stringMatching(/^client certificate rejected: /) });
+    expect(result).toMatchObject({
+      serverError: expect.stringMatching(/^client certificate rejected: /),
+    });
     // The same client with its pushed certificate is accepted: only the certificate differs.
     expect((await handshake(client, server)).ok).toBe(true);
   });
@@ -175,17 +216,28 @@ describe('mTLS from pushed config', () => {
     // endpoint or route push.
     await web.settle();
     await api.settle();
-    for (const [envoy, mark, leaf] of [[web, marks.web, 'web'], [api, marks.api, 'api']] as const) {
+    for (const [envoy, mark, leaf] of [
+      [web, marks.web, 'web'],
+      [api, marks.api, 'api'],
+    ] as const) {
       const pushes = envoy.log.slice(mark);
       expect(pushes.length, `${envoy.nodeId} pushes during the rotation`).toBeGreaterThanOrEqual(3);
-      expect(new Set(pushes.map((p) => p.typeUrl)), `${envoy.nodeId} push types`).toEqual(new Set([TypeUrl.secret]));
-      expect(new Set(pushes.flatMap((p) => [...p.names, ...p.removed]))).toEqual(new Set([`leaf:${spiffe(leaf)}`, 'roots:local']));
+      expect(new Set(pushes.map((p) => p.typeUrl)), `${envoy.nodeId} push types`).toEqual(
+        new Set([TypeUrl.secret]),
+      );
+      expect(new Set(pushes.flatMap((p) => [...p.names, ...p.removed]))).toEqual(
+        new Set([`leaf:${spiffe(leaf)}`, 'roots:local']),
+      );
     }
   });
 });
 
 /** previous × current, current × previous and current × current (client × server) all succeed. */
-async function expectMixedHandshakes(prev: ReturnType<typeof pushed>, now: ReturnType<typeof pushed>, phase: string): Promise<void> {
+async function expectMixedHandshakes(
+  prev: ReturnType<typeof pushed>,
+  now: ReturnType<typeof pushed>,
+  phase: string,
+): Promise<void> {
   expectPemBundle(now.client.ca, `${phase}: web's roots for api`);
   expectPemBundle(now.server.ca, `${phase}: api's roots`);
   const pairs = [
@@ -195,6 +247,10 @@ async function expectMixedHandshakes(prev: ReturnType<typeof pushed>, now: Retur
   ] as const;
   for (const [what, client, server] of pairs) {
     const result = await handshake(client, server);
-    expect(result, `${phase}: ${what}`).toMatchObject({ ok: true, serverSawClientUris: [spiffe('web')], clientSawServerUris: [spiffe('api')] });
+    expect(result, `${phase}: ${what}`).toMatchObject({
+      ok: true,
+      serverSawClientUris: [spiffe('web')],
+      clientSawServerUris: [spiffe('api')],
+    });
   }
 }

@@ -27,7 +27,10 @@ async function promtoolCheck(text: string): Promise<Check> {
     child.on('close', (code) => resolve(code));
   });
   child.stdin.end(text);
-  const code = await withDeadline(closed, { timeoutMs: 10_000, what: 'promtool check metrics to exit' });
+  const code = await withDeadline(closed, {
+    timeoutMs: 10_000,
+    what: 'promtool check metrics to exit',
+  });
   return { code, output: output.trim() };
 }
 
@@ -70,14 +73,30 @@ describe.skipIf(skipWithout('promtool'))('metrics naming (promtool check metrics
   beforeAll(async () => {
     meshes = await startPeeredMeshes();
     const { a, b } = meshes;
-    await a.register({ ID: 'api', Name: 'api', Address: '127.0.0.1', Port: 9090, Check: { TTL: '600s', Status: 'passing' }, Connect: { SidecarService: {} } });
+    await a.register({
+      ID: 'api',
+      Name: 'api',
+      Address: '127.0.0.1',
+      Port: 9090,
+      Check: { TTL: '600s', Status: 'passing' },
+      Connect: { SidecarService: {} },
+    });
     await a.putConfig(exportEntry({ api: ['cluster-b'] }));
     envoy = await a.connect('api-sidecar-proxy');
-    await envoy.until((e) => e.names(TypeUrl.listener).some((n) => n.startsWith('public_listener:')), "api's public listener");
-    await waitFor(async () => /^isthmus_peering_imported_services\{peer_name="cluster-a"\} 1$/m.test(await metricsOf(b.server.httpPort)), {
-      timeoutMs: 10_000,
-      what: 'B to import api from cluster-a',
-    });
+    await envoy.until(
+      (e) => e.names(TypeUrl.listener).some((n) => n.startsWith('public_listener:')),
+      "api's public listener",
+    );
+    await waitFor(
+      async () =>
+        /^isthmus_peering_imported_services\{peer_name="cluster-a"\} 1$/m.test(
+          await metricsOf(b.server.httpPort),
+        ),
+      {
+        timeoutMs: 10_000,
+        what: 'B to import api from cluster-a',
+      },
+    );
   }, 30_000);
 
   afterAll(async () => {
@@ -85,9 +104,14 @@ describe.skipIf(skipWithout('promtool'))('metrics naming (promtool check metrics
   });
 
   it('/metrics of both peered servers passes promtool with no complaint', async () => {
-    for (const [name, node] of [['A', meshes.a], ['B', meshes.b]] as const) {
+    for (const [name, node] of [
+      ['A', meshes.a],
+      ['B', meshes.b],
+    ] as const) {
       const text = await metricsOf(node.server.httpPort);
-      expect(text, `${name} serves the peering and xDS series`).toMatch(/^isthmus_peering_healthy\{peer_name="cluster-[ab]"\} 1$/m);
+      expect(text, `${name} serves the peering and xDS series`).toMatch(
+        /^isthmus_peering_healthy\{peer_name="cluster-[ab]"\} 1$/m,
+      );
       const check = await promtoolCheck(text);
       expect({ server: name, ...check }).toEqual({ server: name, code: 0, output: '' });
     }
@@ -102,7 +126,8 @@ describe.skipIf(skipWithout('promtool'))('metrics naming (promtool check metrics
   });
 
   it('promtool does flag a gauge named like a counter (the check is live)', async () => {
-    const bad = '# HELP isthmus_things_total Things.\n# TYPE isthmus_things_total gauge\nisthmus_things_total 1\n';
+    const bad =
+      '# HELP isthmus_things_total Things.\n# TYPE isthmus_things_total gauge\nisthmus_things_total 1\n';
     const check = await promtoolCheck(bad);
     expect(check.output).toContain('non-counter metrics should not have "_total" suffix');
   });

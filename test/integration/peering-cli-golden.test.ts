@@ -18,11 +18,25 @@ let tdA: string;
 let tdB: string;
 
 function withSidecar(name: string, port: number) {
-  return { ID: name, Name: name, Address: '127.0.0.1', Port: port, Check: { TTL: '600s', Status: 'passing' }, Connect: { SidecarService: {} } };
+  return {
+    ID: name,
+    Name: name,
+    Address: '127.0.0.1',
+    Port: port,
+    Check: { TTL: '600s', Status: 'passing' },
+    Connect: { SidecarService: {} },
+  };
 }
 
 function gateway(id: string, wan: string) {
-  return { ID: id, Name: 'mesh-gateway', Kind: 'mesh-gateway', Address: '127.0.0.1', Port: 8443, TaggedAddresses: { wan: { Address: wan, Port: 443 } } };
+  return {
+    ID: id,
+    Name: 'mesh-gateway',
+    Kind: 'mesh-gateway',
+    Address: '127.0.0.1',
+    Port: 8443,
+    TaggedAddresses: { wan: { Address: wan, Port: 443 } },
+  };
 }
 
 function mask(text: string): string {
@@ -35,16 +49,38 @@ function mask(text: string): string {
 }
 
 /** Both sides show what they export and import (replication has settled). */
-async function replicated(node: MeshServer, peer: string, imported: string[], exported: string[]): Promise<void> {
+async function replicated(
+  node: MeshServer,
+  peer: string,
+  imported: string[],
+  exported: string[],
+): Promise<void> {
   const want = JSON.stringify([imported, exported]);
-  await waitFor(async () => {
-    const p = (await node.api<PeeringJson>('GET', `/v1/peering/${peer}`)).body;
-    return p.State === 'ACTIVE' && p.StreamStatus.LastHeartbeat !== null && p.StreamStatus.LastSend !== null && JSON.stringify([p.StreamStatus.ImportedServices, p.StreamStatus.ExportedServices]) === want;
-  }, { timeoutMs: 10_000, intervalMs: 50, what: `${peer} to import ${imported.join(',')} and export ${exported.join(',')}` });
+  await waitFor(
+    async () => {
+      const p = (await node.api<PeeringJson>('GET', `/v1/peering/${peer}`)).body;
+      return (
+        p.State === 'ACTIVE' &&
+        p.StreamStatus.LastHeartbeat !== null &&
+        p.StreamStatus.LastSend !== null &&
+        JSON.stringify([p.StreamStatus.ImportedServices, p.StreamStatus.ExportedServices]) === want
+      );
+    },
+    {
+      timeoutMs: 10_000,
+      intervalMs: 50,
+      what: `${peer} to import ${imported.join(',')} and export ${exported.join(',')}`,
+    },
+  );
 }
 
 async function golden(node: MeshServer, args: string[], file: string): Promise<void> {
-  const run = await runCli(['peering', ...args, '--http-addr', `127.0.0.1:${node.server.httpPort}`]);
+  const run = await runCli([
+    'peering',
+    ...args,
+    '--http-addr',
+    `127.0.0.1:${node.server.httpPort}`,
+  ]);
   expect(run.stderr).toBe('');
   expect(run.code).toBe(0);
   const { actual, expected } = expectGoldenText(`cli/${file}.txt`, run.stdout, mask);
@@ -55,11 +91,21 @@ beforeAll(async () => {
   meshes = await startPeeredMeshes();
   ({ a, b } = meshes);
   [tdA, tdB] = await Promise.all([a.trustDomain(), b.trustDomain()]);
-  await Promise.all([a.register(withSidecar('api', 9090)), a.register(withSidecar('orders', 9092)), a.register(gateway('gw-a', '203.0.113.7'))]);
-  await Promise.all([b.register(withSidecar('web', 8080)), b.register(gateway('gw-b', '198.51.100.9'))]);
+  await Promise.all([
+    a.register(withSidecar('api', 9090)),
+    a.register(withSidecar('orders', 9092)),
+    a.register(gateway('gw-a', '203.0.113.7')),
+  ]);
+  await Promise.all([
+    b.register(withSidecar('web', 8080)),
+    b.register(gateway('gw-b', '198.51.100.9')),
+  ]);
   await a.putConfig(exportEntry({ api: ['cluster-b'], orders: ['cluster-b'] }));
   await b.putConfig(exportEntry({ web: ['cluster-a'] }));
-  await Promise.all([replicated(a, 'cluster-b', ['web'], ['api', 'orders']), replicated(b, 'cluster-a', ['api', 'orders'], ['web'])]);
+  await Promise.all([
+    replicated(a, 'cluster-b', ['web'], ['api', 'orders']),
+    replicated(b, 'cluster-a', ['api', 'orders'], ['web']),
+  ]);
 }, 30_000);
 
 afterAll(async () => {
@@ -78,7 +124,14 @@ describe('isthmus peering list / read on a peered pair', () => {
   });
 
   it('read of an unknown peering is a one-line 404 error', async () => {
-    const run = await runCli(['peering', 'read', '--name', 'nope', '--http-addr', `127.0.0.1:${a.server.httpPort}`]);
+    const run = await runCli([
+      'peering',
+      'read',
+      '--name',
+      'nope',
+      '--http-addr',
+      `127.0.0.1:${a.server.httpPort}`,
+    ]);
     expect(run.code).toBe(1);
     expect(run.stdout).toBe('');
     expect(run.stderr).toBe('isthmus: peering "nope" not found (HTTP 404)\n');

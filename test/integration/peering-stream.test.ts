@@ -28,7 +28,15 @@ import {
   type StreamDialer,
   type StreamTimings,
 } from '../../src/peering/stream/index.js';
-import { FakeAuthority, makePki, MemorySource, RecordingObserver, RecordingSink, strangerLeaf, type Pki } from '../helpers/peering-stream.js';
+import {
+  FakeAuthority,
+  makePki,
+  MemorySource,
+  RecordingObserver,
+  RecordingSink,
+  strangerLeaf,
+  type Pki,
+} from '../helpers/peering-stream.js';
 import { waitFor, withDeadline } from '../helpers/wait.js';
 
 const peerId = 'a1b2c3d4-0000-4000-8000-000000000001';
@@ -41,7 +49,11 @@ interface Side {
   readonly observer: RecordingObserver;
 }
 
-const side = (): Side => ({ source: new MemorySource(), sink: new RecordingSink(), observer: new RecordingObserver() });
+const side = (): Side => ({
+  source: new MemorySource(),
+  sink: new RecordingSink(),
+  observer: new RecordingObserver(),
+});
 
 interface AcceptorHarness {
   readonly server: grpc.Server;
@@ -84,11 +96,20 @@ freshLogger();
 
 function newAuthority(): FakeAuthority {
   const authority = new FakeAuthority();
-  authority.peerings.set(peerId, { name: 'dialer-peer', secret: streamSecret, rootPems: [pki.dialerRoot.certPem] });
+  authority.peerings.set(peerId, {
+    name: 'dialer-peer',
+    secret: streamSecret,
+    rootPems: [pki.dialerRoot.certPem],
+  });
   return authority;
 }
 
-async function startAcceptor(opts: { authority: FakeAuthority; local: Side; port?: number; timings?: StreamTimings }): Promise<AcceptorHarness> {
+async function startAcceptor(opts: {
+  authority: FakeAuthority;
+  local: Side;
+  port?: number;
+  timings?: StreamTimings;
+}): Promise<AcceptorHarness> {
   const bound: string[] = [];
   const acceptor = new StreamAcceptor({
     authority: opts.authority,
@@ -101,13 +122,19 @@ async function startAcceptor(opts: { authority: FakeAuthority; local: Side; port
   });
   const server = new grpc.Server();
   server.addService(PeeringServiceService, {
-    exchangeSecret: (_call: unknown, cb: grpc.sendUnaryData<never>) => cb({ code: grpc.status.UNIMPLEMENTED }),
+    exchangeSecret: (_call: unknown, cb: grpc.sendUnaryData<never>) =>
+      cb({ code: grpc.status.UNIMPLEMENTED }),
     streamResources: acceptor.handler,
   });
   // The server trusts every pinned dialer root; the authority checks the one of the peering.
-  const creds = new PeeringServerCredentials({ ...pki.server, clientCaPems: [pki.dialerRoot.certPem] });
+  const creds = new PeeringServerCredentials({
+    ...pki.server,
+    clientCaPems: [pki.dialerRoot.certPem],
+  });
   const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync(`127.0.0.1:${opts.port ?? 0}`, creds, (err, p) => (err ? reject(err) : resolve(p))),
+    server.bindAsync(`127.0.0.1:${opts.port ?? 0}`, creds, (err, p) =>
+      err ? reject(err) : resolve(p),
+    ),
   );
   cleanups.push(async () => {
     await acceptor.close();
@@ -137,7 +164,11 @@ function dial(port: number, local: Side, overrides: Partial<DialOptions> = {}): 
 function rawStream(port: number, client: { certPem: string; keyPem: string } = pki.client) {
   const c = new PeeringServiceClient(
     `127.0.0.1:${port}`,
-    dialerCredentials({ caPems: [pki.acceptorRoot.certPem], serverName: pki.serverName, ...client }),
+    dialerCredentials({
+      caPems: [pki.acceptorRoot.certPem],
+      serverName: pki.serverName,
+      ...client,
+    }),
     dialerChannelOptions(pki.serverName),
   );
   const call = c.streamResources();
@@ -149,14 +180,31 @@ function rawStream(port: number, client: { certPem: string; keyPem: string } = p
     call.cancel();
     c.close();
   });
-  const open = (secret = streamSecret, id = peerId) => call.write(ReplicationMessage.fromPartial({ payload: { $case: 'open', value: { peerId: id, streamSecret: secret, remote } } }));
-  return { call, received, status: withDeadline(status, { timeoutMs: 5_000, what: 'the stream status' }), open };
+  const open = (secret = streamSecret, id = peerId) =>
+    call.write(
+      ReplicationMessage.fromPartial({
+        payload: { $case: 'open', value: { peerId: id, streamSecret: secret, remote } },
+      }),
+    );
+  return {
+    call,
+    received,
+    status: withDeadline(status, { timeoutMs: 5_000, what: 'the stream status' }),
+    open,
+  };
 }
 
-const bundle = (trustDomain: string) => TrustBundle.fromPartial({ trustDomain, rootPems: [`${trustDomain} root`] });
-const serviceList = (...names: string[]) => ExportedServiceList.fromPartial({ services: names.map((name) => ({ name, namespace: 'default', partition: 'default' })) });
+const bundle = (trustDomain: string) =>
+  TrustBundle.fromPartial({ trustDomain, rootPems: [`${trustDomain} root`] });
+const serviceList = (...names: string[]) =>
+  ExportedServiceList.fromPartial({
+    services: names.map((name) => ({ name, namespace: 'default', partition: 'default' })),
+  });
 const service = (name: string, port: number) =>
-  ExportedService.fromPartial({ service: { name, namespace: 'default', partition: 'default' }, instances: [{ id: `${name}-1`, name, address: '10.0.0.5', port, health: 'passing' }] });
+  ExportedService.fromPartial({
+    service: { name, namespace: 'default', partition: 'default' },
+    instances: [{ id: `${name}-1`, name, address: '10.0.0.5', port, health: 'passing' }],
+  });
 const soon = { timeoutMs: 5_000 };
 
 describe('peering stream over mutual TLS', () => {
@@ -164,18 +212,36 @@ describe('peering stream over mutual TLS', () => {
     const a = side();
     const d = side();
     a.source.set(ResourceUrl.trustBundle, 'acceptor.consul', bundle('acceptor.consul'));
-    a.source.set(ResourceUrl.serverAddresses, 'server', ServerAddresses.fromPartial({ addresses: ['192.0.2.1:8503'] }));
+    a.source.set(
+      ResourceUrl.serverAddresses,
+      'server',
+      ServerAddresses.fromPartial({ addresses: ['192.0.2.1:8503'] }),
+    );
     a.source.set(ResourceUrl.exportedServiceList, 'list', serviceList('api'));
     d.source.set(ResourceUrl.trustBundle, 'dialer.consul', bundle('dialer.consul'));
     d.source.set(ResourceUrl.exportedServiceList, 'list', serviceList('billing', 'web'));
     const h = await startAcceptor({ authority: newAuthority(), local: a });
     const dialer = dial(h.port, d);
 
-    await waitFor(() => a.sink.has(ResourceUrl.exportedServiceList, 'list') && d.sink.has(ResourceUrl.exportedServiceList, 'list'), { ...soon, what: 'both lists' });
-    expect(d.sink.get(ResourceUrl.trustBundle, 'acceptor.consul')).toMatchObject({ trustDomain: 'acceptor.consul', rootPems: ['acceptor.consul root'] });
-    expect(d.sink.get(ResourceUrl.serverAddresses, 'server')).toMatchObject({ addresses: ['192.0.2.1:8503'] });
-    expect(a.sink.get(ResourceUrl.trustBundle, 'dialer.consul')).toMatchObject({ trustDomain: 'dialer.consul' });
-    expect(a.sink.get(ResourceUrl.exportedServiceList, 'list')).toMatchObject({ services: [{ name: 'billing' }, { name: 'web' }] });
+    await waitFor(
+      () =>
+        a.sink.has(ResourceUrl.exportedServiceList, 'list') &&
+        d.sink.has(ResourceUrl.exportedServiceList, 'list'),
+      { ...soon, what: 'both lists' },
+    );
+    expect(d.sink.get(ResourceUrl.trustBundle, 'acceptor.consul')).toMatchObject({
+      trustDomain: 'acceptor.consul',
+      rootPems: ['acceptor.consul root'],
+    });
+    expect(d.sink.get(ResourceUrl.serverAddresses, 'server')).toMatchObject({
+      addresses: ['192.0.2.1:8503'],
+    });
+    expect(a.sink.get(ResourceUrl.trustBundle, 'dialer.consul')).toMatchObject({
+      trustDomain: 'dialer.consul',
+    });
+    expect(a.sink.get(ResourceUrl.exportedServiceList, 'list')).toMatchObject({
+      services: [{ name: 'billing' }, { name: 'web' }],
+    });
     expect(h.bound).toEqual(['dialer-peer']);
     expect(h.acceptor.isActive('dialer-peer')).toBe(true);
     expect(dialer.isActive).toBe(true);
@@ -183,17 +249,39 @@ describe('peering stream over mutual TLS', () => {
     expect(d.observer.count('active')).toBe(1);
 
     a.source.set(ResourceUrl.exportedService, 'api', service('api', 8080));
-    await waitFor(() => d.sink.has(ResourceUrl.exportedService, 'api'), { ...soon, what: 'a new exported service' });
-    expect(d.sink.get(ResourceUrl.exportedService, 'api')).toMatchObject({ instances: [{ id: 'api-1', port: 8080, health: 'passing' }] });
+    await waitFor(() => d.sink.has(ResourceUrl.exportedService, 'api'), {
+      ...soon,
+      what: 'a new exported service',
+    });
+    expect(d.sink.get(ResourceUrl.exportedService, 'api')).toMatchObject({
+      instances: [{ id: 'api-1', port: 8080, health: 'passing' }],
+    });
     a.source.set(ResourceUrl.exportedService, 'api', service('api', 9090));
-    await waitFor(() => (d.sink.get(ResourceUrl.exportedService, 'api') as ExportedService | undefined)?.instances[0]?.port === 9090, { ...soon, what: 'the change' });
+    await waitFor(
+      () =>
+        (d.sink.get(ResourceUrl.exportedService, 'api') as ExportedService | undefined)
+          ?.instances[0]?.port === 9090,
+      { ...soon, what: 'the change' },
+    );
     a.source.delete(ResourceUrl.exportedService, 'api');
-    await waitFor(() => !d.sink.has(ResourceUrl.exportedService, 'api'), { ...soon, what: 'the delete' });
+    await waitFor(() => !d.sink.has(ResourceUrl.exportedService, 'api'), {
+      ...soon,
+      what: 'the delete',
+    });
 
-    await waitFor(() => h.acceptor.stats('dialer-peer')?.outstanding === 0 && dialer.stats()?.outstanding === 0, { ...soon, what: 'every response settled' });
-    expect(h.acceptor.stats('dialer-peer')).toMatchObject({ responsesSent: 6, acked: 6, nacked: 0 });
+    await waitFor(
+      () => h.acceptor.stats('dialer-peer')?.outstanding === 0 && dialer.stats()?.outstanding === 0,
+      { ...soon, what: 'every response settled' },
+    );
+    expect(h.acceptor.stats('dialer-peer')).toMatchObject({
+      responsesSent: 6,
+      acked: 6,
+      nacked: 0,
+    });
     expect(dialer.stats()).toMatchObject({ responsesSent: 2, acked: 2, nacked: 0 });
-    expect(d.sink.applied.map((x) => `${x.change.operation} ${x.change.resourceId}`).slice(-3)).toEqual(['upsert api', 'upsert api', 'delete api']);
+    expect(
+      d.sink.applied.map((x) => `${x.change.operation} ${x.change.resourceId}`).slice(-3),
+    ).toEqual(['upsert api', 'upsert api', 'delete api']);
     expect(a.observer.received).toBeGreaterThan(0);
     expect(d.observer.sent).toBeGreaterThan(0);
   });
@@ -201,7 +289,8 @@ describe('peering stream over mutual TLS', () => {
   it('NACKs a response the sink rejects with its message; the sender sees it and the stream stays up', async () => {
     const a = side();
     const d = side();
-    d.sink.reject = (_url, change) => (change.resourceId === 'broken' ? 'ExportedService broken: no instances' : undefined);
+    d.sink.reject = (_url, change) =>
+      change.resourceId === 'broken' ? 'ExportedService broken: no instances' : undefined;
     const h = await startAcceptor({ authority: newAuthority(), local: a });
     const dialer = dial(h.port, d);
     await waitFor(() => dialer.isActive, { ...soon, what: 'the stream' });
@@ -209,10 +298,16 @@ describe('peering stream over mutual TLS', () => {
     a.source.set(ResourceUrl.exportedService, 'broken', service('broken', 1));
     await waitFor(() => a.observer.last('nack'), { ...soon, what: 'the NACK at the sender' });
     expect(a.observer.last('nack')?.message).toBe('ExportedService broken: no instances');
-    expect(h.acceptor.stats('dialer-peer')).toMatchObject({ nacked: 1, lastNack: { message: 'ExportedService broken: no instances' } });
+    expect(h.acceptor.stats('dialer-peer')).toMatchObject({
+      nacked: 1,
+      lastNack: { message: 'ExportedService broken: no instances' },
+    });
 
     a.source.set(ResourceUrl.exportedService, 'fine', service('fine', 2));
-    await waitFor(() => d.sink.has(ResourceUrl.exportedService, 'fine'), { ...soon, what: 'a later service' });
+    await waitFor(() => d.sink.has(ResourceUrl.exportedService, 'fine'), {
+      ...soon,
+      what: 'a later service',
+    });
     expect(a.observer.count('failing') + d.observer.count('failing')).toBe(0);
     expect(h.acceptor.isActive('dialer-peer') && dialer.isActive).toBe(true);
   });
@@ -224,7 +319,9 @@ describe('peering stream over mutual TLS', () => {
     raw.call.write(ReplicationMessage.fromPartial({ payload: { $case: 'heartbeat', value: {} } }));
     const status = await raw.status;
     expect(status.code).toBe(grpc.status.INVALID_ARGUMENT);
-    expect(status.details).toBe('the first message of a peering stream must be Open, not heartbeat');
+    expect(status.details).toBe(
+      'the first message of a peering stream must be Open, not heartbeat',
+    );
     expect(h.bound).toEqual([]);
   });
 
@@ -236,7 +333,10 @@ describe('peering stream over mutual TLS', () => {
 
     const wrong = rawStream(h.port);
     wrong.open('not-the-secret');
-    expect(await wrong.status).toMatchObject({ code: grpc.status.PERMISSION_DENIED, details: 'invalid stream secret' });
+    expect(await wrong.status).toMatchObject({
+      code: grpc.status.PERMISSION_DENIED,
+      details: 'invalid stream secret',
+    });
 
     const stranger = rawStream(h.port, await strangerLeaf());
     stranger.open();
@@ -257,7 +357,10 @@ describe('peering stream over mutual TLS', () => {
     // Nothing changed: the right dialer still gets in.
     const d = side();
     const dialer = dial(h.port, d);
-    await waitFor(() => d.sink.has(ResourceUrl.trustBundle, 'acceptor.consul'), { ...soon, what: 'the real dialer' });
+    await waitFor(() => d.sink.has(ResourceUrl.trustBundle, 'acceptor.consul'), {
+      ...soon,
+      what: 'the real dialer',
+    });
     expect(dialer.isActive).toBe(true);
   });
 
@@ -276,7 +379,10 @@ describe('peering stream over mutual TLS', () => {
     expect(second.received).toEqual([]);
 
     a.source.set(ResourceUrl.exportedService, 'after', service('after', 1));
-    await waitFor(() => d.sink.has(ResourceUrl.exportedService, 'after'), { ...soon, what: 'the first stream to keep replicating' });
+    await waitFor(() => d.sink.has(ResourceUrl.exportedService, 'after'), {
+      ...soon,
+      what: 'the first stream to keep replicating',
+    });
     expect(h.bound).toEqual(['dialer-peer']);
     expect(a.observer.count('failing') + d.observer.count('failing')).toBe(0);
     expect(a.observer.count('active')).toBe(1);
@@ -291,17 +397,28 @@ describe('peering stream over mutual TLS', () => {
     const silent = rawStream(h.port);
     const opened = Date.now();
     silent.open();
-    await waitFor(() => a.observer.last('failing'), { timeoutMs: 2_000, what: 'the acceptor to give up on the silent peer' });
+    await waitFor(() => a.observer.last('failing'), {
+      timeoutMs: 2_000,
+      what: 'the acceptor to give up on the silent peer',
+    });
     expect(Date.now() - opened).toBeLessThan(1_500);
     expect(a.observer.last('failing')?.error).toBe('no heartbeat for 300 ms');
-    expect(await silent.status).toMatchObject({ code: grpc.status.UNAVAILABLE, details: 'no heartbeat for 300 ms' });
-    expect(silent.received.filter((m) => m.payload?.$case === 'heartbeat').length).toBeGreaterThan(1);
+    expect(await silent.status).toMatchObject({
+      code: grpc.status.UNAVAILABLE,
+      details: 'no heartbeat for 300 ms',
+    });
+    expect(silent.received.filter((m) => m.payload?.$case === 'heartbeat').length).toBeGreaterThan(
+      1,
+    );
     expect(h.acceptor.isActive('dialer-peer')).toBe(false);
 
     // A real dialer with the same settings outlives many timeouts: the slot was freed and heartbeats flow.
     const d = side();
     const dialer = dial(h.port, d, timings);
-    await waitFor(() => d.observer.count('heartbeat') >= 25 && a.observer.count('heartbeat') >= 25, { ...soon, what: '25 heartbeats each way' });
+    await waitFor(
+      () => d.observer.count('heartbeat') >= 25 && a.observer.count('heartbeat') >= 25,
+      { ...soon, what: '25 heartbeats each way' },
+    );
     expect(dialer.isActive && h.acceptor.isActive('dialer-peer')).toBe(true);
     expect(d.observer.count('failing')).toBe(0);
     expect(a.observer.count('failing')).toBe(1);
@@ -317,34 +434,55 @@ describe('peering stream over mutual TLS', () => {
     const dialer1 = dial(h.port, d1);
     await waitFor(() => h.acceptor.isActive('dialer-peer'), { ...soon, what: 'the first stream' });
     await dialer1.stop({ terminate: true });
-    await waitFor(() => a.observer.count('terminated') === 1, { ...soon, what: 'onTerminated at the acceptor' });
+    await waitFor(() => a.observer.count('terminated') === 1, {
+      ...soon,
+      what: 'onTerminated at the acceptor',
+    });
     expect(a.observer.count('failing')).toBe(0);
-    await waitFor(() => !h.acceptor.isActive('dialer-peer'), { ...soon, what: 'the slot to be freed' });
+    await waitFor(() => !h.acceptor.isActive('dialer-peer'), {
+      ...soon,
+      what: 'the slot to be freed',
+    });
 
     // The acceptor deletes the peering.
     const d2 = side();
     const dialer2 = dial(h.port, d2);
-    await waitFor(() => h.acceptor.isActive('dialer-peer') && dialer2.isActive, { ...soon, what: 'the second stream' });
+    await waitFor(() => h.acceptor.isActive('dialer-peer') && dialer2.isActive, {
+      ...soon,
+      what: 'the second stream',
+    });
     expect(await h.acceptor.terminate('dialer-peer')).toBe(true);
-    await waitFor(() => d2.observer.count('terminated') === 1, { ...soon, what: 'onTerminated at the dialer' });
+    await waitFor(() => d2.observer.count('terminated') === 1, {
+      ...soon,
+      what: 'onTerminated at the dialer',
+    });
     expect(d2.observer.count('failing')).toBe(0);
     expect(dialer2.running).toBe(false);
     expect(await h.acceptor.terminate('dialer-peer')).toBe(false);
 
     // The dialer deletes the peering between reconnect attempts: it still tells the acceptor.
     const d4 = side();
-    const dialer4 = dial(h.port, d4, { open: { peerId, streamSecret: 'stale-secret', remote }, backoff: { baseMs: 60_000 } });
+    const dialer4 = dial(h.port, d4, {
+      open: { peerId, streamSecret: 'stale-secret', remote },
+      backoff: { baseMs: 60_000 },
+    });
     await waitFor(() => d4.observer.last('failing'), { ...soon, what: 'a refused Open' });
     expect(d4.observer.last('failing')?.error).toBe('PERMISSION_DENIED: invalid stream secret');
     dialer4.update({ open: { peerId, streamSecret, remote } });
     await dialer4.stop({ terminate: true, graceMs: 2_000 });
-    await waitFor(() => a.observer.count('terminated') === 2, { ...soon, what: 'onTerminated from a dialer in backoff' });
+    await waitFor(() => a.observer.count('terminated') === 2, {
+      ...soon,
+      what: 'onTerminated from a dialer in backoff',
+    });
 
     // Deleted while the dialer was away: its next Open is answered with Terminated.
     authority.peerings.get(peerId)!.deleting = true;
     const d3 = side();
     const dialer3 = dial(h.port, d3);
-    await waitFor(() => d3.observer.count('terminated') === 1, { ...soon, what: 'Terminated on reconnect' });
+    await waitFor(() => d3.observer.count('terminated') === 1, {
+      ...soon,
+      what: 'Terminated on reconnect',
+    });
     expect(d3.observer.count('active')).toBe(0);
     expect(dialer3.running).toBe(false);
     expect(h.bound).toEqual(['dialer-peer', 'dialer-peer', 'dialer-peer']);
@@ -356,22 +494,36 @@ describe('peering stream over mutual TLS', () => {
     const h1 = await startAcceptor({ authority: newAuthority(), local: a1 });
     const d = side();
     const dialer = dial(h1.port, d, { backoff: { baseMs: 40, maxMs: 200 } });
-    await waitFor(() => d.sink.has(ResourceUrl.exportedServiceList, 'list'), { ...soon, what: 'the first stream' });
+    await waitFor(() => d.sink.has(ResourceUrl.exportedServiceList, 'list'), {
+      ...soon,
+      what: 'the first stream',
+    });
 
     h1.server.forceShutdown();
     await waitFor(() => d.observer.last('failing'), { ...soon, what: 'the dialer to notice' });
     expect(d.observer.last('failing')?.error).toMatch(/^(UNAVAILABLE|CANCELLED|INTERNAL): /);
-    await waitFor(() => d.observer.count('failing') >= 3, { ...soon, what: 'a few failed reconnects while the acceptor is down' });
+    await waitFor(() => d.observer.count('failing') >= 3, {
+      ...soon,
+      what: 'a few failed reconnects while the acceptor is down',
+    });
     expect(dialer.isActive).toBe(false);
 
     const a2 = side();
     a2.source.set(ResourceUrl.exportedServiceList, 'list', serviceList('after'));
     const h2 = await startAcceptor({ authority: newAuthority(), local: a2, port: h1.port });
-    await waitFor(() => d.observer.count('active') === 2, { ...soon, what: 'the dialer to be active again' });
-    await waitFor(() => (d.sink.get(ResourceUrl.exportedServiceList, 'list') as ExportedServiceList | undefined)?.services[0]?.name === 'after', {
+    await waitFor(() => d.observer.count('active') === 2, {
       ...soon,
-      what: 'state from the restarted acceptor',
+      what: 'the dialer to be active again',
     });
+    await waitFor(
+      () =>
+        (d.sink.get(ResourceUrl.exportedServiceList, 'list') as ExportedServiceList | undefined)
+          ?.services[0]?.name === 'after',
+      {
+        ...soon,
+        what: 'state from the restarted acceptor',
+      },
+    );
     expect(h2.acceptor.isActive('dialer-peer')).toBe(true);
     expect(a2.sink.applied.length).toBeGreaterThanOrEqual(0);
   });
@@ -395,8 +547,13 @@ describe('peering stream over mutual TLS', () => {
     dial(h.port, wrongName, { serverName: 'server.dc9.peering.elsewhere.consul' });
     const wrongCa = side();
     dial(h.port, wrongCa, { caPems: [(await strangerLeaf()).rootPem] });
-    await waitFor(() => wrongName.observer.count('failing') >= 2 && wrongCa.observer.count('failing') >= 2, { ...soon, what: 'both dialers to fail' });
-    expect(wrongName.observer.last('failing')?.error).toContain('server.dc9.peering.elsewhere.consul');
+    await waitFor(
+      () => wrongName.observer.count('failing') >= 2 && wrongCa.observer.count('failing') >= 2,
+      { ...soon, what: 'both dialers to fail' },
+    );
+    expect(wrongName.observer.last('failing')?.error).toContain(
+      'server.dc9.peering.elsewhere.consul',
+    );
     expect(wrongCa.observer.last('failing')?.error).toMatch(/UNAVAILABLE/);
     expect(wrongName.observer.count('active') + wrongCa.observer.count('active')).toBe(0);
     expect(authority.verified).toBe(0);

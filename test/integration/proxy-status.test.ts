@@ -25,7 +25,14 @@ const raw: DeltaEnvoy[] = [];
 const WAIT = { timeoutMs: 10_000 };
 
 function withSidecar(name: string, port: number, upstreams: unknown[] = []) {
-  return { ID: name, Name: name, Address: '127.0.0.1', Port: port, Check: { TTL: '600s', Status: 'passing' }, Connect: { SidecarService: { Proxy: { Upstreams: upstreams } } } };
+  return {
+    ID: name,
+    Name: name,
+    Address: '127.0.0.1',
+    Port: port,
+    Check: { TTL: '600s', Status: 'passing' },
+    Connect: { SidecarService: { Proxy: { Upstreams: upstreams } } },
+  };
 }
 
 /** A lower-level Delta client with the proxy's own token (it ACKs or NACKs as the test says). */
@@ -55,7 +62,13 @@ function maskVersionColumn(text: string): string {
   const lines = text.split('\n');
   const at = lines[0]!.indexOf('VERSION');
   if (at < 0) return text;
-  return lines.map((l, i) => (i === 0 || l.length < at + 8 || l.slice(at, at + 8) === '-       ' ? l : `${l.slice(0, at)}<ver>   ${l.slice(at + 8)}`)).join('\n');
+  return lines
+    .map((l, i) =>
+      i === 0 || l.length < at + 8 || l.slice(at, at + 8) === '-       '
+        ? l
+        : `${l.slice(0, at)}<ver>   ${l.slice(at + 8)}`,
+    )
+    .join('\n');
 }
 
 async function proxies(): Promise<ProxyJson[]> {
@@ -75,13 +88,41 @@ beforeAll(async () => {
       { DestinationName: 'orders', LocalBindPort: 19091 },
     ]),
   );
-  await mesh.register({ ID: 'gw-1', Name: 'mesh-gateway', Kind: 'mesh-gateway', Address: '127.0.0.1', Port: 8443, TaggedAddresses: { lan: { Address: '127.0.0.1', Port: 8443 }, wan: { Address: '203.0.113.7', Port: 443 } } });
-  [web, api, gw] = await Promise.all([mesh.connect('web-sidecar-proxy'), mesh.connect('api-sidecar-proxy'), mesh.connect('gw-1')]);
-  await web.until((e) => e.names(TypeUrl.listener).some((n) => n.includes('19090')) && e.names(TypeUrl.route).length > 0, "web's api and orders upstreams");
-  await api.until((e) => e.names(TypeUrl.listener).some((n) => n.startsWith('public_listener')), "api's public listener");
+  await mesh.register({
+    ID: 'gw-1',
+    Name: 'mesh-gateway',
+    Kind: 'mesh-gateway',
+    Address: '127.0.0.1',
+    Port: 8443,
+    TaggedAddresses: {
+      lan: { Address: '127.0.0.1', Port: 8443 },
+      wan: { Address: '203.0.113.7', Port: 443 },
+    },
+  });
+  [web, api, gw] = await Promise.all([
+    mesh.connect('web-sidecar-proxy'),
+    mesh.connect('api-sidecar-proxy'),
+    mesh.connect('gw-1'),
+  ]);
+  await web.until(
+    (e) =>
+      e.names(TypeUrl.listener).some((n) => n.includes('19090')) &&
+      e.names(TypeUrl.route).length > 0,
+    "web's api and orders upstreams",
+  );
+  await api.until(
+    (e) => e.names(TypeUrl.listener).some((n) => n.startsWith('public_listener')),
+    "api's public listener",
+  );
   await gw.until((e) => e.names(TypeUrl.listener).length > 0, "the gateway's listener");
   await Promise.all([web.settle(), api.settle(), gw.settle()]);
-  await waitFor(async () => (await proxies()).every((p) => Object.values(p.Types).every((t) => t.status === 'SYNCED' || t.status === 'NONE')), { ...WAIT, what: 'every proxy SYNCED' });
+  await waitFor(
+    async () =>
+      (await proxies()).every((p) =>
+        Object.values(p.Types).every((t) => t.status === 'SYNCED' || t.status === 'NONE'),
+      ),
+    { ...WAIT, what: 'every proxy SYNCED' },
+  );
 }, 30_000);
 
 afterAll(async () => {
@@ -97,13 +138,21 @@ describe('isthmus proxy-status', () => {
 
   // Each CLI run is a node process start: run the three side by side.
   beforeAll(async () => {
-    [table, json, one] = await Promise.all([cli('proxy-status'), cli('proxy-status', '--format', 'json'), cli('proxy-status', 'web-sidecar-proxy')]);
+    [table, json, one] = await Promise.all([
+      cli('proxy-status'),
+      cli('proxy-status', '--format', 'json'),
+      cli('proxy-status', 'web-sidecar-proxy'),
+    ]);
   });
 
   it('shows one row per connected proxy, sorted, with its kind and SYNCED per type ("-" for none)', async () => {
     const out = table;
     expect(out).toMatchObject({ code: 0, stderr: '' });
-    const { actual, expected } = expectGoldenText('cli/proxy-status.txt', maskVersionColumn(out.stdout), mask);
+    const { actual, expected } = expectGoldenText(
+      'cli/proxy-status.txt',
+      maskVersionColumn(out.stdout),
+      mask,
+    );
     expect(actual).toBe(expected);
   });
 
@@ -117,12 +166,23 @@ describe('isthmus proxy-status', () => {
       ['web-sidecar-proxy', 'sidecar'],
     ]);
     const webStatus = list.find((p) => p.ID === 'web-sidecar-proxy')!;
-    expect(webStatus.Types['CDS']).toMatchObject({ status: 'SYNCED', resources: 3, version: expect.stringMatching(/^[\w-]{22}$/) });
-    expect(webStatus.Types['RDS']).toMatchObject({ status: 'SYNCED', resources: 1, version: expect.stringMatching(/^[\w-]{22}$/) });
-    expect(list.find((p) => p.ID === 'api-sidecar-proxy')!.Types['RDS']).toMatchObject({ status: 'NONE', version: '' });
+    expect(webStatus.Types.CDS).toMatchObject({
+      status: 'SYNCED',
+      resources: 3,
+      version: expect.stringMatching(/^[\w-]{22}$/),
+    });
+    expect(webStatus.Types.RDS).toMatchObject({
+      status: 'SYNCED',
+      resources: 1,
+      version: expect.stringMatching(/^[\w-]{22}$/),
+    });
+    expect(list.find((p) => p.ID === 'api-sidecar-proxy')!.Types.RDS).toMatchObject({
+      status: 'NONE',
+      version: '',
+    });
     // Both sidecars hold the same roots secret only, but different leaves: their SDS versions differ.
     const apiStatus = list.find((p) => p.ID === 'api-sidecar-proxy')!;
-    expect(apiStatus.Types['SDS']!.version).not.toBe(webStatus.Types['SDS']!.version);
+    expect(apiStatus.Types.SDS!.version).not.toBe(webStatus.Types.SDS!.version);
     expect(webStatus.LastNack).toBeUndefined();
   });
 
@@ -162,8 +222,16 @@ describe('proxy-status for proxies that NACK or never ACK', () => {
     await waitFor(
       async () => {
         const byId = new Map((await proxies()).map((p) => [p.ID, p]));
-        const originals = ['api-sidecar-proxy', 'gw-1', 'web-sidecar-proxy'].every((id) => Object.values(byId.get(id)?.Types ?? {}).every((t) => t.status === 'SYNCED' || t.status === 'NONE'));
-        return originals && byId.get('cache-sidecar-proxy')?.Types['LDS']?.status === 'SYNCED' && byId.get('db-sidecar-proxy')?.Types['CDS']?.status === 'STALE';
+        const originals = ['api-sidecar-proxy', 'gw-1', 'web-sidecar-proxy'].every((id) =>
+          Object.values(byId.get(id)?.Types ?? {}).every(
+            (t) => t.status === 'SYNCED' || t.status === 'NONE',
+          ),
+        );
+        return (
+          originals &&
+          byId.get('cache-sidecar-proxy')?.Types.LDS?.status === 'SYNCED' &&
+          byId.get('db-sidecar-proxy')?.Types.CDS?.status === 'STALE'
+        );
       },
       { ...WAIT, what: 'the gateway synced again, cache LDS synced and db CDS sent' },
     );
@@ -172,9 +240,15 @@ describe('proxy-status for proxies that NACK or never ACK', () => {
   it('shows NACKED with the NACK message, STALE for what is sent but not ACKed, NOT SENT for what waits behind it', async () => {
     const out = await cli('proxy-status');
     expect(out).toMatchObject({ code: 0, stderr: '' });
-    const { actual, expected } = expectGoldenText('cli/proxy-status-nack.txt', maskVersionColumn(out.stdout), mask);
+    const { actual, expected } = expectGoldenText(
+      'cli/proxy-status-nack.txt',
+      maskVersionColumn(out.stdout),
+      mask,
+    );
     expect(actual).toBe(expected);
-    expect(out.stdout).toMatch(/^cache-sidecar-proxy +sidecar +NACKED +SYNCED .* CDS: cluster local_app: invalid connect_timeout \(test NACK\)$/m);
+    expect(out.stdout).toMatch(
+      /^cache-sidecar-proxy +sidecar +NACKED +SYNCED .* CDS: cluster local_app: invalid connect_timeout \(test NACK\)$/m,
+    );
     // db asked for clusters and listeners: clusters were sent (no ACK yet), listeners wait behind them.
     expect(out.stdout).toMatch(/^db-sidecar-proxy +sidecar +STALE +NOT SENT /m);
   });
@@ -183,19 +257,34 @@ describe('proxy-status for proxies that NACK or never ACK', () => {
     const res = await mesh.api<ProxyJson>('GET', '/v1/xds/proxies/cache-sidecar-proxy');
     expect(res.status).toBe(200);
     expect(res.body.Kind).toBe('sidecar');
-    expect(res.body.Types['CDS']).toMatchObject({ status: 'ERROR', lastNack: { message: nackMessage } });
-    expect(res.body.LastNack).toMatchObject({ Type: 'CDS', Message: nackMessage, At: expect.stringMatching(/^\d{4}-/) });
-    expect(res.body.Resources.find((r) => r.Type === 'CDS' && r.Name === 'local_app')).toMatchObject({ Status: 'ERROR', Error: nackMessage });
+    expect(res.body.Types.CDS).toMatchObject({
+      status: 'ERROR',
+      lastNack: { message: nackMessage },
+    });
+    expect(res.body.LastNack).toMatchObject({
+      Type: 'CDS',
+      Message: nackMessage,
+      At: expect.stringMatching(/^\d{4}-/),
+    });
+    expect(
+      res.body.Resources.find((r) => r.Type === 'CDS' && r.Name === 'local_app'),
+    ).toMatchObject({ Status: 'ERROR', Error: nackMessage });
   });
 });
 
 describe('isthmus proxy-config', () => {
   it("prints web's clusters, listeners, endpoints, routes and secrets as tables (the key only as [redacted])", async () => {
     const types = ['clusters', 'listeners', 'endpoints', 'routes', 'secrets'] as const;
-    const outs = await Promise.all(types.map((type) => cli('proxy-config', 'web-sidecar-proxy', type)));
+    const outs = await Promise.all(
+      types.map((type) => cli('proxy-config', 'web-sidecar-proxy', type)),
+    );
     types.forEach((type, i) => {
       expect(outs[i]).toMatchObject({ code: 0, stderr: '' });
-      const { actual, expected } = expectGoldenText(`cli/proxy-config-${type}.txt`, outs[i]!.stdout, mask);
+      const { actual, expected } = expectGoldenText(
+        `cli/proxy-config-${type}.txt`,
+        outs[i]!.stdout,
+        mask,
+      );
       expect(actual, type).toBe(expected);
     });
   });
@@ -214,7 +303,9 @@ describe('isthmus proxy-config', () => {
     expect(leaf.tlsCertificate.privateKey).toBe('[redacted]');
     const upstream = (JSON.parse(clusters.stdout) as any[]).find((c) => c.name.startsWith('api.'));
     expect(upstream['@type']).toBe(TypeUrl.cluster);
-    expect(upstream.transportSocket.typedConfig['@type']).toBe('type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext');
+    expect(upstream.transportSocket.typedConfig['@type']).toBe(
+      'type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext',
+    );
   });
 
   it('the HTTP API redacts private keys of every proxy and type', async () => {
@@ -225,7 +316,10 @@ describe('isthmus proxy-config', () => {
         expect(JSON.stringify(res.body)).not.toMatch(/PRIVATE KEY|LS0tLS1CRUdJTi/);
       }
     }
-    const res = await mesh.api<ProxyConfigJson>('GET', '/v1/xds/proxies/web-sidecar-proxy/config/secrets');
+    const res = await mesh.api<ProxyConfigJson>(
+      'GET',
+      '/v1/xds/proxies/web-sidecar-proxy/config/secrets',
+    );
     expect(res.body.Resources.map((r) => [r.Name.replace(trustDomain, '<td>'), r.Status])).toEqual([
       ['leaf:spiffe://<td>/ns/default/dc/dc1/svc/web', 'SYNCED'],
       ['roots:local', 'SYNCED'],
@@ -235,21 +329,40 @@ describe('isthmus proxy-config', () => {
   it('takes xDS short names too (troubleshoot hints use them): eds lists endpoints with their health', async () => {
     const out = await cli('proxy-config', 'web-sidecar-proxy', 'eds');
     expect(out).toMatchObject({ code: 0, stderr: '' });
-    expect(out.stdout).toMatch(/^CLUSTER +ENDPOINT +HEALTH\napi\.default\.dc1\.internal\.\S+ +127\.0\.0\.1:\d+ +HEALTHY\norders\.default\.dc1\.internal\.\S+ +127\.0\.0\.1:\d+ +HEALTHY$/);
-    const http = await mesh.api<ProxyConfigJson>('GET', '/v1/xds/proxies/web-sidecar-proxy/config/CDS');
+    expect(out.stdout).toMatch(
+      /^CLUSTER +ENDPOINT +HEALTH\napi\.default\.dc1\.internal\.\S+ +127\.0\.0\.1:\d+ +HEALTHY\norders\.default\.dc1\.internal\.\S+ +127\.0\.0\.1:\d+ +HEALTHY$/,
+    );
+    const http = await mesh.api<ProxyConfigJson>(
+      'GET',
+      '/v1/xds/proxies/web-sidecar-proxy/config/CDS',
+    );
     expect(http.status).toBe(200);
     expect(http.body.Type).toBe('clusters');
   });
 
   it('an unknown proxy is a one-line error (exit 1); a bad type a usage error naming the types (exit 2)', async () => {
-    const [unknown, badType] = await Promise.all([cli('proxy-config', 'nope', 'clusters'), cli('proxy-config', 'web-sidecar-proxy', 'clustrs')]);
+    const [unknown, badType] = await Promise.all([
+      cli('proxy-config', 'nope', 'clusters'),
+      cli('proxy-config', 'web-sidecar-proxy', 'clustrs'),
+    ]);
     expect(unknown).toMatchObject({ code: 1, stdout: '' });
-    expect(unknown.stderr).toBe('isthmus: proxy "nope" is not connected to this server (`isthmus proxy-status` lists connected proxies) (HTTP 404)\n');
+    expect(unknown.stderr).toBe(
+      'isthmus: proxy "nope" is not connected to this server (`isthmus proxy-status` lists connected proxies) (HTTP 404)\n',
+    );
     expect(badType.code).toBe(2);
     expect(badType.stderr.trim().split('\n')).toHaveLength(1);
     expect(badType.stderr).toContain('clusters, listeners, endpoints, routes, secrets');
-    const http = await mesh.api<{ error: string; field: string }>('GET', '/v1/xds/proxies/web-sidecar-proxy/config/clustrs');
-    expect(http).toEqual({ status: 400, body: { error: 'type: "clustrs" is not one of clusters, listeners, endpoints, routes, secrets', field: 'type' } });
+    const http = await mesh.api<{ error: string; field: string }>(
+      'GET',
+      '/v1/xds/proxies/web-sidecar-proxy/config/clustrs',
+    );
+    expect(http).toEqual({
+      status: 400,
+      body: {
+        error: 'type: "clustrs" is not one of clusters, listeners, endpoints, routes, secrets',
+        field: 'type',
+      },
+    });
     const missing = await mesh.api<{ error: string }>('GET', '/v1/xds/proxies/nope');
     expect(missing.status).toBe(404);
     expect(missing.body.error).toContain('isthmus proxy-status');

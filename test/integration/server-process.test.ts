@@ -9,7 +9,13 @@ import { silentLogger } from '../../src/log.js';
 import { Metrics } from '../../src/metrics.js';
 import { onShutdownSignal } from '../../src/cli/shutdown.js';
 import { startServer } from '../../src/server.js';
-import { cleanupProcesses, parseJsonLine, runCli, startServerProcess, tempDir } from '../helpers/process.js';
+import {
+  cleanupProcesses,
+  parseJsonLine,
+  runCli,
+  startServerProcess,
+  tempDir,
+} from '../helpers/process.js';
 import { waitFor, withDeadline } from '../helpers/wait.js';
 import { Metadata, status as grpcStatus } from '@grpc/grpc-js';
 import { adsClient, connectDelta } from '../helpers/fake-envoy.js';
@@ -18,7 +24,9 @@ import { TypeUrl } from '../../src/xds/types.js';
 afterEach(cleanupProcesses);
 afterAll(cleanupProcesses);
 
-async function getJson(url: string): Promise<{ status: number; body: unknown; type: string | null }> {
+async function getJson(
+  url: string,
+): Promise<{ status: number; body: unknown; type: string | null }> {
   const res = await fetch(url);
   return { status: res.status, type: res.headers.get('content-type'), body: await res.json() };
 }
@@ -29,27 +37,43 @@ describe('isthmus server (real process)', () => {
     expect(server.started).toMatchObject({ datacenter: 'dc1', dataDir: server.dataDir });
     expect(server.xdsPort).toBeGreaterThan(0);
 
-    expect(await getJson(server.url('/healthz'))).toMatchObject({ status: 200, body: { status: 'ok' } });
-    expect(await getJson(server.url('/readyz'))).toMatchObject({ status: 200, body: { status: 'ok' } });
+    expect(await getJson(server.url('/healthz'))).toMatchObject({
+      status: 200,
+      body: { status: 'ok' },
+    });
+    expect(await getJson(server.url('/readyz'))).toMatchObject({
+      status: 200,
+      body: { status: 'ok' },
+    });
     const proxies = await getJson(server.url('/v1/xds/proxies'));
     expect(proxies.status).toBe(200);
     expect(Array.isArray(proxies.body)).toBe(true);
-    expect(await getJson(server.url('/no/such/route'))).toMatchObject({ status: 404, body: { error: expect.any(String) } });
+    expect(await getJson(server.url('/no/such/route'))).toMatchObject({
+      status: 404,
+      body: { error: expect.any(String) },
+    });
 
     const metrics = await fetch(server.url('/metrics'));
     expect(metrics.status).toBe(200);
     expect(metrics.headers.get('content-type')).toMatch(/^text\/plain; version=0\.0\.4/);
     const text = await metrics.text();
-    expect(text).toMatch(/^isthmus_build_info\{version="\d+\.\d+\.\d+",node_version="v[\d.]+"\} 1$/m);
+    expect(text).toMatch(
+      /^isthmus_build_info\{version="\d+\.\d+\.\d+",node_version="v[\d.]+"\} 1$/m,
+    );
     expect(text).toContain('process_cpu');
 
     const sentAt = Date.now();
     server.child.kill('SIGTERM');
-    const exit = await withDeadline(server.exited, { timeoutMs: 10_000, what: 'the server to exit after SIGTERM' });
+    const exit = await withDeadline(server.exited, {
+      timeoutMs: 10_000,
+      what: 'the server to exit after SIGTERM',
+    });
     expect(exit).toEqual({ code: 0, signal: null });
     expect(Date.now() - sentAt).toBeLessThan(5_000);
-    const messages = server.stdoutLines.map((l) => parseJsonLine(l)?.['msg']);
-    expect(messages).toEqual(expect.arrayContaining(['shutdown requested', 'server stopping', 'server stopped']));
+    const messages = server.stdoutLines.map((l) => parseJsonLine(l)?.msg);
+    expect(messages).toEqual(
+      expect.arrayContaining(['shutdown requested', 'server stopping', 'server stopped']),
+    );
     expect(server.stderr()).toBe('');
     await expect(fetch(server.url('/healthz'))).rejects.toThrow();
   });
@@ -59,19 +83,30 @@ describe('isthmus server (real process)', () => {
     const client = adsClient(`127.0.0.1:${server.xdsPort}`);
     try {
       // xDS streams need a proxy token (--xds-auth token is the default).
-      const created = await fetch(server.url('/v1/acl/token'), { method: 'POST', body: JSON.stringify({ ProxyID: 'sidecar-1' }) });
+      const created = await fetch(server.url('/v1/acl/token'), {
+        method: 'POST',
+        body: JSON.stringify({ ProxyID: 'sidecar-1' }),
+      });
       const metadata = new Metadata();
       metadata.set('x-isthmus-token', ((await created.json()) as { SecretID: string }).SecretID);
       const envoy = connectDelta(client, 'sidecar-1', metadata);
       envoy.send(TypeUrl.cluster, { subscribe: ['*'] });
-      await waitFor(async () => ((await getJson(server.url('/v1/xds/proxies'))).body as unknown[]).length === 1, {
-        timeoutMs: 5_000,
-        what: 'the proxy to show in /v1/xds/proxies',
-      });
+      await waitFor(
+        async () => ((await getJson(server.url('/v1/xds/proxies'))).body as unknown[]).length === 1,
+        {
+          timeoutMs: 5_000,
+          what: 'the proxy to show in /v1/xds/proxies',
+        },
+      );
       server.child.kill('SIGTERM');
-      const ended = await withDeadline(envoy.ended, { timeoutMs: 10_000, what: 'the xDS stream to end' });
+      const ended = await withDeadline(envoy.ended, {
+        timeoutMs: 10_000,
+        what: 'the xDS stream to end',
+      });
       expect(ended.code).toBe(grpcStatus.UNAVAILABLE);
-      expect(await withDeadline(server.exited, { timeoutMs: 10_000, what: 'exit after SIGTERM' })).toEqual({ code: 0, signal: null });
+      expect(
+        await withDeadline(server.exited, { timeoutMs: 10_000, what: 'exit after SIGTERM' }),
+      ).toEqual({ code: 0, signal: null });
     } finally {
       client.close();
     }
@@ -80,21 +115,25 @@ describe('isthmus server (real process)', () => {
   it('exits 0 on SIGINT too', async () => {
     const server = await startServerProcess();
     server.child.kill('SIGINT');
-    expect(await withDeadline(server.exited, { timeoutMs: 10_000, what: 'exit after SIGINT' })).toEqual({ code: 0, signal: null });
+    expect(
+      await withDeadline(server.exited, { timeoutMs: 10_000, what: 'exit after SIGINT' }),
+    ).toEqual({ code: 0, signal: null });
   });
 
   it('honours ISTHMUS_DATACENTER, and flags over the environment', async () => {
     const fromEnv = await startServerProcess([], { env: { ISTHMUS_DATACENTER: 'dc-from-env' } });
-    expect(fromEnv.started['datacenter']).toBe('dc-from-env');
-    const fromFlag = await startServerProcess(['--datacenter', 'dc-from-flag'], { env: { ISTHMUS_DATACENTER: 'dc-from-env' } });
-    expect(fromFlag.started['datacenter']).toBe('dc-from-flag');
+    expect(fromEnv.started.datacenter).toBe('dc-from-env');
+    const fromFlag = await startServerProcess(['--datacenter', 'dc-from-flag'], {
+      env: { ISTHMUS_DATACENTER: 'dc-from-env' },
+    });
+    expect(fromFlag.started.datacenter).toBe('dc-from-flag');
   });
 
   it('reads a YAML config file', async () => {
     const configFile = join(tempDir(), 'isthmus.yaml');
     writeFileSync(configFile, 'datacenter: dc-from-file\nlog_level: info\n');
     const server = await startServerProcess(['--config', configFile]);
-    expect(server.started['datacenter']).toBe('dc-from-file');
+    expect(server.started.datacenter).toBe('dc-from-file');
   });
 });
 
@@ -119,7 +158,9 @@ describe('isthmus CLI errors', () => {
     for (const args of [['server', '--nope'], ['nope']]) {
       const res = await runCli(args);
       expect(res.code, args.join(' ')).toBe(2);
-      expect(res.stderr, args.join(' ')).toMatch(/^isthmus: unknown (option|command) '(--)?nope'\n$/);
+      expect(res.stderr, args.join(' ')).toMatch(
+        /^isthmus: unknown (option|command) '(--)?nope'\n$/,
+      );
     }
   });
 
@@ -128,7 +169,17 @@ describe('isthmus CLI errors', () => {
     await new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', resolve));
     try {
       const port = (blocker.address() as { port: number }).port;
-      const res = await runCli(['server', '--http-addr', `127.0.0.1:${port}`, '--xds-addr', '127.0.0.1:0', '--peering-addr', '127.0.0.1:0', '--data-dir', tempDir()]);
+      const res = await runCli([
+        'server',
+        '--http-addr',
+        `127.0.0.1:${port}`,
+        '--xds-addr',
+        '127.0.0.1:0',
+        '--peering-addr',
+        '127.0.0.1:0',
+        '--data-dir',
+        tempDir(),
+      ]);
       expect(res.code).toBe(1);
       expect(res.stderr).toMatch(/^isthmus: .*EADDRINUSE.*\n$/);
     } finally {
@@ -139,7 +190,16 @@ describe('isthmus CLI errors', () => {
   it('--help and --version exit 0 on stdout', async () => {
     const help = await runCli(['server', '--help']);
     expect(help.code).toBe(0);
-    for (const flag of ['--data-dir', '--datacenter', '--http-addr', '--xds-addr', '--peering-addr', '--log-level', '--xds-max-streams', '--config']) {
+    for (const flag of [
+      '--data-dir',
+      '--datacenter',
+      '--http-addr',
+      '--xds-addr',
+      '--peering-addr',
+      '--log-level',
+      '--xds-max-streams',
+      '--config',
+    ]) {
       expect(help.stdout).toContain(flag);
     }
     const version = await runCli(['--version']);
@@ -152,17 +212,29 @@ describe('HTTP API (in process)', () => {
   const xds = { proxyStatus: () => [{ node: 'web-sidecar' }] };
 
   it('answers 503 on /readyz with what is not ready', async () => {
-    const app = createHttpApi({ logger: silentLogger(), metrics, xds, health: { ready: () => false, notReady: () => ['shutting down'] } });
+    const app = createHttpApi({
+      logger: silentLogger(),
+      metrics,
+      xds,
+      health: { ready: () => false, notReady: () => ['shutting down'] },
+    });
     const res = await app.inject({ method: 'GET', url: '/readyz' });
     expect(res.statusCode).toBe(503);
     expect(res.json()).toEqual({ status: 'not ready', not_ready: ['shutting down'] });
     expect((await app.inject({ method: 'GET', url: '/healthz' })).statusCode).toBe(200);
-    expect((await app.inject({ method: 'GET', url: '/v1/xds/proxies' })).json()).toEqual([{ node: 'web-sidecar' }]);
+    expect((await app.inject({ method: 'GET', url: '/v1/xds/proxies' })).json()).toEqual([
+      { node: 'web-sidecar' },
+    ]);
     await app.close();
   });
 
   it('maps IsthmusError to its HTTP status and other errors to an opaque 500', async () => {
-    const app = createHttpApi({ logger: silentLogger(), metrics, xds, health: { ready: () => true } });
+    const app = createHttpApi({
+      logger: silentLogger(),
+      metrics,
+      xds,
+      health: { ready: () => true },
+    });
     app.get('/conflict', async () => {
       throw new IsthmusError('already_exists', 'service web exists', 'Service.Name');
     });
@@ -182,7 +254,15 @@ describe('HTTP API (in process)', () => {
   });
 
   it('startServer binds port 0, is ready, and stop() closes everything', async () => {
-    const config = loadServerConfig({ flags: { dataDir: tempDir(), httpAddr: '127.0.0.1:0', xdsAddr: '127.0.0.1:0', peeringAddr: '127.0.0.1:0' }, env: {} });
+    const config = loadServerConfig({
+      flags: {
+        dataDir: tempDir(),
+        httpAddr: '127.0.0.1:0',
+        xdsAddr: '127.0.0.1:0',
+        peeringAddr: '127.0.0.1:0',
+      },
+      env: {},
+    });
     const server = await startServer(config, { logger: silentLogger() });
     const url = `http://127.0.0.1:${server.httpPort}/readyz`;
     expect((await fetch(url)).status).toBe(200);
@@ -197,14 +277,25 @@ describe('HTTP API (in process)', () => {
 describe('shutdown on signals (in process)', () => {
   it('stops once and resolves 0; a stop that hangs past the deadline exits 1', async () => {
     let stops = 0;
-    const clean = onShutdownSignal({ logger: silentLogger(), signals: ['SIGUSR2'], stop: async () => void stops++, exit: () => undefined });
+    const clean = onShutdownSignal({
+      logger: silentLogger(),
+      signals: ['SIGUSR2'],
+      stop: async () => void stops++,
+      exit: () => undefined,
+    });
     process.kill(process.pid, 'SIGUSR2');
     expect(await withDeadline(clean, { timeoutMs: 5_000, what: 'clean shutdown' })).toBe(0);
     expect(stops).toBe(1);
     process.removeAllListeners('SIGUSR2');
 
     const exits: number[] = [];
-    void onShutdownSignal({ logger: silentLogger(), signals: ['SIGUSR2'], hardExitMs: 50, stop: () => new Promise(() => undefined), exit: (code) => void exits.push(code) });
+    void onShutdownSignal({
+      logger: silentLogger(),
+      signals: ['SIGUSR2'],
+      hardExitMs: 50,
+      stop: () => new Promise(() => undefined),
+      exit: (code) => void exits.push(code),
+    });
     process.kill(process.pid, 'SIGUSR2');
     await waitFor(() => exits.length > 0, { timeoutMs: 5_000, what: 'the hard exit' });
     expect(exits).toEqual([1]);

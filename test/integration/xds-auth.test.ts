@@ -44,36 +44,51 @@ describe('xDS admission with proxy tokens (xDS server + token index)', () => {
     const store: Store = await openLmdbStore(tempDir());
     tokens = await openProxyTokens(store, { logger: silentLogger() });
     h = await startXds({ authorize: xdsAuthorizer('token', tokens, silentLogger()) });
-    cleanups.push(() => store.close(), () => tokens.close(), () => h.close());
+    cleanups.push(
+      () => store.close(),
+      () => tokens.close(),
+      () => h.close(),
+    );
     // Each proxy has a private key waiting for it: a refused stream must not see it.
     h.cache.setProxyResources('web', [secret('leaf:web', 'web-key')]);
     h.cache.setProxyResources('api', [secret('leaf:api', 'api-key')]);
   }
 
-  async function expectRefused(metadata: grpc.Metadata, api: 'sotw' | 'delta' = 'delta'): Promise<string> {
-    const envoy = api === 'delta' ? connectDelta(h.client, 'web', metadata) : connectSotw(h.client, 'web', metadata);
+  async function expectRefused(
+    metadata: grpc.Metadata,
+    api: 'sotw' | 'delta' = 'delta',
+  ): Promise<string> {
+    const envoy =
+      api === 'delta'
+        ? connectDelta(h.client, 'web', metadata)
+        : connectSotw(h.client, 'web', metadata);
     if ('send' in envoy) envoy.send(TypeUrl.secret, { subscribe: ['leaf:web'] });
     else envoy.request(TypeUrl.secret, ['leaf:web']);
-    const status = await withDeadline(envoy.ended, { timeoutMs: 5_000, what: 'the refused stream to end' });
+    const status = await withDeadline(envoy.ended, {
+      timeoutMs: 5_000,
+      what: 'the refused stream to end',
+    });
     expect(status.code).toBe(grpc.status.PERMISSION_DENIED);
     expect(await envoy.quietFor(100)).toBe(true);
     expect(h.server.proxyStatus()).toEqual([]);
     return status.details;
   }
 
-  it('refuses no token, a wrong token and another proxy\'s token, before any resource', async () => {
+  it("refuses no token, a wrong token and another proxy's token, before any resource", async () => {
     await setup();
     const api = await tokens.create('api');
     expect(await expectRefused(tokenMetadata())).toMatch(/needs an x-isthmus-token/);
     expect(await expectRefused(tokenMetadata(), 'sotw')).toMatch(/needs an x-isthmus-token/);
-    expect(await expectRefused(tokenMetadata('5f0c2d7e-1111-2222-3333-444455556666'))).toMatch(/not a valid proxy token/);
+    expect(await expectRefused(tokenMetadata('5f0c2d7e-1111-2222-3333-444455556666'))).toMatch(
+      /not a valid proxy token/,
+    );
     const details = await expectRefused(tokenMetadata(api.secretId));
     expect(details).toContain('"api"');
     expect(details).toContain('"web"');
     expect(details).not.toContain(api.secretId);
   });
 
-  it('admits the proxy\'s own token and serves its resources', async () => {
+  it("admits the proxy's own token and serves its resources", async () => {
     await setup();
     const web = await tokens.create('web');
     const envoy = connectDelta(h.client, 'web', tokenMetadata(web.secretId));
@@ -85,15 +100,36 @@ describe('xDS admission with proxy tokens (xDS server + token index)', () => {
 });
 
 describe('xDS auth in the server (startServer)', () => {
-  async function start(dataDir: string, flags: Record<string, string> = {}, logger = silentLogger()): Promise<RunningServer> {
-    const config = loadServerConfig({ flags: { dataDir, httpAddr: '127.0.0.1:0', xdsAddr: '127.0.0.1:0', peeringAddr: '127.0.0.1:0', ...flags }, env: {} });
+  async function start(
+    dataDir: string,
+    flags: Record<string, string> = {},
+    logger = silentLogger(),
+  ): Promise<RunningServer> {
+    const config = loadServerConfig({
+      flags: {
+        dataDir,
+        httpAddr: '127.0.0.1:0',
+        xdsAddr: '127.0.0.1:0',
+        peeringAddr: '127.0.0.1:0',
+        ...flags,
+      },
+      env: {},
+    });
     const server = await startServer(config, { logger });
     cleanups.push(() => server.stop());
     return server;
   }
 
-  async function api<T>(server: RunningServer, method: string, url: string, body?: unknown): Promise<{ status: number; body: T }> {
-    const res = await fetch(`http://127.0.0.1:${server.httpPort}${url}`, { method, ...(body === undefined ? {} : { body: JSON.stringify(body) }) });
+  async function api<T>(
+    server: RunningServer,
+    method: string,
+    url: string,
+    body?: unknown,
+  ): Promise<{ status: number; body: T }> {
+    const res = await fetch(`http://127.0.0.1:${server.httpPort}${url}`, {
+      method,
+      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+    });
     return { status: res.status, body: (await res.json()) as T };
   }
 
@@ -106,22 +142,43 @@ describe('xDS auth in the server (startServer)', () => {
     return envoy;
   }
 
-  const proxies = async (server: RunningServer) => (await api<{ ID: string }[]>(server, 'GET', '/v1/xds/proxies')).body.map((p) => p.ID);
+  const proxies = async (server: RunningServer) =>
+    (await api<{ ID: string }[]>(server, 'GET', '/v1/xds/proxies')).body.map((p) => p.ID);
 
   it('is on by default: token create/list/delete over HTTP decide who gets a stream, across a restart', async () => {
     const dataDir = tempDir();
     let server = await start(dataDir);
-    expect((await withDeadline(connect(server, 'web').ended, { timeoutMs: 5_000, what: 'refusal' })).code).toBe(grpc.status.PERMISSION_DENIED);
+    expect(
+      (await withDeadline(connect(server, 'web').ended, { timeoutMs: 5_000, what: 'refusal' }))
+        .code,
+    ).toBe(grpc.status.PERMISSION_DENIED);
 
-    const created = await api<{ AccessorID: string; SecretID: string; ProxyID: string; CreateTime: string }>(server, 'POST', '/v1/acl/token', { ProxyID: 'web' });
+    const created = await api<{
+      AccessorID: string;
+      SecretID: string;
+      ProxyID: string;
+      CreateTime: string;
+    }>(server, 'POST', '/v1/acl/token', { ProxyID: 'web' });
     expect(created.status).toBe(200);
-    expect(Object.keys(created.body).sort()).toEqual(['AccessorID', 'CreateTime', 'ProxyID', 'SecretID']);
+    expect(Object.keys(created.body).sort()).toEqual([
+      'AccessorID',
+      'CreateTime',
+      'ProxyID',
+      'SecretID',
+    ]);
     const listed = await api<unknown[]>(server, 'GET', '/v1/acl/tokens');
-    expect(listed.body).toEqual([{ AccessorID: created.body.AccessorID, ProxyID: 'web', CreateTime: created.body.CreateTime }]);
-    expect((await api(server, 'POST', '/v1/acl/token', { Proxy: 'web' })).body).toMatchObject({ field: 'ProxyID' });
+    expect(listed.body).toEqual([
+      { AccessorID: created.body.AccessorID, ProxyID: 'web', CreateTime: created.body.CreateTime },
+    ]);
+    expect((await api(server, 'POST', '/v1/acl/token', { Proxy: 'web' })).body).toMatchObject({
+      field: 'ProxyID',
+    });
 
     const envoy = connect(server, 'web', created.body.SecretID);
-    await waitFor(async () => (await proxies(server)).includes('web'), { timeoutMs: 5_000, what: 'web in /v1/xds/proxies' });
+    await waitFor(async () => (await proxies(server)).includes('web'), {
+      timeoutMs: 5_000,
+      what: 'web in /v1/xds/proxies',
+    });
     expect(await envoy.quietFor(200)).toBe(true);
     envoy.close();
 
@@ -129,28 +186,52 @@ describe('xDS auth in the server (startServer)', () => {
     await server.stop();
     server = await start(dataDir);
     const admitted = connect(server, 'web', created.body.SecretID);
-    await waitFor(async () => (await proxies(server)).includes('web'), { timeoutMs: 5_000, what: 'web admitted after the restart' });
-    const other = await api<{ SecretID: string }>(server, 'POST', '/v1/acl/token', { ProxyID: 'api' });
+    await waitFor(async () => (await proxies(server)).includes('web'), {
+      timeoutMs: 5_000,
+      what: 'web admitted after the restart',
+    });
+    const other = await api<{ SecretID: string }>(server, 'POST', '/v1/acl/token', {
+      ProxyID: 'api',
+    });
     const api1 = connect(server, 'api', other.body.SecretID);
-    await waitFor(async () => (await proxies(server)).includes('api'), { timeoutMs: 5_000, what: 'api admitted' });
+    await waitFor(async () => (await proxies(server)).includes('api'), {
+      timeoutMs: 5_000,
+      what: 'api admitted',
+    });
 
     // Deleting a token ends the open streams it admitted (only those), not just future ones.
-    expect((await api(server, 'DELETE', `/v1/acl/token/${created.body.AccessorID}`)).body).toBe(true);
-    const cut = await withDeadline(admitted.ended, { timeoutMs: 5_000, what: 'the open stream of the deleted token to end' });
+    expect((await api(server, 'DELETE', `/v1/acl/token/${created.body.AccessorID}`)).body).toBe(
+      true,
+    );
+    const cut = await withDeadline(admitted.ended, {
+      timeoutMs: 5_000,
+      what: 'the open stream of the deleted token to end',
+    });
     expect(cut.code).toBe(grpc.status.PERMISSION_DENIED);
     expect(await proxies(server)).toEqual(['api']);
     expect(await api1.quietFor(200)).toBe(true);
-    expect((await api(server, 'DELETE', `/v1/acl/token/${created.body.AccessorID}`)).status).toBe(404);
-    const refused = await withDeadline(connect(server, 'web', created.body.SecretID).ended, { timeoutMs: 5_000, what: 'refusal after delete' });
+    expect((await api(server, 'DELETE', `/v1/acl/token/${created.body.AccessorID}`)).status).toBe(
+      404,
+    );
+    const refused = await withDeadline(connect(server, 'web', created.body.SecretID).ended, {
+      timeoutMs: 5_000,
+      what: 'refusal after delete',
+    });
     expect(refused.code).toBe(grpc.status.PERMISSION_DENIED);
   });
 
   it('--xds-auth off admits streams without a token and warns at startup', async () => {
     let output = '';
-    const logger = createLogger('info', new Writable({ write: (chunk, _enc, done) => void ((output += String(chunk)), done()) }));
+    const logger = createLogger(
+      'info',
+      new Writable({ write: (chunk, _enc, done) => void ((output += String(chunk)), done()) }),
+    );
     const server = await start(tempDir(), { xdsAuth: 'off' }, logger);
     connect(server, 'anything');
-    await waitFor(async () => (await proxies(server)).includes('anything'), { timeoutMs: 5_000, what: 'the unauthenticated stream to be admitted' });
+    await waitFor(async () => (await proxies(server)).includes('anything'), {
+      timeoutMs: 5_000,
+      what: 'the unauthenticated stream to be admitted',
+    });
     logger.flush();
     const warnings = output.split('\n').filter((l) => l.includes('"level":40'));
     expect(warnings).toHaveLength(1);

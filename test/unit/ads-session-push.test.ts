@@ -6,7 +6,11 @@
 import { EventEmitter } from 'node:events';
 import { describe, expect, it } from 'vitest';
 import * as grpc from '@grpc/grpc-js';
-import { DeltaDiscoveryRequest, DeltaDiscoveryResponse, type DeepPartial } from '../../src/gen/envoy/service/discovery/v3/discovery.js';
+import {
+  DeltaDiscoveryRequest,
+  DeltaDiscoveryResponse,
+  type DeepPartial,
+} from '../../src/gen/envoy/service/discovery/v3/discovery.js';
 import { ClusterLoadAssignment } from '../../src/gen/envoy/config/endpoint/v3/endpoint.js';
 import { Metrics } from '../../src/metrics.js';
 import { silentLogger } from '../../src/log.js';
@@ -53,26 +57,45 @@ const settle = async () => {
   for (let i = 0; i < 3; i++) await new Promise((r) => setImmediate(r));
 };
 function firstPort(r: DeltaDiscoveryResponse): number | undefined {
-  const lb = ClusterLoadAssignment.decode(r.resources[0]!.resource!.value).endpoints[0]!.lbEndpoints[0]!;
-  const address = lb.hostIdentifier?.$case === 'endpoint' ? lb.hostIdentifier.value.address : undefined;
-  return address?.address?.$case === 'socketAddress' && address.address.value.portSpecifier?.$case === 'portValue'
+  const lb = ClusterLoadAssignment.decode(r.resources[0]!.resource!.value).endpoints[0]!
+    .lbEndpoints[0]!;
+  const address =
+    lb.hostIdentifier?.$case === 'endpoint' ? lb.hostIdentifier.value.address : undefined;
+  return address?.address?.$case === 'socketAddress' &&
+    address.address.value.portSpecifier?.$case === 'portValue'
     ? address.address.value.portSpecifier.value
     : undefined;
 }
 
 function sessionContext(cache: XdsCache): SessionContext {
   return {
-    cache, metrics: new Metrics(), logger: silentLogger(), maxResponseBytes: 4 * 1024 * 1024, warmingTimeoutMs: 1_000,
-    authorize: () => undefined, onReady: () => undefined, onClose: () => undefined,
+    cache,
+    metrics: new Metrics(),
+    logger: silentLogger(),
+    maxResponseBytes: 4 * 1024 * 1024,
+    warmingTimeoutMs: 1_000,
+    authorize: () => undefined,
+    onReady: () => undefined,
+    onClose: () => undefined,
   };
 }
 
-async function connected(cache: XdsCache, ids: readonly string[], sessions: DeltaSession[] = []): Promise<FakeCall[]> {
+async function connected(
+  cache: XdsCache,
+  ids: readonly string[],
+  sessions: DeltaSession[] = [],
+): Promise<FakeCall[]> {
   const ctx = sessionContext(cache);
   const calls = ids.map((id) => {
     cache.setProxyResources(id, [endpoints('a', [1])]);
     const call = new FakeCall();
-    sessions.push(new DeltaSession('delta', ctx, call as unknown as grpc.ServerDuplexStream<DeltaDiscoveryRequest, Buffer>));
+    sessions.push(
+      new DeltaSession(
+        'delta',
+        ctx,
+        call as unknown as grpc.ServerDuplexStream<DeltaDiscoveryRequest, Buffer>,
+      ),
+    );
     call.request({ node: { id }, typeUrl: TypeUrl.endpoint, resourceNamesSubscribe: ['a'] });
     return call;
   });
@@ -106,7 +129,14 @@ describe('pushing a published view', () => {
     const nonce = call!.written.at(-1)!.nonce;
     expect(nonce).toMatch(/^[1-9][0-9]*$/);
     cache.setProxyResources('n', [endpoints('a', [3])]); // waits for the ACK of port 2
-    for (const lookalike of [`0${nonce}`, `${nonce} `, `+${nonce}`, `${nonce}.0`, `${Number(nonce) + 1}`, '']) {
+    for (const lookalike of [
+      `0${nonce}`,
+      `${nonce} `,
+      `+${nonce}`,
+      `${nonce}.0`,
+      `${Number(nonce) + 1}`,
+      '',
+    ]) {
       call!.request({ typeUrl: TypeUrl.endpoint, responseNonce: lookalike });
       await settle();
     }
@@ -126,16 +156,36 @@ describe('pushing a published view', () => {
     await settle();
     const ackedPorts = () => {
       const statuses = resourceStatuses(sessions[0]!).filter((r) => r.typeUrl === TypeUrl.endpoint);
-      return Object.fromEntries(statuses.map((r) => [r.name, [r.status, r.ackedVersion === '' ? '' : r.entry && r.ackedVersion === r.entry.version ? 'current' : 'older']]));
+      return Object.fromEntries(
+        statuses.map((r) => [
+          r.name,
+          [
+            r.status,
+            r.ackedVersion === ''
+              ? ''
+              : r.entry && r.ackedVersion === r.entry.version
+                ? 'current'
+                : 'older',
+          ],
+        ]),
+      );
     };
     for (let port = 2; port <= 40; port++) {
       // b goes away for a while at 20 and comes back at 30; 25 is NACKed, then 26 is ACKed.
-      const view = port >= 20 && port < 30 ? [endpoints('a', [port])] : [endpoints('a', [port]), endpoints('b', [port])];
+      const view =
+        port >= 20 && port < 30
+          ? [endpoints('a', [port])]
+          : [endpoints('a', [port]), endpoints('b', [port])];
       const before = call!.written.length;
       cache.setProxyResources('n', view);
       const pushed = call!.written.at(-1)!;
       expect([call!.written.length - before, firstPort(pushed)]).toEqual([1, port]);
-      if (port === 25) call!.request({ typeUrl: pushed.typeUrl, responseNonce: pushed.nonce, errorDetail: { code: 3, message: 'bad endpoints' } });
+      if (port === 25)
+        call!.request({
+          typeUrl: pushed.typeUrl,
+          responseNonce: pushed.nonce,
+          errorDetail: { code: 3, message: 'bad endpoints' },
+        });
       else call!.ackLast();
       await settle();
       // b's removal goes once a's new endpoints are ACKed (make-before-break): ACK it too.
@@ -144,11 +194,13 @@ describe('pushing a published view', () => {
         call!.ackLast();
         await settle();
       }
-      if (port === 25) expect(ackedPorts()['a']).toEqual(['ERROR', 'older']);
+      if (port === 25) expect(ackedPorts().a).toEqual(['ERROR', 'older']);
       if (port === 27) expect(ackedPorts()).toEqual({ a: ['SYNCED', 'current'] });
     }
     expect(ackedPorts()).toEqual({ a: ['SYNCED', 'current'], b: ['SYNCED', 'current'] });
-    expect(sessions[0]!.typeStates().get(TypeUrl.endpoint)!.acked.get('a')).toBe(cache.view('n')!.resources.get(TypeUrl.endpoint)!.get('a')!.version);
+    expect(sessions[0]!.typeStates().get(TypeUrl.endpoint)!.acked.get('a')).toBe(
+      cache.view('n')!.resources.get(TypeUrl.endpoint)!.get('a')!.version,
+    );
   });
 
   it('pushes a change only of what the stream still subscribes to, as names come and go between pushes', async () => {
@@ -163,7 +215,10 @@ describe('pushing a published view', () => {
       await settle();
       return names;
     };
-    const subscription = async (change: { resourceNamesSubscribe?: string[]; resourceNamesUnsubscribe?: string[] }) => {
+    const subscription = async (change: {
+      resourceNamesSubscribe?: string[];
+      resourceNamesUnsubscribe?: string[];
+    }) => {
       const before = call!.written.length;
       call!.request({ typeUrl: TypeUrl.endpoint, ...change });
       await settle();
@@ -195,9 +250,20 @@ describe('pushing a published view', () => {
 describe('admitting a stream', () => {
   it("keeps the node's identity and metadata but not its list of built-in extensions (Envoy 1.40 sends 500-odd)", async () => {
     const call = new FakeCall();
-    const session = new DeltaSession('delta', sessionContext(new XdsCache()), call as unknown as grpc.ServerDuplexStream<DeltaDiscoveryRequest, Buffer>);
-    const extensions = Array.from({ length: 500 }, (_, i) => ({ name: `envoy.filters.x${i}`, category: 'envoy.filters.network' }));
-    call.request({ node: { id: 'web-sidecar-proxy', cluster: 'web', userAgentName: 'envoy', extensions }, typeUrl: TypeUrl.endpoint, resourceNamesSubscribe: ['a'] });
+    const session = new DeltaSession(
+      'delta',
+      sessionContext(new XdsCache()),
+      call as unknown as grpc.ServerDuplexStream<DeltaDiscoveryRequest, Buffer>,
+    );
+    const extensions = Array.from({ length: 500 }, (_, i) => ({
+      name: `envoy.filters.x${i}`,
+      category: 'envoy.filters.network',
+    }));
+    call.request({
+      node: { id: 'web-sidecar-proxy', cluster: 'web', userAgentName: 'envoy', extensions },
+      typeUrl: TypeUrl.endpoint,
+      resourceNamesSubscribe: ['a'],
+    });
     await settle();
     const node = session.node!;
     expect(node).toMatchObject({ id: 'web-sidecar-proxy', cluster: 'web', userAgentName: 'envoy' });

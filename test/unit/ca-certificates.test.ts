@@ -6,7 +6,13 @@ import os from 'node:os';
 import path from 'node:path';
 import { Writable } from 'node:stream';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { type CaOptions, type CaEvent, type CertificateAuthority, defaultLeafTtlMs, openCa } from '../../src/ca/index.js';
+import {
+  type CaOptions,
+  type CaEvent,
+  type CertificateAuthority,
+  defaultLeafTtlMs,
+  openCa,
+} from '../../src/ca/index.js';
 import { IsthmusError } from '../../src/errors.js';
 import { createLogger, silentLogger } from '../../src/log.js';
 import { meshGatewaySpiffeId, serviceSpiffeId, trustDomainFor } from '../../src/mesh/names.js';
@@ -43,7 +49,9 @@ describe('built-in CA: root', () => {
     const ca = await open();
     const roots = ca.roots();
     expect(roots.trustDomain).toBe(trustDomainFor(ca.clusterId));
-    expect(ca.clusterId).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+    expect(ca.clusterId).toMatch(
+      /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/,
+    );
     expect(roots.roots).toHaveLength(1);
     expect(roots.roots[0]).toMatchObject({ id: roots.activeRootId, active: true });
     const root = activeRoot(ca);
@@ -57,8 +65,12 @@ describe('built-in CA: root', () => {
     const parsed = new x509.X509Certificate(roots.roots[0]!.certPem);
     const bc = parsed.getExtension(x509.BasicConstraintsExtension)!;
     expect({ ca: bc.ca, critical: bc.critical }).toEqual({ ca: true, critical: true });
-    expect(parsed.getExtension(x509.KeyUsagesExtension)!.usages).toBe(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign);
-    expect(roots.roots[0]!.signingKeyId).toBe(parsed.getExtension(x509.SubjectKeyIdentifierExtension)!.keyId.match(/../g)!.join(':'));
+    expect(parsed.getExtension(x509.KeyUsagesExtension)!.usages).toBe(
+      x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign,
+    );
+    expect(roots.roots[0]!.signingKeyId).toBe(
+      parsed.getExtension(x509.SubjectKeyIdentifierExtension)!.keyId.match(/../g)!.join(':'),
+    );
   });
 
   it('keeps its private key in <dataDir>/ca with mode 0600 (dir 0700), matching the root certificate', async () => {
@@ -75,10 +87,18 @@ describe('built-in CA: root', () => {
 
   it('persists cluster ID, trust domain and root across a reopen', async () => {
     const first = await open();
-    const before = { clusterId: first.clusterId, trustDomain: first.trustDomain, roots: first.roots() };
+    const before = {
+      clusterId: first.clusterId,
+      trustDomain: first.trustDomain,
+      roots: first.roots(),
+    };
     await first.close();
     const again = await open();
-    expect({ clusterId: again.clusterId, trustDomain: again.trustDomain, roots: again.roots() }).toEqual(before);
+    expect({
+      clusterId: again.clusterId,
+      trustDomain: again.trustDomain,
+      roots: again.roots(),
+    }).toEqual(before);
     const leaf = await again.leaf({ spiffeId: web(again) });
     expect(new X509Certificate(leaf.certPem).verify(activeRoot(again).publicKey)).toBe(true);
   });
@@ -87,7 +107,9 @@ describe('built-in CA: root', () => {
     const ca = await open({ trustDomain: 'example.test' });
     expect(ca.roots().trustDomain).toBe('example.test');
     await ca.close();
-    await expect(open({ trustDomain: 'other.test' })).rejects.toMatchObject({ code: 'failed_precondition' });
+    await expect(open({ trustDomain: 'other.test' })).rejects.toMatchObject({
+      code: 'failed_precondition',
+    });
   });
 
   it('refuses to start without the active root key file, naming the file', async () => {
@@ -97,7 +119,10 @@ describe('built-in CA: root', () => {
     fs.rmSync(path.join(dir, 'ca', `${id.replaceAll(':', '')}.key`));
     const err = await open().catch((e: unknown) => e);
     expect(err).toBeInstanceOf(IsthmusError);
-    expect(err).toMatchObject({ code: 'failed_precondition', message: expect.stringContaining(path.join(dir, 'ca')) });
+    expect(err).toMatchObject({
+      code: 'failed_precondition',
+      message: expect.stringContaining(path.join(dir, 'ca')),
+    });
   });
 });
 
@@ -115,31 +140,52 @@ describe('built-in CA: leaves', () => {
     expect(cert.subjectAltName).toBe(`URI:${spiffeId}`);
     expect(cert.keyUsage).toEqual(['1.3.6.1.5.5.7.3.1', '1.3.6.1.5.5.7.3.2']);
     expect(cert.serialNumber.toLowerCase()).toBe(leaf.serial.replaceAll(':', ''));
-    expect(hours(leaf.notAfter.getTime() - leaf.notBefore.getTime())).toBeCloseTo(hours(defaultLeafTtlMs + 60_000), 2);
+    expect(hours(leaf.notAfter.getTime() - leaf.notBefore.getTime())).toBeCloseTo(
+      hours(defaultLeafTtlMs + 60_000),
+      2,
+    );
     expect(leaf.notBefore.getTime()).toBeLessThanOrEqual(Date.now() - 59_000);
     const key = createPrivateKey(leaf.keyPem);
     expect(key.asymmetricKeyType).toBe('ec');
-    expect(createPublicKey(key).export({ format: 'der', type: 'spki' })).toEqual(cert.publicKey.export({ format: 'der', type: 'spki' }));
+    expect(createPublicKey(key).export({ format: 'der', type: 'spki' })).toEqual(
+      cert.publicKey.export({ format: 'der', type: 'spki' }),
+    );
     const parsed = new x509.X509Certificate(leaf.certPem);
-    expect(parsed.getExtension(x509.BasicConstraintsExtension)).toMatchObject({ ca: false, critical: true });
-    expect(parsed.getExtension(x509.KeyUsagesExtension)!.usages & x509.KeyUsageFlags.digitalSignature).toBeTruthy();
-    expect(parsed.getExtension(x509.AuthorityKeyIdentifierExtension)!.keyId).toBe(ca.roots().roots[0]!.signingKeyId!.replaceAll(':', ''));
+    expect(parsed.getExtension(x509.BasicConstraintsExtension)).toMatchObject({
+      ca: false,
+      critical: true,
+    });
+    expect(
+      parsed.getExtension(x509.KeyUsagesExtension)!.usages & x509.KeyUsageFlags.digitalSignature,
+    ).toBeTruthy();
+    expect(parsed.getExtension(x509.AuthorityKeyIdentifierExtension)!.keyId).toBe(
+      ca.roots().roots[0]!.signingKeyId!.replaceAll(':', ''),
+    );
   });
 
   it('adds DNS SANs when asked, and a mesh gateway identity works too', async () => {
     const ca = await open();
     const spiffeId = meshGatewaySpiffeId(ca.trustDomain, 'dc1');
     const leaf = await ca.leaf({ spiffeId, dnsSans: ['server.dc1.peering.example', 'gw.local'] });
-    expect(new X509Certificate(leaf.certPem).subjectAltName).toBe(`URI:${spiffeId}, DNS:server.dc1.peering.example, DNS:gw.local`);
+    expect(new X509Certificate(leaf.certPem).subjectAltName).toBe(
+      `URI:${spiffeId}, DNS:server.dc1.peering.example, DNS:gw.local`,
+    );
   });
 
   it('caches per identity (concurrent callers share one issuance) and refuses other trust domains', async () => {
     const ca = await open();
-    const [a, b] = await Promise.all([ca.leaf({ spiffeId: web(ca) }), ca.leaf({ spiffeId: web(ca) })]);
+    const [a, b] = await Promise.all([
+      ca.leaf({ spiffeId: web(ca) }),
+      ca.leaf({ spiffeId: web(ca) }),
+    ]);
     expect(a).toBe(b);
     expect(await ca.leaf({ spiffeId: web(ca) })).toBe(a);
-    expect((await ca.leaf({ spiffeId: serviceSpiffeId(ca.trustDomain, 'dc1', { name: 'api' }) })).serial).not.toBe(a.serial);
-    await expect(ca.leaf({ spiffeId: serviceSpiffeId('other.consul', 'dc1', { name: 'web' }) })).rejects.toMatchObject({ code: 'invalid_argument' });
+    expect(
+      (await ca.leaf({ spiffeId: serviceSpiffeId(ca.trustDomain, 'dc1', { name: 'api' }) })).serial,
+    ).not.toBe(a.serial);
+    await expect(
+      ca.leaf({ spiffeId: serviceSpiffeId('other.consul', 'dc1', { name: 'web' }) }),
+    ).rejects.toMatchObject({ code: 'invalid_argument' });
   });
 
   it('renews a leaf after 60% of its lifetime and emits leaf-renewed', async () => {
@@ -148,14 +194,20 @@ describe('built-in CA: leaves', () => {
     ca.subscribe((e) => events.push(e));
     const startedAt = Date.now();
     const first = await ca.leaf({ spiffeId: web(ca) });
-    const renewed = await waitFor(() => events.find((e) => e.kind === 'leaf-renewed'), { timeoutMs: 5_000, what: 'leaf-renewed' });
+    const renewed = await waitFor(() => events.find((e) => e.kind === 'leaf-renewed'), {
+      timeoutMs: 5_000,
+      what: 'leaf-renewed',
+    });
     expect(Date.now() - startedAt).toBeGreaterThanOrEqual(550);
     if (renewed.kind !== 'leaf-renewed') throw new Error('unreachable');
     expect(renewed.leaf.spiffeId).toBe(first.spiffeId);
     expect(renewed.leaf.serial).not.toBe(first.serial);
     expect(await ca.leaf({ spiffeId: web(ca) })).toBe(renewed.leaf);
     // And again: renewal keeps going for as long as the CA runs.
-    await waitFor(() => events.filter((e) => e.kind === 'leaf-renewed').length >= 2, { timeoutMs: 5_000, what: 'a second renewal' });
+    await waitFor(() => events.filter((e) => e.kind === 'leaf-renewed').length >= 2, {
+      timeoutMs: 5_000,
+      what: 'a second renewal',
+    });
   });
 });
 
@@ -169,7 +221,10 @@ describe('built-in CA: leaves nothing uses', () => {
     used.add(web(ca));
     const first = await ca.leaf({ spiffeId: web(ca) });
     const gone = await ca.leaf({ spiffeId: api });
-    await waitFor(() => events.filter((e) => e.kind === 'leaf-renewed').length >= 2, { timeoutMs: 5_000, what: 'two renewals of web' });
+    await waitFor(() => events.filter((e) => e.kind === 'leaf-renewed').length >= 2, {
+      timeoutMs: 5_000,
+      what: 'two renewals of web',
+    });
     // web was renewed; api, used by nothing, never was.
     const renewed = events.flatMap((e) => (e.kind === 'leaf-renewed' ? [e.leaf.spiffeId] : []));
     expect(new Set(renewed)).toEqual(new Set([web(ca)]));
@@ -184,15 +239,23 @@ describe('built-in CA: leaves nothing uses', () => {
 describe('built-in CA: logs', () => {
   it('never writes key material to the log', async () => {
     let output = '';
-    const sink = new Writable({ write: (chunk, _enc, done) => void ((output += String(chunk)), done()) });
+    const sink = new Writable({
+      write: (chunk, _enc, done) => void ((output += String(chunk)), done()),
+    });
     const logger = createLogger('trace', sink);
     const ca = await open({ logger, leafTtlMs: 400, rotation: { phaseMs: 50 } });
     await ca.leaf({ spiffeId: web(ca) });
     await ca.rotate();
-    await waitFor(() => ca.roots().roots.length === 1 && ca.roots().activeRootId !== undefined && output.includes('rotation finished'), {
-      timeoutMs: 5_000,
-      what: 'the rotation to finish',
-    });
+    await waitFor(
+      () =>
+        ca.roots().roots.length === 1 &&
+        ca.roots().activeRootId !== undefined &&
+        output.includes('rotation finished'),
+      {
+        timeoutMs: 5_000,
+        what: 'the rotation to finish',
+      },
+    );
     await ca.close();
     logger.flush();
     expect(output).toContain('CA root created');

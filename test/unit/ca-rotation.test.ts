@@ -3,7 +3,13 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { type CaEvent, type CaOptions, type CaRoots, type CertificateAuthority, openCa } from '../../src/ca/index.js';
+import {
+  type CaEvent,
+  type CaOptions,
+  type CaRoots,
+  type CertificateAuthority,
+  openCa,
+} from '../../src/ca/index.js';
 import { silentLogger } from '../../src/log.js';
 import { serviceSpiffeId } from '../../src/mesh/names.js';
 import { openLmdbStore, type Store } from '../../src/store/index.js';
@@ -25,7 +31,12 @@ afterEach(async () => {
 });
 
 async function open(opts: Partial<CaOptions> = {}): Promise<CertificateAuthority> {
-  const ca = await openCa(store, { dataDir: dir, logger: silentLogger(), rotation: { phaseMs: 150 }, ...opts });
+  const ca = await openCa(store, {
+    dataDir: dir,
+    logger: silentLogger(),
+    rotation: { phaseMs: 150 },
+    ...opts,
+  });
   cas.push(ca);
   return ca;
 }
@@ -38,10 +49,13 @@ function record(ca: CertificateAuthority): CaEvent[] {
 
 /** The roots as `[id, active]` pairs, active first. */
 const shape = (roots: CaRoots) => roots.roots.map((r) => [r.id, r.active] as const);
-const rootsEvents = (events: CaEvent[]) => events.flatMap((e) => (e.kind === 'roots-changed' ? [e.roots] : []));
+const rootsEvents = (events: CaEvent[]) =>
+  events.flatMap((e) => (e.kind === 'roots-changed' ? [e.roots] : []));
 const keyFile = (id: string) => path.join(dir, 'ca', `${id.replaceAll(':', '')}.key`);
 const signedBy = (certPem: string, roots: CaRoots, id: string) =>
-  new X509Certificate(certPem).verify(new X509Certificate(roots.roots.find((r) => r.id === id)!.certPem).publicKey);
+  new X509Certificate(certPem).verify(
+    new X509Certificate(roots.roots.find((r) => r.id === id)!.certPem).publicKey,
+  );
 
 describe('CA root rotation', () => {
   it('goes trust-both → reissue → retire, re-issuing every cached leaf under the new root', async () => {
@@ -49,7 +63,10 @@ describe('CA root rotation', () => {
     const web = serviceSpiffeId(ca.trustDomain, 'dc1', { name: 'web' });
     const api = serviceSpiffeId(ca.trustDomain, 'dc1', { name: 'api' });
     const oldId = ca.roots().activeRootId;
-    const [oldWeb, oldApi] = await Promise.all([ca.leaf({ spiffeId: web }), ca.leaf({ spiffeId: api })]);
+    const [oldWeb, oldApi] = await Promise.all([
+      ca.leaf({ spiffeId: web }),
+      ca.leaf({ spiffeId: api }),
+    ]);
     const events = record(ca);
     const startedAt = Date.now();
     await ca.rotate();
@@ -58,7 +75,10 @@ describe('CA root rotation', () => {
     const phase1 = ca.roots();
     expect(phase1.roots).toHaveLength(2);
     const newId = phase1.roots[1]!.id;
-    expect(shape(phase1)).toEqual([[oldId, true], [newId, false]]);
+    expect(shape(phase1)).toEqual([
+      [oldId, true],
+      [newId, false],
+    ]);
     expect(await ca.leaf({ spiffeId: web })).toBe(oldWeb);
     expect(fs.statSync(keyFile(newId)).mode & 0o777).toBe(0o600);
 
@@ -66,7 +86,10 @@ describe('CA root rotation', () => {
     await waitFor(() => rootsEvents(events).length >= 2, { timeoutMs: 5_000, what: 'phase 2' });
     expect(Date.now() - startedAt).toBeGreaterThanOrEqual(140);
     const phase2 = rootsEvents(events)[1]!;
-    expect(shape(phase2)).toEqual([[newId, true], [oldId, false]]);
+    expect(shape(phase2)).toEqual([
+      [newId, true],
+      [oldId, false],
+    ]);
     const renewed = events.slice(1, 3).map((e) => (e.kind === 'leaf-renewed' ? e.leaf : undefined));
     expect(renewed.map((l) => l?.spiffeId).sort()).toEqual([api, web].sort());
     for (const leaf of renewed) {
@@ -80,7 +103,13 @@ describe('CA root rotation', () => {
     await waitFor(() => rootsEvents(events).length >= 3, { timeoutMs: 5_000, what: 'phase 3' });
     expect(shape(rootsEvents(events)[2]!)).toEqual([[newId, true]]);
     expect(shape(ca.roots())).toEqual([[newId, true]]);
-    expect(events.map((e) => e.kind)).toEqual(['roots-changed', 'leaf-renewed', 'leaf-renewed', 'roots-changed', 'roots-changed']);
+    expect(events.map((e) => e.kind)).toEqual([
+      'roots-changed',
+      'leaf-renewed',
+      'leaf-renewed',
+      'roots-changed',
+      'roots-changed',
+    ]);
     expect(fs.existsSync(keyFile(oldId))).toBe(false);
     expect(await store.get('ca/rotation')).toBeUndefined();
   });
@@ -100,7 +129,10 @@ describe('CA root rotation', () => {
       if (e.kind === 'roots-changed') seen.push(performance.now());
     });
     await ca.rotate();
-    await waitFor(() => rootsEvents(events).length >= 3, { timeoutMs: 10_000, what: 'the old root retired' });
+    await waitFor(() => rootsEvents(events).length >= 3, {
+      timeoutMs: 10_000,
+      what: 'the old root retired',
+    });
     // Timed from activation, the retire step was already due when the leaves went out (0 ms later).
     expect(seen[2]! - seen[1]!).toBeGreaterThanOrEqual(phaseMs - 20);
     expect(await store.get('ca/rotation')).toBeUndefined();
@@ -111,9 +143,17 @@ describe('CA root rotation', () => {
     const events = record(ca);
     const results = await Promise.allSettled([ca.rotate(), ca.rotate()]);
     expect(results.map((r) => r.status).sort()).toEqual(['fulfilled', 'rejected']);
-    expect(results.find((r) => r.status === 'rejected')).toMatchObject({ reason: { code: 'failed_precondition' } });
-    await expect(ca.rotate()).rejects.toMatchObject({ code: 'failed_precondition', message: expect.stringMatching(/in progress/) });
-    await waitFor(() => rootsEvents(events).length === 3, { timeoutMs: 5_000, what: 'the first rotation to finish' });
+    expect(results.find((r) => r.status === 'rejected')).toMatchObject({
+      reason: { code: 'failed_precondition' },
+    });
+    await expect(ca.rotate()).rejects.toMatchObject({
+      code: 'failed_precondition',
+      message: expect.stringMatching(/in progress/),
+    });
+    await waitFor(() => rootsEvents(events).length === 3, {
+      timeoutMs: 5_000,
+      what: 'the first rotation to finish',
+    });
     expect(fs.readdirSync(path.join(dir, 'ca'))).toHaveLength(1);
     await ca.rotate();
     expect(ca.roots().roots).toHaveLength(2);
@@ -127,11 +167,23 @@ describe('CA root rotation', () => {
     await first.close();
 
     const ca = await open({ rotation: { phaseMs: 200 } });
-    expect(shape(ca.roots())).toEqual([[oldId, true], [newId, false]]);
+    expect(shape(ca.roots())).toEqual([
+      [oldId, true],
+      [newId, false],
+    ]);
     await expect(ca.rotate()).rejects.toMatchObject({ code: 'failed_precondition' });
     const events = record(ca);
-    await waitFor(() => rootsEvents(events).length === 2, { timeoutMs: 5_000, what: 'the resumed rotation to finish' });
-    expect(rootsEvents(events).map(shape)).toEqual([[[newId, true], [oldId, false]], [[newId, true]]]);
+    await waitFor(() => rootsEvents(events).length === 2, {
+      timeoutMs: 5_000,
+      what: 'the resumed rotation to finish',
+    });
+    expect(rootsEvents(events).map(shape)).toEqual([
+      [
+        [newId, true],
+        [oldId, false],
+      ],
+      [[newId, true]],
+    ]);
   });
 
   it('resumes a rotation interrupted in phase 2, re-issuing leaves under the new root', async () => {
@@ -144,9 +196,14 @@ describe('CA root rotation', () => {
 
     const ca = await open();
     expect(ca.roots().roots).toHaveLength(2);
-    const leaf = await ca.leaf({ spiffeId: serviceSpiffeId(ca.trustDomain, 'dc1', { name: 'web' }) });
+    const leaf = await ca.leaf({
+      spiffeId: serviceSpiffeId(ca.trustDomain, 'dc1', { name: 'web' }),
+    });
     expect(leaf.rootId).toBe(newId);
-    await waitFor(() => ca.roots().roots.length === 1, { timeoutMs: 5_000, what: 'the old root to retire' });
+    await waitFor(() => ca.roots().roots.length === 1, {
+      timeoutMs: 5_000,
+      what: 'the old root to retire',
+    });
     expect(ca.roots().activeRootId).toBe(newId);
   });
 
@@ -157,7 +214,10 @@ describe('CA root rotation', () => {
     const later = () => Date.now() + 120_000;
     const ca = await open({ rotation: { phaseMs: 60_000 }, clock: later });
     const events = record(ca);
-    await waitFor(() => rootsEvents(events).length === 1, { timeoutMs: 3_000, what: 'phase 2 right after the reopen' });
+    await waitFor(() => rootsEvents(events).length === 1, {
+      timeoutMs: 3_000,
+      what: 'phase 2 right after the reopen',
+    });
     expect(ca.roots().roots.map((r) => r.active)).toEqual([true, false]);
     // The next phase is due a full phase later, so nothing else happens soon.
     await new Promise((resolve) => setTimeout(resolve, 300));

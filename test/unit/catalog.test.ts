@@ -51,7 +51,10 @@ afterEach(async () => {
   for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
 });
 
-async function openCatalog(clock: Clock, dir?: string): Promise<{ store: Store; catalog: Catalog; dir: string }> {
+async function openCatalog(
+  clock: Clock,
+  dir?: string,
+): Promise<{ store: Store; catalog: Catalog; dir: string }> {
   const d = dir ?? mkdtempSync(join(tmpdir(), 'isthmus-catalog-'));
   if (!dir) dirs.push(d);
   const store = await openLmdbStore(d);
@@ -61,12 +64,21 @@ async function openCatalog(clock: Clock, dir?: string): Promise<{ store: Store; 
 }
 
 async function closeOne(entry: { store: Store; catalog: Catalog }): Promise<void> {
-  open.splice(open.findIndex((o) => o.catalog === entry.catalog), 1);
+  open.splice(
+    open.findIndex((o) => o.catalog === entry.catalog),
+    1,
+  );
   await entry.catalog.close();
   await entry.store.close();
 }
 
-const web = { Name: 'web', Address: '10.0.0.5', Port: 80, Check: { TTL: '10s' }, Connect: { SidecarService: {} } };
+const web = {
+  Name: 'web',
+  Address: '10.0.0.5',
+  Port: 80,
+  Check: { TTL: '10s' },
+  Connect: { SidecarService: {} },
+};
 
 describe('Catalog', () => {
   it('expires TTL checks on time; heartbeats push the deadline without events; the sidecar alias follows', async () => {
@@ -89,9 +101,15 @@ describe('Catalog', () => {
     await clock.advance(8_000); // 16 s after registration, 8 s after the heartbeat
     expect(instanceHealth(catalog.instance('web')!)).toBe('passing');
     await clock.advance(2_001);
-    expect(catalog.instance('web')!.checks[0]).toMatchObject({ status: 'critical', output: 'TTL expired' });
+    expect(catalog.instance('web')!.checks[0]).toMatchObject({
+      status: 'critical',
+      output: 'TTL expired',
+    });
     expect(instanceHealth(catalog.instance('web-sidecar-proxy')!)).toBe('critical');
-    expect(events.map((e) => e.kind === 'instance-upserted' && e.instance.id)).toEqual(['web', 'web-sidecar-proxy']);
+    expect(events.map((e) => e.kind === 'instance-upserted' && e.instance.id)).toEqual([
+      'web',
+      'web-sidecar-proxy',
+    ]);
     expect(clock.pending()).toBe(0);
   });
 
@@ -103,7 +121,10 @@ describe('Catalog', () => {
     expect(catalog.instance('web')!.checks[0]!.status).toBe('passing');
     expect(clock.pending()).toBe(1);
     await clock.advance(1);
-    expect(catalog.instance('web')!.checks[0]).toMatchObject({ status: 'critical', output: 'TTL expired' });
+    expect(catalog.instance('web')!.checks[0]).toMatchObject({
+      status: 'critical',
+      output: 'TTL expired',
+    });
     expect(clock.pending()).toBe(0);
   });
 
@@ -126,22 +147,48 @@ describe('Catalog', () => {
     await catalog.register(web);
     const revision = await store.revision();
     const before = JSON.stringify(catalog.allInstances());
-    await expect(catalog.register({ ...web, Port: 'x' })).rejects.toMatchObject({ code: 'invalid_argument', field: 'Port' });
-    await expect(catalog.register({ Name: 'api', Check: { CheckID: 'service:web', TTL: '5s' } })).rejects.toMatchObject({ field: 'Check.CheckID' });
+    await expect(catalog.register({ ...web, Port: 'x' })).rejects.toMatchObject({
+      code: 'invalid_argument',
+      field: 'Port',
+    });
+    await expect(
+      catalog.register({ Name: 'api', Check: { CheckID: 'service:web', TTL: '5s' } }),
+    ).rejects.toMatchObject({ field: 'Check.CheckID' });
     await expect(catalog.deregister('nope')).rejects.toBeInstanceOf(IsthmusError);
-    await expect(catalog.updateTtlCheck('nope', 'passing', '')).rejects.toMatchObject({ code: 'not_found' });
-    await expect(catalog.putConfigEntry({ Kind: 'mesh', DefaultIntentionAction: 'x' })).rejects.toMatchObject({ field: 'DefaultIntentionAction' });
-    await expect(catalog.deleteConfigEntry('mesh', 'mesh')).rejects.toMatchObject({ code: 'not_found' });
+    await expect(catalog.updateTtlCheck('nope', 'passing', '')).rejects.toMatchObject({
+      code: 'not_found',
+    });
+    await expect(
+      catalog.putConfigEntry({ Kind: 'mesh', DefaultIntentionAction: 'x' }),
+    ).rejects.toMatchObject({ field: 'DefaultIntentionAction' });
+    await expect(catalog.deleteConfigEntry('mesh', 'mesh')).rejects.toMatchObject({
+      code: 'not_found',
+    });
     expect(await store.revision()).toBe(revision);
     expect(JSON.stringify(catalog.allInstances())).toBe(before);
   });
 
   it('reuses a freed sidecar port, indexes by name, destination and kind', async () => {
     const { catalog } = await openCatalog(new ManualClock());
-    for (const name of ['a', 'b', 'c']) await catalog.register({ Name: name, Address: '10.0.0.1', Port: 80, Connect: { SidecarService: {} } });
-    expect(catalog.instancesOfKind('connect-proxy').map((i) => [i.id, i.port])).toEqual([['a-sidecar-proxy', 21000], ['b-sidecar-proxy', 21001], ['c-sidecar-proxy', 21002]]);
+    for (const name of ['a', 'b', 'c'])
+      await catalog.register({
+        Name: name,
+        Address: '10.0.0.1',
+        Port: 80,
+        Connect: { SidecarService: {} },
+      });
+    expect(catalog.instancesOfKind('connect-proxy').map((i) => [i.id, i.port])).toEqual([
+      ['a-sidecar-proxy', 21000],
+      ['b-sidecar-proxy', 21001],
+      ['c-sidecar-proxy', 21002],
+    ]);
     expect(await catalog.deregister('b')).toHaveLength(2);
-    await catalog.register({ Name: 'd', Address: '10.0.0.1', Port: 80, Connect: { SidecarService: {} } });
+    await catalog.register({
+      Name: 'd',
+      Address: '10.0.0.1',
+      Port: 80,
+      Connect: { SidecarService: {} },
+    });
     expect(catalog.instance('d-sidecar-proxy')!.port).toBe(21001);
     await catalog.register({ Name: 'a', ID: 'a-2', Address: '10.0.0.2', Port: 80 });
     expect(catalog.instancesOf('a').map((i) => i.id)).toEqual(['a', 'a-2']);
@@ -152,14 +199,35 @@ describe('Catalog', () => {
 
   it('never gives a sidecar the port one of its own upstreams binds on its address', async () => {
     const { catalog } = await openCatalog(new ManualClock());
-    const up = (port: number) => ({ DestinationName: 'db', LocalBindAddress: '10.0.0.1', LocalBindPort: port });
-    await catalog.register({ Name: 'a', Address: '10.0.0.1', Port: 80, Connect: { SidecarService: { Proxy: { Upstreams: [up(21000)] } } } });
+    const up = (port: number) => ({
+      DestinationName: 'db',
+      LocalBindAddress: '10.0.0.1',
+      LocalBindPort: port,
+    });
+    await catalog.register({
+      Name: 'a',
+      Address: '10.0.0.1',
+      Port: 80,
+      Connect: { SidecarService: { Proxy: { Upstreams: [up(21000)] } } },
+    });
     expect(catalog.instance('a-sidecar-proxy')!.port).toBe(21001);
     // A re-registration whose upstream now binds the sidecar's port moves the sidecar.
-    await catalog.register({ Name: 'a', Address: '10.0.0.1', Port: 80, Connect: { SidecarService: { Proxy: { Upstreams: [up(21001)] } } } });
+    await catalog.register({
+      Name: 'a',
+      Address: '10.0.0.1',
+      Port: 80,
+      Connect: { SidecarService: { Proxy: { Upstreams: [up(21001)] } } },
+    });
     expect(catalog.instance('a-sidecar-proxy')!.port).toBe(21000);
     // Bound on another address (127.0.0.1 by default), the same port is no conflict.
-    await catalog.register({ Name: 'a', Address: '10.0.0.1', Port: 80, Connect: { SidecarService: { Proxy: { Upstreams: [{ DestinationName: 'db', LocalBindPort: 21000 }] } } } });
+    await catalog.register({
+      Name: 'a',
+      Address: '10.0.0.1',
+      Port: 80,
+      Connect: {
+        SidecarService: { Proxy: { Upstreams: [{ DestinationName: 'db', LocalBindPort: 21000 }] } },
+      },
+    });
     expect(catalog.instance('a-sidecar-proxy')!.port).toBe(21000);
   });
 
@@ -174,6 +242,9 @@ describe('Catalog', () => {
     expect(second.catalog.configEntry('service-defaults', 'web')?.protocol).toBe('http');
     expect(second.catalog.instance('web')!.checks[0]!.status).toBe('passing');
     await clock.advance(0);
-    expect(second.catalog.instance('web')!.checks[0]).toMatchObject({ status: 'critical', output: 'TTL expired' });
+    expect(second.catalog.instance('web')!.checks[0]).toMatchObject({
+      status: 'critical',
+      output: 'TTL expired',
+    });
   });
 });

@@ -3,7 +3,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { IsthmusError } from '../../src/errors.js';
-import { formatHostPort, loadServerConfig, parseHostPort, resolveServerConfig, type ConfigSources } from '../../src/config/index.js';
+import {
+  formatHostPort,
+  loadServerConfig,
+  parseHostPort,
+  resolveServerConfig,
+  type ConfigSources,
+} from '../../src/config/index.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'isthmus-config-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -45,7 +51,10 @@ describe('loadServerConfig', () => {
 
   it('takes flag over env over file over default, per setting', () => {
     // A non-loopback HTTP address needs a token or insecure_http (tested in http-token.test.ts).
-    const configFile = file('prec.yaml', 'datacenter: from-file\nhttp_addr: 10.0.0.1:1\nlog_level: warn\nxds_max_streams: 7\ninsecure_http: true\n');
+    const configFile = file(
+      'prec.yaml',
+      'datacenter: from-file\nhttp_addr: 10.0.0.1:1\nlog_level: warn\nxds_max_streams: 7\ninsecure_http: true\n',
+    );
     const config = configOf({
       flags: { datacenter: 'from-flag' },
       env: { ISTHMUS_DATACENTER: 'from-env', ISTHMUS_HTTP_ADDR: '10.0.0.2:2' },
@@ -80,8 +89,15 @@ describe('loadServerConfig', () => {
   });
 
   it('reads JSON config files', () => {
-    const configFile = file('c.json', JSON.stringify({ data_dir: '/d', datacenter: 'east-1', xds_max_streams: 5 }));
-    expect(configOf({ configFile })).toMatchObject({ dataDir: '/d', datacenter: 'east-1', xdsMaxStreams: 5 });
+    const configFile = file(
+      'c.json',
+      JSON.stringify({ data_dir: '/d', datacenter: 'east-1', xds_max_streams: 5 }),
+    );
+    expect(configOf({ configFile })).toMatchObject({
+      dataDir: '/d',
+      datacenter: 'east-1',
+      xdsMaxStreams: 5,
+    });
   });
 
   it('accepts an empty YAML file as "no settings"', () => {
@@ -104,7 +120,10 @@ describe('loadServerConfig', () => {
   });
 
   it('validates only the value that wins', () => {
-    expect(configOf({ flags: { httpAddr: '127.0.0.1:1' }, env: { ISTHMUS_HTTP_ADDR: 'nope' } }).httpAddr.port).toBe(1);
+    expect(
+      configOf({ flags: { httpAddr: '127.0.0.1:1' }, env: { ISTHMUS_HTTP_ADDR: 'nope' } }).httpAddr
+        .port,
+    ).toBe(1);
   });
 
   it('throws one invalid_argument IsthmusError listing every problem', () => {
@@ -138,12 +157,17 @@ describe('loadServerConfig', () => {
     expect(result.ok).toBe(valid);
   });
 
-  it.each(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])('accepts log level %s', (level) => {
-    expect(configOf({ flags: { logLevel: level } }).logLevel).toBe(level);
-  });
+  it.each(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])(
+    'accepts log level %s',
+    (level) => {
+      expect(configOf({ flags: { logLevel: level } }).logLevel).toBe(level);
+    },
+  );
 
   it.each(['1.5', '-1', '1e3', 'ten', '1000001'])('rejects --xds-max-streams %s', (n) => {
-    expect(errorsOf({ flags: { xdsMaxStreams: n } })[0]).toMatch(/^--xds-max-streams: ".*" is not a whole number from 1 to 1000000$/);
+    expect(errorsOf({ flags: { xdsMaxStreams: n } })[0]).toMatch(
+      /^--xds-max-streams: ".*" is not a whole number from 1 to 1000000$/,
+    );
   });
 
   it('rejects a wrongly typed file value', () => {
@@ -160,19 +184,33 @@ describe('config file problems', () => {
     const configFile = file('unknown.yaml', 'datacenter: dc2\nhttp_port: 80\n');
     const [error] = errorsOf({ configFile });
     expect(error).toContain(`unknown key "http_port"`);
-    expect(error).toContain('allowed: data_dir, datacenter, http_addr, xds_addr, peering_addr, log_level, xds_max_streams');
+    expect(error).toContain(
+      'allowed: data_dir, datacenter, http_addr, xds_addr, peering_addr, log_level, xds_max_streams',
+    );
   });
 
   it('rejects camelCase keys (the file uses snake_case)', () => {
-    expect(errorsOf({ configFile: file('camel.json', '{"dataDir": "/x"}') })[0]).toContain('unknown key "dataDir"');
+    expect(errorsOf({ configFile: file('camel.json', '{"dataDir": "/x"}') })[0]).toContain(
+      'unknown key "dataDir"',
+    );
   });
 
   it('reports a missing file, an unknown extension, bad syntax and a non-mapping document', () => {
-    expect(errorsOf({ configFile: join(dir, 'missing.yaml') })[0]).toMatch(/^--config: cannot read ".*missing.yaml": ENOENT$/);
-    expect(errorsOf({ configFile: file('c.toml', 'a = 1') })[0]).toMatch(/must end in \.yaml, \.yml or \.json$/);
-    expect(errorsOf({ configFile: file('broken.json', '{') })[0]).toMatch(/^--config: ".*broken.json" is not valid JSON: /);
-    expect(errorsOf({ configFile: file('broken.yaml', 'a: [') })[0]).toMatch(/^--config: ".*broken.yaml" is not valid YAML: /);
-    expect(errorsOf({ configFile: file('list.yaml', '- a\n- b\n') })[0]).toMatch(/must hold a mapping of settings$/);
+    expect(errorsOf({ configFile: join(dir, 'missing.yaml') })[0]).toMatch(
+      /^--config: cannot read ".*missing.yaml": ENOENT$/,
+    );
+    expect(errorsOf({ configFile: file('c.toml', 'a = 1') })[0]).toMatch(
+      /must end in \.yaml, \.yml or \.json$/,
+    );
+    expect(errorsOf({ configFile: file('broken.json', '{') })[0]).toMatch(
+      /^--config: ".*broken.json" is not valid JSON: /,
+    );
+    expect(errorsOf({ configFile: file('broken.yaml', 'a: [') })[0]).toMatch(
+      /^--config: ".*broken.yaml" is not valid YAML: /,
+    );
+    expect(errorsOf({ configFile: file('list.yaml', '- a\n- b\n') })[0]).toMatch(
+      /must hold a mapping of settings$/,
+    );
   });
 });
 
@@ -188,12 +226,22 @@ describe('parseHostPort', () => {
     expect(parseHostPort(text)).toEqual(expected);
   });
 
-  it.each(['nope', '127.0.0.1', ':8500', '127.0.0.1:', '127.0.0.1:65536', '::1:8500', '[::1]', '[nothost]:1', '[127.0.0.1]:1', 'a b:1', 'host:-1', 'host:123456'])(
-    'rejects %j',
-    (text) => {
-      expect(parseHostPort(text)).toBeUndefined();
-    },
-  );
+  it.each([
+    'nope',
+    '127.0.0.1',
+    ':8500',
+    '127.0.0.1:',
+    '127.0.0.1:65536',
+    '::1:8500',
+    '[::1]',
+    '[nothost]:1',
+    '[127.0.0.1]:1',
+    'a b:1',
+    'host:-1',
+    'host:123456',
+  ])('rejects %j', (text) => {
+    expect(parseHostPort(text)).toBeUndefined();
+  });
 
   it('formats IPv6 hosts with brackets, optionally with another port', () => {
     expect(formatHostPort({ host: '::1', port: 8500 })).toBe('[::1]:8500');

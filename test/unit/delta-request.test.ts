@@ -1,23 +1,47 @@
 import { describe, expect, it } from 'vitest';
-import { DeltaDiscoveryRequest, type DeepPartial } from '../../src/gen/envoy/service/discovery/v3/discovery.js';
+import {
+  DeltaDiscoveryRequest,
+  type DeepPartial,
+} from '../../src/gen/envoy/service/discovery/v3/discovery.js';
 import { decodeDeltaRequest } from '../../src/xds/ads/delta-request.js';
 import { TypeUrl } from '../../src/xds/types.js';
 
-const encode = (r: DeepPartial<DeltaDiscoveryRequest>) => Buffer.from(DeltaDiscoveryRequest.encode(DeltaDiscoveryRequest.fromPartial(r)).finish());
+const encode = (r: DeepPartial<DeltaDiscoveryRequest>) =>
+  Buffer.from(DeltaDiscoveryRequest.encode(DeltaDiscoveryRequest.fromPartial(r)).finish());
 
 describe('decodeDeltaRequest', () => {
   const cases: Record<string, Buffer> = {
     'a plain ACK': encode({ typeUrl: TypeUrl.endpoint, responseNonce: '42' }),
-    'an ACK with a long, non-ASCII nonce': encode({ typeUrl: TypeUrl.cluster, responseNonce: `n-${'é'.repeat(200)}` }),
-    'a NACK': encode({ typeUrl: TypeUrl.cluster, responseNonce: '7', errorDetail: { code: 3, message: 'bad cluster', details: [] } }),
-    'an ACK that subscribes': encode({ typeUrl: TypeUrl.endpoint, responseNonce: '8', resourceNamesSubscribe: ['a'] }),
+    'an ACK with a long, non-ASCII nonce': encode({
+      typeUrl: TypeUrl.cluster,
+      responseNonce: `n-${'é'.repeat(200)}`,
+    }),
+    'a NACK': encode({
+      typeUrl: TypeUrl.cluster,
+      responseNonce: '7',
+      errorDetail: { code: 3, message: 'bad cluster', details: [] },
+    }),
+    'an ACK that subscribes': encode({
+      typeUrl: TypeUrl.endpoint,
+      responseNonce: '8',
+      resourceNamesSubscribe: ['a'],
+    }),
     'a first request with a node': encode({ node: { id: 'n' }, typeUrl: TypeUrl.cluster }),
     'a request without a nonce': encode({ typeUrl: TypeUrl.listener }),
-    'an ACK of a type isthmus does not serve': encode({ typeUrl: 'type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig', responseNonce: '1' }),
-    'a reconnect with initial versions': encode({ typeUrl: TypeUrl.secret, initialResourceVersions: { s: 'v1' } }),
+    'an ACK of a type isthmus does not serve': encode({
+      typeUrl: 'type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig',
+      responseNonce: '1',
+    }),
+    'a reconnect with initial versions': encode({
+      typeUrl: TypeUrl.secret,
+      initialResourceVersions: { s: 'v1' },
+    }),
     'an empty message': Buffer.alloc(0),
     // Repeated singular fields: the last one wins, as in the generated decoder.
-    'a type URL given twice': Buffer.concat([encode({ typeUrl: TypeUrl.route }), encode({ typeUrl: TypeUrl.endpoint, responseNonce: '3' })]),
+    'a type URL given twice': Buffer.concat([
+      encode({ typeUrl: TypeUrl.route }),
+      encode({ typeUrl: TypeUrl.endpoint, responseNonce: '3' }),
+    ]),
   };
 
   for (const [name, bytes] of Object.entries(cases)) {

@@ -18,11 +18,15 @@ function script(path: string, body: string, mode = 0o755): string {
 }
 
 // Envoy 1.40.0's own `--version` output.
-const envoyVersionLine = 'echo; echo "$0  version: 9e5580933739775e8bce696a57a2e1bc99368f23/1.40.0/Clean/RELEASE/BoringSSL"';
+const envoyVersionLine =
+  'echo; echo "$0  version: 9e5580933739775e8bce696a57a2e1bc99368f23/1.40.0/Clean/RELEASE/BoringSSL"';
 
 describe('parseEnvoyChoice', () => {
   it('off: the stand-in tour, whatever is on the PATH', () => {
-    expect(parseEnvoyChoice('off', { PATH: '/usr/bin' })).toEqual({ kind: 'none', why: '--envoy off' });
+    expect(parseEnvoyChoice('off', { PATH: '/usr/bin' })).toEqual({
+      kind: 'none',
+      why: '--envoy off',
+    });
   });
 
   it('auto: the first executable envoy on the PATH, with its version; none: the stand-in tour', () => {
@@ -31,8 +35,13 @@ describe('parseEnvoyChoice', () => {
     const notExecutable = mkdtempSync(join(dir, 'noexec-'));
     script(join(notExecutable, 'envoy'), envoyVersionLine, 0o644);
     const envoy = script(join(withEnvoy, 'envoy'), envoyVersionLine);
-    expect(parseEnvoyChoice('auto', { PATH: [empty, notExecutable, withEnvoy].join(':') })).toEqual({ kind: 'envoy', path: envoy, version: '1.40.0' });
-    expect(parseEnvoyChoice('auto', { PATH: [empty, notExecutable].join(':') })).toEqual({ kind: 'none', why: 'envoy is not on the PATH' });
+    expect(parseEnvoyChoice('auto', { PATH: [empty, notExecutable, withEnvoy].join(':') })).toEqual(
+      { kind: 'envoy', path: envoy, version: '1.40.0' },
+    );
+    expect(parseEnvoyChoice('auto', { PATH: [empty, notExecutable].join(':') })).toEqual({
+      kind: 'none',
+      why: 'envoy is not on the PATH',
+    });
     expect(parseEnvoyChoice('auto', {})).toEqual({ kind: 'none', why: 'envoy is not on the PATH' });
   });
 
@@ -40,19 +49,33 @@ describe('parseEnvoyChoice', () => {
     const bin = mkdtempSync(join(dir, 'fake-'));
     script(join(bin, 'envoy'), 'echo "envoy 2.0 (a different program)"');
     const choice = parseEnvoyChoice('auto', { PATH: bin });
-    expect(choice).toEqual({ kind: 'error', message: expect.stringContaining(`envoy on the PATH (${join(bin, 'envoy')}) is not an Envoy`) });
-    expect(choice.kind === 'error' && choice.message).toMatch(/--envoy off for the tour without Envoy$/);
+    expect(choice).toEqual({
+      kind: 'error',
+      message: expect.stringContaining(`envoy on the PATH (${join(bin, 'envoy')}) is not an Envoy`),
+    });
+    expect(choice.kind === 'error' && choice.message).toMatch(
+      /--envoy off for the tour without Envoy$/,
+    );
   });
 
   it('PATH: that binary if it is an Envoy; a one-line reason when it is missing, not executable, fails or is something else', () => {
     const envoy = script(join(dir, 'my-envoy'), envoyVersionLine);
     expect(parseEnvoyChoice(envoy)).toEqual({ kind: 'envoy', path: envoy, version: '1.40.0' });
     const cases: [string, RegExp][] = [
-      ['/nonexistent/envoy', /^--envoy \/nonexistent\/envoy: no such file \(give auto, off or the path of an envoy binary\)$/],
+      [
+        '/nonexistent/envoy',
+        /^--envoy \/nonexistent\/envoy: no such file \(give auto, off or the path of an envoy binary\)$/,
+      ],
       [dir, /: not an executable file$/],
       [script(join(dir, 'plain'), envoyVersionLine, 0o644), /: not an executable file$/],
-      [script(join(dir, 'failing'), 'echo "boom" >&2; exit 3'), /is not an Envoy: `--version` exited 3, printing "boom"$/],
-      [script(join(dir, 'silent'), 'exit 0'), /silent is not an Envoy: `--version` printed nothing$/],
+      [
+        script(join(dir, 'failing'), 'echo "boom" >&2; exit 3'),
+        /is not an Envoy: `--version` exited 3, printing "boom"$/,
+      ],
+      [
+        script(join(dir, 'silent'), 'exit 0'),
+        /silent is not an Envoy: `--version` printed nothing$/,
+      ],
       ['', /^--envoy: give auto, off or the path of an envoy binary$/],
     ];
     for (const [flag, message] of cases) {

@@ -11,8 +11,14 @@ describe('parseXfcc', () => {
       `By=spiffe://a.consul/ns/default/dc/dc-a/svc/api;Hash=22a5e8;Cert=${cert};Chain=${cert};Subject="CN=dc-a,O=x;y";URI=spiffe://a.consul/gateway/mesh/dc/dc-a`,
     ].join(',');
     expect(parseXfcc(header)).toEqual([
-      { by: 'spiffe://a.consul/gateway/mesh/dc/dc-a', uri: 'spiffe://b.consul/ns/default/dc/dc-b/svc/web' },
-      { by: 'spiffe://a.consul/ns/default/dc/dc-a/svc/api', uri: 'spiffe://a.consul/gateway/mesh/dc/dc-a' },
+      {
+        by: 'spiffe://a.consul/gateway/mesh/dc/dc-a',
+        uri: 'spiffe://b.consul/ns/default/dc/dc-b/svc/web',
+      },
+      {
+        by: 'spiffe://a.consul/ns/default/dc/dc-a/svc/api',
+        uri: 'spiffe://a.consul/gateway/mesh/dc/dc-a',
+      },
     ]);
   });
 

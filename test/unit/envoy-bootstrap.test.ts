@@ -22,14 +22,23 @@ const variants: readonly [string, Partial<BootstrapOptions>][] = [
   ['sidecar', {}],
   ['sidecar with token', { token: 'b1e7f3a0-1234-4cde-9f00-0123456789ab' }],
   ['mesh gateway', { proxyId: 'mesh-gateway-1', kind: 'mesh-gateway' }],
-  ['mesh gateway with token', { proxyId: 'mesh-gateway-1', kind: 'mesh-gateway', token: 'tok-secret' }],
-  ['xDS by host name, IPv6 admin', { xdsAddr: { host: 'isthmus-server', port: 8502 }, adminAddr: { host: '::1', port: 19001 } }],
+  [
+    'mesh gateway with token',
+    { proxyId: 'mesh-gateway-1', kind: 'mesh-gateway', token: 'tok-secret' },
+  ],
+  [
+    'xDS by host name, IPv6 admin',
+    { xdsAddr: { host: 'isthmus-server', port: 8502 }, adminAddr: { host: '::1', port: 19001 } },
+  ],
 ];
 
 describe('buildBootstrap', () => {
-  it.each(variants)('%s: is a valid envoy.config.bootstrap.v3.Bootstrap (fields and validate.rules)', (_name, opts) => {
-    expect(validateJson(BOOTSTRAP, bootstrapJson(opts))).toEqual([]);
-  });
+  it.each(variants)(
+    '%s: is a valid envoy.config.bootstrap.v3.Bootstrap (fields and validate.rules)',
+    (_name, opts) => {
+      expect(validateJson(BOOTSTRAP, bootstrapJson(opts))).toEqual([]);
+    },
+  );
 
   it('names the proxy by its ID, cluster default and kind metadata', () => {
     expect(bootstrapJson().node).toEqual({
@@ -37,8 +46,17 @@ describe('buildBootstrap', () => {
       cluster: 'web-sidecar-proxy',
       metadata: { isthmus_kind: 'connect-proxy', isthmus_datacenter: 'dc1' },
     });
-    const gw = bootstrapJson({ proxyId: 'gw', kind: 'mesh-gateway', cluster: 'mesh-gateway', datacenter: 'dc2' });
-    expect(gw.node).toEqual({ id: 'gw', cluster: 'mesh-gateway', metadata: { isthmus_kind: 'mesh-gateway', isthmus_datacenter: 'dc2' } });
+    const gw = bootstrapJson({
+      proxyId: 'gw',
+      kind: 'mesh-gateway',
+      cluster: 'mesh-gateway',
+      datacenter: 'dc2',
+    });
+    expect(gw.node).toEqual({
+      id: 'gw',
+      cluster: 'mesh-gateway',
+      metadata: { isthmus_kind: 'mesh-gateway', isthmus_datacenter: 'dc2' },
+    });
   });
 
   it('gets everything else over one Delta ADS stream (v3)', () => {
@@ -54,8 +72,14 @@ describe('buildBootstrap', () => {
   });
 
   it('sends the token as x-isthmus-token metadata only when one is given', () => {
-    const withToken = bootstrapJson({ token: 'tok-secret' }).dynamic_resources.ads_config.grpc_services;
-    expect(withToken).toEqual([{ envoy_grpc: { cluster_name: xdsClusterName }, initial_metadata: [{ key: 'x-isthmus-token', value: 'tok-secret' }] }]);
+    const withToken = bootstrapJson({ token: 'tok-secret' }).dynamic_resources.ads_config
+      .grpc_services;
+    expect(withToken).toEqual([
+      {
+        envoy_grpc: { cluster_name: xdsClusterName },
+        initial_metadata: [{ key: 'x-isthmus-token', value: 'tok-secret' }],
+      },
+    ]);
     const without = bootstrapJson().dynamic_resources.ads_config.grpc_services;
     expect(without).toEqual([{ envoy_grpc: { cluster_name: xdsClusterName } }]);
     expect(JSON.stringify(bootstrapJson())).not.toContain('initial_metadata');
@@ -68,34 +92,57 @@ describe('buildBootstrap', () => {
     expect(cluster.dns_lookup_family).toBeUndefined();
     expect(cluster.load_assignment).toEqual({
       cluster_name: 'isthmus_xds',
-      endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: '10.1.2.3', port_value: 8502 } } } }] }],
+      endpoints: [
+        {
+          lb_endpoints: [
+            {
+              endpoint: { address: { socket_address: { address: '10.1.2.3', port_value: 8502 } } },
+            },
+          ],
+        },
+      ],
     });
     expect(cluster.typed_extension_protocol_options[HTTP_OPTIONS]).toEqual({
       '@type': `type.googleapis.com/${HTTP_OPTIONS}`,
-      explicit_http_config: { http2_protocol_options: { connection_keepalive: { interval: '30s', timeout: '5s' } } },
+      explicit_http_config: {
+        http2_protocol_options: { connection_keepalive: { interval: '30s', timeout: '5s' } },
+      },
     });
   });
 
   it('resolves a host name with STRICT_DNS and writes IPv6 without brackets', () => {
-    const json = bootstrapJson({ xdsAddr: { host: 'isthmus-server', port: 9502 }, adminAddr: { host: '::1', port: 19001 } });
+    const json = bootstrapJson({
+      xdsAddr: { host: 'isthmus-server', port: 9502 },
+      adminAddr: { host: '::1', port: 19001 },
+    });
     const [cluster] = json.static_resources.clusters;
     expect(cluster.type).toBe('STRICT_DNS');
     // Envoy's default family would dial ::1 for `localhost` while the server listens on 127.0.0.1.
     expect(cluster.dns_lookup_family).toBe('V4_PREFERRED');
-    expect(cluster.load_assignment.endpoints[0].lb_endpoints[0].endpoint.address.socket_address).toEqual({ address: 'isthmus-server', port_value: 9502 });
-    expect(json.admin).toEqual({ address: { socket_address: { address: '::1', port_value: 19001 } } });
+    expect(
+      cluster.load_assignment.endpoints[0].lb_endpoints[0].endpoint.address.socket_address,
+    ).toEqual({ address: 'isthmus-server', port_value: 9502 });
+    expect(json.admin).toEqual({
+      address: { socket_address: { address: '::1', port_value: 19001 } },
+    });
   });
 
   it("raises the runtime's RE2 program size limit, which intention regexes with long names exceed", () => {
-    const runtime = bootstrapJson() as unknown as { layered_runtime: { layers: { name: string; static_layer?: Record<string, number> }[] } };
+    const runtime = bootstrapJson() as unknown as {
+      layered_runtime: { layers: { name: string; static_layer?: Record<string, number> }[] };
+    };
     const layer = runtime.layered_runtime.layers.find((l) => l.static_layer);
     // Envoy's default error level is 100: `^spiffe://<43-char trust domain>/ns/default/dc/[^/]+/svc/<63-char name>$` is larger.
-    expect(layer?.static_layer?.['re2.max_program_size.error_level']).toBeGreaterThanOrEqual(100_000);
+    expect(layer?.static_layer?.['re2.max_program_size.error_level']).toBeGreaterThanOrEqual(
+      100_000,
+    );
     expect(runtime.layered_runtime.layers.map((l) => l.name)).toContain('admin_layer');
   });
 
   it('binds the admin listener where asked', () => {
-    expect(bootstrapJson().admin).toEqual({ address: { socket_address: { address: '127.0.0.1', port_value: 19000 } } });
+    expect(bootstrapJson().admin).toEqual({
+      address: { socket_address: { address: '127.0.0.1', port_value: 19000 } },
+    });
   });
 });
 
@@ -105,7 +152,9 @@ describe('validateJson', () => {
   it('rejects a misspelled field, also inside an Any', () => {
     const json = bootstrapJson();
     json.dynamic_resources.ads_config.set_node_on_first_mesage_only = true;
-    cluster(json).typed_extension_protocol_options[HTTP_OPTIONS].explicit_http_config.http2_protocol_option = {};
+    cluster(json).typed_extension_protocol_options[
+      HTTP_OPTIONS
+    ].explicit_http_config.http2_protocol_option = {};
     expect(validateJson(BOOTSTRAP, json)).toEqual([
       `${BOOTSTRAP}: static_resources.clusters[0].typed_extension_protocol_options["${HTTP_OPTIONS}"](${HTTP_OPTIONS}).explicit_http_config.http2_protocol_option: unknown field of ${HTTP_OPTIONS}.ExplicitHttpConfig`,
       `${BOOTSTRAP}: dynamic_resources.ads_config.set_node_on_first_mesage_only: unknown field of envoy.config.core.v3.ApiConfigSource`,
@@ -137,7 +186,9 @@ describe('validateJson', () => {
   it('rejects two members of one oneof and an Any whose type proto/ cannot check', () => {
     const json = bootstrapJson();
     json.dynamic_resources.cds_config.path = '/etc/envoy/cds.yaml';
-    cluster(json).typed_extension_protocol_options['x'] = { '@type': 'type.googleapis.com/example.Unknown' };
+    cluster(json).typed_extension_protocol_options.x = {
+      '@type': 'type.googleapis.com/example.Unknown',
+    };
     expect(validateJson(BOOTSTRAP, json)).toEqual([
       `${BOOTSTRAP}: static_resources.clusters[0].typed_extension_protocol_options["x"]: Any type example.Unknown is not in proto/, so its fields cannot be checked`,
       `${BOOTSTRAP}: dynamic_resources.cds_config.path: oneof config_source_specifier already set by ads`,
@@ -151,6 +202,8 @@ describe('validateJson', () => {
     delete ads.api_type;
     expect(validateJson(BOOTSTRAP, json)).toEqual([]);
     ads.api_type = 'GRPC';
-    expect(validateJson(BOOTSTRAP, json)).toEqual([`${BOOTSTRAP}: dynamic_resources.ads_config.api_type: set twice (by its proto name and its JSON name)`]);
+    expect(validateJson(BOOTSTRAP, json)).toEqual([
+      `${BOOTSTRAP}: dynamic_resources.ads_config.api_type: set twice (by its proto name and its JSON name)`,
+    ]);
   });
 });

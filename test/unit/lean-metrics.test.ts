@@ -9,7 +9,12 @@ import { LeanCounter, LeanHistogram } from '../../src/lean-metrics.js';
 const buckets = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5];
 const observations = [0, 0.0004, 0.001, 0.0010001, 0.007, 0.05, 0.3, 2.5, 2.6, 40, 0.049999];
 
-function pair(): { lean: LeanHistogram; reference: Histogram; leanRegistry: Registry; referenceRegistry: Registry } {
+function pair(): {
+  lean: LeanHistogram;
+  reference: Histogram;
+  leanRegistry: Registry;
+  referenceRegistry: Registry;
+} {
   const leanRegistry = new Registry();
   const referenceRegistry = new Registry();
   const opts = { name: 'isthmus_test_seconds', help: 'A test histogram.', buckets };
@@ -32,8 +37,17 @@ describe('LeanHistogram', () => {
     expect(await leanRegistry.metrics()).toBe(await referenceRegistry.metrics());
     // The JSON form too, but for prom-client's exemplar slots (null: isthmus records no exemplars).
     const withoutExemplars = (metrics: Awaited<ReturnType<Registry['getMetricsAsJSON']>>) =>
-      metrics.map((m) => ({ ...m, values: m.values.map((v) => ({ labels: v.labels, value: v.value, metricName: (v as { metricName?: string }).metricName })) }));
-    expect(withoutExemplars(await leanRegistry.getMetricsAsJSON())).toEqual(withoutExemplars(await referenceRegistry.getMetricsAsJSON()));
+      metrics.map((m) => ({
+        ...m,
+        values: m.values.map((v) => ({
+          labels: v.labels,
+          value: v.value,
+          metricName: (v as { metricName?: string }).metricName,
+        })),
+      }));
+    expect(withoutExemplars(await leanRegistry.getMetricsAsJSON())).toEqual(
+      withoutExemplars(await referenceRegistry.getMetricsAsJSON()),
+    );
     leanRegistry.resetMetrics();
     referenceRegistry.resetMetrics();
     expect(await leanRegistry.metrics()).toBe(await referenceRegistry.metrics());
@@ -51,10 +65,19 @@ describe('LeanHistogram', () => {
 });
 
 describe('LeanCounter', () => {
-  function counters(): { lean: LeanCounter<'type'>; reference: Counter<'type'>; leanRegistry: Registry; referenceRegistry: Registry } {
+  function counters(): {
+    lean: LeanCounter<'type'>;
+    reference: Counter<'type'>;
+    leanRegistry: Registry;
+    referenceRegistry: Registry;
+  } {
     const leanRegistry = new Registry();
     const referenceRegistry = new Registry();
-    const opts = { name: 'isthmus_test_total', help: 'A test counter.', labelNames: ['type'] as const };
+    const opts = {
+      name: 'isthmus_test_total',
+      help: 'A test counter.',
+      labelNames: ['type'] as const,
+    };
     return {
       lean: new LeanCounter({ ...opts, registers: [leanRegistry] }),
       reference: new Counter({ ...opts, registers: [referenceRegistry] }),
@@ -74,7 +97,9 @@ describe('LeanCounter', () => {
       eds.inc(3);
     }
     expect(await leanRegistry.metrics()).toBe(await referenceRegistry.metrics());
-    expect(await leanRegistry.getMetricsAsJSON()).toEqual(await referenceRegistry.getMetricsAsJSON());
+    expect(await leanRegistry.getMetricsAsJSON()).toEqual(
+      await referenceRegistry.getMetricsAsJSON(),
+    );
     leanRegistry.resetMetrics();
     referenceRegistry.resetMetrics();
     expect(await leanRegistry.metrics()).toBe(await referenceRegistry.metrics());
@@ -101,8 +126,18 @@ describe('LeanCounter', () => {
     expect(() => lean.inc({ type: 'EDS' }, -1)).toThrow(/isthmus_test_total.*only goes up/);
     expect(() => lean.inc({ type: 'EDS' }, Number.NaN)).toThrow(TypeError);
     expect(() => lean.inc({} as { type: string })).toThrow(/label "type" is missing/);
-    expect(() => lean.inc({ type: 'EDS', proxy: 'p1' } as { type: string })).toThrow(/label "proxy" is not included/);
+    expect(() => lean.inc({ type: 'EDS', proxy: 'p1' } as { type: string })).toThrow(
+      /label "proxy" is not included/,
+    );
     expect(await leanRegistry.metrics()).not.toMatch(/^isthmus_test_total\{/m);
-    expect(() => new LeanCounter({ name: 'isthmus_unlabelled_total', help: 'h', labelNames: [], registers: [] })).toThrow(/has labels/);
+    expect(
+      () =>
+        new LeanCounter({
+          name: 'isthmus_unlabelled_total',
+          help: 'h',
+          labelNames: [],
+          registers: [],
+        }),
+    ).toThrow(/has labels/);
   });
 });

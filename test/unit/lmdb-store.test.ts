@@ -30,7 +30,11 @@ afterEach(async () => {
 describe('LMDB store: basic operations', () => {
   it('round-trips nested objects and unicode, and delete reports whether the key existed', async () => {
     const store = await openStore();
-    const value = { name: 'peer-ü', tags: ['a', '日本', '😀'], nested: { n: 1.5, neg: -3, t: true, none: null } };
+    const value = {
+      name: 'peer-ü',
+      tags: ['a', '日本', '😀'],
+      nested: { n: 1.5, neg: -3, t: true, none: null },
+    };
     await store.put('peerings/by-name/ü', value);
     expect(await store.get('peerings/by-name/ü')).toEqual(value);
     expect(await store.get('missing')).toBeUndefined();
@@ -49,7 +53,14 @@ describe('LMDB store: basic operations', () => {
     expect(listed.map((kv) => kv.key)).toEqual(['a/a', 'a/b', 'a/c']);
     expect(listed.map((kv) => kv.value)).toEqual(['a/a', 'a/b', 'a/c']);
     expect(listed.map((kv) => kv.revision)).toEqual([4, 6, 2]);
-    expect((await store.list('')).map((kv) => kv.key)).toEqual(['a', 'a/a', 'a/b', 'a/c', 'ab/1', 'b/1']);
+    expect((await store.list('')).map((kv) => kv.key)).toEqual([
+      'a',
+      'a/a',
+      'a/b',
+      'a/c',
+      'ab/1',
+      'b/1',
+    ]);
     expect(await store.list('zz/')).toEqual([]);
   });
 
@@ -163,7 +174,9 @@ describe('LMDB store: watch', () => {
 
   it('logs a throwing watcher and keeps serving the store and other watchers', async () => {
     const logLines: string[] = [];
-    const sink = new Writable({ write: (chunk, _enc, done) => (logLines.push(String(chunk)), done()) });
+    const sink = new Writable({
+      write: (chunk, _enc, done) => (logLines.push(String(chunk)), done()),
+    });
     const store = await openStore({ logger: createLogger('error', sink) });
     const events: StoreEvent[] = [];
     store.watch('', () => {
@@ -222,7 +235,21 @@ await store.put(key, JSON.parse(value));
 await store.close();
 `;
 
-async function writeFromAnotherProcess(storeDir: string, key: string, value: number): Promise<void> {
-  const args = ['--import', 'tsx', '--input-type=module', '-e', childScript, storeModule, storeDir, key, String(value)];
+async function writeFromAnotherProcess(
+  storeDir: string,
+  key: string,
+  value: number,
+): Promise<void> {
+  const args = [
+    '--import',
+    'tsx',
+    '--input-type=module',
+    '-e',
+    childScript,
+    storeModule,
+    storeDir,
+    key,
+    String(value),
+  ];
   await promisify(execFile)(process.execPath, args, { timeout: 20_000 });
 }

@@ -17,17 +17,55 @@ import { lintResources } from '../helpers/xds-lint.js';
 const td = 'local.consul';
 const peerTd = 'peer.consul';
 const pem = (s: string) => `-----BEGIN CERTIFICATE-----\n${s}\n-----END CERTIFICATE-----\n`;
-const roots: CaRoots = { trustDomain: td, activeRootId: 'r1', roots: [{ id: 'r1', certPem: pem('root'), active: true, notBefore: new Date(0), notAfter: new Date(0) }] };
-const leaf: Leaf = { spiffeId: `spiffe://${td}/ns/default/dc/dc1/svc/web`, certPem: pem('leaf'), keyPem: 'k', serial: '1', rootId: 'r1', notBefore: new Date(0), notAfter: new Date(0) };
+const roots: CaRoots = {
+  trustDomain: td,
+  activeRootId: 'r1',
+  roots: [
+    { id: 'r1', certPem: pem('root'), active: true, notBefore: new Date(0), notAfter: new Date(0) },
+  ],
+};
+const leaf: Leaf = {
+  spiffeId: `spiffe://${td}/ns/default/dc/dc1/svc/web`,
+  certPem: pem('leaf'),
+  keyPem: 'k',
+  serial: '1',
+  rootId: 'r1',
+  notBefore: new Date(0),
+  notAfter: new Date(0),
+};
 // Deliberately not what isthmus would compute: the importer must use it as replicated.
-const meta = { sni: ['api.replicated.sni'], spiffeId: ['spiffe://peer.consul/replicated/api'], protocol: 'http2' };
+const meta = {
+  sni: ['api.replicated.sni'],
+  spiffeId: ['spiffe://peer.consul/replicated/api'],
+  protocol: 'http2',
+};
 
 function synthetic(address: string): ImportedInstance {
   return {
-    id: `api-sidecar-proxy:${address}:443`, name: 'api-sidecar-proxy', kind: 'connect-proxy', address, port: 443, tags: [], meta: {},
-    namespace: 'default', partition: 'default', datacenter: 'dc-a', taggedAddresses: {},
-    proxy: { destinationServiceName: 'api', destinationServiceId: '', localServiceAddress: '', localServicePort: 0, upstreams: [], meshGateway: { mode: '' } },
-    checks: [], createIndex: 0, modifyIndex: 0, peerName: 'peer-a', peerMeta: meta,
+    id: `api-sidecar-proxy:${address}:443`,
+    name: 'api-sidecar-proxy',
+    kind: 'connect-proxy',
+    address,
+    port: 443,
+    tags: [],
+    meta: {},
+    namespace: 'default',
+    partition: 'default',
+    datacenter: 'dc-a',
+    taggedAddresses: {},
+    proxy: {
+      destinationServiceName: 'api',
+      destinationServiceId: '',
+      localServiceAddress: '',
+      localServicePort: 0,
+      upstreams: [],
+      meshGateway: { mode: '' },
+    },
+    checks: [],
+    createIndex: 0,
+    modifyIndex: 0,
+    peerName: 'peer-a',
+    peerMeta: meta,
   };
 }
 
@@ -44,10 +82,29 @@ function catalog(): FakeCatalog {
   const c = new FakeCatalog('dc1');
   c.upsert({ id: 'web-1', name: 'web', port: 8080 });
   c.upsert({
-    id: 'web-1-sidecar-proxy', name: 'web-sidecar-proxy', kind: 'connect-proxy', address: '10.0.0.3', port: 21000,
+    id: 'web-1-sidecar-proxy',
+    name: 'web-sidecar-proxy',
+    kind: 'connect-proxy',
+    address: '10.0.0.3',
+    port: 21000,
     proxy: {
-      destinationServiceName: 'web', destinationServiceId: 'web-1', localServiceAddress: '127.0.0.1', localServicePort: 8080, meshGateway: { mode: '' },
-      upstreams: [{ destinationName: 'api', destinationNamespace: '', destinationPartition: '', destinationPeer: 'peer-a', datacenter: '', localBindAddress: '127.0.0.1', localBindPort: 19090, meshGateway: { mode: '' } }],
+      destinationServiceName: 'web',
+      destinationServiceId: 'web-1',
+      localServiceAddress: '127.0.0.1',
+      localServicePort: 8080,
+      meshGateway: { mode: '' },
+      upstreams: [
+        {
+          destinationName: 'api',
+          destinationNamespace: '',
+          destinationPartition: '',
+          destinationPeer: 'peer-a',
+          datacenter: '',
+          localBindAddress: '127.0.0.1',
+          localBindPort: 19090,
+          meshGateway: { mode: '' },
+        },
+      ],
     },
   });
   return c;
@@ -57,13 +114,23 @@ const bundle: PeerBundle = { peer: 'peer-a', trustDomain: peerTd, pems: [pem('pe
 
 function build(peering: PeeringView) {
   const c = catalog();
-  const ctx: BuildContext = { catalog: c, datacenter: 'dc1', trustDomain: td, roots, peerTrustDomain: (p) => peering.bundle(p)?.trustDomain, peering };
+  const ctx: BuildContext = {
+    catalog: c,
+    datacenter: 'dc1',
+    trustDomain: td,
+    roots,
+    peerTrustDomain: (p) => peering.bundle(p)?.trustDomain,
+    peering,
+  };
   return buildSidecarSnapshot(c.instance('web-1-sidecar-proxy')!, leaf, ctx);
 }
 
 describe('peered sidecar upstreams', () => {
   it('is left out until both the instances and the bundle are known, and depends on the peer', () => {
-    for (const [b, instances] of [[undefined, [synthetic('192.0.2.1')]], [bundle, []]] as const) {
+    for (const [b, instances] of [
+      [undefined, [synthetic('192.0.2.1')]],
+      [bundle, []],
+    ] as const) {
       const built = build(view(b, instances));
       expect(built.snapshot.upstreams).toEqual([]);
       expect(built.snapshot.roots.map((r) => r.name)).toEqual(['roots:local']);
@@ -78,28 +145,51 @@ describe('peered sidecar upstreams', () => {
     expect(u.listenerName).toBe('api?peer=peer-a:127.0.0.1:19090');
     expect(u.protocol).toBe('http2');
     expect(u.cluster.name).toBe(`api.default.peer-a.external.${peerTd}`);
-    expect(u.cluster.tls).toEqual({ sni: 'api.replicated.sni', leafSecret: `leaf:${leaf.spiffeId}`, rootsSecret: 'roots:peer:peer-a', spiffeIds: meta.spiffeId });
+    expect(u.cluster.tls).toEqual({
+      sni: 'api.replicated.sni',
+      leafSecret: `leaf:${leaf.spiffeId}`,
+      rootsSecret: 'roots:peer:peer-a',
+      spiffeIds: meta.spiffeId,
+    });
     expect(u.cluster.dns).toBeUndefined();
     expect(snapshot.roots).toContainEqual({ name: 'roots:peer:peer-a', pems: [pem('peer-root')] });
   });
 
   it('a hostname gateway makes a STRICT_DNS cluster with its hosts inline and no EDS resource', () => {
-    const { snapshot } = build(view(bundle, [synthetic('192.0.2.1'), synthetic('gw.peer.example.com')]));
+    const { snapshot } = build(
+      view(bundle, [synthetic('192.0.2.1'), synthetic('gw.peer.example.com')]),
+    );
     const specs = resourcesFromSnapshot(snapshot);
     const name = snapshot.upstreams[0]!.cluster.name;
     expect(specs.some((s) => s.typeUrl === TypeUrl.endpoint && s.name === name)).toBe(false);
-    const cluster = specs.find((s) => s.typeUrl === TypeUrl.cluster && s.name === name)!.build() as any;
+    const cluster = specs
+      .find((s) => s.typeUrl === TypeUrl.cluster && s.name === name)!
+      .build() as any;
     expect(cluster.clusterDiscoveryType.value).toBe(1 /* STRICT_DNS */);
-    const hosts = cluster.loadAssignment.endpoints[0].lbEndpoints.map((e: any) => e.hostIdentifier.value.address.address.value.address);
+    const hosts = cluster.loadAssignment.endpoints[0].lbEndpoints.map(
+      (e: any) => e.hostIdentifier.value.address.address.value.address,
+    );
     expect(hosts).toEqual(['192.0.2.1', 'gw.peer.example.com']);
-    const lint = specs.map((s) => ({ typeUrl: s.typeUrl, name: s.name, message: s.build() as unknown as Record<string, unknown> }));
+    const lint = specs.map((s) => ({
+      typeUrl: s.typeUrl,
+      name: s.name,
+      message: s.build() as unknown as Record<string, unknown>,
+    }));
     expect(lintResources(lint)).toEqual([]);
   });
 
   it('the lint refuses a STRICT_DNS cluster without inline hosts or with an EDS config', () => {
     const base = { name: 'c', clusterDiscoveryType: { $case: 'type', value: 1 } };
-    expect(lintResources([{ typeUrl: TypeUrl.cluster, name: 'c', message: base }])).toEqual(['c: STRICT_DNS cluster without inline hosts']);
-    const withEds = { ...base, edsClusterConfig: {}, loadAssignment: { endpoints: [{ lbEndpoints: [{}] }] } };
-    expect(lintResources([{ typeUrl: TypeUrl.cluster, name: 'c', message: withEds }])).toEqual(['c: STRICT_DNS cluster with an eds_cluster_config']);
+    expect(lintResources([{ typeUrl: TypeUrl.cluster, name: 'c', message: base }])).toEqual([
+      'c: STRICT_DNS cluster without inline hosts',
+    ]);
+    const withEds = {
+      ...base,
+      edsClusterConfig: {},
+      loadAssignment: { endpoints: [{ lbEndpoints: [{}] }] },
+    };
+    expect(lintResources([{ typeUrl: TypeUrl.cluster, name: 'c', message: withEds }])).toEqual([
+      'c: STRICT_DNS cluster with an eds_cluster_config',
+    ]);
   });
 });

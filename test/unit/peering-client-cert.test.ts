@@ -11,29 +11,61 @@ let strangerDer: Buffer;
 const now = Date.now();
 
 beforeAll(async () => {
-  const root = await createRoot({ rootUri: 'spiffe://b.consul', name: 'b', now, validityMs: 3600_000 });
-  const otherRoot = await createRoot({ rootUri: 'spiffe://evil.consul', name: 'evil', now, validityMs: 3600_000 });
+  const root = await createRoot({
+    rootUri: 'spiffe://b.consul',
+    name: 'b',
+    now,
+    validityMs: 3600_000,
+  });
+  const otherRoot = await createRoot({
+    rootUri: 'spiffe://evil.consul',
+    name: 'evil',
+    now,
+    validityMs: 3600_000,
+  });
   pinned = root.certPem;
   other = otherRoot.certPem;
-  const leaf = await issueLeaf(await loadSigner(root.id, root.certPem, root.keyPem), { spiffeId: 'spiffe://b.consul/peering/server/dc/dc-b', now, ttlMs: 3600_000 });
-  const stranger = await issueLeaf(await loadSigner(otherRoot.id, otherRoot.certPem, otherRoot.keyPem), { spiffeId: 'spiffe://b.consul/peering/server/dc/dc-b', now, ttlMs: 3600_000 });
+  const leaf = await issueLeaf(await loadSigner(root.id, root.certPem, root.keyPem), {
+    spiffeId: 'spiffe://b.consul/peering/server/dc/dc-b',
+    now,
+    ttlMs: 3600_000,
+  });
+  const stranger = await issueLeaf(
+    await loadSigner(otherRoot.id, otherRoot.certPem, otherRoot.keyPem),
+    { spiffeId: 'spiffe://b.consul/peering/server/dc/dc-b', now, ttlMs: 3600_000 },
+  );
   leafDer = new X509Certificate(leaf.certPem).raw;
   strangerDer = new X509Certificate(stranger.certPem).raw;
 });
 
 const peer = (raw: Buffer | undefined) => (raw ? ({ raw } as PeerCertificate) : undefined);
 
-describe('checkClientCertificate (for the stream: the dialer\'s certificate against its pinned roots)', () => {
+describe("checkClientCertificate (for the stream: the dialer's certificate against its pinned roots)", () => {
   it('accepts a leaf signed by a pinned root and returns its URI SANs', () => {
-    expect(checkClientCertificate(peer(leafDer), [other, pinned], now)).toEqual({ ok: true, uris: ['spiffe://b.consul/peering/server/dc/dc-b'] });
+    expect(checkClientCertificate(peer(leafDer), [other, pinned], now)).toEqual({
+      ok: true,
+      uris: ['spiffe://b.consul/peering/server/dc/dc-b'],
+    });
   });
 
   it('refuses no certificate, a certificate from other roots, garbage and an expired one', () => {
-    expect(checkClientCertificate(peer(undefined), [pinned])).toEqual({ ok: false, error: 'no client certificate was presented' });
+    expect(checkClientCertificate(peer(undefined), [pinned])).toEqual({
+      ok: false,
+      error: 'no client certificate was presented',
+    });
     expect(checkClientCertificate({} as PeerCertificate, [pinned])).toMatchObject({ ok: false });
-    expect(checkClientCertificate(peer(strangerDer), [pinned], now)).toEqual({ ok: false, error: 'the client certificate does not chain to the roots pinned for this peering' });
+    expect(checkClientCertificate(peer(strangerDer), [pinned], now)).toEqual({
+      ok: false,
+      error: 'the client certificate does not chain to the roots pinned for this peering',
+    });
     expect(checkClientCertificate(peer(leafDer), [], now)).toMatchObject({ ok: false });
-    expect(checkClientCertificate(peer(Buffer.from('garbage')), [pinned], now)).toEqual({ ok: false, error: 'the client certificate does not parse' });
-    expect(checkClientCertificate(peer(leafDer), [pinned], now + 2 * 3600_000)).toEqual({ ok: false, error: 'the client certificate is expired or not yet valid' });
+    expect(checkClientCertificate(peer(Buffer.from('garbage')), [pinned], now)).toEqual({
+      ok: false,
+      error: 'the client certificate does not parse',
+    });
+    expect(checkClientCertificate(peer(leafDer), [pinned], now + 2 * 3600_000)).toEqual({
+      ok: false,
+      error: 'the client certificate is expired or not yet valid',
+    });
   });
 });

@@ -59,8 +59,12 @@ beforeEach(async () => {
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'isthmus-peerings-'));
   store = await openLmdbStore(dir);
   const now = Date.now();
-  acceptorRoot ??= (await createRoot({ rootUri: 'spiffe://a.consul', name: 'a', now, validityMs: 3600_000 })).certPem;
-  dialerRoot ??= (await createRoot({ rootUri: 'spiffe://b.consul', name: 'b', now, validityMs: 3600_000 })).certPem;
+  acceptorRoot ??= (
+    await createRoot({ rootUri: 'spiffe://a.consul', name: 'a', now, validityMs: 3600_000 })
+  ).certPem;
+  dialerRoot ??= (
+    await createRoot({ rootUri: 'spiffe://b.consul', name: 'b', now, validityMs: 3600_000 })
+  ).certPem;
 });
 
 afterEach(async () => {
@@ -70,21 +74,42 @@ afterEach(async () => {
 });
 
 describe('Peerings: acceptor', () => {
-  it('generate → exchange: PENDING with the token\'s ID, dialer roots pinned, a stream secret that verifies', async () => {
+  it("generate → exchange: PENDING with the token's ID, dialer roots pinned, a stream secret that verifies", async () => {
     const peerings = await open();
     const events: PeeringEvent[] = [];
     peerings.subscribe((e) => events.push(e));
-    const { token, peering } = await peerings.generateToken({ PeerName: 'cluster-b', Meta: { env: 'test' } });
-    expect(token).toMatchObject({ CA: [acceptorRoot], ServerAddresses: ['127.0.0.1:8503'], ManualServerAddresses: [], ServerName: local.serverName, PeerID: peering.ID });
+    const { token, peering } = await peerings.generateToken({
+      PeerName: 'cluster-b',
+      Meta: { env: 'test' },
+    });
+    expect(token).toMatchObject({
+      CA: [acceptorRoot],
+      ServerAddresses: ['127.0.0.1:8503'],
+      ManualServerAddresses: [],
+      ServerName: local.serverName,
+      PeerID: peering.ID,
+    });
     expect(token.Remote).toEqual({ Partition: 'default', Datacenter: 'dc-a' });
     expect(token.EstablishmentSecret).toMatch(/^[A-Za-z0-9_-]{43}$/);
-    expect(peering).toMatchObject({ Name: 'cluster-b', State: 'PENDING', PeerCAPems: [], Meta: { env: 'test' } });
+    expect(peering).toMatchObject({
+      Name: 'cluster-b',
+      State: 'PENDING',
+      PeerCAPems: [],
+      Meta: { env: 'test' },
+    });
     expect(peering.CreateIndex).toBe(peering.ModifyIndex);
 
     const { streamSecret, peering: exchanged } = await exchange(peerings, token);
-    expect(exchanged).toMatchObject({ State: 'PENDING', PeerCAPems: [dialerRoot], PeerTrustDomain: 'b.consul', Remote: { Partition: 'default', Datacenter: 'dc-b' } });
+    expect(exchanged).toMatchObject({
+      State: 'PENDING',
+      PeerCAPems: [dialerRoot],
+      PeerTrustDomain: 'b.consul',
+      Remote: { Partition: 'default', Datacenter: 'dc-b' },
+    });
     expect(exchanged.ModifyIndex).toBeGreaterThan(peering.ModifyIndex);
-    expect(await peerings.verifyStream(peering.ID, streamSecret)).toMatchObject({ Name: 'cluster-b' });
+    expect(await peerings.verifyStream(peering.ID, streamSecret)).toMatchObject({
+      Name: 'cluster-b',
+    });
     expect(events.map((e) => e.kind)).toEqual(['peering-upserted', 'peering-upserted']);
     expect(JSON.stringify(events)).not.toContain(token.EstablishmentSecret);
     expect(JSON.stringify(events)).not.toContain(streamSecret);
@@ -93,7 +118,9 @@ describe('Peerings: acceptor', () => {
   it('of 20 concurrent exchanges with one secret exactly one wins', async () => {
     const peerings = await open();
     const { token } = await peerings.generateToken({ PeerName: 'cluster-b' });
-    const codes = await Promise.all(Array.from({ length: 20 }, () => codeOf(exchange(peerings, token))));
+    const codes = await Promise.all(
+      Array.from({ length: 20 }, () => codeOf(exchange(peerings, token))),
+    );
     expect(codes.filter((c) => c === 'ok')).toHaveLength(1);
     expect(codes.filter((c) => c === 'permission_denied')).toHaveLength(19);
   });
@@ -102,11 +129,19 @@ describe('Peerings: acceptor', () => {
     const peerings = await open();
     const { token } = await peerings.generateToken({ PeerName: 'cluster-b' });
     const before = peerings.read('cluster-b');
-    await expect(exchange(peerings, token, 'wrong')).rejects.toMatchObject({ code: 'permission_denied', message: 'establishment secret already used or unknown: generate a new token' });
-    await expect(exchange(peerings, { ...token, PeerID: 'nope' })).rejects.toMatchObject({ code: 'permission_denied' });
+    await expect(exchange(peerings, token, 'wrong')).rejects.toMatchObject({
+      code: 'permission_denied',
+      message: 'establishment secret already used or unknown: generate a new token',
+    });
+    await expect(exchange(peerings, { ...token, PeerID: 'nope' })).rejects.toMatchObject({
+      code: 'permission_denied',
+    });
     expect(peerings.read('cluster-b')).toEqual(before);
     await exchange(peerings, token);
-    await expect(exchange(peerings, token)).rejects.toMatchObject({ code: 'permission_denied', message: /generate a new token/ });
+    await expect(exchange(peerings, token)).rejects.toMatchObject({
+      code: 'permission_denied',
+      message: /generate a new token/,
+    });
   });
 
   it('regenerating invalidates the unused token', async () => {
@@ -134,12 +169,19 @@ describe('Peerings: acceptor', () => {
     // caller's check (client certificate) promotes nothing.
     await peerings.verifyStream(peering.ID, oldSecret);
     const refuse = () => {
-      throw new IsthmusError('permission_denied', 'client certificate does not chain to the pinned roots');
+      throw new IsthmusError(
+        'permission_denied',
+        'client certificate does not chain to the pinned roots',
+      );
     };
-    await expect(peerings.verifyStream(peering.ID, newSecret, refuse)).rejects.toMatchObject({ code: 'permission_denied' });
+    await expect(peerings.verifyStream(peering.ID, newSecret, refuse)).rejects.toMatchObject({
+      code: 'permission_denied',
+    });
     await peerings.verifyStream(peering.ID, oldSecret);
     await peerings.verifyStream(peering.ID, newSecret);
-    await expect(peerings.verifyStream(peering.ID, oldSecret)).rejects.toMatchObject({ code: 'permission_denied' });
+    await expect(peerings.verifyStream(peering.ID, oldSecret)).rejects.toMatchObject({
+      code: 'permission_denied',
+    });
     expect(peerings.read('cluster-b')?.State).toBe('ACTIVE');
   });
 
@@ -149,8 +191,15 @@ describe('Peerings: acceptor', () => {
     const { streamSecret } = await exchange(peerings, token);
     await peerings.setState('cluster-b', 'TERMINATED');
     const { peering: fresh } = await peerings.generateToken({ PeerName: 'cluster-b' });
-    expect(fresh).toMatchObject({ ID: peering.ID, State: 'PENDING', PeerCAPems: [], CreateIndex: peering.CreateIndex });
-    await expect(peerings.verifyStream(peering.ID, streamSecret)).rejects.toMatchObject({ code: 'permission_denied' });
+    expect(fresh).toMatchObject({
+      ID: peering.ID,
+      State: 'PENDING',
+      PeerCAPems: [],
+      CreateIndex: peering.CreateIndex,
+    });
+    await expect(peerings.verifyStream(peering.ID, streamSecret)).rejects.toMatchObject({
+      code: 'permission_denied',
+    });
   });
 
   it('verifyStream refuses a wrong secret and an unknown ID without changing anything', async () => {
@@ -158,9 +207,16 @@ describe('Peerings: acceptor', () => {
     const { token, peering } = await peerings.generateToken({ PeerName: 'cluster-b' });
     const { streamSecret } = await exchange(peerings, token);
     const revision = await store.revision();
-    await expect(peerings.verifyStream(peering.ID, 'x')).rejects.toMatchObject({ code: 'permission_denied', message: 'stream secret is not valid for this peering' });
-    await expect(peerings.verifyStream(peering.ID, token.EstablishmentSecret)).rejects.toMatchObject({ code: 'permission_denied' });
-    await expect(peerings.verifyStream('unknown', streamSecret)).rejects.toMatchObject({ code: 'permission_denied' });
+    await expect(peerings.verifyStream(peering.ID, 'x')).rejects.toMatchObject({
+      code: 'permission_denied',
+      message: 'stream secret is not valid for this peering',
+    });
+    await expect(
+      peerings.verifyStream(peering.ID, token.EstablishmentSecret),
+    ).rejects.toMatchObject({ code: 'permission_denied' });
+    await expect(peerings.verifyStream('unknown', streamSecret)).rejects.toMatchObject({
+      code: 'permission_denied',
+    });
     expect(await store.revision()).toBe(revision);
   });
 
@@ -175,11 +231,23 @@ describe('Peerings: acceptor', () => {
   });
 
   it('refuses a token without a dialable address', async () => {
-    const peerings = await Peerings.open(store, { local: { ...local, serverAddresses: () => [] }, logger: silentLogger() });
+    const peerings = await Peerings.open(store, {
+      local: { ...local, serverAddresses: () => [] },
+      logger: silentLogger(),
+    });
     opened.push(peerings);
-    await expect(peerings.generateToken({ PeerName: 'x' })).rejects.toMatchObject({ code: 'failed_precondition', message: /--advertise-addr/ });
-    const { token } = await peerings.generateToken({ PeerName: 'x', ServerExternalAddresses: ['gw.example.com:443'] });
-    expect(token).toMatchObject({ ServerAddresses: ['gw.example.com:443'], ManualServerAddresses: ['gw.example.com:443'] });
+    await expect(peerings.generateToken({ PeerName: 'x' })).rejects.toMatchObject({
+      code: 'failed_precondition',
+      message: /--advertise-addr/,
+    });
+    const { token } = await peerings.generateToken({
+      PeerName: 'x',
+      ServerExternalAddresses: ['gw.example.com:443'],
+    });
+    expect(token).toMatchObject({
+      ServerAddresses: ['gw.example.com:443'],
+      ManualServerAddresses: ['gw.example.com:443'],
+    });
   });
 });
 
@@ -194,9 +262,13 @@ describe('Peerings: dialer', () => {
     Remote: { Partition: 'default', Datacenter: 'dc-a' },
   });
 
-  it('records ESTABLISHING with the acceptor\'s name, addresses, CA and trust domain; the stream secret is kept for Open', async () => {
+  it("records ESTABLISHING with the acceptor's name, addresses, CA and trust domain; the stream secret is kept for Open", async () => {
     const peerings = await open();
-    const p = await peerings.recordEstablished({ name: 'cluster-a', token: tokenFrom('acceptor-id'), streamSecret: 'stream-1' });
+    const p = await peerings.recordEstablished({
+      name: 'cluster-a',
+      token: tokenFrom('acceptor-id'),
+      streamSecret: 'stream-1',
+    });
     expect(p).toMatchObject({
       Name: 'cluster-a',
       State: 'ESTABLISHING',
@@ -211,7 +283,9 @@ describe('Peerings: dialer', () => {
     expect(peerings.byId(p.ID)?.Name).toBe('cluster-a');
     expect(await peerings.streamSecretOf('cluster-a')).toBe('stream-1');
     // A dialer record is not an acceptor: its stream is not verified here.
-    await expect(peerings.verifyStream(p.ID, 'stream-1')).rejects.toMatchObject({ code: 'permission_denied' });
+    await expect(peerings.verifyStream(p.ID, 'stream-1')).rejects.toMatchObject({
+      code: 'permission_denied',
+    });
   });
 
   it('the same name cannot be both roles; another peer under a live name is refused; TERMINATED re-establishes', async () => {
@@ -219,11 +293,19 @@ describe('Peerings: dialer', () => {
     await peerings.generateToken({ PeerName: 'acc' });
     expect(() => peerings.checkCanEstablish('acc', tokenFrom('x'))).toThrow(/generating a token/);
     await peerings.recordEstablished({ name: 'dial', token: tokenFrom('p1'), streamSecret: 's' });
-    await expect(peerings.generateToken({ PeerName: 'dial' })).rejects.toMatchObject({ code: 'already_exists' });
-    expect(() => peerings.checkCanEstablish('dial', tokenFrom('p2'))).toThrow(/already exists with another peer/);
+    await expect(peerings.generateToken({ PeerName: 'dial' })).rejects.toMatchObject({
+      code: 'already_exists',
+    });
+    expect(() => peerings.checkCanEstablish('dial', tokenFrom('p2'))).toThrow(
+      /already exists with another peer/,
+    );
     expect(() => peerings.checkCanEstablish('dial', tokenFrom('p1'))).not.toThrow();
     await peerings.setState('dial', 'TERMINATED');
-    const again = await peerings.recordEstablished({ name: 'dial', token: tokenFrom('p2'), streamSecret: 's2' });
+    const again = await peerings.recordEstablished({
+      name: 'dial',
+      token: tokenFrom('p2'),
+      streamSecret: 's2',
+    });
     expect(again).toMatchObject({ State: 'ESTABLISHING', PeerID: 'p2' });
   });
 });
@@ -233,9 +315,15 @@ describe('Peerings: status, state, delete, persistence', () => {
     const peerings = await open();
     await peerings.generateToken({ PeerName: 'b' });
     const now = Date.now();
-    await peerings.setStreamStatus('b', { ImportedServices: ['web'], LastHeartbeat: new Date(now - 1000).toISOString() });
+    await peerings.setStreamStatus('b', {
+      ImportedServices: ['web'],
+      LastHeartbeat: new Date(now - 1000).toISOString(),
+    });
     let p = await peerings.setStreamStatus('b', { ExportedServices: ['api', 'db'] });
-    expect(p.StreamStatus).toMatchObject({ ImportedServices: ['web'], ExportedServices: ['api', 'db'] });
+    expect(p.StreamStatus).toMatchObject({
+      ImportedServices: ['web'],
+      ExportedServices: ['api', 'db'],
+    });
     expect(isHealthy(p, now)).toBe(false);
     p = await peerings.setState('b', 'ACTIVE');
     expect(isHealthy(p, now)).toBe(true);
@@ -243,7 +331,9 @@ describe('Peerings: status, state, delete, persistence', () => {
     p = await peerings.setState('b', 'FAILING', 'stream closed: connection reset');
     expect(p.StreamStatus.LastError).toBe('stream closed: connection reset');
     expect(isHealthy(p, now)).toBe(false);
-    await expect(peerings.setState('nobody', 'ACTIVE')).rejects.toMatchObject({ code: 'not_found' });
+    await expect(peerings.setState('nobody', 'ACTIVE')).rejects.toMatchObject({
+      code: 'not_found',
+    });
   });
 
   it('delete: DELETING at once (DeletedAt), the hook runs, then record and secrets are gone; the stream cannot revive it', async () => {
@@ -259,7 +349,9 @@ describe('Peerings: status, state, delete, persistence', () => {
     expect(deleting).toMatchObject({ State: 'DELETING' });
     expect(deleting.DeletedAt).toMatch(/^\d{4}-\d\d-\d\dT/);
     expect((await peerings.setState('b', 'FAILING', 'gone')).State).toBe('DELETING');
-    await expect(peerings.generateToken({ PeerName: 'b' })).rejects.toMatchObject({ code: 'failed_precondition' });
+    await expect(peerings.generateToken({ PeerName: 'b' })).rejects.toMatchObject({
+      code: 'failed_precondition',
+    });
     await new Promise((r) => setTimeout(r, 10));
     release();
     await peerings.settled();
@@ -274,7 +366,11 @@ describe('Peerings: status, state, delete, persistence', () => {
     let peerings = await open();
     const { token } = await peerings.generateToken({ PeerName: 'b' });
     const { streamSecret } = await exchange(peerings, token);
-    await peerings.recordEstablished({ name: 'a', token: { ...token, PeerID: 'remote', CA: [acceptorRoot] }, streamSecret: 'dial-secret' });
+    await peerings.recordEstablished({
+      name: 'a',
+      token: { ...token, PeerID: 'remote', CA: [acceptorRoot] },
+      streamSecret: 'dial-secret',
+    });
     const { peering: doomed } = await peerings.generateToken({ PeerName: 'doomed' });
     peerings.setDeletionHook(() => new Promise<void>(() => undefined));
     await peerings.delete('doomed');

@@ -16,10 +16,16 @@ import { FakeCatalog } from '../helpers/fake-catalog.js';
 const exportEntry = (services: { name: string; peers: string[] }[]) => ({
   kind: 'exported-services' as const,
   name: 'default',
-  services: services.map((s) => ({ name: s.name, namespace: 'default', consumers: s.peers.map((peer) => ({ peer })) })),
+  services: services.map((s) => ({
+    name: s.name,
+    namespace: 'default',
+    consumers: s.peers.map((peer) => ({ peer })),
+  })),
 });
 
-const critical = [{ checkId: 'c', name: 'c', serviceId: 'x', status: 'critical' as const, output: '' }];
+const critical = [
+  { checkId: 'c', name: 'c', serviceId: 'x', status: 'critical' as const, output: '' },
+];
 
 describe('exports', () => {
   it('resolves the exported-services entry per consumer peer, the wildcard included', () => {
@@ -28,7 +34,12 @@ describe('exports', () => {
     catalog.upsert({ id: 'web-1', name: 'web' });
     catalog.upsert({ id: 'gw', name: 'mesh-gateway', kind: 'mesh-gateway' });
     expect(exportedNamesFor(catalog, 'east')).toEqual([]);
-    catalog.putEntry(exportEntry([{ name: 'api', peers: ['east'] }, { name: 'db', peers: ['west'] }]));
+    catalog.putEntry(
+      exportEntry([
+        { name: 'api', peers: ['east'] },
+        { name: 'db', peers: ['west'] },
+      ]),
+    );
     expect(exportedNamesFor(catalog, 'east')).toEqual(['api']);
     expect(exportedNamesFor(catalog, 'west')).toEqual(['db']);
     catalog.putEntry(exportEntry([{ name: '*', peers: ['east'] }]));
@@ -43,19 +54,59 @@ describe('exports', () => {
     const ctx = { catalog, trustDomain: 'a.consul', datacenter: 'dc-a' };
     expect(exportedServiceFor(ctx, 'east', 'api').instances.map((i) => i.id)).toEqual(['api-1']);
 
-    catalog.upsert({ id: 'api-1-sidecar', name: 'api-sidecar-proxy', kind: 'connect-proxy', proxy: { destinationServiceName: 'api' } as never });
-    catalog.upsert({ id: 'gw-wan', name: 'mesh-gateway', kind: 'mesh-gateway', address: '10.0.9.1', port: 8443, taggedAddresses: { wan: { address: '198.51.100.1', port: 443 } } });
-    catalog.upsert({ id: 'gw-lan', name: 'mesh-gateway', kind: 'mesh-gateway', address: '10.0.9.2', port: 8443 });
-    catalog.upsert({ id: 'gw-down', name: 'mesh-gateway', kind: 'mesh-gateway', address: '10.0.9.3', port: 8443, checks: critical });
-    catalog.upsert({ id: 'gw-remote', name: 'mesh-gateway', kind: 'mesh-gateway', address: '10.1.9.1', port: 8443, datacenter: 'dc-z' });
-    const sidecars = exportedServiceFor(ctx, 'east', 'api').instances.filter((i) => i.kind === 'connect-proxy');
-    expect(sidecars.map((i) => `${i.address}:${i.port}`)).toEqual(['10.0.9.2:8443', '198.51.100.1:443']);
+    catalog.upsert({
+      id: 'api-1-sidecar',
+      name: 'api-sidecar-proxy',
+      kind: 'connect-proxy',
+      proxy: { destinationServiceName: 'api' } as never,
+    });
+    catalog.upsert({
+      id: 'gw-wan',
+      name: 'mesh-gateway',
+      kind: 'mesh-gateway',
+      address: '10.0.9.1',
+      port: 8443,
+      taggedAddresses: { wan: { address: '198.51.100.1', port: 443 } },
+    });
+    catalog.upsert({
+      id: 'gw-lan',
+      name: 'mesh-gateway',
+      kind: 'mesh-gateway',
+      address: '10.0.9.2',
+      port: 8443,
+    });
+    catalog.upsert({
+      id: 'gw-down',
+      name: 'mesh-gateway',
+      kind: 'mesh-gateway',
+      address: '10.0.9.3',
+      port: 8443,
+      checks: critical,
+    });
+    catalog.upsert({
+      id: 'gw-remote',
+      name: 'mesh-gateway',
+      kind: 'mesh-gateway',
+      address: '10.1.9.1',
+      port: 8443,
+      datacenter: 'dc-z',
+    });
+    const sidecars = exportedServiceFor(ctx, 'east', 'api').instances.filter(
+      (i) => i.kind === 'connect-proxy',
+    );
+    expect(sidecars.map((i) => `${i.address}:${i.port}`)).toEqual([
+      '10.0.9.2:8443',
+      '198.51.100.1:443',
+    ]);
     expect(sidecars[0]).toMatchObject({
       name: 'api-sidecar-proxy',
       destinationServiceName: 'api',
       peerMeta: {
         sni: ['api.default.default.east.external.a.consul'],
-        spiffeId: ['spiffe://a.consul/ns/default/dc/dc-a/svc/api', 'spiffe://a.consul/gateway/mesh/dc/dc-a'],
+        spiffeId: [
+          'spiffe://a.consul/ns/default/dc/dc-a/svc/api',
+          'spiffe://a.consul/gateway/mesh/dc/dc-a',
+        ],
         protocol: 'tcp',
       },
     });
@@ -69,11 +120,23 @@ describe('exports', () => {
     const caListeners: ((e: CaEvent) => void)[] = [];
     const ca = {
       trustDomain: 'a.consul',
-      roots: () => ({ trustDomain: 'a.consul', activeRootId: 'r', roots: roots.map((certPem) => ({ certPem })) }) as never,
+      roots: () =>
+        ({
+          trustDomain: 'a.consul',
+          activeRootId: 'r',
+          roots: roots.map((certPem) => ({ certPem })),
+        }) as never,
       subscribe: (l: (e: CaEvent) => void) => (caListeners.push(l), () => undefined),
     };
     const exported: string[][] = [];
-    const source = new ExportSource({ catalog, ca, datacenter: 'dc-a', peeringName: 'east', serverAddresses: () => [], onExported: (n) => exported.push([...n]) });
+    const source = new ExportSource({
+      catalog,
+      ca,
+      datacenter: 'dc-a',
+      peeringName: 'east',
+      serverAddresses: () => [],
+      onExported: (n) => exported.push([...n]),
+    });
     const services: ResourceChange[] = [];
     const bundles: ResourceChange[] = [];
     source.subscribe(ResourceUrl.exportedService, (c) => services.push(c));
@@ -83,14 +146,23 @@ describe('exports', () => {
     catalog.upsert({ id: 'unrelated', name: 'other' });
     expect(services).toHaveLength(1);
     catalog.upsert({ id: 'api-2', name: 'api' });
-    expect((services[1]?.resource as ExportedService).instances.map((i) => i.id)).toEqual(['api-1', 'api-2']);
+    expect((services[1]?.resource as ExportedService).instances.map((i) => i.id)).toEqual([
+      'api-1',
+      'api-2',
+    ]);
     catalog.putEntry(exportEntry([{ name: 'other', peers: ['east'] }]));
-    expect(services.slice(2).map((c) => `${c.operation} ${c.resourceId}`)).toEqual(['upsert other', 'delete api']);
+    expect(services.slice(2).map((c) => `${c.operation} ${c.resourceId}`)).toEqual([
+      'upsert other',
+      'delete api',
+    ]);
     expect(exported.at(-1)).toEqual(['other']);
 
     roots = ['ROOT-1', 'ROOT-2'];
     caListeners.forEach((l) => l({ kind: 'roots-changed', roots: ca.roots() }));
-    expect(bundles.map((c) => (c.resource as { rootPems: string[] }).rootPems)).toEqual([['ROOT-1'], ['ROOT-1', 'ROOT-2']]);
+    expect(bundles.map((c) => (c.resource as { rootPems: string[] }).rootPems)).toEqual([
+      ['ROOT-1'],
+      ['ROOT-1', 'ROOT-2'],
+    ]);
   });
 });
 
@@ -106,36 +178,84 @@ describe('ImportSink', () => {
     dir = mkdtempSync(join(tmpdir(), 'isthmus-import-'));
     store = await openLmdbStore(dir);
     const imported = await ImportedServices.open(store);
-    let record = { Name: 'east', Remote: { Datacenter: 'dc-e', Partition: 'default' }, StreamStatus: { ImportedServices: [] as string[], ExportedServices: [] } } as unknown as Peering;
+    let record = {
+      Name: 'east',
+      Remote: { Datacenter: 'dc-e', Partition: 'default' },
+      StreamStatus: { ImportedServices: [] as string[], ExportedServices: [] },
+    } as unknown as Peering;
     const patches: object[] = [];
     const peerings = {
       read: () => record,
       updatePeer: async (_n: string, patch: object) => (patches.push(patch), record),
-      setStreamStatus: async (_n: string, patch: object) => (record = { ...record, StreamStatus: { ...record.StreamStatus, ...patch } }),
+      setStreamStatus: async (_n: string, patch: object) =>
+        (record = { ...record, StreamStatus: { ...record.StreamStatus, ...patch } }),
     };
     const sink = new ImportSink({ peerings, imported, peeringName: 'east' });
-    const instance = (id: string, health = 'passing') => ({ id, name: 'api', kind: 'typical', address: '10.0.0.1', port: 80, meta: {}, health, destinationServiceName: '' });
-    const upsert = (ids: string[]): ResourceChange => ({ resourceId: 'api', operation: 'upsert', resource: { service: { name: 'api', namespace: 'default', partition: 'default' }, instances: ids.map((id) => instance(id)) } });
+    const instance = (id: string, health = 'passing') => ({
+      id,
+      name: 'api',
+      kind: 'typical',
+      address: '10.0.0.1',
+      port: 80,
+      meta: {},
+      health,
+      destinationServiceName: '',
+    });
+    const upsert = (ids: string[]): ResourceChange => ({
+      resourceId: 'api',
+      operation: 'upsert',
+      resource: {
+        service: { name: 'api', namespace: 'default', partition: 'default' },
+        instances: ids.map((id) => instance(id)),
+      },
+    });
 
-    await sink.apply(ResourceUrl.exportedServiceList, { resourceId: 'exported-services', operation: 'upsert', resource: { services: [{ name: 'api', namespace: 'default', partition: 'default' }] } });
+    await sink.apply(ResourceUrl.exportedServiceList, {
+      resourceId: 'exported-services',
+      operation: 'upsert',
+      resource: { services: [{ name: 'api', namespace: 'default', partition: 'default' }] },
+    });
     await sink.apply(ResourceUrl.exportedService, upsert(['a', 'b']));
     await sink.apply(ResourceUrl.exportedService, upsert(['b', 'c']));
-    expect(imported.instancesOf('east', 'api').map((i) => [i.id, i.datacenter, i.peerName])).toEqual([['b', 'dc-e', 'east'], ['c', 'dc-e', 'east']]);
+    expect(
+      imported.instancesOf('east', 'api').map((i) => [i.id, i.datacenter, i.peerName]),
+    ).toEqual([
+      ['b', 'dc-e', 'east'],
+      ['c', 'dc-e', 'east'],
+    ]);
     expect(record.StreamStatus.ImportedServices).toEqual(['api']);
-    expect((await ImportedServices.open(store)).instancesOf('east', 'api').map((i) => i.id)).toEqual(['b', 'c']);
+    expect(
+      (await ImportedServices.open(store)).instancesOf('east', 'api').map((i) => i.id),
+    ).toEqual(['b', 'c']);
 
-    await expect(sink.apply(ResourceUrl.trustBundle, { resourceId: 'e.consul', operation: 'upsert', resource: { trustDomain: 'e.consul', rootPems: ['not a pem'] } })).rejects.toThrow(/root_pems\[0\]/);
+    await expect(
+      sink.apply(ResourceUrl.trustBundle, {
+        resourceId: 'e.consul',
+        operation: 'upsert',
+        resource: { trustDomain: 'e.consul', rootPems: ['not a pem'] },
+      }),
+    ).rejects.toThrow(/root_pems\[0\]/);
 
-    const addresses = (list: string[]): ResourceChange => ({ resourceId: 'server-addresses', operation: 'upsert', resource: { addresses: list } });
+    const addresses = (list: string[]): ResourceChange => ({
+      resourceId: 'server-addresses',
+      operation: 'upsert',
+      resource: { addresses: list },
+    });
     await sink.apply(ResourceUrl.serverAddresses, addresses(['10.9.9.9:8503']));
     await sink.apply(ResourceUrl.serverAddresses, addresses([]));
     expect(patches).toEqual([{ PeerServerAddresses: ['10.9.9.9:8503'] }]);
     record = { ...record, ManualServerAddresses: true };
     await sink.apply(ResourceUrl.serverAddresses, addresses(['10.9.9.8:8503']));
     expect(patches).toHaveLength(1); // the token's manual addresses stay
-    await expect(sink.apply(ResourceUrl.serverAddresses, addresses(['nope']))).resolves.toBeUndefined();
+    await expect(
+      sink.apply(ResourceUrl.serverAddresses, addresses(['nope'])),
+    ).resolves.toBeUndefined();
 
-    await sink.apply(ResourceUrl.exportedServiceList, { resourceId: 'exported-services', operation: 'upsert', resource: { services: [] } });
+    await sink.apply(ResourceUrl.exportedServiceList, {
+      resourceId: 'exported-services',
+      operation: 'upsert',
+      resource: { services: [] },
+    });
     expect(imported.instancesOf('east', 'api')).toEqual([]);
     expect(record.StreamStatus.ImportedServices).toEqual([]);
     expect((await ImportedServices.open(store)).serviceNames('east')).toEqual([]);

@@ -11,7 +11,7 @@ import {
   ServerAddresses,
   TrustBundle,
 } from '../../src/gen/isthmus/peering/v1/peering.js';
-import { IsthmusError } from '../../src/errors.js';
+import type { IsthmusError } from '../../src/errors.js';
 import { silentLogger } from '../../src/log.js';
 import {
   backoffDelay,
@@ -39,56 +39,109 @@ function wire(to: () => PeerStreamSession): StreamTransport {
       const bytes = ReplicationMessage.encode(msg).finish();
       setImmediate(() => to().receive(ReplicationMessage.decode(bytes)));
     },
-    end: (error) => setImmediate(() => to().transportClosed(error ? error.message : 'the peer ended the stream')),
+    end: (error) =>
+      setImmediate(() => to().transportClosed(error ? error.message : 'the peer ended the stream')),
   };
 }
 
 function end(): End {
-  return { source: new MemorySource(), sink: new RecordingSink(), observer: new RecordingObserver(), session: undefined as unknown as PeerStreamSession };
+  return {
+    source: new MemorySource(),
+    sink: new RecordingSink(),
+    observer: new RecordingObserver(),
+    session: undefined as unknown as PeerStreamSession,
+  };
 }
 
 function connect(timings: Partial<SessionOptions> = {}): { acceptor: End; dialer: End } {
   const acceptor = end();
   const dialer = end();
-  const common = { peeringName: 'p', logger: silentLogger(), heartbeatIntervalMs: 1_000, heartbeatTimeoutMs: 10_000, ...timings };
-  acceptor.session = new PeerStreamSession({ ...common, role: 'acceptor', ...acceptor }, wire(() => dialer.session));
-  dialer.session = new PeerStreamSession({ ...common, role: 'dialer', ...dialer }, wire(() => acceptor.session));
+  const common = {
+    peeringName: 'p',
+    logger: silentLogger(),
+    heartbeatIntervalMs: 1_000,
+    heartbeatTimeoutMs: 10_000,
+    ...timings,
+  };
+  acceptor.session = new PeerStreamSession(
+    { ...common, role: 'acceptor', ...acceptor },
+    wire(() => dialer.session),
+  );
+  dialer.session = new PeerStreamSession(
+    { ...common, role: 'dialer', ...dialer },
+    wire(() => acceptor.session),
+  );
   return { acceptor, dialer };
 }
 
-const bundle = (trustDomain: string) => TrustBundle.fromPartial({ trustDomain, rootPems: [`${trustDomain}-root`] });
-const list = (...names: string[]) => ExportedServiceList.fromPartial({ services: names.map((name) => ({ name, namespace: 'default', partition: 'default' })) });
+const bundle = (trustDomain: string) =>
+  TrustBundle.fromPartial({ trustDomain, rootPems: [`${trustDomain}-root`] });
+const list = (...names: string[]) =>
+  ExportedServiceList.fromPartial({
+    services: names.map((name) => ({ name, namespace: 'default', partition: 'default' })),
+  });
 const settled = (s: PeerStreamSession) => s.stats().outstanding === 0;
 
 describe('PeerStreamSession', () => {
   it('replicates both ways, ACKs every response, and delivers later changes and deletes', async () => {
     const { acceptor, dialer } = connect();
     acceptor.source.set(ResourceUrl.trustBundle, 'acceptor.consul', bundle('acceptor.consul'));
-    acceptor.source.set(ResourceUrl.serverAddresses, 'addresses', ServerAddresses.fromPartial({ addresses: ['10.0.0.1:8503'] }));
+    acceptor.source.set(
+      ResourceUrl.serverAddresses,
+      'addresses',
+      ServerAddresses.fromPartial({ addresses: ['10.0.0.1:8503'] }),
+    );
     dialer.source.set(ResourceUrl.trustBundle, 'dialer.consul', bundle('dialer.consul'));
     dialer.source.set(ResourceUrl.exportedServiceList, 'list', list('api'));
     dialer.session.start();
     acceptor.session.start();
 
-    await waitFor(() => dialer.sink.has(ResourceUrl.serverAddresses, 'addresses') && acceptor.sink.has(ResourceUrl.exportedServiceList, 'list'), {
-      timeoutMs: 2_000,
-      what: 'both initial states',
+    await waitFor(
+      () =>
+        dialer.sink.has(ResourceUrl.serverAddresses, 'addresses') &&
+        acceptor.sink.has(ResourceUrl.exportedServiceList, 'list'),
+      {
+        timeoutMs: 2_000,
+        what: 'both initial states',
+      },
+    );
+    expect(dialer.sink.get(ResourceUrl.trustBundle, 'acceptor.consul')).toMatchObject({
+      trustDomain: 'acceptor.consul',
+      rootPems: ['acceptor.consul-root'],
     });
-    expect(dialer.sink.get(ResourceUrl.trustBundle, 'acceptor.consul')).toMatchObject({ trustDomain: 'acceptor.consul', rootPems: ['acceptor.consul-root'] });
-    expect(acceptor.sink.get(ResourceUrl.trustBundle, 'dialer.consul')).toMatchObject({ trustDomain: 'dialer.consul' });
+    expect(acceptor.sink.get(ResourceUrl.trustBundle, 'dialer.consul')).toMatchObject({
+      trustDomain: 'dialer.consul',
+    });
     // The dialer does not export server addresses; the acceptor never subscribes to them.
     expect(dialer.source.subscriptions).not.toContain(ResourceUrl.serverAddresses);
     expect(dialer.source.subscriptions[0]).toBe(ResourceUrl.trustBundle);
 
-    const svc = ExportedService.fromPartial({ service: { name: 'web' }, instances: [{ id: 'web-1', address: '10.1.1.1', port: 8080, health: 'passing' }] });
+    const svc = ExportedService.fromPartial({
+      service: { name: 'web' },
+      instances: [{ id: 'web-1', address: '10.1.1.1', port: 8080, health: 'passing' }],
+    });
     acceptor.source.set(ResourceUrl.exportedService, 'web', svc);
-    await waitFor(() => dialer.sink.has(ResourceUrl.exportedService, 'web'), { timeoutMs: 2_000, what: 'the new service' });
-    expect(dialer.sink.get(ResourceUrl.exportedService, 'web')).toMatchObject({ instances: [{ id: 'web-1', port: 8080 }] });
+    await waitFor(() => dialer.sink.has(ResourceUrl.exportedService, 'web'), {
+      timeoutMs: 2_000,
+      what: 'the new service',
+    });
+    expect(dialer.sink.get(ResourceUrl.exportedService, 'web')).toMatchObject({
+      instances: [{ id: 'web-1', port: 8080 }],
+    });
     acceptor.source.delete(ResourceUrl.exportedService, 'web');
-    await waitFor(() => !dialer.sink.has(ResourceUrl.exportedService, 'web'), { timeoutMs: 2_000, what: 'the delete' });
-    expect(dialer.sink.applied.at(-1)).toMatchObject({ url: ResourceUrl.exportedService, change: { resourceId: 'web', operation: 'delete' } });
+    await waitFor(() => !dialer.sink.has(ResourceUrl.exportedService, 'web'), {
+      timeoutMs: 2_000,
+      what: 'the delete',
+    });
+    expect(dialer.sink.applied.at(-1)).toMatchObject({
+      url: ResourceUrl.exportedService,
+      change: { resourceId: 'web', operation: 'delete' },
+    });
 
-    await waitFor(() => settled(acceptor.session) && settled(dialer.session), { timeoutMs: 2_000, what: 'every response settled' });
+    await waitFor(() => settled(acceptor.session) && settled(dialer.session), {
+      timeoutMs: 2_000,
+      what: 'every response settled',
+    });
     expect(acceptor.session.stats()).toMatchObject({ responsesSent: 4, acked: 4, nacked: 0 });
     expect(dialer.session.stats()).toMatchObject({ responsesSent: 2, acked: 2, nacked: 0 });
     expect(acceptor.observer.count('active')).toBe(1);
@@ -98,17 +151,35 @@ describe('PeerStreamSession', () => {
 
   it('NACKs a response its sink rejects, reports it to the sender, and keeps the stream up', async () => {
     const { acceptor, dialer } = connect();
-    dialer.sink.reject = (_url, change) => (change.resourceId === 'bad' ? 'service bad: instance port 0 is not allowed' : undefined);
+    dialer.sink.reject = (_url, change) =>
+      change.resourceId === 'bad' ? 'service bad: instance port 0 is not allowed' : undefined;
     dialer.session.start();
     acceptor.session.start();
-    acceptor.source.set(ResourceUrl.exportedService, 'bad', ExportedService.fromPartial({ service: { name: 'bad' } }));
+    acceptor.source.set(
+      ResourceUrl.exportedService,
+      'bad',
+      ExportedService.fromPartial({ service: { name: 'bad' } }),
+    );
     await waitFor(() => acceptor.observer.last('nack'), { timeoutMs: 2_000, what: 'the NACK' });
-    expect(acceptor.observer.last('nack')?.message).toBe('service bad: instance port 0 is not allowed');
-    expect(acceptor.session.stats()).toMatchObject({ nacked: 1, outstanding: 0, lastNack: { message: 'service bad: instance port 0 is not allowed' } });
+    expect(acceptor.observer.last('nack')?.message).toBe(
+      'service bad: instance port 0 is not allowed',
+    );
+    expect(acceptor.session.stats()).toMatchObject({
+      nacked: 1,
+      outstanding: 0,
+      lastNack: { message: 'service bad: instance port 0 is not allowed' },
+    });
     expect(dialer.session.stats().nacksSent).toBe(1);
 
-    acceptor.source.set(ResourceUrl.exportedService, 'good', ExportedService.fromPartial({ service: { name: 'good' } }));
-    await waitFor(() => dialer.sink.has(ResourceUrl.exportedService, 'good'), { timeoutMs: 2_000, what: 'a later change' });
+    acceptor.source.set(
+      ResourceUrl.exportedService,
+      'good',
+      ExportedService.fromPartial({ service: { name: 'good' } }),
+    );
+    await waitFor(() => dialer.sink.has(ResourceUrl.exportedService, 'good'), {
+      timeoutMs: 2_000,
+      what: 'a later change',
+    });
     expect(acceptor.observer.count('failing') + dialer.observer.count('failing')).toBe(0);
     acceptor.session.stop();
   });
@@ -119,11 +190,25 @@ describe('PeerStreamSession', () => {
     dialer.sink.gate = new Promise((resolve) => (release = resolve));
     dialer.session.start();
     acceptor.session.start();
-    acceptor.source.set(ResourceUrl.exportedService, 'first', ExportedService.fromPartial({ service: { name: 'first' } }));
-    acceptor.source.set(ResourceUrl.exportedService, 'second', ExportedService.fromPartial({ service: { name: 'second' } }));
-    await waitFor(() => dialer.session.stats().responsesReceived === 1, { timeoutMs: 2_000, what: 'the first apply to start' });
+    acceptor.source.set(
+      ResourceUrl.exportedService,
+      'first',
+      ExportedService.fromPartial({ service: { name: 'first' } }),
+    );
+    acceptor.source.set(
+      ResourceUrl.exportedService,
+      'second',
+      ExportedService.fromPartial({ service: { name: 'second' } }),
+    );
+    await waitFor(() => dialer.session.stats().responsesReceived === 1, {
+      timeoutMs: 2_000,
+      what: 'the first apply to start',
+    });
     acceptor.session.terminate();
-    await waitFor(() => !dialer.session.isActive, { timeoutMs: 2_000, what: 'the dialer to see Terminated' });
+    await waitFor(() => !dialer.session.isActive, {
+      timeoutMs: 2_000,
+      what: 'the dialer to see Terminated',
+    });
     expect(dialer.observer.count('terminated')).toBe(0);
     release();
     expect(await dialer.session.ended).toEqual({ kind: 'terminated', by: 'peer' });
@@ -147,7 +232,11 @@ describe('PeerStreamSession', () => {
         sink: new RecordingSink(),
         observer,
         logger: silentLogger(),
-        open: { peerId: 'id', streamSecret: 's3cret', remote: { partition: 'default', datacenter: 'dc2' } },
+        open: {
+          peerId: 'id',
+          streamSecret: 's3cret',
+          remote: { partition: 'default', datacenter: 'dc2' },
+        },
         heartbeatIntervalMs: 10,
         openTimeoutMs: 60,
       },
@@ -155,7 +244,10 @@ describe('PeerStreamSession', () => {
     );
     session.start();
     expect(writes[0]?.payload?.$case).toBe('open');
-    expect(await session.ended).toEqual({ kind: 'failed', error: 'no answer to Open within 60 ms' });
+    expect(await session.ended).toEqual({
+      kind: 'failed',
+      error: 'no answer to Open within 60 ms',
+    });
     expect(observer.last('failing')?.error).toBe('no answer to Open within 60 ms');
     expect(ended[0]?.code).toBe('unavailable');
     expect(writes.filter((m) => m.payload?.$case === 'heartbeat').length).toBeGreaterThan(1);
@@ -166,24 +258,60 @@ describe('PeerStreamSession', () => {
     const writes: ReplicationMessage[] = [];
     const source = new MemorySource();
     const session = new PeerStreamSession(
-      { role: 'dialer', peeringName: 'p', source, sink: new RecordingSink(), observer: new RecordingObserver(), logger: silentLogger() },
+      {
+        role: 'dialer',
+        peeringName: 'p',
+        source,
+        sink: new RecordingSink(),
+        observer: new RecordingObserver(),
+        logger: silentLogger(),
+      },
       { write: (m) => writes.push(m), end: () => undefined },
     );
     session.start();
     const response = (resourceUrl: string, typeUrl: string, nonce: string) =>
       ReplicationMessage.fromPartial({
-        payload: { $case: 'response', value: { nonce, resourceUrl, resourceId: 'x', operation: Operation.OPERATION_UPSERT, resource: { typeUrl, value: Buffer.from(TrustBundle.encode(bundle('t')).finish()) } } },
+        payload: {
+          $case: 'response',
+          value: {
+            nonce,
+            resourceUrl,
+            resourceId: 'x',
+            operation: Operation.OPERATION_UPSERT,
+            resource: { typeUrl, value: Buffer.from(TrustBundle.encode(bundle('t')).finish()) },
+          },
+        },
       });
     session.receive(response(ResourceUrl.trustBundle, ResourceUrl.exportedService, 'n1'));
-    session.receive(response('type.googleapis.com/isthmus.peering.v1.Unknown', 'type.googleapis.com/isthmus.peering.v1.Unknown', 'n2'));
-    session.receive(ReplicationMessage.fromPartial({ payload: { $case: 'request', value: { resourceUrl: ResourceUrl.serverAddresses } } }));
-    await waitFor(() => writes.filter((m) => m.payload?.$case === 'request' && m.payload.value.responseNonce !== '').length === 2, {
-      timeoutMs: 2_000,
-      what: 'two NACKs',
-    });
-    const nacks = writes.flatMap((m) => (m.payload?.$case === 'request' && m.payload.value.responseNonce ? [m.payload.value] : []));
+    session.receive(
+      response(
+        'type.googleapis.com/isthmus.peering.v1.Unknown',
+        'type.googleapis.com/isthmus.peering.v1.Unknown',
+        'n2',
+      ),
+    );
+    session.receive(
+      ReplicationMessage.fromPartial({
+        payload: { $case: 'request', value: { resourceUrl: ResourceUrl.serverAddresses } },
+      }),
+    );
+    await waitFor(
+      () =>
+        writes.filter((m) => m.payload?.$case === 'request' && m.payload.value.responseNonce !== '')
+          .length === 2,
+      {
+        timeoutMs: 2_000,
+        what: 'two NACKs',
+      },
+    );
+    const nacks = writes.flatMap((m) =>
+      m.payload?.$case === 'request' && m.payload.value.responseNonce ? [m.payload.value] : [],
+    );
     expect(nacks.map((n) => [n.responseNonce, n.error?.message])).toEqual([
-      ['n1', `resource type ${ResourceUrl.exportedService} does not match resource_url ${ResourceUrl.trustBundle}`],
+      [
+        'n1',
+        `resource type ${ResourceUrl.exportedService} does not match resource_url ${ResourceUrl.trustBundle}`,
+      ],
       ['n2', 'not subscribed to type.googleapis.com/isthmus.peering.v1.Unknown'],
     ]);
     expect(nacks[0]?.error?.code).toBe(3); // INVALID_ARGUMENT
@@ -200,7 +328,10 @@ describe('PeerStreamSession', () => {
     dialer.session.start();
     acceptor.session.start();
     acceptor.source.set(ResourceUrl.trustBundle, 'a', bundle('a'));
-    await waitFor(() => dialer.sink.has(ResourceUrl.trustBundle, 'a'), { timeoutMs: 2_000, what: 'replication despite the observer' });
+    await waitFor(() => dialer.sink.has(ResourceUrl.trustBundle, 'a'), {
+      timeoutMs: 2_000,
+      what: 'replication despite the observer',
+    });
     acceptor.session.stop();
   });
 });
@@ -209,16 +340,35 @@ describe('parseResponse', () => {
   const base = { nonce: '1', resourceUrl: ResourceUrl.trustBundle, resourceId: 'td' };
   it('decodes upserts and deletes and refuses what it cannot decode', () => {
     const value = Buffer.from(TrustBundle.encode(bundle('td')).finish());
-    expect(parseResponse({ ...base, operation: Operation.OPERATION_UPSERT, resource: { typeUrl: ResourceUrl.trustBundle, value } })).toMatchObject({
+    expect(
+      parseResponse({
+        ...base,
+        operation: Operation.OPERATION_UPSERT,
+        resource: { typeUrl: ResourceUrl.trustBundle, value },
+      }),
+    ).toMatchObject({
       operation: 'upsert',
       resource: { $type: 'isthmus.peering.v1.TrustBundle', trustDomain: 'td' },
     });
-    expect(parseResponse({ ...base, operation: Operation.OPERATION_DELETE })).toEqual({ resourceId: 'td', operation: 'delete' });
-    expect(() => parseResponse({ ...base, operation: Operation.OPERATION_UPSERT })).toThrow('upsert without resource');
-    expect(() => parseResponse({ ...base, operation: Operation.OPERATION_UNSPECIFIED })).toThrow('unknown operation 0');
-    expect(() => parseResponse({ ...base, resourceId: '', operation: Operation.OPERATION_DELETE })).toThrow('resource_id');
+    expect(parseResponse({ ...base, operation: Operation.OPERATION_DELETE })).toEqual({
+      resourceId: 'td',
+      operation: 'delete',
+    });
+    expect(() => parseResponse({ ...base, operation: Operation.OPERATION_UPSERT })).toThrow(
+      'upsert without resource',
+    );
+    expect(() => parseResponse({ ...base, operation: Operation.OPERATION_UNSPECIFIED })).toThrow(
+      'unknown operation 0',
+    );
     expect(() =>
-      parseResponse({ ...base, operation: Operation.OPERATION_UPSERT, resource: { typeUrl: ResourceUrl.trustBundle, value: Buffer.from([0x0a, 0xff]) } }),
+      parseResponse({ ...base, resourceId: '', operation: Operation.OPERATION_DELETE }),
+    ).toThrow('resource_id');
+    expect(() =>
+      parseResponse({
+        ...base,
+        operation: Operation.OPERATION_UPSERT,
+        resource: { typeUrl: ResourceUrl.trustBundle, value: Buffer.from([0x0a, 0xff]) },
+      }),
     ).toThrow(/does not decode/);
   });
 });
@@ -230,7 +380,9 @@ describe('backoffDelay', () => {
       expect(backoffDelay(n, { random: () => 0 })).toBe(ceiling(n));
       expect(backoffDelay(n, { random: () => 0.999999 })).toBeGreaterThanOrEqual(ceiling(n) / 2);
     }
-    expect([0, 1, 2, 3, 4, 5, 6].map((n) => backoffDelay(n, { random: () => 0 }))).toEqual([1_000, 2_000, 4_000, 8_000, 16_000, 32_000, 64_000]);
+    expect([0, 1, 2, 3, 4, 5, 6].map((n) => backoffDelay(n, { random: () => 0 }))).toEqual([
+      1_000, 2_000, 4_000, 8_000, 16_000, 32_000, 64_000,
+    ]);
     expect(backoffDelay(1_000)).toBeLessThanOrEqual(64_000);
     expect(backoffDelay(50, { baseMs: 10, random: () => 0 })).toBe(64_000);
     const samples = new Set(Array.from({ length: 50 }, () => backoffDelay(5)));

@@ -20,7 +20,9 @@ function commandPaths(cmd: Command, prefix: string[] = []): string[] {
 
 describe('README', () => {
   it('lists every isthmus_* metric', async () => {
-    const names = (await new Metrics().registry.getMetricsAsJSON()).map((m) => m.name).filter((n) => n.startsWith('isthmus_'));
+    const names = (await new Metrics().registry.getMetricsAsJSON())
+      .map((m) => m.name)
+      .filter((n) => n.startsWith('isthmus_'));
     expect(names.length).toBeGreaterThan(10);
     expect(names.filter((n) => !readme.includes(`\`${n}\``))).toEqual([]);
   });
@@ -28,6 +30,8 @@ describe('README', () => {
   it('names every CLI command', () => {
     const paths = commandPaths(buildProgram());
     expect(paths).toContain('proxy-status');
-    expect(paths.filter((p) => !readme.includes(`isthmus ${p}`) && !readme.includes(`\`${p}`))).toEqual([]);
+    expect(
+      paths.filter((p) => !readme.includes(`isthmus ${p}`) && !readme.includes(`\`${p}`)),
+    ).toEqual([]);
   });
 });

@@ -2,7 +2,14 @@ import { describe, expect, it } from 'vitest';
 import { Metrics } from '../../src/metrics.js';
 import { XdsCache } from '../../src/xds/cache/xds-cache.js';
 import { TypeUrl } from '../../src/xds/types.js';
-import { edsCluster, endpoints, httpListener, route, secret, tcpListener } from '../helpers/resources.js';
+import {
+  edsCluster,
+  endpoints,
+  httpListener,
+  route,
+  secret,
+  tcpListener,
+} from '../helpers/resources.js';
 import { metricValue } from '../helpers/xds-harness.js';
 
 const view = (port = 1) => [edsCluster('a'), endpoints('a', [port]), tcpListener('l', 10000, 'a')];
@@ -24,13 +31,24 @@ describe('XdsCache', () => {
     const cache = new XdsCache(metrics);
     const shared = view().map((m) => cache.encode(m));
     for (let i = 0; i < 50; i++) cache.setProxyResources(`p${i}`, shared);
-    expect(await metricValue(metrics, 'isthmus_xds_resource_encodes_total', { type: 'CDS' })).toBe(1);
+    expect(await metricValue(metrics, 'isthmus_xds_resource_encodes_total', { type: 'CDS' })).toBe(
+      1,
+    );
   });
 
   it('gives equal content an equal version in another cache (content hash)', () => {
-    const v1 = new XdsCache().setProxyResources('n', view()).resources.get(TypeUrl.endpoint)!.get('a')!.version;
-    const v2 = new XdsCache().setProxyResources('other', view()).resources.get(TypeUrl.endpoint)!.get('a')!.version;
-    const v3 = new XdsCache().setProxyResources('n', view(2)).resources.get(TypeUrl.endpoint)!.get('a')!.version;
+    const v1 = new XdsCache()
+      .setProxyResources('n', view())
+      .resources.get(TypeUrl.endpoint)!
+      .get('a')!.version;
+    const v2 = new XdsCache()
+      .setProxyResources('other', view())
+      .resources.get(TypeUrl.endpoint)!
+      .get('a')!.version;
+    const v3 = new XdsCache()
+      .setProxyResources('n', view(2))
+      .resources.get(TypeUrl.endpoint)!
+      .get('a')!.version;
     expect(v1).toBe(v2);
     expect(v3).not.toBe(v1);
   });
@@ -39,8 +57,13 @@ describe('XdsCache', () => {
     const cache = new XdsCache();
     const good = cache.setProxyResources('n', view());
     expect(() =>
-      cache.setProxyResources('n', [edsCluster('a', { secret: 'leaf' }), httpListener('l', 10000, 'r1')]),
-    ).toThrow(/Cluster "a" references ClusterLoadAssignment "a".*Cluster "a" references Secret "leaf".*Listener "l" references RouteConfiguration "r1"/);
+      cache.setProxyResources('n', [
+        edsCluster('a', { secret: 'leaf' }),
+        httpListener('l', 10000, 'r1'),
+      ]),
+    ).toThrow(
+      /Cluster "a" references ClusterLoadAssignment "a".*Cluster "a" references Secret "leaf".*Listener "l" references RouteConfiguration "r1"/,
+    );
     expect(cache.view('n')).toBe(good);
   });
 
@@ -58,14 +81,18 @@ describe('XdsCache', () => {
 
   it('refuses duplicate names in one view', () => {
     const cache = new XdsCache();
-    expect(() => cache.setProxyResources('n', [secret('s'), secret('s', 'b')])).toThrow(/duplicate SDS resource "s"/);
+    expect(() => cache.setProxyResources('n', [secret('s'), secret('s', 'b')])).toThrow(
+      /duplicate SDS resource "s"/,
+    );
     expect(cache.view('n')).toBeUndefined();
   });
 
   it('refuses a duplicate that would look like an unchanged type (same count as before)', () => {
     const cache = new XdsCache();
     const before = cache.setProxyResources('n', [secret('s'), secret('t')]);
-    expect(() => cache.setProxyResources('n', [secret('s'), secret('s')])).toThrow(/duplicate SDS resource "s"/);
+    expect(() => cache.setProxyResources('n', [secret('s'), secret('s')])).toThrow(
+      /duplicate SDS resource "s"/,
+    );
     expect(cache.view('n')).toBe(before);
     expect(cache.setProxyResources('n', [secret('t'), secret('s')])).toBe(before); // same content, other order
   });
@@ -111,7 +138,9 @@ describe('XdsCache', () => {
     cache.setProxyResources('n', [...view(), secret('s')]);
     const v = cache.updateProxyResources('n', { remove: [{ typeUrl: TypeUrl.secret, name: 's' }] });
     expect(v.resources.get(TypeUrl.secret)?.size ?? 0).toBe(0);
-    expect(() => cache.updateProxyResources('n', { remove: [{ typeUrl: TypeUrl.endpoint, name: 'a' }] })).toThrow(/references/);
+    expect(() =>
+      cache.updateProxyResources('n', { remove: [{ typeUrl: TypeUrl.endpoint, name: 'a' }] }),
+    ).toThrow(/references/);
     let last: number | undefined;
     cache.watch('n', (x) => (last = [...x.resources.values()].reduce((acc, m) => acc + m.size, 0)));
     cache.removeProxy('n');
@@ -128,7 +157,9 @@ describe('XdsCache pool accounting', () => {
     cache.setProxyResources('p1', [a]);
     cache.setProxyResources('p2', [b]);
     expect(cache.entryCount).toBe(1);
-    expect(cache.view('p1')!.resources.get(TypeUrl.secret)!.get('s')).toBe(cache.view('p2')!.resources.get(TypeUrl.secret)!.get('s'));
+    expect(cache.view('p1')!.resources.get(TypeUrl.secret)!.get('s')).toBe(
+      cache.view('p2')!.resources.get(TypeUrl.secret)!.get('s'),
+    );
     cache.removeProxy('p1');
     expect(cache.entryCount).toBe(1);
     cache.removeProxy('p2');
@@ -150,10 +181,18 @@ describe('XdsCache pool accounting', () => {
     const cache = new XdsCache();
     const shared = view().map((m) => cache.encode(m));
     const views = Array.from({ length: 3 }, (_, i) => cache.setProxyResources(`p${i}`, shared));
-    expect(views[1]!.resources.get(TypeUrl.endpoint)).toBe(views[0]!.resources.get(TypeUrl.endpoint));
-    const moved = cache.setProxyResources('p0', [...shared.slice(0, 1), cache.encode(endpoints('a', [9])), shared[2]!]);
+    expect(views[1]!.resources.get(TypeUrl.endpoint)).toBe(
+      views[0]!.resources.get(TypeUrl.endpoint),
+    );
+    const moved = cache.setProxyResources('p0', [
+      ...shared.slice(0, 1),
+      cache.encode(endpoints('a', [9])),
+      shared[2]!,
+    ]);
     expect(moved.resources.get(TypeUrl.cluster)).toBe(views[0]!.resources.get(TypeUrl.cluster));
-    expect(cache.view('p1')!.resources.get(TypeUrl.endpoint)!.get('a')!.version).toBe(shared[1]!.version);
+    expect(cache.view('p1')!.resources.get(TypeUrl.endpoint)!.get('a')!.version).toBe(
+      shared[1]!.version,
+    );
     expect(cache.entryCount).toBe(4);
     cache.removeProxy('p0');
     expect(cache.entryCount).toBe(3);
@@ -165,12 +204,20 @@ describe('XdsCache pool accounting', () => {
     const cache = new XdsCache();
     cache.setProxyResources('p1', [...view(), secret('s')]);
     // The same clusters (and their Map) over endpoints that no longer include the cluster's own.
-    expect(() => cache.setProxyResources('p2', [edsCluster('a'), endpoints('b', [1]), tcpListener('l', 10000, 'a'), secret('s')])).toThrow(
-      /Cluster "a" references ClusterLoadAssignment "a"/,
-    );
-    expect(() => cache.updateProxyResources('p1', { remove: [{ typeUrl: TypeUrl.endpoint, name: 'a' }], upsert: [endpoints('b', [1])] })).toThrow(
-      /Cluster "a" references ClusterLoadAssignment "a"/,
-    );
+    expect(() =>
+      cache.setProxyResources('p2', [
+        edsCluster('a'),
+        endpoints('b', [1]),
+        tcpListener('l', 10000, 'a'),
+        secret('s'),
+      ]),
+    ).toThrow(/Cluster "a" references ClusterLoadAssignment "a"/);
+    expect(() =>
+      cache.updateProxyResources('p1', {
+        remove: [{ typeUrl: TypeUrl.endpoint, name: 'a' }],
+        upsert: [endpoints('b', [1])],
+      }),
+    ).toThrow(/Cluster "a" references ClusterLoadAssignment "a"/);
     expect(cache.view('p2')).toBeUndefined();
     expect(cache.view('p1')!.resources.get(TypeUrl.endpoint)!.has('a')).toBe(true);
   });
@@ -184,7 +231,9 @@ describe('XdsCache pool accounting', () => {
     const v2 = cache.setProxyResources('p2', shared);
     const v3 = cache.setProxyResources('p3', shared);
     expect(cache.entryCount).toBe(3);
-    expect(v3.resources.get(TypeUrl.endpoint)!.get('a')).toBe(v2.resources.get(TypeUrl.endpoint)!.get('a'));
+    expect(v3.resources.get(TypeUrl.endpoint)!.get('a')).toBe(
+      v2.resources.get(TypeUrl.endpoint)!.get('a'),
+    );
     for (const id of ['p2', 'p3']) cache.removeProxy(id);
     expect(cache.entryCount).toBe(0);
   });
@@ -194,18 +243,42 @@ describe('XdsCache pool accounting', () => {
     const [cluster, eds, listener] = view().map((m) => cache.encode(m));
     const first = cache.setProxyResources('n', [cluster!, eds!, listener!]);
     const names = (v: ReturnType<XdsCache['setProxyResources']>) =>
-      [...v.resources].map(([t, m]) => `${t.slice(t.lastIndexOf('.') + 1)}:${[...m.keys()].join(',')}`).sort();
+      [...v.resources]
+        .map(([t, m]) => `${t.slice(t.lastIndexOf('.') + 1)}:${[...m.keys()].join(',')}`)
+        .sort();
     expect(cache.setProxyResources('n', [cluster!, eds!, listener!])).toBe(first);
     // The same resources in another order: the same view.
     expect(cache.setProxyResources('n', [listener!, cluster!, eds!])).toBe(first);
     // A resource of another type in the place of one: both types are read again.
     const s = cache.encode(secret('s'));
     const swapped = cache.setProxyResources('n', [s, cluster!, eds!, listener!]);
-    expect(names(swapped)).toEqual(['Cluster:a', 'ClusterLoadAssignment:a', 'Listener:l', 'Secret:s']);
-    const replaced = cache.setProxyResources('n', [s, cluster!, eds!, cache.encode(tcpListener('l2', 10001, 'a'))]);
-    expect(names(replaced)).toEqual(['Cluster:a', 'ClusterLoadAssignment:a', 'Listener:l2', 'Secret:s']);
+    expect(names(swapped)).toEqual([
+      'Cluster:a',
+      'ClusterLoadAssignment:a',
+      'Listener:l',
+      'Secret:s',
+    ]);
+    const replaced = cache.setProxyResources('n', [
+      s,
+      cluster!,
+      eds!,
+      cache.encode(tcpListener('l2', 10001, 'a')),
+    ]);
+    expect(names(replaced)).toEqual([
+      'Cluster:a',
+      'ClusterLoadAssignment:a',
+      'Listener:l2',
+      'Secret:s',
+    ]);
     expect(replaced.resources.get(TypeUrl.cluster)).toBe(first.resources.get(TypeUrl.cluster));
     // An equal resource encoded again (another object) is the same content.
-    expect(cache.setProxyResources('n', [s, cluster!, cache.encode(endpoints('a', [1])), cache.encode(tcpListener('l2', 10001, 'a'))])).toBe(replaced);
+    expect(
+      cache.setProxyResources('n', [
+        s,
+        cluster!,
+        cache.encode(endpoints('a', [1])),
+        cache.encode(tcpListener('l2', 10001, 'a')),
+      ]),
+    ).toBe(replaced);
   });
 });

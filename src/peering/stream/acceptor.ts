@@ -63,7 +63,8 @@ export class StreamAcceptor {
   }
 
   accept(call: StreamCall): void {
-    if (this.closing) return refuse(call, new IsthmusError('unavailable', 'the peering server is shutting down'));
+    if (this.closing)
+      return refuse(call, new IsthmusError('unavailable', 'the peering server is shutting down'));
     new IncomingStream(this, call).listen();
   }
 
@@ -113,22 +114,46 @@ export class StreamAcceptor {
   }
 
   /** @internal Claims the peering's slot and starts its session, or refuses the stream. */
-  start(call: StreamCall, peer: AcceptedPeer, backlog: readonly ReplicationMessage[]): PeerStreamSession | undefined {
-    if (this.closing) return void refuse(call, new IsthmusError('unavailable', 'the peering server is shutting down'));
+  start(
+    call: StreamCall,
+    peer: AcceptedPeer,
+    backlog: readonly ReplicationMessage[],
+  ): PeerStreamSession | undefined {
+    if (this.closing)
+      return void refuse(
+        call,
+        new IsthmusError('unavailable', 'the peering server is shutting down'),
+      );
     if (this.sessions.has(peer.peeringName)) {
       this.logger.warn({ peering: peer.peeringName }, 'second peering stream refused');
-      return void refuse(call, new IsthmusError('already_exists', `peering ${JSON.stringify(peer.peeringName)} already has an active stream`));
+      return void refuse(
+        call,
+        new IsthmusError(
+          'already_exists',
+          `peering ${JSON.stringify(peer.peeringName)} already has an active stream`,
+        ),
+      );
     }
     let binding: PeerBinding;
     try {
       binding = this.opts.bind(peer);
     } catch (err) {
       const e = IsthmusError.from(err);
-      this.logger.error({ peering: peer.peeringName, error: e.message }, 'peering stream could not be bound');
+      this.logger.error(
+        { peering: peer.peeringName, error: e.message },
+        'peering stream could not be bound',
+      );
       return void refuse(call, e);
     }
     const session = new PeerStreamSession(
-      { ...timingsOf(this.opts), ...binding, imports: this.opts.imports, role: 'acceptor', peeringName: peer.peeringName, logger: this.logger },
+      {
+        ...timingsOf(this.opts),
+        ...binding,
+        imports: this.opts.imports,
+        role: 'acceptor',
+        peeringName: peer.peeringName,
+        logger: this.logger,
+      },
       serverTransport(call),
     );
     this.sessions.set(peer.peeringName, session);
@@ -156,7 +181,11 @@ class IncomingStream {
   listen(): void {
     const openTimeoutMs = this.acceptor.opts.openTimeoutMs ?? defaultTimings.openTimeoutMs;
     this.acceptor.trackPending(this.call, true);
-    this.deadline = setTimeout(() => this.refuse(GrpcStatus.DEADLINE_EXCEEDED, `no verified Open within ${openTimeoutMs} ms`), openTimeoutMs).unref();
+    this.deadline = setTimeout(
+      () =>
+        this.refuse(GrpcStatus.DEADLINE_EXCEEDED, `no verified Open within ${openTimeoutMs} ms`),
+      openTimeoutMs,
+    ).unref();
     this.call.on('data', (msg: ReplicationMessage) => this.onMessage(msg));
     this.call.on('end', () => {
       this.session?.transportClosed('the dialer closed the stream');
@@ -189,11 +218,19 @@ class IncomingStream {
     let open: StreamOpen;
     try {
       if (msg.payload?.$case !== 'open') {
-        throw new IsthmusError('invalid_argument', `the first message of a peering stream must be Open, not ${payloadKind(msg)}`);
+        throw new IsthmusError(
+          'invalid_argument',
+          `the first message of a peering stream must be Open, not ${payloadKind(msg)}`,
+        );
       }
       const { peerId, streamSecret, remote } = msg.payload.value;
-      if (!peerId) throw new IsthmusError('invalid_argument', 'Open.peer_id is required', 'peer_id');
-      open = { peerId, streamSecret, remote: { partition: remote?.partition ?? '', datacenter: remote?.datacenter ?? '' } };
+      if (!peerId)
+        throw new IsthmusError('invalid_argument', 'Open.peer_id is required', 'peer_id');
+      open = {
+        peerId,
+        streamSecret,
+        remote: { partition: remote?.partition ?? '', datacenter: remote?.datacenter ?? '' },
+      };
       verdict = await authority.verifyOpen(open, peerCertificateOf(this.call));
     } catch (err) {
       const e = IsthmusError.from(err);
@@ -210,7 +247,10 @@ class IncomingStream {
 
   /** The peering was deleted here while the dialer was away: it learns so on its next Open. */
   private sendTerminated(peeringName: string): void {
-    this.acceptor.logger.info({ peering: peeringName }, 'peering deleted: Terminated sent to a reconnecting dialer');
+    this.acceptor.logger.info(
+      { peering: peeringName },
+      'peering deleted: Terminated sent to a reconnecting dialer',
+    );
     this.state = 'done';
     this.call.write(terminatedMessage);
     this.call.end();

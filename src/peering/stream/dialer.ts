@@ -1,12 +1,27 @@
 import * as grpc from '@grpc/grpc-js';
-import { PeeringServiceClient, type ReplicationMessage } from '../../gen/isthmus/peering/v1/peering.js';
+import {
+  PeeringServiceClient,
+  type ReplicationMessage,
+} from '../../gen/isthmus/peering/v1/peering.js';
 import { silentLogger, type Logger } from '../../log.js';
 import { backoffDelay, type BackoffOptions } from './backoff.js';
 import { guardObserver } from './observer.js';
 import type { ResourceUrl } from './resources.js';
-import { PeerStreamSession, type SessionEnd, type SessionStats, type StreamTransport } from './session.js';
+import {
+  PeerStreamSession,
+  type SessionEnd,
+  type SessionStats,
+  type StreamTransport,
+} from './session.js';
 import { dialerChannelOptions, dialerCredentials } from './tls.js';
-import { timingsOf, type ResourceSink, type ResourceSource, type StreamObserver, type StreamOpen, type StreamTimings } from './types.js';
+import {
+  timingsOf,
+  type ResourceSink,
+  type ResourceSource,
+  type StreamObserver,
+  type StreamOpen,
+  type StreamTimings,
+} from './types.js';
 
 /** Where and how the dialer connects; `update` replaces any of it for the next connection. */
 export interface DialTarget {
@@ -142,7 +157,11 @@ export class StreamDialer {
     const address = addresses[this.addressIndex % Math.max(1, addresses.length)];
     if (!address) throw new Error('the peering has no server addresses to dial');
     this.logger.debug({ peering: this.opts.peeringName, address }, 'dialing peering stream');
-    return new PeeringServiceClient(address, dialerCredentials(this.target), dialerChannelOptions(serverName));
+    return new PeeringServiceClient(
+      address,
+      dialerCredentials(this.target),
+      dialerChannelOptions(serverName),
+    );
   }
 
   private open(client: grpc.Client): Connection {
@@ -164,7 +183,9 @@ export class StreamDialer {
     );
     const finished = new Promise<void>((resolve) => call.on('status', () => resolve()));
     call.on('data', (msg: ReplicationMessage) => session.receive(msg));
-    call.on('error', (err: grpc.ServiceError) => session.transportClosed(describeStatus(err.code, err.details)));
+    call.on('error', (err: grpc.ServiceError) =>
+      session.transportClosed(describeStatus(err.code, err.details)),
+    );
     call.on('status', (s: grpc.StatusObject) => {
       if (s.code === grpc.status.OK) session.transportClosed('the acceptor ended the stream');
     });
@@ -180,7 +201,10 @@ export class StreamDialer {
     void this.release(conn, end.kind === 'failed' ? 0 : 5_000);
     if (end.kind === 'terminated') {
       this.stopped = true;
-      this.logger.info({ peering: this.opts.peeringName }, 'the acceptor terminated the peering; not reconnecting');
+      this.logger.info(
+        { peering: this.opts.peeringName },
+        'the acceptor terminated the peering; not reconnecting',
+      );
       return;
     }
     this.retry(conn.session.wasActive);
@@ -192,7 +216,10 @@ export class StreamDialer {
     if (afterActive) this.failures = 0;
     else this.addressIndex++;
     const delay = backoffDelay(this.failures++, this.opts.backoff);
-    this.logger.debug({ peering: this.opts.peeringName, attempt: this.failures, delayMs: delay }, 'peering stream reconnect scheduled');
+    this.logger.debug(
+      { peering: this.opts.peeringName, attempt: this.failures, delayMs: delay },
+      'peering stream reconnect scheduled',
+    );
     this.retryTimer = setTimeout(() => this.connect(), delay);
   }
 
@@ -200,7 +227,10 @@ export class StreamDialer {
   private async release(conn: Connection, graceMs: number): Promise<void> {
     let timer: NodeJS.Timeout | undefined;
     if (graceMs > 0) {
-      await Promise.race([conn.finished, new Promise<void>((resolve) => (timer = setTimeout(resolve, graceMs)))]);
+      await Promise.race([
+        conn.finished,
+        new Promise<void>((resolve) => (timer = setTimeout(resolve, graceMs))),
+      ]);
       clearTimeout(timer);
     }
     conn.call.cancel();
@@ -213,7 +243,9 @@ function pickTarget(opts: DialTarget): DialTarget {
   return { addresses, serverName, caPems, certPem, keyPem, open };
 }
 
-function clientTransport(call: grpc.ClientDuplexStream<ReplicationMessage, ReplicationMessage>): StreamTransport {
+function clientTransport(
+  call: grpc.ClientDuplexStream<ReplicationMessage, ReplicationMessage>,
+): StreamTransport {
   let ended = false;
   return {
     write: (msg) => {

@@ -11,9 +11,13 @@ import { typePrefix } from '../../xds/any.js';
 
 /** Pure builders and decoders for `ReplicationMessage`s. */
 
-
 export function buildOpen(open: StreamOpen): ReplicationMessage {
-  return ReplicationMessage.fromPartial({ payload: { $case: 'open', value: { peerId: open.peerId, streamSecret: open.streamSecret, remote: open.remote } } });
+  return ReplicationMessage.fromPartial({
+    payload: {
+      $case: 'open',
+      value: { peerId: open.peerId, streamSecret: open.streamSecret, remote: open.remote },
+    },
+  });
 }
 
 export function buildSubscribe(resourceUrl: string): ReplicationMessage {
@@ -21,11 +25,21 @@ export function buildSubscribe(resourceUrl: string): ReplicationMessage {
 }
 
 /** The ACK (no error) or NACK of the response with `nonce`. */
-export function buildAck(resourceUrl: string, nonce: string, error?: { code: number; message: string }): ReplicationMessage {
-  return ReplicationMessage.fromPartial({ payload: { $case: 'request', value: { resourceUrl, responseNonce: nonce, error } } });
+export function buildAck(
+  resourceUrl: string,
+  nonce: string,
+  error?: { code: number; message: string },
+): ReplicationMessage {
+  return ReplicationMessage.fromPartial({
+    payload: { $case: 'request', value: { resourceUrl, responseNonce: nonce, error } },
+  });
 }
 
-export function buildResponse(nonce: string, resourceUrl: ResourceUrl, change: ResourceChange): ReplicationMessage {
+export function buildResponse(
+  nonce: string,
+  resourceUrl: ResourceUrl,
+  change: ResourceChange,
+): ReplicationMessage {
   const upsert = change.operation === 'upsert';
   return {
     payload: {
@@ -42,7 +56,9 @@ export function buildResponse(nonce: string, resourceUrl: ResourceUrl, change: R
 }
 
 export const heartbeatMessage: ReplicationMessage = { payload: { $case: 'heartbeat', value: {} } };
-export const terminatedMessage: ReplicationMessage = { payload: { $case: 'terminated', value: {} } };
+export const terminatedMessage: ReplicationMessage = {
+  payload: { $case: 'terminated', value: {} },
+};
 
 /** Encodes by the resource URL's type, so a source may emit plain objects without `$type`. */
 function packResource(resourceUrl: ResourceUrl, resource: ReplicatedResource | undefined) {
@@ -60,22 +76,38 @@ function packResource(resourceUrl: ResourceUrl, resource: ReplicatedResource | u
  * (invalid_argument) that becomes the NACK's message.
  */
 export function parseResponse(res: ReplicationMessage_Response): ResourceChange {
-  if (!res.resourceId) throw new IsthmusError('invalid_argument', 'response without resource_id', 'resource_id');
-  if (res.operation === Operation.OPERATION_DELETE) return { resourceId: res.resourceId, operation: 'delete' };
+  if (!res.resourceId)
+    throw new IsthmusError('invalid_argument', 'response without resource_id', 'resource_id');
+  if (res.operation === Operation.OPERATION_DELETE)
+    return { resourceId: res.resourceId, operation: 'delete' };
   if (res.operation !== Operation.OPERATION_UPSERT) {
     throw new IsthmusError('invalid_argument', `unknown operation ${res.operation}`, 'operation');
   }
-  if (!res.resource) throw new IsthmusError('invalid_argument', 'upsert without resource', 'resource');
+  if (!res.resource)
+    throw new IsthmusError('invalid_argument', 'upsert without resource', 'resource');
   if (res.resource.typeUrl !== res.resourceUrl) {
-    throw new IsthmusError('invalid_argument', `resource type ${res.resource.typeUrl} does not match resource_url ${res.resourceUrl}`, 'resource');
+    throw new IsthmusError(
+      'invalid_argument',
+      `resource type ${res.resource.typeUrl} does not match resource_url ${res.resourceUrl}`,
+      'resource',
+    );
   }
   const fns = messageTypeRegistry.get(res.resourceUrl.slice(typePrefix.length));
-  if (!fns) throw new IsthmusError('invalid_argument', `unknown resource type ${res.resourceUrl}`, 'resource');
+  if (!fns)
+    throw new IsthmusError(
+      'invalid_argument',
+      `unknown resource type ${res.resourceUrl}`,
+      'resource',
+    );
   let resource: ReplicatedResource;
   try {
     resource = fns.decode(res.resource.value) as ReplicatedResource;
   } catch (err) {
-    throw new IsthmusError('invalid_argument', `resource does not decode as ${res.resourceUrl}: ${(err as Error).message}`, 'resource');
+    throw new IsthmusError(
+      'invalid_argument',
+      `resource does not decode as ${res.resourceUrl}: ${(err as Error).message}`,
+      'resource',
+    );
   }
   return { resourceId: res.resourceId, operation: 'upsert', resource };
 }

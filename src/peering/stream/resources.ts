@@ -30,7 +30,12 @@ export function isResourceUrl(url: string): url is ResourceUrl {
  * imports server addresses (it is the one that dials).
  */
 export const importsOf: Readonly<Record<StreamRole, readonly ResourceUrl[]>> = {
-  dialer: [ResourceUrl.trustBundle, ResourceUrl.serverAddresses, ResourceUrl.exportedServiceList, ResourceUrl.exportedService],
+  dialer: [
+    ResourceUrl.trustBundle,
+    ResourceUrl.serverAddresses,
+    ResourceUrl.exportedServiceList,
+    ResourceUrl.exportedService,
+  ],
   acceptor: [ResourceUrl.trustBundle, ResourceUrl.exportedServiceList, ResourceUrl.exportedService],
 };
 

@@ -8,8 +8,22 @@ import { grpcStatusOf } from '../../grpc-status.js';
 import type { Logger } from '../../log.js';
 import { Liveness } from './liveness.js';
 import { guardObserver } from './observer.js';
-import { buildAck, buildOpen, buildResponse, buildSubscribe, heartbeatMessage, parseResponse, terminatedMessage } from './messages.js';
-import { exportsOf, importsOf, isResourceUrl, type ResourceUrl, type StreamRole } from './resources.js';
+import {
+  buildAck,
+  buildOpen,
+  buildResponse,
+  buildSubscribe,
+  heartbeatMessage,
+  parseResponse,
+  terminatedMessage,
+} from './messages.js';
+import {
+  exportsOf,
+  importsOf,
+  isResourceUrl,
+  type ResourceUrl,
+  type StreamRole,
+} from './resources.js';
 import {
   defaultTimings,
   timingsOf,
@@ -70,7 +84,9 @@ interface SentResponse {
 }
 
 type Payload = NonNullable<ReplicationMessage['payload']>;
-type Handlers = { readonly [K in Payload['$case']]: (value: Extract<Payload, { $case: K }>['value']) => void };
+type Handlers = {
+  readonly [K in Payload['$case']]: (value: Extract<Payload, { $case: K }>['value']) => void;
+};
 
 class ApplyTimeout extends Error {}
 
@@ -114,13 +130,15 @@ export class PeerStreamSession {
       intervalMs: this.timings.heartbeatIntervalMs,
       timeoutMs: this.timings.heartbeatTimeoutMs,
       // A dialer waits for the acceptor's first message as the sign its Open was accepted.
-      firstTimeoutMs: opts.role === 'dialer' ? this.timings.openTimeoutMs : this.timings.heartbeatTimeoutMs,
+      firstTimeoutMs:
+        opts.role === 'dialer' ? this.timings.openTimeoutMs : this.timings.heartbeatTimeoutMs,
       sendHeartbeat: () => this.write(heartbeatMessage),
       onSilence: (ms, heardAny) => this.onSilence(ms, heardAny),
     });
     this.handlers = {
       open: () => this.protocolError('Open sent twice'),
-      request: (req) => (req.responseNonce === '' ? this.onSubscribe(req.resourceUrl) : this.onAck(req)),
+      request: (req) =>
+        req.responseNonce === '' ? this.onSubscribe(req.resourceUrl) : this.onAck(req),
       response: (res) => this.enqueue(() => this.applyResponse(res)),
       heartbeat: () => this.observer.onHeartbeat(new Date()),
       terminated: () => this.onPeerTerminated(),
@@ -194,7 +212,10 @@ export class PeerStreamSession {
   private onSubscribe(url: string): void {
     if (!isResourceUrl(url) || !this.exports.has(url)) {
       // A newer peer may ask for types we do not export yet; leaving them unanswered is compatible.
-      this.opts.logger.warn({ peering: this.opts.peeringName, resourceUrl: url }, 'peer subscribed to a resource we do not export');
+      this.opts.logger.warn(
+        { peering: this.opts.peeringName, resourceUrl: url },
+        'peer subscribed to a resource we do not export',
+      );
       return;
     }
     if (this.subscriptions.has(url)) return;
@@ -216,7 +237,15 @@ export class PeerStreamSession {
     try {
       msg = buildResponse(nonce, url, change);
     } catch (err) {
-      this.opts.logger.error({ peering: this.opts.peeringName, resourceUrl: url, resourceId: change.resourceId, error: (err as Error).message }, 'peering resource not sent');
+      this.opts.logger.error(
+        {
+          peering: this.opts.peeringName,
+          resourceUrl: url,
+          resourceId: change.resourceId,
+          error: (err as Error).message,
+        },
+        'peering resource not sent',
+      );
       return;
     }
     this.outstanding.set(nonce, { resourceUrl: url, resourceId: change.resourceId });
@@ -236,10 +265,20 @@ export class PeerStreamSession {
     this.counts.nacked++;
     this.lastNack = { message: req.error.message, at: new Date() };
     this.opts.logger.warn(
-      { peering: this.opts.peeringName, resourceUrl: sent.resourceUrl, resourceId: sent.resourceId, nonce: req.responseNonce, error: req.error.message },
+      {
+        peering: this.opts.peeringName,
+        resourceUrl: sent.resourceUrl,
+        resourceId: sent.resourceId,
+        nonce: req.responseNonce,
+        error: req.error.message,
+      },
       'peer rejected a replicated resource',
     );
-    this.observer.onNack(req.error.message, { ...sent, nonce: req.responseNonce, code: req.error.code });
+    this.observer.onNack(req.error.message, {
+      ...sent,
+      nonce: req.responseNonce,
+      code: req.error.code,
+    });
   }
 
   private enqueue(task: () => Promise<void>): void {
@@ -253,7 +292,11 @@ export class PeerStreamSession {
     let error: IsthmusError | undefined;
     try {
       if (!isResourceUrl(res.resourceUrl) || !this.imports.has(res.resourceUrl)) {
-        throw new IsthmusError('invalid_argument', `not subscribed to ${res.resourceUrl || '(empty resource_url)'}`, 'resource_url');
+        throw new IsthmusError(
+          'invalid_argument',
+          `not subscribed to ${res.resourceUrl || '(empty resource_url)'}`,
+          'resource_url',
+        );
       }
       const url = res.resourceUrl;
       const change = parseResponse(res);
@@ -269,9 +312,23 @@ export class PeerStreamSession {
     if (this.closed) return;
     if (error) {
       this.counts.nacksSent++;
-      this.opts.logger.warn({ peering: this.opts.peeringName, resourceUrl: res.resourceUrl, resourceId: res.resourceId, error: error.message }, 'replicated resource rejected');
+      this.opts.logger.warn(
+        {
+          peering: this.opts.peeringName,
+          resourceUrl: res.resourceUrl,
+          resourceId: res.resourceId,
+          error: error.message,
+        },
+        'replicated resource rejected',
+      );
     }
-    this.write(buildAck(res.resourceUrl, res.nonce, error && { code: grpcStatusOf(error), message: error.message }));
+    this.write(
+      buildAck(
+        res.resourceUrl,
+        res.nonce,
+        error && { code: grpcStatusOf(error), message: error.message },
+      ),
+    );
   }
 
   private async withApplyDeadline(apply: () => Promise<void>): Promise<void> {
@@ -287,17 +344,26 @@ export class PeerStreamSession {
   }
 
   private onPeerTerminated(): void {
-    this.opts.logger.info({ peering: this.opts.peeringName, role: this.opts.role }, 'peer terminated the peering');
+    this.opts.logger.info(
+      { peering: this.opts.peeringName, role: this.opts.role },
+      'peer terminated the peering',
+    );
     this.close({ kind: 'terminated', by: 'peer' }, 'ok');
   }
 
   private onSilence(ms: number, heardAny: boolean): void {
-    const message = heardAny || this.opts.role === 'acceptor' ? `no heartbeat for ${ms} ms` : `no answer to Open within ${ms} ms`;
+    const message =
+      heardAny || this.opts.role === 'acceptor'
+        ? `no heartbeat for ${ms} ms`
+        : `no answer to Open within ${ms} ms`;
     this.close({ kind: 'failed', error: message }, new IsthmusError('unavailable', message));
   }
 
   private protocolError(message: string): void {
-    this.close({ kind: 'failed', error: `protocol error: ${message}` }, new IsthmusError('invalid_argument', message));
+    this.close(
+      { kind: 'failed', error: `protocol error: ${message}` },
+      new IsthmusError('invalid_argument', message),
+    );
   }
 
   private write(msg: ReplicationMessage): void {
@@ -316,8 +382,14 @@ export class PeerStreamSession {
     this.closed = true;
     this.liveness.stop();
     for (const unsubscribe of this.subscriptions.values()) unsubscribe();
-    if (transportEnd !== 'none') this.transport.end(transportEnd === 'ok' ? undefined : transportEnd);
-    const log = { peering: this.opts.peeringName, role: this.opts.role, end: end.kind, error: end.kind === 'failed' ? end.error : undefined };
+    if (transportEnd !== 'none')
+      this.transport.end(transportEnd === 'ok' ? undefined : transportEnd);
+    const log = {
+      peering: this.opts.peeringName,
+      role: this.opts.role,
+      end: end.kind,
+      error: end.kind === 'failed' ? end.error : undefined,
+    };
     this.opts.logger.info(log, 'peering stream ended');
     void this.applyQueue.then(() => {
       if (end.kind === 'failed') this.observer.onFailing(end.error);

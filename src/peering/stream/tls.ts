@@ -24,7 +24,8 @@ export interface DialerTlsOptions {
  * as a DNS SAN (the address dialed is usually an IP, so the default hostname check cannot serve).
  */
 export function dialerCredentials(opts: DialerTlsOptions): grpc.ChannelCredentials {
-  if (opts.caPems.length === 0) throw new Error('the acceptor has no CA roots: refusing to dial without verifying it');
+  if (opts.caPems.length === 0)
+    throw new Error('the acceptor has no CA roots: refusing to dial without verifying it');
   const key = opts.keyPem === undefined ? null : Buffer.from(opts.keyPem);
   const cert = opts.certPem === undefined ? null : Buffer.from(opts.certPem);
   return grpc.credentials.createSsl(Buffer.from(opts.caPems.join('\n')), key, cert, {
@@ -48,7 +49,9 @@ export function dialerChannelOptions(serverName: string): grpc.ChannelOptions {
 export function requireDnsSan(serverName: string, cert: PeerCertificate): Error | undefined {
   const sans = (cert.subjectaltname ?? '').split(', ');
   if (sans.some((san) => san.toLowerCase() === `dns:${serverName.toLowerCase()}`)) return undefined;
-  const err = new Error(`the peering server's certificate does not name ${serverName} as a DNS SAN (it has: ${cert.subjectaltname || 'no SANs'})`);
+  const err = new Error(
+    `the peering server's certificate does not name ${serverName} as a DNS SAN (it has: ${cert.subjectaltname || 'no SANs'})`,
+  );
   return Object.assign(err, { reason: err.message, host: serverName, cert });
 }
 
@@ -56,7 +59,9 @@ export function requireDnsSan(serverName: string, cert: PeerCertificate): Error 
  * The client certificate of a server call, when the TLS layer verified it against the server's
  * client CAs (grpc-js exposes nothing for a connection without a verified certificate).
  */
-export function peerCertificateOf(call: { getAuthContext?: () => { sslPeerCertificate?: PeerCertificate } | null }): X509Certificate | undefined {
+export function peerCertificateOf(call: {
+  getAuthContext?: () => { sslPeerCertificate?: PeerCertificate } | null;
+}): X509Certificate | undefined {
   const raw = call.getAuthContext?.()?.sslPeerCertificate?.raw;
   return raw ? new X509Certificate(raw) : undefined;
 }
@@ -66,7 +71,11 @@ export function peerCertificateOf(call: { getAuthContext?: () => { sslPeerCertif
  * directly). The acceptor's server trusts every pinned dialer root, so the authority must check the
  * certificate against the roots of the one peering the Open claims.
  */
-export function certificateChainsTo(cert: X509Certificate, rootPems: readonly string[], now = new Date()): boolean {
+export function certificateChainsTo(
+  cert: X509Certificate,
+  rootPems: readonly string[],
+  now = new Date(),
+): boolean {
   if (now < new Date(cert.validFrom) || now > new Date(cert.validTo)) return false;
   return rootPems.some((pem) => {
     try {

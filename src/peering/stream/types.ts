@@ -14,7 +14,11 @@ import type { ResourceUrl } from './resources.js';
  */
 
 /** The message types a stream carries in `Response.resource`. */
-export type ReplicatedResource = TrustBundle | ServerAddresses | ExportedServiceList | ExportedService;
+export type ReplicatedResource =
+  | TrustBundle
+  | ServerAddresses
+  | ExportedServiceList
+  | ExportedService;
 
 /** One replicated change: an upsert carries the full resource, a delete only its ID. */
 export interface ResourceChange {

@@ -2,7 +2,9 @@ import { DeltaDiscoveryRequest } from '../../gen/envoy/service/discovery/v3/disc
 import { xdsTypeUrlAt, type XdsTypeUrl } from '../types.js';
 
 const noNames: string[] = Object.freeze([]) as unknown as string[];
-const noLocators: DeltaDiscoveryRequest['resourceLocatorsSubscribe'] = Object.freeze([]) as unknown as DeltaDiscoveryRequest['resourceLocatorsSubscribe'];
+const noLocators: DeltaDiscoveryRequest['resourceLocatorsSubscribe'] = Object.freeze(
+  [],
+) as unknown as DeltaDiscoveryRequest['resourceLocatorsSubscribe'];
 const noVersions: Record<string, string> = Object.freeze({});
 
 const TYPE_URL_TAG = (2 << 3) | 2;

@@ -16,7 +16,11 @@ export class DeltaSession extends AdsSession<DeltaDiscoveryRequest> {
     // Rule 4: ACK/NACK bookkeeping needs the matching nonce; subscription changes apply regardless.
     if (req.responseNonce !== '') this.settle(ts, req.responseNonce, req.errorDetail);
     const plainAck =
-      !isFirst && req.responseNonce !== '' && !req.errorDetail && req.resourceNamesSubscribe.length === 0 && req.resourceNamesUnsubscribe.length === 0;
+      !isFirst &&
+      req.responseNonce !== '' &&
+      !req.errorDetail &&
+      req.resourceNamesSubscribe.length === 0 &&
+      req.resourceNamesUnsubscribe.length === 0;
     if (plainAck) return false;
     if (isFirst) {
       for (const [name, version] of Object.entries(req.initialResourceVersions)) {
@@ -34,7 +38,11 @@ export class DeltaSession extends AdsSession<DeltaDiscoveryRequest> {
     return true;
   }
 
-  protected plan(ts: TypeState, phase: PushPhase, entries: ReadonlyMap<string, CacheEntry>): PlannedResponse | undefined {
+  protected plan(
+    ts: TypeState,
+    phase: PushPhase,
+    entries: ReadonlyMap<string, CacheEntry>,
+  ): PlannedResponse | undefined {
     if (!this.view) return undefined;
     return phase === 'upsert' ? this.planUpserts(ts, entries) : this.planRemovals(ts, entries);
   }
@@ -44,31 +52,51 @@ export class DeltaSession extends AdsSession<DeltaDiscoveryRequest> {
    * the entries that differ can be unsent (see Derivation): nothing else changed for this stream
    * since, or the plan memo would have been cleared.
    */
-  private planUpserts(ts: TypeState, entries: ReadonlyMap<string, CacheEntry>): PlannedResponse | undefined {
+  private planUpserts(
+    ts: TypeState,
+    entries: ReadonlyMap<string, CacheEntry>,
+  ): PlannedResponse | undefined {
     const from = ts.plannedUpsert;
     const changedOnly = changedSince(entries, from);
-    const candidates = changedOnly ? ts.changedInScope(entries, from!, changedOnly) : ts.desired(entries);
+    const candidates = changedOnly
+      ? ts.changedInScope(entries, from!, changedOnly)
+      : ts.desired(entries);
     const changed = ts.unsent(candidates);
     if (changed.length === 0 && !ts.owesInitialResponse) return undefined;
     return this.response(changed, []);
   }
 
   /** A removal plan reads only the names of the entries: the same names as a Map with nothing to remove, nothing to remove. */
-  private planRemovals(ts: TypeState, entries: ReadonlyMap<string, CacheEntry>): PlannedResponse | undefined {
+  private planRemovals(
+    ts: TypeState,
+    entries: ReadonlyMap<string, CacheEntry>,
+  ): PlannedResponse | undefined {
     if (changedSince(entries, ts.plannedRemove)) return undefined;
     let removed: Set<string> | undefined;
-    for (const name of ts.sent.keys()) if (!entries.has(name) || !ts.inScope(name)) (removed ??= new Set()).add(name);
-    for (const name of ts.notFound ?? []) if (!entries.has(name) && ts.inScope(name)) (removed ??= new Set()).add(name);
+    for (const name of ts.sent.keys())
+      if (!entries.has(name) || !ts.inScope(name)) (removed ??= new Set()).add(name);
+    for (const name of ts.notFound ?? [])
+      if (!entries.has(name) && ts.inScope(name)) (removed ??= new Set()).add(name);
     if (!removed) return undefined;
     return this.response([], [...removed].sort());
   }
 
   private response(entries: CacheEntry[], removed: string[]): PlannedResponse {
-    return { parts: splitBySize(entries, this.ctx.maxResponseBytes), removed, versionInfo: '', fullState: false };
+    return {
+      parts: splitBySize(entries, this.ctx.maxResponseBytes),
+      removed,
+      versionInfo: '',
+      fullState: false,
+    };
   }
 
   protected encode(ts: TypeState, planned: PlannedResponse, part: number, nonce: string): Buffer {
-    return encodeDeltaResponse(ts.typeUrl, nonce, planned.parts[part]!.map((e) => e.deltaField), part === 0 ? planned.removed : []);
+    return encodeDeltaResponse(
+      ts.typeUrl,
+      nonce,
+      planned.parts[part]!.map((e) => e.deltaField),
+      part === 0 ? planned.removed : [],
+    );
   }
 
   protected commitPlan(ts: TypeState, planned: PlannedResponse): void {

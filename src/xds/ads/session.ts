@@ -9,7 +9,16 @@ import type { Metrics } from '../../metrics.js';
 import type { ViewWatcher, XdsCache } from '../cache/xds-cache.js';
 import type { ProxyView } from '../cache/proxy-view.js';
 import type { CacheEntry } from '../cache/entry.js';
-import { allTypeUrls, xdsTypeUrl, pushOrder, shortName, typeIndex, TypeUrl, type PushPhase, type XdsTypeUrl } from '../types.js';
+import {
+  allTypeUrls,
+  xdsTypeUrl,
+  pushOrder,
+  shortName,
+  typeIndex,
+  TypeUrl,
+  type PushPhase,
+  type XdsTypeUrl,
+} from '../types.js';
 import { entriesAt } from '../cache/proxy-view.js';
 import { TypeState, type PlanMemo } from './type-state.js';
 
@@ -104,8 +113,12 @@ function nonceSeq(nonce: string): number {
 }
 
 // A stream keeps a plan memo per push step in fields p0..p9 (see planAt), and a state per type in ts0..ts4 (see typeAt).
-if (pushOrder.length !== 10) throw new Error(`AdsSession keeps 10 plan memos, and the push order has ${pushOrder.length} steps`);
-if (allTypeUrls.length !== 5) throw new Error(`AdsSession keeps 5 type states, and there are ${allTypeUrls.length} ADS types`);
+if (pushOrder.length !== 10)
+  throw new Error(
+    `AdsSession keeps 10 plan memos, and the push order has ${pushOrder.length} steps`,
+  );
+if (allTypeUrls.length !== 5)
+  throw new Error(`AdsSession keeps 5 type states, and there are ${allTypeUrls.length} ADS types`);
 
 const usesClusters = (t: XdsTypeUrl) => t === TypeUrl.listener || t === TypeUrl.route;
 const clusterIndex = typeIndex(TypeUrl.cluster);
@@ -117,7 +130,9 @@ const endpointIndex = typeIndex(TypeUrl.endpoint);
  * bookkeeping. Subclasses turn requests into subscription changes and plan responses. Rules are
  * numbered as in docs/architecture.md §7; the invariants this push path relies on are §10 there.
  */
-export abstract class AdsSession<Req extends BaseRequest = BaseRequest> implements ViewWatcher, PlanMemo {
+export abstract class AdsSession<Req extends BaseRequest = BaseRequest>
+  implements ViewWatcher, PlanMemo
+{
   readonly id = nextSessionId++;
   readonly connectedAt = new Date();
   node: Node | undefined;
@@ -306,9 +321,18 @@ export abstract class AdsSession<Req extends BaseRequest = BaseRequest> implemen
    */
   protected abstract applyRequest(ts: TypeState, req: Req, isFirst: boolean): boolean;
   /** Plans `phase` of the type against `entries`, the view's entries of the type. */
-  protected abstract plan(ts: TypeState, phase: PushPhase, entries: ReadonlyMap<string, CacheEntry>): PlannedResponse | undefined;
+  protected abstract plan(
+    ts: TypeState,
+    phase: PushPhase,
+    entries: ReadonlyMap<string, CacheEntry>,
+  ): PlannedResponse | undefined;
   /** The bytes of message `part` of a planned response. */
-  protected abstract encode(ts: TypeState, planned: PlannedResponse, part: number, nonce: string): Buffer;
+  protected abstract encode(
+    ts: TypeState,
+    planned: PlannedResponse,
+    part: number,
+    nonce: string,
+  ): Buffer;
   /** What the client holds once the planned response is written (the sent-state bookkeeping). */
   protected abstract commitPlan(ts: TypeState, planned: PlannedResponse): void;
   protected onViewChanged(): void {}
@@ -333,7 +357,12 @@ export abstract class AdsSession<Req extends BaseRequest = BaseRequest> implemen
   private async admit(req: Req): Promise<void> {
     try {
       const node = req.node;
-      if (!node || !node.id) throw new IsthmusError('invalid_argument', 'the first request of a stream must carry node.id', 'node.id');
+      if (!node?.id)
+        throw new IsthmusError(
+          'invalid_argument',
+          'the first request of a stream must carry node.id',
+          'node.id',
+        );
       await this.ctx.authorize(node.id, this.call.metadata);
       if (this.closed) return;
       // Envoy 1.40 lists its 500-odd built-in extensions in every node: about 200 KB per stream once
@@ -361,7 +390,8 @@ export abstract class AdsSession<Req extends BaseRequest = BaseRequest> implemen
   }
 
   private process(req: Req): void {
-    if (!req.typeUrl) throw new IsthmusError('invalid_argument', 'an ADS request must carry type_url', 'type_url');
+    if (!req.typeUrl)
+      throw new IsthmusError('invalid_argument', 'an ADS request must carry type_url', 'type_url');
     // Types we do not serve (ECDS, runtime, ...) are left unanswered, as Envoy expects.
     const typeUrl = xdsTypeUrl(req.typeUrl);
     if (!typeUrl) return;
@@ -387,7 +417,11 @@ export abstract class AdsSession<Req extends BaseRequest = BaseRequest> implemen
   }
 
   /** ACK or NACK of an outstanding response, identified by its nonce. */
-  protected settle(ts: TypeState, nonce: string, errorDetail: { readonly message: string } | undefined): void {
+  protected settle(
+    ts: TypeState,
+    nonce: string,
+    errorDetail: { readonly message: string } | undefined,
+  ): void {
     const res = ts.takePending(nonceSeq(nonce));
     if (!res) return;
     if (ts.outstandingCount === 0) this.awaitingTypes &= ~(1 << ts.index);
@@ -397,7 +431,10 @@ export abstract class AdsSession<Req extends BaseRequest = BaseRequest> implemen
       ts.invalidate();
       ts.onNack(res, errorDetail.message);
       this.ctx.metrics.xdsRejects.inc({ type });
-      this.ctx.logger.warn({ nodeId: this.nodeId, type, nonce, error: errorDetail.message }, 'xds config rejected by proxy');
+      this.ctx.logger.warn(
+        { nodeId: this.nodeId, type, nonce, error: errorDetail.message },
+        'xds config rejected by proxy',
+      );
       return;
     }
     ts.onAck(res);
@@ -458,7 +495,10 @@ export abstract class AdsSession<Req extends BaseRequest = BaseRequest> implemen
     try {
       return this.flushSteps(stopAfterWrite);
     } catch (err) {
-      this.ctx.logger.error({ nodeId: this.nodeId, error: (err as Error).message }, 'xds flush failed');
+      this.ctx.logger.error(
+        { nodeId: this.nodeId, error: (err as Error).message },
+        'xds flush failed',
+      );
       this.end(GrpcStatus.INTERNAL, 'internal error while pushing config');
       return 'blocked';
     }
@@ -504,7 +544,8 @@ export abstract class AdsSession<Req extends BaseRequest = BaseRequest> implemen
       const step = pushOrder[slot]!;
       const bit = 1 << step.index;
       if ((this.requestedTypes & bit) === 0) continue;
-      if (step.phase === 'upsert' && usesClusters(step.typeUrl) && this.clustersWarming()) return 'blocked';
+      if (step.phase === 'upsert' && usesClusters(step.typeUrl) && this.clustersWarming())
+        return 'blocked';
       awaiting |= this.awaitingTypes & bit;
       const entries = entriesAt(this.view, step.index);
       // Neither the type's entries nor the stream's state changed since this step last had nothing to send.
@@ -540,7 +581,8 @@ export abstract class AdsSession<Req extends BaseRequest = BaseRequest> implemen
     for (const [name, version] of cds?.sent ?? []) {
       const entry = clusters.get(name);
       if (entry?.version !== version) continue;
-      if (entry.refs.some((r) => r.typeUrl === TypeUrl.endpoint && !eds?.sent.has(r.name))) missing = true;
+      if (entry.refs.some((r) => r.typeUrl === TypeUrl.endpoint && !eds?.sent.has(r.name)))
+        missing = true;
     }
     if (!missing) {
       this.warmingSince = undefined;
@@ -566,14 +608,26 @@ export abstract class AdsSession<Req extends BaseRequest = BaseRequest> implemen
     const started = performance.now();
     this.commitPlan(ts, planned);
     // Only a cluster sent or endpoints taken away can leave a cluster without its endpoints.
-    if (ts.typeUrl === TypeUrl.cluster || (ts.typeUrl === TypeUrl.endpoint && planned.removed.length > 0)) this.stateEpoch++;
+    if (
+      ts.typeUrl === TypeUrl.cluster ||
+      (ts.typeUrl === TypeUrl.endpoint && planned.removed.length > 0)
+    )
+      this.stateEpoch++;
     const viewRevision = this.viewRevision;
     const { parts, removed, versionInfo, fullState } = planned;
     this.awaitingTypes |= 1 << ts.index;
     for (let i = 0; i < parts.length; i++) {
       const seq = ++this.nonceCounter;
       const nonce = String(seq);
-      ts.awaitAck({ nonce, seq, versionInfo, resources: parts[i]!, removed: i === 0 ? removed : [], fullState, viewRevision });
+      ts.awaitAck({
+        nonce,
+        seq,
+        versionInfo,
+        resources: parts[i]!,
+        removed: i === 0 ? removed : [],
+        fullState,
+        viewRevision,
+      });
       ts.lastNonce = nonce;
       ts.answered = true;
       const ok = this.call.write(this.encode(ts, planned, i, nonce));
@@ -593,7 +647,10 @@ export abstract class AdsSession<Req extends BaseRequest = BaseRequest> implemen
   }
 
   protected fail(err: IsthmusError): void {
-    this.ctx.logger.info({ nodeId: this.nodeId, api: this.api, code: err.code, error: err.message }, 'xds stream refused');
+    this.ctx.logger.info(
+      { nodeId: this.nodeId, api: this.api, code: err.code, error: err.message },
+      'xds stream refused',
+    );
     if (err.code === 'permission_denied' || err.code === 'unauthenticated') {
       this.ctx.metrics.xdsStreamsRefused.inc({ reason: 'unauthenticated' });
     } else if (err.code === 'invalid_argument') {

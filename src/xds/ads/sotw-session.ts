@@ -40,7 +40,8 @@ export class SotwSession extends AdsSession<DiscoveryRequest> {
     const nonce = req.responseNonce;
     // Rule 4: a request answering anything but the newest response is stale and ignored.
     if (!isFirst && nonce !== '' && nonce !== ts.lastNonce) return false;
-    const plainAck = !isFirst && nonce !== '' && !req.errorDetail && ts.sameSotwNames(req.resourceNames);
+    const plainAck =
+      !isFirst && nonce !== '' && !req.errorDetail && ts.sameSotwNames(req.resourceNames);
     if (nonce !== '') this.settle(ts, nonce, req.errorDetail);
     if (plainAck) return false;
     ts.applySotwNames(req.resourceNames);
@@ -80,7 +81,11 @@ export class SotwSession extends AdsSession<DiscoveryRequest> {
     }
   }
 
-  protected plan(ts: TypeState, phase: PushPhase, entries: ReadonlyMap<string, CacheEntry>): PlannedResponse | undefined {
+  protected plan(
+    ts: TypeState,
+    phase: PushPhase,
+    entries: ReadonlyMap<string, CacheEntry>,
+  ): PlannedResponse | undefined {
     if (!this.view) return undefined;
     if (isFullStateType(ts.typeUrl)) return this.planFullState(ts, phase, entries);
     return phase === 'upsert' ? this.planNamed(ts, entries) : undefined;
@@ -90,13 +95,19 @@ export class SotwSession extends AdsSession<DiscoveryRequest> {
    * CDS/LDS. The upsert step keeps names that are gone (make-before-break); the remove step, later
    * in the push order, sends the state without them.
    */
-  private planFullState(ts: TypeState, phase: PushPhase, entries: ReadonlyMap<string, CacheEntry>): PlannedResponse | undefined {
+  private planFullState(
+    ts: TypeState,
+    phase: PushPhase,
+    entries: ReadonlyMap<string, CacheEntry>,
+  ): PlannedResponse | undefined {
     const desired = ts.desired(entries);
     const desiredNames = new Set(desired.map((e) => e.name));
     const gone = [...ts.lastState.values()].filter((e) => !desiredNames.has(e.name));
     let state: readonly CacheEntry[];
     if (phase === 'upsert') {
-      const changed = desired.some((e) => ts.lastState.get(e.name)?.version !== e.version || ts.forced?.has(e.name));
+      const changed = desired.some(
+        (e) => ts.lastState.get(e.name)?.version !== e.version || ts.forced?.has(e.name),
+      );
       if (!changed && ts.sentVersionInfo !== '') return undefined;
       state = gone.length === 0 ? desired : [...desired, ...gone].sort(byName);
     } else {
@@ -109,19 +120,31 @@ export class SotwSession extends AdsSession<DiscoveryRequest> {
   }
 
   /** EDS/RDS/SDS: only resources whose version the client has not been sent (or forced ones). */
-  private planNamed(ts: TypeState, entries: ReadonlyMap<string, CacheEntry>): PlannedResponse | undefined {
+  private planNamed(
+    ts: TypeState,
+    entries: ReadonlyMap<string, CacheEntry>,
+  ): PlannedResponse | undefined {
     const desired = ts.desired(entries);
     const changed = ts.unsent(desired);
     if (changed.length === 0 && !ts.owesInitialResponse) return undefined;
     return this.response(changed, stateVersion(desired), false);
   }
 
-  private response(entries: readonly CacheEntry[], versionInfo: string, fullState: boolean): PlannedResponse {
+  private response(
+    entries: readonly CacheEntry[],
+    versionInfo: string,
+    fullState: boolean,
+  ): PlannedResponse {
     return { parts: [entries], removed: [], versionInfo, fullState };
   }
 
   protected encode(ts: TypeState, planned: PlannedResponse, part: number, nonce: string): Buffer {
-    return encodeSotwResponse(planned.versionInfo, ts.typeUrl, nonce, planned.parts[part]!.map((e) => e.sotwField));
+    return encodeSotwResponse(
+      planned.versionInfo,
+      ts.typeUrl,
+      nonce,
+      planned.parts[part]!.map((e) => e.sotwField),
+    );
   }
 
   protected commitPlan(ts: TypeState, planned: PlannedResponse): void {

@@ -202,7 +202,11 @@ export class TypeState {
    * Of `changed`, the entries of `entries` that differ from `from`, a Map with the same names
    * (see changedSince), those this stream wants.
    */
-  changedInScope(entries: ReadonlyMap<string, CacheEntry>, from: ReadonlyMap<string, CacheEntry>, changed: readonly CacheEntry[]): readonly CacheEntry[] {
+  changedInScope(
+    entries: ReadonlyMap<string, CacheEntry>,
+    from: ReadonlyMap<string, CacheEntry>,
+    changed: readonly CacheEntry[],
+  ): readonly CacheEntry[] {
     if (this.scopeCovers !== from) return this.inScopeOf(changed);
     this.scopeCovers = entries;
     return changed;

@@ -7,7 +7,6 @@ import { encodeAny, encodeDeltaResource, lenField } from '../wire.js';
 import { extractRefs, type ResourceRef } from './refs.js';
 import { typeNameOf, typeUrlOf } from '../any.js';
 
-
 /** A resource encoded once: its type, name, bytes and content-hash version. */
 export interface EncodedResource {
   readonly typeUrl: XdsTypeUrl;
@@ -36,13 +35,19 @@ export function contentVersion(bytes: Uint8Array): string {
 }
 
 /** Encodes a resource message once; callers may keep the result and publish it many times. */
-export function encodeResource(message: EnvoyMessage, onEncode?: (typeUrl: XdsTypeUrl) => void): EncodedResource {
+export function encodeResource(
+  message: EnvoyMessage,
+  onEncode?: (typeUrl: XdsTypeUrl) => void,
+): EncodedResource {
   const typeName = message.$type ?? '';
   const typeUrl = xdsTypeUrl(typeUrlOf(typeName));
   const nameField = nameFields[typeName];
   const fns = messageTypeRegistry.get(typeName);
   if (!typeUrl || !nameField || !fns) {
-    throw new IsthmusError('invalid_argument', `not an xDS resource message: ${typeName || '(no $type)'}`);
+    throw new IsthmusError(
+      'invalid_argument',
+      `not an xDS resource message: ${typeName || '(no $type)'}`,
+    );
   }
   const name = (message as Record<string, unknown>)[nameField];
   if (typeof name !== 'string' || name === '') {
@@ -85,7 +90,9 @@ export class CacheEntry {
     // Only clusters (EDS, SDS) and listeners (RDS, SDS) can name another ADS resource.
     const mayRefer = resource.typeUrl === TypeUrl.cluster || resource.typeUrl === TypeUrl.listener;
     const typeName = typeNameOf(resource.typeUrl);
-    this.refs = mayRefer ? extractRefs(messageTypeRegistry.get(typeName)!.decode(resource.bytes)) : [];
+    this.refs = mayRefer
+      ? extractRefs(messageTypeRegistry.get(typeName)!.decode(resource.bytes))
+      : [];
   }
 
   /** `DiscoveryResponse.resources` field (2) carrying this resource as an Any. */
@@ -95,7 +102,10 @@ export class CacheEntry {
 
   /** `DeltaDiscoveryResponse.resources` field (2) carrying this resource as a Resource. */
   get deltaField(): Buffer {
-    return (this.delta ??= lenField(2, encodeDeltaResource(this.name, this.version, encodeAny(this.typeUrl, this.bytes))));
+    return (this.delta ??= lenField(
+      2,
+      encodeDeltaResource(this.name, this.version, encodeAny(this.typeUrl, this.bytes)),
+    ));
   }
 
   /** The resource message bytes (for CSDS and debugging). */

@@ -22,7 +22,8 @@ export interface ProxyView {
 type TypeMap = ReadonlyMap<string, CacheEntry>;
 
 // A view keeps one Map per ADS type in fields m0..m4 (see mapAt).
-if (allTypeUrls.length !== 5) throw new Error(`PublishedView keeps 5 type Maps, and there are ${allTypeUrls.length} ADS types`);
+if (allTypeUrls.length !== 5)
+  throw new Error(`PublishedView keeps 5 type Maps, and there are ${allTypeUrls.length} ADS types`);
 
 /** A type's Maps by type index, as `ProxyView.byIndex`. */
 export type TypeMaps = readonly (ReadonlyMap<string, CacheEntry> | undefined)[];
@@ -49,7 +50,8 @@ export class PublishedView implements ProxyView {
     maps: TypeMaps,
     readonly inputs?: readonly EncodedResource[],
   ) {
-    if (maps.length !== allTypeUrls.length) throw new Error(`a view has ${allTypeUrls.length} type slots, not ${maps.length}`);
+    if (maps.length !== allTypeUrls.length)
+      throw new Error(`a view has ${allTypeUrls.length} type slots, not ${maps.length}`);
     this.m0 = maps[0];
     this.m1 = maps[1];
     this.m2 = maps[2];
@@ -92,12 +94,18 @@ export class PublishedView implements ProxyView {
 
 const emptyMap: ReadonlyMap<string, CacheEntry> = new Map();
 
-export function entriesOf(view: ProxyView | undefined, typeUrl: XdsTypeUrl): ReadonlyMap<string, CacheEntry> {
+export function entriesOf(
+  view: ProxyView | undefined,
+  typeUrl: XdsTypeUrl,
+): ReadonlyMap<string, CacheEntry> {
   return view?.mapAt(typeIndex(typeUrl)) ?? emptyMap;
 }
 
 /** `entriesOf` by type index (see PushStep.index). */
-export function entriesAt(view: ProxyView | undefined, index: number): ReadonlyMap<string, CacheEntry> {
+export function entriesAt(
+  view: ProxyView | undefined,
+  index: number,
+): ReadonlyMap<string, CacheEntry> {
   return view?.mapAt(index) ?? emptyMap;
 }
 
@@ -124,7 +132,8 @@ const verified = new WeakMap<TypeMap, TypeMaps>();
 function stillVerified(byName: TypeMap, maps: TypeMaps): boolean {
   const targets = verified.get(byName);
   if (!targets) return false;
-  for (let i = 0; i < targets.length; i++) if (targets[i] !== undefined && maps[i] !== targets[i]) return false;
+  for (let i = 0; i < targets.length; i++)
+    if (targets[i] !== undefined && maps[i] !== targets[i]) return false;
   return true;
 }
 
@@ -146,7 +155,9 @@ export function checkConsistency(maps: TypeMaps): string[] {
         const target = maps[t];
         targets[t] = target;
         if (!target?.has(ref.name)) {
-          errors.push(`${shortTypeName(allTypeUrls[i]!)} "${entry.name}" references ${shortTypeName(ref.typeUrl)} "${ref.name}", which is not in the view`);
+          errors.push(
+            `${shortTypeName(allTypeUrls[i]!)} "${entry.name}" references ${shortTypeName(ref.typeUrl)} "${ref.name}", which is not in the view`,
+          );
         }
       }
     }
@@ -170,7 +181,10 @@ interface Derivation {
 const derivations = new WeakMap<TypeMap, Derivation>();
 
 /** The entries of `entries` that differ from `from`, if `entries` was published as a change of it. */
-export function changedSince(entries: TypeMap, from: TypeMap | undefined): readonly CacheEntry[] | undefined {
+export function changedSince(
+  entries: TypeMap,
+  from: TypeMap | undefined,
+): readonly CacheEntry[] | undefined {
   const d = derivations.get(entries);
   return from && d?.from.deref() === from ? d.changed : undefined;
 }

@@ -17,18 +17,18 @@ type Visitor = (node: Record<string, unknown>, refs: ResourceRef[]) => void;
  */
 const visitors: Readonly<Record<string, Visitor>> = {
   'envoy.config.cluster.v3.Cluster': (c, refs) => {
-    const kind = c['clusterDiscoveryType'] as { $case: string; value: unknown } | undefined;
+    const kind = c.clusterDiscoveryType as { $case: string; value: unknown } | undefined;
     if (kind?.$case === 'type' && kind.value === Cluster_DiscoveryType.EDS) {
-      const eds = c['edsClusterConfig'] as { serviceName?: string } | undefined;
-      refs.push({ typeUrl: TypeUrl.endpoint, name: eds?.serviceName || (c['name'] as string) });
+      const eds = c.edsClusterConfig as { serviceName?: string } | undefined;
+      refs.push({ typeUrl: TypeUrl.endpoint, name: eds?.serviceName || (c.name as string) });
     }
   },
   'envoy.extensions.transport_sockets.tls.v3.SdsSecretConfig': (s, refs) => {
     // Without sds_config the secret is static (bootstrap), not delivered by us.
-    if (s['sdsConfig'] !== undefined) refs.push({ typeUrl: TypeUrl.secret, name: s['name'] as string });
+    if (s.sdsConfig !== undefined) refs.push({ typeUrl: TypeUrl.secret, name: s.name as string });
   },
   'envoy.extensions.filters.network.http_connection_manager.v3.Rds': (r, refs) => {
-    refs.push({ typeUrl: TypeUrl.route, name: r['routeConfigName'] as string });
+    refs.push({ typeUrl: TypeUrl.route, name: r.routeConfigName as string });
   },
 };
 
@@ -39,7 +39,7 @@ function walk(value: unknown, refs: ResourceRef[]): void {
     return;
   }
   const node = value as Record<string, unknown>;
-  const type = node['$type'];
+  const type = node.$type;
   if (type === 'google.protobuf.Any') {
     const inner = unpackAny(node as never);
     if (inner) walk(inner, refs);

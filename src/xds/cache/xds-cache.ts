@@ -3,7 +3,13 @@ import { IsthmusError } from '../../errors.js';
 import type { Metrics } from '../../metrics.js';
 import { allTypeUrls, shortName, typeIndex, type XdsTypeUrl } from '../types.js';
 import { CacheEntry, encodeResource, type EncodedResource, type EnvoyMessage } from './entry.js';
-import { checkConsistency, PublishedView, recordDerivation, type ProxyView, type TypeMaps } from './proxy-view.js';
+import {
+  checkConsistency,
+  PublishedView,
+  recordDerivation,
+  type ProxyView,
+  type TypeMaps,
+} from './proxy-view.js';
 
 export type ResourceInput = EncodedResource | EnvoyMessage;
 
@@ -76,10 +82,13 @@ export class XdsCache {
     const old = slot?.view;
     const kept: (TypeMap | undefined)[] = allTypeUrls.map(() => undefined);
     let keptCount = 0;
-    if (old?.inputs?.length === encoded.length) keptCount = keepIdentical(old, old.inputs, encoded, kept);
+    if (old?.inputs?.length === encoded.length)
+      keptCount = keepIdentical(old, old.inputs, encoded, kept);
     else if (old) keptCount = this.keepMatching(old.byIndex, encoded, kept);
-    if (keptCount < (old ? typeCount(old) : allTypeUrls.length)) keptCount += this.keepMatching(this.recent, encoded, kept);
-    const rest = keptCount === 0 ? encoded : encoded.filter((r) => kept[typeIndex(r.typeUrl)] === undefined);
+    if (keptCount < (old ? typeCount(old) : allTypeUrls.length))
+      keptCount += this.keepMatching(this.recent, encoded, kept);
+    const rest =
+      keptCount === 0 ? encoded : encoded.filter((r) => kept[typeIndex(r.typeUrl)] === undefined);
     return this.publish(nodeId, slot, kept, { upsert: rest }, true, encoded);
   }
 
@@ -104,7 +113,13 @@ export class XdsCache {
       const byName = old.mapAt(i);
       if (byName) this.release(byName);
     }
-    this.notify(slot, this.makeView(nodeId, allTypeUrls.map(() => undefined)));
+    this.notify(
+      slot,
+      this.makeView(
+        nodeId,
+        allTypeUrls.map(() => undefined),
+      ),
+    );
   }
 
   /**
@@ -116,7 +131,8 @@ export class XdsCache {
    */
   watch(nodeId: string, watcher: ViewWatcher | ((view: ProxyView) => void)): () => void {
     let slot = this.nodes.get(nodeId);
-    if (!slot) this.nodes.set(nodeId, (slot = { view: undefined, watcher: undefined, others: noWatchers }));
+    if (!slot)
+      this.nodes.set(nodeId, (slot = { view: undefined, watcher: undefined, others: noWatchers }));
     const watched = slot;
     const w: ViewWatcher = typeof watcher === 'function' ? { viewPublished: watcher } : watcher;
     if (!watched.watcher) watched.watcher = w;
@@ -126,7 +142,8 @@ export class XdsCache {
         watched.watcher = watched.others[0];
         watched.others = watched.others.slice(1);
       } else watched.others = watched.others.filter((x) => x !== w);
-      if (!watched.watcher && !watched.view && this.nodes.get(nodeId) === watched) this.nodes.delete(nodeId);
+      if (!watched.watcher && !watched.view && this.nodes.get(nodeId) === watched)
+        this.nodes.delete(nodeId);
     };
   }
 
@@ -135,11 +152,16 @@ export class XdsCache {
    * `candidates` holds for it (by type index): the same names with the same versions, none given
    * twice. Two Map lookups per resource. Returns how many types it set.
    */
-  private keepMatching(candidates: TypeMaps, encoded: readonly EncodedResource[], kept: (TypeMap | undefined)[]): number {
+  private keepMatching(
+    candidates: TypeMaps,
+    encoded: readonly EncodedResource[],
+    kept: (TypeMap | undefined)[],
+  ): number {
     const pass = ++this.matchPass;
     // Per type index: resources matched so far, or -1 once one did not match.
     const matched: number[] = [];
-    for (let i = 0; i < allTypeUrls.length; i++) matched.push(kept[i] !== undefined || candidates[i] === undefined ? -1 : 0);
+    for (let i = 0; i < allTypeUrls.length; i++)
+      matched.push(kept[i] !== undefined || candidates[i] === undefined ? -1 : 0);
     for (const r of encoded) {
       const i = typeIndex(r.typeUrl);
       if (matched[i]! < 0) continue;
@@ -212,11 +234,18 @@ export class XdsCache {
     const maps: (TypeMap | undefined)[] = [];
     for (let i = 0; i < allTypeUrls.length; i++) {
       const byName = base[i];
-      maps.push(byName && byName.size > 0 ? this.shared(i, byName, old?.mapAt(i) as TypeMap | undefined) : undefined);
+      maps.push(
+        byName && byName.size > 0
+          ? this.shared(i, byName, old?.mapAt(i) as TypeMap | undefined)
+          : undefined,
+      );
     }
     errors.push(...checkConsistency(maps));
     if (errors.length > 0) {
-      throw new IsthmusError('failed_precondition', `inconsistent xDS view for proxy "${nodeId}": ${errors.join('; ')}`);
+      throw new IsthmusError(
+        'failed_precondition',
+        `inconsistent xDS view for proxy "${nodeId}": ${errors.join('; ')}`,
+      );
     }
     if (!old) {
       for (const byName of maps) if (byName) this.acquire(byName);
@@ -259,7 +288,11 @@ export class XdsCache {
     return changed;
   }
 
-  private makeView(nodeId: string, byIndex: TypeMaps, inputs?: readonly EncodedResource[]): ProxyView {
+  private makeView(
+    nodeId: string,
+    byIndex: TypeMaps,
+    inputs?: readonly EncodedResource[],
+  ): ProxyView {
     return new PublishedView(nodeId, ++this.revisionCounter, performance.now(), byIndex, inputs);
   }
 
@@ -318,7 +351,12 @@ const noWatchers: readonly ViewWatcher[] = Object.freeze([]);
  * comparison per resource, where callers republish mostly the same encoded resources. Returns how
  * many types it set.
  */
-function keepIdentical(old: ProxyView, before: readonly EncodedResource[], encoded: readonly EncodedResource[], kept: (TypeMap | undefined)[]): number {
+function keepIdentical(
+  old: ProxyView,
+  before: readonly EncodedResource[],
+  encoded: readonly EncodedResource[],
+  kept: (TypeMap | undefined)[],
+): number {
   let changed = 0; // bit per type index
   for (let i = 0; i < encoded.length; i++) {
     const now = encoded[i]!;
@@ -346,7 +384,10 @@ function duplicate(r: EncodedResource): string {
   return `duplicate ${shortName[r.typeUrl]} resource "${r.name}"`;
 }
 
-function sameEntries(a: ReadonlyMap<string, CacheEntry>, b: ReadonlyMap<string, CacheEntry>): boolean {
+function sameEntries(
+  a: ReadonlyMap<string, CacheEntry>,
+  b: ReadonlyMap<string, CacheEntry>,
+): boolean {
   if (a.size !== b.size) return false;
   for (const [name, entry] of a) if (b.get(name) !== entry) return false;
   return true;

@@ -1,14 +1,31 @@
-import { Cluster, Cluster_DiscoveryType, Cluster_DnsLookupFamily, Cluster_LbPolicy } from '../../gen/envoy/config/cluster/v3/cluster.js';
+import {
+  Cluster,
+  Cluster_DiscoveryType,
+  Cluster_DnsLookupFamily,
+  Cluster_LbPolicy,
+} from '../../gen/envoy/config/cluster/v3/cluster.js';
 import { ClusterLoadAssignment } from '../../gen/envoy/config/endpoint/v3/endpoint.js';
 import { UpstreamTlsContext } from '../../gen/envoy/extensions/transport_sockets/tls/v3/tls.js';
 import { SubjectAltNameMatcher_SanType } from '../../gen/envoy/extensions/transport_sockets/tls/v3/common.js';
 import { HttpProtocolOptions } from '../../gen/envoy/extensions/upstreams/http/v3/http_protocol_options.js';
 import type { Protocol } from '../../catalog/types.js';
-import type { ConfigSnapshot, EdsClusterIR, SidecarSnapshot, UpstreamTlsIR } from '../../snapshot/types.js';
+import type {
+  ConfigSnapshot,
+  EdsClusterIR,
+  SidecarSnapshot,
+  UpstreamTlsIR,
+} from '../../snapshot/types.js';
 import { packAny } from '../any.js';
 import { TypeUrl } from '../types.js';
 import { buildLoadAssignment } from './endpoints.js';
-import { adsConfigSource, durationMs, sdsSecret, socketAddress, spec, type ResourceSpec } from './common.js';
+import {
+  adsConfigSource,
+  durationMs,
+  sdsSecret,
+  socketAddress,
+  spec,
+  type ResourceSpec,
+} from './common.js';
 
 /** CDS for a proxy: one function per proxy kind (Consul agent/xds/clusters.go reads the same way). */
 export function clustersFromSnapshot(s: ConfigSnapshot): ResourceSpec[] {
@@ -23,7 +40,9 @@ export function clustersFromSnapshot(s: ConfigSnapshot): ResourceSpec[] {
 function sidecarClusters(s: SidecarSnapshot): ResourceSpec[] {
   const app = s.publicListener.localApp;
   const protocol = s.publicListener.protocol;
-  const local = spec(TypeUrl.cluster, app.clusterName, { ...app, protocol }, () => buildLocalAppCluster(app.clusterName, app.address, app.port, protocol));
+  const local = spec(TypeUrl.cluster, app.clusterName, { ...app, protocol }, () =>
+    buildLocalAppCluster(app.clusterName, app.address, app.port, protocol),
+  );
   return [local, ...s.upstreams.map((u) => edsClusterSpec(u.cluster))];
 }
 
@@ -35,7 +54,12 @@ export function edsClusterSpec(c: EdsClusterIR): ResourceSpec {
 }
 
 /** The app behind the sidecar, spoken to in its own protocol (HTTP/2 for http2 and grpc). */
-function buildLocalAppCluster(name: string, address: string, port: number, protocol: Protocol): Cluster {
+function buildLocalAppCluster(
+  name: string,
+  address: string,
+  port: number,
+  protocol: Protocol,
+): Cluster {
   return Cluster.fromPartial({
     name,
     clusterDiscoveryType: { $case: 'type', value: Cluster_DiscoveryType.STATIC },
@@ -45,7 +69,14 @@ function buildLocalAppCluster(name: string, address: string, port: number, proto
       clusterName: name,
       endpoints: [
         {
-          lbEndpoints: [{ hostIdentifier: { $case: 'endpoint', value: { address: socketAddress(address, port) } } }],
+          lbEndpoints: [
+            {
+              hostIdentifier: {
+                $case: 'endpoint',
+                value: { address: socketAddress(address, port) },
+              },
+            },
+          ],
         },
       ],
     }),
@@ -83,7 +114,10 @@ function commonCluster(c: EdsClusterIR): Cluster {
     outlierDetection: {},
     typedExtensionProtocolOptions: httpProtocolOptions(c.protocol),
     transportSocket: c.tls
-      ? { name: 'envoy.transport_sockets.tls', configType: { $case: 'typedConfig', value: packAny(upstreamTls(c.tls)) } }
+      ? {
+          name: 'envoy.transport_sockets.tls',
+          configType: { $case: 'typedConfig', value: packAny(upstreamTls(c.tls)) },
+        }
       : undefined,
   });
 }
@@ -92,7 +126,10 @@ function commonCluster(c: EdsClusterIR): Cluster {
 function httpProtocolOptions(protocol: Protocol): Record<string, ReturnType<typeof packAny>> {
   if (protocol !== 'http2' && protocol !== 'grpc') return {};
   const options = HttpProtocolOptions.fromPartial({
-    upstreamProtocolOptions: { $case: 'explicitHttpConfig', value: { protocolConfig: { $case: 'http2ProtocolOptions', value: {} } } },
+    upstreamProtocolOptions: {
+      $case: 'explicitHttpConfig',
+      value: { protocolConfig: { $case: 'http2ProtocolOptions', value: {} } },
+    },
   });
   return { 'envoy.extensions.upstreams.http.v3.HttpProtocolOptions': packAny(options) };
 }

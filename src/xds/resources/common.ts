@@ -15,7 +15,12 @@ export interface ResourceSpec {
   build(): EnvoyMessage;
 }
 
-export function spec(typeUrl: XdsTypeUrl, name: string, input: unknown, build: () => EnvoyMessage): ResourceSpec {
+export function spec(
+  typeUrl: XdsTypeUrl,
+  name: string,
+  input: unknown,
+  build: () => EnvoyMessage,
+): ResourceSpec {
   return { typeUrl, name, key: JSON.stringify(input), build };
 }
 
@@ -31,12 +36,19 @@ export function adsConfigSource(): ConfigSource {
 }
 
 export function sdsSecret(name: string): SdsSecretConfig {
-  return { $type: 'envoy.extensions.transport_sockets.tls.v3.SdsSecretConfig', name, sdsConfig: adsConfigSource() };
+  return {
+    $type: 'envoy.extensions.transport_sockets.tls.v3.SdsSecretConfig',
+    name,
+    sdsConfig: adsConfigSource(),
+  };
 }
 
 export function socketAddress(address: string, port: number): Address {
   return Address.fromPartial({
-    address: { $case: 'socketAddress', value: { address, portSpecifier: { $case: 'portValue', value: port } } },
+    address: {
+      $case: 'socketAddress',
+      value: { address, portSpecifier: { $case: 'portValue', value: port } },
+    },
   });
 }
 

@@ -26,7 +26,12 @@ export function buildLoadAssignment(c: EdsClusterIR): ClusterLoadAssignment {
     $type: 'envoy.config.endpoint.v3.LbEndpoint',
     hostIdentifier: {
       $case: 'endpoint',
-      value: { $type: 'envoy.config.endpoint.v3.Endpoint', address: plainSocketAddress(e.address, e.port), hostname: '', additionalAddresses: [] },
+      value: {
+        $type: 'envoy.config.endpoint.v3.Endpoint',
+        address: plainSocketAddress(e.address, e.port),
+        hostname: '',
+        additionalAddresses: [],
+      },
     },
     healthStatus: e.health === 'healthy' ? HealthStatus.HEALTHY : HealthStatus.DEGRADED,
     loadBalancingWeight: 1,

@@ -27,7 +27,10 @@ export function singleClusterRoute(name: string, cluster: string): RouteConfigur
         routes: [
           {
             match: { pathSpecifier: { $case: 'prefix', value: '/' } },
-            action: { $case: 'route', value: { clusterSpecifier: { $case: 'cluster', value: cluster } } },
+            action: {
+              $case: 'route',
+              value: { clusterSpecifier: { $case: 'cluster', value: cluster } },
+            },
           },
         ],
       },
@@ -57,13 +60,25 @@ function xfccFields(mode: XfccMode): Partial<HttpConnectionManager> {
     case 'append-forward':
       return {
         forwardClientCertDetails: HttpConnectionManager_ForwardClientCertDetails.APPEND_FORWARD,
-        setCurrentClientCertDetails: { uri: true, cert: true, chain: true, dns: true, subject: true },
+        setCurrentClientCertDetails: {
+          uri: true,
+          cert: true,
+          chain: true,
+          dns: true,
+          subject: true,
+        },
       };
     case 'sanitize-set':
       // Only the URI: a subject may hold commas, and the sidecar reads the first element by them.
       return {
         forwardClientCertDetails: HttpConnectionManager_ForwardClientCertDetails.SANITIZE_SET,
-        setCurrentClientCertDetails: { uri: true, cert: false, chain: false, dns: false, subject: false },
+        setCurrentClientCertDetails: {
+          uri: true,
+          cert: false,
+          chain: false,
+          dns: false,
+          subject: false,
+        },
       };
   }
 }
@@ -79,11 +94,17 @@ export function httpConnectionManager(
   protocol: Protocol,
   opts: HttpConnectionManagerOptions = {},
 ): Filter {
-  const router: HttpFilter = { name: 'envoy.filters.http.router', configType: { $case: 'typedConfig', value: packAny(Router.fromPartial({})) } } as HttpFilter;
+  const router: HttpFilter = {
+    name: 'envoy.filters.http.router',
+    configType: { $case: 'typedConfig', value: packAny(Router.fromPartial({})) },
+  } as HttpFilter;
   const hcm = HttpConnectionManager.fromPartial({
     ...xfccFields(opts.xfcc ?? 'none'),
     statPrefix: statPrefix(prefix),
-    codecType: protocol === 'http' ? HttpConnectionManager_CodecType.AUTO : HttpConnectionManager_CodecType.HTTP2,
+    codecType:
+      protocol === 'http'
+        ? HttpConnectionManager_CodecType.AUTO
+        : HttpConnectionManager_CodecType.HTTP2,
     ...(protocol === 'http' ? {} : { http2ProtocolOptions: { allowConnect: true } }),
     upgradeConfigs: [{ upgradeType: 'websocket' }],
     routeSpecifier:
@@ -93,5 +114,8 @@ export function httpConnectionManager(
     httpFilters: [...(opts.filters ?? []), router],
     tracing: undefined,
   });
-  return { name: 'envoy.filters.network.http_connection_manager', configType: { $case: 'typedConfig', value: packAny(hcm) } } as Filter;
+  return {
+    name: 'envoy.filters.network.http_connection_manager',
+    configType: { $case: 'typedConfig', value: packAny(hcm) },
+  } as Filter;
 }

@@ -1,11 +1,21 @@
 import { Listener } from '../../gen/envoy/config/listener/v3/listener.js';
-import type { Filter, FilterChain } from '../../gen/envoy/config/listener/v3/listener_components.js';
+import type {
+  Filter,
+  FilterChain,
+} from '../../gen/envoy/config/listener/v3/listener_components.js';
 import { TrafficDirection } from '../../gen/envoy/config/core/v3/base.js';
 import { DownstreamTlsContext } from '../../gen/envoy/extensions/transport_sockets/tls/v3/tls.js';
 import { TcpProxy } from '../../gen/envoy/extensions/filters/network/tcp_proxy/v3/tcp_proxy.js';
 import { SniCluster } from '../../gen/envoy/extensions/filters/network/sni_cluster/v3/sni_cluster.js';
 import { TlsInspector } from '../../gen/envoy/extensions/filters/listener/tls_inspector/v3/tls_inspector.js';
-import type { ConfigSnapshot, GatewayChainIR, GatewayListenerIR, PublicListenerIR, SidecarSnapshot, UpstreamIR } from '../../snapshot/types.js';
+import type {
+  ConfigSnapshot,
+  GatewayChainIR,
+  GatewayListenerIR,
+  PublicListenerIR,
+  SidecarSnapshot,
+  UpstreamIR,
+} from '../../snapshot/types.js';
 import { packAny } from '../any.js';
 import { TypeUrl } from '../types.js';
 import { sdsSecret, socketAddress, spec, statPrefix, type ResourceSpec } from './common.js';
@@ -30,7 +40,9 @@ function sidecarListeners(s: SidecarSnapshot): ResourceSpec[] {
 
 function upstreamListenerSpec(u: UpstreamIR): ResourceSpec {
   const { cluster, ...rest } = u;
-  return spec(TypeUrl.listener, u.listenerName, { ...rest, cluster: cluster.name }, () => buildUpstreamListener(u));
+  return spec(TypeUrl.listener, u.listenerName, { ...rest, cluster: cluster.name }, () =>
+    buildUpstreamListener(u),
+  );
 }
 
 function typed(name: string, message: Parameters<typeof packAny>[0]): Filter {
@@ -38,7 +50,10 @@ function typed(name: string, message: Parameters<typeof packAny>[0]): Filter {
 }
 
 function tcpProxy(prefix: string, cluster: string): Filter {
-  const config = TcpProxy.fromPartial({ statPrefix: statPrefix(prefix), clusterSpecifier: { $case: 'cluster', value: cluster } });
+  const config = TcpProxy.fromPartial({
+    statPrefix: statPrefix(prefix),
+    clusterSpecifier: { $case: 'cluster', value: cluster },
+  });
   return typed('envoy.filters.network.tcp_proxy', config);
 }
 
@@ -53,16 +68,29 @@ function buildPublicListener(pl: PublicListenerIR): Listener {
     commonTlsContext: {
       tlsParams: { tlsMinimumProtocolVersion: 3 /* TLSv1_2 */ },
       tlsCertificateSdsSecretConfigs: [sdsSecret(pl.leafSecret)],
-      validationContextType: { $case: 'validationContextSdsSecretConfig', value: sdsSecret(pl.rootsSecret) },
+      validationContextType: {
+        $case: 'validationContextSdsSecretConfig',
+        value: sdsSecret(pl.rootsSecret),
+      },
     },
   });
   // HTTP-family traffic is authorized per request (403 to the caller); TCP per connection.
   const filters = isHttp(pl.protocol)
-    ? [httpConnectionManager('public_listener', { inline: { cluster: pl.localApp.clusterName } }, pl.protocol, { xfcc: 'append-forward', filters: [httpRbacFilter(pl.rbac)] })]
+    ? [
+        httpConnectionManager(
+          'public_listener',
+          { inline: { cluster: pl.localApp.clusterName } },
+          pl.protocol,
+          { xfcc: 'append-forward', filters: [httpRbacFilter(pl.rbac)] },
+        ),
+      ]
     : [rbacFilter(pl.rbac), tcpProxy('public_listener', pl.localApp.clusterName)];
   const chain: FilterChain = {
     filters,
-    transportSocket: { name: 'envoy.transport_sockets.tls', configType: { $case: 'typedConfig', value: packAny(tls) } },
+    transportSocket: {
+      name: 'envoy.transport_sockets.tls',
+      configType: { $case: 'typedConfig', value: packAny(tls) },
+    },
   } as FilterChain;
   return Listener.fromPartial({
     name: pl.name,
@@ -93,7 +121,10 @@ function gatewayListener(l: GatewayListenerIR): ResourceSpec {
       address: socketAddress(l.address, l.port),
       trafficDirection: TrafficDirection.UNSPECIFIED,
       listenerFilters: [
-        { name: 'envoy.filters.listener.tls_inspector', configType: { $case: 'typedConfig', value: packAny(TlsInspector.fromPartial({})) } },
+        {
+          name: 'envoy.filters.listener.tls_inspector',
+          configType: { $case: 'typedConfig', value: packAny(TlsInspector.fromPartial({})) },
+        },
       ],
       filterChains: l.chains.map(gatewayChain),
     }),
@@ -113,17 +144,33 @@ function gatewayChain(c: GatewayChainIR): FilterChain {
       commonTlsContext: {
         tlsParams: { tlsMinimumProtocolVersion: 3 /* TLSv1_2 */ },
         tlsCertificateSdsSecretConfigs: [sdsSecret(t.leafSecret)],
-        validationContextType: { $case: 'validationContextSdsSecretConfig', value: sdsSecret(t.rootsSecret) },
+        validationContextType: {
+          $case: 'validationContextSdsSecretConfig',
+          value: sdsSecret(t.rootsSecret),
+        },
       },
     });
     return {
       filterChainMatch: { serverNames: [...c.serverNames] },
-      filters: [httpConnectionManager(c.statPrefix, { inline: { cluster: c.cluster } }, t.protocol, { xfcc: 'sanitize-set' })],
-      transportSocket: { name: 'envoy.transport_sockets.tls', configType: { $case: 'typedConfig', value: packAny(tls) } },
+      filters: [
+        httpConnectionManager(c.statPrefix, { inline: { cluster: c.cluster } }, t.protocol, {
+          xfcc: 'sanitize-set',
+        }),
+      ],
+      transportSocket: {
+        name: 'envoy.transport_sockets.tls',
+        configType: { $case: 'typedConfig', value: packAny(tls) },
+      },
     } as FilterChain;
   }
   const filters = c.cluster
     ? [tcpProxy(c.statPrefix, c.cluster)]
-    : [typed('envoy.filters.network.sni_cluster', SniCluster.fromPartial({})), tcpProxy(c.statPrefix, '')];
-  return { filterChainMatch: c.serverNames.length ? { serverNames: [...c.serverNames] } : undefined, filters } as FilterChain;
+    : [
+        typed('envoy.filters.network.sni_cluster', SniCluster.fromPartial({})),
+        tcpProxy(c.statPrefix, ''),
+      ];
+  return {
+    filterChainMatch: c.serverNames.length ? { serverNames: [...c.serverNames] } : undefined,
+    filters,
+  } as FilterChain;
 }

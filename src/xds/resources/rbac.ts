@@ -1,6 +1,12 @@
 import { RBAC as NetworkRbac } from '../../gen/envoy/extensions/filters/network/rbac/v3/rbac.js';
 import { RBAC as HttpRbac } from '../../gen/envoy/extensions/filters/http/rbac/v3/rbac.js';
-import { RBAC_Action, type DeepPartial, type Policy, type Principal, type RBAC as RbacRules } from '../../gen/envoy/config/rbac/v3/rbac.js';
+import {
+  RBAC_Action,
+  type DeepPartial,
+  type Policy,
+  type Principal,
+  type RBAC as RbacRules,
+} from '../../gen/envoy/config/rbac/v3/rbac.js';
 import type { PrincipalIR, RbacIR } from '../../snapshot/types.js';
 import { packAny } from '../any.js';
 import type { Filter } from '../../gen/envoy/config/listener/v3/listener_components.js';
@@ -13,7 +19,12 @@ function authenticated(regex: string): Principal {
   return {
     identifier: {
       $case: 'authenticated',
-      value: { principalName: { matchPattern: { $case: 'safeRegex', value: { regex } }, ignoreCase: false } },
+      value: {
+        principalName: {
+          matchPattern: { $case: 'safeRegex', value: { regex } },
+          ignoreCase: false,
+        },
+      },
     },
   };
 }
@@ -34,20 +45,42 @@ function principal(p: PrincipalIR, layer: Layer): Principal {
   const xfcc: Principal = {
     identifier: {
       $case: 'header',
-      value: { name: 'x-forwarded-client-cert', headerMatchSpecifier: { $case: 'stringMatch', value: { matchPattern: { $case: 'safeRegex', value: { regex: xfccRegex(p.spiffeRegex) } }, ignoreCase: false } }, invertMatch: false, treatMissingHeaderAsEmpty: false },
+      value: {
+        name: 'x-forwarded-client-cert',
+        headerMatchSpecifier: {
+          $case: 'stringMatch',
+          value: {
+            matchPattern: { $case: 'safeRegex', value: { regex: xfccRegex(p.spiffeRegex) } },
+            ignoreCase: false,
+          },
+        },
+        invertMatch: false,
+        treatMissingHeaderAsEmpty: false,
+      },
     },
   };
-  return { identifier: { $case: 'andIds', value: { ids: [authenticated(p.viaGatewayRegex), xfcc] } } };
+  return {
+    identifier: { $case: 'andIds', value: { ids: [authenticated(p.viaGatewayRegex), xfcc] } },
+  };
 }
 
 function orOf(ps: readonly PrincipalIR[], layer: Layer): Principal {
-  return ps.length === 1 ? principal(ps[0]!, layer) : { identifier: { $case: 'orIds', value: { ids: ps.map((p) => principal(p, layer)) } } };
+  return ps.length === 1
+    ? principal(ps[0]!, layer)
+    : { identifier: { $case: 'orIds', value: { ids: ps.map((p) => principal(p, layer)) } } };
 }
 
 /** A source principal that no higher-precedence intention of the opposite action matches. */
 function policyPrincipal(p: PrincipalIR, exclude: readonly PrincipalIR[], layer: Layer): Principal {
   if (exclude.length === 0) return principal(p, layer);
-  return { identifier: { $case: 'andIds', value: { ids: [principal(p, layer), { identifier: { $case: 'notId', value: orOf(exclude, layer) } }] } } };
+  return {
+    identifier: {
+      $case: 'andIds',
+      value: {
+        ids: [principal(p, layer), { identifier: { $case: 'notId', value: orOf(exclude, layer) } }],
+      },
+    },
+  };
 }
 
 function rules(rbac: RbacIR, layer: Layer): DeepPartial<RbacRules> {
@@ -64,7 +97,10 @@ function rules(rbac: RbacIR, layer: Layer): DeepPartial<RbacRules> {
 /** The network RBAC filter enforcing intentions on a TCP public listener (L4, by client SPIFFE ID). */
 export function rbacFilter(rbac: RbacIR): Filter {
   const config = NetworkRbac.fromPartial({ statPrefix: 'connect_authz', rules: rules(rbac, 'l4') });
-  return { name: 'envoy.filters.network.rbac', configType: { $case: 'typedConfig', value: packAny(config) } } as Filter;
+  return {
+    name: 'envoy.filters.network.rbac',
+    configType: { $case: 'typedConfig', value: packAny(config) },
+  } as Filter;
 }
 
 /**
@@ -75,5 +111,8 @@ export function rbacFilter(rbac: RbacIR): Filter {
  */
 export function httpRbacFilter(rbac: RbacIR): HttpFilter {
   const config = HttpRbac.fromPartial({ rules: rules(rbac, 'l7') });
-  return { name: 'envoy.filters.http.rbac', configType: { $case: 'typedConfig', value: packAny(config) } } as HttpFilter;
+  return {
+    name: 'envoy.filters.http.rbac',
+    configType: { $case: 'typedConfig', value: packAny(config) },
+  } as HttpFilter;
 }

@@ -8,7 +8,11 @@ export function routesFromSnapshot(s: ConfigSnapshot): ResourceSpec[] {
   if (s.kind !== 'connect-proxy') return [];
   return s.upstreams.flatMap((u) =>
     u.routeName
-      ? [spec(TypeUrl.route, u.routeName, { cluster: u.cluster.name }, () => singleClusterRoute(u.routeName!, u.cluster.name))]
+      ? [
+          spec(TypeUrl.route, u.routeName, { cluster: u.cluster.name }, () =>
+            singleClusterRoute(u.routeName!, u.cluster.name),
+          ),
+        ]
       : [],
   );
 }

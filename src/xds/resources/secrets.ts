@@ -1,6 +1,11 @@
 import { Secret } from '../../gen/envoy/extensions/transport_sockets/tls/v3/secret.js';
 import { SPIFFECertValidatorConfig } from '../../gen/envoy/extensions/transport_sockets/tls/v3/tls_spiffe_validator_config.js';
-import type { ConfigSnapshot, LeafSecretIR, RootsSecretIR, TrustDomainsSecretIR } from '../../snapshot/types.js';
+import type {
+  ConfigSnapshot,
+  LeafSecretIR,
+  RootsSecretIR,
+  TrustDomainsSecretIR,
+} from '../../snapshot/types.js';
 import { packAny } from '../any.js';
 import { TypeUrl } from '../types.js';
 import { spec, type ResourceSpec } from './common.js';
@@ -12,8 +17,19 @@ import { spec, type ResourceSpec } from './common.js';
  * contexts that use it, while a changed listener filter chain is drained and its connections closed.
  */
 export function secretsFromSnapshot(s: ConfigSnapshot): ResourceSpec[] {
-  if (s.kind === 'mesh-gateway') return s.leaf ? [leafSpec(s.leaf), ...(s.roots ?? []).map(rootsSpec), ...(s.peerInbound ?? []).map(trustDomainsSpec)] : [];
-  return [leafSpec(s.leaf), ...s.roots.map(rootsSpec), ...(s.inbound ? [trustDomainsSpec(s.inbound)] : [])];
+  if (s.kind === 'mesh-gateway')
+    return s.leaf
+      ? [
+          leafSpec(s.leaf),
+          ...(s.roots ?? []).map(rootsSpec),
+          ...(s.peerInbound ?? []).map(trustDomainsSpec),
+        ]
+      : [];
+  return [
+    leafSpec(s.leaf),
+    ...s.roots.map(rootsSpec),
+    ...(s.inbound ? [trustDomainsSpec(s.inbound)] : []),
+  ];
 }
 
 function leafSpec(leaf: LeafSecretIR): ResourceSpec {
@@ -35,7 +51,12 @@ function rootsSpec(roots: RootsSecretIR): ResourceSpec {
   return spec(TypeUrl.secret, roots.name, roots, () =>
     Secret.fromPartial({
       name: roots.name,
-      type: { $case: 'validationContext', value: { trustedCa: { specifier: { $case: 'inlineString', value: pemBundle(roots.pems) } } } },
+      type: {
+        $case: 'validationContext',
+        value: {
+          trustedCa: { specifier: { $case: 'inlineString', value: pemBundle(roots.pems) } },
+        },
+      },
     }),
   );
 }
@@ -48,11 +69,22 @@ function rootsSpec(roots: RootsSecretIR): ResourceSpec {
 function trustDomainsSpec(secret: TrustDomainsSecretIR): ResourceSpec {
   return spec(TypeUrl.secret, secret.name, secret, () => {
     const config = SPIFFECertValidatorConfig.fromPartial({
-      trustDomains: secret.trustDomains.map((t) => ({ name: t.name, trustBundle: { specifier: { $case: 'inlineString', value: pemBundle(t.pems) } } })),
+      trustDomains: secret.trustDomains.map((t) => ({
+        name: t.name,
+        trustBundle: { specifier: { $case: 'inlineString', value: pemBundle(t.pems) } },
+      })),
     });
     return Secret.fromPartial({
       name: secret.name,
-      type: { $case: 'validationContext', value: { customValidatorConfig: { name: 'envoy.tls.cert_validator.spiffe', typedConfig: packAny(config) } } },
+      type: {
+        $case: 'validationContext',
+        value: {
+          customValidatorConfig: {
+            name: 'envoy.tls.cert_validator.spiffe',
+            typedConfig: packAny(config),
+          },
+        },
+      },
     });
   });
 }
