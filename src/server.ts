@@ -56,7 +56,7 @@ const xdsGraceMs = 5_000;
 
 /** What a server consists of; parts are set as they are created, so a failed start closes only those. */
 interface Parts {
-  store?: Store;
+  store?: Store | undefined;
   catalog?: Catalog;
   ca?: CertificateAuthority;
   tokens?: ProxyTokens;

@@ -10,7 +10,7 @@ export interface ConfigSources {
   readonly flags: Readonly<Record<string, unknown>>;
   readonly env: Readonly<Record<string, string | undefined>>;
   /** Path of a YAML or JSON config file (`--config`). */
-  readonly configFile?: string;
+  readonly configFile?: string | undefined;
 }
 
 export type ConfigResult =

@@ -320,7 +320,7 @@ export interface HttpResult {
   readonly body: string;
   readonly headers: IncomingHttpHeaders;
   /** The app's `Seen`, when the app answered (undefined for a proxy's own reply). */
-  readonly seen?: Seen;
+  readonly seen?: Seen | undefined;
 }
 
 function parseSeen(body: string): Seen | undefined {

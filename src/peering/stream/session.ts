@@ -26,12 +26,12 @@ import {
 } from './resources.js';
 import {
   defaultTimings,
-  timingsOf,
   type ResourceChange,
   type ResourceSink,
   type ResourceSource,
   type StreamObserver,
   type StreamOpen,
+  type ResolvedTimings,
   type StreamTimings,
 } from './types.js';
 
@@ -56,7 +56,7 @@ export interface SessionOptions extends StreamTimings {
   readonly sink: ResourceSink;
   readonly observer: StreamObserver;
   /** What this side subscribes to (default: `importsOf[role]`). */
-  readonly imports?: readonly ResourceUrl[];
+  readonly imports?: readonly ResourceUrl[] | undefined;
   /** What the peer may subscribe to (default: `exportsOf[role]`); other subscriptions are ignored. */
   readonly exports?: readonly ResourceUrl[];
   /** Dialer: the Open written before anything else. */
@@ -100,7 +100,7 @@ class ApplyTimeout extends Error {}
 export class PeerStreamSession {
   readonly ended: Promise<SessionEnd>;
   private resolveEnded!: (end: SessionEnd) => void;
-  private readonly timings: Required<StreamTimings>;
+  private readonly timings: ResolvedTimings;
   private readonly liveness: Liveness;
   private readonly imports: ReadonlySet<ResourceUrl>;
   private readonly exports: ReadonlySet<ResourceUrl>;
@@ -121,7 +121,7 @@ export class PeerStreamSession {
     private readonly transport: StreamTransport,
   ) {
     this.ended = new Promise((resolve) => (this.resolveEnded = resolve));
-    this.timings = { ...defaultTimings, ...definedOnly(timingsOf(opts)) };
+    this.timings = resolveTimings(opts);
     // `role` is bound on the logger by whoever runs the stream (PeeringManager), so it is not repeated here.
     this.observer = guardObserver(opts.observer, opts.logger, { peering: opts.peeringName });
     this.imports = new Set(opts.imports ?? importsOf[opts.role]);
@@ -399,7 +399,13 @@ export class PeerStreamSession {
   }
 }
 
-/** Settings with `undefined` values dropped, so they do not override defaults. */
-function definedOnly(timings: StreamTimings): StreamTimings {
-  return Object.fromEntries(Object.entries(timings).filter(([, v]) => v !== undefined));
+/** The stream's timings: each one as the options set it, else its default. */
+function resolveTimings(opts: StreamTimings): ResolvedTimings {
+  const d = defaultTimings;
+  return {
+    heartbeatIntervalMs: opts.heartbeatIntervalMs ?? d.heartbeatIntervalMs,
+    heartbeatTimeoutMs: opts.heartbeatTimeoutMs ?? d.heartbeatTimeoutMs,
+    openTimeoutMs: opts.openTimeoutMs ?? d.openTimeoutMs,
+    applyTimeoutMs: opts.applyTimeoutMs ?? d.applyTimeoutMs,
+  };
 }

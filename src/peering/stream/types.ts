@@ -100,16 +100,19 @@ export interface NackDetail {
 /** Heartbeat and deadline settings shared by both ends (milliseconds). */
 export interface StreamTimings {
   /** How often a Heartbeat is sent (docs/architecture.md §6 "Stream": 15 s). */
-  readonly heartbeatIntervalMs?: number;
+  readonly heartbeatIntervalMs?: number | undefined;
   /** The stream is torn down after this long without any message from the peer (2 min). */
-  readonly heartbeatTimeoutMs?: number;
+  readonly heartbeatTimeoutMs?: number | undefined;
   /** Acceptor: longest wait for the Open and its verification. Dialer: for the acceptor's first message (10 s). */
-  readonly openTimeoutMs?: number;
+  readonly openTimeoutMs?: number | undefined;
   /** Longest a sink may take to apply one change before the stream is torn down (30 s). */
-  readonly applyTimeoutMs?: number;
+  readonly applyTimeoutMs?: number | undefined;
 }
 
-export const defaultTimings: Required<StreamTimings> = {
+/** Every timing set, as a stream runs with them. */
+export type ResolvedTimings = { readonly [K in keyof StreamTimings]-?: number };
+
+export const defaultTimings: ResolvedTimings = {
   heartbeatIntervalMs: 15_000,
   heartbeatTimeoutMs: 120_000,
   openTimeoutMs: 10_000,
