@@ -101,9 +101,9 @@ async function handle(msg: ToWorker): Promise<void> {
   switch (msg.kind) {
     case 'connect-xds': {
       const client = clientFactory(msg.address, msg.conn, xdsClients);
-      const Proxy = msg.api === 'delta' ? DeltaProxy : SotwProxy;
+      const ProxyClass = msg.api === 'delta' ? DeltaProxy : SotwProxy;
       await inBatches(msg.ids.length, (i) =>
-        proxies.push(new Proxy(client(), `proxy-${msg.ids[i]}`, msg.expected, hooks).start()),
+        proxies.push(new ProxyClass(client(), `proxy-${msg.ids[i]}`, msg.expected, hooks).start()),
       );
       return;
     }

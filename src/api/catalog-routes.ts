@@ -107,7 +107,7 @@ function servicesWithTags(instances: readonly ServiceInstance[]): Record<string,
   const tags = new Map<string, Set<string>>();
   for (const i of instances) {
     const set = tags.get(i.name) ?? new Set<string>();
-    i.tags.forEach((t) => set.add(t));
+    for (const t of i.tags) set.add(t);
     tags.set(i.name, set);
   }
   const names = [...tags.keys()].sort();

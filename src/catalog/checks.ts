@@ -70,7 +70,9 @@ export function parseChecks(
     raw.push({ value: obj.Check, field: at(base, 'Check') });
   const list = obj.Checks;
   if (Array.isArray(list))
-    list.forEach((value: unknown, i) => raw.push({ value, field: at(at(base, 'Checks'), i) }));
+    list.forEach((value: unknown, i) => {
+      raw.push({ value, field: at(at(base, 'Checks'), i) });
+    });
   else if (list !== undefined && list !== null)
     p.add(at(base, 'Checks'), 'must be a JSON array of checks');
   const parsed = raw.map(({ value, field }, i) => {

@@ -154,7 +154,8 @@ function printProxy(p: ProxyJson): void {
   );
 }
 
-type Json = any; // Envoy JSON, read defensively: every field may be absent
+// biome-ignore lint/suspicious/noExplicitAny: Envoy JSON, read defensively: every field may be absent
+type Json = any;
 type Resources = ProxyConfigJson['Resources'];
 interface Table {
   readonly headers: readonly string[];

@@ -20,7 +20,7 @@ export function registerServicesCommand(program: Command): void {
       await client.put('/v1/agent/service/register', body);
       const ids = registeredIds(body);
       if (format === 'json') print({ Registered: ids });
-      else ids.forEach((id) => print(`Registered service: ${id}`));
+      else for (const id of ids) print(`Registered service: ${id}`);
     });
   withApiOptions(services.command('deregister').argument('<ID>', 'service instance ID'))
     .description('deregister a service instance (and the sidecar registered with it)')

@@ -5,7 +5,8 @@
  */
 import type { DemoEnvoy } from './envoy-process.js';
 
-type Json = any; // Envoy admin JSON, walked as Envoy documents it
+// biome-ignore lint/suspicious/noExplicitAny: Envoy admin JSON, walked as Envoy documents it
+type Json = any;
 
 export interface EnvoyHost {
   readonly address: string;

@@ -27,7 +27,8 @@ export interface GatewayStandIn {
   close(): Promise<void>;
 }
 
-type Json = any; // Envoy-style JSON with Any expanded
+// biome-ignore lint/suspicious/noExplicitAny: Envoy-style JSON with Any expanded
+type Json = any;
 
 /** The endpoint a gateway's config sends `serverName` to: chain → tcp_proxy cluster → first EDS endpoint. */
 export function chainTarget(gw: XdsProbe, serverName: string): HostPort | undefined {

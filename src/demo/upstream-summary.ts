@@ -10,7 +10,8 @@ import { inlineText, splitPems, uriSans } from '../probe/pushed-tls.js';
 import type { XdsProbe } from '../probe/xds-probe.js';
 import { TypeUrl } from '../xds/types.js';
 
-type Json = any; // Envoy-style JSON with Any expanded
+// biome-ignore lint/suspicious/noExplicitAny: Envoy-style JSON with Any expanded
+type Json = any;
 
 export interface SecretSummary {
   readonly name: string;

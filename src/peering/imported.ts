@@ -99,7 +99,10 @@ export class ImportedServices {
   /** Everything imported from `peer` (the peering was deleted or terminated). */
   async dropPeer(peer: string): Promise<void> {
     const keys = (await this.store.list(peerPrefix(peer))).map((kv) => kv.key);
-    if (keys.length > 0) await this.store.txn(async (tx) => keys.forEach((k) => tx.delete(k)));
+    if (keys.length > 0)
+      await this.store.txn(async (tx) => {
+        for (const k of keys) tx.delete(k);
+      });
     const had = this.byPeer.delete(peer);
     if (had) this.emit({ kind: 'imported-changed', peer });
   }

@@ -124,6 +124,7 @@ function toBig(v: unknown): bigint {
 function toBytes(v: unknown): Uint8Array {
   if (v instanceof Uint8Array) return v;
   const s = String(v); // text-format bytes literals are byte strings
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: a byte string is any char 0x00-0xff
   return Buffer.from(s, /^[\x00-\xff]*$/.test(s) ? 'latin1' : 'utf8');
 }
 
@@ -236,7 +237,9 @@ function checkTimestamp(ctx: Ctx, t: Msg, r: Rules, at: string): void {
 
 // PGV templates/goshared/well_known.go; the non-strict form is shared by names and values.
 const HEADER_NAME = /^:?[0-9a-zA-Z!#$%&'*+-.^_|~\x60]+$/;
+// biome-ignore lint/suspicious/noControlCharactersInRegex: PGV's header rules exclude control characters
 const HEADER_VALUE = /^[^\u0000-\u0008\u000A-\u001F\u007F]*$/;
+// biome-ignore lint/suspicious/noControlCharactersInRegex: PGV's header rules exclude control characters
 const HEADER_LOOSE = /^[^\u0000\u000A\u000D]*$/;
 const UUID = /^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/;
 

@@ -125,7 +125,7 @@ async function nackingEnvoy(
   for (const t of Object.values(TypeUrl)) envoy.send(t, { subscribe: ['*'] });
   void (async () => {
     for (;;) {
-      let r;
+      let r: Awaited<ReturnType<typeof envoy.next>>;
       try {
         r = await envoy.next(60_000);
       } catch {

@@ -146,7 +146,7 @@ describe('exports', () => {
     catalog.upsert({ id: 'unrelated', name: 'other' });
     expect(services).toHaveLength(1);
     catalog.upsert({ id: 'api-2', name: 'api' });
-    expect((services[1]?.resource as ExportedService).instances.map((i) => i.id)).toEqual([
+    expect((services[1]!.resource as ExportedService).instances.map((i) => i.id)).toEqual([
       'api-1',
       'api-2',
     ]);
