@@ -12,7 +12,7 @@ import {
   type ResourceSyncStatus,
 } from '../xds/status.js';
 import { type ConfigType, configTypeOf, configTypes } from '../xds/types.js';
-import { typeNameOf } from '../xds/any.js';
+import { typeNameOf } from '../proto-any.js';
 
 /** The part of the xDS server the HTTP API reads. */
 export interface XdsStatusSource {

@@ -11,7 +11,7 @@ import {
   type DeltaDiscoveryResponse,
 } from '../gen/envoy/service/discovery/v3/discovery.js';
 import { Status } from '../gen/google/rpc/status.js';
-import { unpackAny } from '../xds/any.js';
+import { unpackAny } from '../proto-any.js';
 import '../xds/registry.js';
 
 export interface ReceivedResource {

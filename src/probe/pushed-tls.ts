@@ -23,7 +23,7 @@ import type {
   DownstreamTlsContext,
   UpstreamTlsContext,
 } from '../gen/envoy/extensions/transport_sockets/tls/v3/tls.js';
-import { unpackAny } from '../xds/any.js';
+import { unpackAny } from '../proto-any.js';
 import { TypeUrl } from '../xds/types.js';
 import type { HeldConfig } from './xds-probe.js';
 

@@ -18,7 +18,7 @@ import {
   NoResponseError,
   type Received,
 } from './delta-client.js';
-import { typeNameOf } from '../xds/any.js';
+import { typeNameOf } from '../proto-any.js';
 
 export type Config = Map<string, Map<string, Record<string, unknown>>>;
 

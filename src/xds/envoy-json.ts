@@ -5,7 +5,7 @@
  */
 import { messageTypeRegistry } from '../gen/typeRegistry.js';
 import './registry.js';
-import { typeNameOf } from './any.js';
+import { typeNameOf } from '../proto-any.js';
 
 /** Proto JSON of an encoded message with Any values expanded recursively. */
 export function expandedJson(typeName: string, bytes: Uint8Array): unknown {

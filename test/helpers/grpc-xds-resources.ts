@@ -15,7 +15,7 @@ import { RouteConfiguration } from '../../src/gen/envoy/config/route/v3/route.js
 import { ApiVersion } from '../../src/gen/envoy/config/core/v3/config_source.js';
 import { HttpConnectionManager } from '../../src/gen/envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.js';
 import { Router } from '../../src/gen/envoy/extensions/filters/http/router/v3/router.js';
-import { packAny } from '../../src/xds/any.js';
+import { packAny } from '../../src/proto-any.js';
 import { validateMessage } from './pgv.js';
 
 const ads = {

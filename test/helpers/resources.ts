@@ -16,7 +16,7 @@ import {
 } from '../../src/gen/envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.js';
 import { Router } from '../../src/gen/envoy/extensions/filters/http/router/v3/router.js';
 import { ApiVersion } from '../../src/gen/envoy/config/core/v3/config_source.js';
-import { packAny } from '../../src/xds/any.js';
+import { packAny } from '../../src/proto-any.js';
 
 const ads = {
   configSourceSpecifier: { $case: 'ads' as const, value: {} },

@@ -5,7 +5,7 @@
  * from ADS; filter chain matches are unique within a listener; a tcp_proxy without a cluster
  * follows sni_cluster.
  */
-import { unpackAny } from '../../src/xds/any.js';
+import { unpackAny } from '../../src/proto-any.js';
 import { extractRefs } from '../../src/xds/cache/refs.js';
 import { TypeUrl } from '../../src/xds/types.js';
 import '../../src/xds/registry.js';

@@ -7,7 +7,7 @@ import { messageTypeRegistry } from '../../gen/typeRegistry.js';
 import { IsthmusError } from '../../errors.js';
 import type { StreamOpen, ReplicatedResource, ResourceChange } from './types.js';
 import type { ResourceUrl } from './resources.js';
-import { typePrefix } from '../../xds/any.js';
+import { typePrefix } from '../../proto-any.js';
 
 /** Pure builders and decoders for `ReplicationMessage`s. */
 

@@ -5,7 +5,7 @@ import { IsthmusError } from '../../errors.js';
 import { TypeUrl, xdsTypeUrl, type XdsTypeUrl } from '../types.js';
 import { encodeAny, encodeDeltaResource, lenField } from '../wire.js';
 import { extractRefs, type ResourceRef } from './refs.js';
-import { typeNameOf, typeUrlOf } from '../any.js';
+import { typeNameOf, typeUrlOf } from '../../proto-any.js';
 
 /** A resource encoded once: its type, name, bytes and content-hash version. */
 export interface EncodedResource {

@@ -1,4 +1,4 @@
-import { unpackAny } from '../any.js';
+import { unpackAny } from '../../proto-any.js';
 import { TypeUrl, type XdsTypeUrl } from '../types.js';
 import { Cluster_DiscoveryType } from '../../gen/envoy/config/cluster/v3/cluster.js';
 

@@ -15,7 +15,7 @@ import type {
   SidecarSnapshot,
   UpstreamTlsIR,
 } from '../../snapshot/types.js';
-import { packAny } from '../any.js';
+import { packAny } from '../../proto-any.js';
 import { TypeUrl } from '../types.js';
 import { buildLoadAssignment } from './endpoints.js';
 import {

@@ -8,7 +8,7 @@ import { RouteConfiguration } from '../../gen/envoy/config/route/v3/route.js';
 import { Router } from '../../gen/envoy/extensions/filters/http/router/v3/router.js';
 import type { Filter } from '../../gen/envoy/config/listener/v3/listener_components.js';
 import type { Protocol } from '../../catalog/types.js';
-import { packAny } from '../any.js';
+import { packAny } from '../../proto-any.js';
 import { adsConfigSource, statPrefix } from './common.js';
 
 export function isHttp(protocol: Protocol): boolean {

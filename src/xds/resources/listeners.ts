@@ -16,7 +16,7 @@ import type {
   SidecarSnapshot,
   UpstreamIR,
 } from '../../snapshot/types.js';
-import { packAny } from '../any.js';
+import { packAny } from '../../proto-any.js';
 import { TypeUrl } from '../types.js';
 import { sdsSecret, socketAddress, spec, statPrefix, type ResourceSpec } from './common.js';
 import { httpConnectionManager, isHttp } from './http.js';

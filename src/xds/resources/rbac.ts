@@ -8,7 +8,7 @@ import {
   type RBAC as RbacRules,
 } from '../../gen/envoy/config/rbac/v3/rbac.js';
 import type { PrincipalIR, RbacIR } from '../../snapshot/types.js';
-import { packAny } from '../any.js';
+import { packAny } from '../../proto-any.js';
 import type { Filter } from '../../gen/envoy/config/listener/v3/listener_components.js';
 import type { HttpFilter } from '../../gen/envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.js';
 

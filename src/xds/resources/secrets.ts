@@ -6,7 +6,7 @@ import type {
   RootsSecretIR,
   TrustDomainsSecretIR,
 } from '../../snapshot/types.js';
-import { packAny } from '../any.js';
+import { packAny } from '../../proto-any.js';
 import { TypeUrl } from '../types.js';
 import { spec, type ResourceSpec } from './common.js';
 

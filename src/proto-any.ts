@@ -1,5 +1,5 @@
-import { messageTypeRegistry, type UnknownMessage } from '../gen/typeRegistry.js';
-import type { Any } from '../gen/google/protobuf/any.js';
+import { messageTypeRegistry, type UnknownMessage } from './gen/typeRegistry.js';
+import type { Any } from './gen/google/protobuf/any.js';
 
 /** The prefix of every type URL isthmus writes. */
 export const typePrefix = 'type.googleapis.com/';
