@@ -4,7 +4,7 @@ import type {
   ServiceInstance as PeerInstance,
 } from '../gen/isthmus/peering/v1/peering.js';
 import { meshGatewaySpiffeId, peeredServiceSni, serviceSpiffeId } from '../mesh/names.js';
-import { serviceProtocol } from '../snapshot/lookups.js';
+import { serviceProtocol } from '../catalog/lookups.js';
 
 /**
  * What this cluster exports to one peer, as pure functions of the catalog (docs/architecture.md §6

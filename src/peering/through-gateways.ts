@@ -5,7 +5,7 @@
  */
 import type { CatalogReader } from '../catalog/types.js';
 import { formatHostPort } from '../config/host-port.js';
-import { gatewayEndpoints } from '../snapshot/lookups.js';
+import { gatewayEndpoints } from '../catalog/lookups.js';
 
 export function peerThroughMeshGateways(catalog: CatalogReader): boolean {
   return catalog.configEntry('mesh', 'mesh')?.peering.peerThroughMeshGateways ?? false;

@@ -17,13 +17,8 @@ import { parseHostPort } from '../config/host-port.js';
 import { exportedNamesFor } from '../peering/exports.js';
 import { peerThroughMeshGateways } from '../peering/through-gateways.js';
 import type { BuildContext, Built } from './context.js';
-import {
-  connectTimeoutMs,
-  gatewayEndpoints,
-  serviceProtocol,
-  sidecarEndpoints,
-  withEndpoints,
-} from './lookups.js';
+import { connectTimeoutMs, sidecarEndpoints, withEndpoints } from './lookups.js';
+import { gatewayEndpoints, serviceProtocol } from '../catalog/lookups.js';
 import { peeredEndpoints, peeredSidecars } from './peered.js';
 import type {
   EdsClusterIR,

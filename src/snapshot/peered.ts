@@ -16,13 +16,8 @@ import {
   upstreamRouteName,
 } from '../mesh/names.js';
 import type { BuildContext, PeerBundle } from './context.js';
-import {
-  connectTimeoutMs,
-  gatewayEndpoints,
-  sortEndpoints,
-  upstreamGatewayMode,
-  withEndpoints,
-} from './lookups.js';
+import { connectTimeoutMs, withEndpoints } from './lookups.js';
+import { gatewayEndpoints, sortEndpoints, upstreamGatewayMode } from '../catalog/lookups.js';
 import type { EdsClusterIR, EndpointIR, RootsSecretIR, UpstreamIR } from './types.js';
 
 /** A peered service's synthetic sidecars: the exporter's gateways, each with the PeerMeta to dial by. */

@@ -15,14 +15,8 @@ import {
 } from '../mesh/names.js';
 import type { BuildContext, Built } from './context.js';
 import { rbacForDestination } from './intentions.js';
-import {
-  connectTimeoutMs,
-  gatewayEndpoints,
-  upstreamGatewayMode,
-  serviceProtocol,
-  sidecarEndpoints,
-  withEndpoints,
-} from './lookups.js';
+import { connectTimeoutMs, sidecarEndpoints, withEndpoints } from './lookups.js';
+import { gatewayEndpoints, serviceProtocol, upstreamGatewayMode } from '../catalog/lookups.js';
 import { peeredUpstream, peerRootsSecret } from './peered.js';
 import { exportedNamesFor } from '../peering/exports.js';
 import type {

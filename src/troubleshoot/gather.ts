@@ -10,7 +10,7 @@ import { Secret } from '../gen/envoy/extensions/transport_sockets/tls/v3/secret.
 import { exportedNamesFor } from '../peering/exports.js';
 import type { ImportedServices } from '../peering/imported.js';
 import type { Peerings } from '../peering/peerings.js';
-import { upstreamGatewayMode } from '../snapshot/lookups.js';
+import { upstreamGatewayMode } from '../catalog/lookups.js';
 import type { AdsSession } from '../xds/ads/session.js';
 import { entriesOf } from '../xds/cache/proxy-view.js';
 import { newestSessions, resourceStatuses } from '../xds/status.js';
