@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import type { CreatedProxyTokenJson, ProxyTokenJson } from '../api/acl-routes.js';
-import { apiClientFor, withApiOptions } from './api-client.js';
+import { apiClientFor, withApiOptions } from './api-options.js';
 import { print, printTable } from './output.js';
 
 /** `isthmus acl token create|list|delete`: proxy tokens for the xDS port, over the HTTP API. */

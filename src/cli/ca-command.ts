@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import type { CaRootsJson } from '../api/ca-routes.js';
-import { apiClientFor, withApiOptions } from './api-client.js';
+import { apiClientFor, withApiOptions } from './api-options.js';
 import { print, printTable } from './output.js';
 
 /** `isthmus ca roots|rotate`, over the HTTP API. */

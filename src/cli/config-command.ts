@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { apiClientFor, withApiOptions } from './api-client.js';
+import { apiClientFor, withApiOptions } from './api-options.js';
 import { readDocument } from './input-file.js';
 import { print, printTable } from './output.js';
 

@@ -1,7 +1,7 @@
 import { type Command, InvalidArgumentError } from 'commander';
 import type { ExportedServiceJson, PeeringJson } from '../api/peering-routes.js';
 import { parseToken } from '../peering/token.js';
-import { type OutputFormat, apiClientFor, withApiOptions } from './api-client.js';
+import { type OutputFormat, apiClientFor, withApiOptions } from './api-options.js';
 import { print, printFields, printTable } from './output.js';
 
 /**

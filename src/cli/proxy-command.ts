@@ -2,7 +2,7 @@ import { X509Certificate } from 'node:crypto';
 import { Argument, type Command, InvalidArgumentError } from 'commander';
 import type { ProxyConfigJson, ProxyJson } from '../api/xds-routes.js';
 import { type ConfigType, configTypeOf, configTypes } from '../xds/types.js';
-import { apiClientFor, withApiOptions } from './api-client.js';
+import { apiClientFor, withApiOptions } from './api-options.js';
 import { print, printFields, printTable } from './output.js';
 
 /**

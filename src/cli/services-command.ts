@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
-import { type ApiClient, type OutputFormat, apiClientFor, withApiOptions } from './api-client.js';
+import type { ApiClient } from '../api/client.js';
+import { type OutputFormat, apiClientFor, withApiOptions } from './api-options.js';
 import { readDocument } from './input-file.js';
 import { print, printTable } from './output.js';
 

@@ -5,7 +5,7 @@
  */
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
-import { ApiClient } from '../cli/api-client.js';
+import { ApiClient } from '../api/client.js';
 import { loadServerConfig } from '../config/index.js';
 import type { AggregatedDiscoveryServiceClient } from '../gen/envoy/service/discovery/v3/ads.js';
 import type { Logger } from '../log.js';
