@@ -6,7 +6,7 @@
  * beside the real Envoys under the same views and the same snapshot rebuilds.
  */
 import * as grpc from '@grpc/grpc-js';
-import { xdsTokenHeader } from '../../src/acl/xds-auth.js';
+import { xdsTokenHeader } from '../../src/mesh/bootstrap.js';
 import type { ClusterLoadAssignment } from '../../src/gen/envoy/config/endpoint/v3/endpoint.js';
 import { AggregatedDiscoveryServiceClient } from '../../src/gen/envoy/service/discovery/v3/ads.js';
 import { XdsProbe } from '../../src/probe/xds-probe.js';

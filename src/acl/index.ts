@@ -4,10 +4,4 @@ export {
   ProxyTokens,
   openProxyTokens,
 } from './proxy-tokens.js';
-export {
-  type XdsAuthMode,
-  type XdsAuthorize,
-  xdsAuthModes,
-  xdsAuthorizer,
-  xdsTokenHeader,
-} from './xds-auth.js';
+export { type XdsAuthorize, xdsAuthorizer } from './xds-auth.js';

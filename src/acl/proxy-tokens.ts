@@ -4,7 +4,7 @@ import { IsthmusError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Store, StoreEvent } from '../store/index.js';
 import { hashMatches, hashSecret, newSecret } from './token-secret.js';
-import { xdsTokenHeader } from './xds-auth.js';
+import { xdsTokenHeader } from '../mesh/bootstrap.js';
 
 /** A proxy token as listed: never with its secret. */
 export interface ProxyToken {

@@ -1,11 +1,7 @@
 import type { Metadata } from '@grpc/grpc-js';
 import type { Logger } from '../log.js';
+import type { XdsAuthMode } from '../config/index.js';
 import type { ProxyTokens } from './proxy-tokens.js';
-
-export type XdsAuthMode = 'token' | 'off';
-export const xdsAuthModes: readonly XdsAuthMode[] = ['token', 'off'];
-/** The gRPC metadata entry of an xDS stream that carries its proxy token (what bootstraps set). */
-export const xdsTokenHeader = 'x-isthmus-token';
 
 export type XdsAuthorize = (nodeId: string, metadata: Metadata) => void;
 

@@ -6,6 +6,6 @@ export {
   resolveServerConfig,
 } from './server-config.js';
 export { type HostPort, parseHostPort, formatHostPort } from './host-port.js';
-export { serverSettings, type SettingSpec } from './settings.js';
+export { serverSettings, type SettingSpec, type XdsAuthMode } from './settings.js';
 export { isthmusVersion } from './version.js';
 export { httpExposureProblem, isLoopbackHost } from './http-access.js';

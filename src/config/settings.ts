@@ -1,8 +1,11 @@
 import type { LevelWithSilent } from 'pino';
-import { type XdsAuthMode, xdsAuthModes } from '../acl/xds-auth.js';
 import { logLevels } from '../log.js';
 import { type HostPort, parseHostPort } from './host-port.js';
 import { dnsLabel } from '../dns-names.js';
+
+/** How xDS streams authenticate (`--xds-auth`); src/acl/xds-auth.ts enforces it. */
+export type XdsAuthMode = 'token' | 'off';
+export const xdsAuthModes: readonly XdsAuthMode[] = ['token', 'off'];
 
 /** The validated configuration of `isthmus server`. */
 export interface ServerConfig {

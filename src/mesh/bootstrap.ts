@@ -1,6 +1,5 @@
 import { isIP } from 'node:net';
 import type { HostPort } from '../config/host-port.js';
-import { xdsTokenHeader } from '../acl/xds-auth.js';
 
 /**
  * The Envoy v3 bootstrap of a sidecar or mesh gateway: who the proxy is (`node`), where its xDS
@@ -29,6 +28,11 @@ export type BootstrapJson = { readonly [key: string]: unknown };
 
 /** The static cluster that reaches the isthmus xDS server. */
 export const xdsClusterName = 'isthmus_xds';
+/**
+ * The gRPC metadata entry of an xDS stream that carries its proxy token: bootstraps set it as the
+ * ADS cluster's `initial_metadata`, and src/acl/xds-auth.ts checks it.
+ */
+export const xdsTokenHeader = 'x-isthmus-token';
 const httpProtocolOptionsType = 'envoy.extensions.upstreams.http.v3.HttpProtocolOptions';
 
 export function buildBootstrap(opts: BootstrapOptions): BootstrapJson {
