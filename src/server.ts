@@ -8,6 +8,8 @@ import { openLmdbStore, type Store } from './store/index.js';
 import { XdsServer } from './xds/server.js';
 import { XdsCache } from './xds/cache/xds-cache.js';
 import { SnapshotManager } from './snapshot/manager.js';
+import { LeafUsers } from './snapshot/leaf-users.js';
+import { SnapshotPublisher } from './xds/snapshot-publisher.js';
 import { peeringView } from './snapshot/peering-view.js';
 import { Catalog } from './catalog/catalog.js';
 import { installHttpAuth } from './api/auth.js';
@@ -121,16 +123,15 @@ async function startParts(
     datacenter: config.datacenter,
     logger: logger.child({ component: 'catalog' }),
   });
+  const leafUsers = new LeafUsers();
   parts.ca = await openCa(parts.store, {
     dataDir: config.dataDir,
     logger: logger.child({ component: 'ca' }),
     rotation: { phaseMs: config.caRotationPhaseMs },
     // Leaves of services no proxy uses any more are not renewed. Identities with DNS SANs (the
-    // peering server's) and any asked for before the snapshots exist are always kept.
+    // peering server's) are always kept.
     leafInUse: (identity) =>
-      (identity.dnsSans?.length ?? 0) > 0 ||
-      parts.snapshots === undefined ||
-      parts.snapshots.usesIdentity(identity.spiffeId),
+      (identity.dnsSans?.length ?? 0) > 0 || leafUsers.uses(identity.spiffeId),
   });
   parts.tokens = await openProxyTokens(parts.store, { logger: logger.child({ component: 'acl' }) });
   const authorize = xdsAuthorizer(config.xdsAuth, parts.tokens, logger);
@@ -152,7 +153,8 @@ async function startParts(
   parts.snapshots = new SnapshotManager({
     catalog: parts.catalog,
     ca: parts.ca,
-    cache,
+    sink: new SnapshotPublisher(cache),
+    leafUsers,
     datacenter: config.datacenter,
     logger: logger.child({ component: 'snapshot' }),
     metrics,

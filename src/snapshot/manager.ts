@@ -3,19 +3,31 @@ import type { CatalogEvent, CatalogReader, ServiceInstance } from '../catalog/ty
 import type { CaEvent, CertificateAuthority } from '../ca/types.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
-import type { XdsCache } from '../xds/cache/xds-cache.js';
-import { resourcesFromSnapshot, ResourceEncoder } from '../xds/resources/index.js';
 import type { BuildContext, Built } from './context.js';
 import { buildMeshGatewaySnapshot } from './mesh-gateway.js';
 import { meshGatewaySpiffeId } from '../mesh/names.js';
 import { buildSidecarSnapshot, sidecarSpiffeId } from './sidecar.js';
 import type { ConfigSnapshot } from './types.js';
 import type { LivePeeringView, PeeringViewEvent } from './peering-view.js';
+import type { LeafUsers } from './leaf-users.js';
+
+/**
+ * Where built snapshots go: the xDS layer's publisher (src/xds/snapshot-publisher.ts). The
+ * snapshot layer sits below xds/ and reaches it only through this (docs/architecture.md §12).
+ */
+export interface SnapshotSink {
+  /** Publishes a proxy's config; throws if it cannot, and then the proxy keeps its last good one. */
+  publish(proxyId: string, snapshot: ConfigSnapshot): void;
+  /** The proxy is gone: its resources are dropped. */
+  remove(proxyId: string): void;
+}
 
 export interface SnapshotManagerOptions {
   readonly catalog: CatalogReader;
   readonly ca: CertificateAuthority;
-  readonly cache: XdsCache;
+  readonly sink: SnapshotSink;
+  /** Records which leaf each proxy is built with (shared with the CA's `leafInUse`). */
+  readonly leafUsers: LeafUsers;
   readonly datacenter: string;
   readonly logger: Logger;
   readonly metrics: Metrics;
@@ -32,23 +44,17 @@ const isProxy = (i: ServiceInstance) => i.kind === 'connect-proxy' || i.kind ===
 /**
  * Keeps every registered proxy's xDS view current: catalog, config entry and CA events mark the
  * proxies that depend on them dirty; after a short coalescing window each dirty proxy's snapshot
- * is rebuilt and its resources published (only changed resources are built and encoded). A build
- * that fails publishes nothing, so the proxy keeps its last good config.
+ * is rebuilt and handed to the sink, which publishes it. A build that fails publishes nothing, so
+ * the proxy keeps its last good config.
  */
 export class SnapshotManager {
-  private readonly encoder: ResourceEncoder;
   private readonly deps = new Map<string, ReadonlySet<string>>();
-  /** proxy ID → the SPIFFE ID of its leaf, and how many proxies use each SPIFFE ID. */
-  private readonly identityOf = new Map<string, string>();
-  private readonly identityUsers = new Map<string, number>();
   private readonly dirty = new Set<string>();
   private timer: NodeJS.Timeout | undefined;
   private flushing: Promise<void> = Promise.resolve();
   private readonly unsubscribe: (() => void)[] = [];
 
-  constructor(private readonly opts: SnapshotManagerOptions) {
-    this.encoder = new ResourceEncoder(opts.cache);
-  }
+  constructor(private readonly opts: SnapshotManagerOptions) {}
 
   /** Subscribes to changes and builds every registered proxy. */
   start(): void {
@@ -129,31 +135,14 @@ export class SnapshotManager {
 
   /** Whether a proxy's config is built with the leaf of this SPIFFE ID (the CA renews only those). */
   usesIdentity(spiffeId: string): boolean {
-    return (this.identityUsers.get(spiffeId) ?? 0) > 0;
-  }
-
-  /** Records which leaf identity a proxy is built with, counting the proxies of each identity. */
-  private useIdentity(id: string, spiffeId: string | undefined): void {
-    const before = this.identityOf.get(id);
-    if (before === spiffeId) return;
-    if (before !== undefined) {
-      const n = (this.identityUsers.get(before) ?? 1) - 1;
-      if (n > 0) this.identityUsers.set(before, n);
-      else this.identityUsers.delete(before);
-    }
-    if (spiffeId === undefined) this.identityOf.delete(id);
-    else {
-      this.identityOf.set(id, spiffeId);
-      this.identityUsers.set(spiffeId, (this.identityUsers.get(spiffeId) ?? 0) + 1);
-    }
+    return this.opts.leafUsers.uses(spiffeId);
   }
 
   private forget(id: string): void {
-    this.useIdentity(id, undefined);
+    this.opts.leafUsers.set(id, undefined);
     this.deps.delete(id);
     this.dirty.delete(id);
-    this.encoder.release(id);
-    this.opts.cache.removeProxy(id);
+    this.opts.sink.remove(id);
   }
 
   private flush(): Promise<void> {
@@ -183,8 +172,7 @@ export class SnapshotManager {
     const started = performance.now();
     try {
       const built = await this.build(instance);
-      const encoded = this.encoder.encodeFor(id, resourcesFromSnapshot(built.snapshot));
-      this.opts.cache.setProxyResources(id, encoded);
+      this.opts.sink.publish(id, built.snapshot);
       this.deps.set(id, built.deps);
       this.opts.metrics.snapshotBuilds.inc({ kind: instance.kind, result: 'ok' });
     } catch (err) {
@@ -205,7 +193,7 @@ export class SnapshotManager {
   private async build(instance: ServiceInstance): Promise<Built<ConfigSnapshot>> {
     // A gateway's own identity is used only where it terminates peers' mTLS for HTTP-family exports.
     const spiffeId = this.leafIdentityOf(instance);
-    this.useIdentity(instance.id, spiffeId);
+    this.opts.leafUsers.set(instance.id, spiffeId);
     const leaf = await this.opts.ca.leaf({ spiffeId });
     // The context is read after the leaf, so the snapshot has the roots current when it is built.
     const ctx = this.context();
