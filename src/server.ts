@@ -1,35 +1,29 @@
-import type { FastifyInstance } from 'fastify';
-import { meshGatewayPeeringAddresses } from './peering/through-gateways.js';
-import { createHttpApi, type Health } from './api/http.js';
-import { type ServerConfig, formatHostPort, isthmusVersion } from './config/index.js';
+import {
+  type ServerConfig,
+  formatHostPort,
+  httpExposureProblem,
+  isthmusVersion,
+} from './config/index.js';
 import { createLogger, type Logger } from './log.js';
 import { Metrics } from './metrics.js';
 import { openLmdbStore, type Store } from './store/index.js';
 import { XdsServer } from './xds/server.js';
 import { XdsCache } from './xds/cache/xds-cache.js';
+import { SnapshotPublisher } from './xds/snapshot-publisher.js';
 import { SnapshotManager } from './snapshot/manager.js';
 import { LeafUsers } from './snapshot/leaf-users.js';
-import { SnapshotPublisher } from './xds/snapshot-publisher.js';
 import { peeringView } from './snapshot/peering-view.js';
 import { Catalog } from './catalog/catalog.js';
-import { installHttpAuth } from './api/auth.js';
-import { registerCatalogRoutes } from './api/catalog-routes.js';
-import { registerConfigRoutes } from './api/config-routes.js';
-import { httpExposureProblem } from './config/index.js';
 import { IsthmusError } from './errors.js';
 import { type CertificateAuthority, openCa } from './ca/index.js';
 import { type ProxyTokens, openProxyTokens, xdsAuthorizer } from './acl/index.js';
-import { registerCaRoutes } from './api/ca-routes.js';
-import { registerAclRoutes } from './api/acl-routes.js';
-import { registerPeeringRoutes } from './api/peering-routes.js';
-import { registerTroubleshootRoutes } from './api/troubleshoot-routes.js';
-import { Peerings, type LocalPeeringInfo } from './peering/peerings.js';
-import { PeeringServer } from './peering/server.js';
-import { type EstablishInput, establishPeering } from './peering/establish.js';
-import { type Peering, heartbeatAgeSeconds, isHealthy } from './peering/types.js';
-import { peeringServerName } from './mesh/names.js';
-import { ImportedServices } from './peering/imported.js';
-import { PeeringManager } from './peering/manager.js';
+import type { Peerings } from './peering/peerings.js';
+import type { PeeringServer } from './peering/server.js';
+import type { ImportedServices } from './peering/imported.js';
+import type { PeeringManager } from './peering/manager.js';
+import { startHttpApi } from './server/http-api.js';
+import { advertisedPeeringAddresses, startPeering } from './server/peering-parts.js';
+import { StartedParts, streamGraceMs } from './server/started-parts.js';
 
 export interface RunningServer {
   readonly httpPort: number;
@@ -53,261 +47,155 @@ export interface RunningServer {
   stop(): Promise<void>;
 }
 
-/** How long xDS streams get to end on their own before they are cut (part of the 10 s budget). */
-const xdsGraceMs = 5_000;
-
-/** What a server consists of; parts are set as they are created, so a failed start closes only those. */
-interface Parts {
-  store?: Store | undefined;
-  catalog?: Catalog;
-  ca?: CertificateAuthority;
-  tokens?: ProxyTokens;
-  xds?: XdsServer;
-  snapshots?: SnapshotManager;
-  peerings?: Peerings;
-  peeringServer?: PeeringServer;
-  imported?: ImportedServices;
-  peeringManager?: PeeringManager;
-  /** The dialer side of `POST /v1/peering/establish`. */
-  establish?: (input: EstablishInput) => Promise<Peering>;
-  http?: FastifyInstance;
-  shuttingDown: boolean;
-}
-
 /**
- * The composition root of `isthmus server`. Signal handling belongs to the caller (the CLI), so
- * tests can run several servers in one process.
+ * The composition root of `isthmus server` (docs/architecture.md §1). Each part is made once what
+ * it needs exists, and registered for stopping as soon as it is made, so a failed start stops
+ * exactly the parts made so far. Signal handling belongs to the caller (the CLI), so tests can run
+ * several servers in one process.
  */
 export async function startServer(
   config: ServerConfig,
   opts: { logger?: Logger } = {},
 ): Promise<RunningServer> {
   const logger = opts.logger ?? createLogger(config.logLevel);
-  const parts: Parts = { shuttingDown: false };
+  const exposure = httpExposureProblem(config);
+  if (exposure) throw new IsthmusError('failed_precondition', exposure);
+  const parts = new StartedParts(logger);
   try {
-    const { httpPort, xdsPort, peeringPort } = await startParts(config, logger, parts);
-    logStarted(logger, config, httpPort, xdsPort, peeringPort);
-    let stopping: Promise<void> | undefined;
-    const stop = (): Promise<void> => (stopping ??= stopParts(parts, logger));
-    const { catalog, ca, snapshots, peerings, peeringServer, imported, peeringManager } =
-      parts as Required<Parts>;
-    return {
-      httpPort,
-      xdsPort,
-      peeringPort,
-      catalog,
-      ca,
-      snapshots,
-      peerings,
-      peeringServer,
-      imported,
-      peeringManager,
-      stop,
-    };
+    const server = await startParts(config, logger, parts);
+    logStarted(logger, config, server);
+    return server;
   } catch (err) {
-    await stopParts(parts, logger).catch(() => undefined);
+    await parts.stopAll().catch(() => undefined);
     throw err;
   }
 }
 
+/** The parts in dependency order: each is made once what it needs exists. */
 async function startParts(
   config: ServerConfig,
   logger: Logger,
-  parts: Parts,
-): Promise<{ httpPort: number; xdsPort: number; peeringPort: number }> {
+  parts: StartedParts,
+): Promise<RunningServer> {
   const metrics = new Metrics({ defaultMetrics: true, version: isthmusVersion() });
-  const exposure = httpExposureProblem(config);
-  if (exposure) throw new IsthmusError('failed_precondition', exposure);
-  parts.store = await openLmdbStore(config.dataDir, { logger });
-  parts.catalog = await Catalog.open(parts.store, {
-    datacenter: config.datacenter,
-    logger: logger.child({ component: 'catalog' }),
-  });
-  const leafUsers = new LeafUsers();
-  parts.ca = await openCa(parts.store, {
-    dataDir: config.dataDir,
-    logger: logger.child({ component: 'ca' }),
-    rotation: { phaseMs: config.caRotationPhaseMs },
-    // Leaves of services no proxy uses any more are not renewed. Identities with DNS SANs (the
-    // peering server's) are always kept.
-    leafInUse: (identity) =>
-      (identity.dnsSans?.length ?? 0) > 0 || leafUsers.uses(identity.spiffeId),
-  });
-  parts.tokens = await openProxyTokens(parts.store, { logger: logger.child({ component: 'acl' }) });
-  const authorize = xdsAuthorizer(config.xdsAuth, parts.tokens, logger);
+  const state = await openState(config, logger, parts);
+  const { catalog, ca } = state;
   const cache = new XdsCache(metrics);
-  const xds = new XdsServer({
-    logger,
-    metrics,
-    cache,
-    maxStreams: config.xdsMaxStreams,
-    authorize,
-    httpToken: config.httpToken,
-  });
-  parts.xds = xds;
-  // A deleted token ends the streams it admitted, not only future ones.
-  parts.tokens.onRevoked((proxyId) => xds.reauthorize(proxyId));
-  const xdsPort = await xds.listen(formatHostPort(config.xdsAddr));
-  const peeringPort = await startPeering(config, logger, parts, metrics);
+  const xds = await startXds(config, logger, metrics, cache, state.tokens, parts);
+  const peering = await startPeering({ config, logger, metrics, ...state }, parts);
   // After peering: proxies are built from local state, imported services and peer bundles together.
-  parts.snapshots = new SnapshotManager({
-    catalog: parts.catalog,
-    ca: parts.ca,
-    sink: new SnapshotPublisher(cache),
-    leafUsers,
-    datacenter: config.datacenter,
-    logger: logger.child({ component: 'snapshot' }),
-    metrics,
-    coalesceMs: config.coalesceMs,
-    peering: peeringView(parts.peerings!, parts.imported!),
-    localPeeringAddresses: () => advertisedPeeringAddresses(config, peeringPort),
-  });
-  parts.snapshots.start();
-  const http = createHttpApi({
-    logger,
-    metrics,
-    health: healthOf(parts),
-    xds,
-    catalog: parts.catalog,
-  });
-  parts.http = http;
-  installHttpAuth(http, config.httpToken);
-  const imported = parts.imported!;
-  registerCatalogRoutes(http, {
-    catalog: parts.catalog,
-    // By instance name, as Consul answers: `api?peer=` gives api's instances and
-    // `api-sidecar-proxy?peer=` the synthetic sidecars (both are replicated under `api`).
-    importedInstances: (peer, name, namespace) =>
-      imported.allOf(peer).filter((i) => i.name === name && i.namespace === namespace),
-    importedServices: (peer) => imported.allOf(peer),
-  });
-  registerConfigRoutes(http, parts.catalog);
-  registerCaRoutes(http, parts.ca);
-  registerAclRoutes(http, parts.tokens);
-  const peerings = parts.peerings!;
-  const ca = parts.ca;
-  registerPeeringRoutes(http, {
-    peerings,
-    catalog: parts.catalog,
-    establish: parts.establish!,
-    healthyWindowMs: config.peeringHeartbeatTimeoutMs,
-  });
-  registerTroubleshootRoutes(http, {
-    datacenter: config.datacenter,
-    catalog: parts.catalog,
+  const snapshots = parts.add(
+    'snapshots',
+    new SnapshotManager({
+      catalog,
+      ca,
+      sink: new SnapshotPublisher(cache),
+      leafUsers: state.leafUsers,
+      datacenter: config.datacenter,
+      logger: logger.child({ component: 'snapshot' }),
+      metrics,
+      coalesceMs: config.coalesceMs,
+      peering: peeringView(peering.peerings, peering.imported),
+      localPeeringAddresses: () => advertisedPeeringAddresses(config, peering.port),
+    }),
+    (s) => s.stop(),
+  );
+  snapshots.start();
+  const httpPort = await startHttpApi(
+    { config, logger, metrics, xds: xds.server, catalog, ca, tokens: state.tokens, peering },
+    parts,
+  );
+  return {
+    httpPort,
+    xdsPort: xds.port,
+    peeringPort: peering.port,
+    catalog,
     ca,
-    peerings,
-    imported,
-    xds,
-    heartbeatTimeoutMs: config.peeringHeartbeatTimeoutMs,
-  });
-  await http.listen({ host: config.httpAddr.host, port: config.httpAddr.port });
-  const address = http.server.address();
-  const httpPort =
-    typeof address === 'object' && address !== null ? address.port : config.httpAddr.port;
-  return { httpPort, xdsPort, peeringPort };
+    snapshots,
+    peerings: peering.peerings,
+    peeringServer: peering.peeringServer,
+    imported: peering.imported,
+    peeringManager: peering.peeringManager,
+    stop: () => parts.stopAll(),
+  };
 }
 
-/** Opens the peering records, serves the peering port and feeds the isthmus_peering_* gauges. */
-async function startPeering(
+interface State {
+  readonly store: Store;
+  readonly catalog: Catalog;
+  readonly ca: CertificateAuthority;
+  readonly tokens: ProxyTokens;
+  readonly leafUsers: LeafUsers;
+}
+
+/** The Store and the local state on it: catalog, CA and proxy tokens. */
+async function openState(
   config: ServerConfig,
   logger: Logger,
-  parts: Parts,
+  parts: StartedParts,
+): Promise<State> {
+  const store = parts.add('store', await openLmdbStore(config.dataDir, { logger }), (s) =>
+    s.close(),
+  );
+  const catalog = parts.add(
+    'catalog',
+    await Catalog.open(store, {
+      datacenter: config.datacenter,
+      logger: logger.child({ component: 'catalog' }),
+    }),
+    (c) => c.close(),
+  );
+  // The CA renews only the leaves some proxy is built with, and the snapshot manager, which records
+  // that, needs the CA to exist. LeafUsers, made before both, is all they share.
+  const leafUsers = new LeafUsers();
+  const ca = parts.add(
+    'ca',
+    await openCa(store, {
+      dataDir: config.dataDir,
+      logger: logger.child({ component: 'ca' }),
+      rotation: { phaseMs: config.caRotationPhaseMs },
+      // Identities with DNS SANs (the peering server's) are kept without a proxy.
+      leafInUse: (identity) =>
+        (identity.dnsSans?.length ?? 0) > 0 || leafUsers.uses(identity.spiffeId),
+    }),
+    (c) => c.close(),
+  );
+  const tokens = parts.add(
+    'acl',
+    await openProxyTokens(store, { logger: logger.child({ component: 'acl' }) }),
+    (t) => t.close(),
+  );
+  return { store, catalog, ca, tokens, leafUsers };
+}
+
+/** The xDS server around the cache, listening at once: streams see empty views until their proxy is built. */
+async function startXds(
+  config: ServerConfig,
+  logger: Logger,
   metrics: Metrics,
-): Promise<number> {
-  const ca = parts.ca!;
-  const peeringLogger = logger.child({ component: 'peering' });
-  let boundPort = config.peeringAddr.port;
-  const local: LocalPeeringInfo = {
-    datacenter: config.datacenter,
-    partition: 'default',
-    serverName: peeringServerName(ca.trustDomain, config.datacenter),
-    rootPems: () => ca.roots().roots.map((r) => r.certPem),
-    serverAddresses: () => advertisedPeeringAddresses(config, boundPort),
-    meshGatewayAddresses: () =>
-      meshGatewayPeeringAddresses(parts.catalog!, config.datacenter, 'wan'),
-  };
-  const localGatewayAddresses = () =>
-    meshGatewayPeeringAddresses(parts.catalog!, config.datacenter, 'lan');
-  const peerings = await Peerings.open(parts.store!, { local, logger: peeringLogger });
-  parts.peerings = peerings;
-  parts.establish = (input) =>
-    establishPeering(
-      { peerings, ca, datacenter: config.datacenter, logger: peeringLogger, localGatewayAddresses },
-      input,
-    );
-  parts.imported = await ImportedServices.open(parts.store!);
-  parts.peeringServer = new PeeringServer({
-    peerings,
-    ca,
-    datacenter: config.datacenter,
-    logger: peeringLogger,
-  });
-  parts.peeringManager = new PeeringManager({
-    peerings,
-    peeringServer: parts.peeringServer,
-    catalog: parts.catalog!,
-    ca,
-    imported: parts.imported,
-    datacenter: config.datacenter,
-    logger: peeringLogger,
-    // Replicated to dialers: our gateways' WAN addresses when peering through them.
-    serverAddresses: () => {
-      const viaGateways = local.meshGatewayAddresses!();
-      return viaGateways.length > 0 ? viaGateways : local.serverAddresses();
-    },
-    localGatewayAddresses,
-    heartbeatIntervalMs: config.peeringHeartbeatMs,
-    heartbeatTimeoutMs: config.peeringHeartbeatTimeoutMs,
-  });
-  boundPort = await parts.peeringServer.listen(formatHostPort(config.peeringAddr));
-  // The manager's deletion hook (telling the peer) is installed before deletions resume.
-  await parts.peeringManager.start();
-  peerings.resumeDeletions();
-  metrics.peeringRows = () => {
-    const now = Date.now();
-    // A generated token nobody used yet is not a broken peering: no series until it is established.
-    return peerings
-      .list()
-      .filter((p) => p.State !== 'PENDING')
-      .map((p) => ({
-        peerName: p.Name,
-        healthy: isHealthy(p, now, config.peeringHeartbeatTimeoutMs),
-        exportedServices: p.StreamStatus.ExportedServices.length,
-        importedServices: p.StreamStatus.ImportedServices.length,
-        lastHeartbeatAgeSeconds: heartbeatAgeSeconds(p, now),
-      }));
-  };
-  return boundPort;
+  cache: XdsCache,
+  tokens: ProxyTokens,
+  parts: StartedParts,
+): Promise<{ server: XdsServer; port: number }> {
+  const xds = parts.add(
+    'xds',
+    new XdsServer({
+      logger,
+      metrics,
+      cache,
+      maxStreams: config.xdsMaxStreams,
+      authorize: xdsAuthorizer(config.xdsAuth, tokens, logger),
+      httpToken: config.httpToken,
+    }),
+    (x) => x.shutdown(streamGraceMs),
+  );
+  // A deleted token ends the streams it admitted, not only future ones.
+  tokens.onRevoked((proxyId) => xds.reauthorize(proxyId));
+  return { server: xds, port: await xds.listen(formatHostPort(config.xdsAddr)) };
 }
 
-/** `--advertise-addr`, else the bound peering address unless it is a wildcard (not dialable). */
-function advertisedPeeringAddresses(config: ServerConfig, boundPort: number): string[] {
-  if (config.advertiseAddr) return [formatHostPort(config.advertiseAddr)];
-  const host = config.peeringAddr.host;
-  if (host === '0.0.0.0' || host === '::') return [];
-  return [formatHostPort(config.peeringAddr, boundPort)];
-}
-
-/** Ready = the store is open, xDS is listening and no shutdown has begun. */
-function healthOf(parts: Parts): Health {
-  const notReady = (): string[] => {
-    const reasons: string[] = [];
-    if (!parts.store) reasons.push('store not open');
-    if (!parts.xds?.listening) reasons.push('xds server not listening');
-    if (parts.shuttingDown) reasons.push('shutting down');
-    return reasons;
-  };
-  return { ready: () => notReady().length === 0, notReady };
-}
-
-function logStarted(
-  logger: Logger,
-  config: ServerConfig,
-  httpPort: number,
-  xdsPort: number,
-  peeringPort: number,
-): void {
+function logStarted(logger: Logger, config: ServerConfig, server: RunningServer): void {
+  const { httpPort, xdsPort, peeringPort } = server;
   logger.info(
     {
       version: isthmusVersion(),
@@ -322,49 +210,4 @@ function logStarted(
     },
     'server started',
   );
-}
-
-/**
- * Shutdown order: readiness first (load balancers stop sending), then xDS (GOAWAY, so proxies
- * reconnect to another server), then HTTP, then the store. Every step runs even if one fails.
- */
-async function stopParts(parts: Parts, logger: Logger): Promise<void> {
-  parts.shuttingDown = true;
-  logger.info('server stopping');
-  const {
-    xds,
-    http,
-    catalog,
-    ca,
-    tokens,
-    store,
-    snapshots,
-    peerings,
-    peeringServer,
-    peeringManager,
-  } = parts;
-  const steps: [string, (() => Promise<void>) | undefined][] = [
-    ['xds', xds && (() => xds.shutdown(xdsGraceMs))],
-    ['peering streams', peeringManager && (() => peeringManager.close())],
-    ['peering server', peeringServer && (() => peeringServer.shutdown(xdsGraceMs))],
-    ['snapshots', snapshots && (() => snapshots.stop())],
-    ['http', http && (() => http.close())],
-    ['catalog', catalog && (() => catalog.close())],
-    ['peerings', peerings && (() => peerings.close())],
-    ['ca', ca && (() => ca.close())],
-    ['acl', tokens && (async () => tokens.close())],
-    ['store', store && (() => store.close())],
-  ];
-  let failure: unknown;
-  for (const [part, step] of steps) {
-    try {
-      await step?.();
-    } catch (err) {
-      failure ??= err;
-      logger.error({ err, part }, 'shutdown step failed');
-    }
-  }
-  parts.store = undefined;
-  if (failure !== undefined) throw failure;
-  logger.info('server stopped');
 }

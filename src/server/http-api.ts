@@ -1,0 +1,88 @@
+import type { FastifyInstance } from 'fastify';
+import { installHttpAuth } from '../api/auth.js';
+import { registerAclRoutes } from '../api/acl-routes.js';
+import { registerCaRoutes } from '../api/ca-routes.js';
+import { registerCatalogRoutes } from '../api/catalog-routes.js';
+import { registerConfigRoutes } from '../api/config-routes.js';
+import { type Health, createHttpApi } from '../api/http.js';
+import { registerPeeringRoutes } from '../api/peering-routes.js';
+import { registerTroubleshootRoutes } from '../api/troubleshoot-routes.js';
+import type { ProxyTokens } from '../acl/index.js';
+import type { CertificateAuthority } from '../ca/index.js';
+import type { Catalog } from '../catalog/catalog.js';
+import type { ServerConfig } from '../config/index.js';
+import type { Logger } from '../log.js';
+import type { Metrics } from '../metrics.js';
+import type { XdsServer } from '../xds/server.js';
+import type { PeeringParts } from './peering-parts.js';
+import type { StartedParts } from './started-parts.js';
+
+export interface HttpApiParts {
+  readonly config: ServerConfig;
+  readonly logger: Logger;
+  readonly metrics: Metrics;
+  readonly xds: XdsServer;
+  readonly catalog: Catalog;
+  readonly ca: CertificateAuthority;
+  readonly tokens: ProxyTokens;
+  readonly peering: PeeringParts;
+}
+
+/** Builds the HTTP API with every route and listens; resolves with the bound port. */
+export async function startHttpApi(deps: HttpApiParts, parts: StartedParts): Promise<number> {
+  const { config, xds, catalog, ca, peering } = deps;
+  const { imported, peerings } = peering;
+  const http: FastifyInstance = parts.add(
+    'http',
+    createHttpApi({
+      logger: deps.logger,
+      metrics: deps.metrics,
+      health: healthOf(parts, xds),
+      xds,
+      catalog,
+    }),
+    (h) => h.close(),
+  );
+  installHttpAuth(http, config.httpToken);
+  registerCatalogRoutes(http, {
+    catalog,
+    // By instance name, as Consul answers: `api?peer=` gives api's instances and
+    // `api-sidecar-proxy?peer=` the synthetic sidecars (both are replicated under `api`).
+    importedInstances: (peer, name, namespace) =>
+      imported.allOf(peer).filter((i) => i.name === name && i.namespace === namespace),
+    importedServices: (peer) => imported.allOf(peer),
+  });
+  registerConfigRoutes(http, catalog);
+  registerCaRoutes(http, ca);
+  registerAclRoutes(http, deps.tokens);
+  registerPeeringRoutes(http, {
+    peerings,
+    catalog,
+    establish: peering.establish,
+    healthyWindowMs: config.peeringHeartbeatTimeoutMs,
+  });
+  registerTroubleshootRoutes(http, {
+    datacenter: config.datacenter,
+    catalog,
+    ca,
+    peerings,
+    imported,
+    xds,
+    heartbeatTimeoutMs: config.peeringHeartbeatTimeoutMs,
+  });
+  await http.listen({ host: config.httpAddr.host, port: config.httpAddr.port });
+  const address = http.server.address();
+  return typeof address === 'object' && address !== null ? address.port : config.httpAddr.port;
+}
+
+/** Ready = the store is open, xDS is listening and no shutdown has begun. */
+function healthOf(parts: StartedParts, xds: XdsServer): Health {
+  const notReady = (): string[] => {
+    const reasons: string[] = [];
+    if (!parts.has('store')) reasons.push('store not open');
+    if (!xds.listening) reasons.push('xds server not listening');
+    if (parts.shuttingDown) reasons.push('shutting down');
+    return reasons;
+  };
+  return { ready: () => notReady().length === 0, notReady };
+}

@@ -1,0 +1,120 @@
+import type { CertificateAuthority } from '../ca/index.js';
+import type { Catalog } from '../catalog/catalog.js';
+import { type ServerConfig, formatHostPort } from '../config/index.js';
+import type { Logger } from '../log.js';
+import { peeringServerName } from '../mesh/names.js';
+import type { Metrics } from '../metrics.js';
+import { type EstablishInput, establishPeering } from '../peering/establish.js';
+import { ImportedServices } from '../peering/imported.js';
+import { PeeringManager } from '../peering/manager.js';
+import { type LocalPeeringInfo, Peerings } from '../peering/peerings.js';
+import { PeeringServer } from '../peering/server.js';
+import { meshGatewayPeeringAddresses } from '../peering/through-gateways.js';
+import { type Peering, heartbeatAgeSeconds, isHealthy } from '../peering/types.js';
+import type { Store } from '../store/index.js';
+import { type StartedParts, streamGraceMs } from './started-parts.js';
+
+export interface PeeringParts {
+  readonly peerings: Peerings;
+  readonly imported: ImportedServices;
+  readonly peeringServer: PeeringServer;
+  readonly peeringManager: PeeringManager;
+  /** The dialer side of `POST /v1/peering/establish`. */
+  readonly establish: (input: EstablishInput) => Promise<Peering>;
+  /** The bound peering port. */
+  readonly port: number;
+}
+
+export interface PeeringDeps {
+  readonly config: ServerConfig;
+  readonly logger: Logger;
+  readonly metrics: Metrics;
+  readonly store: Store;
+  readonly catalog: Catalog;
+  readonly ca: CertificateAuthority;
+}
+
+/**
+ * Opens the peering records, serves the peering port, starts the replication streams and feeds
+ * the isthmus_peering_* gauges.
+ */
+export async function startPeering(deps: PeeringDeps, parts: StartedParts): Promise<PeeringParts> {
+  const { config, catalog, ca, metrics } = deps;
+  const logger = deps.logger.child({ component: 'peering' });
+  const { datacenter } = config;
+  // The port is bound last, by `listen`; tokens, the only readers of the advertised address, are
+  // generated through the HTTP API, which listens after it.
+  let boundPort = config.peeringAddr.port;
+  const wanGatewayAddresses = () => meshGatewayPeeringAddresses(catalog, datacenter, 'wan');
+  const localGatewayAddresses = () => meshGatewayPeeringAddresses(catalog, datacenter, 'lan');
+  const local: LocalPeeringInfo = {
+    datacenter,
+    partition: 'default',
+    serverName: peeringServerName(ca.trustDomain, datacenter),
+    rootPems: () => ca.roots().roots.map((r) => r.certPem),
+    serverAddresses: () => advertisedPeeringAddresses(config, boundPort),
+    meshGatewayAddresses: wanGatewayAddresses,
+  };
+  const peerings = parts.add('peerings', await Peerings.open(deps.store, { local, logger }), (p) =>
+    p.close(),
+  );
+  const establish = (input: EstablishInput) =>
+    establishPeering({ peerings, ca, datacenter, logger, localGatewayAddresses }, input);
+  const imported = await ImportedServices.open(deps.store);
+  const peeringServer = parts.add(
+    'peering server',
+    new PeeringServer({ peerings, ca, datacenter, logger }),
+    (s) => s.shutdown(streamGraceMs),
+  );
+  const peeringManager = parts.add(
+    'peering streams',
+    new PeeringManager({
+      peerings,
+      peeringServer,
+      catalog,
+      ca,
+      imported,
+      datacenter,
+      logger,
+      // Replicated to dialers: our gateways' WAN addresses when peering through them.
+      serverAddresses: () => {
+        const viaGateways = wanGatewayAddresses();
+        return viaGateways.length > 0 ? viaGateways : local.serverAddresses();
+      },
+      localGatewayAddresses,
+      heartbeatIntervalMs: config.peeringHeartbeatMs,
+      heartbeatTimeoutMs: config.peeringHeartbeatTimeoutMs,
+    }),
+    (m) => m.close(),
+  );
+  boundPort = await peeringServer.listen(formatHostPort(config.peeringAddr));
+  // The manager's deletion hook (telling the peer) is installed before deletions resume.
+  await peeringManager.start();
+  peerings.resumeDeletions();
+  // The gauges are read at each scrape; the metrics registry exists before the peerings do.
+  metrics.peeringRows = () => peeringRows(peerings, config.peeringHeartbeatTimeoutMs);
+  return { peerings, imported, peeringServer, peeringManager, establish, port: boundPort };
+}
+
+/** A generated token nobody used yet is not a broken peering: no series until it is established. */
+function peeringRows(peerings: Peerings, heartbeatTimeoutMs: number) {
+  const now = Date.now();
+  return peerings
+    .list()
+    .filter((p) => p.State !== 'PENDING')
+    .map((p) => ({
+      peerName: p.Name,
+      healthy: isHealthy(p, now, heartbeatTimeoutMs),
+      exportedServices: p.StreamStatus.ExportedServices.length,
+      importedServices: p.StreamStatus.ImportedServices.length,
+      lastHeartbeatAgeSeconds: heartbeatAgeSeconds(p, now),
+    }));
+}
+
+/** `--advertise-addr`, else the bound peering address unless it is a wildcard (not dialable). */
+export function advertisedPeeringAddresses(config: ServerConfig, boundPort: number): string[] {
+  if (config.advertiseAddr) return [formatHostPort(config.advertiseAddr)];
+  const host = config.peeringAddr.host;
+  if (host === '0.0.0.0' || host === '::') return [];
+  return [formatHostPort(config.peeringAddr, boundPort)];
+}
