@@ -34,6 +34,7 @@ import { validateJson } from '../helpers/pgv.js';
 import {
   type ServerProcess,
   cleanupProcesses,
+  cliCommand,
   startServerProcess,
   tempDir,
 } from '../helpers/process.js';
@@ -447,7 +448,7 @@ describe.skipIf(skipWithout('docker-compose', 'promtool'))(
         mkdirSync(shimDir);
         writeFileSync(
           join(shimDir, 'isthmus'),
-          `#!/bin/sh\nexec '${process.execPath}' '${join(repoRoot, 'bin/isthmus.js')}' "$@"\n`,
+          `#!/bin/sh\nexec ${cliCommand.map((a) => `'${a}'`).join(' ')} "$@"\n`,
         );
         chmodSync(join(shimDir, 'isthmus'), 0o755);
         // The named volumes the jobs write bootstraps into, as directories here.
