@@ -1,16 +1,30 @@
 # The isthmus image of the two-cluster demo (docker-compose.yml): the server, and the CLI that the
 # one-shot setup and peering jobs run (deploy/*.sh). Build: docker build -t isthmus .
+#
+# The build stage compiles; the image holds only the compiled dist/, the runtime dependencies and
+# package.json (the version): no TypeScript sources, no compiler, no tsx.
+FROM node:20.19-bookworm-slim AS build
+
+WORKDIR /app
+# `npm ci` runs `prepare`: it generates src/gen from proto/ with buf + ts-proto (dev dependencies)
+# and compiles src/ to dist/ (tsconfig.build.json), here only src/gen, so this layer stays cached
+# while only the hand-written sources change. The build after them compiles the rest.
+COPY package.json package-lock.json buf.yaml buf.gen.yaml tsconfig.json tsconfig.build.json ./
+COPY scripts ./scripts
+COPY proto ./proto
+RUN npm ci --no-audit --no-fund
+COPY src ./src
+RUN npm run build \
+ && rm dist/.tsbuildinfo && find dist -name '*.map' -delete \
+ && npm prune --omit=dev --no-audit --no-fund
+
 FROM node:20.19-bookworm-slim
 
 WORKDIR /app
-# `npm ci` runs `prepare`, which generates src/gen from proto/ with buf + ts-proto (dev
-# dependencies); afterwards only the runtime dependencies are kept (tsx runs the TypeScript).
-COPY package.json package-lock.json buf.yaml buf.gen.yaml ./
-COPY scripts ./scripts
-COPY proto ./proto
-RUN npm ci --no-audit --no-fund && npm prune --omit=dev --no-audit --no-fund && npm cache clean --force
-COPY bin ./bin
-COPY src ./src
+COPY --from=build /app/package.json ./
+COPY --from=build /app/node_modules ./node_modules
+COPY --from=build /app/dist ./dist
+COPY bin/isthmus.js ./bin/
 RUN printf '#!/bin/sh\nexec node /app/bin/isthmus.js "$@"\n' > /usr/local/bin/isthmus \
  && chmod 0755 /usr/local/bin/isthmus \
  && isthmus --version

@@ -6,10 +6,20 @@ import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { withDeadline } from './wait.js';
 
-/** Spawns the real `isthmus` CLI (`node bin/isthmus.js`) for integration tests. */
+/** Spawns the real `isthmus` CLI for integration tests. */
 
 const repoRoot = resolve(import.meta.dirname, '../..');
-const bin = join(repoRoot, 'bin/isthmus.js');
+
+/**
+ * The `isthmus` command as tests run it: the TypeScript sources through tsx (`bin/run-ts.js`), so a
+ * test never runs a stale dist/. test/integration/compiled-build.test.ts runs `bin/isthmus.js`
+ * over a fresh build.
+ */
+export const cliCommand: readonly string[] = [
+  process.execPath,
+  join(repoRoot, 'bin/run-ts.js'),
+  join(repoRoot, 'src/cli/main.ts'),
+];
 
 export interface ExitInfo {
   readonly code: number | null;
@@ -39,6 +49,9 @@ export interface ServerProcess extends CliProcess {
 
 export interface SpawnOptions {
   readonly env?: Readonly<Record<string, string>>;
+  /** The command that is `isthmus` (default `cliCommand`) and the directory it runs in. */
+  readonly command?: readonly string[];
+  readonly cwd?: string;
   readonly timeoutMs?: number;
 }
 
@@ -66,8 +79,9 @@ function childEnv(env: Readonly<Record<string, string>> = {}): NodeJS.ProcessEnv
 }
 
 export function spawnCli(args: readonly string[], opts: SpawnOptions = {}): CliProcess {
-  const child = spawn(process.execPath, [bin, ...args], {
-    cwd: repoRoot,
+  const [command, ...prefix] = opts.command ?? cliCommand;
+  const child = spawn(command!, [...prefix, ...args], {
+    cwd: opts.cwd ?? repoRoot,
     env: childEnv(opts.env),
     stdio: ['ignore', 'pipe', 'pipe'],
   });
