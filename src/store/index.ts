@@ -1,2 +1,10 @@
 export type { JsonValue, KeyValue, Store, StoreEvent, StoreTxn } from './store.js';
 export { openLmdbStore } from './lmdb-store.js';
+export {
+  RecordCollection,
+  type RecordKind,
+  type StoreReader,
+  StoredRecordError,
+  type TypedKeyValue,
+  decodeRecord,
+} from './records.js';
