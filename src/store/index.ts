@@ -2,6 +2,7 @@ export type { JsonValue, KeyValue, Store, StoreEvent, StoreTxn } from './store.j
 export { openLmdbStore } from './lmdb-store.js';
 export {
   RecordCollection,
+  SingleRecord,
   type RecordKind,
   type StoreReader,
   StoredRecordError,

@@ -111,6 +111,29 @@ export class RecordCollection<T extends object> {
   }
 }
 
+/** A record kind stored under one fixed key (`ca/cluster`). */
+export class SingleRecord<T extends object> {
+  constructor(
+    readonly kind: RecordKind<T>,
+    readonly key: string,
+  ) {}
+
+  async get(reader: StoreReader): Promise<T | undefined> {
+    const raw = await reader.get(this.key);
+    return raw === undefined ? undefined : decodeRecord(this.kind, this.key, raw);
+  }
+
+  put(tx: Pick<StoreTxn, 'put'>, value: T): T {
+    const { json, decoded } = encodeRecord(this.kind, this.key, value);
+    tx.put(this.key, json);
+    return decoded;
+  }
+
+  delete(tx: Pick<StoreTxn, 'delete'>): void {
+    tx.delete(this.key);
+  }
+}
+
 /** Reads one stored record: version check, upgrade, validation. Throws StoredRecordError. */
 export function decodeRecord<T extends object>(
   kind: RecordKind<T>,
