@@ -234,7 +234,7 @@ async function startPeering(
       { peerings, ca, datacenter: config.datacenter, logger: peeringLogger, localGatewayAddresses },
       input,
     );
-  parts.imported = await ImportedServices.open(parts.store!);
+  parts.imported = await ImportedServices.open(parts.store!, { logger: peeringLogger });
   parts.peeringServer = new PeeringServer({
     peerings,
     ca,

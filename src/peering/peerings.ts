@@ -1,14 +1,9 @@
 import { X509Certificate, randomUUID } from 'node:crypto';
 import { IsthmusError } from '../errors.js';
 import type { Logger } from '../log.js';
-import type { JsonValue, Store, StoreEvent, StoreTxn } from '../store/index.js';
-import {
-  type AcceptorSecrets,
-  type PeeringSecrets,
-  newSecret,
-  secretMatches,
-  sha256Hex,
-} from './secrets.js';
+import type { Store, StoreEvent, StoreTxn } from '../store/index.js';
+import { storedPeerings, storedSecrets } from './records.js';
+import { type AcceptorSecrets, newSecret, secretMatches, sha256Hex } from './secrets.js';
 import { type PeeringToken, dialAddressesOf } from './token.js';
 import {
   type Peering,
@@ -73,11 +68,6 @@ export type PeeringPatch = Partial<
   Pick<Peering, 'PeerCAPems' | 'PeerTrustDomain' | 'PeerServerAddresses'>
 >;
 
-const recordPrefix = 'peering/peerings/';
-const secretsPrefix = 'peering/secrets/';
-const recordKey = (name: string) => recordPrefix + name;
-const secretsKey = (id: string) => secretsPrefix + id;
-
 const usedSecret = () =>
   new IsthmusError(
     'permission_denied',
@@ -107,15 +97,13 @@ export class Peerings {
     private readonly opts: PeeringsOptions,
   ) {
     this.now = opts.now ?? Date.now;
-    this.unwatch = store.watch(recordPrefix, (event) => this.apply(event));
+    this.unwatch = store.watch(storedPeerings.prefix, (event) => this.apply(event));
   }
 
   static async open(store: Store, opts: PeeringsOptions): Promise<Peerings> {
     const peerings = new Peerings(store, opts);
-    for (const { value } of await store.list<JsonValue>(recordPrefix)) {
-      const p = value as unknown as Peering;
-      peerings.byName.set(p.Name, p);
-    }
+    for (const { value } of await storedPeerings.list(store))
+      peerings.byName.set(value.Name, value);
     return peerings;
   }
 
@@ -185,9 +173,7 @@ export class Peerings {
     }
     const secret = newSecret();
     const peering = await this.write(async (tx, revision) => {
-      const existing = (await tx.get<JsonValue>(recordKey(input.PeerName))) as unknown as
-        | Peering
-        | undefined;
+      const existing = await storedPeerings.get(tx, input.PeerName);
       if (existing && isDialer(existing)) {
         throw new IsthmusError(
           'already_exists',
@@ -203,9 +189,8 @@ export class Peerings {
         keepStream && secrets
           ? { ...secrets, establishmentSha256: sha256Hex(secret) }
           : { role: 'acceptor', establishmentSha256: sha256Hex(secret) };
-      tx.put(recordKey(next.Name), next as unknown as JsonValue);
-      tx.put(secretsKey(next.ID), nextSecrets as unknown as JsonValue);
-      return next;
+      storedSecrets.put(tx, next.ID, nextSecrets);
+      return storedPeerings.put(tx, next.Name, next);
     });
     this.opts.logger.info(
       { peering: peering.Name, peeringId: peering.ID, state: peering.State },
@@ -235,10 +220,7 @@ export class Peerings {
     const streamSecret = newSecret();
     const peering = await this.write(async (tx, revision) => {
       const name = this.byId(input.peerId)?.Name;
-      const record =
-        name === undefined
-          ? undefined
-          : ((await tx.get<JsonValue>(recordKey(name))) as unknown as Peering | undefined);
+      const record = name === undefined ? undefined : await storedPeerings.get(tx, name);
       const secrets = record ? await this.acceptorSecrets(tx, record.ID) : undefined;
       const valid = secretMatches(input.establishmentSecret, secrets?.establishmentSha256);
       if (
@@ -250,10 +232,7 @@ export class Peerings {
       )
         throw usedSecret();
       const { establishmentSha256: _consumed, ...rest } = secrets;
-      tx.put(secretsKey(record.ID), {
-        ...rest,
-        pendingStreamSha256: sha256Hex(streamSecret),
-      } as unknown as JsonValue);
+      storedSecrets.put(tx, record.ID, { ...rest, pendingStreamSha256: sha256Hex(streamSecret) });
       const next: Peering = {
         ...record,
         PeerCAPems: [...input.dialerRootPems],
@@ -264,8 +243,7 @@ export class Peerings {
         },
         ModifyIndex: revision,
       };
-      tx.put(recordKey(next.Name), next as unknown as JsonValue);
-      return next;
+      return storedPeerings.put(tx, next.Name, next);
     });
     this.opts.logger.info(
       { peering: peering.Name, peeringId: peering.ID, peerTrustDomain: peering.PeerTrustDomain },
@@ -284,7 +262,7 @@ export class Peerings {
   async recordEstablished(input: EstablishedInput): Promise<Peering> {
     const { name, token } = input;
     const peering = await this.write(async (tx, revision) => {
-      const existing = (await tx.get<JsonValue>(recordKey(name))) as unknown as Peering | undefined;
+      const existing = await storedPeerings.get(tx, name);
       if (existing) establishConflict(existing, token);
       const samePeer = existing?.PeerID === token.PeerID && existing.State !== 'TERMINATED';
       const next: Peering = {
@@ -306,9 +284,8 @@ export class Peerings {
         CreateIndex: existing?.CreateIndex ?? revision,
         ModifyIndex: revision,
       };
-      tx.put(recordKey(name), next as unknown as JsonValue);
-      tx.put(secretsKey(next.ID), { role: 'dialer', streamSecret: input.streamSecret });
-      return next;
+      storedSecrets.put(tx, next.ID, { role: 'dialer', streamSecret: input.streamSecret });
+      return storedPeerings.put(tx, name, next);
     });
     this.opts.logger.info(
       {
@@ -336,11 +313,7 @@ export class Peerings {
     check?: (peering: Peering) => void,
   ): Promise<Peering> {
     const known = this.byId(peerId);
-    const secrets = known
-      ? ((await this.store.get<JsonValue>(secretsKey(known.ID))) as unknown as
-          | PeeringSecrets
-          | undefined)
-      : undefined;
+    const secrets = known ? await storedSecrets.get(this.store, known.ID) : undefined;
     const acceptor = secrets?.role === 'acceptor' ? secrets : undefined;
     const active = secretMatches(streamSecret, acceptor?.activeStreamSha256);
     const pending = secretMatches(streamSecret, acceptor?.pendingStreamSha256);
@@ -353,11 +326,7 @@ export class Peerings {
   /** Dialer, for the stream engine's `Open`: the stream secret to send (never log it). */
   async streamSecretOf(name: string): Promise<string> {
     const p = this.byName.get(name);
-    const secrets = p
-      ? ((await this.store.get<JsonValue>(secretsKey(p.ID))) as unknown as
-          | PeeringSecrets
-          | undefined)
-      : undefined;
+    const secrets = p ? await storedSecrets.get(this.store, p.ID) : undefined;
     if (!p || secrets?.role !== 'dialer')
       throw new IsthmusError(
         'not_found',
@@ -441,12 +410,10 @@ export class Peerings {
     if (this.closed) return;
     await this.store
       .txn(async (tx) => {
-        const current = (await tx.get<JsonValue>(recordKey(name))) as unknown as
-          | Peering
-          | undefined;
+        const current = await storedPeerings.get(tx, name);
         if (current?.ID !== p.ID || current.State !== 'DELETING') return;
-        tx.delete(recordKey(name));
-        tx.delete(secretsKey(p.ID));
+        storedPeerings.delete(tx, name);
+        storedSecrets.delete(tx, p.ID);
       })
       .catch((err: unknown) =>
         this.opts.logger.error({ err, peering: name }, 'removing a deleted peering failed'),
@@ -456,31 +423,39 @@ export class Peerings {
 
   private async promotePendingSecret(id: string, pendingSha256: string): Promise<void> {
     await this.store.txn(async (tx) => {
-      const s = (await tx.get<JsonValue>(secretsKey(id))) as unknown as AcceptorSecrets | undefined;
+      const s = await storedSecrets.get(tx, id);
       if (s?.role !== 'acceptor' || s.pendingStreamSha256 !== pendingSha256) return;
-      tx.put(secretsKey(id), {
+      storedSecrets.put(tx, id, {
         role: 'acceptor',
         establishmentSha256: s.establishmentSha256,
         activeStreamSha256: pendingSha256,
-      } as unknown as JsonValue);
+      });
     });
   }
 
   private async acceptorSecrets(tx: StoreTxn, id: string): Promise<AcceptorSecrets | undefined> {
-    const s = (await tx.get<JsonValue>(secretsKey(id))) as unknown as PeeringSecrets | undefined;
+    const s = await storedSecrets.get(tx, id);
     return s?.role === 'acceptor' ? s : undefined;
   }
 
   private async update(name: string, fn: (p: Peering) => Peering): Promise<Peering> {
     return this.write(async (tx, revision) => {
-      const p = (await tx.get<JsonValue>(recordKey(name))) as unknown as Peering | undefined;
+      const p = await storedPeerings.get(tx, name);
       if (!p) throw notFound(name);
       const next = fn(p);
       if (next === p) return p;
-      const stamped = { ...next, ModifyIndex: revision };
-      tx.put(recordKey(name), stamped as unknown as JsonValue);
-      return stamped;
+      return storedPeerings.put(tx, name, { ...next, ModifyIndex: revision });
     });
+  }
+
+  /** A watched record that fails its schema is logged and leaves the in-memory copy as it was. */
+  private decode(event: Extract<StoreEvent, { kind: 'put' }>): Peering | undefined {
+    try {
+      return storedPeerings.decodeEvent(event);
+    } catch (err) {
+      this.opts.logger.error({ err, key: event.key }, 'invalid peering record ignored');
+      return undefined;
+    }
   }
 
   /** One Store transaction; `revision` is the one it commits at (Store transactions are serialized). */
@@ -491,11 +466,12 @@ export class Peerings {
 
   /** Store watch → in-memory copy → events, in commit order. */
   private apply(event: StoreEvent): void {
-    const name = event.key.slice(recordPrefix.length);
+    const name = storedPeerings.idOf(event.key);
     const previous = this.byName.get(name);
     let out: PeeringEvent | undefined;
     if (event.kind === 'put') {
-      const peering = event.value as unknown as Peering;
+      const peering = this.decode(event);
+      if (!peering) return;
       this.byName.set(name, peering);
       out = { kind: 'peering-upserted', peering, previous };
     } else if (previous) {
