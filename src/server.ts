@@ -267,12 +267,12 @@ async function startPeering(
     // A generated token nobody used yet is not a broken peering: no series until it is established.
     return peerings
       .list()
-      .filter((p) => p.State !== 'PENDING')
+      .filter((p) => p.state !== 'PENDING')
       .map((p) => ({
-        peerName: p.Name,
+        peerName: p.name,
         healthy: isHealthy(p, now, config.peeringHeartbeatTimeoutMs),
-        exportedServices: p.StreamStatus.ExportedServices.length,
-        importedServices: p.StreamStatus.ImportedServices.length,
+        exportedServices: p.streamStatus.exportedServices.length,
+        importedServices: p.streamStatus.importedServices.length,
         lastHeartbeatAgeSeconds: heartbeatAgeSeconds(p, now),
       }));
   };

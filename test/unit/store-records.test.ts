@@ -134,7 +134,26 @@ describe('records written before versions existed', () => {
     await catalog.close();
 
     const peerings = await Peerings.open(store, { local, logger: silentLogger() });
-    expect(peerings.read('dc-b')).toEqual(oldPeering);
+    // Version 1 peerings had the API's PascalCase names; the domain type is camelCase (v2).
+    expect(peerings.read('dc-b')).toEqual({
+      id: oldPeering.ID,
+      name: 'dc-b',
+      state: 'ACTIVE',
+      peerId: '',
+      peerServerName: '',
+      peerServerAddresses: [],
+      peerCaPems: oldPeering.PeerCAPems,
+      peerTrustDomain: 'b.consul',
+      meta: { env: 'test' },
+      remote: { partition: 'default', datacenter: 'dc-b' },
+      streamStatus: {
+        importedServices: ['api'],
+        exportedServices: [],
+        lastHeartbeat: '2026-01-01T00:00:00.000Z',
+      },
+      createIndex: 5,
+      modifyIndex: 9,
+    });
     await peerings.close();
 
     const imported = await ImportedServices.open(store);
@@ -147,7 +166,7 @@ describe('records written before versions existed', () => {
     tokens.close();
   });
 
-  it('are rewritten with their version on the next write (imports: the new shape)', async () => {
+  it('are rewritten with their version on the next write (peerings, imports: the new shape)', async () => {
     await putRaw('peering/imported/dc-b/api', oldImported);
     const imported = await ImportedServices.open(store);
     await imported.replace('dc-b', 'api', imported.instancesOf('dc-b', 'api'));
@@ -155,6 +174,17 @@ describe('records written before versions existed', () => {
       instances: oldImported,
       v: 2,
     });
+
+    await putRaw('peering/peerings/dc-b', oldPeering);
+    const peerings = await Peerings.open(store, { local, logger: silentLogger() });
+    await peerings.setState('dc-b', 'FAILING', 'stream closed');
+    expect(await store.get('peering/peerings/dc-b')).toMatchObject({
+      v: 2,
+      name: 'dc-b',
+      state: 'FAILING',
+      streamStatus: { importedServices: ['api'], lastError: 'stream closed' },
+    });
+    await peerings.close();
 
     const catalog = await Catalog.open(store, { datacenter: 'dc1', logger: silentLogger() });
     await catalog.register({ Name: 'db', ID: 'db-1', Port: 5432 });
