@@ -2,7 +2,8 @@ import { randomUUID } from 'node:crypto';
 import type { Metadata } from '@grpc/grpc-js';
 import { IsthmusError } from '../errors.js';
 import type { Logger } from '../log.js';
-import type { Store, StoreEvent } from '../store/index.js';
+import { z } from 'zod';
+import { RecordCollection, type Store, type StoreEvent } from '../store/index.js';
 import { hashMatches, hashSecret, newSecret } from './token-secret.js';
 import { xdsTokenHeader } from '../mesh/bootstrap.js';
 
@@ -27,8 +28,18 @@ type TokenRecord = {
   readonly createTime: string;
 };
 
-const tokenPrefix = 'acl/tokens/';
-const tokenKey = (accessorId: string) => `${tokenPrefix}${accessorId}`;
+const tokenRecord: z.ZodType<TokenRecord> = z.strictObject({
+  accessorId: z.string(),
+  proxyId: z.string(),
+  secretHash: z.string(),
+  createTime: z.string(),
+});
+
+/** `acl/tokens/<accessor ID>` */
+const storedTokens = new RecordCollection(
+  { what: 'proxy token', version: 1, schema: tokenRecord },
+  'acl/tokens/',
+);
 const maxProxyIdLength = 256;
 
 /** Opens the token index: loaded from the store, then kept current by a watch on `acl/tokens/`. */
@@ -58,8 +69,9 @@ export class ProxyTokens {
   ) {}
 
   async load(): Promise<void> {
-    this.unwatch = this.store.watch(tokenPrefix, (event) => this.apply(event));
-    for (const kv of await this.store.list<TokenRecord>(tokenPrefix)) this.index(kv.value);
+    this.unwatch = this.store.watch(storedTokens.prefix, (event) => this.apply(event));
+    // A record that fails its schema fails the open (StoredRecordError names key and field).
+    for (const kv of await storedTokens.list(this.store)) this.index(kv.value);
   }
 
   async create(proxyId: unknown): Promise<CreatedProxyToken> {
@@ -71,7 +83,7 @@ export class ProxyTokens {
       secretHash: hashSecret(secretId).toString('hex'),
       createTime: new Date(this.now()).toISOString(),
     };
-    await this.store.put(tokenKey(record.accessorId), record);
+    await storedTokens.save(this.store, record.accessorId, record);
     this.index(record);
     this.logger.info({ accessorId: record.accessorId, proxyId: id }, 'proxy token created');
     return { ...publicView(record), secretId };
@@ -89,7 +101,7 @@ export class ProxyTokens {
 
   async delete(accessorId: string): Promise<void> {
     const record = this.byAccessor.get(accessorId);
-    if (!record || !(await this.store.delete(tokenKey(accessorId)))) {
+    if (!record || !(await this.store.delete(storedTokens.key(accessorId)))) {
       throw new IsthmusError(
         'not_found',
         `no proxy token with AccessorID ${accessorId}`,
@@ -145,10 +157,21 @@ export class ProxyTokens {
   }
 
   private apply(event: StoreEvent): void {
-    const old = this.byAccessor.get(event.key.slice(tokenPrefix.length));
+    const old = this.byAccessor.get(storedTokens.idOf(event.key));
     if (old) this.unindex(old);
-    if (event.kind === 'put') this.index(event.value as TokenRecord);
+    const next = event.kind === 'put' ? this.decode(event) : undefined;
+    if (next) this.index(next);
     else if (old) for (const listener of this.revokedListeners) listener(old.proxyId);
+  }
+
+  /** An invalid record admits nothing (streams it admitted are checked again), and is logged. */
+  private decode(event: Extract<StoreEvent, { kind: 'put' }>): TokenRecord | undefined {
+    try {
+      return storedTokens.decodeEvent(event);
+    } catch (err) {
+      this.logger.error({ err, key: event.key }, 'invalid proxy token record ignored');
+      return undefined;
+    }
   }
 
   private index(record: TokenRecord): void {

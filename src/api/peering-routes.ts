@@ -59,31 +59,31 @@ export function peeringJson(
   now: number,
   healthyWindowMs = defaultHealthyWindowMs,
 ): PeeringJson {
-  const s = p.StreamStatus;
+  const s = p.streamStatus;
   const json: PeeringJson = {
-    ID: p.ID,
-    Name: p.Name,
-    State: p.State,
-    PeerID: p.PeerID,
-    PeerServerName: p.PeerServerName,
-    PeerServerAddresses: p.PeerServerAddresses,
-    PeerCAPems: p.PeerCAPems,
-    Meta: p.Meta,
-    Remote: { Partition: p.Remote.Partition, Datacenter: p.Remote.Datacenter },
+    ID: p.id,
+    Name: p.name,
+    State: p.state,
+    PeerID: p.peerId,
+    PeerServerName: p.peerServerName,
+    PeerServerAddresses: p.peerServerAddresses,
+    PeerCAPems: p.peerCaPems,
+    Meta: p.meta,
+    Remote: { Partition: p.remote.partition, Datacenter: p.remote.datacenter },
     StreamStatus: {
-      ImportedServices: s.ImportedServices,
-      ExportedServices: s.ExportedServices,
-      LastHeartbeat: s.LastHeartbeat ?? null,
-      LastReceive: s.LastReceive ?? null,
-      LastSend: s.LastSend ?? null,
-      LastError: s.LastError ?? '',
-      LastNack: s.LastNack ?? '',
+      ImportedServices: s.importedServices,
+      ExportedServices: s.exportedServices,
+      LastHeartbeat: s.lastHeartbeat ?? null,
+      LastReceive: s.lastReceive ?? null,
+      LastSend: s.lastSend ?? null,
+      LastError: s.lastError ?? '',
+      LastNack: s.lastNack ?? '',
     },
     Healthy: isHealthy(p, now, healthyWindowMs),
-    CreateIndex: p.CreateIndex,
-    ModifyIndex: p.ModifyIndex,
+    CreateIndex: p.createIndex,
+    ModifyIndex: p.modifyIndex,
   };
-  return p.DeletedAt ? { ...json, DeletedAt: p.DeletedAt } : json;
+  return p.deletedAt ? { ...json, DeletedAt: p.deletedAt } : json;
 }
 
 type NameParams = { Params: { name: string } };

@@ -2,53 +2,23 @@ import { randomUUID } from 'node:crypto';
 import { IsthmusError } from '../errors.js';
 import { trustDomainFor } from '../mesh/names.js';
 import type { KeyValue, Store, StoreTxn } from '../store/index.js';
+import {
+  type ClusterRecord,
+  type RootRecord,
+  type RotationRecord,
+  storedCluster,
+  storedRoots,
+  storedRotation,
+} from './records.js';
 import type { CaRoot, CaRoots } from './types.js';
 import type { RootMaterial } from './x509.js';
 
 /**
- * The CA's persisted state (keys under `ca/`). Root records hold certificates only; private keys
- * are files (root-key-files.ts). Every state change is one store transaction, so a crash leaves
- * either the old or the new state, and an interrupted rotation resumes from its recorded phase.
+ * The CA's persisted state (records.ts). Every state change is one store transaction, so a crash
+ * leaves either the old or the new state, and an interrupted rotation resumes from its recorded
+ * phase.
  */
-export const caKeys = {
-  cluster: 'ca/cluster',
-  rootPrefix: 'ca/roots/',
-  root: (id: string) => `ca/roots/${id}`,
-  rotation: 'ca/rotation',
-} as const;
-
-export type ClusterRecord = {
-  readonly clusterId: string;
-  readonly trustDomain: string;
-};
-
-export type RootRecord = {
-  readonly id: string;
-  readonly name: string;
-  readonly serialNumber: number;
-  readonly signingKeyId: string;
-  readonly certPem: string;
-  readonly notBefore: string;
-  readonly notAfter: string;
-  readonly active: boolean;
-  /** Set when the record is rewritten (activation): the revision of its first write. */
-  readonly createIndex?: number;
-};
-
-/**
- * Rotation phases (docs/architecture.md §2 "Built-in CA"): `trust-both` — the new root is trusted,
- * the old one still signs; `reissue` — the new root signs and every leaf is re-issued, the old one
- * is still trusted. Leaving `reissue` retires the old root and ends the rotation.
- */
-export type RotationPhase = 'trust-both' | 'reissue';
-
-export type RotationRecord = {
-  readonly phase: RotationPhase;
-  readonly oldRootId: string;
-  readonly newRootId: string;
-  /** When the phase began (ms since the epoch): the next step is due `phaseMs` later. */
-  readonly since: number;
-};
+export type { ClusterRecord, RootRecord, RotationPhase, RotationRecord } from './records.js';
 
 export interface CaRecords {
   readonly roots: readonly KeyValue<RootRecord>[];
@@ -58,21 +28,21 @@ export interface CaRecords {
 /** The cluster ID and trust domain, created on first use and never changed afterwards. */
 export async function ensureCluster(store: Store, trustDomain?: string): Promise<ClusterRecord> {
   return store.txn(async (tx) => {
-    const existing = await tx.get<ClusterRecord>(caKeys.cluster);
+    const existing = await storedCluster.get(tx);
     if (existing) return existing;
     const clusterId = randomUUID();
     const record: ClusterRecord = {
       clusterId,
       trustDomain: trustDomain ?? trustDomainFor(clusterId),
     };
-    tx.put(caKeys.cluster, record);
+    storedCluster.put(tx, record);
     return record;
   });
 }
 
 export async function loadRecords(store: Store): Promise<CaRecords> {
-  const roots = await store.list<RootRecord>(caKeys.rootPrefix);
-  return { roots, rotation: await store.get<RotationRecord>(caKeys.rotation) };
+  const roots = await storedRoots.list(store);
+  return { roots, rotation: await storedRotation.get(store) };
 }
 
 export function rootRecordOf(root: RootMaterial, active: boolean): RootRecord {
@@ -92,8 +62,8 @@ export function rootRecordOf(root: RootMaterial, active: boolean): RootRecord {
 /** Stores the first root, unless a root exists already (then resolves false). */
 export async function commitFirstRoot(store: Store, root: RootMaterial): Promise<boolean> {
   return store.txn(async (tx) => {
-    if ((await tx.list(caKeys.rootPrefix)).length > 0) return false;
-    tx.put(caKeys.root(root.id), rootRecordOf(root, true));
+    if ((await tx.list(storedRoots.prefix)).length > 0) return false;
+    storedRoots.put(tx, root.id, rootRecordOf(root, true));
     return true;
   });
 }
@@ -105,8 +75,8 @@ export async function commitRotationStart(
   now: number,
 ): Promise<RotationRecord> {
   return store.txn(async (tx) => {
-    if (await tx.get(caKeys.rotation)) throw rotationInProgress();
-    const active = (await tx.list<RootRecord>(caKeys.rootPrefix)).find((kv) => kv.value.active);
+    if (await storedRotation.get(tx)) throw rotationInProgress();
+    const active = (await storedRoots.list(tx)).find((kv) => kv.value.active);
     if (!active) throw new IsthmusError('internal', 'the CA has no active root');
     const rotation: RotationRecord = {
       phase: 'trust-both',
@@ -114,8 +84,8 @@ export async function commitRotationStart(
       newRootId: newRoot.id,
       since: now,
     };
-    tx.put(caKeys.root(newRoot.id), rootRecordOf(newRoot, false));
-    tx.put(caKeys.rotation, rotation);
+    storedRoots.put(tx, newRoot.id, rootRecordOf(newRoot, false));
+    storedRotation.put(tx, rotation);
     return rotation;
   });
 }
@@ -127,12 +97,12 @@ export async function commitActivate(
   now: number,
 ): Promise<RotationRecord> {
   return store.txn(async (tx) => {
-    const roots = await tx.list<RootRecord>(caKeys.rootPrefix);
+    const roots = await storedRoots.list(tx);
     await expectPhase(tx, rotation);
     setActive(tx, roots, rotation.oldRootId, false);
     setActive(tx, roots, rotation.newRootId, true);
     const next: RotationRecord = { ...rotation, phase: 'reissue', since: now };
-    tx.put(caKeys.rotation, next);
+    storedRotation.put(tx, next);
     return next;
   });
 }
@@ -150,7 +120,7 @@ export async function commitReissued(
   return store.txn(async (tx) => {
     await expectPhase(tx, rotation);
     const next: RotationRecord = { ...rotation, since: now };
-    tx.put(caKeys.rotation, next);
+    storedRotation.put(tx, next);
     return next;
   });
 }
@@ -159,8 +129,8 @@ export async function commitReissued(
 export async function commitRetire(store: Store, rotation: RotationRecord): Promise<void> {
   await store.txn(async (tx) => {
     await expectPhase(tx, rotation);
-    tx.delete(caKeys.root(rotation.oldRootId));
-    tx.delete(caKeys.rotation);
+    storedRoots.delete(tx, rotation.oldRootId);
+    storedRotation.delete(tx);
   });
 }
 
@@ -172,7 +142,7 @@ export function rotationInProgress(): IsthmusError {
 }
 
 async function expectPhase(tx: StoreTxn, rotation: RotationRecord): Promise<void> {
-  const current = await tx.get<RotationRecord>(caKeys.rotation);
+  const current = await storedRotation.get(tx);
   if (current?.phase !== rotation.phase || current.newRootId !== rotation.newRootId) {
     throw new IsthmusError(
       'failed_precondition',
@@ -189,7 +159,7 @@ function setActive(
 ): void {
   const kv = roots.find((r) => r.value.id === id);
   if (!kv) throw new IsthmusError('internal', `CA root ${id} is missing from the store`);
-  tx.put(caKeys.root(id), {
+  storedRoots.put(tx, id, {
     ...kv.value,
     active,
     createIndex: kv.value.createIndex ?? kv.revision,

@@ -1,6 +1,6 @@
 import { IsthmusError } from '../errors.js';
 import type { Logger } from '../log.js';
-import type { JsonValue, Store, StoreTxn } from '../store/store.js';
+import type { Store, StoreTxn } from '../store/store.js';
 import type {
   CatalogEvent,
   CatalogReader,
@@ -10,7 +10,7 @@ import type {
   ServiceInstance,
   ServiceKind,
 } from './types.js';
-import { CatalogIndex, type ConfigRecord, type StoredInstance } from './catalog-index.js';
+import { CatalogIndex, type ConfigRecord } from './catalog-index.js';
 import { type Clock, TtlTimers, systemClock } from './checks.js';
 import { parseConfigEntry, parseConfigKind } from './config-entries.js';
 import { type FieldError, describeError } from './input.js';
@@ -22,6 +22,7 @@ import {
   planExpiry,
   planRegistration,
 } from './instance-changes.js';
+import { storedConfigEntries, storedInstances } from './records.js';
 import { parseRegistration } from './registration.js';
 
 export type { ConfigRecord, StoredInstance } from './catalog-index.js';
@@ -32,10 +33,6 @@ export interface CatalogOptions {
   readonly logger: Logger;
   readonly clock?: Clock;
 }
-
-const instancePrefix = 'catalog/instances/';
-const configPrefix = 'catalog/config/';
-const asJson = (value: unknown): JsonValue => value as JsonValue;
 
 /** Every failed input check as one `invalid_argument` error; `field` is the first offending path. */
 export function invalidInput(errors: readonly FieldError[]): IsthmusError {
@@ -68,13 +65,15 @@ export class Catalog implements CatalogReader {
     this.timers = new TtlTimers(this.clock, (checkId) => void this.expire(checkId));
   }
 
-  /** Loads every instance and config entry, and re-arms TTL timers (overdue ones fire at once). */
+  /**
+   * Loads every instance and config entry, and re-arms TTL timers (overdue ones fire at once). A
+   * record that fails its schema fails the open with a StoredRecordError naming key and field:
+   * serving without it would drop a registration or an intention from the mesh unnoticed.
+   */
   static async open(store: Store, opts: CatalogOptions): Promise<Catalog> {
     const catalog = new Catalog(store, opts);
-    for (const { value } of await store.list<JsonValue>(instancePrefix))
-      catalog.index.put(value as unknown as StoredInstance);
-    for (const { value } of await store.list<JsonValue>(configPrefix))
-      catalog.index.putConfig(value as unknown as ConfigRecord);
+    for (const { value } of await storedInstances.list(store)) catalog.index.put(value);
+    for (const { value } of await storedConfigEntries.list(store)) catalog.index.putConfig(value);
     for (const instance of catalog.index.allInstances()) catalog.timers.sync(instance.checks);
     opts.logger.info({ instances: catalog.index.allInstances().length }, 'catalog loaded');
     return catalog;
@@ -148,7 +147,7 @@ export class Catalog implements CatalogReader {
           createIndex: existing?.createIndex ?? ctx.revision,
           modifyIndex: ctx.revision,
         };
-        tx.put(configKey(entry.kind, entry.name), asJson(rec));
+        storedConfigEntries.put(tx, configId(entry.kind, entry.name), rec);
         return rec;
       },
       (rec) => {
@@ -166,7 +165,7 @@ export class Catalog implements CatalogReader {
       (tx, ctx) => {
         if (!ctx.index.config(entryKind, name))
           throw new IsthmusError('not_found', `config entry ${entryKind}/${name} not found`);
-        tx.delete(configKey(entryKind, name));
+        storedConfigEntries.delete(tx, configId(entryKind, name));
       },
       () => {
         this.index.removeConfig(entryKind, name);
@@ -251,9 +250,8 @@ export class Catalog implements CatalogReader {
   }
 
   private stage(tx: StoreTxn, changes: InstanceChanges): InstanceChanges {
-    for (const stored of changes.upserts)
-      tx.put(instancePrefix + stored.instance.id, asJson(stored));
-    for (const instance of changes.removals) tx.delete(instancePrefix + instance.id);
+    for (const stored of changes.upserts) storedInstances.put(tx, stored.instance.id, stored);
+    for (const instance of changes.removals) storedInstances.delete(tx, instance.id);
     return changes;
   }
 
@@ -317,6 +315,6 @@ export class Catalog implements CatalogReader {
   }
 }
 
-function configKey(kind: ConfigEntryKind, name: string): string {
-  return `${configPrefix}${kind}/${name}`;
+function configId(kind: ConfigEntryKind, name: string): string {
+  return `${kind}/${name}`;
 }

@@ -1,7 +1,9 @@
 import { healthStatuses } from '../catalog/checks.js';
 import type { HealthStatus, ServiceInstance } from '../catalog/types.js';
 import type { ExportedService } from '../gen/isthmus/peering/v1/peering.js';
-import type { JsonValue, Store } from '../store/index.js';
+import { silentLogger, type Logger } from '../log.js';
+import type { Store } from '../store/index.js';
+import { storedImports } from './records.js';
 
 /**
  * Services imported from cluster peers, in the Store under the local name of the peering (they
@@ -10,9 +12,7 @@ import type { JsonValue, Store } from '../store/index.js';
  * service).
  */
 
-const prefix = 'peering/imported/';
-const peerPrefix = (peer: string) => `${prefix}${peer}/`;
-const keyOf = (peer: string, service: string) => `${peerPrefix(peer)}${service}`;
+const idOf = (peer: string, service: string) => `${peer}/${service}`;
 
 /** What the catalog API shows of a peered instance beyond a local one. */
 export interface PeeredFields {
@@ -42,12 +42,21 @@ export class ImportedServices {
 
   private constructor(private readonly store: Store) {}
 
-  static async open(store: Store): Promise<ImportedServices> {
+  /**
+   * Loads what was imported before a restart. A record that fails its schema is logged and
+   * skipped: the peer sends the full state of every exported service again once its stream is up.
+   */
+  static async open(
+    store: Store,
+    opts: { readonly logger?: Logger } = {},
+  ): Promise<ImportedServices> {
     const imported = new ImportedServices(store);
-    for (const { key, value } of await store.list<JsonValue>(prefix)) {
-      const [peer, service] = splitKey(key);
-      if (peer && service)
-        imported.services(peer).set(service, value as unknown as ImportedInstance[]);
+    const logger = opts.logger ?? silentLogger();
+    const onInvalid = (err: Error) =>
+      logger.warn({ err }, 'invalid imported service record skipped');
+    for (const { id, value } of await storedImports.list(store, { onInvalid })) {
+      const [peer, service] = splitId(id);
+      if (peer && service) imported.services(peer).set(service, value.instances);
     }
     return imported;
   }
@@ -80,13 +89,13 @@ export class ImportedServices {
     instances: readonly ImportedInstance[],
   ): Promise<void> {
     // The store keeps a JSON copy of what it is given (undefined fields dropped).
-    await this.store.put(keyOf(peer, service), instances as unknown as JsonValue);
+    await storedImports.save(this.store, idOf(peer, service), { instances });
     this.services(peer).set(service, instances);
     this.emit({ kind: 'imported-changed', peer, service });
   }
 
   async remove(peer: string, service: string): Promise<void> {
-    await this.store.delete(keyOf(peer, service));
+    await this.store.delete(storedImports.key(idOf(peer, service)));
     this.byPeer.get(peer)?.delete(service);
     this.emit({ kind: 'imported-changed', peer, service });
   }
@@ -98,7 +107,7 @@ export class ImportedServices {
 
   /** Everything imported from `peer` (the peering was deleted or terminated). */
   async dropPeer(peer: string): Promise<void> {
-    const keys = (await this.store.list(peerPrefix(peer))).map((kv) => kv.key);
+    const keys = (await this.store.list(storedImports.key(`${peer}/`))).map((kv) => kv.key);
     if (keys.length > 0)
       await this.store.txn(async (tx) => {
         for (const k of keys) tx.delete(k);
@@ -118,8 +127,7 @@ export class ImportedServices {
   }
 }
 
-function splitKey(key: string): [string | undefined, string | undefined] {
-  const rest = key.slice(prefix.length);
+function splitId(rest: string): [string | undefined, string | undefined] {
   const slash = rest.indexOf('/');
   return slash < 0 ? [undefined, undefined] : [rest.slice(0, slash), rest.slice(slash + 1)];
 }

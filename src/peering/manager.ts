@@ -97,9 +97,9 @@ export class PeeringManager {
     );
     // A stream does not survive a restart: a stored ACTIVE is stale until the stream is back.
     for (const p of peerings.list()) {
-      if (p.State === 'ACTIVE')
+      if (p.state === 'ACTIVE')
         await peerings
-          .setState(p.Name, 'FAILING', 'no replication stream since this server restarted')
+          .setState(p.name, 'FAILING', 'no replication stream since this server restarted')
           .catch(() => undefined);
     }
     for (const p of peerings.list()) this.reconcile(p);
@@ -126,29 +126,29 @@ export class PeeringManager {
     cert: X509Certificate | undefined,
   ): Promise<OpenVerdict> {
     const p = await this.opts.peerings.verifyStream(open.peerId, open.streamSecret, (p) => {
-      if (!cert || !certificateChainsTo(cert, p.PeerCAPems)) {
+      if (!cert || !certificateChainsTo(cert, p.peerCaPems)) {
         throw new IsthmusError(
           'permission_denied',
           'the client certificate does not chain to the roots pinned for this peering',
         );
       }
-      if (p.State === 'TERMINATED')
+      if (p.state === 'TERMINATED')
         throw new IsthmusError(
           'failed_precondition',
-          `peering ${JSON.stringify(p.Name)} was terminated: establish it again with a new token`,
+          `peering ${JSON.stringify(p.name)} was terminated: establish it again with a new token`,
         );
-      if (this.acceptor.isActive(p.Name))
+      if (this.acceptor.isActive(p.name))
         throw new IsthmusError(
           'already_exists',
-          `peering ${JSON.stringify(p.Name)} already has an active stream`,
+          `peering ${JSON.stringify(p.name)} already has an active stream`,
         );
     });
-    if (p.State === 'DELETING') {
+    if (p.state === 'DELETING') {
       // The acceptor answers this Open with Terminated; give the write a moment before the record goes.
-      const told = this.awaitingDialer.get(p.Name);
+      const told = this.awaitingDialer.get(p.name);
       if (told) setTimeout(told, 200).unref();
     }
-    return { peeringName: p.Name, deleting: p.State === 'DELETING' };
+    return { peeringName: p.name, deleting: p.state === 'DELETING' };
   }
 
   private bindAccepted(peer: AcceptedPeer): PeerBinding {
@@ -158,9 +158,9 @@ export class PeeringManager {
   private binding(name: string, serverAddresses: () => readonly string[]): PeerBinding {
     const { peerings, imported, catalog, ca, datacenter, logger } = this.opts;
     const onExported = (names: readonly string[]) => {
-      const current = peerings.read(name)?.StreamStatus.ExportedServices ?? [];
+      const current = peerings.read(name)?.streamStatus.exportedServices ?? [];
       if (current.join('\n') === names.join('\n')) return;
-      peerings.setStreamStatus(name, { ExportedServices: [...names] }).catch(() => undefined);
+      peerings.setStreamStatus(name, { exportedServices: [...names] }).catch(() => undefined);
     };
     return {
       source: new ExportSource({
@@ -183,50 +183,50 @@ export class PeeringManager {
 
   private onPeeringEvent(event: PeeringEvent): void {
     if (this.closed) return;
-    if (event.kind === 'peering-removed') return void this.stopDialer(event.peering.Name);
+    if (event.kind === 'peering-removed') return void this.stopDialer(event.peering.name);
     this.reconcile(event.peering, event.previous);
   }
 
   /** Starts, updates or stops the dialer of one peering to match its record. */
   private reconcile(p: Peering, previous?: Peering): void {
-    if (!isDialer(p) || p.State === 'DELETING') return; // the deletion hook owns a DELETING dialer
-    const entry = this.dialers.get(p.Name);
-    if (!establishedStates.has(p.State)) return void this.stopDialer(p.Name);
+    if (!isDialer(p) || p.state === 'DELETING') return; // the deletion hook owns a DELETING dialer
+    const entry = this.dialers.get(p.name);
+    if (!establishedStates.has(p.state)) return void this.stopDialer(p.name);
     const reEstablished =
-      previous !== undefined && p.State === 'ESTABLISHING' && previous.State !== 'ESTABLISHING';
-    if (!entry || entry.id !== p.ID || reEstablished) {
-      void this.stopDialer(p.Name).then(() => this.startDialer(p));
+      previous !== undefined && p.state === 'ESTABLISHING' && previous.state !== 'ESTABLISHING';
+    if (!entry || entry.id !== p.id || reEstablished) {
+      void this.stopDialer(p.name).then(() => this.startDialer(p));
       return;
     }
     if (
       previous &&
-      (previous.PeerCAPems !== p.PeerCAPems ||
-        previous.PeerServerAddresses !== p.PeerServerAddresses)
+      (previous.peerCaPems !== p.peerCaPems ||
+        previous.peerServerAddresses !== p.peerServerAddresses)
     ) {
       entry.dialer?.update({
-        caPems: p.PeerCAPems,
-        addresses: this.dialAddresses(p.PeerServerAddresses),
+        caPems: p.peerCaPems,
+        addresses: this.dialAddresses(p.peerServerAddresses),
       });
     }
   }
 
   private async startDialer(p: Peering): Promise<void> {
-    if (this.closed || this.dialers.has(p.Name)) return;
-    const entry: DialerEntry = { id: p.ID };
-    this.dialers.set(p.Name, entry);
+    if (this.closed || this.dialers.has(p.name)) return;
+    const entry: DialerEntry = { id: p.id };
+    this.dialers.set(p.name, entry);
     try {
       const options = await this.dialOptions(p);
-      if (this.dialers.get(p.Name) !== entry || this.closed) return;
+      if (this.dialers.get(p.name) !== entry || this.closed) return;
       entry.dialer = new StreamDialer(options);
       entry.dialer.start();
       this.opts.logger.info(
-        { peering: p.Name, peerServerName: p.PeerServerName },
+        { peering: p.name, peerServerName: p.peerServerName },
         'peering stream dialer started',
       );
     } catch (err) {
-      if (this.dialers.get(p.Name) === entry) this.dialers.delete(p.Name);
+      if (this.dialers.get(p.name) === entry) this.dialers.delete(p.name);
       this.opts.logger.error(
-        { peering: p.Name, error: (err as Error).message },
+        { peering: p.name, error: (err as Error).message },
         'peering stream dialer could not start',
       );
     }
@@ -238,20 +238,20 @@ export class PeeringManager {
 
   private async dialOptions(p: Peering): Promise<DialOptions> {
     const { peerings, logger, datacenter } = this.opts;
-    const current = peerings.read(p.Name) ?? p;
-    const streamSecret = await peerings.streamSecretOf(p.Name);
+    const current = peerings.read(p.name) ?? p;
+    const streamSecret = await peerings.streamSecretOf(p.name);
     const leaf = this.leaf ?? (await this.opts.ca.leaf(peeringIdentity(this.opts.ca, datacenter)));
-    const binding = this.binding(p.Name, () => []);
+    const binding = this.binding(p.name, () => []);
     return {
       ...timingsOf(this.opts),
       ...binding,
-      peeringName: p.Name,
-      addresses: this.dialAddresses(current.PeerServerAddresses),
-      serverName: current.PeerServerName,
-      caPems: current.PeerCAPems,
+      peeringName: p.name,
+      addresses: this.dialAddresses(current.peerServerAddresses),
+      serverName: current.peerServerName,
+      caPems: current.peerCaPems,
       certPem: leaf.certPem,
       keyPem: leaf.keyPem,
-      open: { peerId: current.PeerID, streamSecret, remote: { partition: 'default', datacenter } },
+      open: { peerId: current.peerId, streamSecret, remote: { partition: 'default', datacenter } },
       backoff: this.opts.backoff ?? peeringBackoff,
       logger: logger.child({ role: 'dialer' }),
     };
@@ -282,13 +282,13 @@ export class PeeringManager {
       if (!isDialer(p)) {
         // No stream up: keep the peering DELETING until the dialer reconnects and is told, within
         // the deletion hook's bound (Peerings removes the record anyway after it).
-        const established = p.PeerCAPems.length > 0; // a PENDING peering has no dialer to tell
-        if (!(await this.acceptor.terminate(p.Name)) && established) await this.dialerTold(p.Name);
-      } else if (this.dialers.has(p.Name)) await this.stopDialer(p.Name, true);
+        const established = p.peerCaPems.length > 0; // a PENDING peering has no dialer to tell
+        if (!(await this.acceptor.terminate(p.name)) && established) await this.dialerTold(p.name);
+      } else if (this.dialers.has(p.name)) await this.stopDialer(p.name, true);
       else
         await new StreamDialer(await this.dialOptions(p)).stop({ terminate: true, graceMs: 2_000 });
     } finally {
-      await this.opts.imported.dropPeer(p.Name);
+      await this.opts.imported.dropPeer(p.name);
     }
   }
 }

@@ -1,14 +1,9 @@
 import { X509Certificate, randomUUID } from 'node:crypto';
 import { IsthmusError } from '../errors.js';
 import type { Logger } from '../log.js';
-import type { JsonValue, Store, StoreEvent, StoreTxn } from '../store/index.js';
-import {
-  type AcceptorSecrets,
-  type PeeringSecrets,
-  newSecret,
-  secretMatches,
-  sha256Hex,
-} from './secrets.js';
+import type { Store, StoreEvent, StoreTxn } from '../store/index.js';
+import { storedPeerings, storedSecrets } from './records.js';
+import { type AcceptorSecrets, newSecret, secretMatches, sha256Hex } from './secrets.js';
 import { type PeeringToken, dialAddressesOf } from './token.js';
 import {
   type Peering,
@@ -70,13 +65,8 @@ export interface EstablishedInput {
 export type DeletionHook = (peering: Peering) => Promise<void>;
 
 export type PeeringPatch = Partial<
-  Pick<Peering, 'PeerCAPems' | 'PeerTrustDomain' | 'PeerServerAddresses'>
+  Pick<Peering, 'peerCaPems' | 'peerTrustDomain' | 'peerServerAddresses'>
 >;
-
-const recordPrefix = 'peering/peerings/';
-const secretsPrefix = 'peering/secrets/';
-const recordKey = (name: string) => recordPrefix + name;
-const secretsKey = (id: string) => secretsPrefix + id;
 
 const usedSecret = () =>
   new IsthmusError(
@@ -107,15 +97,13 @@ export class Peerings {
     private readonly opts: PeeringsOptions,
   ) {
     this.now = opts.now ?? Date.now;
-    this.unwatch = store.watch(recordPrefix, (event) => this.apply(event));
+    this.unwatch = store.watch(storedPeerings.prefix, (event) => this.apply(event));
   }
 
   static async open(store: Store, opts: PeeringsOptions): Promise<Peerings> {
     const peerings = new Peerings(store, opts);
-    for (const { value } of await store.list<JsonValue>(recordPrefix)) {
-      const p = value as unknown as Peering;
-      peerings.byName.set(p.Name, p);
-    }
+    for (const { value } of await storedPeerings.list(store))
+      peerings.byName.set(value.name, value);
     return peerings;
   }
 
@@ -124,12 +112,12 @@ export class Peerings {
    * the peer is told about those too.
    */
   resumeDeletions(): void {
-    for (const p of this.byName.values()) if (p.State === 'DELETING') this.finishDeletion(p.Name);
+    for (const p of this.byName.values()) if (p.state === 'DELETING') this.finishDeletion(p.name);
   }
 
   list(): readonly Peering[] {
     return [...this.byName.values()].sort((a, b) =>
-      a.Name < b.Name ? -1 : a.Name > b.Name ? 1 : 0,
+      a.name < b.name ? -1 : a.name > b.name ? 1 : 0,
     );
   }
 
@@ -139,14 +127,14 @@ export class Peerings {
 
   /** The peering whose own ID is `id` (the acceptor looks up the PeerID a dialer sends). */
   byId(id: string): Peering | undefined {
-    for (const p of this.byName.values()) if (p.ID === id) return p;
+    for (const p of this.byName.values()) if (p.id === id) return p;
     return undefined;
   }
 
   /** The peering whose peer's ID is `peerId` (a dialer's record for the acceptor's ID). */
   byPeerId(peerId: string): Peering | undefined {
     if (peerId === '') return undefined;
-    for (const p of this.byName.values()) if (p.PeerID === peerId) return p;
+    for (const p of this.byName.values()) if (p.peerId === peerId) return p;
     return undefined;
   }
 
@@ -185,9 +173,7 @@ export class Peerings {
     }
     const secret = newSecret();
     const peering = await this.write(async (tx, revision) => {
-      const existing = (await tx.get<JsonValue>(recordKey(input.PeerName))) as unknown as
-        | Peering
-        | undefined;
+      const existing = await storedPeerings.get(tx, input.PeerName);
       if (existing && isDialer(existing)) {
         throw new IsthmusError(
           'already_exists',
@@ -195,20 +181,19 @@ export class Peerings {
           'PeerName',
         );
       }
-      if (existing?.State === 'DELETING') throw deleting(input.PeerName);
+      if (existing?.state === 'DELETING') throw deleting(input.PeerName);
       const next = existing ? regenerated(existing, input, revision) : created(input, revision);
-      const secrets = existing ? await this.acceptorSecrets(tx, existing.ID) : undefined;
-      const keepStream = existing !== undefined && existing.State !== 'TERMINATED';
+      const secrets = existing ? await this.acceptorSecrets(tx, existing.id) : undefined;
+      const keepStream = existing !== undefined && existing.state !== 'TERMINATED';
       const nextSecrets: AcceptorSecrets =
         keepStream && secrets
           ? { ...secrets, establishmentSha256: sha256Hex(secret) }
           : { role: 'acceptor', establishmentSha256: sha256Hex(secret) };
-      tx.put(recordKey(next.Name), next as unknown as JsonValue);
-      tx.put(secretsKey(next.ID), nextSecrets as unknown as JsonValue);
-      return next;
+      storedSecrets.put(tx, next.id, nextSecrets);
+      return storedPeerings.put(tx, next.name, next);
     });
     this.opts.logger.info(
-      { peering: peering.Name, peeringId: peering.ID, state: peering.State },
+      { peering: peering.name, peeringId: peering.id, state: peering.state },
       'peering token generated',
     );
     const token: PeeringToken = {
@@ -216,7 +201,7 @@ export class Peerings {
       ServerAddresses: [...serverAddresses],
       ManualServerAddresses: [...external],
       ServerName: local.serverName,
-      PeerID: peering.ID,
+      PeerID: peering.id,
       EstablishmentSecret: secret,
       Remote: { Partition: local.partition, Datacenter: local.datacenter },
     };
@@ -226,7 +211,7 @@ export class Peerings {
   /**
    * Acceptor: trades a token's establishment secret for a new stream secret, consuming it inside
    * one Store transaction (transactions are serializable: of concurrent callers exactly one wins),
-   * and pins the dialer's roots as the peering's PeerCAPems. The state stays as it is until the
+   * and pins the dialer's roots as the peering's peerCaPems. The state stays as it is until the
    * stream opens.
    */
   async exchangeSecret(
@@ -234,41 +219,34 @@ export class Peerings {
   ): Promise<{ readonly streamSecret: string; readonly peering: Peering }> {
     const streamSecret = newSecret();
     const peering = await this.write(async (tx, revision) => {
-      const name = this.byId(input.peerId)?.Name;
-      const record =
-        name === undefined
-          ? undefined
-          : ((await tx.get<JsonValue>(recordKey(name))) as unknown as Peering | undefined);
-      const secrets = record ? await this.acceptorSecrets(tx, record.ID) : undefined;
+      const name = this.byId(input.peerId)?.name;
+      const record = name === undefined ? undefined : await storedPeerings.get(tx, name);
+      const secrets = record ? await this.acceptorSecrets(tx, record.id) : undefined;
       const valid = secretMatches(input.establishmentSecret, secrets?.establishmentSha256);
       if (
         !record ||
-        record.ID !== input.peerId ||
+        record.id !== input.peerId ||
         !secrets ||
         !valid ||
-        record.State === 'DELETING'
+        record.state === 'DELETING'
       )
         throw usedSecret();
       const { establishmentSha256: _consumed, ...rest } = secrets;
-      tx.put(secretsKey(record.ID), {
-        ...rest,
-        pendingStreamSha256: sha256Hex(streamSecret),
-      } as unknown as JsonValue);
+      storedSecrets.put(tx, record.id, { ...rest, pendingStreamSha256: sha256Hex(streamSecret) });
       const next: Peering = {
         ...record,
-        PeerCAPems: [...input.dialerRootPems],
-        PeerTrustDomain: input.dialerTrustDomain,
-        Remote: {
-          Partition: input.dialerRemote.Partition || 'default',
-          Datacenter: input.dialerRemote.Datacenter,
+        peerCaPems: [...input.dialerRootPems],
+        peerTrustDomain: input.dialerTrustDomain,
+        remote: {
+          partition: input.dialerRemote.partition || 'default',
+          datacenter: input.dialerRemote.datacenter,
         },
-        ModifyIndex: revision,
+        modifyIndex: revision,
       };
-      tx.put(recordKey(next.Name), next as unknown as JsonValue);
-      return next;
+      return storedPeerings.put(tx, next.name, next);
     });
     this.opts.logger.info(
-      { peering: peering.Name, peeringId: peering.ID, peerTrustDomain: peering.PeerTrustDomain },
+      { peering: peering.name, peeringId: peering.id, peerTrustDomain: peering.peerTrustDomain },
       'peering secret exchanged; dialer roots pinned',
     );
     return { streamSecret, peering };
@@ -284,38 +262,37 @@ export class Peerings {
   async recordEstablished(input: EstablishedInput): Promise<Peering> {
     const { name, token } = input;
     const peering = await this.write(async (tx, revision) => {
-      const existing = (await tx.get<JsonValue>(recordKey(name))) as unknown as Peering | undefined;
+      const existing = await storedPeerings.get(tx, name);
       if (existing) establishConflict(existing, token);
-      const samePeer = existing?.PeerID === token.PeerID && existing.State !== 'TERMINATED';
+      const samePeer = existing?.peerId === token.PeerID && existing.state !== 'TERMINATED';
       const next: Peering = {
-        ID: existing?.ID ?? randomUUID(),
-        Name: name,
-        State: 'ESTABLISHING',
-        PeerID: token.PeerID,
-        PeerServerName: token.ServerName,
-        PeerServerAddresses: [...dialAddressesOf(token)],
-        ...(token.ManualServerAddresses.length > 0 && { ManualServerAddresses: true }),
-        PeerCAPems: [...token.CA],
-        PeerTrustDomain: trustDomainOf(token),
-        Meta: { ...(input.meta ?? existing?.Meta ?? {}) },
-        Remote: {
-          Partition: token.Remote.Partition || 'default',
-          Datacenter: token.Remote.Datacenter,
+        id: existing?.id ?? randomUUID(),
+        name: name,
+        state: 'ESTABLISHING',
+        peerId: token.PeerID,
+        peerServerName: token.ServerName,
+        peerServerAddresses: [...dialAddressesOf(token)],
+        ...(token.ManualServerAddresses.length > 0 && { manualServerAddresses: true }),
+        peerCaPems: [...token.CA],
+        peerTrustDomain: trustDomainOf(token),
+        meta: { ...(input.meta ?? existing?.meta ?? {}) },
+        remote: {
+          partition: token.Remote.Partition || 'default',
+          datacenter: token.Remote.Datacenter,
         },
-        StreamStatus: samePeer && existing ? existing.StreamStatus : emptyStreamStatus,
-        CreateIndex: existing?.CreateIndex ?? revision,
-        ModifyIndex: revision,
+        streamStatus: samePeer && existing ? existing.streamStatus : emptyStreamStatus,
+        createIndex: existing?.createIndex ?? revision,
+        modifyIndex: revision,
       };
-      tx.put(recordKey(name), next as unknown as JsonValue);
-      tx.put(secretsKey(next.ID), { role: 'dialer', streamSecret: input.streamSecret });
-      return next;
+      storedSecrets.put(tx, next.id, { role: 'dialer', streamSecret: input.streamSecret });
+      return storedPeerings.put(tx, name, next);
     });
     this.opts.logger.info(
       {
-        peering: peering.Name,
-        peeringId: peering.ID,
-        peerId: peering.PeerID,
-        peerServerName: peering.PeerServerName,
+        peering: peering.name,
+        peeringId: peering.id,
+        peerId: peering.peerId,
+        peerServerName: peering.peerServerName,
       },
       'peering established; secret exchanged',
     );
@@ -328,7 +305,7 @@ export class Peerings {
    * nothing changes. Opening with the pending secret makes it the active one. Returns the record in
    * whatever state it is (DELETING and TERMINATED included: the caller decides). `check` runs after
    * the secret matched and before anything is written: throw from it (e.g. a client certificate
-   * that does not chain to `PeerCAPems`) to refuse with nothing changed.
+   * that does not chain to `peerCaPems`) to refuse with nothing changed.
    */
   async verifyStream(
     peerId: string,
@@ -336,28 +313,20 @@ export class Peerings {
     check?: (peering: Peering) => void,
   ): Promise<Peering> {
     const known = this.byId(peerId);
-    const secrets = known
-      ? ((await this.store.get<JsonValue>(secretsKey(known.ID))) as unknown as
-          | PeeringSecrets
-          | undefined)
-      : undefined;
+    const secrets = known ? await storedSecrets.get(this.store, known.id) : undefined;
     const acceptor = secrets?.role === 'acceptor' ? secrets : undefined;
     const active = secretMatches(streamSecret, acceptor?.activeStreamSha256);
     const pending = secretMatches(streamSecret, acceptor?.pendingStreamSha256);
     if (!known || !acceptor || !(active || pending)) throw badStreamSecret();
     check?.(known);
-    if (pending) await this.promotePendingSecret(known.ID, acceptor.pendingStreamSha256!);
-    return this.byName.get(known.Name) ?? known;
+    if (pending) await this.promotePendingSecret(known.id, acceptor.pendingStreamSha256!);
+    return this.byName.get(known.name) ?? known;
   }
 
   /** Dialer, for the stream engine's `Open`: the stream secret to send (never log it). */
   async streamSecretOf(name: string): Promise<string> {
     const p = this.byName.get(name);
-    const secrets = p
-      ? ((await this.store.get<JsonValue>(secretsKey(p.ID))) as unknown as
-          | PeeringSecrets
-          | undefined)
-      : undefined;
+    const secrets = p ? await storedSecrets.get(this.store, p.id) : undefined;
     if (!p || secrets?.role !== 'dialer')
       throw new IsthmusError(
         'not_found',
@@ -366,21 +335,20 @@ export class Peerings {
     return secrets.streamSecret;
   }
 
-  /** Merges `patch` into the peering's StreamStatus. */
+  /** Merges `patch` into the peering's streamStatus. */
   async setStreamStatus(name: string, patch: Partial<StreamStatus>): Promise<Peering> {
-    return this.update(name, (p) => ({ ...p, StreamStatus: { ...p.StreamStatus, ...patch } }));
+    return this.update(name, (p) => ({ ...p, streamStatus: { ...p.streamStatus, ...patch } }));
   }
 
   /**
-   * Sets the state (and `StreamStatus.LastError` when given). A DELETING peering stays DELETING
+   * Sets the state (and `streamStatus.lastError` when given). A DELETING peering stays DELETING
    * whatever the stream reports; it is removed once the peer has been told.
    */
   async setState(name: string, state: PeeringState, lastError?: string): Promise<Peering> {
     return this.update(name, (p) => {
-      if (p.State === 'DELETING' && state !== 'DELETING') return p;
-      const status =
-        lastError === undefined ? p.StreamStatus : { ...p.StreamStatus, LastError: lastError };
-      return { ...p, State: state, StreamStatus: status };
+      if (p.state === 'DELETING' && state !== 'DELETING') return p;
+      const status = lastError === undefined ? p.streamStatus : { ...p.streamStatus, lastError };
+      return { ...p, state, streamStatus: status };
     });
   }
 
@@ -396,9 +364,9 @@ export class Peerings {
   async delete(name: string): Promise<Peering> {
     const deletedAt = new Date(this.now()).toISOString();
     const p = await this.update(name, (p) =>
-      p.State === 'DELETING' ? p : { ...p, State: 'DELETING', DeletedAt: deletedAt },
+      p.state === 'DELETING' ? p : { ...p, state: 'DELETING', deletedAt: deletedAt },
     );
-    this.opts.logger.info({ peering: p.Name, peeringId: p.ID }, 'peering deleting');
+    this.opts.logger.info({ peering: p.name, peeringId: p.id }, 'peering deleting');
     this.finishDeletion(name);
     return p;
   }
@@ -441,46 +409,52 @@ export class Peerings {
     if (this.closed) return;
     await this.store
       .txn(async (tx) => {
-        const current = (await tx.get<JsonValue>(recordKey(name))) as unknown as
-          | Peering
-          | undefined;
-        if (current?.ID !== p.ID || current.State !== 'DELETING') return;
-        tx.delete(recordKey(name));
-        tx.delete(secretsKey(p.ID));
+        const current = await storedPeerings.get(tx, name);
+        if (current?.id !== p.id || current.state !== 'DELETING') return;
+        storedPeerings.delete(tx, name);
+        storedSecrets.delete(tx, p.id);
       })
       .catch((err: unknown) =>
         this.opts.logger.error({ err, peering: name }, 'removing a deleted peering failed'),
       );
-    this.opts.logger.info({ peering: name, peeringId: p.ID }, 'peering deleted');
+    this.opts.logger.info({ peering: name, peeringId: p.id }, 'peering deleted');
   }
 
   private async promotePendingSecret(id: string, pendingSha256: string): Promise<void> {
     await this.store.txn(async (tx) => {
-      const s = (await tx.get<JsonValue>(secretsKey(id))) as unknown as AcceptorSecrets | undefined;
+      const s = await storedSecrets.get(tx, id);
       if (s?.role !== 'acceptor' || s.pendingStreamSha256 !== pendingSha256) return;
-      tx.put(secretsKey(id), {
+      storedSecrets.put(tx, id, {
         role: 'acceptor',
         establishmentSha256: s.establishmentSha256,
         activeStreamSha256: pendingSha256,
-      } as unknown as JsonValue);
+      });
     });
   }
 
   private async acceptorSecrets(tx: StoreTxn, id: string): Promise<AcceptorSecrets | undefined> {
-    const s = (await tx.get<JsonValue>(secretsKey(id))) as unknown as PeeringSecrets | undefined;
+    const s = await storedSecrets.get(tx, id);
     return s?.role === 'acceptor' ? s : undefined;
   }
 
   private async update(name: string, fn: (p: Peering) => Peering): Promise<Peering> {
     return this.write(async (tx, revision) => {
-      const p = (await tx.get<JsonValue>(recordKey(name))) as unknown as Peering | undefined;
+      const p = await storedPeerings.get(tx, name);
       if (!p) throw notFound(name);
       const next = fn(p);
       if (next === p) return p;
-      const stamped = { ...next, ModifyIndex: revision };
-      tx.put(recordKey(name), stamped as unknown as JsonValue);
-      return stamped;
+      return storedPeerings.put(tx, name, { ...next, modifyIndex: revision });
     });
+  }
+
+  /** A watched record that fails its schema is logged and leaves the in-memory copy as it was. */
+  private decode(event: Extract<StoreEvent, { kind: 'put' }>): Peering | undefined {
+    try {
+      return storedPeerings.decodeEvent(event);
+    } catch (err) {
+      this.opts.logger.error({ err, key: event.key }, 'invalid peering record ignored');
+      return undefined;
+    }
   }
 
   /** One Store transaction; `revision` is the one it commits at (Store transactions are serialized). */
@@ -491,11 +465,12 @@ export class Peerings {
 
   /** Store watch → in-memory copy → events, in commit order. */
   private apply(event: StoreEvent): void {
-    const name = event.key.slice(recordPrefix.length);
+    const name = storedPeerings.idOf(event.key);
     const previous = this.byName.get(name);
     let out: PeeringEvent | undefined;
     if (event.kind === 'put') {
-      const peering = event.value as unknown as Peering;
+      const peering = this.decode(event);
+      if (!peering) return;
       this.byName.set(name, peering);
       out = { kind: 'peering-upserted', peering, previous };
     } else if (previous) {
@@ -515,35 +490,35 @@ export class Peerings {
 
 function created(input: GenerateTokenInput, revision: number): Peering {
   return {
-    ID: randomUUID(),
-    Name: input.PeerName,
-    State: 'PENDING',
-    PeerID: '',
-    PeerServerName: '',
-    PeerServerAddresses: [],
-    PeerCAPems: [],
-    PeerTrustDomain: '',
-    Meta: { ...(input.Meta ?? {}) },
-    Remote: { Partition: '', Datacenter: '' },
-    StreamStatus: emptyStreamStatus,
-    CreateIndex: revision,
-    ModifyIndex: revision,
+    id: randomUUID(),
+    name: input.PeerName,
+    state: 'PENDING',
+    peerId: '',
+    peerServerName: '',
+    peerServerAddresses: [],
+    peerCaPems: [],
+    peerTrustDomain: '',
+    meta: { ...(input.Meta ?? {}) },
+    remote: { partition: '', datacenter: '' },
+    streamStatus: emptyStreamStatus,
+    createIndex: revision,
+    modifyIndex: revision,
   };
 }
 
 function regenerated(existing: Peering, input: GenerateTokenInput, revision: number): Peering {
-  const meta = { ...(input.Meta ?? existing.Meta) };
-  if (existing.State !== 'TERMINATED') return { ...existing, Meta: meta, ModifyIndex: revision };
+  const meta = { ...(input.Meta ?? existing.meta) };
+  if (existing.state !== 'TERMINATED') return { ...existing, meta: meta, modifyIndex: revision };
   return {
     ...created(input, revision),
-    ID: existing.ID,
-    Meta: meta,
-    CreateIndex: existing.CreateIndex,
+    id: existing.id,
+    meta: meta,
+    createIndex: existing.createIndex,
   };
 }
 
 function establishConflict(existing: Peering, token: PeeringToken): void {
-  const name = JSON.stringify(existing.Name);
+  const name = JSON.stringify(existing.name);
   if (!isDialer(existing)) {
     throw new IsthmusError(
       'already_exists',
@@ -551,8 +526,8 @@ function establishConflict(existing: Peering, token: PeeringToken): void {
       'PeerName',
     );
   }
-  if (existing.State === 'DELETING') throw deleting(existing.Name);
-  if (existing.PeerID !== token.PeerID && existing.State !== 'TERMINATED') {
+  if (existing.state === 'DELETING') throw deleting(existing.name);
+  if (existing.peerId !== token.PeerID && existing.state !== 'TERMINATED') {
     throw new IsthmusError(
       'already_exists',
       `peering ${name} already exists with another peer: delete it first or use another name`,

@@ -25,7 +25,7 @@ export interface ExportSourceDeps {
   readonly peeringName: string;
   /** Acceptor: the advertised peering addresses (the dialer imports them). */
   serverAddresses(): readonly string[];
-  /** The names exported right now, for StreamStatus.ExportedServices. */
+  /** The names exported right now, for streamStatus.exportedServices. */
   onExported?(names: readonly string[]): void;
 }
 
@@ -170,8 +170,8 @@ export class ImportSink implements ResourceSink {
       }
     });
     await this.deps.peerings.updatePeer(this.deps.peeringName, {
-      PeerCAPems: [...bundle.rootPems],
-      PeerTrustDomain: bundle.trustDomain,
+      peerCaPems: [...bundle.rootPems],
+      peerTrustDomain: bundle.trustDomain,
     });
   }
 
@@ -181,11 +181,11 @@ export class ImportSink implements ResourceSink {
     // An acceptor with nothing dialable to advertise: keep dialing the token's addresses.
     if (addresses.length === 0) return;
     // The operator's addresses from the token win over what the acceptor reports (Consul's rule).
-    if (this.deps.peerings.read(this.deps.peeringName)?.ManualServerAddresses) return;
+    if (this.deps.peerings.read(this.deps.peeringName)?.manualServerAddresses) return;
     const bad = addresses.find((a) => !/^[^\s]+:\d{1,5}$/.test(a));
     if (bad !== undefined) throw new Error(`addresses: ${JSON.stringify(bad)} is not host:port`);
     await this.deps.peerings.updatePeer(this.deps.peeringName, {
-      PeerServerAddresses: [...addresses],
+      peerServerAddresses: [...addresses],
     });
   }
 
@@ -203,7 +203,7 @@ export class ImportSink implements ResourceSink {
     if (change.operation === 'delete') await imported.remove(peeringName, change.resourceId);
     else {
       const service = change.resource as ExportedService;
-      const datacenter = this.deps.peerings.read(peeringName)?.Remote.Datacenter ?? '';
+      const datacenter = this.deps.peerings.read(peeringName)?.remote.datacenter ?? '';
       await imported.replace(
         peeringName,
         change.resourceId,
@@ -216,8 +216,8 @@ export class ImportSink implements ResourceSink {
   private async recordCounts(): Promise<void> {
     const { imported, peeringName, peerings } = this.deps;
     const names = imported.serviceNames(peeringName);
-    const current = peerings.read(peeringName)?.StreamStatus.ImportedServices ?? [];
+    const current = peerings.read(peeringName)?.streamStatus.importedServices ?? [];
     if (current.join('\n') !== names.join('\n'))
-      await peerings.setStreamStatus(peeringName, { ImportedServices: names });
+      await peerings.setStreamStatus(peeringName, { importedServices: names });
   }
 }

@@ -132,7 +132,7 @@ export class PeeringServer {
   private trustedRoots(): string[] {
     const pems = this.opts.ca.roots().roots.map((r) => r.certPem.trimEnd());
     for (const p of this.opts.peerings.list())
-      if (!isDialer(p)) pems.push(...p.PeerCAPems.map((pem) => pem.trimEnd()));
+      if (!isDialer(p)) pems.push(...p.peerCaPems.map((pem) => pem.trimEnd()));
     return [...new Set(pems)];
   }
 
@@ -160,8 +160,8 @@ export class PeeringServer {
         dialerRootPems: req.dialerRootPems,
         dialerTrustDomain: req.dialerTrustDomain,
         dialerRemote: {
-          Partition: req.dialer?.partition ?? '',
-          Datacenter: req.dialer?.datacenter ?? '',
+          partition: req.dialer?.partition ?? '',
+          datacenter: req.dialer?.datacenter ?? '',
         },
       });
       callback(null, { streamSecret });

@@ -3,7 +3,7 @@ import type { Peerings } from './peerings.js';
 import type { StreamObserver } from './stream/types.js';
 import type { PeeringState, StreamStatus } from './types.js';
 
-/** LastReceive / LastSend are written at most this often per peering (each is a Store write). */
+/** lastReceive / lastSend are written at most this often per peering (each is a Store write). */
 const activityWriteMs = 1_000;
 
 export interface StatusObserverOptions {
@@ -35,38 +35,37 @@ export function statusObserver(opts: StatusObserverOptions): StreamObserver {
   };
   const setState = (state: PeeringState, error?: string) =>
     write('state', () => peerings.setState(name, state, error));
-  const lastWrite = { LastReceive: 0, LastSend: 0 };
-  const activity = (field: 'LastReceive' | 'LastSend', at: Date) => {
+  const lastWrite = { lastReceive: 0, lastSend: 0 };
+  const activity = (field: 'lastReceive' | 'lastSend', at: Date) => {
     if (at.getTime() - lastWrite[field] < activityWriteMs) return;
     lastWrite[field] = at.getTime();
-    write(field, () =>
-      peerings.setStreamStatus(name, { [field]: at.toISOString() } as Partial<StreamStatus>),
-    );
+    const patch: Partial<StreamStatus> = { [field]: at.toISOString() };
+    write(field, () => peerings.setStreamStatus(name, patch));
   };
   return {
     onActive: () => {
-      lastWrite.LastReceive = lastWrite.LastSend = 0;
+      lastWrite.lastReceive = lastWrite.lastSend = 0;
       const now = new Date().toISOString();
-      write('active', () => peerings.setStreamStatus(name, { LastReceive: now }));
+      write('active', () => peerings.setStreamStatus(name, { lastReceive: now }));
       setState('ACTIVE');
     },
     onFailing: (error) => setState('FAILING', error),
     onHeartbeat: (at) =>
       write('heartbeat', () =>
         peerings.setStreamStatus(name, {
-          LastHeartbeat: at.toISOString(),
-          LastReceive: at.toISOString(),
+          lastHeartbeat: at.toISOString(),
+          lastReceive: at.toISOString(),
         }),
       ),
-    onReceive: (at) => activity('LastReceive', at),
-    onSend: (at) => activity('LastSend', at),
-    onNack: (message) => write('nack', () => peerings.setStreamStatus(name, { LastNack: message })),
+    onReceive: (at) => activity('lastReceive', at),
+    onSend: (at) => activity('lastSend', at),
+    onNack: (message) => write('nack', () => peerings.setStreamStatus(name, { lastNack: message })),
     onTerminated: () => {
       logger.info({ peering: name }, 'the peer deleted the peering: terminated');
       setState('TERMINATED');
       write('terminated', async () => {
         await opts.onTerminated();
-        await peerings.setStreamStatus(name, { ImportedServices: [], ExportedServices: [] });
+        await peerings.setStreamStatus(name, { importedServices: [], exportedServices: [] });
       });
     },
   };

@@ -1,12 +1,14 @@
 /**
- * Peering records as the Store holds them and the HTTP API shows them: Consul's field names
- * (`api.Peering`), plus `PeerTrustDomain` (internal) and `StreamStatus.LastError` / `LastNack`.
- * Secrets never live here: they are in separate keys (see peerings.ts) and never leave the server.
+ * Peering records, the domain form (camelCase, as the Store holds them since record version 2,
+ * peering/records.ts). The HTTP API shows them in Consul's `api.Peering` PascalCase, converting at
+ * its boundary (src/api/peering-routes.ts); `peerTrustDomain` and `manualServerAddresses` are
+ * internal, `streamStatus.lastError` / `lastNack` are isthmus additions. Secrets never live here:
+ * they are in separate keys (see peerings.ts) and never leave the server.
  */
 
 /**
  * PENDING: acceptor, token issued. ESTABLISHING: dialer, secret exchanged, stream not yet up.
- * ACTIVE: stream up. FAILING: stream down or heartbeats late (`StreamStatus.LastError` says why).
+ * ACTIVE: stream up. FAILING: stream down or heartbeats late (`streamStatus.lastError` says why).
  * DELETING: deleted here, the peer is being told. TERMINATED: the peer deleted it (re-establish
  * with a new token).
  */
@@ -26,53 +28,53 @@ export const establishedStates: ReadonlySet<PeeringState> = new Set<PeeringState
 ]);
 
 export interface RemoteInfo {
-  readonly Partition: string;
-  readonly Datacenter: string;
+  readonly partition: string;
+  readonly datacenter: string;
 }
 
 /** What the replication stream reports (the stream engine writes it through `setStreamStatus`). */
 export interface StreamStatus {
   /** Names of the services imported from the peer / exported to it. */
-  readonly ImportedServices: readonly string[];
-  readonly ExportedServices: readonly string[];
+  readonly importedServices: readonly string[];
+  readonly exportedServices: readonly string[];
   /** RFC 3339 times of the last heartbeat received, last message received and last sent. */
-  readonly LastHeartbeat?: string | undefined;
-  readonly LastReceive?: string | undefined;
-  readonly LastSend?: string | undefined;
+  readonly lastHeartbeat?: string | undefined;
+  readonly lastReceive?: string | undefined;
+  readonly lastSend?: string | undefined;
   /** Why the stream last failed (kept after recovery, like Consul's LastReceiveError). */
-  readonly LastError?: string | undefined;
+  readonly lastError?: string | undefined;
   /** The peer's last NACK of something we sent. */
-  readonly LastNack?: string | undefined;
+  readonly lastNack?: string | undefined;
 }
 
 export interface Peering {
-  readonly ID: string;
-  readonly Name: string;
-  readonly State: PeeringState;
+  readonly id: string;
+  readonly name: string;
+  readonly state: PeeringState;
   /** The peer's ID for this peering: set on the dialer (from the token), empty on the acceptor. */
-  readonly PeerID: string;
+  readonly peerId: string;
   /** Dialer: the acceptor's TLS name and addresses (dialed in order). Empty on the acceptor. */
-  readonly PeerServerName: string;
-  readonly PeerServerAddresses: readonly string[];
+  readonly peerServerName: string;
+  readonly peerServerAddresses: readonly string[];
   /**
    * The peer's CA roots. Dialer: the acceptor's (from the token, then replicated). Acceptor: the
    * dialer's roots pinned at ExchangeSecret: the stream's client certificate must chain to them.
    */
-  readonly PeerCAPems: readonly string[];
-  readonly PeerTrustDomain: string;
+  readonly peerCaPems: readonly string[];
+  readonly peerTrustDomain: string;
   /**
    * Dialer: the token named the addresses to dial (`ManualServerAddresses`, from the acceptor's
    * `ServerExternalAddresses`), so the acceptor's replicated server addresses do not replace them
-   * (as in Consul). Internal, like PeerTrustDomain.
+   * (as in Consul). Internal, like peerTrustDomain.
    */
-  readonly ManualServerAddresses?: boolean | undefined;
-  readonly Meta: Readonly<Record<string, string>>;
-  readonly Remote: RemoteInfo;
-  readonly StreamStatus: StreamStatus;
-  readonly CreateIndex: number;
-  readonly ModifyIndex: number;
+  readonly manualServerAddresses?: boolean | undefined;
+  readonly meta: Readonly<Record<string, string>>;
+  readonly remote: RemoteInfo;
+  readonly streamStatus: StreamStatus;
+  readonly createIndex: number;
+  readonly modifyIndex: number;
   /** RFC 3339 time the peering was deleted here (state DELETING). */
-  readonly DeletedAt?: string | undefined;
+  readonly deletedAt?: string | undefined;
 }
 
 export type PeeringEvent =
@@ -83,11 +85,11 @@ export type PeeringEvent =
     }
   | { readonly kind: 'peering-removed'; readonly peering: Peering };
 
-export const emptyStreamStatus: StreamStatus = { ImportedServices: [], ExportedServices: [] };
+export const emptyStreamStatus: StreamStatus = { importedServices: [], exportedServices: [] };
 
 /** A peering this cluster dials (it established with a token); the other side accepts. */
 export function isDialer(p: Peering): boolean {
-  return p.PeerServerAddresses.length > 0;
+  return p.peerServerAddresses.length > 0;
 }
 
 /**
@@ -101,14 +103,14 @@ export const defaultHealthyWindowMs = 120_000;
  * API's `Healthy` and the `isthmus_peering_healthy` gauge.
  */
 export function isHealthy(p: Peering, now: number, windowMs = defaultHealthyWindowMs): boolean {
-  if (p.State !== 'ACTIVE') return false;
-  const heard = Math.max(timeOf(p.StreamStatus.LastHeartbeat), timeOf(p.StreamStatus.LastReceive));
+  if (p.state !== 'ACTIVE') return false;
+  const heard = Math.max(timeOf(p.streamStatus.lastHeartbeat), timeOf(p.streamStatus.lastReceive));
   return heard > 0 && now - heard <= windowMs;
 }
 
 /** Seconds since the last heartbeat, or undefined when none was received. */
 export function heartbeatAgeSeconds(p: Peering, now: number): number | undefined {
-  const t = timeOf(p.StreamStatus.LastHeartbeat);
+  const t = timeOf(p.streamStatus.lastHeartbeat);
   return t > 0 ? Math.max(0, (now - t) / 1000) : undefined;
 }
 

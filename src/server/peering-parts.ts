@@ -60,7 +60,7 @@ export async function startPeering(deps: PeeringDeps, parts: StartedParts): Prom
   );
   const establish = (input: EstablishInput) =>
     establishPeering({ peerings, ca, datacenter, logger, localGatewayAddresses }, input);
-  const imported = await ImportedServices.open(deps.store);
+  const imported = await ImportedServices.open(deps.store, { logger });
   const peeringServer = parts.add(
     'peering server',
     new PeeringServer({ peerings, ca, datacenter, logger }),
@@ -101,12 +101,12 @@ function peeringRows(peerings: Peerings, heartbeatTimeoutMs: number) {
   const now = Date.now();
   return peerings
     .list()
-    .filter((p) => p.State !== 'PENDING')
+    .filter((p) => p.state !== 'PENDING')
     .map((p) => ({
-      peerName: p.Name,
+      peerName: p.name,
       healthy: isHealthy(p, now, heartbeatTimeoutMs),
-      exportedServices: p.StreamStatus.ExportedServices.length,
-      importedServices: p.StreamStatus.ImportedServices.length,
+      exportedServices: p.streamStatus.exportedServices.length,
+      importedServices: p.streamStatus.importedServices.length,
       lastHeartbeatAgeSeconds: heartbeatAgeSeconds(p, now),
     }));
 }

@@ -13,12 +13,12 @@ export interface LivePeeringView extends PeeringView {
 }
 
 const live = (p: Peering | undefined): p is Peering =>
-  p !== undefined && p.State !== 'DELETING' && p.State !== 'TERMINATED';
+  p !== undefined && p.state !== 'DELETING' && p.state !== 'TERMINATED';
 
 /** What a peering contributes to proxies: it is live, and its trust domain and roots. */
 const bundleKey = (p: Peering | undefined) =>
   live(p)
-    ? JSON.stringify([p.PeerTrustDomain, p.PeerCAPems, p.PeerServerName, p.PeerServerAddresses])
+    ? JSON.stringify([p.peerTrustDomain, p.peerCaPems, p.peerServerName, p.peerServerAddresses])
     : '';
 
 /**
@@ -32,12 +32,12 @@ export function peeringView(peerings: Peerings, imported: ImportedServices): Liv
       peerings
         .list()
         .filter(live)
-        .map((p) => p.Name)
+        .map((p) => p.name)
         .sort(),
     bundle(peer: string): PeerBundle | undefined {
       const p = peerings.read(peer);
-      if (!live(p) || !p.PeerTrustDomain || p.PeerCAPems.length === 0) return undefined;
-      return { peer, trustDomain: p.PeerTrustDomain, pems: p.PeerCAPems };
+      if (!live(p) || !p.peerTrustDomain || p.peerCaPems.length === 0) return undefined;
+      return { peer, trustDomain: p.peerTrustDomain, pems: p.peerCaPems };
     },
     importedServiceNames: (peer) => imported.serviceNames(peer),
     importedInstances: (peer, service, namespace) => imported.instancesOf(peer, service, namespace),
@@ -46,12 +46,12 @@ export function peeringView(peerings: Peerings, imported: ImportedServices): Liv
         .list()
         .filter(
           (p) =>
-            live(p) && isDialer(p) && p.PeerServerName !== '' && p.PeerServerAddresses.length > 0,
+            live(p) && isDialer(p) && p.peerServerName !== '' && p.peerServerAddresses.length > 0,
         )
         .map((p) => ({
-          peer: p.Name,
-          serverName: p.PeerServerName,
-          addresses: [...p.PeerServerAddresses],
+          peer: p.name,
+          serverName: p.peerServerName,
+          addresses: [...p.peerServerAddresses],
         }))
         .sort((x, y) => (x.peer < y.peer ? -1 : 1)),
     subscribe(listener) {
@@ -62,7 +62,7 @@ export function peeringView(peerings: Peerings, imported: ImportedServices): Liv
         const before = e.kind === 'peering-upserted' ? e.previous : e.peering;
         const after = e.kind === 'peering-upserted' ? e.peering : undefined;
         if (bundleKey(before) !== bundleKey(after))
-          listener({ kind: 'peer-bundle-changed', peer: e.peering.Name });
+          listener({ kind: 'peer-bundle-changed', peer: e.peering.name });
       });
       return () => {
         offImported();

@@ -1,2 +1,11 @@
 export type { JsonValue, KeyValue, Store, StoreEvent, StoreTxn } from './store.js';
 export { openLmdbStore } from './lmdb-store.js';
+export {
+  RecordCollection,
+  SingleRecord,
+  type RecordKind,
+  type StoreReader,
+  StoredRecordError,
+  type TypedKeyValue,
+  decodeRecord,
+} from './records.js';

@@ -59,7 +59,7 @@ export function gatherPeeringFacts(src: TroubleshootSources, name: string): Peer
     localGateways: localGateways(src.catalog, src.datacenter),
     localModeUpstreams: localModeUpstreamsTo(src.catalog, name),
     localRoots: roots.map((r) => certFact(`local root ${r.id}`, r.certPem)),
-    peerRoots: peering.PeerCAPems.map((pem, i) => certFact(`peer root #${i + 1}`, pem)),
+    peerRoots: peering.peerCaPems.map((pem, i) => certFact(`peer root #${i + 1}`, pem)),
   };
 }
 
@@ -178,7 +178,7 @@ function upstreamFact(src: TroubleshootSources, proxy: ServiceInstance, u: Upstr
     peer: u.destinationPeer,
     datacenter: u.datacenter,
     gatewayMode,
-    peeringState: u.destinationPeer ? src.peerings.read(u.destinationPeer)?.State : undefined,
+    peeringState: u.destinationPeer ? src.peerings.read(u.destinationPeer)?.state : undefined,
     imported: imported.length > 0,
     importedWithMesh: imported.some(
       (i) =>

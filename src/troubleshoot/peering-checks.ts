@@ -45,10 +45,10 @@ export interface PeeringFacts {
  */
 export function peeringChecklist(f: PeeringFacts): Checklist {
   const p = f.peering;
-  const established = establishedStates.has(p.State);
+  const established = establishedStates.has(p.state);
   const checks: Check[] = [
     tokenUsed(f),
-    established ? streamUp(f) : skip('stream up', `not applicable while the peering is ${p.State}`),
+    established ? streamUp(f) : skip('stream up', `not applicable while the peering is ${p.state}`),
     established ? heartbeatAge(f) : skip('heartbeat age', 'no stream yet'),
     established
       ? peerCaPresent(f)
@@ -60,7 +60,7 @@ export function peeringChecklist(f: PeeringFacts): Checklist {
     certificatesValid(f),
   ];
   return checklist(
-    `Peering ${p.Name} (${isDialer(p) ? 'this cluster dials' : 'this cluster accepts'}, ${f.datacenter} ↔ ${p.Remote.Datacenter || 'unknown peer'})`,
+    `Peering ${p.name} (${isDialer(p) ? 'this cluster dials' : 'this cluster accepts'}, ${f.datacenter} ↔ ${p.remote.datacenter || 'unknown peer'})`,
     checks,
   );
 }
@@ -68,70 +68,70 @@ export function peeringChecklist(f: PeeringFacts): Checklist {
 export function tokenUsed(f: PeeringFacts): Check {
   const p = f.peering;
   const name = 'token used';
-  if (p.State === 'PENDING') {
+  if (p.state === 'PENDING') {
     return fail(
       name,
-      `a token was generated for ${p.Name} but the peer has not established with it`,
+      `a token was generated for ${p.name} but the peer has not established with it`,
       `on the other cluster run: isthmus peering establish --name ${f.datacenter} --peering-token <TOKEN>\n` +
-        `or generate a new token (the unused one stops working): isthmus peering generate-token --name ${p.Name}`,
+        `or generate a new token (the unused one stops working): isthmus peering generate-token --name ${p.name}`,
     );
   }
-  if (p.State === 'TERMINATED') {
+  if (p.state === 'TERMINATED') {
     return fail(
       name,
       'the peer deleted this peering (TERMINATED)',
-      `delete it here (isthmus peering delete --name ${p.Name}) and peer again with a new token`,
+      `delete it here (isthmus peering delete --name ${p.name}) and peer again with a new token`,
     );
   }
-  if (p.State === 'DELETING') {
+  if (p.state === 'DELETING') {
     return fail(
       name,
-      `the peering is being deleted here (since ${p.DeletedAt ?? 'now'})`,
+      `the peering is being deleted here (since ${p.deletedAt ?? 'now'})`,
       'wait for the peer to be told, then peer again with a new token if you still want it',
     );
   }
   if (isDialer(p))
-    return pass(name, `this cluster established with the peer's token (${p.PeerServerName})`);
+    return pass(name, `this cluster established with the peer's token (${p.peerServerName})`);
   return pass(
     name,
-    `the peer (${p.Remote.Datacenter || 'unknown'}) established with this cluster's token`,
+    `the peer (${p.remote.datacenter || 'unknown'}) established with this cluster's token`,
   );
 }
 
 export function streamUp(f: PeeringFacts): Check {
   const p = f.peering;
-  const s = p.StreamStatus;
+  const s = p.streamStatus;
   const name = 'stream up';
-  if (p.State === 'ACTIVE') {
-    const receive = s.LastReceive
-      ? `, last receive ${formatAge(f.now - Date.parse(s.LastReceive))} ago`
+  if (p.state === 'ACTIVE') {
+    const receive = s.lastReceive
+      ? `, last receive ${formatAge(f.now - Date.parse(s.lastReceive))} ago`
       : '';
     return pass(name, `ACTIVE${receive}`);
   }
-  const why = s.LastError ? `: ${s.LastError}` : '';
+  const why = s.lastError ? `: ${s.lastError}` : '';
   const fix = isDialer(p)
-    ? `check that the peer's server is running and reachable from here at ${p.PeerServerAddresses.join(', ')} ` +
-      `(its peering port, TLS name ${p.PeerServerName}); this cluster redials on its own`
-    : `this cluster accepts: check that the peer's server (${p.Remote.Datacenter || 'the dialer'}) is running and reaches ` +
+    ? `check that the peer's server is running and reachable from here at ${p.peerServerAddresses.join(', ')} ` +
+      `(its peering port, TLS name ${p.peerServerName}); this cluster redials on its own`
+    : `this cluster accepts: check that the peer's server (${p.remote.datacenter || 'the dialer'}) is running and reaches ` +
       "this server's peering port (--peering-addr / --advertise-addr, TLS); the peer redials on its own. " +
-      `If the peer deleted this peering while this server was down, it never will: delete it here too (isthmus peering delete --name ${p.Name})`;
-  return fail(name, `${p.State}${why}`, fix);
+      `If the peer deleted this peering while this server was down, it never will: delete it here too (isthmus peering delete --name ${p.name})`;
+  return fail(name, `${p.state}${why}`, fix);
 }
 
 export function heartbeatAge(f: PeeringFacts): Check {
-  const s = f.peering.StreamStatus;
+  const s = f.peering.streamStatus;
   const name = 'heartbeat age';
   const timeout = formatDuration(f.heartbeatTimeoutMs);
   const fix =
     `heartbeats come every --peering-heartbeat-ms; the stream is torn down after ${timeout} without one: ` +
     "check that the peer's server is running and the network between the servers";
-  if (!s.LastHeartbeat) {
-    const receive = s.LastReceive
-      ? ` (last message ${formatAge(f.now - Date.parse(s.LastReceive))} ago)`
+  if (!s.lastHeartbeat) {
+    const receive = s.lastReceive
+      ? ` (last message ${formatAge(f.now - Date.parse(s.lastReceive))} ago)`
       : '';
     return fail(name, `no heartbeat received yet${receive}`, fix);
   }
-  const age = f.now - Date.parse(s.LastHeartbeat);
+  const age = f.now - Date.parse(s.lastHeartbeat);
   if (age > f.heartbeatTimeoutMs)
     return fail(
       name,
@@ -150,7 +150,7 @@ export function peerCaPresent(f: PeeringFacts): Check {
   if (f.peerRoots.length === 0) return fail(name, 'no CA roots of the peer are known', fix);
   const broken = f.peerRoots.find((c) => c.error);
   if (broken) return fail(name, `${broken.label} ${broken.error}`, fix);
-  const td = p.PeerTrustDomain ? ` of ${p.PeerTrustDomain}` : '';
+  const td = p.peerTrustDomain ? ` of ${p.peerTrustDomain}` : '';
   return pass(name, `${f.peerRoots.length} root${f.peerRoots.length === 1 ? '' : 's'}${td}`);
 }
 
@@ -160,7 +160,7 @@ export function peerCaPresent(f: PeeringFacts): Check {
  */
 export function exportsNonEmpty(f: PeeringFacts): Check {
   const name = 'exports non-empty';
-  const peer = f.peering.Name;
+  const peer = f.peering.name;
   if (f.exported.length > 0) return pass(name, `exports ${f.exported.join(', ')} to ${peer}`);
   if (f.imported.length > 0)
     return pass(
@@ -184,7 +184,7 @@ export function exportsNonEmpty(f: PeeringFacts): Check {
 
 /** Informational: what the peer exports to us is the peer's decision, so this never fails. */
 export function imports(f: PeeringFacts): Check {
-  const peer = f.peering.Name;
+  const peer = f.peering.name;
   if (f.imported.length > 0)
     return pass('imports', `imports ${f.imported.join(', ')} from ${peer}`);
   return pass(
@@ -209,7 +209,7 @@ export function meshGateway(f: PeeringFacts): Check {
   if (f.localGateways.length === 0 && needs.length === 0) {
     return pass(
       name,
-      `none registered, none needed: nothing is exported to ${f.peering.Name} and upstreams to it use mode remote`,
+      `none registered, none needed: nothing is exported to ${f.peering.name} and upstreams to it use mode remote`,
     );
   }
   if (f.localGateways.length === 0)
@@ -237,7 +237,7 @@ export function meshGateway(f: PeeringFacts): Check {
 }
 
 export function lastNack(f: PeeringFacts): Check {
-  const nack = f.peering.StreamStatus.LastNack;
+  const nack = f.peering.streamStatus.lastNack;
   if (!nack) return pass('last NACK', 'none');
   return fail(
     'last NACK',

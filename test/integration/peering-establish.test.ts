@@ -156,8 +156,8 @@ describe('peering establish between two servers', () => {
       },
     });
     expect(onB.ID).not.toBe(t.PeerID);
-    expect(b.server.peerings.read('cluster-a')?.PeerTrustDomain).toBe(a.server.ca.trustDomain);
-    expect(a.server.peerings.read('cluster-b')?.PeerTrustDomain).toBe(b.server.ca.trustDomain);
+    expect(b.server.peerings.read('cluster-a')?.peerTrustDomain).toBe(a.server.ca.trustDomain);
+    expect(a.server.peerings.read('cluster-b')?.peerTrustDomain).toBe(b.server.ca.trustDomain);
 
     // Secrets never leave the servers: not in API answers, not in logs.
     const streamSecret = await b.server.peerings.streamSecretOf('cluster-a');
@@ -200,7 +200,7 @@ describe('peering establish between two servers', () => {
     const statuses = results.map((r) => r.status).sort();
     expect(statuses.filter((s) => s === 200)).toHaveLength(1);
     expect(statuses.filter((s) => s === 403)).toHaveLength(19);
-    expect(b.server.peerings.list().map((p) => p.Name)).toHaveLength(1);
+    expect(b.server.peerings.list().map((p) => p.name)).toHaveLength(1);
   });
 
   it('every bad token gets a 400 naming the problem, and nothing is stored', async () => {
@@ -300,15 +300,15 @@ describe('peering establish between two servers', () => {
     expect(token.ServerAddresses).toEqual([`localhost:${a.server.peeringPort}`]);
     expect(token.ManualServerAddresses).toEqual([`localhost:${a.server.peeringPort}`]);
     expect((await establish(b, 'cluster-a', encodeToken(token))).status).toBe(200);
-    expect(b.server.peerings.read('cluster-a')?.PeerServerAddresses).toEqual([
+    expect(b.server.peerings.read('cluster-a')?.peerServerAddresses).toEqual([
       `localhost:${a.server.peeringPort}`,
     ]);
     // Once the stream is up, the acceptor's replicated addresses do not replace the operator's.
-    await waitFor(() => b.server.peerings.read('cluster-a')?.State === 'ACTIVE', {
+    await waitFor(() => b.server.peerings.read('cluster-a')?.state === 'ACTIVE', {
       timeoutMs: 2_000,
       what: 'B ACTIVE',
     });
-    expect(b.server.peerings.read('cluster-a')?.PeerServerAddresses).toEqual([
+    expect(b.server.peerings.read('cluster-a')?.peerServerAddresses).toEqual([
       `localhost:${a.server.peeringPort}`,
     ]);
   });
@@ -385,9 +385,9 @@ describe('peering establish between two servers', () => {
     const dialer = b.server.peerings.read('cluster-a')!;
     const leaf = await b.server.ca.leaf(peeringIdentity(b.server.ca, 'dc-b'));
     const client = dialPeer({
-      address: dialer.PeerServerAddresses[0]!,
-      caPems: dialer.PeerCAPems,
-      serverName: dialer.PeerServerName,
+      address: dialer.peerServerAddresses[0]!,
+      caPems: dialer.peerCaPems,
+      serverName: dialer.peerServerName,
       leaf,
     });
     try {
@@ -398,7 +398,7 @@ describe('peering establish between two servers', () => {
         timeoutMs: 5_000,
         what: 'the stream handler to be called',
       });
-      const pinned = a.server.peerings.read('cluster-b')!.PeerCAPems;
+      const pinned = a.server.peerings.read('cluster-b')!.peerCaPems;
       expect(checkClientCertificate(cert, pinned)).toEqual({
         ok: true,
         uris: [peeringServerSpiffeId(b.server.ca.trustDomain, 'dc-b')],
@@ -476,8 +476,8 @@ describe('peering establish between two servers', () => {
       /isthmus_peering_\w+\{peer_name="cluster-b"\}/,
     );
     await a.server.peerings.setStreamStatus('cluster-b', {
-      ExportedServices: ['web'],
-      ImportedServices: ['x', 'y'],
+      exportedServices: ['web'],
+      importedServices: ['x', 'y'],
     });
     await a.server.peerings.setState('cluster-b', 'FAILING');
     const metrics = (await a.api('GET', '/metrics')).text;
@@ -487,7 +487,7 @@ describe('peering establish between two servers', () => {
     expect(metrics).not.toMatch(/isthmus_peering_last_heartbeat_age_seconds\{/);
 
     const heartbeat = new Date(Date.now() - 5_000).toISOString();
-    await a.server.peerings.setStreamStatus('cluster-b', { LastHeartbeat: heartbeat });
+    await a.server.peerings.setStreamStatus('cluster-b', { lastHeartbeat: heartbeat });
     await a.server.peerings.setState('cluster-b', 'ACTIVE');
     expect((await a.api<PeeringJson>('GET', '/v1/peering/cluster-b')).body.Healthy).toBe(true);
     const after = (await a.api('GET', '/metrics')).text;

@@ -244,9 +244,9 @@ describe('peering replication between two servers', () => {
     const leaf = await b.server.ca.leaf(peeringIdentity(b.server.ca, 'dc-b'));
     const openWith = async (withCert: boolean, secret = streamSecret) => {
       const client = dialPeer({
-        address: p.PeerServerAddresses[0]!,
-        caPems: p.PeerCAPems,
-        serverName: p.PeerServerName,
+        address: p.peerServerAddresses[0]!,
+        caPems: p.peerCaPems,
+        serverName: p.peerServerName,
         leaf: withCert ? leaf : undefined,
       });
       try {
@@ -263,7 +263,7 @@ describe('peering replication between two servers', () => {
           payload: {
             $case: 'open',
             value: {
-              peerId: p.PeerID,
+              peerId: p.peerId,
               streamSecret: secret,
               remote: { partition: 'default', datacenter: 'dc-b' },
             },

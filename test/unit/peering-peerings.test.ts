@@ -43,7 +43,7 @@ const exchange = (p: Peerings, token: PeeringToken, secret = token.Establishment
     establishmentSecret: secret,
     dialerRootPems: [dialerRoot],
     dialerTrustDomain: 'b.consul',
-    dialerRemote: { Partition: 'default', Datacenter: 'dc-b' },
+    dialerRemote: { partition: 'default', datacenter: 'dc-b' },
   });
 
 async function codeOf(promise: Promise<unknown>): Promise<string> {
@@ -87,28 +87,28 @@ describe('Peerings: acceptor', () => {
       ServerAddresses: ['127.0.0.1:8503'],
       ManualServerAddresses: [],
       ServerName: local.serverName,
-      PeerID: peering.ID,
+      PeerID: peering.id,
     });
     expect(token.Remote).toEqual({ Partition: 'default', Datacenter: 'dc-a' });
     expect(token.EstablishmentSecret).toMatch(/^[A-Za-z0-9_-]{43}$/);
     expect(peering).toMatchObject({
-      Name: 'cluster-b',
-      State: 'PENDING',
-      PeerCAPems: [],
-      Meta: { env: 'test' },
+      name: 'cluster-b',
+      state: 'PENDING',
+      peerCaPems: [],
+      meta: { env: 'test' },
     });
-    expect(peering.CreateIndex).toBe(peering.ModifyIndex);
+    expect(peering.createIndex).toBe(peering.modifyIndex);
 
     const { streamSecret, peering: exchanged } = await exchange(peerings, token);
     expect(exchanged).toMatchObject({
-      State: 'PENDING',
-      PeerCAPems: [dialerRoot],
-      PeerTrustDomain: 'b.consul',
-      Remote: { Partition: 'default', Datacenter: 'dc-b' },
+      state: 'PENDING',
+      peerCaPems: [dialerRoot],
+      peerTrustDomain: 'b.consul',
+      remote: { partition: 'default', datacenter: 'dc-b' },
     });
-    expect(exchanged.ModifyIndex).toBeGreaterThan(peering.ModifyIndex);
-    expect(await peerings.verifyStream(peering.ID, streamSecret)).toMatchObject({
-      Name: 'cluster-b',
+    expect(exchanged.modifyIndex).toBeGreaterThan(peering.modifyIndex);
+    expect(await peerings.verifyStream(peering.id, streamSecret)).toMatchObject({
+      name: 'cluster-b',
     });
     expect(events.map((e) => e.kind)).toEqual(['peering-upserted', 'peering-upserted']);
     expect(JSON.stringify(events)).not.toContain(token.EstablishmentSecret);
@@ -157,32 +157,32 @@ describe('Peerings: acceptor', () => {
     const peerings = await open();
     const { token, peering } = await peerings.generateToken({ PeerName: 'cluster-b' });
     const { streamSecret: oldSecret } = await exchange(peerings, token);
-    await peerings.verifyStream(peering.ID, oldSecret);
+    await peerings.verifyStream(peering.id, oldSecret);
     await peerings.setState('cluster-b', 'ACTIVE');
 
     const again = (await peerings.generateToken({ PeerName: 'cluster-b' })).token;
-    expect(peerings.read('cluster-b')?.State).toBe('ACTIVE');
-    await peerings.verifyStream(peering.ID, oldSecret);
+    expect(peerings.read('cluster-b')?.state).toBe('ACTIVE');
+    await peerings.verifyStream(peering.id, oldSecret);
 
     const { streamSecret: newSecret } = await exchange(peerings, again);
     // Until the new secret opens a stream, both are valid; then only the new one. A refusal by the
     // caller's check (client certificate) promotes nothing.
-    await peerings.verifyStream(peering.ID, oldSecret);
+    await peerings.verifyStream(peering.id, oldSecret);
     const refuse = () => {
       throw new IsthmusError(
         'permission_denied',
         'client certificate does not chain to the pinned roots',
       );
     };
-    await expect(peerings.verifyStream(peering.ID, newSecret, refuse)).rejects.toMatchObject({
+    await expect(peerings.verifyStream(peering.id, newSecret, refuse)).rejects.toMatchObject({
       code: 'permission_denied',
     });
-    await peerings.verifyStream(peering.ID, oldSecret);
-    await peerings.verifyStream(peering.ID, newSecret);
-    await expect(peerings.verifyStream(peering.ID, oldSecret)).rejects.toMatchObject({
+    await peerings.verifyStream(peering.id, oldSecret);
+    await peerings.verifyStream(peering.id, newSecret);
+    await expect(peerings.verifyStream(peering.id, oldSecret)).rejects.toMatchObject({
       code: 'permission_denied',
     });
-    expect(peerings.read('cluster-b')?.State).toBe('ACTIVE');
+    expect(peerings.read('cluster-b')?.state).toBe('ACTIVE');
   });
 
   it('a TERMINATED peering starts over as PENDING with a new token, its old stream secret dead', async () => {
@@ -192,12 +192,12 @@ describe('Peerings: acceptor', () => {
     await peerings.setState('cluster-b', 'TERMINATED');
     const { peering: fresh } = await peerings.generateToken({ PeerName: 'cluster-b' });
     expect(fresh).toMatchObject({
-      ID: peering.ID,
-      State: 'PENDING',
-      PeerCAPems: [],
-      CreateIndex: peering.CreateIndex,
+      id: peering.id,
+      state: 'PENDING',
+      peerCaPems: [],
+      createIndex: peering.createIndex,
     });
-    await expect(peerings.verifyStream(peering.ID, streamSecret)).rejects.toMatchObject({
+    await expect(peerings.verifyStream(peering.id, streamSecret)).rejects.toMatchObject({
       code: 'permission_denied',
     });
   });
@@ -207,12 +207,12 @@ describe('Peerings: acceptor', () => {
     const { token, peering } = await peerings.generateToken({ PeerName: 'cluster-b' });
     const { streamSecret } = await exchange(peerings, token);
     const revision = await store.revision();
-    await expect(peerings.verifyStream(peering.ID, 'x')).rejects.toMatchObject({
+    await expect(peerings.verifyStream(peering.id, 'x')).rejects.toMatchObject({
       code: 'permission_denied',
       message: 'stream secret is not valid for this peering',
     });
     await expect(
-      peerings.verifyStream(peering.ID, token.EstablishmentSecret),
+      peerings.verifyStream(peering.id, token.EstablishmentSecret),
     ).rejects.toMatchObject({ code: 'permission_denied' });
     await expect(peerings.verifyStream('unknown', streamSecret)).rejects.toMatchObject({
       code: 'permission_denied',
@@ -270,20 +270,20 @@ describe('Peerings: dialer', () => {
       streamSecret: 'stream-1',
     });
     expect(p).toMatchObject({
-      Name: 'cluster-a',
-      State: 'ESTABLISHING',
-      PeerID: 'acceptor-id',
-      PeerServerName: 'server.dc-a.peering.a.consul',
-      PeerServerAddresses: ['10.0.0.1:8503'],
-      PeerCAPems: [acceptorRoot],
-      PeerTrustDomain: 'a.consul',
-      Remote: { Partition: 'default', Datacenter: 'dc-a' },
+      name: 'cluster-a',
+      state: 'ESTABLISHING',
+      peerId: 'acceptor-id',
+      peerServerName: 'server.dc-a.peering.a.consul',
+      peerServerAddresses: ['10.0.0.1:8503'],
+      peerCaPems: [acceptorRoot],
+      peerTrustDomain: 'a.consul',
+      remote: { partition: 'default', datacenter: 'dc-a' },
     });
-    expect(peerings.byPeerId('acceptor-id')?.Name).toBe('cluster-a');
-    expect(peerings.byId(p.ID)?.Name).toBe('cluster-a');
+    expect(peerings.byPeerId('acceptor-id')?.name).toBe('cluster-a');
+    expect(peerings.byId(p.id)?.name).toBe('cluster-a');
     expect(await peerings.streamSecretOf('cluster-a')).toBe('stream-1');
     // A dialer record is not an acceptor: its stream is not verified here.
-    await expect(peerings.verifyStream(p.ID, 'stream-1')).rejects.toMatchObject({
+    await expect(peerings.verifyStream(p.id, 'stream-1')).rejects.toMatchObject({
       code: 'permission_denied',
     });
   });
@@ -306,7 +306,7 @@ describe('Peerings: dialer', () => {
       token: tokenFrom('p2'),
       streamSecret: 's2',
     });
-    expect(again).toMatchObject({ State: 'ESTABLISHING', PeerID: 'p2' });
+    expect(again).toMatchObject({ state: 'ESTABLISHING', peerId: 'p2' });
   });
 });
 
@@ -316,20 +316,20 @@ describe('Peerings: status, state, delete, persistence', () => {
     await peerings.generateToken({ PeerName: 'b' });
     const now = Date.now();
     await peerings.setStreamStatus('b', {
-      ImportedServices: ['web'],
-      LastHeartbeat: new Date(now - 1000).toISOString(),
+      importedServices: ['web'],
+      lastHeartbeat: new Date(now - 1000).toISOString(),
     });
-    let p = await peerings.setStreamStatus('b', { ExportedServices: ['api', 'db'] });
-    expect(p.StreamStatus).toMatchObject({
-      ImportedServices: ['web'],
-      ExportedServices: ['api', 'db'],
+    let p = await peerings.setStreamStatus('b', { exportedServices: ['api', 'db'] });
+    expect(p.streamStatus).toMatchObject({
+      importedServices: ['web'],
+      exportedServices: ['api', 'db'],
     });
     expect(isHealthy(p, now)).toBe(false);
     p = await peerings.setState('b', 'ACTIVE');
     expect(isHealthy(p, now)).toBe(true);
     expect(isHealthy(p, now + 120_000)).toBe(false);
     p = await peerings.setState('b', 'FAILING', 'stream closed: connection reset');
-    expect(p.StreamStatus.LastError).toBe('stream closed: connection reset');
+    expect(p.streamStatus.lastError).toBe('stream closed: connection reset');
     expect(isHealthy(p, now)).toBe(false);
     await expect(peerings.setState('nobody', 'ACTIVE')).rejects.toMatchObject({
       code: 'not_found',
@@ -342,13 +342,13 @@ describe('Peerings: status, state, delete, persistence', () => {
     let release!: () => void;
     const hookRan: string[] = [];
     peerings.setDeletionHook(async (p) => {
-      hookRan.push(p.State);
+      hookRan.push(p.state);
       await new Promise<void>((resolve) => (release = resolve));
     });
     const deleting = await peerings.delete('b');
-    expect(deleting).toMatchObject({ State: 'DELETING' });
-    expect(deleting.DeletedAt).toMatch(/^\d{4}-\d\d-\d\dT/);
-    expect((await peerings.setState('b', 'FAILING', 'gone')).State).toBe('DELETING');
+    expect(deleting).toMatchObject({ state: 'DELETING' });
+    expect(deleting.deletedAt).toMatch(/^\d{4}-\d\d-\d\dT/);
+    expect((await peerings.setState('b', 'FAILING', 'gone')).state).toBe('DELETING');
     await expect(peerings.generateToken({ PeerName: 'b' })).rejects.toMatchObject({
       code: 'failed_precondition',
     });
@@ -358,7 +358,7 @@ describe('Peerings: status, state, delete, persistence', () => {
     expect(hookRan).toEqual(['DELETING']);
     expect(peerings.read('b')).toBeUndefined();
     expect(await store.list('peering/')).toEqual([]);
-    expect(peering.ID).toBeTruthy();
+    expect(peering.id).toBeTruthy();
     await expect(peerings.delete('b')).rejects.toMatchObject({ code: 'not_found' });
   });
 
@@ -374,21 +374,21 @@ describe('Peerings: status, state, delete, persistence', () => {
     const { peering: doomed } = await peerings.generateToken({ PeerName: 'doomed' });
     peerings.setDeletionHook(() => new Promise<void>(() => undefined));
     await peerings.delete('doomed');
-    const before = peerings.list().filter((p) => p.Name !== 'doomed');
+    const before = peerings.list().filter((p) => p.name !== 'doomed');
 
     // Close without waiting for the stuck hook: simulate a crash by reopening the store under it.
     opened.splice(opened.indexOf(peerings), 1);
     await store.close();
     store = await openLmdbStore(dir);
     peerings = await open();
-    expect(peerings.read('doomed')?.State).toBe('DELETING');
+    expect(peerings.read('doomed')?.state).toBe('DELETING');
     peerings.resumeDeletions();
     await peerings.settled();
     expect(peerings.list()).toEqual(before);
     expect(peerings.read('doomed')).toBeUndefined();
-    expect(peerings.byId(doomed.ID)).toBeUndefined();
-    expect(peerings.read('b')?.PeerCAPems).toEqual([dialerRoot]);
-    expect((await peerings.verifyStream(token.PeerID, streamSecret)).Name).toBe('b');
+    expect(peerings.byId(doomed.id)).toBeUndefined();
+    expect(peerings.read('b')?.peerCaPems).toEqual([dialerRoot]);
+    expect((await peerings.verifyStream(token.PeerID, streamSecret)).name).toBe('b');
     expect(await peerings.streamSecretOf('a')).toBe('dial-secret');
     await expect(exchange(peerings, token)).rejects.toMatchObject({ code: 'permission_denied' });
 

@@ -179,16 +179,16 @@ describe('ImportSink', () => {
     store = await openLmdbStore(dir);
     const imported = await ImportedServices.open(store);
     let record = {
-      Name: 'east',
-      Remote: { Datacenter: 'dc-e', Partition: 'default' },
-      StreamStatus: { ImportedServices: [] as string[], ExportedServices: [] },
+      name: 'east',
+      remote: { datacenter: 'dc-e', partition: 'default' },
+      streamStatus: { importedServices: [] as string[], exportedServices: [] },
     } as unknown as Peering;
     const patches: object[] = [];
     const peerings = {
       read: () => record,
       updatePeer: async (_n: string, patch: object) => (patches.push(patch), record),
       setStreamStatus: async (_n: string, patch: object) =>
-        (record = { ...record, StreamStatus: { ...record.StreamStatus, ...patch } }),
+        (record = { ...record, streamStatus: { ...record.streamStatus, ...patch } }),
     };
     const sink = new ImportSink({ peerings, imported, peeringName: 'east' });
     const instance = (id: string, health = 'passing') => ({
@@ -223,7 +223,7 @@ describe('ImportSink', () => {
       ['b', 'dc-e', 'east'],
       ['c', 'dc-e', 'east'],
     ]);
-    expect(record.StreamStatus.ImportedServices).toEqual(['api']);
+    expect(record.streamStatus.importedServices).toEqual(['api']);
     expect(
       (await ImportedServices.open(store)).instancesOf('east', 'api').map((i) => i.id),
     ).toEqual(['b', 'c']);
@@ -243,8 +243,8 @@ describe('ImportSink', () => {
     });
     await sink.apply(ResourceUrl.serverAddresses, addresses(['10.9.9.9:8503']));
     await sink.apply(ResourceUrl.serverAddresses, addresses([]));
-    expect(patches).toEqual([{ PeerServerAddresses: ['10.9.9.9:8503'] }]);
-    record = { ...record, ManualServerAddresses: true };
+    expect(patches).toEqual([{ peerServerAddresses: ['10.9.9.9:8503'] }]);
+    record = { ...record, manualServerAddresses: true };
     await sink.apply(ResourceUrl.serverAddresses, addresses(['10.9.9.8:8503']));
     expect(patches).toHaveLength(1); // the token's manual addresses stay
     await expect(
@@ -257,7 +257,7 @@ describe('ImportSink', () => {
       resource: { services: [] },
     });
     expect(imported.instancesOf('east', 'api')).toEqual([]);
-    expect(record.StreamStatus.ImportedServices).toEqual([]);
+    expect(record.streamStatus.importedServices).toEqual([]);
     expect((await ImportedServices.open(store)).serviceNames('east')).toEqual([]);
   });
 });

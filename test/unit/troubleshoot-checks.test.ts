@@ -32,34 +32,34 @@ const cert = (
 ) => ({ label, identity, notBefore: from, notAfter: to });
 
 const acceptor: Peering = {
-  ID: 'p-1',
-  Name: 'cluster-b',
-  State: 'ACTIVE',
-  PeerID: '',
-  PeerServerName: '',
-  PeerServerAddresses: [],
-  PeerCAPems: ['-----BEGIN CERTIFICATE-----'],
-  PeerTrustDomain: 'bbbb.consul',
-  Meta: {},
-  Remote: { Partition: 'default', Datacenter: 'dc-b' },
-  StreamStatus: {
-    ImportedServices: ['web'],
-    ExportedServices: ['api'],
-    LastHeartbeat: ago(3_000),
-    LastReceive: ago(2_000),
-    LastSend: ago(1_000),
+  id: 'p-1',
+  name: 'cluster-b',
+  state: 'ACTIVE',
+  peerId: '',
+  peerServerName: '',
+  peerServerAddresses: [],
+  peerCaPems: ['-----BEGIN CERTIFICATE-----'],
+  peerTrustDomain: 'bbbb.consul',
+  meta: {},
+  remote: { partition: 'default', datacenter: 'dc-b' },
+  streamStatus: {
+    importedServices: ['web'],
+    exportedServices: ['api'],
+    lastHeartbeat: ago(3_000),
+    lastReceive: ago(2_000),
+    lastSend: ago(1_000),
   },
-  CreateIndex: 1,
-  ModifyIndex: 2,
+  createIndex: 1,
+  modifyIndex: 2,
 };
 
 const dialer: Peering = {
   ...acceptor,
-  Name: 'cluster-a',
-  PeerID: 'acc-1',
-  PeerServerName: 'server.dc-a.peering.aaaa.consul',
-  PeerServerAddresses: ['127.0.0.1:8503'],
-  Remote: { Partition: 'default', Datacenter: 'dc-a' },
+  name: 'cluster-a',
+  peerId: 'acc-1',
+  peerServerName: 'server.dc-a.peering.aaaa.consul',
+  peerServerAddresses: ['127.0.0.1:8503'],
+  remote: { partition: 'default', datacenter: 'dc-a' },
 };
 
 const healthyPeering: PeeringFacts = {
@@ -78,9 +78,9 @@ const healthyPeering: PeeringFacts = {
 
 const withStatus = (
   p: Peering,
-  s: Partial<Peering['StreamStatus']>,
+  s: Partial<Peering['streamStatus']>,
   rest: Partial<Peering> = {},
-): Peering => ({ ...p, ...rest, StreamStatus: { ...p.StreamStatus, ...s } });
+): Peering => ({ ...p, ...rest, streamStatus: { ...p.streamStatus, ...s } });
 
 /** Names of the failed checks. */
 const failed = (list: Checklist) => list.Checks.filter((c) => !c.OK).map((c) => c.Name);
@@ -108,8 +108,8 @@ describe('peering checklist', () => {
       {
         peering: withStatus(
           acceptor,
-          { LastHeartbeat: undefined, LastReceive: undefined },
-          { State: 'PENDING', PeerCAPems: [], Remote: { Partition: '', Datacenter: '' } },
+          { lastHeartbeat: undefined, lastReceive: undefined },
+          { state: 'PENDING', peerCaPems: [], remote: { partition: '', datacenter: '' } },
         ),
         peerRoots: [],
         imported: [],
@@ -120,14 +120,14 @@ describe('peering checklist', () => {
     ],
     [
       'terminated',
-      { peering: { ...acceptor, State: 'TERMINATED' } },
+      { peering: { ...acceptor, state: 'TERMINATED' } },
       'token used',
       /deleted this peering/,
       /isthmus peering delete --name cluster-b/,
     ],
     [
       'deleting',
-      { peering: { ...acceptor, State: 'DELETING', DeletedAt: ago(1_000) } },
+      { peering: { ...acceptor, state: 'DELETING', deletedAt: ago(1_000) } },
       'token used',
       /being deleted/,
       /new token/,
@@ -137,8 +137,8 @@ describe('peering checklist', () => {
       {
         peering: withStatus(
           dialer,
-          { LastError: 'connect ECONNREFUSED 127.0.0.1:8503', LastHeartbeat: ago(20_000) },
-          { State: 'FAILING' },
+          { lastError: 'connect ECONNREFUSED 127.0.0.1:8503', lastHeartbeat: ago(20_000) },
+          { state: 'FAILING' },
         ),
         heartbeatTimeoutMs: 30_000,
         datacenter: 'dc-b',
@@ -152,8 +152,8 @@ describe('peering checklist', () => {
       {
         peering: withStatus(
           acceptor,
-          { LastError: 'no heartbeat for 120000 ms', LastHeartbeat: ago(60_000) },
-          { State: 'FAILING' },
+          { lastError: 'no heartbeat for 120000 ms', lastHeartbeat: ago(60_000) },
+          { state: 'FAILING' },
         ),
       },
       'stream up',
@@ -162,21 +162,21 @@ describe('peering checklist', () => {
     ],
     [
       'heartbeat-stale',
-      { peering: withStatus(acceptor, { LastHeartbeat: ago(200_000) }) },
+      { peering: withStatus(acceptor, { lastHeartbeat: ago(200_000) }) },
       'heartbeat age',
       /3m20s ago, more than the 2m timeout/,
       /--peering-heartbeat-ms/,
     ],
     [
       'heartbeat-never',
-      { peering: withStatus(acceptor, { LastHeartbeat: undefined }) },
+      { peering: withStatus(acceptor, { lastHeartbeat: undefined }) },
       'heartbeat age',
       /no heartbeat received yet \(last message 2s ago\)/,
       /network between the servers/,
     ],
     [
       'peer-ca-missing',
-      { peering: { ...dialer, PeerCAPems: [] }, peerRoots: [], datacenter: 'dc-b' },
+      { peering: { ...dialer, peerCaPems: [] }, peerRoots: [], datacenter: 'dc-b' },
       'peer CA present',
       /no CA roots of the peer/,
       /new token from the peer/,
@@ -235,7 +235,7 @@ describe('peering checklist', () => {
     ],
     [
       'peer-nack',
-      { peering: withStatus(acceptor, { LastNack: 'instances[0]: id and name are required' }) },
+      { peering: withStatus(acceptor, { lastNack: 'instances[0]: id and name are required' }) },
       'last NACK',
       /the peer rejected .*id and name are required/,
       /peer's server log/,
@@ -286,7 +286,7 @@ describe('peering checklist', () => {
   it('an unused token skips (-) what needs the stream instead of failing it again', () => {
     const list = peeringChecklist({
       ...healthyPeering,
-      peering: { ...acceptor, State: 'PENDING' },
+      peering: { ...acceptor, state: 'PENDING' },
     });
     expect(list.Checks.filter((c) => c.Skipped).map((c) => c.Name)).toEqual([
       'stream up',

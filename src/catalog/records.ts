@@ -1,0 +1,166 @@
+import { z } from 'zod';
+import { RecordCollection, type RecordKind } from '../store/records.js';
+import type { ConfigRecord, StoredInstance } from './catalog-index.js';
+import type {
+  ConfigEntry,
+  GatewayConfig,
+  HealthCheck,
+  ProxyConfig,
+  ServiceAddress,
+  ServiceInstance,
+} from './types.js';
+
+/**
+ * The catalog's records in the Store: `catalog/instances/<id>` (an instance with its checks) and
+ * `catalog/config/<kind>/<name>` (a config entry with its indexes). Schemas mirror types.ts.
+ */
+
+const meshGatewayMode = z.enum(['', 'none', 'local', 'remote']);
+const meshGateway = z.strictObject({ mode: meshGatewayMode });
+const protocol = z.enum(['tcp', 'http', 'http2', 'grpc']);
+
+const serviceAddress: z.ZodType<ServiceAddress> = z.strictObject({
+  address: z.string(),
+  port: z.number(),
+});
+
+const proxyConfig: z.ZodType<ProxyConfig> = z.strictObject({
+  destinationServiceName: z.string(),
+  destinationServiceId: z.string(),
+  localServiceAddress: z.string(),
+  localServicePort: z.number(),
+  upstreams: z.array(
+    z.strictObject({
+      destinationName: z.string(),
+      destinationNamespace: z.string(),
+      destinationPartition: z.string(),
+      destinationPeer: z.string(),
+      datacenter: z.string(),
+      localBindAddress: z.string(),
+      localBindPort: z.number(),
+      meshGateway,
+    }),
+  ),
+  meshGateway,
+});
+
+const gatewayConfig: z.ZodType<GatewayConfig> = z.strictObject({
+  bindTaggedAddresses: z.boolean(),
+  noDefaultBind: z.boolean(),
+  bindAddresses: z.array(
+    z.strictObject({ name: z.string(), address: z.string(), port: z.number() }),
+  ),
+});
+
+const healthCheck: z.ZodType<HealthCheck> = z.strictObject({
+  checkId: z.string(),
+  name: z.string(),
+  serviceId: z.string(),
+  status: z.enum(['passing', 'warning', 'critical']),
+  output: z.string(),
+  ttlSeconds: z.number().optional(),
+  expiresAt: z.number().optional(),
+  aliasOf: z.string().optional(),
+});
+
+/** The fields of a catalog instance (imported instances extend them: peering/records.ts). */
+export const serviceInstanceShape = {
+  id: z.string(),
+  name: z.string(),
+  kind: z.enum(['typical', 'connect-proxy', 'mesh-gateway']),
+  address: z.string(),
+  port: z.number(),
+  tags: z.array(z.string()),
+  meta: z.record(z.string(), z.string()),
+  namespace: z.string(),
+  partition: z.string(),
+  datacenter: z.string(),
+  taggedAddresses: z.strictObject({
+    lan: serviceAddress.optional(),
+    wan: serviceAddress.optional(),
+  }),
+  proxy: proxyConfig.optional(),
+  gatewayConfig: gatewayConfig.optional(),
+  checks: z.array(healthCheck),
+  createIndex: z.number(),
+  modifyIndex: z.number(),
+};
+
+const serviceInstance: z.ZodType<ServiceInstance> = z.strictObject(serviceInstanceShape);
+
+const storedInstance: z.ZodType<StoredInstance> = z.strictObject({
+  instance: serviceInstance,
+  sidecarFor: z.string().optional(),
+});
+
+const configEntry: z.ZodType<ConfigEntry> = z.discriminatedUnion('kind', [
+  z.strictObject({
+    kind: z.literal('proxy-defaults'),
+    name: z.literal('global'),
+    config: z.strictObject({ protocol: protocol.optional() }),
+    meshGateway,
+  }),
+  z.strictObject({
+    kind: z.literal('service-defaults'),
+    name: z.string(),
+    namespace: z.string(),
+    partition: z.string(),
+    protocol,
+    meshGateway,
+  }),
+  z.strictObject({
+    kind: z.literal('mesh'),
+    name: z.literal('mesh'),
+    defaultIntentionAction: z.enum(['allow', 'deny']),
+    peering: z.strictObject({ peerThroughMeshGateways: z.boolean() }),
+  }),
+  z.strictObject({
+    kind: z.literal('service-intentions'),
+    name: z.string(),
+    namespace: z.string(),
+    partition: z.string(),
+    sources: z.array(
+      z.strictObject({
+        name: z.string(),
+        namespace: z.string(),
+        partition: z.string(),
+        peer: z.string(),
+        action: z.enum(['allow', 'deny']),
+      }),
+    ),
+  }),
+  z.strictObject({
+    kind: z.literal('exported-services'),
+    name: z.string(),
+    services: z.array(
+      z.strictObject({
+        name: z.string(),
+        namespace: z.string(),
+        consumers: z.array(z.strictObject({ peer: z.string() })),
+      }),
+    ),
+  }),
+]);
+
+const configRecord: z.ZodType<ConfigRecord> = z.strictObject({
+  entry: configEntry,
+  createIndex: z.number(),
+  modifyIndex: z.number(),
+});
+
+export const instanceKind: RecordKind<StoredInstance> = {
+  what: 'catalog instance',
+  version: 1,
+  schema: storedInstance,
+};
+
+export const configKind: RecordKind<ConfigRecord> = {
+  what: 'config entry',
+  version: 1,
+  schema: configRecord,
+};
+
+/** `catalog/instances/<instance id>` */
+export const storedInstances = new RecordCollection(instanceKind, 'catalog/instances/');
+/** `catalog/config/<kind>/<name>` */
+export const storedConfigEntries = new RecordCollection(configKind, 'catalog/config/');
