@@ -73,10 +73,8 @@ export class CacheEntry {
   readonly version: string;
   readonly refs: readonly ResourceRef[];
   readonly size: number;
-  /** Proxy views holding this entry (maintained by the cache). */
+  /** Proxy views holding this entry (the pool's reference count, maintained by the cache). */
   users = 0;
-  /** The last publish that matched this entry against an input (the cache's duplicate check). */
-  matchedIn = 0;
   private sotw: Buffer | undefined;
   private delta: Buffer | undefined;
   private readonly bytes: Uint8Array;
