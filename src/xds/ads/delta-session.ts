@@ -54,7 +54,7 @@ export class DeltaSession extends AdsSession<DeltaDiscoveryRequest> {
    * since, or the plan memo would have been cleared.
    */
   private planUpserts(ts: TypeState, entries: TypeEntries): PlannedResponse | undefined {
-    const from = ts.plannedUpsert;
+    const from = this.plans.of(ts.index, 'upsert');
     const changedOnly = entries.changedSince(from);
     const candidates = changedOnly
       ? ts.changedInScope(entries, from!, changedOnly)
@@ -66,7 +66,7 @@ export class DeltaSession extends AdsSession<DeltaDiscoveryRequest> {
 
   /** A removal plan reads only the names of the entries: the same names as a Map with nothing to remove, nothing to remove. */
   private planRemovals(ts: TypeState, entries: TypeEntries): PlannedResponse | undefined {
-    if (entries.changedSince(ts.plannedRemove)) return undefined;
+    if (entries.changedSince(this.plans.of(ts.index, 'remove'))) return undefined;
     let removed: Set<string> | undefined;
     for (const name of ts.sent.keys())
       if (!entries.has(name) || !ts.inScope(name)) (removed ??= new Set()).add(name);
@@ -99,7 +99,7 @@ export class DeltaSession extends AdsSession<DeltaDiscoveryRequest> {
       if (ts.typeUrl === TypeUrl.cluster) this.forceEndpointsOfChanged(ts, entries);
       for (const e of entries) {
         // A name the client did not hold may have to go again later: removals are planned anew.
-        if (!ts.sent.has(e.name)) ts.plannedRemove = undefined;
+        if (!ts.sent.has(e.name)) this.plans.forgetRemovals(ts.index);
         ts.sent.set(e.name, e.version);
         ts.written(e.name);
       }

@@ -24,6 +24,7 @@ import { entriesAt } from '../cache/proxy-view.js';
 import type { FlushScheduler, ScheduledStream } from './flush-scheduler.js';
 import type { PushCounters } from './push-counters.js';
 import type { AdsApi, StreamStatus, TypeStatus } from './stream-status.js';
+import { PlanMemos } from './plan-memos.js';
 import { TypeState } from './type-state.js';
 
 export type { AdsApi } from './stream-status.js';
@@ -117,6 +118,8 @@ export abstract class AdsSession<Req extends BaseRequest = BaseRequest>
    */
   private requestedTypes = 0;
   private awaitingTypes = 0;
+  /** What each push step last planned against with nothing to send (see PlanMemos). */
+  protected readonly plans = new PlanMemos();
   private unwatch: (() => void) | undefined;
   private nonceCounter = 0;
   private writable = true;
@@ -294,7 +297,7 @@ export abstract class AdsSession<Req extends BaseRequest = BaseRequest>
     if (ts.requested) this.requestedTypes |= 1 << index;
     if (changed) {
       this.stateEpoch++;
-      ts.invalidate();
+      this.plans.forget(index);
       this.scheduleFlush();
     } else if (this.blocked) {
       // A plain ACK: it only matters to a flush that was waiting for it (one ACK per push to 1,000s of proxies).
@@ -314,7 +317,7 @@ export abstract class AdsSession<Req extends BaseRequest = BaseRequest>
     if (errorDetail) {
       const type = shortName[ts.typeUrl];
       // A NACK changes what may be re-sent; an ACK only unblocks what was already planned.
-      ts.invalidate();
+      this.plans.forget(ts.index);
       ts.onNack(res, errorDetail.message);
       this.ctx.metrics.xdsRejects.inc({ type });
       this.ctx.logger.warn(
@@ -342,7 +345,7 @@ export abstract class AdsSession<Req extends BaseRequest = BaseRequest>
       for (const ref of e.refs) {
         if (ref.typeUrl !== TypeUrl.endpoint) continue;
         eds.force(ref.name);
-        eds.invalidate();
+        this.plans.forget(endpointIndex);
       }
     }
   }
@@ -426,26 +429,27 @@ export abstract class AdsSession<Req extends BaseRequest = BaseRequest>
     if (!this.writable) return 'blocked';
     /** Bits of the types so far in the order that await an ACK (written by this flush or before). */
     let awaiting = 0;
-    for (const step of pushOrder) {
+    for (let slot = 0; slot < pushOrder.length; slot++) {
+      const step = pushOrder[slot]!;
       const bit = 1 << step.index;
       if ((this.requestedTypes & bit) === 0) continue;
       if (step.phase === 'upsert' && usesClusters(step.typeUrl) && this.clustersWarming())
         return 'blocked';
       awaiting |= this.awaitingTypes & bit;
       const entries = entriesAt(this.view, step.index);
-      const ts = this.states[step.index]!;
       // Neither the type's entries nor the stream's state changed since this step last had nothing to send.
-      if (ts.planned(step.phase) === entries) continue;
+      if (this.plans.at(slot) === entries) continue;
+      const ts = this.states[step.index]!;
       const planned = this.plan(ts, step.phase, entries);
       if (!planned) {
-        if (this.view) ts.setPlanned(step.phase, entries);
+        if (this.view) this.plans.set(slot, entries);
         continue;
       }
       if ((awaiting & ~step.notBehind) !== 0) return 'blocked';
       this.write(ts, planned);
       // A plan sends everything its phase had to send against these entries, and one phase's
       // response never gives the other phase something to send: only this phase's memo moves.
-      ts.setPlanned(step.phase, entries);
+      this.plans.set(slot, entries);
       if (stopAfterWrite) return 'wrote';
       awaiting |= bit;
     }

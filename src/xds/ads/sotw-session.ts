@@ -54,7 +54,7 @@ export class SotwSession extends AdsSession<DiscoveryRequest> {
       for (const name of [...ts.sent.keys()]) {
         if (entries.has(name)) continue;
         ts.sent.delete(name);
-        ts.invalidate();
+        this.plans.forget(ts.index);
         this.clientStateChanged();
       }
     }

@@ -1,4 +1,4 @@
-import { typeIndex, type PushPhase, type XdsTypeUrl } from '../types.js';
+import { typeIndex, type XdsTypeUrl } from '../types.js';
 import type { CacheEntry } from '../cache/entry.js';
 import type { TypeEntries } from '../cache/type-entries.js';
 import type { NackRecord, TypeStatus } from './stream-status.js';
@@ -23,8 +23,7 @@ export interface SentResponse {
 
 /**
  * Per stream and type: subscriptions, what was sent, ACKed and NACKed (docs/architecture.md §7
- * rule 3), and the plan memos the push path skips unchanged steps by (§10). Private to its
- * session: status readers get `status()`, a copy.
+ * rule 3). Private to its session: status readers get `status()`, a copy.
  */
 export class TypeState {
   /** The client has asked for this type at least once on this stream. */
@@ -66,13 +65,6 @@ export class TypeState {
   lastNack: NackRecord | undefined;
   /** The newest view revision whose ACK fed the convergence metric. */
   observedRevision = 0;
-  /**
-   * The plan memos: the entries each phase was last planned against with nothing left to send.
-   * Views keep a type's TypeEntries when it did not change, so the same object means nothing new
-   * to plan for this phase. Cleared by `invalidate` when stream-side state changes.
-   */
-  plannedUpsert: TypeEntries | undefined;
-  plannedRemove: TypeEntries | undefined;
   /** The type's position in `allTypeUrls` (see PushStep.index). */
   readonly index: number;
 
@@ -85,17 +77,6 @@ export class TypeState {
     readonly order = 0,
   ) {
     this.index = typeIndex(typeUrl);
-  }
-
-  /** The plan memo of `phase`. */
-  planned(phase: PushPhase): TypeEntries | undefined {
-    return phase === 'upsert' ? this.plannedUpsert : this.plannedRemove;
-  }
-
-  /** `phase` has nothing left to send against `entries`. */
-  setPlanned(phase: PushPhase, entries: TypeEntries): void {
-    if (phase === 'upsert') this.plannedUpsert = entries;
-    else this.plannedRemove = entries;
   }
 
   get outstandingCount(): number {
@@ -124,12 +105,6 @@ export class TypeState {
     const [res] = more!.splice(i, 1);
     if (more!.length === 0) this.morePending = undefined;
     return res;
-  }
-
-  /** Stream-side state changed (request, ACK, NACK, forced re-send, write): plan again. */
-  invalidate(): void {
-    this.plannedUpsert = undefined;
-    this.plannedRemove = undefined;
   }
 
   get wildcard(): boolean {

@@ -61,8 +61,6 @@ export function entriesAt(view: ProxyView | undefined, index: number): TypeEntri
 /** Every reference of every resource in the view resolves inside the view; errors otherwise. */
 export function checkConsistency(maps: TypeMaps): string[] {
   const errors: string[] = [];
-  maps.forEach((entries, i) => {
-    if (entries) errors.push(...entries.unresolved(i, maps));
-  });
+  for (let i = 0; i < maps.length; i++) maps[i]?.checkReferences(i, maps, errors);
   return errors;
 }

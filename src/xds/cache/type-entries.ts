@@ -109,13 +109,17 @@ export class TypeEntries implements ReadonlyMap<string, CacheEntry> {
   }
 
   /**
-   * Every reference of these entries (of type `index`) that does not resolve in `maps`, the view's
-   * entries by type index, as an error each. Once found consistent with some entries of the
+   * Adds to `errors` every reference of these entries (of type `index`) that does not resolve in
+   * `maps`, the view's entries by type index. Once found consistent with some entries of the
    * referenced types, the same entries are not checked again.
    */
-  unresolved(index: number, maps: readonly (TypeEntries | undefined)[]): string[] {
-    if (this.verifiedWith && sameTargets(this.verifiedWith, maps)) return [];
-    const errors: string[] = [];
+  checkReferences(
+    index: number,
+    maps: readonly (TypeEntries | undefined)[],
+    errors: string[],
+  ): void {
+    if (this.verifiedWith && sameTargets(this.verifiedWith, maps)) return;
+    const before = errors.length;
     const targets: (TypeEntries | undefined)[] = [];
     for (const entry of this.byName.values()) {
       for (const ref of entry.refs) {
@@ -129,8 +133,7 @@ export class TypeEntries implements ReadonlyMap<string, CacheEntry> {
         }
       }
     }
-    if (errors.length === 0) this.verifiedWith = targets;
-    return errors;
+    if (errors.length === before) this.verifiedWith = targets;
   }
 }
 

@@ -43,9 +43,9 @@ export class XdsCache {
   /** Per type index, the entries most recently published (see `shared`). */
   private readonly recent: (TypeEntries | undefined)[] = allTypeUrls.map(() => undefined);
   private revisionCounter = 0;
+  /** Numbers the calls of `keepMatching` (see CacheEntry.matchedIn). */
+  private matchPass = 0;
   private entries = 0;
-  /** The entries `keepMatching` matched so far in one call (kept to be cleared, not reallocated). */
-  private readonly matched = new Set<CacheEntry>();
 
   constructor(private readonly metrics?: Metrics) {}
 
@@ -146,15 +146,14 @@ export class XdsCache {
   /**
    * Sets in `kept` each type not in it yet whose resources in `encoded` are exactly the entries
    * `candidates` holds for it (by type index): the same names with the same versions, none given
-   * twice. A Map lookup and a Set add per resource. Returns how many types it set.
+   * twice. A Map lookup per resource. Returns how many types it set.
    */
   private keepMatching(
     candidates: TypeMaps,
     encoded: readonly EncodedResource[],
     kept: (TypeEntries | undefined)[],
   ): number {
-    const seen = this.matched;
-    seen.clear();
+    const pass = ++this.matchPass;
     // Per type index: resources matched so far, or -1 once one did not match.
     const matched: number[] = [];
     for (let i = 0; i < allTypeUrls.length; i++)
@@ -164,14 +163,13 @@ export class XdsCache {
       if (matched[i]! < 0) continue;
       const entry = candidates[i]!.get(r.name);
       // An entry no view uses any more has left the pool (the last published Map may hold such).
-      if (entry?.version !== r.version || seen.has(entry) || entry.users === 0) {
+      if (entry?.version !== r.version || entry.matchedIn === pass || entry.users === 0) {
         matched[i] = -1;
         continue;
       }
-      seen.add(entry);
+      entry.matchedIn = pass;
       matched[i]!++;
     }
-    seen.clear();
     let count = 0;
     for (let i = 0; i < allTypeUrls.length; i++) {
       const candidate = candidates[i];
