@@ -12,7 +12,10 @@ import { silentLogger } from '../../src/log.js';
 import { byName, type EncodedResource } from '../../src/xds/cache/entry.js';
 import { entriesOf, type ProxyView } from '../../src/xds/cache/proxy-view.js';
 import { XdsCache } from '../../src/xds/cache/xds-cache.js';
-import { SotwSession, stateVersion } from '../../src/xds/ads/sotw-session.js';
+import { SotwSession } from '../../src/xds/ads/sotw-session.js';
+import { stateVersion } from '../../src/xds/cache/type-entries.js';
+import { FlushScheduler } from '../../src/xds/ads/flush-scheduler.js';
+import { PushCounters } from '../../src/xds/ads/push-counters.js';
 import type { SessionContext } from '../../src/xds/ads/session.js';
 import { TypeState } from '../../src/xds/ads/type-state.js';
 import { TypeUrl } from '../../src/xds/types.js';
@@ -128,12 +131,15 @@ async function timeSession(
   iterations: number,
 ): Promise<{ flush: number[]; publish: number[] }> {
   const call = new FakeCall();
+  const metrics = new Metrics();
   const ctx: SessionContext = {
     cache,
-    metrics: new Metrics(),
+    metrics,
     logger: silentLogger(),
     maxResponseBytes: 4 * 1024 * 1024,
     warmingTimeoutMs: 1_000,
+    scheduler: new FlushScheduler(),
+    pushes: new PushCounters(metrics),
     authorize: () => undefined,
     onReady: () => undefined,
     onClose: () => undefined,

@@ -15,6 +15,8 @@ import { XdsCache } from '../../src/xds/cache/xds-cache.js';
 import { DeltaSession } from '../../src/xds/ads/delta-session.js';
 import { decodeDeltaRequest } from '../../src/xds/ads/delta-request.js';
 import type { SessionContext } from '../../src/xds/ads/session.js';
+import { FlushScheduler } from '../../src/xds/ads/flush-scheduler.js';
+import { PushCounters } from '../../src/xds/ads/push-counters.js';
 import { TypeUrl } from '../../src/xds/types.js';
 import { Fixture } from './fixture.js';
 import { deltaAck, deltaRequest } from './proxies.js';
@@ -62,6 +64,8 @@ export async function runPushMicro(
     logger: silentLogger(),
     maxResponseBytes: 4 * 1024 * 1024,
     warmingTimeoutMs: 1_000,
+    scheduler: new FlushScheduler(),
+    pushes: new PushCounters(metrics),
     authorize: () => undefined,
     onReady: () => undefined,
     onClose: () => undefined,

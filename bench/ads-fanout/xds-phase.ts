@@ -10,7 +10,7 @@ import { XdsCache } from '../../src/xds/cache/xds-cache.js';
 import { XdsServer } from '../../src/xds/server.js';
 import { TypeUrl } from '../../src/xds/types.js';
 import { encodeDeltaResponse, encodeSotwResponse } from '../../src/xds/wire.js';
-import { stateVersion } from '../../src/xds/ads/sotw-session.js';
+import { stateVersion } from '../../src/xds/cache/type-entries.js';
 import { entriesOf } from '../../src/xds/cache/proxy-view.js';
 import { Fixture } from './fixture.js';
 import { markerCluster, wallClockMs, type Api, type ConnectionMode } from './protocol.js';
@@ -70,10 +70,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Responses the server wrote and has not yet seen ACKed, over all streams and types. */
 function pendingAcks(server: XdsServer): number {
-  let n = 0;
-  for (const s of server.connectedSessions())
-    for (const ts of s.typeStates().values()) n += ts.outstandingCount;
-  return n;
+  return server.pendingResponses;
 }
 
 /** When the server wrote its first and last response, and processed its last ACK, in a round. */
@@ -220,12 +217,7 @@ export class XdsBench {
     this.pool.broadcast({ kind: 'close-xds' });
     await this.pool.gather('closed', this.pool.size);
     this.pool.reset('closed');
-    await until(
-      () => this.server.connectedSessions().length === 0,
-      'the xDS streams to close',
-      30_000,
-      10,
-    );
+    await until(() => this.server.connectedCount === 0, 'the xDS streams to close', 30_000, 10);
     await this.server.shutdown(1_000);
   }
 

@@ -1,11 +1,11 @@
 import type { FastifyInstance } from 'fastify';
 import { IsthmusError } from '../errors.js';
-import type { AdsSession } from '../xds/ads/session.js';
-import { entriesOf, sortedEntries } from '../xds/cache/proxy-view.js';
+import type { StreamStatus } from '../xds/ads/stream-status.js';
+import { entriesOf } from '../xds/cache/proxy-view.js';
 import { expandedJson } from '../xds/envoy-json.js';
 import { redactSecrets } from '../xds/redact.js';
 import {
-  newestSessions,
+  newestStreams,
   proxyStatusJson,
   resourceStatuses,
   type ProxyStatusJson,
@@ -18,7 +18,7 @@ import { typeNameOf } from '../proto-any.js';
 export interface XdsStatusSource {
   proxyStatus(): unknown[];
   /** Open, admitted ADS streams (per-proxy routes read their views); absent: none is connected. */
-  connectedSessions?(): readonly AdsSession[];
+  streamStatuses?(): readonly StreamStatus[];
 }
 
 /** What tells a proxy's kind: the catalog (`Catalog.instance`). */
@@ -84,8 +84,8 @@ function kindOf(catalog: ProxyKindSource | undefined, id: string): ProxyKind {
 }
 
 /** The newest stream of the proxy; 404 when it has none. */
-function sessionOf(xds: XdsStatusSource, id: string): AdsSession {
-  const newest = newestSessions(xds.connectedSessions?.() ?? []).get(id);
+function sessionOf(xds: XdsStatusSource, id: string): StreamStatus {
+  const newest = newestStreams(xds.streamStatuses?.() ?? []).get(id);
   if (!newest)
     throw new IsthmusError(
       'not_found',
@@ -105,7 +105,7 @@ function parseConfigType(type: string): ConfigType {
 }
 
 /** The resources of one type in the proxy's current view, in name order, redacted. */
-export function proxyConfigJson(session: AdsSession, type: ConfigType): ProxyConfigJson {
+export function proxyConfigJson(session: StreamStatus, type: ConfigType): ProxyConfigJson {
   const typeUrl = configTypes[type];
   const typeName = typeNameOf(typeUrl);
   const statuses = new Map(
@@ -113,7 +113,7 @@ export function proxyConfigJson(session: AdsSession, type: ConfigType): ProxyCon
       .filter((s) => s.typeUrl === typeUrl)
       .map((s) => [s.name, s.status]),
   );
-  const entries = sortedEntries(entriesOf(session.currentView(), typeUrl));
+  const entries = entriesOf(session.view, typeUrl).sorted;
   return {
     ID: session.nodeId ?? '',
     Type: type,

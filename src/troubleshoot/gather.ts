@@ -11,9 +11,9 @@ import { exportedNamesFor } from '../peering/exports.js';
 import type { ImportedServices } from '../peering/imported.js';
 import type { Peerings } from '../peering/peerings.js';
 import { upstreamGatewayMode } from '../catalog/lookups.js';
-import type { AdsSession } from '../xds/ads/session.js';
+import { subscribes, type StreamStatus } from '../xds/ads/stream-status.js';
 import { entriesOf } from '../xds/cache/proxy-view.js';
-import { newestSessions, resourceStatuses } from '../xds/status.js';
+import { newestStreams, resourceStatuses } from '../xds/status.js';
 import { TypeUrl, shortName } from '../xds/types.js';
 import { certFact } from './certs.js';
 import type { GatewayFact, PeeringFacts } from './peering-checks.js';
@@ -34,7 +34,7 @@ export interface TroubleshootSources {
   readonly ca: Pick<CertificateAuthority, 'roots'>;
   readonly peerings: Pick<Peerings, 'read'>;
   readonly imported: Pick<ImportedServices, 'serviceNames' | 'instancesOf'>;
-  readonly xds: { connectedSessions(): readonly AdsSession[] };
+  readonly xds: { streamStatuses(): readonly StreamStatus[] };
   readonly heartbeatTimeoutMs: number;
   readonly now?: (() => number) | undefined;
 }
@@ -69,7 +69,7 @@ export function gatherPeeringFacts(src: TroubleshootSources, name: string): Peer
  */
 export function gatherProxyFacts(src: TroubleshootSources, id: string): ProxyFacts {
   const instance = src.catalog.instance(id);
-  const session = newestSessions(src.xds.connectedSessions()).get(id);
+  const session = newestStreams(src.xds.streamStatuses()).get(id);
   if (!instance && !session) {
     throw new IsthmusError(
       'not_found',
@@ -118,19 +118,19 @@ function localGateways(catalog: CatalogReader, datacenter: string): GatewayFact[
     });
 }
 
-function sessionFact(session: AdsSession, roots: readonly string[]): SessionFact {
+function sessionFact(session: StreamStatus, roots: readonly string[]): SessionFact {
   const statuses = resourceStatuses(session);
   const resources = Object.fromEntries(
     checkedTypes.map((t) => [t, [] as ResourceFact[]]),
   ) as Record<XdsShortType, ResourceFact[]>;
   for (const s of statuses) {
     // EDS, RDS and SDS are asked for by name: what Envoy never asked for is not owed to it.
-    const asked = session.typeStates().get(s.typeUrl)?.inScope(s.name) ?? false;
+    const asked = subscribes(session.types.get(s.typeUrl), s.name);
     const status = s.status === 'NOT_SENT' && !asked ? 'NOT_REQUESTED' : s.status;
     resources[shortName[s.typeUrl]].push({ name: s.name, status });
   }
   const nacks: NackFact[] = [];
-  for (const [typeUrl, ts] of session.typeStates()) {
+  for (const [typeUrl, ts] of session.types) {
     if (!ts.lastNack) continue;
     const type = shortName[typeUrl];
     const rejected = statuses
@@ -143,7 +143,7 @@ function sessionFact(session: AdsSession, roots: readonly string[]): SessionFact
       at: ts.lastNack.at.toISOString(),
     });
   }
-  const secrets = entriesOf(session.currentView(), TypeUrl.secret);
+  const secrets = entriesOf(session.view, TypeUrl.secret);
   const leafEntry = [...secrets.values()].find((e) => e.name.startsWith('leaf:'));
   const leafPem = leafEntry ? leafPemOf(leafEntry.messageBytes) : undefined;
   return {

@@ -15,10 +15,10 @@ import { presentedToken, tokensEqual } from '../api/auth.js';
 import { IsthmusError } from '../errors.js';
 import { grpcStatusOf } from '../grpc-status.js';
 import type { Logger } from '../log.js';
-import type { AdsSession } from './ads/session.js';
+import type { StreamStatus } from './ads/stream-status.js';
 import type { CacheEntry } from './cache/entry.js';
 import { containsPrivateKey, redactSecretMessage } from './redact.js';
-import { newestSessions, resourceStatuses, type ResourceSyncStatus } from './status.js';
+import { newestStreams, resourceStatuses, type ResourceSyncStatus } from './status.js';
 import { TypeUrl } from './types.js';
 
 export { ClientStatusDiscoveryServiceService };
@@ -79,29 +79,32 @@ export function validateNodeMatchers(matchers: readonly NodeMatcher[]): string[]
 }
 
 /**
- * The resource bytes CSDS may show, per cache entry (entries are immutable, so once each): SDS
- * Secrets re-encoded with their keys "[redacted]" (redact.ts). Bytes that still hold a PEM private
- * key are withheld (undefined): keys only travel in Secrets, so that is a last line of defence.
+ * The resource bytes CSDS may show, per cache entry, for one response: SDS Secrets re-encoded with
+ * their keys "[redacted]" (redact.ts). Bytes that still hold a PEM private key are withheld
+ * (undefined): keys only travel in Secrets, so that is a last line of defence. Proxies share
+ * entries, so each is redacted and checked once per response, not once per proxy.
  */
-const shownBytes = new WeakMap<CacheEntry, Buffer | null>();
+class ShownContents {
+  private readonly shown = new Map<CacheEntry, Buffer | null>();
 
-function contentsOf(entry: CacheEntry): Buffer | undefined {
-  let shown = shownBytes.get(entry);
-  if (shown === undefined) {
-    const bytes =
-      entry.typeUrl === TypeUrl.secret
-        ? Secret.encode(redactSecretMessage(Secret.decode(entry.messageBytes))).finish()
-        : entry.messageBytes;
-    // A view, not a copy: the memo must not double the cache's memory.
-    shown = containsPrivateKey(bytes)
-      ? null
-      : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-    shownBytes.set(entry, shown);
+  of(entry: CacheEntry): Buffer | undefined {
+    let shown = this.shown.get(entry);
+    if (shown === undefined) {
+      const bytes =
+        entry.typeUrl === TypeUrl.secret
+          ? Secret.encode(redactSecretMessage(Secret.decode(entry.messageBytes))).finish()
+          : entry.messageBytes;
+      // A view, not a copy: a response to many proxies must not copy what they share.
+      shown = containsPrivateKey(bytes)
+        ? null
+        : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+      this.shown.set(entry, shown);
+    }
+    return shown ?? undefined;
   }
-  return shown ?? undefined;
 }
 
-function clientConfig(session: AdsSession, excludeContents: boolean): ClientConfig {
+function clientConfig(session: StreamStatus, shown: ShownContents | undefined): ClientConfig {
   return {
     node: session.node,
     xdsConfig: [],
@@ -110,7 +113,7 @@ function clientConfig(session: AdsSession, excludeContents: boolean): ClientConf
       typeUrl: s.typeUrl,
       name: s.name,
       versionInfo: s.ackedVersion || s.version,
-      xdsConfig: excludeContents || !s.entry ? undefined : anyOf(s.typeUrl, contentsOf(s.entry)),
+      xdsConfig: !shown || !s.entry ? undefined : anyOf(s.typeUrl, shown.of(s.entry)),
       lastUpdated: undefined,
       configStatus: configStatus[s.status],
       clientStatus: clientStatus[s.status],
@@ -136,19 +139,20 @@ function anyOf(typeUrl: string, value: Buffer | undefined) {
  * (invalid_argument) for a node matcher it cannot evaluate.
  */
 export function buildClientStatus(
-  sessions: () => Iterable<AdsSession>,
+  sessions: () => Iterable<StreamStatus>,
   req: ClientStatusRequest,
 ): ClientStatusResponse {
   const invalid = validateNodeMatchers(req.nodeMatchers);
   if (invalid.length > 0)
     throw new IsthmusError('invalid_argument', invalid.join('; '), 'node_matchers');
-  const newest = newestSessions(sessions());
+  const newest = newestStreams(sessions());
   const matches = (id: string) =>
     req.nodeMatchers.length === 0 || req.nodeMatchers.some((m) => matchString(m.nodeId, id));
+  const shown = req.excludeResourceContents ? undefined : new ShownContents();
   const config = [...newest.entries()]
     .filter(([id]) => matches(id))
     .sort(([a], [b]) => (a < b ? -1 : 1))
-    .map(([, s]) => clientConfig(s, req.excludeResourceContents));
+    .map(([, s]) => clientConfig(s, shown));
   return { config };
 }
 
@@ -185,7 +189,7 @@ function checkToken(metadata: grpc.Metadata, token: string | undefined): void {
 }
 
 export function csdsService(
-  sessions: () => Iterable<AdsSession>,
+  sessions: () => Iterable<StreamStatus>,
   opts: CsdsOptions,
 ): ClientStatusDiscoveryServiceServer {
   const refused = (call: { getPeer(): string }, e: unknown) => {

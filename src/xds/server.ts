@@ -8,6 +8,9 @@ import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import { XdsCache } from './cache/xds-cache.js';
 import type { AdsSession, AdsApi, SessionContext } from './ads/session.js';
+import { FlushScheduler } from './ads/flush-scheduler.js';
+import { PushCounters } from './ads/push-counters.js';
+import type { StreamStatus } from './ads/stream-status.js';
 import { SotwSession } from './ads/sotw-session.js';
 import { DeltaSession } from './ads/delta-session.js';
 import { decodeDeltaRequest } from './ads/delta-request.js';
@@ -77,6 +80,8 @@ export class XdsServer {
       logger: opts.logger,
       maxResponseBytes: opts.maxResponseBytes ?? 4 * 1024 * 1024,
       warmingTimeoutMs: opts.warmingTimeoutMs ?? 1_000,
+      scheduler: new FlushScheduler(),
+      pushes: new PushCounters(opts.metrics),
       authorize: opts.authorize ?? (() => undefined),
       onReady: (s) =>
         opts.logger.debug({ nodeId: s.nodeId, api: s.api, stream: s.id }, 'xds stream opened'),
@@ -90,7 +95,7 @@ export class XdsServer {
     });
     this.server.addService(
       ClientStatusDiscoveryServiceService,
-      csdsService(() => this.sessions, { logger: opts.logger, token: opts.httpToken }),
+      csdsService(() => this.streamStatuses(), { logger: opts.logger, token: opts.httpToken }),
     );
   }
 
@@ -133,8 +138,25 @@ export class XdsServer {
   }
 
   /** Open ADS streams that completed admission. */
-  connectedSessions(): AdsSession[] {
+  private connectedSessions(): AdsSession[] {
     return [...this.sessions].filter((s) => s.nodeId !== undefined);
+  }
+
+  /** What status readers see of each open ADS stream that completed admission (copies). */
+  streamStatuses(): StreamStatus[] {
+    return this.connectedSessions().map((s) => s.status());
+  }
+
+  /** Open ADS streams that completed admission. */
+  get connectedCount(): number {
+    return this.connectedSessions().length;
+  }
+
+  /** Responses written and not yet ACKed or NACKed, over every stream and type. */
+  get pendingResponses(): number {
+    let n = 0;
+    for (const s of this.sessions) n += s.pendingResponses;
+    return n;
   }
 
   /** Checks the open streams of `nodeId` again (a token was revoked): those no longer admitted end. */
@@ -144,7 +166,7 @@ export class XdsServer {
 
   /** The per-proxy summary served as `GET /v1/xds/proxies` (same data as CSDS). */
   proxyStatus(): ProxyStatusJson[] {
-    return this.connectedSessions()
+    return this.streamStatuses()
       .map(proxyStatusJson)
       .sort((a, b) =>
         a.ID < b.ID ? -1 : a.ID > b.ID ? 1 : a.ConnectedAt < b.ConnectedAt ? -1 : 1,

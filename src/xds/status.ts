@@ -1,7 +1,6 @@
 import { entriesOf } from './cache/proxy-view.js';
-import type { AdsSession } from './ads/session.js';
+import type { StreamStatus, TypeStatus } from './ads/stream-status.js';
 import { allTypeUrls, shortName, TypeUrl, type XdsTypeUrl } from './types.js';
-import type { TypeState } from './ads/type-state.js';
 import { contentVersion, type CacheEntry } from './cache/entry.js';
 
 /** CSDS ConfigStatus names: SYNCED, NOT_SENT, STALE, ERROR (the NACK detail is kept). */
@@ -29,24 +28,24 @@ const severity: Record<ResourceSyncStatus, number> = { SYNCED: 0, NOT_SENT: 1, S
  * endpoints, secrets and routes only once a cluster or listener names them. A resource nobody
  * asked for is never sent, so it is not "NOT_SENT" (CSDS: requested but not yet sent).
  */
-function requested(ts: TypeState | undefined, typeUrl: XdsTypeUrl, name: string): boolean {
+function requested(ts: TypeStatus | undefined, typeUrl: XdsTypeUrl, name: string): boolean {
   if (!ts?.requested) return typeUrl === TypeUrl.cluster || typeUrl === TypeUrl.listener;
   return ts.wildcard || ts.subscribed.has(name) || ts.sent.has(name) || ts.acked.has(name);
 }
 
 /** Every resource the proxy asks for or still holds, with its sync status, sorted. */
-export function resourceStatuses(session: AdsSession): ResourceStatus[] {
+export function resourceStatuses(session: StreamStatus): ResourceStatus[] {
   const out: ResourceStatus[] = [];
-  const view = session.currentView();
+  const view = session.view;
   for (const typeUrl of allTypeUrls) {
-    const ts = session.typeStates().get(typeUrl);
+    const ts = session.types.get(typeUrl);
     const entries = entriesOf(view, typeUrl);
     const names = new Set<string>([...entries.keys()].filter((n) => requested(ts, typeUrl, n)));
     for (const n of ts?.acked.keys() ?? []) names.add(n);
     for (const name of [...names].sort()) {
       const entry = entries.get(name);
       const acked = ts?.acked.get(name) ?? '';
-      const nack = ts?.nacked?.get(name);
+      const nack = ts?.nacked.get(name);
       let status: ResourceSyncStatus;
       if (nack && entry && nack.version === entry.version) status = 'ERROR';
       else if (entry && acked === entry.version) status = 'SYNCED';
@@ -99,7 +98,7 @@ export interface ProxyStatusJson {
 }
 
 /** The JSON proxy summary of `GET /v1/xds/proxies` (the same facts as CSDS). */
-export function proxyStatusJson(session: AdsSession): ProxyStatusJson {
+export function proxyStatusJson(session: StreamStatus): ProxyStatusJson {
   const statuses = resourceStatuses(session);
   const types: Record<string, TypeSummary> = {};
   for (const typeUrl of allTypeUrls) {
@@ -108,12 +107,12 @@ export function proxyStatusJson(session: AdsSession): ProxyStatusJson {
       (acc, s) => (acc === 'NONE' || severity[s.status] > severity[acc] ? s.status : acc),
       'NONE',
     );
-    const lastNack = session.typeStates().get(typeUrl)?.lastNack;
+    const lastNack = session.types.get(typeUrl)?.lastNack;
     types[shortName[typeUrl]] = {
       status: worst,
       resources: mine.length,
       synced: mine.filter((s) => s.status === 'SYNCED').length,
-      version: typeVersion(entriesOf(session.currentView(), typeUrl)),
+      version: typeVersion(entriesOf(session.view, typeUrl)),
       lastNack: lastNack ? { message: lastNack.message, at: lastNack.at.toISOString() } : undefined,
     };
   }
@@ -123,7 +122,7 @@ export function proxyStatusJson(session: AdsSession): ProxyStatusJson {
     Cluster: session.node?.cluster ?? '',
     API: session.api,
     ConnectedAt: session.connectedAt.toISOString(),
-    ViewRevision: session.currentView()?.revision ?? 0,
+    ViewRevision: session.view?.revision ?? 0,
     Version: versionOf(allTypeUrls.map((t) => `${shortName[t]}\0${types[shortName[t]]!.version}`)),
     Types: types,
     ...(newest ? { LastNack: newest } : {}),
@@ -152,9 +151,9 @@ function versionOf(lines: readonly string[]): string {
   return contentVersion(Buffer.from(lines.join('\n')));
 }
 
-function newestNack(session: AdsSession): ProxyStatusJson['LastNack'] {
+function newestNack(session: StreamStatus): ProxyStatusJson['LastNack'] {
   let newest: { typeUrl: XdsTypeUrl; message: string; at: Date } | undefined;
-  for (const [typeUrl, ts] of session.typeStates()) {
+  for (const [typeUrl, ts] of session.types) {
     const n = ts.lastNack;
     if (n && (!newest || n.at.getTime() >= newest.at.getTime()))
       newest = { typeUrl, message: n.message, at: n.at };
@@ -165,8 +164,8 @@ function newestNack(session: AdsSession): ProxyStatusJson['LastNack'] {
 }
 
 /** Each proxy's newest admitted stream (a proxy may briefly hold two while it reconnects). */
-export function newestSessions(sessions: Iterable<AdsSession>): Map<string, AdsSession> {
-  const newest = new Map<string, AdsSession>();
+export function newestStreams(sessions: Iterable<StreamStatus>): Map<string, StreamStatus> {
+  const newest = new Map<string, StreamStatus>();
   for (const s of sessions) {
     if (!s.nodeId) continue;
     const prev = newest.get(s.nodeId);

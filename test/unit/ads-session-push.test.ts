@@ -17,6 +17,8 @@ import { silentLogger } from '../../src/log.js';
 import { XdsCache } from '../../src/xds/cache/xds-cache.js';
 import { DeltaSession } from '../../src/xds/ads/delta-session.js';
 import type { SessionContext } from '../../src/xds/ads/session.js';
+import { FlushScheduler } from '../../src/xds/ads/flush-scheduler.js';
+import { PushCounters } from '../../src/xds/ads/push-counters.js';
 import { TypeUrl } from '../../src/xds/types.js';
 import { resourceStatuses } from '../../src/xds/status.js';
 import { endpoints } from '../helpers/resources.js';
@@ -68,12 +70,15 @@ function firstPort(r: DeltaDiscoveryResponse): number | undefined {
 }
 
 function sessionContext(cache: XdsCache): SessionContext {
+  const metrics = new Metrics();
   return {
     cache,
-    metrics: new Metrics(),
+    metrics,
     logger: silentLogger(),
     maxResponseBytes: 4 * 1024 * 1024,
     warmingTimeoutMs: 1_000,
+    scheduler: new FlushScheduler(),
+    pushes: new PushCounters(metrics),
     authorize: () => undefined,
     onReady: () => undefined,
     onClose: () => undefined,
@@ -155,7 +160,9 @@ describe('pushing a published view', () => {
     call!.ackLast();
     await settle();
     const ackedPorts = () => {
-      const statuses = resourceStatuses(sessions[0]!).filter((r) => r.typeUrl === TypeUrl.endpoint);
+      const statuses = resourceStatuses(sessions[0]!.status()).filter(
+        (r) => r.typeUrl === TypeUrl.endpoint,
+      );
       return Object.fromEntries(
         statuses.map((r) => [
           r.name,
@@ -198,7 +205,7 @@ describe('pushing a published view', () => {
       if (port === 27) expect(ackedPorts()).toEqual({ a: ['SYNCED', 'current'] });
     }
     expect(ackedPorts()).toEqual({ a: ['SYNCED', 'current'], b: ['SYNCED', 'current'] });
-    expect(sessions[0]!.typeStates().get(TypeUrl.endpoint)!.acked.get('a')).toBe(
+    expect(sessions[0]!.status().types.get(TypeUrl.endpoint)!.acked.get('a')).toBe(
       cache.view('n')!.resources.get(TypeUrl.endpoint)!.get('a')!.version,
     );
   });

@@ -1,6 +1,7 @@
 import type { DeltaDiscoveryRequest } from '../../gen/envoy/service/discovery/v3/discovery.js';
 import type { CacheEntry } from '../cache/entry.js';
-import { changedSince, entriesOf } from '../cache/proxy-view.js';
+import { entriesOf } from '../cache/proxy-view.js';
+import type { TypeEntries } from '../cache/type-entries.js';
 import { TypeUrl, type PushPhase } from '../types.js';
 import { encodeDeltaResponse } from '../wire.js';
 import { AdsSession, type PlannedResponse } from './session.js';
@@ -41,7 +42,7 @@ export class DeltaSession extends AdsSession<DeltaDiscoveryRequest> {
   protected plan(
     ts: TypeState,
     phase: PushPhase,
-    entries: ReadonlyMap<string, CacheEntry>,
+    entries: TypeEntries,
   ): PlannedResponse | undefined {
     if (!this.view) return undefined;
     return phase === 'upsert' ? this.planUpserts(ts, entries) : this.planRemovals(ts, entries);
@@ -49,15 +50,12 @@ export class DeltaSession extends AdsSession<DeltaDiscoveryRequest> {
 
   /**
    * When the entries are a derivation of the Map this type last had nothing to send against, only
-   * the entries that differ can be unsent (see Derivation): nothing else changed for this stream
+   * the entries that differ can be unsent (see TypeEntries.changedSince): nothing else changed for this stream
    * since, or the plan memo would have been cleared.
    */
-  private planUpserts(
-    ts: TypeState,
-    entries: ReadonlyMap<string, CacheEntry>,
-  ): PlannedResponse | undefined {
-    const from = ts.plannedUpsert;
-    const changedOnly = changedSince(entries, from);
+  private planUpserts(ts: TypeState, entries: TypeEntries): PlannedResponse | undefined {
+    const from = this.plans.of(ts.index, 'upsert');
+    const changedOnly = entries.changedSince(from);
     const candidates = changedOnly
       ? ts.changedInScope(entries, from!, changedOnly)
       : ts.desired(entries);
@@ -67,11 +65,8 @@ export class DeltaSession extends AdsSession<DeltaDiscoveryRequest> {
   }
 
   /** A removal plan reads only the names of the entries: the same names as a Map with nothing to remove, nothing to remove. */
-  private planRemovals(
-    ts: TypeState,
-    entries: ReadonlyMap<string, CacheEntry>,
-  ): PlannedResponse | undefined {
-    if (changedSince(entries, ts.plannedRemove)) return undefined;
+  private planRemovals(ts: TypeState, entries: TypeEntries): PlannedResponse | undefined {
+    if (entries.changedSince(this.plans.of(ts.index, 'remove'))) return undefined;
     let removed: Set<string> | undefined;
     for (const name of ts.sent.keys())
       if (!entries.has(name) || !ts.inScope(name)) (removed ??= new Set()).add(name);
@@ -104,7 +99,7 @@ export class DeltaSession extends AdsSession<DeltaDiscoveryRequest> {
       if (ts.typeUrl === TypeUrl.cluster) this.forceEndpointsOfChanged(ts, entries);
       for (const e of entries) {
         // A name the client did not hold may have to go again later: removals are planned anew.
-        if (!ts.sent.has(e.name)) ts.plannedRemove = undefined;
+        if (!ts.sent.has(e.name)) this.plans.forgetRemovals(ts.index);
         ts.sent.set(e.name, e.version);
         ts.written(e.name);
       }

@@ -9,6 +9,7 @@ import type { Metrics } from '../../metrics.js';
 import type { ViewWatcher, XdsCache } from '../cache/xds-cache.js';
 import type { ProxyView } from '../cache/proxy-view.js';
 import type { CacheEntry } from '../cache/entry.js';
+import type { TypeEntries } from '../cache/type-entries.js';
 import {
   allTypeUrls,
   xdsTypeUrl,
@@ -20,9 +21,13 @@ import {
   type XdsTypeUrl,
 } from '../types.js';
 import { entriesAt } from '../cache/proxy-view.js';
-import { TypeState, type PlanMemo } from './type-state.js';
+import type { FlushScheduler, ScheduledStream } from './flush-scheduler.js';
+import type { PushCounters } from './push-counters.js';
+import type { AdsApi, StreamStatus, TypeStatus } from './stream-status.js';
+import { PlanMemos } from './plan-memos.js';
+import { TypeState } from './type-state.js';
 
-export type AdsApi = 'sotw' | 'delta';
+export type { AdsApi } from './stream-status.js';
 
 export interface SessionContext {
   readonly cache: XdsCache;
@@ -32,6 +37,10 @@ export interface SessionContext {
   readonly maxResponseBytes: number;
   /** Longest wait for a client to subscribe to the endpoints of new clusters before LDS/RDS go out. */
   readonly warmingTimeoutMs: number;
+  /** The server's flush batches (one per server: see FlushScheduler). */
+  readonly scheduler: FlushScheduler;
+  /** The server's push counters by type. */
+  readonly pushes: PushCounters;
   /** Checks the stream may act as `nodeId`; throws an IsthmusError (e.g. permission_denied). */
   authorize(nodeId: string, metadata: grpc.Metadata): void | Promise<void>;
   onReady(session: AdsSession): void;
@@ -61,40 +70,8 @@ interface BaseRequest {
   readonly errorDetail?: { readonly message: string } | undefined;
 }
 
+/** Stream ids, unique in the process (log lines of two servers in one process stay apart). */
 let nextSessionId = 1;
-
-/**
- * Sessions due a flush for a request, an ACK that unblocks one, a timer or a drained socket. A
- * burst of those from a thousand proxies becomes one immediate that flushes them in turn, not a
- * thousand. (A published view is flushed as it is published: see `flushNow`.)
- */
-const dueFlush = new Set<AdsSession>();
-let drainScheduled = false;
-
-function enqueueFlush(session: AdsSession): void {
-  dueFlush.add(session);
-  if (drainScheduled) return;
-  drainScheduled = true;
-  setImmediate(() => {
-    drainScheduled = false;
-    const batch = [...dueFlush];
-    dueFlush.clear();
-    // Every stream's response goes out before any stream's bookkeeping after it: the last write
-    // of a push to thousands of proxies is not held up by work its ACK will not wait for.
-    const wrote = batch.filter((s) => s.runScheduledFlush());
-    for (const s of wrote) s.flushRest();
-  });
-}
-
-/** Labelled children of the push counter, resolved once per metrics registry and type. */
-const pushCounters = new WeakMap<Metrics, Map<XdsTypeUrl, { inc(): void }>>();
-function pushCounter(metrics: Metrics, typeUrl: XdsTypeUrl): { inc(): void } {
-  let byType = pushCounters.get(metrics);
-  if (!byType) pushCounters.set(metrics, (byType = new Map()));
-  let child = byType.get(typeUrl);
-  if (!child) byType.set(typeUrl, (child = metrics.xdsPushes.labels({ type: shortName[typeUrl] })));
-  return child;
-}
 
 /**
  * The counter value a nonce of ours stands for (our nonces are the decimal strings of a per-stream
@@ -112,14 +89,6 @@ function nonceSeq(nonce: string): number {
   return value;
 }
 
-// A stream keeps a plan memo per push step in fields p0..p9 (see planAt), and a state per type in ts0..ts4 (see typeAt).
-if (pushOrder.length !== 10)
-  throw new Error(
-    `AdsSession keeps 10 plan memos, and the push order has ${pushOrder.length} steps`,
-  );
-if (allTypeUrls.length !== 5)
-  throw new Error(`AdsSession keeps 5 type states, and there are ${allTypeUrls.length} ADS types`);
-
 const usesClusters = (t: XdsTypeUrl) => t === TypeUrl.listener || t === TypeUrl.route;
 const clusterIndex = typeIndex(TypeUrl.cluster);
 const endpointIndex = typeIndex(TypeUrl.endpoint);
@@ -131,7 +100,7 @@ const endpointIndex = typeIndex(TypeUrl.endpoint);
  * numbered as in docs/architecture.md §7; the invariants this push path relies on are §10 there.
  */
 export abstract class AdsSession<Req extends BaseRequest = BaseRequest>
-  implements ViewWatcher, PlanMemo
+  implements ViewWatcher, ScheduledStream
 {
   readonly id = nextSessionId++;
   readonly connectedAt = new Date();
@@ -140,34 +109,17 @@ export abstract class AdsSession<Req extends BaseRequest = BaseRequest>
   /** The view's revision and publish time, read by every ACK without reading the view itself. */
   private viewRevision = 0;
   private viewPublishedAt = 0;
-  protected readonly types = new Map<XdsTypeUrl, TypeState>();
+  /** Per type index (see PushStep.index): the type's state, once the client asked for it. */
+  private readonly states: (TypeState | undefined)[] = allTypeUrls.map(() => undefined);
+  private typeCount = 0;
   /**
-   * The same states by type index (see PushStep.index), for the push path: fields of the stream
-   * rather than an array, so a push or an ACK to thousands of streams reads one object less each.
-   */
-  private ts0: TypeState | undefined;
-  private ts1: TypeState | undefined;
-  private ts2: TypeState | undefined;
-  private ts3: TypeState | undefined;
-  private ts4: TypeState | undefined;
-  /**
-   * What a flush reads of every type, kept on the stream so a push to thousands of streams touches
-   * one type's state, the one it writes, not all of them: bit `index` set once the type was
-   * requested (`requestedTypes`) and while a response of it awaits its ACK (`awaitingTypes`), and
-   * the types' plan memos by push step (`planAt`: fields, not an array, for the same reason).
+   * What a flush reads of every type without reading its state: bit `index` set once the type was
+   * requested (`requestedTypes`) and while a response of it awaits its ACK (`awaitingTypes`).
    */
   private requestedTypes = 0;
   private awaitingTypes = 0;
-  private p0: ReadonlyMap<string, CacheEntry> | undefined;
-  private p1: ReadonlyMap<string, CacheEntry> | undefined;
-  private p2: ReadonlyMap<string, CacheEntry> | undefined;
-  private p3: ReadonlyMap<string, CacheEntry> | undefined;
-  private p4: ReadonlyMap<string, CacheEntry> | undefined;
-  private p5: ReadonlyMap<string, CacheEntry> | undefined;
-  private p6: ReadonlyMap<string, CacheEntry> | undefined;
-  private p7: ReadonlyMap<string, CacheEntry> | undefined;
-  private p8: ReadonlyMap<string, CacheEntry> | undefined;
-  private p9: ReadonlyMap<string, CacheEntry> | undefined;
+  /** What each push step last planned against with nothing to send (see PlanMemos). */
+  protected readonly plans = new PlanMemos();
   private unwatch: (() => void) | undefined;
   private nonceCounter = 0;
   private writable = true;
@@ -183,7 +135,7 @@ export abstract class AdsSession<Req extends BaseRequest = BaseRequest>
    */
   private stateEpoch = 0;
   /** The clusters and epoch at which clusters were last found warm. */
-  private warmAt: { clusters: ReadonlyMap<string, CacheEntry>; epoch: number } | undefined;
+  private warmAt: { clusters: TypeEntries; epoch: number } | undefined;
 
   constructor(
     readonly api: AdsApi,
@@ -200,99 +152,37 @@ export abstract class AdsSession<Req extends BaseRequest = BaseRequest>
     call.on('close', () => this.close());
   }
 
-  /** The plan memo of push step `slot` (PlanMemo; see TypeState.plannedUpsert). */
-  planAt(slot: number): ReadonlyMap<string, CacheEntry> | undefined {
-    switch (slot) {
-      case 0:
-        return this.p0;
-      case 1:
-        return this.p1;
-      case 2:
-        return this.p2;
-      case 3:
-        return this.p3;
-      case 4:
-        return this.p4;
-      case 5:
-        return this.p5;
-      case 6:
-        return this.p6;
-      case 7:
-        return this.p7;
-      case 8:
-        return this.p8;
-      default:
-        return this.p9;
-    }
-  }
-
-  setPlanAt(slot: number, entries: ReadonlyMap<string, CacheEntry> | undefined): void {
-    switch (slot) {
-      case 0:
-        this.p0 = entries;
-        break;
-      case 1:
-        this.p1 = entries;
-        break;
-      case 2:
-        this.p2 = entries;
-        break;
-      case 3:
-        this.p3 = entries;
-        break;
-      case 4:
-        this.p4 = entries;
-        break;
-      case 5:
-        this.p5 = entries;
-        break;
-      case 6:
-        this.p6 = entries;
-        break;
-      case 7:
-        this.p7 = entries;
-        break;
-      case 8:
-        this.p8 = entries;
-        break;
-      default:
-        this.p9 = entries;
-    }
-  }
-
-  private typeAt(index: number): TypeState | undefined {
-    switch (index) {
-      case 0:
-        return this.ts0;
-      case 1:
-        return this.ts1;
-      case 2:
-        return this.ts2;
-      case 3:
-        return this.ts3;
-      default:
-        return this.ts4;
-    }
-  }
-
-  private setTypeAt(index: number, ts: TypeState): void {
-    if (index === 0) this.ts0 = ts;
-    else if (index === 1) this.ts1 = ts;
-    else if (index === 2) this.ts2 = ts;
-    else if (index === 3) this.ts3 = ts;
-    else this.ts4 = ts;
-  }
-
   get nodeId(): string | undefined {
     return this.node?.id;
   }
 
-  typeStates(): ReadonlyMap<XdsTypeUrl, TypeState> {
-    return this.types;
+  /** The state of each type by type index, undefined until the client asks for the type. */
+  protected typeStates(): readonly (TypeState | undefined)[] {
+    return this.states;
   }
 
-  currentView(): ProxyView | undefined {
-    return this.view;
+  /** A copy of what status readers see of this stream (see StreamStatus). */
+  status(): StreamStatus {
+    const types = this.states
+      .filter((ts) => ts !== undefined)
+      .sort((a, b) => a.order - b.order)
+      .map((ts): [XdsTypeUrl, TypeStatus] => [ts.typeUrl, ts.status()]);
+    return {
+      id: this.id,
+      api: this.api,
+      node: this.node,
+      nodeId: this.nodeId,
+      connectedAt: this.connectedAt,
+      view: this.view,
+      types: new Map(types),
+    };
+  }
+
+  /** Responses written and not yet ACKed or NACKed, over all types. */
+  get pendingResponses(): number {
+    let n = 0;
+    for (const ts of this.states) n += ts?.outstandingCount ?? 0;
+    return n;
   }
 
   /**
@@ -324,7 +214,7 @@ export abstract class AdsSession<Req extends BaseRequest = BaseRequest>
   protected abstract plan(
     ts: TypeState,
     phase: PushPhase,
-    entries: ReadonlyMap<string, CacheEntry>,
+    entries: TypeEntries,
   ): PlannedResponse | undefined;
   /** The bytes of message `part` of a planned response. */
   protected abstract encode(
@@ -396,19 +286,18 @@ export abstract class AdsSession<Req extends BaseRequest = BaseRequest>
     const typeUrl = xdsTypeUrl(req.typeUrl);
     if (!typeUrl) return;
     const index = typeIndex(typeUrl);
-    let ts = this.typeAt(index);
+    let ts = this.states[index];
     const isFirst = !ts;
     if (!ts) {
-      ts = new TypeState(typeUrl, this);
+      ts = new TypeState(typeUrl, this.typeCount++);
       ts.observedRevision = this.viewRevision;
-      this.types.set(typeUrl, ts);
-      this.setTypeAt(index, ts);
+      this.states[index] = ts;
     }
     const changed = this.applyRequest(ts, req, isFirst);
     if (ts.requested) this.requestedTypes |= 1 << index;
     if (changed) {
       this.stateEpoch++;
-      ts.invalidate();
+      this.plans.forget(index);
       this.scheduleFlush();
     } else if (this.blocked) {
       // A plain ACK: it only matters to a flush that was waiting for it (one ACK per push to 1,000s of proxies).
@@ -428,7 +317,7 @@ export abstract class AdsSession<Req extends BaseRequest = BaseRequest>
     if (errorDetail) {
       const type = shortName[ts.typeUrl];
       // A NACK changes what may be re-sent; an ACK only unblocks what was already planned.
-      ts.invalidate();
+      this.plans.forget(ts.index);
       ts.onNack(res, errorDetail.message);
       this.ctx.metrics.xdsRejects.inc({ type });
       this.ctx.logger.warn(
@@ -448,7 +337,7 @@ export abstract class AdsSession<Req extends BaseRequest = BaseRequest>
 
   /** Rule 9: a changed cluster gets its endpoints re-sent, or Envoy keeps it warming. */
   protected forceEndpointsOfChanged(ts: TypeState, entries: readonly CacheEntry[]): void {
-    const eds = this.typeAt(endpointIndex);
+    const eds = this.states[endpointIndex];
     if (!eds) return;
     for (const e of entries) {
       const before = ts.sent.get(e.name);
@@ -456,7 +345,7 @@ export abstract class AdsSession<Req extends BaseRequest = BaseRequest>
       for (const ref of e.refs) {
         if (ref.typeUrl !== TypeUrl.endpoint) continue;
         eds.force(ref.name);
-        eds.invalidate();
+        this.plans.forget(endpointIndex);
       }
     }
   }
@@ -464,7 +353,7 @@ export abstract class AdsSession<Req extends BaseRequest = BaseRequest>
   protected scheduleFlush(): void {
     if (this.flushQueued || this.closed) return;
     this.flushQueued = true;
-    enqueueFlush(this);
+    this.ctx.scheduler.enqueue(this);
   }
 
   private setView(view: ProxyView | undefined): void {
@@ -549,18 +438,18 @@ export abstract class AdsSession<Req extends BaseRequest = BaseRequest>
       awaiting |= this.awaitingTypes & bit;
       const entries = entriesAt(this.view, step.index);
       // Neither the type's entries nor the stream's state changed since this step last had nothing to send.
-      if (this.planAt(slot) === entries) continue;
-      const ts = this.typeAt(step.index)!;
+      if (this.plans.at(slot) === entries) continue;
+      const ts = this.states[step.index]!;
       const planned = this.plan(ts, step.phase, entries);
       if (!planned) {
-        if (this.view) this.setPlanAt(slot, entries);
+        if (this.view) this.plans.set(slot, entries);
         continue;
       }
       if ((awaiting & ~step.notBehind) !== 0) return 'blocked';
       this.write(ts, planned);
       // A plan sends everything its phase had to send against these entries, and one phase's
       // response never gives the other phase something to send: only this phase's memo moves.
-      this.setPlanAt(slot, entries);
+      this.plans.set(slot, entries);
       if (stopAfterWrite) return 'wrote';
       awaiting |= bit;
     }
@@ -575,8 +464,8 @@ export abstract class AdsSession<Req extends BaseRequest = BaseRequest>
   private clustersWarming(): boolean {
     const clusters = entriesAt(this.view, clusterIndex);
     if (this.warmAt?.clusters === clusters && this.warmAt.epoch === this.stateEpoch) return false;
-    const cds = this.typeAt(clusterIndex);
-    const eds = this.typeAt(endpointIndex);
+    const cds = this.states[clusterIndex];
+    const eds = this.states[endpointIndex];
     let missing = false;
     for (const [name, version] of cds?.sent ?? []) {
       const entry = clusters.get(name);
@@ -631,7 +520,7 @@ export abstract class AdsSession<Req extends BaseRequest = BaseRequest>
       ts.lastNonce = nonce;
       ts.answered = true;
       const ok = this.call.write(this.encode(ts, planned, i, nonce));
-      pushCounter(this.ctx.metrics, ts.typeUrl).inc();
+      this.ctx.pushes.pushed(ts.index);
       if (!ok) this.waitForDrain();
     }
     this.ctx.metrics.xdsPushDuration.observe((performance.now() - started) / 1000);

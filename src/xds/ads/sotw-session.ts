@@ -1,33 +1,11 @@
-import { createHash } from 'node:crypto';
 import type { DiscoveryRequest } from '../../gen/envoy/service/discovery/v3/discovery.js';
 import { byName, type CacheEntry } from '../cache/entry.js';
 import { entriesOf } from '../cache/proxy-view.js';
+import type { TypeEntries } from '../cache/type-entries.js';
 import { isFullStateType, TypeUrl, type PushPhase } from '../types.js';
 import { encodeSotwResponse } from '../wire.js';
 import { AdsSession, type PlannedResponse } from './session.js';
 import type { TypeState } from './type-state.js';
-
-/**
- * The version of each state array already hashed. Desired states are shared arrays (a type Map's
- * sorted entries, or all of them a subscription keeps), never mutated: a push to thousands of SotW
- * streams hashes each once, not once per stream.
- */
-const hashedStates = new WeakMap<readonly CacheEntry[], string>();
-
-/**
- * version_info of a SotW state: a content hash of its (name, version) pairs, stable everywhere.
- * Remembered per array: an array passed here must not change afterwards.
- */
-export function stateVersion(entries: readonly CacheEntry[]): string {
-  let version = hashedStates.get(entries);
-  if (version === undefined) {
-    const h = createHash('sha256');
-    for (const e of entries) h.update(e.name).update('\0').update(e.version).update('\n');
-    version = h.digest('base64url').slice(0, 22);
-    hashedStates.set(entries, version);
-  }
-  return version;
-}
 
 /**
  * State-of-the-world ADS (`StreamAggregatedResources`). CDS and LDS responses carry the complete
@@ -57,8 +35,9 @@ export class SotwSession extends AdsSession<DiscoveryRequest> {
    */
   private resume(ts: TypeState, clientVersion: string): void {
     if (!this.view || !ts.wildcard) return;
-    const desired = ts.desired(entriesOf(this.view, ts.typeUrl));
-    if (stateVersion(desired) !== clientVersion) return;
+    const entries = entriesOf(this.view, ts.typeUrl);
+    const desired = ts.desired(entries);
+    if (entries.versionOf(desired) !== clientVersion) return;
     for (const e of desired) {
       ts.sent.set(e.name, e.version);
       ts.acked.set(e.name, e.version);
@@ -69,13 +48,13 @@ export class SotwSession extends AdsSession<DiscoveryRequest> {
 
   protected override onViewChanged(): void {
     // Per-name types cannot express removal in SotW; forget what is gone so it is sent if it returns.
-    for (const ts of this.types.values()) {
-      if (isFullStateType(ts.typeUrl)) continue;
+    for (const ts of this.typeStates()) {
+      if (!ts || isFullStateType(ts.typeUrl)) continue;
       const entries = entriesOf(this.view, ts.typeUrl);
       for (const name of [...ts.sent.keys()]) {
         if (entries.has(name)) continue;
         ts.sent.delete(name);
-        ts.invalidate();
+        this.plans.forget(ts.index);
         this.clientStateChanged();
       }
     }
@@ -84,7 +63,7 @@ export class SotwSession extends AdsSession<DiscoveryRequest> {
   protected plan(
     ts: TypeState,
     phase: PushPhase,
-    entries: ReadonlyMap<string, CacheEntry>,
+    entries: TypeEntries,
   ): PlannedResponse | undefined {
     if (!this.view) return undefined;
     if (isFullStateType(ts.typeUrl)) return this.planFullState(ts, phase, entries);
@@ -98,7 +77,7 @@ export class SotwSession extends AdsSession<DiscoveryRequest> {
   private planFullState(
     ts: TypeState,
     phase: PushPhase,
-    entries: ReadonlyMap<string, CacheEntry>,
+    entries: TypeEntries,
   ): PlannedResponse | undefined {
     const desired = ts.desired(entries);
     const desiredNames = new Set(desired.map((e) => e.name));
@@ -114,20 +93,17 @@ export class SotwSession extends AdsSession<DiscoveryRequest> {
       if (gone.length === 0) return undefined;
       state = desired;
     }
-    const version = stateVersion(state);
+    const version = entries.versionOf(state);
     if (version === ts.sentVersionInfo) return undefined;
     return this.response(state, version, true);
   }
 
   /** EDS/RDS/SDS: only resources whose version the client has not been sent (or forced ones). */
-  private planNamed(
-    ts: TypeState,
-    entries: ReadonlyMap<string, CacheEntry>,
-  ): PlannedResponse | undefined {
+  private planNamed(ts: TypeState, entries: TypeEntries): PlannedResponse | undefined {
     const desired = ts.desired(entries);
     const changed = ts.unsent(desired);
     if (changed.length === 0 && !ts.owesInitialResponse) return undefined;
-    return this.response(changed, stateVersion(desired), false);
+    return this.response(changed, entries.versionOf(desired), false);
   }
 
   private response(

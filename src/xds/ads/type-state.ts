@@ -1,30 +1,9 @@
-import { pushOrder, typeIndex, type PushPhase, type XdsTypeUrl } from '../types.js';
+import { typeIndex, type XdsTypeUrl } from '../types.js';
 import type { CacheEntry } from '../cache/entry.js';
-import { sortedEntries } from '../cache/proxy-view.js';
+import type { TypeEntries } from '../cache/type-entries.js';
+import type { NackRecord, TypeStatus } from './stream-status.js';
 
-/** A stream's plan memos, one slot per step of `pushOrder` (see TypeState.plannedUpsert). */
-export interface PlanMemo {
-  planAt(slot: number): ReadonlyMap<string, CacheEntry> | undefined;
-  setPlanAt(slot: number, entries: ReadonlyMap<string, CacheEntry> | undefined): void;
-}
-
-/** A PlanMemo of its own, for a TypeState used outside a stream. */
-class ArrayPlanMemo implements PlanMemo {
-  private readonly slots: (ReadonlyMap<string, CacheEntry> | undefined)[] = [];
-
-  planAt(slot: number): ReadonlyMap<string, CacheEntry> | undefined {
-    return this.slots[slot];
-  }
-
-  setPlanAt(slot: number, entries: ReadonlyMap<string, CacheEntry> | undefined): void {
-    this.slots[slot] = entries;
-  }
-}
-
-/** The slot in a PlanMemo of a type's phase: that step's position in `pushOrder`. */
-function memoSlot(index: number, phase: PushPhase): number {
-  return pushOrder.findIndex((s) => s.index === index && s.phase === phase);
-}
+export type { NackRecord } from './stream-status.js';
 
 /** A response written to the stream and not yet ACKed or NACKed. */
 export interface SentResponse {
@@ -42,16 +21,9 @@ export interface SentResponse {
   readonly viewRevision: number;
 }
 
-export interface NackRecord {
-  readonly version: string;
-  readonly message: string;
-  readonly nonce: string;
-  readonly at: Date;
-}
-
 /**
  * Per stream and type: subscriptions, what was sent, ACKed and NACKed (docs/architecture.md §7
- * rule 3).
+ * rule 3). Private to its session: status readers get `status()`, a copy.
  */
 export class TypeState {
   /** The client has asked for this type at least once on this stream. */
@@ -89,48 +61,22 @@ export class TypeState {
   sentVersionInfo = '';
   ackedVersionInfo = '';
   /** SotW CDS/LDS: the complete state last sent (kept for make-before-break removals). */
-  lastState: ReadonlyMap<string, CacheEntry> = new Map();
+  lastState: ReadonlyMap<string, CacheEntry> = new Map<string, CacheEntry>();
   lastNack: NackRecord | undefined;
   /** The newest view revision whose ACK fed the convergence metric. */
   observedRevision = 0;
-  /**
-   * Where the plan memo of each phase lives (see `plannedUpsert`): on the stream itself, for all
-   * its types, so its flush reads the stream's fields rather than every type's state.
-   */
-  private readonly memo: PlanMemo;
-  private readonly upsertSlot: number;
-  private readonly removeSlot: number;
   /** The type's position in `allTypeUrls` (see PushStep.index). */
   readonly index: number;
 
+  /**
+   * `order`: how many types the stream had before this one (status lists types in the order the
+   * client first asked for them).
+   */
   constructor(
     readonly typeUrl: XdsTypeUrl,
-    memo?: PlanMemo,
+    readonly order = 0,
   ) {
-    this.memo = memo ?? new ArrayPlanMemo();
     this.index = typeIndex(typeUrl);
-    this.upsertSlot = memoSlot(this.index, 'upsert');
-    this.removeSlot = memoSlot(this.index, 'remove');
-  }
-
-  /**
-   * The entries Map each phase was last planned against with nothing to send. Views keep a type's
-   * Map when it did not change, so an equal reference means nothing new to plan for this type.
-   */
-  get plannedUpsert(): ReadonlyMap<string, CacheEntry> | undefined {
-    return this.memo.planAt(this.upsertSlot);
-  }
-
-  set plannedUpsert(entries: ReadonlyMap<string, CacheEntry> | undefined) {
-    this.memo.setPlanAt(this.upsertSlot, entries);
-  }
-
-  get plannedRemove(): ReadonlyMap<string, CacheEntry> | undefined {
-    return this.memo.planAt(this.removeSlot);
-  }
-
-  set plannedRemove(entries: ReadonlyMap<string, CacheEntry> | undefined) {
-    this.memo.setPlanAt(this.removeSlot, entries);
   }
 
   get outstandingCount(): number {
@@ -161,12 +107,6 @@ export class TypeState {
     return res;
   }
 
-  /** Stream-side state changed (request, ACK, NACK, forced re-send, write): plan again. */
-  invalidate(): void {
-    this.plannedUpsert = undefined;
-    this.plannedRemove = undefined;
-  }
-
   get wildcard(): boolean {
     return this.legacyWildcard || this.explicitWildcard;
   }
@@ -184,15 +124,15 @@ export class TypeState {
   }
 
   /**
-   * A type Map every name of which this stream wants under its current subscription: a Map
-   * published as a change of it (same names) needs no check by name, which would read the
+   * Entries every name of which this stream wants under its current subscription: entries
+   * published as a change of them (same names) need no check by name, which would read the
    * subscription Set, cold, on every push to thousands of streams.
    */
-  private scopeCovers: ReadonlyMap<string, CacheEntry> | undefined;
+  private scopeCovers: TypeEntries | undefined;
 
-  /** The entries this stream wants, sorted by name (do not mutate: may be shared). */
-  desired(entries: ReadonlyMap<string, CacheEntry>): readonly CacheEntry[] {
-    const sorted = sortedEntries(entries);
+  /** The entries this stream wants, sorted by name (may be `entries.sorted`, shared). */
+  desired(entries: TypeEntries): readonly CacheEntry[] {
+    const sorted = entries.sorted;
     const wanted = this.inScopeOf(sorted);
     if (wanted === sorted) this.scopeCovers = entries;
     return wanted;
@@ -203,8 +143,8 @@ export class TypeState {
    * (see changedSince), those this stream wants.
    */
   changedInScope(
-    entries: ReadonlyMap<string, CacheEntry>,
-    from: ReadonlyMap<string, CacheEntry>,
+    entries: TypeEntries,
+    from: TypeEntries,
     changed: readonly CacheEntry[],
   ): readonly CacheEntry[] {
     if (this.scopeCovers !== from) return this.inScopeOf(changed);
@@ -340,5 +280,23 @@ export class TypeState {
     }
     this.lastNack = { ...record, version: res.versionInfo };
     return this.lastNack;
+  }
+
+  /** A copy of what status readers see of this type (see TypeStatus). */
+  status(): TypeStatus {
+    return {
+      typeUrl: this.typeUrl,
+      requested: this.requested,
+      wildcard: this.wildcard,
+      subscribed: new Set(this.subscribed),
+      sent: new Map(this.sent),
+      acked: new Map(this.acked),
+      nacked: new Map(this.nacked),
+      lastNack: this.lastNack,
+      lastNonce: this.lastNonce,
+      sentVersionInfo: this.sentVersionInfo,
+      ackedVersionInfo: this.ackedVersionInfo,
+      pending: this.outstandingCount,
+    };
   }
 }

@@ -73,9 +73,12 @@ export class CacheEntry {
   readonly version: string;
   readonly refs: readonly ResourceRef[];
   readonly size: number;
-  /** Proxy views holding this entry (maintained by the cache). */
+  /*
+   * The pool's bookkeeping, written by XdsCache alone: how many proxy views hold this entry, and
+   * the last `keepMatching` call that matched it against an input (a duplicate check without a Set:
+   * a Set per publish made publishing to 1,000 proxies two to three times slower).
+   */
   users = 0;
-  /** The last publish that matched this entry against an input (the cache's duplicate check). */
   matchedIn = 0;
   private sotw: Buffer | undefined;
   private delta: Buffer | undefined;

@@ -3,13 +3,8 @@ import { IsthmusError } from '../../errors.js';
 import type { Metrics } from '../../metrics.js';
 import { allTypeUrls, shortName, typeIndex, type XdsTypeUrl } from '../types.js';
 import { CacheEntry, encodeResource, type EncodedResource, type EnvoyMessage } from './entry.js';
-import {
-  checkConsistency,
-  PublishedView,
-  recordDerivation,
-  type ProxyView,
-  type TypeMaps,
-} from './proxy-view.js';
+import { checkConsistency, PublishedView, type ProxyView, type TypeMaps } from './proxy-view.js';
+import { TypeEntries } from './type-entries.js';
 
 export type ResourceInput = EncodedResource | EnvoyMessage;
 
@@ -23,7 +18,8 @@ export interface ViewWatcher {
   viewPublished(view: ProxyView): void;
 }
 
-type TypeMap = Map<string, CacheEntry>;
+/** A type's entries being built for a publish, before they become a TypeEntries. */
+type Building = Map<string, CacheEntry>;
 
 function isEncoded(r: ResourceInput): r is EncodedResource {
   return (r as EncodedResource).bytes instanceof Uint8Array;
@@ -36,17 +32,18 @@ function isEncoded(r: ResourceInput): r is EncodedResource {
  * streams `watch` a node id and read its current view. What the push path may assume of the views
  * published here is listed in docs/architecture.md §10.
  *
- * A type whose entries did not change keeps its Map object across publishes, so streams can skip
- * it by identity and the pool's use counts are touched only for types that changed.
+ * A type whose entries did not change keeps its TypeEntries object across publishes, so streams
+ * can skip it by identity and the pool's use counts are touched only for types that changed.
  */
 export class XdsCache {
   /** type → version → entry, for entries some view uses. */
   private readonly pool = new Map<XdsTypeUrl, Map<string, CacheEntry>>();
   /** Per node id, its view and watchers: a publish finds both with one lookup. */
   private readonly nodes = new Map<string, NodeSlot>();
-  /** Per type index, the Map most recently published (see `shared`). */
-  private readonly recent: (TypeMap | undefined)[] = allTypeUrls.map(() => undefined);
+  /** Per type index, the entries most recently published (see `shared`). */
+  private readonly recent: (TypeEntries | undefined)[] = allTypeUrls.map(() => undefined);
   private revisionCounter = 0;
+  /** Numbers the calls of `keepMatching` (see CacheEntry.matchedIn). */
   private matchPass = 0;
   private entries = 0;
 
@@ -68,9 +65,9 @@ export class XdsCache {
 
   /**
    * Replaces the proxy's whole view. Throws (and changes nothing) when it is inconsistent. Callers
-   * republish whole views on every change, so a type whose resources are exactly those of a Map
-   * already published (the proxy's own, or the one last published for the type to any proxy) is
-   * recognised first and takes that Map without one being built.
+   * republish whole views on every change, so a type whose resources are exactly those of entries
+   * already published (the proxy's own, or those last published for the type to any proxy) is
+   * recognised first and takes them without a Map being built.
    */
   setProxyResources(nodeId: string, resources: readonly ResourceInput[]): ProxyView {
     const encoded: EncodedResource[] = new Array(resources.length);
@@ -80,7 +77,7 @@ export class XdsCache {
     }
     const slot = this.nodes.get(nodeId);
     const old = slot?.view;
-    const kept: (TypeMap | undefined)[] = allTypeUrls.map(() => undefined);
+    const kept: (TypeEntries | undefined)[] = allTypeUrls.map(() => undefined);
     let keptCount = 0;
     if (old?.inputs?.length === encoded.length)
       keptCount = keepIdentical(old, old.inputs, encoded, kept);
@@ -89,17 +86,19 @@ export class XdsCache {
       keptCount += this.keepMatching(this.recent, encoded, kept);
     const rest =
       keptCount === 0 ? encoded : encoded.filter((r) => kept[typeIndex(r.typeUrl)] === undefined);
-    return this.publish(nodeId, slot, kept, { upsert: rest }, true, encoded);
+    const building: (Building | undefined)[] = allTypeUrls.map(() => undefined);
+    return this.publish(nodeId, slot, kept, building, { upsert: rest }, true, encoded);
   }
 
   /** Upserts and removes some resources of the proxy's view. Throws when the result is inconsistent. */
   updateProxyResources(nodeId: string, update: ViewUpdate): ProxyView {
     const slot = this.nodes.get(nodeId);
-    const base = allTypeUrls.map((_, i) => {
-      const byName = slot?.view?.mapAt(i);
-      return byName && new Map(byName);
+    const building = allTypeUrls.map((_, i) => {
+      const entries = slot?.view?.byIndex[i];
+      return entries && new Map(entries);
     });
-    return this.publish(nodeId, slot, base, update, false);
+    const kept = allTypeUrls.map(() => undefined);
+    return this.publish(nodeId, slot, kept, building, update, false);
   }
 
   /** Forgets the proxy: its open streams see an empty view (every resource removed). */
@@ -109,10 +108,7 @@ export class XdsCache {
     if (!slot || !old) return;
     slot.view = undefined;
     if (!slot.watcher) this.nodes.delete(nodeId);
-    for (let i = 0; i < allTypeUrls.length; i++) {
-      const byName = old.mapAt(i);
-      if (byName) this.release(byName);
-    }
+    for (const entries of old.byIndex) if (entries) this.release(entries);
     this.notify(
       slot,
       this.makeView(
@@ -148,14 +144,14 @@ export class XdsCache {
   }
 
   /**
-   * Sets in `kept` each type not in it yet whose resources in `encoded` are exactly the Map
+   * Sets in `kept` each type not in it yet whose resources in `encoded` are exactly the entries
    * `candidates` holds for it (by type index): the same names with the same versions, none given
-   * twice. Two Map lookups per resource. Returns how many types it set.
+   * twice. A Map lookup per resource. Returns how many types it set.
    */
   private keepMatching(
     candidates: TypeMaps,
     encoded: readonly EncodedResource[],
-    kept: (TypeMap | undefined)[],
+    kept: (TypeEntries | undefined)[],
   ): number {
     const pass = ++this.matchPass;
     // Per type index: resources matched so far, or -1 once one did not match.
@@ -178,7 +174,7 @@ export class XdsCache {
     for (let i = 0; i < allTypeUrls.length; i++) {
       const candidate = candidates[i];
       if (candidate && matched[i] === candidate.size) {
-        kept[i] = candidate as TypeMap;
+        kept[i] = candidate;
         count++;
       }
     }
@@ -186,20 +182,22 @@ export class XdsCache {
   }
 
   /**
-   * `fresh`: `base` holds only published Maps kept whole (see setProxyResources), and no input is
-   * of their types, so a name already in a Map being built was upserted twice.
+   * Publishes, per type index, the entries `kept` whole, else those `building` holds once `update`
+   * is applied to it. `fresh`: no input is of a kept type and `building` starts empty, so a name
+   * already in a Map being built was upserted twice.
    */
   private publish(
     nodeId: string,
     slot: NodeSlot | undefined,
-    base: (TypeMap | undefined)[],
+    kept: TypeMaps,
+    building: (Building | undefined)[],
     update: ViewUpdate,
     fresh: boolean,
     inputs?: readonly EncodedResource[],
   ): ProxyView {
     const created: CacheEntry[] = [];
     try {
-      return this.publishWith(nodeId, slot, base, update, fresh, created, inputs);
+      return this.publishWith(nodeId, slot, kept, building, update, fresh, created, inputs);
     } finally {
       // Entries made for this publish that no view took (refused view, unchanged type) go again.
       for (const entry of created) if (entry.users === 0) this.unpool(entry);
@@ -209,7 +207,8 @@ export class XdsCache {
   private publishWith(
     nodeId: string,
     slot: NodeSlot | undefined,
-    base: (TypeMap | undefined)[],
+    kept: TypeMaps,
+    building: (Building | undefined)[],
     update: ViewUpdate,
     fresh: boolean,
     created: CacheEntry[],
@@ -217,12 +216,12 @@ export class XdsCache {
   ): ProxyView {
     const old = slot?.view;
     const errors: string[] = [];
-    for (const r of update.remove ?? []) base[typeIndex(r.typeUrl)]?.delete(r.name);
+    for (const r of update.remove ?? []) building[typeIndex(r.typeUrl)]?.delete(r.name);
     const upserted = fresh ? undefined : new Map<XdsTypeUrl, Set<string>>();
     for (const input of update.upsert ?? []) {
       const encoded = isEncoded(input) ? input : this.encode(input);
       const i = typeIndex(encoded.typeUrl);
-      const byName = (base[i] ??= new Map());
+      const byName = (building[i] ??= new Map());
       if (upserted) {
         let names = upserted.get(encoded.typeUrl);
         if (!names) upserted.set(encoded.typeUrl, (names = new Set()));
@@ -231,13 +230,12 @@ export class XdsCache {
       } else if (byName.has(encoded.name)) errors.push(duplicate(encoded));
       byName.set(encoded.name, this.entryFor(encoded, created));
     }
-    const maps: (TypeMap | undefined)[] = [];
+    const maps: (TypeEntries | undefined)[] = [];
     for (let i = 0; i < allTypeUrls.length; i++) {
-      const byName = base[i];
+      const byName = building[i];
       maps.push(
-        byName && byName.size > 0
-          ? this.shared(i, byName, old?.mapAt(i) as TypeMap | undefined)
-          : undefined,
+        kept[i] ??
+          (byName && byName.size > 0 ? this.shared(i, byName, old?.byIndex[i]) : undefined),
       );
     }
     errors.push(...checkConsistency(maps));
@@ -258,27 +256,26 @@ export class XdsCache {
   }
 
   /**
-   * A published type Map is never mutated, so equal Maps can be one object: the proxy's previous
-   * Map of the type when its entries are the same, else the Map last published for the type (to
-   * any proxy) when equal, else `byName`, which becomes that. A thousand proxies given the same
-   * endpoints then share one Map, and whatever streams derive from a Map (its sorted entries, its
-   * consistency) is computed once for all of them.
+   * Published entries are immutable, so equal ones can be one object: the proxy's previous entries
+   * of the type when the same, else those last published for the type (to any proxy) when equal,
+   * else new TypeEntries of `byName`, which become those. A thousand proxies given the same
+   * endpoints then share one TypeEntries, and whatever streams derive from it (its sorted entries,
+   * its consistency, its change from the previous) is computed once for all of them.
    */
-  private shared(i: number, byName: TypeMap, previous: TypeMap | undefined): TypeMap {
+  private shared(i: number, byName: Building, previous: TypeEntries | undefined): TypeEntries {
     const recent = this.recent[i];
-    if (byName === previous || byName === recent) return byName; // kept whole by setProxyResources
     if (previous && sameEntries(previous, byName)) return previous;
     if (recent && sameEntries(recent, byName)) return recent;
-    this.recent[i] = byName;
-    if (previous) recordDerivation(byName, previous);
-    return byName;
+    const entries = new TypeEntries(byName, previous);
+    this.recent[i] = entries;
+    return entries;
   }
 
   /** Moves use counts from the old view's Maps to the new one's, for types whose Map changed; true if any did. */
   private moveUseCounts(old: ProxyView, next: TypeMaps): boolean {
     let changed = false;
     for (let i = 0; i < allTypeUrls.length; i++) {
-      const previous = old.mapAt(i);
+      const previous = old.byIndex[i];
       const byName = next[i];
       if (previous === byName) continue;
       changed = true;
@@ -355,7 +352,7 @@ function keepIdentical(
   old: ProxyView,
   before: readonly EncodedResource[],
   encoded: readonly EncodedResource[],
-  kept: (TypeMap | undefined)[],
+  kept: (TypeEntries | undefined)[],
 ): number {
   let changed = 0; // bit per type index
   for (let i = 0; i < encoded.length; i++) {
@@ -365,9 +362,9 @@ function keepIdentical(
   }
   let count = 0;
   for (let i = 0; i < allTypeUrls.length; i++) {
-    const previous = old.mapAt(i);
+    const previous = old.byIndex[i];
     if (previous && (changed & (1 << i)) === 0) {
-      kept[i] = previous as TypeMap;
+      kept[i] = previous;
       count++;
     }
   }
@@ -376,7 +373,7 @@ function keepIdentical(
 
 function typeCount(view: ProxyView): number {
   let n = 0;
-  for (let i = 0; i < allTypeUrls.length; i++) if (view.mapAt(i)) n++;
+  for (const entries of view.byIndex) if (entries) n++;
   return n;
 }
 

@@ -1,0 +1,166 @@
+import { createHash } from 'node:crypto';
+import { allTypeUrls, typeIndex } from '../types.js';
+import { byName, type CacheEntry } from './entry.js';
+
+/**
+ * version_info of a SotW state: a content hash of its (name, version) pairs, stable everywhere.
+ */
+export function stateVersion(entries: readonly CacheEntry[]): string {
+  const h = createHash('sha256');
+  for (const e of entries) h.update(e.name).update('\0').update(e.version).update('\n');
+  return h.digest('base64url').slice(0, 22);
+}
+
+/**
+ * One type's entries in a published view, name → shared cache entry: an immutable value. Views of
+ * many proxies share one when their entries of the type are equal (see XdsCache.shared), so what
+ * the push path derives from it is computed once for all of them and kept here, with the value it
+ * was derived from. Nothing here is ever invalidated: the entries never change, and a change is a
+ * new TypeEntries. It reads as a ReadonlyMap, and only the cache makes one.
+ */
+export class TypeEntries implements ReadonlyMap<string, CacheEntry> {
+  static readonly empty = new TypeEntries(new Map());
+
+  private readonly byName: ReadonlyMap<string, CacheEntry>;
+  private sortedMemo: readonly CacheEntry[] | undefined;
+  private versionMemo: string | undefined;
+  /** The entries of the other types (by type index) every reference of these resolved in. */
+  private verifiedWith: readonly (TypeEntries | undefined)[] | undefined;
+  /**
+   * Set when these entries were published as a change of `from`, with exactly its names (new
+   * endpoints for the same clusters, say): the entries that differ, sorted by name. Weak: a chain
+   * of values, each derived from the one before, must not keep all of them alive.
+   */
+  private readonly derivation:
+    | { readonly from: WeakRef<TypeEntries>; readonly changed: readonly CacheEntry[] }
+    | undefined;
+
+  /**
+   * Takes `entries` over: the caller built it for this value and keeps no other reference to it.
+   * With `previous`, the view's entries of the type before, records what changed (see changedSince).
+   */
+  constructor(entries: Map<string, CacheEntry>, previous?: TypeEntries) {
+    this.byName = entries;
+    this.derivation = previous && derive(entries, previous);
+  }
+
+  get size(): number {
+    return this.byName.size;
+  }
+
+  get(name: string): CacheEntry | undefined {
+    return this.byName.get(name);
+  }
+
+  has(name: string): boolean {
+    return this.byName.has(name);
+  }
+
+  keys(): MapIterator<string> {
+    return this.byName.keys();
+  }
+
+  values(): MapIterator<CacheEntry> {
+    return this.byName.values();
+  }
+
+  entries(): MapIterator<[string, CacheEntry]> {
+    return this.byName.entries();
+  }
+
+  [Symbol.iterator](): MapIterator<[string, CacheEntry]> {
+    return this.byName.entries();
+  }
+
+  forEach(
+    fn: (value: CacheEntry, key: string, map: ReadonlyMap<string, CacheEntry>) => void,
+    thisArg?: unknown,
+  ): void {
+    for (const [name, entry] of this.byName) fn.call(thisArg, entry, name, this);
+  }
+
+  /** The entries sorted by name: one frozen array, shared by every stream that sends them all. */
+  get sorted(): readonly CacheEntry[] {
+    if (this.sortedMemo === undefined)
+      this.sortedMemo = Object.freeze([...this.byName.values()].sort(byName));
+    return this.sortedMemo;
+  }
+
+  /** `stateVersion(this.sorted)`, hashed once. */
+  get version(): string {
+    if (this.versionMemo === undefined) this.versionMemo = stateVersion(this.sorted);
+    return this.versionMemo;
+  }
+
+  /** SotW version_info of `state`, either these sorted entries or a state of its own. */
+  versionOf(state: readonly CacheEntry[]): string {
+    return state === this.sortedMemo ? this.version : stateVersion(state);
+  }
+
+  /**
+   * The entries that differ from `from`, sorted by name, if these were published as a change of it
+   * (same names); undefined otherwise. Streams that had nothing left to send against `from` plan
+   * against these alone, so a push costs what changed, not what the proxy holds.
+   */
+  changedSince(from: TypeEntries | undefined): readonly CacheEntry[] | undefined {
+    const d = this.derivation;
+    if (from === undefined || d === undefined || d.from.deref() !== from) return undefined;
+    return d.changed;
+  }
+
+  /**
+   * Adds to `errors` every reference of these entries (of type `index`) that does not resolve in
+   * `maps`, the view's entries by type index. Once found consistent with some entries of the
+   * referenced types, the same entries are not checked again.
+   */
+  checkReferences(
+    index: number,
+    maps: readonly (TypeEntries | undefined)[],
+    errors: string[],
+  ): void {
+    if (this.verifiedWith && sameTargets(this.verifiedWith, maps)) return;
+    const before = errors.length;
+    const targets: (TypeEntries | undefined)[] = [];
+    for (const entry of this.byName.values()) {
+      for (const ref of entry.refs) {
+        const t = typeIndex(ref.typeUrl);
+        const target = maps[t];
+        targets[t] = target;
+        if (!target?.has(ref.name)) {
+          errors.push(
+            `${shortTypeName(allTypeUrls[index] ?? '')} "${entry.name}" references ${shortTypeName(ref.typeUrl)} "${ref.name}", which is not in the view`,
+          );
+        }
+      }
+    }
+    if (errors.length === before) this.verifiedWith = targets;
+  }
+}
+
+/** Every entries `verified` holds is the one `maps` holds at its index. */
+function sameTargets(
+  verified: readonly (TypeEntries | undefined)[],
+  maps: readonly (TypeEntries | undefined)[],
+): boolean {
+  for (let i = 0; i < verified.length; i++)
+    if (verified[i] !== undefined && maps[i] !== verified[i]) return false;
+  return true;
+}
+
+function derive(
+  next: ReadonlyMap<string, CacheEntry>,
+  from: TypeEntries,
+): { from: WeakRef<TypeEntries>; changed: readonly CacheEntry[] } | undefined {
+  if (next.size !== from.size) return undefined;
+  const changed: CacheEntry[] = [];
+  for (const [name, entry] of next) {
+    const before = from.get(name);
+    if (!before) return undefined;
+    if (before !== entry) changed.push(entry);
+  }
+  return { from: new WeakRef(from), changed: changed.sort(byName) };
+}
+
+function shortTypeName(typeUrl: string): string {
+  return typeUrl.slice(typeUrl.lastIndexOf('.') + 1);
+}
