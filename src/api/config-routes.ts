@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import type { Catalog } from '../catalog/catalog.js';
-import { invalidInput } from '../catalog/catalog.js';
+import { invalidInput } from '../problems.js';
 import { parseConfigKind } from '../catalog/config-entries.js';
 import type { ConfigEntryKind } from '../catalog/types.js';
 import { IsthmusError } from '../errors.js';
@@ -44,6 +44,6 @@ export function registerConfigRoutes(app: FastifyInstance, catalog: Catalog): vo
 
 function kindOf(raw: string): ConfigEntryKind {
   const parsed = parseConfigKind(raw);
-  if (!parsed.ok) throw invalidInput(parsed.errors);
+  if (!parsed.ok) throw invalidInput(parsed.error);
   return parsed.value;
 }

@@ -13,7 +13,7 @@ import type {
 import { CatalogIndex, type ConfigRecord } from './catalog-index.js';
 import { type Clock, TtlTimers, systemClock } from './checks.js';
 import { parseConfigEntry, parseConfigKind } from './config-entries.js';
-import { type FieldError, describeError } from './input.js';
+import { invalidInput } from '../problems.js';
 import {
   type InstanceChanges,
   type PlanContext,
@@ -32,15 +32,6 @@ export interface CatalogOptions {
   readonly datacenter: string;
   readonly logger: Logger;
   readonly clock?: Clock;
-}
-
-/** Every failed input check as one `invalid_argument` error; `field` is the first offending path. */
-export function invalidInput(errors: readonly FieldError[]): IsthmusError {
-  return new IsthmusError(
-    'invalid_argument',
-    errors.map(describeError).join('; '),
-    errors[0]?.field || undefined,
-  );
 }
 
 /**
@@ -86,11 +77,11 @@ export class Catalog implements CatalogReader {
   /** Registers a service (and its `Connect` sidecar); resolves with the instances written. */
   async register(input: unknown): Promise<readonly ServiceInstance[]> {
     const parsed = parseRegistration(input, { datacenter: this.opts.datacenter });
-    if (!parsed.ok) throw invalidInput(parsed.errors);
+    if (!parsed.ok) throw invalidInput(parsed.error);
     const changes = await this.write(
       (tx, ctx) => {
         const plan = planRegistration(parsed.value, ctx);
-        if (!plan.ok) throw invalidInput(plan.errors);
+        if (!plan.ok) throw invalidInput(plan.error);
         return this.stage(tx, plan.value);
       },
       (committed) => this.applyInstances(committed),
@@ -137,7 +128,7 @@ export class Catalog implements CatalogReader {
 
   async putConfigEntry(input: unknown): Promise<ConfigRecord> {
     const parsed = parseConfigEntry(input);
-    if (!parsed.ok) throw invalidInput(parsed.errors);
+    if (!parsed.ok) throw invalidInput(parsed.error);
     const entry = parsed.value;
     return this.write(
       (tx, ctx) => {
@@ -159,7 +150,7 @@ export class Catalog implements CatalogReader {
 
   async deleteConfigEntry(kind: string, name: string): Promise<void> {
     const parsedKind = parseConfigKind(kind);
-    if (!parsedKind.ok) throw invalidInput(parsedKind.errors);
+    if (!parsedKind.ok) throw invalidInput(parsedKind.error);
     const entryKind = parsedKind.value;
     await this.write(
       (tx, ctx) => {

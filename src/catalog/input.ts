@@ -1,40 +1,17 @@
 import { isIP } from 'node:net';
 import { dnsHostname, dnsLabel } from '../dns-names.js';
 
+import type { Result } from '../result.js';
+import type { FieldError, Problems } from '../problems.js';
+
+export { type FieldError, Problems, describeError } from '../problems.js';
+
 /**
  * Small readers for untrusted JSON (registrations, config entries). They never throw: every
  * problem is collected with the JSON path of the offending field (`Proxy.Upstreams[1].LocalBindPort`)
  * and what is allowed there, and the reader returns `undefined` for that field.
  */
-export interface FieldError {
-  /** JSON path of the field; '' for the body itself. */
-  readonly field: string;
-  /** What is wrong and what is allowed, e.g. `must be an integer 1-65535`. */
-  readonly problem: string;
-}
-
-export type Parsed<T> =
-  | { readonly ok: true; readonly value: T }
-  | { readonly ok: false; readonly errors: readonly FieldError[] };
-
-/** `Field: problem` (or `request body: problem`), the text users see. */
-export function describeError(e: FieldError): string {
-  return `${e.field === '' ? 'request body' : e.field}: ${e.problem}`;
-}
-
-export class Problems {
-  readonly list: FieldError[] = [];
-
-  add(field: string, problem: string): undefined {
-    this.list.push({ field, problem });
-    return undefined;
-  }
-
-  result<T>(value: T | undefined): Parsed<T> {
-    if (this.list.length > 0 || value === undefined) return { ok: false, errors: this.list };
-    return { ok: true, value };
-  }
-}
+export type Parsed<T> = Result<T, readonly FieldError[]>;
 
 /** `base.key`, `base[i]`, or `key` at the root. */
 export function at(base: string, key: string | number): string {

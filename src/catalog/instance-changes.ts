@@ -8,6 +8,7 @@ import {
 import type { CatalogIndex, StoredInstance } from './catalog-index.js';
 import type { CheckDraft } from './checks.js';
 import { type Parsed, Problems } from './input.js';
+import { ok } from '../result.js';
 import type { InstanceDraft, Registration } from './registration.js';
 
 /**
@@ -63,7 +64,7 @@ export function planRegistration(reg: Registration, ctx: PlanContext): Parsed<In
     upserts.push({ instance: sidecar, sidecarFor: reg.service.id });
   }
   const removals = previousSidecar && !reg.sidecar ? [previousSidecar] : [];
-  return { ok: true, value: { upserts, removals } };
+  return ok({ upserts, removals });
 }
 
 /** Check IDs are unique across this server's catalog, as on one Consul agent. */

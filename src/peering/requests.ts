@@ -1,5 +1,7 @@
 import { parseHostPort } from '../config/host-port.js';
 import { IsthmusError } from '../errors.js';
+import { Problems, invalidInput } from '../problems.js';
+import { type Result, err, ok } from '../result.js';
 import type { EstablishInput } from './establish.js';
 import type { GenerateTokenInput } from './peerings.js';
 import { dnsLabel } from '../dns-names.js';
@@ -8,9 +10,7 @@ import { dnsLabel } from '../dns-names.js';
  * Bodies of `POST /v1/peering/token` and `POST /v1/peering/establish` (Consul's field names) →
  * typed input. Every problem is collected; the error names the first field and lists them all.
  */
-export type ParsedRequest<T> =
-  | { readonly ok: true; readonly value: T }
-  | { readonly ok: false; readonly field: string; readonly error: string };
+export type ParsedRequest<T> = Result<T, IsthmusError>;
 
 const metaKeyPattern = /^[A-Za-z0-9_-]{1,128}$/;
 const maxMetaPairs = 64;
@@ -20,19 +20,19 @@ export function parseGenerateTokenRequest(body: unknown): ParsedRequest<Generate
   const obj = objectOf(body, '{"PeerName": "cluster-b"}');
   if (!obj.ok) return obj;
   const p = new Problems();
-  p.unknown(obj.value, ['PeerName', 'Meta', 'ServerExternalAddresses', 'Partition']);
+  unknownFields(obj.value, ['PeerName', 'Meta', 'ServerExternalAddresses', 'Partition'], p);
   const name = peerName(obj.value.PeerName, p);
   partitionOf(obj.value.Partition, p);
   const meta = metaOf(obj.value.Meta, p);
   const addresses = addressesOf(obj.value.ServerExternalAddresses, p);
-  return p.result({ PeerName: name, Meta: meta, ServerExternalAddresses: addresses });
+  return resultOf(p, { PeerName: name, Meta: meta, ServerExternalAddresses: addresses });
 }
 
 export function parseEstablishRequest(body: unknown): ParsedRequest<EstablishInput> {
   const obj = objectOf(body, '{"PeerName": "cluster-a", "PeeringToken": "<token>"}');
   if (!obj.ok) return obj;
   const p = new Problems();
-  p.unknown(obj.value, ['PeerName', 'PeeringToken', 'Meta', 'Partition']);
+  unknownFields(obj.value, ['PeerName', 'PeeringToken', 'Meta', 'Partition'], p);
   const name = peerName(obj.value.PeerName, p);
   partitionOf(obj.value.Partition, p);
   const token = obj.value.PeeringToken;
@@ -42,7 +42,7 @@ export function parseEstablishRequest(body: unknown): ParsedRequest<EstablishInp
       'required (the token printed by `isthmus peering generate-token` on the other cluster)',
     );
   const meta = metaOf(obj.value.Meta, p);
-  return p.result({
+  return resultOf(p, {
     PeerName: name,
     PeeringToken: typeof token === 'string' ? token : '',
     Meta: meta,
@@ -51,37 +51,34 @@ export function parseEstablishRequest(body: unknown): ParsedRequest<EstablishInp
 
 /** Throws the parse problem as invalid_argument (for the HTTP boundary). */
 export function orThrow<T>(parsed: ParsedRequest<T>): T {
-  if (!parsed.ok) throw new IsthmusError('invalid_argument', parsed.error, parsed.field);
+  if (!parsed.ok) throw parsed.error;
   return parsed.value;
 }
 
-class Problems {
-  private readonly list: { field: string; problem: string }[] = [];
+function unknownFields(
+  obj: Record<string, unknown>,
+  allowed: readonly string[],
+  p: Problems,
+): void {
+  for (const key of Object.keys(obj))
+    if (!allowed.includes(key)) p.add(key, `unknown field (allowed: ${allowed.join(', ')})`);
+}
 
-  add(field: string, problem: string): void {
-    this.list.push({ field, problem });
-  }
-
-  unknown(obj: Record<string, unknown>, allowed: readonly string[]): void {
-    for (const key of Object.keys(obj))
-      if (!allowed.includes(key)) this.add(key, `unknown field (allowed: ${allowed.join(', ')})`);
-  }
-
-  result<T>(value: T): ParsedRequest<T> {
-    const first = this.list[0];
-    if (!first) return { ok: true, value };
-    return {
-      ok: false,
-      field: first.field,
-      error: this.list.map((e) => `${e.field}: ${e.problem}`).join('; '),
-    };
-  }
+function resultOf<T>(p: Problems, value: T): ParsedRequest<T> {
+  const parsed = p.result(value);
+  return parsed.ok ? parsed : err(invalidInput(parsed.error));
 }
 
 function objectOf(body: unknown, example: string): ParsedRequest<Record<string, unknown>> {
   if (typeof body === 'object' && body !== null && !Array.isArray(body))
-    return { ok: true, value: body as Record<string, unknown> };
-  return { ok: false, field: '', error: `the request body must be a JSON object like ${example}` };
+    return ok(body as Record<string, unknown>);
+  return err(
+    new IsthmusError(
+      'invalid_argument',
+      `the request body must be a JSON object like ${example}`,
+      '',
+    ),
+  );
 }
 
 function peerName(value: unknown, p: Problems): string {

@@ -8,13 +8,13 @@ const ctx = { datacenter: 'dc1' };
 
 function registration(input: unknown): Registration {
   const parsed = parseRegistration(input, ctx);
-  if (!parsed.ok) throw new Error(JSON.stringify(parsed.errors));
+  if (!parsed.ok) throw new Error(JSON.stringify(parsed.error));
   return parsed.value;
 }
 
 function errorsOf(input: unknown): string[] {
   const parsed = parseRegistration(input, ctx);
-  return parsed.ok ? [] : parsed.errors.map((e) => `${e.field}: ${e.problem}`);
+  return parsed.ok ? [] : parsed.error.map((e) => `${e.field}: ${e.problem}`);
 }
 
 describe('parseRegistration', () => {
@@ -209,7 +209,7 @@ describe('parseRegistration', () => {
     fc.assert(
       fc.property(fc.constantFrom(...keys), fc.jsonValue(), (key, value) => {
         const result = parseRegistration({ ...valid, [key]: value }, ctx);
-        if (!result.ok) expect(result.errors.length).toBeGreaterThan(0);
+        if (!result.ok) expect(result.error.length).toBeGreaterThan(0);
       }),
       { numRuns: 500 },
     );
@@ -230,7 +230,7 @@ describe('parseConfigEntry', () => {
   it('fills defaults per kind', () => {
     const parse = (v: unknown) => {
       const r = parseConfigEntry(v);
-      if (!r.ok) throw new Error(JSON.stringify(r.errors));
+      if (!r.ok) throw new Error(JSON.stringify(r.error));
       return r.value;
     };
     expect(parse({ Kind: 'service-defaults', Name: 'web' })).toEqual({

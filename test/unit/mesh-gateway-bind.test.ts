@@ -52,7 +52,7 @@ const gateway = (config: Json | undefined, extra: Json = {}): Json => ({
 /** Registers the gateway (plus a service with a sidecar, so there is more than the catch-all), builds its resources. */
 function listenersOf(registration: Json): { names: string[]; listeners: Json[] } {
   const parsed = parseRegistration(registration, { datacenter: 'dc1' });
-  if (!parsed.ok) throw new Error(JSON.stringify(parsed.errors));
+  if (!parsed.ok) throw new Error(JSON.stringify(parsed.error));
   const c = new FakeCatalog('dc1');
   c.upsert({ id: 'api-1', name: 'api', port: 9090 });
   c.upsert({
