@@ -2,6 +2,7 @@ import { healthStatuses } from '../catalog/checks.js';
 import type { HealthStatus, ServiceInstance } from '../catalog/types.js';
 import type { ExportedService } from '../gen/isthmus/peering/v1/peering.js';
 import { silentLogger, type Logger } from '../log.js';
+import { invalidInput } from '../problems.js';
 import type { Store } from '../store/index.js';
 import { storedImports } from './records.js';
 
@@ -143,7 +144,8 @@ export function importedInstancesOf(
   service: ExportedService,
 ): ImportedInstance[] {
   return service.instances.map((i, index) => {
-    if (!i.id || !i.name) throw new Error(`instances[${index}]: id and name are required`);
+    if (!i.id || !i.name)
+      throw invalidInput([{ field: `instances[${index}]`, problem: 'id and name are required' }]);
     const health = (healthStatuses as readonly string[]).includes(i.health)
       ? (i.health as HealthStatus)
       : 'passing';

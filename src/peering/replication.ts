@@ -7,6 +7,7 @@ import type {
   ServerAddresses,
   TrustBundle,
 } from '../gen/isthmus/peering/v1/peering.js';
+import { type FieldError, invalidInput } from '../problems.js';
 import { exportedNamesFor, exportedServiceFor } from './exports.js';
 import { type ImportedServices, importedInstancesOf } from './imported.js';
 import type { Peerings } from './peerings.js';
@@ -159,16 +160,9 @@ export class ImportSink implements ResourceSink {
   private async trustBundle(change: ResourceChange): Promise<void> {
     if (change.operation === 'delete') return; // a peer always has roots: keep the last ones
     const bundle = change.resource as TrustBundle;
-    if (!bundle.trustDomain) throw new Error('trust_domain: missing');
-    if (bundle.rootPems.length === 0)
-      throw new Error('root_pems: a trust bundle needs at least one root');
-    bundle.rootPems.forEach((pem, i) => {
-      try {
-        if (!new X509Certificate(pem).ca) throw new Error('not a CA');
-      } catch {
-        throw new Error(`root_pems[${i}]: not a PEM CA certificate`);
-      }
-    });
+    // A peer's bad bundle is its input error, not ours: the NACK carries INVALID_ARGUMENT.
+    const problems = validateTrustBundle(bundle);
+    if (problems.length > 0) throw invalidInput(problems);
     await this.deps.peerings.updatePeer(this.deps.peeringName, {
       peerCaPems: [...bundle.rootPems],
       peerTrustDomain: bundle.trustDomain,
@@ -183,7 +177,10 @@ export class ImportSink implements ResourceSink {
     // The operator's addresses from the token win over what the acceptor reports (Consul's rule).
     if (this.deps.peerings.read(this.deps.peeringName)?.manualServerAddresses) return;
     const bad = addresses.find((a) => !/^[^\s]+:\d{1,5}$/.test(a));
-    if (bad !== undefined) throw new Error(`addresses: ${JSON.stringify(bad)} is not host:port`);
+    if (bad !== undefined)
+      throw invalidInput([
+        { field: 'addresses', problem: `${JSON.stringify(bad)} is not host:port` },
+      ]);
     await this.deps.peerings.updatePeer(this.deps.peeringName, {
       peerServerAddresses: [...addresses],
     });
@@ -219,5 +216,29 @@ export class ImportSink implements ResourceSink {
     const current = peerings.read(peeringName)?.streamStatus.importedServices ?? [];
     if (current.join('\n') !== names.join('\n'))
       await peerings.setStreamStatus(peeringName, { importedServices: names });
+  }
+}
+
+/**
+ * Every problem of a replicated trust bundle, each under its field (`root_pems[1]`): a trust domain
+ * and at least one root, each a PEM CA certificate. An empty list: the bundle is usable.
+ */
+export function validateTrustBundle(bundle: TrustBundle): FieldError[] {
+  const problems: FieldError[] = [];
+  if (!bundle.trustDomain) problems.push({ field: 'trust_domain', problem: 'missing' });
+  if (bundle.rootPems.length === 0)
+    problems.push({ field: 'root_pems', problem: 'a trust bundle needs at least one root' });
+  bundle.rootPems.forEach((pem, i) => {
+    if (!isCaPem(pem))
+      problems.push({ field: `root_pems[${i}]`, problem: 'not a PEM CA certificate' });
+  });
+  return problems;
+}
+
+function isCaPem(pem: string): boolean {
+  try {
+    return new X509Certificate(pem).ca;
+  } catch {
+    return false;
   }
 }

@@ -8,6 +8,7 @@ import { createRoot, issueLeaf, loadSigner, type RootMaterial } from '../../src/
 import { IsthmusError } from '../../src/errors.js';
 import {
   certificateChainsTo,
+  type NackDetail,
   type OpenVerdict,
   type ReplicatedResource,
   type ResourceChange,
@@ -90,7 +91,7 @@ export class RecordingSink implements ResourceSink {
 export type ObservedEvent =
   | { kind: 'active' }
   | { kind: 'failing'; error: string }
-  | { kind: 'nack'; message: string }
+  | { kind: 'nack'; message: string; code: number }
   | { kind: 'terminated' }
   | { kind: 'heartbeat' };
 
@@ -105,8 +106,8 @@ export class RecordingObserver implements StreamObserver {
   onFailing(error: string): void {
     this.events.push({ kind: 'failing', error });
   }
-  onNack(message: string): void {
-    this.events.push({ kind: 'nack', message });
+  onNack(message: string, detail: NackDetail): void {
+    this.events.push({ kind: 'nack', message, code: detail.code });
   }
   onTerminated(): void {
     this.events.push({ kind: 'terminated' });

@@ -6,7 +6,7 @@ import type { CaEvent } from '../../src/ca/index.js';
 import type { ExportedService } from '../../src/gen/isthmus/peering/v1/peering.js';
 import { exportedNamesFor, exportedServiceFor } from '../../src/peering/exports.js';
 import { ImportedServices } from '../../src/peering/imported.js';
-import { ExportSource, ImportSink } from '../../src/peering/replication.js';
+import { ExportSource, ImportSink, validateTrustBundle } from '../../src/peering/replication.js';
 import { ResourceUrl } from '../../src/peering/stream/resources.js';
 import type { ResourceChange } from '../../src/peering/stream/types.js';
 import type { Peering } from '../../src/peering/types.js';
@@ -166,6 +166,19 @@ describe('exports', () => {
   });
 });
 
+describe('validateTrustBundle', () => {
+  it('names every problem of a bundle with its field', () => {
+    expect(validateTrustBundle({ trustDomain: 'e.consul', rootPems: [] })).toEqual([
+      { field: 'root_pems', problem: 'a trust bundle needs at least one root' },
+    ]);
+    expect(validateTrustBundle({ trustDomain: '', rootPems: ['junk', 'more junk'] })).toEqual([
+      { field: 'trust_domain', problem: 'missing' },
+      { field: 'root_pems[0]', problem: 'not a PEM CA certificate' },
+      { field: 'root_pems[1]', problem: 'not a PEM CA certificate' },
+    ]);
+  });
+});
+
 describe('ImportSink', () => {
   let store: Store | undefined;
   let dir: string | undefined;
@@ -234,7 +247,25 @@ describe('ImportSink', () => {
         operation: 'upsert',
         resource: { trustDomain: 'e.consul', rootPems: ['not a pem'] },
       }),
-    ).rejects.toThrow(/root_pems\[0\]/);
+    ).rejects.toMatchObject({
+      code: 'invalid_argument',
+      field: 'root_pems[0]',
+      message: 'root_pems[0]: not a PEM CA certificate',
+    });
+    await expect(
+      sink.apply(ResourceUrl.exportedService, {
+        resourceId: 'api',
+        operation: 'upsert',
+        resource: {
+          service: { name: 'api', namespace: 'default', partition: 'default' },
+          instances: [{ ...instance('x'), id: '' }],
+        },
+      }),
+    ).rejects.toMatchObject({
+      code: 'invalid_argument',
+      field: 'instances[0]',
+      message: 'instances[0]: id and name are required',
+    });
 
     const addresses = (list: string[]): ResourceChange => ({
       resourceId: 'server-addresses',

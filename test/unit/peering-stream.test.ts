@@ -22,6 +22,8 @@ import {
 } from '../../src/peering/stream/index.js';
 import { peeringBackoff } from '../../src/peering/manager.js';
 import { parseResponse } from '../../src/peering/stream/messages.js';
+import type { ImportedServices } from '../../src/peering/imported.js';
+import { ImportSink } from '../../src/peering/replication.js';
 import { MemorySource, RecordingObserver, RecordingSink } from '../helpers/peering-stream.js';
 import { waitFor } from '../helpers/wait.js';
 
@@ -252,6 +254,53 @@ describe('PeerStreamSession', () => {
     expect(ended[0]?.code).toBe('unavailable');
     expect(writes.filter((m) => m.payload?.$case === 'heartbeat').length).toBeGreaterThan(1);
     expect(observer.count('active')).toBe(0);
+  });
+
+  it("NACKs a peer's bad trust bundle as INVALID_ARGUMENT naming the field, and keeps the stream up", async () => {
+    const { acceptor, dialer } = connect();
+    const patches: object[] = [];
+    const peerings = {
+      read: () => undefined,
+      updatePeer: async (_name: string, patch: object) => {
+        patches.push(patch);
+        return undefined as never;
+      },
+      setStreamStatus: async () => undefined as never,
+    };
+    const imported = { retain: async () => undefined } as unknown as ImportedServices;
+    dialer.session = new PeerStreamSession(
+      {
+        role: 'dialer',
+        peeringName: 'p',
+        source: dialer.source,
+        sink: new ImportSink({ peerings, imported, peeringName: 'p' }),
+        observer: dialer.observer,
+        logger: silentLogger(),
+      },
+      {
+        write: (msg) => {
+          const bytes = ReplicationMessage.encode(msg).finish();
+          setImmediate(() => acceptor.session.receive(ReplicationMessage.decode(bytes)));
+        },
+        end: () => undefined,
+      },
+    );
+    acceptor.source.set(
+      ResourceUrl.trustBundle,
+      'acceptor.consul',
+      TrustBundle.fromPartial({ trustDomain: 'acceptor.consul', rootPems: ['not a pem'] }),
+    );
+    dialer.session.start();
+    acceptor.session.start();
+    await waitFor(() => acceptor.observer.last('nack'), { timeoutMs: 5_000, what: 'the NACK' });
+    expect(acceptor.observer.last('nack')).toEqual({
+      kind: 'nack',
+      message: 'root_pems[0]: not a PEM CA certificate',
+      code: 3, // INVALID_ARGUMENT: the peer's input, not an internal error of ours
+    });
+    expect(patches).toEqual([]);
+    expect(dialer.session.isActive).toBe(true);
+    acceptor.session.stop();
   });
 
   it('NACKs responses it cannot use and ignores subscriptions to what it does not export', async () => {
