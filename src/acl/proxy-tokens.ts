@@ -4,7 +4,7 @@ import { IsthmusError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { z } from 'zod';
 import { RecordCollection, type Store, type StoreEvent } from '../store/index.js';
-import { hashMatches, hashSecret, newSecret } from './token-secret.js';
+import { hashSecret, newSecret, secretMatches } from './token-secret.js';
 import { xdsTokenHeader } from '../mesh/bootstrap.js';
 
 /** A proxy token as listed: never with its secret. */
@@ -127,7 +127,7 @@ export class ProxyTokens {
     }
     const hash = hashSecret(secret);
     const record = this.byHash.get(hash.toString('hex'));
-    if (!record || !hashMatches(hash, record.secretHash)) {
+    if (!record || !secretMatches(secret, record.secretHash)) {
       throw new IsthmusError(
         'permission_denied',
         `the ${xdsTokenHeader} of the xDS stream for node "${nodeId}" is not a valid proxy token`,

@@ -13,8 +13,22 @@ export function hashSecret(secret: string): Buffer {
   return createHash('sha256').update(secret, 'utf8').digest();
 }
 
-/** Constant-time equality of a presented secret's hash and a stored hash (hex). */
-export function hashMatches(presented: Buffer, storedHex: string): boolean {
-  const stored = Buffer.from(storedHex, 'hex');
-  return stored.length === presented.length && timingSafeEqual(stored, presented);
+/**
+ * The one secret comparison of isthmus (proxy tokens, the HTTP API token, peering secrets):
+ * whether `presented` hashes to `expectedSha256` (bytes, or hex as stored). Both sides are 32-byte
+ * digests, so the time taken depends neither on where the secrets differ nor on their lengths; a
+ * missing or malformed digest never matches, and takes the same time to say so.
+ */
+export function secretMatches(
+  presented: string,
+  expectedSha256: Buffer | string | undefined,
+): boolean {
+  const actual = hashSecret(presented);
+  const expected =
+    typeof expectedSha256 === 'string' ? Buffer.from(expectedSha256, 'hex') : expectedSha256;
+  if (expected?.length !== actual.length) {
+    timingSafeEqual(actual, actual);
+    return false;
+  }
+  return timingSafeEqual(actual, expected);
 }

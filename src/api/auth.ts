@@ -1,5 +1,5 @@
-import { createHash, timingSafeEqual } from 'node:crypto';
-import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { FastifyInstance } from 'fastify';
+import { presentedToken, tokensEqual } from '../acl/http-token.js';
 
 /**
  * HTTP API access (`--http-token`). With a token set, every write (any method but GET, HEAD and
@@ -22,22 +22,6 @@ const publicReads = [/^\/v1\/connect\/ca\/roots\/?$/];
 export function requiresToken(method: string, path: string): boolean {
   if (!readMethods.has(method.toUpperCase())) return true;
   return secretReads.some((re) => re.test(path)) && !publicReads.some((re) => re.test(path));
-}
-
-/** The token a request carries, if any. */
-export function presentedToken(request: Pick<FastifyRequest, 'headers'>): string | undefined {
-  const header = request.headers['x-isthmus-token'];
-  if (typeof header === 'string' && header !== '') return header;
-  const auth = request.headers.authorization;
-  const match = typeof auth === 'string' ? /^Bearer\s+(\S+)\s*$/i.exec(auth) : null;
-  return match?.[1];
-}
-
-/** Compares digests, so the time taken depends neither on where the strings differ nor on their lengths. */
-export function tokensEqual(presented: string, expected: string): boolean {
-  const a = createHash('sha256').update(presented).digest();
-  const b = createHash('sha256').update(expected).digest();
-  return timingSafeEqual(a, b);
 }
 
 const hint =

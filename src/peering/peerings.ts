@@ -1,9 +1,10 @@
 import { X509Certificate, randomUUID } from 'node:crypto';
 import { IsthmusError } from '../errors.js';
+import { secretMatches } from '../acl/token-secret.js';
 import type { Logger } from '../log.js';
 import type { Store, StoreEvent, StoreTxn } from '../store/index.js';
 import { storedPeerings, storedSecrets } from './records.js';
-import { type AcceptorSecrets, newSecret, secretMatches, sha256Hex } from './secrets.js';
+import { type AcceptorSecrets, newSecret, sha256Hex } from './secrets.js';
 import { type PeeringToken, dialAddressesOf } from './token.js';
 import {
   type Peering,

@@ -1,4 +1,5 @@
-import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
+import { hashSecret } from '../acl/token-secret.js';
 
 /**
  * Peering secrets. The acceptor keeps only SHA-256 digests of the establishment and stream secrets
@@ -32,19 +33,5 @@ export function newSecret(): string {
 }
 
 export function sha256Hex(secret: string): string {
-  return createHash('sha256').update(secret, 'utf8').digest('hex');
-}
-
-/**
- * Whether `presented` hashes to `digestHex`, in time that depends on neither where they differ nor
- * their lengths (both sides are 32-byte digests). A missing digest never matches.
- */
-export function secretMatches(presented: string, digestHex: string | undefined): boolean {
-  const expected = Buffer.from(digestHex ?? '', 'hex');
-  const actual = createHash('sha256').update(presented, 'utf8').digest();
-  if (expected.length !== actual.length) {
-    timingSafeEqual(actual, actual);
-    return false;
-  }
-  return timingSafeEqual(actual, expected);
+  return hashSecret(secret).toString('hex');
 }

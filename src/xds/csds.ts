@@ -11,7 +11,7 @@ import { ClientResourceStatus } from '../gen/envoy/admin/v3/config_dump_shared.j
 import type { StringMatcher } from '../gen/envoy/type/matcher/v3/string.js';
 import type { NodeMatcher } from '../gen/envoy/type/matcher/v3/node.js';
 import { Secret } from '../gen/envoy/extensions/transport_sockets/tls/v3/secret.js';
-import { presentedToken, tokensEqual } from '../api/auth.js';
+import { presentedToken, tokensEqual } from '../acl/http-token.js';
 import { IsthmusError } from '../errors.js';
 import { grpcStatusOf } from '../grpc-status.js';
 import type { Logger } from '../log.js';

@@ -3,7 +3,8 @@
  * and StreamObserver, a StreamAuthority over fixed peerings, and a small PKI (two clusters' CAs,
  * the acceptor's server certificate, the dialer's client certificate).
  */
-import { timingSafeEqual, type X509Certificate } from 'node:crypto';
+import type { X509Certificate } from 'node:crypto';
+import { hashSecret, secretMatches } from '../../src/acl/token-secret.js';
 import { createRoot, issueLeaf, loadSigner, type RootMaterial } from '../../src/ca/x509.js';
 import { IsthmusError } from '../../src/errors.js';
 import {
@@ -149,9 +150,7 @@ export class FakeAuthority implements StreamAuthority {
   async verifyOpen(open: StreamOpen, peerCert: X509Certificate | undefined): Promise<OpenVerdict> {
     const p = this.peerings.get(open.peerId);
     if (!p) throw new IsthmusError('not_found', `no peering with ID ${open.peerId}`);
-    const a = Buffer.from(open.streamSecret);
-    const b = Buffer.from(p.secret);
-    if (a.length !== b.length || !timingSafeEqual(a, b))
+    if (!secretMatches(open.streamSecret, hashSecret(p.secret)))
       throw new IsthmusError('permission_denied', 'invalid stream secret');
     if (!peerCert || !certificateChainsTo(peerCert, p.rootPems)) {
       throw new IsthmusError(

@@ -5,7 +5,8 @@ import {
   loadServerConfig,
   resolveServerConfig,
 } from '../../src/config/index.js';
-import { requiresToken, tokensEqual } from '../../src/api/auth.js';
+import { tokensEqual } from '../../src/acl/http-token.js';
+import { requiresToken } from '../../src/api/auth.js';
 import { silentLogger } from '../../src/log.js';
 import { startServer } from '../../src/server.js';
 import { startApiServer } from '../helpers/api-server.js';
