@@ -1,11 +1,10 @@
 import { readFileSync } from 'node:fs';
 import { extname } from 'node:path';
 import { parse as parseYaml } from 'yaml';
+import { type Result, err, ok } from '../result.js';
 
 /** The raw settings of a config file (snake_case keys), or every problem found reading it. */
-export type ConfigFileResult =
-  | { readonly ok: true; readonly values: Readonly<Record<string, unknown>> }
-  | { readonly ok: false; readonly errors: readonly string[] };
+export type ConfigFileResult = Result<Readonly<Record<string, unknown>>, readonly string[]>;
 
 const formats: Readonly<Record<string, 'yaml' | 'json'>> = {
   '.yaml': 'yaml',
@@ -43,18 +42,17 @@ function checkKeys(path: string, doc: unknown, allowedKeys: readonly string[]): 
   }
   const unknown = Object.keys(doc).filter((k) => !allowedKeys.includes(k));
   if (unknown.length > 0) {
-    return {
-      ok: false,
-      errors: unknown.map(
+    return err(
+      unknown.map(
         (k) => `config file "${path}": unknown key "${k}" (allowed: ${allowedKeys.join(', ')})`,
       ),
-    };
+    );
   }
-  return { ok: true, values: doc as Record<string, unknown> };
+  return ok(doc as Record<string, unknown>);
 }
 
 function fail(error: string): ConfigFileResult {
-  return { ok: false, errors: [error] };
+  return err([error]);
 }
 
 function firstLine(err: unknown): string {

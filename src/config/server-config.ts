@@ -1,4 +1,5 @@
 import { IsthmusError } from '../errors.js';
+import { type Result, err, ok } from '../result.js';
 import { readConfigFile } from './config-file.js';
 import { httpExposureProblem } from './http-access.js';
 import { type ServerConfig, type SettingSpec, serverSettings, settingKeys } from './settings.js';
@@ -13,9 +14,7 @@ export interface ConfigSources {
   readonly configFile?: string | undefined;
 }
 
-export type ConfigResult =
-  | { readonly ok: true; readonly config: ServerConfig }
-  | { readonly ok: false; readonly errors: readonly string[] };
+export type ConfigResult = Result<ServerConfig, readonly string[]>;
 
 interface RawSetting {
   readonly raw: unknown;
@@ -31,31 +30,50 @@ export function resolveServerConfig(sources: ConfigSources): ConfigResult {
   const fileKeys = settingKeys.map((k) => serverSettings[k].fileKey);
   const file =
     sources.configFile === undefined ? undefined : readConfigFile(sources.configFile, fileKeys);
-  if (file && !file.ok) return { ok: false, errors: file.errors };
-  const fileValues = file?.values ?? {};
+  if (file && !file.ok) return file;
+  const fileValues = file?.value ?? {};
   const errors: string[] = [];
-  const config: Record<string, unknown> = {};
-  for (const key of settingKeys) {
-    const spec: SettingSpec<unknown> = serverSettings[key];
+  const config = resolveEach(<K extends keyof ServerConfig>(key: K): ServerConfig[K] => {
+    const spec: SettingSpec<ServerConfig[K]> = serverSettings[key];
     const picked = pick(spec, sources, fileValues);
-    if (!picked) continue;
     const parsed = spec.parse(picked.raw);
-    if (parsed.ok) config[key] = parsed.value;
-    else errors.push(`${picked.origin}: ${parsed.problem}`);
-  }
-  const exposure =
-    errors.length > 0 ? undefined : httpExposureProblem(config as unknown as ServerConfig);
+    if (parsed.ok) return parsed.value;
+    errors.push(`${picked.origin}: ${parsed.error}`);
+    return spec.defaultValue; // never used: the errors are the result
+  });
+  const exposure = errors.length > 0 ? undefined : httpExposureProblem(config);
   if (exposure) errors.push(exposure);
-  return errors.length > 0
-    ? { ok: false, errors }
-    : { ok: true, config: config as unknown as ServerConfig };
+  return errors.length > 0 ? err(errors) : ok(config);
 }
 
-function pick(
-  spec: SettingSpec<unknown>,
+/** Every setting, resolved in the order of the settings table (the order errors are listed in). */
+function resolveEach(
+  resolve: <K extends keyof ServerConfig>(key: K) => ServerConfig[K],
+): ServerConfig {
+  return {
+    dataDir: resolve('dataDir'),
+    datacenter: resolve('datacenter'),
+    httpAddr: resolve('httpAddr'),
+    xdsAddr: resolve('xdsAddr'),
+    peeringAddr: resolve('peeringAddr'),
+    logLevel: resolve('logLevel'),
+    xdsMaxStreams: resolve('xdsMaxStreams'),
+    coalesceMs: resolve('coalesceMs'),
+    caRotationPhaseMs: resolve('caRotationPhaseMs'),
+    xdsAuth: resolve('xdsAuth'),
+    httpToken: resolve('httpToken'),
+    insecureHttp: resolve('insecureHttp'),
+    advertiseAddr: resolve('advertiseAddr'),
+    peeringHeartbeatMs: resolve('peeringHeartbeatMs'),
+    peeringHeartbeatTimeoutMs: resolve('peeringHeartbeatTimeoutMs'),
+  };
+}
+
+function pick<T>(
+  spec: SettingSpec<T>,
   sources: ConfigSources,
   fileValues: Readonly<Record<string, unknown>>,
-): RawSetting | undefined {
+): RawSetting {
   const flag = sources.flags[spec.key];
   if (flag !== undefined) return { raw: flag, origin: spec.flag };
   const env = sources.env[spec.env];
@@ -69,6 +87,6 @@ function pick(
 /** Like `resolveServerConfig`, but throws one `invalid_argument` IsthmusError listing every problem. */
 export function loadServerConfig(sources: ConfigSources): ServerConfig {
   const result = resolveServerConfig(sources);
-  if (result.ok) return result.config;
-  throw new IsthmusError('invalid_argument', result.errors.join('; '));
+  if (result.ok) return result.value;
+  throw new IsthmusError('invalid_argument', result.error.join('; '));
 }

@@ -2,6 +2,7 @@ import type { LevelWithSilent } from 'pino';
 import { logLevels } from '../log.js';
 import { type HostPort, parseHostPort } from './host-port.js';
 import { dnsLabel } from '../dns-names.js';
+import { type Result, err, ok } from '../result.js';
 
 /** How xDS streams authenticate (`--xds-auth`); src/acl/xds-auth.ts enforces it. */
 export type XdsAuthMode = 'token' | 'off';
@@ -36,9 +37,7 @@ export interface ServerConfig {
 }
 
 /** A parsed value, or what is wrong with the raw one (the caller prefixes the setting's name). */
-export type ParseResult<T> =
-  | { readonly ok: true; readonly value: T }
-  | { readonly ok: false; readonly problem: string };
+export type ParseResult<T> = Result<T, string>;
 
 export interface SettingSpec<T> {
   /** Commander's attribute name for the flag (camelCase of the flag). */
@@ -49,6 +48,8 @@ export interface SettingSpec<T> {
   readonly valueName: string;
   readonly description: string;
   readonly defaultText: string;
+  /** `defaultText` parsed (checked when the table is built). */
+  readonly defaultValue: T;
   readonly parse: (raw: unknown) => ParseResult<T>;
 }
 
@@ -56,37 +57,35 @@ export type SettingsTable = { readonly [K in keyof ServerConfig]: SettingSpec<Se
 
 const maxStreamsLimit = 1_000_000;
 
-const ok = <T>(value: T): ParseResult<T> => ({ ok: true, value });
-const bad = <T>(problem: string): ParseResult<T> => ({ ok: false, problem });
 const show = (raw: unknown): string => JSON.stringify(raw) ?? String(raw);
 
 function parseNonEmptyString(raw: unknown): ParseResult<string> {
   return typeof raw === 'string' && raw !== ''
     ? ok(raw)
-    : bad(`${show(raw)} is not a non-empty string`);
+    : err(`${show(raw)} is not a non-empty string`);
 }
 
 function parseDatacenter(raw: unknown): ParseResult<string> {
   if (typeof raw === 'string' && dnsLabel.test(raw)) return ok(raw);
-  return bad(
+  return err(
     `${show(raw)} is not a datacenter name (1-63 lowercase letters, digits or '-', starting and ending with a letter or digit)`,
   );
 }
 
 function parseAddr(raw: unknown): ParseResult<HostPort> {
   const addr = typeof raw === 'string' ? parseHostPort(raw) : undefined;
-  return addr ? ok(addr) : bad(`${show(raw)} is not HOST:PORT (port 0-65535)`);
+  return addr ? ok(addr) : err(`${show(raw)} is not HOST:PORT (port 0-65535)`);
 }
 
 function parseOptionalDialAddr(raw: unknown): ParseResult<HostPort | undefined> {
   if (raw === '' || raw === undefined) return ok(undefined);
   const addr = typeof raw === 'string' ? parseHostPort(raw) : undefined;
-  return addr && addr.port > 0 ? ok(addr) : bad(`${show(raw)} is not HOST:PORT (port 1-65535)`);
+  return addr && addr.port > 0 ? ok(addr) : err(`${show(raw)} is not HOST:PORT (port 1-65535)`);
 }
 
 function parseLogLevel(raw: unknown): ParseResult<LevelWithSilent> {
   const level = logLevels.find((l) => l === raw);
-  return level ? ok(level) : bad(`${show(raw)} is not one of ${logLevels.join(', ')}`);
+  return level ? ok(level) : err(`${show(raw)} is not one of ${logLevels.join(', ')}`);
 }
 
 /** A parser of whole numbers from `min` to `max` (a number, or digits in a string); `unit` words the error. */
@@ -104,7 +103,7 @@ function wholeNumber(
           ? Number(raw)
           : NaN;
     if (Number.isInteger(n) && n >= min && n <= max) return ok(n);
-    return bad(`${show(raw)} is not ${what} from ${min} to ${max}`);
+    return err(`${show(raw)} is not ${what} from ${min} to ${max}`);
   };
 }
 
@@ -116,7 +115,7 @@ const parseHeartbeatMs = wholeNumber(10, 3_600_000, 'milliseconds');
 function parseXdsAuth(raw: unknown): ParseResult<XdsAuthMode> {
   return xdsAuthModes.includes(raw as XdsAuthMode)
     ? ok(raw as XdsAuthMode)
-    : bad(`${show(raw)} is not one of ${xdsAuthModes.join(', ')}`);
+    : err(`${show(raw)} is not one of ${xdsAuthModes.join(', ')}`);
 }
 
 const tokenPattern = /^[\x21-\x7e]{16,256}$/;
@@ -124,13 +123,13 @@ const tokenPattern = /^[\x21-\x7e]{16,256}$/;
 function parseHttpToken(raw: unknown): ParseResult<string | undefined> {
   if (raw === '' || raw === undefined) return ok(undefined);
   if (typeof raw === 'string' && tokenPattern.test(raw)) return ok(raw);
-  return bad('must be 16-256 visible ASCII characters (no spaces)');
+  return err('must be 16-256 visible ASCII characters (no spaces)');
 }
 
 function parseFlag(raw: unknown): ParseResult<boolean> {
   if (raw === true || raw === 'true' || raw === '1') return ok(true);
   if (raw === false || raw === 'false' || raw === '0') return ok(false);
-  return bad(`${show(raw)} is not true or false`);
+  return err(`${show(raw)} is not true or false`);
 }
 
 function spec<T>(
@@ -141,6 +140,9 @@ function spec<T>(
   parse: (raw: unknown) => ParseResult<T>,
 ): SettingSpec<T> {
   const words = flag.replace(/^--/, '').split('-');
+  const parsedDefault = parse(defaultText);
+  if (!parsedDefault.ok)
+    throw new Error(`${flag}: the default ${defaultText}: ${parsedDefault.error}`);
   return {
     key: words.map((w, i) => (i === 0 ? w : w[0]!.toUpperCase() + w.slice(1))).join(''),
     flag,
@@ -149,6 +151,7 @@ function spec<T>(
     valueName,
     description,
     defaultText,
+    defaultValue: parsedDefault.value,
     parse,
   };
 }

@@ -108,7 +108,7 @@ describe('HTTP exposure', () => {
   it('refuses a non-loopback --http-addr without a token, before binding anything', async () => {
     const result = resolveServerConfig({ flags: { ...base, httpAddr: '0.0.0.0:8500' }, env: {} });
     expect(result.ok).toBe(false);
-    const errors = result.ok ? [] : result.errors;
+    const errors = result.ok ? [] : result.error;
     expect(errors).toHaveLength(1);
     expect(errors[0]).toMatch(
       /^--http-addr: 0\.0\.0\.0:8500 is not a loopback address and no --http-token is set; .*--insecure-http/,
@@ -166,7 +166,7 @@ describe('HTTP exposure', () => {
   it('rejects a short token without echoing it', () => {
     const result = resolveServerConfig({ flags: { ...base, httpToken: 'short' }, env: {} });
     expect(result.ok).toBe(false);
-    expect(result.ok ? '' : result.errors.join()).toBe(
+    expect(result.ok ? '' : result.error.join()).toBe(
       '--http-token: must be 16-256 visible ASCII characters (no spaces)',
     );
   });

@@ -22,8 +22,8 @@ function file(name: string, text: string): string {
 
 function errorsOf(sources: Partial<ConfigSources>): readonly string[] {
   const result = resolveServerConfig({ flags: {}, env: {}, ...sources });
-  if (result.ok) throw new Error(`expected errors, got ${JSON.stringify(result.config)}`);
-  return result.errors;
+  if (result.ok) throw new Error(`expected errors, got ${JSON.stringify(result.value)}`);
+  return result.error;
 }
 
 function configOf(sources: Partial<ConfigSources>) {
