@@ -44,8 +44,8 @@ export function registerPeeringCommand(program: Command): void {
         print(format === 'json' ? { PeeringToken } : PeeringToken);
         const parsed = parseToken(PeeringToken);
         const ourName =
-          parsed.ok && parsed.token.Remote.Datacenter
-            ? parsed.token.Remote.Datacenter
+          parsed.ok && parsed.value.Remote.Datacenter
+            ? parsed.value.Remote.Datacenter
             : '<a name for this cluster>';
         process.stderr.write(
           `Next, on the other cluster run:\n  isthmus peering establish --name ${ourName} --peering-token ${PeeringToken}\n`,

@@ -1,5 +1,6 @@
 import { X509Certificate } from 'node:crypto';
 import type { PeerCertificate } from 'node:tls';
+import { type Result, err, ok } from '../result.js';
 import { certificateChainsTo } from './stream/tls.js';
 
 /**
@@ -7,38 +8,32 @@ import { certificateChainsTo } from './stream/tls.js';
  * the acceptor knows the dialer's roots), so the TLS layer's own verdict is not per peering. The
  * stream checks the client certificate itself against the roots pinned for the peering it opens.
  */
-export type ClientCertCheck =
-  | { readonly ok: true; readonly uris: readonly string[] }
-  | { readonly ok: false; readonly error: string };
+export type ClientCertCheck = Result<readonly string[], string>;
 
 /**
  * Whether `peer` (grpc-js `call.getAuthContext().sslPeerCertificate`) is valid now and signed by
  * one of `rootPems` (isthmus leaves are signed by a root directly: no intermediates). Its URI SANs
- * are returned for the caller to match the expected trust domain.
+ * are the value, for the caller to match the expected trust domain.
  */
 export function checkClientCertificate(
   peer: PeerCertificate | undefined,
   rootPems: readonly string[],
   now = Date.now(),
 ): ClientCertCheck {
-  if (!peer?.raw || peer.raw.length === 0)
-    return { ok: false, error: 'no client certificate was presented' };
+  if (!peer?.raw || peer.raw.length === 0) return err('no client certificate was presented');
   let cert: X509Certificate;
   try {
     cert = new X509Certificate(peer.raw);
   } catch {
-    return { ok: false, error: 'the client certificate does not parse' };
+    return err('the client certificate does not parse');
   }
   if (now < Date.parse(cert.validFrom) || now > Date.parse(cert.validTo))
-    return { ok: false, error: 'the client certificate is expired or not yet valid' };
+    return err('the client certificate is expired or not yet valid');
   if (!certificateChainsTo(cert, rootPems, new Date(now)))
-    return {
-      ok: false,
-      error: 'the client certificate does not chain to the roots pinned for this peering',
-    };
+    return err('the client certificate does not chain to the roots pinned for this peering');
   const uris = (cert.subjectAltName ?? '')
     .split(/,\s*/)
     .filter((s) => s.startsWith('URI:'))
     .map((s) => s.slice(4));
-  return { ok: true, uris };
+  return ok(uris);
 }

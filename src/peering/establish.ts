@@ -54,14 +54,14 @@ function tokenFor(deps: EstablishDeps, text: string): PeeringToken {
   const parsed = parseToken(text);
   if (!parsed.ok) throw new IsthmusError('invalid_argument', parsed.error, 'PeeringToken');
   const own = peeringServerName(deps.ca.trustDomain, deps.datacenter);
-  if (parsed.token.ServerName === own) {
+  if (parsed.value.ServerName === own) {
     throw new IsthmusError(
       'invalid_argument',
       `invalid peering token: ServerName ${own} is this cluster's own: establish with it on the other cluster`,
       'PeeringToken',
     );
   }
-  return parsed.token;
+  return parsed.value;
 }
 
 /**

@@ -1,6 +1,7 @@
 import { X509Certificate } from 'node:crypto';
 import { parseHostPort } from '../config/host-port.js';
 import { dnsHostname } from '../dns-names.js';
+import { type Result, err, ok } from '../result.js';
 
 /**
  * The peering token (docs/architecture.md §6 "Token"): standard base64 of JSON with Consul's field
@@ -24,9 +25,7 @@ export interface PeeringToken {
   readonly Remote: { readonly Partition: string; readonly Datacenter: string };
 }
 
-export type ParsedToken =
-  | { readonly ok: true; readonly token: PeeringToken }
-  | { readonly ok: false; readonly error: string };
+export type ParsedToken = Result<PeeringToken, string>;
 
 /** The addresses a dialer tries, in order: the operator's, else the acceptor's own. */
 export function dialAddressesOf(token: PeeringToken): readonly string[] {
@@ -51,10 +50,7 @@ export function encodeToken(token: PeeringToken): string {
 const base64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
 const maxTokenChars = 256 * 1024;
 
-const fail = (error: string): ParsedToken => ({
-  ok: false,
-  error: `invalid peering token: ${error}`,
-});
+const fail = (problem: string) => err(`invalid peering token: ${problem}`);
 
 /**
  * Untrusted input (pasted by an operator) → a token, or every problem found, in one line. Never
@@ -73,26 +69,20 @@ export function parseToken(text: unknown): ParsedToken {
     return fail('the decoded JSON is not an object');
   const problems = validateToken(obj as Record<string, unknown>);
   if (problems.length > 0) return fail(problems.join('; '));
-  return { ok: true, token: tokenOf(obj as Record<string, unknown>) };
+  return ok(tokenOf(obj as Record<string, unknown>));
 }
 
-function decodeJson(bytes: Buffer): { ok: true; value: unknown } | { ok: false; error: string } {
+function decodeJson(bytes: Buffer): Result<unknown, string> {
   let text: string;
   try {
     text = new TextDecoder('utf-8', { fatal: true }).decode(bytes);
   } catch {
-    return {
-      ok: false,
-      error: 'invalid peering token: not JSON (the decoded bytes are not UTF-8 text)',
-    };
+    return fail('not JSON (the decoded bytes are not UTF-8 text)');
   }
   try {
-    return { ok: true, value: JSON.parse(text) as unknown };
+    return ok(JSON.parse(text) as unknown);
   } catch {
-    return {
-      ok: false,
-      error: 'invalid peering token: not JSON (the base64 decodes to something else)',
-    };
+    return fail('not JSON (the base64 decodes to something else)');
   }
 }
 

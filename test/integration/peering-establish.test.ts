@@ -90,7 +90,7 @@ const establish = (b: Cluster, name: string, token: string) =>
 const decoded = (token: string): PeeringToken => {
   const parsed = parseToken(token);
   if (!parsed.ok) throw new Error(parsed.error);
-  return parsed.token;
+  return parsed.value;
 };
 const rootsOf = (c: Cluster) => c.server.ca.roots().roots.map((r) => r.certPem);
 const b64 = (text: string) => Buffer.from(text).toString('base64');
@@ -401,7 +401,7 @@ describe('peering establish between two servers', () => {
       const pinned = a.server.peerings.read('cluster-b')!.peerCaPems;
       expect(checkClientCertificate(cert, pinned)).toEqual({
         ok: true,
-        uris: [peeringServerSpiffeId(b.server.ca.trustDomain, 'dc-b')],
+        value: [peeringServerSpiffeId(b.server.ca.trustDomain, 'dc-b')],
       });
       expect(checkClientCertificate(cert, rootsOf(a))).toMatchObject({ ok: false });
       stream.end();

@@ -146,8 +146,8 @@ describe('peering through mesh gateways', () => {
     });
     expect(token.status).toBe(200);
     const parsed = parseToken(token.body.PeeringToken);
-    expect(parsed.ok && parsed.token.ServerAddresses).toEqual([`127.0.0.1:${fwdA.port}`]);
-    expect(parsed.ok && parsed.token.ServerName).toBe(serverNameA);
+    expect(parsed.ok && parsed.value.ServerAddresses).toEqual([`127.0.0.1:${fwdA.port}`]);
+    expect(parsed.ok && parsed.value.ServerName).toBe(serverNameA);
 
     const est = await b.api('POST', '/v1/peering/establish', {
       PeerName: 'cluster-a',

@@ -44,7 +44,7 @@ describe("checkClientCertificate (for the stream: the dialer's certificate again
   it('accepts a leaf signed by a pinned root and returns its URI SANs', () => {
     expect(checkClientCertificate(peer(leafDer), [other, pinned], now)).toEqual({
       ok: true,
-      uris: ['spiffe://b.consul/peering/server/dc/dc-b'],
+      value: ['spiffe://b.consul/peering/server/dc/dc-b'],
     });
   });
 

@@ -58,7 +58,7 @@ describe('peering token', () => {
     fc.assert(
       fc.property(tokenArb(), (t) => {
         const parsed = parseToken(encodeToken(t));
-        expect(parsed).toEqual({ ok: true, token: t });
+        expect(parsed).toEqual({ ok: true, value: t });
       }),
       { numRuns: 200 },
     );
@@ -92,7 +92,7 @@ describe('peering token', () => {
     ]);
     // Whitespace from copy and paste (wrapped lines, trailing newline) is ignored.
     const wrapped = `${encodeToken(t).replace(/(.{60})/g, '$1\n')}\n`;
-    expect(parseToken(wrapped)).toEqual({ ok: true, token: t });
+    expect(parseToken(wrapped)).toEqual({ ok: true, value: t });
   });
 
   it('random bytes never crash the decoder and always give an error', () => {
@@ -142,7 +142,7 @@ describe('peering token', () => {
       fc.property(tokenArb(), fc.constantFrom(...keys), fc.jsonValue(), (t, key, value) => {
         const broken = { ...t, [key]: value };
         const parsed = parseToken(b64(JSON.stringify(broken)));
-        if (parsed.ok) expect(parseToken(encodeToken(parsed.token))).toEqual(parsed);
+        if (parsed.ok) expect(parseToken(encodeToken(parsed.value))).toEqual(parsed);
         else expect(parsed.error).toMatch(/^invalid peering token: /);
       }),
       { numRuns: 500 },
