@@ -197,11 +197,11 @@ export async function handshakeThroughGateway(
   mesh.apiSlot.serve((socket) => acceptor.server.emit('connection', socket));
   try {
     const result = await handshakeVia(client, { host, port: Number(port) }, acceptor, 5_000);
-    if (!result.ok) throw new Error(result.error);
+    if (!result.ok) throw new Error(result.error.message);
     return {
-      serverSaw: result.serverSawClientUris.join(', '),
-      clientSaw: result.clientSawServerUris.join(', '),
-      protocol: result.protocol,
+      serverSaw: result.value.serverSawClientUris.join(', '),
+      clientSaw: result.value.clientSawServerUris.join(', '),
+      protocol: result.value.protocol,
     };
   } finally {
     mesh.apiSlot.serve(undefined);

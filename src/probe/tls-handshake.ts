@@ -6,24 +6,26 @@
 import { X509Certificate as NodeX509Certificate, type X509Certificate } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import tls from 'node:tls';
+import { type Result, err, ok } from '../result.js';
 import { withDeadline } from './deadline.js';
 import { type ClientTls, type ServerTls, splitPems, uriSans } from './pushed-tls.js';
 
-export type HandshakeResult =
-  | {
-      readonly ok: true;
-      /** URI SANs of the certificate the client presented, as the server saw them. */
-      readonly serverSawClientUris: readonly string[];
-      /** URI SANs of the certificate the server presented, as the client saw them. */
-      readonly clientSawServerUris: readonly string[];
-      readonly protocol: string | null;
-    }
-  | {
-      readonly ok: false;
-      readonly error: string;
-      readonly clientError?: string;
-      readonly serverError?: string;
-    };
+export interface Handshake {
+  /** URI SANs of the certificate the client presented, as the server saw them. */
+  readonly serverSawClientUris: readonly string[];
+  /** URI SANs of the certificate the server presented, as the client saw them. */
+  readonly clientSawServerUris: readonly string[];
+  readonly protocol: string | null;
+}
+
+export interface HandshakeFailure {
+  /** Both ends' reasons in one line. */
+  readonly message: string;
+  readonly clientError?: string;
+  readonly serverError?: string;
+}
+
+export type HandshakeResult = Result<Handshake, HandshakeFailure>;
 
 /**
  * The SPIFFE validator's check after chain verification against the union: the certificate's
@@ -109,25 +111,23 @@ export async function handshakeVia(
   const { saw, error: serverError } = acceptor.verdict();
   const serverPart = serverError === undefined ? {} : { serverError };
   if ('error' in outcome) {
-    const error =
+    const message =
       serverError === undefined
         ? `client: ${outcome.error}`
         : `client: ${outcome.error}; server: ${serverError}`;
-    return { ok: false, error, clientError: outcome.error, ...serverPart };
+    return err({ message, clientError: outcome.error, ...serverPart });
   }
   if (saw === undefined || outcome.reply !== acceptedReply(saw)) {
-    return {
-      ok: false,
-      error: `the server did not accept the client (reply ${JSON.stringify(outcome.reply)}): ${serverError ?? 'no reason given'}`,
+    return err({
+      message: `the server did not accept the client (reply ${JSON.stringify(outcome.reply)}): ${serverError ?? 'no reason given'}`,
       ...serverPart,
-    };
+    });
   }
-  return {
-    ok: true,
+  return ok({
     serverSawClientUris: saw,
     clientSawServerUris: outcome.serverUris,
     protocol: outcome.protocol,
-  };
+  });
 }
 
 const acceptedReply = (clientUris: readonly string[]) => `accepted ${JSON.stringify(clientUris)}`;

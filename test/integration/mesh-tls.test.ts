@@ -117,8 +117,10 @@ describe('mTLS from pushed config', () => {
     const result = await handshake(client, server);
     expect(result).toMatchObject({
       ok: true,
-      serverSawClientUris: [spiffe('web')],
-      clientSawServerUris: [spiffe('api')],
+      value: {
+        serverSawClientUris: [spiffe('web')],
+        clientSawServerUris: [spiffe('api')],
+      },
     });
   });
 
@@ -132,7 +134,7 @@ describe('mTLS from pushed config', () => {
     const result = await handshake(toDb, server);
     expect(result.ok).toBe(false);
     expect(result).toMatchObject({
-      clientError: expect.stringMatching(/match none of the SAN matchers/),
+      error: { clientError: expect.stringMatching(/match none of the SAN matchers/) },
     });
     expect(JSON.stringify(result)).toContain(spiffe('api'));
   });
@@ -157,7 +159,7 @@ describe('mTLS from pushed config', () => {
     const result = await handshake(impostor, server);
     expect(result.ok).toBe(false);
     expect(result).toMatchObject({
-      serverError: expect.stringMatching(/^client certificate rejected: /),
+      error: { serverError: expect.stringMatching(/^client certificate rejected: /) },
     });
     // The same client with its pushed certificate is accepted: only the certificate differs.
     expect((await handshake(client, server)).ok).toBe(true);
@@ -249,8 +251,10 @@ async function expectMixedHandshakes(
     const result = await handshake(client, server);
     expect(result, `${phase}: ${what}`).toMatchObject({
       ok: true,
-      serverSawClientUris: [spiffe('web')],
-      clientSawServerUris: [spiffe('api')],
+      value: {
+        serverSawClientUris: [spiffe('web')],
+        clientSawServerUris: [spiffe('api')],
+      },
     });
   }
 }

@@ -224,8 +224,12 @@ describe('peered traffic: B web → A api through A mesh gateway', () => {
     const result = await handshake(client, server);
     expect(result).toMatchObject({ ok: true });
     if (result.ok) {
-      expect(result.serverSawClientUris).toEqual([serviceSpiffeId(tdB, 'dc-b', { name: 'web' })]);
-      expect(result.clientSawServerUris).toEqual([serviceSpiffeId(tdA, 'dc-a', { name: 'api' })]);
+      expect(result.value.serverSawClientUris).toEqual([
+        serviceSpiffeId(tdB, 'dc-b', { name: 'web' }),
+      ]);
+      expect(result.value.clientSawServerUris).toEqual([
+        serviceSpiffeId(tdA, 'dc-a', { name: 'api' }),
+      ]);
     }
   });
 
@@ -265,7 +269,7 @@ describe('peered traffic: B web → A api through A mesh gateway', () => {
       serverFromPublicListener(apiA, publicListener(apiA)!),
     );
     expect(result.ok, 'TLS itself still succeeds: RBAC comes after it').toBe(true);
-    const webUri = result.ok ? result.serverSawClientUris[0]! : '';
+    const webUri = result.ok ? result.value.serverSawClientUris[0]! : '';
     expect(rbacAllows(listener, webUri)).toBe(false);
     expect(rbacAllows(listener, serviceSpiffeId(tdB, 'dc-b', { name: 'frontend' }))).toBe(true);
     // Another datacenter of the peer is matched too (peer sources match any datacenter).
@@ -339,8 +343,10 @@ describe('peered traffic: B web → A api through A mesh gateway', () => {
     );
     expect(leg1).toMatchObject({
       ok: true,
-      serverSawClientUris: [serviceSpiffeId(tdB, 'dc-b', { name: 'web' })],
-      clientSawServerUris: [meshGatewaySpiffeId(tdA, 'dc-a')],
+      value: {
+        serverSawClientUris: [serviceSpiffeId(tdB, 'dc-b', { name: 'web' })],
+        clientSawServerUris: [meshGatewaySpiffeId(tdA, 'dc-a')],
+      },
     });
 
     // Leg 2: A's gateway → A's orders sidecar, new mTLS under A's CA.
@@ -350,8 +356,10 @@ describe('peered traffic: B web → A api through A mesh gateway', () => {
     );
     expect(leg2).toMatchObject({
       ok: true,
-      serverSawClientUris: [meshGatewaySpiffeId(tdA, 'dc-a')],
-      clientSawServerUris: [serviceSpiffeId(tdA, 'dc-a', { name: 'orders' })],
+      value: {
+        serverSawClientUris: [meshGatewaySpiffeId(tdA, 'dc-a')],
+        clientSawServerUris: [serviceSpiffeId(tdA, 'dc-a', { name: 'orders' })],
+      },
     });
   });
 
