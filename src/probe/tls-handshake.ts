@@ -103,31 +103,28 @@ export async function handshakeVia(
   const outcome = await withDeadline(dialTls(client, target, acceptor.sockets), {
     timeoutMs,
     what: 'the TLS client to finish',
-  }).catch((err: Error) => ({ error: err.message }) as const);
+  }).catch((e: Error): ClientOutcome => err(e.message));
   // The server's verdict on the client certificate (or the disconnect) follows promptly.
   await withDeadline(acceptor.done, { timeoutMs, what: 'the TLS server to finish' }).catch(
     () => undefined,
   );
   const { saw, error: serverError } = acceptor.verdict();
   const serverPart = serverError === undefined ? {} : { serverError };
-  if ('error' in outcome) {
+  if (!outcome.ok) {
     const message =
       serverError === undefined
         ? `client: ${outcome.error}`
         : `client: ${outcome.error}; server: ${serverError}`;
     return err({ message, clientError: outcome.error, ...serverPart });
   }
-  if (saw === undefined || outcome.reply !== acceptedReply(saw)) {
+  const { reply, serverUris, protocol } = outcome.value;
+  if (saw === undefined || reply !== acceptedReply(saw)) {
     return err({
-      message: `the server did not accept the client (reply ${JSON.stringify(outcome.reply)}): ${serverError ?? 'no reason given'}`,
+      message: `the server did not accept the client (reply ${JSON.stringify(reply)}): ${serverError ?? 'no reason given'}`,
       ...serverPart,
     });
   }
-  return ok({
-    serverSawClientUris: saw,
-    clientSawServerUris: outcome.serverUris,
-    protocol: outcome.protocol,
-  });
+  return ok({ serverSawClientUris: saw, clientSawServerUris: serverUris, protocol });
 }
 
 const acceptedReply = (clientUris: readonly string[]) => `accepted ${JSON.stringify(clientUris)}`;
@@ -192,9 +189,11 @@ export function tlsAcceptor(server: ServerTls): TlsAcceptor {
   };
 }
 
-type ClientOutcome =
-  | { readonly reply: string; readonly serverUris: string[]; readonly protocol: string | null }
-  | { readonly error: string };
+/** What the client got back, or why it got nothing. */
+type ClientOutcome = Result<
+  { readonly reply: string; readonly serverUris: string[]; readonly protocol: string | null },
+  string
+>;
 
 function dialTls(
   client: ClientTls,
@@ -218,12 +217,10 @@ function dialTls(
       protocol = socket.getProtocol();
     });
     socket.setEncoding('utf8').on('data', (chunk: string) => (reply += chunk));
-    socket.on('error', (err) => resolve({ error: err.message }));
-    socket.on('end', () => resolve({ reply, serverUris, protocol }));
+    socket.on('error', (e) => resolve(err(e.message)));
+    socket.on('end', () => resolve(ok({ reply, serverUris, protocol })));
     socket.on('close', () =>
-      resolve({
-        error: `connection closed before the server's reply (got ${JSON.stringify(reply)})`,
-      }),
+      resolve(err(`connection closed before the server's reply (got ${JSON.stringify(reply)})`)),
     );
   });
 }
