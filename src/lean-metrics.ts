@@ -1,4 +1,30 @@
-import type { Metric, Registry } from 'prom-client';
+import type { Registry } from 'prom-client';
+
+/**
+ * What prom-client's Registry reads of a registered metric (lib/registry.js: `name`, `get()` for
+ * the exposition and JSON, `reset()`). Its typings admit only its own four classes; the
+ * augmentation below says that it takes any metric of this shape, which is what its code does.
+ */
+export interface RegisteredMetric {
+  readonly name: string;
+  readonly help: string;
+  readonly type: 'counter' | 'histogram';
+  readonly aggregator: 'sum';
+  get(): Promise<{
+    name: string;
+    help: string;
+    type: 'counter' | 'histogram';
+    values: { labels: Readonly<Record<string, string | number>>; value: number }[];
+    aggregator: 'sum';
+  }>;
+  reset(): void;
+}
+
+declare module 'prom-client' {
+  interface Registry {
+    registerMetric(metric: RegisteredMetric): void;
+  }
+}
 
 interface Sample {
   readonly labels: Readonly<Record<string, string | number>>;
@@ -18,7 +44,7 @@ interface Sample {
  * and validates a label object, hashes it and keys the bucket by the bound's string on every
  * call; this one finds the bucket and adds to three numbers.
  */
-export class LeanHistogram {
+export class LeanHistogram implements RegisteredMetric {
   readonly type = 'histogram';
   readonly aggregator = 'sum';
   readonly name: string;
@@ -41,7 +67,7 @@ export class LeanHistogram {
     this.help = opts.help;
     this.bounds = [...opts.buckets].sort((a, b) => a - b);
     this.counts = new Float64Array(this.bounds.length + 1);
-    for (const r of opts.registers) r.registerMetric(this as unknown as Metric);
+    for (const r of opts.registers) r.registerMetric(this);
   }
 
   observe(value: number): void {
@@ -104,7 +130,7 @@ export class LeanHistogram {
  * (here the label names are checked once per new sample). `labels(...)` returns a child that calls
  * `inc` (looked up at call time, so a wrapper installed on `inc` sees it).
  */
-export class LeanCounter<L extends string> {
+export class LeanCounter<L extends string> implements RegisteredMetric {
   readonly type = 'counter';
   readonly aggregator = 'sum';
   readonly name: string;
@@ -128,7 +154,7 @@ export class LeanCounter<L extends string> {
     this.name = opts.name;
     this.help = opts.help;
     this.labelNames = opts.labelNames;
-    for (const r of opts.registers) r.registerMetric(this as unknown as Metric);
+    for (const r of opts.registers) r.registerMetric(this);
   }
 
   inc(labels: Readonly<Record<L, string>>, value = 1): void {

@@ -8,7 +8,7 @@ import { X509Certificate, createHash, randomBytes, webcrypto } from 'node:crypto
  * signatures, SPIFFE URI SANs. Pure apart from randomness (keys, serial numbers); dates are inputs.
  */
 
-x509.cryptoProvider.set(webcrypto as unknown as ReturnType<typeof x509.cryptoProvider.get>);
+x509.cryptoProvider.set(webcrypto);
 
 type CryptoKey = webcrypto.CryptoKey;
 type CryptoKeyPair = webcrypto.CryptoKeyPair;
