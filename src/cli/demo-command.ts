@@ -1,6 +1,7 @@
 import { type Command, Option } from 'commander';
 import { parseEnvoyChoice, type EnvoyChoice } from '../demo/envoy-binary.js';
 import { withDeadline } from '../probe/deadline.js';
+import { err, ok } from '../result.js';
 
 /** How long stopping may take before the process exits anyway. */
 const hardExitMs = 10_000;
@@ -61,24 +62,22 @@ async function runDemo(keepRunning: boolean, envoy: EnvoyChoice): Promise<number
   });
   if (envoy.kind === 'none') out(getEnvoyHint(envoy.why));
   const tour = (envoy.kind === 'envoy' ? runEnvoyTour(run, envoy, out) : runTour(run, out)).then(
-    (result) => ({ ok: true as const, result }),
-    (err: unknown) => ({ ok: false as const, err }),
+    (result) => ok(result),
+    (e: unknown) => err(e),
   );
-  const outcome = await Promise.race([
-    tour,
-    finished.then((code) => ({ ok: false as const, code })),
-  ]);
-  if ('code' in outcome) return outcome.code;
+  // The tour's result, or the exit code when a signal stopped the demo first.
+  const outcome = await Promise.race([tour, finished.then((code) => ({ stoppedWith: code }))]);
+  if ('stoppedWith' in outcome) return outcome.stoppedWith;
   if (!outcome.ok) {
     if (run.stopped) return finished;
-    const step = outcome.err instanceof StepFailure ? outcome.err.step : 'demo';
-    const reason = outcome.err instanceof Error ? outcome.err.message : String(outcome.err);
+    const failure = outcome.error;
+    const step = failure instanceof StepFailure ? failure.step : 'demo';
+    const reason = failure instanceof Error ? failure.message : String(failure);
     out(`✗ ${step}: ${reason.replace(/\s*\n\s*/g, ' ')}`);
-    if (outcome.err instanceof StepFailure)
-      for (const line of outcome.err.details) out(`    ${line}`);
+    if (failure instanceof StepFailure) for (const line of failure.details) out(`    ${line}`);
     return stopThen(1);
   }
-  for (const line of whereToLookNext(outcome.result, keepRunning, run.workDir)) out(line);
+  for (const line of whereToLookNext(outcome.value, keepRunning, run.workDir)) out(line);
   if (!keepRunning) return stopThen(0);
   touring = false;
   out(
