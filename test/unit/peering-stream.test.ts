@@ -396,29 +396,41 @@ describe('parseResponse', () => {
         resource: { typeUrl: ResourceUrl.trustBundle, value },
       }),
     ).toMatchObject({
-      operation: 'upsert',
-      resource: { $type: 'isthmus.peering.v1.TrustBundle', trustDomain: 'td' },
+      ok: true,
+      value: {
+        operation: 'upsert',
+        resource: { $type: 'isthmus.peering.v1.TrustBundle', trustDomain: 'td' },
+      },
     });
     expect(parseResponse({ ...base, operation: Operation.OPERATION_DELETE })).toEqual({
-      resourceId: 'td',
-      operation: 'delete',
+      ok: true,
+      value: { resourceId: 'td', operation: 'delete' },
     });
-    expect(() => parseResponse({ ...base, operation: Operation.OPERATION_UPSERT })).toThrow(
-      'upsert without resource',
-    );
-    expect(() => parseResponse({ ...base, operation: Operation.OPERATION_UNSPECIFIED })).toThrow(
-      'unknown operation 0',
-    );
-    expect(() =>
-      parseResponse({ ...base, resourceId: '', operation: Operation.OPERATION_DELETE }),
-    ).toThrow('resource_id');
-    expect(() =>
-      parseResponse({
+    const refusal = (res: Parameters<typeof parseResponse>[0]) => {
+      const parsed = parseResponse(res);
+      return parsed.ok
+        ? undefined
+        : { code: parsed.error.code, field: parsed.error.field, message: parsed.error.message };
+    };
+    expect(refusal({ ...base, operation: Operation.OPERATION_UPSERT })).toEqual({
+      code: 'invalid_argument',
+      field: 'resource',
+      message: 'upsert without resource',
+    });
+    expect(refusal({ ...base, operation: Operation.OPERATION_UNSPECIFIED })).toMatchObject({
+      field: 'operation',
+      message: 'unknown operation 0',
+    });
+    expect(
+      refusal({ ...base, resourceId: '', operation: Operation.OPERATION_DELETE }),
+    ).toMatchObject({ field: 'resource_id', message: expect.stringContaining('resource_id') });
+    expect(
+      refusal({
         ...base,
         operation: Operation.OPERATION_UPSERT,
         resource: { typeUrl: ResourceUrl.trustBundle, value: Buffer.from([0x0a, 0xff]) },
       }),
-    ).toThrow(/does not decode/);
+    ).toMatchObject({ field: 'resource', message: expect.stringMatching(/does not decode/) });
   });
 });
 

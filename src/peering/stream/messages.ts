@@ -5,6 +5,7 @@ import {
 } from '../../gen/isthmus/peering/v1/peering.js';
 import { messageTypeRegistry } from '../../gen/typeRegistry.js';
 import { IsthmusError } from '../../errors.js';
+import { type Result, err, ok } from '../../result.js';
 import type { StreamOpen, ReplicatedResource, ResourceChange } from './types.js';
 import type { ResourceUrl } from './resources.js';
 import { typePrefix } from '../../proto-any.js';
@@ -72,44 +73,37 @@ function packResource(resourceUrl: ResourceUrl, resource: ReplicatedResource | u
 }
 
 /**
- * Turns a received Response into a change for the sink, or throws an IsthmusError
- * (invalid_argument) that becomes the NACK's message.
+ * Turns a received Response into a change for the sink, or the invalid_argument IsthmusError
+ * (naming the field) that becomes the NACK. Never throws.
  */
-export function parseResponse(res: ReplicationMessage_Response): ResourceChange {
-  if (!res.resourceId)
-    throw new IsthmusError('invalid_argument', 'response without resource_id', 'resource_id');
+export function parseResponse(
+  res: ReplicationMessage_Response,
+): Result<ResourceChange, IsthmusError> {
+  const invalid = (message: string, field: string) =>
+    err(new IsthmusError('invalid_argument', message, field));
+  if (!res.resourceId) return invalid('response without resource_id', 'resource_id');
   if (res.operation === Operation.OPERATION_DELETE)
-    return { resourceId: res.resourceId, operation: 'delete' };
-  if (res.operation !== Operation.OPERATION_UPSERT) {
-    throw new IsthmusError('invalid_argument', `unknown operation ${res.operation}`, 'operation');
-  }
-  if (!res.resource)
-    throw new IsthmusError('invalid_argument', 'upsert without resource', 'resource');
+    return ok({ resourceId: res.resourceId, operation: 'delete' });
+  if (res.operation !== Operation.OPERATION_UPSERT)
+    return invalid(`unknown operation ${res.operation}`, 'operation');
+  if (!res.resource) return invalid('upsert without resource', 'resource');
   if (res.resource.typeUrl !== res.resourceUrl) {
-    throw new IsthmusError(
-      'invalid_argument',
+    return invalid(
       `resource type ${res.resource.typeUrl} does not match resource_url ${res.resourceUrl}`,
       'resource',
     );
   }
   const fns = messageTypeRegistry.get(res.resourceUrl.slice(typePrefix.length));
-  if (!fns)
-    throw new IsthmusError(
-      'invalid_argument',
-      `unknown resource type ${res.resourceUrl}`,
-      'resource',
-    );
-  let resource: ReplicatedResource;
+  if (!fns) return invalid(`unknown resource type ${res.resourceUrl}`, 'resource');
   try {
-    resource = fns.decode(res.resource.value) as ReplicatedResource;
-  } catch (err) {
-    throw new IsthmusError(
-      'invalid_argument',
-      `resource does not decode as ${res.resourceUrl}: ${(err as Error).message}`,
+    const resource = fns.decode(res.resource.value) as ReplicatedResource;
+    return ok({ resourceId: res.resourceId, operation: 'upsert', resource });
+  } catch (e) {
+    return invalid(
+      `resource does not decode as ${res.resourceUrl}: ${(e as Error).message}`,
       'resource',
     );
   }
-  return { resourceId: res.resourceId, operation: 'upsert', resource };
 }
 
 /** Which kind of message this is, for protocol errors and logs (never the content). */

@@ -299,7 +299,9 @@ export class PeerStreamSession {
         );
       }
       const url = res.resourceUrl;
-      const change = parseResponse(res);
+      const parsed = parseResponse(res);
+      if (!parsed.ok) throw parsed.error;
+      const change = parsed.value;
       await this.withApplyDeadline(async () => this.opts.sink.apply(url, change));
     } catch (err) {
       if (err instanceof ApplyTimeout) {
