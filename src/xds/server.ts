@@ -39,7 +39,7 @@ export interface XdsServerOptions {
  * instead of re-encoding a DiscoveryResponse per proxy. Delta ACKs are read by a fast path.
  */
 const passThrough = (value: Buffer): Buffer => value;
-const adsServiceDefinition = {
+const adsServiceDefinition: grpc.ServiceDefinition = {
   streamAggregatedResources: {
     ...AggregatedDiscoveryServiceService.streamAggregatedResources,
     responseSerialize: passThrough,
@@ -49,7 +49,7 @@ const adsServiceDefinition = {
     requestDeserialize: decodeDeltaRequest,
     responseSerialize: passThrough,
   },
-} as unknown as grpc.ServiceDefinition;
+};
 
 /** The xDS gRPC server: ADS (SotW and Delta) and CSDS on one port. */
 /** The xDS server's gRPC channel options (the fan-out benchmark's raw reference uses them too). */

@@ -50,10 +50,13 @@ describe('decodeDeltaRequest', () => {
     });
   }
 
-  it('gives a plain ACK the canonical type URL and lists that cannot be changed', () => {
+  it('gives a plain ACK the canonical type URL and lists no other request shares', () => {
     const req = decodeDeltaRequest(cases['a plain ACK']!);
+    const next = decodeDeltaRequest(cases['a plain ACK']!);
     expect(req.typeUrl).toBe(TypeUrl.endpoint);
-    expect(Object.isFrozen(req.resourceNamesSubscribe)).toBe(true);
+    req.resourceNamesSubscribe.push('changed by a reader');
+    expect(next.resourceNamesSubscribe).toEqual([]);
+    expect(next.resourceNamesUnsubscribe).toEqual([]);
   });
 
   it('rejects truncated bytes like the generated decoder', () => {

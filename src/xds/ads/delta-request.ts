@@ -1,10 +1,6 @@
 import { DeltaDiscoveryRequest } from '../../gen/envoy/service/discovery/v3/discovery.js';
 import { xdsTypeUrlAt, type XdsTypeUrl } from '../types.js';
 
-const noNames: string[] = Object.freeze([]) as unknown as string[];
-const noLocators: DeltaDiscoveryRequest['resourceLocatorsSubscribe'] = Object.freeze(
-  [],
-) as unknown as DeltaDiscoveryRequest['resourceLocatorsSubscribe'];
 const noVersions: Record<string, string> = Object.freeze({});
 
 const TYPE_URL_TAG = (2 << 3) | 2;
@@ -41,10 +37,11 @@ function plainAck(buf: Buffer): DeltaDiscoveryRequest | undefined {
     $type: 'envoy.service.discovery.v3.DeltaDiscoveryRequest',
     node: undefined,
     typeUrl,
-    resourceNamesSubscribe: noNames,
-    resourceNamesUnsubscribe: noNames,
-    resourceLocatorsSubscribe: noLocators,
-    resourceLocatorsUnsubscribe: noLocators,
+    // Fresh empty lists (not shared frozen ones): the generated type's lists are mutable.
+    resourceNamesSubscribe: [],
+    resourceNamesUnsubscribe: [],
+    resourceLocatorsSubscribe: [],
+    resourceLocatorsUnsubscribe: [],
     initialResourceVersions: noVersions,
     responseNonce: nonce,
     errorDetail: undefined,
