@@ -14,12 +14,17 @@ type EntryParams = { Params: { kind: string; name: string } };
  * Config entries, as Consul's `/v1/config`: `PUT /v1/config` (the body names Kind and Name; answers
  * `true`), `GET /v1/config/:kind` (sorted by name), `GET` and `DELETE /v1/config/:kind/:name`.
  * Deleting an entry that does not exist is a 404 (Consul answers 200), so a typo is noticed.
+ * `peers`: the peerings a `service-resolver` may name (those not being deleted).
  */
-export function registerConfigRoutes(app: FastifyInstance, catalog: Catalog): void {
+export function registerConfigRoutes(
+  app: FastifyInstance,
+  catalog: Catalog,
+  opts: { readonly peers?: () => readonly string[] } = {},
+): void {
   void app.register(async (scope) => {
     acceptJsonBodies(scope);
     scope.put('/v1/config', async (request) => {
-      await catalog.putConfigEntry(request.body);
+      await catalog.putConfigEntry(request.body, opts);
       return true;
     });
     scope.get<KindParams>('/v1/config/:kind', async (request) =>

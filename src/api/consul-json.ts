@@ -6,6 +6,8 @@ import type {
   HealthCheck,
   MeshGatewayMode,
   ProxyConfig,
+  ResolverTarget,
+  ServiceResolverEntry,
   ServiceInstance,
   Upstream,
 } from '../catalog/types.js';
@@ -243,5 +245,67 @@ function entryFields(e: ConfigEntry): Json {
           Consumers: s.consumers.map((c) => ({ Peer: c.peer })),
         })),
       };
+    case 'service-resolver':
+      return serviceResolverJson(e);
   }
+}
+
+/** Only the fields that are set, so what `config read` prints is what was written. */
+function serviceResolverJson(e: ServiceResolverEntry): Json {
+  const subsets = Object.entries(e.subsets);
+  const failover = Object.entries(e.failover);
+  const lb = e.loadBalancer;
+  return {
+    Kind: e.kind,
+    Name: e.name,
+    ...(e.defaultSubset ? { DefaultSubset: e.defaultSubset } : {}),
+    ...(subsets.length > 0 && {
+      Subsets: Object.fromEntries(
+        subsets.map(([name, s]) => [
+          name,
+          {
+            ...(s.filter ? { Filter: s.filter } : {}),
+            ...(s.onlyPassing ? { OnlyPassing: true } : {}),
+          },
+        ]),
+      ),
+    }),
+    ...(e.redirect && { Redirect: resolverTargetJson(e.redirect) }),
+    ...(failover.length > 0 && {
+      Failover: Object.fromEntries(
+        failover.map(([key, f]) => [key, { Targets: f.targets.map(resolverTargetJson) }]),
+      ),
+    }),
+    ...(e.connectTimeoutMs ? { ConnectTimeout: `${e.connectTimeoutMs}ms` } : {}),
+    ...(e.requestTimeoutMs ? { RequestTimeout: `${e.requestTimeoutMs}ms` } : {}),
+    ...(lb && {
+      LoadBalancer: {
+        Policy: lb.policy,
+        ...(lb.ringHash && {
+          RingHashConfig: {
+            ...(lb.ringHash.minimumRingSize
+              ? { MinimumRingSize: lb.ringHash.minimumRingSize }
+              : {}),
+            ...(lb.ringHash.maximumRingSize
+              ? { MaximumRingSize: lb.ringHash.maximumRingSize }
+              : {}),
+          },
+        }),
+        ...(lb.leastRequest && {
+          LeastRequestConfig: lb.leastRequest.choiceCount
+            ? { ChoiceCount: lb.leastRequest.choiceCount }
+            : {},
+        }),
+      },
+    }),
+  };
+}
+
+function resolverTargetJson(t: ResolverTarget): Json {
+  return {
+    ...(t.service ? { Service: t.service } : {}),
+    ...(t.serviceSubset ? { ServiceSubset: t.serviceSubset } : {}),
+    ...(t.datacenter ? { Datacenter: t.datacenter } : {}),
+    ...(t.peer ? { Peer: t.peer } : {}),
+  };
 }

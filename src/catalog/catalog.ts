@@ -12,7 +12,7 @@ import type {
 } from './types.js';
 import { CatalogIndex, type ConfigRecord } from './catalog-index.js';
 import { type Clock, TtlTimers, systemClock } from './checks.js';
-import { parseConfigEntry, parseConfigKind } from './config-entries.js';
+import { checkEntryReferences, parseConfigEntry, parseConfigKind } from './config-entries.js';
 import { invalidInput } from '../problems.js';
 import {
   type InstanceChanges,
@@ -126,12 +126,21 @@ export class Catalog implements CatalogReader {
     return update.upserts[0]!.instance;
   }
 
-  async putConfigEntry(input: unknown): Promise<ConfigRecord> {
+  /**
+   * Writes a config entry. `peers` are the peerings entries may name (a `service-resolver`'s
+   * targets); references to other entries are checked against the committed state.
+   */
+  async putConfigEntry(
+    input: unknown,
+    opts: { readonly peers?: () => readonly string[] } = {},
+  ): Promise<ConfigRecord> {
     const parsed = parseConfigEntry(input);
     if (!parsed.ok) throw invalidInput(parsed.error);
     const entry = parsed.value;
     return this.write(
       (tx, ctx) => {
+        const problems = checkEntryReferences(entry, ctx.index, opts.peers?.() ?? []);
+        if (problems.length > 0) throw invalidInput(problems);
         const existing = ctx.index.config(entry.kind, entry.name);
         const rec: ConfigRecord = {
           entry,

@@ -8,8 +8,10 @@ import type {
   ProxyDefaultsEntry,
   ServiceDefaultsEntry,
   ServiceIntentionsEntry,
+  ServiceResolverEntry,
 } from './types.js';
 import {
+  type FieldError,
   type JsonObject,
   type Parsed,
   Problems,
@@ -23,6 +25,11 @@ import {
   readString,
 } from './input.js';
 import { readMeshGateway } from './registration-proxy.js';
+import {
+  checkResolverReferences,
+  parseServiceResolver,
+  serviceResolverFields,
+} from './service-resolver.js';
 
 /**
  * Config entries (`PUT /v1/config`), Consul's PascalCase JSON → the catalog model. As in Consul
@@ -35,6 +42,7 @@ export const configEntryKinds: readonly ConfigEntryKind[] = [
   'mesh',
   'service-intentions',
   'exported-services',
+  'service-resolver',
 ];
 export const protocols: readonly Protocol[] = ['tcp', 'http', 'http2', 'grpc'];
 
@@ -45,6 +53,7 @@ const fieldsOf: Readonly<Record<ConfigEntryKind, readonly string[]>> = {
   mesh: [...meta, 'DefaultIntentionAction', 'AllowEnablingPermissiveMutualTLS', 'Peering'],
   'service-intentions': [...meta, 'Sources'],
   'exported-services': [...meta, 'Services'],
+  'service-resolver': [...meta, ...serviceResolverFields],
 };
 const kindList = configEntryKinds.map((k) => JSON.stringify(k)).join(', ');
 const wildcardName = {
@@ -88,6 +97,29 @@ export function parseConfigEntry(input: unknown): Parsed<ConfigEntry> {
   return p.result(parsers[kind.value](obj, p));
 }
 
+/**
+ * Checks of an entry against the committed ones and the peerings, run inside its write: today a
+ * `service-resolver`'s peers, other services' subsets and redirect loops.
+ */
+export function checkEntryReferences(
+  entry: ConfigEntry,
+  committed: { config(kind: 'service-resolver', name: string): { entry: ConfigEntry } | undefined },
+  peers: readonly string[],
+): readonly FieldError[] {
+  if (entry.kind !== 'service-resolver') return [];
+  const p = new Problems();
+  checkResolverReferences(
+    entry,
+    {
+      resolver: (name) =>
+        committed.config('service-resolver', name)?.entry as ServiceResolverEntry | undefined,
+      peers,
+    },
+    p,
+  );
+  return p.list;
+}
+
 const parsers: {
   readonly [K in ConfigEntryKind]: (
     obj: JsonObject,
@@ -99,6 +131,8 @@ const parsers: {
   mesh: parseMesh,
   'service-intentions': parseIntentions,
   'exported-services': parseExportedServices,
+  'service-resolver': (obj, p) =>
+    parseServiceResolver(obj, readString(obj, 'Name', '', p, undefined, nameRule), p),
 };
 
 /** Kinds with a single entry take that fixed name (and default to it when Name is absent). */

@@ -120,7 +120,8 @@ export type ConfigEntryKind =
   | 'service-defaults'
   | 'mesh'
   | 'service-intentions'
-  | 'exported-services';
+  | 'exported-services'
+  | 'service-resolver';
 export type Protocol = 'tcp' | 'http' | 'http2' | 'grpc';
 
 export interface ProxyDefaultsEntry {
@@ -176,12 +177,70 @@ export interface ExportedServicesEntry {
   }[];
 }
 
+/**
+ * A place a `service-resolver` sends traffic: a service (or one of its subsets) here, in another
+ * datacenter, or on a cluster peer. Empty strings mean "the resolver's own" (service) or "none".
+ */
+export interface ResolverTarget {
+  readonly service: string;
+  readonly serviceSubset: string;
+  /** The local name of a peering; empty for this cluster. */
+  readonly peer: string;
+  /** Empty: the datacenter of the upstream. */
+  readonly datacenter: string;
+}
+
+/** A named subset of a service's instances (Consul's bexpr `Filter`, the subset isthmus reads). */
+export interface ResolverSubset {
+  /** The filter as written (shown back by `config read`). */
+  readonly filter: string;
+  readonly onlyPassing: boolean;
+}
+
+export type LoadBalancerPolicy =
+  | 'round_robin'
+  | 'least_request'
+  | 'ring_hash'
+  | 'maglev'
+  | 'random';
+
+export interface ResolverLoadBalancer {
+  readonly policy: LoadBalancerPolicy;
+  readonly ringHash?:
+    | {
+        readonly minimumRingSize?: number | undefined;
+        readonly maximumRingSize?: number | undefined;
+      }
+    | undefined;
+  readonly leastRequest?: { readonly choiceCount?: number | undefined } | undefined;
+}
+
+/** `service-resolver` (Consul's JSON shape; docs/architecture.md "Discovery chain"). */
+export interface ServiceResolverEntry {
+  readonly kind: 'service-resolver';
+  readonly name: string;
+  readonly namespace: string;
+  readonly partition: string;
+  /** Empty: every instance. */
+  readonly defaultSubset: string;
+  readonly subsets: Readonly<Record<string, ResolverSubset>>;
+  readonly redirect?: ResolverTarget | undefined;
+  /** By subset name, or `*` for any subset; targets in order. */
+  readonly failover: Readonly<Record<string, { readonly targets: readonly ResolverTarget[] }>>;
+  /** 0: the default (5 s). */
+  readonly connectTimeoutMs: number;
+  /** 0: Envoy's default. HTTP-family upstreams only. */
+  readonly requestTimeoutMs: number;
+  readonly loadBalancer?: ResolverLoadBalancer | undefined;
+}
+
 export type ConfigEntry =
   | ProxyDefaultsEntry
   | ServiceDefaultsEntry
   | MeshEntry
   | ServiceIntentionsEntry
-  | ExportedServicesEntry;
+  | ExportedServicesEntry
+  | ServiceResolverEntry;
 
 /**
  * What the snapshot layer reads: synchronous lookups over the catalog's in-memory index (kept in

@@ -13,6 +13,7 @@ import type { Catalog } from '../catalog/catalog.js';
 import type { ServerConfig } from '../config/index.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
+import { peeringView } from '../snapshot/peering-view.js';
 import type { XdsServer } from '../xds/server.js';
 import type { PeeringParts } from './peering-parts.js';
 import type { StartedParts } from './started-parts.js';
@@ -52,7 +53,9 @@ export async function startHttpApi(deps: HttpApiParts, parts: StartedParts): Pro
       imported.allOf(peer).filter((i) => i.name === name && i.namespace === namespace),
     importedServices: (peer) => imported.allOf(peer),
   });
-  registerConfigRoutes(http, catalog);
+  // A service-resolver may name the peerings that exist and are not being deleted.
+  const peers = peeringView(peerings, imported);
+  registerConfigRoutes(http, catalog, { peers: () => peers.peerNames() });
   registerCaRoutes(http, ca);
   registerAclRoutes(http, deps.tokens);
   registerPeeringRoutes(http, {
