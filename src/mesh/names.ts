@@ -48,6 +48,34 @@ export function serviceSni(td: string, dc: string, s: ServiceName): string {
   return `${s.name}.${ns(s)}.${ap(s)}.${dc}.internal-v1.${td}`;
 }
 
+/** SNI and cluster name of a subset of a local service: `<subset>.<service SNI>` (Consul's). */
+export function subsetSni(td: string, dc: string, s: ServiceName, subset: string): string {
+  const sni = serviceSni(td, dc, s);
+  return subset ? `${subset}.${sni}` : sni;
+}
+
+/**
+ * A discovery-chain target's ID (Consul `structs.ChainID`): `[<subset>.]<svc>.<ns>.<ap>.<dc>`, or
+ * `<svc>.<ns>.<ap>.external.<peer>` for a peer's service.
+ */
+export function chainTargetId(
+  s: ServiceName,
+  target: { readonly subset: string; readonly datacenter: string; readonly peer: string },
+): string {
+  if (target.peer) return `${s.name}.${ns(s)}.${ap(s)}.external.${target.peer}`;
+  const id = `${s.name}.${ns(s)}.${ap(s)}.${target.datacenter}`;
+  return target.subset ? `${target.subset}.${id}` : id;
+}
+
+/**
+ * The cluster of the `index`th target (0: the primary) of an upstream that fails over:
+ * `failover-target~<index>~<primary cluster>`, under an aggregate cluster named as the primary
+ * would be (Consul agent/xds `discoChainTargets.sequential`).
+ */
+export function failoverTargetClusterName(index: number, primaryCluster: string): string {
+  return `failover-target~${index}~${primaryCluster}`;
+}
+
 /** SNI that routes to a remote datacenter's mesh gateways: `<dc>.internal.<td>`. */
 export function datacenterSni(td: string, dc: string): string {
   return `${dc}.internal.${td}`;
