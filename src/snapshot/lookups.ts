@@ -1,10 +1,17 @@
 import { isIP } from 'node:net';
-import { sortEndpoints } from '../catalog/lookups.js';
-import { instanceHealth, type CatalogReader } from '../catalog/types.js';
+import { gatewayEndpoints, sortEndpoints, upstreamGatewayMode } from '../catalog/lookups.js';
+import { matchesSubset, type SubsetFilter } from '../discovery-chain/subset-filter.js';
+import {
+  instanceHealth,
+  type CatalogReader,
+  type ServiceInstance,
+  type Upstream,
+} from '../catalog/types.js';
+import type { BuildContext } from './context.js';
 import type { EndpointIR } from './types.js';
 
 /**
- * Endpoints of a local service: its sidecars, healthy unless the sidecar or the instance it fronts
+ * Endpoints of a local service: its sidecars (those of a subset, when given), healthy unless the sidecar or the instance it fronts
  * is critical (then left out) or warning (degraded).
  */
 export function sidecarEndpoints(
@@ -12,6 +19,7 @@ export function sidecarEndpoints(
   service: string,
   namespace: string,
   partition: string,
+  subset?: { readonly filter: SubsetFilter; readonly onlyPassing: boolean },
 ): EndpointIR[] {
   const out: EndpointIR[] = [];
   for (const sidecar of catalog.sidecarsOf(service, namespace, partition)) {
@@ -20,6 +28,10 @@ export function sidecarEndpoints(
       : undefined;
     const statuses = [instanceHealth(sidecar), fronted ? instanceHealth(fronted) : 'passing'];
     if (statuses.includes('critical')) continue;
+    // A subset (service-resolver `Subsets`) filters on the service instance the sidecar fronts.
+    if (subset?.onlyPassing && statuses.includes('warning')) continue;
+    if (subset && subset.filter.length > 0 && !(fronted && matchesSubset(subset.filter, fronted)))
+      continue;
     const lan = sidecar.taggedAddresses.lan;
     out.push({
       address: lan?.address || sidecar.address,
@@ -28,6 +40,33 @@ export function sidecarEndpoints(
     });
   }
   return sortEndpoints(out);
+}
+
+/**
+ * Local datacenter: the destination's sidecars. Another datacenter: through mesh gateways, the
+ * remote ones' WAN addresses (mode remote, the default) or our own (mode local).
+ */
+export function upstreamEndpoints(
+  proxy: ServiceInstance,
+  u: Upstream,
+  dc: string,
+  svc: { name: string; namespace: string; partition: string },
+  ctx: Pick<BuildContext, 'catalog' | 'datacenter'>,
+  subset?: { readonly filter: SubsetFilter; readonly onlyPassing: boolean },
+): EndpointIR[] {
+  if (dc === ctx.datacenter)
+    return sidecarEndpoints(ctx.catalog, svc.name, svc.namespace, svc.partition, subset);
+  const mode = upstreamGatewayMode(ctx.catalog, proxy, u);
+  const gateways = ctx.catalog.instancesOfKind('mesh-gateway');
+  if (mode === 'local')
+    return gatewayEndpoints(
+      gateways.filter((g) => g.datacenter === ctx.datacenter),
+      'lan',
+    );
+  return gatewayEndpoints(
+    gateways.filter((g) => g.datacenter === dc),
+    'wan',
+  );
 }
 
 /** Envoy's connect timeout for every cluster isthmus generates. */

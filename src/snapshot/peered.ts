@@ -117,7 +117,7 @@ export function peeredUpstream(
 }
 
 /** Mode `remote` (default): the exporter's gateways (WAN). Mode `local`: our own gateways (LAN). */
-function peeredUpstreamEndpoints(
+export function peeredUpstreamEndpoints(
   proxy: ServiceInstance,
   u: Upstream,
   sidecars: readonly PeeredSidecar[],

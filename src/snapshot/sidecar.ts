@@ -15,12 +15,13 @@ import {
 } from '../mesh/names.js';
 import type { BuildContext, Built } from './context.js';
 import { rbacForDestination } from './intentions.js';
-import { connectTimeoutMs, sidecarEndpoints, withEndpoints } from './lookups.js';
-import { gatewayEndpoints, serviceProtocol, upstreamGatewayMode } from '../catalog/lookups.js';
+import { connectTimeoutMs, upstreamEndpoints, withEndpoints } from './lookups.js';
+import { serviceProtocol } from '../catalog/lookups.js';
 import { peeredUpstream, peerRootsSecret } from './peered.js';
+import { chainDeps, chainUpstream } from './chain-upstream.js';
+import { compileChain } from '../discovery-chain/compile.js';
 import { exportedNamesFor } from '../peering/exports.js';
 import type {
-  EndpointIR,
   RootsSecretIR,
   SidecarSnapshot,
   TrustDomainIR,
@@ -64,7 +65,19 @@ export function buildSidecarSnapshot(
       continue;
     }
     deps.add(u.destinationName);
-    upstreams.push(localUpstream(proxy, u, leaf, ctx));
+    const chain = compileChain(
+      { service: u.destinationName, datacenter: u.datacenter || ctx.datacenter },
+      (name) => ctx.catalog.configEntry('service-resolver', name),
+    );
+    if (chain.isDefault) {
+      upstreams.push(localUpstream(proxy, u, leaf, ctx));
+      continue;
+    }
+    const built = chainUpstream(proxy, u, chain, leaf, ctx);
+    for (const dep of built?.deps ?? chainDeps(chain)) deps.add(dep);
+    if (!built) continue;
+    upstreams.push(built.upstream);
+    for (const bundle of built.bundles) peerRoots.set(bundle.peer, peerRootsSecret(bundle));
   }
   const localRoots: RootsSecretIR = {
     name: localRootsSecretName,
@@ -137,32 +150,6 @@ function localUpstream(
       ...withEndpoints(upstreamEndpoints(proxy, u, dc, svc, ctx)),
     },
   };
-}
-
-/**
- * Local datacenter: the destination's sidecars. Another datacenter: through mesh gateways, the
- * remote ones' WAN addresses (mode remote, the default) or our own (mode local).
- */
-function upstreamEndpoints(
-  proxy: ServiceInstance,
-  u: Upstream,
-  dc: string,
-  svc: { name: string; namespace: string; partition: string },
-  ctx: BuildContext,
-): EndpointIR[] {
-  if (dc === ctx.datacenter)
-    return sidecarEndpoints(ctx.catalog, svc.name, svc.namespace, svc.partition);
-  const mode = upstreamGatewayMode(ctx.catalog, proxy, u);
-  const gateways = ctx.catalog.instancesOfKind('mesh-gateway');
-  if (mode === 'local')
-    return gatewayEndpoints(
-      gateways.filter((g) => g.datacenter === ctx.datacenter),
-      'lan',
-    );
-  return gatewayEndpoints(
-    gateways.filter((g) => g.datacenter === dc),
-    'wan',
-  );
 }
 
 /**

@@ -4,7 +4,7 @@
  * consumed by the pure generators in src/xds/resources. Plain JSON-able data: generators key their
  * memo on it.
  */
-import type { Protocol } from '../catalog/types.js';
+import type { Protocol, ResolverLoadBalancer } from '../catalog/types.js';
 
 export interface SecretIR {
   readonly name: string;
@@ -46,6 +46,31 @@ export interface EdsClusterIR {
    * is STRICT_DNS (every host kept) with its load assignment inline instead of EDS.
    */
   readonly dns?: boolean | undefined;
+  /**
+   * Set on the clusters of a discovery chain (an upstream some `service-resolver` applies to):
+   * they never spill to unhealthy hosts (Consul sets `healthy_panic_threshold` 0 on them), and
+   * take their resolver's load balancer.
+   */
+  readonly chain?: { readonly loadBalancer?: ResolverLoadBalancer | undefined } | undefined;
+}
+
+/**
+ * An upstream that fails over: Envoy's aggregate cluster over its targets' clusters, in order.
+ * Envoy sends to the first member with healthy hosts, so traffic moves to the next target when
+ * the one before has none left (unhealthy, critical or ejected) and back when it recovers
+ * (docs/architecture.md "Discovery chain").
+ */
+export interface AggregateClusterIR {
+  readonly aggregate: true;
+  /** The name the primary target's cluster would have without failover (Consul's). */
+  readonly name: string;
+  readonly connectTimeoutMs: number;
+  readonly members: readonly EdsClusterIR[];
+}
+
+/** The clusters an upstream needs: its own, or an aggregate's members. */
+export function upstreamEdsClusters(u: UpstreamIR): readonly EdsClusterIR[] {
+  return 'aggregate' in u.cluster ? u.cluster.members : [u.cluster];
 }
 
 export interface UpstreamIR {
@@ -55,9 +80,12 @@ export interface UpstreamIR {
   /** The destination service name (stat prefixes, route names). */
   readonly service: string;
   readonly protocol: Protocol;
-  readonly cluster: EdsClusterIR;
+  /** What the listener (TCP) or route (HTTP) sends to. */
+  readonly cluster: EdsClusterIR | AggregateClusterIR;
   /** RDS route configuration name, for HTTP-family protocols. */
   readonly routeName?: string | undefined;
+  /** The route's timeout (a resolver's `RequestTimeout`), HTTP-family protocols only. */
+  readonly requestTimeoutMs?: number | undefined;
 }
 
 /** An RBAC principal: a URI SAN matching this regular expression (RE2, anchored). */

@@ -9,6 +9,7 @@ import type { CaRoots, Leaf } from '../../src/ca/types.js';
 import type { ImportedInstance } from '../../src/peering/imported.js';
 import { buildSidecarSnapshot } from '../../src/snapshot/sidecar.js';
 import type { BuildContext, PeerBundle, PeeringView } from '../../src/snapshot/context.js';
+import { upstreamEdsClusters } from '../../src/snapshot/types.js';
 import { resourcesFromSnapshot } from '../../src/xds/resources/index.js';
 import { TypeUrl } from '../../src/xds/types.js';
 import { FakeCatalog } from '../helpers/fake-catalog.js';
@@ -145,13 +146,14 @@ describe('peered sidecar upstreams', () => {
     expect(u.listenerName).toBe('api?peer=peer-a:127.0.0.1:19090');
     expect(u.protocol).toBe('http2');
     expect(u.cluster.name).toBe(`api.default.peer-a.external.${peerTd}`);
-    expect(u.cluster.tls).toEqual({
+    const [cluster] = upstreamEdsClusters(u);
+    expect(cluster?.tls).toEqual({
       sni: 'api.replicated.sni',
       leafSecret: `leaf:${leaf.spiffeId}`,
       rootsSecret: 'roots:peer:peer-a',
       spiffeIds: meta.spiffeId,
     });
-    expect(u.cluster.dns).toBeUndefined();
+    expect(cluster?.dns).toBeUndefined();
     expect(snapshot.roots).toContainEqual({ name: 'roots:peer:peer-a', pems: [pem('peer-root')] });
   });
 

@@ -5,11 +5,13 @@ import {
   Cluster_LbPolicy,
 } from '../../gen/envoy/config/cluster/v3/cluster.js';
 import { ClusterLoadAssignment } from '../../gen/envoy/config/endpoint/v3/endpoint.js';
+import { ClusterConfig as AggregateClusterConfig } from '../../gen/envoy/extensions/clusters/aggregate/v3/cluster.js';
 import { UpstreamTlsContext } from '../../gen/envoy/extensions/transport_sockets/tls/v3/tls.js';
 import { SubjectAltNameMatcher_SanType } from '../../gen/envoy/extensions/transport_sockets/tls/v3/common.js';
 import { HttpProtocolOptions } from '../../gen/envoy/extensions/upstreams/http/v3/http_protocol_options.js';
-import type { Protocol } from '../../catalog/types.js';
+import type { Protocol, ResolverLoadBalancer } from '../../catalog/types.js';
 import type {
+  AggregateClusterIR,
   ConfigSnapshot,
   EdsClusterIR,
   SidecarSnapshot,
@@ -43,7 +45,41 @@ function sidecarClusters(s: SidecarSnapshot): ResourceSpec[] {
   const local = spec(TypeUrl.cluster, app.clusterName, { ...app, protocol }, () =>
     buildLocalAppCluster(app.clusterName, app.address, app.port, protocol),
   );
-  return [local, ...s.upstreams.map((u) => edsClusterSpec(u.cluster))];
+  return [
+    local,
+    ...s.upstreams.flatMap((u) =>
+      'aggregate' in u.cluster
+        ? [aggregateClusterSpec(u.cluster), ...u.cluster.members.map(edsClusterSpec)]
+        : [edsClusterSpec(u.cluster)],
+    ),
+  ];
+}
+
+function aggregateClusterSpec(c: AggregateClusterIR): ResourceSpec {
+  const input = {
+    name: c.name,
+    connectTimeoutMs: c.connectTimeoutMs,
+    members: c.members.map((m) => m.name),
+  };
+  return spec(TypeUrl.cluster, c.name, input, () => buildAggregateCluster(c));
+}
+
+/**
+ * Envoy's aggregate cluster: its members are tried in order, the next only for the share of load
+ * the ones before cannot take for want of healthy hosts (Consul agent/xds clusters.go, failover).
+ */
+function buildAggregateCluster(c: AggregateClusterIR): Cluster {
+  const config = AggregateClusterConfig.fromPartial({ clusters: c.members.map((m) => m.name) });
+  return Cluster.fromPartial({
+    name: c.name,
+    altStatName: c.name,
+    connectTimeout: durationMs(c.connectTimeoutMs),
+    lbPolicy: Cluster_LbPolicy.CLUSTER_PROVIDED,
+    clusterDiscoveryType: {
+      $case: 'clusterType',
+      value: { name: 'envoy.clusters.aggregate', typedConfig: packAny(config) },
+    },
+  });
 }
 
 export function edsClusterSpec(c: EdsClusterIR): ResourceSpec {
@@ -111,6 +147,7 @@ function commonCluster(c: EdsClusterIR): Cluster {
     altStatName: c.name,
     connectTimeout: durationMs(c.connectTimeoutMs),
     lbPolicy: Cluster_LbPolicy.ROUND_ROBIN,
+    ...(c.chain && chainLb(c.chain.loadBalancer)),
     outlierDetection: {},
     typedExtensionProtocolOptions: httpProtocolOptions(c.protocol),
     transportSocket: c.tls
@@ -120,6 +157,39 @@ function commonCluster(c: EdsClusterIR): Cluster {
         }
       : undefined,
   });
+}
+
+const lbPolicies = {
+  round_robin: Cluster_LbPolicy.ROUND_ROBIN,
+  least_request: Cluster_LbPolicy.LEAST_REQUEST,
+  ring_hash: Cluster_LbPolicy.RING_HASH,
+  maglev: Cluster_LbPolicy.MAGLEV,
+  random: Cluster_LbPolicy.RANDOM,
+} as const;
+
+/**
+ * A discovery-chain cluster: panic mode off, so Envoy never routes to hosts it knows are unhealthy
+ * (an aggregate then moves on to the next target instead), and the resolver's load balancer.
+ */
+function chainLb(lb: ResolverLoadBalancer | undefined): Partial<Cluster> {
+  const ring = lb?.ringHash;
+  const least = lb?.leastRequest;
+  return {
+    commonLbConfig: { healthyPanicThreshold: { value: 0 } },
+    ...(lb && { lbPolicy: lbPolicies[lb.policy] }),
+    ...(ring && {
+      lbConfig: {
+        $case: 'ringHashLbConfig',
+        value: {
+          ...(ring.minimumRingSize ? { minimumRingSize: ring.minimumRingSize } : {}),
+          ...(ring.maximumRingSize ? { maximumRingSize: ring.maximumRingSize } : {}),
+        },
+      },
+    }),
+    ...(least?.choiceCount && {
+      lbConfig: { $case: 'leastRequestLbConfig', value: { choiceCount: least.choiceCount } },
+    }),
+  } as Partial<Cluster>;
 }
 
 /** HTTP/2 to the upstream for http2 and grpc (Envoy: explicit_http_config). */

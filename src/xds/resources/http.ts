@@ -9,14 +9,18 @@ import { Router } from '../../gen/envoy/extensions/filters/http/router/v3/router
 import type { Filter } from '../../gen/envoy/config/listener/v3/listener_components.js';
 import type { Protocol } from '../../catalog/types.js';
 import { packAny } from '../../proto-any.js';
-import { adsConfigSource, statPrefix } from './common.js';
+import { adsConfigSource, durationMs, statPrefix } from './common.js';
 
 export function isHttp(protocol: Protocol): boolean {
   return protocol !== 'tcp';
 }
 
 /** A route configuration sending every request to one cluster. */
-export function singleClusterRoute(name: string, cluster: string): RouteConfiguration {
+export function singleClusterRoute(
+  name: string,
+  cluster: string,
+  timeoutMs?: number,
+): RouteConfiguration {
   return RouteConfiguration.fromPartial({
     name,
     validateClusters: true,
@@ -29,7 +33,11 @@ export function singleClusterRoute(name: string, cluster: string): RouteConfigur
             match: { pathSpecifier: { $case: 'prefix', value: '/' } },
             action: {
               $case: 'route',
-              value: { clusterSpecifier: { $case: 'cluster', value: cluster } },
+              value: {
+                clusterSpecifier: { $case: 'cluster', value: cluster },
+                // A resolver's RequestTimeout (Consul sets the route's timeout from it).
+                ...(timeoutMs ? { timeout: durationMs(timeoutMs) } : {}),
+              },
             },
           },
         ],

@@ -9,8 +9,11 @@ export function routesFromSnapshot(s: ConfigSnapshot): ResourceSpec[] {
   return s.upstreams.flatMap((u) =>
     u.routeName
       ? [
-          spec(TypeUrl.route, u.routeName, { cluster: u.cluster.name }, () =>
-            singleClusterRoute(u.routeName!, u.cluster.name),
+          spec(
+            TypeUrl.route,
+            u.routeName,
+            { cluster: u.cluster.name, timeoutMs: u.requestTimeoutMs },
+            () => singleClusterRoute(u.routeName!, u.cluster.name, u.requestTimeoutMs),
           ),
         ]
       : [],

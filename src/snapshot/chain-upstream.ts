@@ -1,0 +1,162 @@
+import type { ServiceInstance, Upstream } from '../catalog/types.js';
+import type { Leaf } from '../ca/types.js';
+import type { ChainTarget, CompiledChain } from '../discovery-chain/compile.js';
+import { parseSubsetFilter } from '../discovery-chain/subset-filter.js';
+import {
+  failoverTargetClusterName,
+  leafSecretName,
+  localRootsSecretName,
+  peerBundleSecretName,
+  peeredUpstreamClusterName,
+  serviceSpiffeId,
+  subsetSni,
+  upstreamListenerName,
+  upstreamRouteName,
+} from '../mesh/names.js';
+import type { BuildContext, PeerBundle } from './context.js';
+import { serviceProtocol } from '../catalog/lookups.js';
+import { connectTimeoutMs, upstreamEndpoints, withEndpoints } from './lookups.js';
+import { peeredSidecars, peeredUpstreamEndpoints, protocolOf } from './peered.js';
+import type { EdsClusterIR, UpstreamIR } from './types.js';
+
+/** An upstream built from its discovery chain, the peers whose bundles it trusts, and what it reads. */
+export interface ChainUpstream {
+  readonly upstream: UpstreamIR;
+  readonly bundles: readonly PeerBundle[];
+  readonly deps: readonly string[];
+}
+
+/**
+ * An upstream some `service-resolver` applies to (docs/architecture.md "Discovery chain"): one
+ * cluster per target that can be rendered, named as Consul names them; with more than one target,
+ * an aggregate cluster over them in failover order. A peer's target appears once its bundle and
+ * replicated PeerMeta are known (as a peered upstream does). Undefined when no target can be
+ * rendered yet.
+ */
+export function chainUpstream(
+  proxy: ServiceInstance,
+  u: Upstream,
+  chain: CompiledChain,
+  leaf: Leaf,
+  ctx: BuildContext,
+): ChainUpstream | undefined {
+  const targets = [chain.primary, ...chain.failover];
+  const deps = chainDeps(chain);
+  const built = targets
+    .map((t) =>
+      t.peer
+        ? peerTargetCluster(proxy, u, t, leaf, ctx)
+        : localTargetCluster(proxy, u, t, leaf, ctx),
+    )
+    .filter((b) => b !== undefined);
+  const first = built[0];
+  if (!first) return undefined;
+  const protocol = chain.primary.peer
+    ? first.cluster.protocol
+    : serviceProtocol(ctx.catalog, u.destinationName);
+  const timeoutMs = chain.connectTimeoutMs || connectTimeoutMs;
+  const clusters: EdsClusterIR[] = built.map(({ cluster }) => ({
+    ...cluster,
+    protocol,
+    connectTimeoutMs: timeoutMs,
+    chain: chain.loadBalancer ? { loadBalancer: chain.loadBalancer } : {},
+  }));
+  const base = clusters[0] ?? first.cluster;
+  const bindAddress = u.localBindAddress || '127.0.0.1';
+  const http = protocol !== 'tcp';
+  const upstream: UpstreamIR = {
+    listenerName: upstreamListenerName(u.destinationName, bindAddress, u.localBindPort),
+    bindAddress,
+    bindPort: u.localBindPort,
+    service: u.destinationName,
+    protocol,
+    routeName: http ? upstreamRouteName(u.destinationName) : undefined,
+    cluster:
+      clusters.length === 1
+        ? base
+        : {
+            aggregate: true,
+            name: base.name,
+            connectTimeoutMs: timeoutMs,
+            members: clusters.map((c, i) => ({
+              ...c,
+              name: failoverTargetClusterName(i, base.name),
+            })),
+          },
+    ...(http && chain.requestTimeoutMs ? { requestTimeoutMs: chain.requestTimeoutMs } : {}),
+  };
+  const bundles = built.flatMap((b) => (b.bundle ? [b.bundle] : []));
+  return { upstream, bundles, deps };
+}
+
+/** What a chain's upstream is rebuilt on: its local services and the peers it names. */
+export function chainDeps(chain: CompiledChain): string[] {
+  return [chain.primary, ...chain.failover].map((t) => (t.peer ? `peer:${t.peer}` : t.service));
+}
+
+type TargetCluster = { cluster: EdsClusterIR; bundle?: PeerBundle };
+
+/** A service (subset) of this cluster: its SNI is the cluster name, as today's upstreams. */
+function localTargetCluster(
+  proxy: ServiceInstance,
+  u: Upstream,
+  t: ChainTarget,
+  leaf: Leaf,
+  ctx: BuildContext,
+): TargetCluster {
+  const svc = { name: t.service, namespace: t.namespace, partition: t.partition };
+  const sni = subsetSni(ctx.trustDomain, t.datacenter, svc, t.subset);
+  // Filters are checked when the resolver is written; one not understood matches nothing.
+  const parsed = parseSubsetFilter(t.filter);
+  const subset =
+    parsed.ok && t.subset ? { filter: parsed.filter, onlyPassing: t.onlyPassing } : undefined;
+  const endpoints = parsed.ok ? upstreamEndpoints(proxy, u, t.datacenter, svc, ctx, subset) : [];
+  return {
+    cluster: {
+      name: sni,
+      protocol: serviceProtocol(ctx.catalog, t.service),
+      connectTimeoutMs,
+      tls: {
+        sni,
+        leafSecret: leafSecretName(leaf.spiffeId),
+        rootsSecret: localRootsSecretName,
+        spiffeIds: [serviceSpiffeId(ctx.trustDomain, t.datacenter, svc)],
+      },
+      ...withEndpoints(endpoints),
+    },
+  };
+}
+
+/** A peer's service: SNI and SANs from what the peer replicated, its bundle trusted (issue 5). */
+function peerTargetCluster(
+  proxy: ServiceInstance,
+  u: Upstream,
+  t: ChainTarget,
+  leaf: Leaf,
+  ctx: BuildContext,
+): TargetCluster | undefined {
+  const bundle = ctx.peering?.bundle(t.peer);
+  const sidecars = peeredSidecars(ctx, t.peer, t.service, t.namespace);
+  const meta = sidecars[0]?.peerMeta;
+  const sni = meta?.sni[0];
+  if (!bundle || !meta || !sni) return undefined;
+  const name = peeredUpstreamClusterName(bundle.trustDomain, t.peer, {
+    name: t.service,
+    namespace: t.namespace,
+  });
+  return {
+    bundle,
+    cluster: {
+      name,
+      protocol: protocolOf(meta.protocol),
+      connectTimeoutMs,
+      tls: {
+        sni,
+        leafSecret: leafSecretName(leaf.spiffeId),
+        rootsSecret: peerBundleSecretName(t.peer),
+        spiffeIds: [...meta.spiffeId],
+      },
+      ...withEndpoints(peeredUpstreamEndpoints(proxy, u, sidecars, ctx)),
+    },
+  };
+}
