@@ -78,6 +78,7 @@ const goldenCases = [
   'peered/sidecar-exported-to-two-peers',
   'peered/mesh-gateway-peering-acceptor',
   'peered/mesh-gateway-peering-dialer',
+  'peered/sidecar-resolver-failover-subsets',
 ] as const;
 
 /** The proxies of those topologies that have no golden file of their own. */
@@ -87,6 +88,7 @@ const otherProxies = [
   'dc1-bind/api-sidecar-proxy',
   'dc-a/db-sidecar-proxy',
   'dc-a/gw-2',
+  'resolver-b/api-1-sidecar-proxy',
 ] as const;
 
 const proxies = new Map<string, Proxy>();
@@ -333,6 +335,77 @@ async function peeredTopology(): Promise<void> {
 }
 
 /**
+ * peered/sidecar-resolver-failover-subsets, in a pair of its own (B's web differs from the trio's):
+ * B's resolver for api fails over from subset v1 to subset v2 and to A's api, and B's resolver for
+ * db redirects to A's db. B's api instances run on loopback with metadata and tags as in the golden
+ * test; one of their sidecars gets an Envoy too.
+ */
+async function resolverTopology(): Promise<void> {
+  const { a, b } = await startPeeredMeshes({}, {}, startMeshProcess);
+  nodes.push(a, b);
+  const tds = { 'trust-domain-a': await a.trustDomain(), 'trust-domain-b': await b.trustDomain() };
+  await a.register(withSidecar('api', await port(), await port()));
+  await a.register(withSidecar('db', await port(), await port()));
+  await a.register(gateway('gw-1', lo(await port()), lo(await port())));
+  await a.putConfig({ Kind: 'service-defaults', Name: 'api', Protocol: 'http' });
+  await a.putConfig(exportEntry({ api: ['cluster-b'], db: ['cluster-b'] }));
+  await b.putConfig({ Kind: 'service-defaults', Name: 'api', Protocol: 'http' });
+  for (const [id, version] of [
+    ['api-1', 'v1'],
+    ['api-2', 'v2'],
+    ['api-3', 'v2'],
+  ] as const)
+    await b.register({
+      ...withSidecar('api', await port(), await port()),
+      ID: id,
+      Meta: { version },
+      Tags: version === 'v2' ? ['canary'] : [],
+    });
+  await b.putConfig({
+    Kind: 'service-resolver',
+    Name: 'api',
+    DefaultSubset: 'v1',
+    Subsets: {
+      v1: { Filter: 'Service.Meta.version == v1' },
+      v2: {
+        Filter: 'Service.Meta.version == v2 and Service.Tags contains canary',
+        OnlyPassing: true,
+      },
+    },
+    Failover: { '*': { Targets: [{ ServiceSubset: 'v2' }, { Peer: 'cluster-a' }] } },
+    ConnectTimeout: '2s',
+    RequestTimeout: '15s',
+    LoadBalancer: { Policy: 'ring_hash', RingHashConfig: { MinimumRingSize: 64 } },
+  });
+  await b.putConfig({
+    Kind: 'service-resolver',
+    Name: 'db',
+    Redirect: { Service: 'db', Peer: 'cluster-a' },
+    LoadBalancer: { Policy: 'least_request', LeastRequestConfig: { ChoiceCount: 3 } },
+  });
+  const [webSidecar, apiBind, dbBind] = [await port(), await port(), await port()];
+  await b.register(
+    withSidecar('web', await port(), webSidecar, [
+      { DestinationName: 'api', LocalBindPort: apiBind },
+      { DestinationName: 'db', LocalBindPort: dbBind },
+    ]),
+  );
+  addProxy(
+    'peered/sidecar-resolver-failover-subsets',
+    b,
+    'dc-b',
+    'web-sidecar-proxy',
+    'connect-proxy',
+    relabeler(tds, {
+      [loopback(webSidecar)]: '127.0.0.1:21003',
+      [loopback(apiBind)]: '127.0.0.1:19090',
+      [loopback(dbBind)]: '127.0.0.1:15432',
+    }),
+  );
+  addProxy('resolver-b/api-1-sidecar-proxy', b, 'dc-b', 'api-1-sidecar-proxy', 'connect-proxy');
+}
+
+/**
  * Peering through mesh gateways: A's token names gw-a's WAN address (its own listener here, not A's
  * peering port as in the golden test, which has no Envoy to pass it through), and B dials through
  * gw-b first. The gateways' Envoys are LIVE before B establishes, so the stream crosses them.
@@ -532,6 +605,7 @@ describe.skipIf(skipWithoutEnvoy())('golden topologies with real Envoys', () => 
       bindTaggedTopology(),
       peeredTopology(),
       peeringThroughGatewaysTopology(),
+      resolverTopology(),
     ]);
     await Promise.all([...proxies.values()].map(startProxyEnvoy));
   }, 180_000);

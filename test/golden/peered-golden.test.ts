@@ -247,6 +247,76 @@ describe('golden peered proxy configs', () => {
     await checkProxy('mesh-gateway-peering-dialer', gwB, tds);
   }, 30_000);
 
+  it('sidecar with service-resolvers: subsets, failover to a local subset and a peer (aggregate cluster), ring hash and a request timeout; a TCP redirect to a peer', async () => {
+    const { a, b } = await peered();
+    const tds = {
+      'trust-domain-a': a.server.ca.trustDomain,
+      'trust-domain-b': b.server.ca.trustDomain,
+    };
+    await a.register(withSidecar('api', 9090));
+    await a.register(withSidecar('db', 5432));
+    await a.register(gateway('gw-1', '10.0.0.2', '203.0.113.7'));
+    await a.putConfig({ Kind: 'service-defaults', Name: 'api', Protocol: 'http' });
+    await a.putConfig(exportEntry({ api: ['cluster-b'], db: ['cluster-b'] }));
+    await b.putConfig({ Kind: 'service-defaults', Name: 'api', Protocol: 'http' });
+    for (const [id, version, address] of [
+      ['api-1', 'v1', '10.1.0.11'],
+      ['api-2', 'v2', '10.1.0.12'],
+      ['api-3', 'v2', '10.1.0.13'],
+    ] as const)
+      await b.register({
+        ID: id,
+        Name: 'api',
+        Address: address,
+        Port: 9090,
+        Meta: { version },
+        Tags: version === 'v2' ? ['canary'] : [],
+        Connect: { SidecarService: {} },
+      });
+    await b.putConfig({
+      Kind: 'service-resolver',
+      Name: 'api',
+      DefaultSubset: 'v1',
+      Subsets: {
+        v1: { Filter: 'Service.Meta.version == v1' },
+        v2: {
+          Filter: 'Service.Meta.version == v2 and Service.Tags contains canary',
+          OnlyPassing: true,
+        },
+      },
+      Failover: { '*': { Targets: [{ ServiceSubset: 'v2' }, { Peer: 'cluster-a' }] } },
+      ConnectTimeout: '2s',
+      RequestTimeout: '15s',
+      LoadBalancer: { Policy: 'ring_hash', RingHashConfig: { MinimumRingSize: 64 } },
+    });
+    await b.putConfig({
+      Kind: 'service-resolver',
+      Name: 'db',
+      Redirect: { Service: 'db', Peer: 'cluster-a' },
+      LoadBalancer: { Policy: 'least_request', LeastRequestConfig: { ChoiceCount: 3 } },
+    });
+    await b.register(
+      withSidecar('web', 8080, [
+        { DestinationName: 'api', LocalBindPort: 19090 },
+        { DestinationName: 'db', LocalBindPort: 15432 },
+      ]),
+    );
+    const web = await b.connect('web-sidecar-proxy');
+    const primary = `v1.api.default.dc-b.internal.${tds['trust-domain-b']}`;
+    await web.until(
+      (e) =>
+        e.get(TypeUrl.cluster, `failover-target~2~${primary}`) !== undefined &&
+        e.get(TypeUrl.cluster, `db.default.cluster-a.external.${tds['trust-domain-a']}`) !==
+          undefined &&
+        e.get(TypeUrl.endpoint, `failover-target~1~${primary}`) !== undefined &&
+        e.get(TypeUrl.secret, peerBundleSecretName('cluster-a')) !== undefined,
+      'the failover clusters and the redirected db',
+    );
+    await b.server.snapshots.settled();
+    await web.settle();
+    await checkProxy('sidecar-resolver-failover-subsets', web, tds);
+  }, 30_000);
+
   it('leaves no orphaned golden files', () => {
     expect(orphanedGoldens('peered')).toEqual([]);
   });

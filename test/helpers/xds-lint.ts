@@ -47,6 +47,9 @@ function clusterRefs(message: Obj): string[] {
     ) {
       out.push(spec.value as string);
     }
+    // An aggregate cluster's members (failover) are clusters too.
+    if (t === 'envoy.extensions.clusters.aggregate.v3.ClusterConfig')
+      out.push(...(o.clusters as string[]));
   }
   return out;
 }
