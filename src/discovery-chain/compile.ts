@@ -28,6 +28,11 @@ export interface ChainTarget {
   readonly filter: string;
   /** Only instances whose checks all pass (a warning one is left out, not degraded). */
   readonly onlyPassing: boolean;
+  /**
+   * The subset is named but no resolver defines it (its definition was deleted after the
+   * reference was written): the target has no instances rather than all of them.
+   */
+  readonly undefinedSubset?: true;
 }
 
 export interface CompiledChain {
@@ -131,5 +136,6 @@ function target(
     peer,
     filter: def?.filter ?? '',
     onlyPassing: def?.onlyPassing ?? false,
+    ...(subset && !peer && !def ? { undefinedSubset: true as const } : {}),
   };
 }

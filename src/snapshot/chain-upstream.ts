@@ -110,7 +110,10 @@ function localTargetCluster(
   const parsed = parseSubsetFilter(t.filter);
   const subset =
     parsed.ok && t.subset ? { filter: parsed.filter, onlyPassing: t.onlyPassing } : undefined;
-  const endpoints = parsed.ok ? upstreamEndpoints(proxy, u, t.datacenter, svc, ctx, subset) : [];
+  const endpoints =
+    parsed.ok && !t.undefinedSubset
+      ? upstreamEndpoints(proxy, u, t.datacenter, svc, ctx, subset)
+      : [];
   return {
     cluster: {
       name: sni,

@@ -100,6 +100,12 @@ describe('compileChain', () => {
     expect(ids(c)).toEqual(['api.default.default.external.cluster-a']);
   });
 
+  it('a subset whose definition was deleted is marked, so it gets no instances rather than all', () => {
+    const web = resolver('web', { redirect: target({ service: 'api', serviceSubset: 'v9' }) });
+    const c = compileChain({ service: 'web', datacenter: 'dc1' }, lookup(web, resolver('api')));
+    expect(c.primary).toMatchObject({ id: 'v9.api.default.default.dc1', undefinedSubset: true });
+  });
+
   it('a redirect to another datacenter keeps the service', () => {
     const api = resolver('api', { redirect: target({ datacenter: 'dc2' }) });
     expect(ids(compileChain({ service: 'api', datacenter: 'dc1' }, lookup(api)))).toEqual([
