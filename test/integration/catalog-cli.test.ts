@@ -213,4 +213,85 @@ describe('isthmus config', () => {
       /^isthmus: Kind: "nope" is not one of "proxy-defaults"/,
     );
   });
+
+  it("service-resolver: written from YAML, read back in Consul's shape, checked against peers and loops", async () => {
+    const resolver = file(
+      'api-resolver.yaml',
+      [
+        'Kind: service-resolver',
+        'Name: api',
+        'DefaultSubset: v1',
+        'Subsets:',
+        '  v1:',
+        '    Filter: Service.Meta.version == v1',
+        '  v2:',
+        '    Filter: Service.Meta.version == v2',
+        '    OnlyPassing: true',
+        'Failover:',
+        "  '*':",
+        '    Targets:',
+        '      - ServiceSubset: v2',
+        'ConnectTimeout: 2s',
+        '',
+      ].join('\n'),
+    );
+    expect(await cli(['config', 'write', resolver])).toMatchObject({
+      code: 0,
+      stdout: 'Config entry written: service-resolver/api',
+    });
+    const read = JSON.parse((await cli(['config', 'read', 'service-resolver', 'api'])).stdout);
+    expect(read).toEqual({
+      Kind: 'service-resolver',
+      Name: 'api',
+      DefaultSubset: 'v1',
+      Subsets: {
+        v1: { Filter: 'Service.Meta.version == v1' },
+        v2: { Filter: 'Service.Meta.version == v2', OnlyPassing: true },
+      },
+      Failover: { '*': { Targets: [{ ServiceSubset: 'v2' }] } },
+      ConnectTimeout: '2s',
+      CreateIndex: expect.any(Number),
+      ModifyIndex: expect.any(Number),
+    });
+    // What read prints is accepted back as it is.
+    expect((await cli(['config', 'write', file('api-read.json', JSON.stringify(read))])).code).toBe(
+      0,
+    );
+    expect(
+      await cli([
+        'config',
+        'write',
+        file(
+          'peer.json',
+          JSON.stringify({
+            Kind: 'service-resolver',
+            Name: 'web',
+            Failover: { '*': { Targets: [{ Peer: 'cluster-z' }] } },
+          }),
+        ),
+      ]),
+    ).toMatchObject({
+      code: 1,
+      stderr:
+        'isthmus: Failover.*.Targets[0].Peer: "cluster-z" is not a peering of this cluster; establish it first (there are none) (HTTP 400)\n',
+    });
+    const redirect = (name: string, to: string) =>
+      file(
+        `${name}.json`,
+        JSON.stringify({ Kind: 'service-resolver', Name: name, Redirect: { Service: to } }),
+      );
+    expect((await cli(['config', 'write', redirect('old', 'api')])).code).toBe(0);
+    expect(await cli(['config', 'write', redirect('api', 'old')])).toMatchObject({
+      code: 1,
+      stderr:
+        'isthmus: Redirect: redirects in a loop (api → old → api); break the cycle (HTTP 400)\n',
+    });
+    const list = await cli(['config', 'list', 'service-resolver']);
+    expect(list.stdout.split('\n').slice(1)).toEqual([
+      expect.stringMatching(/^api +\d+$/),
+      expect.stringMatching(/^old +\d+$/),
+    ]);
+    for (const name of ['old', 'api'])
+      expect((await cli(['config', 'delete', 'service-resolver', name])).code).toBe(0);
+  });
 });

@@ -165,6 +165,7 @@ describe('parse service-resolver', () => {
     });
     expect(parse(json)).toEqual(entry);
     expect(configEntryJson({ entry: parse(json), createIndex: 3, modifyIndex: 7 })).toEqual(json);
+    expect(json).toMatchObject({ ConnectTimeout: '15s', RequestTimeout: '1m30s' });
   });
 });
 
