@@ -1,4 +1,4 @@
-import { parseSubsetFilter, subsetFilterHelp } from '../discovery-chain/subset-filter.js';
+import { parseSubsetFilter, subsetFilterHelp } from './subset-filter.js';
 import { parseDurationSeconds } from './checks.js';
 import {
   type JsonObject,

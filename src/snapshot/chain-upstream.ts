@@ -1,7 +1,7 @@
 import type { ServiceInstance, Upstream } from '../catalog/types.js';
 import type { Leaf } from '../ca/types.js';
 import type { ChainTarget, CompiledChain } from '../discovery-chain/compile.js';
-import { parseSubsetFilter } from '../discovery-chain/subset-filter.js';
+import { parseSubsetFilter } from '../catalog/subset-filter.js';
 import {
   failoverTargetClusterName,
   leafSecretName,

@@ -1,6 +1,6 @@
 import { isIP } from 'node:net';
 import { gatewayEndpoints, sortEndpoints, upstreamGatewayMode } from '../catalog/lookups.js';
-import { matchesSubset, type SubsetFilter } from '../discovery-chain/subset-filter.js';
+import { matchesSubset, type SubsetFilter } from '../catalog/subset-filter.js';
 import {
   instanceHealth,
   type CatalogReader,

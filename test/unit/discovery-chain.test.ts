@@ -7,7 +7,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import type { ResolverTarget, ServiceResolverEntry } from '../../src/catalog/types.js';
 import { compileChain } from '../../src/discovery-chain/compile.js';
-import { matchesSubset, parseSubsetFilter } from '../../src/discovery-chain/subset-filter.js';
+import { matchesSubset, parseSubsetFilter } from '../../src/catalog/subset-filter.js';
 
 function resolver(name: string, fields: Partial<ServiceResolverEntry> = {}): ServiceResolverEntry {
   return {

@@ -34,7 +34,7 @@ const layers: readonly (readonly string[])[] = [
   ['mesh'],
   ['store'],
   ['catalog', 'ca', 'acl'],
-  ['peering'],
+  ['peering', 'discovery-chain'],
   ['snapshot'],
   ['xds'],
   ['probe', 'troubleshoot'],
