@@ -211,48 +211,64 @@ function readFailoverEntry(
     if (policy.Regions !== undefined && policy.Regions !== null)
       p.add(at(field, 'Policy.Regions'), notYet('order-by-locality failover'));
   }
-  const hasTargets = Array.isArray(f.Targets) && f.Targets.length > 0;
-  const datacenters = Array.isArray(f.Datacenters) ? f.Datacenters : [];
   if (f.Datacenters !== undefined && f.Datacenters !== null && !Array.isArray(f.Datacenters))
     p.add(at(field, 'Datacenters'), 'must be a JSON array of datacenter names');
-  if (hasTargets) {
-    for (const key of ['Service', 'ServiceSubset', 'Namespace'])
-      if (f[key] !== undefined && f[key] !== null && f[key] !== '')
-        p.add(at(field, key), 'cannot be set together with Targets (put it in each target)');
-    if (datacenters.length > 0)
-      p.add(
-        at(field, 'Datacenters'),
-        'cannot be set together with Targets (one target per datacenter)',
-      );
-    const out: ResolverTarget[] = [];
-    (f.Targets as unknown[]).forEach((t, i) => {
-      const tf = at(at(field, 'Targets'), i);
-      const obj = readObject(t, tf, targetFields, p);
-      const target = obj ? readTarget(obj, tf, p) : undefined;
-      if (target) out.push(target);
-    });
-    return out;
-  }
   if (f.Targets !== undefined && f.Targets !== null && !Array.isArray(f.Targets))
     p.add(
       at(field, 'Targets'),
       'must be a JSON array of {Service, ServiceSubset, Datacenter, Peer}',
     );
-  const base = readTarget(
-    { Service: f.Service, ServiceSubset: f.ServiceSubset, Namespace: f.Namespace },
-    field,
-    p,
-  );
-  if (!base) return undefined;
+  return Array.isArray(f.Targets) && f.Targets.length > 0
+    ? readFailoverTargets(f, f.Targets, field, p)
+    : readFailoverByDatacenter(f, field, p);
+}
+
+/** `Targets`: each a service (subset) here, in another datacenter, or on a peer. */
+function readFailoverTargets(
+  f: JsonObject,
+  targets: readonly unknown[],
+  field: string,
+  p: Problems,
+): ResolverTarget[] {
+  for (const key of ['Service', 'ServiceSubset', 'Namespace'])
+    if (f[key] !== undefined && f[key] !== null && f[key] !== '')
+      p.add(at(field, key), 'cannot be set together with Targets (put it in each target)');
+  if (Array.isArray(f.Datacenters) && f.Datacenters.length > 0)
+    p.add(
+      at(field, 'Datacenters'),
+      'cannot be set together with Targets (one target per datacenter)',
+    );
+  const out: ResolverTarget[] = [];
+  targets.forEach((t, i) => {
+    const tf = at(at(field, 'Targets'), i);
+    const obj = readObject(t, tf, targetFields, p);
+    const target = obj ? readTarget(obj, tf, p) : undefined;
+    if (target) out.push(target);
+  });
+  return out;
+}
+
+/** The older form: `Service` / `ServiceSubset`, in this datacenter or in each of `Datacenters`. */
+function readFailoverByDatacenter(
+  f: JsonObject,
+  field: string,
+  p: Problems,
+): ResolverTarget[] | undefined {
+  const own = { Service: f.Service, ServiceSubset: f.ServiceSubset, Namespace: f.Namespace };
+  const datacenters = Array.isArray(f.Datacenters) ? (f.Datacenters as unknown[]) : [];
   if (datacenters.length === 0) {
-    if (!base.service && !base.serviceSubset)
+    const base = readTarget(own, field, p);
+    if (base && !base.service && !base.serviceSubset)
       p.add(field, 'must have Targets, Datacenters, Service or ServiceSubset');
-    return [base];
+    return base && [base];
   }
   const out: ResolverTarget[] = [];
   datacenters.forEach((dc, i) => {
     const datacenter = checkString(dc, at(at(field, 'Datacenters'), i), p, nameRule);
-    if (datacenter) out.push({ ...base, datacenter });
+    const target = datacenter
+      ? readTarget({ ...own, Datacenter: datacenter }, field, p)
+      : undefined;
+    if (target) out.push(target);
   });
   return out;
 }

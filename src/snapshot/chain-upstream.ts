@@ -17,7 +17,7 @@ import type { BuildContext, PeerBundle } from './context.js';
 import { serviceProtocol } from '../catalog/lookups.js';
 import { connectTimeoutMs, upstreamEndpoints, withEndpoints } from './lookups.js';
 import { peeredSidecars, peeredUpstreamEndpoints, protocolOf } from './peered.js';
-import type { EdsClusterIR, UpstreamIR } from './types.js';
+import type { AggregateClusterIR, EdsClusterIR, UpstreamIR } from './types.js';
 
 /** An upstream built from its discovery chain, the peers whose bundles it trusts, and what it reads. */
 export interface ChainUpstream {
@@ -49,19 +49,18 @@ export function chainUpstream(
         : localTargetCluster(proxy, u, t, leaf, ctx),
     )
     .filter((b) => b !== undefined);
-  const first = built[0];
+  const [first, ...rest] = built;
   if (!first) return undefined;
   const protocol = chain.primary.peer
     ? first.cluster.protocol
     : serviceProtocol(ctx.catalog, u.destinationName);
   const timeoutMs = chain.connectTimeoutMs || connectTimeoutMs;
-  const clusters: EdsClusterIR[] = built.map(({ cluster }) => ({
-    ...cluster,
+  const asChain = (c: EdsClusterIR): EdsClusterIR => ({
+    ...c,
     protocol,
     connectTimeoutMs: timeoutMs,
     chain: chain.loadBalancer ? { loadBalancer: chain.loadBalancer } : {},
-  }));
-  const base = clusters[0] ?? first.cluster;
+  });
   const bindAddress = u.localBindAddress || '127.0.0.1';
   const http = protocol !== 'tcp';
   const upstream: UpstreamIR = {
@@ -71,22 +70,36 @@ export function chainUpstream(
     service: u.destinationName,
     protocol,
     routeName: http ? upstreamRouteName(u.destinationName) : undefined,
-    cluster:
-      clusters.length === 1
-        ? base
-        : {
-            aggregate: true,
-            name: base.name,
-            connectTimeoutMs: timeoutMs,
-            members: clusters.map((c, i) => ({
-              ...c,
-              name: failoverTargetClusterName(i, base.name),
-            })),
-          },
+    cluster: failoverCluster(
+      asChain(first.cluster),
+      rest.map((b) => asChain(b.cluster)),
+      timeoutMs,
+    ),
     ...(http && chain.requestTimeoutMs ? { requestTimeoutMs: chain.requestTimeoutMs } : {}),
   };
   const bundles = built.flatMap((b) => (b.bundle ? [b.bundle] : []));
   return { upstream, bundles, deps };
+}
+
+/**
+ * One target: its cluster. Several: an aggregate named as the primary's cluster over
+ * `failover-target~<i>~<primary>` members, in failover order (Consul's names).
+ */
+function failoverCluster(
+  primary: EdsClusterIR,
+  failover: readonly EdsClusterIR[],
+  timeoutMs: number,
+): EdsClusterIR | AggregateClusterIR {
+  if (failover.length === 0) return primary;
+  return {
+    aggregate: true,
+    name: primary.name,
+    connectTimeoutMs: timeoutMs,
+    members: [primary, ...failover].map((c, i) => ({
+      ...c,
+      name: failoverTargetClusterName(i, primary.name),
+    })),
+  };
 }
 
 /** What a chain's upstream is rebuilt on: its local services and the peers it names. */

@@ -116,6 +116,13 @@ describe('parse service-resolver', () => {
       "Redirect.ServiceSubset: cannot be set together with Peer (a peer's subsets are not replicated)",
     ],
     [
+      {
+        Subsets: { v1: { Filter: '' } },
+        Failover: { '*': { ServiceSubset: 'v1', Datacenters: ['dc2'] } },
+      },
+      'Failover.*.ServiceSubset: cannot be set together with Datacenter yet (subsets are resolved in this datacenter only)',
+    ],
+    [
       { Redirect: { SamenessGroup: 'g' } },
       'Redirect.SamenessGroup: not supported yet (sameness groups); remove the field',
     ],
