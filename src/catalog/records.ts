@@ -93,6 +93,39 @@ const storedInstance: z.ZodType<StoredInstance> = z.strictObject({
   sidecarFor: z.string().optional(),
 });
 
+const resolverTarget = z.strictObject({
+  service: z.string(),
+  serviceSubset: z.string(),
+  peer: z.string(),
+  datacenter: z.string(),
+});
+
+/** `service-resolver` as parsed (src/catalog/service-resolver.ts); optional parts absent when unset. */
+const serviceResolver = z.strictObject({
+  kind: z.literal('service-resolver'),
+  name: z.string(),
+  namespace: z.string(),
+  partition: z.string(),
+  defaultSubset: z.string(),
+  subsets: z.record(z.string(), z.strictObject({ filter: z.string(), onlyPassing: z.boolean() })),
+  redirect: resolverTarget.optional(),
+  failover: z.record(z.string(), z.strictObject({ targets: z.array(resolverTarget) })),
+  connectTimeoutMs: z.number(),
+  requestTimeoutMs: z.number(),
+  loadBalancer: z
+    .strictObject({
+      policy: z.enum(['round_robin', 'least_request', 'ring_hash', 'maglev', 'random']),
+      ringHash: z
+        .strictObject({
+          minimumRingSize: z.number().optional(),
+          maximumRingSize: z.number().optional(),
+        })
+        .optional(),
+      leastRequest: z.strictObject({ choiceCount: z.number().optional() }).optional(),
+    })
+    .optional(),
+});
+
 const configEntry: z.ZodType<ConfigEntry> = z.discriminatedUnion('kind', [
   z.strictObject({
     kind: z.literal('proxy-defaults'),
@@ -140,6 +173,7 @@ const configEntry: z.ZodType<ConfigEntry> = z.discriminatedUnion('kind', [
       }),
     ),
   }),
+  serviceResolver,
 ]);
 
 const configRecord: z.ZodType<ConfigRecord> = z.strictObject({

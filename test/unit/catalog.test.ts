@@ -231,6 +231,32 @@ describe('Catalog', () => {
     expect(catalog.instance('a-sidecar-proxy')!.port).toBe(21000);
   });
 
+  it('a service-resolver with every part set is stored and reads back the same after a restart', async () => {
+    const clock = new ManualClock();
+    const first = await openCatalog(clock);
+    await first.catalog.putConfigEntry({
+      Kind: 'service-resolver',
+      Name: 'api',
+      DefaultSubset: 'v1',
+      Subsets: { v1: { Filter: 'Service.Meta.version == v1', OnlyPassing: true } },
+      Failover: { '*': { Targets: [{ Service: 'backup', Datacenter: 'dc2' }] } },
+      ConnectTimeout: '2s',
+      RequestTimeout: '10s',
+      LoadBalancer: { Policy: 'ring_hash', RingHashConfig: { MinimumRingSize: 8 } },
+    });
+    await first.catalog.putConfigEntry({
+      Kind: 'service-resolver',
+      Name: 'old',
+      Redirect: { Service: 'api', ServiceSubset: 'v1' },
+      LoadBalancer: { Policy: 'least_request', LeastRequestConfig: { ChoiceCount: 4 } },
+    });
+    const before = first.catalog.configEntries('service-resolver');
+    await closeOne(first);
+    const second = await openCatalog(clock, first.dir);
+    expect(second.catalog.configEntries('service-resolver')).toEqual(before);
+    expect(before).toHaveLength(2);
+  });
+
   it('after a restart, a TTL that ran out while the server was down turns critical at once', async () => {
     const clock = new ManualClock();
     const first = await openCatalog(clock);
