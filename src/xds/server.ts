@@ -196,6 +196,11 @@ export class XdsServer {
     return this.connectedSessions().map((s) => s.status());
   }
 
+  /** Open ADS streams, those still waiting for admission included. */
+  get openCount(): number {
+    return this.sessions.size;
+  }
+
   /** Open ADS streams that completed admission. */
   get connectedCount(): number {
     return this.connectedSessions().length;
