@@ -220,7 +220,7 @@ export const serverSettings: SettingsTable = {
     '--xds-max-request-bytes',
     'BYTES',
     '4194304',
-    'largest xDS request message read (a Delta request naming 10,000 resources is about 2.6 MB)',
+    'largest xDS request message read (a Delta reconnect naming 10,000 resources of 100-byte names is 2.3 MB)',
     parseMaxRequestBytes,
   ),
   xdsMaxStreamsPerToken: spec(
