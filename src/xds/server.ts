@@ -71,7 +71,8 @@ const adsServiceDefinition: grpc.ServiceDefinition = {
  * The largest request message the xDS server reads by default (`--xds-max-request-bytes`). A
  * DiscoveryRequest is small: the largest Envoy sends is a Delta reconnect naming every resource it
  * holds with its version: 2.3 MB for 10,000 resources of 100-byte names (docs/architecture.md
- * §2, "Limits of the xDS port"). gRPC's own default, and Istio's, is the same 4 MiB. Responses are another matter: a client reads up to 64 MiB (see probe/delta-client.ts).
+ * §2, "Limits of the xDS port"). gRPC's own default, and Istio's, is the same 4 MiB. Responses
+ * are bounded by the clients' receive limits, not this one.
  */
 export const defaultMaxRequestBytes = 4 * 1024 * 1024;
 
