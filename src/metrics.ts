@@ -59,7 +59,7 @@ export class Metrics {
 
   readonly xdsStreamsRefused = new Counter({
     name: 'isthmus_xds_streams_refused_total',
-    help: 'xDS streams refused, by reason (limit, invalid, unauthenticated).',
+    help: 'xDS streams refused or closed before admission, by reason (limit, invalid, unauthenticated, timeout).',
     labelNames: ['reason'] as const,
     registers: [this.registry],
   });

@@ -16,7 +16,7 @@ import { peeringView } from './snapshot/peering-view.js';
 import { Catalog } from './catalog/catalog.js';
 import { IsthmusError } from './errors.js';
 import { type CertificateAuthority, openCa } from './ca/index.js';
-import { type ProxyTokens, openProxyTokens, xdsAuthorizer } from './acl/index.js';
+import { type ProxyTokens, openProxyTokens, xdsAuth } from './acl/index.js';
 import type { Peerings } from './peering/peerings.js';
 import type { PeeringServer } from './peering/server.js';
 import type { ImportedServices } from './peering/imported.js';
@@ -184,7 +184,10 @@ async function startXds(
       metrics,
       cache,
       maxStreams: config.xdsMaxStreams,
-      authorize: xdsAuthorizer(config.xdsAuth, tokens, logger),
+      maxStreamsPerToken: config.xdsMaxStreamsPerToken,
+      maxRequestBytes: config.xdsMaxRequestBytes,
+      admissionTimeoutMs: config.xdsAdmissionTimeoutMs,
+      ...xdsAuth(config.xdsAuth, tokens, logger),
       httpToken: config.httpToken,
     }),
     (x) => x.shutdown(streamGraceMs),

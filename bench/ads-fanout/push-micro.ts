@@ -64,9 +64,11 @@ export async function runPushMicro(
     logger: silentLogger(),
     maxResponseBytes: 4 * 1024 * 1024,
     warmingTimeoutMs: 1_000,
+    admissionTimeoutMs: 10_000,
     scheduler: new FlushScheduler(),
     pushes: new PushCounters(metrics),
     authorize: () => undefined,
+    claimSlot: () => undefined,
     onReady: () => undefined,
     onClose: () => undefined,
   };

@@ -4,4 +4,10 @@ export {
   ProxyTokens,
   openProxyTokens,
 } from './proxy-tokens.js';
-export { type XdsAuthorize, xdsAuthorizer } from './xds-auth.js';
+export {
+  type XdsAuth,
+  type XdsAuthenticate,
+  type XdsAuthorize,
+  xdsAuth,
+  xdsAuthorizer,
+} from './xds-auth.js';

@@ -113,9 +113,33 @@ export class ProxyTokens {
   }
 
   /**
-   * The XdsServer admission check: the stream's `x-isthmus-token` metadata must carry a token bound
-   * to `nodeId`. Errors name proxy IDs, never the secret. Lookup is by the secret's SHA-256 (timing
-   * can reveal nothing useful about a hash's preimage), then confirmed in constant time.
+   * The check when an xDS stream opens, before any message is read (issue 18): the stream's
+   * `x-isthmus-token` metadata must carry a valid proxy token. Returns the token's accessor ID (the
+   * key of the per-token stream limit). Lookup is by the secret's SHA-256 (timing can reveal nothing
+   * useful about a hash's preimage), then confirmed in constant time. Errors never name the secret.
+   */
+  authenticateXds(metadata: Metadata): string {
+    const secret = tokenFrom(metadata);
+    if (!secret) {
+      throw new IsthmusError(
+        'unauthenticated',
+        `xDS stream needs an ${xdsTokenHeader} metadata entry with a proxy token (isthmus acl token create --proxy-id <node id>)`,
+      );
+    }
+    const record = this.recordOf(secret);
+    if (!record) {
+      throw new IsthmusError(
+        'unauthenticated',
+        `the ${xdsTokenHeader} of the xDS stream is not a valid proxy token`,
+      );
+    }
+    return record.accessorId;
+  }
+
+  /**
+   * The XdsServer admission check on the first request (and again when a token is revoked): the
+   * stream's `x-isthmus-token` metadata must carry a token bound to `nodeId`. Errors name proxy
+   * IDs, never the secret.
    */
   authorizeXds(nodeId: string, metadata: Metadata): void {
     const secret = tokenFrom(metadata);
@@ -125,9 +149,8 @@ export class ProxyTokens {
         `xDS stream needs an ${xdsTokenHeader} metadata entry with a proxy token for node "${nodeId}" (isthmus acl token create --proxy-id ${nodeId})`,
       );
     }
-    const hash = hashSecret(secret);
-    const record = this.byHash.get(hash.toString('hex'));
-    if (!record || !secretMatches(secret, record.secretHash)) {
+    const record = this.recordOf(secret);
+    if (!record) {
       throw new IsthmusError(
         'permission_denied',
         `the ${xdsTokenHeader} of the xDS stream for node "${nodeId}" is not a valid proxy token`,
@@ -139,6 +162,11 @@ export class ProxyTokens {
         `the ${xdsTokenHeader} belongs to proxy "${record.proxyId}", not to node "${nodeId}"`,
       );
     }
+  }
+
+  private recordOf(secret: string): TokenRecord | undefined {
+    const record = this.byHash.get(hashSecret(secret).toString('hex'));
+    return record && secretMatches(secret, record.secretHash) ? record : undefined;
   }
 
   /**

@@ -18,6 +18,12 @@ export interface ServerConfig {
   readonly peeringAddr: HostPort;
   readonly logLevel: LevelWithSilent;
   readonly xdsMaxStreams: number;
+  /** Largest xDS request message the server reads (bytes); larger ones get RESOURCE_EXHAUSTED. */
+  readonly xdsMaxRequestBytes: number;
+  /** Streams one proxy token may hold open at once (admitted or waiting for their first request). */
+  readonly xdsMaxStreamsPerToken: number;
+  /** A stream with no valid first request within this long is closed (ms). */
+  readonly xdsAdmissionTimeoutMs: number;
   /** Changes within this window (ms) become one rebuild of each affected proxy's config. */
   readonly coalesceMs: number;
   /** How long each phase of a CA root rotation lasts (ms) before the next begins. */
@@ -108,6 +114,9 @@ function wholeNumber(
 }
 
 const parseMaxStreams = wholeNumber(1, maxStreamsLimit);
+const parseMaxRequestBytes = wholeNumber(64 * 1024, 64 * 1024 * 1024);
+const parseMaxStreamsPerToken = wholeNumber(1, 10_000);
+const parseAdmissionTimeoutMs = wholeNumber(10, 600_000, 'milliseconds');
 const parseCoalesceMs = wholeNumber(0, 10_000, 'milliseconds');
 const parseRotationPhaseMs = wholeNumber(10, 86_400_000, 'milliseconds');
 const parseHeartbeatMs = wholeNumber(10, 3_600_000, 'milliseconds');
@@ -206,6 +215,27 @@ export const serverSettings: SettingsTable = {
     '10000',
     'xDS streams accepted at most',
     parseMaxStreams,
+  ),
+  xdsMaxRequestBytes: spec(
+    '--xds-max-request-bytes',
+    'BYTES',
+    '4194304',
+    'largest xDS request message read (a Delta reconnect naming 10,000 resources of 100-byte names is 2.3 MB)',
+    parseMaxRequestBytes,
+  ),
+  xdsMaxStreamsPerToken: spec(
+    '--xds-max-streams-per-token',
+    'N',
+    '8',
+    'xDS streams one proxy token may hold open at once',
+    parseMaxStreamsPerToken,
+  ),
+  xdsAdmissionTimeoutMs: spec(
+    '--xds-admission-timeout-ms',
+    'MS',
+    '10000',
+    'an xDS stream that sends no valid first request within this long is closed',
+    parseAdmissionTimeoutMs,
   ),
   coalesceMs: spec(
     '--coalesce-ms',

@@ -1,7 +1,7 @@
 import * as grpc from '@grpc/grpc-js';
 import { AggregatedDiscoveryServiceService } from '../gen/envoy/service/discovery/v3/ads.js';
-import type {
-  DeltaDiscoveryRequest,
+import {
+  type DeltaDiscoveryRequest,
   DiscoveryRequest,
 } from '../gen/envoy/service/discovery/v3/discovery.js';
 import type { Logger } from '../log.js';
@@ -14,6 +14,10 @@ import type { StreamStatus } from './ads/stream-status.js';
 import { SotwSession } from './ads/sotw-session.js';
 import { DeltaSession } from './ads/delta-session.js';
 import { decodeDeltaRequest } from './ads/delta-request.js';
+import { decodeOrMalformed } from './ads/malformed-request.js';
+import { IsthmusError } from '../errors.js';
+import { grpcStatusOf } from '../grpc-status.js';
+import { StreamSlots } from './stream-slots.js';
 import { ClientStatusDiscoveryServiceService, csdsService } from './csds.js';
 import { proxyStatusJson, type ProxyStatusJson } from './status.js';
 
@@ -22,8 +26,19 @@ export interface XdsServerOptions {
   readonly metrics: Metrics;
   /** The cache proxies' views are published to (the composition root shares it with the builders). */
   readonly cache?: XdsCache;
-  /** Streams beyond this many get RESOURCE_EXHAUSTED. */
+  /** Admitted streams beyond this many get RESOURCE_EXHAUSTED (streams not yet admitted hold no slot). */
   readonly maxStreams?: number;
+  /** Streams one proxy token may hold open at once (default 8; see `authenticate`). */
+  readonly maxStreamsPerToken?: number;
+  /** Largest request message read (bytes, default `defaultMaxRequestBytes`). */
+  readonly maxRequestBytes?: number;
+  /** A stream with no valid first request within this long is closed (ms, default 10 s). */
+  readonly admissionTimeoutMs?: number;
+  /**
+   * Checks a stream's metadata when it opens, before any message is read; throws IsthmusError
+   * (unauthenticated) to refuse. Returns the token the per-token stream limit counts under.
+   */
+  readonly authenticate?: (metadata: grpc.Metadata) => string | undefined;
   /** Largest Delta response before it is split (bytes, default 4 MiB). */
   readonly maxResponseBytes?: number;
   /** Longest wait for endpoint subscriptions of new clusters before listeners are sent (ms). */
@@ -42,19 +57,28 @@ const passThrough = (value: Buffer): Buffer => value;
 const adsServiceDefinition: grpc.ServiceDefinition = {
   streamAggregatedResources: {
     ...AggregatedDiscoveryServiceService.streamAggregatedResources,
+    requestDeserialize: decodeOrMalformed((buf: Buffer) => DiscoveryRequest.decode(buf)),
     responseSerialize: passThrough,
   },
   deltaAggregatedResources: {
     ...AggregatedDiscoveryServiceService.deltaAggregatedResources,
-    requestDeserialize: decodeDeltaRequest,
+    requestDeserialize: decodeOrMalformed(decodeDeltaRequest),
     responseSerialize: passThrough,
   },
 };
 
-/** The xDS gRPC server: ADS (SotW and Delta) and CSDS on one port. */
+/**
+ * The largest request message the xDS server reads by default (`--xds-max-request-bytes`). A
+ * DiscoveryRequest is small: the largest Envoy sends is a Delta reconnect naming every resource it
+ * holds with its version: 2.3 MB for 10,000 resources of 100-byte names (docs/architecture.md
+ * §2, "Limits of the xDS port"). gRPC's own default, and Istio's, is the same 4 MiB. Responses
+ * are bounded by the clients' receive limits, not this one.
+ */
+export const defaultMaxRequestBytes = 4 * 1024 * 1024;
+
 /** The xDS server's gRPC channel options (the fan-out benchmark's raw reference uses them too). */
 export const xdsChannelOptions: grpc.ServerOptions = {
-  'grpc.max_receive_message_length': 64 * 1024 * 1024,
+  'grpc.max_receive_message_length': defaultMaxRequestBytes,
   'grpc.max_send_message_length': -1,
   'grpc.keepalive_time_ms': 30_000,
   'grpc.keepalive_timeout_ms': 10_000,
@@ -67,12 +91,17 @@ export const xdsChannelOptions: grpc.ServerOptions = {
 export class XdsServer {
   private readonly server: grpc.Server;
   private readonly sessions = new Set<AdsSession>();
+  private readonly slots: StreamSlots<AdsSession>;
   private readonly ctx: SessionContext;
   private port: number | undefined;
   readonly cache: XdsCache;
 
   constructor(private readonly opts: XdsServerOptions) {
-    this.server = new grpc.Server(xdsChannelOptions);
+    this.server = new grpc.Server({
+      ...xdsChannelOptions,
+      'grpc.max_receive_message_length': opts.maxRequestBytes ?? defaultMaxRequestBytes,
+    });
+    this.slots = new StreamSlots(opts.maxStreams ?? 10_000, opts.maxStreamsPerToken ?? 8);
     this.cache = opts.cache ?? new XdsCache(opts.metrics);
     this.ctx = {
       cache: this.cache,
@@ -80,9 +109,14 @@ export class XdsServer {
       logger: opts.logger,
       maxResponseBytes: opts.maxResponseBytes ?? 4 * 1024 * 1024,
       warmingTimeoutMs: opts.warmingTimeoutMs ?? 1_000,
+      admissionTimeoutMs: opts.admissionTimeoutMs ?? 10_000,
       scheduler: new FlushScheduler(),
       pushes: new PushCounters(opts.metrics),
       authorize: opts.authorize ?? (() => undefined),
+      claimSlot: (s) => {
+        this.slots.claim(s);
+        opts.metrics.xdsStreams.inc({ api: s.api });
+      },
       onReady: (s) =>
         opts.logger.debug({ nodeId: s.nodeId, api: s.api, stream: s.id }, 'xds stream opened'),
       onClose: (s) => this.forget(s),
@@ -99,27 +133,43 @@ export class XdsServer {
     );
   }
 
+  /**
+   * A stream opens: its token is checked now, before a message is read (the session's data
+   * listener starts the reading), so a client without one costs a header block, never a message
+   * body (issue 18). A stream takes a slot of `maxStreams` only once its first request admits it.
+   */
   private accept(
     api: AdsApi,
     call: grpc.ServerDuplexStream<unknown, Buffer>,
     create: () => AdsSession,
   ): void {
-    const max = this.opts.maxStreams ?? 10_000;
-    if (this.sessions.size >= max) {
-      this.opts.metrics.xdsStreamsRefused.inc({ reason: 'limit' });
-      call.emit('error', {
-        code: grpc.status.RESOURCE_EXHAUSTED,
-        details: `xDS stream limit reached (${max}); retry later or raise --xds-max-streams`,
-      });
+    let token: string | undefined;
+    try {
+      token = this.opts.authenticate?.(call.metadata);
+      this.slots.open(token);
+    } catch (err) {
+      this.refuse(api, call, IsthmusError.from(err));
       return;
     }
-    this.opts.metrics.xdsStreams.inc({ api });
-    this.sessions.add(create());
+    const session = create();
+    this.sessions.add(session);
+    this.slots.opened(session, token);
+  }
+
+  private refuse(
+    api: AdsApi,
+    call: grpc.ServerDuplexStream<unknown, Buffer>,
+    err: IsthmusError,
+  ): void {
+    const reason = err.code === 'resource_exhausted' ? 'limit' : 'unauthenticated';
+    this.opts.metrics.xdsStreamsRefused.inc({ reason });
+    this.opts.logger.info({ api, code: err.code, error: err.message }, 'xds stream refused');
+    call.emit('error', { code: grpcStatusOf(err), details: err.message });
   }
 
   private forget(session: AdsSession): void {
     if (!this.sessions.delete(session)) return;
-    this.opts.metrics.xdsStreams.dec({ api: session.api });
+    if (this.slots.release(session)) this.opts.metrics.xdsStreams.dec({ api: session.api });
   }
 
   /** Binds `host:port` (port 0 picks a free one) and resolves with the bound port. */
@@ -145,6 +195,11 @@ export class XdsServer {
   /** What status readers see of each open ADS stream that completed admission (copies). */
   streamStatuses(): StreamStatus[] {
     return this.connectedSessions().map((s) => s.status());
+  }
+
+  /** Open ADS streams, those still waiting for admission included. */
+  get openCount(): number {
+    return this.sessions.size;
   }
 
   /** Open ADS streams that completed admission. */

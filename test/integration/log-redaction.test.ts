@@ -254,7 +254,7 @@ describe('log redaction over a full peering lifecycle (two real servers at --log
       timeoutMs: 5_000,
       what: 'the wrong-token stream to end',
     });
-    expect(ended.code).toBe(grpc.status.PERMISSION_DENIED);
+    expect(ended.code).toBe(grpc.status.UNAUTHENTICATED);
     const wrongHttpToken = `x-http-${randomUUID()}`;
     keep('wrong HTTP token', wrongHttpToken);
     const denied = await fetch(`http://${a.httpAddress}/v1/peerings`, {

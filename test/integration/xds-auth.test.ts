@@ -1,6 +1,7 @@
 /**
  * Issue 3 §3: proxies authenticate on the xDS port with `x-isthmus-token`, bound to one proxy ID.
- * A stream without a valid token for its node.id gets PERMISSION_DENIED before any resource.
+ * A stream without a valid token gets UNAUTHENTICATED when it opens (issue 18); a valid token of
+ * another proxy gets PERMISSION_DENIED on the first request. Neither sees any resource.
  */
 import * as grpc from '@grpc/grpc-js';
 import fs from 'node:fs';
@@ -8,7 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { Writable } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
-import { type ProxyTokens, openProxyTokens, xdsAuthorizer } from '../../src/acl/index.js';
+import { type ProxyTokens, openProxyTokens, xdsAuth } from '../../src/acl/index.js';
 import { loadServerConfig } from '../../src/config/index.js';
 import { createLogger, silentLogger } from '../../src/log.js';
 import { type RunningServer, startServer } from '../../src/server.js';
@@ -43,7 +44,7 @@ describe('xDS admission with proxy tokens (xDS server + token index)', () => {
   async function setup(): Promise<void> {
     const store: Store = await openLmdbStore(tempDir());
     tokens = await openProxyTokens(store, { logger: silentLogger() });
-    h = await startXds({ authorize: xdsAuthorizer('token', tokens, silentLogger()) });
+    h = await startXds(xdsAuth('token', tokens, silentLogger()));
     cleanups.push(
       () => store.close(),
       () => tokens.close(),
@@ -56,6 +57,7 @@ describe('xDS admission with proxy tokens (xDS server + token index)', () => {
 
   async function expectRefused(
     metadata: grpc.Metadata,
+    code: grpc.status,
     api: 'sotw' | 'delta' = 'delta',
   ): Promise<string> {
     const envoy =
@@ -68,7 +70,7 @@ describe('xDS admission with proxy tokens (xDS server + token index)', () => {
       timeoutMs: 5_000,
       what: 'the refused stream to end',
     });
-    expect(status.code).toBe(grpc.status.PERMISSION_DENIED);
+    expect(status.code).toBe(code);
     expect(await envoy.quietFor(100)).toBe(true);
     expect(h.server.proxyStatus()).toEqual([]);
     return status.details;
@@ -77,12 +79,17 @@ describe('xDS admission with proxy tokens (xDS server + token index)', () => {
   it("refuses no token, a wrong token and another proxy's token, before any resource", async () => {
     await setup();
     const api = await tokens.create('api');
-    expect(await expectRefused(tokenMetadata())).toMatch(/needs an x-isthmus-token/);
-    expect(await expectRefused(tokenMetadata(), 'sotw')).toMatch(/needs an x-isthmus-token/);
-    expect(await expectRefused(tokenMetadata('5f0c2d7e-1111-2222-3333-444455556666'))).toMatch(
-      /not a valid proxy token/,
+    const { UNAUTHENTICATED, PERMISSION_DENIED } = grpc.status;
+    expect(await expectRefused(tokenMetadata(), UNAUTHENTICATED)).toMatch(
+      /needs an x-isthmus-token/,
     );
-    const details = await expectRefused(tokenMetadata(api.secretId));
+    expect(await expectRefused(tokenMetadata(), UNAUTHENTICATED, 'sotw')).toMatch(
+      /needs an x-isthmus-token/,
+    );
+    expect(
+      await expectRefused(tokenMetadata('5f0c2d7e-1111-2222-3333-444455556666'), UNAUTHENTICATED),
+    ).toMatch(/not a valid proxy token/);
+    const details = await expectRefused(tokenMetadata(api.secretId), PERMISSION_DENIED);
     expect(details).toContain('"api"');
     expect(details).toContain('"web"');
     expect(details).not.toContain(api.secretId);
@@ -151,7 +158,7 @@ describe('xDS auth in the server (startServer)', () => {
     expect(
       (await withDeadline(connect(server, 'web').ended, { timeoutMs: 5_000, what: 'refusal' }))
         .code,
-    ).toBe(grpc.status.PERMISSION_DENIED);
+    ).toBe(grpc.status.UNAUTHENTICATED);
 
     const created = await api<{
       AccessorID: string;
@@ -217,7 +224,7 @@ describe('xDS auth in the server (startServer)', () => {
       timeoutMs: 5_000,
       what: 'refusal after delete',
     });
-    expect(refused.code).toBe(grpc.status.PERMISSION_DENIED);
+    expect(refused.code).toBe(grpc.status.UNAUTHENTICATED);
   });
 
   it('--xds-auth off admits streams without a token and warns at startup', async () => {

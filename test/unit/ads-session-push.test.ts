@@ -77,9 +77,11 @@ function sessionContext(cache: XdsCache): SessionContext {
     logger: silentLogger(),
     maxResponseBytes: 4 * 1024 * 1024,
     warmingTimeoutMs: 1_000,
+    admissionTimeoutMs: 10_000,
     scheduler: new FlushScheduler(),
     pushes: new PushCounters(metrics),
     authorize: () => undefined,
+    claimSlot: () => undefined,
     onReady: () => undefined,
     onClose: () => undefined,
   };

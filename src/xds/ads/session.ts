@@ -24,6 +24,7 @@ import { entriesAt } from '../cache/proxy-view.js';
 import type { FlushScheduler, ScheduledStream } from './flush-scheduler.js';
 import type { PushCounters } from './push-counters.js';
 import type { AdsApi, StreamStatus, TypeStatus } from './stream-status.js';
+import { MalformedRequest } from './malformed-request.js';
 import { PlanMemos } from './plan-memos.js';
 import { TypeState } from './type-state.js';
 
@@ -41,8 +42,15 @@ export interface SessionContext {
   readonly scheduler: FlushScheduler;
   /** The server's push counters by type. */
   readonly pushes: PushCounters;
+  /** A stream with no valid first request within this long is closed (ms). */
+  readonly admissionTimeoutMs: number;
   /** Checks the stream may act as `nodeId`; throws an IsthmusError (e.g. permission_denied). */
   authorize(nodeId: string, metadata: grpc.Metadata): void | Promise<void>;
+  /**
+   * Takes one of the server's stream slots for a stream that passed admission; throws a
+   * resource_exhausted IsthmusError when none is left. Streams not yet admitted hold no slot.
+   */
+  claimSlot(session: AdsSession): void;
   onReady(session: AdsSession): void;
   onClose(session: AdsSession): void;
 }
@@ -136,13 +144,17 @@ export abstract class AdsSession<Req extends BaseRequest = BaseRequest>
   private stateEpoch = 0;
   /** The clusters and epoch at which clusters were last found warm. */
   private warmAt: { clusters: TypeEntries; epoch: number } | undefined;
+  /** Closes the stream if no valid first request admits it in time (issue 18). */
+  private admissionTimer: NodeJS.Timeout | undefined;
 
   constructor(
     readonly api: AdsApi,
     protected readonly ctx: SessionContext,
     private readonly call: grpc.ServerDuplexStream<Req, Buffer>,
   ) {
-    call.on('data', (req: Req) => this.receive(req));
+    this.admissionTimer = setTimeout(() => this.admissionExpired(), ctx.admissionTimeoutMs);
+    this.admissionTimer.unref();
+    call.on('data', (req: Req | MalformedRequest) => this.receive(req));
     call.on('end', () => {
       // The client half-closed: finish our side with OK, as Envoy does on a graceful drain.
       if (!this.closed) this.call.end();
@@ -235,8 +247,14 @@ export abstract class AdsSession<Req extends BaseRequest = BaseRequest>
   /** Requests that arrive while the first one is being admitted, handled in order afterwards. */
   private backlog: Req[] | undefined;
 
-  private receive(req: Req): void {
+  private receive(req: Req | MalformedRequest): void {
     if (this.closed) return;
+    if (req instanceof MalformedRequest) {
+      this.fail(
+        new IsthmusError('invalid_argument', `malformed ${this.api} request: ${req.reason}`),
+      );
+      return;
+    }
     if (this.backlog) this.backlog.push(req);
     else if (!this.node) {
       this.backlog = [];
@@ -255,6 +273,8 @@ export abstract class AdsSession<Req extends BaseRequest = BaseRequest>
         );
       await this.ctx.authorize(node.id, this.call.metadata);
       if (this.closed) return;
+      this.ctx.claimSlot(this);
+      clearTimeout(this.admissionTimer);
       // Envoy 1.40 lists its 500-odd built-in extensions in every node: about 200 KB per stream once
       // decoded, ten times the rest of a stream's state (bench:envoy). Nothing here reads them.
       this.node = node.extensions.length === 0 ? node : { ...node, extensions: [] };
@@ -535,6 +555,19 @@ export abstract class AdsSession<Req extends BaseRequest = BaseRequest>
     });
   }
 
+  private admissionExpired(): void {
+    if (this.closed || this.node) return;
+    this.ctx.logger.info(
+      { api: this.api, stream: this.id, timeoutMs: this.ctx.admissionTimeoutMs },
+      'xds stream closed: no valid first request in time',
+    );
+    this.ctx.metrics.xdsStreamsRefused.inc({ reason: 'timeout' });
+    this.end(
+      GrpcStatus.DEADLINE_EXCEEDED,
+      `no valid first request within ${this.ctx.admissionTimeoutMs} ms (--xds-admission-timeout-ms): a stream's first request must carry node.id`,
+    );
+  }
+
   protected fail(err: IsthmusError): void {
     this.ctx.logger.info(
       { nodeId: this.nodeId, api: this.api, code: err.code, error: err.message },
@@ -544,6 +577,8 @@ export abstract class AdsSession<Req extends BaseRequest = BaseRequest>
       this.ctx.metrics.xdsStreamsRefused.inc({ reason: 'unauthenticated' });
     } else if (err.code === 'invalid_argument') {
       this.ctx.metrics.xdsStreamsRefused.inc({ reason: 'invalid' });
+    } else if (err.code === 'resource_exhausted') {
+      this.ctx.metrics.xdsStreamsRefused.inc({ reason: 'limit' });
     }
     this.end(grpcStatusOf(err), err.message);
   }
@@ -552,6 +587,7 @@ export abstract class AdsSession<Req extends BaseRequest = BaseRequest>
     if (this.closed) return;
     this.closed = true;
     clearTimeout(this.warmingTimer);
+    clearTimeout(this.admissionTimer);
     this.unwatch?.();
     this.ctx.onClose(this);
   }
