@@ -5,3 +5,5 @@ export {
   openProxyTokens,
 } from './proxy-tokens.js';
 export { type XdsAuthorize, xdsAuthorizer } from './xds-auth.js';
+export { type ApiScope, formatApiScope, parseApiScope, scopeSyntax } from './api-scope.js';
+export { type ApiToken, ApiTokens, type CreatedApiToken, openApiTokens } from './api-tokens.js';
