@@ -16,7 +16,13 @@ import { peeringView } from './snapshot/peering-view.js';
 import { Catalog } from './catalog/catalog.js';
 import { IsthmusError } from './errors.js';
 import { type CertificateAuthority, openCa } from './ca/index.js';
-import { type ProxyTokens, openProxyTokens, xdsAuthorizer } from './acl/index.js';
+import {
+  type ApiTokens,
+  type ProxyTokens,
+  openApiTokens,
+  openProxyTokens,
+  xdsAuthorizer,
+} from './acl/index.js';
 import type { Peerings } from './peering/peerings.js';
 import type { PeeringServer } from './peering/server.js';
 import type { ImportedServices } from './peering/imported.js';
@@ -102,7 +108,17 @@ async function startParts(
   );
   snapshots.start();
   const httpPort = await startHttpApi(
-    { config, logger, metrics, xds: xds.server, catalog, ca, tokens: state.tokens, peering },
+    {
+      config,
+      logger,
+      metrics,
+      xds: xds.server,
+      catalog,
+      ca,
+      tokens: state.tokens,
+      apiTokens: state.apiTokens,
+      peering,
+    },
     parts,
   );
   return {
@@ -125,10 +141,11 @@ interface State {
   readonly catalog: Catalog;
   readonly ca: CertificateAuthority;
   readonly tokens: ProxyTokens;
+  readonly apiTokens: ApiTokens;
   readonly leafUsers: LeafUsers;
 }
 
-/** The Store and the local state on it: catalog, CA and proxy tokens. */
+/** The Store and the local state on it: catalog, CA, proxy tokens and HTTP API tokens. */
 async function openState(
   config: ServerConfig,
   logger: Logger,
@@ -165,7 +182,12 @@ async function openState(
     await openProxyTokens(store, { logger: logger.child({ component: 'acl' }) }),
     (t) => t.close(),
   );
-  return { store, catalog, ca, tokens, leafUsers };
+  const apiTokens = parts.add(
+    'api tokens',
+    await openApiTokens(store, { logger: logger.child({ component: 'acl' }) }),
+    (t) => t.close(),
+  );
+  return { store, catalog, ca, tokens, apiTokens, leafUsers };
 }
 
 /** The xDS server around the cache, listening at once: streams see empty views until their proxy is built. */

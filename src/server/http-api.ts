@@ -6,8 +6,9 @@ import { registerCatalogRoutes } from '../api/catalog-routes.js';
 import { registerConfigRoutes } from '../api/config-routes.js';
 import { type Health, createHttpApi } from '../api/http.js';
 import { registerPeeringRoutes } from '../api/peering-routes.js';
+import { requireRouteAccess } from '../api/route-access.js';
 import { registerTroubleshootRoutes } from '../api/troubleshoot-routes.js';
-import type { ProxyTokens } from '../acl/index.js';
+import type { ApiTokens, ProxyTokens } from '../acl/index.js';
 import type { CertificateAuthority } from '../ca/index.js';
 import type { Catalog } from '../catalog/catalog.js';
 import type { ServerConfig } from '../config/index.js';
@@ -26,6 +27,7 @@ export interface HttpApiParts {
   readonly catalog: Catalog;
   readonly ca: CertificateAuthority;
   readonly tokens: ProxyTokens;
+  readonly apiTokens: ApiTokens;
   readonly peering: PeeringParts;
 }
 
@@ -44,7 +46,8 @@ export async function startHttpApi(deps: HttpApiParts, parts: StartedParts): Pro
     }),
     (h) => h.close(),
   );
-  installHttpAuth(http, config.httpToken);
+  requireRouteAccess(http);
+  installHttpAuth(http, { token: config.httpToken, apiTokens: deps.apiTokens });
   registerCatalogRoutes(http, {
     catalog,
     // By instance name, as Consul answers: `api?peer=` gives api's instances and
@@ -57,7 +60,7 @@ export async function startHttpApi(deps: HttpApiParts, parts: StartedParts): Pro
   const peers = peeringView(peerings, imported);
   registerConfigRoutes(http, catalog, { peers: () => peers.peerNames() });
   registerCaRoutes(http, ca);
-  registerAclRoutes(http, deps.tokens);
+  registerAclRoutes(http, deps.tokens, deps.apiTokens);
   registerPeeringRoutes(http, {
     peerings,
     catalog,
