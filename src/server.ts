@@ -27,12 +27,15 @@ import type { Peerings } from './peering/peerings.js';
 import type { PeeringServer } from './peering/server.js';
 import type { ImportedServices } from './peering/imported.js';
 import type { PeeringManager } from './peering/manager.js';
+import type { DeclaredRoute } from './api/route-access.js';
 import { startHttpApi } from './server/http-api.js';
 import { advertisedPeeringAddresses, startPeering } from './server/peering-parts.js';
 import { StartedParts, streamGraceMs } from './server/started-parts.js';
 
 export interface RunningServer {
   readonly httpPort: number;
+  /** Every route the HTTP API serves, with the access it declares (the scope matrix test walks them). */
+  readonly httpRoutes: readonly DeclaredRoute[];
   readonly xdsPort: number;
   readonly peeringPort: number;
   /** Services, health and config entries (what the snapshot layer reads). */
@@ -107,7 +110,7 @@ async function startParts(
     (s) => s.stop(),
   );
   snapshots.start();
-  const httpPort = await startHttpApi(
+  const http = await startHttpApi(
     {
       config,
       logger,
@@ -122,7 +125,8 @@ async function startParts(
     parts,
   );
   return {
-    httpPort,
+    httpPort: http.port,
+    httpRoutes: http.routes,
     xdsPort: xds.port,
     peeringPort: peering.port,
     catalog,

@@ -6,7 +6,7 @@ import { registerCatalogRoutes } from '../api/catalog-routes.js';
 import { registerConfigRoutes } from '../api/config-routes.js';
 import { type Health, createHttpApi } from '../api/http.js';
 import { registerPeeringRoutes } from '../api/peering-routes.js';
-import { requireRouteAccess } from '../api/route-access.js';
+import { type DeclaredRoute, declaredRoutes, requireRouteAccess } from '../api/route-access.js';
 import { registerTroubleshootRoutes } from '../api/troubleshoot-routes.js';
 import type { ApiTokens, ProxyTokens } from '../acl/index.js';
 import type { CertificateAuthority } from '../ca/index.js';
@@ -31,8 +31,11 @@ export interface HttpApiParts {
   readonly peering: PeeringParts;
 }
 
-/** Builds the HTTP API with every route and listens; resolves with the bound port. */
-export async function startHttpApi(deps: HttpApiParts, parts: StartedParts): Promise<number> {
+/** Builds the HTTP API with every route and listens; resolves with the bound port and the routes. */
+export async function startHttpApi(
+  deps: HttpApiParts,
+  parts: StartedParts,
+): Promise<{ port: number; routes: readonly DeclaredRoute[] }> {
   const { config, xds, catalog, ca, peering } = deps;
   const { imported, peerings } = peering;
   const http: FastifyInstance = parts.add(
@@ -78,7 +81,9 @@ export async function startHttpApi(deps: HttpApiParts, parts: StartedParts): Pro
   });
   await http.listen({ host: config.httpAddr.host, port: config.httpAddr.port });
   const address = http.server.address();
-  return typeof address === 'object' && address !== null ? address.port : config.httpAddr.port;
+  const port =
+    typeof address === 'object' && address !== null ? address.port : config.httpAddr.port;
+  return { port, routes: declaredRoutes(http) };
 }
 
 /** Ready = the store is open, xDS is listening and no shutdown has begun. */
