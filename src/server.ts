@@ -16,17 +16,26 @@ import { peeringView } from './snapshot/peering-view.js';
 import { Catalog } from './catalog/catalog.js';
 import { IsthmusError } from './errors.js';
 import { type CertificateAuthority, openCa } from './ca/index.js';
-import { type ProxyTokens, openProxyTokens, xdsAuth } from './acl/index.js';
+import {
+  type ApiTokens,
+  type ProxyTokens,
+  openApiTokens,
+  openProxyTokens,
+  xdsAuth,
+} from './acl/index.js';
 import type { Peerings } from './peering/peerings.js';
 import type { PeeringServer } from './peering/server.js';
 import type { ImportedServices } from './peering/imported.js';
 import type { PeeringManager } from './peering/manager.js';
+import type { DeclaredRoute } from './api/route-access.js';
 import { startHttpApi } from './server/http-api.js';
 import { advertisedPeeringAddresses, startPeering } from './server/peering-parts.js';
 import { StartedParts, streamGraceMs } from './server/started-parts.js';
 
 export interface RunningServer {
   readonly httpPort: number;
+  /** Every route the HTTP API serves, with the access it declares (the scope matrix test walks them). */
+  readonly httpRoutes: readonly DeclaredRoute[];
   readonly xdsPort: number;
   readonly peeringPort: number;
   /** Services, health and config entries (what the snapshot layer reads). */
@@ -101,12 +110,23 @@ async function startParts(
     (s) => s.stop(),
   );
   snapshots.start();
-  const httpPort = await startHttpApi(
-    { config, logger, metrics, xds: xds.server, catalog, ca, tokens: state.tokens, peering },
+  const http = await startHttpApi(
+    {
+      config,
+      logger,
+      metrics,
+      xds: xds.server,
+      catalog,
+      ca,
+      tokens: state.tokens,
+      apiTokens: state.apiTokens,
+      peering,
+    },
     parts,
   );
   return {
-    httpPort,
+    httpPort: http.port,
+    httpRoutes: http.routes,
     xdsPort: xds.port,
     peeringPort: peering.port,
     catalog,
@@ -125,10 +145,11 @@ interface State {
   readonly catalog: Catalog;
   readonly ca: CertificateAuthority;
   readonly tokens: ProxyTokens;
+  readonly apiTokens: ApiTokens;
   readonly leafUsers: LeafUsers;
 }
 
-/** The Store and the local state on it: catalog, CA and proxy tokens. */
+/** The Store and the local state on it: catalog, CA, proxy tokens and HTTP API tokens. */
 async function openState(
   config: ServerConfig,
   logger: Logger,
@@ -165,7 +186,12 @@ async function openState(
     await openProxyTokens(store, { logger: logger.child({ component: 'acl' }) }),
     (t) => t.close(),
   );
-  return { store, catalog, ca, tokens, leafUsers };
+  const apiTokens = parts.add(
+    'api tokens',
+    await openApiTokens(store, { logger: logger.child({ component: 'acl' }) }),
+    (t) => t.close(),
+  );
+  return { store, catalog, ca, tokens, apiTokens, leafUsers };
 }
 
 /** The xDS server around the cache, listening at once: streams see empty views until their proxy is built. */

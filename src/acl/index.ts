@@ -11,3 +11,5 @@ export {
   xdsAuth,
   xdsAuthorizer,
 } from './xds-auth.js';
+export { type ApiScope, formatApiScope, parseApiScope, scopeSyntax } from './api-scope.js';
+export { type ApiToken, ApiTokens, type CreatedApiToken, openApiTokens } from './api-tokens.js';

@@ -1,6 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { CaRoot, CaRoots, CertificateAuthority } from '../ca/index.js';
 import { acceptJsonBodies } from './json-body.js';
+import { anyone, operatorOnly, withAccess } from './route-access.js';
 
 /** The part of the CA the HTTP API uses. */
 export type CaRoutesSource = Pick<CertificateAuthority, 'roots' | 'rotate'>;
@@ -59,8 +60,8 @@ function caRootJson(root: CaRoot): CaRootJson {
 export function registerCaRoutes(app: FastifyInstance, ca: CaRoutesSource): void {
   void app.register(async (scope) => {
     acceptJsonBodies(scope);
-    scope.get('/v1/connect/ca/roots', async () => caRootsJson(ca.roots()));
-    scope.post('/v1/connect/ca/rotate', async () => {
+    scope.get('/v1/connect/ca/roots', withAccess(anyone), async () => caRootsJson(ca.roots()));
+    scope.post('/v1/connect/ca/rotate', withAccess(operatorOnly), async () => {
       await ca.rotate();
       return {};
     });

@@ -4,6 +4,8 @@ import { type HealthStatus, type ServiceInstance, instanceHealth } from '../cata
 import { IsthmusError } from '../errors.js';
 import { catalogServiceJson, healthEntryJson, syntheticNode } from './consul-json.js';
 import { acceptJsonBodies } from './json-body.js';
+import { anyone, withAccess } from './route-access.js';
+import { checkTarget, instanceTarget, registrationTarget } from './service-targets.js';
 
 export interface CatalogRoutesDeps {
   readonly catalog: Catalog;
@@ -40,12 +42,19 @@ export function registerCatalogRoutes(app: FastifyInstance, deps: CatalogRoutesD
   });
 }
 
+/** Agent writes: the operator, or the token of the service they act on (src/api/service-targets.ts). */
 function registerAgentRoutes(app: FastifyInstance, catalog: Catalog): void {
-  app.put('/v1/agent/service/register', async (request, reply) => {
-    await catalog.register(request.body);
-    return empty(reply);
-  });
-  app.put<Params<'id'>>('/v1/agent/service/deregister/:id', async (request, reply) => {
+  const ofInstance = withAccess({ service: instanceTarget(catalog, 'id') });
+  const ofCheck = withAccess({ service: checkTarget(catalog) });
+  app.put(
+    '/v1/agent/service/register',
+    withAccess({ service: registrationTarget(catalog) }),
+    async (request, reply) => {
+      await catalog.register(request.body);
+      return empty(reply);
+    },
+  );
+  app.put<Params<'id'>>('/v1/agent/service/deregister/:id', ofInstance, async (request, reply) => {
     await catalog.deregister(request.params.id);
     return empty(reply);
   });
@@ -57,6 +66,7 @@ function registerAgentRoutes(app: FastifyInstance, catalog: Catalog): void {
   for (const [verb, status] of Object.entries(ttlUpdates)) {
     app.put<Params<'checkId'> & { Querystring: { note?: string } }>(
       `/v1/agent/check/${verb}/:checkId`,
+      ofCheck,
       async (request, reply) => {
         await catalog.updateTtlCheck(request.params.checkId, status, request.query.note ?? '');
         return empty(reply);
@@ -64,26 +74,31 @@ function registerAgentRoutes(app: FastifyInstance, catalog: Catalog): void {
     );
   }
   // Consul's general form: `{Status, Output}` in the body.
-  app.put<Params<'checkId'>>('/v1/agent/check/update/:checkId', async (request, reply) => {
+  app.put<Params<'checkId'>>('/v1/agent/check/update/:checkId', ofCheck, async (request, reply) => {
     const { status, output } = parseCheckUpdate(request.body);
     await catalog.updateTtlCheck(request.params.checkId, status, output);
     return empty(reply);
   });
 }
 
+/** Catalog and health reads are open to anyone, as before scopes (names and addresses, no secret). */
 function registerReadRoutes(app: FastifyInstance, deps: CatalogRoutesDeps): void {
   const { catalog } = deps;
+  const open = withAccess(anyone);
   const node = syntheticNode(catalog.datacenter);
-  app.get<{ Querystring: { peer?: string } }>('/v1/catalog/services', async (request) => {
+  app.get<{ Querystring: { peer?: string } }>('/v1/catalog/services', open, async (request) => {
     const { peer } = request.query;
     return servicesWithTags(peer ? (deps.importedServices?.(peer) ?? []) : catalog.allInstances());
   });
-  app.get<Params<'name'> & { Querystring: Scope }>('/v1/catalog/service/:name', async (request) =>
-    catalog
-      .instancesOf(request.params.name, request.query.ns, request.query.partition)
-      .map((i) => catalogServiceJson(i, node)),
+  app.get<Params<'name'> & { Querystring: Scope }>(
+    '/v1/catalog/service/:name',
+    open,
+    async (request) =>
+      catalog
+        .instancesOf(request.params.name, request.query.ns, request.query.partition)
+        .map((i) => catalogServiceJson(i, node)),
   );
-  app.get<Params<'name'> & HealthQuery>('/v1/health/service/:name', async (request) => {
+  app.get<Params<'name'> & HealthQuery>('/v1/health/service/:name', open, async (request) => {
     const { ns, partition, peer } = request.query;
     const instances = peer
       ? (deps.importedInstances?.(peer, request.params.name, ns ?? 'default') ?? [])
@@ -93,7 +108,7 @@ function registerReadRoutes(app: FastifyInstance, deps: CatalogRoutesDeps): void
     );
   });
   // The proxies that front a service (what a Consul client dials for a Connect-enabled service).
-  app.get<Params<'name'> & HealthQuery>('/v1/health/connect/:name', async (request) => {
+  app.get<Params<'name'> & HealthQuery>('/v1/health/connect/:name', open, async (request) => {
     const { ns, partition } = request.query;
     return healthEntries(
       catalog.sidecarsOf(request.params.name, ns, partition),

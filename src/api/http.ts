@@ -3,6 +3,7 @@ import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import { handleHttpError, handleNotFound } from './errors.js';
 import { type Health, registerProbeRoutes } from './probe-routes.js';
+import { trackRoutes } from './route-access.js';
 import { type ProxyKindSource, type XdsStatusSource, registerXdsRoutes } from './xds-routes.js';
 
 export type { Health } from './probe-routes.js';
@@ -29,6 +30,7 @@ export function createHttpApi(deps: HttpApiDeps): FastifyInstance {
   });
   app.setErrorHandler(handleHttpError);
   app.setNotFoundHandler(handleNotFound);
+  trackRoutes(app);
   registerProbeRoutes(app, deps.health, deps.metrics);
   registerXdsRoutes(app, deps.xds, deps.catalog);
   return app;

@@ -12,6 +12,7 @@ import {
   isHealthy,
 } from '../peering/types.js';
 import { acceptJsonBodies } from './json-body.js';
+import { anyone, withAccess } from './route-access.js';
 
 export interface PeeringRoutesDeps {
   readonly peerings: Pick<Peerings, 'generateToken' | 'list' | 'read' | 'delete'>;
@@ -92,7 +93,8 @@ type NameParams = { Params: { name: string } };
  * Consul's peering API: `POST /v1/peering/token` → `{PeeringToken}`, `POST /v1/peering/establish`
  * → `{}`, `GET /v1/peerings`, `GET|DELETE /v1/peering/:name` (404 when unknown; DELETE answers at
  * once, the peering shows DELETING until the peer is told), `GET /v1/exported-services`. With
- * `--http-token`, every one of them needs it (src/api/auth.ts) except exported-services.
+ * `--http-token`, every one of them needs the operator or a `peering` token (reads: also `read`),
+ * except exported-services, open to anyone (src/api/auth.ts).
  */
 export function registerPeeringRoutes(app: FastifyInstance, deps: PeeringRoutesDeps): void {
   const now = deps.now ?? Date.now;
@@ -102,26 +104,32 @@ export function registerPeeringRoutes(app: FastifyInstance, deps: PeeringRoutesD
     if (!p) throw new IsthmusError('not_found', `peering ${JSON.stringify(name)} not found`);
     return p;
   };
+  const verb = withAccess({ peering: true });
+  const reads = withAccess({ read: true, peering: true });
   void app.register(async (scope) => {
     acceptJsonBodies(scope);
-    scope.post('/v1/peering/token', async (request) => {
+    scope.post('/v1/peering/token', verb, async (request) => {
       const { token } = await deps.peerings.generateToken(
         orThrow(parseGenerateTokenRequest(request.body)),
       );
       return { PeeringToken: encodeToken(token) };
     });
-    scope.post('/v1/peering/establish', async (request) => {
+    scope.post('/v1/peering/establish', verb, async (request) => {
       await deps.establish(orThrow(parseEstablishRequest(request.body)));
       return {};
     });
-    scope.get('/v1/peerings', async () => deps.peerings.list().map(json));
-    scope.get<NameParams>('/v1/peering/:name', async (request) => json(found(request.params.name)));
-    scope.delete<NameParams>('/v1/peering/:name', async (request) => {
+    scope.get('/v1/peerings', reads, async () => deps.peerings.list().map(json));
+    scope.get<NameParams>('/v1/peering/:name', reads, async (request) =>
+      json(found(request.params.name)),
+    );
+    scope.delete<NameParams>('/v1/peering/:name', verb, async (request) => {
       // An unknown name is the store update's not_found (404), with the same message as reads.
       await deps.peerings.delete(request.params.name);
       return {};
     });
-    scope.get('/v1/exported-services', async () => exportedServices(deps.catalog));
+    scope.get('/v1/exported-services', withAccess(anyone), async () =>
+      exportedServices(deps.catalog),
+    );
   });
 }
 

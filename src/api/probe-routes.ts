@@ -1,5 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import type { Metrics } from '../metrics.js';
+import { anyone, withAccess } from './route-access.js';
 
 /** What `/readyz` asks. `notReady` explains a `false` from `ready()` in the 503 body. */
 export interface Health {
@@ -12,16 +13,16 @@ export interface Health {
  * `/metrics` (Prometheus text exposition).
  */
 export function registerProbeRoutes(app: FastifyInstance, health: Health, metrics: Metrics): void {
-  app.get('/healthz', async () => ({ status: 'ok' }));
+  app.get('/healthz', withAccess(anyone), async () => ({ status: 'ok' }));
 
-  app.get('/readyz', async (_request, reply) => {
+  app.get('/readyz', withAccess(anyone), async (_request, reply) => {
     if (health.ready()) return { status: 'ok' };
     return reply
       .status(503)
       .send({ status: 'not ready', not_ready: health.notReady?.() ?? ['unknown'] });
   });
 
-  app.get('/metrics', async (_request, reply) => {
+  app.get('/metrics', withAccess(anyone), async (_request, reply) => {
     const text = await metrics.registry.metrics();
     return reply.type(metrics.registry.contentType).send(text);
   });

@@ -11,6 +11,8 @@ import {
   peeringChecklist,
   proxyChecklist,
 } from '../troubleshoot/index.js';
+import { withAccess } from './route-access.js';
+import { instanceTarget } from './service-targets.js';
 
 /** What the troubleshoot checklists read: live server state, never secrets. */
 export interface TroubleshootDeps {
@@ -29,17 +31,20 @@ export interface TroubleshootDeps {
  * `GET /v1/troubleshoot/peering/:name` and `GET /v1/troubleshoot/proxy/:id`: the checklist
  * (`{Subject, Checks: [{Name, OK, Detail, Fix?, Skipped?}], OK}`), 200 whether or not checks fail.
  * 404 `{error}` only when the subject does not exist at all: no peering with that name, or a proxy
- * ID that is neither registered nor connected over xDS. Like catalog reads these
- * need no `--http-token` (src/api/auth.ts): they show states and names, never a secret or a PEM.
+ * ID that is neither registered nor connected over xDS. They show states and names, never a secret
+ * or a PEM; with `--http-token` they need a `read` token (or `peering` for a peering, the proxy's
+ * own `service:<name>` for a proxy), as the operator's pages of a status API (src/api/auth.ts).
  */
 export function registerTroubleshootRoutes(app: FastifyInstance, deps: TroubleshootDeps): void {
   app.get<{ Params: { name: string } }>(
     '/v1/troubleshoot/peering/:name',
+    withAccess({ read: true, peering: true }),
     async (request): Promise<Checklist> =>
       peeringChecklist(gatherPeeringFacts(deps, request.params.name)),
   );
   app.get<{ Params: { id: string } }>(
     '/v1/troubleshoot/proxy/:id',
+    withAccess({ read: true, service: instanceTarget(deps.catalog, 'id') }),
     async (request): Promise<Checklist> =>
       proxyChecklist(gatherProxyFacts(deps, request.params.id)),
   );

@@ -1,4 +1,5 @@
 import type { FastifyInstance } from 'fastify';
+import type { ServiceInstance } from '../catalog/types.js';
 import { IsthmusError } from '../errors.js';
 import type { StreamStatus } from '../xds/ads/stream-status.js';
 import { entriesOf } from '../xds/cache/proxy-view.js';
@@ -13,6 +14,8 @@ import {
 } from '../xds/status.js';
 import { type ConfigType, configTypeOf, configTypes } from '../xds/types.js';
 import { typeNameOf } from '../proto-any.js';
+import { readers, withAccess } from './route-access.js';
+import { instanceTarget } from './service-targets.js';
 
 /** The part of the xDS server the HTTP API reads. */
 export interface XdsStatusSource {
@@ -21,9 +24,9 @@ export interface XdsStatusSource {
   streamStatuses?(): readonly StreamStatus[];
 }
 
-/** What tells a proxy's kind: the catalog (`Catalog.instance`). */
+/** What tells a proxy's kind, and the service that owns it: the catalog (`Catalog.instance`). */
 export interface ProxyKindSource {
-  instance(id: string): { readonly kind: string } | undefined;
+  instance(id: string): Pick<ServiceInstance, 'name' | 'kind' | 'proxy'> | undefined;
 }
 
 /** `sidecar` for a connect-proxy, `mesh-gateway`, or `unknown` when the node id is no registered proxy. */
@@ -54,19 +57,25 @@ export function registerXdsRoutes(
   xds: XdsStatusSource,
   catalog?: ProxyKindSource,
 ): void {
+  // A service's token reads the proxies of its own instances (src/api/service-targets.ts).
+  const proxyAccess = withAccess({
+    read: true,
+    ...(catalog && { service: instanceTarget(catalog, 'id') }),
+  });
   const withKind = (p: ProxyStatusJson): ProxyJson => {
     const { ID, ...rest } = p;
     return { ID, Kind: kindOf(catalog, ID), ...rest };
   };
   // Without a catalog (a bare API in tests) the list is served as the xDS server gives it.
-  app.get('/v1/xds/proxies', async () =>
+  app.get('/v1/xds/proxies', withAccess(readers), async () =>
     catalog ? (xds.proxyStatus() as ProxyStatusJson[]).map(withKind) : xds.proxyStatus(),
   );
-  app.get<{ Params: { id: string } }>('/v1/xds/proxies/:id', async (req) =>
+  app.get<{ Params: { id: string } }>('/v1/xds/proxies/:id', proxyAccess, async (req) =>
     withKind(proxyStatusJson(sessionOf(xds, req.params.id))),
   );
   app.get<{ Params: { id: string; type: string } }>(
     '/v1/xds/proxies/:id/config/:type',
+    proxyAccess,
     async (req) => {
       const type = parseConfigType(req.params.type);
       return proxyConfigJson(sessionOf(xds, req.params.id), type);

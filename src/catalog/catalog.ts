@@ -178,6 +178,11 @@ export class Catalog implements CatalogReader {
     return this.index.get(id)?.instance;
   }
 
+  /** The instance that holds the check `checkId`. */
+  checkOwner(checkId: string): ServiceInstance | undefined {
+    return this.index.checkOwner(checkId);
+  }
+
   instancesOf(name: string, namespace?: string, partition?: string): readonly ServiceInstance[] {
     return this.index.instancesOf(name, namespace, partition);
   }

@@ -6,8 +6,9 @@ import { registerCatalogRoutes } from '../api/catalog-routes.js';
 import { registerConfigRoutes } from '../api/config-routes.js';
 import { type Health, createHttpApi } from '../api/http.js';
 import { registerPeeringRoutes } from '../api/peering-routes.js';
+import { type DeclaredRoute, declaredRoutes, requireRouteAccess } from '../api/route-access.js';
 import { registerTroubleshootRoutes } from '../api/troubleshoot-routes.js';
-import type { ProxyTokens } from '../acl/index.js';
+import type { ApiTokens, ProxyTokens } from '../acl/index.js';
 import type { CertificateAuthority } from '../ca/index.js';
 import type { Catalog } from '../catalog/catalog.js';
 import type { ServerConfig } from '../config/index.js';
@@ -26,11 +27,15 @@ export interface HttpApiParts {
   readonly catalog: Catalog;
   readonly ca: CertificateAuthority;
   readonly tokens: ProxyTokens;
+  readonly apiTokens: ApiTokens;
   readonly peering: PeeringParts;
 }
 
-/** Builds the HTTP API with every route and listens; resolves with the bound port. */
-export async function startHttpApi(deps: HttpApiParts, parts: StartedParts): Promise<number> {
+/** Builds the HTTP API with every route and listens; resolves with the bound port and the routes. */
+export async function startHttpApi(
+  deps: HttpApiParts,
+  parts: StartedParts,
+): Promise<{ port: number; routes: readonly DeclaredRoute[] }> {
   const { config, xds, catalog, ca, peering } = deps;
   const { imported, peerings } = peering;
   const http: FastifyInstance = parts.add(
@@ -44,7 +49,8 @@ export async function startHttpApi(deps: HttpApiParts, parts: StartedParts): Pro
     }),
     (h) => h.close(),
   );
-  installHttpAuth(http, config.httpToken);
+  requireRouteAccess(http);
+  installHttpAuth(http, { token: config.httpToken, apiTokens: deps.apiTokens });
   registerCatalogRoutes(http, {
     catalog,
     // By instance name, as Consul answers: `api?peer=` gives api's instances and
@@ -57,7 +63,7 @@ export async function startHttpApi(deps: HttpApiParts, parts: StartedParts): Pro
   const peers = peeringView(peerings, imported);
   registerConfigRoutes(http, catalog, { peers: () => peers.peerNames() });
   registerCaRoutes(http, ca);
-  registerAclRoutes(http, deps.tokens);
+  registerAclRoutes(http, deps.tokens, deps.apiTokens);
   registerPeeringRoutes(http, {
     peerings,
     catalog,
@@ -75,7 +81,9 @@ export async function startHttpApi(deps: HttpApiParts, parts: StartedParts): Pro
   });
   await http.listen({ host: config.httpAddr.host, port: config.httpAddr.port });
   const address = http.server.address();
-  return typeof address === 'object' && address !== null ? address.port : config.httpAddr.port;
+  const port =
+    typeof address === 'object' && address !== null ? address.port : config.httpAddr.port;
+  return { port, routes: declaredRoutes(http) };
 }
 
 /** Ready = the store is open, xDS is listening and no shutdown has begun. */

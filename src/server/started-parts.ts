@@ -15,6 +15,7 @@ const stopOrder = [
   'peerings',
   'ca',
   'acl',
+  'api tokens',
   'store',
 ] as const;
 
