@@ -29,12 +29,14 @@ const streamStatus: z.ZodType<StreamStatus> = z.strictObject({
   lastSend: z.string().optional(),
   lastError: z.string().optional(),
   lastNack: z.string().optional(),
-  rejectedImport: z
-    .strictObject({
-      resource: z.enum(['trust-bundle', 'server-addresses', 'exported-services', 'service']),
-      resourceId: z.string(),
-      reason: z.string(),
-    })
+  rejectedImports: z
+    .array(
+      z.strictObject({
+        resource: z.enum(['trust-bundle', 'server-addresses', 'exported-services', 'service']),
+        resourceId: z.string(),
+        reason: z.string(),
+      }),
+    )
     .optional(),
 });
 

@@ -145,6 +145,9 @@ export interface ImportSinkDeps {
   readonly ownTrustDomain: string;
 }
 
+/** Rejections kept on the peering (one per resource; a peer can send any number of bad ones). */
+const maxRejectedKept = 16;
+
 const rejectedKind: Record<ResourceUrl, RejectedImport['resource']> = {
   [ResourceUrl.trustBundle]: 'trust-bundle',
   [ResourceUrl.serverAddresses]: 'server-addresses',
@@ -157,7 +160,7 @@ const rejectedKind: Record<ResourceUrl, RejectedImport['resource']> = {
  * record (the dialer dials with them), its services into ImportedServices, each replaced by
  * exactly the latest payload and removed once it leaves the peer's exported list. Everything is
  * validated first (validate-import.ts): a refused resource changes nothing but the peering's
- * LastError and `rejectedImport`, and is NACKed with INVALID_ARGUMENT (the peer's input error).
+ * LastError and `rejectedImports`, and is NACKed with INVALID_ARGUMENT (the peer's input error).
  */
 export class ImportSink implements ResourceSink {
   constructor(private readonly deps: ImportSinkDeps) {}
@@ -262,20 +265,30 @@ export class ImportSink implements ResourceSink {
   private async recordRejected(url: ResourceUrl, change: ResourceChange, reason: string) {
     const resource = rejectedKind[url];
     const what = resource === 'service' ? `service ${change.resourceId}` : resource;
+    const entry: RejectedImport = { resource, resourceId: change.resourceId.slice(0, 256), reason };
+    const others = this.rejectedOtherThan(resource, entry.resourceId);
     await this.deps.peerings
       .setStreamStatus(this.deps.peeringName, {
         lastError: `rejected the peer's ${what}: ${reason}`,
-        rejectedImport: { resource, resourceId: change.resourceId.slice(0, 256), reason },
+        rejectedImports: [...others, entry].slice(-maxRejectedKept),
       })
       .catch(() => undefined); // the peering is gone: nothing to record it on
   }
 
-  /** An accepted version of the resource last rejected resolves that rejection. */
+  /** An accepted version of a resource resolves its rejection. */
   private async clearRejected(url: ResourceUrl, resourceId: string): Promise<void> {
     const { peerings, peeringName } = this.deps;
-    const rejected = peerings.read(peeringName)?.streamStatus.rejectedImport;
-    if (rejected?.resource !== rejectedKind[url] || rejected.resourceId !== resourceId) return;
-    await peerings.setStreamStatus(peeringName, { rejectedImport: undefined });
+    const rejected = peerings.read(peeringName)?.streamStatus.rejectedImports ?? [];
+    const others = this.rejectedOtherThan(rejectedKind[url], resourceId);
+    if (others.length === rejected.length) return;
+    await peerings.setStreamStatus(peeringName, {
+      rejectedImports: others.length > 0 ? others : undefined,
+    });
+  }
+
+  private rejectedOtherThan(resource: RejectedImport['resource'], id: string): RejectedImport[] {
+    const rejected = this.deps.peerings.read(this.deps.peeringName)?.streamStatus.rejectedImports;
+    return (rejected ?? []).filter((r) => r.resource !== resource || r.resourceId !== id);
   }
 }
 

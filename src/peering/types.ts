@@ -46,10 +46,11 @@ export interface StreamStatus {
   /** The peer's last NACK of something we sent. */
   readonly lastNack?: string | undefined;
   /**
-   * What we last NACKed of the peer's (its claims or data were refused, docs/architecture.md §6
-   * "Claims"); cleared once the peer sends an accepted version of that same resource.
+   * What we NACKed of the peer's and it has not replaced with an accepted version since (its
+   * claims or data were refused, docs/architecture.md §6 "Claims"): one entry per resource, the
+   * latest 16.
    */
-  readonly rejectedImport?: RejectedImport | undefined;
+  readonly rejectedImports?: readonly RejectedImport[] | undefined;
 }
 
 export interface RejectedImport {

@@ -148,8 +148,8 @@ export function peerCaPresent(f: PeeringFacts): Check {
   const fix = isDialer(p)
     ? "the peer's roots come with its token, then over the stream: establish again with a new token from the peer"
     : "the dialer's roots are pinned when it establishes: have the peer establish again with a new token";
-  const rejected = p.streamStatus.rejectedImport;
-  if (rejected?.resource === 'trust-bundle')
+  const rejected = p.streamStatus.rejectedImports?.find((r) => r.resource === 'trust-bundle');
+  if (rejected)
     return fail(
       name,
       `the peer's trust bundle ${rejected.resourceId} was rejected (the last accepted roots stay in use): ${rejected.reason}`,
@@ -196,8 +196,10 @@ export function exportsNonEmpty(f: PeeringFacts): Check {
  */
 export function imports(f: PeeringFacts): Check {
   const peer = f.peering.name;
-  const rejected = f.peering.streamStatus.rejectedImport;
-  if (rejected && rejected.resource !== 'trust-bundle') {
+  const rejected = f.peering.streamStatus.rejectedImports?.find(
+    (r) => r.resource !== 'trust-bundle',
+  );
+  if (rejected) {
     const what =
       rejected.resource === 'service' ? `service ${rejected.resourceId}` : rejected.resource;
     return fail(

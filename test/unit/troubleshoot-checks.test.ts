@@ -246,11 +246,13 @@ describe('peering checklist', () => {
         peering: withStatus(acceptor, {
           lastError:
             "rejected the peer's trust-bundle: trust_domain: aaaa.consul is this cluster's own trust domain",
-          rejectedImport: {
-            resource: 'trust-bundle',
-            resourceId: 'aaaa.consul',
-            reason: "trust_domain: aaaa.consul is this cluster's own trust domain",
-          },
+          rejectedImports: [
+            {
+              resource: 'trust-bundle',
+              resourceId: 'aaaa.consul',
+              reason: "trust_domain: aaaa.consul is this cluster's own trust domain",
+            },
+          ],
         }),
       },
       'peer CA present',
@@ -261,12 +263,14 @@ describe('peering checklist', () => {
       'peer-service-rejected',
       {
         peering: withStatus(acceptor, {
-          rejectedImport: {
-            resource: 'service',
-            resourceId: 'web',
-            reason:
-              'instances[0].peer_meta.spiffe_id[0]: "spiffe://aaaa.consul/ns/default/dc/dc-a/svc/web" is outside the peer\'s trust domain bbbb.consul',
-          },
+          rejectedImports: [
+            {
+              resource: 'service',
+              resourceId: 'web',
+              reason:
+                'instances[0].peer_meta.spiffe_id[0]: "spiffe://aaaa.consul/ns/default/dc/dc-a/svc/web" is outside the peer\'s trust domain bbbb.consul',
+            },
+          ],
         }),
       },
       'imports',
