@@ -275,11 +275,18 @@ export class ImportSink implements ResourceSink {
       .catch(() => undefined); // the peering is gone: nothing to record it on
   }
 
-  /** An accepted version of a resource resolves its rejection. */
+  /**
+   * An accepted version of a resource resolves its rejection; an accepted trust bundle resolves
+   * every refused one (a peer has one bundle, whatever trust domain a refused one named).
+   */
   private async clearRejected(url: ResourceUrl, resourceId: string): Promise<void> {
     const { peerings, peeringName } = this.deps;
     const rejected = peerings.read(peeringName)?.streamStatus.rejectedImports ?? [];
-    const others = this.rejectedOtherThan(rejectedKind[url], resourceId);
+    const resource = rejectedKind[url];
+    const others =
+      resource === 'trust-bundle'
+        ? rejected.filter((r) => r.resource !== resource)
+        : this.rejectedOtherThan(resource, resourceId);
     if (others.length === rejected.length) return;
     await peerings.setStreamStatus(peeringName, {
       rejectedImports: others.length > 0 ? others : undefined,

@@ -1,5 +1,10 @@
 import { trustDomainFix } from '../peering/claims.js';
-import { type Peering, establishedStates, isDialer } from '../peering/types.js';
+import {
+  type Peering,
+  type RejectedImport,
+  establishedStates,
+  isDialer,
+} from '../peering/types.js';
 import { type CertFact, certProblem, earliestExpiry } from './certs.js';
 import {
   type Check,
@@ -148,7 +153,7 @@ export function peerCaPresent(f: PeeringFacts): Check {
   const fix = isDialer(p)
     ? "the peer's roots come with its token, then over the stream: establish again with a new token from the peer"
     : "the dialer's roots are pinned when it establishes: have the peer establish again with a new token";
-  const rejected = p.streamStatus.rejectedImports?.find((r) => r.resource === 'trust-bundle');
+  const rejected = latestRejected(p, (r) => r.resource === 'trust-bundle');
   if (rejected)
     return fail(
       name,
@@ -196,9 +201,7 @@ export function exportsNonEmpty(f: PeeringFacts): Check {
  */
 export function imports(f: PeeringFacts): Check {
   const peer = f.peering.name;
-  const rejected = f.peering.streamStatus.rejectedImports?.find(
-    (r) => r.resource !== 'trust-bundle',
-  );
+  const rejected = latestRejected(f.peering, (r) => r.resource !== 'trust-bundle');
   if (rejected) {
     const what =
       rejected.resource === 'service' ? `service ${rejected.resourceId}` : rejected.resource;
@@ -258,6 +261,14 @@ export function meshGateway(f: PeeringFacts): Check {
       )
       .join('; '),
   );
+}
+
+/** The most recent of the peer's refused imports that `which` selects. */
+function latestRejected(
+  p: Peering,
+  which: (r: RejectedImport) => boolean,
+): RejectedImport | undefined {
+  return [...(p.streamStatus.rejectedImports ?? [])].reverse().find(which);
 }
 
 export function lastNack(f: PeeringFacts): Check {
