@@ -1,3 +1,5 @@
+import 'reflect-metadata';
+import * as x509 from '@peculiar/x509';
 import { X509Certificate } from 'node:crypto';
 import type { FieldError } from '../problems.js';
 import type { Peering } from './types.js';
@@ -24,15 +26,23 @@ export interface ClaimContext {
   readonly peeringName: string;
 }
 
-/** The trust domains of a certificate's `spiffe://` URI SANs; undefined when it does not parse. */
+/**
+ * The trust domains of a certificate's `spiffe://` URI SANs, read from its SAN extension (Node's
+ * display string can be made to show a URI SAN inside another name); undefined when it does not
+ * parse.
+ */
 export function spiffeTrustDomainsOf(pem: string): string[] | undefined {
-  let san: string;
+  let uris: string[];
   try {
-    san = new X509Certificate(pem).subjectAltName ?? '';
+    new X509Certificate(pem);
+    const san = new x509.X509Certificate(pem).getExtension(x509.SubjectAlternativeNameExtension);
+    uris = (san?.names.items ?? []).filter((n) => n.type === 'url').map((n) => n.value);
   } catch {
     return undefined;
   }
-  return [...san.matchAll(/URI:"?spiffe:\/\/([^,/\s"]*)/g)].map((m) => m[1] ?? '');
+  return uris
+    .map((uri) => /^spiffe:\/\/([^/]*)/.exec(uri)?.[1])
+    .filter((td): td is string => td !== undefined);
 }
 
 /**

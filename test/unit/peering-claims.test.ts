@@ -3,7 +3,7 @@
  * replicated bundles, and the validation of everything else a peer replicates.
  */
 import { beforeAll, describe, expect, it } from 'vitest';
-import { createRoot } from '../../src/ca/x509.js';
+import { createRoot, issueLeaf, loadSigner } from '../../src/ca/x509.js';
 import type { ExportedService } from '../../src/gen/isthmus/peering/v1/peering.js';
 import { meshGatewaySpiffeId, peeredServiceSni, serviceSpiffeId } from '../../src/mesh/names.js';
 import {
@@ -53,6 +53,22 @@ describe('trust-domain claims', () => {
   it("reads a root's spiffe:// trust domains; garbage does not parse", () => {
     expect(spiffeTrustDomainsOf(peerRoot)).toEqual(['peer.consul']);
     expect(spiffeTrustDomainsOf('junk')).toBeUndefined();
+  });
+
+  it("reads URI SANs from the extension, not from Node's display string", async () => {
+    const r = await createRoot({
+      rootUri: 'spiffe://other.consul',
+      name: 'r',
+      now: Date.now(),
+      validityMs: 3_600_000,
+    });
+    const leaf = await issueLeaf(await loadSigner('r', r.certPem, r.keyPem), {
+      spiffeId: 'spiffe://other.consul/svc/x',
+      dnsSans: ['x", URI:spiffe://peer.consul'],
+      now: Date.now(),
+      ttlMs: 3_600_000,
+    });
+    expect(spiffeTrustDomainsOf(leaf.certPem)).toEqual(['other.consul']);
   });
 
   it('each root must certify exactly the claimed trust domain', () => {
