@@ -200,7 +200,9 @@ function checkInstance(
       at(field, 'name'),
       `${show(i.name)} is not allowed: 1-128 lowercase letters, digits or "-"`,
     );
-  if (!isAddress(i.address))
+  // A typical instance registered without an address has '' (the catalog's rule); a sidecar's
+  // address becomes an Envoy endpoint, so it needs one.
+  if (!isAddress(i.address) && !(i.kind === 'typical' && i.address === ''))
     p.add(at(field, 'address'), `${show(i.address)} is not an IP address or hostname`);
   if (!(healthStatuses as readonly string[]).includes(i.health))
     p.add(at(field, 'health'), `${show(i.health)}: must be one of ${healthStatuses.join(', ')}`);

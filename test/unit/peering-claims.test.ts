@@ -192,6 +192,10 @@ function exported(td = 'peer.consul'): ExportedService {
 describe('validateExportedService', () => {
   it("accepts what the exporter sends, inside the peer's trust domain", () => {
     expect(validateExportedService('api', exported(), 'peer.consul')).toEqual([]);
+    // A typical instance registered without an address is exported with ''.
+    const s = exported();
+    const noAddress = { ...s, instances: [{ ...s.instances[0]!, address: '' }] };
+    expect(validateExportedService('api', noAddress, 'peer.consul')).toEqual([]);
   });
 
   it('names every problem with its field path', () => {
