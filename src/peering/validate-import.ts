@@ -2,7 +2,7 @@ import { X509Certificate } from 'node:crypto';
 import { isIP } from 'node:net';
 import { healthStatuses } from '../catalog/checks.js';
 import { protocols } from '../catalog/config-entries.js';
-import { at, type JsonObject, idRule, readMeta } from '../catalog/input.js';
+import { at, type JsonObject, readMeta } from '../catalog/input.js';
 import { dnsHostname, dnsLabel } from '../dns-names.js';
 import type {
   ExportedService,
@@ -51,6 +51,11 @@ const nameText =
   '1-63 lowercase letters, digits or "-", starting and ending with a letter or digit';
 /** Instance names: a service name, or `<service>-sidecar-proxy` (longer than one label may be). */
 const instanceName = /^[a-z0-9]([a-z0-9-]{0,126}[a-z0-9])?$/;
+/**
+ * Instance IDs: the catalog's rule (Envoy node IDs, no "/" or spaces), but up to 512 characters:
+ * a synthetic sidecar's is `<svc>-sidecar-proxy:<gateway WAN host>:<port>`, and a host may be long.
+ */
+const instanceId = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,511}$/;
 /** A SPIFFE ID path: `/`-separated segments of letters, digits, ".", "-", "_" (no "." or ".."). */
 const spiffePath = /^(\/(?!\.{1,2}(\/|$))[A-Za-z0-9._-]+)+$/;
 
@@ -194,7 +199,11 @@ function checkInstance(
   peerTd: string,
   p: Problems,
 ): void {
-  if (!idRule.pattern?.test(i.id)) p.add(at(field, 'id'), `${show(i.id)}: ${idRule.patternText}`);
+  if (!instanceId.test(i.id))
+    p.add(
+      at(field, 'id'),
+      `${show(i.id)}: 1-512 letters, digits, ".", "_", ":" or "-", starting with a letter or digit`,
+    );
   if (!instanceName.test(i.name))
     p.add(
       at(field, 'name'),

@@ -271,7 +271,7 @@ describe('ImportSink', () => {
       code: 'invalid_argument',
       field: 'instances[0].id',
       message:
-        'instances[0].id: "": 1-128 letters, digits, ".", "_", ":" or "-", starting with a letter or digit',
+        'instances[0].id: "": 1-512 letters, digits, ".", "_", ":" or "-", starting with a letter or digit',
     });
 
     const addresses = (list: string[]): ResourceChange => ({
