@@ -4,6 +4,8 @@ import { IsthmusError } from '../errors.js';
 import type { ExchangeSecretResponse } from '../gen/isthmus/peering/v1/peering.js';
 import type { Logger } from '../log.js';
 import { peeringServerName } from '../mesh/names.js';
+import { describeError } from '../problems.js';
+import { rootsCertify, trustDomainFix, trustDomainProblems } from './claims.js';
 import { dialPeer } from './dial.js';
 import { withLocalGatewaysFirst } from './through-gateways.js';
 import type { Peerings } from './peerings.js';
@@ -40,6 +42,7 @@ export async function establishPeering(
 ): Promise<Peering> {
   const token = tokenFor(deps, input.PeeringToken);
   deps.peerings.checkCanEstablish(input.PeerName, token);
+  checkClaims(deps, input.PeerName, token);
   const leaf = await deps.ca.leaf(peeringIdentity(deps.ca, deps.datacenter));
   const response = await exchangeWithAny(deps, token, leaf);
   return deps.peerings.recordEstablished({
@@ -62,6 +65,34 @@ function tokenFor(deps: EstablishDeps, text: string): PeeringToken {
     );
   }
   return parsed.value;
+}
+
+/**
+ * The acceptor claims the trust domain of its ServerName (`server.<dc>.peering.<td>`): the token's
+ * roots must certify exactly it, and it must be neither ours nor another live peer's
+ * (docs/architecture.md §6 "Claims"). Checked before the establishment secret is spent.
+ */
+function checkClaims(deps: EstablishDeps, name: string, token: PeeringToken): void {
+  const td = /^server\.[^.]+\.peering\.(.+)$/.exec(token.ServerName)?.[1] ?? '';
+  const problems = [
+    ...trustDomainProblems(
+      td,
+      'PeeringToken.ServerName',
+      {
+        ownTrustDomain: deps.ca.trustDomain,
+        peerings: deps.peerings.list(),
+        peeringName: name,
+      },
+      token.CA,
+    ),
+    ...(td ? rootsCertify(td, token.CA, 'PeeringToken.CA') : []),
+  ];
+  if (problems.length === 0) return;
+  throw new IsthmusError(
+    'invalid_argument',
+    `invalid peering token: ${problems.map(describeError).join('; ')} (${trustDomainFix})`,
+    'PeeringToken',
+  );
 }
 
 /**

@@ -171,7 +171,12 @@ export class PeeringManager {
         serverAddresses,
         onExported,
       }),
-      sink: new ImportSink({ peerings, imported, peeringName: name }),
+      sink: new ImportSink({
+        peerings,
+        imported,
+        peeringName: name,
+        ownTrustDomain: ca.trustDomain,
+      }),
       observer: statusObserver({
         peerings,
         peeringName: name,

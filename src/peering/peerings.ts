@@ -213,10 +213,13 @@ export class Peerings {
    * Acceptor: trades a token's establishment secret for a new stream secret, consuming it inside
    * one Store transaction (transactions are serializable: of concurrent callers exactly one wins),
    * and pins the dialer's roots as the peering's peerCaPems. The state stays as it is until the
-   * stream opens.
+   * stream opens. `check` runs once the secret matched and before anything is written: throw from
+   * it (the dialer's trust-domain claim is refused) to leave everything, the secret included, as
+   * it was, and to tell only a caller holding the secret why.
    */
   async exchangeSecret(
     input: ExchangeSecretInput,
+    check?: (peering: Peering) => void,
   ): Promise<{ readonly streamSecret: string; readonly peering: Peering }> {
     const streamSecret = newSecret();
     const peering = await this.write(async (tx, revision) => {
@@ -232,6 +235,7 @@ export class Peerings {
         record.state === 'DELETING'
       )
         throw usedSecret();
+      check?.(record);
       const { establishmentSha256: _consumed, ...rest } = secrets;
       storedSecrets.put(tx, record.id, { ...rest, pendingStreamSha256: sha256Hex(streamSecret) });
       const next: Peering = {

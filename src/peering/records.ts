@@ -29,6 +29,15 @@ const streamStatus: z.ZodType<StreamStatus> = z.strictObject({
   lastSend: z.string().optional(),
   lastError: z.string().optional(),
   lastNack: z.string().optional(),
+  rejectedImports: z
+    .array(
+      z.strictObject({
+        resource: z.enum(['trust-bundle', 'server-addresses', 'exported-services', 'service']),
+        resourceId: z.string(),
+        reason: z.string(),
+      }),
+    )
+    .optional(),
 });
 
 const peering: z.ZodType<Peering> = z.strictObject({

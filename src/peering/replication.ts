@@ -1,4 +1,3 @@
-import { X509Certificate } from 'node:crypto';
 import type { CertificateAuthority } from '../ca/index.js';
 import type { CatalogReader } from '../catalog/types.js';
 import type {
@@ -7,12 +6,20 @@ import type {
   ServerAddresses,
   TrustBundle,
 } from '../gen/isthmus/peering/v1/peering.js';
-import { type FieldError, invalidInput } from '../problems.js';
+import { IsthmusError } from '../errors.js';
+import { invalidInput } from '../problems.js';
 import { exportedNamesFor, exportedServiceFor } from './exports.js';
 import { type ImportedServices, importedInstancesOf } from './imported.js';
 import type { Peerings } from './peerings.js';
 import { ResourceUrl } from './stream/resources.js';
 import type { ResourceChange, ResourceSink, ResourceSource } from './stream/types.js';
+import type { RejectedImport } from './types.js';
+import {
+  validateExportedService,
+  validateExportedServiceList,
+  validateServerAddresses,
+  validateTrustBundle,
+} from './validate-import.js';
 
 /** The one-resource IDs (a list, the addresses); a trust bundle's ID is its trust domain. */
 const exportedListId = 'exported-services';
@@ -130,21 +137,46 @@ export class ExportSource implements ResourceSource {
 }
 
 export interface ImportSinkDeps {
-  readonly peerings: Pick<Peerings, 'read' | 'updatePeer' | 'setStreamStatus'>;
+  readonly peerings: Pick<Peerings, 'read' | 'list' | 'updatePeer' | 'setStreamStatus'>;
   readonly imported: ImportedServices;
   /** Our name for the peering: imported data is kept under it. */
   readonly peeringName: string;
+  /** This cluster's trust domain: a peer may not claim it. */
+  readonly ownTrustDomain: string;
 }
+
+/** Rejections kept on the peering (one per resource; a peer can send any number of bad ones). */
+const maxRejectedKept = 16;
+
+const rejectedKind: Record<ResourceUrl, RejectedImport['resource']> = {
+  [ResourceUrl.trustBundle]: 'trust-bundle',
+  [ResourceUrl.serverAddresses]: 'server-addresses',
+  [ResourceUrl.exportedServiceList]: 'exported-services',
+  [ResourceUrl.exportedService]: 'service',
+};
 
 /**
  * The importer of one peering: the peer's trust bundle and server addresses go into the peering
  * record (the dialer dials with them), its services into ImportedServices, each replaced by
- * exactly the latest payload and removed once it leaves the peer's exported list.
+ * exactly the latest payload and removed once it leaves the peer's exported list. Everything is
+ * validated first (validate-import.ts): a refused resource changes nothing but the peering's
+ * LastError and `rejectedImports`, and is NACKed with INVALID_ARGUMENT (the peer's input error).
  */
 export class ImportSink implements ResourceSink {
   constructor(private readonly deps: ImportSinkDeps) {}
 
   async apply(resourceUrl: ResourceUrl, change: ResourceChange): Promise<void> {
+    try {
+      await this.applyValid(resourceUrl, change);
+    } catch (err) {
+      const e = IsthmusError.from(err);
+      if (e.code === 'invalid_argument') await this.recordRejected(resourceUrl, change, e.message);
+      throw e;
+    }
+    await this.clearRejected(resourceUrl, change.resourceId);
+  }
+
+  private applyValid(resourceUrl: ResourceUrl, change: ResourceChange): Promise<void> {
     switch (resourceUrl) {
       case ResourceUrl.trustBundle:
         return this.trustBundle(change);
@@ -160,51 +192,63 @@ export class ImportSink implements ResourceSink {
   private async trustBundle(change: ResourceChange): Promise<void> {
     if (change.operation === 'delete') return; // a peer always has roots: keep the last ones
     const bundle = change.resource as TrustBundle;
-    // A peer's bad bundle is its input error, not ours: the NACK carries INVALID_ARGUMENT.
-    const problems = validateTrustBundle(bundle);
+    const { peerings, peeringName, ownTrustDomain } = this.deps;
+    const problems = validateTrustBundle(bundle, {
+      ownTrustDomain,
+      peerings: peerings.list(),
+      peeringName,
+      resourceId: change.resourceId,
+      pinned: peerings.read(peeringName)?.peerTrustDomain ?? '',
+    });
     if (problems.length > 0) throw invalidInput(problems);
-    await this.deps.peerings.updatePeer(this.deps.peeringName, {
+    await peerings.updatePeer(peeringName, {
       peerCaPems: [...bundle.rootPems],
       peerTrustDomain: bundle.trustDomain,
     });
   }
 
   private async serverAddresses(change: ResourceChange): Promise<void> {
-    const addresses =
-      change.operation === 'upsert' ? (change.resource as ServerAddresses).addresses : [];
+    const resource: ServerAddresses =
+      change.operation === 'upsert' ? (change.resource as ServerAddresses) : { addresses: [] };
     // An acceptor with nothing dialable to advertise: keep dialing the token's addresses.
-    if (addresses.length === 0) return;
+    if (resource.addresses.length === 0) return;
     // The operator's addresses from the token win over what the acceptor reports (Consul's rule).
     if (this.deps.peerings.read(this.deps.peeringName)?.manualServerAddresses) return;
-    const bad = addresses.find((a) => !/^[^\s]+:\d{1,5}$/.test(a));
-    if (bad !== undefined)
-      throw invalidInput([
-        { field: 'addresses', problem: `${JSON.stringify(bad)} is not host:port` },
-      ]);
+    const problems = validateServerAddresses(resource);
+    if (problems.length > 0) throw invalidInput(problems);
     await this.deps.peerings.updatePeer(this.deps.peeringName, {
-      peerServerAddresses: [...addresses],
+      peerServerAddresses: [...resource.addresses],
     });
   }
 
   private async exportedList(change: ResourceChange): Promise<void> {
-    const names =
-      change.operation === 'upsert'
-        ? (change.resource as ExportedServiceList).services.map((s) => s.name)
-        : [];
-    await this.deps.imported.retain(this.deps.peeringName, new Set(names));
+    const list: ExportedServiceList =
+      change.operation === 'upsert' ? (change.resource as ExportedServiceList) : { services: [] };
+    const problems = validateExportedServiceList(list);
+    if (problems.length > 0) throw invalidInput(problems);
+    await this.deps.imported.retain(
+      this.deps.peeringName,
+      new Set(list.services.map((s) => s.name)),
+    );
     await this.recordCounts();
   }
 
   private async exportedService(change: ResourceChange): Promise<void> {
-    const { imported, peeringName } = this.deps;
+    const { imported, peeringName, peerings } = this.deps;
     if (change.operation === 'delete') await imported.remove(peeringName, change.resourceId);
     else {
       const service = change.resource as ExportedService;
-      const datacenter = this.deps.peerings.read(peeringName)?.remote.datacenter ?? '';
+      const peering = peerings.read(peeringName);
+      const problems = validateExportedService(
+        change.resourceId,
+        service,
+        peering?.peerTrustDomain ?? '',
+      );
+      if (problems.length > 0) throw invalidInput(problems);
       await imported.replace(
         peeringName,
         change.resourceId,
-        importedInstancesOf(peeringName, datacenter, service),
+        importedInstancesOf(peeringName, peering?.remote.datacenter ?? '', service),
       );
     }
     await this.recordCounts();
@@ -217,28 +261,42 @@ export class ImportSink implements ResourceSink {
     if (current.join('\n') !== names.join('\n'))
       await peerings.setStreamStatus(peeringName, { importedServices: names });
   }
-}
 
-/**
- * Every problem of a replicated trust bundle, each under its field (`root_pems[1]`): a trust domain
- * and at least one root, each a PEM CA certificate. An empty list: the bundle is usable.
- */
-export function validateTrustBundle(bundle: TrustBundle): FieldError[] {
-  const problems: FieldError[] = [];
-  if (!bundle.trustDomain) problems.push({ field: 'trust_domain', problem: 'missing' });
-  if (bundle.rootPems.length === 0)
-    problems.push({ field: 'root_pems', problem: 'a trust bundle needs at least one root' });
-  bundle.rootPems.forEach((pem, i) => {
-    if (!isCaPem(pem))
-      problems.push({ field: `root_pems[${i}]`, problem: 'not a PEM CA certificate' });
-  });
-  return problems;
-}
+  private async recordRejected(url: ResourceUrl, change: ResourceChange, reason: string) {
+    const resource = rejectedKind[url];
+    const what = resource === 'service' ? `service ${change.resourceId}` : resource;
+    const entry: RejectedImport = { resource, resourceId: change.resourceId.slice(0, 256), reason };
+    const others = this.rejectedOtherThan(resource, entry.resourceId);
+    await this.deps.peerings
+      .setStreamStatus(this.deps.peeringName, {
+        lastError: `rejected the peer's ${what}: ${reason}`,
+        rejectedImports: [...others, entry].slice(-maxRejectedKept),
+      })
+      .catch(() => undefined); // the peering is gone: nothing to record it on
+  }
 
-function isCaPem(pem: string): boolean {
-  try {
-    return new X509Certificate(pem).ca;
-  } catch {
-    return false;
+  /**
+   * An accepted version of a resource resolves its rejection; an accepted trust bundle resolves
+   * every refused one (a peer has one bundle, whatever trust domain a refused one named).
+   */
+  private async clearRejected(url: ResourceUrl, resourceId: string): Promise<void> {
+    const { peerings, peeringName } = this.deps;
+    const rejected = peerings.read(peeringName)?.streamStatus.rejectedImports ?? [];
+    const resource = rejectedKind[url];
+    const others =
+      resource === 'trust-bundle'
+        ? rejected.filter((r) => r.resource !== resource)
+        : this.rejectedOtherThan(resource, resourceId);
+    if (others.length === rejected.length) return;
+    await peerings.setStreamStatus(peeringName, {
+      rejectedImports: others.length > 0 ? others : undefined,
+    });
+  }
+
+  private rejectedOtherThan(resource: RejectedImport['resource'], id: string): RejectedImport[] {
+    const rejected = this.deps.peerings.read(this.deps.peeringName)?.streamStatus.rejectedImports;
+    return (rejected ?? []).filter((r) => r.resource !== resource || r.resourceId !== id);
   }
 }
+
+export { validateTrustBundle } from './validate-import.js';

@@ -3,6 +3,7 @@ import * as grpc from '@grpc/grpc-js';
 import type { CaEvent, CertificateAuthority, Leaf, LeafIdentity } from '../ca/index.js';
 import { IsthmusError } from '../errors.js';
 import { grpcStatusOf } from '../grpc-status.js';
+import { type FieldError, invalidInput } from '../problems.js';
 import {
   type ExchangeSecretRequest,
   type ExchangeSecretResponse,
@@ -13,7 +14,8 @@ import {
 import type { Logger } from '../log.js';
 import { peeringServerName, peeringServerSpiffeId } from '../mesh/names.js';
 import type { Peerings } from './peerings.js';
-import { isDialer } from './types.js';
+import { rootsCertify, trustDomainFix, trustDomainProblems } from './claims.js';
+import { type Peering, isDialer } from './types.js';
 
 /** The StreamResources handler the stream engine provides (until one is set: UNIMPLEMENTED). */
 export type StreamHandler = grpc.handleBidiStreamingCall<ReplicationMessage, ReplicationMessage>;
@@ -154,16 +156,34 @@ export class PeeringServer {
     const req = call.request;
     try {
       validateExchange(req);
-      const { streamSecret } = await this.opts.peerings.exchangeSecret({
-        peerId: req.peerId,
-        establishmentSecret: req.establishmentSecret,
-        dialerRootPems: req.dialerRootPems,
-        dialerTrustDomain: req.dialerTrustDomain,
-        dialerRemote: {
-          partition: req.dialer?.partition ?? '',
-          datacenter: req.dialer?.datacenter ?? '',
+      const { peerings, ca } = this.opts;
+      const claimed = (record: Peering) =>
+        refuseClaims([
+          ...trustDomainProblems(
+            req.dialerTrustDomain,
+            'dialer_trust_domain',
+            {
+              ownTrustDomain: ca.trustDomain,
+              peerings: peerings.list(),
+              peeringName: record.name,
+            },
+            req.dialerRootPems,
+          ),
+          ...rootsCertify(req.dialerTrustDomain, req.dialerRootPems, 'dialer_root_pems'),
+        ]);
+      const { streamSecret } = await peerings.exchangeSecret(
+        {
+          peerId: req.peerId,
+          establishmentSecret: req.establishmentSecret,
+          dialerRootPems: req.dialerRootPems,
+          dialerTrustDomain: req.dialerTrustDomain,
+          dialerRemote: {
+            partition: req.dialer?.partition ?? '',
+            datacenter: req.dialer?.datacenter ?? '',
+          },
         },
-      });
+        claimed,
+      );
       callback(null, { streamSecret });
     } catch (err) {
       const e = IsthmusError.from(err);
@@ -180,6 +200,13 @@ export class PeeringServer {
       callback({ code: grpcStatusOf(e), details: e.message });
     }
   }
+}
+
+/** The dialer's trust-domain claim, refused with every problem and what to do about it. */
+function refuseClaims(problems: readonly FieldError[]): void {
+  if (problems.length === 0) return;
+  const e = invalidInput(problems);
+  throw new IsthmusError('invalid_argument', `${e.message} (${trustDomainFix})`, e.field);
 }
 
 function validateExchange(req: ExchangeSecretRequest): void {

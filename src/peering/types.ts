@@ -45,6 +45,20 @@ export interface StreamStatus {
   readonly lastError?: string | undefined;
   /** The peer's last NACK of something we sent. */
   readonly lastNack?: string | undefined;
+  /**
+   * What we NACKed of the peer's and it has not replaced with an accepted version since (its
+   * claims or data were refused, docs/architecture.md §6 "Claims"): one entry per resource, the
+   * latest 16.
+   */
+  readonly rejectedImports?: readonly RejectedImport[] | undefined;
+}
+
+export interface RejectedImport {
+  /** The trust bundle, the server addresses, the exported-services list, or one service. */
+  readonly resource: 'trust-bundle' | 'server-addresses' | 'exported-services' | 'service';
+  readonly resourceId: string;
+  /** The NACK's message: every problem with its field. */
+  readonly reason: string;
 }
 
 export interface Peering {

@@ -1,4 +1,10 @@
-import { type Peering, establishedStates, isDialer } from '../peering/types.js';
+import { trustDomainFix } from '../peering/claims.js';
+import {
+  type Peering,
+  type RejectedImport,
+  establishedStates,
+  isDialer,
+} from '../peering/types.js';
 import { type CertFact, certProblem, earliestExpiry } from './certs.js';
 import {
   type Check,
@@ -147,6 +153,13 @@ export function peerCaPresent(f: PeeringFacts): Check {
   const fix = isDialer(p)
     ? "the peer's roots come with its token, then over the stream: establish again with a new token from the peer"
     : "the dialer's roots are pinned when it establishes: have the peer establish again with a new token";
+  const rejected = latestRejected(p, (r) => r.resource === 'trust-bundle');
+  if (rejected)
+    return fail(
+      name,
+      `the peer's trust bundle ${rejected.resourceId} was rejected (the last accepted roots stay in use): ${rejected.reason}`,
+      trustDomainFix,
+    );
   if (f.peerRoots.length === 0) return fail(name, 'no CA roots of the peer are known', fix);
   const broken = f.peerRoots.find((c) => c.error);
   if (broken) return fail(name, `${broken.label} ${broken.error}`, fix);
@@ -182,9 +195,23 @@ export function exportsNonEmpty(f: PeeringFacts): Check {
   );
 }
 
-/** Informational: what the peer exports to us is the peer's decision, so this never fails. */
+/**
+ * What the peer exports to us is the peer's decision, so nothing imported is no failure; what it
+ * replicated and we refused (docs/architecture.md §6 "Claims") is.
+ */
 export function imports(f: PeeringFacts): Check {
   const peer = f.peering.name;
+  const rejected = latestRejected(f.peering, (r) => r.resource !== 'trust-bundle');
+  if (rejected) {
+    const what =
+      rejected.resource === 'service' ? `service ${rejected.resourceId}` : rejected.resource;
+    return fail(
+      'imports',
+      `the ${what} that ${peer} replicated was rejected (nothing of it was stored or sent to a proxy): ${rejected.reason}`,
+      `the peer's data breaks the rules names, addresses, ports, SNIs and SPIFFE IDs must follow here: fix it on the peer ` +
+        `(for a service: its registration or config entries there); the peer replicates it again on its next change, and this clears once accepted`,
+    );
+  }
   if (f.imported.length > 0)
     return pass('imports', `imports ${f.imported.join(', ')} from ${peer}`);
   return pass(
@@ -234,6 +261,14 @@ export function meshGateway(f: PeeringFacts): Check {
       )
       .join('; '),
   );
+}
+
+/** The most recent of the peer's refused imports that `which` selects. */
+function latestRejected(
+  p: Peering,
+  which: (r: RejectedImport) => boolean,
+): RejectedImport | undefined {
+  return [...(p.streamStatus.rejectedImports ?? [])].reverse().find(which);
 }
 
 export function lastNack(f: PeeringFacts): Check {

@@ -8,6 +8,7 @@ import { Writable } from 'node:stream';
 import tls, { type PeerCertificate } from 'node:tls';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { createRoot } from '../../src/ca/x509.js';
 import { loadServerConfig } from '../../src/config/index.js';
 import { createLogger } from '../../src/log.js';
 import { peeringServerName, peeringServerSpiffeId } from '../../src/mesh/names.js';
@@ -252,7 +253,14 @@ describe('peering establish between two servers', () => {
 
   it("TLS verifies the acceptor: a token whose CA is not the acceptor's fails without spending the secret", async () => {
     const good = decoded(await tokenFor(a, 'cluster-b'));
-    const wrongCa = await establish(b, 'cluster-a', encodeToken({ ...good, CA: rootsOf(b) }));
+    // A root of its own that claims A's trust domain: it passes the claims check, not TLS.
+    const forged = await createRoot({
+      rootUri: `spiffe://${a.server.ca.trustDomain}`,
+      name: 'forged',
+      now: Date.now(),
+      validityMs: 3_600_000,
+    });
+    const wrongCa = await establish(b, 'cluster-a', encodeToken({ ...good, CA: [forged.certPem] }));
     expect(wrongCa.status).toBe(503);
     expect(wrongCa.body.error).toMatch(
       /cannot exchange the peering secret with server\.dc-a\.peering\./,
@@ -261,7 +269,7 @@ describe('peering establish between two servers', () => {
     const wrongName = await establish(
       b,
       'cluster-a',
-      encodeToken({ ...good, ServerName: 'server.dc-x.peering.example.consul' }),
+      encodeToken({ ...good, ServerName: `server.dc-x.peering.${a.server.ca.trustDomain}` }),
     );
     expect(wrongName.status).toBe(503);
     expect((await establish(b, 'cluster-a', encodeToken(good))).status).toBe(200);
@@ -329,7 +337,7 @@ describe('peering establish between two servers', () => {
         peerId: t.PeerID,
         establishmentSecret: t.EstablishmentSecret,
         dialerRootPems: rootsOf(b),
-        dialerTrustDomain: 'b.consul',
+        dialerTrustDomain: b.server.ca.trustDomain,
       };
       expect(await call({ ...base, peerId: '' })).toMatchObject({
         code: grpc.status.INVALID_ARGUMENT,
@@ -341,6 +349,19 @@ describe('peering establish between two servers', () => {
       });
       expect(await call({ ...base, dialerRootPems: ['nope'] })).toMatchObject({
         code: grpc.status.INVALID_ARGUMENT,
+      });
+      // A trust domain B's roots do not certify, or A's own: refused, the secret kept (issue 18).
+      expect(await call({ ...base, dialerTrustDomain: 'b.consul' })).toMatchObject({
+        code: grpc.status.INVALID_ARGUMENT,
+        details: expect.stringMatching(
+          /^dialer_root_pems\[0\]: certifies spiffe:\/\/\S+\.consul, not the claimed trust domain b\.consul \(the peer's CA roots must carry/,
+        ),
+      });
+      expect(await call({ ...base, dialerTrustDomain: a.server.ca.trustDomain })).toMatchObject({
+        code: grpc.status.INVALID_ARGUMENT,
+        details: expect.stringContaining(
+          `dialer_trust_domain: ${a.server.ca.trustDomain} is this cluster's own trust domain`,
+        ),
       });
       expect(await call({ ...base, establishmentSecret: 'wrong' })).toMatchObject({
         code: grpc.status.PERMISSION_DENIED,

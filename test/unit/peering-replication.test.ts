@@ -199,11 +199,17 @@ describe('ImportSink', () => {
     const patches: object[] = [];
     const peerings = {
       read: () => record,
+      list: () => [record],
       updatePeer: async (_n: string, patch: object) => (patches.push(patch), record),
       setStreamStatus: async (_n: string, patch: object) =>
         (record = { ...record, streamStatus: { ...record.streamStatus, ...patch } }),
     };
-    const sink = new ImportSink({ peerings, imported, peeringName: 'east' });
+    const sink = new ImportSink({
+      peerings,
+      imported,
+      peeringName: 'east',
+      ownTrustDomain: 'local.consul',
+    });
     const instance = (id: string, health = 'passing') => ({
       id,
       name: 'api',
@@ -263,8 +269,9 @@ describe('ImportSink', () => {
       }),
     ).rejects.toMatchObject({
       code: 'invalid_argument',
-      field: 'instances[0]',
-      message: 'instances[0]: id and name are required',
+      field: 'instances[0].id',
+      message:
+        'instances[0].id: "": 1-512 letters, digits, ".", "_", ":" or "-", starting with a letter or digit',
     });
 
     const addresses = (list: string[]): ResourceChange => ({

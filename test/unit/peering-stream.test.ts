@@ -266,6 +266,7 @@ describe('PeerStreamSession', () => {
         return undefined as never;
       },
       setStreamStatus: async () => undefined as never,
+      list: () => [],
     };
     const imported = { retain: async () => undefined } as unknown as ImportedServices;
     dialer.session = new PeerStreamSession(
@@ -273,7 +274,12 @@ describe('PeerStreamSession', () => {
         role: 'dialer',
         peeringName: 'p',
         source: dialer.source,
-        sink: new ImportSink({ peerings, imported, peeringName: 'p' }),
+        sink: new ImportSink({
+          peerings,
+          imported,
+          peeringName: 'p',
+          ownTrustDomain: 'dialer.consul',
+        }),
         observer: dialer.observer,
         logger: silentLogger(),
       },

@@ -241,6 +241,43 @@ describe('peering checklist', () => {
       /peer's server log/,
     ],
     [
+      'peer-bundle-rejected',
+      {
+        peering: withStatus(acceptor, {
+          lastError:
+            "rejected the peer's trust-bundle: trust_domain: aaaa.consul is this cluster's own trust domain",
+          rejectedImports: [
+            {
+              resource: 'trust-bundle',
+              resourceId: 'aaaa.consul',
+              reason: "trust_domain: aaaa.consul is this cluster's own trust domain",
+            },
+          ],
+        }),
+      },
+      'peer CA present',
+      /trust bundle aaaa\.consul was rejected \(the last accepted roots stay in use\): trust_domain: aaaa\.consul is this cluster's own/,
+      /URI SAN spiffe:\/\/<its trust domain>.*establish again with a new token/,
+    ],
+    [
+      'peer-service-rejected',
+      {
+        peering: withStatus(acceptor, {
+          rejectedImports: [
+            {
+              resource: 'service',
+              resourceId: 'web',
+              reason:
+                'instances[0].peer_meta.spiffe_id[0]: "spiffe://aaaa.consul/ns/default/dc/dc-a/svc/web" is outside the peer\'s trust domain bbbb.consul',
+            },
+          ],
+        }),
+      },
+      'imports',
+      /the service web that cluster-b replicated was rejected \(nothing of it was stored or sent to a proxy\): instances\[0\]\.peer_meta\.spiffe_id\[0\]/,
+      /fix it on the peer/,
+    ],
+    [
       'local-root-expired',
       { localRoots: [cert('local root r1', 'spiffe://aaaa.consul', ago(400 * day), ago(day))] },
       'certificates valid',

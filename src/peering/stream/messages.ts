@@ -12,6 +12,9 @@ import { typePrefix } from '../../proto-any.js';
 
 /** Pure builders and decoders for `ReplicationMessage`s. */
 
+/** The largest encoded resource a peer may replicate (docs/architecture.md §6 "Claims"). */
+export const maxResourceBytes = 4 * 1024 * 1024;
+
 export function buildOpen(open: StreamOpen): ReplicationMessage {
   return ReplicationMessage.fromPartial({
     payload: {
@@ -87,6 +90,11 @@ export function parseResponse(
   if (res.operation !== Operation.OPERATION_UPSERT)
     return invalid(`unknown operation ${res.operation}`, 'operation');
   if (!res.resource) return invalid('upsert without resource', 'resource');
+  if (res.resource.value.length > maxResourceBytes)
+    return invalid(
+      `resource is ${res.resource.value.length} bytes, more than the ${maxResourceBytes} a replicated resource may have`,
+      'resource',
+    );
   if (res.resource.typeUrl !== res.resourceUrl) {
     return invalid(
       `resource type ${res.resource.typeUrl} does not match resource_url ${res.resourceUrl}`,
