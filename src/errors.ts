@@ -52,7 +52,9 @@ const codesOfHttp = new Map<number, ErrorCode>(
   Object.entries(httpCodes).map(([code, status]) => [status, code as ErrorCode]),
 );
 
-/** The error code an HTTP status stands for (the inverse of httpStatusOf); `internal` for others. */
+/**
+ * The error code an HTTP status stands for (the inverse of httpStatusOf); `internal` for others.
+ */
 export function errorCodeOfHttpStatus(status: number): ErrorCode {
   return codesOfHttp.get(status) ?? 'internal';
 }

@@ -79,7 +79,9 @@ export class Metrics {
     registers: [this.registry],
   });
 
-  /** One row per peering, read at scrape time by the isthmus_peering_* gauges (set by the server). */
+  /**
+   * One row per peering, read at scrape time by the isthmus_peering_* gauges (set by the server).
+   */
   peeringRows: () => readonly PeeringMetricRow[] = () => [];
 
   readonly peeringHealthy = this.peeringGauge(

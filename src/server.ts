@@ -34,7 +34,10 @@ import { StartedParts, streamGraceMs } from './server/started-parts.js';
 
 export interface RunningServer {
   readonly httpPort: number;
-  /** Every route the HTTP API serves, with the access it declares (the scope matrix test walks them). */
+  /**
+   * Every route the HTTP API serves, with the access it declares (the scope matrix test walks
+   * them).
+   */
   readonly httpRoutes: readonly DeclaredRoute[];
   readonly xdsPort: number;
   readonly peeringPort: number;
@@ -194,7 +197,10 @@ async function openState(
   return { store, catalog, ca, tokens, apiTokens, leafUsers };
 }
 
-/** The xDS server around the cache, listening at once: streams see empty views until their proxy is built. */
+/**
+ * The xDS server around the cache, listening at once: streams see empty views until their proxy is
+ * built.
+ */
 async function startXds(
   config: ServerConfig,
   logger: Logger,

@@ -30,9 +30,14 @@ export interface CdsMicroResult {
   /** (a) the mirrored assembly, µs. */
   readonly assemblyP50Us: number;
   readonly assemblyP90Us: number;
-  /** (b) publish of one changed cluster → response written by a SotwSession, µs (publish itself excluded). */
+  /**
+   * (b) publish of one changed cluster → response written by a SotwSession, µs (publish itself
+   * excluded).
+   */
   readonly sessionP50Us: number;
-  /** The publish call that (b) measures from: updateProxyResources on the 2,001-resource view, µs. */
+  /**
+   * The publish call that (b) measures from: updateProxyResources on the 2,001-resource view, µs.
+   */
   readonly publishP50Us: number;
 }
 
@@ -49,7 +54,9 @@ function bigView(cache: XdsCache, clusters: number): EncodedResource[] {
   return out;
 }
 
-/** sotw-session.ts planFullState('upsert') followed by response(): the same steps in the same order. */
+/**
+ * sotw-session.ts planFullState('upsert') followed by response(): the same steps in the same order.
+ */
 function assembleCds(
   view: ProxyView,
   ts: TypeState,

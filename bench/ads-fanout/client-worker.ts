@@ -50,7 +50,10 @@ let rawStreams: grpc.ClientDuplexStream<Buffer, Buffer>[] = [];
 let rawAck: Buffer | undefined;
 let closingRaw = false;
 
-/** The report key of message `n` (a round): the same string for every stream, so not built per message. */
+/**
+ * The report key of message `n` (a round): the same string for every stream, so not built per
+ * message.
+ */
 function keyCache<P extends 'acked' | 'raw'>(prefix: P): (n: number) => `${P}:${number}` {
   const keys: `${P}:${number}`[] = [];
   return (n) => (keys[n] ??= `${prefix}:${n}`);
@@ -85,7 +88,9 @@ function clientFactory(
   return () => shared;
 }
 
-/** Opens streams a few at a time so connection setup does not overflow the server's accept backlog. */
+/**
+ * Opens streams a few at a time so connection setup does not overflow the server's accept backlog.
+ */
 async function inBatches(count: number, open: (i: number) => void): Promise<void> {
   for (let i = 0; i < count; i++) {
     open(i);
@@ -140,14 +145,18 @@ async function handle(msg: ToWorker): Promise<void> {
   }
 }
 
-/** Raw streams announce themselves with one byte, then count what they receive: message k is round k. */
+/**
+ * Raw streams announce themselves with one byte, then count what they receive: message k is round
+ * k.
+ */
 async function openRaw(address: string, conn: ConnectionMode, count: number): Promise<void> {
   const client = clientFactory(address, conn, rawClients);
   await inBatches(count, () => {
     const stream = client().makeBidiStreamRequest<Buffer, Buffer>(rawPath, identity, identity);
     let received = 0;
     stream.on('data', () => {
-      // In ACK mode the stream answers like a proxy ACKing, and the time is taken after that write, as a proxy's is.
+      // In ACK mode the stream answers like a proxy ACKing, and the time is taken after that write,
+      // as a proxy's is.
       if (rawAck) stream.write(rawAck);
       reporter.add(rawKey(++received), wallClockMs());
     });

@@ -50,8 +50,8 @@ function parseOptions(argv: readonly string[]): RunOptions {
 }
 
 /**
- * With a connection per proxy the server holds 2 × clients sockets while the xDS and the raw streams
- * are both open. Warns (Linux) when the open-file limit is lower than that.
+ * With a connection per proxy the server holds 2 × clients sockets while the xDS and the raw
+ * streams are both open. Warns (Linux) when the open-file limit is lower than that.
  */
 function warnAboutFileLimit(opts: RunOptions): void {
   let limits: string;

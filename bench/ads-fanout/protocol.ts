@@ -47,7 +47,9 @@ export type ToWorker =
       readonly count: number;
     }
   | { readonly kind: 'close-raw' }
-  /** Raw streams answer each message with this many bytes (an ACK-sized request), or not at all (0). */
+  /**
+   * Raw streams answer each message with this many bytes (an ACK-sized request), or not at all (0).
+   */
   | { readonly kind: 'raw-ack'; readonly bytes: number }
   | { readonly kind: 'cpu'; readonly key: `cpu:${number}` };
 

@@ -21,7 +21,9 @@ export interface ProxyHooks {
 
 const identity = (b: Buffer): Buffer => b;
 
-/** `envoy.config.core.v3.Node { id = 1; cluster = 2; user_agent_name = 6 }` as field `fieldNumber`. */
+/**
+ * `envoy.config.core.v3.Node { id = 1; cluster = 2; user_agent_name = 6 }` as field `fieldNumber`.
+ */
 function nodeField(fieldNumber: number, id: string): Buffer {
   return lenField(
     fieldNumber,
@@ -30,12 +32,15 @@ function nodeField(fieldNumber: number, id: string): Buffer {
 }
 
 /**
- * `DeltaDiscoveryRequest { node = 1; type_url = 2; resource_names_subscribe = 3; response_nonce = 6 }`.
+ * `DeltaDiscoveryRequest { node = 1; type_url = 2; resource_names_subscribe = 3; response_nonce = 6
+ * }`.
  */
 /** `type_url` (field 2 of a DeltaDiscoveryRequest) per type: the same bytes in every ACK. */
 const deltaTypeUrlFields = new Map<string, Buffer>();
 
-/** A Delta ACK: `DeltaDiscoveryRequest { type_url = 2; response_nonce = 6 }`, built into one buffer. */
+/**
+ * A Delta ACK: `DeltaDiscoveryRequest { type_url = 2; response_nonce = 6 }`, built into one buffer.
+ */
 export function deltaAck(typeUrl: string, nonce: string): Buffer {
   let typeField = deltaTypeUrlFields.get(typeUrl);
   if (!typeField) deltaTypeUrlFields.set(typeUrl, (typeField = stringField(2, typeUrl)));
@@ -64,7 +69,10 @@ export function deltaRequest(
   ]);
 }
 
-/** `DiscoveryRequest { version_info = 1; node = 2; resource_names = 3; type_url = 4; response_nonce = 5 }`. */
+/**
+ * `DiscoveryRequest { version_info = 1; node = 2; resource_names = 3; type_url = 4; response_nonce
+ * = 5 }`.
+ */
 export function sotwRequest(
   nodeId: string | undefined,
   typeUrl: string,

@@ -2,8 +2,9 @@
  * Micro-benchmark (one process, no network): the server's own work on the push path. N Delta
  * sessions on in-process fake calls, synced like the fan-out proxies; each round publishes one
  * endpoint change to all of them (each publish writes that proxy's response), runs whatever the
- * scheduler flushes after that, then applies the N ACKs decoded from their bytes. Per proxy, median over the rounds after a warm-up: what isthmus
- * adds to what grpc-js and HTTP/2 cost, without the machine's other processes in the figure.
+ * scheduler flushes after that, then applies the N ACKs decoded from their bytes. Per proxy, median
+ * over the rounds after a warm-up: what isthmus adds to what grpc-js and HTTP/2 cost, without the
+ * machine's other processes in the figure.
  */
 import { EventEmitter } from 'node:events';
 import { performance } from 'node:perf_hooks';
@@ -95,7 +96,8 @@ export async function runPushMicro(
       }),
     );
 
-  // Subscribe like the fan-out proxies: wildcard CDS, EDS for the ten clusters, the secret, wildcard LDS.
+  // Subscribe like the fan-out proxies: wildcard CDS, EDS for the ten clusters, the secret,
+  // wildcard LDS.
   const clusters = Array.from({ length: fixture.expected.clusters }, (_, k) => `cluster-${k}`);
   ids.forEach((id, i) => send(i, deltaRequest(id, TypeUrl.cluster, [], '')));
   ids.forEach((_, i) => send(i, deltaRequest(undefined, TypeUrl.endpoint, clusters, '')));

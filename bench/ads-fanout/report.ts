@@ -1,4 +1,6 @@
-/** Prints the benchmark's figures as plain-text tables, with each target and PASS/FAIL beside it. */
+/**
+ * Prints the benchmark's figures as plain-text tables, with each target and PASS/FAIL beside it.
+ */
 import { availableParallelism } from 'node:os';
 import type { CdsMicroResult } from './cds-micro.js';
 import type { PushMicroResult } from './push-micro.js';

@@ -6,7 +6,9 @@
  */
 import { xdsTypeUrlAt } from '../../src/xds/types.js';
 
-/** The field `nextField` read last: its number, wire type, varint value, and where its bytes are. */
+/**
+ * The field `nextField` read last: its number, wire type, varint value, and where its bytes are.
+ */
 let fieldNo = 0;
 let fieldWire = 0;
 let fieldValue = 0;
@@ -51,7 +53,8 @@ function nextField(buf: Uint8Array, pos: number, end: number): number {
 }
 
 /**
- * Finds the first field numbered `no` in `buf[start, end)` and leaves it in field*; false if absent.
+ * Finds the first field numbered `no` in `buf[start, end)` and leaves it in field*; false if
+ * absent.
  */
 function findField(buf: Uint8Array, no: number, start: number, end: number): boolean {
   for (let pos = start; pos < end; ) {

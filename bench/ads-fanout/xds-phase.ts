@@ -141,7 +141,9 @@ export class XdsBench {
     for (let r = 0; r <= opts.rounds + 1; r++) this.fixture.markerEndpoints(r); // builder work, not push path
   }
 
-  /** Memory is sampled before anything is published, after the views, and after all proxies synced. */
+  /**
+   * Memory is sampled before anything is published, after the views, and after all proxies synced.
+   */
   async open(): Promise<XdsSetup> {
     const address = `127.0.0.1:${await this.server.listen('127.0.0.1:0')}`;
     const memBefore = await sampleMemory();
@@ -196,7 +198,8 @@ export class XdsBench {
     await profiler.end(round);
     const clientCpuMs = (await this.pool.cpuMs()) - clientCpu0;
     const rel = acks.map((t) => t - start);
-    // The clock's figures are n/a if the server stops counting pushes / ACKs the way serverClock expects.
+    // The clock's figures are n/a if the server stops counting pushes / ACKs the way serverClock
+    // expects.
     const c = this.clock;
     const pushed = c.pushes >= n;
     return {

@@ -26,7 +26,10 @@ export const phases: readonly Phase[] = ['trust', 'leaf', 'retire'];
 export interface PhaseResult {
   readonly rotation: number;
   readonly phase: Phase;
-  /** Per Envoy, from the start of the phase (ms): the secret's last_updated, and the poll that first showed it. */
+  /**
+   * Per Envoy, from the start of the phase (ms): the secret's last_updated, and the poll that first
+   * showed it.
+   */
   readonly appliedMs: readonly number[];
   readonly visibleMs: readonly number[];
   /** Admin requests the poller made in the phase. */
@@ -104,7 +107,9 @@ async function heldSecrets(envoy: EnvoyProcess): Promise<HeldSecrets> {
 
 const normalSerial = (hex: string) => hex.toLowerCase().replace(/^0+/, '');
 
-/** True when every TLS context of the Envoy (`/certs`) presents the certificate with this serial. */
+/**
+ * True when every TLS context of the Envoy (`/certs`) presents the certificate with this serial.
+ */
 async function presents(envoy: EnvoyProcess, serial: string): Promise<boolean> {
   const certs = JSON.parse(await adminGet(envoy, '/certs')) as {
     certificates: { cert_chain?: { serial_number: string }[] }[];
@@ -174,7 +179,10 @@ function phaseChecks(oldRoot: Root, newRoot: Root): Record<Phase, PhaseCheck> {
   };
 }
 
-/** Starts a rotation once the previous one is over (one root trusted); returns both roots and the start. */
+/**
+ * Starts a rotation once the previous one is over (one root trusted); returns both roots and the
+ * start.
+ */
 async function startRotation(
   server: ServerUnderTest,
   opts: RotationOptions,
@@ -217,8 +225,9 @@ async function runPhase(
       if (at !== undefined) applied[i] = at;
       return at !== undefined;
     },
-    // Trust and leaf must be in place before the next phase starts: a leaf of the new root presented
-    // to a proxy that does not trust it yet, or one of the old root after it is retired, fails mTLS.
+    // Trust and leaf must be in place before the next phase starts: a leaf of the new root
+    // presented to a proxy that does not trust it yet, or one of the old root after it is retired,
+    // fails mTLS.
     {
       concurrency: opts.pollConcurrency,
       deadline: phaseStart + (phase === 'retire' ? opts.boundMs : opts.phaseMs),

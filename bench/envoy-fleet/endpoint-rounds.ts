@@ -16,7 +16,10 @@ export interface ChangeRound {
   readonly warmup: boolean;
   /** The HTTP API call that re-registered the instance (ms). */
   readonly registerMs: number;
-  /** Per Envoy, from the start of the API call (ms): its config log's "accepted", and the poll that first showed it. */
+  /**
+   * Per Envoy, from the start of the API call (ms): its config log's "accepted", and the poll that
+   * first showed it.
+   */
   readonly appliedMs: readonly number[];
   readonly visibleMs: readonly number[];
   /** Admin requests the poller made in the round. */
@@ -36,12 +39,17 @@ export interface RoundOptions {
   readonly pollConcurrency: number;
 }
 
-/** After the last Envoy showed a change, the server still reads its ACKs; this much is counted too. */
+/**
+ * After the last Envoy showed a change, the server still reads its ACKs; this much is counted too.
+ */
 export const tailMs = 300;
 const settleMs = 1_000;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** True when some cluster of the Envoy has the host `127.0.0.1:<port>` (`/clusters` text: `<cluster>::<host>::<stat>::<value>`). */
+/**
+ * True when some cluster of the Envoy has the host `127.0.0.1:<port>` (`/clusters` text:
+ * `<cluster>::<host>::<stat>::<value>`).
+ */
 export async function showsEndpoint(envoy: EnvoyProcess, port: number): Promise<boolean> {
   return (await adminGet(envoy, '/clusters')).includes(`::127.0.0.1:${port}::`);
 }

@@ -22,7 +22,10 @@ export interface FakeRound {
   readonly warmup: boolean;
   /** Per client, from the start of the API call until it held the new endpoint (ms). */
   readonly heldMs: readonly number[];
-  /** CPU from the API call until every client held the change, plus `tailMs`: the server, and this process (the clients). */
+  /**
+   * CPU from the API call until every client held the change, plus `tailMs`: the server, and this
+   * process (the clients).
+   */
   readonly cpu: { readonly server: number; readonly clients: number };
   readonly missing: number;
   /** xDS responses the server sent in the round (isthmus_xds_pushes_total). */

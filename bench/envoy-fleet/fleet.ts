@@ -1,7 +1,7 @@
 /**
- * The Envoy fleet: one real Envoy per `web` sidecar, bootstrapped by isthmus's own bootstrap builder
- * (bootstrapFor: the document `isthmus envoy bootstrap` prints, with a fresh proxy token) and
- * started by the real-Envoy test harness, admin on 127.0.0.1:0.
+ * The Envoy fleet: one real Envoy per `web` sidecar, bootstrapped by isthmus's own bootstrap
+ * builder (bootstrapFor: the document `isthmus envoy bootstrap` prints, with a fresh proxy token)
+ * and started by the real-Envoy test harness, admin on 127.0.0.1:0.
  */
 import { bootstrapFor } from '../../test/envoy/mesh.js';
 import {
@@ -16,9 +16,10 @@ import { processCpuMs, procKb, type ServerUnderTest } from './server-process.js'
 
 /**
  * Envoy's flags in the fleet. One worker thread (`--concurrency 1`): the fleet carries no traffic
- * and shares 2 cores, and Envoy's default is a worker per core. (The harness runs Envoy without hot restart.)
- * The `config` logger at debug level with an epoch timestamp (`%E.%e`) logs, at millisecond
- * resolution on the machine's clock, when each xDS update was accepted: Envoy's own apply time.
+ * and shares 2 cores, and Envoy's default is a worker per core. (The harness runs Envoy without hot
+ * restart.) The `config` logger at debug level with an epoch timestamp (`%E.%e`) logs, at
+ * millisecond resolution on the machine's clock, when each xDS update was accepted: Envoy's own
+ * apply time.
  */
 export const envoyArgs = [
   '--concurrency',
@@ -65,7 +66,9 @@ export async function startFleet(
 }
 
 export interface EnvoyFootprint {
-  /** Per Envoy, bytes: resident (shared pages of the binary included), proportional share, private. */
+  /**
+   * Per Envoy, bytes: resident (shared pages of the binary included), proportional share, private.
+   */
   readonly rss: readonly number[];
   readonly pss: readonly number[];
   readonly private: readonly number[];
@@ -84,7 +87,9 @@ export function footprint(envoys: readonly EnvoyProcess[]): EnvoyFootprint {
   };
 }
 
-/** CPU all running Envoys used together so far (ms); one that exited counts no more (see `exited`). */
+/**
+ * CPU all running Envoys used together so far (ms); one that exited counts no more (see `exited`).
+ */
 export function fleetCpuMs(envoys: readonly EnvoyProcess[]): number {
   return envoys.reduce(
     (sum, e) =>
@@ -94,7 +99,9 @@ export function fleetCpuMs(envoys: readonly EnvoyProcess[]): number {
   );
 }
 
-/** CPU spent in a window (ms): by the server, by all Envoys together, by this process (the poller). */
+/**
+ * CPU spent in a window (ms): by the server, by all Envoys together, by this process (the poller).
+ */
 export interface CpuSpent {
   /** The window's length (ms). */
   readonly ms: number;

@@ -3,7 +3,8 @@
  * process; how long an endpoint change and a CA rotation take to reach every Envoy, and what the
  * server spends per Envoy, beside the same rounds with fake clients. Prints a report; exits 1 if a
  * change did not reach every Envoy within its bound, an Envoy rejected an update or died, or
- * something broke; 130 on Ctrl-C (143 on SIGTERM). Every process it started is stopped in every case.
+ * something broke; 130 on Ctrl-C (143 on SIGTERM). Every process it started is stopped in every
+ * case.
  */
 import { freemem, loadavg } from 'node:os';
 import { parseArgs } from 'node:util';

@@ -18,7 +18,9 @@ export interface PollOptions {
 }
 
 export interface PollOutcome {
-  /** Per Envoy: when the response that first passed the check arrived (wall-clock ms), NaN if never. */
+  /**
+   * Per Envoy: when the response that first passed the check arrived (wall-clock ms), NaN if never.
+   */
   readonly seenAt: readonly number[];
   /** Indices of the Envoys that had not passed at the deadline. */
   readonly missing: readonly number[];
@@ -27,7 +29,9 @@ export interface PollOutcome {
   readonly lastError?: unknown;
 }
 
-/** The gap between unhinted polls of one Envoy: about 250 admin requests a second over the fleet. */
+/**
+ * The gap between unhinted polls of one Envoy: about 250 admin requests a second over the fleet.
+ */
 export const sweepGapMs = (envoys: number) => Math.max(250, 4 * envoys);
 
 /**
@@ -65,7 +69,8 @@ export async function pollFleet(
   const next = (): number | undefined => {
     const now = Date.now();
     if (hot.length) {
-      // A hinted Envoy stays first in line until it has been asked once since the hint, however long the line.
+      // A hinted Envoy stays first in line until it has been asked once since the hint, however
+      // long the line.
       hot = hot.filter(
         (i) => Number.isNaN(seenAt[i]) && (lastAsked[i]! < hintedAt[i]! || hotUntil[i]! > now),
       );

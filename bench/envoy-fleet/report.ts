@@ -33,7 +33,9 @@ export interface Report {
   readonly fake: FakeResult | undefined;
   readonly start: FleetStart;
   readonly server: {
-    /** After a forced GC: fresh, registrations only, with every Envoy connected, after the rounds. */
+    /**
+     * After a forced GC: fresh, registrations only, with every Envoy connected, after the rounds.
+     */
     readonly memFresh: ServerMemory;
     readonly memZero: ServerMemory;
     readonly memFleet: ServerMemory;
@@ -54,7 +56,9 @@ export interface Report {
   readonly exited: readonly string[];
 }
 
-/** bench:ads-fanout's figures as the README gives them (another run: 1,000 fake clients, 16 runs). */
+/**
+ * bench:ads-fanout's figures as the README gives them (another run: 1,000 fake clients, 16 runs).
+ */
 const adsFanoutReadme = { kbPerProxy: '48–61 KB', cpuPerPushMs: '0.052–0.076 ms' };
 
 function table(headers: readonly string[], rows: readonly (readonly string[])[]): string {
@@ -71,7 +75,9 @@ const f = (n: number, digits = 0) => (Number.isFinite(n) ? n.toFixed(digits) : '
 const mb = (bytes: number) => `${f(bytes / 1024 / 1024, 1)} MB`;
 const kb = (bytes: number) => `${f(bytes / 1024, 1)} KB`;
 const finite = (values: readonly number[]) => values.filter((v) => Number.isFinite(v));
-/** `p50 / p99 / max` of the values (ms); unconverged ones (NaN) are left out and named elsewhere. */
+/**
+ * `p50 / p99 / max` of the values (ms); unconverged ones (NaN) are left out and named elsewhere.
+ */
 const spread = (values: readonly number[]) => {
   const v = finite(values);
   return `${f(median(v))} / ${f(percentile(v, 99))} / ${f(max(v))}`;
@@ -158,7 +164,9 @@ function fakeTable(fake: FakeResult): string {
   );
 }
 
-/** Every per-Envoy figure of the measured rounds, pooled; the maximum includes the warm-up round. */
+/**
+ * Every per-Envoy figure of the measured rounds, pooled; the maximum includes the warm-up round.
+ */
 function pooled<T extends { warmup: boolean }>(
   rounds: readonly T[],
   pick: (x: T) => readonly number[],
@@ -309,7 +317,9 @@ export function printReport(r: Report): void {
   console.log(lines.join('\n'));
 }
 
-/** What makes the run fail: a change that did not reach every proxy in time, a rejection, a death. */
+/**
+ * What makes the run fail: a change that did not reach every proxy in time, a rejection, a death.
+ */
 export function failures(r: Report): string[] {
   const names = (m: readonly string[]) => `${m.slice(0, 5).join(', ')}${m.length > 5 ? ', …' : ''}`;
   return [

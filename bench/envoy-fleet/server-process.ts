@@ -9,7 +9,9 @@ import { WebSocket } from 'ws';
 import { type MeshProcess, startMeshProcess } from '../../test/helpers/mesh-server.js';
 import { waitFor } from '../../test/helpers/wait.js';
 
-/** CPU time (user + system, all threads) of a process, in ms; /proc counts in clock ticks (10 ms). */
+/**
+ * CPU time (user + system, all threads) of a process, in ms; /proc counts in clock ticks (10 ms).
+ */
 export function processCpuMs(pid: number): number {
   // The command name may hold spaces and parentheses; the fields start after the last ')'.
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
@@ -18,7 +20,9 @@ export function processCpuMs(pid: number): number {
   return (Number(fields[11]) + Number(fields[12])) * 10;
 }
 
-/** A `/proc/<pid>/status` or `/proc/<pid>/smaps_rollup` field in bytes (`VmRSS`, `VmHWM`, `Pss`, …). */
+/**
+ * A `/proc/<pid>/status` or `/proc/<pid>/smaps_rollup` field in bytes (`VmRSS`, `VmHWM`, `Pss`, …).
+ */
 export function procKb(pid: number, file: 'status' | 'smaps_rollup', field: string): number {
   const text = readFileSync(`/proc/${pid}/${file}`, 'utf8');
   const kb = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(text)?.[1];
@@ -43,7 +47,9 @@ export interface ServerUnderTest {
   rss(): number;
   /** Peak RSS since the server started. */
   peakRss(): number;
-  /** The sum of every series of a counter or gauge on the server's `/metrics` (0 if it has none). */
+  /**
+   * The sum of every series of a counter or gauge on the server's `/metrics` (0 if it has none).
+   */
   metric(name: string): Promise<number>;
   /**
    * Resolves once the server used less than `quietMsPerS` of CPU per second over half a second:

@@ -1,9 +1,10 @@
 /**
- * The two topologies of the benchmark, registered in a FakeCatalog (test/helpers): a sidecar with
- * N upstreams (each a service with a few sidecar-fronted instances, a mix of protocols through
- * service-defaults, and some intentions on the subject service), and a datacenter of S services ×
- * I instances (each with its sidecar) behind a mesh gateway, plus one remote datacenter's gateway.
- * Also the fake leaf and roots the builders take; the builders copy PEM strings and never parse them.
+ * The two topologies of the benchmark, registered in a FakeCatalog (test/helpers): a sidecar with N
+ * upstreams (each a service with a few sidecar-fronted instances, a mix of protocols through
+ * service-defaults, and some intentions on the subject service), and a datacenter of S services × I
+ * instances (each with its sidecar) behind a mesh gateway, plus one remote datacenter's gateway.
+ * Also the fake leaf and roots the builders take; the builders copy PEM strings and never parse
+ * them.
  */
 import type { CaRoots, Leaf } from '../../src/ca/types.js';
 import type { Protocol, ServiceInstance, Upstream } from '../../src/catalog/types.js';
@@ -102,7 +103,9 @@ function upstream(i: number): Upstream {
   };
 }
 
-/** The subject sidecar (`sidecarProxyId`) with `upstreams` upstreams of `instances` instances each. */
+/**
+ * The subject sidecar (`sidecarProxyId`) with `upstreams` upstreams of `instances` instances each.
+ */
 export function sidecarCatalog(upstreams: number, instances: number): FakeCatalog {
   const c = new FakeCatalog(datacenter);
   for (let i = 0; i < upstreams; i++) {

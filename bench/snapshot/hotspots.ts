@@ -27,7 +27,9 @@ interface CpuProfile {
   readonly timeDeltas: readonly number[];
 }
 
-/** A file's path relative to the working directory (node_modules shortened to `~/`), or a node: URL. */
+/**
+ * A file's path relative to the working directory (node_modules shortened to `~/`), or a node: URL.
+ */
 function where(url: string): string {
   if (!url.startsWith('file:')) return url;
   return relative(process.cwd(), fileURLToPath(url)).replace(/^.*node_modules\//, '~/');

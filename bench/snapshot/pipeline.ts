@@ -1,7 +1,8 @@
 /**
  * One proxy's rebuild, step for step as SnapshotManager.rebuild (src/snapshot/manager.ts) does it:
- * build the snapshot → resourcesFromSnapshot → ResourceEncoder.encodeFor → XdsCache.setProxyResources,
- * timed per step. The leaf is a fixed value: the manager gets it from the CA, which caches it.
+ * build the snapshot → resourcesFromSnapshot → ResourceEncoder.encodeFor →
+ * XdsCache.setProxyResources, timed per step. The leaf is a fixed value: the manager gets it from
+ * the CA, which caches it.
  */
 import { performance } from 'node:perf_hooks';
 import type { Leaf } from '../../src/ca/types.js';

@@ -1,9 +1,9 @@
 /**
- * `--profile PREFIX`: a V8 CPU profile of each figure, from its first measured iteration to its last
- * (warm-up left out; the untimed work between rebuilds, such as the catalog change, is in it),
- * written to `PREFIX-<case>-<cold|warm>.cpuprofile`.
- * Summarize with `node bin/run-ts.js bench/snapshot/hotspots.ts FILE...`. Sampling slows the
- * process: do not judge a profiled run's figures against the targets.
+ * `--profile PREFIX`: a V8 CPU profile of each figure, from its first measured iteration to its
+ * last (warm-up left out; the untimed work between rebuilds, such as the catalog change, is in it),
+ * written to `PREFIX-<case>-<cold|warm>.cpuprofile`. Summarize with `node bin/run-ts.js
+ * bench/snapshot/hotspots.ts FILE...`. Sampling slows the process: do not judge a profiled run's
+ * figures against the targets.
  */
 import { writeFile } from 'node:fs/promises';
 import { Session } from 'node:inspector/promises';

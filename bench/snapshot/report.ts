@@ -1,4 +1,6 @@
-/** Prints the benchmark's figures as plain-text tables, with each target and PASS/FAIL beside it. */
+/**
+ * Prints the benchmark's figures as plain-text tables, with each target and PASS/FAIL beside it.
+ */
 import { availableParallelism } from 'node:os';
 import type { MemorySample } from '../ads-fanout/stats.js';
 import { median, percentile } from '../ads-fanout/stats.js';

@@ -38,7 +38,10 @@ export interface ColdResult {
 export interface WarmResult {
   readonly timings: readonly Timing[];
   readonly encodes: readonly number[];
-  /** Iterations whose changed resources were not exactly the moved service's EDS, as "expected → got". */
+  /**
+   * Iterations whose changed resources were not exactly the moved service's EDS, as "expected →
+   * got".
+   */
   readonly wrongChanges: readonly string[];
 }
 
@@ -91,7 +94,10 @@ function changedNames(
   return [...names].filter((n) => before.get(n) !== after.get(n)).sort();
 }
 
-/** Publishes the proxy on `server` once, then moves an endpoint and rebuilds, iteration after iteration. */
+/**
+ * Publishes the proxy on `server` once, then moves an endpoint and rebuilds, iteration after
+ * iteration.
+ */
 export async function runWarm(
   pipeline: ProxyPipeline,
   server: Server,

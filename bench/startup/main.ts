@@ -2,9 +2,9 @@
  * The startup benchmark (bench/README.md, issue 13 item 2): how long the `isthmus` command takes to
  * print its version (`node bin/isthmus.js` and `npx isthmus`), how long `isthmus server` takes from
  * the spawn until its HTTP health endpoint answers, and the server's RSS once it has idled. Every
- * figure is the median of `--runs` runs. `--repo DIR` measures another checkout (after its `npm ci`)
- * with this script, so two trees compare in one session.
- * Prints a report and exits 0 whatever the figures, 1 if something breaks.
+ * figure is the median of `--runs` runs. `--repo DIR` measures another checkout (after its `npm
+ * ci`) with this script, so two trees compare in one session. Prints a report and exits 0 whatever
+ * the figures, 1 if something breaks.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';

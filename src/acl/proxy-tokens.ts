@@ -115,8 +115,9 @@ export class ProxyTokens {
   /**
    * The check when an xDS stream opens, before any message is read (issue 18): the stream's
    * `x-isthmus-token` metadata must carry a valid proxy token. Returns the token's accessor ID (the
-   * key of the per-token stream limit). Lookup is by the secret's SHA-256 (timing can reveal nothing
-   * useful about a hash's preimage), then confirmed in constant time. Errors never name the secret.
+   * key of the per-token stream limit). Lookup is by the secret's SHA-256 (timing can reveal
+   * nothing useful about a hash's preimage), then confirmed in constant time. Errors never name the
+   * secret.
    */
   authenticateXds(metadata: Metadata): string {
     const secret = tokenFrom(metadata);

@@ -42,7 +42,9 @@ export function registerCatalogRoutes(app: FastifyInstance, deps: CatalogRoutesD
   });
 }
 
-/** Agent writes: the operator, or the token of the service they act on (src/api/service-targets.ts). */
+/**
+ * Agent writes: the operator, or the token of the service they act on (src/api/service-targets.ts).
+ */
 function registerAgentRoutes(app: FastifyInstance, catalog: Catalog): void {
   const ofInstance = withAccess({ service: instanceTarget(catalog, 'id') });
   const ofCheck = withAccess({ service: checkTarget(catalog) });
@@ -81,7 +83,9 @@ function registerAgentRoutes(app: FastifyInstance, catalog: Catalog): void {
   });
 }
 
-/** Catalog and health reads are open to anyone, as before scopes (names and addresses, no secret). */
+/**
+ * Catalog and health reads are open to anyone, as before scopes (names and addresses, no secret).
+ */
 function registerReadRoutes(app: FastifyInstance, deps: CatalogRoutesDeps): void {
   const { catalog } = deps;
   const open = withAccess(anyone);

@@ -28,7 +28,10 @@ export class ApiClient {
     return this.request<T>('DELETE', path);
   }
 
-  /** Sends JSON, resolves with the parsed JSON answer (undefined for an empty one); throws IsthmusError. */
+  /**
+   * Sends JSON, resolves with the parsed JSON answer (undefined for an empty one); throws
+   * IsthmusError.
+   */
   async request<T = unknown>(method: string, path: string, body?: unknown): Promise<T> {
     const headers: Record<string, string> = {};
     if (body !== undefined) headers['content-type'] = 'application/json';

@@ -23,7 +23,9 @@ export interface PeeringRoutesDeps {
   readonly healthyWindowMs?: number;
 }
 
-/** A peering in Consul's `api.Peering` JSON, plus LastError, LastNack and Healthy. Never a secret. */
+/**
+ * A peering in Consul's `api.Peering` JSON, plus LastError, LastNack and Healthy. Never a secret.
+ */
 export interface PeeringJson {
   readonly ID: string;
   readonly Name: string;

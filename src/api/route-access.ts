@@ -42,7 +42,10 @@ export function withAccess(access: RouteAccess): { config: { access: RouteAccess
 
 const readMethods = new Set(['GET', 'HEAD']);
 
-/** A registered route and the access it declares (undefined: none, which `requireRouteAccess` refuses). */
+/**
+ * A registered route and the access it declares (undefined: none, which `requireRouteAccess`
+ * refuses).
+ */
 export interface DeclaredRoute {
   readonly method: string;
   readonly url: string;

@@ -29,7 +29,10 @@ export interface ProxyKindSource {
   instance(id: string): Pick<ServiceInstance, 'name' | 'kind' | 'proxy'> | undefined;
 }
 
-/** `sidecar` for a connect-proxy, `mesh-gateway`, or `unknown` when the node id is no registered proxy. */
+/**
+ * `sidecar` for a connect-proxy, `mesh-gateway`, or `unknown` when the node id is no registered
+ * proxy.
+ */
 export type ProxyKind = 'sidecar' | 'mesh-gateway' | 'unknown';
 
 export type ProxyJson = ProxyStatusJson & { readonly Kind: ProxyKind };
@@ -40,7 +43,10 @@ export interface ProxyConfigJson {
   readonly Resources: readonly {
     readonly Name: string;
     readonly Version: string;
-    /** NOT_REQUESTED: in the proxy's config, but nothing the proxy holds refers to it yet, so it never asked for it. */
+    /**
+     * NOT_REQUESTED: in the proxy's config, but nothing the proxy holds refers to it yet, so it
+     * never asked for it.
+     */
     readonly Status: ResourceSyncStatus | 'NOT_REQUESTED';
     /** Envoy JSON with `@type` and every Any expanded; secret material is "[redacted]". */
     readonly Resource: unknown;

@@ -27,7 +27,10 @@ export interface CaOptions {
   readonly logger: Logger;
   /** Leaf lifetime (default 72 h); leaves are renewed after 60% of it. */
   readonly leafTtlMs?: number;
-  /** Rotation: how long each phase lasts so proxies receive the new trust bundle or leaf (default 60 s). */
+  /**
+   * Rotation: how long each phase lasts so proxies receive the new trust bundle or leaf (default 60
+   * s).
+   */
   readonly rotation?: { readonly phaseMs?: number };
   /** Trust domain of a new cluster (default `<cluster-id>.consul`); fixed once created. */
   readonly trustDomain?: string;
@@ -41,7 +44,10 @@ export const defaultLeafTtlMs = 72 * 3600_000;
 export const defaultPhaseMs = 60_000;
 const rootValidityMs = 10 * 365 * 24 * 3600_000;
 
-/** Opens the cluster's CA: creates cluster ID, trust domain and root on first start; resumes a rotation. */
+/**
+ * Opens the cluster's CA: creates cluster ID, trust domain and root on first start; resumes a
+ * rotation.
+ */
 export async function openCa(store: Store, opts: CaOptions): Promise<CertificateAuthority> {
   const now = opts.clock ?? Date.now;
   const cluster = await ensureCluster(store, opts.trustDomain);

@@ -109,8 +109,8 @@ export async function commitActivate(
 
 /**
  * Phase 2's clock starts again once every leaf was re-issued: proxies get a whole phase to receive
- * their new leaves before the old root goes. Re-issuing thousands of leaves can outlast a phase, and
- * timed from activation the old root was retired before any proxy held a leaf of the new one.
+ * their new leaves before the old root goes. Re-issuing thousands of leaves can outlast a phase,
+ * and timed from activation the old root was retired before any proxy held a leaf of the new one.
  */
 export async function commitReissued(
   store: Store,

@@ -26,7 +26,9 @@ interface Entry {
   timer?: NodeJS.Timeout | undefined;
 }
 
-/** Renew when this fraction of a leaf's lifetime has passed (72 h leaves: after ~43 h, 29 h early). */
+/**
+ * Renew when this fraction of a leaf's lifetime has passed (72 h leaves: after ~43 h, 29 h early).
+ */
 export const renewAfterFraction = 0.6;
 /** setTimeout's largest delay; longer waits are taken in steps. */
 const maxTimerMs = 2 ** 31 - 1;

@@ -51,7 +51,9 @@ export class RootKeyFiles {
     await fs.rm(this.pathOf(rootId), { force: true });
   }
 
-  /** Removes key files of roots that no longer exist (left by a crash between commit and cleanup). */
+  /**
+   * Removes key files of roots that no longer exist (left by a crash between commit and cleanup).
+   */
   async removeAllExcept(rootIds: readonly string[]): Promise<string[]> {
     const keep = new Set(rootIds.map((id) => path.basename(this.pathOf(id))));
     const names = await fs.readdir(this.dir).catch(() => [] as string[]);

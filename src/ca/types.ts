@@ -6,7 +6,9 @@ export interface CaRoot {
   readonly active: boolean;
   readonly notBefore: Date;
   readonly notAfter: Date;
-  /** Consul's descriptive fields, served by `GET /v1/connect/ca/roots` (optional for test fakes). */
+  /**
+   * Consul's descriptive fields, served by `GET /v1/connect/ca/roots` (optional for test fakes).
+   */
   readonly name?: string;
   readonly serialNumber?: number;
   /** Subject key identifier, colon-hex. */

@@ -64,7 +64,9 @@ async function pkcs8Pem(key: CryptoKey): Promise<string> {
   return x509.PemConverter.encode(await webcrypto.subtle.exportKey('pkcs8', key), 'PRIVATE KEY');
 }
 
-/** A positive serial of `bytes` random bytes, as hex (the top bit cleared so DER keeps it positive). */
+/**
+ * A positive serial of `bytes` random bytes, as hex (the top bit cleared so DER keeps it positive).
+ */
 function randomSerialHex(bytes: number): string {
   const b = randomBytes(bytes);
   b[0] = (b[0]! & 0x7f) | 0x01;
@@ -169,7 +171,10 @@ export async function issueLeaf(signer: Signer, req: LeafRequest): Promise<Issue
   };
 }
 
-/** The CN is informational (peers match URI SANs): the service or gateway name, or the first DNS SAN. */
+/**
+ * The CN is informational (peers match URI SANs): the service or gateway name, or the first DNS
+ * SAN.
+ */
 function commonNameOf(req: LeafRequest): string {
   const dns = req.dnsSans?.[0];
   if (dns) return dns;

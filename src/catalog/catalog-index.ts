@@ -1,6 +1,9 @@
 import type { ConfigEntry, ConfigEntryKind, ServiceInstance, ServiceKind } from './types.js';
 
-/** An instance as persisted: `sidecarFor` marks a sidecar registered through its service's `Connect`. */
+/**
+ * An instance as persisted: `sidecarFor` marks a sidecar registered through its service's
+ * `Connect`.
+ */
 export interface StoredInstance {
   readonly instance: ServiceInstance;
   readonly sidecarFor?: string | undefined;

@@ -89,7 +89,10 @@ export class Catalog implements CatalogReader {
     return changes.upserts.map((s) => s.instance);
   }
 
-  /** Removes an instance and the sidecar registered through its `Connect`; resolves with what was removed. */
+  /**
+   * Removes an instance and the sidecar registered through its `Connect`; resolves with what was
+   * removed.
+   */
   async deregister(id: string): Promise<readonly ServiceInstance[]> {
     const changes = await this.write(
       (tx, ctx) => {
@@ -260,7 +263,10 @@ export class Catalog implements CatalogReader {
     return changes;
   }
 
-  /** After a commit: index first, then timers, then events (listeners see the index they were told about). */
+  /**
+   * After a commit: index first, then timers, then events (listeners see the index they were told
+   * about).
+   */
   private applyInstances(changes: InstanceChanges, notify = true): void {
     const previous = new Map(
       changes.upserts.map((s) => [s.instance.id, this.index.get(s.instance.id)?.instance]),
@@ -303,7 +309,9 @@ export class Catalog implements CatalogReader {
     }
   }
 
-  /** An expiry that found its check not yet due (a clock that moved back) must not drop the timer. */
+  /**
+   * An expiry that found its check not yet due (a clock that moved back) must not drop the timer.
+   */
   private rearmIfPending(checkId: string): void {
     const check = this.index.checkOwner(checkId)?.checks.find((c) => c.checkId === checkId);
     if (check && !this.closed) this.timers.sync([check]);

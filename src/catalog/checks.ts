@@ -25,7 +25,9 @@ export type CheckDraft = Omit<HealthCheck, 'expiresAt'> & {
 };
 
 const checkFields = ['CheckID', 'Name', 'Status', 'TTL', 'Notes'] as const;
-/** Consul check kinds isthmus does not run; named so the error says so rather than "unknown field". */
+/**
+ * Consul check kinds isthmus does not run; named so the error says so rather than "unknown field".
+ */
 const unsupportedCheckFields = [
   'HTTP',
   'TCP',

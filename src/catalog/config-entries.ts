@@ -32,9 +32,10 @@ import {
 } from './service-resolver.js';
 
 /**
- * Config entries (`PUT /v1/config`), Consul's PascalCase JSON → the catalog model. As in Consul
- * CE, entries live in the default namespace and partition. Unknown fields are errors.
- * `CreateIndex`/`ModifyIndex` are accepted and ignored, so `config read` output can be written back.
+ * Config entries (`PUT /v1/config`), Consul's PascalCase JSON → the catalog model. As in Consul CE,
+ * entries live in the default namespace and partition. Unknown fields are errors.
+ * `CreateIndex`/`ModifyIndex` are accepted and ignored, so `config read` output can be written
+ * back.
  */
 export const configEntryKinds: readonly ConfigEntryKind[] = [
   'proxy-defaults',

@@ -7,9 +7,9 @@ import type { FieldError, Problems } from '../problems.js';
 export { type FieldError, Problems, describeError } from '../problems.js';
 
 /**
- * Small readers for untrusted JSON (registrations, config entries). They never throw: every
- * problem is collected with the JSON path of the offending field (`Proxy.Upstreams[1].LocalBindPort`)
- * and what is allowed there, and the reader returns `undefined` for that field.
+ * Small readers for untrusted JSON (registrations, config entries). They never throw: every problem
+ * is collected with the JSON path of the offending field (`Proxy.Upstreams[1].LocalBindPort`) and
+ * what is allowed there, and the reader returns `undefined` for that field.
  */
 export type Parsed<T> = Result<T, readonly FieldError[]>;
 
@@ -209,7 +209,10 @@ export function readAddress(
 
 const metaKeyPattern = /^[A-Za-z0-9_-]+$/;
 
-/** Consul's metadata rules: ≤ 64 pairs, keys ≤ 128 chars of [A-Za-z0-9_-] not starting `consul-`, values ≤ 512. */
+/**
+ * Consul's metadata rules: ≤ 64 pairs, keys ≤ 128 chars of [A-Za-z0-9_-] not starting `consul-`,
+ * values ≤ 512.
+ */
 export function readMeta(
   obj: JsonObject,
   key: string,

@@ -160,7 +160,10 @@ function stampCheck(
   };
 }
 
-/** Sets the alias checks of `instance` that follow `target` to its health; same object when nothing changes. */
+/**
+ * Sets the alias checks of `instance` that follow `target` to its health; same object when nothing
+ * changes.
+ */
 function withAliasStatus(instance: ServiceInstance, target: ServiceInstance): ServiceInstance {
   const status = instanceHealth(target);
   const output =
@@ -213,7 +216,10 @@ export function planCheckUpdate(
   }));
 }
 
-/** A TTL that ran out turns the check critical ("TTL expired", Consul's output); undefined if not due. */
+/**
+ * A TTL that ran out turns the check critical ("TTL expired", Consul's output); undefined if not
+ * due.
+ */
 export function planExpiry(checkId: string, ctx: PlanContext): CheckUpdate | undefined {
   const owner = ctx.index.checkOwner(checkId);
   const check = owner?.checks.find((c) => c.checkId === checkId);

@@ -100,7 +100,9 @@ const resolverTarget = z.strictObject({
   datacenter: z.string(),
 });
 
-/** `service-resolver` as parsed (src/catalog/service-resolver.ts); optional parts absent when unset. */
+/**
+ * `service-resolver` as parsed (src/catalog/service-resolver.ts); optional parts absent when unset.
+ */
 const serviceResolver = z.strictObject({
   kind: z.literal('service-resolver'),
   name: z.string(),

@@ -24,7 +24,8 @@ import { type ProxyRules, parseProxy, readIp } from './registration-proxy.js';
 /**
  * Consul's service registration body (`PUT /v1/agent/service/register`), parsed into catalog
  * instances. Stricter than Consul in two ways, both because names and addresses end up in Envoy
- * config: unknown fields are errors (a typo must not be silently ignored), and names are DNS labels.
+ * config: unknown fields are errors (a typo must not be silently ignored), and names are DNS
+ * labels.
  */
 export type InstanceDraft = Omit<ServiceInstance, 'createIndex' | 'modifyIndex' | 'checks'> & {
   readonly checks: readonly CheckDraft[];

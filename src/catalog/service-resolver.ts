@@ -137,7 +137,9 @@ function readSubsets(obj: JsonObject, p: Problems): Record<string, ResolverSubse
 
 const byKey = ([a]: [string, unknown], [b]: [string, unknown]) => (a < b ? -1 : a > b ? 1 : 0);
 
-/** A Redirect or a failover target: a service (subset) here, in another datacenter, or on a peer. */
+/**
+ * A Redirect or a failover target: a service (subset) here, in another datacenter, or on a peer.
+ */
 function readTarget(obj: JsonObject, field: string, p: Problems): ResolverTarget | undefined {
   if (obj.SamenessGroup !== undefined && obj.SamenessGroup !== null && obj.SamenessGroup !== '')
     p.add(at(field, 'SamenessGroup'), notYet('sameness groups'));

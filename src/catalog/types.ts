@@ -42,7 +42,8 @@ export interface GatewayBindAddress {
 
 /**
  * Where a mesh gateway's listeners bind: the keys of Consul's opaque `Proxy.Config` that isthmus
- * reads for a gateway (Consul `agent/xds/config.go` `GatewayConfig`). Absent: one `default` listener.
+ * reads for a gateway (Consul `agent/xds/config.go` `GatewayConfig`). Absent: one `default`
+ * listener.
  */
 export interface GatewayConfig {
   /** One more listener per tagged address (`lan:…`, `wan:…`). */

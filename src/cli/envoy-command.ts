@@ -36,7 +36,8 @@ export function registerEnvoyCommand(program: Command): void {
     .option('--datacenter <NAME>', 'datacenter of the proxy (node metadata)', 'dc1')
     .action((_opts: unknown, cmd: Command) => {
       const bootstrap = buildBootstrap(bootstrapOptions(cmd));
-      // Holds the token when one is given: Envoy needs it there. It goes to stdout only, never a log.
+      // Holds the token when one is given: Envoy needs it there. It goes to stdout only, never a
+      // log.
       process.stdout.write(`${JSON.stringify(bootstrap, null, 2)}\n`);
     });
 }

@@ -7,13 +7,17 @@ export function print(value: unknown): void {
   );
 }
 
-/** `Key: value` lines with the values aligned; values are shown like table cells (see printTable). */
+/**
+ * `Key: value` lines with the values aligned; values are shown like table cells (see printTable).
+ */
 export function printFields(rows: readonly (readonly [string, string])[]): void {
   const width = Math.max(...rows.map(([k]) => k.length)) + 1;
   print(rows.map(([k, v]) => `${`${k}:`.padEnd(width)} ${printable(v)}`).join('\n'));
 }
 
-/** Cells are one line each: control and bidi characters in them are shown escaped (see terminal.ts). */
+/**
+ * Cells are one line each: control and bidi characters in them are shown escaped (see terminal.ts).
+ */
 export function printTable(
   headers: readonly string[],
   unsafeRows: readonly (readonly string[])[],

@@ -36,7 +36,8 @@ export function buildProgram(): Command {
     .version(isthmusVersion(), '-V, --version', 'print the version')
     .helpOption('-h, --help', 'show help')
     .helpCommand(false)
-    // Errors are printed once, as one line, by main.ts; these settings are inherited by subcommands.
+    // Errors are printed once, as one line, by main.ts; these settings are inherited by
+    // subcommands.
     .exitOverride()
     .configureOutput({ outputError: () => undefined })
     .showSuggestionAfterError(true);

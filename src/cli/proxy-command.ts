@@ -154,7 +154,8 @@ function printProxy(p: ProxyJson): void {
   );
 }
 
-// biome-ignore lint/suspicious/noExplicitAny: Envoy JSON, read defensively: every field may be absent
+// biome-ignore lint/suspicious/noExplicitAny: Envoy JSON, read defensively: every field may be
+// absent
 type Json = any;
 type Resources = ProxyConfigJson['Resources'];
 interface Table {
@@ -265,7 +266,8 @@ export function secretRow(name: string, s: Json): string[] {
   }
   const validation = s.validationContext;
   if (validation) {
-    // A SPIFFE validator (an exported sidecar's or gateway's inbound trust) holds a bundle per trust domain.
+    // A SPIFFE validator (an exported sidecar's or gateway's inbound trust) holds a bundle per
+    // trust domain.
     const trustDomains: Json[] = validation.customValidatorConfig?.typedConfig?.trustDomains ?? [];
     const roots =
       trustDomains.length > 0

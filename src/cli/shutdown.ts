@@ -10,8 +10,8 @@ export interface ShutdownOptions {
 }
 
 /**
- * Waits for SIGTERM or SIGINT, runs `stop` once and resolves with the exit code (0 on a clean stop).
- * A second signal, or a stop that outlives `hardExitMs`, exits at once with code 1.
+ * Waits for SIGTERM or SIGINT, runs `stop` once and resolves with the exit code (0 on a clean
+ * stop). A second signal, or a stop that outlives `hardExitMs`, exits at once with code 1.
  */
 export function onShutdownSignal(opts: ShutdownOptions): Promise<number> {
   const {

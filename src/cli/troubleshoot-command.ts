@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
-// The checklist module only: the troubleshoot barrel pulls in the gatherer and the generated Envoy protos.
+// The checklist module only: the troubleshoot barrel pulls in the gatherer and the generated Envoy
+// protos.
 import { type Checklist, renderChecklist } from '../troubleshoot/checklist.js';
 import { apiClientFor, withApiOptions } from './api-options.js';
 import { print } from './output.js';

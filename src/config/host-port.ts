@@ -10,7 +10,9 @@ export interface HostPort {
 const bracketed = /^\[([^\]]+)\]:(\d{1,5})$/;
 const plain = /^([^:[\]]+):(\d{1,5})$/;
 
-/** Parses `HOST:PORT` or `[IPv6]:PORT` (port 0-65535, 0 = any free port); undefined when malformed. */
+/**
+ * Parses `HOST:PORT` or `[IPv6]:PORT` (port 0-65535, 0 = any free port); undefined when malformed.
+ */
 export function parseHostPort(text: string): HostPort | undefined {
   const v6 = bracketed.exec(text);
   if (v6) return isIP(v6[1]!) === 6 ? withPort(v6[1]!, v6[2]!) : undefined;

@@ -24,7 +24,8 @@ interface RawSetting {
 
 /**
  * Resolves every setting with precedence flag > environment > config file > default, and collects
- * every error (each naming the flag, variable or file key it is about) instead of stopping at the first.
+ * every error (each naming the flag, variable or file key it is about) instead of stopping at the
+ * first.
  */
 export function resolveServerConfig(sources: ConfigSources): ConfigResult {
   const fileKeys = settingKeys.map((k) => serverSettings[k].fileKey);
@@ -87,7 +88,9 @@ function pick<T>(
   return { raw: spec.defaultText, origin: `default of ${spec.flag}` };
 }
 
-/** Like `resolveServerConfig`, but throws one `invalid_argument` IsthmusError listing every problem. */
+/**
+ * Like `resolveServerConfig`, but throws one `invalid_argument` IsthmusError listing every problem.
+ */
 export function loadServerConfig(sources: ConfigSources): ServerConfig {
   const result = resolveServerConfig(sources);
   if (result.ok) return result.value;

@@ -20,7 +20,9 @@ export interface ServerConfig {
   readonly xdsMaxStreams: number;
   /** Largest xDS request message the server reads (bytes); larger ones get RESOURCE_EXHAUSTED. */
   readonly xdsMaxRequestBytes: number;
-  /** Streams one proxy token may hold open at once (admitted or waiting for their first request). */
+  /**
+   * Streams one proxy token may hold open at once (admitted or waiting for their first request).
+   */
   readonly xdsMaxStreamsPerToken: number;
   /** A stream with no valid first request within this long is closed (ms). */
   readonly xdsAdmissionTimeoutMs: number;
@@ -34,7 +36,9 @@ export interface ServerConfig {
   readonly httpToken: string | undefined;
   /** Allows a non-loopback HTTP address without a token. */
   readonly insecureHttp: boolean;
-  /** The peering address put into tokens (`ServerAddresses`); default: the bound peering address. */
+  /**
+   * The peering address put into tokens (`ServerAddresses`); default: the bound peering address.
+   */
   readonly advertiseAddr: HostPort | undefined;
   /** How often each end of a peering stream sends a Heartbeat (ms). */
   readonly peeringHeartbeatMs: number;
@@ -94,7 +98,10 @@ function parseLogLevel(raw: unknown): ParseResult<LevelWithSilent> {
   return level ? ok(level) : err(`${show(raw)} is not one of ${logLevels.join(', ')}`);
 }
 
-/** A parser of whole numbers from `min` to `max` (a number, or digits in a string); `unit` words the error. */
+/**
+ * A parser of whole numbers from `min` to `max` (a number, or digits in a string); `unit` words the
+ * error.
+ */
 function wholeNumber(
   min: number,
   max: number,

@@ -1,7 +1,8 @@
 /**
  * The server name (SNI) of a TLS ClientHello, read the way a mesh gateway's `tls_inspector` does
  * before any byte is forwarded (RFC 8446 §4.1.2, RFC 6066 §3). `parseClientHelloSni` never throws:
- * `{kind: 'more'}` asks for more bytes, `{kind: 'none'}` means a complete hello without SNI or not TLS.
+ * `{kind: 'more'}` asks for more bytes, `{kind: 'none'}` means a complete hello without SNI or not
+ * TLS.
  */
 export type SniResult =
   | { readonly kind: 'sni'; readonly serverName: string }

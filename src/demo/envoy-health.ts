@@ -1,7 +1,7 @@
 /**
  * "This Envoy took everything it was sent": `/ready` says LIVE (initial CDS and LDS applied), no
- * xDS update was rejected (every `*.update_rejected` counter: CDS, LDS, RDS, EDS, SDS) and nothing is
- * warming. An Envoy that rejects an update keeps its last good config and only says so in these
+ * xDS update was rejected (every `*.update_rejected` counter: CDS, LDS, RDS, EDS, SDS) and nothing
+ * is warming. An Envoy that rejects an update keeps its last good config and only says so in these
  * counters and its log, so the demo checks them before it sends a request.
  */
 import { type DemoEnvoy, EnvoyFailure } from './envoy-process.js';
@@ -29,7 +29,10 @@ export async function envoyHealth(envoy: DemoEnvoy): Promise<EnvoyHealth> {
   };
 }
 
-/** Resolves once LIVE with nothing rejected or warming; a rejection or exit fails at once, naming the Envoy with its last log lines. */
+/**
+ * Resolves once LIVE with nothing rejected or warming; a rejection or exit fails at once, naming
+ * the Envoy with its last log lines.
+ */
 export async function waitEnvoyHealthy(envoy: DemoEnvoy, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   let last = 'no answer yet';

@@ -2,7 +2,8 @@
  * The demo's mesh with real Envoy: the two apps, their registrations (api is HTTP, so its sidecar
  * hands it the caller's identity in `x-forwarded-client-cert`; web calls api from peer cluster-a
  * through B's mesh gateway, mode `local`, so the request crosses both gateways), and one Envoy per
- * proxy, each started from the bootstrap `isthmus envoy bootstrap` prints, with a fresh proxy token.
+ * proxy, each started from the bootstrap `isthmus envoy bootstrap` prints, with a fresh proxy
+ * token.
  */
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';

@@ -3,7 +3,8 @@
  * is written 0600 in the demo's private directory), with its admin on 127.0.0.1 at a port Envoy
  * picks (read back through `--admin-address-path`), a base id of its own (`--use-dynamic-base-id`,
  * so several Envoys and any other Envoy on the machine can run side by side) and its output in a
- * log file. Envoy's admin endpoints are what the demo reports from: `/ready`, `/stats`, `/clusters`.
+ * log file. Envoy's admin endpoints are what the demo reports from: `/ready`, `/stats`,
+ * `/clusters`.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { closeSync, existsSync, openSync, readFileSync, writeFileSync } from 'node:fs';
@@ -36,7 +37,10 @@ export interface EnvoyLaunch {
   readonly dir: string;
 }
 
-/** Envoys of this process still running: the exit hook kills them if the demo exits without stopping them. */
+/**
+ * Envoys of this process still running: the exit hook kills them if the demo exits without stopping
+ * them.
+ */
 const live = new Set<ChildProcess>();
 let exitHookInstalled = false;
 

@@ -237,7 +237,10 @@ function checkIdentities(
 
 interface UpstreamTls {
   readonly handshakes: number;
-  /** Certificates refused: no certificate, a chain not from the peer's CA, or no SAN matcher matched. */
+  /**
+   * Certificates refused: no certificate, a chain not from the peer's CA, or no SAN matcher
+   * matched.
+   */
   readonly failed: number;
 }
 

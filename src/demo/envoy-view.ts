@@ -38,7 +38,9 @@ export async function clusterHosts(envoy: DemoEnvoy): Promise<Map<string, EnvoyH
   return out;
 }
 
-/** The active dynamic cluster `name` as Envoy holds it, with its hosts; undefined until it has one. */
+/**
+ * The active dynamic cluster `name` as Envoy holds it, with its hosts; undefined until it has one.
+ */
 export async function heldUpstream(
   envoy: DemoEnvoy,
   name: string,

@@ -30,7 +30,10 @@ export interface GatewayStandIn {
 // biome-ignore lint/suspicious/noExplicitAny: Envoy-style JSON with Any expanded
 type Json = any;
 
-/** The endpoint a gateway's config sends `serverName` to: chain → tcp_proxy cluster → first EDS endpoint. */
+/**
+ * The endpoint a gateway's config sends `serverName` to: chain → tcp_proxy cluster → first EDS
+ * endpoint.
+ */
 export function chainTarget(gw: XdsProbe, serverName: string): HostPort | undefined {
   for (const name of gw.names(TypeUrl.listener)) {
     const listener: Json = JSON.parse(gw.json(TypeUrl.listener, name));

@@ -1,4 +1,7 @@
-/** `isthmus demo`: the run (what to stop), the tours (stand-ins or real Envoy) and what it prints at the end. */
+/**
+ * `isthmus demo`: the run (what to stop), the tours (stand-ins or real Envoy) and what it prints at
+ * the end.
+ */
 export { DemoRun } from './demo-run.js';
 export { runTour, type TourResult } from './tour.js';
 export { runEnvoyTour, type EnvoyTourResult } from './envoy-tour.js';

@@ -12,7 +12,9 @@ import { chainTarget, type GatewayStandIn, startGatewayStandIn } from './gateway
 import { openSocketSlot, type SocketSlot } from './socket-slot.js';
 import { summariseUpstream, type UpstreamSummary } from './upstream-summary.js';
 
-/** Inner waits give up first, so their message (what was awaited, the last error) is the one shown. */
+/**
+ * Inner waits give up first, so their message (what was awaited, the last error) is the one shown.
+ */
 const pollTimeoutMs = 12_000;
 export const upstreamBindPort = 19090;
 const upstreamListener = upstreamListenerName('api', '127.0.0.1', upstreamBindPort, 'cluster-a');
@@ -52,7 +54,10 @@ export async function startClusters(run: DemoRun): Promise<{ a: DemoCluster; b: 
   return { a: a.value, b: b.value };
 }
 
-/** The stand-ins for the proxies that carry traffic; each gateway routes by its probe's config once connected. */
+/**
+ * The stand-ins for the proxies that carry traffic; each gateway routes by its probe's config once
+ * connected.
+ */
 export interface DemoMesh {
   readonly apiSlot: SocketSlot;
   readonly gatewayA: GatewayStandIn;
@@ -110,7 +115,9 @@ export async function registerServices(
   return { apiSlot, gatewayA, gatewayB, gateways };
 }
 
-/** A generates a token for `cluster-b`, B establishes with it as `cluster-a`; both sides go ACTIVE. */
+/**
+ * A generates a token for `cluster-b`, B establishes with it as `cluster-a`; both sides go ACTIVE.
+ */
 export async function peerClusters(a: DemoCluster, b: DemoCluster): Promise<void> {
   const { PeeringToken } = await a.api.post<{ PeeringToken: string }>('/v1/peering/token', {
     PeerName: 'cluster-b',
@@ -145,7 +152,10 @@ export interface Upstream {
   readonly tdB: string;
 }
 
-/** Probes connect as each proxy; B's web sidecar must hold the whole api upstream, ending at A's gateway. */
+/**
+ * Probes connect as each proxy; B's web sidecar must hold the whole api upstream, ending at A's
+ * gateway.
+ */
 export async function readUpstream(
   a: DemoCluster,
   b: DemoCluster,

@@ -1,7 +1,7 @@
 /**
  * What a sidecar received for one upstream, summarised for people: listener → cluster → endpoints
- * and the SDS secrets the cluster names. Certificates are described (SPIFFE ID or subject, not-after);
- * private keys are never read into the summary.
+ * and the SDS secrets the cluster names. Certificates are described (SPIFFE ID or subject,
+ * not-after); private keys are never read into the summary.
  */
 import { X509Certificate } from 'node:crypto';
 import type { Secret } from '../gen/envoy/extensions/transport_sockets/tls/v3/secret.js';
@@ -35,7 +35,9 @@ export interface UpstreamSummary {
 const parse = (probe: XdsProbe, typeUrl: string, name: string): Json =>
   JSON.parse(probe.json(typeUrl, name) || 'null');
 
-/** The summary once everything the listener leads to is held, else a description of what is missing. */
+/**
+ * The summary once everything the listener leads to is held, else a description of what is missing.
+ */
 export function summariseUpstream(probe: XdsProbe, listenerName: string): UpstreamSummary | string {
   const listener = parse(probe, TypeUrl.listener, listenerName);
   if (!listener) return `no listener ${listenerName}`;

@@ -14,7 +14,9 @@ import { chainTargetId, defaultNamespace, defaultPartition } from '../mesh/names
 
 /** Where traffic can go: a service (subset) in a datacenter, or a peer's service. */
 export interface ChainTarget {
-  /** Consul's target ID, e.g. `v1.api.default.default.dc1` or `api.default.default.external.peer-a`. */
+  /**
+   * Consul's target ID, e.g. `v1.api.default.default.dc1` or `api.default.default.external.peer-a`.
+   */
   readonly id: string;
   readonly service: string;
   readonly subset: string;

@@ -77,7 +77,10 @@ function buildNode(opts: BootstrapOptions): BootstrapJson {
   };
 }
 
-/** ADS is gRPC, so the cluster speaks HTTP/2; keepalive PINGs detect a dead server behind a NAT or LB. */
+/**
+ * ADS is gRPC, so the cluster speaks HTTP/2; keepalive PINGs detect a dead server behind a NAT or
+ * LB.
+ */
 function buildXdsCluster(addr: HostPort): BootstrapJson {
   // STATIC needs an IP literal; a name (docker-compose service, k8s Service) is resolved by DNS.
   const byName = isIP(addr.host) === 0;

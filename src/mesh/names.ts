@@ -22,7 +22,9 @@ export function trustDomainFor(clusterId: string): string {
   return `${clusterId}.consul`;
 }
 
-/** `spiffe://<td>/ns/<ns>/dc/<dc>/svc/<svc>` (`/ap/<ap>` first when the partition is not default). */
+/**
+ * `spiffe://<td>/ns/<ns>/dc/<dc>/svc/<svc>` (`/ap/<ap>` first when the partition is not default).
+ */
 export function serviceSpiffeId(td: string, dc: string, s: ServiceName): string {
   const partition = isDefaultPartition(s) ? '' : `/ap/${ap(s)}`;
   return `spiffe://${td}${partition}/ns/${ns(s)}/dc/${dc}/svc/${s.name}`;
@@ -169,7 +171,10 @@ export function peerBundleSecretName(peerName: string): string {
  */
 export const inboundRootsSecretName = 'roots:inbound';
 
-/** SDS validation-context secret (SPIFFE validator) of a mesh gateway terminating a peer's mTLS: that peer's trust domain. */
+/**
+ * SDS validation-context secret (SPIFFE validator) of a mesh gateway terminating a peer's mTLS:
+ * that peer's trust domain.
+ */
 export function peerInboundSecretName(peerName: string): string {
   return `roots:inbound:peer:${peerName}`;
 }

@@ -15,7 +15,9 @@ export interface PeerDialTarget {
   readonly leaf?: Pick<Leaf, 'certPem' | 'keyPem'> | undefined;
 }
 
-/** A client for one acceptor address, with the replication stream's TLS rules; the caller closes it. */
+/**
+ * A client for one acceptor address, with the replication stream's TLS rules; the caller closes it.
+ */
 export function dialPeer(
   target: PeerDialTarget,
   options: Partial<grpc.ChannelOptions> = {},

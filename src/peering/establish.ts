@@ -20,7 +20,10 @@ export interface EstablishDeps {
   readonly logger: Logger;
   /** Per acceptor address (default 10 s). */
   readonly exchangeTimeoutMs?: number;
-  /** Our mesh gateways' LAN addresses when peering through them (tried first, SNI = the token's ServerName). */
+  /**
+   * Our mesh gateways' LAN addresses when peering through them (tried first, SNI = the token's
+   * ServerName).
+   */
   readonly localGatewayAddresses?: () => readonly string[];
 }
 

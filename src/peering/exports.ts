@@ -87,7 +87,10 @@ function syntheticSidecars(ctx: ExportContext, peerName: string, name: string): 
   });
 }
 
-/** Healthy mesh gateways of this datacenter (gateways registered for remote datacenters are not ours). */
+/**
+ * Healthy mesh gateways of this datacenter (gateways registered for remote datacenters are not
+ * ours).
+ */
 function localMeshGateways(catalog: CatalogReader, datacenter: string): ServiceInstance[] {
   return catalog
     .instancesOfKind('mesh-gateway')

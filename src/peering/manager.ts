@@ -31,7 +31,9 @@ export interface PeeringManagerOptions extends StreamTimings {
   readonly logger: Logger;
   /** Acceptor: the addresses replicated to dialers (`--advertise-addr` or the bound address). */
   serverAddresses(): readonly string[];
-  /** Dialer: our mesh gateways' LAN addresses when peering through them, dialed before the peer's. */
+  /**
+   * Dialer: our mesh gateways' LAN addresses when peering through them, dialed before the peer's.
+   */
   localGatewayAddresses?(): readonly string[];
   readonly backoff?: BackoffOptions;
 }
@@ -80,7 +82,9 @@ export class PeeringManager {
     });
   }
 
-  /** Installs the stream handler and the deletion hook, and starts a dialer per established peering. */
+  /**
+   * Installs the stream handler and the deletion hook, and starts a dialer per established peering.
+   */
   async start(): Promise<void> {
     const { peerings, peeringServer, ca } = this.opts;
     this.leaf = await ca.leaf(peeringIdentity(ca, this.opts.datacenter));
@@ -144,7 +148,8 @@ export class PeeringManager {
         );
     });
     if (p.state === 'DELETING') {
-      // The acceptor answers this Open with Terminated; give the write a moment before the record goes.
+      // The acceptor answers this Open with Terminated; give the write a moment before the record
+      // goes.
       const told = this.awaitingDialer.get(p.name);
       if (told) setTimeout(told, 200).unref();
     }

@@ -62,7 +62,9 @@ export interface EstablishedInput {
   readonly meta?: Readonly<Record<string, string>> | undefined;
 }
 
-/** Runs before a DELETING peering is removed (the stream engine sends `Terminated`, drops imports). */
+/**
+ * Runs before a DELETING peering is removed (the stream engine sends `Terminated`, drops imports).
+ */
 export type DeletionHook = (peering: Peering) => Promise<void>;
 
 export type PeeringPatch = Partial<
@@ -144,7 +146,10 @@ export class Peerings {
     return () => this.listeners.delete(listener);
   }
 
-  /** Installs what runs before a deleted peering is removed (at most one; the lead wires the stream engine). */
+  /**
+   * Installs what runs before a deleted peering is removed (at most one; the lead wires the stream
+   * engine).
+   */
   setDeletionHook(hook: DeletionHook | undefined): void {
     this.deletionHook = hook;
   }
@@ -263,7 +268,9 @@ export class Peerings {
     if (existing) establishConflict(existing, token);
   }
 
-  /** Dialer: stores the peering as ESTABLISHING with its stream secret after a successful exchange. */
+  /**
+   * Dialer: stores the peering as ESTABLISHING with its stream secret after a successful exchange.
+   */
   async recordEstablished(input: EstablishedInput): Promise<Peering> {
     const { name, token } = input;
     const peering = await this.write(async (tx, revision) => {
@@ -381,7 +388,9 @@ export class Peerings {
     while (this.deletions.size > 0) await Promise.all(this.deletions.values());
   }
 
-  /** Stops events and new work. Deletions in flight are not awaited: they resume after a restart. */
+  /**
+   * Stops events and new work. Deletions in flight are not awaited: they resume after a restart.
+   */
   async close(): Promise<void> {
     this.closed = true;
     this.unwatch();
@@ -462,7 +471,9 @@ export class Peerings {
     }
   }
 
-  /** One Store transaction; `revision` is the one it commits at (Store transactions are serialized). */
+  /**
+   * One Store transaction; `revision` is the one it commits at (Store transactions are serialized).
+   */
   private write<T>(fn: (tx: StoreTxn, revision: number) => Promise<T>): Promise<T> {
     if (this.closed) return Promise.reject(new IsthmusError('unavailable', 'peerings are closed'));
     return this.store.txn(async (tx) => fn(tx, (await this.store.revision()) + 1));
@@ -548,7 +559,10 @@ const deleting = (name: string) =>
     'PeerName',
   );
 
-/** The acceptor's trust domain: its root's `spiffe://<td>` URI SAN, else from `server.<dc>.peering.<td>`. */
+/**
+ * The acceptor's trust domain: its root's `spiffe://<td>` URI SAN, else from
+ * `server.<dc>.peering.<td>`.
+ */
 function trustDomainOf(token: PeeringToken): string {
   for (const pem of token.CA) {
     try {

@@ -156,7 +156,9 @@ export const storedPeerings = new RecordCollection(
   'peering/peerings/',
 );
 
-/** Read when a stream opens; a corrupt one refuses that stream with the error naming key and field. */
+/**
+ * Read when a stream opens; a corrupt one refuses that stream with the error naming key and field.
+ */
 export const storedSecrets = new RecordCollection(
   { what: 'peering secrets record', version: 1, schema: peeringSecrets },
   'peering/secrets/',

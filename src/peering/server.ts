@@ -28,7 +28,10 @@ export interface PeeringServerOptions {
   readonly streamHandler?: StreamHandler | undefined;
 }
 
-/** This cluster's peering identity: server certificate on the peering port, client certificate when dialing. */
+/**
+ * This cluster's peering identity: server certificate on the peering port, client certificate when
+ * dialing.
+ */
 export function peeringIdentity(
   ca: Pick<CertificateAuthority, 'trustDomain'>,
   datacenter: string,

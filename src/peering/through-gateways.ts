@@ -11,7 +11,10 @@ export function peerThroughMeshGateways(catalog: CatalogReader): boolean {
   return catalog.configEntry('mesh', 'mesh')?.peering.peerThroughMeshGateways ?? false;
 }
 
-/** `host:port` of this datacenter's passing/warning mesh gateways on one side; empty unless peering through them. */
+/**
+ * `host:port` of this datacenter's passing/warning mesh gateways on one side; empty unless peering
+ * through them.
+ */
 export function meshGatewayPeeringAddresses(
   catalog: CatalogReader,
   datacenter: string,
@@ -24,7 +27,10 @@ export function meshGatewayPeeringAddresses(
   );
 }
 
-/** The addresses to dial a peer at: our own gateways first (when peering through them), then the peer's. */
+/**
+ * The addresses to dial a peer at: our own gateways first (when peering through them), then the
+ * peer's.
+ */
 export function withLocalGatewaysFirst(
   local: readonly string[],
   peer: readonly string[],

@@ -28,7 +28,8 @@ import {
  * namespaces and partitions are DNS labels, instance IDs are Envoy node IDs), the rules Envoy
  * imposes (socket addresses, ports, SNI hostnames, SPIFFE IDs, protocols), and the peer's own word
  * (SNIs and SPIFFE IDs inside the trust domain it claimed). Each validator collects every problem
- * with its field path (`instances[2].peer_meta.sni[0]`); an empty list means the resource is usable.
+ * with its field path (`instances[2].peer_meta.sni[0]`); an empty list means the resource is
+ * usable.
  */
 
 /** Bounds on what one peer may replicate (the peering port's gRPC receive limit is 16 MiB). */
@@ -231,9 +232,9 @@ function checkInstance(
 
 /**
  * The importer dials a peered service by its PeerMeta as given (it never recomputes them), so each
- * SNI must be the form `peeredServiceSni` gives the exporter (`<svc>.<ns>.<ap>.<peer>.external.<td>`)
- * and each SPIFFE ID must lie inside the peer's trust domain: a peer cannot have our sidecars
- * accept another cluster's identity as its service.
+ * SNI must be the form `peeredServiceSni` gives the exporter
+ * (`<svc>.<ns>.<ap>.<peer>.external.<td>`) and each SPIFFE ID must lie inside the peer's trust
+ * domain: a peer cannot have our sidecars accept another cluster's identity as its service.
  */
 function checkPeerMeta(m: PeerMeta, field: string, service: string, peerTd: string, p: Problems) {
   const max = importLimits.peerMetaEntries;

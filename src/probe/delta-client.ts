@@ -206,7 +206,9 @@ export class DeltaClient extends XdsStreamClient<DeltaDiscoveryRequest, DeltaDis
   }
 }
 
-/** An insecure ADS client (the xDS port speaks plaintext gRPC; proxies authenticate with a token). */
+/**
+ * An insecure ADS client (the xDS port speaks plaintext gRPC; proxies authenticate with a token).
+ */
 export function adsClient(address: string): AggregatedDiscoveryServiceClient {
   return new AggregatedDiscoveryServiceClient(address, grpc.credentials.createInsecure());
 }

@@ -1,8 +1,8 @@
 /**
- * Node `tls` options derived only from the xDS resources a probe (XdsProbe) holds, read the way Envoy
- * reads them: a cluster's or listener's TLS transport socket names SDS secrets, and the secrets
- * carry the PEMs. Nothing here asks the CA, so a handshake built from these options proves what
- * was pushed, including SNI, SAN matchers, client-certificate requirement and TLS versions.
+ * Node `tls` options derived only from the xDS resources a probe (XdsProbe) holds, read the way
+ * Envoy reads them: a cluster's or listener's TLS transport socket names SDS secrets, and the
+ * secrets carry the PEMs. Nothing here asks the CA, so a handshake built from these options proves
+ * what was pushed, including SNI, SAN matchers, client-certificate requirement and TLS versions.
  */
 import 'reflect-metadata';
 import * as x509 from '@peculiar/x509';
@@ -35,7 +35,9 @@ export interface ClientTls {
   readonly key: string;
   readonly ca: string;
   readonly servername: string;
-  /** Exact URI SANs, one of which the server certificate must carry (match_typed_subject_alt_names). */
+  /**
+   * Exact URI SANs, one of which the server certificate must carry (match_typed_subject_alt_names).
+   */
   readonly sanMatchers: readonly string[];
   readonly minVersion: TlsVersion;
   readonly maxVersion: TlsVersion;
@@ -58,7 +60,9 @@ export interface ServerTls {
   readonly trustDomains?: readonly { readonly name: string; readonly pems: string }[];
 }
 
-/** Envoy's TLS 1.2 default minimum, and its default maximum: TLS 1.2 for clients, 1.3 for servers. */
+/**
+ * Envoy's TLS 1.2 default minimum, and its default maximum: TLS 1.2 for clients, 1.3 for servers.
+ */
 const nodeVersion: Record<number, TlsVersion | undefined> = {
   [TlsParameters_TlsProtocol.TLSv1_0]: 'TLSv1',
   [TlsParameters_TlsProtocol.TLSv1_1]: 'TLSv1.1',

@@ -50,7 +50,9 @@ function spiffeCheck(
     : `client certificate of ${td} was not issued by that trust domain's bundle`;
 }
 
-/** Envoy's match_typed_subject_alt_names for URI matchers: some URI SAN equals some matcher exactly. */
+/**
+ * Envoy's match_typed_subject_alt_names for URI matchers: some URI SAN equals some matcher exactly.
+ */
 function checkSans(matchers: readonly string[]) {
   return (_host: string, cert: tls.PeerCertificate): Error | undefined => {
     const uris = cert.raw ? uriSans(cert.raw) : [];
@@ -63,10 +65,11 @@ function checkSans(matchers: readonly string[]) {
 
 /**
  * One mutual-TLS connection on 127.0.0.1 between a Node server with `server`'s options and a Node
- * client with `client`'s. Success means the handshake completed on both sides and the server's reply
- * (sent only once it accepted the client) reached the client: with TLS 1.3 the client finishes its
- * handshake before the server has judged the client certificate, so the handshake alone proves
- * nothing. Everything is closed before it resolves; each side gets at most `timeoutMs`.
+ * client with `client`'s. Success means the handshake completed on both sides and the server's
+ * reply (sent only once it accepted the client) reached the client: with TLS 1.3 the client
+ * finishes its handshake before the server has judged the client certificate, so the handshake
+ * alone proves nothing. Everything is closed before it resolves; each side gets at most
+ * `timeoutMs`.
  */
 export async function handshake(
   client: ClientTls,
@@ -129,7 +132,10 @@ export async function handshakeVia(
 
 const acceptedReply = (clientUris: readonly string[]) => `accepted ${JSON.stringify(clientUris)}`;
 
-/** The server end of one handshake: judges the first client and answers an accepted one with the URI SANs it presented. */
+/**
+ * The server end of one handshake: judges the first client and answers an accepted one with the URI
+ * SANs it presented.
+ */
 export interface TlsAcceptor {
   /** Not listening: listen on it, or emit 'connection' with an accepted socket. */
   readonly server: tls.Server;

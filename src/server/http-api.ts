@@ -31,7 +31,9 @@ export interface HttpApiParts {
   readonly peering: PeeringParts;
 }
 
-/** Builds the HTTP API with every route and listens; resolves with the bound port and the routes. */
+/**
+ * Builds the HTTP API with every route and listens; resolves with the bound port and the routes.
+ */
 export async function startHttpApi(
   deps: HttpApiParts,
   parts: StartedParts,

@@ -19,7 +19,9 @@ import { connectTimeoutMs, upstreamEndpoints, withEndpoints } from './lookups.js
 import { peeredSidecars, peeredUpstreamEndpoints, protocolOf } from './peered.js';
 import type { AggregateClusterIR, EdsClusterIR, UpstreamIR } from './types.js';
 
-/** An upstream built from its discovery chain, the peers whose bundles it trusts, and what it reads. */
+/**
+ * An upstream built from its discovery chain, the peers whose bundles it trusts, and what it reads.
+ */
 export interface ChainUpstream {
   readonly upstream: UpstreamIR;
   readonly bundles: readonly PeerBundle[];

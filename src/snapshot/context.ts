@@ -9,7 +9,9 @@ export interface PeerBundle {
   readonly pems: readonly string[];
 }
 
-/** What the builders read of cluster peering: live peers, their bundles, and what they export to us. */
+/**
+ * What the builders read of cluster peering: live peers, their bundles, and what they export to us.
+ */
 export interface PeeringView {
   /** Local names of the peerings that are neither deleting nor terminated, sorted. */
   peerNames(): readonly string[];
@@ -18,7 +20,10 @@ export interface PeeringView {
   /** Names of the services imported from `peer`, sorted. */
   importedServiceNames(peer: string): readonly string[];
   importedInstances(peer: string, service: string, namespace?: string): readonly ImportedInstance[];
-  /** Peerings this cluster dialed: the peer's server name and addresses (gateways route them when peering through gateways). */
+  /**
+   * Peerings this cluster dialed: the peer's server name and addresses (gateways route them when
+   * peering through gateways).
+   */
   peerServers?(): readonly PeerServer[];
 }
 
@@ -47,13 +52,18 @@ export interface BuildContext {
   readonly peerTrustDomain: (peer: string) => string | undefined;
   /** Cluster peering (absent: no peers). */
   readonly peering?: PeeringView | undefined;
-  /** This server's own peering port (`host:port`), where a gateway routes `server.<dc>.peering.<td>`. */
+  /**
+   * This server's own peering port (`host:port`), where a gateway routes
+   * `server.<dc>.peering.<td>`.
+   */
   readonly localPeeringAddresses?: readonly string[] | undefined;
 }
 
 /** A built snapshot and the service names whose changes must rebuild it. */
 export interface Built<S> {
   readonly snapshot: S;
-  /** Service names this proxy depends on; `*` means every change; `peer:<name>` a peer's imports. */
+  /**
+   * Service names this proxy depends on; `*` means every change; `peer:<name>` a peer's imports.
+   */
   readonly deps: ReadonlySet<string>;
 }

@@ -11,8 +11,8 @@ import type { BuildContext } from './context.js';
 import type { EndpointIR } from './types.js';
 
 /**
- * Endpoints of a local service: its sidecars (those of a subset, when given), healthy unless the sidecar or the instance it fronts
- * is critical (then left out) or warning (degraded).
+ * Endpoints of a local service: its sidecars (those of a subset, when given), healthy unless the
+ * sidecar or the instance it fronts is critical (then left out) or warning (degraded).
  */
 export function sidecarEndpoints(
   catalog: CatalogReader,
@@ -77,7 +77,10 @@ export function needsDns(endpoints: readonly EndpointIR[]): boolean {
   return endpoints.some((e) => isIP(e.address) === 0);
 }
 
-/** A cluster's endpoints, marked for DNS resolution when one is a hostname (a gateway's WAN name, say). */
+/**
+ * A cluster's endpoints, marked for DNS resolution when one is a hostname (a gateway's WAN name,
+ * say).
+ */
 export function withEndpoints(endpoints: EndpointIR[]): { endpoints: EndpointIR[]; dns?: true } {
   return needsDns(endpoints) ? { endpoints, dns: true } : { endpoints };
 }

@@ -16,7 +16,9 @@ import type { LeafUsers } from './leaf-users.js';
  * snapshot layer sits below xds/ and reaches it only through this (docs/architecture.md §12).
  */
 export interface SnapshotSink {
-  /** Publishes a proxy's config; throws if it cannot, and then the proxy keeps its last good one. */
+  /**
+   * Publishes a proxy's config; throws if it cannot, and then the proxy keeps its last good one.
+   */
   publish(proxyId: string, snapshot: ConfigSnapshot): void;
   /** The proxy is gone: its resources are dropped. */
   remove(proxyId: string): void;
@@ -102,7 +104,9 @@ export class SnapshotManager {
     }
   }
 
-  /** The SPIFFE ID of the leaf a proxy is built with: the gateways' shared one, or its service's. */
+  /**
+   * The SPIFFE ID of the leaf a proxy is built with: the gateways' shared one, or its service's.
+   */
   private leafIdentityOf(proxy: ServiceInstance): string {
     const { trustDomain } = this.opts.ca;
     const { datacenter } = this.opts;
@@ -133,7 +137,9 @@ export class SnapshotManager {
     }, this.opts.coalesceMs ?? 100);
   }
 
-  /** Whether a proxy's config is built with the leaf of this SPIFFE ID (the CA renews only those). */
+  /**
+   * Whether a proxy's config is built with the leaf of this SPIFFE ID (the CA renews only those).
+   */
   usesIdentity(spiffeId: string): boolean {
     return this.opts.leafUsers.uses(spiffeId);
   }
@@ -191,7 +197,8 @@ export class SnapshotManager {
 
   /** Builds a snapshot only once everything it needs is known (the leaf is issued on demand). */
   private async build(instance: ServiceInstance): Promise<Built<ConfigSnapshot>> {
-    // A gateway's own identity is used only where it terminates peers' mTLS for HTTP-family exports.
+    // A gateway's own identity is used only where it terminates peers' mTLS for HTTP-family
+    // exports.
     const spiffeId = this.leafIdentityOf(instance);
     this.opts.leafUsers.set(instance.id, spiffeId);
     const leaf = await this.opts.ca.leaf({ spiffeId });

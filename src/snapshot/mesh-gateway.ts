@@ -139,7 +139,10 @@ function remoteGatewaysByDatacenter(ctx: BuildContext): [string, ServiceInstance
   return [...byDc.entries()].sort(([a], [b]) => (a < b ? -1 : 1));
 }
 
-/** One plain TCP cluster per local service with sidecars, named by its SNI (what sni_cluster routes by). */
+/**
+ * One plain TCP cluster per local service with sidecars, named by its SNI (what sni_cluster routes
+ * by).
+ */
 function localServiceClusters(ctx: BuildContext): EdsClusterIR[] {
   const services = new Map<string, { name: string; namespace: string; partition: string }>();
   for (const p of ctx.catalog.instancesOfKind('connect-proxy')) {
@@ -270,9 +273,10 @@ function importedServiceClusters(ctx: BuildContext): EdsClusterIR[] {
 }
 
 /**
- * Peering control-plane traffic through the gateway (`mesh` entry `Peering.PeerThroughMeshGateways`):
- * `server.<dc>.peering.<td>` (ours) to this server's peering port, so peering TLS passes through to
- * it; and each peer we dialed, by its server name, to its server addresses. TLS is never terminated.
+ * Peering control-plane traffic through the gateway (`mesh` entry
+ * `Peering.PeerThroughMeshGateways`): `server.<dc>.peering.<td>` (ours) to this server's peering
+ * port, so peering TLS passes through to it; and each peer we dialed, by its server name, to its
+ * server addresses. TLS is never terminated.
  */
 function peeringServers(
   ctx: BuildContext,

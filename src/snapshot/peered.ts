@@ -20,7 +20,10 @@ import { connectTimeoutMs, withEndpoints } from './lookups.js';
 import { gatewayEndpoints, sortEndpoints, upstreamGatewayMode } from '../catalog/lookups.js';
 import type { EdsClusterIR, EndpointIR, RootsSecretIR, UpstreamIR } from './types.js';
 
-/** A peered service's synthetic sidecars: the exporter's gateways, each with the PeerMeta to dial by. */
+/**
+ * A peered service's synthetic sidecars: the exporter's gateways, each with the PeerMeta to dial
+ * by.
+ */
 export type PeeredSidecar = ImportedInstance & {
   readonly peerMeta: NonNullable<ImportedInstance['peerMeta']>;
 };

@@ -154,8 +154,9 @@ function localUpstream(
 
 /**
  * The trust domains the public listener accepts when its service is exported to peers: ours and
- * each consuming peer's whose bundle is known (docs/architecture.md §5), for its `inbound` SPIFFE secret.
- * Undefined when no peer is involved, so the listener keeps validating with the local roots secret.
+ * each consuming peer's whose bundle is known (docs/architecture.md §5), for its `inbound` SPIFFE
+ * secret. Undefined when no peer is involved, so the listener keeps validating with the local roots
+ * secret.
  */
 function inboundTrustDomains(
   service: string,

@@ -199,7 +199,9 @@ export interface MeshGatewaySnapshot {
    * by name and never two on the same address and port; each carries the same chains.
    */
   readonly listeners: readonly GatewayListenerIR[];
-  /** Plain TCP clusters (mesh TLS passes through the gateway), and mTLS ones for terminated chains. */
+  /**
+   * Plain TCP clusters (mesh TLS passes through the gateway), and mTLS ones for terminated chains.
+   */
   readonly clusters: readonly EdsClusterIR[];
   /** The gateway's own identity and the local roots: only when some chain terminates TLS. */
   readonly leaf?: LeafSecretIR | undefined;

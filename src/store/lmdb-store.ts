@@ -11,8 +11,9 @@ import type { JsonValue, KeyValue, Store, StoreEvent, StoreTxn } from './store.j
  *   them in UTF-8 byte order, which is the order `list` returns.
  * - `meta` holds the store revision, bumped in the same LMDB write transaction as the data, so it
  *   survives restarts and never goes backwards.
- * - Every transaction (and plain put/delete) runs through one in-process queue, so read-modify-writes
- *   never interleave, and commits with `transactionSync` (durable: flushed before it returns).
+ * - Every transaction (and plain put/delete) runs through one in-process queue, so
+ *   read-modify-writes never interleave, and commits with `transactionSync` (durable: flushed
+ *   before it returns).
  *
  * LMDB locks the environment across processes, but a second process writing the same dir would
  * break serializability; the commit detects that (the revision moved under us) and fails loudly
@@ -43,7 +44,9 @@ export async function openLmdbStore(dir: string, opts: { logger?: Logger } = {})
   }
 }
 
-/** Directories with an open store in this process (LMDB must not be opened twice by one process). */
+/**
+ * Directories with an open store in this process (LMDB must not be opened twice by one process).
+ */
 const openDirs = new Set<string>();
 
 const revisionKey = 'revision';
@@ -151,7 +154,9 @@ class LmdbStore implements Store {
     return out;
   }
 
-  /** Reads see committed state overlaid with `writes`; puts show the revision they will commit at. */
+  /**
+   * Reads see committed state overlaid with `writes`; puts show the revision they will commit at.
+   */
   private txnView(writes: PendingWrites, pendingRevision: number): StoreTxn {
     const store = this;
     return {
@@ -175,7 +180,9 @@ class LmdbStore implements Store {
     };
   }
 
-  /** Applies `writes` and the revision bump in one durable LMDB transaction, then notifies watchers. */
+  /**
+   * Applies `writes` and the revision bump in one durable LMDB transaction, then notifies watchers.
+   */
   private commit(writes: PendingWrites, startRevision: number): void {
     if (writes.size === 0) return;
     const events = this.kv.transactionSync(() => {
@@ -259,7 +266,9 @@ function checkKey(key: string): string {
   return key;
 }
 
-/** Snapshots the value as it will be stored, so later caller mutations cannot leak into the commit. */
+/**
+ * Snapshots the value as it will be stored, so later caller mutations cannot leak into the commit.
+ */
 function copyJson(key: string, value: JsonValue): JsonValue {
   const text = JSON.stringify(value);
   if (text === undefined)

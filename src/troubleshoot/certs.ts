@@ -14,7 +14,9 @@ export interface CertFact {
   readonly chainsToRoots?: boolean | undefined;
 }
 
-/** Parses one PEM certificate; a PEM that does not parse gives a fact with `error`, never a throw. */
+/**
+ * Parses one PEM certificate; a PEM that does not parse gives a fact with `error`, never a throw.
+ */
 export function certFact(label: string, pem: string, roots?: readonly string[]): CertFact {
   let cert: X509Certificate;
   try {

@@ -92,7 +92,10 @@ export function gatherProxyFacts(src: TroubleshootSources, id: string): ProxyFac
   };
 }
 
-/** `<proxy> → <service>` for each local upstream to the peer whose traffic leaves through our own gateway (mode local). */
+/**
+ * `<proxy> → <service>` for each local upstream to the peer whose traffic leaves through our own
+ * gateway (mode local).
+ */
 function localModeUpstreamsTo(catalog: CatalogReader, peer: string): string[] {
   const out: string[] = [];
   for (const proxy of catalog.instancesOfKind('connect-proxy')) {
@@ -165,7 +168,10 @@ function leafPemOf(bytes: Uint8Array): string | undefined {
   return undefined;
 }
 
-/** The mesh gateway mode in force for an upstream (upstream, proxy, service-defaults, proxy-defaults). */
+/**
+ * The mesh gateway mode in force for an upstream (upstream, proxy, service-defaults,
+ * proxy-defaults).
+ */
 function upstreamFact(src: TroubleshootSources, proxy: ServiceInstance, u: Upstream): UpstreamFact {
   const { catalog } = src;
   const gatewayMode = upstreamGatewayMode(catalog, proxy, u);

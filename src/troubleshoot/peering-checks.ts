@@ -38,7 +38,10 @@ export interface PeeringFacts {
   /** Services imported from the peer, sorted. */
   readonly imported: readonly string[];
   readonly localGateways: readonly GatewayFact[];
-  /** Local upstreams to this peer that leave through our own gateway (mode local), as `<proxy> → <service>`. */
+  /**
+   * Local upstreams to this peer that leave through our own gateway (mode local), as `<proxy> →
+   * <service>`.
+   */
   readonly localModeUpstreams: readonly string[];
   readonly localRoots: readonly CertFact[];
   readonly peerRoots: readonly CertFact[];

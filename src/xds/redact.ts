@@ -119,7 +119,10 @@ function redactSource(d: DataSource | undefined): DataSource | undefined {
   return d === undefined ? undefined : redactedSource();
 }
 
-/** Whether encoded bytes hold a PEM private key anywhere (a last check before bytes leave the server). */
+/**
+ * Whether encoded bytes hold a PEM private key anywhere (a last check before bytes leave the
+ * server).
+ */
 export function containsPrivateKey(bytes: Uint8Array): boolean {
   return pemKey.test(
     Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('latin1'),

@@ -24,9 +24,14 @@ import { proxyStatusJson, type ProxyStatusJson } from './status.js';
 export interface XdsServerOptions {
   readonly logger: Logger;
   readonly metrics: Metrics;
-  /** The cache proxies' views are published to (the composition root shares it with the builders). */
+  /**
+   * The cache proxies' views are published to (the composition root shares it with the builders).
+   */
   readonly cache?: XdsCache;
-  /** Admitted streams beyond this many get RESOURCE_EXHAUSTED (streams not yet admitted hold no slot). */
+  /**
+   * Admitted streams beyond this many get RESOURCE_EXHAUSTED (streams not yet admitted hold no
+   * slot).
+   */
   readonly maxStreams?: number;
   /** Streams one proxy token may hold open at once (default 8; see `authenticate`). */
   readonly maxStreamsPerToken?: number;
@@ -214,7 +219,9 @@ export class XdsServer {
     return n;
   }
 
-  /** Checks the open streams of `nodeId` again (a token was revoked): those no longer admitted end. */
+  /**
+   * Checks the open streams of `nodeId` again (a token was revoked): those no longer admitted end.
+   */
   reauthorize(nodeId: string): void {
     for (const s of this.connectedSessions()) if (s.nodeId === nodeId) void s.reauthorize();
   }

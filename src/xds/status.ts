@@ -69,7 +69,10 @@ export interface TypeSummary {
   readonly status: ResourceSyncStatus | 'NONE';
   readonly resources: number;
   readonly synced: number;
-  /** The content version the proxy should hold for the type ('' when it should hold none): see typeVersion. */
+  /**
+   * The content version the proxy should hold for the type ('' when it should hold none): see
+   * typeVersion.
+   */
   readonly version: string;
   readonly lastNack?: { readonly message: string; readonly at: string } | undefined;
 }
@@ -80,10 +83,15 @@ export interface ProxyStatusJson {
   readonly API: string;
   readonly ConnectedAt: string;
   readonly ViewRevision: number;
-  /** Content version of the whole config the proxy should hold (a hash of the per-type versions). */
+  /**
+   * Content version of the whole config the proxy should hold (a hash of the per-type versions).
+   */
   readonly Version: string;
   readonly Types: Readonly<Record<string, TypeSummary>>;
-  /** The newest NACK on this stream, of any type (it stays after a later ACK, like Envoy's last_update_attempt). */
+  /**
+   * The newest NACK on this stream, of any type (it stays after a later ACK, like Envoy's
+   * last_update_attempt).
+   */
   readonly LastNack?:
     | { readonly Type: string; readonly Message: string; readonly At: string }
     | undefined;

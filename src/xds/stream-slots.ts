@@ -16,7 +16,9 @@ export class StreamSlots<S extends object = object> {
     private readonly maxPerToken: number,
   ) {}
 
-  /** A stream carrying `token` may open; throws resource_exhausted when the token is at its limit. */
+  /**
+   * A stream carrying `token` may open; throws resource_exhausted when the token is at its limit.
+   */
   open(token: string | undefined): void {
     if (token === undefined) return;
     if ((this.perToken.get(token) ?? 0) >= this.maxPerToken) {

@@ -59,7 +59,10 @@ export function xdsTypeUrl(url: string): XdsTypeUrl | undefined {
 
 const typeUrlBytes = allTypeUrls.map((url) => ({ url, bytes: Buffer.from(url) }));
 
-/** `xdsTypeUrl` of the UTF-8 bytes `buf[start, end)`, recognised without decoding them into a string. */
+/**
+ * `xdsTypeUrl` of the UTF-8 bytes `buf[start, end)`, recognised without decoding them into a
+ * string.
+ */
 export function xdsTypeUrlAt(buf: Buffer, start: number, end: number): XdsTypeUrl | undefined {
   for (const { url, bytes } of typeUrlBytes) {
     if (bytes.length === end - start && buf.compare(bytes, 0, bytes.length, start, end) === 0)
@@ -121,8 +124,8 @@ export const pushOrder: readonly PushStep[] = (
 }));
 
 /**
- * Resource types by the names `istioctl proxy-config` uses: the `:type` of
- * `GET /v1/xds/proxies/:id/config/:type` and of `isthmus proxy-config` (both take xDS short names too).
+ * Resource types by the names `istioctl proxy-config` uses: the `:type` of `GET
+ * /v1/xds/proxies/:id/config/:type` and of `isthmus proxy-config` (both take xDS short names too).
  */
 export const configTypes = {
   clusters: TypeUrl.cluster,
@@ -142,7 +145,9 @@ const aliases: Readonly<Record<string, ConfigType>> = {
   sds: 'secrets',
 };
 
-/** A config type by its name or its xDS short name (`CDS`, `lds`, …; troubleshoot hints use those). */
+/**
+ * A config type by its name or its xDS short name (`CDS`, `lds`, …; troubleshoot hints use those).
+ */
 export function configTypeOf(name: string): ConfigType | undefined {
   const lower = name.toLowerCase();
   return Object.hasOwn(configTypes, lower) ? (lower as ConfigType) : aliases[lower];

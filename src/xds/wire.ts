@@ -73,7 +73,9 @@ export function encodeSotwResponse(
   ]);
 }
 
-/** A string field (tag `fieldNumber`, wire type 2) written at `offset`; returns the offset after it. */
+/**
+ * A string field (tag `fieldNumber`, wire type 2) written at `offset`; returns the offset after it.
+ */
 function writeStringField(
   buf: Buffer,
   offset: number,
@@ -98,8 +100,8 @@ const stringFieldSize = (fieldNumber: number, byteLength: number) =>
     : varintSize((fieldNumber << 3) | WIRE_LEN) + varintSize(byteLength) + byteLength;
 
 /**
- * `DeltaDiscoveryResponse { system_version_info = 1; resources = 2 (Resource); type_url = 4;
- * nonce = 5; removed_resources = 6; }`, written into one buffer: this runs once per stream per push.
+ * `DeltaDiscoveryResponse { system_version_info = 1; resources = 2 (Resource); type_url = 4; nonce
+ * = 5; removed_resources = 6; }`, written into one buffer: this runs once per stream per push.
  */
 export function encodeDeltaResponse(
   typeUrl: string,

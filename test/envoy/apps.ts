@@ -466,7 +466,10 @@ export async function grpcStream(port: number, messages: readonly string[]): Pro
   }
 }
 
-/** Opens a WebSocket, sends each message and collects the echoes; resolves with them and the upgrade status. */
+/**
+ * Opens a WebSocket, sends each message and collects the echoes; resolves with them and the upgrade
+ * status.
+ */
 export async function webSocketCall(
   port: number,
   messages: readonly string[],
@@ -497,7 +500,9 @@ export async function webSocketCall(
   }
 }
 
-/** Ports handed out in this test process: two Envoys of one file must never be given the same one. */
+/**
+ * Ports handed out in this test process: two Envoys of one file must never be given the same one.
+ */
 const handedOut = new Set<number>();
 
 /**

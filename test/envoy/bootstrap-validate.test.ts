@@ -126,7 +126,8 @@ describe.skipIf(skipWithoutEnvoy())(
     });
 
     it('the judge is real: Envoy refuses the same bootstrap with a host name where it binds the admin listener', async () => {
-      // The CLI refuses `--admin-bind localhost:19000` for this reason; edit its output to see Envoy's verdict.
+      // The CLI refuses `--admin-bind localhost:19000` for this reason; edit its output to see
+      // Envoy's verdict.
       const json = (await cliBootstrap(['--proxy-id', 'web-sidecar-proxy'])) as {
         admin: { address: { socket_address: { address: string } } };
       };
@@ -202,7 +203,8 @@ describe.skipIf(skipWithoutEnvoy())(
           SDS: 'SYNCED',
         });
         await waitHealthy(envoy);
-        // The server listens on 127.0.0.1 (its default family); Envoy resolved localhost to it, not ::1.
+        // The server listens on 127.0.0.1 (its default family); Envoy resolved localhost to it, not
+        // ::1.
         expect((await envoy.clusters()).get('isthmus_xds')).toEqual([
           { address: `127.0.0.1:${dc.proc.xdsPort}`, healthy: true },
         ]);

@@ -3,8 +3,8 @@
  * proxy a real Envoy. A exports `api` (HTTP) and `api-tcp` (TCP) to B through A's mesh gateway; B's
  * `web` calls them in gateway mode `remote`. While a load loop sends HTTP/1.1 requests from B's app
  * through B's sidecar and A's gateway to A's `api` (over kept-alive and over new connections), and
- * a WebSocket (to `api`) and a TCP connection (to `api-tcp`) stay open exchanging messages, the test
- * changes the mesh one way after another and holds what a user must be able to rely on:
+ * a WebSocket (to `api`) and a TCP connection (to `api-tcp`) stay open exchanging messages, the
+ * test changes the mesh one way after another and holds what a user must be able to rely on:
  *
  * 1. an endpoint move in A: new requests reach the new instance, none fails;
  * 2. unexport: B's requests are refused at once (no hang), B's Envoy drops the upstream; re-export
@@ -63,7 +63,10 @@ import {
 
 /** Each CA rotation phase (trust both → new leaves → retire the old root) lasts this long. */
 const phaseMs = 3_000;
-/** After a change converged, traffic keeps running this long before the step is judged: longer than Envoy's drain time (1 s in the harness), so drained connections have been closed. */
+/**
+ * After a change converged, traffic keeps running this long before the step is judged: longer than
+ * Envoy's drain time (1 s in the harness), so drained connections have been closed.
+ */
 const observeMs = 3_000;
 /** Answers of each connection kind a window needs before it is judged. */
 const enough = 15;
@@ -133,7 +136,10 @@ describe.skipIf(skipWithoutEnvoy())(
         );
     }
 
-    /** What happened to a long-lived connection since the step began: it still exchanges, or how it ended. */
+    /**
+     * What happened to a long-lived connection since the step began: it still exchanges, or how it
+     * ended.
+     */
     async function fate(l: LongLived, since: number): Promise<string> {
       await l.exchange().catch(() => undefined);
       const s = l.state();
@@ -193,7 +199,10 @@ describe.skipIf(skipWithoutEnvoy())(
       }
     }
 
-    /** Waits until `fn` holds for every Envoy in `envoys` (its config dump), naming the first that does not. */
+    /**
+     * Waits until `fn` holds for every Envoy in `envoys` (its config dump), naming the first that
+     * does not.
+     */
     async function everyDump(
       envoys: readonly EnvoyProcess[],
       what: string,
@@ -253,8 +262,8 @@ describe.skipIf(skipWithoutEnvoy())(
       ]);
     });
 
-    // Each change starts with both long-lived connections open (a change before may have ended them),
-    // while B is peered with A.
+    // Each change starts with both long-lived connections open (a change before may have ended
+    // them), while B is peered with A.
     beforeEach(async () => {
       if (load && peeredAB) await ensureLongLived();
     });
@@ -454,7 +463,8 @@ describe.skipIf(skipWithoutEnvoy())(
       it(`3${side}. CA rotation in ${side.toUpperCase()}: not one request fails, open connections stay open, every Envoy ends on the new root`, async () => {
         const node = side === 'a' ? a : b;
         const before = await rootPems(node);
-        // Before: the root to retire is one some TLS context trusts (so the check at the end can fail).
+        // Before: the root to retire is one some TLS context trusts (so the check at the end can
+        // fail).
         const trustedBefore = (await Promise.all(all().map((e) => envoyCerts(e.adminUrl)))).flatMap(
           (c) => c.trusted,
         );
@@ -643,7 +653,8 @@ describe.skipIf(skipWithoutEnvoy())(
           'TERMINATED',
         { timeoutMs: 30_000, what: "B's peering cluster-a to be TERMINATED" },
       );
-      // B's sidecar: nothing of A, by name or content (A's trust domain, A's roots, the peer's name).
+      // B's sidecar: nothing of A, by name or content (A's trust domain, A's roots, the peer's
+      // name).
       const marksA = roots.a.map(pemMark);
       await everyDump([envoy.web], "web's sidecar with nothing of A", (_e, dump) =>
         traces(dumpText(dump), [td.a, 'cluster-a', ...marksA]),
@@ -652,7 +663,8 @@ describe.skipIf(skipWithoutEnvoy())(
         clusters: ['local_app'],
         secrets: expect.not.arrayContaining([expect.stringContaining('peer')]),
       });
-      // A's Envoys: nothing of B (its trust domain, its roots, B's SNIs); A's gateway keeps C's chain.
+      // A's Envoys: nothing of B (its trust domain, its roots, B's SNIs); A's gateway keeps C's
+      // chain.
       const marksB = roots.b.map(pemMark);
       await everyDump([...a_(), envoy.mobile!], 'A and C with nothing of B', (_e, dump) =>
         traces(dumpText(dump), [td.b, 'cluster-b', ...marksB]),

@@ -16,7 +16,9 @@ afterAll(cleanupProcesses);
 
 const demoDirs = (tmp: string) => readdirSync(tmp).filter((n) => n.startsWith('isthmus-demo-'));
 
-/** PIDs of the Envoy processes whose command line points into `tmp` (the demo's temp dir is there). */
+/**
+ * PIDs of the Envoy processes whose command line points into `tmp` (the demo's temp dir is there).
+ */
 function envoysUnder(tmp: string): number[] {
   const pids: number[] = [];
   for (const entry of readdirSync('/proc')) {
@@ -103,7 +105,8 @@ describe.skipIf(skipWithoutEnvoy())('isthmus demo with real Envoy', () => {
     expect(out).toMatch(way('gw-b', gwA, 'gw-a'));
     expect(out).toMatch(way('gw-a', apiSidecar, "api's sidecar"));
     expect(out).toMatch(way('api-sidecar-proxy', apiApp, "api's app"));
-    // Identities: A's gateway accepted B's web; api's sidecar accepted A's gateway; api's app sees web.
+    // Identities: A's gateway accepted B's web; api's sidecar accepted A's gateway; api's app sees
+    // web.
     const hop1 =
       /^ {8}1\. server spiffe:\/\/([^/]+)\/gateway\/mesh\/dc\/dc-a accepted client spiffe:\/\/([^/]+)\/ns\/default\/dc\/dc-b\/svc\/web$/m.exec(
         out,
@@ -146,7 +149,8 @@ describe.skipIf(skipWithoutEnvoy())('isthmus demo with real Envoy', () => {
     expectNoSecrets(stdout);
     expect(stdout).toMatch(/^ {2}Envoy logs: {2}\S+\/envoy\/<proxy>\.log$/m);
     expect(envoysUnder(tmp)).toHaveLength(4);
-    // The command printed for a look at the upstream listener: api answers, and sees web as the caller.
+    // The command printed for a look at the upstream listener: api answers, and sees web as the
+    // caller.
     const upstreamUrl = /curl (http:\/\/127\.0\.0\.1:\d+\/hello) +# what web's app does/.exec(
       stdout,
     )?.[1];
@@ -207,7 +211,8 @@ describe.skipIf(skipWithoutEnvoy())('isthmus demo with real Envoy', () => {
 
   it('an Envoy that cannot start: ✗ naming it with its last log lines, exit 1, no Envoy left running', async () => {
     const tmp = tempDir('isthmus-demo-envoy-');
-    // Answers --version as the real Envoy does (so it is accepted), then fails like a broken install.
+    // Answers --version as the real Envoy does (so it is accepted), then fails like a broken
+    // install.
     const broken = join(tmp, 'broken-envoy');
     writeFileSync(
       broken,

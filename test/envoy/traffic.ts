@@ -11,7 +11,10 @@ import { connect as tlsConnect } from 'node:tls';
 import { WebSocket } from 'ws';
 import { waitFor, withDeadline } from '../helpers/wait.js';
 
-/** One request's outcome: `app` is who answered (200 with an app's `Seen`), else `failure` says what happened. */
+/**
+ * One request's outcome: `app` is who answered (200 with an app's `Seen`), else `failure` says what
+ * happened.
+ */
 export interface Outcome {
   readonly at: number;
   /** Sent over a connection the client kept alive (true) or over a new one (false). */
@@ -37,7 +40,9 @@ export interface LoadLoopOptions {
   readonly keepAliveWorkers?: number;
   /** Workers that open a new connection for every request (default 1). */
   readonly freshWorkers?: number;
-  /** Pause between a worker's requests, to keep the load modest on shared machines (default 20 ms). */
+  /**
+   * Pause between a worker's requests, to keep the load modest on shared machines (default 20 ms).
+   */
   readonly pauseMs?: number;
   /** Deadline of one request; longer counts as a failure (`timeout`). Default 10 s. */
   readonly requestTimeoutMs?: number;
@@ -202,7 +207,9 @@ function appOf(body: string): string | undefined {
   }
 }
 
-/** What happened to a long-lived connection: how many exchanges it made and how it ended, if it did. */
+/**
+ * What happened to a long-lived connection: how many exchanges it made and how it ended, if it did.
+ */
 export interface LongLivedState {
   readonly exchanges: number;
   /** Set once the connection ended: when, and why (close code, error, or an unanswered message). */
@@ -286,7 +293,9 @@ function longLived(
 
 const longLivedDefaults = { intervalMs: 250, timeoutMs: 10_000 };
 
-/** A WebSocket to 127.0.0.1:`port` (an HTTP app echoing `<app>:<message>`), open once this resolves. */
+/**
+ * A WebSocket to 127.0.0.1:`port` (an HTTP app echoing `<app>:<message>`), open once this resolves.
+ */
 export async function openWebSocket(
   port: number,
   app: string,
@@ -357,9 +366,9 @@ export async function openTcp(
 
 /**
  * One HTTP/1.1 request over mTLS with the given client certificate, straight to an Envoy TLS
- * listener (a sidecar's public listener, or a gateway chain chosen by `servername`): `answered` with
- * the status line when Envoy let the caller in (whatever the app or RBAC said then), `refused` with
- * the error when the TLS handshake or the first read failed. The server's certificate is not
+ * listener (a sidecar's public listener, or a gateway chain chosen by `servername`): `answered`
+ * with the status line when Envoy let the caller in (whatever the app or RBAC said then), `refused`
+ * with the error when the TLS handshake or the first read failed. The server's certificate is not
  * checked: this is about whom Envoy admits.
  */
 export async function mtlsRequest(

@@ -1,7 +1,7 @@
 /**
- * Golden files of complete proxy configs, built through the real HTTP API, snapshot builder and
- * xDS server and received by a Delta fake Envoy (docs/architecture.md §9 item 3). Each resource also passes
- * Envoy's validate.rules and the cross-resource lint; so does each proxy's bootstrap.
+ * Golden files of complete proxy configs, built through the real HTTP API, snapshot builder and xDS
+ * server and received by a Delta fake Envoy (docs/architecture.md §9 item 3). Each resource also
+ * passes Envoy's validate.rules and the cross-resource lint; so does each proxy's bootstrap.
  * `UPDATE_GOLDEN=1 npx vitest run test/golden` rewrites the files.
  */
 import { afterAll, describe, expect, it } from 'vitest';

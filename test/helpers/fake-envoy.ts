@@ -1,7 +1,7 @@
 /**
  * A fake Envoy: the ts-proto generated ADS client speaking SotW or Delta like Envoy does, with
- * helpers to ACK/NACK (src/probe's client, plus SotW). Every resource it receives is checked against
- * Envoy's validate.rules; a violation fails the test at `next()`.
+ * helpers to ACK/NACK (src/probe's client, plus SotW). Every resource it receives is checked
+ * against Envoy's validate.rules; a violation fails the test at `next()`.
  */
 import * as grpc from '@grpc/grpc-js';
 import type { AggregatedDiscoveryServiceClient } from '../../src/gen/envoy/service/discovery/v3/ads.js';

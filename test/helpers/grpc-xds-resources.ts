@@ -23,7 +23,9 @@ const ads = {
   resourceApiVersion: ApiVersion.V3,
 };
 
-/** The listener gRPC looks up by the target's name (`xds:///<name>`): an API listener, no address. */
+/**
+ * The listener gRPC looks up by the target's name (`xds:///<name>`): an API listener, no address.
+ */
 export function grpcApiListener(name: string, routeConfigName: string): Listener {
   const hcm = HttpConnectionManager.fromPartial({
     statPrefix: name,

@@ -1,7 +1,7 @@
 // Checks encoded Envoy resources against the protoc-gen-validate `(validate.rules)` annotations in
-// proto/, the same constraints Envoy enforces with `MessageUtil::validate` before accepting a config.
-// Rule semantics follow protoc-gen-validate v1.0.4 (proto/validate/validate.proto and its Go
-// templates, `templates/goshared`): proto3 scalars without presence are checked as if set (an
+// proto/, the same constraints Envoy enforces with `MessageUtil::validate` before accepting a
+// config. Rule semantics follow protoc-gen-validate v1.0.4 (proto/validate/validate.proto and its
+// Go templates, `templates/goshared`): proto3 scalars without presence are checked as if set (an
 // unset scalar equals its default) unless `ignore_empty`; message-typed rules apply only when the
 // message is set, apart from `required`.
 import { readdirSync } from 'node:fs';
@@ -61,7 +61,9 @@ function protoFiles(dir: string): string[] {
   });
 }
 
-/** proto/ omits google/protobuf/* (buf supplies them): protobufjs bundles all but descriptor.proto. */
+/**
+ * proto/ omits google/protobuf/* (buf supplies them): protobufjs bundles all but descriptor.proto.
+ */
 function loadRoot(): protobuf.Root {
   if (cachedRoot) return cachedRoot;
   const descriptor = createRequire(import.meta.url).resolve(
@@ -109,7 +111,9 @@ function asRules(v: unknown): Rules | undefined {
   return v !== null && typeof v === 'object' && !Array.isArray(v) ? (v as Rules) : undefined;
 }
 
-/** protobufjs turns repeated text-format entries (`in: 1 in: 2`) into an array, a single one not. */
+/**
+ * protobufjs turns repeated text-format entries (`in: 1 in: 2`) into an array, a single one not.
+ */
 function list(v: unknown): unknown[] {
   if (v === undefined) return [];
   return Array.isArray(v) ? v : [v];
@@ -237,9 +241,11 @@ function checkTimestamp(ctx: Ctx, t: Msg, r: Rules, at: string): void {
 
 // PGV templates/goshared/well_known.go; the non-strict form is shared by names and values.
 const HEADER_NAME = /^:?[0-9a-zA-Z!#$%&'*+-.^_|~\x60]+$/;
-// biome-ignore lint/suspicious/noControlCharactersInRegex: PGV's header rules exclude control characters
+// biome-ignore lint/suspicious/noControlCharactersInRegex: PGV's header rules exclude control
+// characters
 const HEADER_VALUE = /^[^\u0000-\u0008\u000A-\u001F\u007F]*$/;
-// biome-ignore lint/suspicious/noControlCharactersInRegex: PGV's header rules exclude control characters
+// biome-ignore lint/suspicious/noControlCharactersInRegex: PGV's header rules exclude control
+// characters
 const HEADER_LOOSE = /^[^\u0000\u000A\u000D]*$/;
 const UUID = /^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/;
 
@@ -664,7 +670,9 @@ const jsonKind = (v: unknown) =>
   v === null ? 'null' : Array.isArray(v) ? 'an array' : `a ${typeof v}`;
 const camel = (name: string) => name.replace(/_([a-z0-9])/g, (_m, c: string) => c.toUpperCase());
 
-/** A type's fields by proto name and by JSON name (`json_name`, or lowerCamel of the proto name). */
+/**
+ * A type's fields by proto name and by JSON name (`json_name`, or lowerCamel of the proto name).
+ */
 function jsonFields(type: protobuf.Type): ReadonlyMap<string, protobuf.Field> {
   let fields = jsonFieldCache.get(type);
   if (!fields) {

@@ -193,7 +193,10 @@ export function parseJsonLine(line: string): Record<string, unknown> | undefined
   }
 }
 
-/** A port that was free a moment ago on 127.0.0.1 (for a server that must come back on the same port). */
+/**
+ * A port that was free a moment ago on 127.0.0.1 (for a server that must come back on the same
+ * port).
+ */
 export async function freePort(): Promise<number> {
   const server = createServer();
   await new Promise<void>((resolveListen) => server.listen(0, '127.0.0.1', resolveListen));
@@ -202,7 +205,10 @@ export async function freePort(): Promise<number> {
   return port;
 }
 
-/** Kills every child still running (SIGKILL), waits for them, removes temp dirs. For afterEach/afterAll. */
+/**
+ * Kills every child still running (SIGKILL), waits for them, removes temp dirs. For
+ * afterEach/afterAll.
+ */
 export async function cleanupProcesses(): Promise<void> {
   const children = [...running];
   await Promise.all(

@@ -25,7 +25,10 @@ export function trustDomainMasker(tds: Readonly<Record<string, string>>): Masker
   };
 }
 
-/** Compares what `envoy` holds with test/golden/<dir>/<type>.json (types it holds nothing of are skipped). */
+/**
+ * Compares what `envoy` holds with test/golden/<dir>/<type>.json (types it holds nothing of are
+ * skipped).
+ */
 export function expectProxyGoldens(dir: string, envoy: EnvoyLike, mask: Masker): void {
   const lint: { typeUrl: string; name: string; message: Record<string, unknown> }[] = [];
   for (const typeUrl of allTypeUrls) {

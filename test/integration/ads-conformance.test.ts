@@ -197,8 +197,8 @@ describe.each(['sotw', 'delta'] as const)('ADS %s', (api) => {
       httpListener('l1', 10001, 'r1'),
       route('r1', 'new'),
     ]);
-    // Drive the client like Envoy: ACK everything; after applying CDS, subscribe to the endpoints of
-    // the clusters it holds (and drop the rest).
+    // Drive the client like Envoy: ACK everything; after applying CDS, subscribe to the endpoints
+    // of the clusters it holds (and drop the rest).
     const order: string[] = [];
     let edsNames = ['old'];
     for (;;) {

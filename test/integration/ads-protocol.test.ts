@@ -114,7 +114,8 @@ describe('SotW', () => {
     e1.request(TypeUrl.secret, ['a']);
     const r = await e1.next();
     e1.close();
-    // grpc-js-xds keeps its per-type version after dropping its cache: answer named requests anyway.
+    // grpc-js-xds keeps its per-type version after dropping its cache: answer named requests
+    // anyway.
     const e2 = connectSotw(client, 'n');
     e2.request(TypeUrl.secret, ['a'], { versionInfo: r.versionInfo });
     expect(names(await e2.next())).toEqual(['a']);
@@ -237,7 +238,8 @@ describe('Delta', () => {
     e.send(TypeUrl.endpoint, { subscribe: ['c', 'e1', 'b'] });
     e.send(TypeUrl.listener, { subscribe: ['*'] });
     await settleDelta(e);
-    // The detour: endpoints "b" appear (and are sent) while a new cluster's endpoints hold the listener back.
+    // The detour: endpoints "b" appear (and are sent) while a new cluster's endpoints hold the
+    // listener back.
     cache.setProxyResources('n1', [
       edsCluster('c'),
       edsCluster('c2'),

@@ -1,4 +1,6 @@
-/** The CA and proxy-token HTTP endpoints and their CLI commands, against a server in this process. */
+/**
+ * The CA and proxy-token HTTP endpoints and their CLI commands, against a server in this process.
+ */
 import { X509Certificate } from 'node:crypto';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { loadServerConfig } from '../../src/config/index.js';

@@ -41,10 +41,10 @@ async function newCa(phaseMs = 200): Promise<CertificateAuthority> {
 const pems = (roots: CaRoots) => roots.roots.map((r) => r.certPem);
 
 /**
- * Server: `server.leaf`, trusts `server.roots`, requires a client certificate. Client: `client.leaf`,
- * trusts `client.roots`, SNI of the service, and accepts only the expected SPIFFE ID as the server's
- * URI SAN (what Envoy's SAN matcher does). Resolves 'ok' once application data flowed both ways,
- * or the error message.
+ * Server: `server.leaf`, trusts `server.roots`, requires a client certificate. Client:
+ * `client.leaf`, trusts `client.roots`, SNI of the service, and accepts only the expected SPIFFE ID
+ * as the server's URI SAN (what Envoy's SAN matcher does). Resolves 'ok' once application data
+ * flowed both ways, or the error message.
  */
 async function handshake(
   server: ProxyState,
@@ -138,14 +138,16 @@ describe('mTLS with CA leaves', () => {
     expect(await handshake(a, { leaf: b.leaf, roots: other.roots() }, idA)).toMatch(
       /unable to verify|self.signed|certificate/i,
     );
-    // TLS 1.3: the client finishes first; the server then refuses its certificate and sends nothing.
+    // TLS 1.3: the client finishes first; the server then refuses its certificate and sends
+    // nothing.
     expect(await handshake(a, { ...stranger, roots: a.roots }, idA)).toMatch(
       /unexpected reply ""|alert|certificate/i,
     );
   });
 
   it('never breaks across a rotation: every mix of previous-phase and current-phase state handshakes', async () => {
-    // Capture, at each roots-changed event, the roots and the leaves a proxy would fetch right then.
+    // Capture, at each roots-changed event, the roots and the leaves a proxy would fetch right
+    // then.
     const captured: Promise<{ a: ProxyState; b: ProxyState }>[] = [capture()];
     ca.subscribe((e) => void (e.kind === 'roots-changed' && captured.push(capture())));
     await ca.rotate();
@@ -177,7 +179,8 @@ describe('mTLS with CA leaves', () => {
         }
       }
     }
-    // Why the phases wait: a proxy still holding a pre-rotation leaf fails once the old root is retired.
+    // Why the phases wait: a proxy still holding a pre-rotation leaf fails once the old root is
+    // retired.
     const retired = phases[3]!.a.roots;
     expect(
       await handshake(phases[0]!.a, { leaf: phases[3]!.b.leaf, roots: retired }, idA),

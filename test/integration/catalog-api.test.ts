@@ -124,7 +124,8 @@ describe('catalog over HTTP', () => {
       ID: 'web-sidecar-proxy',
       Proxy: { DestinationServiceName: 'web' },
     });
-    // Consul's default sidecar check aliases the service, so a sidecar is unhealthy with its service.
+    // Consul's default sidecar check aliases the service, so a sidecar is unhealthy with its
+    // service.
     expect(sideHealth[0].Checks).toEqual([
       expect.objectContaining({
         CheckID: 'service:web-sidecar-proxy:2',

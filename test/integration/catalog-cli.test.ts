@@ -5,7 +5,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type ApiServer, startApiServer } from '../helpers/api-server.js';
 import { cleanupProcesses, runCli, tempDir } from '../helpers/process.js';
 
-/** `isthmus services …` and `isthmus config …` as real CLI processes against an in-process server. */
+/**
+ * `isthmus services …` and `isthmus config …` as real CLI processes against an in-process server.
+ */
 const token = 'cli-token-0123456789';
 let api: ApiServer;
 let dir: string;

@@ -4,8 +4,8 @@
  * networks, volumes, fixed addresses, published ports, image tags); Prometheus' config is valid and
  * scrapes exactly the isthmus servers; and the demo's own setup and peering scripts run for real,
  * with the environment compose gives them, against two real `isthmus server` processes. Every
- * bootstrap an Envoy container reads is then validated, and a fake Envoy per container connects with
- * that bootstrap's node ID and token to see the config the real one would get: listeners on
+ * bootstrap an Envoy container reads is then validated, and a fake Envoy per container connects
+ * with that bootstrap's node ID and token to see the config the real one would get: listeners on
  * addresses its container has, endpoints its container can reach.
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
@@ -127,7 +127,9 @@ function inCidr(ip: string, cidr: string): boolean {
 const ipamOf = (network: string): { subnet: string; ip_range?: string } =>
   compose.networks[network].ipam.config[0];
 
-/** Whether a container of `from` can open a connection to `ip`: it is on the network of that subnet. */
+/**
+ * Whether a container of `from` can open a connection to `ip`: it is on the network of that subnet.
+ */
 const canReach = (from: string, ip: string): boolean =>
   [...networksOf(from).keys()].some((n) => inCidr(ip, ipamOf(n).subnet));
 
@@ -161,7 +163,10 @@ interface EnvoyContainer {
   readonly server: string;
 }
 
-/** Each Envoy container, the bootstrap it reads, and the setup job that writes it into the same volume. */
+/**
+ * Each Envoy container, the bootstrap it reads, and the setup job that writes it into the same
+ * volume.
+ */
 function envoyContainer(name: string): EnvoyContainer {
   const args = asList(services[name].command);
   const bootstrapPath = flagValue(args, '-c') ?? expect.fail(`${name}: no -c`);
@@ -396,7 +401,10 @@ describe.skipIf(skipWithout('docker-compose', 'promtool'))(
         return args.filter((a) => !replaced.includes(a.slice(0, a.indexOf('='))));
       }
 
-      /** Runs a job's entrypoint + command on this machine with the environment compose gives it (plus `extra`). */
+      /**
+       * Runs a job's entrypoint + command on this machine with the environment compose gives it
+       * (plus `extra`).
+       */
       async function runJob(
         name: string,
         extra: Record<string, string> = {},
@@ -471,7 +479,8 @@ describe.skipIf(skipWithout('docker-compose', 'promtool'))(
           ),
         );
         isthmusServers.forEach((s, i) => servers.set(s, started[i]!));
-        // As compose runs them: the setup jobs and the peering job at once, each once its server is up.
+        // As compose runs them: the setup jobs and the peering job at once, each once its server is
+        // up.
         const jobs = [...setups, ...peerJobs];
         const results = await Promise.all(jobs.map((j) => runJob(j)));
         results.forEach((r, i) =>

@@ -3,7 +3,8 @@
  * (none on the PATH, or `--envoy off`) the tour shows every step ✓, a handshake through stand-ins
  * that reached both sides with each side's SPIFFE ID, never key or token material, one line on how
  * to get Envoy, and leaves nothing behind; `--keep-running` keeps both clusters answering until
- * Ctrl-C. A bad `--envoy` is one line on stderr. The tour with real Envoy: test/envoy/demo-envoy.test.ts.
+ * Ctrl-C. A bad `--envoy` is one line on stderr. The tour with real Envoy:
+ * test/envoy/demo-envoy.test.ts.
  */
 import { existsSync, readdirSync } from 'node:fs';
 import net from 'node:net';
@@ -23,7 +24,10 @@ const demoDirs = (tmp: string) => readdirSync(tmp).filter((n) => n.startsWith('i
 const healthzUrls = (stdout: string) =>
   [...stdout.matchAll(/curl (http:\/\/127\.0\.0\.1:\d+\/healthz)/g)].map((m) => m[1]!);
 
-/** Nothing secret on stdout: no PEM block, no private key, no token (a peering token is a long base64 string). */
+/**
+ * Nothing secret on stdout: no PEM block, no private key, no token (a peering token is a long
+ * base64 string).
+ */
 function expectNoSecrets(stdout: string): void {
   expect(stdout).not.toMatch(/PRIVATE KEY|-----BEGIN|PeeringToken|SecretID/);
   expect(stdout).not.toMatch(/[A-Za-z0-9+/_-]{120,}/);
@@ -53,7 +57,8 @@ describe('isthmus demo without Envoy', () => {
     const [, serverSaw, clientSaw] = handshakeLine.exec(res.stdout) ?? [];
     expect(serverSaw).toMatch(/^spiffe:\/\/[^/]+\/ns\/default\/dc\/dc-b\/svc\/web,?$/);
     expect(clientSaw).toMatch(/^spiffe:\/\/[^/]+\/ns\/default\/dc\/dc-a\/svc\/api$/);
-    // What B received: an EDS cluster whose endpoint is A's gateway, the one the handshake went through.
+    // What B received: an EDS cluster whose endpoint is A's gateway, the one the handshake went
+    // through.
     const gateway = /mesh gateway gw-a \(LAN\+WAN (127\.0\.0\.1:\d+)\)/.exec(res.stdout)?.[1];
     expect(res.stdout).toMatch(
       /cluster {4}type EDS, SNI api\.default\.default\.cluster-b\.external\./,

@@ -44,7 +44,10 @@ let h: XdsHarness;
 let backendA: GrpcBackend;
 let backendB: GrpcBackend;
 let client: EchoClient | undefined;
-/** The type of every response the server wrote, in order (the push counter, wrapped: it counts but has no order). */
+/**
+ * The type of every response the server wrote, in order (the push counter, wrapped: it counts but
+ * has no order).
+ */
 const pushLog: string[] = [];
 
 beforeAll(async () => {
@@ -122,7 +125,9 @@ function resourceOf(type: string, name: string) {
 const pushes = (type: string) => metricValue(h.metrics, 'isthmus_xds_pushes_total', { type });
 const rejects = (type: string) => metricValue(h.metrics, 'isthmus_xds_rejects_total', { type });
 
-/** The listener, route, cluster and `serviceName` endpoints ACKed at the versions the cache holds. */
+/**
+ * The listener, route, cluster and `serviceName` endpoints ACKed at the versions the cache holds.
+ */
 async function waitSynced(serviceName: string): Promise<void> {
   const wanted: [string, string][] = [
     ['LDS', TARGET],

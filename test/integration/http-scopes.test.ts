@@ -58,7 +58,9 @@ const peeringRead: Caller[] = ['operator', 'read', 'peering'];
 const apiWrite: Caller[] = ['operator', 'service:api'];
 const apiRead: Caller[] = ['operator', 'read', 'service:api'];
 
-/** `METHOD route pattern` → a concrete request and who may make it. HEAD routes follow their GET. */
+/**
+ * `METHOD route pattern` → a concrete request and who may make it. HEAD routes follow their GET.
+ */
 const table: Readonly<Record<string, Row>> = {
   'GET /healthz': { path: '/healthz', allowed: 'anyone' },
   'GET /readyz': { path: '/readyz', allowed: 'anyone' },

@@ -2,9 +2,9 @@
  * No secret reaches a log line (issue 6): two real `isthmus server` processes at --log-level debug
  * with --http-token go through a full peering lifecycle driven like a user drives it (token,
  * establish, export, sidecars and mesh gateways, proxy tokens and Delta proxies that receive their
- * leaf keys over SDS, a CA rotation, a wrong proxy token and a wrong HTTP token, a regenerated token
- * and re-establishment, deletion). Then every token, secret and private key seen on the way is
- * looked for in every stdout and stderr line of both processes: none may appear.
+ * leaf keys over SDS, a CA rotation, a wrong proxy token and a wrong HTTP token, a regenerated
+ * token and re-establishment, deletion). Then every token, secret and private key seen on the way
+ * is looked for in every stdout and stderr line of both processes: none may appear.
  */
 import { randomBytes, randomUUID } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
@@ -50,7 +50,9 @@ class RecordingMap extends Map<string, Record<string, unknown>> {
   }
 }
 
-/** Looks for the whole PEM and for each base64 body line of it (a log would show it JSON-escaped). */
+/**
+ * Looks for the whole PEM and for each base64 body line of it (a log would show it JSON-escaped).
+ */
 function keepPem(what: string, pem: string): void {
   keep(what, pem.trim());
   pem
@@ -345,7 +347,8 @@ describe('log redaction over a full peering lifecycle (two real servers at --log
     expect(text).toMatch(/peering/i);
     expect(text).toContain('xds stream refused');
     expect(text).toContain('peering secret exchange refused');
-    // The scan sees what is logged: the token's (public) PeerID is there, the same way a leak would be.
+    // The scan sees what is logged: the token's (public) PeerID is there, the same way a leak would
+    // be.
     expect(logs.filter((l) => l.line.includes(peerIds[0]!)).length).toBeGreaterThan(0);
 
     const leaks = secrets.flatMap((s) =>

@@ -1,8 +1,9 @@
 /**
  * Real mutual-TLS handshakes (Node `tls` on 127.0.0.1) built only from what isthmus pushed to two
  * Delta fake Envoys: the client from web's sidecar upstream cluster for api (SDS leaf, SDS roots,
- * SNI, exact SPIFFE SAN matcher), the server from api's sidecar public_listener (SDS leaf, SDS roots,
- * client certificate required). Issue 3 "What must be shown"; docs/architecture.md §9 item 6.
+ * SNI, exact SPIFFE SAN matcher), the server from api's sidecar public_listener (SDS leaf, SDS
+ * roots, client certificate required). Issue 3 "What must be shown"; docs/architecture.md §9 item
+ * 6.
  */
 import { X509Certificate } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -20,7 +21,9 @@ import {
 } from '../helpers/pushed-tls.js';
 import { waitFor } from '../helpers/wait.js';
 
-/** Each rotation phase lasts this long; long enough to observe every phase's pushes on both proxies. */
+/**
+ * Each rotation phase lasts this long; long enough to observe every phase's pushes on both proxies.
+ */
 const phaseMs = 2_000;
 
 let mesh: MeshServer;
@@ -210,7 +213,8 @@ describe('mTLS from pushed config', () => {
     expect(splitPems(retired.server.ca)).toEqual([newRoot]);
     await expectMixedHandshakes(reissue, retired, 'retired');
 
-    // What the phases protect against: a proxy that kept its pre-rotation material no longer connects.
+    // What the phases protect against: a proxy that kept its pre-rotation material no longer
+    // connects.
     expect((await handshake(before.client, retired.server)).ok).toBe(false);
     expect((await handshake(retired.client, before.server)).ok).toBe(false);
 

@@ -40,7 +40,10 @@ interface Family {
   samples: number;
 }
 
-/** Metric families of a text exposition, samples attributed to their family (histogram suffixes too). */
+/**
+ * Metric families of a text exposition, samples attributed to their family (histogram suffixes
+ * too).
+ */
 function families(text: string): Map<string, Family> {
   const byName = new Map<string, Family>();
   const family = (name: string): Family => {
@@ -120,7 +123,8 @@ describe.skipIf(skipWithout('promtool'))('metrics naming (promtool check metrics
     expect(textA).toMatch(/^isthmus_peering_exported_services\{peer_name="cluster-b"\} 1$/m);
     expect(textA).toMatch(/^isthmus_xds_pushes_total\{type="(CDS|LDS|EDS|SDS)"\} [1-9]/m);
     expect(textA).toMatch(/^isthmus_xds_convergence_seconds_count [1-9]/m);
-    // prom-client's gauges named like counters are gone; the per-type gauges carry the same numbers.
+    // prom-client's gauges named like counters are gone; the per-type gauges carry the same
+    // numbers.
     expect(textA).not.toMatch(/^nodejs_active_\w+_total/m);
     expect(textA).toMatch(/^# TYPE nodejs_active_handles gauge$/m);
   });

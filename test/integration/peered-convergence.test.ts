@@ -202,7 +202,8 @@ describe('peered convergence', () => {
   it("a peer instance change (A's api sidecar moves, a new A gateway) updates B within 1 s with a minimal push", async () => {
     await webB.settle();
     await gwA.settle();
-    // The sidecar moving in A changes A's gateway exported~ endpoints, not what B sees (B dials A's gateways).
+    // The sidecar moving in A changes A's gateway exported~ endpoints, not what B sees (B dials A's
+    // gateways).
     let mark = gwA.log.length;
     await a.register(withSidecar('api', 9090, [], '127.0.0.2'));
     const exported = () => gwA.names(TypeUrl.cluster).find((n) => n.startsWith('exported~'))!;
@@ -212,7 +213,8 @@ describe('peered convergence', () => {
       1_000,
     );
     await gwA.settle();
-    // Only endpoints: the exported~ cluster's and A's local api cluster's (the gateway routes both).
+    // Only endpoints: the exported~ cluster's and A's local api cluster's (the gateway routes
+    // both).
     const gwPushes = gwA.log.slice(mark).filter((r) => r.names.length > 0 || r.removed.length > 0);
     expect(gwPushes.map((r) => r.typeUrl)).toEqual([TypeUrl.endpoint]);
     expect(gwPushes[0]!.names).toContain(exported());

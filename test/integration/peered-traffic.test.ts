@@ -1,8 +1,9 @@
 /**
  * Peered traffic end to end (issue 5 "What must be shown"): two real server processes peered over
  * their peering ports; A exports `api` (sidecar + a mesh gateway with a WAN address) to B; B's
- * `web` sidecar has an upstream with DestinationPeer. Fake Envoys fetch over Delta, the pushed config
- * is walked the way Envoy would walk it, and a real TLS handshake uses exactly the pushed material.
+ * `web` sidecar has an upstream with DestinationPeer. Fake Envoys fetch over Delta, the pushed
+ * config is walked the way Envoy would walk it, and a real TLS handshake uses exactly the pushed
+ * material.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -418,7 +419,10 @@ describe('peered traffic: B web → A api through A mesh gateway', () => {
   });
 });
 
-/** Envoy's network RBAC over one URI SAN: DENY blocks what any policy matches, ALLOW admits only that. */
+/**
+ * Envoy's network RBAC over one URI SAN: DENY blocks what any policy matches, ALLOW admits only
+ * that.
+ */
 function rbacAllows(listener: Json, uri: string): boolean {
   const filter = listener.filterChains[0].filters.find(
     (f: Json) => f.name === 'envoy.filters.network.rbac',

@@ -412,7 +412,8 @@ describe('peering stream over mutual TLS', () => {
     );
     expect(h.acceptor.isActive('dialer-peer')).toBe(false);
 
-    // A real dialer with the same settings outlives many timeouts: the slot was freed and heartbeats flow.
+    // A real dialer with the same settings outlives many timeouts: the slot was freed and
+    // heartbeats flow.
     const d = side();
     const dialer = dial(h.port, d, timings);
     await waitFor(

@@ -1,10 +1,10 @@
 /**
- * Peering through mesh gateways (`mesh` entry `Peering.PeerThroughMeshGateways` on both sides),
- * end to end. There is no Envoy here: a Node TCP forwarder stands in for each gateway, forwarding
- * every connection to the endpoint of the pushed gateway chain for the one server name it carries
- * (A's gateway: `server.dc-a.peering.<tdA>` → A's peering port; B's gateway: that same server
- * name → A's server addresses, i.e. A's gateway). A's token carries A's gateway WAN address; B dials
- * its own gateway first; both sides go ACTIVE with the stream flowing through both forwarders.
+ * Peering through mesh gateways (`mesh` entry `Peering.PeerThroughMeshGateways` on both sides), end
+ * to end. There is no Envoy here: a Node TCP forwarder stands in for each gateway, forwarding every
+ * connection to the endpoint of the pushed gateway chain for the one server name it carries (A's
+ * gateway: `server.dc-a.peering.<tdA>` → A's peering port; B's gateway: that same server name → A's
+ * server addresses, i.e. A's gateway). A's token carries A's gateway WAN address; B dials its own
+ * gateway first; both sides go ACTIVE with the stream flowing through both forwarders.
  */
 import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -26,7 +26,10 @@ interface Forwarder {
   close(): Promise<void>;
 }
 
-/** A TCP forwarder standing in for one Envoy gateway chain: each connection goes to `target()` (closed when unknown). */
+/**
+ * A TCP forwarder standing in for one Envoy gateway chain: each connection goes to `target()`
+ * (closed when unknown).
+ */
 async function forwarder(
   target: () => { host: string; port: number } | undefined,
 ): Promise<Forwarder> {
@@ -66,7 +69,10 @@ async function forwarder(
   return fwd;
 }
 
-/** The gateway chain whose server_names is exactly [serverName]: its tcp_proxy cluster's first endpoint. */
+/**
+ * The gateway chain whose server_names is exactly [serverName]: its tcp_proxy cluster's first
+ * endpoint.
+ */
 function chainTarget(
   gw: EnvoyLike | undefined,
   serverName: string,
@@ -165,7 +171,8 @@ describe('peering through mesh gateways', () => {
     await waitFor(active(b, 'cluster-a'), { timeoutMs: 15_000, intervalMs: 50, what: 'B ACTIVE' });
     await waitFor(active(a, 'cluster-b'), { timeoutMs: 15_000, intervalMs: 50, what: 'A ACTIVE' });
     expect(fwdA.connections, "connections through A's gateway").toBeGreaterThan(0);
-    // B dials its own gateway first: once its chain exists, a redial goes B gateway → A gateway → A.
+    // B dials its own gateway first: once its chain exists, a redial goes B gateway → A gateway →
+    // A.
     if (fwdB.connections === 0) fwdA.dropAll();
     await waitFor(() => fwdB.connections > 0, {
       timeoutMs: 15_000,

@@ -180,7 +180,8 @@ describe('isthmus proxy-status', () => {
       status: 'NONE',
       version: '',
     });
-    // Both sidecars hold the same roots secret only, but different leaves: their SDS versions differ.
+    // Both sidecars hold the same roots secret only, but different leaves: their SDS versions
+    // differ.
     const apiStatus = list.find((p) => p.ID === 'api-sidecar-proxy')!;
     expect(apiStatus.Types.SDS!.version).not.toBe(webStatus.Types.SDS!.version);
     expect(webStatus.LastNack).toBeUndefined();
@@ -249,7 +250,8 @@ describe('proxy-status for proxies that NACK or never ACK', () => {
     expect(out.stdout).toMatch(
       /^cache-sidecar-proxy +sidecar +NACKED +SYNCED .* CDS: cluster local_app: invalid connect_timeout \(test NACK\)$/m,
     );
-    // db asked for clusters and listeners: clusters were sent (no ACK yet), listeners wait behind them.
+    // db asked for clusters and listeners: clusters were sent (no ACK yet), listeners wait behind
+    // them.
     expect(out.stdout).toMatch(/^db-sidecar-proxy +sidecar +STALE +NOT SENT /m);
   });
 

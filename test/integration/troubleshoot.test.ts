@@ -66,7 +66,10 @@ async function troubleshoot(
   return runCli(['troubleshoot', ...args, '--http-addr', `127.0.0.1:${node.server.httpPort}`]);
 }
 
-/** Runs the CLI, checks its exit code (0 = all ✓, 1 = some ✗) and compares stdout with a golden file. */
+/**
+ * Runs the CLI, checks its exit code (0 = all ✓, 1 = some ✗) and compares stdout with a golden
+ * file.
+ */
 async function expectChecklist(
   node: MeshServer,
   args: string[],
@@ -111,7 +114,9 @@ async function untilFailing(
   }
 }
 
-/** A Delta client that wants every type (explicit wildcard), ACKs everything and NACKs `nackType`. */
+/**
+ * A Delta client that wants every type (explicit wildcard), ACKs everything and NACKs `nackType`.
+ */
 async function nackingEnvoy(
   node: MeshServer,
   proxyId: string,

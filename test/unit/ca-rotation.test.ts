@@ -120,7 +120,8 @@ describe('CA root rotation', () => {
     const ca = await open({ rotation: { phaseMs }, clock: () => t });
     await ca.leaf({ spiffeId: serviceSpiffeId(ca.trustDomain, 'dc1', { name: 'web' }) });
     const events = record(ca);
-    // Re-issuing thousands of leaves can take longer than a phase: this clock jumps 10 phases per leaf.
+    // Re-issuing thousands of leaves can take longer than a phase: this clock jumps 10 phases per
+    // leaf.
     ca.subscribe((e) => {
       if (e.kind === 'leaf-renewed') t += 10 * phaseMs;
     });

@@ -34,7 +34,10 @@ class ManualClock implements Clock {
   }
 }
 
-/** Node's timers fire up to a millisecond before `Date.now()` reaches their deadline; this one always does. */
+/**
+ * Node's timers fire up to a millisecond before `Date.now()` reaches their deadline; this one
+ * always does.
+ */
 class EarlyClock extends ManualClock {
   override setTimer(fn: () => void, ms: number): () => void {
     return super.setTimer(fn, Math.max(0, ms - 1));

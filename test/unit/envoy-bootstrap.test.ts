@@ -132,7 +132,8 @@ describe('buildBootstrap', () => {
       layered_runtime: { layers: { name: string; static_layer?: Record<string, number> }[] };
     };
     const layer = runtime.layered_runtime.layers.find((l) => l.static_layer);
-    // Envoy's default error level is 100: `^spiffe://<43-char trust domain>/ns/default/dc/[^/]+/svc/<63-char name>$` is larger.
+    // Envoy's default error level is 100: `^spiffe://<43-char trust
+    // domain>/ns/default/dc/[^/]+/svc/<63-char name>$` is larger.
     expect(layer?.static_layer?.['re2.max_program_size.error_level']).toBeGreaterThanOrEqual(
       100_000,
     );

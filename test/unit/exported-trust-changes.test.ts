@@ -225,7 +225,8 @@ describe('trust changes on an exporting cluster touch secrets only', () => {
       );
     const chainsB = chainsOf(onlyB.gw!.get(`${TypeUrl.listener} default:127.0.0.1:8443`)!);
     const chainsC = chainsOf(withC.gw!.get(`${TypeUrl.listener} default:127.0.0.1:8443`)!);
-    // B's chains (api terminated, db passed through) and the catch-all are all still there, byte for byte.
+    // B's chains (api terminated, db passed through) and the catch-all are all still there, byte
+    // for byte.
     expect(chainsB).toHaveLength(3);
     for (const chain of chainsB) expect(chainsC).toContain(chain);
     expect(chainsC).toHaveLength(5);

@@ -49,7 +49,10 @@ const gateway = (config: Json | undefined, extra: Json = {}): Json => ({
   ...extra,
 });
 
-/** Registers the gateway (plus a service with a sidecar, so there is more than the catch-all), builds its resources. */
+/**
+ * Registers the gateway (plus a service with a sidecar, so there is more than the catch-all),
+ * builds its resources.
+ */
 function listenersOf(registration: Json): { names: string[]; listeners: Json[] } {
   const parsed = parseRegistration(registration, { datacenter: 'dc1' });
   if (!parsed.ok) throw new Error(JSON.stringify(parsed.error));
@@ -170,7 +173,8 @@ describe('mesh gateway bind variants', () => {
         },
       }),
     );
-    // `again` sorts before `default` and binds the same address: it is kept, `default` is dropped (Consul's order).
+    // `again` sorts before `default` and binds the same address: it is kept, `default` is dropped
+    // (Consul's order).
     expect(names).toEqual(['again:10.0.1.1:8443', 'v6:2001:db8::ff:9999', 'zeta:198.18.2.3:8080']);
   });
 

@@ -79,7 +79,10 @@ const nasty = fc.oneof(
   ),
 );
 const orGood = <T>(good: T, bad: fc.Arbitrary<T>) => fc.oneof(fc.constant(good), bad);
-/** Mostly the good value: so whole resources are often valid, and one bad field often is the only one. */
+/**
+ * Mostly the good value: so whole resources are often valid, and one bad field often is the only
+ * one.
+ */
 const mostly = <T>(good: T, bad: fc.Arbitrary<T>) =>
   fc.oneof({ arbitrary: fc.constant(good), weight: 40 }, { arbitrary: bad, weight: 1 });
 

@@ -3,7 +3,9 @@ import type { IntentionSource } from '../../src/catalog/types.js';
 import { sourcePrincipal } from '../../src/snapshot/intentions.js';
 import { xfccRegex } from '../../src/xds/resources/rbac.js';
 
-/** Envoy's safe_regex matches the whole header value; RE2 and JavaScript agree on these patterns. */
+/**
+ * Envoy's safe_regex matches the whole header value; RE2 and JavaScript agree on these patterns.
+ */
 const fullMatch = (regex: string, value: string) => new RegExp(`^(?:${regex})$`).test(value);
 
 describe('the XFCC principal of a peer source on an HTTP listener', () => {

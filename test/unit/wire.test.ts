@@ -13,7 +13,10 @@ import { secret } from '../helpers/resources.js';
 const cache = new XdsCache();
 const entry = (name: string, marker: string) => new CacheEntry(cache.encode(secret(name, marker)));
 const names = fc.uniqueArray(fc.string({ minLength: 1, maxLength: 40 }), { maxLength: 8 });
-/** Nonces and removed names: ASCII (short ones are copied byte by byte) and any Unicode, short and long. */
+/**
+ * Nonces and removed names: ASCII (short ones are copied byte by byte) and any Unicode, short and
+ * long.
+ */
 const text = fc.oneof(
   fc.string(),
   fc.string({ unit: 'grapheme', maxLength: 20 }),

@@ -38,7 +38,9 @@ import {
 /** The two ends of a gRPC stream look alike to a session: messages out, and one way to end. */
 export interface StreamTransport {
   write(msg: ReplicationMessage): void;
-  /** Ends the stream: gracefully (OK / half-close) when `error` is undefined, else with its status. */
+  /**
+   * Ends the stream: gracefully (OK / half-close) when `error` is undefined, else with its status.
+   */
   end(error?: IsthmusError): void;
 }
 
@@ -57,7 +59,9 @@ export interface SessionOptions extends StreamTimings {
   readonly observer: StreamObserver;
   /** What this side subscribes to (default: `importsOf[role]`). */
   readonly imports?: readonly ResourceUrl[] | undefined;
-  /** What the peer may subscribe to (default: `exportsOf[role]`); other subscriptions are ignored. */
+  /**
+   * What the peer may subscribe to (default: `exportsOf[role]`); other subscriptions are ignored.
+   */
   readonly exports?: readonly ResourceUrl[];
   /** Dialer: the Open written before anything else. */
   readonly open?: StreamOpen;
@@ -122,7 +126,8 @@ export class PeerStreamSession {
   ) {
     this.ended = new Promise((resolve) => (this.resolveEnded = resolve));
     this.timings = resolveTimings(opts);
-    // `role` is bound on the logger by whoever runs the stream (PeeringManager), so it is not repeated here.
+    // `role` is bound on the logger by whoever runs the stream (PeeringManager), so it is not
+    // repeated here.
     this.observer = guardObserver(opts.observer, opts.logger, { peering: opts.peeringName });
     this.imports = new Set(opts.imports ?? importsOf[opts.role]);
     this.exports = new Set(opts.exports ?? exportsOf[opts.role]);
@@ -168,7 +173,8 @@ export class PeerStreamSession {
     this.liveness.received();
     this.observer.onReceive(new Date());
     const payload = msg.payload;
-    // The acceptor only writes after it verified our Open; a Terminated instead means it was deleted.
+    // The acceptor only writes after it verified our Open; a Terminated instead means it was
+    // deleted.
     if (this.opts.role === 'dialer' && payload?.$case !== 'terminated') this.markActive();
     // A payload this version does not know (a newer peer) decodes as empty: ignore it.
     if (!payload) return;

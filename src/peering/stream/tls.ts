@@ -4,9 +4,9 @@ import type { PeerCertificate } from 'node:tls';
 
 /**
  * TLS for the peering stream: both ends authenticate (issue 4 §1). The dialer verifies the acceptor
- * with the acceptor's roots and its server name (`server.<dc>.peering.<td>`, required as a DNS SAN);
- * the acceptor asks for a client certificate and the StreamAuthority checks it against the roots
- * pinned for that peering.
+ * with the acceptor's roots and its server name (`server.<dc>.peering.<td>`, required as a DNS
+ * SAN); the acceptor asks for a client certificate and the StreamAuthority checks it against the
+ * roots pinned for that peering.
  */
 
 export interface DialerTlsOptions {
@@ -14,7 +14,10 @@ export interface DialerTlsOptions {
   readonly caPems: readonly string[];
   /** The acceptor's peering server name (token `ServerName`). */
   readonly serverName: string;
-  /** The dialer's own certificate, chaining to the roots it handed over at ExchangeSecret (absent: none is presented). */
+  /**
+   * The dialer's own certificate, chaining to the roots it handed over at ExchangeSecret (absent:
+   * none is presented).
+   */
   readonly certPem?: string | undefined;
   readonly keyPem?: string | undefined;
 }

@@ -39,11 +39,11 @@ export interface StreamAuthority {
   /**
    * Resolves with the local name of the peering the stream belongs to, or throws an IsthmusError:
    * `permission_denied` for a wrong stream secret or a client certificate that does not chain to
-   * the dialer roots pinned at ExchangeSecret (`peerCert` is undefined when the client sent none, or
-   * one the TLS layer could not verify), `not_found`/`failed_precondition` for an unknown or deleted
-   * peering, `invalid_argument` for a malformed Open. It must not change any state when it throws.
-   * `deleting: true` (the peering was deleted here while the dialer was away) makes the acceptor
-   * answer with Terminated and end the stream instead of replicating.
+   * the dialer roots pinned at ExchangeSecret (`peerCert` is undefined when the client sent none,
+   * or one the TLS layer could not verify), `not_found`/`failed_precondition` for an unknown or
+   * deleted peering, `invalid_argument` for a malformed Open. It must not change any state when it
+   * throws. `deleting: true` (the peering was deleted here while the dialer was away) makes the
+   * acceptor answer with Terminated and end the stream instead of replicating.
    */
   verifyOpen(open: StreamOpen, peerCert: X509Certificate | undefined): Promise<OpenVerdict>;
 }
@@ -103,7 +103,10 @@ export interface StreamTimings {
   readonly heartbeatIntervalMs?: number | undefined;
   /** The stream is torn down after this long without any message from the peer (2 min). */
   readonly heartbeatTimeoutMs?: number | undefined;
-  /** Acceptor: longest wait for the Open and its verification. Dialer: for the acceptor's first message (10 s). */
+  /**
+   * Acceptor: longest wait for the Open and its verification. Dialer: for the acceptor's first
+   * message (10 s).
+   */
   readonly openTimeoutMs?: number | undefined;
   /** Longest a sink may take to apply one change before the stream is torn down (30 s). */
   readonly applyTimeoutMs?: number | undefined;

@@ -50,8 +50,8 @@ export class DeltaSession extends AdsSession<DeltaDiscoveryRequest> {
 
   /**
    * When the entries are a derivation of the Map this type last had nothing to send against, only
-   * the entries that differ can be unsent (see TypeEntries.changedSince): nothing else changed for this stream
-   * since, or the plan memo would have been cleared.
+   * the entries that differ can be unsent (see TypeEntries.changedSince): nothing else changed for
+   * this stream since, or the plan memo would have been cleared.
    */
   private planUpserts(ts: TypeState, entries: TypeEntries): PlannedResponse | undefined {
     const from = this.plans.of(ts.index, 'upsert');
@@ -64,7 +64,10 @@ export class DeltaSession extends AdsSession<DeltaDiscoveryRequest> {
     return this.response(changed, []);
   }
 
-  /** A removal plan reads only the names of the entries: the same names as a Map with nothing to remove, nothing to remove. */
+  /**
+   * A removal plan reads only the names of the entries: the same names as a Map with nothing to
+   * remove, nothing to remove.
+   */
   private planRemovals(ts: TypeState, entries: TypeEntries): PlannedResponse | undefined {
     if (entries.changedSince(this.plans.of(ts.index, 'remove'))) return undefined;
     let removed: Set<string> | undefined;

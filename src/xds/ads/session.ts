@@ -36,7 +36,9 @@ export interface SessionContext {
   readonly logger: Logger;
   /** Largest Delta response before it is split in several (bytes). */
   readonly maxResponseBytes: number;
-  /** Longest wait for a client to subscribe to the endpoints of new clusters before LDS/RDS go out. */
+  /**
+   * Longest wait for a client to subscribe to the endpoints of new clusters before LDS/RDS go out.
+   */
   readonly warmingTimeoutMs: number;
   /** The server's flush batches (one per server: see FlushScheduler). */
   readonly scheduler: FlushScheduler;
@@ -132,7 +134,10 @@ export abstract class AdsSession<Req extends BaseRequest = BaseRequest>
   private nonceCounter = 0;
   private writable = true;
   private flushQueued = false;
-  /** The last flush stopped early (awaiting an ACK, warming clusters, backpressure): an ACK may unblock it. */
+  /**
+   * The last flush stopped early (awaiting an ACK, warming clusters, backpressure): an ACK may
+   * unblock it.
+   */
   private blocked = false;
   private closed = false;
   private warmingSince: number | undefined;
@@ -275,8 +280,9 @@ export abstract class AdsSession<Req extends BaseRequest = BaseRequest>
       if (this.closed) return;
       this.ctx.claimSlot(this);
       clearTimeout(this.admissionTimer);
-      // Envoy 1.40 lists its 500-odd built-in extensions in every node: about 200 KB per stream once
-      // decoded, ten times the rest of a stream's state (bench:envoy). Nothing here reads them.
+      // Envoy 1.40 lists its 500-odd built-in extensions in every node: about 200 KB per stream
+      // once decoded, ten times the rest of a stream's state (bench:envoy). Nothing here reads
+      // them.
       this.node = node.extensions.length === 0 ? node : { ...node, extensions: [] };
       this.setView(this.ctx.cache.view(node.id));
       this.unwatch = this.ctx.cache.watch(node.id, this);
@@ -320,7 +326,8 @@ export abstract class AdsSession<Req extends BaseRequest = BaseRequest>
       this.plans.forget(index);
       this.scheduleFlush();
     } else if (this.blocked) {
-      // A plain ACK: it only matters to a flush that was waiting for it (one ACK per push to 1,000s of proxies).
+      // A plain ACK: it only matters to a flush that was waiting for it (one ACK per push to 1,000s
+      // of proxies).
       this.scheduleFlush();
     }
   }
@@ -399,7 +406,10 @@ export abstract class AdsSession<Req extends BaseRequest = BaseRequest>
     if (!this.flushQueued) this.flushRest();
   }
 
-  /** `flushSteps`, where a failure ends this stream (INTERNAL) rather than the publisher or the scheduler. */
+  /**
+   * `flushSteps`, where a failure ends this stream (INTERNAL) rather than the publisher or the
+   * scheduler.
+   */
   private guardedSteps(stopAfterWrite: boolean): 'done' | 'blocked' | 'wrote' {
     try {
       return this.flushSteps(stopAfterWrite);
@@ -447,7 +457,9 @@ export abstract class AdsSession<Req extends BaseRequest = BaseRequest>
    */
   private flushSteps(stopAfterWrite: boolean): 'done' | 'blocked' | 'wrote' {
     if (!this.writable) return 'blocked';
-    /** Bits of the types so far in the order that await an ACK (written by this flush or before). */
+    /**
+     * Bits of the types so far in the order that await an ACK (written by this flush or before).
+     */
     let awaiting = 0;
     for (let slot = 0; slot < pushOrder.length; slot++) {
       const step = pushOrder[slot]!;
@@ -457,7 +469,8 @@ export abstract class AdsSession<Req extends BaseRequest = BaseRequest>
         return 'blocked';
       awaiting |= this.awaitingTypes & bit;
       const entries = entriesAt(this.view, step.index);
-      // Neither the type's entries nor the stream's state changed since this step last had nothing to send.
+      // Neither the type's entries nor the stream's state changed since this step last had nothing
+      // to send.
       if (this.plans.at(slot) === entries) continue;
       const ts = this.states[step.index]!;
       const planned = this.plan(ts, step.phase, entries);

@@ -13,7 +13,10 @@ import type { TypeState } from './type-state.js';
  * file are those of docs/architecture.md §7.
  */
 export class SotwSession extends AdsSession<DiscoveryRequest> {
-  /** False for what changes nothing a plan reads: a stale request, or a plain ACK naming the same resources. */
+  /**
+   * False for what changes nothing a plan reads: a stale request, or a plain ACK naming the same
+   * resources.
+   */
   protected applyRequest(ts: TypeState, req: DiscoveryRequest, isFirst: boolean): boolean {
     const nonce = req.responseNonce;
     // Rule 4: a request answering anything but the newest response is stale and ignored.
@@ -47,7 +50,8 @@ export class SotwSession extends AdsSession<DiscoveryRequest> {
   }
 
   protected override onViewChanged(): void {
-    // Per-name types cannot express removal in SotW; forget what is gone so it is sent if it returns.
+    // Per-name types cannot express removal in SotW; forget what is gone so it is sent if it
+    // returns.
     for (const ts of this.typeStates()) {
       if (!ts || isFullStateType(ts.typeUrl)) continue;
       const entries = entriesOf(this.view, ts.typeUrl);

@@ -8,7 +8,10 @@ export type { NackRecord } from './stream-status.js';
 /** A response written to the stream and not yet ACKed or NACKed. */
 export interface SentResponse {
   readonly nonce: string;
-  /** The stream's counter value `nonce` is the decimal of (matched on ACK without reading the string). */
+  /**
+   * The stream's counter value `nonce` is the decimal of (matched on ACK without reading the
+   * string).
+   */
   readonly seq: number;
   /** SotW: the response's version_info. */
   readonly versionInfo: string;
@@ -209,7 +212,10 @@ export class TypeState {
     return this.addNames(explicit);
   }
 
-  /** SotW: whether `applySotwNames(names)` would leave the subscription as it is (a request after the first). */
+  /**
+   * SotW: whether `applySotwNames(names)` would leave the subscription as it is (a request after
+   * the first).
+   */
   sameSotwNames(names: readonly string[]): boolean {
     if (names.length === 0) return !this.explicitWildcard && this.subscribed.size === 0;
     if (this.legacyWildcard || names.includes('*') !== this.explicitWildcard) return false;

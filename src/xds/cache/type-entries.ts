@@ -37,7 +37,8 @@ export class TypeEntries implements ReadonlyMap<string, CacheEntry> {
 
   /**
    * Takes `entries` over: the caller built it for this value and keeps no other reference to it.
-   * With `previous`, the view's entries of the type before, records what changed (see changedSince).
+   * With `previous`, the view's entries of the type before, records what changed (see
+   * changedSince).
    */
   constructor(entries: Map<string, CacheEntry>, previous?: TypeEntries) {
     this.byName = entries;

@@ -90,7 +90,9 @@ export class XdsCache {
     return this.publish(nodeId, slot, kept, building, { upsert: rest }, true, encoded);
   }
 
-  /** Upserts and removes some resources of the proxy's view. Throws when the result is inconsistent. */
+  /**
+   * Upserts and removes some resources of the proxy's view. Throws when the result is inconsistent.
+   */
   updateProxyResources(nodeId: string, update: ViewUpdate): ProxyView {
     const slot = this.nodes.get(nodeId);
     const building = allTypeUrls.map((_, i) => {
@@ -271,7 +273,10 @@ export class XdsCache {
     return entries;
   }
 
-  /** Moves use counts from the old view's Maps to the new one's, for types whose Map changed; true if any did. */
+  /**
+   * Moves use counts from the old view's Maps to the new one's, for types whose Map changed; true
+   * if any did.
+   */
   private moveUseCounts(old: ProxyView, next: TypeMaps): boolean {
     let changed = false;
     for (let i = 0; i < allTypeUrls.length; i++) {

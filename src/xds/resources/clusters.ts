@@ -29,7 +29,9 @@ import {
   type ResourceSpec,
 } from './common.js';
 
-/** CDS for a proxy: one function per proxy kind (Consul agent/xds/clusters.go reads the same way). */
+/**
+ * CDS for a proxy: one function per proxy kind (Consul agent/xds/clusters.go reads the same way).
+ */
 export function clustersFromSnapshot(s: ConfigSnapshot): ResourceSpec[] {
   switch (s.kind) {
     case 'connect-proxy':

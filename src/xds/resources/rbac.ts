@@ -94,7 +94,9 @@ function rules(rbac: RbacIR, layer: Layer): DeepPartial<RbacRules> {
   return { action: rbac.action === 'ALLOW' ? RBAC_Action.ALLOW : RBAC_Action.DENY, policies };
 }
 
-/** The network RBAC filter enforcing intentions on a TCP public listener (L4, by client SPIFFE ID). */
+/**
+ * The network RBAC filter enforcing intentions on a TCP public listener (L4, by client SPIFFE ID).
+ */
 export function rbacFilter(rbac: RbacIR): Filter {
   const config = NetworkRbac.fromPartial({ statPrefix: 'connect_authz', rules: rules(rbac, 'l4') });
   return {

@@ -13,8 +13,9 @@ import { spec, type ResourceSpec } from './common.js';
 /**
  * SDS: the proxy's leaf certificate and the root bundles it trusts, plain or per trust domain for
  * the SPIFFE validator. A rotation, or a peer's new bundle, re-sends these secrets only, not the
- * clusters and listeners that name them (docs/architecture.md §5): Envoy takes a new secret into the TLS
- * contexts that use it, while a changed listener filter chain is drained and its connections closed.
+ * clusters and listeners that name them (docs/architecture.md §5): Envoy takes a new secret into
+ * the TLS contexts that use it, while a changed listener filter chain is drained and its
+ * connections closed.
  */
 export function secretsFromSnapshot(s: ConfigSnapshot): ResourceSpec[] {
   if (s.kind === 'mesh-gateway')
