@@ -154,8 +154,8 @@ function printProxy(p: ProxyJson): void {
   );
 }
 
-// biome-ignore lint/suspicious/noExplicitAny: Envoy JSON, read defensively: every field may be
-// absent
+// Envoy JSON, read defensively: every field may be absent.
+// biome-ignore lint/suspicious/noExplicitAny: Envoy JSON
 type Json = any;
 type Resources = ProxyConfigJson['Resources'];
 interface Table {

@@ -241,11 +241,9 @@ function checkTimestamp(ctx: Ctx, t: Msg, r: Rules, at: string): void {
 
 // PGV templates/goshared/well_known.go; the non-strict form is shared by names and values.
 const HEADER_NAME = /^:?[0-9a-zA-Z!#$%&'*+-.^_|~\x60]+$/;
-// biome-ignore lint/suspicious/noControlCharactersInRegex: PGV's header rules exclude control
-// characters
+// biome-ignore lint/suspicious/noControlCharactersInRegex: PGV's rules exclude control chars
 const HEADER_VALUE = /^[^\u0000-\u0008\u000A-\u001F\u007F]*$/;
-// biome-ignore lint/suspicious/noControlCharactersInRegex: PGV's header rules exclude control
-// characters
+// biome-ignore lint/suspicious/noControlCharactersInRegex: PGV's rules exclude control chars
 const HEADER_LOOSE = /^[^\u0000\u000A\u000D]*$/;
 const UUID = /^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/;
 
