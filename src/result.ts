@@ -1,7 +1,8 @@
 /**
  * The one success-or-error value of isthmus: what `parse*` functions return for untrusted input
- * instead of throwing (STYLE.md). `E` says what an error carries: a sentence, every problem with
- * its field path (`FieldError[]`, src/problems.ts), or an IsthmusError ready for a boundary.
+ * instead of throwing (docs/architecture.md §3). `E` says what an error carries: a sentence, every
+ * problem with its field path (`FieldError[]`, src/problems.ts), or an IsthmusError ready for a
+ * boundary.
  */
 export type Result<T, E> = Ok<T> | Err<E>;
 
