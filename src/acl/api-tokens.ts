@@ -2,9 +2,10 @@ import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
 import { IsthmusError } from '../errors.js';
 import type { Logger } from '../log.js';
-import { RecordCollection, type Store, type StoreEvent } from '../store/index.js';
+import { RecordCollection, type Store } from '../store/index.js';
 import { type ApiScope, formatApiScope, parseApiScope } from './api-scope.js';
-import { hashSecret, newSecret, secretMatches } from './token-secret.js';
+import { TokenIndex } from './token-index.js';
+import { hashSecret, newSecret } from './token-secret.js';
 
 /** An HTTP API token as listed: never with its secret. */
 export interface ApiToken {
@@ -59,19 +60,18 @@ export async function openApiTokens(
  * the index follows the store's watch, so a token revoked on one server is refused by all.
  */
 export class ApiTokens {
-  private readonly byHash = new Map<string, ApiTokenRecord>();
-  private readonly byAccessor = new Map<string, ApiTokenRecord>();
-  private unwatch: (() => void) | undefined;
+  private readonly tokens: TokenIndex<ApiTokenRecord>;
 
   constructor(
-    private readonly store: Store,
+    store: Store,
     private readonly logger: Logger,
     private readonly now: () => number,
-  ) {}
+  ) {
+    this.tokens = new TokenIndex(store, storedApiTokens, { what: 'API token', logger });
+  }
 
-  async load(): Promise<void> {
-    this.unwatch = this.store.watch(storedApiTokens.prefix, (event) => this.apply(event));
-    for (const kv of await storedApiTokens.list(this.store)) this.index(kv.value);
+  load(): Promise<void> {
+    return this.tokens.load();
   }
 
   async create(input: { scope: unknown; description?: unknown }): Promise<CreatedApiToken> {
@@ -86,32 +86,18 @@ export class ApiTokens {
       secretHash: hashSecret(secretId).toString('hex'),
       createTime: new Date(this.now()).toISOString(),
     };
-    await storedApiTokens.save(this.store, record.accessorId, record);
-    this.index(record);
+    await this.tokens.add(record);
     this.logger.info({ accessorId: record.accessorId, scope: record.scope }, 'API token created');
     return { ...publicView(record), secretId };
   }
 
   /** Every token, oldest first. */
   list(): ApiToken[] {
-    return [...this.byAccessor.values()]
-      .sort(
-        (a, b) =>
-          a.createTime.localeCompare(b.createTime) || a.accessorId.localeCompare(b.accessorId),
-      )
-      .map(publicView);
+    return this.tokens.all().map(publicView);
   }
 
   async revoke(accessorId: string): Promise<void> {
-    const record = this.byAccessor.get(accessorId);
-    if (!record || !(await this.store.delete(storedApiTokens.key(accessorId)))) {
-      throw new IsthmusError(
-        'not_found',
-        `no API token with AccessorID ${accessorId}`,
-        'AccessorID',
-      );
-    }
-    this.unindex(record);
+    const record = await this.tokens.remove(accessorId);
     this.logger.info({ accessorId, scope: record.scope }, 'API token revoked');
   }
 
@@ -120,37 +106,14 @@ export class ApiTokens {
    * by the secret's SHA-256, then confirmed in constant time (`secretMatches`).
    */
   scopeOf(presented: string): ApiScope | undefined {
-    const record = this.byHash.get(hashSecret(presented).toString('hex'));
-    if (!record || !secretMatches(presented, record.secretHash)) return undefined;
+    const record = this.tokens.bySecret(presented);
+    if (!record) return undefined;
     const scope = parseApiScope(record.scope);
     return scope.ok ? scope.value : undefined;
   }
 
   close(): void {
-    this.unwatch?.();
-    this.unwatch = undefined;
-  }
-
-  private apply(event: StoreEvent): void {
-    const old = this.byAccessor.get(storedApiTokens.idOf(event.key));
-    if (old) this.unindex(old);
-    if (event.kind !== 'put') return;
-    try {
-      this.index(storedApiTokens.decodeEvent(event));
-    } catch (err) {
-      // An invalid record admits nothing.
-      this.logger.error({ err, key: event.key }, 'invalid API token record ignored');
-    }
-  }
-
-  private index(record: ApiTokenRecord): void {
-    this.byAccessor.set(record.accessorId, record);
-    this.byHash.set(record.secretHash, record);
-  }
-
-  private unindex(record: ApiTokenRecord): void {
-    this.byAccessor.delete(record.accessorId);
-    if (this.byHash.get(record.secretHash) === record) this.byHash.delete(record.secretHash);
+    this.tokens.close();
   }
 }
 

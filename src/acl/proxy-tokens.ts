@@ -3,8 +3,9 @@ import type { Metadata } from '@grpc/grpc-js';
 import { IsthmusError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { z } from 'zod';
-import { RecordCollection, type Store, type StoreEvent } from '../store/index.js';
-import { hashSecret, newSecret, secretMatches } from './token-secret.js';
+import { RecordCollection, type Store } from '../store/index.js';
+import { TokenIndex } from './token-index.js';
+import { hashSecret, newSecret } from './token-secret.js';
 import { xdsTokenHeader } from '../mesh/bootstrap.js';
 
 /** A proxy token as listed: never with its secret. */
@@ -57,21 +58,26 @@ export async function openProxyTokens(
  * identity's private key. The store holds accessor ID, proxy ID and the secret's SHA-256 only.
  */
 export class ProxyTokens {
-  private readonly byHash = new Map<string, TokenRecord>();
-  private readonly byAccessor = new Map<string, TokenRecord>();
   private readonly revokedListeners = new Set<(proxyId: string) => void>();
-  private unwatch: (() => void) | undefined;
+  private readonly tokens: TokenIndex<TokenRecord>;
 
   constructor(
-    private readonly store: Store,
+    store: Store,
     private readonly logger: Logger,
     private readonly now: () => number,
-  ) {}
+  ) {
+    this.tokens = new TokenIndex(store, storedTokens, {
+      what: 'proxy token',
+      logger,
+      // Streams a deleted (or now invalid) token admitted must be checked again.
+      onChange: (old, next) => {
+        if (old && !next) for (const listener of this.revokedListeners) listener(old.proxyId);
+      },
+    });
+  }
 
-  async load(): Promise<void> {
-    this.unwatch = this.store.watch(storedTokens.prefix, (event) => this.apply(event));
-    // A record that fails its schema fails the open (StoredRecordError names key and field).
-    for (const kv of await storedTokens.list(this.store)) this.index(kv.value);
+  load(): Promise<void> {
+    return this.tokens.load();
   }
 
   async create(proxyId: unknown): Promise<CreatedProxyToken> {
@@ -83,32 +89,18 @@ export class ProxyTokens {
       secretHash: hashSecret(secretId).toString('hex'),
       createTime: new Date(this.now()).toISOString(),
     };
-    await storedTokens.save(this.store, record.accessorId, record);
-    this.index(record);
+    await this.tokens.add(record);
     this.logger.info({ accessorId: record.accessorId, proxyId: id }, 'proxy token created');
     return { ...publicView(record), secretId };
   }
 
   /** Every token, oldest first. */
   list(): ProxyToken[] {
-    return [...this.byAccessor.values()]
-      .sort(
-        (a, b) =>
-          a.createTime.localeCompare(b.createTime) || a.accessorId.localeCompare(b.accessorId),
-      )
-      .map(publicView);
+    return this.tokens.all().map(publicView);
   }
 
   async delete(accessorId: string): Promise<void> {
-    const record = this.byAccessor.get(accessorId);
-    if (!record || !(await this.store.delete(storedTokens.key(accessorId)))) {
-      throw new IsthmusError(
-        'not_found',
-        `no proxy token with AccessorID ${accessorId}`,
-        'AccessorID',
-      );
-    }
-    this.unindex(record);
+    const record = await this.tokens.remove(accessorId);
     this.logger.info({ accessorId, proxyId: record.proxyId }, 'proxy token deleted');
   }
 
@@ -127,7 +119,7 @@ export class ProxyTokens {
         `xDS stream needs an ${xdsTokenHeader} metadata entry with a proxy token (isthmus acl token create --proxy-id <node id>)`,
       );
     }
-    const record = this.recordOf(secret);
+    const record = this.tokens.bySecret(secret);
     if (!record) {
       throw new IsthmusError(
         'unauthenticated',
@@ -150,7 +142,7 @@ export class ProxyTokens {
         `xDS stream needs an ${xdsTokenHeader} metadata entry with a proxy token for node "${nodeId}" (isthmus acl token create --proxy-id ${nodeId})`,
       );
     }
-    const record = this.recordOf(secret);
+    const record = this.tokens.bySecret(secret);
     if (!record) {
       throw new IsthmusError(
         'permission_denied',
@@ -165,11 +157,6 @@ export class ProxyTokens {
     }
   }
 
-  private recordOf(secret: string): TokenRecord | undefined {
-    const record = this.byHash.get(hashSecret(secret).toString('hex'));
-    return record && secretMatches(secret, record.secretHash) ? record : undefined;
-  }
-
   /**
    * Calls `listener` with the proxy ID of every deleted token (here or, through the store watch, on
    * another server): streams it admitted must be checked again (XdsServer.reauthorize).
@@ -180,37 +167,8 @@ export class ProxyTokens {
   }
 
   close(): void {
-    this.unwatch?.();
-    this.unwatch = undefined;
+    this.tokens.close();
     this.revokedListeners.clear();
-  }
-
-  private apply(event: StoreEvent): void {
-    const old = this.byAccessor.get(storedTokens.idOf(event.key));
-    if (old) this.unindex(old);
-    const next = event.kind === 'put' ? this.decode(event) : undefined;
-    if (next) this.index(next);
-    else if (old) for (const listener of this.revokedListeners) listener(old.proxyId);
-  }
-
-  /** An invalid record admits nothing (streams it admitted are checked again), and is logged. */
-  private decode(event: Extract<StoreEvent, { kind: 'put' }>): TokenRecord | undefined {
-    try {
-      return storedTokens.decodeEvent(event);
-    } catch (err) {
-      this.logger.error({ err, key: event.key }, 'invalid proxy token record ignored');
-      return undefined;
-    }
-  }
-
-  private index(record: TokenRecord): void {
-    this.byAccessor.set(record.accessorId, record);
-    this.byHash.set(record.secretHash, record);
-  }
-
-  private unindex(record: TokenRecord): void {
-    this.byAccessor.delete(record.accessorId);
-    if (this.byHash.get(record.secretHash) === record) this.byHash.delete(record.secretHash);
   }
 }
 
