@@ -23,7 +23,11 @@ import type { BootstrapProxyKind } from '../../src/mesh/bootstrap.js';
 import { peeringServerName } from '../../src/mesh/names.js';
 import { goldenRoot } from '../helpers/golden.js';
 import { exportEntry, startPeeredMeshes } from '../helpers/peered-mesh.js';
-import { trustDomainMasker, webIntentionsConfig } from '../helpers/proxy-golden.js';
+import {
+  resolverFailoverConfig,
+  trustDomainMasker,
+  webIntentionsConfig,
+} from '../helpers/proxy-golden.js';
 import { cleanupProcesses, runCli } from '../helpers/process.js';
 import { startMeshProcess } from '../helpers/mesh-server.js';
 import { waitFor } from '../helpers/wait.js';
@@ -365,28 +369,7 @@ async function resolverTopology(): Promise<void> {
       Meta: { version },
       Tags: version === 'v2' ? ['canary'] : [],
     });
-  await b.putConfig({
-    Kind: 'service-resolver',
-    Name: 'api',
-    DefaultSubset: 'v1',
-    Subsets: {
-      v1: { Filter: 'Service.Meta.version == v1' },
-      v2: {
-        Filter: 'Service.Meta.version == v2 and Service.Tags contains canary',
-        OnlyPassing: true,
-      },
-    },
-    Failover: { '*': { Targets: [{ ServiceSubset: 'v2' }, { Peer: 'cluster-a' }] } },
-    ConnectTimeout: '2s',
-    RequestTimeout: '15s',
-    LoadBalancer: { Policy: 'ring_hash', RingHashConfig: { MinimumRingSize: 64 } },
-  });
-  await b.putConfig({
-    Kind: 'service-resolver',
-    Name: 'db',
-    Redirect: { Service: 'db', Peer: 'cluster-a' },
-    LoadBalancer: { Policy: 'least_request', LeastRequestConfig: { ChoiceCount: 3 } },
-  });
+  for (const entry of resolverFailoverConfig) await b.putConfig(entry);
   const [webSidecar, apiBind, dbBind] = [await port(), await port(), await port()];
   await b.register(
     withSidecar('web', await port(), webSidecar, [

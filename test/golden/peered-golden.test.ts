@@ -17,7 +17,11 @@ import {
 import { TypeUrl } from '../../src/xds/types.js';
 import type { EnvoyLike } from '../helpers/envoy-like.js';
 import { orphanedGoldens } from '../helpers/golden.js';
-import { expectProxyGoldens, trustDomainMasker } from '../helpers/proxy-golden.js';
+import {
+  expectProxyGoldens,
+  resolverFailoverConfig,
+  trustDomainMasker,
+} from '../helpers/proxy-golden.js';
 import { startMeshServer, type MeshServer } from '../helpers/mesh-server.js';
 import { exportEntry, startPeeredMeshes, type PeeredMeshes } from '../helpers/peered-mesh.js';
 import { waitFor } from '../helpers/wait.js';
@@ -273,28 +277,7 @@ describe('golden peered proxy configs', () => {
         Tags: version === 'v2' ? ['canary'] : [],
         Connect: { SidecarService: {} },
       });
-    await b.putConfig({
-      Kind: 'service-resolver',
-      Name: 'api',
-      DefaultSubset: 'v1',
-      Subsets: {
-        v1: { Filter: 'Service.Meta.version == v1' },
-        v2: {
-          Filter: 'Service.Meta.version == v2 and Service.Tags contains canary',
-          OnlyPassing: true,
-        },
-      },
-      Failover: { '*': { Targets: [{ ServiceSubset: 'v2' }, { Peer: 'cluster-a' }] } },
-      ConnectTimeout: '2s',
-      RequestTimeout: '15s',
-      LoadBalancer: { Policy: 'ring_hash', RingHashConfig: { MinimumRingSize: 64 } },
-    });
-    await b.putConfig({
-      Kind: 'service-resolver',
-      Name: 'db',
-      Redirect: { Service: 'db', Peer: 'cluster-a' },
-      LoadBalancer: { Policy: 'least_request', LeastRequestConfig: { ChoiceCount: 3 } },
-    });
+    for (const entry of resolverFailoverConfig) await b.putConfig(entry);
     await b.register(
       withSidecar('web', 8080, [
         { DestinationName: 'api', LocalBindPort: 19090 },

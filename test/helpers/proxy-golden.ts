@@ -73,3 +73,33 @@ export const webIntentionsConfig = [
   },
   { Kind: 'mesh', Name: 'mesh', DefaultIntentionAction: 'allow' },
 ] as const;
+
+/**
+ * The service-resolver entries of the golden case `peered/sidecar-resolver-failover-subsets`, in
+ * B (api: subsets, failover to v2 then to cluster-a; db: redirected to cluster-a). The real-Envoy
+ * test of the golden topologies writes the same ones, so the two cannot drift apart.
+ */
+export const resolverFailoverConfig = [
+  {
+    Kind: 'service-resolver',
+    Name: 'api',
+    DefaultSubset: 'v1',
+    Subsets: {
+      v1: { Filter: 'Service.Meta.version == v1' },
+      v2: {
+        Filter: 'Service.Meta.version == v2 and Service.Tags contains canary',
+        OnlyPassing: true,
+      },
+    },
+    Failover: { '*': { Targets: [{ ServiceSubset: 'v2' }, { Peer: 'cluster-a' }] } },
+    ConnectTimeout: '2s',
+    RequestTimeout: '15s',
+    LoadBalancer: { Policy: 'ring_hash', RingHashConfig: { MinimumRingSize: 64 } },
+  },
+  {
+    Kind: 'service-resolver',
+    Name: 'db',
+    Redirect: { Service: 'db', Peer: 'cluster-a' },
+    LoadBalancer: { Policy: 'least_request', LeastRequestConfig: { ChoiceCount: 3 } },
+  },
+] as const;
