@@ -107,7 +107,7 @@ describe('isthmus demo without Envoy', () => {
             () => false,
             () => true,
           ),
-        { timeoutMs: 2_000, what: `${url} to stop answering` },
+        { timeoutMs: 10_000, what: `${url} to stop answering` },
       );
     }
     expect(demoDirs(tmp)).toEqual([]);

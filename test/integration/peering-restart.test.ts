@@ -73,7 +73,7 @@ describe('peering across restarts (two server processes)', () => {
       ).status,
     ).toBe(200);
     await waitFor(async () => (await read(b, 'cluster-a')).State === 'ACTIVE', {
-      timeoutMs: 2_000,
+      timeoutMs: 10_000,
       intervalMs: 20,
       what: 'B ACTIVE',
     });
@@ -89,12 +89,12 @@ describe('peering across restarts (two server processes)', () => {
       Services: [{ Name: 'api', Consumers: [{ Peer: 'cluster-b' }] }],
     });
     await waitFor(async () => (await imported(b)).join() === 'api-1', {
-      timeoutMs: 2_000,
+      timeoutMs: 10_000,
       intervalMs: 20,
       what: 'api in B',
     });
     await waitFor(async () => (await healthyGauge(b)) === '1', {
-      timeoutMs: 2_000,
+      timeoutMs: 10_000,
       what: 'healthy 1 in B',
     });
 
