@@ -39,6 +39,11 @@ class Groups {
     this.sorted.delete(key);
   }
 
+  /** The group's instances in no particular order, without sorting them. */
+  unsorted(key: string): Iterable<ServiceInstance> {
+    return this.groups.get(key)?.values() ?? [];
+  }
+
   get(key: string): readonly ServiceInstance[] {
     let list = this.sorted.get(key);
     if (!list) {
@@ -59,6 +64,8 @@ export class CatalogIndex {
   private readonly byName = new Groups();
   private readonly byDestination = new Groups();
   private readonly byKind = new Groups();
+  /** Sidecars by the address their public listener binds. */
+  private readonly sidecarsByAddress = new Groups();
   private readonly all = new Groups();
   private readonly configs = new Map<string, ConfigRecord>();
 
@@ -91,6 +98,7 @@ export class CatalogIndex {
       );
     }
     this.byKind.set(instance.kind, instance);
+    if (instance.kind === 'connect-proxy') this.sidecarsByAddress.set(instance.address, instance);
     this.all.set('', instance);
   }
 
@@ -107,6 +115,7 @@ export class CatalogIndex {
         id,
       );
     this.byKind.remove(instance.kind, id);
+    if (instance.kind === 'connect-proxy') this.sidecarsByAddress.remove(instance.address, id);
     this.all.remove('', id);
     return stored;
   }
@@ -121,6 +130,16 @@ export class CatalogIndex {
 
   instancesOfKind(kind: ServiceKind): readonly ServiceInstance[] {
     return this.byKind.get(kind);
+  }
+
+  /**
+   * The ports sidecars on one address already have: Consul allocates its sidecar port range per
+   * agent, that is per host, so sidecars on different addresses may share a port.
+   */
+  sidecarPortsAt(address: string): Set<number> {
+    const ports = new Set<number>();
+    for (const sidecar of this.sidecarsByAddress.unsorted(address)) ports.add(sidecar.port);
+    return ports;
   }
 
   allInstances(): readonly ServiceInstance[] {

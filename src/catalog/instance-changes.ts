@@ -51,8 +51,7 @@ export function planRegistration(reg: Registration, ctx: PlanContext): Parsed<In
   );
   const sidecarPort =
     reg.sidecar &&
-    (reg.sidecar.port ??
-      freeSidecarPort(ctx.index, previousSidecar, upstreamPorts(reg.sidecar.instance), p));
+    (reg.sidecar.port ?? freeSidecarPort(ctx.index, reg.sidecar.instance, previousSidecar, p));
   if (p.list.length > 0) return p.result<InstanceChanges>(undefined);
   const service = stamp(reg.service, ctx);
   const upserts: StoredInstance[] = [{ instance: service }];
@@ -107,22 +106,32 @@ function upstreamPorts(sidecar: InstanceDraft): ReadonlySet<number> {
 
 /**
  * Keeps the port of the sidecar being replaced unless one of its upstreams now binds it; otherwise
- * the first port no other sidecar has and none of its upstreams binds.
+ * the first port no other sidecar on the same address has and none of its upstreams binds. The
+ * range is per address, as Consul's is per agent: a cluster of many hosts holds many times 256
+ * sidecars, and the lookup costs the sidecars on that address, not the catalog.
  */
 function freeSidecarPort(
   index: CatalogIndex,
+  sidecar: InstanceDraft,
   previous: ServiceInstance | undefined,
-  taken: ReadonlySet<number>,
   p: Problems,
 ): number | undefined {
   const { min, max } = sidecarPortRange;
-  if (previous && previous.port >= min && previous.port <= max && !taken.has(previous.port))
+  const taken = upstreamPorts(sidecar);
+  const samePlace = previous?.address === sidecar.address;
+  if (
+    previous &&
+    samePlace &&
+    previous.port >= min &&
+    previous.port <= max &&
+    !taken.has(previous.port)
+  )
     return previous.port;
-  const used = new Set([...index.instancesOfKind('connect-proxy').map((i) => i.port), ...taken]);
-  for (let port = min; port <= max; port++) if (!used.has(port)) return port;
+  const used = index.sidecarPortsAt(sidecar.address);
+  for (let port = min; port <= max; port++) if (!used.has(port) && !taken.has(port)) return port;
   return p.add(
     'Connect.SidecarService.Port',
-    `no free port left in ${min}-${max} for the sidecar: set Connect.SidecarService.Port`,
+    `no free port left in ${min}-${max} for a sidecar on ${sidecar.address}: set Connect.SidecarService.Port`,
   );
 }
 

@@ -200,6 +200,50 @@ describe('Catalog', () => {
     expect(catalog.instancesOfKind('typical').map((i) => i.id)).toEqual(['a', 'a-2', 'c', 'd']);
   });
 
+  it('allocates the sidecar port range per address, as Consul does per agent', async () => {
+    const { catalog } = await openCatalog(new ManualClock());
+    // 300 services each on its own host: every sidecar gets the first port of the range.
+    for (let i = 0; i < 300; i++)
+      await catalog.register({
+        Name: `s${i}`,
+        Address: `10.1.${i >> 8}.${i & 255}`,
+        Port: 80,
+        Connect: { SidecarService: {} },
+      });
+    expect(new Set(catalog.instancesOfKind('connect-proxy').map((i) => i.port))).toEqual(
+      new Set([21000]),
+    );
+    // One host holds the 256 ports of the range, then a sidecar needs an explicit port.
+    for (let i = 0; i < 256; i++)
+      await catalog.register({
+        Name: `h${i}`,
+        Address: '10.2.0.1',
+        Port: 80,
+        Connect: { SidecarService: {} },
+      });
+    await expect(
+      catalog.register({
+        Name: 'one-too-many',
+        Address: '10.2.0.1',
+        Port: 80,
+        Connect: { SidecarService: {} },
+      }),
+    ).rejects.toMatchObject({
+      field: 'Connect.SidecarService.Port',
+      message: expect.stringContaining(
+        'no free port left in 21000-21255 for a sidecar on 10.2.0.1',
+      ),
+    });
+    // A sidecar that moves to another host takes that host's first free port.
+    await catalog.register({
+      Name: 's0',
+      Address: '10.3.0.1',
+      Port: 80,
+      Connect: { SidecarService: { Address: '10.3.0.1' } },
+    });
+    expect(catalog.instance('s0-sidecar-proxy')!.port).toBe(21000);
+  });
+
   it('never gives a sidecar the port one of its own upstreams binds on its address', async () => {
     const { catalog } = await openCatalog(new ManualClock());
     const up = (port: number) => ({
