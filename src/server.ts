@@ -6,7 +6,7 @@ import {
 } from './config/index.js';
 import { createLogger, type Logger } from './log.js';
 import { Metrics } from './metrics.js';
-import { openLmdbStore, type Store } from './store/index.js';
+import { openStore, type Store } from './store/index.js';
 import { XdsServer } from './xds/server.js';
 import { XdsCache } from './xds/cache/xds-cache.js';
 import { SnapshotPublisher } from './xds/snapshot-publisher.js';
@@ -158,9 +158,7 @@ async function openState(
   logger: Logger,
   parts: StartedParts,
 ): Promise<State> {
-  const store = parts.add('store', await openLmdbStore(config.dataDir, { logger }), (s) =>
-    s.close(),
-  );
+  const store = parts.add('store', await openStore(config, logger), (s) => s.close());
   const catalog = parts.add(
     'catalog',
     await Catalog.open(store, {

@@ -53,6 +53,14 @@ function resolveEach(
 ): ServerConfig {
   return {
     dataDir: resolve('dataDir'),
+    store: resolve('store'),
+    etcdEndpoints: resolve('etcdEndpoints'),
+    etcdPrefix: resolve('etcdPrefix'),
+    etcdCaFile: resolve('etcdCaFile'),
+    etcdCertFile: resolve('etcdCertFile'),
+    etcdKeyFile: resolve('etcdKeyFile'),
+    etcdUsername: resolve('etcdUsername'),
+    etcdPasswordFile: resolve('etcdPasswordFile'),
     datacenter: resolve('datacenter'),
     httpAddr: resolve('httpAddr'),
     xdsAddr: resolve('xdsAddr'),

@@ -8,9 +8,25 @@ import { type Result, err, ok } from '../result.js';
 export type XdsAuthMode = 'token' | 'off';
 export const xdsAuthModes: readonly XdsAuthMode[] = ['token', 'off'];
 
+/** Where the server keeps its state (`--store`): embedded LMDB in the data dir, or etcd. */
+export type StoreKind = 'lmdb' | 'etcd';
+export const storeKinds: readonly StoreKind[] = ['lmdb', 'etcd'];
+
 /** The validated configuration of `isthmus server`. */
 export interface ServerConfig {
   readonly dataDir: string;
+  readonly store: StoreKind;
+  /** etcd's client endpoints (`--store etcd`). */
+  readonly etcdEndpoints: readonly HostPort[];
+  /** The key prefix on etcd; empty: `isthmus/<datacenter>/`. */
+  readonly etcdPrefix: string;
+  /** PEM files for TLS to etcd: its CA, and this server's client certificate and key. */
+  readonly etcdCaFile: string;
+  readonly etcdCertFile: string;
+  readonly etcdKeyFile: string;
+  /** etcd user (with `etcdPasswordFile`: a file holding the password, never a flag's value). */
+  readonly etcdUsername: string;
+  readonly etcdPasswordFile: string;
   readonly datacenter: string;
   readonly httpAddr: HostPort;
   readonly xdsAddr: HostPort;
@@ -73,6 +89,31 @@ function parseNonEmptyString(raw: unknown): ParseResult<string> {
   return typeof raw === 'string' && raw !== ''
     ? ok(raw)
     : err(`${show(raw)} is not a non-empty string`);
+}
+
+function parseString(raw: unknown): ParseResult<string> {
+  return typeof raw === 'string' ? ok(raw) : err(`${show(raw)} is not a string`);
+}
+
+function parseStoreKind(raw: unknown): ParseResult<StoreKind> {
+  const kind = storeKinds.find((k) => k === raw);
+  return kind ? ok(kind) : err(`${show(raw)} is not one of ${storeKinds.join(', ')}`);
+}
+
+function parseEndpoints(raw: unknown): ParseResult<readonly HostPort[]> {
+  if (raw === '' || raw === undefined) return ok([]);
+  const parts = typeof raw === 'string' ? raw.split(',').map((p) => p.trim()) : [];
+  const addrs = parts.map((p) => parseHostPort(p));
+  return parts.length > 0 && addrs.every((a) => a !== undefined && a.port > 0)
+    ? ok(addrs as HostPort[])
+    : err(`${show(raw)} is not a comma-separated list of HOST:PORT (port 1-65535)`);
+}
+
+function parseEtcdPrefix(raw: unknown): ParseResult<string> {
+  if (raw === '') return ok('');
+  return typeof raw === 'string' && /^[\x21-\x7e]{1,200}\/$/.test(raw)
+    ? ok(raw)
+    : err(`${show(raw)} is not a key prefix (visible ASCII ending in '/', e.g. isthmus/dc1/)`);
 }
 
 function parseDatacenter(raw: unknown): ParseResult<string> {
@@ -178,8 +219,64 @@ export const serverSettings: SettingsTable = {
     '--data-dir',
     'DIR',
     './data',
-    'directory of the embedded store',
+    'directory of the embedded store (and, with any store, of the CA root keys)',
     parseNonEmptyString,
+  ),
+  store: spec(
+    '--store',
+    'KIND',
+    'lmdb',
+    `where state lives: ${storeKinds.join(' (embedded, in --data-dir) or ')} (--etcd-endpoints)`,
+    parseStoreKind,
+  ),
+  etcdEndpoints: spec(
+    '--etcd-endpoints',
+    'HOST:PORT,...',
+    '',
+    "etcd's client endpoints, for --store etcd",
+    parseEndpoints,
+  ),
+  etcdPrefix: spec(
+    '--etcd-prefix',
+    'PREFIX',
+    '',
+    'key prefix on etcd, ending in / (default: isthmus/<datacenter>/)',
+    parseEtcdPrefix,
+  ),
+  etcdCaFile: spec(
+    '--etcd-ca-file',
+    'PATH',
+    '',
+    "PEM of the CA that signs etcd's certificate (TLS to etcd)",
+    parseString,
+  ),
+  etcdCertFile: spec(
+    '--etcd-cert-file',
+    'PATH',
+    '',
+    'PEM client certificate for etcd',
+    parseString,
+  ),
+  etcdKeyFile: spec(
+    '--etcd-key-file',
+    'PATH',
+    '',
+    'PEM private key of --etcd-cert-file',
+    parseString,
+  ),
+  etcdUsername: spec(
+    '--etcd-username',
+    'NAME',
+    '',
+    'etcd user (with --etcd-password-file)',
+    parseString,
+  ),
+  etcdPasswordFile: spec(
+    '--etcd-password-file',
+    'PATH',
+    '',
+    "file holding the etcd user's password",
+    parseString,
   ),
   datacenter: spec(
     '--datacenter',

@@ -34,6 +34,14 @@ describe('loadServerConfig', () => {
   it('uses the documented defaults when nothing is set', () => {
     expect(configOf({})).toEqual({
       dataDir: './data',
+      store: 'lmdb',
+      etcdEndpoints: [],
+      etcdPrefix: '',
+      etcdCaFile: '',
+      etcdCertFile: '',
+      etcdKeyFile: '',
+      etcdUsername: '',
+      etcdPasswordFile: '',
       datacenter: 'dc1',
       httpAddr: { host: '127.0.0.1', port: 8500 },
       xdsAddr: { host: '127.0.0.1', port: 8502 },
@@ -188,7 +196,7 @@ describe('config file problems', () => {
     const [error] = errorsOf({ configFile });
     expect(error).toContain(`unknown key "http_port"`);
     expect(error).toContain(
-      'allowed: data_dir, datacenter, http_addr, xds_addr, peering_addr, log_level, xds_max_streams',
+      'allowed: data_dir, store, etcd_endpoints, etcd_prefix, etcd_ca_file, etcd_cert_file, etcd_key_file, etcd_username, etcd_password_file, datacenter, http_addr, xds_addr, peering_addr, log_level, xds_max_streams',
     );
   });
 

@@ -1,0 +1,506 @@
+import { noop } from 'cockatiel';
+import {
+  Etcd3,
+  EtcdError,
+  type ICompare,
+  type IOptions,
+  type Lease,
+  type Watcher as EtcdWatcher,
+} from 'etcd3';
+import { IsthmusError } from '../errors.js';
+import { silentLogger, type Logger } from '../log.js';
+import type { JsonValue, KeyValue, Store, StoreEvent, StoreTxn } from './store.js';
+
+/**
+ * The store on etcd (`--store etcd`, docs/architecture.md "Store"), for clusters that run several
+ * isthmus servers. Each key lives at `<prefix><key>` holding `{"v": value}` as JSON; a key's
+ * revision is etcd's `mod_revision`, and the store revision is etcd's: one per committed
+ * transaction, the same contract as the embedded LMDB store.
+ *
+ * - Reads are linearizable (etcd's default), so a server reads what any server wrote before.
+ * - `txn` is optimistic: this server's transactions run one at a time, each against a snapshot at
+ *   one revision, recording what it read; the commit is one etcd Txn that succeeds only if none of
+ *   that changed (each key read at its mod_revision or still absent, each listed prefix without a
+ *   newer key). On a conflict the function runs again after a short jittered pause, so two
+ *   servers' read-modify-writes serialize like one server's.
+ * - One etcd watch over the whole prefix feeds every local watcher, in revision order, with the
+ *   changes of every server. This server's own commits are delivered as soon as they commit (once
+ *   every earlier revision has been delivered), so a caller sees its write's event before its
+ *   `txn` resolves, as with LMDB; the watch's copy of them is skipped by revision.
+ */
+export interface EtcdStoreOptions {
+  readonly endpoints: readonly string[];
+  /** Every key is stored under this prefix (default `isthmus/`): several clusters can share etcd. */
+  readonly prefix?: string;
+  readonly auth?: { readonly username: string; readonly password: string };
+  readonly tls?: {
+    readonly caPem?: string;
+    readonly certPem?: string;
+    readonly keyPem?: string;
+  };
+  /** Deadline of each etcd call (default 5 s): etcd unreachable is an error, not a hang. */
+  readonly callTimeoutMs?: number;
+  /**
+   * Hold the prefix alone: an owner key under a lease (`<prefix>.owner` beside the data, TTL
+   * `ownerTtlSeconds`, kept alive) that every commit checks, so a second server on the same prefix
+   * is refused at start and a server that lost its lease (a partition) cannot write. isthmus runs
+   * one server per store prefix until its servers share work.
+   */
+  readonly owner?: string;
+  readonly ownerTtlSeconds?: number;
+  readonly logger?: Logger;
+}
+
+/** How many times a transaction runs before a conflict is reported (each retry reads anew). */
+const maxAttempts = 20;
+
+interface Watcher {
+  readonly prefix: string;
+  readonly onEvent: (event: StoreEvent) => void;
+}
+
+/** Opens the store and its watch; fails with a clear error when etcd does not answer. */
+export async function openEtcdStore(opts: EtcdStoreOptions): Promise<Store> {
+  const prefix = opts.prefix ?? 'isthmus/';
+  const callTimeoutMs = opts.callTimeoutMs ?? 5_000;
+  const options: IOptions = {
+    hosts: [...opts.endpoints],
+    ...(opts.auth ? { auth: { username: opts.auth.username, password: opts.auth.password } } : {}),
+    ...(opts.tls
+      ? {
+          credentials: {
+            rootCertificate: Buffer.from(opts.tls.caPem ?? ''),
+            ...(opts.tls.certPem ? { certChain: Buffer.from(opts.tls.certPem) } : {}),
+            ...(opts.tls.keyPem ? { privateKey: Buffer.from(opts.tls.keyPem) } : {}),
+          },
+        }
+      : {}),
+    defaultCallOptions: () => ({ deadline: Date.now() + callTimeoutMs }),
+    // The store reports failures to its callers (HTTP 503) at once: no retries of writes behind
+    // their back, and no circuit breaker that keeps failing calls after etcd is back.
+    faultHandling: { host: () => noop, global: noop },
+  };
+  const client = new Etcd3(options);
+  const logger = opts.logger ?? silentLogger();
+  try {
+    const head = await client.kv.range({ key: Buffer.from(prefix), keys_only: true, limit: 1 });
+    const fence = opts.owner
+      ? await claimPrefix(client, prefix, opts.owner, opts.ownerTtlSeconds ?? 10, logger)
+      : undefined;
+    const store = new EtcdStore(client, prefix, Number(head.header.revision ?? 0), logger, fence);
+    await store.startWatch();
+    logger.info(
+      { endpoints: opts.endpoints, prefix, revision: Number(head.header.revision ?? 0) },
+      'store opened on etcd',
+    );
+    return store;
+  } catch (err) {
+    client.close();
+    if (err instanceof IsthmusError) throw err;
+    throw new IsthmusError(
+      'unavailable',
+      `cannot reach etcd at ${opts.endpoints.join(', ')}: ${(err as Error).message} (check --etcd-endpoints and that etcd is running)`,
+    );
+  }
+}
+
+/** The owner key this server holds under its lease, checked by every commit. */
+interface Fence {
+  readonly key: Buffer;
+  readonly leaseId: string;
+  readonly lease: Lease;
+}
+
+/** Takes the prefix's owner key under a fresh lease, or says who holds it. */
+async function claimPrefix(
+  client: Etcd3,
+  prefix: string,
+  owner: string,
+  ttlSeconds: number,
+  logger: Logger,
+): Promise<Fence> {
+  const key = Buffer.from(`${prefix.replace(/\/$/, '')}.owner`);
+  const lease = client.lease(ttlSeconds, { autoKeepAlive: true });
+  lease.on('lost', (err) =>
+    logger.error(
+      { error: err.message },
+      'lost the etcd lease on the store: writes are refused until the server restarts',
+    ),
+  );
+  const leaseId = await lease.grant();
+  const res = await client.kv.txn({
+    compare: [{ key, target: 'Create', result: 'Equal', create_revision: 0 }],
+    success: [{ request_put: { key, value: Buffer.from(owner), lease: leaseId } }],
+    failure: [{ request_range: { key } }],
+  });
+  if (!res.succeeded) {
+    await lease.revoke().catch(() => undefined);
+    const holder = res.responses[0]?.response_range?.kvs[0]?.value.toString('utf8') ?? 'unknown';
+    throw new IsthmusError(
+      'failed_precondition',
+      `the etcd prefix ${JSON.stringify(prefix)} is held by another isthmus server (${holder}): give each server its own --etcd-prefix, or stop the other one (its hold lapses ${ttlSeconds} s after it stops)`,
+    );
+  }
+  return { key, leaseId, lease };
+}
+
+/** What a transaction read, to be checked unchanged at commit. */
+interface ReadSet {
+  /** Key → the mod_revision it had (0: absent). */
+  readonly keys: Map<string, number>;
+  readonly prefixes: Set<string>;
+}
+
+type PendingWrites = Map<string, JsonValue | undefined>;
+
+class EtcdStore implements Store {
+  /** This server's transactions, one at a time (as LMDB's): conflicts come only from others. */
+  private readonly queue = new SerialQueue();
+  private readonly watchers = new Set<Watcher>();
+  private watcher: EtcdWatcher | undefined;
+  /** The highest revision whose events every local watcher has had. */
+  private delivered: number;
+  /** Events of this server's commits that wait for earlier revisions to be delivered. */
+  private readonly ownCommits = new Map<number, StoreEvent[]>();
+  private readonly caughtUp: { revision: number; resolve: () => void }[] = [];
+  private closed = false;
+
+  constructor(
+    private readonly client: Etcd3,
+    private readonly prefix: string,
+    startRevision: number,
+    private readonly logger: Logger,
+    private readonly fence?: Fence,
+  ) {
+    this.delivered = startRevision;
+  }
+
+  async get<V extends JsonValue = JsonValue>(key: string): Promise<V | undefined> {
+    this.assertOpen();
+    const res = await this.call(() => this.client.kv.range({ key: this.full(key) }));
+    const kv = res.kvs[0];
+    return kv ? (decode(key, kv.value) as V) : undefined;
+  }
+
+  async list<V extends JsonValue = JsonValue>(prefix: string): Promise<KeyValue<V>[]> {
+    this.assertOpen();
+    return (await this.rangeOf(prefix)).kvs as KeyValue<V>[];
+  }
+
+  put(key: string, value: JsonValue): Promise<void> {
+    return this.txn(async (tx) => tx.put(key, value));
+  }
+
+  delete(key: string): Promise<boolean> {
+    return this.txn(async (tx) => {
+      const existed = (await tx.get(key)) !== undefined;
+      tx.delete(key);
+      return existed;
+    });
+  }
+
+  async txn<T>(fn: (tx: StoreTxn) => Promise<T>): Promise<T> {
+    this.assertOpen();
+    return this.queue.run(() => this.attempt(fn));
+  }
+
+  /** Runs `fn` until its commit finds nothing it read changed, backing off between conflicts. */
+  private async attempt<T>(fn: (tx: StoreTxn) => Promise<T>): Promise<T> {
+    for (let attempt = 1; ; attempt++) {
+      const head = await this.call(() =>
+        this.client.kv.range({ key: this.full(''), keys_only: true, limit: 1 }),
+      );
+      const at = Number(head.header.revision ?? 0);
+      const reads: ReadSet = { keys: new Map(), prefixes: new Set() };
+      const writes: PendingWrites = new Map();
+      const result = await fn(this.txnView(at, reads, writes));
+      if (writes.size === 0) return result;
+      if (await this.commit(at, reads, writes)) return result;
+      if (attempt >= maxAttempts)
+        throw new IsthmusError(
+          'unavailable',
+          `store transaction conflicted ${maxAttempts} times with other servers' writes; try again`,
+        );
+      await new Promise((resolve) => setTimeout(resolve, Math.random() * 5 * attempt));
+    }
+  }
+
+  watch(prefix: string, onEvent: (event: StoreEvent) => void): () => void {
+    const watcher: Watcher = { prefix, onEvent };
+    this.watchers.add(watcher);
+    return () => this.watchers.delete(watcher);
+  }
+
+  async revision(): Promise<number> {
+    this.assertOpen();
+    const head = await this.call(() =>
+      this.client.kv.range({ key: this.full(''), keys_only: true, limit: 1 }),
+    );
+    return Number(head.header.revision ?? 0);
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.watchers.clear();
+    await this.watcher?.cancel().catch(() => undefined);
+    // Releasing the lease frees the prefix at once for the next server.
+    await this.fence?.lease.revoke().catch(() => undefined);
+    this.client.close();
+  }
+
+  private async stillOwner(fence: Fence): Promise<boolean> {
+    const res = await this.call(() => this.client.kv.range({ key: fence.key }));
+    return res.kvs[0]?.lease === fence.leaseId;
+  }
+
+  /** Starts the one etcd watch over the prefix, after the revision the store opened at. */
+  async startWatch(): Promise<void> {
+    const watcher = await this.client
+      .watch()
+      .prefix(this.prefix)
+      .startRevision(String(this.delivered + 1))
+      .withPreviousKV()
+      .create();
+    watcher.on('data', (res) => {
+      const byRevision = new Map<number, StoreEvent[]>();
+      for (const e of res.events) {
+        const key = e.kv.key.toString('utf8').slice(this.prefix.length);
+        const revision = Number(e.kv.mod_revision);
+        const event: StoreEvent =
+          e.type === 'Delete'
+            ? { kind: 'delete', key, revision }
+            : { kind: 'put', key, value: decode(key, e.kv.value), revision };
+        const list = byRevision.get(revision) ?? [];
+        list.push(event);
+        byRevision.set(revision, list);
+      }
+      for (const [revision, events] of [...byRevision].sort((a, b) => a[0] - b[0]))
+        this.deliver(revision, events);
+      // A watch response's header revision is the store's: nothing in between touched the prefix.
+      this.advance(Number(res.header.revision ?? 0));
+    });
+    watcher.on('error', (err) => {
+      this.logger.error(
+        { error: err.message },
+        'etcd watch failed: changes by other servers are not seen',
+      );
+    });
+    watcher.on('disconnected', (err) => {
+      if (!this.closed)
+        this.logger.warn({ error: err.message }, 'etcd watch disconnected; resuming');
+    });
+    this.watcher = watcher;
+  }
+
+  private async commit(at: number, reads: ReadSet, writes: PendingWrites): Promise<boolean> {
+    const compare: ICompare[] = this.fence
+      ? [{ key: this.fence.key, target: 'Lease', result: 'Equal', lease: this.fence.leaseId }]
+      : [];
+    for (const [key, modRevision] of reads.keys) {
+      compare.push({
+        key: this.full(key),
+        target: 'Mod' as const,
+        result: 'Equal' as const,
+        mod_revision: modRevision,
+      });
+    }
+    for (const prefix of reads.prefixes) {
+      compare.push({
+        key: this.full(prefix),
+        range_end: rangeEnd(this.full(prefix)),
+        target: 'Mod' as const,
+        result: 'Less' as const,
+        mod_revision: at + 1,
+      });
+    }
+    const success = [...writes].map(([key, value]) =>
+      value === undefined
+        ? { request_delete_range: { key: this.full(key) } }
+        : {
+            request_put: { key: this.full(key), value: Buffer.from(JSON.stringify({ v: value })) },
+          },
+    );
+    const res = await this.call(() => this.client.kv.txn({ compare, success }));
+    if (!res.succeeded) {
+      if (this.fence && !(await this.stillOwner(this.fence)))
+        throw new IsthmusError(
+          'unavailable',
+          'this server lost its hold on the etcd store (its lease expired: etcd was unreachable for longer than the lease TTL); restart it',
+        );
+      return false;
+    }
+    const revision = Number(res.header.revision ?? 0);
+    const events: StoreEvent[] = [];
+    let i = 0;
+    for (const [key, value] of writes) {
+      const op = res.responses[i++];
+      if (value !== undefined) events.push({ kind: 'put', key, value, revision });
+      else if (Number(op?.response_delete_range?.deleted ?? 0) > 0)
+        events.push({ kind: 'delete', key, revision });
+    }
+    if (events.length === 0) return true;
+    // Deliver our own events once every earlier revision has been delivered (commit order).
+    if (revision > this.delivered + 1) {
+      this.ownCommits.set(revision, events);
+      await new Promise<void>((resolve) => this.caughtUp.push({ revision: revision - 1, resolve }));
+      if (this.delivered >= revision) return true;
+      this.ownCommits.delete(revision);
+    }
+    this.deliver(revision, events);
+    return true;
+  }
+
+  /** Delivers one revision's events unless it was delivered already. */
+  private deliver(revision: number, events: readonly StoreEvent[]): void {
+    if (revision <= this.delivered) return;
+    for (const event of events) {
+      for (const watcher of [...this.watchers]) {
+        if (!this.watchers.has(watcher) || !event.key.startsWith(watcher.prefix)) continue;
+        try {
+          watcher.onEvent(event);
+        } catch (err) {
+          this.logger.error({ err, key: event.key, prefix: watcher.prefix }, 'store watcher threw');
+        }
+      }
+    }
+    this.advance(revision);
+  }
+
+  private advance(revision: number): void {
+    if (revision > this.delivered) this.delivered = revision;
+    // Own commits now next in line go out, then waiting commits whose turn has come.
+    for (let next = this.ownCommits.get(this.delivered + 1); next; ) {
+      const revisionOfNext = this.delivered + 1;
+      this.ownCommits.delete(revisionOfNext);
+      this.deliver(revisionOfNext, next);
+      next = this.ownCommits.get(this.delivered + 1);
+    }
+    for (let j = this.caughtUp.length - 1; j >= 0; j--) {
+      const waiter = this.caughtUp[j]!;
+      if (waiter.revision <= this.delivered) {
+        this.caughtUp.splice(j, 1);
+        waiter.resolve();
+      }
+    }
+  }
+
+  private txnView(at: number, reads: ReadSet, writes: PendingWrites): StoreTxn {
+    const store = this;
+    return {
+      async get<V extends JsonValue = JsonValue>(key: string): Promise<V | undefined> {
+        if (writes.has(key)) return writes.get(key) as V | undefined;
+        const res = await store.call(() =>
+          store.client.kv.range({ key: store.full(key), revision: at }),
+        );
+        const kv = res.kvs[0];
+        reads.keys.set(key, kv ? Number(kv.mod_revision) : 0);
+        return kv ? (decode(key, kv.value) as V) : undefined;
+      },
+      async list<V extends JsonValue = JsonValue>(prefix: string): Promise<KeyValue<V>[]> {
+        const committed = (await store.rangeOf(prefix, at)).kvs;
+        reads.prefixes.add(prefix);
+        for (const kv of committed) reads.keys.set(kv.key, kv.revision);
+        const byKey = new Map(committed.map((kv) => [kv.key, kv]));
+        for (const [key, value] of writes) {
+          if (!key.startsWith(prefix)) continue;
+          if (value === undefined) byKey.delete(key);
+          else byKey.set(key, { key, value, revision: at + 1 });
+        }
+        return [...byKey.values()].sort((a, b) => compareUtf8(a.key, b.key)) as KeyValue<V>[];
+      },
+      put(key: string, value: JsonValue): void {
+        writes.set(checkKey(key), copyJson(key, value));
+      },
+      delete(key: string): void {
+        writes.set(checkKey(key), undefined);
+      },
+    };
+  }
+
+  private async rangeOf(prefix: string, revision?: number): Promise<{ kvs: KeyValue[] }> {
+    const start = this.full(prefix);
+    const res = await this.call(() =>
+      this.client.kv.range({
+        key: start,
+        range_end: rangeEnd(start),
+        ...(revision === undefined ? {} : { revision }),
+      }),
+    );
+    return {
+      kvs: res.kvs.map((kv) => {
+        const key = kv.key.toString('utf8').slice(this.prefix.length);
+        return { key, value: decode(key, kv.value), revision: Number(kv.mod_revision) };
+      }),
+    };
+  }
+
+  private full(key: string): Buffer {
+    return Buffer.from(this.prefix + key, 'utf8');
+  }
+
+  /** An etcd call; an unreachable etcd becomes `unavailable` (HTTP 503) naming etcd. */
+  private async call<T>(fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (err) {
+      if (err instanceof IsthmusError) throw err;
+      const message = err instanceof EtcdError || err instanceof Error ? err.message : String(err);
+      throw new IsthmusError('unavailable', `etcd: ${message}`);
+    }
+  }
+
+  private assertOpen(): void {
+    if (this.closed) throw new IsthmusError('unavailable', 'store on etcd is closed');
+  }
+}
+
+/** Runs async tasks one at a time, in submission order; a failed task does not stop the queue. */
+class SerialQueue {
+  private tail: Promise<unknown> = Promise.resolve();
+
+  run<T>(task: () => Promise<T>): Promise<T> {
+    const result = this.tail.then(task);
+    this.tail = result.catch(() => undefined);
+    return result;
+  }
+}
+
+/** The end of etcd's range of every key starting with `start` (its last byte plus one). */
+function rangeEnd(start: Buffer): Buffer {
+  const end = Buffer.from(start);
+  for (let i = end.length - 1; i >= 0; i--) {
+    if (end[i]! < 0xff) {
+      end[i]! += 1;
+      return end.subarray(0, i + 1);
+    }
+  }
+  return Buffer.from([0]);
+}
+
+function decode(key: string, value: Buffer): JsonValue {
+  try {
+    return (JSON.parse(value.toString('utf8')) as { v: JsonValue }).v;
+  } catch {
+    throw new IsthmusError('internal', `store value of ${key} in etcd is not isthmus JSON`);
+  }
+}
+
+/** etcd's order for keys: bytes, i.e. UTF-8 (LMDB's too). */
+function compareUtf8(a: string, b: string): number {
+  return Buffer.compare(Buffer.from(a, 'utf8'), Buffer.from(b, 'utf8'));
+}
+
+function checkKey(key: string): string {
+  if (typeof key !== 'string' || key === '')
+    throw new IsthmusError('invalid_argument', 'store key must be a non-empty string');
+  return key;
+}
+
+/** Snapshots the value as it will be stored, so later caller mutations cannot leak into the commit. */
+function copyJson(key: string, value: JsonValue): JsonValue {
+  const text = JSON.stringify(value);
+  if (text === undefined)
+    throw new IsthmusError('invalid_argument', `value for ${key} is not JSON`, key);
+  return JSON.parse(text) as JsonValue;
+}
