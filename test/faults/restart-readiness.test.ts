@@ -16,10 +16,11 @@ import {
   type ServerProcess,
   cleanupProcesses,
   parseJsonLine,
+  spawnCli,
   startServerProcess,
   tempDir,
 } from '../helpers/process.js';
-import { waitFor } from '../helpers/wait.js';
+import { waitFor, withDeadline } from '../helpers/wait.js';
 import {
   firstClusters,
   readyz,
@@ -106,6 +107,27 @@ describe('restart over a data directory with many proxies', () => {
     const interrupted = logged.find((l) => l.msg === 'snapshot rebuild interrupted by shutdown');
     expect(interrupted?.unbuilt).toBeGreaterThan(0);
     expect(logged.map((l) => l.msg)).not.toContain('shutdown did not finish in time; exiting');
+  });
+
+  it('SIGTERM while the server is still starting (store opened, not yet serving) exits 0', async () => {
+    const proc = spawnCli([
+      'server',
+      ...['--http-addr', '127.0.0.1:0', '--xds-addr', '127.0.0.1:0'],
+      ...['--peering-addr', '127.0.0.1:0', '--data-dir', dataDir, ...serverArgs],
+    ]);
+    await withDeadline(
+      new Promise<void>((resolve) =>
+        proc.onLine((line) => {
+          if (parseJsonLine(line)?.msg === 'store opened') resolve();
+        }),
+      ),
+      { timeoutMs: 60_000, what: 'the "store opened" log line' },
+    );
+    proc.child.kill('SIGTERM');
+    const exit = await withDeadline(proc.exited, { timeoutMs: 30_000, what: 'exit after SIGTERM' });
+    expect(exit, proc.stderr()).toEqual({ code: 0, signal: null });
+    const messages = proc.stdoutLines.map((l) => parseJsonLine(l)?.msg);
+    expect(messages).toEqual(expect.arrayContaining(['shutdown requested', 'server stopped']));
   });
 
   it('SIGKILL during the first rebuild loses nothing: the next start has every proxy and gets ready', async () => {
