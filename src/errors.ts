@@ -7,6 +7,8 @@ export type ErrorCode =
   | 'unauthenticated'
   | 'failed_precondition'
   | 'resource_exhausted'
+  /** The data directory has no space left: writes are refused, reads keep serving. */
+  | 'storage_full'
   | 'unavailable'
   | 'internal';
 
@@ -40,6 +42,7 @@ const httpCodes: Record<ErrorCode, number> = {
   unauthenticated: 401,
   failed_precondition: 412,
   resource_exhausted: 429,
+  storage_full: 507,
   unavailable: 503,
   internal: 500,
 };

@@ -13,6 +13,7 @@ const grpcCodes: Record<ErrorCode, GrpcStatus> = {
   unauthenticated: GrpcStatus.UNAUTHENTICATED,
   failed_precondition: GrpcStatus.FAILED_PRECONDITION,
   resource_exhausted: GrpcStatus.RESOURCE_EXHAUSTED,
+  storage_full: GrpcStatus.RESOURCE_EXHAUSTED,
   unavailable: GrpcStatus.UNAVAILABLE,
   internal: GrpcStatus.INTERNAL,
 };

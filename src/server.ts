@@ -124,6 +124,7 @@ async function startParts(
       tokens: state.tokens,
       apiTokens: state.apiTokens,
       peering,
+      snapshots,
     },
     parts,
   );

@@ -19,7 +19,7 @@ export function handleHttpError(
   if (err instanceof IsthmusError) {
     const status = httpStatusOf(err);
     // A peer or dependency that cannot be reached is an operational condition, not a bug: no stack.
-    if (err.code === 'unavailable')
+    if (err.code === 'unavailable' || err.code === 'storage_full')
       request.log.warn(
         { url: request.url, error: err.message },
         'request failed: dependency unavailable',

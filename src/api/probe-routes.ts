@@ -6,6 +6,8 @@ import { anyone, withAccess } from './route-access.js';
 export interface Health {
   ready(): boolean;
   notReady?(): readonly string[];
+  /** Startup work still to do, counted by kind (e.g. `proxiesWithoutSnapshot`); empty once done. */
+  pending?(): Readonly<Record<string, number>>;
 }
 
 /**
@@ -17,9 +19,12 @@ export function registerProbeRoutes(app: FastifyInstance, health: Health, metric
 
   app.get('/readyz', withAccess(anyone), async (_request, reply) => {
     if (health.ready()) return { status: 'ok' };
-    return reply
-      .status(503)
-      .send({ status: 'not ready', not_ready: health.notReady?.() ?? ['unknown'] });
+    const notReady = health.notReady?.() ?? ['unknown'];
+    const pending = health.pending?.() ?? {};
+    // "starting": up, restoring what it serves; "not ready": anything else (e.g. shutting down).
+    if (Object.keys(pending).length === 0)
+      return reply.status(503).send({ status: 'not ready', not_ready: notReady });
+    return reply.status(503).send({ status: 'starting', pending, not_ready: notReady });
   });
 
   app.get('/metrics', withAccess(anyone), async (_request, reply) => {

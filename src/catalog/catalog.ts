@@ -27,6 +27,9 @@ import { parseRegistration } from './registration.js';
 
 export type { ConfigRecord, StoredInstance } from './catalog-index.js';
 
+/** How long a TTL expiry the store refused (a full disk) waits before it is tried again. */
+const expiryRetryMs = 1_000;
+
 export interface CatalogOptions {
   /** This server's datacenter (the default `Datacenter` of registrations). */
   readonly datacenter: string;
@@ -305,7 +308,14 @@ export class Catalog implements CatalogReader {
         },
       );
     } catch (err) {
-      if (!this.closed) this.opts.logger.error({ err, checkId }, 'failed to expire TTL check');
+      if (this.closed) return;
+      // A check that cannot be marked critical now (a full disk) must still expire once the store
+      // takes writes again, or a dead instance keeps receiving traffic.
+      this.opts.logger.error(
+        { checkId, error: (err as Error).message, retryInMs: expiryRetryMs },
+        'failed to expire TTL check; retrying',
+      );
+      this.timers.retryLater(checkId, expiryRetryMs);
     }
   }
 

@@ -221,6 +221,12 @@ export class TtlTimers {
     this.timers.set(checkId, cancel);
   }
 
+  /** Fires `onExpire(checkId)` again after `delayMs` (an expiry the store could not write). */
+  retryLater(checkId: string, delayMs: number): void {
+    this.disarm(checkId);
+    this.arm(checkId, this.clock.now() + delayMs);
+  }
+
   disarmAll(checks: readonly HealthCheck[]): void {
     for (const check of checks) this.disarm(check.checkId);
   }

@@ -37,10 +37,17 @@ function configOrUsageError(flags: Record<string, unknown>, command: Command): S
   }
 }
 
+/**
+ * Signals are handled from before the start: a SIGTERM while the server is still starting (a
+ * restore can take seconds) stops it once started, within the same grace period, and exits 0.
+ */
 async function runServer(config: ServerConfig): Promise<number> {
   const logger = createLogger(config.logLevel);
   // Loaded lazily so `isthmus --help` does not pay for fastify, gRPC and LMDB.
-  const { startServer } = await import('../server.js');
-  const server = await startServer(config, { logger });
-  return onShutdownSignal({ logger, stop: () => server.stop() });
+  const starting = import('../server.js').then(({ startServer }) =>
+    startServer(config, { logger }),
+  );
+  const exitCode = onShutdownSignal({ logger, stop: async () => (await starting).stop() });
+  await starting;
+  return exitCode;
 }

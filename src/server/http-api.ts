@@ -29,6 +29,8 @@ export interface HttpApiParts {
   readonly tokens: ProxyTokens;
   readonly apiTokens: ApiTokens;
   readonly peering: PeeringParts;
+  /** The first build of every restored proxy (readiness waits for it). */
+  readonly snapshots: { readonly proxiesWithoutSnapshot: number };
 }
 
 /**
@@ -45,7 +47,7 @@ export async function startHttpApi(
     createHttpApi({
       logger: deps.logger,
       metrics: deps.metrics,
-      health: healthOf(parts, xds),
+      health: healthOf(parts, xds, deps.snapshots),
       xds,
       catalog,
     }),
@@ -88,14 +90,29 @@ export async function startHttpApi(
   return { port, routes: declaredRoutes(http) };
 }
 
-/** Ready = the store is open, xDS is listening and no shutdown has begun. */
-function healthOf(parts: StartedParts, xds: XdsServer): Health {
+/**
+ * Ready = what a load balancer needs before sending traffic here: the store is restored, xDS is
+ * listening, every proxy restored from the store has its first snapshot built and published to the
+ * xDS cache (so a proxy that connects gets its whole config, not an empty one), and no shutdown has
+ * begun. Each check is a field read: probes cost no store access and no build.
+ */
+function healthOf(
+  parts: StartedParts,
+  xds: XdsServer,
+  snapshots: HttpApiParts['snapshots'],
+): Health {
+  const pending = (): Record<string, number> => {
+    const proxiesWithoutSnapshot = parts.shuttingDown ? 0 : snapshots.proxiesWithoutSnapshot;
+    return proxiesWithoutSnapshot > 0 ? { proxiesWithoutSnapshot } : {};
+  };
   const notReady = (): string[] => {
     const reasons: string[] = [];
     if (!parts.has('store')) reasons.push('store not open');
     if (!xds.listening) reasons.push('xds server not listening');
+    const waiting = pending().proxiesWithoutSnapshot;
+    if (waiting) reasons.push(`${waiting} restored proxies without their first snapshot`);
     if (parts.shuttingDown) reasons.push('shutting down');
     return reasons;
   };
-  return { ready: () => notReady().length === 0, notReady };
+  return { ready: () => notReady().length === 0, notReady, pending };
 }

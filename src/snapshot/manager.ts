@@ -55,6 +55,9 @@ export class SnapshotManager {
   private timer: NodeJS.Timeout | undefined;
   private flushing: Promise<void> = Promise.resolve();
   private readonly unsubscribe: (() => void)[] = [];
+  /** Proxies restored at start whose first build has not run yet (readiness waits for them). */
+  private readonly firstBuildPending = new Set<string>();
+  private stopped = false;
 
   constructor(private readonly opts: SnapshotManagerOptions) {}
 
@@ -64,18 +67,38 @@ export class SnapshotManager {
     this.unsubscribe.push(this.opts.ca.subscribe((e) => this.onCaEvent(e)));
     if (this.opts.peering)
       this.unsubscribe.push(this.opts.peering.subscribe((e) => this.onPeeringEvent(e)));
-    for (const i of this.opts.catalog.allInstances()) if (isProxy(i)) this.markDirty(i.id);
+    for (const i of this.opts.catalog.allInstances()) {
+      if (!isProxy(i)) continue;
+      this.firstBuildPending.add(i.id);
+      this.markDirty(i.id);
+    }
   }
 
+  /**
+   * How many proxies restored at start still wait for their first build (0 once each has been
+   * built and published, or failed and was logged): `/readyz` is 503 until then.
+   */
+  get proxiesWithoutSnapshot(): number {
+    return this.firstBuildPending.size;
+  }
+
+  /**
+   * Stops following changes. A rebuild under way stops after the proxy it is building (a first
+   * rebuild of thousands of proxies takes seconds), so shutdown waits for one build at most.
+   */
   async stop(): Promise<void> {
+    this.stopped = true;
     for (const u of this.unsubscribe.splice(0)) u();
     clearTimeout(this.timer);
+    this.timer = undefined;
     await this.flushing;
+    const unbuilt = new Set([...this.dirty, ...this.firstBuildPending]).size;
+    if (unbuilt > 0) this.opts.logger.info({ unbuilt }, 'snapshot rebuild interrupted by shutdown');
   }
 
   /** Resolves when every change seen so far is published (tests, benchmarks). */
   async settled(): Promise<void> {
-    while (this.dirty.size > 0 || this.timer) {
+    while (!this.stopped && (this.dirty.size > 0 || this.timer)) {
       clearTimeout(this.timer);
       this.timer = undefined;
       await this.flush();
@@ -131,6 +154,7 @@ export class SnapshotManager {
 
   private markDirty(id: string): void {
     this.dirty.add(id);
+    if (this.stopped) return;
     this.timer ??= setTimeout(() => {
       this.timer = undefined;
       void this.flush();
@@ -148,14 +172,18 @@ export class SnapshotManager {
     this.opts.leafUsers.set(id, undefined);
     this.deps.delete(id);
     this.dirty.delete(id);
+    this.firstBuildPending.delete(id);
     this.opts.sink.remove(id);
   }
 
   private flush(): Promise<void> {
     this.flushing = this.flushing.then(async () => {
       const ids = [...this.dirty].sort();
-      this.dirty.clear();
-      for (const id of ids) await this.rebuild(id);
+      for (const id of ids) {
+        if (this.stopped) return;
+        this.dirty.delete(id);
+        await this.rebuild(id);
+      }
     });
     return this.flushing;
   }
@@ -188,6 +216,7 @@ export class SnapshotManager {
         'proxy config not published; it keeps its last good config',
       );
     } finally {
+      this.firstBuildPending.delete(id);
       this.opts.metrics.snapshotBuildDuration.observe(
         { kind: instance.kind },
         (performance.now() - started) / 1000,

@@ -1,4 +1,5 @@
 import fs from 'node:fs';
+import path from 'node:path';
 import { open, type Database, type RootDatabase } from 'lmdb';
 import { IsthmusError } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
@@ -20,7 +21,7 @@ import type { JsonValue, KeyValue, Store, StoreEvent, StoreTxn } from './store.j
  * instead of losing an update. Run one isthmus server per data dir.
  */
 export async function openLmdbStore(dir: string, opts: { logger?: Logger } = {}): Promise<Store> {
-  fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+  prepareWritableDir(dir);
   restrictToOwner(dir, opts.logger);
   const realDir = fs.realpathSync(dir);
   if (openDirs.has(realDir)) {
@@ -185,7 +186,7 @@ class LmdbStore implements Store {
    */
   private commit(writes: PendingWrites, startRevision: number): void {
     if (writes.size === 0) return;
-    const events = this.kv.transactionSync(() => {
+    const events = this.durably(() => {
       const revision = this.currentRevision();
       if (revision !== startRevision) {
         throw new IsthmusError(
@@ -198,6 +199,26 @@ class LmdbStore implements Store {
       return changes;
     });
     this.notify(events);
+  }
+
+  /**
+   * Runs `fn` in one durable LMDB write transaction. A transaction the disk refuses is aborted
+   * whole: LMDB writes its pages copy-on-write and the meta page last, so the committed state and
+   * the revision stay as they were, and nothing is notified (in-memory indexes apply only what was
+   * committed). A full disk becomes `storage_full` (HTTP 507) naming ENOSPC and the directory.
+   */
+  private durably<T>(fn: () => T): T {
+    try {
+      return this.kv.transactionSync(fn);
+    } catch (err) {
+      const reason = diskFullReason(err);
+      if (reason === undefined) throw err;
+      this.logger.warn({ dir: this.dir, reason }, 'store write refused: the disk is full');
+      throw new IsthmusError(
+        'storage_full',
+        `store at ${this.dir} cannot write: ${reason}; reads keep serving, free space in the data directory and retry`,
+      );
+    }
   }
 
   /** Must run inside the write transaction. Deletes of absent keys are not changes. */
@@ -226,6 +247,24 @@ class LmdbStore implements Store {
       }
     }
   }
+}
+
+/** errno values of a full disk: ENOSPC and EDQUOT on Linux (LMDB reports the bare number). */
+const diskFullErrnos: ReadonlyMap<number, string> = new Map([
+  [28, 'ENOSPC (no space left on device)'],
+  [122, 'EDQUOT (disk quota exceeded)'],
+]);
+
+/** Why a write failed if the disk is full (`undefined` for any other error). */
+function diskFullReason(err: unknown): string | undefined {
+  const { code, errno } = err as { code?: unknown; errno?: unknown };
+  for (const value of [code, errno]) {
+    if (typeof value === 'number' && diskFullErrnos.has(value)) return diskFullErrnos.get(value);
+  }
+  if (code === 'ENOSPC' || /no space left on device/i.test(String((err as Error)?.message)))
+    return diskFullErrnos.get(28);
+  if (code === 'EDQUOT') return diskFullErrnos.get(122);
+  return undefined;
 }
 
 /** Runs async tasks one at a time, in submission order; a failed task does not stop the queue. */
@@ -274,6 +313,58 @@ function copyJson(key: string, value: JsonValue): JsonValue {
   if (text === undefined)
     throw new IsthmusError('invalid_argument', `value for ${key} is not JSON`, key);
   return JSON.parse(text) as JsonValue;
+}
+
+/**
+ * Creates the data directory if needed and proves a file can be written in it, so a directory that
+ * cannot be written fails the start with one line naming the path and the reason (LMDB's own
+ * errors name neither), never later on the first write.
+ */
+function prepareWritableDir(dir: string): void {
+  const probe = path.join(dir, '.isthmus-write-check');
+  try {
+    fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+    fs.writeFileSync(probe, '');
+    fs.rmSync(probe);
+  } catch (err) {
+    throw new IsthmusError(
+      'failed_precondition',
+      `data directory ${dir} is not writable: ${whyNotWritable(dir, err)}; choose another --data-dir or make it writable`,
+      '--data-dir',
+    );
+  }
+}
+
+/**
+ * The reason, told at the nearest path that exists: recursive mkdir reports ENOENT under a
+ * read-only mount, where access(2) tells EROFS.
+ */
+function whyNotWritable(dir: string, err: unknown): string {
+  let existing = path.resolve(dir);
+  while (!fs.existsSync(existing) && path.dirname(existing) !== existing)
+    existing = path.dirname(existing);
+  if (!fs.statSync(existing).isDirectory()) return `${existing} is not a directory (ENOTDIR)`;
+  try {
+    fs.accessSync(existing, fs.constants.W_OK);
+  } catch (accessErr) {
+    return `${describeErrno(accessErr)} at ${existing}`;
+  }
+  return describeErrno(err);
+}
+
+const errnoText: Readonly<Record<string, string>> = {
+  EROFS: 'read-only file system',
+  EACCES: 'permission denied',
+  EPERM: 'operation not permitted',
+  ENOSPC: 'no space left on device',
+  EDQUOT: 'disk quota exceeded',
+  ENOTDIR: 'not a directory',
+};
+
+function describeErrno(err: unknown): string {
+  const code = (err as NodeJS.ErrnoException).code;
+  const text = code === undefined ? undefined : errnoText[code];
+  return text ? `${text} (${code})` : String((err as Error).message ?? err);
 }
 
 /**

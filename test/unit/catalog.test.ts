@@ -131,6 +131,45 @@ describe('Catalog', () => {
     expect(clock.pending()).toBe(0);
   });
 
+  it('a write the store refuses (a full disk) changes nothing, and a refused TTL expiry is tried again', async () => {
+    const clock = new ManualClock();
+    const { store } = await openCatalog(clock);
+    let full = false;
+    // The Store as the LMDB one behaves on ENOSPC: the transaction fails, nothing is committed.
+    const refusing = new Proxy(store, {
+      get(target, prop) {
+        if (prop === 'txn' && full)
+          return () => Promise.reject(new IsthmusError('storage_full', 'no space left (ENOSPC)'));
+        const value = Reflect.get(target, prop);
+        return typeof value === 'function' ? value.bind(target) : value;
+      },
+    });
+    const catalog = await Catalog.open(refusing, {
+      datacenter: 'dc1',
+      logger: silentLogger(),
+      clock,
+    });
+    await catalog.register({ ...web, Check: { TTL: '1s', Status: 'passing' } });
+
+    full = true;
+    await expect(catalog.register({ ...web, Name: 'api' })).rejects.toMatchObject({
+      code: 'storage_full',
+    });
+    expect(catalog.instance('api')).toBeUndefined();
+    await clock.advance(1_000); // due, but the expiry cannot be written
+    expect(catalog.instance('web')!.checks[0]!.status).toBe('passing');
+    expect(clock.pending()).toBe(1);
+
+    full = false;
+    await clock.advance(1_000);
+    expect(catalog.instance('web')!.checks[0]).toMatchObject({
+      status: 'critical',
+      output: 'TTL expired',
+    });
+    expect(clock.pending()).toBe(0);
+    await catalog.close();
+  });
+
   it('re-registration keeps check status unless Status is given, and keeps CreateIndex', async () => {
     const clock = new ManualClock();
     const { catalog } = await openCatalog(clock);
