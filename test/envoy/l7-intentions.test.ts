@@ -3,7 +3,8 @@
  * "Intentions → RBAC"). Cluster A runs `api` (HTTP) and a local `web`; cluster B's `web` calls A's
  * `api` through both mesh gateways (mode remote). A's mesh default is `deny` and `api`'s intentions
  * give both webs, by name and by peer, Permissions allowing GET under /allowed/ only: that passes,
- * any other method or path gets Envoy's 403 and never reaches the app. A changed intention holds
+ * any other method or path (a `..` walking out of /allowed/ included) gets Envoy's 403 and never
+ * reaches the app. A changed intention holds
  * from the next request after the push.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -114,6 +115,8 @@ describe.skipIf(skipWithoutEnvoy())('L7 intentions with real Envoys, local and p
         ['GET', '/other'],
         ['DELETE', '/allowed/'],
         ['GET', '/allowed'],
+        // Normalized before the RBAC filter, so `..` cannot walk out of /allowed/.
+        ['GET', '/allowed/../other'],
       ] as const) {
         const res = await call(caller, path, method);
         expect(res.status, `${method} ${path}`).toBe(403);
