@@ -7,6 +7,7 @@ import type {
   MeshGatewayMode,
   ProxyConfig,
   ResolverTarget,
+  IntentionPermission,
   ServiceResolverEntry,
   ServiceInstance,
   Upstream,
@@ -231,7 +232,9 @@ function entryFields(e: ConfigEntry): Json {
           Name: s.name,
           ...nonDefault('Namespace', s.namespace),
           ...(s.peer ? { Peer: s.peer } : nonDefault('Partition', s.partition)),
-          Action: s.action,
+          ...(s.permissions
+            ? { Permissions: s.permissions.map(intentionPermissionJson) }
+            : { Action: s.action }),
           Type: 'consul',
         })),
       };
@@ -248,6 +251,31 @@ function entryFields(e: ConfigEntry): Json {
     case 'service-resolver':
       return serviceResolverJson(e);
   }
+}
+
+/** An L7 permission in Consul's shape, only the fields that are set. */
+function intentionPermissionJson(perm: IntentionPermission): Json {
+  const h = perm.http;
+  return {
+    Action: perm.action,
+    HTTP: {
+      ...(h.pathExact !== undefined && { PathExact: h.pathExact }),
+      ...(h.pathPrefix !== undefined && { PathPrefix: h.pathPrefix }),
+      ...(h.pathRegex !== undefined && { PathRegex: h.pathRegex }),
+      ...(h.header.length > 0 && {
+        Header: h.header.map((m) => ({
+          Name: m.name,
+          ...(m.present && { Present: true }),
+          ...(m.exact !== undefined && { Exact: m.exact }),
+          ...(m.prefix !== undefined && { Prefix: m.prefix }),
+          ...(m.suffix !== undefined && { Suffix: m.suffix }),
+          ...(m.regex !== undefined && { Regex: m.regex }),
+          ...(m.invert && { Invert: true }),
+        })),
+      }),
+      ...(h.methods.length > 0 && { Methods: h.methods }),
+    },
+  };
 }
 
 /** Only the fields that are set, so what `config read` prints is what was written. */

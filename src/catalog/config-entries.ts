@@ -2,12 +2,10 @@ import type {
   ConfigEntry,
   ConfigEntryKind,
   ExportedServicesEntry,
-  IntentionSource,
   MeshEntry,
   Protocol,
   ProxyDefaultsEntry,
   ServiceDefaultsEntry,
-  ServiceIntentionsEntry,
   ServiceResolverEntry,
 } from './types.js';
 import {
@@ -25,6 +23,12 @@ import {
   readString,
 } from './input.js';
 import { readMeshGateway } from './registration-proxy.js';
+import {
+  type CommittedEntries,
+  checkIntentionProtocols,
+  parseIntentions,
+  wildcardName,
+} from './service-intentions.js';
 import {
   checkResolverReferences,
   parseServiceResolver,
@@ -57,11 +61,6 @@ const fieldsOf: Readonly<Record<ConfigEntryKind, readonly string[]>> = {
   'service-resolver': [...meta, ...serviceResolverFields],
 };
 const kindList = configEntryKinds.map((k) => JSON.stringify(k)).join(', ');
-const wildcardName = {
-  ...nameRule,
-  pattern: /^(\*|[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)$/,
-  patternText: `"*" or ${nameRule.patternText}`,
-};
 
 export function parseConfigKind(value: unknown, field = 'Kind'): Parsed<ConfigEntryKind> {
   const p = new Problems();
@@ -104,11 +103,12 @@ export function parseConfigEntry(input: unknown): Parsed<ConfigEntry> {
  */
 export function checkEntryReferences(
   entry: ConfigEntry,
-  committed: { config(kind: 'service-resolver', name: string): { entry: ConfigEntry } | undefined },
+  committed: CommittedEntries,
   peers: readonly string[],
 ): readonly FieldError[] {
-  if (entry.kind !== 'service-resolver') return [];
   const p = new Problems();
+  checkIntentionProtocols(entry, committed, p);
+  if (entry.kind !== 'service-resolver') return p.list;
   checkResolverReferences(
     entry,
     {
@@ -198,64 +198,6 @@ function parseMesh(obj: JsonObject, p: Problems): MeshEntry | undefined {
   )
     return undefined;
   return { kind: 'mesh', name, defaultIntentionAction, peering: { peerThroughMeshGateways } };
-}
-
-function parseIntentions(obj: JsonObject, p: Problems): ServiceIntentionsEntry | undefined {
-  const name = readString(obj, 'Name', '', p, undefined, wildcardName);
-  if (obj.Sources === undefined)
-    p.add('Sources', 'required (a JSON array of {Name, Peer?, Action})');
-  const sources = readArray(obj, 'Sources', '', p, (v, f) => parseSource(v, f, p));
-  const seen = new Map<string, string>();
-  sources.forEach(({ source, field }) => {
-    const key = `${source.peer}/${source.partition}/${source.namespace}/${source.name}`;
-    if (seen.has(key))
-      p.add(field, `duplicate of ${seen.get(key)} (same Name, Namespace, Partition and Peer)`);
-    else seen.set(key, field);
-  });
-  if (name === undefined) return undefined;
-  return {
-    kind: 'service-intentions',
-    name,
-    namespace: 'default',
-    partition: 'default',
-    sources: sources.map((s) => s.source),
-  };
-}
-
-function parseSource(
-  value: unknown,
-  field: string,
-  p: Problems,
-): { source: IntentionSource; field: string } | undefined {
-  const obj = readObject(
-    value,
-    field,
-    ['Name', 'Namespace', 'Partition', 'Peer', 'Action', 'Type', 'Permissions'],
-    p,
-  );
-  if (!obj) return undefined;
-  if (obj.Permissions !== undefined)
-    p.add(at(field, 'Permissions'), 'not supported (L7 intentions): use Action "allow" or "deny"');
-  if (obj.Type !== undefined) readEnum(obj, 'Type', field, p, ['consul'] as const);
-  const name = readString(obj, 'Name', field, p, undefined, wildcardName);
-  const namespace = readString(obj, 'Namespace', field, p, 'default', nameRule);
-  const peer = readString(obj, 'Peer', field, p, '', nameRule);
-  if (peer && obj.Partition)
-    p.add(
-      at(field, 'Partition'),
-      "must be empty when Peer is set (a source is either a peer's service or a partition's)",
-    );
-  const partition = readString(obj, 'Partition', field, p, 'default', nameRule);
-  const action = readEnum(obj, 'Action', field, p, ['allow', 'deny'] as const);
-  if (
-    name === undefined ||
-    namespace === undefined ||
-    peer === undefined ||
-    partition === undefined ||
-    action === undefined
-  )
-    return undefined;
-  return { source: { name, namespace, partition, peer, action }, field };
 }
 
 function parseExportedServices(obj: JsonObject, p: Problems): ExportedServicesEntry | undefined {

@@ -128,6 +128,28 @@ const serviceResolver = z.strictObject({
     .optional(),
 });
 
+/** An L7 intention permission as parsed (src/catalog/service-intentions.ts). */
+const intentionPermission = z.strictObject({
+  action: z.enum(['allow', 'deny']),
+  http: z.strictObject({
+    pathExact: z.string().optional(),
+    pathPrefix: z.string().optional(),
+    pathRegex: z.string().optional(),
+    header: z.array(
+      z.strictObject({
+        name: z.string(),
+        present: z.boolean().optional(),
+        exact: z.string().optional(),
+        prefix: z.string().optional(),
+        suffix: z.string().optional(),
+        regex: z.string().optional(),
+        invert: z.boolean(),
+      }),
+    ),
+    methods: z.array(z.string()),
+  }),
+});
+
 const configEntry: z.ZodType<ConfigEntry> = z.discriminatedUnion('kind', [
   z.strictObject({
     kind: z.literal('proxy-defaults'),
@@ -160,7 +182,8 @@ const configEntry: z.ZodType<ConfigEntry> = z.discriminatedUnion('kind', [
         namespace: z.string(),
         partition: z.string(),
         peer: z.string(),
-        action: z.enum(['allow', 'deny']),
+        action: z.enum(['allow', 'deny']).optional(),
+        permissions: z.array(intentionPermission).optional(),
       }),
     ),
   }),

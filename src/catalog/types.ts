@@ -155,7 +155,38 @@ export interface IntentionSource {
   readonly partition: string;
   /** Set when the source is a service of a cluster peer. */
   readonly peer: string;
+  /** An L4 intention's verdict; absent when `permissions` decide (an L7 intention). */
+  readonly action?: 'allow' | 'deny' | undefined;
+  /** An L7 intention: per-request verdicts, first match wins (HTTP-family destinations only). */
+  readonly permissions?: readonly IntentionPermission[] | undefined;
+}
+
+/** One L7 permission of an intention (Consul's `IntentionPermission`, JWT-free). */
+export interface IntentionPermission {
   readonly action: 'allow' | 'deny';
+  readonly http: IntentionHttpMatch;
+}
+
+/** What a request must match, all parts together (Consul's `IntentionHTTPPermission`). */
+export interface IntentionHttpMatch {
+  /** At most one of the three path matches. */
+  readonly pathExact?: string | undefined;
+  readonly pathPrefix?: string | undefined;
+  readonly pathRegex?: string | undefined;
+  readonly header: readonly IntentionHeaderMatch[];
+  /** Upper case; any of them. Empty: any method. */
+  readonly methods: readonly string[];
+}
+
+/** A header match: exactly one of present/exact/prefix/suffix/regex; `invert` negates it. */
+export interface IntentionHeaderMatch {
+  readonly name: string;
+  readonly present?: boolean | undefined;
+  readonly exact?: string | undefined;
+  readonly prefix?: string | undefined;
+  readonly suffix?: string | undefined;
+  readonly regex?: string | undefined;
+  readonly invert: boolean;
 }
 
 export interface ServiceIntentionsEntry {

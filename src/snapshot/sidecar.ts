@@ -88,6 +88,7 @@ export function buildSidecarSnapshot(
     name: inboundRootsSecretName,
     trustDomains,
   };
+  const protocol = serviceProtocol(ctx.catalog, destination);
   const snapshot: SidecarSnapshot = {
     kind: 'connect-proxy',
     proxyId: proxy.id,
@@ -100,10 +101,16 @@ export function buildSidecarSnapshot(
       name: publicListenerName(address, proxy.port),
       address,
       port: proxy.port,
-      protocol: serviceProtocol(ctx.catalog, destination),
+      protocol,
       leafSecret: leafSecretName(leaf.spiffeId),
       rootsSecret: inbound?.name ?? localRootsSecretName,
-      rbac: rbacForDestination(ctx.catalog, destination, ctx.trustDomain, ctx.peerTrustDomain),
+      rbac: rbacForDestination(
+        ctx.catalog,
+        destination,
+        ctx.trustDomain,
+        ctx.peerTrustDomain,
+        protocol !== 'tcp',
+      ),
       localApp: {
         clusterName: localAppClusterName,
         address: proxy.proxy?.localServiceAddress || '127.0.0.1',

@@ -4,7 +4,7 @@
  * consumed by the pure generators in src/xds/resources. Plain JSON-able data: generators key their
  * memo on it.
  */
-import type { Protocol, ResolverLoadBalancer } from '../catalog/types.js';
+import type { IntentionHttpMatch, Protocol, ResolverLoadBalancer } from '../catalog/types.js';
 
 export interface SecretIR {
   readonly name: string;
@@ -105,6 +105,17 @@ export interface RbacPolicyIR {
   readonly principals: readonly PrincipalIR[];
   /** Principals that, when matched, exclude the connection from this policy (higher precedence). */
   readonly notPrincipals: readonly PrincipalIR[];
+  /** An L7 intention's requests (any of them); absent: every connection or request. */
+  readonly permissions?: readonly PermissionIR[] | undefined;
+}
+
+/**
+ * One L7 permission of a policy: requests matching `match` and none of `notMatches`, the earlier
+ * permissions of the same intention (first match wins, so an earlier one decides those requests).
+ */
+export interface PermissionIR {
+  readonly match: IntentionHttpMatch;
+  readonly notMatches: readonly IntentionHttpMatch[];
 }
 
 /** Envoy RBAC: `action` applies to connections matching any policy; others get the opposite. */

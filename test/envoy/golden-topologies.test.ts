@@ -27,6 +27,7 @@ import {
   resolverFailoverConfig,
   trustDomainMasker,
   webIntentionsConfig,
+  apiL7IntentionsConfig,
 } from '../helpers/proxy-golden.js';
 import { cleanupProcesses, runCli } from '../helpers/process.js';
 import { startMeshProcess } from '../helpers/mesh-server.js';
@@ -76,6 +77,7 @@ interface Proxy {
  */
 const goldenCases = [
   'mesh/sidecar-tcp-http-intentions',
+  'mesh/sidecar-l7-intentions',
   'mesh/mesh-gateway-remote-dc',
   'mesh/mesh-gateway-bind-tagged-addresses',
   'peered/sidecar-peered-upstreams',
@@ -89,7 +91,6 @@ const goldenCases = [
 
 /** The proxies of those topologies that have no golden file of their own. */
 const otherProxies = [
-  'dc1/api-sidecar-proxy',
   'dc1/db-sidecar-proxy',
   'dc1-bind/api-sidecar-proxy',
   'dc-a/db-sidecar-proxy',
@@ -156,8 +157,8 @@ function gateway(
 const lo = (p: number) => ({ host: '127.0.0.1', port: p });
 
 /**
- * mesh/sidecar-tcp-http-intentions and mesh/mesh-gateway-remote-dc in one dc1: web (HTTP) calls api
- * (HTTP) and db (TCP), intentions on web; a gateway with api, db and web local and dc2 remote.
+ * mesh/sidecar-tcp-http-intentions, mesh/sidecar-l7-intentions and mesh/mesh-gateway-remote-dc in
+ * one dc1: web (HTTP) calls api (HTTP) and db (TCP), intentions on web, L7 intentions on api; a gateway with api, db and web local and dc2 remote.
  * dc2's gateway is a catalog entry only: its Envoy would belong to dc2's servers.
  */
 async function meshTopology(): Promise<void> {
@@ -165,7 +166,9 @@ async function meshTopology(): Promise<void> {
   nodes.push(dc);
   const tds = { 'trust-domain': await dc.trustDomain() };
   for (const entry of webIntentionsConfig) await dc.putConfig(entry);
-  await dc.register(withSidecar('api', await port(), await port()));
+  await dc.putConfig(apiL7IntentionsConfig);
+  const apiSidecar = await port();
+  await dc.register(withSidecar('api', await port(), apiSidecar));
   await dc.register(withSidecar('db', await port(), await port()));
   const [webSidecar, apiBind, dbBind, gw] = [
     await port(),
@@ -207,7 +210,14 @@ async function meshTopology(): Promise<void> {
     'mesh-gateway',
     relabeler(tds, { [loopback(gw)]: '127.0.0.1:8443' }),
   );
-  addProxy('dc1/api-sidecar-proxy', dc, 'dc1', 'api-sidecar-proxy', 'connect-proxy');
+  addProxy(
+    'mesh/sidecar-l7-intentions',
+    dc,
+    'dc1',
+    'api-sidecar-proxy',
+    'connect-proxy',
+    relabeler(tds, { [loopback(apiSidecar)]: '127.0.0.1:21000' }),
+  );
   addProxy('dc1/db-sidecar-proxy', dc, 'dc1', 'db-sidecar-proxy', 'connect-proxy');
 }
 

@@ -9,6 +9,7 @@ import { buildBootstrap } from '../../src/mesh/bootstrap.js';
 import type { EnvoyLike } from '../helpers/envoy-like.js';
 import { expectGolden, orphanedGoldens } from '../helpers/golden.js';
 import {
+  apiL7IntentionsConfig,
   expectProxyGoldens,
   trustDomainMasker,
   webIntentionsConfig,
@@ -78,6 +79,20 @@ describe('golden proxy configs', () => {
     );
     await web.settle();
     await checkProxy('sidecar-tcp-http-intentions', mesh, web, 'connect-proxy');
+    // The same dc holds api's L7 intentions: its public listener's HTTP RBAC.
+    await mesh.putConfig(apiL7IntentionsConfig);
+    const api = await mesh.connect('api-sidecar-proxy');
+    await api.until(
+      (e) =>
+        e
+          .names('type.googleapis.com/envoy.config.listener.v3.Listener')
+          .some((n) =>
+            e.json('type.googleapis.com/envoy.config.listener.v3.Listener', n).includes('layer7'),
+          ),
+      'api with its L7 intentions',
+    );
+    await api.settle();
+    await checkProxy('sidecar-l7-intentions', mesh, api, 'connect-proxy');
   });
 
   it('mesh gateway with three local services and a remote datacenter', async () => {

@@ -75,6 +75,36 @@ export const webIntentionsConfig = [
 ] as const;
 
 /**
+ * L7 intentions on `api` (HTTP) for the golden case `mesh/sidecar-l7-intentions`, written next to
+ * `webIntentionsConfig` (mesh default allow): web's permissions in order, an L4 deny, and a
+ * wildcard source's L7 deny. The real-Envoy test of the golden topologies writes the same entry.
+ */
+export const apiL7IntentionsConfig = {
+  Kind: 'service-intentions',
+  Name: 'api',
+  Sources: [
+    {
+      Name: 'web',
+      Permissions: [
+        { Action: 'allow', HTTP: { PathPrefix: '/v1/', Methods: ['GET', 'HEAD'] } },
+        { Action: 'deny', HTTP: { PathRegex: '/v[0-9]+/admin(/.*)?' } },
+        {
+          Action: 'deny',
+          HTTP: {
+            Header: [
+              { Name: 'x-team', Prefix: 'ext-' },
+              { Name: 'x-internal', Exact: 'true', Invert: true },
+            ],
+          },
+        },
+      ],
+    },
+    { Name: 'frontend', Action: 'deny' },
+    { Name: '*', Permissions: [{ Action: 'deny', HTTP: { PathExact: '/', Methods: ['DELETE'] } }] },
+  ],
+} as const;
+
+/**
  * The service-resolver entries of the golden case `peered/sidecar-resolver-failover-subsets`, in
  * B (api: subsets, failover to v2 then to cluster-a; db: redirected to cluster-a). The real-Envoy
  * test of the golden topologies writes the same ones, so the two cannot drift apart.

@@ -396,10 +396,144 @@ const badConfigEntries: [string, unknown, string, RegExp][] = [
     /must be empty when Peer is set/,
   ],
   [
-    'L7 intention',
+    'L7 intention with an Action too',
+    {
+      Kind: 'service-intentions',
+      Name: 'web',
+      Sources: [
+        {
+          Name: 'api',
+          Action: 'allow',
+          Permissions: [{ Action: 'allow', HTTP: { PathPrefix: '/' } }],
+        },
+      ],
+    },
+    'Sources[0].Action',
+    /must be omitted when Permissions are set/,
+  ],
+  [
+    'neither Action nor Permissions',
     { Kind: 'service-intentions', Name: 'web', Sources: [{ Name: 'api', Permissions: [] }] },
+    'Sources[0].Action',
+    /or give Permissions/,
+  ],
+  [
+    'L7 permission without HTTP',
+    {
+      Kind: 'service-intentions',
+      Name: 'web',
+      Sources: [{ Name: 'api', Permissions: [{ Action: 'allow' }] }],
+    },
+    'Sources[0].Permissions[0].HTTP',
+    /required/,
+  ],
+  [
+    'L7 permission with an empty HTTP',
+    {
+      Kind: 'service-intentions',
+      Name: 'web',
+      Sources: [{ Name: 'api', Permissions: [{ Action: 'deny', HTTP: {} }] }],
+    },
+    'Sources[0].Permissions[0].HTTP',
+    /must not be empty/,
+  ],
+  [
+    'L7 path not starting with /',
+    {
+      Kind: 'service-intentions',
+      Name: 'web',
+      Sources: [{ Name: 'api', Permissions: [{ Action: 'allow', HTTP: { PathPrefix: 'api' } }] }],
+    },
+    'Sources[0].Permissions[0].HTTP.PathPrefix',
+    /starting with "\/"/,
+  ],
+  [
+    'L7 two path matches',
+    {
+      Kind: 'service-intentions',
+      Name: 'web',
+      Sources: [
+        {
+          Name: 'api',
+          Permissions: [{ Action: 'allow', HTTP: { PathExact: '/a', PathPrefix: '/b' } }],
+        },
+      ],
+    },
+    'Sources[0].Permissions[0].HTTP',
+    /at most one of PathExact, PathPrefix and PathRegex/,
+  ],
+  [
+    'L7 regex RE2 refuses',
+    {
+      Kind: 'service-intentions',
+      Name: 'web',
+      Sources: [
+        { Name: 'api', Permissions: [{ Action: 'allow', HTTP: { PathRegex: '/v(?=2)' } }] },
+      ],
+    },
+    'Sources[0].Permissions[0].HTTP.PathRegex',
+    /not a valid RE2 regex/,
+  ],
+  [
+    'L7 header with two matches',
+    {
+      Kind: 'service-intentions',
+      Name: 'web',
+      Sources: [
+        {
+          Name: 'api',
+          Permissions: [
+            { Action: 'allow', HTTP: { Header: [{ Name: 'x-team', Exact: 'a', Prefix: 'b' }] } },
+          ],
+        },
+      ],
+    },
+    'Sources[0].Permissions[0].HTTP.Header[0]',
+    /exactly one of Present, Exact, Prefix, Suffix and Regex/,
+  ],
+  [
+    'L7 unknown method',
+    {
+      Kind: 'service-intentions',
+      Name: 'web',
+      Sources: [
+        { Name: 'api', Permissions: [{ Action: 'allow', HTTP: { Methods: ['GET', 'FETCH'] } }] },
+      ],
+    },
+    'Sources[0].Permissions[0].HTTP.Methods[1]',
+    /must be one of GET/,
+  ],
+  [
+    'L7 permission with JWT',
+    {
+      Kind: 'service-intentions',
+      Name: 'web',
+      Sources: [
+        { Name: 'api', Permissions: [{ Action: 'allow', HTTP: { PathPrefix: '/' }, JWT: {} }] },
+      ],
+    },
+    'Sources[0].Permissions[0].JWT',
+    /not supported/,
+  ],
+  [
+    'L7 intention for a tcp service',
+    {
+      Kind: 'service-intentions',
+      Name: 'db',
+      Sources: [{ Name: 'api', Permissions: [{ Action: 'allow', HTTP: { PathPrefix: '/' } }] }],
+    },
     'Sources[0].Permissions',
-    /not supported \(L7 intentions\)/,
+    /has protocol "tcp": write a service-defaults for "db" with Protocol "http"/,
+  ],
+  [
+    'L7 intention for every destination',
+    {
+      Kind: 'service-intentions',
+      Name: '*',
+      Sources: [{ Name: 'api', Permissions: [{ Action: 'allow', HTTP: { PathPrefix: '/' } }] }],
+    },
+    'Sources[0].Permissions',
+    /destination Name is "\*"/,
   ],
   [
     'exported-services other partition',

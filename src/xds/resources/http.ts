@@ -59,6 +59,12 @@ export interface HttpConnectionManagerOptions {
   readonly xfcc?: XfccMode;
   /** HTTP filters before the router (the RBAC filter of a public listener). */
   readonly filters?: readonly HttpFilter[];
+  /**
+   * Normalize paths (RFC 3986: `.`/`..` segments, unreserved %-escapes) before the filters, so an
+   * L7 intention on `/allowed/` cannot be walked around with `/allowed/../admin` (Consul normalizes
+   * for the same reason).
+   */
+  readonly normalizePath?: boolean;
 }
 
 function xfccFields(mode: XfccMode): Partial<HttpConnectionManager> {
@@ -108,6 +114,7 @@ export function httpConnectionManager(
   } as HttpFilter;
   const hcm = HttpConnectionManager.fromPartial({
     ...xfccFields(opts.xfcc ?? 'none'),
+    ...(opts.normalizePath && { normalizePath: true }),
     statPrefix: statPrefix(prefix),
     codecType:
       protocol === 'http'

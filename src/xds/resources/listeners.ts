@@ -81,7 +81,11 @@ function buildPublicListener(pl: PublicListenerIR): Listener {
           'public_listener',
           { inline: { cluster: pl.localApp.clusterName } },
           pl.protocol,
-          { xfcc: 'append-forward', filters: [httpRbacFilter(pl.rbac)] },
+          {
+            xfcc: 'append-forward',
+            filters: [httpRbacFilter(pl.rbac)],
+            normalizePath: pl.rbac.policies.some((p) => p.permissions),
+          },
         ),
       ]
     : [rbacFilter(pl.rbac), tcpProxy('public_listener', pl.localApp.clusterName)];

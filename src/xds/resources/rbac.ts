@@ -3,11 +3,15 @@ import { RBAC as HttpRbac } from '../../gen/envoy/extensions/filters/http/rbac/v
 import {
   RBAC_Action,
   type DeepPartial,
+  type Permission,
   type Policy,
   type Principal,
   type RBAC as RbacRules,
 } from '../../gen/envoy/config/rbac/v3/rbac.js';
-import type { PrincipalIR, RbacIR } from '../../snapshot/types.js';
+import type { HeaderMatcher } from '../../gen/envoy/config/route/v3/route_components.js';
+import type { StringMatcher } from '../../gen/envoy/type/matcher/v3/string.js';
+import type { IntentionHeaderMatch, IntentionHttpMatch } from '../../catalog/types.js';
+import type { PermissionIR, PrincipalIR, RbacIR } from '../../snapshot/types.js';
 import { packAny } from '../../proto-any.js';
 import type { Filter } from '../../gen/envoy/config/listener/v3/listener_components.js';
 import type { HttpFilter } from '../../gen/envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.js';
@@ -83,11 +87,83 @@ function policyPrincipal(p: PrincipalIR, exclude: readonly PrincipalIR[], layer:
   };
 }
 
+function stringMatch(pattern: StringMatcher['matchPattern']): DeepPartial<StringMatcher> {
+  return { matchPattern: pattern, ignoreCase: false };
+}
+
+function headerRule(header: DeepPartial<HeaderMatcher>): Permission {
+  return { rule: { $case: 'header', value: header } } as Permission;
+}
+
+function headerMatch(m: IntentionHeaderMatch): DeepPartial<HeaderMatcher> {
+  const s = (pattern: StringMatcher['matchPattern']) =>
+    ({ $case: 'stringMatch', value: stringMatch(pattern) }) as const;
+  const specifier =
+    m.exact !== undefined
+      ? s({ $case: 'exact', value: m.exact })
+      : m.regex !== undefined
+        ? s({ $case: 'safeRegex', value: { regex: m.regex } })
+        : m.prefix !== undefined
+          ? s({ $case: 'prefix', value: m.prefix })
+          : m.suffix !== undefined
+            ? s({ $case: 'suffix', value: m.suffix })
+            : ({ $case: 'presentMatch', value: true } as const);
+  return { name: m.name, headerMatchSpecifier: specifier, invertMatch: m.invert };
+}
+
+function andRules(rules: Permission[]): Permission {
+  if (rules.length === 0) return { rule: { $case: 'any', value: true } };
+  if (rules.length === 1) return rules[0]!;
+  return { rule: { $case: 'andRules', value: { rules } } };
+}
+
+/** An intention's HTTP match as one Envoy permission: path, headers and method all together. */
+function httpMatchRule(m: IntentionHttpMatch): Permission {
+  const parts: Permission[] = [];
+  const path: StringMatcher['matchPattern'] | undefined =
+    m.pathExact !== undefined
+      ? { $case: 'exact', value: m.pathExact }
+      : m.pathPrefix !== undefined
+        ? { $case: 'prefix', value: m.pathPrefix }
+        : m.pathRegex !== undefined
+          ? { $case: 'safeRegex', value: { regex: m.pathRegex } }
+          : undefined;
+  if (path)
+    parts.push({
+      rule: {
+        $case: 'urlPath',
+        value: { rule: { $case: 'path', value: stringMatch(path) } },
+      },
+    } as Permission);
+  for (const h of m.header) parts.push(headerRule(headerMatch(h)));
+  // Methods are validated tokens, so joining them is a safe RE2 alternation (Consul does this).
+  if (m.methods.length > 0)
+    parts.push(
+      headerRule({
+        name: ':method',
+        headerMatchSpecifier: {
+          $case: 'stringMatch',
+          value: stringMatch({ $case: 'safeRegex', value: { regex: m.methods.join('|') } }),
+        },
+      }),
+    );
+  return andRules(parts);
+}
+
+function permissionRule(p: PermissionIR): Permission {
+  const nots: Permission[] = p.notMatches.map((m) => ({
+    rule: { $case: 'notRule', value: httpMatchRule(m) },
+  }));
+  return andRules([httpMatchRule(p.match), ...nots]);
+}
+
 function rules(rbac: RbacIR, layer: Layer): DeepPartial<RbacRules> {
   const policies: Record<string, DeepPartial<Policy>> = {};
   for (const p of rbac.policies) {
     policies[p.name] = {
-      permissions: [{ rule: { $case: 'any', value: true } }],
+      permissions: p.permissions
+        ? p.permissions.map(permissionRule)
+        : [{ rule: { $case: 'any', value: true } }],
       principals: p.principals.map((x) => policyPrincipal(x, p.notPrincipals, layer)),
     };
   }
