@@ -211,6 +211,72 @@ describe('built-in CA: leaves', () => {
   });
 });
 
+describe('built-in CA: a leaf per proxy instance (issue 18)', () => {
+  const api = (ca: CertificateAuthority) => serviceSpiffeId(ca.trustDomain, 'dc1', { name: 'api' });
+  const spki = (certPem: string) =>
+    new X509Certificate(certPem).publicKey.export({ type: 'spki', format: 'der' }).toString('hex');
+
+  it('gives two instances of a service different key pairs and serials under the same SPIFFE ID', async () => {
+    const ca = await open();
+    const [one, two] = await Promise.all([
+      ca.leaf({ spiffeId: api(ca), holder: 'api-1-sidecar-proxy' }),
+      ca.leaf({ spiffeId: api(ca), holder: 'api-2-sidecar-proxy' }),
+    ]);
+    expect(one.holder).toBe('api-1-sidecar-proxy');
+    expect(two.holder).toBe('api-2-sidecar-proxy');
+    for (const leaf of [one, two])
+      expect(new X509Certificate(leaf.certPem).subjectAltName).toBe(`URI:${api(ca)}`);
+    expect(two.keyPem).not.toBe(one.keyPem);
+    expect(spki(two.certPem)).not.toBe(spki(one.certPem));
+    expect(two.serial).not.toBe(one.serial);
+    // Each certificate carries its own key.
+    expect(
+      createPublicKey(createPrivateKey(one.keyPem))
+        .export({ type: 'spki', format: 'der' })
+        .toString('hex'),
+    ).toBe(spki(one.certPem));
+    // Cached per instance.
+    expect(await ca.leaf({ spiffeId: api(ca), holder: 'api-1-sidecar-proxy' })).toBe(one);
+  });
+
+  it('never hands out a released leaf again: the same holder ID gets a new key, and it is not renewed', async () => {
+    const ca = await open({ leafTtlMs: 1_000 });
+    const events: CaEvent[] = [];
+    ca.subscribe((e) => events.push(e));
+    const first = await ca.leaf({ spiffeId: api(ca), holder: 'api-1-sidecar-proxy' });
+    await ca.leaf({ spiffeId: api(ca), holder: 'api-2-sidecar-proxy' });
+    ca.release('api-1-sidecar-proxy');
+    // api-2 keeps being renewed; api-1's released leaf never is.
+    await waitFor(() => events.filter((e) => e.kind === 'leaf-renewed').length >= 2, {
+      timeoutMs: 5_000,
+      what: 'two renewals of api-2',
+    });
+    const holders = events.flatMap((e) => (e.kind === 'leaf-renewed' ? [e.leaf.holder] : []));
+    expect(new Set(holders)).toEqual(new Set(['api-2-sidecar-proxy']));
+    const again = await ca.leaf({ spiffeId: api(ca), holder: 'api-1-sidecar-proxy' });
+    expect(again.keyPem).not.toBe(first.keyPem);
+    expect(again.serial).not.toBe(first.serial);
+  });
+
+  it('keeps nothing of an issuance under way when its holder is released', async () => {
+    const ca = await open();
+    const pending = ca.leaf({ spiffeId: api(ca), holder: 'api-1-sidecar-proxy' });
+    ca.release('api-1-sidecar-proxy');
+    const issued = await pending;
+    const next = await ca.leaf({ spiffeId: api(ca), holder: 'api-1-sidecar-proxy' });
+    expect(next.keyPem).not.toBe(issued.keyPem);
+  });
+
+  it('issues a new leaf when a holder changes identity (its sidecar fronts another service)', async () => {
+    const ca = await open();
+    const before = await ca.leaf({ spiffeId: api(ca), holder: 'x-sidecar-proxy' });
+    const after = await ca.leaf({ spiffeId: web(ca), holder: 'x-sidecar-proxy' });
+    expect(new X509Certificate(after.certPem).subjectAltName).toBe(`URI:${web(ca)}`);
+    expect(after.keyPem).not.toBe(before.keyPem);
+    expect(await ca.leaf({ spiffeId: web(ca), holder: 'x-sidecar-proxy' })).toBe(after);
+  });
+});
+
 describe('built-in CA: leaves nothing uses', () => {
   it('are not renewed: the identity is forgotten at its renewal time, and issued anew if asked for again', async () => {
     const used = new Set<string>();
