@@ -145,6 +145,9 @@ describe('built-in CA: leaves', () => {
       2,
     );
     expect(leaf.notBefore.getTime()).toBeLessThanOrEqual(Date.now() - 59_000);
+    // The dates the leaf reports are the certificate's own.
+    expect(leaf.notBefore).toEqual(new Date(cert.validFrom));
+    expect(leaf.notAfter).toEqual(new Date(cert.validTo));
     const key = createPrivateKey(leaf.keyPem);
     expect(key.asymmetricKeyType).toBe('ec');
     expect(createPublicKey(key).export({ format: 'der', type: 'spki' })).toEqual(
@@ -160,6 +163,10 @@ describe('built-in CA: leaves', () => {
     ).toBeTruthy();
     expect(parsed.getExtension(x509.AuthorityKeyIdentifierExtension)!.keyId).toBe(
       ca.roots().roots[0]!.signingKeyId!.replaceAll(':', ''),
+    );
+    // The subject key identifier is the SHA-1 of the key, as @peculiar/x509 computes it.
+    expect(parsed.getExtension(x509.SubjectKeyIdentifierExtension)!.keyId).toBe(
+      (await x509.SubjectKeyIdentifierExtension.create(parsed.publicKey)).keyId,
     );
   });
 
