@@ -177,9 +177,12 @@ async function openState(
       dataDir: config.dataDir,
       logger: logger.child({ component: 'ca' }),
       rotation: { phaseMs: config.caRotationPhaseMs },
-      // Identities with DNS SANs (the peering server's) are kept without a proxy.
+      // A proxy's leaf lives while the proxy is built with its identity; the server's own leaves
+      // (the peering server's, with DNS SANs) are kept without a proxy.
       leafInUse: (identity) =>
-        (identity.dnsSans?.length ?? 0) > 0 || leafUsers.uses(identity.spiffeId),
+        identity.holder !== undefined
+          ? leafUsers.holds(identity.holder, identity.spiffeId)
+          : (identity.dnsSans?.length ?? 0) > 0 || leafUsers.uses(identity.spiffeId),
     }),
     (c) => c.close(),
   );

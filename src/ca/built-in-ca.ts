@@ -38,6 +38,8 @@ export interface CaOptions {
   readonly clock?: () => number;
   /** Whether a leaf identity is still used; unused ones are not renewed (LeafCacheDeps.inUse). */
   readonly leafInUse?: (identity: LeafIdentity) => boolean;
+  /** Leaf issuances under way at once (default 2; LeafCacheDeps.maxIssuing). */
+  readonly maxIssuing?: number;
 }
 
 export const defaultLeafTtlMs = 72 * 3600_000;
@@ -132,6 +134,7 @@ class BuiltInCa implements CertificateAuthority {
       ttlMs: opts.leafTtlMs ?? defaultLeafTtlMs,
       onRenewed: (leaf) => this.emit({ kind: 'leaf-renewed', leaf }),
       ...(opts.leafInUse ? { inUse: opts.leafInUse } : {}),
+      ...(opts.maxIssuing !== undefined ? { maxIssuing: opts.maxIssuing } : {}),
       logger: opts.logger,
     });
     this.scheduleStep();
@@ -154,6 +157,10 @@ class BuiltInCa implements CertificateAuthority {
       );
     }
     return this.leaves.get(identity);
+  }
+
+  release(holder: string): void {
+    this.leaves.release(holder);
   }
 
   async rotate(): Promise<void> {
@@ -196,7 +203,12 @@ class BuiltInCa implements CertificateAuthority {
       now: this.now(),
       ttlMs: this.leaves.ttlMs,
     });
-    return Object.freeze({ spiffeId: identity.spiffeId, rootId: signer.rootId, ...issued });
+    return Object.freeze({
+      spiffeId: identity.spiffeId,
+      ...(identity.holder !== undefined ? { holder: identity.holder } : {}),
+      rootId: signer.rootId,
+      ...issued,
+    });
   }
 
   private scheduleStep(): void {

@@ -29,10 +29,18 @@ export interface CaRoots {
 export interface LeafIdentity {
   readonly spiffeId: string;
   readonly dnsSans?: readonly string[] | undefined;
+  /**
+   * The proxy instance that holds the leaf (its proxy ID): each holder gets its own key pair and
+   * serial under the shared SPIFFE ID, one leaf at a time, until `release` (issue 18). Absent: the
+   * server's own leaves (the peering port), one per identity.
+   */
+  readonly holder?: string | undefined;
 }
 
 export interface Leaf {
   readonly spiffeId: string;
+  /** The proxy instance it was issued to (`LeafIdentity.holder`). */
+  readonly holder?: string | undefined;
   readonly certPem: string;
   /** PKCS#8 PEM; never logged. */
   readonly keyPem: string;
@@ -56,6 +64,12 @@ export interface CertificateAuthority {
    * re-issued under a new root during rotation (each renewal is a `leaf-renewed` event).
    */
   leaf(identity: LeafIdentity): Promise<Leaf>;
+  /**
+   * The holder is gone (its proxy was deregistered): its leaf is dropped, no longer renewed, and
+   * never handed out again; an issuance under way is discarded. A holder of the same ID later
+   * gets a new key pair.
+   */
+  release(holder: string): void;
   /** Starts a root rotation that never breaks a connection (see ca/README or the code). */
   rotate(): Promise<void>;
   subscribe(listener: (event: CaEvent) => void): () => void;

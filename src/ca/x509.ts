@@ -1,7 +1,15 @@
 // @peculiar/x509 uses decorators that need the reflect-metadata polyfill loaded first.
 import 'reflect-metadata';
 import * as x509 from '@peculiar/x509';
-import { X509Certificate, createHash, randomBytes, webcrypto } from 'node:crypto';
+import {
+  type KeyObject,
+  X509Certificate,
+  createHash,
+  generateKeyPair,
+  randomBytes,
+  webcrypto,
+} from 'node:crypto';
+import { promisify } from 'node:util';
 
 /**
  * Certificate building for the built-in CA: ECDSA P-256 keys on Node's WebCrypto, SHA-256
@@ -59,6 +67,39 @@ const colonHex = (bytes: Uint8Array | Buffer): string =>
 async function generateKeys(): Promise<CryptoKeyPair> {
   return (await webcrypto.subtle.generateKey(ecdsa, true, ['sign', 'verify'])) as CryptoKeyPair;
 }
+
+const generateEcKeyPair = promisify(generateKeyPair);
+
+/**
+ * A leaf's key pair, from Node's own generator: it runs on libuv's thread pool, and its KeyObjects
+ * export synchronously, where WebCrypto's generateKey + exportKey + digest take three more trips
+ * (bench/leaf-issuance; a leaf per proxy instance, issue 18).
+ */
+async function leafKeys(): Promise<{ spki: Buffer; keyPem: string; keyId: string }> {
+  const { publicKey, privateKey } = await generateEcKeyPair('ec', { namedCurve: 'P-256' });
+  return {
+    spki: publicKey.export({ type: 'spki', format: 'der' }),
+    keyPem: privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(),
+    keyId: subjectKeyId(publicKey),
+  };
+}
+
+/**
+ * RFC 5280 §4.2.1.2 method 1, as @peculiar/x509 computes it for the root: SHA-1 of the
+ * subjectPublicKey bits, for P-256 the uncompressed point 04 || x || y.
+ */
+function subjectKeyId(publicKey: KeyObject): string {
+  const jwk = publicKey.export({ format: 'jwk' });
+  const point = Buffer.concat([
+    Buffer.from([4]),
+    Buffer.from(jwk.x ?? '', 'base64url'),
+    Buffer.from(jwk.y ?? '', 'base64url'),
+  ]);
+  return createHash('sha1').update(point).digest('hex');
+}
+
+/** X.509 times have whole seconds: what a date becomes once encoded. */
+const encodedTime = (ms: number) => new Date(Math.floor(ms / 1000) * 1000);
 
 async function pkcs8Pem(key: CryptoKey): Promise<string> {
   return x509.PemConverter.encode(await webcrypto.subtle.exportKey('pkcs8', key), 'PRIVATE KEY');
@@ -130,7 +171,9 @@ export async function loadSigner(rootId: string, certPem: string, keyPem: string
  * sidecar is both), URI SAN = the SPIFFE ID plus optional DNS SANs, AKI = the root's SKI.
  */
 export async function issueLeaf(signer: Signer, req: LeafRequest): Promise<IssuedLeaf> {
-  const keys = await generateKeys();
+  const keys = await leafKeys();
+  const notBefore = encodedTime(req.now - backdateMs);
+  const notAfter = encodedTime(req.now + req.ttlMs);
   const serialHex = randomSerialHex(16);
   const names: x509.JsonGeneralName[] = [
     { type: 'url', value: req.spiffeId },
@@ -140,9 +183,9 @@ export async function issueLeaf(signer: Signer, req: LeafRequest): Promise<Issue
     serialNumber: serialHex,
     subject: [{ CN: [commonNameOf(req)] }],
     issuer: signer.cert.subject,
-    notBefore: new Date(req.now - backdateMs),
-    notAfter: new Date(req.now + req.ttlMs),
-    publicKey: keys.publicKey,
+    notBefore,
+    notAfter,
+    publicKey: keys.spki,
     signingKey: signer.key,
     signingAlgorithm: ecdsa,
     extensions: [
@@ -156,18 +199,18 @@ export async function issueLeaf(signer: Signer, req: LeafRequest): Promise<Issue
         x509.ExtendedKeyUsage.clientAuth,
       ]),
       new x509.SubjectAlternativeNameExtension(names),
-      await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
+      new x509.SubjectKeyIdentifierExtension(keys.keyId),
       new x509.AuthorityKeyIdentifierExtension(
         signer.cert.getExtension(x509.SubjectKeyIdentifierExtension)!.keyId,
       ),
     ],
   });
-  const certPem = cert.toString('pem');
   return {
-    certPem,
-    keyPem: await pkcs8Pem(keys.privateKey),
+    certPem: cert.toString('pem'),
+    keyPem: keys.keyPem,
     serial: colonHex(Buffer.from(serialHex, 'hex')),
-    ...validity(certPem),
+    notBefore,
+    notAfter,
   };
 }
 

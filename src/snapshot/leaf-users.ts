@@ -1,6 +1,8 @@
 /**
  * Which leaf identities proxies are built with. The snapshot manager records each proxy's; the CA
- * asks (its `leafInUse`) before renewing a leaf, and lets the leaves nobody uses lapse. It is made
+ * asks (its `leafInUse`) before renewing a leaf, and lets the leaves nobody uses lapse: a proxy's
+ * own leaf (held per proxy instance) once the proxy is gone or built with another identity. It is
+ * made
  * before both, which breaks their cycle: the CA needs to know who uses a leaf, and the snapshot
  * manager needs the CA to issue leaves.
  */
@@ -25,7 +27,12 @@ export class LeafUsers {
     }
   }
 
-  /** Whether some proxy's config is built with the leaf of this SPIFFE ID. */
+  /** Whether the proxy's config is built with a leaf of this SPIFFE ID. */
+  holds(proxyId: string, spiffeId: string): boolean {
+    return this.identityOf.get(proxyId) === spiffeId;
+  }
+
+  /** Whether some proxy's config is built with a leaf of this SPIFFE ID. */
   uses(spiffeId: string): boolean {
     return (this.users.get(spiffeId) ?? 0) > 0;
   }

@@ -44,6 +44,13 @@ export interface SnapshotManagerOptions {
 const isProxy = (i: ServiceInstance) => i.kind === 'connect-proxy' || i.kind === 'mesh-gateway';
 
 /**
+ * Rebuilds under way at once. A rebuild waits for the CA when its proxy needs a new leaf (each
+ * proxy instance has its own, issue 18); a few in flight keep the CA's issuance slots full at a
+ * start with thousands of proxies, while the builds themselves stay synchronous and one at a time.
+ */
+const rebuildsInFlight = 4;
+
+/**
  * Keeps every registered proxy's xDS view current: catalog, config entry and CA events mark the
  * proxies that depend on them dirty; after a short coalescing window each dirty proxy's snapshot
  * is rebuilt and handed to the sink, which publishes it. A build that fails publishes nothing, so
@@ -52,6 +59,8 @@ const isProxy = (i: ServiceInstance) => i.kind === 'connect-proxy' || i.kind ===
 export class SnapshotManager {
   private readonly deps = new Map<string, ReadonlySet<string>>();
   private readonly dirty = new Set<string>();
+  /** Rebuilds under way, by proxy ID; `forgotten` is set when the proxy goes meanwhile. */
+  private readonly building = new Map<string, { forgotten: boolean }>();
   private timer: NodeJS.Timeout | undefined;
   private flushing: Promise<void> = Promise.resolve();
   private readonly unsubscribe: (() => void)[] = [];
@@ -121,14 +130,15 @@ export class SnapshotManager {
 
   private onCaEvent(e: CaEvent): void {
     if (e.kind === 'roots-changed') return this.markAll();
-    for (const kind of ['mesh-gateway', 'connect-proxy'] as const) {
-      for (const i of this.opts.catalog.instancesOfKind(kind))
-        if (this.leafIdentityOf(i) === e.leaf.spiffeId) this.markDirty(i.id);
-    }
+    // Each proxy holds its own leaf; the server's own leaves (peering) are no proxy's.
+    const holder = e.leaf.holder;
+    const proxy = holder === undefined ? undefined : this.opts.catalog.instance(holder);
+    if (proxy && isProxy(proxy)) this.markDirty(proxy.id);
   }
 
   /**
-   * The SPIFFE ID of the leaf a proxy is built with: the gateways' shared one, or its service's.
+   * The SPIFFE ID of the leaf a proxy is built with: the gateways' shared one, or its service's
+   * (every instance presents its service's identity, with a key of its own).
    */
   private leafIdentityOf(proxy: ServiceInstance): string {
     const { trustDomain } = this.opts.ca;
@@ -168,7 +178,11 @@ export class SnapshotManager {
     return this.opts.leafUsers.uses(spiffeId);
   }
 
+  /** The proxy is gone: its config is dropped, and so is its leaf, for good (issue 18). */
   private forget(id: string): void {
+    const inFlight = this.building.get(id);
+    if (inFlight) inFlight.forgotten = true;
+    this.opts.ca.release(id);
     this.opts.leafUsers.set(id, undefined);
     this.deps.delete(id);
     this.dirty.delete(id);
@@ -179,11 +193,17 @@ export class SnapshotManager {
   private flush(): Promise<void> {
     this.flushing = this.flushing.then(async () => {
       const ids = [...this.dirty].sort();
-      for (const id of ids) {
-        if (this.stopped) return;
-        this.dirty.delete(id);
-        await this.rebuild(id);
-      }
+      // Stopping checks between proxies: a shutdown does not wait for the whole first rebuild.
+      let next = 0;
+      const worker = async () => {
+        while (next < ids.length) {
+          if (this.stopped) return;
+          const id = ids[next++]!;
+          this.dirty.delete(id);
+          await this.rebuild(id);
+        }
+      };
+      await Promise.all(Array.from({ length: Math.min(rebuildsInFlight, ids.length) }, worker));
     });
     return this.flushing;
   }
@@ -204,8 +224,13 @@ export class SnapshotManager {
     const instance = this.opts.catalog.instance(id);
     if (!instance || !isProxy(instance)) return this.forget(id);
     const started = performance.now();
+    const inFlight = { forgotten: false };
+    this.building.set(id, inFlight);
     try {
       const built = await this.build(instance);
+      // Deregistered while its leaf was being issued: that leaf is never handed out. If the ID
+      // came back meanwhile, its registration marked it dirty, and it is built with a new leaf.
+      if (inFlight.forgotten) return;
       this.opts.sink.publish(id, built.snapshot);
       this.deps.set(id, built.deps);
       this.opts.metrics.snapshotBuilds.inc({ kind: instance.kind, result: 'ok' });
@@ -217,6 +242,7 @@ export class SnapshotManager {
       );
     } finally {
       this.firstBuildPending.delete(id);
+      this.building.delete(id);
       this.opts.metrics.snapshotBuildDuration.observe(
         { kind: instance.kind },
         (performance.now() - started) / 1000,
@@ -230,7 +256,8 @@ export class SnapshotManager {
     // exports.
     const spiffeId = this.leafIdentityOf(instance);
     this.opts.leafUsers.set(instance.id, spiffeId);
-    const leaf = await this.opts.ca.leaf({ spiffeId });
+    // One leaf per proxy instance: the service's SPIFFE ID, the instance's own key pair.
+    const leaf = await this.opts.ca.leaf({ spiffeId, holder: instance.id });
     // The context is read after the leaf, so the snapshot has the roots current when it is built.
     const ctx = this.context();
     return instance.kind === 'mesh-gateway'

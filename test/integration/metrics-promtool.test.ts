@@ -90,6 +90,23 @@ describe.skipIf(skipWithout('promtool'))('metrics naming (promtool check metrics
       (e) => e.names(TypeUrl.listener).some((n) => n.startsWith('public_listener:')),
       "api's public listener",
     );
+    // isthmus_xds_convergence_seconds times a view published to a stream already subscribed (the
+    // first sync of a new stream is not a convergence): an intention changes api's public
+    // listener once the proxy holds it, so the metric has a sample, however quickly the first
+    // view was built.
+    const listener = envoy.names(TypeUrl.listener).find((n) => n.startsWith('public_listener:'))!;
+    const before = envoy.json(TypeUrl.listener, listener);
+    await a.putConfig({
+      Kind: 'service-intentions',
+      Name: 'api',
+      Sources: [{ Name: 'web', Action: 'deny' }],
+    });
+    await envoy.until((e) => e.json(TypeUrl.listener, listener) !== before, 'the intention in LDS');
+    await waitFor(
+      async () =>
+        /^isthmus_xds_convergence_seconds_count [1-9]/m.test(await metricsOf(a.server.httpPort)),
+      { timeoutMs: 10_000, what: "A's first convergence sample (the intention's push ACKed)" },
+    );
     await waitFor(
       async () =>
         /^isthmus_peering_imported_services\{peer_name="cluster-a"\} 1$/m.test(

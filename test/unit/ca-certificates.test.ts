@@ -145,6 +145,9 @@ describe('built-in CA: leaves', () => {
       2,
     );
     expect(leaf.notBefore.getTime()).toBeLessThanOrEqual(Date.now() - 59_000);
+    // The dates the leaf reports are the certificate's own.
+    expect(leaf.notBefore).toEqual(new Date(cert.validFrom));
+    expect(leaf.notAfter).toEqual(new Date(cert.validTo));
     const key = createPrivateKey(leaf.keyPem);
     expect(key.asymmetricKeyType).toBe('ec');
     expect(createPublicKey(key).export({ format: 'der', type: 'spki' })).toEqual(
@@ -160,6 +163,10 @@ describe('built-in CA: leaves', () => {
     ).toBeTruthy();
     expect(parsed.getExtension(x509.AuthorityKeyIdentifierExtension)!.keyId).toBe(
       ca.roots().roots[0]!.signingKeyId!.replaceAll(':', ''),
+    );
+    // The subject key identifier is the SHA-1 of the key, as @peculiar/x509 computes it.
+    expect(parsed.getExtension(x509.SubjectKeyIdentifierExtension)!.keyId).toBe(
+      (await x509.SubjectKeyIdentifierExtension.create(parsed.publicKey)).keyId,
     );
   });
 
@@ -208,6 +215,72 @@ describe('built-in CA: leaves', () => {
       timeoutMs: 5_000,
       what: 'a second renewal',
     });
+  });
+});
+
+describe('built-in CA: a leaf per proxy instance (issue 18)', () => {
+  const api = (ca: CertificateAuthority) => serviceSpiffeId(ca.trustDomain, 'dc1', { name: 'api' });
+  const spki = (certPem: string) =>
+    new X509Certificate(certPem).publicKey.export({ type: 'spki', format: 'der' }).toString('hex');
+
+  it('gives two instances of a service different key pairs and serials under the same SPIFFE ID', async () => {
+    const ca = await open();
+    const [one, two] = await Promise.all([
+      ca.leaf({ spiffeId: api(ca), holder: 'api-1-sidecar-proxy' }),
+      ca.leaf({ spiffeId: api(ca), holder: 'api-2-sidecar-proxy' }),
+    ]);
+    expect(one.holder).toBe('api-1-sidecar-proxy');
+    expect(two.holder).toBe('api-2-sidecar-proxy');
+    for (const leaf of [one, two])
+      expect(new X509Certificate(leaf.certPem).subjectAltName).toBe(`URI:${api(ca)}`);
+    expect(two.keyPem).not.toBe(one.keyPem);
+    expect(spki(two.certPem)).not.toBe(spki(one.certPem));
+    expect(two.serial).not.toBe(one.serial);
+    // Each certificate carries its own key.
+    expect(
+      createPublicKey(createPrivateKey(one.keyPem))
+        .export({ type: 'spki', format: 'der' })
+        .toString('hex'),
+    ).toBe(spki(one.certPem));
+    // Cached per instance.
+    expect(await ca.leaf({ spiffeId: api(ca), holder: 'api-1-sidecar-proxy' })).toBe(one);
+  });
+
+  it('never hands out a released leaf again: the same holder ID gets a new key, and it is not renewed', async () => {
+    const ca = await open({ leafTtlMs: 1_000 });
+    const events: CaEvent[] = [];
+    ca.subscribe((e) => events.push(e));
+    const first = await ca.leaf({ spiffeId: api(ca), holder: 'api-1-sidecar-proxy' });
+    await ca.leaf({ spiffeId: api(ca), holder: 'api-2-sidecar-proxy' });
+    ca.release('api-1-sidecar-proxy');
+    // api-2 keeps being renewed; api-1's released leaf never is.
+    await waitFor(() => events.filter((e) => e.kind === 'leaf-renewed').length >= 2, {
+      timeoutMs: 5_000,
+      what: 'two renewals of api-2',
+    });
+    const holders = events.flatMap((e) => (e.kind === 'leaf-renewed' ? [e.leaf.holder] : []));
+    expect(new Set(holders)).toEqual(new Set(['api-2-sidecar-proxy']));
+    const again = await ca.leaf({ spiffeId: api(ca), holder: 'api-1-sidecar-proxy' });
+    expect(again.keyPem).not.toBe(first.keyPem);
+    expect(again.serial).not.toBe(first.serial);
+  });
+
+  it('keeps nothing of an issuance under way when its holder is released', async () => {
+    const ca = await open();
+    const pending = ca.leaf({ spiffeId: api(ca), holder: 'api-1-sidecar-proxy' });
+    ca.release('api-1-sidecar-proxy');
+    const issued = await pending;
+    const next = await ca.leaf({ spiffeId: api(ca), holder: 'api-1-sidecar-proxy' });
+    expect(next.keyPem).not.toBe(issued.keyPem);
+  });
+
+  it('issues a new leaf when a holder changes identity (its sidecar fronts another service)', async () => {
+    const ca = await open();
+    const before = await ca.leaf({ spiffeId: api(ca), holder: 'x-sidecar-proxy' });
+    const after = await ca.leaf({ spiffeId: web(ca), holder: 'x-sidecar-proxy' });
+    expect(new X509Certificate(after.certPem).subjectAltName).toBe(`URI:${web(ca)}`);
+    expect(after.keyPem).not.toBe(before.keyPem);
+    expect(await ca.leaf({ spiffeId: web(ca), holder: 'x-sidecar-proxy' })).toBe(after);
   });
 });
 

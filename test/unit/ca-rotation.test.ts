@@ -58,14 +58,16 @@ const signedBy = (certPem: string, roots: CaRoots, id: string) =>
   );
 
 describe('CA root rotation', () => {
-  it('goes trust-both → reissue → retire, re-issuing every cached leaf under the new root', async () => {
+  it('goes trust-both → reissue → retire, re-issuing every cached leaf under the new root, each instance its own', async () => {
     const ca = await open();
     const web = serviceSpiffeId(ca.trustDomain, 'dc1', { name: 'web' });
     const api = serviceSpiffeId(ca.trustDomain, 'dc1', { name: 'api' });
     const oldId = ca.roots().activeRootId;
-    const [oldWeb, oldApi] = await Promise.all([
+    // Two instances of api hold a leaf each (issue 18); web's is the server's kind, per identity.
+    const [oldWeb, oldApi1, oldApi2] = await Promise.all([
       ca.leaf({ spiffeId: web }),
-      ca.leaf({ spiffeId: api }),
+      ca.leaf({ spiffeId: api, holder: 'api-1-sidecar-proxy' }),
+      ca.leaf({ spiffeId: api, holder: 'api-2-sidecar-proxy' }),
     ]);
     const events = record(ca);
     const startedAt = Date.now();
@@ -80,9 +82,10 @@ describe('CA root rotation', () => {
       [newId, false],
     ]);
     expect(await ca.leaf({ spiffeId: web })).toBe(oldWeb);
+    expect(await ca.leaf({ spiffeId: api, holder: 'api-2-sidecar-proxy' })).toBe(oldApi2);
     expect(fs.statSync(keyFile(newId)).mode & 0o777).toBe(0o600);
 
-    // Phase 2: the new root is active; both leaves were re-issued under it before roots-changed.
+    // Phase 2: the new root is active; every leaf was re-issued under it before roots-changed.
     await waitFor(() => rootsEvents(events).length >= 2, { timeoutMs: 5_000, what: 'phase 2' });
     expect(Date.now() - startedAt).toBeGreaterThanOrEqual(140);
     const phase2 = rootsEvents(events)[1]!;
@@ -90,14 +93,19 @@ describe('CA root rotation', () => {
       [newId, true],
       [oldId, false],
     ]);
-    const renewed = events.slice(1, 3).map((e) => (e.kind === 'leaf-renewed' ? e.leaf : undefined));
-    expect(renewed.map((l) => l?.spiffeId).sort()).toEqual([api, web].sort());
+    const renewed = events.slice(1, 4).flatMap((e) => (e.kind === 'leaf-renewed' ? [e.leaf] : []));
+    expect(renewed.map((l) => `${l.spiffeId} ${l.holder ?? '-'}`).sort()).toEqual(
+      [`${api} api-1-sidecar-proxy`, `${api} api-2-sidecar-proxy`, `${web} -`].sort(),
+    );
     for (const leaf of renewed) {
-      expect(leaf!.rootId).toBe(newId);
-      expect(signedBy(leaf!.certPem, phase2, newId)).toBe(true);
+      expect(leaf.rootId).toBe(newId);
+      expect(signedBy(leaf.certPem, phase2, newId)).toBe(true);
     }
+    const keys = [oldApi1, oldApi2, ...renewed].map((l) => l.keyPem);
+    expect(new Set(keys).size, 'a new key pair for every leaf, none shared').toBe(keys.length);
     expect((await ca.leaf({ spiffeId: web })).rootId).toBe(newId);
-    expect(signedBy(oldApi.certPem, phase2, oldId)).toBe(true);
+    expect((await ca.leaf({ spiffeId: api, holder: 'api-1-sidecar-proxy' })).rootId).toBe(newId);
+    expect(signedBy(oldApi1.certPem, phase2, oldId)).toBe(true);
 
     // Phase 3: the old root is retired and its key file removed.
     await waitFor(() => rootsEvents(events).length >= 3, { timeoutMs: 5_000, what: 'phase 3' });
@@ -105,6 +113,7 @@ describe('CA root rotation', () => {
     expect(shape(ca.roots())).toEqual([[newId, true]]);
     expect(events.map((e) => e.kind)).toEqual([
       'roots-changed',
+      'leaf-renewed',
       'leaf-renewed',
       'leaf-renewed',
       'roots-changed',
