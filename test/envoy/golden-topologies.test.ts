@@ -386,7 +386,7 @@ async function resolverTopology(): Promise<void> {
     'web-sidecar-proxy',
     'connect-proxy',
     relabeler(tds, {
-      [loopback(webSidecar)]: '127.0.0.1:21003',
+      [loopback(webSidecar)]: '127.0.0.1:21000',
       [loopback(apiBind)]: '127.0.0.1:19090',
       [loopback(dbBind)]: '127.0.0.1:15432',
     }),
@@ -417,7 +417,7 @@ async function resolverTopology(): Promise<void> {
     'front-sidecar-proxy',
     'connect-proxy',
     relabeler(tds, {
-      [loopback(frontSidecar)]: '127.0.0.1:21003',
+      [loopback(frontSidecar)]: '127.0.0.1:21000',
       [loopback(shopBind)]: '127.0.0.1:19191',
     }),
   );
