@@ -13,6 +13,8 @@ import type {
   Upstream,
 } from '../catalog/types.js';
 import type { PeeredFields } from '../peering/imported.js';
+import { goDuration } from './go-duration.js';
+import { serviceRouterJson, serviceSplitterJson } from './routing-json.js';
 
 /**
  * The catalog model → Consul's JSON shapes (PascalCase, Consul's field names), so Consul users,
@@ -250,6 +252,10 @@ function entryFields(e: ConfigEntry): Json {
       };
     case 'service-resolver':
       return serviceResolverJson(e);
+    case 'service-splitter':
+      return serviceSplitterJson(e);
+    case 'service-router':
+      return serviceRouterJson(e);
   }
 }
 
@@ -327,16 +333,6 @@ function serviceResolverJson(e: ServiceResolverEntry): Json {
       },
     }),
   };
-}
-
-/** A duration as Go (and so Consul) prints it: `500ms`, `2s`, `1.5s`, `1m30s`, `1h0m0s`. */
-function goDuration(ms: number): string {
-  if (ms < 1000) return `${ms}ms`;
-  const h = Math.floor(ms / 3_600_000);
-  const m = Math.floor((ms % 3_600_000) / 60_000);
-  const s = `${(ms % 60_000) / 1000}s`;
-  if (h > 0) return `${h}h${m}m${s}`;
-  return m > 0 ? `${m}m${s}` : s;
 }
 
 function resolverTargetJson(t: ResolverTarget): Json {

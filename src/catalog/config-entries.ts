@@ -23,17 +23,19 @@ import {
   readString,
 } from './input.js';
 import { readMeshGateway } from './registration-proxy.js';
-import {
-  type CommittedEntries,
-  checkIntentionProtocols,
-  parseIntentions,
-  wildcardName,
-} from './service-intentions.js';
+import { checkIntentionProtocols, parseIntentions, wildcardName } from './service-intentions.js';
 import {
   checkResolverReferences,
   parseServiceResolver,
   serviceResolverFields,
 } from './service-resolver.js';
+import { parseServiceSplitter, serviceSplitterFields } from './service-splitter.js';
+import { parseServiceRouter, serviceRouterFields } from './service-router.js';
+import {
+  type RoutingReferences,
+  checkProtocolChange,
+  checkRoutingReferences,
+} from './routing-references.js';
 
 /**
  * Config entries (`PUT /v1/config`), Consul's PascalCase JSON → the catalog model. As in Consul CE,
@@ -48,6 +50,8 @@ export const configEntryKinds: readonly ConfigEntryKind[] = [
   'service-intentions',
   'exported-services',
   'service-resolver',
+  'service-splitter',
+  'service-router',
 ];
 export const protocols: readonly Protocol[] = ['tcp', 'http', 'http2', 'grpc'];
 
@@ -59,6 +63,8 @@ const fieldsOf: Readonly<Record<ConfigEntryKind, readonly string[]>> = {
   'service-intentions': [...meta, 'Sources'],
   'exported-services': [...meta, 'Services'],
   'service-resolver': [...meta, ...serviceResolverFields],
+  'service-splitter': [...meta, ...serviceSplitterFields],
+  'service-router': [...meta, ...serviceRouterFields],
 };
 const kindList = configEntryKinds.map((k) => JSON.stringify(k)).join(', ');
 
@@ -97,9 +103,17 @@ export function parseConfigEntry(input: unknown): Parsed<ConfigEntry> {
   return p.result(parsers[kind.value](obj, p));
 }
 
+/** What the reference checks read: the committed entries. */
+export interface CommittedEntries {
+  config(kind: ConfigEntryKind, name: string): { entry: ConfigEntry } | undefined;
+  configsOf(kind: ConfigEntryKind): readonly { entry: ConfigEntry }[];
+}
+
 /**
- * Checks of an entry against the committed ones and the peerings, run inside its write: today a
- * `service-resolver`'s peers, other services' subsets and redirect loops.
+ * Checks of an entry against the committed ones and the peerings, run inside its write: a
+ * `service-resolver`'s peers, other services' subsets and redirect loops; a `service-splitter`'s
+ * or `service-router`'s protocols, subsets, peers and split loops; and a protocol change that
+ * would take a splitter's or router's service off HTTP.
  */
 export function checkEntryReferences(
   entry: ConfigEntry,
@@ -108,16 +122,34 @@ export function checkEntryReferences(
 ): readonly FieldError[] {
   const p = new Problems();
   checkIntentionProtocols(entry, committed, p);
-  if (entry.kind !== 'service-resolver') return p.list;
-  checkResolverReferences(
-    entry,
-    {
-      resolver: (name) =>
-        committed.config('service-resolver', name)?.entry as ServiceResolverEntry | undefined,
-      peers,
-    },
-    p,
-  );
+  const refs: RoutingReferences = {
+    entry: (kind, name) => committed.config(kind, name)?.entry as never,
+    entries: (kind) => committed.configsOf(kind).map((r) => r.entry) as never,
+    peers,
+  };
+  switch (entry.kind) {
+    case 'service-resolver':
+      checkResolverReferences(
+        entry,
+        {
+          resolver: (name) =>
+            committed.config('service-resolver', name)?.entry as ServiceResolverEntry | undefined,
+          peers,
+        },
+        p,
+      );
+      break;
+    case 'service-splitter':
+    case 'service-router':
+      checkRoutingReferences(entry, refs, p);
+      break;
+    case 'service-defaults':
+    case 'proxy-defaults':
+      checkProtocolChange(entry, refs, p);
+      break;
+    default:
+      break;
+  }
   return p.list;
 }
 
@@ -134,6 +166,10 @@ const parsers: {
   'exported-services': parseExportedServices,
   'service-resolver': (obj, p) =>
     parseServiceResolver(obj, readString(obj, 'Name', '', p, undefined, nameRule), p),
+  'service-splitter': (obj, p) =>
+    parseServiceSplitter(obj, readString(obj, 'Name', '', p, undefined, nameRule), p),
+  'service-router': (obj, p) =>
+    parseServiceRouter(obj, readString(obj, 'Name', '', p, undefined, nameRule), p),
 };
 
 /** Kinds with a single entry take that fixed name (and default to it when Name is absent). */

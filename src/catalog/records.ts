@@ -150,6 +150,82 @@ const intentionPermission = z.strictObject({
   }),
 });
 
+const headerModifiers = z
+  .strictObject({
+    add: z.record(z.string(), z.string()),
+    set: z.record(z.string(), z.string()),
+    remove: z.array(z.string()),
+  })
+  .optional();
+
+/** `service-splitter` as parsed (src/catalog/service-splitter.ts). */
+const serviceSplitter = z.strictObject({
+  kind: z.literal('service-splitter'),
+  name: z.string(),
+  namespace: z.string(),
+  partition: z.string(),
+  splits: z.array(
+    z.strictObject({
+      weight: z.number(),
+      service: z.string(),
+      serviceSubset: z.string(),
+      peer: z.string(),
+      requestHeaders: headerModifiers,
+      responseHeaders: headerModifiers,
+    }),
+  ),
+});
+
+/** `service-router` as parsed (src/catalog/service-router.ts). */
+const serviceRouter = z.strictObject({
+  kind: z.literal('service-router'),
+  name: z.string(),
+  namespace: z.string(),
+  partition: z.string(),
+  routes: z.array(
+    z.strictObject({
+      match: z.strictObject({
+        pathExact: z.string(),
+        pathPrefix: z.string(),
+        pathRegex: z.string(),
+        header: z.array(
+          z.strictObject({
+            name: z.string(),
+            present: z.boolean(),
+            exact: z.string(),
+            prefix: z.string(),
+            suffix: z.string(),
+            regex: z.string(),
+            invert: z.boolean(),
+          }),
+        ),
+        queryParam: z.array(
+          z.strictObject({
+            name: z.string(),
+            present: z.boolean(),
+            exact: z.string(),
+            regex: z.string(),
+          }),
+        ),
+        methods: z.array(z.string()),
+      }),
+      destination: z.strictObject({
+        service: z.string(),
+        serviceSubset: z.string(),
+        prefixRewrite: z.string(),
+        requestTimeoutMs: z.number(),
+        idleTimeoutMs: z.number(),
+        numRetries: z.number(),
+        retryOnConnectFailure: z.boolean(),
+        retryOn: z.array(z.string()),
+        retryOnStatusCodes: z.array(z.number()),
+        requestHeaders: headerModifiers,
+        responseHeaders: headerModifiers,
+      }),
+    }),
+  ),
+});
+
 const configEntry: z.ZodType<ConfigEntry> = z.discriminatedUnion('kind', [
   z.strictObject({
     kind: z.literal('proxy-defaults'),
@@ -199,6 +275,8 @@ const configEntry: z.ZodType<ConfigEntry> = z.discriminatedUnion('kind', [
     ),
   }),
   serviceResolver,
+  serviceSplitter,
+  serviceRouter,
 ]);
 
 const configRecord: z.ZodType<ConfigRecord> = z.strictObject({

@@ -1,4 +1,4 @@
-import { RE2 } from 're2-wasm';
+import { RE2JS } from 're2js';
 import {
   type JsonObject,
   type Problems,
@@ -212,11 +212,10 @@ function readRegex(obj: JsonObject, key: string, base: string, p: Problems): str
 /** RE2's complaint about `pattern`, or undefined when RE2 compiles it. */
 export function re2Problem(pattern: string): string | undefined {
   try {
-    new RE2(pattern, 'u');
+    RE2JS.compile(pattern);
     return undefined;
   } catch (e) {
-    const message = e instanceof Error ? e.message : String(e);
-    return message.replace(/^Invalid regular expression: \/.*\/u: /s, '');
+    return e instanceof Error ? e.message : String(e);
   }
 }
 

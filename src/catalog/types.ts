@@ -2,6 +2,20 @@
  * The catalog's internal model (camelCase). The HTTP API speaks Consul's PascalCase JSON and
  * converts at the boundary (src/api). Values are readonly: they flow into snapshots unchanged.
  */
+import type { ServiceRouterEntry, ServiceSplitterEntry } from './routing-types.js';
+
+export type {
+  HeaderMatch,
+  HeaderModifiers,
+  QueryParamMatch,
+  RouteDestination,
+  RouteHttpMatch,
+  ServiceRoute,
+  ServiceRouterEntry,
+  ServiceSplit,
+  ServiceSplitterEntry,
+} from './routing-types.js';
+
 export type ServiceKind = 'typical' | 'connect-proxy' | 'mesh-gateway';
 export type HealthStatus = 'passing' | 'warning' | 'critical';
 export type MeshGatewayMode = '' | 'none' | 'local' | 'remote';
@@ -122,7 +136,9 @@ export type ConfigEntryKind =
   | 'mesh'
   | 'service-intentions'
   | 'exported-services'
-  | 'service-resolver';
+  | 'service-resolver'
+  | 'service-splitter'
+  | 'service-router';
 export type Protocol = 'tcp' | 'http' | 'http2' | 'grpc';
 
 export interface ProxyDefaultsEntry {
@@ -272,7 +288,9 @@ export type ConfigEntry =
   | MeshEntry
   | ServiceIntentionsEntry
   | ExportedServicesEntry
-  | ServiceResolverEntry;
+  | ServiceResolverEntry
+  | ServiceSplitterEntry
+  | ServiceRouterEntry;
 
 /**
  * What the snapshot layer reads: synchronous lookups over the catalog's in-memory index (kept in

@@ -2,7 +2,8 @@
  * The discovery chain, compiled (Consul `agent/consul/discoverychain`): an upstream's service and
  * the `service-resolver` entries → the target traffic goes to and, in order, where it fails over.
  * Pure: the same upstream and resolvers always give the same chain (docs/architecture.md
- * "Discovery chain"). Splitters and routers are not part of it yet (issue 16).
+ * "Discovery chain"). This is the chain's resolver node; routers and splitters in front of it are
+ * compiled by `compileRoutes` (./routes.ts).
  */
 import { nextRedirect } from '../catalog/service-resolver.js';
 import type {
@@ -56,6 +57,10 @@ export interface ChainRequest {
   readonly service: string;
   /** The upstream's datacenter (the local one unless the upstream names another). */
   readonly datacenter: string;
+  /** A subset a split or route names (a resolver's Redirect still applies, as in Consul). */
+  readonly subset?: string | undefined;
+  /** A peer's service (a split to a peer): no resolver applies. */
+  readonly peer?: string | undefined;
 }
 
 type Lookup = (service: string) => ServiceResolverEntry | undefined;
@@ -67,12 +72,12 @@ type Lookup = (service: string) => ServiceResolverEntry | undefined;
  * entries are written; should one appear anyway, the walk stops where it would repeat.
  */
 export function compileChain(req: ChainRequest, resolver: Lookup): CompiledChain {
-  const first = resolver(req.service);
+  const first = req.peer ? undefined : resolver(req.service);
   let at: Omit<ResolverTarget, 'service'> & { service: string } = {
     service: req.service,
-    serviceSubset: '',
-    peer: '',
-    datacenter: req.datacenter,
+    serviceSubset: req.subset ?? '',
+    peer: req.peer ?? '',
+    datacenter: req.peer ? '' : req.datacenter,
   };
   let options = first;
   const seen = new Set([req.service]);

@@ -1,4 +1,4 @@
-import type { ServiceInstance, Upstream } from '../catalog/types.js';
+import type { Protocol, ServiceInstance, Upstream } from '../catalog/types.js';
 import type { Leaf } from '../ca/types.js';
 import type { ChainTarget, CompiledChain } from '../discovery-chain/compile.js';
 import { parseSubsetFilter } from '../catalog/subset-filter.js';
@@ -42,27 +42,10 @@ export function chainUpstream(
   leaf: Leaf,
   ctx: BuildContext,
 ): ChainUpstream | undefined {
-  const targets = [chain.primary, ...chain.failover];
   const deps = chainDeps(chain);
-  const built = targets
-    .map((t) =>
-      t.peer
-        ? peerTargetCluster(proxy, u, t, leaf, ctx)
-        : localTargetCluster(proxy, u, t, leaf, ctx),
-    )
-    .filter((b) => b !== undefined);
-  const [first, ...rest] = built;
-  if (!first) return undefined;
-  const protocol = chain.primary.peer
-    ? first.cluster.protocol
-    : serviceProtocol(ctx.catalog, u.destinationName);
-  const timeoutMs = chain.connectTimeoutMs || connectTimeoutMs;
-  const asChain = (c: EdsClusterIR): EdsClusterIR => ({
-    ...c,
-    protocol,
-    connectTimeoutMs: timeoutMs,
-    chain: chain.loadBalancer ? { loadBalancer: chain.loadBalancer } : {},
-  });
+  const node = chainCluster(proxy, u, chain, leaf, ctx);
+  if (!node) return undefined;
+  const { protocol } = node;
   const bindAddress = u.localBindAddress || '127.0.0.1';
   const http = protocol !== 'tcp';
   const upstream: UpstreamIR = {
@@ -72,15 +55,62 @@ export function chainUpstream(
     service: u.destinationName,
     protocol,
     routeName: http ? upstreamRouteName(u.destinationName) : undefined,
+    cluster: node.cluster,
+    ...(http && chain.requestTimeoutMs ? { requestTimeoutMs: chain.requestTimeoutMs } : {}),
+  };
+  return { upstream, bundles: node.bundles, deps };
+}
+
+/** A resolver node's cluster (or aggregate), the protocol it speaks, and the bundles it trusts. */
+export interface ChainCluster {
+  readonly cluster: EdsClusterIR | AggregateClusterIR;
+  readonly protocol: Protocol;
+  readonly bundles: readonly PeerBundle[];
+}
+
+/**
+ * One resolver node: a cluster per target that can be rendered, an aggregate over them when there
+ * are several. `protocol`: the chain's (a router's or splitter's upstream); else the upstream
+ * service's, or what a peer replicated for a peer primary. Undefined when no target can be
+ * rendered yet.
+ */
+export function chainCluster(
+  proxy: ServiceInstance,
+  u: Upstream,
+  chain: CompiledChain,
+  leaf: Leaf,
+  ctx: BuildContext,
+  chainProtocol?: Protocol,
+): ChainCluster | undefined {
+  const targets = [chain.primary, ...chain.failover];
+  const built = targets
+    .map((t) =>
+      t.peer
+        ? peerTargetCluster(proxy, u, t, leaf, ctx)
+        : localTargetCluster(proxy, u, t, leaf, ctx),
+    )
+    .filter((b) => b !== undefined);
+  const [first, ...rest] = built;
+  if (!first) return undefined;
+  const protocol =
+    chainProtocol ??
+    (chain.primary.peer ? first.cluster.protocol : serviceProtocol(ctx.catalog, u.destinationName));
+  const timeoutMs = chain.connectTimeoutMs || connectTimeoutMs;
+  const asChain = (c: EdsClusterIR): EdsClusterIR => ({
+    ...c,
+    protocol,
+    connectTimeoutMs: timeoutMs,
+    chain: chain.loadBalancer ? { loadBalancer: chain.loadBalancer } : {},
+  });
+  return {
     cluster: failoverCluster(
       asChain(first.cluster),
       rest.map((b) => asChain(b.cluster)),
       timeoutMs,
     ),
-    ...(http && chain.requestTimeoutMs ? { requestTimeoutMs: chain.requestTimeoutMs } : {}),
+    protocol,
+    bundles: built.flatMap((b) => (b.bundle ? [b.bundle] : [])),
   };
-  const bundles = built.flatMap((b) => (b.bundle ? [b.bundle] : []));
-  return { upstream, bundles, deps };
 }
 
 /**

@@ -6,7 +6,7 @@ import type { Metrics } from '../metrics.js';
 import type { BuildContext, Built } from './context.js';
 import { buildMeshGatewaySnapshot } from './mesh-gateway.js';
 import { meshGatewaySpiffeId } from '../mesh/names.js';
-import { buildSidecarSnapshot, sidecarSpiffeId } from './sidecar.js';
+import { buildSidecarSnapshot, configDep, sidecarSpiffeId } from './sidecar.js';
 import type { ConfigSnapshot } from './types.js';
 import type { LivePeeringView, PeeringViewEvent } from './peering-view.js';
 import type { LeafUsers } from './leaf-users.js';
@@ -116,7 +116,14 @@ export class SnapshotManager {
   }
 
   private onCatalogEvent(e: CatalogEvent): void {
-    if (e.kind === 'config-entry-changed') return this.markAll();
+    if (e.kind === 'config-entry-changed') {
+      if (e.entryKind !== 'service-splitter' && e.entryKind !== 'service-router')
+        return this.markAll();
+      // Routers and splitters: only the proxies whose chains looked this entry up.
+      const key = configDep(e.entryKind, e.name);
+      for (const [id, deps] of this.deps) if (deps.has('*') || deps.has(key)) this.markDirty(id);
+      return;
+    }
     const names = new Set([e.instance.name, e.instance.proxy?.destinationServiceName ?? '']);
     if (e.kind === 'instance-upserted' && e.previous)
       names.add(e.previous.proxy?.destinationServiceName ?? '');

@@ -20,6 +20,8 @@ import { serviceProtocol } from '../catalog/lookups.js';
 import { peeredUpstream, peerRootsSecret } from './peered.js';
 import { chainDeps, chainUpstream } from './chain-upstream.js';
 import { compileChain } from '../discovery-chain/compile.js';
+import { type ChainLookups, compileRoutes } from '../discovery-chain/routes.js';
+import { routedUpstream } from './routed-upstream.js';
 import { exportedNamesFor } from '../peering/exports.js';
 import type {
   RootsSecretIR,
@@ -65,15 +67,17 @@ export function buildSidecarSnapshot(
       continue;
     }
     deps.add(u.destinationName);
-    const chain = compileChain(
-      { service: u.destinationName, datacenter: u.datacenter || ctx.datacenter },
-      (name) => ctx.catalog.configEntry('service-resolver', name),
-    );
-    if (chain.isDefault) {
+    const req = { service: u.destinationName, datacenter: u.datacenter || ctx.datacenter };
+    const lookups = chainLookups(ctx, deps);
+    const routed = compileRoutes(req, lookups);
+    const chain = compileChain(req, lookups.resolver);
+    if (!routed && chain.isDefault) {
       upstreams.push(localUpstream(proxy, u, leaf, ctx));
       continue;
     }
-    const built = chainUpstream(proxy, u, chain, leaf, ctx);
+    const built = routed
+      ? routedUpstream(proxy, u, routed, leaf, ctx)
+      : chainUpstream(proxy, u, chain, leaf, ctx);
     for (const dep of built?.deps ?? chainDeps(chain)) deps.add(dep);
     if (!built) continue;
     upstreams.push(built.upstream);
@@ -120,6 +124,30 @@ export function buildSidecarSnapshot(
     upstreams: upstreams.sort((a, b) => (a.listenerName < b.listenerName ? -1 : 1)),
   };
   return { snapshot, deps };
+}
+
+/**
+ * The chain's entries, read from the catalog. Each router and splitter looked up (there or not)
+ * becomes a dependency `config:<kind>/<name>`, so a change to one rebuilds exactly the proxies
+ * whose upstreams read it (resolver changes rebuild every proxy).
+ */
+function chainLookups(ctx: BuildContext, deps: Set<string>): ChainLookups {
+  return {
+    resolver: (name) => ctx.catalog.configEntry('service-resolver', name),
+    splitter: (name) => {
+      deps.add(configDep('service-splitter', name));
+      return ctx.catalog.configEntry('service-splitter', name);
+    },
+    router: (name) => {
+      deps.add(configDep('service-router', name));
+      return ctx.catalog.configEntry('service-router', name);
+    },
+  };
+}
+
+/** The dependency on a config entry (service names never hold ':' or '/'). */
+export function configDep(kind: string, name: string): string {
+  return `config:${kind}/${name}`;
 }
 
 function localUpstream(

@@ -4,7 +4,13 @@
  * consumed by the pure generators in src/xds/resources. Plain JSON-able data: generators key their
  * memo on it.
  */
-import type { IntentionHttpMatch, Protocol, ResolverLoadBalancer } from '../catalog/types.js';
+import type {
+  HeaderModifiers,
+  IntentionHttpMatch,
+  Protocol,
+  ResolverLoadBalancer,
+  RouteHttpMatch,
+} from '../catalog/types.js';
 
 export interface SecretIR {
   readonly name: string;
@@ -68,9 +74,37 @@ export interface AggregateClusterIR {
   readonly members: readonly EdsClusterIR[];
 }
 
-/** The clusters an upstream needs: its own, or an aggregate's members. */
+/** The clusters an upstream needs: its own, or an aggregate's members; every route's for a router. */
 export function upstreamEdsClusters(u: UpstreamIR): readonly EdsClusterIR[] {
-  return 'aggregate' in u.cluster ? u.cluster.members : [u.cluster];
+  return (u.routed?.clusters ?? [u.cluster]).flatMap((c) => ('aggregate' in c ? c.members : [c]));
+}
+
+/** A cluster a route sends to, with its share in 1/10000 (Consul's scale). */
+export interface WeightedClusterIR {
+  readonly name: string;
+  readonly weight: number;
+  readonly requestHeaders?: HeaderModifiers | undefined;
+  readonly responseHeaders?: HeaderModifiers | undefined;
+}
+
+/** One route of a router or splitter (docs/architecture.md §5b "Routers and splitters"). */
+export interface RouteIR {
+  /** Undefined: every request (prefix `/`). */
+  readonly match?: RouteHttpMatch | undefined;
+  /** One: the route's cluster; several: weighted; none yet known: Envoy answers 503. */
+  readonly clusters: readonly WeightedClusterIR[];
+  readonly prefixRewrite?: string | undefined;
+  readonly timeoutMs?: number | undefined;
+  readonly idleTimeoutMs?: number | undefined;
+  readonly retry?:
+    | {
+        readonly numRetries: number;
+        readonly retryOn: string;
+        readonly retriableStatusCodes: readonly number[];
+      }
+    | undefined;
+  readonly requestHeaders?: HeaderModifiers | undefined;
+  readonly responseHeaders?: HeaderModifiers | undefined;
 }
 
 export interface UpstreamIR {
@@ -86,6 +120,16 @@ export interface UpstreamIR {
   readonly routeName?: string | undefined;
   /** The route's timeout (a resolver's `RequestTimeout`), HTTP-family protocols only. */
   readonly requestTimeoutMs?: number | undefined;
+  /**
+   * Set when a `service-router` or `service-splitter` applies: the routes of the route
+   * configuration and every cluster they name (`cluster` is then the catch-all's first).
+   */
+  readonly routed?:
+    | {
+        readonly routes: readonly RouteIR[];
+        readonly clusters: readonly (EdsClusterIR | AggregateClusterIR)[];
+      }
+    | undefined;
 }
 
 /** An RBAC principal: a URI SAN matching this regular expression (RE2, anchored). */

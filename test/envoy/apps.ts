@@ -110,10 +110,15 @@ export async function startTcpApp(name: string, port = 0): Promise<App> {
 }
 
 /**
- * An HTTP/1.1 app answering every request with its `Seen` as JSON (status from `?status=`), that
- * also takes WebSocket upgrades on any path and echoes messages prefixed with its name.
+ * An HTTP/1.1 app answering every request with its `Seen` as JSON (status from `?status=`, or
+ * always `opts.status`: an instance that keeps failing), that also takes WebSocket upgrades on any
+ * path and echoes messages prefixed with its name.
  */
-export async function startHttpApp(name: string, port = 0): Promise<App> {
+export async function startHttpApp(
+  name: string,
+  port = 0,
+  opts: { readonly status?: number } = {},
+): Promise<App> {
   const seen: Seen[] = [];
   const sockets = new Set<Socket>();
   const server = createHttpServer((req, res) => {
@@ -126,7 +131,9 @@ export async function startHttpApp(name: string, port = 0): Promise<App> {
     seen.push(entry);
     req.resume();
     req.on('end', () => {
-      const status = Number(new URL(req.url ?? '/', 'http://x').searchParams.get('status') ?? 200);
+      const status =
+        opts.status ??
+        Number(new URL(req.url ?? '/', 'http://x').searchParams.get('status') ?? 200);
       res.writeHead(status, { 'content-type': 'application/json' });
       res.end(JSON.stringify(entry));
     });

@@ -25,6 +25,7 @@ import { goldenRoot } from '../helpers/golden.js';
 import { exportEntry, startPeeredMeshes } from '../helpers/peered-mesh.js';
 import {
   resolverFailoverConfig,
+  routerSplitterConfig,
   trustDomainMasker,
   webIntentionsConfig,
   apiL7IntentionsConfig,
@@ -87,6 +88,7 @@ const goldenCases = [
   'peered/mesh-gateway-peering-acceptor',
   'peered/mesh-gateway-peering-dialer',
   'peered/sidecar-resolver-failover-subsets',
+  'peered/sidecar-router-splitter',
 ] as const;
 
 /** The proxies of those topologies that have no golden file of their own. */
@@ -394,12 +396,41 @@ async function resolverTopology(): Promise<void> {
     'web-sidecar-proxy',
     'connect-proxy',
     relabeler(tds, {
-      [loopback(webSidecar)]: '127.0.0.1:21003',
+      [loopback(webSidecar)]: '127.0.0.1:21000',
       [loopback(apiBind)]: '127.0.0.1:19090',
       [loopback(dbBind)]: '127.0.0.1:15432',
     }),
   );
   addProxy('resolver-b/api-1-sidecar-proxy', b, 'dc-b', 'api-1-sidecar-proxy', 'connect-proxy');
+  // peered/sidecar-router-splitter shares the pair: its services are B's shop and A's api.
+  for (const [id, name, version] of [
+    ['shop-1', 'shop', 'v1'],
+    ['shop-2', 'shop', 'v2'],
+    ['shop-next-1', 'shop-next', ''],
+  ] as const)
+    await b.register({
+      ...withSidecar(name, await port(), await port()),
+      ID: id,
+      Meta: version ? { version } : {},
+    });
+  for (const entry of routerSplitterConfig) await b.putConfig(entry);
+  const [frontSidecar, shopBind] = [await port(), await port()];
+  await b.register(
+    withSidecar('front', await port(), frontSidecar, [
+      { DestinationName: 'shop', LocalBindPort: shopBind },
+    ]),
+  );
+  addProxy(
+    'peered/sidecar-router-splitter',
+    b,
+    'dc-b',
+    'front-sidecar-proxy',
+    'connect-proxy',
+    relabeler(tds, {
+      [loopback(frontSidecar)]: '127.0.0.1:21000',
+      [loopback(shopBind)]: '127.0.0.1:19191',
+    }),
+  );
 }
 
 /**

@@ -20,6 +20,7 @@ import { orphanedGoldens } from '../helpers/golden.js';
 import {
   expectProxyGoldens,
   resolverFailoverConfig,
+  routerSplitterConfig,
   trustDomainMasker,
 } from '../helpers/proxy-golden.js';
 import { startMeshServer, type MeshServer } from '../helpers/mesh-server.js';
@@ -298,6 +299,47 @@ describe('golden peered proxy configs', () => {
     await b.server.snapshots.settled();
     await web.settle();
     await checkProxy('sidecar-resolver-failover-subsets', web, tds);
+  }, 30_000);
+
+  it('sidecar with a service-router and a service-splitter: matches, rewrite, retries, a weighted split to a subset and a peer', async () => {
+    const { a, b } = await peered();
+    const tds = {
+      'trust-domain-a': a.server.ca.trustDomain,
+      'trust-domain-b': b.server.ca.trustDomain,
+    };
+    await a.register(withSidecar('api', 9090));
+    await a.register(gateway('gw-1', '10.0.0.2', '203.0.113.7'));
+    await a.putConfig({ Kind: 'service-defaults', Name: 'api', Protocol: 'http' });
+    await a.putConfig(exportEntry({ api: ['cluster-b'] }));
+    for (const [id, name, version, address] of [
+      ['shop-1', 'shop', 'v1', '10.1.0.21'],
+      ['shop-2', 'shop', 'v2', '10.1.0.22'],
+      ['shop-next-1', 'shop-next', '', '10.1.0.23'],
+    ] as const)
+      await b.register({
+        ID: id,
+        Name: name,
+        Address: address,
+        Port: 9090,
+        Meta: version ? { version } : {},
+        Connect: { SidecarService: {} },
+      });
+    for (const entry of routerSplitterConfig) await b.putConfig(entry);
+    await b.register(
+      withSidecar('front', 8080, [{ DestinationName: 'shop', LocalBindPort: 19191 }]),
+    );
+    const front = await b.connect('front-sidecar-proxy');
+    await front.until(
+      (e) =>
+        e.get(TypeUrl.cluster, `api.default.cluster-a.external.${tds['trust-domain-a']}`) !==
+          undefined &&
+        e.get(TypeUrl.route, 'shop') !== undefined &&
+        e.get(TypeUrl.secret, peerBundleSecretName('cluster-a')) !== undefined,
+      "the router's and splitter's clusters",
+    );
+    await b.server.snapshots.settled();
+    await front.settle();
+    await checkProxy('sidecar-router-splitter', front, tds);
   }, 30_000);
 
   it('leaves no orphaned golden files', () => {

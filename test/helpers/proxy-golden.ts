@@ -133,3 +133,59 @@ export const resolverFailoverConfig = [
     LoadBalancer: { Policy: 'least_request', LeastRequestConfig: { ChoiceCount: 3 } },
   },
 ] as const;
+
+/**
+ * The entries of the golden case `peered/sidecar-router-splitter`, in B: `shop` (subsets v1, v2)
+ * split 80/10/10 between v1, v2 (with a header set) and A's `api`, behind a router that sends
+ * `/next/` GETs with `x-beta` to `shop-next` (rewrite, timeout, retries) and `/health?verbose=1`
+ * to v2. The real-Envoy test of the golden topologies writes the same ones.
+ */
+export const routerSplitterConfig = [
+  { Kind: 'service-defaults', Name: 'shop', Protocol: 'http' },
+  { Kind: 'service-defaults', Name: 'shop-next', Protocol: 'http' },
+  {
+    Kind: 'service-resolver',
+    Name: 'shop',
+    DefaultSubset: 'v1',
+    Subsets: {
+      v1: { Filter: 'Service.Meta.version == v1' },
+      v2: { Filter: 'Service.Meta.version == v2' },
+    },
+  },
+  {
+    Kind: 'service-splitter',
+    Name: 'shop',
+    Splits: [
+      { Weight: 80, ServiceSubset: 'v1' },
+      { Weight: 10, ServiceSubset: 'v2', RequestHeaders: { Set: { 'x-canary': '1' } } },
+      { Weight: 10, Service: 'api', Peer: 'cluster-a' },
+    ],
+  },
+  {
+    Kind: 'service-router',
+    Name: 'shop',
+    Routes: [
+      {
+        Match: {
+          HTTP: {
+            PathPrefix: '/next/',
+            Header: [{ Name: 'x-beta', Present: true }],
+            Methods: ['GET'],
+          },
+        },
+        Destination: {
+          Service: 'shop-next',
+          PrefixRewrite: '/',
+          RequestTimeout: '5s',
+          NumRetries: 2,
+          RetryOnConnectFailure: true,
+          RetryOnStatusCodes: [503],
+        },
+      },
+      {
+        Match: { HTTP: { PathExact: '/health', QueryParam: [{ Name: 'verbose', Exact: '1' }] } },
+        Destination: { ServiceSubset: 'v2', IdleTimeout: '30s' },
+      },
+    ],
+  },
+] as const;

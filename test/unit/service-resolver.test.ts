@@ -182,6 +182,7 @@ describe('service-resolver references, checked on write', () => {
       const entry = entries.find((e) => e.name === name);
       return entry && { entry };
     },
+    configsOf: () => [],
   });
   const problems = (entry: ConfigEntry, others: ConfigEntry[], peers: string[] = []) =>
     checkEntryReferences(entry, committed(others), peers).map((e) => `${e.field}: ${e.problem}`);

@@ -50,9 +50,11 @@ function sidecarClusters(s: SidecarSnapshot): ResourceSpec[] {
   return [
     local,
     ...s.upstreams.flatMap((u) =>
-      'aggregate' in u.cluster
-        ? [aggregateClusterSpec(u.cluster), ...u.cluster.members.map(edsClusterSpec)]
-        : [edsClusterSpec(u.cluster)],
+      (u.routed?.clusters ?? [u.cluster]).flatMap((c) =>
+        'aggregate' in c
+          ? [aggregateClusterSpec(c), ...c.members.map(edsClusterSpec)]
+          : [edsClusterSpec(c)],
+      ),
     ),
   ];
 }
