@@ -1,6 +1,7 @@
 import type {
   ConfigEntry,
   ConfigEntryKind,
+  ExportConsumer,
   ExportedServicesEntry,
   IntentionSource,
   MeshEntry,
@@ -8,10 +9,8 @@ import type {
   ProxyDefaultsEntry,
   ServiceDefaultsEntry,
   ServiceIntentionsEntry,
-  ServiceResolverEntry,
 } from './types.js';
 import {
-  type FieldError,
   type JsonObject,
   type Parsed,
   Problems,
@@ -25,11 +24,8 @@ import {
   readString,
 } from './input.js';
 import { readMeshGateway } from './registration-proxy.js';
-import {
-  checkResolverReferences,
-  parseServiceResolver,
-  serviceResolverFields,
-} from './service-resolver.js';
+import { parseSamenessGroup, samenessGroupFields } from './sameness-group.js';
+import { parseServiceResolver, serviceResolverFields } from './service-resolver.js';
 
 /**
  * Config entries (`PUT /v1/config`), Consul's PascalCase JSON → the catalog model. As in Consul CE,
@@ -44,6 +40,7 @@ export const configEntryKinds: readonly ConfigEntryKind[] = [
   'service-intentions',
   'exported-services',
   'service-resolver',
+  'sameness-group',
 ];
 export const protocols: readonly Protocol[] = ['tcp', 'http', 'http2', 'grpc'];
 
@@ -55,6 +52,7 @@ const fieldsOf: Readonly<Record<ConfigEntryKind, readonly string[]>> = {
   'service-intentions': [...meta, 'Sources'],
   'exported-services': [...meta, 'Services'],
   'service-resolver': [...meta, ...serviceResolverFields],
+  'sameness-group': [...meta, ...samenessGroupFields],
 };
 const kindList = configEntryKinds.map((k) => JSON.stringify(k)).join(', ');
 const wildcardName = {
@@ -98,29 +96,6 @@ export function parseConfigEntry(input: unknown): Parsed<ConfigEntry> {
   return p.result(parsers[kind.value](obj, p));
 }
 
-/**
- * Checks of an entry against the committed ones and the peerings, run inside its write: today a
- * `service-resolver`'s peers, other services' subsets and redirect loops.
- */
-export function checkEntryReferences(
-  entry: ConfigEntry,
-  committed: { config(kind: 'service-resolver', name: string): { entry: ConfigEntry } | undefined },
-  peers: readonly string[],
-): readonly FieldError[] {
-  if (entry.kind !== 'service-resolver') return [];
-  const p = new Problems();
-  checkResolverReferences(
-    entry,
-    {
-      resolver: (name) =>
-        committed.config('service-resolver', name)?.entry as ServiceResolverEntry | undefined,
-      peers,
-    },
-    p,
-  );
-  return p.list;
-}
-
 const parsers: {
   readonly [K in ConfigEntryKind]: (
     obj: JsonObject,
@@ -134,6 +109,7 @@ const parsers: {
   'exported-services': parseExportedServices,
   'service-resolver': (obj, p) =>
     parseServiceResolver(obj, readString(obj, 'Name', '', p, undefined, nameRule), p),
+  'sameness-group': parseSamenessGroup,
 };
 
 /** Kinds with a single entry take that fixed name (and default to it when Name is absent). */
@@ -287,31 +263,38 @@ function parseExportedService(
   const namespace = readString(obj, 'Namespace', field, p, 'default', nameRule);
   const raw = obj.Consumers;
   if (raw === undefined || raw === null || (Array.isArray(raw) && raw.length === 0))
-    p.add(at(field, 'Consumers'), 'required: at least one {Peer}');
+    p.add(at(field, 'Consumers'), 'required: at least one {Peer} or {SamenessGroup}');
   const consumers = readArray(obj, 'Consumers', field, p, (v, f) => parseConsumer(v, f, p));
-  const peers = new Set<string>();
-  for (const c of consumers) {
-    if (peers.has(c.peer)) p.add(at(c.field, 'Peer'), `duplicate Peer ${JSON.stringify(c.peer)}`);
-    peers.add(c.peer);
+  const seen = new Set<string>();
+  for (const { consumer, field: f } of consumers) {
+    const [key, value] =
+      'peer' in consumer ? ['Peer', consumer.peer] : ['SamenessGroup', consumer.samenessGroup];
+    if (seen.has(`${key}/${value}`)) p.add(at(f, key), `duplicate ${key} ${JSON.stringify(value)}`);
+    seen.add(`${key}/${value}`);
   }
   if (name === undefined || namespace === undefined) return undefined;
-  return {
-    service: { name, namespace, consumers: consumers.map((c) => ({ peer: c.peer })) },
-    field,
-  };
+  return { service: { name, namespace, consumers: consumers.map((c) => c.consumer) }, field };
 }
 
+/** `{Peer}` or `{SamenessGroup}` (every peer member of the group); partitions are not built. */
 function parseConsumer(
   value: unknown,
   field: string,
   p: Problems,
-): { peer: string; field: string } | undefined {
+): { consumer: ExportConsumer; field: string } | undefined {
   const obj = readObject(value, field, ['Peer', 'Partition', 'SamenessGroup'], p);
   if (!obj) return undefined;
-  for (const key of ['Partition', 'SamenessGroup']) {
-    if (obj[key] !== undefined)
-      p.add(at(field, key), 'not supported: isthmus exports to cluster peers only; use Peer');
+  if (obj.Partition !== undefined)
+    p.add(
+      at(field, 'Partition'),
+      'not supported: isthmus exports to cluster peers only; use Peer or SamenessGroup',
+    );
+  if (obj.SamenessGroup !== undefined && obj.SamenessGroup !== null && obj.SamenessGroup !== '') {
+    if (obj.Peer !== undefined && obj.Peer !== null && obj.Peer !== '')
+      p.add(at(field, 'Peer'), 'cannot be set together with SamenessGroup (one consumer each)');
+    const samenessGroup = readString(obj, 'SamenessGroup', field, p, undefined, nameRule);
+    return samenessGroup === undefined ? undefined : { consumer: { samenessGroup }, field };
   }
   const peer = readString(obj, 'Peer', field, p, undefined, nameRule);
-  return peer === undefined ? undefined : { peer, field };
+  return peer === undefined ? undefined : { consumer: { peer }, field };
 }

@@ -20,6 +20,7 @@ import { serviceProtocol } from '../catalog/lookups.js';
 import { peeredUpstream, peerRootsSecret } from './peered.js';
 import { chainDeps, chainUpstream } from './chain-upstream.js';
 import { compileChain } from '../discovery-chain/compile.js';
+import { samenessLookup } from '../discovery-chain/sameness.js';
 import { exportedNamesFor } from '../peering/exports.js';
 import type {
   RootsSecretIR,
@@ -68,6 +69,7 @@ export function buildSidecarSnapshot(
     const chain = compileChain(
       { service: u.destinationName, datacenter: u.datacenter || ctx.datacenter },
       (name) => ctx.catalog.configEntry('service-resolver', name),
+      samenessLookup(ctx.catalog),
     );
     if (chain.isDefault) {
       upstreams.push(localUpstream(proxy, u, leaf, ctx));
