@@ -15,7 +15,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type MeshProcess, startMeshProcess } from '../helpers/mesh-server.js';
 import { exportEntry, startPeeredMeshes } from '../helpers/peered-mesh.js';
-import { cleanupProcesses } from '../helpers/process.js';
+import { cleanupProcesses, runCli } from '../helpers/process.js';
+import type { UpstreamReport } from '../../src/troubleshoot/index.js';
 import { closeApps, httpCall, listenPort, startApp } from './apps.js';
 import {
   cleanupEnvoys,
@@ -245,6 +246,44 @@ describe.skipIf(skipWithoutEnvoy())(
       await waitHealthy(web);
     });
 
+    /**
+     * `troubleshoot upstream` while cart is failed over: the chain came from the sameness group,
+     * B's target has no healthy instance, A's has one, and Envoy ACKed all three clusters.
+     */
+    async function troubleshootFailedOver(): Promise<void> {
+      const path = '/v1/troubleshoot/upstream/web-sidecar-proxy/cart';
+      const report = await eventually(async () => {
+        const res = await b.api<UpstreamReport>('GET', path);
+        const envoy = res.body.Targets?.map((t) => t.Envoy) ?? [];
+        if (res.status !== 200 || envoy.some((e) => e !== 'SYNCED'))
+          throw new Error(`${res.status} ${JSON.stringify(res.body)}`);
+        return res.body;
+      }, 'troubleshoot upstream cart');
+      expect(report.OK).toBe(true);
+      expect(report.Chain).toMatchObject({
+        Service: 'cart',
+        Resolver: false,
+        FailoverFrom: 'sameness-group shop (DefaultForFailover)',
+      });
+      expect(report.Targets.map((t) => `${t.ID} ${t.Healthy}/${t.Total}`)).toEqual([
+        'cart.default.default.dc-b 0/1',
+        'cart.default.default.external.cluster-a 1/1',
+      ]);
+      const cli = await runCli([
+        'troubleshoot',
+        'upstream',
+        'web-sidecar-proxy',
+        'cart',
+        '--http-addr',
+        b.httpAddress,
+      ]);
+      expect(cli.stderr).toBe('');
+      expect(cli.code, cli.stdout).toBe(0);
+      expect(cli.stdout).toContain(
+        '✓ a target with healthy instances: traffic goes to cart.default.default.external.cluster-a (1 of 1 healthy)',
+      );
+    }
+
     it(`sameness group, no resolver: cart fails over to peer A's cart and back, each switch within ${switchBoundMs} ms`, async () => {
       load = new LoadLoop(port.cart, { keepAliveWorkers: 2, freshWorkers: 2 });
       load.phase('baseline');
@@ -270,6 +309,7 @@ describe.skipIf(skipWithoutEnvoy())(
         expect(firstAnswer - started).toBeLessThan(switchBoundMs);
         expect(after.byApp, `only ${to} answers after the switch`).toEqual({ [to]: after.ok });
         expect(counts.failed, `requests lost switching ${from} → ${to}`).toBe(0);
+        if (status === 'fail') await troubleshootFailedOver();
       }
       console.log(`sameness failover (bound ${switchBoundMs} ms):\n  ${switches.join('\n  ')}`);
       await load.stop();
