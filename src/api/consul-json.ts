@@ -247,7 +247,9 @@ function entryFields(e: ConfigEntry): Json {
         Services: e.services.map((s) => ({
           Name: s.name,
           ...nonDefault('Namespace', s.namespace),
-          Consumers: s.consumers.map((c) => ({ Peer: c.peer })),
+          Consumers: s.consumers.map((c) =>
+            'peer' in c ? { Peer: c.peer } : { SamenessGroup: c.samenessGroup },
+          ),
         })),
       };
     case 'service-resolver':
@@ -256,6 +258,16 @@ function entryFields(e: ConfigEntry): Json {
       return serviceSplitterJson(e);
     case 'service-router':
       return serviceRouterJson(e);
+    case 'sameness-group':
+      return {
+        Kind: e.kind,
+        Name: e.name,
+        ...(e.defaultForFailover ? { DefaultForFailover: true } : {}),
+        ...(e.includeLocal ? { IncludeLocal: true } : {}),
+        Members: e.members.map((m) =>
+          'peer' in m ? { Peer: m.peer } : { Partition: m.partition },
+        ),
+      };
   }
 }
 
@@ -307,7 +319,12 @@ function serviceResolverJson(e: ServiceResolverEntry): Json {
     ...(e.redirect && { Redirect: resolverTargetJson(e.redirect) }),
     ...(failover.length > 0 && {
       Failover: Object.fromEntries(
-        failover.map(([key, f]) => [key, { Targets: f.targets.map(resolverTargetJson) }]),
+        failover.map(([key, f]) => [
+          key,
+          f.samenessGroup
+            ? { SamenessGroup: f.samenessGroup }
+            : { Targets: f.targets.map(resolverTargetJson) },
+        ]),
       ),
     }),
     ...(e.connectTimeoutMs ? { ConnectTimeout: goDuration(e.connectTimeoutMs) } : {}),

@@ -5,6 +5,7 @@ import type { EstablishInput } from '../peering/establish.js';
 import type { Peerings } from '../peering/peerings.js';
 import { orThrow, parseEstablishRequest, parseGenerateTokenRequest } from '../peering/requests.js';
 import { encodeToken } from '../peering/token.js';
+import { consumerPeers } from '../catalog/sameness-group.js';
 import {
   type Peering,
   type PeeringState,
@@ -154,7 +155,10 @@ export function exportedServices(catalog: PeeringRoutesDeps['catalog']): Exporte
     const names = service.name === '*' ? [...registered] : [service.name];
     for (const name of names) {
       const set = peers.get(name) ?? new Set<string>();
-      for (const c of service.consumers) set.add(c.peer);
+      for (const peer of consumerPeers(service.consumers, (g) =>
+        catalog.configEntry('sameness-group', g),
+      ))
+        set.add(peer);
       peers.set(name, set);
     }
   }

@@ -8,8 +8,11 @@ import {
   type Checklist,
   gatherPeeringFacts,
   gatherProxyFacts,
+  gatherUpstreamFacts,
   peeringChecklist,
   proxyChecklist,
+  type UpstreamReport,
+  upstreamReport,
 } from '../troubleshoot/index.js';
 import { withAccess } from './route-access.js';
 import { instanceTarget } from './service-targets.js';
@@ -28,7 +31,8 @@ export interface TroubleshootDeps {
 }
 
 /**
- * `GET /v1/troubleshoot/peering/:name` and `GET /v1/troubleshoot/proxy/:id`: the checklist
+ * `GET /v1/troubleshoot/peering/:name`, `GET /v1/troubleshoot/proxy/:id` and
+ * `GET /v1/troubleshoot/upstream/:id/:upstream` (the checklist plus `Chain` and `Targets`): the checklist
  * (`{Subject, Checks: [{Name, OK, Detail, Fix?, Skipped?}], OK}`), 200 whether or not checks fail.
  * 404 `{error}` only when the subject does not exist at all: no peering with that name, or a proxy
  * ID that is neither registered nor connected over xDS. They show states and names, never a secret
@@ -47,5 +51,13 @@ export function registerTroubleshootRoutes(app: FastifyInstance, deps: Troublesh
     withAccess({ read: true, service: instanceTarget(deps.catalog, 'id') }),
     async (request): Promise<Checklist> =>
       proxyChecklist(gatherProxyFacts(deps, request.params.id)),
+  );
+  // One upstream of a proxy: its discovery chain, targets and their health (issue 16); the same
+  // access as the proxy's own page.
+  app.get<{ Params: { id: string; upstream: string } }>(
+    '/v1/troubleshoot/upstream/:id/:upstream',
+    withAccess({ read: true, service: instanceTarget(deps.catalog, 'id') }),
+    async (request): Promise<UpstreamReport> =>
+      upstreamReport(gatherUpstreamFacts(deps, request.params.id, request.params.upstream)),
   );
 }

@@ -12,7 +12,8 @@ import type {
 } from './types.js';
 import { CatalogIndex, type ConfigRecord } from './catalog-index.js';
 import { type Clock, TtlTimers, systemClock } from './checks.js';
-import { checkEntryReferences, parseConfigEntry, parseConfigKind } from './config-entries.js';
+import { parseConfigEntry, parseConfigKind } from './config-entries.js';
+import { checkEntryDelete, checkEntryWrite } from './entry-graph.js';
 import { invalidInput } from '../problems.js';
 import {
   type InstanceChanges,
@@ -134,7 +135,8 @@ export class Catalog implements CatalogReader {
 
   /**
    * Writes a config entry. `peers` are the peerings entries may name (a `service-resolver`'s
-   * targets); references to other entries are checked against the committed state.
+   * targets, a `sameness-group`'s members); references to and from other entries are checked
+   * against the committed state (src/catalog/entry-graph.ts), as is a delete.
    */
   async putConfigEntry(
     input: unknown,
@@ -145,7 +147,7 @@ export class Catalog implements CatalogReader {
     const entry = parsed.value;
     return this.write(
       (tx, ctx) => {
-        const problems = checkEntryReferences(entry, ctx.index, opts.peers?.() ?? []);
+        const problems = checkEntryWrite(entry, ctx.index, opts.peers?.() ?? []);
         if (problems.length > 0) throw invalidInput(problems);
         const existing = ctx.index.config(entry.kind, entry.name);
         const rec: ConfigRecord = {
@@ -171,6 +173,8 @@ export class Catalog implements CatalogReader {
       (tx, ctx) => {
         if (!ctx.index.config(entryKind, name))
           throw new IsthmusError('not_found', `config entry ${entryKind}/${name} not found`);
+        const problems = checkEntryDelete(entryKind, name, ctx.index);
+        if (problems.length > 0) throw invalidInput(problems);
         storedConfigEntries.delete(tx, configId(entryKind, name));
       },
       () => {

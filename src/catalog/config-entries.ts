@@ -1,15 +1,14 @@
 import type {
   ConfigEntry,
   ConfigEntryKind,
+  ExportConsumer,
   ExportedServicesEntry,
   MeshEntry,
   Protocol,
   ProxyDefaultsEntry,
   ServiceDefaultsEntry,
-  ServiceResolverEntry,
 } from './types.js';
 import {
-  type FieldError,
   type JsonObject,
   type Parsed,
   Problems,
@@ -23,19 +22,11 @@ import {
   readString,
 } from './input.js';
 import { readMeshGateway } from './registration-proxy.js';
-import { checkIntentionProtocols, parseIntentions, wildcardName } from './service-intentions.js';
-import {
-  checkResolverReferences,
-  parseServiceResolver,
-  serviceResolverFields,
-} from './service-resolver.js';
+import { parseIntentions, wildcardName } from './service-intentions.js';
+import { parseSamenessGroup, samenessGroupFields } from './sameness-group.js';
+import { parseServiceResolver, serviceResolverFields } from './service-resolver.js';
 import { parseServiceSplitter, serviceSplitterFields } from './service-splitter.js';
 import { parseServiceRouter, serviceRouterFields } from './service-router.js';
-import {
-  type RoutingReferences,
-  checkProtocolChange,
-  checkRoutingReferences,
-} from './routing-references.js';
 
 /**
  * Config entries (`PUT /v1/config`), Consul's PascalCase JSON → the catalog model. As in Consul CE,
@@ -52,6 +43,7 @@ export const configEntryKinds: readonly ConfigEntryKind[] = [
   'service-resolver',
   'service-splitter',
   'service-router',
+  'sameness-group',
 ];
 export const protocols: readonly Protocol[] = ['tcp', 'http', 'http2', 'grpc'];
 
@@ -65,6 +57,7 @@ const fieldsOf: Readonly<Record<ConfigEntryKind, readonly string[]>> = {
   'service-resolver': [...meta, ...serviceResolverFields],
   'service-splitter': [...meta, ...serviceSplitterFields],
   'service-router': [...meta, ...serviceRouterFields],
+  'sameness-group': [...meta, ...samenessGroupFields],
 };
 const kindList = configEntryKinds.map((k) => JSON.stringify(k)).join(', ');
 
@@ -103,56 +96,6 @@ export function parseConfigEntry(input: unknown): Parsed<ConfigEntry> {
   return p.result(parsers[kind.value](obj, p));
 }
 
-/** What the reference checks read: the committed entries. */
-export interface CommittedEntries {
-  config(kind: ConfigEntryKind, name: string): { entry: ConfigEntry } | undefined;
-  configsOf(kind: ConfigEntryKind): readonly { entry: ConfigEntry }[];
-}
-
-/**
- * Checks of an entry against the committed ones and the peerings, run inside its write: a
- * `service-resolver`'s peers, other services' subsets and redirect loops; a `service-splitter`'s
- * or `service-router`'s protocols, subsets, peers and split loops; and a protocol change that
- * would take a splitter's or router's service off HTTP.
- */
-export function checkEntryReferences(
-  entry: ConfigEntry,
-  committed: CommittedEntries,
-  peers: readonly string[],
-): readonly FieldError[] {
-  const p = new Problems();
-  checkIntentionProtocols(entry, committed, p);
-  const refs: RoutingReferences = {
-    entry: (kind, name) => committed.config(kind, name)?.entry as never,
-    entries: (kind) => committed.configsOf(kind).map((r) => r.entry) as never,
-    peers,
-  };
-  switch (entry.kind) {
-    case 'service-resolver':
-      checkResolverReferences(
-        entry,
-        {
-          resolver: (name) =>
-            committed.config('service-resolver', name)?.entry as ServiceResolverEntry | undefined,
-          peers,
-        },
-        p,
-      );
-      break;
-    case 'service-splitter':
-    case 'service-router':
-      checkRoutingReferences(entry, refs, p);
-      break;
-    case 'service-defaults':
-    case 'proxy-defaults':
-      checkProtocolChange(entry, refs, p);
-      break;
-    default:
-      break;
-  }
-  return p.list;
-}
-
 const parsers: {
   readonly [K in ConfigEntryKind]: (
     obj: JsonObject,
@@ -170,6 +113,7 @@ const parsers: {
     parseServiceSplitter(obj, readString(obj, 'Name', '', p, undefined, nameRule), p),
   'service-router': (obj, p) =>
     parseServiceRouter(obj, readString(obj, 'Name', '', p, undefined, nameRule), p),
+  'sameness-group': parseSamenessGroup,
 };
 
 /** Kinds with a single entry take that fixed name (and default to it when Name is absent). */
@@ -265,31 +209,38 @@ function parseExportedService(
   const namespace = readString(obj, 'Namespace', field, p, 'default', nameRule);
   const raw = obj.Consumers;
   if (raw === undefined || raw === null || (Array.isArray(raw) && raw.length === 0))
-    p.add(at(field, 'Consumers'), 'required: at least one {Peer}');
+    p.add(at(field, 'Consumers'), 'required: at least one {Peer} or {SamenessGroup}');
   const consumers = readArray(obj, 'Consumers', field, p, (v, f) => parseConsumer(v, f, p));
-  const peers = new Set<string>();
-  for (const c of consumers) {
-    if (peers.has(c.peer)) p.add(at(c.field, 'Peer'), `duplicate Peer ${JSON.stringify(c.peer)}`);
-    peers.add(c.peer);
+  const seen = new Set<string>();
+  for (const { consumer, field: f } of consumers) {
+    const [key, value] =
+      'peer' in consumer ? ['Peer', consumer.peer] : ['SamenessGroup', consumer.samenessGroup];
+    if (seen.has(`${key}/${value}`)) p.add(at(f, key), `duplicate ${key} ${JSON.stringify(value)}`);
+    seen.add(`${key}/${value}`);
   }
   if (name === undefined || namespace === undefined) return undefined;
-  return {
-    service: { name, namespace, consumers: consumers.map((c) => ({ peer: c.peer })) },
-    field,
-  };
+  return { service: { name, namespace, consumers: consumers.map((c) => c.consumer) }, field };
 }
 
+/** `{Peer}` or `{SamenessGroup}` (every peer member of the group); partitions are not built. */
 function parseConsumer(
   value: unknown,
   field: string,
   p: Problems,
-): { peer: string; field: string } | undefined {
+): { consumer: ExportConsumer; field: string } | undefined {
   const obj = readObject(value, field, ['Peer', 'Partition', 'SamenessGroup'], p);
   if (!obj) return undefined;
-  for (const key of ['Partition', 'SamenessGroup']) {
-    if (obj[key] !== undefined)
-      p.add(at(field, key), 'not supported: isthmus exports to cluster peers only; use Peer');
+  if (obj.Partition !== undefined)
+    p.add(
+      at(field, 'Partition'),
+      'not supported: isthmus exports to cluster peers only; use Peer or SamenessGroup',
+    );
+  if (obj.SamenessGroup !== undefined && obj.SamenessGroup !== null && obj.SamenessGroup !== '') {
+    if (obj.Peer !== undefined && obj.Peer !== null && obj.Peer !== '')
+      p.add(at(field, 'Peer'), 'cannot be set together with SamenessGroup (one consumer each)');
+    const samenessGroup = readString(obj, 'SamenessGroup', field, p, undefined, nameRule);
+    return samenessGroup === undefined ? undefined : { consumer: { samenessGroup }, field };
   }
   const peer = readString(obj, 'Peer', field, p, undefined, nameRule);
-  return peer === undefined ? undefined : { peer, field };
+  return peer === undefined ? undefined : { consumer: { peer }, field };
 }

@@ -111,7 +111,13 @@ const serviceResolver = z.strictObject({
   defaultSubset: z.string(),
   subsets: z.record(z.string(), z.strictObject({ filter: z.string(), onlyPassing: z.boolean() })),
   redirect: resolverTarget.optional(),
-  failover: z.record(z.string(), z.strictObject({ targets: z.array(resolverTarget) })),
+  failover: z.record(
+    z.string(),
+    z.strictObject({
+      targets: z.array(resolverTarget),
+      samenessGroup: z.string().optional(),
+    }),
+  ),
   connectTimeoutMs: z.number(),
   requestTimeoutMs: z.number(),
   loadBalancer: z
@@ -270,13 +276,27 @@ const configEntry: z.ZodType<ConfigEntry> = z.discriminatedUnion('kind', [
       z.strictObject({
         name: z.string(),
         namespace: z.string(),
-        consumers: z.array(z.strictObject({ peer: z.string() })),
+        consumers: z.array(
+          z.union([
+            z.strictObject({ peer: z.string() }),
+            z.strictObject({ samenessGroup: z.string() }),
+          ]),
+        ),
       }),
     ),
   }),
   serviceResolver,
   serviceSplitter,
   serviceRouter,
+  z.strictObject({
+    kind: z.literal('sameness-group'),
+    name: z.string(),
+    defaultForFailover: z.boolean(),
+    includeLocal: z.boolean(),
+    members: z.array(
+      z.union([z.strictObject({ partition: z.string() }), z.strictObject({ peer: z.string() })]),
+    ),
+  }),
 ]);
 
 const configRecord: z.ZodType<ConfigRecord> = z.strictObject({

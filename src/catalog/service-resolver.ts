@@ -15,6 +15,7 @@ import {
 } from './input.js';
 import type {
   LoadBalancerPolicy,
+  ResolverFailover,
   ResolverLoadBalancer,
   ResolverSubset,
   ResolverTarget,
@@ -174,8 +175,8 @@ function readTarget(obj: JsonObject, field: string, p: Problems): ResolverTarget
   return { service, serviceSubset, peer, datacenter };
 }
 
-function readFailover(obj: JsonObject, p: Problems): Record<string, { targets: ResolverTarget[] }> {
-  const out: Record<string, { targets: ResolverTarget[] }> = {};
+function readFailover(obj: JsonObject, p: Problems): Record<string, ResolverFailover> {
+  const out: Record<string, ResolverFailover> = {};
   const raw = obj.Failover;
   if (raw === undefined || raw === null) return out;
   if (typeof raw !== 'object' || Array.isArray(raw)) {
@@ -185,8 +186,8 @@ function readFailover(obj: JsonObject, p: Problems): Record<string, { targets: R
   for (const [key, value] of Object.entries(raw as JsonObject).sort(byKey)) {
     const field = at('Failover', key);
     if (key !== '*' && checkString(key, field, p, subsetRule) === undefined) continue;
-    const targets = readFailoverEntry(value, field, p);
-    if (targets) out[key] = { targets };
+    const rule = readFailoverEntry(value, field, p);
+    if (rule) out[key] = rule;
   }
   return out;
 }
@@ -197,7 +198,7 @@ function readFailoverEntry(
   value: unknown,
   field: string,
   p: Problems,
-): ResolverTarget[] | undefined {
+): ResolverFailover | undefined {
   const f = readObject(
     value,
     field,
@@ -205,8 +206,6 @@ function readFailoverEntry(
     p,
   );
   if (!f) return undefined;
-  if (f.SamenessGroup !== undefined && f.SamenessGroup !== null && f.SamenessGroup !== '')
-    p.add(at(field, 'SamenessGroup'), notYet('sameness groups'));
   const policy = readOptionalObject(f, 'Policy', field, ['Mode', 'Regions'], p);
   if (policy) {
     readEnum(policy, 'Mode', at(field, 'Policy'), p, ['', 'sequential'] as const, '');
@@ -220,9 +219,31 @@ function readFailoverEntry(
       at(field, 'Targets'),
       'must be a JSON array of {Service, ServiceSubset, Datacenter, Peer}',
     );
-  return Array.isArray(f.Targets) && f.Targets.length > 0
-    ? readFailoverTargets(f, f.Targets, field, p)
-    : readFailoverByDatacenter(f, field, p);
+  if (f.SamenessGroup !== undefined && f.SamenessGroup !== null && f.SamenessGroup !== '')
+    return readFailoverSameness(f, field, p);
+  const targets =
+    Array.isArray(f.Targets) && f.Targets.length > 0
+      ? readFailoverTargets(f, f.Targets, field, p)
+      : readFailoverByDatacenter(f, field, p);
+  return targets && { targets };
+}
+
+/** `SamenessGroup`: the group's members in order, instead of targets (§5b "Sameness groups"). */
+function readFailoverSameness(
+  f: JsonObject,
+  field: string,
+  p: Problems,
+): ResolverFailover | undefined {
+  for (const key of ['Service', 'ServiceSubset', 'Namespace', 'Targets', 'Datacenters']) {
+    const v = f[key];
+    if (v !== undefined && v !== null && v !== '' && !(Array.isArray(v) && v.length === 0))
+      p.add(
+        at(field, key),
+        'cannot be set together with SamenessGroup (the group names the targets)',
+      );
+  }
+  const samenessGroup = readString(f, 'SamenessGroup', field, p, undefined, nameRule);
+  return samenessGroup === undefined ? undefined : { targets: [], samenessGroup };
 }
 
 /** `Targets`: each a service (subset) here, in another datacenter, or on a peer. */
@@ -280,7 +301,7 @@ function checkOwnSubsets(
   name: string,
   subsets: Readonly<Record<string, ResolverSubset>>,
   redirect: ResolverTarget | undefined,
-  failover: Readonly<Record<string, { targets: readonly ResolverTarget[] }>>,
+  failover: Readonly<Record<string, ResolverFailover>>,
   p: Problems,
 ): void {
   const own = (t: ResolverTarget) => !t.peer && (t.service === '' || t.service === name);

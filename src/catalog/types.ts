@@ -138,7 +138,8 @@ export type ConfigEntryKind =
   | 'exported-services'
   | 'service-resolver'
   | 'service-splitter'
-  | 'service-router';
+  | 'service-router'
+  | 'sameness-group';
 export type Protocol = 'tcp' | 'http' | 'http2' | 'grpc';
 
 export interface ProxyDefaultsEntry {
@@ -221,9 +222,12 @@ export interface ExportedServicesEntry {
   readonly services: readonly {
     readonly name: string; // or '*'
     readonly namespace: string;
-    readonly consumers: readonly { readonly peer: string }[];
+    readonly consumers: readonly ExportConsumer[];
   }[];
 }
+
+/** A consumer of an exported service: a peer, or every peer member of a sameness group. */
+export type ExportConsumer = { readonly peer: string } | { readonly samenessGroup: string };
 
 /**
  * A place a `service-resolver` sends traffic: a service (or one of its subsets) here, in another
@@ -263,6 +267,30 @@ export interface ResolverLoadBalancer {
   readonly leastRequest?: { readonly choiceCount?: number | undefined } | undefined;
 }
 
+/** One `Failover` rule: targets in order, or the members of a sameness group in its order. */
+export interface ResolverFailover {
+  readonly targets: readonly ResolverTarget[];
+  /** Set instead of targets: fail over through this group's members. */
+  readonly samenessGroup?: string | undefined;
+}
+
+/** A member of a sameness group: this cluster's (only) partition, or a cluster peer. */
+export type SamenessMember = { readonly partition: string } | { readonly peer: string };
+
+/**
+ * `sameness-group` (Consul's JSON shape, docs/architecture.md §5b "Sameness groups"): peers that
+ * serve the same services, in failover order.
+ */
+export interface SamenessGroupEntry {
+  readonly kind: 'sameness-group';
+  readonly name: string;
+  /** Upstreams without a failover rule of their own fail over through this group. */
+  readonly defaultForFailover: boolean;
+  /** This cluster is the group's first member. */
+  readonly includeLocal: boolean;
+  readonly members: readonly SamenessMember[];
+}
+
 /** `service-resolver` (Consul's JSON shape; docs/architecture.md "Discovery chain"). */
 export interface ServiceResolverEntry {
   readonly kind: 'service-resolver';
@@ -274,7 +302,7 @@ export interface ServiceResolverEntry {
   readonly subsets: Readonly<Record<string, ResolverSubset>>;
   readonly redirect?: ResolverTarget | undefined;
   /** By subset name, or `*` for any subset; targets in order. */
-  readonly failover: Readonly<Record<string, { readonly targets: readonly ResolverTarget[] }>>;
+  readonly failover: Readonly<Record<string, ResolverFailover>>;
   /** 0: the default (5 s). */
   readonly connectTimeoutMs: number;
   /** 0: Envoy's default. HTTP-family upstreams only. */
@@ -290,7 +318,8 @@ export type ConfigEntry =
   | ExportedServicesEntry
   | ServiceResolverEntry
   | ServiceSplitterEntry
-  | ServiceRouterEntry;
+  | ServiceRouterEntry
+  | SamenessGroupEntry;
 
 /**
  * What the snapshot layer reads: synchronous lookups over the catalog's in-memory index (kept in

@@ -2,11 +2,13 @@ import type { Command } from 'commander';
 // The checklist module only: the troubleshoot barrel pulls in the gatherer and the generated Envoy
 // protos.
 import { type Checklist, renderChecklist } from '../troubleshoot/checklist.js';
+import { type UpstreamReport, renderUpstreamReport } from '../troubleshoot/upstream-checks.js';
 import { apiClientFor, withApiOptions } from './api-options.js';
 import { print } from './output.js';
 
 /**
- * `isthmus troubleshoot peering --name P` and `isthmus troubleshoot proxy ID`: a ✓/✗ checklist
+ * `isthmus troubleshoot peering --name P`, `isthmus troubleshoot proxy ID` and `isthmus
+ * troubleshoot upstream ID UPSTREAM` (the chain and its targets first): a ✓/✗ checklist
  * where every ✗ says how to fix it. Exit 0 when every check passes, 1 when any fails (either
  * format), so scripts can branch on it.
  */
@@ -35,12 +37,29 @@ export function registerTroubleshootCommand(program: Command): void {
     .action(async (id: string, _opts: unknown, cmd: Command) => {
       await show(cmd, `/v1/troubleshoot/proxy/${encodeURIComponent(id)}`);
     });
+  withApiOptions(
+    troubleshoot
+      .command('upstream')
+      .argument('<PROXY-ID>', "the proxy's registered service ID (its node.id)")
+      .argument('<UPSTREAM>', "the upstream's destination service (api, or api?peer=P)"),
+  )
+    .description(
+      'the discovery chain an upstream resolved to: targets in failover order, their health, what Envoy ACKed',
+    )
+    .action(async (id: string, upstream: string, _opts: unknown, cmd: Command) => {
+      const path = `/v1/troubleshoot/upstream/${encodeURIComponent(id)}/${encodeURIComponent(upstream)}`;
+      await show(cmd, path, (r) => renderUpstreamReport(r as UpstreamReport));
+    });
 }
 
-async function show(cmd: Command, path: string): Promise<void> {
+async function show(
+  cmd: Command,
+  path: string,
+  render: (list: Checklist) => string = renderChecklist,
+): Promise<void> {
   const { client, format } = apiClientFor(cmd);
   const list = await client.get<Checklist>(path);
-  print(format === 'json' ? list : renderChecklist(list));
+  print(format === 'json' ? list : render(list));
   if (!list.OK) {
     process.exitCode = 1;
     if (format !== 'json') print(addressHint(cmd));

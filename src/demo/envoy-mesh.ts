@@ -1,7 +1,8 @@
 /**
  * The demo's mesh with real Envoy: the two apps, their registrations (api is HTTP, so its sidecar
  * hands it the caller's identity in `x-forwarded-client-cert`; web calls api from peer cluster-a
- * through B's mesh gateway, mode `local`, so the request crosses both gateways), and one Envoy per
+ * through B's mesh gateway, mode `local`, so the request crosses both gateways; B has an api of
+ * its own too, web's upstream `api` without a peer, for README "Fail over to a peer"), and one Envoy per
  * proxy, each started from the bootstrap `isthmus envoy bootstrap` prints, with a fresh proxy
  * token.
  */
@@ -20,12 +21,17 @@ export interface EnvoyMeshPorts {
   readonly webSidecar: number;
   /** web's upstream listener for api (in web's sidecar). */
   readonly upstream: number;
+  /** B's own api: its sidecar, and web's upstream listener for it (README "Fail over to a peer"). */
+  readonly apiBSidecar: number;
+  readonly localUpstream: number;
   readonly gatewayA: number;
   readonly gatewayB: number;
 }
 
 export interface EnvoyMesh {
   readonly api: DemoApp;
+  /** api in B, which web reaches through its upstream `api` without a peer. */
+  readonly apiB: DemoApp;
   readonly web: DemoApp;
   readonly ports: EnvoyMeshPorts;
 }
@@ -35,6 +41,7 @@ export const proxies = [
   { id: 'gw-a', cluster: 'A', kind: 'mesh-gateway' },
   { id: 'gw-b', cluster: 'B', kind: 'mesh-gateway' },
   { id: 'web-sidecar-proxy', cluster: 'B', kind: 'connect-proxy' },
+  { id: 'api-b-sidecar-proxy', cluster: 'B', kind: 'connect-proxy' },
 ] as const satisfies readonly { id: string; cluster: 'A' | 'B'; kind: BootstrapProxyKind }[];
 export type ProxyId = (typeof proxies)[number]['id'];
 
@@ -64,9 +71,12 @@ export async function registerEnvoyMesh(
     upstream: await freePort(taken),
     gatewayA: await freePort(taken),
     gatewayB: await freePort(taken),
+    apiBSidecar: await freePort(taken),
+    localUpstream: await freePort(taken),
   };
   const api = run.own(await startApiApp('dc-a'), (app) => app.close());
   const web = run.own(await startWebApp(ports.upstream), (app) => app.close());
+  const apiB = run.own(await startApiApp('dc-b'), (app) => app.close());
   await a.api.put('/v1/config', { Kind: 'service-defaults', Name: 'api', Protocol: 'http' });
   await a.api.put('/v1/agent/service/register', withSidecar('api', api.port, ports.apiSidecar));
   await a.api.put('/v1/agent/service/register', gateway('gw-a', ports.gatewayA));
@@ -76,12 +86,20 @@ export async function registerEnvoyMesh(
     LocalBindPort: ports.upstream,
     MeshGateway: { Mode: 'local' },
   };
+  const localUpstream = { DestinationName: 'api', LocalBindPort: ports.localUpstream };
   await b.api.put(
     '/v1/agent/service/register',
-    withSidecar('web', web.port, ports.webSidecar, [upstream]),
+    withSidecar('web', web.port, ports.webSidecar, [upstream, localUpstream]),
   );
   await b.api.put('/v1/agent/service/register', gateway('gw-b', ports.gatewayB));
-  return { api, web, ports };
+  await b.api.put('/v1/config', { Kind: 'service-defaults', Name: 'api', Protocol: 'http' });
+  // A TTL check the walkthrough turns critical and back (PUT /v1/agent/check/fail/service:api-b).
+  await b.api.put('/v1/agent/service/register', {
+    ...withSidecar('api', apiB.port, ports.apiBSidecar),
+    ID: 'api-b',
+    Check: { TTL: '24h', Status: 'passing' },
+  });
+  return { api, apiB, web, ports };
 }
 
 /**

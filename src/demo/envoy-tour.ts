@@ -29,7 +29,7 @@ export interface EnvoyTourResult extends TourResult {
   readonly envoys: ReadonlyMap<ProxyId, DemoEnvoy>;
 }
 
-/** Starting four Envoys and waiting for LIVE may take a while on a busy machine. */
+/** Starting five Envoys and waiting for LIVE may take a while on a busy machine. */
 const envoyStepTimeoutMs = 90_000;
 const envoyLiveTimeoutMs = 60_000;
 const requestTimeoutMs = 20_000;
@@ -50,6 +50,9 @@ export async function runEnvoyTour(
   );
   out(
     `      in B: web (app 127.0.0.1:${mesh.web.port}) with a sidecar (upstream api from peer cluster-a on 127.0.0.1:${p.upstream}, via B's mesh gateway) and mesh gateway gw-b (127.0.0.1:${p.gatewayB})`,
+  );
+  out(
+    `      and api-b (app 127.0.0.1:${mesh.apiB.port}, sidecar 127.0.0.1:${p.apiBSidecar}), which web reaches as upstream api on 127.0.0.1:${p.localUpstream}`,
   );
 
   await step('peer the clusters', () => peerClusters(a, b));

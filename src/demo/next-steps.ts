@@ -39,6 +39,10 @@ function envoyLines({ mesh, envoys }: EnvoyTourResult): string[] {
       `curl http://127.0.0.1:${mesh.ports.upstream}/hello`,
       "what web's app does: into its sidecar's upstream listener for api",
     ],
+    [
+      `curl http://127.0.0.1:${mesh.ports.localUpstream}/hello`,
+      `web's upstream api in B itself (README "Fail over to a peer")`,
+    ],
     ...[...envoys].map(([name, e]): [string, string] => [
       `curl ${e.adminUrl}/clusters`,
       `${name}'s Envoy admin (also /config_dump, /stats, /certs)`,

@@ -12,6 +12,7 @@ import type {
   ServiceResolverEntry,
 } from '../catalog/types.js';
 import { chainTargetId, defaultNamespace, defaultPartition } from '../mesh/names.js';
+import { failoverTargets, type SamenessLookup } from './sameness.js';
 
 /** Where traffic can go: a service (subset) in a datacenter, or a peer's service. */
 export interface ChainTarget {
@@ -68,10 +69,15 @@ type Lookup = (service: string) => ServiceResolverEntry | undefined;
 /**
  * Follows redirects from the upstream's service (a redirect to another local service continues in
  * that service's resolver; one to a peer, another datacenter or the resolver's own subset ends
- * there), then takes the final resolver's subset and failover targets. Loops are refused when the
- * entries are written; should one appear anyway, the walk stops where it would repeat.
+ * there), then takes the final resolver's subset and failover targets (a sameness group's members
+ * when the rule names one, or the default group's when no rule applies). Loops are refused when
+ * the entries are written; should one appear anyway, the walk stops where it would repeat.
  */
-export function compileChain(req: ChainRequest, resolver: Lookup): CompiledChain {
+export function compileChain(
+  req: ChainRequest,
+  resolver: Lookup,
+  groups?: SamenessLookup,
+): CompiledChain {
   const first = req.peer ? undefined : resolver(req.service);
   let at: Omit<ResolverTarget, 'service'> & { service: string } = {
     service: req.service,
@@ -99,9 +105,10 @@ export function compileChain(req: ChainRequest, resolver: Lookup): CompiledChain
   const subset = at.peer ? '' : at.serviceSubset || final?.defaultSubset || '';
   const primary = target(at.service, subset, at.datacenter, at.peer, resolver);
   const failover: ChainTarget[] = [];
-  const rule =
-    final && !final.redirect ? (final.failover[subset] ?? final.failover['*']) : undefined;
-  for (const t of rule?.targets ?? []) {
+  const rule = final?.failover[subset] ?? final?.failover['*'];
+  const targets =
+    at.peer || final?.redirect ? [] : failoverTargets(rule, at.service, subset, groups);
+  for (const t of targets) {
     const service = t.service || at.service;
     const own = t.peer ? '' : t.serviceSubset || resolver(service)?.defaultSubset || '';
     const next = target(
@@ -115,7 +122,7 @@ export function compileChain(req: ChainRequest, resolver: Lookup): CompiledChain
   }
   return {
     service: req.service,
-    isDefault: first === undefined,
+    isDefault: first === undefined && failover.length === 0,
     primary,
     failover,
     connectTimeoutMs: final?.connectTimeoutMs || options?.connectTimeoutMs || 0,

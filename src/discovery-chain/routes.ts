@@ -13,11 +13,14 @@ import type {
   ServiceSplitterEntry,
 } from '../catalog/types.js';
 import { type ChainRequest, type CompiledChain, compileChain } from './compile.js';
+import type { SamenessLookup } from './sameness.js';
 
 export interface ChainLookups {
   resolver(service: string): ServiceResolverEntry | undefined;
   splitter(service: string): ServiceSplitterEntry | undefined;
   router(service: string): ServiceRouterEntry | undefined;
+  /** Sameness groups, for failover where no resolver rule applies (absent: none). */
+  readonly groups?: SamenessLookup | undefined;
 }
 
 /** Where a route sends a share of its requests: a resolver node. */
@@ -73,7 +76,7 @@ function splitOrResolve(
 ): ChainSplit[] {
   const splitter = req.subset || req.peer ? undefined : lookups.splitter(req.service);
   if (!splitter || seen.has(req.service))
-    return [{ weight: share, chain: compileChain(req, lookups.resolver) }];
+    return [{ weight: share, chain: compileChain(req, lookups.resolver, lookups.groups) }];
   const inside = new Set([...seen, req.service]);
   return splitter.splits.flatMap((s) => {
     const weight = Math.round(share * s.weight) / 100;
@@ -88,7 +91,7 @@ function splitOrResolve(
     const onward = !s.peer && !s.serviceSubset && service !== req.service;
     const splits = onward
       ? splitOrResolve(next, weight, lookups, inside)
-      : [{ weight, chain: compileChain(next, lookups.resolver) }];
+      : [{ weight, chain: compileChain(next, lookups.resolver, lookups.groups) }];
     return splits.map((x) => ({
       ...x,
       ...(s.requestHeaders && !x.requestHeaders ? { requestHeaders: s.requestHeaders } : {}),

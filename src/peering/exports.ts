@@ -5,6 +5,7 @@ import type {
 } from '../gen/isthmus/peering/v1/peering.js';
 import { meshGatewaySpiffeId, peeredServiceSni, serviceSpiffeId } from '../mesh/names.js';
 import { serviceProtocol } from '../catalog/lookups.js';
+import { consumerPeers } from '../catalog/sameness-group.js';
 
 /**
  * What this cluster exports to one peer, as pure functions of the catalog (docs/architecture.md §6
@@ -23,9 +24,13 @@ export interface ExportContext {
 export function exportedNamesFor(catalog: CatalogReader, peerName: string): string[] {
   const entry = catalog.configEntry('exported-services', 'default');
   if (!entry) return [];
+  const group = (name: string) => catalog.configEntry('sameness-group', name);
   const names = new Set<string>();
   for (const service of entry.services) {
-    if (service.namespace !== 'default' || !service.consumers.some((c) => c.peer === peerName))
+    if (
+      service.namespace !== 'default' ||
+      !consumerPeers(service.consumers, group).includes(peerName)
+    )
       continue;
     if (service.name !== '*') names.add(service.name);
     else

@@ -21,6 +21,7 @@ import { peeredUpstream, peerRootsSecret } from './peered.js';
 import { chainDeps, chainUpstream } from './chain-upstream.js';
 import { compileChain } from '../discovery-chain/compile.js';
 import { type ChainLookups, compileRoutes } from '../discovery-chain/routes.js';
+import { samenessLookup } from '../discovery-chain/sameness.js';
 import { routedUpstream } from './routed-upstream.js';
 import { exportedNamesFor } from '../peering/exports.js';
 import type {
@@ -70,7 +71,7 @@ export function buildSidecarSnapshot(
     const req = { service: u.destinationName, datacenter: u.datacenter || ctx.datacenter };
     const lookups = chainLookups(ctx, deps);
     const routed = compileRoutes(req, lookups);
-    const chain = compileChain(req, lookups.resolver);
+    const chain = compileChain(req, lookups.resolver, lookups.groups);
     if (!routed && chain.isDefault) {
       upstreams.push(localUpstream(proxy, u, leaf, ctx));
       continue;
@@ -142,6 +143,7 @@ function chainLookups(ctx: BuildContext, deps: Set<string>): ChainLookups {
       deps.add(configDep('service-router', name));
       return ctx.catalog.configEntry('service-router', name);
     },
+    groups: samenessLookup(ctx.catalog),
   };
 }
 

@@ -63,11 +63,17 @@ describe.skipIf(skipWithoutEnvoy())('isthmus demo with real Envoy', () => {
     expect(out).not.toContain('No Envoy');
     expect(out).toMatch(
       new RegExp(
-        `^5 ✓ 4 Envoy ${testedEnvoyVersion.replace(/\./g, '\\.')} processes \\(.+\\) LIVE, every update from isthmus accepted`,
+        `^5 ✓ 5 Envoy ${testedEnvoyVersion.replace(/\./g, '\\.')} processes \\(.+\\) LIVE, every update from isthmus accepted`,
         'm',
       ),
     );
-    for (const proxy of ['api-sidecar-proxy', 'gw-a', 'gw-b', 'web-sidecar-proxy'])
+    for (const proxy of [
+      'api-sidecar-proxy',
+      'gw-a',
+      'gw-b',
+      'web-sidecar-proxy',
+      'api-b-sidecar-proxy',
+    ])
       expect(out).toMatch(
         new RegExp(`^ {6}${proxy} +cluster [AB] +admin http://127\\.0\\.0\\.1:\\d+$`, 'm'),
       );
@@ -148,7 +154,7 @@ describe.skipIf(skipWithoutEnvoy())('isthmus demo with real Envoy', () => {
     const stdout = proc.stdoutLines.join('\n');
     expectNoSecrets(stdout);
     expect(stdout).toMatch(/^ {2}Envoy logs: {2}\S+\/envoy\/<proxy>\.log$/m);
-    expect(envoysUnder(tmp)).toHaveLength(4);
+    expect(envoysUnder(tmp)).toHaveLength(5);
     // The command printed for a look at the upstream listener: api answers, and sees web as the
     // caller.
     const upstreamUrl = /curl (http:\/\/127\.0\.0\.1:\d+\/hello) +# what web's app does/.exec(
@@ -162,10 +168,16 @@ describe.skipIf(skipWithoutEnvoy())('isthmus demo with real Envoy', () => {
     expect(seen.headers['x-forwarded-client-cert']).toMatch(
       /^By=spiffe:\/\/[^;]+\/gateway\/mesh\/dc\/dc-a;Hash=[0-9a-f]+;URI=spiffe:\/\/[^/]+\/ns\/default\/dc\/dc-b\/svc\/web,/,
     );
+    // web's upstream api without a peer reaches B's own api (README "Fail over to a peer").
+    const localUrl =
+      /curl (http:\/\/127\.0\.0\.1:\d+\/hello) +# web's upstream api in B itself/.exec(stdout)?.[1];
+    expect(localUrl).toBeDefined();
+    const local = (await (await fetch(localUrl!)).json()) as { app: string; datacenter: string };
+    expect(local).toMatchObject({ app: 'api', datacenter: 'dc-b' });
     const admins = [...stdout.matchAll(/curl (http:\/\/127\.0\.0\.1:\d+)\/clusters/g)].map(
       (m) => m[1]!,
     );
-    expect(admins).toHaveLength(4);
+    expect(admins).toHaveLength(5);
     for (const admin of admins)
       expect((await (await fetch(`${admin}/ready`)).text()).trim()).toBe('LIVE');
 
@@ -227,7 +239,7 @@ describe.skipIf(skipWithoutEnvoy())('isthmus demo with real Envoy', () => {
     expect(res.stdout).toMatch(/^4 ✓ /m);
     expect(res.stdout).toMatch(
       new RegExp(
-        `^✗ start Envoy ${testedEnvoyVersion.replace(/\./g, '\\.')} for every proxy: envoy (api-sidecar-proxy|gw-a|gw-b|web-sidecar-proxy): exited \\(code 1\\) before its admin listener was up$`,
+        `^✗ start Envoy ${testedEnvoyVersion.replace(/\./g, '\\.')} for every proxy: envoy (api-sidecar-proxy|gw-a|gw-b|web-sidecar-proxy|api-b-sidecar-proxy): exited \\(code 1\\) before its admin listener was up$`,
         'm',
       ),
     );

@@ -6,11 +6,17 @@
  * passing through the API, as a user would: requests move v1 → v2 → A and back to v1, each switch
  * within `switchBoundMs`; the requests lost during each switch are counted and printed. A second
  * resolver redirects `legacy` to A's `api`. Every config is ACKed.
+ *
+ * Sameness groups (§5b): B's default group (DefaultForFailover, members: B itself and peer A) makes
+ * `cart`, which has no resolver, fail over to A's `cart` when B's instance goes critical and come
+ * back when it passes. A exports `cart` to the members of its own group (`Consumers:
+ * [{SamenessGroup}]`).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type MeshProcess, startMeshProcess } from '../helpers/mesh-server.js';
 import { exportEntry, startPeeredMeshes } from '../helpers/peered-mesh.js';
-import { cleanupProcesses } from '../helpers/process.js';
+import { cleanupProcesses, runCli } from '../helpers/process.js';
+import type { UpstreamReport } from '../../src/troubleshoot/index.js';
 import { closeApps, httpCall, listenPort, startApp } from './apps.js';
 import {
   cleanupEnvoys,
@@ -40,7 +46,7 @@ describe.skipIf(skipWithoutEnvoy())(
     let tdA: string;
     let web: EnvoyProcess;
     const envoys: { node: MeshProcess; envoy: EnvoyProcess }[] = [];
-    const port = { api: 0, legacy: 0 };
+    const port = { api: 0, legacy: 0, cart: 0 };
     let load: LoadLoop | undefined;
 
     showEnvoyLogsOnFailure();
@@ -55,7 +61,30 @@ describe.skipIf(skipWithoutEnvoy())(
       for (const node of [a, b])
         await node.putConfig({ Kind: 'service-defaults', Name: 'api', Protocol: 'http' });
       await a.register(withSidecar('api', apiA.port, await listenPort()));
-      await a.putConfig(exportEntry({ api: ['cluster-b'] }));
+      await a.putConfig({
+        Kind: 'sameness-group',
+        Name: 'shop',
+        Members: [{ Partition: 'default' }, { Peer: 'cluster-b' }],
+      });
+      await a.putConfig({
+        ...exportEntry({ api: ['cluster-b'] }),
+        Services: [
+          ...exportEntry({ api: ['cluster-b'] }).Services,
+          { Name: 'cart', Consumers: [{ SamenessGroup: 'shop' }] },
+        ],
+      });
+      await b.putConfig({
+        Kind: 'sameness-group',
+        Name: 'shop',
+        DefaultForFailover: true,
+        Members: [{ Partition: 'default' }, { Peer: 'cluster-a' }],
+      });
+      const cartA = await startApp('http', 'cart-a');
+      const cartB = await startApp('http', 'cart-b');
+      for (const node of [a, b])
+        await node.putConfig({ Kind: 'service-defaults', Name: 'cart', Protocol: 'http' });
+      await a.register(withSidecar('cart', cartA.port, await listenPort()));
+      await b.register(withSidecar('cart', cartB.port, await listenPort()));
       for (const [version, app] of [
         ['v1', apiB1],
         ['v2', apiB2],
@@ -67,10 +96,12 @@ describe.skipIf(skipWithoutEnvoy())(
         });
       port.api = await listenPort();
       port.legacy = await listenPort();
+      port.cart = await listenPort();
       await b.register(
         withSidecar('web', await listenPort(), await listenPort(), [
           { DestinationName: 'api', LocalBindPort: port.api },
           { DestinationName: 'legacy', LocalBindPort: port.legacy },
+          { DestinationName: 'cart', LocalBindPort: port.cart },
         ]),
       );
       await b.putConfig({
@@ -108,6 +139,11 @@ describe.skipIf(skipWithoutEnvoy())(
           node: b,
           envoy,
         })),
+        ...[a, b].map((node) =>
+          startProxy(node, 'cart-sidecar-proxy', {
+            datacenter: node === a ? 'dc-a' : 'dc-b',
+          }).then((envoy) => ({ node, envoy })),
+        ),
       ]);
       envoys.push(...started);
       web = started[4]!.envoy;
@@ -207,6 +243,77 @@ describe.skipIf(skipWithoutEnvoy())(
       expect(res.seen).toMatchObject({ app: 'api-a', path: '/legacy' });
       const clusters = await web.clusters();
       expect([...clusters.keys()]).toContain(`api.default.cluster-a.external.${tdA}`);
+      await waitHealthy(web);
+    });
+
+    /**
+     * `troubleshoot upstream` while cart is failed over: the chain came from the sameness group,
+     * B's target has no healthy instance, A's has one, and Envoy ACKed all three clusters.
+     */
+    async function troubleshootFailedOver(): Promise<void> {
+      const path = '/v1/troubleshoot/upstream/web-sidecar-proxy/cart';
+      const report = await eventually(async () => {
+        const res = await b.api<UpstreamReport>('GET', path);
+        const envoy = res.body.Targets?.map((t) => t.Envoy) ?? [];
+        if (res.status !== 200 || envoy.some((e) => e !== 'SYNCED'))
+          throw new Error(`${res.status} ${JSON.stringify(res.body)}`);
+        return res.body;
+      }, 'troubleshoot upstream cart');
+      expect(report.OK).toBe(true);
+      expect(report.Chain).toMatchObject({
+        Service: 'cart',
+        Resolver: false,
+        FailoverFrom: 'sameness-group shop (DefaultForFailover)',
+      });
+      expect(report.Targets.map((t) => `${t.ID} ${t.Healthy}/${t.Total}`)).toEqual([
+        'cart.default.default.dc-b 0/1',
+        'cart.default.default.external.cluster-a 1/1',
+      ]);
+      const cli = await runCli([
+        'troubleshoot',
+        'upstream',
+        'web-sidecar-proxy',
+        'cart',
+        '--http-addr',
+        b.httpAddress,
+      ]);
+      expect(cli.stderr).toBe('');
+      expect(cli.code, cli.stdout).toBe(0);
+      expect(cli.stdout).toContain(
+        '✓ a target with healthy instances: traffic goes to cart.default.default.external.cluster-a (1 of 1 healthy)',
+      );
+    }
+
+    it(`sameness group, no resolver: cart fails over to peer A's cart and back, each switch within ${switchBoundMs} ms`, async () => {
+      load = new LoadLoop(port.cart, { keepAliveWorkers: 2, freshWorkers: 2 });
+      load.phase('baseline');
+      const baseline = await load.waitForSuccesses(enough, { app: 'cart-b' });
+      expect(baseline.byApp).toEqual({ 'cart-b': baseline.ok });
+      const switches: string[] = [];
+      for (const [status, from, to] of [
+        ['fail', 'cart-b', 'cart-a'],
+        ['pass', 'cart-a', 'cart-b'],
+      ] as const) {
+        const phase = load.phase(`${from} → ${to}`);
+        const started = Date.now();
+        expect((await b.api('PUT', `/v1/agent/check/${status}/service:cart`)).status).toBe(200);
+        const during = await load.waitForSuccesses(1, { app: to, timeoutMs: switchBoundMs });
+        const firstAnswer = during.outcomes.find((o) => o.app === to)?.at ?? Number.NaN;
+        load.phase(`after ${from} → ${to}`);
+        const after = await load.waitForSuccesses(enough, { app: to });
+        const counts = load.counts(phase);
+        switches.push(
+          `${from} → ${to} (cart ${status}): first answer from ${to} ${firstAnswer - started} ms after the check changed; ` +
+            `${counts.ok} answered ${JSON.stringify(counts.byApp)}, ${counts.failed} lost ${JSON.stringify(counts.failures)}`,
+        );
+        expect(firstAnswer - started).toBeLessThan(switchBoundMs);
+        expect(after.byApp, `only ${to} answers after the switch`).toEqual({ [to]: after.ok });
+        expect(counts.failed, `requests lost switching ${from} → ${to}`).toBe(0);
+        if (status === 'fail') await troubleshootFailedOver();
+      }
+      console.log(`sameness failover (bound ${switchBoundMs} ms):\n  ${switches.join('\n  ')}`);
+      await load.stop();
+      load = undefined;
       await waitHealthy(web);
     });
   },

@@ -343,6 +343,72 @@ describe('catalog over HTTP', () => {
     expect((await api.call('GET', '/v1/config/nope-kind')).json).toMatchObject({ field: 'Kind' });
   });
 
+  it('sameness groups and subsets other entries name: 400 naming the entry that holds the name, nothing changed; all kept across a restart', async () => {
+    const first = await start();
+    const put = (entry: unknown) => first.call('PUT', '/v1/config', entry);
+    const group = {
+      Kind: 'sameness-group',
+      Name: 'shop',
+      DefaultForFailover: true,
+      IncludeLocal: true,
+      Members: [{ Partition: 'default' }],
+    };
+    const resolver = {
+      Kind: 'service-resolver',
+      Name: 'web',
+      Failover: { '*': { SamenessGroup: 'shop' } },
+    };
+    const exports = {
+      Kind: 'exported-services',
+      Name: 'default',
+      Services: [{ Name: 'web', Consumers: [{ SamenessGroup: 'shop' }] }],
+    };
+    expect((await put(resolver)).json).toMatchObject({ field: 'Failover.*.SamenessGroup' });
+    expect((await put({ ...group, Members: [{ Peer: 'east' }] })).json).toMatchObject({
+      field: 'Members[0].Peer',
+      error: expect.stringContaining('"east" is not a peering of this cluster'),
+    });
+    for (const entry of [group, resolver, exports]) expect((await put(entry)).status).toBe(200);
+    expect((await put({ ...group, Name: 'other' })).json).toMatchObject({
+      field: 'DefaultForFailover',
+    });
+    const del = await first.call('DELETE', '/v1/config/sameness-group/shop');
+    expect(del.status).toBe(400);
+    expect(del.json.error).toContain(
+      'still named by service-resolver "web" (Failover.*), exported-services "default"',
+    );
+
+    await put({
+      Kind: 'service-resolver',
+      Name: 'api',
+      Subsets: { v2: { Filter: 'Service.Meta.version == 2' } },
+    });
+    await put({
+      Kind: 'service-resolver',
+      Name: 'db',
+      Redirect: { Service: 'api', ServiceSubset: 'v2' },
+    });
+    const gone = await first.call('DELETE', '/v1/config/service-resolver/api');
+    expect(gone.json).toMatchObject({
+      field: 'Subsets.v2',
+      error: expect.stringContaining('still named by service-resolver "db" (Redirect)'),
+    });
+    expect((await put({ Kind: 'service-resolver', Name: 'api' })).json).toMatchObject({
+      field: 'Subsets.v2',
+    });
+    await first.stop();
+    servers.splice(servers.indexOf(first), 1);
+
+    const second = await start({ dataDir: first.dataDir });
+    expect((await second.call('GET', '/v1/config/sameness-group/shop')).json).toMatchObject(group);
+    expect((await second.call('GET', '/v1/config/exported-services/default')).json).toMatchObject(
+      exports,
+    );
+    expect((await second.call('GET', '/v1/config/service-resolver/api')).json).toMatchObject({
+      Subsets: { v2: { Filter: 'Service.Meta.version == 2' } },
+    });
+  });
+
   it('keeps the catalog, config entries and TTL deadlines across a restart', async () => {
     const first = await start();
     await first.call('PUT', '/v1/agent/service/register', {

@@ -552,14 +552,14 @@ const badConfigEntries: [string, unknown, string, RegExp][] = [
     /exports to cluster peers only/,
   ],
   [
-    'export to a sameness group',
+    'a consumer that is both a peer and a sameness group',
     {
       Kind: 'exported-services',
       Name: 'default',
       Services: [{ Name: 'db', Consumers: [{ Peer: 'east', SamenessGroup: 'g' }] }],
     },
-    'Services[0].Consumers[0].SamenessGroup',
-    /exports to cluster peers only/,
+    'Services[0].Consumers[0].Peer',
+    /cannot be set together with SamenessGroup/,
   ],
   [
     'export without consumers',

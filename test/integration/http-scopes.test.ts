@@ -146,6 +146,10 @@ const table: Readonly<Record<string, Row>> = {
     path: '/v1/troubleshoot/proxy/api-1-sidecar-proxy',
     allowed: apiRead,
   },
+  'GET /v1/troubleshoot/upstream/:id/:upstream': {
+    path: '/v1/troubleshoot/upstream/api-1-sidecar-proxy/db',
+    allowed: apiRead,
+  },
 };
 
 let api: ApiServer;

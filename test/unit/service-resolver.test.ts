@@ -6,7 +6,8 @@
  */
 import { describe, expect, it } from 'vitest';
 import type { ConfigRecord } from '../../src/catalog/catalog.js';
-import { checkEntryReferences, parseConfigEntry } from '../../src/catalog/config-entries.js';
+import { parseConfigEntry } from '../../src/catalog/config-entries.js';
+import { checkEntryWrite } from '../../src/catalog/entry-graph.js';
 import type { ConfigEntry, ServiceResolverEntry } from '../../src/catalog/types.js';
 import { configEntryJson } from '../../src/api/consul-json.js';
 
@@ -178,14 +179,15 @@ describe('parse service-resolver', () => {
 
 describe('service-resolver references, checked on write', () => {
   const committed = (entries: ConfigEntry[]) => ({
-    config: (_kind: 'service-resolver', name: string) => {
-      const entry = entries.find((e) => e.name === name);
+    config: (kind: ConfigEntry['kind'], name: string) => {
+      const entry = entries.find((e) => e.kind === kind && e.name === name);
       return entry && { entry };
     },
-    configsOf: () => [],
+    configsOf: (kind: ConfigEntry['kind']) =>
+      entries.filter((e) => e.kind === kind).map((entry) => ({ entry })),
   });
   const problems = (entry: ConfigEntry, others: ConfigEntry[], peers: string[] = []) =>
-    checkEntryReferences(entry, committed(others), peers).map((e) => `${e.field}: ${e.problem}`);
+    checkEntryWrite(entry, committed(others), peers).map((e) => `${e.field}: ${e.problem}`);
 
   it('a peer must be a peering of this cluster', () => {
     const e = parse({ Name: 'api', Failover: { '*': { Targets: [{ Peer: 'cluster-z' }] } } });

@@ -5,7 +5,8 @@
  * chain they compile to (docs/architecture.md §5b "Routers and splitters").
  */
 import { describe, expect, it } from 'vitest';
-import { checkEntryReferences, parseConfigEntry } from '../../src/catalog/config-entries.js';
+import { parseConfigEntry } from '../../src/catalog/config-entries.js';
+import { checkEntryWrite } from '../../src/catalog/entry-graph.js';
 import type {
   ConfigEntry,
   ServiceResolverEntry,
@@ -165,7 +166,7 @@ describe('splitter and router references, checked on write', () => {
     configsOf: (kind: string) => entries.filter((e) => e.kind === kind).map((entry) => ({ entry })),
   });
   const problems = (entry: ConfigEntry, others: ConfigEntry[], peers: string[] = []) =>
-    checkEntryReferences(entry, committed(others), peers).map((e) => `${e.field}: ${e.problem}`);
+    checkEntryWrite(entry, committed(others), peers).map((e) => `${e.field}: ${e.problem}`);
   const http = (name: string, protocol = 'http') =>
     parse({ Kind: 'service-defaults', Name: name, Protocol: protocol });
   const resolver = parse<ServiceResolverEntry>({
