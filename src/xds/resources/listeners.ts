@@ -6,7 +6,6 @@ import type {
 import { TrafficDirection } from '../../gen/envoy/config/core/v3/base.js';
 import { DownstreamTlsContext } from '../../gen/envoy/extensions/transport_sockets/tls/v3/tls.js';
 import { TcpProxy } from '../../gen/envoy/extensions/filters/network/tcp_proxy/v3/tcp_proxy.js';
-import { SniCluster } from '../../gen/envoy/extensions/filters/network/sni_cluster/v3/sni_cluster.js';
 import { TlsInspector } from '../../gen/envoy/extensions/filters/listener/tls_inspector/v3/tls_inspector.js';
 import type {
   ConfigSnapshot,
@@ -113,7 +112,10 @@ function buildUpstreamListener(u: UpstreamIR): Listener {
   });
 }
 
-/** Every listener of a gateway carries the same chains; only name and address differ. */
+/**
+ * A gateway listener: TLS inspector, then one chain per routed SNI. No chain has an empty match, so
+ * an SNI (or a connection without one) that no chain names matches nothing and Envoy closes it.
+ */
 function gatewayListener(l: GatewayListenerIR): ResourceSpec {
   return spec(TypeUrl.listener, l.name, l, () =>
     Listener.fromPartial({
@@ -137,7 +139,7 @@ function gatewayListener(l: GatewayListenerIR): ResourceSpec {
  * SPIFFE validator in the peer's SDS secret) and routes HTTP with x-forwarded-client-cert set.
  */
 function gatewayChain(c: GatewayChainIR): FilterChain {
-  if (c.terminate && c.cluster) {
+  if (c.terminate) {
     const t = c.terminate;
     const tls = DownstreamTlsContext.fromPartial({
       requireClientCertificate: true,
@@ -163,14 +165,8 @@ function gatewayChain(c: GatewayChainIR): FilterChain {
       },
     } as FilterChain;
   }
-  const filters = c.cluster
-    ? [tcpProxy(c.statPrefix, c.cluster)]
-    : [
-        typed('envoy.filters.network.sni_cluster', SniCluster.fromPartial({})),
-        tcpProxy(c.statPrefix, ''),
-      ];
   return {
-    filterChainMatch: c.serverNames.length ? { serverNames: [...c.serverNames] } : undefined,
-    filters,
+    filterChainMatch: { serverNames: [...c.serverNames] },
+    filters: [tcpProxy(c.statPrefix, c.cluster)],
   } as FilterChain;
 }
