@@ -15,22 +15,20 @@ export interface SidedChain {
 }
 
 /**
- * A gateway's listeners, one per bind address, each with the chains of its side. A listener left
- * with no chain is not sent: Envoy refuses a listener without filter chains, and it would route
- * nothing.
+ * A gateway's listeners, one per bind address, each with the chains of its side. A listener with
+ * no chain is still sent, so the port stays bound whatever is exported (the generator gives it a
+ * default chain that closes every connection).
  */
 export function gatewayListeners(
   gateway: ServiceInstance,
   routes: readonly SidedChain[],
 ): GatewayListenerIR[] {
-  return gatewayBinds(gateway)
-    .map((b) => ({
-      name: meshGatewayListenerName(b.address, b.port, b.name),
-      address: b.address,
-      port: b.port,
-      chains: chainsOfListener(b.name, routes),
-    }))
-    .filter((l) => l.chains.length > 0);
+  return gatewayBinds(gateway).map((b) => ({
+    name: meshGatewayListenerName(b.address, b.port, b.name),
+    address: b.address,
+    port: b.port,
+    chains: chainsOfListener(b.name, routes),
+  }));
 }
 
 /**

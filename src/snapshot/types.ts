@@ -199,7 +199,7 @@ export interface MeshGatewaySnapshot {
   /**
    * One per bind address (`default`, the tagged addresses, `Proxy.Config` bind addresses), sorted
    * by name and never two on the same address and port; `wan` and `lan` carry only their side's
-   * chains, the others both sides'. A bind with no chain has no listener.
+   * chains, the others both sides'. A listener may have no chain: it then refuses everything.
    */
   readonly listeners: readonly GatewayListenerIR[];
   /**

@@ -271,11 +271,12 @@ describe.skipIf(skipWithoutEnvoy())(
         refused(await probeSni(gwPorts.b.lan, `web.default.dc-b.internal.${tdB}`));
       });
 
-      it("A's gateway has no LAN listener: it has nothing to route for its LAN side", async () => {
-        expect(await probeSni(gwPorts.a.lan, sniAtA('cluster-b', 'api-tcp'))).toEqual({
-          answered: false,
-          reason: 'ECONNREFUSED',
-        });
+      it("A's LAN port, with nothing to route on its side, stays bound and closes every connection", async () => {
+        for (const sni of [sniAtA('cluster-b', 'api-tcp'), `secret.default.dc-a.internal.${tdA}`]) {
+          const r = await probeSni(gwPorts.a.lan, sni);
+          refused(r);
+          if (!r.answered) expect(r.reason).not.toBe('ECONNREFUSED');
+        }
       });
     });
 

@@ -18,6 +18,7 @@ import {
 } from '../../src/mesh/names.js';
 import type { ImportedInstance } from '../../src/peering/imported.js';
 import type { BuildContext, PeerBundle, PeeringView } from '../../src/snapshot/context.js';
+import { unpackAny } from '../../src/proto-any.js';
 import { buildMeshGatewaySnapshot } from '../../src/snapshot/mesh-gateway.js';
 import { buildSidecarSnapshot } from '../../src/snapshot/sidecar.js';
 import type { GatewayListenerIR, MeshGatewaySnapshot } from '../../src/snapshot/types.js';
@@ -25,6 +26,8 @@ import { resourcesFromSnapshot } from '../../src/xds/resources/index.js';
 import { TypeUrl } from '../../src/xds/types.js';
 import { FakeCatalog } from '../helpers/fake-catalog.js';
 import { lintResources } from '../helpers/xds-lint.js';
+
+type Json = Record<string, any>;
 
 const td = 'a.consul';
 const pem = (s: string) => `-----BEGIN CERTIFICATE-----\n${s}\n-----END CERTIFICATE-----\n`;
@@ -313,7 +316,7 @@ describe('what a mesh gateway routes, per listener', () => {
     }
   });
 
-  it('a listener with nothing to route is not sent (Envoy refuses a listener without chains)', () => {
+  it('a listener with nothing to route stays bound and closes every connection', () => {
     const c = new FakeCatalog('dc-a');
     c.upsert({
       id: 'gw',
@@ -330,8 +333,24 @@ describe('what a mesh gateway routes, per listener', () => {
       peerTrustDomain: () => undefined,
     };
     const { snapshot } = buildMeshGatewaySnapshot(c.instance('gw')!, ctx);
-    expect(snapshot.listeners).toEqual([]);
+    expect(snapshot.listeners.map((l) => [l.name, l.chains])).toEqual([
+      ['default:10.0.0.2:8443', []],
+    ]);
     expect(snapshot.clusters).toEqual([]);
+    const resources = resourcesFromSnapshot(snapshot).map((r) => ({
+      typeUrl: r.typeUrl,
+      name: r.name,
+      message: r.build() as unknown as Record<string, unknown>,
+    }));
+    expect(lintResources(resources)).toEqual([]);
+    const listener = resources[0]!.message as Json;
+    expect(listener.filterChains).toEqual([]);
+    // Envoy refuses a listener without any chain: the default one allows no one (RBAC ALLOW with
+    // no policy) and its tcp_proxy names no cluster.
+    const [rbac, tcp] = listener.defaultFilterChain.filters;
+    expect(rbac.name).toBe('envoy.filters.network.rbac');
+    expect(unpackAny(rbac.configType.value)).toMatchObject({ rules: { action: 0, policies: {} } });
+    expect(tcp.name).toBe('envoy.filters.network.tcp_proxy');
   });
 });
 
