@@ -1,4 +1,4 @@
-import type { GatewayBindAddress, ServiceInstance } from '../catalog/types.js';
+import type { ServiceInstance } from '../catalog/types.js';
 import type { Leaf } from '../ca/types.js';
 import {
   datacenterSni,
@@ -6,7 +6,6 @@ import {
   exportedClusterName,
   leafSecretName,
   localRootsSecretName,
-  meshGatewayListenerName,
   peeredServiceSni,
   peerInboundSecretName,
   peeringServerName,
@@ -17,6 +16,7 @@ import { parseHostPort } from '../config/host-port.js';
 import { exportedNamesFor } from '../peering/exports.js';
 import { peerThroughMeshGateways } from '../peering/through-gateways.js';
 import type { BuildContext, Built } from './context.js';
+import { type GatewaySide, type SidedChain, gatewayListeners } from './gateway-listeners.js';
 import { connectTimeoutMs, sidecarEndpoints, withEndpoints } from './lookups.js';
 import { gatewayEndpoints, serviceProtocol } from '../catalog/lookups.js';
 import { peeredEndpoints, peeredSidecars } from './peered.js';
@@ -29,17 +29,17 @@ import type {
 } from './types.js';
 
 /**
- * A mesh gateway's snapshot (docs/architecture.md §5 "Mesh gateway"): TLS-inspecting listeners that
- * pass mesh TLS through by SNI; chains for services exported to peers, then for remote datacenters,
- * then the `sni_cluster` catch-all for local services and services imported from peers (mode
- * `local`).
+ * A mesh gateway's snapshot (docs/architecture.md §5 "Mesh gateway"): TLS-inspecting listeners
+ * that route by exact SNI only. Chains for services exported to each peer, remote datacenters,
+ * peering servers and services imported from peers (mode `local`); an SNI that names none of them
+ * matches no chain and Envoy closes the connection. No chain routes a local service's internal SNI.
  */
 export function buildMeshGatewaySnapshot(
   gateway: ServiceInstance,
   ctx: BuildContext,
   leaf?: Leaf,
 ): Built<MeshGatewaySnapshot> {
-  const chains: GatewayChainIR[] = [];
+  const routes: SidedChain[] = [];
   const clusters: EdsClusterIR[] = [];
   const peerInbound = new Map<string, TrustDomainsSecretIR>();
   for (const e of exportedServices(ctx)) {
@@ -50,21 +50,25 @@ export function buildMeshGatewaySnapshot(
       chains: e.peers.map((p) => ({ serverNames: [p.sni], cluster: e.cluster.name, statPrefix })),
       cluster: e.cluster,
     };
-    chains.push(...own);
+    routes.push(...own.map((chain) => ({ side: 'wan' as const, chain })));
     clusters.push(cluster);
   }
   for (const [dc, gateways] of remoteGatewaysByDatacenter(ctx)) {
     const name = datacenterSni(ctx.trustDomain, dc);
-    chains.push({
-      serverNames: [datacenterWildcardSni(ctx.trustDomain, dc)],
-      cluster: name,
-      statPrefix: `mesh_gateway_remote.${dc}`,
+    routes.push({
+      side: 'both',
+      chain: {
+        serverNames: [datacenterWildcardSni(ctx.trustDomain, dc)],
+        cluster: name,
+        statPrefix: `mesh_gateway_remote.${dc}`,
+      },
     });
     const endpoints = gatewayEndpoints(gateways, 'wan');
     clusters.push({ name, protocol: 'tcp', connectTimeoutMs, ...withEndpoints(endpoints) });
   }
   for (const s of peeringServers(ctx)) {
-    chains.push({ serverNames: [s.serverName], cluster: s.serverName, statPrefix: s.statPrefix });
+    const chain = { serverNames: [s.serverName], cluster: s.serverName, statPrefix: s.statPrefix };
+    routes.push({ side: s.side, chain });
     clusters.push({
       name: s.serverName,
       protocol: 'tcp',
@@ -72,17 +76,22 @@ export function buildMeshGatewaySnapshot(
       ...withEndpoints(s.endpoints),
     });
   }
-  chains.push({ serverNames: [], statPrefix: 'mesh_gateway_local' });
-  clusters.push(...localServiceClusters(ctx), ...importedServiceClusters(ctx));
+  // Issue 20 (WAN federation) adds here, and only while federation is on, a WAN chain per local
+  // service by its datacenter SNI (§6b). Until then no chain reaches a local service but through
+  // its exports.
+  for (const cluster of importedServiceClusters(ctx)) {
+    const chain = {
+      serverNames: [cluster.name],
+      cluster: cluster.name,
+      statPrefix: 'mesh_gateway_local',
+    };
+    routes.push({ side: 'lan', chain });
+    clusters.push(cluster);
+  }
   const snapshot: MeshGatewaySnapshot = {
     kind: 'mesh-gateway',
     proxyId: gateway.id,
-    listeners: gatewayBinds(gateway).map((b) => ({
-      name: meshGatewayListenerName(b.address, b.port, b.name),
-      address: b.address,
-      port: b.port,
-      chains,
-    })),
+    listeners: gatewayListeners(gateway, routes),
     clusters: clusters.sort((a, b) => (a.name < b.name ? -1 : 1)),
     ...(peerInbound.size > 0 && leaf
       ? {
@@ -95,41 +104,6 @@ export function buildMeshGatewaySnapshot(
   return { snapshot, deps: new Set(['*']) };
 }
 
-/**
- * Where the gateway's listeners bind, as Consul does it (`listenersFromSnapshotGateway`): `default`
- * (the LAN address, else the service address) unless `no_default_bind`; `lan` and `wan` with
- * `bind_tagged_addresses`; each `bind_addresses` entry by its name. Sorted by name, and where two
- * share an address and port the first one is kept: Envoy rejects a second listener on an address.
- */
-function gatewayBinds(gateway: ServiceInstance): GatewayBindAddress[] {
-  const cfg = gateway.gatewayConfig;
-  const all: GatewayBindAddress[] = [];
-  if (!cfg?.noDefaultBind) {
-    const lan = gateway.taggedAddresses.lan;
-    all.push({
-      name: 'default',
-      address: lan?.address || gateway.address || '0.0.0.0',
-      port: lan?.port || gateway.port,
-    });
-  }
-  if (cfg?.bindTaggedAddresses) {
-    for (const name of ['lan', 'wan'] as const) {
-      const tagged = gateway.taggedAddresses[name];
-      if (tagged) all.push({ name, address: tagged.address, port: tagged.port });
-    }
-  }
-  all.push(...(cfg?.bindAddresses ?? []));
-  const seen = new Set<string>();
-  return all
-    .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
-    .filter((b) => {
-      const key = `${b.address}:${b.port}`;
-      if (seen.has(key)) return false;
-      seen.add(key);
-      return true;
-    });
-}
-
 function remoteGatewaysByDatacenter(ctx: BuildContext): [string, ServiceInstance[]][] {
   const byDc = new Map<string, ServiceInstance[]>();
   for (const g of ctx.catalog.instancesOfKind('mesh-gateway')) {
@@ -140,35 +114,12 @@ function remoteGatewaysByDatacenter(ctx: BuildContext): [string, ServiceInstance
 }
 
 /**
- * One plain TCP cluster per local service with sidecars, named by its SNI (what sni_cluster routes
- * by).
- */
-function localServiceClusters(ctx: BuildContext): EdsClusterIR[] {
-  const services = new Map<string, { name: string; namespace: string; partition: string }>();
-  for (const p of ctx.catalog.instancesOfKind('connect-proxy')) {
-    if (p.datacenter !== ctx.datacenter || !p.proxy) continue;
-    const key = `${p.proxy.destinationServiceName}/${p.namespace}/${p.partition}`;
-    if (!services.has(key))
-      services.set(key, {
-        name: p.proxy.destinationServiceName,
-        namespace: p.namespace,
-        partition: p.partition,
-      });
-  }
-  return [...services.values()].map((svc) => ({
-    name: serviceSni(ctx.trustDomain, ctx.datacenter, svc),
-    protocol: 'tcp' as const,
-    connectTimeoutMs,
-    endpoints: sidecarEndpoints(ctx.catalog, svc.name, svc.namespace, svc.partition),
-  }));
-}
-
-/**
  * A local service exported to peers that has sidecars here. Its gateway chains are one per
- * consuming peer, `server_names` that peer's peered SNI (`<peer>` is our name for it), so adding,
- * removing or re-keying one peer changes only that peer's chain: Envoy drains and closes the
- * connections of a filter chain that changes, and another peer's must not be among them. A TCP
- * chain passes through to the `exported~` cluster of the local sidecars (mesh TLS ends there).
+ * consuming peer whose bundle is known (before that nothing could verify that peer's callers),
+ * `server_names` that peer's peered SNI (`<peer>` is our name for it), so adding, removing or
+ * re-keying one peer changes only that peer's chain: Envoy drains and closes the connections of a
+ * filter chain that changes, and another peer's must not be among them. A TCP chain passes through
+ * to the `exported~` cluster of the local sidecars (mesh TLS ends there).
  */
 interface ExportedService {
   readonly service: string;
@@ -181,7 +132,7 @@ interface ExportedService {
  * HTTP-family exports: TLS ends at the gateway (its leaf; for each consuming peer whose bundle is
  * known, a chain trusting that peer's trust domain through its SPIFFE secret), HTTP is routed with
  * x-forwarded-client-cert set, and new mTLS goes to the local sidecars (local SNI, the service's
- * SPIFFE ID). Undefined for TCP, or while no consuming peer's bundle is known.
+ * SPIFFE ID). Undefined for TCP.
  */
 function terminatedExport(
   e: ExportedService,
@@ -231,6 +182,7 @@ function terminatedExport(
 function exportedServices(ctx: BuildContext): ExportedService[] {
   const consumers = new Map<string, string[]>();
   for (const peer of ctx.peering?.peerNames() ?? []) {
+    if (!ctx.peering?.bundle(peer)) continue;
     for (const name of exportedNamesFor(ctx.catalog, peer))
       consumers.set(name, [...(consumers.get(name) ?? []), peer]);
   }
@@ -254,8 +206,9 @@ function exportedServices(ctx: BuildContext): ExportedService[] {
 }
 
 /**
- * Services imported from peers whose bundle is known: one plain TCP cluster per peered SNI (what
- * `sni_cluster` routes a local-mode sidecar's connection by) to the exporter's gateways.
+ * Services imported from peers whose bundle is known: one plain TCP cluster per peered SNI, named
+ * by it, to the exporter's gateways; a LAN chain for that SNI routes a local-mode sidecar's
+ * connection to it.
  */
 function importedServiceClusters(ctx: BuildContext): EdsClusterIR[] {
   const out = new Map<string, EdsClusterIR>();
@@ -272,24 +225,32 @@ function importedServiceClusters(ctx: BuildContext): EdsClusterIR[] {
   return [...out.values()];
 }
 
+interface PeeringServerRoute {
+  readonly serverName: string;
+  readonly statPrefix: string;
+  readonly endpoints: EndpointIR[];
+  /** `wan` for ours (peers dial it), `lan` for a peer's (our server dials it through us). */
+  readonly side: GatewaySide;
+}
+
 /**
  * Peering control-plane traffic through the gateway (`mesh` entry
  * `Peering.PeerThroughMeshGateways`): `server.<dc>.peering.<td>` (ours) to this server's peering
  * port, so peering TLS passes through to it; and each peer we dialed, by its server name, to its
  * server addresses. TLS is never terminated.
  */
-function peeringServers(
-  ctx: BuildContext,
-): { serverName: string; statPrefix: string; endpoints: EndpointIR[] }[] {
+function peeringServers(ctx: BuildContext): PeeringServerRoute[] {
   if (!peerThroughMeshGateways(ctx.catalog)) return [];
-  const out = new Map<
-    string,
-    { serverName: string; statPrefix: string; endpoints: EndpointIR[] }
-  >();
+  const out = new Map<string, PeeringServerRoute>();
   const own = peeringServerName(ctx.trustDomain, ctx.datacenter);
   const local = toEndpoints(ctx.localPeeringAddresses ?? []);
   if (local.length > 0)
-    out.set(own, { serverName: own, statPrefix: 'mesh_gateway_peering_local', endpoints: local });
+    out.set(own, {
+      serverName: own,
+      statPrefix: 'mesh_gateway_peering_local',
+      endpoints: local,
+      side: 'wan',
+    });
   for (const s of ctx.peering?.peerServers?.() ?? []) {
     const endpoints = toEndpoints(s.addresses);
     if (endpoints.length === 0 || out.has(s.serverName)) continue;
@@ -297,6 +258,7 @@ function peeringServers(
       serverName: s.serverName,
       statPrefix: `mesh_gateway_peering.${s.peer}`,
       endpoints,
+      side: 'lan',
     });
   }
   return [...out.values()];

@@ -229,11 +229,13 @@ export interface GatewayTerminationIR {
   readonly protocol: Protocol;
 }
 
-/** A mesh gateway filter chain: SNI names → a TCP pass-through cluster (or the SNI catch-all). */
+/**
+ * A mesh gateway filter chain: exact SNI names (or one `*.<suffix>` wildcard) → a TCP pass-through
+ * cluster. There is no catch-all: an SNI no chain names is refused (docs/architecture.md §5).
+ */
 export interface GatewayChainIR {
   readonly serverNames: readonly string[];
-  /** Absent: the catch-all routing by SNI = cluster name (`sni_cluster`). */
-  readonly cluster?: string | undefined;
+  readonly cluster: string;
   readonly statPrefix: string;
   /** Set: TLS ends here and HTTP is routed to `cluster` (which originates mTLS). */
   readonly terminate?: GatewayTerminationIR | undefined;
@@ -251,7 +253,8 @@ export interface MeshGatewaySnapshot {
   readonly proxyId: string;
   /**
    * One per bind address (`default`, the tagged addresses, `Proxy.Config` bind addresses), sorted
-   * by name and never two on the same address and port; each carries the same chains.
+   * by name and never two on the same address and port; `wan` and `lan` carry only their side's
+   * chains, the others both sides'. A listener may have no chain: it then refuses everything.
    */
   readonly listeners: readonly GatewayListenerIR[];
   /**

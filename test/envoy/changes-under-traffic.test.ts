@@ -714,7 +714,7 @@ describe.skipIf(skipWithoutEnvoy())(
       await everyDump(a_(), 'A with nothing of C', (_e, dump) =>
         traces(dumpText(dump), [td.c, 'cluster-c', ...marksC]),
       );
-      // With no peer left, A's gateway has only the catch-all chain for local services.
+      // With no peer left, A's gateway routes nothing: its listener has no chain.
       expect(
         [...dumpFilterChains(await envoy.gw.configDump()).values()]
           .flat()

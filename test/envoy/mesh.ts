@@ -40,9 +40,17 @@ export function withSidecar(
 }
 
 /**
- * A mesh gateway on 127.0.0.1:`port` whose WAN address is the same (everything is loopback here).
+ * A mesh gateway on 127.0.0.1:`port` whose WAN address is the same (everything is loopback here),
+ * one `default` listener for both sides. With `wanPort`, the WAN address has that port and the
+ * gateway binds its tagged addresses only: a `lan` and a `wan` listener, each with its side's
+ * chains (docs/architecture.md §5 "What a gateway routes").
  */
-export function meshGateway(id: string, port: number, meta: Record<string, string> = {}) {
+export function meshGateway(
+  id: string,
+  port: number,
+  meta: Record<string, string> = {},
+  opts: { readonly wanPort?: number } = {},
+) {
   return {
     ID: id,
     Name: 'mesh-gateway',
@@ -52,8 +60,18 @@ export function meshGateway(id: string, port: number, meta: Record<string, strin
     Meta: meta,
     TaggedAddresses: {
       lan: { Address: '127.0.0.1', Port: port },
-      wan: { Address: '127.0.0.1', Port: port },
+      wan: { Address: '127.0.0.1', Port: opts.wanPort ?? port },
     },
+    ...(opts.wanPort === undefined
+      ? {}
+      : {
+          Proxy: {
+            Config: {
+              envoy_gateway_bind_tagged_addresses: true,
+              envoy_gateway_no_default_bind: true,
+            },
+          },
+        }),
   };
 }
 

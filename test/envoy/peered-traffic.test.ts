@@ -6,6 +6,11 @@
  * services as peer sources and hold at L4 (TCP) and L7 (HTTP, through A's gateway terminating the
  * peer's mTLS): with the mesh default `deny` an `allow` admits exactly B's `web`; with the default
  * `allow` a `deny` refuses B's `intruder`. The called app sees who called.
+ *
+ * Both gateways bind separate LAN and WAN listeners, so the cross-peer traffic also shows each side
+ * routes what it must: B's local-mode calls enter B's LAN side, every call from B enters A's WAN
+ * side. A raw TLS client at each WAN port then finds exactly what is exported to B answering, and
+ * every other SNI refused (issue 18, docs/architecture.md §5 "What a gateway routes").
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type MeshProcess, startMeshProcess } from '../helpers/mesh-server.js';
@@ -30,6 +35,7 @@ import {
   waitHealthy,
 } from './harness.js';
 import { eventually, meshGateway, startProxy, waitSynced, withSidecar } from './mesh.js';
+import { type ProbeResult, probeSni } from './tls-probe.js';
 
 const services = ['api-tcp', 'api-http', 'api-grpc'] as const;
 type Service = (typeof services)[number];
@@ -47,18 +53,28 @@ describe.skipIf(skipWithoutEnvoy())(
     /** Local bind port of each caller's upstream to each service. */
     const ports = new Map<Caller, Map<Service, number>>();
     const envoys: { node: MeshProcess; envoy: EnvoyProcess }[] = [];
+    let gwA: EnvoyProcess;
     let gwB: EnvoyProcess;
+    let tdA: string;
+    /** Each gateway's LAN and WAN listener ports. */
+    const gwPorts = { a: { lan: 0, wan: 0 }, b: { lan: 0, wan: 0 } };
     const port = (caller: Caller, service: Service) => ports.get(caller)!.get(service)!;
     const webIdentity = () => `spiffe://${tdB}/ns/default/dc/dc-b/svc/web`;
+    let secretPort = 0;
 
     showEnvoyLogsOnFailure();
 
     beforeAll(async () => {
       ({ a, b } = await startPeeredMeshes({}, {}, startMeshProcess));
+      secretPort = await listenPort();
       tdB = await b.trustDomain();
-      const [gwPortA, gwPortB] = [await listenPort(), await listenPort()];
-      await a.register(meshGateway('gw-a', gwPortA));
-      await b.register(meshGateway('gw-b', gwPortB));
+      tdA = await a.trustDomain();
+      for (const side of [gwPorts.a, gwPorts.b]) {
+        side.lan = await listenPort();
+        side.wan = await listenPort();
+      }
+      await a.register(meshGateway('gw-a', gwPorts.a.lan, {}, { wanPort: gwPorts.a.wan }));
+      await b.register(meshGateway('gw-b', gwPorts.b.lan, {}, { wanPort: gwPorts.b.wan }));
       for (const service of services) {
         apps.set(service, await startApp(protocolOf[service], service));
         if (protocolOf[service] !== 'tcp')
@@ -69,7 +85,18 @@ describe.skipIf(skipWithoutEnvoy())(
           });
         await a.register(withSidecar(service, apps.get(service)!.port, await listenPort()));
       }
-      await a.putConfig(exportEntry(Object.fromEntries(services.map((s) => [s, ['cluster-b']]))));
+      // `secret` has a live sidecar and is exported to no one. `cluster-c` is a peering A has
+      // only issued a token for (no bundle yet): api-tcp is exported to it too.
+      await a.register(withSidecar('secret', (await startApp('tcp', 'secret')).port, secretPort));
+      expect((await a.api('POST', '/v1/peering/token', { PeerName: 'cluster-c' })).status).toBe(
+        200,
+      );
+      await a.putConfig(
+        exportEntry({
+          ...Object.fromEntries(services.map((s) => [s, ['cluster-b']])),
+          'api-tcp': ['cluster-b', 'cluster-c'],
+        }),
+      );
       for (const caller of callers) {
         const mine = new Map<Service, number>();
         for (const service of services) mine.set(service, await listenPort());
@@ -101,7 +128,7 @@ describe.skipIf(skipWithoutEnvoy())(
           node: b,
           envoy,
         })),
-        ...services.map((s) =>
+        ...[...services, 'secret'].map((s) =>
           startProxy(a, `${s}-sidecar-proxy`, { datacenter: 'dc-a' }).then((envoy) => ({
             node: a,
             envoy,
@@ -115,6 +142,7 @@ describe.skipIf(skipWithoutEnvoy())(
         ),
       ]);
       envoys.push(...started);
+      gwA = started[0]!.envoy;
       gwB = started[1]!.envoy;
     });
 
@@ -125,8 +153,8 @@ describe.skipIf(skipWithoutEnvoy())(
       await cleanupProcesses();
     });
 
-    it('every Envoy (two gateways, six sidecars) is LIVE with nothing rejected or warming, and SYNCED', async () => {
-      expect(envoys).toHaveLength(8);
+    it('every Envoy (two gateways, seven sidecars) is LIVE with nothing rejected or warming, and SYNCED', async () => {
+      expect(envoys).toHaveLength(9);
       for (const { node, envoy } of envoys) {
         await waitHealthy(envoy);
         await waitSynced(node, envoy.name);
@@ -194,6 +222,64 @@ describe.skipIf(skipWithoutEnvoy())(
       ).toBeGreaterThan(0);
     });
 
+    describe('what a connection to a gateway can reach, by SNI (a raw TLS client, no certificate)', () => {
+      const sniAtA = (peer: string, svc: string) =>
+        `${svc}.default.default.${peer}.external.${tdA}`;
+      const idA = (svc: string) => `spiffe://${tdA}/ns/default/dc/dc-a/svc/${svc}`;
+      const refused = (r: ProbeResult) => {
+        expect(r.answered, JSON.stringify(r)).toBe(false);
+        // Closed or reset by the gateway, not left hanging.
+        if (!r.answered) expect(r.reason).not.toBe('timeout');
+      };
+
+      it("A's WAN port: a service exported to B answers under B's SNI (TCP: its own sidecar; HTTP: A's gateway ends the peer's mTLS)", async () => {
+        expect(await probeSni(gwPorts.a.wan, sniAtA('cluster-b', 'api-tcp'))).toEqual({
+          answered: true,
+          serverUris: [idA('api-tcp')],
+        });
+        expect(await probeSni(gwPorts.a.wan, sniAtA('cluster-b', 'api-http'))).toEqual({
+          answered: true,
+          serverUris: [`spiffe://${tdA}/gateway/mesh/dc/dc-a`],
+        });
+      });
+
+      it("A's WAN port refuses every other SNI: a local service's internal name (exported or not), a gateway cluster's name, another peer's export, a service not exported, a random name, none", async () => {
+        const before = await noChainMatches(gwA);
+        const others: (string | undefined)[] = [
+          `secret.default.dc-a.internal.${tdA}`,
+          `api-tcp.default.dc-a.internal.${tdA}`,
+          `exported~api-tcp.default.dc-a.internal.${tdA}`,
+          sniAtA('cluster-c', 'api-tcp'),
+          sniAtA('cluster-b', 'secret'),
+          `api-tcp.default.default.cluster-a.external.${tdB}`,
+          `server.dc-a.peering.${tdA}`,
+          'example.com',
+          undefined,
+        ];
+        for (const sni of others) refused(await probeSni(gwPorts.a.wan, sni));
+        // Envoy counted each one as matching no filter chain: the gateway refused them itself.
+        expect((await noChainMatches(gwA)) - before).toBe(others.length);
+      });
+
+      it("B's WAN port refuses the SNI of a service B imports, which B's LAN port routes to A (B's local-mode callers use it)", async () => {
+        const imported = sniAtA('cluster-b', 'api-tcp');
+        refused(await probeSni(gwPorts.b.wan, imported));
+        expect(await probeSni(gwPorts.b.lan, imported)).toEqual({
+          answered: true,
+          serverUris: [idA('api-tcp')],
+        });
+        refused(await probeSni(gwPorts.b.lan, `web.default.dc-b.internal.${tdB}`));
+      });
+
+      it("A's LAN port, with nothing to route on its side, stays bound and closes every connection", async () => {
+        for (const sni of [sniAtA('cluster-b', 'api-tcp'), `secret.default.dc-a.internal.${tdA}`]) {
+          const r = await probeSni(gwPorts.a.lan, sni);
+          refused(r);
+          if (!r.answered) expect(r.reason).not.toBe('ECONNREFUSED');
+        }
+      });
+    });
+
     it("default deny: an allow for exactly B's web admits it; B's intruder is refused at L4 and L7 and no app sees a request or byte from it", async () => {
       const before = new Map([...apps].map(([s, app]) => [s, app.seen.length]));
       await expect(tcpCall(port('intruder', 'api-tcp'))).rejects.toThrow();
@@ -246,3 +332,11 @@ describe.skipIf(skipWithoutEnvoy())(
     });
   },
 );
+
+/** Envoy's count of connections no filter chain of any listener matched. */
+async function noChainMatches(envoy: EnvoyProcess): Promise<number> {
+  const stats = await envoy.stats('no_filter_chain_match');
+  return Object.entries(stats)
+    .filter(([k]) => k.endsWith('.no_filter_chain_match') && !k.startsWith('listener.admin'))
+    .reduce((sum, [, v]) => sum + v, 0);
+}

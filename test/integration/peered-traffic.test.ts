@@ -191,7 +191,7 @@ describe('peered traffic: B web → A api through A mesh gateway', () => {
     ).toBe(false);
   });
 
-  it("a local-mode client goes through B's gateway: its endpoint is B's gateway (same SNI S), whose SNI-named cluster reaches A's gateway", async () => {
+  it("a local-mode client goes through B's gateway: its endpoint is B's gateway (same SNI S), whose chain for S routes to the SNI-named cluster that reaches A's gateway", async () => {
     const cluster = apiCluster();
     await localB.until(
       (e) => endpointsOf(e, cluster).length > 0,
@@ -207,13 +207,14 @@ describe('peered traffic: B web → A api through A mesh gateway', () => {
     );
     expect(endpointsOf(gwB, sniForB('api'))).toEqual(['203.0.113.7:443']);
     const gwListener = json(gwB, TypeUrl.listener, gwB.names(TypeUrl.listener)[0]!);
-    const catchAll = gwListener.filterChains.find(
-      (c: Json) => !c.filterChainMatch?.serverNames?.length,
+    const chain = gwListener.filterChains.find((c: Json) =>
+      c.filterChainMatch?.serverNames?.includes(sniForB('api')),
     );
-    expect(catchAll.filters.map((f: Json) => f.name)).toEqual([
-      'envoy.filters.network.sni_cluster',
-      'envoy.filters.network.tcp_proxy',
-    ]);
+    expect(tcpCluster(chain)).toBe(sniForB('api'));
+    // No catch-all: every chain names its SNIs (docs/architecture.md §5 "What a gateway routes").
+    expect(
+      gwListener.filterChains.filter((c: Json) => !c.filterChainMatch?.serverNames?.length),
+    ).toEqual([]);
   });
 
   it("a real mTLS handshake with exactly the pushed material: B's upstream against A's api public_listener succeeds", async () => {

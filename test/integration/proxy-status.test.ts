@@ -99,6 +99,16 @@ beforeAll(async () => {
       wan: { Address: '203.0.113.7', Port: 443 },
     },
   });
+  // Another datacenter's gateway: what gw-1 routes (a gateway with nothing to route holds nothing).
+  await mesh.register({
+    ID: 'gw-dc2',
+    Name: 'mesh-gateway',
+    Kind: 'mesh-gateway',
+    Datacenter: 'dc2',
+    Address: '10.2.0.5',
+    Port: 8443,
+    TaggedAddresses: { wan: { Address: '198.51.100.20', Port: 443 } },
+  });
   [web, api, gw] = await Promise.all([
     mesh.connect('web-sidecar-proxy'),
     mesh.connect('api-sidecar-proxy'),

@@ -225,11 +225,10 @@ describe('trust changes on an exporting cluster touch secrets only', () => {
       );
     const chainsB = chainsOf(onlyB.gw!.get(`${TypeUrl.listener} default:127.0.0.1:8443`)!);
     const chainsC = chainsOf(withC.gw!.get(`${TypeUrl.listener} default:127.0.0.1:8443`)!);
-    // B's chains (api terminated, db passed through) and the catch-all are all still there, byte
-    // for byte.
-    expect(chainsB).toHaveLength(3);
+    // B's chains (api terminated, db passed through) are both still there, byte for byte.
+    expect(chainsB).toHaveLength(2);
     for (const chain of chainsB) expect(chainsC).toContain(chain);
-    expect(chainsC).toHaveLength(5);
+    expect(chainsC).toHaveLength(4);
     // The exported sidecars: only their SPIFFE secret gains C's trust domain.
     for (const proxy of ['api', 'db'])
       expect(changed(onlyB[proxy]!, withC[proxy]!), proxy).toEqual(['Secret roots:inbound']);

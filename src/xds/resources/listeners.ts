@@ -5,8 +5,9 @@ import type {
 } from '../../gen/envoy/config/listener/v3/listener_components.js';
 import { TrafficDirection } from '../../gen/envoy/config/core/v3/base.js';
 import { DownstreamTlsContext } from '../../gen/envoy/extensions/transport_sockets/tls/v3/tls.js';
+import { RBAC as NetworkRbac } from '../../gen/envoy/extensions/filters/network/rbac/v3/rbac.js';
+import { RBAC_Action } from '../../gen/envoy/config/rbac/v3/rbac.js';
 import { TcpProxy } from '../../gen/envoy/extensions/filters/network/tcp_proxy/v3/tcp_proxy.js';
-import { SniCluster } from '../../gen/envoy/extensions/filters/network/sni_cluster/v3/sni_cluster.js';
 import { TlsInspector } from '../../gen/envoy/extensions/filters/listener/tls_inspector/v3/tls_inspector.js';
 import type {
   ConfigSnapshot,
@@ -117,7 +118,12 @@ function buildUpstreamListener(u: UpstreamIR): Listener {
   });
 }
 
-/** Every listener of a gateway carries the same chains; only name and address differ. */
+/**
+ * A gateway listener: TLS inspector, then one chain per routed SNI. No chain has an empty match, so
+ * an SNI (or a connection without one) that no chain names matches nothing and Envoy closes it. A
+ * listener with nothing to route gets only `refuseEverything` as its default chain: Envoy refuses
+ * a listener without any chain, and the port stays bound.
+ */
 function gatewayListener(l: GatewayListenerIR): ResourceSpec {
   return spec(TypeUrl.listener, l.name, l, () =>
     Listener.fromPartial({
@@ -131,8 +137,23 @@ function gatewayListener(l: GatewayListenerIR): ResourceSpec {
         },
       ],
       filterChains: l.chains.map(gatewayChain),
+      ...(l.chains.length === 0 ? { defaultFilterChain: refuseEverything() } : {}),
     }),
   );
+}
+
+/**
+ * A chain that closes every connection and sends nothing: a network RBAC filter that allows no one
+ * (ALLOW with no policy), then the terminal `tcp_proxy` Envoy requires last, to no cluster.
+ */
+function refuseEverything(): FilterChain {
+  const rbac = NetworkRbac.fromPartial({
+    statPrefix: 'mesh_gateway_refused',
+    rules: { action: RBAC_Action.ALLOW, policies: {} },
+  });
+  return {
+    filters: [typed('envoy.filters.network.rbac', rbac), tcpProxy('mesh_gateway_refused', '')],
+  } as FilterChain;
 }
 
 /**
@@ -141,7 +162,7 @@ function gatewayListener(l: GatewayListenerIR): ResourceSpec {
  * SPIFFE validator in the peer's SDS secret) and routes HTTP with x-forwarded-client-cert set.
  */
 function gatewayChain(c: GatewayChainIR): FilterChain {
-  if (c.terminate && c.cluster) {
+  if (c.terminate) {
     const t = c.terminate;
     const tls = DownstreamTlsContext.fromPartial({
       requireClientCertificate: true,
@@ -167,14 +188,8 @@ function gatewayChain(c: GatewayChainIR): FilterChain {
       },
     } as FilterChain;
   }
-  const filters = c.cluster
-    ? [tcpProxy(c.statPrefix, c.cluster)]
-    : [
-        typed('envoy.filters.network.sni_cluster', SniCluster.fromPartial({})),
-        tcpProxy(c.statPrefix, ''),
-      ];
   return {
-    filterChainMatch: c.serverNames.length ? { serverNames: [...c.serverNames] } : undefined,
-    filters,
+    filterChainMatch: { serverNames: [...c.serverNames] },
+    filters: [tcpProxy(c.statPrefix, c.cluster)],
   } as FilterChain;
 }
