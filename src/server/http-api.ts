@@ -48,6 +48,10 @@ export async function startHttpApi(
       health: healthOf(parts, xds),
       xds,
       catalog,
+      limits: {
+        maxBodyBytes: config.httpMaxBodyBytes,
+        maxConnections: config.httpMaxConnections,
+      },
     }),
     (h) => h.close(),
   );
