@@ -12,17 +12,35 @@ export interface FieldError {
   readonly problem: string;
 }
 
-/** `Field: problem` (or `request body: problem`), the text users see. */
+/**
+ * The longest text an error or a log line echoes of one value from outside (issue 21 §3: a 1 MB
+ * `Name` was echoed whole).
+ */
+export const maxEchoChars = 300;
+
+/** `text` cut to `max` characters, saying how many were left out. */
+export function clip(text: string, max = maxEchoChars): string {
+  return text.length <= max ? text : `${text.slice(0, max)}…(${text.length - max} more)`;
+}
+
+/** Problems listed in one error at most; the rest are counted. */
+const maxProblemsShown = 10;
+
+/** `Field: problem` (or `request body: problem`), the text users see, each part clipped. */
 export function describeError(e: FieldError): string {
-  return `${e.field === '' ? 'request body' : e.field}: ${e.problem}`;
+  return `${e.field === '' ? 'request body' : clip(e.field, 200)}: ${clip(e.problem)}`;
 }
 
 /** The problems as one invalid_argument error naming the first field, for a boundary to report. */
 export function invalidInput(errors: readonly FieldError[]): IsthmusError {
+  const shown = errors.slice(0, maxProblemsShown).map(describeError);
+  if (errors.length > maxProblemsShown)
+    shown.push(`and ${errors.length - maxProblemsShown} more problems`);
+  const field = errors[0]?.field;
   return new IsthmusError(
     'invalid_argument',
-    errors.map(describeError).join('; '),
-    errors[0]?.field || undefined,
+    shown.join('; '),
+    field ? clip(field, 200) : undefined,
   );
 }
 

@@ -1,5 +1,9 @@
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { IsthmusError, httpStatusOf } from '../errors.js';
+import { clip } from '../problems.js';
+
+/** The longest `error` text a response carries: problems are clipped already, this is the guard. */
+const maxErrorChars = 2_048;
 
 /** The JSON body of every HTTP error: `field` names the offending input when there is one. */
 export interface HttpErrorBody {
@@ -28,15 +32,25 @@ export function handleHttpError(
     return reply.status(status).send(errorBody(err.message, err.field));
   }
   const status = 'statusCode' in err && typeof err.statusCode === 'number' ? err.statusCode : 500;
+  if (status === 413)
+    return reply
+      .status(413)
+      .send(
+        errorBody(
+          `request body is larger than ${request.routeOptions.bodyLimit} bytes (--http-max-body-bytes)`,
+        ),
+      );
   if (status >= 400 && status < 500) return reply.status(status).send(errorBody(err.message));
+  // Never a stack trace to the client: the detail goes to the log.
   request.log.error({ err, url: request.url }, 'request failed');
   return reply.status(500).send(errorBody('internal error'));
 }
 
 export function handleNotFound(request: FastifyRequest, reply: FastifyReply): FastifyReply {
-  return reply.status(404).send(errorBody(`no route for ${request.method} ${request.url}`));
+  return reply.status(404).send(errorBody(`no route for ${request.method} ${clip(request.url)}`));
 }
 
 function errorBody(error: string, field?: string): HttpErrorBody {
-  return field === undefined ? { error } : { error, field };
+  const text = clip(error, maxErrorChars);
+  return field === undefined ? { error: text } : { error: text, field: clip(field, 200) };
 }

@@ -78,6 +78,8 @@ function resolveEach(
     advertiseAddr: resolve('advertiseAddr'),
     peeringHeartbeatMs: resolve('peeringHeartbeatMs'),
     peeringHeartbeatTimeoutMs: resolve('peeringHeartbeatTimeoutMs'),
+    httpMaxBodyBytes: resolve('httpMaxBodyBytes'),
+    httpMaxConnections: resolve('httpMaxConnections'),
   };
 }
 

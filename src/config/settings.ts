@@ -60,6 +60,10 @@ export interface ServerConfig {
   readonly peeringHeartbeatMs: number;
   /** A peering stream silent this long is torn down, and the peering is no longer Healthy (ms). */
   readonly peeringHeartbeatTimeoutMs: number;
+  /** Largest HTTP request body read (bytes); larger ones get 413. */
+  readonly httpMaxBodyBytes: number;
+  /** HTTP connections open at once at most; more are closed as they are accepted. */
+  readonly httpMaxConnections: number;
 }
 
 /** A parsed value, or what is wrong with the raw one (the caller prefixes the setting's name). */
@@ -168,6 +172,8 @@ const parseAdmissionTimeoutMs = wholeNumber(10, 600_000, 'milliseconds');
 const parseCoalesceMs = wholeNumber(0, 10_000, 'milliseconds');
 const parseRotationPhaseMs = wholeNumber(10, 86_400_000, 'milliseconds');
 const parseHeartbeatMs = wholeNumber(10, 3_600_000, 'milliseconds');
+const parseMaxBodyBytes = wholeNumber(64 * 1024, 256 * 1024 * 1024);
+const parseMaxConnections = wholeNumber(1, maxStreamsLimit);
 
 function parseXdsAuth(raw: unknown): ParseResult<XdsAuthMode> {
   return xdsAuthModes.includes(raw as XdsAuthMode)
@@ -397,6 +403,20 @@ export const serverSettings: SettingsTable = {
     '120000',
     'a peering stream silent this long is torn down and the peering reported unhealthy',
     parseHeartbeatMs,
+  ),
+  httpMaxBodyBytes: spec(
+    '--http-max-body-bytes',
+    'BYTES',
+    '4194304',
+    'largest HTTP request body read (an exported-services entry of 5,000 services is about 2 MB); larger ones get 413',
+    parseMaxBodyBytes,
+  ),
+  httpMaxConnections: spec(
+    '--http-max-connections',
+    'N',
+    '1024',
+    'HTTP connections open at once at most; more are closed as they are accepted',
+    parseMaxConnections,
   ),
 };
 

@@ -16,6 +16,7 @@ import { peeringServerName, peeringServerSpiffeId } from '../mesh/names.js';
 import type { Peerings } from './peerings.js';
 import { rootsCertify, trustDomainFix, trustDomainProblems } from './claims.js';
 import { type Peering, isDialer } from './types.js';
+import { maxMessageBytes } from './stream/messages.js';
 
 /** The StreamResources handler the stream engine provides (until one is set: UNIMPLEMENTED). */
 export type StreamHandler = grpc.handleBidiStreamingCall<ReplicationMessage, ReplicationMessage>;
@@ -45,6 +46,17 @@ export function peeringIdentity(
 const maxDialerRoots = 16;
 
 /**
+ * Limits of the peering port (issue 18, docs/architecture.md §6 "Limits of the peering port"). A
+ * peer needs one connection holding one stream, plus a unary ExchangeSecret now and then.
+ */
+export const peeringServerChannelOptions: grpc.ServerOptions = {
+  'grpc.max_receive_message_length': maxMessageBytes,
+  'grpc.max_concurrent_streams': 16,
+  // A connection with no call for this long is closed: idle TLS connections hold no slot forever.
+  'grpc.max_connection_idle_ms': 60_000,
+};
+
+/**
  * The peering port: gRPC over TLS with a CA leaf whose DNS SAN is `server.<dc>.peering.<td>`.
  *
  * Certificates are hot-swapped without a restart through grpc-js's certificate-provider server
@@ -58,9 +70,7 @@ const maxDialerRoots = 16;
  * pinned for its own peering (see client-cert.ts).
  */
 export class PeeringServer {
-  private readonly server = new grpc.Server({
-    'grpc.max_receive_message_length': 16 * 1024 * 1024,
-  });
+  private readonly server = new grpc.Server(peeringServerChannelOptions);
   private readonly certs = new PeeringCertificates();
   private readonly unsubscribe: (() => void)[] = [];
   private streamHandler: StreamHandler | undefined;

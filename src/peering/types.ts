@@ -41,7 +41,7 @@ export interface StreamStatus {
   readonly lastHeartbeat?: string | undefined;
   readonly lastReceive?: string | undefined;
   readonly lastSend?: string | undefined;
-  /** Why the stream last failed (kept after recovery, like Consul's LastReceiveError). */
+  /** Why the stream last failed, or what of the peer's was last refused; cleared on recovery. */
   readonly lastError?: string | undefined;
   /** The peer's last NACK of something we sent. */
   readonly lastNack?: string | undefined;

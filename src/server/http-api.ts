@@ -50,6 +50,10 @@ export async function startHttpApi(
       health: healthOf(parts, xds, deps.snapshots),
       xds,
       catalog,
+      limits: {
+        maxBodyBytes: config.httpMaxBodyBytes,
+        maxConnections: config.httpMaxConnections,
+      },
     }),
     (h) => h.close(),
   );

@@ -38,6 +38,7 @@ import {
   type Pki,
 } from '../helpers/peering-stream.js';
 import { waitFor, withDeadline } from '../helpers/wait.js';
+import { peeringServerChannelOptions } from '../../src/peering/server.js';
 
 const peerId = 'a1b2c3d4-0000-4000-8000-000000000001';
 const streamSecret = 'stream-secret-5f1c9e0b7a';
@@ -109,6 +110,7 @@ async function startAcceptor(opts: {
   local: Side;
   port?: number;
   timings?: StreamTimings;
+  maxPendingStreams?: number;
 }): Promise<AcceptorHarness> {
   const bound: string[] = [];
   const acceptor = new StreamAcceptor({
@@ -119,8 +121,9 @@ async function startAcceptor(opts: {
     },
     logger,
     ...opts.timings,
+    ...(opts.maxPendingStreams === undefined ? {} : { maxPendingStreams: opts.maxPendingStreams }),
   });
-  const server = new grpc.Server();
+  const server = new grpc.Server(peeringServerChannelOptions);
   server.addService(PeeringServiceService, {
     exchangeSecret: (_call: unknown, cb: grpc.sendUnaryData<never>) =>
       cb({ code: grpc.status.UNIMPLEMENTED }),
@@ -322,6 +325,57 @@ describe('peering stream over mutual TLS', () => {
     expect(status.details).toBe(
       'the first message of a peering stream must be Open, not heartbeat',
     );
+    expect(h.bound).toEqual([]);
+  });
+
+  it('closes a stream that sends no Open within the bound with DEADLINE_EXCEEDED', async () => {
+    const a = side();
+    const h = await startAcceptor({
+      authority: newAuthority(),
+      local: a,
+      timings: { openTimeoutMs: 300 },
+    });
+    const raw = rawStream(h.port);
+    const status = await raw.status;
+    expect(status.code).toBe(grpc.status.DEADLINE_EXCEEDED);
+    expect(status.details).toBe('no verified Open within 300 ms');
+    expect(h.bound).toEqual([]);
+  });
+
+  it('refuses streams beyond the pending cap with RESOURCE_EXHAUSTED; a real peer gets in once they go', async () => {
+    const a = side();
+    const h = await startAcceptor({
+      authority: newAuthority(),
+      local: a,
+      timings: { openTimeoutMs: 1_500 },
+      maxPendingStreams: 3,
+    });
+    const silent = [rawStream(h.port), rawStream(h.port), rawStream(h.port)];
+    // Each stream is pending once its headers reached the server: wait for the first refusal.
+    const over = await waitFor(
+      async () => {
+        const extra = rawStream(h.port);
+        const s = await extra.status;
+        return s.code === grpc.status.RESOURCE_EXHAUSTED && s;
+      },
+      { timeoutMs: 10_000, what: 'a stream over the pending cap refused' },
+    );
+    expect(over.details).toBe(
+      '3 peering streams are already waiting for a verified Open; retry later',
+    );
+    for (const s of silent) expect((await s.status).code).toBe(grpc.status.DEADLINE_EXCEEDED);
+    const b = side();
+    const dialer = dial(h.port, b);
+    await waitFor(() => dialer.isActive, { timeoutMs: 10_000, what: 'the real dialer active' });
+  });
+
+  it('refuses a message over the receive limit from its length', async () => {
+    const a = side();
+    const h = await startAcceptor({ authority: newAuthority(), local: a });
+    const raw = rawStream(h.port);
+    raw.open(streamSecret, 'p'.repeat(5 * 1024 * 1024));
+    const status = await raw.status;
+    expect(status.code).toBe(grpc.status.RESOURCE_EXHAUSTED);
     expect(h.bound).toEqual([]);
   });
 

@@ -57,6 +57,8 @@ describe('loadServerConfig', () => {
       insecureHttp: false,
       peeringHeartbeatMs: 15000,
       peeringHeartbeatTimeoutMs: 120000,
+      httpMaxBodyBytes: 4194304,
+      httpMaxConnections: 1024,
     });
   });
 

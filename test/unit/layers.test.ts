@@ -23,6 +23,7 @@ const layers: readonly (readonly string[])[] = [
     'result',
     'problems',
     'log',
+    'log-limits',
     'dns-names',
     'grpc-status',
     'terminal',

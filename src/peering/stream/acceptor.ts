@@ -42,7 +42,15 @@ export interface AcceptorOptions extends StreamTimings {
   /** What the acceptor subscribes to (default: `importsOf.acceptor`). */
   readonly imports?: readonly ResourceUrl[];
   readonly logger?: Logger;
+  /**
+   * Streams waiting for a verified Open at once (default 64); more are refused with
+   * RESOURCE_EXHAUSTED. Each waits at most `openTimeoutMs`, so unauthenticated streams cannot pile
+   * up, and a peering's own stream takes a pending place only for the moment its Open is verified.
+   */
+  readonly maxPendingStreams?: number;
 }
+
+export const defaultMaxPendingStreams = 64;
 
 /**
  * The acceptor end: the handler of `StreamResources` on the peering port. It admits a stream only
@@ -65,6 +73,17 @@ export class StreamAcceptor {
   accept(call: StreamCall): void {
     if (this.closing)
       return refuse(call, new IsthmusError('unavailable', 'the peering server is shutting down'));
+    const max = this.opts.maxPendingStreams ?? defaultMaxPendingStreams;
+    if (this.pending.size >= max) {
+      this.logger.warn({ pending: this.pending.size }, 'peering stream refused: too many pending');
+      return refuse(
+        call,
+        new IsthmusError(
+          'resource_exhausted',
+          `${max} peering streams are already waiting for a verified Open; retry later`,
+        ),
+      );
+    }
     new IncomingStream(this, call).listen();
   }
 
@@ -234,7 +253,7 @@ class IncomingStream {
       verdict = await authority.verifyOpen(open, peerCertificateOf(this.call));
     } catch (err) {
       const e = IsthmusError.from(err);
-      this.acceptor.logger.info({ code: e.code, error: e.message }, 'peering stream refused');
+      this.acceptor.logger.warn({ code: e.code, error: e.message }, 'peering stream refused');
       return this.refuse(grpcStatusOf(e), e.message);
     }
     if (this.state !== 'verifying') return;

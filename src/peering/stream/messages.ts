@@ -15,6 +15,13 @@ import { typePrefix } from '../../proto-any.js';
 /** The largest encoded resource a peer may replicate (docs/architecture.md §6 "Claims"). */
 export const maxResourceBytes = 4 * 1024 * 1024;
 
+/**
+ * The largest ReplicationMessage either end reads (issue 18): one Response carries one resource,
+ * so a resource at its limit plus its envelope (nonce, URL, ID) fits. A service too big for it is
+ * refused at the exporter, not sent: limits are not raised for big services.
+ */
+export const maxMessageBytes = maxResourceBytes + 64 * 1024;
+
 export function buildOpen(open: StreamOpen): ReplicationMessage {
   return ReplicationMessage.fromPartial({
     payload: {
@@ -72,7 +79,13 @@ function packResource(resourceUrl: ResourceUrl, resource: ReplicatedResource | u
     throw new IsthmusError('internal', `a ${resource.$type} cannot be sent as ${resourceUrl}`);
   }
   const fns = messageTypeRegistry.get(typeName)!;
-  return { typeUrl: resourceUrl, value: Buffer.from(fns.encode(resource).finish()) };
+  const value = Buffer.from(fns.encode(resource).finish());
+  if (value.length > maxResourceBytes)
+    throw new IsthmusError(
+      'resource_exhausted',
+      `${resourceUrl} is ${value.length} bytes encoded, more than the ${maxResourceBytes} a peer accepts`,
+    );
+  return { typeUrl: resourceUrl, value };
 }
 
 /**

@@ -1,6 +1,7 @@
 import * as grpc from '@grpc/grpc-js';
 import { X509Certificate } from 'node:crypto';
 import type { PeerCertificate } from 'node:tls';
+import { maxMessageBytes } from './messages.js';
 
 /**
  * TLS for the peering stream: both ends authenticate (issue 4 §1). The dialer verifies the acceptor
@@ -41,7 +42,7 @@ export function dialerChannelOptions(serverName: string): grpc.ChannelOptions {
   return {
     'grpc.ssl_target_name_override': serverName,
     'grpc.default_authority': serverName,
-    'grpc.max_receive_message_length': 64 * 1024 * 1024,
+    'grpc.max_receive_message_length': maxMessageBytes,
   };
 }
 
