@@ -47,6 +47,9 @@ describe('loadServerConfig', () => {
       caRotationPhaseMs: 60000,
       xdsAuth: 'token',
       insecureHttp: false,
+      xdsTlsSan: [],
+      xdsPlaintext: false,
+      xdsPlaintextAllowRemote: false,
       peeringHeartbeatMs: 15000,
       peeringHeartbeatTimeoutMs: 120000,
     });
