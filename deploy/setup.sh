@@ -4,7 +4,8 @@
 # then, for each proxy in SIDECARS and GATEWAYS, creates a proxy token and writes the Envoy
 # bootstrap `$BOOTSTRAP_DIR/<proxy id>.json` that the proxy's container starts from.
 #
-#   ISTHMUS_HTTP_ADDR   the server's HTTP API (HOST:PORT)        read by the isthmus CLI too
+#   ISTHMUS_HTTP_ADDR   the server's HTTP API (HOST:PORT)        read by the isthmus CLI too; `isthmus
+#                       envoy bootstrap` asks it for the xDS port's TLS roots and server name
 #   ISTHMUS_HTTP_TOKEN  the server's --http-token                read by the isthmus CLI
 #   ISTHMUS_XDS_ADDR    the xDS address Envoy dials (HOST:PORT)  read by `isthmus envoy bootstrap`
 #   DATACENTER          the cluster's datacenter (node metadata of the bootstraps)

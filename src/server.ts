@@ -3,11 +3,14 @@ import {
   formatHostPort,
   httpExposureProblem,
   isthmusVersion,
+  xdsPlaintextProblem,
+  xdsPlaintextWarning,
 } from './config/index.js';
 import { createLogger, type Logger } from './log.js';
 import { Metrics } from './metrics.js';
 import { openStore, type Store } from './store/index.js';
 import { XdsServer } from './xds/server.js';
+import { type XdsClientTls, XdsServerTls } from './xds/tls.js';
 import { XdsCache } from './xds/cache/xds-cache.js';
 import { SnapshotPublisher } from './xds/snapshot-publisher.js';
 import { SnapshotManager } from './snapshot/manager.js';
@@ -28,6 +31,7 @@ import type { PeeringServer } from './peering/server.js';
 import type { ImportedServices } from './peering/imported.js';
 import type { PeeringManager } from './peering/manager.js';
 import type { DeclaredRoute } from './api/route-access.js';
+import { ownerOf } from './api/service-targets.js';
 import { startHttpApi } from './server/http-api.js';
 import { advertisedPeeringAddresses, startPeering } from './server/peering-parts.js';
 import { StartedParts, streamGraceMs } from './server/started-parts.js';
@@ -40,6 +44,8 @@ export interface RunningServer {
    */
   readonly httpRoutes: readonly DeclaredRoute[];
   readonly xdsPort: number;
+  /** How clients verify the xDS port now (roots change with a CA rotation); undefined: plaintext. */
+  xdsTls(): XdsClientTls | undefined;
   readonly peeringPort: number;
   /** Services, health and config entries (what the snapshot layer reads). */
   readonly catalog: Catalog;
@@ -70,8 +76,9 @@ export async function startServer(
   opts: { logger?: Logger } = {},
 ): Promise<RunningServer> {
   const logger = opts.logger ?? createLogger(config.logLevel);
-  const exposure = httpExposureProblem(config);
+  const exposure = httpExposureProblem(config) ?? xdsPlaintextProblem(config);
   if (exposure) throw new IsthmusError('failed_precondition', exposure);
+  if (config.xdsPlaintext) logger.warn(xdsPlaintextWarning);
   const parts = new StartedParts(logger);
   try {
     const server = await startParts(config, logger, parts);
@@ -93,7 +100,7 @@ async function startParts(
   const state = await openState(config, logger, parts);
   const { catalog, ca } = state;
   const cache = new XdsCache(metrics);
-  const xds = await startXds(config, logger, metrics, cache, state.tokens, parts);
+  const xds = await startXds(config, logger, metrics, cache, state, parts);
   const peering = await startPeering({ config, logger, metrics, ...state }, parts);
   // After peering: proxies are built from local state, imported services and peer bundles together.
   const snapshots = parts.add(
@@ -132,6 +139,7 @@ async function startParts(
     httpPort: http.port,
     httpRoutes: http.routes,
     xdsPort: xds.port,
+    xdsTls: () => xds.server.clientTls(),
     peeringPort: peering.port,
     catalog,
     ca,
@@ -208,9 +216,13 @@ async function startXds(
   logger: Logger,
   metrics: Metrics,
   cache: XdsCache,
-  tokens: ProxyTokens,
+  state: Pick<State, 'tokens' | 'ca' | 'apiTokens' | 'catalog'>,
   parts: StartedParts,
 ): Promise<{ server: XdsServer; port: number }> {
+  const { tokens, ca, apiTokens, catalog } = state;
+  const tls = config.xdsPlaintext
+    ? undefined
+    : new XdsServerTls({ ca, datacenter: config.datacenter, extraSans: config.xdsTlsSan, logger });
   const xds = parts.add(
     'xds',
     new XdsServer({
@@ -223,6 +235,9 @@ async function startXds(
       admissionTimeoutMs: config.xdsAdmissionTimeoutMs,
       ...xdsAuth(config.xdsAuth, tokens, logger),
       httpToken: config.httpToken,
+      csdsScopeOf: (presented) => apiTokens.scopeOf(presented),
+      proxyOwner: (nodeId) => ownerOf(catalog.instance(nodeId)),
+      tls,
     }),
     (x) => x.shutdown(streamGraceMs),
   );

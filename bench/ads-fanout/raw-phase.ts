@@ -68,6 +68,7 @@ export class RawBench {
   }
 
   async open(clients: number, conn: ConnectionMode): Promise<void> {
+    // Plaintext on both sides (xds-phase.ts constructs its XdsServer without TLS): comparable.
     const port = await new Promise<number>((resolve, reject) =>
       this.server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, p) =>
         err ? reject(err) : resolve(p),

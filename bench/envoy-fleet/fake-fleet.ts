@@ -7,6 +7,7 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import { xdsTokenHeader } from '../../src/mesh/bootstrap.js';
+import { xdsChannelCredentials } from '../../src/xds/tls.js';
 import type { ClusterLoadAssignment } from '../../src/gen/envoy/config/endpoint/v3/endpoint.js';
 import { AggregatedDiscoveryServiceClient } from '../../src/gen/envoy/service/discovery/v3/ads.js';
 import { XdsProbe } from '../../src/probe/xds-probe.js';
@@ -81,15 +82,16 @@ interface FakeClient {
 async function connect(server: ServerUnderTest, topology: Topology): Promise<FakeClient[]> {
   const address = `127.0.0.1:${server.node.proc.xdsPort}`;
   const fakes: FakeClient[] = [];
+  // TLS like the real fleet's Envoys (the server's default), so both sides pay for it.
+  const { credentials, options } = xdsChannelCredentials(server.node.xdsTls);
   for (const id of topology.sidecars) {
     const md = new grpc.Metadata();
     md.set(xdsTokenHeader, await server.node.token(id));
     // A client of its own with a local subchannel pool: one HTTP/2 connection per proxy.
-    const client = new AggregatedDiscoveryServiceClient(
-      address,
-      grpc.credentials.createInsecure(),
-      { 'grpc.use_local_subchannel_pool': 1 },
-    );
+    const client = new AggregatedDiscoveryServiceClient(address, credentials, {
+      ...options,
+      'grpc.use_local_subchannel_pool': 1,
+    });
     fakes.push({ client, probe: new XdsProbe(client, id, md) });
   }
   return fakes;

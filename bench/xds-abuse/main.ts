@@ -106,7 +106,7 @@ async function endings(
 
 /** Whether a proxy with `metadata` gets admitted (listed in /v1/xds/proxies) within 10 s. */
 async function realProxyConnects(server: ServerProcess, metadata: grpc.Metadata): Promise<string> {
-  const client = adsClient(`127.0.0.1:${server.xdsPort}`);
+  const client = adsClient(`127.0.0.1:${server.xdsPort}`, await server.xdsTls());
   const envoy = connectDelta(client, 'web', metadata);
   envoy.send(TypeUrl.cluster, { subscribe: ['*'] });
   const listed = waitFor(
@@ -150,7 +150,7 @@ async function floodMessages(opts: Options): Promise<void> {
   const token = await createToken(server);
   await idle(2_000);
   const before = rss(server.child.pid!);
-  const client = rawAdsClient(`127.0.0.1:${server.xdsPort}`);
+  const client = rawAdsClient(`127.0.0.1:${server.xdsPort}`, await server.xdsTls());
   const body = Buffer.alloc(opts.sizeMb * 1024 * 1024, 0x0a);
   const sampling = sampler(server);
   const started = performance.now();
@@ -182,8 +182,9 @@ async function idleStreams(opts: Options, auth: 'token' | 'off', label: string):
   await idle(1_000);
   const before = rss(server.child.pid!);
   // A few connections, as an attacker would open (one HTTP/2 connection per 500 streams).
+  const tls = await server.xdsTls();
   const clients = Array.from({ length: Math.ceil(opts.streams / 500) }, () =>
-    rawAdsClient(`127.0.0.1:${server.xdsPort}`),
+    rawAdsClient(`127.0.0.1:${server.xdsPort}`, tls),
   );
   const streams = Array.from({ length: opts.streams }, (_, i) =>
     openRawStream(clients[i % clients.length]!),

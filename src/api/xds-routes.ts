@@ -14,7 +14,8 @@ import {
 } from '../xds/status.js';
 import { type ConfigType, configTypeOf, configTypes } from '../xds/types.js';
 import { typeNameOf } from '../proto-any.js';
-import { readers, withAccess } from './route-access.js';
+import type { XdsClientTls } from '../xds/tls.js';
+import { anyone, readers, withAccess } from './route-access.js';
 import { instanceTarget } from './service-targets.js';
 
 /** The part of the xDS server the HTTP API reads. */
@@ -22,6 +23,20 @@ export interface XdsStatusSource {
   proxyStatus(): unknown[];
   /** Open, admitted ADS streams (per-proxy routes read their views); absent: none is connected. */
   streamStatuses?(): readonly StreamStatus[];
+  /** How to verify the xDS port; undefined when it is plaintext (absent: plaintext). */
+  clientTls?(): XdsClientTls | undefined;
+}
+
+/**
+ * `GET /v1/xds/server`: what a client of the xDS port needs, as `isthmus envoy bootstrap` reads it.
+ * Public, like `GET /v1/connect/ca/roots`: roots and a name are no secret.
+ */
+export interface XdsServerJson {
+  readonly TLS: boolean;
+  /** The name the server certificate carries (SNI, SAN match); absent when plaintext. */
+  readonly ServerName?: string;
+  /** PEM bundle of every root the cluster trusts now, active first; absent when plaintext. */
+  readonly CaPem?: string;
 }
 
 /** What tells a proxy's kind, and the service that owns it: the catalog (`Catalog.instance`). */
@@ -72,6 +87,10 @@ export function registerXdsRoutes(
     const { ID, ...rest } = p;
     return { ID, Kind: kindOf(catalog, ID), ...rest };
   };
+  app.get('/v1/xds/server', withAccess(anyone), async (): Promise<XdsServerJson> => {
+    const tls = xds.clientTls?.();
+    return tls ? { TLS: true, ServerName: tls.serverName, CaPem: tls.caPem } : { TLS: false };
+  });
   // Without a catalog (a bare API in tests) the list is served as the xDS server gives it.
   app.get('/v1/xds/proxies', withAccess(readers), async () =>
     catalog ? (xds.proxyStatus() as ProxyStatusJson[]).map(withKind) : xds.proxyStatus(),

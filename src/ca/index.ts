@@ -7,3 +7,4 @@ export type {
   LeafIdentity,
 } from './types.js';
 export { type CaOptions, defaultLeafTtlMs, defaultPhaseMs, openCa } from './built-in-ca.js';
+export { GrpcCertificates } from './grpc-certificates.js';

@@ -1,8 +1,14 @@
+import { readFileSync } from 'node:fs';
+import { X509Certificate } from 'node:crypto';
 import { isIP } from 'node:net';
 import { type Command, Option } from 'commander';
-import { type HostPort, parseHostPort } from '../config/host-port.js';
-import { type BootstrapOptions, buildBootstrap } from '../mesh/bootstrap.js';
-import { dnsLabel } from '../dns-names.js';
+import { ApiClient } from '../api/client.js';
+import { fetchXdsTls } from '../api/xds-tls-client.js';
+import { type HostPort, formatHostPort, parseHostPort } from '../config/host-port.js';
+import { type BootstrapOptions, type BootstrapTls, buildBootstrap } from '../mesh/bootstrap.js';
+import { xdsServerName } from '../mesh/names.js';
+import { dnsHostname, dnsLabel } from '../dns-names.js';
+import { IsthmusError } from '../errors.js';
 
 /** `isthmus envoy bootstrap`: prints the Envoy bootstrap of a sidecar or mesh gateway. */
 export function registerEnvoyCommand(program: Command): void {
@@ -34,8 +40,33 @@ export function registerEnvoyCommand(program: Command): void {
     )
     .option('--cluster <NAME>', 'node.cluster (default: the proxy ID)')
     .option('--datacenter <NAME>', 'datacenter of the proxy (node metadata)', 'dc1')
-    .action((_opts: unknown, cmd: Command) => {
-      const bootstrap = buildBootstrap(bootstrapOptions(cmd));
+    .addOption(
+      new Option(
+        '--http-addr <HOST:PORT>',
+        'isthmus HTTP API asked how to verify the xDS port (GET /v1/xds/server), unless --xds-ca-file or --xds-plaintext',
+      )
+        .env('ISTHMUS_HTTP_ADDR')
+        .default('127.0.0.1:8500'),
+    )
+    .addOption(
+      new Option(
+        '--xds-ca-file <PATH>',
+        'PEM roots the xDS server certificate must chain to (instead of asking the HTTP API)',
+      ).env('ISTHMUS_XDS_CA_FILE'),
+    )
+    .addOption(
+      new Option(
+        '--xds-server-name <NAME>',
+        `name the xDS server certificate must carry (SNI and SAN match; default ${xdsServerName})`,
+      ).env('ISTHMUS_XDS_SERVER_NAME'),
+    )
+    .option(
+      '--xds-plaintext',
+      'write a plaintext xDS cluster, for a server started with --xds-plaintext',
+    )
+    .action(async (_opts: unknown, cmd: Command) => {
+      const options = bootstrapOptions(cmd);
+      const bootstrap = buildBootstrap({ ...options, tls: await xdsTls(cmd) });
       // Holds the token when one is given: Envoy needs it there. It goes to stdout only, never a
       // log.
       process.stdout.write(`${JSON.stringify(bootstrap, null, 2)}\n`);
@@ -50,6 +81,10 @@ interface EnvoyBootstrapFlags {
   readonly token?: string;
   readonly cluster?: string;
   readonly datacenter: string;
+  readonly httpAddr: string;
+  readonly xdsCaFile?: string;
+  readonly xdsServerName?: string;
+  readonly xdsPlaintext?: true;
 }
 
 // The same rules the server applies to proxy IDs (acl proxy tokens) and datacenter names (config).
@@ -58,7 +93,7 @@ const proxyIdPattern = /^[^\s\p{Cc}]{1,256}$/u;
 const tokenPattern = /^[\x21-\x7e]+$/;
 
 /** Flags → builder options; a bad flag is a usage error (exit 2, one line via main.ts). */
-function bootstrapOptions(cmd: Command): BootstrapOptions {
+function bootstrapOptions(cmd: Command): Omit<BootstrapOptions, 'tls'> {
   const flags = cmd.opts<EnvoyBootstrapFlags>();
   const usage = (message: string): never =>
     cmd.error(message, { exitCode: 2, code: 'isthmus.usage' });
@@ -113,4 +148,64 @@ function dialAddress(text: string, usage: (message: string) => never): HostPort 
       `--xds-addr: ${JSON.stringify(text)} is a wildcard listen address; give one Envoy can dial (env ISTHMUS_XDS_ADDR is also the server's listen setting)`,
     );
   return addr;
+}
+
+/**
+ * How Envoy verifies the xDS server: from `--xds-ca-file`, else asked of the server's HTTP API.
+ * Plaintext only with `--xds-plaintext`: a server that answers "plaintext" is refused without it,
+ * since an answer over plain HTTP must not downgrade what Envoy sends its token over.
+ */
+async function xdsTls(cmd: Command): Promise<BootstrapTls | undefined> {
+  const flags = cmd.opts<EnvoyBootstrapFlags>();
+  const usage = (message: string): never =>
+    cmd.error(message, { exitCode: 2, code: 'isthmus.usage' });
+  const serverName = flags.xdsServerName;
+  if (serverName !== undefined && !dnsHostname.test(serverName))
+    usage(`--xds-server-name: ${JSON.stringify(serverName)} is not a DNS name`);
+  if (flags.xdsPlaintext) {
+    if (flags.xdsCaFile !== undefined || serverName !== undefined)
+      usage('--xds-plaintext writes no TLS: drop --xds-ca-file and --xds-server-name, or it');
+    return undefined;
+  }
+  if (flags.xdsCaFile !== undefined)
+    return { caPem: caFile(flags.xdsCaFile, usage), serverName: serverName ?? xdsServerName };
+  const http = parseHostPort(flags.httpAddr.replace(/^http:\/\//, ''));
+  if (!http) return usage(`--http-addr: ${JSON.stringify(flags.httpAddr)} is not HOST:PORT`);
+  const base = `http://${formatHostPort(http)}`;
+  const asked = await fetchXdsTls(new ApiClient(base)).catch((err: unknown) => {
+    const e = IsthmusError.from(err);
+    throw new IsthmusError(
+      e.code,
+      `${e.message}; give the roots with --xds-ca-file instead, or --http-addr where the server's API is`,
+    );
+  });
+  if (!asked)
+    throw new IsthmusError(
+      'failed_precondition',
+      `the server at ${base} serves xDS in plaintext (--xds-plaintext); pass --xds-plaintext to write a plaintext bootstrap`,
+    );
+  return serverName === undefined ? asked : { ...asked, serverName };
+}
+
+/** The PEM CA certificates in `path`; a missing file or one without a CA is a usage error. */
+function caFile(path: string, usage: (message: string) => never): string {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    return usage(`--xds-ca-file: cannot read ${JSON.stringify(path)}: ${(err as Error).message}`);
+  }
+  const pems = text.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
+  const cas = pems.filter((pem) => {
+    try {
+      return new X509Certificate(pem).ca;
+    } catch {
+      return false;
+    }
+  });
+  if (cas.length === 0 || cas.length !== pems.length)
+    usage(
+      `--xds-ca-file: ${JSON.stringify(path)} must hold PEM CA certificates only (the cluster's roots: isthmus ca roots --pem)`,
+    );
+  return `${cas.join('\n')}\n`;
 }

@@ -11,10 +11,9 @@ export function registerServerCommand(program: Command): void {
     .description('run the isthmus server (HTTP API and xDS); stops gracefully on SIGTERM/SIGINT');
   for (const spec of Object.values(serverSettings)) {
     const flag = spec.valueName === '' ? spec.flag : `${spec.flag} <${spec.valueName}>`;
-    cmd.option(
-      flag,
-      `${spec.description} (env ${spec.env}, file key ${spec.fileKey}, default ${spec.defaultText || 'none'})`,
-    );
+    const description = `${spec.description} (env ${spec.env}, file key ${spec.fileKey}, default ${spec.defaultText || 'none'})`;
+    if (spec.repeatable) cmd.option(flag, description, joinRepeated);
+    else cmd.option(flag, description);
   }
   cmd.option(
     '--config <FILE>',
@@ -24,6 +23,11 @@ export function registerServerCommand(program: Command): void {
     const code = await runServer(configOrUsageError(flags, command));
     process.exit(code);
   });
+}
+
+/** A repeated flag's values, comma-joined as the flag's own list syntax. */
+function joinRepeated(value: string, previous: string | undefined): string {
+  return previous === undefined ? value : `${previous},${value}`;
 }
 
 function configOrUsageError(flags: Record<string, unknown>, command: Command): ServerConfig {

@@ -2,6 +2,7 @@ import { IsthmusError } from '../errors.js';
 import { type Result, err, ok } from '../result.js';
 import { readConfigFile } from './config-file.js';
 import { httpExposureProblem } from './http-access.js';
+import { xdsPlaintextProblem } from './xds-access.js';
 import { type ServerConfig, type SettingSpec, serverSettings, settingKeys } from './settings.js';
 
 export type { ServerConfig } from './settings.js';
@@ -42,8 +43,9 @@ export function resolveServerConfig(sources: ConfigSources): ConfigResult {
     errors.push(`${picked.origin}: ${parsed.error}`);
     return spec.defaultValue; // never used: the errors are the result
   });
-  const exposure = errors.length > 0 ? undefined : httpExposureProblem(config);
-  if (exposure) errors.push(exposure);
+  if (errors.length === 0)
+    for (const problem of [httpExposureProblem(config), xdsPlaintextProblem(config)])
+      if (problem) errors.push(problem);
   return errors.length > 0 ? err(errors) : ok(config);
 }
 
@@ -75,6 +77,9 @@ function resolveEach(
     xdsAuth: resolve('xdsAuth'),
     httpToken: resolve('httpToken'),
     insecureHttp: resolve('insecureHttp'),
+    xdsTlsSan: resolve('xdsTlsSan'),
+    xdsPlaintext: resolve('xdsPlaintext'),
+    xdsPlaintextAllowRemote: resolve('xdsPlaintextAllowRemote'),
     advertiseAddr: resolve('advertiseAddr'),
     peeringHeartbeatMs: resolve('peeringHeartbeatMs'),
     peeringHeartbeatTimeoutMs: resolve('peeringHeartbeatTimeoutMs'),

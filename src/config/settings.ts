@@ -1,7 +1,7 @@
 import type { LevelWithSilent } from 'pino';
 import { logLevels } from '../log.js';
 import { type HostPort, parseHostPort } from './host-port.js';
-import { dnsLabel } from '../dns-names.js';
+import { dnsHostname, dnsLabel } from '../dns-names.js';
 import { type Result, err, ok } from '../result.js';
 
 /** How xDS streams authenticate (`--xds-auth`); src/acl/xds-auth.ts enforces it. */
@@ -52,6 +52,12 @@ export interface ServerConfig {
   readonly httpToken: string | undefined;
   /** Allows a non-loopback HTTP address without a token. */
   readonly insecureHttp: boolean;
+  /** DNS SANs of the xDS server certificate beyond `xds.isthmus.internal` (src/xds/tls.ts). */
+  readonly xdsTlsSan: readonly string[];
+  /** Serves the xDS port in plaintext (no TLS); refused off loopback unless the next is set. */
+  readonly xdsPlaintext: boolean;
+  /** Allows `xdsPlaintext` on a non-loopback xDS address. */
+  readonly xdsPlaintextAllowRemote: boolean;
   /**
    * The peering address put into tokens (`ServerAddresses`); default: the bound peering address.
    */
@@ -81,6 +87,8 @@ export interface SettingSpec<T> {
   /** `defaultText` parsed (checked when the table is built). */
   readonly defaultValue: T;
   readonly parse: (raw: unknown) => ParseResult<T>;
+  /** The flag may be given several times; the CLI joins the values with commas. */
+  readonly repeatable?: true;
 }
 
 export type SettingsTable = { readonly [K in keyof ServerConfig]: SettingSpec<ServerConfig[K]> };
@@ -193,6 +201,22 @@ function parseFlag(raw: unknown): ParseResult<boolean> {
   if (raw === true || raw === 'true' || raw === '1') return ok(true);
   if (raw === false || raw === 'false' || raw === '0') return ok(false);
   return err(`${show(raw)} is not true or false`);
+}
+
+/** A comma-separated list (or a config file's array) of DNS names, lowercased, without repeats. */
+function parseDnsNames(raw: unknown): ParseResult<readonly string[]> {
+  const items =
+    typeof raw === 'string'
+      ? raw.split(',').map((n) => n.trim())
+      : Array.isArray(raw)
+        ? raw.map((n) => (typeof n === 'string' ? n.trim() : n))
+        : undefined;
+  if (!items) return err(`${show(raw)} is not a comma-separated list of DNS names`);
+  const names = items.filter((n) => n !== '');
+  const bad = names.find((n) => typeof n !== 'string' || !dnsHostname.test(n));
+  if (bad !== undefined)
+    return err(`${show(bad)} is not a DNS name (dot-separated labels of letters, digits and '-')`);
+  return ok([...new Set(names.map((n) => String(n).toLowerCase()))]);
 }
 
 function spec<T>(
@@ -381,6 +405,30 @@ export const serverSettings: SettingsTable = {
     '',
     'false',
     'allow a non-loopback --http-addr without --http-token',
+    parseFlag,
+  ),
+  xdsTlsSan: {
+    ...spec(
+      '--xds-tls-san',
+      'NAMES',
+      '',
+      'extra DNS names on the xDS server certificate, comma-separated or repeated (xds.isthmus.internal is always there)',
+      parseDnsNames,
+    ),
+    repeatable: true,
+  },
+  xdsPlaintext: spec(
+    '--xds-plaintext',
+    '',
+    'false',
+    'serve the xDS port without TLS (proxy keys and tokens travel in clear; logged as a warning)',
+    parseFlag,
+  ),
+  xdsPlaintextAllowRemote: spec(
+    '--xds-plaintext-allow-remote',
+    '',
+    'false',
+    'allow --xds-plaintext on a non-loopback --xds-addr',
     parseFlag,
   ),
   advertiseAddr: spec(

@@ -64,7 +64,7 @@ export async function startDemoCluster(
       });
       const md = new grpc.Metadata();
       md.set('x-isthmus-token', SecretID);
-      ads ??= adsClient(`127.0.0.1:${server.xdsPort}`);
+      ads ??= adsClient(`127.0.0.1:${server.xdsPort}`, server.xdsTls());
       const probe = new XdsProbe(ads, proxyId, md, {
         cluster: `demo-${datacenter}`,
         userAgentName: 'isthmus-demo',

@@ -126,6 +126,7 @@ export async function startEnvoys(
         xdsAddr: { host: '127.0.0.1', port: c.server.xdsPort },
         adminAddr: { host: '127.0.0.1', port: 0 },
         token: SecretID,
+        tls: c.server.xdsTls(),
       });
       return run.own(await startDemoEnvoy({ name: p.id, binary, bootstrap, dir }), (e) => e.stop());
     }),

@@ -22,6 +22,18 @@ export interface BootstrapOptions {
   readonly adminAddr: HostPort;
   /** A proxy token, sent as `x-isthmus-token` gRPC metadata on the ADS stream. */
   readonly token?: string | undefined;
+  /**
+   * How Envoy verifies the xDS server (`GET /v1/xds/server`); undefined: plaintext, for a server
+   * started with `--xds-plaintext` only.
+   */
+  readonly tls: BootstrapTls | undefined;
+}
+
+/** The roots the xDS server's certificate chains to, and the name it carries (src/xds/tls.ts). */
+export interface BootstrapTls {
+  /** PEM bundle: every root the cluster trusts when the bootstrap is written. */
+  readonly caPem: string;
+  readonly serverName: string;
 }
 
 export type BootstrapJson = { readonly [key: string]: unknown };
@@ -34,11 +46,12 @@ export const xdsClusterName = 'isthmus_xds';
  */
 export const xdsTokenHeader = 'x-isthmus-token';
 const httpProtocolOptionsType = 'envoy.extensions.upstreams.http.v3.HttpProtocolOptions';
+const upstreamTlsContextType = 'envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext';
 
 export function buildBootstrap(opts: BootstrapOptions): BootstrapJson {
   return {
     node: buildNode(opts),
-    static_resources: { clusters: [buildXdsCluster(opts.xdsAddr)] },
+    static_resources: { clusters: [buildXdsCluster(opts.xdsAddr, opts.tls)] },
     dynamic_resources: buildDynamicResources(opts.token),
     admin: { address: socketAddress(opts.adminAddr) },
     layered_runtime: buildRuntime(),
@@ -81,7 +94,7 @@ function buildNode(opts: BootstrapOptions): BootstrapJson {
  * ADS is gRPC, so the cluster speaks HTTP/2; keepalive PINGs detect a dead server behind a NAT or
  * LB.
  */
-function buildXdsCluster(addr: HostPort): BootstrapJson {
+function buildXdsCluster(addr: HostPort, tls: BootstrapTls | undefined): BootstrapJson {
   // STATIC needs an IP literal; a name (docker-compose service, k8s Service) is resolved by DNS.
   const byName = isIP(addr.host) === 0;
   return {
@@ -101,9 +114,34 @@ function buildXdsCluster(addr: HostPort): BootstrapJson {
       },
     },
     upstream_connection_options: { tcp_keepalive: {} },
+    ...(tls ? { transport_socket: buildXdsTransportSocket(tls) } : {}),
     load_assignment: {
       cluster_name: xdsClusterName,
       endpoints: [{ lb_endpoints: [{ endpoint: { address: socketAddress(addr) } }] }],
+    },
+  };
+}
+
+/**
+ * TLS to the xDS server: SNI and a DNS SAN match on the server name, the cluster's roots inline.
+ * The roots are static in Envoy: a CA rotation keeps connected streams (TLS is verified once, at
+ * connect), and a proxy started after the old root retires needs a bootstrap written since the
+ * rotation began (docs/architecture.md §1, "The xDS port"). ALPN h2: grpc-js serves TLS through
+ * Node's HTTP/2 server, which refuses a TLS connection that does not negotiate h2.
+ */
+function buildXdsTransportSocket(tls: BootstrapTls): BootstrapJson {
+  return {
+    name: 'envoy.transport_sockets.tls',
+    typed_config: {
+      '@type': `type.googleapis.com/${upstreamTlsContextType}`,
+      sni: tls.serverName,
+      common_tls_context: {
+        alpn_protocols: ['h2'],
+        validation_context: {
+          trusted_ca: { inline_string: tls.caPem },
+          match_typed_subject_alt_names: [{ san_type: 'DNS', matcher: { exact: tls.serverName } }],
+        },
+      },
     },
   };
 }

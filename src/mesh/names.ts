@@ -183,3 +183,15 @@ export function peerInboundSecretName(peerName: string): string {
 export function upstreamRouteName(service: string, peer?: string): string {
   return peer ? `${service}?peer=${peer}` : service;
 }
+
+/**
+ * The TLS name of every xDS server (docs/architecture.md §1, "The xDS port"): the DNS SAN of its
+ * certificate, the SNI Envoy sends and the name it verifies. One fixed name, so a bootstrap needs no
+ * knowledge of the cluster beyond its CA roots, which are what make the name mean this cluster.
+ */
+export const xdsServerName = 'xds.isthmus.internal';
+
+/** Identity of a cluster's xDS server certificate: `spiffe://<td>/xds/server/dc/<dc>`. */
+export function xdsServerSpiffeId(td: string, dc: string): string {
+  return `spiffe://${td}/xds/server/dc/${dc}`;
+}

@@ -1,6 +1,11 @@
 import { X509Certificate } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
-import type { CaEvent, CertificateAuthority, Leaf, LeafIdentity } from '../ca/index.js';
+import {
+  type CaEvent,
+  type CertificateAuthority,
+  GrpcCertificates,
+  type LeafIdentity,
+} from '../ca/index.js';
 import { IsthmusError } from '../errors.js';
 import { grpcStatusOf } from '../grpc-status.js';
 import { type FieldError, invalidInput } from '../problems.js';
@@ -71,7 +76,7 @@ export const peeringServerChannelOptions: grpc.ServerOptions = {
  */
 export class PeeringServer {
   private readonly server = new grpc.Server(peeringServerChannelOptions);
-  private readonly certs = new PeeringCertificates();
+  private readonly certs = new GrpcCertificates();
   private readonly unsubscribe: (() => void)[] = [];
   private streamHandler: StreamHandler | undefined;
   private boundPort: number | undefined;
@@ -246,54 +251,4 @@ function validateExchange(req: ExchangeSecretRequest): void {
       );
     }
   });
-}
-
-/**
- * One grpc-js CertificateProvider serving both the identity (our leaf) and the CA list (trusted
- * client roots). Listeners hear the latest value on the next tick after subscribing, as grpc-js's
- * own providers do (the server registers its watcher after subscribing).
- */
-class PeeringCertificates implements grpc.experimental.CertificateProvider {
-  private identity: grpc.experimental.IdentityCertificateUpdate | undefined;
-  private trusted: grpc.experimental.CaCertificateUpdate | undefined;
-  private readonly identityListeners =
-    new Set<grpc.experimental.IdentityCertificateUpdateListener>();
-  private readonly caListeners = new Set<grpc.experimental.CaCertificateUpdateListener>();
-
-  setIdentity(leaf: Leaf): void {
-    this.identity = {
-      certificate: Buffer.from(leaf.certPem),
-      privateKey: Buffer.from(leaf.keyPem),
-    };
-    for (const l of this.identityListeners) l(this.identity);
-  }
-
-  setTrusted(pems: readonly string[]): void {
-    const caCertificate = Buffer.from(`${pems.join('\n')}\n`);
-    if (this.trusted?.caCertificate.equals(caCertificate)) return;
-    this.trusted = { caCertificate };
-    for (const l of this.caListeners) l(this.trusted);
-  }
-
-  addCaCertificateListener(listener: grpc.experimental.CaCertificateUpdateListener): void {
-    this.caListeners.add(listener);
-    if (this.trusted) process.nextTick(listener, this.trusted);
-  }
-
-  removeCaCertificateListener(listener: grpc.experimental.CaCertificateUpdateListener): void {
-    this.caListeners.delete(listener);
-  }
-
-  addIdentityCertificateListener(
-    listener: grpc.experimental.IdentityCertificateUpdateListener,
-  ): void {
-    this.identityListeners.add(listener);
-    if (this.identity) process.nextTick(listener, this.identity);
-  }
-
-  removeIdentityCertificateListener(
-    listener: grpc.experimental.IdentityCertificateUpdateListener,
-  ): void {
-    this.identityListeners.delete(listener);
-  }
 }

@@ -13,6 +13,7 @@ import {
 import { Status } from '../gen/google/rpc/status.js';
 import { unpackAny } from '../proto-any.js';
 import '../xds/registry.js';
+import { type XdsClientTls, xdsChannelCredentials } from '../xds/tls.js';
 
 export interface ReceivedResource {
   readonly name: string;
@@ -207,10 +208,16 @@ export class DeltaClient extends XdsStreamClient<DeltaDiscoveryRequest, DeltaDis
 }
 
 /**
- * An insecure ADS client (the xDS port speaks plaintext gRPC; proxies authenticate with a token).
+ * An ADS client of the xDS port: TLS verifying the server name against the cluster's roots (what
+ * `GET /v1/xds/server` or `XdsServer.clientTls()` gives), or plaintext when `tls` is undefined (a
+ * server started with `--xds-plaintext`). Proxies authenticate with a token either way.
  */
-export function adsClient(address: string): AggregatedDiscoveryServiceClient {
-  return new AggregatedDiscoveryServiceClient(address, grpc.credentials.createInsecure());
+export function adsClient(
+  address: string,
+  tls: XdsClientTls | undefined,
+): AggregatedDiscoveryServiceClient {
+  const { credentials, options } = xdsChannelCredentials(tls);
+  return new AggregatedDiscoveryServiceClient(address, credentials, options);
 }
 
 export function connectDelta(

@@ -11,6 +11,7 @@ import { ClientResourceStatus } from '../gen/envoy/admin/v3/config_dump_shared.j
 import type { StringMatcher } from '../gen/envoy/type/matcher/v3/string.js';
 import type { NodeMatcher } from '../gen/envoy/type/matcher/v3/node.js';
 import { Secret } from '../gen/envoy/extensions/transport_sockets/tls/v3/secret.js';
+import { type ApiScope, formatApiScope } from '../acl/index.js';
 import { presentedToken, tokensEqual } from '../acl/http-token.js';
 import { IsthmusError } from '../errors.js';
 import { grpcStatusOf } from '../grpc-status.js';
@@ -141,6 +142,7 @@ function anyOf(typeUrl: string, value: Buffer | undefined) {
 export function buildClientStatus(
   sessions: () => Iterable<StreamStatus>,
   req: ClientStatusRequest,
+  visible: (nodeId: string) => boolean = () => true,
 ): ClientStatusResponse {
   const invalid = validateNodeMatchers(req.nodeMatchers);
   if (invalid.length > 0)
@@ -150,7 +152,7 @@ export function buildClientStatus(
     req.nodeMatchers.length === 0 || req.nodeMatchers.some((m) => matchString(m.nodeId, id));
   const shown = req.excludeResourceContents ? undefined : new ShownContents();
   const config = [...newest.entries()]
-    .filter(([id]) => matches(id))
+    .filter(([id]) => visible(id) && matches(id))
     .sort(([a], [b]) => (a < b ? -1 : 1))
     .map(([, s]) => clientConfig(s, shown));
   return { config };
@@ -164,14 +166,31 @@ export interface CsdsOptions {
    * do (api/auth.ts); without it CSDS is open, like `GET /v1/xds/proxies`.
    */
   readonly token?: string | undefined;
+  /**
+   * The scope of an HTTP API token (src/acl/api-tokens.ts), accepted besides `token`: `operator`
+   * and `read` see every proxy, `service:<name>` the proxies `proxyOwner` says are that service's,
+   * `peering` none (refused).
+   */
+  readonly scopeOf?: ((presented: string) => ApiScope | undefined) | undefined;
+  /** The service a proxy belongs to (its sidecar's service), for `service:<name>` tokens. */
+  readonly proxyOwner?: ((nodeId: string) => string | undefined) | undefined;
 }
+
+/** Which proxies a caller may see. */
+type Visible = (nodeId: string) => boolean;
+const everyProxy: Visible = () => true;
 
 const hint =
   'send it as gRPC metadata "authorization: Bearer <token>" or "x-isthmus-token: <token>"';
 
-/** Throws permission_denied unless the call carries the configured token. */
-function checkToken(metadata: grpc.Metadata, token: string | undefined): void {
-  if (!token) return;
+/**
+ * The proxies the caller may see: every one without `--http-token`, or with it or an `operator` or
+ * `read` API token; a `service:<name>` token's own. Throws permission_denied otherwise, as the HTTP
+ * API's xDS-status reads do (src/api/route-access.ts).
+ */
+function callerSees(metadata: grpc.Metadata, opts: CsdsOptions): Visible {
+  const token = opts.token;
+  if (!token) return everyProxy;
   const header = (key: string) => {
     const v = metadata.get(key)[0];
     return typeof v === 'string' ? v : undefined;
@@ -182,7 +201,18 @@ function checkToken(metadata: grpc.Metadata, token: string | undefined): void {
       'x-isthmus-token': header('x-isthmus-token'),
     },
   });
-  if (presented !== undefined && tokensEqual(presented, token)) return;
+  if (presented !== undefined && tokensEqual(presented, token)) return everyProxy;
+  const scope = presented === undefined ? undefined : opts.scopeOf?.(presented);
+  if (scope?.kind === 'operator' || scope?.kind === 'read') return everyProxy;
+  if (scope?.kind === 'service') {
+    const owner = opts.proxyOwner;
+    return (nodeId) => owner?.(nodeId) === scope.service;
+  }
+  if (scope)
+    throw new IsthmusError(
+      'permission_denied',
+      `Permission denied: CSDS needs a token with scope read or operator (or service:<name> for that service's proxies); this token has scope ${formatApiScope(scope)}`,
+    );
   const why =
     presented === undefined ? 'CSDS needs the HTTP API token' : 'the HTTP API token is not valid';
   throw new IsthmusError('permission_denied', `Permission denied: ${why}; ${hint}`);
@@ -206,8 +236,8 @@ export function csdsService(
       callback,
     ) {
       try {
-        checkToken(call.metadata, opts.token);
-        callback(null, buildClientStatus(sessions, call.request));
+        const visible = callerSees(call.metadata, opts);
+        callback(null, buildClientStatus(sessions, call.request, visible));
       } catch (e) {
         callback(refused(call, e));
       }
@@ -219,8 +249,9 @@ export function csdsService(
         call.emit('error', refused(call, e));
       };
       call.on('error', () => undefined);
+      let visible: Visible;
       try {
-        checkToken(call.metadata, opts.token);
+        visible = callerSees(call.metadata, opts);
       } catch (e) {
         fail(e);
         return;
@@ -228,7 +259,7 @@ export function csdsService(
       call.on('data', (req: ClientStatusRequest) => {
         if (ended) return;
         try {
-          call.write(buildClientStatus(sessions, req));
+          call.write(buildClientStatus(sessions, req, visible));
         } catch (e) {
           fail(e);
         }

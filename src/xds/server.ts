@@ -18,8 +18,9 @@ import { decodeOrMalformed } from './ads/malformed-request.js';
 import { IsthmusError } from '../errors.js';
 import { grpcStatusOf } from '../grpc-status.js';
 import { StreamSlots } from './stream-slots.js';
-import { ClientStatusDiscoveryServiceService, csdsService } from './csds.js';
+import { ClientStatusDiscoveryServiceService, type CsdsOptions, csdsService } from './csds.js';
 import { proxyStatusJson, type ProxyStatusJson } from './status.js';
+import type { XdsClientTls, XdsServerTls } from './tls.js';
 
 export interface XdsServerOptions {
   readonly logger: Logger;
@@ -50,8 +51,19 @@ export interface XdsServerOptions {
   readonly warmingTimeoutMs?: number;
   /** Checks a stream may act as `nodeId` (issue: xDS auth); throws IsthmusError to refuse. */
   readonly authorize?: SessionContext['authorize'];
-  /** The HTTP API token (`--http-token`): when set, CSDS calls must carry it (see csds.ts). */
+  /**
+   * The HTTP API token (`--http-token`): when set, CSDS calls must carry it or an API token with a
+   * scope that reads proxies (see csds.ts).
+   */
   readonly httpToken?: string | undefined;
+  /** The scope of an API token (ApiTokens.scopeOf), and whose a proxy is, for CSDS (csds.ts). */
+  readonly csdsScopeOf?: CsdsOptions['scopeOf'];
+  readonly proxyOwner?: CsdsOptions['proxyOwner'];
+  /**
+   * TLS of the port (docs/architecture.md §1, "The xDS port"). Absent: plaintext, which only
+   * `--xds-plaintext` asks for, and tests where TLS is not the subject.
+   */
+  readonly tls?: XdsServerTls | undefined;
 }
 
 /**
@@ -134,7 +146,12 @@ export class XdsServer {
     });
     this.server.addService(
       ClientStatusDiscoveryServiceService,
-      csdsService(() => this.streamStatuses(), { logger: opts.logger, token: opts.httpToken }),
+      csdsService(() => this.streamStatuses(), {
+        logger: opts.logger,
+        token: opts.httpToken,
+        scopeOf: opts.csdsScopeOf,
+        proxyOwner: opts.proxyOwner,
+      }),
     );
   }
 
@@ -179,13 +196,23 @@ export class XdsServer {
 
   /** Binds `host:port` (port 0 picks a free one) and resolves with the bound port. */
   async listen(hostPort: string): Promise<number> {
+    const tls = this.opts.tls;
+    const credentials = tls ? await tls.start() : grpc.ServerCredentials.createInsecure();
     this.port = await new Promise<number>((resolve, reject) => {
-      this.server.bindAsync(hostPort, grpc.ServerCredentials.createInsecure(), (err, port) =>
+      this.server.bindAsync(hostPort, credentials, (err, port) =>
         err ? reject(err) : resolve(port),
       );
     });
-    this.opts.logger.info({ addr: hostPort, port: this.port }, 'xds server listening');
+    this.opts.logger.info(
+      { addr: hostPort, port: this.port, tls: tls !== undefined, dnsSans: tls?.identity.dnsSans },
+      'xds server listening',
+    );
     return this.port;
+  }
+
+  /** What a client needs to verify this server; undefined when the port is plaintext. */
+  clientTls(): XdsClientTls | undefined {
+    return this.opts.tls?.clientTls();
   }
 
   get listening(): boolean {
@@ -240,6 +267,7 @@ export class XdsServer {
    * (to another replica), and force-closes whatever is left after `graceMs`.
    */
   async shutdown(graceMs = 5_000): Promise<void> {
+    this.opts.tls?.stop();
     if (this.port === undefined) return;
     this.port = undefined;
     const done = new Promise<void>((resolve) => this.server.tryShutdown(() => resolve()));

@@ -2,11 +2,16 @@
  * Every bootstrap `isthmus envoy bootstrap` writes is one Envoy accepts: the real CLI's output for
  * sidecars and mesh gateways, with and without a token, with the xDS server named by an IPv4
  * address, an IPv6 address or a host name, and with each form of admin address, goes through
- * `envoy --mode validate`. Then two of them drive a real Envoy to LIVE against a real server: one
- * reaching xDS over IPv6 loopback, one through a host name (STRICT_DNS).
+ * `envoy --mode validate`, each with TLS to the xDS server (roots from `--xds-ca-file`) or, for
+ * some, `--xds-plaintext`. Then two of them drive a real Envoy to LIVE against a real server over
+ * TLS, asking the server how (GET /v1/xds/server): one reaching xDS over IPv6 loopback, one through
+ * a host name (STRICT_DNS).
  */
-import { afterAll, describe, expect, it } from 'vitest';
-import { cleanupProcesses, runCli } from '../helpers/process.js';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createRoot } from '../../src/ca/x509.js';
+import { cleanupProcesses, runCli, tempDir } from '../helpers/process.js';
 import { closeApps, listenPort } from './apps.js';
 import {
   type Bootstrap,
@@ -18,6 +23,19 @@ import {
   waitHealthy,
 } from './harness.js';
 import { type MeshProcess, startCluster, waitSynced, withSidecar } from './mesh.js';
+
+/** A CA root in a PEM file, as `isthmus ca roots --pem` writes one. */
+let caFile = '';
+beforeAll(async () => {
+  const root = await createRoot({
+    rootUri: 'spiffe://11111111-2222-4333-8444-555555555555.consul',
+    name: 'test root',
+    now: Date.now(),
+    validityMs: 3_600_000,
+  });
+  caFile = join(tempDir('isthmus-bootstrap-'), 'roots.pem');
+  writeFileSync(caFile, root.certPem);
+});
 
 interface Variant {
   readonly name: string;
@@ -49,7 +67,9 @@ function variants(): Variant[] {
       const gateway = i % 2 === 1;
       const token = Math.floor(i / 2) % 2 === 1;
       const named = i % 3 === 2;
+      const plaintext = i % 4 === 3;
       const args = [
+        ...(plaintext ? ['--xds-plaintext'] : ['--xds-ca-file', caFile]),
         '--proxy-id',
         gateway ? 'mesh-gateway-1' : 'web-sidecar-proxy',
         ...(gateway ? ['--gateway', 'mesh'] : []),
@@ -64,6 +84,7 @@ function variants(): Variant[] {
         token ? 'token' : 'no token',
         `xDS ${xdsName}`,
         adminName,
+        plaintext ? 'plaintext xDS' : 'TLS xDS',
         ...(named ? ['--cluster/--datacenter'] : []),
       ].join(', ');
       out.push({ name, args });
@@ -128,7 +149,12 @@ describe.skipIf(skipWithoutEnvoy())(
     it('the judge is real: Envoy refuses the same bootstrap with a host name where it binds the admin listener', async () => {
       // The CLI refuses `--admin-bind localhost:19000` for this reason; edit its output to see
       // Envoy's verdict.
-      const json = (await cliBootstrap(['--proxy-id', 'web-sidecar-proxy'])) as {
+      const json = (await cliBootstrap([
+        '--proxy-id',
+        'web-sidecar-proxy',
+        '--xds-ca-file',
+        caFile,
+      ])) as {
         admin: { address: { socket_address: { address: string } } };
       };
       json.admin.address.socket_address.address = 'localhost';
@@ -165,6 +191,8 @@ describe.skipIf(skipWithoutEnvoy())(
           token,
           '--xds-addr',
           `[::1]:${dc.proc.xdsPort}`,
+          '--http-addr',
+          dc.httpAddress,
           '--admin-bind',
           '127.0.0.1:0',
         ]);
@@ -190,10 +218,13 @@ describe.skipIf(skipWithoutEnvoy())(
           token,
           '--xds-addr',
           `localhost:${dc.proc.xdsPort}`,
+          '--http-addr',
+          dc.httpAddress,
           '--admin-bind',
           '[::1]:0',
         ]);
         expect(JSON.stringify(bootstrap)).toContain('"type":"STRICT_DNS"');
+        expect(JSON.stringify(bootstrap)).toContain('"sni":"xds.isthmus.internal"');
         const envoy = await startEnvoy('web-sidecar-proxy (xDS localhost)', bootstrap);
         // An Envoy that never reaches its server still goes LIVE (empty) after its initial-fetch
         // timeouts: the server's view of the proxy is what shows it connected.

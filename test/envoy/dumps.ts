@@ -94,7 +94,11 @@ export function dumpFilterChains(dump: ConfigDump): Map<string, DumpFilterChain[
 
 /** The dump as text, for "this string is nowhere in what Envoy holds" checks. */
 export function dumpText(dump: ConfigDump): string {
-  return JSON.stringify(dump);
+  // Without what the bootstrap wrote: its xDS cluster holds the CA roots of the day it was written,
+  // static by design (docs/architecture.md §1, "The xDS port"). What is left came over xDS.
+  return JSON.stringify(dump, (key, value) =>
+    key === 'bootstrap' || key === 'static_clusters' ? undefined : value,
+  );
 }
 
 /** Serial numbers as Envoy prints them in `/certs`: lowercase hex without leading zeros. */
@@ -108,7 +112,9 @@ interface RawCertDetails {
 
 /**
  * What Envoy's TLS contexts hold right now (`/certs`): the serial numbers of the certificates they
- * present (`cert_chain`) and of the CAs they trust (`ca_cert`).
+ * present (`cert_chain`) and of the CAs they trust (`ca_cert`). Contexts that present nothing are
+ * left out: the only one is the bootstrap's TLS to the xDS server, whose roots are static
+ * (docs/architecture.md §1, "The xDS port"); every mesh context presents a leaf.
  */
 export async function envoyCerts(
   adminUrl: string,
@@ -119,7 +125,7 @@ export async function envoyCerts(
   };
   const serials = (list: RawCertDetails[] | undefined) =>
     (list ?? []).map((c) => (c.serial_number ?? '').toLowerCase().replace(/^0+(?=.)/, ''));
-  const contexts = body.certificates ?? [];
+  const contexts = (body.certificates ?? []).filter((c) => (c.cert_chain ?? []).length > 0);
   return {
     presented: [...new Set(contexts.flatMap((c) => serials(c.cert_chain)))],
     trusted: [...new Set(contexts.flatMap((c) => serials(c.ca_cert)))],

@@ -91,6 +91,8 @@ export async function bootstrapFor(
     xdsAddr: { host: '127.0.0.1', port: node.proc.xdsPort },
     adminAddr: { host: '127.0.0.1', port: 0 },
     token: await node.token(proxyId),
+    // As `isthmus envoy bootstrap` asks the server (GET /v1/xds/server): TLS unless --xds-plaintext.
+    tls: await node.proc.xdsTls(),
   });
 }
 

@@ -161,6 +161,15 @@ describe.skipIf(skipWithoutEnvoy())(
       }
     });
 
+    it('every Envoy gets its config over TLS: a handshake on its xDS cluster, none failed', async () => {
+      for (const { envoy } of envoys) {
+        const stats = await envoy.stats('cluster.isthmus_xds.ssl');
+        expect(stats['cluster.isthmus_xds.ssl.handshake'], envoy.name).toBeGreaterThan(0);
+        expect(stats['cluster.isthmus_xds.ssl.connection_error'] ?? 0, envoy.name).toBe(0);
+        expect(stats['cluster.isthmus_xds.ssl.fail_verify_san'] ?? 0, envoy.name).toBe(0);
+      }
+    });
+
     for (const caller of ['web', 'reports'] as const) {
       const mode = caller === 'web' ? 'remote' : 'local';
       describe(`B's ${caller} → A (gateway mode ${mode})`, () => {

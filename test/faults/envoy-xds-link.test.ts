@@ -86,6 +86,8 @@ describe.skipIf(skipWithoutEnvoy() || skipWithoutToxiproxy())(
           xdsAddr: { host: host!, port: Number(port) },
           adminAddr: { host: '127.0.0.1', port: 0 },
           token: await dc.token('web-sidecar-proxy'),
+          // TLS through the fault proxy: Envoy checks the server's name, not the address it dials.
+          tls: await dc.proc.xdsTls(),
         }),
       );
       await waitHealthy(web);

@@ -107,7 +107,7 @@ export async function sidecarBuilds(server: ServerProcess): Promise<number> {
  * (the server runs with `--xds-auth off`).
  */
 export async function firstClusters(server: ServerProcess, proxyId: string): Promise<string[]> {
-  const client = adsClient(`127.0.0.1:${server.xdsPort}`);
+  const client = adsClient(`127.0.0.1:${server.xdsPort}`, await server.xdsTls());
   const envoy = connectDelta(client, proxyId);
   try {
     envoy.send(TypeUrl.cluster, { subscribe: ['*'] });

@@ -6,6 +6,7 @@
  */
 import { afterAll, describe, expect, it } from 'vitest';
 import { buildBootstrap } from '../../src/mesh/bootstrap.js';
+import { xdsServerName } from '../../src/mesh/names.js';
 import type { EnvoyLike } from '../helpers/envoy-like.js';
 import { expectGolden, orphanedGoldens } from '../helpers/golden.js';
 import {
@@ -40,6 +41,8 @@ async function checkProxy(
     xdsAddr: { host: '127.0.0.1', port: 8502 },
     adminAddr: { host: '127.0.0.1', port: 19000 },
     token: '00000000-0000-4000-8000-000000000000',
+    // The roots differ per run; the golden shows where they go.
+    tls: { caPem: '<the cluster CA roots, PEM>\n', serverName: xdsServerName },
   });
   expect(validateJson('envoy.config.bootstrap.v3.Bootstrap', bootstrap)).toEqual([]);
   const golden = expectGolden(`mesh/${caseName}/bootstrap.json`, bootstrap);

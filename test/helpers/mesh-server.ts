@@ -9,6 +9,9 @@ import * as grpc from '@grpc/grpc-js';
 import { loadServerConfig } from '../../src/config/index.js';
 import { silentLogger } from '../../src/log.js';
 import { startServer, type RunningServer } from '../../src/server.js';
+import { ApiClient } from '../../src/api/client.js';
+import { fetchXdsTls } from '../../src/api/xds-tls-client.js';
+import type { XdsClientTls } from '../../src/xds/tls.js';
 import { adsClient } from './fake-envoy.js';
 import { startServerProcess, type ServerProcess, type SpawnOptions } from './process.js';
 import { EnvoyLike } from './envoy-like.js';
@@ -32,6 +35,8 @@ export interface MeshNode {
   trustDomain(): Promise<string>;
   /** The HTTP API's `127.0.0.1:<port>` (what a Prometheus scrape target names). */
   readonly httpAddress: string;
+  /** How to verify the xDS port (`GET /v1/xds/server` at start); undefined: plaintext. */
+  readonly xdsTls: XdsClientTls | undefined;
   close(): Promise<void>;
 }
 
@@ -50,13 +55,14 @@ export interface MeshServer extends MeshNode {
  * The HTTP and xDS side of a mesh node on the given ports. With `httpToken` (the server's
  * `--http-token`), every API call carries it as `Authorization: Bearer`.
  */
-function nodeOver(
+async function nodeOver(
   httpPort: number,
   xdsPort: number,
   stop: () => Promise<void>,
   httpToken?: string,
-): MeshNode & { xds: AggregatedDiscoveryServiceClient } {
-  const xds = adsClient(`127.0.0.1:${xdsPort}`);
+): Promise<MeshNode & { xds: AggregatedDiscoveryServiceClient }> {
+  const xdsTls = await fetchXdsTls(new ApiClient(`http://127.0.0.1:${httpPort}`));
+  const xds = adsClient(`127.0.0.1:${xdsPort}`, xdsTls);
   const envoys: EnvoyLike[] = [];
   const auth: Record<string, string> = httpToken ? { authorization: `Bearer ${httpToken}` } : {};
   const api = async <T>(method: string, path: string, body?: unknown) => {
@@ -81,6 +87,7 @@ function nodeOver(
   };
   return {
     xds,
+    xdsTls,
     api,
     register: (body) => ok('PUT', '/v1/agent/service/register', body),
     putConfig: (body) => ok('PUT', '/v1/config', body),
@@ -118,7 +125,7 @@ export async function startMeshProcess(
     v,
   ]);
   const proc = await startServerProcess(args, opts);
-  const node = nodeOver(
+  const node = await nodeOver(
     proc.httpPort,
     proc.xdsPort,
     async () => {
@@ -144,7 +151,7 @@ export async function startMeshServer(flags: Record<string, string> = {}): Promi
     env: {},
   });
   const server = await startServer(config, { logger: silentLogger() });
-  const node = nodeOver(
+  const node = await nodeOver(
     server.httpPort,
     server.xdsPort,
     async () => {

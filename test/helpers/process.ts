@@ -4,6 +4,9 @@ import { type AddressInfo, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
+import { ApiClient } from '../../src/api/client.js';
+import { fetchXdsTls } from '../../src/api/xds-tls-client.js';
+import type { XdsClientTls } from '../../src/xds/tls.js';
 import { withDeadline } from './wait.js';
 
 /** Spawns the real `isthmus` CLI for integration tests. */
@@ -45,6 +48,8 @@ export interface ServerProcess extends CliProcess {
   /** The parsed `server started` log line. */
   readonly started: Readonly<Record<string, unknown>>;
   url(path: string): string;
+  /** How to verify its xDS port, as `GET /v1/xds/server` says now; undefined: plaintext. */
+  xdsTls(): Promise<XdsClientTls | undefined>;
 }
 
 export interface SpawnOptions {
@@ -166,6 +171,7 @@ export async function startServerProcess(
     dataDir,
     started,
     url: (path) => `http://127.0.0.1:${httpPort}${path}`,
+    xdsTls: () => fetchXdsTls(new ApiClient(`http://127.0.0.1:${httpPort}`)),
   };
 }
 

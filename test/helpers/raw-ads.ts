@@ -3,6 +3,7 @@ import {
   DeltaDiscoveryRequest,
   DiscoveryRequest,
 } from '../../src/gen/envoy/service/discovery/v3/discovery.js';
+import { type XdsClientTls, xdsChannelCredentials } from '../../src/xds/tls.js';
 
 /**
  * ADS streams that write whatever bytes they are given as messages: what an attacker sends, not
@@ -33,8 +34,10 @@ export interface RawStream {
   close(): void;
 }
 
-export function rawAdsClient(address: string): grpc.Client {
-  return new RawAdsClient(address, grpc.credentials.createInsecure());
+/** A raw client of the xDS port: TLS as `tls` says (see `adsClient`), plaintext without it. */
+export function rawAdsClient(address: string, tls: XdsClientTls | undefined): grpc.Client {
+  const { credentials, options } = xdsChannelCredentials(tls);
+  return new RawAdsClient(address, credentials, options);
 }
 
 export function openRawStream(

@@ -14,7 +14,10 @@ export interface XdsHarness {
   close(): Promise<void>;
 }
 
-/** An in-process xDS server on 127.0.0.1:0 with its own cache and metrics. */
+/**
+ * An in-process xDS server on 127.0.0.1:0 with its own cache and metrics: plaintext unless
+ * `opts.tls` is given (the client follows). TLS is the subject of test/integration/xds-tls.test.ts.
+ */
 export async function startXds(
   opts: Partial<Omit<XdsServerOptions, 'cache' | 'logger' | 'metrics'>> = {},
 ): Promise<XdsHarness> {
@@ -23,7 +26,7 @@ export async function startXds(
   const server = new XdsServer({ logger: silentLogger(), metrics, cache, ...opts });
   const port = await server.listen('127.0.0.1:0');
   const address = `127.0.0.1:${port}`;
-  const client = adsClient(address);
+  const client = adsClient(address, server.clientTls());
   return {
     server,
     cache,

@@ -548,10 +548,16 @@ describe.skipIf(skipWithout('docker-compose', 'promtool'))(
         const existing = probes.get(name);
         if (existing) return existing;
         const e = envoyContainer(name);
-        const grpcService = readBootstrap(e).dynamic_resources.ads_config.grpc_services[0];
+        const bootstrap = readBootstrap(e);
+        const grpcService = bootstrap.dynamic_resources.ads_config.grpc_services[0];
         const md = new grpc.Metadata();
         for (const { key, value } of grpcService.initial_metadata ?? []) md.set(key, value);
-        const client = adsClient(`127.0.0.1:${servers.get(e.server)!.xdsPort}`);
+        // The bootstrap's own TLS: its roots and server name verify the server.
+        const tls = bootstrap.static_resources.clusters[0].transport_socket.typed_config;
+        const client = adsClient(`127.0.0.1:${servers.get(e.server)!.xdsPort}`, {
+          caPem: tls.common_tls_context.validation_context.trusted_ca.inline_string,
+          serverName: tls.sni,
+        });
         clients.push(client);
         const envoy = new EnvoyLike(client, e.proxyId, md);
         probes.set(name, envoy);

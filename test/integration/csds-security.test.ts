@@ -1,7 +1,8 @@
 /**
- * CSDS on the xDS port (issue 6 review): it must not hand out proxies' private keys, it follows
- * the HTTP API's `--http-token` rule for xDS-status reads, and it never runs a client's regex on a
- * backtracking engine. A real in-process server with `--http-token` and a connected sidecar.
+ * CSDS on the xDS port (issue 6 review, issue 18): it must not hand out proxies' private keys, it
+ * follows the HTTP API's rule for xDS-status reads (`--http-token`, or an API token with scope
+ * `read`, `operator`, or `service:<name>` for that service's proxies), it is served over the port's
+ * TLS, and it never runs a client's regex on a backtracking engine. A real in-process server with `--http-token` and a connected sidecar.
  */
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -13,6 +14,7 @@ import {
   type ClientStatusRequest,
 } from '../../src/gen/envoy/service/status/v3/csds.js';
 import type { StringMatcher } from '../../src/gen/envoy/type/matcher/v3/string.js';
+import { xdsChannelCredentials } from '../../src/xds/tls.js';
 import { TypeUrl } from '../../src/xds/types.js';
 import type { EnvoyLike } from '../helpers/envoy-like.js';
 import { startMeshServer, type MeshServer } from '../helpers/mesh-server.js';
@@ -106,9 +108,12 @@ beforeAll(async () => {
   });
   web = await mesh.connect(PROXY);
   await web.until((e) => e.names(TypeUrl.secret).length >= 2, "web's leaf and roots secrets");
+  // Over the xDS port's TLS, as every client of the port.
+  const { credentials, options } = xdsChannelCredentials(mesh.server.xdsTls());
   csds = new ClientStatusDiscoveryServiceClient(
     `127.0.0.1:${mesh.server.xdsPort}`,
-    grpc.credentials.createInsecure(),
+    credentials,
+    options,
   );
 }, 30_000);
 
@@ -199,5 +204,63 @@ describe('CSDS node matchers', () => {
       request({ $case: 'exact', value: 'api-sidecar-proxy' }),
     );
     expect(!isError(other) && other.config).toEqual([]);
+  });
+});
+
+describe('CSDS with scoped API tokens (src/acl/api-tokens.ts)', () => {
+  async function apiToken(scope: string): Promise<{ secret: string; accessor: string }> {
+    const res = await mesh.api<{ SecretID: string; AccessorID: string }>(
+      'POST',
+      '/v1/acl/api-token',
+      { Scope: scope },
+    );
+    expect(res.status).toBe(200);
+    return { secret: res.body.SecretID, accessor: res.body.AccessorID };
+  }
+
+  /** The proxy IDs a token sees, listing every proxy (no node matcher). */
+  async function seen(secret: string): Promise<string[]> {
+    const all: ClientStatusRequest = { nodeMatchers: [], excludeResourceContents: true };
+    const res = await fetchStatus(metadata({ authorization: `Bearer ${secret}` }), all);
+    if (isError(res)) throw new Error(`CSDS failed: ${res.code} ${res.details}`);
+    return res.config.map((c) => c.node?.id ?? '');
+  }
+
+  it("read and operator tokens see every proxy; service:<name> only that service's; peering none", async () => {
+    await mesh.register({
+      ID: 'api',
+      Name: 'api',
+      Address: '127.0.0.1',
+      Port: 9090,
+      Check: { TTL: '600s', Status: 'passing' },
+      Connect: { SidecarService: {} },
+    });
+    const api = await mesh.connect('api-sidecar-proxy');
+    await api.until((e) => e.names(TypeUrl.secret).length >= 2, "api's secrets");
+    const both = ['api-sidecar-proxy', PROXY];
+    expect(await seen((await apiToken('read')).secret)).toEqual(both);
+    expect(await seen((await apiToken('operator')).secret)).toEqual(both);
+    expect(await seen((await apiToken('service:web')).secret)).toEqual([PROXY]);
+    expect(await seen((await apiToken('service:api')).secret)).toEqual(['api-sidecar-proxy']);
+    expect(await seen((await apiToken('service:db')).secret)).toEqual([]);
+    const peering = await apiToken('peering');
+    const refused = await fetchStatus(metadata({ authorization: `Bearer ${peering.secret}` }));
+    expect(isError(refused) && refused.code).toBe(grpc.status.PERMISSION_DENIED);
+    expect(isError(refused) && refused.details).toBe(
+      "Permission denied: CSDS needs a token with scope read or operator (or service:<name> for that service's proxies); this token has scope peering",
+    );
+    const streamed = await streamStatus(metadata({ 'x-isthmus-token': peering.secret }));
+    expect(isError(streamed) && streamed.code).toBe(grpc.status.PERMISSION_DENIED);
+  });
+
+  it('a revoked API token is refused', async () => {
+    const token = await apiToken('read');
+    expect(await seen(token.secret)).toContain(PROXY);
+    expect(
+      (await mesh.api('DELETE', `/v1/acl/api-token/${encodeURIComponent(token.accessor)}`)).status,
+    ).toBe(200);
+    const res = await fetchStatus(metadata({ authorization: `Bearer ${token.secret}` }));
+    expect(isError(res) && res.code).toBe(grpc.status.PERMISSION_DENIED);
+    expect(isError(res) && res.details).toContain('the HTTP API token is not valid');
   });
 });

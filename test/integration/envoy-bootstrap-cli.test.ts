@@ -1,10 +1,43 @@
-import { afterAll, describe, expect, it } from 'vitest';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createRoot } from '../../src/ca/x509.js';
 import { validateJson } from '../helpers/pgv.js';
-import { cleanupProcesses, runCli } from '../helpers/process.js';
+import {
+  cleanupProcesses,
+  freePort,
+  runCli,
+  startServerProcess,
+  tempDir,
+} from '../helpers/process.js';
 
 const BOOTSTRAP = 'envoy.config.bootstrap.v3.Bootstrap';
 
 afterAll(cleanupProcesses);
+
+/** A CA root in a PEM file, as `isthmus ca roots --pem > roots.pem` writes one. */
+let caFile: string;
+let caPem: string;
+let notPemFile: string;
+beforeAll(async () => {
+  const root = await createRoot({
+    rootUri: 'spiffe://11111111-2222-4333-8444-555555555555.consul',
+    name: 'test root',
+    now: Date.now(),
+    validityMs: 3_600_000,
+  });
+  caPem = root.certPem;
+  const dir = tempDir('isthmus-bootstrap-');
+  caFile = join(dir, 'roots.pem');
+  writeFileSync(caFile, caPem);
+  notPemFile = join(dir, 'notes.txt');
+  writeFileSync(notPemFile, 'not a certificate\n');
+});
+
+/** The xDS cluster's TLS context, or undefined when it has none (plaintext). */
+function xdsTlsContext(json: any): any {
+  return json.static_resources.clusters[0].transport_socket?.typed_config;
+}
 
 async function bootstrap(args: readonly string[], env?: Record<string, string>): Promise<any> {
   const run = await runCli(['envoy', 'bootstrap', ...args], env ? { env } : {});
@@ -17,7 +50,7 @@ async function bootstrap(args: readonly string[], env?: Record<string, string>):
 
 describe('isthmus envoy bootstrap', () => {
   it('prints a valid sidecar bootstrap with the defaults', async () => {
-    const json = await bootstrap(['--proxy-id', 'web-sidecar-proxy']);
+    const json = await bootstrap(['--proxy-id', 'web-sidecar-proxy', '--xds-ca-file', caFile]);
     expect(json.node).toEqual({
       id: 'web-sidecar-proxy',
       cluster: 'web-sidecar-proxy',
@@ -31,6 +64,14 @@ describe('isthmus envoy bootstrap', () => {
     ).toEqual({ address: '127.0.0.1', port_value: 8502 });
     expect(json.dynamic_resources.ads_config.api_type).toBe('DELTA_GRPC');
     expect(json.dynamic_resources.ads_config.grpc_services[0].initial_metadata).toBeUndefined();
+    const tls = xdsTlsContext(json);
+    expect(tls.sni).toBe('xds.isthmus.internal');
+    expect(tls.common_tls_context.validation_context).toEqual({
+      trusted_ca: { inline_string: `${caPem.trimEnd()}\n` },
+      match_typed_subject_alt_names: [
+        { san_type: 'DNS', matcher: { exact: 'xds.isthmus.internal' } },
+      ],
+    });
   });
 
   it('prints a valid mesh gateway bootstrap with every flag', async () => {
@@ -49,7 +90,9 @@ describe('isthmus envoy bootstrap', () => {
       'gateways',
       '--datacenter',
       'dc2',
+      '--xds-plaintext',
     ]);
+    expect(xdsTlsContext(json)).toBeUndefined();
     expect(json.node).toEqual({
       id: 'mesh-gateway',
       cluster: 'gateways',
@@ -70,7 +113,10 @@ describe('isthmus envoy bootstrap', () => {
     const json = await bootstrap(['--proxy-id', 'api-sidecar-proxy'], {
       ISTHMUS_XDS_ADDR: '10.0.0.9:8502',
       ISTHMUS_PROXY_TOKEN: 'env-token',
+      ISTHMUS_XDS_CA_FILE: caFile,
+      ISTHMUS_XDS_SERVER_NAME: 'xds.dc1.example.com',
     });
+    expect(xdsTlsContext(json).sni).toBe('xds.dc1.example.com');
     expect(
       json.static_resources.clusters[0].load_assignment.endpoints[0].lb_endpoints[0].endpoint
         .address.socket_address,
@@ -112,6 +158,78 @@ describe('isthmus envoy bootstrap', () => {
     expect(run.stdout).toBe('');
     expect(run.stderr).toMatch(/^isthmus: [^\n]+\n$/);
     expect(run.stderr).toMatch(message);
+  });
+
+  it.each([
+    [
+      ['--xds-ca-file', '/nonexistent/roots.pem'],
+      /--xds-ca-file: cannot read "\/nonexistent\/roots\.pem"/,
+    ],
+    [['--xds-ca-file', 'NOT_PEM'], /--xds-ca-file: .* must hold PEM CA certificates only/],
+    [['--xds-plaintext', '--xds-server-name', 'x.example'], /--xds-plaintext writes no TLS/],
+    [['--xds-server-name', 'not a name'], /--xds-server-name: "not a name" is not a DNS name/],
+  ])('%j is a usage error: exit 2, one line', async (args, message) => {
+    const given = args.map((a) => (a === 'NOT_PEM' ? notPemFile : a));
+    const run = await runCli(['envoy', 'bootstrap', '--proxy-id', 'web', ...given]);
+    expect(run.code).toBe(2);
+    expect(run.stdout).toBe('');
+    expect(run.stderr).toMatch(/^isthmus: [^\n]+\n$/);
+    expect(run.stderr).toMatch(message);
+  });
+
+  it('without --xds-ca-file asks the server (GET /v1/xds/server): its roots and server name', async () => {
+    const server = await startServerProcess();
+    const json = await bootstrap([
+      '--proxy-id',
+      'web-sidecar-proxy',
+      '--http-addr',
+      `127.0.0.1:${server.httpPort}`,
+    ]);
+    const roots = (await (await fetch(server.url('/v1/connect/ca/roots'))).json()) as {
+      Roots: { RootCert: string }[];
+    };
+    const tls = xdsTlsContext(json);
+    expect(tls.sni).toBe('xds.isthmus.internal');
+    expect(tls.common_tls_context.validation_context.trusted_ca.inline_string).toBe(
+      `${roots.Roots.map((r) => r.RootCert.trimEnd()).join('\n')}\n`,
+    );
+  });
+
+  it('refuses to write a plaintext bootstrap for a plaintext server unless told --xds-plaintext', async () => {
+    const server = await startServerProcess(['--xds-plaintext']);
+    const args = [
+      'envoy',
+      'bootstrap',
+      '--proxy-id',
+      'web',
+      '--http-addr',
+      `127.0.0.1:${server.httpPort}`,
+    ];
+    const refused = await runCli(args);
+    expect(refused.code).toBe(1);
+    expect(refused.stdout).toBe('');
+    expect(refused.stderr).toMatch(
+      /^isthmus: the server at http:\/\/127\.0\.0\.1:\d+ serves xDS in plaintext \(--xds-plaintext\); pass --xds-plaintext to write a plaintext bootstrap\n$/,
+    );
+    const plain = await bootstrap([...args.slice(2), '--xds-plaintext']);
+    expect(xdsTlsContext(plain)).toBeUndefined();
+  });
+
+  it('says how to go on when the HTTP API cannot be reached', async () => {
+    const port = await freePort();
+    const run = await runCli([
+      'envoy',
+      'bootstrap',
+      '--proxy-id',
+      'web',
+      '--http-addr',
+      `127.0.0.1:${port}`,
+    ]);
+    expect(run.code).toBe(1);
+    expect(run.stdout).toBe('');
+    expect(run.stderr).toMatch(
+      /^isthmus: cannot reach the isthmus HTTP API at http:\/\/127\.0\.0\.1:\d+: ECONNREFUSED; give the roots with --xds-ca-file instead, or --http-addr where the server's API is\n$/,
+    );
   });
 
   it('never echoes a malformed token in its error', async () => {

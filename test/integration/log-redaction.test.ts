@@ -106,7 +106,7 @@ async function proxy(
   keep(`${label} proxy token SecretID of ${proxyId}`, secretId);
   const md = new grpc.Metadata();
   md.set('x-isthmus-token', secretId);
-  const client = adsClient(`127.0.0.1:${node.proc.xdsPort}`);
+  const client = adsClient(`127.0.0.1:${node.proc.xdsPort}`, node.xdsTls);
   clients.push(client);
   const envoy = new EnvoyLike(client, proxyId, md);
   const recording = new RecordingMap();
@@ -248,7 +248,7 @@ describe('log redaction over a full peering lifecycle (two real servers at --log
     keep('wrong proxy token', wrongProxyToken);
     const md = new grpc.Metadata();
     md.set('x-isthmus-token', wrongProxyToken);
-    const badClient = adsClient(`127.0.0.1:${a.proc.xdsPort}`);
+    const badClient = adsClient(`127.0.0.1:${a.proc.xdsPort}`, a.xdsTls);
     clients.push(badClient);
     const refused = new EnvoyLike(badClient, 'api-sidecar-proxy', md);
     envoys.push(refused);

@@ -80,7 +80,7 @@ describe('isthmus server (real process)', () => {
 
   it('on SIGTERM ends open xDS streams with UNAVAILABLE (proxies reconnect elsewhere) and exits 0', async () => {
     const server = await startServerProcess();
-    const client = adsClient(`127.0.0.1:${server.xdsPort}`);
+    const client = adsClient(`127.0.0.1:${server.xdsPort}`, await server.xdsTls());
     try {
       // xDS streams need a proxy token (--xds-auth token is the default).
       const created = await fetch(server.url('/v1/acl/token'), {

@@ -11,6 +11,7 @@ import { openProxyTokens, type ProxyTokens, xdsAuth } from '../../src/acl/index.
 import { silentLogger } from '../../src/log.js';
 import { openLmdbStore } from '../../src/store/index.js';
 import type { XdsServerOptions } from '../../src/xds/server.js';
+import type { XdsClientTls } from '../../src/xds/tls.js';
 import { TypeUrl } from '../../src/xds/types.js';
 import { adsClient, connectDelta } from '../helpers/fake-envoy.js';
 import { cleanupProcesses, startServerProcess } from '../helpers/process.js';
@@ -58,8 +59,8 @@ async function tokenHarness(
   return { h, tokens };
 }
 
-function rawClient(address: string): grpc.Client {
-  const client = rawAdsClient(address);
+function rawClient(address: string, tls?: XdsClientTls): grpc.Client {
+  const client = rawAdsClient(address, tls);
   cleanups.push(() => client.close());
   return client;
 }
@@ -92,7 +93,8 @@ describe('xDS abuse limits', () => {
       body: JSON.stringify({ ProxyID: 'web' }),
     });
     const { SecretID } = (await created.json()) as { SecretID: string };
-    const client = rawClient(`127.0.0.1:${server.xdsPort}`);
+    const tls = await server.xdsTls();
+    const client = rawClient(`127.0.0.1:${server.xdsPort}`, tls);
     const before = rssBytes(pid);
     const huge = Buffer.alloc(60 * 1024 * 1024, 0x0a);
     // Without a token: refused when the stream opens, the body is never read.
@@ -117,7 +119,7 @@ describe('xDS abuse limits', () => {
     expect(after - before).toBeLessThan(200 * 1024 * 1024);
     expect((await fetch(server.url('/healthz'))).status).toBe(200);
     // The real proxy still gets its stream.
-    const xds = adsClient(`127.0.0.1:${server.xdsPort}`);
+    const xds = adsClient(`127.0.0.1:${server.xdsPort}`, tls);
     cleanups.push(() => xds.close());
     const envoy = connectDelta(xds, 'web', tokenMetadata(SecretID));
     cleanups.push(() => envoy.close());

@@ -141,7 +141,7 @@ describe('xDS auth in the server (startServer)', () => {
   }
 
   function connect(server: RunningServer, nodeId: string, secretId?: string) {
-    const client = adsClient(`127.0.0.1:${server.xdsPort}`);
+    const client = adsClient(`127.0.0.1:${server.xdsPort}`, server.xdsTls());
     cleanups.push(() => client.close());
     const envoy = connectDelta(client, nodeId, tokenMetadata(secretId));
     envoy.send(TypeUrl.cluster, { subscribe: ['*'] });

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { type BootstrapOptions, buildBootstrap, xdsClusterName } from '../../src/mesh/bootstrap.js';
+import { xdsServerName } from '../../src/mesh/names.js';
 import { validateJson } from '../helpers/pgv.js';
 
 const BOOTSTRAP = 'envoy.config.bootstrap.v3.Bootstrap';
@@ -11,7 +12,12 @@ const base: BootstrapOptions = {
   datacenter: 'dc1',
   xdsAddr: { host: '10.1.2.3', port: 8502 },
   adminAddr: { host: '127.0.0.1', port: 19000 },
+  tls: {
+    caPem: '-----BEGIN CERTIFICATE-----\nroots\n-----END CERTIFICATE-----\n',
+    serverName: xdsServerName,
+  },
 };
+const TLS_CONTEXT = 'envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext';
 
 /** The bootstrap as Envoy would read it from a file: through JSON text. */
 function bootstrapJson(opts: Partial<BootstrapOptions> = {}): any {
@@ -20,6 +26,7 @@ function bootstrapJson(opts: Partial<BootstrapOptions> = {}): any {
 
 const variants: readonly [string, Partial<BootstrapOptions>][] = [
   ['sidecar', {}],
+  ['sidecar, plaintext xDS', { tls: undefined }],
   ['sidecar with token', { token: 'b1e7f3a0-1234-4cde-9f00-0123456789ab' }],
   ['mesh gateway', { proxyId: 'mesh-gateway-1', kind: 'mesh-gateway' }],
   [
@@ -108,6 +115,31 @@ describe('buildBootstrap', () => {
         http2_protocol_options: { connection_keepalive: { interval: '30s', timeout: '5s' } },
       },
     });
+  });
+
+  it('dials the xDS server over TLS: SNI and a DNS SAN match on the server name, the roots inline, ALPN h2', () => {
+    const [cluster] = bootstrapJson().static_resources.clusters;
+    expect(cluster.transport_socket).toEqual({
+      name: 'envoy.transport_sockets.tls',
+      typed_config: {
+        '@type': `type.googleapis.com/${TLS_CONTEXT}`,
+        sni: 'xds.isthmus.internal',
+        common_tls_context: {
+          alpn_protocols: ['h2'],
+          validation_context: {
+            trusted_ca: { inline_string: base.tls?.caPem },
+            match_typed_subject_alt_names: [
+              { san_type: 'DNS', matcher: { exact: 'xds.isthmus.internal' } },
+            ],
+          },
+        },
+      },
+    });
+  });
+
+  it('writes no transport socket for a plaintext xDS server', () => {
+    const [cluster] = bootstrapJson({ tls: undefined }).static_resources.clusters;
+    expect(cluster.transport_socket).toBeUndefined();
   });
 
   it('resolves a host name with STRICT_DNS and writes IPv6 without brackets', () => {
