@@ -3,8 +3,9 @@
  * `isthmus server` processes whose replication stream runs through a real Toxiproxy. Each fault is
  * put on the link, then healed; the test asserts what an operator sees: the peering goes FAILING
  * with a reason (or stays ACTIVE when the link is only slow), the imported services stay served
- * meanwhile, and after the heal the peering is ACTIVE within 5 s holding exactly what the exporter
- * exports — changes made during the fault included, nothing lost, nothing twice.
+ * meanwhile, and after the heal the peering is ACTIVE within 5 s, its LastError cleared, holding
+ * exactly what the exporter exports — changes made during the fault included, nothing lost, nothing
+ * twice.
  *
  * Heartbeats every 500 ms and a 5 s silence deadline (the defaults are 15 s and 2 min): a black
  * hole is noticed within the deadline, and a 2 s latency is slow, not dead. The figures each fault
@@ -100,8 +101,13 @@ async function untilState(state: string, timeoutMs: number, what: string) {
 /** Heals the link; B must be ACTIVE within the bound and hold exactly A's exports. */
 async function healAndCheck(fault: string): Promise<void> {
   await peering.heal();
-  const { ms } = await untilState('ACTIVE', 30_000, `B ACTIVE after healing ${fault}`);
+  const { ms, peering: healed } = await untilState(
+    'ACTIVE',
+    30_000,
+    `B ACTIVE after healing ${fault}`,
+  );
   figures.push(`${fault}: ACTIVE ${ms} ms after the heal`);
+  expect(healed.StreamStatus.LastError, 'a recovered peering shows no old error').toBe('');
   expect(ms, `ACTIVE within ${healBoundMs} ms of healing ${fault}`).toBeLessThanOrEqual(
     healBoundMs,
   );
