@@ -10,6 +10,14 @@ import {
 import { IsthmusError } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
 import type { JsonValue, KeyValue, Store, StoreEvent, StoreTxn } from './store.js';
+import {
+  type PendingWrites,
+  SerialQueue,
+  Watchers,
+  checkKey,
+  copyJson,
+  overlay,
+} from './store-parts.js';
 
 /**
  * The store on etcd (`--store etcd`, docs/architecture.md "Store"), for clusters that run several
@@ -53,11 +61,6 @@ export interface EtcdStoreOptions {
 
 /** How many times a transaction runs before a conflict is reported (each retry reads anew). */
 const maxAttempts = 20;
-
-interface Watcher {
-  readonly prefix: string;
-  readonly onEvent: (event: StoreEvent) => void;
-}
 
 /** Opens the store and its watch; fails with a clear error when etcd does not answer. */
 export async function openEtcdStore(opts: EtcdStoreOptions): Promise<Store> {
@@ -151,12 +154,10 @@ interface ReadSet {
   readonly prefixes: Set<string>;
 }
 
-type PendingWrites = Map<string, JsonValue | undefined>;
-
 class EtcdStore implements Store {
   /** This server's transactions, one at a time (as LMDB's): conflicts come only from others. */
   private readonly queue = new SerialQueue();
-  private readonly watchers = new Set<Watcher>();
+  private readonly watchers: Watchers;
   private watcher: EtcdWatcher | undefined;
   /** The highest revision whose events every local watcher has had. */
   private delivered: number;
@@ -172,6 +173,7 @@ class EtcdStore implements Store {
     private readonly logger: Logger,
     private readonly fence?: Fence,
   ) {
+    this.watchers = new Watchers(logger);
     this.delivered = startRevision;
   }
 
@@ -226,9 +228,7 @@ class EtcdStore implements Store {
   }
 
   watch(prefix: string, onEvent: (event: StoreEvent) => void): () => void {
-    const watcher: Watcher = { prefix, onEvent };
-    this.watchers.add(watcher);
-    return () => this.watchers.delete(watcher);
+    return this.watchers.add(prefix, onEvent);
   }
 
   async revision(): Promise<number> {
@@ -354,16 +354,7 @@ class EtcdStore implements Store {
   /** Delivers one revision's events unless it was delivered already. */
   private deliver(revision: number, events: readonly StoreEvent[]): void {
     if (revision <= this.delivered) return;
-    for (const event of events) {
-      for (const watcher of [...this.watchers]) {
-        if (!this.watchers.has(watcher) || !event.key.startsWith(watcher.prefix)) continue;
-        try {
-          watcher.onEvent(event);
-        } catch (err) {
-          this.logger.error({ err, key: event.key, prefix: watcher.prefix }, 'store watcher threw');
-        }
-      }
-    }
+    this.watchers.notify(events);
     this.advance(revision);
   }
 
@@ -401,13 +392,7 @@ class EtcdStore implements Store {
         const committed = (await store.rangeOf(prefix, at)).kvs;
         reads.prefixes.add(prefix);
         for (const kv of committed) reads.keys.set(kv.key, kv.revision);
-        const byKey = new Map(committed.map((kv) => [kv.key, kv]));
-        for (const [key, value] of writes) {
-          if (!key.startsWith(prefix)) continue;
-          if (value === undefined) byKey.delete(key);
-          else byKey.set(key, { key, value, revision: at + 1 });
-        }
-        return [...byKey.values()].sort((a, b) => compareUtf8(a.key, b.key)) as KeyValue<V>[];
+        return overlay(committed, writes, prefix, at + 1) as KeyValue<V>[];
       },
       put(key: string, value: JsonValue): void {
         writes.set(checkKey(key), copyJson(key, value));
@@ -455,17 +440,6 @@ class EtcdStore implements Store {
   }
 }
 
-/** Runs async tasks one at a time, in submission order; a failed task does not stop the queue. */
-class SerialQueue {
-  private tail: Promise<unknown> = Promise.resolve();
-
-  run<T>(task: () => Promise<T>): Promise<T> {
-    const result = this.tail.then(task);
-    this.tail = result.catch(() => undefined);
-    return result;
-  }
-}
-
 /** The end of etcd's range of every key starting with `start` (its last byte plus one). */
 function rangeEnd(start: Buffer): Buffer {
   const end = Buffer.from(start);
@@ -484,23 +458,4 @@ function decode(key: string, value: Buffer): JsonValue {
   } catch {
     throw new IsthmusError('internal', `store value of ${key} in etcd is not isthmus JSON`);
   }
-}
-
-/** etcd's order for keys: bytes, i.e. UTF-8 (LMDB's too). */
-function compareUtf8(a: string, b: string): number {
-  return Buffer.compare(Buffer.from(a, 'utf8'), Buffer.from(b, 'utf8'));
-}
-
-function checkKey(key: string): string {
-  if (typeof key !== 'string' || key === '')
-    throw new IsthmusError('invalid_argument', 'store key must be a non-empty string');
-  return key;
-}
-
-/** Snapshots the value as it will be stored, so later caller mutations cannot leak into the commit. */
-function copyJson(key: string, value: JsonValue): JsonValue {
-  const text = JSON.stringify(value);
-  if (text === undefined)
-    throw new IsthmusError('invalid_argument', `value for ${key} is not JSON`, key);
-  return JSON.parse(text) as JsonValue;
 }

@@ -4,6 +4,14 @@ import { open, type Database, type RootDatabase } from 'lmdb';
 import { IsthmusError } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
 import type { JsonValue, KeyValue, Store, StoreEvent, StoreTxn } from './store.js';
+import {
+  type PendingWrites,
+  SerialQueue,
+  Watchers,
+  checkKey,
+  copyJson,
+  overlay,
+} from './store-parts.js';
 
 /**
  * The embedded store: one LMDB environment in `dir`, owned by exactly one isthmus server.
@@ -57,19 +65,11 @@ interface StoredRecord {
   readonly v: JsonValue;
 }
 
-/** A buffered write: the value to put, or `undefined` for a delete. */
-type PendingWrites = Map<string, JsonValue | undefined>;
-
-interface Watcher {
-  readonly prefix: string;
-  readonly onEvent: (event: StoreEvent) => void;
-}
-
 class LmdbStore implements Store {
   private readonly kv: Database<StoredRecord, string>;
   private readonly meta: Database<number, string>;
   private readonly queue = new SerialQueue();
-  private readonly watchers = new Set<Watcher>();
+  private readonly watchers: Watchers;
   private closed = false;
 
   constructor(
@@ -77,6 +77,7 @@ class LmdbStore implements Store {
     private readonly env: RootDatabase,
     private readonly logger: Logger,
   ) {
+    this.watchers = new Watchers(logger);
     this.kv = env.openDB<StoredRecord, string>({ name: 'kv', encoding: 'json' });
     this.meta = env.openDB<number, string>({ name: 'meta', encoding: 'json' });
   }
@@ -115,9 +116,7 @@ class LmdbStore implements Store {
   }
 
   watch(prefix: string, onEvent: (event: StoreEvent) => void): () => void {
-    const watcher: Watcher = { prefix, onEvent };
-    this.watchers.add(watcher);
-    return () => this.watchers.delete(watcher);
+    return this.watchers.add(prefix, onEvent);
   }
 
   async revision(): Promise<number> {
@@ -198,7 +197,7 @@ class LmdbStore implements Store {
       if (changes.length > 0) this.meta.putSync(revisionKey, revision + 1);
       return changes;
     });
-    this.notify(events);
+    this.watchers.notify(events);
   }
 
   /**
@@ -234,19 +233,6 @@ class LmdbStore implements Store {
     }
     return events;
   }
-
-  private notify(events: readonly StoreEvent[]): void {
-    for (const event of events) {
-      for (const watcher of [...this.watchers]) {
-        if (!this.watchers.has(watcher) || !event.key.startsWith(watcher.prefix)) continue;
-        try {
-          watcher.onEvent(event);
-        } catch (err) {
-          this.logger.error({ err, key: event.key, prefix: watcher.prefix }, 'store watcher threw');
-        }
-      }
-    }
-  }
 }
 
 /** errno values of a full disk: ENOSPC and EDQUOT on Linux (LMDB reports the bare number). */
@@ -265,54 +251,6 @@ function diskFullReason(err: unknown): string | undefined {
     return diskFullErrnos.get(28);
   if (code === 'EDQUOT') return diskFullErrnos.get(122);
   return undefined;
-}
-
-/** Runs async tasks one at a time, in submission order; a failed task does not stop the queue. */
-class SerialQueue {
-  private tail: Promise<unknown> = Promise.resolve();
-
-  run<T>(task: () => Promise<T>): Promise<T> {
-    const result = this.tail.then(task);
-    this.tail = result.catch(() => undefined);
-    return result;
-  }
-}
-
-function overlay(
-  committed: KeyValue[],
-  writes: PendingWrites,
-  prefix: string,
-  revision: number,
-): KeyValue[] {
-  const byKey = new Map(committed.map((kv) => [kv.key, kv]));
-  for (const [key, value] of writes) {
-    if (!key.startsWith(prefix)) continue;
-    if (value === undefined) byKey.delete(key);
-    else byKey.set(key, { key, value, revision });
-  }
-  return [...byKey.values()].sort((a, b) => compareUtf8(a.key, b.key));
-}
-
-/** LMDB's order for string keys: UTF-8 bytes (differs from `<` on UTF-16 for astral characters). */
-function compareUtf8(a: string, b: string): number {
-  return Buffer.compare(Buffer.from(a, 'utf8'), Buffer.from(b, 'utf8'));
-}
-
-function checkKey(key: string): string {
-  if (typeof key !== 'string' || key === '') {
-    throw new IsthmusError('invalid_argument', 'store key must be a non-empty string');
-  }
-  return key;
-}
-
-/**
- * Snapshots the value as it will be stored, so later caller mutations cannot leak into the commit.
- */
-function copyJson(key: string, value: JsonValue): JsonValue {
-  const text = JSON.stringify(value);
-  if (text === undefined)
-    throw new IsthmusError('invalid_argument', `value for ${key} is not JSON`, key);
-  return JSON.parse(text) as JsonValue;
 }
 
 /**
