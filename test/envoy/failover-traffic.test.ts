@@ -26,7 +26,7 @@ import {
   skipWithoutEnvoy,
   waitHealthy,
 } from './harness.js';
-import { eventually, meshGateway, startProxy, waitSynced, withSidecar } from './mesh.js';
+import { eventually, meshGateway, startPlacedProxy, waitAllSynced, withSidecar } from './mesh.js';
 import { LoadLoop } from './traffic.js';
 
 /**
@@ -121,28 +121,16 @@ describe.skipIf(skipWithoutEnvoy())(
         Redirect: { Service: 'api', Peer: 'cluster-a' },
       });
       const started = await Promise.all([
-        startProxy(a, 'gw-a', { kind: 'mesh-gateway', datacenter: 'dc-a' }).then((envoy) => ({
-          node: a,
-          envoy,
-        })),
-        startProxy(a, 'api-sidecar-proxy', { datacenter: 'dc-a' }).then((envoy) => ({
-          node: a,
-          envoy,
-        })),
+        startPlacedProxy(a, 'gw-a', { kind: 'mesh-gateway', datacenter: 'dc-a' }),
+        startPlacedProxy(a, 'api-sidecar-proxy', { datacenter: 'dc-a' }),
         ...['api-v1', 'api-v2'].map((id) =>
-          startProxy(b, `${id}-sidecar-proxy`, { datacenter: 'dc-b' }).then((envoy) => ({
-            node: b,
-            envoy,
-          })),
+          startPlacedProxy(b, `${id}-sidecar-proxy`, { datacenter: 'dc-b' }),
         ),
-        startProxy(b, 'web-sidecar-proxy', { datacenter: 'dc-b' }).then((envoy) => ({
-          node: b,
-          envoy,
-        })),
+        startPlacedProxy(b, 'web-sidecar-proxy', { datacenter: 'dc-b' }),
         ...[a, b].map((node) =>
-          startProxy(node, 'cart-sidecar-proxy', {
+          startPlacedProxy(node, 'cart-sidecar-proxy', {
             datacenter: node === a ? 'dc-a' : 'dc-b',
-          }).then((envoy) => ({ node, envoy })),
+          }),
         ),
       ]);
       envoys.push(...started);
@@ -158,10 +146,7 @@ describe.skipIf(skipWithoutEnvoy())(
     });
 
     it('every Envoy is LIVE with nothing rejected, and SYNCED', async () => {
-      for (const { node, envoy } of envoys) {
-        await waitHealthy(envoy);
-        await waitSynced(node, envoy.name);
-      }
+      await waitAllSynced(envoys);
     });
 
     it("web's api is an aggregate cluster over B's v1, B's v2 and A's api, named as Consul names them, without panic mode", async () => {

@@ -17,9 +17,8 @@ import {
   type EnvoyProcess,
   showEnvoyLogsOnFailure,
   skipWithoutEnvoy,
-  waitHealthy,
 } from './harness.js';
-import { eventually, meshGateway, startProxy, waitSynced, withSidecar } from './mesh.js';
+import { eventually, meshGateway, startProxy, waitAllSynced, withSidecar } from './mesh.js';
 
 type Caller = 'local' | 'peer';
 
@@ -94,10 +93,7 @@ describe.skipIf(skipWithoutEnvoy())('L7 intentions with real Envoys, local and p
 
   it('every Envoy (two gateways, three sidecars) is LIVE with nothing rejected, and SYNCED', async () => {
     expect(envoys).toHaveLength(5);
-    for (const { node, envoy } of envoys) {
-      await waitHealthy(envoy);
-      await waitSynced(node, envoy.name);
-    }
+    await waitAllSynced(envoys);
   });
 
   for (const caller of ['local', 'peer'] as const) {

@@ -110,6 +110,29 @@ export async function startProxy(
   return envoy;
 }
 
+/** A started Envoy and the server it takes its config from. */
+export interface PlacedProxy {
+  readonly node: MeshProcess;
+  readonly envoy: EnvoyProcess;
+}
+
+/** `startProxy`, remembering which server the Envoy belongs to (for `waitAllSynced`). */
+export async function startPlacedProxy(
+  node: MeshProcess,
+  proxyId: string,
+  opts: { kind?: BootstrapProxyKind; datacenter: string },
+): Promise<PlacedProxy> {
+  return { node, envoy: await startProxy(node, proxyId, opts) };
+}
+
+/** Every Envoy LIVE with nothing rejected, and SYNCED for every type in its server's status. */
+export async function waitAllSynced(proxies: readonly PlacedProxy[]): Promise<void> {
+  for (const { node, envoy } of proxies) {
+    await waitHealthy(envoy);
+    await waitSynced(node, envoy.name);
+  }
+}
+
 /**
  * The API's proxy status: per xDS type its status (SYNCED, NOT_SENT, STALE, ERROR for NACKED,
  * NONE).

@@ -32,9 +32,8 @@ import {
   type EnvoyProcess,
   showEnvoyLogsOnFailure,
   skipWithoutEnvoy,
-  waitHealthy,
 } from './harness.js';
-import { eventually, meshGateway, startProxy, waitSynced, withSidecar } from './mesh.js';
+import { eventually, meshGateway, startPlacedProxy, waitAllSynced, withSidecar } from './mesh.js';
 import { type ProbeResult, probeSni } from './tls-probe.js';
 
 const services = ['api-tcp', 'api-http', 'api-grpc'] as const;
@@ -120,26 +119,12 @@ describe.skipIf(skipWithoutEnvoy())(
         });
       }
       const started = await Promise.all([
-        startProxy(a, 'gw-a', { kind: 'mesh-gateway', datacenter: 'dc-a' }).then((envoy) => ({
-          node: a,
-          envoy,
-        })),
-        startProxy(b, 'gw-b', { kind: 'mesh-gateway', datacenter: 'dc-b' }).then((envoy) => ({
-          node: b,
-          envoy,
-        })),
+        startPlacedProxy(a, 'gw-a', { kind: 'mesh-gateway', datacenter: 'dc-a' }),
+        startPlacedProxy(b, 'gw-b', { kind: 'mesh-gateway', datacenter: 'dc-b' }),
         ...[...services, 'secret'].map((s) =>
-          startProxy(a, `${s}-sidecar-proxy`, { datacenter: 'dc-a' }).then((envoy) => ({
-            node: a,
-            envoy,
-          })),
+          startPlacedProxy(a, `${s}-sidecar-proxy`, { datacenter: 'dc-a' }),
         ),
-        ...callers.map((c) =>
-          startProxy(b, `${c}-sidecar-proxy`, { datacenter: 'dc-b' }).then((envoy) => ({
-            node: b,
-            envoy,
-          })),
-        ),
+        ...callers.map((c) => startPlacedProxy(b, `${c}-sidecar-proxy`, { datacenter: 'dc-b' })),
       ]);
       envoys.push(...started);
       gwA = started[0]!.envoy;
@@ -155,10 +140,7 @@ describe.skipIf(skipWithoutEnvoy())(
 
     it('every Envoy (two gateways, seven sidecars) is LIVE with nothing rejected or warming, and SYNCED', async () => {
       expect(envoys).toHaveLength(9);
-      for (const { node, envoy } of envoys) {
-        await waitHealthy(envoy);
-        await waitSynced(node, envoy.name);
-      }
+      await waitAllSynced(envoys);
     });
 
     it('every Envoy gets its config over TLS: a handshake on its xDS cluster, none failed', async () => {

@@ -25,7 +25,7 @@ import {
   skipWithoutEnvoy,
   waitHealthy,
 } from './harness.js';
-import { eventually, meshGateway, startProxy, waitSynced, withSidecar } from './mesh.js';
+import { eventually, meshGateway, startPlacedProxy, waitAllSynced, withSidecar } from './mesh.js';
 
 /**
  * The split is measured over `splitRequests` requests. Envoy picks a weighted cluster at random
@@ -137,24 +137,12 @@ describe.skipIf(skipWithoutEnvoy())('service-splitter and service-router, real E
       ],
     });
     const started = await Promise.all([
-      startProxy(a, 'gw-a', { kind: 'mesh-gateway', datacenter: 'dc-a' }).then((envoy) => ({
-        node: a,
-        envoy,
-      })),
-      startProxy(a, 'api-sidecar-proxy', { datacenter: 'dc-a' }).then((envoy) => ({
-        node: a,
-        envoy,
-      })),
+      startPlacedProxy(a, 'gw-a', { kind: 'mesh-gateway', datacenter: 'dc-a' }),
+      startPlacedProxy(a, 'api-sidecar-proxy', { datacenter: 'dc-a' }),
       ...['api-v1', 'api-v2', 'flaky-ok', 'flaky-bad'].map((id) =>
-        startProxy(b, `${id}-sidecar-proxy`, { datacenter: 'dc-b' }).then((envoy) => ({
-          node: b,
-          envoy,
-        })),
+        startPlacedProxy(b, `${id}-sidecar-proxy`, { datacenter: 'dc-b' }),
       ),
-      startProxy(b, 'web-sidecar-proxy', { datacenter: 'dc-b' }).then((envoy) => ({
-        node: b,
-        envoy,
-      })),
+      startPlacedProxy(b, 'web-sidecar-proxy', { datacenter: 'dc-b' }),
     ]);
     envoys.push(...started);
     web = started[started.length - 1]!.envoy;
@@ -168,10 +156,7 @@ describe.skipIf(skipWithoutEnvoy())('service-splitter and service-router, real E
   });
 
   it('every Envoy is LIVE with nothing rejected, and SYNCED', async () => {
-    for (const { node, envoy } of envoys) {
-      await waitHealthy(envoy);
-      await waitSynced(node, envoy.name);
-    }
+    await waitAllSynced(envoys);
   });
 
   it("web's api route config is named as the upstream and uses Consul's cluster names", async () => {
