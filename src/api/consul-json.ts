@@ -8,6 +8,7 @@ import type {
   ProxyConfig,
   ResolverTarget,
   IntentionPermission,
+  HashPolicy,
   ServiceResolverEntry,
   ServiceInstance,
   Upstream,
@@ -347,8 +348,25 @@ function serviceResolverJson(e: ServiceResolverEntry): Json {
             ? { ChoiceCount: lb.leastRequest.choiceCount }
             : {},
         }),
+        ...(lb.hashPolicies && { HashPolicies: lb.hashPolicies.map(hashPolicyJson) }),
       },
     }),
+  };
+}
+
+function hashPolicyJson(h: HashPolicy): Json {
+  const c = h.cookieConfig;
+  return {
+    ...(h.field ? { Field: h.field, FieldValue: h.fieldValue } : {}),
+    ...(c && {
+      CookieConfig: {
+        ...(c.session ? { Session: true } : {}),
+        ...(c.ttlMs ? { TTL: goDuration(c.ttlMs) } : {}),
+        ...(c.path ? { Path: c.path } : {}),
+      },
+    }),
+    ...(h.sourceIp ? { SourceIP: true } : {}),
+    ...(h.terminal ? { Terminal: true } : {}),
   };
 }
 

@@ -46,6 +46,7 @@ function matchJson(m: RouteHttpMatch): Json {
     ...(m.pathExact ? { PathExact: m.pathExact } : {}),
     ...(m.pathPrefix ? { PathPrefix: m.pathPrefix } : {}),
     ...(m.pathRegex ? { PathRegex: m.pathRegex } : {}),
+    ...(m.caseInsensitive ? { CaseInsensitive: true } : {}),
     ...(m.header.length > 0 && {
       Header: m.header.map((h) => ({
         Name: h.name,

@@ -130,6 +130,19 @@ const serviceResolver = z.strictObject({
         })
         .optional(),
       leastRequest: z.strictObject({ choiceCount: z.number().optional() }).optional(),
+      hashPolicies: z
+        .array(
+          z.strictObject({
+            field: z.enum(['', 'header', 'cookie', 'query_parameter']),
+            fieldValue: z.string(),
+            cookieConfig: z
+              .strictObject({ session: z.boolean(), ttlMs: z.number(), path: z.string() })
+              .optional(),
+            sourceIp: z.boolean(),
+            terminal: z.boolean(),
+          }),
+        )
+        .optional(),
     })
     .optional(),
 });
@@ -194,6 +207,7 @@ const serviceRouter = z.strictObject({
         pathExact: z.string(),
         pathPrefix: z.string(),
         pathRegex: z.string(),
+        caseInsensitive: z.boolean().optional(),
         header: z.array(
           z.strictObject({
             name: z.string(),

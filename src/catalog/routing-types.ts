@@ -53,6 +53,8 @@ export interface RouteHttpMatch {
   readonly pathExact: string;
   readonly pathPrefix: string;
   readonly pathRegex: string;
+  /** The path match ignores case (Consul's `CaseInsensitive`; absent: case-sensitive). */
+  readonly caseInsensitive?: boolean | undefined;
   readonly header: readonly HeaderMatch[];
   readonly queryParam: readonly QueryParamMatch[];
   readonly methods: readonly string[];

@@ -1,5 +1,6 @@
 import { parseSubsetFilter, subsetFilterHelp } from './subset-filter.js';
 import { parseDurationSeconds } from './checks.js';
+import { readLoadBalancer } from './load-balancer.js';
 import {
   type JsonObject,
   type Problems,
@@ -8,15 +9,12 @@ import {
   nameRule,
   readBool,
   readEnum,
-  readInt,
   readObject,
   readOptionalObject,
   readString,
 } from './input.js';
 import type {
-  LoadBalancerPolicy,
   ResolverFailover,
-  ResolverLoadBalancer,
   ResolverSubset,
   ResolverTarget,
   ServiceResolverEntry,
@@ -46,13 +44,6 @@ const onlyDefault = {
 const notYet = (what: string) => `not supported yet (${what}); remove the field`;
 /** Subset names end up in SNIs and cluster names, like service names. */
 const subsetRule = nameRule;
-const lbPolicies: readonly LoadBalancerPolicy[] = [
-  'round_robin',
-  'least_request',
-  'ring_hash',
-  'maglev',
-  'random',
-];
 
 export function parseServiceResolver(
   obj: JsonObject,
@@ -339,55 +330,6 @@ function readDurationMs(obj: JsonObject, key: string, p: Problems): number | und
       `must be a duration up to 1h such as "5s" or "500ms" (got ${JSON.stringify(value)})`,
     );
   return Math.round(seconds * 1000);
-}
-
-function readLoadBalancer(obj: JsonObject, p: Problems): ResolverLoadBalancer | undefined {
-  const lb = readOptionalObject(
-    obj,
-    'LoadBalancer',
-    '',
-    ['Policy', 'RingHashConfig', 'LeastRequestConfig', 'HashPolicies'],
-    p,
-  );
-  if (!lb) return undefined;
-  if (Array.isArray(lb.HashPolicies) ? lb.HashPolicies.length > 0 : lb.HashPolicies != null)
-    p.add('LoadBalancer.HashPolicies', notYet('hash policies on routes'));
-  const policy = readEnum(lb, 'Policy', 'LoadBalancer', p, ['', ...lbPolicies] as const, '');
-  const ring = readOptionalObject(
-    lb,
-    'RingHashConfig',
-    'LoadBalancer',
-    ['MinimumRingSize', 'MaximumRingSize'],
-    p,
-  );
-  const least = readOptionalObject(lb, 'LeastRequestConfig', 'LoadBalancer', ['ChoiceCount'], p);
-  if (ring && policy !== 'ring_hash')
-    p.add('LoadBalancer.RingHashConfig', 'only with Policy "ring_hash"');
-  if (least && policy !== 'least_request')
-    p.add('LoadBalancer.LeastRequestConfig', 'only with Policy "least_request"');
-  const max = 8_388_608;
-  const minimumRingSize = ring
-    ? readInt(ring, 'MinimumRingSize', 'LoadBalancer.RingHashConfig', p, 1, max, 0)
-    : 0;
-  const maximumRingSize = ring
-    ? readInt(ring, 'MaximumRingSize', 'LoadBalancer.RingHashConfig', p, 1, max, 0)
-    : 0;
-  const choiceCount = least
-    ? readInt(least, 'ChoiceCount', 'LoadBalancer.LeastRequestConfig', p, 2, 100, 0)
-    : 0;
-  if (policy === undefined || policy === '') return undefined;
-  return {
-    policy,
-    ...(ring
-      ? {
-          ringHash: {
-            ...(minimumRingSize ? { minimumRingSize } : {}),
-            ...(maximumRingSize ? { maximumRingSize } : {}),
-          },
-        }
-      : {}),
-    ...(least ? { leastRequest: choiceCount ? { choiceCount } : {} } : {}),
-  };
 }
 
 /** What the reference check reads: the committed resolvers and the peerings a target may name. */

@@ -101,11 +101,7 @@ function readHttpMatch(obj: JsonObject, field: string, p: Problems): RouteHttpMa
     if (v && !v.startsWith('/'))
       p.add(at(field, key), `must start with "/" (got ${JSON.stringify(v)})`);
   if (pathRegex) checkRe2(pathRegex, at(field, 'PathRegex'), p);
-  if (obj.CaseInsensitive !== undefined && obj.CaseInsensitive !== null)
-    p.add(
-      at(field, 'CaseInsensitive'),
-      'not supported yet (paths match case-sensitively); remove the field',
-    );
+  const caseInsensitive = readBool(obj, 'CaseInsensitive', field, p, false);
   const header = readArray(obj, 'Header', field, p, (v, f) => readHeaderMatch(v, f, p), 64);
   const queryParam = readArray(obj, 'QueryParam', field, p, (v, f) => readQueryMatch(v, f, p), 64);
   const seen = new Set<string>();
@@ -118,7 +114,15 @@ function readHttpMatch(obj: JsonObject, field: string, p: Problems): RouteHttpMa
   });
   if (pathExact === undefined || pathPrefix === undefined || pathRegex === undefined)
     return undefined;
-  return { pathExact, pathPrefix, pathRegex, header, queryParam, methods: methodList };
+  return {
+    pathExact,
+    pathPrefix,
+    pathRegex,
+    ...(caseInsensitive ? { caseInsensitive } : {}),
+    header,
+    queryParam,
+    methods: methodList,
+  };
 }
 
 function readHeaderMatch(value: unknown, field: string, p: Problems): HeaderMatch | undefined {

@@ -265,6 +265,25 @@ export interface ResolverLoadBalancer {
       }
     | undefined;
   readonly leastRequest?: { readonly choiceCount?: number | undefined } | undefined;
+  /** Only with `ring_hash` or `maglev`: what Envoy hashes to pick an instance, in order. */
+  readonly hashPolicies?: readonly HashPolicy[] | undefined;
+}
+
+/**
+ * One of a resolver's `LoadBalancer.HashPolicies` (Consul's `HashPolicy`): a header, cookie or
+ * query parameter named by `fieldValue`, or the caller's source IP.
+ */
+export interface HashPolicy {
+  /** Empty with `sourceIp`. */
+  readonly field: '' | 'header' | 'cookie' | 'query_parameter';
+  readonly fieldValue: string;
+  /** Only for `cookie`: Envoy then sets the cookie when the request has none. */
+  readonly cookieConfig?:
+    | { readonly session: boolean; readonly ttlMs: number; readonly path: string }
+    | undefined;
+  readonly sourceIp: boolean;
+  /** A hash computed by this policy ends the list (Envoy's `terminal`). */
+  readonly terminal: boolean;
 }
 
 /** One `Failover` rule: targets in order, or the members of a sameness group in its order. */

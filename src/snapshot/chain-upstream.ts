@@ -1,4 +1,4 @@
-import type { Protocol, ServiceInstance, Upstream } from '../catalog/types.js';
+import type { HashPolicy, Protocol, ServiceInstance, Upstream } from '../catalog/types.js';
 import type { Leaf } from '../ca/types.js';
 import type { ChainTarget, CompiledChain } from '../discovery-chain/compile.js';
 import { parseSubsetFilter } from '../catalog/subset-filter.js';
@@ -57,8 +57,19 @@ export function chainUpstream(
     routeName: http ? upstreamRouteName(u.destinationName) : undefined,
     cluster: node.cluster,
     ...(http && chain.requestTimeoutMs ? { requestTimeoutMs: chain.requestTimeoutMs } : {}),
+    ...(http && hashPoliciesOf(chain) ? { hashPolicies: hashPoliciesOf(chain) } : {}),
   };
   return { upstream, bundles: node.bundles, deps };
+}
+
+/**
+ * The hash policies of a chain's resolver, when its load balancer hashes (Consul applies them to
+ * `ring_hash` and `maglev` only); they go on the route, the policy on the cluster.
+ */
+export function hashPoliciesOf(chain: CompiledChain): readonly HashPolicy[] | undefined {
+  const lb = chain.loadBalancer;
+  const hashed = lb?.policy === 'ring_hash' || lb?.policy === 'maglev';
+  return hashed && lb.hashPolicies?.length ? lb.hashPolicies : undefined;
 }
 
 /** A resolver node's cluster (or aggregate), the protocol it speaks, and the bundles it trusts. */

@@ -4,7 +4,7 @@ import type { ChainRoute, RoutedChain } from '../discovery-chain/routes.js';
 import { upstreamListenerName, upstreamRouteName } from '../mesh/names.js';
 import { serviceProtocol } from '../catalog/lookups.js';
 import type { BuildContext, PeerBundle } from './context.js';
-import { type ChainUpstream, chainCluster, chainDeps } from './chain-upstream.js';
+import { type ChainUpstream, chainCluster, chainDeps, hashPoliciesOf } from './chain-upstream.js';
 import type {
   AggregateClusterIR,
   EdsClusterIR,
@@ -76,6 +76,8 @@ function routeOptions(r: ChainRoute): Omit<RouteIR, 'clusters'> {
   const only = r.splits.length === 1 ? r.splits[0]?.chain.requestTimeoutMs : 0;
   const timeoutMs = d?.requestTimeoutMs || only || 0;
   const retry = d && retryPolicy(d);
+  // Consul gives a split node the first hash-based load balancer among its splits' resolvers.
+  const hashPolicies = r.splits.map((s) => hashPoliciesOf(s.chain)).find((h) => h !== undefined);
   return {
     ...(r.match ? { match: r.match } : {}),
     ...(d?.prefixRewrite ? { prefixRewrite: d.prefixRewrite } : {}),
@@ -84,6 +86,7 @@ function routeOptions(r: ChainRoute): Omit<RouteIR, 'clusters'> {
     ...(retry ? { retry } : {}),
     ...(d?.requestHeaders ? { requestHeaders: d.requestHeaders } : {}),
     ...(d?.responseHeaders ? { responseHeaders: d.responseHeaders } : {}),
+    ...(hashPolicies ? { hashPolicies } : {}),
   };
 }
 

@@ -5,6 +5,7 @@
  * memo on it.
  */
 import type {
+  HashPolicy,
   HeaderModifiers,
   IntentionHttpMatch,
   Protocol,
@@ -105,6 +106,8 @@ export interface RouteIR {
     | undefined;
   readonly requestHeaders?: HeaderModifiers | undefined;
   readonly responseHeaders?: HeaderModifiers | undefined;
+  /** The hash policies of the first split's resolver with a hash-based load balancer (Consul's). */
+  readonly hashPolicies?: readonly HashPolicy[] | undefined;
 }
 
 export interface UpstreamIR {
@@ -120,6 +123,8 @@ export interface UpstreamIR {
   readonly routeName?: string | undefined;
   /** The route's timeout (a resolver's `RequestTimeout`), HTTP-family protocols only. */
   readonly requestTimeoutMs?: number | undefined;
+  /** The route's hash policies (a resolver's ring_hash or maglev `HashPolicies`). */
+  readonly hashPolicies?: readonly HashPolicy[] | undefined;
   /**
    * Set when a `service-router` or `service-splitter` applies: the routes of the route
    * configuration and every cluster they name (`cluster` is then the catch-all's first).

@@ -46,6 +46,54 @@ const consulExample = {
   LoadBalancer: { Policy: 'ring_hash', RingHashConfig: { MinimumRingSize: 1024 } },
 };
 
+/** Consul's `Validate` rules for one hash policy (the second of a list). */
+const hashPolicyRefusals: readonly [Record<string, unknown>, string][] = [
+  [
+    { Field: 'path', FieldValue: 'x' },
+    'LoadBalancer.HashPolicies[1].Field: must be one of "", "header", "cookie", "query_parameter" (got "path")',
+  ],
+  [
+    { Field: 'header', FieldValue: 'x-user', SourceIP: true },
+    'LoadBalancer.HashPolicies[1].SourceIP: cannot hash both the source address and a header; use two hash policies',
+  ],
+  [
+    { FieldValue: 'x-user', SourceIP: true },
+    'LoadBalancer.HashPolicies[1].FieldValue: cannot be set with SourceIP (the source address is hashed)',
+  ],
+  [
+    { Field: 'cookie' },
+    'LoadBalancer.HashPolicies[1].FieldValue: required with Field "cookie" (its name)',
+  ],
+  [
+    { FieldValue: 'x-user' },
+    'LoadBalancer.HashPolicies[1].Field: required with FieldValue (one of header, cookie, query_parameter)',
+  ],
+  [
+    { Terminal: true },
+    'LoadBalancer.HashPolicies[1]: set Field and FieldValue, or SourceIP true (nothing to hash)',
+  ],
+  [
+    { Field: 'header', FieldValue: 'x user' },
+    'LoadBalancer.HashPolicies[1].FieldValue: must be an HTTP header name (got "x user")',
+  ],
+  [
+    { Field: 'header', FieldValue: 'x-user', CookieConfig: { Session: true } },
+    'LoadBalancer.HashPolicies[1].CookieConfig: only with Field "cookie"',
+  ],
+  [
+    { Field: 'cookie', FieldValue: 'id', CookieConfig: { Session: true, TTL: '10s' } },
+    'LoadBalancer.HashPolicies[1].CookieConfig.TTL: a session cookie has no TTL; remove TTL or set Session false',
+  ],
+  [
+    { Field: 'cookie', FieldValue: 'id', CookieConfig: { TTL: 'a while' } },
+    'LoadBalancer.HashPolicies[1].CookieConfig.TTL: must be a duration up to 8784h such as "1h" or "30m" (got "a while")',
+  ],
+  [
+    { Field: 'cookie', FieldValue: 'id', CookieConfig: { Domain: 'x' } },
+    'LoadBalancer.HashPolicies[1].CookieConfig.Domain: unknown field (allowed here: Session, TTL, Path)',
+  ],
+];
+
 describe('parse service-resolver', () => {
   it("takes Consul's shape: subsets, failover targets, timeouts and load balancer", () => {
     const e = parse(consulExample);
@@ -129,10 +177,17 @@ describe('parse service-resolver', () => {
     ],
     [
       {
-        LoadBalancer: { Policy: 'ring_hash', HashPolicies: [{ Field: 'header', FieldValue: 'x' }] },
+        LoadBalancer: {
+          Policy: 'least_request',
+          HashPolicies: [{ Field: 'header', FieldValue: 'x' }],
+        },
       },
-      'LoadBalancer.HashPolicies: not supported yet (hash policies on routes); remove the field',
+      'LoadBalancer.HashPolicies: only with a hash-based Policy ("ring_hash" or "maglev"), not "least_request"',
     ],
+    ...hashPolicyRefusals.map(([policy, error]): [Record<string, unknown>, string] => [
+      { LoadBalancer: { Policy: 'maglev', HashPolicies: [{}, policy] } },
+      error,
+    ]),
     [
       { LoadBalancer: { Policy: 'least_connections' } },
       'LoadBalancer.Policy: must be one of "", "round_robin", "least_request", "ring_hash", "maglev", "random" (got "least_connections")',
@@ -159,6 +214,55 @@ describe('parse service-resolver', () => {
         /^Subsets\.v1\.Filter: "Service\.Meta\.version matches \\"v\.\*\\"" is not understood; isthmus reads clauses joined by "and"/,
       ),
     ]);
+  });
+
+  it("takes Consul's hash policies: header, cookie, query parameter, source IP, terminal", () => {
+    const e = parse({
+      Name: 'api',
+      LoadBalancer: {
+        Policy: 'ring_hash',
+        HashPolicies: [
+          { Field: 'header', FieldValue: 'x-user', Terminal: true },
+          { Field: 'cookie', FieldValue: 'session', CookieConfig: { TTL: '1h', Path: '/' } },
+          { Field: 'cookie', FieldValue: 'jar', CookieConfig: { Session: true } },
+          { Field: 'query_parameter', FieldValue: 'user' },
+          { SourceIP: true },
+        ],
+      },
+    });
+    expect(e.loadBalancer?.hashPolicies).toEqual([
+      { field: 'header', fieldValue: 'x-user', sourceIp: false, terminal: true },
+      {
+        field: 'cookie',
+        fieldValue: 'session',
+        cookieConfig: { session: false, ttlMs: 3_600_000, path: '/' },
+        sourceIp: false,
+        terminal: false,
+      },
+      {
+        field: 'cookie',
+        fieldValue: 'jar',
+        cookieConfig: { session: true, ttlMs: 0, path: '' },
+        sourceIp: false,
+        terminal: false,
+      },
+      { field: 'query_parameter', fieldValue: 'user', sourceIp: false, terminal: false },
+      { field: '', fieldValue: '', sourceIp: true, terminal: false },
+    ]);
+    const json = configEntryJson({ entry: e, createIndex: 1, modifyIndex: 1 });
+    expect(json).toMatchObject({
+      LoadBalancer: {
+        Policy: 'ring_hash',
+        HashPolicies: [
+          { Field: 'header', FieldValue: 'x-user', Terminal: true },
+          { Field: 'cookie', FieldValue: 'session', CookieConfig: { TTL: '1h0m0s', Path: '/' } },
+          { Field: 'cookie', FieldValue: 'jar', CookieConfig: { Session: true } },
+          { Field: 'query_parameter', FieldValue: 'user' },
+          { SourceIP: true },
+        ],
+      },
+    });
+    expect(parse(json as Record<string, unknown>)).toEqual(e);
   });
 
   it('what config read prints is accepted back unchanged', () => {

@@ -113,7 +113,10 @@ describe('service-router, parsed', () => {
         RetryOnStatusCodes: [503],
       },
     },
-    { Match: { HTTP: { PathRegex: '/admin/[a-z]+' } }, Destination: { ServiceSubset: 'v1' } },
+    {
+      Match: { HTTP: { PathRegex: '/admin/[a-z]+', CaseInsensitive: true } },
+      Destination: { ServiceSubset: 'v1' },
+    },
   ]);
 
   it("takes Consul's fields and gives them back unchanged", () => {
@@ -140,6 +143,7 @@ describe('service-router, parsed', () => {
               RequestTimeout: 'soon',
             },
           },
+          { Match: { HTTP: { PathPrefix: '/a', CaseInsensitive: 'yes' } } },
         ]),
       ),
     ).toEqual([
@@ -153,6 +157,7 @@ describe('service-router, parsed', () => {
       'Routes[6].Destination.RequestTimeout: must be a duration up to 1h such as "5s" or "500ms" (got "soon")',
       'Routes[6].Destination.RetryOn[0]: must be one of 5xx, gateway-error, reset, connect-failure, envoy-ratelimited, retriable-4xx, refused-stream, cancelled, deadline-exceeded, internal, resource-exhausted, unavailable (got "sometimes")',
       'Routes[6].Destination.RetryOnStatusCodes[0]: must be an HTTP status code 100-599 (got 42)',
+      'Routes[7].Match.HTTP.CaseInsensitive: must be true or false (got "yes")',
     ]);
   });
 });

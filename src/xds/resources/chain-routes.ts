@@ -13,6 +13,7 @@ import type { StringMatcher } from '../../gen/envoy/type/matcher/v3/string.js';
 import type { HeaderModifiers, RouteHttpMatch } from '../../catalog/types.js';
 import type { RouteIR } from '../../snapshot/types.js';
 import { durationMs } from './common.js';
+import { buildHashPolicies } from './hash-policies.js';
 
 /**
  * The route configuration of an upstream with a router or splitter (Consul agent/xds routes.go,
@@ -79,6 +80,7 @@ function buildRoute(r: RouteIR): Route {
         ...(r.prefixRewrite ? { prefixRewrite: r.prefixRewrite } : {}),
         ...(r.timeoutMs ? { timeout: durationMs(r.timeoutMs) } : {}),
         ...(r.idleTimeoutMs ? { idleTimeout: durationMs(r.idleTimeoutMs) } : {}),
+        ...(r.hashPolicies?.length ? { hashPolicy: buildHashPolicies(r.hashPolicies) } : {}),
         ...(r.retry && {
           retryPolicy: {
             retryOn: r.retry.retryOn,
@@ -92,12 +94,17 @@ function buildRoute(r: RouteIR): Route {
   } as Route;
 }
 
-/** Consul's `makeRouteMatchForDiscoveryRoute`: path, then headers, methods as `:method`, query. */
+/**
+ * Consul's `makeRouteMatchForDiscoveryRoute`: path, then headers, methods as `:method`, query.
+ * `CaseInsensitive` is Envoy's `case_sensitive: false`, which Envoy ignores for a regex, so a
+ * case-insensitive `PathRegex` gets RE2's `(?i)` flag instead.
+ */
 function buildMatch(m: RouteHttpMatch | undefined): RouteMatch {
+  const regex = m?.caseInsensitive ? `(?i)${m.pathRegex}` : m?.pathRegex;
   const pathSpecifier = m?.pathExact
     ? { $case: 'path' as const, value: m.pathExact }
     : m?.pathRegex
-      ? { $case: 'safeRegex' as const, value: { regex: m.pathRegex } }
+      ? { $case: 'safeRegex' as const, value: { regex } }
       : { $case: 'prefix' as const, value: m?.pathPrefix || '/' };
   const headers: HeaderMatcher[] = (m?.header ?? []).map((h) => ({
     name: h.name,
@@ -120,7 +127,12 @@ function buildMatch(m: RouteHttpMatch | undefined): RouteMatch {
       ? { $case: 'presentMatch', value: true }
       : { $case: 'stringMatch', value: stringMatch({ ...q, prefix: '', suffix: '' }) },
   })) as QueryParameterMatcher[];
-  return { pathSpecifier, headers, queryParameters } as unknown as RouteMatch;
+  return {
+    pathSpecifier,
+    ...(m?.caseInsensitive ? { caseSensitive: false } : {}),
+    headers,
+    queryParameters,
+  } as unknown as RouteMatch;
 }
 
 function stringMatch(x: {

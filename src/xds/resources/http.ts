@@ -7,7 +7,8 @@ import {
 import { RouteConfiguration } from '../../gen/envoy/config/route/v3/route.js';
 import { Router } from '../../gen/envoy/extensions/filters/http/router/v3/router.js';
 import type { Filter } from '../../gen/envoy/config/listener/v3/listener_components.js';
-import type { Protocol } from '../../catalog/types.js';
+import type { HashPolicy, Protocol } from '../../catalog/types.js';
+import { buildHashPolicies } from './hash-policies.js';
 import { packAny } from '../../proto-any.js';
 import { adsConfigSource, durationMs, statPrefix } from './common.js';
 
@@ -20,6 +21,7 @@ export function singleClusterRoute(
   name: string,
   cluster: string,
   timeoutMs?: number,
+  hashPolicies?: readonly HashPolicy[],
 ): RouteConfiguration {
   return RouteConfiguration.fromPartial({
     name,
@@ -37,6 +39,7 @@ export function singleClusterRoute(
                 clusterSpecifier: { $case: 'cluster', value: cluster },
                 // A resolver's RequestTimeout (Consul sets the route's timeout from it).
                 ...(timeoutMs ? { timeout: durationMs(timeoutMs) } : {}),
+                ...(hashPolicies?.length ? { hashPolicy: buildHashPolicies(hashPolicies) } : {}),
               },
             },
           },

@@ -22,8 +22,18 @@ export function routesFromSnapshot(s: ConfigSnapshot): ResourceSpec[] {
             spec(
               TypeUrl.route,
               u.routeName,
-              { cluster: u.cluster.name, timeoutMs: u.requestTimeoutMs },
-              () => singleClusterRoute(u.routeName!, u.cluster.name, u.requestTimeoutMs),
+              {
+                cluster: u.cluster.name,
+                timeoutMs: u.requestTimeoutMs,
+                hashPolicies: u.hashPolicies,
+              },
+              () =>
+                singleClusterRoute(
+                  u.routeName!,
+                  u.cluster.name,
+                  u.requestTimeoutMs,
+                  u.hashPolicies,
+                ),
             ),
           ]
         : [],
