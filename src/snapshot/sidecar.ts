@@ -70,7 +70,9 @@ export function buildSidecarSnapshot(
     deps.add(u.destinationName);
     const req = { service: u.destinationName, datacenter: u.datacenter || ctx.datacenter };
     const lookups = chainLookups(ctx, deps);
-    const routed = compileRoutes(req, lookups);
+    // Routers and splitters need HTTP; on a service that fell back to tcp only the resolver applies.
+    const http = serviceProtocol(ctx.catalog, u.destinationName) !== 'tcp';
+    const routed = http ? compileRoutes(req, lookups) : undefined;
     const chain = compileChain(req, lookups.resolver, lookups.groups);
     if (!routed && chain.isDefault) {
       upstreams.push(localUpstream(proxy, u, leaf, ctx));
