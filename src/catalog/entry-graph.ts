@@ -4,6 +4,7 @@ import {
   checkProtocolChange,
   checkRoutingReferences,
 } from './routing-references.js';
+import { routingDependentsBrokenBy, withDeleted, withWritten } from './routing-dependents.js';
 import { checkSamenessReferences } from './sameness-group.js';
 import { checkIntentionProtocols } from './service-intentions.js';
 import { checkResolverReferences } from './service-resolver.js';
@@ -37,11 +38,7 @@ export function checkEntryWrite(
   const resolvers = entriesOf<ServiceResolverEntry>(committed, 'service-resolver');
   const groups = entriesOf<SamenessGroupEntry>(committed, 'sameness-group');
   const group = (name: string) => groups.find((g) => g.name === name);
-  const refs: RoutingReferences = {
-    entry: (kind, name) => committed.config(kind, name)?.entry as never,
-    entries: (kind) => committed.configsOf(kind).map((r) => r.entry) as never,
-    peers,
-  };
+  const refs = routingRefs(committed, peers);
   checkIntentionProtocols(entry, committed, p);
   switch (entry.kind) {
     case 'service-resolver':
@@ -54,6 +51,7 @@ export function checkEntryWrite(
         if (rule.samenessGroup && !group(rule.samenessGroup))
           p.add(at(at('Failover', key), 'SamenessGroup'), missingGroup(rule.samenessGroup));
       subsetsStillNamed(entry.name, entry.subsets, resolvers, p);
+      routingStillValid('Subsets', refs, withWritten(refs, entry), p);
       break;
     case 'sameness-group':
       checkSamenessReferences(entry, { groups, peers }, p);
@@ -63,9 +61,14 @@ export function checkEntryWrite(
       checkRoutingReferences(entry, refs, p);
       break;
     case 'service-defaults':
-    case 'proxy-defaults':
+    case 'proxy-defaults': {
+      const before = p.list.length;
       checkProtocolChange(entry, refs, p);
+      // A router's own service going tcp is named above; the rest (a destination's protocol) here.
+      if (p.list.length === before)
+        routingStillValid(protocolField(entry.kind), refs, withWritten(refs, entry), p);
       break;
+    }
     case 'exported-services':
       entry.services.forEach((s, i) => {
         s.consumers.forEach((c, j) => {
@@ -92,6 +95,16 @@ export function checkEntryDelete(
   const p = new Problems();
   if (kind === 'service-resolver')
     subsetsStillNamed(name, {}, entriesOf(committed, 'service-resolver'), p);
+  if (kind === 'service-resolver' || kind === 'service-defaults' || kind === 'proxy-defaults') {
+    const refs = routingRefs(committed, []);
+    const broken = routingDependentsBrokenBy(refs, withDeleted(refs, kind, name));
+    if (broken.length > 0)
+      p.add(
+        'Name',
+        `${kind} ${JSON.stringify(name)} is still needed by ${broken.join(', ')}; change ${broken.length > 1 ? 'those' : 'that entry'} first`,
+      );
+    if (kind !== 'service-resolver') intentionsStillNeed(kind, name, committed, p);
+  }
   if (kind === 'sameness-group') {
     const users = samenessUsers(name, committed);
     if (users.length > 0)
@@ -101,6 +114,58 @@ export function checkEntryDelete(
       );
   }
   return p.list;
+}
+
+function routingRefs(committed: CommittedEntries, peers: readonly string[]): RoutingReferences {
+  return {
+    entry: (kind, name) => committed.config(kind, name)?.entry as never,
+    entries: (kind) => committed.configsOf(kind).map((r) => r.entry) as never,
+    peers,
+  };
+}
+
+const protocolField = (kind: 'service-defaults' | 'proxy-defaults') =>
+  kind === 'proxy-defaults' ? 'Config.protocol' : 'Protocol';
+
+/** The routers and splitters a write would break, named on `field`. */
+function routingStillValid(
+  field: string,
+  before: RoutingReferences,
+  after: RoutingReferences,
+  p: Problems,
+): void {
+  const broken = routingDependentsBrokenBy(before, after);
+  if (broken.length > 0)
+    p.add(
+      field,
+      `would break ${broken.join(', ')}; change ${broken.length > 1 ? 'those' : 'that entry'} first`,
+    );
+}
+
+/**
+ * Deleting the `service-defaults` (or `proxy-defaults`) that gives a service with L7 intentions
+ * its HTTP protocol: the same check as writing the protocol the service would fall back to.
+ */
+function intentionsStillNeed(
+  kind: 'service-defaults' | 'proxy-defaults',
+  name: string,
+  committed: CommittedEntries,
+  p: Problems,
+): void {
+  const global = committed.config('proxy-defaults', 'global')?.entry;
+  const fallback =
+    kind === 'proxy-defaults' || global?.kind !== 'proxy-defaults'
+      ? 'tcp'
+      : (global.config.protocol ?? 'tcp');
+  const as = (
+    kind === 'proxy-defaults'
+      ? { kind, name, config: { protocol: 'tcp' } }
+      : { kind, name, protocol: fallback }
+  ) as ConfigEntry;
+  const q = new Problems();
+  checkIntentionProtocols(as, committed, q);
+  for (const x of q.list)
+    p.add('Name', `${kind} ${JSON.stringify(name)} is still needed: without it, ${x.problem}`);
 }
 
 const missingGroup = (name: string) =>

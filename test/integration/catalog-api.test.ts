@@ -409,6 +409,46 @@ describe('catalog over HTTP', () => {
     });
   });
 
+  it("what a router needs (its service's protocol, the subsets it names): a delete is 400 naming the router, nothing changed", async () => {
+    const api = await start();
+    const put = async (entry: unknown) =>
+      expect((await api.call('PUT', '/v1/config', entry)).status).toBe(200);
+    await put({ Kind: 'service-defaults', Name: 'api', Protocol: 'http' });
+    await put({
+      Kind: 'service-resolver',
+      Name: 'api',
+      Subsets: { v1: { Filter: 'Service.Meta.version == v1' } },
+    });
+    await put({
+      Kind: 'service-router',
+      Name: 'api',
+      Routes: [
+        {
+          Match: { HTTP: { PathPrefix: '/beta', CaseInsensitive: true } },
+          Destination: { ServiceSubset: 'v1' },
+        },
+      ],
+    });
+    const protocol = await api.call('DELETE', '/v1/config/service-defaults/api');
+    expect(protocol.status).toBe(400);
+    expect(protocol.json).toMatchObject({
+      field: 'Name',
+      error: expect.stringContaining(
+        `service-defaults "api" is still needed by service-router "api" (Name: api's protocol is "tcp"`,
+      ),
+    });
+    const subsets = await api.call('DELETE', '/v1/config/service-resolver/api');
+    expect(subsets.status).toBe(400);
+    expect(subsets.json.error).toContain(
+      'still needed by service-router "api" (Routes[0].Destination.ServiceSubset: "v1" is not a subset of api',
+    );
+    for (const kind of ['service-defaults', 'service-resolver'])
+      expect((await api.call('GET', `/v1/config/${kind}/api`)).status).toBe(200);
+    // Once the router is gone, so is the reason to refuse.
+    for (const kind of ['service-router', 'service-resolver', 'service-defaults'])
+      expect((await api.call('DELETE', `/v1/config/${kind}/api`)).status).toBe(200);
+  });
+
   it('keeps the catalog, config entries and TTL deadlines across a restart', async () => {
     const first = await start();
     await first.call('PUT', '/v1/agent/service/register', {

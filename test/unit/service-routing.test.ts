@@ -6,7 +6,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { parseConfigEntry } from '../../src/catalog/config-entries.js';
-import { checkEntryWrite } from '../../src/catalog/entry-graph.js';
+import { checkEntryDelete, checkEntryWrite } from '../../src/catalog/entry-graph.js';
 import type {
   ConfigEntry,
   ServiceResolverEntry,
@@ -238,6 +238,93 @@ describe('splitter and router references, checked on write', () => {
       'Protocol: would make api "tcp", but the service-router api needs HTTP; delete that entry first',
     ]);
     expect(problems(http('api', 'http2'), [http('api'), r])).toEqual([]);
+  });
+});
+
+describe('what a router or splitter relies on cannot be deleted or changed away', () => {
+  const committed = (entries: ConfigEntry[]) => ({
+    config: (kind: string, name: string) => {
+      const entry = entries.find((e) => e.kind === kind && e.name === name);
+      return entry && { entry };
+    },
+    configsOf: (kind: string) => entries.filter((e) => e.kind === kind).map((entry) => ({ entry })),
+  });
+  const deleting = (kind: ConfigEntry['kind'], name: string, entries: ConfigEntry[]) =>
+    checkEntryDelete(kind, name, committed(entries)).map((e) => `${e.field}: ${e.problem}`);
+  const writing = (entry: ConfigEntry, entries: ConfigEntry[]) =>
+    checkEntryWrite(entry, committed(entries), []).map((e) => `${e.field}: ${e.problem}`);
+  const defaults = (name: string, protocol = 'http') =>
+    parse({ Kind: 'service-defaults', Name: name, Protocol: protocol });
+  const resolver = (subsets: Record<string, unknown>) =>
+    parse({ Kind: 'service-resolver', Name: 'api', Subsets: subsets });
+  const v1 = { v1: { Filter: 'Service.Meta.version == v1' } };
+  const canary = parse(router([{ Destination: { ServiceSubset: 'v1' } }]));
+  const toAdmin = parse(router([{ Destination: { Service: 'admin' } }]));
+  const split = parse(splitter([{ Weight: 100, ServiceSubset: 'v1' }]));
+
+  it("the service-defaults that makes a router's service HTTP", () => {
+    expect(deleting('service-defaults', 'api', [defaults('api'), resolver(v1), canary])).toEqual([
+      `Name: service-defaults "api" is still needed by service-router "api" (Name: api's protocol is "tcp"; a service-router needs HTTP: first write a service-defaults entry for api with Protocol "http" (or "http2", "grpc")); change that entry first`,
+    ]);
+  });
+
+  it("the service-defaults of a router's destination, deleted or set to another protocol", () => {
+    const entries = [defaults('api'), defaults('admin'), toAdmin];
+    const destination = `Routes[0].Destination.Service: admin's protocol is "tcp", api's is "http"; a chain has one protocol: set admin's service-defaults Protocol to "http"`;
+    expect(deleting('service-defaults', 'admin', entries)).toEqual([
+      `Name: service-defaults "admin" is still needed by service-router "api" (${destination}); change that entry first`,
+    ]);
+    expect(writing(defaults('admin', 'tcp'), entries)).toEqual([
+      `Protocol: would break service-router "api" (${destination}); change that entry first`,
+    ]);
+    expect(writing(defaults('admin', 'http'), entries)).toEqual([]);
+  });
+
+  it('the proxy-defaults that gives a splitter its HTTP protocol', () => {
+    const global = parse({
+      Kind: 'proxy-defaults',
+      Name: 'global',
+      Config: { protocol: 'http' },
+    });
+    expect(deleting('proxy-defaults', 'global', [global, resolver(v1), split])).toEqual([
+      expect.stringMatching(
+        /^Name: proxy-defaults "global" is still needed by service-splitter "api" \(Name: api's protocol is "tcp"/,
+      ),
+    ]);
+  });
+
+  it('the resolver whose subsets a router or splitter names, deleted or rewritten without them', () => {
+    const entries = [defaults('api'), resolver(v1), canary, split];
+    const subset = `"v1" is not a subset of api; define it in api's service-resolver first`;
+    expect(deleting('service-resolver', 'api', entries)).toEqual([
+      `Name: service-resolver "api" is still needed by service-router "api" (Routes[0].Destination.ServiceSubset: ${subset}), service-splitter "api" (Splits[0].ServiceSubset: ${subset}); change those first`,
+    ]);
+    expect(writing(resolver({ v2: { Filter: 'Service.Meta.version == v2' } }), entries)).toEqual([
+      `Subsets: would break service-router "api" (Routes[0].Destination.ServiceSubset: ${subset}), service-splitter "api" (Splits[0].ServiceSubset: ${subset}); change those first`,
+    ]);
+    expect(writing(resolver({ ...v1, v2: { Filter: '' } }), entries)).toEqual([]);
+  });
+
+  it('what no router or splitter needs is deleted freely', () => {
+    expect(deleting('service-resolver', 'api', [defaults('api'), resolver(v1), toAdmin])).toEqual(
+      [],
+    );
+    expect(deleting('service-defaults', 'web', [defaults('api'), defaults('web'), canary])).toEqual(
+      [],
+    );
+  });
+
+  it('the service-defaults that gives L7 intentions their HTTP protocol', () => {
+    const l7 = parse({
+      Kind: 'service-intentions',
+      Name: 'api',
+      Sources: [{ Name: 'web', Permissions: [{ Action: 'allow', HTTP: { PathPrefix: '/' } }] }],
+    });
+    expect(deleting('service-defaults', 'api', [defaults('api'), l7])).toEqual([
+      expect.stringMatching(
+        /^Name: service-defaults "api" is still needed: without it, "tcp" would break the L7 intentions of "api"/,
+      ),
+    ]);
   });
 });
 
