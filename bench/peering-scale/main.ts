@@ -181,7 +181,7 @@ async function main(): Promise<void> {
       gwB
         .names(TypeUrl.cluster)
         .filter((n) => n.includes('.external.') && gwB.get(TypeUrl.endpoint, n));
-    await gwB.until((e) => peeredClusters().length === wantServices, "B's gateway", 600_000);
+    await gwB.until(() => peeredClusters().length === wantServices, "B's gateway", 600_000);
     const proxyMs = performance.now() - began;
     const sent = await replication(a);
 
