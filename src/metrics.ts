@@ -108,6 +108,27 @@ export class Metrics {
     (r) => r.lastHeartbeatAgeSeconds,
   );
 
+  readonly peeringMessagesSent = new Counter({
+    name: 'isthmus_peering_replication_messages_sent_total',
+    help: 'Replication responses written to the peer (each chunk of a chunked resource counts).',
+    labelNames: ['peer_name'] as const,
+    registers: [this.registry],
+  });
+
+  readonly peeringBytesSent = new Counter({
+    name: 'isthmus_peering_replication_sent_bytes_total',
+    help: 'Encoded bytes of the replication responses written to the peer.',
+    labelNames: ['peer_name'] as const,
+    registers: [this.registry],
+  });
+
+  readonly peeringLargestMessage = new Gauge({
+    name: 'isthmus_peering_replication_largest_message_bytes',
+    help: 'The largest replication response written to the peer since start (at most 1 MiB).',
+    labelNames: ['peer_name'] as const,
+    registers: [this.registry],
+  });
+
   constructor(opts: { defaultMetrics?: boolean; version?: string } = {}) {
     if (opts.defaultMetrics) {
       collectDefaultMetrics({ register: this.registry });

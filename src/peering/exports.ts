@@ -1,4 +1,9 @@
-import { instanceHealth, type CatalogReader, type ServiceInstance } from '../catalog/types.js';
+import {
+  type CatalogEvent,
+  type CatalogReader,
+  instanceHealth,
+  type ServiceInstance,
+} from '../catalog/types.js';
 import type {
   ExportedService,
   ServiceInstance as PeerInstance,
@@ -109,4 +114,47 @@ function wanAddressOf(gw: ServiceInstance): { address: string; port: number } {
   return wan?.address
     ? { address: wan.address, port: wan.port || gw.port }
     : { address: gw.address, port: gw.port };
+}
+
+/**
+ * The exported services a catalog event can change the state of: the service of a typical
+ * instance or of a sidecar (its synthetic sidecars depend on there being one), or every service
+ * when a mesh gateway (the synthetic sidecars' address) or a config entry (the list, protocols)
+ * changed.
+ */
+export function servicesTouchedBy(event: CatalogEvent): 'all' | string[] {
+  if (event.kind === 'config-entry-changed') return 'all';
+  const names: string[] = [];
+  const instances = [event.instance];
+  if (event.kind === 'instance-upserted' && event.previous) instances.push(event.previous);
+  for (const i of instances) {
+    if (i.kind === 'mesh-gateway') return 'all';
+    if (i.kind === 'typical') names.push(i.name);
+    else if (i.kind === 'connect-proxy' && i.proxy) names.push(i.proxy.destinationServiceName);
+  }
+  return names;
+}
+
+/**
+ * Whether `event` can change the names `exportedNamesFor` returns, given the `exported` ones: the
+ * entries that name them changed, or (for `*`) a typical service appeared or lost its last
+ * instance. Anything else leaves the list as it is, so a catalog event costs no walk of the
+ * catalog.
+ */
+export function exportedNamesMayChange(
+  catalog: CatalogReader,
+  event: CatalogEvent,
+  exported: ReadonlySet<string>,
+): boolean {
+  if (event.kind === 'config-entry-changed')
+    return event.entryKind === 'exported-services' || event.entryKind === 'sameness-group';
+  const instances = [event.instance];
+  if (event.kind === 'instance-upserted' && event.previous) instances.push(event.previous);
+  return instances.some(
+    (i) =>
+      i.kind === 'typical' &&
+      i.namespace === 'default' &&
+      (!exported.has(i.name) ||
+        !catalog.instancesOf(i.name, 'default').some((s) => s.kind === 'typical')),
+  );
 }

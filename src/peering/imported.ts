@@ -67,6 +67,11 @@ export class ImportedServices {
     return (this.byPeer.get(peer)?.get(name) ?? []).filter((i) => i.namespace === namespace);
   }
 
+  /** Every instance of `service` imported from `peer`, whatever its namespace. */
+  heldOf(peer: string, service: string): readonly ImportedInstance[] {
+    return this.byPeer.get(peer)?.get(service) ?? [];
+  }
+
   /** Every instance imported from `peer`. */
   allOf(peer: string): readonly ImportedInstance[] {
     return [...(this.byPeer.get(peer)?.values() ?? [])].flat();

@@ -14,6 +14,7 @@ import { StreamDialer, type DialOptions } from './stream/dialer.js';
 import { certificateChainsTo } from './stream/tls.js';
 import {
   type OpenVerdict,
+  type SentDetail,
   type StreamOpen,
   type StreamTimings,
   timingsOf,
@@ -36,6 +37,8 @@ export interface PeeringManagerOptions extends StreamTimings {
    */
   localGatewayAddresses?(): readonly string[];
   readonly backoff?: BackoffOptions;
+  /** Every change written to a peer, as its messages' sizes (for the replication metrics). */
+  onResponseSent?(peeringName: string, sent: SentDetail): void;
 }
 
 /**
@@ -182,12 +185,15 @@ export class PeeringManager {
         peeringName: name,
         ownTrustDomain: ca.trustDomain,
       }),
-      observer: statusObserver({
-        peerings,
-        peeringName: name,
-        logger,
-        onTerminated: () => imported.dropPeer(name),
-      }),
+      observer: {
+        ...statusObserver({
+          peerings,
+          peeringName: name,
+          logger,
+          onTerminated: () => imported.dropPeer(name),
+        }),
+        onResponseSent: (sent) => this.opts.onResponseSent?.(name, sent),
+      },
     };
   }
 

@@ -1,5 +1,5 @@
 import type { CertificateAuthority } from '../ca/index.js';
-import type { CatalogReader } from '../catalog/types.js';
+import type { CatalogEvent, CatalogReader } from '../catalog/types.js';
 import type {
   ExportedService,
   ExportedServiceList,
@@ -8,14 +8,22 @@ import type {
 } from '../gen/isthmus/peering/v1/peering.js';
 import { IsthmusError } from '../errors.js';
 import { invalidInput } from '../problems.js';
-import { exportedNamesFor, exportedServiceFor } from './exports.js';
-import { type ImportedServices, importedInstancesOf } from './imported.js';
+import {
+  exportedNamesFor,
+  exportedNamesMayChange,
+  exportedServiceFor,
+  servicesTouchedBy,
+} from './exports.js';
+import { type ImportedInstance, type ImportedServices, importedInstancesOf } from './imported.js';
 import type { Peerings } from './peerings.js';
+import { ServiceVersions } from './service-versions.js';
 import { ResourceUrl } from './stream/resources.js';
 import type { ResourceChange, ResourceSink, ResourceSource } from './stream/types.js';
 import type { RejectedImport } from './types.js';
 import {
+  importLimits,
   validateExportedService,
+  validateRemovedIds,
   validateExportedServiceList,
   validateServerAddresses,
   validateTrustBundle,
@@ -45,6 +53,9 @@ type Emit = (change: ResourceChange) => void;
  * what was last sent (a service no longer exported is deleted).
  */
 export class ExportSource implements ResourceSource {
+  /** Sends a service's full state again after the peer refused a patch (while subscribed). */
+  private resendService: ((name: string) => void) | undefined;
+
   constructor(private readonly deps: ExportSourceDeps) {}
 
   subscribe(resourceUrl: ResourceUrl, emit: Emit): () => void {
@@ -95,19 +106,27 @@ export class ExportSource implements ResourceSource {
     return { resourceId: exportedListId, operation: 'upsert', resource: list };
   }
 
-  /** Emits `compute()` now and after each catalog change, when it differs from the last one. */
+  /** Emits the list now and after each catalog change that may change it, when it differs. */
   private onCatalog(compute: () => ResourceChange, emit: Emit): () => void {
     let last = '';
-    const send = () => {
+    let names = new Set<string>();
+    const send = (event?: CatalogEvent) => {
+      if (event && !exportedNamesMayChange(this.deps.catalog, event, names)) return;
       const change = compute();
       const key = JSON.stringify(change);
       if (key !== last) emit(change);
       last = key;
+      names = new Set((change.resource as ExportedServiceList).services.map((s) => s.name));
     };
     send();
     return this.deps.catalog.subscribe(send);
   }
 
+  /**
+   * One upsert per exported service, then on each catalog event only the services it touches
+   * (issue 14: the cost of a change follows the change): a service the peer holds gets a patch of
+   * the instances that changed when that is less than half of it, else its full state again.
+   */
   private services(emit: Emit): () => void {
     const { catalog, peeringName } = this.deps;
     const ctx = {
@@ -115,24 +134,27 @@ export class ExportSource implements ResourceSource {
       trustDomain: this.deps.ca.trustDomain,
       datacenter: this.deps.datacenter,
     };
-    const sent = new Map<string, string>();
-    const send = () => {
-      const names = exportedNamesFor(catalog, peeringName);
-      for (const name of names) {
-        const service = exportedServiceFor(ctx, peeringName, name);
-        const key = JSON.stringify(service);
-        if (sent.get(name) === key) continue;
-        sent.set(name, key);
-        emit({ resourceId: name, operation: 'upsert', resource: service });
-      }
-      for (const name of [...sent.keys()]) {
-        if (names.includes(name)) continue;
-        sent.delete(name);
-        emit({ resourceId: name, operation: 'delete' });
-      }
+    const sent = new ServiceVersions((name) => exportedServiceFor(ctx, peeringName, name), emit);
+    let exported = new Set<string>();
+    const sync = (event?: CatalogEvent) => {
+      const listChanged = !event || exportedNamesMayChange(catalog, event, exported);
+      if (listChanged) exported = new Set(exportedNamesFor(catalog, peeringName));
+      const touched = event ? servicesTouchedBy(event) : 'all';
+      for (const name of touched === 'all' ? exported : touched)
+        if (exported.has(name)) sent.send(name);
+      if (listChanged) for (const name of sent.names()) if (!exported.has(name)) sent.delete(name);
     };
-    send();
-    return catalog.subscribe(send);
+    sync();
+    this.resendService = (name) => sent.rejected(name);
+    const unsubscribe = catalog.subscribe(sync);
+    return () => {
+      this.resendService = undefined;
+      unsubscribe();
+    };
+  }
+
+  rejected(resourceUrl: ResourceUrl, resourceId: string): void {
+    if (resourceUrl === ResourceUrl.exportedService) this.resendService?.(resourceId);
   }
 }
 
@@ -163,6 +185,9 @@ const rejectedKind: Record<ResourceUrl, RejectedImport['resource']> = {
  * LastError and `rejectedImports`, and is NACKed with INVALID_ARGUMENT (the peer's input error).
  */
 export class ImportSink implements ResourceSink {
+  /** The exporter's version of each service held, which its next patch must name as its base. */
+  private readonly versions = new Map<string, string>();
+
   constructor(private readonly deps: ImportSinkDeps) {}
 
   async apply(resourceUrl: ResourceUrl, change: ResourceChange): Promise<void> {
@@ -235,23 +260,61 @@ export class ImportSink implements ResourceSink {
 
   private async exportedService(change: ResourceChange): Promise<void> {
     const { imported, peeringName, peerings } = this.deps;
-    if (change.operation === 'delete') await imported.remove(peeringName, change.resourceId);
-    else {
-      const service = change.resource as ExportedService;
-      const peering = peerings.read(peeringName);
-      const problems = validateExportedService(
-        change.resourceId,
-        service,
-        peering?.peerTrustDomain ?? '',
-      );
-      if (problems.length > 0) throw invalidInput(problems);
-      await imported.replace(
-        peeringName,
-        change.resourceId,
-        importedInstancesOf(peeringName, peering?.remote.datacenter ?? '', service),
-      );
+    const name = change.resourceId;
+    if (change.operation === 'delete') {
+      this.versions.delete(name);
+      await imported.remove(peeringName, name);
+      await this.recordCounts();
+      return;
     }
+    const service = change.resource as ExportedService;
+    const peering = peerings.read(peeringName);
+    const datacenter = peering?.remote.datacenter ?? '';
+    if (change.operation === 'patch') this.checkBase(name, service);
+    const problems = validateExportedService(name, service, peering?.peerTrustDomain ?? '');
+    if (change.operation === 'patch') problems.push(...validateRemovedIds(service));
+    if (problems.length > 0) throw invalidInput(problems);
+    const instances = importedInstancesOf(peeringName, datacenter, service);
+    await imported.replace(
+      peeringName,
+      name,
+      change.operation === 'patch' ? this.patched(name, instances, service) : instances,
+    );
+    if (service.version) this.versions.set(name, service.version);
+    else this.versions.delete(name);
     await this.recordCounts();
+  }
+
+  /** A patch applies only to the version it was made against (docs/architecture.md §6). */
+  private checkBase(name: string, patch: ExportedService): void {
+    const held = this.versions.get(name);
+    const base = patch.patch?.baseVersion ?? '';
+    if (!base || held !== base)
+      throw new IsthmusError(
+        'failed_precondition',
+        `patch of service ${name} applies to version ${base || '(none)'}, this side holds ${held ?? 'none'}: send the full state`,
+        'patch.base_version',
+      );
+  }
+
+  /** The held instances of `name` with the patch's removed and upserted ones replaced. */
+  private patched(
+    name: string,
+    upserted: readonly ImportedInstance[],
+    patch: ExportedService,
+  ): ImportedInstance[] {
+    const removed = patch.patch?.removedInstanceIds ?? [];
+    const gone = new Set([...removed, ...upserted.map((i) => i.id)]);
+    const held = this.deps.imported.heldOf(this.deps.peeringName, name);
+    const result = [...held.filter((i) => !gone.has(i.id)), ...upserted];
+    if (result.length > importLimits.instances)
+      throw invalidInput([
+        {
+          field: 'instances',
+          problem: `the patched service has more than ${importLimits.instances} instances`,
+        },
+      ]);
+    return result;
   }
 
   private async recordCounts(): Promise<void> {

@@ -32,16 +32,19 @@ import {
  * usable.
  */
 
-/** Bounds on what one peer may replicate (the peering port's gRPC receive limit is 16 MiB). */
+/**
+ * Bounds on what one peer may replicate. A message is at most `maxMessageBytes` (1 MiB, the peering
+ * port's gRPC receive limit); a bigger resource arrives in chunks, up to `resourceBytes` in all.
+ */
 export const importLimits = {
-  /** Encoded size of one replicated resource (its `Any.value`). */
+  /** Encoded size of one replicated resource (its `Any.value`, chunks assembled). */
   resourceBytes: maxResourceBytes,
   /** Roots in one trust bundle (the same bound as ExchangeSecret's dialer roots). */
   bundleRoots: 16,
   /** Services in the exported-services list. */
   services: 5_000,
-  /** Instances of one exported service. */
-  instances: 5_000,
+  /** Instances of one exported service (about 8 MiB encoded at 150 bytes each). */
+  instances: 50_000,
   /** SNIs and SPIFFE IDs in one instance's PeerMeta. */
   peerMetaEntries: 16,
   /** Addresses in ServerAddresses. */
@@ -166,6 +169,19 @@ export function validateExportedService(
     checkInstance(instance, field, name, peerTrustDomain, p);
     if (ids.has(instance.id)) p.add(at(field, 'id'), `${show(instance.id)} appears twice`);
     ids.add(instance.id);
+  });
+  return p.list;
+}
+
+/** A patch's removed instance IDs: at most as many as a service has, each an instance ID. */
+export function validateRemovedIds(service: ExportedService): FieldError[] {
+  const p = new Problems();
+  const removed = service.patch?.removedInstanceIds ?? [];
+  const field = 'patch.removed_instance_ids';
+  if (removed.length > importLimits.instances)
+    return p.add(field, `more than ${importLimits.instances} IDs`) ?? p.list;
+  removed.forEach((id, i) => {
+    if (!instanceId.test(id)) p.add(at(field, i), `${show(id)} is not an instance ID`);
   });
   return p.list;
 }

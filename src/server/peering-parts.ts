@@ -66,6 +66,18 @@ export async function startPeering(deps: PeeringDeps, parts: StartedParts): Prom
     new PeeringServer({ peerings, ca, datacenter, logger }),
     (s) => s.shutdown(streamGraceMs),
   );
+  const largest = new Map<string, number>();
+  const replicationSent = (peer: string, messageBytes: readonly number[]) => {
+    const labels = { peer_name: peer };
+    metrics.peeringMessagesSent.inc(labels, messageBytes.length);
+    metrics.peeringBytesSent.inc(
+      labels,
+      messageBytes.reduce((a, b) => a + b, 0),
+    );
+    const max = Math.max(largest.get(peer) ?? 0, ...messageBytes);
+    largest.set(peer, max);
+    metrics.peeringLargestMessage.set(labels, max);
+  };
   const peeringManager = parts.add(
     'peering streams',
     new PeeringManager({
@@ -84,6 +96,7 @@ export async function startPeering(deps: PeeringDeps, parts: StartedParts): Prom
       localGatewayAddresses,
       heartbeatIntervalMs: config.peeringHeartbeatMs,
       heartbeatTimeoutMs: config.peeringHeartbeatTimeoutMs,
+      onResponseSent: (peer, sent) => replicationSent(peer, sent.messageBytes),
     }),
     (m) => m.close(),
   );

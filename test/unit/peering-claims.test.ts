@@ -257,7 +257,7 @@ describe('validateExportedService', () => {
     const s = exported();
     const many = { ...s, instances: Array(importLimits.instances + 1).fill(s.instances[0]) };
     expect(validateExportedService('api', many, 'peer.consul')).toEqual([
-      { field: 'instances', problem: 'more than 5000 instances' },
+      { field: 'instances', problem: 'more than 50000 instances' },
     ]);
     const noMeta = { ...s, instances: [{ ...s.instances[1]!, peerMeta: undefined }] };
     expect(validateExportedService('api', noMeta, 'peer.consul')).toEqual([
@@ -300,7 +300,7 @@ describe('the other replicated resources', () => {
     ).toEqual(['addresses[0]', 'addresses[1]', 'addresses[2]', 'addresses[3]', 'addresses[4]']);
   });
 
-  it('a resource over 4 MiB is refused before it is decoded', () => {
+  it('a resource over 32 MiB (its chunks assembled) is refused before it is decoded', () => {
     const parsed = parseResponse({
       nonce: '1',
       resourceUrl: ResourceUrl.exportedService,
@@ -313,6 +313,6 @@ describe('the other replicated resources', () => {
     });
     expect(parsed.ok).toBe(false);
     if (!parsed.ok)
-      expect(parsed.error.message).toMatch(/more than the 4194304 a replicated resource/);
+      expect(parsed.error.message).toMatch(/more than the 33554432 a replicated resource/);
   });
 });

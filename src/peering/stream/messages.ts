@@ -12,15 +12,27 @@ import { typePrefix } from '../../proto-any.js';
 
 /** Pure builders and decoders for `ReplicationMessage`s. */
 
-/** The largest encoded resource a peer may replicate (docs/architecture.md §6 "Claims"). */
-export const maxResourceBytes = 4 * 1024 * 1024;
+/**
+ * The largest ReplicationMessage either end writes, and the peering port's gRPC receive limit
+ * (issue 14; docs/architecture.md §6 "Message size"). A resource that does not fit is split into
+ * chunks (`Response.chunk`); the limit is never raised to make a big service fit.
+ */
+export const maxMessageBytes = 1024 * 1024;
 
 /**
- * The largest ReplicationMessage either end reads (issue 18): one Response carries one resource,
- * so a resource at its limit plus its envelope (nonce, URL, ID) fits. A service too big for it is
- * refused at the exporter, not sent: limits are not raised for big services.
+ * Bytes of a resource one message carries: the limit less room for the envelope (nonce, URL, ID,
+ * chunk, protobuf tags), which `buildResponses` checks.
  */
-export const maxMessageBytes = maxResourceBytes + 64 * 1024;
+export const maxChunkBytes = maxMessageBytes - 16 * 1024;
+
+/**
+ * The largest encoded resource a peer may replicate, whole once its chunks are assembled
+ * (docs/architecture.md §6 "Claims"): what a receiver holds at most for one pending resource.
+ */
+export const maxResourceBytes = 32 * 1024 * 1024;
+
+/** Chunks of one resource at most. */
+export const maxChunks = Math.ceil(maxResourceBytes / maxChunkBytes);
 
 export function buildOpen(open: StreamOpen): ReplicationMessage {
   return ReplicationMessage.fromPartial({
@@ -46,24 +58,60 @@ export function buildAck(
   });
 }
 
-export function buildResponse(
+/** One message ready to write, with its encoded size (the session counts bytes sent). */
+export interface OutgoingMessage {
+  readonly message: ReplicationMessage;
+  readonly bytes: number;
+}
+
+const operationOf = {
+  upsert: Operation.OPERATION_UPSERT,
+  patch: Operation.OPERATION_PATCH,
+  delete: Operation.OPERATION_DELETE,
+} as const;
+
+/**
+ * The Response(s) carrying one change, all with `nonce`: one message, or the resource's encoded
+ * bytes split in order over as many chunks as it needs of at most `maxChunkBytes` each. Throws
+ * `resource_exhausted` for a resource over `maxResourceBytes` (it is not sent).
+ */
+export function buildResponses(
   nonce: string,
   resourceUrl: ResourceUrl,
   change: ResourceChange,
-): ReplicationMessage {
-  const upsert = change.operation === 'upsert';
-  return {
-    payload: {
-      $case: 'response',
-      value: {
-        nonce,
-        resourceUrl,
-        resourceId: change.resourceId,
-        resource: upsert ? packResource(resourceUrl, change.resource) : undefined,
-        operation: upsert ? Operation.OPERATION_UPSERT : Operation.OPERATION_DELETE,
-      },
-    },
+): OutgoingMessage[] {
+  const base = {
+    nonce,
+    resourceUrl,
+    resourceId: change.resourceId,
+    operation: operationOf[change.operation],
   };
+  if (change.operation === 'delete') return [outgoing({ ...base, resource: undefined })];
+  const value = encodeResource(resourceUrl, change.resource);
+  if (value.length <= maxChunkBytes)
+    return [outgoing({ ...base, resource: { typeUrl: resourceUrl, value } })];
+  const count = Math.ceil(value.length / maxChunkBytes);
+  return Array.from({ length: count }, (_, index) =>
+    outgoing({
+      ...base,
+      resource: {
+        typeUrl: resourceUrl,
+        value: value.subarray(index * maxChunkBytes, (index + 1) * maxChunkBytes),
+      },
+      chunk: { index, count },
+    }),
+  );
+}
+
+function outgoing(response: ReplicationMessage_Response): OutgoingMessage {
+  const message: ReplicationMessage = { payload: { $case: 'response', value: response } };
+  const bytes = ReplicationMessage.encode(message).finish().length;
+  if (bytes > maxMessageBytes)
+    throw new IsthmusError(
+      'resource_exhausted',
+      `a ${response.resourceUrl} response is ${bytes} bytes, more than the ${maxMessageBytes} a message may have (resource_id too long?)`,
+    );
+  return { message, bytes };
 }
 
 export const heartbeatMessage: ReplicationMessage = { payload: { $case: 'heartbeat', value: {} } };
@@ -72,7 +120,7 @@ export const terminatedMessage: ReplicationMessage = {
 };
 
 /** Encodes by the resource URL's type, so a source may emit plain objects without `$type`. */
-function packResource(resourceUrl: ResourceUrl, resource: ReplicatedResource | undefined) {
+function encodeResource(resourceUrl: ResourceUrl, resource: ReplicatedResource | undefined) {
   if (!resource) throw new IsthmusError('internal', `upsert of ${resourceUrl} without a resource`);
   const typeName = resourceUrl.slice(typePrefix.length);
   if (resource.$type !== undefined && resource.$type !== typeName) {
@@ -85,8 +133,13 @@ function packResource(resourceUrl: ResourceUrl, resource: ReplicatedResource | u
       'resource_exhausted',
       `${resourceUrl} is ${value.length} bytes encoded, more than the ${maxResourceBytes} a peer accepts`,
     );
-  return { typeUrl: resourceUrl, value };
+  return value;
 }
+
+const receivedOperations = new Map([
+  [Operation.OPERATION_UPSERT, 'upsert' as const],
+  [Operation.OPERATION_PATCH, 'patch' as const],
+]);
 
 /**
  * Turns a received Response into a change for the sink, or the invalid_argument IsthmusError
@@ -100,8 +153,8 @@ export function parseResponse(
   if (!res.resourceId) return invalid('response without resource_id', 'resource_id');
   if (res.operation === Operation.OPERATION_DELETE)
     return ok({ resourceId: res.resourceId, operation: 'delete' });
-  if (res.operation !== Operation.OPERATION_UPSERT)
-    return invalid(`unknown operation ${res.operation}`, 'operation');
+  const operation = receivedOperations.get(res.operation);
+  if (!operation) return invalid(`unknown operation ${res.operation}`, 'operation');
   if (!res.resource) return invalid('upsert without resource', 'resource');
   if (res.resource.value.length > maxResourceBytes)
     return invalid(
@@ -118,7 +171,7 @@ export function parseResponse(
   if (!fns) return invalid(`unknown resource type ${res.resourceUrl}`, 'resource');
   try {
     const resource = fns.decode(res.resource.value) as ReplicatedResource;
-    return ok({ resourceId: res.resourceId, operation: 'upsert', resource });
+    return ok({ resourceId: res.resourceId, operation, resource });
   } catch (e) {
     return invalid(
       `resource does not decode as ${res.resourceUrl}: ${(e as Error).message}`,

@@ -7,6 +7,7 @@ const callbacks = [
   'onHeartbeat',
   'onReceive',
   'onSend',
+  'onResponseSent',
   'onNack',
   'onTerminated',
 ] as const;

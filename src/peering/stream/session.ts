@@ -6,12 +6,14 @@ import type {
 import { IsthmusError } from '../../errors.js';
 import { grpcStatusOf } from '../../grpc-status.js';
 import type { Logger } from '../../log.js';
+import { ChunkAssembler } from './chunks.js';
 import { Liveness } from './liveness.js';
 import { guardObserver } from './observer.js';
 import {
   buildAck,
   buildOpen,
-  buildResponse,
+  buildResponses,
+  type OutgoingMessage,
   buildSubscribe,
   heartbeatMessage,
   parseResponse,
@@ -79,6 +81,9 @@ export interface SessionStats {
   readonly outstanding: number;
   readonly responsesReceived: number;
   readonly nacksSent: number;
+  /** Encoded bytes of every Response written, and of the largest one. */
+  readonly responseBytesSent: number;
+  readonly largestMessageBytes: number;
   readonly lastNack?: { readonly message: string; readonly at: Date } | undefined;
 }
 
@@ -117,7 +122,16 @@ export class PeerStreamSession {
   private nonceCounter = 0;
   private active = false;
   private closed = false;
-  private counts = { responsesSent: 0, acked: 0, nacked: 0, responsesReceived: 0, nacksSent: 0 };
+  private readonly chunks = new ChunkAssembler();
+  private counts = {
+    responsesSent: 0,
+    acked: 0,
+    nacked: 0,
+    responsesReceived: 0,
+    nacksSent: 0,
+    responseBytesSent: 0,
+    largestMessageBytes: 0,
+  };
   private lastNack: SessionStats['lastNack'];
 
   constructor(
@@ -239,9 +253,9 @@ export class PeerStreamSession {
   private sendChange(url: ResourceUrl, change: ResourceChange): void {
     if (this.closed) return;
     const nonce = String(++this.nonceCounter);
-    let msg: ReplicationMessage;
+    let messages: OutgoingMessage[];
     try {
-      msg = buildResponse(nonce, url, change);
+      messages = buildResponses(nonce, url, change);
     } catch (err) {
       this.opts.logger.error(
         {
@@ -256,7 +270,18 @@ export class PeerStreamSession {
     }
     this.outstanding.set(nonce, { resourceUrl: url, resourceId: change.resourceId });
     this.counts.responsesSent++;
-    this.write(msg);
+    // The chunks of one resource go out back to back: the receiver holds one resource in progress.
+    for (const { message, bytes } of messages) {
+      this.counts.responseBytesSent += bytes;
+      this.counts.largestMessageBytes = Math.max(this.counts.largestMessageBytes, bytes);
+      this.write(message);
+    }
+    this.observer.onResponseSent({
+      resourceUrl: url,
+      resourceId: change.resourceId,
+      operation: change.operation,
+      messageBytes: messages.map((m) => m.bytes),
+    });
   }
 
   private onAck(req: ReplicationMessage_Request): void {
@@ -280,6 +305,7 @@ export class PeerStreamSession {
       },
       'peer rejected a replicated resource',
     );
+    this.opts.source.rejected?.(sent.resourceUrl, sent.resourceId);
     this.observer.onNack(req.error.message, {
       ...sent,
       nonce: req.responseNonce,
@@ -292,11 +318,16 @@ export class PeerStreamSession {
   }
 
   /** Applies one response to the sink and ACKs it, or NACKs it with the reason. */
-  private async applyResponse(res: ReplicationMessage_Response): Promise<void> {
+  private async applyResponse(received: ReplicationMessage_Response): Promise<void> {
     if (this.closed) return;
     this.counts.responsesReceived++;
     let error: IsthmusError | undefined;
+    let res = received;
     try {
+      const assembled = this.chunks.add(received);
+      if (!assembled.ok) throw assembled.error;
+      if (!assembled.value) return; // more chunks to come; the nonce is answered after the last
+      res = assembled.value;
       if (!isResourceUrl(res.resourceUrl) || !this.imports.has(res.resourceUrl)) {
         throw new IsthmusError(
           'invalid_argument',

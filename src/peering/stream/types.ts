@@ -20,10 +20,13 @@ export type ReplicatedResource =
   | ExportedServiceList
   | ExportedService;
 
-/** One replicated change: an upsert carries the full resource, a delete only its ID. */
+/**
+ * One replicated change: an upsert carries the full resource, a patch (ExportedService only) the
+ * instances that changed and the IDs of those removed, a delete only its ID.
+ */
 export interface ResourceChange {
   readonly resourceId: string;
-  readonly operation: 'upsert' | 'delete';
+  readonly operation: 'upsert' | 'patch' | 'delete';
   readonly resource?: ReplicatedResource | undefined;
 }
 
@@ -60,6 +63,11 @@ export interface ResourceSource {
    * until the returned function is called. Emitting synchronously from inside `subscribe` is fine.
    */
   subscribe(resourceUrl: ResourceUrl, emit: (change: ResourceChange) => void): () => void;
+  /**
+   * The peer NACKed the last change sent for `resourceId` (a patch against a version it does not
+   * hold, or a refused resource): the source may send the full state again.
+   */
+  rejected?(resourceUrl: ResourceUrl, resourceId: string): void;
 }
 
 /** What this side imports from the peer. */
@@ -84,10 +92,19 @@ export interface StreamObserver {
   onHeartbeat?(at: Date): void;
   onReceive?(at: Date): void;
   onSend?(at: Date): void;
+  /** One change was written, as `messageBytes.length` messages (chunks) of these sizes. */
+  onResponseSent?(sent: SentDetail): void;
   /** The peer rejected one of our responses. */
   onNack?(message: string, detail: NackDetail): void;
   /** The peer deleted the peering (it sent `Terminated`). */
   onTerminated?(): void;
+}
+
+export interface SentDetail {
+  readonly resourceUrl: ResourceUrl;
+  readonly resourceId: string;
+  readonly operation: ResourceChange['operation'];
+  readonly messageBytes: readonly number[];
 }
 
 export interface NackDetail {
