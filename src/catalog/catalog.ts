@@ -234,6 +234,11 @@ export class Catalog implements CatalogReader {
     return () => this.listeners.delete(listener);
   }
 
+  /** Resolves when every write submitted so far has finished, committed or failed (tests). */
+  async writesSettled(): Promise<void> {
+    await this.queue.catch(() => undefined);
+  }
+
   /** Stops TTL timers and waits for writes in flight; later writes fail `unavailable`. */
   async close(): Promise<void> {
     this.closed = true;

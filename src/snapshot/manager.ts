@@ -10,6 +10,7 @@ import { buildSidecarSnapshot, configDep, sidecarSpiffeId } from './sidecar.js';
 import type { ConfigSnapshot } from './types.js';
 import type { LivePeeringView, PeeringViewEvent } from './peering-view.js';
 import type { LeafUsers } from './leaf-users.js';
+import { Dependents } from './dependents.js';
 
 /**
  * Where built snapshots go: the xDS layer's publisher (src/xds/snapshot-publisher.ts). The
@@ -57,7 +58,7 @@ const rebuildsInFlight = 4;
  * the proxy keeps its last good config.
  */
 export class SnapshotManager {
-  private readonly deps = new Map<string, ReadonlySet<string>>();
+  private readonly deps = new Dependents();
   private readonly dirty = new Set<string>();
   /** Rebuilds under way, by proxy ID; `forgotten` is set when the proxy goes meanwhile. */
   private readonly building = new Map<string, { forgotten: boolean }>();
@@ -120,8 +121,7 @@ export class SnapshotManager {
       if (e.entryKind !== 'service-splitter' && e.entryKind !== 'service-router')
         return this.markAll();
       // Routers and splitters: only the proxies whose chains looked this entry up.
-      const key = configDep(e.entryKind, e.name);
-      for (const [id, deps] of this.deps) if (deps.has('*') || deps.has(key)) this.markDirty(id);
+      for (const id of this.deps.of([configDep(e.entryKind, e.name)])) this.markDirty(id);
       return;
     }
     const names = new Set([e.instance.name, e.instance.proxy?.destinationServiceName ?? '']);
@@ -130,9 +130,7 @@ export class SnapshotManager {
     if (e.kind === 'instance-removed' && isProxy(e.instance)) this.forget(e.instance.id);
     else if (isProxy(e.instance)) this.markDirty(e.instance.id);
     if (e.instance.kind === 'mesh-gateway') return this.markAll();
-    for (const [id, deps] of this.deps) {
-      if (deps.has('*') || [...names].some((n) => deps.has(n))) this.markDirty(id);
-    }
+    for (const id of this.deps.of(names)) this.markDirty(id);
   }
 
   private onCaEvent(e: CaEvent): void {
@@ -161,8 +159,7 @@ export class SnapshotManager {
    */
   private onPeeringEvent(e: PeeringViewEvent): void {
     if (e.kind === 'peer-bundle-changed') return this.markAll();
-    const key = `peer:${e.peer}`;
-    for (const [id, deps] of this.deps) if (deps.has('*') || deps.has(key)) this.markDirty(id);
+    for (const id of this.deps.of([`peer:${e.peer}`])) this.markDirty(id);
   }
 
   private markAll(): void {

@@ -4,14 +4,7 @@ import { open, type Database, type RootDatabase } from 'lmdb';
 import { IsthmusError } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
 import type { JsonValue, KeyValue, Store, StoreEvent, StoreTxn } from './store.js';
-import {
-  type PendingWrites,
-  SerialQueue,
-  Watchers,
-  checkKey,
-  copyJson,
-  overlay,
-} from './store-parts.js';
+import { type PendingWrites, Watchers, checkKey, copyJson, overlay } from './store-parts.js';
 
 /**
  * The embedded store: one LMDB environment in `dir`, owned by exactly one isthmus server.
@@ -20,9 +13,11 @@ import {
  *   them in UTF-8 byte order, which is the order `list` returns.
  * - `meta` holds the store revision, bumped in the same LMDB write transaction as the data, so it
  *   survives restarts and never goes backwards.
- * - Every transaction (and plain put/delete) runs through one in-process queue, so
- *   read-modify-writes never interleave, and commits with `transactionSync` (durable: flushed
- *   before it returns).
+ * - Every transaction (and plain put/delete) runs one at a time, in submission order, so
+ *   read-modify-writes never interleave. Commits are grouped (docs/architecture.md §1 "State"):
+ *   the transactions submitted while a group commits run next, each over the writes of those
+ *   before it, and are written in one LMDB transaction with one flush to disk. Each resolves only
+ *   once its group is on disk; a group the disk refuses fails whole.
  *
  * LMDB locks the environment across processes, but a second process writing the same dir would
  * break serializability; the commit detects that (the revision moved under us) and fails loudly
@@ -65,11 +60,32 @@ interface StoredRecord {
   readonly v: JsonValue;
 }
 
+/** A transaction waiting for its group. */
+interface QueuedTxn {
+  readonly fn: (tx: StoreTxn) => Promise<unknown>;
+  readonly resolve: (value: unknown) => void;
+  readonly reject: (err: unknown) => void;
+}
+
+/**
+ * One group being written: the writes of its transactions so far (a later one's over an earlier
+ * one's, with the revision each commits at), their events, and the revision they reach.
+ */
+interface Group {
+  readonly writes: Map<string, StoredRecord | undefined>;
+  readonly events: StoreEvent[];
+  revision: number;
+}
+
 class LmdbStore implements Store {
   private readonly kv: Database<StoredRecord, string>;
   private readonly meta: Database<number, string>;
-  private readonly queue = new SerialQueue();
   private readonly watchers: Watchers;
+  private waiting: QueuedTxn[] = [];
+  /** Settles when the groups under way are written (or failed). */
+  private draining: Promise<void> | undefined;
+  /** The group whose transactions are running: `revision()` is where the running one builds. */
+  private group: Group | undefined;
   private closed = false;
 
   constructor(
@@ -106,12 +122,9 @@ class LmdbStore implements Store {
 
   async txn<T>(fn: (tx: StoreTxn) => Promise<T>): Promise<T> {
     this.assertOpen();
-    return this.queue.run(async () => {
-      const startRevision = this.currentRevision();
-      const writes: PendingWrites = new Map();
-      const result = await fn(this.txnView(writes, startRevision + 1));
-      this.commit(writes, startRevision);
-      return result;
+    return new Promise<T>((resolve, reject) => {
+      this.waiting.push({ fn, resolve: resolve as (value: unknown) => void, reject });
+      this.draining ??= this.drain();
     });
   }
 
@@ -121,14 +134,14 @@ class LmdbStore implements Store {
 
   async revision(): Promise<number> {
     this.assertOpen();
-    return this.currentRevision();
+    return this.group?.revision ?? this.currentRevision();
   }
 
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
     // Transactions queued before close still run; anything submitted after it rejects.
-    await this.queue.run(async () => undefined);
+    await this.draining;
     this.watchers.clear();
     try {
       await this.env.close();
@@ -154,18 +167,37 @@ class LmdbStore implements Store {
     return out;
   }
 
+  /** Committed state with the group's writes so far over it. */
+  private groupGet(group: Group, key: string): StoredRecord | undefined {
+    return group.writes.has(key) ? group.writes.get(key) : this.kv.get(key);
+  }
+
+  private groupList(group: Group, prefix: string): KeyValue[] {
+    const listed = this.committedList(prefix);
+    if (group.writes.size === 0) return listed;
+    const byKey = new Map(listed.map((kv) => [kv.key, kv]));
+    for (const [key, record] of group.writes) {
+      if (!key.startsWith(prefix)) continue;
+      if (record === undefined) byKey.delete(key);
+      else byKey.set(key, { key, value: record.v, revision: record.r });
+    }
+    return overlay([...byKey.values()], new Map(), prefix, 0);
+  }
+
   /**
-   * Reads see committed state overlaid with `writes`; puts show the revision they will commit at.
+   * Reads see committed state overlaid with the group's writes so far and then with `writes`;
+   * puts show the revision they will commit at.
    */
-  private txnView(writes: PendingWrites, pendingRevision: number): StoreTxn {
+  private txnView(group: Group, writes: PendingWrites): StoreTxn {
     const store = this;
+    const pendingRevision = group.revision + 1;
     return {
       async get<V extends JsonValue = JsonValue>(key: string): Promise<V | undefined> {
-        return (writes.has(key) ? writes.get(key) : store.kv.get(key)?.v) as V | undefined;
+        return (writes.has(key) ? writes.get(key) : store.groupGet(group, key)?.v) as V | undefined;
       },
       async list<V extends JsonValue = JsonValue>(prefix: string): Promise<KeyValue<V>[]> {
         return overlay(
-          store.committedList(prefix),
+          store.groupList(group, prefix),
           writes,
           prefix,
           pendingRevision,
@@ -181,34 +213,99 @@ class LmdbStore implements Store {
   }
 
   /**
-   * Applies `writes` and the revision bump in one durable LMDB transaction, then notifies watchers.
+   * Group commit: runs the transactions waiting now, one after another, then writes them in one
+   * LMDB transaction; those submitted meanwhile form the next group.
    */
-  private commit(writes: PendingWrites, startRevision: number): void {
-    if (writes.size === 0) return;
-    const events = this.durably(() => {
-      const revision = this.currentRevision();
-      if (revision !== startRevision) {
-        throw new IsthmusError(
-          'failed_precondition',
-          `store at ${this.dir} was written by another process (revision ${startRevision} → ${revision}); only one isthmus server may own a data dir`,
-        );
+  private async drain(): Promise<void> {
+    while (this.waiting.length > 0) {
+      const queued = this.waiting.splice(0);
+      const done = await this.runGroup(queued);
+      try {
+        this.commitGroup(done.group);
+        this.watchers.notify(done.group.events);
+        for (const { txn, result } of done.succeeded) txn.resolve(result);
+      } catch (err) {
+        for (const { txn } of done.succeeded) txn.reject(err);
       }
-      const changes = this.applyWrites(writes, revision + 1);
-      if (changes.length > 0) this.meta.putSync(revisionKey, revision + 1);
-      return changes;
-    });
-    this.watchers.notify(events);
+    }
+    this.draining = undefined;
   }
 
   /**
-   * Runs `fn` in one durable LMDB write transaction. A transaction the disk refuses is aborted
-   * whole: LMDB writes its pages copy-on-write and the meta page last, so the committed state and
-   * the revision stay as they were, and nothing is notified (in-memory indexes apply only what was
-   * committed). A full disk becomes `storage_full` (HTTP 507) naming ENOSPC and the directory.
+   * Runs each transaction over the group's writes so far. One that throws is rejected at once and
+   * leaves no write behind; the others wait for the group's commit.
    */
-  private durably<T>(fn: () => T): T {
+  private async runGroup(queued: readonly QueuedTxn[]): Promise<{
+    group: Group;
+    succeeded: { txn: QueuedTxn; result: unknown }[];
+  }> {
+    const group: Group = { writes: new Map(), events: [], revision: this.currentRevision() };
+    const succeeded: { txn: QueuedTxn; result: unknown }[] = [];
+    this.group = group;
     try {
-      return this.kv.transactionSync(fn);
+      for (const txn of queued) {
+        const writes: PendingWrites = new Map();
+        try {
+          const result = await txn.fn(this.txnView(group, writes));
+          this.stage(group, writes);
+          succeeded.push({ txn, result });
+        } catch (err) {
+          txn.reject(err);
+        }
+      }
+    } finally {
+      this.group = undefined;
+    }
+    return { group, succeeded };
+  }
+
+  /** Adds one transaction's writes to the group at the next revision. Deletes of absent keys are not changes. */
+  private stage(group: Group, writes: PendingWrites): void {
+    const revision = group.revision + 1;
+    const events: StoreEvent[] = [];
+    for (const [key, value] of writes) {
+      if (value !== undefined) {
+        group.writes.set(key, { r: revision, v: value });
+        events.push({ kind: 'put', key, value, revision });
+      } else if (this.groupGet(group, key) !== undefined) {
+        group.writes.set(key, undefined);
+        events.push({ kind: 'delete', key, revision });
+      }
+    }
+    if (events.length === 0) return;
+    group.revision = revision;
+    group.events.push(...events);
+  }
+
+  /**
+   * Writes a group and its revision in one durable LMDB transaction (`transactionSync`: flushed
+   * before it returns). A transaction the disk refuses is aborted whole: LMDB writes its pages
+   * copy-on-write and the meta page last, so the committed state and the revision stay as they
+   * were, and nothing is notified (in-memory indexes apply only what was committed). A full disk
+   * becomes `storage_full` (HTTP 507) naming ENOSPC and the directory.
+   *
+   * Not lmdb-js's asynchronous `transaction()`, which would flush off the event loop: when the
+   * disk refuses such a commit, lmdb-js 3.5 also rejects a promise of its own that nobody can
+   * handle, and an unhandled rejection ends the process.
+   */
+  private commitGroup(group: Group): void {
+    if (group.events.length === 0) return;
+    const startRevision = group.events[0]!.revision - 1;
+    try {
+      this.kv.transactionSync(() => {
+        const revision = this.currentRevision();
+        if (revision !== startRevision) {
+          throw new IsthmusError(
+            'failed_precondition',
+            `store at ${this.dir} was written by another process (revision ${startRevision} → ${revision}); only one isthmus server may own a data dir`,
+          );
+        }
+        for (const [key, record] of group.writes) {
+          if (record !== undefined) this.kv.putSync(key, record);
+          else this.kv.removeSync(key);
+        }
+        this.meta.putSync(revisionKey, group.revision);
+      });
     } catch (err) {
       const reason = diskFullReason(err);
       if (reason === undefined) throw err;
@@ -218,20 +315,6 @@ class LmdbStore implements Store {
         `store at ${this.dir} cannot write: ${reason}; reads keep serving, free space in the data directory and retry`,
       );
     }
-  }
-
-  /** Must run inside the write transaction. Deletes of absent keys are not changes. */
-  private applyWrites(writes: PendingWrites, revision: number): StoreEvent[] {
-    const events: StoreEvent[] = [];
-    for (const [key, value] of writes) {
-      if (value !== undefined) {
-        this.kv.putSync(key, { r: revision, v: value });
-        events.push({ kind: 'put', key, value, revision });
-      } else if (this.kv.removeSync(key)) {
-        events.push({ kind: 'delete', key, revision });
-      }
-    }
-    return events;
   }
 }
 

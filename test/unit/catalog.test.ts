@@ -10,8 +10,12 @@ import { silentLogger } from '../../src/log.js';
 import { openLmdbStore } from '../../src/store/index.js';
 import type { Store } from '../../src/store/store.js';
 
-/** A clock that only moves when told; due timers fire on `advance`. */
+/**
+ * A clock that only moves when told; due timers fire on `advance`, which then waits for the
+ * writes they started (`settle`, set once the catalog is open).
+ */
 class ManualClock implements Clock {
+  settle: () => Promise<void> = async () => undefined;
   private t = 1_700_000_000_000;
   private timers: { at: number; fn: () => void }[] = [];
   now(): number {
@@ -27,6 +31,7 @@ class ManualClock implements Clock {
     const due = this.timers.filter((x) => x.at <= this.t);
     this.timers = this.timers.filter((x) => x.at > this.t);
     due.forEach((x) => x.fn());
+    await this.settle();
     for (let i = 0; i < 20; i++) await new Promise((r) => setImmediate(r));
   }
   pending(): number {
@@ -55,13 +60,14 @@ afterEach(async () => {
 });
 
 async function openCatalog(
-  clock: Clock,
+  clock: ManualClock,
   dir?: string,
 ): Promise<{ store: Store; catalog: Catalog; dir: string }> {
   const d = dir ?? mkdtempSync(join(tmpdir(), 'isthmus-catalog-'));
   if (!dir) dirs.push(d);
   const store = await openLmdbStore(d);
   const catalog = await Catalog.open(store, { datacenter: 'dc1', logger: silentLogger(), clock });
+  clock.settle = () => catalog.writesSettled();
   open.push({ store, catalog });
   return { store, catalog, dir: d };
 }
@@ -149,6 +155,7 @@ describe('Catalog', () => {
       logger: silentLogger(),
       clock,
     });
+    clock.settle = () => catalog.writesSettled();
     await catalog.register({ ...web, Check: { TTL: '1s', Status: 'passing' } });
 
     full = true;

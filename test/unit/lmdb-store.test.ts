@@ -119,6 +119,39 @@ describe('LMDB store: transactions', () => {
     expect(await store.revision()).toBe(50);
   });
 
+  it('group commit: writes submitted together each get their own revision, in order; one that throws leaves no trace', async () => {
+    const store = await openStore();
+    const events: StoreEvent[] = [];
+    store.watch('', (e) => events.push(e));
+    const seenRevisions: number[] = [];
+    const writes = Array.from({ length: 40 }, (_, i) =>
+      store.txn(async (tx) => {
+        seenRevisions.push(await store.revision());
+        if (i === 17) {
+          tx.put('g/poison', i);
+          throw new Error('refused');
+        }
+        const before = await tx.list('g/');
+        tx.put(`g/${String(i).padStart(2, '0')}`, i);
+        return before.length;
+      }),
+    );
+    const results = await Promise.allSettled(writes);
+    expect(results.filter((r) => r.status === 'rejected')).toHaveLength(1);
+    // Each transaction saw the writes of every one before it (those that did not throw).
+    expect(results.map((r) => (r.status === 'fulfilled' ? r.value : -1))).toEqual(
+      Array.from({ length: 40 }, (_, i) => (i === 17 ? -1 : i < 17 ? i : i - 1)),
+    );
+    expect(await store.get('g/poison')).toBeUndefined();
+    expect(await store.revision()).toBe(39);
+    expect(events.map((e) => e.revision)).toEqual(Array.from({ length: 39 }, (_, i) => i + 1));
+    // `revision()` inside a transaction is the one it builds on, even within a group.
+    expect(seenRevisions).toEqual(Array.from({ length: 40 }, (_, i) => (i <= 17 ? i : i - 1)));
+    expect((await store.list('g/')).map((kv) => kv.revision)).toEqual(
+      Array.from({ length: 39 }, (_, i) => i + 1),
+    );
+  });
+
   it('reads its own writes and deletes, in get and list', async () => {
     const store = await openStore();
     await store.put('p/a', 'a');
