@@ -8,10 +8,11 @@ import { type Health, createHttpApi } from '../api/http.js';
 import { registerPeeringRoutes } from '../api/peering-routes.js';
 import { type DeclaredRoute, declaredRoutes, requireRouteAccess } from '../api/route-access.js';
 import { registerTroubleshootRoutes } from '../api/troubleshoot-routes.js';
+import { registerUiRoutes } from '../api/ui-routes.js';
 import type { ApiTokens, ProxyTokens } from '../acl/index.js';
 import type { CertificateAuthority } from '../ca/index.js';
 import type { Catalog } from '../catalog/catalog.js';
-import type { ServerConfig } from '../config/index.js';
+import { type ServerConfig, formatHostPort, isthmusVersion } from '../config/index.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import { peeringView } from '../snapshot/peering-view.js';
@@ -78,7 +79,7 @@ export async function startHttpApi(
     establish: peering.establish,
     healthyWindowMs: config.peeringHeartbeatTimeoutMs,
   });
-  registerTroubleshootRoutes(http, {
+  const troubleshoot = {
     datacenter: config.datacenter,
     catalog,
     ca,
@@ -86,6 +87,34 @@ export async function startHttpApi(
     imported,
     xds,
     heartbeatTimeoutMs: config.peeringHeartbeatTimeoutMs,
+  };
+  registerTroubleshootRoutes(http, troubleshoot);
+  registerUiRoutes(http, {
+    views: {
+      datacenter: config.datacenter,
+      version: isthmusVersion(),
+      addresses: {
+        http: formatHostPort(config.httpAddr),
+        xds: formatHostPort(config.xdsAddr),
+        peering: formatHostPort(config.peeringAddr),
+      },
+      catalog,
+      roots: () => ca.roots(),
+      peerings,
+      imported,
+      connectedProxies: () => xds.streamStatuses().flatMap((s) => s.nodeId ?? []),
+      healthyWindowMs: config.peeringHeartbeatTimeoutMs,
+    },
+    troubleshoot,
+    events: {
+      subscriptions: [
+        { topic: 'catalog', subscribe: (l) => catalog.subscribe(l) },
+        { topic: 'peerings', subscribe: (l) => peerings.subscribe(l) },
+        { topic: 'peerings', subscribe: (l) => imported.subscribe(l) },
+        { topic: 'ca', subscribe: (l) => ca.subscribe(l) },
+      ],
+      proxiesFingerprint: () => JSON.stringify(xds.proxyStatus()),
+    },
   });
   await http.listen({ host: config.httpAddr.host, port: config.httpAddr.port });
   const address = http.server.address();
