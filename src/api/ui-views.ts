@@ -19,7 +19,11 @@ export interface UiSources {
   readonly datacenter: string;
   readonly version: string;
   /** This server's listen addresses, as `host:port`. */
-  readonly addresses: { readonly http: string; readonly xds: string; readonly peering: string };
+  readonly addresses: () => {
+    readonly http: string;
+    readonly xds: string;
+    readonly peering: string;
+  };
   readonly catalog: CatalogReader;
   readonly roots: () => CaRoots;
   readonly peerings: { list(): readonly Peering[] };
@@ -82,9 +86,9 @@ export function uiOverview(src: UiSources, now: number): UiOverviewJson {
       {
         Name: `${src.datacenter} (this server)`,
         Version: src.version,
-        HTTP: src.addresses.http,
-        XDS: src.addresses.xds,
-        Peering: src.addresses.peering,
+        HTTP: src.addresses().http,
+        XDS: src.addresses().xds,
+        Peering: src.addresses().peering,
         ConnectedProxies: new Set(src.connectedProxies()).size,
       },
     ],

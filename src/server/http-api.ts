@@ -25,6 +25,8 @@ export interface HttpApiParts {
   readonly logger: Logger;
   readonly metrics: Metrics;
   readonly xds: XdsServer;
+  /** The bound xDS port (the web UI shows where this server listens). */
+  readonly xdsPort: number;
   readonly catalog: Catalog;
   readonly ca: CertificateAuthority;
   readonly tokens: ProxyTokens;
@@ -43,6 +45,10 @@ export async function startHttpApi(
 ): Promise<{ port: number; routes: readonly DeclaredRoute[] }> {
   const { config, xds, catalog, ca, peering } = deps;
   const { imported, peerings } = peering;
+  const httpPort = (): number => {
+    const address = http.server.address();
+    return typeof address === 'object' && address !== null ? address.port : config.httpAddr.port;
+  };
   const http: FastifyInstance = parts.add(
     'http',
     createHttpApi({
@@ -93,11 +99,11 @@ export async function startHttpApi(
     views: {
       datacenter: config.datacenter,
       version: isthmusVersion(),
-      addresses: {
-        http: formatHostPort(config.httpAddr),
-        xds: formatHostPort(config.xdsAddr),
-        peering: formatHostPort(config.peeringAddr),
-      },
+      addresses: () => ({
+        http: formatHostPort(config.httpAddr, httpPort()),
+        xds: formatHostPort(config.xdsAddr, deps.xdsPort),
+        peering: formatHostPort(config.peeringAddr, peering.port),
+      }),
       catalog,
       roots: () => ca.roots(),
       peerings,
@@ -117,10 +123,7 @@ export async function startHttpApi(
     },
   });
   await http.listen({ host: config.httpAddr.host, port: config.httpAddr.port });
-  const address = http.server.address();
-  const port =
-    typeof address === 'object' && address !== null ? address.port : config.httpAddr.port;
-  return { port, routes: declaredRoutes(http) };
+  return { port: httpPort(), routes: declaredRoutes(http) };
 }
 
 /**

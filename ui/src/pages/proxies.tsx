@@ -119,7 +119,9 @@ export function ProxyDetail({ id, onNeedsToken }: PageProps & { id: string }) {
                   <summary>
                     {r.Name} <Badge value={statusWord(r.Status)} />
                   </summary>
-                  <pre>{JSON.stringify(r.Resource, null, 2)}</pre>
+                  {/* Focusable: a scrolled region must be reachable from the keyboard. */}
+                  {/* biome-ignore lint/a11y/noNoninteractiveTabindex: see above */}
+                  <pre tabIndex={0}>{JSON.stringify(r.Resource, null, 2)}</pre>
                 </details>
               ))
             )

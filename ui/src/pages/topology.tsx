@@ -208,16 +208,14 @@ function Neighbours({ topology }: { topology: UiTopologyJson }) {
   return (
     <section>
       <h2>One service</h2>
-      <label>
-        Service{' '}
-        <select value={id} onChange={(e) => setChosen(e.currentTarget.value)}>
-          {services.map((n) => (
-            <option key={n.ID} value={n.ID}>
-              {label(n)}
-            </option>
-          ))}
-        </select>
-      </label>
+      <label for="neighbours-of">Service</label>{' '}
+      <select id="neighbours-of" value={id} onChange={(e) => setChosen(e.currentTarget.value)}>
+        {services.map((n) => (
+          <option key={n.ID} value={n.ID}>
+            {label(n)}
+          </option>
+        ))}
+      </select>
       <div class="columns">
         <div>
           <h3>Upstreams (it calls)</h3>
@@ -262,20 +260,21 @@ function Why({ nodes, onNeedsToken }: PageProps & { nodes: readonly UiNodeJson[]
     <section>
       <h2>Why can't a service call another?</h2>
       <form onSubmit={ask} class="why">
-        <label>
-          Caller{' '}
-          <select value={from} onChange={(e) => setFrom(e.currentTarget.value)} required>
-            <option value="">choose…</option>
-            {options}
-          </select>
-        </label>
-        <label>
-          Callee{' '}
-          <select value={to} onChange={(e) => setTo(e.currentTarget.value)} required>
-            <option value="">choose…</option>
-            {options}
-          </select>
-        </label>
+        <label for="why-from">Caller</label>{' '}
+        <select
+          id="why-from"
+          value={from}
+          onChange={(e) => setFrom(e.currentTarget.value)}
+          required
+        >
+          <option value="">choose…</option>
+          {options}
+        </select>{' '}
+        <label for="why-to">Callee</label>{' '}
+        <select id="why-to" value={to} onChange={(e) => setTo(e.currentTarget.value)} required>
+          <option value="">choose…</option>
+          {options}
+        </select>{' '}
         <button type="submit">Check</button>
       </form>
       {path && (
