@@ -12,10 +12,12 @@ WORKDIR /app
 COPY package.json package-lock.json buf.yaml buf.gen.yaml tsconfig.json tsconfig.build.json ./
 COPY scripts ./scripts
 COPY proto ./proto
+# The web UI is compiled by `prepare` too, into ui/dist/ (served at /ui/).
+COPY ui ./ui
 RUN npm ci --no-audit --no-fund
 COPY src ./src
 RUN npm run build \
- && rm dist/.tsbuildinfo && find dist -name '*.map' -delete \
+ && rm dist/.tsbuildinfo && find dist ui/dist -name '*.map' -delete \
  && npm prune --omit=dev --no-audit --no-fund
 
 FROM node:20.19-bookworm-slim
@@ -24,6 +26,7 @@ WORKDIR /app
 COPY --from=build /app/package.json ./
 COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
+COPY --from=build /app/ui/dist ./ui/dist
 COPY bin/isthmus.js ./bin/
 RUN printf '#!/bin/sh\nexec node /app/bin/isthmus.js "$@"\n' > /usr/local/bin/isthmus \
  && chmod 0755 /usr/local/bin/isthmus \

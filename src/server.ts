@@ -126,6 +126,7 @@ async function startParts(
       logger,
       metrics,
       xds: xds.server,
+      xdsPort: xds.port,
       catalog,
       ca,
       tokens: state.tokens,

@@ -8,10 +8,11 @@ import { type Health, createHttpApi } from '../api/http.js';
 import { registerPeeringRoutes } from '../api/peering-routes.js';
 import { type DeclaredRoute, declaredRoutes, requireRouteAccess } from '../api/route-access.js';
 import { registerTroubleshootRoutes } from '../api/troubleshoot-routes.js';
+import { registerUiRoutes } from '../api/ui-routes.js';
 import type { ApiTokens, ProxyTokens } from '../acl/index.js';
 import type { CertificateAuthority } from '../ca/index.js';
 import type { Catalog } from '../catalog/catalog.js';
-import type { ServerConfig } from '../config/index.js';
+import { type ServerConfig, formatHostPort, isthmusVersion } from '../config/index.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import { peeringView } from '../snapshot/peering-view.js';
@@ -24,6 +25,8 @@ export interface HttpApiParts {
   readonly logger: Logger;
   readonly metrics: Metrics;
   readonly xds: XdsServer;
+  /** The bound xDS port (the web UI shows where this server listens). */
+  readonly xdsPort: number;
   readonly catalog: Catalog;
   readonly ca: CertificateAuthority;
   readonly tokens: ProxyTokens;
@@ -42,6 +45,10 @@ export async function startHttpApi(
 ): Promise<{ port: number; routes: readonly DeclaredRoute[] }> {
   const { config, xds, catalog, ca, peering } = deps;
   const { imported, peerings } = peering;
+  const httpPort = (): number => {
+    const address = http.server.address();
+    return typeof address === 'object' && address !== null ? address.port : config.httpAddr.port;
+  };
   const http: FastifyInstance = parts.add(
     'http',
     createHttpApi({
@@ -78,7 +85,7 @@ export async function startHttpApi(
     establish: peering.establish,
     healthyWindowMs: config.peeringHeartbeatTimeoutMs,
   });
-  registerTroubleshootRoutes(http, {
+  const troubleshoot = {
     datacenter: config.datacenter,
     catalog,
     ca,
@@ -86,12 +93,37 @@ export async function startHttpApi(
     imported,
     xds,
     heartbeatTimeoutMs: config.peeringHeartbeatTimeoutMs,
+  };
+  registerTroubleshootRoutes(http, troubleshoot);
+  registerUiRoutes(http, {
+    views: {
+      datacenter: config.datacenter,
+      version: isthmusVersion(),
+      addresses: () => ({
+        http: formatHostPort(config.httpAddr, httpPort()),
+        xds: formatHostPort(config.xdsAddr, deps.xdsPort),
+        peering: formatHostPort(config.peeringAddr, peering.port),
+      }),
+      catalog,
+      roots: () => ca.roots(),
+      peerings,
+      imported,
+      connectedProxies: () => xds.streamStatuses().flatMap((s) => s.nodeId ?? []),
+      healthyWindowMs: config.peeringHeartbeatTimeoutMs,
+    },
+    troubleshoot,
+    events: {
+      subscriptions: [
+        { topic: 'catalog', subscribe: (l) => catalog.subscribe(l) },
+        { topic: 'peerings', subscribe: (l) => peerings.subscribe(l) },
+        { topic: 'peerings', subscribe: (l) => imported.subscribe(l) },
+        { topic: 'ca', subscribe: (l) => ca.subscribe(l) },
+      ],
+      proxiesFingerprint: () => JSON.stringify(xds.proxyStatus()),
+    },
   });
   await http.listen({ host: config.httpAddr.host, port: config.httpAddr.port });
-  const address = http.server.address();
-  const port =
-    typeof address === 'object' && address !== null ? address.port : config.httpAddr.port;
-  return { port, routes: declaredRoutes(http) };
+  return { port: httpPort(), routes: declaredRoutes(http) };
 }
 
 /**

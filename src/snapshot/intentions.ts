@@ -117,3 +117,40 @@ function permissionsFor(
   });
   return out;
 }
+
+/** What the intentions decide for one source calling one destination (the UI's topology edges). */
+export interface IntentionVerdict {
+  /** `l7`: an L7 intention decides per request (its permissions). */
+  readonly action: 'allow' | 'deny' | 'l7';
+  /** The intention that decides, as `source → destination`; absent: the mesh default decides. */
+  readonly intention?: string | undefined;
+}
+
+/**
+ * The verdict for `source` (a local service, or one of `source.peer`) calling `destination`, by the
+ * same precedence `rbacForDestination` compiles into RBAC: the most specific matching source wins,
+ * and with none the mesh's `defaultIntentionAction` (allow when there is no mesh entry).
+ */
+export function intentionVerdict(
+  catalog: CatalogReader,
+  destination: string,
+  source: { readonly name: string; readonly peer: string },
+): IntentionVerdict {
+  for (const s of rankedSources(catalog, destination)) {
+    if (s.peer !== source.peer || (s.name !== '*' && s.name !== source.name)) continue;
+    const from = s.peer ? `${s.name} (peer ${s.peer})` : s.name;
+    const intention = `${from} → ${explicitDestination(catalog, destination, s)}`;
+    return { action: s.permissions ? 'l7' : (s.action ?? 'deny'), intention };
+  }
+  return { action: catalog.configEntry('mesh', 'mesh')?.defaultIntentionAction ?? 'allow' };
+}
+
+/** `destination`, or `*` when the source came from the wildcard entry. */
+function explicitDestination(
+  catalog: CatalogReader,
+  destination: string,
+  source: IntentionSource,
+): string {
+  const own = catalog.configEntry('service-intentions', destination);
+  return own?.sources.includes(source) ? destination : '*';
+}

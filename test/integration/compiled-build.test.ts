@@ -68,7 +68,7 @@ describe('the compiled build', () => {
     expect(res.stderr).toBe('isthmus: no compiled build in dist/ (run npm ci or npm run build)\n');
   });
 
-  it('the image ships dist/, the runtime dependencies and bin/isthmus.js: no sources, no tsx', () => {
+  it('the image ships dist/, the compiled web UI, the runtime dependencies and bin/isthmus.js: no sources, no tsx', () => {
     const dockerfile = readFileSync(join(repoRoot, 'Dockerfile'), 'utf8');
     const stages = dockerfile.split(/^FROM\s/m);
     const image = stages.at(-1)!;
@@ -79,6 +79,7 @@ describe('the compiled build', () => {
       '--from=build /app/package.json ./',
       '--from=build /app/node_modules ./node_modules',
       '--from=build /app/dist ./dist',
+      '--from=build /app/ui/dist ./ui/dist',
       'bin/isthmus.js ./bin/',
     ]);
     expect(image).toMatch(/isthmus --version/);

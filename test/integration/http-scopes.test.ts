@@ -40,6 +40,8 @@ interface Row {
   readonly path: string;
   readonly body?: unknown;
   readonly allowed: Allowed;
+  /** A server-sent-events stream: only its status is read, then the request is aborted. */
+  readonly stream?: true;
 }
 
 const apiRegistration = {
@@ -151,6 +153,15 @@ const table: Readonly<Record<string, Row>> = {
     path: '/v1/troubleshoot/upstream/api-1-sidecar-proxy/db',
     allowed: apiRead,
   },
+  // The web UI (issue 17): its assets are public, its data is what a read token sees.
+  'GET /ui': { path: '/ui', allowed: 'anyone' },
+  'GET /ui/': { path: '/ui/', allowed: 'anyone' },
+  'GET /ui/*': { path: '/ui/app.js', allowed: 'anyone' },
+  'GET /v1/ui/overview': { path: '/v1/ui/overview', allowed: readers },
+  'GET /v1/ui/services': { path: '/v1/ui/services', allowed: readers },
+  'GET /v1/ui/topology': { path: '/v1/ui/topology', allowed: readers },
+  'GET /v1/ui/why': { path: '/v1/ui/why?source=other&destination=api', allowed: readers },
+  'GET /v1/ui/events': { path: '/v1/ui/events', allowed: readers, stream: true },
 };
 
 let api: ApiServer;
@@ -185,6 +196,18 @@ async function fixtures(): Promise<void> {
   }
 }
 
+/** The status of a streaming answer, without waiting for a body that never ends. */
+async function streamStatus(
+  method: string,
+  path: string,
+  headers: Record<string, string>,
+): Promise<{ status: number; text: string }> {
+  const abort = new AbortController();
+  const res = await fetch(api.base + path, { method, headers, signal: abort.signal });
+  abort.abort();
+  return { status: res.status, text: res.statusText };
+}
+
 function headersOf(caller: Caller): Record<string, string> {
   const secret = secrets.get(caller);
   return secret === undefined ? {} : { 'x-isthmus-token': secret };
@@ -214,7 +237,9 @@ describe('scope matrix', () => {
       if (!row) continue; // reported by the test above
       for (const caller of callers) {
         await fixtures();
-        const res = await api.call(route.method, row.path, row.body, headersOf(caller));
+        const res = row.stream
+          ? await streamStatus(route.method, row.path, headersOf(caller))
+          : await api.call(route.method, row.path, row.body, headersOf(caller));
         const refused = res.status === 401 || res.status === 403;
         const allowed = row.allowed === 'anyone' || row.allowed.includes(caller);
         if (refused === allowed)

@@ -1,0 +1,282 @@
+import type { CaRoots } from '../ca/index.js';
+import {
+  type CatalogReader,
+  type HealthStatus,
+  instanceHealth,
+  type ServiceInstance,
+} from '../catalog/types.js';
+import type { ImportedInstance } from '../peering/imported.js';
+import type { Peering } from '../peering/types.js';
+import { intentionVerdict } from '../snapshot/intentions.js';
+import { exportedServices, type PeeringJson, peeringJson } from './peering-routes.js';
+
+/**
+ * The aggregates the web UI reads (issue 17; docs/architecture.md §2 "Web UI"): each one page's
+ * worth of state in one answer, built from the same parts as the rest of the API. Pure: the
+ * routes in ui-routes.ts pass the live parts and the clock.
+ */
+export interface UiSources {
+  readonly datacenter: string;
+  readonly version: string;
+  /** This server's listen addresses, as `host:port`. */
+  readonly addresses: () => {
+    readonly http: string;
+    readonly xds: string;
+    readonly peering: string;
+  };
+  readonly catalog: CatalogReader;
+  readonly roots: () => CaRoots;
+  readonly peerings: { list(): readonly Peering[] };
+  readonly imported: { allOf(peer: string): readonly ImportedInstance[] };
+  /** Node IDs of the proxies connected over xDS. */
+  readonly connectedProxies: () => readonly string[];
+  readonly healthyWindowMs: number;
+}
+
+/** A peering as the overview shows it: no CA PEMs, with counts and the heartbeat's age. */
+export type UiPeeringJson = Omit<PeeringJson, 'PeerCAPems'> & {
+  readonly ImportedCount: number;
+  readonly ExportedCount: number;
+  /** Milliseconds since the last heartbeat; null before the first. */
+  readonly HeartbeatAgeMs: number | null;
+};
+
+export interface UiOverviewJson {
+  readonly Datacenter: string;
+  readonly TrustDomain: string;
+  readonly DefaultIntentionAction: 'allow' | 'deny';
+  readonly Roots: readonly {
+    readonly ID: string;
+    readonly Name: string;
+    readonly Active: boolean;
+    readonly NotAfter: string;
+    readonly ExpiresInMs: number;
+  }[];
+  readonly Servers: readonly {
+    readonly Name: string;
+    readonly Version: string;
+    readonly HTTP: string;
+    readonly XDS: string;
+    readonly Peering: string;
+    readonly ConnectedProxies: number;
+  }[];
+  /** Unhealthy ones first, then by name. */
+  readonly Peerings: readonly UiPeeringJson[];
+}
+
+export function uiOverview(src: UiSources, now: number): UiOverviewJson {
+  const roots = src.roots();
+  const peerings = src.peerings
+    .list()
+    .map((p) => uiPeering(p, now, src.healthyWindowMs))
+    .sort((a, b) => Number(a.Healthy) - Number(b.Healthy) || compare(a.Name, b.Name));
+  return {
+    Datacenter: src.datacenter,
+    TrustDomain: roots.trustDomain,
+    DefaultIntentionAction:
+      src.catalog.configEntry('mesh', 'mesh')?.defaultIntentionAction ?? 'allow',
+    Roots: roots.roots.map((r) => ({
+      ID: r.id,
+      Name: r.name ?? r.id,
+      Active: r.active,
+      NotAfter: r.notAfter.toISOString(),
+      ExpiresInMs: r.notAfter.getTime() - now,
+    })),
+    Servers: [
+      {
+        Name: `${src.datacenter} (this server)`,
+        Version: src.version,
+        HTTP: src.addresses().http,
+        XDS: src.addresses().xds,
+        Peering: src.addresses().peering,
+        ConnectedProxies: new Set(src.connectedProxies()).size,
+      },
+    ],
+    Peerings: peerings,
+  };
+}
+
+function uiPeering(p: Peering, now: number, healthyWindowMs: number): UiPeeringJson {
+  const { PeerCAPems: _, ...json } = peeringJson(p, now, healthyWindowMs);
+  const beat = json.StreamStatus.LastHeartbeat;
+  return {
+    ...json,
+    ImportedCount: json.StreamStatus.ImportedServices.length,
+    ExportedCount: json.StreamStatus.ExportedServices.length,
+    HeartbeatAgeMs: beat ? Math.max(0, now - Date.parse(beat)) : null,
+  };
+}
+
+export interface UiInstanceJson {
+  readonly ID: string;
+  readonly Address: string;
+  readonly Port: number;
+  readonly Health: HealthStatus;
+  readonly Checks: readonly { readonly Name: string; readonly Status: string }[];
+  /** Sidecars: the upstreams, `api` or `api?peer=a`. */
+  readonly Upstreams?: readonly string[];
+}
+
+export interface UiServiceJson {
+  readonly Name: string;
+  readonly Kind: 'service' | 'mesh-gateway';
+  readonly Instances: readonly UiInstanceJson[];
+  readonly Sidecars: readonly UiInstanceJson[];
+  /** Peers the service is exported to (local services only). */
+  readonly ExportedTo: readonly string[];
+}
+
+export interface UiServicesJson {
+  readonly Local: readonly UiServiceJson[];
+  readonly Imported: readonly {
+    readonly Peer: string;
+    readonly Services: readonly UiServiceJson[];
+  }[];
+}
+
+export function uiServices(src: UiSources): UiServicesJson {
+  const exported = new Map(
+    exportedServices(src.catalog).map((e) => [e.Service, e.Consumers.Peers]),
+  );
+  const local = servicesOf(src.catalog.allInstances(), (name) => exported.get(name) ?? []);
+  const imported = src.peerings
+    .list()
+    .map((p) => p.name)
+    .sort(compare)
+    .map((Peer) => ({ Peer, Services: servicesOf(src.imported.allOf(Peer), () => []) }));
+  return { Local: local, Imported: imported };
+}
+
+/** Groups instances by service: typical instances and gateways, with the sidecars for each. */
+function servicesOf(
+  all: readonly ServiceInstance[],
+  exportedTo: (name: string) => readonly string[],
+): UiServiceJson[] {
+  const byName = new Map<
+    string,
+    { kind: UiServiceJson['Kind']; own: ServiceInstance[]; sidecars: ServiceInstance[] }
+  >();
+  const entry = (name: string) => {
+    const e = byName.get(name) ?? { kind: 'service' as const, own: [], sidecars: [] };
+    byName.set(name, e);
+    return e;
+  };
+  for (const i of all) {
+    if (i.kind === 'connect-proxy')
+      entry(i.proxy?.destinationServiceName ?? i.name).sidecars.push(i);
+    else {
+      const e = entry(i.name);
+      e.own.push(i);
+      if (i.kind === 'mesh-gateway') e.kind = 'mesh-gateway';
+    }
+  }
+  return [...byName]
+    .sort(([a], [b]) => compare(a, b))
+    .map(([Name, e]) => ({
+      Name,
+      Kind: e.kind,
+      Instances: e.own.map(instanceJson),
+      Sidecars: e.sidecars.map(instanceJson),
+      ExportedTo: exportedTo(Name),
+    }));
+}
+
+function instanceJson(i: ServiceInstance): UiInstanceJson {
+  const json: UiInstanceJson = {
+    ID: i.id,
+    Address: i.address,
+    Port: i.port,
+    Health: instanceHealth(i),
+    Checks: i.checks.map((c) => ({ Name: c.name, Status: c.status })),
+  };
+  const ups = i.proxy?.upstreams;
+  if (i.kind !== 'connect-proxy' || !ups) return json;
+  return {
+    ...json,
+    Upstreams: ups.map((u) =>
+      u.destinationPeer ? `${u.destinationName}?peer=${u.destinationPeer}` : u.destinationName,
+    ),
+  };
+}
+
+/** A node of the topology: a local service (`api`), an imported one (`a/api`), or `*`. */
+export interface UiNodeJson {
+  readonly ID: string;
+  readonly Name: string;
+  /** '' for local services. */
+  readonly Peer: string;
+}
+
+export interface UiEdgeJson {
+  readonly From: string;
+  readonly To: string;
+  /** `remote`: the destination is a peer's; its own intentions decide, not ours. */
+  readonly Action: 'allow' | 'deny' | 'l7' | 'remote';
+  /** The intention that decides; absent for the mesh default and remote destinations. */
+  readonly Intention?: string;
+  /** A sidecar of From names To as an upstream. */
+  readonly Upstream: boolean;
+}
+
+export interface UiTopologyJson {
+  readonly DefaultIntentionAction: 'allow' | 'deny';
+  readonly Nodes: readonly UiNodeJson[];
+  readonly Edges: readonly UiEdgeJson[];
+}
+
+const nodeId = (name: string, peer: string) => (peer ? `${peer}/${name}` : name);
+
+/**
+ * Who may call whom: an edge for every intention source (its verdict is the intention's, by
+ * precedence) and for every upstream a sidecar declares (the intentions' verdict, or the mesh
+ * default). Calls into a peer's service are decided by that peer, so those edges are `remote`.
+ */
+export function uiTopology(src: UiSources): UiTopologyJson {
+  const nodes = new Map<string, UiNodeJson>();
+  const node = (Name: string, Peer: string): string => {
+    const ID = nodeId(Name, Peer);
+    if (!nodes.has(ID)) nodes.set(ID, { ID, Name, Peer });
+    return ID;
+  };
+  const services = uiServices(src);
+  for (const s of services.Local) if (s.Kind === 'service') node(s.Name, '');
+  for (const p of services.Imported) for (const s of p.Services) node(s.Name, p.Peer);
+  const edges = new Map<string, UiEdgeJson>();
+  const add = (from: string, fromPeer: string, to: string, toPeer: string, upstream: boolean) => {
+    const [From, To] = [node(from, fromPeer), node(to, toPeer)];
+    const key = `${From}\0${To}`;
+    const known = edges.get(key);
+    if (known) {
+      if (upstream) edges.set(key, { ...known, Upstream: true });
+      return;
+    }
+    const verdict = toPeer
+      ? undefined
+      : intentionVerdict(src.catalog, to, { name: from, peer: fromPeer });
+    edges.set(key, {
+      From,
+      To,
+      Action: verdict?.action ?? 'remote',
+      ...(verdict?.intention && { Intention: verdict.intention }),
+      Upstream: upstream,
+    });
+  };
+  for (const entry of src.catalog.configEntries('service-intentions'))
+    for (const s of entry.sources) add(s.name, s.peer, entry.name, '', false);
+  for (const s of services.Local)
+    for (const sidecar of s.Sidecars)
+      for (const u of sidecar.Upstreams ?? []) {
+        const [name = u, peer = ''] = u.split('?peer=');
+        add(s.Name, '', name, peer, true);
+      }
+  return {
+    DefaultIntentionAction:
+      src.catalog.configEntry('mesh', 'mesh')?.defaultIntentionAction ?? 'allow',
+    Nodes: [...nodes.values()].sort((a, b) => compare(a.ID, b.ID)),
+    Edges: [...edges.values()].sort((a, b) => compare(a.From, b.From) || compare(a.To, b.To)),
+  };
+}
+
+function compare(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}

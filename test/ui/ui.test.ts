@@ -1,0 +1,233 @@
+/**
+ * The web UI (issue 17) in a real browser: Debian's Chromium driven by playwright-core against two
+ * peered `isthmus server` processes. A (`dc-a`, with --http-token) exports `api` to B and has a
+ * `cache` sidecar whose Envoy NACKs its clusters; B (`dc-b`) runs `web`, whose sidecar calls
+ * `api` across the peering. The tests read the pages as a user does, check them with axe-core, and
+ * keep a screenshot of the page under test-artifacts/ui/ when one fails. With
+ * UPDATE_SCREENSHOTS=1 they write the README's screenshots, docs/ui/*.png.
+ */
+import { existsSync, mkdirSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { AxeBuilder } from '@axe-core/playwright';
+import * as grpc from '@grpc/grpc-js';
+import { type Browser, type BrowserContext, chromium, type Page } from 'playwright-core';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { TypeUrl } from '../../src/xds/types.js';
+import { adsClient, connectDelta, type DeltaEnvoy } from '../helpers/fake-envoy.js';
+import { type MeshProcess, startMeshProcess } from '../helpers/mesh-server.js';
+import { type PeeredMeshes, startPeeredMeshes } from '../helpers/peered-mesh.js';
+import { waitFor } from '../helpers/wait.js';
+
+const chromiumPath = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+const httpToken = 'ui-test-operator-token-0123456789';
+const nackMessage = 'cluster local_app: invalid connect_timeout (test NACK)';
+const root = resolve(import.meta.dirname, '..', '..');
+const artifacts = join(root, 'test-artifacts', 'ui');
+const screenshots = process.env.UPDATE_SCREENSHOTS === '1' ? join(root, 'docs', 'ui') : undefined;
+/** What the user waits for on a loaded machine: generous, never a timing assertion. */
+const UI_WAIT = 15_000;
+
+let meshes: PeeredMeshes<MeshProcess>;
+let browser: Browser;
+let nacker: DeltaEnvoy;
+let xds: ReturnType<typeof adsClient>;
+/** The page of the running test, for the screenshot if it fails. */
+let current: Page | undefined;
+const contexts: BrowserContext[] = [];
+
+function withSidecar(name: string, port: number, upstreams: unknown[] = []) {
+  return {
+    ID: name,
+    Name: name,
+    Address: '127.0.0.1',
+    Port: port,
+    Check: { TTL: '600s', Status: 'passing' },
+    Connect: { SidecarService: { Proxy: { Upstreams: upstreams } } },
+  };
+}
+
+beforeAll(async () => {
+  if (!existsSync(chromiumPath))
+    throw new Error(`no Chromium at ${chromiumPath}: apt-get install chromium (.ci/run does)`);
+  meshes = await startPeeredMeshes({ httpToken }, {}, startMeshProcess);
+  const { a, b } = meshes;
+  await a.register(withSidecar('api', 8080));
+  await a.register(withSidecar('cache', 6379));
+  await a.putConfig({
+    Kind: 'exported-services',
+    Name: 'default',
+    Services: [{ Name: 'api', Consumers: [{ Peer: 'cluster-b' }] }],
+  });
+  await b.register(
+    withSidecar('web', 8081, [
+      { DestinationName: 'api', DestinationPeer: 'cluster-a', LocalBindPort: 9191 },
+    ]),
+  );
+  // `cache`'s Envoy rejects the clusters it is sent (a fake ADS client; test/helpers).
+  xds = adsClient(`127.0.0.1:${a.proc.xdsPort}`, a.xdsTls);
+  const md = new grpc.Metadata();
+  md.set('x-isthmus-token', await a.token('cache-sidecar-proxy'));
+  nacker = connectDelta(xds, 'cache-sidecar-proxy', md);
+  nacker.send(TypeUrl.cluster, { subscribe: ['*'] });
+  nacker.nack(await nacker.next(), nackMessage);
+  await waitFor(
+    async () =>
+      (
+        await b.api<{ Imported: { Services: { Name: string }[] }[] }>('GET', '/v1/ui/services')
+      ).body.Imported[0]?.Services.some((s) => s.Name === 'api'),
+    { timeoutMs: UI_WAIT, what: 'B imports api from cluster-a' },
+  );
+  browser = await chromium.launch({ executablePath: chromiumPath, args: ['--no-sandbox'] });
+});
+
+afterAll(async () => {
+  for (const c of contexts) await c.close().catch(() => {});
+  await browser?.close();
+  nacker?.close();
+  xds?.close();
+  await meshes?.close();
+});
+
+beforeEach((ctx) => {
+  current = undefined;
+  ctx.onTestFailed(async () => {
+    if (!current) return;
+    mkdirSync(artifacts, { recursive: true });
+    const name = ctx.task.name.replace(/[^a-z0-9]+/gi, '-').slice(0, 80);
+    await current.screenshot({ path: join(artifacts, `${name}.png`), fullPage: true });
+  });
+});
+
+/** A fresh tab on `node`'s UI; with `token`, as if the user had already entered it. */
+async function open(node: MeshProcess, hash: string, token?: string): Promise<Page> {
+  const context = await browser.newContext({ viewport: { width: 1200, height: 760 } });
+  contexts.push(context);
+  if (token)
+    await context.addInitScript(
+      (t) => (globalThis as any).sessionStorage.setItem('isthmus-http-token', t),
+      token,
+    );
+  const page = await context.newPage();
+  current = page;
+  await page.goto(`http://${node.httpAddress}/ui/#/${hash}`);
+  return page;
+}
+
+/** No serious or critical axe-core violation on the page as it is now. */
+async function expectAccessible(page: Page): Promise<void> {
+  const result = await new AxeBuilder({ page }).analyze();
+  const bad = result.violations
+    .filter((v) => v.impact === 'serious' || v.impact === 'critical')
+    .map((v) => `${v.id}: ${v.help} (${v.nodes.map((n) => n.target.join(' ')).join(', ')})`);
+  expect(bad).toEqual([]);
+}
+
+async function screenshot(page: Page, name: string): Promise<void> {
+  if (!screenshots) return;
+  mkdirSync(screenshots, { recursive: true });
+  await page.screenshot({ path: join(screenshots, `${name}.png`) });
+}
+
+const visible = { timeout: UI_WAIT };
+
+describe('web UI', () => {
+  it('asks for the token, then shows the overview: peering ACTIVE with its counts', async () => {
+    const page = await open(meshes.a, 'overview');
+    const prompt = page.getByRole('form', { name: 'This server needs an HTTP API token' });
+    await prompt.waitFor(visible);
+    await prompt.getByLabel('Token').fill(httpToken);
+    await prompt.getByRole('button', { name: 'Use token' }).click();
+    const row = page.locator('tr[data-peering="cluster-b"]');
+    await row.getByText('ACTIVE').waitFor(visible);
+    await expect(row.textContent()).resolves.toMatch(/cluster-b.*ACTIVE.*yes/);
+    // Exported 1 (api); imported 0.
+    await expect(row.locator('td').nth(4).textContent()).resolves.toBe('1');
+    await page.getByRole('heading', { name: 'CA roots' }).waitFor(visible);
+    const server = page.locator('tr', { hasText: 'dc-a (this server)' });
+    await expect(server.textContent()).resolves.toContain(meshes.a.httpAddress);
+    await expectAccessible(page);
+    await screenshot(page, 'overview');
+  });
+
+  it('names the missing scope when a token may not read', async () => {
+    const created = await meshes.a.api<{ SecretID: string }>('POST', '/v1/acl/api-token', {
+      Scope: 'peering',
+    });
+    const page = await open(meshes.a, 'services', created.body.SecretID);
+    await page.getByRole('alert').getByText('Missing scope: read').waitFor(visible);
+  });
+
+  it('shows the service imported from the peer on B, and what web calls', async () => {
+    const page = await open(meshes.b, 'services');
+    await page.getByRole('heading', { name: 'Imported from cluster-a' }).waitFor(visible);
+    const imported = page.locator('section', { hasText: 'Imported from cluster-a' });
+    await imported.locator('tr[data-service="api"]').waitFor(visible);
+    await expect(
+      page.locator('tr[data-service="web"]').getByText('→ api?peer=cluster-a').count(),
+    ).resolves.toBe(1);
+    await expectAccessible(page);
+    await screenshot(page, 'services');
+  });
+
+  it('shows the proxy that NACKed with Envoy’s message, and its config', async () => {
+    const page = await open(meshes.a, 'proxies', httpToken);
+    const row = page.locator('tr[data-proxy="cache-sidecar-proxy"]');
+    await row.getByText(nackMessage, { exact: false }).waitFor(visible);
+    await expect(row.locator('td').nth(1).textContent()).resolves.toBe('NACKED');
+    await expectAccessible(page);
+    await screenshot(page, 'proxies');
+    await row.getByRole('link', { name: 'cache-sidecar-proxy' }).click();
+    await page.getByRole('heading', { name: 'Proxy cache-sidecar-proxy' }).waitFor(visible);
+    await page.getByText('local_app').first().waitFor(visible);
+    await page.getByRole('tab', { name: 'secrets' }).click();
+    await page.locator('summary').first().click();
+    await expect(page.locator('pre').first().textContent()).resolves.toContain('[redacted]');
+    await expectAccessible(page);
+  });
+
+  it('adds the edge of a new intention live, and explains the call', async () => {
+    const page = await open(meshes.a, 'topology', httpToken);
+    await page.getByRole('heading', { name: 'Calls', exact: true }).waitFor(visible);
+    const edge = page.locator('tr[data-edge="cluster-b/web>api"]');
+    await expect(edge.count()).resolves.toBe(0);
+    await page.evaluate(() => {
+      (globalThis as any).marker = 'no reload';
+    });
+    const written = Date.now();
+    await meshes.a.putConfig({
+      Kind: 'service-intentions',
+      Name: 'api',
+      Sources: [{ Name: 'web', Peer: 'cluster-b', Action: 'allow' }],
+    });
+    await edge.waitFor(visible);
+    console.log(`topology edge shown ${Date.now() - written} ms after the intention was written`);
+    await expect(edge.textContent()).resolves.toMatch(/web \(peer cluster-b\).*api.*allow/);
+    await expect(page.locator('path[data-edge="cluster-b/web>api"]').count()).resolves.toBe(1);
+    await expect(page.evaluate(() => (globalThis as any).marker)).resolves.toBe('no reload');
+    await page.getByLabel('Caller', { exact: true }).selectOption('cluster-b/web');
+    await page.getByLabel('Callee', { exact: true }).selectOption('api');
+    await page.getByRole('button', { name: 'Check' }).click();
+    await page.getByText('allowed by intention web (peer cluster-b) → api').waitFor(visible);
+    await page.getByText('api is exported to cluster-b').waitFor(visible);
+    await expectAccessible(page);
+    await screenshot(page, 'topology');
+  });
+
+  it('the main navigation works from the keyboard', async () => {
+    const page = await open(meshes.b, 'overview');
+    await page.getByRole('heading', { name: 'Overview' }).waitFor(visible);
+    const services = page.getByRole('navigation', { name: 'Main' }).getByRole('link', {
+      name: 'Services',
+    });
+    for (let i = 0; i < 10; i++) {
+      await page.keyboard.press('Tab');
+      if (await services.evaluate((el) => el === (globalThis as any).document.activeElement)) break;
+    }
+    await expect(
+      services.evaluate((el) => el === (globalThis as any).document.activeElement),
+    ).resolves.toBe(true);
+    await page.keyboard.press('Enter');
+    await page.getByRole('heading', { name: 'Services', level: 1 }).waitFor(visible);
+    expect(page.url()).toMatch(/#\/services$/);
+  });
+});
