@@ -9,6 +9,7 @@ import {
 import { createLogger, type Logger } from './log.js';
 import { Metrics } from './metrics.js';
 import { openStore, type Store } from './store/index.js';
+import type { Leadership } from './store/store.js';
 import { XdsServer } from './xds/server.js';
 import { type XdsClientTls, XdsServerTls } from './xds/tls.js';
 import { XdsCache } from './xds/cache/xds-cache.js';
@@ -133,6 +134,7 @@ async function startParts(
       apiTokens: state.apiTokens,
       peering,
       snapshots,
+      storeProblem: () => state.store.problem(),
     },
     parts,
   );
@@ -153,7 +155,13 @@ async function startParts(
   };
 }
 
+/** The election, joined once the peering port is bound; read by parts made before that. */
+export interface LeadershipSlot {
+  current: Leadership | undefined;
+}
+
 interface State {
+  readonly leadership: LeadershipSlot;
   readonly store: Store;
   readonly catalog: Catalog;
   readonly ca: CertificateAuthority;
@@ -168,6 +176,7 @@ async function openState(
   logger: Logger,
   parts: StartedParts,
 ): Promise<State> {
+  const leadership: LeadershipSlot = { current: undefined };
   const store = parts.add('store', await openStore(config, logger), (s) => s.close());
   const catalog = parts.add(
     'catalog',
@@ -180,10 +189,16 @@ async function openState(
   // The CA renews only the leaves some proxy is built with, and the snapshot manager, which records
   // that, needs the CA to exist. LeafUsers, made before both, is all they share.
   const leafUsers = new LeafUsers();
+  // Servers sharing etcd keep the CA's keys in it and leave rotation to the leader, which is
+  // elected once the peering port is bound (its address is what the leader publishes).
+  const shared = config.store === 'etcd';
   const ca = parts.add(
     'ca',
     await openCa(store, {
       dataDir: config.dataDir,
+      ...(shared
+        ? { keysInStore: true, isLeader: () => leadership.current?.isLeader() ?? false }
+        : {}),
       logger: logger.child({ component: 'ca' }),
       rotation: { phaseMs: config.caRotationPhaseMs },
       // A proxy's leaf lives while the proxy is built with its identity; the server's own leaves
@@ -205,7 +220,7 @@ async function openState(
     await openApiTokens(store, { logger: logger.child({ component: 'acl' }) }),
     (t) => t.close(),
   );
-  return { store, catalog, ca, tokens, apiTokens, leafUsers };
+  return { store, catalog, ca, tokens, apiTokens, leafUsers, leadership };
 }
 
 /**

@@ -18,12 +18,19 @@ import {
 } from './ca-store.js';
 import { LeafCache } from './leaf-cache.js';
 import { RootKeyFiles } from './root-key-files.js';
+import { type RootKeys, RootKeysInStore } from './root-keys-in-store.js';
 import type { CaEvent, CaRoots, CertificateAuthority, Leaf, LeafIdentity } from './types.js';
 import { type RootMaterial, type Signer, createRoot, issueLeaf, loadSigner } from './x509.js';
 
 export interface CaOptions {
-  /** Root private keys are kept under `<dataDir>/ca/`. */
+  /** Root private keys are kept under `<dataDir>/ca/`, unless `keysInStore`. */
   readonly dataDir: string;
+  /**
+   * Several servers share the store (etcd): root keys live in it, every server follows the CA
+   * records through the store watch, and only the leader (`isLeader`) runs rotation steps.
+   */
+  readonly keysInStore?: boolean;
+  readonly isLeader?: () => boolean;
   readonly logger: Logger;
   /** Leaf lifetime (default 72 h); leaves are renewed after 60% of it. */
   readonly leafTtlMs?: number;
@@ -59,7 +66,9 @@ export async function openCa(store: Store, opts: CaOptions): Promise<Certificate
       `this cluster's trust domain is ${cluster.trustDomain}; it cannot change to ${opts.trustDomain}`,
     );
   }
-  const keys = new RootKeyFiles(opts.dataDir);
+  const keys: RootKeys = opts.keysInStore
+    ? new RootKeysInStore(store)
+    : new RootKeyFiles(opts.dataDir);
   let records = await loadRecords(store);
   if (records.roots.length === 0) {
     const root = await newRoot(cluster.trustDomain, now());
@@ -91,7 +100,7 @@ function newRoot(trustDomain: string, now: number): Promise<RootMaterial> {
   return createRoot({ rootUri: rootSpiffeId(trustDomain), name, now, validityMs: rootValidityMs });
 }
 
-async function signerFor(roots: CaRoots, rootId: string, keys: RootKeyFiles): Promise<Signer> {
+async function signerFor(roots: CaRoots, rootId: string, keys: RootKeys): Promise<Signer> {
   const root = roots.roots.find((r) => r.id === rootId);
   if (!root) throw new IsthmusError('internal', `CA root ${rootId} is not in the store`);
   return loadSigner(rootId, root.certPem, await keys.read(rootId));
@@ -113,12 +122,15 @@ class BuiltInCa implements CertificateAuthority {
   private step: Promise<void> | undefined;
   private starting = false;
   private closed = false;
+  private readonly unwatch: () => void;
+  private refreshing: Promise<void> | undefined;
+  private refreshAgain = false;
 
   constructor(
     private readonly store: Store,
     private readonly opts: CaOptions,
     cluster: ClusterRecord,
-    private readonly keys: RootKeyFiles,
+    private readonly keys: RootKeys,
     private current: CaRoots,
     private signer: Signer,
     private rotation: RotationRecord | undefined,
@@ -137,6 +149,13 @@ class BuiltInCa implements CertificateAuthority {
       ...(opts.maxIssuing !== undefined ? { maxIssuing: opts.maxIssuing } : {}),
       logger: opts.logger,
     });
+    // Another server's rotation step (or `rotate`) reaches this one through the watch.
+    this.unwatch = opts.keysInStore
+      ? store.watch('ca/', (event) => {
+          if (event.key === 'ca/rotation' || event.key.startsWith('ca/roots/'))
+            this.onStoreChange();
+        })
+      : () => undefined;
     this.scheduleStep();
   }
 
@@ -190,7 +209,9 @@ class BuiltInCa implements CertificateAuthority {
 
   async close(): Promise<void> {
     this.closed = true;
+    this.unwatch();
     clearTimeout(this.rotationTimer);
+    await this.refreshing;
     await this.step?.catch(() => undefined);
     this.leaves.close();
     this.listeners.clear();
@@ -220,7 +241,60 @@ class BuiltInCa implements CertificateAuthority {
     this.rotationTimer.unref();
   }
 
+  private onStoreChange(): void {
+    if (this.closed) return;
+    if (this.refreshing) {
+      this.refreshAgain = true;
+      return;
+    }
+    this.refreshing = this.refresh().finally(() => {
+      this.refreshing = undefined;
+      if (this.refreshAgain) {
+        this.refreshAgain = false;
+        this.onStoreChange();
+      }
+    });
+  }
+
+  /**
+   * Takes the CA records as the store has them now: the rotation, the trusted roots and, when the
+   * active root changed, the signer (this server's leaves are then re-issued with it).
+   */
+  private async refresh(): Promise<void> {
+    try {
+      const records = await loadRecords(this.store);
+      const roots = caRootsOf(this.trustDomain, records);
+      this.rotation = records.rotation;
+      const resign = roots.activeRootId !== this.signer.rootId;
+      if (resign) this.signer = await signerFor(roots, roots.activeRootId, this.keys);
+      const before = this.current;
+      this.current = roots;
+      if (rootsKey(before) !== rootsKey(roots)) {
+        this.opts.logger.info(
+          { activeRootId: roots.activeRootId, trusted: roots.roots.map((r) => r.id) },
+          'CA roots changed by another server',
+        );
+        this.emit({ kind: 'roots-changed', roots });
+      }
+      if (resign) await this.leaves.reissueAll();
+      this.scheduleStep();
+    } catch (err) {
+      if (!this.closed)
+        this.opts.logger.error({ err }, 'reading the CA records after a change failed');
+    }
+  }
+
   private async runStep(): Promise<void> {
+    // Only the leader moves a rotation on; the others follow its commits through the watch.
+    if (this.opts.isLeader && !this.opts.isLeader()) {
+      clearTimeout(this.rotationTimer);
+      this.rotationTimer = setTimeout(
+        () => void (this.step = this.runStep()),
+        Math.min(this.phaseMs, 2_000),
+      );
+      this.rotationTimer.unref();
+      return;
+    }
     try {
       await this.advance();
     } catch (err) {
@@ -243,21 +317,26 @@ class BuiltInCa implements CertificateAuthority {
     if (!rotation || this.closed) return;
     if (rotation.phase === 'trust-both') {
       const signer = await signerFor(this.current, rotation.newRootId, this.keys);
-      this.rotation = await commitActivate(this.store, rotation, this.now());
+      this.rotation = await commitActivate(this.store, rotation, this.now(), this.asLeader());
       this.signer = signer;
       await this.leaves.reissueAll();
-      this.rotation = await commitReissued(this.store, this.rotation, this.now());
+      this.rotation = await commitReissued(this.store, this.rotation, this.now(), this.asLeader());
       await this.changed(
         'CA rotation: the new root signs and every leaf was re-issued; the old root is still trusted',
       );
     } else {
       // Again, in case a re-issue failed or a leaf was requested while activation was committing.
       await this.leaves.reissueAll();
-      await commitRetire(this.store, rotation);
+      await commitRetire(this.store, rotation, this.asLeader());
       this.rotation = undefined;
       await this.keys.remove(rotation.oldRootId);
       await this.changed('CA rotation finished: the old root is retired');
     }
+  }
+
+  /** Rotation steps are fenced on the leader key when servers share the store. */
+  private asLeader(): { asLeader?: boolean } {
+    return this.opts.isLeader ? { asLeader: true } : {};
   }
 
   /** Reloads the roots from the store, logs the step and tells subscribers. */
@@ -280,4 +359,8 @@ class BuiltInCa implements CertificateAuthority {
       }
     }
   }
+}
+
+function rootsKey(roots: CaRoots): string {
+  return `${roots.activeRootId} ${roots.roots.map((r) => r.id).join(',')}`;
 }

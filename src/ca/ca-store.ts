@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { IsthmusError } from '../errors.js';
 import { trustDomainFor } from '../mesh/names.js';
 import type { KeyValue, Store, StoreTxn } from '../store/index.js';
+import type { TxnOptions } from '../store/store.js';
 import {
   type ClusterRecord,
   type RootRecord,
@@ -95,6 +96,7 @@ export async function commitActivate(
   store: Store,
   rotation: RotationRecord,
   now: number,
+  opts: TxnOptions = {},
 ): Promise<RotationRecord> {
   return store.txn(async (tx) => {
     const roots = await storedRoots.list(tx);
@@ -104,7 +106,7 @@ export async function commitActivate(
     const next: RotationRecord = { ...rotation, phase: 'reissue', since: now };
     storedRotation.put(tx, next);
     return next;
-  });
+  }, opts);
 }
 
 /**
@@ -116,22 +118,27 @@ export async function commitReissued(
   store: Store,
   rotation: RotationRecord,
   now: number,
+  opts: TxnOptions = {},
 ): Promise<RotationRecord> {
   return store.txn(async (tx) => {
     await expectPhase(tx, rotation);
     const next: RotationRecord = { ...rotation, since: now };
     storedRotation.put(tx, next);
     return next;
-  });
+  }, opts);
 }
 
 /** Phase 3: the old root is no longer trusted; the rotation is over. */
-export async function commitRetire(store: Store, rotation: RotationRecord): Promise<void> {
+export async function commitRetire(
+  store: Store,
+  rotation: RotationRecord,
+  opts: TxnOptions = {},
+): Promise<void> {
   await store.txn(async (tx) => {
     await expectPhase(tx, rotation);
     storedRoots.delete(tx, rotation.oldRootId);
     storedRotation.delete(tx);
-  });
+  }, opts);
 }
 
 export function rotationInProgress(): IsthmusError {

@@ -1,13 +1,15 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { IsthmusError } from '../errors.js';
+import type { RootKeys } from './root-keys-in-store.js';
 
 /**
  * Root private keys live in files under `<dataDir>/ca/` (dir 0700, files 0600), not in the Store:
  * the store's contents travel (etcd replication, backups, debug dumps), a key file stays on the
  * server's disk with owner-only permissions. The store holds the certificates and the state.
+ * Servers that share a store (etcd) keep the keys there instead (root-keys-in-store.ts).
  */
-export class RootKeyFiles {
+export class RootKeyFiles implements RootKeys {
   readonly dir: string;
 
   constructor(dataDir: string) {

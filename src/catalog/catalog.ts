@@ -1,6 +1,6 @@
 import { IsthmusError } from '../errors.js';
 import type { Logger } from '../log.js';
-import type { Store, StoreTxn } from '../store/store.js';
+import type { Store, StoreEvent, StoreTxn } from '../store/store.js';
 import type {
   CatalogEvent,
   CatalogReader,
@@ -38,11 +38,19 @@ export interface CatalogOptions {
   readonly clock?: Clock;
 }
 
+/** Every catalog key is under this prefix (instances and config entries). */
+const catalogPrefix = 'catalog/';
+
 /**
  * Services, instances, health checks and config entries of this cluster. Writes are serialized:
  * each validates against the committed state, commits one Store transaction (a failed write
- * changes nothing), updates the in-memory index, then emits `CatalogEvent`s. Reads are synchronous
- * lookups over the index, for the snapshot layer.
+ * changes nothing). The in-memory index follows the Store watch, so it takes this server's writes
+ * (delivered before their transaction resolves) and every other server's alike, then emits
+ * `CatalogEvent`s. Reads are synchronous lookups over the index, for the snapshot layer.
+ *
+ * Several servers on one store (etcd): a write validates against this server's index, so it first
+ * waits for the index to catch up with the store, and commits only if no catalog key changed
+ * since (`tx.unchanged`); otherwise it runs again on the newer index.
  */
 export class Catalog implements CatalogReader {
   private readonly index = new CatalogIndex();
@@ -51,6 +59,7 @@ export class Catalog implements CatalogReader {
   private readonly clock: Clock;
   private queue: Promise<unknown> = Promise.resolve();
   private closed = false;
+  private readonly unwatch: () => void;
 
   private constructor(
     private readonly store: Store,
@@ -58,6 +67,7 @@ export class Catalog implements CatalogReader {
   ) {
     this.clock = opts.clock ?? systemClock;
     this.timers = new TtlTimers(this.clock, (checkId) => void this.expire(checkId));
+    this.unwatch = store.watch(catalogPrefix, (event) => this.apply(event));
   }
 
   /**
@@ -82,14 +92,11 @@ export class Catalog implements CatalogReader {
   async register(input: unknown): Promise<readonly ServiceInstance[]> {
     const parsed = parseRegistration(input, { datacenter: this.opts.datacenter });
     if (!parsed.ok) throw invalidInput(parsed.error);
-    const changes = await this.write(
-      (tx, ctx) => {
-        const plan = planRegistration(parsed.value, ctx);
-        if (!plan.ok) throw invalidInput(plan.error);
-        return this.stage(tx, plan.value);
-      },
-      (committed) => this.applyInstances(committed),
-    );
+    const changes = await this.write((tx, ctx) => {
+      const plan = planRegistration(parsed.value, ctx);
+      if (!plan.ok) throw invalidInput(plan.error);
+      return this.stage(tx, plan.value);
+    });
     return changes.upserts.map((s) => s.instance);
   }
 
@@ -98,18 +105,15 @@ export class Catalog implements CatalogReader {
    * removed.
    */
   async deregister(id: string): Promise<readonly ServiceInstance[]> {
-    const changes = await this.write(
-      (tx, ctx) => {
-        const plan = planDeregistration(id, ctx.index);
-        if (!plan)
-          throw new IsthmusError(
-            'not_found',
-            `Unknown service ID ${JSON.stringify(id)}. Ensure that the service ID is passed, not the service name.`,
-          );
-        return this.stage(tx, plan);
-      },
-      (committed) => this.applyInstances(committed),
-    );
+    const changes = await this.write((tx, ctx) => {
+      const plan = planDeregistration(id, ctx.index);
+      if (!plan)
+        throw new IsthmusError(
+          'not_found',
+          `Unknown service ID ${JSON.stringify(id)}. Ensure that the service ID is passed, not the service name.`,
+        );
+      return this.stage(tx, plan);
+    });
     return changes.removals;
   }
 
@@ -119,17 +123,12 @@ export class Catalog implements CatalogReader {
     status: HealthStatus,
     output: string,
   ): Promise<ServiceInstance> {
-    const update = await this.write(
-      (tx, ctx) => {
-        const plan = planCheckUpdate(checkId, status, output, ctx);
-        if (!plan)
-          throw new IsthmusError('not_found', `Unknown check ID ${JSON.stringify(checkId)}`);
-        this.stage(tx, { upserts: plan.upserts, removals: [] });
-        return plan;
-      },
-      (committed) =>
-        this.applyInstances({ upserts: committed.upserts, removals: [] }, committed.changed),
-    );
+    const update = await this.write((tx, ctx) => {
+      const plan = planCheckUpdate(checkId, status, output, ctx);
+      if (!plan) throw new IsthmusError('not_found', `Unknown check ID ${JSON.stringify(checkId)}`);
+      this.stage(tx, { upserts: plan.upserts, removals: [] });
+      return plan;
+    });
     return update.upserts[0]!.instance;
   }
 
@@ -145,43 +144,31 @@ export class Catalog implements CatalogReader {
     const parsed = parseConfigEntry(input);
     if (!parsed.ok) throw invalidInput(parsed.error);
     const entry = parsed.value;
-    return this.write(
-      (tx, ctx) => {
-        const problems = checkEntryWrite(entry, ctx.index, opts.peers?.() ?? []);
-        if (problems.length > 0) throw invalidInput(problems);
-        const existing = ctx.index.config(entry.kind, entry.name);
-        const rec: ConfigRecord = {
-          entry,
-          createIndex: existing?.createIndex ?? ctx.revision,
-          modifyIndex: ctx.revision,
-        };
-        storedConfigEntries.put(tx, configId(entry.kind, entry.name), rec);
-        return rec;
-      },
-      (rec) => {
-        this.index.putConfig(rec);
-        this.emit({ kind: 'config-entry-changed', entryKind: entry.kind, name: entry.name });
-      },
-    );
+    return this.write((tx, ctx) => {
+      const problems = checkEntryWrite(entry, ctx.index, opts.peers?.() ?? []);
+      if (problems.length > 0) throw invalidInput(problems);
+      const existing = ctx.index.config(entry.kind, entry.name);
+      const rec: ConfigRecord = {
+        entry,
+        createIndex: existing?.createIndex ?? ctx.revision,
+        modifyIndex: ctx.revision,
+      };
+      storedConfigEntries.put(tx, configId(entry.kind, entry.name), rec);
+      return rec;
+    });
   }
 
   async deleteConfigEntry(kind: string, name: string): Promise<void> {
     const parsedKind = parseConfigKind(kind);
     if (!parsedKind.ok) throw invalidInput(parsedKind.error);
     const entryKind = parsedKind.value;
-    await this.write(
-      (tx, ctx) => {
-        if (!ctx.index.config(entryKind, name))
-          throw new IsthmusError('not_found', `config entry ${entryKind}/${name} not found`);
-        const problems = checkEntryDelete(entryKind, name, ctx.index);
-        if (problems.length > 0) throw invalidInput(problems);
-        storedConfigEntries.delete(tx, configId(entryKind, name));
-      },
-      () => {
-        this.index.removeConfig(entryKind, name);
-        this.emit({ kind: 'config-entry-changed', entryKind, name });
-      },
-    );
+    await this.write((tx, ctx) => {
+      if (!ctx.index.config(entryKind, name))
+        throw new IsthmusError('not_found', `config entry ${entryKind}/${name} not found`);
+      const problems = checkEntryDelete(entryKind, name, ctx.index);
+      if (problems.length > 0) throw invalidInput(problems);
+      storedConfigEntries.delete(tx, configId(entryKind, name));
+    });
   }
 
   instance(id: string): ServiceInstance | undefined {
@@ -242,27 +229,28 @@ export class Catalog implements CatalogReader {
   /** Stops TTL timers and waits for writes in flight; later writes fail `unavailable`. */
   async close(): Promise<void> {
     this.closed = true;
+    this.unwatch();
     this.timers.clear();
     await this.queue.catch(() => undefined);
     this.listeners.clear();
   }
 
   /**
-   * Runs `fn` in one Store transaction, then `after` with its result once committed; writes run one
-   * at a time, so `ctx.index` is the committed state. The revision is read inside the transaction
-   * (Store transactions are serialized too), so it is exactly the one the write commits at.
+   * Runs `fn` in one Store transaction; the watch has applied it to the index when this resolves.
+   * Writes run one at a time and the index has caught up with the store first, so `ctx.index` is
+   * the committed state; the commit fails (and `fn` runs again) if another server changed a
+   * catalog key since. The revision is read inside the transaction, so on one server it is exactly
+   * the one the write commits at (with several, the next one after what the index holds).
    */
-  private write<T>(
-    fn: (tx: StoreTxn, ctx: PlanContext) => T,
-    after: (result: T) => void,
-  ): Promise<T> {
+  private write<T>(fn: (tx: StoreTxn, ctx: PlanContext) => T): Promise<T> {
     if (this.closed) return Promise.reject(new IsthmusError('unavailable', 'catalog is closed'));
     const run = this.queue.then(async () => {
       const result = await this.store.txn(async (tx) => {
+        tx.unchanged(catalogPrefix);
+        await this.store.caughtUp();
         const revision = (await this.store.revision()) + 1;
         return fn(tx, { index: this.index, now: this.clock.now(), revision });
       });
-      after(result);
       return result;
     });
     this.queue = run.catch(() => undefined);
@@ -273,6 +261,49 @@ export class Catalog implements CatalogReader {
     for (const stored of changes.upserts) storedInstances.put(tx, stored.instance.id, stored);
     for (const instance of changes.removals) storedInstances.delete(tx, instance.id);
     return changes;
+  }
+
+  /** A committed change under `catalog/` from any server (the watch), applied to the index. */
+  private apply(event: StoreEvent): void {
+    if (this.closed) return;
+    try {
+      if (event.key.startsWith(storedInstances.prefix)) return this.applyInstanceEvent(event);
+      if (event.key.startsWith(storedConfigEntries.prefix)) return this.applyConfigEvent(event);
+    } catch (err) {
+      this.opts.logger.error(
+        { key: event.key, error: (err as Error).message },
+        'catalog change from the store skipped',
+      );
+    }
+  }
+
+  private applyInstanceEvent(event: StoreEvent): void {
+    if (event.kind === 'delete') {
+      const gone = this.index.get(storedInstances.idOf(event.key));
+      if (gone) this.applyInstances({ upserts: [], removals: [gone.instance] });
+      return;
+    }
+    const stored = storedInstances.decodeEvent(event);
+    const previous = this.index.get(stored.instance.id)?.instance;
+    // A heartbeat that changed no status or output keeps its modifyIndex: nothing to rebuild.
+    const changed = previous?.modifyIndex !== stored.instance.modifyIndex;
+    this.applyInstances({ upserts: [stored], removals: [] }, changed);
+  }
+
+  private applyConfigEvent(event: StoreEvent): void {
+    if (event.kind === 'put') {
+      const rec = storedConfigEntries.decodeEvent(event);
+      this.index.putConfig(rec);
+      this.emit({ kind: 'config-entry-changed', entryKind: rec.entry.kind, name: rec.entry.name });
+      return;
+    }
+    const id = storedConfigEntries.idOf(event.key);
+    const slash = id.indexOf('/');
+    const entryKind = id.slice(0, slash) as ConfigEntryKind;
+    const name = id.slice(slash + 1);
+    if (!this.index.config(entryKind, name)) return;
+    this.index.removeConfig(entryKind, name);
+    this.emit({ kind: 'config-entry-changed', entryKind, name });
   }
 
   /**
@@ -301,20 +332,15 @@ export class Catalog implements CatalogReader {
 
   private async expire(checkId: string): Promise<void> {
     try {
-      await this.write(
-        (tx, ctx) => {
-          const plan = planExpiry(checkId, ctx);
-          if (plan) this.stage(tx, { upserts: plan.upserts, removals: [] });
-          return plan;
-        },
-        (plan) => {
-          if (!plan) return this.rearmIfPending(checkId);
-          this.opts.logger.info(
-            { checkId, serviceId: plan.upserts[0]!.instance.id },
-            'TTL check expired',
-          );
-          this.applyInstances({ upserts: plan.upserts, removals: [] });
-        },
+      const plan = await this.write((tx, ctx) => {
+        const planned = planExpiry(checkId, ctx);
+        if (planned) this.stage(tx, { upserts: planned.upserts, removals: [] });
+        return planned;
+      });
+      if (!plan) return this.rearmIfPending(checkId);
+      this.opts.logger.info(
+        { checkId, serviceId: plan.upserts[0]!.instance.id },
+        'TTL check expired',
       );
     } catch (err) {
       if (this.closed) return;

@@ -3,12 +3,13 @@ import type { HealthStatus, ServiceInstance } from '../catalog/types.js';
 import type { ExportedService } from '../gen/isthmus/peering/v1/peering.js';
 import { silentLogger, type Logger } from '../log.js';
 import { invalidInput } from '../problems.js';
-import type { Store } from '../store/index.js';
+import type { Store, StoreEvent } from '../store/index.js';
 import { storedImports } from './records.js';
 
 /**
  * Services imported from cluster peers, in the Store under the local name of the peering (they
- * survive a restart) with an in-memory copy for the catalog API. Each service is replaced as a
+ * survive a restart) with an in-memory copy for the catalog API, kept by the Store watch: the
+ * server holding a peering's stream writes, every server of the cluster follows. Each service is replaced as a
  * whole by the latest payload (docs/architecture.md §6 "Importer": full-state reconcile per
  * service).
  */
@@ -41,7 +42,14 @@ export class ImportedServices {
   private readonly byPeer = new Map<string, Map<string, readonly ImportedInstance[]>>();
   private readonly listeners = new Set<(event: ImportedEvent) => void>();
 
-  private constructor(private readonly store: Store) {}
+  private readonly unwatch: () => void;
+
+  private constructor(
+    private readonly store: Store,
+    private readonly logger: Logger,
+  ) {
+    this.unwatch = store.watch(storedImports.prefix, (event) => this.apply(event));
+  }
 
   /**
    * Loads what was imported before a restart. A record that fails its schema is logged and
@@ -51,8 +59,8 @@ export class ImportedServices {
     store: Store,
     opts: { readonly logger?: Logger } = {},
   ): Promise<ImportedServices> {
-    const imported = new ImportedServices(store);
     const logger = opts.logger ?? silentLogger();
+    const imported = new ImportedServices(store, logger);
     const onInvalid = (err: Error) =>
       logger.warn({ err }, 'invalid imported service record skipped');
     for (const { id, value } of await storedImports.list(store, { onInvalid })) {
@@ -96,14 +104,15 @@ export class ImportedServices {
   ): Promise<void> {
     // The store keeps a JSON copy of what it is given (undefined fields dropped).
     await storedImports.save(this.store, idOf(peer, service), { instances });
-    this.services(peer).set(service, instances);
-    this.emit({ kind: 'imported-changed', peer, service });
   }
 
   async remove(peer: string, service: string): Promise<void> {
     await this.store.delete(storedImports.key(idOf(peer, service)));
-    this.byPeer.get(peer)?.delete(service);
-    this.emit({ kind: 'imported-changed', peer, service });
+  }
+
+  /** Stops following the store. */
+  close(): void {
+    this.unwatch();
   }
 
   /** Removes every service of `peer` not in `keep` (the peer's latest exported-services list). */
@@ -118,8 +127,25 @@ export class ImportedServices {
       await this.store.txn(async (tx) => {
         for (const k of keys) tx.delete(k);
       });
-    const had = this.byPeer.delete(peer);
-    if (had) this.emit({ kind: 'imported-changed', peer });
+  }
+
+  /** A committed import change from any server (the watch; this server's own included). */
+  private apply(event: StoreEvent): void {
+    const [peer, service] = splitId(storedImports.idOf(event.key));
+    if (!peer || !service) return;
+    if (event.kind === 'delete') {
+      const services = this.byPeer.get(peer);
+      if (!services?.delete(service)) return;
+      if (services.size === 0) this.byPeer.delete(peer);
+    } else {
+      try {
+        this.services(peer).set(service, storedImports.decodeEvent(event).instances);
+      } catch (err) {
+        this.logger.warn({ err }, 'invalid imported service record skipped');
+        return;
+      }
+    }
+    this.emit({ kind: 'imported-changed', peer, service });
   }
 
   private emit(event: ImportedEvent): void {

@@ -3,6 +3,7 @@ import { withLocalGatewaysFirst } from './through-gateways.js';
 import type { CatalogReader } from '../catalog/types.js';
 import { IsthmusError } from '../errors.js';
 import type { Logger } from '../log.js';
+import type { Leadership } from '../store/store.js';
 import type { ImportedServices } from './imported.js';
 import type { Peerings } from './peerings.js';
 import { ExportSource, ImportSink } from './replication.js';
@@ -39,6 +40,11 @@ export interface PeeringManagerOptions extends StreamTimings {
   readonly backoff?: BackoffOptions;
   /** Every change written to a peer, as its messages' sizes (for the replication metrics). */
   onResponseSent?(peeringName: string, sent: SentDetail): void;
+  /**
+   * Several servers per cluster: only the leader dials and accepts replication streams; the
+   * others redirect dialers to it. Absent: this server is the only one.
+   */
+  readonly leadership?: Leadership;
 }
 
 /**
@@ -81,6 +87,7 @@ export class PeeringManager {
       ...timingsOf(this.opts),
       authority: { verifyOpen: (open, cert) => this.verifyOpen(open, cert) },
       bind: (peer) => this.bindAccepted(peer),
+      redirect: () => (this.leads() ? undefined : (opts.leadership?.leader() ?? '')),
       logger: opts.logger.child({ role: 'acceptor' }),
     });
   }
@@ -102,14 +109,41 @@ export class PeeringManager {
           entry.dialer?.update({ certPem: event.leaf.certPem, keyPem: event.leaf.keyPem });
       }),
     );
+    if (this.opts.leadership)
+      this.unsubscribe.push(this.opts.leadership.subscribe(() => this.onLeadershipChange()));
     // A stream does not survive a restart: a stored ACTIVE is stale until the stream is back.
+    if (this.leads()) await this.markStreamsStale();
+    for (const p of peerings.list()) this.reconcile(p);
+  }
+
+  private leads(): boolean {
+    return this.opts.leadership?.isLeader() ?? true;
+  }
+
+  private async markStreamsStale(): Promise<void> {
+    const { peerings } = this.opts;
     for (const p of peerings.list()) {
       if (p.state === 'ACTIVE')
         await peerings
           .setState(p.name, 'FAILING', 'no replication stream since this server restarted')
           .catch(() => undefined);
     }
-    for (const p of peerings.list()) this.reconcile(p);
+  }
+
+  /**
+   * Won: dial every established peering. Lost: drop every stream, so dialers (ours through the
+   * new leader, the peers' by redirect) reconnect to the server that now leads.
+   */
+  private onLeadershipChange(): void {
+    if (this.closed) return;
+    if (this.leads()) {
+      this.opts.logger.info('peering leader: taking over the replication streams');
+      for (const p of this.opts.peerings.list()) this.reconcile(p);
+      return;
+    }
+    for (const name of [...this.dialers.keys()]) void this.stopDialer(name);
+    for (const name of this.acceptor.activePeerings())
+      this.acceptor.disconnect(name, 'this server is no longer the peering leader');
   }
 
   /** Ends every stream without Terminated (the peers reconnect once this server is back). */
@@ -206,6 +240,7 @@ export class PeeringManager {
   /** Starts, updates or stops the dialer of one peering to match its record. */
   private reconcile(p: Peering, previous?: Peering): void {
     if (!isDialer(p) || p.state === 'DELETING') return; // the deletion hook owns a DELETING dialer
+    if (!this.leads()) return void this.stopDialer(p.name);
     const entry = this.dialers.get(p.name);
     if (!establishedStates.has(p.state)) return void this.stopDialer(p.name);
     const reEstablished =

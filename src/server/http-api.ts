@@ -34,6 +34,8 @@ export interface HttpApiParts {
   readonly peering: PeeringParts;
   /** The first build of every restored proxy (readiness waits for it). */
   readonly snapshots: { readonly proxiesWithoutSnapshot: number };
+  /** Why the store takes no writes now (etcd unreachable); readiness reports it. */
+  readonly storeProblem: () => string | undefined;
 }
 
 /**
@@ -54,7 +56,7 @@ export async function startHttpApi(
     createHttpApi({
       logger: deps.logger,
       metrics: deps.metrics,
-      health: healthOf(parts, xds, deps.snapshots),
+      health: healthOf(parts, xds, deps.snapshots, deps.storeProblem),
       xds,
       catalog,
       limits: {
@@ -127,15 +129,16 @@ export async function startHttpApi(
 }
 
 /**
- * Ready = what a load balancer needs before sending traffic here: the store is restored, xDS is
- * listening, every proxy restored from the store has its first snapshot built and published to the
- * xDS cache (so a proxy that connects gets its whole config, not an empty one), and no shutdown has
+ * Ready = what a load balancer needs before sending traffic here: the store is restored and
+ * reachable, xDS is listening, every proxy restored from the store has its first snapshot built and
+ * published to the xDS cache (so a proxy that connects gets its whole config, not an empty one), and no shutdown has
  * begun. Each check is a field read: probes cost no store access and no build.
  */
 function healthOf(
   parts: StartedParts,
   xds: XdsServer,
   snapshots: HttpApiParts['snapshots'],
+  storeProblem: () => string | undefined,
 ): Health {
   const pending = (): Record<string, number> => {
     const proxiesWithoutSnapshot = parts.shuttingDown ? 0 : snapshots.proxiesWithoutSnapshot;
@@ -144,6 +147,9 @@ function healthOf(
   const notReady = (): string[] => {
     const reasons: string[] = [];
     if (!parts.has('store')) reasons.push('store not open');
+    // Proxies keep their last config meanwhile; writes answer 503 until the store is back.
+    const problem = parts.has('store') ? storeProblem() : undefined;
+    if (problem) reasons.push(`store unavailable (${problem})`);
     if (!xds.listening) reasons.push('xds server not listening');
     const waiting = pending().proxiesWithoutSnapshot;
     if (waiting) reasons.push(`${waiting} restored proxies without their first snapshot`);

@@ -12,6 +12,7 @@ import { PeeringServer } from '../peering/server.js';
 import { meshGatewayPeeringAddresses } from '../peering/through-gateways.js';
 import { type Peering, heartbeatAgeSeconds, isHealthy } from '../peering/types.js';
 import type { Store } from '../store/index.js';
+import type { Leadership } from '../store/store.js';
 import { type StartedParts, streamGraceMs } from './started-parts.js';
 
 export interface PeeringParts {
@@ -26,6 +27,8 @@ export interface PeeringParts {
 }
 
 export interface PeeringDeps {
+  /** Filled here: the election of the servers sharing the store, joined once the port is bound. */
+  readonly leadership: { current: Leadership | undefined };
   readonly config: ServerConfig;
   readonly logger: Logger;
   readonly metrics: Metrics;
@@ -78,6 +81,13 @@ export async function startPeering(deps: PeeringDeps, parts: StartedParts): Prom
     largest.set(peer, max);
     metrics.peeringLargestMessage.set(labels, max);
   };
+  boundPort = await peeringServer.listen(formatHostPort(config.peeringAddr));
+  // The leader publishes its peering address: a peer's stream that lands elsewhere goes there.
+  const leadership = deps.store.campaign(
+    advertisedPeeringAddresses(config, boundPort)[0] ??
+      formatHostPort(config.peeringAddr, boundPort),
+  );
+  deps.leadership.current = leadership;
   const peeringManager = parts.add(
     'peering streams',
     new PeeringManager({
@@ -97,10 +107,10 @@ export async function startPeering(deps: PeeringDeps, parts: StartedParts): Prom
       heartbeatIntervalMs: config.peeringHeartbeatMs,
       heartbeatTimeoutMs: config.peeringHeartbeatTimeoutMs,
       onResponseSent: (peer, sent) => replicationSent(peer, sent.messageBytes),
+      leadership,
     }),
     (m) => m.close(),
   );
-  boundPort = await peeringServer.listen(formatHostPort(config.peeringAddr));
   // The manager's deletion hook (telling the peer) is installed before deletions resume.
   await peeringManager.start();
   peerings.resumeDeletions();

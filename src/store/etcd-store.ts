@@ -1,15 +1,17 @@
 import { noop } from 'cockatiel';
-import {
-  Etcd3,
-  EtcdError,
-  type ICompare,
-  type IOptions,
-  type Lease,
-  type Watcher as EtcdWatcher,
-} from 'etcd3';
+import { Etcd3, EtcdError, type ICompare, type IOptions, type Watcher as EtcdWatcher } from 'etcd3';
 import { IsthmusError } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
-import type { JsonValue, KeyValue, Store, StoreEvent, StoreTxn } from './store.js';
+import { EtcdElection } from './etcd-election.js';
+import type {
+  JsonValue,
+  KeyValue,
+  Leadership,
+  Store,
+  StoreEvent,
+  StoreTxn,
+  TxnOptions,
+} from './store.js';
 import {
   type PendingWrites,
   SerialQueue,
@@ -35,6 +37,12 @@ import {
  *   changes of every server. This server's own commits are delivered as soon as they commit (once
  *   every earlier revision has been delivered), so a caller sees its write's event before its
  *   `txn` resolves, as with LMDB; the watch's copy of them is skipped by revision.
+ * - Any number of servers share a prefix. A watch that broke resumes from the revision after the
+ *   last one delivered (nothing missed, nothing replayed); one whose revision etcd compacted away
+ *   reloads the prefix and delivers the difference from what this server last saw (it keeps every
+ *   key's mod_revision for that) as ordinary events.
+ * - `campaign` elects one leader among the servers (etcd-election.ts); `txn(fn, {asLeader})`
+ *   commits only while this server's leader key is held under its lease.
  */
 export interface EtcdStoreOptions {
   readonly endpoints: readonly string[];
@@ -48,14 +56,8 @@ export interface EtcdStoreOptions {
   };
   /** Deadline of each etcd call (default 5 s): etcd unreachable is an error, not a hang. */
   readonly callTimeoutMs?: number;
-  /**
-   * Hold the prefix alone: an owner key under a lease (`<prefix>.owner` beside the data, TTL
-   * `ownerTtlSeconds`, kept alive) that every commit checks, so a second server on the same prefix
-   * is refused at start and a server that lost its lease (a partition) cannot write. isthmus runs
-   * one server per store prefix until its servers share work.
-   */
-  readonly owner?: string;
-  readonly ownerTtlSeconds?: number;
+  /** TTL of the leader's lease (default 5 s): a dead leader is replaced within about this. */
+  readonly leaderTtlSeconds?: number;
   readonly logger?: Logger;
 }
 
@@ -78,7 +80,8 @@ export async function openEtcdStore(opts: EtcdStoreOptions): Promise<Store> {
           },
         }
       : {}),
-    defaultCallOptions: () => ({ deadline: Date.now() + callTimeoutMs }),
+    // Streams (the watch, lease keep-alives) live as long as the store: no deadline on them.
+    defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + callTimeoutMs }),
     // The store reports failures to its callers (HTTP 503) at once: no retries of writes behind
     // their back, and no circuit breaker that keeps failing calls after etcd is back.
     faultHandling: { host: () => noop, global: noop },
@@ -87,10 +90,8 @@ export async function openEtcdStore(opts: EtcdStoreOptions): Promise<Store> {
   const logger = opts.logger ?? silentLogger();
   try {
     const head = await client.kv.range({ key: Buffer.from(prefix), keys_only: true, limit: 1 });
-    const fence = opts.owner
-      ? await claimPrefix(client, prefix, opts.owner, opts.ownerTtlSeconds ?? 10, logger)
-      : undefined;
-    const store = new EtcdStore(client, prefix, Number(head.header.revision ?? 0), logger, fence);
+    const store = new EtcdStore(client, prefix, logger, opts.leaderTtlSeconds ?? 5);
+    await store.load(Number(head.header.revision ?? 0));
     await store.startWatch();
     logger.info(
       { endpoints: opts.endpoints, prefix, revision: Number(head.header.revision ?? 0) },
@@ -107,46 +108,6 @@ export async function openEtcdStore(opts: EtcdStoreOptions): Promise<Store> {
   }
 }
 
-/** The owner key this server holds under its lease, checked by every commit. */
-interface Fence {
-  readonly key: Buffer;
-  readonly leaseId: string;
-  readonly lease: Lease;
-}
-
-/** Takes the prefix's owner key under a fresh lease, or says who holds it. */
-async function claimPrefix(
-  client: Etcd3,
-  prefix: string,
-  owner: string,
-  ttlSeconds: number,
-  logger: Logger,
-): Promise<Fence> {
-  const key = Buffer.from(`${prefix.replace(/\/$/, '')}.owner`);
-  const lease = client.lease(ttlSeconds, { autoKeepAlive: true });
-  lease.on('lost', (err) =>
-    logger.error(
-      { error: err.message },
-      'lost the etcd lease on the store: writes are refused until the server restarts',
-    ),
-  );
-  const leaseId = await lease.grant();
-  const res = await client.kv.txn({
-    compare: [{ key, target: 'Create', result: 'Equal', create_revision: 0 }],
-    success: [{ request_put: { key, value: Buffer.from(owner), lease: leaseId } }],
-    failure: [{ request_range: { key } }],
-  });
-  if (!res.succeeded) {
-    await lease.revoke().catch(() => undefined);
-    const holder = res.responses[0]?.response_range?.kvs[0]?.value.toString('utf8') ?? 'unknown';
-    throw new IsthmusError(
-      'failed_precondition',
-      `the etcd prefix ${JSON.stringify(prefix)} is held by another isthmus server (${holder}): give each server its own --etcd-prefix, or stop the other one (its hold lapses ${ttlSeconds} s after it stops)`,
-    );
-  }
-  return { key, leaseId, lease };
-}
-
 /** What a transaction read, to be checked unchanged at commit. */
 interface ReadSet {
   /** Key → the mod_revision it had (0: absent). */
@@ -160,21 +121,37 @@ class EtcdStore implements Store {
   private readonly watchers: Watchers;
   private watcher: EtcdWatcher | undefined;
   /** The highest revision whose events every local watcher has had. */
-  private delivered: number;
+  private delivered = 0;
+  /** Every key under the prefix this server has seen, with its mod_revision (for a reload). */
+  private readonly known = new Map<string, number>();
   /** Events of this server's commits that wait for earlier revisions to be delivered. */
   private readonly ownCommits = new Map<number, StoreEvent[]>();
-  private readonly caughtUp: { revision: number; resolve: () => void }[] = [];
+  private readonly waiters: { revision: number; resolve: () => void }[] = [];
+  private election: EtcdElection | undefined;
+  /** Why etcd calls or the watch fail now; undefined once they work again. */
+  private failure: string | undefined;
   private closed = false;
 
   constructor(
     private readonly client: Etcd3,
     private readonly prefix: string,
-    startRevision: number,
     private readonly logger: Logger,
-    private readonly fence?: Fence,
+    private readonly leaderTtlSeconds: number,
   ) {
     this.watchers = new Watchers(logger);
-    this.delivered = startRevision;
+  }
+
+  /** Records what is under the prefix at `revision` (the watch starts after it). */
+  async load(revision: number): Promise<void> {
+    const res = await this.client.kv.range({
+      key: this.full(''),
+      range_end: rangeEnd(this.full('')),
+      keys_only: true,
+      revision,
+    });
+    for (const kv of res.kvs)
+      this.known.set(kv.key.toString('utf8').slice(this.prefix.length), Number(kv.mod_revision));
+    this.delivered = revision;
   }
 
   async get<V extends JsonValue = JsonValue>(key: string): Promise<V | undefined> {
@@ -201,23 +178,20 @@ class EtcdStore implements Store {
     });
   }
 
-  async txn<T>(fn: (tx: StoreTxn) => Promise<T>): Promise<T> {
+  async txn<T>(fn: (tx: StoreTxn) => Promise<T>, opts: TxnOptions = {}): Promise<T> {
     this.assertOpen();
-    return this.queue.run(() => this.attempt(fn));
+    return this.queue.run(() => this.attempt(fn, opts));
   }
 
   /** Runs `fn` until its commit finds nothing it read changed, backing off between conflicts. */
-  private async attempt<T>(fn: (tx: StoreTxn) => Promise<T>): Promise<T> {
+  private async attempt<T>(fn: (tx: StoreTxn) => Promise<T>, opts: TxnOptions): Promise<T> {
     for (let attempt = 1; ; attempt++) {
-      const head = await this.call(() =>
-        this.client.kv.range({ key: this.full(''), keys_only: true, limit: 1 }),
-      );
-      const at = Number(head.header.revision ?? 0);
+      const at = await this.revision();
       const reads: ReadSet = { keys: new Map(), prefixes: new Set() };
       const writes: PendingWrites = new Map();
       const result = await fn(this.txnView(at, reads, writes));
       if (writes.size === 0) return result;
-      if (await this.commit(at, reads, writes)) return result;
+      if (await this.commit(at, reads, writes, opts)) return result;
       if (attempt >= maxAttempts)
         throw new IsthmusError(
           'unavailable',
@@ -229,6 +203,68 @@ class EtcdStore implements Store {
 
   watch(prefix: string, onEvent: (event: StoreEvent) => void): () => void {
     return this.watchers.add(prefix, onEvent);
+  }
+
+  /**
+   * Waits for the newest write under the prefix (etcd's revision also counts other prefixes and
+   * the leader key, which this watch never sees). A delete leaves no key to find: one not yet
+   * delivered is not waited for.
+   */
+  async caughtUp(): Promise<void> {
+    this.assertOpen();
+    const start = this.full('');
+    const newest = await this.call(() =>
+      this.client.kv.range({
+        key: start,
+        range_end: rangeEnd(start),
+        keys_only: true,
+        limit: 1,
+        sort_order: 'Descend',
+        sort_target: 'Mod',
+      }),
+    );
+    const revision = Number(newest.kvs[0]?.mod_revision ?? 0);
+    if (this.delivered >= revision) return;
+    let timer: NodeJS.Timeout | undefined;
+    const waiter: { revision: number; resolve: () => void } = { revision, resolve: () => {} };
+    await Promise.race([
+      new Promise<void>((resolve) => {
+        waiter.resolve = resolve;
+        this.waiters.push(waiter);
+      }),
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => {
+          const i = this.waiters.indexOf(waiter);
+          if (i >= 0) this.waiters.splice(i, 1);
+          reject(
+            new IsthmusError(
+              'unavailable',
+              `etcd: this server's watch is behind (at revision ${this.delivered} of ${revision})`,
+            ),
+          );
+        }, 10_000);
+      }),
+    ]).finally(() => clearTimeout(timer));
+  }
+
+  campaign(value: string): Leadership {
+    if (!this.election) {
+      const key = Buffer.from(`${this.prefix.replace(/\/$/, '')}.leader`);
+      const election = new EtcdElection(
+        this.client,
+        key,
+        value,
+        this.leaderTtlSeconds,
+        this.logger.child({ component: 'election' }),
+      );
+      this.election = election;
+      election.start();
+    }
+    return this.election;
+  }
+
+  problem(): string | undefined {
+    return this.failure;
   }
 
   async revision(): Promise<number> {
@@ -244,23 +280,17 @@ class EtcdStore implements Store {
     this.closed = true;
     this.watchers.clear();
     await this.watcher?.cancel().catch(() => undefined);
-    // Releasing the lease frees the prefix at once for the next server.
-    await this.fence?.lease.revoke().catch(() => undefined);
+    // Revoking the leader's lease hands leadership over at once instead of after its TTL.
+    await this.election?.close();
     this.client.close();
   }
 
-  private async stillOwner(fence: Fence): Promise<boolean> {
-    const res = await this.call(() => this.client.kv.range({ key: fence.key }));
-    return res.kvs[0]?.lease === fence.leaseId;
-  }
-
-  /** Starts the one etcd watch over the prefix, after the revision the store opened at. */
+  /** Starts the one etcd watch over the prefix, after the last revision delivered. */
   async startWatch(): Promise<void> {
     const watcher = await this.client
       .watch()
       .prefix(this.prefix)
       .startRevision(String(this.delivered + 1))
-      .withPreviousKV()
       .create();
     watcher.on('data', (res) => {
       const byRevision = new Map<number, StoreEvent[]>();
@@ -281,21 +311,77 @@ class EtcdStore implements Store {
       this.advance(Number(res.header.revision ?? 0));
     });
     watcher.on('error', (err) => {
-      this.logger.error(
-        { error: err.message },
-        'etcd watch failed: changes by other servers are not seen',
-      );
+      if (this.closed) return;
+      // etcd cancels a watch whose start revision it compacted away: reload and watch anew.
+      this.logger.warn({ error: err.message }, 'etcd watch cancelled; reloading the prefix');
+      void this.reload(watcher);
     });
     watcher.on('disconnected', (err) => {
-      if (!this.closed)
-        this.logger.warn({ error: err.message }, 'etcd watch disconnected; resuming');
+      if (this.closed) return;
+      this.failure = `etcd: ${err.message}`;
+      this.logger.warn({ error: err.message }, 'etcd watch disconnected; resuming');
+      // Resume right after what was delivered: the client would otherwise resume after the
+      // revision of the reconnect, skipping catch-up events a second disconnect cut short.
+      (watcher as unknown as { request: { start_revision: string } }).request.start_revision =
+        String(this.delivered + 1);
+    });
+    watcher.on('connected', () => {
+      this.failure = undefined;
     });
     this.watcher = watcher;
   }
 
-  private async commit(at: number, reads: ReadSet, writes: PendingWrites): Promise<boolean> {
-    const compare: ICompare[] = this.fence
-      ? [{ key: this.fence.key, target: 'Lease', result: 'Equal', lease: this.fence.leaseId }]
+  /**
+   * After a compaction: reads the whole prefix at one revision, delivers the difference from what
+   * this server knew as events (deletes, then puts in key order), and watches from there on.
+   */
+  private async reload(old: EtcdWatcher): Promise<void> {
+    if (this.watcher !== old || this.closed) return;
+    // etcd cancelled it already: the client dropped it, and cancelling again would wait forever.
+    this.watcher = undefined;
+    for (;;) {
+      if (this.closed) return;
+      try {
+        const start = this.full('');
+        const res = await this.client.kv.range({ key: start, range_end: rangeEnd(start) });
+        const revision = Number(res.header.revision ?? 0);
+        const seen = new Set<string>();
+        const events: StoreEvent[] = [];
+        for (const kv of res.kvs) {
+          const key = kv.key.toString('utf8').slice(this.prefix.length);
+          seen.add(key);
+          if (this.known.get(key) === Number(kv.mod_revision)) continue;
+          events.push({ kind: 'put', key, value: decode(key, kv.value), revision });
+        }
+        const deletes: StoreEvent[] = [...this.known.keys()]
+          .filter((key) => !seen.has(key))
+          .map((key) => ({ kind: 'delete', key, revision }));
+        this.watchers.notify([...deletes, ...events]);
+        for (const e of deletes) this.known.delete(e.key);
+        for (const kv of res.kvs)
+          this.known.set(
+            kv.key.toString('utf8').slice(this.prefix.length),
+            Number(kv.mod_revision),
+          );
+        this.advance(revision);
+        await this.startWatch();
+        return;
+      } catch (err) {
+        this.failure = `etcd: ${(err as Error).message}`;
+        await new Promise((resolve) => setTimeout(resolve, 500));
+      }
+    }
+  }
+
+  private async commit(
+    at: number,
+    reads: ReadSet,
+    writes: PendingWrites,
+    opts: TxnOptions,
+  ): Promise<boolean> {
+    const fence = opts.asLeader ? this.leaderFence() : undefined;
+    const compare: ICompare[] = fence
+      ? [{ key: fence.key, target: 'Lease', result: 'Equal', lease: fence.leaseId }]
       : [];
     for (const [key, modRevision] of reads.keys) {
       compare.push({
@@ -323,11 +409,7 @@ class EtcdStore implements Store {
     );
     const res = await this.call(() => this.client.kv.txn({ compare, success }));
     if (!res.succeeded) {
-      if (this.fence && !(await this.stillOwner(this.fence)))
-        throw new IsthmusError(
-          'unavailable',
-          'this server lost its hold on the etcd store (its lease expired: etcd was unreachable for longer than the lease TTL); restart it',
-        );
+      if (fence && !(await this.stillHolds(fence))) throw notLeader('it lost its lease');
       return false;
     }
     const revision = Number(res.header.revision ?? 0);
@@ -343,7 +425,7 @@ class EtcdStore implements Store {
     // Deliver our own events once every earlier revision has been delivered (commit order).
     if (revision > this.delivered + 1) {
       this.ownCommits.set(revision, events);
-      await new Promise<void>((resolve) => this.caughtUp.push({ revision: revision - 1, resolve }));
+      await new Promise<void>((resolve) => this.waiters.push({ revision: revision - 1, resolve }));
       if (this.delivered >= revision) return true;
       this.ownCommits.delete(revision);
     }
@@ -351,9 +433,26 @@ class EtcdStore implements Store {
     return true;
   }
 
+  /** This server's leader key and lease, or why a leader-only write is refused. */
+  private leaderFence(): { readonly key: Buffer; readonly leaseId: string } {
+    if (!this.election) throw notLeader('it does not take part in the election');
+    const fence = this.election.fence();
+    if (!fence) throw notLeader(`the leader is ${this.election.leader() ?? 'not known yet'}`);
+    return fence;
+  }
+
+  private async stillHolds(fence: { readonly key: Buffer; readonly leaseId: string }) {
+    const res = await this.call(() => this.client.kv.range({ key: fence.key }));
+    return res.kvs[0]?.lease === fence.leaseId;
+  }
+
   /** Delivers one revision's events unless it was delivered already. */
   private deliver(revision: number, events: readonly StoreEvent[]): void {
     if (revision <= this.delivered) return;
+    for (const e of events) {
+      if (e.kind === 'put') this.known.set(e.key, e.revision);
+      else this.known.delete(e.key);
+    }
     this.watchers.notify(events);
     this.advance(revision);
   }
@@ -367,10 +466,10 @@ class EtcdStore implements Store {
       this.deliver(revisionOfNext, next);
       next = this.ownCommits.get(this.delivered + 1);
     }
-    for (let j = this.caughtUp.length - 1; j >= 0; j--) {
-      const waiter = this.caughtUp[j]!;
+    for (let j = this.waiters.length - 1; j >= 0; j--) {
+      const waiter = this.waiters[j]!;
       if (waiter.revision <= this.delivered) {
-        this.caughtUp.splice(j, 1);
+        this.waiters.splice(j, 1);
         waiter.resolve();
       }
     }
@@ -393,6 +492,9 @@ class EtcdStore implements Store {
         reads.prefixes.add(prefix);
         for (const kv of committed) reads.keys.set(kv.key, kv.revision);
         return overlay(committed, writes, prefix, at + 1) as KeyValue<V>[];
+      },
+      unchanged(prefix: string): void {
+        reads.prefixes.add(prefix);
       },
       put(key: string, value: JsonValue): void {
         writes.set(checkKey(key), copyJson(key, value));
@@ -427,10 +529,13 @@ class EtcdStore implements Store {
   /** An etcd call; an unreachable etcd becomes `unavailable` (HTTP 503) naming etcd. */
   private async call<T>(fn: () => Promise<T>): Promise<T> {
     try {
-      return await fn();
+      const result = await fn();
+      if (this.failure && this.watcher) this.failure = undefined;
+      return result;
     } catch (err) {
       if (err instanceof IsthmusError) throw err;
       const message = err instanceof EtcdError || err instanceof Error ? err.message : String(err);
+      this.failure = `etcd: ${message}`;
       throw new IsthmusError('unavailable', `etcd: ${message}`);
     }
   }
@@ -438,6 +543,13 @@ class EtcdStore implements Store {
   private assertOpen(): void {
     if (this.closed) throw new IsthmusError('unavailable', 'store on etcd is closed');
   }
+}
+
+function notLeader(why: string): IsthmusError {
+  return new IsthmusError(
+    'unavailable',
+    `this server is not the cluster leader (${why}): only the leader makes this write`,
+  );
 }
 
 /** The end of etcd's range of every key starting with `start` (its last byte plus one). */

@@ -3,7 +3,7 @@ import path from 'node:path';
 import { open, type Database, type RootDatabase } from 'lmdb';
 import { IsthmusError } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
-import type { JsonValue, KeyValue, Store, StoreEvent, StoreTxn } from './store.js';
+import type { JsonValue, KeyValue, Leadership, Store, StoreEvent, StoreTxn } from './store.js';
 import { type PendingWrites, Watchers, checkKey, copyJson, overlay } from './store-parts.js';
 
 /**
@@ -132,6 +132,18 @@ class LmdbStore implements Store {
     return this.watchers.add(prefix, onEvent);
   }
 
+  /** Watchers hear every commit before it resolves: there is nothing to wait for. */
+  async caughtUp(): Promise<void> {}
+
+  /** One server per data dir: it is always the leader. */
+  campaign(value: string): Leadership {
+    return { isLeader: () => true, leader: () => value, subscribe: () => () => undefined };
+  }
+
+  problem(): string | undefined {
+    return undefined;
+  }
+
   async revision(): Promise<number> {
     this.assertOpen();
     return this.group?.revision ?? this.currentRevision();
@@ -203,6 +215,8 @@ class LmdbStore implements Store {
           pendingRevision,
         ) as KeyValue<V>[];
       },
+      // One server per data dir, transactions one at a time: nothing else changes a prefix.
+      unchanged(): void {},
       put(key: string, value: JsonValue): void {
         writes.set(checkKey(key), copyJson(key, value));
       },

@@ -1,5 +1,4 @@
 import { readFileSync } from 'node:fs';
-import { hostname } from 'node:os';
 import { IsthmusError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { openEtcdStore } from './etcd-store.js';
@@ -22,7 +21,7 @@ export interface StoreSettings {
 
 /**
  * The server's store: embedded LMDB in the data dir, or etcd (docs/architecture.md "Store"),
- * held by this server alone under its prefix. A setting that cannot work fails here, naming the
+ * shared by every server of the cluster under its prefix. A setting that cannot work fails here, naming the
  * flag and the fix.
  */
 export async function openStore(settings: StoreSettings, logger: Logger): Promise<Store> {
@@ -78,7 +77,6 @@ export async function openStore(settings: StoreSettings, logger: Logger): Promis
           },
         }
       : {}),
-    owner: `${hostname()} pid ${process.pid}`,
     logger,
   });
 }

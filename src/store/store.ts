@@ -37,6 +37,35 @@ export interface StoreTxn {
   list<V extends JsonValue = JsonValue>(prefix: string): Promise<KeyValue<V>[]>;
   put(key: string, value: JsonValue): void;
   delete(key: string): void;
+  /**
+   * The commit fails (and the transaction runs again) if any key under `prefix` changed after
+   * this transaction's reads began, without reading them: what a writer checks against an
+   * in-memory view of that prefix, which several servers write (no-op on a single server).
+   */
+  unchanged(prefix: string): void;
+}
+
+/** How a transaction commits (see `Store.txn`). */
+export interface TxnOptions {
+  /**
+   * Only as the cluster's leader: the commit is fenced on this server's leader key (etcd: the key
+   * is compared held under this server's lease in the same Txn), so a server that lost its lease
+   * cannot write even if it still believes it leads. A single-server store is always the leader.
+   */
+  readonly asLeader?: boolean;
+}
+
+/**
+ * The election among the servers that share a store (docs/architecture.md "Store"): at most one
+ * leader at a time for once-per-cluster work (peering dialers, CA rotation).
+ */
+export interface Leadership {
+  /** True while this server holds the leader key under a lease it keeps alive. */
+  isLeader(): boolean;
+  /** What the current leader published when it won (its peering address); undefined: none. */
+  leader(): string | undefined;
+  /** Calls `fn` whenever this server's leadership or the leader's value changes. */
+  subscribe(fn: () => void): () => void;
 }
 
 export interface Store {
@@ -50,7 +79,19 @@ export interface Store {
    * Runs `fn` as one serializable transaction and commits its writes atomically. `fn` may be
    * retried on conflict, so it must not have side effects beyond the transaction.
    */
-  txn<T>(fn: (tx: StoreTxn) => Promise<T>): Promise<T>;
+  txn<T>(fn: (tx: StoreTxn) => Promise<T>, opts?: TxnOptions): Promise<T>;
+  /**
+   * Resolves once this server's watchers have had every change committed (by any server) before
+   * the call: an in-memory view fed by a watch is then at least as new as a read made now.
+   */
+  caughtUp(): Promise<void>;
+  /**
+   * Joins the election of the servers on this store, publishing `value` (this server's peering
+   * address) while it leads. Called once; the campaign ends with `close`.
+   */
+  campaign(value: string): Leadership;
+  /** Why writes fail now (etcd unreachable), or undefined when the store is healthy. */
+  problem(): string | undefined;
   /**
    * Calls `onEvent` for every committed change under `prefix`, in commit order, after the commit.
    * Returns the function that stops the watch.

@@ -11,6 +11,7 @@ import { IsthmusError } from '../../src/errors.js';
 import { openEtcdStore } from '../../src/store/etcd-store.js';
 import type { Store, StoreEvent } from '../../src/store/index.js';
 import { type EtcdServer, skipWithoutEtcd, startEtcd } from '../helpers/etcd.js';
+import { skipWithoutToxiproxy, startToxiproxy } from '../helpers/toxiproxy.js';
 import { waitFor } from '../helpers/wait.js';
 
 describe.skipIf(skipWithoutEtcd())('the store on etcd', () => {
@@ -170,31 +171,101 @@ describe.skipIf(skipWithoutEtcd())('the store on etcd', () => {
     expect(seen).toEqual(['before', 'after']);
   }, 90_000);
 
-  it('a held prefix: a second server is refused naming the holder; a server whose hold lapsed cannot write', async () => {
-    const prefix = `held${++n}/`;
-    const first = await openEtcdStore({ endpoints: [etcd.endpoint], prefix, owner: 'server-1' });
-    open.push(first);
+  it('one leader among the servers of a prefix; a non-leader and an old leader whose lease was revoked cannot make leader-only writes', async () => {
+    const prefix = `elect${++n}/`;
+    const a = await openEtcdStore({
+      endpoints: [etcd.endpoint],
+      prefix,
+      leaderTtlSeconds: 2,
+    });
+    const b = await openEtcdStore({
+      endpoints: [etcd.endpoint],
+      prefix,
+      leaderTtlSeconds: 2,
+    });
+    open.push(a, b);
+    const la = a.campaign('a:1');
+    const lb = b.campaign('b:1');
+    await waitFor(() => la.leader() !== undefined && la.leader() === lb.leader(), {
+      timeoutMs: 10_000,
+      what: 'both servers to agree on a leader',
+    });
+    expect([la.isLeader(), lb.isLeader()].filter(Boolean)).toHaveLength(1);
+    const [leader, follower] = la.isLeader() ? [a, b] : [b, a];
+    const [leaderLs, followerLs] = la.isLeader() ? [la, lb] : [lb, la];
+    await leader.txn(async (tx) => tx.put('status', 'by leader'), { asLeader: true });
     await expect(
-      openEtcdStore({ endpoints: [etcd.endpoint], prefix, owner: 'server-2' }),
-    ).rejects.toThrow(
-      /held by another isthmus server \(server-1\): give each server its own --etcd-prefix/,
-    );
-    await first.put('k', 1);
-    // The hold lapses (as when the lease expires in a partition): the owner key is gone.
+      follower.txn(async (tx) => tx.put('status', 'by follower'), { asLeader: true }),
+    ).rejects.toThrow(/not the cluster leader/);
+    // Anyone's ordinary writes still work.
+    await follower.put('other', 1);
+
+    // A partition, as etcd sees it: the leader's lease ends while the leader still runs.
     const raw = new Etcd3({ hosts: [etcd.endpoint] });
     try {
-      await raw.delete().key(`held${n}.owner`);
+      const held = await raw.get(`elect${n}.leader`).exec();
+      const leaseId = held.kvs[0]!.lease;
+      await raw.leaseClient.leaseRevoke({ ID: leaseId });
     } finally {
       raw.close();
     }
-    await expect(first.put('k', 2)).rejects.toThrow(/lost its hold on the etcd store/);
-    expect(await first.get('k')).toBe(1);
-    // Closing releases; the next server takes the prefix with what is in it.
-    await first.close();
-    const second = await openEtcdStore({ endpoints: [etcd.endpoint], prefix, owner: 'server-2' });
-    open.push(second);
-    expect(await second.get('k')).toBe(1);
-  });
+    await expect(
+      leader.txn(async (tx) => tx.put('status', 'by old leader'), { asLeader: true }),
+    ).rejects.toThrow(/not the cluster leader/);
+    await waitFor(() => followerLs.isLeader(), {
+      timeoutMs: 15_000,
+      what: 'the other server to take over',
+    });
+    await follower.txn(async (tx) => tx.put('status', 'by new leader'), { asLeader: true });
+    expect(await leader.get('status')).toBe('by new leader');
+    await waitFor(() => leaderLs.leader() === followerLs.leader(), {
+      timeoutMs: 10_000,
+      what: 'the old leader to learn the new one',
+    });
+    expect(leaderLs.isLeader()).toBe(false);
+  }, 60_000);
+
+  it.skipIf(skipWithoutToxiproxy())(
+    'a watch cut off while its revision was compacted away reloads the prefix and delivers the difference',
+    async () => {
+      const prefix = `compact${++n}/`;
+      const toxiproxy = await startToxiproxy();
+      try {
+        const link = await toxiproxy.proxy(`etcd-${n}`, etcd.endpoint);
+        const a = await store(prefix);
+        await a.put('keep', 1);
+        await a.put('gone', 1);
+        const b = await openEtcdStore({
+          endpoints: [link.listen],
+          prefix,
+          callTimeoutMs: 2_000,
+        });
+        open.push(b);
+        const seen: string[] = [];
+        b.watch('', (e) => seen.push(`${e.kind} ${e.key}`));
+        await link.cut();
+        await a.delete('gone');
+        await a.put('keep', 2);
+        await a.put('new', 3);
+        const raw = new Etcd3({ hosts: [etcd.endpoint] });
+        try {
+          await raw.kv.compact({ revision: String(await a.revision()), physical: true });
+        } finally {
+          raw.close();
+        }
+        await link.heal();
+        await waitFor(() => seen.length >= 3, {
+          timeoutMs: 30_000,
+          what: 'the cut-off server to catch up',
+        });
+        expect(seen.sort()).toEqual(['delete gone', 'put keep', 'put new']);
+        expect(await b.get('keep')).toBe(2);
+      } finally {
+        await toxiproxy.stop();
+      }
+    },
+    60_000,
+  );
 
   it('an etcd that is not there: opening fails at once with the endpoints and the fix', async () => {
     await expect(

@@ -139,7 +139,9 @@ describe('Catalog', () => {
 
   it('a write the store refuses (a full disk) changes nothing, and a refused TTL expiry is tried again', async () => {
     const clock = new ManualClock();
-    const { store } = await openCatalog(clock);
+    // Only the catalog on the refusing store: another one would follow its writes and expire them.
+    const { store, catalog: other } = await openCatalog(clock);
+    await other.close();
     let full = false;
     // The Store as the LMDB one behaves on ENOSPC: the transaction fails, nothing is committed.
     const refusing = new Proxy(store, {

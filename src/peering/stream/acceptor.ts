@@ -1,5 +1,5 @@
 import type * as grpc from '@grpc/grpc-js';
-import { status as GrpcStatus } from '@grpc/grpc-js';
+import { status as GrpcStatus, Metadata } from '@grpc/grpc-js';
 import type { ReplicationMessage } from '../../gen/isthmus/peering/v1/peering.js';
 import { IsthmusError } from '../../errors.js';
 import { grpcStatusOf } from '../../grpc-status.js';
@@ -17,6 +17,7 @@ import {
   type StreamObserver,
   type StreamOpen,
   type StreamTimings,
+  peeringLeaderHeader,
 } from './types.js';
 
 export type StreamCall = grpc.ServerDuplexStream<ReplicationMessage, ReplicationMessage>;
@@ -48,6 +49,12 @@ export interface AcceptorOptions extends StreamTimings {
    * up, and a peering's own stream takes a pending place only for the moment its Open is verified.
    */
   readonly maxPendingStreams?: number;
+  /**
+   * Several servers per cluster: while this returns an address (the leader's; `''` while none is
+   * known) this server is not the leader and refuses every stream with UNAVAILABLE, naming the
+   * leader in the `isthmus-peering-leader` trailer, so the dialer goes there (a redirect).
+   */
+  readonly redirect?: () => string | undefined;
 }
 
 export const defaultMaxPendingStreams = 64;
@@ -73,6 +80,17 @@ export class StreamAcceptor {
   accept(call: StreamCall): void {
     if (this.closing)
       return refuse(call, new IsthmusError('unavailable', 'the peering server is shutting down'));
+    const leader = this.opts.redirect?.();
+    if (leader !== undefined) {
+      const metadata = new Metadata();
+      metadata.set(peeringLeaderHeader, leader);
+      call.emit('error', {
+        code: GrpcStatus.UNAVAILABLE,
+        details: `this server is not its cluster's peering leader; the leader is ${leader || 'not known yet'}`,
+        metadata,
+      });
+      return;
+    }
     const max = this.opts.maxPendingStreams ?? defaultMaxPendingStreams;
     if (this.pending.size >= max) {
       this.logger.warn({ pending: this.pending.size }, 'peering stream refused: too many pending');

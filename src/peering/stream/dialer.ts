@@ -21,6 +21,7 @@ import {
   type StreamObserver,
   type StreamOpen,
   type StreamTimings,
+  peeringLeaderHeader,
 } from './types.js';
 
 /** Where and how the dialer connects; `update` replaces any of it for the next connection. */
@@ -82,6 +83,8 @@ export class StreamDialer {
   private retryTimer: NodeJS.Timeout | undefined;
   private failures = 0;
   private addressIndex = 0;
+  /** The peer's leader, as a server that is not told us (dialed next, once). */
+  private redirectTo: string | undefined;
   private stopped = false;
   private stopping: Promise<void> | undefined;
   private readonly logger: Logger;
@@ -154,7 +157,8 @@ export class StreamDialer {
   /** A client for the current address, with the current roots and certificate. */
   private nextClient(): grpc.Client {
     const { addresses, serverName } = this.target;
-    const address = addresses[this.addressIndex % Math.max(1, addresses.length)];
+    const address = this.redirectTo ?? addresses[this.addressIndex % Math.max(1, addresses.length)];
+    this.redirectTo = undefined;
     if (!address) throw new Error('the peering has no server addresses to dial');
     this.logger.debug({ peering: this.opts.peeringName, address }, 'dialing peering stream');
     return new PeeringServiceClient(
@@ -183,9 +187,11 @@ export class StreamDialer {
     );
     const finished = new Promise<void>((resolve) => call.on('status', () => resolve()));
     call.on('data', (msg: ReplicationMessage) => session.receive(msg));
-    call.on('error', (err: grpc.ServiceError) =>
-      session.transportClosed(describeStatus(err.code, err.details)),
-    );
+    call.on('error', (err: grpc.ServiceError) => {
+      const leader = err.metadata?.get(peeringLeaderHeader)[0];
+      if (typeof leader === 'string' && leader !== '') this.redirectTo = leader;
+      session.transportClosed(describeStatus(err.code, err.details));
+    });
     call.on('status', (s: grpc.StatusObject) => {
       if (s.code === grpc.status.OK) session.transportClosed('the acceptor ended the stream');
     });
@@ -214,7 +220,7 @@ export class StreamDialer {
   private retry(afterActive: boolean): void {
     if (this.stopped) return;
     if (afterActive) this.failures = 0;
-    else this.addressIndex++;
+    else if (this.redirectTo === undefined) this.addressIndex++;
     const delay = backoffDelay(this.failures++, this.opts.backoff);
     this.logger.debug(
       { peering: this.opts.peeringName, attempt: this.failures, delayMs: delay },

@@ -31,6 +31,12 @@ export interface ResourceChange {
 }
 
 /** What the dialer sends first (`ReplicationMessage.Open`). `streamSecret` is never logged. */
+/**
+ * The trailer of a stream refused by a server that is not its cluster's leader (issue 15): the
+ * leader's peering address, which the dialer dials next. Empty while no leader is known.
+ */
+export const peeringLeaderHeader = 'isthmus-peering-leader';
+
 export interface StreamOpen {
   readonly peerId: string;
   readonly streamSecret: string;

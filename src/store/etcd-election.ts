@@ -1,0 +1,198 @@
+import type { Etcd3, Lease, Watcher } from 'etcd3';
+import type { Logger } from '../log.js';
+import type { Leadership } from './store.js';
+
+/**
+ * The leader election of the servers sharing one etcd prefix (docs/architecture.md "Store",
+ * issue 15): one key, `<prefix>.leader`, created only if absent and held under the campaigning
+ * server's lease. Whoever created it leads until its lease ends: on a clean stop the lease is
+ * revoked (the key goes at once); on a crash or a partition etcd expires it `ttlSeconds` after
+ * the last keep-alive, and the others, watching the key, race to create it again. So a handover
+ * takes at most the TTL plus one watch event and one Txn.
+ *
+ * Two leaders cannot write at once: every leader-only commit compares the key's lease with this
+ * server's in the same Txn (`fence`). A server also stops believing it leads once its lease has
+ * gone two thirds of `ttlSeconds` without a successful keep-alive, before etcd can expire it, so even work
+ * that writes nothing (holding peering streams) stops before another server may start it.
+ */
+export class EtcdElection implements Leadership {
+  private readonly listeners = new Set<() => void>();
+  private lease: Lease | undefined;
+  private leaseId: string | undefined;
+  private leading = false;
+  private leaderValue: string | undefined;
+  private lastKeepAlive = 0;
+  private watcher: Watcher | undefined;
+  private stepDownTimer: NodeJS.Timeout | undefined;
+  private retryTimer: NodeJS.Timeout | undefined;
+  private closed = false;
+
+  constructor(
+    private readonly client: Etcd3,
+    readonly key: Buffer,
+    private readonly value: string,
+    private readonly ttlSeconds: number,
+    private readonly logger: Logger,
+  ) {}
+
+  isLeader(): boolean {
+    return this.leading && Date.now() - this.lastKeepAlive < this.stepDownMs();
+  }
+
+  leader(): string | undefined {
+    return this.isLeader() ? this.value : this.leaderValue;
+  }
+
+  subscribe(fn: () => void): () => void {
+    this.listeners.add(fn);
+    return () => this.listeners.delete(fn);
+  }
+
+  /** The compare that fences a leader-only commit, or undefined when this server does not lead. */
+  fence(): { readonly key: Buffer; readonly leaseId: string } | undefined {
+    return this.isLeader() && this.leaseId ? { key: this.key, leaseId: this.leaseId } : undefined;
+  }
+
+  /** Watches the key, then campaigns; failures are retried in the background. */
+  start(): void {
+    void this.watchKey();
+    void this.campaign();
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    clearTimeout(this.stepDownTimer);
+    clearTimeout(this.retryTimer);
+    this.setLeading(false);
+    await this.watcher?.cancel().catch(() => undefined);
+    // Revoking deletes the key at once: the next leader need not wait for the TTL.
+    await this.lease?.revoke().catch(() => undefined);
+  }
+
+  private async watchKey(): Promise<void> {
+    try {
+      const watcher = await this.client.watch().key(this.key).create();
+      watcher.on('put', (kv) => {
+        if (kv.lease !== this.leaseId) this.setLeaderValue(kv.value.toString('utf8'));
+      });
+      watcher.on('delete', () => {
+        this.setLeaderValue(undefined);
+        if (this.leading) this.lostLeadership('the leader key was deleted');
+        void this.campaign();
+      });
+      // After a reconnect the key may have changed hands unseen: look again.
+      watcher.on('connected', () => void this.campaign());
+      this.watcher = watcher;
+      if (this.closed) await watcher.cancel();
+    } catch (err) {
+      this.retryLater(`watch of the leader key failed: ${(err as Error).message}`, () =>
+        this.watchKey(),
+      );
+    }
+  }
+
+  /** Creates the key under our lease if nobody holds it; otherwise learns who leads. */
+  private async campaign(): Promise<void> {
+    if (this.closed || this.leading) return;
+    try {
+      const leaseId = await this.ensureLease();
+      const res = await this.client.kv.txn({
+        compare: [{ key: this.key, target: 'Create', result: 'Equal', create_revision: 0 }],
+        success: [
+          { request_put: { key: this.key, value: Buffer.from(this.value), lease: leaseId } },
+        ],
+        failure: [{ request_range: { key: this.key } }],
+      });
+      if (this.closed) return;
+      if (res.succeeded) {
+        this.logger.info({ leader: this.value }, 'this server is now the cluster leader');
+        this.setLeading(true);
+        return;
+      }
+      const kv = res.responses[0]?.response_range?.kvs[0];
+      if (kv?.lease === leaseId) return this.setLeading(true);
+      this.setLeaderValue(kv?.value.toString('utf8'));
+    } catch (err) {
+      this.retryLater(`campaign failed: ${(err as Error).message}`, () => this.campaign());
+    }
+  }
+
+  private async ensureLease(): Promise<string> {
+    if (this.lease && this.leaseId) return this.leaseId;
+    const lease = this.client.lease(this.ttlSeconds, { autoKeepAlive: true });
+    lease.on('keepaliveSucceeded', () => {
+      this.lastKeepAlive = Date.now();
+      this.armStepDown();
+    });
+    lease.on('lost', (err) => {
+      if (this.lease !== lease) return;
+      this.lease = undefined;
+      this.leaseId = undefined;
+      if (this.leading) this.lostLeadership(`its etcd lease was lost (${err.message})`);
+      this.retryLater('lease lost', () => this.campaign());
+    });
+    const id = await lease.grant();
+    this.lastKeepAlive = Date.now();
+    this.lease = lease;
+    this.leaseId = id;
+    return id;
+  }
+
+  private stepDownMs(): number {
+    return (this.ttlSeconds * 2000) / 3;
+  }
+
+  /** Steps down once the lease went two thirds of its TTL without a keep-alive (see the class comment). */
+  private armStepDown(): void {
+    clearTimeout(this.stepDownTimer);
+    if (!this.leading) return;
+    this.stepDownTimer = setTimeout(() => {
+      if (this.leading && !this.isLeader())
+        this.lostLeadership('no etcd lease keep-alive for two thirds of the lease TTL');
+    }, this.stepDownMs() + 10).unref();
+  }
+
+  private lostLeadership(why: string): void {
+    this.logger.warn({ reason: why }, 'this server is no longer the cluster leader');
+    this.setLeading(false);
+    // The key may still be ours in etcd (a partition): drop the lease so it cannot come back.
+    const lease = this.lease;
+    this.lease = undefined;
+    this.leaseId = undefined;
+    void lease?.revoke().catch(() => undefined);
+    this.retryLater('stepped down', () => this.campaign());
+  }
+
+  private setLeading(leading: boolean): void {
+    if (this.leading === leading) return;
+    this.leading = leading;
+    if (leading) {
+      this.leaderValue = this.value;
+      this.armStepDown();
+    }
+    this.notify();
+  }
+
+  private setLeaderValue(value: string | undefined): void {
+    if (this.leaderValue === value) return;
+    this.leaderValue = value;
+    this.notify();
+  }
+
+  private retryLater(why: string, fn: () => Promise<void>): void {
+    if (this.closed) return;
+    this.logger.debug({ reason: why }, 'leader election retry scheduled');
+    clearTimeout(this.retryTimer);
+    this.retryTimer = setTimeout(() => void fn(), 500).unref();
+  }
+
+  private notify(): void {
+    for (const fn of [...this.listeners]) {
+      try {
+        fn();
+      } catch (err) {
+        this.logger.error({ err }, 'leadership listener threw');
+      }
+    }
+  }
+}
