@@ -49,6 +49,16 @@ export interface TargetFact {
   readonly meshEndpoints?: boolean;
 }
 
+/**
+ * One route of the upstream's `service-router` (or the catch-all; a `service-splitter` alone is
+ * one catch-all route): per split, its resolver node's targets in failover order.
+ */
+export interface RouteFact {
+  /** What the route matches; '' for every request. */
+  readonly match: string;
+  readonly splits: readonly { readonly weight: number; readonly targets: readonly TargetFact[] }[];
+}
+
 export interface UpstreamFacts {
   readonly proxyId: string;
   /** `api`, or `api?peer=p`. */
@@ -60,6 +70,11 @@ export interface UpstreamFacts {
   readonly aggregate?: string | undefined;
   /** The proxy's CDS resources and their xDS status; undefined when it is not connected. */
   readonly clusters?: readonly ResourceFact[] | undefined;
+  /**
+   * Set when a router or splitter applies: its routes in order, the catch-all last (`targets` are
+   * then the catch-all's first split).
+   */
+  readonly routes?: readonly RouteFact[] | undefined;
 }
 
 /** The JSON of `GET /v1/troubleshoot/upstream/...`: the checklist, the chain and its targets. */
@@ -81,6 +96,20 @@ export interface UpstreamReport extends Checklist {
     /** The proxy's xDS status of the cluster (SYNCED = ACKed), or NOT_BUILT / NOT_CONNECTED. */
     readonly Envoy: string;
   }[];
+  /** Router and splitter routes in order (absent without either). */
+  readonly Routes?: readonly {
+    /** '' for every request (the catch-all). */
+    readonly Match: string;
+    readonly Splits: readonly {
+      readonly Weight: number;
+      /** The resolver node's primary target. */
+      readonly Target: string;
+      /** The target traffic goes to (the primary or a failover one); '' when none is healthy. */
+      readonly TrafficTo: string;
+      readonly Healthy: number;
+      readonly Total: number;
+    }[];
+  }[];
 }
 
 /**
@@ -96,6 +125,7 @@ export function upstreamReport(f: UpstreamFacts): UpstreamReport {
         : (f.clusters.find((c) => c.name === name)?.status ?? 'NOT_SENT');
   const checks: Check[] = [
     healthyTarget(f),
+    ...(f.routes ? [routesServed(f.routes)] : []),
     ...f.targets.flatMap((t) => (t.peer ? peerChecks(t) : localChecks(t))),
     acked(f, status),
   ];
@@ -119,7 +149,47 @@ export function upstreamReport(f: UpstreamFacts): UpstreamReport {
       Total: t.total,
       Envoy: status(t.cluster),
     })),
+    ...(f.routes ? { Routes: f.routes.map(routeJson) } : {}),
   };
+}
+
+/** The first target of a split's resolver node that is built and has a healthy instance. */
+const servingTarget = (targets: readonly TargetFact[]) =>
+  targets.find((t) => t.cluster && t.healthy > 0);
+
+function routeJson(r: RouteFact): NonNullable<UpstreamReport['Routes']>[number] {
+  return {
+    Match: r.match,
+    Splits: r.splits.map((s) => {
+      const serving = servingTarget(s.targets);
+      const primary = s.targets[0];
+      return {
+        Weight: s.weight,
+        Target: primary?.id ?? '',
+        TrafficTo: serving?.id ?? '',
+        Healthy: (serving ?? primary)?.healthy ?? 0,
+        Total: (serving ?? primary)?.total ?? 0,
+      };
+    }),
+  };
+}
+
+/** Every route's splits reach a target with healthy instances (else that share fails: 503). */
+function routesServed(routes: readonly RouteFact[]): Check {
+  const name = 'every route reaches a healthy target';
+  const dead = routes.flatMap((r, i) =>
+    r.splits
+      .filter((s) => !servingTarget(s.targets))
+      .map((s) => `route ${i + 1} (${r.match || 'every request'}) → ${s.targets[0]?.id ?? '?'}`),
+  );
+  const splits = routes.reduce((n, r) => n + r.splits.length, 0);
+  if (dead.length === 0)
+    return pass(name, `${routes.length} routes, ${splits} splits: each has a healthy target`);
+  return fail(
+    name,
+    `no healthy target for ${dead.join(', ')}: those requests get 503`,
+    'bring an instance of that target back to passing, or change the service-router or service-splitter that sends there',
+  );
 }
 
 function healthyTarget(f: UpstreamFacts): Check {
@@ -240,6 +310,21 @@ export function renderUpstreamReport(r: UpstreamReport): string {
     lines.push(`  ${i + 1}. ${t.ID}: ${t.Healthy}/${t.Total} healthy, Envoy ${t.Envoy}`);
     if (t.Cluster) lines.push(`     cluster ${t.Cluster}`, `     SNI ${t.SNI}`);
   });
+  if (r.Routes) {
+    lines.push('routes (service-router, service-splitter), first match wins:');
+    r.Routes.forEach((route, i) => {
+      const splits = route.Splits.map((s) => {
+        const share = route.Splits.length > 1 ? `${s.Weight}% ` : '';
+        const to = !s.TrafficTo
+          ? 'no healthy target'
+          : s.TrafficTo === s.Target
+            ? `${s.Healthy}/${s.Total} healthy`
+            : `failed over to ${s.TrafficTo}, ${s.Healthy}/${s.Total} healthy`;
+        return `${share}${s.Target} (${to})`;
+      });
+      lines.push(`  ${i + 1}. ${route.Match || 'every request'} → ${splits.join(', ') || '503'}`);
+    });
+  }
   const [subject = '', ...checks] = renderChecklist(r).split('\n');
   return [subject, ...lines.map(printable), ...checks].join('\n');
 }

@@ -5,14 +5,17 @@ import {
   type ServiceInstance,
   type Upstream,
 } from '../catalog/types.js';
-import { type ChainTarget, compileChain } from '../discovery-chain/compile.js';
+import { serviceProtocol } from '../catalog/lookups.js';
+import type { RouteHttpMatch } from '../catalog/routing-types.js';
+import { type ChainTarget, type CompiledChain, compileChain } from '../discovery-chain/compile.js';
+import { type ChainRoute, type RoutedChain, compileRoutes } from '../discovery-chain/routes.js';
 import { samenessLookup } from '../discovery-chain/sameness.js';
 import { IsthmusError } from '../errors.js';
 import { failoverTargetClusterName, peeredUpstreamClusterName, subsetSni } from '../mesh/names.js';
 import { newestStreams, resourceStatuses } from '../xds/status.js';
 import { TypeUrl } from '../xds/types.js';
 import type { TroubleshootSources } from './gather.js';
-import type { ChainFact, TargetFact, UpstreamFacts } from './upstream-checks.js';
+import type { ChainFact, RouteFact, TargetFact, UpstreamFacts } from './upstream-checks.js';
 
 type Sources = TroubleshootSources & { readonly ca: { readonly trustDomain: string } };
 
@@ -34,7 +37,8 @@ export function gatherUpstreamFacts(src: Sources, proxyId: string, name: string)
         : `proxy ${JSON.stringify(proxyId)} is not registered (see isthmus services list)`,
     );
   }
-  const chain = chainOf(src, u);
+  const routed = routesOf(src, u);
+  const chain = chainOf(src, u, routed?.routes.at(-1)?.splits[0]?.chain);
   const plain = chain.targets.map((t) => targetFact(src, t));
   const rendered = plain.filter((t) => t.cluster);
   const aggregate = rendered.length > 1 ? rendered[0]?.cluster : undefined;
@@ -53,7 +57,72 @@ export function gatherUpstreamFacts(src: Sources, proxyId: string, name: string)
     targets,
     aggregate,
     clusters: cds,
+    ...(routed ? { routes: routed.routes.map((r) => routeFact(src, r)) } : {}),
   };
+}
+
+/**
+ * The upstream's router and splitter routes, compiled as the sidecar builder compiles them: only
+ * for an HTTP-family service of this cluster (src/snapshot/sidecar.ts).
+ */
+function routesOf(src: Sources, u: Upstream): RoutedChain | undefined {
+  if (u.destinationPeer || serviceProtocol(src.catalog, u.destinationName) === 'tcp')
+    return undefined;
+  const catalog = src.catalog;
+  return compileRoutes(
+    { service: u.destinationName, datacenter: u.datacenter || src.datacenter },
+    {
+      resolver: (n) => catalog.configEntry('service-resolver', n),
+      splitter: (n) => catalog.configEntry('service-splitter', n),
+      router: (n) => catalog.configEntry('service-router', n),
+      groups: samenessLookup(catalog),
+    },
+  );
+}
+
+/** One route: what it matches, and per split its resolver node's targets with their health. */
+function routeFact(src: Sources, r: ChainRoute): RouteFact {
+  return {
+    match: r.match ? describeMatch(r.match) : '',
+    splits: r.splits.map((s) => ({
+      weight: s.weight,
+      targets: [s.chain.primary, ...s.chain.failover].map((t) => targetFact(src, t)),
+    })),
+  };
+}
+
+/** `PathPrefix /v2/ (any case), Header x-debug present, Methods GET|POST`. */
+function describeMatch(m: RouteHttpMatch): string {
+  const path = m.pathExact
+    ? `PathExact ${m.pathExact}`
+    : m.pathPrefix
+      ? `PathPrefix ${m.pathPrefix}`
+      : m.pathRegex
+        ? `PathRegex ${m.pathRegex}`
+        : '';
+  const parts = [
+    path && m.caseInsensitive ? `${path} (any case)` : path,
+    ...m.header.map(
+      (h) =>
+        `Header ${h.name}${h.invert ? ' not' : ''} ${
+          h.present
+            ? 'present'
+            : h.exact
+              ? `= ${h.exact}`
+              : h.prefix
+                ? `prefix ${h.prefix}`
+                : h.suffix
+                  ? `suffix ${h.suffix}`
+                  : `~ ${h.regex}`
+        }`,
+    ),
+    ...m.queryParam.map(
+      (q) =>
+        `QueryParam ${q.name} ${q.present ? 'present' : q.exact ? `= ${q.exact}` : `~ ${q.regex}`}`,
+    ),
+    m.methods.length > 0 ? `Methods ${m.methods.join('|')}` : '',
+  ];
+  return parts.filter((x) => x).join(', ');
 }
 
 /** `api`, or `api?peer=cluster-a` for a DestinationPeer upstream (its listener's name). */
@@ -66,7 +135,11 @@ function findUpstream(proxy: ServiceInstance, name: string): Upstream | undefine
   return ups.find((u) => upstreamLabel(u) === name) ?? ups.find((u) => u.destinationName === name);
 }
 
-function chainOf(src: Sources, u: Upstream): { fact: ChainFact; targets: ChainTarget[] } {
+function chainOf(
+  src: Sources,
+  u: Upstream,
+  catchAll: CompiledChain | undefined,
+): { fact: ChainFact; targets: ChainTarget[] } {
   const datacenter = u.datacenter || src.datacenter;
   if (u.destinationPeer) {
     // DestinationPeer upstreams bypass the chain (§5b), as in Consul.
@@ -89,7 +162,9 @@ function chainOf(src: Sources, u: Upstream): { fact: ChainFact; targets: ChainTa
   const catalog = src.catalog;
   const groups = samenessLookup(catalog);
   const resolver = (n: string) => catalog.configEntry('service-resolver', n);
-  const chain = compileChain({ service: u.destinationName, datacenter }, resolver, groups);
+  // With routes, the listener's own cluster is the catch-all's first split (src/snapshot).
+  const chain =
+    catchAll ?? compileChain({ service: u.destinationName, datacenter }, resolver, groups);
   return {
     fact: {
       service: u.destinationName,

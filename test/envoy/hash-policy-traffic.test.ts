@@ -5,6 +5,7 @@
  * sends `/Admin` in any case to `admin`.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { UpstreamReport } from '../../src/troubleshoot/upstream-checks.js';
 import { cleanupProcesses } from '../helpers/process.js';
 import { closeApps, type HttpResult, httpCall, listenPort, startApp } from './apps.js';
 import {
@@ -137,5 +138,32 @@ describe.skipIf(skipWithoutEnvoy())('hash policies and case-insensitive routes, 
     for (const path of ['/Admin/panel', '/ADMIN/panel', '/admin'])
       expect([path, appOf(await httpCall(apiPort, path))]).toEqual([path, 'admin']);
     expect(instances).toContain(appOf(await httpCall(apiPort, '/adm')));
+  });
+
+  it('troubleshoot upstream shows the routes and that each reaches a healthy target', async () => {
+    const path = '/v1/troubleshoot/upstream/web-sidecar-proxy/api';
+    const report = await eventually(async () => {
+      const res = await dc.api<UpstreamReport>('GET', path);
+      if (res.status !== 200 || !res.body.OK)
+        throw new Error(`${res.status} ${JSON.stringify(res.body)}`);
+      return res.body;
+    }, 'troubleshoot upstream api');
+    expect(report.Routes).toEqual([
+      {
+        Match: 'PathPrefix /Admin (any case)',
+        Splits: [expect.objectContaining({ Target: 'admin.default.default.dc1', Healthy: 1 })],
+      },
+      {
+        Match: '',
+        Splits: [
+          expect.objectContaining({
+            Target: 'api.default.default.dc1',
+            TrafficTo: 'api.default.default.dc1',
+            Healthy: 3,
+            Total: 3,
+          }),
+        ],
+      },
+    ]);
   });
 });

@@ -142,4 +142,49 @@ describe('troubleshoot upstream', () => {
       '- Envoy ACKed the clusters: web-sidecar-proxy is not connected over xDS',
     );
   });
+
+  it('a router and splitter: each route, its splits, and which target each split reaches', () => {
+    const v2: TargetFact = { ...local, id: 'cart-v2.default.default.dc-b', service: 'cart-v2' };
+    const routed: UpstreamFacts = {
+      ...failedOver,
+      routes: [
+        { match: 'PathPrefix /v2/ (any case)', splits: [{ weight: 100, targets: [v2] }] },
+        {
+          match: '',
+          splits: [
+            { weight: 90, targets: [local, peer] },
+            { weight: 10, targets: [peer] },
+          ],
+        },
+      ],
+    };
+    const report = upstreamReport(routed);
+    expect(report.Routes).toEqual([
+      {
+        Match: 'PathPrefix /v2/ (any case)',
+        Splits: [{ Weight: 100, Target: v2.id, TrafficTo: '', Healthy: 0, Total: 1 }],
+      },
+      {
+        Match: '',
+        Splits: [
+          { Weight: 90, Target: local.id, TrafficTo: peer.id, Healthy: 1, Total: 1 },
+          { Weight: 10, Target: peer.id, TrafficTo: peer.id, Healthy: 1, Total: 1 },
+        ],
+      },
+    ]);
+    expect(report.OK).toBe(false);
+    const text = renderUpstreamReport(report);
+    expect(text).toContain(
+      [
+        'routes (service-router, service-splitter), first match wins:',
+        `  1. PathPrefix /v2/ (any case) → ${v2.id} (no healthy target)`,
+        `  2. every request → 90% ${local.id} (failed over to ${peer.id}, 1/1 healthy), 10% ${peer.id} (1/1 healthy)`,
+      ].join('\n'),
+    );
+    expect(text).toContain(
+      `✗ every route reaches a healthy target: no healthy target for route 1 (PathPrefix /v2/ (any case)) → ${v2.id}: those requests get 503`,
+    );
+    // Without a router or splitter the report is as before: no Routes, no route check.
+    expect(upstreamReport(failedOver).Routes).toBeUndefined();
+  });
 });
