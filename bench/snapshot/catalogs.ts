@@ -8,7 +8,7 @@
  */
 import type { CaRoots, Leaf } from '../../src/ca/types.js';
 import type { Protocol, ServiceInstance, Upstream } from '../../src/catalog/types.js';
-import type { BuildContext } from '../../src/snapshot/context.js';
+import type { BuildContext, PeeringView } from '../../src/snapshot/context.js';
 import { FakeCatalog } from '../../test/helpers/fake-catalog.js';
 
 export const datacenter = 'dc1';
@@ -43,13 +43,28 @@ export const leafFor = (spiffeId: string): Leaf => ({
   notAfter: new Date(0),
 });
 
+/** The one peer the gateway's services are exported to, with a known trust bundle. */
+export const peerName = 'peer-1';
+const peerTrustDomain = '99999999-8888-7777-6666-555555555555.consul';
+
+export const peering: PeeringView = {
+  peerNames: () => [peerName],
+  bundle: (peer) =>
+    peer === peerName
+      ? { peer, trustDomain: peerTrustDomain, pems: [pem('CERTIFICATE', 'peer root')] }
+      : undefined,
+  importedServiceNames: () => [],
+  importedInstances: () => [],
+};
+
 /** What SnapshotManager.context() hands the builders. */
 export const contextFor = (catalog: BuildContext['catalog']): BuildContext => ({
   catalog,
   datacenter,
   trustDomain,
   roots,
-  peerTrustDomain: () => undefined,
+  peerTrustDomain: (peer) => peering.bundle(peer)?.trustDomain,
+  peering,
 });
 
 const serviceName = (i: number) => `svc-${String(i).padStart(4, '0')}`;
@@ -157,11 +172,25 @@ export function sidecarCatalog(upstreams: number, instances: number): FakeCatalo
   return c;
 }
 
-/** `services` × `instances` sidecar-fronted instances, our mesh gateway, and a gateway of dc2. */
+/**
+ * `services` × `instances` sidecar-fronted instances, every service exported to `peerName` (plain
+ * TCP: the gateway passes mesh TLS through to an `exported~` cluster per service), our mesh
+ * gateway, and a gateway of dc2. A gateway routes a local service only through its exports
+ * (docs/architecture.md §5), so the exports are what make it hold a cluster per service.
+ */
 export function gatewayCatalog(services: number, instances: number): FakeCatalog {
   const c = new FakeCatalog(datacenter);
   for (let i = 0; i < services; i++)
     for (let j = 0; j < instances; j++) registerInstance(c, i, j, instances);
+  c.putEntry({
+    kind: 'exported-services',
+    name: 'default',
+    services: Array.from({ length: services }, (_, i) => ({
+      name: serviceName(i),
+      namespace: 'default',
+      consumers: [{ peer: peerName }],
+    })),
+  });
   c.upsert({
     id: gatewayId,
     name: 'mesh-gateway',

@@ -6,7 +6,7 @@
  */
 import { parseArgs } from 'node:util';
 import type { CatalogReader } from '../../src/catalog/types.js';
-import { serviceSni } from '../../src/mesh/names.js';
+import { exportedClusterName, serviceSni } from '../../src/mesh/names.js';
 import type { FakeCatalog } from '../../test/helpers/fake-catalog.js';
 import { hasGc, sampleMemory, type MemorySample } from '../ads-fanout/stats.js';
 import {
@@ -21,7 +21,7 @@ import {
   trustDomain,
 } from './catalogs.js';
 import { IndexedCatalog } from './indexed-catalog.js';
-import { ProxyPipeline, Server } from './pipeline.js';
+import { type Path, ProxyPipeline, Server } from './pipeline.js';
 import { cpuProfiler, type Profiler } from './profile.js';
 import { printReport, type CaseReport } from './report.js';
 import { runCold, runWarm, type LoopOptions } from './scenario.js';
@@ -33,6 +33,7 @@ interface Options extends LoopOptions {
   readonly instances: number;
   readonly catalog: 'indexed' | 'fake';
   readonly only: 'sidecar' | 'gateway' | 'both';
+  readonly path: Path | 'both';
   readonly profile: string | undefined;
 }
 
@@ -61,6 +62,7 @@ function parseOptions(argv: readonly string[]): Options {
       instances: { type: 'string', default: '10' },
       catalog: { type: 'string', default: 'indexed' },
       only: { type: 'string', default: 'both' },
+      path: { type: 'string', default: 'both' },
       profile: { type: 'string' },
     },
   });
@@ -73,6 +75,7 @@ function parseOptions(argv: readonly string[]): Options {
     instances: positive('instances', values.instances, 100),
     catalog: oneOf('catalog', values.catalog, ['indexed', 'fake'] as const),
     only: oneOf('only', values.only, ['sidecar', 'gateway', 'both'] as const),
+    path: oneOf('path', values.path, ['incremental', 'full', 'both'] as const),
     profile: values.profile,
   };
 }
@@ -82,55 +85,67 @@ const reader = (data: FakeCatalog, opts: Options): CatalogReader =>
 
 /**
  * Moves instance (k mod instances) of service (k mod services) to a port no earlier iteration
- * used: a re-registration that changes exactly one endpoint. Returns that service's cluster name.
+ * used: a re-registration that changes exactly one endpoint. Returns the name of the cluster it
+ * must change: the upstream's (a sidecar's), or the service's `exported~` one (a gateway's).
  */
-function mover(data: FakeCatalog, services: number, instances: number) {
-  return (k: number): string => {
+function mover(data: FakeCatalog, services: number, instances: number, clusterOf: ClusterOf) {
+  return (k: number) => {
     const i = k % services;
     const sidecar = mustGet(data, sidecarId(i, k % instances));
     data.upsert({ ...sidecar, port: 22_000 + k });
-    return serviceSni(trustDomain, datacenter, { name: sidecar.proxy!.destinationServiceName });
+    const service = sidecar.proxy!.destinationServiceName;
+    return { service, cluster: clusterOf(service) };
   };
 }
 
-async function sidecarCase(opts: Options, profiler: Profiler): Promise<CaseReport> {
+type ClusterOf = (service: string) => string;
+const upstreamCluster: ClusterOf = (name) => serviceSni(trustDomain, datacenter, { name });
+const exportedCluster: ClusterOf = (name) => exportedClusterName(trustDomain, datacenter, { name });
+
+async function sidecarCase(opts: Options, profiler: Profiler, path: Path): Promise<CaseReport> {
   const n = opts.upstreams;
   const data = sidecarCatalog(n, opts.upstreamInstances);
-  const pipeline = new ProxyPipeline(reader(data, opts), sidecarProxyId);
+  const pipeline = new ProxyPipeline(reader(data, opts), sidecarProxyId, path);
   const count = (p: string) =>
     Array.from({ length: n }, (_, i) => protocolOf(i)).filter((x) => x === p).length;
   return {
-    title: 'sidecar',
+    title: `sidecar, ${path}`,
+    units: n,
     topology:
       `${n} upstreams (${count('tcp')} tcp, ${count('http')} http, ${count('grpc')} grpc via service-defaults), ` +
       `${opts.upstreamInstances} healthy sidecar-fronted instances each, 11 intentions on the subject`,
-    cold: await runCold(pipeline, opts, { profiler, label: 'sidecar-cold' }),
-    warm: await runWarm(pipeline, new Server(), mover(data, n, opts.upstreamInstances), opts, {
-      profiler,
-      label: 'sidecar-warm',
-    }),
+    cold: await runCold(pipeline, opts, { profiler, label: `sidecar-${path}-cold` }),
+    warm: await runWarm(
+      pipeline,
+      new Server(),
+      mover(data, n, opts.upstreamInstances, upstreamCluster),
+      opts,
+      { profiler, label: `sidecar-${path}-warm` },
+    ),
   };
 }
 
-async function gatewayCase(opts: Options, profiler: Profiler): Promise<CaseReport> {
+async function gatewayCase(opts: Options, profiler: Profiler, path: Path): Promise<CaseReport> {
   const heap: [string, MemorySample][] = [['before the catalog', await sampleMemory(3)]];
   const data = gatewayCatalog(opts.services, opts.instances);
-  const pipeline = new ProxyPipeline(reader(data, opts), gatewayId);
+  const pipeline = new ProxyPipeline(reader(data, opts), gatewayId, path);
   heap.push(['catalog registered', await sampleMemory(3)]);
-  const cold = await runCold(pipeline, opts, { profiler, label: 'gateway-cold' });
+  const cold = await runCold(pipeline, opts, { profiler, label: `gateway-${path}-cold` });
   const server = new Server();
-  const warm = await runWarm(pipeline, server, mover(data, opts.services, opts.instances), opts, {
+  const move = mover(data, opts.services, opts.instances, exportedCluster);
+  const warm = await runWarm(pipeline, server, move, opts, {
     profiler,
-    label: 'gateway-warm',
+    label: `gateway-${path}-warm`,
   });
   heap.push(['after the rebuilds, one view published', await sampleMemory(3)]);
   // Also keeps `server` (and the view it holds) alive until the sample above is taken.
   if (server.cache.entryCount === 0) throw new Error('the gateway view is not in the cache');
   return {
-    title: 'mesh gateway',
+    title: `mesh gateway, ${path}`,
+    units: opts.services,
     topology:
       `${opts.services} services × ${opts.instances} instances, each instance with its sidecar ` +
-      `(${2 * opts.services * opts.instances} catalog instances), plus a gateway of dc2`,
+      `(${2 * opts.services * opts.instances} catalog instances), all exported to one peer (TCP), plus a gateway of dc2`,
     cold,
     warm,
     heap,
@@ -141,8 +156,11 @@ async function main(): Promise<void> {
   const opts = parseOptions(process.argv.slice(2));
   const profiler = await cpuProfiler(opts.profile);
   const cases: CaseReport[] = [];
-  if (opts.only !== 'gateway') cases.push(await sidecarCase(opts, profiler));
-  if (opts.only !== 'sidecar') cases.push(await gatewayCase(opts, profiler));
+  const paths: Path[] = opts.path === 'both' ? ['incremental', 'full'] : [opts.path];
+  for (const path of paths) {
+    if (opts.only !== 'gateway') cases.push(await sidecarCase(opts, profiler, path));
+    if (opts.only !== 'sidecar') cases.push(await gatewayCase(opts, profiler, path));
+  }
   printReport({ opts, gc: hasGc, cases });
 }
 

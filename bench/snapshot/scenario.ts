@@ -4,7 +4,6 @@
  * (b) warm, a rebuild after one endpoint moved, on a server that holds the proxy's last view.
  */
 import { allTypeUrls, shortName, TypeUrl } from '../../src/xds/types.js';
-import type { EncodedResource } from '../../src/xds/cache/entry.js';
 import type { ProxyView } from '../../src/xds/cache/proxy-view.js';
 import { type ProxyPipeline, Server, type Timing } from './pipeline.js';
 import { noProfiler, type Profiler } from './profile.js';
@@ -45,8 +44,8 @@ export interface WarmResult {
   readonly wrongChanges: readonly string[];
 }
 
-/** A catalog change: returns the one EDS resource (cluster name) it must change. */
-export type Move = (k: number) => string;
+/** A catalog change: returns the service it changed and the one EDS resource it must change. */
+export type Move = (k: number) => { readonly service: string; readonly cluster: string };
 
 function summarize(view: ProxyView): ViewSummary {
   const parts: string[] = [];
@@ -73,7 +72,7 @@ export async function runCold(
   for (let i = 0; i < opts.warmup + opts.iterations; i++) {
     if (i === opts.warmup) await prof.profiler.begin();
     const server = new Server();
-    const r = pipeline.rebuild(server);
+    const r = pipeline.rebuild(server, 'all');
     if (i < opts.warmup) continue;
     timings.push(r.timing);
     encodes.push(await server.encodes());
@@ -83,8 +82,12 @@ export async function runCold(
   return { timings, encodes, view: summarize(view!) };
 }
 
-const versions = (encoded: readonly EncodedResource[]) =>
-  new Map(encoded.map((e) => [`${shortName[e.typeUrl]} ${e.name}`, e.version]));
+function versions(view: ProxyView): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const [t, entries] of view.resources)
+    for (const e of entries.values()) out.set(`${shortName[t]} ${e.name}`, e.version);
+  return out;
+}
 
 function changedNames(
   before: ReadonlyMap<string, string>,
@@ -105,17 +108,18 @@ export async function runWarm(
   opts: LoopOptions,
   prof = unprofiled,
 ): Promise<WarmResult> {
-  let last = versions(pipeline.rebuild(server).encoded);
+  let last = versions(pipeline.rebuild(server, 'all').view);
   const timings: Timing[] = [];
   const encodes: number[] = [];
   const wrongChanges: string[] = [];
   for (let k = 0; k < opts.warmup + opts.iterations; k++) {
     if (k === opts.warmup) await prof.profiler.begin();
-    const expected = `${shortName[TypeUrl.endpoint]} ${move(k)}`;
+    const moved = move(k);
+    const expected = `${shortName[TypeUrl.endpoint]} ${moved.cluster}`;
     const n0 = await server.encodes();
-    const r = pipeline.rebuild(server);
+    const r = pipeline.rebuild(server, new Set([moved.service]));
     const n = (await server.encodes()) - n0;
-    const now = versions(r.encoded);
+    const now = versions(r.view);
     const changed = changedNames(last, now);
     last = now;
     if (k < opts.warmup) continue;

@@ -4,9 +4,10 @@ import type { CaEvent, CertificateAuthority } from '../ca/types.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import type { BuildContext, Built } from './context.js';
-import { buildMeshGatewaySnapshot } from './mesh-gateway.js';
+import { MeshGatewayBuilder } from './mesh-gateway.js';
 import { meshGatewaySpiffeId } from '../mesh/names.js';
-import { buildSidecarSnapshot, configDep, sidecarSpiffeId } from './sidecar.js';
+import { configDep, SidecarBuilder, sidecarSpiffeId } from './sidecar.js';
+import { type Changes, mergeChanges } from './pieces.js';
 import type { ConfigSnapshot } from './types.js';
 import type { LivePeeringView, PeeringViewEvent } from './peering-view.js';
 import type { LeafUsers } from './leaf-users.js';
@@ -59,7 +60,10 @@ const rebuildsInFlight = 4;
  */
 export class SnapshotManager {
   private readonly deps = new Dependents();
-  private readonly dirty = new Set<string>();
+  /** Proxies to rebuild, each with what changed for it since its last build. */
+  private readonly dirty = new Map<string, Changes>();
+  /** Each proxy's builder: it keeps the parts of its last snapshot that no change touched. */
+  private readonly builders = new Map<string, ProxyBuilder>();
   /** Rebuilds under way, by proxy ID; `forgotten` is set when the proxy goes meanwhile. */
   private readonly building = new Map<string, { forgotten: boolean }>();
   private timer: NodeJS.Timeout | undefined;
@@ -80,7 +84,7 @@ export class SnapshotManager {
     for (const i of this.opts.catalog.allInstances()) {
       if (!isProxy(i)) continue;
       this.firstBuildPending.add(i.id);
-      this.markDirty(i.id);
+      this.markDirty(i.id, 'all');
     }
   }
 
@@ -121,16 +125,24 @@ export class SnapshotManager {
       if (e.entryKind !== 'service-splitter' && e.entryKind !== 'service-router')
         return this.markAll();
       // Routers and splitters: only the proxies whose chains looked this entry up.
-      for (const id of this.deps.of([configDep(e.entryKind, e.name)])) this.markDirty(id);
-      return;
+      return this.markDependents([configDep(e.entryKind, e.name)]);
     }
     const names = new Set([e.instance.name, e.instance.proxy?.destinationServiceName ?? '']);
-    if (e.kind === 'instance-upserted' && e.previous)
+    if (e.kind === 'instance-upserted' && e.previous) {
+      names.add(e.previous.name);
       names.add(e.previous.proxy?.destinationServiceName ?? '');
+    }
+    names.delete('');
     if (e.kind === 'instance-removed' && isProxy(e.instance)) this.forget(e.instance.id);
-    else if (isProxy(e.instance)) this.markDirty(e.instance.id);
+    else if (isProxy(e.instance)) this.markDirty(e.instance.id, 'all');
     if (e.instance.kind === 'mesh-gateway') return this.markAll();
-    for (const id of this.deps.of(names)) this.markDirty(id);
+    this.markDependents([...names]);
+  }
+
+  /** Marks the proxies that depend on one of `keys` (gateways depend on everything). */
+  private markDependents(keys: readonly string[]): void {
+    const changed = new Set(keys);
+    for (const id of this.deps.of(keys)) this.markDirty(id, changed);
   }
 
   private onCaEvent(e: CaEvent): void {
@@ -138,7 +150,7 @@ export class SnapshotManager {
     // Each proxy holds its own leaf; the server's own leaves (peering) are no proxy's.
     const holder = e.leaf.holder;
     const proxy = holder === undefined ? undefined : this.opts.catalog.instance(holder);
-    if (proxy && isProxy(proxy)) this.markDirty(proxy.id);
+    if (proxy && isProxy(proxy)) this.markDirty(proxy.id, 'all');
   }
 
   /**
@@ -159,15 +171,15 @@ export class SnapshotManager {
    */
   private onPeeringEvent(e: PeeringViewEvent): void {
     if (e.kind === 'peer-bundle-changed') return this.markAll();
-    for (const id of this.deps.of([`peer:${e.peer}`])) this.markDirty(id);
+    this.markDependents([`peer:${e.peer}`]);
   }
 
   private markAll(): void {
-    for (const i of this.opts.catalog.allInstances()) if (isProxy(i)) this.markDirty(i.id);
+    for (const i of this.opts.catalog.allInstances()) if (isProxy(i)) this.markDirty(i.id, 'all');
   }
 
-  private markDirty(id: string): void {
-    this.dirty.add(id);
+  private markDirty(id: string, changes: Changes): void {
+    this.dirty.set(id, mergeChanges(this.dirty.get(id), changes));
     if (this.stopped) return;
     this.timer ??= setTimeout(() => {
       this.timer = undefined;
@@ -189,6 +201,7 @@ export class SnapshotManager {
     this.opts.ca.release(id);
     this.opts.leafUsers.set(id, undefined);
     this.deps.delete(id);
+    this.builders.delete(id);
     this.dirty.delete(id);
     this.firstBuildPending.delete(id);
     this.opts.sink.remove(id);
@@ -196,15 +209,16 @@ export class SnapshotManager {
 
   private flush(): Promise<void> {
     this.flushing = this.flushing.then(async () => {
-      const ids = [...this.dirty].sort();
+      const ids = [...this.dirty.keys()].sort();
       // Stopping checks between proxies: a shutdown does not wait for the whole first rebuild.
       let next = 0;
       const worker = async () => {
         while (next < ids.length) {
           if (this.stopped) return;
           const id = ids[next++]!;
+          const changes = this.dirty.get(id);
           this.dirty.delete(id);
-          await this.rebuild(id);
+          if (changes) await this.rebuild(id, changes);
         }
       };
       await Promise.all(Array.from({ length: Math.min(rebuildsInFlight, ids.length) }, worker));
@@ -224,14 +238,14 @@ export class SnapshotManager {
     };
   }
 
-  private async rebuild(id: string): Promise<void> {
+  private async rebuild(id: string, changes: Changes): Promise<void> {
     const instance = this.opts.catalog.instance(id);
     if (!instance || !isProxy(instance)) return this.forget(id);
     const started = performance.now();
     const inFlight = { forgotten: false };
     this.building.set(id, inFlight);
     try {
-      const built = await this.build(instance);
+      const built = await this.build(instance, changes);
       // Deregistered while its leaf was being issued: that leaf is never handed out. If the ID
       // came back meanwhile, its registration marked it dirty, and it is built with a new leaf.
       if (inFlight.forgotten) return;
@@ -239,6 +253,8 @@ export class SnapshotManager {
       this.deps.set(id, built.deps);
       this.opts.metrics.snapshotBuilds.inc({ kind: instance.kind, result: 'ok' });
     } catch (err) {
+      // The builder's parts may be half updated: the next build starts from nothing.
+      this.builders.delete(id);
       this.opts.metrics.snapshotBuilds.inc({ kind: instance.kind, result: 'error' });
       this.opts.logger.error(
         { proxyId: id, error: (err as Error).message },
@@ -255,7 +271,7 @@ export class SnapshotManager {
   }
 
   /** Builds a snapshot only once everything it needs is known (the leaf is issued on demand). */
-  private async build(instance: ServiceInstance): Promise<Built<ConfigSnapshot>> {
+  private async build(instance: ServiceInstance, changes: Changes): Promise<Built<ConfigSnapshot>> {
     // A gateway's own identity is used only where it terminates peers' mTLS for HTTP-family
     // exports.
     const spiffeId = this.leafIdentityOf(instance);
@@ -264,8 +280,25 @@ export class SnapshotManager {
     const leaf = await this.opts.ca.leaf({ spiffeId, holder: instance.id });
     // The context is read after the leaf, so the snapshot has the roots current when it is built.
     const ctx = this.context();
-    return instance.kind === 'mesh-gateway'
-      ? buildMeshGatewaySnapshot(instance, ctx, leaf)
-      : buildSidecarSnapshot(instance, leaf, ctx);
+    const builder = this.builderOf(instance);
+    return builder.kind === 'mesh-gateway'
+      ? builder.builder.build(instance, ctx, leaf, changes)
+      : builder.builder.build(instance, leaf, ctx, changes);
+  }
+
+  private builderOf(instance: ServiceInstance): ProxyBuilder {
+    let builder = this.builders.get(instance.id);
+    if (builder?.kind !== instance.kind) {
+      builder =
+        instance.kind === 'mesh-gateway'
+          ? { kind: 'mesh-gateway', builder: new MeshGatewayBuilder() }
+          : { kind: 'connect-proxy', builder: new SidecarBuilder() };
+      this.builders.set(instance.id, builder);
+    }
+    return builder;
   }
 }
+
+type ProxyBuilder =
+  | { readonly kind: 'mesh-gateway'; readonly builder: MeshGatewayBuilder }
+  | { readonly kind: 'connect-proxy'; readonly builder: SidecarBuilder };

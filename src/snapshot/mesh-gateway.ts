@@ -16,6 +16,7 @@ import { parseHostPort } from '../config/host-port.js';
 import { exportedNamesFor } from '../peering/exports.js';
 import { peerThroughMeshGateways } from '../peering/through-gateways.js';
 import type { BuildContext, Built } from './context.js';
+import { type Changes, PieceMemo } from './pieces.js';
 import { type GatewaySide, type SidedChain, gatewayListeners } from './gateway-listeners.js';
 import { connectTimeoutMs, sidecarEndpoints, withEndpoints } from './lookups.js';
 import { gatewayEndpoints, serviceProtocol } from '../catalog/lookups.js';
@@ -39,20 +40,175 @@ export function buildMeshGatewaySnapshot(
   ctx: BuildContext,
   leaf?: Leaf,
 ): Built<MeshGatewaySnapshot> {
+  return new MeshGatewayBuilder().build(gateway, ctx, leaf, 'all');
+}
+
+/** What one exported service, one imported peer or the fixed routes add to a gateway. */
+interface GatewayPart {
+  readonly routes: readonly SidedChain[];
+  readonly clusters: readonly EdsClusterIR[];
+  readonly secrets: readonly TrustDomainsSecretIR[];
+}
+
+const noPart: GatewayPart = { routes: [], clusters: [], secrets: [] };
+
+/**
+ * Builds one gateway's snapshots again and again, each from the parts of the last that a change
+ * did not touch (docs/architecture.md §2 "Incremental builds"): a part per exported service
+ * (depends on that service), a part per peer's imports (`peer:<name>`), and the remote
+ * datacenters and peering servers, which only `all` rebuilds. Kept parts are the same objects, so
+ * the publisher regenerates only the resources of the parts that changed.
+ */
+export class MeshGatewayBuilder {
+  private readonly exported = new PieceMemo<GatewayPart>();
+  private readonly imported = new PieceMemo<GatewayPart>();
+  private last:
+    | {
+        readonly gateway: ServiceInstance;
+        readonly leaf: Leaf | undefined;
+        readonly roots: BuildContext['roots'];
+        readonly consumers: ReadonlyMap<string, readonly string[]>;
+        readonly wildcard: boolean;
+        readonly fixed: GatewayPart;
+        readonly routes: readonly SidedChain[];
+        readonly snapshot: MeshGatewaySnapshot;
+      }
+    | undefined;
+
+  build(
+    gateway: ServiceInstance,
+    ctx: BuildContext,
+    leaf: Leaf | undefined,
+    changes: Changes,
+  ): Built<MeshGatewaySnapshot> {
+    let last = changes === 'all' ? undefined : this.last;
+    // A new leaf, roots or registration reach here as `all`; the check keeps a missed one safe.
+    if (last && (last.gateway !== gateway || last.leaf !== leaf || last.roots !== ctx.roots))
+      last = undefined;
+    if (!last) {
+      this.exported.clear();
+      this.imported.clear();
+    } else {
+      this.exported.invalidate(changes as ReadonlySet<string>);
+      this.imported.invalidate(changes as ReadonlySet<string>);
+    }
+    let consumers = last?.consumers;
+    if (!consumers || (last?.wildcard && exportsMayChange(ctx, consumers, changes))) {
+      consumers = exportConsumers(ctx);
+      this.exported.retain(new Set(consumers.keys()));
+      if (last) last = { ...last, consumers };
+    }
+    const parts: GatewayPart[] = [];
+    for (const [service, peers] of consumers)
+      parts.push(
+        this.exported.get(service, () => ({
+          value: exportPart(service, peers, ctx, leaf),
+          deps: [service],
+        })),
+      );
+    parts.push(last?.fixed ?? fixedPart(ctx));
+    const peers = importingPeers(ctx);
+    parts.push(
+      this.imported.get(peers.join('\n'), () => ({
+        value: importedPart(ctx, peers),
+        deps: peers.map((peer) => `peer:${peer}`),
+      })),
+    );
+    const snapshot = this.assemble(gateway, ctx, leaf, parts, last);
+    this.last = {
+      gateway,
+      leaf,
+      roots: ctx.roots,
+      consumers,
+      wildcard: exportsWildcard(ctx),
+      fixed: parts[consumers.size]!,
+      routes: parts.flatMap((p) => p.routes),
+      snapshot,
+    };
+    return { snapshot, deps: new Set(['*']) };
+  }
+
+  private assemble(
+    gateway: ServiceInstance,
+    ctx: BuildContext,
+    leaf: Leaf | undefined,
+    parts: readonly GatewayPart[],
+    last: MeshGatewayBuilder['last'],
+  ): MeshGatewaySnapshot {
+    const routes = parts.flatMap((p) => p.routes);
+    const clusters = parts.flatMap((p) => p.clusters);
+    const peerInbound = new Map<string, TrustDomainsSecretIR>();
+    for (const p of parts) for (const secret of p.secrets) peerInbound.set(secret.name, secret);
+    // The listeners hold every chain: kept whole while every chain is the one they were built with.
+    const listeners =
+      last && sameItems(last.routes, routes)
+        ? last.snapshot.listeners
+        : gatewayListeners(gateway, routes);
+    const secrets =
+      peerInbound.size > 0 && leaf
+        ? ((last?.snapshot.leaf && last.snapshot.peerInbound?.length === peerInbound.size
+            ? sharedSecrets(last.snapshot, peerInbound)
+            : undefined) ?? {
+            leaf: {
+              name: leafSecretName(leaf.spiffeId),
+              certPem: leaf.certPem,
+              keyPem: leaf.keyPem,
+            },
+            roots: [{ name: localRootsSecretName, pems: ctx.roots.roots.map((r) => r.certPem) }],
+            peerInbound: [...peerInbound.values()].sort((a, b) => (a.name < b.name ? -1 : 1)),
+          })
+        : {};
+    return {
+      kind: 'mesh-gateway',
+      proxyId: gateway.id,
+      listeners,
+      clusters: clusters.sort((a, b) => (a.name < b.name ? -1 : 1)),
+      ...secrets,
+    };
+  }
+}
+
+/** The last snapshot's secrets, when each peer secret is the very one the parts hold now. */
+function sharedSecrets(
+  last: MeshGatewaySnapshot,
+  peerInbound: ReadonlyMap<string, TrustDomainsSecretIR>,
+): Pick<MeshGatewaySnapshot, 'leaf' | 'roots' | 'peerInbound'> | undefined {
+  const same = last.peerInbound?.every((s) => peerInbound.get(s.name) === s);
+  return same ? { leaf: last.leaf, roots: last.roots, peerInbound: last.peerInbound } : undefined;
+}
+
+function sameItems<T>(a: readonly T[], b: readonly T[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+/** One exported service's chains (one per consuming peer) and cluster; none without sidecars. */
+function exportPart(
+  service: string,
+  peers: readonly string[],
+  ctx: BuildContext,
+  leaf: Leaf | undefined,
+): GatewayPart {
+  const e = exportedService(service, peers, ctx);
+  if (!e) return noPart;
+  const terminated = leaf ? terminatedExport(e, leaf, ctx) : undefined;
+  const statPrefix = `mesh_gateway_exported.${e.service}`;
+  const { chains, cluster } = terminated ?? {
+    chains: e.peers.map((p) => ({ serverNames: [p.sni], cluster: e.cluster.name, statPrefix })),
+    cluster: e.cluster,
+  };
+  return {
+    routes: chains.map((chain) => ({ side: 'wan' as const, chain })),
+    clusters: [cluster],
+    secrets: terminated?.secrets ?? [],
+  };
+}
+
+/** Remote datacenters and peering servers: rebuilt only with everything else. */
+function fixedPart(ctx: BuildContext): GatewayPart {
   const routes: SidedChain[] = [];
   const clusters: EdsClusterIR[] = [];
-  const peerInbound = new Map<string, TrustDomainsSecretIR>();
-  for (const e of exportedServices(ctx)) {
-    const terminated = leaf ? terminatedExport(e, leaf, ctx) : undefined;
-    if (terminated) for (const secret of terminated.secrets) peerInbound.set(secret.name, secret);
-    const statPrefix = `mesh_gateway_exported.${e.service}`;
-    const { chains: own, cluster } = terminated ?? {
-      chains: e.peers.map((p) => ({ serverNames: [p.sni], cluster: e.cluster.name, statPrefix })),
-      cluster: e.cluster,
-    };
-    routes.push(...own.map((chain) => ({ side: 'wan' as const, chain })));
-    clusters.push(cluster);
-  }
   for (const [dc, gateways] of remoteGatewaysByDatacenter(ctx)) {
     const name = datacenterSni(ctx.trustDomain, dc);
     routes.push({
@@ -79,29 +235,17 @@ export function buildMeshGatewaySnapshot(
   // Issue 20 (WAN federation) adds here, and only while federation is on, a WAN chain per local
   // service by its datacenter SNI (§6b). Until then no chain reaches a local service but through
   // its exports.
-  for (const cluster of importedServiceClusters(ctx)) {
-    const chain = {
-      serverNames: [cluster.name],
-      cluster: cluster.name,
-      statPrefix: 'mesh_gateway_local',
-    };
-    routes.push({ side: 'lan', chain });
-    clusters.push(cluster);
-  }
-  const snapshot: MeshGatewaySnapshot = {
-    kind: 'mesh-gateway',
-    proxyId: gateway.id,
-    listeners: gatewayListeners(gateway, routes),
-    clusters: clusters.sort((a, b) => (a.name < b.name ? -1 : 1)),
-    ...(peerInbound.size > 0 && leaf
-      ? {
-          leaf: { name: leafSecretName(leaf.spiffeId), certPem: leaf.certPem, keyPem: leaf.keyPem },
-          roots: [{ name: localRootsSecretName, pems: ctx.roots.roots.map((r) => r.certPem) }],
-          peerInbound: [...peerInbound.values()].sort((a, b) => (a.name < b.name ? -1 : 1)),
-        }
-      : {}),
-  };
-  return { snapshot, deps: new Set(['*']) };
+  return { routes, clusters, secrets: [] };
+}
+
+/** The LAN chains and clusters of the services imported from these peers. */
+function importedPart(ctx: BuildContext, peers: readonly string[]): GatewayPart {
+  const clusters = importedServiceClusters(ctx, peers);
+  const routes = clusters.map((cluster) => ({
+    side: 'lan' as const,
+    chain: { serverNames: [cluster.name], cluster: cluster.name, statPrefix: 'mesh_gateway_local' },
+  }));
+  return { routes, clusters, secrets: [] };
 }
 
 function remoteGatewaysByDatacenter(ctx: BuildContext): [string, ServiceInstance[]][] {
@@ -179,30 +323,66 @@ function terminatedExport(
   };
 }
 
-function exportedServices(ctx: BuildContext): ExportedService[] {
+/** Each exported service (sorted) and its consuming peers whose bundle is known (sorted). */
+function exportConsumers(ctx: BuildContext): ReadonlyMap<string, readonly string[]> {
   const consumers = new Map<string, string[]>();
   for (const peer of ctx.peering?.peerNames() ?? []) {
     if (!ctx.peering?.bundle(peer)) continue;
     for (const name of exportedNamesFor(ctx.catalog, peer))
       consumers.set(name, [...(consumers.get(name) ?? []), peer]);
   }
-  const out: ExportedService[] = [];
-  for (const [service, peers] of [...consumers.entries()].sort(([a], [b]) => (a < b ? -1 : 1))) {
-    if (ctx.catalog.sidecarsOf(service, 'default', 'default').length === 0) continue;
-    out.push({
-      service,
-      peers: [...peers]
-        .sort()
-        .map((peer) => ({ peer, sni: peeredServiceSni(ctx.trustDomain, peer, { name: service }) })),
-      cluster: {
-        name: exportedClusterName(ctx.trustDomain, ctx.datacenter, { name: service }),
-        protocol: 'tcp',
-        connectTimeoutMs,
-        endpoints: sidecarEndpoints(ctx.catalog, service, 'default', 'default'),
-      },
-    });
+  const sorted = [...consumers.entries()].sort(([a], [b]) => (a < b ? -1 : 1));
+  return new Map(sorted.map(([service, peers]) => [service, [...peers].sort()]));
+}
+
+function exportsWildcard(ctx: BuildContext): boolean {
+  const entry = ctx.catalog.configEntry('exported-services', 'default');
+  return entry?.services.some((s) => s.name === '*') ?? false;
+}
+
+/**
+ * Whether a change may add or remove an exported service under a `*` export: a changed service
+ * that has typical instances now and is not exported, or is exported and has none (the set is
+ * that of `exportedNamesFor`, over the default partition).
+ */
+function exportsMayChange(
+  ctx: BuildContext,
+  consumers: ReadonlyMap<string, readonly string[]>,
+  changes: Changes,
+): boolean {
+  if (changes === 'all') return true;
+  for (const key of changes) {
+    if (key.includes(':')) continue;
+    const typical = ctx.catalog.instancesOf(key, 'default').some((i) => i.kind === 'typical');
+    if (typical !== consumers.has(key)) return true;
   }
-  return out;
+  return false;
+}
+
+function exportedService(
+  service: string,
+  peers: readonly string[],
+  ctx: BuildContext,
+): ExportedService | undefined {
+  if (ctx.catalog.sidecarsOf(service, 'default', 'default').length === 0) return undefined;
+  return {
+    service,
+    peers: peers.map((peer) => ({
+      peer,
+      sni: peeredServiceSni(ctx.trustDomain, peer, { name: service }),
+    })),
+    cluster: {
+      name: exportedClusterName(ctx.trustDomain, ctx.datacenter, { name: service }),
+      protocol: 'tcp',
+      connectTimeoutMs,
+      endpoints: sidecarEndpoints(ctx.catalog, service, 'default', 'default'),
+    },
+  };
+}
+
+/** Peers whose bundle is known: their imported services get LAN chains. */
+function importingPeers(ctx: BuildContext): string[] {
+  return (ctx.peering?.peerNames() ?? []).filter((peer) => ctx.peering?.bundle(peer));
 }
 
 /**
@@ -210,11 +390,10 @@ function exportedServices(ctx: BuildContext): ExportedService[] {
  * by it, to the exporter's gateways; a LAN chain for that SNI routes a local-mode sidecar's
  * connection to it.
  */
-function importedServiceClusters(ctx: BuildContext): EdsClusterIR[] {
+function importedServiceClusters(ctx: BuildContext, peers: readonly string[]): EdsClusterIR[] {
   const out = new Map<string, EdsClusterIR>();
-  for (const peer of ctx.peering?.peerNames() ?? []) {
-    if (!ctx.peering?.bundle(peer)) continue;
-    for (const service of ctx.peering.importedServiceNames(peer)) {
+  for (const peer of peers) {
+    for (const service of ctx.peering?.importedServiceNames(peer) ?? []) {
       const sidecars = peeredSidecars(ctx, peer, service);
       const sni = sidecars[0]?.peerMeta.sni[0];
       if (!sni || out.has(sni)) continue;

@@ -13,7 +13,8 @@ import {
   upstreamListenerName,
   upstreamRouteName,
 } from '../mesh/names.js';
-import type { BuildContext, Built } from './context.js';
+import type { BuildContext, Built, PeerBundle } from './context.js';
+import { type Changes, type Piece, PieceMemo } from './pieces.js';
 import { rbacForDestination } from './intentions.js';
 import { connectTimeoutMs, upstreamEndpoints, withEndpoints } from './lookups.js';
 import { serviceProtocol } from '../catalog/lookups.js';
@@ -25,6 +26,7 @@ import { samenessLookup } from '../discovery-chain/sameness.js';
 import { routedUpstream } from './routed-upstream.js';
 import { exportedNamesFor } from '../peering/exports.js';
 import type {
+  PublicListenerIR,
   RootsSecretIR,
   SidecarSnapshot,
   TrustDomainIR,
@@ -53,39 +55,126 @@ export function buildSidecarSnapshot(
   leaf: Leaf,
   ctx: BuildContext,
 ): Built<SidecarSnapshot> {
-  const destination = proxy.proxy?.destinationServiceName ?? proxy.name;
-  const address = proxy.address || '0.0.0.0';
-  const deps = new Set<string>([destination]);
-  const upstreams: UpstreamIR[] = [];
-  const peerRoots = new Map<string, RootsSecretIR>();
-  for (const u of proxy.proxy?.upstreams ?? []) {
-    if (u.destinationPeer) {
-      deps.add(`peer:${u.destinationPeer}`);
-      const peered = peeredUpstream(proxy, u, leaf, ctx);
-      if (!peered) continue;
-      upstreams.push(peered.upstream);
-      peerRoots.set(peered.bundle.peer, peerRootsSecret(peered.bundle));
-      continue;
+  return new SidecarBuilder().build(proxy, leaf, ctx, 'all');
+}
+
+/** One upstream as built: its IR (none while incomplete) and the peer bundles it trusts. */
+interface UpstreamPart {
+  readonly upstream: UpstreamIR | undefined;
+  readonly bundles: readonly PeerBundle[];
+}
+
+/** What the proxy's own service decides: its public listener and the roots it accepts. */
+interface OwnPart {
+  readonly localRoots: RootsSecretIR;
+  readonly inbound: TrustDomainsSecretIR | undefined;
+  readonly publicListener: PublicListenerIR;
+}
+
+/**
+ * Builds one sidecar's snapshots again and again, each from the parts of the last that a change
+ * did not touch (docs/architecture.md §2 "Incremental builds"): a part per upstream, depending on
+ * the services, routers, splitters and peers its chain read, and the public listener, depending on
+ * the proxy's own service. Kept parts are the same objects, so the publisher regenerates only the
+ * resources of the upstreams that changed.
+ */
+export class SidecarBuilder {
+  private readonly upstreams = new PieceMemo<UpstreamPart>();
+  private readonly own = new PieceMemo<OwnPart>();
+  private last:
+    | {
+        readonly proxy: ServiceInstance;
+        readonly leaf: Leaf;
+        readonly roots: BuildContext['roots'];
+      }
+    | undefined;
+
+  build(
+    proxy: ServiceInstance,
+    leaf: Leaf,
+    ctx: BuildContext,
+    changes: Changes,
+  ): Built<SidecarSnapshot> {
+    const last = changes === 'all' ? undefined : this.last;
+    // A new leaf, roots or registration reach here as `all`; the check keeps a missed one safe.
+    if (!last || last.proxy !== proxy || last.leaf !== leaf || last.roots !== ctx.roots) {
+      this.upstreams.clear();
+      this.own.clear();
+    } else {
+      this.upstreams.invalidate(changes as ReadonlySet<string>);
+      this.own.invalidate(changes as ReadonlySet<string>);
     }
-    deps.add(u.destinationName);
-    const req = { service: u.destinationName, datacenter: u.datacenter || ctx.datacenter };
-    const lookups = chainLookups(ctx, deps);
-    // Routers and splitters need HTTP; on a service that fell back to tcp only the resolver applies.
-    const http = serviceProtocol(ctx.catalog, u.destinationName) !== 'tcp';
-    const routed = http ? compileRoutes(req, lookups) : undefined;
-    const chain = compileChain(req, lookups.resolver, lookups.groups);
-    if (!routed && chain.isDefault) {
-      upstreams.push(localUpstream(proxy, u, leaf, ctx));
-      continue;
-    }
-    const built = routed
-      ? routedUpstream(proxy, u, routed, leaf, ctx)
-      : chainUpstream(proxy, u, chain, leaf, ctx);
-    for (const dep of built?.deps ?? chainDeps(chain)) deps.add(dep);
-    if (!built) continue;
-    upstreams.push(built.upstream);
-    for (const bundle of built.bundles) peerRoots.set(bundle.peer, peerRootsSecret(bundle));
+    this.last = { proxy, leaf, roots: ctx.roots };
+    const destination = proxy.proxy?.destinationServiceName ?? proxy.name;
+    const deps = new Set<string>([destination]);
+    const upstreams: UpstreamIR[] = [];
+    const peerRoots = new Map<string, RootsSecretIR>();
+    (proxy.proxy?.upstreams ?? []).forEach((u, i) => {
+      const part = this.upstreams.get(String(i), () => upstreamPart(proxy, u, leaf, ctx));
+      for (const dep of this.upstreams.depsOf(String(i))) deps.add(dep);
+      if (part.upstream) upstreams.push(part.upstream);
+      for (const bundle of part.bundles) peerRoots.set(bundle.peer, peerRootsSecret(bundle));
+    });
+    const own = this.own.get('own', () => ({
+      value: ownPart(proxy, destination, leaf, ctx),
+      deps: [destination],
+    }));
+    const snapshot: SidecarSnapshot = {
+      kind: 'connect-proxy',
+      proxyId: proxy.id,
+      service: destination,
+      spiffeId: leaf.spiffeId,
+      leaf: { name: leafSecretName(leaf.spiffeId), certPem: leaf.certPem, keyPem: leaf.keyPem },
+      roots: [
+        own.localRoots,
+        ...[...peerRoots.values()].sort((a, b) => (a.name < b.name ? -1 : 1)),
+      ],
+      ...(own.inbound ? { inbound: own.inbound } : {}),
+      publicListener: own.publicListener,
+      upstreams: upstreams.sort((a, b) => (a.listenerName < b.listenerName ? -1 : 1)),
+    };
+    return { snapshot, deps };
   }
+}
+
+/** One upstream and the catalog keys it was built from (see chainLookups). */
+function upstreamPart(
+  proxy: ServiceInstance,
+  u: Upstream,
+  leaf: Leaf,
+  ctx: BuildContext,
+): Piece<UpstreamPart> {
+  if (u.destinationPeer) {
+    const peered = peeredUpstream(proxy, u, leaf, ctx);
+    return {
+      value: { upstream: peered?.upstream, bundles: peered ? [peered.bundle] : [] },
+      deps: [`peer:${u.destinationPeer}`],
+    };
+  }
+  const deps = new Set<string>([u.destinationName]);
+  const req = { service: u.destinationName, datacenter: u.datacenter || ctx.datacenter };
+  const lookups = chainLookups(ctx, deps);
+  // Routers and splitters need HTTP; on a service that fell back to tcp only the resolver applies.
+  const http = serviceProtocol(ctx.catalog, u.destinationName) !== 'tcp';
+  const routed = http ? compileRoutes(req, lookups) : undefined;
+  const chain = compileChain(req, lookups.resolver, lookups.groups);
+  if (!routed && chain.isDefault)
+    return { value: { upstream: localUpstream(proxy, u, leaf, ctx), bundles: [] }, deps };
+  const built = routed
+    ? routedUpstream(proxy, u, routed, leaf, ctx)
+    : chainUpstream(proxy, u, chain, leaf, ctx);
+  for (const dep of built?.deps ?? chainDeps(chain)) deps.add(dep);
+  return { value: { upstream: built?.upstream, bundles: built?.bundles ?? [] }, deps };
+}
+
+function ownPart(
+  proxy: ServiceInstance,
+  destination: string,
+  leaf: Leaf,
+  ctx: BuildContext,
+): OwnPart {
+  const address = proxy.address || '0.0.0.0';
+  const leafSecret = leafSecretName(leaf.spiffeId);
   const localRoots: RootsSecretIR = {
     name: localRootsSecretName,
     pems: ctx.roots.roots.map((r) => r.certPem),
@@ -96,20 +185,15 @@ export function buildSidecarSnapshot(
     trustDomains,
   };
   const protocol = serviceProtocol(ctx.catalog, destination);
-  const snapshot: SidecarSnapshot = {
-    kind: 'connect-proxy',
-    proxyId: proxy.id,
-    service: destination,
-    spiffeId: leaf.spiffeId,
-    leaf: { name: leafSecretName(leaf.spiffeId), certPem: leaf.certPem, keyPem: leaf.keyPem },
-    roots: [localRoots, ...[...peerRoots.values()].sort((a, b) => (a.name < b.name ? -1 : 1))],
-    ...(inbound ? { inbound } : {}),
+  return {
+    localRoots,
+    inbound,
     publicListener: {
       name: publicListenerName(address, proxy.port),
       address,
       port: proxy.port,
       protocol,
-      leafSecret: leafSecretName(leaf.spiffeId),
+      leafSecret,
       rootsSecret: inbound?.name ?? localRootsSecretName,
       rbac: rbacForDestination(
         ctx.catalog,
@@ -124,9 +208,7 @@ export function buildSidecarSnapshot(
         port: proxy.proxy?.localServicePort || 0,
       },
     },
-    upstreams: upstreams.sort((a, b) => (a.listenerName < b.listenerName ? -1 : 1)),
   };
-  return { snapshot, deps };
 }
 
 /**

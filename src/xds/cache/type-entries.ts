@@ -38,11 +38,25 @@ export class TypeEntries implements ReadonlyMap<string, CacheEntry> {
   /**
    * Takes `entries` over: the caller built it for this value and keeps no other reference to it.
    * With `previous`, the view's entries of the type before, records what changed (see
-   * changedSince).
+   * changedSince). `changed`, when the caller knows it (the entries that differ from `previous`,
+   * whose names are exactly `entries`' names), saves comparing every entry.
    */
-  constructor(entries: Map<string, CacheEntry>, previous?: TypeEntries) {
+  constructor(
+    entries: Map<string, CacheEntry>,
+    previous?: TypeEntries,
+    changed?: readonly CacheEntry[],
+  ) {
     this.byName = entries;
-    this.derivation = previous && derive(entries, previous);
+    this.derivation =
+      previous &&
+      (changed
+        ? { from: new WeakRef(previous), changed: [...changed].sort(byName) }
+        : derive(entries, previous));
+  }
+
+  /** Whether these entries have exactly the names of `other` (same object, or derived from it). */
+  sameNamesAs(other: TypeEntries | undefined): boolean {
+    return other === this || (other !== undefined && this.derivation?.from.deref() === other);
   }
 
   get size(): number {
@@ -119,10 +133,20 @@ export class TypeEntries implements ReadonlyMap<string, CacheEntry> {
     maps: readonly (TypeEntries | undefined)[],
     errors: string[],
   ): void {
-    if (this.verifiedWith && sameTargets(this.verifiedWith, maps)) return;
+    // A reference resolves by name, so targets with the same names as the verified ones resolve it.
+    if (this.verifiedWith && sameTargets(this.verifiedWith, maps)) {
+      this.verifiedWith = this.verifiedWith.map((t, i) => t && maps[i]);
+      return;
+    }
+    // Derived from verified entries, with targets of the same names: only what changed is new.
+    const from = this.derivation?.from.deref();
+    const fromVerified = from?.verifiedWith && sameTargets(from.verifiedWith, maps);
+    const checked = fromVerified ? this.derivation!.changed : this.byName.values();
     const before = errors.length;
-    const targets: (TypeEntries | undefined)[] = [];
-    for (const entry of this.byName.values()) {
+    const targets: (TypeEntries | undefined)[] = fromVerified
+      ? from!.verifiedWith!.map((t, i) => t && maps[i])
+      : [];
+    for (const entry of checked) {
       for (const ref of entry.refs) {
         const t = typeIndex(ref.typeUrl);
         const target = maps[t];
@@ -138,13 +162,15 @@ export class TypeEntries implements ReadonlyMap<string, CacheEntry> {
   }
 }
 
-/** Every entries `verified` holds is the one `maps` holds at its index. */
+/** Every entries `verified` holds has the names of the one `maps` holds at its index. */
 function sameTargets(
   verified: readonly (TypeEntries | undefined)[],
   maps: readonly (TypeEntries | undefined)[],
 ): boolean {
-  for (let i = 0; i < verified.length; i++)
-    if (verified[i] !== undefined && maps[i] !== verified[i]) return false;
+  for (let i = 0; i < verified.length; i++) {
+    const v = verified[i];
+    if (v !== undefined && !maps[i]?.sameNamesAs(v)) return false;
+  }
   return true;
 }
 

@@ -95,12 +95,17 @@ export class XdsCache {
    */
   updateProxyResources(nodeId: string, update: ViewUpdate): ProxyView {
     const slot = this.nodes.get(nodeId);
+    const upsert = (update.upsert ?? []).map((r) => (isEncoded(r) ? r : this.encode(r)));
+    const touched = new Set<number>();
+    for (const r of update.remove ?? []) touched.add(typeIndex(r.typeUrl));
+    for (const r of upsert) touched.add(typeIndex(r.typeUrl));
+    // Types the update does not touch keep their entries whole; only touched ones are copied.
+    const kept = allTypeUrls.map((_, i) => (touched.has(i) ? undefined : slot?.view?.byIndex[i]));
     const building = allTypeUrls.map((_, i) => {
       const entries = slot?.view?.byIndex[i];
-      return entries && new Map(entries);
+      return touched.has(i) ? new Map(entries ?? []) : undefined;
     });
-    const kept = allTypeUrls.map(() => undefined);
-    return this.publish(nodeId, slot, kept, building, update, false);
+    return this.publish(nodeId, slot, kept, building, { ...update, upsert }, false);
   }
 
   /** Forgets the proxy: its open streams see an empty view (every resource removed). */
@@ -218,7 +223,13 @@ export class XdsCache {
   ): ProxyView {
     const old = slot?.view;
     const errors: string[] = [];
-    for (const r of update.remove ?? []) building[typeIndex(r.typeUrl)]?.delete(r.name);
+    // Per type index, whether the names stayed those of the old view's entries (no name came or
+    // went), so what changed is known without comparing every entry.
+    const sameNames = allTypeUrls.map(() => !fresh);
+    for (const r of update.remove ?? []) {
+      const i = typeIndex(r.typeUrl);
+      if (building[i]?.delete(r.name)) sameNames[i] = false;
+    }
     const upserted = fresh ? undefined : new Map<XdsTypeUrl, Set<string>>();
     for (const input of update.upsert ?? []) {
       const encoded = isEncoded(input) ? input : this.encode(input);
@@ -230,14 +241,20 @@ export class XdsCache {
         if (names.has(encoded.name)) errors.push(duplicate(encoded));
         names.add(encoded.name);
       } else if (byName.has(encoded.name)) errors.push(duplicate(encoded));
+      if (!byName.has(encoded.name)) sameNames[i] = false;
       byName.set(encoded.name, this.entryFor(encoded, created));
     }
     const maps: (TypeEntries | undefined)[] = [];
     for (let i = 0; i < allTypeUrls.length; i++) {
       const byName = building[i];
+      const previous = old?.byIndex[i];
+      const changed =
+        sameNames[i] && previous && byName
+          ? changedEntries(previous, byName, upserted, i)
+          : undefined;
       maps.push(
         kept[i] ??
-          (byName && byName.size > 0 ? this.shared(i, byName, old?.byIndex[i]) : undefined),
+          (byName && byName.size > 0 ? this.shared(i, byName, previous, changed) : undefined),
       );
     }
     errors.push(...checkConsistency(maps));
@@ -264,11 +281,17 @@ export class XdsCache {
    * endpoints then share one TypeEntries, and whatever streams derive from it (its sorted entries,
    * its consistency, its change from the previous) is computed once for all of them.
    */
-  private shared(i: number, byName: Building, previous: TypeEntries | undefined): TypeEntries {
+  private shared(
+    i: number,
+    byName: Building,
+    previous: TypeEntries | undefined,
+    changed?: readonly CacheEntry[],
+  ): TypeEntries {
     const recent = this.recent[i];
-    if (previous && sameEntries(previous, byName)) return previous;
-    if (recent && sameEntries(recent, byName)) return recent;
-    const entries = new TypeEntries(byName, previous);
+    if (previous && (changed ? changed.length === 0 : sameEntries(previous, byName)))
+      return previous;
+    if (recent && recent !== previous && sameEntries(recent, byName)) return recent;
+    const entries = new TypeEntries(byName, previous, changed);
     this.recent[i] = entries;
     return entries;
   }
@@ -284,6 +307,13 @@ export class XdsCache {
       const byName = next[i];
       if (previous === byName) continue;
       changed = true;
+      // Derived from the old entries: only the entries that differ change hands.
+      const differing = byName?.changedSince(previous);
+      if (differing && previous) {
+        for (const entry of differing) entry.users++;
+        for (const entry of differing) this.releaseOne(previous.get(entry.name)!);
+        continue;
+      }
       if (byName) this.acquire(byName);
       if (previous) this.release(previous);
     }
@@ -316,7 +346,11 @@ export class XdsCache {
   }
 
   private release(byName: ReadonlyMap<string, CacheEntry>): void {
-    for (const entry of byName.values()) if (--entry.users === 0) this.unpool(entry);
+    for (const entry of byName.values()) this.releaseOne(entry);
+  }
+
+  private releaseOne(entry: CacheEntry): void {
+    if (--entry.users === 0) this.unpool(entry);
   }
 
   private unpool(entry: CacheEntry): void {
@@ -374,6 +408,26 @@ function keepIdentical(
     }
   }
   return count;
+}
+
+/**
+ * The upserted entries of type `i` that differ from `previous`, when the names stayed the same:
+ * what a TypeEntries derived from `previous` records, found without comparing every entry.
+ */
+function changedEntries(
+  previous: TypeEntries,
+  byName: Building,
+  upserted: ReadonlyMap<XdsTypeUrl, ReadonlySet<string>> | undefined,
+  i: number,
+): CacheEntry[] | undefined {
+  const names = upserted?.get(allTypeUrls[i]!);
+  if (!names) return [];
+  const out: CacheEntry[] = [];
+  for (const name of names) {
+    const entry = byName.get(name)!;
+    if (previous.get(name) !== entry) out.push(entry);
+  }
+  return out;
 }
 
 function typeCount(view: ProxyView): number {

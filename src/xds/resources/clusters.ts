@@ -12,9 +12,9 @@ import { HttpProtocolOptions } from '../../gen/envoy/extensions/upstreams/http/v
 import type { Protocol, ResolverLoadBalancer } from '../../catalog/types.js';
 import type {
   AggregateClusterIR,
-  ConfigSnapshot,
   EdsClusterIR,
-  SidecarSnapshot,
+  PublicListenerIR,
+  UpstreamIR,
   UpstreamTlsIR,
 } from '../../snapshot/types.js';
 import { packAny } from '../../proto-any.js';
@@ -30,33 +30,23 @@ import {
 } from './common.js';
 
 /**
- * CDS for a proxy: one function per proxy kind (Consul agent/xds/clusters.go reads the same way).
+ * CDS, piece by piece (see pieces.ts): a sidecar's local app cluster, behind its public listener.
  */
-export function clustersFromSnapshot(s: ConfigSnapshot): ResourceSpec[] {
-  switch (s.kind) {
-    case 'connect-proxy':
-      return sidecarClusters(s);
-    case 'mesh-gateway':
-      return s.clusters.map(edsClusterSpec);
-  }
-}
-
-function sidecarClusters(s: SidecarSnapshot): ResourceSpec[] {
-  const app = s.publicListener.localApp;
-  const protocol = s.publicListener.protocol;
-  const local = spec(TypeUrl.cluster, app.clusterName, { ...app, protocol }, () =>
+export function localAppClusterSpec(pl: PublicListenerIR): ResourceSpec {
+  const app = pl.localApp;
+  const protocol = pl.protocol;
+  return spec(TypeUrl.cluster, app.clusterName, { ...app, protocol }, () =>
     buildLocalAppCluster(app.clusterName, app.address, app.port, protocol),
   );
-  return [
-    local,
-    ...s.upstreams.flatMap((u) =>
-      (u.routed?.clusters ?? [u.cluster]).flatMap((c) =>
-        'aggregate' in c
-          ? [aggregateClusterSpec(c), ...c.members.map(edsClusterSpec)]
-          : [edsClusterSpec(c)],
-      ),
-    ),
-  ];
+}
+
+/** An upstream's clusters: its own or an aggregate's and its members, every route's for a router. */
+export function upstreamClusterSpecs(u: UpstreamIR): ResourceSpec[] {
+  return (u.routed?.clusters ?? [u.cluster]).flatMap((c) =>
+    'aggregate' in c
+      ? [aggregateClusterSpec(c), ...c.members.map(edsClusterSpec)]
+      : [edsClusterSpec(c)],
+  );
 }
 
 function aggregateClusterSpec(c: AggregateClusterIR): ResourceSpec {

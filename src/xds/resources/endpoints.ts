@@ -2,18 +2,12 @@ import type { ClusterLoadAssignment } from '../../gen/envoy/config/endpoint/v3/e
 import type { LbEndpoint } from '../../gen/envoy/config/endpoint/v3/endpoint_components.js';
 import { SocketAddress_Protocol, type Address } from '../../gen/envoy/config/core/v3/address.js';
 import { HealthStatus } from '../../gen/envoy/config/core/v3/health_check.js';
-import {
-  type ConfigSnapshot,
-  type EdsClusterIR,
-  upstreamEdsClusters,
-} from '../../snapshot/types.js';
+import type { EdsClusterIR } from '../../snapshot/types.js';
 import { TypeUrl } from '../types.js';
 import { spec, type ResourceSpec } from './common.js';
 
-/** EDS for a proxy: one ClusterLoadAssignment per EDS cluster. */
-export function endpointsFromSnapshot(s: ConfigSnapshot): ResourceSpec[] {
-  const clusters =
-    s.kind === 'connect-proxy' ? s.upstreams.flatMap(upstreamEdsClusters) : s.clusters;
+/** EDS: one ClusterLoadAssignment per EDS cluster. */
+export function loadAssignmentSpecs(clusters: readonly EdsClusterIR[]): ResourceSpec[] {
   // A DNS cluster carries its hosts inline: it has no EDS resource.
   return clusters.filter((c) => !c.dns).map(loadAssignmentSpec);
 }

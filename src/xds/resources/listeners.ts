@@ -10,11 +10,9 @@ import { RBAC_Action } from '../../gen/envoy/config/rbac/v3/rbac.js';
 import { TcpProxy } from '../../gen/envoy/extensions/filters/network/tcp_proxy/v3/tcp_proxy.js';
 import { TlsInspector } from '../../gen/envoy/extensions/filters/listener/tls_inspector/v3/tls_inspector.js';
 import type {
-  ConfigSnapshot,
   GatewayChainIR,
   GatewayListenerIR,
   PublicListenerIR,
-  SidecarSnapshot,
   UpstreamIR,
 } from '../../snapshot/types.js';
 import { packAny } from '../../proto-any.js';
@@ -23,23 +21,12 @@ import { sdsSecret, socketAddress, spec, statPrefix, type ResourceSpec } from '.
 import { httpConnectionManager, isHttp } from './http.js';
 import { httpRbacFilter, rbacFilter } from './rbac.js';
 
-/** LDS for a proxy: one function per proxy kind. */
-export function listenersFromSnapshot(s: ConfigSnapshot): ResourceSpec[] {
-  switch (s.kind) {
-    case 'connect-proxy':
-      return sidecarListeners(s);
-    case 'mesh-gateway':
-      return s.listeners.map(gatewayListener);
-  }
+/** LDS, piece by piece (see pieces.ts): a sidecar's public listener. */
+export function publicListenerSpec(pl: PublicListenerIR): ResourceSpec {
+  return spec(TypeUrl.listener, pl.name, pl, () => buildPublicListener(pl));
 }
 
-function sidecarListeners(s: SidecarSnapshot): ResourceSpec[] {
-  const pl = s.publicListener;
-  const pub = spec(TypeUrl.listener, pl.name, pl, () => buildPublicListener(pl));
-  return [pub, ...s.upstreams.map((u) => upstreamListenerSpec(u))];
-}
-
-function upstreamListenerSpec(u: UpstreamIR): ResourceSpec {
+export function upstreamListenerSpec(u: UpstreamIR): ResourceSpec {
   const { cluster, ...rest } = u;
   return spec(TypeUrl.listener, u.listenerName, { ...rest, cluster: cluster.name }, () =>
     buildUpstreamListener(u),
@@ -124,7 +111,7 @@ function buildUpstreamListener(u: UpstreamIR): Listener {
  * listener with nothing to route gets only `refuseEverything` as its default chain: Envoy refuses
  * a listener without any chain, and the port stays bound.
  */
-function gatewayListener(l: GatewayListenerIR): ResourceSpec {
+export function gatewayListenerSpec(l: GatewayListenerIR): ResourceSpec {
   return spec(TypeUrl.listener, l.name, l, () =>
     Listener.fromPartial({
       name: l.name,

@@ -1,11 +1,6 @@
 import { Secret } from '../../gen/envoy/extensions/transport_sockets/tls/v3/secret.js';
 import { SPIFFECertValidatorConfig } from '../../gen/envoy/extensions/transport_sockets/tls/v3/tls_spiffe_validator_config.js';
-import type {
-  ConfigSnapshot,
-  LeafSecretIR,
-  RootsSecretIR,
-  TrustDomainsSecretIR,
-} from '../../snapshot/types.js';
+import type { LeafSecretIR, RootsSecretIR, TrustDomainsSecretIR } from '../../snapshot/types.js';
 import { packAny } from '../../proto-any.js';
 import { TypeUrl } from '../types.js';
 import { spec, type ResourceSpec } from './common.js';
@@ -17,23 +12,7 @@ import { spec, type ResourceSpec } from './common.js';
  * the TLS contexts that use it, while a changed listener filter chain is drained and its
  * connections closed.
  */
-export function secretsFromSnapshot(s: ConfigSnapshot): ResourceSpec[] {
-  if (s.kind === 'mesh-gateway')
-    return s.leaf
-      ? [
-          leafSpec(s.leaf),
-          ...(s.roots ?? []).map(rootsSpec),
-          ...(s.peerInbound ?? []).map(trustDomainsSpec),
-        ]
-      : [];
-  return [
-    leafSpec(s.leaf),
-    ...s.roots.map(rootsSpec),
-    ...(s.inbound ? [trustDomainsSpec(s.inbound)] : []),
-  ];
-}
-
-function leafSpec(leaf: LeafSecretIR): ResourceSpec {
+export function leafSpec(leaf: LeafSecretIR): ResourceSpec {
   return spec(TypeUrl.secret, leaf.name, leaf, () =>
     Secret.fromPartial({
       name: leaf.name,
@@ -48,7 +27,7 @@ function leafSpec(leaf: LeafSecretIR): ResourceSpec {
   );
 }
 
-function rootsSpec(roots: RootsSecretIR): ResourceSpec {
+export function rootsSpec(roots: RootsSecretIR): ResourceSpec {
   return spec(TypeUrl.secret, roots.name, roots, () =>
     Secret.fromPartial({
       name: roots.name,
@@ -67,7 +46,7 @@ function rootsSpec(roots: RootsSecretIR): ResourceSpec {
  * checked against the bundle of the trust domain in its URI SAN only, so a peer's CA can never
  * vouch for our identities (docs/architecture.md §5).
  */
-function trustDomainsSpec(secret: TrustDomainsSecretIR): ResourceSpec {
+export function trustDomainsSpec(secret: TrustDomainsSecretIR): ResourceSpec {
   return spec(TypeUrl.secret, secret.name, secret, () => {
     const config = SPIFFECertValidatorConfig.fromPartial({
       trustDomains: secret.trustDomains.map((t) => ({

@@ -1,0 +1,76 @@
+/**
+ * What changed since a proxy's last build (docs/architecture.md §2 "Incremental builds"): `all`,
+ * or the catalog keys the manager saw change: service names, `config:<kind>/<name>` of routers and
+ * splitters, `peer:<name>` of a peer's imports. Every other kind of change is `all`.
+ */
+export type Changes = 'all' | ReadonlySet<string>;
+
+/** Merges two batches of changes (`all` absorbs everything). */
+export function mergeChanges(a: Changes | undefined, b: Changes): Changes {
+  if (a === undefined) return b;
+  if (a === 'all' || b === 'all') return 'all';
+  return new Set([...a, ...b]);
+}
+
+/** A built piece of a snapshot and the catalog keys whose change makes it stale. */
+export interface Piece<T> {
+  readonly value: T;
+  readonly deps: Iterable<string>;
+}
+
+/**
+ * The pieces of one proxy's snapshot by id, with an index from each catalog key to the pieces
+ * built from it. `invalidate` drops the pieces a change touches; `get` builds a piece only when
+ * it is not held. A piece kept is the very object built before, so everything derived from it
+ * downstream (its resources, their bytes and versions) can be reused by identity.
+ */
+export class PieceMemo<T> {
+  private readonly pieces = new Map<string, Piece<T>>();
+  private readonly byDep = new Map<string, Set<string>>();
+
+  get(id: string, build: () => Piece<T>): T {
+    const held = this.pieces.get(id);
+    if (held) return held.value;
+    const piece = build();
+    this.pieces.set(id, piece);
+    for (const dep of piece.deps) {
+      let ids = this.byDep.get(dep);
+      if (!ids) this.byDep.set(dep, (ids = new Set()));
+      ids.add(id);
+    }
+    return piece.value;
+  }
+
+  /** The keys a held piece was built from (none when it is not held). */
+  depsOf(id: string): Iterable<string> {
+    return this.pieces.get(id)?.deps ?? [];
+  }
+
+  /** Drops every piece built from one of `keys`. */
+  invalidate(keys: Iterable<string>): void {
+    for (const key of keys) {
+      for (const id of this.byDep.get(key) ?? []) this.drop(id);
+    }
+  }
+
+  /** Drops the pieces whose id is not in `ids` (a piece no longer part of the snapshot). */
+  retain(ids: ReadonlySet<string>): void {
+    for (const id of [...this.pieces.keys()]) if (!ids.has(id)) this.drop(id);
+  }
+
+  clear(): void {
+    this.pieces.clear();
+    this.byDep.clear();
+  }
+
+  private drop(id: string): void {
+    const piece = this.pieces.get(id);
+    if (!piece) return;
+    this.pieces.delete(id);
+    for (const dep of piece.deps) {
+      const ids = this.byDep.get(dep);
+      ids?.delete(id);
+      if (ids?.size === 0) this.byDep.delete(dep);
+    }
+  }
+}
