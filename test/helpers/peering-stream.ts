@@ -7,6 +7,7 @@ import type { X509Certificate } from 'node:crypto';
 import { hashSecret, secretMatches } from '../../src/acl/token-secret.js';
 import { createRoot, issueLeaf, loadSigner, type RootMaterial } from '../../src/ca/x509.js';
 import { IsthmusError } from '../../src/errors.js';
+import type { Peering } from '../../src/peering/types.js';
 import {
   certificateChainsTo,
   type NackDetail,
@@ -222,4 +223,32 @@ export async function strangerLeaf(
     ttlMs: hour,
   });
   return { certPem: leaf.certPem, keyPem: leaf.keyPem, rootPem: root.certPem };
+}
+
+/**
+ * The peerings an ImportSink writes to, over one in-memory peering record: stream-status writes
+ * replace `record`, and every `updatePeer` patch is kept in `updates` (the record stays as it is).
+ */
+export class RecordPeerings {
+  record: Peering;
+  readonly updates: object[] = [];
+
+  constructor(name: string, datacenter: string) {
+    this.record = {
+      name,
+      remote: { datacenter, partition: 'default' },
+      streamStatus: { importedServices: [] as string[], exportedServices: [] },
+    } as unknown as Peering;
+  }
+
+  read = () => this.record;
+  list = () => [this.record];
+  updatePeer = async (_name: string, patch: object) => {
+    this.updates.push(patch);
+    return this.record;
+  };
+  setStreamStatus = async (_name: string, patch: object) => {
+    this.record = { ...this.record, streamStatus: { ...this.record.streamStatus, ...patch } };
+    return this.record;
+  };
 }

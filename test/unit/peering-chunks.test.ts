@@ -25,10 +25,14 @@ import {
   type StreamTransport,
 } from '../../src/peering/stream/index.js';
 import { buildResponses, maxMessageBytes } from '../../src/peering/stream/messages.js';
-import type { Peering } from '../../src/peering/types.js';
 import { openLmdbStore, type Store } from '../../src/store/index.js';
 import { FakeCatalog } from '../helpers/fake-catalog.js';
-import { MemorySource, RecordingObserver, RecordingSink } from '../helpers/peering-stream.js';
+import {
+  MemorySource,
+  RecordPeerings,
+  RecordingObserver,
+  RecordingSink,
+} from '../helpers/peering-stream.js';
 import { waitFor } from '../helpers/wait.js';
 
 const exportAll = {
@@ -77,18 +81,7 @@ async function replicate(catalog: FakeCatalog) {
   dir = mkdtempSync(join(tmpdir(), 'isthmus-chunks-'));
   store = await openLmdbStore(dir);
   const imported = await ImportedServices.open(store);
-  let record = {
-    name: 'east',
-    remote: { datacenter: 'dc-a', partition: 'default' },
-    streamStatus: { importedServices: [] as string[], exportedServices: [] },
-  } as unknown as Peering;
-  const peerings = {
-    read: () => record,
-    list: () => [record],
-    updatePeer: async () => record,
-    setStreamStatus: async (_n: string, patch: object) =>
-      (record = { ...record, streamStatus: { ...record.streamStatus, ...patch } }),
-  };
+  const peerings = new RecordPeerings('east', 'dc-a');
   const sink = new ImportSink({
     peerings,
     imported,
@@ -221,18 +214,8 @@ describe('peering replication at scale', () => {
     dir = mkdtempSync(join(tmpdir(), 'isthmus-chunks-'));
     store = await openLmdbStore(dir);
     const imported = await ImportedServices.open(store);
-    const record = {
-      name: 'east',
-      remote: { datacenter: 'dc-a', partition: 'default' },
-      streamStatus: { importedServices: [] as string[], exportedServices: [] },
-    } as unknown as Peering;
     const sink = new ImportSink({
-      peerings: {
-        read: () => record,
-        list: () => [record],
-        updatePeer: async () => record,
-        setStreamStatus: async () => record,
-      },
+      peerings: new RecordPeerings('east', 'dc-a'),
       imported,
       peeringName: 'east',
       ownTrustDomain: 'b.consul',

@@ -9,9 +9,9 @@ import { ImportedServices } from '../../src/peering/imported.js';
 import { ExportSource, ImportSink, validateTrustBundle } from '../../src/peering/replication.js';
 import { ResourceUrl } from '../../src/peering/stream/resources.js';
 import type { ResourceChange } from '../../src/peering/stream/types.js';
-import type { Peering } from '../../src/peering/types.js';
 import { openLmdbStore, type Store } from '../../src/store/index.js';
 import { FakeCatalog } from '../helpers/fake-catalog.js';
+import { RecordPeerings } from '../helpers/peering-stream.js';
 
 const exportEntry = (services: { name: string; peers: string[] }[]) => ({
   kind: 'exported-services' as const,
@@ -191,19 +191,7 @@ describe('ImportSink', () => {
     dir = mkdtempSync(join(tmpdir(), 'isthmus-import-'));
     store = await openLmdbStore(dir);
     const imported = await ImportedServices.open(store);
-    let record = {
-      name: 'east',
-      remote: { datacenter: 'dc-e', partition: 'default' },
-      streamStatus: { importedServices: [] as string[], exportedServices: [] },
-    } as unknown as Peering;
-    const patches: object[] = [];
-    const peerings = {
-      read: () => record,
-      list: () => [record],
-      updatePeer: async (_n: string, patch: object) => (patches.push(patch), record),
-      setStreamStatus: async (_n: string, patch: object) =>
-        (record = { ...record, streamStatus: { ...record.streamStatus, ...patch } }),
-    };
+    const peerings = new RecordPeerings('east', 'dc-e');
     const sink = new ImportSink({
       peerings,
       imported,
@@ -242,7 +230,7 @@ describe('ImportSink', () => {
       ['b', 'dc-e', 'east'],
       ['c', 'dc-e', 'east'],
     ]);
-    expect(record.streamStatus.importedServices).toEqual(['api']);
+    expect(peerings.record.streamStatus.importedServices).toEqual(['api']);
     expect(
       (await ImportedServices.open(store)).instancesOf('east', 'api').map((i) => i.id),
     ).toEqual(['b', 'c']);
@@ -281,10 +269,10 @@ describe('ImportSink', () => {
     });
     await sink.apply(ResourceUrl.serverAddresses, addresses(['10.9.9.9:8503']));
     await sink.apply(ResourceUrl.serverAddresses, addresses([]));
-    expect(patches).toEqual([{ peerServerAddresses: ['10.9.9.9:8503'] }]);
-    record = { ...record, manualServerAddresses: true };
+    expect(peerings.updates).toEqual([{ peerServerAddresses: ['10.9.9.9:8503'] }]);
+    peerings.record = { ...peerings.record, manualServerAddresses: true };
     await sink.apply(ResourceUrl.serverAddresses, addresses(['10.9.9.8:8503']));
-    expect(patches).toHaveLength(1); // the token's manual addresses stay
+    expect(peerings.updates).toHaveLength(1); // the token's manual addresses stay
     await expect(
       sink.apply(ResourceUrl.serverAddresses, addresses(['nope'])),
     ).resolves.toBeUndefined();
@@ -295,7 +283,7 @@ describe('ImportSink', () => {
       resource: { services: [] },
     });
     expect(imported.instancesOf('east', 'api')).toEqual([]);
-    expect(record.streamStatus.importedServices).toEqual([]);
+    expect(peerings.record.streamStatus.importedServices).toEqual([]);
     expect((await ImportedServices.open(store)).serviceNames('east')).toEqual([]);
   });
 });
