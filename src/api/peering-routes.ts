@@ -6,13 +6,9 @@ import type { Peerings } from '../peering/peerings.js';
 import { orThrow, parseEstablishRequest, parseGenerateTokenRequest } from '../peering/requests.js';
 import { encodeToken } from '../peering/token.js';
 import { consumerPeers } from '../catalog/sameness-group.js';
-import {
-  type Peering,
-  type PeeringState,
-  defaultHealthyWindowMs,
-  isHealthy,
-} from '../peering/types.js';
+import { type Peering, defaultHealthyWindowMs, isHealthy } from '../peering/types.js';
 import { acceptJsonBodies } from './json-body.js';
+import type { PeeringJson } from './ui-json.js';
 import { anyone, withAccess } from './route-access.js';
 
 export interface PeeringRoutesDeps {
@@ -24,33 +20,8 @@ export interface PeeringRoutesDeps {
   readonly healthyWindowMs?: number;
 }
 
-/**
- * A peering in Consul's `api.Peering` JSON, plus LastError, LastNack and Healthy. Never a secret.
- */
-export interface PeeringJson {
-  readonly ID: string;
-  readonly Name: string;
-  readonly State: PeeringState;
-  readonly PeerID: string;
-  readonly PeerServerName: string;
-  readonly PeerServerAddresses: readonly string[];
-  readonly PeerCAPems: readonly string[];
-  readonly Meta: Readonly<Record<string, string>>;
-  readonly Remote: { readonly Partition: string; readonly Datacenter: string };
-  readonly StreamStatus: {
-    readonly ImportedServices: readonly string[];
-    readonly ExportedServices: readonly string[];
-    readonly LastHeartbeat: string | null;
-    readonly LastReceive: string | null;
-    readonly LastSend: string | null;
-    readonly LastError: string;
-    readonly LastNack: string;
-  };
-  readonly Healthy: boolean;
-  readonly CreateIndex: number;
-  readonly ModifyIndex: number;
-  readonly DeletedAt?: string;
-}
+/** The peering JSON is declared with the web UI's shapes, which it shows. */
+export type { PeeringJson } from './ui-json.js';
 
 /** `GET /v1/exported-services`: Consul's resolved shape. */
 export interface ExportedServiceJson {

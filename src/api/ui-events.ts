@@ -1,7 +1,5 @@
 import type { ServerResponse } from 'node:http';
-
-/** What changed, as the web UI refetches it: each page lists the topics it shows. */
-export type UiTopic = 'catalog' | 'peerings' | 'ca' | 'proxies';
+import type { UiChangeJson, UiTopic } from './ui-json.js';
 
 type Subscribe = (listener: () => void) => () => void;
 
@@ -93,10 +91,10 @@ export class UiEvents {
 
   private flush(): void {
     this.flushTimer = undefined;
-    const topics = [...this.pending].sort();
+    const change: UiChangeJson = { topics: [...this.pending].sort() };
     this.pending.clear();
-    if (topics.length === 0) return;
-    const frame = `event: change\ndata: ${JSON.stringify({ topics })}\n\n`;
+    if (change.topics.length === 0) return;
+    const frame = `event: change\ndata: ${JSON.stringify(change)}\n\n`;
     for (const res of this.clients) res.write(frame);
   }
 

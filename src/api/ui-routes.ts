@@ -3,8 +3,11 @@ import { fileURLToPath } from 'node:url';
 import fastifyStatic from '@fastify/static';
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import { IsthmusError } from '../errors.js';
+import type { Checklist } from '../troubleshoot/checklist.js';
 import type { TroubleshootSources } from '../troubleshoot/index.js';
 import { anyone, readers, withAccess } from './route-access.js';
+import type { UiChecklistJson, UiProxyConfigJson, UiProxyJson } from './ui-json.js';
+import type { ProxyConfigJson, ProxyJson } from './xds-routes.js';
 import { eventStreamHeaders, UiEvents, type UiEventSources } from './ui-events.js';
 import { type UiSources, uiOverview, uiServices, uiTopology } from './ui-views.js';
 import { whyChecklist } from './ui-why.js';
@@ -17,6 +20,17 @@ export interface UiRoutesDeps {
   readonly assetsDir?: string;
   readonly now?: () => number;
 }
+
+/**
+ * The UI reads the proxy and troubleshoot JSON through the shapes of ui-json.ts (the browser
+ * compiles no server module): tsc fails here when the served JSON stops fitting them.
+ */
+export type UiReadsServedJson = [
+  Fits<ProxyJson, UiProxyJson>,
+  Fits<ProxyConfigJson, UiProxyConfigJson>,
+  Fits<Checklist, UiChecklistJson>,
+];
+type Fits<Served extends Read, Read> = [Served, Read];
 
 /** Where `npm run build:ui` writes, from src/api/ or dist/api/ alike. */
 export const defaultUiAssetsDir = fileURLToPath(new URL('../../ui/dist/', import.meta.url));

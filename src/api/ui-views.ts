@@ -1,14 +1,19 @@
 import type { CaRoots } from '../ca/index.js';
-import {
-  type CatalogReader,
-  type HealthStatus,
-  instanceHealth,
-  type ServiceInstance,
-} from '../catalog/types.js';
+import { type CatalogReader, instanceHealth, type ServiceInstance } from '../catalog/types.js';
 import type { ImportedInstance } from '../peering/imported.js';
 import type { Peering } from '../peering/types.js';
 import { intentionVerdict } from '../snapshot/intentions.js';
-import { exportedServices, type PeeringJson, peeringJson } from './peering-routes.js';
+import { exportedServices, peeringJson } from './peering-routes.js';
+import type {
+  UiEdgeJson,
+  UiInstanceJson,
+  UiNodeJson,
+  UiOverviewJson,
+  UiPeeringJson,
+  UiServiceJson,
+  UiServicesJson,
+  UiTopologyJson,
+} from './ui-json.js';
 
 /**
  * The aggregates the web UI reads (issue 17; docs/architecture.md §2 "Web UI"): each one page's
@@ -31,37 +36,6 @@ export interface UiSources {
   /** Node IDs of the proxies connected over xDS. */
   readonly connectedProxies: () => readonly string[];
   readonly healthyWindowMs: number;
-}
-
-/** A peering as the overview shows it: no CA PEMs, with counts and the heartbeat's age. */
-export type UiPeeringJson = Omit<PeeringJson, 'PeerCAPems'> & {
-  readonly ImportedCount: number;
-  readonly ExportedCount: number;
-  /** Milliseconds since the last heartbeat; null before the first. */
-  readonly HeartbeatAgeMs: number | null;
-};
-
-export interface UiOverviewJson {
-  readonly Datacenter: string;
-  readonly TrustDomain: string;
-  readonly DefaultIntentionAction: 'allow' | 'deny';
-  readonly Roots: readonly {
-    readonly ID: string;
-    readonly Name: string;
-    readonly Active: boolean;
-    readonly NotAfter: string;
-    readonly ExpiresInMs: number;
-  }[];
-  readonly Servers: readonly {
-    readonly Name: string;
-    readonly Version: string;
-    readonly HTTP: string;
-    readonly XDS: string;
-    readonly Peering: string;
-    readonly ConnectedProxies: number;
-  }[];
-  /** Unhealthy ones first, then by name. */
-  readonly Peerings: readonly UiPeeringJson[];
 }
 
 export function uiOverview(src: UiSources, now: number): UiOverviewJson {
@@ -105,33 +79,6 @@ function uiPeering(p: Peering, now: number, healthyWindowMs: number): UiPeeringJ
     ExportedCount: json.StreamStatus.ExportedServices.length,
     HeartbeatAgeMs: beat ? Math.max(0, now - Date.parse(beat)) : null,
   };
-}
-
-export interface UiInstanceJson {
-  readonly ID: string;
-  readonly Address: string;
-  readonly Port: number;
-  readonly Health: HealthStatus;
-  readonly Checks: readonly { readonly Name: string; readonly Status: string }[];
-  /** Sidecars: the upstreams, `api` or `api?peer=a`. */
-  readonly Upstreams?: readonly string[];
-}
-
-export interface UiServiceJson {
-  readonly Name: string;
-  readonly Kind: 'service' | 'mesh-gateway';
-  readonly Instances: readonly UiInstanceJson[];
-  readonly Sidecars: readonly UiInstanceJson[];
-  /** Peers the service is exported to (local services only). */
-  readonly ExportedTo: readonly string[];
-}
-
-export interface UiServicesJson {
-  readonly Local: readonly UiServiceJson[];
-  readonly Imported: readonly {
-    readonly Peer: string;
-    readonly Services: readonly UiServiceJson[];
-  }[];
 }
 
 export function uiServices(src: UiSources): UiServicesJson {
@@ -199,31 +146,7 @@ function instanceJson(i: ServiceInstance): UiInstanceJson {
   };
 }
 
-/** A node of the topology: a local service (`api`), an imported one (`a/api`), or `*`. */
-export interface UiNodeJson {
-  readonly ID: string;
-  readonly Name: string;
-  /** '' for local services. */
-  readonly Peer: string;
-}
-
-export interface UiEdgeJson {
-  readonly From: string;
-  readonly To: string;
-  /** `remote`: the destination is a peer's; its own intentions decide, not ours. */
-  readonly Action: 'allow' | 'deny' | 'l7' | 'remote';
-  /** The intention that decides; absent for the mesh default and remote destinations. */
-  readonly Intention?: string;
-  /** A sidecar of From names To as an upstream. */
-  readonly Upstream: boolean;
-}
-
-export interface UiTopologyJson {
-  readonly DefaultIntentionAction: 'allow' | 'deny';
-  readonly Nodes: readonly UiNodeJson[];
-  readonly Edges: readonly UiEdgeJson[];
-}
-
+/** A topology node's ID: `api` for a local service, `a/api` for one imported from peer `a`. */
 const nodeId = (name: string, peer: string) => (peer ? `${peer}/${name}` : name);
 
 /**

@@ -1,3 +1,5 @@
+import type { UiChangeJson, UiTopic } from '../../src/api/ui-json.js';
+
 /**
  * The UI's client of the isthmus HTTP API: the same routes and the same token as the CLI. The
  * token lives in sessionStorage (gone with the tab) and travels as `Authorization: Bearer`.
@@ -39,7 +41,7 @@ export async function apiGet<T>(path: string, signal?: AbortSignal): Promise<T> 
   throw new ApiError(message, res.status, needsToken, body.scope);
 }
 
-export type Topic = 'catalog' | 'peerings' | 'ca' | 'proxies';
+export type Topic = UiTopic;
 type Listener = (topics: readonly Topic[]) => void;
 const listeners = new Set<Listener>();
 
@@ -67,7 +69,7 @@ export function followEvents(onStatus: (live: boolean) => void): () => void {
         for (const l of listeners) l(['catalog', 'peerings', 'ca', 'proxies']);
         await readFrames(res.body, (event, data) => {
           if (event !== 'change') return;
-          const { topics } = JSON.parse(data) as { topics: Topic[] };
+          const { topics } = JSON.parse(data) as UiChangeJson;
           for (const l of listeners) l(topics);
         });
       } catch {

@@ -1,4 +1,5 @@
-import type { PageProps, UiOverviewJson } from '../types.js';
+import type { UiOverviewJson } from '../../../src/api/ui-json.js';
+import type { PageProps } from '../page-props.js';
 import { useApi } from '../use-api.js';
 import { age, Badge, days, Loaded } from '../view.js';
 

@@ -1,5 +1,6 @@
 import { useState } from 'preact/hooks';
-import type { PageProps, ProxyConfigJson, ProxyJson } from '../types.js';
+import type { UiProxyConfigJson, UiProxyJson } from '../../../src/api/ui-json.js';
+import type { PageProps } from '../page-props.js';
 import { useApi } from '../use-api.js';
 import { Badge, Loaded } from '../view.js';
 
@@ -11,7 +12,7 @@ const statusWord = (s: string) => (s === 'ERROR' ? 'NACKED' : s);
 
 /** Every connected proxy with its per-type sync state and Envoy's last NACK. */
 export function Proxies({ onNeedsToken }: PageProps) {
-  const state = useApi<ProxyJson[]>('/v1/xds/proxies', ['proxies'], onNeedsToken);
+  const state = useApi<UiProxyJson[]>('/v1/xds/proxies', ['proxies'], onNeedsToken);
   return (
     <>
       <h1>Proxies</h1>
@@ -65,8 +66,8 @@ export function Proxies({ onNeedsToken }: PageProps) {
 export function ProxyDetail({ id, onNeedsToken }: PageProps & { id: string }) {
   const [type, setType] = useState<(typeof configTypes)[number]>('clusters');
   const path = `/v1/xds/proxies/${encodeURIComponent(id)}`;
-  const proxy = useApi<ProxyJson>(path, ['proxies'], onNeedsToken);
-  const config = useApi<ProxyConfigJson>(`${path}/config/${type}`, ['proxies'], onNeedsToken);
+  const proxy = useApi<UiProxyJson>(path, ['proxies'], onNeedsToken);
+  const config = useApi<UiProxyConfigJson>(`${path}/config/${type}`, ['proxies'], onNeedsToken);
   return (
     <>
       <h1>Proxy {id}</h1>

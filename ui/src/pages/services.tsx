@@ -1,4 +1,5 @@
-import type { PageProps, UiServiceJson, UiServicesJson } from '../types.js';
+import type { UiServiceJson, UiServicesJson } from '../../../src/api/ui-json.js';
+import type { PageProps } from '../page-props.js';
 import { useApi } from '../use-api.js';
 import { Badge, Loaded } from '../view.js';
 

@@ -1,5 +1,11 @@
 import { useState } from 'preact/hooks';
-import type { Checklist, PageProps, UiEdgeJson, UiNodeJson, UiTopologyJson } from '../types.js';
+import type {
+  UiChecklistJson,
+  UiEdgeJson,
+  UiNodeJson,
+  UiTopologyJson,
+} from '../../../src/api/ui-json.js';
+import type { PageProps } from '../page-props.js';
 import { useApi } from '../use-api.js';
 import { Badge, Loaded } from '../view.js';
 
@@ -241,7 +247,7 @@ function Why({ nodes, onNeedsToken }: PageProps & { nodes: readonly UiNodeJson[]
   const [from, setFrom] = useState('');
   const [to, setTo] = useState('');
   const [path, setPath] = useState<string | undefined>();
-  const answer = useApi<Checklist>(path, ['catalog', 'peerings', 'proxies'], onNeedsToken);
+  const answer = useApi<UiChecklistJson>(path, ['catalog', 'peerings', 'proxies'], onNeedsToken);
   const ask = (e: Event) => {
     e.preventDefault();
     const [a, b] = [services.find((n) => n.ID === from), services.find((n) => n.ID === to)];

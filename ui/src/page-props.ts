@@ -1,0 +1,4 @@
+/** What every page gets from the app. */
+export interface PageProps {
+  readonly onNeedsToken: () => void;
+}
