@@ -149,6 +149,20 @@ describe('web UI', () => {
     await screenshot(page, 'overview');
   });
 
+  it('counts the heartbeat age on in the browser between answers', async () => {
+    const page = await open(meshes.b, 'overview');
+    const heartbeat = page.locator('tr[data-peering="cluster-a"] td').nth(2);
+    await heartbeat.getByText(/s ago$/).waitFor(visible);
+    // From now on no answer reaches the page: whatever changes is the browser's clock.
+    await page.route('**/v1/ui/overview', (route) => route.abort());
+    const first = await heartbeat.textContent();
+    await waitFor(async () => (await heartbeat.textContent()) !== first, {
+      timeoutMs: UI_WAIT,
+      what: `the heartbeat age to move on from ${first}`,
+    });
+    await expect(heartbeat.textContent()).resolves.toMatch(/^\d+s ago$/);
+  });
+
   it('names the missing scope when a token may not read', async () => {
     const created = await meshes.a.api<{ SecretID: string }>('POST', '/v1/acl/api-token', {
       Scope: 'peering',

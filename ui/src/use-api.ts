@@ -4,6 +4,11 @@ import { ApiError, apiGet, onChange, type Topic } from './api.js';
 export interface ApiState<T> {
   readonly data: T | undefined;
   readonly error: ApiError | Error | undefined;
+  /**
+   * `performance.now()` when `data` arrived: the server's relative times (an age, a time left) are
+   * as of then, and `Age` counts on from it without asking the server again.
+   */
+  readonly receivedAt: number;
 }
 
 /**
@@ -16,7 +21,11 @@ export function useApi<T>(
   topics: readonly Topic[],
   onNeedsToken: () => void,
 ): ApiState<T> {
-  const [state, setState] = useState<ApiState<T>>({ data: undefined, error: undefined });
+  const [state, setState] = useState<ApiState<T>>({
+    data: undefined,
+    error: undefined,
+    receivedAt: 0,
+  });
   useEffect(() => {
     if (!path) return;
     let current = new AbortController();
@@ -24,11 +33,11 @@ export function useApi<T>(
       current.abort();
       current = new AbortController();
       apiGet<T>(path, current.signal).then(
-        (data) => setState({ data, error: undefined }),
+        (data) => setState({ data, error: undefined, receivedAt: performance.now() }),
         (error: Error) => {
           if (error.name === 'AbortError') return;
           if (error instanceof ApiError && error.needsToken) onNeedsToken();
-          setState((s) => ({ data: s.data, error }));
+          setState((s) => ({ ...s, error }));
         },
       );
     };

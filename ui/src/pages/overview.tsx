@@ -1,7 +1,7 @@
 import type { UiOverviewJson } from '../../../src/api/ui-json.js';
 import type { PageProps } from '../page-props.js';
 import { useApi } from '../use-api.js';
-import { age, Badge, days, Loaded } from '../view.js';
+import { age, Badge, days, Loaded, Ticking } from '../view.js';
 
 /** This cluster, its CA and servers, and its peerings, unhealthy first. */
 export function Overview({ onNeedsToken }: PageProps) {
@@ -55,7 +55,9 @@ export function Overview({ onNeedsToken }: PageProps) {
                       <td>
                         <Badge value={p.Healthy ? 'yes' : 'no'} />
                       </td>
-                      <td>{age(p.HeartbeatAgeMs)}</td>
+                      <td>
+                        <Ticking ms={p.HeartbeatAgeMs} receivedAt={state.receivedAt} format={age} />
+                      </td>
                       <td>{p.ImportedCount}</td>
                       <td>{p.ExportedCount}</td>
                       <td class="message">{p.StreamStatus.LastError || '—'}</td>
@@ -79,7 +81,14 @@ export function Overview({ onNeedsToken }: PageProps) {
                     <th scope="row">{r.Name}</th>
                     <td>{r.Active ? 'active' : 'previous'}</td>
                     <td>
-                      {r.NotAfter.slice(0, 10)} ({days(r.ExpiresInMs)})
+                      {r.NotAfter.slice(0, 10)} (
+                      <Ticking
+                        ms={r.ExpiresInMs}
+                        receivedAt={state.receivedAt}
+                        format={days}
+                        sign={-1}
+                      />
+                      )
                     </td>
                   </tr>
                 ))}
