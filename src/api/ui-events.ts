@@ -7,16 +7,16 @@ export interface UiEventSources {
   /** Change events of the catalog, the peerings, the imported services and the CA. */
   readonly subscriptions: readonly { readonly topic: UiTopic; readonly subscribe: Subscribe }[];
   /**
-   * A value that changes when any connected proxy's sync state changes. xDS streams emit no events
-   * (they are the hot path), so this is polled, and only while a UI is connected.
+   * The xDS server's note that a proxy's sync state may have changed (ACK, NACK, connect,
+   * disconnect, push). It fires on the push path, thousands of times per publish, so it is
+   * subscribed to only while a UI is connected: with none, the xDS server calls no listener.
    */
-  readonly proxiesFingerprint: () => string;
+  readonly proxies: Subscribe;
 }
 
 export interface UiEventTiming {
   /** Changes within this window go out as one event. */
   readonly coalesceMs: number;
-  readonly proxiesPollMs: number;
   /** A comment line this often keeps proxies between here and the browser from closing it. */
   readonly keepAliveMs: number;
 }
@@ -28,7 +28,7 @@ export const eventStreamHeaders = {
   'x-accel-buffering': 'no',
 } as const;
 
-const defaultTiming: UiEventTiming = { coalesceMs: 100, proxiesPollMs: 400, keepAliveMs: 15_000 };
+const defaultTiming: UiEventTiming = { coalesceMs: 100, keepAliveMs: 15_000 };
 
 /**
  * `GET /v1/ui/events` (issue 17 "Live"): a server-sent-events stream of
@@ -41,9 +41,8 @@ export class UiEvents {
   private readonly pending = new Set<UiTopic>();
   private readonly unsubscribe: (() => void)[];
   private flushTimer: NodeJS.Timeout | undefined;
-  private pollTimer: NodeJS.Timeout | undefined;
   private keepAliveTimer: NodeJS.Timeout | undefined;
-  private lastFingerprint = '';
+  private unwatchProxies: (() => void) | undefined;
   private readonly timing: UiEventTiming;
 
   constructor(
@@ -67,24 +66,24 @@ export class UiEvents {
     res.write('retry: 1000\nevent: ready\ndata: {}\n\n');
     this.clients.add(res);
     res.on('close', () => this.detach(res));
-    if (this.clients.size === 1) this.startTimers();
+    if (this.clients.size === 1) this.watch();
   }
 
   /** Ends every stream (the HTTP server is closing: an open stream would hold it open). */
   close(): void {
     for (const res of this.clients) res.end();
     this.clients.clear();
-    this.stopTimers();
+    this.unwatch();
     for (const off of this.unsubscribe) off();
   }
 
   private detach(res: ServerResponse): void {
     this.clients.delete(res);
-    if (this.clients.size === 0) this.stopTimers();
+    if (this.clients.size === 0) this.unwatch();
   }
 
   private changed(topic: UiTopic): void {
-    if (this.clients.size === 0) return;
+    if (this.clients.size === 0 || this.pending.has(topic)) return;
     this.pending.add(topic);
     this.flushTimer ??= setTimeout(() => this.flush(), this.timing.coalesceMs);
   }
@@ -98,26 +97,20 @@ export class UiEvents {
     for (const res of this.clients) res.write(frame);
   }
 
-  private startTimers(): void {
-    this.lastFingerprint = this.sources.proxiesFingerprint();
-    this.pollTimer = setInterval(() => {
-      const now = this.sources.proxiesFingerprint();
-      if (now === this.lastFingerprint) return;
-      this.lastFingerprint = now;
-      this.changed('proxies');
-    }, this.timing.proxiesPollMs);
+  /** The first UI connected: follow the proxies and keep the streams alive. */
+  private watch(): void {
+    this.unwatchProxies = this.sources.proxies(() => this.changed('proxies'));
     this.keepAliveTimer = setInterval(() => {
       for (const res of this.clients) res.write(': keep-alive\n\n');
     }, this.timing.keepAliveMs);
-    this.pollTimer.unref();
     this.keepAliveTimer.unref();
   }
 
-  private stopTimers(): void {
-    clearInterval(this.pollTimer);
+  private unwatch(): void {
+    this.unwatchProxies?.();
     clearInterval(this.keepAliveTimer);
     clearTimeout(this.flushTimer);
-    this.pollTimer = this.keepAliveTimer = this.flushTimer = undefined;
+    this.unwatchProxies = this.keepAliveTimer = this.flushTimer = undefined;
     this.pending.clear();
   }
 }

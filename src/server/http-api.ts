@@ -121,7 +121,7 @@ export async function startHttpApi(
         { topic: 'peerings', subscribe: (l) => imported.subscribe(l) },
         { topic: 'ca', subscribe: (l) => ca.subscribe(l) },
       ],
-      proxiesFingerprint: () => JSON.stringify(xds.proxyStatus()),
+      proxies: (l) => xds.onProxyStateChange(l),
     },
   });
   await http.listen({ host: config.httpAddr.host, port: config.httpAddr.port });

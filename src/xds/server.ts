@@ -111,6 +111,7 @@ export class XdsServer {
   private readonly slots: StreamSlots<AdsSession>;
   private readonly ctx: SessionContext;
   private port: number | undefined;
+  private readonly stateListeners = new Set<() => void>();
   readonly cache: XdsCache;
 
   constructor(private readonly opts: XdsServerOptions) {
@@ -134,9 +135,12 @@ export class XdsServer {
         this.slots.claim(s);
         opts.metrics.xdsStreams.inc({ api: s.api });
       },
-      onReady: (s) =>
-        opts.logger.debug({ nodeId: s.nodeId, api: s.api, stream: s.id }, 'xds stream opened'),
+      onReady: (s) => {
+        opts.logger.debug({ nodeId: s.nodeId, api: s.api, stream: s.id }, 'xds stream opened');
+        this.proxyStateChanged();
+      },
       onClose: (s) => this.forget(s),
+      onStateChange: () => this.proxyStateChanged(),
     };
     this.server.addService(adsServiceDefinition, {
       streamAggregatedResources: (call: grpc.ServerDuplexStream<DiscoveryRequest, Buffer>) =>
@@ -192,6 +196,23 @@ export class XdsServer {
   private forget(session: AdsSession): void {
     if (!this.sessions.delete(session)) return;
     if (this.slots.release(session)) this.opts.metrics.xdsStreams.dec({ api: session.api });
+    if (session.nodeId !== undefined) this.proxyStateChanged();
+  }
+
+  /**
+   * Calls `listener` whenever what `proxyStatus()` reports may have changed: a stream admitted or
+   * closed, a request (ACK, NACK, subscription), a response written, a view published. It runs on
+   * the push path, once per stream and event (thousands per publish): it must only take note and
+   * coalesce (the web UI's change stream does). Returns the unsubscribe.
+   */
+  onProxyStateChange(listener: () => void): () => void {
+    this.stateListeners.add(listener);
+    return () => this.stateListeners.delete(listener);
+  }
+
+  private proxyStateChanged(): void {
+    if (this.stateListeners.size === 0) return;
+    for (const listener of this.stateListeners) listener();
   }
 
   /** Binds `host:port` (port 0 picks a free one) and resolves with the bound port. */

@@ -199,6 +199,31 @@ describe('web UI', () => {
     await expectAccessible(page);
   });
 
+  it('shows a proxy connect, NACK and leave live', async () => {
+    const page = await open(meshes.a, 'proxies', httpToken);
+    await page.locator('tr[data-proxy="cache-sidecar-proxy"]').waitFor(visible);
+    await page.evaluate(() => {
+      (globalThis as any).marker = 'no reload';
+    });
+    const md = new grpc.Metadata();
+    md.set('x-isthmus-token', await meshes.a.token('api-sidecar-proxy'));
+    const envoy = connectDelta(xds, 'api-sidecar-proxy', md);
+    try {
+      envoy.send(TypeUrl.cluster, { subscribe: ['*'] });
+      const row = page.locator('tr[data-proxy="api-sidecar-proxy"]');
+      await row.waitFor(visible);
+      envoy.nack(await envoy.next(), 'api: live NACK');
+      await row.getByText('CDS: api: live NACK').waitFor(visible);
+      await expect(row.locator('td').nth(1).textContent()).resolves.toBe('NACKED');
+    } finally {
+      envoy.close();
+    }
+    await page
+      .locator('tr[data-proxy="api-sidecar-proxy"]')
+      .waitFor({ state: 'detached', ...visible });
+    await expect(page.evaluate(() => (globalThis as any).marker)).resolves.toBe('no reload');
+  });
+
   it('adds the edge of a new intention live, and explains the call', async () => {
     const page = await open(meshes.a, 'topology', httpToken);
     await page.getByRole('heading', { name: 'Calls', exact: true }).waitFor(visible);

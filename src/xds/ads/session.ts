@@ -55,6 +55,11 @@ export interface SessionContext {
   claimSlot(session: AdsSession): void;
   onReady(session: AdsSession): void;
   onClose(session: AdsSession): void;
+  /**
+   * What status readers see of the stream may have changed: a request (ACK, NACK, subscription),
+   * a response written, a new view. On the hot path: it must only take note (XdsServer).
+   */
+  onStateChange?(session: AdsSession): void;
 }
 
 /**
@@ -320,6 +325,7 @@ export abstract class AdsSession<Req extends BaseRequest = BaseRequest>
       this.states[index] = ts;
     }
     const changed = this.applyRequest(ts, req, isFirst);
+    this.ctx.onStateChange?.(this);
     if (ts.requested) this.requestedTypes |= 1 << index;
     if (changed) {
       this.stateEpoch++;
@@ -394,6 +400,7 @@ export abstract class AdsSession<Req extends BaseRequest = BaseRequest>
     this.setView(view);
     this.onViewChanged();
     this.flushNow();
+    this.ctx.onStateChange?.(this);
   }
 
   /**
@@ -557,6 +564,7 @@ export abstract class AdsSession<Req extends BaseRequest = BaseRequest>
       if (!ok) this.waitForDrain();
     }
     this.ctx.metrics.xdsPushDuration.observe((performance.now() - started) / 1000);
+    this.ctx.onStateChange?.(this);
   }
 
   private waitForDrain(): void {
