@@ -132,6 +132,8 @@ const visible = { timeout: UI_WAIT };
 
 describe('web UI', () => {
   it('asks for the token, then shows the overview: peering ACTIVE with its counts', async () => {
+    // A peering whose token was never used: PENDING, so unhealthy, and listed before cluster-b.
+    await meshes.a.api('POST', '/v1/peering/token', { PeerName: 'cluster-z' });
     const page = await open(meshes.a, 'overview');
     const prompt = page.getByRole('form', { name: 'This server needs an HTTP API token' });
     await prompt.waitFor(visible);
@@ -142,7 +144,16 @@ describe('web UI', () => {
     await expect(row.textContent()).resolves.toMatch(/cluster-b.*ACTIVE.*yes/);
     // Exported 1 (api); imported 0.
     await expect(row.locator('td').nth(4).textContent()).resolves.toBe('1');
+    const order = await page
+      .locator('tr[data-peering]')
+      .evaluateAll((rows) => rows.map((r) => r.getAttribute('data-peering')));
+    expect(order).toEqual(['cluster-z', 'cluster-b']);
+    await expect(
+      page.locator('tr[data-peering="cluster-z"]').getByText('PENDING').count(),
+    ).resolves.toBe(1);
     await page.getByRole('heading', { name: 'CA roots' }).waitFor(visible);
+    const root = page.locator('tr[data-root]').first();
+    await expect(root.textContent()).resolves.toMatch(/active\d{4}-\d{2}-\d{2} \(in \d+ days\)/);
     const server = page.locator('tr', { hasText: 'dc-a (this server)' });
     await expect(server.textContent()).resolves.toContain(meshes.a.httpAddress);
     await expectAccessible(page);
@@ -161,6 +172,16 @@ describe('web UI', () => {
       what: `the heartbeat age to move on from ${first}`,
     });
     await expect(heartbeat.textContent()).resolves.toMatch(/^\d+s ago$/);
+  });
+
+  it('says so when the token in use is refused', async () => {
+    const page = await open(meshes.a, 'overview', 'not-a-token-this-server-knows');
+    const prompt = page.getByRole('form', { name: 'This server needs an HTTP API token' });
+    await prompt.getByRole('alert').getByText('The server refused the token').waitFor(visible);
+    await prompt.getByLabel('Token').fill(httpToken);
+    await prompt.getByRole('button', { name: 'Use token' }).click();
+    await page.locator('tr[data-peering="cluster-b"]').getByText('ACTIVE').waitFor(visible);
+    await expect(prompt.count()).resolves.toBe(0);
   });
 
   it('names the missing scope when a token may not read', async () => {
@@ -183,17 +204,56 @@ describe('web UI', () => {
     await screenshot(page, 'services');
   });
 
-  it('shows the proxy that NACKed with Envoy’s message, and its config', async () => {
+  it('shows which peers each local service is exported to', async () => {
+    const page = await open(meshes.a, 'services', httpToken);
+    const local = page.locator('section', { hasText: 'Local services' });
+    const exportedTo = (service: string) =>
+      local.locator(`tr[data-service="${service}"] td`).last().textContent();
+    await local.locator('tr[data-service="api"]').waitFor(visible);
+    await expect(exportedTo('api')).resolves.toBe('cluster-b');
+    await expect(exportedTo('cache')).resolves.toBe('—');
+    // The peer whose token was never used imports nothing yet.
+    const pending = page.locator('section', { hasText: 'Imported from cluster-z' });
+    await pending.getByText('None.').waitFor(visible);
+  });
+
+  it('shows the proxy that NACKed with Envoy’s message first, and its config', async () => {
+    // A proxy in sync, whose ID sorts before cache's.
+    const synced = await meshes.a.connect('api-sidecar-proxy');
     const page = await open(meshes.a, 'proxies', httpToken);
     const row = page.locator('tr[data-proxy="cache-sidecar-proxy"]');
     await row.getByText(nackMessage, { exact: false }).waitFor(visible);
     await expect(row.locator('td').nth(1).textContent()).resolves.toBe('NACKED');
+    const api = page.locator('tr[data-proxy="api-sidecar-proxy"]');
+    await api.locator('td').nth(1).getByText('SYNCED').waitFor(visible);
+    const order = await page
+      .locator('tr[data-proxy]')
+      .evaluateAll((rows) => rows.map((r) => r.getAttribute('data-proxy')));
+    expect(order).toEqual(['cache-sidecar-proxy', 'api-sidecar-proxy']);
+    synced.close();
+    await api.waitFor({ state: 'detached', ...visible });
     await expectAccessible(page);
     await screenshot(page, 'proxies');
     await row.getByRole('link', { name: 'cache-sidecar-proxy' }).click();
     await page.getByRole('heading', { name: 'Proxy cache-sidecar-proxy' }).waitFor(visible);
     await page.getByText('local_app').first().waitFor(visible);
-    await page.getByRole('tab', { name: 'secrets' }).click();
+    // The xDS types are WAI-ARIA tabs: arrow keys move between them.
+    await page.getByRole('tab', { name: 'clusters' }).focus();
+    await page.keyboard.press('ArrowRight');
+    const listeners = page.getByRole('tab', { name: 'listeners' });
+    await expect(listeners.getAttribute('aria-selected')).resolves.toBe('true');
+    await expect(
+      listeners.evaluate((el) => el === (globalThis as any).document.activeElement),
+    ).resolves.toBe(true);
+    await page
+      .getByRole('tabpanel', { name: 'listeners' })
+      .getByText('public_listener')
+      .first()
+      .waitFor(visible);
+    await page.keyboard.press('End');
+    await expect(
+      page.getByRole('tab', { name: 'secrets' }).getAttribute('aria-selected'),
+    ).resolves.toBe('true');
     await page.locator('summary').first().click();
     await expect(page.locator('pre').first().textContent()).resolves.toContain('[redacted]');
     await expectAccessible(page);
@@ -248,8 +308,22 @@ describe('web UI', () => {
     await page.getByRole('button', { name: 'Check' }).click();
     await page.getByText('allowed by intention web (peer cluster-b) → api').waitFor(visible);
     await page.getByText('api is exported to cluster-b').waitFor(visible);
+    // No mesh gateway in A: the call cannot come in, and the answer says what to register.
+    const answer = page.locator('.checklist');
+    await answer.getByText('blocked by mesh gateway registered').waitFor(visible);
+    await answer
+      .locator('li.failed', { hasText: 'no mesh gateway is registered in dc-a' })
+      .getByText('Fix: peered traffic enters and leaves through mesh gateways')
+      .waitFor(visible);
     await expectAccessible(page);
     await screenshot(page, 'topology');
+    await page.getByLabel('Callee', { exact: true }).selectOption('cache');
+    await page.getByRole('button', { name: 'Check' }).click();
+    await answer.getByText('blocked by mesh gateway registered, export').waitFor(visible);
+    await answer
+      .locator('li.failed', { hasText: 'cache is not exported to cluster-b' })
+      .getByText('Fix: add cluster-b to the consumers of cache')
+      .waitFor(visible);
   });
 
   it('the main navigation works from the keyboard', async () => {

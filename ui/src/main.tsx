@@ -22,9 +22,10 @@ function route(): string[] {
 function App() {
   const [path, setPath] = useState(route);
   const [live, setLive] = useState(false);
-  const [askToken, setAskToken] = useState(false);
+  /** Why the token prompt is open: the API refused the request, or the user asked for it. */
+  const [askToken, setAskToken] = useState<'refused' | 'asked' | undefined>();
   const [epoch, setEpoch] = useState(0);
-  const onNeedsToken = useCallback(() => setAskToken(true), []);
+  const onNeedsToken = useCallback(() => setAskToken((why) => why ?? 'refused'), []);
   useEffect(() => {
     const onHash = () => setPath(route());
     addEventListener('hashchange', onHash);
@@ -55,16 +56,17 @@ function App() {
         <span class={`live ${live ? 'on' : 'off'}`} role="status">
           {live ? 'Live' : 'Reconnecting…'}
         </span>
-        <button type="button" class="link" onClick={() => setAskToken(true)}>
+        <button type="button" class="link" onClick={() => setAskToken('asked')}>
           Token
         </button>
       </header>
       <main key={epoch}>
         {askToken && (
           <TokenPrompt
+            refused={askToken === 'refused' && savedToken() !== ''}
             onDone={(token) => {
               if (token !== undefined) saveToken(token);
-              setAskToken(false);
+              setAskToken(undefined);
               setEpoch((e) => e + 1);
             }}
           />
@@ -100,7 +102,12 @@ function Page(props: {
 }
 
 /** Asks for the HTTP API token (`--http-token`, or an API token with the `read` scope). */
-function TokenPrompt({ onDone }: { onDone: (token: string | undefined) => void }) {
+function TokenPrompt(props: {
+  /** The token kept in this tab was sent and refused. */
+  refused: boolean;
+  onDone: (token: string | undefined) => void;
+}) {
+  const { refused, onDone } = props;
   const [token, setToken] = useState(savedToken);
   return (
     <form
@@ -112,6 +119,12 @@ function TokenPrompt({ onDone }: { onDone: (token: string | undefined) => void }
       }}
     >
       <h2 id="token-title">This server needs an HTTP API token</h2>
+      {refused && (
+        <p role="alert" class="error">
+          The server refused the token this tab was using: it is not the server's token or an API
+          token it knows.
+        </p>
+      )}
       <p>
         The server's <code>--http-token</code>, or an API token with the <code>read</code> scope. It
         is kept in this tab only.

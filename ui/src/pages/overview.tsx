@@ -77,7 +77,7 @@ export function Overview({ onNeedsToken }: PageProps) {
               </thead>
               <tbody>
                 {o.Roots.map((r) => (
-                  <tr key={r.ID}>
+                  <tr key={r.ID} data-root={r.ID}>
                     <th scope="row">{r.Name}</th>
                     <td>{r.Active ? 'active' : 'previous'}</td>
                     <td>

@@ -10,7 +10,16 @@ const configTypes = ['clusters', 'listeners', 'endpoints', 'routes', 'secrets'] 
 /** CSDS's ERROR is a NACK: operators know it by Envoy's word. */
 const statusWord = (s: string) => (s === 'ERROR' ? 'NACKED' : s);
 
-/** Every connected proxy with its per-type sync state and Envoy's last NACK. */
+const trouble: Readonly<Record<string, number>> = { ERROR: 3, STALE: 2, NOT_SENT: 1 };
+
+/** How far from SYNCED a proxy's worst type is (NACKED worst). */
+const troubleOf = (p: UiProxyJson) =>
+  Math.max(0, ...Object.values(p.Types).map((t) => trouble[t?.status ?? ''] ?? 0));
+
+/** Proxies in trouble first (the list is by ID within each level). */
+const troubleFirst = (a: UiProxyJson, b: UiProxyJson) => troubleOf(b) - troubleOf(a);
+
+/** Every connected proxy, those in trouble first, with its per-type sync state and last NACK. */
 export function Proxies({ onNeedsToken }: PageProps) {
   const state = useApi<UiProxyJson[]>('/v1/xds/proxies', ['proxies'], onNeedsToken);
   return (
@@ -36,7 +45,7 @@ export function Proxies({ onNeedsToken }: PageProps) {
                 </tr>
               </thead>
               <tbody>
-                {proxies.map((p) => (
+                {[...proxies].sort(troubleFirst).map((p) => (
                   <tr key={p.ID} data-proxy={p.ID}>
                     <th scope="row">
                       <a href={`#/proxies/${encodeURIComponent(p.ID)}`}>{p.ID}</a>
@@ -68,6 +77,25 @@ export function ProxyDetail({ id, onNeedsToken }: PageProps & { id: string }) {
   const path = `/v1/xds/proxies/${encodeURIComponent(id)}`;
   const proxy = useApi<UiProxyJson>(path, ['proxies'], onNeedsToken);
   const config = useApi<UiProxyConfigJson>(`${path}/config/${type}`, ['proxies'], onNeedsToken);
+  // The WAI-ARIA tabs pattern: one tab in the Tab order, arrows and Home/End move between them.
+  const onTabKey = (e: KeyboardEvent) => {
+    const at = configTypes.indexOf(type);
+    const next =
+      e.key === 'ArrowRight'
+        ? (at + 1) % configTypes.length
+        : e.key === 'ArrowLeft'
+          ? (at + configTypes.length - 1) % configTypes.length
+          : e.key === 'Home'
+            ? 0
+            : e.key === 'End'
+              ? configTypes.length - 1
+              : -1;
+    const t = configTypes[next];
+    if (!t) return;
+    e.preventDefault();
+    setType(t);
+    document.getElementById(`tab-${t}`)?.focus();
+  };
   return (
     <>
       <h1>Proxy {id}</h1>
@@ -96,20 +124,23 @@ export function ProxyDetail({ id, onNeedsToken }: PageProps & { id: string }) {
           </dl>
         )}
       </Loaded>
-      <div role="tablist" aria-label="xDS type" class="tabs">
+      <div role="tablist" aria-label="xDS type" class="tabs" onKeyDown={onTabKey}>
         {configTypes.map((t) => (
           <button
             type="button"
             role="tab"
             key={t}
+            id={`tab-${t}`}
             aria-selected={t === type}
+            aria-controls="config-panel"
+            tabIndex={t === type ? 0 : -1}
             onClick={() => setType(t)}
           >
             {t}
           </button>
         ))}
       </div>
-      <div role="tabpanel" aria-label={type}>
+      <div role="tabpanel" id="config-panel" aria-labelledby={`tab-${type}`}>
         <Loaded state={config}>
           {(c) =>
             c.Resources.length === 0 ? (

@@ -288,7 +288,12 @@ function Why({ nodes, onNeedsToken }: PageProps & { nodes: readonly UiNodeJson[]
           {(c) => (
             <div class="checklist" aria-live="polite">
               <p>
-                <strong>{c.Subject}</strong>: {c.OK ? 'nothing found in the way' : 'blocked'}
+                <strong>{c.Subject}</strong>:{' '}
+                {c.OK
+                  ? 'nothing found in the way'
+                  : `blocked by ${c.Checks.filter((k) => !k.OK)
+                      .map((k) => k.Name)
+                      .join(', ')}`}
               </p>
               <ul>
                 {c.Checks.map((k) => (
