@@ -230,10 +230,10 @@ describe('web UI', () => {
       .locator('tr[data-proxy]')
       .evaluateAll((rows) => rows.map((r) => r.getAttribute('data-proxy')));
     expect(order).toEqual(['cache-sidecar-proxy', 'api-sidecar-proxy']);
-    synced.close();
-    await api.waitFor({ state: 'detached', ...visible });
     await expectAccessible(page);
     await screenshot(page, 'proxies');
+    synced.close();
+    await api.waitFor({ state: 'detached', ...visible });
     await row.getByRole('link', { name: 'cache-sidecar-proxy' }).click();
     await page.getByRole('heading', { name: 'Proxy cache-sidecar-proxy' }).waitFor(visible);
     await page.getByText('local_app').first().waitFor(visible);
@@ -250,6 +250,9 @@ describe('web UI', () => {
       .getByText('public_listener')
       .first()
       .waitFor(visible);
+    await page.locator('summary', { hasText: 'public_listener' }).first().click();
+    await screenshot(page, 'proxy-detail');
+    await listeners.focus();
     await page.keyboard.press('End');
     await expect(
       page.getByRole('tab', { name: 'secrets' }).getAttribute('aria-selected'),
