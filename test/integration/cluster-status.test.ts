@@ -182,6 +182,79 @@ describe.skipIf(skipWithoutEtcd())('a cluster of servers on etcd', () => {
     }
   }, 120_000);
 
+  it('a peering token names every server; it establishes with the server that made nothing down, and every server reads the stream ACTIVE', async () => {
+    const aArgs = (name: string) => [
+      ...['--store', 'etcd', '--etcd-endpoints', etcd.endpoint, '--etcd-prefix', 'members2/'],
+      ...['--node-name', name, '--http-token', token, '--datacenter', 'dc-a'],
+      ...['--peering-heartbeat-ms', '500'],
+    ];
+    const [a1, a2] = await Promise.all([
+      startServerProcess(aArgs('a1')),
+      startServerProcess(aArgs('a2')),
+    ]);
+    const b = await startServerProcess(['--datacenter', 'dc-b', '--http-token', token]);
+    const both = await waitFor(
+      async () => {
+        const l = await servers(a2);
+        return l.length === 2 && l.some((s) => s.Leader) ? l : undefined;
+      },
+      { timeoutMs: 15_000, what: 'a2 to list both servers and a leader' },
+    );
+    const post = async (s: ServerProcess, path: string, body: unknown) => {
+      const res = await fetch(s.url(path), {
+        method: 'POST',
+        headers: auth,
+        body: JSON.stringify(body),
+      });
+      return { status: res.status, body: (await res.json()) as Record<string, unknown> };
+    };
+    const generated = await post(a2, '/v1/peering/token', { PeerName: 'cluster-b' });
+    expect(generated.status).toBe(200);
+    const peeringToken = String(generated.body.PeeringToken);
+    const decoded = JSON.parse(Buffer.from(peeringToken, 'base64').toString('utf8')) as {
+      ServerAddresses: string[];
+    };
+    // Every server, the leader first (Consul's ServerAddresses).
+    const leader = both.find((s) => s.Leader)!;
+    expect(decoded.ServerAddresses).toEqual([
+      leader.PeeringAddr,
+      ...both.filter((s) => !s.Leader).map((s) => s.PeeringAddr),
+    ]);
+    expect(decoded.ServerAddresses.sort()).toEqual(
+      [`127.0.0.1:${a1.peeringPort}`, `127.0.0.1:${a2.peeringPort}`].sort(),
+    );
+
+    // a1 made nothing; with it dead the token still establishes (a2, the leader once a1's lease
+    // expired if a1 led).
+    a1.child.kill('SIGKILL');
+    await withDeadline(a1.exited, { timeoutMs: 10_000, what: 'a1 to die' });
+    const established = await post(b, '/v1/peering/establish', {
+      PeerName: 'cluster-a',
+      PeeringToken: peeringToken,
+    });
+    expect(established.status, JSON.stringify(established.body)).toBe(200);
+    const read = async (s: ServerProcess, name: string) =>
+      (await get<{ State: string; Healthy: boolean }>(s, `/v1/peering/${name}`)).body;
+    await waitFor(async () => (await read(b, 'cluster-a')).State === 'ACTIVE', {
+      timeoutMs: 30_000,
+      what: 'B to reach ACTIVE',
+    });
+    await waitFor(async () => (await read(a2, 'cluster-b')).State === 'ACTIVE', {
+      timeoutMs: 10_000,
+      what: 'a2 to read the peering ACTIVE',
+    });
+    // a1 back, a follower now: it reads the stream the leader holds, not a stale state.
+    const again = await startServerProcess(aArgs('a1'));
+    expect((await servers(again)).find((s) => s.Self)?.Leader).toBe(false);
+    await waitFor(
+      async () => {
+        const p = await read(again, 'cluster-b');
+        return p.State === 'ACTIVE' && p.Healthy;
+      },
+      { timeoutMs: 10_000, what: 'the follower a1 to read the peering ACTIVE and healthy' },
+    );
+  }, 120_000);
+
   it('with --store lmdb a server lists itself as the leader', async () => {
     const server = await startServerProcess(['--node-name', 'solo', '--http-token', token]);
     const list = await servers(server);
