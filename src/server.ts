@@ -35,6 +35,7 @@ import type { DeclaredRoute } from './api/route-access.js';
 import { ownerOf } from './api/service-targets.js';
 import { startHttpApi } from './server/http-api.js';
 import { advertisedPeeringAddresses, startPeering } from './server/peering-parts.js';
+import { csdsFromOthers } from './server/csds-fanout.js';
 import { ClusterMembers } from './server/members.js';
 import { StartedParts, streamGraceMs } from './server/started-parts.js';
 
@@ -102,13 +103,13 @@ async function startParts(
   const state = await openState(config, logger, parts);
   const { catalog, ca } = state;
   const cache = new XdsCache(metrics);
-  const xds = await startXds(config, logger, metrics, cache, state, parts);
   const members = new ClusterMembers({
     store: state.store,
     config,
     leadership: state.leadership,
     logger: logger.child({ component: 'members' }),
   });
+  const xds = await startXds(config, logger, metrics, cache, state, members, parts);
   const peering = await startPeering(
     {
       config,
@@ -252,6 +253,7 @@ async function startXds(
   metrics: Metrics,
   cache: XdsCache,
   state: Pick<State, 'tokens' | 'ca' | 'apiTokens' | 'catalog'>,
+  members: ClusterMembers,
   parts: StartedParts,
 ): Promise<{ server: XdsServer; port: number }> {
   const { tokens, ca, apiTokens, catalog } = state;
@@ -272,6 +274,7 @@ async function startXds(
       httpToken: config.httpToken,
       csdsScopeOf: (presented) => apiTokens.scopeOf(presented),
       proxyOwner: (nodeId) => ownerOf(catalog.instance(nodeId)),
+      csdsRemote: csdsFromOthers(members, logger.child({ component: 'csds' })),
       tls,
     }),
     (x) => x.shutdown(streamGraceMs),

@@ -5,6 +5,8 @@ import type { StreamStatus } from '../xds/ads/stream-status.js';
 import { entriesOf } from '../xds/cache/proxy-view.js';
 import { expandedJson } from '../xds/envoy-json.js';
 import { redactSecrets } from '../xds/redact.js';
+import { buildClientStatus } from '../xds/csds.js';
+import { ClientStatusRequest, ClientStatusResponse } from '../gen/envoy/service/status/v3/csds.js';
 import {
   newestStreams,
   proxyStatusJson,
@@ -108,6 +110,19 @@ export function registerXdsRoutes(
     markUnreachable(reply, others);
     return [...mine, ...others.answers.flatMap((a) => a.body)];
   });
+  // This server's CSDS answer to `request` (a base64 ClientStatusRequest), as base64: what CSDS on
+  // another server of the cluster adds to its own (src/server/csds-fanout.ts). Never fans out.
+  app.get<{ Querystring: { request?: string } }>(
+    '/v1/xds/csds',
+    withAccess(readers),
+    async (req) => {
+      const request = parseCsdsRequest(req.query.request);
+      const res = buildClientStatus(() => xds.streamStatuses?.() ?? [], request);
+      return {
+        Response: Buffer.from(ClientStatusResponse.encode(res).finish()).toString('base64'),
+      };
+    },
+  );
   // One proxy, from whichever server it is connected to.
   app.get<{ Params: { id: string } }>('/v1/xds/proxies/:id', proxyAccess, async (req, reply) => {
     const newest = newestStreams(xds.streamStatuses?.() ?? []).get(req.params.id);
@@ -162,6 +177,18 @@ function sessionOf(newest: StreamStatus | undefined, id: string): StreamStatus {
       `proxy ${JSON.stringify(id)} is not connected to this server (\`isthmus proxy-status\` lists connected proxies)`,
     );
   return newest;
+}
+
+function parseCsdsRequest(raw: string | undefined): ClientStatusRequest {
+  try {
+    return ClientStatusRequest.decode(Buffer.from(raw ?? '', 'base64'));
+  } catch (err) {
+    throw new IsthmusError(
+      'invalid_argument',
+      `request: not a base64 envoy.service.status.v3.ClientStatusRequest (${(err as Error).message})`,
+      'request',
+    );
+  }
 }
 
 function parseConfigType(type: string): ConfigType {

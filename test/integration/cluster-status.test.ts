@@ -15,6 +15,13 @@ import {
   startServerProcess,
 } from '../helpers/process.js';
 import { waitFor, withDeadline } from '../helpers/wait.js';
+import * as grpc from '@grpc/grpc-js';
+import {
+  ClientStatusDiscoveryServiceClient,
+  ClientStatusRequest,
+  type ClientStatusResponse,
+} from '../../src/gen/envoy/service/status/v3/csds.js';
+import { xdsChannelCredentials } from '../../src/xds/tls.js';
 import { TypeUrl } from '../../src/xds/types.js';
 import type { ServerJson } from '../../src/api/operator-routes.js';
 import type { ProxyJson } from '../../src/api/xds-routes.js';
@@ -30,6 +37,31 @@ async function get<T>(server: ServerProcess, path: string) {
 
 const servers = async (s: ServerProcess) =>
   (await get<ServerJson[]>(s, '/v1/operator/servers')).body;
+
+/** The node ids CSDS on `server` answers with (a fetch with the HTTP token as metadata). */
+async function csdsNodes(server: ServerProcess): Promise<string[]> {
+  const { credentials, options } = xdsChannelCredentials(await server.xdsTls());
+  const client = new ClientStatusDiscoveryServiceClient(
+    `127.0.0.1:${server.xdsPort}`,
+    credentials,
+    options,
+  );
+  const md = new grpc.Metadata();
+  md.set('authorization', `Bearer ${token}`);
+  try {
+    const res = await withDeadline(
+      new Promise<ClientStatusResponse>((resolve, reject) =>
+        client.fetchClientStatus(ClientStatusRequest.fromPartial({}), md, (err, r) =>
+          err ? reject(err) : resolve(r!),
+        ),
+      ),
+      { timeoutMs: 15_000, what: 'a CSDS answer' },
+    );
+    return res.config.map((c) => c.node?.id ?? '');
+  } finally {
+    client.close();
+  }
+}
 
 /** A fake sidecar connected to `server`, holding its clusters (ACKed). */
 async function connectProxy(server: ServerProcess, id: string) {
@@ -141,6 +173,9 @@ describe.skipIf(skipWithoutEtcd())('a cluster of servers on etcd', () => {
         expect(check.status).toBe(200);
         expect(check.body.Checks.find((c) => /connected/i.test(c.Name))?.OK).toBe(true);
       }
+      // CSDS on either server: both proxies, in node id order.
+      expect(await csdsNodes(s1)).toEqual(['api-sidecar-proxy', 'web-sidecar-proxy']);
+      expect(await csdsNodes(s2)).toEqual(['api-sidecar-proxy', 'web-sidecar-proxy']);
       // `?local=1` is one server's own view (what the fan-out asks for).
       const local = await get<ProxyJson[]>(s2, '/v1/xds/proxies?local=1');
       expect(local.body.map((p) => p.ID)).toEqual(['web-sidecar-proxy']);
