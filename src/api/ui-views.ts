@@ -8,6 +8,7 @@ import {
 import type { ImportedInstance } from '../peering/imported.js';
 import type { Peering } from '../peering/types.js';
 import { intentionVerdict } from '../snapshot/intentions.js';
+import type { ServerJson } from './operator-routes.js';
 import { exportedServices, type PeeringJson, peeringJson } from './peering-routes.js';
 
 /**
@@ -31,6 +32,8 @@ export interface UiSources {
   /** Node IDs of the proxies connected over xDS. */
   readonly connectedProxies: () => readonly string[];
   readonly healthyWindowMs: number;
+  /** Every live server of the cluster (absent: this one alone). */
+  readonly servers?: () => readonly ServerJson[];
 }
 
 /** A peering as the overview shows it: no CA PEMs, with counts and the heartbeat's age. */
@@ -58,7 +61,10 @@ export interface UiOverviewJson {
     readonly HTTP: string;
     readonly XDS: string;
     readonly Peering: string;
-    readonly ConnectedProxies: number;
+    /** It runs the peering streams and CA rotation. */
+    readonly Leader: boolean;
+    /** Proxies connected to it; null for another server (its Proxies page rows say). */
+    readonly ConnectedProxies: number | null;
   }[];
   /** Unhealthy ones first, then by name. */
   readonly Peerings: readonly UiPeeringJson[];
@@ -82,18 +88,36 @@ export function uiOverview(src: UiSources, now: number): UiOverviewJson {
       NotAfter: r.notAfter.toISOString(),
       ExpiresInMs: r.notAfter.getTime() - now,
     })),
-    Servers: [
+    Servers: uiServers(src),
+    Peerings: peerings,
+  };
+}
+
+/** The cluster's live servers, this one marked; only this one's proxies are counted here. */
+function uiServers(src: UiSources): UiOverviewJson['Servers'] {
+  const connected = new Set(src.connectedProxies()).size;
+  const servers = src.servers?.() ?? [];
+  if (servers.length === 0)
+    return [
       {
         Name: `${src.datacenter} (this server)`,
         Version: src.version,
         HTTP: src.addresses().http,
         XDS: src.addresses().xds,
         Peering: src.addresses().peering,
-        ConnectedProxies: new Set(src.connectedProxies()).size,
+        Leader: true,
+        ConnectedProxies: connected,
       },
-    ],
-    Peerings: peerings,
-  };
+    ];
+  return servers.map((s) => ({
+    Name: s.Self ? `${s.Name} (this server)` : s.Name,
+    Version: s.Version,
+    HTTP: s.HTTPAddr,
+    XDS: s.XdsAddr,
+    Peering: s.PeeringAddr,
+    Leader: s.Leader,
+    ConnectedProxies: s.Self ? connected : null,
+  }));
 }
 
 function uiPeering(p: Peering, now: number, healthyWindowMs: number): UiPeeringJson {

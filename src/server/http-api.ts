@@ -119,6 +119,7 @@ export async function startHttpApi(
       imported,
       connectedProxies: () => xds.streamStatuses().flatMap((s) => s.nodeId ?? []),
       healthyWindowMs: config.peeringHeartbeatTimeoutMs,
+      servers: () => deps.members.servers(),
     },
     troubleshoot,
     events: {
@@ -127,6 +128,8 @@ export async function startHttpApi(
         { topic: 'peerings', subscribe: (l) => peerings.subscribe(l) },
         { topic: 'peerings', subscribe: (l) => imported.subscribe(l) },
         { topic: 'ca', subscribe: (l) => ca.subscribe(l) },
+        // A server joins or leaves: the overview's server list and the proxies it holds.
+        { topic: 'proxies', subscribe: (l) => deps.members.subscribe(l) },
       ],
       proxiesFingerprint: () => JSON.stringify(xds.proxyStatus()),
     },

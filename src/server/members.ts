@@ -36,6 +36,7 @@ export interface BoundPorts {
  */
 export class ClusterMembers implements ClusterView, ServersSource {
   private membership: Membership | undefined;
+  private readonly listeners = new Set<() => void>();
   private name = '';
   private readonly startedAt = new Date().toISOString();
 
@@ -64,10 +65,15 @@ export class ClusterMembers implements ClusterView, ServersSource {
       version: isthmusVersion(),
     };
     this.membership = this.deps.store.announce(this.name, value);
+    this.membership.subscribe(() => {
+      for (const fn of [...this.listeners]) fn();
+    });
   }
 
+  /** Calls `fn` when a server joins or leaves (listeners may subscribe before `join`). */
   subscribe(fn: () => void): () => void {
-    return this.membership?.subscribe(fn) ?? (() => undefined);
+    this.listeners.add(fn);
+    return () => this.listeners.delete(fn);
   }
 
   others(): readonly ClusterPeer[] {

@@ -143,8 +143,10 @@ describe('web UI', () => {
     // Exported 1 (api); imported 0.
     await expect(row.locator('td').nth(4).textContent()).resolves.toBe('1');
     await page.getByRole('heading', { name: 'CA roots' }).waitFor(visible);
-    const server = page.locator('tr', { hasText: 'dc-a (this server)' });
+    // The cluster's servers (one here): this one, its addresses, and that it leads.
+    const server = page.locator('tr', { hasText: '(this server)' });
     await expect(server.textContent()).resolves.toContain(meshes.a.httpAddress);
+    await expect(server.textContent()).resolves.toContain('leader');
     await expectAccessible(page);
     await screenshot(page, 'overview');
   });
@@ -173,7 +175,12 @@ describe('web UI', () => {
     const page = await open(meshes.a, 'proxies', httpToken);
     const row = page.locator('tr[data-proxy="cache-sidecar-proxy"]');
     await row.getByText(nackMessage, { exact: false }).waitFor(visible);
-    await expect(row.locator('td').nth(1).textContent()).resolves.toBe('NACKED');
+    // The server the proxy is connected to, then its per-type state.
+    const self = (
+      await meshes.a.api<{ Name: string; Self: boolean }[]>('GET', '/v1/operator/servers')
+    ).body.find((s) => s.Self)!.Name;
+    await expect(row.locator('td').nth(1).textContent()).resolves.toBe(self);
+    await expect(row.locator('td').nth(2).textContent()).resolves.toBe('NACKED');
     await expectAccessible(page);
     await screenshot(page, 'proxies');
     await row.getByRole('link', { name: 'cache-sidecar-proxy' }).click();

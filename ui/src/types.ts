@@ -21,7 +21,8 @@ export interface UiOverviewJson {
     readonly HTTP: string;
     readonly XDS: string;
     readonly Peering: string;
-    readonly ConnectedProxies: number;
+    readonly Leader: boolean;
+    readonly ConnectedProxies: number | null;
   }[];
   readonly Peerings: readonly {
     readonly Name: string;
@@ -82,6 +83,8 @@ export interface UiTopologyJson {
 export interface ProxyJson {
   readonly ID: string;
   readonly Kind: string;
+  /** The server of the cluster the proxy is connected to. */
+  readonly Server?: string;
   readonly Cluster: string;
   readonly API: string;
   readonly ConnectedAt: string;
