@@ -35,6 +35,8 @@ import type { DeclaredRoute } from './api/route-access.js';
 import { ownerOf } from './api/service-targets.js';
 import { startHttpApi } from './server/http-api.js';
 import { advertisedPeeringAddresses, startPeering } from './server/peering-parts.js';
+import { csdsFromOthers } from './server/csds-fanout.js';
+import { ClusterMembers } from './server/members.js';
 import { StartedParts, streamGraceMs } from './server/started-parts.js';
 
 export interface RunningServer {
@@ -101,8 +103,23 @@ async function startParts(
   const state = await openState(config, logger, parts);
   const { catalog, ca } = state;
   const cache = new XdsCache(metrics);
-  const xds = await startXds(config, logger, metrics, cache, state, parts);
-  const peering = await startPeering({ config, logger, metrics, ...state }, parts);
+  const members = new ClusterMembers({
+    store: state.store,
+    config,
+    leadership: state.leadership,
+    logger: logger.child({ component: 'members' }),
+  });
+  const xds = await startXds(config, logger, metrics, cache, state, members, parts);
+  const peering = await startPeering(
+    {
+      config,
+      logger,
+      metrics,
+      ...state,
+      clusterPeeringAddresses: () => members.peeringAddresses(),
+    },
+    parts,
+  );
   // After peering: proxies are built from local state, imported services and peer bundles together.
   const snapshots = parts.add(
     'snapshots',
@@ -135,9 +152,12 @@ async function startParts(
       peering,
       snapshots,
       storeProblem: () => state.store.problem(),
+      members,
     },
     parts,
   );
+  // Announced once every port is bound: the others reach this server at these addresses.
+  members.join({ http: http.port, xds: xds.port, peeringAddr: peering.leaderValue });
   return {
     httpPort: http.port,
     httpRoutes: http.routes,
@@ -233,6 +253,7 @@ async function startXds(
   metrics: Metrics,
   cache: XdsCache,
   state: Pick<State, 'tokens' | 'ca' | 'apiTokens' | 'catalog'>,
+  members: ClusterMembers,
   parts: StartedParts,
 ): Promise<{ server: XdsServer; port: number }> {
   const { tokens, ca, apiTokens, catalog } = state;
@@ -253,6 +274,7 @@ async function startXds(
       httpToken: config.httpToken,
       csdsScopeOf: (presented) => apiTokens.scopeOf(presented),
       proxyOwner: (nodeId) => ownerOf(catalog.instance(nodeId)),
+      csdsRemote: csdsFromOthers(members, logger.child({ component: 'csds' })),
       tls,
     }),
     (x) => x.shutdown(streamGraceMs),

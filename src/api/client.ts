@@ -16,6 +16,12 @@ export class ApiClient {
     return this.request<T>('GET', path);
   }
 
+  /** GET, with the answer's headers (e.g. which servers of the cluster did not answer). */
+  async getWithHeaders<T = unknown>(path: string): Promise<{ body: T; headers: Headers }> {
+    const res = await this.send('GET', path);
+    return { body: res.body as T, headers: res.headers };
+  }
+
   put<T = unknown>(path: string, body?: unknown): Promise<T> {
     return this.request<T>('PUT', path, body);
   }
@@ -33,6 +39,14 @@ export class ApiClient {
    * IsthmusError.
    */
   async request<T = unknown>(method: string, path: string, body?: unknown): Promise<T> {
+    return (await this.send(method, path, body)).body as T;
+  }
+
+  private async send(
+    method: string,
+    path: string,
+    body?: unknown,
+  ): Promise<{ body: unknown; headers: Headers }> {
     const headers: Record<string, string> = {};
     if (body !== undefined) headers['content-type'] = 'application/json';
     if (this.token) headers.authorization = `Bearer ${this.token}`;
@@ -49,7 +63,7 @@ export class ApiClient {
     }
     const text = await res.text();
     if (!res.ok) throw apiError(res.status, text);
-    return (text === '' ? undefined : JSON.parse(text)) as T;
+    return { body: text === '' ? undefined : JSON.parse(text), headers: res.headers };
   }
 }
 

@@ -1,6 +1,7 @@
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
+import type { ClusterView } from './cluster-fanout.js';
 import { handleHttpError, handleNotFound } from './errors.js';
 import { type Health, registerProbeRoutes } from './probe-routes.js';
 import { trackRoutes } from './route-access.js';
@@ -16,6 +17,8 @@ export interface HttpApiDeps {
   readonly xds: XdsStatusSource;
   /** Tells each connected proxy's kind in `/v1/xds/proxies` (the catalog); absent: no `Kind`. */
   readonly catalog?: ProxyKindSource | undefined;
+  /** The other servers of the cluster, asked for the status they hold (absent: none). */
+  readonly cluster?: ClusterView | undefined;
   /** Body size, connection count and slow-client timeouts; each absent one is its default. */
   readonly limits?: Partial<HttpLimits> | undefined;
 }
@@ -75,6 +78,6 @@ export function createHttpApi(deps: HttpApiDeps): FastifyInstance {
   app.setNotFoundHandler(handleNotFound);
   trackRoutes(app);
   registerProbeRoutes(app, deps.health, deps.metrics);
-  registerXdsRoutes(app, deps.xds, deps.catalog);
+  registerXdsRoutes(app, deps.xds, deps.catalog, deps.cluster);
   return app;
 }

@@ -14,6 +14,7 @@ import {
   type UpstreamReport,
   upstreamReport,
 } from '../troubleshoot/index.js';
+import { type ClusterView, fromProxyHolder } from './cluster-fanout.js';
 import { withAccess } from './route-access.js';
 import { instanceTarget } from './service-targets.js';
 
@@ -28,6 +29,8 @@ export interface TroubleshootDeps {
   /** A peering with no heartbeat for this long is unhealthy (--peering-heartbeat-timeout-ms). */
   readonly heartbeatTimeoutMs: number;
   readonly now?: () => number;
+  /** The other servers: a proxy connected to one of them is troubleshot there. */
+  readonly cluster?: ClusterView;
 }
 
 /**
@@ -49,15 +52,33 @@ export function registerTroubleshootRoutes(app: FastifyInstance, deps: Troublesh
   app.get<{ Params: { id: string } }>(
     '/v1/troubleshoot/proxy/:id',
     withAccess({ read: true, service: instanceTarget(deps.catalog, 'id') }),
-    async (request): Promise<Checklist> =>
-      proxyChecklist(gatherProxyFacts(deps, request.params.id)),
+    async (request): Promise<Checklist> => {
+      const id = request.params.id;
+      if (!connectedHere(deps, id)) {
+        const path = `/v1/troubleshoot/proxy/${encodeURIComponent(id)}`;
+        const there = await fromProxyHolder(deps.cluster, request, id, path);
+        if (there) return there.body as Checklist;
+      }
+      return proxyChecklist(gatherProxyFacts(deps, id));
+    },
   );
   // One upstream of a proxy: its discovery chain, targets and their health (issue 16); the same
   // access as the proxy's own page.
   app.get<{ Params: { id: string; upstream: string } }>(
     '/v1/troubleshoot/upstream/:id/:upstream',
     withAccess({ read: true, service: instanceTarget(deps.catalog, 'id') }),
-    async (request): Promise<UpstreamReport> =>
-      upstreamReport(gatherUpstreamFacts(deps, request.params.id, request.params.upstream)),
+    async (request): Promise<UpstreamReport> => {
+      const { id, upstream } = request.params;
+      if (!connectedHere(deps, id)) {
+        const path = `/v1/troubleshoot/upstream/${encodeURIComponent(id)}/${encodeURIComponent(upstream)}`;
+        const there = await fromProxyHolder(deps.cluster, request, id, path);
+        if (there) return there.body as UpstreamReport;
+      }
+      return upstreamReport(gatherUpstreamFacts(deps, id, upstream));
+    },
   );
+}
+
+function connectedHere(deps: TroubleshootDeps, id: string): boolean {
+  return deps.xds.streamStatuses().some((s) => s.nodeId === id);
 }

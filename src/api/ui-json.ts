@@ -71,7 +71,10 @@ export interface UiServerJson {
   readonly HTTP: string;
   readonly XDS: string;
   readonly Peering: string;
-  readonly ConnectedProxies: number;
+  /** It runs the peering streams and CA rotation. */
+  readonly Leader: boolean;
+  /** Proxies connected to it; null for another server (its Proxies page rows say). */
+  readonly ConnectedProxies: number | null;
 }
 
 export interface UiOverviewJson {
@@ -140,6 +143,8 @@ export interface UiTopologyJson {
 export interface UiProxyJson {
   readonly ID: string;
   readonly Kind: string;
+  /** The server of the cluster the proxy is connected to. */
+  readonly Server?: string;
   readonly Cluster: string;
   readonly API: string;
   readonly ConnectedAt: string;

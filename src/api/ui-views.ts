@@ -3,6 +3,7 @@ import { type CatalogReader, instanceHealth, type ServiceInstance } from '../cat
 import type { ImportedInstance } from '../peering/imported.js';
 import type { Peering } from '../peering/types.js';
 import { intentionVerdict } from '../snapshot/intentions.js';
+import type { ServerJson } from './operator-routes.js';
 import { exportedServices, peeringJson } from './peering-routes.js';
 import type {
   UiEdgeJson,
@@ -36,6 +37,8 @@ export interface UiSources {
   /** Node IDs of the proxies connected over xDS. */
   readonly connectedProxies: () => readonly string[];
   readonly healthyWindowMs: number;
+  /** Every live server of the cluster (absent: this one alone). */
+  readonly servers?: () => readonly ServerJson[];
 }
 
 export function uiOverview(src: UiSources, now: number): UiOverviewJson {
@@ -56,18 +59,36 @@ export function uiOverview(src: UiSources, now: number): UiOverviewJson {
       NotAfter: r.notAfter.toISOString(),
       ExpiresInMs: r.notAfter.getTime() - now,
     })),
-    Servers: [
+    Servers: uiServers(src),
+    Peerings: peerings,
+  };
+}
+
+/** The cluster's live servers, this one marked; only this one's proxies are counted here. */
+function uiServers(src: UiSources): UiOverviewJson['Servers'] {
+  const connected = new Set(src.connectedProxies()).size;
+  const servers = src.servers?.() ?? [];
+  if (servers.length === 0)
+    return [
       {
         Name: `${src.datacenter} (this server)`,
         Version: src.version,
         HTTP: src.addresses().http,
         XDS: src.addresses().xds,
         Peering: src.addresses().peering,
-        ConnectedProxies: new Set(src.connectedProxies()).size,
+        Leader: true,
+        ConnectedProxies: connected,
       },
-    ],
-    Peerings: peerings,
-  };
+    ];
+  return servers.map((s) => ({
+    Name: s.Self ? `${s.Name} (this server)` : s.Name,
+    Version: s.Version,
+    HTTP: s.HTTPAddr,
+    XDS: s.XdsAddr,
+    Peering: s.PeeringAddr,
+    Leader: s.Leader,
+    ConnectedProxies: s.Self ? connected : null,
+  }));
 }
 
 function uiPeering(p: Peering, now: number, healthyWindowMs: number): UiPeeringJson {

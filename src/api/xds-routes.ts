@@ -1,10 +1,12 @@
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { ServiceInstance } from '../catalog/types.js';
 import { IsthmusError } from '../errors.js';
 import type { StreamStatus } from '../xds/ads/stream-status.js';
 import { entriesOf } from '../xds/cache/proxy-view.js';
 import { expandedJson } from '../xds/envoy-json.js';
 import { redactSecrets } from '../xds/redact.js';
+import { buildClientStatus } from '../xds/csds.js';
+import { ClientStatusRequest, ClientStatusResponse } from '../gen/envoy/service/status/v3/csds.js';
 import {
   newestStreams,
   proxyStatusJson,
@@ -15,6 +17,7 @@ import {
 import { type ConfigType, configTypeOf, configTypes } from '../xds/types.js';
 import { typeNameOf } from '../proto-any.js';
 import type { XdsClientTls } from '../xds/tls.js';
+import { type ClusterView, askOthers, markUnreachable, wantsLocal } from './cluster-fanout.js';
 import { anyone, readers, withAccess } from './route-access.js';
 import { instanceTarget } from './service-targets.js';
 
@@ -50,7 +53,11 @@ export interface ProxyKindSource {
  */
 export type ProxyKind = 'sidecar' | 'mesh-gateway' | 'unknown';
 
-export type ProxyJson = ProxyStatusJson & { readonly Kind: ProxyKind };
+export type ProxyJson = ProxyStatusJson & {
+  readonly Kind: ProxyKind;
+  /** The server of the cluster the proxy is connected to (absent on a bare API without one). */
+  readonly Server?: string;
+};
 
 export interface ProxyConfigJson {
   readonly ID: string;
@@ -77,6 +84,7 @@ export function registerXdsRoutes(
   app: FastifyInstance,
   xds: XdsStatusSource,
   catalog?: ProxyKindSource,
+  cluster?: ClusterView,
 ): void {
   // A service's token reads the proxies of its own instances (src/api/service-targets.ts).
   const proxyAccess = withAccess({
@@ -85,27 +93,71 @@ export function registerXdsRoutes(
   });
   const withKind = (p: ProxyStatusJson): ProxyJson => {
     const { ID, ...rest } = p;
-    return { ID, Kind: kindOf(catalog, ID), ...rest };
+    return { ID, Kind: kindOf(catalog, ID), ...(cluster && { Server: cluster.self }), ...rest };
   };
   app.get('/v1/xds/server', withAccess(anyone), async (): Promise<XdsServerJson> => {
     const tls = xds.clientTls?.();
     return tls ? { TLS: true, ServerName: tls.serverName, CaPem: tls.caPem } : { TLS: false };
   });
+  // Every proxy of the cluster: this server's, then each other server's own list (`?local=1`), a
+  // server that does not answer named in the isthmus-unreachable-servers header (§1 "Membership").
   // Without a catalog (a bare API in tests) the list is served as the xDS server gives it.
-  app.get('/v1/xds/proxies', withAccess(readers), async () =>
-    catalog ? (xds.proxyStatus() as ProxyStatusJson[]).map(withKind) : xds.proxyStatus(),
+  app.get('/v1/xds/proxies', withAccess(readers), async (req, reply) => {
+    if (!catalog) return xds.proxyStatus();
+    const mine = (xds.proxyStatus() as ProxyStatusJson[]).map(withKind);
+    if (wantsLocal(req)) return mine;
+    const others = await askOthers<ProxyJson[]>(cluster, req, '/v1/xds/proxies');
+    markUnreachable(reply, others);
+    return [...mine, ...others.answers.flatMap((a) => a.body)];
+  });
+  // This server's CSDS answer to `request` (a base64 ClientStatusRequest), as base64: what CSDS on
+  // another server of the cluster adds to its own (src/server/csds-fanout.ts). Never fans out.
+  app.get<{ Querystring: { request?: string } }>(
+    '/v1/xds/csds',
+    withAccess(readers),
+    async (req) => {
+      const request = parseCsdsRequest(req.query.request);
+      const res = buildClientStatus(() => xds.streamStatuses?.() ?? [], request);
+      return {
+        Response: Buffer.from(ClientStatusResponse.encode(res).finish()).toString('base64'),
+      };
+    },
   );
-  app.get<{ Params: { id: string } }>('/v1/xds/proxies/:id', proxyAccess, async (req) =>
-    withKind(proxyStatusJson(sessionOf(xds, req.params.id))),
-  );
+  // One proxy, from whichever server it is connected to.
+  app.get<{ Params: { id: string } }>('/v1/xds/proxies/:id', proxyAccess, async (req, reply) => {
+    const newest = newestStreams(xds.streamStatuses?.() ?? []).get(req.params.id);
+    if (newest || wantsLocal(req))
+      return withKind(proxyStatusJson(sessionOf(newest, req.params.id)));
+    return fromHolder(req, reply, `/v1/xds/proxies/${encodeURIComponent(req.params.id)}`);
+  });
   app.get<{ Params: { id: string; type: string } }>(
     '/v1/xds/proxies/:id/config/:type',
     proxyAccess,
-    async (req) => {
+    async (req, reply) => {
       const type = parseConfigType(req.params.type);
-      return proxyConfigJson(sessionOf(xds, req.params.id), type);
+      const newest = newestStreams(xds.streamStatuses?.() ?? []).get(req.params.id);
+      if (newest || wantsLocal(req)) return proxyConfigJson(sessionOf(newest, req.params.id), type);
+      return fromHolder(
+        req,
+        reply,
+        `/v1/xds/proxies/${encodeURIComponent(req.params.id)}/config/${type}`,
+      );
     },
   );
+
+  /** The answer of the other server the proxy is connected to; 404 when none has it. */
+  async function fromHolder(req: FastifyRequest, reply: FastifyReply, path: string) {
+    const id = (req.params as { id: string }).id;
+    const others = await askOthers<unknown>(cluster, req, path);
+    markUnreachable(reply, others);
+    const found = others.answers[0];
+    if (found) return found.body;
+    const missing = others.unreachable.map((u) => u.server);
+    throw new IsthmusError(
+      'not_found',
+      `proxy ${JSON.stringify(id)} is not connected to ${cluster && cluster.others().length > 0 ? 'any server of this cluster' : 'this server'}${missing.length > 0 ? ` (no answer from ${missing.join(', ')})` : ''} (\`isthmus proxy-status\` lists connected proxies)`,
+    );
+  }
 }
 
 function kindOf(catalog: ProxyKindSource | undefined, id: string): ProxyKind {
@@ -118,14 +170,25 @@ function kindOf(catalog: ProxyKindSource | undefined, id: string): ProxyKind {
 }
 
 /** The newest stream of the proxy; 404 when it has none. */
-function sessionOf(xds: XdsStatusSource, id: string): StreamStatus {
-  const newest = newestStreams(xds.streamStatuses?.() ?? []).get(id);
+function sessionOf(newest: StreamStatus | undefined, id: string): StreamStatus {
   if (!newest)
     throw new IsthmusError(
       'not_found',
       `proxy ${JSON.stringify(id)} is not connected to this server (\`isthmus proxy-status\` lists connected proxies)`,
     );
   return newest;
+}
+
+function parseCsdsRequest(raw: string | undefined): ClientStatusRequest {
+  try {
+    return ClientStatusRequest.decode(Buffer.from(raw ?? '', 'base64'));
+  } catch (err) {
+    throw new IsthmusError(
+      'invalid_argument',
+      `request: not a base64 envoy.service.status.v3.ClientStatusRequest (${(err as Error).message})`,
+      'request',
+    );
+  }
 }
 
 function parseConfigType(type: string): ConfigType {

@@ -10,6 +10,7 @@ import { registerPeeringCommand } from './peering-command.js';
 import { registerProxyCommands } from './proxy-command.js';
 import { registerTroubleshootCommand } from './troubleshoot-command.js';
 import { registerDemoCommand } from './demo-command.js';
+import { registerMembersCommand } from './members-command.js';
 
 /**
  * The `isthmus` command tree. Each command lives in its own `*-command.ts` exporting a
@@ -25,6 +26,7 @@ const commands: readonly ((program: Command) => void)[] = [
   registerPeeringCommand,
   registerProxyCommands,
   registerTroubleshootCommand,
+  registerMembersCommand,
   registerDemoCommand,
 ];
 

@@ -1,5 +1,6 @@
 import { X509Certificate } from 'node:crypto';
 import { Argument, type Command, InvalidArgumentError } from 'commander';
+import { unreachableHeader } from '../api/cluster-fanout.js';
 import type { ProxyConfigJson, ProxyJson } from '../api/xds-routes.js';
 import { type ConfigType, configTypeOf, configTypes } from '../xds/types.js';
 import { apiClientFor, withApiOptions } from './api-options.js';
@@ -36,9 +37,16 @@ function registerProxyStatus(program: Command): void {
         const proxy = await client.get<ProxyJson>(`/v1/xds/proxies/${encodeURIComponent(id)}`);
         return format === 'json' ? print(proxy) : printProxy(proxy);
       }
-      const proxies = await client.get<ProxyJson[]>('/v1/xds/proxies');
+      const { body: proxies, headers } =
+        await client.getWithHeaders<ProxyJson[]>('/v1/xds/proxies');
       if (format === 'json') return print(proxies);
-      printStatusTable(proxies);
+      const unreachable = headers.get(unreachableHeader);
+      printStatusTable(proxies, unreachable !== null);
+      // The table lacks their proxies: say so rather than show a shorter list as complete.
+      if (unreachable)
+        console.error(
+          `isthmus: no answer from server(s) ${unreachable}; their proxies are not listed`,
+        );
     });
 }
 
@@ -114,13 +122,21 @@ function lastNack(p: ProxyJson): string {
   return p.LastNack ? `${p.LastNack.Type}: ${oneLine(p.LastNack.Message)}` : '-';
 }
 
-function printStatusTable(proxies: readonly ProxyJson[]): void {
+/**
+ * The SERVER column appears when the proxies are spread over several servers of the cluster (or one
+ * did not answer): a single server's table stays as it was.
+ */
+function printStatusTable(proxies: readonly ProxyJson[], partial: boolean): void {
   if (proxies.length === 0) return print('No connected proxies.');
-  const sorted = [...proxies].sort((a, b) => (a.ID < b.ID ? -1 : a.ID > b.ID ? 1 : 0));
+  const sorted = [...proxies].sort((a, b) =>
+    a.ID < b.ID ? -1 : a.ID > b.ID ? 1 : (a.Server ?? '') < (b.Server ?? '') ? -1 : 1,
+  );
+  const servers = partial || new Set(proxies.map((p) => p.Server)).size > 1;
   printTable(
-    ['NAME', 'KIND', ...typeColumns, 'VERSION', 'LAST NACK'],
+    ['NAME', ...(servers ? ['SERVER'] : []), 'KIND', ...typeColumns, 'VERSION', 'LAST NACK'],
     sorted.map((p) => [
       p.ID,
+      ...(servers ? [p.Server ?? '-'] : []),
       p.Kind ?? 'unknown',
       ...typeColumns.map((t) => statusWord(p.Types[t]?.status)),
       shortVersion(p.Version),
@@ -133,6 +149,7 @@ function printProxy(p: ProxyJson): void {
   const rows: [string, string][] = [
     ['Proxy', p.ID],
     ['Kind', p.Kind],
+    ...(p.Server ? ([['Server', p.Server]] as [string, string][]) : []),
     ['API', p.API],
     ['Connected', p.ConnectedAt],
     ['Version', p.Version || '-'],

@@ -81,6 +81,7 @@ function resolveEach(
     xdsPlaintext: resolve('xdsPlaintext'),
     xdsPlaintextAllowRemote: resolve('xdsPlaintextAllowRemote'),
     advertiseAddr: resolve('advertiseAddr'),
+    nodeName: resolve('nodeName'),
     peeringHeartbeatMs: resolve('peeringHeartbeatMs'),
     peeringHeartbeatTimeoutMs: resolve('peeringHeartbeatTimeoutMs'),
     httpMaxBodyBytes: resolve('httpMaxBodyBytes'),

@@ -62,6 +62,11 @@ export interface ServerConfig {
    * The peering address put into tokens (`ServerAddresses`); default: the bound peering address.
    */
   readonly advertiseAddr: HostPort | undefined;
+  /**
+   * This server's name among the servers of its cluster (`isthmus members`); empty: the host name
+   * and the bound HTTP port.
+   */
+  readonly nodeName: string;
   /** How often each end of a peering stream sends a Heartbeat (ms). */
   readonly peeringHeartbeatMs: number;
   /** A peering stream silent this long is torn down, and the peering is no longer Healthy (ms). */
@@ -144,6 +149,16 @@ function parseOptionalDialAddr(raw: unknown): ParseResult<HostPort | undefined> 
   if (raw === '' || raw === undefined) return ok(undefined);
   const addr = typeof raw === 'string' ? parseHostPort(raw) : undefined;
   return addr && addr.port > 0 ? ok(addr) : err(`${show(raw)} is not HOST:PORT (port 1-65535)`);
+}
+
+/** Letters, digits, `.`, `_` and `-`, up to 128: it is part of a store key and a table cell. */
+function parseNodeName(raw: unknown): ParseResult<string> {
+  if (raw === '' || raw === undefined) return ok('');
+  return typeof raw === 'string' && /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/.test(raw)
+    ? ok(raw)
+    : err(
+        `${show(raw)} is not a server name (letters, digits, ".", "_", "-"; up to 128, starting with a letter or digit)`,
+      );
 }
 
 function parseLogLevel(raw: unknown): ParseResult<LevelWithSilent> {
@@ -437,6 +452,13 @@ export const serverSettings: SettingsTable = {
     '',
     'peering address other clusters dial, put into peering tokens (default: the bound --peering-addr)',
     parseOptionalDialAddr,
+  ),
+  nodeName: spec(
+    '--node-name',
+    'NAME',
+    '',
+    "this server's name among its cluster's servers (default: host name and HTTP port)",
+    parseNodeName,
   ),
   peeringHeartbeatMs: spec(
     '--peering-heartbeat-ms',

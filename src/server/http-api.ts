@@ -5,6 +5,7 @@ import { registerCaRoutes } from '../api/ca-routes.js';
 import { registerCatalogRoutes } from '../api/catalog-routes.js';
 import { registerConfigRoutes } from '../api/config-routes.js';
 import { type Health, createHttpApi } from '../api/http.js';
+import { registerOperatorRoutes } from '../api/operator-routes.js';
 import { registerPeeringRoutes } from '../api/peering-routes.js';
 import { type DeclaredRoute, declaredRoutes, requireRouteAccess } from '../api/route-access.js';
 import { registerTroubleshootRoutes } from '../api/troubleshoot-routes.js';
@@ -17,6 +18,7 @@ import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import { peeringView } from '../snapshot/peering-view.js';
 import type { XdsServer } from '../xds/server.js';
+import type { ClusterMembers } from './members.js';
 import type { PeeringParts } from './peering-parts.js';
 import type { StartedParts } from './started-parts.js';
 
@@ -36,6 +38,8 @@ export interface HttpApiParts {
   readonly snapshots: { readonly proxiesWithoutSnapshot: number };
   /** Why the store takes no writes now (etcd unreachable); readiness reports it. */
   readonly storeProblem: () => string | undefined;
+  /** The servers of this cluster (fan-out of per-server status, `/v1/operator/servers`). */
+  readonly members: ClusterMembers;
 }
 
 /**
@@ -59,6 +63,7 @@ export async function startHttpApi(
       health: healthOf(parts, xds, deps.snapshots, deps.storeProblem),
       xds,
       catalog,
+      cluster: deps.members,
       limits: {
         maxBodyBytes: config.httpMaxBodyBytes,
         maxConnections: config.httpMaxConnections,
@@ -80,6 +85,7 @@ export async function startHttpApi(
   const peers = peeringView(peerings, imported);
   registerConfigRoutes(http, catalog, { peers: () => peers.peerNames() });
   registerCaRoutes(http, ca);
+  registerOperatorRoutes(http, deps.members);
   registerAclRoutes(http, deps.tokens, deps.apiTokens);
   registerPeeringRoutes(http, {
     peerings,
@@ -95,6 +101,7 @@ export async function startHttpApi(
     imported,
     xds,
     heartbeatTimeoutMs: config.peeringHeartbeatTimeoutMs,
+    cluster: deps.members,
   };
   registerTroubleshootRoutes(http, troubleshoot);
   registerUiRoutes(http, {
@@ -112,6 +119,7 @@ export async function startHttpApi(
       imported,
       connectedProxies: () => xds.streamStatuses().flatMap((s) => s.nodeId ?? []),
       healthyWindowMs: config.peeringHeartbeatTimeoutMs,
+      servers: () => deps.members.servers(),
     },
     troubleshoot,
     events: {
@@ -120,6 +128,8 @@ export async function startHttpApi(
         { topic: 'peerings', subscribe: (l) => peerings.subscribe(l) },
         { topic: 'peerings', subscribe: (l) => imported.subscribe(l) },
         { topic: 'ca', subscribe: (l) => ca.subscribe(l) },
+        // A server joins or leaves: the overview's server list and the proxies it holds.
+        { topic: 'proxies', subscribe: (l) => deps.members.subscribe(l) },
       ],
       proxies: (l) => xds.onProxyStateChange(l),
     },

@@ -24,6 +24,8 @@ export interface PeeringParts {
   readonly establish: (input: EstablishInput) => Promise<Peering>;
   /** The bound peering port. */
   readonly port: number;
+  /** The peering address the leader publishes (this server's, were it to lead). */
+  readonly leaderValue: string;
 }
 
 export interface PeeringDeps {
@@ -35,6 +37,8 @@ export interface PeeringDeps {
   readonly store: Store;
   readonly catalog: Catalog;
   readonly ca: CertificateAuthority;
+  /** Every live server's peering address, the leader's first; empty: this server's alone. */
+  readonly clusterPeeringAddresses?: () => readonly string[];
 }
 
 /**
@@ -55,7 +59,11 @@ export async function startPeering(deps: PeeringDeps, parts: StartedParts): Prom
     partition: 'default',
     serverName: peeringServerName(ca.trustDomain, datacenter),
     rootPems: () => ca.roots().roots.map((r) => r.certPem),
-    serverAddresses: () => advertisedPeeringAddresses(config, boundPort),
+    // A token names every server of the cluster (Consul's ServerAddresses), the leader first.
+    serverAddresses: () => {
+      const all = deps.clusterPeeringAddresses?.() ?? [];
+      return all.length > 0 ? all : advertisedPeeringAddresses(config, boundPort);
+    },
     meshGatewayAddresses: wanGatewayAddresses,
   };
   const peerings = parts.add('peerings', await Peerings.open(deps.store, { local, logger }), (p) =>
@@ -83,10 +91,10 @@ export async function startPeering(deps: PeeringDeps, parts: StartedParts): Prom
   };
   boundPort = await peeringServer.listen(formatHostPort(config.peeringAddr));
   // The leader publishes its peering address: a peer's stream that lands elsewhere goes there.
-  const leadership = deps.store.campaign(
+  const leaderValue =
     advertisedPeeringAddresses(config, boundPort)[0] ??
-      formatHostPort(config.peeringAddr, boundPort),
-  );
+    formatHostPort(config.peeringAddr, boundPort);
+  const leadership = deps.store.campaign(leaderValue);
   deps.leadership.current = leadership;
   const peeringManager = parts.add(
     'peering streams',
@@ -116,7 +124,15 @@ export async function startPeering(deps: PeeringDeps, parts: StartedParts): Prom
   peerings.resumeDeletions();
   // The gauges are read at each scrape; the metrics registry exists before the peerings do.
   metrics.peeringRows = () => peeringRows(peerings, config.peeringHeartbeatTimeoutMs);
-  return { peerings, imported, peeringServer, peeringManager, establish, port: boundPort };
+  return {
+    peerings,
+    imported,
+    peeringServer,
+    peeringManager,
+    establish,
+    port: boundPort,
+    leaderValue,
+  };
 }
 
 /** A generated token nobody used yet is not a broken peering: no series until it is established. */

@@ -3,10 +3,12 @@ import { Etcd3, EtcdError, type ICompare, type IOptions, type Watcher as EtcdWat
 import { IsthmusError } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
 import { EtcdElection } from './etcd-election.js';
+import { EtcdMembers, membersPrefix } from './etcd-members.js';
 import type {
   JsonValue,
   KeyValue,
   Leadership,
+  Membership,
   Store,
   StoreEvent,
   StoreTxn,
@@ -128,6 +130,7 @@ class EtcdStore implements Store {
   private readonly ownCommits = new Map<number, StoreEvent[]>();
   private readonly waiters: { revision: number; resolve: () => void }[] = [];
   private election: EtcdElection | undefined;
+  private membership: EtcdMembers | undefined;
   /** Why etcd calls or the watch fail now; undefined once they work again. */
   private failure: string | undefined;
   private closed = false;
@@ -263,6 +266,22 @@ class EtcdStore implements Store {
     return this.election;
   }
 
+  announce(name: string, value: JsonValue): Membership {
+    if (!this.membership) {
+      const membership = new EtcdMembers(
+        this.client,
+        this,
+        this.prefix + membersPrefix + checkKey(name),
+        { name, value: copyJson(name, value) },
+        this.leaderTtlSeconds,
+        this.logger.child({ component: 'members' }),
+      );
+      this.membership = membership;
+      membership.start();
+    }
+    return this.membership;
+  }
+
   problem(): string | undefined {
     return this.failure;
   }
@@ -282,6 +301,7 @@ class EtcdStore implements Store {
     await this.watcher?.cancel().catch(() => undefined);
     // Revoking the leader's lease hands leadership over at once instead of after its TTL.
     await this.election?.close();
+    await this.membership?.close();
     this.client.close();
   }
 

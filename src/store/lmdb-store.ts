@@ -3,7 +3,15 @@ import path from 'node:path';
 import { open, type Database, type RootDatabase } from 'lmdb';
 import { IsthmusError } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
-import type { JsonValue, KeyValue, Leadership, Store, StoreEvent, StoreTxn } from './store.js';
+import type {
+  JsonValue,
+  KeyValue,
+  Leadership,
+  Membership,
+  Store,
+  StoreEvent,
+  StoreTxn,
+} from './store.js';
 import { type PendingWrites, Watchers, checkKey, copyJson, overlay } from './store-parts.js';
 
 /**
@@ -138,6 +146,11 @@ class LmdbStore implements Store {
   /** One server per data dir: it is always the leader. */
   campaign(value: string): Leadership {
     return { isLeader: () => true, leader: () => value, subscribe: () => () => undefined };
+  }
+
+  announce(name: string, value: JsonValue): Membership {
+    const self = [{ name, value: copyJson(name, value) }];
+    return { members: () => self, subscribe: () => () => undefined };
   }
 
   problem(): string | undefined {

@@ -68,6 +68,23 @@ export interface Leadership {
   subscribe(fn: () => void): () => void;
 }
 
+/** One server of the cluster as it announced itself (`Store.announce`). */
+export interface Member {
+  readonly name: string;
+  readonly value: JsonValue;
+}
+
+/**
+ * The servers sharing the store that are alive now (docs/architecture.md §1 "Membership"): each
+ * announced itself under a lease it keeps alive, so a server that dies leaves within the lease TTL.
+ */
+export interface Membership {
+  /** Every live server, sorted by name (this one included). */
+  members(): readonly Member[];
+  /** Calls `fn` whenever a server joins, leaves or announces a new value. */
+  subscribe(fn: () => void): () => void;
+}
+
 export interface Store {
   get<V extends JsonValue = JsonValue>(key: string): Promise<V | undefined>;
   /** Every key under `prefix`, sorted by key. */
@@ -90,6 +107,12 @@ export interface Store {
    * address) while it leads. Called once; the campaign ends with `close`.
    */
   campaign(value: string): Leadership;
+  /**
+   * Announces this server to the others on the store as `name` with `value` (its addresses), for
+   * as long as it runs: etcd keeps it at `members/<name>` under a lease of its own, so it goes
+   * when the server stops or dies; a single-server store knows only itself. Called once.
+   */
+  announce(name: string, value: JsonValue): Membership;
   /** Why writes fail now (etcd unreachable), or undefined when the store is healthy. */
   problem(): string | undefined;
   /**

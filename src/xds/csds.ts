@@ -174,6 +174,44 @@ export interface CsdsOptions {
   readonly scopeOf?: ((presented: string) => ApiScope | undefined) | undefined;
   /** The service a proxy belongs to (its sidecar's service), for `service:<name>` tokens. */
   readonly proxyOwner?: ((nodeId: string) => string | undefined) | undefined;
+  /**
+   * The other servers of the cluster, asked for the proxies connected to them (docs/architecture.md
+   * §1 "Membership") with the caller's credentials; a server that does not answer is left out.
+   */
+  readonly remote?: CsdsRemote | undefined;
+}
+
+/** Other servers' answers to one CSDS request: the caller's token headers, and the request. */
+export type CsdsRemote = (
+  credentials: Readonly<Record<string, string>>,
+  req: ClientStatusRequest,
+) => Promise<readonly ClientConfig[]>;
+
+function credentialsOf(metadata: grpc.Metadata): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const key of ['authorization', 'x-isthmus-token']) {
+    const v = metadata.get(key)[0];
+    if (typeof v === 'string') out[key] = v;
+  }
+  return out;
+}
+
+/** This server's answer plus the other servers', one entry per proxy, sorted by node id. */
+async function clusterStatus(
+  local: ClientStatusResponse,
+  metadata: grpc.Metadata,
+  req: ClientStatusRequest,
+  opts: CsdsOptions,
+): Promise<ClientStatusResponse> {
+  if (!opts.remote) return local;
+  const remote = await opts.remote(credentialsOf(metadata), req).catch((err: unknown) => {
+    opts.logger.debug({ error: (err as Error).message }, 'csds: other servers not asked');
+    return [];
+  });
+  if (remote.length === 0) return local;
+  const id = (c: ClientConfig) => c.node?.id ?? '';
+  const config = [...local.config, ...remote].sort((a, b) => (id(a) < id(b) ? -1 : 1));
+  return { config };
 }
 
 /** Which proxies a caller may see. */
@@ -237,7 +275,10 @@ export function csdsService(
     ) {
       try {
         const visible = callerSees(call.metadata, opts);
-        callback(null, buildClientStatus(sessions, call.request, visible));
+        const local = buildClientStatus(sessions, call.request, visible);
+        void clusterStatus(local, call.metadata, call.request, opts).then((all) =>
+          callback(null, all),
+        );
       } catch (e) {
         callback(refused(call, e));
       }
@@ -256,16 +297,25 @@ export function csdsService(
         fail(e);
         return;
       }
+      // Answers go out in request order, each once the other servers answered.
+      let chain: Promise<void> = Promise.resolve();
       call.on('data', (req: ClientStatusRequest) => {
         if (ended) return;
         try {
-          call.write(buildClientStatus(sessions, req, visible));
+          const local = buildClientStatus(sessions, req, visible);
+          chain = chain
+            .then(() => clusterStatus(local, call.metadata, req, opts))
+            .then((all) => {
+              if (!ended) call.write(all);
+            });
         } catch (e) {
           fail(e);
         }
       });
       call.on('end', () => {
-        if (!ended) call.end();
+        void chain.then(() => {
+          if (!ended) call.end();
+        });
       });
     },
   };

@@ -59,6 +59,8 @@ export interface XdsServerOptions {
   /** The scope of an API token (ApiTokens.scopeOf), and whose a proxy is, for CSDS (csds.ts). */
   readonly csdsScopeOf?: CsdsOptions['scopeOf'];
   readonly proxyOwner?: CsdsOptions['proxyOwner'];
+  /** The other servers of the cluster, for CSDS answers that cover every proxy (csds.ts). */
+  readonly csdsRemote?: CsdsOptions['remote'];
   /**
    * TLS of the port (docs/architecture.md §1, "The xDS port"). Absent: plaintext, which only
    * `--xds-plaintext` asks for, and tests where TLS is not the subject.
@@ -155,6 +157,7 @@ export class XdsServer {
         token: opts.httpToken,
         scopeOf: opts.csdsScopeOf,
         proxyOwner: opts.proxyOwner,
+        remote: opts.csdsRemote,
       }),
     );
   }

@@ -68,6 +68,8 @@ const table: Readonly<Record<string, Row>> = {
   'GET /readyz': { path: '/readyz', allowed: 'anyone' },
   'GET /metrics': { path: '/metrics', allowed: 'anyone' },
   'GET /v1/xds/proxies': { path: '/v1/xds/proxies', allowed: readers },
+  'GET /v1/operator/servers': { path: '/v1/operator/servers', allowed: readers },
+  'GET /v1/xds/csds': { path: '/v1/xds/csds', allowed: readers },
   'GET /v1/xds/server': { path: '/v1/xds/server', allowed: 'anyone' },
   'GET /v1/xds/proxies/:id': { path: '/v1/xds/proxies/api-1-sidecar-proxy', allowed: apiRead },
   'GET /v1/xds/proxies/:id/config/:type': {

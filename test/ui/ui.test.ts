@@ -154,8 +154,10 @@ describe('web UI', () => {
     await page.getByRole('heading', { name: 'CA roots' }).waitFor(visible);
     const root = page.locator('tr[data-root]').first();
     await expect(root.textContent()).resolves.toMatch(/active\d{4}-\d{2}-\d{2} \(in \d+ days\)/);
-    const server = page.locator('tr', { hasText: 'dc-a (this server)' });
+    // The cluster's servers (one here): this one, its addresses, and that it leads.
+    const server = page.locator('tr', { hasText: '(this server)' });
     await expect(server.textContent()).resolves.toContain(meshes.a.httpAddress);
+    await expect(server.textContent()).resolves.toContain('leader');
     await expectAccessible(page);
     await screenshot(page, 'overview');
   });
@@ -223,9 +225,14 @@ describe('web UI', () => {
     const page = await open(meshes.a, 'proxies', httpToken);
     const row = page.locator('tr[data-proxy="cache-sidecar-proxy"]');
     await row.getByText(nackMessage, { exact: false }).waitFor(visible);
-    await expect(row.locator('td').nth(1).textContent()).resolves.toBe('NACKED');
+    // The server the proxy is connected to, then its per-type state.
+    const self = (
+      await meshes.a.api<{ Name: string; Self: boolean }[]>('GET', '/v1/operator/servers')
+    ).body.find((s) => s.Self)!.Name;
+    await expect(row.locator('td').nth(1).textContent()).resolves.toBe(self);
+    await expect(row.locator('td').nth(2).textContent()).resolves.toBe('NACKED');
     const api = page.locator('tr[data-proxy="api-sidecar-proxy"]');
-    await api.locator('td').nth(1).getByText('SYNCED').waitFor(visible);
+    await api.locator('td').nth(2).getByText('SYNCED').waitFor(visible);
     const order = await page
       .locator('tr[data-proxy]')
       .evaluateAll((rows) => rows.map((r) => r.getAttribute('data-proxy')));

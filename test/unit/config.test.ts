@@ -62,6 +62,7 @@ describe('loadServerConfig', () => {
       peeringHeartbeatTimeoutMs: 120000,
       httpMaxBodyBytes: 4194304,
       httpMaxConnections: 1024,
+      nodeName: '',
     });
   });
 

@@ -103,6 +103,7 @@ export function Overview({ onNeedsToken }: PageProps) {
                   <th scope="col">HTTP</th>
                   <th scope="col">xDS</th>
                   <th scope="col">Peering</th>
+                  <th scope="col">Leader</th>
                   <th scope="col">Proxies</th>
                 </tr>
               </thead>
@@ -114,7 +115,8 @@ export function Overview({ onNeedsToken }: PageProps) {
                     <td>{s.HTTP}</td>
                     <td>{s.XDS}</td>
                     <td>{s.Peering}</td>
-                    <td>{s.ConnectedProxies}</td>
+                    <td>{s.Leader ? 'leader' : '—'}</td>
+                    <td>{s.ConnectedProxies ?? '—'}</td>
                   </tr>
                 ))}
               </tbody>

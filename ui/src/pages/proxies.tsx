@@ -28,13 +28,14 @@ export function Proxies({ onNeedsToken }: PageProps) {
       <Loaded state={state}>
         {(proxies) =>
           proxies.length === 0 ? (
-            <p>No proxy is connected to this server.</p>
+            <p>No proxy is connected to this cluster's servers.</p>
           ) : (
             <table>
               <thead>
                 <tr>
                   <th scope="col">Proxy</th>
                   <th scope="col">Kind</th>
+                  <th scope="col">Server</th>
                   {types.map((t) => (
                     <th scope="col" key={t}>
                       {t}
@@ -46,11 +47,12 @@ export function Proxies({ onNeedsToken }: PageProps) {
               </thead>
               <tbody>
                 {[...proxies].sort(troubleFirst).map((p) => (
-                  <tr key={p.ID} data-proxy={p.ID}>
+                  <tr key={`${p.ID}@${p.Server ?? ''}`} data-proxy={p.ID}>
                     <th scope="row">
                       <a href={`#/proxies/${encodeURIComponent(p.ID)}`}>{p.ID}</a>
                     </th>
                     <td>{p.Kind}</td>
+                    <td>{p.Server ?? '—'}</td>
                     {types.map((t) => (
                       <td key={t}>
                         <Badge value={statusWord(p.Types[t]?.status ?? 'NONE')} />
@@ -107,6 +109,8 @@ export function ProxyDetail({ id, onNeedsToken }: PageProps & { id: string }) {
           <dl class="facts">
             <dt>Kind</dt>
             <dd>{p.Kind}</dd>
+            <dt>Server</dt>
+            <dd>{p.Server ?? '—'}</dd>
             <dt>Cluster</dt>
             <dd>{p.Cluster}</dd>
             <dt>Connected</dt>
