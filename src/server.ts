@@ -198,27 +198,29 @@ async function openState(
 ): Promise<State> {
   const leadership: LeadershipSlot = { current: undefined };
   const store = parts.add('store', await openStore(config, logger), (s) => s.close());
+  // Servers sharing etcd leave once-per-cluster work to the leader, which is elected once the
+  // peering port is bound (its address is what the leader publishes): CA rotation and the expiry
+  // of TTL checks.
+  const shared = config.store === 'etcd';
+  const isLeader = () => leadership.current?.isLeader() ?? false;
   const catalog = parts.add(
     'catalog',
     await Catalog.open(store, {
       datacenter: config.datacenter,
       logger: logger.child({ component: 'catalog' }),
+      ...(shared ? { isLeader } : {}),
     }),
     (c) => c.close(),
   );
   // The CA renews only the leaves some proxy is built with, and the snapshot manager, which records
   // that, needs the CA to exist. LeafUsers, made before both, is all they share.
   const leafUsers = new LeafUsers();
-  // Servers sharing etcd keep the CA's keys in it and leave rotation to the leader, which is
-  // elected once the peering port is bound (its address is what the leader publishes).
-  const shared = config.store === 'etcd';
+  // Servers sharing etcd keep the CA's keys in it.
   const ca = parts.add(
     'ca',
     await openCa(store, {
       dataDir: config.dataDir,
-      ...(shared
-        ? { keysInStore: true, isLeader: () => leadership.current?.isLeader() ?? false }
-        : {}),
+      ...(shared ? { keysInStore: true, isLeader } : {}),
       logger: logger.child({ component: 'ca' }),
       rotation: { phaseMs: config.caRotationPhaseMs },
       // A proxy's leaf lives while the proxy is built with its identity; the server's own leaves

@@ -1,6 +1,6 @@
 import { IsthmusError } from '../errors.js';
 import type { Logger } from '../log.js';
-import type { Store, StoreEvent, StoreTxn } from '../store/store.js';
+import type { Store, StoreEvent, StoreTxn, TxnOptions } from '../store/store.js';
 import type {
   CatalogEvent,
   CatalogReader,
@@ -36,6 +36,13 @@ export interface CatalogOptions {
   readonly datacenter: string;
   readonly logger: Logger;
   readonly clock?: Clock;
+  /**
+   * Several servers on one store: whether this one leads the cluster. Only the leader marks an
+   * expired TTL check critical (a write fenced on its lease); the others keep the timers armed and
+   * look again every `expiryRetryMs`, so a new leader expires what is overdue within that.
+   * Absent: this server alone expires checks.
+   */
+  readonly isLeader?: () => boolean;
 }
 
 /** Every catalog key is under this prefix (instances and config entries). */
@@ -242,7 +249,7 @@ export class Catalog implements CatalogReader {
    * catalog key since. The revision is read inside the transaction, so on one server it is exactly
    * the one the write commits at (with several, the next one after what the index holds).
    */
-  private write<T>(fn: (tx: StoreTxn, ctx: PlanContext) => T): Promise<T> {
+  private write<T>(fn: (tx: StoreTxn, ctx: PlanContext) => T, opts: TxnOptions = {}): Promise<T> {
     if (this.closed) return Promise.reject(new IsthmusError('unavailable', 'catalog is closed'));
     const run = this.queue.then(async () => {
       const result = await this.store.txn(async (tx) => {
@@ -250,7 +257,7 @@ export class Catalog implements CatalogReader {
         await this.store.caughtUp();
         const revision = (await this.store.revision()) + 1;
         return fn(tx, { index: this.index, now: this.clock.now(), revision });
-      });
+      }, opts);
       return result;
     });
     this.queue = run.catch(() => undefined);
@@ -331,12 +338,20 @@ export class Catalog implements CatalogReader {
   }
 
   private async expire(checkId: string): Promise<void> {
+    const { isLeader } = this.opts;
+    if (isLeader && !isLeader()) {
+      if (!this.closed) this.timers.retryLater(checkId, expiryRetryMs);
+      return;
+    }
     try {
-      const plan = await this.write((tx, ctx) => {
-        const planned = planExpiry(checkId, ctx);
-        if (planned) this.stage(tx, { upserts: planned.upserts, removals: [] });
-        return planned;
-      });
+      const plan = await this.write(
+        (tx, ctx) => {
+          const planned = planExpiry(checkId, ctx);
+          if (planned) this.stage(tx, { upserts: planned.upserts, removals: [] });
+          return planned;
+        },
+        isLeader ? { asLeader: true } : {},
+      );
       if (!plan) return this.rearmIfPending(checkId);
       this.opts.logger.info(
         { checkId, serviceId: plan.upserts[0]!.instance.id },

@@ -29,9 +29,16 @@ export function registerEnvoyCommand(program: Command): void {
       ).default('127.0.0.1:19000'),
     )
     .addOption(
-      new Option('--xds-addr <HOST:PORT>', 'isthmus xDS (gRPC) address Envoy dials')
+      new Option(
+        '--xds-addr <HOST:PORT>',
+        'isthmus xDS (gRPC) address Envoy dials; several servers of a cluster: repeat it or give a comma list (Envoy moves to another when its server dies)',
+      )
         .env('ISTHMUS_XDS_ADDR')
-        .default('127.0.0.1:8502'),
+        .default('127.0.0.1:8502')
+        // Repeatable: the first use replaces the default, each further one adds to the list.
+        .argParser((value: string, previous: string | string[]) =>
+          Array.isArray(previous) ? [...previous, value] : [value],
+        ),
     )
     .addOption(
       new Option('--token <TOKEN>', 'proxy token sent as x-isthmus-token on the xDS stream').env(
@@ -77,7 +84,7 @@ interface EnvoyBootstrapFlags {
   readonly proxyId: string;
   readonly gateway?: 'mesh';
   readonly adminBind: string;
-  readonly xdsAddr: string;
+  readonly xdsAddr: string | readonly string[];
   readonly token?: string;
   readonly cluster?: string;
   readonly datacenter: string;
@@ -113,7 +120,7 @@ function bootstrapOptions(cmd: Command): Omit<BootstrapOptions, 'tls'> {
     kind: flags.gateway === 'mesh' ? 'mesh-gateway' : 'connect-proxy',
     cluster: flags.cluster,
     datacenter: flags.datacenter,
-    xdsAddr: dialAddress(flags.xdsAddr, usage),
+    xdsAddr: dialAddresses(flags.xdsAddr, usage),
     adminAddr: adminAddress(flags.adminBind, usage),
     token: flags.token,
   };
@@ -136,6 +143,25 @@ function adminAddress(text: string, usage: (message: string) => never): HostPort
       `--admin-bind: ${JSON.stringify(text)} must be an IP address and port, not a host name (Envoy binds its admin listener to an IP; e.g. 127.0.0.1:${addr.port})`,
     );
   return addr;
+}
+
+/** Every `--xds-addr` (each possibly a comma list), in order, each once. */
+function dialAddresses(
+  flag: string | readonly string[],
+  usage: (message: string) => never,
+): HostPort[] {
+  const texts = (typeof flag === 'string' ? [flag] : flag).flatMap((text) =>
+    text.split(',').map((part) => part.trim()),
+  );
+  const addrs: HostPort[] = [];
+  for (const text of texts) {
+    if (text === '') usage('--xds-addr: an empty address in the list; give HOST:PORT[,HOST:PORT]');
+    const addr = dialAddress(text, usage);
+    if (addrs.some((a) => formatHostPort(a) === formatHostPort(addr)))
+      usage(`--xds-addr: ${JSON.stringify(text)} is listed twice; give each server once`);
+    addrs.push(addr);
+  }
+  return addrs;
 }
 
 /** Envoy connects to this address, so neither a wildcard host nor port 0 makes sense. */

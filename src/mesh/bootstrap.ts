@@ -17,8 +17,12 @@ export interface BootstrapOptions {
   /** `node.cluster` (Envoy's service cluster, the prefix of some stats); default the proxy ID. */
   readonly cluster?: string | undefined;
   readonly datacenter: string;
-  /** The isthmus xDS (gRPC) address; a host name makes the cluster STRICT_DNS. */
-  readonly xdsAddr: HostPort;
+  /**
+   * The isthmus xDS (gRPC) address, or several: the servers of one cluster (`--store etcd`), each
+   * an endpoint of the xDS cluster, so a proxy whose server dies reconnects to another. A host
+   * name makes the cluster STRICT_DNS (a name resolving to several servers works the same way).
+   */
+  readonly xdsAddr: HostPort | readonly HostPort[];
   readonly adminAddr: HostPort;
   /** A proxy token, sent as `x-isthmus-token` gRPC metadata on the ADS stream. */
   readonly token?: string | undefined;
@@ -94,9 +98,13 @@ function buildNode(opts: BootstrapOptions): BootstrapJson {
  * ADS is gRPC, so the cluster speaks HTTP/2; keepalive PINGs detect a dead server behind a NAT or
  * LB.
  */
-function buildXdsCluster(addr: HostPort, tls: BootstrapTls | undefined): BootstrapJson {
+function buildXdsCluster(
+  addr: HostPort | readonly HostPort[],
+  tls: BootstrapTls | undefined,
+): BootstrapJson {
+  const addrs: readonly HostPort[] = 'host' in addr ? [addr] : addr;
   // STATIC needs an IP literal; a name (docker-compose service, k8s Service) is resolved by DNS.
-  const byName = isIP(addr.host) === 0;
+  const byName = addrs.some((a) => isIP(a.host) === 0);
   return {
     name: xdsClusterName,
     type: byName ? 'STRICT_DNS' : 'STATIC',
@@ -115,9 +123,13 @@ function buildXdsCluster(addr: HostPort, tls: BootstrapTls | undefined): Bootstr
     },
     upstream_connection_options: { tcp_keepalive: {} },
     ...(tls ? { transport_socket: buildXdsTransportSocket(tls) } : {}),
+    // Several servers: the ADS stream goes to one (round robin picks it); when that one fails,
+    // Envoy keeps its config, retries the stream, and the next pick is another server.
     load_assignment: {
       cluster_name: xdsClusterName,
-      endpoints: [{ lb_endpoints: [{ endpoint: { address: socketAddress(addr) } }] }],
+      endpoints: [
+        { lb_endpoints: addrs.map((a) => ({ endpoint: { address: socketAddress(a) } })) },
+      ],
     },
   };
 }

@@ -96,18 +96,32 @@ export class ImportedServices {
     return () => this.listeners.delete(listener);
   }
 
-  /** Replaces what is imported of one service with exactly `instances`. */
+  /**
+   * Replaces what is imported of one service with exactly `instances`. This, `remove` and `retain`
+   * are the replication stream's writes: they commit as the cluster leader only (who holds the
+   * streams), so a server that lost its lease cannot undo what the new leader imported.
+   */
   async replace(
     peer: string,
     service: string,
     instances: readonly ImportedInstance[],
   ): Promise<void> {
     // The store keeps a JSON copy of what it is given (undefined fields dropped).
-    await storedImports.save(this.store, idOf(peer, service), { instances });
+    await this.store.txn(
+      async (tx) => {
+        storedImports.put(tx, idOf(peer, service), { instances });
+      },
+      { asLeader: true },
+    );
   }
 
   async remove(peer: string, service: string): Promise<void> {
-    await this.store.delete(storedImports.key(idOf(peer, service)));
+    await this.store.txn(
+      async (tx) => {
+        storedImports.delete(tx, idOf(peer, service));
+      },
+      { asLeader: true },
+    );
   }
 
   /** Stops following the store. */

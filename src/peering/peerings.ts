@@ -2,7 +2,7 @@ import { X509Certificate, randomUUID } from 'node:crypto';
 import { IsthmusError } from '../errors.js';
 import { secretMatches } from '../acl/token-secret.js';
 import type { Logger } from '../log.js';
-import type { Store, StoreEvent, StoreTxn } from '../store/index.js';
+import type { Store, StoreEvent, StoreTxn, TxnOptions } from '../store/index.js';
 import { storedPeerings, storedSecrets } from './records.js';
 import { type AcceptorSecrets, newSecret, sha256Hex } from './secrets.js';
 import { type PeeringToken, dialAddressesOf } from './token.js';
@@ -347,9 +347,15 @@ export class Peerings {
     return secrets.streamSecret;
   }
 
-  /** Merges `patch` into the peering's streamStatus. */
+  /**
+   * Merges `patch` into the peering's streamStatus. This and the other writes of the stream
+   * engine (`setState`, `updatePeer`) commit as the cluster leader only, who holds the streams: a
+   * server that lost its lease cannot overwrite what the new leader's stream reports.
+   */
   async setStreamStatus(name: string, patch: Partial<StreamStatus>): Promise<Peering> {
-    return this.update(name, (p) => ({ ...p, streamStatus: { ...p.streamStatus, ...patch } }));
+    return this.update(name, (p) => ({ ...p, streamStatus: { ...p.streamStatus, ...patch } }), {
+      asLeader: true,
+    });
   }
 
   /**
@@ -357,16 +363,20 @@ export class Peerings {
    * whatever the stream reports; it is removed once the peer has been told.
    */
   async setState(name: string, state: PeeringState, lastError?: string): Promise<Peering> {
-    return this.update(name, (p) => {
-      if (p.state === 'DELETING' && state !== 'DELETING') return p;
-      const status = lastError === undefined ? p.streamStatus : { ...p.streamStatus, lastError };
-      return { ...p, state, streamStatus: status };
-    });
+    return this.update(
+      name,
+      (p) => {
+        if (p.state === 'DELETING' && state !== 'DELETING') return p;
+        const status = lastError === undefined ? p.streamStatus : { ...p.streamStatus, lastError };
+        return { ...p, state, streamStatus: status };
+      },
+      { asLeader: true },
+    );
   }
 
   /** The peer's trust bundle and (dialer) server addresses as the stream replicates them. */
   async updatePeer(name: string, patch: PeeringPatch): Promise<Peering> {
-    return this.update(name, (p) => ({ ...p, ...definedOnly(patch) }));
+    return this.update(name, (p) => ({ ...p, ...definedOnly(patch) }), { asLeader: true });
   }
 
   /**
@@ -451,14 +461,18 @@ export class Peerings {
     return s?.role === 'acceptor' ? s : undefined;
   }
 
-  private async update(name: string, fn: (p: Peering) => Peering): Promise<Peering> {
+  private async update(
+    name: string,
+    fn: (p: Peering) => Peering,
+    opts: TxnOptions = {},
+  ): Promise<Peering> {
     return this.write(async (tx, revision) => {
       const p = await storedPeerings.get(tx, name);
       if (!p) throw notFound(name);
       const next = fn(p);
       if (next === p) return p;
       return storedPeerings.put(tx, name, { ...next, modifyIndex: revision });
-    });
+    }, opts);
   }
 
   /** A watched record that fails its schema is logged and leaves the in-memory copy as it was. */
@@ -474,9 +488,12 @@ export class Peerings {
   /**
    * One Store transaction; `revision` is the one it commits at (Store transactions are serialized).
    */
-  private write<T>(fn: (tx: StoreTxn, revision: number) => Promise<T>): Promise<T> {
+  private write<T>(
+    fn: (tx: StoreTxn, revision: number) => Promise<T>,
+    opts: TxnOptions = {},
+  ): Promise<T> {
     if (this.closed) return Promise.reject(new IsthmusError('unavailable', 'peerings are closed'));
-    return this.store.txn(async (tx) => fn(tx, (await this.store.revision()) + 1));
+    return this.store.txn(async (tx) => fn(tx, (await this.store.revision()) + 1), opts);
   }
 
   /** Store watch → in-memory copy → events, in commit order. */

@@ -1,5 +1,12 @@
-import { noop } from 'cockatiel';
-import { Etcd3, EtcdError, type ICompare, type IOptions, type Watcher as EtcdWatcher } from 'etcd3';
+import { ConstantBackoff, handleWhen, noop, retry } from 'cockatiel';
+import {
+  Etcd3,
+  EtcdError,
+  GRPCUnavailableError,
+  type ICompare,
+  type IOptions,
+  type Watcher as EtcdWatcher,
+} from 'etcd3';
 import { IsthmusError } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
 import { EtcdElection } from './etcd-election.js';
@@ -85,8 +92,19 @@ export async function openEtcdStore(opts: EtcdStoreOptions): Promise<Store> {
     // Streams (the watch, lease keep-alives) live as long as the store: no deadline on them.
     defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + callTimeoutMs }),
     // The store reports failures to its callers (HTTP 503) at once: no retries of writes behind
-    // their back, and no circuit breaker that keeps failing calls after etcd is back.
-    faultHandling: { host: () => noop, global: noop },
+    // their back, and no circuit breaker that keeps failing calls after etcd is back. The one
+    // retry: a call that found no connection to the member it picked was never sent, so it goes
+    // to the next member (one member of three down must not fail a third of the calls).
+    faultHandling: {
+      host: () => noop,
+      global:
+        opts.endpoints.length > 1
+          ? retry(handleWhen(neverSent), {
+              maxAttempts: opts.endpoints.length - 1,
+              backoff: new ConstantBackoff(0),
+            })
+          : noop,
+    },
   };
   const client = new Etcd3(options);
   const logger = opts.logger ?? silentLogger();
@@ -563,6 +581,14 @@ class EtcdStore implements Store {
   private assertOpen(): void {
     if (this.closed) throw new IsthmusError('unavailable', 'store on etcd is closed');
   }
+}
+
+/** A call refused before it reached an etcd member (no connection to it): safe to send again. */
+function neverSent(err: Error): boolean {
+  return (
+    err instanceof GRPCUnavailableError &&
+    /No connection established|ECONNREFUSED/.test(err.message)
+  );
 }
 
 function notLeader(why: string): IsthmusError {

@@ -1,4 +1,4 @@
-export type { JsonValue, KeyValue, Store, StoreEvent, StoreTxn } from './store.js';
+export type { JsonValue, KeyValue, Store, StoreEvent, StoreTxn, TxnOptions } from './store.js';
 export { openLmdbStore } from './lmdb-store.js';
 export { openEtcdStore } from './etcd-store.js';
 export { openStore, type StoreSettings } from './open.js';

@@ -126,6 +126,39 @@ describe('isthmus envoy bootstrap', () => {
     ]);
   });
 
+  it('lists several xDS servers (repeated --xds-addr and comma lists): one endpoint each, STRICT_DNS when one is a name', async () => {
+    const endpointsOf = (json: any) =>
+      json.static_resources.clusters[0].load_assignment.endpoints[0].lb_endpoints.map(
+        (lb: any) => lb.endpoint.address.socket_address,
+      );
+    const ips = await bootstrap([
+      '--proxy-id',
+      'web',
+      '--xds-ca-file',
+      caFile,
+      '--xds-addr',
+      '10.0.0.1:8502,10.0.0.2:8502',
+      '--xds-addr',
+      '[fd00::3]:8503',
+    ]);
+    expect(ips.static_resources.clusters[0].type).toBe('STATIC');
+    expect(endpointsOf(ips)).toEqual([
+      { address: '10.0.0.1', port_value: 8502 },
+      { address: '10.0.0.2', port_value: 8502 },
+      { address: 'fd00::3', port_value: 8503 },
+    ]);
+    // TLS as with one server: every server of a cluster carries the same name under the same roots.
+    expect(xdsTlsContext(ips).sni).toBe('xds.isthmus.internal');
+    const named = await bootstrap(['--proxy-id', 'web', '--xds-ca-file', caFile], {
+      ISTHMUS_XDS_ADDR: 'isthmus-1:8502, isthmus-2:8502',
+    });
+    expect(named.static_resources.clusters[0].type).toBe('STRICT_DNS');
+    expect(endpointsOf(named)).toEqual([
+      { address: 'isthmus-1', port_value: 8502 },
+      { address: 'isthmus-2', port_value: 8502 },
+    ]);
+  });
+
   it.each([
     [[], /required option '--proxy-id <ID>' not specified/],
     [['--proxy-id', ''], /--proxy-id must be 1-256 characters/],
@@ -141,6 +174,14 @@ describe('isthmus envoy bootstrap', () => {
     [
       ['--proxy-id', 'web', '--xds-addr', '0.0.0.0:8502'],
       /--xds-addr: "0\.0\.0\.0:8502" is a wildcard listen address/,
+    ],
+    [
+      ['--proxy-id', 'web', '--xds-addr', '10.0.0.1:8502,,10.0.0.2:8502'],
+      /--xds-addr: an empty address in the list/,
+    ],
+    [
+      ['--proxy-id', 'web', '--xds-addr', '10.0.0.1:8502', '--xds-addr', '10.0.0.1:8502'],
+      /--xds-addr: "10\.0\.0\.1:8502" is listed twice/,
     ],
     [
       ['--proxy-id', 'web', '--admin-bind', '127.0.0.1:70000'],

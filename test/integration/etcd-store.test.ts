@@ -267,6 +267,62 @@ describe.skipIf(skipWithoutEtcd())('the store on etcd', () => {
     60_000,
   );
 
+  it.skipIf(skipWithoutToxiproxy())(
+    'a leader cut off from etcd steps down before the other takes over, and cannot make a leader-only write when the link heals',
+    async () => {
+      const prefix = `partition${++n}/`;
+      const toxiproxy = await startToxiproxy();
+      try {
+        const link = await toxiproxy.proxy(`etcd-partition-${n}`, etcd.endpoint);
+        const ttl = { leaderTtlSeconds: 2, callTimeoutMs: 1_000 };
+        const isolated = await openEtcdStore({ endpoints: [link.listen], prefix, ...ttl });
+        open.push(isolated);
+        const oldLeader = isolated.campaign('isolated:1');
+        await waitFor(() => oldLeader.isLeader(), {
+          timeoutMs: 10_000,
+          what: 'the server behind the link to lead',
+        });
+        const other = await openEtcdStore({ endpoints: [etcd.endpoint], prefix, ...ttl });
+        open.push(other);
+        const newLeader = other.campaign('other:1');
+        await waitFor(() => newLeader.leader() === 'isolated:1', {
+          timeoutMs: 10_000,
+          what: 'the other server to learn who leads',
+        });
+        // The moment the other server leads, the isolated one must no longer think it does: it
+        // steps down after 2/3 of the TTL without a keep-alive, etcd expires the lease after all of it.
+        let oldLeaderLeadsAtHandover: boolean | undefined;
+        newLeader.subscribe(() => {
+          if (newLeader.isLeader() && oldLeaderLeadsAtHandover === undefined)
+            oldLeaderLeadsAtHandover = oldLeader.isLeader();
+        });
+
+        await link.cut();
+        await waitFor(() => newLeader.isLeader(), {
+          timeoutMs: 30_000,
+          what: 'the other server to take over once the lease expired',
+        });
+        expect(oldLeaderLeadsAtHandover).toBe(false);
+        await other.txn(async (tx) => tx.put('status', 'by new leader'), { asLeader: true });
+
+        await link.heal();
+        // Back in touch with etcd, the old leader's leader-only write still fails: its lease is gone.
+        await expect(
+          isolated.txn(async (tx) => tx.put('status', 'by old leader'), { asLeader: true }),
+        ).rejects.toThrow(/not the cluster leader/);
+        await waitFor(() => oldLeader.leader() === 'other:1', {
+          timeoutMs: 15_000,
+          what: 'the old leader to learn the new one',
+        });
+        expect(oldLeader.isLeader()).toBe(false);
+        expect(await isolated.get('status')).toBe('by new leader');
+      } finally {
+        await toxiproxy.stop();
+      }
+    },
+    60_000,
+  );
+
   it('an etcd that is not there: opening fails at once with the endpoints and the fix', async () => {
     await expect(
       openEtcdStore({ endpoints: ['127.0.0.1:1'], callTimeoutMs: 1_000 }),

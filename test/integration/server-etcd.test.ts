@@ -6,7 +6,13 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type EtcdServer, skipWithoutEtcd, startEtcd } from '../helpers/etcd.js';
-import { cleanupProcesses, runCli, startServerProcess, tempDir } from '../helpers/process.js';
+import {
+  cleanupProcesses,
+  parseJsonLine,
+  runCli,
+  startServerProcess,
+  tempDir,
+} from '../helpers/process.js';
 import { waitFor, withDeadline } from '../helpers/wait.js';
 
 describe.skipIf(skipWithoutEtcd())('isthmus server on etcd', () => {
@@ -62,6 +68,50 @@ describe.skipIf(skipWithoutEtcd())('isthmus server on etcd', () => {
     const next = await startServerProcess(args);
     expect(await services(next)).toEqual(['api', 'api-sidecar-proxy']);
     expect(await roots(next)).toEqual(await roots(second));
+  }, 120_000);
+
+  it('a TTL check expires on the leader only, and still expires after the leader is killed -9', async () => {
+    const args = ['--store', 'etcd', '--etcd-endpoints', etcd.endpoint, '--etcd-prefix', 'ttl/'];
+    const servers = await Promise.all([startServerProcess(args), startServerProcess(args)]);
+    const linesOf = (server: (typeof servers)[number], msg: string) =>
+      server.stdoutLines.filter((l) => parseJsonLine(l)?.msg === msg);
+    const leader = await waitFor(
+      () => servers.find((s) => linesOf(s, 'this server is now the cluster leader').length > 0),
+      { timeoutMs: 30_000, what: 'one server to lead' },
+    );
+    const follower = servers.find((s) => s !== leader)!;
+    const status = async (server: typeof leader, name: string) =>
+      (
+        (await (await fetch(server.url(`/v1/health/service/${name}`))).json()) as {
+          Checks: { Status: string }[];
+        }[]
+      )[0]?.Checks[0]?.Status;
+    const register = async (server: typeof leader, name: string, ttl: string) => {
+      const res = await fetch(server.url('/v1/agent/service/register'), {
+        method: 'PUT',
+        body: JSON.stringify({ Name: name, Port: 80, Check: { TTL: ttl, Status: 'passing' } }),
+      });
+      expect(res.status, await res.clone().text()).toBe(200);
+    };
+
+    // Registered on the follower: both servers arm its timer, the leader alone marks it critical.
+    await register(follower, 'short', '1s');
+    for (const server of servers)
+      await waitFor(async () => (await status(server, 'short')) === 'critical', {
+        timeoutMs: 30_000,
+        what: 'the TTL check to expire',
+      });
+    expect(linesOf(leader, 'TTL check expired')).toHaveLength(1);
+    expect(linesOf(follower, 'TTL check expired')).toHaveLength(0);
+
+    // The leader dies before the next one is due: the follower takes over and expires it.
+    await register(follower, 'orphan', '3s');
+    leader.child.kill('SIGKILL');
+    await waitFor(async () => (await status(follower, 'orphan')) === 'critical', {
+      timeoutMs: 60_000,
+      what: 'the new leader to expire the check the old one armed (lease TTL, then 1 s at most)',
+    });
+    expect(linesOf(follower, 'TTL check expired')).toHaveLength(1);
   }, 120_000);
 
   it('--store etcd without endpoints, or an etcd that is not there: one line and a non-zero exit', async () => {
