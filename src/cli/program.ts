@@ -10,6 +10,7 @@ import { registerPeeringCommand } from './peering-command.js';
 import { registerProxyCommands } from './proxy-command.js';
 import { registerTroubleshootCommand } from './troubleshoot-command.js';
 import { registerDemoCommand } from './demo-command.js';
+import { registerStoreCommand } from './store-command.js';
 
 /**
  * The `isthmus` command tree. Each command lives in its own `*-command.ts` exporting a
@@ -26,6 +27,7 @@ const commands: readonly ((program: Command) => void)[] = [
   registerProxyCommands,
   registerTroubleshootCommand,
   registerDemoCommand,
+  registerStoreCommand,
 ];
 
 export function buildProgram(): Command {
