@@ -11,6 +11,7 @@ import { registerProxyCommands } from './proxy-command.js';
 import { registerTroubleshootCommand } from './troubleshoot-command.js';
 import { registerDemoCommand } from './demo-command.js';
 import { registerMembersCommand } from './members-command.js';
+import { registerStoreCommand } from './store-command.js';
 
 /**
  * The `isthmus` command tree. Each command lives in its own `*-command.ts` exporting a
@@ -28,6 +29,7 @@ const commands: readonly ((program: Command) => void)[] = [
   registerTroubleshootCommand,
   registerMembersCommand,
   registerDemoCommand,
+  registerStoreCommand,
 ];
 
 export function buildProgram(): Command {

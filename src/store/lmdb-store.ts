@@ -31,7 +31,10 @@ import { type PendingWrites, Watchers, checkKey, copyJson, overlay } from './sto
  * break serializability; the commit detects that (the revision moved under us) and fails loudly
  * instead of losing an update. Run one isthmus server per data dir.
  */
-export async function openLmdbStore(dir: string, opts: { logger?: Logger } = {}): Promise<Store> {
+export async function openLmdbStore(
+  dir: string,
+  opts: { logger?: Logger; exclusive?: boolean } = {},
+): Promise<Store> {
   prepareWritableDir(dir);
   restrictToOwner(dir, opts.logger);
   const realDir = fs.realpathSync(dir);
@@ -46,6 +49,7 @@ export async function openLmdbStore(dir: string, opts: { logger?: Logger } = {})
   try {
     // noSubdir: false, or LMDB treats a dir name containing '.' as a file name.
     env = open({ path: realDir, maxDbs: 4, noSubdir: false });
+    if (opts.exclusive) refuseIfHeld(env, realDir);
     const store = new LmdbStore(realDir, env, opts.logger ?? silentLogger());
     opts.logger?.info({ dir: realDir, revision: store.currentRevision() }, 'store opened');
     return store;
@@ -54,6 +58,28 @@ export async function openLmdbStore(dir: string, opts: { logger?: Logger } = {})
     await env?.close();
     throw err;
   }
+}
+
+/**
+ * Fails when another live process has the environment open (`isthmus store copy` must not read a
+ * store a server is still writing). LMDB records each process that read in its lock file's reader
+ * table; `readerCheck` first clears the slots of processes that died (a server killed -9). Every
+ * isthmus server reads its store when it starts, so a running one is always listed. Process ids
+ * are those of this machine's (or container's) pid namespace.
+ */
+function refuseIfHeld(env: RootDatabase, dir: string): void {
+  env.readerCheck();
+  const pids = env
+    .readerList()
+    .split('\n')
+    .slice(1)
+    .map((line) => Number(line.trim().split(/\s+/)[0]))
+    .filter((pid) => Number.isInteger(pid) && pid > 0 && pid !== process.pid);
+  if (pids.length > 0)
+    throw new IsthmusError(
+      'failed_precondition',
+      `store directory ${dir} is in use by process ${[...new Set(pids)].join(', ')} (an isthmus server?); stop it first`,
+    );
 }
 
 /**
