@@ -119,10 +119,18 @@ function upstream(i: number): Upstream {
 }
 
 /**
- * The subject sidecar (`sidecarProxyId`) with `upstreams` upstreams of `instances` instances each.
+ * The subject sidecar (`sidecarProxyId`) with `upstreams` upstreams of `instances` instances each,
+ * in a catalog of `services` services (those past the upstreams are registered alike, and nothing
+ * the sidecar reaches depends on them).
  */
-export function sidecarCatalog(upstreams: number, instances: number): FakeCatalog {
+export function sidecarCatalog(
+  upstreams: number,
+  instances: number,
+  services = upstreams,
+): FakeCatalog {
   const c = new FakeCatalog(datacenter);
+  for (let i = upstreams; i < services; i++)
+    for (let j = 0; j < instances; j++) registerInstance(c, i, j, instances);
   for (let i = 0; i < upstreams; i++) {
     for (let j = 0; j < instances; j++) registerInstance(c, i, j, instances);
     const protocol = protocolOf(i);

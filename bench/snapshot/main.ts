@@ -35,6 +35,8 @@ interface Options extends LoopOptions {
   readonly only: 'sidecar' | 'gateway' | 'both';
   readonly path: Path | 'both';
   readonly profile: string | undefined;
+  /** Catalog sizes (services) of the curve; empty: one run at `--services`. */
+  readonly curve: readonly number[];
 }
 
 function positive(name: string, value: string, limit: number): number {
@@ -55,6 +57,8 @@ function parseOptions(argv: readonly string[]): Options {
     args: [...argv],
     options: {
       iterations: { type: 'string', default: '50' },
+      'cold-iterations': { type: 'string' },
+      curve: { type: 'string' },
       warmup: { type: 'string', default: '10' },
       upstreams: { type: 'string', default: '100' },
       'upstream-instances': { type: 'string', default: '3' },
@@ -68,6 +72,15 @@ function parseOptions(argv: readonly string[]): Options {
   });
   return {
     iterations: positive('iterations', values.iterations, 10_000),
+    coldIterations: positive(
+      'cold-iterations',
+      values['cold-iterations'] ?? values.iterations,
+      10_000,
+    ),
+    curve: (values.curve ?? '')
+      .split(',')
+      .filter((n) => n !== '')
+      .map((n) => positive('curve', n, 20_000)),
     warmup: positive('warmup', values.warmup, 10_000),
     upstreams: positive('upstreams', values.upstreams, 5_000),
     upstreamInstances: positive('upstream-instances', values['upstream-instances'], 100),
@@ -102,25 +115,33 @@ type ClusterOf = (service: string) => string;
 const upstreamCluster: ClusterOf = (name) => serviceSni(trustDomain, datacenter, { name });
 const exportedCluster: ClusterOf = (name) => exportedClusterName(trustDomain, datacenter, { name });
 
+/** In a curve, profiles are told apart by the catalog size. */
+const sizeTag = (opts: Options) => (opts.curve.length > 0 ? `-${opts.services}` : '');
+
 async function sidecarCase(opts: Options, profiler: Profiler, path: Path): Promise<CaseReport> {
   const n = opts.upstreams;
-  const data = sidecarCatalog(n, opts.upstreamInstances);
+  const services = Math.max(n, opts.curve.length > 0 ? opts.services : n);
+  const data = sidecarCatalog(n, opts.upstreamInstances, services);
   const pipeline = new ProxyPipeline(reader(data, opts), sidecarProxyId, path);
   const count = (p: string) =>
     Array.from({ length: n }, (_, i) => protocolOf(i)).filter((x) => x === p).length;
   return {
     title: `sidecar, ${path}`,
     units: n,
+    services,
     topology:
-      `${n} upstreams (${count('tcp')} tcp, ${count('http')} http, ${count('grpc')} grpc via service-defaults), ` +
+      `${services} services; ${n} upstreams (${count('tcp')} tcp, ${count('http')} http, ${count('grpc')} grpc via service-defaults), ` +
       `${opts.upstreamInstances} healthy sidecar-fronted instances each, 11 intentions on the subject`,
-    cold: await runCold(pipeline, opts, { profiler, label: `sidecar-${path}-cold` }),
+    cold: await runCold(pipeline, opts, {
+      profiler,
+      label: `sidecar-${path}${sizeTag(opts)}-cold`,
+    }),
     warm: await runWarm(
       pipeline,
       new Server(),
       mover(data, n, opts.upstreamInstances, upstreamCluster),
       opts,
-      { profiler, label: `sidecar-${path}-warm` },
+      { profiler, label: `sidecar-${path}${sizeTag(opts)}-warm` },
     ),
   };
 }
@@ -130,12 +151,15 @@ async function gatewayCase(opts: Options, profiler: Profiler, path: Path): Promi
   const data = gatewayCatalog(opts.services, opts.instances);
   const pipeline = new ProxyPipeline(reader(data, opts), gatewayId, path);
   heap.push(['catalog registered', await sampleMemory(3)]);
-  const cold = await runCold(pipeline, opts, { profiler, label: `gateway-${path}-cold` });
+  const cold = await runCold(pipeline, opts, {
+    profiler,
+    label: `gateway-${path}${sizeTag(opts)}-cold`,
+  });
   const server = new Server();
   const move = mover(data, opts.services, opts.instances, exportedCluster);
   const warm = await runWarm(pipeline, server, move, opts, {
     profiler,
-    label: `gateway-${path}-warm`,
+    label: `gateway-${path}${sizeTag(opts)}-warm`,
   });
   heap.push(['after the rebuilds, one view published', await sampleMemory(3)]);
   // Also keeps `server` (and the view it holds) alive until the sample above is taken.
@@ -143,6 +167,7 @@ async function gatewayCase(opts: Options, profiler: Profiler, path: Path): Promi
   return {
     title: `mesh gateway, ${path}`,
     units: opts.services,
+    services: opts.services,
     topology:
       `${opts.services} services × ${opts.instances} instances, each instance with its sidecar ` +
       `(${2 * opts.services * opts.instances} catalog instances), all exported to one peer (TCP), plus a gateway of dc2`,
@@ -157,11 +182,15 @@ async function main(): Promise<void> {
   const profiler = await cpuProfiler(opts.profile);
   const cases: CaseReport[] = [];
   const paths: Path[] = opts.path === 'both' ? ['incremental', 'full'] : [opts.path];
-  for (const path of paths) {
-    if (opts.only !== 'gateway') cases.push(await sidecarCase(opts, profiler, path));
-    if (opts.only !== 'sidecar') cases.push(await gatewayCase(opts, profiler, path));
+  const sizes = opts.curve.length > 0 ? opts.curve : [opts.services];
+  for (const services of sizes) {
+    const at = { ...opts, services };
+    for (const path of paths) {
+      if (opts.only !== 'gateway') cases.push(await sidecarCase(at, profiler, path));
+      if (opts.only !== 'sidecar') cases.push(await gatewayCase(at, profiler, path));
+    }
   }
-  printReport({ opts, gc: hasGc, cases });
+  printReport({ opts, gc: hasGc, cases, curve: opts.curve.length > 0 });
 }
 
 main().then(

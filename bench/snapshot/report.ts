@@ -17,6 +17,8 @@ export interface CaseReport {
   readonly title: string;
   /** Services (gateway) or upstreams (sidecar): what a cold build is compared per. */
   readonly units: number;
+  /** Services in the catalog. */
+  readonly services: number;
   /** What the topology is, one line. */
   readonly topology: string;
   readonly cold: ColdResult;
@@ -29,6 +31,8 @@ export interface Report {
   readonly opts: LoopOptions & { readonly catalog: string };
   readonly gc: boolean;
   readonly cases: readonly CaseReport[];
+  /** Print the curve: one change and cold build by catalog size. */
+  readonly curve: boolean;
 }
 
 function table(headers: readonly string[], rows: readonly (readonly string[])[]): string {
@@ -50,6 +54,11 @@ const p95 = (ts: readonly Timing[], k: keyof Timing) =>
     ts.map((t) => t[k]),
     95,
   );
+const p99 = (ts: readonly Timing[], k: keyof Timing) =>
+  percentile(
+    ts.map((t) => t[k]),
+    99,
+  );
 
 function range(values: readonly number[]): string {
   const lo = Math.min(...values);
@@ -66,11 +75,25 @@ function caseTable(c: CaseReport): string {
     f(p50(ts, 'publishMs')),
     f(p50(ts, 'totalMs')),
     f(p95(ts, 'totalMs')),
+    f(p99(ts, 'totalMs')),
     f(p50(ts, 'cpuMs')),
+    f(p99(ts, 'cpuMs')),
     range(encodes),
   ];
   return table(
-    ['', 'build', 'generate', 'encode', 'publish', 'total p50', 'total p95', 'CPU p50', 'encodes'],
+    [
+      '',
+      'build',
+      'generate',
+      'encode',
+      'publish',
+      'total p50',
+      'total p95',
+      'total p99',
+      'CPU p50',
+      'CPU p99',
+      'encodes',
+    ],
     [
       row('(a) cold: fresh encoder and cache', c.cold.timings, c.cold.encodes),
       row('(b) rebuild after one endpoint moved', c.warm.timings, c.warm.encodes),
@@ -134,11 +157,47 @@ function summaryRows(c: CaseReport): string[][] {
   ];
 }
 
+/**
+ * One change and one cold build by catalog size (issue 14): wall and CPU, and the cold build per
+ * unit (service or upstream) in changes: cold ÷ (change × units), target ≤ 10.
+ */
+function curveTable(cases: readonly CaseReport[]): string {
+  const rows = cases.map((c) => {
+    const [warm, cold] = [c.warm.timings, c.cold.timings];
+    const ratio = (k: keyof Timing) => p50(cold, k) / (p50(warm, k) * c.units);
+    return [
+      `${c.title}`,
+      String(c.services),
+      String(c.units),
+      `${f(p50(warm, 'totalMs'))} / ${f(p99(warm, 'totalMs'))}`,
+      `${f(p50(warm, 'cpuMs'))} / ${f(p99(warm, 'cpuMs'))}`,
+      verdict(p50(warm, 'totalMs') <= targets.changeMs),
+      `${f(p50(cold, 'totalMs'), 0)} / ${f(p50(cold, 'cpuMs'), 0)}`,
+      `${f(ratio('totalMs'))}× / ${f(ratio('cpuMs'))}×`,
+      verdict(ratio('totalMs') <= targets.coldPerUnit),
+    ];
+  });
+  return table(
+    [
+      'curve (issue 14)',
+      'services',
+      'units',
+      'change p50/p99 ms',
+      'CPU p50/p99 ms',
+      '≤ 2 ms',
+      'cold ms (wall/CPU)',
+      'cold÷(change×units) wall/CPU',
+      '≤ 10×',
+    ],
+    rows,
+  );
+}
+
 export function printReport(r: Report): void {
   const o = r.opts;
   const lines = [
     'isthmus snapshot benchmark',
-    `  iterations ${o.iterations} (+${o.warmup} warm-up) per figure · catalog reader: ${o.catalog} · node ${process.version} · ` +
+    `  iterations ${o.iterations} (+${o.warmup} warm-up) per figure, ${o.coldIterations} per cold build · catalog reader: ${o.catalog} · node ${process.version} · ` +
       `${availableParallelism()} CPUs · forced GC ${r.gc ? 'yes' : 'no'}`,
     "  each figure is SnapshotManager.rebuild. incremental (the server): the proxy's builder after the change → SnapshotPublisher",
     '  (generate, encode and publish in one, under publish). full (the reference): a whole snapshot → resourcesFromSnapshot (generate)',
@@ -157,5 +216,6 @@ export function printReport(r: Report): void {
     for (const w of c.warm.wrongChanges.slice(0, 5)) lines.push(`  unexpected change: ${w}`);
   }
   lines.push('', table(['figure', 'value', 'target', 'result'], r.cases.flatMap(summaryRows)));
+  if (r.curve) lines.push('', curveTable(r.cases));
   console.log(lines.join('\n'));
 }

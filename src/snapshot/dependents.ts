@@ -10,6 +10,8 @@ export class Dependents {
 
   /** Replaces a proxy's dependencies with those of its latest build. */
   set(proxyId: string, deps: ReadonlySet<string>): void {
+    // Builders hand back the same set when a change kept every dependency (issue 14).
+    if (this.byProxy.get(proxyId) === deps) return;
     this.delete(proxyId);
     this.byProxy.set(proxyId, deps);
     for (const key of deps) {

@@ -16,7 +16,7 @@ import { parseHostPort } from '../config/host-port.js';
 import { exportedNamesFor } from '../peering/exports.js';
 import { peerThroughMeshGateways } from '../peering/through-gateways.js';
 import type { BuildContext, Built } from './context.js';
-import { type Changes, PieceMemo } from './pieces.js';
+import { type Changes, indexOfSorted, type Piece, PieceMemo, reuse } from './pieces.js';
 import { type GatewaySide, type SidedChain, gatewayListeners } from './gateway-listeners.js';
 import { connectTimeoutMs, sidecarEndpoints, withEndpoints } from './lookups.js';
 import { gatewayEndpoints, serviceProtocol } from '../catalog/lookups.js';
@@ -85,12 +85,14 @@ export class MeshGatewayBuilder {
     // A new leaf, roots or registration reach here as `all`; the check keeps a missed one safe.
     if (last && (last.gateway !== gateway || last.leaf !== leaf || last.roots !== ctx.roots))
       last = undefined;
+    let dropped = new Map<string, Piece<GatewayPart>>();
+    let importsKept = false;
     if (!last) {
       this.exported.clear();
       this.imported.clear();
     } else {
-      this.exported.invalidate(changes as ReadonlySet<string>);
-      this.imported.invalidate(changes as ReadonlySet<string>);
+      dropped = this.exported.invalidate(changes as ReadonlySet<string>);
+      importsKept = this.imported.invalidate(changes as ReadonlySet<string>).size === 0;
     }
     let consumers = last?.consumers;
     if (!consumers || (last?.wildcard && exportsMayChange(ctx, consumers, changes))) {
@@ -98,11 +100,19 @@ export class MeshGatewayBuilder {
       this.exported.retain(new Set(consumers.keys()));
       if (last) last = { ...last, consumers };
     }
+    const patched =
+      last && importsKept && consumers === this.last?.consumers
+        ? this.patch(last, dropped, ctx, leaf)
+        : undefined;
+    if (last && patched) {
+      this.last = { ...last, snapshot: patched };
+      return { snapshot: patched, deps: gatewayDeps };
+    }
     const parts: GatewayPart[] = [];
     for (const [service, peers] of consumers)
       parts.push(
         this.exported.get(service, () => ({
-          value: exportPart(service, peers, ctx, leaf),
+          value: exportPart(service, peers, ctx, leaf, dropped.get(service)?.value),
           deps: [service],
         })),
       );
@@ -125,7 +135,41 @@ export class MeshGatewayBuilder {
       routes: parts.flatMap((p) => p.routes),
       snapshot,
     };
-    return { snapshot, deps: new Set(['*']) };
+    return { snapshot, deps: gatewayDeps };
+  }
+
+  /**
+   * The last snapshot with the rebuilt exports' clusters swapped in where their predecessors stood,
+   * when nothing else changed: the same chains and secrets (exportPart hands back the previous
+   * ones when equal), the same cluster names. Work proportional to the change, not to the exports
+   * (issue 14); undefined when the change reshaped the snapshot, which is then assembled whole.
+   */
+  private patch(
+    last: NonNullable<MeshGatewayBuilder['last']>,
+    dropped: ReadonlyMap<string, Piece<GatewayPart>>,
+    ctx: BuildContext,
+    leaf: Leaf | undefined,
+  ): MeshGatewaySnapshot | undefined {
+    let clusters: EdsClusterIR[] | undefined;
+    for (const [service, { value: before }] of dropped) {
+      const peers = last.consumers.get(service);
+      if (!peers) return undefined;
+      const part = this.exported.get(service, () => ({
+        value: exportPart(service, peers, ctx, leaf, before),
+        deps: [service],
+      }));
+      if (part.routes !== before.routes || part.secrets !== before.secrets) return undefined;
+      if (part.clusters.length !== before.clusters.length) return undefined;
+      for (let i = 0; i < part.clusters.length; i++) {
+        const [was, now] = [before.clusters[i]!, part.clusters[i]!];
+        if (was === now) continue;
+        clusters ??= [...last.snapshot.clusters];
+        const at = indexOfSorted(clusters, was.name, (c) => c.name);
+        if (clusters[at] !== was || now.name !== was.name) return undefined;
+        clusters[at] = now;
+      }
+    }
+    return clusters ? { ...last.snapshot, clusters } : last.snapshot;
   }
 
   private assemble(
@@ -177,6 +221,9 @@ function sharedSecrets(
   return same ? { leaf: last.leaf, roots: last.roots, peerInbound: last.peerInbound } : undefined;
 }
 
+/** What a gateway depends on: everything (docs/architecture.md §2 "Snapshot"). */
+const gatewayDeps: ReadonlySet<string> = new Set(['*']);
+
 function sameItems<T>(a: readonly T[], b: readonly T[]): boolean {
   if (a.length !== b.length) return false;
   for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
@@ -189,9 +236,20 @@ function exportPart(
   peers: readonly string[],
   ctx: BuildContext,
   leaf: Leaf | undefined,
+  previous?: GatewayPart,
 ): GatewayPart {
   const e = exportedService(service, peers, ctx);
   if (!e) return noPart;
+  const part = newExportPart(e, ctx, leaf);
+  if (!previous) return part;
+  return {
+    routes: reuse(previous.routes, part.routes),
+    clusters: part.clusters.map((c, i) => reuse(previous.clusters[i], c)),
+    secrets: reuse(previous.secrets, part.secrets),
+  };
+}
+
+function newExportPart(e: ExportedService, ctx: BuildContext, leaf: Leaf | undefined): GatewayPart {
   const terminated = leaf ? terminatedExport(e, leaf, ctx) : undefined;
   const statPrefix = `mesh_gateway_exported.${e.service}`;
   const { chains, cluster } = terminated ?? {

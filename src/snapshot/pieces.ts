@@ -46,11 +46,20 @@ export class PieceMemo<T> {
     return this.pieces.get(id)?.deps ?? [];
   }
 
-  /** Drops every piece built from one of `keys`. */
-  invalidate(keys: Iterable<string>): void {
+  /**
+   * Drops every piece built from one of `keys`; returns what they held, by id, so a builder can
+   * patch its last snapshot where each stood instead of assembling the whole again.
+   */
+  invalidate(keys: Iterable<string>): Map<string, Piece<T>> {
+    const dropped = new Map<string, Piece<T>>();
     for (const key of keys) {
-      for (const id of this.byDep.get(key) ?? []) this.drop(id);
+      for (const id of [...(this.byDep.get(key) ?? [])]) {
+        const piece = this.pieces.get(id);
+        if (piece) dropped.set(id, piece);
+        this.drop(id);
+      }
     }
+    return dropped;
   }
 
   /** Drops the pieces whose id is not in `ids` (a piece no longer part of the snapshot). */
@@ -73,4 +82,39 @@ export class PieceMemo<T> {
       if (ids?.size === 0) this.byDep.delete(dep);
     }
   }
+}
+
+/**
+ * `next`, or `previous` when it is equal (snapshot values are plain JSON-able data): a part rebuilt
+ * to the same value stays the same object, so nothing downstream of it is generated again.
+ */
+export function reuse<T>(previous: T | undefined, next: T): T {
+  return previous !== undefined && JSON.stringify(previous) === JSON.stringify(next)
+    ? previous
+    : next;
+}
+
+/** The position of the item whose key is `key` in `sorted` (ascending by that key), or -1. */
+export function indexOfSorted<T>(
+  sorted: readonly T[],
+  key: string,
+  keyOf: (item: T) => string,
+): number {
+  let lo = 0;
+  let hi = sorted.length - 1;
+  while (lo <= hi) {
+    const mid = (lo + hi) >>> 1;
+    const at = keyOf(sorted[mid]!);
+    if (at === key) return mid;
+    if (at < key) lo = mid + 1;
+    else hi = mid - 1;
+  }
+  return -1;
+}
+
+/** Whether two dependency lists name the same keys. */
+export function sameDeps(a: Iterable<string>, b: Iterable<string>): boolean {
+  const left = new Set(a);
+  const right = [...new Set(b)];
+  return left.size === right.length && right.every((k) => left.has(k));
 }

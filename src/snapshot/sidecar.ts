@@ -14,7 +14,7 @@ import {
   upstreamRouteName,
 } from '../mesh/names.js';
 import type { BuildContext, Built, PeerBundle } from './context.js';
-import { type Changes, type Piece, PieceMemo } from './pieces.js';
+import { type Changes, indexOfSorted, type Piece, PieceMemo, reuse, sameDeps } from './pieces.js';
 import { rbacForDestination } from './intentions.js';
 import { connectTimeoutMs, upstreamEndpoints, withEndpoints } from './lookups.js';
 import { serviceProtocol } from '../catalog/lookups.js';
@@ -86,6 +86,7 @@ export class SidecarBuilder {
         readonly proxy: ServiceInstance;
         readonly leaf: Leaf;
         readonly roots: BuildContext['roots'];
+        readonly built: Built<SidecarSnapshot>;
       }
     | undefined;
 
@@ -96,22 +97,88 @@ export class SidecarBuilder {
     changes: Changes,
   ): Built<SidecarSnapshot> {
     const last = changes === 'all' ? undefined : this.last;
+    let dropped = new Map<string, Piece<UpstreamPart>>();
+    let ownKept = false;
     // A new leaf, roots or registration reach here as `all`; the check keeps a missed one safe.
     if (!last || last.proxy !== proxy || last.leaf !== leaf || last.roots !== ctx.roots) {
       this.upstreams.clear();
       this.own.clear();
     } else {
-      this.upstreams.invalidate(changes as ReadonlySet<string>);
-      this.own.invalidate(changes as ReadonlySet<string>);
+      dropped = this.upstreams.invalidate(changes as ReadonlySet<string>);
+      ownKept = this.own.invalidate(changes as ReadonlySet<string>).size === 0;
     }
-    this.last = { proxy, leaf, roots: ctx.roots };
+    const patched = last && ownKept ? this.patch(last.built, dropped, proxy, leaf, ctx) : undefined;
+    const built = patched ?? this.assemble(proxy, leaf, ctx, dropped);
+    this.last = { proxy, leaf, roots: ctx.roots, built };
+    return built;
+  }
+
+  /** The upstream with id `id` (its index among the proxy's upstreams), built unless held. */
+  private upstream(
+    id: string,
+    proxy: ServiceInstance,
+    leaf: Leaf,
+    ctx: BuildContext,
+    before: Piece<UpstreamPart> | undefined,
+  ): UpstreamPart {
+    return this.upstreams.get(id, () => {
+      const u = proxy.proxy!.upstreams[Number(id)]!;
+      const { value, deps } = upstreamPart(proxy, u, leaf, ctx);
+      const previous = before?.value;
+      return {
+        value: {
+          upstream: reuse(previous?.upstream, value.upstream),
+          bundles: reuse(previous?.bundles, value.bundles),
+        },
+        deps,
+      };
+    });
+  }
+
+  /**
+   * The last snapshot with the rebuilt upstreams swapped in where their predecessors stood, when
+   * nothing else changed: the same listener names, bundles and dependencies. Work proportional to
+   * the change, not to the upstreams (issue 14); undefined when the change reshaped the snapshot,
+   * which is then assembled whole.
+   */
+  private patch(
+    last: Built<SidecarSnapshot>,
+    dropped: ReadonlyMap<string, Piece<UpstreamPart>>,
+    proxy: ServiceInstance,
+    leaf: Leaf,
+    ctx: BuildContext,
+  ): Built<SidecarSnapshot> | undefined {
+    let upstreams: UpstreamIR[] | undefined;
+    for (const [id, before] of dropped) {
+      const part = this.upstream(id, proxy, leaf, ctx, before);
+      if (part.bundles !== before.value.bundles) return undefined;
+      if (!sameDeps(this.upstreams.depsOf(id), before.deps)) return undefined;
+      const [was, now] = [before.value.upstream, part.upstream];
+      if (was === now) continue;
+      if (!was || !now || was.listenerName !== now.listenerName) return undefined;
+      upstreams ??= [...last.snapshot.upstreams];
+      const at = indexOfSorted(upstreams, was.listenerName, (u) => u.listenerName);
+      if (upstreams[at] !== was) return undefined;
+      upstreams[at] = now;
+    }
+    return upstreams ? { snapshot: { ...last.snapshot, upstreams }, deps: last.deps } : last;
+  }
+
+  /** A whole snapshot from the parts held and those built now. */
+  private assemble(
+    proxy: ServiceInstance,
+    leaf: Leaf,
+    ctx: BuildContext,
+    dropped: ReadonlyMap<string, Piece<UpstreamPart>>,
+  ): Built<SidecarSnapshot> {
     const destination = proxy.proxy?.destinationServiceName ?? proxy.name;
     const deps = new Set<string>([destination]);
     const upstreams: UpstreamIR[] = [];
     const peerRoots = new Map<string, RootsSecretIR>();
-    (proxy.proxy?.upstreams ?? []).forEach((u, i) => {
-      const part = this.upstreams.get(String(i), () => upstreamPart(proxy, u, leaf, ctx));
-      for (const dep of this.upstreams.depsOf(String(i))) deps.add(dep);
+    (proxy.proxy?.upstreams ?? []).forEach((_, i) => {
+      const id = String(i);
+      const part = this.upstream(id, proxy, leaf, ctx, dropped.get(id));
+      for (const dep of this.upstreams.depsOf(id)) deps.add(dep);
       if (part.upstream) upstreams.push(part.upstream);
       for (const bundle of part.bundles) peerRoots.set(bundle.peer, peerRootsSecret(bundle));
     });

@@ -5,54 +5,50 @@ import type { EncodedResource } from './cache/entry.js';
 import { entriesOf } from './cache/proxy-view.js';
 import type { XdsCache } from './cache/xds-cache.js';
 import { ResourceEncoder } from './resources/index.js';
-import { type ResourcePiece, resourcePieces } from './resources/pieces.js';
+import { type PieceGroup, pieceGroups } from './resources/pieces.js';
 import { shortName, type XdsTypeUrl } from './types.js';
 
-/** One piece's resources as published, and the encoder memo keys they hold. */
+/** One part's resources as published, and the encoder memo keys they hold. */
 interface Generated {
-  readonly of: object;
   readonly resources: readonly EncodedResource[];
   readonly keys: readonly string[];
-  /** The publish that last used it (see `publish`). */
-  seenIn: number;
+}
+
+/** A group of parts as published: `generated[i]` is what `parts[i]` generated. */
+interface PublishedGroup {
+  readonly parts: readonly object[];
+  readonly generated: readonly Generated[];
 }
 
 /**
  * Publishes built snapshots to the xDS cache (docs/architecture.md §2 "Incremental builds"). A
- * snapshot is cut into pieces (`resourcePieces`); a piece whose snapshot object is the one
- * published before keeps its encoded resources, the others are generated (only resources not seen
- * before are built and encoded), and the proxy's view is updated with the resources that differ:
- * one endpoint move upserts one ClusterLoadAssignment. The first publish sets the view whole. The
- * snapshot layer reaches it only through `SnapshotSink`, so snapshot/ never imports xds/ (§12).
+ * snapshot is cut into groups of parts (`pieceGroups`); a group whose array is the one published
+ * before keeps everything, and within a group a part that is the object published before keeps its
+ * encoded resources (a pointer comparison by position). Only the other parts are generated (only
+ * resources not seen before are built and encoded), and the proxy's view is updated with the
+ * resources that differ: one endpoint move upserts one ClusterLoadAssignment. The first publish
+ * sets the view whole. The snapshot layer reaches it only through `SnapshotSink`, so snapshot/
+ * never imports xds/ (§12).
  */
 export class SnapshotPublisher implements SnapshotSink {
   private readonly encoder: ResourceEncoder;
-  /** Per proxy, its pieces as last published, in snapshot order. */
-  private readonly published = new Map<string, readonly Generated[]>();
-  private pass = 0;
+  /** Per proxy, its groups as last published, in snapshot order. */
+  private readonly published = new Map<string, readonly PublishedGroup[]>();
 
   constructor(private readonly cache: XdsCache) {
     this.encoder = new ResourceEncoder(cache);
   }
 
   publish(proxyId: string, snapshot: ConfigSnapshot): void {
-    const pass = ++this.pass;
     const before = this.cache.view(proxyId) ? this.published.get(proxyId) : undefined;
     const fresh: Generated[] = [];
-    let byOf: Map<object, Generated> | undefined;
-    const now = resourcePieces(snapshot).map((p, i) => {
-      let g = before?.[i]?.of === p.of ? before[i] : undefined;
-      if (!g && before) g = (byOf ??= new Map(before.map((b) => [b.of, b]))).get(p.of);
-      if (!g) fresh.push((g = this.generate(p)));
-      g.seenIn = pass;
-      return g;
-    });
-    const gone = before?.filter((g) => g.seenIn !== pass) ?? [];
+    const gone: Generated[] = [];
+    const now = pieceGroups(snapshot).map((g, i) => this.regroup(g, before?.[i], fresh, gone));
     try {
       if (!before)
         this.cache.setProxyResources(
           proxyId,
-          now.flatMap((g) => g.resources),
+          now.flatMap((g) => g.generated.flatMap((x) => x.resources)),
         );
       else if (fresh.length > 0 || gone.length > 0) this.update(proxyId, fresh, gone);
     } catch (err) {
@@ -60,25 +56,64 @@ export class SnapshotPublisher implements SnapshotSink {
       throw err;
     }
     for (const g of gone) this.encoder.releaseKeys(g.keys);
-    if (!before)
-      for (const g of this.published.get(proxyId) ?? []) this.encoder.releaseKeys(g.keys);
+    if (!before) for (const g of this.published.get(proxyId) ?? []) this.releaseGroup(g);
     this.published.set(proxyId, now);
   }
 
   remove(proxyId: string): void {
-    for (const g of this.published.get(proxyId) ?? []) this.encoder.releaseKeys(g.keys);
+    for (const g of this.published.get(proxyId) ?? []) this.releaseGroup(g);
     this.published.delete(proxyId);
     this.cache.removeProxy(proxyId);
   }
 
-  private generate(piece: ResourcePiece): Generated {
-    const taken = piece.specs().map((s) => this.encoder.acquire(s));
-    return {
-      of: piece.of,
-      resources: taken.map((t) => t.encoded),
-      keys: taken.map((t) => t.key),
-      seenIn: 0,
-    };
+  /**
+   * A group as published now: parts at the same position as before, and parts found among the
+   * before's other parts, keep what they generated; the rest are generated (`fresh`), and what no
+   * part kept is `gone`. An unchanged group costs a pointer comparison per part.
+   */
+  private regroup(
+    group: PieceGroup,
+    before: PublishedGroup | undefined,
+    fresh: Generated[],
+    gone: Generated[],
+  ): PublishedGroup {
+    if (before?.parts === group.parts) return before;
+    const { parts } = group;
+    const generated: Generated[] = new Array(parts.length);
+    const unplaced: number[] = [];
+    const shared = Math.min(parts.length, before?.parts.length ?? 0);
+    for (let i = 0; i < parts.length; i++) {
+      if (i < shared && parts[i] === before!.parts[i]) generated[i] = before!.generated[i]!;
+      else unplaced.push(i);
+    }
+    if (unplaced.length === 0 && parts.length === before?.parts.length) return { parts, generated };
+    // Parts that moved (one came or went before them) are found by identity among the others.
+    const others = new Map<object, Generated>();
+    const old = before?.parts ?? [];
+    for (let i = 0; i < old.length; i++) {
+      if (i < shared && old[i] === parts[i]) continue;
+      // A part held twice: one copy is matched at most, the other's keys are released.
+      if (others.has(old[i]!)) gone.push(before!.generated[i]!);
+      else others.set(old[i]!, before!.generated[i]!);
+    }
+    for (const i of unplaced) {
+      const part = parts[i]!;
+      const held = others.get(part);
+      if (held) others.delete(part);
+      else fresh.push(this.generate(group, part));
+      generated[i] = held ?? fresh[fresh.length - 1]!;
+    }
+    gone.push(...others.values());
+    return { parts, generated };
+  }
+
+  private releaseGroup(g: PublishedGroup): void {
+    for (const x of g.generated) this.encoder.releaseKeys(x.keys);
+  }
+
+  private generate(group: PieceGroup, part: object): Generated {
+    const taken = group.specs(part).map((s) => this.encoder.acquire(s));
+    return { resources: taken.map((t) => t.encoded), keys: taken.map((t) => t.key) };
   }
 
   /**

@@ -12,6 +12,104 @@ export function stateVersion(entries: readonly CacheEntry[]): string {
 }
 
 /**
+ * Changes laid over entries already published: `null` marks a removed name. A publish that
+ * upserts one entry among 10,000 stores that one, not a copy of the 10,000 (issue 14).
+ */
+export interface Layer {
+  readonly below: EntriesStore;
+  readonly changes: ReadonlyMap<string, CacheEntry | null>;
+  readonly depth: number;
+}
+
+export type EntriesStore = ReadonlyMap<string, CacheEntry> | Layer;
+
+/**
+ * Layers a store may have before it is flattened into one Map: a lookup reads at most this many
+ * small Maps, and a flatten (a copy of every entry) happens once per this many changes.
+ */
+const maxDepth = 32;
+
+const isLayer = (store: EntriesStore): store is Layer => !(store instanceof Map);
+
+function lookup(store: EntriesStore, name: string): CacheEntry | undefined {
+  let at = store;
+  while (isLayer(at)) {
+    const entry = at.changes.get(name);
+    if (entry !== undefined) return entry ?? undefined;
+    at = at.below;
+  }
+  return at.get(name);
+}
+
+/** One Map with the entries of every layer, in the order a copied and updated Map would have. */
+function flatten(store: EntriesStore): ReadonlyMap<string, CacheEntry> {
+  if (!isLayer(store)) return store;
+  const layers: Layer[] = [];
+  let at: EntriesStore = store;
+  for (; isLayer(at); at = at.below) layers.push(at);
+  const flat = new Map(at);
+  for (let i = layers.length - 1; i >= 0; i--) {
+    for (const [name, entry] of layers[i]!.changes) {
+      if (entry) flat.set(name, entry);
+      else flat.delete(name);
+    }
+  }
+  return flat;
+}
+
+/**
+ * A type's entries being built for a publish: a Map of its own, or changes over the entries the
+ * view holds (`base`), so an update costs what it changes. Only the cache makes one, and a
+ * TypeEntries takes it over.
+ */
+export class EntriesDraft {
+  private readonly changes = new Map<string, CacheEntry | null>();
+  private count: number;
+
+  constructor(readonly base?: TypeEntries) {
+    this.count = base?.size ?? 0;
+  }
+
+  get size(): number {
+    return this.count;
+  }
+
+  get(name: string): CacheEntry | undefined {
+    const entry = this.changes.get(name);
+    return entry === undefined ? this.base?.get(name) : (entry ?? undefined);
+  }
+
+  has(name: string): boolean {
+    return this.get(name) !== undefined;
+  }
+
+  set(name: string, entry: CacheEntry): void {
+    if (!this.has(name)) this.count++;
+    this.changes.set(name, entry);
+  }
+
+  delete(name: string): boolean {
+    if (!this.has(name)) return false;
+    this.count--;
+    if (this.base?.has(name)) this.changes.set(name, null);
+    else this.changes.delete(name);
+    return true;
+  }
+
+  /** The store a TypeEntries reads: the changes alone when there is no base. */
+  store(): EntriesStore {
+    if (!this.base) return this.changes as ReadonlyMap<string, CacheEntry>;
+    const below = this.base.store;
+    const layer: Layer = {
+      below,
+      changes: this.changes,
+      depth: isLayer(below) ? below.depth + 1 : 1,
+    };
+    return layer.depth > maxDepth ? flatten(layer) : layer;
+  }
+}
+
+/**
  * One type's entries in a published view, name → shared cache entry: an immutable value. Views of
  * many proxies share one when their entries of the type are equal (see XdsCache.shared), so what
  * the push path derives from it is computed once for all of them and kept here, with the value it
@@ -21,7 +119,9 @@ export function stateVersion(entries: readonly CacheEntry[]): string {
 export class TypeEntries implements ReadonlyMap<string, CacheEntry> {
   static readonly empty = new TypeEntries(new Map());
 
-  private readonly byName: ReadonlyMap<string, CacheEntry>;
+  /** The entries: one Map, or layers of changes over earlier entries (see EntriesDraft). */
+  private stored: EntriesStore;
+  private readonly count: number;
   private sortedMemo: readonly CacheEntry[] | undefined;
   private versionMemo: string | undefined;
   /** The entries of the other types (by type index) every reference of these resolved in. */
@@ -42,16 +142,28 @@ export class TypeEntries implements ReadonlyMap<string, CacheEntry> {
    * whose names are exactly `entries`' names), saves comparing every entry.
    */
   constructor(
-    entries: Map<string, CacheEntry>,
+    entries: Map<string, CacheEntry> | EntriesDraft,
     previous?: TypeEntries,
     changed?: readonly CacheEntry[],
   ) {
-    this.byName = entries;
+    this.stored = entries instanceof EntriesDraft ? entries.store() : entries;
+    this.count = entries.size;
     this.derivation =
       previous &&
       (changed
         ? { from: new WeakRef(previous), changed: [...changed].sort(byName) }
-        : derive(entries, previous));
+        : derive(this, previous));
+  }
+
+  /** What these entries are stored as (an EntriesDraft over them layers its changes on it). */
+  get store(): EntriesStore {
+    return this.stored;
+  }
+
+  /** The entries as one Map, flattened once when they are read whole. */
+  private get byName(): ReadonlyMap<string, CacheEntry> {
+    if (isLayer(this.stored)) this.stored = flatten(this.stored);
+    return this.stored as ReadonlyMap<string, CacheEntry>;
   }
 
   /** Whether these entries have exactly the names of `other` (same object, or derived from it). */
@@ -60,15 +172,15 @@ export class TypeEntries implements ReadonlyMap<string, CacheEntry> {
   }
 
   get size(): number {
-    return this.byName.size;
+    return this.count;
   }
 
   get(name: string): CacheEntry | undefined {
-    return this.byName.get(name);
+    return lookup(this.stored, name);
   }
 
   has(name: string): boolean {
-    return this.byName.has(name);
+    return lookup(this.stored, name) !== undefined;
   }
 
   keys(): MapIterator<string> {

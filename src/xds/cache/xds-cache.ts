@@ -4,7 +4,7 @@ import type { Metrics } from '../../metrics.js';
 import { allTypeUrls, shortName, typeIndex, type XdsTypeUrl } from '../types.js';
 import { CacheEntry, encodeResource, type EncodedResource, type EnvoyMessage } from './entry.js';
 import { checkConsistency, PublishedView, type ProxyView, type TypeMaps } from './proxy-view.js';
-import { TypeEntries } from './type-entries.js';
+import { EntriesDraft, TypeEntries } from './type-entries.js';
 
 export type ResourceInput = EncodedResource | EnvoyMessage;
 
@@ -19,7 +19,7 @@ export interface ViewWatcher {
 }
 
 /** A type's entries being built for a publish, before they become a TypeEntries. */
-type Building = Map<string, CacheEntry>;
+type Building = EntriesDraft;
 
 function isEncoded(r: ResourceInput): r is EncodedResource {
   return (r as EncodedResource).bytes instanceof Uint8Array;
@@ -99,12 +99,12 @@ export class XdsCache {
     const touched = new Set<number>();
     for (const r of update.remove ?? []) touched.add(typeIndex(r.typeUrl));
     for (const r of upsert) touched.add(typeIndex(r.typeUrl));
-    // Types the update does not touch keep their entries whole; only touched ones are copied.
+    // Types the update does not touch keep their entries whole; touched ones take the changes
+    // over their entries, without a copy (issue 14).
     const kept = allTypeUrls.map((_, i) => (touched.has(i) ? undefined : slot?.view?.byIndex[i]));
-    const building = allTypeUrls.map((_, i) => {
-      const entries = slot?.view?.byIndex[i];
-      return touched.has(i) ? new Map(entries ?? []) : undefined;
-    });
+    const building = allTypeUrls.map((_, i) =>
+      touched.has(i) ? new EntriesDraft(slot?.view?.byIndex[i]) : undefined,
+    );
     return this.publish(nodeId, slot, kept, building, { ...update, upsert }, false);
   }
 
@@ -234,7 +234,7 @@ export class XdsCache {
     for (const input of update.upsert ?? []) {
       const encoded = isEncoded(input) ? input : this.encode(input);
       const i = typeIndex(encoded.typeUrl);
-      const byName = (building[i] ??= new Map());
+      const byName = (building[i] ??= new EntriesDraft());
       if (upserted) {
         let names = upserted.get(encoded.typeUrl);
         if (!names) upserted.set(encoded.typeUrl, (names = new Set()));
@@ -442,7 +442,7 @@ function duplicate(r: EncodedResource): string {
 
 function sameEntries(
   a: ReadonlyMap<string, CacheEntry>,
-  b: ReadonlyMap<string, CacheEntry>,
+  b: Pick<ReadonlyMap<string, CacheEntry>, 'get' | 'size'>,
 ): boolean {
   if (a.size !== b.size) return false;
   for (const [name, entry] of a) if (b.get(name) !== entry) return false;

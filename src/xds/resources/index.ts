@@ -2,14 +2,14 @@ import type { ConfigSnapshot } from '../../snapshot/types.js';
 import type { EncodedResource } from '../cache/entry.js';
 import type { XdsCache } from '../cache/xds-cache.js';
 import type { ResourceSpec } from './common.js';
-import { resourcePieces } from './pieces.js';
+import { pieceGroups } from './pieces.js';
 
 export type { ResourceSpec } from './common.js';
 
 /** Every resource of a proxy, in a deterministic order (sorted by type, then name). */
 export function resourcesFromSnapshot(s: ConfigSnapshot): ResourceSpec[] {
-  return resourcePieces(s)
-    .flatMap((p) => p.specs())
+  return pieceGroups(s)
+    .flatMap((g) => g.parts.flatMap((p) => g.specs(p)))
     .sort((a, b) => (a.typeUrl === b.typeUrl ? cmp(a.name, b.name) : cmp(a.typeUrl, b.typeUrl)));
 }
 
