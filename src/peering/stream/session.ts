@@ -16,6 +16,8 @@ import {
   type OutgoingMessage,
   buildSubscribe,
   heartbeatMessage,
+  importBatchBytes,
+  importBatchResponses,
   parseResponse,
   terminatedMessage,
 } from './messages.js';
@@ -105,14 +107,6 @@ class ApplyTimeout extends Error {}
 type Received =
   | { readonly res: ReplicationMessage_Response; readonly change: SinkChange }
   | { readonly res: ReplicationMessage_Response; readonly error: IsthmusError };
-
-/**
- * At most this many responses, and about this many bytes of them (a resource is never split), go
- * to a sink's `applyBatch` at once: a burst is one commit, and a batch stays well inside the
- * sink's apply deadline.
- */
-const maxBatchResponses = 256;
-const maxBatchBytes = 8 * 1024 * 1024;
 
 /**
  * One replication stream after Open, the same at both ends (docs/architecture.md §6 "Stream"):
@@ -343,17 +337,27 @@ export class PeerStreamSession {
   }
 
   private async drain(): Promise<void> {
-    while (this.inbox.length > 0 && !this.closed) await this.applyBatch(this.takeBatch());
+    while (this.inbox.length > 0 && !this.closed) {
+      // Let the transport deliver what it has read meanwhile (a sink's commit can hold the event
+      // loop), so a burst is applied in a few large batches rather than many small ones.
+      await new Promise<void>((resolve) => setImmediate(resolve));
+      const batch = this.takeBatch();
+      await this.applyBatch(batch);
+    }
     this.draining = false;
   }
 
-  /** The next responses to apply, their chunks assembled, up to the batch bounds. */
+  /**
+   * The next responses to apply, their chunks assembled, up to the batch bounds (one at a time
+   * for a sink without `applyBatch`).
+   */
   private takeBatch(): Received[] {
+    const maxChanges = this.opts.sink.applyBatch ? importBatchResponses : 1;
     const batch: Received[] = [];
     let taken = 0;
     let changes = 0;
     let bytes = 0;
-    while (taken < this.inbox.length && changes < maxBatchResponses && bytes < maxBatchBytes) {
+    while (taken < this.inbox.length && changes < maxChanges && bytes < importBatchBytes) {
       const received = this.receiveOne(this.inbox[taken++]!);
       if (!received) continue; // more chunks to come; the nonce is answered after the last
       batch.push(received);
