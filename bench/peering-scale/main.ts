@@ -16,6 +16,7 @@ import { parseRegistration } from '../../src/catalog/registration.js';
 import { openLmdbStore } from '../../src/store/index.js';
 import {
   cleanupProcesses,
+  cliCommand,
   type ServerProcessOptions,
   tempDir,
 } from '../../test/helpers/process.js';
@@ -29,6 +30,8 @@ interface Options {
   readonly services: number;
   readonly instances: number;
   readonly big: number;
+  /** Runs both servers under `node --cpu-prof`, their profiles left in this directory. */
+  readonly profile: string | undefined;
 }
 
 function parseOptions(argv: readonly string[]): Options {
@@ -38,6 +41,7 @@ function parseOptions(argv: readonly string[]): Options {
       services: { type: 'string', default: '5000' },
       instances: { type: 'string', default: '20' },
       big: { type: 'string', default: '20000' },
+      profile: { type: 'string' },
     },
   });
   const int = (name: keyof typeof values, min: number, max: number) => {
@@ -50,6 +54,7 @@ function parseOptions(argv: readonly string[]): Options {
     services: int('services', 1, 5_000),
     instances: int('instances', 1, 1_000),
     big: int('big', 0, 50_000),
+    profile: values.profile,
   };
 }
 
@@ -175,14 +180,19 @@ async function main(): Promise<void> {
     `A: ${opts.services} services x ${opts.instances} instances + big (${opts.big}) = ${total} instances`,
   );
   let began = performance.now();
+  const [node, ...rest] = cliCommand;
+  const profiled = opts.profile
+    ? { command: [node!, '--cpu-prof', `--cpu-prof-dir=${opts.profile}`, ...rest] }
+    : {};
   const seeded: ServerProcessOptions = {
     dataDir: await seedCatalog(serviceBodies(opts)),
     timeoutMs: 120_000,
+    ...profiled,
   };
   console.log(`A's catalog seeded in ${((performance.now() - began) / 1000).toFixed(1)} s`);
   const [a, b] = await Promise.all([
     startMeshProcess({ datacenter: 'dc-a', ...flags }, seeded),
-    startMeshProcess({ datacenter: 'dc-b', ...flags }),
+    startMeshProcess({ datacenter: 'dc-b', ...flags }, profiled),
   ]);
   try {
     await peerClusters(a, b, { dialerName: 'cluster-b', acceptorName: 'cluster-a' }, 30_000);

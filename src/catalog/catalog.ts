@@ -1,6 +1,6 @@
 import { IsthmusError } from '../errors.js';
 import type { Logger } from '../log.js';
-import type { Store, StoreEvent, StoreTxn, TxnOptions } from '../store/store.js';
+import type { Store, StoreEvent, TxnOptions } from '../store/store.js';
 import type {
   CatalogEvent,
   CatalogReader,
@@ -25,6 +25,7 @@ import {
 } from './instance-changes.js';
 import { storedConfigEntries, storedInstances } from './records.js';
 import { parseRegistration } from './registration.js';
+import { type Planned, type Staging, WriteBatch } from './write-batch.js';
 
 export type { ConfigRecord, StoredInstance } from './catalog-index.js';
 
@@ -49,9 +50,10 @@ export interface CatalogOptions {
 const catalogPrefix = 'catalog/';
 
 /**
- * Services, instances, health checks and config entries of this cluster. Writes are serialized:
- * each validates against the committed state, commits one Store transaction (a failed write
- * changes nothing). The in-memory index follows the Store watch, so it takes this server's writes
+ * Services, instances, health checks and config entries of this cluster. Writes are queued and
+ * committed in batches: each validates against the committed state plus the earlier writes of its
+ * batch, and a batch commits in one Store transaction (a write that fails validation fails alone
+ * and changes nothing). The in-memory index follows the Store watch, so it takes this server's writes
  * (delivered before their transaction resolves) and every other server's alike, then emits
  * `CatalogEvent`s. Reads are synchronous lookups over the index, for the snapshot layer.
  *
@@ -64,7 +66,10 @@ export class Catalog implements CatalogReader {
   private readonly listeners = new Set<(event: CatalogEvent) => void>();
   private readonly timers: TtlTimers;
   private readonly clock: Clock;
+  /** The batch loop, while it runs (`close` and `writesSettled` wait for it). */
   private queue: Promise<unknown> = Promise.resolve();
+  private readonly waiting: QueuedWrite[] = [];
+  private running = false;
   private closed = false;
   private readonly unwatch: () => void;
 
@@ -99,10 +104,10 @@ export class Catalog implements CatalogReader {
   async register(input: unknown): Promise<readonly ServiceInstance[]> {
     const parsed = parseRegistration(input, { datacenter: this.opts.datacenter });
     if (!parsed.ok) throw invalidInput(parsed.error);
-    const changes = await this.write((tx, ctx) => {
+    const changes = await this.write((staging, ctx) => {
       const plan = planRegistration(parsed.value, ctx);
       if (!plan.ok) throw invalidInput(plan.error);
-      return this.stage(tx, plan.value);
+      return staging.instances(plan.value);
     });
     return changes.upserts.map((s) => s.instance);
   }
@@ -112,14 +117,14 @@ export class Catalog implements CatalogReader {
    * removed.
    */
   async deregister(id: string): Promise<readonly ServiceInstance[]> {
-    const changes = await this.write((tx, ctx) => {
+    const changes = await this.write((staging, ctx) => {
       const plan = planDeregistration(id, ctx.index);
       if (!plan)
         throw new IsthmusError(
           'not_found',
           `Unknown service ID ${JSON.stringify(id)}. Ensure that the service ID is passed, not the service name.`,
         );
-      return this.stage(tx, plan);
+      return staging.instances(plan);
     });
     return changes.removals;
   }
@@ -130,10 +135,10 @@ export class Catalog implements CatalogReader {
     status: HealthStatus,
     output: string,
   ): Promise<ServiceInstance> {
-    const update = await this.write((tx, ctx) => {
+    const update = await this.write((staging, ctx) => {
       const plan = planCheckUpdate(checkId, status, output, ctx);
       if (!plan) throw new IsthmusError('not_found', `Unknown check ID ${JSON.stringify(checkId)}`);
-      this.stage(tx, { upserts: plan.upserts, removals: [] });
+      staging.instances({ upserts: plan.upserts, removals: [] });
       return plan;
     });
     return update.upserts[0]!.instance;
@@ -151,7 +156,7 @@ export class Catalog implements CatalogReader {
     const parsed = parseConfigEntry(input);
     if (!parsed.ok) throw invalidInput(parsed.error);
     const entry = parsed.value;
-    return this.write((tx, ctx) => {
+    return this.write((staging, ctx) => {
       const problems = checkEntryWrite(entry, ctx.index, opts.peers?.() ?? []);
       if (problems.length > 0) throw invalidInput(problems);
       const existing = ctx.index.config(entry.kind, entry.name);
@@ -160,7 +165,7 @@ export class Catalog implements CatalogReader {
         createIndex: existing?.createIndex ?? ctx.revision,
         modifyIndex: ctx.revision,
       };
-      storedConfigEntries.put(tx, configId(entry.kind, entry.name), rec);
+      staging.putConfig(rec);
       return rec;
     });
   }
@@ -169,12 +174,12 @@ export class Catalog implements CatalogReader {
     const parsedKind = parseConfigKind(kind);
     if (!parsedKind.ok) throw invalidInput(parsedKind.error);
     const entryKind = parsedKind.value;
-    await this.write((tx, ctx) => {
+    await this.write((staging, ctx) => {
       if (!ctx.index.config(entryKind, name))
         throw new IsthmusError('not_found', `config entry ${entryKind}/${name} not found`);
       const problems = checkEntryDelete(entryKind, name, ctx.index);
       if (problems.length > 0) throw invalidInput(problems);
-      storedConfigEntries.delete(tx, configId(entryKind, name));
+      staging.deleteConfig(entryKind, name);
     });
   }
 
@@ -243,31 +248,85 @@ export class Catalog implements CatalogReader {
   }
 
   /**
-   * Runs `fn` in one Store transaction; the watch has applied it to the index when this resolves.
-   * Writes run one at a time and the index has caught up with the store first, so `ctx.index` is
-   * the committed state; the commit fails (and `fn` runs again) if another server changed a
-   * catalog key since. The revision is read inside the transaction, so on one server it is exactly
-   * the one the write commits at (with several, the next one after what the index holds).
+   * Queues a write; resolves with what `fn` returned once it is committed and the watch has applied
+   * it to the index, or rejects with what `fn` threw (that write alone fails) or with the Store's
+   * error (every write of its batch fails).
    */
-  private write<T>(fn: (tx: StoreTxn, ctx: PlanContext) => T, opts: TxnOptions = {}): Promise<T> {
+  private write<T>(
+    fn: (staging: Staging, ctx: PlanContext) => T,
+    opts: TxnOptions = {},
+  ): Promise<T> {
     if (this.closed) return Promise.reject(new IsthmusError('unavailable', 'catalog is closed'));
-    const run = this.queue.then(async () => {
-      const result = await this.store.txn(async (tx) => {
-        tx.unchanged(catalogPrefix);
-        await this.store.caughtUp();
-        const revision = (await this.store.revision()) + 1;
-        return fn(tx, { index: this.index, now: this.clock.now(), revision });
-      }, opts);
-      return result;
+    return new Promise<T>((resolve, reject) => {
+      this.waiting.push({
+        plan: fn,
+        asLeader: opts.asLeader === true,
+        resolve: resolve as (value: unknown) => void,
+        reject,
+      });
+      if (this.running) return;
+      this.running = true;
+      this.queue = this.queue.then(() => this.runBatches());
     });
-    this.queue = run.catch(() => undefined);
-    return run;
   }
 
-  private stage(tx: StoreTxn, changes: InstanceChanges): InstanceChanges {
-    for (const stored of changes.upserts) storedInstances.put(tx, stored.instance.id, stored);
-    for (const instance of changes.removals) storedInstances.delete(tx, instance.id);
-    return changes;
+  /**
+   * Commits the queued writes a batch at a time (issue 14: registrations that arrive together
+   * commit together, one transaction and one flush per batch, not per registration). The index
+   * has caught up with the store first, and each write is planned against the committed state plus
+   * the batch's earlier writes (`WriteBatch`), in the order they were queued. The commit fails
+   * (and the batch is planned again) if another server changed a catalog key since. The revision
+   * is read inside the transaction, so on one server it is exactly the one the batch commits at
+   * (with several, the next one after what the index holds).
+   */
+  private async runBatches(): Promise<void> {
+    try {
+      while (this.waiting.length > 0) await this.commitBatch(this.nextBatch());
+    } finally {
+      this.running = false;
+    }
+  }
+
+  /** The next queued writes that commit together: up to `maxBatchWrites`, all fenced alike. */
+  private nextBatch(): QueuedWrite[] {
+    const asLeader = this.waiting[0]?.asLeader;
+    let n = 0;
+    while (n < this.waiting.length && n < maxBatchWrites && this.waiting[n]?.asLeader === asLeader)
+      n++;
+    return this.waiting.splice(0, n);
+  }
+
+  private async commitBatch(writes: readonly QueuedWrite[]): Promise<void> {
+    let planned: Planned<unknown>[] = [];
+    try {
+      await this.store.txn(
+        async (tx) => {
+          tx.unchanged(catalogPrefix);
+          await this.store.caughtUp();
+          const revision = (await this.store.revision()) + 1;
+          const ctx: PlanContext = { index: this.index, now: this.clock.now(), revision };
+          const batch = new WriteBatch(this.index);
+          try {
+            planned = writes.map((w) => batch.plan((staging) => w.plan(staging, ctx)));
+          } finally {
+            batch.rollback();
+          }
+          batch.commitTo(tx);
+        },
+        writes[0]?.asLeader ? { asLeader: true } : {},
+      );
+    } catch (err) {
+      for (const [i, w] of writes.entries()) {
+        const own = planned[i];
+        w.reject(own && !own.ok ? own.error : err);
+      }
+      return;
+    }
+    for (const [i, w] of writes.entries()) {
+      const outcome = planned[i];
+      if (outcome?.ok) w.resolve(outcome.value);
+      else w.reject(outcome?.error);
+    }
   }
 
   /** A committed change under `catalog/` from any server (the watch), applied to the index. */
@@ -345,9 +404,9 @@ export class Catalog implements CatalogReader {
     }
     try {
       const plan = await this.write(
-        (tx, ctx) => {
+        (staging, ctx) => {
           const planned = planExpiry(checkId, ctx);
-          if (planned) this.stage(tx, { upserts: planned.upserts, removals: [] });
+          if (planned) staging.instances({ upserts: planned.upserts, removals: [] });
           return planned;
         },
         isLeader ? { asLeader: true } : {},
@@ -388,6 +447,14 @@ export class Catalog implements CatalogReader {
   }
 }
 
-function configId(kind: ConfigEntryKind, name: string): string {
-  return `${kind}/${name}`;
+/** At most this many queued writes commit in one transaction. */
+const maxBatchWrites = 128;
+
+/** A write waiting for its batch. */
+interface QueuedWrite {
+  readonly plan: (staging: Staging, ctx: PlanContext) => unknown;
+  /** Fenced on this server's leader key (`TxnOptions.asLeader`): batched only with its like. */
+  readonly asLeader: boolean;
+  readonly resolve: (value: unknown) => void;
+  readonly reject: (err: unknown) => void;
 }

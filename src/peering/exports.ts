@@ -46,6 +46,25 @@ export function exportedNamesFor(catalog: CatalogReader, peerName: string): stri
 }
 
 /**
+ * Whether `service` is among `exportedNamesFor(catalog, peerName)`, without listing every exported
+ * name (a sidecar's build asks this of its own service: with a `*` export, listing them made
+ * building every sidecar quadratic in services, issue 14).
+ */
+export function isExportedTo(catalog: CatalogReader, peerName: string, service: string): boolean {
+  const entry = catalog.configEntry('exported-services', 'default');
+  if (!entry) return false;
+  const group = (name: string) => catalog.configEntry('sameness-group', name);
+  const consumer = (s: (typeof entry.services)[number]) =>
+    s.namespace === 'default' && consumerPeers(s.consumers, group).includes(peerName);
+  if (entry.services.some((s) => s.name === service && consumer(s))) return true;
+  if (!entry.services.some((s) => s.name === '*' && consumer(s))) return false;
+  // `*`: a typical instance of the default namespace, looked up in the default partition first.
+  if (catalog.instancesOf(service, 'default', 'default').some((i) => i.kind === 'typical'))
+    return true;
+  return exportedNamesFor(catalog, peerName).includes(service);
+}
+
+/**
  * Full state of one exported service: its non-critical instances (health flattened) and, when it
  * has Connect sidecars, one synthetic `<svc>-sidecar-proxy` per healthy mesh gateway, reachable at
  * the gateway's WAN address, with the PeerMeta the importer dials it by.

@@ -124,6 +124,28 @@ export class ImportedServices {
     );
   }
 
+  /**
+   * Replaces (instances) or removes (`undefined`) several services of `peer` in one Store
+   * transaction: the importer writes a burst of replicated services as one commit (issue 14).
+   */
+  async write(
+    peer: string,
+    services: ReadonlyMap<string, readonly ImportedInstance[] | undefined>,
+  ): Promise<void> {
+    if (services.size === 0) return;
+    await this.store.txn(async (tx) => {
+      for (const [service, instances] of services) {
+        if (instances) storedImports.put(tx, idOf(peer, service), { instances });
+        else storedImports.delete(tx, idOf(peer, service));
+      }
+    });
+  }
+
+  /** Whether anything of `service` is imported from `peer`. */
+  has(peer: string, service: string): boolean {
+    return this.byPeer.get(peer)?.has(service) ?? false;
+  }
+
   /** Stops following the store. */
   close(): void {
     this.unwatch();
@@ -131,7 +153,8 @@ export class ImportedServices {
 
   /** Removes every service of `peer` not in `keep` (the peer's latest exported-services list). */
   async retain(peer: string, keep: ReadonlySet<string>): Promise<void> {
-    for (const name of this.serviceNames(peer)) if (!keep.has(name)) await this.remove(peer, name);
+    const gone = [...(this.byPeer.get(peer)?.keys() ?? [])].filter((name) => !keep.has(name));
+    await this.write(peer, new Map(gone.map((name) => [name, undefined])));
   }
 
   /** Everything imported from `peer` (the peering was deleted or terminated). */

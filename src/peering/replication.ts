@@ -18,7 +18,7 @@ import { type ImportedInstance, type ImportedServices, importedInstancesOf } fro
 import type { Peerings } from './peerings.js';
 import { ServiceVersions } from './service-versions.js';
 import { ResourceUrl } from './stream/resources.js';
-import type { ResourceChange, ResourceSink, ResourceSource } from './stream/types.js';
+import type { ResourceChange, ResourceSink, ResourceSource, SinkChange } from './stream/types.js';
 import type { RejectedImport } from './types.js';
 import {
   importLimits,
@@ -167,6 +167,12 @@ export interface ImportSinkDeps {
   readonly ownTrustDomain: string;
 }
 
+/** A batch of services being applied: its outcome per name (`undefined`: removed). */
+interface ServiceBatch {
+  readonly held: Map<string, readonly ImportedInstance[] | undefined>;
+  readonly versions: Map<string, string | undefined>;
+}
+
 /** Rejections kept on the peering (one per resource; a peer can send any number of bad ones). */
 const maxRejectedKept = 16;
 
@@ -187,18 +193,51 @@ const rejectedKind: Record<ResourceUrl, RejectedImport['resource']> = {
 export class ImportSink implements ResourceSink {
   /** The exporter's version of each service held, which its next patch must name as its base. */
   private readonly versions = new Map<string, string>();
+  /** Whether StreamStatus.importedServices was compared with what is held since this started. */
+  private countsChecked = false;
 
   constructor(private readonly deps: ImportSinkDeps) {}
 
   async apply(resourceUrl: ResourceUrl, change: ResourceChange): Promise<void> {
+    const [error] = await this.applyBatch([{ resourceUrl, change }]);
+    if (error) throw error;
+  }
+
+  /**
+   * Applies a burst of changes in order, as if one at a time: consecutive services are checked
+   * against what the batch already holds and written in one Store transaction, with one
+   * StreamStatus update (issue 14: a peer's 5,000 services must not cost 5,000 commits, nor a
+   * rewrite of the imported-services list each). Anything else is applied on its own.
+   */
+  async applyBatch(changes: readonly SinkChange[]): Promise<(IsthmusError | undefined)[]> {
+    const results: (IsthmusError | undefined)[] = [];
+    for (let i = 0; i < changes.length; ) {
+      let end = i;
+      while (changes[end]?.resourceUrl === ResourceUrl.exportedService) end++;
+      if (end > i) {
+        results.push(...(await this.services(changes.slice(i, end).map((c) => c.change))));
+        i = end;
+      } else {
+        const { resourceUrl, change } = changes[i++]!;
+        results.push(await this.applyOne(resourceUrl, change));
+      }
+    }
+    return results;
+  }
+
+  private async applyOne(
+    resourceUrl: ResourceUrl,
+    change: ResourceChange,
+  ): Promise<IsthmusError | undefined> {
     try {
       await this.applyValid(resourceUrl, change);
     } catch (err) {
       const e = IsthmusError.from(err);
       if (e.code === 'invalid_argument') await this.recordRejected(resourceUrl, change, e.message);
-      throw e;
+      return e;
     }
-    await this.clearRejected(resourceUrl, change.resourceId);
+    await this.clearRejected(resourceUrl, [change.resourceId]);
+    return undefined;
   }
 
   private applyValid(resourceUrl: ResourceUrl, change: ResourceChange): Promise<void> {
@@ -210,8 +249,13 @@ export class ImportSink implements ResourceSink {
       case ResourceUrl.exportedServiceList:
         return this.exportedList(change);
       case ResourceUrl.exportedService:
-        return this.exportedService(change);
+        return this.applyServiceAlone(change);
     }
+  }
+
+  private async applyServiceAlone(change: ResourceChange): Promise<void> {
+    const [error] = await this.services([change]);
+    if (error) throw error;
   }
 
   private async trustBundle(change: ResourceChange): Promise<void> {
@@ -258,36 +302,77 @@ export class ImportSink implements ResourceSink {
     await this.recordCounts();
   }
 
-  private async exportedService(change: ResourceChange): Promise<void> {
-    const { imported, peeringName, peerings } = this.deps;
+  /**
+   * Services in arrival order: each is checked against the committed state plus the batch's
+   * earlier ones (a patch applies to the version an earlier one in the batch left), the accepted
+   * ones are written in one transaction, and only then do their versions count. A refused one is
+   * NACKed alone; a failed write NACKs every accepted one with its error.
+   */
+  private async services(
+    changes: readonly ResourceChange[],
+  ): Promise<(IsthmusError | undefined)[]> {
+    const batch: ServiceBatch = { held: new Map(), versions: new Map() };
+    const results = changes.map((change) => {
+      try {
+        this.planService(change, batch);
+        return undefined;
+      } catch (err) {
+        return IsthmusError.from(err);
+      }
+    });
+    const { imported, peeringName } = this.deps;
+    const namesChanged = [...batch.held].some(
+      ([name, instances]) => imported.has(peeringName, name) !== (instances !== undefined),
+    );
+    try {
+      await imported.write(peeringName, batch.held);
+    } catch (err) {
+      const e = IsthmusError.from(err);
+      return results.map((r) => r ?? e);
+    }
+    for (const [name, version] of batch.versions)
+      if (version) this.versions.set(name, version);
+      else this.versions.delete(name);
+    if (namesChanged || !this.countsChecked) await this.recordCounts();
+    // What StreamStatus.rejectedImports says of a service is its last accepted or refused change.
+    const last = new Map<string, { change: ResourceChange; error: IsthmusError | undefined }>();
+    for (const [i, error] of results.entries())
+      if (!error || error.code === 'invalid_argument')
+        last.set(changes[i]!.resourceId, { change: changes[i]!, error });
+    for (const { change, error } of last.values())
+      if (error) await this.recordRejected(ResourceUrl.exportedService, change, error.message);
+    const accepted = [...last].filter(([, l]) => !l.error).map(([id]) => id);
+    await this.clearRejected(ResourceUrl.exportedService, accepted);
+    return results;
+  }
+
+  /** Checks one service change and puts its outcome in `batch` (throws the NACK's error). */
+  private planService(change: ResourceChange, batch: ServiceBatch): void {
+    const { peeringName, peerings } = this.deps;
     const name = change.resourceId;
     if (change.operation === 'delete') {
-      this.versions.delete(name);
-      await imported.remove(peeringName, name);
-      await this.recordCounts();
+      batch.held.set(name, undefined);
+      batch.versions.set(name, undefined);
       return;
     }
     const service = change.resource as ExportedService;
     const peering = peerings.read(peeringName);
     const datacenter = peering?.remote.datacenter ?? '';
-    if (change.operation === 'patch') this.checkBase(name, service);
+    if (change.operation === 'patch') this.checkBase(name, service, batch);
     const problems = validateExportedService(name, service, peering?.peerTrustDomain ?? '');
     if (change.operation === 'patch') problems.push(...validateRemovedIds(service));
     if (problems.length > 0) throw invalidInput(problems);
     const instances = importedInstancesOf(peeringName, datacenter, service);
-    await imported.replace(
-      peeringName,
+    batch.held.set(
       name,
-      change.operation === 'patch' ? this.patched(name, instances, service) : instances,
+      change.operation === 'patch' ? this.patched(name, instances, service, batch) : instances,
     );
-    if (service.version) this.versions.set(name, service.version);
-    else this.versions.delete(name);
-    await this.recordCounts();
+    batch.versions.set(name, service.version || undefined);
   }
 
   /** A patch applies only to the version it was made against (docs/architecture.md §6). */
-  private checkBase(name: string, patch: ExportedService): void {
-    const held = this.versions.get(name);
+  private checkBase(name: string, patch: ExportedService, batch: ServiceBatch): void {
+    const held = batch.versions.has(name) ? batch.versions.get(name) : this.versions.get(name);
     const base = patch.patch?.baseVersion ?? '';
     if (!base || held !== base)
       throw new IsthmusError(
@@ -302,10 +387,13 @@ export class ImportSink implements ResourceSink {
     name: string,
     upserted: readonly ImportedInstance[],
     patch: ExportedService,
+    batch: ServiceBatch,
   ): ImportedInstance[] {
     const removed = patch.patch?.removedInstanceIds ?? [];
     const gone = new Set([...removed, ...upserted.map((i) => i.id)]);
-    const held = this.deps.imported.heldOf(this.deps.peeringName, name);
+    const held = batch.held.has(name)
+      ? (batch.held.get(name) ?? [])
+      : this.deps.imported.heldOf(this.deps.peeringName, name);
     const result = [...held.filter((i) => !gone.has(i.id)), ...upserted];
     if (result.length > importLimits.instances)
       throw invalidInput([
@@ -317,7 +405,12 @@ export class ImportSink implements ResourceSink {
     return result;
   }
 
+  /**
+   * Sets StreamStatus.importedServices to what is held. Called when the set of names may have
+   * changed (and once per stream, to correct a list a crash left behind), never per service.
+   */
   private async recordCounts(): Promise<void> {
+    this.countsChecked = true;
     const { imported, peeringName, peerings } = this.deps;
     const names = imported.serviceNames(peeringName);
     const current = peerings.read(peeringName)?.streamStatus.importedServices ?? [];
@@ -342,14 +435,15 @@ export class ImportSink implements ResourceSink {
    * An accepted version of a resource resolves its rejection; an accepted trust bundle resolves
    * every refused one (a peer has one bundle, whatever trust domain a refused one named).
    */
-  private async clearRejected(url: ResourceUrl, resourceId: string): Promise<void> {
+  private async clearRejected(url: ResourceUrl, resourceIds: readonly string[]): Promise<void> {
     const { peerings, peeringName } = this.deps;
     const rejected = peerings.read(peeringName)?.streamStatus.rejectedImports ?? [];
+    if (rejected.length === 0 || resourceIds.length === 0) return;
     const resource = rejectedKind[url];
-    const others =
-      resource === 'trust-bundle'
-        ? rejected.filter((r) => r.resource !== resource)
-        : this.rejectedOtherThan(resource, resourceId);
+    const ids = new Set(resourceIds);
+    const others = rejected.filter(
+      (r) => r.resource !== resource || (resource !== 'trust-bundle' && !ids.has(r.resourceId)),
+    );
     if (others.length === rejected.length) return;
     await peerings.setStreamStatus(peeringName, {
       rejectedImports: others.length > 0 ? others : undefined,

@@ -24,7 +24,7 @@ import { compileChain } from '../discovery-chain/compile.js';
 import { type ChainLookups, compileRoutes } from '../discovery-chain/routes.js';
 import { samenessLookup } from '../discovery-chain/sameness.js';
 import { routedUpstream } from './routed-upstream.js';
-import { exportedNamesFor } from '../peering/exports.js';
+import { isExportedTo } from '../peering/exports.js';
 import type {
   PublicListenerIR,
   RootsSecretIR,
@@ -354,7 +354,7 @@ function inboundTrustDomains(
   const out: TrustDomainIR[] = [];
   for (const peer of ctx.peering?.peerNames() ?? []) {
     const bundle = ctx.peering?.bundle(peer);
-    if (!bundle || !exportedNamesFor(ctx.catalog, peer).includes(service)) continue;
+    if (!bundle || !isExportedTo(ctx.catalog, peer, service)) continue;
     if (bundle.trustDomain === ctx.trustDomain || out.some((t) => t.name === bundle.trustDomain))
       continue;
     out.push({ name: bundle.trustDomain, pems: [...bundle.pems] });

@@ -327,7 +327,8 @@ class LmdbStore implements Store {
     }
     if (events.length === 0) return;
     group.revision = revision;
-    group.events.push(...events);
+    // One by one: spreading a transaction of 100,000 writes into push() overflows the stack.
+    for (const event of events) group.events.push(event);
   }
 
   /**

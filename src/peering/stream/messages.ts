@@ -34,6 +34,14 @@ export const maxResourceBytes = 32 * 1024 * 1024;
 /** Chunks of one resource at most. */
 export const maxChunks = Math.ceil(maxResourceBytes / maxChunkBytes);
 
+/**
+ * At most this many responses, and about this many bytes of them (a resource is never split), are
+ * applied together by an importer (`ResourceSink.applyBatch`): a burst is one commit, and a batch
+ * stays well inside the apply deadline. The dialer's HTTP/2 receive window is as large.
+ */
+export const importBatchResponses = 256;
+export const importBatchBytes = 8 * 1024 * 1024;
+
 export function buildOpen(open: StreamOpen): ReplicationMessage {
   return ReplicationMessage.fromPartial({
     payload: {

@@ -16,6 +16,8 @@ import {
   type OutgoingMessage,
   buildSubscribe,
   heartbeatMessage,
+  importBatchBytes,
+  importBatchResponses,
   parseResponse,
   terminatedMessage,
 } from './messages.js';
@@ -31,6 +33,7 @@ import {
   type ResourceChange,
   type ResourceSink,
   type ResourceSource,
+  type SinkChange,
   type StreamObserver,
   type StreamOpen,
   type ResolvedTimings,
@@ -97,7 +100,13 @@ type Handlers = {
   readonly [K in Payload['$case']]: (value: Extract<Payload, { $case: K }>['value']) => void;
 };
 
+/** A sink took longer than `applyTimeoutMs`; the message names what it was applying. */
 class ApplyTimeout extends Error {}
+
+/** A response as received: its change once whole and parsed, or the error that NACKs it. */
+type Received =
+  | { readonly res: ReplicationMessage_Response; readonly change: SinkChange }
+  | { readonly res: ReplicationMessage_Response; readonly error: IsthmusError };
 
 /**
  * One replication stream after Open, the same at both ends (docs/architecture.md §6 "Stream"):
@@ -117,8 +126,11 @@ export class PeerStreamSession {
   private readonly outstanding = new Map<string, SentResponse>();
   private readonly handlers: Handlers;
   private readonly observer: Required<StreamObserver>;
-  /** Responses are applied one at a time; each task catches its own errors. */
+  /** Responses are applied in order, a batch at a time; the task catches its own errors. */
   private applyQueue: Promise<void> = Promise.resolve();
+  /** Responses received and not yet applied, in arrival order. */
+  private inbox: ReplicationMessage_Response[] = [];
+  private draining = false;
   private nonceCounter = 0;
   private active = false;
   private closed = false;
@@ -158,7 +170,7 @@ export class PeerStreamSession {
       open: () => this.protocolError('Open sent twice'),
       request: (req) =>
         req.responseNonce === '' ? this.onSubscribe(req.resourceUrl) : this.onAck(req),
-      response: (res) => this.enqueue(() => this.applyResponse(res)),
+      response: (res) => this.onResponse(res),
       heartbeat: () => this.observer.onHeartbeat(new Date()),
       terminated: () => this.onPeerTerminated(),
     };
@@ -313,41 +325,121 @@ export class PeerStreamSession {
     });
   }
 
-  private enqueue(task: () => Promise<void>): void {
-    this.applyQueue = this.applyQueue.then(task);
+  /**
+   * Queues a response. Whatever arrives while earlier responses are being applied is applied next,
+   * together (`ResourceSink.applyBatch`): a burst of replicated services costs a few commits.
+   */
+  private onResponse(res: ReplicationMessage_Response): void {
+    this.inbox.push(res);
+    if (this.draining) return;
+    this.draining = true;
+    this.applyQueue = this.applyQueue.then(() => this.drain());
   }
 
-  /** Applies one response to the sink and ACKs it, or NACKs it with the reason. */
-  private async applyResponse(received: ReplicationMessage_Response): Promise<void> {
-    if (this.closed) return;
-    this.counts.responsesReceived++;
-    let error: IsthmusError | undefined;
-    let res = received;
-    try {
-      const assembled = this.chunks.add(received);
-      if (!assembled.ok) throw assembled.error;
-      if (!assembled.value) return; // more chunks to come; the nonce is answered after the last
-      res = assembled.value;
-      if (!isResourceUrl(res.resourceUrl) || !this.imports.has(res.resourceUrl)) {
-        throw new IsthmusError(
-          'invalid_argument',
-          `not subscribed to ${res.resourceUrl || '(empty resource_url)'}`,
-          'resource_url',
-        );
-      }
-      const url = res.resourceUrl;
-      const parsed = parseResponse(res);
-      if (!parsed.ok) throw parsed.error;
-      const change = parsed.value;
-      await this.withApplyDeadline(async () => this.opts.sink.apply(url, change));
-    } catch (err) {
-      if (err instanceof ApplyTimeout) {
-        const message = `applying ${res.resourceUrl} ${res.resourceId} took longer than ${this.timings.applyTimeoutMs} ms`;
-        this.close({ kind: 'failed', error: message }, new IsthmusError('unavailable', message));
-        return;
-      }
-      error = IsthmusError.from(err);
+  private async drain(): Promise<void> {
+    while (this.inbox.length > 0 && !this.closed) {
+      // Let the transport deliver what it has read meanwhile (a sink's commit can hold the event
+      // loop), so a burst is applied in a few large batches rather than many small ones.
+      await new Promise<void>((resolve) => setImmediate(resolve));
+      const batch = this.takeBatch();
+      await this.applyBatch(batch);
     }
+    this.draining = false;
+  }
+
+  /**
+   * The next responses to apply, their chunks assembled, up to the batch bounds (one at a time
+   * for a sink without `applyBatch`).
+   */
+  private takeBatch(): Received[] {
+    const maxChanges = this.opts.sink.applyBatch ? importBatchResponses : 1;
+    const batch: Received[] = [];
+    let taken = 0;
+    let changes = 0;
+    let bytes = 0;
+    while (taken < this.inbox.length && changes < maxChanges && bytes < importBatchBytes) {
+      const received = this.receiveOne(this.inbox[taken++]!);
+      if (!received) continue; // more chunks to come; the nonce is answered after the last
+      batch.push(received);
+      if ('change' in received) {
+        changes++;
+        bytes += received.res.resource?.value.length ?? 0;
+      }
+    }
+    this.inbox = this.inbox.slice(taken);
+    return batch;
+  }
+
+  /** One response: assembled, checked and parsed; `undefined` while its chunks are missing. */
+  private receiveOne(received: ReplicationMessage_Response): Received | undefined {
+    this.counts.responsesReceived++;
+    const assembled = this.chunks.add(received);
+    if (!assembled.ok) return { res: received, error: assembled.error };
+    const res = assembled.value;
+    if (!res) return undefined;
+    if (!isResourceUrl(res.resourceUrl) || !this.imports.has(res.resourceUrl)) {
+      const message = `not subscribed to ${res.resourceUrl || '(empty resource_url)'}`;
+      return { res, error: new IsthmusError('invalid_argument', message, 'resource_url') };
+    }
+    const parsed = parseResponse(res);
+    if (!parsed.ok) return { res, error: parsed.error };
+    return { res, change: { resourceUrl: res.resourceUrl, change: parsed.value } };
+  }
+
+  /** Applies a batch to the sink and ACKs or NACKs each response, in order. */
+  private async applyBatch(batch: readonly Received[]): Promise<void> {
+    const together = this.opts.sink.applyBatch?.bind(this.opts.sink);
+    if (!together) {
+      for (const received of batch) {
+        if (this.closed) return;
+        const error = 'error' in received ? received.error : await this.applyAlone(received);
+        if (error !== 'timeout') this.answer(received.res, error);
+      }
+      return;
+    }
+    const changes = batch.flatMap((r) => ('change' in r ? [r.change] : []));
+    let errors: readonly (IsthmusError | undefined)[] = [];
+    if (changes.length > 0) {
+      const what = changes.length === 1 ? describe(changes[0]!) : `${changes.length} responses`;
+      const applied = await this.settle(what, () => together(changes));
+      if (applied === 'timeout') return;
+      errors = applied instanceof IsthmusError ? changes.map(() => applied) : applied;
+    }
+    let next = 0;
+    for (const received of batch)
+      this.answer(received.res, 'error' in received ? received.error : errors[next++]);
+  }
+
+  private async applyAlone(
+    received: Extract<Received, { change: SinkChange }>,
+  ): Promise<IsthmusError | undefined | 'timeout'> {
+    const { resourceUrl, change } = received.change;
+    const applied = await this.settle(describe(received.change), async () =>
+      this.opts.sink.apply(resourceUrl, change),
+    );
+    return applied === 'timeout' || applied instanceof IsthmusError ? applied : undefined;
+  }
+
+  /**
+   * Runs a sink call under the apply deadline: its value, or the error it threw, or `timeout`
+   * once the deadline passed (the stream is then ended: a stuck sink must not hold it forever).
+   */
+  private async settle<T>(
+    what: string,
+    apply: () => Promise<T>,
+  ): Promise<T | IsthmusError | 'timeout'> {
+    try {
+      return await this.withApplyDeadline(apply);
+    } catch (err) {
+      if (!(err instanceof ApplyTimeout)) return IsthmusError.from(err);
+      const message = `applying ${what} took longer than ${this.timings.applyTimeoutMs} ms`;
+      this.close({ kind: 'failed', error: message }, new IsthmusError('unavailable', message));
+      return 'timeout';
+    }
+  }
+
+  /** ACKs (no error) or NACKs one response's nonce. */
+  private answer(res: ReplicationMessage_Response, error: IsthmusError | undefined): void {
     if (this.closed) return;
     if (error) {
       this.counts.nacksSent++;
@@ -370,13 +462,13 @@ export class PeerStreamSession {
     );
   }
 
-  private async withApplyDeadline(apply: () => Promise<void>): Promise<void> {
+  private async withApplyDeadline<T>(apply: () => Promise<T>): Promise<T> {
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_resolve, reject) => {
       timer = setTimeout(() => reject(new ApplyTimeout()), this.timings.applyTimeoutMs);
     });
     try {
-      await Promise.race([apply(), timeout]);
+      return await Promise.race([apply(), timeout]);
     } finally {
       clearTimeout(timer);
     }
@@ -436,6 +528,11 @@ export class PeerStreamSession {
       this.resolveEnded(end);
     });
   }
+}
+
+/** A change as log and error messages name it. */
+function describe({ resourceUrl, change }: SinkChange): string {
+  return `${resourceUrl} ${change.resourceId}`;
 }
 
 /** The stream's timings: each one as the options set it, else its default. */

@@ -1,7 +1,7 @@
 import * as grpc from '@grpc/grpc-js';
 import { X509Certificate } from 'node:crypto';
 import type { PeerCertificate } from 'node:tls';
-import { maxMessageBytes } from './messages.js';
+import { importBatchBytes, maxMessageBytes } from './messages.js';
 
 /**
  * TLS for the peering stream: both ends authenticate (issue 4 §1). The dialer verifies the acceptor
@@ -43,6 +43,10 @@ export function dialerChannelOptions(serverName: string): grpc.ChannelOptions {
     'grpc.ssl_target_name_override': serverName,
     'grpc.default_authority': serverName,
     'grpc.max_receive_message_length': maxMessageBytes,
+    // HTTP/2's 64 KiB default window lets about 20 services in flight: a burst of replicated
+    // services then trickles in one round trip (and one commit) at a time. A window the size of an
+    // importer's batch lets a batch fill (issue 14). It bounds what is buffered, not a message.
+    'grpc-node.flow_control_window': importBatchBytes,
   };
 }
 

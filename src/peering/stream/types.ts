@@ -5,6 +5,7 @@ import type {
   ServerAddresses,
   TrustBundle,
 } from '../../gen/isthmus/peering/v1/peering.js';
+import type { IsthmusError } from '../../errors.js';
 import type { ResourceUrl } from './resources.js';
 
 /**
@@ -83,6 +84,19 @@ export interface ResourceSink {
    * (or rejecting) NACKs the response with the error's message; the stream stays up.
    */
   apply(resourceUrl: ResourceUrl, change: ResourceChange): void | Promise<void>;
+  /**
+   * Optional: applies the responses that arrived while the last ones were applied, in order and
+   * with the outcome of applying each in turn (a later one sees what the earlier ones did), and
+   * resolves with each one's NACK error or `undefined` (ACK). A sink that commits them together
+   * makes a burst of responses cost one commit (issue 14).
+   */
+  applyBatch?(changes: readonly SinkChange[]): Promise<readonly (IsthmusError | undefined)[]>;
+}
+
+/** One response of a batch given to `ResourceSink.applyBatch`. */
+export interface SinkChange {
+  readonly resourceUrl: ResourceUrl;
+  readonly change: ResourceChange;
 }
 
 /**
