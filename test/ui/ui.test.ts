@@ -284,7 +284,7 @@ describe('web UI', () => {
       await row.waitFor(visible);
       envoy.nack(await envoy.next(), 'api: live NACK');
       await row.getByText('CDS: api: live NACK').waitFor(visible);
-      await expect(row.locator('td').nth(1).textContent()).resolves.toBe('NACKED');
+      await expect(row.locator('td').nth(2).textContent()).resolves.toBe('NACKED');
     } finally {
       envoy.close();
     }
