@@ -23,6 +23,8 @@ export class Tally {
   responses: Record<string, number> = {};
   reconnects = 0;
   streamErrors = 0;
+  /** Responses that arrived on a stream after we cancelled it. */
+  staleData = 0;
   /** The last stream error's code and message (what a failing reconnect sees). */
   lastError = '';
 }
@@ -78,6 +80,11 @@ export class FleetProxy {
     this.stream = stream;
     stream.on('data', (b: Buffer) => {
       if (gen === this.generation) this.onResponse(b);
+      else {
+        // A stream we cancelled is still delivering: grpc-js let the cancel go unsent.
+        this.env.tally.staleData++;
+        stream.cancel();
+      }
     });
     stream.on('error', (err: grpc.ServiceError) => {
       if (gen !== this.generation || this.stopped) return;

@@ -126,6 +126,7 @@ export class FleetPool {
       responses,
       reconnects: sum((c) => c.reconnects),
       streamErrors: sum((c) => c.streamErrors),
+      staleData: sum((c) => c.staleData),
       lastError: each.map((c) => c.lastError).find((e) => e !== '') ?? '',
     };
   }

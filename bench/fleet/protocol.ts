@@ -21,6 +21,7 @@ export interface Counters {
   readonly reconnects: number;
   /** Streams that ended with an error other than our own cancel. */
   readonly streamErrors: number;
+  readonly staleData: number;
   readonly lastError: string;
 }
 

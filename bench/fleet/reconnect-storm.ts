@@ -93,7 +93,8 @@ async function main(): Promise<void> {
 | consistency at the end | ${describe(consistency)} | 0 missing / stale / extra |
 | streams: server sessions / isthmus_xds_streams gauge | ${server.server.openCount} / ${gauge} | ${o.proxies} / ${o.proxies} |
 | heap after / before (after GC) | ${change(memBefore.heapUsed, memAfter.heapUsed)} | back to baseline (±10 %) |
-| stream errors seen by clients (server not ending streams) | ${c.streamErrors} | 0 |
+| streams that ended with an error (last one) | ${c.streamErrors} (${c.lastError || 'none'}) | |
+| responses on streams the clients had cancelled | ${c.staleData} | |
 
 load average ${load()}`);
   } finally {
