@@ -67,6 +67,8 @@ function findField(buf: Uint8Array, no: number, start: number, end: number): boo
 /** A resource in a response: its name and where its message bytes are. */
 export interface ResourceRef {
   readonly name: string;
+  /** Delta: the resource's version ('' in SotW responses). */
+  readonly version: string;
   readonly start: number;
   readonly end: number;
 }
@@ -90,25 +92,29 @@ function resourceInAny(
   anyStart: number,
   anyEnd: number,
   name: string | undefined,
+  version = '',
 ): ResourceRef {
   const found = findField(buf, 2, anyStart, anyEnd);
   const start = found ? fieldStart : anyStart;
   const end = found ? fieldEnd : anyStart;
-  if (name !== undefined) return { name, start, end };
-  return { name: findField(buf, 1, start, end) ? text(buf, fieldStart, fieldEnd) : '', start, end };
+  if (name !== undefined) return { name, version, start, end };
+  const found1 = findField(buf, 1, start, end);
+  return { name: found1 ? text(buf, fieldStart, fieldEnd) : '', version, start, end };
 }
 
-/** Delta `Resource { resource = 2 (Any); name = 3 }` at `[start, end)`. */
+/** Delta `Resource { version = 1; resource = 2 (Any); name = 3 }` at `[start, end)`. */
 function deltaResource(buf: Buffer, start: number, end: number): ResourceRef {
   let anyStart = 0;
   let anyEnd = 0;
   let name = '';
+  let version = '';
   for (let pos = start; pos < end; ) {
     pos = nextField(buf, pos, end);
-    if (fieldNo === 2) [anyStart, anyEnd] = [fieldStart, fieldEnd];
+    if (fieldNo === 1) version = text(buf, fieldStart, fieldEnd);
+    else if (fieldNo === 2) [anyStart, anyEnd] = [fieldStart, fieldEnd];
     else if (fieldNo === 3) name = text(buf, fieldStart, fieldEnd);
   }
-  return resourceInAny(buf, anyStart, anyEnd, name);
+  return resourceInAny(buf, anyStart, anyEnd, name, version);
 }
 
 /**
