@@ -16,6 +16,7 @@ import {
   loadRecords,
   rotationInProgress,
 } from './ca-store.js';
+import { signIntermediate } from './intermediate.js';
 import { LeafCache } from './leaf-cache.js';
 import { RootKeyFiles } from './root-key-files.js';
 import type { CaEvent, CaRoots, CertificateAuthority, Leaf, LeafIdentity } from './types.js';
@@ -186,6 +187,15 @@ class BuiltInCa implements CertificateAuthority {
   subscribe(listener: (event: CaEvent) => void): () => void {
     this.listeners.add(listener);
     return () => this.listeners.delete(listener);
+  }
+
+  signIntermediate(csrPem: string, datacenter: string): Promise<string> {
+    if (this.closed) return Promise.reject(new IsthmusError('unavailable', 'the CA is closed'));
+    return signIntermediate(this.signer, csrPem, {
+      trustDomainUri: rootSpiffeId(this.trustDomain),
+      datacenter,
+      now: this.now(),
+    });
   }
 
   async close(): Promise<void> {

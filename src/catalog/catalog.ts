@@ -36,6 +36,12 @@ export interface CatalogOptions {
   readonly datacenter: string;
   readonly logger: Logger;
   readonly clock?: Clock;
+  /**
+   * WAN federation, a secondary (docs/architecture.md §6c): config entries are global, written in
+   * this primary datacenter and replicated here (`replaceConfigEntries`); a local write is refused
+   * naming it.
+   */
+  readonly configEntriesFrom?: string | undefined;
 }
 
 /**
@@ -142,6 +148,7 @@ export class Catalog implements CatalogReader {
     input: unknown,
     opts: { readonly peers?: () => readonly string[] } = {},
   ): Promise<ConfigRecord> {
+    this.refuseReplicatedWrite();
     const parsed = parseConfigEntry(input);
     if (!parsed.ok) throw invalidInput(parsed.error);
     const entry = parsed.value;
@@ -166,6 +173,7 @@ export class Catalog implements CatalogReader {
   }
 
   async deleteConfigEntry(kind: string, name: string): Promise<void> {
+    this.refuseReplicatedWrite();
     const parsedKind = parseConfigKind(kind);
     if (!parsedKind.ok) throw invalidInput(parsedKind.error);
     const entryKind = parsedKind.value;
@@ -181,6 +189,58 @@ export class Catalog implements CatalogReader {
         this.index.removeConfig(entryKind, name);
         this.emit({ kind: 'config-entry-changed', entryKind, name });
       },
+    );
+  }
+
+  /**
+   * WAN federation, a secondary: makes the config entries exactly the primary's, in one
+   * transaction (entries are checked against each other in the primary, where they were written).
+   * Resolves with the number of entries written or deleted; each one is a `config-entry-changed`.
+   */
+  async replaceConfigEntries(entries: readonly ConfigEntry[]): Promise<number> {
+    const key = (e: ConfigEntry) => configId(e.kind, e.name);
+    const wanted = new Map(entries.map((e) => [key(e), e]));
+    const changed = await this.write(
+      (tx, ctx) => {
+        const out: { put?: ConfigRecord; removed?: ConfigEntry }[] = [];
+        for (const [id, entry] of wanted) {
+          const existing = ctx.index.config(entry.kind, entry.name);
+          if (existing && JSON.stringify(existing.entry) === JSON.stringify(entry)) continue;
+          const rec: ConfigRecord = {
+            entry,
+            createIndex: existing?.createIndex ?? ctx.revision,
+            modifyIndex: ctx.revision,
+          };
+          storedConfigEntries.put(tx, id, rec);
+          out.push({ put: rec });
+        }
+        for (const rec of ctx.index.allConfig()) {
+          if (wanted.has(key(rec.entry))) continue;
+          storedConfigEntries.delete(tx, key(rec.entry));
+          out.push({ removed: rec.entry });
+        }
+        return out;
+      },
+      (out) => {
+        for (const { put, removed } of out) {
+          if (put) this.index.putConfig(put);
+          if (removed) this.index.removeConfig(removed.kind, removed.name);
+        }
+        for (const { put, removed } of out) {
+          const e = (put?.entry ?? removed)!;
+          this.emit({ kind: 'config-entry-changed', entryKind: e.kind, name: e.name });
+        }
+      },
+    );
+    return changed.length;
+  }
+
+  private refuseReplicatedWrite(): void {
+    const primary = this.opts.configEntriesFrom;
+    if (primary === undefined) return;
+    throw new IsthmusError(
+      'failed_precondition',
+      `config entries are global in WAN federation: write them in the primary datacenter ${primary}, which replicates them here (this is ${this.opts.datacenter})`,
     );
   }
 
@@ -223,6 +283,11 @@ export class Catalog implements CatalogReader {
   /** A config entry with its CreateIndex/ModifyIndex (for the HTTP API). */
   configRecord(kind: ConfigEntryKind, name: string): ConfigRecord | undefined {
     return this.index.config(kind, name);
+  }
+
+  /** Every config entry of every kind (what a primary replicates). */
+  allConfigEntries(): readonly ConfigEntry[] {
+    return this.index.allConfig().map((r) => r.entry);
   }
 
   configRecords(kind: ConfigEntryKind): readonly ConfigRecord[] {

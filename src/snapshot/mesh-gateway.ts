@@ -8,17 +8,26 @@ import {
   localRootsSecretName,
   peeredServiceSni,
   peerInboundSecretName,
+  federationNodeServerName,
+  federationServerName,
+  federationServerWildcard,
   peeringServerName,
   serviceSni,
+  wanFederationMetaKey,
   serviceSpiffeId,
 } from '../mesh/names.js';
 import { parseHostPort } from '../config/host-port.js';
 import { exportedNamesFor } from '../peering/exports.js';
 import { peerThroughMeshGateways } from '../peering/through-gateways.js';
-import type { BuildContext, Built } from './context.js';
+import type { BuildContext, Built, FederationView } from './context.js';
 import { type GatewaySide, type SidedChain, gatewayListeners } from './gateway-listeners.js';
-import { connectTimeoutMs, sidecarEndpoints, withEndpoints } from './lookups.js';
-import { gatewayEndpoints, serviceProtocol } from '../catalog/lookups.js';
+import {
+  connectTimeoutMs,
+  remoteDatacenterGateways,
+  sidecarEndpoints,
+  withEndpoints,
+} from './lookups.js';
+import { serviceProtocol } from '../catalog/lookups.js';
 import { peeredEndpoints, peeredSidecars } from './peered.js';
 import type {
   EdsClusterIR,
@@ -53,18 +62,30 @@ export function buildMeshGatewaySnapshot(
     routes.push(...own.map((chain) => ({ side: 'wan' as const, chain })));
     clusters.push(cluster);
   }
-  for (const [dc, gateways] of remoteGatewaysByDatacenter(ctx)) {
+  const exposesServers = ctx.federation !== undefined && exposesFederatedServers(gateway);
+  for (const dc of remoteDatacenters(ctx)) {
     const name = datacenterSni(ctx.trustDomain, dc);
+    // Another datacenter's servers are reached through its gateways like its services (§6c).
+    const serverNames = exposesServers
+      ? [federationServerName(dc), federationServerWildcard(dc)]
+      : [];
     routes.push({
       side: 'both',
       chain: {
-        serverNames: [datacenterWildcardSni(ctx.trustDomain, dc)],
+        serverNames: [datacenterWildcardSni(ctx.trustDomain, dc), ...serverNames],
         cluster: name,
         statPrefix: `mesh_gateway_remote.${dc}`,
       },
     });
-    const endpoints = gatewayEndpoints(gateways, 'wan');
+    const endpoints = remoteDatacenterGateways(dc, ctx);
     clusters.push({ name, protocol: 'tcp', connectTimeoutMs, ...withEndpoints(endpoints) });
+  }
+  if (exposesServers && ctx.federation) {
+    const local = localFederationServers(ctx, ctx.federation);
+    if (local) {
+      routes.push({ side: 'wan', chain: local.chain });
+      clusters.push(local.cluster);
+    }
   }
   for (const s of peeringServers(ctx)) {
     const chain = { serverNames: [s.serverName], cluster: s.serverName, statPrefix: s.statPrefix };
@@ -76,9 +97,18 @@ export function buildMeshGatewaySnapshot(
       ...withEndpoints(s.endpoints),
     });
   }
-  // Issue 20 (WAN federation) adds here, and only while federation is on, a WAN chain per local
-  // service by its datacenter SNI (§6b). Until then no chain reaches a local service but through
-  // its exports.
+  // WAN federation only: other datacenters' sidecars reach a local service by its datacenter SNI
+  // (§6c). Without federation no chain reaches a local service but through its exports.
+  if (ctx.federation)
+    for (const cluster of federatedServiceClusters(ctx)) {
+      const chain = {
+        serverNames: [cluster.name],
+        cluster: cluster.name,
+        statPrefix: 'mesh_gateway_local',
+      };
+      routes.push({ side: 'wan', chain });
+      clusters.push(cluster);
+    }
   for (const cluster of importedServiceClusters(ctx)) {
     const chain = {
       serverNames: [cluster.name],
@@ -104,13 +134,57 @@ export function buildMeshGatewaySnapshot(
   return { snapshot, deps: new Set(['*']) };
 }
 
-function remoteGatewaysByDatacenter(ctx: BuildContext): [string, ServiceInstance[]][] {
-  const byDc = new Map<string, ServiceInstance[]>();
-  for (const g of ctx.catalog.instancesOfKind('mesh-gateway')) {
-    if (g.datacenter === ctx.datacenter) continue;
-    byDc.set(g.datacenter, [...(byDc.get(g.datacenter) ?? []), g]);
+/** Datacenters other than ours with gateways: registered here, or in a federation state. */
+function remoteDatacenters(ctx: BuildContext): string[] {
+  const dcs = new Set(ctx.federation?.remoteDatacenters() ?? []);
+  for (const g of ctx.catalog.instancesOfKind('mesh-gateway'))
+    if (g.datacenter !== ctx.datacenter) dcs.add(g.datacenter);
+  dcs.delete(ctx.datacenter);
+  return [...dcs].sort();
+}
+
+/** Consul's `Meta {"consul-wan-federation": "1"}` (the CLI's `--expose-servers`). */
+export function exposesFederatedServers(gateway: ServiceInstance): boolean {
+  return gateway.meta[wanFederationMetaKey] === '1';
+}
+
+/**
+ * `server.<dc>.consul` and `<node>.server.<dc>.consul` (ours) to this server's federation port: a
+ * gateway that exposes servers passes the federation TLS through to it, never terminating it.
+ */
+function localFederationServers(
+  ctx: BuildContext,
+  federation: FederationView,
+): { chain: GatewayChainIR; cluster: EdsClusterIR } | undefined {
+  const endpoints = toEndpoints(federation.localServerAddresses());
+  if (endpoints.length === 0) return undefined;
+  const name = federationServerName(ctx.datacenter);
+  return {
+    chain: {
+      serverNames: [name, federationNodeServerName(federation.nodeName, ctx.datacenter)],
+      cluster: name,
+      statPrefix: 'mesh_gateway_local_server',
+    },
+    cluster: { name, protocol: 'tcp', connectTimeoutMs, ...withEndpoints(endpoints) },
+  };
+}
+
+/**
+ * Each local service with sidecars, by its datacenter SNI, to those sidecars (TLS passes through:
+ * the caller's sidecar and ours share the trust domain in federation).
+ */
+function federatedServiceClusters(ctx: BuildContext): EdsClusterIR[] {
+  const services = new Set<string>();
+  for (const p of ctx.catalog.instancesOfKind('connect-proxy')) {
+    const dest = p.proxy?.destinationServiceName;
+    if (dest && p.namespace === 'default' && p.partition === 'default') services.add(dest);
   }
-  return [...byDc.entries()].sort(([a], [b]) => (a < b ? -1 : 1));
+  return [...services].sort().map((service) => ({
+    name: serviceSni(ctx.trustDomain, ctx.datacenter, { name: service }),
+    protocol: 'tcp' as const,
+    connectTimeoutMs,
+    endpoints: sidecarEndpoints(ctx.catalog, service, 'default', 'default'),
+  }));
 }
 
 /**
