@@ -36,6 +36,12 @@ export interface CatalogOptions {
   readonly datacenter: string;
   readonly logger: Logger;
   readonly clock?: Clock;
+  /**
+   * WAN federation, a secondary (docs/architecture.md §6c): config entries are global, written in
+   * this primary datacenter and replicated here (`replaceConfigEntries`); a local write is refused
+   * naming it.
+   */
+  readonly configEntriesFrom?: string | undefined;
 }
 
 /** Every catalog key is under this prefix (instances and config entries). */
@@ -141,6 +147,7 @@ export class Catalog implements CatalogReader {
     input: unknown,
     opts: { readonly peers?: () => readonly string[] } = {},
   ): Promise<ConfigRecord> {
+    this.refuseReplicatedWrite();
     const parsed = parseConfigEntry(input);
     if (!parsed.ok) throw invalidInput(parsed.error);
     const entry = parsed.value;
@@ -159,6 +166,7 @@ export class Catalog implements CatalogReader {
   }
 
   async deleteConfigEntry(kind: string, name: string): Promise<void> {
+    this.refuseReplicatedWrite();
     const parsedKind = parseConfigKind(kind);
     if (!parsedKind.ok) throw invalidInput(parsedKind.error);
     const entryKind = parsedKind.value;
@@ -169,6 +177,45 @@ export class Catalog implements CatalogReader {
       if (problems.length > 0) throw invalidInput(problems);
       storedConfigEntries.delete(tx, configId(entryKind, name));
     });
+  }
+
+  /**
+   * WAN federation, a secondary: makes the config entries exactly the primary's, in one
+   * transaction (entries are checked against each other in the primary, where they were written).
+   * Resolves with the number of entries written or deleted; the store watch applies each one and
+   * emits its `config-entry-changed`.
+   */
+  async replaceConfigEntries(entries: readonly ConfigEntry[]): Promise<number> {
+    const key = (e: ConfigEntry) => configId(e.kind, e.name);
+    const wanted = new Map(entries.map((e) => [key(e), e]));
+    return this.write((tx, ctx) => {
+      let changed = 0;
+      for (const [id, entry] of wanted) {
+        const existing = ctx.index.config(entry.kind, entry.name);
+        if (existing && JSON.stringify(existing.entry) === JSON.stringify(entry)) continue;
+        storedConfigEntries.put(tx, id, {
+          entry,
+          createIndex: existing?.createIndex ?? ctx.revision,
+          modifyIndex: ctx.revision,
+        });
+        changed++;
+      }
+      for (const rec of ctx.index.allConfig()) {
+        if (wanted.has(key(rec.entry))) continue;
+        storedConfigEntries.delete(tx, key(rec.entry));
+        changed++;
+      }
+      return changed;
+    });
+  }
+
+  private refuseReplicatedWrite(): void {
+    const primary = this.opts.configEntriesFrom;
+    if (primary === undefined) return;
+    throw new IsthmusError(
+      'failed_precondition',
+      `config entries are global in WAN federation: write them in the primary datacenter ${primary}, which replicates them here (this is ${this.opts.datacenter})`,
+    );
   }
 
   instance(id: string): ServiceInstance | undefined {
@@ -210,6 +257,11 @@ export class Catalog implements CatalogReader {
   /** A config entry with its CreateIndex/ModifyIndex (for the HTTP API). */
   configRecord(kind: ConfigEntryKind, name: string): ConfigRecord | undefined {
     return this.index.config(kind, name);
+  }
+
+  /** Every config entry of every kind (what a primary replicates). */
+  allConfigEntries(): readonly ConfigEntry[] {
+    return this.index.allConfig().map((r) => r.entry);
   }
 
   configRecords(kind: ConfigEntryKind): readonly ConfigRecord[] {

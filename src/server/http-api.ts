@@ -4,6 +4,7 @@ import { registerAclRoutes } from '../api/acl-routes.js';
 import { registerCaRoutes } from '../api/ca-routes.js';
 import { registerCatalogRoutes } from '../api/catalog-routes.js';
 import { registerConfigRoutes } from '../api/config-routes.js';
+import { registerFederationRoutes } from '../api/federation-routes.js';
 import { type Health, createHttpApi } from '../api/http.js';
 import { registerPeeringRoutes } from '../api/peering-routes.js';
 import { type DeclaredRoute, declaredRoutes, requireRouteAccess } from '../api/route-access.js';
@@ -17,6 +18,7 @@ import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import { peeringView } from '../snapshot/peering-view.js';
 import type { XdsServer } from '../xds/server.js';
+import type { FederationParts } from './federation-parts.js';
 import type { PeeringParts } from './peering-parts.js';
 import type { StartedParts } from './started-parts.js';
 
@@ -36,6 +38,8 @@ export interface HttpApiParts {
   readonly snapshots: { readonly proxiesWithoutSnapshot: number };
   /** Why the store takes no writes now (etcd unreachable); readiness reports it. */
   readonly storeProblem: () => string | undefined;
+  /** WAN federation (absent: not federated). */
+  readonly federation?: FederationParts | undefined;
 }
 
 /**
@@ -80,6 +84,12 @@ export async function startHttpApi(
   const peers = peeringView(peerings, imported);
   registerConfigRoutes(http, catalog, { peers: () => peers.peerNames() });
   registerCaRoutes(http, ca);
+  registerFederationRoutes(http, {
+    datacenter: config.datacenter,
+    datacenters: () => deps.federation?.datacenters() ?? [config.datacenter],
+    states: () => deps.federation?.states.all() ?? [],
+    replication: () => deps.federation?.replication(),
+  });
   registerAclRoutes(http, deps.tokens, deps.apiTokens);
   registerPeeringRoutes(http, {
     peerings,
