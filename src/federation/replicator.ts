@@ -36,6 +36,12 @@ export interface ReplicationStatus {
 }
 
 const retryCapMs = 5_000;
+/**
+ * While the link runs through a fallback (`--primary-gateways`, or a later gateway of ours), how
+ * long until it tries our first gateway again; doubled after each try that fails, up to the cap.
+ */
+const preferFirstMs = 2_000;
+const preferFirstCapMs = 60_000;
 
 /**
  * A secondary's end of the federation link (docs/architecture.md §6c): one Replicate stream to the
@@ -55,6 +61,8 @@ export class FederationReplicator {
   private appliedIndex = 0;
   private applying: Promise<void> = Promise.resolve();
   private retryTimer: NodeJS.Timeout | undefined;
+  private preferTimer: NodeJS.Timeout | undefined;
+  private preferDelayMs = preferFirstMs;
   private delayMs = 250;
   private lastSentState = '';
   private readonly unsubscribe: (() => void)[] = [];
@@ -81,6 +89,7 @@ export class FederationReplicator {
     this.stopped = true;
     for (const u of this.unsubscribe.splice(0)) u();
     clearTimeout(this.retryTimer);
+    clearTimeout(this.preferTimer);
     this.close();
     await this.applying;
   }
@@ -100,8 +109,32 @@ export class FederationReplicator {
         'federation link moves to a new gateway',
       );
       this.close();
+      this.attempt = 0;
       this.scheduleRetry(0);
     }
+  }
+
+  /**
+   * Connected through an address that is not the first we would dial (our own exposing gateway
+   * came up after we fell back to the primary's): try the first again after a while, so the link
+   * ends up through our own gateway as Consul's does. A try that fails falls back as before.
+   */
+  private preferFirst(via: string): void {
+    clearTimeout(this.preferTimer);
+    const first = this.addresses()[0];
+    if (first === undefined || first === via) {
+      this.preferDelayMs = preferFirstMs;
+      return;
+    }
+    this.preferTimer = setTimeout(() => {
+      if (this.stopped || !this.connected || this.via !== via) return;
+      this.opts.logger.info({ from: via, to: first }, 'federation link tries our own gateway');
+      this.preferDelayMs = Math.min(preferFirstCapMs, this.preferDelayMs * 2);
+      this.close();
+      this.attempt = 0;
+      this.scheduleRetry(0);
+    }, this.preferDelayMs);
+    this.preferTimer.unref();
   }
 
   private async open(): Promise<void> {
@@ -130,8 +163,11 @@ export class FederationReplicator {
     // Indexes order the states of one primary process; a new stream may meet a restarted one.
     this.appliedIndex = 0;
     call.on('data', (msg: ReplicatedState) => {
-      if (!this.connected) logger.info({ primary, via: address }, 'federation link up');
-      this.connected = true;
+      if (!this.connected) {
+        logger.info({ primary, via: address }, 'federation link up');
+        this.connected = true;
+        this.preferFirst(address);
+      }
       this.delayMs = 250;
       this.lastError = undefined;
       this.applying = this.applying.then(() => this.apply(msg));
