@@ -14,5 +14,6 @@ export {
   type ReplicatedRoots,
   hasIntermediate,
   openSecondaryCa,
+  type FederatedCa,
   saveJoinedCa,
 } from './secondary-ca.js';

@@ -88,11 +88,21 @@ export async function saveJoinedCa(
   });
 }
 
+/** A secondary's CA as the federation link drives it. */
+export interface FederatedCa extends CertificateAuthority {
+  /** The primary's roots as replicated. */
+  adoptRoots(roots: ReplicatedRoots): Promise<void>;
+  /** Whether the primary's active root did not sign our intermediate (its root rotated). */
+  needsNewIntermediate(): boolean;
+  /** A new intermediate from the primary: kept, then every leaf in use re-signed under it. */
+  replaceIntermediate(joined: JoinedCa): Promise<void>;
+}
+
 /** Opens the CA of a secondary that has joined (`saveJoinedCa`). */
 export async function openSecondaryCa(
   store: Store,
   opts: CaOptions & { readonly primaryDatacenter: string },
-): Promise<CertificateAuthority & { adoptRoots(roots: ReplicatedRoots): Promise<void> }> {
+): Promise<FederatedCa> {
   const record = await storedIntermediate.get(store);
   if (!record)
     throw new IsthmusError('internal', 'this secondary has no intermediate CA; join first');
@@ -116,7 +126,7 @@ export async function openSecondaryCa(
   return new SecondaryCa(store, opts, cluster.clusterId, record, signer);
 }
 
-class SecondaryCa implements CertificateAuthority {
+class SecondaryCa implements FederatedCa {
   readonly clusterId: string;
   readonly trustDomain: string;
   private readonly listeners = new Set<(event: CaEvent) => void>();
@@ -129,7 +139,7 @@ class SecondaryCa implements CertificateAuthority {
     private readonly opts: CaOptions & { readonly primaryDatacenter: string },
     clusterId: string,
     private record: IntermediateRecord,
-    private readonly signer: Signer,
+    private signer: Signer,
   ) {
     this.clusterId = clusterId;
     this.trustDomain = record.trustDomain;
@@ -137,7 +147,7 @@ class SecondaryCa implements CertificateAuthority {
     const now = opts.clock ?? Date.now;
     this.leaves = new LeafCache({
       issue: (identity) => this.issue(identity),
-      activeRootId: () => signer.rootId,
+      activeRootId: () => this.signer.rootId,
       now,
       ttlMs: opts.leafTtlMs ?? defaultLeafTtlMs,
       onRenewed: (leaf) => this.emit({ kind: 'leaf-renewed', leaf }),
@@ -198,6 +208,42 @@ class SecondaryCa implements CertificateAuthority {
     this.emit({ kind: 'roots-changed', roots: next });
   }
 
+  needsNewIntermediate(): boolean {
+    const active = this.current.roots.find((r) => r.active);
+    if (!active || this.closed) return false;
+    const intermediate = new X509Certificate(this.record.certPem);
+    const root = new X509Certificate(active.certPem);
+    return !(intermediate.checkIssued(root) && intermediate.verify(root.publicKey));
+  }
+
+  /**
+   * After a root rotation in the primary: the intermediate it signed with its new active root
+   * replaces ours (key where the CA keeps keys, certificate in the store), and the leaves in use
+   * are re-signed under it (`leaf-renewed` each), while the old root is still trusted everywhere.
+   */
+  async replaceIntermediate(joined: JoinedCa): Promise<void> {
+    if (this.closed) return;
+    if (joined.trustDomain !== this.trustDomain)
+      throw new IsthmusError(
+        'failed_precondition',
+        `the primary's new intermediate is for trust domain ${joined.trustDomain}, not ${this.trustDomain}`,
+      );
+    const id = certificateId(joined.intermediatePem);
+    await rootKeysFor(this.store, this.opts).write(id, joined.keyPem);
+    const signer = await loadSigner(id, joined.intermediatePem, joined.keyPem);
+    const record = { ...this.record, certPem: joined.intermediatePem };
+    await this.store.txn(async (tx) => {
+      storedIntermediate.put(tx, record);
+    });
+    this.record = record;
+    this.signer = signer;
+    this.opts.logger.info(
+      { intermediate: id, activeRootId: this.current.activeRootId },
+      'new intermediate CA from the primary; re-signing leaves',
+    );
+    await this.leaves.reissueAll();
+  }
+
   subscribe(listener: (event: CaEvent) => void): () => void {
     this.listeners.add(listener);
     return () => this.listeners.delete(listener);
@@ -211,7 +257,8 @@ class SecondaryCa implements CertificateAuthority {
 
   /** A leaf whose chain carries the intermediate, so a peer trusting only the root verifies it. */
   private async issue(identity: LeafIdentity): Promise<Leaf> {
-    const issued = await issueLeaf(this.signer, {
+    const { signer, record } = this;
+    const issued = await issueLeaf(signer, {
       ...identity,
       now: (this.opts.clock ?? Date.now)(),
       ttlMs: this.leaves.ttlMs,
@@ -219,9 +266,9 @@ class SecondaryCa implements CertificateAuthority {
     return Object.freeze({
       spiffeId: identity.spiffeId,
       ...(identity.holder !== undefined ? { holder: identity.holder } : {}),
-      rootId: this.signer.rootId,
+      rootId: signer.rootId,
       ...issued,
-      certPem: `${issued.certPem.trim()}\n${this.record.certPem.trim()}\n`,
+      certPem: `${issued.certPem.trim()}\n${record.certPem.trim()}\n`,
     });
   }
 

@@ -1,5 +1,5 @@
 import type * as grpc from '@grpc/grpc-js';
-import type { CertificateAuthority, ReplicatedRoots } from '../ca/index.js';
+import type { FederatedCa } from '../ca/index.js';
 import type { Catalog } from '../catalog/catalog.js';
 import { parseReplicatedConfigEntry } from '../catalog/records.js';
 import type { ConfigEntry } from '../catalog/types.js';
@@ -13,6 +13,7 @@ import { federationServerName } from '../mesh/names.js';
 import { localFederationState, primaryDialAddresses } from './local-state.js';
 import { federationIdentity, stateProblem, stateRecordOf } from './server.js';
 import type { FederationStates } from './states.js';
+import { joinPrimary } from './join.js';
 import { dialFederation } from './tls.js';
 
 export interface ReplicatorOptions {
@@ -21,7 +22,9 @@ export interface ReplicatorOptions {
   readonly nodeName: string;
   readonly primaryGateways: readonly string[];
   readonly catalog: Catalog;
-  readonly ca: CertificateAuthority & { adoptRoots(roots: ReplicatedRoots): Promise<void> };
+  readonly ca: FederatedCa;
+  /** The federation secret: a new intermediate after a primary root rotation is a new join. */
+  readonly secret: Buffer;
   readonly states: FederationStates;
   readonly logger: Logger;
 }
@@ -67,6 +70,9 @@ export class FederationReplicator {
   private lastSentState = '';
   private readonly unsubscribe: (() => void)[] = [];
   private stopped = false;
+  /** A join for a new intermediate under way (after a root rotation in the primary). */
+  private renewing: Promise<void> | undefined;
+  private readonly aborted = new AbortController();
 
   constructor(private readonly opts: ReplicatorOptions) {}
 
@@ -90,8 +96,10 @@ export class FederationReplicator {
     for (const u of this.unsubscribe.splice(0)) u();
     clearTimeout(this.retryTimer);
     clearTimeout(this.preferTimer);
+    this.aborted.abort();
     this.close();
     await this.applying;
+    await this.renewing;
   }
 
   private addresses(): string[] {
@@ -222,6 +230,32 @@ export class FederationReplicator {
     });
   }
 
+  /**
+   * The primary's active root changed (a rotation's `reissue` phase, while both roots are still
+   * trusted everywhere): ask it to sign a new intermediate, through the gateways as the first
+   * join, and re-sign our leaves under it.
+   */
+  private renewIntermediate(): void {
+    if (this.renewing) return;
+    const { ca, datacenter, primary, secret, logger } = this.opts;
+    this.renewing = joinPrimary({
+      datacenter,
+      primary,
+      addresses: () => this.addresses(),
+      secret,
+      logger,
+      signal: this.aborted.signal,
+    })
+      .then((joined) => ca.replaceIntermediate(joined))
+      .catch((err: unknown) => {
+        if (!this.stopped)
+          logger.error({ err }, 'no new intermediate from the primary; retried on its next state');
+      })
+      .finally(() => {
+        this.renewing = undefined;
+      });
+  }
+
   /** Applies one replicated state: roots, then federation states, then config entries. */
   private async apply(msg: ReplicatedState): Promise<void> {
     const { ca, states, catalog, logger } = this.opts;
@@ -229,6 +263,7 @@ export class FederationReplicator {
     try {
       if (msg.roots && msg.roots.trustDomain === ca.trustDomain && msg.roots.rootPems.length > 0)
         await ca.adoptRoots({ activeRootId: msg.roots.activeRootId, pems: msg.roots.rootPems });
+      if (ca.needsNewIntermediate()) this.renewIntermediate();
       const good = msg.federationStates.filter((s) => !stateProblem(s, s.datacenter));
       await states.replaceAll(good.map(stateRecordOf));
       const entries: ConfigEntry[] = [];

@@ -1,4 +1,4 @@
-import type { ReplicatedRoots } from '../ca/index.js';
+import type { FederatedCa } from '../ca/index.js';
 import type { CertificateAuthority } from '../ca/index.js';
 import type { Catalog } from '../catalog/catalog.js';
 import { type FederationRole, type ServerConfig, formatHostPort } from '../config/index.js';
@@ -82,7 +82,8 @@ export async function startFederation(
       nodeName,
       primaryGateways: config.primaryGateways.map((g) => formatHostPort(g)),
       catalog,
-      ca: ca as CertificateAuthority & { adoptRoots(roots: ReplicatedRoots): Promise<void> },
+      ca: ca as FederatedCa,
+      secret,
       states,
       logger,
     });

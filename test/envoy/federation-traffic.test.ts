@@ -19,7 +19,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cleanupProcesses, tempDir } from '../helpers/process.js';
 import { waitFor } from '../helpers/wait.js';
 import { type App, closeApps, httpCall, listenPort, startApp, tcpCall } from './apps.js';
+import { LoadLoop } from './traffic.js';
 import {
+  type ConfigDump,
   cleanupEnvoys,
   dumpSection,
   type EnvoyProcess,
@@ -50,6 +52,8 @@ const callers = {
   intruder: { api: 'local', db: 'remote' },
 } as const satisfies Record<string, Record<Target, Mode>>;
 type Caller = keyof typeof callers;
+/** Each phase of a CA root rotation in the primary (trust both → new leaves → retire the old). */
+const rotationPhaseMs = 5_000;
 
 /** A mesh gateway exposing its datacenter's servers, with separate LAN and WAN listeners. */
 function federationGateway(id: string, ports: { lan: number; wan: number }) {
@@ -112,6 +116,7 @@ describe.skipIf(skipWithoutEnvoy())(
         federationAddr: `${loopback[dc]}:0`,
         federationSecretFile: secretFile,
         nodeName: `server-${n}`,
+        ...(dc === 'dc1' ? { caRotationPhaseMs: String(rotationPhaseMs) } : {}),
         ...(dc === 'dc1' ? {} : { primaryGateways: `127.0.0.1:${gwPorts.dc1.wan}` }),
       });
       fedPorts[dc] = Number(servers[dc].proc.started.federationPort);
@@ -325,18 +330,9 @@ describe.skipIf(skipWithoutEnvoy())(
     });
 
     it("dc3's web presents a leaf that chains through dc3's intermediate to the primary's root", async () => {
-      const dump = await placedEnvoy('web-sidecar-proxy').configDump();
-      const chains = (
-        (dumpSection(dump, 'SecretsConfigDump')?.dynamic_active_secrets ?? []) as {
-          secret?: { tls_certificate?: { certificate_chain?: { inline_string?: string } } };
-        }[]
-      )
-        .map((x) => x.secret?.tls_certificate?.certificate_chain?.inline_string)
-        .filter((c): c is string => c !== undefined);
+      const chains = leafChains(await placedEnvoy('web-sidecar-proxy').configDump());
       expect(chains).toHaveLength(1);
-      const [leaf, intermediate] = (chains[0]!.match(pemBlocks) ?? []).map(
-        (pem) => new X509Certificate(pem),
-      );
+      const [leaf, intermediate] = chains[0]!;
       const roots = (await servers.dc1.api<Roots>('GET', '/v1/connect/ca/roots')).body;
       const root = new X509Certificate(roots.Roots[0]!.RootCert);
       expect(leaf!.subjectAltName).toContain(`spiffe://${td}/ns/default/dc/dc3/svc/web`);
@@ -375,6 +371,57 @@ describe.skipIf(skipWithoutEnvoy())(
       expect(await serverConnections(gateways.dc1)).toBeGreaterThanOrEqual(2);
     });
 
+    it("a root rotation in the primary re-signs both secondaries' intermediates and reaches every Envoy; not one request from dc3 to dc1 fails meanwhile", async () => {
+      const rootsOf = async (dc: Dc) =>
+        (await servers[dc].api<Roots>('GET', '/v1/connect/ca/roots')).body;
+      const before = await rootsOf('dc1');
+      const load = new LoadLoop(port('web', 'api'), { keepAliveWorkers: 1, freshWorkers: 1 });
+      try {
+        await load.waitForSuccesses(3);
+        load.phase('rotation');
+        expect((await servers.dc1.api('POST', '/v1/connect/ca/rotate')).status).toBe(200);
+        const after = await waitFor(
+          async () => {
+            const r = await rootsOf('dc1');
+            return r.Roots.length === 1 && r.ActiveRootID !== before.ActiveRootID && r;
+          },
+          {
+            timeoutMs: 6 * rotationPhaseMs + 30_000,
+            intervalMs: 200,
+            what: "the primary's rotation to retire the old root",
+          },
+        );
+        for (const dc of ['dc2', 'dc3'] as const) {
+          await waitFor(async () => (await rootsOf(dc)).ActiveRootID === after.ActiveRootID, {
+            timeoutMs: 30_000,
+            intervalMs: 200,
+            what: `${dc} to adopt the new root`,
+          });
+          expect(
+            servers[dc].proc.stdoutLines.some((l) =>
+              l.includes('new intermediate CA from the primary'),
+            ),
+            `${dc} got a new intermediate`,
+          ).toBe(true);
+        }
+        const newRoot = new X509Certificate(after.Roots[0]!.RootCert);
+        for (const { envoy } of placed) {
+          await eventually(async () => {
+            const chains = leafChains(await envoy.configDump());
+            if (envoy.name.endsWith('-sidecar-proxy')) expect(chains.length).toBeGreaterThan(0);
+            for (const chain of chains)
+              expect(chainsTo(chain, newRoot), `${envoy.name}'s leaf under the new root`).toBe(
+                true,
+              );
+          }, `${envoy.name} to hold a leaf under the new root`);
+        }
+        await load.waitForSuccesses(3);
+      } finally {
+        await load.stop();
+      }
+      expect(load.counts('rotation').failures, 'failed requests during the rotation').toEqual({});
+    });
+
     function placedEnvoy(name: string): EnvoyProcess {
       return placed.find((p) => p.envoy.name === name)!.envoy;
     }
@@ -382,6 +429,25 @@ describe.skipIf(skipWithoutEnvoy())(
 );
 
 const pemBlocks = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g;
+
+/** Every leaf certificate chain an Envoy holds (SDS `tls_certificate`s), leaf first. */
+function leafChains(dump: ConfigDump): X509Certificate[][] {
+  const secrets = (dumpSection(dump, 'SecretsConfigDump')?.dynamic_active_secrets ?? []) as {
+    secret?: { tls_certificate?: { certificate_chain?: { inline_string?: string } } };
+  }[];
+  return secrets
+    .map((x) => x.secret?.tls_certificate?.certificate_chain?.inline_string)
+    .filter((c): c is string => c !== undefined)
+    .map((c) => (c.match(pemBlocks) ?? []).map((pem) => new X509Certificate(pem)));
+}
+
+/** Whether a chain's leaf is signed by `root` directly or through the chain's intermediate. */
+function chainsTo(chain: readonly X509Certificate[], root: X509Certificate): boolean {
+  const [leaf, intermediate] = chain;
+  if (!leaf) return false;
+  if (!intermediate) return leaf.verify(root.publicKey);
+  return leaf.verify(intermediate.publicKey) && intermediate.verify(root.publicKey);
+}
 
 /** Connections a gateway accepted on its listener at 127.0.0.1:`port`. */
 async function listenerConnections(envoy: EnvoyProcess, port: number): Promise<number> {
