@@ -25,11 +25,15 @@ const dir = () => {
   return d;
 };
 
-async function start(dc: string, flags: Record<string, string>): Promise<RunningServer> {
+async function start(
+  dc: string,
+  flags: Record<string, string>,
+  dataDir = dir(),
+): Promise<RunningServer> {
   const config = loadServerConfig({
     env: {},
     flags: {
-      dataDir: dir(),
+      dataDir,
       httpAddr: '127.0.0.1:0',
       xdsAddr: '127.0.0.1:0',
       peeringAddr: '127.0.0.1:0',
@@ -142,4 +146,79 @@ describe('WAN federation link between a primary and a secondary', () => {
       }),
     ).rejects.toThrow(/secret/);
   }, 60_000);
+
+  it('with the primary down the secondary keeps serving what it replicated, refuses global writes naming the primary, and converges when it returns', async () => {
+    const secret = join(dir(), 'secret');
+    writeFileSync(secret, 'federation-secret-of-the-down-test\n');
+    const primaryDir = dir();
+    let primary = await start('dc1', { federationSecretFile: secret }, primaryDir);
+    const fedPort = primary.federationPort!;
+    await primary.catalog.putConfigEntry({
+      Kind: 'service-intentions',
+      Name: 'api',
+      Sources: [{ Name: 'web', Action: 'allow' }],
+    });
+    const secondary = await start('dc2', {
+      federationSecretFile: secret,
+      primaryGateways: `127.0.0.1:${fedPort}`,
+    });
+    await waitFor(
+      async () => secondary.catalog.configRecord('service-intentions', 'api') !== undefined,
+      { timeoutMs: 20_000, intervalMs: 50, what: "the primary's intention on the secondary" },
+    );
+    const roots = await get<{ ActiveRootID: string }>(secondary, '/v1/connect/ca/roots');
+
+    type Link = { PrimaryLink: { Connected: boolean; LastError: string } };
+    await primary.stop();
+    servers.splice(servers.indexOf(primary), 1);
+    await waitFor(
+      async () =>
+        !(await get<Link>(secondary, '/v1/internal/federation-states')).PrimaryLink.Connected,
+      { timeoutMs: 20_000, intervalMs: 50, what: 'the secondary to see its link down' },
+    );
+    // It keeps serving: the replicated entry and roots, and new registrations get leaves from its
+    // own intermediate.
+    expect(secondary.catalog.configRecord('service-intentions', 'api')).toBeDefined();
+    expect(await get(secondary, '/v1/connect/ca/roots')).toMatchObject(roots);
+    const reg = await fetch(`http://127.0.0.1:${secondary.httpPort}/v1/agent/service/register`, {
+      method: 'PUT',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({
+        Name: 'late',
+        Port: 8080,
+        Connect: { SidecarService: { Port: 21000 } },
+      }),
+    });
+    expect(reg.status).toBe(200);
+    const leaf = await secondary.ca.leaf({
+      spiffeId: `spiffe://${(await get<{ TrustDomain: string }>(secondary, '/v1/connect/ca/roots')).TrustDomain}/ns/default/dc/dc2/svc/late`,
+    });
+    expect(leaf.certPem).toContain('BEGIN CERTIFICATE');
+    const refused = await fetch(`http://127.0.0.1:${secondary.httpPort}/v1/config`, {
+      method: 'PUT',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ Kind: 'service-defaults', Name: 'x', Protocol: 'http' }),
+    });
+    expect(refused.status).toBe(412);
+    expect(((await refused.json()) as { error: string }).error).toContain('primary datacenter dc1');
+
+    // The primary returns on its data directory and port: the link comes back by itself and a
+    // write made there reaches the secondary.
+    primary = await start(
+      'dc1',
+      { federationSecretFile: secret, federationAddr: `127.0.0.1:${fedPort}` },
+      primaryDir,
+    );
+    await primary.catalog.putConfigEntry({
+      Kind: 'service-defaults',
+      Name: 'after',
+      Protocol: 'http',
+    });
+    await waitFor(
+      async () =>
+        (await get<Link>(secondary, '/v1/internal/federation-states')).PrimaryLink.Connected &&
+        secondary.catalog.configRecord('service-defaults', 'after') !== undefined,
+      { timeoutMs: 30_000, intervalMs: 100, what: 'the link back and the new entry replicated' },
+    );
+  }, 90_000);
 });
