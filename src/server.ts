@@ -1,5 +1,7 @@
 import {
+  type FederationRole,
   type ServerConfig,
+  federationRole,
   formatHostPort,
   httpExposureProblem,
   isthmusVersion,
@@ -19,7 +21,16 @@ import { LeafUsers } from './snapshot/leaf-users.js';
 import { peeringView } from './snapshot/peering-view.js';
 import { Catalog } from './catalog/catalog.js';
 import { IsthmusError } from './errors.js';
-import { type CertificateAuthority, openCa } from './ca/index.js';
+import {
+  type CaOptions,
+  type CertificateAuthority,
+  hasIntermediate,
+  openCa,
+  openSecondaryCa,
+  saveJoinedCa,
+} from './ca/index.js';
+import { joinPrimary, primaryDialAddresses, readFederationSecret } from './federation/index.js';
+import { startFederation } from './server/federation-parts.js';
 import {
   type ApiTokens,
   type ProxyTokens,
@@ -50,6 +61,8 @@ export interface RunningServer {
   /** How clients verify the xDS port now (roots change with a CA rotation); undefined: plaintext. */
   xdsTls(): XdsClientTls | undefined;
   readonly peeringPort: number;
+  /** The WAN federation port (undefined: not federated). */
+  readonly federationPort: number | undefined;
   /** Services, health and config entries (what the snapshot layer reads). */
   readonly catalog: Catalog;
   /** The cluster's built-in CA (roots, leaves, rotation events). */
@@ -120,6 +133,19 @@ async function startParts(
     },
     parts,
   );
+  const federation =
+    state.federation.role.kind === 'none' || !state.federation.secret
+      ? undefined
+      : await startFederation(
+          {
+            config,
+            logger,
+            ...state,
+            role: state.federation.role,
+            secret: state.federation.secret,
+          },
+          parts,
+        );
   // After peering: proxies are built from local state, imported services and peer bundles together.
   const snapshots = parts.add(
     'snapshots',
@@ -134,6 +160,7 @@ async function startParts(
       coalesceMs: config.coalesceMs,
       peering: peeringView(peering.peerings, peering.imported),
       localPeeringAddresses: () => advertisedPeeringAddresses(config, peering.port),
+      federation: federation?.snapshots,
     }),
     (s) => s.stop(),
   );
@@ -153,6 +180,7 @@ async function startParts(
       snapshots,
       storeProblem: () => state.store.problem(),
       members,
+      federation,
     },
     parts,
   );
@@ -164,6 +192,7 @@ async function startParts(
     xdsPort: xds.port,
     xdsTls: () => xds.server.clientTls(),
     peeringPort: peering.port,
+    federationPort: federation?.port,
     catalog,
     ca,
     snapshots,
@@ -188,6 +217,7 @@ interface State {
   readonly tokens: ProxyTokens;
   readonly apiTokens: ApiTokens;
   readonly leafUsers: LeafUsers;
+  readonly federation: { readonly role: FederationRole; readonly secret: Buffer | undefined };
 }
 
 /** The Store and the local state on it: catalog, CA, proxy tokens and HTTP API tokens. */
@@ -197,6 +227,9 @@ async function openState(
   parts: StartedParts,
 ): Promise<State> {
   const leadership: LeadershipSlot = { current: undefined };
+  const role = federationRole(config);
+  const secret =
+    role.kind === 'none' ? undefined : await readFederationSecret(config.federationSecretFile);
   const store = parts.add('store', await openStore(config, logger), (s) => s.close());
   // Servers sharing etcd leave once-per-cluster work to the leader, which is elected once the
   // peering port is bound (its address is what the leader publishes): CA rotation and the expiry
@@ -209,6 +242,7 @@ async function openState(
       datacenter: config.datacenter,
       logger: logger.child({ component: 'catalog' }),
       ...(shared ? { isLeader } : {}),
+      configEntriesFrom: role.kind === 'secondary' ? role.primary : undefined,
     }),
     (c) => c.close(),
   );
@@ -216,20 +250,23 @@ async function openState(
   // that, needs the CA to exist. LeafUsers, made before both, is all they share.
   const leafUsers = new LeafUsers();
   // Servers sharing etcd keep the CA's keys in it.
+  const caOptions: CaOptions = {
+    dataDir: config.dataDir,
+    ...(shared ? { keysInStore: true, isLeader } : {}),
+    logger: logger.child({ component: 'ca' }),
+    rotation: { phaseMs: config.caRotationPhaseMs },
+    // A proxy's leaf lives while the proxy is built with its identity; the server's own leaves
+    // (the peering server's, with DNS SANs) are kept without a proxy.
+    leafInUse: (identity) =>
+      identity.holder !== undefined
+        ? leafUsers.holds(identity.holder, identity.spiffeId)
+        : (identity.dnsSans?.length ?? 0) > 0 || leafUsers.uses(identity.spiffeId),
+  };
   const ca = parts.add(
     'ca',
-    await openCa(store, {
-      dataDir: config.dataDir,
-      ...(shared ? { keysInStore: true, isLeader } : {}),
-      logger: logger.child({ component: 'ca' }),
-      rotation: { phaseMs: config.caRotationPhaseMs },
-      // A proxy's leaf lives while the proxy is built with its identity; the server's own leaves
-      // (the peering server's, with DNS SANs) are kept without a proxy.
-      leafInUse: (identity) =>
-        identity.holder !== undefined
-          ? leafUsers.holds(identity.holder, identity.spiffeId)
-          : (identity.dnsSans?.length ?? 0) > 0 || leafUsers.uses(identity.spiffeId),
-    }),
+    role.kind === 'secondary' && secret
+      ? await openFederatedCa(store, catalog, config, role, secret, caOptions, logger)
+      : await openCa(store, caOptions),
     (c) => c.close(),
   );
   const tokens = parts.add(
@@ -242,7 +279,44 @@ async function openState(
     await openApiTokens(store, { logger: logger.child({ component: 'acl' }) }),
     (t) => t.close(),
   );
-  return { store, catalog, ca, tokens, apiTokens, leafUsers, leadership };
+  return {
+    store,
+    catalog,
+    ca,
+    tokens,
+    apiTokens,
+    leafUsers,
+    leadership,
+    federation: { role, secret },
+  };
+}
+
+/**
+ * A secondary's CA (docs/architecture.md §6c): on first start it joins the primary through the
+ * gateways (its own exposing ones, else `--primary-gateways`) and keeps the intermediate the
+ * primary signed; the server starts serving once it has one.
+ */
+async function openFederatedCa(
+  store: Store,
+  catalog: Catalog,
+  config: ServerConfig,
+  role: Extract<FederationRole, { kind: 'secondary' }>,
+  secret: Buffer,
+  caOptions: CaOptions,
+  logger: Logger,
+): Promise<CertificateAuthority> {
+  if (!(await hasIntermediate(store))) {
+    const primaryGateways = config.primaryGateways.map((g) => formatHostPort(g));
+    const joined = await joinPrimary({
+      datacenter: config.datacenter,
+      primary: role.primary,
+      addresses: () => primaryDialAddresses(catalog, config.datacenter, primaryGateways),
+      secret,
+      logger: logger.child({ component: 'federation' }),
+    });
+    await saveJoinedCa(store, caOptions, joined);
+  }
+  return openSecondaryCa(store, { ...caOptions, primaryDatacenter: role.primary });
 }
 
 /**
@@ -299,6 +373,12 @@ function logStarted(logger: Logger, config: ServerConfig, server: RunningServer)
       httpPort,
       xdsPort,
       peeringPort,
+      ...(server.federationPort === undefined
+        ? {}
+        : {
+            federationAddr: formatHostPort(config.federationAddr, server.federationPort),
+            federationPort: server.federationPort,
+          }),
     },
     'server started',
   );

@@ -16,6 +16,7 @@ import {
   loadRecords,
   rotationInProgress,
 } from './ca-store.js';
+import { signIntermediate } from './intermediate.js';
 import { LeafCache } from './leaf-cache.js';
 import { RootKeyFiles } from './root-key-files.js';
 import { type RootKeys, RootKeysInStore } from './root-keys-in-store.js';
@@ -57,6 +58,14 @@ const rootValidityMs = 10 * 365 * 24 * 3600_000;
  * Opens the cluster's CA: creates cluster ID, trust domain and root on first start; resumes a
  * rotation.
  */
+/** Where CA private keys live: the store when servers share it (`keysInStore`), else files. */
+export function rootKeysFor(
+  store: Store,
+  opts: Pick<CaOptions, 'dataDir' | 'keysInStore'>,
+): RootKeys {
+  return opts.keysInStore ? new RootKeysInStore(store) : new RootKeyFiles(opts.dataDir);
+}
+
 export async function openCa(store: Store, opts: CaOptions): Promise<CertificateAuthority> {
   const now = opts.clock ?? Date.now;
   const cluster = await ensureCluster(store, opts.trustDomain);
@@ -66,9 +75,7 @@ export async function openCa(store: Store, opts: CaOptions): Promise<Certificate
       `this cluster's trust domain is ${cluster.trustDomain}; it cannot change to ${opts.trustDomain}`,
     );
   }
-  const keys: RootKeys = opts.keysInStore
-    ? new RootKeysInStore(store)
-    : new RootKeyFiles(opts.dataDir);
+  const keys = rootKeysFor(store, opts);
   let records = await loadRecords(store);
   if (records.roots.length === 0) {
     const root = await newRoot(cluster.trustDomain, now());
@@ -205,6 +212,15 @@ class BuiltInCa implements CertificateAuthority {
   subscribe(listener: (event: CaEvent) => void): () => void {
     this.listeners.add(listener);
     return () => this.listeners.delete(listener);
+  }
+
+  signIntermediate(csrPem: string, datacenter: string): Promise<string> {
+    if (this.closed) return Promise.reject(new IsthmusError('unavailable', 'the CA is closed'));
+    return signIntermediate(this.signer, csrPem, {
+      trustDomainUri: rootSpiffeId(this.trustDomain),
+      datacenter,
+      now: this.now(),
+    });
   }
 
   async close(): Promise<void> {

@@ -73,5 +73,10 @@ export interface CertificateAuthority {
   /** Starts a root rotation that never breaks a connection (see ca/README or the code). */
   rotate(): Promise<void>;
   subscribe(listener: (event: CaEvent) => void): () => void;
+  /**
+   * WAN federation, primary only: signs a secondary's intermediate CA request with the active root
+   * (docs/architecture.md §6c). Absent on a CA that holds no root.
+   */
+  signIntermediate?(csrPem: string, datacenter: string): Promise<string>;
   close(): Promise<void>;
 }

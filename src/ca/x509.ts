@@ -21,7 +21,7 @@ x509.cryptoProvider.set(webcrypto);
 type CryptoKey = webcrypto.CryptoKey;
 type CryptoKeyPair = webcrypto.CryptoKeyPair;
 
-const ecdsa = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' } as const;
+export const ecdsa = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' } as const;
 /** Certificates are backdated so a peer whose clock is slightly behind accepts them at once. */
 export const backdateMs = 60_000;
 
@@ -61,7 +61,7 @@ export interface LeafRequest {
   readonly ttlMs: number;
 }
 
-const colonHex = (bytes: Uint8Array | Buffer): string =>
+export const colonHex = (bytes: Uint8Array | Buffer): string =>
   Buffer.from(bytes).toString('hex').match(/../g)!.join(':');
 
 async function generateKeys(): Promise<CryptoKeyPair> {
@@ -101,14 +101,14 @@ function subjectKeyId(publicKey: KeyObject): string {
 /** X.509 times have whole seconds: what a date becomes once encoded. */
 const encodedTime = (ms: number) => new Date(Math.floor(ms / 1000) * 1000);
 
-async function pkcs8Pem(key: CryptoKey): Promise<string> {
+export async function pkcs8Pem(key: CryptoKey): Promise<string> {
   return x509.PemConverter.encode(await webcrypto.subtle.exportKey('pkcs8', key), 'PRIVATE KEY');
 }
 
 /**
  * A positive serial of `bytes` random bytes, as hex (the top bit cleared so DER keeps it positive).
  */
-function randomSerialHex(bytes: number): string {
+export function randomSerialHex(bytes: number): string {
   const b = randomBytes(bytes);
   b[0] = (b[0]! & 0x7f) | 0x01;
   return b.toString('hex');
@@ -225,7 +225,7 @@ function commonNameOf(req: LeafRequest): string {
 }
 
 /** Validity as encoded (X.509 times have whole seconds). */
-function validity(certPem: string): { notBefore: Date; notAfter: Date } {
+export function validity(certPem: string): { notBefore: Date; notAfter: Date } {
   const cert = new X509Certificate(certPem);
   return { notBefore: new Date(cert.validFrom), notAfter: new Date(cert.validTo) };
 }

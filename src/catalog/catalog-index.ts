@@ -160,6 +160,11 @@ export class CatalogIndex {
     return this.configs.get(`${kind}/${name}`);
   }
 
+  /** Every entry of every kind. */
+  allConfig(): ConfigRecord[] {
+    return [...this.configs.values()];
+  }
+
   /** Every entry of a kind, sorted by name. */
   configsOf(kind: ConfigEntryKind): ConfigRecord[] {
     return [...this.configs.values()]

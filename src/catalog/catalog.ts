@@ -25,7 +25,7 @@ import {
 } from './instance-changes.js';
 import { storedConfigEntries, storedInstances } from './records.js';
 import { parseRegistration } from './registration.js';
-import { type Planned, type Staging, WriteBatch } from './write-batch.js';
+import { configId, type Planned, type Staging, WriteBatch } from './write-batch.js';
 
 export type { ConfigRecord, StoredInstance } from './catalog-index.js';
 
@@ -44,6 +44,12 @@ export interface CatalogOptions {
    * Absent: this server alone expires checks.
    */
   readonly isLeader?: () => boolean;
+  /**
+   * WAN federation, a secondary (docs/architecture.md §6c): config entries are global, written in
+   * this primary datacenter and replicated here (`replaceConfigEntries`); a local write is refused
+   * naming it.
+   */
+  readonly configEntriesFrom?: string | undefined;
 }
 
 /** Every catalog key is under this prefix (instances and config entries). */
@@ -153,6 +159,7 @@ export class Catalog implements CatalogReader {
     input: unknown,
     opts: { readonly peers?: () => readonly string[] } = {},
   ): Promise<ConfigRecord> {
+    this.refuseReplicatedWrite();
     const parsed = parseConfigEntry(input);
     if (!parsed.ok) throw invalidInput(parsed.error);
     const entry = parsed.value;
@@ -171,6 +178,7 @@ export class Catalog implements CatalogReader {
   }
 
   async deleteConfigEntry(kind: string, name: string): Promise<void> {
+    this.refuseReplicatedWrite();
     const parsedKind = parseConfigKind(kind);
     if (!parsedKind.ok) throw invalidInput(parsedKind.error);
     const entryKind = parsedKind.value;
@@ -181,6 +189,46 @@ export class Catalog implements CatalogReader {
       if (problems.length > 0) throw invalidInput(problems);
       staging.deleteConfig(entryKind, name);
     });
+  }
+
+  /**
+   * WAN federation, a secondary: makes the config entries exactly the primary's, in one
+   * transaction (entries are checked against each other in the primary, where they were written).
+   * Resolves with the number of entries written or deleted; the store watch applies each one and
+   * emits its `config-entry-changed`.
+   */
+  async replaceConfigEntries(entries: readonly ConfigEntry[]): Promise<number> {
+    const key = (e: ConfigEntry) => configId(e.kind, e.name);
+    const wanted = new Map(entries.map((e) => [key(e), e]));
+    return this.write((staging, ctx) => {
+      let changed = 0;
+      for (const entry of wanted.values()) {
+        const existing = ctx.index.config(entry.kind, entry.name);
+        if (existing && JSON.stringify(existing.entry) === JSON.stringify(entry)) continue;
+        staging.putConfig({
+          entry,
+          createIndex: existing?.createIndex ?? ctx.revision,
+          modifyIndex: ctx.revision,
+        });
+        changed++;
+      }
+      // A copy: staging a delete takes the entry out of the index at once.
+      for (const rec of [...ctx.index.allConfig()]) {
+        if (wanted.has(key(rec.entry))) continue;
+        staging.deleteConfig(rec.entry.kind, rec.entry.name);
+        changed++;
+      }
+      return changed;
+    });
+  }
+
+  private refuseReplicatedWrite(): void {
+    const primary = this.opts.configEntriesFrom;
+    if (primary === undefined) return;
+    throw new IsthmusError(
+      'failed_precondition',
+      `config entries are global in WAN federation: write them in the primary datacenter ${primary}, which replicates them here (this is ${this.opts.datacenter})`,
+    );
   }
 
   instance(id: string): ServiceInstance | undefined {
@@ -222,6 +270,11 @@ export class Catalog implements CatalogReader {
   /** A config entry with its CreateIndex/ModifyIndex (for the HTTP API). */
   configRecord(kind: ConfigEntryKind, name: string): ConfigRecord | undefined {
     return this.index.config(kind, name);
+  }
+
+  /** Every config entry of every kind (what a primary replicates). */
+  allConfigEntries(): readonly ConfigEntry[] {
+    return this.index.allConfig().map((r) => r.entry);
   }
 
   configRecords(kind: ConfigEntryKind): readonly ConfigRecord[] {

@@ -210,14 +210,15 @@ export function readAddress(
 const metaKeyPattern = /^[A-Za-z0-9_-]+$/;
 
 /**
- * Consul's metadata rules: ≤ 64 pairs, keys ≤ 128 chars of [A-Za-z0-9_-] not starting `consul-`,
- * values ≤ 512.
+ * Consul's metadata rules: ≤ 64 pairs, keys ≤ 128 chars of [A-Za-z0-9_-] not starting `consul-`
+ * (except the `reserved` keys the caller allows), values ≤ 512.
  */
 export function readMeta(
   obj: JsonObject,
   key: string,
   base: string,
   p: Problems,
+  reserved: readonly string[] = [],
 ): Record<string, string> {
   const field = at(base, key);
   const value = obj[key];
@@ -232,7 +233,8 @@ export function readMeta(
     const f = at(field, k);
     if (k.length > 128 || !metaKeyPattern.test(k))
       p.add(f, 'key must be 1-128 letters, digits, "_" or "-"');
-    else if (k.startsWith('consul-')) p.add(f, 'keys starting "consul-" are reserved');
+    else if (k.startsWith('consul-') && !reserved.includes(k))
+      p.add(f, 'keys starting "consul-" are reserved');
     else if (typeof v !== 'string') p.add(f, 'must be a string');
     else if (v.length > 512) p.add(f, 'must be at most 512 characters');
     else out[k] = v;

@@ -1,3 +1,4 @@
+import { type Result, err, ok } from '../result.js';
 import { z } from 'zod';
 import { RecordCollection, type RecordKind } from '../store/records.js';
 import type { ConfigRecord, StoredInstance } from './catalog-index.js';
@@ -334,4 +335,16 @@ export const configKind: RecordKind<ConfigRecord> = {
 /** `catalog/instances/<instance id>` */
 export const storedInstances = new RecordCollection(instanceKind, 'catalog/instances/');
 /** `catalog/config/<kind>/<name>` */
+/**
+ * A config entry replicated from the primary datacenter (WAN federation, docs/architecture.md
+ * §6c), in the stored form: validated here before it is written, as any stored record is read.
+ */
+export function parseReplicatedConfigEntry(raw: unknown): Result<ConfigEntry, string> {
+  const parsed = configEntry.safeParse(raw);
+  if (parsed.success) return ok(parsed.data);
+  return err(
+    parsed.error.issues.map((i) => `${i.path.join('.') || '(entry)'}: ${i.message}`).join('; '),
+  );
+}
+
 export const storedConfigEntries = new RecordCollection(configKind, 'catalog/config/');

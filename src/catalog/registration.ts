@@ -88,7 +88,7 @@ function parseService(
   const mesh = kind !== 'typical';
   const address = mesh ? readIp(obj, 'Address', '', p) : readAddress(obj, 'Address', '', p, '');
   const port = readInt(obj, 'Port', '', p, mesh ? 1 : 0, 65535, mesh ? undefined : 0);
-  const rest = parseCommon(obj, '', p);
+  const rest = parseCommon(obj, '', p, kind);
   const datacenter = readString(obj, 'Datacenter', '', p, ctx.datacenter, nameRule);
   if (datacenter !== undefined && datacenter !== ctx.datacenter && kind !== 'mesh-gateway') {
     p.add(
@@ -154,11 +154,18 @@ function parseProxyOf(
   return undefined;
 }
 
+/**
+ * The one reserved Meta key a registration may set: a mesh gateway's `consul-wan-federation`
+ * (it exposes its datacenter's servers in WAN federation, docs/architecture.md §6c), as Consul.
+ */
+const wanFederationMeta = 'consul-wan-federation';
+
 /** Tags, Meta, Namespace, Partition. */
 function parseCommon(
   obj: JsonObject,
   base: string,
   p: Problems,
+  kind: ServiceKind = 'typical',
 ): Pick<InstanceDraft, 'tags' | 'meta' | 'namespace' | 'partition'> | undefined {
   const tags = readArray(
     obj,
@@ -168,7 +175,7 @@ function parseCommon(
     (v, f) => checkString(v, f, p, { maxLength: 512 }),
     256,
   );
-  const meta = readMeta(obj, 'Meta', base, p);
+  const meta = readMeta(obj, 'Meta', base, p, kind === 'mesh-gateway' ? [wanFederationMeta] : []);
   const namespace = readString(obj, 'Namespace', base, p, 'default', nameRule);
   const partition = readString(obj, 'Partition', base, p, 'default', nameRule);
   if (namespace === undefined || partition === undefined) return undefined;

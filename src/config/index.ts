@@ -10,3 +10,4 @@ export { serverSettings, type SettingSpec, type XdsAuthMode } from './settings.j
 export { isthmusVersion } from './version.js';
 export { httpExposureProblem, isLoopbackHost } from './http-access.js';
 export { xdsPlaintextProblem, xdsPlaintextWarning } from './xds-access.js';
+export { type FederationRole, federationProblem, federationRole } from './federation-role.js';

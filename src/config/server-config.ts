@@ -3,6 +3,7 @@ import { type Result, err, ok } from '../result.js';
 import { readConfigFile } from './config-file.js';
 import { httpExposureProblem } from './http-access.js';
 import { xdsPlaintextProblem } from './xds-access.js';
+import { federationProblem } from './federation-role.js';
 import { type ServerConfig, type SettingSpec, serverSettings, settingKeys } from './settings.js';
 
 export type { ServerConfig } from './settings.js';
@@ -44,7 +45,11 @@ export function resolveServerConfig(sources: ConfigSources): ConfigResult {
     return spec.defaultValue; // never used: the errors are the result
   });
   if (errors.length === 0)
-    for (const problem of [httpExposureProblem(config), xdsPlaintextProblem(config)])
+    for (const problem of [
+      httpExposureProblem(config),
+      xdsPlaintextProblem(config),
+      federationProblem(config),
+    ])
       if (problem) errors.push(problem);
   return errors.length > 0 ? err(errors) : ok(config);
 }
@@ -86,6 +91,10 @@ function resolveEach(
     peeringHeartbeatTimeoutMs: resolve('peeringHeartbeatTimeoutMs'),
     httpMaxBodyBytes: resolve('httpMaxBodyBytes'),
     httpMaxConnections: resolve('httpMaxConnections'),
+    primaryDatacenter: resolve('primaryDatacenter'),
+    primaryGateways: resolve('primaryGateways'),
+    federationAddr: resolve('federationAddr'),
+    federationSecretFile: resolve('federationSecretFile'),
   };
 }
 

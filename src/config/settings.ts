@@ -64,7 +64,8 @@ export interface ServerConfig {
   readonly advertiseAddr: HostPort | undefined;
   /**
    * This server's name among the servers of its cluster (`isthmus members`); empty: the host name
-   * and the bound HTTP port.
+   * and the bound HTTP port. A federated server's TLS name is `<node>.server.<dc>.consul`
+   * (`server-1` when empty).
    */
   readonly nodeName: string;
   /** How often each end of a peering stream sends a Heartbeat (ms). */
@@ -75,6 +76,17 @@ export interface ServerConfig {
   readonly httpMaxBodyBytes: number;
   /** HTTP connections open at once at most; more are closed as they are accepted. */
   readonly httpMaxConnections: number;
+  /**
+   * WAN federation (docs/architecture.md §6c): the datacenter whose CA is the root and whose config
+   * entries are global. Empty: not federated. Equal to `datacenter`: this is the primary.
+   */
+  readonly primaryDatacenter: string;
+  /** A secondary's first contact: the primary's mesh gateways (WAN addresses). */
+  readonly primaryGateways: readonly HostPort[];
+  /** The federation port: gRPC over TLS, reached from other datacenters only through gateways. */
+  readonly federationAddr: HostPort;
+  /** A file holding the secret every federated server shares (it authenticates a Join). */
+  readonly federationSecretFile: string;
 }
 
 /** A parsed value, or what is wrong with the raw one (the caller prefixes the setting's name). */
@@ -488,6 +500,39 @@ export const serverSettings: SettingsTable = {
     'HTTP connections open at once at most; more are closed as they are accepted',
     parseMaxConnections,
   ),
+  primaryDatacenter: spec(
+    '--primary-datacenter',
+    'NAME',
+    '',
+    'WAN federation: the primary datacenter (its CA is the root, its config entries are global); the same on every server of every datacenter',
+    parseOptionalDatacenter,
+  ),
+  primaryGateways: spec(
+    '--primary-gateways',
+    'HOST:PORT,...',
+    '',
+    "WAN federation, secondaries: the primary's mesh gateways (WAN addresses), dialed until a local gateway exposes servers",
+    parseEndpoints,
+  ),
+  federationAddr: spec(
+    '--federation-addr',
+    'HOST:PORT',
+    '127.0.0.1:8504',
+    'WAN federation (gRPC over TLS) listen address; other datacenters reach it only through mesh gateways',
+    parseAddr,
+  ),
+  federationSecretFile: spec(
+    '--federation-secret-file',
+    'PATH',
+    '',
+    'WAN federation: file holding the secret all federated servers share (16+ characters; authenticates a secondary joining)',
+    parseString,
+  ),
 };
+
+/** Empty, or a datacenter name. */
+function parseOptionalDatacenter(raw: unknown): ParseResult<string> {
+  return raw === '' || raw === undefined ? ok('') : parseDatacenter(raw);
+}
 
 export const settingKeys = Object.keys(serverSettings) as (keyof ServerConfig)[];

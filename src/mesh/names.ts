@@ -195,3 +195,44 @@ export const xdsServerName = 'xds.isthmus.internal';
 export function xdsServerSpiffeId(td: string, dc: string): string {
   return `spiffe://${td}/xds/server/dc/${dc}`;
 }
+
+/**
+ * WAN federation (docs/architecture.md §6c): the DNS domain of server names, Consul's default.
+ * Servers' TLS names are `server.<dc>.<domain>` and `<node>.server.<dc>.<domain>`; mesh gateways
+ * route them by SNI, so a server is reached from another datacenter only through gateways.
+ */
+export const federationDomain = 'consul';
+
+/** The mesh gateway meta key that exposes a datacenter's servers (Consul's name). */
+export const wanFederationMetaKey = 'consul-wan-federation';
+
+/** `server.<dc>.<domain>`: any server of a datacenter, what a federation link dials. */
+export function federationServerName(dc: string): string {
+  return `server.${dc}.${federationDomain}`;
+}
+
+/** `<node>.server.<dc>.<domain>`: one server by its node name. */
+export function federationNodeServerName(node: string, dc: string): string {
+  return `${node}.${federationServerName(dc)}`;
+}
+
+/** `*.server.<dc>.<domain>`: the gateway chain towards another datacenter's servers by node. */
+export function federationServerWildcard(dc: string): string {
+  return `*.${federationServerName(dc)}`;
+}
+
+/**
+ * Identity of a server on the federation link, as TLS server and as client:
+ * `spiffe://<td>/federation/server/dc/<dc>`.
+ */
+export function federationServerSpiffeId(td: string, dc: string): string {
+  return `spiffe://${td}/federation/server/dc/${dc}`;
+}
+
+/** The datacenter a federation server identity names, or undefined for any other identity. */
+export function datacenterOfFederationServer(td: string, spiffeId: string): string | undefined {
+  const prefix = `spiffe://${td}/federation/server/dc/`;
+  if (!spiffeId.startsWith(prefix)) return undefined;
+  const dc = spiffeId.slice(prefix.length);
+  return /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/.test(dc) ? dc : undefined;
+}

@@ -12,13 +12,15 @@ export type ClientCertCheck = Result<readonly string[], string>;
 
 /**
  * Whether `peer` (grpc-js `call.getAuthContext().sslPeerCertificate`) is valid now and signed by
- * one of `rootPems` (isthmus leaves are signed by a root directly: no intermediates). Its URI SANs
- * are the value, for the caller to match the expected trust domain.
+ * one of `rootPems`, directly or through `intermediates` (a WAN federation secondary's leaves are
+ * signed by an intermediate, §6c). Its URI SANs are the value, for the caller to match the
+ * expected trust domain.
  */
 export function checkClientCertificate(
   peer: PeerCertificate | undefined,
   rootPems: readonly string[],
   now = Date.now(),
+  intermediates: readonly X509Certificate[] = [],
 ): ClientCertCheck {
   if (!peer?.raw || peer.raw.length === 0) return err('no client certificate was presented');
   let cert: X509Certificate;
@@ -29,7 +31,7 @@ export function checkClientCertificate(
   }
   if (now < Date.parse(cert.validFrom) || now > Date.parse(cert.validTo))
     return err('the client certificate is expired or not yet valid');
-  if (!certificateChainsTo(cert, rootPems, new Date(now)))
+  if (!certificateChainsTo(cert, rootPems, new Date(now), intermediates))
     return err('the client certificate does not chain to the roots pinned for this peering');
   const uris = (cert.subjectAltName ?? '')
     .split(/,\s*/)

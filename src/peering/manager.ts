@@ -85,7 +85,9 @@ export class PeeringManager {
   constructor(private readonly opts: PeeringManagerOptions) {
     this.acceptor = new StreamAcceptor({
       ...timingsOf(this.opts),
-      authority: { verifyOpen: (open, cert) => this.verifyOpen(open, cert) },
+      authority: {
+        verifyOpen: (open, cert, intermediates) => this.verifyOpen(open, cert, intermediates),
+      },
       bind: (peer) => this.bindAccepted(peer),
       redirect: () => (this.leads() ? undefined : (opts.leadership?.leader() ?? '')),
       logger: opts.logger.child({ role: 'acceptor' }),
@@ -165,9 +167,10 @@ export class PeeringManager {
   private async verifyOpen(
     open: StreamOpen,
     cert: X509Certificate | undefined,
+    intermediates: readonly X509Certificate[] = [],
   ): Promise<OpenVerdict> {
     const p = await this.opts.peerings.verifyStream(open.peerId, open.streamSecret, (p) => {
-      if (!cert || !certificateChainsTo(cert, p.peerCaPems)) {
+      if (!cert || !certificateChainsTo(cert, p.peerCaPems, new Date(), intermediates)) {
         throw new IsthmusError(
           'permission_denied',
           'the client certificate does not chain to the roots pinned for this peering',

@@ -4,6 +4,7 @@ import { registerAclRoutes } from '../api/acl-routes.js';
 import { registerCaRoutes } from '../api/ca-routes.js';
 import { registerCatalogRoutes } from '../api/catalog-routes.js';
 import { registerConfigRoutes } from '../api/config-routes.js';
+import { registerFederationRoutes } from '../api/federation-routes.js';
 import { type Health, createHttpApi } from '../api/http.js';
 import { registerOperatorRoutes } from '../api/operator-routes.js';
 import { registerPeeringRoutes } from '../api/peering-routes.js';
@@ -19,6 +20,7 @@ import type { Metrics } from '../metrics.js';
 import { peeringView } from '../snapshot/peering-view.js';
 import type { XdsServer } from '../xds/server.js';
 import type { ClusterMembers } from './members.js';
+import type { FederationParts } from './federation-parts.js';
 import type { PeeringParts } from './peering-parts.js';
 import type { StartedParts } from './started-parts.js';
 
@@ -40,6 +42,8 @@ export interface HttpApiParts {
   readonly storeProblem: () => string | undefined;
   /** The servers of this cluster (fan-out of per-server status, `/v1/operator/servers`). */
   readonly members: ClusterMembers;
+  /** WAN federation (absent: not federated). */
+  readonly federation?: FederationParts | undefined;
 }
 
 /**
@@ -86,6 +90,12 @@ export async function startHttpApi(
   registerConfigRoutes(http, catalog, { peers: () => peers.peerNames() });
   registerCaRoutes(http, ca);
   registerOperatorRoutes(http, deps.members);
+  registerFederationRoutes(http, {
+    datacenter: config.datacenter,
+    datacenters: () => deps.federation?.datacenters() ?? [config.datacenter],
+    states: () => deps.federation?.states.all() ?? [],
+    replication: () => deps.federation?.replication(),
+  });
   registerAclRoutes(http, deps.tokens, deps.apiTokens);
   registerPeeringRoutes(http, {
     peerings,

@@ -9,6 +9,7 @@ const stopOrder = [
   'xds',
   'peering streams',
   'peering server',
+  'federation',
   'snapshots',
   'http',
   'catalog',

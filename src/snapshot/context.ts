@@ -42,6 +42,21 @@ export const noPeering: PeeringView = {
   importedInstances: () => [],
 };
 
+/**
+ * What the builders read of WAN federation (docs/architecture.md §6c): the other datacenters'
+ * mesh gateways from the replicated federation states, and this server's federation port.
+ */
+export interface FederationView {
+  /** Other datacenters that have gateways in a federation state, sorted. */
+  remoteDatacenters(): readonly string[];
+  /** A datacenter's gateways that expose its servers (WAN addresses), sorted. */
+  remoteGateways(dc: string): readonly { readonly address: string; readonly port: number }[];
+  /** This server's federation port (`host:port`), where exposing gateways route server SNIs. */
+  localServerAddresses(): readonly string[];
+  /** This server's node name (`<node>.server.<dc>.consul`). */
+  readonly nodeName: string;
+}
+
 /** What every builder reads: the catalog, this cluster's names, and the CA roots. */
 export interface BuildContext {
   readonly catalog: CatalogReader;
@@ -57,6 +72,8 @@ export interface BuildContext {
    * `server.<dc>.peering.<td>`.
    */
   readonly localPeeringAddresses?: readonly string[] | undefined;
+  /** WAN federation (absent: this datacenter is not federated). */
+  readonly federation?: FederationView | undefined;
 }
 
 /** A built snapshot and the service names whose changes must rebuild it. */

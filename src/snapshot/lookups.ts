@@ -51,7 +51,7 @@ export function upstreamEndpoints(
   u: Upstream,
   dc: string,
   svc: { name: string; namespace: string; partition: string },
-  ctx: Pick<BuildContext, 'catalog' | 'datacenter'>,
+  ctx: Pick<BuildContext, 'catalog' | 'datacenter' | 'federation'>,
   subset?: { readonly filter: SubsetFilter; readonly onlyPassing: boolean },
 ): EndpointIR[] {
   if (dc === ctx.datacenter)
@@ -63,10 +63,26 @@ export function upstreamEndpoints(
       gateways.filter((g) => g.datacenter === ctx.datacenter),
       'lan',
     );
-  return gatewayEndpoints(
-    gateways.filter((g) => g.datacenter === dc),
-    'wan',
-  );
+  return remoteDatacenterGateways(dc, ctx);
+}
+
+/**
+ * Another datacenter's gateways, WAN side: those registered here by hand, and with WAN federation
+ * those of its replicated federation state (docs/architecture.md §6c), once each.
+ */
+export function remoteDatacenterGateways(
+  dc: string,
+  ctx: Pick<BuildContext, 'catalog' | 'federation'>,
+): EndpointIR[] {
+  const registered = ctx.catalog.instancesOfKind('mesh-gateway').filter((g) => g.datacenter === dc);
+  const out = gatewayEndpoints(registered, 'wan');
+  const seen = new Set(out.map((e) => `${e.address}:${e.port}`));
+  for (const g of ctx.federation?.remoteGateways(dc) ?? []) {
+    if (seen.has(`${g.address}:${g.port}`)) continue;
+    seen.add(`${g.address}:${g.port}`);
+    out.push({ address: g.address, port: g.port, health: 'healthy' });
+  }
+  return sortEndpoints(out);
 }
 
 /** Envoy's connect timeout for every cluster isthmus generates. */

@@ -3,7 +3,7 @@ import type { CatalogEvent, CatalogReader, ServiceInstance } from '../catalog/ty
 import type { CaEvent, CertificateAuthority } from '../ca/types.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
-import type { BuildContext, Built } from './context.js';
+import type { BuildContext, Built, FederationView } from './context.js';
 import { MeshGatewayBuilder } from './mesh-gateway.js';
 import { meshGatewaySpiffeId } from '../mesh/names.js';
 import { configDep, SidecarBuilder, sidecarSpiffeId } from './sidecar.js';
@@ -41,6 +41,10 @@ export interface SnapshotManagerOptions {
   readonly peering?: LivePeeringView | undefined;
   /** This server's peering port (`host:port`), for gateways peering through themselves. */
   readonly localPeeringAddresses?: (() => readonly string[]) | undefined;
+  /** WAN federation: other datacenters' gateways; a change rebuilds every proxy. */
+  readonly federation?:
+    | { readonly view: FederationView; subscribe(listener: () => void): () => void }
+    | undefined;
 }
 
 const isProxy = (i: ServiceInstance) => i.kind === 'connect-proxy' || i.kind === 'mesh-gateway';
@@ -81,6 +85,8 @@ export class SnapshotManager {
     this.unsubscribe.push(this.opts.ca.subscribe((e) => this.onCaEvent(e)));
     if (this.opts.peering)
       this.unsubscribe.push(this.opts.peering.subscribe((e) => this.onPeeringEvent(e)));
+    if (this.opts.federation)
+      this.unsubscribe.push(this.opts.federation.subscribe(() => this.markAll()));
     for (const i of this.opts.catalog.allInstances()) {
       if (!isProxy(i)) continue;
       this.firstBuildPending.add(i.id);
@@ -235,6 +241,7 @@ export class SnapshotManager {
       peerTrustDomain: (peer) => this.opts.peering?.bundle(peer)?.trustDomain,
       peering: this.opts.peering,
       localPeeringAddresses: this.opts.localPeeringAddresses?.(),
+      federation: this.opts.federation?.view,
     };
   }
 

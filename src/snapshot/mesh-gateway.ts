@@ -8,18 +8,27 @@ import {
   localRootsSecretName,
   peeredServiceSni,
   peerInboundSecretName,
+  federationNodeServerName,
+  federationServerName,
+  federationServerWildcard,
   peeringServerName,
   serviceSni,
+  wanFederationMetaKey,
   serviceSpiffeId,
 } from '../mesh/names.js';
 import { parseHostPort } from '../config/host-port.js';
 import { exportedNamesFor } from '../peering/exports.js';
 import { peerThroughMeshGateways } from '../peering/through-gateways.js';
-import type { BuildContext, Built } from './context.js';
+import type { BuildContext, Built, FederationView } from './context.js';
 import { type Changes, indexOfSorted, type Piece, PieceMemo, reuse } from './pieces.js';
 import { type GatewaySide, type SidedChain, gatewayListeners } from './gateway-listeners.js';
-import { connectTimeoutMs, sidecarEndpoints, withEndpoints } from './lookups.js';
-import { gatewayEndpoints, serviceProtocol } from '../catalog/lookups.js';
+import {
+  connectTimeoutMs,
+  remoteDatacenterGateways,
+  sidecarEndpoints,
+  withEndpoints,
+} from './lookups.js';
+import { serviceProtocol } from '../catalog/lookups.js';
 import { peeredEndpoints, peeredSidecars } from './peered.js';
 import type {
   EdsClusterIR,
@@ -55,13 +64,15 @@ const noPart: GatewayPart = { routes: [], clusters: [], secrets: [] };
 /**
  * Builds one gateway's snapshots again and again, each from the parts of the last that a change
  * did not touch (docs/architecture.md §2 "Incremental builds"): a part per exported service
- * (depends on that service), a part per peer's imports (`peer:<name>`), and the remote
- * datacenters and peering servers, which only `all` rebuilds. Kept parts are the same objects, so
+ * (depends on that service), a part per peer's imports (`peer:<name>`), with WAN federation a
+ * part per local service with sidecars (§6c), and the remote datacenters, peering and federation
+ * servers, which only `all` rebuilds (a federation state change is `all`). Kept parts are the same objects, so
  * the publisher regenerates only the resources of the parts that changed.
  */
 export class MeshGatewayBuilder {
   private readonly exported = new PieceMemo<GatewayPart>();
   private readonly imported = new PieceMemo<GatewayPart>();
+  private readonly federated = new PieceMemo<GatewayPart>();
   private last:
     | {
         readonly gateway: ServiceInstance;
@@ -90,9 +101,13 @@ export class MeshGatewayBuilder {
     if (!last) {
       this.exported.clear();
       this.imported.clear();
+      this.federated.clear();
     } else {
       dropped = this.exported.invalidate(changes as ReadonlySet<string>);
-      importsKept = this.imported.invalidate(changes as ReadonlySet<string>).size === 0;
+      // The patch path swaps exported clusters only: any other part dropped means assemble whole.
+      const importsDropped = this.imported.invalidate(changes as ReadonlySet<string>).size;
+      const federatedDropped = this.federated.invalidate(changes as ReadonlySet<string>).size;
+      importsKept = importsDropped === 0 && federatedDropped === 0;
     }
     let consumers = last?.consumers;
     if (!consumers || (last?.wildcard && exportsMayChange(ctx, consumers, changes))) {
@@ -116,7 +131,19 @@ export class MeshGatewayBuilder {
           deps: [service],
         })),
       );
-    parts.push(last?.fixed ?? fixedPart(ctx));
+    const fixed = last?.fixed ?? fixedPart(ctx, gateway);
+    parts.push(fixed);
+    if (ctx.federation) {
+      const services = servicesWithSidecars(ctx);
+      this.federated.retain(new Set(services));
+      for (const service of services)
+        parts.push(
+          this.federated.get(service, () => ({
+            value: federatedPart(ctx, service),
+            deps: [service],
+          })),
+        );
+    }
     const peers = importingPeers(ctx);
     parts.push(
       this.imported.get(peers.join('\n'), () => ({
@@ -131,7 +158,7 @@ export class MeshGatewayBuilder {
       roots: ctx.roots,
       consumers,
       wildcard: exportsWildcard(ctx),
-      fixed: parts[consumers.size]!,
+      fixed,
       routes: parts.flatMap((p) => p.routes),
       snapshot,
     };
@@ -263,22 +290,34 @@ function newExportPart(e: ExportedService, ctx: BuildContext, leaf: Leaf | undef
   };
 }
 
-/** Remote datacenters and peering servers: rebuilt only with everything else. */
-function fixedPart(ctx: BuildContext): GatewayPart {
+/** Remote datacenters, peering and federation servers: rebuilt only with everything else. */
+function fixedPart(ctx: BuildContext, gateway: ServiceInstance): GatewayPart {
   const routes: SidedChain[] = [];
   const clusters: EdsClusterIR[] = [];
-  for (const [dc, gateways] of remoteGatewaysByDatacenter(ctx)) {
+  const exposesServers = ctx.federation !== undefined && exposesFederatedServers(gateway);
+  for (const dc of remoteDatacenters(ctx)) {
     const name = datacenterSni(ctx.trustDomain, dc);
+    // Another datacenter's servers are reached through its gateways like its services (§6c).
+    const serverNames = exposesServers
+      ? [federationServerName(dc), federationServerWildcard(dc)]
+      : [];
     routes.push({
       side: 'both',
       chain: {
-        serverNames: [datacenterWildcardSni(ctx.trustDomain, dc)],
+        serverNames: [datacenterWildcardSni(ctx.trustDomain, dc), ...serverNames],
         cluster: name,
         statPrefix: `mesh_gateway_remote.${dc}`,
       },
     });
-    const endpoints = gatewayEndpoints(gateways, 'wan');
+    const endpoints = remoteDatacenterGateways(dc, ctx);
     clusters.push({ name, protocol: 'tcp', connectTimeoutMs, ...withEndpoints(endpoints) });
+  }
+  if (exposesServers && ctx.federation) {
+    const local = localFederationServers(ctx, ctx.federation);
+    if (local) {
+      routes.push({ side: 'wan', chain: local.chain });
+      clusters.push(local.cluster);
+    }
   }
   for (const s of peeringServers(ctx)) {
     const chain = { serverNames: [s.serverName], cluster: s.serverName, statPrefix: s.statPrefix };
@@ -290,10 +329,32 @@ function fixedPart(ctx: BuildContext): GatewayPart {
       ...withEndpoints(s.endpoints),
     });
   }
-  // Issue 20 (WAN federation) adds here, and only while federation is on, a WAN chain per local
-  // service by its datacenter SNI (§6b). Until then no chain reaches a local service but through
-  // its exports.
   return { routes, clusters, secrets: [] };
+}
+
+/**
+ * WAN federation only (§6c): other datacenters' sidecars reach a local service with sidecars here
+ * by its datacenter SNI, TLS passing through to those sidecars (both share the trust domain).
+ */
+function federatedPart(ctx: BuildContext, service: string): GatewayPart {
+  const endpoints = sidecarEndpoints(ctx.catalog, service, 'default', 'default');
+  const name = serviceSni(ctx.trustDomain, ctx.datacenter, { name: service });
+  const chain = { serverNames: [name], cluster: name, statPrefix: 'mesh_gateway_local' };
+  return {
+    routes: [{ side: 'wan', chain }],
+    clusters: [{ name, protocol: 'tcp', connectTimeoutMs, endpoints }],
+    secrets: [],
+  };
+}
+
+/** The local services with sidecars (default namespace and partition), sorted. */
+function servicesWithSidecars(ctx: BuildContext): string[] {
+  const services = new Set<string>();
+  for (const p of ctx.catalog.instancesOfKind('connect-proxy')) {
+    const dest = p.proxy?.destinationServiceName;
+    if (dest && p.namespace === 'default' && p.partition === 'default') services.add(dest);
+  }
+  return [...services].sort();
 }
 
 /** The LAN chains and clusters of the services imported from these peers. */
@@ -306,13 +367,39 @@ function importedPart(ctx: BuildContext, peers: readonly string[]): GatewayPart 
   return { routes, clusters, secrets: [] };
 }
 
-function remoteGatewaysByDatacenter(ctx: BuildContext): [string, ServiceInstance[]][] {
-  const byDc = new Map<string, ServiceInstance[]>();
-  for (const g of ctx.catalog.instancesOfKind('mesh-gateway')) {
-    if (g.datacenter === ctx.datacenter) continue;
-    byDc.set(g.datacenter, [...(byDc.get(g.datacenter) ?? []), g]);
-  }
-  return [...byDc.entries()].sort(([a], [b]) => (a < b ? -1 : 1));
+/** Datacenters other than ours with gateways: registered here, or in a federation state. */
+function remoteDatacenters(ctx: BuildContext): string[] {
+  const dcs = new Set(ctx.federation?.remoteDatacenters() ?? []);
+  for (const g of ctx.catalog.instancesOfKind('mesh-gateway'))
+    if (g.datacenter !== ctx.datacenter) dcs.add(g.datacenter);
+  dcs.delete(ctx.datacenter);
+  return [...dcs].sort();
+}
+
+/** Consul's `Meta {"consul-wan-federation": "1"}` (the CLI's `--expose-servers`). */
+export function exposesFederatedServers(gateway: ServiceInstance): boolean {
+  return gateway.meta[wanFederationMetaKey] === '1';
+}
+
+/**
+ * `server.<dc>.consul` and `<node>.server.<dc>.consul` (ours) to this server's federation port: a
+ * gateway that exposes servers passes the federation TLS through to it, never terminating it.
+ */
+function localFederationServers(
+  ctx: BuildContext,
+  federation: FederationView,
+): { chain: GatewayChainIR; cluster: EdsClusterIR } | undefined {
+  const endpoints = toEndpoints(federation.localServerAddresses());
+  if (endpoints.length === 0) return undefined;
+  const name = federationServerName(ctx.datacenter);
+  return {
+    chain: {
+      serverNames: [name, federationNodeServerName(federation.nodeName, ctx.datacenter)],
+      cluster: name,
+      statPrefix: 'mesh_gateway_local_server',
+    },
+    cluster: { name, protocol: 'tcp', connectTimeoutMs, ...withEndpoints(endpoints) },
+  };
 }
 
 /**

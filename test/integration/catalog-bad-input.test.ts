@@ -93,6 +93,12 @@ const badRegistrations: [string, unknown, string, RegExp][] = [
     'Meta.consul-version',
     /reserved/,
   ],
+  [
+    'consul-wan-federation on a service that is not a mesh gateway (only a gateway exposes servers)',
+    { Name: 'x', Meta: { 'consul-wan-federation': '1' } },
+    'Meta.consul-wan-federation',
+    /reserved/,
+  ],
   ['non-string Meta value', { Name: 'x', Meta: { a: 1 } }, 'Meta.a', /must be a string/],
   [
     'misspelt field',

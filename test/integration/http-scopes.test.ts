@@ -116,6 +116,11 @@ const table: Readonly<Record<string, Row>> = {
   'DELETE /v1/config/:kind/:name': { path: '/v1/config/service-defaults/api', allowed: op },
   'GET /v1/connect/ca/roots': { path: '/v1/connect/ca/roots', allowed: 'anyone' },
   'POST /v1/connect/ca/rotate': { path: '/v1/connect/ca/rotate', allowed: op },
+  'GET /v1/catalog/datacenters': { path: '/v1/catalog/datacenters', allowed: 'anyone' },
+  'GET /v1/internal/federation-states': {
+    path: '/v1/internal/federation-states',
+    allowed: readers,
+  },
   'POST /v1/acl/token': {
     path: '/v1/acl/token',
     body: { ProxyID: 'api-1-sidecar-proxy' },

@@ -62,6 +62,10 @@ describe('loadServerConfig', () => {
       peeringHeartbeatTimeoutMs: 120000,
       httpMaxBodyBytes: 4194304,
       httpMaxConnections: 1024,
+      primaryDatacenter: '',
+      primaryGateways: [],
+      federationAddr: { host: '127.0.0.1', port: 8504 },
+      federationSecretFile: '',
       nodeName: '',
     });
   });

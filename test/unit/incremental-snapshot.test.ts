@@ -1,6 +1,7 @@
 /**
  * Incremental builds (docs/architecture.md §2 "Incremental builds", issue 14): after every step of
- * a random sequence of catalog, config-entry and peering changes, each proxy's published view
+ * a random sequence of catalog, config-entry, peering and WAN federation changes, each proxy's
+ * published view
  * (through the SnapshotManager's builders and the SnapshotPublisher's piece-by-piece updates) has
  * exactly the resources and versions of a full rebuild from scratch.
  */
@@ -19,7 +20,7 @@ import type { ConfigEntry, ServiceInstance, Upstream } from '../../src/catalog/t
 import { silentLogger } from '../../src/log.js';
 import { Metrics } from '../../src/metrics.js';
 import type { ImportedInstance } from '../../src/peering/imported.js';
-import type { BuildContext, PeerBundle } from '../../src/snapshot/context.js';
+import type { BuildContext, FederationView, PeerBundle } from '../../src/snapshot/context.js';
 import { LeafUsers } from '../../src/snapshot/leaf-users.js';
 import { SnapshotManager } from '../../src/snapshot/manager.js';
 import { buildMeshGatewaySnapshot } from '../../src/snapshot/mesh-gateway.js';
@@ -100,6 +101,23 @@ class MutablePeering implements LivePeeringView {
   }
 }
 
+/** Other datacenters' gateways from replicated federation states (§6c), as the steps change them. */
+class MutableFederation implements FederationView {
+  readonly nodeName = 'node-1';
+  readonly gateways = new Map<string, { address: string; port: number }[]>();
+  private readonly listeners = new Set<() => void>();
+  remoteDatacenters = () => [...this.gateways.keys()].sort();
+  remoteGateways = (d: string) => this.gateways.get(d) ?? [];
+  localServerAddresses = () => ['127.0.0.1:8301'];
+  subscribe(listener: () => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+  emit(): void {
+    for (const l of this.listeners) l();
+  }
+}
+
 const services = ['api', 'db', 'cache', 'web'] as const;
 type Service = (typeof services)[number];
 
@@ -170,7 +188,8 @@ type Step =
   | { kind: 'export'; services: readonly Service[] | '*' }
   | { kind: 'bundle'; peer: 'peer-a' | 'peer-b'; known: boolean }
   | { kind: 'import'; peer: 'peer-a' | 'peer-b'; service: Service; addresses: number }
-  | { kind: 'upstreams'; services: readonly Service[] };
+  | { kind: 'upstreams'; services: readonly Service[] }
+  | { kind: 'federation-state'; datacenter: 'dc2' | 'dc3'; gateways: number };
 
 const service = fc.constantFrom(...services);
 /**
@@ -247,6 +266,14 @@ const step: fc.Arbitrary<Step> = fc.oneof(
       services: fc.uniqueArray(upstreamService, { minLength: 1, maxLength: 3 }),
     }),
   },
+  {
+    weight: 1,
+    arbitrary: fc.record({
+      kind: fc.constant('federation-state' as const),
+      datacenter: fc.constantFrom('dc2' as const, 'dc3' as const),
+      gateways: fc.integer({ min: 0, max: 2 }),
+    }),
+  },
 );
 
 class World {
@@ -255,8 +282,11 @@ class World {
   readonly ca = new FixedCa();
   readonly cache = new XdsCache();
   readonly manager: SnapshotManager;
+  /** WAN federation on (a primary or secondary): the gateway exposes servers. */
+  readonly federation: MutableFederation | undefined;
 
-  constructor() {
+  constructor(federated = false) {
+    this.federation = federated ? new MutableFederation() : undefined;
     this.manager = new SnapshotManager({
       catalog: this.catalog,
       ca: this.ca,
@@ -267,6 +297,10 @@ class World {
       metrics: new Metrics(),
       coalesceMs: 0,
       peering: this.peering,
+      federation: this.federation && {
+        view: this.federation,
+        subscribe: (l) => this.federation!.subscribe(l),
+      },
     });
     for (const s of services) for (let i = 0; i < 2; i++) this.register(s, i, 21000);
     for (const s of ['api', 'db', 'cache']) this.register(`${s}-v2`, 0, 21000);
@@ -279,6 +313,7 @@ class World {
       address: '10.9.0.1',
       port: 8443,
       taggedAddresses: { wan: { address: '192.0.2.1', port: 443 } },
+      meta: federated ? { 'consul-wan-federation': '1' } : {},
     });
     this.peering.bundles.set('peer-a', {
       peer: 'peer-a',
@@ -325,6 +360,7 @@ class World {
           ...names.map((n, i) => upstream(n, 9000 + i)),
           upstream('api', 9100, 'peer-a'),
           upstream('db', 9101, 'peer-b'),
+          { ...upstream('web', 9102), datacenter: 'dc2' },
         ],
       },
     });
@@ -400,6 +436,17 @@ class World {
       }
       case 'upstreams':
         return this.setUpstreams(s.services);
+      case 'federation-state': {
+        if (!this.federation) return;
+        const list = Array.from({ length: s.gateways }, (_, k) => ({
+          address: `198.51.100.${k + 1}`,
+          port: 443,
+        }));
+        if (list.length === 0) this.federation.gateways.delete(s.datacenter);
+        else this.federation.gateways.set(s.datacenter, list);
+        this.federation.emit();
+        return;
+      }
     }
   }
 
@@ -424,6 +471,7 @@ class World {
       roots,
       peerTrustDomain: (p) => this.peering.bundle(p)?.trustDomain,
       peering: this.peering,
+      federation: this.federation,
     };
     const cache = new XdsCache();
     const out = new Map<string, Map<string, string>>();
@@ -458,21 +506,25 @@ const sorted = (m: Map<string, string>) => new Map([...m].sort(([a], [b]) => (a 
 describe('incremental snapshot builds', () => {
   it('publish after every change exactly what a full rebuild from scratch gives', async () => {
     await fc.assert(
-      fc.asyncProperty(fc.array(step, { minLength: 1, maxLength: 25 }), async (steps) => {
-        const world = new World();
-        world.manager.start();
-        try {
-          await world.manager.settled();
-          expect(world.published()).toEqual(await world.fromScratch());
-          for (const s of steps) {
-            world.apply(s);
+      fc.asyncProperty(
+        fc.array(step, { minLength: 1, maxLength: 25 }),
+        fc.boolean(),
+        async (steps, federated) => {
+          const world = new World(federated);
+          world.manager.start();
+          try {
             await world.manager.settled();
-            expect(world.published(), JSON.stringify(s)).toEqual(await world.fromScratch());
+            expect(world.published()).toEqual(await world.fromScratch());
+            for (const s of steps) {
+              world.apply(s);
+              await world.manager.settled();
+              expect(world.published(), JSON.stringify(s)).toEqual(await world.fromScratch());
+            }
+          } finally {
+            await world.manager.stop();
           }
-        } finally {
-          await world.manager.stop();
-        }
-      }),
+        },
+      ),
       { numRuns: 60 },
     );
   }, 120_000);

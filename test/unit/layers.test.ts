@@ -35,7 +35,7 @@ const layers: readonly (readonly string[])[] = [
   ['mesh'],
   ['store'],
   ['catalog', 'ca', 'acl'],
-  ['peering', 'discovery-chain'],
+  ['peering', 'discovery-chain', 'federation'],
   ['snapshot'],
   ['xds'],
   ['probe', 'troubleshoot'],

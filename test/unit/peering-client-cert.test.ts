@@ -1,6 +1,7 @@
 import { X509Certificate } from 'node:crypto';
 import type { PeerCertificate } from 'node:tls';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { createIntermediateRequest, signIntermediate } from '../../src/ca/intermediate.js';
 import { createRoot, issueLeaf, loadSigner } from '../../src/ca/x509.js';
 import { checkClientCertificate } from '../../src/peering/client-cert.js';
 
@@ -8,6 +9,10 @@ let pinned: string;
 let other: string;
 let leafDer: Buffer;
 let strangerDer: Buffer;
+/** A WAN federation secondary's leaf: signed by an intermediate the pinned root signed (§6c). */
+let secondaryLeafDer: Buffer;
+let intermediate: X509Certificate;
+let strangerIntermediate: X509Certificate;
 const now = Date.now();
 
 beforeAll(async () => {
@@ -36,6 +41,25 @@ beforeAll(async () => {
   );
   leafDer = new X509Certificate(leaf.certPem).raw;
   strangerDer = new X509Certificate(stranger.certPem).raw;
+  const intermediateFrom = async (r: typeof root) => {
+    const req = await createIntermediateRequest({ datacenter: 'dc2' });
+    const signer = await loadSigner(r.id, r.certPem, r.keyPem);
+    const pem = await signIntermediate(signer, req.csrPem, {
+      trustDomainUri: 'spiffe://b.consul',
+      datacenter: 'dc2',
+      now,
+    });
+    return { pem, signer: await loadSigner('intermediate', pem, req.keyPem) };
+  };
+  const mine = await intermediateFrom(root);
+  intermediate = new X509Certificate(mine.pem);
+  strangerIntermediate = new X509Certificate((await intermediateFrom(otherRoot)).pem);
+  const secondaryLeaf = await issueLeaf(mine.signer, {
+    spiffeId: 'spiffe://b.consul/peering/server/dc/dc2',
+    now,
+    ttlMs: 3600_000,
+  });
+  secondaryLeafDer = new X509Certificate(secondaryLeaf.certPem).raw;
 });
 
 const peer = (raw: Buffer | undefined) => (raw ? ({ raw } as PeerCertificate) : undefined);
@@ -67,5 +91,24 @@ describe("checkClientCertificate (for the stream: the dialer's certificate again
       ok: false,
       error: 'the client certificate is expired or not yet valid',
     });
+  });
+
+  it("accepts a federation secondary's leaf through the intermediate the dialer sent", () => {
+    expect(checkClientCertificate(peer(secondaryLeafDer), [pinned], now, [intermediate])).toEqual({
+      ok: true,
+      value: ['spiffe://b.consul/peering/server/dc/dc2'],
+    });
+    const refused = {
+      ok: false,
+      error: 'the client certificate does not chain to the roots pinned for this peering',
+    };
+    // Without its intermediate, or through one another root signed, it chains to nothing pinned.
+    expect(checkClientCertificate(peer(secondaryLeafDer), [pinned], now)).toEqual(refused);
+    expect(
+      checkClientCertificate(peer(secondaryLeafDer), [pinned], now, [strangerIntermediate]),
+    ).toEqual(refused);
+    expect(checkClientCertificate(peer(secondaryLeafDer), [other], now, [intermediate])).toEqual(
+      refused,
+    );
   });
 });

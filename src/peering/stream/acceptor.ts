@@ -7,7 +7,7 @@ import { silentLogger, type Logger } from '../../log.js';
 import { payloadKind, terminatedMessage } from './messages.js';
 import type { ResourceUrl } from './resources.js';
 import { PeerStreamSession, type SessionStats, type StreamTransport } from './session.js';
-import { peerCertificateOf } from './tls.js';
+import { peerCertificateOf, peerIntermediatesOf } from './tls.js';
 import {
   defaultTimings,
   timingsOf,
@@ -268,7 +268,11 @@ class IncomingStream {
         streamSecret,
         remote: { partition: remote?.partition ?? '', datacenter: remote?.datacenter ?? '' },
       };
-      verdict = await authority.verifyOpen(open, peerCertificateOf(this.call));
+      verdict = await authority.verifyOpen(
+        open,
+        peerCertificateOf(this.call),
+        peerIntermediatesOf(this.call),
+      );
     } catch (err) {
       const e = IsthmusError.from(err);
       this.acceptor.logger.warn({ code: e.code, error: e.message }, 'peering stream refused');

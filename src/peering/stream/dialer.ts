@@ -13,7 +13,7 @@ import {
   type SessionStats,
   type StreamTransport,
 } from './session.js';
-import { dialerChannelOptions, dialerCredentials } from './tls.js';
+import { dialerChannelOptions, dialerCredentials, dialerMetadata } from './tls.js';
 import {
   timingsOf,
   type ResourceSink,
@@ -169,7 +169,9 @@ export class StreamDialer {
   }
 
   private open(client: grpc.Client): Connection {
-    const call = (client as InstanceType<typeof PeeringServiceClient>).streamResources();
+    const call = (client as InstanceType<typeof PeeringServiceClient>).streamResources(
+      dialerMetadata(this.target.certPem),
+    );
     const session = new PeerStreamSession(
       {
         ...timingsOf(this.opts),

@@ -34,6 +34,8 @@ export {
   dialerChannelOptions,
   dialerCredentials,
   peerCertificateOf,
+  peerIntermediatesOf,
+  dialerMetadata,
   PeeringServerCredentials,
   requireDnsSan,
   type DialerTlsOptions,

@@ -64,6 +64,46 @@ export function requireDnsSan(serverName: string, cert: PeerCertificate): Error 
 }
 
 /**
+ * The metadata key a dialer sends the intermediates of its client certificate in (PEM, after the
+ * leaf). grpc-js gives the acceptor only the leaf of the chain TLS verified, and a leaf of a WAN
+ * federation secondary is signed by an intermediate (docs/architecture.md §6c), so the acceptor
+ * needs them to check the leaf against one peering's roots. They are untrusted path hints: every
+ * signature on the path is verified.
+ */
+export const peerChainHeader = 'isthmus-peer-chain-bin';
+
+/** The certificates of a PEM bundle after the first (a leaf's intermediates). */
+export function intermediatesOf(certPem: string | undefined): string[] {
+  const blocks = certPem?.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g);
+  return blocks?.slice(1) ?? [];
+}
+
+/** The metadata a dialer opens its stream with: its leaf's intermediates, if it has any. */
+export function dialerMetadata(certPem: string | undefined): grpc.Metadata {
+  const metadata = new grpc.Metadata();
+  const chain = intermediatesOf(certPem);
+  if (chain.length > 0) metadata.set(peerChainHeader, Buffer.from(chain.join('\n')));
+  return metadata;
+}
+
+/** The intermediates a dialer sent (`peerChainHeader`); those that do not parse are left out. */
+export function peerIntermediatesOf(call: { metadata?: grpc.Metadata }): X509Certificate[] {
+  const out: X509Certificate[] = [];
+  for (const value of call.metadata?.get(peerChainHeader) ?? []) {
+    const text = Buffer.isBuffer(value) ? value.toString('utf8') : value;
+    for (const pem of text.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ??
+      []) {
+      try {
+        out.push(new X509Certificate(pem));
+      } catch {
+        // Not a certificate: no path goes through it.
+      }
+    }
+  }
+  return out;
+}
+
+/**
  * The client certificate of a server call, when the TLS layer verified it against the server's
  * client CAs (grpc-js exposes nothing for a connection without a verified certificate).
  */
@@ -75,25 +115,43 @@ export function peerCertificateOf(call: {
 }
 
 /**
- * True when `cert` is valid at `now` and signed by one of `rootPems` (isthmus CAs sign leaves
- * directly). The acceptor's server trusts every pinned dialer root, so the authority must check the
- * certificate against the roots of the one peering the Open claims.
+ * True when `cert` is valid at `now` and chains to one of `rootPems`: signed by a root directly
+ * (a primary datacenter's or an unfederated cluster's leaves), or through `intermediates` (a WAN
+ * federation secondary's leaves, §6c), each valid now, a CA, and verified by its signature. The
+ * acceptor's server trusts every pinned dialer root, so the authority must check the certificate
+ * against the roots of the one peering the Open claims.
  */
 export function certificateChainsTo(
   cert: X509Certificate,
   rootPems: readonly string[],
   now = new Date(),
+  intermediates: readonly X509Certificate[] = [],
 ): boolean {
-  if (now < new Date(cert.validFrom) || now > new Date(cert.validTo)) return false;
-  return rootPems.some((pem) => {
+  const validNow = (c: X509Certificate) =>
+    now >= new Date(c.validFrom) && now <= new Date(c.validTo);
+  if (!validNow(cert)) return false;
+  const roots: X509Certificate[] = [];
+  for (const pem of rootPems) {
     try {
-      const root = new X509Certificate(pem);
-      return cert.checkIssued(root) && cert.verify(root.publicKey);
+      roots.push(new X509Certificate(pem));
     } catch {
-      return false;
+      // A pinned root that does not parse signs nothing.
     }
-  });
+  }
+  const signedBy = (c: X509Certificate, issuer: X509Certificate) =>
+    c.checkIssued(issuer) && c.verify(issuer.publicKey);
+  let current = cert;
+  // Isthmus chains are at most leaf, intermediate, root; a few hops more cost nothing.
+  for (let hop = 0; hop <= maxIntermediates; hop++) {
+    if (roots.some((root) => signedBy(current, root))) return true;
+    const next = intermediates.find((i) => i.ca && validNow(i) && signedBy(current, i));
+    if (!next) return false;
+    current = next;
+  }
+  return false;
 }
+
+const maxIntermediates = 4;
 
 export interface PeeringServerTlsOptions {
   readonly certPem: string;

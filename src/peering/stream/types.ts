@@ -55,7 +55,12 @@ export interface StreamAuthority {
    * throws. `deleting: true` (the peering was deleted here while the dialer was away) makes the
    * acceptor answer with Terminated and end the stream instead of replicating.
    */
-  verifyOpen(open: StreamOpen, peerCert: X509Certificate | undefined): Promise<OpenVerdict>;
+  verifyOpen(
+    open: StreamOpen,
+    peerCert: X509Certificate | undefined,
+    /** Intermediates the dialer sent for its certificate (a federation secondary's leaf, §6c). */
+    intermediates?: readonly X509Certificate[],
+  ): Promise<OpenVerdict>;
 }
 
 export interface OpenVerdict {

@@ -1,0 +1,7 @@
+export { joinPrimary } from './join.js';
+export { localFederationState, primaryDialAddresses } from './local-state.js';
+export { FederationReplicator, type ReplicationStatus } from './replicator.js';
+export { readFederationSecret } from './secret.js';
+export { FederationServer, federationIdentity } from './server.js';
+export { type FederationStateRecord, FederationStates } from './states.js';
+export { federationView, knownDatacenters } from './view.js';

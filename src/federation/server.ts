@@ -1,0 +1,269 @@
+import * as grpc from '@grpc/grpc-js';
+import { isIP } from 'node:net';
+import {
+  type CaEvent,
+  type CertificateAuthority,
+  GrpcCertificates,
+  type LeafIdentity,
+} from '../ca/index.js';
+import type { Catalog } from '../catalog/catalog.js';
+import type { FederationRole } from '../config/index.js';
+import { dnsHostname, dnsLabel } from '../dns-names.js';
+import {
+  type FederationServiceServer,
+  FederationServiceService,
+  type FederationState,
+  type JoinRequest,
+  type JoinResponse,
+  type ReplicatedState,
+} from '../gen/isthmus/federation/v1/federation.js';
+import type { Logger } from '../log.js';
+import {
+  datacenterOfFederationServer,
+  federationNodeServerName,
+  federationServerName,
+  federationServerSpiffeId,
+} from '../mesh/names.js';
+import { joinRequestMac, joinResponseMac, macMatches } from './secret.js';
+import type { FederationStateRecord, FederationStates } from './states.js';
+import { maxFederationMessageBytes, verifiedClientUris } from './tls.js';
+
+export interface FederationServerOptions {
+  readonly role: FederationRole;
+  readonly datacenter: string;
+  readonly nodeName: string;
+  readonly ca: CertificateAuthority;
+  readonly catalog: Catalog;
+  readonly states: FederationStates;
+  readonly secret: Buffer;
+  readonly logger: Logger;
+}
+
+/** This server's identity on the federation link: server certificate and client certificate. */
+export function federationIdentity(
+  ca: Pick<CertificateAuthority, 'trustDomain'>,
+  datacenter: string,
+  nodeName: string,
+): LeafIdentity {
+  return {
+    spiffeId: federationServerSpiffeId(ca.trustDomain, datacenter),
+    dnsSans: [federationServerName(datacenter), federationNodeServerName(nodeName, datacenter)],
+  };
+}
+
+const maxGateways = 16;
+
+/**
+ * The federation port (docs/architecture.md §6c): gRPC over TLS with a leaf naming
+ * `server.<dc>.consul` and `<node>.server.<dc>.consul`, reached from other datacenters only
+ * through mesh gateways that pass the TLS through. Client certificates are requested, not
+ * required: a Join comes before the secondary has one and is authenticated by the federation
+ * secret; a Replicate stream needs a verified federation server leaf. Only the primary answers
+ * either; a secondary's port exists so its name routes (FAILED_PRECONDITION until it has a use).
+ */
+export class FederationServer {
+  private readonly server = new grpc.Server({
+    'grpc.max_receive_message_length': maxFederationMessageBytes,
+    'grpc.max_concurrent_streams': 16,
+  });
+  private readonly certs = new GrpcCertificates();
+  private readonly unsubscribe: (() => void)[] = [];
+  private readonly streams = new Set<grpc.ServerDuplexStream<FederationState, ReplicatedState>>();
+  private index = 0;
+  private pending: NodeJS.Immediate | undefined;
+  private boundPort: number | undefined;
+
+  constructor(private readonly opts: FederationServerOptions) {
+    const impl: FederationServiceServer = {
+      join: (call, callback) => void this.join(call.request, callback),
+      replicate: (call) => this.replicate(call),
+    };
+    this.server.addService(FederationServiceService, impl);
+  }
+
+  get port(): number | undefined {
+    return this.boundPort;
+  }
+
+  async listen(hostPort: string): Promise<number> {
+    const { ca, datacenter, nodeName, catalog, states } = this.opts;
+    const identity = federationIdentity(ca, datacenter, nodeName);
+    this.certs.setIdentity(await ca.leaf(identity));
+    this.certs.setTrusted(ca.roots().roots.map((r) => r.certPem));
+    this.unsubscribe.push(
+      ca.subscribe((event) => this.onCaEvent(event, identity)),
+      catalog.subscribe((e) => {
+        if (e.kind === 'config-entry-changed') this.changed();
+      }),
+      states.subscribe(() => this.changed()),
+    );
+    const creds = grpc.experimental.createCertificateProviderServerCredentials(
+      this.certs,
+      this.certs,
+      false,
+    );
+    this.boundPort = await new Promise<number>((resolve, reject) =>
+      this.server.bindAsync(hostPort, creds, (err, port) => (err ? reject(err) : resolve(port))),
+    );
+    return this.boundPort;
+  }
+
+  async stop(): Promise<void> {
+    for (const u of this.unsubscribe.splice(0)) u();
+    clearImmediate(this.pending);
+    for (const s of this.streams) s.end();
+    this.server.forceShutdown();
+  }
+
+  private onCaEvent(event: CaEvent, identity: LeafIdentity): void {
+    if (event.kind === 'roots-changed') {
+      this.certs.setTrusted(event.roots.roots.map((r) => r.certPem));
+      void this.opts.ca.leaf(identity).then(
+        (leaf) => this.certs.setIdentity(leaf),
+        (err: unknown) => this.opts.logger.error({ err }, 'federation server leaf not re-issued'),
+      );
+      this.changed();
+    } else if (event.leaf.holder === undefined && event.leaf.spiffeId === identity.spiffeId) {
+      this.certs.setIdentity(event.leaf);
+    }
+  }
+
+  private async join(req: JoinRequest, callback: grpc.sendUnaryData<JoinResponse>): Promise<void> {
+    const { role, ca, secret, logger } = this.opts;
+    const refuse = (code: grpc.status, details: string) => callback({ code, details }, null);
+    if (role.kind !== 'primary' || !ca.signIntermediate)
+      return refuse(
+        grpc.status.FAILED_PRECONDITION,
+        `this is datacenter ${this.opts.datacenter}, not the primary: join through the primary's gateways`,
+      );
+    if (!macMatches(joinRequestMac(secret, req), req.mac)) {
+      logger.warn(
+        { datacenter: req.datacenter.slice(0, 64) },
+        'refused a federation join: bad MAC',
+      );
+      return refuse(
+        grpc.status.PERMISSION_DENIED,
+        "the join request is not signed with this federation's secret (--federation-secret-file)",
+      );
+    }
+    if (!dnsLabel.test(req.datacenter) || req.datacenter === role.datacenter)
+      return refuse(
+        grpc.status.INVALID_ARGUMENT,
+        `datacenter: ${JSON.stringify(req.datacenter)} is not a secondary datacenter name`,
+      );
+    try {
+      const intermediatePem = await ca.signIntermediate(req.csrPem, req.datacenter);
+      const fields = {
+        primaryDatacenter: role.datacenter,
+        trustDomain: ca.trustDomain,
+        intermediatePem,
+        rootPems: ca.roots().roots.map((r) => r.certPem),
+      };
+      logger.info({ datacenter: req.datacenter }, 'signed an intermediate CA for a secondary');
+      callback(null, { ...fields, mac: joinResponseMac(secret, req.nonce, fields) });
+    } catch (err) {
+      refuse(grpc.status.INVALID_ARGUMENT, (err as Error).message);
+    }
+  }
+
+  private replicate(call: grpc.ServerDuplexStream<FederationState, ReplicatedState>): void {
+    const { role, ca, logger } = this.opts;
+    if (role.kind !== 'primary') {
+      call.emit('error', {
+        code: grpc.status.FAILED_PRECONDITION,
+        details: `this is datacenter ${this.opts.datacenter}, not the primary`,
+      });
+      return;
+    }
+    const dc = verifiedClientUris(call)
+      .map((uri) => datacenterOfFederationServer(ca.trustDomain, uri))
+      .find((d) => d !== undefined);
+    if (!dc || dc === role.datacenter) {
+      call.emit('error', {
+        code: grpc.status.UNAUTHENTICATED,
+        details: 'a federation stream needs a secondary server certificate of this trust domain',
+      });
+      return;
+    }
+    this.streams.add(call);
+    logger.info({ datacenter: dc }, 'federation stream opened');
+    call.on('data', (msg: FederationState) => void this.onSecondaryState(call, dc, msg));
+    const done = () => {
+      if (this.streams.delete(call)) logger.info({ datacenter: dc }, 'federation stream closed');
+    };
+    call.on('end', () => {
+      done();
+      call.end();
+    });
+    call.on('error', done);
+    call.on('cancelled', done);
+    call.write(this.replicatedState());
+  }
+
+  private async onSecondaryState(
+    call: grpc.ServerDuplexStream<FederationState, ReplicatedState>,
+    dc: string,
+    msg: FederationState,
+  ): Promise<void> {
+    const problem = stateProblem(msg, dc);
+    if (problem) {
+      call.emit('error', { code: grpc.status.INVALID_ARGUMENT, details: problem });
+      return;
+    }
+    await this.opts.states.put(stateRecordOf(msg)).catch((err: unknown) => {
+      this.opts.logger.error({ err, datacenter: dc }, 'federation state not stored');
+    });
+  }
+
+  /** Coalesces a burst of changes into one new state for every stream. */
+  private changed(): void {
+    if (this.pending || this.streams.size === 0) return;
+    this.pending = setImmediate(() => {
+      this.pending = undefined;
+      const state = this.replicatedState();
+      for (const s of this.streams) s.write(state);
+    });
+  }
+
+  private replicatedState(): ReplicatedState {
+    const { ca, catalog, states } = this.opts;
+    const roots = ca.roots();
+    return {
+      index: ++this.index,
+      roots: {
+        trustDomain: roots.trustDomain,
+        activeRootId: roots.activeRootId,
+        rootPems: roots.roots.map((r) => r.certPem),
+      },
+      federationStates: states.all().map((s) => ({
+        datacenter: s.datacenter,
+        meshGateways: s.meshGateways.map((g) => ({ address: g.address, port: g.port })),
+        updatedAt: s.updatedAt,
+      })),
+      configEntries: catalog.allConfigEntries().map((e) => JSON.stringify(e)),
+    };
+  }
+}
+
+/** What is wrong with a federation state a datacenter reports, or undefined. */
+export function stateProblem(msg: FederationState, expectedDc: string): string | undefined {
+  if (msg.datacenter !== expectedDc)
+    return `datacenter: ${JSON.stringify(msg.datacenter.slice(0, 64))} is not the certificate's ${expectedDc}`;
+  if (msg.meshGateways.length > maxGateways)
+    return `mesh_gateways: ${msg.meshGateways.length} gateways; at most ${maxGateways}`;
+  for (const [i, g] of msg.meshGateways.entries()) {
+    if (isIP(g.address) === 0 && !dnsHostname.test(g.address))
+      return `mesh_gateways[${i}].address: not an IP address or DNS name`;
+    if (!Number.isInteger(g.port) || g.port < 1 || g.port > 65535)
+      return `mesh_gateways[${i}].port: ${g.port} is not 1-65535`;
+  }
+  return undefined;
+}
+
+export function stateRecordOf(msg: FederationState): FederationStateRecord {
+  return {
+    datacenter: msg.datacenter,
+    meshGateways: msg.meshGateways.map((g) => ({ address: g.address, port: g.port })),
+    updatedAt: Number(msg.updatedAt),
+  };
+}
