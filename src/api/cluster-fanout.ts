@@ -38,6 +38,16 @@ export function wantsLocal(request: FastifyRequest): boolean {
   return q?.local === '1' || q?.local === 'true';
 }
 
+/** The caller's token headers, as another server of the cluster is asked with them. */
+export function forwardedHeaders(request: FastifyRequest): Record<string, string> {
+  const headers: Record<string, string> = {};
+  for (const h of ['authorization', 'x-isthmus-token']) {
+    const v = request.headers[h];
+    if (typeof v === 'string') headers[h] = v;
+  }
+  return headers;
+}
+
 /**
  * GETs `path` (this server's own route) with `local=1` from every other server at once (or only
  * from the one named `only`), with the caller's token, each within `memberDeadlineMs`. Never
@@ -50,11 +60,7 @@ export async function askOthers<T>(
   only?: string,
 ): Promise<FanOut<T>> {
   const others = (cluster?.others() ?? []).filter((p) => only === undefined || p.name === only);
-  const headers: Record<string, string> = {};
-  for (const h of ['authorization', 'x-isthmus-token']) {
-    const v = request.headers[h];
-    if (typeof v === 'string') headers[h] = v;
-  }
+  const headers = forwardedHeaders(request);
   const sep = path.includes('?') ? '&' : '?';
   const results = await Promise.all(
     others.map(async (peer) => {

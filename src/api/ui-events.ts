@@ -12,6 +12,14 @@ export interface UiEventSources {
    * subscribed to only while a UI is connected: with none, the xDS server calls no listener.
    */
   readonly proxies: Subscribe;
+  /**
+   * Several servers: follows the others' proxy changes on behalf of one open UI, with its request
+   * headers (`ui-relay.ts`); returns the function that stops following.
+   */
+  readonly otherServers?: (
+    headers: Readonly<Record<string, string>>,
+    onProxies: () => void,
+  ) => () => void;
 }
 
 export interface UiEventTiming {
@@ -37,7 +45,8 @@ const defaultTiming: UiEventTiming = { coalesceMs: 100, keepAliveMs: 15_000 };
  * only, never state: the page refetches through the API with its own token.
  */
 export class UiEvents {
-  private readonly clients = new Set<ServerResponse>();
+  /** Each open stream, with the function that stops its relays from the other servers. */
+  private readonly clients = new Map<ServerResponse, () => void>();
   private readonly pending = new Set<UiTopic>();
   private readonly unsubscribe: (() => void)[];
   private flushTimer: NodeJS.Timeout | undefined;
@@ -59,25 +68,38 @@ export class UiEvents {
     return this.clients.size;
   }
 
-  /** Takes over `res` (already hijacked from fastify) until the client goes away or `close`. */
-  attach(res: ServerResponse): void {
+  /**
+   * Takes over `res` (already hijacked from fastify) until the client goes away or `close`. With
+   * `relayHeaders` (a page, not another server's relay) the other servers' proxy changes are
+   * followed too, with those headers.
+   */
+  attach(res: ServerResponse, relayHeaders?: Readonly<Record<string, string>>): void {
     res.writeHead(200, eventStreamHeaders);
     // `retry`: how soon EventSource-style clients reconnect; `ready`: the page can fetch now.
     res.write('retry: 1000\nevent: ready\ndata: {}\n\n');
-    this.clients.add(res);
+    const { otherServers } = this.sources;
+    const stopRelays =
+      relayHeaders && otherServers
+        ? otherServers(relayHeaders, () => this.changed('proxies'))
+        : () => undefined;
+    this.clients.set(res, stopRelays);
     res.on('close', () => this.detach(res));
     if (this.clients.size === 1) this.watch();
   }
 
   /** Ends every stream (the HTTP server is closing: an open stream would hold it open). */
   close(): void {
-    for (const res of this.clients) res.end();
+    for (const [res, stopRelays] of this.clients) {
+      stopRelays();
+      res.end();
+    }
     this.clients.clear();
     this.unwatch();
     for (const off of this.unsubscribe) off();
   }
 
   private detach(res: ServerResponse): void {
+    this.clients.get(res)?.();
     this.clients.delete(res);
     if (this.clients.size === 0) this.unwatch();
   }
@@ -94,14 +116,14 @@ export class UiEvents {
     this.pending.clear();
     if (change.topics.length === 0) return;
     const frame = `event: change\ndata: ${JSON.stringify(change)}\n\n`;
-    for (const res of this.clients) res.write(frame);
+    for (const res of this.clients.keys()) res.write(frame);
   }
 
   /** The first UI connected: follow the proxies and keep the streams alive. */
   private watch(): void {
     this.unwatchProxies = this.sources.proxies(() => this.changed('proxies'));
     this.keepAliveTimer = setInterval(() => {
-      for (const res of this.clients) res.write(': keep-alive\n\n');
+      for (const res of this.clients.keys()) res.write(': keep-alive\n\n');
     }, this.timing.keepAliveMs);
     this.keepAliveTimer.unref();
   }

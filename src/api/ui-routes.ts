@@ -5,6 +5,7 @@ import type { FastifyInstance, FastifyReply } from 'fastify';
 import { IsthmusError } from '../errors.js';
 import type { Checklist } from '../troubleshoot/checklist.js';
 import type { TroubleshootSources } from '../troubleshoot/index.js';
+import { forwardedHeaders, wantsLocal } from './cluster-fanout.js';
 import { anyone, readers, withAccess } from './route-access.js';
 import type { UiChecklistJson, UiProxyConfigJson, UiProxyJson } from './ui-json.js';
 import type { ProxyConfigJson, ProxyJson } from './xds-routes.js';
@@ -66,7 +67,7 @@ export function registerUiRoutes(app: FastifyInstance, deps: UiRoutesDeps): UiEv
     reply.hijack();
     // HEAD (fastify answers it with this handler) gets the stream's headers and no stream.
     if (request.method === 'HEAD') return void reply.raw.writeHead(200, eventStreamHeaders).end();
-    events.attach(reply.raw);
+    events.attach(reply.raw, wantsLocal(request) ? undefined : forwardedHeaders(request));
     request.raw.on('close', () => reply.raw.end());
   });
   app.addHook('preClose', async () => events.close());

@@ -8,6 +8,7 @@ import { registerFederationRoutes } from '../api/federation-routes.js';
 import { type Health, createHttpApi } from '../api/http.js';
 import { registerOperatorRoutes } from '../api/operator-routes.js';
 import { registerPeeringRoutes } from '../api/peering-routes.js';
+import { followOtherServers } from '../api/ui-relay.js';
 import { type DeclaredRoute, declaredRoutes, requireRouteAccess } from '../api/route-access.js';
 import { registerTroubleshootRoutes } from '../api/troubleshoot-routes.js';
 import { registerUiRoutes } from '../api/ui-routes.js';
@@ -142,6 +143,7 @@ export async function startHttpApi(
         { topic: 'proxies', subscribe: (l) => deps.members.subscribe(l) },
       ],
       proxies: (l) => xds.onProxyStateChange(l),
+      otherServers: (headers, onProxies) => followOtherServers(deps.members, headers, onProxies),
     },
   });
   await http.listen({ host: config.httpAddr.host, port: config.httpAddr.port });

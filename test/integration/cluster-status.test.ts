@@ -81,6 +81,41 @@ async function connectProxy(server: ServerProcess, id: string) {
   };
 }
 
+/**
+ * A page's change stream on `server` (`GET /v1/ui/events`); `proxiesChange` waits for the next
+ * frame that names the `proxies` topic after the last one taken.
+ */
+async function openChanges(server: ServerProcess) {
+  const abort = new AbortController();
+  const res = await fetch(server.url('/v1/ui/events'), { headers: auth, signal: abort.signal });
+  expect(res.status).toBe(200);
+  const reader = res.body!.getReader();
+  const decoder = new TextDecoder();
+  let buffered = '';
+  return {
+    async proxiesChange(what: string): Promise<void> {
+      await withDeadline(
+        (async () => {
+          for (;;) {
+            const end = buffered.indexOf('\n\n');
+            if (end >= 0) {
+              const frame = buffered.slice(0, end);
+              buffered = buffered.slice(end + 2);
+              if (/^event: change$/m.test(frame) && frame.includes('"proxies"')) return;
+              continue;
+            }
+            const { value, done } = await reader.read();
+            if (done) throw new Error('the change stream ended');
+            buffered += decoder.decode(value, { stream: true });
+          }
+        })(),
+        { timeoutMs: 20_000, what: `a proxies change on the page's stream: ${what}` },
+      );
+    },
+    close: () => abort.abort(),
+  };
+}
+
 describe.skipIf(skipWithoutEtcd())('a cluster of servers on etcd', () => {
   let etcd: EtcdServer;
 
@@ -190,6 +225,16 @@ describe.skipIf(skipWithoutEtcd())('a cluster of servers on etcd', () => {
       expect(status.stdout).toMatch(/^NAME +SERVER +KIND/);
       expect(status.stdout).toMatch(/^api-sidecar-proxy +s1 +sidecar +SYNCED/m);
       expect(status.stdout).toMatch(/^web-sidecar-proxy +s2 +sidecar +SYNCED/m);
+
+      // A page open on s2 hears of a proxy change on s1 (its change stream relays s1's).
+      const stream = await openChanges(s2);
+      try {
+        await stream.proxiesChange('the relay from s1 to open');
+        api.close();
+        await stream.proxiesChange("s1's proxy leaving");
+      } finally {
+        stream.close();
+      }
 
       // kill -9 s1: s2 still answers at once, then lists s1 gone within the lease TTL (5 s).
       s1.child.kill('SIGKILL');
