@@ -17,7 +17,7 @@ import {
   rotationInProgress,
 } from './ca-store.js';
 import { signIntermediate } from './intermediate.js';
-import { LeafCache } from './leaf-cache.js';
+import { LeafCache, leafOutsideTrustDomain } from './leaf-cache.js';
 import { RootKeyFiles } from './root-key-files.js';
 import { type RootKeys, RootKeysInStore } from './root-keys-in-store.js';
 import type { CaEvent, CaRoots, CertificateAuthority, Leaf, LeafIdentity } from './types.js';
@@ -172,16 +172,8 @@ class BuiltInCa implements CertificateAuthority {
 
   leaf(identity: LeafIdentity): Promise<Leaf> {
     if (this.closed) return Promise.reject(new IsthmusError('unavailable', 'the CA is closed'));
-    const prefix = `${rootSpiffeId(this.trustDomain)}/`;
-    if (!identity.spiffeId.startsWith(prefix) || identity.spiffeId.length === prefix.length) {
-      return Promise.reject(
-        new IsthmusError(
-          'invalid_argument',
-          `leaf identity ${identity.spiffeId} is not in this CA's trust domain ${this.trustDomain}`,
-          'spiffeId',
-        ),
-      );
-    }
+    const refused = leafOutsideTrustDomain(this.trustDomain, identity);
+    if (refused) return Promise.reject(refused);
     return this.leaves.get(identity);
   }
 

@@ -1,6 +1,22 @@
+import { IsthmusError } from '../errors.js';
 import type { Logger } from '../log.js';
+import { rootSpiffeId } from '../mesh/names.js';
 import { ConcurrencyLimit } from './concurrency-limit.js';
 import type { Leaf, LeafIdentity } from './types.js';
+
+/** Why a CA of `trustDomain` must not sign `identity`, or undefined when it may. */
+export function leafOutsideTrustDomain(
+  trustDomain: string,
+  identity: LeafIdentity,
+): IsthmusError | undefined {
+  const prefix = `${rootSpiffeId(trustDomain)}/`;
+  if (identity.spiffeId.startsWith(prefix) && identity.spiffeId.length > prefix.length) return;
+  return new IsthmusError(
+    'invalid_argument',
+    `leaf identity ${identity.spiffeId} is not in this CA's trust domain ${trustDomain}`,
+    'spiffeId',
+  );
+}
 
 export interface LeafCacheDeps {
   /** Issues a leaf under the active root. */

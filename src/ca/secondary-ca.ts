@@ -1,14 +1,13 @@
 import { X509Certificate } from 'node:crypto';
 import { z } from 'zod';
 import { IsthmusError } from '../errors.js';
-import { rootSpiffeId } from '../mesh/names.js';
 import type { Store } from '../store/index.js';
 import { SingleRecord } from '../store/records.js';
 import type { CaOptions } from './built-in-ca.js';
 import { defaultLeafTtlMs, rootKeysFor } from './built-in-ca.js';
 import { ensureCluster } from './ca-store.js';
 import { certificateId } from './intermediate.js';
-import { LeafCache } from './leaf-cache.js';
+import { LeafCache, leafOutsideTrustDomain } from './leaf-cache.js';
 import type {
   CaEvent,
   CaRoot,
@@ -163,15 +162,8 @@ class SecondaryCa implements FederatedCa {
 
   leaf(identity: LeafIdentity): Promise<Leaf> {
     if (this.closed) return Promise.reject(new IsthmusError('unavailable', 'the CA is closed'));
-    const prefix = `${rootSpiffeId(this.trustDomain)}/`;
-    if (!identity.spiffeId.startsWith(prefix) || identity.spiffeId.length === prefix.length)
-      return Promise.reject(
-        new IsthmusError(
-          'invalid_argument',
-          `leaf identity ${identity.spiffeId} is not in this CA's trust domain ${this.trustDomain}`,
-          'spiffeId',
-        ),
-      );
+    const refused = leafOutsideTrustDomain(this.trustDomain, identity);
+    if (refused) return Promise.reject(refused);
     return this.leaves.get(identity);
   }
 
