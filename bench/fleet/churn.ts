@@ -16,7 +16,9 @@ import {
   mb,
   memLine,
   options,
+  runBench,
   startFleet,
+  stopFleet,
   type Fleet,
 } from './common.js';
 import { TypeUrl } from '../../src/xds/types.js';
@@ -171,17 +173,8 @@ async function main(): Promise<void> {
 
 load average ${load()}`);
   } finally {
-    if (fleet) {
-      await fleet.pool.close().catch(() => fleet?.pool.stop());
-      await fleet.server.stop();
-    }
+    await stopFleet(fleet);
   }
 }
 
-main().then(
-  () => process.exit(0),
-  (err: unknown) => {
-    console.error(`bench:churn failed: ${(err as Error)?.stack ?? String(err)}`);
-    process.exit(1);
-  },
-);
+runBench('churn', main);

@@ -83,6 +83,24 @@ export async function startFleet(
   return { server, views, pool, ids, syncMs };
 }
 
+/** Stops the fake proxies (or kills their workers), then the server: the last step of each bench. */
+export async function stopFleet(fleet: Fleet | undefined): Promise<void> {
+  if (!fleet) return;
+  await fleet.pool.close().catch(() => fleet.pool.stop());
+  await fleet.server.stop();
+}
+
+/** Runs a fleet bench: exit 0 when it is done, 1 with the stack when it throws. */
+export function runBench(name: string, main: () => Promise<void>): void {
+  main().then(
+    () => process.exit(0),
+    (err: unknown) => {
+      console.error(`bench:${name} failed: ${(err as Error)?.stack ?? String(err)}`);
+      process.exit(1);
+    },
+  );
+}
+
 /**
  * Waits until every stream is admitted and ACKed and every proxy has been answered, then compares
  * what the proxies hold with their views; polls again (every second, until the deadline) while

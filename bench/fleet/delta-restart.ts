@@ -14,7 +14,9 @@ import {
   load,
   memLine,
   options,
+  runBench,
   startFleet,
+  stopFleet,
   type Fleet,
 } from './common.js';
 
@@ -86,17 +88,8 @@ async function main(): Promise<void> {
       `\nheap after the last restart: ${heap} of before (target ±10 %: ${withinTen ? 'met' : 'MISSED'}); load average ${load()}`,
     );
   } finally {
-    if (fleet) {
-      await fleet.pool.close().catch(() => fleet?.pool.stop());
-      await fleet.server.stop();
-    }
+    await stopFleet(fleet);
   }
 }
 
-main().then(
-  () => process.exit(0),
-  (err: unknown) => {
-    console.error(`bench:delta-restart failed: ${(err as Error)?.stack ?? String(err)}`);
-    process.exit(1);
-  },
-);
+runBench('delta-restart', main);

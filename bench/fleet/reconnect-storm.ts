@@ -14,7 +14,9 @@ import {
   load,
   memLine,
   options,
+  runBench,
   startFleet,
+  stopFleet,
   type Fleet,
 } from './common.js';
 
@@ -98,17 +100,8 @@ async function main(): Promise<void> {
 
 load average ${load()}`);
   } finally {
-    if (fleet) {
-      await fleet.pool.close().catch(() => fleet?.pool.stop());
-      await fleet.server.stop();
-    }
+    await stopFleet(fleet);
   }
 }
 
-main().then(
-  () => process.exit(0),
-  (err: unknown) => {
-    console.error(`bench:reconnect-storm failed: ${(err as Error)?.stack ?? String(err)}`);
-    process.exit(1);
-  },
-);
+runBench('reconnect-storm', main);
