@@ -107,7 +107,10 @@ export class MeshGatewayBuilder {
       // The patch path swaps exported clusters only: any other part dropped means assemble whole.
       const importsDropped = this.imported.invalidate(changes as ReadonlySet<string>).size;
       const federatedDropped = this.federated.invalidate(changes as ReadonlySet<string>).size;
-      importsKept = importsDropped === 0 && federatedDropped === 0;
+      importsKept =
+        importsDropped === 0 &&
+        federatedDropped === 0 &&
+        !gainsFederatedPart(ctx, this.federated, changes as ReadonlySet<string>);
     }
     let consumers = last?.consumers;
     if (!consumers || (last?.wildcard && exportsMayChange(ctx, consumers, changes))) {
@@ -348,6 +351,21 @@ function federatedPart(ctx: BuildContext, service: string): GatewayPart {
 }
 
 /** The local services with sidecars (default namespace and partition), sorted. */
+/**
+ * Whether a changed service now has sidecars but no federated part yet (its first sidecar came
+ * back): the part is new, so the snapshot is assembled whole rather than patched.
+ */
+function gainsFederatedPart(
+  ctx: BuildContext,
+  held: PieceMemo<GatewayPart>,
+  changes: ReadonlySet<string>,
+): boolean {
+  if (!ctx.federation) return false;
+  for (const key of changes)
+    if (!held.has(key) && ctx.catalog.sidecarsOf(key, 'default', 'default').length > 0) return true;
+  return false;
+}
+
 function servicesWithSidecars(ctx: BuildContext): string[] {
   const services = new Set<string>();
   for (const p of ctx.catalog.instancesOfKind('connect-proxy')) {

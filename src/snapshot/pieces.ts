@@ -41,6 +41,11 @@ export class PieceMemo<T> {
     return piece.value;
   }
 
+  /** Whether a piece with this id is held. */
+  has(id: string): boolean {
+    return this.pieces.has(id);
+  }
+
   /** The keys a held piece was built from (none when it is not held). */
   depsOf(id: string): Iterable<string> {
     return this.pieces.get(id)?.deps ?? [];
