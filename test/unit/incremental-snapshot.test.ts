@@ -525,7 +525,20 @@ describe('incremental snapshot builds', () => {
           }
         },
       ),
-      { numRuns: 60 },
+      {
+        numRuns: 60,
+        examples: [
+          // Found in CI: a federated service's sidecars leave and one comes back.
+          [
+            [
+              { kind: 'deregister', service: 'db', instance: 0 },
+              { kind: 'deregister', service: 'db', instance: 1 },
+              { kind: 'move', service: 'db', instance: 0, port: 20000 },
+            ],
+            true,
+          ],
+        ],
+      },
     );
   }, 120_000);
 
