@@ -143,6 +143,10 @@ async function startParts(
             ...state,
             role: state.federation.role,
             secret: state.federation.secret,
+            localServers: {
+              list: () => members.wanServers(),
+              subscribe: (fn) => members.subscribe(fn),
+            },
           },
           parts,
         );
@@ -185,7 +189,12 @@ async function startParts(
     parts,
   );
   // Announced once every port is bound: the others reach this server at these addresses.
-  members.join({ http: http.port, xds: xds.port, peeringAddr: peering.leaderValue });
+  members.join({
+    http: http.port,
+    xds: xds.port,
+    peeringAddr: peering.leaderValue,
+    ...(federation ? { federationAddr: federation.address } : {}),
+  });
   return {
     httpPort: http.port,
     httpRoutes: http.routes,

@@ -1,7 +1,18 @@
 export { joinPrimary } from './join.js';
 export { localFederationState, primaryDialAddresses } from './local-state.js';
-export { FederationReplicator, type ReplicationStatus } from './replicator.js';
+export {
+  FederationReplicator,
+  type LocalServers,
+  type ReplicationStatus,
+} from './replicator.js';
 export { readFederationSecret } from './secret.js';
 export { FederationServer, federationIdentity } from './server.js';
-export { type FederationStateRecord, FederationStates } from './states.js';
+export { type FederationStateRecord, FederationStates, type WanServerRecord } from './states.js';
 export { federationView, knownDatacenters } from './view.js';
+export {
+  type DatacenterLink,
+  type WanMember,
+  type WanStatus,
+  linkSeenFromSecondary,
+  wanMembers,
+} from './wan-members.js';

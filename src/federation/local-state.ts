@@ -1,7 +1,7 @@
 import { gatewayEndpoints } from '../catalog/lookups.js';
 import type { CatalogReader, ServiceInstance } from '../catalog/types.js';
 import { wanFederationMetaKey } from '../mesh/names.js';
-import type { FederationStateRecord } from './states.js';
+import type { FederationStateRecord, WanServerRecord } from './states.js';
 
 /** This datacenter's mesh gateways that expose its servers (`Meta consul-wan-federation=1`). */
 export function federationGateways(
@@ -13,16 +13,17 @@ export function federationGateways(
     .filter((g) => g.datacenter === datacenter && g.meta[wanFederationMetaKey] === '1');
 }
 
-/** This datacenter's federation state: its exposing gateways' WAN addresses, sorted. */
+/** This datacenter's federation state: its exposing gateways' WAN addresses, sorted, and its servers. */
 export function localFederationState(
   catalog: CatalogReader,
   datacenter: string,
+  servers: readonly WanServerRecord[],
   now: number,
 ): FederationStateRecord {
   const meshGateways = gatewayEndpoints(federationGateways(catalog, datacenter), 'wan').map(
     (e) => ({ address: e.address, port: e.port }),
   );
-  return { datacenter, meshGateways, updatedAt: now };
+  return { datacenter, meshGateways, updatedAt: now, servers };
 }
 
 /**

@@ -12,9 +12,10 @@ import type { Logger } from '../log.js';
 import { federationServerName } from '../mesh/names.js';
 import { localFederationState, primaryDialAddresses } from './local-state.js';
 import { federationIdentity, stateProblem, stateRecordOf } from './server.js';
-import type { FederationStates } from './states.js';
+import type { FederationStates, WanServerRecord } from './states.js';
 import { joinPrimary } from './join.js';
 import { dialFederation } from './tls.js';
+import { type DatacenterLink, linkSeenFromSecondary } from './wan-members.js';
 
 export interface ReplicatorOptions {
   readonly datacenter: string;
@@ -26,7 +27,14 @@ export interface ReplicatorOptions {
   /** The federation secret: a new intermediate after a primary root rotation is a new join. */
   readonly secret: Buffer;
   readonly states: FederationStates;
+  /** This datacenter's servers (reported in our federation state), and when they change. */
+  readonly localServers: LocalServers;
   readonly logger: Logger;
+}
+
+export interface LocalServers {
+  list(): readonly WanServerRecord[];
+  subscribe(fn: () => void): () => void;
 }
 
 export interface ReplicationStatus {
@@ -60,6 +68,10 @@ export class FederationReplicator {
   private call: grpc.ClientDuplexStream<FederationState, ReplicatedState> | undefined;
   private via: string | undefined;
   private connected = false;
+  /** Since when the link is up or down (ms since the epoch). */
+  private linkSince = Date.now();
+  /** Every other secondary's link to the primary, as the primary last replicated it. */
+  private replicatedLinks: ReadonlyMap<string, DatacenterLink> = new Map();
   private lastError: string | undefined;
   private appliedIndex = 0;
   private applying: Promise<void> = Promise.resolve();
@@ -82,6 +94,7 @@ export class FederationReplicator {
         if (e.kind !== 'config-entry-changed' && e.instance.kind === 'mesh-gateway')
           this.onLocalGateways();
       }),
+      this.opts.localServers.subscribe(() => this.sendState()),
     );
     void this.open();
   }
@@ -89,6 +102,12 @@ export class FederationReplicator {
   status(): ReplicationStatus {
     const { connected, via, lastError, appliedIndex } = this;
     return { connected, via, lastError, appliedIndex };
+  }
+
+  /** Another datacenter's link as this secondary knows it (`isthmus members -wan`). */
+  linkOf(dc: string): DatacenterLink {
+    const ours = { up: this.connected, since: this.linkSince };
+    return linkSeenFromSecondary(dc, this.opts.primary, ours, this.replicatedLinks);
   }
 
   async stop(): Promise<void> {
@@ -174,6 +193,7 @@ export class FederationReplicator {
       if (!this.connected) {
         logger.info({ primary, via: address }, 'federation link up');
         this.connected = true;
+        this.linkSince = Date.now();
         this.preferFirst(address);
       }
       this.delayMs = 250;
@@ -194,7 +214,6 @@ export class FederationReplicator {
         { primary: this.opts.primary, via: this.via, err: why },
         'federation link down; serving the last replicated state and retrying',
       );
-    this.connected = false;
     this.lastError = why;
     this.close();
     this.scheduleRetry();
@@ -203,6 +222,7 @@ export class FederationReplicator {
   private close(): void {
     const call = this.call;
     this.call = undefined;
+    if (this.connected) this.linkSince = Date.now();
     this.connected = false;
     call?.cancel();
     this.client?.close();
@@ -219,14 +239,18 @@ export class FederationReplicator {
 
   private sendState(): void {
     if (!this.call) return;
-    const state = localFederationState(this.opts.catalog, this.opts.datacenter, Date.now());
-    const key = JSON.stringify(state.meshGateways);
+    const { catalog, datacenter, localServers } = this.opts;
+    const state = localFederationState(catalog, datacenter, localServers.list(), Date.now());
+    const key = JSON.stringify([state.meshGateways, state.servers]);
     if (key === this.lastSentState) return;
     this.lastSentState = key;
     this.call.write({
       datacenter: state.datacenter,
       meshGateways: state.meshGateways.map((g) => ({ address: g.address, port: g.port })),
       updatedAt: state.updatedAt,
+      servers: (state.servers ?? []).map((m) => ({ ...m })),
+      linkUp: false,
+      linkSince: 0,
     });
   }
 
@@ -266,6 +290,9 @@ export class FederationReplicator {
       if (ca.needsNewIntermediate()) this.renewIntermediate();
       const good = msg.federationStates.filter((s) => !stateProblem(s, s.datacenter));
       await states.replaceAll(good.map(stateRecordOf));
+      this.replicatedLinks = new Map(
+        good.map((s) => [s.datacenter, { up: s.linkUp, since: Number(s.linkSince) }]),
+      );
       const entries: ConfigEntry[] = [];
       for (const raw of msg.configEntries) {
         const parsed = parseReplicatedConfigEntry(safeJson(raw));

@@ -27,6 +27,7 @@ import {
 import { joinRequestMac, joinResponseMac, macMatches } from './secret.js';
 import type { FederationStateRecord, FederationStates } from './states.js';
 import { maxFederationMessageBytes, verifiedClientUris } from './tls.js';
+import type { DatacenterLink } from './wan-members.js';
 
 export interface FederationServerOptions {
   readonly role: FederationRole;
@@ -52,6 +53,7 @@ export function federationIdentity(
 }
 
 const maxGateways = 16;
+const maxServers = 64;
 
 /**
  * The federation port (docs/architecture.md §6c): gRPC over TLS with a leaf naming
@@ -72,6 +74,9 @@ export class FederationServer {
   private index = 0;
   private pending: NodeJS.Immediate | undefined;
   private boundPort: number | undefined;
+  /** Per secondary datacenter: its open streams, and since when its link is up or down. */
+  private readonly links = new Map<string, { open: number; since: number }>();
+  private readonly startedAt = Date.now();
 
   constructor(private readonly opts: FederationServerOptions) {
     const impl: FederationServiceServer = {
@@ -85,6 +90,28 @@ export class FederationServer {
     return this.boundPort;
   }
 
+  /**
+   * A datacenter's link as the primary sees it: up while a stream of it is open; down since its
+   * last stream closed, or since this server started when none has opened since.
+   */
+  linkOf(dc: string): DatacenterLink {
+    if (dc === this.opts.datacenter) return { up: true, since: this.startedAt };
+    const link = this.links.get(dc);
+    return link ? { up: link.open > 0, since: link.since } : { up: false, since: this.startedAt };
+  }
+
+  /** Counts a datacenter's streams; when its link comes up or goes down, every stream is told. */
+  private linkChanged(dc: string, delta: 1 | -1): void {
+    const link = this.links.get(dc) ?? { open: 0, since: this.startedAt };
+    const wasUp = link.open > 0;
+    link.open += delta;
+    this.links.set(dc, link);
+    if (wasUp !== link.open > 0) {
+      link.since = Date.now();
+      this.changed();
+    }
+  }
+
   async listen(hostPort: string): Promise<number> {
     const { ca, datacenter, nodeName, catalog, states } = this.opts;
     const identity = federationIdentity(ca, datacenter, nodeName);
@@ -95,7 +122,7 @@ export class FederationServer {
       catalog.subscribe((e) => {
         if (e.kind === 'config-entry-changed') this.changed();
       }),
-      states.subscribe(() => this.changed()),
+      states.subscribe(() => this.changed(), { any: true }),
     );
     const creds = grpc.experimental.createCertificateProviderServerCredentials(
       this.certs,
@@ -187,9 +214,12 @@ export class FederationServer {
     }
     this.streams.add(call);
     logger.info({ datacenter: dc }, 'federation stream opened');
+    this.linkChanged(dc, 1);
     call.on('data', (msg: FederationState) => void this.onSecondaryState(call, dc, msg));
     const done = () => {
-      if (this.streams.delete(call)) logger.info({ datacenter: dc }, 'federation stream closed');
+      if (!this.streams.delete(call)) return;
+      logger.info({ datacenter: dc }, 'federation stream closed');
+      this.linkChanged(dc, -1);
     };
     call.on('end', () => {
       done();
@@ -235,11 +265,17 @@ export class FederationServer {
         activeRootId: roots.activeRootId,
         rootPems: roots.roots.map((r) => r.certPem),
       },
-      federationStates: states.all().map((s) => ({
-        datacenter: s.datacenter,
-        meshGateways: s.meshGateways.map((g) => ({ address: g.address, port: g.port })),
-        updatedAt: s.updatedAt,
-      })),
+      federationStates: states.all().map((s) => {
+        const link = this.linkOf(s.datacenter);
+        return {
+          datacenter: s.datacenter,
+          meshGateways: s.meshGateways.map((g) => ({ address: g.address, port: g.port })),
+          updatedAt: s.updatedAt,
+          servers: (s.servers ?? []).map((m) => ({ ...m })),
+          linkUp: link.up,
+          linkSince: link.since,
+        };
+      }),
       configEntries: catalog.allConfigEntries().map((e) => JSON.stringify(e)),
     };
   }
@@ -251,6 +287,12 @@ export function stateProblem(msg: FederationState, expectedDc: string): string |
     return `datacenter: ${JSON.stringify(msg.datacenter.slice(0, 64))} is not the certificate's ${expectedDc}`;
   if (msg.meshGateways.length > maxGateways)
     return `mesh_gateways: ${msg.meshGateways.length} gateways; at most ${maxGateways}`;
+  if (msg.servers.length > maxServers)
+    return `servers: ${msg.servers.length} servers; at most ${maxServers}`;
+  for (const [i, m] of msg.servers.entries()) {
+    if (m.name === '' || m.name.length > 253) return `servers[${i}].name: empty or too long`;
+    if (m.address.length > 300) return `servers[${i}].address: too long`;
+  }
   for (const [i, g] of msg.meshGateways.entries()) {
     if (isIP(g.address) === 0 && !dnsHostname.test(g.address))
       return `mesh_gateways[${i}].address: not an IP address or DNS name`;
@@ -265,5 +307,6 @@ export function stateRecordOf(msg: FederationState): FederationStateRecord {
     datacenter: msg.datacenter,
     meshGateways: msg.meshGateways.map((g) => ({ address: g.address, port: g.port })),
     updatedAt: Number(msg.updatedAt),
+    servers: msg.servers.map((m) => ({ name: m.name, address: m.address, leader: m.leader })),
   };
 }

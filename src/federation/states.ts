@@ -14,12 +14,24 @@ export interface FederationStateRecord {
   readonly meshGateways: readonly { readonly address: string; readonly port: number }[];
   /** Milliseconds since the epoch, as the datacenter itself last changed it. */
   readonly updatedAt: number;
+  /** Its servers as it last reported them (`isthmus members -wan`); absent in older records. */
+  readonly servers?: readonly WanServerRecord[] | undefined;
+}
+
+/** One server of a datacenter: its node name and federation address (what its gateways dial). */
+export interface WanServerRecord {
+  readonly name: string;
+  readonly address: string;
+  readonly leader: boolean;
 }
 
 const stateRecord: z.ZodType<FederationStateRecord> = z.strictObject({
   datacenter: z.string(),
   meshGateways: z.array(z.strictObject({ address: z.string(), port: z.number() })),
   updatedAt: z.number(),
+  servers: z
+    .array(z.strictObject({ name: z.string(), address: z.string(), leader: z.boolean() }))
+    .optional(),
 });
 
 /** `federation/states/<dc>` */
@@ -30,11 +42,14 @@ const storedStates = new RecordCollection(
 
 const sameGateways = (a: FederationStateRecord, b: FederationStateRecord): boolean =>
   JSON.stringify(a.meshGateways) === JSON.stringify(b.meshGateways);
+const sameServers = (a: FederationStateRecord, b: FederationStateRecord): boolean =>
+  JSON.stringify(a.servers ?? []) === JSON.stringify(b.servers ?? []);
 
 /** The federation states this server knows, persisted (a restart serves the last known set). */
 export class FederationStates {
   private readonly byDc = new Map<string, FederationStateRecord>();
-  private readonly listeners = new Set<() => void>();
+  /** Told of gateway changes (proxies are rebuilt), or of every change (`any`). */
+  private readonly listeners = new Map<() => void, { readonly any: boolean }>();
 
   private constructor(
     private readonly store: Store,
@@ -57,31 +72,36 @@ export class FederationStates {
     return this.byDc.get(dc);
   }
 
-  /** Records one datacenter's state; an unchanged gateway list is not written again. */
+  /** Records one datacenter's state; unchanged gateways and servers are not written again. */
   async put(state: FederationStateRecord): Promise<void> {
     const old = this.byDc.get(state.datacenter);
-    if (old && sameGateways(old, state)) return;
+    if (old && sameGateways(old, state) && sameServers(old, state)) return;
     await this.store.txn(async (tx) => {
       storedStates.put(tx, state.datacenter, state);
     });
     this.byDc.set(state.datacenter, state);
     this.logger.info(
-      { datacenter: state.datacenter, meshGateways: state.meshGateways.length },
+      {
+        datacenter: state.datacenter,
+        meshGateways: state.meshGateways.length,
+        servers: state.servers?.length ?? 0,
+      },
       'federation state updated',
     );
-    this.emit();
+    this.emit(!old || !sameGateways(old, state));
   }
 
   /** A secondary takes the primary's whole set (its own state included, as the primary has it). */
   async replaceAll(states: readonly FederationStateRecord[]): Promise<void> {
     const next = new Map(states.map((s) => [s.datacenter, s]));
-    const changed =
+    const differs = (same: typeof sameGateways) =>
       next.size !== this.byDc.size ||
       [...next.values()].some((s) => {
         const old = this.byDc.get(s.datacenter);
-        return !old || !sameGateways(old, s);
+        return !old || !same(old, s);
       });
-    if (!changed) return;
+    const gatewaysChanged = differs(sameGateways);
+    if (!gatewaysChanged && !differs(sameServers)) return;
     await this.store.txn(async (tx) => {
       for (const dc of this.byDc.keys()) if (!next.has(dc)) storedStates.delete(tx, dc);
       for (const s of next.values()) storedStates.put(tx, s.datacenter, s);
@@ -89,16 +109,21 @@ export class FederationStates {
     this.byDc.clear();
     for (const [dc, s] of next) this.byDc.set(dc, s);
     this.logger.info({ datacenters: [...next.keys()] }, 'federation states replicated');
-    this.emit();
+    this.emit(gatewaysChanged);
   }
 
-  subscribe(listener: () => void): () => void {
-    this.listeners.add(listener);
+  /**
+   * Calls `listener` when a datacenter's gateways change (what proxies are built from), or with
+   * `any` on every change, a datacenter's servers too (what the primary replicates).
+   */
+  subscribe(listener: () => void, opts: { readonly any?: boolean } = {}): () => void {
+    this.listeners.set(listener, { any: opts.any ?? false });
     return () => this.listeners.delete(listener);
   }
 
-  private emit(): void {
-    for (const l of [...this.listeners]) {
+  private emit(gatewaysChanged: boolean): void {
+    for (const [l, { any }] of [...this.listeners]) {
+      if (!any && !gatewaysChanged) continue;
       try {
         l();
       } catch (err) {

@@ -6,10 +6,13 @@ import {
   FederationReplicator,
   FederationServer,
   FederationStates,
+  type LocalServers,
   type ReplicationStatus,
+  type WanMember,
   federationView,
   knownDatacenters,
   localFederationState,
+  wanMembers,
 } from '../federation/index.js';
 import type { Logger } from '../log.js';
 import type { FederationView } from '../snapshot/context.js';
@@ -21,11 +24,15 @@ export interface FederationParts {
   readonly role: FederationRole;
   readonly states: FederationStates;
   readonly port: number;
+  /** This server's federation address (`host:port`), announced to its cluster's members. */
+  readonly address: string;
   /** What proxies are built from, and when to rebuild them. */
   readonly snapshots: { view: FederationView; subscribe(listener: () => void): () => void };
   datacenters(): string[];
   /** A secondary's link to the primary (undefined on the primary). */
   replication(): ReplicationStatus | undefined;
+  /** Every server of every datacenter known, with its state (`isthmus members -wan`). */
+  wanMembers(): WanMember[];
 }
 
 export interface FederationDeps {
@@ -36,6 +43,8 @@ export interface FederationDeps {
   readonly catalog: Catalog;
   readonly ca: CertificateAuthority;
   readonly secret: Buffer;
+  /** This datacenter's servers with their federation addresses (its membership). */
+  readonly localServers: LocalServers;
 }
 
 /**
@@ -47,7 +56,8 @@ export async function startFederation(
   deps: FederationDeps,
   parts: StartedParts,
 ): Promise<FederationParts> {
-  const { config, role, catalog, ca, store, secret } = deps;
+  const { config, role, catalog, ca, store, secret, localServers } = deps;
+  const startedAt = Date.now();
   const logger = deps.logger.child({ component: 'federation' });
   const { datacenter } = config;
   // Part of the federation TLS name `<node>.server.<dc>.consul`; `server-1` when none is given.
@@ -72,11 +82,17 @@ export async function startFederation(
   const port = await server.listen(formatHostPort(config.federationAddr));
   let replicator: FederationReplicator | undefined;
   if (role.kind === 'primary') {
-    const record = () => void states.put(localFederationState(catalog, datacenter, Date.now()));
+    const record = () =>
+      void states.put(localFederationState(catalog, datacenter, localServers.list(), Date.now()));
     record();
-    running.off = catalog.subscribe((e) => {
+    const offCatalog = catalog.subscribe((e) => {
       if (e.kind !== 'config-entry-changed' && e.instance.kind === 'mesh-gateway') record();
     });
+    const offServers = localServers.subscribe(record);
+    running.off = () => {
+      offCatalog();
+      offServers();
+    };
   } else {
     replicator = new FederationReplicator({
       datacenter,
@@ -87,21 +103,34 @@ export async function startFederation(
       ca: ca as FederatedCa,
       secret,
       states,
+      localServers,
       logger,
     });
     running.replicator = replicator;
     replicator.start();
   }
-  const addresses = [formatHostPort(config.federationAddr, port)];
+  const address = formatHostPort(config.federationAddr, port);
+  const addresses = [address];
+  const primary = role.kind === 'primary' ? datacenter : role.primary;
   return {
     role,
     states,
     port,
+    address,
     snapshots: {
       view: federationView(states, { datacenter, nodeName, addresses: () => addresses }),
       subscribe: (l) => states.subscribe(l),
     },
     datacenters: () => knownDatacenters(states, datacenter),
     replication: () => replicator?.status(),
+    wanMembers: () =>
+      wanMembers({
+        datacenter,
+        primary,
+        startedAt,
+        local: localServers.list(),
+        states: states.all(),
+        link: (dc) => (replicator ? replicator.linkOf(dc) : server.linkOf(dc)),
+      }),
   };
 }

@@ -6,7 +6,7 @@ import { registerCatalogRoutes } from '../api/catalog-routes.js';
 import { registerConfigRoutes } from '../api/config-routes.js';
 import { registerFederationRoutes } from '../api/federation-routes.js';
 import { type Health, createHttpApi } from '../api/http.js';
-import { registerOperatorRoutes } from '../api/operator-routes.js';
+import { type WanServerJson, registerOperatorRoutes } from '../api/operator-routes.js';
 import { registerPeeringRoutes } from '../api/peering-routes.js';
 import { followOtherServers } from '../api/ui-relay.js';
 import { type DeclaredRoute, declaredRoutes, requireRouteAccess } from '../api/route-access.js';
@@ -90,7 +90,7 @@ export async function startHttpApi(
   const peers = peeringView(peerings, imported);
   registerConfigRoutes(http, catalog, { peers: () => peers.peerNames() });
   registerCaRoutes(http, ca);
-  registerOperatorRoutes(http, deps.members);
+  registerOperatorRoutes(http, deps.members, () => wanServers(deps, config.datacenter));
   registerFederationRoutes(http, {
     datacenter: config.datacenter,
     datacenters: () => deps.federation?.datacenters() ?? [config.datacenter],
@@ -179,4 +179,36 @@ function healthOf(
     return reasons;
   };
   return { ready: () => notReady().length === 0, notReady, pending };
+}
+
+/**
+ * `members -wan`: every server of every federated datacenter; without federation, this cluster's
+ * servers (alive, no federation address), as Consul lists its own servers.
+ */
+function wanServers(
+  deps: Pick<HttpApiParts, 'members' | 'federation'>,
+  datacenter: string,
+): WanServerJson[] {
+  const self = deps.members.self;
+  if (!deps.federation)
+    return deps.members.servers().map((s) => ({
+      Name: s.Name,
+      Address: '',
+      Datacenter: datacenter,
+      Status: 'alive',
+      StatusSince: s.StartedAt,
+      Leader: s.Leader,
+      Primary: false,
+      Self: s.Self,
+    }));
+  return deps.federation.wanMembers().map((m) => ({
+    Name: m.name,
+    Address: m.address,
+    Datacenter: m.datacenter,
+    Status: m.status,
+    StatusSince: new Date(m.since).toISOString(),
+    Leader: m.leader,
+    Primary: m.primary,
+    Self: m.datacenter === datacenter && m.name === self,
+  }));
 }

@@ -8,6 +8,7 @@ import {
   formatHostPort,
   isthmusVersion,
 } from '../config/index.js';
+import type { WanServerRecord } from '../federation/index.js';
 import type { Logger } from '../log.js';
 import type { Store } from '../store/index.js';
 import type { Leadership, Member, Membership } from '../store/store.js';
@@ -19,6 +20,8 @@ const announced = z.object({
   peeringAddr: z.string(),
   startedAt: z.string(),
   version: z.string(),
+  /** Its WAN federation port (what its own gateways send `<name>.server.<dc>` to). */
+  federationAddr: z.string().optional(),
 });
 type Announced = z.infer<typeof announced>;
 
@@ -28,6 +31,8 @@ export interface BoundPorts {
   readonly xds: number;
   /** The address the leader publishes (the campaign's value): how `Leader` is told. */
   readonly peeringAddr: string;
+  /** The federation port's `host:port` (federated servers only). */
+  readonly federationAddr?: string;
 }
 
 /**
@@ -57,20 +62,28 @@ export class ClusterMembers implements ClusterView, ServersSource {
   join(ports: BoundPorts): void {
     const { config } = this.deps;
     this.name = config.nodeName || `${hostname()}-${ports.http}`;
-    const value: Announced = {
+    const value: Record<string, string> & Announced = {
       httpAddr: dialable(config.httpAddr, ports.http),
       xdsAddr: dialable(config.xdsAddr, ports.xds),
       peeringAddr: ports.peeringAddr,
       startedAt: this.startedAt,
       version: isthmusVersion(),
+      ...(ports.federationAddr === undefined ? {} : { federationAddr: ports.federationAddr }),
     };
     this.membership = this.deps.store.announce(this.name, value);
-    this.membership.subscribe(() => {
+    const changed = () => {
       for (const fn of [...this.listeners]) fn();
-    });
+    };
+    this.membership.subscribe(changed);
+    this.deps.leadership.current?.subscribe(changed);
+    // This server itself has joined (a store without shared membership never calls back).
+    changed();
   }
 
-  /** Calls `fn` when a server joins or leaves (listeners may subscribe before `join`). */
+  /**
+   * Calls `fn` when a server joins or leaves, or the leader changes (listeners may subscribe
+   * before `join`).
+   */
   subscribe(fn: () => void): () => void {
     this.listeners.add(fn);
     return () => this.listeners.delete(fn);
@@ -103,6 +116,24 @@ export class ClusterMembers implements ClusterView, ServersSource {
       Leader: leader !== undefined && info.peeringAddr === leader,
       Self: name === this.name,
     }));
+  }
+
+  /** The servers that announced a federation port (`isthmus members -wan`), sorted by name. */
+  wanServers(): readonly WanServerRecord[] {
+    const leader = this.deps.leadership.current?.leader();
+    return this.parsed()
+      .flatMap(({ name, info }) =>
+        info.federationAddr === undefined
+          ? []
+          : [
+              {
+                name,
+                address: info.federationAddr,
+                leader: leader !== undefined && info.peeringAddr === leader,
+              },
+            ],
+      )
+      .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   }
 
   /** The members whose announcement parses; another version's extra fields are ignored. */
