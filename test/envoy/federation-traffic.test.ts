@@ -8,15 +8,22 @@
  * reports' in mode `remote` (dc1's gateway only), intruder's one of each. The intentions are written once, on the primary, and replicated.
  *
  * Each server binds its federation port on its own loopback address (127.0.<n>.1), and no server
- * is ever given another datacenter's server address: the last case shows every connection to a
- * server's federation port is one its own gateway opened.
+ * is ever given another datacenter's server address: a case shows every connection to a server's
+ * federation port is one its own gateway opened.
+ *
+ * Two cases stop servers (their Envoys and apps stay up) and start them again on the same data dir
+ * and ports: first the secondary dc2, then the primary dc1; each leaves every server up again. They
+ * come before the root rotation: an Envoy's bootstrap holds the roots it was written with, so one
+ * written before a rotation cannot verify a server that restarts after it (§2 "The xDS port").
  */
 import { execFileSync } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { cleanupProcesses, tempDir } from '../helpers/process.js';
+import type { WanServerJson } from '../../src/api/operator-routes.js';
+import { startMeshProcess } from '../helpers/mesh-server.js';
+import { cleanupProcesses, runCli, tempDir } from '../helpers/process.js';
 import { waitFor } from '../helpers/wait.js';
 import { type App, closeApps, httpCall, listenPort, startApp, tcpCall } from './apps.js';
 import { LoadLoop } from './traffic.js';
@@ -35,6 +42,7 @@ import {
   startCluster,
   startPlacedProxy,
   waitAllSynced,
+  waitSynced,
   withSidecar,
 } from './mesh.js';
 
@@ -108,17 +116,24 @@ describe.skipIf(skipWithoutEnvoy())(
         'tcp.mesh_gateway_local_server.downstream_cx_total'
       ] ?? 0;
 
-    /** Starts a datacenter's server and its exposing gateway (registered, Envoy LIVE). */
-    async function startDatacenter(dc: Dc, secretFile: string): Promise<void> {
+    let secretFile = '';
+
+    /** A datacenter's server flags; `federationAddr` is `127.0.<n>.1:0` on the first start. */
+    const serverFlags = (dc: Dc) => {
       const n = datacenters.indexOf(dc) + 1;
-      servers[dc] = await startCluster(dc, {
+      return {
         primaryDatacenter: 'dc1',
         federationAddr: `${loopback[dc]}:0`,
         federationSecretFile: secretFile,
         nodeName: `server-${n}`,
         ...(dc === 'dc1' ? { caRotationPhaseMs: String(rotationPhaseMs) } : {}),
         ...(dc === 'dc1' ? {} : { primaryGateways: `127.0.0.1:${gwPorts.dc1.wan}` }),
-      });
+      };
+    };
+
+    /** Starts a datacenter's server and its exposing gateway (registered, Envoy LIVE). */
+    async function startDatacenter(dc: Dc): Promise<void> {
+      servers[dc] = await startCluster(dc, serverFlags(dc));
       fedPorts[dc] = Number(servers[dc].proc.started.federationPort);
       gwPorts[dc] = { lan: await listenPort(), wan: await listenPort() };
       await servers[dc].register(federationGateway(`gw-${dc}`, gwPorts[dc]));
@@ -130,10 +145,79 @@ describe.skipIf(skipWithoutEnvoy())(
       placed.push(gw);
     }
 
+    /** Stops a datacenter's server process (SIGTERM); its Envoys and apps stay up. */
+    async function stopServer(dc: Dc): Promise<void> {
+      await servers[dc].close();
+    }
+
+    /**
+     * Starts a stopped server again on its data dir and the same ports, so its Envoys (which keep
+     * their bootstrap) and its gateway's routes find it where they did.
+     */
+    async function restartServer(dc: Dc): Promise<void> {
+      const old = servers[dc].proc;
+      servers[dc] = await startMeshProcess(
+        {
+          datacenter: dc,
+          ...serverFlags(dc),
+          httpAddr: `127.0.0.1:${old.httpPort}`,
+          xdsAddr: `127.0.0.1:${old.xdsPort}`,
+          peeringAddr: `127.0.0.1:${old.peeringPort}`,
+          federationAddr: `${loopback[dc]}:${fedPorts[dc]}`,
+        },
+        { dataDir: old.dataDir },
+      );
+    }
+
+    /** `GET /v1/operator/servers?wan` on `dc`'s server: each datacenter's server states. */
+    const wanStates = async (dc: Dc) => {
+      const res = await servers[dc].api<WanServerJson[]>('GET', '/v1/operator/servers?wan=1');
+      expect(res.status).toBe(200);
+      const byDc: Record<string, string[]> = {};
+      for (const s of res.body) (byDc[s.Datacenter] ??= []).push(`${s.Name} ${s.Status}`);
+      return byDc;
+    };
+
+    /** Waits until `members --wan` on `dc` says what `want` says of every datacenter. */
+    const waitWan = (dc: Dc, want: Record<Dc, 'alive' | 'failed'>) =>
+      waitFor(
+        async () => {
+          const got = await wanStates(dc);
+          return datacenters.every(
+            (d, i) => JSON.stringify(got[d]) === JSON.stringify([`server-${i + 1} ${want[d]}`]),
+          );
+        },
+        {
+          timeoutMs: 60_000,
+          intervalMs: 200,
+          what: `members --wan on ${dc}: ${JSON.stringify(want)}`,
+        },
+      );
+
+    /** Waits until a secondary's link to the primary is up (through its own gateway). */
+    const waitLinked = (dc: 'dc2' | 'dc3') =>
+      waitFor(
+        async () =>
+          (await servers[dc].api<FederationStates>('GET', '/v1/internal/federation-states')).body
+            .PrimaryLink?.Connected === true,
+        { timeoutMs: 90_000, intervalMs: 200, what: `${dc}'s link to the primary` },
+      );
+
+    const readConfig = async (dc: Dc, kind: string, name: string) =>
+      servers[dc].api<Record<string, unknown>>('GET', `/v1/config/${kind}/${name}`);
+
+    /** Waits until `dc` holds the service-defaults `name` (replicated from the primary). */
+    const waitReplicated = (dc: Dc, name: string) =>
+      waitFor(async () => (await readConfig(dc, 'service-defaults', name)).status === 200, {
+        timeoutMs: 60_000,
+        intervalMs: 200,
+        what: `service-defaults ${name} on ${dc}`,
+      });
+
     beforeAll(async () => {
-      const secretFile = join(tempDir('isthmus-fed-secret-'), 'secret');
+      secretFile = join(tempDir('isthmus-fed-secret-'), 'secret');
       writeFileSync(secretFile, 'federation-secret-of-the-three-datacenters\n', { mode: 0o600 });
-      await startDatacenter('dc1', secretFile);
+      await startDatacenter('dc1');
       td = await servers.dc1.trustDomain();
       // Global configuration, written once on the primary: api speaks HTTP; web and reports may
       // call api and db, intruder (a dc3 service) may not.
@@ -154,9 +238,9 @@ describe.skipIf(skipWithoutEnvoy())(
         await servers.dc1.register(withSidecar(target, apps.get(target)!.port, await listenPort()));
 
       joinCounts.before = await serverConnections(gateways.dc1);
-      await startDatacenter('dc2', secretFile);
+      await startDatacenter('dc2');
       joinCounts.after = await serverConnections(gateways.dc1);
-      await startDatacenter('dc3', secretFile);
+      await startDatacenter('dc3');
 
       for (const [caller, modeOf] of Object.entries(callers)) {
         const upstreams = [];
@@ -239,6 +323,25 @@ describe.skipIf(skipWithoutEnvoy())(
         );
         const dc1 = link.States.find((s) => s.Datacenter === 'dc1');
         expect(dc1?.MeshGateways).toEqual([{ Address: '127.0.0.1', Port: gwPorts.dc1.wan }]);
+      }
+    });
+
+    it('members --wan on dc3 lists every server of dc1, dc2 and dc3 alive, at the federation address its own gateways dial', async () => {
+      await waitWan('dc3', { dc1: 'alive', dc2: 'alive', dc3: 'alive' });
+      const out = await runCli(['members', '--wan', '--http-addr', servers.dc3.httpAddress]);
+      expect(out.code, out.stderr).toBe(0);
+      const [header, ...rows] = out.stdout.split('\n');
+      expect(header).toMatch(/^NODE\s+ADDRESS\s+STATUS\s+DATACENTER\s+ROLE\s+SINCE$/);
+      expect(rows).toHaveLength(3);
+      for (const [i, dc] of datacenters.entries()) {
+        const address = `${loopback[dc]}:${fedPorts[dc]}`.replaceAll('.', '\\.');
+        const self = dc === 'dc3' ? ' \\(this\\)' : '';
+        const role = dc === 'dc1' ? 'leader, primary' : 'leader';
+        expect(rows[i]).toMatch(
+          new RegExp(
+            `^server-${i + 1}${self}\\s+${address}\\s+alive\\s+${dc}\\s+${role}\\s+\\d{4}-`,
+          ),
+        );
       }
     });
 
@@ -369,6 +472,109 @@ describe.skipIf(skipWithoutEnvoy())(
       }
       // Counted at the gateways: dc1's passed the secondaries' links to dc1's server.
       expect(await serverConnections(gateways.dc1)).toBeGreaterThanOrEqual(2);
+    });
+
+    it("a secondary down stops no one: with dc2's server stopped, dc1's writes reach dc3, dc3 → dc1 flows, dc1 lists dc2 failed; restarted, dc2 catches up", async () => {
+      await stopServer('dc2');
+      await waitWan('dc1', { dc1: 'alive', dc2: 'failed', dc3: 'alive' });
+      await waitWan('dc3', { dc1: 'alive', dc2: 'failed', dc3: 'alive' });
+      await servers.dc1.putConfig({ Kind: 'service-defaults', Name: 'while-dc2-down' });
+      await waitReplicated('dc3', 'while-dc2-down');
+      expect((await httpCall(port('web', 'api'), '/while-dc2-down')).status).toBe(200);
+      expect(await tcpCall(port('reports', 'db'))).toEqual({ greeting: 'db', echo: 'ping' });
+
+      await restartServer('dc2');
+      await waitLinked('dc2');
+      await waitReplicated('dc2', 'while-dc2-down');
+      await waitWan('dc1', { dc1: 'alive', dc2: 'alive', dc3: 'alive' });
+      await waitSynced(servers.dc2, 'gw-dc2');
+    });
+
+    it("the primary down: dc3 keeps serving its last replicated state, no request from dc3 to dc1 fails, a new dc3 sidecar gets whole config, a global write names dc1; after dc1 returns a write on it reaches dc3's Envoys", async () => {
+      const dc3Proxies = placed.filter((p) => p.node === servers.dc3);
+      const load = new LoadLoop(port('web', 'api'), { keepAliveWorkers: 1, freshWorkers: 1 });
+      try {
+        await load.waitForSuccesses(3);
+        load.phase('primary down');
+        await stopServer('dc1');
+        await waitFor(
+          async () =>
+            (await servers.dc3.api<FederationStates>('GET', '/v1/internal/federation-states')).body
+              .PrimaryLink?.Connected === false,
+          { timeoutMs: 60_000, intervalMs: 200, what: 'dc3 to see its link to dc1 down' },
+        );
+        await waitWan('dc3', { dc1: 'failed', dc2: 'failed', dc3: 'alive' });
+        // dc3 still holds what dc1 replicated, and its Envoys stay in sync with it.
+        expect((await readConfig('dc3', 'service-intentions', 'api')).status).toBe(200);
+        await waitAllSynced(dc3Proxies);
+
+        // A sidecar that starts now is built from the replicated state alone: trust domain, dc1's
+        // gateways (federation states) and the intentions that let web call api.
+        const upstreamPort = await listenPort();
+        const app = await startApp('tcp', 'web');
+        await servers.dc3.register({
+          ...withSidecar('web', app.port, await listenPort(), [
+            {
+              DestinationName: 'api',
+              Datacenter: 'dc1',
+              LocalBindPort: upstreamPort,
+              MeshGateway: { Mode: 'remote' },
+            },
+          ]),
+          ID: 'web-2',
+        });
+        const late = await startPlacedProxy(servers.dc3, 'web-2-sidecar-proxy', {
+          datacenter: 'dc3',
+        });
+        placed.push(late);
+        const res = await eventually(
+          () => httpCall(upstreamPort, '/late'),
+          "HTTP from the new dc3 sidecar to dc1's api",
+          60_000,
+        );
+        expect(res.status).toBe(200);
+        expect(res.seen!.headers['x-forwarded-client-cert']).toContain(
+          `URI=spiffe://${td}/ns/default/dc/dc3/svc/web`,
+        );
+
+        // A global write on a secondary cannot reach the primary: refused, naming it.
+        const refused = await servers.dc3.api('PUT', '/v1/config', {
+          Kind: 'service-defaults',
+          Name: 'while-dc1-down',
+        });
+        expect(refused.status).toBeGreaterThanOrEqual(300);
+        expect(JSON.stringify(refused.body)).toContain('dc1');
+
+        await load.waitForSuccesses(3);
+        load.phase('primary back');
+        await restartServer('dc1');
+        await Promise.all([waitLinked('dc2'), waitLinked('dc3')]);
+        await waitWan('dc3', { dc1: 'alive', dc2: 'alive', dc3: 'alive' });
+        await waitWan('dc1', { dc1: 'alive', dc2: 'alive', dc3: 'alive' });
+        await load.waitForSuccesses(3);
+      } finally {
+        await load.stop();
+      }
+      expect(load.counts('primary down').failures, 'failed requests with dc1 down').toEqual({});
+      expect(load.counts('primary back').failures, 'failed requests as dc1 returned').toEqual({});
+
+      // A write on the returned primary reaches dc3 and dc3's Envoys: an intention for web.
+      const webRules = async () =>
+        JSON.stringify(await placedEnvoy('web-sidecar-proxy').configDump()).includes(
+          '/svc/after-return',
+        );
+      expect(await webRules()).toBe(false);
+      await servers.dc1.putConfig({
+        Kind: 'service-intentions',
+        Name: 'web',
+        Sources: [{ Name: 'after-return', Action: 'deny' }],
+      });
+      await waitFor(webRules, {
+        timeoutMs: 60_000,
+        intervalMs: 200,
+        what: "dc1's new intention in dc3's web sidecar",
+      });
+      await waitAllSynced(placed);
     });
 
     it("a root rotation in the primary re-signs both secondaries' intermediates and reaches every Envoy; not one request from dc3 to dc1 fails meanwhile", async () => {

@@ -13,7 +13,7 @@ import { ApiClient } from '../../src/api/client.js';
 import { fetchXdsTls } from '../../src/api/xds-tls-client.js';
 import type { XdsClientTls } from '../../src/xds/tls.js';
 import { adsClient } from './fake-envoy.js';
-import { startServerProcess, type ServerProcess, type SpawnOptions } from './process.js';
+import { startServerProcess, type ServerProcess, type ServerProcessOptions } from './process.js';
 import { EnvoyLike } from './envoy-like.js';
 import type { AggregatedDiscoveryServiceClient } from '../../src/gen/envoy/service/discovery/v3/ads.js';
 
@@ -114,11 +114,12 @@ async function nodeOver(
 /**
  * A real `isthmus server` process on 127.0.0.1:0 (its own data dir), driven like a user would:
  * flags are the same camelCase keys as startMeshServer's (`datacenter`, `caRotationPhaseMs`, …),
- * `opts.env` is added to its environment (e.g. NODE_OPTIONS).
+ * `opts.env` is added to its environment (e.g. NODE_OPTIONS), `opts.dataDir` reuses a data dir (a
+ * restart).
  */
 export async function startMeshProcess(
   flags: Record<string, string> = {},
-  opts: SpawnOptions = {},
+  opts: ServerProcessOptions = {},
 ): Promise<MeshProcess> {
   const args = Object.entries({ coalesceMs: '20', ...flags }).flatMap(([k, v]) => [
     `--${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`,
