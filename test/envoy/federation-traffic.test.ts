@@ -668,9 +668,16 @@ interface Socket {
   readonly process: string;
 }
 
-/** Every established TCP connection on this machine, with the process that owns each end. */
+/**
+ * Every established TCP connection on this machine, with the process that owns each end. A shared
+ * machine may hold tens of thousands (another suite's proxies): room for far more than the 1 MiB
+ * `execFileSync` keeps by default.
+ */
 function established(): Socket[] {
-  const out = execFileSync('ss', ['-tnpH', 'state', 'established'], { encoding: 'utf8' });
+  const out = execFileSync('ss', ['-tnpH', 'state', 'established'], {
+    encoding: 'utf8',
+    maxBuffer: 256 * 1024 * 1024,
+  });
   return out
     .split('\n')
     .filter((l) => l.trim() !== '')
