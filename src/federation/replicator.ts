@@ -104,7 +104,7 @@ export class FederationReplicator {
     return { connected, via, lastError, appliedIndex };
   }
 
-  /** Another datacenter's link as this secondary knows it (`isthmus members -wan`). */
+  /** Another datacenter's link as this secondary knows it (`isthmus members --wan`). */
   linkOf(dc: string): DatacenterLink {
     const ours = { up: this.connected, since: this.linkSince };
     return linkSeenFromSecondary(dc, this.opts.primary, ours, this.replicatedLinks);

@@ -14,7 +14,7 @@ export interface FederationStateRecord {
   readonly meshGateways: readonly { readonly address: string; readonly port: number }[];
   /** Milliseconds since the epoch, as the datacenter itself last changed it. */
   readonly updatedAt: number;
-  /** Its servers as it last reported them (`isthmus members -wan`); absent in older records. */
+  /** Its servers as it last reported them (`isthmus members --wan`); absent in older records. */
   readonly servers?: readonly WanServerRecord[] | undefined;
 }
 

@@ -1,7 +1,7 @@
 import type { FederationStateRecord, WanServerRecord } from './states.js';
 
 /**
- * A server's state in `isthmus members -wan` (Consul's `consul members -wan` names): `alive` while
+ * A server's state in `isthmus members --wan` (Consul's `consul members --wan` names): `alive` while
  * its datacenter's link is up, `failed` while it is down or not known to be up. isthmus cannot
  * tell a server that shut down from one cut off behind its gateways, so it never says `left`.
  */
@@ -13,7 +13,7 @@ export interface DatacenterLink {
   readonly since: number;
 }
 
-/** One server of one datacenter as `isthmus members -wan` lists it. */
+/** One server of one datacenter as `isthmus members --wan` lists it. */
 export interface WanMember {
   readonly name: string;
   /** Its federation address, as its own gateways dial it (never dialled from elsewhere). */
@@ -29,7 +29,7 @@ export interface WanMember {
 }
 
 /**
- * Every server of every datacenter this server knows (docs/architecture.md §6c "members -wan"):
+ * Every server of every datacenter this server knows (docs/architecture.md §6c "members --wan"):
  * its own datacenter's from its own membership (alive), every other's from that datacenter's
  * federation state, alive or failed as `link` says. Sorted by datacenter, then name.
  */

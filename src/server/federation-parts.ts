@@ -31,7 +31,7 @@ export interface FederationParts {
   datacenters(): string[];
   /** A secondary's link to the primary (undefined on the primary). */
   replication(): ReplicationStatus | undefined;
-  /** Every server of every datacenter known, with its state (`isthmus members -wan`). */
+  /** Every server of every datacenter known, with its state (`isthmus members --wan`). */
   wanMembers(): WanMember[];
 }
 

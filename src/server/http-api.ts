@@ -182,7 +182,7 @@ function healthOf(
 }
 
 /**
- * `members -wan`: every server of every federated datacenter; without federation, this cluster's
+ * `members --wan`: every server of every federated datacenter; without federation, this cluster's
  * servers (alive, no federation address), as Consul lists its own servers.
  */
 function wanServers(

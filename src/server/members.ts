@@ -118,7 +118,7 @@ export class ClusterMembers implements ClusterView, ServersSource {
     }));
   }
 
-  /** The servers that announced a federation port (`isthmus members -wan`), sorted by name. */
+  /** The servers that announced a federation port (`isthmus members --wan`), sorted by name. */
   wanServers(): readonly WanServerRecord[] {
     const leader = this.deps.leadership.current?.leader();
     return this.parsed()
