@@ -490,7 +490,7 @@ describe.skipIf(skipWithoutEnvoy())(
       await waitSynced(servers.dc2, 'gw-dc2');
     });
 
-    it("the primary down: dc3 keeps serving its last replicated state, no request from dc3 to dc1 fails, a new dc3 sidecar gets whole config, a global write names dc1; after dc1 returns a write on it reaches dc3's Envoys", async () => {
+    it("the primary down: dc3 keeps serving its last replicated state, no request from dc3 to dc1 fails, a new dc3 sidecar and a restarted dc3 server get whole config, a global write names dc1; after dc1 returns a write on it reaches dc3's Envoys", async () => {
       const dc3Proxies = placed.filter((p) => p.node === servers.dc3);
       const load = new LoadLoop(port('web', 'api'), { keepAliveWorkers: 1, freshWorkers: 1 });
       try {
@@ -536,6 +536,13 @@ describe.skipIf(skipWithoutEnvoy())(
         expect(res.seen!.headers['x-forwarded-client-cert']).toContain(
           `URI=spiffe://${td}/ns/default/dc/dc3/svc/web`,
         );
+
+        // dc3's server restarts from its store alone (no join, no primary) and its Envoys, the
+        // new one too, reconnect and are SYNCED with the same config.
+        await stopServer('dc3');
+        await restartServer('dc3');
+        await waitAllSynced([...dc3Proxies, late]);
+        expect((await httpCall(upstreamPort, '/after-dc3-restart')).status).toBe(200);
 
         // A global write on a secondary cannot reach the primary: refused, naming it.
         const refused = await servers.dc3.api('PUT', '/v1/config', {
