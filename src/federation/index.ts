@@ -5,3 +5,5 @@ export { readFederationSecret } from './secret.js';
 export { FederationServer, federationIdentity } from './server.js';
 export { type FederationStateRecord, FederationStates } from './states.js';
 export { federationView, knownDatacenters } from './view.js';
+export { FederationForwarder, type ForwardCall, forwardDialAddresses } from './forwarder.js';
+export type { ForwardHandler, ForwardedAnswer, ForwardedRequest } from './server.js';

@@ -1,8 +1,11 @@
+import type { FederationForwarding } from '../api/federation-forward.js';
 import type { FederatedCa } from '../ca/index.js';
 import type { CertificateAuthority } from '../ca/index.js';
 import type { Catalog } from '../catalog/catalog.js';
 import { type FederationRole, type ServerConfig, formatHostPort } from '../config/index.js';
 import {
+  type ForwardHandler,
+  FederationForwarder,
   FederationReplicator,
   FederationServer,
   FederationStates,
@@ -26,6 +29,10 @@ export interface FederationParts {
   datacenters(): string[];
   /** A secondary's link to the primary (undefined on the primary). */
   replication(): ReplicationStatus | undefined;
+  /** Requests for another datacenter's servers, through the gateways (§6c). */
+  readonly forwarding: FederationForwarding;
+  /** Answers requests other datacenters forward here (the HTTP API's forwardable routes). */
+  serveForwarded(handler: ForwardHandler): void;
 }
 
 export interface FederationDeps {
@@ -93,6 +100,15 @@ export async function startFederation(
     replicator.start();
   }
   const addresses = [formatHostPort(config.federationAddr, port)];
+  const forwarder = new FederationForwarder({
+    datacenter,
+    primary: role.kind === 'primary' ? datacenter : role.primary,
+    nodeName,
+    primaryGateways: config.primaryGateways.map((g) => formatHostPort(g)),
+    catalog,
+    states,
+    ca,
+  });
   return {
     role,
     states,
@@ -103,5 +119,14 @@ export async function startFederation(
     },
     datacenters: () => knownDatacenters(states, datacenter),
     replication: () => replicator?.status(),
+    forwarding: {
+      datacenter,
+      primary: forwarder.primary,
+      datacenters: () => knownDatacenters(states, datacenter),
+      forward: (dc, call) => forwarder.forward(dc, call),
+      replicated: async (run, index, timeoutMs) =>
+        replicator ? replicator.applied(run, index, timeoutMs) : true,
+    },
+    serveForwarded: (handler) => server.serveForwarded(handler),
   };
 }
