@@ -22,6 +22,7 @@ import type {
 } from '../../src/gen/isthmus/federation/v1/federation.js';
 import { type RunningServer, startServer } from '../../src/server.js';
 import { type SniRouter, startSniRouter } from '../helpers/sni-router.js';
+import { cleanupProcesses, runCli } from '../helpers/process.js';
 import { waitFor } from '../helpers/wait.js';
 
 const dcs = ['dc1', 'dc2', 'dc3'] as const;
@@ -131,6 +132,7 @@ describe('WAN federation forwards ?dc= reads and secondary config writes through
 
   afterAll(async () => {
     for (const dc of [...dcs].reverse()) await servers.get(dc)?.stop();
+    await cleanupProcesses();
     for (const r of routers.values()) await r.close();
     for (const d of dirs) rmSync(d, { recursive: true, force: true });
   });
@@ -265,6 +267,23 @@ describe('WAN federation forwards ?dc= reads and secondary config writes through
       forward(serviceLeaf, { method: 'GET', path: '/v1/catalog/services', body: Buffer.alloc(0) }),
     ).rejects.toMatchObject({ details: expect.stringContaining('federation server certificate') });
   });
+
+  it('isthmus services list --dc lists another datacenter; an unknown one is a one-line error', async () => {
+    const env = {
+      ISTHMUS_HTTP_ADDR: `127.0.0.1:${server('dc3').httpPort}`,
+      ISTHMUS_HTTP_TOKEN: tokenOf('dc3'),
+    };
+    const listed = await runCli(['services', 'list', '--dc', 'dc1', '--format', 'json'], { env });
+    expect(listed.code).toBe(0);
+    expect(JSON.parse(listed.stdout)).toContainEqual(
+      expect.objectContaining({ ID: 'api-dc1', Address: '10.0.0.1' }),
+    );
+    const unknown = await runCli(['services', 'list', '--dc', 'dc9'], { env });
+    expect(unknown.code).toBe(1);
+    expect(unknown.stderr).toMatch(
+      /^isthmus: dc: unknown datacenter "dc9"; known datacenters: dc1, dc2, dc3 .*\(HTTP 400\)\n$/,
+    );
+  }, 60_000);
 
   it('with the primary down a secondary write answers 503 naming dc1 and writes nothing', async () => {
     await server('dc1').stop();
