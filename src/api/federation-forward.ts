@@ -53,9 +53,9 @@ const forwardableWrites: ReadonlySet<string> = new Set([
   'DELETE /v1/config/:kind/:name',
 ]);
 
-const forwardTimeoutMs = 20_000;
+const forwardTimeoutMs = 15_000;
 /** How long a forwarded write waits to see itself replicated here before answering anyway. */
-const replicatedWithinMs = 10_000;
+const replicatedWithinMs = 5_000;
 
 function routeOf(request: FastifyRequest): string {
   return `${request.method} ${request.routeOptions.url ?? ''}`;

@@ -16,7 +16,7 @@ export interface ForwarderOptions {
   /** `--primary-gateways` (first contact with the primary). */
   readonly primaryGateways: readonly string[];
   readonly catalog: CatalogReader;
-  readonly states: FederationStates;
+  readonly states: Pick<FederationStates, 'get'>;
   readonly ca: Pick<CertificateAuthority, 'trustDomain' | 'roots' | 'leaf'>;
 }
 
