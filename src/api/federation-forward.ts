@@ -68,9 +68,15 @@ function routeOf(request: FastifyRequest): string {
  */
 export function installFederationForwarding(
   app: FastifyInstance,
-  forwarding: FederationForwarding | undefined,
-  marker: string,
+  opts: {
+    /** This server's datacenter: `?dc=` naming it answers here, federated or not. */
+    readonly datacenter: string;
+    /** Absent: not federated, and `?dc=` naming another datacenter is a 400. */
+    readonly forwarding: FederationForwarding | undefined;
+    readonly marker: string;
+  },
 ): (req: ForwardedHttpRequest) => Promise<ForwardedHttpAnswer> {
+  const { datacenter, forwarding, marker } = opts;
   const isForwarded = (request: FastifyRequest): boolean => {
     const presented = presentedToken(request);
     return presented !== undefined && tokensEqual(presented, marker);
@@ -86,8 +92,8 @@ export function installFederationForwarding(
   app.addHook('preHandler', async (request, reply) => {
     if (isForwarded(request)) return;
     const route = routeOf(request);
-    if (forwardableReads.has(route)) return forwardRead(request, reply, forwarding);
-    if (forwardableWrites.has(route)) return forwardWrite(request, reply, forwarding);
+    if (forwardableReads.has(route)) return forwardRead(request, reply, datacenter, forwarding);
+    if (forwardableWrites.has(route)) return forwardWrite(request, reply, datacenter, forwarding);
   });
   return (req) => runForwarded(app, marker, req);
 }
@@ -178,15 +184,15 @@ function forwardedPath(request: FastifyRequest): string {
 async function forwardRead(
   request: FastifyRequest,
   reply: FastifyReply,
+  local: string,
   forwarding: FederationForwarding | undefined,
 ): Promise<FastifyReply | undefined> {
   const dc = dcParam(request);
-  const local = forwarding?.datacenter;
   if (dc === undefined || dc === local) return undefined;
   if (!forwarding)
     throw new IsthmusError(
       'invalid_argument',
-      `dc: unknown datacenter ${JSON.stringify(dc)}; this server is not in a WAN federation`,
+      `dc: unknown datacenter ${JSON.stringify(dc)}; this server is not in a WAN federation (its datacenter is ${local})`,
       'dc',
     );
   knownDc(dc, forwarding.datacenters());
@@ -202,15 +208,15 @@ async function forwardRead(
 async function forwardWrite(
   request: FastifyRequest,
   reply: FastifyReply,
+  local: string,
   forwarding: FederationForwarding | undefined,
 ): Promise<FastifyReply | undefined> {
   const dc = dcParam(request);
-  const local = forwarding?.datacenter;
-  const primary = forwarding?.primary;
+  const primary = forwarding?.primary ?? local;
   if (dc !== undefined && dc !== local && dc !== primary)
     throw new IsthmusError(
       'invalid_argument',
-      `dc: config entries are global, written in the primary datacenter${primary ? ` ${primary}` : ''}; leave dc out or name it`,
+      `dc: config entries are global, written in the primary datacenter ${primary}; leave dc out or name ${primary}`,
       'dc',
     );
   if (!forwarding || local === primary) return undefined;

@@ -81,11 +81,11 @@ export async function startHttpApi(
   const forwardedMarker = forwardedRequestMarker();
   installHttpAuth(http, { token: config.httpToken, apiTokens: deps.apiTokens, forwardedMarker });
   // After the auth hooks: a request is checked here before it is forwarded anywhere (§6c).
-  const runForwarded = installFederationForwarding(
-    http,
-    deps.federation?.forwarding,
-    forwardedMarker,
-  );
+  const runForwarded = installFederationForwarding(http, {
+    datacenter: config.datacenter,
+    forwarding: deps.federation?.forwarding,
+    marker: forwardedMarker,
+  });
   registerCatalogRoutes(http, {
     catalog,
     // By instance name, as Consul answers: `api?peer=` gives api's instances and
