@@ -15,6 +15,11 @@ export interface HttpAuth {
   /** `--http-token`: the bootstrap operator token. */
   readonly token: string | undefined;
   readonly apiTokens?: Pick<ApiTokens, 'scopeOf'> | undefined;
+  /**
+   * Marks requests another datacenter forwarded (src/api/federation-forward.ts): the operator's
+   * scope, limited there to the forwardable routes. Never leaves this process.
+   */
+  readonly forwardedMarker?: string | undefined;
 }
 
 const readMethods = new Set(['GET', 'HEAD', 'OPTIONS']);
@@ -58,7 +63,8 @@ export function installHttpAuth(app: FastifyInstance, auth: HttpAuth): void {
     const scope =
       presented === undefined
         ? undefined
-        : tokensEqual(presented, token)
+        : tokensEqual(presented, token) ||
+            (auth.forwardedMarker !== undefined && tokensEqual(presented, auth.forwardedMarker))
           ? ({ kind: 'operator' } as const)
           : auth.apiTokens?.scopeOf(presented);
     if (!scope) {

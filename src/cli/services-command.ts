@@ -32,9 +32,10 @@ export function registerServicesCommand(program: Command): void {
     });
   withApiOptions(services.command('list'))
     .description('list every service instance with its health')
-    .action(async (_opts: unknown, cmd: Command) => {
+    .option('--dc <DC>', "another datacenter's instances (WAN federation: through the gateways)")
+    .action(async (opts: { dc?: string }, cmd: Command) => {
       const { client, format } = apiClientFor(cmd);
-      printInstances(await listInstances(client), format);
+      printInstances(await listInstances(client, opts.dc), format);
     });
 }
 
@@ -60,12 +61,15 @@ interface HealthEntry {
   readonly Checks: readonly { Status: string }[];
 }
 
-async function listInstances(client: ApiClient): Promise<InstanceRow[]> {
-  const names = Object.keys(await client.get<Record<string, string[]>>('/v1/catalog/services'));
+async function listInstances(client: ApiClient, dc: string | undefined): Promise<InstanceRow[]> {
+  const query = dc === undefined ? '' : `?dc=${encodeURIComponent(dc)}`;
+  const names = Object.keys(
+    await client.get<Record<string, string[]>>(`/v1/catalog/services${query}`),
+  );
   const rows: InstanceRow[] = [];
   for (const name of names) {
     for (const { Service: s, Checks } of await client.get<HealthEntry[]>(
-      `/v1/health/service/${encodeURIComponent(name)}`,
+      `/v1/health/service/${encodeURIComponent(name)}${query}`,
     )) {
       rows.push({
         ID: s.ID,

@@ -16,3 +16,5 @@ export {
   linkSeenFromSecondary,
   wanMembers,
 } from './wan-members.js';
+export { FederationForwarder, type ForwardCall, forwardDialAddresses } from './forwarder.js';
+export type { ForwardHandler, ForwardedAnswer, ForwardedRequest } from './server.js';

@@ -74,6 +74,8 @@ export class FederationReplicator {
   private replicatedLinks: ReadonlyMap<string, DatacenterLink> = new Map();
   private lastError: string | undefined;
   private appliedIndex = 0;
+  private appliedRun = '';
+  private readonly waiters = new Set<() => void>();
   private applying: Promise<void> = Promise.resolve();
   private retryTimer: NodeJS.Timeout | undefined;
   private preferTimer: NodeJS.Timeout | undefined;
@@ -110,6 +112,34 @@ export class FederationReplicator {
     return linkSeenFromSecondary(dc, this.opts.primary, ours, this.replicatedLinks);
   }
 
+  /**
+   * Resolves true once a replicated state of the primary's process `run` at `index` or later is
+   * applied here, false after `timeoutMs` or when the link is down (a forwarded write answers
+   * either way: it is on the primary and reaches us when the link is back).
+   */
+  async applied(run: string, index: number, timeoutMs: number): Promise<boolean> {
+    const done = () => this.appliedRun === run && this.appliedIndex >= index;
+    if (done()) return true;
+    if (!this.connected || this.stopped) return false;
+    return new Promise<boolean>((resolve) => {
+      const finish = (ok: boolean) => {
+        clearTimeout(timer);
+        this.waiters.delete(check);
+        resolve(ok);
+      };
+      const check = () => {
+        if (done()) finish(true);
+        else if (!this.connected || this.stopped) finish(false);
+      };
+      const timer = setTimeout(() => finish(false), timeoutMs);
+      this.waiters.add(check);
+    });
+  }
+
+  private wake(): void {
+    for (const check of [...this.waiters]) check();
+  }
+
   async stop(): Promise<void> {
     this.stopped = true;
     for (const u of this.unsubscribe.splice(0)) u();
@@ -117,6 +147,7 @@ export class FederationReplicator {
     clearTimeout(this.preferTimer);
     this.aborted.abort();
     this.close();
+    this.wake();
     await this.applying;
     await this.renewing;
   }
@@ -216,6 +247,7 @@ export class FederationReplicator {
       );
     this.lastError = why;
     this.close();
+    this.wake();
     this.scheduleRetry();
   }
 
@@ -302,6 +334,8 @@ export class FederationReplicator {
       const changed = await catalog.replaceConfigEntries(entries);
       if (changed > 0) logger.info({ changed, index: msg.index }, 'config entries replicated');
       this.appliedIndex = msg.index;
+      this.appliedRun = msg.run;
+      this.wake();
     } catch (err) {
       logger.error({ err }, 'a replicated state could not be applied; waiting for the next');
     }

@@ -1,4 +1,5 @@
 import * as grpc from '@grpc/grpc-js';
+import { randomUUID } from 'node:crypto';
 import { isIP } from 'node:net';
 import {
   type CaEvent,
@@ -13,6 +14,8 @@ import {
   type FederationServiceServer,
   FederationServiceService,
   type FederationState,
+  type ForwardRequest,
+  type ForwardResponse,
   type JoinRequest,
   type JoinResponse,
   type ReplicatedState,
@@ -55,13 +58,35 @@ export function federationIdentity(
 const maxGateways = 16;
 const maxServers = 64;
 
+/** A request another datacenter forwarded here, from a verified federation server of `from`. */
+export interface ForwardedRequest {
+  readonly from: string;
+  readonly method: string;
+  readonly path: string;
+  readonly body: Buffer;
+}
+
+export interface ForwardedAnswer {
+  readonly status: number;
+  readonly contentType: string;
+  readonly body: Buffer;
+}
+
+/**
+ * Runs a forwarded request: the HTTP API's fixed set of forwardable routes
+ * (src/api/federation-forward.ts); anything else it answers 403 without running it.
+ */
+export type ForwardHandler = (req: ForwardedRequest) => Promise<ForwardedAnswer>;
+
+const writeMethods = new Set(['PUT', 'POST', 'DELETE']);
+
 /**
  * The federation port (docs/architecture.md §6c): gRPC over TLS with a leaf naming
  * `server.<dc>.consul` and `<node>.server.<dc>.consul`, reached from other datacenters only
  * through mesh gateways that pass the TLS through. Client certificates are requested, not
  * required: a Join comes before the secondary has one and is authenticated by the federation
  * secret; a Replicate stream needs a verified federation server leaf. Only the primary answers
- * either; a secondary's port exists so its name routes (FAILED_PRECONDITION until it has a use).
+ * either; every server answers `Forward` for its own datacenter (a verified federation peer).
  */
 export class FederationServer {
   private readonly server = new grpc.Server({
@@ -72,6 +97,9 @@ export class FederationServer {
   private readonly unsubscribe: (() => void)[] = [];
   private readonly streams = new Set<grpc.ServerDuplexStream<FederationState, ReplicatedState>>();
   private index = 0;
+  /** Indexes compare only within one process of the primary (ReplicatedState.run). */
+  private readonly run = randomUUID();
+  private forwarded: ForwardHandler | undefined;
   private pending: NodeJS.Immediate | undefined;
   private boundPort: number | undefined;
   /** Per secondary datacenter: its open streams, and since when its link is up or down. */
@@ -82,6 +110,7 @@ export class FederationServer {
     const impl: FederationServiceServer = {
       join: (call, callback) => void this.join(call.request, callback),
       replicate: (call) => this.replicate(call),
+      forward: (call, callback) => void this.forward(call, callback),
     };
     this.server.addService(FederationServiceService, impl);
   }
@@ -133,6 +162,11 @@ export class FederationServer {
       this.server.bindAsync(hostPort, creds, (err, port) => (err ? reject(err) : resolve(port))),
     );
     return this.boundPort;
+  }
+
+  /** Forwarded requests are answered once the HTTP API exists (UNAVAILABLE until then). */
+  serveForwarded(handler: ForwardHandler): void {
+    this.forwarded = handler;
   }
 
   async stop(): Promise<void> {
@@ -245,14 +279,76 @@ export class FederationServer {
     });
   }
 
+  /**
+   * A forwarded request (`?dc=` naming this datacenter, or a secondary's config write): only from
+   * a verified federation server of another datacenter of this trust domain, only for this
+   * datacenter. After a write on the primary the answer names the replicated state that carries
+   * it, so the secondary can answer once it applied it (read-your-writes).
+   */
+  private async forward(
+    call: grpc.ServerUnaryCall<ForwardRequest, ForwardResponse>,
+    callback: grpc.sendUnaryData<ForwardResponse>,
+  ): Promise<void> {
+    const { ca, datacenter, logger } = this.opts;
+    const req = call.request;
+    const from = verifiedClientUris(call)
+      .map((uri) => datacenterOfFederationServer(ca.trustDomain, uri))
+      .find((d) => d !== undefined);
+    if (!from || from === datacenter)
+      return callback({
+        code: grpc.status.UNAUTHENTICATED,
+        details: 'a forwarded request needs a federation server certificate of another datacenter',
+      });
+    if (req.datacenter !== datacenter)
+      return callback({
+        code: grpc.status.FAILED_PRECONDITION,
+        details: `this is datacenter ${datacenter}, not ${JSON.stringify(req.datacenter.slice(0, 64))}`,
+      });
+    const handler = this.forwarded;
+    if (!handler)
+      return callback({ code: grpc.status.UNAVAILABLE, details: 'the HTTP API is not up yet' });
+    try {
+      const answer = await handler({ from, method: req.method, path: req.path, body: req.body });
+      const wrote = writeMethods.has(req.method) && answer.status < 300;
+      const replicatedIndex = wrote && this.opts.role.kind === 'primary' ? this.flush() : 0;
+      callback(null, {
+        status: answer.status,
+        contentType: answer.contentType,
+        body: answer.body,
+        run: replicatedIndex > 0 ? this.run : '',
+        replicatedIndex,
+      });
+    } catch (err) {
+      logger.error({ err, from }, 'a forwarded request failed');
+      callback({ code: grpc.status.INTERNAL, details: 'the forwarded request failed' });
+    }
+  }
+
   /** Coalesces a burst of changes into one new state for every stream. */
   private changed(): void {
     if (this.pending || this.streams.size === 0) return;
     this.pending = setImmediate(() => {
       this.pending = undefined;
-      const state = this.replicatedState();
-      for (const s of this.streams) s.write(state);
+      this.broadcast();
     });
+  }
+
+  /**
+   * Sends a coalesced change now; the index of the last state sent (0 with no stream open: no
+   * secondary is waiting for one).
+   */
+  private flush(): number {
+    if (this.pending) {
+      clearImmediate(this.pending);
+      this.pending = undefined;
+      this.broadcast();
+    }
+    return this.streams.size > 0 ? this.index : 0;
+  }
+
+  private broadcast(): void {
+    const state = this.replicatedState();
+    for (const s of this.streams) s.write(state);
   }
 
   private replicatedState(): ReplicatedState {
@@ -277,6 +373,7 @@ export class FederationServer {
         };
       }),
       configEntries: catalog.allConfigEntries().map((e) => JSON.stringify(e)),
+      run: this.run,
     };
   }
 }

@@ -1,8 +1,11 @@
+import type { FederationForwarding } from '../api/federation-forward.js';
 import type { FederatedCa } from '../ca/index.js';
 import type { CertificateAuthority } from '../ca/index.js';
 import type { Catalog } from '../catalog/catalog.js';
 import { type FederationRole, type ServerConfig, formatHostPort } from '../config/index.js';
 import {
+  type ForwardHandler,
+  FederationForwarder,
   FederationReplicator,
   FederationServer,
   FederationStates,
@@ -33,6 +36,10 @@ export interface FederationParts {
   replication(): ReplicationStatus | undefined;
   /** Every server of every datacenter known, with its state (`isthmus members --wan`). */
   wanMembers(): WanMember[];
+  /** Requests for another datacenter's servers, through the gateways (§6c). */
+  readonly forwarding: FederationForwarding;
+  /** Answers requests other datacenters forward here (the HTTP API's forwardable routes). */
+  serveForwarded(handler: ForwardHandler): void;
 }
 
 export interface FederationDeps {
@@ -112,6 +119,15 @@ export async function startFederation(
   const address = formatHostPort(config.federationAddr, port);
   const addresses = [address];
   const primary = role.kind === 'primary' ? datacenter : role.primary;
+  const forwarder = new FederationForwarder({
+    datacenter,
+    primary,
+    nodeName,
+    primaryGateways: config.primaryGateways.map((g) => formatHostPort(g)),
+    catalog,
+    states,
+    ca,
+  });
   return {
     role,
     states,
@@ -132,5 +148,14 @@ export async function startFederation(
         states: states.all(),
         link: (dc) => (replicator ? replicator.linkOf(dc) : server.linkOf(dc)),
       }),
+    forwarding: {
+      datacenter,
+      primary: forwarder.primary,
+      datacenters: () => knownDatacenters(states, datacenter),
+      forward: (dc, call) => forwarder.forward(dc, call),
+      replicated: async (run, index, timeoutMs) =>
+        replicator ? replicator.applied(run, index, timeoutMs) : true,
+    },
+    serveForwarded: (handler) => server.serveForwarded(handler),
   };
 }

@@ -4,6 +4,7 @@ import { registerAclRoutes } from '../api/acl-routes.js';
 import { registerCaRoutes } from '../api/ca-routes.js';
 import { registerCatalogRoutes } from '../api/catalog-routes.js';
 import { registerConfigRoutes } from '../api/config-routes.js';
+import { forwardedRequestMarker, installFederationForwarding } from '../api/federation-forward.js';
 import { registerFederationRoutes } from '../api/federation-routes.js';
 import { type Health, createHttpApi } from '../api/http.js';
 import { type WanServerJson, registerOperatorRoutes } from '../api/operator-routes.js';
@@ -77,7 +78,14 @@ export async function startHttpApi(
     (h) => h.close(),
   );
   requireRouteAccess(http);
-  installHttpAuth(http, { token: config.httpToken, apiTokens: deps.apiTokens });
+  const forwardedMarker = forwardedRequestMarker();
+  installHttpAuth(http, { token: config.httpToken, apiTokens: deps.apiTokens, forwardedMarker });
+  // After the auth hooks: a request is checked here before it is forwarded anywhere (§6c).
+  const runForwarded = installFederationForwarding(http, {
+    datacenter: config.datacenter,
+    forwarding: deps.federation?.forwarding,
+    marker: forwardedMarker,
+  });
   registerCatalogRoutes(http, {
     catalog,
     // By instance name, as Consul answers: `api?peer=` gives api's instances and
@@ -147,6 +155,7 @@ export async function startHttpApi(
     },
   });
   await http.listen({ host: config.httpAddr.host, port: config.httpAddr.port });
+  deps.federation?.serveForwarded(runForwarded);
   return { port: httpPort(), routes: declaredRoutes(http) };
 }
 

@@ -357,20 +357,27 @@ describe.skipIf(skipWithoutEnvoy())(
             JSON.stringify(want),
           { timeoutMs: 30_000, intervalMs: 100, what: `api's intentions on ${dc}` },
         );
-      // A later write reaches both too; a write on a secondary is refused naming the primary.
+      // A later write reaches both too.
       await servers.dc1.putConfig({ Kind: 'service-defaults', Name: 'later', Protocol: 'http' });
       for (const dc of ['dc2', 'dc3'] as const)
         await waitFor(
           async () => (await read(dc, 'service-defaults', 'later')).Protocol === 'http',
           { timeoutMs: 30_000, intervalMs: 100, what: `the later service-defaults on ${dc}` },
         );
-      const refused = await servers.dc3.api<{ error: string }>('PUT', '/v1/config', {
+      // A write on a secondary is forwarded to the primary through the gateways, and from there
+      // replicated to the other secondary.
+      const forwarded = await servers.dc3.api('PUT', '/v1/config', {
         Kind: 'service-defaults',
         Name: 'x',
         Protocol: 'http',
       });
-      expect(refused.status).toBe(412);
-      expect(refused.body.error).toContain('primary datacenter dc1');
+      expect(forwarded.status).toBe(200);
+      expect((await read('dc1', 'service-defaults', 'x')).Protocol).toBe('http');
+      await waitFor(async () => (await read('dc2', 'service-defaults', 'x')).Protocol === 'http', {
+        timeoutMs: 30_000,
+        intervalMs: 100,
+        what: 'the entry written on dc3 to reach dc2 through dc1',
+      });
     });
 
     for (const [caller, mode] of [
@@ -633,6 +640,35 @@ describe.skipIf(skipWithoutEnvoy())(
         await load.stop();
       }
       expect(load.counts('rotation').failures, 'failed requests during the rotation').toEqual({});
+    });
+
+    describe('?dc= reads forwarded through the gateways', () => {
+      type Entry = { Service: { Service: string; Address: string; Port: number } };
+      const instances = (entries: Entry[]) =>
+        entries.map((e) => `${e.Service.Service} ${e.Service.Address}:${e.Service.Port}`).sort();
+
+      it("?dc=dc1 on dc3 answers dc1's instances, and ?dc=dc3 on dc1 dc3's, each passed by the target's gateway", async () => {
+        const viaDc1 = await serverConnections(gateways.dc1);
+        const own = await servers.dc1.api<Entry[]>('GET', '/v1/health/service/api');
+        const remote = await servers.dc3.api<Entry[]>('GET', '/v1/health/service/api?dc=dc1');
+        expect(remote.status).toBe(200);
+        expect(instances(remote.body)).toEqual(instances(own.body));
+        expect(instances(remote.body)).toHaveLength(1);
+        expect(await serverConnections(gateways.dc1)).toBeGreaterThan(viaDc1);
+
+        const viaDc3 = await serverConnections(gateways.dc3);
+        const web = await servers.dc1.api<Entry[]>('GET', '/v1/health/service/web?dc=dc3');
+        expect(instances(web.body)).toEqual(
+          instances((await servers.dc3.api<Entry[]>('GET', '/v1/health/service/web')).body),
+        );
+        expect(await serverConnections(gateways.dc3)).toBeGreaterThan(viaDc3);
+
+        const unknown = await servers.dc3.api<{ field: string }>(
+          'GET',
+          '/v1/catalog/services?dc=dc9',
+        );
+        expect(unknown).toMatchObject({ status: 400, body: { field: 'dc' } });
+      });
     });
 
     function placedEnvoy(name: string): EnvoyProcess {

@@ -449,6 +449,25 @@ describe('catalog over HTTP', () => {
       expect((await api.call('DELETE', `/v1/config/${kind}/api`)).status).toBe(200);
   });
 
+  it('?dc= naming this datacenter answers here; another one, without WAN federation, is a 400 naming dc', async () => {
+    const api = await start({ flags: { datacenter: 'east' } });
+    expect((await api.call('PUT', '/v1/agent/service/register', web)).status).toBe(200);
+    const own = await api.call('GET', '/v1/health/service/web?dc=east');
+    expect(own.status).toBe(200);
+    expect(own.json).toHaveLength(1);
+    const other = await api.call('GET', '/v1/catalog/services?dc=west');
+    expect(other.status).toBe(400);
+    expect(other.json).toMatchObject({ field: 'dc' });
+    expect(other.json.error).toContain('not in a WAN federation');
+    const write = await api.call('PUT', '/v1/config?dc=west', {
+      Kind: 'service-defaults',
+      Name: 'web',
+      Protocol: 'http',
+    });
+    expect(write.status).toBe(400);
+    expect((await api.call('GET', '/v1/config/service-defaults')).json).toEqual([]);
+  });
+
   it('keeps the catalog, config entries and TTL deadlines across a restart', async () => {
     const first = await start();
     await first.call('PUT', '/v1/agent/service/register', {

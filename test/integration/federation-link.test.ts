@@ -3,7 +3,7 @@
  * joins the primary (an intermediate CA for its own key, the Join authenticated both ways by the
  * shared secret), keeps a mutually authenticated Replicate stream, and then agrees with the primary
  * on the CA roots and trust domain, the datacenters and the config entries; a config write on the
- * secondary is refused naming the primary. Here the secondary is given the primary's federation
+ * secondary is forwarded to the primary. Here the secondary is given the primary's federation
  * port as its "gateway"; test/envoy would put real mesh gateways in between.
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -58,7 +58,7 @@ describe('WAN federation link between a primary and a secondary', () => {
     for (const d of dirs) rmSync(d, { recursive: true, force: true });
   });
 
-  it('joins, shares one trust domain, replicates config entries and refuses local writes', async () => {
+  it('joins, shares one trust domain, replicates config entries and forwards local writes', async () => {
     const secret = join(dir(), 'secret');
     writeFileSync(secret, 'federation-secret-of-this-test\n');
     const primary = await start('dc1', { federationSecretFile: secret });
@@ -124,13 +124,14 @@ describe('WAN federation link between a primary and a secondary', () => {
       },
     );
 
-    const refused = await fetch(`http://127.0.0.1:${secondary.httpPort}/v1/config`, {
+    // A write on the secondary is forwarded to the primary (test/integration/federation-forward).
+    const forwarded = await fetch(`http://127.0.0.1:${secondary.httpPort}/v1/config`, {
       method: 'PUT',
       headers: { 'content-type': 'application/json' },
       body: JSON.stringify({ Kind: 'service-defaults', Name: 'x', Protocol: 'http' }),
     });
-    expect(refused.status).toBe(412);
-    expect(((await refused.json()) as { error: string }).error).toContain('primary datacenter dc1');
+    expect(forwarded.status).toBe(200);
+    expect(primary.catalog.configRecord('service-defaults', 'x')).toBeDefined();
   }, 60_000);
 
   it('refuses a secondary whose secret differs, without signing anything', async () => {
@@ -199,7 +200,7 @@ describe('WAN federation link between a primary and a secondary', () => {
       headers: { 'content-type': 'application/json' },
       body: JSON.stringify({ Kind: 'service-defaults', Name: 'x', Protocol: 'http' }),
     });
-    expect(refused.status).toBe(412);
+    expect(refused.status).toBe(503);
     expect(((await refused.json()) as { error: string }).error).toContain('primary datacenter dc1');
 
     // The primary returns on its data directory and port: the link comes back by itself and a
