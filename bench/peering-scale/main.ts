@@ -8,6 +8,7 @@
  * breaks (a deadline, a process exit).
  */
 import { readFileSync } from 'node:fs';
+import { loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
 import { CatalogIndex } from '../../src/catalog/catalog-index.js';
 import { planRegistration } from '../../src/catalog/instance-changes.js';
@@ -134,6 +135,22 @@ function rssMiB(node: MeshProcess): number {
   return Math.round(kb / 1024);
 }
 
+/** Snapshot builds of `kind` a server has published (its `isthmus_snapshot_builds_total`). */
+async function builds(node: MeshProcess, kind: string): Promise<number> {
+  const text = await (await fetch(`http://${node.httpAddress}/metrics`)).text();
+  const pattern = new RegExp(
+    `^isthmus_snapshot_builds_total\\{kind="${kind}",result="ok"\\} (\\d+)$`,
+    'm',
+  );
+  return Number(pattern.exec(text)?.[1] ?? 0);
+}
+
+/** The machine's load average (1, 5, 15 min): the figures follow it on a shared machine. */
+const load = () =>
+  loadavg()
+    .map((n) => n.toFixed(1))
+    .join(' ');
+
 /** Services B imported from A, as its peering reports them. */
 async function importedCount(b: MeshProcess): Promise<number> {
   const res = await b.api<{ StreamStatus?: { ImportedServices?: string[] } }>(
@@ -177,7 +194,7 @@ async function main(): Promise<void> {
   const flags = { xdsAuth: 'off' };
   const total = opts.services * opts.instances + opts.big;
   console.log(
-    `A: ${opts.services} services x ${opts.instances} instances + big (${opts.big}) = ${total} instances`,
+    `A: ${opts.services} services x ${opts.instances} instances + big (${opts.big}) = ${total} instances; load average ${load()}`,
   );
   let began = performance.now();
   const [node, ...rest] = cliCommand;
@@ -202,6 +219,8 @@ async function main(): Promise<void> {
 
     const rssBefore = { a: rssMiB(a), b: rssMiB(b) };
     const sentBefore = await replication(a);
+    const gatewayBuildsBefore = await builds(b, 'mesh-gateway');
+    const loadAtEntry = load();
 
     began = performance.now();
     await a.putConfig(exportEntry({ '*': ['cluster-b'] }));
@@ -219,6 +238,8 @@ async function main(): Promise<void> {
     await gwB.until(() => peeredClusters().length === wantServices, "B's gateway", 600_000);
     const proxyMs = performance.now() - began;
     const sent = await replication(a);
+    const gatewayBuilds = (await builds(b, 'mesh-gateway')) - gatewayBuildsBefore;
+    const loadAtImported = load();
 
     const sample = [`svc-${opts.services - 1}`, 'svc-0', ...(opts.big > 0 ? ['big'] : [])];
     for (const name of sample) {
@@ -237,6 +258,8 @@ async function main(): Promise<void> {
       ['exported services', `${wantServices} (${total} instances + synthetic sidecars)`],
       ['entry → B holds every service', `${(importedMs / 1000).toFixed(1)} s`],
       ["entry → B's gateway has every peered cluster + EDS", `${(proxyMs / 1000).toFixed(1)} s`],
+      ["B's gateway snapshots built meanwhile", String(gatewayBuilds)],
+      ['load average at the entry → when B held everything', `${loadAtEntry} → ${loadAtImported}`],
       [
         'replication messages A→B (initial)',
         `${sent.messages - sentBefore.messages}, ${mib(sent.bytes - sentBefore.bytes)}`,

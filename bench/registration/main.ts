@@ -8,6 +8,8 @@
  * `--profile DIR` runs the server under `node --cpu-prof` and leaves the profile in DIR. Exits 0
  * whatever the figures, 1 if something breaks.
  */
+import { readFileSync } from 'node:fs';
+import { loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
 import { TypeUrl } from '../../src/xds/types.js';
 import { adsClient, connectDelta, type DeltaEnvoy } from '../../test/helpers/fake-envoy.js';
@@ -176,6 +178,7 @@ async function main(): Promise<void> {
     : cliCommand;
   const server = await startServerProcess(['--xds-auth', 'off'], { command, timeoutMs: 120_000 });
   const rows: [string, string][] = [];
+  const loadAtStart = load();
   try {
     await registerWatcher(server);
     const watcher = new Watcher(server, await server.xdsTls());
@@ -184,8 +187,10 @@ async function main(): Promise<void> {
     await watcher.seesPort(30_000, 60_000);
 
     let began = performance.now();
+    const cpuAtStart = cpuMs(server);
     await registerFleet(server, 1, opts.services);
     const registerMs = performance.now() - began;
+    const cpuAtLast = cpuMs(server);
     rows.push([
       `register ${opts.services} services with sidecars (HTTP API, 8 at a time)`,
       `${fmt(registerMs)} (${fmt(registerMs / opts.services, 2)} per registration)`,
@@ -194,9 +199,18 @@ async function main(): Promise<void> {
     const firstMove = await moveFirst(server, watcher, 0);
     rows.push(['last registration → first endpoint move at the watcher', fmt(firstMove)]);
     const quietAt = await lastBuildAt(server);
+    const cpuAtQuiet = cpuMs(server);
+    const loadAtQuiet = load();
     rows.push([
       'last registration → quiet server (last snapshot build, ±100 ms)',
       fmt(Math.max(quietAt, began + firstMove) - began),
+    ]);
+    const perService = (ms: number) => `${fmt(ms)} (${fmt(ms / opts.services, 2)} per service)`;
+    rows.push(['server CPU while registering', perService(cpuAtLast - cpuAtStart)]);
+    // Includes the first move and the 1 s of quiet the wait needs (about 0.1 s of CPU).
+    rows.push([
+      'server CPU from the last registration to quiet',
+      perService(cpuAtQuiet - cpuAtLast),
     ]);
     const moves: number[] = [];
     for (let n = 1; n <= opts.moves; n++) moves.push(await moveFirst(server, watcher, n));
@@ -206,6 +220,10 @@ async function main(): Promise<void> {
       `${fmt(moves[Math.floor(moves.length / 2)]!)}, ${fmt(moves[moves.length - 1]!)}`,
     ]);
     rows.push(['sidecar snapshots built', String(await sidecarBuilds(server))]);
+    rows.push([
+      'load average (1, 5, 15 min) at the start → at quiet',
+      `${loadAtStart} → ${loadAtQuiet}`,
+    ]);
     watcher.stop();
     const stop = await stopWith(server, 'SIGTERM');
     if (stop.code !== 0) throw new Error(`server exited ${stop.code} ${stop.signal}`);
@@ -215,6 +233,23 @@ async function main(): Promise<void> {
   console.log(`\nregistration at scale: ${opts.services} services with sidecars\n`);
   for (const [what, value] of rows) console.log(`  ${what.padEnd(66)} ${value}`);
   if (opts.profile) console.log(`\n  server CPU profile in ${opts.profile}`);
+}
+
+/**
+ * CPU the server process used so far (user + system, every thread: key generation runs in the
+ * thread pool), ms. Unlike wall time it barely moves with the machine's load.
+ */
+function cpuMs(server: ServerProcess): number {
+  const stat = readFileSync(`/proc/${server.child.pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100;
+}
+
+/** The machine's load average: on a shared machine the figures follow it. */
+function load(): string {
+  return loadavg()
+    .map((n) => n.toFixed(1))
+    .join(' ');
 }
 
 function fmt(ms: number, digits = 0): string {

@@ -7,11 +7,12 @@ import type { BuildContext, Built, FederationView } from './context.js';
 import { MeshGatewayBuilder } from './mesh-gateway.js';
 import { meshGatewaySpiffeId } from '../mesh/names.js';
 import { configDep, SidecarBuilder, sidecarSpiffeId } from './sidecar.js';
-import { type Changes, mergeChanges } from './pieces.js';
+import type { Changes } from './pieces.js';
 import type { ConfigSnapshot } from './types.js';
 import type { LivePeeringView, PeeringViewEvent } from './peering-view.js';
 import type { LeafUsers } from './leaf-users.js';
 import { Dependents } from './dependents.js';
+import { DirtyQueue } from './dirty-queue.js';
 
 /**
  * Where built snapshots go: the xDS layer's publisher (src/xds/snapshot-publisher.ts). The
@@ -64,8 +65,8 @@ const rebuildsInFlight = 4;
  */
 export class SnapshotManager {
   private readonly deps = new Dependents();
-  /** Proxies to rebuild, each with what changed for it since its last build. */
-  private readonly dirty = new Map<string, Changes>();
+  /** Proxies to rebuild, each with what changed for it since its last build; updates first. */
+  private readonly dirty = new DirtyQueue();
   /** Each proxy's builder: it keeps the parts of its last snapshot that no change touched. */
   private readonly builders = new Map<string, ProxyBuilder>();
   /** Rebuilds under way, by proxy ID; `forgotten` is set when the proxy goes meanwhile. */
@@ -112,7 +113,7 @@ export class SnapshotManager {
     clearTimeout(this.timer);
     this.timer = undefined;
     await this.flushing;
-    const unbuilt = new Set([...this.dirty, ...this.firstBuildPending]).size;
+    const unbuilt = new Set([...this.dirty.ids(), ...this.firstBuildPending]).size;
     if (unbuilt > 0) this.opts.logger.info({ unbuilt }, 'snapshot rebuild interrupted by shutdown');
   }
 
@@ -185,7 +186,7 @@ export class SnapshotManager {
   }
 
   private markDirty(id: string, changes: Changes): void {
-    this.dirty.set(id, mergeChanges(this.dirty.get(id), changes));
+    this.dirty.mark(id, changes, this.builders.has(id), performance.now());
     if (this.stopped) return;
     this.timer ??= setTimeout(() => {
       this.timer = undefined;
@@ -213,21 +214,24 @@ export class SnapshotManager {
     this.opts.sink.remove(id);
   }
 
+  /**
+   * Rebuilds every proxy dirty when the flush starts, and those dirtied while it runs once they
+   * have waited the coalescing window (a flush of a thousand first builds takes seconds): updates
+   * before first builds, so a moved endpoint reaches the proxies already running at once.
+   */
   private flush(): Promise<void> {
     this.flushing = this.flushing.then(async () => {
-      const ids = [...this.dirty.keys()].sort();
+      const started = performance.now();
+      const coalesceMs = this.opts.coalesceMs ?? 100;
       // Stopping checks between proxies: a shutdown does not wait for the whole first rebuild.
-      let next = 0;
       const worker = async () => {
-        while (next < ids.length) {
-          if (this.stopped) return;
-          const id = ids[next++]!;
-          const changes = this.dirty.get(id);
-          this.dirty.delete(id);
-          if (changes) await this.rebuild(id, changes);
+        while (!this.stopped) {
+          const next = this.dirty.take(Math.max(started, performance.now() - coalesceMs));
+          if (!next) return;
+          await this.rebuild(next.id, next.changes);
         }
       };
-      await Promise.all(Array.from({ length: Math.min(rebuildsInFlight, ids.length) }, worker));
+      await Promise.all(Array.from({ length: rebuildsInFlight }, worker));
     });
     return this.flushing;
   }

@@ -1,7 +1,8 @@
 /**
  * The snapshot manager and the per-instance leaves (issue 18): each proxy asks for its own leaf,
  * a proxy that goes releases it, and a leaf issued for a proxy deregistered while it was being
- * issued is never published, not even when the same ID is registered again meanwhile.
+ * issued is never published, not even when the same ID is registered again meanwhile. A proxy
+ * already built is rebuilt before the first builds waiting for their leaves (issue 14).
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import type {
@@ -83,9 +84,22 @@ afterEach(async () => {
   await Promise.all(managers.splice(0).map((m) => m.stop()));
 });
 
-function setUp() {
+/** A held CA that, as the real one, answers at once for a holder whose leaf it issued. */
+class CachingHeldCa extends HeldCa {
+  private readonly issued = new Map<string | undefined, Leaf>();
+
+  override leaf(identity: LeafIdentity): Promise<Leaf> {
+    const held = this.issued.get(identity.holder);
+    if (held) return Promise.resolve(held);
+    return super.leaf(identity).then((leaf) => {
+      this.issued.set(identity.holder, leaf);
+      return leaf;
+    });
+  }
+}
+
+function setUp(ca: HeldCa = new HeldCa(), coalesceMs = 1) {
   const catalog = new FakeCatalog();
-  const ca = new HeldCa();
   const published: { proxyId: string; keyPem: string | undefined }[] = [];
   const manager = new SnapshotManager({
     catalog,
@@ -99,15 +113,15 @@ function setUp() {
     datacenter: 'dc1',
     logger: silentLogger(),
     metrics: new Metrics(),
-    coalesceMs: 1,
+    coalesceMs,
   });
   managers.push(manager);
-  const register = (id: string) =>
+  const register = (id: string, port = 21000) =>
     catalog.upsert({
       id: `${id}-sidecar-proxy`,
       name: 'api-sidecar-proxy',
       kind: 'connect-proxy',
-      port: 21000,
+      port,
       proxy: {
         destinationServiceName: 'api',
         destinationServiceId: id,
@@ -158,5 +172,29 @@ describe('SnapshotManager: a leaf per proxy instance', () => {
     (await asked(ca, 2)).issue();
     await manager.settled();
     expect(published).toEqual([{ proxyId: 'api-1-sidecar-proxy', keyPem: 'key 2' }]);
+  });
+
+  it('rebuilds a proxy already built before the first builds waiting for their leaves', async () => {
+    const { ca, published, manager, register } = setUp(new CachingHeldCa(), 0);
+    register('api-1');
+    manager.start();
+    (await asked(ca, 1)).issue();
+    await manager.settled();
+    // Eight new sidecars: four first builds wait for their leaves, four more queue behind them.
+    for (let i = 2; i <= 9; i++) register(`api-${i}`);
+    await asked(ca, 5);
+    const before = published.length;
+    register('api-1', 21001); // the running proxy changes
+    ca.asked[1]!.issue(); // one leaf is issued: its build ends and frees a rebuild slot
+    const since = () => published.slice(before).map((p) => p.proxyId);
+    await waitFor(() => since().includes('api-1-sidecar-proxy'), {
+      timeoutMs: 5_000,
+      what: 'api-1 rebuilt',
+    });
+    // Not after api-6 to api-9, whose first builds were queued before the change.
+    expect(since()).toEqual(['api-2-sidecar-proxy', 'api-1-sidecar-proxy']);
+    for (let n = 3; n <= 9; n++) (await asked(ca, n)).issue();
+    await manager.settled();
+    expect(new Set(published.map((p) => p.proxyId)).size).toBe(9);
   });
 });
