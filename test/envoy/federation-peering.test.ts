@@ -267,6 +267,13 @@ describe.skipIf(skipWithoutEnvoy())(
         await ext.api<{ Name: string; PeerTrustDomain?: string }[]>('GET', '/v1/peerings')
       ).body;
       expect(peers.map((p) => p.Name).sort()).toEqual(['dc1', 'dc2']);
+      // A peer is not a datacenter of the federation, nor the federation a datacenter of ext.
+      for (const [node, want] of [
+        [dc1.server, ['dc1', 'dc2']],
+        [dc2.server, ['dc1', 'dc2']],
+        [ext, ['ext']],
+      ] as const)
+        expect((await node.api('GET', '/v1/catalog/datacenters')).body).toEqual(want);
     });
 
     it('exported-services is global: written on the primary, dc2 holds the same entry', async () => {
