@@ -16,7 +16,7 @@ import {
 import type { BuildContext, PeerBundle } from './context.js';
 import { serviceProtocol } from '../catalog/lookups.js';
 import { connectTimeoutMs, upstreamEndpoints, withEndpoints } from './lookups.js';
-import { peeredSidecars, peeredUpstreamEndpoints, protocolOf } from './peered.js';
+import { peerDeps, peeredSidecars, peeredUpstreamEndpoints, protocolOf } from './peered.js';
 import type { AggregateClusterIR, EdsClusterIR, UpstreamIR } from './types.js';
 
 /**
@@ -42,7 +42,7 @@ export function chainUpstream(
   leaf: Leaf,
   ctx: BuildContext,
 ): ChainUpstream | undefined {
-  const deps = chainDeps(chain);
+  const deps = chainDeps(chain, ctx);
   const node = chainCluster(proxy, u, chain, leaf, ctx);
   if (!node) return undefined;
   const { protocol } = node;
@@ -146,8 +146,10 @@ function failoverCluster(
 }
 
 /** What a chain's upstream is rebuilt on: its local services and the peers it names. */
-export function chainDeps(chain: CompiledChain): string[] {
-  return [chain.primary, ...chain.failover].map((t) => (t.peer ? `peer:${t.peer}` : t.service));
+export function chainDeps(chain: CompiledChain, ctx: BuildContext): string[] {
+  return [chain.primary, ...chain.failover].flatMap((t) =>
+    t.peer ? peerDeps(ctx, t.peer) : [t.service],
+  );
 }
 
 type TargetCluster = { cluster: EdsClusterIR; bundle?: PeerBundle };
@@ -215,7 +217,7 @@ function peerTargetCluster(
         rootsSecret: peerBundleSecretName(t.peer),
         spiffeIds: [...meta.spiffeId],
       },
-      ...withEndpoints(peeredUpstreamEndpoints(proxy, u, sidecars, ctx)),
+      ...withEndpoints(peeredUpstreamEndpoints(proxy, u, t, sidecars, ctx)),
     },
   };
 }

@@ -551,19 +551,27 @@ function importingPeers(ctx: BuildContext): string[] {
 /**
  * Services imported from peers whose bundle is known: one plain TCP cluster per peered SNI, named
  * by it, to the exporter's gateways; a LAN chain for that SNI routes a local-mode sidecar's
- * connection to it.
+ * connection to it. An SNI two peers export under (two datacenters of one WAN federation, §6c)
+ * gets neither: routing it to one of them would send the other's callers to the wrong service,
+ * so local-mode sidecars dial those peers' gateways themselves (`peeredUpstreamEndpoints`).
  */
 function importedServiceClusters(ctx: BuildContext, peers: readonly string[]): EdsClusterIR[] {
   const out = new Map<string, EdsClusterIR>();
+  const ambiguous = new Set<string>();
   for (const peer of peers) {
     for (const service of ctx.peering?.importedServiceNames(peer) ?? []) {
       const sidecars = peeredSidecars(ctx, peer, service);
       const sni = sidecars[0]?.peerMeta.sni[0];
-      if (!sni || out.has(sni)) continue;
+      if (!sni) continue;
+      if (out.has(sni)) {
+        ambiguous.add(sni);
+        continue;
+      }
       const endpoints = peeredEndpoints(sidecars);
       out.set(sni, { name: sni, protocol: 'tcp', connectTimeoutMs, ...withEndpoints(endpoints) });
     }
   }
+  for (const sni of ambiguous) out.delete(sni);
   return [...out.values()];
 }
 

@@ -89,7 +89,8 @@ export function peeredUpstream(
   const sidecars = peeredSidecars(ctx, peer, u.destinationName, namespace);
   const meta = sidecars[0]?.peerMeta;
   if (!meta) return undefined;
-  const endpoints = peeredUpstreamEndpoints(proxy, u, sidecars, ctx);
+  const target = { peer, service: u.destinationName, namespace };
+  const endpoints = peeredUpstreamEndpoints(proxy, u, target, sidecars, ctx);
   const protocol = protocolOf(meta.protocol);
   const bindAddress = u.localBindAddress || '127.0.0.1';
   const cluster: EdsClusterIR = {
@@ -119,16 +120,62 @@ export function peeredUpstream(
   return { upstream, bundle };
 }
 
-/** Mode `remote` (default): the exporter's gateways (WAN). Mode `local`: our own gateways (LAN). */
+/**
+ * Mode `remote` (default): the exporter's gateways (WAN). Mode `local`: our own gateways (LAN),
+ * unless another peer exports a service under the same SNI: our gateway routes by SNI alone and
+ * could not tell the two apart, so the sidecar dials this peer's gateways itself.
+ */
 export function peeredUpstreamEndpoints(
   proxy: ServiceInstance,
   u: Upstream,
+  target: { readonly peer: string; readonly service: string; readonly namespace: string },
   sidecars: readonly PeeredSidecar[],
   ctx: BuildContext,
 ): EndpointIR[] {
   if (upstreamGatewayMode(ctx.catalog, proxy, u) !== 'local') return peeredEndpoints(sidecars);
+  const service = { name: target.service, namespace: target.namespace };
+  const snis = sidecars.flatMap((s) => s.peerMeta.sni);
+  if (sniClaimedByAnotherPeer(ctx, target.peer, service, snis)) return peeredEndpoints(sidecars);
   const local = ctx.catalog
     .instancesOfKind('mesh-gateway')
     .filter((g) => !g.datacenter || g.datacenter === ctx.datacenter);
   return gatewayEndpoints(local, 'lan');
+}
+
+/**
+ * Whether a peer other than `peer` exports a service under one of `snis`. A peered SNI names the
+ * exporter's trust domain and its name for us (`<svc>.<ns>.<ap>.<our name>.external.<td>`), so
+ * two peers yield the same one only when they share a trust domain and call us alike: two
+ * datacenters of one WAN federation, whose `exported-services` entry is global
+ * (docs/architecture.md §6c "Federation and peering together").
+ */
+export function sniClaimedByAnotherPeer(
+  ctx: BuildContext,
+  peer: string,
+  service: { readonly name: string; readonly namespace: string },
+  snis: readonly string[],
+): boolean {
+  const wanted = new Set(snis);
+  return sameTrustDomainPeers(ctx, peer).some((other) =>
+    peeredSidecars(ctx, other, service.name, service.namespace).some((s) =>
+      s.peerMeta.sni.some((sni) => wanted.has(sni)),
+    ),
+  );
+}
+
+/** The other live peers whose bundle names the same trust domain as `peer`'s. */
+function sameTrustDomainPeers(ctx: BuildContext, peer: string): string[] {
+  const td = ctx.peering?.bundle(peer)?.trustDomain;
+  if (!td) return [];
+  return (ctx.peering?.peerNames() ?? []).filter(
+    (p) => p !== peer && ctx.peering?.bundle(p)?.trustDomain === td,
+  );
+}
+
+/**
+ * What an upstream to `peer`'s services is rebuilt on: that peer's imports, and those of every
+ * peer sharing its trust domain (whose SNIs may collide with it, `sniClaimedByAnotherPeer`).
+ */
+export function peerDeps(ctx: BuildContext, peer: string): string[] {
+  return [peer, ...sameTrustDomainPeers(ctx, peer)].map((p) => `peer:${p}`);
 }

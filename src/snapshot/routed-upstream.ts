@@ -35,7 +35,7 @@ export function routedUpstream(
   const routes = routed.routes.map((r): RouteIR => {
     const weighted: WeightedClusterIR[] = [];
     for (const split of r.splits) {
-      for (const dep of chainDeps(split.chain)) deps.add(dep);
+      for (const dep of chainDeps(split.chain, ctx)) deps.add(dep);
       const node = chainCluster(proxy, u, split.chain, leaf, ctx, protocol);
       if (!node) continue;
       if (!clusters.has(node.cluster.name)) clusters.set(node.cluster.name, node.cluster);

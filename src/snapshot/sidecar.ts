@@ -18,7 +18,7 @@ import { type Changes, indexOfSorted, type Piece, PieceMemo, reuse, sameDeps } f
 import { rbacForDestination } from './intentions.js';
 import { connectTimeoutMs, upstreamEndpoints, withEndpoints } from './lookups.js';
 import { serviceProtocol } from '../catalog/lookups.js';
-import { peeredUpstream, peerRootsSecret } from './peered.js';
+import { peerDeps, peeredUpstream, peerRootsSecret } from './peered.js';
 import { chainDeps, chainUpstream } from './chain-upstream.js';
 import { compileChain } from '../discovery-chain/compile.js';
 import { type ChainLookups, compileRoutes } from '../discovery-chain/routes.js';
@@ -215,7 +215,7 @@ function upstreamPart(
     const peered = peeredUpstream(proxy, u, leaf, ctx);
     return {
       value: { upstream: peered?.upstream, bundles: peered ? [peered.bundle] : [] },
-      deps: [`peer:${u.destinationPeer}`],
+      deps: peerDeps(ctx, u.destinationPeer),
     };
   }
   const deps = new Set<string>([u.destinationName]);
@@ -230,7 +230,7 @@ function upstreamPart(
   const built = routed
     ? routedUpstream(proxy, u, routed, leaf, ctx)
     : chainUpstream(proxy, u, chain, leaf, ctx);
-  for (const dep of built?.deps ?? chainDeps(chain)) deps.add(dep);
+  for (const dep of built?.deps ?? chainDeps(chain, ctx)) deps.add(dep);
   return { value: { upstream: built?.upstream, bundles: built?.bundles ?? [] }, deps };
 }
 

@@ -7,6 +7,7 @@
 import { describe, expect, it } from 'vitest';
 import type { CaRoots, Leaf } from '../../src/ca/types.js';
 import type { ImportedInstance } from '../../src/peering/imported.js';
+import { buildMeshGatewaySnapshot } from '../../src/snapshot/mesh-gateway.js';
 import { buildSidecarSnapshot } from '../../src/snapshot/sidecar.js';
 import type { BuildContext, PeerBundle, PeeringView } from '../../src/snapshot/context.js';
 import { upstreamEdsClusters } from '../../src/snapshot/types.js';
@@ -193,5 +194,87 @@ describe('peered sidecar upstreams', () => {
     expect(lintResources([{ typeUrl: TypeUrl.cluster, name: 'c', message: withEds }])).toEqual([
       'c: STRICT_DNS cluster with an eds_cluster_config',
     ]);
+  });
+});
+
+/**
+ * Two datacenters of one WAN federation, both peered with us (docs/architecture.md §6c
+ * "Federation and peering together"): one trust domain, and one name for us (their global
+ * `exported-services` entry names it), so both export `api` under the same SNI. A gateway routes
+ * by SNI alone: it must not send one peer's callers to the other.
+ */
+describe('one SNI exported by two peers (two federated datacenters)', () => {
+  const fedTd = 'fed.consul';
+  const sni = `api.default.default.us.external.${fedTd}`;
+  const from = (peer: string, address: string): ImportedInstance => ({
+    ...synthetic(address),
+    peerName: peer,
+    peerMeta: {
+      sni: [sni],
+      spiffeId: [`spiffe://${fedTd}/ns/default/dc/${peer}/svc/api`],
+      protocol: 'tcp',
+    },
+  });
+  const imports: Record<string, ImportedInstance[]> = {
+    'dc-a': [from('dc-a', '192.0.2.1')],
+    'dc-b': [from('dc-b', '198.51.100.1')],
+  };
+  const twoPeers = (peers: readonly string[]): PeeringView => ({
+    peerNames: () => peers,
+    bundle: (p) =>
+      peers.includes(p) ? { peer: p, trustDomain: fedTd, pems: [pem(`${p}-root`)] } : undefined,
+    importedServiceNames: (p) => (peers.includes(p) ? ['api'] : []),
+    importedInstances: (p, s) => (peers.includes(p) && s === 'api' ? (imports[p] ?? []) : []),
+  });
+  function localMode(peering: PeeringView, peer: string) {
+    const c = catalog();
+    const web = c.instance('web-1-sidecar-proxy')!;
+    const upstream = { ...web.proxy!.upstreams[0]!, destinationPeer: peer };
+    c.upsert({
+      ...web,
+      proxy: { ...web.proxy!, upstreams: [upstream], meshGateway: { mode: 'local' } },
+    });
+    c.upsert({
+      id: 'gw',
+      name: 'mesh-gateway',
+      kind: 'mesh-gateway',
+      address: '10.0.0.9',
+      port: 8443,
+    });
+    const ctx: BuildContext = {
+      catalog: c,
+      datacenter: 'dc1',
+      trustDomain: td,
+      roots,
+      peerTrustDomain: (p) => peering.bundle(p)?.trustDomain,
+      peering,
+    };
+    const sidecar = buildSidecarSnapshot(c.instance('web-1-sidecar-proxy')!, leaf, ctx);
+    const gateway = buildMeshGatewaySnapshot(c.instance('gw')!, ctx);
+    const endpoints = upstreamEdsClusters(sidecar.snapshot.upstreams[0]!)[0]!.endpoints;
+    return { sidecar, gateway: gateway.snapshot, endpoints: endpoints.map((e) => e.address) };
+  }
+
+  it('with one peer, mode local goes through our gateway, which routes the SNI to the peer', () => {
+    const { endpoints, gateway } = localMode(twoPeers(['dc-b']), 'dc-b');
+    expect(endpoints).toEqual(['10.0.0.9']);
+    expect(gateway.clusters.find((c) => c.name === sni)?.endpoints.map((e) => e.address)).toEqual([
+      '198.51.100.1',
+    ]);
+  });
+
+  it("with both, our gateway routes the SNI to neither; mode local dials each peer's own gateways, and is rebuilt on either peer's imports", () => {
+    for (const [peer, address] of [
+      ['dc-a', '192.0.2.1'],
+      ['dc-b', '198.51.100.1'],
+    ] as const) {
+      const { endpoints, gateway, sidecar } = localMode(twoPeers(['dc-a', 'dc-b']), peer);
+      expect(endpoints).toEqual([address]);
+      expect(gateway.clusters.map((c) => c.name)).not.toContain(sni);
+      expect([...sidecar.deps].filter((d) => d.startsWith('peer:')).sort()).toEqual([
+        'peer:dc-a',
+        'peer:dc-b',
+      ]);
+    }
   });
 });
