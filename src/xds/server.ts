@@ -267,9 +267,12 @@ export class XdsServer {
     return this.sessions.size;
   }
 
-  /** Open ADS streams that completed admission. */
+  /**
+   * Open ADS streams that completed admission: those holding a slot (a count, not a scan: a
+   * benchmark polls it while thousands of streams reconnect).
+   */
   get connectedCount(): number {
-    return this.connectedSessions().length;
+    return this.slots.admittedCount;
   }
 
   /** Responses written and not yet ACKed or NACKed, over every stream and type. */
