@@ -1,4 +1,5 @@
 /** Option parsing, memory and load figures shared by the fleet benchmarks. */
+import { readFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
 import type { MemorySample } from '../ads-fanout/stats.js';
@@ -44,6 +45,24 @@ export const load = () =>
 
 export function memLine(label: string, m: MemorySample): string {
   return `${label.padEnd(28)} rss ${mb(m.rss).padStart(9)}  heap ${mb(m.heapUsed).padStart(9)}  external ${mb(m.external).padStart(8)}`;
+}
+
+/**
+ * Connections the kernel dropped because a listen queue was full, over the whole host (Linux
+ * `TcpExt: ListenOverflows`; undefined elsewhere). Each one is a client waiting out TCP's SYN
+ * retransmission (1 s, 3 s, 7 s, …).
+ */
+export function listenOverflows(): number | undefined {
+  try {
+    const lines = readFileSync('/proc/net/netstat', 'utf8').split('\n');
+    const at = lines.findIndex((l) => l.startsWith('TcpExt:'));
+    const names = lines[at]?.split(/\s+/) ?? [];
+    const values = lines[at + 1]?.split(/\s+/) ?? [];
+    const i = names.indexOf('ListenOverflows');
+    return i > 0 ? Number(values[i]) : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /** (after − before) / before, as a signed percentage. */

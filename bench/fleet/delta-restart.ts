@@ -11,6 +11,7 @@ import {
   consistentWithin,
   describe,
   kb,
+  listenOverflows,
   load,
   memLine,
   options,
@@ -49,6 +50,8 @@ async function main(): Promise<void> {
     const rows: string[] = [];
     for (let r = 1; r <= o.restarts; r++) {
       const t0 = performance.now();
+      const cpu0 = process.cpuUsage();
+      const overflows0 = listenOverflows();
       const old = await server.restart();
       const restartedMs = performance.now() - t0;
       console.log(
@@ -56,6 +59,9 @@ async function main(): Promise<void> {
       );
       const { consistency, ms } = await consistentWithin(fleet, 120_000);
       const total = restartedMs + ms;
+      const cpu = process.cpuUsage(cpu0);
+      const cpuS = (cpu.user + cpu.system) / 1e6;
+      const overflows1 = listenOverflows();
       const c = await pool.counters(true);
       const responses = Object.values(c.responses).reduce((a, b) => a + b, 0);
       const mem = await sampleMemory();
@@ -63,6 +69,10 @@ async function main(): Promise<void> {
         [
           `restart ${r}`,
           `${(total / 1000).toFixed(2)} s`,
+          `${cpuS.toFixed(1)} s (${((cpuS / o.proxies) * 1e6).toFixed(0)} µs per proxy)`,
+          overflows0 === undefined || overflows1 === undefined
+            ? 'n/a'
+            : `${overflows1 - overflows0}`,
           `${c.resources}`,
           `${responses}`,
           kb(c.bytes),
@@ -78,9 +88,9 @@ async function main(): Promise<void> {
     }
     const memAfter = await sampleMemory();
     console.log(
-      '\n| restart | all reconnected and consistent | resources re-sent | responses | bytes received | reconnects | old server streams | new server streams | consistency | heap vs before |',
+      '\n| restart | all reconnected and consistent | server CPU meanwhile | listen overflows (host) | resources re-sent | responses | bytes received | reconnects | old server streams | new server streams | consistency | heap vs before |',
     );
-    console.log('| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |');
+    console.log('| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |');
     for (const row of rows) console.log(`| ${row} |`);
     const heap = change(memBefore.heapUsed, memAfter.heapUsed);
     const withinTen = Math.abs(memAfter.heapUsed - memBefore.heapUsed) <= 0.1 * memBefore.heapUsed;

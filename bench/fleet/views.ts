@@ -3,10 +3,11 @@
  * ClusterLoadAssignment, and `proxies` proxies, each with `upstreams` of them and one TCP listener
  * to its first. Proxy i's upstreams are services i, i + stride, i + 2·stride, … (mod services), so
  * every service has about the same number of proxies and neighbouring proxies see different sets.
- * Each resource is encoded once (`cache.encode`) and the same objects go into every view.
+ * Each resource is encoded once (`cache.encode`) and the same objects go into every view; a change
+ * is published to the proxies it touches as an update of their views.
  */
 import type { EncodedResource } from '../../src/xds/cache/entry.js';
-import type { XdsCache } from '../../src/xds/cache/xds-cache.js';
+import type { ViewUpdate, XdsCache } from '../../src/xds/cache/xds-cache.js';
 import { edsCluster, endpoints, tcpListener } from '../../test/helpers/resources.js';
 
 export interface Topology {
@@ -75,17 +76,23 @@ export class FleetViews {
       this.cache.setProxyResources(nodeId(i), this.view(i));
   }
 
-  /** Republishes the views of the proxies that have service `s`; returns how many. */
-  private republish(s: number): number {
+  /**
+   * Applies `update` to the view of every proxy that has service `s`, as the snapshot publisher
+   * publishes a change (`updateProxyResources`: the resources that changed, not the whole view).
+   * Returns how many views were published.
+   */
+  private publishChange(s: number, update: ViewUpdate): number {
     const deps = this.dependents[s]!;
-    for (const i of deps) this.cache.setProxyResources(nodeId(i), this.view(i));
+    for (const i of deps) this.cache.updateProxyResources(nodeId(i), update);
     return deps.length;
   }
 
   /** One endpoint of service `s` moves (a new port). Returns the proxies it was published to. */
   moveEndpoint(s: number): number {
-    this.assignments[s] = this.encodeEndpoints(s, ++this.moves);
-    return this.republish(s);
+    const assignment = this.encodeEndpoints(s, ++this.moves);
+    this.assignments[s] = assignment;
+    if (this.absent.has(s)) return 0;
+    return this.publishChange(s, { upsert: [assignment] });
   }
 
   /**
@@ -94,8 +101,10 @@ export class FleetViews {
    */
   toggleService(s: number): number {
     if (this.dependents[s]!.some((i) => this.upstreamsOf[i]![0] === s)) return 0;
-    if (!this.absent.delete(s)) this.absent.add(s);
-    return this.republish(s);
+    const both = [this.clusters[s]!, this.assignments[s]!];
+    if (this.absent.delete(s)) return this.publishChange(s, { upsert: both });
+    this.absent.add(s);
+    return this.publishChange(s, { remove: both.map(({ typeUrl, name }) => ({ typeUrl, name })) });
   }
 
   randomService(): number {

@@ -21,6 +21,8 @@ import { StreamSlots } from './stream-slots.js';
 import { ClientStatusDiscoveryServiceService, type CsdsOptions, csdsService } from './csds.js';
 import { proxyStatusJson, type ProxyStatusJson } from './status.js';
 import type { XdsClientTls, XdsServerTls } from './tls.js';
+import { TcpListeners } from './tcp-listeners.js';
+import { parseHostPort } from '../config/host-port.js';
 
 export interface XdsServerOptions {
   readonly logger: Logger;
@@ -112,7 +114,7 @@ export class XdsServer {
   private readonly sessions = new Set<AdsSession>();
   private readonly slots: StreamSlots<AdsSession>;
   private readonly ctx: SessionContext;
-  private port: number | undefined;
+  private listeners: TcpListeners | undefined;
   private readonly stateListeners = new Set<() => void>();
   readonly cache: XdsCache;
 
@@ -218,20 +220,27 @@ export class XdsServer {
     for (const listener of this.stateListeners) listener();
   }
 
-  /** Binds `host:port` (port 0 picks a free one) and resolves with the bound port. */
+  /**
+   * Binds `host:port` (port 0 picks a free one) and resolves with the bound port. The sockets are
+   * ours, with a deep accept queue (see tcp-listeners.ts); gRPC runs over what they accept.
+   */
   async listen(hostPort: string): Promise<number> {
+    const addr = parseHostPort(hostPort);
+    if (!addr) throw new Error(`xds listen address "${hostPort}" is not HOST:PORT`);
     const tls = this.opts.tls;
     const credentials = tls ? await tls.start() : grpc.ServerCredentials.createInsecure();
-    this.port = await new Promise<number>((resolve, reject) => {
-      this.server.bindAsync(hostPort, credentials, (err, port) =>
-        err ? reject(err) : resolve(port),
-      );
-    });
+    const injector = this.server.createConnectionInjector(credentials);
+    this.listeners = await TcpListeners.open(
+      addr,
+      (socket) => injector.injectConnection(socket),
+      (err) => this.opts.logger.warn({ error: err.message }, 'xds port: accepting failed'),
+    );
+    const port = this.listeners.port;
     this.opts.logger.info(
-      { addr: hostPort, port: this.port, tls: tls !== undefined, dnsSans: tls?.identity.dnsSans },
+      { addr: hostPort, port, tls: tls !== undefined, dnsSans: tls?.identity.dnsSans },
       'xds server listening',
     );
-    return this.port;
+    return port;
   }
 
   /** What a client needs to verify this server; undefined when the port is plaintext. */
@@ -240,7 +249,7 @@ export class XdsServer {
   }
 
   get listening(): boolean {
-    return this.port !== undefined;
+    return this.listeners !== undefined;
   }
 
   /** Open ADS streams that completed admission. */
@@ -258,9 +267,12 @@ export class XdsServer {
     return this.sessions.size;
   }
 
-  /** Open ADS streams that completed admission. */
+  /**
+   * Open ADS streams that completed admission: those holding a slot (a count, not a scan: a
+   * benchmark polls it while thousands of streams reconnect).
+   */
   get connectedCount(): number {
-    return this.connectedSessions().length;
+    return this.slots.admittedCount;
   }
 
   /** Responses written and not yet ACKed or NACKed, over every stream and type. */
@@ -292,8 +304,9 @@ export class XdsServer {
    */
   async shutdown(graceMs = 5_000): Promise<void> {
     this.opts.tls?.stop();
-    if (this.port === undefined) return;
-    this.port = undefined;
+    if (this.listeners === undefined) return;
+    this.listeners.close();
+    this.listeners = undefined;
     const done = new Promise<void>((resolve) => this.server.tryShutdown(() => resolve()));
     for (const s of [...this.sessions]) s.end();
     let timer: NodeJS.Timeout | undefined;

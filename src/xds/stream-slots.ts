@@ -47,6 +47,11 @@ export class StreamSlots<S extends object = object> {
     this.admitted.add(stream);
   }
 
+  /** Streams holding a slot: those admitted and not yet closed. */
+  get admittedCount(): number {
+    return this.admitted.size;
+  }
+
   /** The stream closed: frees what it held. True when it held a slot. */
   release(stream: S): boolean {
     const token = this.tokenOf.get(stream);
