@@ -43,7 +43,8 @@ function send(msg: FromWorker): void {
 
 const reporter = new Reporter();
 const xdsClients: grpc.Client[] = [];
-const rawClients: grpc.Client[] = [];
+/** Each proxy's client, in the order of the proxies (the shared one repeated with `--conn worker`). */
+let proxyClients: grpc.Client[] = [];
 let proxies: { close(): void }[] = [];
 let rawStreams: grpc.ClientDuplexStream<Buffer, Buffer>[] = [];
 /** The answer raw streams write to each message they receive (ACK mode), if any. */
@@ -107,21 +108,24 @@ async function handle(msg: ToWorker): Promise<void> {
     case 'connect-xds': {
       const client = clientFactory(msg.address, msg.conn, xdsClients);
       const ProxyClass = msg.api === 'delta' ? DeltaProxy : SotwProxy;
-      await inBatches(msg.ids.length, (i) =>
-        proxies.push(new ProxyClass(client(), `proxy-${msg.ids[i]}`, msg.expected, hooks).start()),
-      );
+      await inBatches(msg.ids.length, (i) => {
+        const c = client();
+        proxyClients.push(c);
+        proxies.push(new ProxyClass(c, `proxy-${msg.ids[i]}`, msg.expected, hooks).start());
+      });
       return;
     }
     case 'close-xds':
       for (const p of proxies) p.close();
       proxies = [];
+      proxyClients = [];
       closeClients(xdsClients);
       reporter.add('closed', wallClockMs());
       reporter.flush();
       return;
     case 'connect-raw':
       closingRaw = false;
-      await openRaw(msg.address, msg.conn, msg.count);
+      await openRaw();
       return;
     case 'cpu': {
       const u = process.cpuUsage();
@@ -138,7 +142,6 @@ async function handle(msg: ToWorker): Promise<void> {
       closingRaw = true;
       for (const s of rawStreams) s.cancel();
       rawStreams = [];
-      closeClients(rawClients);
       reporter.add('closed', wallClockMs());
       reporter.flush();
       return;
@@ -146,13 +149,18 @@ async function handle(msg: ToWorker): Promise<void> {
 }
 
 /**
- * Raw streams announce themselves with one byte, then count what they receive: message k is round
- * k.
+ * One raw stream per proxy, on the proxy's own client: the xDS server serves the raw method too, so
+ * the raw reference writes over the very connections the push path does (and a connection per
+ * proxy needs no second socket per proxy in the server). Raw streams announce themselves with one
+ * byte, then count what they receive: message k is round k.
  */
-async function openRaw(address: string, conn: ConnectionMode, count: number): Promise<void> {
-  const client = clientFactory(address, conn, rawClients);
-  await inBatches(count, () => {
-    const stream = client().makeBidiStreamRequest<Buffer, Buffer>(rawPath, identity, identity);
+async function openRaw(): Promise<void> {
+  await inBatches(proxyClients.length, (i) => {
+    const stream = proxyClients[i]!.makeBidiStreamRequest<Buffer, Buffer>(
+      rawPath,
+      identity,
+      identity,
+    );
     let received = 0;
     stream.on('data', () => {
       // In ACK mode the stream answers like a proxy ACKing, and the time is taken after that write,

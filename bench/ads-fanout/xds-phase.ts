@@ -4,6 +4,7 @@
  * every proxy.
  */
 import { performance } from 'node:perf_hooks';
+import type * as grpc from '@grpc/grpc-js';
 import { Metrics } from '../../src/metrics.js';
 import { silentLogger } from '../../src/log.js';
 import { XdsCache } from '../../src/xds/cache/xds-cache.js';
@@ -141,6 +142,14 @@ export class XdsBench {
   ) {
     this.nodeIds = Array.from({ length: opts.clients }, (_, i) => `proxy-${i}`);
     for (let r = 0; r <= opts.rounds + 1; r++) this.fixture.markerEndpoints(r); // builder work, not push path
+  }
+
+  /**
+   * The XdsServer's own gRPC server (a private field: nothing outside a benchmark should add a
+   * service to it). The raw reference serves on it, so its streams share the proxies' connections.
+   */
+  get grpcServer(): grpc.Server {
+    return (this.server as unknown as { readonly server: grpc.Server }).server;
   }
 
   /**
