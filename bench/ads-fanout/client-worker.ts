@@ -99,6 +99,23 @@ async function inBatches(count: number, open: (i: number) => void): Promise<void
   }
 }
 
+/**
+ * Connects the clients (at once, each retrying with grpc-js's backoff) and resolves when all are
+ * ready. A proxy's stream starts on a connected channel: a connection reset while thousands are
+ * set up at once (the server's accept queue) is retried, not the end of the stream.
+ */
+function connected(clients: readonly grpc.Client[], timeoutMs = 60_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  return Promise.all(
+    clients.map(
+      (c) =>
+        new Promise<void>((resolve, reject) =>
+          c.waitForReady(deadline, (err) => (err ? reject(err) : resolve())),
+        ),
+    ),
+  ).then(() => undefined);
+}
+
 function closeClients(clients: grpc.Client[]): void {
   for (const c of clients.splice(0)) c.close();
 }
@@ -108,11 +125,15 @@ async function handle(msg: ToWorker): Promise<void> {
     case 'connect-xds': {
       const client = clientFactory(msg.address, msg.conn, xdsClients);
       const ProxyClass = msg.api === 'delta' ? DeltaProxy : SotwProxy;
-      await inBatches(msg.ids.length, (i) => {
-        const c = client();
-        proxyClients.push(c);
-        proxies.push(new ProxyClass(c, `proxy-${msg.ids[i]}`, msg.expected, hooks).start());
-      });
+      const ids = msg.ids;
+      for (let from = 0; from < ids.length; from += 25) {
+        const batch = ids.slice(from, from + 25).map((id) => ({ id, client: client() }));
+        await connected(batch.map((p) => p.client));
+        for (const { id, client: c } of batch) {
+          proxyClients.push(c);
+          proxies.push(new ProxyClass(c, `proxy-${id}`, msg.expected, hooks).start());
+        }
+      }
       return;
     }
     case 'close-xds':
