@@ -16,6 +16,7 @@ import {
 } from './protocol.js';
 
 const identity = (b: Buffer): Buffer => b;
+const envoyWindowBytes = 256 * 1024 * 1024;
 
 /** Collects timestamps per report key and sends them a few milliseconds later in one message. */
 class Reporter {
@@ -80,6 +81,11 @@ function clientFactory(
       'grpc.max_receive_message_length': 64 * 1024 * 1024,
       // Envoy does not buffer what it sent for retries; grpc-js would, per message.
       'grpc.enable_retries': 0,
+      // Envoy's HTTP/2 receive windows (initial_stream_window_size and
+      // initial_connection_window_size both default to 256 MiB). With HTTP/2's 64 KiB default, a
+      // connection shared by a worker's thousands of streams stalls the server every 64 KiB of a
+      // round until the busy client process sends a WINDOW_UPDATE.
+      'grpc-node.flow_control_window': envoyWindowBytes,
     });
     clients.push(c);
     return c;
