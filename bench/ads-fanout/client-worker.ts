@@ -16,6 +16,7 @@ import {
 } from './protocol.js';
 
 const identity = (b: Buffer): Buffer => b;
+const envoyWindowBytes = 256 * 1024 * 1024;
 
 /** Collects timestamps per report key and sends them a few milliseconds later in one message. */
 class Reporter {
@@ -43,7 +44,8 @@ function send(msg: FromWorker): void {
 
 const reporter = new Reporter();
 const xdsClients: grpc.Client[] = [];
-const rawClients: grpc.Client[] = [];
+/** Each proxy's client, in the order of the proxies (the shared one repeated with `--conn worker`). */
+let proxyClients: grpc.Client[] = [];
 let proxies: { close(): void }[] = [];
 let rawStreams: grpc.ClientDuplexStream<Buffer, Buffer>[] = [];
 /** The answer raw streams write to each message they receive (ACK mode), if any. */
@@ -79,6 +81,11 @@ function clientFactory(
       'grpc.max_receive_message_length': 64 * 1024 * 1024,
       // Envoy does not buffer what it sent for retries; grpc-js would, per message.
       'grpc.enable_retries': 0,
+      // Envoy's HTTP/2 receive windows (initial_stream_window_size and
+      // initial_connection_window_size both default to 256 MiB). With HTTP/2's 64 KiB default, a
+      // connection shared by a worker's thousands of streams stalls the server every 64 KiB of a
+      // round until the busy client process sends a WINDOW_UPDATE.
+      'grpc-node.flow_control_window': envoyWindowBytes,
     });
     clients.push(c);
     return c;
@@ -98,6 +105,23 @@ async function inBatches(count: number, open: (i: number) => void): Promise<void
   }
 }
 
+/**
+ * Connects the clients (at once, each retrying with grpc-js's backoff) and resolves when all are
+ * ready. A proxy's stream starts on a connected channel: a connection reset while thousands are
+ * set up at once (the server's accept queue) is retried, not the end of the stream.
+ */
+function connected(clients: readonly grpc.Client[], timeoutMs = 60_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  return Promise.all(
+    clients.map(
+      (c) =>
+        new Promise<void>((resolve, reject) =>
+          c.waitForReady(deadline, (err) => (err ? reject(err) : resolve())),
+        ),
+    ),
+  ).then(() => undefined);
+}
+
 function closeClients(clients: grpc.Client[]): void {
   for (const c of clients.splice(0)) c.close();
 }
@@ -107,21 +131,28 @@ async function handle(msg: ToWorker): Promise<void> {
     case 'connect-xds': {
       const client = clientFactory(msg.address, msg.conn, xdsClients);
       const ProxyClass = msg.api === 'delta' ? DeltaProxy : SotwProxy;
-      await inBatches(msg.ids.length, (i) =>
-        proxies.push(new ProxyClass(client(), `proxy-${msg.ids[i]}`, msg.expected, hooks).start()),
-      );
+      const ids = msg.ids;
+      for (let from = 0; from < ids.length; from += 25) {
+        const batch = ids.slice(from, from + 25).map((id) => ({ id, client: client() }));
+        await connected(batch.map((p) => p.client));
+        for (const { id, client: c } of batch) {
+          proxyClients.push(c);
+          proxies.push(new ProxyClass(c, `proxy-${id}`, msg.expected, hooks).start());
+        }
+      }
       return;
     }
     case 'close-xds':
       for (const p of proxies) p.close();
       proxies = [];
+      proxyClients = [];
       closeClients(xdsClients);
       reporter.add('closed', wallClockMs());
       reporter.flush();
       return;
     case 'connect-raw':
       closingRaw = false;
-      await openRaw(msg.address, msg.conn, msg.count);
+      await openRaw();
       return;
     case 'cpu': {
       const u = process.cpuUsage();
@@ -138,7 +169,6 @@ async function handle(msg: ToWorker): Promise<void> {
       closingRaw = true;
       for (const s of rawStreams) s.cancel();
       rawStreams = [];
-      closeClients(rawClients);
       reporter.add('closed', wallClockMs());
       reporter.flush();
       return;
@@ -146,13 +176,18 @@ async function handle(msg: ToWorker): Promise<void> {
 }
 
 /**
- * Raw streams announce themselves with one byte, then count what they receive: message k is round
- * k.
+ * One raw stream per proxy, on the proxy's own client: the xDS server serves the raw method too, so
+ * the raw reference writes over the very connections the push path does (and a connection per
+ * proxy needs no second socket per proxy in the server). Raw streams announce themselves with one
+ * byte, then count what they receive: message k is round k.
  */
-async function openRaw(address: string, conn: ConnectionMode, count: number): Promise<void> {
-  const client = clientFactory(address, conn, rawClients);
-  await inBatches(count, () => {
-    const stream = client().makeBidiStreamRequest<Buffer, Buffer>(rawPath, identity, identity);
+async function openRaw(): Promise<void> {
+  await inBatches(proxyClients.length, (i) => {
+    const stream = proxyClients[i]!.makeBidiStreamRequest<Buffer, Buffer>(
+      rawPath,
+      identity,
+      identity,
+    );
     let received = 0;
     stream.on('data', () => {
       // In ACK mode the stream answers like a proxy ACKing, and the time is taken after that write,

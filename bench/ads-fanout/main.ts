@@ -50,8 +50,8 @@ function parseOptions(argv: readonly string[]): RunOptions {
 }
 
 /**
- * With a connection per proxy the server holds 2 × clients sockets while the xDS and the raw
- * streams are both open. Warns (Linux) when the open-file limit is lower than that.
+ * With a connection per proxy the server holds a socket per proxy (the raw streams ride the same
+ * connections). Warns (Linux) when the open-file limit is lower than that.
  */
 function warnAboutFileLimit(opts: RunOptions): void {
   let limits: string;
@@ -61,7 +61,7 @@ function warnAboutFileLimit(opts: RunOptions): void {
     return;
   }
   const soft = Number(/^Max open files\s+(\d+)/m.exec(limits)?.[1] ?? Infinity);
-  const need = (opts.conn === 'proxy' ? 2 * opts.clients : 2 * opts.workers) + 200;
+  const need = (opts.conn === 'proxy' ? opts.clients : opts.workers) + 200;
   if (soft < need)
     console.error(
       `warning: the open-file limit is ${soft}, the server needs about ${need}; raise it (ulimit -n ${need}) or use --conn worker`,
@@ -74,11 +74,10 @@ function warnAboutFileLimit(opts: RunOptions): void {
  */
 async function run(pool: WorkerPool, opts: RunOptions): Promise<Omit<Report, 'cds' | 'own'>> {
   const xds = new XdsBench(pool, opts);
-  let raw: RawBench | undefined;
   try {
     const setup = await xds.open();
-    raw = new RawBench(pool, setup.edsResponse);
-    await raw.open(opts.clients, opts.conn);
+    const raw = new RawBench(pool, setup.edsResponse, xds.grpcServer);
+    await raw.open(opts.clients);
     const pushRounds: XdsRound[] = [];
     const rawRounds: RawRound[] = [];
     const rawAckRounds: RawRound[] = [];
@@ -103,7 +102,6 @@ async function run(pool: WorkerPool, opts: RunOptions): Promise<Omit<Report, 'cd
       ackBytes,
     };
   } catch (err) {
-    raw?.abort();
     await xds.abort();
     throw err;
   }

@@ -40,12 +40,11 @@ export type ToWorker =
       readonly expected: Expected;
     }
   | { readonly kind: 'close-xds' }
-  | {
-      readonly kind: 'connect-raw';
-      readonly address: string;
-      readonly conn: ConnectionMode;
-      readonly count: number;
-    }
+  /**
+   * One raw stream per proxy of the worker, on that proxy's own client (its connection), to the
+   * xDS server's port: the raw reference has the push path's connection layout.
+   */
+  | { readonly kind: 'connect-raw' }
   | { readonly kind: 'close-raw' }
   /**
    * Raw streams answer each message with this many bytes (an ACK-sized request), or not at all (0).

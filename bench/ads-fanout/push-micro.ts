@@ -27,7 +27,7 @@ import { parseResponse } from './wire-reader.js';
 export interface PushMicroResult {
   readonly proxies: number;
   /**
-   * µs per proxy: setProxyResources (which writes the response: a view is pushed as it is
+   * µs per proxy: updateProxyResources (which writes the response: a view is pushed as it is
    * published), what the scheduler flushes after it, decoding and applying the ACK.
    */
   readonly publishUs: number;
@@ -116,9 +116,10 @@ export async function runPushMicro(
   const flush: number[] = [];
   const ack: number[] = [];
   for (let r = 1; r <= rounds; r++) {
-    const view = fixture.view(r);
+    // As SnapshotPublisher publishes an endpoint move: the changed resource upserted.
+    const change = { upsert: [fixture.markerEndpoints(r)] };
     const t0 = performance.now();
-    for (const id of ids) cache.setProxyResources(id, view);
+    for (const id of ids) cache.updateProxyResources(id, change);
     const t1 = performance.now();
     await nextImmediate();
     const t2 = performance.now();

@@ -1,12 +1,12 @@
 /**
- * The physical reference: a bare grpc-js server with one bidi method and identity serializers
- * writes one prebuilt Buffer, the size of a real EDS push, to N open streams in the same client
- * workers. Nothing is planned or encoded: this is the floor for the push path. A second kind of
- * round has every client answer with an ACK-sized message, the floor for a push that is ACKed.
+ * The physical reference: one bidi method with identity serializers, served by the xDS server's own
+ * gRPC server, writes one prebuilt Buffer, the size of a real EDS push, to N open streams, one per
+ * proxy on that proxy's connection. Nothing is planned or encoded: this is the floor for the push
+ * path, over the same connections (and so the same layout: `--conn`). A second kind of round has
+ * every client answer with an ACK-sized message, the floor for a push that is ACKed.
  */
-import * as grpc from '@grpc/grpc-js';
-import { xdsChannelOptions } from '../../src/xds/server.js';
-import { rawPath, wallClockMs, type ConnectionMode } from './protocol.js';
+import type * as grpc from '@grpc/grpc-js';
+import { rawPath, wallClockMs } from './protocol.js';
 import { collectGarbage, cpuMs, max, median, until } from './stats.js';
 import type { WorkerPool } from './workers.js';
 
@@ -41,20 +41,23 @@ const rawService: grpc.ServiceDefinition = {
   },
 };
 
-/** A bare grpc-js server holding N raw streams from the workers; `round` writes to all of them. */
+/**
+ * N raw streams from the workers, served by `server` (the xDS server's, already listening);
+ * `round` writes to all of them.
+ */
 export class RawBench {
   private readonly calls: grpc.ServerDuplexStream<Buffer, Buffer>[] = [];
   /** Messages written to every stream so far: message k is counted by the clients as `raw:<k>`. */
   private sent = 0;
   /** Answers (ACK mode) the server has read. */
   private answersRead = 0;
-  private readonly server = new grpc.Server(xdsChannelOptions);
 
   constructor(
     private readonly pool: WorkerPool,
     private readonly payload: Buffer,
+    server: grpc.Server,
   ) {
-    this.server.addService(rawService, {
+    server.addService(rawService, {
       stream: (call: grpc.ServerDuplexStream<Buffer, Buffer>) => {
         let first = true;
         call.on('data', () => {
@@ -67,22 +70,9 @@ export class RawBench {
     });
   }
 
-  async open(clients: number, conn: ConnectionMode): Promise<void> {
-    // Plaintext on both sides (xds-phase.ts constructs its XdsServer without TLS): comparable.
-    const port = await new Promise<number>((resolve, reject) =>
-      this.server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, p) =>
-        err ? reject(err) : resolve(p),
-      ),
-    );
-    const per = Math.ceil(clients / this.pool.size);
-    for (let w = 0; w < this.pool.size; w++) {
-      this.pool.send(w, {
-        kind: 'connect-raw',
-        address: `127.0.0.1:${port}`,
-        conn,
-        count: Math.max(0, Math.min(per, clients - w * per)),
-      });
-    }
+  /** Opens a raw stream beside each of the `clients` proxies' xDS streams. */
+  async open(clients: number): Promise<void> {
+    this.pool.broadcast({ kind: 'connect-raw' });
     await until(() => this.calls.length >= clients, `${clients} raw streams to open`, 120_000, 10);
   }
 
@@ -129,14 +119,10 @@ export class RawBench {
     };
   }
 
+  /** Cancels the raw streams; the connections stay, they are the proxies'. */
   async close(): Promise<void> {
     this.pool.broadcast({ kind: 'close-raw' });
     await this.pool.gather('closed', this.pool.size);
     this.pool.reset('closed');
-    this.server.forceShutdown();
-  }
-
-  abort(): void {
-    this.server.forceShutdown();
   }
 }

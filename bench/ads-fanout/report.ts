@@ -145,7 +145,7 @@ function summaryTable(r: Report): string {
         verdict(worst <= targets.convergenceMs),
       ],
       [
-        'publish call (setProxyResources × N), p50 / max',
+        'publish call (updateProxyResources × N), p50 / max',
         `${f(median(publish), 2)} / ${f(max(publish), 2)} ms`,
         '',
         '',

@@ -4,6 +4,7 @@
  * every proxy.
  */
 import { performance } from 'node:perf_hooks';
+import type * as grpc from '@grpc/grpc-js';
 import { Metrics } from '../../src/metrics.js';
 import { silentLogger } from '../../src/log.js';
 import { XdsCache } from '../../src/xds/cache/xds-cache.js';
@@ -40,7 +41,7 @@ export interface XdsRound {
   readonly round: number;
   /** The first round warms up the JIT and is left out of the summary. */
   readonly warmup: boolean;
-  /** The publish loop itself: setProxyResources for every proxy (ms). */
+  /** The publish loop itself: updateProxyResources for every proxy (ms). */
   readonly publishMs: number;
   /** From the start of publishing until the server wrote its first / last response (ms). */
   readonly firstWriteMs: number;
@@ -144,6 +145,14 @@ export class XdsBench {
   }
 
   /**
+   * The XdsServer's own gRPC server (a private field: nothing outside a benchmark should add a
+   * service to it). The raw reference serves on it, so its streams share the proxies' connections.
+   */
+  get grpcServer(): grpc.Server {
+    return (this.server as unknown as { readonly server: grpc.Server }).server;
+  }
+
+  /**
    * Memory is sampled before anything is published, after the views, and after all proxies synced.
    */
   async open(): Promise<XdsSetup> {
@@ -178,14 +187,16 @@ export class XdsBench {
   async round(round: number, profiler: RoundProfiler): Promise<XdsRound> {
     collectGarbage();
     await sleep(100);
-    const view = this.fixture.view(round);
+    // An endpoint move reaches the cache as SnapshotPublisher publishes it: the one changed
+    // ClusterLoadAssignment upserted into each proxy's view (setProxyResources is the first publish).
+    const change = { upsert: [this.fixture.markerEndpoints(round)] };
     Object.assign(this.clock, { pushes: 0, acks: 0 });
     const clientCpu0 = await this.pool.cpuMs();
     await profiler.begin();
     const cpu0 = process.cpuUsage();
     const start = wallClockMs();
     const t0 = performance.now();
-    for (const id of this.nodeIds) this.cache.setProxyResources(id, view);
+    for (const id of this.nodeIds) this.cache.updateProxyResources(id, change);
     const publishMs = performance.now() - t0;
     const acks = await this.pool.gather(`acked:${round}`, this.nodeIds.length);
     const n = this.nodeIds.length;

@@ -26,6 +26,29 @@ describe('XdsCache', () => {
     expect(a.sotwField).toBe(b.sotwField); // the same bytes object, encoded once
   });
 
+  it('proxies given the same endpoint move share its result; another move of as many endpoints is its own', () => {
+    const cache = new XdsCache();
+    const clusters = ['a', 'b', 'c'];
+    const initial = [
+      ...clusters.map((c) => cache.encode(edsCluster(c))),
+      ...clusters.map((c) => cache.encode(endpoints(c, [1]))),
+    ];
+    for (let i = 0; i < 4; i++) cache.setProxyResources(`p${i}`, initial);
+    const moveA = cache.encode(endpoints('a', [2]));
+    const moveB = cache.encode(endpoints('b', [2]));
+    for (const id of ['p0', 'p1', 'p2']) cache.updateProxyResources(id, { upsert: [moveA] });
+    cache.updateProxyResources('p3', { upsert: [moveB] });
+    const eds = (id: string) => cache.view(id)!.resources.get(TypeUrl.endpoint)!;
+    expect(eds('p1')).toBe(eds('p0'));
+    expect(eds('p2')).toBe(eds('p0'));
+    expect(eds('p3')).not.toBe(eds('p0'));
+    const versions = (id: string) => clusters.map((c) => eds(id).get(c)!.version);
+    const before = clusters.map((c) => eds('p0').get(c)!.version);
+    expect(versions('p1')).toEqual(before);
+    expect(versions('p3')).toEqual([initial[3]!.version, moveB.version, initial[5]!.version]);
+    expect(before).toEqual([moveA.version, initial[4]!.version, initial[5]!.version]);
+  });
+
   it('counts encodes: publishing pre-encoded resources encodes nothing again', async () => {
     const metrics = new Metrics();
     const cache = new XdsCache(metrics);

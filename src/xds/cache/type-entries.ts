@@ -247,7 +247,10 @@ export class TypeEntries implements ReadonlyMap<string, CacheEntry> {
   ): void {
     // A reference resolves by name, so targets with the same names as the verified ones resolve it.
     if (this.verifiedWith && sameTargets(this.verifiedWith, maps)) {
-      this.verifiedWith = this.verifiedWith.map((t, i) => t && maps[i]);
+      // Entries shared by thousands of views are checked once per publish to each: the record
+      // moves to the targets' newest values only when one is new (no array per proxy and push).
+      if (!identicalTargets(this.verifiedWith, maps))
+        this.verifiedWith = this.verifiedWith.map((t, i) => t && maps[i]);
       return;
     }
     // Derived from verified entries, with targets of the same names: only what changed is new.
@@ -282,6 +285,18 @@ function sameTargets(
   for (let i = 0; i < verified.length; i++) {
     const v = verified[i];
     if (v !== undefined && !maps[i]?.sameNamesAs(v)) return false;
+  }
+  return true;
+}
+
+/** Every target recorded is the very value `maps` holds at its index. */
+function identicalTargets(
+  verified: readonly (TypeEntries | undefined)[],
+  maps: readonly (TypeEntries | undefined)[],
+): boolean {
+  for (let i = 0; i < verified.length; i++) {
+    const v = verified[i];
+    if (v !== undefined && maps[i] !== v) return false;
   }
   return true;
 }

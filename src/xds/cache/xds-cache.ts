@@ -290,7 +290,12 @@ export class XdsCache {
     const recent = this.recent[i];
     if (previous && (changed ? changed.length === 0 : sameEntries(previous, byName)))
       return previous;
-    if (recent && recent !== previous && sameEntries(recent, byName)) return recent;
+    if (recent && recent !== previous) {
+      // A change published to thousands of proxies that held the same entries: each finds the
+      // first one's result by what changed, not by comparing all its entries (issue 14).
+      if (changed && previous && sameChange(recent, previous, changed)) return recent;
+      if (sameEntries(recent, byName)) return recent;
+    }
     const entries = new TypeEntries(byName, previous, changed);
     this.recent[i] = entries;
     return entries;
@@ -438,6 +443,24 @@ function typeCount(view: ProxyView): number {
 
 function duplicate(r: EncodedResource): string {
   return `duplicate ${shortName[r.typeUrl]} resource "${r.name}"`;
+}
+
+/**
+ * Whether `recent` is `previous` with exactly the entries `changed` (which differ from
+ * `previous`'s under the same names) put in: it was published as a change of `previous` with as
+ * many changed entries, and holds each of these. Each name of `changed` then differs in `recent`
+ * from `previous`, so it is one of `recent`'s changed names; as many of them, they are all of
+ * them, and every other name holds `previous`'s entry in both.
+ */
+function sameChange(
+  recent: TypeEntries,
+  previous: TypeEntries,
+  changed: readonly CacheEntry[],
+): boolean {
+  const recentChanged = recent.changedSince(previous);
+  if (recentChanged?.length !== changed.length) return false;
+  for (const entry of changed) if (recent.get(entry.name) !== entry) return false;
+  return true;
 }
 
 function sameEntries(
