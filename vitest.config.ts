@@ -43,6 +43,7 @@ export default defineConfig({
     testTimeout: 120_000,
     hookTimeout: 120_000,
     pool: 'forks',
+    globalSetup: ['test/helpers/cli-bundle.ts'],
     // vitest's default is one worker per core less one: ONE on a 2-core machine, which ran the
     // whole suite file after file while most files wait on the processes they started. Two files
     // at a time at least.
