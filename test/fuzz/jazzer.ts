@@ -19,9 +19,9 @@ import {
   rmSync,
 } from 'node:fs';
 import { homedir, tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
-import { pathToFileURL } from 'node:url';
-import { build, type Plugin } from 'esbuild';
+import { join, resolve } from 'node:path';
+import { build } from 'esbuild';
+import { importMetaOfSource } from '../helpers/bundle.js';
 
 const repo = resolve(import.meta.dirname, '..', '..');
 export const jazzerVersion = '2.1.0';
@@ -105,23 +105,6 @@ export async function fuzzTarget(target: string, seconds: number): Promise<FuzzR
     rmSync(work, { recursive: true, force: true });
   }
 }
-
-/**
- * A CommonJS bundle has no `import.meta`; our sources use it to find files next to them
- * (package.json for the version, say), so each source file gets its own location written in.
- */
-const importMetaOfSource: Plugin = {
-  name: 'import-meta-of-source',
-  setup(b) {
-    b.onLoad({ filter: /\.ts$/ }, (args) => ({
-      loader: 'ts',
-      contents: readFileSync(args.path, 'utf8')
-        .replaceAll('import.meta.url', JSON.stringify(pathToFileURL(args.path).href))
-        .replaceAll('import.meta.dirname', JSON.stringify(dirname(args.path)))
-        .replaceAll('import.meta.filename', JSON.stringify(args.path)),
-    }));
-  },
-};
 
 /**
  * Runs node with `args` (bundled deps resolve from the project's node_modules) until `deadlineMs`.

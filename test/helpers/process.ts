@@ -14,15 +14,15 @@ import { withDeadline } from './wait.js';
 const repoRoot = resolve(import.meta.dirname, '../..');
 
 /**
- * The `isthmus` command as tests run it: the TypeScript sources through tsx (`bin/run-ts.js`), so a
- * test never runs a stale dist/. test/integration/compiled-build.test.ts runs `bin/isthmus.js`
- * over a fresh build.
+ * The `isthmus` command as tests run it, never a possibly stale dist/: under vitest the bundle of
+ * the sources its global setup built (test/helpers/cli-bundle.ts, half the CPU per start), else
+ * (benchmarks) the TypeScript sources through tsx (`bin/run-ts.js`).
+ * test/integration/compiled-build.test.ts runs `bin/isthmus.js` over a fresh build.
  */
-export const cliCommand: readonly string[] = [
-  process.execPath,
-  join(repoRoot, 'bin/run-ts.js'),
-  join(repoRoot, 'src/cli/main.ts'),
-];
+const cliBundle = process.env.TEST_ISTHMUS_CLI_BUNDLE;
+export const cliCommand: readonly string[] = cliBundle
+  ? [process.execPath, cliBundle]
+  : [process.execPath, join(repoRoot, 'bin/run-ts.js'), join(repoRoot, 'src/cli/main.ts')];
 
 export interface ExitInfo {
   readonly code: number | null;
