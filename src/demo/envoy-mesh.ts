@@ -12,7 +12,7 @@ import { buildBootstrap, type BootstrapProxyKind } from '../mesh/bootstrap.js';
 import type { DemoCluster } from './demo-cluster.js';
 import type { DemoRun } from './demo-run.js';
 import { type DemoApp, startApiApp, startWebApp } from './demo-apps.js';
-import { type DemoEnvoy, startDemoEnvoy } from './envoy-process.js';
+import { type DemoEnvoy, startDemoEnvoy, stopAllDemoEnvoys } from './envoy-process.js';
 import { freePort } from './free-port.js';
 import { gateway } from './tour-steps.js';
 
@@ -113,6 +113,8 @@ export async function startEnvoys(
 ): Promise<Map<ProxyId, DemoEnvoy>> {
   const dir = join(run.workDir, 'envoy');
   mkdirSync(dir, { recursive: true, mode: 0o700 });
+  // Stopped after each Envoy started (owners stop in reverse order): catches those still starting.
+  run.own(undefined, () => stopAllDemoEnvoys());
   const started = await Promise.allSettled(
     proxies.map(async (p) => {
       const c = clusters[p.cluster];
@@ -128,6 +130,8 @@ export async function startEnvoys(
         token: SecretID,
         tls: c.server.xdsTls(),
       });
+      // Ctrl-C while this token was asked for: start no Envoy after the demo began to stop.
+      if (run.stopped) throw new Error('the demo is stopping');
       return run.own(await startDemoEnvoy({ name: p.id, binary, bootstrap, dir }), (e) => e.stop());
     }),
   );

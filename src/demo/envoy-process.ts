@@ -38,18 +38,34 @@ export interface EnvoyLaunch {
 }
 
 /**
- * Envoys of this process still running: the exit hook kills them if the demo exits without stopping
- * them.
+ * Envoys of this process still running, with their exit: the exit hook kills them if the demo exits
+ * without stopping them.
  */
-const live = new Set<ChildProcess>();
+const live = new Map<ChildProcess, Promise<void>>();
 let exitHookInstalled = false;
 
 function killLiveOnExit(): void {
   if (exitHookInstalled) return;
   exitHookInstalled = true;
   process.on('exit', () => {
-    for (const child of live) child.kill('SIGKILL');
+    for (const child of live.keys()) child.kill('SIGKILL');
   });
+}
+
+/**
+ * Stops every Envoy of this process still running, those still starting too (Ctrl-C before their
+ * admin listener was up, when nothing owns them yet): SIGTERM, SIGKILL after 5 s; resolves once all
+ * have exited, so the demo never exits with one of them still alive.
+ */
+export async function stopAllDemoEnvoys(): Promise<void> {
+  await Promise.all(
+    [...live].map(async ([child, exited]) => {
+      child.kill('SIGTERM');
+      const killer = setTimeout(() => child.kill('SIGKILL'), 5_000);
+      await exited;
+      clearTimeout(killer);
+    }),
+  );
 }
 
 /** Starts Envoy and resolves once its admin address is known (not yet LIVE). */
@@ -80,7 +96,6 @@ export async function startDemoEnvoy(launch: EnvoyLaunch, timeoutMs = 30_000): P
     closeSync(log);
   }
   killLiveOnExit();
-  live.add(child);
   let exit: string | undefined;
   const closed = new Promise<void>((resolve) => {
     const done = (code: number | null, signal: NodeJS.Signals | null) => {
@@ -94,6 +109,7 @@ export async function startDemoEnvoy(launch: EnvoyLaunch, timeoutMs = 30_000): P
       done(null, null);
     });
   });
+  live.set(child, closed);
   const logTail = (lines = 20) =>
     existsSync(logFile) ? readFileSync(logFile, 'utf8').trimEnd().split('\n').slice(-lines) : [];
   const stop = async () => {
