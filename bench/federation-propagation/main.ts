@@ -8,8 +8,6 @@
  * Prints the figures; exits 1 if a round misses its bound or something breaks. Every process it
  * started is stopped in every case.
  */
-import { writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { closeApps, listenPort, startApp } from '../../test/envoy/apps.js';
 import {
@@ -19,13 +17,12 @@ import {
   envoyVersion,
 } from '../../test/envoy/harness.js';
 import {
-  type MeshProcess,
-  startCluster,
-  startPlacedProxy,
-  waitAllSynced,
-  withSidecar,
-} from '../../test/envoy/mesh.js';
-import { cleanupProcesses, tempDir } from '../../test/helpers/process.js';
+  type FederatedDatacenterOptions,
+  federationSecretFile,
+  startFederatedDatacenter,
+} from '../../test/envoy/federation.js';
+import { startPlacedProxy, waitAllSynced, withSidecar } from '../../test/envoy/mesh.js';
+import { cleanupProcesses } from '../../test/helpers/process.js';
 import { waitFor } from '../../test/helpers/wait.js';
 
 const { values } = parseArgs({
@@ -47,48 +44,13 @@ const coalesceMs = positive('coalesce-ms', values['coalesce-ms']);
 
 const secondaries = ['dc2', 'dc3'] as const;
 
-function federationGateway(id: string, ports: { lan: number; wan: number }) {
-  return {
-    ID: id,
-    Name: 'mesh-gateway',
-    Kind: 'mesh-gateway',
-    Address: '127.0.0.1',
-    Port: ports.lan,
-    Meta: { 'consul-wan-federation': '1' },
-    TaggedAddresses: {
-      lan: { Address: '127.0.0.1', Port: ports.lan },
-      wan: { Address: '127.0.0.1', Port: ports.wan },
-    },
-    Proxy: {
-      Config: { envoy_gateway_bind_tagged_addresses: true, envoy_gateway_no_default_bind: true },
-    },
-  };
-}
-
-async function startDatacenter(
-  dc: string,
-  secretFile: string,
-  primaryWan: number | undefined,
-): Promise<{
-  server: MeshProcess;
-  wan: number;
-  placed: { node: MeshProcess; envoy: EnvoyProcess };
-}> {
-  const server = await startCluster(dc, {
-    primaryDatacenter: 'dc1',
-    federationAddr: '127.0.0.1:0',
-    federationSecretFile: secretFile,
-    coalesceMs: String(coalesceMs),
-    ...(primaryWan === undefined ? {} : { primaryGateways: `127.0.0.1:${primaryWan}` }),
-  });
-  const ports = { lan: await listenPort(), wan: await listenPort() };
-  await server.register(federationGateway(`gw-${dc}`, ports));
-  const placed = await startPlacedProxy(server, `gw-${dc}`, {
-    kind: 'mesh-gateway',
-    datacenter: dc,
-  });
-  return { server, wan: ports.wan, placed };
-}
+/** Every server binds its federation port on 127.0.0.1; a secondary joins through dc1's gateway. */
+const options = (secretFile: string, primaryWan?: number): FederatedDatacenterOptions => ({
+  primaryDatacenter: 'dc1',
+  secretFile,
+  flags: { coalesceMs: String(coalesceMs) },
+  ...(primaryWan === undefined ? {} : { primaryGatewayWanPort: primaryWan }),
+});
 
 /** Whether an Envoy's config names `text` anywhere (the RBAC principal of the new source). */
 async function holds(envoy: EnvoyProcess, text: string): Promise<boolean> {
@@ -105,14 +67,13 @@ async function main(): Promise<number> {
     console.error('envoy is not on the PATH');
     return 1;
   }
-  const secretFile = join(tempDir('isthmus-bench-fed-'), 'secret');
-  writeFileSync(secretFile, 'federation-secret-of-the-benchmark\n', { mode: 0o600 });
-  const dc1 = await startDatacenter('dc1', secretFile, undefined);
-  const placed = [dc1.placed];
+  const secretFile = federationSecretFile();
+  const dc1 = await startFederatedDatacenter('dc1', options(secretFile));
+  const placed = [dc1.gateway];
   const sidecars = new Map<string, EnvoyProcess>();
   for (const dc of secondaries) {
-    const d = await startDatacenter(dc, secretFile, dc1.wan);
-    placed.push(d.placed);
+    const d = await startFederatedDatacenter(dc, options(secretFile, dc1.gatewayPorts.wan));
+    placed.push(d.gateway);
     const app = await startApp('tcp', `web-${dc}`);
     await d.server.register(withSidecar('web', app.port, await listenPort()));
     const sidecar = await startPlacedProxy(d.server, 'web-sidecar-proxy', { datacenter: dc });

@@ -18,19 +18,23 @@
  */
 import { execFileSync } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
-import { writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { WanServerJson } from '../../src/api/operator-routes.js';
-import { startMeshProcess } from '../helpers/mesh-server.js';
-import { cleanupProcesses, runCli, tempDir } from '../helpers/process.js';
+import { cleanupProcesses, runCli } from '../helpers/process.js';
 import { waitFor } from '../helpers/wait.js';
 import { type App, closeApps, httpCall, listenPort, startApp, tcpCall } from './apps.js';
 import { LoadLoop } from './traffic.js';
 import {
-  type ConfigDump,
+  chainsTo,
+  type FederatedDatacenterOptions,
+  federationSecretFile,
+  leafChains,
+  type Roots,
+  restartFederatedServer,
+  startFederatedDatacenter,
+} from './federation.js';
+import {
   cleanupEnvoys,
-  dumpSection,
   type EnvoyProcess,
   showEnvoyLogsOnFailure,
   skipWithoutEnvoy,
@@ -39,7 +43,6 @@ import {
   eventually,
   type MeshProcess,
   type PlacedProxy,
-  startCluster,
   startPlacedProxy,
   waitAllSynced,
   waitSynced,
@@ -63,30 +66,6 @@ type Caller = keyof typeof callers;
 /** Each phase of a CA root rotation in the primary (trust both → new leaves → retire the old). */
 const rotationPhaseMs = 5_000;
 
-/** A mesh gateway exposing its datacenter's servers, with separate LAN and WAN listeners. */
-function federationGateway(id: string, ports: { lan: number; wan: number }) {
-  return {
-    ID: id,
-    Name: 'mesh-gateway',
-    Kind: 'mesh-gateway',
-    Address: '127.0.0.1',
-    Port: ports.lan,
-    Meta: { 'consul-wan-federation': '1' },
-    TaggedAddresses: {
-      lan: { Address: '127.0.0.1', Port: ports.lan },
-      wan: { Address: '127.0.0.1', Port: ports.wan },
-    },
-    Proxy: {
-      Config: { envoy_gateway_bind_tagged_addresses: true, envoy_gateway_no_default_bind: true },
-    },
-  };
-}
-
-type Roots = {
-  TrustDomain: string;
-  ActiveRootID: string;
-  Roots: { ID: string; RootCert: string }[];
-};
 type FederationStates = {
   States: { Datacenter: string; MeshGateways: { Address: string; Port: number }[] }[];
   PrimaryLink?: { Connected: boolean; Via: string; LastError: string };
@@ -118,31 +97,25 @@ describe.skipIf(skipWithoutEnvoy())(
 
     let secretFile = '';
 
-    /** A datacenter's server flags; `federationAddr` is `127.0.<n>.1:0` on the first start. */
-    const serverFlags = (dc: Dc) => {
-      const n = datacenters.indexOf(dc) + 1;
-      return {
-        primaryDatacenter: 'dc1',
-        federationAddr: `${loopback[dc]}:0`,
-        federationSecretFile: secretFile,
-        nodeName: `server-${n}`,
-        ...(dc === 'dc1' ? { caRotationPhaseMs: String(rotationPhaseMs) } : {}),
-        ...(dc === 'dc1' ? {} : { primaryGateways: `127.0.0.1:${gwPorts.dc1.wan}` }),
-      };
-    };
+    /** A datacenter's server options: its own loopback address, dc1's gateway for a secondary. */
+    const options = (dc: Dc): FederatedDatacenterOptions => ({
+      primaryDatacenter: 'dc1',
+      loopback: loopback[dc],
+      secretFile,
+      nodeName: `server-${datacenters.indexOf(dc) + 1}`,
+      ...(dc === 'dc1'
+        ? { flags: { caRotationPhaseMs: String(rotationPhaseMs) } }
+        : { primaryGatewayWanPort: gwPorts.dc1.wan }),
+    });
 
     /** Starts a datacenter's server and its exposing gateway (registered, Envoy LIVE). */
     async function startDatacenter(dc: Dc): Promise<void> {
-      servers[dc] = await startCluster(dc, serverFlags(dc));
-      fedPorts[dc] = Number(servers[dc].proc.started.federationPort);
-      gwPorts[dc] = { lan: await listenPort(), wan: await listenPort() };
-      await servers[dc].register(federationGateway(`gw-${dc}`, gwPorts[dc]));
-      const gw = await startPlacedProxy(servers[dc], `gw-${dc}`, {
-        kind: 'mesh-gateway',
-        datacenter: dc,
-      });
-      gateways[dc] = gw.envoy;
-      placed.push(gw);
+      const started = await startFederatedDatacenter(dc, options(dc));
+      servers[dc] = started.server;
+      fedPorts[dc] = started.federationPort;
+      gwPorts[dc] = started.gatewayPorts;
+      gateways[dc] = started.gateway.envoy;
+      placed.push(started.gateway);
     }
 
     /** Stops a datacenter's server process (SIGTERM); its Envoys and apps stay up. */
@@ -155,18 +128,7 @@ describe.skipIf(skipWithoutEnvoy())(
      * their bootstrap) and its gateway's routes find it where they did.
      */
     async function restartServer(dc: Dc): Promise<void> {
-      const old = servers[dc].proc;
-      servers[dc] = await startMeshProcess(
-        {
-          datacenter: dc,
-          ...serverFlags(dc),
-          httpAddr: `127.0.0.1:${old.httpPort}`,
-          xdsAddr: `127.0.0.1:${old.xdsPort}`,
-          peeringAddr: `127.0.0.1:${old.peeringPort}`,
-          federationAddr: `${loopback[dc]}:${fedPorts[dc]}`,
-        },
-        { dataDir: old.dataDir },
-      );
+      servers[dc] = await restartFederatedServer(dc, servers[dc], options(dc));
     }
 
     /** `GET /v1/operator/servers?wan` on `dc`'s server: each datacenter's server states. */
@@ -215,8 +177,7 @@ describe.skipIf(skipWithoutEnvoy())(
       });
 
     beforeAll(async () => {
-      secretFile = join(tempDir('isthmus-fed-secret-'), 'secret');
-      writeFileSync(secretFile, 'federation-secret-of-the-three-datacenters\n', { mode: 0o600 });
+      secretFile = federationSecretFile();
       await startDatacenter('dc1');
       td = await servers.dc1.trustDomain();
       // Global configuration, written once on the primary: api speaks HTTP; web and reports may
@@ -676,27 +637,6 @@ describe.skipIf(skipWithoutEnvoy())(
     }
   },
 );
-
-const pemBlocks = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g;
-
-/** Every leaf certificate chain an Envoy holds (SDS `tls_certificate`s), leaf first. */
-function leafChains(dump: ConfigDump): X509Certificate[][] {
-  const secrets = (dumpSection(dump, 'SecretsConfigDump')?.dynamic_active_secrets ?? []) as {
-    secret?: { tls_certificate?: { certificate_chain?: { inline_string?: string } } };
-  }[];
-  return secrets
-    .map((x) => x.secret?.tls_certificate?.certificate_chain?.inline_string)
-    .filter((c): c is string => c !== undefined)
-    .map((c) => (c.match(pemBlocks) ?? []).map((pem) => new X509Certificate(pem)));
-}
-
-/** Whether a chain's leaf is signed by `root` directly or through the chain's intermediate. */
-function chainsTo(chain: readonly X509Certificate[], root: X509Certificate): boolean {
-  const [leaf, intermediate] = chain;
-  if (!leaf) return false;
-  if (!intermediate) return leaf.verify(root.publicKey);
-  return leaf.verify(intermediate.publicKey) && intermediate.verify(root.publicKey);
-}
 
 /** Connections a gateway accepted on its listener at 127.0.0.1:`port`. */
 async function listenerConnections(envoy: EnvoyProcess, port: number): Promise<number> {

@@ -8,6 +8,7 @@ import { X509Certificate } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { tempDir } from '../helpers/process.js';
+import { startMeshProcess } from '../helpers/mesh-server.js';
 import { listenPort } from './apps.js';
 import { type ConfigDump, dumpSection } from './harness.js';
 import { type MeshProcess, type PlacedProxy, startCluster, startPlacedProxy } from './mesh.js';
@@ -47,10 +48,11 @@ export function federationSecretFile(): string {
 
 export interface FederatedDatacenterOptions {
   readonly primaryDatacenter: string;
-  /** The loopback address the server's federation port binds (e.g. 127.0.<n>.1). */
-  readonly loopback: string;
+  /** The loopback address the server's federation port binds (127.0.<n>.1); default 127.0.0.1. */
+  readonly loopback?: string;
   readonly secretFile: string;
-  readonly nodeName: string;
+  /** Default: the server's own default node name. */
+  readonly nodeName?: string;
   /** A secondary's `--primary-gateways`: the primary gateway's WAN port on 127.0.0.1. */
   readonly primaryGatewayWanPort?: number;
   /** More server flags (camelCase, as `startCluster`). */
@@ -65,21 +67,26 @@ export interface FederatedDatacenter {
   readonly federationPort: number;
 }
 
+/** A datacenter's server flags, its federation port `port` (0: any) on its loopback address. */
+function serverFlags(opts: FederatedDatacenterOptions, port: number): Record<string, string> {
+  return {
+    primaryDatacenter: opts.primaryDatacenter,
+    federationAddr: `${opts.loopback ?? '127.0.0.1'}:${port}`,
+    federationSecretFile: opts.secretFile,
+    ...(opts.nodeName === undefined ? {} : { nodeName: opts.nodeName }),
+    ...(opts.primaryGatewayWanPort === undefined
+      ? {}
+      : { primaryGateways: `127.0.0.1:${opts.primaryGatewayWanPort}` }),
+    ...opts.flags,
+  };
+}
+
 /** Starts a datacenter's server and its exposing gateway `gw-<dc>` (registered, Envoy LIVE). */
 export async function startFederatedDatacenter(
   dc: string,
   opts: FederatedDatacenterOptions,
 ): Promise<FederatedDatacenter> {
-  const server = await startCluster(dc, {
-    primaryDatacenter: opts.primaryDatacenter,
-    federationAddr: `${opts.loopback}:0`,
-    federationSecretFile: opts.secretFile,
-    nodeName: opts.nodeName,
-    ...(opts.primaryGatewayWanPort === undefined
-      ? {}
-      : { primaryGateways: `127.0.0.1:${opts.primaryGatewayWanPort}` }),
-    ...opts.flags,
-  });
+  const server = await startCluster(dc, serverFlags(opts, 0));
   const gatewayPorts = { lan: await listenPort(), wan: await listenPort() };
   await server.register(federationGateway(`gw-${dc}`, gatewayPorts));
   const gateway = await startPlacedProxy(server, `gw-${dc}`, {
@@ -88,6 +95,28 @@ export async function startFederatedDatacenter(
   });
   const federationPort = Number(server.proc.started.federationPort);
   return { server, gateway, gatewayPorts, federationPort };
+}
+
+/**
+ * Starts a stopped datacenter's server (`old`, started with `opts`) again on its data dir and the
+ * same ports, so its Envoys (which keep their bootstrap) and its gateway's routes find it where
+ * they did. The gateway and the Envoys are not touched.
+ */
+export function restartFederatedServer(
+  dc: string,
+  old: MeshProcess,
+  opts: FederatedDatacenterOptions,
+): Promise<MeshProcess> {
+  return startMeshProcess(
+    {
+      datacenter: dc,
+      ...serverFlags(opts, Number(old.proc.started.federationPort)),
+      httpAddr: `127.0.0.1:${old.proc.httpPort}`,
+      xdsAddr: `127.0.0.1:${old.proc.xdsPort}`,
+      peeringAddr: `127.0.0.1:${old.proc.peeringPort}`,
+    },
+    { dataDir: old.proc.dataDir },
+  );
 }
 
 const pemBlocks = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g;

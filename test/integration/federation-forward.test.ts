@@ -12,15 +12,14 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadServerConfig } from '../../src/config/index.js';
-import { silentLogger } from '../../src/log.js';
 import { federationIdentity } from '../../src/federation/server.js';
 import { dialFederation } from '../../src/federation/tls.js';
 import type {
   ForwardRequest,
   ForwardResponse,
 } from '../../src/gen/isthmus/federation/v1/federation.js';
-import { type RunningServer, startServer } from '../../src/server.js';
+import type { RunningServer } from '../../src/server.js';
+import { startFederationServer } from '../helpers/federation-server.js';
 import { type SniRouter, startSniRouter } from '../helpers/sni-router.js';
 import { cleanupProcesses, runCli } from '../helpers/process.js';
 import { waitFor } from '../helpers/wait.js';
@@ -65,25 +64,11 @@ describe('WAN federation forwards ?dc= reads and secondary config writes through
 
   async function startDatacenter(dc: Dc, secretFile: string): Promise<void> {
     const router = routers.get(dc)!;
-    const s = await startServer(
-      loadServerConfig({
-        env: {},
-        flags: {
-          dataDir: dir(),
-          httpAddr: '127.0.0.1:0',
-          xdsAddr: '127.0.0.1:0',
-          peeringAddr: '127.0.0.1:0',
-          federationAddr: '127.0.0.1:0',
-          coalesceMs: '20',
-          datacenter: dc,
-          primaryDatacenter: 'dc1',
-          federationSecretFile: secretFile,
-          httpToken: tokenOf(dc),
-          ...(dc === 'dc1' ? {} : { primaryGateways: `127.0.0.1:${routers.get('dc1')!.port}` }),
-        },
-      }),
-      { logger: silentLogger() },
-    );
+    const s = await startFederationServer(dc, dir(), {
+      federationSecretFile: secretFile,
+      httpToken: tokenOf(dc),
+      ...(dc === 'dc1' ? {} : { primaryGateways: `127.0.0.1:${routers.get('dc1')!.port}` }),
+    });
     servers.set(dc, s);
     router.routes.set(`server.${dc}.consul`, `127.0.0.1:${s.federationPort}`);
     const res = await call(dc, 'PUT', '/v1/agent/service/register', {

@@ -11,10 +11,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { X509Certificate } from 'node:crypto';
 import { afterAll, describe, expect, it } from 'vitest';
-import { loadServerConfig } from '../../src/config/index.js';
-import { silentLogger } from '../../src/log.js';
-import { type RunningServer, startServer } from '../../src/server.js';
+import type { RunningServer } from '../../src/server.js';
 import { federationServerSpiffeId } from '../../src/mesh/names.js';
+import { startFederationServer } from '../helpers/federation-server.js';
 import { waitFor } from '../helpers/wait.js';
 
 const dirs: string[] = [];
@@ -30,21 +29,7 @@ async function start(
   flags: Record<string, string>,
   dataDir = dir(),
 ): Promise<RunningServer> {
-  const config = loadServerConfig({
-    env: {},
-    flags: {
-      dataDir,
-      httpAddr: '127.0.0.1:0',
-      xdsAddr: '127.0.0.1:0',
-      peeringAddr: '127.0.0.1:0',
-      federationAddr: '127.0.0.1:0',
-      coalesceMs: '20',
-      datacenter: dc,
-      primaryDatacenter: 'dc1',
-      ...flags,
-    },
-  });
-  const server = await startServer(config, { logger: silentLogger() });
+  const server = await startFederationServer(dc, dataDir, flags);
   servers.push(server);
   return server;
 }
