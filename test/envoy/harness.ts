@@ -375,9 +375,20 @@ export async function cleanupEnvoys(): Promise<void> {
 
 /** Registers an afterEach that prints the log tail of every running Envoy when a test failed. */
 export function showEnvoyLogsOnFailure(): void {
-  afterEach((ctx) => {
+  afterEach(async (ctx) => {
     if (ctx.task.result?.state !== 'fail') return;
-    for (const e of running)
+    for (const e of running) {
       console.error(`--- envoy ${e.name} (${e.adminUrl}) log tail ---\n${tail(e.log(), 80)}`);
+      // A request that failed once: which hop refused a connection (the log rarely says).
+      const counters = await e
+        .stats(failureCounters)
+        .catch((err: Error) => ({ error: err.message }));
+      const nonZero = Object.entries(counters).filter(([, v]) => v !== 0);
+      console.error(`--- envoy ${e.name} failure counters ---\n${JSON.stringify(nonZero)}`);
+    }
   });
 }
+
+/** Envoy counters that tell where a connection failed (upstream connect, TLS, SNI match). */
+const failureCounters =
+  'upstream_cx_connect_fail|upstream_cx_connect_timeout|ssl.connection_error|ssl.fail_verify|no_filter_chain_match|upstream_cx_destroy_remote_with_active_rq|upstream_rq_pending_failure_eject|downstream_cx_destroy_remote_active_rq';
