@@ -55,14 +55,6 @@ export function forwardDialAddresses(opts: ForwarderOptions, target: string): st
 export class FederationForwarder {
   constructor(private readonly opts: ForwarderOptions) {}
 
-  get datacenter(): string {
-    return this.opts.datacenter;
-  }
-
-  get primary(): string {
-    return this.opts.primary;
-  }
-
   async forward(target: string, call: ForwardCall): Promise<ForwardResponse> {
     const { ca, datacenter, nodeName } = this.opts;
     const addresses = forwardDialAddresses(this.opts, target);

@@ -128,6 +128,7 @@ export async function startFederation(
     states,
     ca,
   });
+  const datacenters = () => knownDatacenters(states, datacenter);
   return {
     role,
     states,
@@ -137,7 +138,7 @@ export async function startFederation(
       view: federationView(states, { datacenter, nodeName, addresses: () => addresses }),
       subscribe: (l) => states.subscribe(l),
     },
-    datacenters: () => knownDatacenters(states, datacenter),
+    datacenters,
     replication: () => replicator?.status(),
     wanMembers: () =>
       wanMembers({
@@ -150,8 +151,8 @@ export async function startFederation(
       }),
     forwarding: {
       datacenter,
-      primary: forwarder.primary,
-      datacenters: () => knownDatacenters(states, datacenter),
+      primary,
+      datacenters,
       forward: (dc, call) => forwarder.forward(dc, call),
       replicated: async (run, index, timeoutMs) =>
         replicator ? replicator.applied(run, index, timeoutMs) : true,
