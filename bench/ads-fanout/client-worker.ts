@@ -4,7 +4,12 @@
  * the wall-clock time at which each proxy finished each step. Batching delays the reports, never
  * the timestamps in them.
  */
-import * as grpc from '@grpc/grpc-js';
+import {
+  connectBidi,
+  type BidiConnection,
+  type BidiStream,
+  type ClientKind,
+} from '../shared/bidi-client.js';
 import { DeltaProxy, SotwProxy, type ProxyHooks } from './proxies.js';
 import {
   rawPath,
@@ -14,9 +19,6 @@ import {
   type ReportKey,
   type ToWorker,
 } from './protocol.js';
-
-const identity = (b: Buffer): Buffer => b;
-const envoyWindowBytes = 256 * 1024 * 1024;
 
 /** Collects timestamps per report key and sends them a few milliseconds later in one message. */
 class Reporter {
@@ -43,11 +45,14 @@ function send(msg: FromWorker): void {
 }
 
 const reporter = new Reporter();
-const xdsClients: grpc.Client[] = [];
-/** Each proxy's client, in the order of the proxies (the shared one repeated with `--conn worker`). */
-let proxyClients: grpc.Client[] = [];
+const xdsConnections: BidiConnection[] = [];
+/**
+ * Each proxy's connection, in the order of the proxies (the shared one repeated with `--conn
+ * worker`).
+ */
+let proxyConnections: BidiConnection[] = [];
 let proxies: { close(): void }[] = [];
-let rawStreams: grpc.ClientDuplexStream<Buffer, Buffer>[] = [];
+let rawStreams: BidiStream[] = [];
 /** The answer raw streams write to each message they receive (ACK mode), if any. */
 let rawAck: Buffer | undefined;
 let closingRaw = false;
@@ -69,30 +74,24 @@ const hooks: ProxyHooks = {
   failed: (message) => send({ kind: 'error', message }),
 };
 
-/** One client per proxy (its own TCP connection, like an Envoy) or one shared by the worker. */
-function clientFactory(
+/**
+ * One connection per proxy (like an Envoy) or one shared by the worker; `deadline` bounds the
+ * connect retries.
+ */
+function connectionFactory(
+  kind: ClientKind,
   address: string,
   conn: ConnectionMode,
-  clients: grpc.Client[],
-): () => grpc.Client {
-  const make = () => {
-    const c = new grpc.Client(address, grpc.credentials.createInsecure(), {
-      'grpc.use_local_subchannel_pool': 1,
-      'grpc.max_receive_message_length': 64 * 1024 * 1024,
-      // Envoy does not buffer what it sent for retries; grpc-js would, per message.
-      'grpc.enable_retries': 0,
-      // Envoy's HTTP/2 receive windows (initial_stream_window_size and
-      // initial_connection_window_size both default to 256 MiB). With HTTP/2's 64 KiB default, a
-      // connection shared by a worker's thousands of streams stalls the server every 64 KiB of a
-      // round until the busy client process sends a WINDOW_UPDATE.
-      'grpc-node.flow_control_window': envoyWindowBytes,
-    });
-    clients.push(c);
+  opened: BidiConnection[],
+): (deadline: number) => Promise<BidiConnection> {
+  const make = async (deadline: number) => {
+    const c = await connectBidi(kind, address, deadline);
+    opened.push(c);
     return c;
   };
   if (conn === 'proxy') return make;
-  const shared = make();
-  return () => shared;
+  let shared: Promise<BidiConnection> | undefined;
+  return (deadline) => (shared ??= make(deadline));
 }
 
 /**
@@ -106,47 +105,39 @@ async function inBatches(count: number, open: (i: number) => void): Promise<void
 }
 
 /**
- * Connects the clients (at once, each retrying with grpc-js's backoff) and resolves when all are
- * ready. A proxy's stream starts on a connected channel: a connection reset while thousands are
- * set up at once (the server's accept queue) is retried, not the end of the stream.
+ * Connects 25 proxies at a time, each retrying with backoff for up to a minute, and starts their
+ * streams once all 25 are connected: a connection reset while thousands are set up at once (the
+ * server's accept queue) is retried, not the end of a stream.
  */
-function connected(clients: readonly grpc.Client[], timeoutMs = 60_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  return Promise.all(
-    clients.map(
-      (c) =>
-        new Promise<void>((resolve, reject) =>
-          c.waitForReady(deadline, (err) => (err ? reject(err) : resolve())),
-        ),
-    ),
-  ).then(() => undefined);
+async function connectProxies(msg: Extract<ToWorker, { kind: 'connect-xds' }>): Promise<void> {
+  const connect = connectionFactory(msg.client, msg.address, msg.conn, xdsConnections);
+  const ProxyClass = msg.api === 'delta' ? DeltaProxy : SotwProxy;
+  for (let from = 0; from < msg.ids.length; from += 25) {
+    const batch = msg.ids.slice(from, from + 25);
+    const deadline = Date.now() + 60_000;
+    const connections = await Promise.all(batch.map(() => connect(deadline)));
+    batch.forEach((id, k) => {
+      const c = connections[k]!;
+      proxyConnections.push(c);
+      proxies.push(new ProxyClass(c, `proxy-${id}`, msg.expected, hooks).start());
+    });
+  }
 }
 
-function closeClients(clients: grpc.Client[]): void {
-  for (const c of clients.splice(0)) c.close();
+function closeConnections(connections: BidiConnection[]): void {
+  for (const c of connections.splice(0)) c.close();
 }
 
 async function handle(msg: ToWorker): Promise<void> {
   switch (msg.kind) {
-    case 'connect-xds': {
-      const client = clientFactory(msg.address, msg.conn, xdsClients);
-      const ProxyClass = msg.api === 'delta' ? DeltaProxy : SotwProxy;
-      const ids = msg.ids;
-      for (let from = 0; from < ids.length; from += 25) {
-        const batch = ids.slice(from, from + 25).map((id) => ({ id, client: client() }));
-        await connected(batch.map((p) => p.client));
-        for (const { id, client: c } of batch) {
-          proxyClients.push(c);
-          proxies.push(new ProxyClass(c, `proxy-${id}`, msg.expected, hooks).start());
-        }
-      }
+    case 'connect-xds':
+      await connectProxies(msg);
       return;
-    }
     case 'close-xds':
       for (const p of proxies) p.close();
       proxies = [];
-      proxyClients = [];
-      closeClients(xdsClients);
+      proxyConnections = [];
+      closeConnections(xdsConnections);
       reporter.add('closed', wallClockMs());
       reporter.flush();
       return;
@@ -176,18 +167,15 @@ async function handle(msg: ToWorker): Promise<void> {
 }
 
 /**
- * One raw stream per proxy, on the proxy's own client: the xDS server serves the raw method too, so
+ * One raw stream per proxy, on the proxy's own connection (so with the same `--client`): the xDS
+ * server serves the raw method too, so
  * the raw reference writes over the very connections the push path does (and a connection per
  * proxy needs no second socket per proxy in the server). Raw streams announce themselves with one
  * byte, then count what they receive: message k is round k.
  */
 async function openRaw(): Promise<void> {
-  await inBatches(proxyClients.length, (i) => {
-    const stream = proxyClients[i]!.makeBidiStreamRequest<Buffer, Buffer>(
-      rawPath,
-      identity,
-      identity,
-    );
+  await inBatches(proxyConnections.length, (i) => {
+    const stream = proxyConnections[i]!.stream(rawPath);
     let received = 0;
     stream.on('data', () => {
       // In ACK mode the stream answers like a proxy ACKing, and the time is taken after that write,

@@ -13,6 +13,7 @@ import { hasGc } from './stats.js';
 import { deltaRequest } from './proxies.js';
 import { TypeUrl } from '../../src/xds/types.js';
 import { WorkerPool } from './workers.js';
+import { clientKinds } from '../shared/bidi-client.js';
 import { XdsBench, type RunOptions, type XdsRound } from './xds-phase.js';
 
 function positive(name: string, value: string, limit: number): number {
@@ -31,6 +32,7 @@ function parseOptions(argv: readonly string[]): RunOptions {
       rounds: { type: 'string', default: '15' },
       api: { type: 'string', default: 'delta' },
       conn: { type: 'string', default: 'proxy' },
+      client: { type: 'string', default: 'h2' },
       profile: { type: 'string' },
     },
   });
@@ -38,6 +40,9 @@ function parseOptions(argv: readonly string[]): RunOptions {
     throw new Error(`--api must be delta or sotw, got "${values.api}"`);
   if (values.conn !== 'proxy' && values.conn !== 'worker')
     throw new Error(`--conn must be proxy or worker, got "${values.conn}"`);
+  const client = clientKinds.find((k) => k === values.client);
+  if (!client)
+    throw new Error(`--client must be ${clientKinds.join(' or ')}, got "${values.client}"`);
   const clients = positive('clients', values.clients, 10_000);
   return {
     clients,
@@ -45,6 +50,7 @@ function parseOptions(argv: readonly string[]): RunOptions {
     rounds: positive('rounds', values.rounds, 1_000),
     api: values.api,
     conn: values.conn,
+    client,
     profile: values.profile,
   };
 }
@@ -108,7 +114,7 @@ async function run(pool: WorkerPool, opts: RunOptions): Promise<Omit<Report, 'cd
 }
 
 const usage =
-  'usage: npm run bench:ads-fanout -- [--clients N] [--workers W] [--rounds R] [--api delta|sotw] [--conn proxy|worker] [--profile PREFIX]';
+  'usage: npm run bench:ads-fanout -- [--clients N] [--workers W] [--rounds R] [--api delta|sotw] [--conn proxy|worker] [--client h2|grpc-js] [--profile PREFIX]';
 
 async function main(): Promise<void> {
   let opts: RunOptions;

@@ -4,6 +4,7 @@
  * `performance.timeOrigin + performance.now()`, comparable across processes on one machine.
  */
 import { performance } from 'node:perf_hooks';
+import type { ClientKind } from '../shared/bidi-client.js';
 
 export type Api = 'delta' | 'sotw';
 
@@ -36,6 +37,8 @@ export type ToWorker =
       readonly address: string;
       readonly api: Api;
       readonly conn: ConnectionMode;
+      /** The proxies' gRPC client; the raw streams ride their connections, so use it too. */
+      readonly client: ClientKind;
       readonly ids: readonly number[];
       readonly expected: Expected;
     }

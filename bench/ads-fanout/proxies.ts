@@ -6,7 +6,7 @@
  * src/xds/wire.ts: the workers share the cores with the server under test, and ts-proto's
  * fromPartial + encode of every ACK was a large part of their CPU.
  */
-import type * as grpc from '@grpc/grpc-js';
+import type { BidiConnection, BidiStream } from '../shared/bidi-client.js';
 import { AggregatedDiscoveryServiceService as Ads } from '../../src/gen/envoy/service/discovery/v3/ads.js';
 import { TypeUrl } from '../../src/xds/types.js';
 import { lenField, stringField } from '../../src/xds/wire.js';
@@ -18,8 +18,6 @@ export interface ProxyHooks {
   acked(round: number, at: number): void;
   failed(message: string): void;
 }
-
-const identity = (b: Buffer): Buffer => b;
 
 /**
  * `envoy.config.core.v3.Node { id = 1; cluster = 2; user_agent_name = 6 }` as field `fieldNumber`.
@@ -90,7 +88,7 @@ export function sotwRequest(
 }
 
 abstract class BenchProxy {
-  protected readonly stream: grpc.ClientDuplexStream<Buffer, Buffer>;
+  protected readonly stream: BidiStream;
   private readonly held = new Map<string, Set<string>>();
   private readonly requested = new Set<string>();
   private isSynced = false;
@@ -99,13 +97,13 @@ abstract class BenchProxy {
   protected sentNode = false;
 
   constructor(
-    client: grpc.Client,
+    connection: BidiConnection,
     path: string,
     protected readonly nodeId: string,
     private readonly expected: Expected,
     private readonly hooks: ProxyHooks,
   ) {
-    this.stream = client.makeBidiStreamRequest<Buffer, Buffer>(path, identity, identity);
+    this.stream = connection.stream(path);
     this.stream.on('data', (b: Buffer) => this.onResponse(b));
     this.stream.on('error', (err: Error) => {
       if (!this.closing) hooks.failed(`${nodeId}: stream failed: ${err.message}`);
@@ -197,8 +195,8 @@ abstract class BenchProxy {
 export class DeltaProxy extends BenchProxy {
   protected readonly delta = true;
 
-  constructor(client: grpc.Client, nodeId: string, expected: Expected, hooks: ProxyHooks) {
-    super(client, Ads.deltaAggregatedResources.path, nodeId, expected, hooks);
+  constructor(connection: BidiConnection, nodeId: string, expected: Expected, hooks: ProxyHooks) {
+    super(connection, Ads.deltaAggregatedResources.path, nodeId, expected, hooks);
   }
 
   private send(typeUrl: string, subscribe: readonly string[], nonce: string): void {
@@ -223,8 +221,8 @@ export class SotwProxy extends BenchProxy {
   private readonly versions = new Map<string, string>();
   private readonly nonces = new Map<string, string>();
 
-  constructor(client: grpc.Client, nodeId: string, expected: Expected, hooks: ProxyHooks) {
-    super(client, Ads.streamAggregatedResources.path, nodeId, expected, hooks);
+  constructor(connection: BidiConnection, nodeId: string, expected: Expected, hooks: ProxyHooks) {
+    super(connection, Ads.streamAggregatedResources.path, nodeId, expected, hooks);
   }
 
   private send(typeUrl: string): void {

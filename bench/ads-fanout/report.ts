@@ -225,7 +225,7 @@ export function printReport(r: Report): void {
   const o = r.opts;
   const lines = [
     'isthmus xDS fan-out benchmark',
-    `  clients ${o.clients} · workers ${o.workers} · api ${o.api} · rounds ${o.rounds} (+1 warm-up) · connections: one per ${o.conn} · ` +
+    `  clients ${o.clients} · workers ${o.workers} · api ${o.api} · rounds ${o.rounds} (+1 warm-up) · connections: one per ${o.conn} · client ${o.client} · ` +
       `node ${process.version} · ${availableParallelism()} CPUs · forced GC ${r.gc ? 'yes' : 'no'}`,
     `  view per proxy: 1 secret, 10 clusters, 10 ClusterLoadAssignments, 1 listener · one EDS push = ${r.setup.edsResponse.length} bytes · ` +
       `${r.cds.clusters}-cluster CDS response = ${r.cds.responseBytes} bytes`,

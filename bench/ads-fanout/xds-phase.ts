@@ -26,6 +26,7 @@ import {
 } from './stats.js';
 import type { WorkerPool } from './workers.js';
 import type { RoundProfiler } from './profile.js';
+import type { ClientKind } from '../shared/bidi-client.js';
 
 export interface RunOptions {
   readonly clients: number;
@@ -33,6 +34,8 @@ export interface RunOptions {
   readonly rounds: number;
   readonly api: Api;
   readonly conn: ConnectionMode;
+  /** The fake proxies' gRPC client (and so the raw reference's): bench/shared/bidi-client.ts. */
+  readonly client: ClientKind;
   /** Write CPU profiles of the server during each push round, named after this prefix. */
   readonly profile: string | undefined;
 }
@@ -161,13 +164,14 @@ export class XdsBench {
     for (const id of this.nodeIds) this.cache.setProxyResources(id, this.fixture.view(0));
     const memViews = await sampleMemory();
     const start = wallClockMs();
-    const { api, conn, clients } = this.opts;
+    const { api, conn, client, clients } = this.opts;
     assign(this.pool, clients).forEach((ids, w) =>
       this.pool.send(w, {
         kind: 'connect-xds',
         address,
         api,
         conn,
+        client,
         ids,
         expected: this.fixture.expected,
       }),
