@@ -203,6 +203,9 @@ class H2BidiStream extends EventEmitter implements BidiStream {
     req.on('error', (err: Error) => {
       this.problem ??= err.message;
     });
+    // The server's END_STREAM ends the call; our side stays open until we end it too, so 'close'
+    // alone would come only after that. A RST_STREAM or a dropped connection closes both at once.
+    req.on('end', () => this.finish());
     req.on('close', () => this.finish());
   }
 
@@ -229,6 +232,9 @@ class H2BidiStream extends EventEmitter implements BidiStream {
   private finish(): void {
     if (this.ended) return;
     this.ended = true;
+    // After the server's END_STREAM a half-close releases the stream; a RST_STREAM would be
+    // redundant (grpc-js does the same).
+    if (!this.req.closed) this.req.end();
     const error = this.endError();
     if (error) this.emit('error', new Error(error));
     else this.emit('end');
