@@ -514,7 +514,8 @@ const handedOut = new Set<number>();
 
 /**
  * A port from 20000–31999 that is free on 127.0.0.1 now (below Linux's ephemeral range, so an
- * outgoing connection will not take it before Envoy binds it), the demo's own picker.
+ * outgoing connection will not take it before Envoy binds it), the demo's own picker: claimed for
+ * this process, so a test file running in parallel (or another suite) is never handed it too.
  */
 export function listenPort(): Promise<number> {
   return freePort(handedOut);
