@@ -367,6 +367,24 @@ export function dumpNames(dump: ConfigDump): {
   return { clusters: clusters.sort(), listeners: listeners.sort(), secrets: secrets.sort() };
 }
 
+/**
+ * Waits until no listener or filter chain of `envoy` is draining. Envoy applies a changed listener
+ * to new connections only: an open one (a gateway's pooled connection to a sidecar) keeps its old
+ * filter chain, the old RBAC included, until the drain time (`--drain-time-s`, 1 s here) closes it.
+ */
+export async function waitDrained(envoy: EnvoyProcess): Promise<void> {
+  await waitFor(
+    async () => {
+      const stats = await envoy.stats('_draining');
+      return (
+        (stats['listener_manager.total_filter_chains_draining'] ?? 0) === 0 &&
+        (stats['listener_manager.total_listeners_draining'] ?? 0) === 0
+      );
+    },
+    { timeoutMs: 15_000, what: `${envoy.name}'s old listeners and filter chains to drain` },
+  );
+}
+
 /** Stops every Envoy still running and removes their scratch directories. For afterAll. */
 export async function cleanupEnvoys(): Promise<void> {
   await Promise.all([...running].map((e) => e.stop()));

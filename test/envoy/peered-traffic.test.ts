@@ -32,6 +32,7 @@ import {
   type EnvoyProcess,
   showEnvoyLogsOnFailure,
   skipWithoutEnvoy,
+  waitDrained,
 } from './harness.js';
 import { eventually, meshGateway, startPlacedProxy, waitAllSynced, withSidecar } from './mesh.js';
 import { type ProbeResult, probeSni } from './tls-probe.js';
@@ -304,6 +305,9 @@ describe.skipIf(skipWithoutEnvoy())(
         () => expect(grpcUnary(port('web', 'api-grpc'))).rejects.toMatchObject({ code: 7 }),
         'api-grpc refusing web',
       );
+      // A new connection sees the deny; A's gateway's pooled connections to the sidecars still ride
+      // the old filter chain (old RBAC: web allowed) until Envoy's drain closes them.
+      for (const { node, envoy } of envoys) if (node === a) await waitDrained(envoy);
       const before = new Map([...apps].map(([s, app]) => [s, app.seen.length]));
       await expect(tcpCall(port('web', 'api-tcp'))).rejects.toThrow();
       expect((await httpCall(port('web', 'api-http'), '/nope')).status).toBe(403);
