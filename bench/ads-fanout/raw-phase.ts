@@ -6,6 +6,7 @@
  * every client answer with an ACK-sized message, the floor for a push that is ACKed.
  */
 import type * as grpc from '@grpc/grpc-js';
+import { rawBidiMethod } from '../shared/bidi-client.js';
 import { rawPath, wallClockMs } from './protocol.js';
 import { collectGarbage, cpuMs, max, median, until } from './stats.js';
 import type { WorkerPool } from './workers.js';
@@ -26,20 +27,9 @@ export interface RawRound {
   readonly serverDoneMs?: number | undefined;
 }
 
-const identity = (b: Buffer): Buffer => b;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-const rawService: grpc.ServiceDefinition = {
-  stream: {
-    path: rawPath,
-    requestStream: true,
-    responseStream: true,
-    requestSerialize: identity,
-    requestDeserialize: identity,
-    responseSerialize: identity,
-    responseDeserialize: identity,
-  },
-};
+const rawService: grpc.ServiceDefinition = { stream: rawBidiMethod(rawPath) };
 
 /**
  * N raw streams from the workers, served by `server` (the xDS server's, already listening);

@@ -29,6 +29,19 @@ const maxMessageBytes = 64 * 1024 * 1024;
 
 const identity = (b: Buffer): Buffer => b;
 
+/** A bidi method of raw (already serialized) messages both ways, for a grpc-js server or client. */
+export function rawBidiMethod(path: string): grpc.MethodDefinition<Buffer, Buffer> {
+  return {
+    path,
+    requestStream: true,
+    responseStream: true,
+    requestSerialize: identity,
+    requestDeserialize: identity,
+    responseSerialize: identity,
+    responseDeserialize: identity,
+  };
+}
+
 /**
  * Connects to `address` (`host:port`, plaintext), retrying with backoff until `deadline`
  * (`Date.now()` ms): h2 by its own loop, grpc-js by its channel's reconnect backoff.

@@ -7,25 +7,16 @@ import * as http2 from 'node:http2';
 import type { AddressInfo } from 'node:net';
 import * as grpc from '@grpc/grpc-js';
 import { afterEach, describe, expect, it } from 'vitest';
+import { envoyWindowBytes, rawBidiMethod } from '../../bench/shared/bidi-client.js';
 import { H2BidiConnection, type BidiStream } from '../../bench/shared/h2-bidi-client.js';
 
-const identity = (b: Buffer): Buffer => b;
-const method = (path: string): grpc.MethodDefinition<Buffer, Buffer> => ({
-  path,
-  requestStream: true,
-  responseStream: true,
-  requestSerialize: identity,
-  requestDeserialize: identity,
-  responseSerialize: identity,
-  responseDeserialize: identity,
-});
 const service: grpc.ServiceDefinition = {
-  echo: method('/bench.Test/Echo'),
-  fail: method('/bench.Test/Fail'),
+  echo: rawBidiMethod('/bench.Test/Echo'),
+  fail: rawBidiMethod('/bench.Test/Fail'),
 };
 
 const opts = (deadlineMs = 10_000) => ({
-  windowBytes: 256 * 1024 * 1024,
+  windowBytes: envoyWindowBytes,
   maxMessageBytes: 4 * 1024 * 1024,
   deadline: Date.now() + deadlineMs,
 });
