@@ -20,7 +20,15 @@ import { parseHostPort } from '../config/host-port.js';
 import { exportedNamesFor } from '../peering/exports.js';
 import { peerThroughMeshGateways } from '../peering/through-gateways.js';
 import type { BuildContext, Built, FederationView } from './context.js';
-import { type Changes, indexOfSorted, type Piece, PieceMemo, reuse } from './pieces.js';
+import {
+  type Changes,
+  importedServiceKey,
+  indexOfSorted,
+  parseImportedServiceKey,
+  type Piece,
+  PieceMemo,
+  reuse,
+} from './pieces.js';
 import { type GatewaySide, type SidedChain, gatewayListeners } from './gateway-listeners.js';
 import {
   connectTimeoutMs,
@@ -64,10 +72,11 @@ const noPart: GatewayPart = { routes: [], clusters: [], secrets: [] };
 /**
  * Builds one gateway's snapshots again and again, each from the parts of the last that a change
  * did not touch (docs/architecture.md §2 "Incremental builds"): a part per exported service
- * (depends on that service), a part per peer's imports (`peer:<name>`), with WAN federation a
- * part per local service with sidecars (§6c), and the remote datacenters, peering and federation
- * servers, which only `all` rebuilds (a federation state change is `all`). Kept parts are the same objects, so
- * the publisher regenerates only the resources of the parts that changed.
+ * (depends on that service), a part per imported service (depends on its imports from each peer,
+ * `peer:<peer>/<service>`), with WAN federation a part per local service with sidecars (§6c), and
+ * the remote datacenters, peering and federation servers, which only `all` rebuilds (a federation
+ * state change is `all`). Kept parts are the same objects, so the publisher regenerates only the
+ * resources of the parts that changed.
  */
 export class MeshGatewayBuilder {
   private readonly exported = new PieceMemo<GatewayPart>();
@@ -97,20 +106,24 @@ export class MeshGatewayBuilder {
     if (last && (last.gateway !== gateway || last.leaf !== leaf || last.roots !== ctx.roots))
       last = undefined;
     let dropped = new Map<string, Piece<GatewayPart>>();
-    let importsKept = false;
+    let importsDropped = new Map<string, Piece<GatewayPart>>();
+    let patchable = false;
+    const peers = importingPeers(ctx);
     if (!last) {
       this.exported.clear();
       this.imported.clear();
       this.federated.clear();
     } else {
-      dropped = this.exported.invalidate(changes as ReadonlySet<string>);
-      // The patch path swaps exported clusters only: any other part dropped means assemble whole.
-      const importsDropped = this.imported.invalidate(changes as ReadonlySet<string>).size;
-      const federatedDropped = this.federated.invalidate(changes as ReadonlySet<string>).size;
-      importsKept =
-        importsDropped === 0 &&
+      const keys = changes as ReadonlySet<string>;
+      dropped = this.exported.invalidate(keys);
+      importsDropped = this.imported.invalidate(keys);
+      // The patch path swaps the clusters of exported and imported services: a federated part
+      // dropped, or a part that is new, means assemble whole.
+      const federatedDropped = this.federated.invalidate(keys).size;
+      patchable =
         federatedDropped === 0 &&
-        !gainsFederatedPart(ctx, this.federated, changes as ReadonlySet<string>);
+        !gainsFederatedPart(ctx, this.federated, keys) &&
+        !gainsImportedPart(ctx, this.imported, importsDropped, peers, keys);
     }
     let consumers = last?.consumers;
     if (!consumers || (last?.wildcard && exportsMayChange(ctx, consumers, changes))) {
@@ -119,8 +132,8 @@ export class MeshGatewayBuilder {
       if (last) last = { ...last, consumers };
     }
     const patched =
-      last && importsKept && consumers === this.last?.consumers
-        ? this.patch(last, dropped, ctx, leaf)
+      last && patchable && consumers === this.last?.consumers
+        ? this.patch(last, dropped, importsDropped, peers, ctx, leaf)
         : undefined;
     if (last && patched) {
       this.last = { ...last, snapshot: patched };
@@ -147,13 +160,14 @@ export class MeshGatewayBuilder {
           })),
         );
     }
-    const peers = importingPeers(ctx);
-    parts.push(
-      this.imported.get(peers.join('\n'), () => ({
-        value: importedPart(ctx, peers),
-        deps: peers.map((peer) => `peer:${peer}`),
-      })),
-    );
+    const imports = importedServiceNames(ctx, peers);
+    this.imported.retain(new Set(imports));
+    for (const service of imports)
+      parts.push(
+        this.imported.get(service, () =>
+          importedPiece(ctx, peers, service, importsDropped.get(service)?.value),
+        ),
+      );
     const snapshot = this.assemble(gateway, ctx, leaf, parts, last);
     this.last = {
       gateway,
@@ -177,29 +191,26 @@ export class MeshGatewayBuilder {
   private patch(
     last: NonNullable<MeshGatewayBuilder['last']>,
     dropped: ReadonlyMap<string, Piece<GatewayPart>>,
+    importsDropped: ReadonlyMap<string, Piece<GatewayPart>>,
+    peers: readonly string[],
     ctx: BuildContext,
     leaf: Leaf | undefined,
   ): MeshGatewaySnapshot | undefined {
-    let clusters: EdsClusterIR[] | undefined;
+    const swap = new ClusterSwap(last.snapshot.clusters);
     for (const [service, { value: before }] of dropped) {
-      const peers = last.consumers.get(service);
-      if (!peers) return undefined;
+      const consumers = last.consumers.get(service);
+      if (!consumers) return undefined;
       const part = this.exported.get(service, () => ({
-        value: exportPart(service, peers, ctx, leaf, before),
+        value: exportPart(service, consumers, ctx, leaf, before),
         deps: [service],
       }));
-      if (part.routes !== before.routes || part.secrets !== before.secrets) return undefined;
-      if (part.clusters.length !== before.clusters.length) return undefined;
-      for (let i = 0; i < part.clusters.length; i++) {
-        const [was, now] = [before.clusters[i]!, part.clusters[i]!];
-        if (was === now) continue;
-        clusters ??= [...last.snapshot.clusters];
-        const at = indexOfSorted(clusters, was.name, (c) => c.name);
-        if (clusters[at] !== was || now.name !== was.name) return undefined;
-        clusters[at] = now;
-      }
+      if (!swap.part(before, part)) return undefined;
     }
-    return clusters ? { ...last.snapshot, clusters } : last.snapshot;
+    for (const [service, { value: before }] of importsDropped) {
+      const part = this.imported.get(service, () => importedPiece(ctx, peers, service, before));
+      if (!swap.part(before, part)) return undefined;
+    }
+    return swap.clusters ? { ...last.snapshot, clusters: swap.clusters } : last.snapshot;
   }
 
   private assemble(
@@ -239,6 +250,34 @@ export class MeshGatewayBuilder {
       clusters: clusters.sort((a, b) => (a.name < b.name ? -1 : 1)),
       ...secrets,
     };
+  }
+}
+
+/**
+ * The last snapshot's clusters with rebuilt parts' clusters swapped in where their predecessors
+ * stood; `clusters` stays undefined while nothing was swapped.
+ */
+class ClusterSwap {
+  clusters: EdsClusterIR[] | undefined;
+
+  constructor(private readonly last: readonly EdsClusterIR[]) {}
+
+  /**
+   * Swaps `now`'s clusters in for `before`'s; false when the part changed shape (other routes or
+   * secrets, clusters added, removed or renamed), which only a whole assembly can apply.
+   */
+  part(before: GatewayPart, now: GatewayPart): boolean {
+    if (now.routes !== before.routes || now.secrets !== before.secrets) return false;
+    if (now.clusters.length !== before.clusters.length) return false;
+    for (let i = 0; i < now.clusters.length; i++) {
+      const [was, is] = [before.clusters[i]!, now.clusters[i]!];
+      if (was === is) continue;
+      this.clusters ??= [...this.last];
+      const at = indexOfSorted(this.clusters, was.name, (c) => c.name);
+      if (this.clusters[at] !== was || is.name !== was.name) return false;
+      this.clusters[at] = is;
+    }
+    return true;
   }
 }
 
@@ -375,14 +414,67 @@ function servicesWithSidecars(ctx: BuildContext): string[] {
   return [...services].sort();
 }
 
-/** The LAN chains and clusters of the services imported from these peers. */
-function importedPart(ctx: BuildContext, peers: readonly string[]): GatewayPart {
-  const clusters = importedServiceClusters(ctx, peers);
+/**
+ * The LAN chains and clusters of one service imported from these peers (`previous`: the part it
+ * replaces, whose equal values it keeps), as a piece: it depends on that service's imports from
+ * each of them (`importChangeKeys`).
+ */
+function importedPiece(
+  ctx: BuildContext,
+  peers: readonly string[],
+  service: string,
+  previous?: GatewayPart,
+): Piece<GatewayPart> {
+  const clusters = importedServiceClusters(ctx, peers, service);
   const routes = clusters.map((cluster) => ({
     side: 'lan' as const,
     chain: { serverNames: [cluster.name], cluster: cluster.name, statPrefix: 'mesh_gateway_local' },
   }));
-  return { routes, clusters, secrets: [] };
+  const value =
+    clusters.length === 0
+      ? noPart
+      : {
+          routes: reuse(previous?.routes, routes),
+          clusters: clusters.map((c, i) => reuse(previous?.clusters[i], c)),
+          secrets: previous?.secrets ?? [],
+        };
+  const deps = peers.flatMap((peer) => [
+    importedServiceKey(peer, service),
+    importedServiceKey(peer, '*'),
+  ]);
+  return { value, deps };
+}
+
+/**
+ * Whether a change names a service imported from one of `peers` that had no part (neither held nor
+ * just dropped by the change), or does not say which service changed: either may add a part, so
+ * the snapshot is assembled whole.
+ */
+function gainsImportedPart(
+  ctx: BuildContext,
+  held: PieceMemo<GatewayPart>,
+  dropped: ReadonlyMap<string, unknown>,
+  peers: readonly string[],
+  changes: ReadonlySet<string>,
+): boolean {
+  for (const key of changes) {
+    const named = parseImportedServiceKey(key);
+    if (!named || !peers.includes(named[0])) continue;
+    const [peer, service] = named;
+    if (service === '*') return true;
+    const hadPart = held.has(service) || dropped.has(service);
+    if (!hadPart && peeredSidecars(ctx, peer, service).length > 0) return true;
+  }
+  return false;
+}
+
+/** The names of the services imported from `peers`, sorted, each once. */
+function importedServiceNames(ctx: BuildContext, peers: readonly string[]): string[] {
+  if (peers.length === 1) return [...(ctx.peering?.importedServiceNames(peers[0]!) ?? [])];
+  const names = new Set<string>();
+  for (const peer of peers)
+    for (const n of ctx.peering?.importedServiceNames(peer) ?? []) names.add(n);
+  return [...names].sort();
 }
 
 /** Datacenters other than ours with gateways: registered here, or in a federation state. */
@@ -549,27 +641,31 @@ function importingPeers(ctx: BuildContext): string[] {
 }
 
 /**
- * Services imported from peers whose bundle is known: one plain TCP cluster per peered SNI, named
+ * A service imported from peers whose bundle is known: one plain TCP cluster per peered SNI, named
  * by it, to the exporter's gateways; a LAN chain for that SNI routes a local-mode sidecar's
  * connection to it. An SNI two peers export under (two datacenters of one WAN federation, §6c)
  * gets neither: routing it to one of them would send the other's callers to the wrong service,
- * so local-mode sidecars dial those peers' gateways themselves (`peeredUpstreamEndpoints`).
+ * so local-mode sidecars dial those peers' gateways themselves (`peeredUpstreamEndpoints`). Only
+ * one service's imports can share an SNI: the importer refuses an SNI that does not begin with
+ * the service's name (src/peering/validate-import.ts).
  */
-function importedServiceClusters(ctx: BuildContext, peers: readonly string[]): EdsClusterIR[] {
+function importedServiceClusters(
+  ctx: BuildContext,
+  peers: readonly string[],
+  service: string,
+): EdsClusterIR[] {
   const out = new Map<string, EdsClusterIR>();
   const ambiguous = new Set<string>();
   for (const peer of peers) {
-    for (const service of ctx.peering?.importedServiceNames(peer) ?? []) {
-      const sidecars = peeredSidecars(ctx, peer, service);
-      const sni = sidecars[0]?.peerMeta.sni[0];
-      if (!sni) continue;
-      if (out.has(sni)) {
-        ambiguous.add(sni);
-        continue;
-      }
-      const endpoints = peeredEndpoints(sidecars);
-      out.set(sni, { name: sni, protocol: 'tcp', connectTimeoutMs, ...withEndpoints(endpoints) });
+    const sidecars = peeredSidecars(ctx, peer, service);
+    const sni = sidecars[0]?.peerMeta.sni[0];
+    if (!sni) continue;
+    if (out.has(sni)) {
+      ambiguous.add(sni);
+      continue;
     }
+    const endpoints = peeredEndpoints(sidecars);
+    out.set(sni, { name: sni, protocol: 'tcp', connectTimeoutMs, ...withEndpoints(endpoints) });
   }
   for (const sni of ambiguous) out.delete(sni);
   return [...out.values()];

@@ -3,9 +3,16 @@ import type { Peerings } from '../peering/peerings.js';
 import { type Peering, isDialer } from '../peering/types.js';
 import type { PeerBundle, PeeringView } from './context.js';
 
-/** A change that may alter peer-derived config: a peer's imports, or its bundle / existence. */
+/**
+ * A change that may alter peer-derived config: a peer's imports (of one service, when `service` is
+ * given), or its bundle / existence.
+ */
 export type PeeringViewEvent =
-  | { readonly kind: 'peer-imports-changed'; readonly peer: string }
+  | {
+      readonly kind: 'peer-imports-changed';
+      readonly peer: string;
+      readonly service?: string | undefined;
+    }
   | { readonly kind: 'peer-bundle-changed'; readonly peer: string };
 
 export interface LivePeeringView extends PeeringView {
@@ -56,7 +63,7 @@ export function peeringView(peerings: Peerings, imported: ImportedServices): Liv
         .sort((x, y) => (x.peer < y.peer ? -1 : 1)),
     subscribe(listener) {
       const offImported = imported.subscribe((e) =>
-        listener({ kind: 'peer-imports-changed', peer: e.peer }),
+        listener({ kind: 'peer-imports-changed', peer: e.peer, service: e.service }),
       );
       const offPeerings = peerings.subscribe((e) => {
         const before = e.kind === 'peering-upserted' ? e.previous : e.peering;

@@ -1,9 +1,28 @@
 /**
  * What changed since a proxy's last build (docs/architecture.md §2 "Incremental builds"): `all`,
  * or the catalog keys the manager saw change: service names, `config:<kind>/<name>` of routers and
- * splitters, `peer:<name>` of a peer's imports. Every other kind of change is `all`.
+ * splitters, and for a peer's imports the pair from `importChangeKeys`. Every other kind of change
+ * is `all`.
  */
 export type Changes = 'all' | ReadonlySet<string>;
+
+/**
+ * The keys of a change to what is imported from `peer`: `peer:<peer>` (what a sidecar's peered
+ * upstreams depend on) and `peer:<peer>/<service>` (what a gateway's part for that service depends
+ * on), or `peer:<peer>/*` when the change does not say which service.
+ */
+export function importChangeKeys(peer: string, service?: string): [string, string] {
+  return [`peer:${peer}`, importedServiceKey(peer, service ?? '*')];
+}
+
+export const importedServiceKey = (peer: string, service: string) => `peer:${peer}/${service}`;
+
+/** `[peer, service]` of a `peer:<peer>/<service>` key (`service` may be `*`), else undefined. */
+export function parseImportedServiceKey(key: string): [string, string] | undefined {
+  if (!key.startsWith('peer:')) return undefined;
+  const slash = key.indexOf('/');
+  return slash < 0 ? undefined : [key.slice(5, slash), key.slice(slash + 1)];
+}
 
 /** Merges two batches of changes (`all` absorbs everything). */
 export function mergeChanges(a: Changes | undefined, b: Changes): Changes {

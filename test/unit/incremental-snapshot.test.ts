@@ -140,7 +140,16 @@ function entry(json: Record<string, unknown>): ConfigEntry {
   return parsed.value;
 }
 
-function importedSidecar(peer: string, service: string, address: string): ImportedInstance {
+/**
+ * `sniPeer`: the peer named in the SNI; two peers exporting under one name are two datacenters of
+ * one WAN federation (docs/architecture.md §6c), whose SNI a gateway routes to neither.
+ */
+function importedSidecar(
+  peer: string,
+  service: string,
+  address: string,
+  sniPeer = peer,
+): ImportedInstance {
   return {
     id: `${service}-sidecar-proxy:${address}`,
     name: `${service}-sidecar-proxy`,
@@ -166,7 +175,7 @@ function importedSidecar(peer: string, service: string, address: string): Import
     modifyIndex: 0,
     peerName: peer,
     peerMeta: {
-      sni: [`${service}.default.${peer}.external.far.consul`],
+      sni: [`${service}.default.${sniPeer}.external.far.consul`],
       spiffeId: [`spiffe://far.consul/ns/default/dc/dc-far/svc/${service}`],
       protocol: 'tcp',
     },
@@ -187,7 +196,16 @@ type Step =
   | { kind: 'splitter'; service: Service; to: boolean }
   | { kind: 'export'; services: readonly Service[] | '*' }
   | { kind: 'bundle'; peer: 'peer-a' | 'peer-b'; known: boolean }
-  | { kind: 'import'; peer: 'peer-a' | 'peer-b'; service: Service; addresses: number }
+  | {
+      kind: 'import';
+      peer: 'peer-a' | 'peer-b';
+      service: Service;
+      addresses: number;
+      /** Under the SNI of a federation both peers belong to, not of the peer's own name. */
+      federated: boolean;
+      /** Whether the change event names the service (the Store's always do). */
+      named: boolean;
+    }
   | { kind: 'upstreams'; services: readonly Service[] }
   | { kind: 'federation-state'; datacenter: 'dc2' | 'dc3'; gateways: number };
 
@@ -257,6 +275,8 @@ const step: fc.Arbitrary<Step> = fc.oneof(
       peer,
       service,
       addresses: fc.integer({ min: 0, max: 2 }),
+      federated: fc.boolean(),
+      named: fc.boolean(),
     }),
   },
   {
@@ -427,11 +447,15 @@ class World {
         let byService = this.peering.imports.get(s.peer);
         if (!byService) this.peering.imports.set(s.peer, (byService = new Map()));
         const list = Array.from({ length: s.addresses }, (_, k) =>
-          importedSidecar(s.peer, s.service, `192.0.2.${k + 1}`),
+          importedSidecar(s.peer, s.service, `192.0.2.${k + 1}`, s.federated ? 'fed' : s.peer),
         );
         if (list.length === 0) byService.delete(s.service);
         else byService.set(s.service, list);
-        this.peering.emit({ kind: 'peer-imports-changed', peer: s.peer });
+        this.peering.emit({
+          kind: 'peer-imports-changed',
+          peer: s.peer,
+          ...(s.named ? { service: s.service } : {}),
+        });
         return;
       }
       case 'upstreams':
@@ -503,6 +527,16 @@ class World {
 /** Maps compare in insertion order: the views' and the rebuild's are put in name order. */
 const sorted = (m: Map<string, string>) => new Map([...m].sort(([a], [b]) => (a < b ? -1 : 1)));
 
+/** api imported from peer-a, in a change event that names it. */
+const imported = {
+  kind: 'import',
+  peer: 'peer-a',
+  service: 'api',
+  addresses: 1,
+  federated: false,
+  named: true,
+} as const;
+
 describe('incremental snapshot builds', () => {
   it('publish after every change exactly what a full rebuild from scratch gives', async () => {
     await fc.assert(
@@ -537,6 +571,16 @@ describe('incremental snapshot builds', () => {
             ],
             true,
           ],
+          // An imported service's endpoints change while its gateway part is held (the patch path).
+          [
+            [
+              { kind: 'bundle', peer: 'peer-a', known: true },
+              { ...imported, addresses: 2 },
+              { ...imported, addresses: 1 },
+              { ...imported, addresses: 2, named: false },
+            ],
+            false,
+          ],
         ],
       },
     );
@@ -556,6 +600,27 @@ describe('incremental snapshot builds', () => {
         [...after.get(id)!].filter(([name, v]) => before.get(id)!.get(name) !== v).map(([n]) => n);
       expect(changed('gw')).toEqual([`EDS exported~api.default.${dc}.internal.${td}`]);
       expect(changed('ui-1-sidecar-proxy')).toEqual([`EDS api.default.${dc}.internal.${td}`]);
+      expect(after).toEqual(await world.fromScratch());
+    } finally {
+      await world.manager.stop();
+    }
+  });
+
+  it("turn one imported instance's move into one changed ClusterLoadAssignment on the gateway", async () => {
+    const world = new World();
+    world.apply({ kind: 'bundle', peer: 'peer-a', known: true });
+    world.apply({ ...imported, addresses: 2 });
+    world.apply({ ...imported, service: 'db', addresses: 2 });
+    world.manager.start();
+    try {
+      await world.manager.settled();
+      const before = world.published().get('gw')!;
+      expect([...before.keys()]).toContain('EDS api.default.peer-a.external.far.consul');
+      world.apply({ ...imported, addresses: 1 });
+      await world.manager.settled();
+      const after = world.published();
+      const changed = [...after.get('gw')!].filter(([name, v]) => before.get(name) !== v);
+      expect(changed.map(([name]) => name)).toEqual(['EDS api.default.peer-a.external.far.consul']);
       expect(after).toEqual(await world.fromScratch());
     } finally {
       await world.manager.stop();
