@@ -8,6 +8,7 @@
  */
 import type { CaRoots, Leaf } from '../../src/ca/types.js';
 import type { Protocol, ServiceInstance, Upstream } from '../../src/catalog/types.js';
+import type { ImportedInstance } from '../../src/peering/imported.js';
 import type { BuildContext, PeeringView } from '../../src/snapshot/context.js';
 import { FakeCatalog } from '../../test/helpers/fake-catalog.js';
 
@@ -58,14 +59,104 @@ export const peering: PeeringView = {
 };
 
 /** What SnapshotManager.context() hands the builders. */
-export const contextFor = (catalog: BuildContext['catalog']): BuildContext => ({
+export const contextFor = (
+  catalog: BuildContext['catalog'],
+  view: PeeringView = peering,
+): BuildContext => ({
   catalog,
   datacenter,
   trustDomain,
   roots,
-  peerTrustDomain: (peer) => peering.bundle(peer)?.trustDomain,
-  peering,
+  peerTrustDomain: (peer) => view.bundle(peer)?.trustDomain,
+  peering: view,
 });
+
+/** The SNI `peerName`'s gateways are dialed by for its service `service`. */
+export const importedSni = (service: string) =>
+  `${service}.default.default.${peerName}.external.${peerTrustDomain}`;
+
+/**
+ * `services` × `instances` services imported from `peerName`, as the importer holds them: each
+ * instance a synthetic sidecar naming the peer gateway it is reached through (its address and
+ * port, the endpoint the benchmark moves). `move(i, j, port)` re-imports service i with instance j
+ * at `port`, as a replicated update replaces a service whole.
+ */
+export class ImportsView implements PeeringView {
+  private readonly byService = new Map<string, ImportedInstance[]>();
+  private readonly names: string[];
+
+  constructor(services: number, instances: number) {
+    for (let i = 0; i < services; i++)
+      this.byService.set(
+        serviceName(i),
+        Array.from({ length: instances }, (_, j) => importedSidecar(i, j, 8443)),
+      );
+    this.names = [...this.byService.keys()].sort();
+  }
+
+  peerNames = peering.peerNames;
+  bundle = peering.bundle;
+  importedServiceNames = (peer: string) => (peer === peerName ? this.names : []);
+  importedInstances = (peer: string, service: string) =>
+    peer === peerName ? (this.byService.get(service) ?? []) : [];
+
+  move(i: number, j: number, port: number): string {
+    const service = serviceName(i);
+    const list = [...this.byService.get(service)!];
+    list[j] = importedSidecar(i, j, port);
+    this.byService.set(service, list);
+    return service;
+  }
+}
+
+function importedSidecar(i: number, j: number, port: number): ImportedInstance {
+  const svc = serviceName(i);
+  return {
+    id: `${svc}-sidecar-proxy-${j}`,
+    name: `${svc}-sidecar-proxy`,
+    kind: 'connect-proxy',
+    // The peer's gateways: one address per instance, so every instance is an endpoint.
+    address: ip(i * 100 + j + 1),
+    port,
+    tags: [],
+    meta: {},
+    namespace: 'default',
+    partition: 'default',
+    datacenter: 'peer-dc',
+    taggedAddresses: {},
+    proxy: {
+      destinationServiceName: svc,
+      destinationServiceId: '',
+      localServiceAddress: '',
+      localServicePort: 0,
+      upstreams: [],
+      meshGateway: { mode: '' },
+    },
+    checks: [],
+    createIndex: 0,
+    modifyIndex: 0,
+    peerName,
+    peerMeta: {
+      sni: [importedSni(svc)],
+      spiffeId: [`spiffe://${peerTrustDomain}/ns/default/dc/peer-dc/svc/${svc}`],
+      protocol: 'tcp',
+    },
+  };
+}
+
+/** Our mesh gateway alone: what it holds of the imports is the LAN side's clusters. */
+export function importingGatewayCatalog(): FakeCatalog {
+  const c = new FakeCatalog(datacenter);
+  c.upsert({
+    id: gatewayId,
+    name: 'mesh-gateway',
+    kind: 'mesh-gateway',
+    address: '10.250.0.1',
+    port: 8443,
+    taggedAddresses: { wan: { address: '192.0.2.1', port: 443 } },
+  });
+  return c;
+}
 
 const serviceName = (i: number) => `svc-${String(i).padStart(4, '0')}`;
 const ip = (n: number) => `10.${(n >> 16) & 255}.${(n >> 8) & 255}.${n & 255}`;

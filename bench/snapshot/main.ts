@@ -7,13 +7,18 @@
 import { parseArgs } from 'node:util';
 import type { CatalogReader } from '../../src/catalog/types.js';
 import { exportedClusterName, serviceSni } from '../../src/mesh/names.js';
+import { importChangeKeys } from '../../src/snapshot/pieces.js';
 import type { FakeCatalog } from '../../test/helpers/fake-catalog.js';
 import { hasGc, sampleMemory, type MemorySample } from '../ads-fanout/stats.js';
 import {
   datacenter,
   gatewayCatalog,
   gatewayId,
+  ImportsView,
+  importedSni,
+  importingGatewayCatalog,
   mustGet,
+  peerName,
   protocolOf,
   sidecarCatalog,
   sidecarId,
@@ -32,7 +37,7 @@ interface Options extends LoopOptions {
   readonly services: number;
   readonly instances: number;
   readonly catalog: 'indexed' | 'fake';
-  readonly only: 'sidecar' | 'gateway' | 'both';
+  readonly only: 'sidecar' | 'gateway' | 'imports' | 'all';
   readonly path: Path | 'both';
   readonly profile: string | undefined;
   /** Catalog sizes (services) of the curve; empty: one run at `--services`. */
@@ -65,7 +70,7 @@ function parseOptions(argv: readonly string[]): Options {
       services: { type: 'string', default: '1000' },
       instances: { type: 'string', default: '10' },
       catalog: { type: 'string', default: 'indexed' },
-      only: { type: 'string', default: 'both' },
+      only: { type: 'string', default: 'all' },
       path: { type: 'string', default: 'both' },
       profile: { type: 'string' },
     },
@@ -87,7 +92,7 @@ function parseOptions(argv: readonly string[]): Options {
     services: positive('services', values.services, 20_000),
     instances: positive('instances', values.instances, 100),
     catalog: oneOf('catalog', values.catalog, ['indexed', 'fake'] as const),
-    only: oneOf('only', values.only, ['sidecar', 'gateway', 'both'] as const),
+    only: oneOf('only', values.only, ['sidecar', 'gateway', 'imports', 'all'] as const),
     path: oneOf('path', values.path, ['incremental', 'full', 'both'] as const),
     profile: values.profile,
   };
@@ -107,7 +112,7 @@ function mover(data: FakeCatalog, services: number, instances: number, clusterOf
     const sidecar = mustGet(data, sidecarId(i, k % instances));
     data.upsert({ ...sidecar, port: 22_000 + k });
     const service = sidecar.proxy!.destinationServiceName;
-    return { service, cluster: clusterOf(service) };
+    return { changes: [service], cluster: clusterOf(service) };
   };
 }
 
@@ -177,6 +182,41 @@ async function gatewayCase(opts: Options, profiler: Profiler, path: Path): Promi
   };
 }
 
+/**
+ * A mesh gateway over `--services` × `--instances` services imported from one peer: a LAN chain
+ * and a cluster per service. Each iteration moves one imported instance, as a replicated update
+ * of that service does (the change keys are the SnapshotManager's for it).
+ */
+async function importsCase(opts: Options, profiler: Profiler, path: Path): Promise<CaseReport> {
+  const imports = new ImportsView(opts.services, opts.instances);
+  const pipeline = new ProxyPipeline(
+    reader(importingGatewayCatalog(), opts),
+    gatewayId,
+    path,
+    imports,
+  );
+  const cold = await runCold(pipeline, opts, {
+    profiler,
+    label: `imports-${path}${sizeTag(opts)}-cold`,
+  });
+  const move = (k: number) => {
+    const service = imports.move(k % opts.services, k % opts.instances, 9_000 + k);
+    return { changes: importChangeKeys(peerName, service), cluster: importedSni(service) };
+  };
+  const warm = await runWarm(pipeline, new Server(), move, opts, {
+    profiler,
+    label: `imports-${path}${sizeTag(opts)}-warm`,
+  });
+  return {
+    title: `mesh gateway importing, ${path}`,
+    units: opts.services,
+    services: opts.services,
+    topology: `${opts.services} services × ${opts.instances} instances imported from one peer (TCP), a LAN chain and a cluster each`,
+    cold,
+    warm,
+  };
+}
+
 async function main(): Promise<void> {
   const opts = parseOptions(process.argv.slice(2));
   const profiler = await cpuProfiler(opts.profile);
@@ -186,8 +226,10 @@ async function main(): Promise<void> {
   for (const services of sizes) {
     const at = { ...opts, services };
     for (const path of paths) {
-      if (opts.only !== 'gateway') cases.push(await sidecarCase(at, profiler, path));
-      if (opts.only !== 'sidecar') cases.push(await gatewayCase(at, profiler, path));
+      const run = (c: Options['only']) => opts.only === 'all' || opts.only === c;
+      if (run('sidecar')) cases.push(await sidecarCase(at, profiler, path));
+      if (run('gateway')) cases.push(await gatewayCase(at, profiler, path));
+      if (run('imports')) cases.push(await importsCase(at, profiler, path));
     }
   }
   printReport({ opts, gc: hasGc, cases, curve: opts.curve.length > 0 });

@@ -12,7 +12,7 @@ import { performance } from 'node:perf_hooks';
 import type { Leaf } from '../../src/ca/types.js';
 import type { CatalogReader } from '../../src/catalog/types.js';
 import { Metrics } from '../../src/metrics.js';
-import type { Built } from '../../src/snapshot/context.js';
+import type { Built, PeeringView } from '../../src/snapshot/context.js';
 import { MeshGatewayBuilder } from '../../src/snapshot/mesh-gateway.js';
 import type { Changes } from '../../src/snapshot/pieces.js';
 import { SidecarBuilder, sidecarSpiffeId } from '../../src/snapshot/sidecar.js';
@@ -67,6 +67,7 @@ export class ProxyPipeline {
     private readonly catalog: CatalogReader,
     readonly proxyId: string,
     readonly path: Path,
+    private readonly peering?: PeeringView,
   ) {
     const proxy = mustGet(catalog, proxyId);
     this.leaf =
@@ -82,7 +83,7 @@ export class ProxyPipeline {
       this.sidecar = new SidecarBuilder();
     }
     const instance = mustGet(this.catalog, this.proxyId);
-    const ctx = contextFor(this.catalog);
+    const ctx = contextFor(this.catalog, this.peering);
     if (instance.kind === 'mesh-gateway')
       return this.gateway.build(instance, ctx, undefined, changes);
     return this.sidecar.build(instance, this.leaf!, ctx, changes);

@@ -46,8 +46,11 @@ export interface WarmResult {
   readonly wrongChanges: readonly string[];
 }
 
-/** A catalog change: returns the service it changed and the one EDS resource it must change. */
-export type Move = (k: number) => { readonly service: string; readonly cluster: string };
+/**
+ * A catalog or import change: returns the change keys the SnapshotManager would hand the builder
+ * (src/snapshot/pieces.ts `Changes`) and the one EDS resource it must change.
+ */
+export type Move = (k: number) => { readonly changes: readonly string[]; readonly cluster: string };
 
 function summarize(view: ProxyView): ViewSummary {
   const parts: string[] = [];
@@ -130,7 +133,7 @@ export async function runWarm(
     const moved = move(k);
     const expected = `${shortName[TypeUrl.endpoint]} ${moved.cluster}`;
     const n0 = await server.encodes();
-    const r = pipeline.rebuild(server, new Set([moved.service]));
+    const r = pipeline.rebuild(server, new Set(moved.changes));
     const n = (await server.encodes()) - n0;
     const changed = changedNames(last, r.view);
     last = r.view;
