@@ -148,7 +148,7 @@ function failoverCluster(
 /** What a chain's upstream is rebuilt on: its local services and the peers it names. */
 export function chainDeps(chain: CompiledChain, ctx: BuildContext): string[] {
   return [chain.primary, ...chain.failover].flatMap((t) =>
-    t.peer ? peerDeps(ctx, t.peer) : [t.service],
+    t.peer ? peerDeps(ctx, t.peer, t.service) : [t.service],
   );
 }
 

@@ -16,6 +16,7 @@ import {
   upstreamRouteName,
 } from '../mesh/names.js';
 import type { BuildContext, PeerBundle } from './context.js';
+import { importedServiceKey } from './pieces.js';
 import { connectTimeoutMs, withEndpoints } from './lookups.js';
 import { gatewayEndpoints, sortEndpoints, upstreamGatewayMode } from '../catalog/lookups.js';
 import type { EdsClusterIR, EndpointIR, RootsSecretIR, UpstreamIR } from './types.js';
@@ -173,9 +174,13 @@ function sameTrustDomainPeers(ctx: BuildContext, peer: string): string[] {
 }
 
 /**
- * What an upstream to `peer`'s services is rebuilt on: that peer's imports, and those of every
- * peer sharing its trust domain (whose SNIs may collide with it, `sniClaimedByAnotherPeer`).
+ * What an upstream to `service` of `peer` is rebuilt on: that service's imports from that peer,
+ * and from every peer sharing its trust domain (whose SNIs may collide with it,
+ * `sniClaimedByAnotherPeer`), or a change to those peers' imports that names no service.
  */
-export function peerDeps(ctx: BuildContext, peer: string): string[] {
-  return [peer, ...sameTrustDomainPeers(ctx, peer)].map((p) => `peer:${p}`);
+export function peerDeps(ctx: BuildContext, peer: string, service: string): string[] {
+  return [peer, ...sameTrustDomainPeers(ctx, peer)].flatMap((p) => [
+    importedServiceKey(p, service),
+    importedServiceKey(p, '*'),
+  ]);
 }

@@ -1,18 +1,17 @@
 /**
  * What changed since a proxy's last build (docs/architecture.md §2 "Incremental builds"): `all`,
  * or the catalog keys the manager saw change: service names, `config:<kind>/<name>` of routers and
- * splitters, and for a peer's imports the pair from `importChangeKeys`. Every other kind of change
- * is `all`.
+ * splitters, and `importChangeKeys` of a peer's imports. Every other kind of change is `all`.
  */
 export type Changes = 'all' | ReadonlySet<string>;
 
 /**
- * The keys of a change to what is imported from `peer`: `peer:<peer>` (what a sidecar's peered
- * upstreams depend on) and `peer:<peer>/<service>` (what a gateway's part for that service depends
- * on), or `peer:<peer>/*` when the change does not say which service.
+ * The keys of a change to what is imported from `peer`: `peer:<peer>/<service>`, or
+ * `peer:<peer>/*` when the change does not say which service. What is built from a peer's
+ * service depends on both (`peerDeps`, a gateway's imported parts).
  */
-export function importChangeKeys(peer: string, service?: string): [string, string] {
-  return [`peer:${peer}`, importedServiceKey(peer, service ?? '*')];
+export function importChangeKeys(peer: string, service?: string): string[] {
+  return [importedServiceKey(peer, service ?? '*')];
 }
 
 export const importedServiceKey = (peer: string, service: string) => `peer:${peer}/${service}`;

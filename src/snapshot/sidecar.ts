@@ -215,7 +215,7 @@ function upstreamPart(
     const peered = peeredUpstream(proxy, u, leaf, ctx);
     return {
       value: { upstream: peered?.upstream, bundles: peered ? [peered.bundle] : [] },
-      deps: peerDeps(ctx, u.destinationPeer),
+      deps: peerDeps(ctx, u.destinationPeer, u.destinationName),
     };
   }
   const deps = new Set<string>([u.destinationName]);

@@ -22,7 +22,7 @@ import { Metrics } from '../../src/metrics.js';
 import type { ImportedInstance } from '../../src/peering/imported.js';
 import type { BuildContext, FederationView, PeerBundle } from '../../src/snapshot/context.js';
 import { LeafUsers } from '../../src/snapshot/leaf-users.js';
-import { SnapshotManager } from '../../src/snapshot/manager.js';
+import { SnapshotManager, type SnapshotSink } from '../../src/snapshot/manager.js';
 import { buildMeshGatewaySnapshot } from '../../src/snapshot/mesh-gateway.js';
 import type { LivePeeringView, PeeringViewEvent } from '../../src/snapshot/peering-view.js';
 import { buildSidecarSnapshot, sidecarSpiffeId } from '../../src/snapshot/sidecar.js';
@@ -302,6 +302,8 @@ class World {
   readonly ca = new FixedCa();
   readonly cache = new XdsCache();
   readonly manager: SnapshotManager;
+  /** Snapshots handed to the publisher, per proxy. */
+  readonly builds = new Map<string, number>();
   /** WAN federation on (a primary or secondary): the gateway exposes servers. */
   readonly federation: MutableFederation | undefined;
 
@@ -310,7 +312,7 @@ class World {
     this.manager = new SnapshotManager({
       catalog: this.catalog,
       ca: this.ca,
-      sink: new SnapshotPublisher(this.cache),
+      sink: this.countingSink(new SnapshotPublisher(this.cache)),
       leafUsers: new LeafUsers(),
       datacenter: dc,
       logger: process.env.INCR_DEBUG ? (pino({ level: 'error' }) as never) : silentLogger(),
@@ -384,6 +386,16 @@ class World {
         ],
       },
     });
+  }
+
+  private countingSink(publisher: SnapshotPublisher): SnapshotSink {
+    return {
+      publish: (id, snapshot) => {
+        this.builds.set(id, (this.builds.get(id) ?? 0) + 1);
+        publisher.publish(id, snapshot);
+      },
+      remove: (id) => publisher.remove(id),
+    };
   }
 
   apply(s: Step): void {
@@ -622,6 +634,29 @@ describe('incremental snapshot builds', () => {
       const changed = [...after.get('gw')!].filter(([name, v]) => before.get(name) !== v);
       expect(changed.map(([name]) => name)).toEqual(['EDS api.default.peer-a.external.far.consul']);
       expect(after).toEqual(await world.fromScratch());
+    } finally {
+      await world.manager.stop();
+    }
+  });
+
+  it("rebuild a sidecar on its peered upstream's service, not on the peer's other services", async () => {
+    const world = new World();
+    world.apply({ kind: 'bundle', peer: 'peer-a', known: true });
+    world.manager.start();
+    try {
+      await world.manager.settled();
+      const builds = () => world.builds.get('ui-1-sidecar-proxy') ?? 0;
+      const before = builds();
+      // ui's sidecar has an upstream to api of peer-a (and to db of peer-b), none to db of peer-a.
+      world.apply({ ...imported, service: 'db', addresses: 2 });
+      await world.manager.settled();
+      expect(builds()).toBe(before);
+      world.apply({ ...imported, addresses: 2 });
+      await world.manager.settled();
+      expect(builds()).toBe(before + 1);
+      const ui = world.published().get('ui-1-sidecar-proxy')!;
+      expect([...ui.keys()]).toContain('EDS api.default.peer-a.external.peer-a.consul');
+      expect(world.published()).toEqual(await world.fromScratch());
     } finally {
       await world.manager.stop();
     }

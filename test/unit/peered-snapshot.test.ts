@@ -128,7 +128,7 @@ function build(peering: PeeringView) {
 }
 
 describe('peered sidecar upstreams', () => {
-  it('is left out until both the instances and the bundle are known, and depends on the peer', () => {
+  it("is left out until both the instances and the bundle are known, and depends on the peer's service", () => {
     for (const [b, instances] of [
       [undefined, [synthetic('192.0.2.1')]],
       [bundle, []],
@@ -136,7 +136,12 @@ describe('peered sidecar upstreams', () => {
       const built = build(view(b, instances));
       expect(built.snapshot.upstreams).toEqual([]);
       expect(built.snapshot.roots.map((r) => r.name)).toEqual(['roots:local']);
-      expect(built.deps.has('peer:peer-a')).toBe(true);
+      expect(built.deps.has('peer:peer-a/api')).toBe(true);
+      // Not on the peer's other services: a change to one of them rebuilds no such sidecar.
+      expect([...built.deps].filter((d) => d.startsWith('peer:')).sort()).toEqual([
+        'peer:peer-a/*',
+        'peer:peer-a/api',
+      ]);
     }
   });
 
@@ -272,8 +277,10 @@ describe('one SNI exported by two peers (two federated datacenters)', () => {
       expect(endpoints).toEqual([address]);
       expect(gateway.clusters.map((c) => c.name)).not.toContain(sni);
       expect([...sidecar.deps].filter((d) => d.startsWith('peer:')).sort()).toEqual([
-        'peer:dc-a',
-        'peer:dc-b',
+        'peer:dc-a/*',
+        'peer:dc-a/api',
+        'peer:dc-b/*',
+        'peer:dc-b/api',
       ]);
     }
   });
