@@ -218,7 +218,13 @@ async function importsCase(opts: Options, profiler: Profiler, path: Path): Promi
 }
 
 async function main(): Promise<void> {
-  const opts = parseOptions(process.argv.slice(2));
+  let opts: Options;
+  try {
+    opts = parseOptions(process.argv.slice(2));
+  } catch (err) {
+    console.error(`bench:snapshot: ${(err as Error).message}`);
+    process.exit(2);
+  }
   const profiler = await cpuProfiler(opts.profile);
   const cases: CaseReport[] = [];
   const paths: Path[] = opts.path === 'both' ? ['incremental', 'full'] : [opts.path];
