@@ -123,7 +123,7 @@ export function gatewayListenerSpec(l: GatewayListenerIR): ResourceSpec {
           configType: { $case: 'typedConfig', value: packAny(TlsInspector.fromPartial({})) },
         },
       ],
-      filterChains: l.chains.map(gatewayChain),
+      filterChains: l.chains.map(memoGatewayChain),
       ...(l.chains.length === 0 ? { defaultFilterChain: refuseEverything() } : {}),
     }),
   );
@@ -141,6 +141,19 @@ function refuseEverything(): FilterChain {
   return {
     filters: [typed('envoy.filters.network.rbac', rbac), tcpProxy('mesh_gateway_refused', '')],
   } as FilterChain;
+}
+
+/**
+ * A chain's message, built once per chain object: the IR is immutable and a gateway keeps the
+ * chains of the parts a change did not touch (docs/architecture.md §2 "Incremental builds"), so a
+ * gateway listener rebuilt for one new chain builds that chain alone.
+ */
+const builtChains = new WeakMap<GatewayChainIR, FilterChain>();
+
+function memoGatewayChain(c: GatewayChainIR): FilterChain {
+  let built = builtChains.get(c);
+  if (!built) builtChains.set(c, (built = gatewayChain(c)));
+  return built;
 }
 
 /**
