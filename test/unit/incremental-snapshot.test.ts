@@ -26,10 +26,13 @@ import { SnapshotManager, type SnapshotSink } from '../../src/snapshot/manager.j
 import { buildMeshGatewaySnapshot } from '../../src/snapshot/mesh-gateway.js';
 import type { LivePeeringView, PeeringViewEvent } from '../../src/snapshot/peering-view.js';
 import { buildSidecarSnapshot, sidecarSpiffeId } from '../../src/snapshot/sidecar.js';
+import { encodeResource } from '../../src/xds/cache/entry.js';
+import { extractRefs } from '../../src/xds/cache/refs.js';
 import { XdsCache } from '../../src/xds/cache/xds-cache.js';
+import { messageTypeRegistry } from '../../src/gen/typeRegistry.js';
 import { resourcesFromSnapshot } from '../../src/xds/resources/index.js';
 import { SnapshotPublisher } from '../../src/xds/snapshot-publisher.js';
-import { shortName } from '../../src/xds/types.js';
+import { shortName, TypeUrl } from '../../src/xds/types.js';
 import { meshGatewaySpiffeId } from '../../src/mesh/names.js';
 import { FakeCatalog } from '../helpers/fake-catalog.js';
 
@@ -521,6 +524,13 @@ class World {
           : buildSidecarSnapshot(p, leaf, ctx);
       // The full path: the whole view set at once (it throws on a view the cache refuses).
       const resources = resourcesFromSnapshot(built.snapshot).map((r) => r.build());
+      // What each resource names, read from its message, is what its bytes name.
+      for (const m of resources) {
+        const e = encodeResource(m);
+        const back = messageTypeRegistry.get(m.$type!)!.decode(e.bytes);
+        const bytesRefs = e.typeUrl === TypeUrl.cluster || e.typeUrl === TypeUrl.listener;
+        expect(e.refs, `${e.name}`).toEqual(bytesRefs ? extractRefs(back) : []);
+      }
       const versions = new Map<string, string>();
       for (const [t, entries] of cache.setProxyResources(p.id, resources).resources)
         for (const e of entries.values()) versions.set(`${shortName[t]} ${e.name}`, e.version);

@@ -15,7 +15,16 @@ export interface EncodedResource {
   readonly bytes: Uint8Array;
   /** Content hash of `bytes`: equal content has an equal version on every replica and restart. */
   readonly version: string;
+  /**
+   * The ADS resources it names, when read from the message it was encoded from (`encodeResource`);
+   * otherwise the cache reads them back from `bytes`.
+   */
+  readonly refs?: readonly ResourceRef[];
 }
+
+/** Only clusters (EDS, SDS) and listeners (RDS, SDS) can name another ADS resource. */
+const mayRefer = (typeUrl: XdsTypeUrl) =>
+  typeUrl === TypeUrl.cluster || typeUrl === TypeUrl.listener;
 
 /** A ts-proto Envoy resource message (Cluster, ClusterLoadAssignment, Listener, ...). */
 export interface EnvoyMessage {
@@ -55,7 +64,10 @@ export function encodeResource(
   }
   const bytes = fns.encode(message).finish();
   onEncode?.(typeUrl);
-  return { typeUrl, name, bytes, version: contentVersion(bytes) };
+  // Read from the message at hand: decoding a gateway listener of thousands of chains again only
+  // to find its references cost more than encoding it.
+  const refs = mayRefer(typeUrl) ? extractRefs(message) : [];
+  return { typeUrl, name, bytes, version: contentVersion(bytes), refs };
 }
 
 /** Orders entries by name (responses, states and listings are sorted so). */
@@ -90,12 +102,11 @@ export class CacheEntry {
     this.version = resource.version;
     this.bytes = resource.bytes;
     this.size = resource.bytes.length;
-    // Only clusters (EDS, SDS) and listeners (RDS, SDS) can name another ADS resource.
-    const mayRefer = resource.typeUrl === TypeUrl.cluster || resource.typeUrl === TypeUrl.listener;
-    const typeName = typeNameOf(resource.typeUrl);
-    this.refs = mayRefer
-      ? extractRefs(messageTypeRegistry.get(typeName)!.decode(resource.bytes))
-      : [];
+    this.refs =
+      resource.refs ??
+      (mayRefer(resource.typeUrl)
+        ? extractRefs(messageTypeRegistry.get(typeNameOf(resource.typeUrl))!.decode(resource.bytes))
+        : []);
   }
 
   /** `DiscoveryResponse.resources` field (2) carrying this resource as an Any. */

@@ -1,4 +1,4 @@
-import { unpackAny } from '../../proto-any.js';
+import { typeUrlOf, unpackAny } from '../../proto-any.js';
 import { TypeUrl, type XdsTypeUrl } from '../types.js';
 import { Cluster_DiscoveryType } from '../../gen/envoy/config/cluster/v3/cluster.js';
 
@@ -32,6 +32,20 @@ const visitors: Readonly<Record<string, Visitor>> = {
   },
 };
 
+/**
+ * `Any` payloads isthmus writes whose message cannot hold a visited type at any depth, so they are
+ * not unpacked: a gateway listener carries a `tcp_proxy` per routed SNI, thousands of them.
+ */
+const refFree = new Set(
+  [
+    'envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy',
+    'envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector',
+    'envoy.extensions.filters.network.rbac.v3.RBAC',
+    'envoy.extensions.filters.http.rbac.v3.RBAC',
+    'envoy.extensions.filters.http.router.v3.Router',
+  ].map(typeUrlOf),
+);
+
 function walk(value: unknown, refs: ResourceRef[]): void {
   if (value === null || typeof value !== 'object' || value instanceof Uint8Array) return;
   if (Array.isArray(value)) {
@@ -41,6 +55,7 @@ function walk(value: unknown, refs: ResourceRef[]): void {
   const node = value as Record<string, unknown>;
   const type = node.$type;
   if (type === 'google.protobuf.Any') {
+    if (refFree.has(node.typeUrl as string)) return;
     const inner = unpackAny(node as never);
     if (inner) walk(inner, refs);
     return;
