@@ -40,6 +40,8 @@ export type ImportedEvent = {
 export class ImportedServices {
   /** peer → service → instances */
   private readonly byPeer = new Map<string, Map<string, readonly ImportedInstance[]>>();
+  /** peer → `serviceNames(peer)`, dropped when the peer's set of services changes. */
+  private readonly sortedNames = new Map<string, readonly string[]>();
   private readonly listeners = new Set<(event: ImportedEvent) => void>();
 
   private readonly unwatch: () => void;
@@ -85,9 +87,17 @@ export class ImportedServices {
     return [...(this.byPeer.get(peer)?.values() ?? [])].flat();
   }
 
-  /** Names of the services imported from `peer`, sorted. */
-  serviceNames(peer: string): string[] {
-    return [...(this.byPeer.get(peer)?.keys() ?? [])].sort();
+  /**
+   * Names of the services imported from `peer`, sorted: kept until a service is added or removed
+   * (a gateway's snapshot asks on every build that adds one).
+   */
+  serviceNames(peer: string): readonly string[] {
+    let names = this.sortedNames.get(peer);
+    if (!names) {
+      names = [...(this.byPeer.get(peer)?.keys() ?? [])].sort();
+      this.sortedNames.set(peer, names);
+    }
+    return names;
   }
 
   /** Calls `listener` after every change; returns the unsubscribe function. */
@@ -174,9 +184,13 @@ export class ImportedServices {
       const services = this.byPeer.get(peer);
       if (!services?.delete(service)) return;
       if (services.size === 0) this.byPeer.delete(peer);
+      this.sortedNames.delete(peer);
     } else {
       try {
-        this.services(peer).set(service, storedImports.decodeEvent(event).instances);
+        const instances = storedImports.decodeEvent(event).instances;
+        const services = this.services(peer);
+        if (!services.has(service)) this.sortedNames.delete(peer);
+        services.set(service, instances);
       } catch (err) {
         this.logger.warn({ err }, 'invalid imported service record skipped');
         return;

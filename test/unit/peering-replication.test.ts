@@ -179,6 +179,52 @@ describe('validateTrustBundle', () => {
   });
 });
 
+describe('ImportedServices', () => {
+  let store: Store | undefined;
+  let dir: string | undefined;
+  afterEach(async () => {
+    await store?.close();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('lists the services of a peer, sorted, as they are added, updated and removed', async () => {
+    dir = mkdtempSync(join(tmpdir(), 'isthmus-imported-'));
+    store = await openLmdbStore(dir);
+    const imported = await ImportedServices.open(store);
+    const one = (service: string, address: string) => [
+      {
+        id: `${service}-1`,
+        name: service,
+        kind: 'typical' as const,
+        address,
+        port: 8080,
+        tags: [],
+        meta: {},
+        namespace: 'default',
+        partition: 'default',
+        datacenter: 'dc-e',
+        taggedAddresses: {},
+        checks: [],
+        createIndex: 1,
+        modifyIndex: 1,
+        peerName: 'east',
+      },
+    ];
+    await imported.write('east', new Map([['web', one('web', '10.0.0.1')]]));
+    expect(imported.serviceNames('east')).toEqual(['web']);
+    await imported.write('east', new Map([['api', one('api', '10.0.0.2')]]));
+    expect(imported.serviceNames('east')).toEqual(['api', 'web']);
+    await imported.write('east', new Map([['api', one('api', '10.0.0.3')]]));
+    expect(imported.serviceNames('east')).toEqual(['api', 'web']);
+    expect(imported.instancesOf('east', 'api').map((i) => i.address)).toEqual(['10.0.0.3']);
+    await imported.remove('east', 'web');
+    expect(imported.serviceNames('east')).toEqual(['api']);
+    await imported.dropPeer('east');
+    expect(imported.serviceNames('east')).toEqual([]);
+    expect((await ImportedServices.open(store)).serviceNames('east')).toEqual([]);
+  });
+});
+
 describe('ImportSink', () => {
   let store: Store | undefined;
   let dir: string | undefined;
