@@ -83,9 +83,11 @@ export const importedSni = (service: string) =>
  */
 export class ImportsView implements PeeringView {
   private readonly byService = new Map<string, ImportedInstance[]>();
-  private readonly names: string[];
+  private names: string[];
+  private readonly instances: number;
 
   constructor(services: number, instances: number) {
+    this.instances = instances;
     for (let i = 0; i < services; i++)
       this.byService.set(
         serviceName(i),
@@ -99,6 +101,20 @@ export class ImportsView implements PeeringView {
   importedServiceNames = (peer: string) => (peer === peerName ? this.names : []);
   importedInstances = (peer: string, service: string) =>
     peer === peerName ? (this.byService.get(service) ?? []) : [];
+
+  /**
+   * Imports service number `i` (one not imported yet) with `instances` instances, as a replicated
+   * update adds a service; the names stay sorted, as the importer keeps them.
+   */
+  add(i: number): string {
+    const service = serviceName(i);
+    this.byService.set(
+      service,
+      Array.from({ length: this.instances }, (_, j) => importedSidecar(i, j, 8443)),
+    );
+    this.names = [...this.byService.keys()].sort();
+    return service;
+  }
 
   move(i: number, j: number, port: number): string {
     const service = serviceName(i);

@@ -29,7 +29,7 @@ import { IndexedCatalog } from './indexed-catalog.js';
 import { type Path, ProxyPipeline, Server } from './pipeline.js';
 import { cpuProfiler, type Profiler } from './profile.js';
 import { printReport, type CaseReport } from './report.js';
-import { runCold, runWarm, type LoopOptions } from './scenario.js';
+import { runAdditions, runCold, runWarm, type LoopOptions } from './scenario.js';
 
 interface Options extends LoopOptions {
   readonly upstreams: number;
@@ -207,6 +207,12 @@ async function importsCase(opts: Options, profiler: Profiler, path: Path): Promi
     profiler,
     label: `imports-${path}${sizeTag(opts)}-warm`,
   });
+  // Services past the imported ones, added one per iteration.
+  const add = (k: number) => importChangeKeys(peerName, imports.add(opts.services + k));
+  const added = await runAdditions(pipeline, add, opts, {
+    profiler,
+    label: `imports-${path}${sizeTag(opts)}-add`,
+  });
   return {
     title: `mesh gateway importing, ${path}`,
     units: opts.services,
@@ -214,6 +220,7 @@ async function importsCase(opts: Options, profiler: Profiler, path: Path): Promi
     topology: `${opts.services} services × ${opts.instances} instances imported from one peer (TCP), a LAN chain and a cluster each`,
     cold,
     warm,
+    added,
   };
 }
 

@@ -5,7 +5,7 @@ import { availableParallelism } from 'node:os';
 import type { MemorySample } from '../ads-fanout/stats.js';
 import { median, percentile } from '../ads-fanout/stats.js';
 import type { Timing } from './pipeline.js';
-import type { ColdResult, LoopOptions, WarmResult } from './scenario.js';
+import type { AddResult, ColdResult, LoopOptions, WarmResult } from './scenario.js';
 
 /**
  * Targets (issue 3, bench/README.md); issue 14: one change on the incremental path ≤ 2 ms, and a
@@ -23,6 +23,8 @@ export interface CaseReport {
   readonly topology: string;
   readonly cold: ColdResult;
   readonly warm: WarmResult;
+  /** (c) Rebuilds after one service was added (the importing gateway). */
+  readonly added?: AddResult;
   /** Heap used after GC at named points (gateway case). */
   readonly heap?: readonly (readonly [string, MemorySample])[];
 }
@@ -97,6 +99,9 @@ function caseTable(c: CaseReport): string {
     [
       row('(a) cold: fresh encoder and cache', c.cold.timings, c.cold.encodes),
       row('(b) rebuild after one endpoint moved', c.warm.timings, c.warm.encodes),
+      ...(c.added
+        ? [row('(c) rebuild after one service added', c.added.timings, c.added.encodes)]
+        : []),
     ],
   );
 }
@@ -139,6 +144,16 @@ function summaryRows(c: CaseReport): string[][] {
             `${f(cold / c.units / warm)}×`,
             `≤ ${targets.coldPerUnit}×`,
             verdict(cold / c.units / warm <= targets.coldPerUnit),
+          ],
+        ]
+      : []),
+    ...(c.added
+      ? [
+          [
+            `${c.title} (c) one service added, p50 (p95)`,
+            `${f(p50(c.added.timings, 'totalMs'))} ms (${f(p95(c.added.timings, 'totalMs'))})`,
+            '',
+            '',
           ],
         ]
       : []),

@@ -146,3 +146,37 @@ export async function runWarm(
   await prof.profiler.end(prof.label);
   return { timings, encodes, wrongChanges };
 }
+
+/** The timings of rebuilds after one service was added. */
+export interface AddResult {
+  readonly timings: readonly Timing[];
+  readonly encodes: readonly number[];
+}
+
+/**
+ * Publishes the proxy on a fresh server, then adds one service per iteration (`add(k)` returns the
+ * change keys) and rebuilds: what a gateway pays for each service a peer starts to export.
+ */
+export async function runAdditions(
+  pipeline: ProxyPipeline,
+  add: (k: number) => readonly string[],
+  opts: LoopOptions,
+  prof = unprofiled,
+): Promise<AddResult> {
+  const server = new Server();
+  pipeline.rebuild(server, 'all');
+  const timings: Timing[] = [];
+  const encodes: number[] = [];
+  for (let k = 0; k < opts.warmup + opts.iterations; k++) {
+    if (k === opts.warmup) await prof.profiler.begin();
+    const changes = add(k);
+    const n0 = await server.encodes();
+    const r = pipeline.rebuild(server, new Set(changes));
+    const n = (await server.encodes()) - n0;
+    if (k < opts.warmup) continue;
+    timings.push(r.timing);
+    encodes.push(n);
+  }
+  await prof.profiler.end(prof.label);
+  return { timings, encodes };
+}
