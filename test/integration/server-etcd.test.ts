@@ -101,6 +101,12 @@ describe.skipIf(skipWithoutEtcd())('isthmus server on etcd', () => {
         timeoutMs: 30_000,
         what: 'the TTL check to expire',
       });
+    // The server logs the expiry once its write has committed, which the other server's API can
+    // show first: the line may still be on its way.
+    await waitFor(() => linesOf(leader, 'TTL check expired').length > 0, {
+      timeoutMs: 10_000,
+      what: "the leader's log line for the expired check",
+    });
     expect(linesOf(leader, 'TTL check expired')).toHaveLength(1);
     expect(linesOf(follower, 'TTL check expired')).toHaveLength(0);
 
@@ -110,6 +116,10 @@ describe.skipIf(skipWithoutEtcd())('isthmus server on etcd', () => {
     await waitFor(async () => (await status(follower, 'orphan')) === 'critical', {
       timeoutMs: 60_000,
       what: 'the new leader to expire the check the old one armed (lease TTL, then 1 s at most)',
+    });
+    await waitFor(() => linesOf(follower, 'TTL check expired').length > 0, {
+      timeoutMs: 10_000,
+      what: "the new leader's log line for the expired check",
     });
     expect(linesOf(follower, 'TTL check expired')).toHaveLength(1);
   }, 120_000);
