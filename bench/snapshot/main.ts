@@ -7,7 +7,7 @@
 import { parseArgs } from 'node:util';
 import type { CatalogReader } from '../../src/catalog/types.js';
 import { exportedClusterName, serviceSni } from '../../src/mesh/names.js';
-import { importChangeKeys } from '../../src/snapshot/pieces.js';
+import { importedServiceKey } from '../../src/snapshot/pieces.js';
 import type { FakeCatalog } from '../../test/helpers/fake-catalog.js';
 import { hasGc, sampleMemory, type MemorySample } from '../ads-fanout/stats.js';
 import {
@@ -201,14 +201,14 @@ async function importsCase(opts: Options, profiler: Profiler, path: Path): Promi
   });
   const move = (k: number) => {
     const service = imports.move(k % opts.services, k % opts.instances, 9_000 + k);
-    return { changes: importChangeKeys(peerName, service), cluster: importedSni(service) };
+    return { changes: [importedServiceKey(peerName, service)], cluster: importedSni(service) };
   };
   const warm = await runWarm(pipeline, new Server(), move, opts, {
     profiler,
     label: `imports-${path}${sizeTag(opts)}-warm`,
   });
   // Services past the imported ones, added one per iteration.
-  const add = (k: number) => importChangeKeys(peerName, imports.add(opts.services + k));
+  const add = (k: number) => [importedServiceKey(peerName, imports.add(opts.services + k))];
   const added = await runAdditions(pipeline, add, opts, {
     profiler,
     label: `imports-${path}${sizeTag(opts)}-add`,

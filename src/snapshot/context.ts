@@ -80,7 +80,8 @@ export interface BuildContext {
 export interface Built<S> {
   readonly snapshot: S;
   /**
-   * Service names this proxy depends on; `*` means every change; `peer:<name>/<service>` a peer's imports of a service.
+   * Service names this proxy depends on; `*` means every change; `peer:<name>/<service>` a peer's
+   * imports of a service.
    */
   readonly deps: ReadonlySet<string>;
 }

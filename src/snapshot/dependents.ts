@@ -1,8 +1,8 @@
 /**
  * Which proxies depend on what (issue 14): each proxy's dependency keys from its last build (a
- * service name, `peer:NAME/SERVICE`, a router or splitter entry, or `*` for everything), indexed both
- * ways, so a change finds the proxies it touches in time proportional to them, not to every proxy
- * registered.
+ * service name, `peer:NAME/SERVICE`, a router or splitter entry, or `*` for everything), indexed
+ * both ways, so a change finds the proxies it touches in time proportional to them, not to every
+ * proxy registered.
  */
 export class Dependents {
   private readonly byProxy = new Map<string, ReadonlySet<string>>();

@@ -7,7 +7,7 @@ import type { BuildContext, Built, FederationView } from './context.js';
 import { MeshGatewayBuilder } from './mesh-gateway.js';
 import { meshGatewaySpiffeId } from '../mesh/names.js';
 import { configDep, SidecarBuilder, sidecarSpiffeId } from './sidecar.js';
-import { type Changes, importChangeKeys } from './pieces.js';
+import { type Changes, importedServiceKey } from './pieces.js';
 import type { ConfigSnapshot } from './types.js';
 import type { LivePeeringView, PeeringViewEvent } from './peering-view.js';
 import type { LeafUsers } from './leaf-users.js';
@@ -178,7 +178,7 @@ export class SnapshotManager {
    */
   private onPeeringEvent(e: PeeringViewEvent): void {
     if (e.kind === 'peer-bundle-changed') return this.markAll();
-    this.markDependents(importChangeKeys(e.peer, e.service));
+    this.markDependents([importedServiceKey(e.peer, e.service)]);
   }
 
   private markAll(): void {

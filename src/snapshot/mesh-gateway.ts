@@ -22,7 +22,7 @@ import { peerThroughMeshGateways } from '../peering/through-gateways.js';
 import type { BuildContext, Built, FederationView } from './context.js';
 import {
   type Changes,
-  importedServiceKey,
+  importDeps,
   indexOfSorted,
   parseImportedServiceKey,
   type Piece,
@@ -417,7 +417,7 @@ function servicesWithSidecars(ctx: BuildContext): string[] {
 /**
  * The LAN chains and clusters of one service imported from these peers (`previous`: the part it
  * replaces, whose equal values it keeps), as a piece: it depends on that service's imports from
- * each of them (`importChangeKeys`).
+ * each of them (`importDeps`).
  */
 function importedPiece(
   ctx: BuildContext,
@@ -438,11 +438,7 @@ function importedPiece(
           clusters: clusters.map((c, i) => reuse(previous?.clusters[i], c)),
           secrets: previous?.secrets ?? [],
         };
-  const deps = peers.flatMap((peer) => [
-    importedServiceKey(peer, service),
-    importedServiceKey(peer, '*'),
-  ]);
-  return { value, deps };
+  return { value, deps: importDeps(peers, service) };
 }
 
 /**
@@ -469,8 +465,8 @@ function gainsImportedPart(
 }
 
 /** The names of the services imported from `peers`, sorted, each once. */
-function importedServiceNames(ctx: BuildContext, peers: readonly string[]): string[] {
-  if (peers.length === 1) return [...(ctx.peering?.importedServiceNames(peers[0]!) ?? [])];
+function importedServiceNames(ctx: BuildContext, peers: readonly string[]): readonly string[] {
+  if (peers.length === 1) return ctx.peering?.importedServiceNames(peers[0]!) ?? [];
   const names = new Set<string>();
   for (const peer of peers)
     for (const n of ctx.peering?.importedServiceNames(peer) ?? []) names.add(n);

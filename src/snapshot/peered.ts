@@ -16,7 +16,7 @@ import {
   upstreamRouteName,
 } from '../mesh/names.js';
 import type { BuildContext, PeerBundle } from './context.js';
-import { importedServiceKey } from './pieces.js';
+import { importDeps } from './pieces.js';
 import { connectTimeoutMs, withEndpoints } from './lookups.js';
 import { gatewayEndpoints, sortEndpoints, upstreamGatewayMode } from '../catalog/lookups.js';
 import type { EdsClusterIR, EndpointIR, RootsSecretIR, UpstreamIR } from './types.js';
@@ -179,8 +179,5 @@ function sameTrustDomainPeers(ctx: BuildContext, peer: string): string[] {
  * `sniClaimedByAnotherPeer`), or a change to those peers' imports that names no service.
  */
 export function peerDeps(ctx: BuildContext, peer: string, service: string): string[] {
-  return [peer, ...sameTrustDomainPeers(ctx, peer)].flatMap((p) => [
-    importedServiceKey(p, service),
-    importedServiceKey(p, '*'),
-  ]);
+  return importDeps([peer, ...sameTrustDomainPeers(ctx, peer)], service);
 }

@@ -1,20 +1,23 @@
 /**
  * What changed since a proxy's last build (docs/architecture.md §2 "Incremental builds"): `all`,
  * or the catalog keys the manager saw change: service names, `config:<kind>/<name>` of routers and
- * splitters, and `importChangeKeys` of a peer's imports. Every other kind of change is `all`.
+ * splitters, and `importedServiceKey` of a peer's imports. Every other kind of change is `all`.
  */
 export type Changes = 'all' | ReadonlySet<string>;
 
 /**
- * The keys of a change to what is imported from `peer`: `peer:<peer>/<service>`, or
- * `peer:<peer>/*` when the change does not say which service. What is built from a peer's
- * service depends on both (`peerDeps`, a gateway's imported parts).
+ * The key of a change to `service` as imported from `peer`: `peer:<peer>/<service>`, or
+ * `peer:<peer>/*` when the change does not say which service (`service` left out).
  */
-export function importChangeKeys(peer: string, service?: string): string[] {
-  return [importedServiceKey(peer, service ?? '*')];
-}
+export const importedServiceKey = (peer: string, service = '*') => `peer:${peer}/${service}`;
 
-export const importedServiceKey = (peer: string, service: string) => `peer:${peer}/${service}`;
+/**
+ * What is built from `service` as imported from any of `peers` depends on: a change to that
+ * service, and a change that does not say which (`peerDeps`, a gateway's imported parts).
+ */
+export function importDeps(peers: readonly string[], service: string): string[] {
+  return peers.flatMap((peer) => [importedServiceKey(peer, service), importedServiceKey(peer)]);
+}
 
 /** `[peer, service]` of a `peer:<peer>/<service>` key (`service` may be `*`), else undefined. */
 export function parseImportedServiceKey(key: string): [string, string] | undefined {
