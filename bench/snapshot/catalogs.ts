@@ -8,7 +8,7 @@
  */
 import type { CaRoots, Leaf } from '../../src/ca/types.js';
 import type { Protocol, ServiceInstance, Upstream } from '../../src/catalog/types.js';
-import type { ImportedInstance } from '../../src/peering/imported.js';
+import { type ImportedInstance, importedInstancesOf } from '../../src/peering/imported.js';
 import type { BuildContext, PeeringView } from '../../src/snapshot/context.js';
 import { FakeCatalog } from '../../test/helpers/fake-catalog.js';
 
@@ -82,17 +82,14 @@ export const importedSni = (service: string) =>
  * at `port`, as a replicated update replaces a service whole.
  */
 export class ImportsView implements PeeringView {
-  private readonly byService = new Map<string, ImportedInstance[]>();
+  private readonly byService = new Map<string, readonly ImportedInstance[]>();
   private names: string[];
-  private readonly instances: number;
 
-  constructor(services: number, instances: number) {
-    this.instances = instances;
-    for (let i = 0; i < services; i++)
-      this.byService.set(
-        serviceName(i),
-        Array.from({ length: instances }, (_, j) => importedSidecar(i, j, 8443)),
-      );
+  constructor(
+    services: number,
+    private readonly instances: number,
+  ) {
+    for (let i = 0; i < services; i++) this.byService.set(serviceName(i), this.service(i));
     this.names = [...this.byService.keys()].sort();
   }
 
@@ -108,61 +105,53 @@ export class ImportsView implements PeeringView {
    */
   add(i: number): string {
     const service = serviceName(i);
-    this.byService.set(
-      service,
-      Array.from({ length: this.instances }, (_, j) => importedSidecar(i, j, 8443)),
-    );
+    this.byService.set(service, this.service(i));
     this.names = [...this.byService.keys()].sort();
     return service;
   }
 
   move(i: number, j: number, port: number): string {
     const service = serviceName(i);
-    const list = [...this.byService.get(service)!];
-    list[j] = importedSidecar(i, j, port);
-    this.byService.set(service, list);
+    const ports = this.byService.get(service)!.map((instance) => instance.port);
+    ports[j] = port;
+    this.byService.set(service, this.service(i, ports));
     return service;
   }
-}
 
-function importedSidecar(i: number, j: number, port: number): ImportedInstance {
-  const svc = serviceName(i);
-  return {
-    id: `${svc}-sidecar-proxy-${j}`,
-    name: `${svc}-sidecar-proxy`,
-    kind: 'connect-proxy',
-    // The peer's gateways: one address per instance, so every instance is an endpoint.
-    address: ip(i * 100 + j + 1),
-    port,
-    tags: [],
-    meta: {},
-    namespace: 'default',
-    partition: 'default',
-    datacenter: 'peer-dc',
-    taggedAddresses: {},
-    proxy: {
-      destinationServiceName: svc,
-      destinationServiceId: '',
-      localServiceAddress: '',
-      localServicePort: 0,
-      upstreams: [],
-      meshGateway: { mode: '' },
-    },
-    checks: [],
-    createIndex: 0,
-    modifyIndex: 0,
-    peerName,
-    peerMeta: {
+  /**
+   * Service i as the importer holds it after a replicated update (`importedInstancesOf`): a
+   * synthetic sidecar per instance, each at its own peer gateway address (so each is an endpoint)
+   * and at `ports[j]`.
+   */
+  private service(
+    i: number,
+    ports: readonly number[] = Array(this.instances).fill(8443),
+  ): ImportedInstance[] {
+    const svc = serviceName(i);
+    const peerMeta = {
       sni: [importedSni(svc)],
       spiffeId: [`spiffe://${peerTrustDomain}/ns/default/dc/peer-dc/svc/${svc}`],
       protocol: 'tcp',
-    },
-  };
+    };
+    return importedInstancesOf(peerName, 'peer-dc', {
+      service: { name: svc, namespace: 'default', partition: 'default' },
+      instances: ports.map((port, j) => ({
+        id: `${svc}-sidecar-proxy-${j}`,
+        name: `${svc}-sidecar-proxy`,
+        kind: 'connect-proxy',
+        address: ip(i * 100 + j + 1),
+        port,
+        meta: {},
+        health: 'passing',
+        peerMeta,
+        destinationServiceName: svc,
+      })),
+    });
+  }
 }
 
-/** Our mesh gateway alone: what it holds of the imports is the LAN side's clusters. */
-export function importingGatewayCatalog(): FakeCatalog {
-  const c = new FakeCatalog(datacenter);
+/** Our mesh gateway, as the gateway case and the imports case register it. */
+function registerGateway(c: FakeCatalog): void {
   c.upsert({
     id: gatewayId,
     name: 'mesh-gateway',
@@ -171,6 +160,12 @@ export function importingGatewayCatalog(): FakeCatalog {
     port: 8443,
     taggedAddresses: { wan: { address: '192.0.2.1', port: 443 } },
   });
+}
+
+/** Our mesh gateway alone: what it holds of the imports is the LAN side's clusters. */
+export function importingGatewayCatalog(): FakeCatalog {
+  const c = new FakeCatalog(datacenter);
+  registerGateway(c);
   return c;
 }
 
@@ -306,14 +301,7 @@ export function gatewayCatalog(services: number, instances: number): FakeCatalog
       consumers: [{ peer: peerName }],
     })),
   });
-  c.upsert({
-    id: gatewayId,
-    name: 'mesh-gateway',
-    kind: 'mesh-gateway',
-    address: '10.250.0.1',
-    port: 8443,
-    taggedAddresses: { wan: { address: '192.0.2.1', port: 443 } },
-  });
+  registerGateway(c);
   c.upsert({
     id: 'mesh-gateway-dc2',
     name: 'mesh-gateway',
