@@ -5,7 +5,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { CaEvent } from '../../src/ca/index.js';
 import type { ExportedService } from '../../src/gen/isthmus/peering/v1/peering.js';
 import { exportedNamesFor, exportedServiceFor } from '../../src/peering/exports.js';
-import { ImportedServices } from '../../src/peering/imported.js';
+import { ImportedServices, importedInstancesOf } from '../../src/peering/imported.js';
 import { ExportSource, ImportSink, validateTrustBundle } from '../../src/peering/replication.js';
 import { ResourceUrl } from '../../src/peering/stream/resources.js';
 import type { ResourceChange } from '../../src/peering/stream/types.js';
@@ -179,37 +179,37 @@ describe('validateTrustBundle', () => {
   });
 });
 
-describe('ImportedServices', () => {
-  let store: Store | undefined;
-  let dir: string | undefined;
-  afterEach(async () => {
-    await store?.close();
-    if (dir) rmSync(dir, { recursive: true, force: true });
-  });
+/** The LMDB store of the test running, in a temporary directory: closed and removed after it. */
+let store: Store | undefined;
+let dir: string | undefined;
+afterEach(async () => {
+  await store?.close();
+  store = undefined;
+  if (dir) rmSync(dir, { recursive: true, force: true });
+  dir = undefined;
+});
 
+describe('ImportedServices', () => {
   it('lists the services of a peer, sorted, as they are added, updated and removed', async () => {
     dir = mkdtempSync(join(tmpdir(), 'isthmus-imported-'));
     store = await openLmdbStore(dir);
     const imported = await ImportedServices.open(store);
-    const one = (service: string, address: string) => [
-      {
-        id: `${service}-1`,
-        name: service,
-        kind: 'typical' as const,
-        address,
-        port: 8080,
-        tags: [],
-        meta: {},
-        namespace: 'default',
-        partition: 'default',
-        datacenter: 'dc-e',
-        taggedAddresses: {},
-        checks: [],
-        createIndex: 1,
-        modifyIndex: 1,
-        peerName: 'east',
-      },
-    ];
+    const one = (service: string, address: string) =>
+      importedInstancesOf('east', 'dc-e', {
+        service: { name: service, namespace: 'default', partition: 'default' },
+        instances: [
+          {
+            id: `${service}-1`,
+            name: service,
+            kind: 'typical',
+            address,
+            port: 8080,
+            meta: {},
+            health: 'passing',
+            destinationServiceName: '',
+          },
+        ],
+      });
     await imported.write('east', new Map([['web', one('web', '10.0.0.1')]]));
     expect(imported.serviceNames('east')).toEqual(['web']);
     await imported.write('east', new Map([['api', one('api', '10.0.0.2')]]));
@@ -226,13 +226,6 @@ describe('ImportedServices', () => {
 });
 
 describe('ImportSink', () => {
-  let store: Store | undefined;
-  let dir: string | undefined;
-  afterEach(async () => {
-    await store?.close();
-    if (dir) rmSync(dir, { recursive: true, force: true });
-  });
-
   it('keeps exactly the latest payload per service, drops services that leave the list, counts them, and survives a reopen', async () => {
     dir = mkdtempSync(join(tmpdir(), 'isthmus-import-'));
     store = await openLmdbStore(dir);
