@@ -19,7 +19,7 @@ import { parseConfigEntry } from '../../src/catalog/config-entries.js';
 import type { ConfigEntry, ServiceInstance, Upstream } from '../../src/catalog/types.js';
 import { silentLogger } from '../../src/log.js';
 import { Metrics } from '../../src/metrics.js';
-import type { ImportedInstance } from '../../src/peering/imported.js';
+import { type ImportedInstance, importedInstancesOf } from '../../src/peering/imported.js';
 import type { BuildContext, FederationView, PeerBundle } from '../../src/snapshot/context.js';
 import { LeafUsers } from '../../src/snapshot/leaf-users.js';
 import { SnapshotManager, type SnapshotSink } from '../../src/snapshot/manager.js';
@@ -153,36 +153,27 @@ function importedSidecar(
   address: string,
   sniPeer = peer,
 ): ImportedInstance {
-  return {
-    id: `${service}-sidecar-proxy:${address}`,
-    name: `${service}-sidecar-proxy`,
-    kind: 'connect-proxy',
-    address,
-    port: 443,
-    tags: [],
-    meta: {},
-    namespace: 'default',
-    partition: 'default',
-    datacenter: 'dc-far',
-    taggedAddresses: {},
-    proxy: {
-      destinationServiceName: service,
-      destinationServiceId: '',
-      localServiceAddress: '',
-      localServicePort: 0,
-      upstreams: [],
-      meshGateway: { mode: '' },
-    },
-    checks: [],
-    createIndex: 0,
-    modifyIndex: 0,
-    peerName: peer,
-    peerMeta: {
-      sni: [`${service}.default.${sniPeer}.external.far.consul`],
-      spiffeId: [`spiffe://far.consul/ns/default/dc/dc-far/svc/${service}`],
-      protocol: 'tcp',
-    },
-  };
+  const [instance] = importedInstancesOf(peer, 'dc-far', {
+    service: { name: service, namespace: 'default', partition: 'default' },
+    instances: [
+      {
+        id: `${service}-sidecar-proxy:${address}`,
+        name: `${service}-sidecar-proxy`,
+        kind: 'connect-proxy',
+        address,
+        port: 443,
+        meta: {},
+        health: 'passing',
+        peerMeta: {
+          sni: [`${service}.default.${sniPeer}.external.far.consul`],
+          spiffeId: [`spiffe://far.consul/ns/default/dc/dc-far/svc/${service}`],
+          protocol: 'tcp',
+        },
+        destinationServiceName: service,
+      },
+    ],
+  });
+  return instance!;
 }
 
 /** One change a user, a health check or a peer could make. */
