@@ -481,6 +481,17 @@ class World {
   }
 
   /** Every proxy's view as `type name → version`. */
+  /** Starts the manager, waits for its first builds, runs `body`, and stops the manager. */
+  async running(body: () => Promise<void>): Promise<void> {
+    this.manager.start();
+    try {
+      await this.manager.settled();
+      await body();
+    } finally {
+      await this.manager.stop();
+    }
+  }
+
   published(): Map<string, Map<string, string>> {
     const out = new Map<string, Map<string, string>>();
     for (const p of this.proxies().sort((a, b) => (a.id < b.id ? -1 : 1))) {
@@ -558,18 +569,14 @@ describe('incremental snapshot builds', () => {
         fc.boolean(),
         async (steps, federated) => {
           const world = new World(federated);
-          world.manager.start();
-          try {
-            await world.manager.settled();
+          await world.running(async () => {
             expect(world.published()).toEqual(await world.fromScratch());
             for (const s of steps) {
               world.apply(s);
               await world.manager.settled();
               expect(world.published(), JSON.stringify(s)).toEqual(await world.fromScratch());
             }
-          } finally {
-            await world.manager.stop();
-          }
+          });
         },
       ),
       {
@@ -602,9 +609,7 @@ describe('incremental snapshot builds', () => {
   it('turn one endpoint move into one changed ClusterLoadAssignment on the gateway and sidecar', async () => {
     const world = new World();
     world.apply({ kind: 'export', services: '*' });
-    world.manager.start();
-    try {
-      await world.manager.settled();
+    await world.running(async () => {
       const before = world.published();
       world.apply({ kind: 'move', service: 'api', instance: 1, port: 20001 });
       await world.manager.settled();
@@ -614,9 +619,7 @@ describe('incremental snapshot builds', () => {
       expect(changed('gw')).toEqual([`EDS exported~api.default.${dc}.internal.${td}`]);
       expect(changed('ui-1-sidecar-proxy')).toEqual([`EDS api.default.${dc}.internal.${td}`]);
       expect(after).toEqual(await world.fromScratch());
-    } finally {
-      await world.manager.stop();
-    }
+    });
   });
 
   it("turn one imported instance's move into one changed ClusterLoadAssignment on the gateway", async () => {
@@ -624,9 +627,7 @@ describe('incremental snapshot builds', () => {
     world.apply({ kind: 'bundle', peer: 'peer-a', known: true });
     world.apply({ ...imported, addresses: 2 });
     world.apply({ ...imported, service: 'db', addresses: 2 });
-    world.manager.start();
-    try {
-      await world.manager.settled();
+    await world.running(async () => {
       const before = world.published().get('gw')!;
       expect([...before.keys()]).toContain('EDS api.default.peer-a.external.far.consul');
       world.apply({ ...imported, addresses: 1 });
@@ -635,17 +636,13 @@ describe('incremental snapshot builds', () => {
       const changed = [...after.get('gw')!].filter(([name, v]) => before.get(name) !== v);
       expect(changed.map(([name]) => name)).toEqual(['EDS api.default.peer-a.external.far.consul']);
       expect(after).toEqual(await world.fromScratch());
-    } finally {
-      await world.manager.stop();
-    }
+    });
   });
 
   it("rebuild a sidecar on its peered upstream's service, not on the peer's other services", async () => {
     const world = new World();
     world.apply({ kind: 'bundle', peer: 'peer-a', known: true });
-    world.manager.start();
-    try {
-      await world.manager.settled();
+    await world.running(async () => {
       const builds = () => world.builds.get('ui-1-sidecar-proxy') ?? 0;
       const before = builds();
       // ui's sidecar has an upstream to api of peer-a (and to db of peer-b), none to db of peer-a.
@@ -658,8 +655,6 @@ describe('incremental snapshot builds', () => {
       const ui = world.published().get('ui-1-sidecar-proxy')!;
       expect([...ui.keys()]).toContain('EDS api.default.peer-a.external.peer-a.consul');
       expect(world.published()).toEqual(await world.fromScratch());
-    } finally {
-      await world.manager.stop();
-    }
+    });
   });
 });
