@@ -23,9 +23,14 @@ export interface Report {
 }
 
 /** Targets (bench/README.md). */
-const targets = { convergenceMs: 1_000, kbPerProxy: 100, rawRatio: 2, cdsUs: 2_000 };
-/** Issue 14's target at 10,000 proxies: endpoint change → all ACKed, p99 over the changes. */
-const fleetP99Ms = 500;
+const targets = {
+  convergenceMs: 1_000,
+  /** Issue 14's at 10,000 proxies: endpoint change → all ACKed, p99 over the changes. */
+  fleetP99Ms: 500,
+  kbPerProxy: 100,
+  rawRatio: 2,
+  cdsUs: 2_000,
+};
 
 function table(headers: readonly string[], rows: readonly (readonly string[])[]): string {
   const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
@@ -127,11 +132,9 @@ function summaryTable(r: Report): string {
   const rounds = r.push.filter((x) => !x.warmup);
   const last = rounds.map((x) => x.lastAckMs);
   // Every push must converge within the target, the first one after start included.
-  const worst = max(r.push.map((x) => x.lastAckMs));
-  const p99 = percentile(
-    r.push.map((x) => x.lastAckMs),
-    99,
-  );
+  const everyLast = r.push.map((x) => x.lastAckMs);
+  const worst = max(everyLast);
+  const p99 = percentile(everyLast, 99);
   const publish = rounds.map((x) => x.publishMs);
   const cpuPerPush = rounds.map((x) => x.cpuMs / n);
   const rawLast = r.raw.filter((x) => !x.warmup).map((x) => x.lastMs);
@@ -153,8 +156,8 @@ function summaryTable(r: Report): string {
       [
         `convergence: last ACK after publish, p99 of all ${r.push.length} rounds (warm-up incl.; the max below 100 rounds)`,
         `${f(p99)} ms`,
-        `≤ ${fleetP99Ms} ms at 10,000`,
-        verdict(p99 <= fleetP99Ms),
+        `≤ ${targets.fleetP99Ms} ms at 10,000`,
+        verdict(p99 <= targets.fleetP99Ms),
       ],
       [
         'publish call (updateProxyResources × N), p50 / max',
