@@ -245,6 +245,25 @@ describe('XdsCache pool accounting', () => {
     expect(cache.view('p1')!.resources.get(TypeUrl.endpoint)!.has('a')).toBe(true);
   });
 
+  it('builds a repeated update again once the entries of its first result left the pool', () => {
+    const cache = new XdsCache();
+    const initial = cache.encode(endpoints('a', [1]));
+    const move = cache.encode(endpoints('b', [2]));
+    for (const id of ['p1', 'p2', 'p3']) cache.setProxyResources(id, [initial]);
+    cache.updateProxyResources('p1', { upsert: [move] });
+    const first = cache.view('p1')!.resources.get(TypeUrl.endpoint)!;
+    cache.removeProxy('p1'); // the only view holding `move`'s entry
+    expect(cache.entryCount).toBe(1);
+    cache.updateProxyResources('p2', { upsert: [move] });
+    cache.updateProxyResources('p3', { upsert: [move] });
+    const eds = (id: string) => cache.view(id)!.resources.get(TypeUrl.endpoint)!;
+    expect(cache.entryCount).toBe(2);
+    expect(eds('p2')).not.toBe(first);
+    expect(eds('p3')).toBe(eds('p2'));
+    for (const id of ['p2', 'p3']) cache.removeProxy(id);
+    expect(cache.entryCount).toBe(0);
+  });
+
   it('does not hand out a Map whose entries left the pool when its last proxy went', () => {
     const cache = new XdsCache();
     const shared = view().map((m) => cache.encode(m));

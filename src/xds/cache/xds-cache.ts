@@ -43,6 +43,8 @@ export class XdsCache {
   /** Per type index, the entries most recently published (see `shared`). */
   private readonly recent: (TypeEntries | undefined)[] = allTypeUrls.map(() => undefined);
   private revisionCounter = 0;
+  /** The last `updateProxyResources` that changed a view (see UpdateResult). */
+  private lastUpdate: UpdateResult | undefined;
   /** Numbers the calls of `keepMatching` (see CacheEntry.matchedIn). */
   private matchPass = 0;
   private entries = 0;
@@ -96,6 +98,12 @@ export class XdsCache {
   updateProxyResources(nodeId: string, update: ViewUpdate): ProxyView {
     const slot = this.nodes.get(nodeId);
     const upsert = (update.upsert ?? []).map((r) => (isEncoded(r) ? r : this.encode(r)));
+    const remove = update.remove ?? [];
+    const old = slot?.view;
+    // The same change to the same entries as the last update: its result, without building it
+    // again (an endpoint move published to thousands of proxies that held the same entries).
+    const repeated = old && this.lastUpdate?.repeatedBy(old.byIndex, upsert, remove);
+    if (repeated) return this.install(nodeId, slot, repeated);
     const touched = new Set<number>();
     for (const r of update.remove ?? []) touched.add(typeIndex(r.typeUrl));
     for (const r of upsert) touched.add(typeIndex(r.typeUrl));
@@ -105,7 +113,9 @@ export class XdsCache {
     const building = allTypeUrls.map((_, i) =>
       touched.has(i) ? new EntriesDraft(slot?.view?.byIndex[i]) : undefined,
     );
-    return this.publish(nodeId, slot, kept, building, { ...update, upsert }, false);
+    const view = this.publish(nodeId, slot, kept, building, { remove, upsert }, false);
+    if (old) this.lastUpdate = new UpdateResult(old.byIndex, upsert, remove, view.byIndex);
+    return view;
   }
 
   /** Forgets the proxy: its open streams see an empty view (every resource removed). */
@@ -264,6 +274,17 @@ export class XdsCache {
         `inconsistent xDS view for proxy "${nodeId}": ${errors.join('; ')}`,
       );
     }
+    return this.install(nodeId, slot, maps, inputs);
+  }
+
+  /** Publishes a view of `maps`, found consistent, unless it holds what the proxy has. */
+  private install(
+    nodeId: string,
+    slot: NodeSlot | undefined,
+    maps: TypeMaps,
+    inputs?: readonly EncodedResource[],
+  ): ProxyView {
+    const old = slot?.view;
     if (!old) {
       for (const byName of maps) if (byName) this.acquire(byName);
     } else if (!this.moveUseCounts(old, maps)) return old;
@@ -359,6 +380,8 @@ export class XdsCache {
   }
 
   private unpool(entry: CacheEntry): void {
+    // The last update's result may hold this entry: it must not be handed out again.
+    this.lastUpdate = undefined;
     const versions = this.pool.get(entry.typeUrl);
     if (versions?.get(entry.version) !== entry) return;
     versions.delete(entry.version);
@@ -385,6 +408,39 @@ interface NodeSlot {
 }
 
 const noWatchers: readonly ViewWatcher[] = Object.freeze([]);
+
+/**
+ * An update as applied to a view: the entries before, what it upserted and removed, and the
+ * entries it published. The same update to the very same entries publishes the same entries (they
+ * are immutable values, and the result was found consistent), so a change published to thousands
+ * of proxies is built once and the others take its result: a pointer comparison per type and per
+ * input (issue 14).
+ */
+class UpdateResult {
+  constructor(
+    private readonly before: TypeMaps,
+    private readonly upsert: readonly EncodedResource[],
+    private readonly remove: NonNullable<ViewUpdate['remove']>,
+    private readonly after: TypeMaps,
+  ) {}
+
+  /** The entries published, if `maps` and the update are those this result came from. */
+  repeatedBy(
+    maps: TypeMaps,
+    upsert: readonly EncodedResource[],
+    remove: NonNullable<ViewUpdate['remove']>,
+  ): TypeMaps | undefined {
+    if (upsert.length !== this.upsert.length || remove.length !== this.remove.length) return;
+    for (let i = 0; i < maps.length; i++) if (maps[i] !== this.before[i]) return;
+    for (let i = 0; i < upsert.length; i++) if (upsert[i] !== this.upsert[i]) return;
+    for (let i = 0; i < remove.length; i++) {
+      const a = remove[i]!;
+      const b = this.remove[i]!;
+      if (a.typeUrl !== b.typeUrl || a.name !== b.name) return;
+    }
+    return this.after;
+  }
+}
 
 /**
  * Sets in `kept` the old view's Map of each type whose resources are, position by position, the
