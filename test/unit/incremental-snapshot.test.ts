@@ -480,7 +480,6 @@ class World {
     }
   }
 
-  /** Every proxy's view as `type name → version`. */
   /** Starts the manager, waits for its first builds, runs `body`, and stops the manager. */
   async running(body: () => Promise<void>): Promise<void> {
     this.manager.start();
@@ -492,6 +491,7 @@ class World {
     }
   }
 
+  /** Every proxy's view as `type name → version`. */
   published(): Map<string, Map<string, string>> {
     const out = new Map<string, Map<string, string>>();
     for (const p of this.proxies().sort((a, b) => (a.id < b.id ? -1 : 1))) {

@@ -10,8 +10,11 @@ export type ResourceInput = EncodedResource | EnvoyMessage;
 
 export interface ViewUpdate {
   readonly upsert?: readonly ResourceInput[];
-  readonly remove?: readonly { readonly typeUrl: XdsTypeUrl; readonly name: string }[];
+  readonly remove?: Removals;
 }
+
+/** Resources a ViewUpdate removes, by type and name. */
+type Removals = readonly { readonly typeUrl: XdsTypeUrl; readonly name: string }[];
 
 /** Told of every view published for the node id it watches. */
 export interface ViewWatcher {
@@ -43,7 +46,7 @@ export class XdsCache {
   /** Per type index, the entries most recently published (see `shared`). */
   private readonly recent: (TypeEntries | undefined)[] = allTypeUrls.map(() => undefined);
   private revisionCounter = 0;
-  /** The last `updateProxyResources` that changed a view (see UpdateResult). */
+  /** The last `updateProxyResources` of a published view and its result (see UpdateResult). */
   private lastUpdate: UpdateResult | undefined;
   /** Numbers the calls of `keepMatching` (see CacheEntry.matchedIn). */
   private matchPass = 0;
@@ -105,13 +108,13 @@ export class XdsCache {
     const repeated = old && this.lastUpdate?.repeatedBy(old.byIndex, upsert, remove);
     if (repeated) return this.install(nodeId, slot, repeated);
     const touched = new Set<number>();
-    for (const r of update.remove ?? []) touched.add(typeIndex(r.typeUrl));
+    for (const r of remove) touched.add(typeIndex(r.typeUrl));
     for (const r of upsert) touched.add(typeIndex(r.typeUrl));
     // Types the update does not touch keep their entries whole; touched ones take the changes
     // over their entries, without a copy (issue 14).
-    const kept = allTypeUrls.map((_, i) => (touched.has(i) ? undefined : slot?.view?.byIndex[i]));
+    const kept = allTypeUrls.map((_, i) => (touched.has(i) ? undefined : old?.byIndex[i]));
     const building = allTypeUrls.map((_, i) =>
-      touched.has(i) ? new EntriesDraft(slot?.view?.byIndex[i]) : undefined,
+      touched.has(i) ? new EntriesDraft(old?.byIndex[i]) : undefined,
     );
     const view = this.publish(nodeId, slot, kept, building, { remove, upsert }, false);
     if (old) this.lastUpdate = new UpdateResult(old.byIndex, upsert, remove, view.byIndex);
@@ -420,7 +423,7 @@ class UpdateResult {
   constructor(
     private readonly before: TypeMaps,
     private readonly upsert: readonly EncodedResource[],
-    private readonly remove: NonNullable<ViewUpdate['remove']>,
+    private readonly remove: Removals,
     private readonly after: TypeMaps,
   ) {}
 
@@ -428,7 +431,7 @@ class UpdateResult {
   repeatedBy(
     maps: TypeMaps,
     upsert: readonly EncodedResource[],
-    remove: NonNullable<ViewUpdate['remove']>,
+    remove: Removals,
   ): TypeMaps | undefined {
     if (upsert.length !== this.upsert.length || remove.length !== this.remove.length) return;
     for (let i = 0; i < maps.length; i++) if (maps[i] !== this.before[i]) return;
