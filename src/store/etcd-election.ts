@@ -1,6 +1,10 @@
 import type { Etcd3, Lease, Watcher } from 'etcd3';
 import type { Logger } from '../log.js';
+import { neverSent } from './etcd-errors.js';
 import type { Leadership } from './store.js';
+
+/** How many members one keep-alive tries when those it picks have no connection. */
+const keepAliveAttempts = 4;
 
 /**
  * The leader election of the servers sharing one etcd prefix (docs/architecture.md "Store",
@@ -11,18 +15,25 @@ import type { Leadership } from './store.js';
  * takes at most the TTL plus one watch event and one Txn.
  *
  * Two leaders cannot write at once: every leader-only commit compares the key's lease with this
- * server's in the same Txn (`fence`). A server also stops believing it leads once its lease has
- * gone two thirds of `ttlSeconds` without a successful keep-alive, before etcd can expire it, so even work
+ * server's in the same Txn (`fence`). A server also stops believing it leads once nine tenths of
+ * `ttlSeconds` have passed since it sent the last keep-alive that etcd answered, before etcd can
+ * expire the lease (etcd renewed it no earlier than that send, for the whole TTL), so even work
  * that writes nothing (holding peering streams) stops before another server may start it.
+ *
+ * Keep-alives go out every tenth of the TTL, each on its own short stream with a deadline, so a
+ * keep-alive stuck on a dead etcd member or waiting out etcd's own Raft election does not hold up
+ * the next one: losing etcd's Raft leader (an election of 1–2 s) does not move the leadership.
  */
 export class EtcdElection implements Leadership {
   private readonly listeners = new Set<() => void>();
   private lease: Lease | undefined;
+  private granting: Promise<string> | undefined;
   private leaseId: string | undefined;
   private leading = false;
   private leaderValue: string | undefined;
   private lastKeepAlive = 0;
   private watcher: Watcher | undefined;
+  private keepAliveTimer: NodeJS.Timeout | undefined;
   private stepDownTimer: NodeJS.Timeout | undefined;
   private retryTimer: NodeJS.Timeout | undefined;
   private closed = false;
@@ -61,6 +72,7 @@ export class EtcdElection implements Leadership {
 
   async close(): Promise<void> {
     this.closed = true;
+    clearInterval(this.keepAliveTimer);
     clearTimeout(this.stepDownTimer);
     clearTimeout(this.retryTimer);
     this.setLeading(false);
@@ -117,49 +129,92 @@ export class EtcdElection implements Leadership {
     }
   }
 
+  /** This server's lease, granted once however many campaigns ask for it at the same time. */
   private async ensureLease(): Promise<string> {
     if (this.lease && this.leaseId) return this.leaseId;
-    const lease = this.client.lease(this.ttlSeconds, { autoKeepAlive: true });
-    lease.on('keepaliveSucceeded', () => {
-      this.lastKeepAlive = Date.now();
-      this.armStepDown();
+    this.granting ??= this.grantLease().finally(() => {
+      this.granting = undefined;
     });
+    return this.granting;
+  }
+
+  private async grantLease(): Promise<string> {
+    const lease = this.client.lease(this.ttlSeconds, { autoKeepAlive: false });
     lease.on('lost', (err) => {
       if (this.lease !== lease) return;
-      this.lease = undefined;
-      this.leaseId = undefined;
+      this.dropLease();
       if (this.leading) this.lostLeadership(`its etcd lease was lost (${err.message})`);
       this.retryLater('lease lost', () => this.campaign());
     });
+    const asked = Date.now();
     const id = await lease.grant();
-    this.lastKeepAlive = Date.now();
+    if (this.closed) {
+      void lease.revoke().catch(() => undefined);
+      throw new Error('the election is closed');
+    }
+    this.lastKeepAlive = asked;
     this.lease = lease;
     this.leaseId = id;
+    this.keepAliveTimer = setInterval(
+      () => this.keepAlive(lease),
+      (this.ttlSeconds * 1000) / 10,
+    ).unref();
     return id;
   }
 
-  private stepDownMs(): number {
-    return (this.ttlSeconds * 2000) / 3;
+  /**
+   * One keep-alive of `lease`. Its answer counts from when it was sent: etcd renewed the lease no
+   * earlier. One that found no connection to the member it picked was never sent and goes to
+   * another at once (a stream is not retried by the client's policy as a unary call is), so one
+   * dead member of three does not fail every other keep-alive. A lease etcd no longer knows is
+   * reported by the library as `lost`.
+   */
+  private keepAlive(lease: Lease, attemptsLeft = keepAliveAttempts): void {
+    const sent = Date.now();
+    lease.keepaliveOnce({ deadline: sent + this.ttlSeconds * 1000 }).then(
+      () => {
+        if (this.lease !== lease || sent <= this.lastKeepAlive) return;
+        this.lastKeepAlive = sent;
+        this.armStepDown();
+      },
+      (err: Error) => {
+        if (neverSent(err) && attemptsLeft > 1 && this.lease === lease)
+          return this.keepAlive(lease, attemptsLeft - 1);
+        this.logger.debug({ reason: err.message }, 'etcd lease keep-alive failed');
+      },
+    );
   }
 
-  /** Steps down once the lease went two thirds of its TTL without a keep-alive (see the class comment). */
+  private dropLease(): Lease | undefined {
+    const lease = this.lease;
+    clearInterval(this.keepAliveTimer);
+    this.lease = undefined;
+    this.leaseId = undefined;
+    return lease;
+  }
+
+  private stepDownMs(): number {
+    return (this.ttlSeconds * 9000) / 10;
+  }
+
+  /** Steps down once the last answered keep-alive is nine tenths of the TTL old (see the class comment). */
   private armStepDown(): void {
     clearTimeout(this.stepDownTimer);
     if (!this.leading) return;
+    const left = this.lastKeepAlive + this.stepDownMs() - Date.now();
     this.stepDownTimer = setTimeout(() => {
       if (this.leading && !this.isLeader())
-        this.lostLeadership('no etcd lease keep-alive for two thirds of the lease TTL');
-    }, this.stepDownMs() + 10).unref();
+        this.lostLeadership('no etcd lease keep-alive answered for nine tenths of the lease TTL');
+    }, left + 10).unref();
   }
 
   private lostLeadership(why: string): void {
     this.logger.warn({ reason: why }, 'this server is no longer the cluster leader');
     this.setLeading(false);
     // The key may still be ours in etcd (a partition): drop the lease so it cannot come back.
-    const lease = this.lease;
-    this.lease = undefined;
-    this.leaseId = undefined;
-    void lease?.revoke().catch(() => undefined);
+    void this.dropLease()
+      ?.revoke()
+      .catch(() => undefined);
     this.retryLater('stepped down', () => this.campaign());
   }
 

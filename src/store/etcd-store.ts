@@ -1,15 +1,9 @@
 import { ConstantBackoff, handleWhen, noop, retry } from 'cockatiel';
-import {
-  Etcd3,
-  EtcdError,
-  GRPCUnavailableError,
-  type ICompare,
-  type IOptions,
-  type Watcher as EtcdWatcher,
-} from 'etcd3';
+import { Etcd3, EtcdError, type ICompare, type IOptions, type Watcher as EtcdWatcher } from 'etcd3';
 import { IsthmusError } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
 import { EtcdElection } from './etcd-election.js';
+import { neverSent } from './etcd-errors.js';
 import { EtcdMembers, membersPrefix } from './etcd-members.js';
 import type {
   JsonValue,
@@ -581,14 +575,6 @@ class EtcdStore implements Store {
   private assertOpen(): void {
     if (this.closed) throw new IsthmusError('unavailable', 'store on etcd is closed');
   }
-}
-
-/** A call refused before it reached an etcd member (no connection to it): safe to send again. */
-function neverSent(err: Error): boolean {
-  return (
-    err instanceof GRPCUnavailableError &&
-    /No connection established|ECONNREFUSED/.test(err.message)
-  );
 }
 
 function notLeader(why: string): IsthmusError {
