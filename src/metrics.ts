@@ -129,6 +129,18 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  /** Whether this server leads its cluster now, read at scrape time (set by the server). */
+  isLeader: () => boolean = () => false;
+
+  readonly clusterLeader = this.leaderGauge();
+
+  readonly leadershipChanges = new Counter({
+    name: 'isthmus_leadership_changes_total',
+    help: "Times this server became its cluster's leader (acquired) or stopped being it (lost).",
+    labelNames: ['change'] as const,
+    registers: [this.registry],
+  });
+
   constructor(opts: { defaultMetrics?: boolean; version?: string } = {}) {
     if (opts.defaultMetrics) {
       collectDefaultMetrics({ register: this.registry });
@@ -138,6 +150,19 @@ export class Metrics {
       for (const name of nonCounterTotals) this.registry.removeSingleMetric(name);
     }
     this.buildInfo.set({ version: opts.version ?? '0.0.0', node_version: process.version }, 1);
+  }
+
+  /** isthmus_cluster_leader, read from `isLeader` at every scrape. */
+  private leaderGauge(): Gauge {
+    const isLeader = () => this.isLeader();
+    return new Gauge({
+      name: 'isthmus_cluster_leader',
+      help: "Whether this server is its cluster's leader (1) or not (0); with --store lmdb it always is.",
+      registers: [this.registry],
+      collect() {
+        this.set(isLeader() ? 1 : 0);
+      },
+    });
   }
 
   /** A gauge labelled by `peer_name` only, recomputed from `peeringRows` at every scrape. */

@@ -96,6 +96,7 @@ export async function startPeering(deps: PeeringDeps, parts: StartedParts): Prom
     formatHostPort(config.peeringAddr, boundPort);
   const leadership = deps.store.campaign(leaderValue);
   deps.leadership.current = leadership;
+  countLeadershipChanges(leadership, metrics);
   const peeringManager = parts.add(
     'peering streams',
     new PeeringManager({
@@ -156,4 +157,20 @@ export function advertisedPeeringAddresses(config: ServerConfig, boundPort: numb
   const host = config.peeringAddr.host;
   if (host === '0.0.0.0' || host === '::') return [];
   return [formatHostPort(config.peeringAddr, boundPort)];
+}
+
+/**
+ * isthmus_cluster_leader follows `leadership` at each scrape; isthmus_leadership_changes_total
+ * counts each time this server became or stopped being the leader (a flapping leader shows here).
+ */
+function countLeadershipChanges(leadership: Leadership, metrics: Metrics): void {
+  metrics.isLeader = () => leadership.isLeader();
+  let led = false;
+  const changed = () => {
+    if (leadership.isLeader() === led) return;
+    led = !led;
+    metrics.leadershipChanges.inc({ change: led ? 'acquired' : 'lost' });
+  };
+  leadership.subscribe(changed);
+  changed();
 }

@@ -50,6 +50,12 @@ async function api(
   return { status: res.status, body: parsed };
 }
 
+async function metrics(server: ServerProcess): Promise<string> {
+  const res = await fetch(server.url('/metrics'));
+  expect(res.status).toBe(200);
+  return res.text();
+}
+
 async function services(server: ServerProcess): Promise<string[]> {
   const res = await api(server, 'GET', '/v1/catalog/services');
   expect(res.status).toBe(200);
@@ -135,6 +141,12 @@ describe.skipIf(skipWithoutEtcd())('etcd failures under two isthmus servers', ()
     expect(ledAt.size).toBe(1);
     const [leading] = [...ledAt.keys()];
     const other = leading === first ? second! : first!;
+    // Its metrics say the same: it led all along, and the other never did.
+    const leaderMetrics = await metrics(leading!);
+    expect(leaderMetrics).toMatch(/^isthmus_cluster_leader 1$/m);
+    expect(leaderMetrics).toMatch(/^isthmus_leadership_changes_total\{change="acquired"\} 1$/m);
+    expect(leaderMetrics).not.toMatch(/^isthmus_leadership_changes_total\{change="lost"\}/m);
+    expect(await metrics(other)).toMatch(/^isthmus_cluster_leader 0$/m);
     const killedAt = Date.now();
     leading!.child.kill('SIGKILL');
     await waitFor(() => ledAt.has(other), {
@@ -145,6 +157,7 @@ describe.skipIf(skipWithoutEtcd())('etcd failures under two isthmus servers', ()
     console.log(
       `etcd member down; the leading isthmus server killed: the other led ${tookOver - killedAt} ms later (lease TTL ${ttlSeconds} s)`,
     );
+    expect(await metrics(other)).toMatch(/^isthmus_cluster_leader 1$/m);
     const after = await api(other, 'PUT', '/v1/agent/service/register', { Name: 'after' });
     expect(after.status).toBe(200);
     expect(await services(other)).toContain('after');

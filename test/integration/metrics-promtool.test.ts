@@ -140,6 +140,10 @@ describe.skipIf(skipWithout('promtool'))('metrics naming (promtool check metrics
     expect(textA).toMatch(/^isthmus_peering_exported_services\{peer_name="cluster-b"\} 1$/m);
     expect(textA).toMatch(/^isthmus_xds_pushes_total\{type="(CDS|LDS|EDS|SDS)"\} [1-9]/m);
     expect(textA).toMatch(/^isthmus_xds_convergence_seconds_count [1-9]/m);
+    // One server on LMDB leads its cluster from the start, once.
+    expect(textA).toMatch(/^isthmus_cluster_leader 1$/m);
+    expect(textA).toMatch(/^isthmus_leadership_changes_total\{change="acquired"\} 1$/m);
+    expect(textA).not.toMatch(/^isthmus_leadership_changes_total\{change="lost"\}/m);
     // prom-client's gauges named like counters are gone; the per-type gauges carry the same
     // numbers.
     expect(textA).not.toMatch(/^nodejs_active_\w+_total/m);
