@@ -72,13 +72,14 @@ export class EtcdElection implements Leadership {
 
   async close(): Promise<void> {
     this.closed = true;
-    clearInterval(this.keepAliveTimer);
     clearTimeout(this.stepDownTimer);
     clearTimeout(this.retryTimer);
     this.setLeading(false);
     await this.watcher?.cancel().catch(() => undefined);
     // Revoking deletes the key at once: the next leader need not wait for the TTL.
-    await this.lease?.revoke().catch(() => undefined);
+    await this.dropLease()
+      ?.revoke()
+      .catch(() => undefined);
   }
 
   private async watchKey(): Promise<void> {
@@ -185,6 +186,7 @@ export class EtcdElection implements Leadership {
     );
   }
 
+  /** Stops keeping this server's lease alive and forgets it; returns it for revoking. */
   private dropLease(): Lease | undefined {
     const lease = this.lease;
     clearInterval(this.keepAliveTimer);
@@ -197,7 +199,10 @@ export class EtcdElection implements Leadership {
     return (this.ttlSeconds * 9000) / 10;
   }
 
-  /** Steps down once the last answered keep-alive is nine tenths of the TTL old (see the class comment). */
+  /**
+   * Steps down once the last answered keep-alive was sent nine tenths of the TTL ago (see the
+   * class comment).
+   */
   private armStepDown(): void {
     clearTimeout(this.stepDownTimer);
     if (!this.leading) return;

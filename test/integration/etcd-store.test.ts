@@ -290,8 +290,8 @@ describe.skipIf(skipWithoutEtcd())('the store on etcd', () => {
           what: 'the other server to learn who leads',
         });
         // The moment the other server leads, the isolated one must no longer think it does: it
-        // steps down 9/10 of the TTL after its last answered keep-alive, etcd expires the lease after all
-        // of it.
+        // steps down 9/10 of the TTL after its last answered keep-alive, etcd expires the lease
+        // after all of it.
         let oldLeaderLeadsAtHandover: boolean | undefined;
         newLeader.subscribe(() => {
           if (newLeader.isLeader() && oldLeaderLeadsAtHandover === undefined)
