@@ -307,7 +307,20 @@ describe.skipIf(skipWithoutEtcd())('the store on etcd', () => {
         await other.txn(async (tx) => tx.put('status', 'by new leader'), { asLeader: true });
 
         await link.heal();
-        // Back in touch with etcd, the old leader's leader-only write still fails: its lease is gone.
+        // Back in touch with etcd (its client reconnects on its own backoff, so a call right after
+        // the heal may still find no connection), the old leader's leader-only write still fails:
+        // its lease is gone.
+        await waitFor(
+          async () => {
+            try {
+              await isolated.get('status');
+              return true;
+            } catch {
+              return false;
+            }
+          },
+          { timeoutMs: 30_000, what: 'the old leader to reach etcd again' },
+        );
         await expect(
           isolated.txn(async (tx) => tx.put('status', 'by old leader'), { asLeader: true }),
         ).rejects.toThrow(/not the cluster leader/);
