@@ -18,9 +18,9 @@ import {
 } from '../../test/envoy/harness.js';
 import {
   type FederatedDatacenterOptions,
-  federationSecretFile,
   startFederatedDatacenter,
 } from '../../test/envoy/federation.js';
+import { federationSecretFile } from '../../test/helpers/federation-server.js';
 import { startPlacedProxy, waitAllSynced, withSidecar } from '../../test/envoy/mesh.js';
 import { cleanupProcesses } from '../../test/helpers/process.js';
 import { waitFor } from '../../test/helpers/wait.js';

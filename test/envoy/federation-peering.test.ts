@@ -22,12 +22,12 @@ import * as tls from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { peerClusters } from '../helpers/peered-mesh.js';
 import { cleanupProcesses } from '../helpers/process.js';
+import { federationSecretFile } from '../helpers/federation-server.js';
 import { waitFor } from '../helpers/wait.js';
 import { type App, closeApps, httpCall, listenPort, startApp, tcpCall } from './apps.js';
 import {
   chainsTo,
   type FederatedDatacenter,
-  federationSecretFile,
   leafChains,
   type Roots,
   startFederatedDatacenter,

@@ -21,13 +21,13 @@ import { X509Certificate } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { WanServerJson } from '../../src/api/operator-routes.js';
 import { cleanupProcesses, runCli } from '../helpers/process.js';
+import { federationSecretFile } from '../helpers/federation-server.js';
 import { waitFor } from '../helpers/wait.js';
 import { type App, closeApps, httpCall, listenPort, startApp, tcpCall } from './apps.js';
 import { LoadLoop } from './traffic.js';
 import {
   chainsTo,
   type FederatedDatacenterOptions,
-  federationSecretFile,
   leafChains,
   type Roots,
   restartFederatedServer,

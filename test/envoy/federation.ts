@@ -5,9 +5,6 @@
  * listeners. A secondary knows nothing of the primary but its gateway's WAN port.
  */
 import { X509Certificate } from 'node:crypto';
-import { writeFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { tempDir } from '../helpers/process.js';
 import { startMeshProcess } from '../helpers/mesh-server.js';
 import { listenPort } from './apps.js';
 import { type ConfigDump, dumpSection } from './harness.js';
@@ -37,13 +34,6 @@ export function federationGateway(id: string, ports: { lan: number; wan: number 
       Config: { envoy_gateway_bind_tagged_addresses: true, envoy_gateway_no_default_bind: true },
     },
   };
-}
-
-/** A 0600 file holding the secret every federated server shares (`--federation-secret-file`). */
-export function federationSecretFile(): string {
-  const file = join(tempDir('isthmus-fed-secret-'), 'secret');
-  writeFileSync(file, 'federation-secret-of-the-datacenters\n', { mode: 0o600 });
-  return file;
 }
 
 export interface FederatedDatacenterOptions {

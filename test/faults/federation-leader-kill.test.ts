@@ -7,17 +7,14 @@
  * lease makes it the leader once the killed one's expires, and dc2 replicates and forwards
  * through it again (the time is printed) without losing what it holds.
  */
-import { writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { CaRootsJson } from '../../src/api/ca-routes.js';
+import type { ServerJson, WanServerJson } from '../../src/api/operator-routes.js';
 import { type EtcdServer, skipWithoutEtcd, startEtcd } from '../helpers/etcd.js';
+import { federationSecretFile } from '../helpers/federation-server.js';
 import { type MeshProcess, startMeshProcess } from '../helpers/mesh-server.js';
-import { cleanupProcesses, tempDir } from '../helpers/process.js';
+import { cleanupProcesses } from '../helpers/process.js';
 import { waitFor, withDeadline } from '../helpers/wait.js';
-
-type Roots = { TrustDomain: string; ActiveRootID: string };
-type WanServer = { Name: string; Datacenter: string; Leader: boolean; Primary: boolean };
-type LanServer = { Name: string; Leader: boolean; Self: boolean };
 
 describe.skipIf(skipWithoutEtcd())('kill -9 the leader of a federated primary on etcd', () => {
   let etcd: EtcdServer;
@@ -30,12 +27,10 @@ describe.skipIf(skipWithoutEtcd())('kill -9 the leader of a federated primary on
 
   beforeAll(async () => {
     etcd = await startEtcd();
-    const secretFile = join(tempDir('isthmus-fed-secret-'), 'secret');
-    writeFileSync(secretFile, 'federation-secret-of-the-datacenters\n', { mode: 0o600 });
     const federated = {
       primaryDatacenter: 'dc1',
       federationAddr: '127.0.0.1:0',
-      federationSecretFile: secretFile,
+      federationSecretFile: federationSecretFile(),
     };
     const onEtcd = {
       ...federated,
@@ -50,7 +45,7 @@ describe.skipIf(skipWithoutEtcd())('kill -9 the leader of a federated primary on
     ]);
     // dc2 dials the first gateway it is given: dc1's leader, so that killing it cuts dc2's link.
     const leaderName = await waitFor(
-      async () => (await get<LanServer[]>(a1, '/v1/operator/servers')).find((s) => s.Leader)?.Name,
+      async () => (await get<ServerJson[]>(a1, '/v1/operator/servers')).find((s) => s.Leader)?.Name,
       { timeoutMs: 30_000, what: 'dc1 to elect a leader' },
     );
     [leader, survivor] = leaderName === 'dc1-a' ? [a1, a2] : [a2, a1];
@@ -76,8 +71,8 @@ describe.skipIf(skipWithoutEtcd())('kill -9 the leader of a federated primary on
     return res.body;
   };
   const nameOf = async (node: MeshProcess) =>
-    (await get<LanServer[]>(node, '/v1/operator/servers')).find((s) => s.Self)?.Name;
-  const wanServers = (node: MeshProcess) => get<WanServer[]>(node, '/v1/operator/servers?wan');
+    (await get<ServerJson[]>(node, '/v1/operator/servers')).find((s) => s.Self)?.Name;
+  const wanServers = (node: MeshProcess) => get<WanServerJson[]>(node, '/v1/operator/servers?wan');
   const hasDefaults = async (node: MeshProcess, name: string) =>
     (await node.api('GET', `/v1/config/service-defaults/${name}`)).status === 200;
   const putDefaults = async (node: MeshProcess, name: string) => {
@@ -91,8 +86,8 @@ describe.skipIf(skipWithoutEtcd())('kill -9 the leader of a federated primary on
 
   it('dc2 joins and replicates what either dc1 server writes', async () => {
     const [r1, r2] = [
-      await get<Roots>(a1, '/v1/connect/ca/roots'),
-      await get<Roots>(dc2, '/v1/connect/ca/roots'),
+      await get<CaRootsJson>(a1, '/v1/connect/ca/roots'),
+      await get<CaRootsJson>(dc2, '/v1/connect/ca/roots'),
     ];
     expect(r2.TrustDomain).toBe(r1.TrustDomain);
     expect(r2.ActiveRootID).toBe(r1.ActiveRootID);

@@ -312,12 +312,9 @@ describe.skipIf(skipWithoutEtcd())('the store on etcd', () => {
         // its lease is gone.
         await waitFor(
           async () => {
-            try {
-              await isolated.get('status');
-              return true;
-            } catch {
-              return false;
-            }
+            // A read that throws is "not yet" to waitFor, which names its last error on timeout.
+            await isolated.get('status');
+            return true;
           },
           { timeoutMs: 30_000, what: 'the old leader to reach etcd again' },
         );
