@@ -23,13 +23,13 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { peerClusters } from '../helpers/peered-mesh.js';
 import { cleanupProcesses } from '../helpers/process.js';
 import { federationSecretFile } from '../helpers/federation-server.js';
+import type { CaRootsJson } from '../../src/api/ca-routes.js';
 import { waitFor } from '../helpers/wait.js';
 import { type App, closeApps, httpCall, listenPort, startApp, tcpCall } from './apps.js';
 import {
   chainsTo,
   type FederatedDatacenter,
   leafChains,
-  type Roots,
   startFederatedDatacenter,
 } from './federation.js';
 import {
@@ -285,7 +285,9 @@ describe.skipIf(skipWithoutEnvoy())(
 
     it("trust bundles: ext holds the primary's roots for dc2, dc2 holds ext's own", async () => {
       const roots = async (node: MeshProcess) =>
-        (await node.api<Roots>('GET', '/v1/connect/ca/roots')).body.Roots.map((r) => r.RootCert);
+        (await node.api<CaRootsJson>('GET', '/v1/connect/ca/roots')).body.Roots.map(
+          (r) => r.RootCert,
+        );
       const bundle = async (node: MeshProcess, peer: string) =>
         (await node.api<Peering>('GET', `/v1/peering/${peer}`)).body.PeerCAPems;
       expect(norm(await bundle(ext, dc2Peer))).toEqual(norm(await roots(dc1.server)));
@@ -426,7 +428,7 @@ describe.skipIf(skipWithoutEnvoy())(
 
     it("dc2's peering server presents leaf + dc2's intermediate, which chain to dc1's root, not to ext's", async () => {
       const chain = await presentedChain(dc2.gatewayPorts.wan, `server.dc2.peering.${td}`);
-      const roots = (await dc1.server.api<Roots>('GET', '/v1/connect/ca/roots')).body;
+      const roots = (await dc1.server.api<CaRootsJson>('GET', '/v1/connect/ca/roots')).body;
       const root = new X509Certificate(roots.Roots[0]!.RootCert);
       expect(chain).toHaveLength(2);
       expect(chainsTo(chain, root)).toBe(true);
@@ -435,7 +437,7 @@ describe.skipIf(skipWithoutEnvoy())(
 
     it("a root rotation in the primary reaches ext through dc2's peering: ext trusts the new root before dc2's leaves use it, and no request across the peering fails", async () => {
       const rootsOf = async (node: MeshProcess) =>
-        (await node.api<Roots>('GET', '/v1/connect/ca/roots')).body;
+        (await node.api<CaRootsJson>('GET', '/v1/connect/ca/roots')).body;
       const before = await rootsOf(dc1.server);
       const inbound = new LoadLoop(port('client', 'orders'), {
         keepAliveWorkers: 1,

@@ -22,6 +22,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { WanServerJson } from '../../src/api/operator-routes.js';
 import { cleanupProcesses, runCli } from '../helpers/process.js';
 import { federationSecretFile } from '../helpers/federation-server.js';
+import type { CaRootsJson } from '../../src/api/ca-routes.js';
 import { waitFor } from '../helpers/wait.js';
 import { type App, closeApps, httpCall, listenPort, startApp, tcpCall } from './apps.js';
 import { LoadLoop } from './traffic.js';
@@ -29,7 +30,6 @@ import {
   chainsTo,
   type FederatedDatacenterOptions,
   leafChains,
-  type Roots,
   restartFederatedServer,
   startFederatedDatacenter,
 } from './federation.js';
@@ -249,10 +249,10 @@ describe.skipIf(skipWithoutEnvoy())(
     it('one trust domain: GET /v1/connect/ca/roots is the same in all three datacenters', async () => {
       const roots = await Promise.all(
         datacenters.map(
-          async (dc) => (await servers[dc].api<Roots>('GET', '/v1/connect/ca/roots')).body,
+          async (dc) => (await servers[dc].api<CaRootsJson>('GET', '/v1/connect/ca/roots')).body,
         ),
       );
-      const shape = (r: Roots) => ({
+      const shape = (r: CaRootsJson) => ({
         TrustDomain: r.TrustDomain,
         ActiveRootID: r.ActiveRootID,
         Roots: r.Roots.map((x) => ({ ID: x.ID, RootCert: x.RootCert })),
@@ -404,7 +404,7 @@ describe.skipIf(skipWithoutEnvoy())(
       const chains = leafChains(await placedEnvoy('web-sidecar-proxy').configDump());
       expect(chains).toHaveLength(1);
       const [leaf, intermediate] = chains[0]!;
-      const roots = (await servers.dc1.api<Roots>('GET', '/v1/connect/ca/roots')).body;
+      const roots = (await servers.dc1.api<CaRootsJson>('GET', '/v1/connect/ca/roots')).body;
       const root = new X509Certificate(roots.Roots[0]!.RootCert);
       expect(leaf!.subjectAltName).toContain(`spiffe://${td}/ns/default/dc/dc3/svc/web`);
       expect(intermediate?.ca).toBe(true);
@@ -554,7 +554,7 @@ describe.skipIf(skipWithoutEnvoy())(
 
     it("a root rotation in the primary re-signs both secondaries' intermediates and reaches every Envoy; not one request from dc3 to dc1 fails meanwhile", async () => {
       const rootsOf = async (dc: Dc) =>
-        (await servers[dc].api<Roots>('GET', '/v1/connect/ca/roots')).body;
+        (await servers[dc].api<CaRootsJson>('GET', '/v1/connect/ca/roots')).body;
       const before = await rootsOf('dc1');
       const load = new LoadLoop(port('web', 'api'), { keepAliveWorkers: 1, freshWorkers: 1 });
       try {

@@ -10,13 +10,6 @@ import { listenPort } from './apps.js';
 import { type ConfigDump, dumpSection } from './harness.js';
 import { type MeshProcess, type PlacedProxy, startCluster, startPlacedProxy } from './mesh.js';
 
-/** `GET /v1/connect/ca/roots`. */
-export type Roots = {
-  TrustDomain: string;
-  ActiveRootID: string;
-  Roots: { ID: string; RootCert: string }[];
-};
-
 /** A mesh gateway exposing its datacenter's servers, with separate LAN and WAN listeners. */
 export function federationGateway(id: string, ports: { lan: number; wan: number }) {
   return {

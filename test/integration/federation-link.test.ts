@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { X509Certificate } from 'node:crypto';
 import { afterAll, describe, expect, it } from 'vitest';
+import type { CaRootsJson } from '../../src/api/ca-routes.js';
 import type { RunningServer } from '../../src/server.js';
 import { federationServerSpiffeId } from '../../src/mesh/names.js';
 import { startFederationServer } from '../helpers/federation-server.js';
@@ -57,10 +58,9 @@ describe('WAN federation link between a primary and a secondary', () => {
       primaryGateways: `127.0.0.1:${primary.federationPort}`,
     });
 
-    type Roots = { TrustDomain: string; ActiveRootID: string; Roots: { RootCert: string }[] };
     const [r1, r2] = [
-      await get<Roots>(primary, '/v1/connect/ca/roots'),
-      await get<Roots>(secondary, '/v1/connect/ca/roots'),
+      await get<CaRootsJson>(primary, '/v1/connect/ca/roots'),
+      await get<CaRootsJson>(secondary, '/v1/connect/ca/roots'),
     ];
     expect(r2.TrustDomain).toBe(r1.TrustDomain);
     expect(r2.ActiveRootID).toBe(r1.ActiveRootID);
