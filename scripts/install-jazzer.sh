@@ -16,7 +16,8 @@ version=2.1.0
 llvm=16
 here="$(cd "$(dirname "$0")" && pwd)"
 patch_file="$here/jazzer/libfuzzer-jazzer.patch"
-stamp="jazzer ${version}, libFuzzer ${llvm} $(sha256sum "$patch_file" "$here/jazzer/package-lock.json" | sha256sum | cut -c1-16), node $(node -p process.versions.modules)"
+# The inputs' contents, not their paths: every checkout on a machine shares one build.
+stamp="jazzer ${version}, libFuzzer ${llvm} $(cat "$patch_file" "$here/jazzer/package-lock.json" | sha256sum | cut -c1-16), node $(node -p process.versions.modules)"
 dir="${XDG_CACHE_HOME:-$HOME/.cache}/isthmus/jazzer-${version}"
 addon="$dir/node_modules/@jazzer.js/fuzzer/build/Release/jazzerjs.node"
 say() { echo "install-jazzer: $*" >&2; }
