@@ -22,6 +22,11 @@ dir="${XDG_CACHE_HOME:-$HOME/.cache}/isthmus/jazzer-${version}"
 addon="$dir/node_modules/@jazzer.js/fuzzer/build/Release/jazzerjs.node"
 say() { echo "install-jazzer: $*" >&2; }
 
+# Two checkouts installing at once: one builds, the other waits for it and finds the build ready.
+mkdir -p "$(dirname "$dir")"
+exec 9>"$dir.lock"
+if command -v flock >/dev/null; then flock 9; fi
+
 if [ -f "$dir/ready" ] && [ "$(cat "$dir/ready")" = "$stamp" ] && [ -f "$addon" ]; then
   echo "$dir"
   exit 0
