@@ -20,10 +20,10 @@
 import { X509Certificate } from 'node:crypto';
 import * as tls from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { CaRootsJson } from '../../src/api/ca-routes.js';
 import { peerClusters } from '../helpers/peered-mesh.js';
 import { cleanupProcesses } from '../helpers/process.js';
 import { federationSecretFile } from '../helpers/federation-server.js';
-import type { CaRootsJson } from '../../src/api/ca-routes.js';
 import { waitFor } from '../helpers/wait.js';
 import { type App, closeApps, httpCall, listenPort, startApp, tcpCall } from './apps.js';
 import {

@@ -19,10 +19,10 @@
 import { execFileSync } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { CaRootsJson } from '../../src/api/ca-routes.js';
 import type { WanServerJson } from '../../src/api/operator-routes.js';
 import { cleanupProcesses, runCli } from '../helpers/process.js';
 import { federationSecretFile } from '../helpers/federation-server.js';
-import type { CaRootsJson } from '../../src/api/ca-routes.js';
 import { waitFor } from '../helpers/wait.js';
 import { type App, closeApps, httpCall, listenPort, startApp, tcpCall } from './apps.js';
 import { LoadLoop } from './traffic.js';
