@@ -22,6 +22,9 @@ RUN npm run build \
 
 FROM node:20.19-bookworm-slim
 
+# A young generation sized for a push to thousands of proxies (README "Performance"): fewer
+# scavenges in a round, for a few KB more memory per proxy. `-e NODE_OPTIONS=` sets another.
+ENV NODE_OPTIONS=--max-semi-space-size=32
 WORKDIR /app
 COPY --from=build /app/package.json ./
 COPY --from=build /app/node_modules ./node_modules

@@ -236,12 +236,20 @@ function summaryTable(r: Report): string {
   );
 }
 
+/** The server's V8 heap flags (the young generation's size moves the figures: bench/README.md). */
+function serverNodeFlags(): string {
+  const flags = [...(process.env.NODE_OPTIONS ?? '').split(/\s+/), ...process.execArgv].filter(
+    (f) => f.startsWith('--max-semi-space-size') || f.startsWith('--max-old-space-size'),
+  );
+  return flags.length > 0 ? `(server: ${flags.join(' ')})` : '(server: default heap)';
+}
+
 export function printReport(r: Report): void {
   const o = r.opts;
   const lines = [
     'isthmus xDS fan-out benchmark',
     `  clients ${o.clients} · workers ${o.workers} · api ${o.api} · rounds ${o.rounds} (+1 warm-up) · connections: one per ${o.conn} · client ${o.client} · ` +
-      `node ${process.version} · ${availableParallelism()} CPUs · forced GC ${r.gc ? 'yes' : 'no'}`,
+      `node ${process.version} ${serverNodeFlags()} · ${availableParallelism()} CPUs · forced GC ${r.gc ? 'yes' : 'no'}`,
     `  view per proxy: 1 secret, 10 clusters, 10 ClusterLoadAssignments, 1 listener · one EDS push = ${r.setup.edsResponse.length} bytes · ` +
       `${r.cds.clusters}-cluster CDS response = ${r.cds.responseBytes} bytes`,
     `  initial sync: all ${o.clients} proxies received and ACKed their views ${f(r.setup.syncMs)} ms after connecting began`,
