@@ -15,6 +15,12 @@ import { withDeadline } from '../helpers/wait.js';
 
 const repoRoot = resolve(import.meta.dirname, '../..');
 const { version } = JSON.parse(readFileSync(join(repoRoot, 'package.json'), 'utf8'));
+/** The image's own stage of the Dockerfile (after its last FROM). */
+const imageStage = readFileSync(join(repoRoot, 'Dockerfile'), 'utf8')
+  .split(/^FROM\s/m)
+  .at(-1)!;
+/** The NODE_OPTIONS the image runs isthmus with (README "Performance"). */
+const imageNodeOptions = /^ENV NODE_OPTIONS=(\S+)$/m.exec(imageStage)?.[1];
 
 afterAll(cleanupProcesses);
 
@@ -48,8 +54,11 @@ describe('the compiled build', () => {
     expect(res).toMatchObject({ code: 0, stdout: version, stderr: '' });
   });
 
-  it('serves as `isthmus server`, then exits 0 on SIGTERM', async () => {
-    const server = await startServerProcess([], compiled());
+  it("serves as `isthmus server` with the image's NODE_OPTIONS, then exits 0 on SIGTERM", async () => {
+    const server = await startServerProcess([], {
+      ...compiled(),
+      env: { NODE_OPTIONS: imageNodeOptions ?? '' },
+    });
     expect(server.started).toMatchObject({ dataDir: server.dataDir });
     const res = await fetch(server.url('/healthz'));
     expect(res.status).toBe(200);
@@ -83,6 +92,11 @@ describe('the compiled build', () => {
       'bin/isthmus.js ./bin/',
     ]);
     expect(image).toMatch(/isthmus --version/);
+    // A young generation sized for pushes to thousands of proxies, as README "Performance" says.
+    expect(imageNodeOptions).toMatch(/^--max-semi-space-size=\d+$/);
+    expect(readFileSync(join(repoRoot, 'README.md'), 'utf8')).toContain(
+      `Docker image runs the server with \`NODE_OPTIONS=${imageNodeOptions}\``,
+    );
     const pkg = JSON.parse(readFileSync(join(repoRoot, 'package.json'), 'utf8'));
     expect(Object.keys(pkg.dependencies)).not.toContain('tsx');
     expect(Object.keys(pkg.devDependencies)).toContain('tsx');
