@@ -15,12 +15,10 @@ import { withDeadline } from '../helpers/wait.js';
 
 const repoRoot = resolve(import.meta.dirname, '../..');
 const { version } = JSON.parse(readFileSync(join(repoRoot, 'package.json'), 'utf8'));
-/** The image's own stage of the Dockerfile (after its last FROM). */
-const imageStage = readFileSync(join(repoRoot, 'Dockerfile'), 'utf8')
-  .split(/^FROM\s/m)
-  .at(-1)!;
+/** The Dockerfile by stage: what precedes the first FROM, the build stages, the image's own. */
+const dockerStages = readFileSync(join(repoRoot, 'Dockerfile'), 'utf8').split(/^FROM\s/m);
 /** The NODE_OPTIONS the image runs isthmus with (README "Performance"). */
-const imageNodeOptions = /^ENV NODE_OPTIONS=(\S+)$/m.exec(imageStage)?.[1];
+const imageNodeOptions = /^ENV NODE_OPTIONS=(\S+)$/m.exec(dockerStages.at(-1)!)?.[1];
 
 afterAll(cleanupProcesses);
 
@@ -78,11 +76,9 @@ describe('the compiled build', () => {
   });
 
   it('the image ships dist/, the compiled web UI, the runtime dependencies and bin/isthmus.js: no sources, no tsx', () => {
-    const dockerfile = readFileSync(join(repoRoot, 'Dockerfile'), 'utf8');
-    const stages = dockerfile.split(/^FROM\s/m);
-    const image = stages.at(-1)!;
-    expect(stages.length).toBeGreaterThan(2);
-    expect(stages.slice(1, -1).join('')).toMatch(/npm prune --omit=dev/);
+    const image = dockerStages.at(-1)!;
+    expect(dockerStages.length).toBeGreaterThan(2);
+    expect(dockerStages.slice(1, -1).join('')).toMatch(/npm prune --omit=dev/);
     const copied = [...image.matchAll(/^COPY\s+(.+)$/gm)].map((m) => m[1]!);
     expect(copied).toEqual([
       '--from=build /app/package.json ./',
